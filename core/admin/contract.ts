@@ -1,0 +1,187 @@
+/**
+ * The admin API contract: the one module that says what an admin can see and do. The
+ * contact point implements it; two transports carry it (the loopback ws endpoint here, and
+ * Electron IPC in the desktop app); the CLI and the GUI call it without knowing which.
+ * Channel names are `area:verb`. Parameters are checked against these schemas at every
+ * transport boundary before they reach the core.
+ */
+import { MAX_NAME_LENGTH } from '../protocol/limits.js';
+import { list, obj, optional, str, type Infer, type Schema } from '../protocol/schema.js';
+
+export type PeerState = 'unregistered' | 'pending' | 'registered' | 'revoked';
+export type TunnelState = 'connecting' | 'connected' | 'reconnecting' | 'offline';
+
+export interface PeerView {
+  readonly name: string;
+  /** `printer@acme-hq` */
+  readonly address: string;
+  readonly state: PeerState;
+  readonly online: boolean;
+  /** LAN address the peer last connected from */
+  readonly lanAddress: string | undefined;
+  readonly firstSeen: number;
+  readonly lastSeen: number;
+  readonly messagesIn: number;
+  readonly messagesOut: number;
+  /** who or what admitted it: `admin`, `policy:subnet 10.0.0.0/24`, `policy:join-code` */
+  readonly admittedBy: string | undefined;
+  readonly decidedAt: number | undefined;
+  /** short SHA-256 fingerprint of the peer's public key, to tell two devices apart */
+  readonly keyFingerprint: string;
+}
+
+export interface TunnelView {
+  readonly state: TunnelState;
+  readonly relayUrl: string;
+  readonly session: string | undefined;
+  readonly connectedAt: number | undefined;
+  readonly lastError: string | undefined;
+  readonly nextRetryAt: number | undefined;
+  readonly reconnects: number;
+  readonly rttMs: number | undefined;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly framesIn: number;
+  readonly framesOut: number;
+  /** registered peers reachable over this one tunnel: sockets the relay does not have to hold */
+  readonly peersServed: number;
+  readonly keepaliveMs: number;
+  readonly proxy: string | undefined;
+}
+
+export interface PolicyView {
+  /** CIDRs whose peers are registered without asking the admin */
+  readonly subnets: readonly string[];
+  /** whether a join code is set (the code itself is stored hashed and never shown) */
+  readonly joinCode: boolean;
+}
+
+export type FlowDirection = 'in' | 'out' | 'local';
+export type FlowOutcome = 'delivered' | 'refused' | 'forwarded';
+
+export interface FlowEvent {
+  readonly at: number;
+  readonly id: string;
+  readonly dir: FlowDirection;
+  readonly from: string;
+  readonly to: string;
+  readonly size: number;
+  readonly outcome: FlowOutcome;
+  /** status code (0 when delivered) and its text */
+  readonly code: number;
+  readonly reason: string;
+}
+
+export interface FlowTotals {
+  readonly messages: number;
+  readonly bytes: number;
+  readonly delivered: number;
+  readonly refused: number;
+  readonly byDirection: Readonly<Record<FlowDirection, number>>;
+  /** refusals by status name */
+  readonly refusals: Readonly<Record<string, number>>;
+}
+
+export interface FlowBatch {
+  readonly at: number;
+  /** the most recent events since the last batch, oldest first (capped) */
+  readonly events: readonly FlowEvent[];
+  /** events in this interval that were counted but not listed (over the cap) */
+  readonly omitted: number;
+  readonly intervalMs: number;
+  readonly totals: FlowTotals;
+}
+
+export interface ContactPointInfo {
+  readonly id: string;
+  readonly version: string;
+  readonly startedAt: number;
+  /** true when `npm start` runs its own relay on loopback: a demo, not an office setup */
+  readonly embeddedRelay: boolean;
+  readonly peerPortUrl: string;
+}
+
+export interface Snapshot {
+  readonly contactPoint: ContactPointInfo;
+  readonly tunnel: TunnelView;
+  readonly peers: readonly PeerView[];
+  readonly policy: PolicyView;
+  readonly flow: FlowTotals;
+}
+
+export interface AdminEvents {
+  'peer:changed': PeerView;
+  'peer:removed': { readonly name: string };
+  'tunnel:status': TunnelView;
+  'flow:batch': FlowBatch;
+  'policy:changed': PolicyView;
+}
+export type AdminEventName = keyof AdminEvents;
+export const ADMIN_EVENTS: readonly AdminEventName[] = ['peer:changed', 'peer:removed', 'tunnel:status', 'flow:batch', 'policy:changed'];
+
+const peerName = str({ min: 1, max: MAX_NAME_LENGTH, pattern: /^[a-z0-9][a-z0-9._-]*$/, patternText: 'must be a peer name' });
+const cidr = str({ min: 3, max: 49, pattern: /^[0-9a-fA-F:.]+\/\d{1,3}$/, patternText: 'must be a CIDR such as 192.168.1.0/24' });
+
+/** Every call: its parameter schema. Results are typed by AdminResults. */
+export const ADMIN_CALLS = {
+  'snapshot:get': obj({}),
+  'peers:approve': obj({ name: peerName }),
+  'peers:reject': obj({ name: peerName }),
+  'peers:revoke': obj({ name: peerName }),
+  'peers:forget': obj({ name: peerName }),
+  'policy:set': obj({
+    subnets: list(cidr, { max: 64 }),
+    /** a new join code; omitted keeps the current one, "" clears it */
+    joinCode: optional(str({ max: 128 })),
+  }),
+  'tunnel:reconnect': obj({}),
+} satisfies Record<string, Schema<unknown>>;
+
+export type AdminMethod = keyof typeof ADMIN_CALLS;
+export type AdminParams<M extends AdminMethod> = Infer<(typeof ADMIN_CALLS)[M]>;
+export interface AdminResults {
+  'snapshot:get': Snapshot;
+  'peers:approve': PeerView;
+  'peers:reject': PeerView;
+  'peers:revoke': PeerView;
+  'peers:forget': { readonly name: string };
+  'policy:set': PolicyView;
+  'tunnel:reconnect': TunnelView;
+}
+
+/** Stable error codes an admin call can fail with. */
+export type AdminErrorCode = 'INVALID_PARAMS' | 'NOT_FOUND' | 'CONFLICT' | 'UNAUTHORIZED' | 'UNKNOWN_METHOD' | 'INTERNAL' | 'UNAVAILABLE';
+
+export class AdminError extends Error {
+  override readonly name = 'AdminError';
+  constructor(
+    readonly code: AdminErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** What both transports expose, and what the CLI and the GUI program against. */
+export interface AdminApi {
+  call<M extends AdminMethod>(method: M, params: AdminParams<M>): Promise<AdminResults[M]>;
+  subscribe<E extends AdminEventName>(event: E, listener: (data: AdminEvents[E]) => void): () => void;
+}
+
+export function isAdminMethod(m: unknown): m is AdminMethod {
+  return typeof m === 'string' && Object.hasOwn(ADMIN_CALLS, m);
+}
+
+/** Wire messages of the ws admin transport (JSON text frames). */
+export type AdminClientMessage =
+  | { readonly type: 'auth'; readonly token: string }
+  | { readonly type: 'call'; readonly id: number; readonly method: string; readonly params: unknown };
+export type AdminServerMessage =
+  | { readonly type: 'ready'; readonly snapshot: Snapshot }
+  | { readonly type: 'result'; readonly id: number; readonly ok: true; readonly value: unknown }
+  | { readonly type: 'result'; readonly id: number; readonly ok: false; readonly error: { readonly code: AdminErrorCode; readonly message: string } }
+  | { readonly type: 'event'; readonly name: AdminEventName; readonly data: unknown };
+
+/** ws subprotocol of the admin endpoint. */
+export const ADMIN_PROTOCOL = 'contact-point-admin.v1';
+export const ADMIN_PATH = '/admin';

@@ -1,0 +1,313 @@
+import { EventEmitter } from 'node:events';
+import {
+  ADMIN_CALLS,
+  AdminError,
+  isAdminMethod,
+  type AdminApi,
+  type AdminEventName,
+  type AdminEvents,
+  type AdminMethod,
+  type AdminParams,
+  type AdminResults,
+  type Snapshot,
+} from '../admin/contract.js';
+import type { Frame } from '../protocol/codec.js';
+import { decodeControl } from '../protocol/codec.js';
+import { ProtocolError } from '../protocol/errors.js';
+import { FrameType, frameTypeName } from '../protocol/frames.js';
+import { MAX_REGISTER_PER_MINUTE } from '../protocol/limits.js';
+import { SchemaError } from '../protocol/schema.js';
+import { Status } from '../protocol/status.js';
+import { silentLogger, type Logger } from '../runtime/logger.js';
+import { VERSION } from '../version.js';
+import { Collector } from './collector.js';
+import { Distributor } from './distributor.js';
+import { FlowRecorder } from './flow-recorder.js';
+import { Gateway } from './gateway.js';
+import { PeerPort, type PeerSession } from './peer-port.js';
+import { Registrar } from './registrar.js';
+import { StateStore } from './state-store.js';
+
+export interface ContactPointOptions {
+  /** this contact point's id at the relay: the domain of its peers' addresses (`acme-hq`) */
+  readonly id: string;
+  readonly relayUrl: string;
+  readonly secret: string;
+  /** where peers and decisions persist; undefined keeps them in memory only */
+  readonly stateDir?: string | undefined;
+  readonly peerHost?: string;
+  readonly peerPort?: number;
+  readonly logger?: Logger;
+  readonly proxy?: string | null;
+  readonly ca?: string | Buffer;
+  /** set by `contact-point start`: shown in the GUI as a local demo relay */
+  readonly embeddedRelay?: boolean;
+  /** auto-approve policy given on the command line; replaces the stored one when set */
+  readonly policy?: { readonly subnets?: readonly string[]; readonly joinCode?: string };
+  readonly pingIntervalMs?: number;
+  readonly pongTimeoutMs?: number;
+  readonly backoffBaseMs?: number;
+  readonly backoffMaxMs?: number;
+  readonly helloTimeoutMs?: number;
+}
+
+/** How often tunnel status and changed peer counters go to admin subscribers. */
+export const ADMIN_REFRESH_MS = 1_000;
+
+/**
+ * The internal contact point (seed 000, 160): one outbound tunnel (gateway), the LAN peer port,
+ * the registrar, collector and distributor, and the admin API over all of it. The CLI host,
+ * the Electron host and the tests build this same object.
+ */
+export class ContactPoint implements AdminApi {
+  readonly registrar: Registrar;
+  readonly gateway: Gateway;
+  readonly peerPort: PeerPort;
+  readonly flow = new FlowRecorder();
+  private readonly distributor: Distributor;
+  private readonly collector: Collector;
+  private readonly store: StateStore;
+  private readonly events = new EventEmitter();
+  private readonly logger: Logger;
+  private refresh: NodeJS.Timeout | undefined;
+  private startedAt = 0;
+  private running = false;
+
+  private constructor(
+    private readonly opts: ContactPointOptions,
+    registrar: Registrar,
+  ) {
+    this.logger = opts.logger ?? silentLogger;
+    this.registrar = registrar;
+    this.store = StateStore.create(opts.stateDir, () => registrar.persisted(), this.logger);
+    this.gateway = new Gateway({
+      relayUrl: opts.relayUrl,
+      id: opts.id,
+      secret: opts.secret,
+      logger: this.logger,
+      software: `contact-point/${VERSION}`,
+      registeredNames: () => registrar.registeredNames(),
+      ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),
+      ...(opts.ca ? { ca: opts.ca } : {}),
+      ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : {}),
+      ...(opts.pongTimeoutMs ? { pongTimeoutMs: opts.pongTimeoutMs } : {}),
+      ...(opts.backoffBaseMs ? { backoffBaseMs: opts.backoffBaseMs } : {}),
+      ...(opts.backoffMaxMs ? { backoffMaxMs: opts.backoffMaxMs } : {}),
+    });
+    this.peerPort = new PeerPort({
+      contactPointId: opts.id,
+      host: opts.peerHost ?? '0.0.0.0',
+      port: opts.peerPort ?? 0,
+      logger: this.logger,
+      ...(opts.helloTimeoutMs ? { helloTimeoutMs: opts.helloTimeoutMs } : {}),
+      ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : {}),
+      handler: {
+        hello: (name, publicKey, remote) => {
+          const r = registrar.hello(name, publicKey, remote);
+          return r.ok ? { ok: true, state: r.record.state } : r;
+        },
+        up: (s) => registrar.setOnline(s.name, true),
+        down: (s) => {
+          this.distributor.sessionDown(s);
+          registrar.setOnline(s.name, false);
+        },
+        frame: (s, f) => this.onPeerFrame(s, f),
+      },
+    });
+    this.distributor = new Distributor({ id: opts.id, registrar, peers: this.peerPort, gateway: this.gateway, flow: this.flow, logger: this.logger });
+    this.collector = new Collector(opts.id, registrar, this.distributor, this.gateway);
+
+    this.gateway.on('frame', (f) => this.onTunnelFrame(f));
+    this.gateway.on('down', () => this.distributor.tunnelDown());
+    this.gateway.on('status', (s) => this.events.emit('tunnel:status', s));
+    registrar.on('changed', (r, previous) => {
+      this.store.changed();
+      if (previous !== r.state) this.onDecision(r.name, previous, r.state, r.admittedBy);
+      this.events.emit('peer:changed', registrar.view(r));
+    });
+    registrar.on('removed', (name) => {
+      this.store.changed();
+      this.gateway.announce('remove', [name]);
+      this.peerPort.disconnect(name, Status.REVOKED, 'the admin removed this peer');
+      this.events.emit('peer:removed', { name });
+    });
+    registrar.on('policy', (p) => {
+      this.store.changed();
+      this.events.emit('policy:changed', p);
+    });
+  }
+
+  static async create(opts: ContactPointOptions): Promise<ContactPoint> {
+    const state = await StateStore.load(opts.stateDir);
+    const registrar = new Registrar(opts.id, state);
+    if (opts.policy) registrar.setPolicy(opts.policy.subnets ?? registrar.policy.subnets, opts.policy.joinCode);
+    return new ContactPoint(opts, registrar);
+  }
+
+  get id(): string {
+    return this.opts.id;
+  }
+
+  get peerPortUrl(): string {
+    return this.peerPort.url;
+  }
+
+  async start(): Promise<void> {
+    if (this.running) return;
+    await this.peerPort.start();
+    this.running = true;
+    this.startedAt = Date.now();
+    this.flow.start();
+    this.gateway.start();
+    this.refresh = setInterval(() => this.refreshAdmin(), ADMIN_REFRESH_MS);
+    this.refresh.unref();
+    this.logger.info('contact point running', { id: this.opts.id, relay: this.opts.relayUrl, peerPort: this.peerPort.url });
+  }
+
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    clearInterval(this.refresh);
+    this.flow.stop();
+    this.gateway.stop();
+    await this.peerPort.stop();
+    await this.store.flush();
+    this.events.removeAllListeners();
+  }
+
+  // ---- admin API -------------------------------------------------------------------------
+
+  snapshot(): Snapshot {
+    return {
+      contactPoint: {
+        id: this.opts.id,
+        version: VERSION,
+        startedAt: this.startedAt,
+        embeddedRelay: this.opts.embeddedRelay ?? false,
+        peerPortUrl: this.peerPort.url,
+      },
+      tunnel: this.gateway.status(),
+      peers: this.registrar.views(),
+      policy: this.registrar.policyView(),
+      flow: this.flow.totals(),
+    };
+  }
+
+  async call<M extends AdminMethod>(method: M, params: AdminParams<M>): Promise<AdminResults[M]> {
+    if (!isAdminMethod(method)) throw new AdminError('UNKNOWN_METHOD', `no admin call named ${String(method)}`);
+    let p: unknown;
+    try {
+      p = ADMIN_CALLS[method].parse(params ?? {});
+    } catch (err: unknown) {
+      if (err instanceof SchemaError) throw new AdminError('INVALID_PARAMS', `${method}: ${err.message}`);
+      throw err;
+    }
+    return this.dispatch(method, p as AdminParams<M>) as AdminResults[M];
+  }
+
+  subscribe<E extends AdminEventName>(event: E, listener: (data: AdminEvents[E]) => void): () => void {
+    if (event === 'flow:batch') return this.flow.subscribe(listener as (b: AdminEvents['flow:batch']) => void);
+    this.events.on(event, listener);
+    return () => void this.events.off(event, listener);
+  }
+
+  private dispatch(method: AdminMethod, p: AdminParams<AdminMethod>): AdminResults[AdminMethod] {
+    const r = this.registrar;
+    const name = (p as { name?: string }).name ?? '';
+    switch (method) {
+      case 'snapshot:get':
+        return this.snapshot();
+      case 'peers:approve':
+        return r.view(r.approve(name));
+      case 'peers:reject':
+        return r.view(r.reject(name));
+      case 'peers:revoke':
+        return r.view(r.revoke(name));
+      case 'peers:forget':
+        r.forget(name);
+        return { name };
+      case 'policy:set': {
+        const { subnets, joinCode } = p as AdminParams<'policy:set'>;
+        try {
+          return r.setPolicy(subnets, joinCode);
+        } catch (err: unknown) {
+          throw new AdminError('INVALID_PARAMS', (err as Error).message);
+        }
+      }
+      case 'tunnel:reconnect':
+        this.gateway.reconnectNow();
+        return this.gateway.status();
+    }
+  }
+
+  // ---- traffic ---------------------------------------------------------------------------
+
+  private onTunnelFrame(frame: Frame): void {
+    switch (frame.type) {
+      case FrameType.MSG:
+        return this.collector.fromTunnel(frame);
+      case FrameType.ACK:
+        return this.distributor.ackFromTunnel(frame);
+      case FrameType.GOAWAY:
+        this.logger.info('relay is going away', { reason: decodeControl(frame, FrameType.GOAWAY).reason });
+        return;
+      case FrameType.ERROR: {
+        const e = decodeControl(frame, FrameType.ERROR);
+        this.logger.warn('relay reported an error', { code: e.code, reason: e.reason });
+        return;
+      }
+      default:
+        throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} not expected on the tunnel`);
+    }
+  }
+
+  private onPeerFrame(session: PeerSession, frame: Frame): void {
+    switch (frame.type) {
+      case FrameType.MSG:
+        return this.collector.fromPeer(session, frame);
+      case FrameType.ACK:
+        return this.distributor.ackFromPeer(session, frame);
+      case FrameType.REGISTER: {
+        const body = decodeControl(frame, FrameType.REGISTER);
+        const now = Date.now();
+        if (now - session.registerWindowStart > 60_000) {
+          session.registerWindowStart = now;
+          session.registerCount = 0;
+        }
+        if (++session.registerCount > MAX_REGISTER_PER_MINUTE) {
+          session.link.sendControl(FrameType.ERROR, { code: Status.RATE_LIMITED, reason: `at most ${MAX_REGISTER_PER_MINUTE} registration requests a minute` });
+          return;
+        }
+        const rec = this.registrar.requestRegistration(session.name, body.joinCode);
+        // Tell the peer where it stands even when nothing changed (already pending, revoked).
+        if (rec) this.peerPort.sendState(session.name, rec.state, rec.admittedBy);
+        return;
+      }
+      default:
+        throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} not expected from a peer`);
+    }
+  }
+
+  private onDecision(name: string, previous: string | undefined, state: string, by: string | undefined): void {
+    this.logger.info('peer registration changed', { peer: name, from: previous ?? 'new', to: state, by });
+    if (state === 'registered') this.gateway.announce('add', [name]);
+    else if (previous === 'registered') this.gateway.announce('remove', [name]);
+    if (state === 'revoked') {
+      // Revocation is immediate: no more deliveries, and the live session is closed.
+      this.peerPort.sendState(name, 'revoked', undefined);
+      this.peerPort.disconnect(name, Status.REVOKED, 'the admin revoked this peer');
+    } else if (previous !== undefined) {
+      this.peerPort.sendState(name, state as 'unregistered' | 'pending' | 'registered', by);
+    }
+  }
+
+  private refreshAdmin(): void {
+    if (this.events.listenerCount('tunnel:status') > 0) this.events.emit('tunnel:status', this.gateway.status());
+    if (this.events.listenerCount('peer:changed') === 0) return;
+    // Message counters change too often for an event each; changed peers go out once a second.
+    for (const name of this.registrar.drainCounted()) {
+      const rec = this.registrar.get(name);
+      if (rec) this.events.emit('peer:changed', this.registrar.view(rec));
+    }
+  }
+}

@@ -1,0 +1,130 @@
+import { parseAddress } from '../protocol/address.js';
+import { decodeAck, encodeAck, type Frame, type MsgFrame } from '../protocol/codec.js';
+import { ProtocolError } from '../protocol/errors.js';
+import { MAX_BUFFERED_BYTES, MAX_IN_FLIGHT_PER_PEER, SLOW_CONSUMER_TIMEOUT_MS } from '../protocol/limits.js';
+import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
+import type { Logger } from '../runtime/logger.js';
+import type { FlowRecorder } from './flow-recorder.js';
+import type { Gateway } from './gateway.js';
+import type { PeerPort, PeerSession } from './peer-port.js';
+import type { Registrar } from './registrar.js';
+
+/** Messages forwarded to the relay whose ACK the flow view still waits for; beyond, they show as `forwarded`. */
+export const MAX_OUTBOUND_TRACKED = 65_536;
+
+/** Where a refusal or an ACK for a message goes back to. */
+export type Reply = (frame: Buffer) => void;
+
+interface Outbound {
+  readonly size: number;
+  readonly from: string;
+  readonly to: string;
+}
+
+export interface DistributorDeps {
+  readonly id: string;
+  readonly registrar: Registrar;
+  readonly peers: PeerPort;
+  readonly gateway: Gateway;
+  readonly flow: FlowRecorder;
+  readonly logger: Logger;
+}
+
+/**
+ * The distributor (seed 000, 240): hands collected messages to the registered peer they are
+ * addressed to, and routes every ACK back the way its message came: down the tunnel for
+ * external senders, straight to the sending session for LAN-to-LAN messages (seed [0041]:
+ * the relay never sees those). It refuses, with a reason, anything for a peer that is not
+ * registered, not connected, or not keeping up.
+ */
+export class Distributor {
+  private readonly outbound = new Map<string, Outbound>();
+
+  constructor(private readonly d: DistributorDeps) {}
+
+  /** Deliver to a local peer. `dir` says where it came from: the tunnel (`in`) or another LAN peer (`local`). */
+  deliver(msg: MsgFrame, raw: Buffer, dir: 'in' | 'local', reply: Reply): void {
+    const to = parseAddress(msg.to)!;
+    const record = this.d.registrar.get(to.name);
+    if (!record) return this.refuse(msg, Status.UNKNOWN_PEER, dir, reply);
+    if (record.state !== 'registered') return this.refuse(msg, Status.PEER_NOT_REGISTERED, dir, reply, `peer is ${record.state}`);
+    const session = this.d.peers.get(to.name);
+    if (!session) return this.refuse(msg, Status.PEER_OFFLINE, dir, reply);
+    if (session.link.bufferedAmount > MAX_BUFFERED_BYTES) {
+      const now = Date.now();
+      if (!session.congestedSince) session.congestedSince = now;
+      else if (now - session.congestedSince > SLOW_CONSUMER_TIMEOUT_MS) {
+        session.link.fault(Status.SLOW_CONSUMER, `nothing read for ${SLOW_CONSUMER_TIMEOUT_MS} ms`);
+      }
+      return this.refuse(msg, Status.QUEUE_FULL, dir, reply, 'the receiver is not reading');
+    }
+    session.congestedSince = 0;
+    if (session.inflight.size >= MAX_IN_FLIGHT_PER_PEER) {
+      return this.refuse(msg, Status.QUEUE_FULL, dir, reply, `${MAX_IN_FLIGHT_PER_PEER} messages await this peer's acknowledgement`);
+    }
+    session.inflight.set(`${msg.from}\n${msg.id}`, { size: msg.payload.length, at: Date.now(), dir });
+    session.link.send(raw);
+  }
+
+  /** A registered peer sends beyond the LAN: up the tunnel. */
+  forwardOut(session: PeerSession, msg: MsgFrame, raw: Buffer): void {
+    if (!this.d.gateway.connected) return this.refuse(msg, Status.CONTACT_POINT_OFFLINE, 'out', session.link.send.bind(session.link), 'the tunnel to the relay is down');
+    if (this.d.gateway.bufferedAmount > MAX_BUFFERED_BYTES) {
+      return this.refuse(msg, Status.QUEUE_FULL, 'out', session.link.send.bind(session.link), 'the tunnel is congested');
+    }
+    const key = `${msg.from}\n${msg.id}`;
+    if (this.outbound.size < MAX_OUTBOUND_TRACKED) this.outbound.set(key, { size: msg.payload.length, from: msg.from, to: msg.to });
+    else this.d.flow.record(msg.id, 'out', msg.from, msg.to, msg.payload.length, -1);
+    this.d.gateway.send(raw);
+  }
+
+  /** An ACK from a local peer for a message we delivered to it. */
+  ackFromPeer(session: PeerSession, frame: Frame): void {
+    const ack = decodeAck(frame);
+    if (ack.from !== session.address) throw new ProtocolError(Status.PROTOCOL_VIOLATION, `ACK signed ${ack.from} on ${session.address}'s link`);
+    const entry = session.inflight.get(`${ack.to}\n${ack.id}`);
+    if (entry) {
+      session.inflight.delete(`${ack.to}\n${ack.id}`);
+      if (ack.status === Status.OK) this.d.registrar.countMessage(session.name, 'in');
+      this.d.flow.record(ack.id, entry.dir, ack.to, ack.from, entry.size, ack.status, ack.reason);
+    }
+    const to = parseAddress(ack.to);
+    if (!to) return;
+    if (to.domain === this.d.id) this.d.peers.get(to.name)?.link.send(frame.raw);
+    else this.d.gateway.send(frame.raw);
+  }
+
+  /** An ACK from the relay side for a message a local peer sent out. */
+  ackFromTunnel(frame: Frame): void {
+    const ack = decodeAck(frame);
+    const to = parseAddress(ack.to);
+    if (!to || to.domain !== this.d.id) {
+      this.d.logger.debug('ACK for another contact point arrived on our tunnel', { to: ack.to });
+      return;
+    }
+    const key = `${ack.to}\n${ack.id}`;
+    const entry = this.outbound.get(key);
+    if (entry) {
+      this.outbound.delete(key);
+      this.d.flow.record(ack.id, 'out', entry.from, entry.to, entry.size, ack.status, ack.reason);
+    }
+    this.d.peers.get(to.name)?.link.send(frame.raw);
+  }
+
+  /** Answer a message with a refusal ACK (never drop it silently) and count it in the flow. */
+  refuse(msg: MsgFrame, code: StatusCode, dir: 'in' | 'out' | 'local', reply: Reply, reason?: string): void {
+    const text = reason ?? describeStatus(code);
+    this.d.flow.record(msg.id, dir, msg.from, msg.to, msg.payload.length, code, text);
+    reply(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: code, reason: text }));
+  }
+
+  /** A peer went away: what it had not acknowledged will be retried by its senders. */
+  sessionDown(session: PeerSession): void {
+    session.inflight.clear();
+  }
+
+  /** The tunnel dropped: ACKs for messages sent out can no longer come; senders retry. */
+  tunnelDown(): void {
+    this.outbound.clear();
+  }
+}

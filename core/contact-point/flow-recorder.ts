@@ -1,0 +1,107 @@
+import type { FlowBatch, FlowDirection, FlowEvent, FlowOutcome, FlowTotals } from '../admin/contract.js';
+import { describeStatus, Status, statusName } from '../protocol/status.js';
+
+/** How often the admin stream gets a flow batch. */
+export const FLOW_BATCH_MS = 250;
+/** Events listed per batch; the rest of the interval is counted in `omitted`. */
+export const MAX_FLOW_EVENTS_PER_BATCH = 200;
+
+/**
+ * The live message flow for the admin: totals always, individual events only while someone
+ * watches, and then at most MAX_FLOW_EVENTS_PER_BATCH of the most recent per interval (a ring),
+ * so 20,000 msgs/s through the contact point costs the GUI a few hundred rows a second and
+ * the contact point a fixed amount of memory.
+ */
+export class FlowRecorder {
+  private readonly ring: (FlowEvent | undefined)[] = new Array<FlowEvent | undefined>(MAX_FLOW_EVENTS_PER_BATCH);
+  private head = 0;
+  private count = 0;
+  private intervalEvents = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly listeners = new Set<(b: FlowBatch) => void>();
+  private lastEmitAt = Date.now();
+  private readonly t = {
+    messages: 0,
+    bytes: 0,
+    delivered: 0,
+    refused: 0,
+    byDirection: { in: 0, out: 0, local: 0 } as Record<FlowDirection, number>,
+    refusals: {} as Record<string, number>,
+  };
+
+  /** True while someone watches: callers skip building event objects otherwise. */
+  get watched(): boolean {
+    return this.listeners.size > 0;
+  }
+
+  start(): void {
+    this.timer ??= setInterval(() => this.flush(), FLOW_BATCH_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  subscribe(fn: (b: FlowBatch) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  record(id: string, dir: FlowDirection, from: string, to: string, size: number, code: number, reason?: string): void {
+    const outcome: FlowOutcome = code === Status.OK ? 'delivered' : code < 0 ? 'forwarded' : 'refused';
+    this.t.messages++;
+    this.t.bytes += size;
+    this.t.byDirection[dir]++;
+    if (outcome === 'delivered') this.t.delivered++;
+    else if (outcome === 'refused') {
+      this.t.refused++;
+      const name = statusName(code);
+      this.t.refusals[name] = (this.t.refusals[name] ?? 0) + 1;
+    }
+    if (this.listeners.size === 0) return;
+    this.intervalEvents++;
+    this.ring[this.head] = {
+      at: Date.now(),
+      id,
+      dir,
+      from,
+      to,
+      size,
+      outcome,
+      code: Math.max(code, 0),
+      reason: outcome === 'refused' ? (reason ?? describeStatus(code)) : '',
+    };
+    this.head = (this.head + 1) % MAX_FLOW_EVENTS_PER_BATCH;
+    if (this.count < MAX_FLOW_EVENTS_PER_BATCH) this.count++;
+  }
+
+  totals(): FlowTotals {
+    return { ...this.t, byDirection: { ...this.t.byDirection }, refusals: { ...this.t.refusals } };
+  }
+
+  private flush(): void {
+    const now = Date.now();
+    if (this.listeners.size === 0) {
+      this.count = 0;
+      this.intervalEvents = 0;
+      this.lastEmitAt = now;
+      return;
+    }
+    const events: FlowEvent[] = [];
+    const start = (this.head - this.count + MAX_FLOW_EVENTS_PER_BATCH) % MAX_FLOW_EVENTS_PER_BATCH;
+    for (let i = 0; i < this.count; i++) events.push(this.ring[(start + i) % MAX_FLOW_EVENTS_PER_BATCH]!);
+    const batch: FlowBatch = {
+      at: now,
+      events,
+      omitted: this.intervalEvents - events.length,
+      intervalMs: now - this.lastEmitAt,
+      totals: this.totals(),
+    };
+    this.count = 0;
+    this.intervalEvents = 0;
+    this.lastEmitAt = now;
+    for (const fn of this.listeners) fn(batch);
+  }
+}

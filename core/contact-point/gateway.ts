@@ -1,0 +1,152 @@
+import { EventEmitter } from 'node:events';
+import { hostname, networkInterfaces } from 'node:os';
+import type { Frame } from '../protocol/codec.js';
+import { Dialer } from '../protocol/dialer.js';
+import { FrameType } from '../protocol/frames.js';
+import { MAX_PEERS_PER_ANNOUNCE, PING_INTERVAL_MS } from '../protocol/limits.js';
+import type { Link } from '../protocol/link.js';
+import { OFFERED_VERSIONS } from '../protocol/version.js';
+import type { Logger } from '../runtime/logger.js';
+import type { TunnelState, TunnelView } from '../admin/contract.js';
+
+export interface GatewayOptions {
+  readonly relayUrl: string;
+  readonly id: string;
+  readonly secret: string;
+  readonly logger: Logger;
+  readonly software: string;
+  /** names to announce after each (re)connect */
+  readonly registeredNames: () => string[];
+  readonly proxy?: string | null;
+  readonly ca?: string | Buffer;
+  readonly pingIntervalMs?: number;
+  readonly pongTimeoutMs?: number;
+  readonly backoffBaseMs?: number;
+  readonly backoffMaxMs?: number;
+}
+
+export interface GatewayEvents {
+  frame: [Frame];
+  status: [TunnelView];
+  up: [];
+  down: [];
+}
+
+/** IPv4/IPv6 addresses of this host's non-internal interfaces: the contact point's LAN environment. */
+function lanAddresses(): string[] {
+  return Object.values(networkInterfaces())
+    .flat()
+    .filter((i) => i !== undefined && !i.internal)
+    .map((i) => `${i!.address}/${i!.netmask}`)
+    .slice(0, 32);
+}
+
+/**
+ * The gateway interface (seed 000, 210): the ONE continuous outbound tunnel to the relay. It
+ * says hello with the contact point's credential and environment, announces the registered
+ * peers after every (re)connect, and keeps the link alive with pings well below NAT idle
+ * timeouts; the dialer under it reconnects with jittered backoff.
+ */
+export class Gateway extends EventEmitter<GatewayEvents> {
+  private readonly dialer: Dialer;
+  private link: Link | undefined;
+  private closedTotals = { bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0 };
+
+  constructor(private readonly opts: GatewayOptions) {
+    super();
+    this.dialer = new Dialer({
+      url: opts.relayUrl,
+      label: `tunnel:${opts.id}`,
+      logger: opts.logger,
+      stopOnRejection: false,
+      hello: () => ({
+        versions: OFFERED_VERSIONS,
+        role: 'contact-point',
+        id: opts.id,
+        secret: opts.secret,
+        env: { software: opts.software, host: hostname().slice(0, 255), addresses: lanAddresses(), capabilities: ['messages'] },
+      }),
+      ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),
+      ...(opts.ca ? { ca: opts.ca } : {}),
+      ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : {}),
+      ...(opts.pongTimeoutMs ? { pongTimeoutMs: opts.pongTimeoutMs } : {}),
+      ...(opts.backoffBaseMs ? { backoffBaseMs: opts.backoffBaseMs } : {}),
+      ...(opts.backoffMaxMs ? { backoffMaxMs: opts.backoffMaxMs } : {}),
+    });
+    this.dialer.on('up', (link) => {
+      this.link = link;
+      this.announce('add', this.opts.registeredNames());
+      this.opts.logger.info('tunnel up', { relay: opts.relayUrl });
+      this.emit('up');
+    });
+    this.dialer.on('down', () => {
+      const s = this.link?.stats;
+      if (s) {
+        this.closedTotals.bytesIn += s.bytesIn;
+        this.closedTotals.bytesOut += s.bytesOut;
+        this.closedTotals.framesIn += s.framesIn;
+        this.closedTotals.framesOut += s.framesOut;
+      }
+      this.link = undefined;
+      this.emit('down');
+    });
+    this.dialer.on('frame', (f) => this.emit('frame', f));
+    this.dialer.on('status', () => this.emit('status', this.status()));
+  }
+
+  get connected(): boolean {
+    return this.link?.isOpen ?? false;
+  }
+
+  get bufferedAmount(): number {
+    return this.link?.bufferedAmount ?? 0;
+  }
+
+  start(): void {
+    this.dialer.start();
+  }
+
+  stop(): void {
+    this.dialer.stop();
+  }
+
+  reconnectNow(): void {
+    this.dialer.reconnectNow();
+  }
+
+  send(frame: Buffer): boolean {
+    return this.link?.send(frame) ?? false;
+  }
+
+  /** Tell the relay which peers this contact point now represents (or no longer does). */
+  announce(op: 'add' | 'remove', names: readonly string[]): void {
+    const link = this.link;
+    if (!link) return; // the full list goes out on the next connect
+    for (let i = 0; i < names.length; i += MAX_PEERS_PER_ANNOUNCE) {
+      link.sendControl(FrameType.PEERS, { op, names: names.slice(i, i + MAX_PEERS_PER_ANNOUNCE) });
+    }
+  }
+
+  status(): TunnelView {
+    const d = this.dialer.status();
+    const live = this.link?.stats;
+    const state: TunnelState = d.state === 'idle' || d.state === 'stopped' ? 'offline' : d.state;
+    return {
+      state,
+      relayUrl: d.url,
+      session: d.session,
+      connectedAt: d.connectedAt,
+      lastError: d.lastError,
+      nextRetryAt: d.nextRetryAt,
+      reconnects: d.reconnects,
+      rttMs: live?.rttMs,
+      bytesIn: this.closedTotals.bytesIn + (live?.bytesIn ?? 0),
+      bytesOut: this.closedTotals.bytesOut + (live?.bytesOut ?? 0),
+      framesIn: this.closedTotals.framesIn + (live?.framesIn ?? 0),
+      framesOut: this.closedTotals.framesOut + (live?.framesOut ?? 0),
+      peersServed: this.opts.registeredNames().length,
+      keepaliveMs: this.opts.pingIntervalMs ?? PING_INTERVAL_MS,
+      proxy: d.proxy,
+    };
+  }
+}

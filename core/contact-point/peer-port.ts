@@ -1,0 +1,250 @@
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { decodeControl, type Frame } from '../protocol/codec.js';
+import { ProtocolError } from '../protocol/errors.js';
+import { FrameType, frameTypeName, type PeerState } from '../protocol/frames.js';
+import { Link } from '../protocol/link.js';
+import {
+  CONTACT_POINT_RATE_PER_PEER,
+  HELLO_TIMEOUT_MS,
+  MAX_FRAME_BYTES,
+  MAX_MESSAGE_BYTES,
+  MAX_PENDING_HELLOS,
+  MAX_PENDING_HELLOS_PER_ADDRESS,
+  PING_INTERVAL_MS,
+} from '../protocol/limits.js';
+import { verifyProof } from '../protocol/peer-auth.js';
+import { Status, type StatusCode } from '../protocol/status.js';
+import { negotiateVersion } from '../protocol/version.js';
+import { CounterMap } from '../runtime/counter-map.js';
+import type { Logger } from '../runtime/logger.js';
+import { TokenBucket } from '../runtime/token-bucket.js';
+
+/** Path internal peers connect to on the peer port. */
+export const PEER_PATH = '/v1/peer';
+
+export interface InFlight {
+  readonly size: number;
+  readonly at: number;
+  /** where the ACK must go and how to record it */
+  readonly dir: 'in' | 'local';
+}
+
+/** One connected internal peer (seed 000, peer interface 250). */
+export interface PeerSession {
+  readonly name: string;
+  readonly address: string;
+  readonly link: Link;
+  readonly remote: string;
+  readonly session: string;
+  /** messages delivered to this peer and not yet acknowledged, by `from\nid` */
+  readonly inflight: Map<string, InFlight>;
+  readonly bucket: TokenBucket;
+  /** REGISTER requests in the current minute */
+  registerCount: number;
+  registerWindowStart: number;
+  /** since when its send buffer has been over the limit (0: it is not) */
+  congestedSince: number;
+}
+
+export interface PeerPortHandler {
+  /** A peer proved its key for `name`; admit it (its registration state) or refuse with a code. */
+  hello(name: string, publicKey: string, remote: string): { ok: true; state: PeerState } | { ok: false; code: StatusCode; reason: string };
+  up(session: PeerSession): void;
+  frame(session: PeerSession, frame: Frame): void;
+  down(session: PeerSession): void;
+}
+
+export interface PeerPortOptions {
+  readonly contactPointId: string;
+  readonly host: string;
+  readonly port: number;
+  readonly logger: Logger;
+  readonly handler: PeerPortHandler;
+  readonly helloTimeoutMs?: number;
+  readonly pingIntervalMs?: number;
+  readonly ratePerPeer?: number;
+}
+
+/**
+ * The LAN side of the contact point: a ws server internal peers connect to. It runs the hello
+ * (HELLO -> CHALLENGE -> PROOF -> WELCOME), caps unauthenticated connections in total and
+ * per address so a hello flood cannot starve real peers, and keeps one session per name.
+ */
+export class PeerPort {
+  private server: Server | undefined;
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
+  private readonly sessions = new Map<string, PeerSession>();
+  private readonly links = new Set<Link>();
+  private readonly pendingByAddress = new CounterMap(10_000);
+  private pending = 0;
+  private boundUrl = '';
+
+  constructor(private readonly opts: PeerPortOptions) {}
+
+  get url(): string {
+    return this.boundUrl;
+  }
+
+  get(name: string): PeerSession | undefined {
+    return this.sessions.get(name);
+  }
+
+  get connections(): number {
+    return this.links.size;
+  }
+
+  async start(): Promise<string> {
+    const server = createServer((_req, res) => {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end(`contact-point peer port: connect with a WebSocket to ${PEER_PATH}\n`);
+    });
+    server.on('upgrade', this.onUpgrade);
+    server.on('clientError', (_err, socket) => socket.destroy());
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.opts.port, this.opts.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.server = server;
+    const addr = server.address() as AddressInfo;
+    const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+    this.boundUrl = `ws://${host}:${addr.port}${PEER_PATH}`;
+    return this.boundUrl;
+  }
+
+  async stop(): Promise<void> {
+    for (const link of this.links) {
+      link.sendControl(FrameType.GOAWAY, { reason: 'contact point shutting down' });
+      link.close(1001, 'contact point shutting down');
+    }
+    const server = this.server;
+    this.server = undefined;
+    if (server) {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    }
+    for (const link of this.links) link.terminate();
+    this.links.clear();
+  }
+
+  /** Cut a peer off with a reason (revoked, forgotten). */
+  disconnect(name: string, code: StatusCode, reason: string): void {
+    this.sessions.get(name)?.link.fault(code, reason);
+  }
+
+  sendState(name: string, state: PeerState, by: string | undefined): void {
+    this.sessions.get(name)?.link.sendControl(FrameType.PEER_STATE, { state, ...(by ? { by } : {}) });
+  }
+
+  private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const remote = (socket as Socket).remoteAddress ?? 'unknown';
+    if ((req.url ?? '').split('?')[0] !== PEER_PATH) {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    if (this.pending >= MAX_PENDING_HELLOS || this.pendingByAddress.get(remote) >= MAX_PENDING_HELLOS_PER_ADDRESS) {
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, req.socket, remote));
+  };
+
+  private onConnection(ws: WebSocket, socket: Socket, remote: string): void {
+    const pingIntervalMs = this.opts.pingIntervalMs ?? PING_INTERVAL_MS;
+    const link = new Link(ws, socket, { role: 'server', logger: this.opts.logger, label: `peer-port<-${remote}`, pingIntervalMs });
+    this.links.add(link);
+    this.pending++;
+    this.pendingByAddress.add(remote);
+    let settled = false;
+    const settle = (): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      this.pending--;
+      this.pendingByAddress.add(remote, -1);
+    };
+    const helloTimeoutMs = this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS;
+    const timer = setTimeout(() => link.fault(Status.HELLO_TIMEOUT, `hello not completed within ${helloTimeoutMs} ms`), helloTimeoutMs);
+    timer.unref();
+    let claimed: { name: string; publicKey: string; nonce: string; version: number } | undefined;
+
+    link.setHandler({
+      onFrame: (frame) => {
+        if (!claimed) {
+          if (frame.type !== FrameType.HELLO) throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} before HELLO`);
+          const hello = decodeControl(frame, FrameType.HELLO);
+          const version = negotiateVersion(hello.versions);
+          if (version === undefined) throw new ProtocolError(Status.VERSION_MISMATCH, `peer offered ${hello.versions.min}-${hello.versions.max}; this contact point speaks 1`);
+          if (hello.role !== 'peer') throw new ProtocolError(Status.PROTOCOL_VIOLATION, `the peer port is for internal peers, not ${hello.role}`);
+          if (!hello.publicKey) throw new ProtocolError(Status.BAD_CREDENTIALS, 'HELLO without publicKey');
+          claimed = { name: hello.id, publicKey: hello.publicKey, nonce: randomBytes(24).toString('base64'), version };
+          link.sendControl(FrameType.CHALLENGE, { nonce: claimed.nonce });
+          return;
+        }
+        if (frame.type !== FrameType.PROOF) throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} before PROOF`);
+        const { signature } = decodeControl(frame, FrameType.PROOF);
+        if (!verifyProof(claimed.publicKey, claimed.name, claimed.nonce, signature)) {
+          throw new ProtocolError(Status.BAD_CREDENTIALS, 'the signature does not match the public key');
+        }
+        settle();
+        const verdict = this.opts.handler.hello(claimed.name, claimed.publicKey, remote);
+        if (!verdict.ok) {
+          link.fault(verdict.code, verdict.reason);
+          return;
+        }
+        this.admit(link, claimed.name, remote, claimed.version, verdict.state);
+      },
+      onClose: () => {
+        settle();
+        this.links.delete(link);
+      },
+    });
+  }
+
+  private admit(link: Link, name: string, remote: string, version: number, state: PeerState): void {
+    const session: PeerSession = {
+      name,
+      address: `${name}@${this.opts.contactPointId}`,
+      link,
+      remote,
+      session: randomBytes(9).toString('base64url'),
+      inflight: new Map(),
+      bucket: new TokenBucket(this.opts.ratePerPeer ?? CONTACT_POINT_RATE_PER_PEER),
+      registerCount: 0,
+      registerWindowStart: Date.now(),
+      congestedSince: 0,
+    };
+    const old = this.sessions.get(name);
+    this.sessions.set(name, session);
+    if (old) {
+      old.link.fault(Status.REPLACED, 'the same peer connected again');
+      this.opts.handler.down(old);
+    }
+    link.setHandler({
+      onFrame: (frame) => this.opts.handler.frame(session, frame),
+      onClose: () => {
+        this.links.delete(link);
+        if (this.sessions.get(name) === session) {
+          this.sessions.delete(name);
+          this.opts.handler.down(session);
+        }
+      },
+    });
+    link.sendControl(FrameType.WELCOME, {
+      version,
+      session: session.session,
+      address: session.address,
+      state,
+      limits: { maxMessageBytes: MAX_MESSAGE_BYTES, pingIntervalMs: this.opts.pingIntervalMs ?? PING_INTERVAL_MS },
+    });
+    this.opts.handler.up(session);
+  }
+}

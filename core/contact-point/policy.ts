@@ -1,0 +1,80 @@
+import { BlockList, isIP } from 'node:net';
+import { hashSecret, secretMatches } from '../runtime/secrets.js';
+
+/** Parses `10.0.0.0/24` or `fd00::/8`; throws with the reason when it is not a CIDR. */
+export function parseCidr(text: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } {
+  const m = /^([^/]+)\/(\d{1,3})$/.exec(text.trim());
+  const family = m ? isIP(m[1]!) : 0;
+  if (!m || family === 0) throw new Error(`"${text}" is not a CIDR such as 192.168.1.0/24`);
+  const prefix = Number(m[2]);
+  if (prefix > (family === 4 ? 32 : 128)) throw new Error(`"${text}": prefix /${prefix} is too long for IPv${family}`);
+  return { address: m[1]!, prefix, family: family === 4 ? 'ipv4' : 'ipv6' };
+}
+
+/** An IPv4-mapped IPv6 address (`::ffff:10.0.0.5`) is the IPv4 address it carries. */
+export function canonicalIp(address: string): { address: string; family: 'ipv4' | 'ipv6' } {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return { address: mapped[1]!, family: 'ipv4' };
+  return { address, family: isIP(address) === 6 ? 'ipv6' : 'ipv4' };
+}
+
+/**
+ * Optional auto-approval: peers connecting from listed subnets, or presenting the join code,
+ * are registered without waiting for the admin, and the record says which rule let them in.
+ * The join code is kept only as a hash.
+ */
+export class RegistrationPolicy {
+  private blocks = new BlockList();
+  private subnetList: string[] = [];
+  private joinCodeHash: string | undefined;
+
+  constructor(init: { subnets: readonly string[]; joinCodeHash?: string | undefined }) {
+    this.setSubnets(init.subnets);
+    this.joinCodeHash = init.joinCodeHash;
+  }
+
+  get subnets(): readonly string[] {
+    return this.subnetList;
+  }
+
+  get hasJoinCode(): boolean {
+    return this.joinCodeHash !== undefined;
+  }
+
+  get storedJoinCodeHash(): string | undefined {
+    return this.joinCodeHash;
+  }
+
+  setSubnets(subnets: readonly string[]): void {
+    const blocks = new BlockList();
+    const parsed = subnets.map(parseCidr);
+    for (const c of parsed) blocks.addSubnet(c.address, c.prefix, c.family);
+    this.blocks = blocks;
+    this.subnetList = subnets.map((s) => s.trim());
+  }
+
+  /** "" clears the code. */
+  setJoinCode(code: string): void {
+    this.joinCodeHash = code === '' ? undefined : hashSecret(code);
+  }
+
+  /** Which rule admits a peer from `remote` presenting `joinCode`, or undefined. */
+  admits(remote: string | undefined, joinCode: string | undefined): string | undefined {
+    if (joinCode !== undefined && this.joinCodeHash !== undefined && secretMatches(joinCode, this.joinCodeHash)) {
+      return 'policy:join-code';
+    }
+    if (remote && this.subnetList.length > 0) {
+      const ip = canonicalIp(remote);
+      if (this.blocks.check(ip.address, ip.family)) {
+        const hit = this.subnetList.find((s) => {
+          const c = parseCidr(s);
+          const one = new BlockList();
+          one.addSubnet(c.address, c.prefix, c.family);
+          return one.check(ip.address, ip.family);
+        });
+        return `policy:subnet ${hit ?? '?'}`;
+      }
+    }
+    return undefined;
+  }
+}

@@ -1,0 +1,225 @@
+import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { MAX_PEERS_PER_CONTACT_POINT, MAX_UNDECIDED_PEERS } from '../protocol/limits.js';
+import { Status, type StatusCode } from '../protocol/status.js';
+import type { PeerState, PeerView, PolicyView } from '../admin/contract.js';
+import { AdminError } from '../admin/contract.js';
+import { RegistrationPolicy } from './policy.js';
+import type { PeerRecord, PersistedState } from './state-store.js';
+
+export interface RegistrarEvents {
+  /** a record changed; `previous` is its state before (undefined for a new record) */
+  changed: [PeerRecord, PeerState | undefined];
+  removed: [string];
+  policy: [PolicyView];
+}
+
+export type HelloOutcome = { readonly ok: true; readonly record: PeerRecord } | { readonly ok: false; readonly code: StatusCode; readonly reason: string };
+
+/**
+ * The registrar (seed 000, registrar 230): the list of internal peers and the admin's decision
+ * on each. A name is bound to the public key it first said hello with. States:
+ *
+ *   unregistered --REGISTER--> pending --approve--> registered --revoke--> revoked
+ *        \___________ policy (subnet / join code) ___/^          approve ___/
+ *   pending --reject--> unregistered;  revoked stays revoked until the admin approves again.
+ */
+export class Registrar extends EventEmitter<RegistrarEvents> {
+  private readonly records = new Map<string, PeerRecord>();
+  private readonly online = new Set<string>();
+  /** peers whose message counters moved since the last drainCounted() */
+  private readonly counted = new Set<string>();
+  readonly policy: RegistrationPolicy;
+
+  constructor(
+    readonly contactPointId: string,
+    initial: PersistedState,
+    private readonly now: () => number = Date.now,
+    private readonly limits = { maxPeers: MAX_PEERS_PER_CONTACT_POINT, maxUndecided: MAX_UNDECIDED_PEERS },
+  ) {
+    super();
+    for (const r of initial.peers) this.records.set(r.name, { ...r });
+    this.policy = new RegistrationPolicy(initial.policy);
+  }
+
+  get(name: string): PeerRecord | undefined {
+    return this.records.get(name);
+  }
+
+  isRegistered(name: string): boolean {
+    return this.records.get(name)?.state === 'registered';
+  }
+
+  registeredNames(): string[] {
+    return [...this.records.values()].filter((r) => r.state === 'registered').map((r) => r.name);
+  }
+
+  get size(): number {
+    return this.records.size;
+  }
+
+  /** A peer proved its key for `name`: create or refresh its record. */
+  hello(name: string, publicKey: string, lanAddress: string | undefined): HelloOutcome {
+    const existing = this.records.get(name);
+    const t = this.now();
+    if (existing) {
+      if (existing.publicKey !== publicKey) {
+        return { ok: false, code: Status.IDENTITY_MISMATCH, reason: `"${name}" is registered to another key; pick another name or ask the admin to forget it` };
+      }
+      existing.lastSeen = t;
+      if (lanAddress) existing.lanAddress = lanAddress;
+      this.emit('changed', existing, existing.state);
+      return { ok: true, record: existing };
+    }
+    if (this.records.size >= this.limits.maxPeers || (this.undecidedCount() >= this.limits.maxUndecided && !this.evictUndecided())) {
+      return { ok: false, code: Status.RESOURCE_LIMIT, reason: 'this contact point knows too many peers; ask the admin to forget some' };
+    }
+    const record: PeerRecord = { name, publicKey, state: 'unregistered', firstSeen: t, lastSeen: t, messagesIn: 0, messagesOut: 0 };
+    if (lanAddress) record.lanAddress = lanAddress;
+    this.records.set(name, record);
+    this.emit('changed', record, undefined);
+    return { ok: true, record };
+  }
+
+  /** The peer asks to be registered. The policy may register it at once; else it is pending. */
+  requestRegistration(name: string, joinCode: string | undefined): PeerRecord | undefined {
+    const r = this.records.get(name);
+    if (!r || r.state === 'registered' || r.state === 'revoked') return r;
+    const rule = this.policy.admits(r.lanAddress, joinCode);
+    if (rule) return this.decide(r, 'registered', rule);
+    if (r.state === 'pending') return r;
+    return this.decide(r, 'pending', undefined);
+  }
+
+  approve(name: string): PeerRecord {
+    const r = this.must(name);
+    if (r.state === 'registered') return r;
+    return this.decide(r, 'registered', 'admin');
+  }
+
+  reject(name: string): PeerRecord {
+    const r = this.must(name);
+    if (r.state !== 'pending') throw new AdminError('CONFLICT', `${name} is ${r.state}, not pending`);
+    return this.decide(r, 'unregistered', undefined);
+  }
+
+  revoke(name: string): PeerRecord {
+    const r = this.must(name);
+    if (r.state === 'revoked') return r;
+    return this.decide(r, 'revoked', undefined);
+  }
+
+  /** Removes the record (and so the name's key binding). A connected peer is cut off by the caller. */
+  forget(name: string): void {
+    this.must(name);
+    this.records.delete(name);
+    this.emit('removed', name);
+  }
+
+  setOnline(name: string, online: boolean): void {
+    if (online) this.online.add(name);
+    else this.online.delete(name);
+    const r = this.records.get(name);
+    if (r) {
+      r.lastSeen = this.now();
+      this.emit('changed', r, r.state);
+    }
+  }
+
+  isOnline(name: string): boolean {
+    return this.online.has(name);
+  }
+
+  countMessage(name: string, dir: 'in' | 'out'): void {
+    const r = this.records.get(name);
+    if (!r) return;
+    if (dir === 'in') r.messagesIn++;
+    else r.messagesOut++;
+    r.lastSeen = this.now();
+    this.counted.add(name);
+  }
+
+  /** Names whose counters changed since the last call (for a periodic admin refresh). */
+  drainCounted(): string[] {
+    const names = [...this.counted];
+    this.counted.clear();
+    return names;
+  }
+
+  setPolicy(subnets: readonly string[], joinCode: string | undefined): PolicyView {
+    this.policy.setSubnets(subnets);
+    if (joinCode !== undefined) this.policy.setJoinCode(joinCode);
+    const view = this.policyView();
+    this.emit('policy', view);
+    return view;
+  }
+
+  policyView(): PolicyView {
+    return { subnets: [...this.policy.subnets], joinCode: this.policy.hasJoinCode };
+  }
+
+  view(r: PeerRecord): PeerView {
+    return {
+      name: r.name,
+      address: `${r.name}@${this.contactPointId}`,
+      state: r.state,
+      online: this.online.has(r.name),
+      lanAddress: r.lanAddress,
+      firstSeen: r.firstSeen,
+      lastSeen: r.lastSeen,
+      messagesIn: r.messagesIn,
+      messagesOut: r.messagesOut,
+      admittedBy: r.admittedBy,
+      decidedAt: r.decidedAt,
+      keyFingerprint: createHash('sha256').update(Buffer.from(r.publicKey, 'base64')).digest('hex').slice(0, 16),
+    };
+  }
+
+  views(): PeerView[] {
+    return [...this.records.values()].map((r) => this.view(r)).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  persisted(): PersistedState {
+    const joinCodeHash = this.policy.storedJoinCodeHash;
+    return {
+      version: 1,
+      peers: [...this.records.values()].map((r) => ({ ...r })),
+      policy: { subnets: [...this.policy.subnets], ...(joinCodeHash ? { joinCodeHash } : {}) },
+    };
+  }
+
+  private decide(r: PeerRecord, state: PeerState, admittedBy: string | undefined): PeerRecord {
+    const previous = r.state;
+    r.state = state;
+    r.decidedAt = this.now();
+    if (state === 'registered' && admittedBy) r.admittedBy = admittedBy;
+    if (state !== 'registered') delete r.admittedBy;
+    this.emit('changed', r, previous);
+    return r;
+  }
+
+  private must(name: string): PeerRecord {
+    const r = this.records.get(name);
+    if (!r) throw new AdminError('NOT_FOUND', `no peer named "${name}"`);
+    return r;
+  }
+
+  private undecidedCount(): number {
+    let n = 0;
+    for (const r of this.records.values()) if (r.state === 'unregistered' || r.state === 'pending') n++;
+    return n;
+  }
+
+  /** Forget the longest-unseen offline unregistered peer to make room; false if none can go. */
+  private evictUndecided(): boolean {
+    let victim: PeerRecord | undefined;
+    for (const r of this.records.values()) {
+      if (r.state !== 'unregistered' || this.online.has(r.name)) continue;
+      if (!victim || r.lastSeen < victim.lastSeen) victim = r;
+    }
+    if (!victim) return false;
+    this.records.delete(victim.name);
+    this.emit('removed', victim.name);
+    return true;
+  }
+}

@@ -1,0 +1,424 @@
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { parseAddress } from '../protocol/address.js';
+import { decodeAck, decodeControl, decodeMsg, encodeAck, encodeMsg, type Frame, type MsgFrame } from '../protocol/codec.js';
+import { Dialer, type DialerStatus } from '../protocol/dialer.js';
+import { DeliveryError, ProtocolError } from '../protocol/errors.js';
+import { FLAG_RETRY, FrameType, frameTypeName, type PeerState, type RegisterBody } from '../protocol/frames.js';
+import {
+  ACK_TIMEOUT_MAX_MS,
+  ACK_TIMEOUT_MS,
+  DEDUPE_WINDOW,
+  DELIVERY_DEADLINE_MS,
+  MAX_MESSAGE_BYTES,
+  MAX_OUTBOX,
+} from '../protocol/limits.js';
+import type { Link } from '../protocol/link.js';
+import { describeStatus, isRetryable, Status } from '../protocol/status.js';
+import { OFFERED_VERSIONS } from '../protocol/version.js';
+import { silentLogger, type Logger } from '../runtime/logger.js';
+import { DedupeWindow } from './dedupe.js';
+import type { PeerIdentity } from './identity.js';
+
+export interface InboundMessage {
+  readonly id: string;
+  readonly from: string;
+  readonly to: string;
+  readonly payload: Buffer;
+}
+
+export interface Receipt {
+  readonly id: string;
+  readonly to: string;
+  /** from first transmission to the receiver's acknowledgement */
+  readonly elapsedMs: number;
+  readonly attempts: number;
+}
+
+interface CommonOptions {
+  /** ws URL: the relay for external peers, the contact point's peer port for internal ones */
+  readonly url: string;
+  /** external: the credential's id; internal: the peer name to register */
+  readonly name: string;
+  readonly logger?: Logger;
+  readonly proxy?: string | null;
+  readonly ca?: string | Buffer;
+  readonly pingIntervalMs?: number;
+  readonly pongTimeoutMs?: number;
+  readonly backoffBaseMs?: number;
+  readonly backoffMaxMs?: number;
+  readonly ackTimeoutMs?: number;
+  readonly deliveryDeadlineMs?: number;
+  readonly maxOutbox?: number;
+  readonly dedupeWindow?: number;
+  /** Runs for each new message; the ACK goes back when it returns (or its promise resolves). */
+  readonly onMessage?: (msg: InboundMessage) => void | Promise<void>;
+}
+export interface ExternalPeerOptions extends CommonOptions {
+  readonly role: 'external';
+  readonly secret: string;
+}
+export interface InternalPeerOptions extends CommonOptions {
+  readonly role: 'peer';
+  readonly identity: PeerIdentity;
+}
+export type PeerClientOptions = ExternalPeerOptions | InternalPeerOptions;
+
+export interface PeerClientEvents {
+  message: [InboundMessage];
+  status: [DialerStatus];
+  registration: [PeerState];
+  error: [Error];
+}
+
+interface Pending {
+  readonly id: string;
+  readonly to: string;
+  readonly payload: Buffer;
+  readonly deadline: number;
+  readonly resolve: (r: Receipt) => void;
+  readonly reject: (e: DeliveryError) => void;
+  attempts: number;
+  firstSentAt: number;
+  /** when to transmit again if no ACK came; 0 while waiting for a connection */
+  dueAt: number;
+  lastCode: number;
+  lastReason: string;
+}
+
+/**
+ * The peer SDK, for both sides of the firewall. External peers dial the relay with a
+ * credential; internal peers dial their contact point's peer port and prove their key.
+ *
+ * Delivery is at-least-once: every message has an id and stays in a bounded outbox until its
+ * ACK arrives; it is sent again on ACK timeout, after reconnecting, and (until the deadline)
+ * after a transient refusal. Receivers remember recent (sender, id) pairs and re-ACK
+ * duplicates without handing them to the application again.
+ */
+export class PeerClient extends EventEmitter<PeerClientEvents> {
+  private readonly dialer: Dialer;
+  private readonly outbox = new Map<string, Pending>();
+  private readonly dedupe: DedupeWindow;
+  private readonly processing = new Set<string>();
+  private readonly logger: Logger;
+  private readonly idPrefix = randomBytes(6).toString('base64url') + '.';
+  private seq = 0;
+  private sweeper: NodeJS.Timeout | undefined;
+  private link: Link | undefined;
+  private addr: string | undefined;
+  private state: PeerState | undefined;
+  private maxMessageBytes = MAX_MESSAGE_BYTES;
+  private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  private readonly ackTimeoutMs: number;
+  private readonly deadlineMs: number;
+  private readonly maxOutbox: number;
+  private handler: ((m: InboundMessage) => void | Promise<void>) | undefined;
+  readonly stats = { sent: 0, retransmits: 0, delivered: 0, received: 0, duplicates: 0, refused: 0 };
+
+  constructor(private readonly opts: PeerClientOptions) {
+    super();
+    this.logger = opts.logger ?? silentLogger;
+    this.dedupe = new DedupeWindow(opts.dedupeWindow ?? DEDUPE_WINDOW);
+    this.ackTimeoutMs = opts.ackTimeoutMs ?? ACK_TIMEOUT_MS;
+    this.deadlineMs = opts.deliveryDeadlineMs ?? DELIVERY_DEADLINE_MS;
+    this.maxOutbox = opts.maxOutbox ?? MAX_OUTBOX;
+    this.handler = opts.onMessage;
+    const identity = opts.role === 'peer' ? opts.identity : undefined;
+    this.dialer = new Dialer({
+      url: opts.url,
+      label: `${opts.role}:${opts.name}`,
+      logger: this.logger,
+      stopOnRejection: true,
+      hello: () => ({
+        versions: OFFERED_VERSIONS,
+        role: opts.role,
+        id: opts.name,
+        ...(opts.role === 'external' ? { secret: opts.secret } : { publicKey: identity!.publicKey }),
+        env: { software: 'contact-point-sdk/0.1' },
+      }),
+      ...(identity ? { sign: (nonce: string) => identity.signChallenge(opts.name, nonce) } : {}),
+      ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),
+      ...(opts.ca ? { ca: opts.ca } : {}),
+      ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : {}),
+      ...(opts.pongTimeoutMs ? { pongTimeoutMs: opts.pongTimeoutMs } : {}),
+      ...(opts.backoffBaseMs ? { backoffBaseMs: opts.backoffBaseMs } : {}),
+      ...(opts.backoffMaxMs ? { backoffMaxMs: opts.backoffMaxMs } : {}),
+    });
+    this.dialer.on('status', (s) => {
+      this.emit('status', s);
+      if (s.state === 'stopped' && s.lastError) this.failReady(new Error(s.lastError));
+    });
+    this.dialer.on('up', (link, welcome) => {
+      this.link = link;
+      this.addr = welcome.address;
+      this.maxMessageBytes = welcome.limits.maxMessageBytes;
+      if (welcome.state) this.setRegistration(welcome.state);
+      for (const w of this.readyWaiters.splice(0)) w.resolve();
+      this.flushOutbox();
+    });
+    this.dialer.on('down', () => {
+      this.link = undefined;
+      for (const p of this.outbox.values()) p.dueAt = 0;
+    });
+    this.dialer.on('frame', (frame) => this.onFrame(frame));
+  }
+
+  /** This peer's address once connected (`alice@relay`, `printer@acme-hq`). */
+  get address(): string | undefined {
+    return this.addr;
+  }
+
+  /** Internal peers: registration state at the contact point. */
+  get registration(): PeerState | undefined {
+    return this.state;
+  }
+
+  get connected(): boolean {
+    return this.link?.isOpen ?? false;
+  }
+
+  get outboxSize(): number {
+    return this.outbox.size;
+  }
+
+  status(): DialerStatus {
+    return this.dialer.status();
+  }
+
+  start(): this {
+    this.dialer.start();
+    if (!this.sweeper) {
+      this.sweeper = setInterval(() => this.sweep(), Math.max(50, Math.min(250, this.ackTimeoutMs / 4)));
+      this.sweeper.unref();
+    }
+    return this;
+  }
+
+  /** Resolves once connected (WELCOME received); rejects if the far side refuses us for good. */
+  ready(timeoutMs = 10_000): Promise<void> {
+    if (this.connected) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`not connected to ${this.opts.url} within ${timeoutMs} ms: ${this.dialer.status().lastError ?? 'no answer'}`)), timeoutMs);
+      timer.unref();
+      this.readyWaiters.push({
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+    });
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
+    this.dialer.stop();
+    for (const p of this.outbox.values()) p.reject(new DeliveryError(Status.SHUTTING_DOWN, 'the client stopped before an acknowledgement arrived', p.id));
+    this.outbox.clear();
+    this.failReady(new Error('client stopped'));
+    await new Promise((r) => setImmediate(r));
+  }
+
+  /** Replace the message handler (the constructor's onMessage). Without one, 'message' events fire. */
+  setMessageHandler(fn: ((m: InboundMessage) => void | Promise<void>) | undefined): void {
+    this.handler = fn;
+  }
+
+  /** Internal peers: ask the contact point's admin to register this peer. */
+  register(body: RegisterBody = {}): void {
+    if (this.opts.role !== 'peer') throw new Error('only internal peers register with a contact point');
+    if (!this.link) throw new Error('not connected');
+    this.link.sendControl(FrameType.REGISTER, body);
+  }
+
+  /** Resolves when the registration reaches `state` (internal peers). */
+  waitForRegistration(state: PeerState, timeoutMs = 10_000): Promise<void> {
+    if (this.state === state) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const onState = (s: PeerState): void => {
+        if (s !== state) return;
+        clearTimeout(timer);
+        this.off('registration', onState);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.off('registration', onState);
+        reject(new Error(`registration did not become ${state} within ${timeoutMs} ms (it is ${this.state ?? 'unknown'})`));
+      }, timeoutMs);
+      timer.unref();
+      this.on('registration', onState);
+    });
+  }
+
+  /**
+   * Sends `data` to `to` and resolves when the receiver acknowledged it. Rejects with a
+   * DeliveryError carrying the status code and reason: at once for permanent refusals, after
+   * the deadline for transient ones (offline, rate limited, congested).
+   */
+  send(to: string, data: Uint8Array | string, opts: { deadlineMs?: number } = {}): Promise<Receipt> {
+    const id = this.idPrefix + (this.seq++).toString(36);
+    const payload = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    if (!parseAddress(to)) return Promise.reject(new DeliveryError(Status.BAD_ADDRESS, `"${to}" is not name@domain`, id));
+    if (payload.length > this.maxMessageBytes) {
+      return Promise.reject(new DeliveryError(Status.TOO_LARGE, `${payload.length} bytes; the limit is ${this.maxMessageBytes}`, id));
+    }
+    if (this.outbox.size >= this.maxOutbox) {
+      return Promise.reject(new DeliveryError(Status.QUEUE_FULL, `${this.outbox.size} messages await acknowledgement`, id));
+    }
+    return new Promise<Receipt>((resolve, reject) => {
+      const p: Pending = {
+        id,
+        to,
+        payload,
+        deadline: Date.now() + (opts.deadlineMs ?? this.deadlineMs),
+        resolve,
+        reject,
+        attempts: 0,
+        firstSentAt: 0,
+        dueAt: 0,
+        lastCode: Status.CONTACT_POINT_OFFLINE,
+        lastReason: 'not connected',
+      };
+      this.outbox.set(id, p);
+      this.transmit(p);
+    });
+  }
+
+  private transmit(p: Pending): void {
+    const link = this.link;
+    if (!link || !this.addr) return; // sent on the next WELCOME
+    const now = Date.now();
+    link.send(encodeMsg({ id: p.id, to: p.to, from: this.addr, payload: p.payload }, p.attempts > 0 ? FLAG_RETRY : 0));
+    if (p.attempts === 0) {
+      p.firstSentAt = now;
+      this.stats.sent++;
+    } else {
+      this.stats.retransmits++;
+    }
+    p.attempts++;
+    p.dueAt = now + Math.min(ACK_TIMEOUT_MAX_MS, this.ackTimeoutMs * 2 ** Math.min(p.attempts - 1, 8));
+  }
+
+  private flushOutbox(): void {
+    for (const p of this.outbox.values()) this.transmit(p);
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const p of this.outbox.values()) {
+      if (now >= p.deadline) {
+        this.outbox.delete(p.id);
+        this.stats.refused++;
+        const code = p.attempts === 0 || p.lastCode !== Status.OK ? p.lastCode : Status.TIMEOUT;
+        p.reject(new DeliveryError(code, `${p.lastReason} (gave up after ${p.attempts} attempts)`, p.id));
+      } else if (p.dueAt !== 0 && now >= p.dueAt) {
+        p.lastCode = Status.TIMEOUT;
+        p.lastReason = describeStatus(Status.TIMEOUT);
+        this.transmit(p);
+      }
+    }
+  }
+
+  private onFrame(frame: Frame): void {
+    switch (frame.type) {
+      case FrameType.MSG:
+        return this.onMsg(decodeMsg(frame));
+      case FrameType.ACK:
+        return this.onAck(frame);
+      case FrameType.PEER_STATE:
+        return this.setRegistration(decodeControl(frame, FrameType.PEER_STATE).state);
+      case FrameType.GOAWAY:
+        return;
+      case FrameType.ERROR: {
+        const e = decodeControl(frame, FrameType.ERROR);
+        this.logger.warn('error from far side', { code: e.code, reason: e.reason });
+        return;
+      }
+      default:
+        throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} not expected by a peer`);
+    }
+  }
+
+  private onAck(frame: Frame): void {
+    const ack = decodeAck(frame);
+    const p = this.outbox.get(ack.id);
+    if (!p) return; // a late duplicate ACK of something already settled
+    if (ack.status === Status.OK) {
+      this.outbox.delete(p.id);
+      this.stats.delivered++;
+      p.resolve({ id: p.id, to: p.to, elapsedMs: Date.now() - p.firstSentAt, attempts: p.attempts });
+      return;
+    }
+    p.lastCode = ack.status;
+    p.lastReason = ack.reason || describeStatus(ack.status);
+    if (isRetryable(ack.status)) {
+      // Transient: try again after a short pause; the sweep gives up at the deadline.
+      p.dueAt = Date.now() + Math.min(this.ackTimeoutMs, 100 * 2 ** Math.min(p.attempts, 5));
+      return;
+    }
+    this.outbox.delete(p.id);
+    this.stats.refused++;
+    p.reject(new DeliveryError(ack.status, p.lastReason, p.id));
+  }
+
+  private onMsg(msg: MsgFrame): void {
+    const link = this.link;
+    if (!link) return;
+    if (msg.to !== this.addr) {
+      link.send(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: Status.BAD_ADDRESS, reason: `this is ${this.addr ?? 'nobody'}` }));
+      return;
+    }
+    const key = `${msg.from}\n${msg.id}`;
+    if (this.dedupe.has(msg.from, msg.id)) {
+      this.stats.duplicates++;
+      link.send(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: Status.OK, reason: '' }));
+      return;
+    }
+    if (this.processing.has(key)) return; // a retry while the handler still runs: its ACK is coming
+    const inbound: InboundMessage = { id: msg.id, from: msg.from, to: msg.to, payload: msg.payload };
+    const done = (err?: unknown): void => {
+      this.processing.delete(key);
+      const l = this.link;
+      if (err === undefined) {
+        this.dedupe.add(msg.from, msg.id);
+        this.stats.received++;
+      }
+      l?.send(
+        encodeAck({
+          id: msg.id,
+          to: msg.from,
+          from: msg.to,
+          status: err === undefined ? Status.OK : Status.RECEIVER_FAILED,
+          reason: err === undefined ? '' : `receiver failed: ${err instanceof Error ? err.message : 'handler threw'}`,
+        }),
+      );
+    };
+    let result: void | Promise<void>;
+    try {
+      result = this.handler ? this.handler(inbound) : void this.emit('message', inbound);
+    } catch (err: unknown) {
+      done(err);
+      return;
+    }
+    if (result instanceof Promise) {
+      this.processing.add(key);
+      result.then(() => done(), (err: unknown) => done(err ?? new Error('handler rejected')));
+    } else {
+      done();
+    }
+  }
+
+  private setRegistration(state: PeerState): void {
+    if (this.state === state) return;
+    this.state = state;
+    this.emit('registration', state);
+  }
+
+  private failReady(err: Error): void {
+    for (const w of this.readyWaiters.splice(0)) w.reject(err);
+  }
+}

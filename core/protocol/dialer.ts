@@ -1,0 +1,275 @@
+import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+import type { IncomingMessage } from 'node:http';
+import { HttpsProxyAgent } from 'https-proxy-agent';
+import { WebSocket } from 'ws';
+import { Backoff } from '../runtime/backoff.js';
+import type { Logger } from '../runtime/logger.js';
+import { decodeControl, type Frame } from './codec.js';
+import { ProtocolError } from './errors.js';
+import { FrameType, frameTypeName, type HelloBody, type WelcomeBody } from './frames.js';
+import { HELLO_TIMEOUT_MS, MAX_FRAME_BYTES, RECONNECT_BASE_MS, RECONNECT_MAX_MS } from './limits.js';
+import { Link, type CloseInfo } from './link.js';
+import { describeStatus, Status, statusName } from './status.js';
+import { proxyFor } from './proxy.js';
+
+export type DialerState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'stopped';
+
+export interface DialerStatus {
+  readonly state: DialerState;
+  readonly url: string;
+  readonly session: string | undefined;
+  readonly connectedAt: number | undefined;
+  readonly lastError: string | undefined;
+  readonly lastErrorCode: number | undefined;
+  readonly nextRetryAt: number | undefined;
+  /** successful connections after the first one */
+  readonly reconnects: number;
+  readonly proxy: string | undefined;
+}
+
+export interface DialerOptions {
+  readonly url: string;
+  readonly hello: () => HelloBody;
+  /** Answers a CHALLENGE nonce (internal peers prove their key); without it a CHALLENGE is a fault. */
+  readonly sign?: (nonce: string) => string;
+  readonly logger: Logger;
+  readonly label: string;
+  /** HTTP CONNECT proxy URL; default from HTTPS_PROXY / HTTP_PROXY / NO_PROXY. `null`: never. */
+  readonly proxy?: string | null;
+  /** Extra CA certificates (PEM) to trust for wss, e.g. a relay's self-signed certificate. */
+  readonly ca?: string | Buffer;
+  readonly pingIntervalMs?: number;
+  readonly pongTimeoutMs?: number;
+  readonly backoffBaseMs?: number;
+  readonly backoffMaxMs?: number;
+  readonly helloTimeoutMs?: number;
+  /** Stop instead of retrying when the far side refuses us for good (bad credentials, wrong version, identity). */
+  readonly stopOnRejection?: boolean;
+}
+
+/** Refusals that retrying will not fix; with stopOnRejection they end the dialer. */
+const REJECTIONS = new Set<number>([Status.BAD_CREDENTIALS, Status.VERSION_MISMATCH, Status.IDENTITY_MISMATCH]);
+
+export interface DialerEvents {
+  status: [DialerStatus];
+  up: [Link, WelcomeBody];
+  frame: [Frame];
+  down: [CloseInfo];
+  rejected: [number, string];
+}
+
+/**
+ * A client end that stays connected: dial, hello (and answer a challenge), hand frames to its
+ * owner, and on any loss dial again after an exponential, jittered delay. The contact point's
+ * gateway and the peer SDK are both built on it.
+ */
+export class Dialer extends EventEmitter<DialerEvents> {
+  private state: DialerState = 'idle';
+  private link: Link | undefined;
+  private ws: WebSocket | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly backoff: Backoff;
+  private session: string | undefined;
+  private connectedAt: number | undefined;
+  private lastError: string | undefined;
+  private lastErrorCode: number | undefined;
+  private nextRetryAt: number | undefined;
+  private connects = 0;
+  private readonly proxy: string | undefined;
+
+  constructor(private readonly opts: DialerOptions) {
+    super();
+    this.backoff = new Backoff(opts.backoffBaseMs ?? RECONNECT_BASE_MS, opts.backoffMaxMs ?? RECONNECT_MAX_MS);
+    this.proxy = opts.proxy === null ? undefined : (opts.proxy ?? proxyFor(opts.url, process.env));
+  }
+
+  get current(): Link | undefined {
+    return this.state === 'connected' ? this.link : undefined;
+  }
+
+  status(): DialerStatus {
+    return {
+      state: this.state,
+      url: this.opts.url,
+      session: this.session,
+      connectedAt: this.connectedAt,
+      lastError: this.lastError,
+      lastErrorCode: this.lastErrorCode,
+      nextRetryAt: this.nextRetryAt,
+      reconnects: Math.max(0, this.connects - 1),
+      proxy: this.proxy,
+    };
+  }
+
+  start(): void {
+    if (this.state !== 'idle' && this.state !== 'stopped') return;
+    this.dial();
+  }
+
+  stop(): void {
+    this.setState('stopped');
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.nextRetryAt = undefined;
+    this.link?.close(1000, 'client stopping');
+    if (this.ws && this.ws.readyState === WebSocket.CONNECTING) this.ws.terminate();
+    this.emitStatus();
+  }
+
+  /** Drop the current connection (if any) and dial at once, skipping the backoff wait. */
+  reconnectNow(): void {
+    if (this.state === 'stopped') return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.backoff.reset();
+    if (this.link?.isOpen) {
+      this.link.close(1000, 'reconnect requested');
+      return; // onClose schedules the next dial
+    }
+    this.ws?.terminate();
+    this.dial();
+  }
+
+  private setState(s: DialerState): void {
+    this.state = s;
+  }
+
+  private emitStatus(): void {
+    this.emit('status', this.status());
+  }
+
+  private dial(): void {
+    if (this.state === 'stopped') return;
+    this.retryTimer = undefined;
+    this.nextRetryAt = undefined;
+    this.setState(this.connects === 0 && this.state !== 'reconnecting' ? 'connecting' : 'reconnecting');
+    this.emitStatus();
+    const agent = this.proxy ? new HttpsProxyAgent(this.proxy, this.opts.ca ? { ca: this.opts.ca } : {}) : undefined;
+    let ws: WebSocket;
+    try {
+      ws = new WebSocket(this.opts.url, {
+        maxPayload: MAX_FRAME_BYTES,
+        perMessageDeflate: false,
+        handshakeTimeout: this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS,
+        ...(agent ? { agent } : {}),
+        ...(this.opts.ca ? { ca: this.opts.ca } : {}),
+      });
+    } catch (err: unknown) {
+      this.failed(`cannot dial ${this.opts.url}: ${(err as Error).message}`, undefined);
+      return;
+    }
+    this.ws = ws;
+    let socket: Socket | undefined;
+    ws.once('upgrade', (res: IncomingMessage) => {
+      socket = res.socket;
+    });
+    ws.once('unexpected-response', (_req, res: IncomingMessage) => {
+      ws.terminate();
+      this.failed(`relay answered HTTP ${res.statusCode ?? '?'} instead of a WebSocket upgrade`, undefined);
+    });
+    const early = (err: Error): void => this.failed(err.message, undefined);
+    ws.once('error', early);
+    ws.once('open', () => {
+      ws.off('error', early);
+      if (this.state === 'stopped') {
+        ws.close();
+        return;
+      }
+      this.handshake(new Link(ws, socket, {
+        role: 'client',
+        logger: this.opts.logger,
+        label: this.opts.label,
+        ...(this.opts.pingIntervalMs ? { pingIntervalMs: this.opts.pingIntervalMs } : {}),
+        ...(this.opts.pongTimeoutMs ? { pongTimeoutMs: this.opts.pongTimeoutMs } : {}),
+      }));
+    });
+  }
+
+  private handshake(link: Link): void {
+    this.link = link;
+    let welcomed = false;
+    let refused: { code: number; reason: string } | undefined;
+    const timer = setTimeout(() => link.fault(Status.HELLO_TIMEOUT, 'no WELCOME in time'), this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS);
+    timer.unref();
+    link.setHandler({
+      onFrame: (frame) => {
+        if (welcomed) {
+          this.emit('frame', frame);
+          return;
+        }
+        switch (frame.type) {
+          case FrameType.CHALLENGE: {
+            if (!this.opts.sign) throw new ProtocolError(Status.PROTOCOL_VIOLATION, 'unexpected CHALLENGE');
+            const { nonce } = decodeControl(frame, FrameType.CHALLENGE);
+            link.sendControl(FrameType.PROOF, { signature: this.opts.sign(nonce) });
+            return;
+          }
+          case FrameType.WELCOME: {
+            const welcome = decodeControl(frame, FrameType.WELCOME);
+            welcomed = true;
+            clearTimeout(timer);
+            this.connects++;
+            this.backoff.reset();
+            this.session = welcome.session;
+            this.connectedAt = Date.now();
+            this.lastError = undefined;
+            this.lastErrorCode = undefined;
+            this.setState('connected');
+            this.emit('up', link, welcome);
+            this.emitStatus();
+            return;
+          }
+          case FrameType.ERROR: {
+            const err = decodeControl(frame, FrameType.ERROR);
+            refused = { code: err.code, reason: err.reason };
+            return;
+          }
+          default:
+            throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} before WELCOME`);
+        }
+      },
+      onClose: (info) => {
+        clearTimeout(timer);
+        this.link = undefined;
+        this.session = undefined;
+        this.connectedAt = undefined;
+        const code = refused?.code ?? info.status;
+        const why = refused
+          ? `${statusName(refused.code)}: ${refused.reason}`
+          : info.status !== undefined
+            ? `${statusName(info.status)}: ${info.reason || describeStatus(info.status)}`
+            : `connection closed (${info.code}${info.reason ? ' ' + info.reason : ''})`;
+        if (welcomed) this.emit('down', info);
+        if (code !== undefined && REJECTIONS.has(code)) {
+          this.emit('rejected', code, why);
+          if (this.opts.stopOnRejection) {
+            this.lastError = why;
+            this.lastErrorCode = code;
+            this.stop();
+            return;
+          }
+        }
+        this.failed(why, code, code !== undefined && REJECTIONS.has(code));
+      },
+    });
+    link.sendControl(FrameType.HELLO, this.opts.hello());
+  }
+
+  private failed(why: string, code: number | undefined, slow = false): void {
+    this.link = undefined;
+    this.ws = undefined;
+    if (this.state === 'stopped') return;
+    if (this.retryTimer) return; // already scheduled by an earlier event of the same attempt
+    this.lastError = why;
+    this.lastErrorCode = code;
+    // A refusal retrying cannot fix waits the longest delay, so a wrong credential does not hammer the relay.
+    const delay = slow ? (this.opts.backoffMaxMs ?? RECONNECT_MAX_MS) : this.backoff.next();
+    this.nextRetryAt = Date.now() + delay;
+    this.setState('reconnecting');
+    this.opts.logger.info('connection lost; retrying', { link: this.opts.label, error: why, retryInMs: delay });
+    this.retryTimer = setTimeout(() => this.dial(), delay);
+    this.retryTimer.unref();
+    this.emitStatus();
+  }
+}

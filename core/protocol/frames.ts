@@ -1,0 +1,137 @@
+import { MAX_MESSAGE_BYTES, MAX_NAME_LENGTH, MAX_PEERS_PER_ANNOUNCE, MAX_REASON_LENGTH } from './limits.js';
+import { bool, int, list, obj, oneOf, optional, str, type Infer, type Schema } from './schema.js';
+
+/** Protocol versions this build speaks. HELLO carries the sender's range; WELCOME the chosen one. */
+export const PROTOCOL_VERSION = 1;
+export const MIN_PROTOCOL_VERSION = 1;
+
+/**
+ * The frame table: type number -> name -> body. Control frames carry a JSON body validated by
+ * its schema; MSG and ACK are binary (hot path, payload bytes never re-encoded).
+ * 0x30-0x4f are reserved for port mediation.
+ */
+export const FrameType = {
+  HELLO: 0x01,
+  WELCOME: 0x02,
+  CHALLENGE: 0x03,
+  PROOF: 0x04,
+  ERROR: 0x05,
+  GOAWAY: 0x06,
+  MSG: 0x10,
+  ACK: 0x11,
+  PEERS: 0x20,
+  REGISTER: 0x21,
+  PEER_STATE: 0x22,
+} as const;
+export type FrameTypeName = keyof typeof FrameType;
+export type FrameTypeCode = (typeof FrameType)[FrameTypeName];
+
+/** MSG flag: this is a retry of an id sent before (informational; receivers dedupe by id anyway). */
+export const FLAG_RETRY = 0x01;
+
+const name = str({ min: 1, max: MAX_NAME_LENGTH, pattern: /^[a-z0-9][a-z0-9._-]*$/, patternText: 'must be a lower-case name' });
+const versions = obj({ min: int({ min: 1, max: 255 }), max: int({ min: 1, max: 255 }) });
+const reason = str({ max: MAX_REASON_LENGTH });
+const secret = str({ min: 16, max: 256 });
+const b64 = (max: number): Schema<string> => str({ max, pattern: /^[A-Za-z0-9+/_-]*={0,2}$/, patternText: 'must be base64' });
+
+export const helloSchema = obj({
+  versions,
+  role: oneOf(['contact-point', 'external', 'peer'] as const),
+  /** contact point id, external peer name, or internal peer name */
+  id: name,
+  /** bearer credential (contact points and external peers at the relay) */
+  secret: optional(secret),
+  /** Ed25519 public key, SPKI DER base64 (internal peers at the contact point) */
+  publicKey: optional(b64(128)),
+  /** what the client runs and where: shown to admins, never trusted for decisions */
+  env: optional(
+    obj({
+      software: optional(str({ max: 64 })),
+      host: optional(str({ max: 255 })),
+      addresses: optional(list(str({ max: 64 }), { max: 32 })),
+      capabilities: optional(list(str({ max: 32 }), { max: 32 })),
+    }),
+  ),
+});
+
+export const welcomeSchema = obj({
+  version: int({ min: 1, max: 255 }),
+  session: str({ min: 1, max: 64 }),
+  /** the address this client has now, e.g. `alice@relay` or `printer@acme-hq` */
+  address: optional(str({ max: 2 * MAX_NAME_LENGTH + 1 })),
+  /** internal peers: their registration state at the contact point */
+  state: optional(oneOf(['unregistered', 'pending', 'registered', 'revoked'] as const)),
+  limits: obj({
+    maxMessageBytes: int({ min: 1, max: MAX_MESSAGE_BYTES }),
+    pingIntervalMs: int({ min: 1000, max: 600_000 }),
+  }),
+});
+
+export const challengeSchema = obj({ nonce: b64(64) });
+export const proofSchema = obj({ signature: b64(128) });
+export const errorSchema = obj({ code: int({ min: 0, max: 999 }), reason });
+export const goawaySchema = obj({ reason });
+export const peersSchema = obj({
+  op: oneOf(['add', 'remove'] as const),
+  names: list(name, { max: MAX_PEERS_PER_ANNOUNCE }),
+});
+export const registerSchema = obj({ joinCode: optional(str({ min: 1, max: 128 })), note: optional(str({ max: 256 })) });
+export const peerStateSchema = obj({
+  state: oneOf(['unregistered', 'pending', 'registered', 'revoked'] as const),
+  by: optional(str({ max: 128 })),
+  final: optional(bool),
+});
+
+export type HelloBody = Infer<typeof helloSchema>;
+export type WelcomeBody = Infer<typeof welcomeSchema>;
+export type ChallengeBody = Infer<typeof challengeSchema>;
+export type ProofBody = Infer<typeof proofSchema>;
+export type ErrorBody = Infer<typeof errorSchema>;
+export type GoawayBody = Infer<typeof goawaySchema>;
+export type PeersBody = Infer<typeof peersSchema>;
+export type RegisterBody = Infer<typeof registerSchema>;
+export type PeerStateBody = Infer<typeof peerStateSchema>;
+export type PeerState = PeerStateBody['state'];
+
+/** The control half of the frame table. */
+export const CONTROL_SCHEMAS = {
+  [FrameType.HELLO]: helloSchema,
+  [FrameType.WELCOME]: welcomeSchema,
+  [FrameType.CHALLENGE]: challengeSchema,
+  [FrameType.PROOF]: proofSchema,
+  [FrameType.ERROR]: errorSchema,
+  [FrameType.GOAWAY]: goawaySchema,
+  [FrameType.PEERS]: peersSchema,
+  [FrameType.REGISTER]: registerSchema,
+  [FrameType.PEER_STATE]: peerStateSchema,
+} as const;
+
+export interface ControlBodies {
+  [FrameType.HELLO]: HelloBody;
+  [FrameType.WELCOME]: WelcomeBody;
+  [FrameType.CHALLENGE]: ChallengeBody;
+  [FrameType.PROOF]: ProofBody;
+  [FrameType.ERROR]: ErrorBody;
+  [FrameType.GOAWAY]: GoawayBody;
+  [FrameType.PEERS]: PeersBody;
+  [FrameType.REGISTER]: RegisterBody;
+  [FrameType.PEER_STATE]: PeerStateBody;
+}
+export type ControlType = keyof ControlBodies;
+
+const NAMES = new Map<number, FrameTypeName>(
+  (Object.entries(FrameType) as [FrameTypeName, number][]).map(([n, c]) => [c, n]),
+);
+
+export function frameTypeName(type: number): string {
+  return NAMES.get(type) ?? `0x${type.toString(16).padStart(2, '0')}`;
+}
+
+export function isControlType(type: number): type is ControlType {
+  return Object.hasOwn(CONTROL_SCHEMAS, type);
+}
+
+export function isKnownFrameType(type: number): boolean {
+  return NAMES.has(type);
+}

@@ -1,0 +1,63 @@
+/**
+ * Every limit and timeout of the wire protocol, with its default. Services take these as
+ * defaults and let their options override them; docs/PROTOCOL.md lists the same table.
+ */
+
+/** Largest application payload one MSG frame may carry (1 MiB). Larger sends are refused with TOO_LARGE. */
+export const MAX_MESSAGE_BYTES = 1024 * 1024;
+/** Largest ws message (one frame) any endpoint accepts: a full MSG plus headers and addresses. Bigger closes the link (ws 1009). */
+export const MAX_FRAME_BYTES = MAX_MESSAGE_BYTES + 4096;
+/** Largest JSON body of a control frame (64 KiB); checked before parsing. */
+export const MAX_CONTROL_BYTES = 64 * 1024;
+/** Longest name part of an address (`printer` in `printer@acme-hq`) and longest contact point id. */
+export const MAX_NAME_LENGTH = 63;
+/** Longest message id, in bytes. */
+export const MAX_MESSAGE_ID_LENGTH = 64;
+/** Longest human-readable reason in an ACK or ERROR. */
+export const MAX_REASON_LENGTH = 256;
+/** Names per PEERS frame (announcements to the relay are chunked so a frame stays under MAX_CONTROL_BYTES). */
+export const MAX_PEERS_PER_ANNOUNCE = 512;
+
+/** A connection that has not completed its hello by then is closed with HELLO_TIMEOUT. */
+export const HELLO_TIMEOUT_MS = 5_000;
+/** Keepalive ping interval on every link: well below common NAT/firewall idle timeouts (30 s and up). */
+export const PING_INTERVAL_MS = 10_000;
+/** A link with no pong (or any other traffic) this long after a ping is declared dead. */
+export const PONG_TIMEOUT_MS = 5_000;
+
+/** Reconnect backoff: first delay, cap, and growth factor; each delay is drawn with full jitter. */
+export const RECONNECT_BASE_MS = 250;
+export const RECONNECT_MAX_MS = 30_000;
+export const RECONNECT_FACTOR = 2;
+
+/** Registered + known peers one contact point keeps (records beyond that are refused with RESOURCE_LIMIT). */
+export const MAX_PEERS_PER_CONTACT_POINT = 10_000;
+/** Unregistered/pending peer records kept; the oldest offline ones are forgotten first. */
+export const MAX_UNDECIDED_PEERS = 1_000;
+/** Connections on the peer port that have not finished their hello, in total and per remote address. */
+export const MAX_PENDING_HELLOS = 256;
+export const MAX_PENDING_HELLOS_PER_ADDRESS = 32;
+/** REGISTER requests a peer may make per minute; more are answered RATE_LIMITED. */
+export const MAX_REGISTER_PER_MINUTE = 10;
+
+/** Messages delivered to one receiver and not yet acknowledged; more are refused with QUEUE_FULL (retryable). */
+export const MAX_IN_FLIGHT_PER_PEER = 1_024;
+/** Bytes queued in one socket's send buffer before new deliveries to it are refused with QUEUE_FULL. */
+export const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
+/** A receiver whose send buffer stays over MAX_BUFFERED_BYTES this long is closed with SLOW_CONSUMER. */
+export const SLOW_CONSUMER_TIMEOUT_MS = 10_000;
+
+/** Unacknowledged messages one SDK client keeps for retry; more are refused at once with QUEUE_FULL. */
+export const MAX_OUTBOX = 10_000;
+/** First retry of an unacknowledged message after this long; doubles up to ACK_TIMEOUT_MAX_MS. */
+export const ACK_TIMEOUT_MS = 2_000;
+export const ACK_TIMEOUT_MAX_MS = 16_000;
+/** How long an SDK keeps retrying a message refused for a transient reason (offline, rate limited, queue full). */
+export const DELIVERY_DEADLINE_MS = 60_000;
+/** (sender, message id) pairs a receiver remembers to drop duplicates of at-least-once delivery. */
+export const DEDUPE_WINDOW = 65_536;
+
+/** Messages per second one external sender may push through the relay (token bucket, burst = 2 s worth). */
+export const RELAY_RATE_PER_SENDER = 50_000;
+/** Messages per second one internal peer may send through its contact point. */
+export const CONTACT_POINT_RATE_PER_PEER = 50_000;

@@ -1,0 +1,220 @@
+import type { Socket } from 'node:net';
+import { WebSocket, type RawData } from 'ws';
+import { decodeFrame, encodeControl, type Frame } from './codec.js';
+import { ProtocolError } from './errors.js';
+import { FrameType, type ControlBodies, type ControlType } from './frames.js';
+import { PING_INTERVAL_MS, PONG_TIMEOUT_MS } from './limits.js';
+import { closeCodeFor, describeStatus, Status, statusFromCloseCode, type StatusCode } from './status.js';
+import type { Logger } from '../runtime/logger.js';
+
+export interface LinkHandler {
+  /** One decoded frame. Throwing a ProtocolError faults the link with that code. */
+  onFrame(frame: Frame): void;
+  onClose(info: CloseInfo): void;
+}
+
+export interface CloseInfo {
+  readonly code: number;
+  readonly reason: string;
+  /** our status code when the close carried one (4000 + status) */
+  readonly status: number | undefined;
+  /** true when we closed it (fault, stop), false when the other side or the network did */
+  readonly local: boolean;
+}
+
+export interface LinkOptions {
+  /** 'client' pings on an interval and measures round trips; 'server' only watches for silence. */
+  readonly role: 'client' | 'server';
+  readonly logger: Logger;
+  readonly label: string;
+  readonly pingIntervalMs?: number;
+  readonly pongTimeoutMs?: number;
+}
+
+export interface LinkStats {
+  bytesIn: number;
+  bytesOut: number;
+  framesIn: number;
+  framesOut: number;
+  rttMs: number | undefined;
+  readonly openedAt: number;
+}
+
+/** ws close reasons are limited to 123 bytes (RFC 6455 §5.5). */
+function clip(reason: string): string {
+  let r = reason;
+  while (Buffer.byteLength(r) > 123) r = r.slice(0, -1);
+  return r;
+}
+
+/**
+ * One ws connection carrying our frames, on either end. It owns the keepalive timers, turns
+ * peer faults into an ERROR frame plus a 4000+code close, and coalesces the frames written in
+ * one event-loop turn into one socket write (cork until setImmediate): at tens of thousands of
+ * small frames a second the write syscalls, not the bytes, are what cost.
+ */
+export class Link {
+  readonly stats: LinkStats;
+  private handler: LinkHandler | undefined;
+  private corked = false;
+  private closed = false;
+  private localClose = false;
+  private keepalive: NodeJS.Timeout | undefined;
+  private lastHeard = Date.now();
+  private pingSentAt = 0;
+  private readonly pingIntervalMs: number;
+  private readonly pongTimeoutMs: number;
+
+  constructor(
+    readonly ws: WebSocket,
+    private readonly socket: Socket | undefined,
+    private readonly opts: LinkOptions,
+  ) {
+    this.pingIntervalMs = opts.pingIntervalMs ?? PING_INTERVAL_MS;
+    this.pongTimeoutMs = opts.pongTimeoutMs ?? PONG_TIMEOUT_MS;
+    this.stats = { bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0, rttMs: undefined, openedAt: Date.now() };
+    ws.binaryType = 'nodebuffer';
+    ws.on('message', this.onMessage);
+    ws.on('pong', this.onPong);
+    ws.on('ping', this.heard);
+    ws.on('close', this.onWsClose);
+    ws.on('error', (err: Error) => opts.logger.debug('link error', { link: opts.label, error: err.message }));
+    this.keepalive = setInterval(this.tick, Math.min(this.pingIntervalMs, this.pongTimeoutMs) / 2);
+    this.keepalive.unref();
+  }
+
+  get label(): string {
+    return this.opts.label;
+  }
+
+  get isOpen(): boolean {
+    return !this.closed && this.ws.readyState === WebSocket.OPEN;
+  }
+
+  /** Bytes queued for this socket and not yet handed to the kernel. */
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  setHandler(handler: LinkHandler): void {
+    this.handler = handler;
+  }
+
+  send(frame: Buffer): boolean {
+    if (!this.isOpen) return false;
+    if (!this.corked && this.socket) {
+      this.corked = true;
+      this.socket.cork();
+      setImmediate(this.uncork);
+    }
+    this.ws.send(frame, { binary: true, compress: false });
+    this.stats.bytesOut += frame.length;
+    this.stats.framesOut++;
+    return true;
+  }
+
+  sendControl<T extends ControlType>(type: T, body: ControlBodies[T], channel = 0): boolean {
+    return this.send(encodeControl(type, body, channel));
+  }
+
+  /** Tell the other side what went wrong, with a stable code, then close. */
+  fault(code: StatusCode, detail?: string): void {
+    if (this.closed) return;
+    const reason = detail ?? describeStatus(code);
+    this.opts.logger.info('closing link', { link: this.opts.label, status: code, reason });
+    this.sendControl(FrameType.ERROR, { code, reason: reason.slice(0, 256) });
+    this.close(closeCodeFor(code), reason);
+  }
+
+  close(code = 1000, reason = ''): void {
+    if (this.closed) return;
+    this.localClose = true;
+    this.uncork();
+    if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) {
+      this.ws.close(code, clip(reason));
+      // A peer that never answers the close handshake is cut off rather than waited for.
+      setTimeout(() => this.ws.terminate(), 1_000).unref();
+    }
+  }
+
+  /** Drop the connection without a close handshake (dead peer). */
+  terminate(): void {
+    this.localClose = true;
+    this.ws.terminate();
+  }
+
+  private readonly uncork = (): void => {
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket?.uncork();
+  };
+
+  private readonly heard = (): void => {
+    this.lastHeard = Date.now();
+  };
+
+  private readonly onPong = (data: Buffer): void => {
+    this.lastHeard = Date.now();
+    if (data.length === 8 && this.pingSentAt) {
+      this.stats.rttMs = Number(process.hrtime.bigint() - data.readBigUInt64BE(0)) / 1e6;
+      this.pingSentAt = 0;
+    }
+  };
+
+  private readonly tick = (): void => {
+    if (this.closed || this.ws.readyState !== WebSocket.OPEN) return;
+    const now = Date.now();
+    if (this.opts.role === 'client') {
+      if (this.pingSentAt && now - this.pingSentAt > this.pongTimeoutMs && this.lastHeard < this.pingSentAt) {
+        this.opts.logger.info('link silent after ping; dropping it', { link: this.opts.label, waitedMs: now - this.pingSentAt });
+        this.terminate();
+        return;
+      }
+      if (!this.pingSentAt && now - this.lastHeard >= this.pingIntervalMs) {
+        const stamp = Buffer.allocUnsafe(8);
+        stamp.writeBigUInt64BE(process.hrtime.bigint());
+        this.pingSentAt = now;
+        this.ws.ping(stamp);
+      } else if (this.pingSentAt && this.lastHeard >= this.pingSentAt && now - this.pingSentAt > this.pongTimeoutMs) {
+        this.pingSentAt = 0; // traffic arrived though the pong did not: the link is alive
+      }
+    } else if (now - this.lastHeard > 2 * this.pingIntervalMs + this.pongTimeoutMs) {
+      // Server side: a client pings every pingInterval; total silence means it is gone.
+      this.opts.logger.info('client silent; dropping it', { link: this.opts.label });
+      this.terminate();
+    }
+  };
+
+  private readonly onMessage = (data: RawData, isBinary: boolean): void => {
+    this.lastHeard = Date.now();
+    if (this.closed) return;
+    const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    this.stats.bytesIn += buf.length;
+    this.stats.framesIn++;
+    if (!isBinary) {
+      this.fault(Status.MALFORMED_FRAME, 'text ws messages are not part of the protocol');
+      return;
+    }
+    try {
+      const frame = decodeFrame(buf);
+      if (!this.handler) throw new ProtocolError(Status.PROTOCOL_VIOLATION, 'frame before the link was set up');
+      this.handler.onFrame(frame);
+    } catch (err: unknown) {
+      if (err instanceof ProtocolError) {
+        this.fault(err.code, err.message);
+      } else {
+        this.opts.logger.error('frame handler failed', { link: this.opts.label, error: String(err instanceof Error ? err.stack : err) });
+        this.fault(Status.INTERNAL, 'internal error');
+      }
+    }
+  };
+
+  private readonly onWsClose = (code: number, reasonBuf: Buffer): void => {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.keepalive);
+    this.uncork();
+    const info: CloseInfo = { code, reason: reasonBuf.toString('utf8'), status: statusFromCloseCode(code), local: this.localClose };
+    this.handler?.onClose(info);
+  };
+}

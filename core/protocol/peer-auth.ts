@@ -1,0 +1,20 @@
+import { createPublicKey, verify } from 'node:crypto';
+
+/**
+ * Internal peers prove they hold the key behind the name they claim: the contact point sends a
+ * fresh nonce (CHALLENGE) and the peer signs this text with its Ed25519 key (PROOF). A name
+ * therefore stays bound to the key it first registered with, and a replayed proof is useless.
+ */
+export function challengeText(name: string, nonce: string): Buffer {
+  return Buffer.from(`contact-point peer proof v1\n${name}\n${nonce}`, 'utf8');
+}
+
+export function verifyProof(publicKeyB64: string, name: string, nonce: string, signatureB64: string): boolean {
+  try {
+    const key = createPublicKey({ key: Buffer.from(publicKeyB64, 'base64'), format: 'der', type: 'spki' });
+    if (key.asymmetricKeyType !== 'ed25519') return false;
+    return verify(null, challengeText(name, nonce), key, Buffer.from(signatureB64, 'base64'));
+  } catch {
+    return false;
+  }
+}

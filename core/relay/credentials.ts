@@ -1,0 +1,97 @@
+import { join } from 'node:path';
+import { isValidName } from '../protocol/address.js';
+import { list, obj, oneOf, optional, str, type Infer, int } from '../protocol/schema.js';
+import { readJson, writeJsonAtomic } from '../runtime/json-file.js';
+import { hashSecret, newSecret, secretMatches } from '../runtime/secrets.js';
+
+/** Who a credential belongs to: a contact point (by its id) or an external peer (by its name). */
+export type CredentialKind = 'contact-point' | 'external';
+/** `send`: may send messages; `mediate`: may drive port mediation (port mediation issue). */
+export type Right = 'send' | 'mediate';
+
+const recordSchema = obj({
+  kind: oneOf(['contact-point', 'external'] as const),
+  id: str({ min: 1, max: 63 }),
+  hash: str({ min: 64, max: 64, pattern: /^[0-9a-f]+$/ }),
+  rights: list(oneOf(['send', 'mediate'] as const), { max: 8 }),
+  created: str({ max: 40 }),
+  note: optional(str({ max: 256 })),
+});
+const fileSchema = obj({ version: int({ min: 1, max: 1 }), credentials: list(recordSchema, { max: 1_000_000 }) });
+
+export type CredentialRecord = Infer<typeof recordSchema>;
+export const CREDENTIALS_FILE = 'credentials.json';
+const PREFIX: Record<CredentialKind, string> = { 'contact-point': 'cpk', external: 'epk' };
+/** Hash compared when no record exists, so a miss costs the same time as a wrong secret. */
+const DUMMY_HASH = hashSecret('no such credential');
+
+/**
+ * The relay's credential store: one hashed secret per contact point id and per external peer.
+ * A secret is shown once, when created, and only its SHA-256 is written (file mode 0600).
+ */
+export class CredentialStore {
+  private readonly records = new Map<string, CredentialRecord>();
+
+  private constructor(private readonly path: string | undefined) {}
+
+  static inMemory(): CredentialStore {
+    return new CredentialStore(undefined);
+  }
+
+  static async open(stateDir: string): Promise<CredentialStore> {
+    const path = join(stateDir, CREDENTIALS_FILE);
+    const store = new CredentialStore(path);
+    const raw = await readJson(path);
+    if (raw !== undefined) {
+      let parsed;
+      try {
+        parsed = fileSchema.parse(raw);
+      } catch (err: unknown) {
+        throw new Error(`${path}: ${(err as Error).message}`, { cause: err });
+      }
+      for (const r of parsed.credentials) store.records.set(key(r.kind, r.id), r);
+    }
+    return store;
+  }
+
+  /** Creates (or replaces) a credential and returns the secret: the only time it exists in clear. */
+  async add(kind: CredentialKind, id: string, rights: Right[] = ['send'], note?: string): Promise<string> {
+    if (!isValidName(id)) throw new Error(`id "${id}" may use only a-z, 0-9, ".", "_" and "-" (1-63 characters)`);
+    const secret = newSecret(PREFIX[kind]);
+    const record: CredentialRecord = { kind, id, hash: hashSecret(secret), rights, created: new Date().toISOString() };
+    if (note) record.note = note;
+    this.records.set(key(kind, id), record);
+    await this.save();
+    return secret;
+  }
+
+  async remove(kind: CredentialKind, id: string): Promise<boolean> {
+    const removed = this.records.delete(key(kind, id));
+    if (removed) await this.save();
+    return removed;
+  }
+
+  has(kind: CredentialKind, id: string): boolean {
+    return this.records.has(key(kind, id));
+  }
+
+  list(): CredentialRecord[] {
+    return [...this.records.values()].sort((a, b) => a.kind.localeCompare(b.kind) || a.id.localeCompare(b.id));
+  }
+
+  /** The record when `secret` is right for (kind, id); undefined otherwise, in constant time. */
+  verify(kind: CredentialKind, id: string, secret: string): CredentialRecord | undefined {
+    const record = this.records.get(key(kind, id));
+    const ok = secretMatches(secret, record?.hash ?? DUMMY_HASH);
+    return ok && record ? record : undefined;
+  }
+
+  private async save(): Promise<void> {
+    if (!this.path) return;
+    await writeJsonAtomic(this.path, { version: 1, credentials: this.list() });
+  }
+}
+
+function key(kind: CredentialKind, id: string): string {
+  return `${kind}/${id}`;
+}

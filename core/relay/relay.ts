@@ -1,0 +1,362 @@
+import { randomBytes } from 'node:crypto';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { parseAddress } from '../protocol/address.js';
+import { decodeAck, decodeControl, decodeMsg, encodeAck, type Frame, type MsgFrame } from '../protocol/codec.js';
+import { ProtocolError } from '../protocol/errors.js';
+import { FrameType, frameTypeName, type HelloBody } from '../protocol/frames.js';
+import { Link, type CloseInfo } from '../protocol/link.js';
+import {
+  HELLO_TIMEOUT_MS,
+  MAX_BUFFERED_BYTES,
+  MAX_FRAME_BYTES,
+  MAX_MESSAGE_BYTES,
+  MAX_PENDING_HELLOS,
+  MAX_PENDING_HELLOS_PER_ADDRESS,
+  PING_INTERVAL_MS,
+  RELAY_RATE_PER_SENDER,
+} from '../protocol/limits.js';
+import { negotiateVersion } from '../protocol/version.js';
+import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
+import { CounterMap } from '../runtime/counter-map.js';
+import { silentLogger, type Logger } from '../runtime/logger.js';
+import { TokenBucket } from '../runtime/token-bucket.js';
+import type { CredentialKind, CredentialStore, Right } from './credentials.js';
+
+/** The ws path every client connects to. */
+export const RELAY_PATH = '/v1';
+/** Failed hellos one remote address may make per minute before its upgrades are refused (429). */
+export const MAX_AUTH_FAILURES_PER_MINUTE = 20;
+/** Remote addresses whose pending hellos / failures are tracked at once (oldest forgotten). */
+const MAX_TRACKED_ADDRESSES = 10_000;
+
+export interface RelayOptions {
+  readonly credentials: CredentialStore;
+  readonly host?: string;
+  readonly port?: number;
+  readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+  /** Domain of external peers' addresses (`alice@relay`). A contact point may not use this id. */
+  readonly name?: string;
+  readonly logger?: Logger;
+  readonly helloTimeoutMs?: number;
+  readonly pingIntervalMs?: number;
+  readonly maxMessageBytes?: number;
+  readonly ratePerSender?: number;
+}
+
+interface Session {
+  readonly kind: CredentialKind;
+  readonly id: string;
+  readonly link: Link;
+  readonly session: string;
+  readonly rights: readonly Right[];
+  readonly since: number;
+}
+interface TunnelSession extends Session {
+  readonly kind: 'contact-point';
+  readonly peers: Set<string>;
+  readonly env: HelloBody['env'];
+}
+interface ExternalSession extends Session {
+  readonly kind: 'external';
+  readonly address: string;
+  readonly bucket: TokenBucket;
+}
+
+export interface RelayStatus {
+  readonly name: string;
+  readonly url: string;
+  readonly tunnels: number;
+  readonly externals: number;
+  readonly sockets: number;
+  readonly routed: number;
+  readonly refused: number;
+}
+
+/**
+ * The public relay (seed 000's relay server; seed 002's control server). It authenticates
+ * contact points and external peers, keeps one tunnel per contact point id, learns which peers
+ * each tunnel represents, and routes MSG/ACK frames between them by address. It holds no
+ * message state: senders retry, receivers dedupe, so a relay restart loses nothing.
+ */
+export class Relay {
+  private server: Server | undefined;
+  private readonly wss: WebSocketServer;
+  private readonly tunnels = new Map<string, TunnelSession>();
+  private readonly externals = new Map<string, ExternalSession>();
+  private readonly links = new Set<Link>();
+  private readonly pendingByAddress = new CounterMap(MAX_TRACKED_ADDRESSES);
+  private readonly failures = new CounterMap(MAX_TRACKED_ADDRESSES);
+  private failureWindow: NodeJS.Timeout | undefined;
+  private pending = 0;
+  private routed = 0;
+  private refused = 0;
+  private boundUrl = '';
+  readonly name: string;
+  private readonly logger: Logger;
+  private readonly maxMessageBytes: number;
+
+  constructor(private readonly opts: RelayOptions) {
+    this.name = opts.name ?? 'relay';
+    this.logger = opts.logger ?? silentLogger;
+    this.maxMessageBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
+  }
+
+  get url(): string {
+    return this.boundUrl;
+  }
+
+  async start(): Promise<string> {
+    const server = this.opts.tls
+      ? createHttpsServer({ cert: this.opts.tls.cert, key: this.opts.tls.key }, this.onRequest)
+      : createHttpServer(this.onRequest);
+    server.on('upgrade', this.onUpgrade);
+    server.on('clientError', (_err, socket) => socket.destroy());
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.opts.port ?? 0, this.opts.host ?? '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const addr = server.address() as AddressInfo;
+    const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+    this.boundUrl = `${this.opts.tls ? 'wss' : 'ws'}://${host}:${addr.port}${RELAY_PATH}`;
+    this.failureWindow = setInterval(() => this.failures.clear(), 60_000);
+    this.failureWindow.unref();
+    this.logger.info('relay listening', { url: this.boundUrl, name: this.name });
+    return this.boundUrl;
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.failureWindow);
+    for (const link of this.links) {
+      link.sendControl(FrameType.GOAWAY, { reason: 'relay shutting down' });
+      link.close(1001, 'relay shutting down');
+    }
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+    for (const link of this.links) link.terminate();
+    this.links.clear();
+  }
+
+  status(): RelayStatus {
+    return {
+      name: this.name,
+      url: this.boundUrl,
+      tunnels: this.tunnels.size,
+      externals: this.externals.size,
+      sockets: this.links.size,
+      routed: this.routed,
+      refused: this.refused,
+    };
+  }
+
+  /** Peers a tunnel currently represents (for tests and the status endpoint). */
+  peersOf(contactPointId: string): string[] {
+    return [...(this.tunnels.get(contactPointId)?.peers ?? [])].sort();
+  }
+
+  private readonly onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    if (req.method === 'GET' && req.url === '/healthz') {
+      const s = this.status();
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(JSON.stringify({ ok: true, name: s.name, tunnels: s.tunnels, externals: s.externals, sockets: s.sockets }));
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'text/plain' });
+    res.end(`contact-point relay: connect with a WebSocket to ${RELAY_PATH}\n`);
+  };
+
+  private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const remote = (socket as Socket).remoteAddress ?? 'unknown';
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== RELAY_PATH) return rejectUpgrade(socket, 404, 'Not Found');
+    if (this.failures.get(remote) >= MAX_AUTH_FAILURES_PER_MINUTE) return rejectUpgrade(socket, 429, 'Too Many Requests');
+    if (this.pending >= MAX_PENDING_HELLOS || this.pendingByAddress.get(remote) >= MAX_PENDING_HELLOS_PER_ADDRESS) {
+      return rejectUpgrade(socket, 503, 'Service Unavailable');
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, req.socket, remote));
+  };
+
+  private onConnection(ws: WebSocket, socket: Socket, remote: string): void {
+    const link = new Link(ws, socket, {
+      role: 'server',
+      logger: this.logger,
+      label: `relay<-${remote}`,
+      pingIntervalMs: this.opts.pingIntervalMs ?? PING_INTERVAL_MS,
+    });
+    this.links.add(link);
+    this.pending++;
+    this.pendingByAddress.add(remote);
+    let helloDone = false;
+    const endPending = (): void => {
+      if (helloDone) return;
+      helloDone = true;
+      this.pending--;
+      this.pendingByAddress.add(remote, -1);
+      clearTimeout(timer);
+    };
+    const timer = setTimeout(() => link.fault(Status.HELLO_TIMEOUT, `no hello within ${this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS} ms`), this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS);
+    timer.unref();
+
+    link.setHandler({
+      onFrame: (frame) => {
+        if (frame.type !== FrameType.HELLO) {
+          throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} before HELLO`);
+        }
+        const hello = decodeControl(frame, FrameType.HELLO);
+        endPending();
+        const session = this.admit(link, hello, remote);
+        if (session) link.setHandler(this.handlerFor(session));
+      },
+      onClose: () => {
+        endPending();
+        this.links.delete(link);
+      },
+    });
+  }
+
+  /** Checks version and credentials; on success registers the session and sends WELCOME. */
+  private admit(link: Link, hello: HelloBody, remote: string): TunnelSession | ExternalSession | undefined {
+    const version = negotiateVersion(hello.versions);
+    if (version === undefined) {
+      link.fault(Status.VERSION_MISMATCH, `relay speaks protocol 1, client offered ${hello.versions.min}-${hello.versions.max}`);
+      return undefined;
+    }
+    if (hello.role === 'peer') {
+      link.fault(Status.PROTOCOL_VIOLATION, 'internal peers connect to their contact point, not to the relay');
+      return undefined;
+    }
+    const kind: CredentialKind = hello.role;
+    const record = hello.secret !== undefined ? this.opts.credentials.verify(kind, hello.id, hello.secret) : undefined;
+    if (!record || (kind === 'contact-point' && hello.id === this.name)) {
+      this.failures.add(remote);
+      this.logger.warn('hello refused: bad credentials', { role: kind, id: hello.id, remote });
+      link.fault(Status.BAD_CREDENTIALS, `no valid credential for ${kind} "${hello.id}"`);
+      return undefined;
+    }
+    const base = { id: hello.id, link, session: randomBytes(9).toString('base64url'), rights: record.rights, since: Date.now() };
+    let session: TunnelSession | ExternalSession;
+    if (kind === 'contact-point') {
+      session = { ...base, kind, peers: new Set<string>(), env: hello.env };
+      const old = this.tunnels.get(hello.id);
+      this.tunnels.set(hello.id, session);
+      old?.link.fault(Status.REPLACED, 'a newer tunnel for this contact point connected');
+    } else {
+      const address = `${hello.id}@${this.name}`;
+      session = { ...base, kind, address, bucket: new TokenBucket(this.opts.ratePerSender ?? RELAY_RATE_PER_SENDER) };
+      const old = this.externals.get(hello.id);
+      this.externals.set(hello.id, session);
+      old?.link.fault(Status.REPLACED, 'a newer session for this peer connected');
+    }
+    link.sendControl(FrameType.WELCOME, {
+      version,
+      session: session.session,
+      address: session.kind === 'external' ? session.address : session.id,
+      limits: { maxMessageBytes: this.maxMessageBytes, pingIntervalMs: this.opts.pingIntervalMs ?? PING_INTERVAL_MS },
+    });
+    this.logger.info(kind === 'contact-point' ? 'tunnel up' : 'external peer connected', { id: hello.id, session: session.session, remote });
+    return session;
+  }
+
+  private handlerFor(s: TunnelSession | ExternalSession): { onFrame: (f: Frame) => void; onClose: (i: CloseInfo) => void } {
+    return {
+      onFrame: (frame) => {
+        switch (frame.type) {
+          case FrameType.MSG:
+            return this.onMsg(s, frame);
+          case FrameType.ACK:
+            return this.onAck(s, frame);
+          case FrameType.PEERS: {
+            if (s.kind !== 'contact-point') throw new ProtocolError(Status.PROTOCOL_VIOLATION, 'only contact points announce peers');
+            const body = decodeControl(frame, FrameType.PEERS);
+            for (const n of body.names) {
+              if (body.op === 'add') s.peers.add(n);
+              else s.peers.delete(n);
+            }
+            this.logger.debug('peers announced', { cp: s.id, op: body.op, count: body.names.length });
+            return;
+          }
+          default:
+            throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} not expected after WELCOME`);
+        }
+      },
+      onClose: (info) => {
+        this.links.delete(s.link);
+        if (s.kind === 'contact-point') {
+          if (this.tunnels.get(s.id) === s) this.tunnels.delete(s.id);
+          this.logger.info('tunnel down', { id: s.id, code: info.code, reason: info.reason });
+        } else if (this.externals.get(s.id) === s) {
+          this.externals.delete(s.id);
+        }
+      },
+    };
+  }
+
+  private onMsg(s: TunnelSession | ExternalSession, frame: Frame): void {
+    const msg = decodeMsg(frame);
+    if (s.kind === 'external') {
+      if (msg.from !== s.address) return this.refuse(s.link, msg, Status.UNAUTHORIZED, `you send as ${s.address}, not ${msg.from}`);
+      if (!s.rights.includes('send')) return this.refuse(s.link, msg, Status.UNAUTHORIZED, 'this credential may not send messages');
+      if (!s.bucket.take()) return this.refuse(s.link, msg, Status.RATE_LIMITED);
+    } else if (parseAddress(msg.from)?.domain !== s.id) {
+      return this.refuse(s.link, msg, Status.UNAUTHORIZED, `contact point ${s.id} may only send as *@${s.id}`);
+    }
+    if (msg.payload.length > this.maxMessageBytes) {
+      return this.refuse(s.link, msg, Status.TOO_LARGE, `${msg.payload.length} bytes; the limit is ${this.maxMessageBytes}`);
+    }
+    const to = parseAddress(msg.to);
+    if (!to) return this.refuse(s.link, msg, Status.BAD_ADDRESS, `"${msg.to}" is not name@domain`);
+    let target: Link;
+    if (to.domain === this.name) {
+      const ext = this.externals.get(to.name);
+      if (!ext) {
+        return this.refuse(s.link, msg, this.opts.credentials.has('external', to.name) ? Status.PEER_OFFLINE : Status.UNKNOWN_PEER);
+      }
+      target = ext.link;
+    } else {
+      const tunnel = this.tunnels.get(to.domain);
+      if (!tunnel) {
+        const known = this.opts.credentials.has('contact-point', to.domain);
+        return this.refuse(s.link, msg, known ? Status.CONTACT_POINT_OFFLINE : Status.UNKNOWN_CONTACT_POINT);
+      }
+      if (!tunnel.peers.has(to.name)) return this.refuse(s.link, msg, Status.PEER_NOT_REGISTERED);
+      target = tunnel.link;
+    }
+    if (target.bufferedAmount > MAX_BUFFERED_BYTES) return this.refuse(s.link, msg, Status.QUEUE_FULL, 'the path to the receiver is congested');
+    target.send(frame.raw);
+    this.routed++;
+  }
+
+  private onAck(s: TunnelSession | ExternalSession, frame: Frame): void {
+    const ack = decodeAck(frame);
+    if (s.kind === 'external' ? ack.from !== s.address : parseAddress(ack.from)?.domain !== s.id) {
+      throw new ProtocolError(Status.PROTOCOL_VIOLATION, `ACK from ${ack.from} on a link that is not ${ack.from}`);
+    }
+    const to = parseAddress(ack.to);
+    const target = !to ? undefined : to.domain === this.name ? this.externals.get(to.name)?.link : this.tunnels.get(to.domain)?.link;
+    // An ACK for someone who has gone is not kept: the sender retries and the receiver re-acks the duplicate.
+    if (target) target.send(frame.raw);
+    else this.logger.debug('ack unroutable; sender will retry', { to: ack.to, id: ack.id });
+  }
+
+  private refuse(link: Link, msg: MsgFrame, code: StatusCode, reason?: string): void {
+    this.refused++;
+    link.send(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: code, reason: reason ?? describeStatus(code) }));
+  }
+}
+
+function rejectUpgrade(socket: Duplex, status: number, text: string): void {
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+}

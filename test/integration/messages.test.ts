@@ -1,0 +1,80 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DeliveryError } from '../../core/protocol/errors.js';
+import { Status } from '../../core/protocol/status.js';
+import type { InboundMessage } from '../../core/peer/peer-client.js';
+import { startHarness, waitFor, type Harness } from '../helpers.js';
+
+let h: Harness;
+beforeEach(async () => {
+  h = await startHarness();
+});
+afterEach(async () => {
+  await h.close();
+});
+
+async function refusal(p: Promise<unknown>): Promise<DeliveryError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(DeliveryError);
+  return err as DeliveryError;
+}
+
+describe('addressed messages end to end', () => {
+  it('delivers external -> relay -> tunnel -> contact point -> registered peer, with the ack travelling back', async () => {
+    const got: InboundMessage[] = [];
+    await h.registered('printer', (m) => void got.push(m));
+    const alice = await h.external('alice');
+    const receipt = await alice.send('printer@acme-hq', 'hello');
+    expect(receipt.to).toBe('printer@acme-hq');
+    expect(got).toHaveLength(1);
+    expect(got[0]!.payload.toString()).toBe('hello');
+    expect(got[0]!.from).toBe('alice@relay');
+  });
+
+  it('lets the internal peer answer the external one through the tunnel', async () => {
+    const printer = await h.registered('printer');
+    const inbox: string[] = [];
+    const alice = await h.external('alice', { onMessage: (m) => void inbox.push(m.payload.toString()) });
+    await printer.send('alice@relay', 'page printed');
+    expect(inbox).toEqual(['page printed']);
+    expect(alice.stats.received).toBe(1);
+  });
+
+  it('delivers between two LAN peers without the relay seeing it', async () => {
+    const got: string[] = [];
+    await h.registered('printer', (m) => void got.push(m.payload.toString()));
+    const scanner = await h.registered('scanner');
+    const routedBefore = h.relay.status().routed;
+    await scanner.send('printer@acme-hq', 'scan done');
+    expect(got).toEqual(['scan done']);
+    expect(h.relay.status().routed).toBe(routedBefore);
+  });
+
+  it('refuses with a reason for each failure the sender can meet', async () => {
+    const alice = await h.external('alice');
+    await h.credentials.add('contact-point', 'other-office');
+    expect((await refusal(alice.send('printer@nowhere', 'x'))).code).toBe(Status.UNKNOWN_CONTACT_POINT);
+    expect((await refusal(alice.send('printer@other-office', 'x', { deadlineMs: 300 }))).code).toBe(Status.CONTACT_POINT_OFFLINE);
+    expect((await refusal(alice.send('printer@acme-hq', 'x'))).code).toBe(Status.PEER_NOT_REGISTERED);
+    const printer = await h.registered('printer');
+    await printer.stop();
+    await waitFor(() => !h.cp.registrar.isOnline('printer'));
+    expect((await refusal(alice.send('printer@acme-hq', 'x', { deadlineMs: 300 }))).code).toBe(Status.PEER_OFFLINE);
+    expect((await refusal(alice.send('not an address', 'x'))).code).toBe(Status.BAD_ADDRESS);
+    expect((await refusal(alice.send('printer@acme-hq', Buffer.alloc(2 * 1024 * 1024)))).code).toBe(Status.TOO_LARGE);
+  });
+
+  it('refuses at once after revoke and closes the live session', async () => {
+    const got: string[] = [];
+    const printer = await h.registered('printer', (m) => void got.push(m.payload.toString()));
+    const alice = await h.external('alice');
+    await alice.send('printer@acme-hq', 'one');
+    await h.cp.call('peers:revoke', { name: 'printer' });
+    await waitFor(() => !printer.connected, 3_000, 'revoked peer disconnected');
+    const err = await refusal(alice.send('printer@acme-hq', 'two'));
+    expect(err.code).toBe(Status.PEER_NOT_REGISTERED);
+    expect(got).toEqual(['one']);
+  });
+});
