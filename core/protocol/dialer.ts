@@ -48,8 +48,8 @@ export interface DialerOptions {
   readonly stopOnRejection?: boolean;
 }
 
-/** Refusals that retrying will not fix; with stopOnRejection they end the dialer. */
-const REJECTIONS = new Set<number>([Status.BAD_CREDENTIALS, Status.VERSION_MISMATCH, Status.IDENTITY_MISMATCH]);
+/** Refusals that retrying will not fix (REVOKED: the admin cut this peer off); with stopOnRejection they end the dialer. */
+const REJECTIONS = new Set<number>([Status.BAD_CREDENTIALS, Status.VERSION_MISMATCH, Status.IDENTITY_MISMATCH, Status.REVOKED]);
 
 export interface DialerEvents {
   status: [DialerStatus];

@@ -1,0 +1,185 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { encodeControl, encodeMsg, HEADER_BYTES } from '../../core/protocol/codec.js';
+import { FrameType } from '../../core/protocol/frames.js';
+import { MAX_FRAME_BYTES, MAX_PENDING_HELLOS_PER_ADDRESS } from '../../core/protocol/limits.js';
+import { Status } from '../../core/protocol/status.js';
+import { OFFERED_VERSIONS } from '../../core/protocol/version.js';
+import { PeerIdentity } from '../../core/peer/identity.js';
+import { PeerClient } from '../../core/peer/peer-client.js';
+import { RawClient } from '../raw-client.js';
+import { FAST, logger, startHarness, waitFor, type Harness } from '../helpers.js';
+
+let h: Harness;
+const raws: RawClient[] = [];
+beforeEach(async () => {
+  h = await startHarness({ relay: { helloTimeoutMs: 500 }, cp: { helloTimeoutMs: 500 } });
+});
+afterEach(async () => {
+  for (const r of raws.splice(0)) r.ws.terminate();
+  await h.close();
+});
+
+async function raw(url: string): Promise<RawClient> {
+  const r = await RawClient.open(url);
+  raws.push(r);
+  return r;
+}
+
+/** After each abuse, the real flow must still work for everyone else. */
+async function stillServes(): Promise<void> {
+  const printer = h.cp.registrar.isRegistered('printer') ? undefined : await h.registered('printer');
+  void printer;
+  const sender = await h.external(`s${Math.random().toString(36).slice(2, 8)}`);
+  await sender.send('printer@acme-hq', 'still here');
+}
+
+describe('bad input at the relay: a clear close code, and everyone else keeps being served', () => {
+  const cases: [string, (r: RawClient) => void, number][] = [
+    ['garbage bytes', (r) => r.send(Buffer.from('definitely not a frame')), Status.UNKNOWN_FRAME_TYPE],
+    ['a frame shorter than its header', (r) => r.send(Buffer.from([1, 0])), Status.MALFORMED_FRAME],
+    ['an unknown frame type', (r) => r.send(Buffer.from([0x7f, 0, 0, 0, 0, 0])), Status.UNKNOWN_FRAME_TYPE],
+    ['a text message', (r) => r.send('{"hello":1}'), Status.MALFORMED_FRAME],
+    ['a MSG before HELLO', (r) => r.send(encodeMsg({ id: 'x', to: 'a@b', from: 'c@d', payload: Buffer.alloc(1) })), Status.PROTOCOL_VIOLATION],
+    ['a HELLO whose body is not JSON', (r) => r.send(Buffer.concat([Buffer.from([FrameType.HELLO, 0, 0, 0, 0, 0]), Buffer.from('{nope')])), Status.MALFORMED_FRAME],
+    ['a HELLO failing its schema', (r) => r.send(Buffer.concat([Buffer.from([FrameType.HELLO, 0, 0, 0, 0, 0]), Buffer.from('{"role":"x"}')])), Status.INVALID_BODY],
+    ['a wrong protocol version', (r) => r.hello({ versions: { min: 9, max: 9 }, role: 'external', id: 'alice', secret: 'x'.repeat(32) }), Status.VERSION_MISMATCH],
+    ['bad credentials', (r) => r.hello({ versions: OFFERED_VERSIONS, role: 'contact-point', id: 'acme-hq', secret: 'cpk_' + 'A'.repeat(43) }), Status.BAD_CREDENTIALS],
+    ['an internal peer hello at the relay', (r) => r.hello({ versions: OFFERED_VERSIONS, role: 'peer', id: 'x', publicKey: 'AAAA' }), Status.PROTOCOL_VIOLATION],
+    ['silence (no hello)', () => undefined, Status.HELLO_TIMEOUT],
+  ];
+  for (const [what, act, code] of cases) {
+    it(`closes on ${what} with ${code}`, async () => {
+      const r = await raw(h.relay.url);
+      act(r);
+      const closed = await r.waitClosed();
+      expect(closed.code).toBe(4000 + code);
+      expect(r.errorCode()).toBe(code);
+      await stillServes();
+    });
+  }
+
+  it('closes an oversize frame (ws 1009) without buffering it', async () => {
+    const r = await raw(h.relay.url);
+    r.send(Buffer.alloc(MAX_FRAME_BYTES + 1));
+    expect((await r.waitClosed()).code).toBe(1009);
+    await stillServes();
+  });
+
+  it('refuses a spoofed sender address with UNAUTHORIZED, keeping the connection', async () => {
+    await h.registered('printer');
+    const mallory = await h.external('mallory');
+    const r = await raw(h.relay.url);
+    const secret = await h.credentials.add('external', 'eve');
+    r.hello({ versions: OFFERED_VERSIONS, role: 'external', id: 'eve', secret });
+    await waitFor(() => r.frames.some((f) => f.type === FrameType.WELCOME));
+    r.send(encodeMsg({ id: 'spoof1', to: 'printer@acme-hq', from: 'mallory@relay', payload: Buffer.from('x') }));
+    await waitFor(() => r.frames.some((f) => f.type === FrameType.ACK));
+    const ack = r.frames.find((f) => f.type === FrameType.ACK)!;
+    expect(ack.body.readUInt16BE(0)).toBe(Status.UNAUTHORIZED);
+    expect(r.closed).toBeUndefined();
+    await mallory.send('printer@acme-hq', 'real one');
+  });
+
+  it('rate-limits repeated bad credentials per address', async () => {
+    for (let i = 0; i < 25; i++) {
+      const r = await raw(h.relay.url).catch((e: Error) => e);
+      if (r instanceof Error) {
+        expect(r.message).toBe('HTTP 429');
+        return;
+      }
+      r.hello({ versions: OFFERED_VERSIONS, role: 'external', id: 'alice', secret: 'epk_' + 'B'.repeat(43) });
+      await r.waitClosed();
+    }
+    throw new Error('25 bad hellos were never throttled');
+  });
+});
+
+describe('bad input and floods at the contact point peer port', () => {
+  it('caps unauthenticated connections per address; registered peers keep working', async () => {
+    const printer = await h.registered('printer');
+    const opened: RawClient[] = [];
+    let refused = 0;
+    for (let i = 0; i < MAX_PENDING_HELLOS_PER_ADDRESS + 8; i++) {
+      try {
+        opened.push(await raw(h.cp.peerPortUrl));
+      } catch (e: unknown) {
+        expect((e as Error).message).toBe('HTTP 503');
+        refused++;
+      }
+    }
+    expect(opened.length).toBe(MAX_PENDING_HELLOS_PER_ADDRESS);
+    expect(refused).toBe(8);
+    const alice = await h.external('alice');
+    await alice.send('printer@acme-hq', 'through the flood');
+    expect(printer.stats.received).toBe(1);
+    // The silent ones are cut at the hello deadline, freeing their slots.
+    for (const r of opened) expect((await r.waitClosed()).code).toBe(4000 + Status.HELLO_TIMEOUT);
+  });
+
+  it('refuses a proof signed by another key, and a name bound to another key', async () => {
+    const r = await raw(h.cp.peerPortUrl);
+    const a = PeerIdentity.generate();
+    const b = PeerIdentity.generate();
+    r.hello({ versions: OFFERED_VERSIONS, role: 'peer', id: 'printer', publicKey: a.publicKey });
+    await waitFor(() => r.frames.some((f) => f.type === FrameType.CHALLENGE));
+    const nonce = (JSON.parse(r.frames[0]!.body.toString()) as { nonce: string }).nonce;
+    r.send(encodeControl(FrameType.PROOF, { signature: b.signChallenge('printer', nonce) }));
+    expect((await r.waitClosed()).code).toBe(4000 + Status.BAD_CREDENTIALS);
+
+    await h.registered('printer');
+    const impostor = new PeerClient({ role: 'peer', url: h.cp.peerPortUrl, name: 'printer', identity: b, logger, ...FAST });
+    impostor.start();
+    await expect(impostor.ready()).rejects.toThrow(/IDENTITY_MISMATCH/);
+    await impostor.stop();
+  });
+
+  it('answers a registration flood with RATE_LIMITED and keeps the peer connected', async () => {
+    const p = await h.internal('chatty');
+    for (let i = 0; i < 30; i++) p.register();
+    await waitFor(() => h.cp.registrar.get('chatty')?.state === 'pending');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(p.connected).toBe(true);
+    expect(h.cp.registrar.get('chatty')?.state).toBe('pending');
+  });
+
+  it('an unregistered peer may not send', async () => {
+    const p = await h.internal('stranger');
+    await expect(p.send('alice@relay', 'hi')).rejects.toMatchObject({ code: Status.UNAUTHORIZED });
+  });
+
+  it('a peer that never reads stalls only itself, with memory bounded', async () => {
+    const slow = await h.registered('slow');
+    // Stop reading: the contact point's socket buffer to it fills, then deliveries are refused.
+    const sock = (slow as unknown as { link: { ws: { _socket: import('node:net').Socket } } }).link.ws._socket;
+    sock.pause();
+    const fast = await h.registered('fast');
+    const alice = await h.external('alice', { maxOutbox: 5_000 });
+    const payload = Buffer.alloc(16 * 1024);
+    const results = await Promise.allSettled(
+      Array.from({ length: 1_500 }, () => alice.send('slow@acme-hq', payload, { deadlineMs: 1_500 })),
+    );
+    const refused = results.filter((r) => r.status === 'rejected').map((r) => (r.reason as { code: number }).code);
+    expect(refused.length).toBeGreaterThan(0);
+    expect(new Set(refused)).toEqual(new Set([Status.QUEUE_FULL]));
+    const session = h.cp.peerPort.get('slow');
+    expect(session?.inflight.size ?? 0).toBeLessThanOrEqual(1_024);
+    await alice.send('fast@acme-hq', 'not stuck behind slow');
+    expect(fast.stats.received).toBe(1);
+    sock.resume();
+  });
+});
+
+describe('frames are checked before they are trusted', () => {
+  it('rejects a MSG whose address length runs past the frame', async () => {
+    const r = await raw(h.relay.url);
+    const secret = await h.credentials.add('external', 'eve');
+    r.hello({ versions: OFFERED_VERSIONS, role: 'external', id: 'eve', secret });
+    await waitFor(() => r.frames.some((f) => f.type === FrameType.WELCOME));
+    const bad = Buffer.alloc(HEADER_BYTES + 3);
+    bad[0] = FrameType.MSG;
+    bad[HEADER_BYTES] = 200; // id length 200, but only 2 bytes follow
+    r.send(bad);
+    expect((await r.waitClosed()).code).toBe(4000 + Status.MALFORMED_FRAME);
+    await stillServes();
+  });
+});
