@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { IncomingMessage } from 'node:http';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { HttpsProxyAgent } from 'https-proxy-agent';
 import { WebSocket } from 'ws';
 import { Backoff } from '../runtime/backoff.js';
@@ -131,6 +132,14 @@ export class Dialer extends EventEmitter<DialerEvents> {
     this.dial();
   }
 
+  /**
+   * Through a proxy the TLS session is made by https-proxy-agent, which loses the host of an
+   * IP-literal URL and would check the certificate against "localhost"; check it against the
+   * host we actually dialled.
+   */
+  private readonly checkRelayIdentity = (_host: string, cert: PeerCertificate): Error | undefined =>
+    checkServerIdentity(new URL(this.opts.url).hostname.replace(/^\[|\]$/g, ''), cert);
+
   private setState(s: DialerState): void {
     this.state = s;
   }
@@ -152,7 +161,7 @@ export class Dialer extends EventEmitter<DialerEvents> {
         maxPayload: MAX_FRAME_BYTES,
         perMessageDeflate: false,
         handshakeTimeout: this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS,
-        ...(agent ? { agent } : {}),
+        ...(agent ? { agent, checkServerIdentity: this.checkRelayIdentity } : {}),
         ...(this.opts.ca ? { ca: this.opts.ca } : {}),
       });
     } catch (err: unknown) {

@@ -1,0 +1,125 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { ContactPoint } from '../../core/contact-point/contact-point.js';
+import { PeerClient } from '../../core/peer/peer-client.js';
+import { CredentialStore } from '../../core/relay/credentials.js';
+import { Relay } from '../../core/relay/relay.js';
+import { blackholeForwarder, connectProxy, selfSignedCert } from '../net-fixtures.js';
+import { FAST, logger, startHarness, tempDir, waitFor } from '../helpers.js';
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+describe('the one tunnel', () => {
+  it('reaches a TLS relay through the HTTPS_PROXY CONNECT proxy, and carries messages', async () => {
+    await using dir = await tempDir();
+    const tls = selfSignedCert(dir.path);
+    const credentials = CredentialStore.inMemory();
+    const secret = await credentials.add('contact-point', 'acme-hq');
+    const relay = new Relay({ credentials, tls, logger });
+    const url = await relay.start();
+    cleanups.push(() => relay.stop());
+    expect(url).toMatch(/^wss:\/\/127\.0\.0\.1:\d+\/v1$/);
+    const proxy = await connectProxy();
+    cleanups.push(() => proxy.close());
+
+    const saved = { HTTPS_PROXY: process.env.HTTPS_PROXY, NO_PROXY: process.env.NO_PROXY };
+    process.env.HTTPS_PROXY = proxy.url;
+    delete process.env.NO_PROXY;
+    let cp: ContactPoint;
+    try {
+      cp = await ContactPoint.create({ id: 'acme-hq', relayUrl: url, secret, ca: tls.cert, peerHost: '127.0.0.1', logger, ...FAST });
+    } finally {
+      for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    await cp.start();
+    cleanups.push(() => cp.stop());
+    await waitFor(() => cp.gateway.connected, 5_000, 'tunnel through the proxy');
+    expect(proxy.connects).toEqual([`127.0.0.1:${new URL(url).port}`]);
+    expect(cp.gateway.status().proxy).toBe(proxy.url);
+
+    const aliceSecret = await credentials.add('external', 'alice');
+    const alice = new PeerClient({ role: 'external', url, name: 'alice', secret: aliceSecret, ca: tls.cert, proxy: null, logger, ...FAST });
+    alice.start();
+    cleanups.push(() => alice.stop());
+    await alice.ready();
+    await cp.call('policy:set', { subnets: ['127.0.0.0/8'] });
+    const { PeerIdentity } = await import('../../core/peer/identity.js');
+    const got: string[] = [];
+    const printer = new PeerClient({ role: 'peer', url: cp.peerPortUrl, name: 'printer', identity: PeerIdentity.generate(), logger, ...FAST, onMessage: (m) => void got.push(m.payload.toString()) });
+    printer.start();
+    cleanups.push(() => printer.stop());
+    await printer.ready();
+    printer.register();
+    await printer.waitForRegistration('registered');
+    await waitFor(() => relay.peersOf('acme-hq').includes('printer'));
+    await alice.send('printer@acme-hq', 'via proxy and TLS');
+    expect(got).toEqual(['via proxy and TLS']);
+  });
+
+  it('refuses a relay certificate it does not trust', async () => {
+    await using dir = await tempDir();
+    const tls = selfSignedCert(dir.path);
+    const credentials = CredentialStore.inMemory();
+    const secret = await credentials.add('contact-point', 'acme-hq');
+    const relay = new Relay({ credentials, tls, logger });
+    const url = await relay.start();
+    cleanups.push(() => relay.stop());
+    const cp = await ContactPoint.create({ id: 'acme-hq', relayUrl: url, secret, proxy: null, peerHost: '127.0.0.1', logger, ...FAST });
+    await cp.start();
+    cleanups.push(() => cp.stop());
+    await waitFor(() => cp.gateway.status().lastError !== undefined, 5_000, 'a TLS error');
+    expect(cp.gateway.connected).toBe(false);
+    expect(cp.gateway.status().lastError).toMatch(/certificate/i);
+  });
+
+  it('notices a silently dead tunnel within ping + pong timeout and comes back when the path does', async () => {
+    const h = await startHarness();
+    cleanups.push(() => h.close());
+    const relayPort = Number(new URL(h.relay.url).port);
+    const fwd = await blackholeForwarder(relayPort);
+    cleanups.push(() => fwd.close());
+    const cp = await ContactPoint.create({
+      id: 'branch', relayUrl: `ws://127.0.0.1:${fwd.port}/v1`, secret: await h.credentials.add('contact-point', 'branch'),
+      peerHost: '127.0.0.1', logger, ...FAST, proxy: null,
+    });
+    await cp.start();
+    cleanups.push(() => cp.stop());
+    await waitFor(() => cp.gateway.connected, 5_000, 'tunnel up');
+    fwd.blackhole();
+    const t0 = Date.now();
+    await waitFor(() => !cp.gateway.connected, 6_000, 'dead tunnel noticed');
+    const noticedMs = Date.now() - t0;
+    // FAST: ping every 1 s, pong within 1 s; the link's check runs every 0.5 s.
+    expect(noticedMs).toBeLessThanOrEqual(FAST.pingIntervalMs + FAST.pongTimeoutMs + 1_000);
+    expect(cp.gateway.status().state).toBe('reconnecting');
+    fwd.restore();
+    await waitFor(() => cp.gateway.connected, 5_000, 'tunnel back');
+    expect(cp.gateway.status().reconnects).toBe(1);
+  });
+
+  it('re-announces registered peers after a reconnect and backs off while the relay is away', async () => {
+    const h = await startHarness();
+    cleanups.push(() => h.close());
+    await h.registered('printer');
+    await h.relay.stop();
+    await waitFor(() => h.cp.gateway.status().state === 'reconnecting');
+    await new Promise((r) => setTimeout(r, 600));
+    const s = h.cp.gateway.status();
+    expect(s.nextRetryAt).toBeGreaterThan(Date.now() - 50);
+    expect(s.lastError).toBeDefined();
+    await h.restartRelay();
+    await waitFor(() => h.cp.gateway.connected, 5_000, 'tunnel back');
+    await waitFor(() => h.relay.peersOf('acme-hq').includes('printer'), 5_000, 're-announced');
+  });
+
+  it('holds one socket at the relay however many peers it serves', async () => {
+    const h = await startHarness();
+    cleanups.push(() => h.close());
+    for (const n of ['a', 'b', 'c', 'd', 'e']) await h.registered(n);
+    expect(h.relay.status()).toMatchObject({ tunnels: 1, sockets: 1 });
+    expect(h.cp.gateway.status().peersServed).toBe(5);
+  });
+});
