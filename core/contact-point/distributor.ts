@@ -46,8 +46,11 @@ export class Distributor {
   deliver(msg: MsgFrame, raw: Buffer, dir: 'in' | 'local', reply: Reply): void {
     const to = parseAddress(msg.to)!;
     const record = this.d.registrar.get(to.name);
-    if (!record) return this.refuse(msg, Status.UNKNOWN_PEER, dir, reply);
-    if (record.state !== 'registered') return this.refuse(msg, Status.PEER_NOT_REGISTERED, dir, reply, `peer is ${record.state}`);
+    if (!record || record.state !== 'registered') {
+      // The sender learns only "not registered" (no probing which names exist or were revoked);
+      // the admin's flow view gets the detail.
+      return this.refuse(msg, Status.PEER_NOT_REGISTERED, dir, reply, undefined, record ? `peer is ${record.state}` : 'no such peer');
+    }
     const session = this.d.peers.get(to.name);
     if (!session) return this.refuse(msg, Status.PEER_OFFLINE, dir, reply);
     if (session.link.bufferedAmount > MAX_BUFFERED_BYTES) {
@@ -112,9 +115,9 @@ export class Distributor {
   }
 
   /** Answer a message with a refusal ACK (never drop it silently) and count it in the flow. */
-  refuse(msg: MsgFrame, code: StatusCode, dir: 'in' | 'out' | 'local', reply: Reply, reason?: string): void {
+  refuse(msg: MsgFrame, code: StatusCode, dir: 'in' | 'out' | 'local', reply: Reply, reason?: string, adminDetail?: string): void {
     const text = reason ?? describeStatus(code);
-    this.d.flow.record(msg.id, dir, msg.from, msg.to, msg.payload.length, code, text);
+    this.d.flow.record(msg.id, dir, msg.from, msg.to, msg.payload.length, code, adminDetail ?? text);
     reply(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: code, reason: text }));
   }
 

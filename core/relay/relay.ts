@@ -79,7 +79,8 @@ export interface RelayStatus {
 /**
  * The public relay (seed 000's relay server; seed 002's control server). It authenticates
  * contact points and external peers, keeps one tunnel per contact point id, learns which peers
- * each tunnel represents, and routes MSG/ACK frames between them by address. It holds no
+ * each tunnel represents (for its status and name service), and routes MSG/ACK frames
+ * between them by address. It holds no
  * message state: senders retry, receivers dedupe, so a relay restart loses nothing.
  */
 export class Relay {
@@ -331,7 +332,8 @@ export class Relay {
         const known = this.opts.credentials.has('contact-point', to.domain);
         return this.refuse(s.link, msg, known ? Status.CONTACT_POINT_OFFLINE : Status.UNKNOWN_CONTACT_POINT);
       }
-      if (!tunnel.peers.has(to.name)) return this.refuse(s.link, msg, Status.PEER_NOT_REGISTERED);
+      // Registration is checked at the contact point, the single place where traffic is checked
+      // (seed 000 [0041]): it refuses with the reason and its admin sees the refusal in the flow.
       target = tunnel.link;
     }
     if (target.bufferedAmount > MAX_BUFFERED_BYTES) return this.refuse(s.link, msg, Status.QUEUE_FULL, 'the path to the receiver is congested');

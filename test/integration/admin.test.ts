@@ -1,0 +1,109 @@
+import { request } from 'node:http';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { AdminClient } from '../../core/admin/client.js';
+import { ADMIN_PROTOCOL, type FlowBatch, type PeerView, type TunnelView } from '../../core/admin/contract.js';
+import { AdminServer } from '../../core/admin/server.js';
+import { logger, startHarness, waitFor, type Harness } from '../helpers.js';
+
+let h: Harness;
+let admin: AdminServer;
+const clients: AdminClient[] = [];
+beforeEach(async () => {
+  h = await startHarness();
+  admin = new AdminServer({ api: h.cp, logger });
+  await admin.start();
+});
+afterEach(async () => {
+  for (const c of clients.splice(0)) await c.close();
+  await admin.stop();
+  await h.close();
+});
+
+async function client(token = admin.token): Promise<AdminClient> {
+  const c = await AdminClient.connect(admin.wsUrl, token);
+  clients.push(c);
+  return c;
+}
+
+function httpGet(path: string, headers: Record<string, string>): Promise<number> {
+  const u = new URL(admin.url);
+  return new Promise((resolve, reject) => {
+    const req = request({ host: u.hostname, port: u.port, path, headers }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function upgradeStatus(headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(admin.wsUrl, ADMIN_PROTOCOL, { headers });
+    ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+    ws.on('open', () => {
+      ws.close();
+      resolve(101);
+    });
+    ws.on('error', () => undefined);
+  });
+}
+
+describe('admin endpoint', () => {
+  it('binds to loopback and gives a snapshot only to a client with the token', async () => {
+    expect(admin.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const c = await client();
+    expect(c.initial.contactPoint.id).toBe('acme-hq');
+    expect(c.initial.tunnel.state).toBe('connected');
+    await expect(AdminClient.connect(admin.wsUrl, 'wrong-token')).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+  });
+
+  it('refuses requests naming another host (DNS rebinding) and foreign origins', async () => {
+    expect(await httpGet('/', { host: 'evil.example:80' })).toBe(421);
+    expect(await httpGet('/', { host: new URL(admin.url).host })).toBe(200);
+    expect(await upgradeStatus({ host: 'evil.example' })).toBe(403);
+    expect(await upgradeStatus({ origin: 'http://evil.example' })).toBe(403);
+    expect(await upgradeStatus({ origin: admin.url })).toBe(101);
+  });
+
+  it('answers calls, with typed errors for bad ones', async () => {
+    const c = await client();
+    const p = await h.internal('printer');
+    p.register();
+    await waitFor(() => h.cp.registrar.get('printer')?.state === 'pending');
+    const view = await c.call('peers:approve', { name: 'printer' });
+    expect(view.state).toBe('registered');
+    await expect(c.call('peers:approve', { name: 'ghost' })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(c.call('peers:approve', { name: 42 } as never)).rejects.toMatchObject({ code: 'INVALID_PARAMS' });
+    await expect(c.call('policy:set', { subnets: ['not-a-cidr'] })).rejects.toMatchObject({ code: 'INVALID_PARAMS' });
+    await expect(c.call('nope:nothing' as never, {} as never)).rejects.toMatchObject({ code: 'UNKNOWN_METHOD' });
+    const snap = await c.call('snapshot:get', {});
+    expect(snap.peers.map((x) => [x.name, x.state])).toEqual([['printer', 'registered']]);
+  });
+
+  it('streams peer changes, tunnel status and batched message flow with refusals and reasons', async () => {
+    const c = await client();
+    const peers: PeerView[] = [];
+    const tunnel: TunnelView[] = [];
+    const batches: FlowBatch[] = [];
+    c.subscribe('peer:changed', (p) => void peers.push(p));
+    c.subscribe('tunnel:status', (t) => void tunnel.push(t));
+    c.subscribe('flow:batch', (b) => void batches.push(b));
+    await h.registered('printer');
+    expect(peers.some((p) => p.name === 'printer' && p.state === 'pending')).toBe(true);
+    await waitFor(() => peers.some((p) => p.name === 'printer' && p.state === 'registered'));
+    const alice = await h.external('alice');
+    await alice.send('printer@acme-hq', 'hello');
+    await h.cp.call('peers:revoke', { name: 'printer' });
+    await expect(alice.send('printer@acme-hq', 'again')).rejects.toThrow();
+    await waitFor(() => batches.flatMap((b) => b.events).length >= 1 && batches.at(-1)!.totals.refused >= 1, 3_000, 'flow batches');
+    const events = batches.flatMap((b) => b.events);
+    expect(events.find((e) => e.outcome === 'delivered')).toMatchObject({ dir: 'in', from: 'alice@relay', to: 'printer@acme-hq', size: 5, code: 0 });
+    const refusal = batches.flatMap((b) => b.events).find((e) => e.outcome === 'refused');
+    expect(refusal).toMatchObject({ dir: 'in', to: 'printer@acme-hq', code: 12, reason: 'peer is revoked' });
+    expect(batches.at(-1)!.totals.refusals).toEqual({ PEER_NOT_REGISTERED: 1 });
+    await waitFor(() => tunnel.length > 0, 3_000, 'tunnel status');
+    expect(tunnel.at(-1)!.state).toBe('connected');
+  });
+});
