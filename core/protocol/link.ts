@@ -105,7 +105,7 @@ export class Link {
     if (!this.corked && this.socket) {
       this.corked = true;
       this.socket.cork();
-      setImmediate(this.uncork);
+      process.nextTick(this.uncork);
     }
     this.ws.send(frame, { binary: true, compress: false });
     this.stats.bytesOut += frame.length;
@@ -135,6 +135,32 @@ export class Link {
       // A peer that never answers the close handshake is cut off rather than waited for.
       setTimeout(() => this.ws.terminate(), 1_000).unref();
     }
+  }
+
+  /**
+   * Run `fn` once this link can take more: at once when its socket is not congested, else on
+   * the socket's next 'drain'. Stream senders use it to wait instead of buffering without end.
+   */
+  whenWritable(fn: () => void): void {
+    const socket = this.socket;
+    if (!socket || this.ws.bufferedAmount === 0 || this.closed) {
+      setImmediate(fn);
+      return;
+    }
+    socket.once('drain', fn);
+  }
+
+  /**
+   * Run `fn` once this link can take more: at once when its socket is not congested, else on
+   * the socket's next 'drain'. Stream senders use it to wait instead of buffering without end.
+   */
+  whenWritable(fn: () => void): void {
+    const socket = this.socket;
+    if (!socket || this.ws.bufferedAmount === 0 || this.closed) {
+      setImmediate(fn);
+      return;
+    }
+    socket.once('drain', fn);
   }
 
   /** Drop the connection without a close handshake (dead peer). */
