@@ -150,19 +150,6 @@ export class Link {
     socket.once('drain', fn);
   }
 
-  /**
-   * Run `fn` once this link can take more: at once when its socket is not congested, else on
-   * the socket's next 'drain'. Stream senders use it to wait instead of buffering without end.
-   */
-  whenWritable(fn: () => void): void {
-    const socket = this.socket;
-    if (!socket || this.ws.bufferedAmount === 0 || this.closed) {
-      setImmediate(fn);
-      return;
-    }
-    socket.once('drain', fn);
-  }
-
   /** Drop the connection without a close handshake (dead peer). */
   terminate(): void {
     this.localClose = true;
