@@ -22,6 +22,15 @@ export const FrameType = {
   PEERS: 0x20,
   REGISTER: 0x21,
   PEER_STATE: 0x22,
+  // Port mediation (seed 002): control requests and events are JSON, stream and datagram data binary.
+  PORT_REQUEST: 0x30,
+  PORT_RESULT: 0x31,
+  PORT_EVENT: 0x32,
+  STREAM_DATA: 0x40,
+  STREAM_FIN: 0x41,
+  STREAM_RST: 0x42,
+  STREAM_WINDOW: 0x43,
+  DATAGRAM: 0x44,
 } as const;
 export type FrameTypeName = keyof typeof FrameType;
 export type FrameTypeCode = (typeof FrameType)[FrameTypeName];
@@ -29,7 +38,8 @@ export type FrameTypeCode = (typeof FrameType)[FrameTypeName];
 /** MSG flag: this is a retry of an id sent before (informational; receivers dedupe by id anyway). */
 export const FLAG_RETRY = 0x01;
 
-const name = str({ min: 1, max: MAX_NAME_LENGTH, pattern: /^[a-z0-9][a-z0-9._-]*$/, patternText: 'must be a lower-case name' });
+// Same grammar as address.ts isValidName (no ".."), so every name the schema admits is addressable.
+const name = str({ min: 1, max: MAX_NAME_LENGTH, pattern: /^(?!.*\.\.)[a-z0-9][a-z0-9._-]*$/, patternText: 'must be a lower-case name' });
 const versions = obj({ min: int({ min: 1, max: 255 }), max: int({ min: 1, max: 255 }) });
 const reason = str({ max: MAX_REASON_LENGTH });
 const secret = str({ min: 16, max: 256 });
@@ -83,6 +93,50 @@ export const peerStateSchema = obj({
   final: optional(bool),
 });
 
+const port = int({ min: 0, max: 65535 });
+const id32 = int({ min: 1, max: 0xffffffff });
+const hostText = str({ min: 1, max: 253 });
+
+/** Seed 002 requests: open / redirect / connect / listen (make-server) / close. */
+export const portRequestSchema = obj({
+  req: id32,
+  /** expose / unexpose: operator -> relay only (a public port at the relay, see core/relay/expose.ts) */
+  op: oneOf(['open', 'redirect', 'connect', 'listen', 'close', 'expose', 'unexpose'] as const),
+  /** who asked: set by the relay from the operator's authenticated session */
+  operator: name,
+  /** operator -> relay only: which contact point the request is for */
+  cp: optional(name),
+  portId: optional(id32),
+  proto: optional(oneOf(['tcp', 'udp'] as const)),
+  /** local address of the contact point to bind (it may have several); default: all */
+  address: optional(str({ max: 64 })),
+  port: optional(port),
+  importance: optional(oneOf(['desired', 'obligatory'] as const)),
+  /** connect target (LAN address or name) and port */
+  host: optional(hostText),
+  targetPort: optional(int({ min: 1, max: 65535 })),
+  /** connect: the stream id the relay already opened for it (even; the contact point uses odd ids for accepted connections) */
+  streamId: optional(id32),
+});
+export const portResultSchema = obj({
+  req: id32,
+  ok: bool,
+  portId: optional(id32),
+  port: optional(port),
+  address: optional(str({ max: 64 })),
+  streamId: optional(id32),
+  code: optional(int({ min: 0, max: 999 })),
+  reason: optional(reason),
+});
+export const portEventSchema = obj({
+  portId: id32,
+  event: oneOf(['accepted', 'closed'] as const),
+  streamId: optional(id32),
+  remoteAddress: optional(str({ max: 64 })),
+  remotePort: optional(port),
+  reason: optional(reason),
+});
+
 export type HelloBody = Infer<typeof helloSchema>;
 export type WelcomeBody = Infer<typeof welcomeSchema>;
 export type ChallengeBody = Infer<typeof challengeSchema>;
@@ -93,6 +147,9 @@ export type PeersBody = Infer<typeof peersSchema>;
 export type RegisterBody = Infer<typeof registerSchema>;
 export type PeerStateBody = Infer<typeof peerStateSchema>;
 export type PeerState = PeerStateBody['state'];
+export type PortRequestBody = Infer<typeof portRequestSchema>;
+export type PortResultBody = Infer<typeof portResultSchema>;
+export type PortEventBody = Infer<typeof portEventSchema>;
 
 /** The control half of the frame table. */
 export const CONTROL_SCHEMAS = {
@@ -105,6 +162,9 @@ export const CONTROL_SCHEMAS = {
   [FrameType.PEERS]: peersSchema,
   [FrameType.REGISTER]: registerSchema,
   [FrameType.PEER_STATE]: peerStateSchema,
+  [FrameType.PORT_REQUEST]: portRequestSchema,
+  [FrameType.PORT_RESULT]: portResultSchema,
+  [FrameType.PORT_EVENT]: portEventSchema,
 } as const;
 
 export interface ControlBodies {
@@ -117,6 +177,9 @@ export interface ControlBodies {
   [FrameType.PEERS]: PeersBody;
   [FrameType.REGISTER]: RegisterBody;
   [FrameType.PEER_STATE]: PeerStateBody;
+  [FrameType.PORT_REQUEST]: PortRequestBody;
+  [FrameType.PORT_RESULT]: PortResultBody;
+  [FrameType.PORT_EVENT]: PortEventBody;
 }
 export type ControlType = keyof ControlBodies;
 

@@ -13,10 +13,19 @@ export function proxyFor(url: string, env: NodeJS.ProcessEnv): string | undefine
   const noProxy = (pick('no_proxy', 'NO_PROXY') ?? '').split(/[\s,]+/).filter(Boolean);
   for (const entry of noProxy) {
     if (entry === '*') return undefined;
-    const [h, p] = entry.toLowerCase().split(/:(?=\d+$)/);
+    const [h, p] = splitHostPort(entry.toLowerCase());
     if (p && p !== port) continue;
     const bare = (h ?? '').replace(/^\*?\./, '');
     if (host === bare || host.endsWith('.' + bare)) return undefined;
   }
   return proxy;
+}
+
+/** `host`, `host:port`, `[v6]`, `[v6]:port`, or a bare IPv6 address (which has no port part). */
+function splitHostPort(entry: string): [string, string | undefined] {
+  const bracketed = /^\[([^\]]*)\](?::(\d+))?$/.exec(entry);
+  if (bracketed) return [bracketed[1] ?? '', bracketed[2]];
+  if (entry.indexOf(':') !== entry.lastIndexOf(':')) return [entry, undefined];
+  const [h, p] = entry.split(/:(?=\d+$)/);
+  return [h ?? '', p];
 }

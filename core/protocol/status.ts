@@ -20,6 +20,16 @@ export const Status = {
   UNKNOWN_PEER: 20,
   RECEIVER_FAILED: 21,
 
+  // Port mediation results (PORT_RESULT code).
+  PERMISSION_DENIED: 30,
+  PORT_IN_USE: 31,
+  UNKNOWN_PORT: 32,
+  CONNECT_FAILED: 33,
+  PORT_LIMIT: 34,
+  UNSAFE_TARGET: 35,
+  BAD_REQUEST: 36,
+  WRONG_STATE: 37,
+
   // Connection faults (ERROR frame, then close 4000 + code).
   MALFORMED_FRAME: 100,
   UNKNOWN_FRAME_TYPE: 101,
@@ -69,6 +79,14 @@ const DESCRIPTIONS: Record<StatusName, string> = {
   BAD_ADDRESS: 'malformed address',
   UNKNOWN_PEER: 'unknown peer',
   RECEIVER_FAILED: 'the receiving application failed',
+  PERMISSION_DENIED: 'not allowed by the contact point admin',
+  PORT_IN_USE: 'port already in use',
+  UNKNOWN_PORT: 'no such port id',
+  CONNECT_FAILED: 'connection to the target failed',
+  PORT_LIMIT: 'too many open ports or streams',
+  UNSAFE_TARGET: 'target address refused (loopback, link-local or similar)',
+  BAD_REQUEST: 'malformed port request',
+  WRONG_STATE: 'the port is not in a state that allows this',
   MALFORMED_FRAME: 'malformed frame',
   UNKNOWN_FRAME_TYPE: 'unknown frame type',
   FRAME_TOO_LARGE: 'frame too large',

@@ -1,0 +1,210 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket, WebSocketServer } from 'ws';
+import { decodeControl, decodeFrame, encodeControl, type Frame } from '../../core/protocol/codec.js';
+import { ProtocolError } from '../../core/protocol/errors.js';
+import { FrameType } from '../../core/protocol/frames.js';
+import { MAX_FRAME_BYTES } from '../../core/protocol/limits.js';
+import { Link, type CloseInfo } from '../../core/protocol/link.js';
+import { Status } from '../../core/protocol/status.js';
+import { silentLogger } from '../../core/runtime/logger.js';
+
+interface TestServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+/** A ws server on 127.0.0.1, port 0, configured like the relay and peer port; `onConnection` gets each socket. */
+async function startServer(onConnection: (ws: WebSocket, socket: Socket) => void): Promise<TestServer> {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: true });
+  const server: Server = createServer();
+  server.on('upgrade', (req, socket, head) => wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, req.socket)));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  const s: TestServer = {
+    url: `ws://127.0.0.1:${port}/v1`,
+    close: async () => {
+      for (const ws of wss.clients) ws.terminate();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+  cleanups.push(() => s.close());
+  return s;
+}
+
+async function openClient(url: string): Promise<WebSocket> {
+  const ws = new WebSocket(url, { perMessageDeflate: false });
+  cleanups.push(() => ws.terminate());
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  return ws;
+}
+
+/** Everything the far side sends until it closes. */
+function collect(ws: WebSocket): Promise<{ messages: Buffer[]; code: number; reason: string }> {
+  const messages: Buffer[] = [];
+  ws.on('message', (data: Buffer) => messages.push(data));
+  return new Promise((resolve) => ws.once('close', (code, reason) => resolve({ messages, code, reason: reason.toString() })));
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}
+
+/** A server end whose handler records frames and may throw. */
+function serverLink(onFrame: (f: Frame) => void = () => undefined): { ready: Promise<Link>; closed: Promise<CloseInfo>; accept: (ws: WebSocket, socket: Socket) => void } {
+  let setLink!: (l: Link) => void;
+  let setClosed!: (i: CloseInfo) => void;
+  const ready = new Promise<Link>((r) => (setLink = r));
+  const closed = new Promise<CloseInfo>((r) => (setClosed = r));
+  return {
+    ready,
+    closed,
+    accept: (ws, socket) => {
+      const link = new Link(ws, socket, { role: 'server', logger: silentLogger, label: 'unit-server' });
+      link.setHandler({ onFrame, onClose: setClosed });
+      setLink(link);
+    },
+  };
+}
+
+describe('link: faults become an ERROR frame and a 4000 + status close', () => {
+  it('a text ws message: ERROR MALFORMED_FRAME, then close 4100', async () => {
+    const end = serverLink();
+    const server = await startServer(end.accept);
+    const client = await openClient(server.url);
+    const result = collect(client);
+    client.send('hello as text');
+    const { messages, code } = await withTimeout(result, 5_000, 'close');
+    expect(code).toBe(4100);
+    expect(messages).toHaveLength(1);
+    const frame = decodeFrame(messages[0]!);
+    expect(frame.type).toBe(FrameType.ERROR);
+    expect(decodeControl(frame, FrameType.ERROR)).toEqual({ code: Status.MALFORMED_FRAME, reason: 'text ws messages are not part of the protocol' });
+    const info = await withTimeout(end.closed, 5_000, 'server close');
+    expect(info).toMatchObject({ code: 4100, status: Status.MALFORMED_FRAME, local: true });
+  });
+
+  it('an unknown frame type: ERROR UNKNOWN_FRAME_TYPE, then close 4101', async () => {
+    const frames: Frame[] = [];
+    const end = serverLink((f) => void frames.push(f));
+    const server = await startServer(end.accept);
+    const client = await openClient(server.url);
+    const result = collect(client);
+    client.send(Buffer.from('7f0000000000', 'hex'));
+    const { messages, code, reason } = await withTimeout(result, 5_000, 'close');
+    expect(code).toBe(4101);
+    expect(reason).toMatch(/unknown frame type/);
+    const err = decodeControl(decodeFrame(messages[0]!), FrameType.ERROR);
+    expect(err.code).toBe(Status.UNKNOWN_FRAME_TYPE);
+    expect(frames).toHaveLength(0);
+  });
+
+  it('hands well-formed frames to the handler; a ProtocolError it throws closes with that code', async () => {
+    const frames: Frame[] = [];
+    const end = serverLink((f) => {
+      frames.push(f);
+      if (f.type === FrameType.GOAWAY) throw new ProtocolError(Status.PROTOCOL_VIOLATION, 'GOAWAY is for servers to send');
+    });
+    const server = await startServer(end.accept);
+    const client = await openClient(server.url);
+    const result = collect(client);
+    client.send(encodeControl(FrameType.REGISTER, {}));
+    client.send(encodeControl(FrameType.GOAWAY, { reason: 'bye' }));
+    const { messages, code } = await withTimeout(result, 5_000, 'close');
+    expect(frames.map((f) => f.type)).toEqual([FrameType.REGISTER, FrameType.GOAWAY]);
+    expect(code).toBe(4106);
+    expect(decodeControl(decodeFrame(messages[0]!), FrameType.ERROR).code).toBe(Status.PROTOCOL_VIOLATION);
+  });
+
+  it('any other exception from the handler closes with INTERNAL (4199) and hides the detail', async () => {
+    const end = serverLink(() => {
+      throw new Error('secret stack detail');
+    });
+    const server = await startServer(end.accept);
+    const client = await openClient(server.url);
+    const result = collect(client);
+    client.send(encodeControl(FrameType.REGISTER, {}));
+    const { messages, code, reason } = await withTimeout(result, 5_000, 'close');
+    expect(code).toBe(4199);
+    expect(reason).not.toContain('secret');
+    expect(decodeControl(decodeFrame(messages[0]!), FrameType.ERROR)).toEqual({ code: Status.INTERNAL, reason: 'internal error' });
+  });
+});
+
+describe('link: keepalive', () => {
+  const PING = 200;
+  const PONG = 200;
+  const TICK = Math.min(PING, PONG) / 2;
+  const SLACK = 500;
+
+  function clientLink(ws: WebSocket): { link: Link; closed: Promise<CloseInfo>; createdAt: number } {
+    const createdAt = Date.now();
+    const link = new Link(ws, undefined, { role: 'client', logger: silentLogger, label: 'unit-client', pingIntervalMs: PING, pongTimeoutMs: PONG });
+    const closed = new Promise<CloseInfo>((resolve) => link.setHandler({ onFrame: () => undefined, onClose: resolve }));
+    return { link, closed, createdAt };
+  }
+
+  it('a client notices a server that stopped answering within pingInterval + pongTimeout (+ ticks)', async () => {
+    const server = await startServer((_ws, socket) => socket.pause()); // reads nothing, so answers no ping
+    const client = clientLink(await openClient(server.url));
+    const info = await withTimeout(client.closed, 5_000, 'dead link detection');
+    const elapsed = Date.now() - client.createdAt;
+    expect(info.local).toBe(true);
+    expect(info.code).toBe(1006); // terminated, no close handshake
+    expect(elapsed).toBeGreaterThanOrEqual(PING + PONG);
+    expect(elapsed).toBeLessThanOrEqual(PING + PONG + 2 * TICK + SLACK);
+  });
+
+  it('a client whose server answers pongs stays up and measures the round trip', async () => {
+    const server = await startServer(() => undefined); // ws answers pings by itself
+    const client = clientLink(await openClient(server.url));
+    let closed = false;
+    void client.closed.then(() => (closed = true));
+    await new Promise((r) => setTimeout(r, 4 * (PING + PONG)));
+    expect(closed).toBe(false);
+    expect(client.link.isOpen).toBe(true);
+    expect(client.link.stats.rttMs).toBeTypeOf('number');
+    expect(client.link.stats.rttMs).toBeLessThan(PONG);
+  });
+
+  it('a server drops a client that stays silent for 2 * pingInterval + pongTimeout', async () => {
+    const SERVER_PING = 100;
+    const SERVER_PONG = 100;
+    let createdAt = 0;
+    let setClosed!: (i: CloseInfo) => void;
+    const closed = new Promise<CloseInfo>((r) => (setClosed = r));
+    const server = await startServer((ws, socket) => {
+      createdAt = Date.now();
+      const link = new Link(ws, socket, { role: 'server', logger: silentLogger, label: 'unit-server', pingIntervalMs: SERVER_PING, pongTimeoutMs: SERVER_PONG });
+      link.setHandler({ onFrame: () => undefined, onClose: setClosed });
+    });
+    await openClient(server.url); // a bare ws client that never sends anything
+    const info = await withTimeout(closed, 5_000, 'silent client drop');
+    const elapsed = Date.now() - createdAt;
+    expect(info.local).toBe(true);
+    expect(elapsed).toBeGreaterThan(2 * SERVER_PING + SERVER_PONG);
+    expect(elapsed).toBeLessThanOrEqual(2 * SERVER_PING + SERVER_PONG + 2 * (SERVER_PING / 2) + SLACK);
+  });
+});

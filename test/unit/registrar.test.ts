@@ -1,0 +1,225 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AdminError } from '../../core/admin/contract.js';
+import { Registrar } from '../../core/contact-point/registrar.js';
+import { emptyState, STATE_FILE, StateStore } from '../../core/contact-point/state-store.js';
+import { Status } from '../../core/protocol/status.js';
+import { writeJsonAtomic } from '../../core/runtime/json-file.js';
+
+const KEY_A = Buffer.alloc(44, 1).toString('base64');
+const KEY_B = Buffer.alloc(44, 2).toString('base64');
+
+let t = 1_000;
+const now = (): number => t;
+let r: Registrar;
+let log: string[];
+
+function make(limits?: { maxPeers: number; maxUndecided: number }): Registrar {
+  const reg = new Registrar('acme-hq', emptyState(), now, limits);
+  reg.on('changed', (rec, prev) => log.push(`changed ${rec.name} ${prev ?? 'new'}->${rec.state}`));
+  reg.on('removed', (name) => log.push(`removed ${name}`));
+  return reg;
+}
+
+function adminCode(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err: unknown) {
+    if (err instanceof AdminError) return err.code;
+    throw err;
+  }
+  throw new Error('expected an AdminError');
+}
+
+beforeEach(() => {
+  t = 1_000;
+  log = [];
+  r = make();
+});
+
+describe('registrar: hello and identity', () => {
+  it('a first hello creates an unregistered record bound to the key', () => {
+    const out = r.hello('printer', KEY_A, '10.0.0.5');
+    expect(out.ok).toBe(true);
+    expect(r.get('printer')).toMatchObject({ name: 'printer', publicKey: KEY_A, state: 'unregistered', lanAddress: '10.0.0.5', firstSeen: 1_000 });
+    expect(log).toEqual(['changed printer new->unregistered']);
+    expect(r.view(r.get('printer')!).address).toBe('printer@acme-hq');
+  });
+
+  it('the same name with another key is IDENTITY_MISMATCH, and the record is untouched', () => {
+    r.hello('printer', KEY_A, '10.0.0.5');
+    t = 2_000;
+    const out = r.hello('printer', KEY_B, '10.0.0.6');
+    expect(out.ok).toBe(false);
+    if (!out.ok) expect(out.code).toBe(Status.IDENTITY_MISMATCH);
+    expect(r.get('printer')).toMatchObject({ publicKey: KEY_A, lanAddress: '10.0.0.5', lastSeen: 1_000 });
+  });
+
+  it('the same key again refreshes lastSeen and the LAN address, keeping the state', () => {
+    r.hello('printer', KEY_A, '10.0.0.5');
+    r.requestRegistration('printer', undefined);
+    t = 5_000;
+    expect(r.hello('printer', KEY_A, '10.0.0.7').ok).toBe(true);
+    expect(r.get('printer')).toMatchObject({ state: 'pending', lastSeen: 5_000, lanAddress: '10.0.0.7', firstSeen: 1_000 });
+  });
+
+  it('forget releases the name for another key', () => {
+    r.hello('printer', KEY_A, undefined);
+    r.forget('printer');
+    expect(r.get('printer')).toBeUndefined();
+    expect(r.hello('printer', KEY_B, undefined).ok).toBe(true);
+    expect(log).toContain('removed printer');
+    expect(adminCode(() => r.forget('nobody'))).toBe('NOT_FOUND');
+  });
+});
+
+describe('registrar: decisions', () => {
+  beforeEach(() => {
+    r.hello('printer', KEY_A, '10.0.0.5');
+    log = [];
+  });
+
+  it('REGISTER makes it pending; asking again changes nothing', () => {
+    expect(r.requestRegistration('printer', undefined)?.state).toBe('pending');
+    expect(r.requestRegistration('printer', undefined)?.state).toBe('pending');
+    expect(log).toEqual(['changed printer unregistered->pending']);
+    expect(r.requestRegistration('nobody', undefined)).toBeUndefined();
+  });
+
+  it('approve registers it, by the admin, and lists it as registered', () => {
+    r.requestRegistration('printer', undefined);
+    t = 3_000;
+    const rec = r.approve('printer');
+    expect(rec).toMatchObject({ state: 'registered', admittedBy: 'admin', decidedAt: 3_000 });
+    expect(r.isRegistered('printer')).toBe(true);
+    expect(r.registeredNames()).toEqual(['printer']);
+    expect(adminCode(() => r.approve('nobody'))).toBe('NOT_FOUND');
+  });
+
+  it('reject works only from pending, and returns it to unregistered', () => {
+    expect(adminCode(() => r.reject('printer'))).toBe('CONFLICT');
+    r.requestRegistration('printer', undefined);
+    expect(r.reject('printer').state).toBe('unregistered');
+    r.approve('printer');
+    expect(adminCode(() => r.reject('printer'))).toBe('CONFLICT');
+    r.revoke('printer');
+    expect(adminCode(() => r.reject('printer'))).toBe('CONFLICT');
+  });
+
+  it('revoke stops it at once and stays until the admin approves again, whatever the policy says', () => {
+    r.setPolicy(['10.0.0.0/8'], 'join-me');
+    r.approve('printer');
+    const rec = r.revoke('printer');
+    expect(rec.state).toBe('revoked');
+    expect(rec.admittedBy).toBeUndefined();
+    expect(r.isRegistered('printer')).toBe(false);
+    expect(r.registeredNames()).toEqual([]);
+    // REGISTER with a matching subnet and the right join code: still revoked.
+    expect(r.requestRegistration('printer', 'join-me')?.state).toBe('revoked');
+    // A new hello with the same key does not clear it either.
+    expect(r.hello('printer', KEY_A, '10.0.0.5').ok).toBe(true);
+    expect(r.get('printer')?.state).toBe('revoked');
+    expect(r.approve('printer')).toMatchObject({ state: 'registered', admittedBy: 'admin' });
+  });
+
+  it('the policy registers at once and records which rule did', () => {
+    r.setPolicy(['10.0.0.0/24'], undefined);
+    expect(r.requestRegistration('printer', undefined)).toMatchObject({ state: 'registered', admittedBy: 'policy:subnet 10.0.0.0/24' });
+    r.hello('laptop', KEY_B, '172.16.0.9');
+    expect(r.requestRegistration('laptop', undefined)?.state).toBe('pending');
+    r.setPolicy(['10.0.0.0/24'], 'join-me');
+    expect(r.requestRegistration('laptop', 'join-me')).toMatchObject({ state: 'registered', admittedBy: 'policy:join-code' });
+    expect(r.policyView()).toEqual({ subnets: ['10.0.0.0/24'], joinCode: true });
+  });
+});
+
+describe('registrar: limits', () => {
+  it('when MAX_UNDECIDED is reached, forgets the longest-unseen offline unregistered peer', () => {
+    r = make({ maxPeers: 100, maxUndecided: 3 });
+    t = 1_000;
+    r.hello('a', KEY_A, undefined);
+    t = 2_000;
+    r.hello('b', KEY_A, undefined);
+    t = 3_000;
+    r.hello('c', KEY_A, undefined);
+    t = 4_000;
+    expect(r.hello('d', KEY_A, undefined).ok).toBe(true);
+    expect(r.get('a')).toBeUndefined();
+    expect(log).toContain('removed a');
+    expect(r.size).toBe(3);
+  });
+
+  it('never evicts online, pending or decided peers; refuses with RESOURCE_LIMIT instead', () => {
+    r = make({ maxPeers: 100, maxUndecided: 2 });
+    r.hello('done', KEY_A, undefined);
+    r.approve('done'); // registered peers do not count as undecided
+    r.hello('online', KEY_A, undefined);
+    r.setOnline('online', true);
+    r.hello('waiting', KEY_A, undefined);
+    r.requestRegistration('waiting', undefined);
+    const out = r.hello('newcomer', KEY_A, undefined);
+    expect(out.ok).toBe(false);
+    if (!out.ok) expect(out.code).toBe(Status.RESOURCE_LIMIT);
+    expect(['online', 'waiting', 'done'].map((n) => r.get(n)?.state)).toEqual(['unregistered', 'pending', 'registered']);
+    // Once the online one goes offline it may be evicted.
+    r.setOnline('online', false);
+    expect(r.hello('newcomer', KEY_A, undefined).ok).toBe(true);
+    expect(r.get('online')).toBeUndefined();
+  });
+
+  it('refuses new names beyond MAX_PEERS', () => {
+    r = make({ maxPeers: 2, maxUndecided: 10 });
+    r.hello('a', KEY_A, undefined);
+    r.hello('b', KEY_A, undefined);
+    const out = r.hello('c', KEY_A, undefined);
+    expect(out.ok).toBe(false);
+    if (!out.ok) expect(out.code).toBe(Status.RESOURCE_LIMIT);
+    expect(r.hello('a', KEY_A, undefined).ok).toBe(true); // known names still say hello
+  });
+});
+
+describe('registrar: persistence', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cp-unit-registrar-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('persisted() survives a write and load, decisions and policy included', async () => {
+    r.hello('printer', KEY_A, '10.0.0.5');
+    r.hello('scanner', KEY_B, '10.0.0.6');
+    r.hello('laptop', KEY_A, undefined);
+    r.requestRegistration('scanner', undefined);
+    t = 7_000;
+    r.approve('printer');
+    r.countMessage('printer', 'in');
+    r.countMessage('printer', 'out');
+    r.countMessage('printer', 'out');
+    r.setPolicy(['192.168.0.0/16'], 'join-me');
+
+    await writeJsonAtomic(join(dir, STATE_FILE), r.persisted());
+    const loaded = await StateStore.load(dir);
+    const again = new Registrar('acme-hq', loaded, now);
+
+    expect(again.views()).toEqual(r.views());
+    expect(again.get('printer')).toMatchObject({ state: 'registered', admittedBy: 'admin', decidedAt: 7_000, messagesIn: 1, messagesOut: 2 });
+    expect(again.get('scanner')?.state).toBe('pending');
+    expect(again.policyView()).toEqual({ subnets: ['192.168.0.0/16'], joinCode: true });
+    expect(again.policy.admits(undefined, 'join-me')).toBe('policy:join-code');
+    expect(JSON.stringify(loaded)).not.toContain('join-me');
+    // The key binding survives too.
+    const out = again.hello('printer', KEY_B, undefined);
+    expect(out.ok).toBe(false);
+  });
+
+  it('persisted() is a copy: later changes do not leak into it', () => {
+    r.hello('printer', KEY_A, undefined);
+    const snap = r.persisted();
+    r.approve('printer');
+    expect(snap.peers[0]?.state).toBe('unregistered');
+  });
+});

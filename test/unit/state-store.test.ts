@@ -1,0 +1,129 @@
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { emptyState, STATE_FILE, StateStore, type PersistedState } from '../../core/contact-point/state-store.js';
+import { writeJsonAtomic } from '../../core/runtime/json-file.js';
+import { createLogger, silentLogger } from '../../core/runtime/logger.js';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'cp-unit-state-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const state = (n: number): PersistedState => ({
+  version: 1,
+  peers: [{ name: `p${n}`, publicKey: 'AAAA', state: 'registered', admittedBy: 'admin', firstSeen: 1, lastSeen: 2, messagesIn: n, messagesOut: 0 }],
+  policy: { subnets: ['10.0.0.0/8'] },
+});
+
+async function rejection(p: Promise<unknown>): Promise<Error> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  if (!(err instanceof Error)) throw new Error('expected a rejection with an Error');
+  return err;
+}
+
+describe('state file: load', () => {
+  it('starts empty without a state dir or without a file', async () => {
+    expect(await StateStore.load(undefined)).toEqual(emptyState());
+    expect(await StateStore.load(dir)).toEqual(emptyState());
+  });
+
+  it('reads what was written', async () => {
+    await writeJsonAtomic(join(dir, STATE_FILE), state(3));
+    expect(await StateStore.load(dir)).toEqual(state(3));
+  });
+
+  it('refuses a file written by a newer version, rather than overwriting it', async () => {
+    await writeFile(join(dir, STATE_FILE), JSON.stringify({ ...state(1), version: 2 }));
+    const err = await rejection(StateStore.load(dir));
+    expect(err.message).toContain(join(dir, STATE_FILE));
+    expect(err.message).toContain('newer contact point (state version 2)');
+  });
+
+  it('names the file when its JSON is corrupt', async () => {
+    await writeFile(join(dir, STATE_FILE), '{"version":1,"peers":[');
+    const err = await rejection(StateStore.load(dir));
+    expect(err.message).toContain(join(dir, STATE_FILE));
+    expect(err.message).toMatch(/is not valid JSON/);
+  });
+
+  it('names the file and the field when the content fails the schema', async () => {
+    await writeFile(join(dir, STATE_FILE), JSON.stringify({ version: 1, peers: [{ name: '' }], policy: { subnets: [] } }));
+    const err = await rejection(StateStore.load(dir));
+    expect(err.message).toBe(`${join(dir, STATE_FILE)}: peers[0].name must have at least 1 characters`);
+  });
+});
+
+describe('state file: save', () => {
+  it('writes the snapshot on flush, mode 0600, leaving no temp files', async () => {
+    let current = state(1);
+    let snapshots = 0;
+    const store = StateStore.create(dir, () => (snapshots++, current), silentLogger);
+    store.changed();
+    store.changed();
+    await store.flush();
+    expect(snapshots).toBe(1);
+    const path = join(dir, STATE_FILE);
+    expect(JSON.parse(await readFile(path, 'utf8'))).toEqual(state(1));
+    expect((await stat(path)).mode & 0o777).toBe(0o600);
+    expect(await readdir(dir)).toEqual([STATE_FILE]);
+
+    current = state(2);
+    await store.flush(); // nothing changed since: no write
+    expect(snapshots).toBe(1);
+    store.changed();
+    await store.flush();
+    expect(JSON.parse(await readFile(path, 'utf8'))).toEqual(state(2));
+    expect(await readdir(dir)).toEqual([STATE_FILE]);
+  });
+
+  it('coalesces changes into one delayed write', async () => {
+    let snapshots = 0;
+    const store = StateStore.create(dir, () => (snapshots++, state(5)), silentLogger);
+    for (let i = 0; i < 50; i++) store.changed();
+    const deadline = Date.now() + 5_000;
+    while (snapshots === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await store.flush();
+    expect(snapshots).toBe(1);
+    expect(JSON.parse(await readFile(join(dir, STATE_FILE), 'utf8'))).toEqual(state(5));
+  });
+
+  it('does nothing without a state dir', async () => {
+    let snapshots = 0;
+    const store = StateStore.create(undefined, () => (snapshots++, state(1)), silentLogger);
+    store.changed();
+    await store.flush();
+    expect(snapshots).toBe(0);
+  });
+
+  it('an atomic write that cannot rename leaves the old content and no temp file', async () => {
+    const target = join(dir, 'occupied');
+    await mkdir(target);
+    await writeFile(join(target, 'keep'), 'x');
+    await expect(writeJsonAtomic(target, { a: 1 })).rejects.toThrow();
+    expect((await readdir(dir)).sort()).toEqual(['occupied']);
+    expect(await readFile(join(target, 'keep'), 'utf8')).toBe('x');
+  });
+
+  it('a failed save is logged and retried on the next flush', async () => {
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'error', write: (l) => void lines.push(l) });
+    const blocker = join(dir, STATE_FILE);
+    await mkdir(blocker);
+    await writeFile(join(blocker, 'x'), 'x');
+    const store = StateStore.create(dir, () => state(9), logger);
+    store.changed();
+    await store.flush();
+    expect(lines.join('\n')).toContain('could not save state');
+    await rm(blocker, { recursive: true });
+    await store.flush();
+    expect(JSON.parse(await readFile(blocker, 'utf8'))).toEqual(state(9));
+  });
+});
