@@ -6,7 +6,7 @@
  * transport boundary before they reach the core.
  */
 import { MAX_NAME_LENGTH } from '../protocol/limits.js';
-import { list, obj, optional, str, type Infer, type Schema } from '../protocol/schema.js';
+import { int, list, obj, optional, str, type Infer, type Schema } from '../protocol/schema.js';
 
 export type PeerState = 'unregistered' | 'pending' | 'registered' | 'revoked';
 export type TunnelState = 'connecting' | 'connected' | 'reconnecting' | 'offline';
@@ -101,12 +101,37 @@ export interface ContactPointInfo {
   readonly peerPortUrl: string;
 }
 
+/** A LAN port the relay had the contact point open (port mediation, seed 002). */
+export interface PortView {
+  readonly id: number;
+  readonly proto: 'tcp' | 'udp';
+  readonly address: string;
+  readonly port: number;
+  readonly state: 'open' | 'connecting' | 'connected' | 'listening' | 'redirecting';
+  /** the operator (relay credential) that asked for it */
+  readonly operator: string;
+  /** connect target, `host:port` */
+  readonly target: string | undefined;
+  readonly streams: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly createdAt: number;
+}
+
+/** What port mediation may do: LAN targets (`192.168.1.0/24:80,443`) and local binds (`tcp:8000-8100`). Empty: nothing. */
+export interface PortPolicyView {
+  readonly targets: readonly string[];
+  readonly listen: readonly string[];
+}
+
 export interface Snapshot {
   readonly contactPoint: ContactPointInfo;
   readonly tunnel: TunnelView;
   readonly peers: readonly PeerView[];
   readonly policy: PolicyView;
   readonly flow: FlowTotals;
+  readonly ports: readonly PortView[];
+  readonly portPolicy: PortPolicyView;
 }
 
 export interface AdminEvents {
@@ -115,9 +140,11 @@ export interface AdminEvents {
   'tunnel:status': TunnelView;
   'flow:batch': FlowBatch;
   'policy:changed': PolicyView;
+  /** the whole port list, whenever a port opens, changes state or closes */
+  'ports:changed': readonly PortView[];
 }
 export type AdminEventName = keyof AdminEvents;
-export const ADMIN_EVENTS: readonly AdminEventName[] = ['peer:changed', 'peer:removed', 'tunnel:status', 'flow:batch', 'policy:changed'];
+export const ADMIN_EVENTS: readonly AdminEventName[] = ['peer:changed', 'peer:removed', 'tunnel:status', 'flow:batch', 'policy:changed', 'ports:changed'];
 
 const peerName = str({ min: 1, max: MAX_NAME_LENGTH, pattern: /^[a-z0-9][a-z0-9._-]*$/, patternText: 'must be a peer name' });
 const cidr = str({ min: 3, max: 49, pattern: /^[0-9a-fA-F:.]+\/\d{1,3}$/, patternText: 'must be a CIDR such as 192.168.1.0/24' });
@@ -135,6 +162,11 @@ export const ADMIN_CALLS = {
     joinCode: optional(str({ max: 128 })),
   }),
   'tunnel:reconnect': obj({}),
+  'ports:close': obj({ id: int({ min: 1, max: 0xffffffff }) }),
+  'ports:policy': obj({
+    targets: list(str({ min: 1, max: 80 }), { max: 256 }),
+    listen: list(str({ min: 1, max: 80 }), { max: 256 }),
+  }),
 } satisfies Record<string, Schema<unknown>>;
 
 export type AdminMethod = keyof typeof ADMIN_CALLS;
@@ -147,6 +179,8 @@ export interface AdminResults {
   'peers:forget': { readonly name: string };
   'policy:set': PolicyView;
   'tunnel:reconnect': TunnelView;
+  'ports:close': { readonly id: number };
+  'ports:policy': PortPolicyView;
 }
 
 /** Stable error codes an admin call can fail with. */

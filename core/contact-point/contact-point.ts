@@ -27,6 +27,8 @@ import { Gateway } from './gateway.js';
 import { PeerPort, type PeerSession } from './peer-port.js';
 import { Registrar } from './registrar.js';
 import { StateStore } from './state-store.js';
+import { PortPolicy, type PortPolicyConfig } from './port-policy.js';
+import { PortMediator } from './ports.js';
 
 export interface ContactPointOptions {
   /** this contact point's id at the relay: the domain of its peers' addresses (`acme-hq`) */
@@ -44,6 +46,8 @@ export interface ContactPointOptions {
   readonly embeddedRelay?: boolean;
   /** auto-approve policy given on the command line; replaces the stored one when set */
   readonly policy?: { readonly subnets?: readonly string[]; readonly joinCode?: string };
+  /** port mediation allowlists given on the command line; replace the stored ones when set */
+  readonly ports?: PortPolicyConfig;
   readonly pingIntervalMs?: number;
   readonly pongTimeoutMs?: number;
   readonly backoffBaseMs?: number;
@@ -64,6 +68,8 @@ export class ContactPoint implements AdminApi {
   readonly gateway: Gateway;
   readonly peerPort: PeerPort;
   readonly flow = new FlowRecorder();
+  /** port mediation (seed 002): what the relay may open on the LAN, within the admin's policy */
+  readonly ports: PortMediator;
   private readonly distributor: Distributor;
   private readonly collector: Collector;
   private readonly store: StateStore;
@@ -76,10 +82,19 @@ export class ContactPoint implements AdminApi {
   private constructor(
     private readonly opts: ContactPointOptions,
     registrar: Registrar,
+    portPolicy: PortPolicyConfig,
   ) {
     this.logger = opts.logger ?? silentLogger;
     this.registrar = registrar;
-    this.store = StateStore.create(opts.stateDir, () => registrar.persisted(), this.logger);
+    this.ports = new PortMediator(new PortPolicy(portPolicy), this.logger);
+    this.store = StateStore.create(
+      opts.stateDir,
+      () => {
+        const ports = this.ports.policy.config;
+        return { ...registrar.persisted(), ports: { targets: [...ports.targets], listen: [...ports.listen] } };
+      },
+      this.logger,
+    );
     this.gateway = new Gateway({
       relayUrl: opts.relayUrl,
       id: opts.id,
@@ -118,7 +133,16 @@ export class ContactPoint implements AdminApi {
     this.collector = new Collector(opts.id, registrar, this.distributor, this.gateway);
 
     this.gateway.on('frame', (f) => this.onTunnelFrame(f));
-    this.gateway.on('down', () => this.distributor.tunnelDown());
+    this.gateway.on('up', () => this.ports.attach(this.gateway.currentLink!));
+    this.gateway.on('down', () => {
+      this.distributor.tunnelDown();
+      // Tunnel loss closes every mediated port and resets its streams: nothing stays listening.
+      this.ports.detach('tunnel lost');
+    });
+    this.ports.on('changed', () => this.events.emit('ports:changed', this.ports.list()));
+    this.ports.on('refused', (r) =>
+      this.flow.record(`port:${r.op}`, 'in', `${r.operator}@relay`, `port ${r.op} ${r.what}`, 0, r.code, r.reason),
+    );
     this.gateway.on('status', (s) => this.events.emit('tunnel:status', s));
     registrar.on('changed', (r, previous) => {
       this.store.changed();
@@ -141,7 +165,9 @@ export class ContactPoint implements AdminApi {
     const state = await StateStore.load(opts.stateDir);
     const registrar = new Registrar(opts.id, state);
     if (opts.policy) registrar.setPolicy(opts.policy.subnets ?? registrar.policy.subnets, opts.policy.joinCode);
-    return new ContactPoint(opts, registrar);
+    const ports = opts.ports ?? state.ports ?? { targets: [], listen: [] };
+    new PortPolicy(ports); // a bad rule fails here, before anything starts
+    return new ContactPoint(opts, registrar, ports);
   }
 
   get id(): string {
@@ -170,6 +196,7 @@ export class ContactPoint implements AdminApi {
     clearInterval(this.refresh);
     this.flow.stop();
     this.gateway.stop();
+    this.ports.detach('contact point stopping');
     await this.peerPort.stop();
     await this.store.flush();
     this.events.removeAllListeners();
@@ -190,6 +217,8 @@ export class ContactPoint implements AdminApi {
       peers: this.registrar.views(),
       policy: this.registrar.policyView(),
       flow: this.flow.totals(),
+      ports: this.ports.list(),
+      portPolicy: this.ports.policy.config,
     };
   }
 
@@ -237,6 +266,21 @@ export class ContactPoint implements AdminApi {
       case 'tunnel:reconnect':
         this.gateway.reconnectNow();
         return this.gateway.status();
+      case 'ports:close': {
+        const { id } = p as AdminParams<'ports:close'>;
+        if (!this.ports.close(id)) throw new AdminError('NOT_FOUND', `no open port with id ${id}`);
+        return { id };
+      }
+      case 'ports:policy': {
+        const { targets, listen } = p as AdminParams<'ports:policy'>;
+        try {
+          this.ports.policy.set({ targets, listen });
+        } catch (err: unknown) {
+          throw new AdminError('INVALID_PARAMS', (err as Error).message);
+        }
+        this.store.changed();
+        return this.ports.policy.config;
+      }
     }
   }
 
@@ -257,6 +301,7 @@ export class ContactPoint implements AdminApi {
         return;
       }
       default:
+        if (this.ports.handleFrame(frame)) return;
         throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} not expected on the tunnel`);
     }
   }

@@ -94,6 +94,11 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.dialer.on('status', () => this.emit('status', this.status()));
   }
 
+  /** The live tunnel link, for port mediation's streams. */
+  get currentLink(): Link | undefined {
+    return this.link;
+  }
+
   get connected(): boolean {
     return this.link?.isOpen ?? false;
   }

@@ -22,6 +22,8 @@ const stateSchema = obj({
     subnets: list(str({ max: 49 }), { max: 64 }),
     joinCodeHash: optional(str({ min: 64, max: 64 })),
   }),
+  /** port mediation allowlists (absent in files from before port mediation: nothing allowed) */
+  ports: optional(obj({ targets: list(str({ max: 80 }), { max: 256 }), listen: list(str({ max: 80 }), { max: 256 }) })),
 });
 
 export type PeerRecord = Infer<typeof peerRecordSchema>;

@@ -25,6 +25,9 @@ import { CounterMap } from '../runtime/counter-map.js';
 import { silentLogger, type Logger } from '../runtime/logger.js';
 import { TokenBucket } from '../runtime/token-bucket.js';
 import type { CredentialKind, CredentialStore, Right } from './credentials.js';
+import { ControlChannel } from './control.js';
+import { Exposer, type Exposure, type ExposeSpec, type ExposureView } from './expose.js';
+import { OperatorSession } from './operators.js';
 
 /** The ws path every client connects to. */
 export const RELAY_PATH = '/v1';
@@ -45,6 +48,8 @@ export interface RelayOptions {
   readonly pingIntervalMs?: number;
   readonly maxMessageBytes?: number;
   readonly ratePerSender?: number;
+  /** address exposed ports listen on (default: the relay's own listen host) */
+  readonly exposeHost?: string;
 }
 
 interface Session {
@@ -59,11 +64,15 @@ interface TunnelSession extends Session {
   readonly kind: 'contact-point';
   readonly peers: Set<string>;
   readonly env: HelloBody['env'];
+  /** the control server's end of this tunnel (port mediation, seed 002) */
+  readonly control: ControlChannel;
 }
 interface ExternalSession extends Session {
   readonly kind: 'external';
   readonly address: string;
   readonly bucket: TokenBucket;
+  /** set when this peer drives port mediation (credential right `mediate`) */
+  operator: OperatorSession | undefined;
 }
 
 export interface RelayStatus {
@@ -99,11 +108,15 @@ export class Relay {
   readonly name: string;
   private readonly logger: Logger;
   private readonly maxMessageBytes: number;
+  readonly exposer: Exposer;
+  /** `${cp}\n${portId}` -> the operator session that opened it */
+  private readonly portOwners = new Map<string, OperatorSession>();
 
   constructor(private readonly opts: RelayOptions) {
     this.name = opts.name ?? 'relay';
     this.logger = opts.logger ?? silentLogger;
     this.maxMessageBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
+    this.exposer = new Exposer((cp) => this.tunnels.get(cp)?.control, opts.exposeHost ?? opts.host ?? '127.0.0.1', this.logger);
     this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
   }
 
@@ -136,6 +149,7 @@ export class Relay {
 
   async stop(): Promise<void> {
     clearInterval(this.failureWindow);
+    this.exposer.closeAll();
     for (const link of this.links) {
       link.sendControl(FrameType.GOAWAY, { reason: 'relay shutting down' });
       link.close(1001, 'relay shutting down');
@@ -161,6 +175,24 @@ export class Relay {
       routed: this.routed,
       refused: this.refused,
     };
+  }
+
+  /** The control channel to a connected contact point (port mediation), if its tunnel is up. */
+  control(contactPointId: string): ControlChannel | undefined {
+    return this.tunnels.get(contactPointId)?.control;
+  }
+
+  /** A public port on the relay forwarding to a LAN target behind `spec.cp` (see expose.ts). */
+  expose(spec: ExposeSpec): Promise<Exposure> {
+    return this.exposer.expose(spec);
+  }
+
+  unexpose(id: number): boolean {
+    return this.exposer.unexpose(id);
+  }
+
+  exposures(): ExposureView[] {
+    return this.exposer.list();
   }
 
   /** Peers a tunnel currently represents (for tests and the status endpoint). */
@@ -250,13 +282,15 @@ export class Relay {
     const base = { id: hello.id, link, session: randomBytes(9).toString('base64url'), rights: record.rights, since: Date.now() };
     let session: TunnelSession | ExternalSession;
     if (kind === 'contact-point') {
-      session = { ...base, kind, peers: new Set<string>(), env: hello.env };
+      const control = new ControlChannel(hello.id, link);
+      session = { ...base, kind, peers: new Set<string>(), env: hello.env, control };
+      this.wireControl(hello.id, control);
       const old = this.tunnels.get(hello.id);
       this.tunnels.set(hello.id, session);
       old?.link.fault(Status.REPLACED, 'a newer tunnel for this contact point connected');
     } else {
       const address = `${hello.id}@${this.name}`;
-      session = { ...base, kind, address, bucket: new TokenBucket(this.opts.ratePerSender ?? RELAY_RATE_PER_SENDER) };
+      session = { ...base, kind, address, bucket: new TokenBucket(this.opts.ratePerSender ?? RELAY_RATE_PER_SENDER), operator: undefined };
       const old = this.externals.get(hello.id);
       this.externals.set(hello.id, session);
       old?.link.fault(Status.REPLACED, 'a newer session for this peer connected');
@@ -290,6 +324,7 @@ export class Relay {
             return;
           }
           default:
+            if (s.kind === 'contact-point' ? s.control.handleFrame(frame) : this.operatorFrame(s, frame)) return;
             throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} not expected after WELCOME`);
         }
       },
@@ -297,12 +332,57 @@ export class Relay {
         this.links.delete(s.link);
         if (s.kind === 'contact-point') {
           if (this.tunnels.get(s.id) === s) this.tunnels.delete(s.id);
+          // Tunnel loss: pending requests fail, every stream through it is reset at once.
+          s.control.close('tunnel lost');
           this.logger.info('tunnel down', { id: s.id, code: info.code, reason: info.reason });
-        } else if (this.externals.get(s.id) === s) {
-          this.externals.delete(s.id);
+        } else {
+          if (this.externals.get(s.id) === s) this.externals.delete(s.id);
+          s.operator?.close();
         }
       },
     };
+  }
+
+  /** Mediation frames from an external peer: only for credentials with the `mediate` right. */
+  private operatorFrame(s: ExternalSession, frame: Frame): boolean {
+    if (!s.operator) {
+      if (frame.type !== FrameType.PORT_REQUEST) return false;
+      if (!s.rights.includes('mediate')) {
+        const req = decodeControl(frame, FrameType.PORT_REQUEST);
+        s.link.sendControl(FrameType.PORT_RESULT, { req: req.req, ok: false, code: Status.PERMISSION_DENIED, reason: 'this credential may not drive port mediation' });
+        return true;
+      }
+      s.operator = new OperatorSession(s.id, s.link, {
+        channel: (cp) => this.tunnels.get(cp)?.control,
+        knownContactPoint: (cp) => this.tunnels.has(cp) || this.opts.credentials.has('contact-point', cp),
+        exposer: this.exposer,
+        logger: this.logger,
+        claim: (cp, portId, owner) => {
+          if (owner) this.portOwners.set(`${cp}\n${portId}`, owner);
+          else this.portOwners.delete(`${cp}\n${portId}`);
+        },
+      });
+    }
+    return s.operator.handleFrame(frame);
+  }
+
+  /** Routes a tunnel's mediation events to the operator that owns the port, or to an exposure. */
+  private wireControl(cp: string, control: ControlChannel): void {
+    control.on('accepted', (e, stream) => {
+      const owner = this.portOwners.get(`${cp}\n${e.portId}`);
+      if (owner) owner.accepted(cp, e, stream);
+      else if (control.listenerCount('accepted') === 1) {
+        // Nobody (operator or in-process user of relay.control()) takes it: reset the LAN connection.
+        stream.on('error', () => undefined);
+        stream.destroy(new Error('nobody listens on this port any more'));
+      }
+    });
+    control.on('closed', (e) => this.portOwners.get(`${cp}\n${e.portId}`)?.closed(cp, e));
+    control.on('datagram', (d) => {
+      const owner = this.portOwners.get(`${cp}\n${d.portId}`);
+      if (owner) owner.datagram(d);
+      else this.exposer.datagram(cp, d.portId, d.payload);
+    });
   }
 
   private onMsg(s: TunnelSession | ExternalSession, frame: Frame): void {

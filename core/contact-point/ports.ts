@@ -1,0 +1,433 @@
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { EventEmitter } from 'node:events';
+import { connect, createServer, isIP, type Server, type Socket } from 'node:net';
+import { bridge } from '../protocol/bridge.js';
+import { decodeControl, encodeControl, type Frame } from '../protocol/codec.js';
+import { decodeDatagram, encodeDatagram } from '../protocol/datagram.js';
+import { FrameType, type PortRequestBody, type PortResultBody } from '../protocol/frames.js';
+import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
+import { StreamMux, type MuxLink } from '../protocol/stream-mux.js';
+import type { Logger } from '../runtime/logger.js';
+import type { PortView } from '../admin/contract.js';
+import { canonicalAddress, type PortPolicy } from './port-policy.js';
+
+/** Ports one contact point keeps open at once, and per operator. */
+export const MAX_OPEN_PORTS = 256;
+export const MAX_PORTS_PER_OPERATOR = 64;
+/** TCP streams through one contact point at once. */
+export const MAX_STREAMS = 1_024;
+/** A connect to a LAN target that has not completed by then fails with CONNECT_FAILED. */
+export const CONNECT_TIMEOUT_MS = 10_000;
+
+export type PortState = PortView['state'];
+
+export interface PortRefusal {
+  readonly at: number;
+  readonly operator: string;
+  readonly op: string;
+  readonly what: string;
+  readonly code: number;
+  readonly reason: string;
+}
+
+interface PortEntry {
+  readonly id: number;
+  readonly proto: 'tcp' | 'udp';
+  readonly address: string;
+  port: number;
+  state: PortState;
+  readonly operator: string;
+  target: string | undefined;
+  readonly createdAt: number;
+  readonly streams: Set<number>;
+  bytesIn: number;
+  bytesOut: number;
+  server?: Server;
+  udp?: UdpSocket;
+  sockets: Set<Socket>;
+}
+
+export interface PortMediatorEvents {
+  changed: [];
+  refused: [PortRefusal];
+}
+
+class RequestError extends Error {
+  constructor(
+    readonly code: StatusCode,
+    reason?: string,
+  ) {
+    super(reason ?? describeStatus(code));
+  }
+}
+
+/**
+ * The mediation system (seed 002): on the relay's request it opens, redirects, connects,
+ * listens on and closes TCP/UDP ports on the LAN, and relays bytes, datagrams and the
+ * connect/FIN/RST events through the tunnel, only within the admin's PortPolicy. When the
+ * tunnel goes, every port closes and every stream is reset: nothing stays listening.
+ */
+export class PortMediator extends EventEmitter<PortMediatorEvents> {
+  private readonly ports = new Map<number, PortEntry>();
+  private mux: StreamMux | undefined;
+  private link: MuxLink | undefined;
+  private nextId = 1;
+  private nextStream = -1;
+
+  constructor(
+    readonly policy: PortPolicy,
+    private readonly logger: Logger,
+    private readonly limits = { maxPorts: MAX_OPEN_PORTS, maxPerOperator: MAX_PORTS_PER_OPERATOR, maxStreams: MAX_STREAMS },
+  ) {
+    super();
+  }
+
+  /** A tunnel is up: requests may come. */
+  attach(link: MuxLink): void {
+    this.closeAll('tunnel replaced');
+    this.link = link;
+    this.mux = new StreamMux(link);
+  }
+
+  /** The tunnel is gone: close every port, reset every stream. */
+  detach(reason: string): void {
+    this.closeAll(reason);
+    this.link = undefined;
+    this.mux = undefined;
+  }
+
+  get streamCount(): number {
+    return this.mux?.size ?? 0;
+  }
+
+  list(): PortView[] {
+    return [...this.ports.values()].map((p) => ({
+      id: p.id,
+      proto: p.proto,
+      address: p.address,
+      port: p.port,
+      state: p.state,
+      operator: p.operator,
+      target: p.target,
+      streams: p.streams.size,
+      bytesIn: p.bytesIn + this.streamBytes(p, 'in'),
+      bytesOut: p.bytesOut + this.streamBytes(p, 'out'),
+      createdAt: p.createdAt,
+    }));
+  }
+
+  /** Handles a mediation frame from the tunnel; false when `frame` is not one. */
+  handleFrame(frame: Frame): boolean {
+    if (frame.type === FrameType.PORT_REQUEST) {
+      const req = decodeControl(frame, FrameType.PORT_REQUEST);
+      void this.execute(req).then((result) => this.link?.send(encodeControl(FrameType.PORT_RESULT, result)));
+      return true;
+    }
+    if (frame.type === FrameType.DATAGRAM) {
+      this.datagramFromRelay(frame);
+      return true;
+    }
+    return this.mux?.handle(frame) ?? false;
+  }
+
+  /** Admin command: close a port (and reset its streams). */
+  close(id: number, reason = 'closed by the admin'): boolean {
+    const p = this.ports.get(id);
+    if (!p) return false;
+    this.closePort(p, reason);
+    return true;
+  }
+
+  closeAll(reason: string): void {
+    for (const p of [...this.ports.values()]) this.closePort(p, reason);
+    this.mux?.resetAll(reason);
+  }
+
+  private async execute(req: PortRequestBody): Promise<PortResultBody> {
+    try {
+      switch (req.op) {
+        case 'open':
+          return { req: req.req, ok: true, ...(await this.open(req)) };
+        case 'redirect':
+          return { req: req.req, ok: true, ...this.redirect(req) };
+        case 'connect':
+          return { req: req.req, ok: true, ...(await this.connectPort(req)) };
+        case 'listen':
+          return { req: req.req, ok: true, ...(await this.listen(req)) };
+        case 'close': {
+          const p = this.must(req);
+          this.closePort(p, `closed by ${req.operator}`);
+          return { req: req.req, ok: true, portId: p.id };
+        }
+        default:
+          throw new RequestError(Status.BAD_REQUEST, `${req.op} is for the relay, not a contact point`);
+      }
+    } catch (err: unknown) {
+      const e = err instanceof RequestError ? err : new RequestError(Status.INTERNAL, (err as Error).message);
+      if (e.code === Status.PERMISSION_DENIED || e.code === Status.UNSAFE_TARGET) {
+        this.emit('refused', { at: Date.now(), operator: req.operator, op: req.op, what: describeRequest(req), code: e.code, reason: e.message });
+      }
+      this.logger.info('port request refused', { op: req.op, operator: req.operator, code: e.code, reason: e.message });
+      return { req: req.req, ok: false, code: e.code, reason: e.message.slice(0, 256) };
+    }
+  }
+
+  private must(req: PortRequestBody, proto?: 'tcp' | 'udp'): PortEntry {
+    const p = req.portId !== undefined ? this.ports.get(req.portId) : undefined;
+    if (!p) throw new RequestError(Status.UNKNOWN_PORT, `no port with id ${req.portId ?? '(none)'}`);
+    if (proto && p.proto !== proto) throw new RequestError(Status.WRONG_STATE, `port ${p.id} is ${p.proto}, ${req.op} needs ${proto}`);
+    return p;
+  }
+
+  private async open(req: PortRequestBody): Promise<{ portId: number; port: number; address: string }> {
+    const proto = req.proto;
+    if (!proto) throw new RequestError(Status.BAD_REQUEST, 'open needs proto tcp or udp');
+    const address = req.address ?? (proto === 'udp' ? '0.0.0.0' : '0.0.0.0');
+    if (req.address !== undefined && isIP(req.address) === 0) throw new RequestError(Status.BAD_REQUEST, `address "${req.address}" is not an IP address`);
+    if (this.ports.size >= this.limits.maxPorts) throw new RequestError(Status.PORT_LIMIT, `${this.limits.maxPorts} ports are open`);
+    const mine = [...this.ports.values()].filter((p) => p.operator === req.operator).length;
+    if (mine >= this.limits.maxPerOperator) throw new RequestError(Status.PORT_LIMIT, `${req.operator} has ${mine} ports open`);
+    const wanted = req.port ?? 0;
+    const bindAddr = req.address;
+    const candidates =
+      req.importance === 'desired' && wanted !== 0 ? [...this.policy.candidatePorts(proto, bindAddr, wanted)] : [wanted];
+    if (req.importance !== 'desired' || wanted === 0) {
+      const problem = this.policy.bindProblem(proto, bindAddr, wanted);
+      if (problem) throw new RequestError(Status.PERMISSION_DENIED, problem);
+    } else if (candidates.length === 0) {
+      throw new RequestError(Status.PERMISSION_DENIED, this.policy.bindProblem(proto, bindAddr, wanted) ?? 'no allowed port');
+    }
+    let lastErr: NodeJS.ErrnoException | undefined;
+    for (const port of candidates) {
+      try {
+        const entry: PortEntry = {
+          id: this.allocId(),
+          proto,
+          address,
+          port,
+          state: 'open',
+          operator: req.operator,
+          target: undefined,
+          createdAt: Date.now(),
+          streams: new Set(),
+          bytesIn: 0,
+          bytesOut: 0,
+          sockets: new Set(),
+        };
+        if (proto === 'udp') {
+          entry.udp = await bindUdp(address, port);
+          entry.port = entry.udp.address().port;
+          entry.udp.on('message', (msg, rinfo) => this.datagramFromLan(entry, msg, rinfo.address, rinfo.port));
+        } else if (port !== 0) {
+          // TCP cannot hold a port without listening; check it is free now (connect binds it later).
+          await probeTcp(address, port);
+        }
+        this.ports.set(entry.id, entry);
+        this.emit('changed');
+        return { portId: entry.id, port: entry.port, address };
+      } catch (err: unknown) {
+        lastErr = err as NodeJS.ErrnoException;
+        if (lastErr.code !== 'EADDRINUSE' && lastErr.code !== 'EACCES') break;
+      }
+    }
+    if (lastErr?.code === 'EADDRINUSE') {
+      throw new RequestError(Status.PORT_IN_USE, req.importance === 'desired' ? `no free allowed port from ${wanted}` : `port ${wanted} is in use`);
+    }
+    throw new RequestError(Status.PORT_IN_USE, `cannot bind ${proto} ${address}:${wanted}: ${lastErr?.code ?? lastErr?.message ?? 'error'}`);
+  }
+
+  private redirect(req: PortRequestBody): { portId: number; port: number } {
+    const p = this.must(req, 'udp');
+    p.state = 'redirecting';
+    this.emit('changed');
+    return { portId: p.id, port: p.port };
+  }
+
+  private async connectPort(req: PortRequestBody): Promise<{ portId: number; streamId: number; port: number }> {
+    const p = this.must(req, 'tcp');
+    if (p.state !== 'open') throw new RequestError(Status.WRONG_STATE, `port ${p.id} is ${p.state}`);
+    if (!req.host || !req.targetPort) throw new RequestError(Status.BAD_REQUEST, 'connect needs host and targetPort');
+    const streamId = req.streamId;
+    if (streamId === undefined || streamId % 2 !== 0) throw new RequestError(Status.BAD_REQUEST, 'connect needs an even streamId chosen by the relay');
+    const mux = this.mux;
+    if (!mux) throw new RequestError(Status.WRONG_STATE, 'no tunnel');
+    if (mux.get(streamId)) throw new RequestError(Status.BAD_REQUEST, `stream ${streamId} is in use`);
+    if (mux.size >= this.limits.maxStreams) throw new RequestError(Status.PORT_LIMIT, `${this.limits.maxStreams} streams are open`);
+    const target = await this.policy.resolveTarget(req.host, req.targetPort);
+    if (!target.ok) throw new RequestError(target.unsafe ? Status.UNSAFE_TARGET : Status.PERMISSION_DENIED, target.reason);
+    p.state = 'connecting';
+    p.target = `${req.host}:${req.targetPort}`;
+    this.emit('changed');
+    const socket = await new Promise<Socket>((resolve, reject) => {
+      const s = connect({
+        host: target.address,
+        port: req.targetPort!,
+        family: target.family,
+        allowHalfOpen: true,
+        noDelay: true,
+        timeout: CONNECT_TIMEOUT_MS,
+        ...(p.port !== 0 ? { localPort: p.port } : {}),
+        ...(p.address !== '0.0.0.0' ? { localAddress: p.address } : {}),
+      });
+      s.once('connect', () => {
+        s.setTimeout(0);
+        s.removeAllListeners('error');
+        resolve(s);
+      });
+      s.once('timeout', () => s.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
+      s.once('error', reject);
+    }).catch((err: NodeJS.ErrnoException) => {
+      p.state = 'open';
+      this.emit('changed');
+      throw new RequestError(Status.CONNECT_FAILED, `${p.target}: ${err.code ?? err.message}`);
+    });
+    if (!this.ports.has(p.id) || this.mux !== mux) {
+      socket.resetAndDestroy();
+      throw new RequestError(Status.WRONG_STATE, 'the port was closed while connecting');
+    }
+    p.state = 'connected';
+    this.attachStream(p, socket, streamId);
+    this.emit('changed');
+    return { portId: p.id, streamId, port: socket.localPort ?? p.port };
+  }
+
+  private async listen(req: PortRequestBody): Promise<{ portId: number; port: number }> {
+    const p = this.must(req, 'tcp');
+    if (p.state !== 'open') throw new RequestError(Status.WRONG_STATE, `port ${p.id} is ${p.state}`);
+    const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accepted(p, socket));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(p.port, p.address, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    }).catch((err: NodeJS.ErrnoException) => {
+      throw new RequestError(Status.PORT_IN_USE, `cannot listen on ${p.address}:${p.port}: ${err.code ?? err.message}`);
+    });
+    const addr = server.address();
+    if (addr && typeof addr === 'object') p.port = addr.port;
+    p.server = server;
+    p.state = 'listening';
+    this.emit('changed');
+    return { portId: p.id, port: p.port };
+  }
+
+  private accepted(p: PortEntry, socket: Socket): void {
+    const mux = this.mux;
+    if (!mux || mux.size >= this.limits.maxStreams) {
+      socket.resetAndDestroy();
+      return;
+    }
+    const streamId = this.allocStreamId();
+    // Event relay: a LAN host completed the handshake on a listening port. Sent before the
+    // stream's first byte, so the relay knows the id when data arrives.
+    this.link?.send(
+      encodeControl(FrameType.PORT_EVENT, {
+        portId: p.id,
+        event: 'accepted',
+        streamId,
+        ...(socket.remoteAddress ? { remoteAddress: socket.remoteAddress } : {}),
+        ...(socket.remotePort ? { remotePort: socket.remotePort } : {}),
+      }),
+    );
+    this.attachStream(p, socket, streamId);
+    this.emit('changed');
+  }
+
+  private attachStream(p: PortEntry, socket: Socket, streamId: number): void {
+    const stream = this.mux!.open(streamId);
+    p.streams.add(streamId);
+    p.sockets.add(socket);
+    bridge(socket, stream, () => {
+      p.bytesIn += stream.bytesIn;
+      p.bytesOut += stream.bytesOut;
+      p.streams.delete(streamId);
+      p.sockets.delete(socket);
+      // A connected port is done when its one connection is; a listening port lives on.
+      if (p.state === 'connected' && this.ports.get(p.id) === p) this.closePort(p, 'connection closed');
+      else this.emit('changed');
+    });
+  }
+
+  private datagramFromLan(p: PortEntry, payload: Buffer, address: string, port: number): void {
+    if (p.state !== 'redirecting' || !this.link) return; // not redirected: nobody asked for these packets
+    p.bytesIn += payload.length;
+    this.link.send(encodeDatagram({ portId: p.id, address, port, payload }));
+  }
+
+  private datagramFromRelay(frame: Frame): void {
+    const d = decodeDatagram(frame);
+    const p = this.ports.get(d.portId);
+    if (!p?.udp) return;
+    const canon = canonicalAddress(d.address);
+    const problem = canon ? this.policy.targetProblem(canon.address, canon.family, d.port) : 'not an address';
+    if (problem) {
+      this.emit('refused', { at: Date.now(), operator: p.operator, op: 'datagram', what: `${d.address}:${d.port}`, code: Status.PERMISSION_DENIED, reason: problem });
+      return;
+    }
+    p.bytesOut += d.payload.length;
+    p.udp.send(d.payload, d.port, canon!.address);
+  }
+
+  private closePort(p: PortEntry, reason: string): void {
+    if (!this.ports.delete(p.id)) return;
+    p.server?.close();
+    p.udp?.close();
+    for (const id of p.streams) this.mux?.get(id)?.destroy(new Error(reason));
+    for (const s of p.sockets) if (!s.destroyed) s.resetAndDestroy();
+    this.link?.send(encodeControl(FrameType.PORT_EVENT, { portId: p.id, event: 'closed', reason: reason.slice(0, 256) }));
+    this.emit('changed');
+  }
+
+  private streamBytes(p: PortEntry, dir: 'in' | 'out'): number {
+    let n = 0;
+    for (const id of p.streams) {
+      const s = this.mux?.get(id);
+      if (s) n += dir === 'in' ? s.bytesIn : s.bytesOut;
+    }
+    return n;
+  }
+
+  /** Odd ids for connections accepted here; the relay uses even ones for its connects. */
+  private allocStreamId(): number {
+    do {
+      this.nextStream = this.nextStream >= 0x7ffffffd ? 1 : this.nextStream + 2;
+    } while (this.mux?.get(this.nextStream));
+    return this.nextStream;
+  }
+
+  private allocId(): number {
+    const id = this.nextId;
+    this.nextId = this.nextId >= 0x7fffffff ? 1 : this.nextId + 1;
+    return id;
+  }
+}
+
+function describeRequest(r: PortRequestBody): string {
+  if (r.op === 'connect') return `${r.host ?? '?'}:${r.targetPort ?? '?'}`;
+  if (r.op === 'open') return `${r.proto ?? '?'} ${r.address ?? '*'}:${r.port ?? 0}`;
+  return `port ${r.portId ?? '?'}`;
+}
+
+function bindUdp(address: string, port: number): Promise<UdpSocket> {
+  const sock = createSocket({ type: isIP(address) === 6 ? 'udp6' : 'udp4' });
+  return new Promise((resolve, reject) => {
+    sock.once('error', (err) => {
+      sock.close();
+      reject(err);
+    });
+    sock.bind(port, address, () => {
+      sock.removeAllListeners('error');
+      sock.on('error', () => undefined);
+      resolve(sock);
+    });
+  });
+}
+
+function probeTcp(address: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(port, address, () => s.close(() => resolve()));
+  });
+}

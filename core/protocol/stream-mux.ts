@@ -1,0 +1,254 @@
+import { Duplex } from 'node:stream';
+import { HEADER_BYTES, type Frame } from './codec.js';
+import { FrameType } from './frames.js';
+import { ProtocolError } from './errors.js';
+import { Status } from './status.js';
+
+/** Credit each side of a stream starts with (bytes it may send before the first WINDOW). */
+export const INITIAL_STREAM_WINDOW = 256 * 1024;
+/** Largest DATA frame body; bigger writes are cut into pieces of this size. */
+export const MAX_STREAM_CHUNK = 64 * 1024;
+/** Bytes queued in the tunnel socket above which streams stop sending until it drains. */
+export const TUNNEL_HIGH_WATER = 4 * 1024 * 1024;
+
+/** What a mux needs from the link under it (Link implements it). */
+export interface MuxLink {
+  send(frame: Buffer): boolean;
+  readonly bufferedAmount: number;
+  /** call `fn` once the link's socket has drained (or right away when not congested) */
+  whenWritable(fn: () => void): void;
+}
+
+function header(type: number, channel: number, bodyLength: number): Buffer {
+  const buf = Buffer.allocUnsafe(HEADER_BYTES + bodyLength);
+  buf[0] = type;
+  buf[1] = 0;
+  buf.writeUInt32BE(channel >>> 0, 2);
+  return buf;
+}
+
+export function encodeStreamData(id: number, data: Buffer, offset: number, length: number): Buffer {
+  const buf = header(FrameType.STREAM_DATA, id, length);
+  data.copy(buf, HEADER_BYTES, offset, offset + length);
+  return buf;
+}
+
+export function encodeStreamFin(id: number): Buffer {
+  return header(FrameType.STREAM_FIN, id, 0);
+}
+
+export function encodeStreamRst(id: number, reason: string): Buffer {
+  const text = Buffer.from(reason.slice(0, 200), 'utf8');
+  const buf = header(FrameType.STREAM_RST, id, text.length);
+  text.copy(buf, HEADER_BYTES);
+  return buf;
+}
+
+export function encodeStreamWindow(id: number, increment: number): Buffer {
+  const buf = header(FrameType.STREAM_WINDOW, id, 4);
+  buf.writeUInt32BE(increment, HEADER_BYTES);
+  return buf;
+}
+
+/** A stream reset by the far side (TCP RST relayed) or by us. */
+export class StreamResetError extends Error {
+  override readonly name = 'StreamResetError';
+  readonly code = 'ECONNRESET';
+  constructor(readonly reason: string) {
+    super(`stream reset: ${reason}`);
+  }
+}
+
+/**
+ * One TCP stream carried in the tunnel, as a Node Duplex. Sending spends credit the far side
+ * granted; with none left, writes wait (backpressure reaches whatever pipes into us). Credit is
+ * granted back only as our reader consumes, so a reader that stops stalls only its own stream
+ * and never grows memory past the window. FIN is half-close; RST destroys at once.
+ */
+export class MuxStream extends Duplex {
+  private sendCredit: number;
+  /** bytes received and consumed locally but not yet credited back */
+  private consumed = 0;
+  /** bytes received and not yet read by our consumer */
+  private buffered = 0;
+  private pending: { chunk: Buffer; offset: number; cb: (err?: Error | null) => void } | undefined;
+  private remoteReset = false;
+  private finSent = false;
+  bytesIn = 0;
+  bytesOut = 0;
+  readonly openedAt = Date.now();
+
+  constructor(
+    readonly id: number,
+    private readonly mux: StreamMux,
+    private readonly window: number,
+  ) {
+    super({ allowHalfOpen: true, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 });
+    this.sendCredit = window;
+  }
+
+  /** Called by the mux for a DATA frame. */
+  onData(body: Buffer): void {
+    // Outstanding credit is what we hold unread plus what was read but not yet credited back.
+    if (this.buffered + this.consumed + body.length > this.window) {
+      throw new ProtocolError(Status.PROTOCOL_VIOLATION, `stream ${this.id} sent past its window`);
+    }
+    this.bytesIn += body.length;
+    this.buffered += body.length;
+    this.push(body);
+  }
+
+  onWindow(increment: number): void {
+    this.sendCredit += increment;
+    this.flushPending();
+  }
+
+  onFin(): void {
+    this.push(null);
+  }
+
+  onRst(reason: string): void {
+    this.remoteReset = true;
+    this.destroy(new StreamResetError(reason));
+  }
+
+  override _read(): void {
+    // Our consumer wants more: whatever it took from the buffer is credited back.
+    const taken = this.buffered - this.readableLength;
+    if (taken <= 0) return;
+    this.buffered -= taken;
+    this.consumed += taken;
+    if (this.consumed >= this.window / 4 || this.readableLength === 0) {
+      this.mux.link.send(encodeStreamWindow(this.id, this.consumed));
+      this.consumed = 0;
+    }
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.pending = { chunk, offset: 0, cb };
+    this.flushPending();
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.finSent = true;
+    this.mux.link.send(encodeStreamFin(this.id));
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (!this.remoteReset && !(this.finSent && this.readableEnded)) {
+      this.mux.link.send(encodeStreamRst(this.id, err?.message ?? 'closed'));
+    }
+    const p = this.pending;
+    this.pending = undefined;
+    this.mux.forget(this.id);
+    p?.cb(err ?? new StreamResetError('closed'));
+    cb(err);
+  }
+
+  private flushPending(): void {
+    const p = this.pending;
+    if (!p || this.destroyed) return;
+    const link = this.mux.link;
+    while (p.offset < p.chunk.length) {
+      if (this.sendCredit <= 0) return; // resumed by WINDOW
+      if (link.bufferedAmount > TUNNEL_HIGH_WATER) {
+        link.whenWritable(() => this.flushPending());
+        return;
+      }
+      const n = Math.min(p.chunk.length - p.offset, this.sendCredit, MAX_STREAM_CHUNK);
+      link.send(encodeStreamData(this.id, p.chunk, p.offset, n));
+      p.offset += n;
+      this.sendCredit -= n;
+      this.bytesOut += n;
+    }
+    this.pending = undefined;
+    p.cb();
+  }
+
+  /** The read side finished and our FIN went out: nothing more can happen on this stream. */
+  get done(): boolean {
+    return this.readableEnded && this.finSent;
+  }
+}
+
+/**
+ * The streams of one tunnel. Both ends hold one; it routes DATA/FIN/RST/WINDOW frames by
+ * channel id to their MuxStream and forgets streams once closed both ways or reset.
+ */
+export class StreamMux {
+  private readonly streams = new Map<number, MuxStream>();
+
+  constructor(
+    readonly link: MuxLink,
+    private readonly window = INITIAL_STREAM_WINDOW,
+  ) {}
+
+  get size(): number {
+    return this.streams.size;
+  }
+
+  get(id: number): MuxStream | undefined {
+    return this.streams.get(id);
+  }
+
+  all(): IterableIterator<MuxStream> {
+    return this.streams.values();
+  }
+
+  open(id: number): MuxStream {
+    if (this.streams.has(id)) throw new Error(`stream ${id} exists`);
+    const s = new MuxStream(id, this, this.window);
+    this.streams.set(id, s);
+    const maybeForget = (): void => {
+      if (s.done) this.forget(id);
+    };
+    s.on('end', maybeForget);
+    s.on('finish', maybeForget);
+    return s;
+  }
+
+  forget(id: number): void {
+    this.streams.delete(id);
+  }
+
+  /** Handles a stream frame; false if `frame` is not one. Unknown ids get an RST back. */
+  handle(frame: Frame): boolean {
+    switch (frame.type) {
+      case FrameType.STREAM_DATA:
+      case FrameType.STREAM_FIN:
+      case FrameType.STREAM_RST:
+      case FrameType.STREAM_WINDOW:
+        break;
+      default:
+        return false;
+    }
+    const s = this.streams.get(frame.channel);
+    if (!s) {
+      if (frame.type !== FrameType.STREAM_RST) this.link.send(encodeStreamRst(frame.channel, 'unknown stream'));
+      return true;
+    }
+    switch (frame.type) {
+      case FrameType.STREAM_DATA:
+        s.onData(frame.body);
+        break;
+      case FrameType.STREAM_FIN:
+        s.onFin();
+        break;
+      case FrameType.STREAM_RST:
+        s.onRst(frame.body.toString('utf8') || 'reset');
+        break;
+      case FrameType.STREAM_WINDOW:
+        if (frame.body.length !== 4) throw new ProtocolError(Status.MALFORMED_FRAME, 'STREAM_WINDOW body must be 4 bytes');
+        s.onWindow(frame.body.readUInt32BE(0));
+        break;
+    }
+    return true;
+  }
+
+  /** The tunnel is gone: every stream is reset locally (their sockets get RST). */
+  resetAll(reason: string): void {
+    for (const s of [...this.streams.values()]) s.onRst(reason);
+    this.streams.clear();
+  }
+}

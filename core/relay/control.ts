@@ -1,0 +1,144 @@
+import { EventEmitter } from 'node:events';
+import { decodeControl, encodeControl, type Frame } from '../protocol/codec.js';
+import { decodeDatagram, encodeDatagram, type Datagram } from '../protocol/datagram.js';
+import { FrameType, type PortEventBody, type PortRequestBody, type PortResultBody } from '../protocol/frames.js';
+import { describeStatus, Status } from '../protocol/status.js';
+import { StreamMux, type MuxLink, type MuxStream } from '../protocol/stream-mux.js';
+import { splice } from '../protocol/bridge.js';
+
+/** A request the contact point has not answered by then fails with TIMEOUT. */
+export const PORT_REQUEST_TIMEOUT_MS = 15_000;
+/** Requests waiting for an answer on one tunnel. */
+export const MAX_PENDING_PORT_REQUESTS = 1_024;
+
+export type PortRequest = Omit<PortRequestBody, 'req' | 'cp'>;
+
+export interface ControlEvents {
+  /** a LAN host connected to a listening port: its stream is open */
+  accepted: [PortEventBody, MuxStream];
+  closed: [PortEventBody];
+  datagram: [Datagram];
+}
+
+/**
+ * The control server's end of one tunnel (seed 002): sends port requests to the contact point
+ * and matches their answers, holds the tunnel's streams, and receives relayed datagrams and
+ * connection events. Closing it (tunnel lost) fails what is pending and resets every stream.
+ */
+export class ControlChannel extends EventEmitter<ControlEvents> {
+  readonly mux: StreamMux;
+  private readonly pending = new Map<number, { resolve: (r: PortResultBody) => void; timer: NodeJS.Timeout }>();
+  private nextReq = 1;
+  private nextStream = 0;
+  private closed = false;
+
+  constructor(
+    readonly contactPointId: string,
+    private readonly link: MuxLink,
+  ) {
+    super();
+    this.mux = new StreamMux(link);
+  }
+
+  /** Sends a request; resolves with the contact point's answer (ok or a numbered refusal), never rejects. */
+  request(body: PortRequest, timeoutMs = PORT_REQUEST_TIMEOUT_MS, splicedTo?: MuxStream): Promise<PortResultBody> {
+    if (body.op === 'connect' && splicedTo) {
+      // An operator's connect: our stream to the contact point is opened first, then joined to theirs.
+      const streamId = this.allocStreamId();
+      const stream = this.mux.open(streamId);
+      return this.request({ ...body, streamId }, timeoutMs).then((r) => {
+        if (r.ok) splice(splicedTo, stream);
+        else {
+          this.mux.forget(streamId);
+          splicedTo.destroy(new Error(r.reason ?? 'connect refused'));
+        }
+        return r;
+      });
+    }
+    const req = this.nextReq;
+    this.nextReq = this.nextReq >= 0x7fffffff ? 1 : this.nextReq + 1;
+    const fail = (code: number, reason?: string): PortResultBody => ({ req, ok: false, code, reason: reason ?? describeStatus(code) });
+    if (this.closed) return Promise.resolve(fail(Status.CONTACT_POINT_OFFLINE));
+    if (this.pending.size >= MAX_PENDING_PORT_REQUESTS) return Promise.resolve(fail(Status.QUEUE_FULL, 'too many port requests waiting'));
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(req);
+        resolve(fail(Status.TIMEOUT, `no answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      timer.unref();
+      this.pending.set(req, { resolve, timer });
+      this.link.send(encodeControl(FrameType.PORT_REQUEST, { ...body, req } as PortRequestBody));
+    });
+  }
+
+  /**
+   * open + connect in one go: a TCP stream to `host:port` on the LAN. Resolves with the stream,
+   * or with the refusal of whichever step failed (the opened port is closed again).
+   */
+  async openStream(operator: string, host: string, port: number): Promise<{ ok: true; stream: MuxStream; portId: number } | { ok: false; code: number; reason: string }> {
+    const opened = await this.request({ op: 'open', operator, proto: 'tcp', port: 0 });
+    if (!opened.ok || opened.portId === undefined) return { ok: false, code: opened.code ?? Status.INTERNAL, reason: opened.reason ?? '' };
+    const streamId = this.allocStreamId();
+    // The stream exists before the request leaves, so the first LAN bytes always find it.
+    const stream = this.mux.open(streamId);
+    const r = await this.request({ op: 'connect', operator, portId: opened.portId, host, targetPort: port, streamId });
+    if (!r.ok) {
+      this.mux.forget(streamId);
+      void this.request({ op: 'close', operator, portId: opened.portId });
+      return { ok: false, code: r.code ?? Status.INTERNAL, reason: r.reason ?? '' };
+    }
+    return { ok: true, stream, portId: opened.portId };
+  }
+
+  sendDatagram(d: { portId: number; address: string; port: number; payload: Uint8Array }): boolean {
+    return this.link.send(encodeDatagram(d));
+  }
+
+  /** Handles a mediation frame from the tunnel; false when `frame` is not one. */
+  handleFrame(frame: Frame): boolean {
+    switch (frame.type) {
+      case FrameType.PORT_RESULT: {
+        const r = decodeControl(frame, FrameType.PORT_RESULT);
+        const p = this.pending.get(r.req);
+        if (p) {
+          clearTimeout(p.timer);
+          this.pending.delete(r.req);
+          p.resolve(r);
+        }
+        return true;
+      }
+      case FrameType.PORT_EVENT: {
+        const e = decodeControl(frame, FrameType.PORT_EVENT);
+        if (e.event === 'accepted' && e.streamId !== undefined && e.streamId % 2 === 1 && !this.mux.get(e.streamId)) {
+          this.emit('accepted', e, this.mux.open(e.streamId));
+        } else if (e.event === 'closed') {
+          this.emit('closed', e);
+        }
+        return true;
+      }
+      case FrameType.DATAGRAM:
+        this.emit('datagram', decodeDatagram(frame));
+        return true;
+      default:
+        return this.mux.handle(frame);
+    }
+  }
+
+  close(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const [req, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.resolve({ req, ok: false, code: Status.CONTACT_POINT_OFFLINE, reason });
+    }
+    this.pending.clear();
+    this.mux.resetAll(reason);
+  }
+
+  private allocStreamId(): number {
+    do {
+      this.nextStream = this.nextStream >= 0x7ffffffe ? 2 : this.nextStream + 2;
+    } while (this.mux.get(this.nextStream));
+    return this.nextStream;
+  }
+}

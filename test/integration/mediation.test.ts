@@ -1,0 +1,252 @@
+import { createSocket } from 'node:dgram';
+import { once } from 'node:events';
+import { createServer as createHttpServer, get } from 'node:http';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Status } from '../../core/protocol/status.js';
+import { startHarness, waitFor, type Harness } from '../helpers.js';
+
+let h: Harness;
+const closers: (() => unknown)[] = [];
+beforeEach(async () => {
+  h = await startHarness();
+});
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c();
+  await h.close();
+});
+
+/** Allow the loopback test services explicitly (loopback is refused unless named). */
+async function allowLoopback(): Promise<void> {
+  await h.cp.call('ports:policy', { targets: ['127.0.0.1/32:1-65535'], listen: ['tcp:1-65535', 'udp:1-65535'] });
+}
+
+async function listen(server: Server): Promise<number> {
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  closers.push(() => new Promise((r) => server.close(r)));
+  return (server.address() as AddressInfo).port;
+}
+
+function echoServer(opts: { onSocket?: (s: Socket) => void } = {}): Promise<number> {
+  return listen(
+    createServer({ allowHalfOpen: true }, (s) => {
+      s.on('error', () => undefined);
+      if (opts.onSocket) opts.onSocket(s);
+      else s.pipe(s);
+    }),
+  );
+}
+
+function httpGet(port: number, path = '/'): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    }).on('error', reject);
+  });
+}
+
+function dial(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ port, host: '127.0.0.1', allowHalfOpen: true }, () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+function readAll(s: Socket): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    s.on('data', (d: Buffer) => (out += d.toString()));
+    s.once('end', () => resolve(out));
+    s.once('error', reject);
+  });
+}
+
+describe('port mediation through the tunnel', () => {
+  it('exposes a LAN web page through the relay (open + connect per connection)', async () => {
+    await allowLoopback();
+    const web = await listen(createHttpServer((req, res) => res.end(`printer config page for ${req.url}`)));
+    const e = await h.relay.expose({ cp: 'acme-hq', proto: 'tcp', host: '127.0.0.1', port: web, operator: 'tech' });
+    closers.push(() => h.relay.unexpose(e.id));
+    for (const path of ['/', '/status', '/ink']) {
+      expect(await httpGet(e.publicPort, path)).toEqual({ status: 200, body: `printer config page for ${path}` });
+    }
+    expect(e.view()).toMatchObject({ connections: 3, refused: 0 });
+  });
+
+  it('refuses what the admin did not allow, resets the client, and shows it in the flow', async () => {
+    const batches: { code: number; reason: string; to: string }[] = [];
+    h.cp.subscribe('flow:batch', (b) => batches.push(...b.events));
+    const web = await listen(createHttpServer((_q, r) => r.end('secret')));
+    const e = await h.relay.expose({ cp: 'acme-hq', proto: 'tcp', host: '127.0.0.1', port: web, operator: 'tech' });
+    closers.push(() => h.relay.unexpose(e.id));
+    await expect(httpGet(e.publicPort)).rejects.toThrow(/ECONNRESET|socket hang up/);
+    await waitFor(() => batches.length > 0, 3_000, 'refusal in the flow');
+    expect(batches[0]).toMatchObject({ code: Status.PERMISSION_DENIED });
+    expect(e.view().refused).toBe(1);
+    expect(h.cp.ports.list()).toEqual([]);
+  });
+
+  it('answers each request type with an id and port, or a numbered error', async () => {
+    await allowLoopback();
+    const ch = h.relay.control('acme-hq')!;
+    const busy = await echoServer();
+    const obligatory = await ch.request({ op: 'open', operator: 'tech', proto: 'tcp', port: busy, importance: 'obligatory' });
+    expect(obligatory).toMatchObject({ ok: false, code: Status.PORT_IN_USE });
+    const desired = await ch.request({ op: 'open', operator: 'tech', proto: 'tcp', port: busy, importance: 'desired' });
+    expect(desired.ok).toBe(true);
+    expect(desired.port).toBeGreaterThan(busy);
+    expect(await ch.request({ op: 'close', operator: 'tech', portId: 999_999 })).toMatchObject({ ok: false, code: Status.UNKNOWN_PORT });
+    expect(await ch.request({ op: 'redirect', operator: 'tech', portId: desired.portId! })).toMatchObject({ ok: false, code: Status.WRONG_STATE });
+
+    // make-server: a LAN host connects to the opened port; the relay gets the accept event and the stream.
+    const listening = await ch.request({ op: 'listen', operator: 'tech', portId: desired.portId! });
+    expect(listening).toMatchObject({ ok: true, port: desired.port });
+    const accepted = once(ch, 'accepted');
+    const lanClient = await dial(desired.port!);
+    const [event, stream] = (await accepted) as [{ remoteAddress: string }, import('node:stream').Duplex];
+    expect(event.remoteAddress).toBe('127.0.0.1');
+    const streamError = new Promise((r) => stream.once('error', r));
+    stream.write('hello from the relay side');
+    const got = await new Promise<string>((r) => lanClient.once('data', (d: Buffer) => r(d.toString())));
+    expect(got).toBe('hello from the relay side');
+    lanClient.destroy();
+    expect(await ch.request({ op: 'close', operator: 'tech', portId: desired.portId! })).toMatchObject({ ok: true });
+    expect(await streamError).toMatchObject({ code: 'ECONNRESET' }); // closing a port resets its streams
+    await expect(dial(desired.port!)).rejects.toThrow(/ECONNREFUSED/);
+  });
+
+  it('keeps half-close: the client finishes sending and still receives the answer', async () => {
+    await allowLoopback();
+    // Answers only after the client's FIN: proves one direction ended while the other flowed.
+    const port = await echoServer({
+      onSocket: (s) => {
+        let n = 0;
+        s.on('data', (d: Buffer) => (n += d.length));
+        s.on('end', () => s.end(`got ${n} bytes`));
+      },
+    });
+    const e = await h.relay.expose({ cp: 'acme-hq', proto: 'tcp', host: '127.0.0.1', port, operator: 'tech' });
+    closers.push(() => h.relay.unexpose(e.id));
+    const c = await dial(e.publicPort);
+    const answer = readAll(c);
+    c.end(Buffer.alloc(300_000, 1));
+    expect(await answer).toBe('got 300000 bytes');
+  });
+
+  it('relays RST both ways', async () => {
+    await allowLoopback();
+    const port = await echoServer({ onSocket: (s) => s.once('data', () => s.resetAndDestroy()) });
+    const e = await h.relay.expose({ cp: 'acme-hq', proto: 'tcp', host: '127.0.0.1', port, operator: 'tech' });
+    closers.push(() => h.relay.unexpose(e.id));
+    const c = await dial(e.publicPort);
+    c.write('x');
+    await expect(readAll(c)).rejects.toMatchObject({ code: 'ECONNRESET' });
+
+    let serverSide: Promise<unknown> = Promise.resolve();
+    const port2 = await echoServer({ onSocket: (s) => (serverSide = new Promise((resolve) => s.once('error', resolve))) });
+    const e2 = await h.relay.expose({ cp: 'acme-hq', proto: 'tcp', host: '127.0.0.1', port: port2, operator: 'tech' });
+    closers.push(() => h.relay.unexpose(e2.id));
+    const c2 = await dial(e2.publicPort);
+    c2.write('y');
+    await waitFor(() => h.cp.ports.streamCount === 1);
+    c2.resetAndDestroy();
+    expect(await serverSide).toMatchObject({ code: 'ECONNRESET' });
+  });
+
+  it('100 concurrent streams with one stalled reader: the others finish, memory stays bounded', async () => {
+    await allowLoopback();
+    const port = await echoServer();
+    const e = await h.relay.expose({ cp: 'acme-hq', proto: 'tcp', host: '127.0.0.1', port, operator: 'tech' });
+    closers.push(() => h.relay.unexpose(e.id));
+    const stalled = await dial(e.publicPort);
+    stalled.pause(); // never reads its echo
+    const big = Buffer.alloc(64 * 1024 * 1024, 7);
+    const buffersBefore = process.memoryUsage().arrayBuffers;
+    stalled.write(big);
+    const payload = Buffer.alloc(64 * 1024, 3);
+    const results = await Promise.all(
+      Array.from({ length: 99 }, async () => {
+        const c = await dial(e.publicPort);
+        const got = new Promise<number>((resolve, reject) => {
+          let n = 0;
+          c.on('data', (d: Buffer) => {
+            n += d.length;
+            if (n === payload.length) {
+              c.destroy();
+              resolve(n);
+            }
+          });
+          c.on('error', reject);
+        });
+        c.write(payload);
+        return got;
+      }),
+    );
+    expect(results.every((n) => n === payload.length)).toBe(true);
+    await new Promise((r) => setTimeout(r, 300));
+    // Backpressure reached the stalled client: most of its 64 MiB is still unsent in its own
+    // buffer; relay and contact point (this process) hold credit windows and socket buffers,
+    // not the data it pushed.
+    expect(stalled.writableLength).toBeGreaterThan(32 * 1024 * 1024);
+    const grown = process.memoryUsage().arrayBuffers - buffersBefore;
+    expect(grown).toBeLessThan(big.length + 24 * 1024 * 1024);
+    stalled.destroy();
+  });
+
+  it('relays UDP both ways inside the tunnel', async () => {
+    await allowLoopback();
+    const echo = createSocket('udp4');
+    echo.on('message', (m, r) => echo.send(Buffer.concat([Buffer.from('echo:'), m]), r.port, r.address));
+    echo.bind(0, '127.0.0.1');
+    await once(echo, 'listening');
+    closers.push(() => echo.close());
+    const e = await h.relay.expose({ cp: 'acme-hq', proto: 'udp', host: '127.0.0.1', port: echo.address().port, operator: 'tech' });
+    closers.push(() => h.relay.unexpose(e.id));
+    const client = createSocket('udp4');
+    client.bind(0, '127.0.0.1');
+    await once(client, 'listening');
+    closers.push(() => client.close());
+    const replies: string[] = [];
+    client.on('message', (m) => replies.push(m.toString()));
+    // The first datagram sets up the mapping (UDP may drop it meanwhile); keep sending until answered.
+    for (let i = 0; i < 50 && replies.length < 3; i++) {
+      client.send(`ping ${i}`, e.publicPort, '127.0.0.1');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(replies.length).toBeGreaterThanOrEqual(3);
+    expect(replies[0]).toMatch(/^echo:ping \d+$/);
+    expect(h.cp.ports.list()).toMatchObject([{ proto: 'udp', state: 'redirecting', operator: 'tech' }]);
+  });
+
+  it('refuses every unsafe spelling of loopback and the metadata address, even under a wide rule', async () => {
+    await h.cp.call('ports:policy', { targets: ['0.0.0.0/0:1-65535', '[::/0]:1-65535'], listen: ['tcp:1-65535'] });
+    const ch = h.relay.control('acme-hq')!;
+    const spellings = ['127.0.0.1', '2130706433', '0x7f000001', '0x7f.1', '0177.0.0.1', '127.1', '::ffff:127.0.0.1', '[::ffff:7f00:1]', '64:ff9b::7f00:1', '::1', '0.0.0.0', 'localhost', '169.254.169.254', '0xa9fea9fe'];
+    for (const host of spellings) {
+      const opened = await ch.request({ op: 'open', operator: 'tech', proto: 'tcp', port: 0 });
+      const r = await ch.request({ op: 'connect', operator: 'tech', portId: opened.portId!, host, targetPort: 80, streamId: 2 });
+      expect({ host, code: r.code }).toEqual({ host, code: Status.UNSAFE_TARGET });
+      await ch.request({ op: 'close', operator: 'tech', portId: opened.portId! });
+    }
+  });
+
+  it('closes every port and resets every stream when the tunnel drops', async () => {
+    await allowLoopback();
+    const ch = h.relay.control('acme-hq')!;
+    const opened = await ch.request({ op: 'open', operator: 'tech', proto: 'tcp', port: 0, importance: 'desired' });
+    const listening = await ch.request({ op: 'listen', operator: 'tech', portId: opened.portId! });
+    const port = await echoServer();
+    const e = await h.relay.expose({ cp: 'acme-hq', proto: 'tcp', host: '127.0.0.1', port, operator: 'tech' });
+    const c = await dial(e.publicPort);
+    c.write('hi');
+    await waitFor(() => h.cp.ports.streamCount === 1);
+    const reset = readAll(c).then(() => 'ended', (err: NodeJS.ErrnoException) => err.code);
+    await h.relay.stop();
+    expect(await reset).toBe('ECONNRESET');
+    await waitFor(() => h.cp.ports.list().length === 0, 3_000, 'ports closed');
+    await expect(dial(listening.port!)).rejects.toThrow(/ECONNREFUSED/);
+  });
+});
