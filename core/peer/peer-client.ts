@@ -53,6 +53,8 @@ interface CommonOptions {
   readonly dedupeWindow?: number;
   /** Runs for each new message; the ACK goes back when it returns (or its promise resolves). */
   readonly onMessage?: (msg: InboundMessage) => void | Promise<void>;
+  /** Extension point (the operator SDK): frames other than messages; return true when handled. */
+  readonly onOtherFrame?: (frame: Frame) => boolean;
 }
 export interface ExternalPeerOptions extends CommonOptions {
   readonly role: 'external';
@@ -175,6 +177,11 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
 
   get connected(): boolean {
     return this.link?.isOpen ?? false;
+  }
+
+  /** The live link (for extensions that send their own frames), if connected. */
+  get currentLink(): Link | undefined {
+    return this.link;
   }
 
   get outboxSize(): number {
@@ -339,6 +346,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
         return;
       }
       default:
+        if (this.opts.onOtherFrame?.(frame)) return;
         throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} not expected by a peer`);
     }
   }
