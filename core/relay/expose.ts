@@ -78,7 +78,10 @@ export class Exposure {
   async start(defaultHost: string): Promise<number> {
     const host = this.spec.publicHost ?? defaultHost;
     if (this.spec.proto === 'tcp') {
-      const server = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (s) => void this.onTcp(s));
+      // Not pauseOnConnect: a socket that is not reading while open + connect run would see a
+      // client's RST later as a plain EOF (a half-close), and never reset the LAN side. Node
+      // reads into the socket's own bounded buffer meanwhile; the pipe takes over after.
+      const server = createServer({ allowHalfOpen: true, noDelay: true }, (s) => void this.onTcp(s));
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(this.spec.publicPort ?? 0, host, () => resolve());
@@ -146,7 +149,6 @@ export class Exposure {
     }
     this.connections++;
     bridge(socket, r.stream);
-    socket.resume();
   }
 
   private async onUdp(payload: Buffer, address: string, port: number): Promise<void> {

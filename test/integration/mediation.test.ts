@@ -2,6 +2,7 @@ import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { createServer as createHttpServer, get } from 'node:http';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Status } from '../../core/protocol/status.js';
 import { startHarness, waitFor, type Harness } from '../helpers.js';
@@ -46,6 +47,11 @@ function httpGet(port: number, path = '/'): Promise<{ status: number; body: stri
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
     }).on('error', reject);
   });
+}
+
+/** Fails with `what` instead of hanging the test. */
+function within<T>(p: Promise<T>, what: string, ms = 5_000): Promise<T> {
+  return Promise.race([p, new Promise<T>((_r, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms))]);
 }
 
 function dial(port: number): Promise<Socket> {
@@ -106,7 +112,7 @@ describe('port mediation through the tunnel', () => {
     expect(listening).toMatchObject({ ok: true, port: desired.port });
     const accepted = once(ch, 'accepted');
     const lanClient = await dial(desired.port!);
-    const [event, stream] = (await accepted) as [{ remoteAddress: string }, import('node:stream').Duplex];
+    const [event, stream] = (await accepted) as [{ remoteAddress: string }, Duplex];
     expect(event.remoteAddress).toBe('127.0.0.1');
     const streamError = new Promise((r) => stream.once('error', r));
     stream.write('hello from the relay side');
@@ -143,17 +149,21 @@ describe('port mediation through the tunnel', () => {
     closers.push(() => h.relay.unexpose(e.id));
     const c = await dial(e.publicPort);
     c.write('x');
-    await expect(readAll(c)).rejects.toMatchObject({ code: 'ECONNRESET' });
+    await expect(within(readAll(c), 'client sees the LAN reset')).rejects.toMatchObject({ code: 'ECONNRESET' });
 
     let serverSide: Promise<unknown> = Promise.resolve();
-    const port2 = await echoServer({ onSocket: (s) => (serverSide = new Promise((resolve) => s.once('error', resolve))) });
+    const port2 = await echoServer({
+      onSocket: (s) => {
+        serverSide = new Promise((resolve) => s.once('error', resolve));
+      },
+    });
     const e2 = await h.relay.expose({ cp: 'acme-hq', proto: 'tcp', host: '127.0.0.1', port: port2, operator: 'tech' });
     closers.push(() => h.relay.unexpose(e2.id));
     const c2 = await dial(e2.publicPort);
     c2.write('y');
     await waitFor(() => h.cp.ports.streamCount === 1);
     c2.resetAndDestroy();
-    expect(await serverSide).toMatchObject({ code: 'ECONNRESET' });
+    expect(await within(serverSide, 'LAN server sees the client reset')).toMatchObject({ code: 'ECONNRESET' });
   });
 
   it('100 concurrent streams with one stalled reader: the others finish, memory stays bounded', async () => {
