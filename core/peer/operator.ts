@@ -1,0 +1,199 @@
+import { EventEmitter } from 'node:events';
+import { decodeControl, type Frame } from '../protocol/codec.js';
+import { decodeDatagram, encodeDatagram, type Datagram } from '../protocol/datagram.js';
+import { FrameType, type PortEventBody, type PortRequestBody, type PortResultBody } from '../protocol/frames.js';
+import type { Link } from '../protocol/link.js';
+import { describeStatus, Status, statusName } from '../protocol/status.js';
+import { StreamMux, type MuxStream } from '../protocol/stream-mux.js';
+import { PeerClient, type ExternalPeerOptions } from './peer-client.js';
+
+/** An operator request the relay has not answered by then fails with TIMEOUT. */
+export const OPERATOR_REQUEST_TIMEOUT_MS = 20_000;
+
+export type OperatorOptions = Omit<ExternalPeerOptions, 'role' | 'onOtherFrame'>;
+
+export class MediationError extends Error {
+  override readonly name = 'MediationError';
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+  ) {
+    super(`${statusName(code)} (${code}): ${reason}`);
+  }
+}
+
+export interface OperatorEvents {
+  /** a LAN host connected to a port you listen on */
+  accepted: [PortEventBody, MuxStream];
+  closed: [PortEventBody];
+  datagram: [Datagram];
+}
+
+type Request = Omit<PortRequestBody, 'req' | 'operator'>;
+
+/**
+ * The operator SDK: an external peer whose credential has the `mediate` right drives port
+ * mediation at a contact point through the relay (seed 002's control requests), and gets TCP
+ * streams as Node Duplex objects with end-to-end flow control. A reconnect starts a new relay
+ * session: what the old one opened was closed by the relay, and its streams are reset here.
+ */
+export class Operator extends EventEmitter<OperatorEvents> {
+  readonly client: PeerClient;
+  private mux: StreamMux | undefined;
+  private muxLink: Link | undefined;
+  private readonly pending = new Map<number, { resolve: (r: PortResultBody) => void; timer: NodeJS.Timeout }>();
+  private nextReq = 1;
+  private nextStream = 0;
+
+  constructor(opts: OperatorOptions) {
+    super();
+    this.client = new PeerClient({ ...opts, role: 'external', onOtherFrame: (f) => this.onFrame(f) });
+    this.client.on('status', (s) => {
+      if (s.state !== 'connected') this.dropLink('connection to the relay lost');
+    });
+  }
+
+  start(): this {
+    this.client.start();
+    return this;
+  }
+
+  ready(timeoutMs?: number): Promise<void> {
+    return this.client.ready(timeoutMs);
+  }
+
+  async stop(): Promise<void> {
+    this.dropLink('operator stopped');
+    await this.client.stop();
+  }
+
+  /** Raw request; resolves with the answer (ok or refusal), never rejects. */
+  request(cp: string | undefined, body: Request, timeoutMs = OPERATOR_REQUEST_TIMEOUT_MS): Promise<PortResultBody> {
+    const req = this.nextReq++;
+    const link = this.client.currentLink;
+    if (!link) return Promise.resolve({ req, ok: false, code: Status.CONTACT_POINT_OFFLINE, reason: 'not connected to the relay' });
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(req);
+        resolve({ req, ok: false, code: Status.TIMEOUT, reason: describeStatus(Status.TIMEOUT) });
+      }, timeoutMs);
+      timer.unref();
+      this.pending.set(req, { resolve, timer });
+      // The relay replaces `operator` with this session's authenticated name.
+      link.sendControl(FrameType.PORT_REQUEST, { ...body, req, ...(cp ? { cp } : {}), operator: 'self' } as PortRequestBody);
+    });
+  }
+
+  /** A public port on the relay forwarding to `host:port` on the LAN behind `cp`. Lives as long as this session. */
+  async expose(cp: string, host: string, port: number, opts: { proto?: 'tcp' | 'udp'; publicPort?: number } = {}): Promise<{ exposeId: number; publicPort: number }> {
+    const r = await this.must(cp, { op: 'expose', proto: opts.proto ?? 'tcp', host, targetPort: port, ...(opts.publicPort ? { port: opts.publicPort } : {}) });
+    return { exposeId: r.portId!, publicPort: r.port! };
+  }
+
+  async unexpose(exposeId: number): Promise<void> {
+    await this.must(undefined, { op: 'unexpose', portId: exposeId });
+  }
+
+  async open(cp: string, o: { proto: 'tcp' | 'udp'; port?: number; address?: string; importance?: 'desired' | 'obligatory' }): Promise<{ portId: number; port: number; address: string }> {
+    const r = await this.must(cp, { op: 'open', ...o });
+    return { portId: r.portId!, port: r.port!, address: r.address ?? '' };
+  }
+
+  async redirect(cp: string, portId: number): Promise<void> {
+    await this.must(cp, { op: 'redirect', portId });
+  }
+
+  async listen(cp: string, portId: number): Promise<number> {
+    return (await this.must(cp, { op: 'listen', portId })).port!;
+  }
+
+  async close(cp: string, portId: number): Promise<void> {
+    await this.must(cp, { op: 'close', portId });
+  }
+
+  /** connect an opened TCP port to `host:port` on the LAN; resolves with the stream. */
+  async connect(cp: string, portId: number, host: string, port: number): Promise<MuxStream> {
+    const mux = this.currentMux();
+    if (!mux) throw new MediationError(Status.CONTACT_POINT_OFFLINE, 'not connected to the relay');
+    const streamId = this.allocStreamId(mux);
+    const stream = mux.open(streamId);
+    const r = await this.request(cp, { op: 'connect', portId, host, targetPort: port, streamId });
+    if (!r.ok) {
+      mux.forget(streamId);
+      throw new MediationError(r.code ?? Status.INTERNAL, r.reason ?? '');
+    }
+    return stream;
+  }
+
+  /** A datagram out of a redirected UDP port, to `address:port` on the LAN. */
+  sendDatagram(portId: number, address: string, port: number, payload: Uint8Array): boolean {
+    return this.client.currentLink?.send(encodeDatagram({ portId, address, port, payload })) ?? false;
+  }
+
+  private async must(cp: string | undefined, body: Request): Promise<PortResultBody> {
+    const r = await this.request(cp, body);
+    if (!r.ok) throw new MediationError(r.code ?? Status.INTERNAL, r.reason ?? '');
+    return r;
+  }
+
+  private currentMux(): StreamMux | undefined {
+    const link = this.client.currentLink;
+    if (!link) return undefined;
+    if (this.muxLink !== link) {
+      this.mux?.resetAll('reconnected');
+      this.mux = new StreamMux(link);
+      this.muxLink = link;
+    }
+    return this.mux;
+  }
+
+  private dropLink(reason: string): void {
+    this.mux?.resetAll(reason);
+    this.mux = undefined;
+    this.muxLink = undefined;
+    for (const [req, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.resolve({ req, ok: false, code: Status.CONTACT_POINT_OFFLINE, reason });
+    }
+    this.pending.clear();
+  }
+
+  private onFrame(frame: Frame): boolean {
+    switch (frame.type) {
+      case FrameType.PORT_RESULT: {
+        const r = decodeControl(frame, FrameType.PORT_RESULT);
+        const p = this.pending.get(r.req);
+        if (p) {
+          clearTimeout(p.timer);
+          this.pending.delete(r.req);
+          p.resolve(r);
+        }
+        return true;
+      }
+      case FrameType.PORT_EVENT: {
+        const e = decodeControl(frame, FrameType.PORT_EVENT);
+        const mux = this.currentMux();
+        if (e.event === 'accepted' && e.streamId !== undefined && mux && !mux.get(e.streamId)) {
+          const stream = mux.open(e.streamId);
+          if (this.listenerCount('accepted') === 0) {
+            stream.on('error', () => undefined);
+            stream.destroy(new Error('no accepted listener'));
+          } else this.emit('accepted', e, stream);
+        } else if (e.event === 'closed') this.emit('closed', e);
+        return true;
+      }
+      case FrameType.DATAGRAM:
+        this.emit('datagram', decodeDatagram(frame));
+        return true;
+      default:
+        return this.currentMux()?.handle(frame) ?? false;
+    }
+  }
+
+  private allocStreamId(mux: StreamMux): number {
+    do {
+      this.nextStream = this.nextStream >= 0x7ffffffe ? 2 : this.nextStream + 2;
+    } while (mux.get(this.nextStream));
+    return this.nextStream;
+  }
+}
