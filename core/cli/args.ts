@@ -1,0 +1,156 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parseCidr } from '../contact-point/policy.js';
+import { nameProblem } from '../protocol/address.js';
+import { isLogLevel, type LogLevel } from '../runtime/logger.js';
+import { UsageError } from './errors.js';
+
+/**
+ * Command-line parsing: one `Command` per leaf of the command tree, flags parsed strictly by
+ * node:util parseArgs, and validators that turn a bad value into a UsageError naming the
+ * flag, the value and the reason.
+ */
+export interface Command {
+  /** words after `contact-point`, e.g. ['relay', 'credential', 'add'] */
+  readonly path: readonly string[];
+  /** one line for the parent's help */
+  readonly summary: string;
+  readonly help: string;
+  /** `argv`: everything after the path words */
+  run(argv: string[]): Promise<number>;
+}
+
+/** `--help` / `-h` anywhere before a `--` terminator. */
+export function wantsHelp(argv: readonly string[]): boolean {
+  for (const a of argv) {
+    if (a === '--') return false;
+    if (a === '--help' || a === '-h') return true;
+  }
+  return false;
+}
+
+/** Flags people try that would put a secret in argv, where `ps` shows it to every local user. */
+const SECRET_FLAGS: Readonly<Record<string, string>> = {
+  '--credential': 'use --credential-file FILE or the CONTACT_POINT_CREDENTIAL environment variable',
+  '--secret': 'use --credential-file FILE or the CONTACT_POINT_CREDENTIAL environment variable',
+  '--token': 'set the CONTACT_POINT_ADMIN_TOKEN environment variable',
+  '--join-code': 'use --join-code-file FILE',
+};
+
+/** parseArgs in strict mode, its errors rephrased as UsageErrors. */
+export function parseFlags<T extends ParseArgsConfig & { strict: true }>(config: T): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (err: unknown) {
+    throw new UsageError(describeParseError(err));
+  }
+}
+
+function describeParseError(err: unknown): string {
+  const e = err as { code?: string; message?: string };
+  const message = e.message ?? String(err);
+  const quoted = /'([^']*)'/.exec(message)?.[1] ?? '';
+  const flag = quoted.split(/[ =]/)[0] ?? quoted;
+  switch (e.code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION': {
+      const secret = SECRET_FLAGS[flag];
+      if (secret) return `unknown flag ${flag}: secrets are never taken on the command line (ps shows every process's arguments); ${secret}`;
+      return `unknown flag ${flag}`;
+    }
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
+      if (message.includes('does not take an argument')) return `${flag} is a switch and takes no value`;
+      if (message.includes('ambiguous')) return `${flag} needs a value, but the next word starts with "-" (write ${flag}=VALUE if that is the value)`;
+      return `${flag} needs a value`;
+    case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
+      return `unexpected argument "${quoted}"`;
+    default:
+      return message;
+  }
+}
+
+/** A mandatory flag: its value, or a UsageError saying it is missing. */
+export function required<T>(flag: string, value: T | undefined, what?: string): T {
+  if (value === undefined) throw new UsageError(`${flag} is required${what ? ` (${what})` : ''}`);
+  return value;
+}
+
+/** Refuses two flags that exclude each other. */
+export function exclusive(a: string, aSet: boolean, b: string, bSet: boolean): void {
+  if (aSet && bSet) throw new UsageError(`${a} and ${b} cannot be used together`);
+}
+
+/** Positionals: exactly the names listed (e.g. ['NAME']), no more, no fewer. */
+export function positionals(given: readonly string[], names: readonly string[]): string[] {
+  if (given.length > names.length) throw new UsageError(`unexpected argument "${given[names.length]}"`);
+  if (given.length < names.length) throw new UsageError(`missing ${names.slice(given.length).join(' ')}`);
+  return [...given];
+}
+
+/** A ws:// or wss:// URL (relay, peer port, admin endpoint). */
+export function wsUrl(flag: string, value: string, example: string): string {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    throw new UsageError(`${flag} "${value}": not a URL; expected something like ${example}`);
+  }
+  if (u.protocol !== 'ws:' && u.protocol !== 'wss:') {
+    throw new UsageError(`${flag} "${value}": expected a ws:// or wss:// URL such as ${example}, not ${u.protocol}//`);
+  }
+  return value;
+}
+
+/** An HTTP CONNECT proxy URL. */
+export function proxyUrl(flag: string, value: string): string {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    throw new UsageError(`${flag} "${value}": not a URL; expected something like http://proxy.example.com:3128`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+    throw new UsageError(`${flag} "${value}": expected an http:// or https:// proxy URL, not ${u.protocol}//`);
+  }
+  return value;
+}
+
+/** A peer name, contact point id or external peer id. */
+export function name(flag: string, value: string): string {
+  const problem = nameProblem(value);
+  if (problem) throw new UsageError(`${flag} "${value}" ${problem}`);
+  return value;
+}
+
+export function cidr(flag: string, value: string): string {
+  try {
+    parseCidr(value);
+  } catch (err: unknown) {
+    throw new UsageError(`${flag}: ${(err as Error).message}`);
+  }
+  return value.trim();
+}
+
+export function logLevel(flag: string, value: string): LogLevel {
+  if (!isLogLevel(value)) throw new UsageError(`${flag} "${value}": expected one of debug, info, warn, error, silent`);
+  return value;
+}
+
+export function integer(flag: string, value: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
+    throw new UsageError(`${flag} "${value}": expected a whole number from ${min} to ${max}`);
+  }
+  return n;
+}
+
+export function oneOf<const T extends string>(flag: string, value: string, choices: readonly T[]): T {
+  if (!(choices as readonly string[]).includes(value)) throw new UsageError(`${flag} "${value}": expected one of ${choices.join(', ')}`);
+  return value as T;
+}
+
+/** A comma-separated list, each item one of `choices` (e.g. `--rights send,mediate`). */
+export function listOf<const T extends string>(flag: string, value: string, choices: readonly T[]): T[] {
+  const items = value.split(',').map((s) => s.trim());
+  const bad = items.find((s) => !(choices as readonly string[]).includes(s));
+  if (bad !== undefined) throw new UsageError(`${flag} "${value}": "${bad}" is not one of ${choices.join(', ')}`);
+  return [...new Set(items as T[])];
+}

@@ -1,0 +1,121 @@
+import { join } from 'node:path';
+import { CREDENTIALS_FILE, CredentialStore } from '../relay/credentials.js';
+import { Relay } from '../relay/relay.js';
+import { createLogger } from '../runtime/logger.js';
+import { logLevel, name, parseFlags, type Command } from './args.js';
+import { CliError, UsageError } from './errors.js';
+import { readCertificateFile, readPrivateKeyFile } from './flag-files.js';
+import { stopCleanly, watchShutdown } from './lifecycle.js';
+import { listenError, listenFlag } from './listen.js';
+import { emit, say } from './output.js';
+import { resolveStateDir } from './state-dir.js';
+
+/** `contact-point relay`: the public relay, until SIGINT/SIGTERM. */
+
+export const DEFAULT_RELAY_LISTEN = '0.0.0.0:7900';
+
+const HELP = `Usage: contact-point relay [flags]
+       contact-point relay credential add|list|remove [flags]
+
+Runs the public relay. Contact points (their one tunnel each) and external peers connect
+to it with a WebSocket at path /v1: ws://, or wss:// when given a TLS certificate. It reads
+<state>/credentials.json when it starts: restart it after adding or removing a credential.
+Runs until Ctrl-C (SIGINT) or SIGTERM, then closes every connection and exits 0.
+
+Flags:
+  --listen HOST:PORT   address and port to listen on (default ${DEFAULT_RELAY_LISTEN}; port 0 = any free port)
+  --tls-cert FILE      PEM certificate (chain): serve wss:// instead of ws:// (needs --tls-key)
+  --tls-key FILE       PEM private key of --tls-cert
+  --name NAME          the relay's own domain: external peers' addresses end in @NAME, e.g.
+                       alice@relay (default relay; no contact point may use this id)
+  --state DIR          folder of credentials.json (default ~/.contact-point/relay,
+                       or $CONTACT_POINT_STATE)
+  --log-level LEVEL    debug, info, warn, error or silent (default info); logs go to stderr
+  --json               print one line {"event":"ready","url":...,"name":...} on stdout once listening
+  -h, --help           this help
+
+Subcommands:
+  credential add       create a credential and print its secret, once
+  credential list      list credentials: kind, id, rights, created (never secrets)
+  credential remove    delete a credential
+
+Examples:
+  contact-point relay credential add --kind contact-point --id acme-hq --out acme-hq.credential
+  contact-point relay credential add --kind external --id alice --out alice.credential
+  contact-point relay --listen 0.0.0.0:443 --tls-cert fullchain.pem --tls-key privkey.pem
+`;
+
+async function run(argv: string[]): Promise<number> {
+  const { values } = parseFlags({
+    args: argv,
+    strict: true,
+    options: {
+      listen: { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      name: { type: 'string' },
+      state: { type: 'string' },
+      'log-level': { type: 'string' },
+      json: { type: 'boolean' },
+    },
+  });
+  const listen = listenFlag('--listen', values.listen, DEFAULT_RELAY_LISTEN);
+  const relayName = name('--name', values.name ?? 'relay');
+  const level = logLevel('--log-level', values['log-level'] ?? 'info');
+  const certFile = values['tls-cert'];
+  const keyFile = values['tls-key'];
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new UsageError(certFile === undefined ? '--tls-key needs --tls-cert (the certificate it belongs to)' : '--tls-cert needs --tls-key (its private key)');
+  }
+  let tls: { cert: Buffer; key: Buffer } | undefined;
+  if (certFile !== undefined && keyFile !== undefined) {
+    const cert = await readCertificateFile('--tls-cert', certFile);
+    const key = await readPrivateKeyFile('--tls-key', keyFile);
+    if (!cert.certificate.checkPrivateKey(key.key)) {
+      throw new UsageError(`--tls-key "${keyFile}" is not the private key of the certificate in --tls-cert "${certFile}"`);
+    }
+    tls = { cert: cert.pem, key: key.pem };
+  }
+  const stateDir = resolveStateDir('relay', values.state);
+  const logger = createLogger({ level });
+
+  let credentials: CredentialStore;
+  try {
+    credentials = await CredentialStore.open(stateDir);
+  } catch (err: unknown) {
+    throw new CliError(`cannot load the relay's credentials: ${(err as Error).message}`);
+  }
+  const count = credentials.list().length;
+  if (count === 0) {
+    logger.warn('no credentials yet, so nobody can connect; add one with: contact-point relay credential add --kind contact-point --id ID', {
+      file: join(stateDir, CREDENTIALS_FILE),
+    });
+  }
+
+  const relay = new Relay({ credentials, host: listen.listen.host, port: listen.listen.port, name: relayName, logger, ...(tls ? { tls } : {}) });
+  const shutdown = watchShutdown();
+  let url: string;
+  try {
+    url = await relay.start();
+  } catch (err: unknown) {
+    shutdown.dispose();
+    await relay.stop();
+    const code = (err as NodeJS.ErrnoException).code;
+    if (tls && typeof code === 'string' && code.startsWith('ERR_OSSL')) {
+      throw new CliError(`--tls-cert/--tls-key: cannot use them: ${(err as Error).message}`);
+    }
+    throw listenError(err, listen);
+  }
+  if (values.json) emit('ready', { url, name: relayName, stateDir, credentials: count });
+  else say(`relay "${relayName}" listening on ${url} (${count} credential${count === 1 ? '' : 's'} from ${stateDir}); Ctrl-C stops it`);
+
+  await shutdown.signal;
+  return stopCleanly('relay', () => relay.stop());
+}
+
+export const relayCommand: Command = {
+  path: ['relay'],
+  summary: 'run the public relay (ws/wss server)',
+  help: HELP,
+  run,
+};

@@ -1,0 +1,144 @@
+import { join } from 'node:path';
+import { CREDENTIALS_FILE, CredentialStore, type CredentialKind, type Right } from '../relay/credentials.js';
+import { listOf, name, oneOf, parseFlags, required, type Command } from './args.js';
+import { CliError } from './errors.js';
+import { writeSecretFile } from './flag-files.js';
+import { emit, formatTable, note, say } from './output.js';
+import { resolveStateDir } from './state-dir.js';
+
+/** `contact-point relay credential add|list|remove`: the relay's credential store, offline. */
+
+const KINDS = ['contact-point', 'external'] as const satisfies readonly CredentialKind[];
+const RIGHTS = ['send', 'mediate'] as const satisfies readonly Right[];
+const RESTART = 'A running relay reads credentials when it starts: restart it to apply this.';
+
+const STATE_FLAG = `  --state DIR                     the relay's state folder (default ~/.contact-point/relay,
+                                  or $CONTACT_POINT_STATE)`;
+
+async function openStore(stateDir: string): Promise<CredentialStore> {
+  try {
+    return await CredentialStore.open(stateDir);
+  } catch (err: unknown) {
+    throw new CliError(`cannot load the relay's credentials: ${(err as Error).message}`);
+  }
+}
+
+const ADD_HELP = `Usage: contact-point relay credential add --kind contact-point|external --id ID [flags]
+
+Creates a credential in the relay's store and prints its secret on stdout, once: the store
+keeps only its SHA-256 hash. Give the secret to the contact point (serve --credential-file)
+or the external peer (peer send --credential-file). Adding an existing kind+id replaces it:
+the old secret stops working.
+
+Flags:
+  --kind contact-point|external   who it is for: a contact point (by its id) or an external peer
+  --id ID                         the contact point id (acme-hq) or external peer name (alice):
+                                  a-z, 0-9, ".", "_", "-"
+  --rights LIST                   comma-separated: send, mediate (default send)
+  --out FILE                      write the secret to FILE (mode 0600) instead of stdout
+${STATE_FLAG}
+  --json                          print {"kind","id","rights","secret"} as one JSON line
+  -h, --help                      this help
+
+Example:
+  contact-point relay credential add --kind contact-point --id acme-hq --out acme-hq.credential
+`;
+
+async function add(argv: string[]): Promise<number> {
+  const { values } = parseFlags({
+    args: argv,
+    strict: true,
+    options: {
+      kind: { type: 'string' },
+      id: { type: 'string' },
+      rights: { type: 'string' },
+      out: { type: 'string' },
+      state: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+  });
+  const kind = oneOf('--kind', required('--kind', values.kind, 'contact-point or external'), KINDS);
+  const id = name('--id', required('--id', values.id));
+  const rights = listOf('--rights', values.rights ?? 'send', RIGHTS);
+  const stateDir = resolveStateDir('relay', values.state);
+  const store = await openStore(stateDir);
+  const replaced = store.has(kind, id);
+  if (values.out !== undefined) {
+    // Prove the file is writable before the store changes: a replaced secret cannot be restored.
+    await writeSecretFile(values.out, '').catch((err: unknown) => {
+      throw new CliError(`--out "${values.out}": cannot write there (${(err as Error).message}); nothing was added`);
+    });
+  }
+  const secret = await store.add(kind, id, rights);
+  if (values.out !== undefined) {
+    await writeSecretFile(values.out, secret);
+    if (values.json) emit('credential', { kind, id, rights, file: values.out });
+    else say(`${kind} "${id}": secret written to ${values.out} (mode 0600)`);
+  } else if (values.json) {
+    emit('credential', { kind, id, rights, secret });
+  } else {
+    say(secret);
+  }
+  note(`note: the secret is shown only now (the relay keeps only its hash); store it in a file with mode 0600. ${RESTART}`);
+  if (replaced) note(`note: this replaced the earlier ${kind} credential "${id}"; its old secret no longer works once the relay restarts.`);
+  return 0;
+}
+
+const LIST_HELP = `Usage: contact-point relay credential list [flags]
+
+Lists the relay's credentials: kind, id, rights and creation time. Secrets are never
+stored, and hashes are never shown.
+
+Flags:
+${STATE_FLAG}
+  --json                          print a JSON array
+  -h, --help                      this help
+`;
+
+async function list(argv: string[]): Promise<number> {
+  const { values } = parseFlags({ args: argv, strict: true, options: { state: { type: 'string' }, json: { type: 'boolean' } } });
+  const stateDir = resolveStateDir('relay', values.state);
+  const records = (await openStore(stateDir)).list().map((r) => ({ kind: r.kind, id: r.id, rights: r.rights, created: r.created }));
+  if (values.json) {
+    say(JSON.stringify(records));
+  } else if (records.length === 0) {
+    note(`no credentials in ${join(stateDir, CREDENTIALS_FILE)}`);
+  } else {
+    say(formatTable(['KIND', 'ID', 'RIGHTS', 'CREATED'], records.map((r) => [r.kind, r.id, r.rights.join(','), r.created])));
+  }
+  return 0;
+}
+
+const REMOVE_HELP = `Usage: contact-point relay credential remove --kind contact-point|external --id ID [flags]
+
+Deletes a credential: after the relay restarts, its secret no longer connects.
+
+Flags:
+  --kind contact-point|external
+  --id ID
+${STATE_FLAG}
+  -h, --help                      this help
+`;
+
+async function remove(argv: string[]): Promise<number> {
+  const { values } = parseFlags({
+    args: argv,
+    strict: true,
+    options: { kind: { type: 'string' }, id: { type: 'string' }, state: { type: 'string' } },
+  });
+  const kind = oneOf('--kind', required('--kind', values.kind, 'contact-point or external'), KINDS);
+  const id = name('--id', required('--id', values.id));
+  const stateDir = resolveStateDir('relay', values.state);
+  if (!(await (await openStore(stateDir)).remove(kind, id))) {
+    throw new CliError(`there is no ${kind} credential "${id}" in ${join(stateDir, CREDENTIALS_FILE)}`);
+  }
+  say(`removed the ${kind} credential "${id}"`);
+  note(RESTART);
+  return 0;
+}
+
+export const credentialCommands: Command[] = [
+  { path: ['relay', 'credential', 'add'], summary: 'create a credential and print its secret once', help: ADD_HELP, run: add },
+  { path: ['relay', 'credential', 'list'], summary: 'list credentials (never secrets)', help: LIST_HELP, run: list },
+  { path: ['relay', 'credential', 'remove'], summary: 'delete a credential', help: REMOVE_HELP, run: remove },
+];

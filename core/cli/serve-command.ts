@@ -1,0 +1,144 @@
+import { networkInterfaces } from 'node:os';
+import { join } from 'node:path';
+import { createLogger } from '../runtime/logger.js';
+import { cidr, exclusive, logLevel, name, parseFlags, proxyUrl, required, wsUrl, type Command } from './args.js';
+import { hostContactPoint, waitForTunnel, type HostedContactPoint } from './contact-point-host.js';
+import { CREDENTIAL_ENV, readCertificateFile, readSecretFile, secretFromFileOrEnv } from './flag-files.js';
+import { stopCleanly, watchShutdown } from './lifecycle.js';
+import { adminListenFlag, listenFlag } from './listen.js';
+import { emit, say } from './output.js';
+import { ADMIN_FILE, refuseIfInUse, resolveStateDir } from './state-dir.js';
+
+/** `contact-point serve`: the contact point, headless, until SIGINT/SIGTERM. */
+
+export const DEFAULT_PEER_LISTEN = '0.0.0.0:7901';
+export const DEFAULT_ADMIN_LISTEN = '127.0.0.1:7902';
+/** How long serve waits for the tunnel before printing its ready line anyway (it keeps trying). */
+export const TUNNEL_WAIT_MS = 5_000;
+
+const HELP = `Usage: contact-point serve --relay URL --id ID (--credential-file FILE | env ${CREDENTIAL_ENV}) [flags]
+
+Runs the contact point without a window: one outbound tunnel to the relay, the peer port
+for LAN peers, and the admin endpoint (loopback, random token) for the GUI in a browser
+and for the peers/policy/status commands. Peers and decisions persist in the state folder.
+Runs until Ctrl-C (SIGINT) or SIGTERM.
+
+The credential is never taken as an argument: ps shows every process's arguments to all
+users of the machine. Put it in a file (mode 0600) or in ${CREDENTIAL_ENV}.
+
+Flags:
+  --relay URL                  the relay, e.g. wss://relay.example.com/v1 (required)
+  --id ID                      this contact point's id at the relay: its peers are NAME@ID (required)
+  --credential-file FILE       the contact point credential's secret (from relay credential add)
+  --peer-listen HOST:PORT      the peer port for LAN peers (default ${DEFAULT_PEER_LISTEN})
+  --admin-listen HOST:PORT     the admin endpoint (default ${DEFAULT_ADMIN_LISTEN}; loopback only)
+  --admin-listen-any           allow a non-loopback --admin-listen (the token then crosses the
+                               network in plain http; prefer an SSH tunnel)
+  --state DIR                  peers, decisions, policy and admin.json (default ~/.contact-point/serve,
+                               or $CONTACT_POINT_STATE)
+  --proxy URL                  HTTP CONNECT proxy to reach the relay through (default: from
+                               HTTPS_PROXY / HTTP_PROXY / NO_PROXY)
+  --no-proxy                   connect directly even when a proxy is set in the environment
+  --ca FILE                    extra CA certificate (PEM) to trust for a wss:// relay
+  --auto-approve-subnet CIDR   register peers from this subnet without asking (repeatable;
+                               replaces the stored list)
+  --join-code-file FILE        register peers that present this join code without asking
+  --log-level LEVEL            debug, info, warn, error or silent (default info); logs go to stderr
+  --json                       print one line {"event":"ready",...} on stdout once running
+  -h, --help                   this help
+
+While it runs, <state>/${ADMIN_FILE} (mode 0600) holds the admin endpoint and token; it is
+deleted on exit.
+
+Example:
+  contact-point serve --relay wss://relay.example.com/v1 --id acme-hq --credential-file acme-hq.credential
+`;
+
+async function run(argv: string[]): Promise<number> {
+  const { values } = parseFlags({
+    args: argv,
+    strict: true,
+    options: {
+      relay: { type: 'string' },
+      id: { type: 'string' },
+      'credential-file': { type: 'string' },
+      'peer-listen': { type: 'string' },
+      'admin-listen': { type: 'string' },
+      'admin-listen-any': { type: 'boolean' },
+      state: { type: 'string' },
+      proxy: { type: 'string' },
+      'no-proxy': { type: 'boolean' },
+      ca: { type: 'string' },
+      'auto-approve-subnet': { type: 'string', multiple: true },
+      'join-code-file': { type: 'string' },
+      'log-level': { type: 'string' },
+      json: { type: 'boolean' },
+    },
+  });
+  const relayUrl = wsUrl('--relay', required('--relay', values.relay, "the relay's URL, e.g. wss://relay.example.com/v1"), 'wss://relay.example.com/v1');
+  const id = name('--id', required('--id', values.id, "this contact point's id at the relay"));
+  const peer = listenFlag('--peer-listen', values['peer-listen'], DEFAULT_PEER_LISTEN);
+  const admin = adminListenFlag(values['admin-listen'], DEFAULT_ADMIN_LISTEN, values['admin-listen-any'] ?? false);
+  exclusive('--proxy', values.proxy !== undefined, '--no-proxy', values['no-proxy'] ?? false);
+  const proxy = values['no-proxy'] ? null : values.proxy !== undefined ? proxyUrl('--proxy', values.proxy) : undefined;
+  const subnets = (values['auto-approve-subnet'] ?? []).map((s) => cidr('--auto-approve-subnet', s));
+  const level = logLevel('--log-level', values['log-level'] ?? 'info');
+  const logger = createLogger({ level });
+  const warn = (msg: string): void => logger.warn(msg);
+  const secret = await secretFromFileOrEnv('--credential-file', values['credential-file'], CREDENTIAL_ENV, warn);
+  const ca = values.ca !== undefined ? (await readCertificateFile('--ca', values.ca)).pem : undefined;
+  const joinCode = values['join-code-file'] !== undefined ? await readSecretFile('--join-code-file', values['join-code-file'], warn) : undefined;
+  const stateDir = resolveStateDir('serve', values.state);
+  await refuseIfInUse(stateDir);
+
+  const policy = subnets.length > 0 || joinCode !== undefined ? { ...(subnets.length > 0 ? { subnets } : {}), ...(joinCode !== undefined ? { joinCode } : {}) } : undefined;
+  const shutdown = watchShutdown();
+  let hosted: HostedContactPoint;
+  try {
+    hosted = await hostContactPoint({
+      contactPoint: { id, relayUrl, secret, ...(proxy !== undefined ? { proxy } : {}), ...(ca ? { ca } : {}), ...(policy ? { policy } : {}) },
+      stateDir,
+      peer,
+      admin,
+      logger,
+    });
+  } catch (err: unknown) {
+    shutdown.dispose();
+    throw err;
+  }
+  const up = await Promise.race([waitForTunnel(hosted.cp, TUNNEL_WAIT_MS), shutdown.signal.then(() => false)]);
+  if (!up) logger.warn('the tunnel is not up yet; still trying', { relay: relayUrl, error: hosted.cp.gateway.status().lastError });
+
+  if (values.json) {
+    emit('ready', hosted.readyFields());
+  } else {
+    say(`contact point "${id}" running`);
+    say(`  relay       ${relayUrl} (tunnel ${hosted.cp.gateway.status().state})`);
+    say(`  peer port   ${hosted.cp.peerPortUrl}${lanHint(hosted.cp.peerPortUrl)}`);
+    say(`  admin GUI   ${hosted.admin.guiUrl}`);
+    say(`  state       ${stateDir} (admin endpoint in ${join(stateDir, ADMIN_FILE)})`);
+    say('Ctrl-C stops it.');
+  }
+
+  await shutdown.signal;
+  return stopCleanly('contact point', () => hosted.stop());
+}
+
+/** For a peer port on every interface (0.0.0.0), the URL LAN peers would use. */
+function lanHint(url: string): string {
+  const u = new URL(url);
+  if (u.hostname !== '0.0.0.0') return '';
+  const lan = Object.values(networkInterfaces())
+    .flat()
+    .find((a) => a !== undefined && a.family === 'IPv4' && !a.internal);
+  if (!lan) return '';
+  u.hostname = lan.address;
+  return ` (LAN peers: ${u.href})`;
+}
+
+export const serveCommand: Command = {
+  path: ['serve'],
+  summary: 'run the contact point headless (tunnel, peer port, admin endpoint)',
+  help: HELP,
+  run,
+};

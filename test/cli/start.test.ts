@@ -1,0 +1,83 @@
+import { existsSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { killAll, requireCliBuild, runCli, shellWords, startCli, tempHome } from './cli-process.js';
+
+let home: Awaited<ReturnType<typeof tempHome>>;
+beforeAll(() => requireCliBuild());
+beforeEach(async () => {
+  home = await tempHome();
+});
+afterEach(async () => {
+  await killAll();
+  await home.remove();
+});
+
+/** A command the CLI printed, as spawn arguments: `node bin/contact-point.js ...` → [script, ...args]. */
+function printed(line: string): { argv0: string[]; args: string[] } {
+  const words = shellWords(line);
+  expect(words[0]).toBe('node');
+  return { argv0: [words[1]!], args: words.slice(2) };
+}
+
+describe('contact-point start (npm start)', () => {
+  it('prints the banner and ready line, and a message flows using only the commands it printed', async () => {
+    const state = join(home.path, 'demo');
+    const demo = await startCli(['start', '--state', state, '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--json'], { home: home.path });
+    const ready = demo.ready;
+    expect(ready).toMatchObject({ contactPoint: 'demo', embeddedRelay: true, stateDir: state, tunnel: 'connected' });
+    expect(String(ready.relayUrl)).toMatch(/^ws:\/\/127\.0\.0\.1:\d+\/v1$/);
+    for (const k of ['peerPortUrl', 'adminWsUrl', 'guiUrl', 'token']) expect(typeof ready[k]).toBe('string');
+    expect(demo.stdout().trim().split('\n')).toHaveLength(1);
+
+    const banner = demo.stderr();
+    expect(banner).toContain('EMBEDDED LOCAL RELAY — demo only, not reachable from outside');
+    expect(banner).toContain(String(ready.relayUrl));
+    expect(banner).toContain(String(ready.peerPortUrl));
+    expect(banner).toContain(String(ready.guiUrl));
+    const next = ready.next as string[];
+    expect(next).toHaveLength(3);
+    for (const command of next) expect(banner).toContain(command);
+    expect(next[0]).toContain('peer join');
+    expect(next[0]).toContain('--register');
+    expect(next[1]).toContain('peers approve printer');
+    expect(next[2]).toContain('peer send');
+    expect(next[2]).toContain(`--credential-file ${join(state, 'demo-sender.credential')}`);
+    expect((await stat(join(state, 'demo-sender.credential'))).mode & 0o777).toBe(0o600);
+    expect((await stat(join(state, 'admin.json'))).mode & 0o777).toBe(0o600);
+
+    // 1. the peer, exactly as printed (plus --json, so the test waits on lines, not log text)
+    const join1 = printed(next[0]!);
+    const printer = await startCli([...join1.args, '--json'], { home: home.path, argv0: join1.argv0 });
+    await printer.waitForEvent((e) => e.event === 'state' && e.state === 'pending', 'pending state');
+    // 2. the admin approves
+    const approve = printed(next[1]!);
+    const approved = await runCli(approve.args, { home: home.path, argv0: approve.argv0 });
+    expect(approved.code, approved.stderr).toBe(0);
+    await printer.waitForEvent((e) => e.event === 'state' && e.state === 'registered', 'registered state');
+    // 3. the outside sender
+    const send = printed(next[2]!);
+    const sent = await runCli(send.args, { home: home.path, argv0: send.argv0 });
+    expect(sent.code, sent.stderr).toBe(0);
+    expect(sent.stdout).toMatch(/^delivered \S+ to printer@demo in \d+ ms$/m);
+    expect(sent.stdout).toContain('reply from printer@demo: hello printer');
+    expect(await printer.waitForEvent((e) => e.event === 'message', 'message')).toMatchObject({ from: 'demo-sender@relay', payload: 'hello printer' });
+
+    expect(await printer.stop('SIGINT')).toBe(0);
+    expect(await demo.stop('SIGTERM')).toBe(0);
+    expect(existsSync(join(state, 'admin.json'))).toBe(false);
+
+    // A second run on the same state folder: new relay and credentials, the peer's decision kept.
+    const again = await startCli(['start', '--state', state, '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--json'], { home: home.path });
+    const next2 = again.ready.next as string[];
+    const rejoin = printed(next2[0]!);
+    const printer2 = await startCli([...rejoin.args, '--json'], { home: home.path, argv0: rejoin.argv0 });
+    await printer2.waitForEvent((e) => e.event === 'state' && e.state === 'registered', 'registered state (kept from the first run)');
+    const resend = printed(next2[2]!);
+    const resent = await runCli(resend.args, { home: home.path, argv0: resend.argv0 });
+    expect(resent.code, resent.stderr).toBe(0);
+    expect(resent.stdout).toContain('reply from printer@demo: hello printer');
+    expect(await again.stop('SIGTERM')).toBe(0);
+  });
+});

@@ -1,0 +1,126 @@
+import { createHash } from 'node:crypto';
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { VERSION } from '../../core/version.js';
+import { killAll, requireCliBuild, runCli, tempHome } from './cli-process.js';
+
+let home: Awaited<ReturnType<typeof tempHome>>;
+beforeAll(() => requireCliBuild());
+beforeEach(async () => {
+  home = await tempHome();
+});
+afterEach(async () => {
+  await killAll();
+  await home.remove();
+});
+
+const cli = (args: string[], env: Record<string, string> = {}): ReturnType<typeof runCli> => runCli(args, { home: home.path, env });
+
+describe('contact-point help and version', () => {
+  it('prints --version, top-level help, and help for every command', async () => {
+    const [version, top, ...commands] = await Promise.all([
+      cli(['--version']),
+      cli(['--help']),
+      cli(['relay', 'credential', 'add', '--help']),
+      cli(['serve', '--bogus', '--help']),
+      cli(['peers', 'approve', '--help']),
+      cli(['peer', 'send', '-h']),
+    ]);
+    expect(version).toMatchObject({ code: 0, stdout: `${VERSION}\n` });
+    expect(top.code).toBe(0);
+    for (const word of ['start', 'relay credential add', 'serve', 'peers approve NAME', 'policy set', 'status', 'peer join', 'peer send']) {
+      expect(top.stdout).toContain(word);
+    }
+    for (const c of commands) {
+      expect(c.code, c.stderr).toBe(0);
+      expect(c.stdout).toMatch(/^Usage: contact-point /);
+    }
+    expect(commands[1]!.stdout).toContain('ps shows'); // serve explains why secrets are never arguments
+  });
+});
+
+describe('bad command lines exit 2 and name the flag, the value and why', () => {
+  it('refuses unknown flags, bad values, missing secrets and a non-loopback admin endpoint', async () => {
+    const credFile = join(home.path, 'cp.credential');
+    await writeFile(credFile, 'cpk_x\n', { mode: 0o600 });
+    const serve = ['serve', '--relay', 'ws://127.0.0.1:9/v1', '--id', 'acme-hq'];
+    const cases: [string[], RegExp][] = [
+      [['relay', '--bogus'], /unknown flag --bogus/],
+      [['relay', '--listen', 'nohost'], /--listen "nohost": expected HOST:PORT/],
+      [['relay', '--tls-cert', join(home.path, 'missing.pem'), '--tls-key', join(home.path, 'missing.key')], /--tls-cert ".*missing\.pem": cannot read it: no such file/],
+      [[...serve, '--credential-file', credFile, '--auto-approve-subnet', '10.0.0.0/33'], /--auto-approve-subnet: "10\.0\.0\.0\/33": prefix \/33 is too long for IPv4/],
+      [serve, /missing credential: give --credential-file FILE or set CONTACT_POINT_CREDENTIAL/],
+      [[...serve, '--credential-file', join(home.path, 'nope')], /--credential-file ".*nope": cannot read it: no such file/],
+      [[...serve, '--credential', 'cpk_secret'], /unknown flag --credential: secrets are never taken on the command line/],
+      [[...serve, '--credential-file', credFile, '--admin-listen', '0.0.0.0:7902'], /--admin-listen "0\.0\.0\.0:7902": 0\.0\.0\.0 is not a loopback address.*--admin-listen-any/],
+      [[...serve, '--credential-file', credFile, '--peer-listen', '10.0.0.1:x'], /--peer-listen "10\.0\.0\.1:x": expected HOST:PORT/],
+      [['serve', '--relay', 'http://relay.example.com', '--id', 'acme-hq'], /--relay "http:\/\/relay\.example\.com": expected a ws:\/\/ or wss:\/\/ URL/],
+      [['peer', 'send', '--to', 'printer', '--cp', 'ws://127.0.0.1:9/v1/peer', '--name', 'x', 'hi'], /--to "printer": expected NAME@DOMAIN/],
+      [['relay', 'credential', 'add', '--kind', 'external', '--id', 'x', '--rights', 'send,fly'], /--rights "send,fly": "fly" is not one of send, mediate/],
+      [['peers', 'frobnicate'], /unknown subcommand "frobnicate" for peers/],
+    ];
+    const results = await Promise.all(cases.map(([args]) => cli(args)));
+    results.forEach((r, i) => {
+      const [args, pattern] = cases[i]!;
+      expect(r.code, `${args.join(' ')}\n${r.stderr}`).toBe(2);
+      expect(r.stderr, args.join(' ')).toMatch(pattern);
+      expect(r.stderr).toMatch(/Run `contact-point[^`]* --help` for usage\./);
+      expect(r.stdout).toBe('');
+    });
+  });
+});
+
+describe('relay credential add | list | remove', () => {
+  it('shows a secret once, stores only its hash in a 0600 file, lists without secrets and removes', async () => {
+    const state = join(home.path, 'relay');
+    const add = await cli(['relay', 'credential', 'add', '--kind', 'contact-point', '--id', 'acme-hq', '--state', state]);
+    expect(add.code, add.stderr).toBe(0);
+    const secret = add.stdout.trim();
+    expect(add.stdout).toBe(`${secret}\n`); // the secret alone on stdout: `> file` captures just it
+    expect(secret).toMatch(/^cpk_[A-Za-z0-9_-]{43}$/);
+    expect(add.stderr).toMatch(/shown only now/);
+
+    const out = join(home.path, 'alice.credential');
+    const addOut = await cli(['relay', 'credential', 'add', '--kind', 'external', '--id', 'alice', '--rights', 'send,mediate', '--out', out, '--state', state]);
+    expect(addOut.code, addOut.stderr).toBe(0);
+    expect((await stat(out)).mode & 0o777).toBe(0o600);
+    const aliceSecret = (await readFile(out, 'utf8')).trim();
+    expect(addOut.stdout).not.toContain(aliceSecret);
+
+    const file = join(state, 'credentials.json');
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    const stored = await readFile(file, 'utf8');
+    expect(stored).not.toContain(secret);
+    expect(stored).not.toContain(aliceSecret);
+    expect(stored).toContain(createHash('sha256').update(secret).digest('hex'));
+
+    const list = await cli(['relay', 'credential', 'list', '--state', state]);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(/^KIND\s+ID\s+RIGHTS\s+CREATED\n/);
+    expect(list.stdout).toMatch(/contact-point\s+acme-hq\s+send\s+\d{4}-/);
+    expect(list.stdout).toMatch(/external\s+alice\s+send,mediate\s+\d{4}-/);
+    expect(list.stdout).not.toContain(secret);
+    expect(list.stdout).not.toMatch(/[0-9a-f]{64}/);
+    const listJson = JSON.parse((await cli(['relay', 'credential', 'list', '--json', '--state', state])).stdout) as Record<string, unknown>[];
+    expect(listJson.map((r) => Object.keys(r).sort())).toEqual([
+      ['created', 'id', 'kind', 'rights'],
+      ['created', 'id', 'kind', 'rights'],
+    ]);
+
+    const remove = await cli(['relay', 'credential', 'remove', '--kind', 'external', '--id', 'alice', '--state', state]);
+    expect(remove.code, remove.stderr).toBe(0);
+    expect((await cli(['relay', 'credential', 'list', '--state', state])).stdout).not.toContain('alice');
+    const again = await cli(['relay', 'credential', 'remove', '--kind', 'external', '--id', 'alice', '--state', state]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/no external credential "alice"/);
+  });
+
+  it('uses ~/.contact-point/relay by default and CONTACT_POINT_STATE when set', async () => {
+    const viaEnv = join(home.path, 'elsewhere');
+    await cli(['relay', 'credential', 'add', '--kind', 'external', '--id', 'bob']);
+    await cli(['relay', 'credential', 'add', '--kind', 'external', '--id', 'carol'], { CONTACT_POINT_STATE: viaEnv });
+    expect(await readFile(join(home.path, '.contact-point/relay/credentials.json'), 'utf8')).toContain('"bob"');
+    expect(await readFile(join(viaEnv, 'credentials.json'), 'utf8')).toContain('"carol"');
+  });
+});
