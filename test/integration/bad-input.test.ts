@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { encodeControl, encodeMsg, HEADER_BYTES } from '../../core/protocol/codec.js';
 import { FrameType } from '../../core/protocol/frames.js';
@@ -150,7 +151,7 @@ describe('bad input and floods at the contact point peer port', () => {
   it('a peer that never reads stalls only itself, with memory bounded', async () => {
     const slow = await h.registered('slow');
     // Stop reading: the contact point's socket buffer to it fills, then deliveries are refused.
-    const sock = (slow as unknown as { link: { ws: { _socket: import('node:net').Socket } } }).link.ws._socket;
+    const sock = (slow as unknown as { link: { ws: { _socket: Socket } } }).link.ws._socket;
     sock.pause();
     const fast = await h.registered('fast');
     const alice = await h.external('alice', { maxOutbox: 5_000 });
