@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'renderer/dist/**', 'bin/**', 'eslint.config.js'] },
+  { ignores: ['dist/**', 'node_modules/**', 'renderer/dist/**', 'release/**', 'bin/**', 'eslint.config.js'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
@@ -31,6 +31,43 @@ export default tseslint.config(
           ],
         },
       ],
+    },
+  },
+  {
+    // The GUI runs in a browser or a sandboxed window: no Node, no Electron, and of core only
+    // the admin contract's types (DESIGN.md "renderer -> core/admin types only").
+    files: ['renderer/**/*.ts', 'renderer/**/*.tsx'],
+    ignores: ['renderer/vite.config.ts'],
+    rules: {
+      'no-restricted-imports': 'off',
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { regex: '^node:', message: 'renderer/ runs in a browser: no Node modules.' },
+            { group: ['fs', 'fs/*', 'net', 'child_process', 'ws', 'electron', 'path', 'os', 'crypto'], message: 'renderer/ runs in a browser: no Node or Electron modules.' },
+            { group: ['**/electron/**'], message: 'renderer/ talks to the desktop app only through window.contactPoint.' },
+            { regex: '(^|/)core/(?!admin/(contract|host-settings)(\\.js)?$)', message: 'renderer/ may use only the admin contract (core/admin/contract, core/admin/host-settings).' },
+            { group: ['**/core/admin/contract*', '**/core/admin/host-settings*'], allowTypeImports: true, message: 'renderer/ imports the admin contract as types only (`import type`).' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // Electron main and preload run the core; the core never imports them.
+    files: ['electron/**/*.ts', 'electron/**/*.cts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['**/renderer/**'], message: 'electron/ loads the built GUI, it does not import it.' }] }],
+    },
+  },
+  {
+    // Plain JS helpers (fixtures, build scripts) are not in a tsconfig: lint them without types.
+    files: ['**/*.mjs', '**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      parserOptions: { projectService: false, project: null },
+      globals: { process: 'readonly', console: 'readonly', URL: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly' },
     },
   },
 );

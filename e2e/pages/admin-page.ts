@@ -1,0 +1,52 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Locator, Page } from 'playwright-core';
+import { ROOT } from '../support/stack.js';
+
+export const SCREENSHOTS = join(ROOT, 'docs/screenshots');
+export type ViewLabel = 'Peers' | 'Live flow' | 'Tunnel' | 'Ports' | 'Settings';
+
+/** The shell around every view: navigation, tunnel pill, banners, notices. */
+export class AdminPage {
+  constructor(readonly page: Page) {}
+
+  async open(guiUrl: string): Promise<void> {
+    await this.page.goto(guiUrl);
+    await this.tunnelPill.waitFor();
+  }
+
+  navButton(view: ViewLabel): Locator {
+    return this.page.getByRole('navigation', { name: 'Views' }).getByRole('button', { name: new RegExp(`^${view}`) });
+  }
+
+  async go(view: ViewLabel): Promise<void> {
+    await this.navButton(view).click();
+    await this.page.getByRole('heading', { level: 1, name: view }).waitFor();
+  }
+
+  get tunnelPill(): Locator {
+    return this.page.getByTestId('tunnel-pill');
+  }
+
+  get pendingBadge(): Locator {
+    return this.page.getByTestId('pending-badge');
+  }
+
+  get demoBanner(): Locator {
+    return this.page.getByTestId('demo-banner');
+  }
+
+  notice(text: string | RegExp): Locator {
+    return this.page.locator('.notice', { hasText: text });
+  }
+
+  /** docs/screenshots/NAME.png, the pictures the README shows. */
+  async screenshot(name: string): Promise<string> {
+    await mkdir(SCREENSHOTS, { recursive: true });
+    const path = join(SCREENSHOTS, `${name}.png`);
+    // Let transitions and the 250 ms flow batches settle so the picture is stable.
+    await this.page.waitForTimeout(300);
+    await this.page.screenshot({ path, animations: 'disabled' });
+    return path;
+  }
+}

@@ -1,0 +1,54 @@
+import { readFile } from 'node:fs/promises';
+import { extname, normalize, resolve, sep } from 'node:path';
+
+/** The scheme the window loads the GUI from: only the built renderer's files, nothing else on disk. */
+export const GUI_SCHEME = 'cp-admin';
+export const GUI_ORIGIN = `${GUI_SCHEME}://gui`;
+export const GUI_URL = `${GUI_ORIGIN}/index.html`;
+
+/**
+ * The window's Content-Security-Policy: our own scripts and styles only, no network at all
+ * (the admin API comes over IPC), no frames, no forms posting anywhere. Inline style
+ * attributes are allowed for the virtual list's row positions.
+ */
+export const GUI_CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "style-src-attr 'unsafe-inline'",
+  "img-src 'self' data:",
+  "font-src 'self'",
+  "connect-src 'none'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+  "object-src 'none'",
+].join('; ');
+
+const MIME: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.map': 'application/json',
+  '.woff2': 'font/woff2',
+};
+
+/** Answers one request of the GUI scheme from `dir`; anything outside it is a 404. */
+export async function serveGuiFile(dir: string, url: string): Promise<Response> {
+  const u = new URL(url);
+  if (u.host !== 'gui') return new Response('not found', { status: 404 });
+  const rel = normalize(decodeURIComponent(u.pathname === '/' ? '/index.html' : u.pathname)).replace(/^([/\\])+/, '');
+  const root = resolve(dir);
+  const file = resolve(root, rel);
+  if (!file.startsWith(root + sep)) return new Response('not found', { status: 404 });
+  try {
+    const body = await readFile(file);
+    return new Response(body, {
+      headers: { 'content-type': MIME[extname(file)] ?? 'application/octet-stream', 'content-security-policy': GUI_CSP, 'x-content-type-options': 'nosniff' },
+    });
+  } catch {
+    return new Response('not found', { status: 404 });
+  }
+}

@@ -1,0 +1,36 @@
+import type { GuiApi } from './gui-api';
+import { WsAdminClient } from './ws-admin-client';
+
+/** Storage key of the admin token for this tab, so a reload keeps working after the hash is gone. */
+const TOKEN_KEY = 'contact-point.admin-token';
+
+export type Transport = { readonly api: GuiApi; readonly stop: () => void } | { readonly api: undefined; readonly problem: string };
+
+/**
+ * The one place that picks the transport: the desktop app's preload bridge when present,
+ * otherwise the admin endpoint of this page's origin with the token from `#token=…`.
+ * Nothing else in the GUI knows which it got.
+ */
+export function selectTransport(win: Window): Transport {
+  if (win.contactPoint) return { api: win.contactPoint, stop: () => undefined };
+  const fromHash = new URLSearchParams(win.location.hash.replace(/^#/, '')).get('token');
+  let token = fromHash ?? undefined;
+  try {
+    if (token) win.sessionStorage.setItem(TOKEN_KEY, token);
+    else token = win.sessionStorage.getItem(TOKEN_KEY) ?? undefined;
+  } catch {
+    // storage disabled: the hash is all we have
+  }
+  if (fromHash) {
+    // Keep the secret out of the address bar, bookmarks and screenshots.
+    win.history.replaceState(null, '', win.location.pathname + win.location.search);
+  }
+  if (!token) {
+    return {
+      api: undefined,
+      problem: 'No admin token. Open the admin URL that `contact-point serve` (or `npm start`) printed: it ends in #token=….',
+    };
+  }
+  const client = WsAdminClient.sameOrigin(win.location, token).start();
+  return { api: client, stop: () => client.stop() };
+}

@@ -1,0 +1,156 @@
+import { useEffect, useRef, type KeyboardEvent } from 'react';
+import { useNow } from './components/use-now';
+import { useApp, useCtx } from './store/context';
+import { dismissNotice, showView, type ViewName } from './store/session-slice';
+import { FlowView } from './views/flow-view';
+import { PeersView } from './views/peers-view';
+import { PortsView } from './views/ports-view';
+import { SettingsView } from './views/settings-view';
+import { TunnelView, tunnelSentence } from './views/tunnel-view';
+
+const VIEWS: readonly { readonly name: ViewName; readonly label: string; readonly key: string }[] = [
+  { name: 'peers', label: 'Peers', key: '1' },
+  { name: 'flow', label: 'Live flow', key: '2' },
+  { name: 'tunnel', label: 'Tunnel', key: '3' },
+  { name: 'ports', label: 'Ports', key: '4' },
+  { name: 'settings', label: 'Settings', key: '5' },
+];
+
+/** How long an “ok” notice stays. Errors stay until dismissed. */
+const NOTICE_MS = 4_000;
+
+function Notices() {
+  const ctx = useCtx();
+  const notices = useApp((s) => s.notices);
+  useEffect(() => {
+    const timers = notices.filter((n) => n.kind === 'ok').map((n) => setTimeout(() => dismissNotice(ctx.store, n.id), NOTICE_MS));
+    return () => timers.forEach(clearTimeout);
+  }, [notices, ctx.store]);
+  return (
+    <div className="notices" aria-live="polite">
+      {notices.map((n) => (
+        <div key={n.id} className={`notice ${n.kind}`} role={n.kind === 'error' ? 'alert' : 'status'}>
+          <span>{n.text}</span>
+          <button type="button" className="link" aria-label="Dismiss" onClick={() => dismissNotice(ctx.store, n.id)}>
+            ×
+          </button>
+        </div>
+      ))}
+    </div>
+  );
+}
+
+function ConnectionBanner() {
+  const c = useApp((s) => s.connection);
+  const now = useNow(500);
+  if (c.state === 'open') return null;
+  if (c.state === 'connecting') return <div className="banner info" role="status">Connecting to the contact point…</div>;
+  if (c.state === 'unauthorized')
+    return (
+      <div className="banner error" role="alert">
+        <strong>Not allowed in.</strong> {c.detail}
+      </div>
+    );
+  const wait = c.retryAt ? Math.max(0, Math.ceil((c.retryAt - now) / 1000)) : undefined;
+  return (
+    <div className="banner error" role="alert">
+      <strong>Lost the connection to the contact point.</strong> {c.detail}. {wait ? `Retrying in ${wait} s…` : 'Retrying…'} What you see may be out of date.
+    </div>
+  );
+}
+
+function TunnelPill() {
+  const t = useApp((s) => s.tunnel);
+  const now = useNow(1_000);
+  if (!t) return null;
+  return (
+    <span className={`pill ${t.state}`} title={tunnelSentence(t, now)} data-testid="tunnel-pill">
+      <span className={`dot ${t.state}`} aria-hidden="true" />
+      tunnel {t.state}
+    </span>
+  );
+}
+
+export function App() {
+  const ctx = useCtx();
+  const view = useApp((s) => s.view);
+  const openPorts = useApp((s) => s.ports.length);
+  const pending = useApp((s) => {
+    let n = 0;
+    for (const p of s.peers.values()) if (p.state === 'pending') n++;
+    return n;
+  });
+  const cp = useApp((s) => s.contactPoint);
+  const main = useRef<HTMLElement>(null);
+
+  useEffect(() => {
+    document.title = `${pending > 0 ? `(${pending}) ` : ''}Contact Point${cp ? ` — ${cp.id}` : ''}`;
+  }, [pending, cp]);
+
+  const go = (v: ViewName): void => {
+    showView(ctx.store, v);
+    main.current?.focus();
+  };
+  const onKey = (e: KeyboardEvent<HTMLDivElement>): void => {
+    if (!e.altKey || e.ctrlKey || e.metaKey) return;
+    const v = VIEWS.find((x) => x.key === e.key);
+    if (v) {
+      e.preventDefault();
+      go(v.name);
+    }
+  };
+
+  return (
+    <div className="app" onKeyDown={onKey}>
+      <a className="skip" href="#main">
+        Skip to content
+      </a>
+      <header className="topbar">
+        <div className="brand">
+          <img src="./favicon.svg" alt="" width={22} height={22} />
+          <span>Contact Point</span>
+          {cp ? <span className="cp-id mono">{cp.id}</span> : null}
+        </div>
+        <TunnelPill />
+      </header>
+      {cp?.embeddedRelay && view !== 'settings' ? (
+        <div className="banner demo" role="note" data-testid="demo-banner">
+          Running on the <strong>embedded local demo relay</strong>: only this computer can reach it. Set a real relay in{' '}
+          <button type="button" className="link" onClick={() => go('settings')}>
+            Settings
+          </button>
+          .
+        </div>
+      ) : null}
+      <ConnectionBanner />
+      <div className="body">
+        <nav aria-label="Views" className="nav">
+          <ul>
+            {VIEWS.map((v) => (
+              <li key={v.name}>
+                <button type="button" aria-current={view === v.name ? 'page' : undefined} aria-keyshortcuts={`Alt+${v.key}`} onClick={() => go(v.name)}>
+                  {v.label}
+                  {v.name === 'peers' && pending > 0 ? (
+                    <span className="badge" aria-label={`${pending} pending`} data-testid="pending-badge">
+                      {pending}
+                    </span>
+                  ) : null}
+                  {v.name === 'ports' && openPorts > 0 ? (
+                    <span className="badge neutral" aria-label={`${openPorts} open`}>
+                      {openPorts}
+                    </span>
+                  ) : null}
+                </button>
+              </li>
+            ))}
+          </ul>
+          <p className="muted keys">Alt+1…5 switches views</p>
+        </nav>
+        <main id="main" ref={main} tabIndex={-1}>
+          {view === 'peers' ? <PeersView /> : view === 'flow' ? <FlowView /> : view === 'tunnel' ? <TunnelView /> : view === 'ports' ? <PortsView /> : <SettingsView />}
+        </main>
+      </div>
+      <Notices />
+    </div>
+  );
+}

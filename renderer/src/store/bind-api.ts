@@ -1,0 +1,78 @@
+import type { PeerView, Snapshot } from '../../../core/admin/contract.js';
+import { errorText } from '../api/admin-call-error';
+import type { GuiApi } from '../api/gui-api';
+import type { AppStore } from './app-store';
+import { flowBatch, loadFlowTotals } from './flow-slice';
+import { loadPeers, peerChanged, peerRemoved } from './peers-slice';
+import { setPortPolicy, setPorts } from './ports-slice';
+import { notify, setConnection, setContactPoint, setHostSettings, setPolicy } from './session-slice';
+import { tunnelStatus } from './tunnel-slice';
+
+export interface BindOptions {
+  /** a peer just asked to be registered (desktop notification) */
+  readonly onNewPending?: (peer: PeerView) => void;
+}
+
+export function loadSnapshot(store: AppStore, snap: Snapshot): void {
+  setContactPoint(store, snap.contactPoint);
+  setPolicy(store, snap.policy);
+  tunnelStatus(store, snap.tunnel);
+  loadPeers(store, snap.peers);
+  loadFlowTotals(store, snap.flow, 0);
+  // Older contact points (before port mediation) have neither.
+  setPorts(store, snap.ports ?? []);
+  if (snap.portPolicy) setPortPolicy(store, snap.portPolicy);
+}
+
+/**
+ * Feeds the store from the admin API: every event to its slice's action, and a fresh snapshot
+ * each time the connection (re)opens. Returns the unsubscribe for all of it.
+ */
+export function bindApi(store: AppStore, api: GuiApi, opts: BindOptions = {}): () => void {
+  let live = true;
+  const unsubs = [
+    api.subscribe('peer:changed', (p) => {
+      if (peerChanged(store, p)) opts.onNewPending?.(p);
+    }),
+    api.subscribe('peer:removed', ({ name }) => peerRemoved(store, name)),
+    api.subscribe('tunnel:status', (t) => tunnelStatus(store, t)),
+    api.subscribe('flow:batch', (b) => flowBatch(store, b)),
+    api.subscribe('policy:changed', (p) => setPolicy(store, p)),
+    api.subscribe('ports:changed', (ports) => setPorts(store, ports)),
+  ];
+  const refresh = (): void => {
+    api.call('snapshot:get', {}).then(
+      (snap) => {
+        if (live) loadSnapshot(store, snap);
+      },
+      (err: unknown) => {
+        if (live) notify(store, 'error', `Could not load the contact point's state: ${errorText(err)}`);
+      },
+    );
+    if (api.settings) {
+      api.settings.get().then(
+        (v) => {
+          if (live) setHostSettings(store, v);
+        },
+        (err: unknown) => {
+          if (live) notify(store, 'error', `Could not load the settings: ${errorText(err)}`);
+        },
+      );
+    }
+  };
+  if (api.onConnection) {
+    unsubs.push(
+      api.onConnection((status) => {
+        setConnection(store, status);
+        if (status.state === 'open') refresh();
+      }),
+    );
+  } else {
+    setConnection(store, { state: 'open' });
+    refresh();
+  }
+  return () => {
+    live = false;
+    for (const u of unsubs) u();
+  };
+}

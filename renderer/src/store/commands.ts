@@ -1,0 +1,104 @@
+import type { PeerView, PolicyView, PortPolicyView } from '../../../core/admin/contract.js';
+import type { HostSettingsInput, HostSettingsResult } from '../../../core/admin/host-settings.js';
+import { errorText } from '../api/admin-call-error';
+import type { GuiApi } from '../api/gui-api';
+import type { AppStore } from './app-store';
+import { loadSnapshot } from './bind-api';
+import { peerChanged, setPeerBusy } from './peers-slice';
+import { setPortBusy, setPortPolicy } from './ports-slice';
+import { notify, setHostSettings, setPolicy } from './session-slice';
+import { setReconnectBusy, tunnelStatus } from './tunnel-slice';
+
+/** What the admin's buttons act on: the store and the admin API. */
+export interface Ctx {
+  readonly store: AppStore;
+  readonly api: GuiApi;
+}
+
+type PeerVerb = 'approve' | 'reject' | 'revoke' | 'forget';
+const PAST: Record<PeerVerb, string> = { approve: 'Approved', reject: 'Rejected', revoke: 'Revoked', forget: 'Forgot' };
+
+/** Runs one peer decision per name; results go to the store at once (the event follows anyway). */
+export async function decidePeers(ctx: Ctx, verb: PeerVerb, names: readonly string[]): Promise<void> {
+  const { store, api } = ctx;
+  setPeerBusy(store, names, true);
+  const failures: string[] = [];
+  await Promise.all(
+    names.map(async (name) => {
+      try {
+        const result: PeerView | { readonly name: string } = await api.call(`peers:${verb}`, { name });
+        if ('state' in result) peerChanged(store, result);
+      } catch (err: unknown) {
+        failures.push(`${name}: ${errorText(err)}`);
+      } finally {
+        setPeerBusy(store, [name], false);
+      }
+    }),
+  );
+  const done = names.length - failures.length;
+  if (done > 0) notify(store, 'ok', `${PAST[verb]} ${done === 1 && names.length === 1 ? names[0] : `${done} peer${done === 1 ? '' : 's'}`}`);
+  if (failures.length > 0) notify(store, 'error', `Could not ${verb} ${failures.join('; ')}`);
+}
+
+export async function reconnectTunnel(ctx: Ctx): Promise<void> {
+  setReconnectBusy(ctx.store, true);
+  try {
+    tunnelStatus(ctx.store, await ctx.api.call('tunnel:reconnect', {}));
+  } catch (err: unknown) {
+    notify(ctx.store, 'error', `Reconnect failed: ${errorText(err)}`);
+  } finally {
+    setReconnectBusy(ctx.store, false);
+  }
+}
+
+/** Applies a policy; the contact point's refusal comes back as the error text. */
+export async function savePolicy(ctx: Ctx, subnets: readonly string[], joinCode: string | undefined): Promise<{ ok: true; policy: PolicyView } | { ok: false; error: string }> {
+  try {
+    const policy = await ctx.api.call('policy:set', { subnets: [...subnets], ...(joinCode !== undefined ? { joinCode } : {}) });
+    setPolicy(ctx.store, policy);
+    notify(ctx.store, 'ok', 'Registration policy saved');
+    return { ok: true, policy };
+  } catch (err: unknown) {
+    return { ok: false, error: errorText(err) };
+  }
+}
+
+export async function saveHostSettings(ctx: Ctx, input: HostSettingsInput): Promise<HostSettingsResult | { ok: false; error: string }> {
+  const settings = ctx.api.settings;
+  if (!settings) return { ok: false, error: 'This host has no settings API: in headless mode the settings come from the command line.' };
+  try {
+    const r = await settings.save(input);
+    if (r.ok) {
+      setHostSettings(ctx.store, r.settings);
+      notify(ctx.store, 'ok', 'Settings saved; the contact point restarted with them');
+      // A new contact point: its peers, tunnel and policy replace the old one's.
+      loadSnapshot(ctx.store, await ctx.api.call('snapshot:get', {}));
+    }
+    return r;
+  } catch (err: unknown) {
+    return { ok: false, error: errorText(err) };
+  }
+}
+
+export async function closePort(ctx: Ctx, id: number): Promise<void> {
+  setPortBusy(ctx.store, id, true);
+  try {
+    await ctx.api.call('ports:close', { id });
+    notify(ctx.store, 'ok', `Closed port #${id}`);
+  } catch (err: unknown) {
+    notify(ctx.store, 'error', `Could not close port #${id}: ${errorText(err)}`);
+  } finally {
+    setPortBusy(ctx.store, id, false);
+  }
+}
+
+export async function savePortPolicy(ctx: Ctx, targets: readonly string[], listen: readonly string[]): Promise<{ ok: true; policy: PortPolicyView } | { ok: false; error: string }> {
+  try {
+    const policy = await ctx.api.call('ports:policy', { targets: [...targets], listen: [...listen] });
+    setPortPolicy(ctx.store, policy);
+    notify(ctx.store, 'ok', 'Port policy saved');
+    return { ok: true, policy };
+  } catch (err: unknown) {
+    return { ok: false, error: errorText(err) };
+  }
+}

@@ -1,0 +1,27 @@
+import type { TunnelView } from '../../../core/admin/contract.js';
+import type { AppStore } from './app-store';
+
+export interface TunnelSlice {
+  readonly tunnel: TunnelView | undefined;
+  /** states seen, newest last (for the dashboard's short history) */
+  readonly tunnelLog: readonly { readonly at: number; readonly state: TunnelView['state']; readonly detail: string | undefined }[];
+  readonly reconnectBusy: boolean;
+}
+
+/** Entries kept in the tunnel's state log. */
+export const TUNNEL_LOG_SIZE = 20;
+
+export function initialTunnel(): TunnelSlice {
+  return { tunnel: undefined, tunnelLog: [], reconnectBusy: false };
+}
+
+export function tunnelStatus(store: AppStore, t: TunnelView, now = Date.now()): void {
+  const s = store.getState();
+  const last = s.tunnelLog.at(-1);
+  const log = last?.state === t.state ? s.tunnelLog : [...s.tunnelLog, { at: now, state: t.state, detail: t.lastError }].slice(-TUNNEL_LOG_SIZE);
+  store.setState({ tunnel: t, tunnelLog: log });
+}
+
+export function setReconnectBusy(store: AppStore, busy: boolean): void {
+  store.setState({ reconnectBusy: busy });
+}

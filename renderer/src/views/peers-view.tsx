@@ -1,0 +1,200 @@
+import { useRef, useState, type KeyboardEvent } from 'react';
+import { useShallow } from 'zustand/react/shallow';
+import type { PeerState, PeerView } from '../../../core/admin/contract.js';
+import { ConfirmDialog, type ConfirmRequest } from '../components/confirm-dialog';
+import { useNow } from '../components/use-now';
+import { formatAgo, formatCount, formatDateTime } from '../format/units';
+import { askForNotifications, notificationsAskable } from '../notify/pending-notifier';
+import { decidePeers } from '../store/commands';
+import { useApp, useCtx } from '../store/context';
+import { PEER_STATES, peerCounts, setPeerSearch, setPeerTab, visiblePeers } from '../store/peers-slice';
+
+const TAB_LABEL: Record<PeerState, string> = { pending: 'Pending', registered: 'Registered', unregistered: 'Unregistered', revoked: 'Revoked' };
+const TAB_HINT: Record<PeerState, string> = {
+  pending: 'Peers that asked to be registered. Approve to let messages through, or reject.',
+  registered: 'Peers that receive and send messages through the contact point.',
+  unregistered: 'Peers connected to the peer port that have not asked to register. Everything addressed to them is refused.',
+  revoked: 'Peers the admin cut off. Everything addressed to them is refused until approved again.',
+};
+
+export function PeersView() {
+  const ctx = useCtx();
+  const tab = useApp((s) => s.peerTab);
+  const search = useApp((s) => s.peerSearch);
+  const counts = useApp(useShallow((s) => peerCounts(s.peers)));
+  const rows = useApp(useShallow((s) => visiblePeers(s.peers, s.peerTab, s.peerSearch)));
+  const busy = useApp((s) => s.peerBusy);
+  const [confirm, setConfirm] = useState<ConfirmRequest>();
+  const [askable, setAskable] = useState(notificationsAskable);
+  const tabRefs = useRef(new Map<PeerState, HTMLButtonElement>());
+  const now = useNow(5_000);
+
+  const onTabKey = (e: KeyboardEvent<HTMLDivElement>): void => {
+    const i = PEER_STATES.indexOf(tab);
+    const next = e.key === 'ArrowRight' ? i + 1 : e.key === 'ArrowLeft' ? i - 1 : e.key === 'Home' ? 0 : e.key === 'End' ? PEER_STATES.length - 1 : undefined;
+    if (next === undefined) return;
+    e.preventDefault();
+    const t = PEER_STATES[(next + PEER_STATES.length) % PEER_STATES.length]!;
+    setPeerTab(ctx.store, t);
+    tabRefs.current.get(t)?.focus();
+  };
+
+  const revoke = (p: PeerView): void =>
+    setConfirm({
+      title: `Revoke ${p.name}?`,
+      body: (
+        <p>
+          <strong>{p.address}</strong> will stop receiving messages at once, and every message sent to it is refused with “peer is revoked” until
+          you approve it again.
+        </p>
+      ),
+      confirmLabel: 'Revoke',
+      danger: true,
+      onConfirm: () => void decidePeers(ctx, 'revoke', [p.name]),
+    });
+  const forget = (p: PeerView): void =>
+    setConfirm({
+      title: `Forget ${p.name}?`,
+      body: <p>The record and its key binding are removed. The name can then be taken by another device.</p>,
+      confirmLabel: 'Forget',
+      danger: true,
+      onConfirm: () => void decidePeers(ctx, 'forget', [p.name]),
+    });
+
+  const pendingNames = tab === 'pending' ? rows.map((r) => r.name) : [];
+
+  return (
+    <section aria-labelledby="peers-title" className="view">
+      <header className="view-head">
+        <h1 id="peers-title">Peers</h1>
+        <div className="toolbar">
+          <label className="search">
+            <span className="visually-hidden">Search peers</span>
+            <input type="search" placeholder="Search name, address, LAN IP…" value={search} onChange={(e) => setPeerSearch(ctx.store, e.target.value)} />
+          </label>
+          {askable ? (
+            <button type="button" onClick={() => void askForNotifications().then(() => setAskable(notificationsAskable()))}>
+              Enable desktop notifications
+            </button>
+          ) : null}
+        </div>
+      </header>
+
+      <div role="tablist" aria-label="Peer registration state" className="tabs" onKeyDown={onTabKey}>
+        {PEER_STATES.map((s) => (
+          <button
+            key={s}
+            ref={(el) => {
+              if (el) tabRefs.current.set(s, el);
+            }}
+            role="tab"
+            type="button"
+            id={`tab-${s}`}
+            aria-selected={tab === s}
+            aria-controls="peers-panel"
+            tabIndex={tab === s ? 0 : -1}
+            className={`tab ${s}`}
+            onClick={() => setPeerTab(ctx.store, s)}
+          >
+            {TAB_LABEL[s]} <span className={`count ${s === 'pending' && counts.pending > 0 ? 'attention' : ''}`}>{counts[s]}</span>
+          </button>
+        ))}
+      </div>
+
+      <div id="peers-panel" role="tabpanel" aria-labelledby={`tab-${tab}`} className="panel">
+        <div className="panel-head">
+          <p className="muted">{TAB_HINT[tab]}</p>
+          {tab === 'pending' && pendingNames.length > 1 ? (
+            <button type="button" className="primary" onClick={() => void decidePeers(ctx, 'approve', pendingNames)}>
+              Approve all {pendingNames.length} pending
+            </button>
+          ) : null}
+        </div>
+        {rows.length === 0 ? (
+          <p className="empty">{search ? `No ${tab} peer matches “${search}”.` : `No ${tab} peers.`}</p>
+        ) : (
+          <div className="table-wrap">
+            <table className="peers">
+              <thead>
+                <tr>
+                  <th scope="col">Peer</th>
+                  <th scope="col">Address</th>
+                  <th scope="col">LAN IP</th>
+                  <th scope="col">Online</th>
+                  <th scope="col">First seen</th>
+                  <th scope="col">Last seen</th>
+                  <th scope="col" className="num">
+                    In
+                  </th>
+                  <th scope="col" className="num">
+                    Out
+                  </th>
+                  <th scope="col">Admitted by</th>
+                  <th scope="col">
+                    <span className="visually-hidden">Actions</span>
+                  </th>
+                </tr>
+              </thead>
+              <tbody>
+                {rows.map((p) => {
+                  const b = busy.has(p.name);
+                  return (
+                    <tr key={p.name} data-peer={p.name}>
+                      <th scope="row">
+                        <span className="peer-name">{p.name}</span>
+                        <span className="fingerprint" title="SHA-256 fingerprint of the peer's key">
+                          {p.keyFingerprint}
+                        </span>
+                      </th>
+                      <td className="mono">{p.address}</td>
+                      <td className="mono">{p.lanAddress ?? '—'}</td>
+                      <td>
+                        <span className={`dot ${p.online ? 'on' : 'off'}`} aria-hidden="true" />
+                        {p.online ? 'online' : 'offline'}
+                      </td>
+                      <td>{formatDateTime(p.firstSeen)}</td>
+                      <td title={formatDateTime(p.lastSeen)}>{p.online ? 'now' : formatAgo(p.lastSeen, now)}</td>
+                      <td className="num">{formatCount(p.messagesIn)}</td>
+                      <td className="num">{formatCount(p.messagesOut)}</td>
+                      <td>{p.admittedBy ?? '—'}</td>
+                      <td>
+                        <div className="actions">
+                        {p.state === 'pending' || p.state === 'unregistered' ? (
+                          <button type="button" className="primary" disabled={b} aria-label={`Approve ${p.name}`} onClick={() => void decidePeers(ctx, 'approve', [p.name])}>
+                            Approve
+                          </button>
+                        ) : null}
+                        {p.state === 'pending' ? (
+                          <button type="button" disabled={b} aria-label={`Reject ${p.name}`} onClick={() => void decidePeers(ctx, 'reject', [p.name])}>
+                            Reject
+                          </button>
+                        ) : null}
+                        {p.state === 'registered' ? (
+                          <button type="button" className="danger" disabled={b} aria-label={`Revoke ${p.name}`} onClick={() => revoke(p)}>
+                            Revoke
+                          </button>
+                        ) : null}
+                        {p.state === 'revoked' ? (
+                          <>
+                            <button type="button" disabled={b} aria-label={`Approve ${p.name} again`} onClick={() => void decidePeers(ctx, 'approve', [p.name])}>
+                              Approve again
+                            </button>
+                            <button type="button" className="danger" disabled={b} aria-label={`Forget ${p.name}`} onClick={() => forget(p)}>
+                              Forget
+                            </button>
+                          </>
+                        ) : null}
+                        </div>
+                      </td>
+                    </tr>
+                  );
+                })}
+              </tbody>
+            </table>
+          </div>
+        )}
+      </div>
+      <ConfirmDialog request={confirm} onClose={() => setConfirm(undefined)} />
+    </section>
+  );
+}

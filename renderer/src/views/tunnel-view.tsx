@@ -1,0 +1,110 @@
+import type { TunnelView as Tunnel } from '../../../core/admin/contract.js';
+import { useNow } from '../components/use-now';
+import { formatBytes, formatClock, formatCount, formatDuration } from '../format/units';
+import { reconnectTunnel } from '../store/commands';
+import { useApp, useCtx } from '../store/context';
+
+/** One sentence on where the tunnel stands and why. */
+export function tunnelSentence(t: Tunnel, now: number): string {
+  switch (t.state) {
+    case 'connected':
+      return `Connected to the relay${t.connectedAt ? ` for ${formatDuration(now - t.connectedAt)}` : ''}.`;
+    case 'connecting':
+      return 'Opening the tunnel to the relay…';
+    case 'reconnecting': {
+      const wait = t.nextRetryAt !== undefined ? Math.max(0, Math.ceil((t.nextRetryAt - now) / 1000)) : undefined;
+      return `Tunnel lost${t.lastError ? `: ${t.lastError}` : ''}. ${wait === undefined ? 'Retrying…' : wait === 0 ? 'Retrying now…' : `Next try in ${wait} s.`}`;
+    }
+    case 'offline':
+      return `Offline${t.lastError ? `: ${t.lastError}` : ''}.`;
+  }
+}
+
+export function TunnelView() {
+  const ctx = useCtx();
+  const t = useApp((s) => s.tunnel);
+  const busy = useApp((s) => s.reconnectBusy);
+  const log = useApp((s) => s.tunnelLog);
+  const now = useNow(500);
+  if (!t) return <p className="empty">Waiting for the contact point…</p>;
+  const saved = Math.max(0, t.peersServed - 1);
+  return (
+    <section aria-labelledby="tunnel-title" className="view">
+      <header className="view-head">
+        <h1 id="tunnel-title">Tunnel</h1>
+        <button type="button" className="primary" disabled={busy} onClick={() => void reconnectTunnel(ctx)}>
+          Reconnect now
+        </button>
+      </header>
+      <div className={`tunnel-state ${t.state}`} role="status" aria-live="polite" data-testid="tunnel-state" data-state={t.state}>
+        <span className={`dot big ${t.state}`} aria-hidden="true" />
+        <div>
+          <strong className="state-name">{t.state}</strong>
+          <p>{tunnelSentence(t, now)}</p>
+        </div>
+      </div>
+      <dl className="facts">
+        <div>
+          <dt>Relay</dt>
+          <dd className="mono">{t.relayUrl}</dd>
+        </div>
+        <div>
+          <dt>Session</dt>
+          <dd className="mono">{t.session ?? '—'}</dd>
+        </div>
+        <div>
+          <dt>Uptime</dt>
+          <dd>{t.state === 'connected' && t.connectedAt ? formatDuration(now - t.connectedAt) : '—'}</dd>
+        </div>
+        <div>
+          <dt>Round trip</dt>
+          <dd>{t.rttMs !== undefined ? `${t.rttMs.toFixed(t.rttMs < 10 ? 1 : 0)} ms` : '—'}</dd>
+        </div>
+        <div>
+          <dt>Reconnects</dt>
+          <dd>{formatCount(t.reconnects)}</dd>
+        </div>
+        <div>
+          <dt>Last error</dt>
+          <dd>{t.lastError ?? 'none'}</dd>
+        </div>
+        <div>
+          <dt>Received</dt>
+          <dd>
+            {formatBytes(t.bytesIn)} · {formatCount(t.framesIn)} frames
+          </dd>
+        </div>
+        <div>
+          <dt>Sent</dt>
+          <dd>
+            {formatBytes(t.bytesOut)} · {formatCount(t.framesOut)} frames
+          </dd>
+        </div>
+        <div>
+          <dt>Peers served</dt>
+          <dd>
+            {formatCount(t.peersServed)} over one tunnel
+            <span className="muted"> · {formatCount(saved)} relay connection{saved === 1 ? '' : 's'} saved</span>
+          </dd>
+        </div>
+        <div>
+          <dt>Keepalive</dt>
+          <dd>every {formatDuration(t.keepaliveMs)}</dd>
+        </div>
+        <div>
+          <dt>Proxy</dt>
+          <dd className="mono">{t.proxy ?? 'direct'}</dd>
+        </div>
+      </dl>
+      <h2>Recent states</h2>
+      <ol className="state-log">
+        {[...log].reverse().map((e) => (
+          <li key={e.at}>
+            <span className="mono muted">{formatClock(e.at)}</span> <span className={`dot ${e.state}`} aria-hidden="true" /> {e.state}
+            {e.detail && e.state !== 'connected' ? <span className="muted"> — {e.detail}</span> : null}
+          </li>
+        ))}
+      </ol>
+    </section>
+  );
+}
