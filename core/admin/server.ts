@@ -161,8 +161,9 @@ export class AdminServer {
       return;
     }
     const rel = normalize(path === '/' ? '/index.html' : path).replace(/^([/\\])+/, '');
-    const file = join(dir, rel);
-    if (!file.startsWith(normalize(dir) + sep) && file !== normalize(dir)) {
+    const root = normalize(dir).replace(/[/\\]+$/, '');
+    const file = join(root, rel);
+    if (!file.startsWith(root + sep)) {
       res.writeHead(404, security);
       res.end();
       return;

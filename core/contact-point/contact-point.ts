@@ -29,6 +29,7 @@ import { Registrar } from './registrar.js';
 import { StateStore } from './state-store.js';
 import { PortPolicy, type PortPolicyConfig } from './port-policy.js';
 import { PortMediator } from './ports.js';
+import { UdpChannel } from './udp-channel.js';
 
 export interface ContactPointOptions {
   /** this contact point's id at the relay: the domain of its peers' addresses (`acme-hq`) */
@@ -53,6 +54,8 @@ export interface ContactPointOptions {
   readonly backoffBaseMs?: number;
   readonly backoffMaxMs?: number;
   readonly helloTimeoutMs?: number;
+  /** open the UDP channel the relay offers for mediated datagrams (default true; else they stay in the tunnel) */
+  readonly udp?: boolean;
 }
 
 /** How often tunnel status and changed peer counters go to admin subscribers. */
@@ -77,6 +80,7 @@ export class ContactPoint implements AdminApi {
   private readonly logger: Logger;
   private refresh: NodeJS.Timeout | undefined;
   private startedAt = 0;
+  private udp: UdpChannel | undefined;
   private running = false;
 
   private constructor(
@@ -138,6 +142,7 @@ export class ContactPoint implements AdminApi {
       this.distributor.tunnelDown();
       // Tunnel loss closes every mediated port and resets its streams: nothing stays listening.
       this.ports.detach('tunnel lost');
+      this.closeUdp();
     });
     this.ports.on('changed', () => this.events.emit('ports:changed', this.ports.list()));
     this.ports.on('refused', (r) =>
@@ -197,6 +202,7 @@ export class ContactPoint implements AdminApi {
     this.flow.stop();
     this.gateway.stop();
     this.ports.detach('contact point stopping');
+    this.closeUdp();
     await this.peerPort.stop();
     await this.store.flush();
     this.events.removeAllListeners();
@@ -295,6 +301,16 @@ export class ContactPoint implements AdminApi {
       case FrameType.GOAWAY:
         this.logger.info('relay is going away', { reason: decodeControl(frame, FrameType.GOAWAY).reason });
         return;
+      case FrameType.UDP_CHANNEL: {
+        const offer = decodeControl(frame, FrameType.UDP_CHANNEL);
+        this.closeUdp();
+        if (this.opts.udp === false) return;
+        const udp = new UdpChannel(new URL(this.opts.relayUrl).hostname, offer, offer.port, (d) => this.ports.datagramIn(d), this.logger);
+        this.udp = udp;
+        this.ports.setUdpChannel(udp);
+        void udp.start();
+        return;
+      }
       case FrameType.ERROR: {
         const e = decodeControl(frame, FrameType.ERROR);
         this.logger.warn('relay reported an error', { code: e.code, reason: e.reason });
@@ -344,6 +360,17 @@ export class ContactPoint implements AdminApi {
     } else if (previous !== undefined) {
       this.peerPort.sendState(name, state as 'unregistered' | 'pending' | 'registered', by);
     }
+  }
+
+  /** The UDP channel to the relay, while one is offered (for status and tests). */
+  get udpChannel(): UdpChannel | undefined {
+    return this.udp;
+  }
+
+  private closeUdp(): void {
+    this.udp?.close();
+    this.udp = undefined;
+    this.ports.setUdpChannel(undefined);
   }
 
   private refreshAdmin(): void {

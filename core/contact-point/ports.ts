@@ -72,6 +72,8 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   private mux: StreamMux | undefined;
   private link: MuxLink | undefined;
   private nextId = 1;
+  /** the UDP channel to the relay while it is alive; datagrams fall back to the tunnel */
+  private udp: { send(d: { portId: number; address: string; port: number; payload: Uint8Array }): boolean } | undefined;
   private nextStream = -1;
 
   constructor(
@@ -87,6 +89,10 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     this.closeAll('tunnel replaced');
     this.link = link;
     this.mux = new StreamMux(link);
+  }
+
+  setUdpChannel(udp: typeof this.udp): void {
+    this.udp = udp;
   }
 
   /** The tunnel is gone: close every port, reset every stream. */
@@ -352,11 +358,16 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   private datagramFromLan(p: PortEntry, payload: Buffer, address: string, port: number): void {
     if (p.state !== 'redirecting' || !this.link) return; // not redirected: nobody asked for these packets
     p.bytesIn += payload.length;
-    this.link.send(encodeDatagram({ portId: p.id, address, port, payload }));
+    const d = { portId: p.id, address, port, payload };
+    if (!this.udp?.send(d)) this.link.send(encodeDatagram(d));
   }
 
   private datagramFromRelay(frame: Frame): void {
-    const d = decodeDatagram(frame);
+    this.datagramIn(decodeDatagram(frame));
+  }
+
+  /** A datagram from the relay (tunnel or UDP channel) to send out of one of our UDP ports. */
+  datagramIn(d: { portId: number; address: string; port: number; payload: Buffer }): void {
     const p = this.ports.get(d.portId);
     if (!p?.udp) return;
     const canon = canonicalAddress(d.address);

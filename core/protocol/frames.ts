@@ -26,6 +26,7 @@ export const FrameType = {
   PORT_REQUEST: 0x30,
   PORT_RESULT: 0x31,
   PORT_EVENT: 0x32,
+  UDP_CHANNEL: 0x33,
   STREAM_DATA: 0x40,
   STREAM_FIN: 0x41,
   STREAM_RST: 0x42,
@@ -137,6 +138,15 @@ export const portEventSchema = obj({
   reason: optional(reason),
 });
 
+/** Relay -> contact point after WELCOME: where and how to open the authenticated UDP channel. */
+export const udpChannelSchema = obj({
+  port: int({ min: 1, max: 65535 }),
+  /** 8 random bytes naming this tunnel's UDP session, base64 */
+  session: b64(16),
+  /** 32-byte HMAC-SHA256 key for this session, base64 */
+  key: b64(48),
+});
+
 export type HelloBody = Infer<typeof helloSchema>;
 export type WelcomeBody = Infer<typeof welcomeSchema>;
 export type ChallengeBody = Infer<typeof challengeSchema>;
@@ -150,6 +160,7 @@ export type PeerState = PeerStateBody['state'];
 export type PortRequestBody = Infer<typeof portRequestSchema>;
 export type PortResultBody = Infer<typeof portResultSchema>;
 export type PortEventBody = Infer<typeof portEventSchema>;
+export type UdpChannelBody = Infer<typeof udpChannelSchema>;
 
 /** The control half of the frame table. */
 export const CONTROL_SCHEMAS = {
@@ -165,6 +176,7 @@ export const CONTROL_SCHEMAS = {
   [FrameType.PORT_REQUEST]: portRequestSchema,
   [FrameType.PORT_RESULT]: portResultSchema,
   [FrameType.PORT_EVENT]: portEventSchema,
+  [FrameType.UDP_CHANNEL]: udpChannelSchema,
 } as const;
 
 export interface ControlBodies {
@@ -180,6 +192,7 @@ export interface ControlBodies {
   [FrameType.PORT_REQUEST]: PortRequestBody;
   [FrameType.PORT_RESULT]: PortResultBody;
   [FrameType.PORT_EVENT]: PortEventBody;
+  [FrameType.UDP_CHANNEL]: UdpChannelBody;
 }
 export type ControlType = keyof ControlBodies;
 

@@ -5,6 +5,7 @@ import { FrameType, type PortEventBody, type PortRequestBody, type PortResultBod
 import { describeStatus, Status } from '../protocol/status.js';
 import { StreamMux, type MuxLink, type MuxStream } from '../protocol/stream-mux.js';
 import { splice } from '../protocol/bridge.js';
+import type { UdpPath } from './udp-service.js';
 
 /** A request the contact point has not answered by then fails with TIMEOUT. */
 export const PORT_REQUEST_TIMEOUT_MS = 15_000;
@@ -90,9 +91,13 @@ export class ControlChannel extends EventEmitter<ControlEvents> {
     return { ok: true, stream, portId: opened.portId };
   }
 
+  /** Over the UDP channel while it is alive (and the datagram small enough), else inside the tunnel. */
   sendDatagram(d: { portId: number; address: string; port: number; payload: Uint8Array }): boolean {
-    return this.link.send(encodeDatagram(d));
+    return this.udpPath?.send(d) || this.link.send(encodeDatagram(d));
   }
+
+  /** The authenticated UDP channel of this tunnel, when the relay runs a UDP service port. */
+  udpPath: UdpPath | undefined;
 
   /** Handles a mediation frame from the tunnel; false when `frame` is not one. */
   handleFrame(frame: Frame): boolean {
@@ -133,6 +138,7 @@ export class ControlChannel extends EventEmitter<ControlEvents> {
     }
     this.pending.clear();
     this.mux.resetAll(reason);
+    this.udpPath?.close();
   }
 
   private allocStreamId(): number {

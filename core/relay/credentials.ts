@@ -1,3 +1,4 @@
+import { unwatchFile, watchFile } from 'node:fs';
 import { join } from 'node:path';
 import { isValidName } from '../protocol/address.js';
 import { list, obj, oneOf, optional, str, type Infer, int } from '../protocol/schema.js';
@@ -39,19 +40,46 @@ export class CredentialStore {
   }
 
   static async open(stateDir: string): Promise<CredentialStore> {
-    const path = join(stateDir, CREDENTIALS_FILE);
-    const store = new CredentialStore(path);
-    const raw = await readJson(path);
+    const store = new CredentialStore(join(stateDir, CREDENTIALS_FILE));
+    await store.reload();
+    return store;
+  }
+
+  /** Re-reads the file (another process, e.g. `relay credential remove`, may have changed it). */
+  async reload(): Promise<void> {
+    if (!this.path) return;
+    const raw = await readJson(this.path);
+    const next = new Map<string, CredentialRecord>();
     if (raw !== undefined) {
       let parsed;
       try {
         parsed = fileSchema.parse(raw);
       } catch (err: unknown) {
-        throw new Error(`${path}: ${(err as Error).message}`, { cause: err });
+        throw new Error(`${this.path}: ${(err as Error).message}`, { cause: err });
       }
-      for (const r of parsed.credentials) store.records.set(key(r.kind, r.id), r);
+      for (const r of parsed.credentials) next.set(key(r.kind, r.id), r);
     }
-    return store;
+    this.records.clear();
+    for (const [k, r] of next) this.records.set(k, r);
+  }
+
+  /**
+   * Calls `onChange` after the file changed and was re-read (polled every `intervalMs`; a
+   * file that fails to parse keeps the last good set). Returns the function that stops it.
+   */
+  watch(onChange: () => void, intervalMs = 2_000, onError?: (err: Error) => void): () => void {
+    const path = this.path;
+    if (!path) return () => undefined;
+    const listener = (): void => {
+      this.reload().then(onChange, (err: unknown) => onError?.(err as Error));
+    };
+    watchFile(path, { interval: intervalMs, persistent: false }, listener);
+    return () => unwatchFile(path, listener);
+  }
+
+  /** The current record for (kind, id), to notice a credential that was removed or replaced. */
+  record(kind: CredentialKind, id: string): CredentialRecord | undefined {
+    return this.records.get(key(kind, id));
   }
 
   /** Creates (or replaces) a credential and returns the secret: the only time it exists in clear. */

@@ -16,6 +16,7 @@ import {
   MAX_MESSAGE_BYTES,
   MAX_PENDING_HELLOS,
   MAX_PENDING_HELLOS_PER_ADDRESS,
+  MAX_PEERS_PER_CONTACT_POINT,
   PING_INTERVAL_MS,
   RELAY_RATE_PER_SENDER,
 } from '../protocol/limits.js';
@@ -28,6 +29,7 @@ import type { CredentialKind, CredentialStore, Right } from './credentials.js';
 import { ControlChannel } from './control.js';
 import { Exposer, type Exposure, type ExposeSpec, type ExposureView } from './expose.js';
 import { OperatorSession } from './operators.js';
+import { RelayUdpService } from './udp-service.js';
 
 /** The ws path every client connects to. */
 export const RELAY_PATH = '/v1';
@@ -50,6 +52,12 @@ export interface RelayOptions {
   readonly ratePerSender?: number;
   /** address exposed ports listen on (default: the relay's own listen host) */
   readonly exposeHost?: string;
+  /** run the UDP service port for contact points' UDP channels (default true; same port number as ws when free) */
+  readonly udp?: boolean;
+  /** port announced to contact points for the UDP channel, when a firewall/NAT maps it differently */
+  readonly udpAdvertisePort?: number;
+  /** how often a file-backed credential store is checked for changes (default 2 s) */
+  readonly credentialsPollMs?: number;
 }
 
 interface Session {
@@ -58,6 +66,8 @@ interface Session {
   readonly link: Link;
   readonly session: string;
   readonly rights: readonly Right[];
+  /** hash of the credential it authenticated with: a removed or replaced credential ends the session */
+  readonly credentialHash: string;
   readonly since: number;
 }
 interface TunnelSession extends Session {
@@ -102,6 +112,7 @@ export class Relay {
   private readonly failures = new CounterMap(MAX_TRACKED_ADDRESSES);
   private failureWindow: NodeJS.Timeout | undefined;
   private pending = 0;
+  private unwatch: (() => void) | undefined;
   private routed = 0;
   private refused = 0;
   private boundUrl = '';
@@ -109,6 +120,8 @@ export class Relay {
   private readonly logger: Logger;
   private readonly maxMessageBytes: number;
   readonly exposer: Exposer;
+  /** the UDP service port (seed 002's UDP channels), when enabled */
+  readonly udp: RelayUdpService | undefined;
   /** `${cp}\n${portId}` -> the operator session that opened it */
   private readonly portOwners = new Map<string, OperatorSession>();
 
@@ -116,6 +129,7 @@ export class Relay {
     this.name = opts.name ?? 'relay';
     this.logger = opts.logger ?? silentLogger;
     this.maxMessageBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
+    this.udp = opts.udp === false ? undefined : new RelayUdpService(this.logger);
     this.exposer = new Exposer((cp) => this.tunnels.get(cp)?.control, opts.exposeHost ?? opts.host ?? '127.0.0.1', this.logger);
     this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
   }
@@ -141,6 +155,12 @@ export class Relay {
     const addr = server.address() as AddressInfo;
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
     this.boundUrl = `${this.opts.tls ? 'wss' : 'ws'}://${host}:${addr.port}${RELAY_PATH}`;
+    await this.udp?.start(addr.address, addr.port);
+    this.unwatch = this.opts.credentials.watch(
+      () => this.recheckSessions(),
+      this.opts.credentialsPollMs ?? 2_000,
+      (err) => this.logger.error('credentials file unreadable; keeping the last good set', { error: err.message }),
+    );
     this.failureWindow = setInterval(() => this.failures.clear(), 60_000);
     this.failureWindow.unref();
     this.logger.info('relay listening', { url: this.boundUrl, name: this.name });
@@ -149,7 +169,9 @@ export class Relay {
 
   async stop(): Promise<void> {
     clearInterval(this.failureWindow);
+    this.unwatch?.();
     this.exposer.closeAll();
+    this.udp?.stop();
     for (const link of this.links) {
       link.sendControl(FrameType.GOAWAY, { reason: 'relay shutting down' });
       link.close(1001, 'relay shutting down');
@@ -175,6 +197,20 @@ export class Relay {
       routed: this.routed,
       refused: this.refused,
     };
+  }
+
+  /**
+   * After the credential store changed: every session whose credential was removed or replaced
+   * (or lost the mediate right it uses) is closed with REVOKED. An operator's ports and
+   * exposures close with its session.
+   */
+  recheckSessions(): void {
+    for (const s of [...this.tunnels.values(), ...this.externals.values()]) {
+      const r = this.opts.credentials.record(s.kind, s.id);
+      if (r && r.hash === s.credentialHash && (s.kind !== 'external' || !s.operator || r.rights.includes('mediate'))) continue;
+      this.logger.warn('credential revoked; closing its session', { kind: s.kind, id: s.id });
+      s.link.fault(Status.REVOKED, 'this credential was revoked at the relay');
+    }
   }
 
   /** The control channel to a connected contact point (port mediation), if its tunnel is up. */
@@ -279,7 +315,7 @@ export class Relay {
       link.fault(Status.BAD_CREDENTIALS, `no valid credential for ${kind} "${hello.id}"`);
       return undefined;
     }
-    const base = { id: hello.id, link, session: randomBytes(9).toString('base64url'), rights: record.rights, since: Date.now() };
+    const base = { id: hello.id, link, session: randomBytes(9).toString('base64url'), rights: record.rights, credentialHash: record.hash, since: Date.now() };
     let session: TunnelSession | ExternalSession;
     if (kind === 'contact-point') {
       const control = new ControlChannel(hello.id, link);
@@ -301,6 +337,12 @@ export class Relay {
       address: session.kind === 'external' ? session.address : session.id,
       limits: { maxMessageBytes: this.maxMessageBytes, pingIntervalMs: this.opts.pingIntervalMs ?? PING_INTERVAL_MS },
     });
+    if (session.kind === 'contact-point' && this.udp) {
+      const control = session.control;
+      const path = this.udp.register((d) => control.emit('datagram', d));
+      control.udpPath = path;
+      link.sendControl(FrameType.UDP_CHANNEL, { port: this.opts.udpAdvertisePort ?? this.udp.port, session: path.session, key: path.key });
+    }
     this.logger.info(kind === 'contact-point' ? 'tunnel up' : 'external peer connected', { id: hello.id, session: session.session, remote });
     return session;
   }
@@ -319,6 +361,9 @@ export class Relay {
             for (const n of body.names) {
               if (body.op === 'add') s.peers.add(n);
               else s.peers.delete(n);
+            }
+            if (s.peers.size > MAX_PEERS_PER_CONTACT_POINT) {
+              throw new ProtocolError(Status.RESOURCE_LIMIT, `more than ${MAX_PEERS_PER_CONTACT_POINT} peers announced`);
             }
             this.logger.debug('peers announced', { cp: s.id, op: body.op, count: body.names.length });
             return;

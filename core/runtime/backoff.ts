@@ -6,11 +6,18 @@ import { RECONNECT_BASE_MS, RECONNECT_FACTOR, RECONNECT_MAX_MS } from '../protoc
  */
 export class Backoff {
   private attempt = 0;
+  private readonly baseMs: number;
+  private readonly maxMs: number;
+
   constructor(
-    private readonly baseMs = RECONNECT_BASE_MS,
-    private readonly maxMs = RECONNECT_MAX_MS,
+    baseMs = RECONNECT_BASE_MS,
+    maxMs = RECONNECT_MAX_MS,
     private readonly random: () => number = Math.random,
-  ) {}
+  ) {
+    // A zero or negative base would make every delay 0 (or NaN): a reconnect storm.
+    this.baseMs = Math.max(1, baseMs);
+    this.maxMs = Math.max(this.baseMs, maxMs);
+  }
 
   /** Delay before the next attempt; grows with each call until reset(). */
   next(): number {

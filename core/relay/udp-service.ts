@@ -1,0 +1,125 @@
+import { randomBytes } from 'node:crypto';
+import { createSocket, type Socket } from 'node:dgram';
+import type { Logger } from '../runtime/logger.js';
+import {
+  decodeUdpDatagram,
+  encodeUdpDatagram,
+  openUdp,
+  ReplayWindow,
+  sealUdp,
+  UDP_CHANNEL_MAX_PAYLOAD,
+  UDP_DEAD_AFTER_MS,
+  UdpKind,
+  udpSessionOf,
+} from '../protocol/udp-channel.js';
+
+type Datagram = { portId: number; address: string; port: number; payload: Buffer };
+
+interface Session {
+  readonly id: Buffer;
+  readonly key: Buffer;
+  readonly window: ReplayWindow;
+  readonly onDatagram: (d: Datagram) => void;
+  seqOut: number;
+  /** where this contact point's authenticated packets last came from (its NAT mapping) */
+  peer: { address: string; port: number } | undefined;
+  lastValid: number;
+}
+
+export interface UdpPath {
+  readonly session: string;
+  readonly key: string;
+  /** true when sent over UDP; false means use the tunnel */
+  send(d: { portId: number; address: string; port: number; payload: Uint8Array }): boolean;
+  close(): void;
+}
+
+/**
+ * The relay's one UDP service port (seed 002): each tunnel gets a session id and key over
+ * the tunnel, then its contact point's authenticated packets tell the relay where its NAT
+ * mapping is. Datagrams for that contact point go there while the path is alive.
+ */
+export class RelayUdpService {
+  private socket: Socket | undefined;
+  private readonly sessions = new Map<string, Session>();
+  readonly stats = { datagramsIn: 0, datagramsOut: 0, rejected: 0 };
+  port = 0;
+
+  constructor(private readonly logger: Logger) {}
+
+  async start(host: string, port: number): Promise<number> {
+    const bind = (p: number): Promise<Socket> =>
+      new Promise((resolve, reject) => {
+        const s = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+        s.once('error', (err) => {
+          s.close();
+          reject(err);
+        });
+        s.bind(p, host, () => {
+          s.removeAllListeners('error');
+          resolve(s);
+        });
+      });
+    // The same port number as the ws listener when it is free (one port to open in a firewall), else any.
+    this.socket = await bind(port).catch(() => bind(0));
+    this.socket.on('error', (err) => this.logger.warn('udp service error', { error: err.message }));
+    this.socket.on('message', (msg, rinfo) => this.onPacket(msg, rinfo.address, rinfo.port));
+    this.port = this.socket.address().port;
+    return this.port;
+  }
+
+  stop(): void {
+    this.socket?.close();
+    this.socket = undefined;
+    this.sessions.clear();
+  }
+
+  register(onDatagram: (d: Datagram) => void): UdpPath {
+    const id = randomBytes(8);
+    const key = randomBytes(32);
+    const s: Session = { id, key, window: new ReplayWindow(), onDatagram, seqOut: 0, peer: undefined, lastValid: 0 };
+    const name = id.toString('base64');
+    this.sessions.set(name, s);
+    return {
+      session: name,
+      key: key.toString('base64'),
+      send: (d) => {
+        const sock = this.socket;
+        if (!sock || !s.peer || Date.now() - s.lastValid > UDP_DEAD_AFTER_MS || d.payload.length > UDP_CHANNEL_MAX_PAYLOAD) return false;
+        sock.send(sealUdp(key, id, UdpKind.DATAGRAM, ++s.seqOut, encodeUdpDatagram(d)), s.peer.port, s.peer.address);
+        this.stats.datagramsOut++;
+        return true;
+      },
+      close: () => void this.sessions.delete(name),
+    };
+  }
+
+  private onPacket(msg: Buffer, address: string, port: number): void {
+    const name = udpSessionOf(msg);
+    const s = name ? this.sessions.get(name) : undefined;
+    const p = s ? openUdp(s.key, msg) : undefined;
+    if (!s || !p || !s.window.accept(p.seq)) {
+      this.stats.rejected++;
+      return;
+    }
+    s.peer = { address, port };
+    s.lastValid = Date.now();
+    const reply = (kind: number): void => void this.socket?.send(sealUdp(s.key, s.id, kind, ++s.seqOut), port, address);
+    switch (p.kind) {
+      case UdpKind.PROBE:
+        return reply(UdpKind.PROBE_ACK);
+      case UdpKind.KEEPALIVE:
+        return reply(UdpKind.KEEPALIVE_ACK);
+      case UdpKind.DATAGRAM: {
+        const d = decodeUdpDatagram(p.body);
+        if (!d) {
+          this.stats.rejected++;
+          return;
+        }
+        this.stats.datagramsIn++;
+        s.onDatagram(d);
+        return;
+      }
+    }
+  }
+}

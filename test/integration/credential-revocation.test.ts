@@ -1,0 +1,56 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ContactPoint } from '../../core/contact-point/contact-point.js';
+import { Operator } from '../../core/peer/operator.js';
+import { PeerClient } from '../../core/peer/peer-client.js';
+import { Status } from '../../core/protocol/status.js';
+import { CredentialStore } from '../../core/relay/credentials.js';
+import { Relay } from '../../core/relay/relay.js';
+import { FAST, logger, waitFor } from '../helpers.js';
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+describe('revoking a credential at the relay', () => {
+  it('closes its live session (and an operator\'s LAN ports) without a relay restart', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cp-revoke-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const store = await CredentialStore.open(dir);
+    const cpSecret = await store.add('contact-point', 'acme-hq');
+    const techSecret = await store.add('external', 'tech', ['send', 'mediate']);
+    const aliceSecret = await store.add('external', 'alice');
+    const relay = new Relay({ credentials: store, logger, credentialsPollMs: 50, pingIntervalMs: FAST.pingIntervalMs });
+    const url = await relay.start();
+    cleanups.push(() => relay.stop());
+    const cp = await ContactPoint.create({ id: 'acme-hq', relayUrl: url, secret: cpSecret, peerHost: '127.0.0.1', logger, ...FAST,
+      ports: { targets: [], listen: ['udp:1-65535'] } });
+    await cp.start();
+    cleanups.push(() => cp.stop());
+    await waitFor(() => cp.gateway.connected);
+
+    const tech = new Operator({ url, name: 'tech', secret: techSecret, logger, ...FAST });
+    tech.start();
+    cleanups.push(() => tech.stop());
+    await tech.ready();
+    await tech.open('acme-hq', { proto: 'udp', port: 0 });
+    const alice = new PeerClient({ role: 'external', url, name: 'alice', secret: aliceSecret, logger, ...FAST });
+    alice.start();
+    cleanups.push(() => alice.stop());
+    await alice.ready();
+    expect(cp.ports.list()).toHaveLength(1);
+
+    // The admin removes the operator's credential with the CLI: another process writes the file.
+    const cli = await CredentialStore.open(dir);
+    await cli.remove('external', 'tech');
+    await waitFor(() => tech.client.status().state === 'stopped', 5_000, 'operator cut off');
+    expect(tech.client.status().lastErrorCode).toBe(Status.REVOKED);
+    await waitFor(() => cp.ports.list().length === 0, 3_000, 'its LAN ports closed');
+    // Others are untouched.
+    expect(alice.connected).toBe(true);
+    expect(cp.gateway.connected).toBe(true);
+  });
+});
