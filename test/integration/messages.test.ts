@@ -66,6 +66,22 @@ describe('addressed messages end to end', () => {
     expect((await refusal(alice.send('printer@acme-hq', Buffer.alloc(2 * 1024 * 1024)))).code).toBe(Status.TOO_LARGE);
   });
 
+  it('rate-limits a flooding sender with RATE_LIMITED, and retries within the deadline succeed', async () => {
+    await h.close();
+    h = await startHarness({ relay: { ratePerSender: 20 } });
+    const got: string[] = [];
+    await h.registered('printer', (m) => void got.push(m.payload.toString()));
+    const alice = await h.external('alice');
+    // 100 at once against 20/s (burst 40): the rest are refused; with a short deadline some give up.
+    const results = await Promise.allSettled(Array.from({ length: 100 }, (_, i) => alice.send('printer@acme-hq', `m${i}`, { deadlineMs: 400 })));
+    const refused = results.filter((r) => r.status === 'rejected').map((r) => (r.reason as DeliveryError).code);
+    expect(refused.length).toBeGreaterThan(0);
+    expect(new Set(refused)).toEqual(new Set([Status.RATE_LIMITED]));
+    expect(got.length).toBe(results.filter((r) => r.status === 'fulfilled').length);
+    // Paced within the rate, everything goes through.
+    for (let i = 0; i < 5; i++) await alice.send('printer@acme-hq', 'paced');
+  });
+
   it('refuses at once after revoke and closes the live session', async () => {
     const got: string[] = [];
     const printer = await h.registered('printer', (m) => void got.push(m.payload.toString()));
