@@ -85,9 +85,10 @@ export class Distributor {
   ackFromPeer(session: PeerSession, frame: Frame): void {
     const ack = decodeAck(frame);
     if (ack.from !== session.address) throw new ProtocolError(Status.PROTOCOL_VIOLATION, `ACK signed ${ack.from} on ${session.address}'s link`);
-    const entry = session.inflight.get(`${ack.to}\n${ack.id}`);
+    const key = `${ack.to}\n${ack.id}`;
+    const entry = session.inflight.get(key);
     if (entry) {
-      session.inflight.delete(`${ack.to}\n${ack.id}`);
+      session.inflight.delete(key);
       if (ack.status === Status.OK) this.d.registrar.countMessage(session.name, 'in');
       this.d.flow.record(ack.id, entry.dir, ack.to, ack.from, entry.size, ack.status, ack.reason);
     }

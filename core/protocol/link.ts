@@ -50,8 +50,11 @@ function clip(reason: string): string {
 /**
  * One ws connection carrying our frames, on either end. It owns the keepalive timers, turns
  * peer faults into an ERROR frame plus a 4000+code close, and coalesces the frames written in
- * one event-loop turn into one socket write (cork until setImmediate): at tens of thousands of
- * small frames a second the write syscalls, not the bytes, are what cost.
+ * one callback (with its microtasks) into one socket write (cork until process.nextTick): at
+ * tens of thousands of small frames a second the write syscalls, not the bytes, are what cost.
+ * Flushing after each callback rather than after the whole poll phase (setImmediate) lets a
+ * relay or contact point pass on each chunk it has read while the next hop is already working
+ * on the previous one, instead of storing and forwarding everything that arrived in that turn.
  */
 export class Link {
   readonly stats: LinkStats;

@@ -1,0 +1,101 @@
+/**
+ * `npm run bench [-- options]`: the Contact Point benchmarks. Results go to stdout, one JSON
+ * object per line (name, value, unit, the baseline measured in the same run, ratio, target);
+ * progress notes go to stderr.
+ *
+ *   --quick              shorter windows (also BENCH_QUICK=1); every line says mode: "quick"
+ *   --only a,b           run only these: throughput, latency (group: messages), peers
+ *   --cpu-prof[=DIR]     profile the worker processes (relay, contact point, ack server) with
+ *                        node --cpu-prof into DIR (default bench-profiles/); summarise with
+ *                        node dist/bench/profile-summary.js DIR
+ *
+ * Environment: BENCH_PEERS (default 1000) for the peers group, BENCH_LOG=info|debug for worker logs,
+ * BENCH_WORKER_FLAGS="--max-semi-space-size=32" extra node flags for the worker processes,
+ * BENCH_IN_FLIGHT (default 256) for the throughput loop.
+ */
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { BenchContext } from './context.js';
+import { WorkerHandle } from './ipc.js';
+import { runMessages } from './messages.js';
+import { runPeers } from './peers.js';
+import { note } from './util.js';
+
+const GROUPS: Record<string, readonly string[]> = {
+  messages: ['throughput', 'latency'],
+  throughput: ['throughput'],
+  latency: ['latency'],
+  peers: ['peers'],
+  sockets: ['peers'],
+  idle: ['peers'],
+  memory: ['peers'],
+};
+
+interface Args {
+  quick: boolean;
+  only: Set<string>;
+  cpuProfDir: string | undefined;
+}
+
+function usage(): string {
+  return 'usage: node dist/bench/run.js [--quick] [--only throughput,latency,peers] [--cpu-prof[=DIR]]';
+}
+
+function parseArgs(argv: readonly string[]): Args {
+  const args: Args = { quick: process.env.BENCH_QUICK === '1', only: new Set(), cpuProfDir: undefined };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--quick') args.quick = true;
+    else if (a === '--only' || a.startsWith('--only=')) {
+      const list = a === '--only' ? argv[++i] : a.slice('--only='.length);
+      if (!list) throw new Error(`--only needs a list. ${usage()}`);
+      for (const name of list.split(',').map((s) => s.trim()).filter(Boolean)) {
+        const group = GROUPS[name];
+        if (!group) throw new Error(`unknown benchmark "${name}" (known: ${Object.keys(GROUPS).join(', ')})`);
+        for (const g of group) args.only.add(g);
+      }
+    } else if (a === '--cpu-prof' || a.startsWith('--cpu-prof=')) {
+      args.cpuProfDir = resolve(a.includes('=') ? a.slice('--cpu-prof='.length) : 'bench-profiles');
+    } else if (a === '--help' || a === '-h') {
+      process.stderr.write(usage() + '\n');
+      process.exit(0);
+    } else throw new Error(`unknown option "${a}". ${usage()}`);
+  }
+  return args;
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const workerScript = new URL('./worker.js', import.meta.url);
+  let seq = 0;
+  const workerFlags = (process.env.BENCH_WORKER_FLAGS ?? '').split(/\s+/).filter(Boolean);
+  if (workerFlags.length) note(`worker node flags: ${workerFlags.join(' ')}`);
+  if (args.cpuProfDir) {
+    mkdirSync(args.cpuProfDir, { recursive: true });
+    note(`cpu profiles of the workers go to ${args.cpuProfDir}`);
+  }
+  const ctx: BenchContext = {
+    quick: args.quick,
+    selected: (name) => args.only.size === 0 || args.only.has(name),
+    startWorker: (role, config, opts = {}) => {
+      const execArgv: string[] = [];
+      if (opts.exposeGc) execArgv.push('--expose-gc');
+      execArgv.push(...workerFlags);
+      if (args.cpuProfDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${args.cpuProfDir}`, `--cpu-prof-name=${role}.${++seq}.cpuprofile`);
+      return WorkerHandle.start(workerScript, role, config, execArgv);
+    },
+  };
+  note(`mode ${args.quick ? 'quick' : 'full'}; ${args.only.size ? `only ${[...args.only].join(', ')}` : 'all benchmarks'}`);
+  const started = Date.now();
+  await runMessages(ctx);
+  await runPeers(ctx);
+  note(`done in ${Math.round((Date.now() - started) / 1000)} s`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`[bench] failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);

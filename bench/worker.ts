@@ -1,0 +1,261 @@
+/**
+ * One benchmark role in its own process, so the relay and the contact point each get their own
+ * event loop (and their own heap to measure), as they would on real hosts.
+ *
+ *   node dist/bench/worker.js <relay|contact-point|ack-server> '<json config>'
+ *
+ * Started by bench/run.ts with child_process.fork; it reports `{ ready: { role, pid, url } }`
+ * over IPC and then answers requests ({ id, op, args } -> { id, ok, result | error }).
+ * `exit` stops the role and ends the process normally (so --cpu-prof writes its profile).
+ */
+import { Socket } from 'node:net';
+import { ContactPoint } from '../core/contact-point/contact-point.js';
+import { PeerIdentity } from '../core/peer/identity.js';
+import { PeerClient } from '../core/peer/peer-client.js';
+import type { Link } from '../core/protocol/link.js';
+import { CredentialStore, type CredentialKind } from '../core/relay/credentials.js';
+import { Relay } from '../core/relay/relay.js';
+import { createLogger, isLogLevel, type Logger } from '../core/runtime/logger.js';
+import { AckServer } from './ack-server.js';
+import type { ReadyInfo, Request, Response } from './ipc.js';
+import { readStamp, Samples } from './util.js';
+
+type Handler = (args: unknown) => unknown;
+
+const level = process.env.BENCH_LOG ?? 'error';
+const logger: Logger = createLogger({ level: isLogLevel(level) ? level : 'error' });
+
+/**
+ * Socket write/read call counts of this process, to check that the Link's cork/uncork really
+ * coalesces frames: writes = _writev + _write calls (each one write syscall when the kernel
+ * takes it all), chunks = buffers handed over, reads = data chunks pushed by sockets.
+ */
+const io = { writes: 0, chunks: 0, reads: 0, bytesRead: 0 };
+{
+  type Writev = (this: Socket, chunks: { chunk: Buffer }[], cb: (err?: Error) => void) => void;
+  type Write = (this: Socket, chunk: Buffer, encoding: BufferEncoding, cb: (err?: Error) => void) => void;
+  type Push = (this: Socket, chunk: Buffer | null) => boolean;
+  const proto = Socket.prototype as unknown as { _writev: Writev; _write: Write; push: Push };
+  const writev = proto._writev;
+  const write = proto._write;
+  const push = proto.push;
+  proto._writev = function (chunks, cb) {
+    io.writes++;
+    io.chunks += chunks.length;
+    return writev.call(this, chunks, cb);
+  };
+  proto._write = function (chunk, encoding, cb) {
+    io.writes++;
+    io.chunks++;
+    return write.call(this, chunk, encoding, cb);
+  };
+  proto.push = function (chunk) {
+    if (chunk) {
+      io.reads++;
+      io.bytesRead += chunk.length;
+    }
+    return push.call(this, chunk);
+  };
+}
+
+function memory(): NodeJS.MemoryUsage {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc) for (let i = 0; i < 4; i++) gc();
+  return process.memoryUsage();
+}
+
+/** Bytes that crossed a link's TCP socket, ws framing and pings included (Link.stats counts only our frames). */
+function wireBytes(link: Link | undefined): { read: number; written: number } {
+  const socket = (link as unknown as { socket: Socket | undefined } | undefined)?.socket;
+  return { read: socket?.bytesRead ?? 0, written: socket?.bytesWritten ?? 0 };
+}
+
+async function startRelay(config: { name?: string }): Promise<{ info: ReadyInfo; ops: Record<string, Handler>; stop: () => Promise<void> }> {
+  const credentials = CredentialStore.inMemory();
+  const relay = new Relay({ credentials, logger, ...(config.name ? { name: config.name } : {}) });
+  const url = await relay.start();
+  const links = (relay as unknown as { links: Set<Link> }).links;
+  return {
+    info: { role: 'relay', pid: process.pid, url },
+    stop: () => relay.stop(),
+    ops: {
+      addCredential: (a) => {
+        const { kind, id } = a as { kind: CredentialKind; id: string };
+        return credentials.add(kind, id);
+      },
+      addCredentials: async (a) => {
+        const { kind, ids } = a as { kind: CredentialKind; ids: string[] };
+        const secrets: string[] = [];
+        for (const id of ids) secrets.push(await credentials.add(kind, id));
+        return secrets;
+      },
+      status: () => relay.status(),
+      peersCount: (a) => relay.peersOf((a as { id: string }).id).length,
+      memory: () => memory(),
+      wire: () => {
+        let read = 0;
+        let written = 0;
+        let frameBytes = 0;
+        for (const link of links) {
+          const w = wireBytes(link);
+          read += w.read;
+          written += w.written;
+          frameBytes += link.stats.bytesIn + link.stats.bytesOut;
+        }
+        return { sockets: links.size, read, written, frameBytes };
+      },
+    },
+  };
+}
+
+async function startContactPoint(config: {
+  id: string;
+  relayUrl: string;
+  secret: string;
+  subnets?: string[];
+}): Promise<{ info: ReadyInfo; ops: Record<string, Handler>; stop: () => Promise<void> }> {
+  const cp = await ContactPoint.create({
+    id: config.id,
+    relayUrl: config.relayUrl,
+    secret: config.secret,
+    stateDir: undefined,
+    peerHost: '127.0.0.1',
+    proxy: null,
+    logger,
+    ...(config.subnets ? { policy: { subnets: config.subnets } } : {}),
+  });
+  await cp.start();
+  const deadline = Date.now() + 10_000;
+  while (!cp.gateway.connected) {
+    if (Date.now() > deadline) throw new Error(`tunnel to ${config.relayUrl} not up within 10 s`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const tunnelLink = (): Link | undefined => (cp.gateway as unknown as { link: Link | undefined }).link;
+  return {
+    info: { role: 'contact-point', pid: process.pid, url: cp.peerPortUrl },
+    stop: () => cp.stop(),
+    ops: {
+      tunnel: () => ({ ...cp.gateway.status(), wire: wireBytes(tunnelLink()) }),
+      peers: () => ({ known: cp.registrar.size, registered: cp.registrar.registeredNames().length, connections: cp.peerPort.connections }),
+      flow: () => cp.flow.totals(),
+      memory: () => memory(),
+    },
+  };
+}
+
+async function startAckServer(): Promise<{ info: ReadyInfo; ops: Record<string, Handler>; stop: () => Promise<void> }> {
+  const samples = new Samples(2_000_000);
+  const server = new AckServer((p) => {
+    const latency = readStamp(p);
+    if (latency !== undefined) samples.push(latency);
+  });
+  const url = await server.start();
+  return {
+    info: { role: 'ack-server', pid: process.pid, url },
+    stop: () => server.stop(),
+    ops: {
+      acked: () => server.acked,
+      memory: () => memory(),
+      latency: () => {
+        const s = samples.summary();
+        samples.clear();
+        return s;
+      },
+    },
+  };
+}
+
+/**
+ * An internal SDK peer that only receives: it registers (auto-approved by the contact point's
+ * subnet policy), acks everything, and records the one-way latency of measured messages.
+ */
+async function startReceiver(config: { url: string; name: string }): Promise<{ info: ReadyInfo; ops: Record<string, Handler>; stop: () => Promise<void> }> {
+  const samples = new Samples(2_000_000);
+  let received = 0;
+  const client = new PeerClient({
+    role: 'peer',
+    url: config.url,
+    name: config.name,
+    identity: PeerIdentity.generate(),
+    proxy: null,
+    logger,
+    onMessage: (m) => {
+      received++;
+      const latency = readStamp(m.payload);
+      if (latency !== undefined) samples.push(latency);
+    },
+  });
+  client.start();
+  await client.ready();
+  client.register();
+  await client.waitForRegistration('registered');
+  return {
+    info: { role: 'receiver', pid: process.pid, url: config.url, address: client.address },
+    stop: () => client.stop(),
+    ops: {
+      received: () => received,
+      latency: () => {
+        const s = samples.summary();
+        samples.clear();
+        return s;
+      },
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const role = process.argv[2] ?? '';
+  const config = JSON.parse(process.argv[3] ?? '{}') as Record<string, unknown>;
+  const send = (m: unknown): void => void process.send?.(m);
+  if (!process.send) throw new Error('bench worker must be started by bench/run.js (it talks over IPC)');
+
+  let started;
+  try {
+    if (role === 'relay') started = await startRelay(config as { name?: string });
+    else if (role === 'contact-point') started = await startContactPoint(config as Parameters<typeof startContactPoint>[0]);
+    else if (role === 'ack-server') started = await startAckServer();
+    else if (role === 'receiver') started = await startReceiver(config as { url: string; name: string });
+    else throw new Error(`unknown role "${role}"`);
+  } catch (err: unknown) {
+    send({ failed: err instanceof Error ? err.message : String(err) });
+    process.exitCode = 1;
+    process.disconnect();
+    return;
+  }
+  const { ops, stop } = started;
+  let stopping = false;
+  const finish = async (): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    try {
+      await stop();
+    } finally {
+      // A normal exit (not a signal) so --cpu-prof and --heap-prof write their files.
+      process.exit(0);
+    }
+  };
+  process.on('message', (m: unknown) => {
+    const req = m as Request;
+    if (req.op === 'exit') {
+      void finish();
+      return;
+    }
+    const handler = req.op === 'cpu' ? () => process.cpuUsage() : req.op === 'io' ? () => ({ ...io }) : ops[req.op];
+    const reply = (r: Response): void => send(r);
+    if (!handler) {
+      reply({ id: req.id, ok: false, error: `no op "${req.op}" for role ${role}` });
+      return;
+    }
+    Promise.resolve()
+      .then(() => handler(req.args))
+      .then(
+        (result) => reply({ id: req.id, ok: true, result }),
+        (err: unknown) => reply({ id: req.id, ok: false, error: err instanceof Error ? err.message : String(err) }),
+      );
+  });
+  // The bench process went away (crash, Ctrl-C): do not linger.
+  process.on('disconnect', () => void finish());
+  send({ ready: started.info });
+}
+
+void main();
