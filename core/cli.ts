@@ -6,16 +6,27 @@ import { AdminError } from './admin/contract.js';
 import { adminCommands } from './cli/admin-commands.js';
 import { wantsHelp, type Command } from './cli/args.js';
 import { CliError, ExitCode, UsageError } from './cli/errors.js';
+import { exposeCommand } from './cli/expose-command.js';
 import { exitSoonIfStuck } from './cli/lifecycle.js';
 import { note, say } from './cli/output.js';
 import { peerCommands } from './cli/peer-command.js';
+import { portsCommands } from './cli/ports-command.js';
 import { relayCommand } from './cli/relay-command.js';
 import { credentialCommands } from './cli/relay-credential-commands.js';
 import { serveCommand } from './cli/serve-command.js';
 import { startCommand } from './cli/start-command.js';
 import { VERSION } from './version.js';
 
-const COMMANDS: readonly Command[] = [startCommand, relayCommand, ...credentialCommands, serveCommand, ...adminCommands, ...peerCommands];
+const COMMANDS: readonly Command[] = [
+  startCommand,
+  relayCommand,
+  ...credentialCommands,
+  serveCommand,
+  ...adminCommands,
+  ...portsCommands,
+  ...peerCommands,
+  exposeCommand,
+];
 
 const HELP = `contact-point ${VERSION}: one outbound tunnel from an office LAN to a public relay
 
@@ -40,14 +51,23 @@ Administer a running contact point (serve or start):
   peers forget NAME            delete a peer's record and key binding
   policy [show]                the auto-approval policy
   policy set                   auto-approve by subnet or join code
+  ports [list]                 mediated LAN ports: state, operator, target, streams, bytes, age
+  ports close ID               close a mediated port and reset its connections
+  ports policy [show]          the port policy: LAN targets and local ports mediation may use
+  ports policy set             change it (empty by default: every port request is refused)
 
 Peers:
   peer join                    an internal (LAN) peer: register, print (and --echo) messages
   peer send                    send one message, as an external peer or an internal one
 
+Port mediation, as an operator (a relay credential with the mediate right):
+  expose CP HOST:PORT          make a LAN target behind contact point CP reachable at a public
+                               port of the relay (e.g. a printer's web page)
+
 Every command has --help. Also: contact-point --version.
 
-Exit codes: 0 ok, 1 failed, 2 bad command line, 3 message refused, 4 no reply in time.
+Exit codes: 0 ok, 1 failed, 2 bad command line, 3 refused (a message or a port request),
+4 no reply in time.
 Environment:
   CONTACT_POINT_STATE          state folder, instead of ~/.contact-point/<relay|serve|demo|peer>
   CONTACT_POINT_CREDENTIAL     the credential secret, instead of --credential-file

@@ -15,20 +15,20 @@ import { ADMIN_FILE, processAlive, readAdminFile, resolveStateDir } from './stat
 
 export const ADMIN_TOKEN_ENV = 'CONTACT_POINT_ADMIN_TOKEN';
 
-const CONNECTION_FLAGS = `  --state DIR      the contact point's state folder, where it keeps admin.json (default
+export const CONNECTION_FLAGS = `  --state DIR      the contact point's state folder, where it keeps admin.json (default
                    ~/.contact-point/serve, or $CONTACT_POINT_STATE; the demo's is ~/.contact-point/demo)
   --admin WSURL    the admin endpoint instead (ws://127.0.0.1:7902/admin), with its token
                    in ${ADMIN_TOKEN_ENV}
   --json           print JSON instead of text
   -h, --help       this help`;
 
-const connectionOptions = {
+export const connectionOptions = {
   admin: { type: 'string' },
   state: { type: 'string' },
   json: { type: 'boolean' },
 } as const;
 
-interface ConnectionValues {
+export interface ConnectionValues {
   readonly admin?: string | undefined;
   readonly state?: string | undefined;
 }
@@ -56,7 +56,7 @@ async function endpoint(values: ConnectionValues): Promise<{ wsUrl: string; toke
 }
 
 /** Connects, runs `fn`, always closes. AdminErrors propagate (main prints them, exit 1). */
-async function withAdmin<T>(values: ConnectionValues, fn: (client: AdminClient) => Promise<T>): Promise<T> {
+export async function withAdmin<T>(values: ConnectionValues, fn: (client: AdminClient) => Promise<T>): Promise<T> {
   const { wsUrl: url, token } = await endpoint(values);
   const client = await AdminClient.connect(url, token);
   try {

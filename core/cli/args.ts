@@ -1,5 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { isIP } from 'node:net';
 import { parseCidr } from '../contact-point/policy.js';
+import { parseBindRule, parseTargetRule, type TargetRule } from '../contact-point/port-policy.js';
 import { nameProblem } from '../protocol/address.js';
 import { isLogLevel, type LogLevel } from '../runtime/logger.js';
 import { UsageError } from './errors.js';
@@ -153,4 +155,40 @@ export function listOf<const T extends string>(flag: string, value: string, choi
   const bad = items.find((s) => !(choices as readonly string[]).includes(s));
   if (bad !== undefined) throw new UsageError(`${flag} "${value}": "${bad}" is not one of ${choices.join(', ')}`);
   return [...new Set(items as T[])];
+}
+
+/** Longest port policy rule the admin API and the state file take. */
+export const MAX_PORT_RULE_LENGTH = 80;
+
+/** A port mediation target rule (`192.168.1.0/24:80,443`), checked as the contact point will. */
+export function targetRule(flag: string, value: string): TargetRule {
+  if (value.trim().length > MAX_PORT_RULE_LENGTH) throw new UsageError(`${flag} "${value}": a rule is at most ${MAX_PORT_RULE_LENGTH} characters`);
+  try {
+    return parseTargetRule(value);
+  } catch (err: unknown) {
+    throw new UsageError(`${flag}: ${(err as Error).message}`);
+  }
+}
+
+/** A port mediation listen rule (`tcp:8000-8100`, `udp:5000`, `192.168.1.10:tcp:8080`). */
+export function listenRule(flag: string, value: string): string {
+  if (value.trim().length > MAX_PORT_RULE_LENGTH) throw new UsageError(`${flag} "${value}": a rule is at most ${MAX_PORT_RULE_LENGTH} characters`);
+  try {
+    return parseBindRule(value).text;
+  } catch (err: unknown) {
+    throw new UsageError(`${flag}: ${(err as Error).message}`);
+  }
+}
+
+/** `HOST:PORT` or `[IPv6]:PORT`, HOST an IP address or a host name. */
+export function hostPort(what: string, value: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d+)$/.exec(value.trim());
+  const example = 'expected HOST:PORT such as 192.168.1.20:80 or printer.lan:631 ([ADDRESS]:PORT for IPv6)';
+  if (!m) throw new UsageError(`${what} "${value}": ${example}`);
+  const host = (m[1] ?? m[2]!).toLowerCase();
+  if (m[1] !== undefined && isIP(host) !== 6) throw new UsageError(`${what} "${value}": "${host}" in brackets is not an IPv6 address`);
+  if (isIP(host) === 0 && !/^[a-z0-9.-]{1,253}$/.test(host)) throw new UsageError(`${what} "${value}": "${host}" is neither an IP address nor a host name`);
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) throw new UsageError(`${what} "${value}": port ${m[3]} is not 1-65535`);
+  return { host, port };
 }

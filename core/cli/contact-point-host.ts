@@ -3,7 +3,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AdminServer } from '../admin/server.js';
 import { ContactPoint, type ContactPointOptions } from '../contact-point/contact-point.js';
+import type { PortPolicyConfig } from '../contact-point/port-policy.js';
+import { StateStore } from '../contact-point/state-store.js';
 import type { Logger } from '../runtime/logger.js';
+import { listenRule, targetRule } from './args.js';
 import { CliError } from './errors.js';
 import { listenError, type ListenFlag } from './listen.js';
 import { removeAdminFile, writeAdminFile } from './state-dir.js';
@@ -19,6 +22,52 @@ function guiDir(): string | undefined {
   return existsSync(join(dir, 'index.html')) ? dir : undefined;
 }
 
+/** serve and start: `--allow-target RULE` / `--allow-listen RULE`, the port mediation allowlist. */
+export const portPolicyOptions = {
+  'allow-target': { type: 'string', multiple: true },
+  'allow-listen': { type: 'string', multiple: true },
+} as const;
+
+/** Help lines of --allow-target / --allow-listen, descriptions starting at `column`. */
+export function portPolicyFlagsHelp(column: number): string {
+  const flag = (f: string, lines: string[]): string =>
+    lines.map((l, i) => (i === 0 ? `  ${f}`.padEnd(column) : ' '.repeat(column)) + l).join('\n');
+  return [
+    flag('--allow-target RULE', ['port mediation may connect to RULE on the LAN, e.g.', '192.168.1.0/24:80,443 (repeatable; replaces the stored target list)']),
+    flag('--allow-listen RULE', ['port mediation may open ports RULE on this host, e.g.', 'tcp:1-65535 (repeatable; replaces the stored listen list)']),
+  ].join('\n');
+}
+
+export interface PortPolicyFlags {
+  readonly targets: readonly string[] | undefined;
+  readonly listen: readonly string[] | undefined;
+}
+
+/** Checks the rules as the contact point will (a bad one is a UsageError naming it). */
+export function portPolicyFlags(values: { 'allow-target'?: string[] | undefined; 'allow-listen'?: string[] | undefined }): PortPolicyFlags {
+  return {
+    targets: values['allow-target']?.map((t) => targetRule('--allow-target', t).text),
+    listen: values['allow-listen']?.map((l) => listenRule('--allow-listen', l)),
+  };
+}
+
+/**
+ * ContactPointOptions.ports from the flags: each given flag replaces its list, the other list
+ * is kept from the state folder. Undefined when neither flag was given (the stored policy applies).
+ */
+async function portPolicyOption(flags: PortPolicyFlags | undefined, stateDir: string): Promise<PortPolicyConfig | undefined> {
+  if (!flags || (flags.targets === undefined && flags.listen === undefined)) return undefined;
+  // A state file that cannot be read fails ContactPoint.create right after, with its own message.
+  const stored = (await StateStore.load(stateDir).catch(() => undefined))?.ports;
+  return { targets: flags.targets ?? stored?.targets ?? [], listen: flags.listen ?? stored?.listen ?? [] };
+}
+
+/** One line on the port policy for the ready banner of serve and start. */
+export function portPolicyLine(p: PortPolicyConfig): string {
+  if (p.targets.length === 0 && p.listen.length === 0) return 'nothing allowed: every port mediation request is refused (--allow-target, --allow-listen)';
+  return `targets ${p.targets.length > 0 ? p.targets.join(' ') : 'none'}; listen ${p.listen.length > 0 ? p.listen.join(' ') : 'none'}`;
+}
+
 export interface HostOptions {
   /** everything but the peer port's host and port, which come from `peer` */
   readonly contactPoint: Omit<ContactPointOptions, 'peerHost' | 'peerPort' | 'stateDir' | 'logger'>;
@@ -26,6 +75,8 @@ export interface HostOptions {
   readonly peer: ListenFlag;
   readonly admin: ListenFlag;
   readonly logger: Logger;
+  /** --allow-target / --allow-listen, checked by portPolicyFlags */
+  readonly ports?: PortPolicyFlags;
 }
 
 export interface HostedContactPoint {
@@ -38,13 +89,20 @@ export interface HostedContactPoint {
 }
 
 export async function hostContactPoint(o: HostOptions): Promise<HostedContactPoint> {
+  const ports = await portPolicyOption(o.ports, o.stateDir);
   const cp = await ContactPoint.create({
     ...o.contactPoint,
+    ...(ports ? { ports } : {}),
     stateDir: o.stateDir,
     peerHost: o.peer.listen.host,
     peerPort: o.peer.listen.port,
     logger: o.logger,
   });
+  if (ports) {
+    // Options alone take effect but are saved only with the next change; the admin call saves
+    // them now, so the flags replace the stored lists as serve --help says.
+    await cp.call('ports:policy', { targets: [...ports.targets], listen: [...ports.listen] });
+  }
   try {
     await cp.start();
   } catch (err: unknown) {
@@ -77,6 +135,7 @@ export async function hostContactPoint(o: HostOptions): Promise<HostedContactPoi
       token: admin.token,
       stateDir: o.stateDir,
       tunnel: cp.gateway.status().state,
+      portPolicy: cp.ports.policy.config,
     }),
     stop: async () => {
       await admin.stop();

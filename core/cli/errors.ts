@@ -8,7 +8,7 @@ export const ExitCode = {
   FAILURE: 1,
   /** the command line is wrong: unknown flag, bad value, missing input */
   USAGE: 2,
-  /** `peer send`: the message was refused (the reason is printed) */
+  /** `peer send`: the message was refused; `expose`: the relay or contact point refused (the numbered status is printed) */
   REFUSED: 3,
   /** `peer send --wait-reply`: delivered, but no reply came in time */
   NO_REPLY: 4,

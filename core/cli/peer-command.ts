@@ -25,15 +25,15 @@ export const DEFAULT_SEND_DEADLINE_MS = 15_000;
 /** peer join --echo: deadline for each echo. */
 const ECHO_DEADLINE_MS = 15_000;
 
-const PROXY_FLAGS = `  --proxy URL              HTTP CONNECT proxy (default: from HTTPS_PROXY / HTTP_PROXY / NO_PROXY)
+export const PROXY_FLAGS = `  --proxy URL              HTTP CONNECT proxy (default: from HTTPS_PROXY / HTTP_PROXY / NO_PROXY)
   --no-proxy               connect directly even when the environment names a proxy`;
 
 /** A PeerClient's options, its message handler added by sendOne. */
 type SendOptions = Omit<ExternalPeerOptions, 'onMessage'> | Omit<InternalPeerOptions, 'onMessage'>;
 
-const proxyOptions = { proxy: { type: 'string' }, 'no-proxy': { type: 'boolean' } } as const;
+export const proxyOptions = { proxy: { type: 'string' }, 'no-proxy': { type: 'boolean' } } as const;
 
-function proxyChoice(values: { proxy?: string | undefined; 'no-proxy'?: boolean | undefined }): { proxy?: string | null } {
+export function proxyChoice(values: { proxy?: string | undefined; 'no-proxy'?: boolean | undefined }): { proxy?: string | null } {
   exclusive('--proxy', values.proxy !== undefined, '--no-proxy', values['no-proxy'] ?? false);
   if (values['no-proxy']) return { proxy: null };
   return values.proxy !== undefined ? { proxy: proxyUrl('--proxy', values.proxy) } : {};

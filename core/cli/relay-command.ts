@@ -1,8 +1,9 @@
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { CREDENTIALS_FILE, CredentialStore } from '../relay/credentials.js';
 import { Relay } from '../relay/relay.js';
 import { createLogger } from '../runtime/logger.js';
-import { logLevel, name, parseFlags, type Command } from './args.js';
+import { exclusive, integer, logLevel, name, parseFlags, type Command } from './args.js';
 import { CliError, UsageError } from './errors.js';
 import { readCertificateFile, readPrivateKeyFile } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
@@ -18,14 +19,22 @@ const HELP = `Usage: contact-point relay [flags]
        contact-point relay credential add|list|remove [flags]
 
 Runs the public relay. Contact points (their one tunnel each) and external peers connect
-to it with a WebSocket at path /v1: ws://, or wss:// when given a TLS certificate. It reads
-<state>/credentials.json when it starts: restart it after adding or removing a credential.
+to it with a WebSocket at path /v1: ws://, or wss:// when given a TLS certificate. It watches
+<state>/credentials.json: added, removed and replaced credentials apply within seconds, and
+the live sessions of a removed or replaced one are closed.
 Runs until Ctrl-C (SIGINT) or SIGTERM, then closes every connection and exits 0.
 
 Flags:
   --listen HOST:PORT   address and port to listen on (default ${DEFAULT_RELAY_LISTEN}; port 0 = any free port)
   --tls-cert FILE      PEM certificate (chain): serve wss:// instead of ws:// (needs --tls-key)
   --tls-key FILE       PEM private key of --tls-cert
+  --expose-host HOST   address the public ports of \`contact-point expose\` listen on (default:
+                       the --listen host)
+  --no-udp             no UDP service port: mediated datagrams travel inside the tunnels only
+                       (by default it is a UDP port with the --listen port's number when free)
+  --udp-advertise-port N
+                       the UDP port contact points are told to use, when a firewall or NAT maps
+                       the UDP service port to another number
   --name NAME          the relay's own domain: external peers' addresses end in @NAME, e.g.
                        alice@relay (default relay; no contact point may use this id)
   --state DIR          folder of credentials.json (default ~/.contact-point/relay,
@@ -42,6 +51,7 @@ Subcommands:
 Examples:
   contact-point relay credential add --kind contact-point --id acme-hq --out acme-hq.credential
   contact-point relay credential add --kind external --id alice --out alice.credential
+  contact-point relay credential add --kind external --id tech --rights send,mediate --out tech.credential
   contact-point relay --listen 0.0.0.0:443 --tls-cert fullchain.pem --tls-key privkey.pem
 `;
 
@@ -54,6 +64,9 @@ async function run(argv: string[]): Promise<number> {
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       name: { type: 'string' },
+      'expose-host': { type: 'string' },
+      'no-udp': { type: 'boolean' },
+      'udp-advertise-port': { type: 'string' },
       state: { type: 'string' },
       'log-level': { type: 'string' },
       json: { type: 'boolean' },
@@ -61,6 +74,12 @@ async function run(argv: string[]): Promise<number> {
   });
   const listen = listenFlag('--listen', values.listen, DEFAULT_RELAY_LISTEN);
   const relayName = name('--name', values.name ?? 'relay');
+  const exposeHost = values['expose-host'];
+  if (exposeHost !== undefined && isIP(exposeHost) === 0) {
+    throw new UsageError(`--expose-host "${exposeHost}": expected an IP address of this host, e.g. 0.0.0.0 or 203.0.113.7`);
+  }
+  exclusive('--no-udp', values['no-udp'] ?? false, '--udp-advertise-port', values['udp-advertise-port'] !== undefined);
+  const udpAdvertisePort = values['udp-advertise-port'] !== undefined ? integer('--udp-advertise-port', values['udp-advertise-port'], 1, 65535) : undefined;
   const level = logLevel('--log-level', values['log-level'] ?? 'info');
   const certFile = values['tls-cert'];
   const keyFile = values['tls-key'];
@@ -92,7 +111,10 @@ async function run(argv: string[]): Promise<number> {
     });
   }
 
-  const relay = new Relay({ credentials, host: listen.listen.host, port: listen.listen.port, name: relayName, logger, ...(tls ? { tls } : {}) });
+  const relay = new Relay({ credentials, host: listen.listen.host, port: listen.listen.port, name: relayName, logger, ...(tls ? { tls } : {}), ...(exposeHost !== undefined ? { exposeHost } : {}),
+    ...(values['no-udp'] ? { udp: false } : {}),
+    ...(udpAdvertisePort !== undefined ? { udpAdvertisePort } : {}),
+  });
   const shutdown = watchShutdown();
   let url: string;
   try {
@@ -106,8 +128,12 @@ async function run(argv: string[]): Promise<number> {
     }
     throw listenError(err, listen);
   }
-  if (values.json) emit('ready', { url, name: relayName, stateDir, credentials: count });
-  else say(`relay "${relayName}" listening on ${url} (${count} credential${count === 1 ? '' : 's'} from ${stateDir}); Ctrl-C stops it`);
+  const udpPort = relay.udp?.port;
+  if (values.json) emit('ready', { url, name: relayName, stateDir, credentials: count, ...(udpPort ? { udpPort } : {}) });
+  else {
+    say(`relay "${relayName}" listening on ${url} (${count} credential${count === 1 ? '' : 's'} from ${stateDir}); Ctrl-C stops it`);
+    say(udpPort ? `  UDP service port ${udpPort} (mediated datagrams; let it through the firewall too)` : '  no UDP service port: mediated datagrams travel inside the tunnels');
+  }
 
   await shutdown.signal;
   return stopCleanly('relay', () => relay.stop());

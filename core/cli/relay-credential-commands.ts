@@ -10,7 +10,7 @@ import { resolveStateDir } from './state-dir.js';
 
 const KINDS = ['contact-point', 'external'] as const satisfies readonly CredentialKind[];
 const RIGHTS = ['send', 'mediate'] as const satisfies readonly Right[];
-const RESTART = 'A running relay reads credentials when it starts: restart it to apply this.';
+const LIVE = 'A running relay using this state folder applies it within seconds, without a restart.';
 
 const STATE_FLAG = `  --state DIR                     the relay's state folder (default ~/.contact-point/relay,
                                   or $CONTACT_POINT_STATE)`;
@@ -34,14 +34,17 @@ Flags:
   --kind contact-point|external   who it is for: a contact point (by its id) or an external peer
   --id ID                         the contact point id (acme-hq) or external peer name (alice):
                                   a-z, 0-9, ".", "_", "-"
-  --rights LIST                   comma-separated: send, mediate (default send)
+  --rights LIST                   comma-separated (default send): send = send messages;
+                                  mediate = drive port mediation as an operator (external
+                                  only: contact-point expose, the operator SDK)
   --out FILE                      write the secret to FILE (mode 0600) instead of stdout
 ${STATE_FLAG}
   --json                          print {"kind","id","rights","secret"} as one JSON line
   -h, --help                      this help
 
-Example:
+Examples:
   contact-point relay credential add --kind contact-point --id acme-hq --out acme-hq.credential
+  contact-point relay credential add --kind external --id tech --rights send,mediate --out tech.credential
 `;
 
 async function add(argv: string[]): Promise<number> {
@@ -79,8 +82,8 @@ async function add(argv: string[]): Promise<number> {
   } else {
     say(secret);
   }
-  note(`note: the secret is shown only now (the relay keeps only its hash); store it in a file with mode 0600. ${RESTART}`);
-  if (replaced) note(`note: this replaced the earlier ${kind} credential "${id}"; its old secret no longer works once the relay restarts.`);
+  note(`note: the secret is shown only now (the relay keeps only its hash); store it in a file with mode 0600. ${LIVE}`);
+  if (replaced) note(`note: this replaced the earlier ${kind} credential "${id}"; its old secret no longer works, and a running relay closes the sessions that used it.`);
   return 0;
 }
 
@@ -111,7 +114,8 @@ async function list(argv: string[]): Promise<number> {
 
 const REMOVE_HELP = `Usage: contact-point relay credential remove --kind contact-point|external --id ID [flags]
 
-Deletes a credential: after the relay restarts, its secret no longer connects.
+Deletes a credential: its secret no longer connects, and a running relay closes the sessions
+that use it within seconds (an operator's exposures and LAN ports with them).
 
 Flags:
   --kind contact-point|external
@@ -133,7 +137,7 @@ async function remove(argv: string[]): Promise<number> {
     throw new CliError(`there is no ${kind} credential "${id}" in ${join(stateDir, CREDENTIALS_FILE)}`);
   }
   say(`removed the ${kind} credential "${id}"`);
-  note(RESTART);
+  note(LIVE);
   return 0;
 }
 

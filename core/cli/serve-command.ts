@@ -2,7 +2,15 @@ import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '../runtime/logger.js';
 import { cidr, exclusive, logLevel, name, parseFlags, proxyUrl, required, wsUrl, type Command } from './args.js';
-import { hostContactPoint, waitForTunnel, type HostedContactPoint } from './contact-point-host.js';
+import {
+  hostContactPoint,
+  portPolicyFlagsHelp,
+  portPolicyFlags,
+  portPolicyLine,
+  portPolicyOptions,
+  waitForTunnel,
+  type HostedContactPoint,
+} from './contact-point-host.js';
 import { CREDENTIAL_ENV, readCertificateFile, readSecretFile, secretFromFileOrEnv } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
 import { adminListenFlag, listenFlag } from './listen.js';
@@ -26,6 +34,13 @@ Runs until Ctrl-C (SIGINT) or SIGTERM.
 The credential is never taken as an argument: ps shows every process's arguments to all
 users of the machine. Put it in a file (mode 0600) or in ${CREDENTIAL_ENV}.
 
+Port mediation: operators at the relay (contact-point expose, the operator SDK) may ask this
+contact point to open ports and to connect to LAN targets, but only within its port policy,
+which is EMPTY by default: every such request is refused with PERMISSION_DENIED (30) and
+shows in the flow. Allow LAN targets with --allow-target and local ports with --allow-listen
+(rule syntax: contact-point ports policy --help). Exposing 192.168.1.20:80 needs
+  --allow-target 192.168.1.20/32:80 --allow-listen tcp:1-65535
+
 Flags:
   --relay URL                  the relay, e.g. wss://relay.example.com/v1 (required)
   --id ID                      this contact point's id at the relay: its peers are NAME@ID (required)
@@ -43,6 +58,7 @@ Flags:
   --auto-approve-subnet CIDR   register peers from this subnet without asking (repeatable;
                                replaces the stored list)
   --join-code-file FILE        register peers that present this join code without asking
+${portPolicyFlagsHelp(31)}
   --log-level LEVEL            debug, info, warn, error or silent (default info); logs go to stderr
   --json                       print one line {"event":"ready",...} on stdout once running
   -h, --help                   this help
@@ -50,8 +66,10 @@ Flags:
 While it runs, <state>/${ADMIN_FILE} (mode 0600) holds the admin endpoint and token; it is
 deleted on exit.
 
-Example:
+Examples:
   contact-point serve --relay wss://relay.example.com/v1 --id acme-hq --credential-file acme-hq.credential
+  contact-point serve --relay wss://relay.example.com/v1 --id acme-hq --credential-file acme-hq.credential \\
+    --allow-target 192.168.1.0/24:80,443 --allow-listen tcp:1-65535
 `;
 
 async function run(argv: string[]): Promise<number> {
@@ -71,6 +89,7 @@ async function run(argv: string[]): Promise<number> {
       ca: { type: 'string' },
       'auto-approve-subnet': { type: 'string', multiple: true },
       'join-code-file': { type: 'string' },
+      ...portPolicyOptions,
       'log-level': { type: 'string' },
       json: { type: 'boolean' },
     },
@@ -82,6 +101,7 @@ async function run(argv: string[]): Promise<number> {
   exclusive('--proxy', values.proxy !== undefined, '--no-proxy', values['no-proxy'] ?? false);
   const proxy = values['no-proxy'] ? null : values.proxy !== undefined ? proxyUrl('--proxy', values.proxy) : undefined;
   const subnets = (values['auto-approve-subnet'] ?? []).map((s) => cidr('--auto-approve-subnet', s));
+  const ports = portPolicyFlags(values);
   const level = logLevel('--log-level', values['log-level'] ?? 'info');
   const logger = createLogger({ level });
   const warn = (msg: string): void => logger.warn(msg);
@@ -101,6 +121,7 @@ async function run(argv: string[]): Promise<number> {
       peer,
       admin,
       logger,
+      ports,
     });
   } catch (err: unknown) {
     shutdown.dispose();
@@ -116,6 +137,7 @@ async function run(argv: string[]): Promise<number> {
     say(`  relay       ${relayUrl} (tunnel ${hosted.cp.gateway.status().state})`);
     say(`  peer port   ${hosted.cp.peerPortUrl}${lanHint(hosted.cp.peerPortUrl)}`);
     say(`  admin GUI   ${hosted.admin.guiUrl}`);
+    say(`  ports       ${portPolicyLine(hosted.cp.ports.policy.config)}`);
     say(`  state       ${stateDir} (admin endpoint in ${join(stateDir, ADMIN_FILE)})`);
     say('Ctrl-C stops it.');
   }

@@ -4,7 +4,7 @@ import { CredentialStore } from '../relay/credentials.js';
 import { Relay } from '../relay/relay.js';
 import { createLogger } from '../runtime/logger.js';
 import { logLevel, parseFlags, type Command } from './args.js';
-import { hostContactPoint, waitForTunnel, type HostedContactPoint } from './contact-point-host.js';
+import { hostContactPoint, portPolicyFlagsHelp, portPolicyFlags, portPolicyLine, portPolicyOptions, waitForTunnel, type HostedContactPoint } from './contact-point-host.js';
 import { writeSecretFile } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
 import { adminListenFlag, listenFlag } from './listen.js';
@@ -37,11 +37,16 @@ Peers and decisions persist in the state folder across runs.
 
 For a real office: \`contact-point relay\` on a public host, \`contact-point serve\` on the LAN.
 
+Port mediation is off until allowed: the port policy is empty by default, so every request
+is refused with PERMISSION_DENIED (30). --allow-target / --allow-listen allow some (rule
+syntax: contact-point ports policy --help).
+
 Flags:
   --peer-listen HOST:PORT    the peer port (default ${DEMO_PEER_LISTEN})
   --admin-listen HOST:PORT   the admin endpoint (default ${DEMO_ADMIN_LISTEN}; loopback only)
   --admin-listen-any         allow a non-loopback --admin-listen
   --state DIR                state folder (default ~/.contact-point/${DEMO_ID}, or $CONTACT_POINT_STATE)
+${portPolicyFlagsHelp(29)}
   --log-level LEVEL          debug, info, warn, error or silent (default info); logs go to stderr
   --json                     print one line {"event":"ready",...} on stdout (with the commands
                              in "next"); the banner then goes to stderr
@@ -57,6 +62,7 @@ async function run(argv: string[]): Promise<number> {
       'admin-listen': { type: 'string' },
       'admin-listen-any': { type: 'boolean' },
       state: { type: 'string' },
+      ...portPolicyOptions,
       'log-level': { type: 'string' },
       json: { type: 'boolean' },
     },
@@ -64,6 +70,7 @@ async function run(argv: string[]): Promise<number> {
   const peer = listenFlag('--peer-listen', values['peer-listen'], DEMO_PEER_LISTEN);
   const admin = adminListenFlag(values['admin-listen'], DEMO_ADMIN_LISTEN, values['admin-listen-any'] ?? false);
   const logger = createLogger({ level: logLevel('--log-level', values['log-level'] ?? 'info') });
+  const ports = portPolicyFlags(values);
   const stateDir = resolveStateDir('demo', values.state);
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   await refuseIfInUse(stateDir);
@@ -86,6 +93,7 @@ async function run(argv: string[]): Promise<number> {
       peer,
       admin,
       logger,
+      ports,
     });
   } catch (err: unknown) {
     shutdown.dispose();
@@ -111,6 +119,7 @@ async function run(argv: string[]): Promise<number> {
     `  contact point  ${DEMO_ID}, tunnel ${hosted.cp.gateway.status().state}`,
     `  peer port      ${hosted.cp.peerPortUrl}`,
     `  admin GUI      ${hosted.admin.guiUrl}`,
+    `  ports          ${portPolicyLine(hosted.cp.ports.policy.config)}`,
     `  state          ${stateDir}`,
     '',
     '  Try it, each command in its own terminal:',

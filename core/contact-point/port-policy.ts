@@ -198,8 +198,13 @@ export class PortPolicy {
       if (isSpecial && !r.special) continue;
       return undefined;
     }
-    if (isSpecial) return `${address} is loopback, link-local or otherwise special, and no rule names it explicitly`;
+    if (isSpecial && !this.namesExplicitly(address, family)) return `${address} is loopback, link-local or otherwise special, and no rule names it explicitly`;
     return `no target rule allows ${family === 'ipv6' ? `[${address}]` : address}:${port}`;
+  }
+
+  /** A rule lying wholly inside a special range names this (special) address, on some port. */
+  private namesExplicitly(address: string, family: 'ipv4' | 'ipv6'): boolean {
+    return this.targetRules.some((r) => r.special && r.family === family && subnetContains(r.address, r.prefix, address, family));
   }
 
   /**
@@ -224,7 +229,9 @@ export class PortPolicy {
     }
     for (const c of candidates) {
       const problem = this.targetProblem(c.address, c.family, port);
-      if (problem) return { ok: false, unsafe: true, reason: literal ? problem : `"${host}" resolves to ${c.address}: ${problem}` };
+      // UNSAFE_TARGET is for special addresses no rule names; anything else is plain PERMISSION_DENIED.
+      const unsafe = isSpecialAddress(c.address, c.family) && !this.namesExplicitly(c.address, c.family);
+      if (problem) return { ok: false, unsafe, reason: literal ? problem : `"${host}" resolves to ${c.address}: ${problem}` };
     }
     const first = candidates[0]!;
     return { ok: true, address: first.address, family: first.family === 'ipv4' ? 4 : 6 };

@@ -199,6 +199,9 @@ export class StreamMux {
   open(id: number): MuxStream {
     if (this.streams.has(id)) throw new Error(`stream ${id} exists`);
     const s = new MuxStream(id, this, this.window);
+    // A reset is a normal event: a stream nobody listens on yet (a connect still waiting for its
+    // answer, a tunnel lost meanwhile, an RST from the far side) must not crash the process.
+    s.on('error', () => undefined);
     this.streams.set(id, s);
     const maybeForget = (): void => {
       if (s.done) this.forget(id);

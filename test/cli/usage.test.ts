@@ -26,10 +26,12 @@ describe('contact-point help and version', () => {
       cli(['serve', '--bogus', '--help']),
       cli(['peers', 'approve', '--help']),
       cli(['peer', 'send', '-h']),
+      cli(['expose', '--help']),
+      cli(['ports', 'policy', 'set', '--help']),
     ]);
     expect(version).toMatchObject({ code: 0, stdout: `${VERSION}\n` });
     expect(top.code).toBe(0);
-    for (const word of ['start', 'relay credential add', 'serve', 'peers approve NAME', 'policy set', 'status', 'peer join', 'peer send']) {
+    for (const word of ['start', 'relay credential add', 'serve', 'peers approve NAME', 'policy set', 'status', 'peer join', 'peer send', 'expose CP HOST:PORT', 'ports [list]', 'ports close ID', 'ports policy set']) {
       expect(top.stdout).toContain(word);
     }
     for (const c of commands) {
@@ -37,6 +39,9 @@ describe('contact-point help and version', () => {
       expect(c.stdout).toMatch(/^Usage: contact-point /);
     }
     expect(commands[1]!.stdout).toContain('ps shows'); // serve explains why secrets are never arguments
+    expect(commands[1]!.stdout).toMatch(/port policy,\s+which is EMPTY by default: every such request is refused/);
+    expect(commands[4]!.stdout).toContain('--rights send,mediate'); // expose says which right the operator needs
+    expect(commands[5]!.stdout).toContain('ADDRESS[/PREFIX][:PORTS]'); // the rule syntax
   });
 });
 
@@ -59,6 +64,21 @@ describe('bad command lines exit 2 and name the flag, the value and why', () => 
       [['peer', 'send', '--to', 'printer', '--cp', 'ws://127.0.0.1:9/v1/peer', '--name', 'x', 'hi'], /--to "printer": expected NAME@DOMAIN/],
       [['relay', 'credential', 'add', '--kind', 'external', '--id', 'x', '--rights', 'send,fly'], /--rights "send,fly": "fly" is not one of send, mediate/],
       [['peers', 'frobnicate'], /unknown subcommand "frobnicate" for peers/],
+      [[...serve, '--credential-file', credFile, '--allow-target', '192.168.1.0/33:80'], /--allow-target: target rule "192\.168\.1\.0\/33:80": prefix must be 0-32/],
+      [[...serve, '--credential-file', credFile, '--allow-target', 'printer.lan:80'], /--allow-target: target rule "printer\.lan:80": "printer\.lan" is not an IP address/],
+      [[...serve, '--credential-file', credFile, '--allow-listen', 'tcp:0-80'], /--allow-listen: listen rule "tcp:0-80": "0-80" is not a port or port range/],
+      [['start', '--allow-target', '10.0.0.1:99999'], /--allow-target: target rule "10\.0\.0\.1:99999"/],
+      [['expose', 'acme-hq', '192.168.1.20'], /HOST:PORT "192\.168\.1\.20": expected HOST:PORT/],
+      [['expose', 'acme-hq', '192.168.1.20:70000'], /HOST:PORT "192\.168\.1\.20:70000": port 70000 is not 1-65535/],
+      [['expose', 'acme-hq', 'printer.lan:53', '--udp'], /a UDP target must be an IP address/],
+      [['expose', 'acme-hq', '192.168.1.20:80', '--relay', 'ws://127.0.0.1:9/v1'], /--id is required/],
+      [['expose', 'acme-hq', '192.168.1.20:80', '--relay', 'ws://127.0.0.1:9/v1', '--id', 'tech'], /missing credential: give --credential-file FILE or set CONTACT_POINT_CREDENTIAL/],
+      [['expose', 'acme-hq', '192.168.1.20:80', '--public-port', '0'], /--public-port "0": expected a whole number from 1 to 65535/],
+      [['ports', 'close', 'seven'], /ID "seven": expected a whole number/],
+      [['ports', 'policy', 'set'], /nothing to set: give --target RULE, --listen RULE or --clear/],
+      [['ports', 'policy', 'set', '--target', '10.0.0.0/8:80-'], /--target: target rule "10\.0\.0\.0\/8:80-"/],
+      [['ports', 'policy', 'frobnicate'], /unknown subcommand "frobnicate" for ports policy/],
+      [['relay', '--no-udp', '--udp-advertise-port', '7900'], /--no-udp and --udp-advertise-port cannot be used together/],
     ];
     const results = await Promise.all(cases.map(([args]) => cli(args)));
     results.forEach((r, i) => {

@@ -1,0 +1,365 @@
+import { isIP } from 'node:net';
+import { MediationError, Operator } from '../peer/operator.js';
+import { Status, statusName } from '../protocol/status.js';
+import { createLogger, type Logger } from '../runtime/logger.js';
+import { hostPort, integer, logLevel, name, parseFlags, positionals, required, wsUrl, type Command } from './args.js';
+import { CliError, ExitCode, UsageError, type ExitCodeValue } from './errors.js';
+import { CREDENTIAL_ENV, readCertificateFile, secretFromFileOrEnv } from './flag-files.js';
+import { stopCleanly, watchShutdown } from './lifecycle.js';
+import { emit, note, say } from './output.js';
+import { PROXY_FLAGS, proxyChoice, proxyOptions } from './peer-command.js';
+
+/**
+ * `contact-point expose CP HOST:PORT`: an operator (an external credential with the `mediate`
+ * right) has the relay open a public port whose every connection (TCP) or client (UDP) is
+ * carried through the tunnel to HOST:PORT on the LAN behind contact point CP. The exposure
+ * belongs to this command's relay session: it ends when the command does.
+ */
+
+/** How long expose waits for the relay before giving up. */
+export const EXPOSE_CONNECT_TIMEOUT_MS = 15_000;
+/** After a reconnect, how long the same public port is retried while the relay still holds it. */
+export const REEXPOSE_RETRY_MS = 10_000;
+const REEXPOSE_PAUSE_MS = 1_000;
+
+const HELP = `Usage: contact-point expose CP HOST:PORT --relay URL --id NAME (--credential-file FILE | env ${CREDENTIAL_ENV}) [flags]
+
+Makes HOST:PORT on the LAN behind contact point CP reachable at a public port of the relay:
+every TCP connection to that port becomes a connection from the contact point to HOST:PORT
+(with --udp: every client gets its own UDP port there). Nobody opens a port on the office
+firewall. Prints the relay address to use, e.g.
+  exposed 192.168.1.20:80 at acme-hq as relay.example.com:40123 (tcp)
+and stays in the foreground: the exposure lasts as long as this command's relay session.
+Ctrl-C (SIGINT) or SIGTERM ends it and closes the public port; a dropped connection to the
+relay is re-established and the exposure renewed (on the same public port when it can be).
+
+Who may do this, on both sides:
+  - the relay: the credential NAME needs the mediate right. The relay's admin creates it with
+      contact-point relay credential add --kind external --id NAME --rights send,mediate
+    (a new secret for NAME). Without it: refused, PERMISSION_DENIED (30).
+  - the contact point: its admin must allow the target and the local ports it uses, e.g.
+      contact-point serve ... --allow-target 192.168.1.20/32:80 --allow-listen tcp:1-65535
+    (or contact-point ports policy set on a running one). Empty by default: all refused.
+Before it prints the address, expose makes one test connection to HOST:PORT through the
+contact point (a UDP exposure only opens and closes a port), so a refusal shows at once
+instead of as reset connections later; --no-check skips it.
+
+Arguments:
+  CP                       the contact point id at the relay, e.g. acme-hq
+  HOST:PORT                the LAN target as the contact point sees it: 192.168.1.20:80,
+                           printer.lan:631 (resolved there), [fd00::20]:80; with --udp an IP address
+
+Flags:
+  --relay URL              the relay, e.g. wss://relay.example.com/v1 (required); its host is
+                           also the host of the printed public address
+  --id NAME                the operator credential's id (required)
+  --credential-file FILE   its secret (never an argument: ps shows every process's arguments)
+  --ca FILE                extra CA certificate (PEM) to trust for a wss:// relay
+  --udp                    expose a UDP service instead of TCP
+  --public-port N          the relay-side port (default: any free one); refused with
+                           PORT_IN_USE (31) when taken
+  --no-check               skip the test connection
+  --json                   JSON lines on stdout: {"event":"ready","publicHost","publicPort",
+                           "address",...} once exposed; {"event":"lost",...} and
+                           {"event":"exposed",...} when the relay connection drops and the
+                           exposure is renewed; {"event":"warning",...}; {"event":"refused",
+                           "code","status","reason"} before a refusal's exit 3
+  --log-level LEVEL        debug, info, warn, error or silent (default warn); logs go to stderr
+${PROXY_FLAGS}
+  -h, --help               this help
+
+Exits 0 after Ctrl-C/SIGTERM, 3 when the relay or the contact point refuses (the numbered
+status is printed: PERMISSION_DENIED, UNKNOWN_CONTACT_POINT, PORT_IN_USE, UNSAFE_TARGET...),
+1 when the relay cannot be reached or refuses the credential.
+
+The relay keeps one session per credential id: another expose (or peer send) with the same
+--id replaces this one, which then ends (exit 1). Use one operator credential per exposure.
+
+The public port listens on the relay's --listen address (or its --expose-host): a relay
+behind a reverse proxy or a cloud firewall must let that port through as well.
+
+Examples:
+  contact-point expose acme-hq 192.168.1.20:80 --relay wss://relay.example.com/v1 --id tech --credential-file tech.credential
+  curl http://relay.example.com:40123/
+  contact-point expose acme-hq 192.168.1.30:161 --udp --public-port 16161 --relay wss://relay.example.com/v1 --id tech --credential-file tech.credential
+`;
+
+interface Target {
+  readonly cp: string;
+  readonly host: string;
+  readonly port: number;
+  readonly proto: 'tcp' | 'udp';
+}
+
+/** How the exposure ended, when it ends for another reason than a signal. */
+interface Ending {
+  readonly code: ExitCodeValue;
+  readonly message: string;
+}
+
+function targetText(t: Target): string {
+  return `${t.host.includes(':') ? `[${t.host}]` : t.host}:${t.port}`;
+}
+
+/** What to tell the operator about a refusal, beyond its status and reason. */
+function refusalHint(e: MediationError, t: Target, id: string, fromCheck: boolean): string | undefined {
+  switch (e.code) {
+    case Status.PERMISSION_DENIED:
+      if (!fromCheck) {
+        return `the credential "${id}" lacks the mediate right; the relay's admin grants it with: contact-point relay credential add --kind external --id ${id} --rights send,mediate (which gives it a new secret)`;
+      }
+      return `the admin of ${t.cp} has not allowed this; on the contact point: contact-point ports policy set ${policyExample(t)} (or serve ${policyExample(t).replace('--target', '--allow-target').replace('--listen', '--allow-listen')})`;
+    case Status.UNSAFE_TARGET:
+      return `${targetText(t)} is loopback, link-local or similar at ${t.cp}: only a rule naming exactly that address allows it`;
+    case Status.UNKNOWN_CONTACT_POINT:
+      return `the relay knows no contact point "${t.cp}" (check the id: it is the --id its contact point was started with)`;
+    case Status.PORT_IN_USE:
+      return 'that public port is taken at the relay; leave --public-port out to get any free one';
+    default:
+      return undefined;
+  }
+}
+
+function policyExample(t: Target): string {
+  const listen = `--listen ${t.proto}:1-65535`;
+  if (t.proto === 'udp' || isIP(t.host) === 0) return `--target ADDRESS/32:${t.port} ${listen}`;
+  return isIP(t.host) === 6 ? `--target [${t.host}/128]:${t.port} ${listen}` : `--target ${t.host}/32:${t.port} ${listen}`;
+}
+
+/** A refusal: printed (or emitted), exit 3. */
+function refused(e: MediationError, t: Target, id: string, json: boolean, fromCheck: boolean): Ending {
+  const hint = refusalHint(e, t, id, fromCheck);
+  const where = fromCheck ? `${t.cp} refused the test connection to ${targetText(t)}` : `refused`;
+  if (json) emit('refused', { code: e.code, status: statusName(e.code), reason: e.reason, ...(fromCheck ? { check: true } : {}), ...(hint ? { hint } : {}) });
+  return { code: ExitCode.REFUSED, message: `${where}: ${statusName(e.code)} (${e.code}): ${e.reason}${hint ? `\n  ${hint}` : ''}` };
+}
+
+/**
+ * One connection through the contact point to the target (TCP), or one UDP port opened and
+ * redirected: what every exposed connection will need. Undefined when it worked.
+ */
+async function check(op: Operator, t: Target): Promise<MediationError | undefined> {
+  let portId: number | undefined;
+  try {
+    const opened = await op.open(t.cp, { proto: t.proto, port: 0 });
+    portId = opened.portId;
+    if (t.proto === 'udp') {
+      await op.redirect(t.cp, portId);
+    } else {
+      const stream = await op.connect(t.cp, portId, t.host, t.port);
+      stream.on('error', () => undefined);
+      stream.destroy();
+      portId = undefined; // a connected port closes with its connection
+    }
+    return undefined;
+  } catch (err: unknown) {
+    if (err instanceof MediationError) return err;
+    throw err;
+  } finally {
+    if (portId !== undefined) await op.close(t.cp, portId).catch(() => undefined);
+  }
+}
+
+/** Refusals of the test connection that a later connection may not meet: a warning, not the end. */
+const PASSING = new Set<number>([Status.CONNECT_FAILED, Status.CONTACT_POINT_OFFLINE, Status.TIMEOUT, Status.PORT_LIMIT, Status.PORT_IN_USE]);
+
+function passingWarning(e: MediationError, t: Target): string {
+  switch (e.code) {
+    case Status.CONNECT_FAILED:
+      return `${targetText(t)} does not answer at ${t.cp} now (${e.reason}); connections fail until it does`;
+    case Status.CONTACT_POINT_OFFLINE:
+      return `${t.cp} is offline now; connections are refused until its tunnel is back`;
+    default:
+      return `the test connection was refused: ${statusName(e.code)} (${e.code}): ${e.reason}`;
+  }
+}
+
+async function run(argv: string[]): Promise<number> {
+  const { values, positionals: given } = parseFlags({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      relay: { type: 'string' },
+      id: { type: 'string' },
+      'credential-file': { type: 'string' },
+      ca: { type: 'string' },
+      udp: { type: 'boolean' },
+      'public-port': { type: 'string' },
+      'no-check': { type: 'boolean' },
+      json: { type: 'boolean' },
+      'log-level': { type: 'string' },
+      ...proxyOptions,
+    },
+  });
+  const [cpRaw, targetRaw] = positionals(given, ['CP', 'HOST:PORT']);
+  const cp = name('CP', cpRaw!);
+  const { host, port } = hostPort('HOST:PORT', targetRaw!);
+  const proto = values.udp ? 'udp' : 'tcp';
+  if (proto === 'udp' && isIP(host) === 0) {
+    throw new UsageError(`HOST:PORT "${targetRaw}": a UDP target must be an IP address (datagrams are addressed to it as given), not a name`);
+  }
+  const target: Target = { cp, host, port, proto };
+  const publicPort = values['public-port'] !== undefined ? integer('--public-port', values['public-port'], 1, 65535) : undefined;
+  const relayUrl = wsUrl('--relay', required('--relay', values.relay, "the relay's URL, e.g. wss://relay.example.com/v1"), 'wss://relay.example.com/v1');
+  const id = name('--id', required('--id', values.id, 'the id of a credential with the mediate right'));
+  const proxy = proxyChoice(values);
+  const logger = createLogger({ level: logLevel('--log-level', values['log-level'] ?? 'warn') });
+  const secret = await secretFromFileOrEnv('--credential-file', values['credential-file'], CREDENTIAL_ENV, (m) => logger.warn(m));
+  const ca = values.ca !== undefined ? (await readCertificateFile('--ca', values.ca)).pem : undefined;
+  const json = values.json ?? false;
+  const publicHost = new URL(relayUrl).hostname;
+
+  const op = new Operator({ url: relayUrl, name: id, secret, logger, ...proxy, ...(ca ? { ca } : {}) });
+  const shutdown = watchShutdown();
+  const outcome = await expose(op, { target, id, publicPort, publicHost, relayUrl, json, check: !values['no-check'], logger }, shutdown.signal);
+  shutdown.dispose();
+  const code = await stopCleanly('exposure', () => op.stop());
+  if (outcome === 'signal') return code;
+  throw new CliError(outcome.message, outcome.code);
+}
+
+interface ExposeRun {
+  readonly target: Target;
+  readonly id: string;
+  readonly publicPort: number | undefined;
+  readonly publicHost: string;
+  readonly relayUrl: string;
+  readonly json: boolean;
+  readonly check: boolean;
+  readonly logger: Logger;
+}
+
+/** Runs the exposure until a signal ('signal') or an ending (refusal, lost credential...). */
+async function expose(op: Operator, r: ExposeRun, signal: Promise<NodeJS.Signals>): Promise<'signal' | Ending> {
+  const t = r.target;
+  let end: (e: Ending) => void = () => undefined;
+  const ended = new Promise<Ending>((resolve) => (end = resolve));
+  const interrupted = signal.then(() => 'signal' as const);
+
+  op.start();
+  const connected = await Promise.race([
+    op.ready(EXPOSE_CONNECT_TIMEOUT_MS).then(
+      () => undefined,
+      (err: unknown) => ({ code: ExitCode.FAILURE, message: `cannot connect to ${r.relayUrl}: ${(err as Error).message}` }) satisfies Ending,
+    ),
+    interrupted,
+  ]);
+  if (connected !== undefined) return connected;
+
+  const exposeOnce = async (wanted: number | undefined): Promise<{ exposeId: number; publicPort: number } | MediationError> => {
+    try {
+      return await op.expose(t.cp, t.host, t.port, { proto: t.proto, ...(wanted !== undefined ? { publicPort: wanted } : {}) });
+    } catch (err: unknown) {
+      if (err instanceof MediationError) return err;
+      throw err;
+    }
+  };
+
+  const first = await Promise.race([exposeOnce(r.publicPort), interrupted]);
+  if (first === 'signal') return first;
+  if (first instanceof MediationError) return refused(first, t, r.id, r.json, false);
+
+  if (r.check) {
+    const problem = await Promise.race([check(op, t), interrupted]);
+    if (problem === 'signal') return problem;
+    if (problem && !PASSING.has(problem.code)) return refused(problem, t, r.id, r.json, true);
+    if (problem) warn(r, problem.code, passingWarning(problem, t));
+  }
+
+  let current = first;
+  const fields = (): Record<string, unknown> => ({
+    contactPoint: t.cp,
+    proto: t.proto,
+    target: targetText(t),
+    publicHost: r.publicHost,
+    publicPort: current.publicPort,
+    address: `${r.publicHost}:${current.publicPort}`,
+    exposeId: current.exposeId,
+    relayUrl: r.relayUrl,
+  });
+  if (r.json) {
+    emit('ready', fields());
+  } else {
+    for (const line of exposedLines(t, r.publicHost, current.publicPort)) say(line);
+    say('The exposure lasts while this runs; Ctrl-C ends it.');
+  }
+
+  // The exposure belongs to the relay session: when the connection drops, the relay closes it.
+  // Once reconnected (the new session replaces the old one, which frees its public port), renew it.
+  let lost = false;
+  let generation = 0;
+  const renew = async (gen: number): Promise<void> => {
+    const wanted = r.publicPort ?? current.publicPort;
+    const until = Date.now() + REEXPOSE_RETRY_MS;
+    for (;;) {
+      if (gen !== generation) return;
+      const again = await exposeOnce(wanted);
+      if (gen !== generation) return;
+      if (!(again instanceof MediationError)) {
+        current = again;
+        if (r.json) emit('exposed', fields());
+        else note(`exposure renewed: ${r.publicHost}:${current.publicPort}`);
+        return;
+      }
+      if (again.code === Status.CONTACT_POINT_OFFLINE && !op.client.currentLink) return; // lost again; the next reconnect renews
+      if (again.code === Status.PORT_IN_USE && Date.now() < until) {
+        await new Promise((resolve) => setTimeout(resolve, REEXPOSE_PAUSE_MS));
+        continue;
+      }
+      if (again.code === Status.PORT_IN_USE && r.publicPort === undefined) {
+        const any = await exposeOnce(undefined);
+        if (!(any instanceof MediationError)) {
+          current = any;
+          if (r.json) emit('exposed', fields());
+          else for (const line of exposedLines(t, r.publicHost, current.publicPort, `exposure renewed on a NEW public port (${wanted} is taken):`)) note(line);
+          return;
+        }
+        end(refused(any, t, r.id, r.json, false));
+        return;
+      }
+      end(refused(again, t, r.id, r.json, false));
+      return;
+    }
+  };
+  op.client.on('status', (s) => {
+    if (s.state === 'connected') {
+      if (!lost) return;
+      lost = false;
+      void renew(++generation);
+    } else if (s.state === 'reconnecting' && s.lastError?.startsWith('REPLACED')) {
+      end({ code: ExitCode.FAILURE, message: `another session with the id "${r.id}" connected to the relay and replaced this one; the exposure ended` });
+    } else if (s.state === 'reconnecting' && !lost) {
+      lost = true;
+      generation++;
+      if (r.json) emit('lost', { reason: s.lastError ?? 'connection closed' });
+      else note(`connection to the relay lost (${s.lastError ?? 'closed'}); the exposure is down until it is back`);
+    } else if (s.state === 'stopped' && s.lastError !== undefined) {
+      end({ code: ExitCode.FAILURE, message: `the relay refused the credential: ${s.lastError}` });
+    }
+  });
+  return Promise.race([interrupted, ended]);
+}
+
+function warn(r: ExposeRun, code: number, message: string): void {
+  if (r.json) emit('warning', { code, status: statusName(code), message });
+  else note(`warning: ${message}`);
+}
+
+function exposedLines(t: Target, publicHost: string, publicPort: number, head?: string): string[] {
+  const at = `${publicHost}:${publicPort}`;
+  const lines = [`${head ? head + ' ' : ''}exposed ${targetText(t)} at ${t.cp} as ${at} (${t.proto})`];
+  if (t.proto === 'tcp') {
+    lines.push(t.port === 443 || t.port === 8443 ? `  a web page: curl -k https://${at}/` : `  a web page: curl http://${at}/`);
+  } else {
+    lines.push(`  datagrams sent to ${at} reach ${targetText(t)}, and its answers come back to their sender`);
+  }
+  return lines;
+}
+
+export const exposeCommand: Command = {
+  path: ['expose'],
+  summary: 'make a LAN target reachable at a public port of the relay (operator, mediate right)',
+  help: HELP,
+  run,
+};
