@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { extname, join, normalize, sep } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../runtime/logger.js';
+import { closeServer, listen } from '../runtime/server-lifecycle.js';
 import { safeEqual } from '../runtime/secrets.js';
 import {
   ADMIN_EVENTS,
@@ -93,17 +93,10 @@ export class AdminServer {
     server.on('upgrade', this.onUpgrade);
     server.on('clientError', (_e, socket) => socket.destroy());
     const host = this.opts.host ?? '127.0.0.1';
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.opts.port ?? 0, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    const { address, urlHost } = await listen(server, this.opts.port ?? 0, host);
     this.server = server;
-    const addr = server.address() as AddressInfo;
-    this.port = addr.port;
-    this.hostLabel = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+    this.port = address.port;
+    this.hostLabel = urlHost;
   }
 
   async stop(): Promise<void> {
@@ -111,10 +104,7 @@ export class AdminServer {
     const server = this.server;
     this.server = undefined;
     if (!server) return;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
+    await closeServer(server);
     for (const ws of this.clients) ws.terminate();
   }
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeControl, type Frame } from '../protocol/codec.js';
@@ -22,6 +22,7 @@ import { negotiateVersion } from '../protocol/version.js';
 import { CounterMap } from '../runtime/counter-map.js';
 import type { Logger } from '../runtime/logger.js';
 import { TokenBucket } from '../runtime/token-bucket.js';
+import { closeServer, listen } from '../runtime/server-lifecycle.js';
 
 /** Path internal peers connect to on the peer port. */
 export const PEER_PATH = '/v1/peer';
@@ -104,17 +105,9 @@ export class PeerPort {
     });
     server.on('upgrade', this.onUpgrade);
     server.on('clientError', (_err, socket) => socket.destroy());
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.opts.port, this.opts.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    const { address, urlHost } = await listen(server, this.opts.port, this.opts.host);
     this.server = server;
-    const addr = server.address() as AddressInfo;
-    const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-    this.boundUrl = `ws://${host}:${addr.port}${PEER_PATH}`;
+    this.boundUrl = `ws://${urlHost}:${address.port}${PEER_PATH}`;
     return this.boundUrl;
   }
 
@@ -125,12 +118,7 @@ export class PeerPort {
     }
     const server = this.server;
     this.server = undefined;
-    if (server) {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-    }
+    if (server) await closeServer(server);
     for (const link of this.links) link.terminate();
     this.links.clear();
   }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { parseAddress } from '../protocol/address.js';
@@ -25,6 +25,7 @@ import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
 import { CounterMap } from '../runtime/counter-map.js';
 import { silentLogger, type Logger } from '../runtime/logger.js';
 import { TokenBucket } from '../runtime/token-bucket.js';
+import { closeServer, listen } from '../runtime/server-lifecycle.js';
 import type { CredentialKind, CredentialStore, Right } from './credentials.js';
 import { ControlChannel } from './control.js';
 import { Exposer, type Exposure, type ExposeSpec, type ExposureView } from './expose.js';
@@ -145,16 +146,8 @@ export class Relay {
     server.on('upgrade', this.onUpgrade);
     server.on('clientError', (_err, socket) => socket.destroy());
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.opts.port ?? 0, this.opts.host ?? '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    const addr = server.address() as AddressInfo;
-    const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-    this.boundUrl = `${this.opts.tls ? 'wss' : 'ws'}://${host}:${addr.port}${RELAY_PATH}`;
+    const { address: addr, urlHost } = await listen(server, this.opts.port ?? 0, this.opts.host ?? '127.0.0.1');
+    this.boundUrl = `${this.opts.tls ? 'wss' : 'ws'}://${urlHost}:${addr.port}${RELAY_PATH}`;
     await this.udp?.start(addr.address, addr.port);
     this.unwatch = this.opts.credentials.watch(
       () => this.recheckSessions(),
@@ -179,10 +172,7 @@ export class Relay {
     const server = this.server;
     this.server = undefined;
     if (!server) return;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
+    await closeServer(server);
     for (const link of this.links) link.terminate();
     this.links.clear();
   }
