@@ -37,8 +37,9 @@ Who may do this, on both sides:
   - the relay: the credential NAME needs the mediate right. The relay's admin creates it with
       contact-point relay credential add --kind external --id NAME --rights send,mediate
     (a new secret for NAME). Without it: refused, PERMISSION_DENIED (30).
-  - the contact point: its admin must allow the target and the local ports it uses, e.g.
-      contact-point serve ... --allow-target 192.168.1.20/32:80 --allow-listen tcp:1-65535
+  - the contact point: its admin must allow the target (and, for --udp, local UDP ports), e.g.
+      contact-point serve ... --allow-target 192.168.1.20/32:80
+      contact-point serve ... --allow-target 192.168.1.30/32:161 --allow-listen udp:1-65535
     (or contact-point ports policy set on a running one). Empty by default: all refused.
 Before it prints the address, expose makes one test connection to HOST:PORT through the
 contact point (a UDP exposure only opens and closes a port), so a refusal shows at once
@@ -121,9 +122,9 @@ function refusalHint(e: MediationError, t: Target, id: string, fromCheck: boolea
 }
 
 function policyExample(t: Target): string {
-  const listen = `--listen ${t.proto}:1-65535`;
-  if (t.proto === 'udp' || isIP(t.host) === 0) return `--target ADDRESS/32:${t.port} ${listen}`;
-  return isIP(t.host) === 6 ? `--target [${t.host}/128]:${t.port} ${listen}` : `--target ${t.host}/32:${t.port} ${listen}`;
+  const listen = t.proto === 'udp' ? ' --listen udp:1-65535' : '';
+  if (t.proto === 'udp' || isIP(t.host) === 0) return `--target ADDRESS/32:${t.port}${listen}`;
+  return isIP(t.host) === 6 ? `--target [${t.host}/128]:${t.port}${listen}` : `--target ${t.host}/32:${t.port}${listen}`;
 }
 
 /** A refusal: printed (or emitted), exit 3. */

@@ -39,7 +39,8 @@ contact point to open ports and to connect to LAN targets, but only within its p
 which is EMPTY by default: every such request is refused with PERMISSION_DENIED (30) and
 shows in the flow. Allow LAN targets with --allow-target and local ports with --allow-listen
 (rule syntax: contact-point ports policy --help). Exposing 192.168.1.20:80 needs
-  --allow-target 192.168.1.20/32:80 --allow-listen tcp:1-65535
+  --allow-target 192.168.1.20/32:80
+(a UDP exposure also --allow-listen udp:1-65535; listening on LAN ports needs listen rules)
 
 Flags:
   --relay URL                  the relay, e.g. wss://relay.example.com/v1 (required)
@@ -69,7 +70,7 @@ deleted on exit.
 Examples:
   contact-point serve --relay wss://relay.example.com/v1 --id acme-hq --credential-file acme-hq.credential
   contact-point serve --relay wss://relay.example.com/v1 --id acme-hq --credential-file acme-hq.credential \\
-    --allow-target 192.168.1.0/24:80,443 --allow-listen tcp:1-65535
+    --allow-target 192.168.1.0/24:80,443
 `;
 
 async function run(argv: string[]): Promise<number> {

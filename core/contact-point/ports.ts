@@ -197,7 +197,10 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     const bindAddr = req.address;
     const candidates =
       req.importance === 'desired' && wanted !== 0 ? [...this.policy.candidatePorts(proto, bindAddr, wanted)] : [wanted];
-    if (req.importance !== 'desired' || wanted === 0) {
+    if (proto === 'tcp' && wanted === 0) {
+      // Nothing is bound: port 0 is just an ephemeral source port for a later connect. A later
+      // listen on it binds, and is checked then.
+    } else if (req.importance !== 'desired' || wanted === 0) {
       const problem = this.policy.bindProblem(proto, bindAddr, wanted);
       if (problem) throw new RequestError(Status.PERMISSION_DENIED, problem);
     } else if (candidates.length === 0) {
@@ -300,6 +303,8 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   private async listen(req: PortRequestBody): Promise<{ portId: number; port: number }> {
     const p = this.must(req, 'tcp');
     if (p.state !== 'open') throw new RequestError(Status.WRONG_STATE, `port ${p.id} is ${p.state}`);
+    const problem = this.policy.bindProblem('tcp', p.address === '0.0.0.0' ? undefined : p.address, p.port);
+    if (problem) throw new RequestError(Status.PERMISSION_DENIED, problem);
     const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accepted(p, socket));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

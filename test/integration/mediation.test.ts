@@ -82,6 +82,19 @@ describe('port mediation through the tunnel', () => {
     expect(e.view()).toMatchObject({ connections: 3, refused: 0 });
   });
 
+  it('needs only a target rule to expose TCP; listening on a LAN port needs a listen rule', async () => {
+    await h.cp.call('ports:policy', { targets: ['127.0.0.1/32:1-65535'], listen: [] });
+    const web = await listen(createHttpServer((_q, r) => r.end('ok')));
+    const e = await h.relay.expose({ cp: 'acme-hq', proto: 'tcp', host: '127.0.0.1', port: web, operator: 'tech' });
+    closers.push(() => h.relay.unexpose(e.id));
+    expect((await httpGet(e.publicPort)).body).toBe('ok');
+    const ch = h.relay.control('acme-hq')!;
+    const opened = await ch.request({ op: 'open', operator: 'tech', proto: 'tcp', port: 0 });
+    expect(opened.ok).toBe(true);
+    expect(await ch.request({ op: 'listen', operator: 'tech', portId: opened.portId! })).toMatchObject({ ok: false, code: Status.PERMISSION_DENIED });
+    expect(await ch.request({ op: 'open', operator: 'tech', proto: 'udp', port: 0 })).toMatchObject({ ok: false, code: Status.PERMISSION_DENIED });
+  });
+
   it('refuses what the admin did not allow, resets the client, and shows it in the flow', async () => {
     const batches: { code: number; reason: string; to: string }[] = [];
     h.cp.subscribe('flow:batch', (b) => batches.push(...b.events));
@@ -90,7 +103,8 @@ describe('port mediation through the tunnel', () => {
     closers.push(() => h.relay.unexpose(e.id));
     await expect(httpGet(e.publicPort)).rejects.toThrow(/ECONNRESET|socket hang up/);
     await waitFor(() => batches.length > 0, 3_000, 'refusal in the flow');
-    expect(batches[0]).toMatchObject({ code: Status.PERMISSION_DENIED });
+    // Nothing allowed: the connect's target check refuses (loopback, which no rule names).
+    expect(batches[0]).toMatchObject({ code: Status.UNSAFE_TARGET });
     expect(e.view().refused).toBe(1);
     expect(h.cp.ports.list()).toEqual([]);
   });
