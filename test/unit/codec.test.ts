@@ -90,7 +90,9 @@ describe('frame vectors (test/vectors/frames.json)', () => {
       }
     });
 
-    it.skipIf(v.canonical === false)('encoding the expected values reproduces the exact bytes', () => {
+    // A non-canonical vector (reordered keys, spaces) has other bytes than our encoder makes:
+    // for it, encoding what it decodes to must decode back to the same values.
+    it(v.canonical === false ? 'encoding the decoded values round-trips to the same values' : 'encoding the expected values reproduces the exact bytes', () => {
       let encoded: Buffer;
       if (v.decode === 'control') {
         if (!isControlType(v.type)) throw new Error(`${v.typeName} is not a control type`);
@@ -100,6 +102,12 @@ describe('frame vectors (test/vectors/frames.json)', () => {
         encoded = encodeMsg({ id: m.id, to: m.to, from: m.from, payload: Buffer.from(m.payloadHex, 'hex') }, v.flags);
       } else {
         encoded = encodeAck(v.ack!);
+      }
+      if (v.canonical === false) {
+        expect(encoded.toString('hex')).not.toBe(v.hex);
+        expect(decodeFrame(encoded).type).toBe(v.type);
+        if (v.decode === 'control') expect(decodeControl(decodeFrame(encoded))).toEqual(decodeControl(decodeFrame(bytes)));
+        return;
       }
       expect(encoded.toString('hex')).toBe(v.hex);
     });
