@@ -1,4 +1,4 @@
-import { basename, isAbsolute, relative } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 
 /**
  * Where the CLI writes. stdout carries results (and, with --json, only JSON lines, one per
@@ -40,8 +40,10 @@ export function shellQuote(arg: string): string {
  * started through an installed or linked bin, else `node <path to bin/contact-point.js>`.
  */
 export function selfCommand(): string {
-  const script = process.argv[1] ?? 'contact-point';
+  let script = process.argv[1] ?? 'contact-point';
   if (basename(script) === 'contact-point') return 'contact-point';
+  // `npm start` runs bin/start.js, which only starts the demo: the commands to try are the CLI's.
+  if (basename(script) === 'start.js') script = join(dirname(script), 'contact-point.js');
   const rel = relative(process.cwd(), script);
   const shown = rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) ? rel : script;
   return `node ${shellQuote(shown)}`;

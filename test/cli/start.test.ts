@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { killAll, requireCliBuild, runCli, shellWords, startCli, tempHome } from './cli-process.js';
+import { killAll, requireCliBuild, ROOT, runCli, shellWords, startCli, tempHome } from './cli-process.js';
 
 let home: Awaited<ReturnType<typeof tempHome>>;
 beforeAll(() => requireCliBuild());
@@ -22,6 +22,24 @@ function printed(line: string): { argv0: string[]; args: string[] } {
 }
 
 describe('contact-point start (npm start)', () => {
+  it('through bin/start.js (what npm start runs), prints commands of the CLI, not of the launcher', async () => {
+    const state = join(home.path, 'demo');
+    const demo = await startCli(['--headless', '--state', state, '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--json'], {
+      home: home.path,
+      argv0: [join(ROOT, 'bin/start.js')],
+    });
+    const next = demo.ready.next as string[];
+    expect(next).toHaveLength(3);
+    for (const command of next) {
+      const script = shellWords(command)[1]!;
+      expect(script.endsWith('bin/contact-point.js'), command).toBe(true);
+    }
+    // And the printed command works: the approve of an unknown peer answers NOT_FOUND through the admin endpoint.
+    const approve = printed(next[1]!);
+    const r = await runCli(approve.args, { home: home.path, argv0: approve.argv0 });
+    expect(r.stderr).toMatch(/no peer named "printer"/);
+  });
+
   it('prints the banner and ready line, and a message flows using only the commands it printed', async () => {
     const state = join(home.path, 'demo');
     const demo = await startCli(['start', '--state', state, '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--json'], { home: home.path });
