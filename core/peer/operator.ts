@@ -3,9 +3,10 @@ import { decodeControl, type Frame } from '../protocol/codec.js';
 import { decodeDatagram, encodeDatagram, type Datagram } from '../protocol/datagram.js';
 import { FrameType, type PortEventBody, type PortRequestBody, type PortResultBody } from '../protocol/frames.js';
 import type { Link } from '../protocol/link.js';
-import { describeStatus, Status, statusName } from '../protocol/status.js';
+import { Status, statusName } from '../protocol/status.js';
 import { StreamMux, type MuxStream } from '../protocol/stream-mux.js';
 import { PeerClient, type ExternalPeerOptions } from './peer-client.js';
+import { PendingRequests } from '../protocol/pending-requests.js';
 
 /** An operator request the relay has not answered by then fails with TIMEOUT. */
 export const OPERATOR_REQUEST_TIMEOUT_MS = 20_000;
@@ -41,8 +42,7 @@ export class Operator extends EventEmitter<OperatorEvents> {
   readonly client: PeerClient;
   private mux: StreamMux | undefined;
   private muxLink: Link | undefined;
-  private readonly pending = new Map<number, { resolve: (r: PortResultBody) => void; timer: NodeJS.Timeout }>();
-  private nextReq = 1;
+  private readonly pending = new PendingRequests();
   private nextStream = 0;
 
   constructor(opts: OperatorOptions) {
@@ -69,19 +69,13 @@ export class Operator extends EventEmitter<OperatorEvents> {
 
   /** Raw request; resolves with the answer (ok or refusal), never rejects. */
   request(cp: string | undefined, body: Request, timeoutMs = OPERATOR_REQUEST_TIMEOUT_MS): Promise<PortResultBody> {
-    const req = this.nextReq++;
+    const req = this.pending.id();
     const link = this.client.currentLink;
     if (!link) return Promise.resolve({ req, ok: false, code: Status.CONTACT_POINT_OFFLINE, reason: 'not connected to the relay' });
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(req);
-        resolve({ req, ok: false, code: Status.TIMEOUT, reason: describeStatus(Status.TIMEOUT) });
-      }, timeoutMs);
-      timer.unref();
-      this.pending.set(req, { resolve, timer });
-      // The relay replaces `operator` with this session's authenticated name.
-      link.sendControl(FrameType.PORT_REQUEST, { ...body, req, ...(cp ? { cp } : {}), operator: 'self' } as PortRequestBody);
-    });
+    // The relay replaces `operator` with this session's authenticated name.
+    return this.pending.wait(req, timeoutMs, () =>
+      link.sendControl(FrameType.PORT_REQUEST, { ...body, req, ...(cp ? { cp } : {}), operator: 'self' } as PortRequestBody),
+    );
   }
 
   /** A public port on the relay forwarding to `host:port` on the LAN behind `cp`. Lives as long as this session. */
@@ -151,25 +145,14 @@ export class Operator extends EventEmitter<OperatorEvents> {
     this.mux?.resetAll(reason);
     this.mux = undefined;
     this.muxLink = undefined;
-    for (const [req, p] of this.pending) {
-      clearTimeout(p.timer);
-      p.resolve({ req, ok: false, code: Status.CONTACT_POINT_OFFLINE, reason });
-    }
-    this.pending.clear();
+    this.pending.failAll(Status.CONTACT_POINT_OFFLINE, reason);
   }
 
   private onFrame(frame: Frame): boolean {
     switch (frame.type) {
-      case FrameType.PORT_RESULT: {
-        const r = decodeControl(frame, FrameType.PORT_RESULT);
-        const p = this.pending.get(r.req);
-        if (p) {
-          clearTimeout(p.timer);
-          this.pending.delete(r.req);
-          p.resolve(r);
-        }
+      case FrameType.PORT_RESULT:
+        this.pending.settle(decodeControl(frame, FrameType.PORT_RESULT));
         return true;
-      }
       case FrameType.PORT_EVENT: {
         const e = decodeControl(frame, FrameType.PORT_EVENT);
         const mux = this.currentMux();

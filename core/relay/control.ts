@@ -5,6 +5,7 @@ import { FrameType, type PortEventBody, type PortRequestBody, type PortResultBod
 import { describeStatus, Status } from '../protocol/status.js';
 import { StreamMux, type MuxLink, type MuxStream } from '../protocol/stream-mux.js';
 import { splice } from '../protocol/bridge.js';
+import { PendingRequests } from '../protocol/pending-requests.js';
 import type { UdpPath } from './udp-service.js';
 
 /** A request the contact point has not answered by then fails with TIMEOUT. */
@@ -28,8 +29,7 @@ export interface ControlEvents {
  */
 export class ControlChannel extends EventEmitter<ControlEvents> {
   readonly mux: StreamMux;
-  private readonly pending = new Map<number, { resolve: (r: PortResultBody) => void; timer: NodeJS.Timeout }>();
-  private nextReq = 1;
+  private readonly pending = new PendingRequests();
   private nextStream = 0;
   private closed = false;
 
@@ -56,20 +56,11 @@ export class ControlChannel extends EventEmitter<ControlEvents> {
         return r;
       });
     }
-    const req = this.nextReq;
-    this.nextReq = this.nextReq >= 0x7fffffff ? 1 : this.nextReq + 1;
+    const req = this.pending.id();
     const fail = (code: number, reason?: string): PortResultBody => ({ req, ok: false, code, reason: reason ?? describeStatus(code) });
     if (this.closed) return Promise.resolve(fail(Status.CONTACT_POINT_OFFLINE));
     if (this.pending.size >= MAX_PENDING_PORT_REQUESTS) return Promise.resolve(fail(Status.QUEUE_FULL, 'too many port requests waiting'));
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(req);
-        resolve(fail(Status.TIMEOUT, `no answer within ${timeoutMs} ms`));
-      }, timeoutMs);
-      timer.unref();
-      this.pending.set(req, { resolve, timer });
-      this.link.send(encodeControl(FrameType.PORT_REQUEST, { ...body, req } as PortRequestBody));
-    });
+    return this.pending.wait(req, timeoutMs, () => this.link.send(encodeControl(FrameType.PORT_REQUEST, { ...body, req } as PortRequestBody)));
   }
 
   /**
@@ -102,16 +93,9 @@ export class ControlChannel extends EventEmitter<ControlEvents> {
   /** Handles a mediation frame from the tunnel; false when `frame` is not one. */
   handleFrame(frame: Frame): boolean {
     switch (frame.type) {
-      case FrameType.PORT_RESULT: {
-        const r = decodeControl(frame, FrameType.PORT_RESULT);
-        const p = this.pending.get(r.req);
-        if (p) {
-          clearTimeout(p.timer);
-          this.pending.delete(r.req);
-          p.resolve(r);
-        }
+      case FrameType.PORT_RESULT:
+        this.pending.settle(decodeControl(frame, FrameType.PORT_RESULT));
         return true;
-      }
       case FrameType.PORT_EVENT: {
         const e = decodeControl(frame, FrameType.PORT_EVENT);
         if (e.event === 'accepted' && e.streamId !== undefined && e.streamId % 2 === 1 && !this.mux.get(e.streamId)) {
@@ -132,11 +116,7 @@ export class ControlChannel extends EventEmitter<ControlEvents> {
   close(reason: string): void {
     if (this.closed) return;
     this.closed = true;
-    for (const [req, p] of this.pending) {
-      clearTimeout(p.timer);
-      p.resolve({ req, ok: false, code: Status.CONTACT_POINT_OFFLINE, reason });
-    }
-    this.pending.clear();
+    this.pending.failAll(Status.CONTACT_POINT_OFFLINE, reason);
     this.mux.resetAll(reason);
     this.udpPath?.close();
   }
