@@ -4,19 +4,21 @@
  * progress notes go to stderr.
  *
  *   --quick              shorter windows (also BENCH_QUICK=1); every line says mode: "quick"
- *   --only a,b           run only these: throughput, latency (group: messages), peers
- *   --cpu-prof[=DIR]     profile the worker processes (relay, contact point, ack server) with
+ *   --only a,b           run only these: throughput, latency (group: messages), peers,
+ *                        mediation-bulk, mediation-http, mediation-udp, mediation-memory (group: mediation)
+ *   --cpu-prof[=DIR]     profile the worker processes (relay, contact point, ack server, lan, load) with
  *                        node --cpu-prof into DIR (default bench-profiles/); summarise with
  *                        node dist/bench/profile-summary.js DIR
  *
  * Environment: BENCH_PEERS (default 1000) for the peers group, BENCH_LOG=info|debug for worker logs,
  * BENCH_WORKER_FLAGS="--max-semi-space-size=32" extra node flags for the worker processes,
- * BENCH_IN_FLIGHT (default 256) for the throughput loop.
+ * BENCH_IN_FLIGHT (default 256) for the throughput loop, BENCH_STREAMS (default 1000) for mediation-memory.
  */
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { BenchContext } from './context.js';
 import { WorkerHandle } from './ipc.js';
+import { runMediation } from './mediation.js';
 import { runMessages } from './messages.js';
 import { runPeers } from './peers.js';
 import { note } from './util.js';
@@ -29,6 +31,11 @@ const GROUPS: Record<string, readonly string[]> = {
   sockets: ['peers'],
   idle: ['peers'],
   memory: ['peers'],
+  mediation: ['mediation-bulk', 'mediation-http', 'mediation-udp', 'mediation-memory'],
+  'mediation-bulk': ['mediation-bulk'],
+  'mediation-http': ['mediation-http'],
+  'mediation-udp': ['mediation-udp'],
+  'mediation-memory': ['mediation-memory'],
 };
 
 interface Args {
@@ -38,7 +45,7 @@ interface Args {
 }
 
 function usage(): string {
-  return 'usage: node dist/bench/run.js [--quick] [--only throughput,latency,peers] [--cpu-prof[=DIR]]';
+  return `usage: node dist/bench/run.js [--quick] [--only ${Object.keys(GROUPS).join(',')}] [--cpu-prof[=DIR]]`;
 }
 
 function parseArgs(argv: readonly string[]): Args {
@@ -89,6 +96,7 @@ async function main(): Promise<void> {
   const started = Date.now();
   await runMessages(ctx);
   await runPeers(ctx);
+  await runMediation(ctx);
   note(`done in ${Math.round((Date.now() - started) / 1000)} s`);
 }
 

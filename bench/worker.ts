@@ -2,7 +2,7 @@
  * One benchmark role in its own process, so the relay and the contact point each get their own
  * event loop (and their own heap to measure), as they would on real hosts.
  *
- *   node dist/bench/worker.js <relay|contact-point|ack-server> '<json config>'
+ *   node dist/bench/worker.js <relay|contact-point|ack-server|receiver|lan|forwarder|load> '<json config>'
  *
  * Started by bench/run.ts with child_process.fork; it reports `{ ready: { role, pid, url } }`
  * over IPC and then answers requests ({ id, op, args } -> { id, ok, result | error }).
@@ -14,10 +14,13 @@ import { PeerIdentity } from '../core/peer/identity.js';
 import { PeerClient } from '../core/peer/peer-client.js';
 import type { Link } from '../core/protocol/link.js';
 import { CredentialStore, type CredentialKind } from '../core/relay/credentials.js';
+import type { ExposeSpec } from '../core/relay/expose.js';
 import { Relay } from '../core/relay/relay.js';
 import { createLogger, isLogLevel, type Logger } from '../core/runtime/logger.js';
 import { AckServer } from './ack-server.js';
 import type { ReadyInfo, Request, Response } from './ipc.js';
+import { startLoad } from './mediation-load.js';
+import { startForwarder, startLan } from './mediation-services.js';
 import { readStamp, Samples } from './util.js';
 
 type Handler = (args: unknown) => unknown;
@@ -70,9 +73,23 @@ function wireBytes(link: Link | undefined): { read: number; written: number } {
   return { read: socket?.bytesRead ?? 0, written: socket?.bytesWritten ?? 0 };
 }
 
-async function startRelay(config: { name?: string }): Promise<{ info: ReadyInfo; ops: Record<string, Handler>; stop: () => Promise<void> }> {
+interface RelayConfig {
+  name?: string;
+  /** serve wss with this certificate (PEM) */
+  tls?: { cert: string; key: string };
+  /** announce this UDP port to contact points (a silent one: UDP "blocked", datagrams stay in the tunnel) */
+  udpAdvertisePort?: number;
+}
+
+async function startRelay(config: RelayConfig): Promise<{ info: ReadyInfo; ops: Record<string, Handler>; stop: () => Promise<void> }> {
   const credentials = CredentialStore.inMemory();
-  const relay = new Relay({ credentials, logger, ...(config.name ? { name: config.name } : {}) });
+  const relay = new Relay({
+    credentials,
+    logger,
+    ...(config.name ? { name: config.name } : {}),
+    ...(config.tls ? { tls: config.tls } : {}),
+    ...(config.udpAdvertisePort ? { udpAdvertisePort: config.udpAdvertisePort } : {}),
+  });
   const url = await relay.start();
   const links = (relay as unknown as { links: Set<Link> }).links;
   return {
@@ -90,6 +107,13 @@ async function startRelay(config: { name?: string }): Promise<{ info: ReadyInfo;
         return secrets;
       },
       status: () => relay.status(),
+      /** a public port on the relay forwarding to a LAN target behind a contact point (mediation benchmarks) */
+      expose: async (a) => {
+        const e = await relay.expose(a as ExposeSpec);
+        return { id: e.id, publicPort: e.publicPort };
+      },
+      exposures: () => relay.exposures(),
+      udpStats: () => ({ ...(relay.udp?.stats ?? {}) }),
       peersCount: (a) => relay.peersOf((a as { id: string }).id).length,
       memory: () => memory(),
       wire: () => {
@@ -113,6 +137,10 @@ async function startContactPoint(config: {
   relayUrl: string;
   secret: string;
   subnets?: string[];
+  /** port mediation policy (mediation benchmarks) */
+  ports?: { targets: string[]; listen: string[] };
+  /** CA certificate (PEM) to trust for a wss relay with a self-signed certificate */
+  ca?: string;
 }): Promise<{ info: ReadyInfo; ops: Record<string, Handler>; stop: () => Promise<void> }> {
   const cp = await ContactPoint.create({
     id: config.id,
@@ -123,6 +151,8 @@ async function startContactPoint(config: {
     proxy: null,
     logger,
     ...(config.subnets ? { policy: { subnets: config.subnets } } : {}),
+    ...(config.ports ? { ports: config.ports } : {}),
+    ...(config.ca ? { ca: config.ca } : {}),
   });
   await cp.start();
   const deadline = Date.now() + 10_000;
@@ -139,6 +169,19 @@ async function startContactPoint(config: {
       peers: () => ({ known: cp.registrar.size, registered: cp.registrar.registeredNames().length, connections: cp.peerPort.connections }),
       flow: () => cp.flow.totals(),
       memory: () => memory(),
+      streams: () => ({ streams: cp.ports.streamCount, ports: cp.ports.list().length }),
+      udpReady: () => cp.udpChannel?.ready ?? false,
+      udpStats: () => ({ ...(cp.udpChannel?.stats ?? {}) }),
+      /**
+       * Raises the mediator's caps on open ports (defaults MAX_OPEN_PORTS 256, MAX_PORTS_PER_OPERATOR
+       * 64) so the memory benchmark can hold more streams through one exposure (one port each).
+       */
+      raisePortLimits: (a) => {
+        const { ports } = a as { ports: number };
+        const m = cp.ports as unknown as { limits: { maxPorts: number; maxPerOperator: number; maxStreams: number } };
+        m.limits = { ...m.limits, maxPorts: ports, maxPerOperator: ports };
+        return m.limits;
+      },
     },
   };
 }
@@ -211,10 +254,13 @@ async function main(): Promise<void> {
 
   let started;
   try {
-    if (role === 'relay') started = await startRelay(config as { name?: string });
+    if (role === 'relay') started = await startRelay(config as RelayConfig);
     else if (role === 'contact-point') started = await startContactPoint(config as Parameters<typeof startContactPoint>[0]);
     else if (role === 'ack-server') started = await startAckServer();
     else if (role === 'receiver') started = await startReceiver(config as { url: string; name: string });
+    else if (role === 'lan') started = await startLan();
+    else if (role === 'forwarder') started = await startForwarder(config as { target: number });
+    else if (role === 'load') started = startLoad();
     else throw new Error(`unknown role "${role}"`);
   } catch (err: unknown) {
     send({ failed: err instanceof Error ? err.message : String(err) });
@@ -240,7 +286,7 @@ async function main(): Promise<void> {
       void finish();
       return;
     }
-    const handler = req.op === 'cpu' ? () => process.cpuUsage() : req.op === 'io' ? () => ({ ...io }) : ops[req.op];
+    const handler = req.op === 'cpu' ? () => process.cpuUsage() : req.op === 'io' ? () => ({ ...io }) : (ops[req.op] ?? (req.op === 'memory' ? () => memory() : undefined));
     const reply = (r: Response): void => send(r);
     if (!handler) {
       reply({ id: req.id, ok: false, error: `no op "${req.op}" for role ${role}` });

@@ -40,6 +40,13 @@ export interface LinkStats {
   readonly openedAt: number;
 }
 
+/**
+ * Bytes corked in one event-loop turn after which a link flushes at the end of the current
+ * callback rather than after the poll phase (see Link). A bulk STREAM_DATA frame (up to 64 KiB)
+ * or a socket read's worth of 1 KiB messages reaches it; a few small requests do not.
+ */
+export const FLUSH_AFTER_BYTES = 16 * 1024;
+
 /** ws close reasons are limited to 123 bytes (RFC 6455 §5.5). */
 function clip(reason: string): string {
   let r = reason;
@@ -50,16 +57,24 @@ function clip(reason: string): string {
 /**
  * One ws connection carrying our frames, on either end. It owns the keepalive timers, turns
  * peer faults into an ERROR frame plus a 4000+code close, and coalesces the frames written in
- * one callback (with its microtasks) into one socket write (cork until process.nextTick): at
- * tens of thousands of small frames a second the write syscalls, not the bytes, are what cost.
- * Flushing after each callback rather than after the whole poll phase (setImmediate) lets a
- * relay or contact point pass on each chunk it has read while the next hop is already working
- * on the previous one, instead of storing and forwarding everything that arrived in that turn.
+ * one event-loop turn into one socket write (cork until setImmediate): at tens of thousands of
+ * small frames a second the write syscalls, not the bytes, are what cost (many connections'
+ * small frames, e.g. the HTTP requests of 32 keep-alive connections through an exposure, then
+ * share one write). Once a turn has corked FLUSH_AFTER_BYTES, the link flushes at the end of
+ * the current callback instead (process.nextTick), so a relay or contact point passes on each
+ * big chunk it has read while the next hop is already working on the previous one, instead of
+ * storing and forwarding everything that arrived in that turn.
  */
 export class Link {
   readonly stats: LinkStats;
   private handler: LinkHandler | undefined;
   private corked = false;
+  /** bytes sent since the socket was corked */
+  private corkedBytes = 0;
+  /** a flush is queued for the end of the current callback */
+  private flushSoon = false;
+  /** a flush is queued for after the poll phase */
+  private flushQueued = false;
   private closed = false;
   private localClose = false;
   private keepalive: NodeJS.Timeout | undefined;
@@ -105,10 +120,21 @@ export class Link {
 
   send(frame: Buffer): boolean {
     if (!this.isOpen) return false;
-    if (!this.corked && this.socket) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(this.uncork);
+    if (this.socket) {
+      if (!this.corked) {
+        this.corked = true;
+        this.corkedBytes = 0;
+        this.socket.cork();
+        if (!this.flushQueued) {
+          this.flushQueued = true;
+          setImmediate(this.flushTurn);
+        }
+      }
+      this.corkedBytes += frame.length;
+      if (!this.flushSoon && this.corkedBytes >= FLUSH_AFTER_BYTES) {
+        this.flushSoon = true;
+        process.nextTick(this.uncork);
+      }
     }
     this.ws.send(frame, { binary: true, compress: false });
     this.stats.bytesOut += frame.length;
@@ -160,9 +186,15 @@ export class Link {
   }
 
   private readonly uncork = (): void => {
+    this.flushSoon = false;
     if (!this.corked) return;
     this.corked = false;
     this.socket?.uncork();
+  };
+
+  private readonly flushTurn = (): void => {
+    this.flushQueued = false;
+    this.uncork();
   };
 
   private readonly heard = (): void => {

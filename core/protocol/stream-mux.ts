@@ -6,6 +6,18 @@ import { Status } from './status.js';
 
 /** Credit each side of a stream starts with (bytes it may send before the first WINDOW). */
 export const INITIAL_STREAM_WINDOW = 256 * 1024;
+/**
+ * Largest receive window a stream grows to while its reader keeps up (the receiver grants the
+ * growth as extra STREAM_WINDOW credit, so a sender needs no change). Through relay + ws tunnel
+ * + contact point on loopback one stream moved ~250-600 MB/s with 256 KiB outstanding and
+ * ~700-890 MB/s with 4 MiB (bench/mediation.ts): the window, not the CPU, was the limit.
+ */
+export const MAX_STREAM_WINDOW = 4 * 1024 * 1024;
+/**
+ * Growth beyond INITIAL_STREAM_WINDOW that one end of a tunnel grants over all its streams at
+ * once: what bounds the memory of streams that grew while fast and then stopped reading.
+ */
+export const STREAM_WINDOW_BUDGET = 32 * 1024 * 1024;
 /** Largest DATA frame body; bigger writes are cut into pieces of this size. */
 export const MAX_STREAM_CHUNK = 64 * 1024;
 /** Bytes queued in the tunnel socket above which streams stop sending until it drains. */
@@ -72,6 +84,14 @@ export class MuxStream extends Duplex {
   /** bytes received and not yet read by our consumer */
   private buffered = 0;
   private pending: { chunk: Buffer; offset: number; cb: (err?: Error | null) => void } | undefined;
+  /** our receive window: INITIAL_STREAM_WINDOW, grown while our reader keeps up */
+  private recvWindow: number;
+  /** bytes our reader consumed since the window last grew (or was last judged) */
+  private sinceGrowth = 0;
+  /** most bytes held unread at once meanwhile */
+  private peakBuffered = 0;
+  /** growth beyond the initial window, taken from the mux's budget (given back when the stream goes) */
+  grown = 0;
   private remoteReset = false;
   private finSent = false;
   bytesIn = 0;
@@ -85,16 +105,18 @@ export class MuxStream extends Duplex {
   ) {
     super({ allowHalfOpen: true, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 });
     this.sendCredit = window;
+    this.recvWindow = window;
   }
 
   /** Called by the mux for a DATA frame. */
   onData(body: Buffer): void {
     // Outstanding credit is what we hold unread plus what was read but not yet credited back.
-    if (this.buffered + this.consumed + body.length > this.window) {
+    if (this.buffered + this.consumed + body.length > this.recvWindow) {
       throw new ProtocolError(Status.PROTOCOL_VIOLATION, `stream ${this.id} sent past its window`);
     }
     this.bytesIn += body.length;
     this.buffered += body.length;
+    if (this.buffered > this.peakBuffered) this.peakBuffered = this.buffered;
     this.push(body);
   }
 
@@ -118,8 +140,27 @@ export class MuxStream extends Duplex {
     if (taken <= 0) return;
     this.buffered -= taken;
     this.consumed += taken;
-    if (this.consumed >= this.window / 4 || this.readableLength === 0) {
-      this.mux.link.send(encodeStreamWindow(this.id, this.consumed));
+    this.sinceGrowth += taken;
+    // Credit goes back a quarter window at a time (not each time the buffer empties: for
+    // request/response traffic that was one STREAM_WINDOW frame per request). The sender keeps
+    // at least three quarters of the window meanwhile, so it never waits on credit we hold.
+    if (this.consumed >= this.recvWindow / 4) {
+      let increment = this.consumed;
+      // A whole window went through and our reader never let more than half of it pile up:
+      // the window, not the reader, is what limits this stream. Double it (up to
+      // MAX_STREAM_WINDOW, within the mux's budget) by granting more than was consumed. A reader
+      // that stops or lags lets the sender fill its window, so its stream keeps the window it has.
+      if (this.sinceGrowth >= this.recvWindow) {
+        if (this.peakBuffered <= this.recvWindow / 2 && this.recvWindow < MAX_STREAM_WINDOW) {
+          const extra = this.mux.takeWindowBudget(Math.min(this.recvWindow, MAX_STREAM_WINDOW - this.recvWindow));
+          this.recvWindow += extra;
+          this.grown += extra;
+          increment += extra;
+        }
+        this.sinceGrowth = 0;
+        this.peakBuffered = this.buffered;
+      }
+      this.mux.link.send(encodeStreamWindow(this.id, increment));
       this.consumed = 0;
     }
   }
@@ -178,6 +219,8 @@ export class MuxStream extends Duplex {
  */
 export class StreamMux {
   private readonly streams = new Map<number, MuxStream>();
+  /** what is left of STREAM_WINDOW_BUDGET for growing receive windows */
+  private windowBudget = STREAM_WINDOW_BUDGET;
 
   constructor(
     readonly link: MuxLink,
@@ -212,7 +255,18 @@ export class StreamMux {
   }
 
   forget(id: number): void {
+    const s = this.streams.get(id);
+    if (!s) return;
+    this.windowBudget += s.grown;
+    s.grown = 0;
     this.streams.delete(id);
+  }
+
+  /** Up to `wanted` bytes of window growth, as far as the budget goes. */
+  takeWindowBudget(wanted: number): number {
+    const n = Math.max(0, Math.min(wanted, this.windowBudget));
+    this.windowBudget -= n;
+    return n;
   }
 
   /** Handles a stream frame; false if `frame` is not one. Unknown ids get an RST back. */
@@ -253,5 +307,6 @@ export class StreamMux {
   resetAll(reason: string): void {
     for (const s of [...this.streams.values()]) s.onRst(reason);
     this.streams.clear();
+    this.windowBudget = STREAM_WINDOW_BUDGET;
   }
 }

@@ -1,0 +1,520 @@
+/**
+ * Benchmark 3: port mediation (issue 4): LAN TCP and UDP services reached from outside through
+ * an exposure on the relay: client -> relay's public port -> tunnel (ws or wss) -> contact
+ * point -> LAN service; every TCP connection is open + connect at the contact point, every UDP
+ * client gets its own redirected port there.
+ *
+ * Processes, each its own (bench/worker.ts): relay, contact point, `lan` (bulk TCP server, HTTP
+ * server, UDP echo: bench/mediation-services.ts), `load` (the clients: bench/mediation-load.ts).
+ * Baselines go from the same load process straight to the same LAN service on loopback, in
+ * the same run, interleaved with the measured path.
+ *
+ *   mediation-bulk    bulk TCP upload and download, one stream, MB/s (1e6 bytes); over ws, and
+ *                     over wss (self-signed certificate made with openssl; the contact point
+ *                     trusts it as its CA). Target >= 800 MB/s over ws.
+ *   mediation-http    HTTP/1.1 GET with a 1 KiB answer over 32 keep-alive connections, one
+ *                     request in flight each: req/s and p99. Target >= 20,000 req/s, p99 <= 10
+ *                     ms, 0 errors. Then a phase where 8 more clients connect, send (part of) a
+ *                     request and reset (RST) in a loop while the 32 are measured: the relay and
+ *                     contact point must keep serving, with 0 errors for the 32.
+ *   mediation-udp     UDP echo, 512-byte datagrams, 16 in flight, packets/s and p99 round trip;
+ *                     over the relay's UDP channel, and with UDP "blocked" (the relay announces a
+ *                     silent port, so datagrams travel inside the ws tunnel).
+ *   mediation-memory  N idle TCP streams (BENCH_STREAMS, default 1,000) open through one exposure:
+ *                     relay and contact point heapUsed+external per stream after forced GC;
+ *                     baseline: a plain Node TCP forwarder process per forwarded connection.
+ */
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { BenchContext } from './context.js';
+import type { WorkerHandle } from './ipc.js';
+import { cpuPercent, emit, hostBusyMs, median, noise, note, round, sleep, waitFor } from './util.js';
+
+export const TARGET_BULK_MB_PER_S = 800;
+export const TARGET_HTTP_REQ_PER_S = 20_000;
+export const TARGET_HTTP_P99_MS = 10;
+export const HTTP_CONNECTIONS = 32;
+export const HTTP_RESETTERS = 8;
+export const UDP_LANES = 16;
+export const UDP_BYTES = 512;
+export const STREAMS = 1_000;
+
+const CP_ID = 'bench-hq';
+const OPERATOR = 'bench-tech';
+/** The contact point's port policy: the loopback LAN services, named explicitly (loopback is refused otherwise). */
+const PORTS = { targets: ['127.0.0.1/32:1-65535'], listen: ['tcp:1-65535', 'udp:1-65535'] };
+
+/**
+ * Whether ws masks and unmasks with the native `bufferutil` (an optional dependency): what the
+ * relay and contact point workers, started from this same install and environment, also get.
+ */
+function wsMasking(): string {
+  if (process.env.WS_NO_BUFFER_UTIL) return 'js (WS_NO_BUFFER_UTIL set)';
+  try {
+    createRequire(import.meta.url)('bufferutil');
+    return 'bufferutil';
+  } catch {
+    return 'js (bufferutil not installed)';
+  }
+}
+
+interface LanInfo {
+  bulkPort: number;
+  httpPort: number;
+  udpPort: number;
+}
+
+interface Pair {
+  relay: WorkerHandle;
+  cp: WorkerHandle;
+  stop(): Promise<void>;
+}
+
+/** Runs `fn` and reports the CPU each worker (and this process) used meanwhile, and how busy the host was otherwise. */
+async function measured<T>(workers: readonly WorkerHandle[], fn: () => Promise<T>): Promise<{ result: T; cpu: Record<string, number>; host: Record<string, number>; wallMs: number }> {
+  const before = await Promise.all(workers.map((w) => w.call<NodeJS.CpuUsage>('cpu')));
+  const own0 = process.cpuUsage();
+  const host0 = hostBusyMs();
+  const t0 = performance.now();
+  const result = await fn();
+  const wallMs = performance.now() - t0;
+  const host1 = hostBusyMs();
+  const own1 = process.cpuUsage();
+  const after = await Promise.all(workers.map((w) => w.call<NodeJS.CpuUsage>('cpu')));
+  const cpu: Record<string, number> = { bench: cpuPercent(own0, own1, wallMs) };
+  workers.forEach((w, i) => (cpu[w.role] = cpuPercent(before[i]!, after[i]!, wallMs)));
+  const ours = Object.values(cpu).reduce((a, b) => a + b, 0);
+  return { result, cpu, host: noise(host0, host1, ours, wallMs), wallMs };
+}
+
+function selfSigned(): { cert: string; key: string } | undefined {
+  const dir = mkdtempSync(join(tmpdir(), 'cp-bench-tls-'));
+  try {
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1',
+      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
+    ], { stdio: 'ignore' });
+    return { cert: readFileSync(join(dir, 'cert.pem'), 'utf8'), key: readFileSync(join(dir, 'key.pem'), 'utf8') };
+  } catch (err: unknown) {
+    note(`  openssl failed (${(err as Error).message}); the wss line is skipped`);
+    return undefined;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function startPair(ctx: BenchContext, relayConfig: Record<string, unknown>, cpExtra: Record<string, unknown>, exposeGc: boolean): Promise<Pair> {
+  const relay = await ctx.startWorker('relay', relayConfig, { exposeGc });
+  try {
+    const secret = await relay.call<string>('addCredential', { kind: 'contact-point', id: CP_ID });
+    const cp = await ctx.startWorker('contact-point', { id: CP_ID, relayUrl: relay.url, secret, ports: PORTS, ...cpExtra }, { exposeGc });
+    return { relay, cp, stop: async () => void (await Promise.all([cp.stop(), relay.stop()])) };
+  } catch (err: unknown) {
+    await relay.stop();
+    throw err;
+  }
+}
+
+async function expose(relay: WorkerHandle, proto: 'tcp' | 'udp', port: number): Promise<number> {
+  const e = await relay.call<{ publicPort: number }>('expose', { cp: CP_ID, proto, host: '127.0.0.1', port, operator: OPERATOR });
+  return e.publicPort;
+}
+
+interface BulkResult {
+  bytes: number;
+  confirmed: number;
+  ms: number;
+  mbPerS: number;
+}
+
+async function runBulk(ctx: BenchContext, tunnel: 'ws' | 'wss', pair: Pair, lan: WorkerHandle, load: WorkerHandle, lanInfo: LanInfo): Promise<void> {
+  const mode = ctx.quick ? 'quick' : 'full';
+  const bytes = ctx.quick ? 512 * 1024 ** 2 : 2 * 1024 ** 3;
+  const maxMs = ctx.quick ? 5_000 : 20_000;
+  const rounds = ctx.quick ? 1 : 3;
+  const publicPort = await expose(pair.relay, 'tcp', lanInfo.bulkPort);
+  const workers = [pair.relay, pair.cp, lan, load];
+  // Warm-up: a short transfer each way through the path (JIT, buffers), not timed.
+  for (const dir of ['up', 'down'] as const) await load.call('bulk', { port: publicPort, dir, bytes: 64 * 1024 ** 2, maxMs: 2_000 }, 30_000);
+  for (const dir of ['up', 'down'] as const) {
+    const base: Awaited<ReturnType<typeof measured<BulkResult>>>[] = [];
+    const path: Awaited<ReturnType<typeof measured<BulkResult>>>[] = [];
+    for (let r = 0; r < rounds; r++) {
+      const b = await measured(workers, () => load.call<BulkResult>('bulk', { port: lanInfo.bulkPort, dir, bytes, maxMs }, maxMs + 30_000));
+      base.push(b);
+      const p = await measured(workers, () => load.call<BulkResult>('bulk', { port: publicPort, dir, bytes, maxMs }, maxMs + 30_000));
+      path.push(p);
+      note(`  bulk ${dir} over ${tunnel}, round ${r + 1}: path ${p.result.mbPerS} MB/s (${round(p.result.bytes / 1024 ** 2, 0)} MiB in ${p.result.ms} ms) cpu ${JSON.stringify(p.cpu)}; direct ${b.result.mbPerS} MB/s; host ${JSON.stringify(p.host)}`);
+      if (p.result.confirmed !== p.result.bytes) throw new Error(`bulk ${dir}: ${p.result.bytes} bytes sent, ${p.result.confirmed} arrived`);
+    }
+    const value = median(path.map((p) => p.result.mbPerS));
+    const baseline = median(base.map((b) => b.result.mbPerS));
+    const target = tunnel === 'ws' ? TARGET_BULK_MB_PER_S : undefined;
+    emit({
+      name: `mediation.bulk_tcp_${dir === 'up' ? 'upload' : 'download'}_${tunnel}`,
+      description: `one TCP stream ${dir === 'up' ? 'client -> LAN sink' : 'LAN source -> client'} through relay exposure + ${tunnel} tunnel + contact point (open + connect), median of ${rounds}`,
+      value: round(value, 1),
+      unit: 'MB/s',
+      rounds: path.map((p) => p.result.mbPerS),
+      bytes_per_round: path.map((p) => p.result.bytes),
+      baseline_mb_per_s: round(baseline, 1),
+      baseline_rounds: base.map((b) => b.result.mbPerS),
+      baseline: 'the same client straight to the same LAN TCP sink/source on loopback, same process, same bytes, interleaved',
+      ratio: round(value / baseline),
+      ...(target !== undefined ? { target, target_ratio: round(value / target), target_met: value >= target } : { target: 'none (reported, as the issue asks)' }),
+      limits: { bytes, max_ms: maxMs },
+      ws_masking: wsMasking(),
+      cpu_pct: path.map((p) => p.cpu),
+      baseline_cpu_pct: base.map((b) => b.cpu),
+      host: path.map((p) => p.host),
+      baseline_host: base.map((b) => b.host),
+      mode,
+    });
+  }
+}
+
+interface HttpResult {
+  requests: number;
+  ms: number;
+  reqPerS: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  max: number;
+  errors: number;
+  errorsIncludingWarmup: number;
+  lastError?: string;
+  resets?: number;
+  resetterConnectFailures?: number;
+  resetterSawAnswerBytes?: number;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function runHttp(ctx: BenchContext, pair: Pair, lan: WorkerHandle, load: WorkerHandle, lanInfo: LanInfo): Promise<void> {
+  const mode = ctx.quick ? 'quick' : 'full';
+  const rounds = ctx.quick ? 1 : 3;
+  const warmupMs = ctx.quick ? 1_000 : 2_000;
+  const windowMs = ctx.quick ? 3_000 : 8_000;
+  const resetWindowMs = ctx.quick ? 4_000 : 10_000;
+  const publicPort = await expose(pair.relay, 'tcp', lanInfo.httpPort);
+  const workers = [pair.relay, pair.cp, lan, load];
+  const args = { conns: HTTP_CONNECTIONS, warmupMs, windowMs };
+  const timeout = warmupMs + windowMs + 60_000;
+  const base: Awaited<ReturnType<typeof measured<HttpResult>>>[] = [];
+  const path: Awaited<ReturnType<typeof measured<HttpResult>>>[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const b = await measured(workers, () => load.call<HttpResult>('http', { ...args, port: lanInfo.httpPort }, timeout));
+    base.push(b);
+    const p = await measured(workers, () => load.call<HttpResult>('http', { ...args, port: publicPort }, timeout));
+    path.push(p);
+    note(`  http round ${r + 1}: path ${p.result.reqPerS} req/s p99 ${p.result.p99} ms errors ${p.result.errors} cpu ${JSON.stringify(p.cpu)}; direct ${b.result.reqPerS} req/s p99 ${b.result.p99} ms; host ${JSON.stringify(p.host)}`);
+  }
+  const mid = [...path].sort((a, b) => a.result.reqPerS - b.result.reqPerS)[Math.floor(path.length / 2)]!;
+  const baseMid = [...base].sort((a, b) => a.result.reqPerS - b.result.reqPerS)[Math.floor(base.length / 2)]!;
+  const errors = path.reduce((n, p) => n + p.result.errorsIncludingWarmup, 0);
+  const p99 = median(path.map((p) => p.result.p99));
+  emit({
+    name: 'mediation.http_1k',
+    description: `HTTP/1.1 GET, 1 KiB answers, ${HTTP_CONNECTIONS} keep-alive connections with one request in flight each (raw-socket closed-loop generator, no pipelining), through relay exposure + ws tunnel + contact point; median round of ${rounds}`,
+    value: mid.result.reqPerS,
+    unit: 'req/s',
+    p50_ms: mid.result.p50,
+    p99_ms: mid.result.p99,
+    p999_ms: mid.result.p999,
+    max_ms: mid.result.max,
+    p99_ms_median_of_rounds: p99,
+    errors,
+    rounds: path.map((p) => ({ req_per_s: p.result.reqPerS, p99_ms: p.result.p99, errors: p.result.errorsIncludingWarmup })),
+    baseline_req_per_s: baseMid.result.reqPerS,
+    baseline_p99_ms: baseMid.result.p99,
+    baseline_rounds: base.map((b) => ({ req_per_s: b.result.reqPerS, p99_ms: b.result.p99, errors: b.result.errorsIncludingWarmup })),
+    baseline: 'the same generator straight to the same Node HTTP server on loopback, interleaved',
+    ratio: round(mid.result.reqPerS / baseMid.result.reqPerS),
+    target: { req_per_s: TARGET_HTTP_REQ_PER_S, p99_ms: TARGET_HTTP_P99_MS, errors: 0 },
+    target_ratio: round(mid.result.reqPerS / TARGET_HTTP_REQ_PER_S),
+    target_met: mid.result.reqPerS >= TARGET_HTTP_REQ_PER_S && mid.result.p99 <= TARGET_HTTP_P99_MS && errors === 0,
+    window_ms: windowMs,
+    cpu_pct: path.map((p) => p.cpu),
+    baseline_cpu_pct: base.map((b) => b.cpu),
+    host: path.map((p) => p.host),
+    mode,
+  });
+
+  // Client resets: 8 more clients connect, send (part of) a request and RST, in a loop, while the 32 are measured.
+  const pids = { relay: pair.relay.pid, cp: pair.cp.pid };
+  const before = await pair.relay.call<{ connections: number; refused: number; publicPort: number }[]>('exposures');
+  const rb = await measured(workers, () => load.call<HttpResult>('http', { conns: HTTP_CONNECTIONS, warmupMs: 500, windowMs: resetWindowMs, resetters: HTTP_RESETTERS, port: lanInfo.httpPort }, resetWindowMs + 60_000));
+  const rp = await measured(workers, () => load.call<HttpResult>('http', { conns: HTTP_CONNECTIONS, warmupMs: 500, windowMs: resetWindowMs, resetters: HTTP_RESETTERS, port: publicPort }, resetWindowMs + 60_000));
+  note(`  http with resets: path ${rp.result.reqPerS} req/s p99 ${rp.result.p99} ms errors ${rp.result.errors}, ${rp.result.resets} resets; cpu ${JSON.stringify(rp.cpu)}`);
+  // The tunnel must be back to no streams and no ports once every client is gone: nothing leaks.
+  let leftover = { streams: -1, ports: -1 };
+  await waitFor(async () => {
+    leftover = await pair.cp.call<{ streams: number; ports: number }>('streams');
+    return leftover.streams === 0 && leftover.ports === 0;
+  }, 10_000, 'streams and ports to close after the reset phase').catch(() => undefined);
+  const after = await pair.relay.call<{ connections: number; refused: number; publicPort: number }[]>('exposures');
+  const exp0 = before.find((e) => e.publicPort === publicPort);
+  const exp1 = after.find((e) => e.publicPort === publicPort);
+  // Still serving afterwards?
+  const post = await load.call<HttpResult>('http', { conns: HTTP_CONNECTIONS, warmupMs: 500, windowMs: 2_000, port: publicPort }, 60_000);
+  const survived = alive(pids.relay) && alive(pids.cp);
+  note(`  after the resets: ${post.reqPerS} req/s, errors ${post.errorsIncludingWarmup}; relay and contact point alive: ${survived}; leftover ${JSON.stringify(leftover)}`);
+  emit({
+    name: 'mediation.http_1k_with_client_resets',
+    description: `the same ${HTTP_CONNECTIONS} keep-alive connections measured while ${HTTP_RESETTERS} more clients connect, send half or all of a request and reset (resetAndDestroy) before or while the answer comes, in a loop`,
+    value: rp.result.reqPerS,
+    unit: 'req/s',
+    p99_ms: rp.result.p99,
+    errors_well_behaved: rp.result.errorsIncludingWarmup,
+    last_error: rp.result.lastError,
+    resets: rp.result.resets,
+    resets_per_s: round((rp.result.resets ?? 0) / (rp.wallMs / 1000), 0),
+    resetter_connect_failures: rp.result.resetterConnectFailures,
+    exposure_connections: (exp1?.connections ?? 0) - (exp0?.connections ?? 0),
+    exposure_refused: (exp1?.refused ?? 0) - (exp0?.refused ?? 0),
+    relay_and_contact_point_alive: survived,
+    leftover_after_phase: leftover,
+    after_phase_req_per_s: post.reqPerS,
+    after_phase_errors: post.errorsIncludingWarmup,
+    baseline_req_per_s: rb.result.reqPerS,
+    baseline_p99_ms: rb.result.p99,
+    baseline_errors_well_behaved: rb.result.errorsIncludingWarmup,
+    baseline_resets: rb.result.resets,
+    baseline: `the same ${HTTP_CONNECTIONS} connections and ${HTTP_RESETTERS} resetting clients straight to the HTTP server`,
+    ratio: round(rp.result.reqPerS / rb.result.reqPerS),
+    target: { errors_well_behaved: 0, alive: true, leftover_streams: 0 },
+    target_met: rp.result.errorsIncludingWarmup === 0 && survived && leftover.streams === 0 && post.errorsIncludingWarmup === 0,
+    window_ms: resetWindowMs,
+    cpu_pct: rp.cpu,
+    host: rp.host,
+    mode,
+  });
+}
+
+interface UdpResult {
+  echoed: number;
+  lost: number;
+  stale: number;
+  ms: number;
+  pps: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+async function runUdp(ctx: BenchContext, via: 'udp-channel' | 'in-tunnel', pair: Pair, lan: WorkerHandle, load: WorkerHandle, lanInfo: LanInfo): Promise<void> {
+  const mode = ctx.quick ? 'quick' : 'full';
+  const windowMs = ctx.quick ? 3_000 : 8_000;
+  const workers = [pair.relay, pair.cp, lan, load];
+  if (via === 'udp-channel') {
+    await waitFor(() => pair.cp.call<boolean>('udpReady'), 10_000, 'the UDP channel to come up');
+  }
+  const publicPort = await expose(pair.relay, 'udp', lanInfo.udpPort);
+  const loaded = { lanes: UDP_LANES, size: UDP_BYTES, warmupMs: 1_500, windowMs };
+  const single = { lanes: 1, size: UDP_BYTES, warmupMs: 500, windowMs: ctx.quick ? 1_500 : 3_000 };
+  const relayUdp0 = await pair.relay.call<{ datagramsIn?: number; datagramsOut?: number }>('udpStats');
+  const b = await measured(workers, () => load.call<UdpResult>('udp', { ...loaded, port: lanInfo.udpPort }, windowMs + 30_000));
+  const p = await measured(workers, () => load.call<UdpResult>('udp', { ...loaded, port: publicPort }, windowMs + 30_000));
+  const b1 = await load.call<UdpResult>('udp', { ...single, port: lanInfo.udpPort }, 30_000);
+  const p1 = await load.call<UdpResult>('udp', { ...single, port: publicPort }, 30_000);
+  const relayUdp1 = await pair.relay.call<{ datagramsIn?: number; datagramsOut?: number }>('udpStats');
+  const channelIn = (relayUdp1.datagramsIn ?? 0) - (relayUdp0.datagramsIn ?? 0);
+  const udpReady = await pair.cp.call<boolean>('udpReady');
+  note(`  udp ${via}: path ${p.result.pps} pkt/s p99 ${p.result.p99} ms lost ${p.result.lost}, unloaded p99 ${p1.p99} ms; direct ${b.result.pps} pkt/s p99 ${b.result.p99} ms; relay's UDP channel datagrams in: ${channelIn}; cpu ${JSON.stringify(p.cpu)}`);
+  emit({
+    name: `mediation.udp_echo_${via === 'udp-channel' ? 'udp_channel' : 'in_tunnel'}`,
+    description: `UDP echo, ${UDP_BYTES}-byte datagrams, ${UDP_LANES} in flight (closed loop), client -> relay exposed UDP port -> ${via === 'udp-channel' ? "relay's authenticated UDP channel" : 'inside the ws tunnel (UDP blocked: the relay announces a silent UDP port)'} -> contact point -> LAN echo and back`,
+    value: p.result.pps,
+    unit: 'packets/s',
+    p50_ms: p.result.p50,
+    p99_ms: p.result.p99,
+    max_ms: p.result.max,
+    lost: p.result.lost,
+    unloaded_p50_ms: p1.p50,
+    unloaded_p99_ms: p1.p99,
+    unloaded: 'one datagram in flight',
+    path_check: { relay_udp_channel_datagrams_in: channelIn, contact_point_udp_channel_ready: udpReady },
+    baseline_pps: b.result.pps,
+    baseline_p99_ms: b.result.p99,
+    baseline_unloaded_p99_ms: b1.p99,
+    baseline: 'the same client straight to the same LAN UDP echo on loopback',
+    ratio: round(p.result.pps / b.result.pps),
+    target: 'none given (the issue asks for packets/s and p99)',
+    window_ms: windowMs,
+    cpu_pct: p.cpu,
+    baseline_cpu_pct: b.cpu,
+    host: p.host,
+    mode,
+  });
+}
+
+interface Mem {
+  heapUsed: number;
+  external: number;
+  rss: number;
+}
+
+function perStream(after: Mem, before: Mem, n: number): { heap: number; external: number; heap_plus_external: number; rss: number } {
+  const heap = (after.heapUsed - before.heapUsed) / n;
+  const external = (after.external - before.external) / n;
+  return { heap: Math.round(heap), external: Math.round(external), heap_plus_external: Math.round(heap + external), rss: Math.round((after.rss - before.rss) / n) };
+}
+
+async function runMemory(ctx: BenchContext, pair: Pair, load: WorkerHandle, lanInfo: LanInfo): Promise<void> {
+  const mode = ctx.quick ? 'quick' : 'full';
+  const n = Number(process.env.BENCH_STREAMS ?? STREAMS);
+  const limits = await pair.cp.call('raisePortLimits', { ports: n + 64 });
+  const publicPort = await expose(pair.relay, 'tcp', lanInfo.bulkPort);
+  const streams = async (): Promise<number> => (await pair.cp.call<{ streams: number }>('streams')).streams;
+  // Warm-up: first-use code paths and lazily built tables, then back to none.
+  await load.call('idleOpen', { port: publicPort, n: 32, concurrency: 16 });
+  await waitFor(async () => (await streams()) === 32, 20_000, 'warm-up streams', 50);
+  await load.call('idleClose');
+  await waitFor(async () => (await streams()) === 0, 20_000, 'warm-up streams to close', 50);
+  await sleep(500);
+  const relay0 = await pair.relay.call<Mem>('memory');
+  const cp0 = await pair.cp.call<Mem>('memory');
+  const t0 = Date.now();
+  const opened = await load.call<{ open: number; failed: number }>('idleOpen', { port: publicPort, n, concurrency: 32 }, 120_000);
+  await waitFor(async () => (await streams()) === n, 60_000, `${n} streams through the exposure`, 100);
+  note(`  memory: ${n} idle streams open in ${Date.now() - t0} ms (${opened.failed} failed)`);
+  await sleep(1_000);
+  const relay1 = await pair.relay.call<Mem>('memory');
+  const cp1 = await pair.cp.call<Mem>('memory');
+  await load.call('idleClose');
+  await waitFor(async () => (await streams()) === 0, 30_000, 'the idle streams to close', 100);
+  await sleep(1_000);
+  const relay2 = await pair.relay.call<Mem>('memory');
+  const cp2 = await pair.cp.call<Mem>('memory');
+
+  // Baseline: a plain Node TCP forwarder holding the same number of idle forwarded connections.
+  const fwd = await ctx.startWorker('forwarder', { target: lanInfo.bulkPort }, { exposeGc: true });
+  let base: ReturnType<typeof perStream>;
+  try {
+    const fport = fwd.info.port as number;
+    await load.call('idleOpen', { port: fport, n: 32, concurrency: 16 });
+    await waitFor(async () => (await fwd.call<number>('pairs')) === 32, 20_000, 'forwarder warm-up', 50);
+    await load.call('idleClose');
+    await waitFor(async () => (await fwd.call<number>('pairs')) === 0, 20_000, 'forwarder warm-up to close', 50);
+    await sleep(500);
+    const f0 = await fwd.call<Mem>('memory');
+    await load.call('idleOpen', { port: fport, n, concurrency: 32 }, 120_000);
+    await waitFor(async () => (await fwd.call<number>('pairs')) === n, 60_000, `${n} forwarded connections`, 100);
+    await sleep(1_000);
+    const f1 = await fwd.call<Mem>('memory');
+    base = perStream(f1, f0, n);
+    await load.call('idleClose');
+  } finally {
+    await fwd.stop();
+  }
+  const cp = perStream(cp1, cp0, n);
+  const relay = perStream(relay1, relay0, n);
+  const cpLeft = perStream(cp2, cp0, n);
+  const relayLeft = perStream(relay2, relay0, n);
+  emit({
+    name: 'mediation.memory_per_stream',
+    description: `${n} idle TCP connections open through one relay exposure (each one port + one stream at the contact point): process memory per stream after forced GC (4x gc()), after a warm-up of 32 streams`,
+    value: cp.heap_plus_external,
+    unit: 'bytes',
+    measure: 'contact point heapUsed + external delta / streams',
+    contact_point: cp,
+    relay,
+    relay_value: relay.heap_plus_external,
+    after_close_contact_point: cpLeft,
+    after_close_relay: relayLeft,
+    streams: n,
+    open_failed: opened.failed,
+    port_limits_raised_to: limits,
+    port_limits_note: 'every exposed connection holds a port at the contact point; the defaults (MAX_OPEN_PORTS 256, MAX_PORTS_PER_OPERATOR 64) would refuse past 64, so the bench raises them for this measurement only',
+    baseline_bytes_per_stream: base.heap_plus_external,
+    baseline_detail: base,
+    baseline: 'a plain Node TCP forwarder process (net.Server + net.connect + pipe both ways) per forwarded idle connection, same method',
+    ratio: round(cp.heap_plus_external / base.heap_plus_external),
+    relay_ratio: round(relay.heap_plus_external / base.heap_plus_external),
+    target: 'none given (the issue asks for memory per open stream)',
+    mode,
+  });
+}
+
+export async function runMediation(ctx: BenchContext): Promise<void> {
+  const want = {
+    bulk: ctx.selected('mediation-bulk'),
+    http: ctx.selected('mediation-http'),
+    udp: ctx.selected('mediation-udp'),
+    memory: ctx.selected('mediation-memory'),
+  };
+  if (!want.bulk && !want.http && !want.udp && !want.memory) return;
+  const workers: WorkerHandle[] = [];
+  const pairs: Pair[] = [];
+  let silent: UdpSocket | undefined;
+  try {
+    note(`mediation: ${Object.entries(want).filter(([, v]) => v).map(([k]) => k).join(', ')}`);
+    const lan = await ctx.startWorker('lan', {});
+    workers.push(lan);
+    const load = await ctx.startWorker('load', {});
+    workers.push(load);
+    const lanInfo = lan.info as unknown as LanInfo;
+
+    const ws = await startPair(ctx, {}, {}, want.memory);
+    pairs.push(ws);
+    if (want.bulk) {
+      note('mediation-bulk: ws');
+      await runBulk(ctx, 'ws', ws, lan, load, lanInfo);
+    }
+    if (want.http) {
+      note('mediation-http');
+      await runHttp(ctx, ws, lan, load, lanInfo);
+    }
+    if (want.udp) {
+      note('mediation-udp: over the UDP channel');
+      await runUdp(ctx, 'udp-channel', ws, lan, load, lanInfo);
+    }
+    if (want.memory) {
+      note('mediation-memory');
+      await runMemory(ctx, ws, load, lanInfo);
+    }
+    await ws.stop();
+
+    if (want.bulk) {
+      const tls = selfSigned();
+      if (tls) {
+        note('mediation-bulk: wss');
+        const wss = await startPair(ctx, { tls }, { ca: tls.cert }, false);
+        pairs.push(wss);
+        await runBulk(ctx, 'wss', wss, lan, load, lanInfo);
+        await wss.stop();
+      }
+    }
+    if (want.udp) {
+      note('mediation-udp: UDP blocked (datagrams inside the tunnel)');
+      // The relay announces this port for its UDP channel; nothing ever answers there.
+      silent = createSocket('udp4');
+      const s = silent;
+      await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+      const blocked = await startPair(ctx, { udpAdvertisePort: s.address().port }, {}, false);
+      pairs.push(blocked);
+      await runUdp(ctx, 'in-tunnel', blocked, lan, load, lanInfo);
+      await blocked.stop();
+    }
+  } finally {
+    silent?.close();
+    await Promise.all(pairs.map((p) => p.stop()));
+    await Promise.all(workers.map((w) => w.stop()));
+  }
+}
