@@ -93,7 +93,8 @@ describe('the one tunnel', () => {
     await waitFor(() => !cp.gateway.connected, 6_000, 'dead tunnel noticed');
     const noticedMs = Date.now() - t0;
     // FAST: ping every 1 s, pong within 1 s; the link's check runs every 0.5 s.
-    expect(noticedMs).toBeLessThanOrEqual(FAST.pingIntervalMs + FAST.pongTimeoutMs + 1_000);
+    // Worst case is one full check interval late on top of ping + pong; slack for a loaded machine.
+    expect(noticedMs).toBeLessThanOrEqual(FAST.pingIntervalMs + FAST.pongTimeoutMs + 2_000);
     expect(cp.gateway.status().state).toBe('reconnecting');
     fwd.restore();
     await waitFor(() => cp.gateway.connected, 5_000, 'tunnel back');
