@@ -5,7 +5,8 @@
  *
  *   --quick              shorter windows (also BENCH_QUICK=1); every line says mode: "quick"
  *   --only a,b           run only these: throughput, latency (group: messages), peers,
- *                        mediation-bulk, mediation-http, mediation-udp, mediation-memory (group: mediation)
+ *                        mediation-bulk, mediation-http, mediation-udp, mediation-memory (group: mediation),
+ *                        gui (the admin GUI in Chromium under 20,000 msgs/s; needs `npm run build`)
  *   --cpu-prof[=DIR]     profile the worker processes (relay, contact point, ack server, lan, load) with
  *                        node --cpu-prof into DIR (default bench-profiles/); summarise with
  *                        node dist/bench/profile-summary.js DIR
@@ -18,6 +19,7 @@ import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { BenchContext } from './context.js';
 import { WorkerHandle } from './ipc.js';
+import { runGui } from './gui.js';
 import { runMediation } from './mediation.js';
 import { runMessages } from './messages.js';
 import { runPeers } from './peers.js';
@@ -36,6 +38,7 @@ const GROUPS: Record<string, readonly string[]> = {
   'mediation-http': ['mediation-http'],
   'mediation-udp': ['mediation-udp'],
   'mediation-memory': ['mediation-memory'],
+  gui: ['gui'],
 };
 
 interface Args {
@@ -97,6 +100,7 @@ async function main(): Promise<void> {
   await runMessages(ctx);
   await runPeers(ctx);
   await runMediation(ctx);
+  await runGui(ctx);
   note(`done in ${Math.round((Date.now() - started) / 1000)} s`);
 }
 
