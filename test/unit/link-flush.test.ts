@@ -29,12 +29,15 @@ async function linkPair(): Promise<{ link: Link; socket: Socket; received: Buffe
   const client = new WebSocket(`ws://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, { perMessageDeflate: false });
   const received: Buffer[] = [];
   client.on('message', (d: Buffer) => received.push(d));
+  // A client terminated while still connecting emits 'error'; the cleanup below must not crash the run.
+  client.on('error', () => undefined);
+  const opened = new Promise<void>((resolve) => client.once('open', () => resolve()));
   cleanups.push(async () => {
     client.terminate();
     server.closeAllConnections();
     await new Promise<void>((r) => server.close(() => r()));
   });
-  const { link, socket } = await accepted;
+  const [{ link, socket }] = await Promise.all([accepted, opened]);
   return { link, socket, received };
 }
 
