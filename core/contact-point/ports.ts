@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import { connect, createServer, isIP, type Server, type Socket } from 'node:net';
 import { bridge } from '../protocol/bridge.js';
 import { decodeControl, encodeControl, type Frame } from '../protocol/codec.js';
-import { decodeDatagram, encodeDatagram } from '../protocol/datagram.js';
+import { decodeDatagram, encodeDatagram, type Datagram, type OutgoingDatagram } from '../protocol/datagram.js';
 import { FrameType, type PortRequestBody, type PortResultBody } from '../protocol/frames.js';
 import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
 import { StreamMux, type MuxLink } from '../protocol/stream-mux.js';
@@ -73,7 +73,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   private link: MuxLink | undefined;
   private nextId = 1;
   /** the UDP channel to the relay while it is alive; datagrams fall back to the tunnel */
-  private udp: { send(d: { portId: number; address: string; port: number; payload: Uint8Array }): boolean } | undefined;
+  private udp: { send(d: OutgoingDatagram): boolean } | undefined;
   private nextStream = -1;
 
   constructor(
@@ -372,7 +372,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   }
 
   /** A datagram from the relay (tunnel or UDP channel) to send out of one of our UDP ports. */
-  datagramIn(d: { portId: number; address: string; port: number; payload: Buffer }): void {
+  datagramIn(d: Datagram): void {
     const p = this.ports.get(d.portId);
     if (!p?.udp) return;
     const canon = canonicalAddress(d.address);

@@ -1,5 +1,6 @@
 import { lookup } from 'node:dns/promises';
 import { createSocket, type Socket } from 'node:dgram';
+import type { Datagram, OutgoingDatagram } from '../protocol/datagram.js';
 import type { UdpChannelBody } from '../protocol/frames.js';
 import {
   decodeUdpDatagram,
@@ -14,8 +15,6 @@ import {
   UdpKind,
 } from '../protocol/udp-channel.js';
 import type { Logger } from '../runtime/logger.js';
-
-type Datagram = { portId: number; address: string; port: number; payload: Buffer };
 
 /**
  * The contact point's end of the UDP channel to the relay's service port. It probes until the
@@ -81,7 +80,7 @@ export class UdpChannel {
   }
 
   /** Sends over UDP when the channel is alive and the datagram small enough; false: use the tunnel. */
-  send(d: { portId: number; address: string; port: number; payload: Uint8Array }): boolean {
+  send(d: OutgoingDatagram): boolean {
     if (!this.ready || !this.socket || d.payload.length > UDP_CHANNEL_MAX_PAYLOAD) return false;
     this.socket.send(sealUdp(this.key, this.session, UdpKind.DATAGRAM, ++this.seq, encodeUdpDatagram(d)));
     this.stats.datagramsOut++;

@@ -6,6 +6,14 @@ import { Status } from './status.js';
 /** Largest UDP payload carried (IPv4 maximum; anything larger cannot have arrived as one datagram). */
 export const MAX_DATAGRAM_BYTES = 65_507;
 
+/** A datagram to send: any byte view will do. */
+export interface OutgoingDatagram {
+  readonly portId: number;
+  readonly address: string;
+  readonly port: number;
+  readonly payload: Uint8Array;
+}
+
 export interface Datagram {
   readonly portId: number;
   /** LAN side address: the source of a datagram going to the relay, the destination of one coming from it */
@@ -18,7 +26,7 @@ export interface Datagram {
  * DATAGRAM frame: channel = port id; body = u8 address length, address (ASCII), u16 port,
  * payload. The same layout travels inside the tunnel and over the UDP channel.
  */
-export function encodeDatagram(d: { portId: number; address: string; port: number; payload: Uint8Array }): Buffer {
+export function encodeDatagram(d: OutgoingDatagram): Buffer {
   const addrLen = Buffer.byteLength(d.address, 'latin1');
   if (addrLen === 0 || addrLen > 64) throw new RangeError('datagram address must be 1-64 characters');
   const buf = Buffer.allocUnsafe(HEADER_BYTES + 1 + addrLen + 2 + d.payload.length);

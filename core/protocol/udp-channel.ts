@@ -1,5 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { MAX_DATAGRAM_BYTES } from './datagram.js';
+import { MAX_DATAGRAM_BYTES, type Datagram, type OutgoingDatagram } from './datagram.js';
 
 /**
  * The UDP channel between a contact point and the relay's one UDP service port (seed 002:
@@ -84,7 +84,7 @@ export class ReplayWindow {
   }
 }
 
-export function encodeUdpDatagram(d: { portId: number; address: string; port: number; payload: Uint8Array }): Buffer {
+export function encodeUdpDatagram(d: OutgoingDatagram): Buffer {
   const addrLen = Buffer.byteLength(d.address, 'latin1');
   const b = Buffer.allocUnsafe(4 + 1 + addrLen + 2 + d.payload.length);
   b.writeUInt32BE(d.portId >>> 0, 0);
@@ -95,7 +95,7 @@ export function encodeUdpDatagram(d: { portId: number; address: string; port: nu
   return b;
 }
 
-export function decodeUdpDatagram(b: Buffer): { portId: number; address: string; port: number; payload: Buffer } | undefined {
+export function decodeUdpDatagram(b: Buffer): Datagram | undefined {
   if (b.length < 7) return undefined;
   const len = b[4]!;
   if (len === 0 || len > 64 || b.length < 7 + len) return undefined;

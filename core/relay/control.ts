@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { decodeControl, encodeControl, type Frame } from '../protocol/codec.js';
-import { decodeDatagram, encodeDatagram, type Datagram } from '../protocol/datagram.js';
+import { decodeDatagram, encodeDatagram, type Datagram, type OutgoingDatagram } from '../protocol/datagram.js';
 import { FrameType, type PortEventBody, type PortRequestBody, type PortResultBody } from '../protocol/frames.js';
 import { describeStatus, Status } from '../protocol/status.js';
 import { StreamMux, type MuxLink, type MuxStream } from '../protocol/stream-mux.js';
@@ -83,7 +83,7 @@ export class ControlChannel extends EventEmitter<ControlEvents> {
   }
 
   /** Over the UDP channel while it is alive (and the datagram small enough), else inside the tunnel. */
-  sendDatagram(d: { portId: number; address: string; port: number; payload: Uint8Array }): boolean {
+  sendDatagram(d: OutgoingDatagram): boolean {
     return this.udpPath?.send(d) || this.link.send(encodeDatagram(d));
   }
 

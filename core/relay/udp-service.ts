@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
+import type { Datagram, OutgoingDatagram } from '../protocol/datagram.js';
 import type { Logger } from '../runtime/logger.js';
 import {
   decodeUdpDatagram,
@@ -12,8 +13,6 @@ import {
   UdpKind,
   udpSessionOf,
 } from '../protocol/udp-channel.js';
-
-type Datagram = { portId: number; address: string; port: number; payload: Buffer };
 
 interface Session {
   readonly id: Buffer;
@@ -30,7 +29,7 @@ export interface UdpPath {
   readonly session: string;
   readonly key: string;
   /** true when sent over UDP; false means use the tunnel */
-  send(d: { portId: number; address: string; port: number; payload: Uint8Array }): boolean;
+  send(d: OutgoingDatagram): boolean;
   close(): void;
 }
 
