@@ -188,7 +188,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   private async open(req: PortRequestBody): Promise<{ portId: number; port: number; address: string }> {
     const proto = req.proto;
     if (!proto) throw new RequestError(Status.BAD_REQUEST, 'open needs proto tcp or udp');
-    const address = req.address ?? (proto === 'udp' ? '0.0.0.0' : '0.0.0.0');
+    const address = req.address ?? '0.0.0.0';
     if (req.address !== undefined && isIP(req.address) === 0) throw new RequestError(Status.BAD_REQUEST, `address "${req.address}" is not an IP address`);
     if (this.ports.size >= this.limits.maxPorts) throw new RequestError(Status.PORT_LIMIT, `${this.limits.maxPorts} ports are open`);
     const mine = [...this.ports.values()].filter((p) => p.operator === req.operator).length;

@@ -35,6 +35,10 @@ export interface ExposureView {
 }
 
 interface UdpMapping {
+  /** the client on the public side */
+  readonly address: string;
+  readonly port: number;
+  /** its LAN port at the contact point; 0 while being set up */
   portId: number;
   lastSeen: number;
 }
@@ -50,6 +54,8 @@ export class Exposure {
   private udp: UdpSocket | undefined;
   private readonly sockets = new Set<Socket>();
   private readonly mappings = new Map<string, UdpMapping>();
+  /** the same mappings by LAN port id: every datagram back from the LAN is looked up here */
+  private readonly byPort = new Map<number, UdpMapping>();
   private sweeper: NodeJS.Timeout | undefined;
   connections = 0;
   refused = 0;
@@ -112,18 +118,16 @@ export class Exposure {
     const ch = this.channel();
     for (const m of this.mappings.values()) void ch?.request({ op: 'close', operator: this.spec.operator, portId: m.portId });
     this.mappings.clear();
+    this.byPort.clear();
   }
 
   /** Datagrams the contact point relayed back from the LAN target, for one of our mappings. */
   fromLan(portId: number, payload: Buffer): boolean {
-    for (const [client, m] of this.mappings) {
-      if (m.portId !== portId) continue;
-      const [addr, port] = splitClient(client);
-      m.lastSeen = Date.now();
-      this.udp?.send(payload, port, addr);
-      return true;
-    }
-    return false;
+    const m = this.byPort.get(portId);
+    if (!m) return false;
+    m.lastSeen = Date.now();
+    this.udp?.send(payload, m.port, m.address);
+    return true;
   }
 
   private async onTcp(socket: Socket): Promise<void> {
@@ -161,7 +165,7 @@ export class Exposure {
         this.refused++;
         return;
       }
-      m = { portId: 0, lastSeen: Date.now() };
+      m = { address, port, portId: 0, lastSeen: Date.now() };
       this.mappings.set(key, m);
       const opened = await ch.request({ op: 'open', operator: this.spec.operator, proto: 'udp', port: 0 });
       const redirected = opened.ok && opened.portId !== undefined ? await ch.request({ op: 'redirect', operator: this.spec.operator, portId: opened.portId }) : opened;
@@ -172,6 +176,7 @@ export class Exposure {
         return;
       }
       m.portId = opened.portId;
+      this.byPort.set(m.portId, m);
       this.connections++;
     }
     if (m.portId === 0) return; // still being set up: this datagram is dropped, as UDP may
@@ -185,14 +190,10 @@ export class Exposure {
     for (const [key, m] of this.mappings) {
       if (now - m.lastSeen < UDP_MAPPING_IDLE_MS) continue;
       this.mappings.delete(key);
+      this.byPort.delete(m.portId);
       if (m.portId) void ch?.request({ op: 'close', operator: this.spec.operator, portId: m.portId });
     }
   }
-}
-
-function splitClient(key: string): [string, number] {
-  const i = key.lastIndexOf('|');
-  return [key.slice(0, i), Number(key.slice(i + 1))];
 }
 
 /** Owns a relay's exposures. */

@@ -28,6 +28,8 @@ export interface OperatorHost {
 export class OperatorSession {
   readonly mux: StreamMux;
   private readonly ports = new Map<string, { cp: string; portId: number }>();
+  /** port id -> contact point, for routing this operator's datagrams without a search */
+  private readonly portCp = new Map<number, string>();
   private readonly exposures = new Set<number>();
   private nextStream = -1;
 
@@ -47,23 +49,22 @@ export class OperatorSession {
     }
     if (frame.type === FrameType.DATAGRAM) {
       const d = decodeDatagram(frame);
-      const owned = [...this.ports.values()].find((p) => p.portId === d.portId);
-      if (owned) this.host.channel(owned.cp)?.sendDatagram(d);
+      const cp = this.portCp.get(d.portId);
+      if (cp) this.host.channel(cp)?.sendDatagram(d);
       return true;
     }
     return this.mux.handle(frame);
   }
 
   /** A LAN host connected to a port this operator listens on. */
-  accepted(cp: string, e: PortEventBody, tunnelStream: MuxStream): void {
+  accepted(e: PortEventBody, tunnelStream: MuxStream): void {
     const id = this.allocStreamId();
     this.link.send(encodeControl(FrameType.PORT_EVENT, { ...e, streamId: id }));
     splice(this.mux.open(id), tunnelStream);
-    void cp;
   }
 
   closed(cp: string, e: PortEventBody): void {
-    this.ports.delete(`${cp}\n${e.portId}`);
+    this.forgetPort(cp, e.portId);
     this.host.claim(cp, e.portId, undefined);
     this.link.send(encodeControl(FrameType.PORT_EVENT, e));
   }
@@ -78,6 +79,7 @@ export class OperatorSession {
       void this.host.channel(cp)?.request({ op: 'close', operator: this.name, portId });
     }
     this.ports.clear();
+    this.portCp.clear();
     for (const id of this.exposures) this.host.exposer.unexpose(id);
     this.exposures.clear();
     this.mux.resetAll('operator session ended');
@@ -125,12 +127,18 @@ export class OperatorSession {
     const r = await ch.request(forward);
     if (r.ok && body.op === 'open' && r.portId !== undefined) {
       this.ports.set(`${cp}\n${r.portId}`, { cp, portId: r.portId });
+      if (!this.portCp.has(r.portId)) this.portCp.set(r.portId, cp);
       this.host.claim(cp, r.portId, this);
     } else if (r.ok && body.op === 'close' && body.portId !== undefined) {
-      this.ports.delete(`${cp}\n${body.portId}`);
+      this.forgetPort(cp, body.portId);
       this.host.claim(cp, body.portId, undefined);
     }
     return { ...r, req: body.req };
+  }
+
+  private forgetPort(cp: string, portId: number): void {
+    this.ports.delete(`${cp}\n${portId}`);
+    if (this.portCp.get(portId) === cp) this.portCp.delete(portId);
   }
 
   private allocStreamId(): number {

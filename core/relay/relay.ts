@@ -405,7 +405,7 @@ export class Relay {
   private wireControl(cp: string, control: ControlChannel): void {
     control.on('accepted', (e, stream) => {
       const owner = this.portOwners.get(`${cp}\n${e.portId}`);
-      if (owner) owner.accepted(cp, e, stream);
+      if (owner) owner.accepted(e, stream);
       else if (control.listenerCount('accepted') === 1) {
         // Nobody (operator or in-process user of relay.control()) takes it: reset the LAN connection.
         stream.on('error', () => undefined);
