@@ -346,12 +346,30 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
       const childP99: number[] = [];
       const childP50: number[] = [];
 
+      // The floor: the path's topology (bench -> process -> process -> bench) with two plain ws
+      // forwarders in place of the relay and the contact point, ending at a plain ack server in
+      // this process (same clock). What the floor shows, no relay or contact point code can beat.
+      let floorRound: Samples | undefined;
+      const floorServer = new AckServer(recordInto(() => floorRound));
+      const floorUrl = await floorServer.start();
+      const fwdNear = await ctx.startWorker('ws-forwarder', { target: floorUrl });
+      workers.push(fwdNear);
+      const fwdFar = await ctx.startWorker('ws-forwarder', { target: fwdNear.url });
+      workers.push(fwdFar);
+      const floorSender = new PeerClient({ role: 'external', url: fwdFar.url, name: 'bench-floor', secret: 'x'.repeat(16), proxy: null });
+      clients.push(floorSender);
+      floorSender.start();
+      await floorSender.ready();
+      await floorSender.send('sink@ack-server', payload(false));
+      const floorPooled = new Samples(SAMPLE_CAPACITY);
+
       const pooled = new Samples(SAMPLE_CAPACITY);
       const basePooled = new Samples(SAMPLE_CAPACITY);
-      const rounds: { p50: number; p99: number; baseline_p99: number; child_process_baseline_p99: number; host: Record<string, number> }[] = [];
+      const rounds: { p50: number; p99: number; floor_p50: number; floor_p99: number; baseline_p99: number; child_process_baseline_p99: number; host: Record<string, number> }[] = [];
       let sent = 0;
       let failed = 0;
       let baseFailed = 0;
+      let floorFailed = 0;
       let lastError: string | undefined;
       let host: Record<string, number> = {};
       let baseHost: Record<string, number> = {};
@@ -367,6 +385,13 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
         const child = await childAck.call<{ p50: number; p99: number }>('latency');
         childP50.push(child.p50);
         childP99.push(child.p99);
+        const fRound = new Samples(SAMPLE_CAPACITY);
+        floorRound = fRound;
+        const f = await pacedLoop(floorSender, 'sink@ack-server', PACED_RATE, lWarm, lWindow, [fwdFar, fwdNear]);
+        floorRound = undefined;
+        floorFailed += f.failed;
+        fRound.copyInto(floorPooled);
+        const fs = fRound.summary();
         const pathRound = new Samples(SAMPLE_CAPACITY);
         pathSamples = pathRound;
         const p = await pacedLoop(sender, TO, PACED_RATE, lWarm, lWindow, [relay, cp]);
@@ -379,10 +404,17 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
         bRound.copyInto(basePooled);
         const rs = pathRound.summary();
         const bs = bRound.summary();
-        rounds.push({ p50: round(rs.p50), p99: round(rs.p99), baseline_p99: round(bs.p99), child_process_baseline_p99: round(child.p99), host: p.noise });
-        note(`  round ${r + 1}: path p50 ${round(rs.p50)} p99 ${round(rs.p99)} ms; baseline p99 ${round(bs.p99)} ms; child-process baseline p99 ${round(child.p99)} ms; host ${JSON.stringify(p.noise)}`);
+        rounds.push({ p50: round(rs.p50), p99: round(rs.p99), floor_p50: round(fs.p50), floor_p99: round(fs.p99), baseline_p99: round(bs.p99), child_process_baseline_p99: round(child.p99), host: p.noise });
+        note(
+          `  round ${r + 1}: path p50 ${round(rs.p50)} p99 ${round(rs.p99)} ms; floor (2 plain ws forwarders) p50 ${round(fs.p50)} p99 ${round(fs.p99)} ms; ` +
+            `baseline p99 ${round(bs.p99)} ms; child-process baseline p99 ${round(child.p99)} ms; host ${JSON.stringify(p.noise)}`,
+        );
       }
       await baseSender.stop();
+      await floorSender.stop();
+      await fwdFar.stop();
+      await fwdNear.stop();
+      await floorServer.stop();
       await childSender.stop();
       await childAck.stop();
       await ackServer.stop();
@@ -391,6 +423,8 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
       const s = pooled.summary();
       const bs = basePooled.summary();
       const medianP99 = median(rounds.map((x) => x.p99));
+      const fls = floorPooled.summary();
+      const floorMedianP99 = median(rounds.map((x) => x.floor_p99));
       emit({
         name: 'messages.latency_paced',
         description: `one-way latency of acked 1 KiB messages external -> relay -> tunnel -> contact point -> internal peer at a paced ${PACED_RATE} msgs/s`,
@@ -413,6 +447,12 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
         baseline_max_ms: round(bs.max),
         baseline_samples: bs.count,
         baseline: `same PeerClient and pacing, ONE direct ws hop to a plain ws ack server in the bench process (same clock)${baseFailed ? `; ${baseFailed} failed` : ''}`,
+        floor_p50_ms: round(fls.p50),
+        floor_p99_ms: round(fls.p99),
+        floor_median_round_p99_ms: round(floorMedianP99),
+        floor_ratio: round(s.p99 / fls.p99),
+        floor_rounds_p99_met_target: rounds.filter((x) => x.floor_p99 <= TARGET_P99_MS).length,
+        floor: `same PeerClient and pacing, the path's topology with two plain ws forwarders (each in its own child process) in place of the relay and the contact point, ending at a plain ws ack server in the bench process (same clock)${floorFailed ? `; ${floorFailed} failed` : ''}`,
         child_process_baseline_p50_ms: round(median(childP50)),
         child_process_baseline_p99_ms: round(median(childP99)),
         child_process_baseline: 'same pacing, ONE direct ws hop to the plain ack server in a child process, stamp read there on the host-wide clock (median of rounds)',

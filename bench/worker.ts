@@ -2,7 +2,7 @@
  * One benchmark role in its own process, so the relay and the contact point each get their own
  * event loop (and their own heap to measure), as they would on real hosts.
  *
- *   node dist/bench/worker.js <relay|contact-point|ack-server|receiver|lan|forwarder|load> '<json config>'
+ *   node dist/bench/worker.js <relay|contact-point|ack-server|receiver|lan|forwarder|ws-forwarder|load> '<json config>'
  *
  * Started by bench/run.ts with child_process.fork; it reports `{ ready: { role, pid, url } }`
  * over IPC and then answers requests ({ id, op, args } -> { id, ok, result | error }).
@@ -22,6 +22,7 @@ import type { ReadyInfo, Request, Response } from './ipc.js';
 import { startLoad } from './mediation-load.js';
 import { startForwarder, startLan } from './mediation-services.js';
 import { readStamp, Samples } from './util.js';
+import { startWsForwarder } from './ws-forwarder.js';
 
 type Handler = (args: unknown) => unknown;
 
@@ -260,6 +261,7 @@ async function main(): Promise<void> {
     else if (role === 'receiver') started = await startReceiver(config as { url: string; name: string });
     else if (role === 'lan') started = await startLan();
     else if (role === 'forwarder') started = await startForwarder(config as { target: number });
+    else if (role === 'ws-forwarder') started = await startWsForwarder(config as { target: string });
     else if (role === 'load') started = startLoad();
     else throw new Error(`unknown role "${role}"`);
   } catch (err: unknown) {
