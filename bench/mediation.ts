@@ -33,6 +33,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { BenchContext } from './context.js';
 import type { WorkerHandle } from './ipc.js';
+import { startSshTunnel, type SshTunnel } from './ssh-baseline.js';
 import { cpuPercent, emit, hostBusyMs, median, noise, note, round, sleep, waitFor } from './util.js';
 
 export const TARGET_BULK_MB_PER_S = 800;
@@ -133,7 +134,7 @@ interface BulkResult {
   mbPerS: number;
 }
 
-async function runBulk(ctx: BenchContext, tunnel: 'ws' | 'wss', pair: Pair, lan: WorkerHandle, load: WorkerHandle, lanInfo: LanInfo): Promise<void> {
+async function runBulk(ctx: BenchContext, tunnel: 'ws' | 'wss', pair: Pair, lan: WorkerHandle, load: WorkerHandle, lanInfo: LanInfo, ssh: SshTunnel | string): Promise<void> {
   const mode = ctx.quick ? 'quick' : 'full';
   const bytes = ctx.quick ? 512 * 1024 ** 2 : 2 * 1024 ** 3;
   const maxMs = ctx.quick ? 5_000 : 20_000;
@@ -142,19 +143,42 @@ async function runBulk(ctx: BenchContext, tunnel: 'ws' | 'wss', pair: Pair, lan:
   const workers = [pair.relay, pair.cp, lan, load];
   // Warm-up: a short transfer each way through the path (JIT, buffers), not timed.
   for (const dir of ['up', 'down'] as const) await load.call('bulk', { port: publicPort, dir, bytes: 64 * 1024 ** 2, maxMs: 2_000 }, 30_000);
+  // The ssh -R reference is measured with the ws tunnel only (it has nothing to do with TLS).
+  const sshPort = tunnel === 'ws' && typeof ssh !== 'string' ? ssh.port : undefined;
+  if (sshPort !== undefined) for (const dir of ['up', 'down'] as const) await load.call('bulk', { port: sshPort, dir, bytes: 64 * 1024 ** 2, maxMs: 2_000 }, 30_000);
   for (const dir of ['up', 'down'] as const) {
     const base: Awaited<ReturnType<typeof measured<BulkResult>>>[] = [];
     const path: Awaited<ReturnType<typeof measured<BulkResult>>>[] = [];
+    const viaSsh: BulkResult[] = [];
     for (let r = 0; r < rounds; r++) {
       const b = await measured(workers, () => load.call<BulkResult>('bulk', { port: lanInfo.bulkPort, dir, bytes, maxMs }, maxMs + 30_000));
       base.push(b);
       const p = await measured(workers, () => load.call<BulkResult>('bulk', { port: publicPort, dir, bytes, maxMs }, maxMs + 30_000));
       path.push(p);
-      note(`  bulk ${dir} over ${tunnel}, round ${r + 1}: path ${p.result.mbPerS} MB/s (${round(p.result.bytes / 1024 ** 2, 0)} MiB in ${p.result.ms} ms) cpu ${JSON.stringify(p.cpu)}; direct ${b.result.mbPerS} MB/s; host ${JSON.stringify(p.host)}`);
+      let sshNote = '';
+      if (sshPort !== undefined) {
+        const q = await load.call<BulkResult>('bulk', { port: sshPort, dir, bytes, maxMs }, maxMs + 30_000);
+        if (q.confirmed !== q.bytes) throw new Error(`bulk ${dir} via ssh -R: ${q.bytes} bytes sent, ${q.confirmed} arrived`);
+        viaSsh.push(q);
+        sshNote = `; ssh -R ${q.mbPerS} MB/s`;
+      }
+      note(`  bulk ${dir} over ${tunnel}, round ${r + 1}: path ${p.result.mbPerS} MB/s (${round(p.result.bytes / 1024 ** 2, 0)} MiB in ${p.result.ms} ms) cpu ${JSON.stringify(p.cpu)}; direct ${b.result.mbPerS} MB/s${sshNote}; host ${JSON.stringify(p.host)}`);
       if (p.result.confirmed !== p.result.bytes) throw new Error(`bulk ${dir}: ${p.result.bytes} bytes sent, ${p.result.confirmed} arrived`);
     }
     const value = median(path.map((p) => p.result.mbPerS));
     const baseline = median(base.map((b) => b.result.mbPerS));
+    const sshValue = viaSsh.length ? median(viaSsh.map((q) => q.mbPerS)) : undefined;
+    const sshFields =
+      tunnel !== 'ws'
+        ? {}
+        : sshValue !== undefined && typeof ssh !== 'string'
+          ? {
+              ssh_baseline_mb_per_s: round(sshValue, 1),
+              ssh_baseline_rounds: viaSsh.map((q) => q.mbPerS),
+              ssh_baseline: `OpenSSH ssh -R (-c ${ssh.cipher}): a private sshd on 127.0.0.1 as the public side, the ssh client as the LAN side, same client, same LAN service, same bytes, interleaved`,
+              ssh_ratio: round(value / sshValue),
+            }
+          : { ssh_baseline: `skipped: ${typeof ssh === 'string' ? ssh : 'not measured'}` };
     const target = tunnel === 'ws' ? TARGET_BULK_MB_PER_S : undefined;
     emit({
       name: `mediation.bulk_tcp_${dir === 'up' ? 'upload' : 'download'}_${tunnel}`,
@@ -167,6 +191,7 @@ async function runBulk(ctx: BenchContext, tunnel: 'ws' | 'wss', pair: Pair, lan:
       baseline_rounds: base.map((b) => b.result.mbPerS),
       baseline: 'the same client straight to the same LAN TCP sink/source on loopback, same process, same bytes, interleaved',
       ratio: round(value / baseline),
+      ...sshFields,
       ...(target !== undefined ? { target, target_ratio: round(value / target), target_met: value >= target } : { target: 'none (reported, as the issue asks)' }),
       limits: { bytes, max_ms: maxMs },
       ws_masking: wsMasking(),
@@ -463,6 +488,7 @@ export async function runMediation(ctx: BenchContext): Promise<void> {
   const workers: WorkerHandle[] = [];
   const pairs: Pair[] = [];
   let silent: UdpSocket | undefined;
+  let ssh: SshTunnel | string | undefined;
   try {
     note(`mediation: ${Object.entries(want).filter(([, v]) => v).map(([k]) => k).join(', ')}`);
     const lan = await ctx.startWorker('lan', {});
@@ -474,8 +500,12 @@ export async function runMediation(ctx: BenchContext): Promise<void> {
     const ws = await startPair(ctx, {}, {}, want.memory);
     pairs.push(ws);
     if (want.bulk) {
+      ssh = await startSshTunnel(lanInfo.bulkPort);
+      note(typeof ssh === 'string' ? `mediation-bulk: the ssh -R reference is skipped: ${ssh}` : `mediation-bulk: ssh -R reference on 127.0.0.1:${ssh.port} (${ssh.cipher})`);
       note('mediation-bulk: ws');
-      await runBulk(ctx, 'ws', ws, lan, load, lanInfo);
+      await runBulk(ctx, 'ws', ws, lan, load, lanInfo, ssh);
+      if (typeof ssh !== 'string') await ssh.stop();
+      ssh = undefined;
     }
     if (want.http) {
       note('mediation-http');
@@ -497,7 +527,7 @@ export async function runMediation(ctx: BenchContext): Promise<void> {
         note('mediation-bulk: wss');
         const wss = await startPair(ctx, { tls }, { ca: tls.cert }, false);
         pairs.push(wss);
-        await runBulk(ctx, 'wss', wss, lan, load, lanInfo);
+        await runBulk(ctx, 'wss', wss, lan, load, lanInfo, 'not measured over wss');
         await wss.stop();
       }
     }
@@ -514,6 +544,7 @@ export async function runMediation(ctx: BenchContext): Promise<void> {
     }
   } finally {
     silent?.close();
+    if (ssh !== undefined && typeof ssh !== 'string') await ssh.stop();
     await Promise.all(pairs.map((p) => p.stop()));
     await Promise.all(workers.map((w) => w.stop()));
   }
