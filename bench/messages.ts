@@ -17,7 +17,9 @@
  *
  * Baselines, measured in the same run with the same PeerClient and payloads: ONE direct ws hop
  * to a plain ws server that acks each message (bench/ack-server.ts): in a child process for
- * throughput, in this process for latency (same clock).
+ * throughput, in this process for latency (same clock). Latency also gets a floor: the path's
+ * own topology with two plain ws forwarders (bench/ws-forwarder.ts) in place of the relay and
+ * the contact point, which says what this machine's process wake-ups alone cost.
  */
 import { performance } from 'node:perf_hooks';
 import { PeerIdentity } from '../core/peer/identity.js';
