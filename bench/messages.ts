@@ -203,6 +203,18 @@ async function pacedLoop(
   return { sent, failed, lastError, noise: noise(hostBefore, hostAfter, ours, wall) };
 }
 
+/**
+ * An external SDK sender towards a plain ack server (bench/ack-server.ts, which accepts any
+ * secret), connected; `clients` gets it so the run stops it.
+ */
+async function ackServerSender(clients: PeerClient[], url: string, name: string): Promise<PeerClient> {
+  const sender = new PeerClient({ role: 'external', url, name, secret: 'x'.repeat(16), proxy: null });
+  clients.push(sender);
+  sender.start();
+  await sender.ready();
+  return sender;
+}
+
 export async function runMessages(ctx: BenchContext): Promise<void> {
   const wantThroughput = ctx.selected('throughput');
   const wantLatency = ctx.selected('latency');
@@ -255,10 +267,7 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
       note(`throughput: ${rounds} round(s) of ${tWarm} ms warm-up + ${tWindow} ms window, ${IN_FLIGHT} in flight; baseline, path, path with in-process receiver`);
       const ack = await ctx.startWorker('ack-server', {});
       workers.push(ack);
-      const baseSender = new PeerClient({ role: 'external', url: ack.url, name: 'bench-base', secret: 'x'.repeat(16), proxy: null });
-      clients.push(baseSender);
-      baseSender.start();
-      await baseSender.ready();
+      const baseSender = await ackServerSender(clients, ack.url, 'bench-base');
       await baseSender.send('sink@ack-server', payload(false));
       // The throughput receiver runs in its own process, so the bench process is only the sender.
       const sink = await ctx.startWorker('receiver', { url: cp.url, name: WORKER_RECEIVER });
@@ -332,19 +341,13 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
       let baseRound: Samples | undefined;
       ackServer = new AckServer(recordInto(() => baseRound));
       const url = await ackServer.start();
-      const baseSender = new PeerClient({ role: 'external', url, name: 'bench-base', secret: 'x'.repeat(16), proxy: null });
-      clients.push(baseSender);
-      baseSender.start();
-      await baseSender.ready();
+      const baseSender = await ackServerSender(clients, url, 'bench-base');
 
       // A second baseline that, like the path, crosses a process boundary: the ack server in a
       // child process reads the stamp on the host-wide clock (performance.timeOrigin + now).
       const childAck = await ctx.startWorker('ack-server', {});
       workers.push(childAck);
-      const childSender = new PeerClient({ role: 'external', url: childAck.url, name: 'bench-base', secret: 'x'.repeat(16), proxy: null });
-      clients.push(childSender);
-      childSender.start();
-      await childSender.ready();
+      const childSender = await ackServerSender(clients, childAck.url, 'bench-base');
       const childP99: number[] = [];
       const childP50: number[] = [];
 
@@ -358,10 +361,7 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
       workers.push(fwdNear);
       const fwdFar = await ctx.startWorker('ws-forwarder', { target: fwdNear.url });
       workers.push(fwdFar);
-      const floorSender = new PeerClient({ role: 'external', url: fwdFar.url, name: 'bench-floor', secret: 'x'.repeat(16), proxy: null });
-      clients.push(floorSender);
-      floorSender.start();
-      await floorSender.ready();
+      const floorSender = await ackServerSender(clients, fwdFar.url, 'bench-floor');
       await floorSender.send('sink@ack-server', payload(false));
       const floorPooled = new Samples(SAMPLE_CAPACITY);
 
