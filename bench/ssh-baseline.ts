@@ -1,5 +1,5 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -85,7 +85,7 @@ export async function startSshTunnel(target: number): Promise<SshTunnel | string
   };
   try {
     for (const k of ['host', 'client']) execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, k)], { stdio: 'ignore' });
-    execFileSync('cp', [join(dir, 'client.pub'), join(dir, 'authorized_keys')]);
+    copyFileSync(join(dir, 'client.pub'), join(dir, 'authorized_keys'));
     // sshd run as root insists on its privilege-separation directory.
     if (process.getuid?.() === 0) mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
     const sshdPort = await freePort();

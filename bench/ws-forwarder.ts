@@ -21,19 +21,20 @@ export async function startWsForwarder(config: { target: string }): Promise<{ in
     downs.add(down);
     // Bounded: the SDK sends one HELLO before it hears anything back.
     const early: [RawData, boolean][] = [];
-    const pass = (to: WebSocket) => (data: RawData, isBinary: boolean) => {
-      forwarded++;
-      to.send(data, { binary: isBinary });
-    };
     up.on('message', (data, isBinary) => {
-      if (down.readyState === WebSocket.OPEN) pass(down)(data, isBinary);
-      else if (early.length < 16) early.push([data, isBinary]);
+      if (down.readyState === WebSocket.OPEN) {
+        forwarded++;
+        down.send(data, { binary: isBinary });
+      } else if (early.length < 16) early.push([data, isBinary]);
       else up.terminate();
     });
     down.on('open', () => {
       for (const [d, isBinary] of early.splice(0)) down.send(d, { binary: isBinary });
     });
-    down.on('message', pass(up));
+    down.on('message', (data, isBinary) => {
+      forwarded++;
+      up.send(data, { binary: isBinary });
+    });
     const end = (): void => {
       downs.delete(down);
       up.terminate();
