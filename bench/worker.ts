@@ -16,6 +16,7 @@ import type { Link } from '../core/protocol/link.js';
 import { CredentialStore, type CredentialKind } from '../core/relay/credentials.js';
 import type { ExposeSpec } from '../core/relay/expose.js';
 import { Relay } from '../core/relay/relay.js';
+import { primeAllocator } from '../core/runtime/allocator.js';
 import { createLogger, isLogLevel, type Logger } from '../core/runtime/logger.js';
 import { AckServer } from './ack-server.js';
 import type { ReadyInfo, Request, Response } from './ipc.js';
@@ -253,6 +254,9 @@ async function main(): Promise<void> {
   const send = (m: unknown): void => void process.send?.(m);
   if (!process.send) throw new Error('bench worker must be started by bench/run.js (it talks over IPC)');
 
+  // As `contact-point relay | serve | start` do (core/runtime/allocator.ts); the harness roles
+  // (lan, load) too, so that neither the direct baseline nor the path is limited by them.
+  primeAllocator();
   let started;
   try {
     if (role === 'relay') started = await startRelay(config as RelayConfig);
@@ -288,7 +292,7 @@ async function main(): Promise<void> {
       void finish();
       return;
     }
-    const handler = req.op === 'cpu' ? () => process.cpuUsage() : req.op === 'io' ? () => ({ ...io }) : (ops[req.op] ?? (req.op === 'memory' ? () => memory() : undefined));
+    const handler = req.op === 'cpu' ? () => process.cpuUsage() : req.op === 'usage' ? () => process.resourceUsage() : req.op === 'io' ? () => ({ ...io }) : (ops[req.op] ?? (req.op === 'memory' ? () => memory() : undefined));
     const reply = (r: Response): void => send(r);
     if (!handler) {
       reply({ id: req.id, ok: false, error: `no op "${req.op}" for role ${role}` });

@@ -5,6 +5,7 @@ import { AdminServer } from '../admin/server.js';
 import { ContactPoint, type ContactPointOptions } from '../contact-point/contact-point.js';
 import type { PortPolicyConfig } from '../contact-point/port-policy.js';
 import { StateStore } from '../contact-point/state-store.js';
+import { primeAllocator } from '../runtime/allocator.js';
 import type { Logger } from '../runtime/logger.js';
 import { listenRule, targetRule } from './args.js';
 import { CliError } from './errors.js';
@@ -89,6 +90,7 @@ export interface HostedContactPoint {
 }
 
 export async function hostContactPoint(o: HostOptions): Promise<HostedContactPoint> {
+  o.logger.debug('allocator', { glibc_trim: primeAllocator() });
   const ports = await portPolicyOption(o.ports, o.stateDir);
   const cp = await ContactPoint.create({
     ...o.contactPoint,

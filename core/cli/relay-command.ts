@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { CREDENTIALS_FILE, CredentialStore } from '../relay/credentials.js';
 import { Relay } from '../relay/relay.js';
+import { primeAllocator } from '../runtime/allocator.js';
 import { createLogger } from '../runtime/logger.js';
 import { exclusive, integer, logLevel, name, parseFlags, type Command } from './args.js';
 import { CliError, UsageError } from './errors.js';
@@ -97,6 +98,7 @@ async function run(argv: string[]): Promise<number> {
   }
   const stateDir = resolveStateDir('relay', values.state);
   const logger = createLogger({ level });
+  logger.debug('allocator', { glibc_trim: primeAllocator() });
 
   let credentials: CredentialStore;
   try {
