@@ -76,9 +76,19 @@ interface Pair {
   stop(): Promise<void>;
 }
 
-/** Runs `fn` and reports the CPU each worker (and this process) used meanwhile, and how busy the host was otherwise. */
-async function measured<T>(workers: readonly WorkerHandle[], fn: () => Promise<T>): Promise<{ result: T; cpu: Record<string, number>; host: Record<string, number>; wallMs: number }> {
-  const before = await Promise.all(workers.map((w) => w.call<NodeJS.CpuUsage>('cpu')));
+interface Measured<T> {
+  result: T;
+  /** CPU % of each worker (and this process) meanwhile */
+  cpu: Record<string, number>;
+  /** CPU ms and minor page faults of each worker meanwhile */
+  usage: Record<string, { cpuMs: number; faults: number }>;
+  host: Record<string, number>;
+  wallMs: number;
+}
+
+/** Runs `fn` and reports the CPU and page faults of each worker (and this process's CPU) meanwhile, and how busy the host was otherwise. */
+async function measured<T>(workers: readonly WorkerHandle[], fn: () => Promise<T>): Promise<Measured<T>> {
+  const before = await Promise.all(workers.map((w) => w.call<NodeJS.ResourceUsage>('usage')));
   const own0 = process.cpuUsage();
   const host0 = hostBusyMs();
   const t0 = performance.now();
@@ -86,11 +96,28 @@ async function measured<T>(workers: readonly WorkerHandle[], fn: () => Promise<T
   const wallMs = performance.now() - t0;
   const host1 = hostBusyMs();
   const own1 = process.cpuUsage();
-  const after = await Promise.all(workers.map((w) => w.call<NodeJS.CpuUsage>('cpu')));
+  const after = await Promise.all(workers.map((w) => w.call<NodeJS.ResourceUsage>('usage')));
   const cpu: Record<string, number> = { bench: cpuPercent(own0, own1, wallMs) };
-  workers.forEach((w, i) => (cpu[w.role] = cpuPercent(before[i]!, after[i]!, wallMs)));
+  const usage: Measured<T>['usage'] = {};
+  workers.forEach((w, i) => {
+    const b = before[i]!;
+    const a = after[i]!;
+    cpu[w.role] = cpuPercent({ user: b.userCPUTime, system: b.systemCPUTime }, { user: a.userCPUTime, system: a.systemCPUTime }, wallMs);
+    usage[w.role] = { cpuMs: (a.userCPUTime - b.userCPUTime + a.systemCPUTime - b.systemCPUTime) / 1000, faults: a.minorPageFault - b.minorPageFault };
+  });
   const ours = Object.values(cpu).reduce((a, b) => a + b, 0);
-  return { result, cpu, host: noise(host0, host1, ours, wallMs), wallMs };
+  return { result, cpu, usage, host: noise(host0, host1, ours, wallMs), wallMs };
+}
+
+/** CPU ms and minor page faults per MB moved, for the relay and the contact point. */
+function perMb(m: Measured<BulkResult>): Record<string, { cpu_ms_per_mb: number; faults_per_mb: number }> {
+  const mb = m.result.bytes / 1e6;
+  const out: Record<string, { cpu_ms_per_mb: number; faults_per_mb: number }> = {};
+  for (const role of ['relay', 'contact-point']) {
+    const u = m.usage[role];
+    if (u) out[role] = { cpu_ms_per_mb: round(u.cpuMs / mb, 3), faults_per_mb: round(u.faults / mb, 1) };
+  }
+  return out;
 }
 
 function selfSigned(): { cert: string; key: string } | undefined {
@@ -147,9 +174,11 @@ async function runBulk(ctx: BenchContext, tunnel: 'ws' | 'wss', pair: Pair, lan:
   const sshPort = tunnel === 'ws' && typeof ssh !== 'string' ? ssh.port : undefined;
   if (sshPort !== undefined) for (const dir of ['up', 'down'] as const) await load.call('bulk', { port: sshPort, dir, bytes: 64 * 1024 ** 2, maxMs: 2_000 }, 30_000);
   for (const dir of ['up', 'down'] as const) {
-    const base: Awaited<ReturnType<typeof measured<BulkResult>>>[] = [];
-    const path: Awaited<ReturnType<typeof measured<BulkResult>>>[] = [];
+    const base: Measured<BulkResult>[] = [];
+    const path: Measured<BulkResult>[] = [];
     const viaSsh: BulkResult[] = [];
+    /** CPU ms per MB of sshd + ssh together, to set beside relay + contact point */
+    const sshCpu: (number | undefined)[] = [];
     for (let r = 0; r < rounds; r++) {
       const b = await measured(workers, () => load.call<BulkResult>('bulk', { port: lanInfo.bulkPort, dir, bytes, maxMs }, maxMs + 30_000));
       base.push(b);
@@ -157,12 +186,15 @@ async function runBulk(ctx: BenchContext, tunnel: 'ws' | 'wss', pair: Pair, lan:
       path.push(p);
       let sshNote = '';
       if (sshPort !== undefined) {
+        const c0 = typeof ssh !== 'string' ? ssh.cpuMs() : undefined;
         const q = await load.call<BulkResult>('bulk', { port: sshPort, dir, bytes, maxMs }, maxMs + 30_000);
+        const c1 = typeof ssh !== 'string' ? ssh.cpuMs() : undefined;
+        sshCpu.push(c0 !== undefined && c1 !== undefined ? round((c1 - c0) / (q.bytes / 1e6), 3) : undefined);
         if (q.confirmed !== q.bytes) throw new Error(`bulk ${dir} via ssh -R: ${q.bytes} bytes sent, ${q.confirmed} arrived`);
         viaSsh.push(q);
-        sshNote = `; ssh -R ${q.mbPerS} MB/s`;
+        sshNote = `; ssh -R ${q.mbPerS} MB/s (sshd + ssh ${sshCpu.at(-1) ?? '?'} cpu ms/MB)`;
       }
-      note(`  bulk ${dir} over ${tunnel}, round ${r + 1}: path ${p.result.mbPerS} MB/s (${round(p.result.bytes / 1024 ** 2, 0)} MiB in ${p.result.ms} ms) cpu ${JSON.stringify(p.cpu)}; direct ${b.result.mbPerS} MB/s${sshNote}; host ${JSON.stringify(p.host)}`);
+      note(`  bulk ${dir} over ${tunnel}, round ${r + 1}: path ${p.result.mbPerS} MB/s (${round(p.result.bytes / 1024 ** 2, 0)} MiB in ${p.result.ms} ms) cpu ${JSON.stringify(p.cpu)} per MB ${JSON.stringify(perMb(p))}; direct ${b.result.mbPerS} MB/s${sshNote}; host ${JSON.stringify(p.host)}`);
       if (p.result.confirmed !== p.result.bytes) throw new Error(`bulk ${dir}: ${p.result.bytes} bytes sent, ${p.result.confirmed} arrived`);
     }
     const value = median(path.map((p) => p.result.mbPerS));
@@ -177,6 +209,7 @@ async function runBulk(ctx: BenchContext, tunnel: 'ws' | 'wss', pair: Pair, lan:
               ssh_baseline_rounds: viaSsh.map((q) => q.mbPerS),
               ssh_baseline: `OpenSSH ssh -R (-c ${ssh.cipher}): a private sshd on 127.0.0.1 as the public side, the ssh client as the LAN side, same client, same LAN service, same bytes, interleaved`,
               ssh_ratio: round(value / sshValue),
+              ssh_cpu_ms_per_mb: sshCpu,
             }
           : { ssh_baseline: `skipped: ${typeof ssh === 'string' ? ssh : 'not measured'}` };
     const target = tunnel === 'ws' ? TARGET_BULK_MB_PER_S : undefined;
@@ -196,6 +229,7 @@ async function runBulk(ctx: BenchContext, tunnel: 'ws' | 'wss', pair: Pair, lan:
       limits: { bytes, max_ms: maxMs },
       ws_masking: wsMasking(),
       cpu_pct: path.map((p) => p.cpu),
+      per_mb: path.map(perMb),
       baseline_cpu_pct: base.map((b) => b.cpu),
       host: path.map((p) => p.host),
       baseline_host: base.map((b) => b.host),
@@ -240,8 +274,8 @@ async function runHttp(ctx: BenchContext, pair: Pair, lan: WorkerHandle, load: W
   const workers = [pair.relay, pair.cp, lan, load];
   const args = { conns: HTTP_CONNECTIONS, warmupMs, windowMs };
   const timeout = warmupMs + windowMs + 60_000;
-  const base: Awaited<ReturnType<typeof measured<HttpResult>>>[] = [];
-  const path: Awaited<ReturnType<typeof measured<HttpResult>>>[] = [];
+  const base: Measured<HttpResult>[] = [];
+  const path: Measured<HttpResult>[] = [];
   for (let r = 0; r < rounds; r++) {
     const b = await measured(workers, () => load.call<HttpResult>('http', { ...args, port: lanInfo.httpPort }, timeout));
     base.push(b);

@@ -1,5 +1,5 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -23,7 +23,42 @@ export interface SshTunnel {
   /** the public-side port sshd listens on; connections reach `target` through the tunnel */
   readonly port: number;
   readonly cipher: string;
+  /** CPU ms used so far by sshd (all its processes) and the ssh client; undefined without /proc */
+  cpuMs(): number | undefined;
   stop(): Promise<void>;
+}
+
+/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ: 100 on every Linux build that matters). */
+const USER_HZ = 100;
+
+/** CPU ms of `roots` and all their descendants (Linux /proc); undefined elsewhere. */
+export function treeCpuMs(roots: readonly number[]): number | undefined {
+  let names: string[];
+  try {
+    names = readdirSync('/proc').filter((n) => /^\d+$/.test(n));
+  } catch {
+    return undefined;
+  }
+  const parent = new Map<number, number>();
+  const ticks = new Map<number, number>();
+  for (const n of names) {
+    try {
+      const stat = readFileSync(`/proc/${n}/stat`, 'utf8');
+      // the fields after "(comm) ": state ppid ... utime(14th overall) stime(15th)
+      const f = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+      parent.set(Number(n), Number(f[1]));
+      ticks.set(Number(n), Number(f[11]) + Number(f[12]));
+    } catch {
+      // the process went away meanwhile
+    }
+  }
+  const inTree = (pid: number): boolean => {
+    for (let p = pid, hops = 0; p > 1 && hops < 64; p = parent.get(p) ?? 0, hops++) if (roots.includes(p)) return true;
+    return false;
+  };
+  let total = 0;
+  for (const [pid, t] of ticks) if (inTree(pid)) total += t;
+  return (total * 1000) / USER_HZ;
 }
 
 function has(file: string): boolean {
@@ -129,7 +164,8 @@ export async function startSshTunnel(target: number): Promise<SshTunnel | string
     procs.push(client);
     client.stderr.on('data', (d: Buffer) => void (sshLog = (sshLog + d.toString()).slice(-2000)));
     await waitAccepting(port, client, 'ssh -R', () => sshLog);
-    return { port, cipher: SSH_CIPHER, stop };
+    const roots = [sshd.pid, client.pid].filter((p): p is number => p !== undefined);
+    return { port, cipher: SSH_CIPHER, cpuMs: () => treeCpuMs(roots), stop };
   } catch (err: unknown) {
     await stop();
     return `could not start sshd + ssh -R: ${err instanceof Error ? err.message : String(err)}`;
