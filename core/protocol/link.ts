@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { WebSocket, type RawData } from 'ws';
+import { framePieces } from './ws-frame.js';
 import { decodeFrame, encodeControl, type Frame } from './codec.js';
 import { ProtocolError } from './errors.js';
 import { FrameType, type ControlBodies, type ControlType } from './frames.js';
@@ -120,26 +121,52 @@ export class Link {
 
   send(frame: Buffer): boolean {
     if (!this.isOpen) return false;
-    if (this.socket) {
-      if (!this.corked) {
-        this.corked = true;
-        this.corkedBytes = 0;
-        this.socket.cork();
-        if (!this.flushQueued) {
-          this.flushQueued = true;
-          setImmediate(this.flushTurn);
-        }
-      }
-      this.corkedBytes += frame.length;
-      if (!this.flushSoon && this.corkedBytes >= FLUSH_AFTER_BYTES) {
-        this.flushSoon = true;
-        process.nextTick(this.uncork);
-      }
-    }
+    this.corkTurn(frame.length);
     this.ws.send(frame, { binary: true, compress: false });
     this.stats.bytesOut += frame.length;
     this.stats.framesOut++;
     return true;
+  }
+
+  /**
+   * Sends the frame `head` + `body[offset, offset + length)` (STREAM_DATA) without first copying
+   * it into one buffer: the ws frame is written here (ws-frame.ts), between ws's own frames on the
+   * same socket, in order (ws writes at once too: no compression, nothing queued).
+   */
+  sendParts(head: Buffer, body: Buffer, offset: number, length: number): boolean {
+    if (!this.isOpen) return false;
+    const socket = this.socket;
+    const total = head.length + length;
+    if (!socket) {
+      const buf = Buffer.allocUnsafe(total);
+      head.copy(buf, 0);
+      body.copy(buf, head.length, offset, offset + length);
+      return this.send(buf);
+    }
+    this.corkTurn(total);
+    for (const piece of framePieces(head, body, offset, length, this.opts.role === 'client')) socket.write(piece);
+    this.stats.bytesOut += total;
+    this.stats.framesOut++;
+    return true;
+  }
+
+  private corkTurn(bytes: number): void {
+    const socket = this.socket;
+    if (!socket) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.corkedBytes = 0;
+      socket.cork();
+      if (!this.flushQueued) {
+        this.flushQueued = true;
+        setImmediate(this.flushTurn);
+      }
+    }
+    this.corkedBytes += bytes;
+    if (!this.flushSoon && this.corkedBytes >= FLUSH_AFTER_BYTES) {
+      this.flushSoon = true;
+      process.nextTick(this.uncork);
+    }
   }
 
   sendControl<T extends ControlType>(type: T, body: ControlBodies[T], channel = 0): boolean {

@@ -26,6 +26,8 @@ export const TUNNEL_HIGH_WATER = 4 * 1024 * 1024;
 /** What a mux needs from the link under it (Link implements it). */
 export interface MuxLink {
   send(frame: Buffer): boolean;
+  /** sends the frame `head` + `body[offset, offset + length)`, without joining them first where it can */
+  sendParts(head: Buffer, body: Buffer, offset: number, length: number): boolean;
   readonly bufferedAmount: number;
   /** call `fn` once the link's socket has drained (or right away when not congested) */
   whenWritable(fn: () => void): void;
@@ -37,6 +39,11 @@ function header(type: number, channel: number, bodyLength: number): Buffer {
   buf[1] = 0;
   buf.writeUInt32BE(channel >>> 0, 2);
   return buf;
+}
+
+/** The header of a DATA frame, whose body follows it on the wire (Link.sendParts). */
+export function encodeStreamDataHead(id: number): Buffer {
+  return header(FrameType.STREAM_DATA, id, 0);
 }
 
 export function encodeStreamData(id: number, data: Buffer, offset: number, length: number): Buffer {
@@ -198,7 +205,7 @@ export class MuxStream extends Duplex {
         return;
       }
       const n = Math.min(p.chunk.length - p.offset, this.sendCredit, MAX_STREAM_CHUNK);
-      link.send(encodeStreamData(this.id, p.chunk, p.offset, n));
+      link.sendParts(encodeStreamDataHead(this.id), p.chunk, p.offset, n);
       p.offset += n;
       this.sendCredit -= n;
       this.bytesOut += n;

@@ -20,6 +20,11 @@ function pair(): { a: StreamMux; b: StreamMux; windowGrants: () => number[] } {
       setImmediate(() => deliver(f));
       return true;
     },
+    sendParts: (head, body, offset, length) => {
+      const f = Buffer.concat([head, body.subarray(offset, offset + length)]);
+      setImmediate(() => deliver(f));
+      return true;
+    },
     whenWritable: (fn) => void setImmediate(fn),
   });
   const muxes: { b?: StreamMux } = {};
