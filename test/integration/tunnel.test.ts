@@ -1,3 +1,6 @@
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ContactPoint } from '../../core/contact-point/contact-point.js';
 import { PeerClient } from '../../core/peer/peer-client.js';
@@ -57,6 +60,26 @@ describe('the one tunnel', () => {
     await waitFor(() => relay.peersOf('acme-hq').includes('printer'));
     await alice.send('printer@acme-hq', 'via proxy and TLS');
     expect(got).toEqual(['via proxy and TLS']);
+
+    // Stream bytes are framed by the Link itself (ws-frame.ts), written to the TLS socket that
+    // runs inside the proxy's CONNECT tunnel: 2 MiB through an exposed echo service, both ways.
+    await cp.call('ports:policy', { targets: ['127.0.0.1/32:1-65535'], listen: [] });
+    const echo = createServer({ allowHalfOpen: true }, (s) => {
+      s.on('error', () => undefined);
+      s.pipe(s);
+    });
+    echo.listen(0, '127.0.0.1');
+    await once(echo, 'listening');
+    cleanups.push(() => new Promise((r) => echo.close(r)));
+    const e = await relay.expose({ cp: 'acme-hq', proto: 'tcp', host: '127.0.0.1', port: (echo.address() as AddressInfo).port, operator: 'tech' });
+    const sent = randomBytes(2 * 1024 * 1024);
+    const client = connect({ port: e.publicPort, host: '127.0.0.1', allowHalfOpen: true });
+    const chunks: Buffer[] = [];
+    client.on('data', (d: Buffer) => chunks.push(d));
+    client.end(sent);
+    await once(client, 'end');
+    client.destroy();
+    expect(Buffer.concat(chunks).equals(sent)).toBe(true);
   });
 
   it('refuses a relay certificate it does not trust', async () => {
