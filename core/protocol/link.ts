@@ -137,12 +137,7 @@ export class Link {
     if (!this.isOpen) return false;
     const socket = this.socket;
     const total = head.length + length;
-    if (!socket) {
-      const buf = Buffer.allocUnsafe(total);
-      head.copy(buf, 0);
-      body.copy(buf, head.length, offset, offset + length);
-      return this.send(buf);
-    }
+    if (!socket) return this.send(Buffer.concat([head, body.subarray(offset, offset + length)]));
     this.corkTurn(total);
     for (const piece of framePieces(head, body, offset, length, this.opts.role === 'client')) socket.write(piece);
     this.stats.bytesOut += total;

@@ -74,6 +74,9 @@ export const MASK_IMPL = masker.impl;
 const keyPool = Buffer.alloc(8192);
 let keyAt = keyPool.length;
 
+/** The key rotated to where the body starts in the payload (filled per frame, used at once). */
+const bodyKeyScratch = Buffer.alloc(4);
+
 function nextMaskKey(): Buffer {
   if (keyAt + 4 > keyPool.length) {
     randomFillSync(keyPool);
@@ -103,7 +106,8 @@ export function framePieces(head: Buffer, body: Buffer, offset: number, length: 
   maskJs(head, key, out, at, head.length); // a few bytes: a native call would cost more
   // the body continues the payload at byte head.length, so its mask starts that far into the key
   const r = head.length & 3;
-  const bodyKey = r === 0 ? key : Buffer.from([key[r]!, key[(r + 1) & 3]!, key[(r + 2) & 3]!, key[(r + 3) & 3]!]);
+  for (let i = 0; i < 4; i++) bodyKeyScratch[i] = key[(r + i) & 3]!;
+  const bodyKey = bodyKeyScratch;
   if (length > 0) masker.fn(part, bodyKey, out, at + head.length, length);
   return [out];
 }
