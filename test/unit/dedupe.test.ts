@@ -47,3 +47,108 @@ describe('receiver dedupe window', () => {
     expect(DEDUPE_WINDOW).toBe(65_536);
   });
 });
+
+/** The obvious implementation, to compare against: a Set and a queue of keys. */
+class ModelWindow {
+  private readonly seen = new Set<string>();
+  private readonly order: string[] = [];
+  constructor(private readonly capacity: number) {}
+  has(from: string, id: string): boolean {
+    return this.seen.has(`${from}\n${id}`);
+  }
+  add(from: string, id: string): void {
+    const key = `${from}\n${id}`;
+    if (this.seen.has(key)) return;
+    if (this.order.length === this.capacity) this.seen.delete(this.order.shift()!);
+    this.order.push(key);
+    this.seen.add(key);
+  }
+}
+
+/** Small deterministic PRNG so a failure reproduces. */
+function prng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0;
+    return s / 4294967296;
+  };
+}
+
+describe('receiver dedupe window, compact form', () => {
+  it('keeps SDK-style ids (prefix, then a base-36 counter) as numbers: one stream per sender and prefix', () => {
+    const d = new DedupeWindow(65_536);
+    for (let i = 0; i < 100_000; i++) d.add('alice@relay', `AbC-_123.${i.toString(36)}`);
+    expect(d.size).toBe(65_536);
+    expect(d.streams).toBe(1);
+    expect(d.has('alice@relay', `AbC-_123.${(99_999).toString(36)}`)).toBe(true);
+    expect(d.has('alice@relay', `AbC-_123.${(100_000 - 65_536).toString(36)}`)).toBe(true);
+    expect(d.has('alice@relay', `AbC-_123.${(100_000 - 65_537).toString(36)}`)).toBe(false);
+    expect(d.has('alice@relay', `AbC-_124.${(99_999).toString(36)}`)).toBe(false);
+    expect(d.has('bob@relay', `AbC-_123.${(99_999).toString(36)}`)).toBe(false);
+  });
+
+  it('never confuses distinct ids that spell the same number', () => {
+    const d = new DedupeWindow(100);
+    d.add('s@x', 'p.1');
+    for (const id of ['p.01', 'p.001', 'p1', '1', 'p..1', 'P.1', 'p.1 ', 'q.1']) expect(d.has('s@x', id), id).toBe(false);
+    d.add('s@x', '7');
+    expect(d.has('s@x', '7')).toBe(true);
+    expect(d.has('s@x', '07')).toBe(false);
+    expect(d.has('s@x', '.7')).toBe(false);
+    // counters past 10 base-36 digits, upper case, and other characters take the string path, exactly
+    for (const id of ['p.zzzzzzzzzzz', 'p.ZZ', 'p.1-2', 'p.', 'x']) {
+      expect(d.has('s@x', id)).toBe(false);
+      d.add('s@x', id);
+      expect(d.has('s@x', id)).toBe(true);
+    }
+    expect(d.has('s@x', 'p.zzzzzzzzzz')).toBe(false);
+  });
+
+  it('frees a stream once none of its entries is left in the window', () => {
+    const d = new DedupeWindow(4);
+    for (let s = 0; s < 50; s++) d.add(`peer${s}@x`, `k.${s}`);
+    expect(d.streams).toBe(4);
+    for (let i = 0; i < 4; i++) d.add('one@x', `k.${i}`);
+    expect(d.streams).toBe(1);
+    expect(d.has('peer49@x', 'k.49')).toBe(false);
+  });
+
+  it('agrees with a plain Set-and-queue window over random mixed traffic', () => {
+    for (const capacity of [1, 2, 3, 17, 256, 4096]) {
+      const rand = prng(capacity);
+      const d = new DedupeWindow(capacity);
+      const model = new ModelWindow(capacity);
+      const senders = ['a@x', 'b@x', 'c@y', 'd@z'];
+      const prefixes = ['', 'AAAA.', 'BBBB.', 'x.y.', 'p.'];
+      const counters = [0, 0, 0, 0, 0];
+      for (let op = 0; op < 60_000; op++) {
+        const from = senders[Math.floor(rand() * senders.length)]!;
+        const r = rand();
+        let id: string;
+        if (r < 0.7) {
+          const p = Math.floor(rand() * prefixes.length);
+          // mostly fresh counters, some repeats of recent and old ones (retries)
+          const back = rand() < 0.3 ? Math.floor(rand() * capacity * 2) : 0;
+          counters[p]! += back === 0 ? 1 : 0;
+          id = prefixes[p]! + Math.max(0, counters[p]! - back).toString(36);
+        } else if (r < 0.85) {
+          id = `m${Math.floor(rand() * capacity * 3)}`;
+        } else {
+          id = `p.0${Math.floor(rand() * 50)}`;
+        }
+        if (rand() < 0.5) {
+          expect(d.has(from, id)).toBe(model.has(from, id));
+        } else {
+          d.add(from, id);
+          model.add(from, id);
+        }
+      }
+      // and every pair the model holds, the window holds, and nothing else among the recent ones
+      for (const from of senders) {
+        for (let i = 0; i < 200; i++) {
+          for (const id of [`AAAA.${i.toString(36)}`, `m${i}`, `p.0${i % 50}`, i.toString(36)]) expect(d.has(from, id)).toBe(model.has(from, id));
+        }
+      }
+    }
+  });
+});
