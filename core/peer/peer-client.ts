@@ -380,44 +380,49 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
       link.send(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: Status.BAD_ADDRESS, reason: `this is ${this.addr ?? 'nobody'}` }));
       return;
     }
-    const key = `${msg.from}\n${msg.id}`;
     if (this.dedupe.has(msg.from, msg.id)) {
       this.stats.duplicates++;
       link.send(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: Status.OK, reason: '' }));
       return;
     }
-    if (this.processing.has(key)) return; // a retry while the handler still runs: its ACK is coming
-    const inbound: InboundMessage = { id: msg.id, from: msg.from, to: msg.to, payload: msg.payload };
-    const done = (err?: unknown): void => {
-      this.processing.delete(key);
-      const l = this.link;
-      if (err === undefined) {
-        this.dedupe.add(msg.from, msg.id);
-        this.stats.received++;
-      }
-      l?.send(
-        encodeAck({
-          id: msg.id,
-          to: msg.from,
-          from: msg.to,
-          status: err === undefined ? Status.OK : Status.RECEIVER_FAILED,
-          reason: err === undefined ? '' : `receiver failed: ${err instanceof Error ? err.message : 'handler threw'}`,
-        }),
-      );
-    };
+    // A retry while the handler still runs: its ACK is coming.
+    if (this.processing.size > 0 && this.processing.has(`${msg.from}\n${msg.id}`)) return;
+    // The decoded frame is the InboundMessage (no copy): one object per message, none kept.
     let result: void | Promise<void>;
     try {
-      result = this.handler ? this.handler(inbound) : void this.emit('message', inbound);
+      result = this.handler ? this.handler(msg) : void this.emit('message', msg);
     } catch (err: unknown) {
-      done(err);
+      this.settle(msg, false, err);
       return;
     }
     if (result instanceof Promise) {
+      const key = `${msg.from}\n${msg.id}`;
       this.processing.add(key);
-      result.then(() => done(), (err: unknown) => done(err ?? new Error('handler rejected')));
+      result.then(
+        () => this.settle(msg, true, undefined, key),
+        (err: unknown) => this.settle(msg, false, err, key),
+      );
     } else {
-      done();
+      this.settle(msg, true, undefined);
     }
+  }
+
+  /** The handler finished with `msg`: remember it if it succeeded, and ACK it either way. */
+  private settle(msg: MsgFrame, ok: boolean, err: unknown, key?: string): void {
+    if (key !== undefined) this.processing.delete(key);
+    if (ok) {
+      this.dedupe.add(msg.from, msg.id);
+      this.stats.received++;
+    }
+    this.link?.send(
+      encodeAck({
+        id: msg.id,
+        to: msg.from,
+        from: msg.to,
+        status: ok ? Status.OK : Status.RECEIVER_FAILED,
+        reason: ok ? '' : `receiver failed: ${err instanceof Error ? err.message : 'handler threw'}`,
+      }),
+    );
   }
 
   private setRegistration(state: PeerState): void {
