@@ -93,4 +93,25 @@ describe('addressed messages end to end', () => {
     expect(err.code).toBe(Status.PEER_NOT_REGISTERED);
     expect(got).toEqual(['one']);
   });
+
+  it('answers RECEIVER_FAILED when the handler throws or rejects, and delivers the next attempt once it succeeds', async () => {
+    const failures: unknown[] = [new Error('paper jam'), undefined, 'not an Error'];
+    const seen: string[] = [];
+    await h.registered('printer', (m) => {
+      seen.push(m.payload.toString());
+      if (failures.length === 0) return;
+      const f = failures.shift();
+      if (seen.length === 1) throw f; // sync throw of an Error
+      if (seen.length === 2) throw f; // `throw undefined` is a failure too
+      return Promise.reject(f as Error); // async rejection with a non-Error
+    });
+    const alice = await h.external('alice');
+    const first = await refusal(alice.send('printer@acme-hq', 'a'));
+    expect(first.code).toBe(Status.RECEIVER_FAILED);
+    expect(first.message).toContain('paper jam');
+    expect((await refusal(alice.send('printer@acme-hq', 'b'))).code).toBe(Status.RECEIVER_FAILED);
+    expect((await refusal(alice.send('printer@acme-hq', 'c'))).code).toBe(Status.RECEIVER_FAILED);
+    await alice.send('printer@acme-hq', 'd');
+    expect(seen).toEqual(['a', 'b', 'c', 'd']);
+  });
 });
