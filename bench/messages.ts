@@ -27,7 +27,7 @@ import { PeerClient } from '../core/peer/peer-client.js';
 import { AckServer } from './ack-server.js';
 import type { BenchContext } from './context.js';
 import type { WorkerHandle } from './ipc.js';
-import { cpuPercent, emit, hostBusyMs, median, noise, note, readStamp, round, Samples, sleep, stampedPayload, waitFor } from './util.js';
+import { cpuPercent, emit, gcBetween, hostBusyMs, median, noise, note, readStamp, round, Samples, sleep, stampedPayload, waitFor, watchGc } from './util.js';
 
 export const MSG_BYTES = 1024;
 export const IN_FLIGHT = Number(process.env.BENCH_IN_FLIGHT ?? 256);
@@ -37,7 +37,6 @@ export const TARGET_P99_MS = 2;
 /** Hard caps so no loop runs away, whatever the machine does. */
 const MAX_MESSAGES_PER_RUN = 5_000_000;
 const DRAIN_TIMEOUT_MS = 15_000;
-const SAMPLE_CAPACITY = 2_000_000;
 
 const CP_ID = 'bench-hq';
 const RECEIVER = 'sink';
@@ -163,7 +162,7 @@ async function pacedLoop(
   warmupMs: number,
   windowMs: number,
   workers: readonly WorkerHandle[],
-): Promise<{ sent: number; failed: number; lastError: string | undefined; noise: Record<string, number> }> {
+): Promise<{ sent: number; failed: number; lastError: string | undefined; noise: Record<string, number>; gc: ReturnType<typeof gcBetween> }> {
   const cpuBefore = await Promise.all(workers.map((w) => w.call<NodeJS.CpuUsage>('cpu')));
   const ownBefore = process.cpuUsage();
   const hostBefore = hostBusyMs();
@@ -195,12 +194,14 @@ async function pacedLoop(
   await waitFor(() => outstanding === 0, DRAIN_TIMEOUT_MS, 'paced messages to be acknowledged').catch((e: unknown) => {
     lastError = (e as Error).message;
   });
-  const wall = performance.now() - start;
+  const end = performance.now();
+  const wall = end - start;
   const hostAfter = hostBusyMs();
   const ownAfter = process.cpuUsage();
   const cpuAfter = await Promise.all(workers.map((w) => w.call<NodeJS.CpuUsage>('cpu')));
   const ours = cpuPercent(ownBefore, ownAfter, wall) + workers.reduce((a, _w, i) => a + cpuPercent(cpuBefore[i]!, cpuAfter[i]!, wall), 0);
-  return { sent, failed, lastError, noise: noise(hostBefore, hostAfter, ours, wall) };
+  // GC observer entries arrive as tasks; the worker round trips above have let them in.
+  return { sent, failed, lastError, noise: noise(hostBefore, hostAfter, ours, wall), gc: gcBetween(start + warmupMs, end) };
 }
 
 /**
@@ -338,6 +339,10 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
 
     if (wantLatency) {
       note(`latency: paced ${PACED_RATE} msgs/s, ${lRounds} round(s) of ${lWarm} ms warm-up + ${lWindow} ms measured: baseline, child-process baseline, path`);
+      watchGc();
+      // Sized to a round (with room for a slow host), not to the throughput runs: 16 MB buffers
+      // allocated each round count as external memory and can start a full GC mid-round.
+      const roundSamples = Math.ceil((PACED_RATE * (lWarm + lWindow)) / 1000) * 2;
       let baseRound: Samples | undefined;
       ackServer = new AckServer(recordInto(() => baseRound));
       const url = await ackServer.start();
@@ -363,11 +368,21 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
       workers.push(fwdFar);
       const floorSender = await ackServerSender(clients, fwdFar.url, 'bench-floor');
       await floorSender.send('sink@ack-server', payload(false));
-      const floorPooled = new Samples(SAMPLE_CAPACITY);
+      const floorPooled = new Samples(roundSamples * lRounds);
 
-      const pooled = new Samples(SAMPLE_CAPACITY);
-      const basePooled = new Samples(SAMPLE_CAPACITY);
-      const rounds: { p50: number; p99: number; floor_p50: number; floor_p99: number; baseline_p99: number; child_process_baseline_p99: number; host: Record<string, number> }[] = [];
+      const pooled = new Samples(roundSamples * lRounds);
+      const basePooled = new Samples(roundSamples * lRounds);
+      const rounds: {
+        p50: number;
+        p99: number;
+        floor_p50: number;
+        floor_p99: number;
+        baseline_p99: number;
+        child_process_baseline_p99: number;
+        host: Record<string, number>;
+        bench_gc: ReturnType<typeof gcBetween>;
+        floor_bench_gc: ReturnType<typeof gcBetween>;
+      }[] = [];
       let sent = 0;
       let failed = 0;
       let baseFailed = 0;
@@ -376,7 +391,7 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
       let host: Record<string, number> = {};
       let baseHost: Record<string, number> = {};
       for (let r = 0; r < lRounds; r++) {
-        baseRound = new Samples(SAMPLE_CAPACITY);
+        baseRound = new Samples(roundSamples);
         const b = await pacedLoop(baseSender, 'sink@ack-server', PACED_RATE, lWarm, lWindow, []);
         const bRound = baseRound;
         baseRound = undefined;
@@ -387,14 +402,14 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
         const child = await childAck.call<{ p50: number; p99: number }>('latency');
         childP50.push(child.p50);
         childP99.push(child.p99);
-        const fRound = new Samples(SAMPLE_CAPACITY);
+        const fRound = new Samples(roundSamples);
         floorRound = fRound;
         const f = await pacedLoop(floorSender, 'sink@ack-server', PACED_RATE, lWarm, lWindow, [fwdFar, fwdNear]);
         floorRound = undefined;
         floorFailed += f.failed;
         fRound.copyInto(floorPooled);
         const fs = fRound.summary();
-        const pathRound = new Samples(SAMPLE_CAPACITY);
+        const pathRound = new Samples(roundSamples);
         pathSamples = pathRound;
         const p = await pacedLoop(sender, TO, PACED_RATE, lWarm, lWindow, [relay, cp]);
         pathSamples = undefined;
@@ -406,10 +421,11 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
         bRound.copyInto(basePooled);
         const rs = pathRound.summary();
         const bs = bRound.summary();
-        rounds.push({ p50: round(rs.p50), p99: round(rs.p99), floor_p50: round(fs.p50), floor_p99: round(fs.p99), baseline_p99: round(bs.p99), child_process_baseline_p99: round(child.p99), host: p.noise });
+        rounds.push({ p50: round(rs.p50), p99: round(rs.p99), floor_p50: round(fs.p50), floor_p99: round(fs.p99), baseline_p99: round(bs.p99), child_process_baseline_p99: round(child.p99), host: p.noise, bench_gc: p.gc, floor_bench_gc: f.gc });
         note(
           `  round ${r + 1}: path p50 ${round(rs.p50)} p99 ${round(rs.p99)} ms; floor (2 plain ws forwarders) p50 ${round(fs.p50)} p99 ${round(fs.p99)} ms; ` +
-            `baseline p99 ${round(bs.p99)} ms; child-process baseline p99 ${round(child.p99)} ms; host ${JSON.stringify(p.noise)}`,
+            `baseline p99 ${round(bs.p99)} ms; child-process baseline p99 ${round(child.p99)} ms; host ${JSON.stringify(p.noise)}; ` +
+            `bench-process GC in the window: path ${p.gc.count} pauses ${p.gc.total_ms} ms (${p.gc.full} full), floor ${f.gc.count} pauses ${f.gc.total_ms} ms (${f.gc.full} full)`,
         );
       }
       await baseSender.stop();
@@ -471,6 +487,7 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
         warmup_s: lWarm / 1000,
         window_s: (lWindow / 1000) * lRounds,
         clock: 'send time in the payload, read by the receiver in the same process (same clock)',
+        bench_gc: 'per round (bench_gc, floor_bench_gc): GC pauses of the bench process (SDK sender and receiver) that began in the measured window, from a PerformanceObserver',
         topology: 'relay and contact point each in their own child process; external SDK sender and internal SDK receiver in the bench process; all on 127.0.0.1',
         mode,
       });

@@ -1,7 +1,7 @@
 /** Shared helpers for the benchmarks: output, bounded waits, percentiles. */
 import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
-import { performance } from 'node:perf_hooks';
+import { performance, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 
 /** One machine-readable result: a JSON object on its own stdout line (host facts appended). */
 export function emit(result: Record<string, unknown>): void {
@@ -143,4 +143,54 @@ export function noise(hostBefore: number | undefined, hostAfter: number | undefi
   const out: Record<string, number> = { load_avg_1m: round(loadavg()[0] ?? 0, 2) };
   if (hostBefore !== undefined && hostAfter !== undefined) out.other_cpu_pct = round(Math.max(0, ((hostAfter - hostBefore) / wallMs) * 100 - oursPct), 1);
   return out;
+}
+
+/** One garbage collection of this process: start (performance.now()), pause length, and whether it was a full (mark-compact) one. */
+interface GcEvent {
+  readonly at: number;
+  readonly ms: number;
+  readonly full: boolean;
+}
+
+const GC_LOG_CAPACITY = 10_000;
+const gcLog: GcEvent[] = [];
+let gcObserver: PerformanceObserver | undefined;
+
+/**
+ * Starts recording this process's GC pauses (once; idempotent). The latency benchmark's sender
+ * and receiver share the bench process, so its pauses are part of every latency it reads: this
+ * says how much, per round.
+ */
+export function watchGc(): void {
+  if (gcObserver) return;
+  gcObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries() as (PerformanceEntry & { detail?: { kind?: number } })[]) {
+      if (gcLog.length === GC_LOG_CAPACITY) gcLog.shift();
+      // kind 1 is a scavenge (young generation); 2, 4 and 8 are mark-compact and its phases
+      gcLog.push({ at: e.startTime, ms: e.duration, full: (e.detail?.kind ?? 1) !== 1 });
+    }
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
+}
+
+/** GC pauses of this process that began in [from, to) (performance.now() times): count, total and longest ms, full ones. */
+export function gcBetween(from: number, to: number): { count: number; total_ms: number; max_ms: number; full: number } {
+  let count = 0;
+  let total = 0;
+  let max = 0;
+  let full = 0;
+  for (const g of gcLog) {
+    if (g.at < from || g.at >= to) continue;
+    count++;
+    total += g.ms;
+    max = Math.max(max, g.ms);
+    if (g.full) full++;
+  }
+  return { count, total_ms: round(total, 2), max_ms: round(max, 2), full };
+}
+
+export function stopWatchingGc(): void {
+  gcObserver?.disconnect();
+  gcObserver = undefined;
+  gcLog.length = 0;
 }
