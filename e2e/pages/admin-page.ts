@@ -3,7 +3,12 @@ import { join } from 'node:path';
 import type { Locator, Page } from 'playwright-core';
 import { ROOT } from '../support/stack.js';
 
-export const SCREENSHOTS = join(ROOT, 'docs/screenshots');
+/**
+ * Where screenshots go: test-results/screenshots/ (ignored by git) on a normal test run, so
+ * `npm test` leaves the tree clean; docs/screenshots/, the pictures the README shows, when
+ * UPDATE_SCREENSHOTS=1 (after a GUI change: `UPDATE_SCREENSHOTS=1 npm test`).
+ */
+export const SCREENSHOTS = process.env.UPDATE_SCREENSHOTS === '1' ? join(ROOT, 'docs/screenshots') : join(ROOT, 'test-results/screenshots');
 export type ViewLabel = 'Peers' | 'Live flow' | 'Tunnel' | 'Ports' | 'Settings';
 
 /** The shell around every view: navigation, tunnel pill, banners, notices. */
@@ -40,7 +45,7 @@ export class AdminPage {
     return this.page.locator('.notice', { hasText: text });
   }
 
-  /** docs/screenshots/NAME.png, the pictures the README shows. */
+  /** SCREENSHOTS/NAME.png; returns the path. */
   async screenshot(name: string): Promise<string> {
     await mkdir(SCREENSHOTS, { recursive: true });
     const path = join(SCREENSHOTS, `${name}.png`);
