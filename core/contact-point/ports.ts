@@ -362,7 +362,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
 
   private datagramFromLan(p: PortEntry, payload: Buffer, address: string, port: number): void {
     if (p.state !== 'redirecting' || !this.link) return; // not redirected: nobody asked for these packets
-    p.bytesIn += payload.length;
+    p.bytesOut += payload.length; // out: from the LAN towards the relay, as for TCP streams
     const d = { portId: p.id, address, port, payload };
     if (!this.udp?.send(d)) this.link.send(encodeDatagram(d));
   }
@@ -381,7 +381,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
       this.emit('refused', { at: Date.now(), operator: p.operator, op: 'datagram', what: `${d.address}:${d.port}`, code: Status.PERMISSION_DENIED, reason: problem });
       return;
     }
-    p.bytesOut += d.payload.length;
+    p.bytesIn += d.payload.length; // in: from the relay towards the LAN, as for TCP streams
     p.udp.send(d.payload, d.port, canon!.address);
   }
 

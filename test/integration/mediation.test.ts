@@ -243,6 +243,11 @@ describe('port mediation through the tunnel', () => {
     expect(replies.length).toBeGreaterThanOrEqual(3);
     expect(replies[0]).toMatch(/^echo:ping \d+$/);
     expect(h.cp.ports.list()).toMatchObject([{ proto: 'udp', state: 'redirecting', operator: 'tech' }]);
+    // In = towards the LAN (the pings), out = from the LAN (the longer echoes), as for TCP.
+    await waitFor(() => {
+      const [p] = h.cp.ports.list();
+      return p !== undefined && p.bytesIn > 0 && p.bytesOut > p.bytesIn;
+    }, 3_000, 'UDP byte counters: in = pings towards the LAN, out = longer echoes back');
   });
 
   it('refuses every unsafe spelling of loopback and the metadata address, even under a wide rule', async () => {

@@ -144,10 +144,10 @@ export function PortsView() {
                 <th scope="col" className="num">
                   Streams
                 </th>
-                <th scope="col" className="num">
+                <th scope="col" className="num" title="Bytes from the relay towards the LAN">
                   In
                 </th>
-                <th scope="col" className="num">
+                <th scope="col" className="num" title="Bytes from the LAN towards the relay">
                   Out
                 </th>
                 <th scope="col">Opened</th>
