@@ -30,6 +30,7 @@ const EVENTS = {
   'flow:batch': true,
   'policy:changed': true,
   'ports:changed': true,
+  'ports:policy-changed': true,
 } as const satisfies Record<AdminEventName, true>;
 const { contextBridge, ipcRenderer } = electron;
 const SETTINGS_GET: (typeof HOST_SETTINGS_CHANNELS)['get'] = 'settings:get';

@@ -142,9 +142,11 @@ export interface AdminEvents {
   'policy:changed': PolicyView;
   /** the whole port list, whenever a port opens, changes state or closes */
   'ports:changed': readonly PortView[];
+  /** the port policy, whenever an admin (GUI, CLI, another window) sets it */
+  'ports:policy-changed': PortPolicyView;
 }
 export type AdminEventName = keyof AdminEvents;
-export const ADMIN_EVENTS: readonly AdminEventName[] = ['peer:changed', 'peer:removed', 'tunnel:status', 'flow:batch', 'policy:changed', 'ports:changed'];
+export const ADMIN_EVENTS: readonly AdminEventName[] = ['peer:changed', 'peer:removed', 'tunnel:status', 'flow:batch', 'policy:changed', 'ports:changed', 'ports:policy-changed'];
 
 const peerName = str({ min: 1, max: MAX_NAME_LENGTH, pattern: /^[a-z0-9][a-z0-9._-]*$/, patternText: 'must be a peer name' });
 const cidr = str({ min: 3, max: 49, pattern: /^[0-9a-fA-F:.]+\/\d{1,3}$/, patternText: 'must be a CIDR such as 192.168.1.0/24' });

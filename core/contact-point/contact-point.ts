@@ -285,6 +285,7 @@ export class ContactPoint implements AdminApi {
           throw new AdminError('INVALID_PARAMS', (err as Error).message);
         }
         this.store.changed();
+        this.events.emit('ports:policy-changed', this.ports.policy.config);
         return this.ports.policy.config;
       }
     }

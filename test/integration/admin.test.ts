@@ -2,7 +2,7 @@ import { request } from 'node:http';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { AdminClient } from '../../core/admin/client.js';
-import { ADMIN_PROTOCOL, type FlowBatch, type PeerView, type TunnelView } from '../../core/admin/contract.js';
+import { ADMIN_PROTOCOL, type FlowBatch, type PeerView, type PortPolicyView, type TunnelView } from '../../core/admin/contract.js';
 import { AdminServer } from '../../core/admin/server.js';
 import { logger, startHarness, waitFor, type Harness } from '../helpers.js';
 
@@ -105,5 +105,20 @@ describe('admin endpoint', () => {
     expect(batches.at(-1)!.totals.refusals).toEqual({ PEER_NOT_REGISTERED: 1 });
     await waitFor(() => tunnel.length > 0, 3_000, 'tunnel status');
     expect(tunnel.at(-1)!.state).toBe('connected');
+  });
+
+  it("tells every admin client when another one changes the port policy", async () => {
+    const watcher = await client();
+    const setter = await client();
+    const seen: PortPolicyView[] = [];
+    watcher.subscribe('ports:policy-changed', (p) => void seen.push(p));
+    const set = await setter.call('ports:policy', { targets: ['192.168.1.0/24:80-443'], listen: ['tcp:8000-8100'] });
+    await waitFor(() => seen.length === 1, 3_000, 'ports:policy-changed');
+    expect(seen[0]).toEqual(set);
+    expect(seen[0]).toEqual({ targets: ['192.168.1.0/24:80-443'], listen: ['tcp:8000-8100'] });
+    // A refused change (bad rule) changes nothing and tells nobody.
+    await expect(setter.call('ports:policy', { targets: ['not a rule'], listen: [] })).rejects.toThrow();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(seen).toHaveLength(1);
   });
 });

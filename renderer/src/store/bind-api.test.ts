@@ -83,6 +83,8 @@ describe('store bound to the admin API', () => {
     api.emit('tunnel:status', { ...api.snap.tunnel, state: 'reconnecting', lastError: 'relay gone' });
     expect(store.getState().tunnel?.state).toBe('reconnecting');
     expect(store.getState().tunnelLog.map((e) => e.state)).toEqual(['connected', 'reconnecting']);
+    api.emit('ports:policy-changed', { targets: ['192.168.1.20/32:80'], listen: [] });
+    expect(store.getState().portPolicy).toEqual({ targets: ['192.168.1.20/32:80'], listen: [] });
 
     api.connection!({ state: 'lost', detail: 'gone', retryAt: 5 });
     expect(store.getState().connection).toEqual({ state: 'lost', detail: 'gone', retryAt: 5 });

@@ -39,6 +39,7 @@ export function bindApi(store: AppStore, api: GuiApi, opts: BindOptions = {}): (
     api.subscribe('flow:batch', (b) => flowBatch(store, b)),
     api.subscribe('policy:changed', (p) => setPolicy(store, p)),
     api.subscribe('ports:changed', (ports) => setPorts(store, ports)),
+    api.subscribe('ports:policy-changed', (p) => setPortPolicy(store, p)),
   ];
   const refresh = (): void => {
     api.call('snapshot:get', {}).then(
