@@ -2,6 +2,29 @@ import { randomBytes } from 'node:crypto';
 
 /** Longest counter (in base 36) kept as a number: 36^10 < 2^53, so every such value is exact. */
 const MAX_COUNTER_DIGITS = 10;
+/** Largest window: 2^22 entries, 12 bytes each in the ring and 16 in the table. */
+export const MAX_DEDUPE_CAPACITY = 2 ** 22;
+/**
+ * Probes an insert may take before the table is rebuilt under a new seed. At most a quarter full
+ * with a well-spread hash, runs stay short; a long one means the seed is unlucky (or guessed).
+ */
+const MAX_PROBES = 64;
+
+/** MurmurHash3's 32-bit finaliser: a bijection that spreads every input bit over the output. */
+function fmix32(x: number): number {
+  let h = x;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h;
+}
+
+function randomSeed(): Int32Array {
+  const b = randomBytes(12);
+  return new Int32Array(b.buffer, b.byteOffset, 3).slice();
+}
 
 /**
  * The (sender, message id) pairs a receiver has delivered, so at-least-once retries reach the
@@ -18,12 +41,14 @@ const MAX_COUNTER_DIGITS = 10;
  *   a canonical base-36 counter of at most 10 digits (what this SDK sends: a random prefix,
  *   then a counter), is kept as two numbers: the index of its *stream* (one sender and prefix,
  *   interned while any of its entries is in the window) and n. They live in typed arrays: a ring
- *   in insertion order, and an open-addressing hash table (linear probing, at most half full,
+ *   in insertion order, and an open-addressing hash table (linear probing, at most a quarter full,
  *   backward-shift deletion) that points into the ring.
  * - Any other id is kept as a string in a Set, in the same ring, so the window and its order
  *   cover both kinds.
  *
- * The table's hash is seeded per window at random, so a sender cannot pick ids that collide.
+ * The table's hash is keyed per window with random seeds that enter before each mixing step, so
+ * a sender cannot pick ids that collide; should a probe run still grow long, the table is rebuilt
+ * under new seeds.
  */
 export class DedupeWindow {
   private readonly capacity: number;
@@ -36,7 +61,10 @@ export class DedupeWindow {
   /** hash table slots: ring index + 1, 0 when empty */
   private table: Int32Array | undefined;
   private readonly mask: number;
-  private readonly seed = randomBytes(4).readInt32LE(0);
+  private seed = randomSeed();
+  /** times the table was rebuilt under new seeds after a long probe run */
+  rebuilds = 0;
+  private insertsSinceRebuild = 0;
   /** entries in the ring */
   private count = 0;
   /** next ring slot to write (the oldest entry once the ring is full) */
@@ -51,9 +79,13 @@ export class DedupeWindow {
   private splitCounter = 0;
 
   constructor(capacity: number) {
-    this.capacity = Math.max(1, Math.floor(capacity));
-    let size = 2;
-    while (size < this.capacity * 2) size *= 2;
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > MAX_DEDUPE_CAPACITY) {
+      throw new RangeError(`dedupe window must be a whole number of messages from 1 to ${MAX_DEDUPE_CAPACITY}, not ${capacity}`);
+    }
+    this.capacity = capacity;
+    // At most a quarter full: linear probing's runs stay short (about 15 slots at most with 65,536 entries).
+    let size = 4;
+    while (size < this.capacity * 4) size *= 2;
     this.mask = size - 1;
   }
 
@@ -102,6 +134,20 @@ export class DedupeWindow {
     return this.streamIndex.size;
   }
 
+  /** The longest run of occupied table slots (diagnostics and tests: what a lookup may walk). */
+  longestRun(): number {
+    const table = this.table;
+    if (!table) return 0;
+    let longest = 0;
+    let run = 0;
+    // Twice round, so a run that wraps past the end is measured whole.
+    for (let k = 0; k < table.length * 2; k++) {
+      run = table[k & this.mask] !== 0 ? run + 1 : 0;
+      if (run > longest) longest = Math.min(run, table.length);
+    }
+    return longest;
+  }
+
   /**
    * Splits `id` into stream key and counter when it has the numeric form; sets splitStream and
    * splitCounter and returns true. Canonical digits only ("01" is not 1), so distinct ids never
@@ -133,12 +179,10 @@ export class DedupeWindow {
   }
 
   private hash(stream: number, counter: number): number {
-    let h = (counter >>> 0) ^ Math.imul((counter / 4294967296) >>> 0, 0x27d4eb2f) ^ Math.imul(stream + 1, 0x165667b1) ^ this.seed;
-    h ^= h >>> 16;
-    h = Math.imul(h, 0x85ebca6b);
-    h ^= h >>> 13;
-    h = Math.imul(h, 0xc2b2ae35);
-    h ^= h >>> 16;
+    const seed = this.seed;
+    let h = fmix32((counter >>> 0) ^ seed[0]!);
+    h = fmix32(h ^ ((counter / 4294967296) >>> 0) ^ seed[1]!);
+    h = fmix32(h ^ stream ^ seed[2]!);
     return h & this.mask;
   }
 
@@ -159,11 +203,38 @@ export class DedupeWindow {
     const table = this.table!;
     let i = this.hash(stream, counter);
     for (let probes = 0; table[i] !== 0; probes++) {
-      // At most half full, so a free slot is always found; this guards the invariant.
+      // A long run: rebuild under new seeds, at most once per `capacity` inserts (so rebuilding
+      // costs O(1) per insert even if new seeds do not help); otherwise keep probing (the table
+      // is at most a quarter full, so a free slot comes).
+      if (probes === MAX_PROBES && this.insertsSinceRebuild >= this.capacity) {
+        // The ring already holds this entry (add wrote it first), so the rebuild places it too.
+        this.rebuild();
+        return;
+      }
       if (probes > this.mask) throw new Error('dedupe table is full: the ring and the table disagree');
       i = (i + 1) & this.mask;
     }
     table[i] = slot + 1;
+    this.insertsSinceRebuild++;
+  }
+
+  /** New seeds, and every numeric entry in the ring placed again. */
+  private rebuild(): void {
+    this.rebuilds++;
+    this.insertsSinceRebuild = 0;
+    this.seed = randomSeed();
+    const table = this.table!;
+    table.fill(0);
+    const ringStream = this.ringStream!;
+    const ringCounter = this.ringCounter!;
+    // The live entries are ring slots [0, count): the ring fills from 0 and then stays full.
+    for (let slot = 0; slot < this.count; slot++) {
+      const stream = ringStream[slot]!;
+      if (stream < 0) continue;
+      let i = this.hash(stream, ringCounter[slot]!);
+      while (table[i] !== 0) i = (i + 1) & this.mask;
+      table[i] = slot + 1;
+    }
   }
 
   /** Forgets the entry in ring slot `slot`. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DedupeWindow } from '../../core/peer/dedupe.js';
+import { DedupeWindow, MAX_DEDUPE_CAPACITY } from '../../core/peer/dedupe.js';
 import { DEDUPE_WINDOW } from '../../core/protocol/limits.js';
 
 describe('receiver dedupe window', () => {
@@ -150,5 +150,38 @@ describe('receiver dedupe window, compact form', () => {
         }
       }
     }
+  });
+
+  it('refuses a window size that is not a whole number from 1 to MAX_DEDUPE_CAPACITY', () => {
+    for (const bad of [0, -1, 1.5, NaN, Infinity, MAX_DEDUPE_CAPACITY + 1]) {
+      expect(() => new DedupeWindow(bad), String(bad)).toThrow(RangeError);
+    }
+    expect(new DedupeWindow(1).size).toBe(0);
+  });
+
+  it('keeps probe runs short for ids a sender crafts to collide under an unkeyed hash', () => {
+    // Ids whose counters share (low 32 bits) ^ imul(high 32 bits, C): all one slot for a hash
+    // that mixes them before its seed. Keyed mixing spreads them like any others.
+    const d = new DedupeWindow(65_536);
+    for (let hi = 1; hi <= 65_536; hi++) {
+      const lo = (12_345 ^ Math.imul(hi, 0x27d4eb2f)) >>> 0;
+      d.add('mallory@relay', `m.${(hi * 4294967296 + lo).toString(36)}`);
+    }
+    expect(d.size).toBe(65_536);
+    expect(d.longestRun()).toBeLessThan(64);
+    expect(d.rebuilds).toBe(0);
+    expect(d.has('mallory@relay', `m.${(65_536 * 4294967296 + ((12_345 ^ Math.imul(65_536, 0x27d4eb2f)) >>> 0)).toString(36)}`)).toBe(true);
+  });
+
+  it('stays exact across a rebuild under new seeds', () => {
+    const d = new DedupeWindow(1_000);
+    const model = new ModelWindow(1_000);
+    for (let i = 0; i < 1_500; i++) {
+      d.add('s@x', `k.${i.toString(36)}`);
+      model.add('s@x', `k.${i.toString(36)}`);
+      if (i === 1_200) (d as unknown as { rebuild(): void }).rebuild(); // what a long probe run triggers
+    }
+    expect(d.rebuilds).toBe(1);
+    for (let i = 0; i < 1_500; i++) expect(d.has('s@x', `k.${i.toString(36)}`)).toBe(model.has('s@x', `k.${i.toString(36)}`));
   });
 });
