@@ -387,38 +387,42 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     }
     // A retry while the handler still runs: its ACK is coming.
     if (this.processing.size > 0 && this.processing.has(`${msg.from}\n${msg.id}`)) return;
-    // The decoded frame is the InboundMessage (no copy): one object per message, none kept.
+    // The decoded frame is the InboundMessage (no copy; it also carries `flags`). The ACK below
+    // uses the id and addresses as they arrived, whatever the handler does with the object.
+    const { id, from, to } = msg;
     let result: void | Promise<void>;
     try {
       result = this.handler ? this.handler(msg) : void this.emit('message', msg);
     } catch (err: unknown) {
-      this.settle(msg, false, err);
+      this.settle(id, from, to, false, err);
       return;
     }
     if (result instanceof Promise) {
-      const key = `${msg.from}\n${msg.id}`;
+      const key = `${from}\n${id}`;
       this.processing.add(key);
-      result.then(
-        () => this.settle(msg, true, undefined, key),
-        (err: unknown) => this.settle(msg, false, err, key),
-      );
+      result
+        .then(
+          () => this.settle(id, from, to, true, undefined, key),
+          (err: unknown) => this.settle(id, from, to, false, err ?? new Error('handler rejected'), key),
+        )
+        .catch((err: unknown) => this.logger.warn('could not acknowledge a message', { id, from, error: err instanceof Error ? err.message : String(err) }));
     } else {
-      this.settle(msg, true, undefined);
+      this.settle(id, from, to, true, undefined);
     }
   }
 
-  /** The handler finished with `msg`: remember it if it succeeded, and ACK it either way. */
-  private settle(msg: MsgFrame, ok: boolean, err: unknown, key?: string): void {
+  /** The handler finished with message `id`: remember it if it succeeded, and ACK it either way. */
+  private settle(id: string, from: string, to: string, ok: boolean, err: unknown, key?: string): void {
     if (key !== undefined) this.processing.delete(key);
     if (ok) {
-      this.dedupe.add(msg.from, msg.id);
+      this.dedupe.add(from, id);
       this.stats.received++;
     }
     this.link?.send(
       encodeAck({
-        id: msg.id,
-        to: msg.from,
-        from: msg.to,
+        id,
+        to: from,
+        from: to,
         status: ok ? Status.OK : Status.RECEIVER_FAILED,
         reason: ok ? '' : `receiver failed: ${err instanceof Error ? err.message : 'handler threw'}`,
       }),
