@@ -250,7 +250,8 @@ export class Dialer extends EventEmitter<DialerEvents> {
             ? `${statusName(info.status)}: ${info.reason || describeStatus(info.status)}`
             : `connection closed (${info.code}${info.reason ? ' ' + info.reason : ''})`;
         if (welcomed) this.emit('down', info);
-        if (code !== undefined && REJECTIONS.has(code)) {
+        // A HELLO the far side finds invalid (a malformed secret, say) stays invalid: ours to fix.
+        if (code !== undefined && (REJECTIONS.has(code) || (!welcomed && code === Status.INVALID_BODY))) {
           this.emit('rejected', code, why);
           if (this.opts.stopOnRejection) {
             this.lastError = why;
@@ -259,7 +260,7 @@ export class Dialer extends EventEmitter<DialerEvents> {
             return;
           }
         }
-        this.failed(why, code, code !== undefined && REJECTIONS.has(code));
+        this.failed(why, code, code !== undefined && (REJECTIONS.has(code) || (!welcomed && code === Status.INVALID_BODY)));
       },
     });
     link.sendControl(FrameType.HELLO, this.opts.hello());

@@ -93,6 +93,22 @@ describe('bad input at the relay: a clear close code, and everyone else keeps be
     }
     throw new Error('25 bad hellos were never throttled');
   });
+
+  it('an SDK whose HELLO the relay finds invalid stops at once with the reason, instead of retrying', async () => {
+    const c = new PeerClient({ role: 'external', url: h.relay.url, name: 'alice', secret: 'too-short', proxy: null, logger });
+    c.start();
+    try {
+      const err = await c.ready(5_000).then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      expect(err?.message).toMatch(/INVALID_BODY.*secret must have at least 16 characters/);
+      expect(c.status().state).toBe('stopped');
+    } finally {
+      await c.stop();
+    }
+    await stillServes();
+  });
 });
 
 describe('bad input and floods at the contact point peer port', () => {
