@@ -289,7 +289,9 @@ export class StreamMux {
     }
     const s = this.streams.get(frame.channel);
     if (!s) {
-      if (frame.type !== FrameType.STREAM_RST) this.link.send(encodeStreamRst(frame.channel, 'unknown stream'));
+      // Credit for a stream we already finished and forgot is harmless: the far side may still
+      // be reading our last bytes when our FIN crosses its WINDOW. Data or a FIN is answered.
+      if (frame.type === FrameType.STREAM_DATA || frame.type === FrameType.STREAM_FIN) this.link.send(encodeStreamRst(frame.channel, 'unknown stream'));
       return true;
     }
     switch (frame.type) {

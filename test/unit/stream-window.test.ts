@@ -3,6 +3,7 @@ import { decodeFrame } from '../../core/protocol/codec.js';
 import { FrameType } from '../../core/protocol/frames.js';
 import {
   encodeStreamData,
+  encodeStreamWindow,
   INITIAL_STREAM_WINDOW,
   MAX_STREAM_WINDOW,
   STREAM_WINDOW_BUDGET,
@@ -126,5 +127,19 @@ describe('stream credit windows', () => {
     const chunk = Buffer.alloc(64 * 1024);
     for (let sent = 0; sent < INITIAL_STREAM_WINDOW; sent += chunk.length) b.handle(decodeFrame(encodeStreamData(2, chunk, 0, chunk.length)));
     expect(() => b.handle(decodeFrame(encodeStreamData(2, chunk, 0, 1)))).toThrow(/past its window/);
+  });
+  it('answer data for an unknown stream with RST, and ignore credit for one (it can cross the last FIN)', () => {
+    const sent: Buffer[] = [];
+    const mux = new StreamMux({
+      bufferedAmount: 0,
+      send: (f) => sent.push(f) > 0,
+      sendParts: (head, body, offset, length) => sent.push(Buffer.concat([head, body.subarray(offset, offset + length)])) > 0,
+      whenWritable: (fn) => void setImmediate(fn),
+    });
+    expect(mux.handle(decodeFrame(encodeStreamWindow(9, 65_536)))).toBe(true);
+    expect(sent).toHaveLength(0);
+    mux.handle(decodeFrame(encodeStreamData(9, Buffer.from('late'), 0, 4)));
+    expect(sent.map((f) => decodeFrame(f).type)).toEqual([FrameType.STREAM_RST]);
+    expect(decodeFrame(sent[0]!).body.toString()).toBe('unknown stream');
   });
 });
