@@ -1,7 +1,7 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import { connect, createServer, isIP, type Server, type Socket } from 'node:net';
-import { bridge } from '../protocol/bridge.js';
+import { bridge, DirectRead } from '../protocol/bridge.js';
 import { decodeControl, encodeControl, type Frame } from '../protocol/codec.js';
 import { decodeDatagram, encodeDatagram, type Datagram, type OutgoingDatagram } from '../protocol/datagram.js';
 import { FrameType, type PortRequestBody, type PortResultBody } from '../protocol/frames.js';
@@ -267,8 +267,10 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     p.state = 'connecting';
     p.target = `${req.host}:${req.targetPort}`;
     this.emit('changed');
+    const direct = new DirectRead();
     const socket = await new Promise<Socket>((resolve, reject) => {
       const s = connect({
+        onread: direct.onread,
         host: target.address,
         port: req.targetPort!,
         family: target.family,
@@ -295,7 +297,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
       throw new RequestError(Status.WRONG_STATE, 'the port was closed while connecting');
     }
     p.state = 'connected';
-    this.attachStream(p, socket, streamId);
+    this.attachStream(p, socket, streamId, direct);
     this.emit('changed');
     return { portId: p.id, streamId, port: socket.localPort ?? p.port };
   }
@@ -345,7 +347,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     this.emit('changed');
   }
 
-  private attachStream(p: PortEntry, socket: Socket, streamId: number): void {
+  private attachStream(p: PortEntry, socket: Socket, streamId: number, direct?: DirectRead): void {
     const stream = this.mux!.open(streamId);
     p.streams.add(streamId);
     p.sockets.add(socket);
@@ -357,7 +359,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
       // A connected port is done when its one connection is; a listening port lives on.
       if (p.state === 'connected' && this.ports.get(p.id) === p) this.closePort(p, 'connection closed');
       else this.emit('changed');
-    });
+    }, direct);
   }
 
   private datagramFromLan(p: PortEntry, payload: Buffer, address: string, port: number): void {

@@ -129,6 +129,15 @@ export class Link {
   }
 
   /**
+   * True when sendParts is done with `body` once it returns (it copies it: the client masks
+   * into a new buffer, and a link without a raw socket joins head and body), so the caller may
+   * reuse that memory at once. False on the server side, which writes the body as it is.
+   */
+  get copiesBodies(): boolean {
+    return this.opts.role === 'client' || !this.socket;
+  }
+
+  /**
    * Sends the frame `head` + `body[offset, offset + length)` (STREAM_DATA) without first copying
    * it into one buffer: the ws frame is written here (ws-frame.ts), between ws's own frames on the
    * same socket, in order (ws writes at once too: no compression, nothing queued).

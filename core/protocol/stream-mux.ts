@@ -18,8 +18,14 @@ export const MAX_STREAM_WINDOW = 4 * 1024 * 1024;
  * once: what bounds the memory of streams that grew while fast and then stopped reading.
  */
 export const STREAM_WINDOW_BUDGET = 32 * 1024 * 1024;
-/** Largest DATA frame body; bigger writes are cut into pieces of this size. */
-export const MAX_STREAM_CHUNK = 64 * 1024;
+/**
+ * Largest DATA frame body; bigger writes are cut into pieces of this size. Sockets read at
+ * most 64 KiB at a time through Node's streams, but the contact point reads the sockets it
+ * dials into one 256 KiB buffer (bridge.ts DirectRead): half as many frames, ws messages and
+ * wake-ups per MB on both ends of the tunnel. At most half the initial window, so a reader
+ * that keeps up holds at most half its window at once and the window grows (see _read).
+ */
+export const MAX_STREAM_CHUNK = 128 * 1024;
 /** Bytes queued in the tunnel socket above which streams stop sending until it drains. */
 export const TUNNEL_HIGH_WATER = 4 * 1024 * 1024;
 
@@ -28,6 +34,8 @@ export interface MuxLink {
   send(frame: Buffer): boolean;
   /** sends the frame `head` + `body[offset, offset + length)`, without joining them first where it can */
   sendParts(head: Buffer, body: Buffer, offset: number, length: number): boolean;
+  /** sendParts has copied `body` by the time it returns (else it may still refer to it) */
+  readonly copiesBodies: boolean;
   readonly bufferedAmount: number;
   /** call `fn` once the link's socket has drained (or right away when not congested) */
   whenWritable(fn: () => void): void;
@@ -95,7 +103,7 @@ export class MuxStream extends Duplex {
   private recvWindow: number;
   /** bytes our reader consumed since the window last grew (or was last judged) */
   private sinceGrowth = 0;
-  /** most bytes held unread at once meanwhile */
+  /** largest backlog a frame found meanwhile (bytes received, not yet taken by our reader) */
   private peakBuffered = 0;
   /** growth beyond the initial window, taken from the mux's budget (given back when the stream goes) */
   grown = 0;
@@ -121,9 +129,11 @@ export class MuxStream extends Duplex {
     if (this.buffered + this.consumed + body.length > this.recvWindow) {
       throw new ProtocolError(Status.PROTOCOL_VIOLATION, `stream ${this.id} sent past its window`);
     }
+    // The backlog a frame finds (not counting the frame itself, so a reader that keeps up shows
+    // about one frame, the one it is taking, whatever the frame size).
+    if (this.buffered > this.peakBuffered) this.peakBuffered = this.buffered;
     this.bytesIn += body.length;
     this.buffered += body.length;
-    if (this.buffered > this.peakBuffered) this.peakBuffered = this.buffered;
     this.push(body);
   }
 
@@ -170,6 +180,26 @@ export class MuxStream extends Duplex {
       this.mux.link.send(encodeStreamWindow(this.id, increment));
       this.consumed = 0;
     }
+  }
+
+  /**
+   * Sends `buf[0, n)` now if the stream can take all of it at once (credit for it, the tunnel
+   * below TUNNEL_HIGH_WATER, no write queued before it) and returns true; `buf` may be reused as
+   * soon as this returns. False: nothing was sent, and the caller writes a copy instead (which
+   * waits its turn). For bytes read into a buffer that the next read overwrites (DirectRead).
+   */
+  sendNow(buf: Buffer, n: number): boolean {
+    if (n === 0) return true;
+    if (this.destroyed || this.writableEnded || this.pending || this.writableLength > 0) return false;
+    const link = this.mux.link;
+    if (this.sendCredit < n || link.bufferedAmount > TUNNEL_HIGH_WATER) return false;
+    const body = link.copiesBodies ? buf : Buffer.from(buf.subarray(0, n));
+    for (let offset = 0; offset < n; offset += MAX_STREAM_CHUNK) {
+      link.sendParts(encodeStreamDataHead(this.id), body, offset, Math.min(n - offset, MAX_STREAM_CHUNK));
+    }
+    this.sendCredit -= n;
+    this.bytesOut += n;
+    return true;
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {

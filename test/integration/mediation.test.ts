@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { createServer as createHttpServer, get } from 'node:http';
@@ -217,6 +218,52 @@ describe('port mediation through the tunnel', () => {
     expect(stalled.writableLength).toBeGreaterThan(32 * 1024 * 1024);
     const grown = process.memoryUsage().arrayBuffers - buffersBefore;
     expect(grown).toBeLessThan(big.length + 24 * 1024 * 1024);
+    stalled.destroy();
+  });
+
+  it('carries a LAN source intact to a fast reader while a client that does not read holds its source back', async () => {
+    // The contact point reads the sockets it dials into one shared, reused buffer (DirectRead):
+    // every byte must still arrive, in order, on each connection; a stalled one must pause.
+    await allowLoopback();
+    const total = 24 * 1024 * 1024;
+    const data = randomBytes(total);
+    const sources: Socket[] = [];
+    const port = await echoServer({
+      onSocket: (s) => {
+        sources.push(s);
+        s.end(data);
+      },
+    });
+    const e = await h.relay.expose({ cp: 'acme-hq', proto: 'tcp', host: '127.0.0.1', port, operator: 'tech' });
+    closers.push(() => h.relay.unexpose(e.id));
+    const stalled = await dial(e.publicPort);
+    stalled.pause();
+    const readers = await Promise.all([dial(e.publicPort), dial(e.publicPort)]);
+    const digests = await within(
+      Promise.all(
+        readers.map(
+          (c) =>
+            new Promise<string>((resolve, reject) => {
+              const hash = createHash('sha256');
+              let n = 0;
+              c.on('data', (d: Buffer) => {
+                n += d.length;
+                hash.update(d);
+              });
+              c.once('end', () => resolve(`${n}:${hash.digest('hex')}`));
+              c.once('error', reject);
+            }),
+        ),
+      ),
+      'two readers to receive 24 MiB each',
+      20_000,
+    );
+    const want = `${total}:${createHash('sha256').update(data).digest('hex')}`;
+    expect(digests).toEqual([want, want]);
+    await new Promise((r) => setTimeout(r, 200));
+    // The stalled client's source is held back: most of its 24 MiB is still in its own buffer.
+    expect(sources).toHaveLength(3);
+    expect(Math.max(...sources.map((s) => s.writableLength))).toBeGreaterThan(total / 2);
     stalled.destroy();
   });
 
