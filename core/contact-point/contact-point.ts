@@ -76,6 +76,8 @@ export class ContactPoint implements AdminApi {
   private readonly distributor: Distributor;
   private readonly collector: Collector;
   private readonly store: StateStore;
+  /** stop() ran: the state file is closed for good */
+  private stopped = false;
   private readonly events = new EventEmitter();
   private readonly logger: Logger;
   private refresh: NodeJS.Timeout | undefined;
@@ -185,6 +187,7 @@ export class ContactPoint implements AdminApi {
 
   async start(): Promise<void> {
     if (this.running) return;
+    if (this.stopped) throw new Error('a stopped contact point cannot start again: create a new one (its state file is closed)');
     await this.peerPort.start();
     this.running = true;
     this.startedAt = Date.now();
@@ -198,13 +201,14 @@ export class ContactPoint implements AdminApi {
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
+    this.stopped = true;
     clearInterval(this.refresh);
     this.flow.stop();
     this.gateway.stop();
     this.ports.detach('contact point stopping');
     this.closeUdp();
     await this.peerPort.stop();
-    await this.store.flush();
+    await this.store.close();
     this.events.removeAllListeners();
   }
 

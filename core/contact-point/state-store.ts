@@ -45,6 +45,7 @@ export class StateStore {
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> = Promise.resolve();
   private dirty = false;
+  private closed = false;
 
   private constructor(
     private readonly path: string | undefined,
@@ -72,9 +73,19 @@ export class StateStore {
     return new StateStore(stateDir ? join(stateDir, STATE_FILE) : undefined, snapshot, logger);
   }
 
-  /** Note a change; it is written within SAVE_DELAY_MS. */
+  /**
+   * The owner stops: write what changed, and save nothing after. Sessions that close while a
+   * contact point stops would otherwise schedule a write after stop() returned, into a state
+   * directory that may be going away (seen as ENOTEMPTY when a test removed it).
+   */
+  close(): Promise<void> {
+    this.closed = true;
+    return this.flush();
+  }
+
+  /** Note a change; it is written within SAVE_DELAY_MS (not at all after close). */
   changed(): void {
-    if (!this.path) return;
+    if (!this.path || this.closed) return;
     this.dirty = true;
     if (this.timer) return;
     this.timer = setTimeout(() => {

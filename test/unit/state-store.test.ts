@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { emptyState, STATE_FILE, StateStore, type PersistedState } from '../../core/contact-point/state-store.js';
+import { emptyState, SAVE_DELAY_MS, STATE_FILE, StateStore, type PersistedState } from '../../core/contact-point/state-store.js';
 import { writeJsonAtomic } from '../../core/runtime/json-file.js';
 import { createLogger, silentLogger } from '../../core/runtime/logger.js';
 
@@ -93,6 +93,19 @@ describe('state file: save', () => {
     await store.flush();
     expect(snapshots).toBe(1);
     expect(JSON.parse(await readFile(join(dir, STATE_FILE), 'utf8'))).toEqual(state(5));
+  });
+
+  it('writes pending changes at close and nothing after', async () => {
+    let snapshots = 0;
+    const store = StateStore.create(dir, () => (snapshots++, state(snapshots)), silentLogger);
+    store.changed();
+    await store.close();
+    expect(snapshots).toBe(1);
+    store.changed();
+    await new Promise((r) => setTimeout(r, SAVE_DELAY_MS * 2));
+    await store.flush();
+    expect(snapshots).toBe(1);
+    expect(JSON.parse(await readFile(join(dir, STATE_FILE), 'utf8'))).toEqual(state(1));
   });
 
   it('does nothing without a state dir', async () => {
