@@ -24,7 +24,10 @@ export interface InboundMessage {
   readonly id: string;
   readonly from: string;
   readonly to: string;
+  /** the payload bytes, a view into the received frame (not copied) */
   readonly payload: Buffer;
+  /** the MSG frame's flags: FLAG_RETRY (1) when the sender marked it a retransmission */
+  readonly flags: number;
 }
 
 export interface Receipt {
