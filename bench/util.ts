@@ -188,9 +188,3 @@ export function gcBetween(from: number, to: number): { count: number; total_ms: 
   }
   return { count, total_ms: round(total, 2), max_ms: round(max, 2), full };
 }
-
-export function stopWatchingGc(): void {
-  gcObserver?.disconnect();
-  gcObserver = undefined;
-  gcLog.length = 0;
-}

@@ -251,7 +251,8 @@ export class Dialer extends EventEmitter<DialerEvents> {
             : `connection closed (${info.code}${info.reason ? ' ' + info.reason : ''})`;
         if (welcomed) this.emit('down', info);
         // A HELLO the far side finds invalid (a malformed secret, say) stays invalid: ours to fix.
-        if (code !== undefined && (REJECTIONS.has(code) || (!welcomed && code === Status.INVALID_BODY))) {
+        const final = code !== undefined && (REJECTIONS.has(code) || (!welcomed && code === Status.INVALID_BODY));
+        if (final) {
           this.emit('rejected', code, why);
           if (this.opts.stopOnRejection) {
             this.lastError = why;
@@ -260,7 +261,7 @@ export class Dialer extends EventEmitter<DialerEvents> {
             return;
           }
         }
-        this.failed(why, code, code !== undefined && (REJECTIONS.has(code) || (!welcomed && code === Status.INVALID_BODY)));
+        this.failed(why, code, final);
       },
     });
     link.sendControl(FrameType.HELLO, this.opts.hello());
