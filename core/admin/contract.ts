@@ -37,6 +37,12 @@ export interface TunnelView {
   readonly connectedAt: number | undefined;
   readonly lastError: string | undefined;
   readonly nextRetryAt: number | undefined;
+  /**
+   * Set while the relay refuses this contact point because another live instance (a copy with
+   * the same credential) holds its id: the relay's words, naming that instance's address and
+   * since when. This one stays off and retries every 30-60 s.
+   */
+  readonly idInUse: string | undefined;
   readonly reconnects: number;
   readonly rttMs: number | undefined;
   readonly bytesIn: number;

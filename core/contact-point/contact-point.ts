@@ -53,6 +53,8 @@ export interface ContactPointOptions {
   readonly pongTimeoutMs?: number;
   readonly backoffBaseMs?: number;
   readonly backoffMaxMs?: number;
+  /** after ID_IN_USE (another live instance holds this id at the relay), retry after this to twice this (default ID_IN_USE_RETRY_MS, 30 s) */
+  readonly idInUseRetryMs?: number;
   readonly helloTimeoutMs?: number;
   /** open the UDP channel the relay offers for mediated datagrams (default true; else they stay in the tunnel) */
   readonly udp?: boolean;
@@ -114,6 +116,7 @@ export class ContactPoint implements AdminApi {
       ...(opts.pongTimeoutMs ? { pongTimeoutMs: opts.pongTimeoutMs } : {}),
       ...(opts.backoffBaseMs ? { backoffBaseMs: opts.backoffBaseMs } : {}),
       ...(opts.backoffMaxMs ? { backoffMaxMs: opts.backoffMaxMs } : {}),
+      ...(opts.idInUseRetryMs !== undefined ? { idInUseRetryMs: opts.idInUseRetryMs } : {}),
     });
     this.peerPort = new PeerPort({
       contactPointId: opts.id,

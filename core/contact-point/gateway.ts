@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { hostname, networkInterfaces } from 'node:os';
 import type { Frame } from '../protocol/codec.js';
@@ -23,6 +24,14 @@ export interface GatewayOptions {
   readonly pongTimeoutMs?: number;
   readonly backoffBaseMs?: number;
   readonly backoffMaxMs?: number;
+  /** after ID_IN_USE (another live instance holds the id), retry after this to twice this (default ID_IN_USE_RETRY_MS) */
+  readonly idInUseRetryMs?: number;
+  /**
+   * HELLO `instance`: this running contact point, as opposed to another one with the same
+   * credential (a copied config, a restored VM). Drawn at random by default and never stored;
+   * two tunnels of one instance (to two relay nodes) would share it.
+   */
+  readonly instance?: string;
 }
 
 export interface GatewayEvents {
@@ -51,9 +60,12 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   private readonly dialer: Dialer;
   private link: Link | undefined;
   private closedTotals = { bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0 };
+  /** HELLO `instance` (see GatewayOptions.instance) */
+  readonly instance: string;
 
   constructor(private readonly opts: GatewayOptions) {
     super();
+    const instance = (this.instance = opts.instance ?? randomBytes(12).toString('base64url'));
     this.dialer = new Dialer({
       url: opts.relayUrl,
       label: `tunnel:${opts.id}`,
@@ -65,6 +77,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         id: opts.id,
         secret: opts.secret,
         env: { software: opts.software, host: hostname().slice(0, 255), addresses: lanAddresses(), capabilities: ['messages'] },
+        instance,
       }),
       ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),
       ...(opts.ca ? { ca: opts.ca } : {}),
@@ -72,6 +85,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       ...(opts.pongTimeoutMs ? { pongTimeoutMs: opts.pongTimeoutMs } : {}),
       ...(opts.backoffBaseMs ? { backoffBaseMs: opts.backoffBaseMs } : {}),
       ...(opts.backoffMaxMs ? { backoffMaxMs: opts.backoffMaxMs } : {}),
+      ...(opts.idInUseRetryMs !== undefined ? { idInUseRetryMs: opts.idInUseRetryMs } : {}),
     });
     this.dialer.on('up', (link) => {
       this.link = link;
@@ -143,6 +157,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       connectedAt: d.connectedAt,
       lastError: d.lastError,
       nextRetryAt: d.nextRetryAt,
+      idInUse: d.idInUse,
       reconnects: d.reconnects,
       rttMs: live?.rttMs,
       bytesIn: this.closedTotals.bytesIn + (live?.bytesIn ?? 0),

@@ -9,7 +9,7 @@ import type { Logger } from '../runtime/logger.js';
 import { decodeControl, type Frame } from './codec.js';
 import { ProtocolError } from './errors.js';
 import { FrameType, frameTypeName, type HelloBody, type WelcomeBody } from './frames.js';
-import { HELLO_TIMEOUT_MS, MAX_FRAME_BYTES, RECONNECT_BASE_MS, RECONNECT_MAX_MS } from './limits.js';
+import { HELLO_TIMEOUT_MS, ID_IN_USE_RETRY_MS, MAX_FRAME_BYTES, RECONNECT_BASE_MS, RECONNECT_MAX_MS } from './limits.js';
 import { Link, type CloseInfo } from './link.js';
 import { describeStatus, Status, statusName } from './status.js';
 import { proxyFor } from './proxy.js';
@@ -24,6 +24,8 @@ export interface DialerStatus {
   readonly lastError: string | undefined;
   readonly lastErrorCode: number | undefined;
   readonly nextRetryAt: number | undefined;
+  /** the relay's reason while it refuses us because another live instance holds our id (ID_IN_USE) */
+  readonly idInUse: string | undefined;
   /** successful connections after the first one */
   readonly reconnects: number;
   readonly proxy: string | undefined;
@@ -45,9 +47,14 @@ export interface DialerOptions {
   readonly backoffBaseMs?: number;
   readonly backoffMaxMs?: number;
   readonly helloTimeoutMs?: number;
+  /** After ID_IN_USE, wait a random time between this and twice this (default ID_IN_USE_RETRY_MS). */
+  readonly idInUseRetryMs?: number;
   /** Stop instead of retrying when the far side refuses us for good (bad credentials, wrong version, identity). */
   readonly stopOnRejection?: boolean;
 }
+
+/** Longest idInUseRetryMs accepted (1 h): the delay drawn is up to twice it. */
+export const MAX_ID_IN_USE_RETRY_MS = 3_600_000;
 
 /** Refusals that retrying will not fix (REVOKED: the admin cut this peer off); with stopOnRejection they end the dialer. */
 const REJECTIONS = new Set<number>([Status.BAD_CREDENTIALS, Status.VERSION_MISMATCH, Status.IDENTITY_MISMATCH, Status.REVOKED]);
@@ -76,11 +83,17 @@ export class Dialer extends EventEmitter<DialerEvents> {
   private lastError: string | undefined;
   private lastErrorCode: number | undefined;
   private nextRetryAt: number | undefined;
+  /** the ID_IN_USE refusal last logged, so a conflict is logged once per change, not per retry */
+  private idInUse: string | undefined;
   private connects = 0;
   private readonly proxy: string | undefined;
 
   constructor(private readonly opts: DialerOptions) {
     super();
+    const retry = opts.idInUseRetryMs;
+    if (retry !== undefined && !(Number.isInteger(retry) && retry >= 1 && retry <= MAX_ID_IN_USE_RETRY_MS)) {
+      throw new RangeError(`idInUseRetryMs ${retry}: expected a whole number of milliseconds from 1 to ${MAX_ID_IN_USE_RETRY_MS}`);
+    }
     this.backoff = new Backoff(opts.backoffBaseMs ?? RECONNECT_BASE_MS, opts.backoffMaxMs ?? RECONNECT_MAX_MS);
     this.proxy = opts.proxy === null ? undefined : (opts.proxy ?? proxyFor(opts.url, process.env));
   }
@@ -98,6 +111,7 @@ export class Dialer extends EventEmitter<DialerEvents> {
       lastError: this.lastError,
       lastErrorCode: this.lastErrorCode,
       nextRetryAt: this.nextRetryAt,
+      idInUse: this.idInUse,
       reconnects: Math.max(0, this.connects - 1),
       proxy: this.proxy,
     };
@@ -224,6 +238,8 @@ export class Dialer extends EventEmitter<DialerEvents> {
             this.connectedAt = Date.now();
             this.lastError = undefined;
             this.lastErrorCode = undefined;
+            if (this.idInUse !== undefined) this.opts.logger.info('the id is free again: this instance now holds it at the relay', { link: this.opts.label });
+            this.idInUse = undefined;
             this.setState('connected');
             this.emit('up', link, welcome);
             this.emitStatus();
@@ -274,11 +290,24 @@ export class Dialer extends EventEmitter<DialerEvents> {
     if (this.retryTimer) return; // already scheduled by an earlier event of the same attempt
     this.lastError = why;
     this.lastErrorCode = code;
-    // A refusal retrying cannot fix waits the longest delay, so a wrong credential does not hammer the relay.
-    const delay = slow ? (this.opts.backoffMaxMs ?? RECONNECT_MAX_MS) : this.backoff.next();
+    let delay: number;
+    if (code === Status.ID_IN_USE) {
+      // Another live instance holds our id: retry seldom (it may stop, and then this one takes
+      // over), never at backoff pace, and say so once per change of holder, not on every retry.
+      const base = this.opts.idInUseRetryMs ?? ID_IN_USE_RETRY_MS;
+      delay = Math.round(base + Math.random() * base);
+      const held = why.replace(`${statusName(Status.ID_IN_USE)}: `, '');
+      if (held !== this.idInUse) this.opts.logger.warn('another instance holds this id at the relay; this one stays off and retries slowly', { link: this.opts.label, error: held, retryInMs: delay });
+      else this.opts.logger.debug('id still held by another instance; retrying slowly', { link: this.opts.label, retryInMs: delay });
+      this.idInUse = held;
+    } else {
+      // A refusal retrying cannot fix waits the longest delay, so a wrong credential does not hammer the relay.
+      delay = slow ? (this.opts.backoffMaxMs ?? RECONNECT_MAX_MS) : this.backoff.next();
+      this.idInUse = undefined;
+      this.opts.logger.info('connection lost; retrying', { link: this.opts.label, error: why, retryInMs: delay });
+    }
     this.nextRetryAt = Date.now() + delay;
     this.setState('reconnecting');
-    this.opts.logger.info('connection lost; retrying', { link: this.opts.label, error: why, retryInMs: delay });
     this.retryTimer = setTimeout(() => this.dial(), delay);
     this.retryTimer.unref();
     this.emitStatus();

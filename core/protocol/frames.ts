@@ -64,6 +64,12 @@ export const helloSchema = obj({
       capabilities: optional(list(str({ max: 32 }), { max: 32 })),
     }),
   ),
+  /**
+   * contact points: a random id drawn once per running instance, never stored. The relay tells
+   * by it the same instance reconnecting (replaced at once) from another instance with the same
+   * credential (the holder is probed, and while alive it keeps the id: ID_IN_USE).
+   */
+  instance: optional(str({ min: 8, max: 64, pattern: /^[A-Za-z0-9_-]+$/, patternText: 'must be base64url' })),
 });
 
 export const welcomeSchema = obj({

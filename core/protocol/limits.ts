@@ -29,6 +29,17 @@ export const PONG_TIMEOUT_MS = 5_000;
 export const RECONNECT_BASE_MS = 250;
 export const RECONNECT_MAX_MS = 30_000;
 export const RECONNECT_FACTOR = 2;
+/**
+ * A contact point refused with ID_IN_USE (another live instance holds its id at the relay)
+ * dials again after a random delay between this and twice this (30-60 s), not at backoff pace.
+ */
+export const ID_IN_USE_RETRY_MS = 30_000;
+/**
+ * A hello for a contact point id whose tunnel another instance holds: the relay pings that
+ * holder and waits this long for a sign of life. Silent: it is dropped and the newcomer admitted;
+ * alive: the newcomer is refused with ID_IN_USE.
+ */
+export const TAKEOVER_PROBE_MS = 3_000;
 
 /** Registered + known peers one contact point keeps (records beyond that are refused with RESOURCE_LIMIT). */
 export const MAX_PEERS_PER_CONTACT_POINT = 10_000;

@@ -83,6 +83,8 @@ export class Link {
   private pingSentAt = 0;
   private readonly pingIntervalMs: number;
   private readonly pongTimeoutMs: number;
+  /** probe() callers waiting for a sign of life */
+  private probes: ((alive: boolean) => void)[] = [];
 
   constructor(
     readonly ws: WebSocket,
@@ -104,6 +106,32 @@ export class Link {
 
   get label(): string {
     return this.opts.label;
+  }
+
+  /** The far end's address as `host:port` (`[v6]:port`), if the link has a socket. */
+  get remote(): string | undefined {
+    const s = this.socket;
+    if (!s?.remoteAddress) return undefined;
+    return `${s.remoteFamily === 'IPv6' ? `[${s.remoteAddress}]` : s.remoteAddress}:${s.remotePort ?? '?'}`;
+  }
+
+  /**
+   * Is the far end alive? Sends a ws ping (every ws implementation answers it) and resolves
+   * true on the pong or any other traffic within `timeoutMs`, false on silence or close.
+   */
+  probe(timeoutMs: number): Promise<boolean> {
+    if (!this.isOpen) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const settle = (alive: boolean): void => {
+        clearTimeout(timer);
+        this.probes = this.probes.filter((p) => p !== settle);
+        resolve(alive);
+      };
+      const timer = setTimeout(() => settle(false), timeoutMs);
+      timer.unref();
+      this.probes.push(settle);
+      this.ws.ping();
+    });
   }
 
   get isOpen(): boolean {
@@ -230,10 +258,16 @@ export class Link {
 
   private readonly heard = (): void => {
     this.lastHeard = Date.now();
+    if (this.probes.length > 0) this.answerProbes(true);
   };
+
+  private answerProbes(alive: boolean): void {
+    for (const settle of [...this.probes]) settle(alive);
+  }
 
   private readonly onPong = (data: Buffer): void => {
     this.lastHeard = Date.now();
+    if (this.probes.length > 0) this.answerProbes(true);
     if (data.length === 8 && this.pingSentAt) {
       this.stats.rttMs = Number(process.hrtime.bigint() - data.readBigUInt64BE(0)) / 1e6;
       this.pingSentAt = 0;
@@ -266,6 +300,7 @@ export class Link {
 
   private readonly onMessage = (data: RawData, isBinary: boolean): void => {
     this.lastHeard = Date.now();
+    if (this.probes.length > 0) this.answerProbes(true);
     if (this.closed) return;
     const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
     this.stats.bytesIn += buf.length;
@@ -292,6 +327,7 @@ export class Link {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.keepalive);
+    if (this.probes.length > 0) this.answerProbes(false);
     this.uncork();
     const info: CloseInfo = { code, reason: reasonBuf.toString('utf8'), status: statusFromCloseCode(code), local: this.localClose };
     this.handler?.onClose(info);

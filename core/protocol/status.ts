@@ -45,6 +45,7 @@ export const Status = {
   SLOW_CONSUMER: 111,
   INVALID_BODY: 112,
   REVOKED: 113,
+  ID_IN_USE: 114,
   INTERNAL: 199,
 } as const;
 
@@ -101,6 +102,7 @@ const DESCRIPTIONS: Record<StatusName, string> = {
   SLOW_CONSUMER: 'receiver does not read',
   INVALID_BODY: 'invalid frame body',
   REVOKED: 'registration revoked',
+  ID_IN_USE: 'another live instance holds this id',
   INTERNAL: 'internal error',
 };
 

@@ -19,6 +19,7 @@ import {
   MAX_PEERS_PER_CONTACT_POINT,
   PING_INTERVAL_MS,
   RELAY_RATE_PER_SENDER,
+  TAKEOVER_PROBE_MS,
 } from '../protocol/limits.js';
 import { negotiateVersion } from '../protocol/version.js';
 import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
@@ -59,6 +60,8 @@ export interface RelayOptions {
   readonly udpAdvertisePort?: number;
   /** how often a file-backed credential store is checked for changes (default 2 s) */
   readonly credentialsPollMs?: number;
+  /** how long a contact point's tunnel has to answer a liveness probe when another instance says hello with its id (default TAKEOVER_PROBE_MS) */
+  readonly takeoverProbeMs?: number;
 }
 
 interface Session {
@@ -77,6 +80,12 @@ interface TunnelSession extends Session {
   readonly env: HelloBody['env'];
   /** the control server's end of this tunnel (port mediation, seed 002) */
   readonly control: ControlChannel;
+  /** HELLO `instance`: which running contact point holds the tunnel (undefined from older clients) */
+  readonly instance: string | undefined;
+  /** `host:port` the tunnel comes from, named to another instance refused with ID_IN_USE */
+  readonly remote: string;
+  /** the liveness probe in flight because another instance said hello with this id */
+  probe: Promise<boolean> | undefined;
 }
 interface ExternalSession extends Session {
   readonly kind: 'external';
@@ -127,6 +136,11 @@ export class Relay {
   private readonly portOwners = new Map<string, OperatorSession>();
 
   constructor(private readonly opts: RelayOptions) {
+    const probe = opts.takeoverProbeMs;
+    // A newcomer waits for its WELCOME at most HELLO_TIMEOUT_MS: the probe must end before that.
+    if (probe !== undefined && !(Number.isInteger(probe) && probe >= 1 && probe < HELLO_TIMEOUT_MS)) {
+      throw new RangeError(`takeoverProbeMs ${probe}: expected a whole number of milliseconds from 1 to ${HELLO_TIMEOUT_MS - 1}`);
+    }
     this.name = opts.name ?? 'relay';
     this.logger = opts.logger ?? silentLogger;
     this.maxMessageBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
@@ -276,8 +290,7 @@ export class Relay {
         }
         const hello = decodeControl(frame, FrameType.HELLO);
         endPending();
-        const session = this.admit(link, hello, remote);
-        if (session) link.setHandler(this.handlerFor(session));
+        this.onHello(link, hello, remote);
       },
       onClose: () => {
         endPending();
@@ -286,8 +299,17 @@ export class Relay {
     });
   }
 
-  /** Checks version and credentials; on success registers the session and sends WELCOME. */
-  private admit(link: Link, hello: HelloBody, remote: string): TunnelSession | ExternalSession | undefined {
+  private onHello(link: Link, hello: HelloBody, remote: string, deadHolder?: TunnelSession): void {
+    const session = this.admit(link, hello, remote, deadHolder);
+    if (session) link.setHandler(this.handlerFor(session));
+  }
+
+  /**
+   * Checks version and credentials; on success registers the session and sends WELCOME. A
+   * contact point whose id another instance holds waits for contest() instead (undefined).
+   * `deadHolder`: that holder failed its liveness probe, so this hello may replace it.
+   */
+  private admit(link: Link, hello: HelloBody, remote: string, deadHolder?: TunnelSession): TunnelSession | ExternalSession | undefined {
     const version = negotiateVersion(hello.versions);
     if (version === undefined) {
       link.fault(Status.VERSION_MISMATCH, `relay speaks protocol 1, client offered ${hello.versions.min}-${hello.versions.max}`);
@@ -305,15 +327,24 @@ export class Relay {
       link.fault(Status.BAD_CREDENTIALS, `no valid credential for ${kind} "${hello.id}"`);
       return undefined;
     }
+    const holder = kind === 'contact-point' ? this.tunnels.get(hello.id) : undefined;
+    // Only the same instance (a reconnect the holder's own side already gave up on) replaces a
+    // holder at once. Another instance, or a client too old to say which it is, waits for a
+    // liveness probe of the holder: two live contact points with one credential would otherwise
+    // replace each other for ever.
+    if (holder && holder !== deadHolder && (hello.instance === undefined || hello.instance !== holder.instance)) {
+      this.contest(link, hello, remote, holder);
+      return undefined;
+    }
     const base = { id: hello.id, link, session: randomBytes(9).toString('base64url'), rights: record.rights, credentialHash: record.hash, since: Date.now() };
     let session: TunnelSession | ExternalSession;
     if (kind === 'contact-point') {
       const control = new ControlChannel(hello.id, link);
-      session = { ...base, kind, peers: new Set<string>(), env: hello.env, control };
+      session = { ...base, kind, peers: new Set<string>(), env: hello.env, control, instance: hello.instance, remote: link.remote ?? remote, probe: undefined };
       this.wireControl(hello.id, control);
-      const old = this.tunnels.get(hello.id);
       this.tunnels.set(hello.id, session);
-      old?.link.fault(Status.REPLACED, 'a newer tunnel for this contact point connected');
+      if (holder === deadHolder) holder?.link.fault(Status.REPLACED, 'no answer to a liveness probe; another instance took over this contact point id');
+      else holder?.link.fault(Status.REPLACED, 'a newer tunnel of this same contact point instance connected');
     } else {
       const address = `${hello.id}@${this.name}`;
       session = { ...base, kind, address, bucket: new TokenBucket(this.opts.ratePerSender ?? RELAY_RATE_PER_SENDER), operator: undefined };
@@ -335,6 +366,37 @@ export class Relay {
     }
     this.logger.info(kind === 'contact-point' ? 'tunnel up' : 'external peer connected', { id: hello.id, session: session.session, remote });
     return session;
+  }
+
+  /**
+   * A hello for a contact point id whose tunnel another instance (or a client without an
+   * instance id) holds: probe the holder, one probe per holder however many newcomers wait.
+   * Alive: the newcomer is refused with ID_IN_USE, naming the holder's address and since when.
+   * Silent within the deadline: admit() again, which replaces it (or contests a newer holder).
+   */
+  private contest(link: Link, hello: HelloBody, remote: string, holder: TunnelSession): void {
+    link.setHandler({
+      onFrame: (frame) => {
+        throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} before WELCOME`);
+      },
+      onClose: () => this.links.delete(link),
+    });
+    if (!holder.probe) {
+      const probe = holder.link.probe(this.opts.takeoverProbeMs ?? TAKEOVER_PROBE_MS);
+      holder.probe = probe;
+      void probe.then(() => {
+        if (holder.probe === probe) holder.probe = undefined;
+      });
+    }
+    void holder.probe.then((alive) => {
+      if (!link.isOpen) return; // the newcomer gave up meanwhile
+      if (!alive) return this.onHello(link, hello, remote, holder);
+      if (this.tunnels.get(hello.id) !== holder) return this.onHello(link, hello, remote); // it left meanwhile: decide again
+      const host = holder.env?.host ? ` (host "${holder.env.host.slice(0, 64)}")` : '';
+      const reason = `contact point id "${hello.id}" is held by another instance at ${holder.remote}${host} since ${new Date(holder.since).toISOString()}`;
+      this.logger.warn('hello refused: another live instance holds this contact point id', { id: hello.id, remote: link.remote ?? remote, holder: holder.remote });
+      link.fault(Status.ID_IN_USE, reason);
+    });
   }
 
   private handlerFor(s: TunnelSession | ExternalSession): { onFrame: (f: Frame) => void; onClose: (i: CloseInfo) => void } {

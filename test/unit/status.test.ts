@@ -60,6 +60,7 @@ describe('status codes', () => {
       SLOW_CONSUMER: 111,
       INVALID_BODY: 112,
       REVOKED: 113,
+      ID_IN_USE: 114,
       INTERNAL: 199,
     });
   });
