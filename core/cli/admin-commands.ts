@@ -228,8 +228,10 @@ function statusText(snap: Snapshot, now: number): string[] {
   const tunnel =
     t.state === 'connected'
       ? `connected for ${formatDuration(now - (t.connectedAt ?? now))}, rtt ${t.rttMs !== undefined ? `${Math.round(t.rttMs)} ms` : 'not measured yet'}`
-      : `${t.state}${t.nextRetryAt !== undefined ? `, next try in ${formatDuration(t.nextRetryAt - now)}` : ''}`;
+      : `${t.idInUse !== undefined ? 'refused: another instance holds this id; ' : ''}${t.state}${t.nextRetryAt !== undefined ? `, next try in ${formatDuration(t.nextRetryAt - now)}` : ''}`;
   return [
+    // Two contact points with one credential: say plainly which one holds the id, before anything else.
+    ...(t.idInUse !== undefined ? [`WARNING        another running contact point holds this id at the relay: ${t.idInUse}`, '               stop one of them, or give each its own credential; this one retries slowly'] : []),
     `contact point  ${cp.id} (version ${cp.version}), up ${formatDuration(now - cp.startedAt)}${cp.embeddedRelay ? ' [embedded demo relay]' : ''}`,
     `relay          ${t.relayUrl}${t.proxy ? ` via proxy ${t.proxy}` : ''}`,
     `tunnel         ${tunnel}`,

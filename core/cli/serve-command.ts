@@ -1,7 +1,8 @@
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
+import { ID_IN_USE_RETRY_MS } from '../protocol/limits.js';
 import { createLogger } from '../runtime/logger.js';
-import { cidr, exclusive, logLevel, name, parseFlags, proxyUrl, required, wsUrl, type Command } from './args.js';
+import { cidr, exclusive, integer, logLevel, name, parseFlags, proxyUrl, required, wsUrl, type Command } from './args.js';
 import {
   hostContactPoint,
   portPolicyFlagsHelp,
@@ -59,6 +60,9 @@ Flags:
   --auto-approve-subnet CIDR   register peers from this subnet without asking (repeatable;
                                replaces the stored list)
   --join-code-file FILE        register peers that present this join code without asking
+  --id-in-use-retry SECONDS    while another running contact point holds this id at the relay
+                               (same credential: a copied config, a restored VM), retry after
+                               SECONDS to twice that (default ${ID_IN_USE_RETRY_MS / 1000}, 1 to 3600)
 ${portPolicyFlagsHelp(31)}
   --log-level LEVEL            debug, info, warn, error or silent (default info); logs go to stderr
   --json                       print one line {"event":"ready",...} on stdout once running
@@ -90,6 +94,7 @@ async function run(argv: string[]): Promise<number> {
       ca: { type: 'string' },
       'auto-approve-subnet': { type: 'string', multiple: true },
       'join-code-file': { type: 'string' },
+      'id-in-use-retry': { type: 'string' },
       ...portPolicyOptions,
       'log-level': { type: 'string' },
       json: { type: 'boolean' },
@@ -103,6 +108,7 @@ async function run(argv: string[]): Promise<number> {
   const proxy = values['no-proxy'] ? null : values.proxy !== undefined ? proxyUrl('--proxy', values.proxy) : undefined;
   const subnets = (values['auto-approve-subnet'] ?? []).map((s) => cidr('--auto-approve-subnet', s));
   const ports = portPolicyFlags(values);
+  const idInUseRetryMs = values['id-in-use-retry'] !== undefined ? integer('--id-in-use-retry', values['id-in-use-retry'], 1, 3600) * 1000 : undefined;
   const level = logLevel('--log-level', values['log-level'] ?? 'info');
   const logger = createLogger({ level });
   const warn = (msg: string): void => logger.warn(msg);
@@ -117,7 +123,10 @@ async function run(argv: string[]): Promise<number> {
   let hosted: HostedContactPoint;
   try {
     hosted = await hostContactPoint({
-      contactPoint: { id, relayUrl, secret, ...(proxy !== undefined ? { proxy } : {}), ...(ca ? { ca } : {}), ...(policy ? { policy } : {}) },
+      contactPoint: {
+        id, relayUrl, secret, ...(proxy !== undefined ? { proxy } : {}), ...(ca ? { ca } : {}), ...(policy ? { policy } : {}),
+        ...(idInUseRetryMs !== undefined ? { idInUseRetryMs } : {}),
+      },
       stateDir,
       peer,
       admin,
