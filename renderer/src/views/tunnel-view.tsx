@@ -6,6 +6,15 @@ import { useApp, useCtx } from '../store/context';
 
 /** One sentence on where the tunnel stands and why. */
 export function tunnelSentence(t: Tunnel, now: number): string {
+  if (t.idInUse !== undefined && t.state !== 'connected') {
+    // Two contact points with one credential: this one is kept off while the other is alive.
+    const wait = t.nextRetryAt !== undefined ? Math.max(0, Math.ceil((t.nextRetryAt - now) / 1000)) : undefined;
+    return (
+      `Another running contact point holds this id at the relay: ${t.idInUse}. ` +
+      `This one stays off while that one is alive${wait === undefined || wait === 0 ? '' : ` and tries again in ${wait} s`}. ` +
+      'Stop one of the two, or give each its own credential.'
+    );
+  }
   switch (t.state) {
     case 'connected':
       return `Connected to the relay${t.connectedAt ? ` for ${formatDuration(now - t.connectedAt)}` : ''}.`;
@@ -40,7 +49,7 @@ export function TunnelView() {
         <span className={`dot big ${t.state}`} aria-hidden="true" />
         <div>
           <strong className="state-name">{t.state}</strong>
-          <p>{tunnelSentence(t, now)}</p>
+          <p data-testid={t.idInUse !== undefined && t.state !== 'connected' ? 'tunnel-id-in-use' : undefined}>{tunnelSentence(t, now)}</p>
         </div>
       </div>
       <dl className="facts">

@@ -1,0 +1,24 @@
+import { describe, expect, it } from 'vitest';
+import type { TunnelView } from '../../../core/admin/contract.js';
+import { tunnelSentence } from './tunnel-view';
+
+const base: TunnelView = {
+  state: 'reconnecting', relayUrl: 'ws://relay', session: undefined, connectedAt: undefined, lastError: undefined, nextRetryAt: undefined,
+  idInUse: undefined, reconnects: 0, rttMs: undefined, bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0, peersServed: 0, keepaliveMs: 10_000, proxy: undefined,
+};
+
+describe('the Tunnel view sentence', () => {
+  it('says that another instance holds the id, with the relay\'s words naming it, and when this one tries again', () => {
+    const held = 'contact point id "acme-hq" is held by another instance at 192.0.2.7:51234 (host "office-pc") since 2026-12-01T09:12:03.512Z';
+    const t: TunnelView = { ...base, lastError: `ID_IN_USE: ${held}`, idInUse: held, nextRetryAt: 41_000 };
+    expect(tunnelSentence(t, 1_000)).toBe(
+      `Another running contact point holds this id at the relay: ${held}. This one stays off while that one is alive and tries again in 40 s. ` +
+        'Stop one of the two, or give each its own credential.',
+    );
+  });
+
+  it('says a plain loss as before', () => {
+    expect(tunnelSentence({ ...base, lastError: 'ECONNREFUSED', nextRetryAt: 3_000 }, 1_000)).toBe('Tunnel lost: ECONNREFUSED. Next try in 2 s.');
+    expect(tunnelSentence({ ...base, state: 'connected', connectedAt: 1_000 }, 61_000)).toBe('Connected to the relay for 1 min 0 s.');
+  });
+});
