@@ -75,6 +75,8 @@ export class Stack {
     private readonly secrets: ReadonlyMap<string, string>,
     relay: JsonChild,
     readonly relayUrl: string,
+    /** the contact point's credential, for a second instance with the same one */
+    readonly cpSecret: string,
   ) {
     this.relay = relay;
     this.relayPort = Number(new URL(relayUrl).port);
@@ -102,7 +104,7 @@ export class Stack {
     await cp.start();
     const admin = new AdminServer({ api: cp, logger, staticDir: RENDERER_DIST });
     await admin.start();
-    return new Stack(dir, id, cp, admin, secrets, relay, relayUrl);
+    return new Stack(dir, id, cp, admin, secrets, relay, relayUrl, cpSecret);
   }
 
   get guiUrl(): string {
