@@ -392,7 +392,7 @@ export class Relay {
       if (!link.isOpen) return; // the newcomer gave up meanwhile
       if (!alive) return this.onHello(link, hello, remote, holder);
       if (this.tunnels.get(hello.id) !== holder) return this.onHello(link, hello, remote); // it left meanwhile: decide again
-      const host = holder.env?.host ? ` (host "${holder.env.host.slice(0, 64)}")` : '';
+      const host = holder.env?.host ? ` (host "${holder.env.host.slice(0, 48)}")` : '';
       const reason = `contact point id "${hello.id}" is held by another instance at ${holder.remote}${host} since ${new Date(holder.since).toISOString()}`;
       this.logger.warn('hello refused: another live instance holds this contact point id', { id: hello.id, remote: link.remote ?? remote, holder: holder.remote });
       link.fault(Status.ID_IN_USE, reason);
