@@ -25,8 +25,8 @@ import { Distributor } from './distributor.js';
 import { FlowRecorder } from './flow-recorder.js';
 import { Gateway } from './gateway.js';
 import { PeerPort, type PeerSession } from './peer-port.js';
-import { Registrar } from './registrar.js';
-import { StateStore } from './state-store.js';
+import { Registrar, type PlannedDecision } from './registrar.js';
+import { StateClosedError, StateSaveError, StateStore, type PersistedState } from './state-store.js';
 import { PortPolicy, type PortPolicyConfig } from './port-policy.js';
 import { PortMediator } from './ports.js';
 import { UdpChannel } from './udp-channel.js';
@@ -93,14 +93,7 @@ export class ContactPoint implements AdminApi {
     this.logger = opts.logger ?? silentLogger;
     this.registrar = registrar;
     this.ports = new PortMediator(new PortPolicy(portPolicy), this.logger);
-    this.store = StateStore.create(
-      opts.stateDir,
-      () => {
-        const ports = this.ports.policy.config;
-        return { ...registrar.persisted(), ports: { targets: [...ports.targets], listen: [...ports.listen] } };
-      },
-      this.logger,
-    );
+    this.store = StateStore.create(opts.stateDir, () => this.persisted(registrar.persisted()), this.logger);
     this.gateway = new Gateway({
       relayUrl: opts.relayUrl,
       id: opts.id,
@@ -174,7 +167,10 @@ export class ContactPoint implements AdminApi {
     if (opts.policy) registrar.setPolicy(opts.policy.subnets ?? registrar.policy.subnets, opts.policy.joinCode);
     const ports = opts.ports ?? state.ports ?? { targets: [], listen: [] };
     new PortPolicy(ports); // a bad rule fails here, before anything starts
-    return new ContactPoint(opts, registrar, ports);
+    const cp = new ContactPoint(opts, registrar, ports);
+    // A policy from the command line replaces the stored one: save it now, like any decision.
+    if (opts.policy) await cp.decide(() => ({ state: cp.persisted(registrar.persisted()), apply: () => undefined }));
+    return cp;
   }
 
   get id(): string {
@@ -250,28 +246,29 @@ export class ContactPoint implements AdminApi {
     return () => void this.events.off(event, listener);
   }
 
-  private dispatch(method: AdminMethod, p: AdminParams<AdminMethod>): AdminResults[AdminMethod] {
+  private dispatch(method: AdminMethod, p: AdminParams<AdminMethod>): AdminResults[AdminMethod] | Promise<AdminResults[AdminMethod]> {
     const r = this.registrar;
     const name = (p as { name?: string }).name ?? '';
     switch (method) {
       case 'snapshot:get':
         return this.snapshot();
       case 'peers:approve':
-        return r.view(r.approve(name));
+        return this.decideOnRegistrar(() => r.planApprove(name), (rec) => r.view(rec));
       case 'peers:reject':
-        return r.view(r.reject(name));
+        return this.decideOnRegistrar(() => r.planReject(name), (rec) => r.view(rec));
       case 'peers:revoke':
-        return r.view(r.revoke(name));
+        return this.decideOnRegistrar(() => r.planRevoke(name), (rec) => r.view(rec));
       case 'peers:forget':
-        r.forget(name);
-        return { name };
+        return this.decideOnRegistrar(() => r.planForget(name), () => ({ name }));
       case 'policy:set': {
         const { subnets, joinCode } = p as AdminParams<'policy:set'>;
-        try {
-          return r.setPolicy(subnets, joinCode);
-        } catch (err: unknown) {
-          throw new AdminError('INVALID_PARAMS', (err as Error).message);
-        }
+        return this.decideOnRegistrar(() => {
+          try {
+            return r.planPolicy(subnets, joinCode);
+          } catch (err: unknown) {
+            throw new AdminError('INVALID_PARAMS', (err as Error).message);
+          }
+        }, (view) => view);
       }
       case 'tunnel:reconnect':
         this.gateway.reconnectNow();
@@ -283,15 +280,56 @@ export class ContactPoint implements AdminApi {
       }
       case 'ports:policy': {
         const { targets, listen } = p as AdminParams<'ports:policy'>;
-        try {
-          this.ports.policy.set({ targets, listen });
-        } catch (err: unknown) {
-          throw new AdminError('INVALID_PARAMS', (err as Error).message);
-        }
-        this.store.changed();
-        this.events.emit('ports:policy-changed', this.ports.policy.config);
-        return this.ports.policy.config;
+        return this.decide(() => {
+          let config: PortPolicyConfig;
+          try {
+            config = new PortPolicy({ targets, listen }).config; // checks every rule; nothing changes on a bad one
+          } catch (err: unknown) {
+            throw new AdminError('INVALID_PARAMS', (err as Error).message);
+          }
+          return {
+            state: this.persisted(this.registrar.persisted(), config),
+            apply: () => {
+              this.ports.policy.set(config);
+              this.events.emit('ports:policy-changed', this.ports.policy.config);
+              return this.ports.policy.config;
+            },
+          };
+        });
       }
+    }
+  }
+
+  // ---- decisions -------------------------------------------------------------------------
+
+  /** The whole state file: the registrar's part and the port policy (the current one unless given). */
+  private persisted(registrar: PersistedState, ports: PortPolicyConfig = this.ports.policy.config): PersistedState {
+    return { ...registrar, ports: { targets: [...ports.targets], listen: [...ports.listen] } };
+  }
+
+  /** A registrar decision (approve, reject, revoke, forget, policy), durable before it applies. */
+  private decideOnRegistrar<T, R>(plan: () => PlannedDecision<T>, result: (value: T) => R): Promise<R> {
+    return this.decide(() => {
+      const planned = plan();
+      return { state: this.persisted(planned.persisted), apply: () => result(planned.apply()), abandon: () => planned.abandon() };
+    });
+  }
+
+  /**
+   * Every admin decision goes through here: one at a time, in order, checked when its turn
+   * comes, written and fsynced, and only then applied (events, announcements, disconnects).
+   * A write that fails is the caller's error (NOT_SAVED, with the reason) and changes nothing.
+   */
+  private async decide<T>(plan: () => { state: PersistedState; apply: () => T; abandon?: () => void }): Promise<T> {
+    try {
+      return await this.store.commit(plan);
+    } catch (err: unknown) {
+      if (err instanceof StateSaveError) {
+        this.logger.error('an admin decision was not saved', { path: err.path, error: (err.cause as Error | undefined)?.message });
+        throw new AdminError('NOT_SAVED', `nothing changed: ${err.message}`);
+      }
+      if (err instanceof StateClosedError) throw new AdminError('UNAVAILABLE', err.message);
+      throw err;
     }
   }
 

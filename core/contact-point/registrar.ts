@@ -5,6 +5,7 @@ import { Status, type StatusCode } from '../protocol/status.js';
 import type { PeerState, PeerView, PolicyView } from '../admin/contract.js';
 import { AdminError } from '../admin/contract.js';
 import { RegistrationPolicy } from './policy.js';
+import { hashSecret } from '../runtime/secrets.js';
 import type { PeerRecord, PersistedState } from './state-store.js';
 
 export interface RegistrarEvents {
@@ -12,6 +13,24 @@ export interface RegistrarEvents {
   changed: [PeerRecord, PeerState | undefined];
   removed: [string];
   policy: [PolicyView];
+}
+
+/**
+ * An admin decision checked against the records but not applied: `persisted` is the state
+ * with the decision made, apply() makes it in memory (and emits the events), abandon() gives
+ * it up. Between the two the record is pinned, so room-making eviction cannot take it.
+ */
+export interface PlannedDecision<T> {
+  readonly persisted: PersistedState;
+  apply(): T;
+  abandon(): void;
+}
+
+interface DecidedFields {
+  readonly state: PeerState;
+  readonly decidedAt: number;
+  /** kept only on a registered record */
+  readonly admittedBy: string | undefined;
 }
 
 export type HelloOutcome = { readonly ok: true; readonly record: PeerRecord } | { readonly ok: false; readonly code: StatusCode; readonly reason: string };
@@ -29,6 +48,8 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
   private readonly online = new Set<string>();
   /** peers whose message counters moved since the last drainCounted() */
   private readonly counted = new Set<string>();
+  /** records with an admin decision being saved: not evicted meanwhile */
+  private readonly pinned = new Set<string>();
   readonly policy: RegistrationPolicy;
 
   constructor(
@@ -92,28 +113,53 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
   }
 
   approve(name: string): PeerRecord {
-    const r = this.must(name);
-    if (r.state === 'registered') return r;
-    return this.decide(r, 'registered', 'admin');
+    return this.planApprove(name).apply();
   }
 
   reject(name: string): PeerRecord {
-    const r = this.must(name);
-    if (r.state !== 'pending') throw new AdminError('CONFLICT', `${name} is ${r.state}, not pending`);
-    return this.decide(r, 'unregistered', undefined);
+    return this.planReject(name).apply();
   }
 
   revoke(name: string): PeerRecord {
-    const r = this.must(name);
-    if (r.state === 'revoked') return r;
-    return this.decide(r, 'revoked', undefined);
+    return this.planRevoke(name).apply();
   }
 
   /** Removes the record (and so the name's key binding). A connected peer is cut off by the caller. */
   forget(name: string): void {
+    this.planForget(name).apply();
+  }
+
+  /** approve, to be applied once saved: registered, by `admin` (also from revoked). */
+  planApprove(name: string): PlannedDecision<PeerRecord> {
+    const r = this.must(name);
+    return this.planDecision(r, r.state === 'registered' ? undefined : { state: 'registered', decidedAt: this.now(), admittedBy: 'admin' });
+  }
+
+  /** reject, to be applied once saved: a pending request back to unregistered; CONFLICT otherwise. */
+  planReject(name: string): PlannedDecision<PeerRecord> {
+    const r = this.must(name);
+    if (r.state !== 'pending') throw new AdminError('CONFLICT', `${name} is ${r.state}, not pending`);
+    return this.planDecision(r, { state: 'unregistered', decidedAt: this.now(), admittedBy: undefined });
+  }
+
+  /** revoke, to be applied once saved. */
+  planRevoke(name: string): PlannedDecision<PeerRecord> {
+    const r = this.must(name);
+    return this.planDecision(r, r.state === 'revoked' ? undefined : { state: 'revoked', decidedAt: this.now(), admittedBy: undefined });
+  }
+
+  /** forget, to be applied once saved. */
+  planForget(name: string): PlannedDecision<void> {
     this.must(name);
-    this.records.delete(name);
-    this.emit('removed', name);
+    const persisted = this.persisted();
+    return {
+      persisted: { ...persisted, peers: persisted.peers.filter((p) => p.name !== name) },
+      apply: () => {
+        if (!this.records.delete(name)) return;
+        this.emit('removed', name);
+      },
+      abandon: () => undefined,
+    };
   }
 
   setOnline(name: string, online: boolean): void {
@@ -147,11 +193,26 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
   }
 
   setPolicy(subnets: readonly string[], joinCode: string | undefined): PolicyView {
-    this.policy.setSubnets(subnets);
-    if (joinCode !== undefined) this.policy.setJoinCode(joinCode);
-    const view = this.policyView();
-    this.emit('policy', view);
-    return view;
+    return this.planPolicy(subnets, joinCode).apply();
+  }
+
+  /** The auto-approve policy, to be applied once saved. A bad CIDR throws here. */
+  planPolicy(subnets: readonly string[], joinCode: string | undefined): PlannedDecision<PolicyView> {
+    const current = this.policy.storedJoinCodeHash;
+    const joinCodeHash = joinCode === undefined ? current : joinCode === '' ? undefined : hashSecret(joinCode);
+    const checked = new RegistrationPolicy({ subnets, joinCodeHash }); // throws on a bad CIDR
+    const persisted = this.persisted();
+    return {
+      persisted: { ...persisted, policy: { subnets: [...checked.subnets], ...(joinCodeHash ? { joinCodeHash } : {}) } },
+      apply: () => {
+        this.policy.setSubnets(checked.subnets);
+        this.policy.setJoinCodeHash(joinCodeHash);
+        const view = this.policyView();
+        this.emit('policy', view);
+        return view;
+      },
+      abandon: () => undefined,
+    };
   }
 
   policyView(): PolicyView {
@@ -188,6 +249,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     };
   }
 
+  /** Registration the peer asked for (REGISTER, policy): applied at once, saved with the bookkeeping. */
   private decide(r: PeerRecord, state: PeerState, admittedBy: string | undefined): PeerRecord {
     const previous = r.state;
     r.state = state;
@@ -196,6 +258,42 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     if (state !== 'registered') delete r.admittedBy;
     this.emit('changed', r, previous);
     return r;
+  }
+
+  /**
+   * An admin decision on `r` (`fields` undefined: nothing to change, the current state is saved
+   * as it is). Applying sets the decided fields on the live record whatever happened to it in
+   * between (a REGISTER, a policy admission), so memory ends up as the file says.
+   */
+  private planDecision(r: PeerRecord, fields: DecidedFields | undefined): PlannedDecision<PeerRecord> {
+    const name = r.name;
+    const planned = fields ? withDecision(r, fields) : { ...r };
+    const persisted = this.persisted();
+    if (fields) persisted.peers = persisted.peers.map((p) => (p.name === name ? { ...planned } : p));
+    this.pinned.add(name);
+    return {
+      persisted,
+      apply: () => {
+        this.pinned.delete(name);
+        let live = this.records.get(name);
+        if (!live) {
+          // Cannot happen while pinned (only decisions forget, one at a time); keep memory equal to the file anyway.
+          live = { ...planned };
+          this.records.set(name, live);
+          this.emit('changed', live, undefined);
+          return live;
+        }
+        if (!fields) return live;
+        const previous = live.state;
+        live.state = planned.state;
+        live.decidedAt = fields.decidedAt;
+        if (planned.admittedBy !== undefined) live.admittedBy = planned.admittedBy;
+        else delete live.admittedBy;
+        this.emit('changed', live, previous);
+        return live;
+      },
+      abandon: () => void this.pinned.delete(name),
+    };
   }
 
   private must(name: string): PeerRecord {
@@ -214,7 +312,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
   private evictUndecided(): boolean {
     let victim: PeerRecord | undefined;
     for (const r of this.records.values()) {
-      if (r.state !== 'unregistered' || this.online.has(r.name)) continue;
+      if (r.state !== 'unregistered' || this.online.has(r.name) || this.pinned.has(r.name)) continue;
       if (!victim || r.lastSeen < victim.lastSeen) victim = r;
     }
     if (!victim) return false;
@@ -222,4 +320,12 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     this.emit('removed', victim.name);
     return true;
   }
+}
+
+/** `r` with an admin decision's fields: state, when, and who admitted it (only a registered record keeps that). */
+function withDecision(r: PeerRecord, d: DecidedFields): PeerRecord {
+  const next: PeerRecord = { ...r, state: d.state, decidedAt: d.decidedAt };
+  if (d.state === 'registered' && d.admittedBy !== undefined) next.admittedBy = d.admittedBy;
+  else delete next.admittedBy;
+  return next;
 }

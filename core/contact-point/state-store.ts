@@ -29,20 +29,56 @@ const stateSchema = obj({
 export type PeerRecord = Infer<typeof peerRecordSchema>;
 export type PersistedState = Infer<typeof stateSchema>;
 export const STATE_FILE = 'contact-point.json';
-/** Writes are coalesced: at most one every SAVE_DELAY_MS, and always one at stop. */
+/** Counter and last-seen updates are coalesced: at most one write every SAVE_DELAY_MS, and one at stop. Decisions are written at once. */
 export const SAVE_DELAY_MS = 200;
 
 export function emptyState(): PersistedState {
   return { version: 1, peers: [], policy: { subnets: [] } };
 }
 
+/** A decision could not be written: nothing was applied. */
+export class StateSaveError extends Error {
+  override readonly name = 'StateSaveError';
+  constructor(
+    readonly path: string,
+    cause: unknown,
+  ) {
+    super(`could not save ${path}: ${(cause as Error).message ?? String(cause)}`, { cause });
+  }
+}
+
+/** A decision came after close(): nothing was applied. */
+export class StateClosedError extends Error {
+  override readonly name = 'StateClosedError';
+}
+
 /**
- * The contact point's versioned state file (peers and their decisions, policy). Saves are
- * atomic and coalesced; a newer `version` than this build knows is refused rather than
- * overwritten, so a downgrade cannot silently lose decisions.
+ * A checked change, not yet applied: the whole state as it will be with the change, how to
+ * apply it in memory once that is on disk, and how to give up on it if the write fails.
+ */
+export interface Decision<T> {
+  readonly state: PersistedState;
+  apply(): T;
+  abandon?(): void;
+}
+
+/**
+ * The contact point's versioned state file (peers and their decisions, policy, port policy).
+ * Every write is atomic and durable (temp file, fsync, rename, fsync of the folder) and all
+ * writes go through one queue, in order. Two kinds of change:
+ *
+ * - decisions (commit): written at once; the change is applied in memory only after the file
+ *   is on disk, so a caller told "done" keeps its decision across a crash, and a failed write
+ *   leaves memory as it was, equal to the file;
+ * - bookkeeping (changed: last seen, LAN address, new unregistered records): coalesced into
+ *   one write within SAVE_DELAY_MS; a failed one is logged and retried with the next change.
+ *
+ * A newer `version` than this build knows is refused rather than overwritten, so a downgrade
+ * cannot silently lose decisions.
  */
 export class StateStore {
   private timer: NodeJS.Timeout | undefined;
+  /** the write queue; never rejects */
   private writing: Promise<void> = Promise.resolve();
   private dirty = false;
   private closed = false;
@@ -83,7 +119,7 @@ export class StateStore {
     return this.flush();
   }
 
-  /** Note a change; it is written within SAVE_DELAY_MS (not at all after close). */
+  /** Note a bookkeeping change; it is written within SAVE_DELAY_MS (not at all after close). */
   changed(): void {
     if (!this.path || this.closed) return;
     this.dirty = true;
@@ -94,20 +130,63 @@ export class StateStore {
     }, SAVE_DELAY_MS);
   }
 
-  /** Write now if anything changed; resolves when the file is on disk. */
+  /** Write now if anything changed; resolves when the file is on disk (or the write failed and was logged). */
   flush(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
     if (!this.path || !this.dirty) return this.writing;
     this.dirty = false;
     const path = this.path;
-    const state = this.snapshot();
+    // The snapshot is taken when the write's turn comes, so it holds every decision applied before it.
     this.writing = this.writing
-      .then(() => writeJsonAtomic(path, state))
+      .then(() => writeJsonAtomic(path, this.snapshot()))
       .catch((err: unknown) => {
         this.dirty = true;
         this.logger.error('could not save state', { path, error: (err as Error).message });
       });
     return this.writing;
+  }
+
+  /**
+   * A decision. When every earlier write is done, `plan` checks the change (it may throw, and
+   * nothing is written) and says what the whole state will be; that is written and fsynced, and
+   * only then applied in memory, before any later write starts. Resolves with what apply()
+   * returned; rejects with StateSaveError (nothing applied, memory still equals the file) when
+   * the write fails, or StateClosedError after close().
+   */
+  commit<T>(plan: () => Decision<T>): Promise<T> {
+    const run = this.writing.then(async () => {
+      if (this.closed) throw new StateClosedError('the contact point is stopping; nothing was changed');
+      const decision = plan();
+      if (this.path) {
+        // This write carries every bookkeeping change made so far, too.
+        clearTimeout(this.timer);
+        this.timer = undefined;
+        this.dirty = false;
+        try {
+          await writeJsonAtomic(this.path, decision.state);
+        } catch (err: unknown) {
+          decision.abandon?.();
+          // Bring the file back to what memory holds with the next write (a rename that
+          // happened before a failed folder fsync would otherwise linger).
+          this.changed();
+          throw new StateSaveError(this.path, err);
+        }
+      }
+      const quiet = !this.dirty && this.timer === undefined;
+      const result = decision.apply();
+      if (quiet) {
+        // What apply() changed is what was just written: no second write for it.
+        clearTimeout(this.timer);
+        this.timer = undefined;
+        this.dirty = false;
+      }
+      return result;
+    });
+    this.writing = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
   }
 }

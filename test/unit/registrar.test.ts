@@ -180,6 +180,58 @@ describe('registrar: limits', () => {
   });
 });
 
+describe('registrar: admin decisions planned, saved, then applied', () => {
+  it('a plan changes nothing and says what the file will hold; apply() makes it so and tells', () => {
+    r.hello('printer', KEY_A, undefined);
+    r.approve('printer');
+    log = [];
+    t = 5_000;
+    const plan = r.planRevoke('printer');
+    expect(plan.persisted.peers).toEqual([expect.objectContaining({ name: 'printer', state: 'revoked', decidedAt: 5_000 })]);
+    expect(plan.persisted.peers[0]).not.toHaveProperty('admittedBy');
+    expect(r.get('printer')).toMatchObject({ state: 'registered', admittedBy: 'admin' });
+    expect(log).toEqual([]);
+    t = 6_000;
+    expect(plan.apply()).toMatchObject({ state: 'revoked', decidedAt: 5_000 });
+    expect(r.persisted()).toEqual(plan.persisted);
+    expect(log).toEqual(['changed printer registered->revoked']);
+
+    const policy = r.planPolicy(['10.0.0.0/8'], 'blue-door-42');
+    expect(r.policyView()).toEqual({ subnets: [], joinCode: false });
+    expect(policy.apply()).toEqual({ subnets: ['10.0.0.0/8'], joinCode: true });
+    expect(r.persisted()).toEqual(policy.persisted); // the same join code hash as planned
+    expect(() => r.planPolicy(['nonsense/99'], undefined)).toThrow();
+
+    const forget = r.planForget('printer');
+    expect(forget.persisted.peers).toEqual([]);
+    expect(r.get('printer')).toBeDefined();
+    forget.apply();
+    expect(r.get('printer')).toBeUndefined();
+  });
+
+  it('applies what was saved even if the peer moved meanwhile (a REGISTER the policy admitted)', () => {
+    r.setPolicy(['10.0.0.0/8'], undefined);
+    r.hello('printer', KEY_A, '10.0.0.5');
+    const plan = r.planApprove('printer');
+    r.requestRegistration('printer', undefined); // admitted by the subnet while the approval is written
+    expect(r.get('printer')?.admittedBy).toBe('policy:subnet 10.0.0.0/8');
+    plan.apply();
+    expect(r.persisted()).toEqual(plan.persisted);
+    expect(r.get('printer')).toMatchObject({ state: 'registered', admittedBy: 'admin' });
+  });
+
+  it('a peer with a decision being saved is not evicted to make room', () => {
+    r = make({ maxPeers: 100, maxUndecided: 1 });
+    r.hello('old', KEY_A, undefined);
+    const plan = r.planApprove('old');
+    expect(r.hello('newcomer', KEY_A, undefined).ok).toBe(false);
+    expect(r.get('old')).toBeDefined();
+    plan.abandon();
+    expect(r.hello('newcomer', KEY_A, undefined).ok).toBe(true);
+    expect(r.get('old')).toBeUndefined();
+  });
+});
+
 describe('registrar: persistence', () => {
   let dir: string;
   beforeEach(async () => {

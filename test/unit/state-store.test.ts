@@ -1,8 +1,9 @@
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { emptyState, SAVE_DELAY_MS, STATE_FILE, StateStore, type PersistedState } from '../../core/contact-point/state-store.js';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { emptyState, SAVE_DELAY_MS, STATE_FILE, StateClosedError, StateSaveError, StateStore, type PersistedState } from '../../core/contact-point/state-store.js';
 import { writeJsonAtomic } from '../../core/runtime/json-file.js';
 import { createLogger, silentLogger } from '../../core/runtime/logger.js';
 
@@ -138,5 +139,128 @@ describe('state file: save', () => {
     await rm(blocker, { recursive: true });
     await store.flush();
     expect(JSON.parse(await readFile(blocker, 'utf8'))).toEqual(state(9));
+  });
+});
+
+describe('atomic, durable writes', () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  /** Makes FileHandle.sync fail with `code` on its `nth` call (1-based): the file's fsync is the 1st, the folder's the 2nd. */
+  async function failSync(nth: number, code: string): Promise<void> {
+    const probe = await open(join(dir, 'probe'), 'w');
+    const proto = Object.getPrototypeOf(probe) as { sync: (this: unknown) => Promise<void> };
+    await probe.close();
+    await rm(join(dir, 'probe'));
+    const real = proto.sync;
+    let calls = 0;
+    vi.spyOn(proto, 'sync').mockImplementation(function (this: unknown) {
+      if (++calls === nth) return Promise.reject(Object.assign(new Error(`${code}: simulated`), { code }));
+      return real.call(this);
+    });
+  }
+
+  it('writers of the same file at the same moment each get their own temp file and all succeed', async () => {
+    const path = join(dir, 'same.json');
+    const results = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => writeJsonAtomic(path, { i })));
+    expect(results.map((r) => r.status)).toEqual(Array(8).fill('fulfilled'));
+    expect(await readdir(dir)).toEqual(['same.json']);
+  });
+
+  it('a failed fsync of the data fails the write and leaves no temp file and the old content', async () => {
+    const path = join(dir, STATE_FILE);
+    await writeJsonAtomic(path, { old: true });
+    await failSync(1, 'EIO');
+    await expect(writeJsonAtomic(path, { old: false })).rejects.toThrow(/EIO/);
+    expect(await readdir(dir)).toEqual([STATE_FILE]);
+    expect(JSON.parse(await readFile(path, 'utf8'))).toEqual({ old: true });
+  });
+
+  it('a failed fsync of the folder fails the write: the rename may not survive a crash', async () => {
+    await failSync(2, 'EIO');
+    await expect(writeJsonAtomic(join(dir, STATE_FILE), { a: 1 })).rejects.toThrow(/EIO/);
+  });
+
+  it('a file system without fsync on folders is not an error', async () => {
+    await failSync(2, 'EINVAL');
+    await writeJsonAtomic(join(dir, STATE_FILE), { a: 1 });
+    expect(JSON.parse(await readFile(join(dir, STATE_FILE), 'utf8'))).toEqual({ a: 1 });
+  });
+
+  it('says plainly when the folder is a file', async () => {
+    await writeFile(join(dir, 'cp'), 'x');
+    await expect(writeJsonAtomic(join(dir, 'cp', STATE_FILE), { a: 1 })).rejects.toThrow(`${join(dir, 'cp')} is not a folder`);
+  });
+});
+
+describe('state file: decisions (commit)', () => {
+  it('writes the decision before applying it, and applies it before any later write', async () => {
+    let applied = 0;
+    const store = StateStore.create(dir, () => state(applied), silentLogger);
+    const seen: unknown[] = [];
+    const result = await store.commit(() => ({
+      state: state(7),
+      apply: () => {
+        seen.push(JSON.parse(readFileSync(join(dir, STATE_FILE), 'utf8')));
+        applied = 7;
+        return 'done';
+      },
+    }));
+    expect(result).toBe('done');
+    expect(seen).toEqual([state(7)]); // on disk when apply ran
+    store.changed();
+    await store.flush();
+    expect(JSON.parse(await readFile(join(dir, STATE_FILE), 'utf8'))).toEqual(state(7));
+  });
+
+  it('a decision that cannot be written is not applied, is abandoned, and rejects with the file and the reason', async () => {
+    const blocker = join(dir, STATE_FILE);
+    await mkdir(blocker);
+    const store = StateStore.create(dir, () => state(1), silentLogger);
+    let applied = false;
+    let abandoned = false;
+    const err = await rejection(
+      store.commit(() => ({
+        state: state(2),
+        apply: () => (applied = true),
+        abandon: () => (abandoned = true),
+      })),
+    );
+    expect(err).toBeInstanceOf(StateSaveError);
+    expect(err.message).toMatch(new RegExp(`^could not save ${blocker}: EISDIR`));
+    expect({ applied, abandoned }).toEqual({ applied: false, abandoned: true });
+    // The queue goes on: once the path is free the next decision is written.
+    await rm(blocker, { recursive: true });
+    expect(await store.commit(() => ({ state: state(3), apply: () => 3 }))).toBe(3);
+    expect(JSON.parse(await readFile(blocker, 'utf8'))).toEqual(state(3));
+  });
+
+  it('decisions run one at a time in order, each planned when its turn comes', async () => {
+    let value = 0;
+    const store = StateStore.create(dir, () => state(value), silentLogger);
+    const order: string[] = [];
+    const decide = (n: number): Promise<number> =>
+      store.commit(() => {
+        order.push(`plan ${n} after ${value}`);
+        return { state: state(value + n), apply: () => (value += n) };
+      });
+    expect(await Promise.all([decide(1), decide(10), decide(100)])).toEqual([1, 11, 111]);
+    expect(order).toEqual(['plan 1 after 0', 'plan 10 after 1', 'plan 100 after 11']);
+    expect(JSON.parse(await readFile(join(dir, STATE_FILE), 'utf8'))).toEqual(state(111));
+  });
+
+  it('a plan that throws writes nothing; after close a decision is refused', async () => {
+    const store = StateStore.create(dir, () => state(1), silentLogger);
+    await expect(
+      store.commit(() => {
+        throw new Error('no such peer');
+      }),
+    ).rejects.toThrow('no such peer');
+    expect(await readdir(dir)).toEqual([]);
+    await store.close();
+    const err = await rejection(store.commit(() => ({ state: state(2), apply: () => undefined })));
+    expect(err).toBeInstanceOf(StateClosedError);
+    expect(await readdir(dir)).toEqual([]);
   });
 });
