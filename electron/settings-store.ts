@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { AdminError } from '../core/admin/contract.js';
-import { writeJsonAtomic } from '../core/runtime/json-file.js';
+import { ioReason, writeJsonAtomic } from '../core/runtime/json-file.js';
 import { checkHostSettings, type HostSettingsErrors, type HostSettingsInput, type HostSettingsView } from '../core/admin/host-settings.js';
 
 /**
@@ -117,7 +117,7 @@ export class SettingsStore {
     try {
       await writeJsonAtomic(this.file, file, 0o600);
     } catch (err: unknown) {
-      throw new AdminError('NOT_SAVED', `nothing changed: could not save ${this.file}: ${(err as Error).message}`);
+      throw new AdminError('NOT_SAVED', `nothing changed: could not save ${this.file}: ${ioReason(err)}`);
     }
     this.current = { relayUrl: v.relayUrl, id: v.id, peerPort: v.peerPort, credential, credentialStorage: storage };
     return { ok: true, settings: this.current };

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { int, list, obj, oneOf, optional, str, type Infer } from '../protocol/schema.js';
-import { readJson, writeJsonAtomic } from '../runtime/json-file.js';
+import { ioReason, readJson, writeJsonAtomic } from '../runtime/json-file.js';
 import type { Logger } from '../runtime/logger.js';
 
 const peerRecordSchema = obj({
@@ -43,7 +43,7 @@ export class StateSaveError extends Error {
     readonly path: string,
     cause: unknown,
   ) {
-    super(`could not save ${path}: ${(cause as Error).message ?? String(cause)}`, { cause });
+    super(`could not save ${path}: ${ioReason(cause)}`, { cause });
   }
 }
 

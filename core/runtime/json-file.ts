@@ -55,6 +55,15 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
+/**
+ * The reason of a failed file operation for a person: `ENOSPC: no space left on device`,
+ * without Node's trailing `, rename '<temp file>' -> '<file>'`.
+ */
+export function ioReason(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return message.replace(/, [a-z]+ '.*$/s, '');
+}
+
 /** Reads a JSON file; undefined when it does not exist. Other failures (bad JSON, EACCES) throw. */
 export async function readJson(path: string): Promise<unknown> {
   let text: string;
