@@ -125,9 +125,16 @@ describe('admin GUI in Chromium', { timeout: 60_000 }, () => {
     await peers.row('printer').waitFor();
 
     // The state file's path becomes a folder: every write of the contact point fails, for root too.
+    // (A coalesced write of the peer's hello may land in between: then again.)
     const file = join(stack.dir, 'cp', STATE_FILE);
-    await rm(file, { force: true });
-    await mkdir(file, { recursive: true });
+    for (let attempt = 1; ; attempt++) {
+      await rm(file, { force: true });
+      const made = await mkdir(file).then(
+        () => true,
+        (err: unknown) => (err as NodeJS.ErrnoException).code === 'EEXIST' && attempt < 10 ? false : Promise.reject(err as Error),
+      );
+      if (made) break;
+    }
 
     await peers.approve('printer');
     const alert = app.notice(`Could not approve printer: nothing changed: could not save ${file}: EISDIR: illegal operation on a directory`);

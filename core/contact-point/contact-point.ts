@@ -26,7 +26,7 @@ import { FlowRecorder } from './flow-recorder.js';
 import { Gateway } from './gateway.js';
 import { PeerPort, type PeerSession } from './peer-port.js';
 import { Registrar, type PlannedDecision } from './registrar.js';
-import { StateClosedError, StateSaveError, StateStore, type PersistedState } from './state-store.js';
+import { StateClosedError, StateSaveError, StateStore, type Decision, type PersistedState, type StateDraft } from './state-store.js';
 import { PortPolicy, type PortPolicyConfig } from './port-policy.js';
 import { PortMediator } from './ports.js';
 import { UdpChannel } from './udp-channel.js';
@@ -169,7 +169,7 @@ export class ContactPoint implements AdminApi {
     new PortPolicy(ports); // a bad rule fails here, before anything starts
     const cp = new ContactPoint(opts, registrar, ports);
     // A policy from the command line replaces the stored one: save it now, like any decision.
-    if (opts.policy) await cp.decide(() => ({ state: cp.persisted(registrar.persisted()), apply: () => undefined }));
+    if (opts.policy) await cp.decide(() => ({ apply: () => undefined }));
     return cp;
   }
 
@@ -253,18 +253,18 @@ export class ContactPoint implements AdminApi {
       case 'snapshot:get':
         return this.snapshot();
       case 'peers:approve':
-        return this.decideOnRegistrar(() => r.planApprove(name), (rec) => r.view(rec));
+        return this.decideOnRegistrar((d) => r.planApprove(name, d), (rec) => r.view(rec));
       case 'peers:reject':
-        return this.decideOnRegistrar(() => r.planReject(name), (rec) => r.view(rec));
+        return this.decideOnRegistrar((d) => r.planReject(name, d), (rec) => r.view(rec));
       case 'peers:revoke':
-        return this.decideOnRegistrar(() => r.planRevoke(name), (rec) => r.view(rec));
+        return this.decideOnRegistrar((d) => r.planRevoke(name, d), (rec) => r.view(rec));
       case 'peers:forget':
-        return this.decideOnRegistrar(() => r.planForget(name), () => ({ name }));
+        return this.decideOnRegistrar((d) => r.planForget(name, d), () => ({ name }));
       case 'policy:set': {
         const { subnets, joinCode } = p as AdminParams<'policy:set'>;
-        return this.decideOnRegistrar(() => {
+        return this.decideOnRegistrar((d) => {
           try {
-            return r.planPolicy(subnets, joinCode);
+            return r.planPolicy(subnets, joinCode, d);
           } catch (err: unknown) {
             throw new AdminError('INVALID_PARAMS', (err as Error).message);
           }
@@ -280,15 +280,15 @@ export class ContactPoint implements AdminApi {
       }
       case 'ports:policy': {
         const { targets, listen } = p as AdminParams<'ports:policy'>;
-        return this.decide(() => {
+        return this.decide((draft) => {
           let config: PortPolicyConfig;
           try {
             config = new PortPolicy({ targets, listen }).config; // checks every rule; nothing changes on a bad one
           } catch (err: unknown) {
             throw new AdminError('INVALID_PARAMS', (err as Error).message);
           }
+          draft.ports = { targets: [...config.targets], listen: [...config.listen] };
           return {
-            state: this.persisted(this.registrar.persisted(), config),
             apply: () => {
               this.ports.policy.set(config);
               this.events.emit('ports:policy-changed', this.ports.policy.config);
@@ -302,25 +302,27 @@ export class ContactPoint implements AdminApi {
 
   // ---- decisions -------------------------------------------------------------------------
 
-  /** The whole state file: the registrar's part and the port policy (the current one unless given). */
-  private persisted(registrar: PersistedState, ports: PortPolicyConfig = this.ports.policy.config): PersistedState {
+  /** The whole state file: the registrar's part and the port policy. */
+  private persisted(registrar: PersistedState): PersistedState {
+    const ports = this.ports.policy.config;
     return { ...registrar, ports: { targets: [...ports.targets], listen: [...ports.listen] } };
   }
 
   /** A registrar decision (approve, reject, revoke, forget, policy), durable before it applies. */
-  private decideOnRegistrar<T, R>(plan: () => PlannedDecision<T>, result: (value: T) => R): Promise<R> {
-    return this.decide(() => {
-      const planned = plan();
-      return { state: this.persisted(planned.persisted), apply: () => result(planned.apply()), abandon: () => planned.abandon() };
+  private decideOnRegistrar<T, R>(plan: (draft: StateDraft) => PlannedDecision<T>, result: (value: T) => R): Promise<R> {
+    return this.decide((draft) => {
+      const planned = plan(draft);
+      return { apply: () => result(planned.apply()), abandon: () => planned.abandon() };
     });
   }
 
   /**
-   * Every admin decision goes through here: one at a time, in order, checked when its turn
-   * comes, written and fsynced, and only then applied (events, announcements, disconnects).
-   * A write that fails is the caller's error (NOT_SAVED, with the reason) and changes nothing.
+   * Every admin decision goes through here: in order, checked when its turn comes, written
+   * and fsynced (those that queue up during a write go together in the next one), and only
+   * then applied (events, announcements, disconnects). A write that fails is the caller's
+   * error (NOT_SAVED, with the reason) and changes nothing.
    */
-  private async decide<T>(plan: () => { state: PersistedState; apply: () => T; abandon?: () => void }): Promise<T> {
+  private async decide<T>(plan: (draft: StateDraft) => Decision<T>): Promise<T> {
     try {
       return await this.store.commit(plan);
     } catch (err: unknown) {

@@ -6,7 +6,7 @@ import type { PeerState, PeerView, PolicyView } from '../admin/contract.js';
 import { AdminError } from '../admin/contract.js';
 import { RegistrationPolicy } from './policy.js';
 import { hashSecret } from '../runtime/secrets.js';
-import type { PeerRecord, PersistedState } from './state-store.js';
+import { StateDraft, type PeerRecord, type PersistedState } from './state-store.js';
 
 export interface RegistrarEvents {
   /** a record changed; `previous` is its state before (undefined for a new record) */
@@ -16,12 +16,11 @@ export interface RegistrarEvents {
 }
 
 /**
- * An admin decision checked against the records but not applied: `persisted` is the state
- * with the decision made, apply() makes it in memory (and emits the events), abandon() gives
- * it up. Between the two the record is pinned, so room-making eviction cannot take it.
+ * An admin decision checked and written into a StateDraft but not applied: apply() makes it in
+ * memory (and emits the events) once the draft is on disk, abandon() gives it up. Between the
+ * two the record is pinned, so room-making eviction cannot take it.
  */
 export interface PlannedDecision<T> {
-  readonly persisted: PersistedState;
   apply(): T;
   abandon(): void;
 }
@@ -48,8 +47,8 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
   private readonly online = new Set<string>();
   /** peers whose message counters moved since the last drainCounted() */
   private readonly counted = new Set<string>();
-  /** records with an admin decision being saved: not evicted meanwhile */
-  private readonly pinned = new Set<string>();
+  /** records with admin decisions being saved (how many): not evicted meanwhile */
+  private readonly pinned = new Map<string, number>();
   readonly policy: RegistrationPolicy;
 
   constructor(
@@ -113,47 +112,46 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
   }
 
   approve(name: string): PeerRecord {
-    return this.planApprove(name).apply();
+    return this.planApprove(name, this.draft()).apply();
   }
 
   reject(name: string): PeerRecord {
-    return this.planReject(name).apply();
+    return this.planReject(name, this.draft()).apply();
   }
 
   revoke(name: string): PeerRecord {
-    return this.planRevoke(name).apply();
+    return this.planRevoke(name, this.draft()).apply();
   }
 
   /** Removes the record (and so the name's key binding). A connected peer is cut off by the caller. */
   forget(name: string): void {
-    this.planForget(name).apply();
+    this.planForget(name, this.draft()).apply();
   }
 
-  /** approve, to be applied once saved: registered, by `admin` (also from revoked). */
-  planApprove(name: string): PlannedDecision<PeerRecord> {
-    const r = this.must(name);
-    return this.planDecision(r, r.state === 'registered' ? undefined : { state: 'registered', decidedAt: this.now(), admittedBy: 'admin' });
+  /** approve into `draft`, to be applied once it is saved: registered, by `admin` (also from revoked). */
+  planApprove(name: string, draft: StateDraft): PlannedDecision<PeerRecord> {
+    const r = this.drafted(name, draft);
+    return this.planDecision(r, draft, r.state === 'registered' ? undefined : { state: 'registered', decidedAt: this.now(), admittedBy: 'admin' });
   }
 
-  /** reject, to be applied once saved: a pending request back to unregistered; CONFLICT otherwise. */
-  planReject(name: string): PlannedDecision<PeerRecord> {
-    const r = this.must(name);
+  /** reject into `draft`: a pending request back to unregistered; CONFLICT otherwise. */
+  planReject(name: string, draft: StateDraft): PlannedDecision<PeerRecord> {
+    const r = this.drafted(name, draft);
     if (r.state !== 'pending') throw new AdminError('CONFLICT', `${name} is ${r.state}, not pending`);
-    return this.planDecision(r, { state: 'unregistered', decidedAt: this.now(), admittedBy: undefined });
+    return this.planDecision(r, draft, { state: 'unregistered', decidedAt: this.now(), admittedBy: undefined });
   }
 
-  /** revoke, to be applied once saved. */
-  planRevoke(name: string): PlannedDecision<PeerRecord> {
-    const r = this.must(name);
-    return this.planDecision(r, r.state === 'revoked' ? undefined : { state: 'revoked', decidedAt: this.now(), admittedBy: undefined });
+  /** revoke into `draft`. */
+  planRevoke(name: string, draft: StateDraft): PlannedDecision<PeerRecord> {
+    const r = this.drafted(name, draft);
+    return this.planDecision(r, draft, r.state === 'revoked' ? undefined : { state: 'revoked', decidedAt: this.now(), admittedBy: undefined });
   }
 
-  /** forget, to be applied once saved. */
-  planForget(name: string): PlannedDecision<void> {
-    this.must(name);
-    const persisted = this.persisted();
+  /** forget into `draft`. */
+  planForget(name: string, draft: StateDraft): PlannedDecision<void> {
+    this.drafted(name, draft);
+    draft.peers.delete(name);
     return {
-      persisted: { ...persisted, peers: persisted.peers.filter((p) => p.name !== name) },
       apply: () => {
         if (!this.records.delete(name)) return;
         this.emit('removed', name);
@@ -193,17 +191,16 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
   }
 
   setPolicy(subnets: readonly string[], joinCode: string | undefined): PolicyView {
-    return this.planPolicy(subnets, joinCode).apply();
+    return this.planPolicy(subnets, joinCode, this.draft()).apply();
   }
 
-  /** The auto-approve policy, to be applied once saved. A bad CIDR throws here. */
-  planPolicy(subnets: readonly string[], joinCode: string | undefined): PlannedDecision<PolicyView> {
-    const current = this.policy.storedJoinCodeHash;
+  /** The auto-approve policy into `draft`, to be applied once saved. A bad CIDR throws here. */
+  planPolicy(subnets: readonly string[], joinCode: string | undefined, draft: StateDraft): PlannedDecision<PolicyView> {
+    const current = draft.policy.joinCodeHash;
     const joinCodeHash = joinCode === undefined ? current : joinCode === '' ? undefined : hashSecret(joinCode);
     const checked = new RegistrationPolicy({ subnets, joinCodeHash }); // throws on a bad CIDR
-    const persisted = this.persisted();
+    draft.policy = { subnets: [...checked.subnets], ...(joinCodeHash ? { joinCodeHash } : {}) };
     return {
-      persisted: { ...persisted, policy: { subnets: [...checked.subnets], ...(joinCodeHash ? { joinCodeHash } : {}) } },
       apply: () => {
         this.policy.setSubnets(checked.subnets);
         this.policy.setJoinCodeHash(joinCodeHash);
@@ -260,24 +257,42 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     return r;
   }
 
+  /** A draft of what is in memory now, for a decision applied at once (the synchronous calls above). */
+  private draft(): StateDraft {
+    return new StateDraft(this.persisted());
+  }
+
+  /** The record as `draft` has it (earlier decisions of the same write included); NOT_FOUND if none. */
+  private drafted(name: string, draft: StateDraft): PeerRecord {
+    const r = draft.peers.get(name);
+    if (!r) throw new AdminError('NOT_FOUND', `no peer named "${name}"`);
+    return r;
+  }
+
   /**
    * An admin decision on `r` (`fields` undefined: nothing to change, the current state is saved
    * as it is). Applying sets the decided fields on the live record whatever happened to it in
    * between (a REGISTER, a policy admission), so memory ends up as the file says.
    */
-  private planDecision(r: PeerRecord, fields: DecidedFields | undefined): PlannedDecision<PeerRecord> {
+  private planDecision(r: PeerRecord, draft: StateDraft, fields: DecidedFields | undefined): PlannedDecision<PeerRecord> {
     const name = r.name;
     const planned = fields ? withDecision(r, fields) : { ...r };
-    const persisted = this.persisted();
-    if (fields) persisted.peers = persisted.peers.map((p) => (p.name === name ? { ...planned } : p));
-    this.pinned.add(name);
+    if (fields) draft.peers.set(name, planned);
+    this.pinned.set(name, (this.pinned.get(name) ?? 0) + 1);
+    let done = false;
+    const unpin = (): void => {
+      if (done) return;
+      done = true;
+      const n = (this.pinned.get(name) ?? 1) - 1;
+      if (n > 0) this.pinned.set(name, n);
+      else this.pinned.delete(name);
+    };
     return {
-      persisted,
       apply: () => {
-        this.pinned.delete(name);
+        unpin();
         let live = this.records.get(name);
         if (!live) {
-          // Cannot happen while pinned (only decisions forget, one at a time); keep memory equal to the file anyway.
+          // Cannot happen while pinned (only decisions forget, in the order they were planned); keep memory equal to the file anyway.
           live = { ...planned };
           this.records.set(name, live);
           this.emit('changed', live, undefined);
@@ -292,7 +307,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
         this.emit('changed', live, previous);
         return live;
       },
-      abandon: () => void this.pinned.delete(name),
+      abandon: unpin,
     };
   }
 

@@ -53,13 +53,39 @@ export class StateClosedError extends Error {
 }
 
 /**
- * A checked change, not yet applied: the whole state as it will be with the change, how to
- * apply it in memory once that is on disk, and how to give up on it if the write fails.
+ * The state file as it will be once the decisions of one write are made: each decision checks
+ * itself against it (so it sees the decisions queued before it) and writes its change into it.
+ */
+export class StateDraft {
+  /** by name, in the file's order */
+  readonly peers: Map<string, PeerRecord>;
+  policy: PersistedState['policy'];
+  ports: PersistedState['ports'];
+
+  constructor(state: PersistedState) {
+    this.peers = new Map(state.peers.map((p) => [p.name, { ...p }]));
+    this.policy = state.policy;
+    this.ports = state.ports;
+  }
+
+  state(): PersistedState {
+    return { version: 1, peers: [...this.peers.values()], policy: this.policy, ...(this.ports ? { ports: this.ports } : {}) };
+  }
+}
+
+/**
+ * A decision checked and written into the draft, not yet applied: how to apply it in memory
+ * once the draft is on disk, and how to give up on it if the write fails.
  */
 export interface Decision<T> {
-  readonly state: PersistedState;
   apply(): T;
   abandon?(): void;
+}
+
+interface Queued {
+  plan(draft: StateDraft): Decision<unknown>;
+  resolve(value: unknown): void;
+  reject(err: unknown): void;
 }
 
 /**
@@ -69,7 +95,8 @@ export interface Decision<T> {
  *
  * - decisions (commit): written at once; the change is applied in memory only after the file
  *   is on disk, so a caller told "done" keeps its decision across a crash, and a failed write
- *   leaves memory as it was, equal to the file;
+ *   leaves memory as it was, equal to the file. Decisions that queue up while a write is under
+ *   way go to disk together in the next one (group commit), each checked in its turn;
  * - bookkeeping (changed: last seen, LAN address, new unregistered records): coalesced into
  *   one write within SAVE_DELAY_MS; a failed one is logged and retried with the next change.
  *
@@ -82,6 +109,8 @@ export class StateStore {
   private writing: Promise<void> = Promise.resolve();
   private dirty = false;
   private closed = false;
+  /** decisions waiting for the next write */
+  private queue: Queued[] = [];
 
   private constructor(
     private readonly path: string | undefined,
@@ -148,45 +177,70 @@ export class StateStore {
   }
 
   /**
-   * A decision. When every earlier write is done, `plan` checks the change (it may throw, and
-   * nothing is written) and says what the whole state will be; that is written and fsynced, and
-   * only then applied in memory, before any later write starts. Resolves with what apply()
-   * returned; rejects with StateSaveError (nothing applied, memory still equals the file) when
-   * the write fails, or StateClosedError after close().
+   * A decision. When every earlier write is done, `plan` checks the change against a draft of
+   * the state (memory now, plus the decisions queued before it) and writes it into the draft; it
+   * may throw, and then only this decision fails. The draft is written and fsynced, and only
+   * then is each decision applied in memory, in order, before any later write starts. Resolves
+   * with what apply() returned; rejects with StateSaveError (nothing applied, memory still
+   * equals the file) when the write fails, or StateClosedError after close().
    */
-  commit<T>(plan: () => Decision<T>): Promise<T> {
-    const run = this.writing.then(async () => {
-      if (this.closed) throw new StateClosedError('the contact point is stopping; nothing was changed');
-      const decision = plan();
-      if (this.path) {
-        // This write carries every bookkeeping change made so far, too.
-        clearTimeout(this.timer);
-        this.timer = undefined;
-        this.dirty = false;
-        try {
-          await writeJsonAtomic(this.path, decision.state);
-        } catch (err: unknown) {
-          decision.abandon?.();
-          // Bring the file back to what memory holds with the next write (a rename that
-          // happened before a failed folder fsync would otherwise linger).
-          this.changed();
-          throw new StateSaveError(this.path, err);
-        }
-      }
-      const quiet = !this.dirty && this.timer === undefined;
-      const result = decision.apply();
-      if (quiet) {
-        // What apply() changed is what was just written: no second write for it.
-        clearTimeout(this.timer);
-        this.timer = undefined;
-        this.dirty = false;
-      }
-      return result;
+  commit<T>(plan: (draft: StateDraft) => Decision<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ plan, resolve: resolve as (v: unknown) => void, reject });
+      // One write step takes every decision queued by the time its turn comes.
+      if (this.queue.length === 1) this.writing = this.writing.then(() => this.writeDecisions());
     });
-    this.writing = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run;
+  }
+
+  private async writeDecisions(): Promise<void> {
+    const batch = this.queue;
+    this.queue = [];
+    if (this.closed) {
+      for (const q of batch) q.reject(new StateClosedError('the contact point is stopping; nothing was changed'));
+      return;
+    }
+    const draft = new StateDraft(this.snapshot());
+    const planned: { q: Queued; d: Decision<unknown> }[] = [];
+    for (const q of batch) {
+      try {
+        planned.push({ q, d: q.plan(draft) });
+      } catch (err: unknown) {
+        q.reject(err);
+      }
+    }
+    if (planned.length === 0) return;
+    if (this.path) {
+      // This write carries every bookkeeping change made so far, too.
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.dirty = false;
+      try {
+        await writeJsonAtomic(this.path, draft.state());
+      } catch (err: unknown) {
+        const failure = new StateSaveError(this.path, err);
+        for (const p of planned) {
+          p.d.abandon?.();
+          p.q.reject(failure);
+        }
+        // Bring the file back to what memory holds with the next write (a rename that
+        // happened before a failed folder fsync would otherwise linger).
+        this.changed();
+        return;
+      }
+    }
+    const quiet = !this.dirty && this.timer === undefined;
+    for (const p of planned) {
+      try {
+        p.q.resolve(p.d.apply());
+      } catch (err: unknown) {
+        p.q.reject(err);
+      }
+    }
+    if (quiet) {
+      // What the decisions changed is what was just written: no second write for it.
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.dirty = false;
+    }
   }
 }

@@ -107,16 +107,17 @@ describe('admin decisions are durable before they are acknowledged', () => {
     const client = await AdminClient.connect(admin.wsUrl, admin.token);
     extra.push(() => client.close());
 
-    const calls = [
-      client.call('peers:revoke', { name: 'printer' }),
-      client.call('peers:approve', { name: 'scanner' }),
-      client.call('peers:reject', { name: 'scanner' }),
-      client.call('peers:forget', { name: 'printer' }),
-      client.call('policy:set', { subnets: ['10.0.0.0/8'] }),
-      client.call('ports:policy', { targets: [], listen: [] }),
-    ];
-    for (const p of calls) {
-      const err = await adminError(p);
+    // One at a time, then several at once (those go to disk in one write, and fail together).
+    const errors = [await adminError(client.call('peers:reject', { name: 'scanner' })), await adminError(client.call('peers:revoke', { name: 'printer' }))];
+    errors.push(
+      ...(await Promise.all([
+        adminError(client.call('peers:approve', { name: 'scanner' })),
+        adminError(client.call('peers:forget', { name: 'printer' })),
+        adminError(client.call('policy:set', { subnets: ['10.0.0.0/8'] })),
+        adminError(client.call('ports:policy', { targets: [], listen: [] })),
+      ])),
+    );
+    for (const err of errors) {
       expect(err.code).toBe('NOT_SAVED');
       expect(err.message).toBe(`nothing changed: could not save ${path}: EISDIR: illegal operation on a directory`);
     }

@@ -195,63 +195,83 @@ describe('atomic, durable writes', () => {
 });
 
 describe('state file: decisions (commit)', () => {
+  /** A stand-in owner: its memory is `subnets`, which decisions change only in apply(). */
+  function owner(): { store: StateStore; memory: { subnets: string[]; drafts: number }; decide: (subnet: string) => Promise<string[]> } {
+    const memory = { subnets: [] as string[], drafts: 0 };
+    const store = StateStore.create(dir, () => (memory.drafts++, { ...emptyState(), policy: { subnets: [...memory.subnets] } }), silentLogger);
+    const decide = (subnet: string): Promise<string[]> =>
+      store.commit((draft) => {
+        const next = [...draft.policy.subnets, subnet];
+        draft.policy = { subnets: next };
+        return { apply: () => (memory.subnets = next) };
+      });
+    return { store, memory, decide };
+  }
+
   it('writes the decision before applying it, and applies it before any later write', async () => {
-    let applied = 0;
-    const store = StateStore.create(dir, () => state(applied), silentLogger);
+    const { store, memory } = owner();
     const seen: unknown[] = [];
-    const result = await store.commit(() => ({
-      state: state(7),
-      apply: () => {
-        seen.push(JSON.parse(readFileSync(join(dir, STATE_FILE), 'utf8')));
-        applied = 7;
-        return 'done';
-      },
-    }));
+    const result = await store.commit((draft) => {
+      draft.policy = { subnets: ['10.7.0.0/16'] };
+      return {
+        apply: () => {
+          seen.push(JSON.parse(readFileSync(join(dir, STATE_FILE), 'utf8')));
+          memory.subnets = ['10.7.0.0/16'];
+          return 'done';
+        },
+      };
+    });
     expect(result).toBe('done');
-    expect(seen).toEqual([state(7)]); // on disk when apply ran
+    expect(seen).toEqual([{ ...emptyState(), policy: { subnets: ['10.7.0.0/16'] } }]); // on disk when apply ran
     store.changed();
     await store.flush();
-    expect(JSON.parse(await readFile(join(dir, STATE_FILE), 'utf8'))).toEqual(state(7));
+    expect(JSON.parse(await readFile(join(dir, STATE_FILE), 'utf8'))).toEqual({ ...emptyState(), policy: { subnets: ['10.7.0.0/16'] } });
   });
 
   it('a decision that cannot be written is not applied, is abandoned, and rejects with the file and the reason', async () => {
     const blocker = join(dir, STATE_FILE);
     await mkdir(blocker);
-    const store = StateStore.create(dir, () => state(1), silentLogger);
-    let applied = false;
+    const { store, memory, decide } = owner();
     let abandoned = false;
     const err = await rejection(
-      store.commit(() => ({
-        state: state(2),
-        apply: () => (applied = true),
-        abandon: () => (abandoned = true),
-      })),
+      store.commit((draft) => {
+        draft.policy = { subnets: ['10.7.0.0/16'] };
+        return { apply: () => (memory.subnets = ['10.7.0.0/16']), abandon: () => (abandoned = true) };
+      }),
     );
     expect(err).toBeInstanceOf(StateSaveError);
     expect(err.message).toBe(`could not save ${blocker}: EISDIR: illegal operation on a directory`);
-    expect({ applied, abandoned }).toEqual({ applied: false, abandoned: true });
+    expect({ subnets: memory.subnets, abandoned }).toEqual({ subnets: [], abandoned: true });
     // The queue goes on: once the path is free the next decision is written.
     await rm(blocker, { recursive: true });
-    expect(await store.commit(() => ({ state: state(3), apply: () => 3 }))).toBe(3);
-    expect(JSON.parse(await readFile(blocker, 'utf8'))).toEqual(state(3));
+    expect(await decide('10.8.0.0/16')).toEqual(['10.8.0.0/16']);
+    expect(JSON.parse(await readFile(blocker, 'utf8'))).toEqual({ ...emptyState(), policy: { subnets: ['10.8.0.0/16'] } });
   });
 
-  it('decisions run one at a time in order, each planned when its turn comes', async () => {
-    let value = 0;
-    const store = StateStore.create(dir, () => state(value), silentLogger);
-    const order: string[] = [];
-    const decide = (n: number): Promise<number> =>
-      store.commit(() => {
-        order.push(`plan ${n} after ${value}`);
-        return { state: state(value + n), apply: () => (value += n) };
-      });
-    expect(await Promise.all([decide(1), decide(10), decide(100)])).toEqual([1, 11, 111]);
-    expect(order).toEqual(['plan 1 after 0', 'plan 10 after 1', 'plan 100 after 11']);
-    expect(JSON.parse(await readFile(join(dir, STATE_FILE), 'utf8'))).toEqual(state(111));
+  it('decisions that queue up during a write go to disk together, each checked against the ones before it', async () => {
+    const { store, memory, decide } = owner();
+    const first = decide('10.1.0.0/16');
+    await new Promise((r) => setImmediate(r)); // its write is under way
+    const rest = [decide('10.2.0.0/16'), decide('10.3.0.0/16'), decide('10.4.0.0/16')];
+    const late = store
+      .commit((draft) => {
+        if (draft.policy.subnets.length !== 4) throw new Error(`saw ${draft.policy.subnets.length} subnets, not the 4 before it`);
+        throw new Error('refused after checking');
+      })
+      .then(
+        () => 'applied',
+        (e: unknown) => (e as Error).message,
+      );
+    expect(await first).toEqual(['10.1.0.0/16']);
+    expect(await Promise.all(rest)).toEqual([['10.1.0.0/16', '10.2.0.0/16'], ['10.1.0.0/16', '10.2.0.0/16', '10.3.0.0/16'], ['10.1.0.0/16', '10.2.0.0/16', '10.3.0.0/16', '10.4.0.0/16']]);
+    expect(await late).toBe('refused after checking'); // only that one fails
+    expect(memory.subnets).toHaveLength(4);
+    expect(memory.drafts).toBe(2); // two writes: the first decision's, then the four that waited for it
+    expect(JSON.parse(await readFile(join(dir, STATE_FILE), 'utf8'))).toEqual({ ...emptyState(), policy: { subnets: memory.subnets } });
   });
 
   it('a plan that throws writes nothing; after close a decision is refused', async () => {
-    const store = StateStore.create(dir, () => state(1), silentLogger);
+    const { store, decide } = owner();
     await expect(
       store.commit(() => {
         throw new Error('no such peer');
@@ -259,7 +279,7 @@ describe('state file: decisions (commit)', () => {
     ).rejects.toThrow('no such peer');
     expect(await readdir(dir)).toEqual([]);
     await store.close();
-    const err = await rejection(store.commit(() => ({ state: state(2), apply: () => undefined })));
+    const err = await rejection(decide('10.1.0.0/16'));
     expect(err).toBeInstanceOf(StateClosedError);
     expect(await readdir(dir)).toEqual([]);
   });
