@@ -1,4 +1,4 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -125,8 +125,10 @@ describe('admin GUI in Chromium', { timeout: 60_000 }, () => {
     await peers.row('printer').waitFor();
 
     // The state file's path becomes a folder: every write of the contact point fails, for root too.
-    // (A coalesced write of the peer's hello may land in between: then again.)
+    // First the coalesced write of the peer's hello and request lands (then nothing else is due;
+    // should one land between rm and mkdir all the same, again).
     const file = join(stack.dir, 'cp', STATE_FILE);
+    await expect.poll(() => readFile(file, 'utf8').catch(() => ''), { timeout: 10_000 }).toMatch(/"state": "pending"/);
     for (let attempt = 1; ; attempt++) {
       await rm(file, { force: true });
       const made = await mkdir(file).then(
