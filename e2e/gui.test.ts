@@ -1,5 +1,8 @@
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { STATE_FILE } from '../core/contact-point/state-store.js';
 import { AdminPage } from './pages/admin-page.js';
 import { FlowPage } from './pages/flow-page.js';
 import { PeersPage } from './pages/peers-page.js';
@@ -110,6 +113,53 @@ describe('admin GUI in Chromium', { timeout: 60_000 }, () => {
     expect(await flow.row().count()).toBe(1);
     await flow.filterOutcome('all');
     await app.screenshot('flow-refused');
+  });
+
+  it('a decision the contact point cannot save is shown as an error, and nothing changes', async () => {
+    stack = await Stack.start();
+    const { page, app } = await open(stack);
+    const peers = new PeersPage(page);
+    const printer = await stack.internalPeer('printer');
+    printer.send({ cmd: 'register' });
+    await peers.openTab('pending');
+    await peers.row('printer').waitFor();
+
+    // The state file's path becomes a folder: every write of the contact point fails, for root too.
+    // First the coalesced write of the peer's hello and request lands (then nothing else is due;
+    // should one land between rm and mkdir all the same, again).
+    const file = join(stack.dir, 'cp', STATE_FILE);
+    await expect.poll(() => readFile(file, 'utf8').catch(() => ''), { timeout: 10_000 }).toMatch(/"state": "pending"/);
+    for (let attempt = 1; ; attempt++) {
+      await rm(file, { force: true });
+      const made = await mkdir(file).then(
+        () => true,
+        (err: unknown) => (err as NodeJS.ErrnoException).code === 'EEXIST' && attempt < 10 ? false : Promise.reject(err as Error),
+      );
+      if (made) break;
+    }
+
+    await peers.approve('printer');
+    const alert = app.notice(`Could not approve printer: nothing changed: could not save ${file}: EISDIR: illegal operation on a directory`);
+    await alert.waitFor();
+    expect(await alert.getAttribute('role')).toBe('alert');
+    expect(await peers.count('pending')).toBe(1);
+    expect(await peers.count('registered')).toBe(0);
+    expect(stack.cp.registrar.get('printer')?.state).toBe('pending');
+
+    await app.go('Ports');
+    await page.getByLabel('LAN targets').fill('192.168.1.0/24:80');
+    await page.getByRole('button', { name: 'Apply port policy' }).click();
+    await page.getByRole('alert').filter({ hasText: /The contact point refused the policy: nothing changed: could not save/ }).waitFor();
+    expect(stack.cp.snapshot().portPolicy).toEqual({ targets: [], listen: [] });
+    await app.screenshot('decision-not-saved');
+
+    // The folder is gone again: the same approval goes through.
+    await rm(file, { recursive: true });
+    await app.go('Peers');
+    await peers.openTab('pending');
+    await peers.approve('printer');
+    await peers.waitForCount('registered', 1);
+    await app.notice('Approved printer').waitFor();
   });
 
   it('shows the tunnel reconnecting when the relay is killed, then connected again after its restart', async () => {

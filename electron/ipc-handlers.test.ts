@@ -1,5 +1,10 @@
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AdminError, type AdminApi } from '../core/admin/contract.js';
+import { ContactPoint } from '../core/contact-point/contact-point.js';
+import { STATE_FILE } from '../core/contact-point/state-store.js';
 import { silentLogger } from '../core/runtime/logger.js';
 import { serveGuiFile, GUI_CSP } from './gui-files.js';
 import { handleAdminCall } from './ipc-handlers.js';
@@ -44,6 +49,21 @@ describe('IPC admin calls from the window', () => {
     const r = await handleAdminCall(crash, 'snapshot:get', {}, silentLogger);
     expect(r).toMatchObject({ ok: false, error: { code: 'INTERNAL' } });
     expect(JSON.stringify(r)).not.toContain('secret');
+  });
+});
+
+describe('IPC admin calls: a decision the contact point cannot save', () => {
+  it('reaches the window as NOT_SAVED with the reason, and changes nothing', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cp-ipc-'));
+    try {
+      const cp = await ContactPoint.create({ id: 'acme-hq', relayUrl: 'ws://127.0.0.1:9/v1', secret: 'x', stateDir: dir });
+      await mkdir(join(dir, STATE_FILE)); // the state file's path is a folder: the write fails, for root too
+      const r = await handleAdminCall(cp, 'policy:set', { subnets: ['10.0.0.0/8'] }, silentLogger);
+      expect(r).toEqual({ ok: false, error: { code: 'NOT_SAVED', message: `nothing changed: could not save ${join(dir, STATE_FILE)}: EISDIR: illegal operation on a directory` } });
+      expect(cp.snapshot().policy.subnets).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

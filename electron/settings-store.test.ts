@@ -1,7 +1,10 @@
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AdminError } from '../core/admin/contract.js';
+import { silentLogger } from '../core/runtime/logger.js';
+import { envelope } from './ipc-handlers.js';
 import { DEFAULT_SETTINGS, SettingsStore, type SecretBox } from './settings-store.js';
 
 /** Reversible stand-in for safeStorage, so the test can see that the file holds no clear text. */
@@ -68,5 +71,50 @@ describe('desktop settings', () => {
     const broken = new SettingsStore(file, box(false));
     expect(await broken.load()).toMatchObject({ ok: false, problem: expect.stringMatching(/ws:\/\/ or wss:\/\//) as unknown });
     expect(broken.settings).toEqual(DEFAULT_SETTINGS);
+  });
+});
+
+describe('desktop settings: saving', () => {
+  it('saves that come at once are written one after the other: each succeeds, and the last is what the file and the app hold', async () => {
+    const file = join(dir, 'settings.json');
+    const s = new SettingsStore(file, box(true));
+    const results = await Promise.all(
+      [7901, 7902, 7903, 7904, 7905, 7906].map((peerPort) => s.save({ relayUrl: 'wss://relay.example.com/v1', id: 'acme-hq', peerPort, credential: 'top-secret' })),
+    );
+    expect(results.map((r) => r.ok)).toEqual([true, true, true, true, true, true]);
+    expect(s.settings.peerPort).toBe(7906);
+    const again = new SettingsStore(file, box(true));
+    await again.load();
+    expect(again.settings).toEqual(s.settings);
+    expect(await readdir(dir)).toEqual(['settings.json']);
+  });
+
+  it('a save that cannot be written fails with NOT_SAVED and the reason, and the settings stay as the file says', async () => {
+    const file = join(dir, 'settings.json');
+    const s = new SettingsStore(file, box(true));
+    await s.save({ relayUrl: 'wss://relay.example.com/v1', id: 'acme-hq', peerPort: 7901, credential: 'top-secret' });
+    const before = s.settings;
+    // The settings file's path becomes a folder: the write fails, for root too.
+    await rename(file, `${file}.aside`);
+    await mkdir(file);
+    const err = await s.save({ relayUrl: 'wss://relay.example.com/v2', id: 'other', peerPort: 7902 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(AdminError);
+    expect((err as AdminError).code).toBe('NOT_SAVED');
+    expect((err as AdminError).message).toBe(`nothing changed: could not save ${file}: EISDIR: illegal operation on a directory`);
+    expect(s.settings).toEqual(before);
+    // and the envelope the window gets carries it as it is
+    expect(await envelope(() => s.save({ relayUrl: '', id: 'demo', peerPort: 0 }), silentLogger, 'saving the settings')).toMatchObject({
+      ok: false,
+      error: { code: 'NOT_SAVED', message: expect.stringMatching(/^nothing changed: could not save/) as unknown },
+    });
+    await rm(file, { recursive: true });
+    await rename(`${file}.aside`, file);
+    const reloaded = new SettingsStore(file, box(true));
+    await reloaded.load();
+    expect(reloaded.settings).toEqual(before);
+    expect(await s.save({ relayUrl: 'wss://relay.example.com/v2', id: 'other', peerPort: 7902 })).toMatchObject({ ok: true });
   });
 });

@@ -1,5 +1,6 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { AdminError } from '../core/admin/contract.js';
+import { ioReason, writeJsonAtomic } from '../core/runtime/json-file.js';
 import { checkHostSettings, type HostSettingsErrors, type HostSettingsInput, type HostSettingsView } from '../core/admin/host-settings.js';
 
 /**
@@ -43,6 +44,8 @@ export const DEFAULT_SETTINGS: DesktopSettings = { relayUrl: '', id: 'demo', pee
 
 export class SettingsStore {
   private current: DesktopSettings = DEFAULT_SETTINGS;
+  /** saves, one at a time: each reads the settings the one before left */
+  private saving: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly file: string,
@@ -82,10 +85,18 @@ export class SettingsStore {
   }
 
   /**
-   * Validates a change from the GUI as a whole and, when good, writes it (atomically, mode 0600).
-   * The credential is kept when the form leaves it out.
+   * Validates a change from the GUI as a whole and, when good, writes it (atomically and
+   * durably, mode 0600) before it becomes the current settings. The credential is kept when the
+   * form leaves it out. Saves run one at a time. A write that fails rejects with NOT_SAVED and
+   * the reason, and the settings stay as they were (and as the file says).
    */
-  async save(input: unknown): Promise<{ ok: true; settings: DesktopSettings } | { ok: false; errors: HostSettingsErrors }> {
+  save(input: unknown): Promise<{ ok: true; settings: DesktopSettings } | { ok: false; errors: HostSettingsErrors }> {
+    const run = this.saving.then(() => this.saveNow(input));
+    this.saving = run.catch(() => undefined);
+    return run;
+  }
+
+  private async saveNow(input: unknown): Promise<{ ok: true; settings: DesktopSettings } | { ok: false; errors: HostSettingsErrors }> {
     const checked = checkHostSettings(input);
     if (!checked.ok) return checked;
     const v: HostSettingsInput = checked.value;
@@ -103,10 +114,11 @@ export class SettingsStore {
       }
     }
     const file: StoredSettings = { version: 1, relayUrl: v.relayUrl, id: v.id, peerPort: v.peerPort, ...(stored ? { credential: stored } : {}) };
-    await mkdir(dirname(this.file), { recursive: true, mode: 0o700 });
-    const tmp = `${this.file}.${process.pid}.tmp`;
-    await writeFile(tmp, JSON.stringify(file, null, 2) + '\n', { mode: 0o600 });
-    await rename(tmp, this.file);
+    try {
+      await writeJsonAtomic(this.file, file, 0o600);
+    } catch (err: unknown) {
+      throw new AdminError('NOT_SAVED', `nothing changed: could not save ${this.file}: ${ioReason(err)}`);
+    }
     this.current = { relayUrl: v.relayUrl, id: v.id, peerPort: v.peerPort, credential, credentialStorage: storage };
     return { ok: true, settings: this.current };
   }

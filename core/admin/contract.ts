@@ -191,8 +191,11 @@ export interface AdminResults {
   'ports:policy': PortPolicyView;
 }
 
-/** Stable error codes an admin call can fail with. */
-export type AdminErrorCode = 'INVALID_PARAMS' | 'NOT_FOUND' | 'CONFLICT' | 'UNAUTHORIZED' | 'UNKNOWN_METHOD' | 'INTERNAL' | 'UNAVAILABLE';
+/**
+ * Stable error codes an admin call can fail with. NOT_SAVED: a decision could not be written to
+ * the state folder (disk full, folder gone or read-only); the message says why, and nothing changed.
+ */
+export type AdminErrorCode = 'INVALID_PARAMS' | 'NOT_FOUND' | 'CONFLICT' | 'UNAUTHORIZED' | 'UNKNOWN_METHOD' | 'INTERNAL' | 'UNAVAILABLE' | 'NOT_SAVED';
 
 export class AdminError extends Error {
   override readonly name = 'AdminError';

@@ -25,8 +25,8 @@ import { Distributor } from './distributor.js';
 import { FlowRecorder } from './flow-recorder.js';
 import { Gateway } from './gateway.js';
 import { PeerPort, type PeerSession } from './peer-port.js';
-import { Registrar } from './registrar.js';
-import { StateStore } from './state-store.js';
+import { Registrar, type PlannedDecision } from './registrar.js';
+import { StateClosedError, StateSaveError, StateStore, type Decision, type PersistedState, type StateDraft } from './state-store.js';
 import { PortPolicy, type PortPolicyConfig } from './port-policy.js';
 import { PortMediator } from './ports.js';
 import { UdpChannel } from './udp-channel.js';
@@ -95,14 +95,7 @@ export class ContactPoint implements AdminApi {
     this.logger = opts.logger ?? silentLogger;
     this.registrar = registrar;
     this.ports = new PortMediator(new PortPolicy(portPolicy), this.logger);
-    this.store = StateStore.create(
-      opts.stateDir,
-      () => {
-        const ports = this.ports.policy.config;
-        return { ...registrar.persisted(), ports: { targets: [...ports.targets], listen: [...ports.listen] } };
-      },
-      this.logger,
-    );
+    this.store = StateStore.create(opts.stateDir, () => this.persisted(registrar.persisted()), this.logger);
     this.gateway = new Gateway({
       relayUrl: opts.relayUrl,
       id: opts.id,
@@ -177,7 +170,10 @@ export class ContactPoint implements AdminApi {
     if (opts.policy) registrar.setPolicy(opts.policy.subnets ?? registrar.policy.subnets, opts.policy.joinCode);
     const ports = opts.ports ?? state.ports ?? { targets: [], listen: [] };
     new PortPolicy(ports); // a bad rule fails here, before anything starts
-    return new ContactPoint(opts, registrar, ports);
+    const cp = new ContactPoint(opts, registrar, ports);
+    // A policy from the command line replaces the stored one: save it now, like any decision.
+    if (opts.policy) await cp.decide(() => ({ apply: () => undefined }));
+    return cp;
   }
 
   get id(): string {
@@ -253,28 +249,29 @@ export class ContactPoint implements AdminApi {
     return () => void this.events.off(event, listener);
   }
 
-  private dispatch(method: AdminMethod, p: AdminParams<AdminMethod>): AdminResults[AdminMethod] {
+  private dispatch(method: AdminMethod, p: AdminParams<AdminMethod>): AdminResults[AdminMethod] | Promise<AdminResults[AdminMethod]> {
     const r = this.registrar;
     const name = (p as { name?: string }).name ?? '';
     switch (method) {
       case 'snapshot:get':
         return this.snapshot();
       case 'peers:approve':
-        return r.view(r.approve(name));
+        return this.decideOnRegistrar((d) => r.planApprove(name, d), (rec) => r.view(rec));
       case 'peers:reject':
-        return r.view(r.reject(name));
+        return this.decideOnRegistrar((d) => r.planReject(name, d), (rec) => r.view(rec));
       case 'peers:revoke':
-        return r.view(r.revoke(name));
+        return this.decideOnRegistrar((d) => r.planRevoke(name, d), (rec) => r.view(rec));
       case 'peers:forget':
-        r.forget(name);
-        return { name };
+        return this.decideOnRegistrar((d) => r.planForget(name, d), () => ({ name }));
       case 'policy:set': {
         const { subnets, joinCode } = p as AdminParams<'policy:set'>;
-        try {
-          return r.setPolicy(subnets, joinCode);
-        } catch (err: unknown) {
-          throw new AdminError('INVALID_PARAMS', (err as Error).message);
-        }
+        return this.decideOnRegistrar((d) => {
+          try {
+            return r.planPolicy(subnets, joinCode, d);
+          } catch (err: unknown) {
+            throw new AdminError('INVALID_PARAMS', (err as Error).message);
+          }
+        }, (view) => view);
       }
       case 'tunnel:reconnect':
         this.gateway.reconnectNow();
@@ -286,15 +283,58 @@ export class ContactPoint implements AdminApi {
       }
       case 'ports:policy': {
         const { targets, listen } = p as AdminParams<'ports:policy'>;
-        try {
-          this.ports.policy.set({ targets, listen });
-        } catch (err: unknown) {
-          throw new AdminError('INVALID_PARAMS', (err as Error).message);
-        }
-        this.store.changed();
-        this.events.emit('ports:policy-changed', this.ports.policy.config);
-        return this.ports.policy.config;
+        return this.decide((draft) => {
+          let config: PortPolicyConfig;
+          try {
+            config = new PortPolicy({ targets, listen }).config; // checks every rule; nothing changes on a bad one
+          } catch (err: unknown) {
+            throw new AdminError('INVALID_PARAMS', (err as Error).message);
+          }
+          draft.ports = { targets: [...config.targets], listen: [...config.listen] };
+          return {
+            apply: () => {
+              this.ports.policy.set(config);
+              this.events.emit('ports:policy-changed', this.ports.policy.config);
+              return this.ports.policy.config;
+            },
+          };
+        });
       }
+    }
+  }
+
+  // ---- decisions -------------------------------------------------------------------------
+
+  /** The whole state file: the registrar's part and the port policy. */
+  private persisted(registrar: PersistedState): PersistedState {
+    const ports = this.ports.policy.config;
+    return { ...registrar, ports: { targets: [...ports.targets], listen: [...ports.listen] } };
+  }
+
+  /** A registrar decision (approve, reject, revoke, forget, policy), durable before it applies. */
+  private decideOnRegistrar<T, R>(plan: (draft: StateDraft) => PlannedDecision<T>, result: (value: T) => R): Promise<R> {
+    return this.decide((draft) => {
+      const planned = plan(draft);
+      return { apply: () => result(planned.apply()), abandon: () => planned.abandon() };
+    });
+  }
+
+  /**
+   * Every admin decision goes through here: in order, checked when its turn comes, written
+   * and fsynced (those that queue up during a write go together in the next one), and only
+   * then applied (events, announcements, disconnects). A write that fails is the caller's
+   * error (NOT_SAVED, with the reason) and changes nothing.
+   */
+  private async decide<T>(plan: (draft: StateDraft) => Decision<T>): Promise<T> {
+    try {
+      return await this.store.commit(plan);
+    } catch (err: unknown) {
+      if (err instanceof StateSaveError) {
+        this.logger.error('an admin decision was not saved', { path: err.path, error: (err.cause as Error | undefined)?.message });
+        throw new AdminError('NOT_SAVED', `nothing changed: ${err.message}`);
+      }
+      if (err instanceof StateClosedError) throw new AdminError('UNAVAILABLE', err.message);
+      throw err;
     }
   }
 

@@ -58,6 +58,11 @@ export class RegistrationPolicy {
     this.joinCodeHash = code === '' ? undefined : hashSecret(code);
   }
 
+  /** The code as stored (its hash), or undefined for none. */
+  setJoinCodeHash(hash: string | undefined): void {
+    this.joinCodeHash = hash;
+  }
+
   /** Which rule admits a peer from `remote` presenting `joinCode`, or undefined. */
   admits(remote: string | undefined, joinCode: string | undefined): string | undefined {
     if (joinCode !== undefined && this.joinCodeHash !== undefined && secretMatches(joinCode, this.joinCodeHash)) {

@@ -5,13 +5,31 @@ import { Status, type StatusCode } from '../protocol/status.js';
 import type { PeerState, PeerView, PolicyView } from '../admin/contract.js';
 import { AdminError } from '../admin/contract.js';
 import { RegistrationPolicy } from './policy.js';
-import type { PeerRecord, PersistedState } from './state-store.js';
+import { hashSecret } from '../runtime/secrets.js';
+import { StateDraft, type PeerRecord, type PersistedState } from './state-store.js';
 
 export interface RegistrarEvents {
   /** a record changed; `previous` is its state before (undefined for a new record) */
   changed: [PeerRecord, PeerState | undefined];
   removed: [string];
   policy: [PolicyView];
+}
+
+/**
+ * An admin decision checked and written into a StateDraft but not applied: apply() makes it in
+ * memory (and emits the events) once the draft is on disk, abandon() gives it up. Between the
+ * two the record is pinned, so room-making eviction cannot take it.
+ */
+export interface PlannedDecision<T> {
+  apply(): T;
+  abandon(): void;
+}
+
+interface DecidedFields {
+  readonly state: PeerState;
+  readonly decidedAt: number;
+  /** kept only on a registered record */
+  readonly admittedBy: string | undefined;
 }
 
 export type HelloOutcome = { readonly ok: true; readonly record: PeerRecord } | { readonly ok: false; readonly code: StatusCode; readonly reason: string };
@@ -29,6 +47,8 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
   private readonly online = new Set<string>();
   /** peers whose message counters moved since the last drainCounted() */
   private readonly counted = new Set<string>();
+  /** records with admin decisions being saved (how many): not evicted meanwhile */
+  private readonly pinned = new Map<string, number>();
   readonly policy: RegistrationPolicy;
 
   constructor(
@@ -92,28 +112,52 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
   }
 
   approve(name: string): PeerRecord {
-    const r = this.must(name);
-    if (r.state === 'registered') return r;
-    return this.decide(r, 'registered', 'admin');
+    return this.planApprove(name, this.draft()).apply();
   }
 
   reject(name: string): PeerRecord {
-    const r = this.must(name);
-    if (r.state !== 'pending') throw new AdminError('CONFLICT', `${name} is ${r.state}, not pending`);
-    return this.decide(r, 'unregistered', undefined);
+    return this.planReject(name, this.draft()).apply();
   }
 
   revoke(name: string): PeerRecord {
-    const r = this.must(name);
-    if (r.state === 'revoked') return r;
-    return this.decide(r, 'revoked', undefined);
+    return this.planRevoke(name, this.draft()).apply();
   }
 
   /** Removes the record (and so the name's key binding). A connected peer is cut off by the caller. */
   forget(name: string): void {
-    this.must(name);
-    this.records.delete(name);
-    this.emit('removed', name);
+    this.planForget(name, this.draft()).apply();
+  }
+
+  /** approve into `draft`, to be applied once it is saved: registered, by `admin` (also from revoked). */
+  planApprove(name: string, draft: StateDraft): PlannedDecision<PeerRecord> {
+    const r = this.drafted(name, draft);
+    return this.planDecision(r, draft, r.state === 'registered' ? undefined : { state: 'registered', decidedAt: this.now(), admittedBy: 'admin' });
+  }
+
+  /** reject into `draft`: a pending request back to unregistered; CONFLICT otherwise. */
+  planReject(name: string, draft: StateDraft): PlannedDecision<PeerRecord> {
+    const r = this.drafted(name, draft);
+    if (r.state !== 'pending') throw new AdminError('CONFLICT', `${name} is ${r.state}, not pending`);
+    return this.planDecision(r, draft, { state: 'unregistered', decidedAt: this.now(), admittedBy: undefined });
+  }
+
+  /** revoke into `draft`. */
+  planRevoke(name: string, draft: StateDraft): PlannedDecision<PeerRecord> {
+    const r = this.drafted(name, draft);
+    return this.planDecision(r, draft, r.state === 'revoked' ? undefined : { state: 'revoked', decidedAt: this.now(), admittedBy: undefined });
+  }
+
+  /** forget into `draft`. */
+  planForget(name: string, draft: StateDraft): PlannedDecision<void> {
+    this.drafted(name, draft);
+    draft.peers.delete(name);
+    return {
+      apply: () => {
+        if (!this.records.delete(name)) return;
+        this.emit('removed', name);
+      },
+      abandon: () => undefined,
+    };
   }
 
   setOnline(name: string, online: boolean): void {
@@ -147,11 +191,25 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
   }
 
   setPolicy(subnets: readonly string[], joinCode: string | undefined): PolicyView {
-    this.policy.setSubnets(subnets);
-    if (joinCode !== undefined) this.policy.setJoinCode(joinCode);
-    const view = this.policyView();
-    this.emit('policy', view);
-    return view;
+    return this.planPolicy(subnets, joinCode, this.draft()).apply();
+  }
+
+  /** The auto-approve policy into `draft`, to be applied once saved. A bad CIDR throws here. */
+  planPolicy(subnets: readonly string[], joinCode: string | undefined, draft: StateDraft): PlannedDecision<PolicyView> {
+    const current = draft.policy.joinCodeHash;
+    const joinCodeHash = joinCode === undefined ? current : joinCode === '' ? undefined : hashSecret(joinCode);
+    const checked = new RegistrationPolicy({ subnets, joinCodeHash }); // throws on a bad CIDR
+    draft.policy = { subnets: [...checked.subnets], ...(joinCodeHash ? { joinCodeHash } : {}) };
+    return {
+      apply: () => {
+        this.policy.setSubnets(checked.subnets);
+        this.policy.setJoinCodeHash(joinCodeHash);
+        const view = this.policyView();
+        this.emit('policy', view);
+        return view;
+      },
+      abandon: () => undefined,
+    };
   }
 
   policyView(): PolicyView {
@@ -188,6 +246,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     };
   }
 
+  /** Registration the peer asked for (REGISTER, policy): applied at once, saved with the bookkeeping. */
   private decide(r: PeerRecord, state: PeerState, admittedBy: string | undefined): PeerRecord {
     const previous = r.state;
     r.state = state;
@@ -196,6 +255,60 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     if (state !== 'registered') delete r.admittedBy;
     this.emit('changed', r, previous);
     return r;
+  }
+
+  /** A draft of what is in memory now, for a decision applied at once (the synchronous calls above). */
+  private draft(): StateDraft {
+    return new StateDraft(this.persisted());
+  }
+
+  /** The record as `draft` has it (earlier decisions of the same write included); NOT_FOUND if none. */
+  private drafted(name: string, draft: StateDraft): PeerRecord {
+    const r = draft.peers.get(name);
+    if (!r) throw new AdminError('NOT_FOUND', `no peer named "${name}"`);
+    return r;
+  }
+
+  /**
+   * An admin decision on `r` (`fields` undefined: nothing to change, the current state is saved
+   * as it is). Applying sets the decided fields on the live record whatever happened to it in
+   * between (a REGISTER, a policy admission), so memory ends up as the file says.
+   */
+  private planDecision(r: PeerRecord, draft: StateDraft, fields: DecidedFields | undefined): PlannedDecision<PeerRecord> {
+    const name = r.name;
+    const planned = fields ? withDecision(r, fields) : { ...r };
+    if (fields) draft.peers.set(name, planned);
+    this.pinned.set(name, (this.pinned.get(name) ?? 0) + 1);
+    let done = false;
+    const unpin = (): void => {
+      if (done) return;
+      done = true;
+      const n = (this.pinned.get(name) ?? 1) - 1;
+      if (n > 0) this.pinned.set(name, n);
+      else this.pinned.delete(name);
+    };
+    return {
+      apply: () => {
+        unpin();
+        let live = this.records.get(name);
+        if (!live) {
+          // Cannot happen while pinned (only decisions forget, in the order they were planned); keep memory equal to the file anyway.
+          live = { ...planned };
+          this.records.set(name, live);
+          this.emit('changed', live, undefined);
+          return live;
+        }
+        if (!fields) return live;
+        const previous = live.state;
+        live.state = planned.state;
+        live.decidedAt = fields.decidedAt;
+        if (planned.admittedBy !== undefined) live.admittedBy = planned.admittedBy;
+        else delete live.admittedBy;
+        this.emit('changed', live, previous);
+        return live;
+      },
+      abandon: unpin,
+    };
   }
 
   private must(name: string): PeerRecord {
@@ -214,7 +327,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
   private evictUndecided(): boolean {
     let victim: PeerRecord | undefined;
     for (const r of this.records.values()) {
-      if (r.state !== 'unregistered' || this.online.has(r.name)) continue;
+      if (r.state !== 'unregistered' || this.online.has(r.name) || this.pinned.has(r.name)) continue;
       if (!victim || r.lastSeen < victim.lastSeen) victim = r;
     }
     if (!victim) return false;
@@ -222,4 +335,12 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     this.emit('removed', victim.name);
     return true;
   }
+}
+
+/** `r` with an admin decision's fields: state, when, and who admitted it (only a registered record keeps that). */
+function withDecision(r: PeerRecord, d: DecidedFields): PeerRecord {
+  const next: PeerRecord = { ...r, state: d.state, decidedAt: d.decidedAt };
+  if (d.state === 'registered' && d.admittedBy !== undefined) next.admittedBy = d.admittedBy;
+  else delete next.admittedBy;
+  return next;
 }

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { int, list, obj, oneOf, optional, str, type Infer } from '../protocol/schema.js';
-import { readJson, writeJsonAtomic } from '../runtime/json-file.js';
+import { ioReason, readJson, writeJsonAtomic } from '../runtime/json-file.js';
 import type { Logger } from '../runtime/logger.js';
 
 const peerRecordSchema = obj({
@@ -29,23 +29,88 @@ const stateSchema = obj({
 export type PeerRecord = Infer<typeof peerRecordSchema>;
 export type PersistedState = Infer<typeof stateSchema>;
 export const STATE_FILE = 'contact-point.json';
-/** Writes are coalesced: at most one every SAVE_DELAY_MS, and always one at stop. */
+/** Counter and last-seen updates are coalesced: at most one write every SAVE_DELAY_MS, and one at stop. Decisions are written at once. */
 export const SAVE_DELAY_MS = 200;
 
 export function emptyState(): PersistedState {
   return { version: 1, peers: [], policy: { subnets: [] } };
 }
 
+/** A decision could not be written: nothing was applied. */
+export class StateSaveError extends Error {
+  override readonly name = 'StateSaveError';
+  constructor(
+    readonly path: string,
+    cause: unknown,
+  ) {
+    super(`could not save ${path}: ${ioReason(cause)}`, { cause });
+  }
+}
+
+/** A decision came after close(): nothing was applied. */
+export class StateClosedError extends Error {
+  override readonly name = 'StateClosedError';
+}
+
 /**
- * The contact point's versioned state file (peers and their decisions, policy). Saves are
- * atomic and coalesced; a newer `version` than this build knows is refused rather than
- * overwritten, so a downgrade cannot silently lose decisions.
+ * The state file as it will be once the decisions of one write are made: each decision checks
+ * itself against it (so it sees the decisions queued before it) and writes its change into it.
+ */
+export class StateDraft {
+  /** by name, in the file's order */
+  readonly peers: Map<string, PeerRecord>;
+  policy: PersistedState['policy'];
+  ports: PersistedState['ports'];
+
+  constructor(state: PersistedState) {
+    this.peers = new Map(state.peers.map((p) => [p.name, { ...p }]));
+    this.policy = state.policy;
+    this.ports = state.ports;
+  }
+
+  state(): PersistedState {
+    return { version: 1, peers: [...this.peers.values()], policy: this.policy, ...(this.ports ? { ports: this.ports } : {}) };
+  }
+}
+
+/**
+ * A decision checked and written into the draft, not yet applied: how to apply it in memory
+ * once the draft is on disk, and how to give up on it if the write fails.
+ */
+export interface Decision<T> {
+  apply(): T;
+  abandon?(): void;
+}
+
+interface Queued {
+  plan(draft: StateDraft): Decision<unknown>;
+  resolve(value: unknown): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * The contact point's versioned state file (peers and their decisions, policy, port policy).
+ * Every write is atomic and durable (temp file, fsync, rename, fsync of the folder) and all
+ * writes go through one queue, in order. Two kinds of change:
+ *
+ * - decisions (commit): written at once; the change is applied in memory only after the file
+ *   is on disk, so a caller told "done" keeps its decision across a crash, and a failed write
+ *   leaves memory as it was, equal to the file. Decisions that queue up while a write is under
+ *   way go to disk together in the next one (group commit), each checked in its turn;
+ * - bookkeeping (changed: last seen, LAN address, new unregistered records): coalesced into
+ *   one write within SAVE_DELAY_MS; a failed one is logged and retried with the next change.
+ *
+ * A newer `version` than this build knows is refused rather than overwritten, so a downgrade
+ * cannot silently lose decisions.
  */
 export class StateStore {
   private timer: NodeJS.Timeout | undefined;
+  /** the write queue; never rejects */
   private writing: Promise<void> = Promise.resolve();
   private dirty = false;
   private closed = false;
+  /** decisions waiting for the next write */
+  private queue: Queued[] = [];
 
   private constructor(
     private readonly path: string | undefined,
@@ -83,7 +148,7 @@ export class StateStore {
     return this.flush();
   }
 
-  /** Note a change; it is written within SAVE_DELAY_MS (not at all after close). */
+  /** Note a bookkeeping change; it is written within SAVE_DELAY_MS (not at all after close). */
   changed(): void {
     if (!this.path || this.closed) return;
     this.dirty = true;
@@ -94,20 +159,88 @@ export class StateStore {
     }, SAVE_DELAY_MS);
   }
 
-  /** Write now if anything changed; resolves when the file is on disk. */
+  /** Write now if anything changed; resolves when the file is on disk (or the write failed and was logged). */
   flush(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
     if (!this.path || !this.dirty) return this.writing;
     this.dirty = false;
     const path = this.path;
-    const state = this.snapshot();
+    // The snapshot is taken when the write's turn comes, so it holds every decision applied before it.
     this.writing = this.writing
-      .then(() => writeJsonAtomic(path, state))
+      .then(() => writeJsonAtomic(path, this.snapshot()))
       .catch((err: unknown) => {
         this.dirty = true;
         this.logger.error('could not save state', { path, error: (err as Error).message });
       });
     return this.writing;
+  }
+
+  /**
+   * A decision. When every earlier write is done, `plan` checks the change against a draft of
+   * the state (memory now, plus the decisions queued before it) and writes it into the draft; it
+   * may throw, and then only this decision fails. The draft is written and fsynced, and only
+   * then is each decision applied in memory, in order, before any later write starts. Resolves
+   * with what apply() returned; rejects with StateSaveError (nothing applied, memory still
+   * equals the file) when the write fails, or StateClosedError after close().
+   */
+  commit<T>(plan: (draft: StateDraft) => Decision<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ plan, resolve: resolve as (v: unknown) => void, reject });
+      // One write step takes every decision queued by the time its turn comes.
+      if (this.queue.length === 1) this.writing = this.writing.then(() => this.writeDecisions());
+    });
+  }
+
+  private async writeDecisions(): Promise<void> {
+    const batch = this.queue;
+    this.queue = [];
+    if (this.closed) {
+      for (const q of batch) q.reject(new StateClosedError('the contact point is stopping; nothing was changed'));
+      return;
+    }
+    const draft = new StateDraft(this.snapshot());
+    const planned: { q: Queued; d: Decision<unknown> }[] = [];
+    for (const q of batch) {
+      try {
+        planned.push({ q, d: q.plan(draft) });
+      } catch (err: unknown) {
+        q.reject(err);
+      }
+    }
+    if (planned.length === 0) return;
+    if (this.path) {
+      // This write carries every bookkeeping change made so far, too.
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.dirty = false;
+      try {
+        await writeJsonAtomic(this.path, draft.state());
+      } catch (err: unknown) {
+        const failure = new StateSaveError(this.path, err);
+        for (const p of planned) {
+          p.d.abandon?.();
+          p.q.reject(failure);
+        }
+        // Bring the file back to what memory holds with the next write (a rename that
+        // happened before a failed folder fsync would otherwise linger).
+        this.changed();
+        return;
+      }
+    }
+    const quiet = !this.dirty && this.timer === undefined;
+    for (const p of planned) {
+      try {
+        p.q.resolve(p.d.apply());
+      } catch (err: unknown) {
+        p.q.reject(err);
+      }
+    }
+    if (quiet) {
+      // What the decisions changed is what was just written: no second write for it.
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.dirty = false;
+    }
   }
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AdminError } from '../../core/admin/contract.js';
 import { Registrar } from '../../core/contact-point/registrar.js';
-import { emptyState, STATE_FILE, StateStore } from '../../core/contact-point/state-store.js';
+import { emptyState, STATE_FILE, StateDraft, StateStore } from '../../core/contact-point/state-store.js';
 import { Status } from '../../core/protocol/status.js';
 import { writeJsonAtomic } from '../../core/runtime/json-file.js';
 
@@ -177,6 +177,81 @@ describe('registrar: limits', () => {
     expect(out.ok).toBe(false);
     if (!out.ok) expect(out.code).toBe(Status.RESOURCE_LIMIT);
     expect(r.hello('a', KEY_A, undefined).ok).toBe(true); // known names still say hello
+  });
+});
+
+describe('registrar: admin decisions planned, saved, then applied', () => {
+  const draftOf = (reg: Registrar): StateDraft => new StateDraft(reg.persisted());
+
+  it('a plan changes nothing in memory and writes the decision into the draft; apply() makes it so and tells', () => {
+    r.hello('printer', KEY_A, undefined);
+    r.approve('printer');
+    log = [];
+    t = 5_000;
+    const draft = draftOf(r);
+    const plan = r.planRevoke('printer', draft);
+    expect(draft.state().peers).toEqual([expect.objectContaining({ name: 'printer', state: 'revoked', decidedAt: 5_000 })]);
+    expect(draft.state().peers[0]).not.toHaveProperty('admittedBy');
+    expect(r.get('printer')).toMatchObject({ state: 'registered', admittedBy: 'admin' });
+    expect(log).toEqual([]);
+    t = 6_000;
+    expect(plan.apply()).toMatchObject({ state: 'revoked', decidedAt: 5_000 });
+    expect(r.persisted()).toEqual(draft.state());
+    expect(log).toEqual(['changed printer registered->revoked']);
+
+    const policyDraft = draftOf(r);
+    const policy = r.planPolicy(['10.0.0.0/8'], 'blue-door-42', policyDraft);
+    expect(r.policyView()).toEqual({ subnets: [], joinCode: false });
+    expect(policy.apply()).toEqual({ subnets: ['10.0.0.0/8'], joinCode: true });
+    expect(r.persisted()).toEqual(policyDraft.state()); // the same join code hash as planned
+    expect(() => r.planPolicy(['nonsense/99'], undefined, draftOf(r))).toThrow();
+
+    const forgetDraft = draftOf(r);
+    const forget = r.planForget('printer', forgetDraft);
+    expect(forgetDraft.state().peers).toEqual([]);
+    expect(r.get('printer')).toBeDefined();
+    forget.apply();
+    expect(r.get('printer')).toBeUndefined();
+  });
+
+  it('decisions planned into one draft see each other, and apply in order', () => {
+    r.hello('printer', KEY_A, undefined);
+    r.requestRegistration('printer', undefined);
+    const draft = draftOf(r);
+    const reject = r.planReject('printer', draft);
+    expect(() => r.planReject('printer', draft)).toThrow(/printer is unregistered, not pending/); // the first reject is in the draft
+    const forget = r.planForget('printer', draft);
+    expect(() => r.planApprove('printer', draft)).toThrow(/no peer named "printer"/);
+    reject.apply();
+    forget.apply();
+    expect(r.persisted()).toEqual(draft.state());
+    expect(log.slice(-2)).toEqual(['changed printer pending->unregistered', 'removed printer']);
+  });
+
+  it('applies what was saved even if the peer moved meanwhile (a REGISTER the policy admitted)', () => {
+    r.setPolicy(['10.0.0.0/8'], undefined);
+    r.hello('printer', KEY_A, '10.0.0.5');
+    const draft = draftOf(r);
+    const plan = r.planApprove('printer', draft);
+    r.requestRegistration('printer', undefined); // admitted by the subnet while the approval is written
+    expect(r.get('printer')?.admittedBy).toBe('policy:subnet 10.0.0.0/8');
+    plan.apply();
+    expect(r.persisted()).toEqual(draft.state());
+    expect(r.get('printer')).toMatchObject({ state: 'registered', admittedBy: 'admin' });
+  });
+
+  it('a peer with a decision being saved is not evicted to make room', () => {
+    r = make({ maxPeers: 100, maxUndecided: 1 });
+    r.hello('old', KEY_A, undefined);
+    const draft = draftOf(r);
+    const first = r.planApprove('old', draft);
+    const second = r.planRevoke('old', draft);
+    expect(r.hello('newcomer', KEY_A, undefined).ok).toBe(false);
+    first.abandon();
+    expect(r.hello('newcomer', KEY_A, undefined).ok).toBe(false); // still pinned by the second
+    second.abandon();
+    expect(r.hello('newcomer', KEY_A, undefined).ok).toBe(true);
+    expect(r.get('old')).toBeUndefined();
   });
 });
 
