@@ -104,7 +104,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   /** connects under way on exposed ports, over all of them */
   private connecting = 0;
   private changedTimer: NodeJS.Timeout | undefined;
-  private limits: PortLimits;
+  private readonly limits: PortLimits;
 
   constructor(
     readonly policy: PortPolicy,
@@ -113,10 +113,6 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   ) {
     super();
     this.limits = { ...DEFAULT_PORT_LIMITS, ...limits };
-  }
-
-  get portLimits(): PortLimits {
-    return this.limits;
   }
 
   /** A tunnel is up: requests may come. */

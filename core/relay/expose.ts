@@ -91,6 +91,7 @@ export class Exposure {
   /** TCP: this exposure's port at the contact point, per tunnel (asked for at the first connection) */
   private cpPort: { readonly ch: ControlChannel; readonly id: Promise<number | { code: number; reason: string }> } | undefined;
   private readonly refusals: RefusalTally;
+  private closed = false;
   readonly maxConnections: number;
   /** TCP connections open now (from accept to close, set-up included) */
   active = 0;
@@ -163,6 +164,7 @@ export class Exposure {
   }
 
   close(): void {
+    this.closed = true;
     clearInterval(this.sweeper);
     this.refusals.flush();
     this.refusals.dispose();
@@ -235,6 +237,7 @@ export class Exposure {
       this.slots.release(cp);
     });
     for (let attempt = 0; ; attempt++) {
+      if (this.closed || socket.destroyed) return; // closed meanwhile: no new port at the contact point
       const portId = await this.portAt(ch);
       if (socket.destroyed) return;
       if (typeof portId !== 'number') return this.refuse(socket, portId.code, portId.reason);
