@@ -174,6 +174,8 @@ describe('expose carries thousands of connections as streams', () => {
       // The held ones were not disturbed; once they are done there is room again.
       web.release();
       expect((await Promise.all(first)).map((r) => (r.ok ? r.body : r.error))).toEqual(Array(LIMIT).fill('held page'));
+      // A client has its whole answer a moment before both ends of its connection are closed.
+      await until('the streams to close', async () => (await ports(s.cpState))[0]?.streams === 0, 10_000);
       expect(await fetchOnce(publicPort, '/again')).toEqual({ ok: true, body: 'page' });
       expect(await expose.stop('SIGINT')).toBe(0);
 
