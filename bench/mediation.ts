@@ -20,17 +20,24 @@
  *   mediation-udp     UDP echo, 512-byte datagrams, 16 in flight, packets/s and p99 round trip;
  *                     over the relay's UDP channel, and with UDP "blocked" (the relay announces a
  *                     silent port, so datagrams travel inside the ws tunnel).
+ *   mediation-expose  HTTP/1.1 GET with a 1 KiB answer through one exposure at 32 and at 256
+ *                     keep-alive connections (one request in flight each): req/s, p99, errors
+ *                     (every connection is a stream of the exposure's one port at the contact
+ *                     point, issue 10 item 3), against socat's one-hop TCP forward (Debian socat,
+ *                     TCP-LISTEN,fork -> TCP) measured in the same rounds, interleaved.
  *   mediation-memory  N idle TCP streams (BENCH_STREAMS, default 1,000) open through one exposure:
  *                     relay and contact point heapUsed+external per stream after forced GC;
  *                     baseline: a plain Node TCP forwarder process per forwarded connection.
  */
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { MAX_STREAMS_PER_EXPOSURE } from '../core/protocol/limits.js';
 import type { BenchContext } from './context.js';
 import type { WorkerHandle } from './ipc.js';
 import { startSshTunnel, type SshTunnel } from './ssh-baseline.js';
@@ -44,6 +51,9 @@ export const HTTP_RESETTERS = 8;
 export const UDP_LANES = 16;
 export const UDP_BYTES = 512;
 export const STREAMS = 1_000;
+/** Connection counts of the expose benchmark: the issue's 32 and 256. */
+export const EXPOSE_CONNECTIONS = [32, 256] as const;
+const SOCAT = '/usr/bin/socat';
 
 const CP_ID = 'bench-hq';
 const OPERATOR = 'bench-tech';
@@ -365,6 +375,150 @@ async function runHttp(ctx: BenchContext, pair: Pair, lan: WorkerHandle, load: W
   });
 }
 
+interface Socat {
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+/** A free loopback TCP port (bound and released: socat binds it right after). */
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve, reject) => {
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => resolve());
+  });
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/**
+ * socat's one-hop TCP forward to `target` (a process per connection, as `fork` does), or why
+ * it cannot run. Its own process group, so stop() ends the forked children too.
+ */
+async function startSocat(target: number): Promise<Socat | string> {
+  if (!existsSync(SOCAT)) return `${SOCAT} is missing (Debian package socat)`;
+  const port = await freePort();
+  const child = spawn(SOCAT, [`TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork,backlog=1024,nodelay`, `TCP:127.0.0.1:${target},nodelay`], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    detached: true,
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null && child.pid) {
+      try {
+        process.kill(-child.pid, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+      await exited;
+    }
+  };
+  try {
+    await waitFor(
+      () =>
+        new Promise<boolean>((resolve) => {
+          if (child.exitCode !== null) return resolve(false);
+          const c = connect(port, '127.0.0.1');
+          c.once('connect', () => {
+            c.destroy();
+            resolve(true);
+          });
+          c.once('error', () => resolve(false));
+        }),
+      5_000,
+      'socat listening',
+      50,
+    );
+  } catch {
+    await stop();
+    return `socat did not start: ${stderr.trim() || 'no listener within 5 s'}`;
+  }
+  return { port, stop };
+}
+
+/**
+ * HTTP 1 KiB through an exposure at 32 and 256 keep-alive connections, with socat's one-hop
+ * forward as the baseline in the same rounds (and the direct path for reference). Before
+ * issue 10 item 3 every exposed connection was a port of its own at the contact point, so
+ * past 64 (MAX_PORTS_PER_OPERATOR) connections were reset: errors at 256.
+ */
+async function runExpose(ctx: BenchContext, pair: Pair, lan: WorkerHandle, load: WorkerHandle, lanInfo: LanInfo): Promise<void> {
+  const mode = ctx.quick ? 'quick' : 'full';
+  const rounds = ctx.quick ? 1 : 3;
+  const warmupMs = ctx.quick ? 1_000 : 2_000;
+  const windowMs = ctx.quick ? 3_000 : 6_000;
+  const publicPort = await expose(pair.relay, 'tcp', lanInfo.httpPort);
+  const socat = await startSocat(lanInfo.httpPort);
+  const skipped = typeof socat === 'string' ? socat : '';
+  if (skipped) note(`  mediation-expose: the socat baseline is skipped: ${skipped}`);
+  const workers = [pair.relay, pair.cp, lan, load];
+  const timeout = warmupMs + windowMs + 60_000;
+  try {
+    for (const conns of EXPOSE_CONNECTIONS) {
+      const args = { conns, warmupMs, windowMs };
+      const path: Measured<HttpResult>[] = [];
+      const base: Measured<HttpResult>[] = [];
+      const direct: HttpResult[] = [];
+      const before = (await pair.relay.call<{ publicPort: number; refused: number; connections: number }[]>('exposures')).find((e) => e.publicPort === publicPort);
+      for (let r = 0; r < rounds; r++) {
+        if (typeof socat !== 'string') base.push(await measured(workers, () => load.call<HttpResult>('http', { ...args, port: socat.port }, timeout)));
+        path.push(await measured(workers, () => load.call<HttpResult>('http', { ...args, port: publicPort }, timeout)));
+        direct.push(await load.call<HttpResult>('http', { ...args, port: lanInfo.httpPort }, timeout));
+        const p = path[r]!.result;
+        const b = base[r]?.result;
+        note(`  expose ${conns} conns round ${r + 1}: path ${p.reqPerS} req/s p99 ${p.p99} ms errors ${p.errorsIncludingWarmup}${b ? `; socat ${b.reqPerS} req/s p99 ${b.p99} ms errors ${b.errorsIncludingWarmup}` : ''}; direct ${direct[r]!.reqPerS} req/s; cpu ${JSON.stringify(path[r]!.cpu)}`);
+      }
+      const after = (await pair.relay.call<{ publicPort: number; refused: number; connections: number }[]>('exposures')).find((e) => e.publicPort === publicPort);
+      const mid = [...path].sort((a, b) => a.result.reqPerS - b.result.reqPerS)[Math.floor(path.length / 2)]!;
+      const baseMid = base.length ? [...base].sort((a, b) => a.result.reqPerS - b.result.reqPerS)[Math.floor(base.length / 2)]! : undefined;
+      const directMid = [...direct].sort((a, b) => a.reqPerS - b.reqPerS)[Math.floor(direct.length / 2)]!;
+      const errors = path.reduce((n, p) => n + p.result.errorsIncludingWarmup, 0);
+      emit({
+        name: `mediation.expose_http_1k_${conns}`,
+        description: `HTTP/1.1 GET, 1 KiB answers, ${conns} keep-alive connections with one request in flight each, through one relay exposure (each connection a stream of its one port at the contact point) + ws tunnel + contact point; median round of ${rounds}`,
+        value: mid.result.reqPerS,
+        unit: 'req/s',
+        connections: conns,
+        p50_ms: mid.result.p50,
+        p99_ms: mid.result.p99,
+        p999_ms: mid.result.p999,
+        errors,
+        last_error: path.find((p) => p.result.lastError)?.result.lastError,
+        exposure_refused: (after?.refused ?? 0) - (before?.refused ?? 0),
+        rounds: path.map((p) => ({ req_per_s: p.result.reqPerS, p99_ms: p.result.p99, errors: p.result.errorsIncludingWarmup })),
+        ...(baseMid
+          ? {
+              baseline_req_per_s: baseMid.result.reqPerS,
+              baseline_p99_ms: baseMid.result.p99,
+              baseline_errors: base.reduce((n, b) => n + b.result.errorsIncludingWarmup, 0),
+              baseline_rounds: base.map((b) => ({ req_per_s: b.result.reqPerS, p99_ms: b.result.p99, errors: b.result.errorsIncludingWarmup })),
+              baseline: "socat's one-hop TCP forward (TCP-LISTEN,fork,nodelay -> TCP,nodelay; a process per connection) to the same Node HTTP server, interleaved with the path",
+              ratio: round(mid.result.reqPerS / baseMid.result.reqPerS),
+              p99_ratio: round(mid.result.p99 / baseMid.result.p99),
+              // Each round's path against the socat round just before it: less exposed to the host's drift than medians.
+              round_ratios: path.map((p, i) => round(p.result.reqPerS / base[i]!.result.reqPerS)),
+              baseline_cpu_pct: base.map((b) => b.cpu),
+            }
+          : { baseline: `skipped: ${skipped}` }),
+        direct_req_per_s: directMid.reqPerS,
+        direct_p99_ms: directMid.p99,
+        direct_ratio: round(mid.result.reqPerS / directMid.reqPerS),
+        target: { errors: 0 },
+        target_met: errors === 0,
+        window_ms: windowMs,
+        cpu_pct: path.map((p) => p.cpu),
+        host: path.map((p) => p.host),
+        mode,
+      });
+    }
+  } finally {
+    if (typeof socat !== 'string') await socat.stop();
+  }
+}
+
 interface UdpResult {
   echoed: number;
   lost: number;
@@ -438,7 +592,7 @@ function perStream(after: Mem, before: Mem, n: number): { heap: number; external
 async function runMemory(ctx: BenchContext, pair: Pair, load: WorkerHandle, lanInfo: LanInfo): Promise<void> {
   const mode = ctx.quick ? 'quick' : 'full';
   const n = Number(process.env.BENCH_STREAMS ?? STREAMS);
-  const limits = await pair.cp.call('raisePortLimits', { ports: n + 64 });
+  if (n > MAX_STREAMS_PER_EXPOSURE) throw new Error(`BENCH_STREAMS ${n} is above the per-exposure limit MAX_STREAMS_PER_EXPOSURE (${MAX_STREAMS_PER_EXPOSURE})`);
   const publicPort = await expose(pair.relay, 'tcp', lanInfo.bulkPort);
   const streams = async (): Promise<number> => (await pair.cp.call<{ streams: number }>('streams')).streams;
   // Warm-up: first-use code paths and lazily built tables, then back to none.
@@ -488,7 +642,7 @@ async function runMemory(ctx: BenchContext, pair: Pair, load: WorkerHandle, lanI
   const relayLeft = perStream(relay2, relay0, n);
   emit({
     name: 'mediation.memory_per_stream',
-    description: `${n} idle TCP connections open through one relay exposure (each one port + one stream at the contact point): process memory per stream after forced GC (4x gc()), after a warm-up of 32 streams`,
+    description: `${n} idle TCP connections open through one relay exposure (each a stream of the exposure's one port at the contact point): process memory per stream after forced GC (4x gc()), after a warm-up of 32 streams`,
     value: cp.heap_plus_external,
     unit: 'bytes',
     measure: 'contact point heapUsed + external delta / streams',
@@ -499,8 +653,7 @@ async function runMemory(ctx: BenchContext, pair: Pair, load: WorkerHandle, lanI
     after_close_relay: relayLeft,
     streams: n,
     open_failed: opened.failed,
-    port_limits_raised_to: limits,
-    port_limits_note: 'every exposed connection holds a port at the contact point; the defaults (MAX_OPEN_PORTS 256, MAX_PORTS_PER_OPERATOR 64) would refuse past 64, so the bench raises them for this measurement only',
+    stream_limit_per_exposure: MAX_STREAMS_PER_EXPOSURE,
     baseline_bytes_per_stream: base.heap_plus_external,
     baseline_detail: base,
     baseline: 'a plain Node TCP forwarder process (net.Server + net.connect + pipe both ways) per forwarded idle connection, same method',
@@ -515,10 +668,11 @@ export async function runMediation(ctx: BenchContext): Promise<void> {
   const want = {
     bulk: ctx.selected('mediation-bulk'),
     http: ctx.selected('mediation-http'),
+    expose: ctx.selected('mediation-expose'),
     udp: ctx.selected('mediation-udp'),
     memory: ctx.selected('mediation-memory'),
   };
-  if (!want.bulk && !want.http && !want.udp && !want.memory) return;
+  if (!want.bulk && !want.http && !want.expose && !want.udp && !want.memory) return;
   const workers: WorkerHandle[] = [];
   const pairs: Pair[] = [];
   let silent: UdpSocket | undefined;
@@ -544,6 +698,10 @@ export async function runMediation(ctx: BenchContext): Promise<void> {
     if (want.http) {
       note('mediation-http');
       await runHttp(ctx, ws, lan, load, lanInfo);
+    }
+    if (want.expose) {
+      note('mediation-expose');
+      await runExpose(ctx, ws, lan, load, lanInfo);
     }
     if (want.udp) {
       note('mediation-udp: over the UDP channel');

@@ -5,7 +5,8 @@
  *
  *   --quick              shorter windows (also BENCH_QUICK=1); every line says mode: "quick"
  *   --only a,b           run only these: throughput, latency (group: messages), peers,
- *                        mediation-bulk, mediation-http, mediation-udp, mediation-memory (group: mediation),
+ *                        mediation-bulk, mediation-http, mediation-expose, mediation-udp, mediation-memory
+ *                        (group: mediation),
  *                        gui (the admin GUI in Chromium under 20,000 msgs/s; needs `npm run build`)
  *   --cpu-prof[=DIR]     profile the worker processes (relay, contact point, ack server, lan, load) with
  *                        node --cpu-prof into DIR (default bench-profiles/); summarise with
@@ -33,9 +34,10 @@ const GROUPS: Record<string, readonly string[]> = {
   sockets: ['peers'],
   idle: ['peers'],
   memory: ['peers'],
-  mediation: ['mediation-bulk', 'mediation-http', 'mediation-udp', 'mediation-memory'],
+  mediation: ['mediation-bulk', 'mediation-http', 'mediation-expose', 'mediation-udp', 'mediation-memory'],
   'mediation-bulk': ['mediation-bulk'],
   'mediation-http': ['mediation-http'],
+  'mediation-expose': ['mediation-expose'],
   'mediation-udp': ['mediation-udp'],
   'mediation-memory': ['mediation-memory'],
   gui: ['gui'],

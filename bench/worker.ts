@@ -174,16 +174,6 @@ async function startContactPoint(config: {
       streams: () => ({ streams: cp.ports.streamCount, ports: cp.ports.list().length }),
       udpReady: () => cp.udpChannel?.ready ?? false,
       udpStats: () => ({ ...(cp.udpChannel?.stats ?? {}) }),
-      /**
-       * Raises the mediator's caps on open ports (defaults MAX_OPEN_PORTS 256, MAX_PORTS_PER_OPERATOR
-       * 64) so the memory benchmark can hold more streams through one exposure (one port each).
-       */
-      raisePortLimits: (a) => {
-        const { ports } = a as { ports: number };
-        const m = cp.ports as unknown as { limits: { maxPorts: number; maxPerOperator: number; maxStreams: number } };
-        m.limits = { ...m.limits, maxPorts: ports, maxPerOperator: ports };
-        return m.limits;
-      },
     },
   };
 }

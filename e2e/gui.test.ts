@@ -1,5 +1,7 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { once } from 'node:events';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { STATE_FILE } from '../core/contact-point/state-store.js';
@@ -10,6 +12,7 @@ import { SettingsPage } from './pages/settings-page.js';
 import { TunnelPage } from './pages/tunnel-page.js';
 import { launchChromium } from './support/browser.js';
 import { Stack } from './support/stack.js';
+import { Operator } from '../core/peer/operator.js';
 
 /**
  * The admin GUI as an admin uses it: the built renderer served by a real contact point's admin
@@ -284,5 +287,48 @@ describe('admin GUI in Chromium', { timeout: 60_000 }, () => {
     await peers.openTab('registered');
     await app.go('Settings');
     await app.screenshot('settings-demo-dark');
+  });
+  it('shows an exposure as one port with its streams, and counts the connections refused over its limit', async () => {
+    stack = await Stack.start({ operators: ['tech'], streamLimits: { maxStreamsPerExposure: 1 } });
+    await stack.cp.call('ports:policy', { targets: ['127.0.0.1/32:1-65535'], listen: [] });
+    const held = new Set<Socket>();
+    const lan = createServer((c) => {
+      held.add(c);
+      c.on('error', () => undefined).pipe(c);
+    });
+    lan.listen(0, '127.0.0.1');
+    await once(lan, 'listening');
+    const op = new Operator({ url: stack.relayUrl, name: 'tech', secret: stack.secretOf('tech') });
+    const clients: Socket[] = [];
+    try {
+      op.start();
+      await op.ready(10_000);
+      const { publicPort } = await op.expose('acme-hq', '127.0.0.1', (lan.address() as AddressInfo).port);
+      const { page, app } = await open(stack);
+      await app.go('Ports');
+      const dial = (): Socket => {
+        const c = connect(publicPort, '127.0.0.1').on('error', () => undefined);
+        clients.push(c);
+        return c;
+      };
+      const first = dial();
+      first.write('hello');
+      await once(first, 'data');
+      // Over the exposure's limit of 1: both reset at the contact point, counted on its port.
+      await Promise.all([dial(), dial()].map((c) => new Promise((resolve) => c.once('close', resolve))));
+      const row = page.locator('tr[data-port]');
+      await row.locator('td[data-refused="2"]').waitFor();
+      const text = await row.textContent();
+      expect(text).toContain('exposed');
+      expect(text).toContain(`127.0.0.1:${(lan.address() as AddressInfo).port}`);
+      expect(text).toContain('tech');
+      expect(await row.locator('td.warn').textContent()).toBe('2');
+      await app.screenshot('ports-exposure');
+    } finally {
+      for (const c of clients) c.destroy();
+      for (const c of held) c.destroy();
+      lan.close();
+      await op.stop();
+    }
   });
 });

@@ -113,12 +113,15 @@ export interface PortView {
   readonly proto: 'tcp' | 'udp';
   readonly address: string;
   readonly port: number;
-  readonly state: 'open' | 'connecting' | 'connected' | 'listening' | 'redirecting';
+  /** exposed: a relay exposure of `target`, whose every connection is one of its streams */
+  readonly state: 'open' | 'connecting' | 'connected' | 'listening' | 'redirecting' | 'exposed';
   /** the operator (relay credential) that asked for it */
   readonly operator: string;
   /** connect target, `host:port` */
   readonly target: string | undefined;
   readonly streams: number;
+  /** connections refused on this port so far (stream limits, failed connects, policy) */
+  readonly refused: number;
   readonly bytesIn: number;
   readonly bytesOut: number;
   readonly createdAt: number;

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { MediationError, Operator } from '../peer/operator.js';
+import { MAX_STREAMS_PER_EXPOSURE } from '../protocol/limits.js';
 import { Status, statusName } from '../protocol/status.js';
 import { createLogger, type Logger } from '../runtime/logger.js';
 import { hostPort, integer, logLevel, name, parseFlags, positionals, required, wsUrl, type Command } from './args.js';
@@ -21,6 +22,8 @@ export const EXPOSE_CONNECT_TIMEOUT_MS = 15_000;
 /** After a reconnect, how long the same public port is retried while the relay still holds it. */
 export const REEXPOSE_RETRY_MS = 10_000;
 const REEXPOSE_PAUSE_MS = 1_000;
+/** Largest --max-connections accepted here; the relay caps it at its own limit. */
+export const MAX_CONNECTIONS_FLAG = 1_000_000;
 
 const HELP = `Usage: contact-point expose CP HOST:PORT --relay URL --id NAME (--credential-file FILE | env ${CREDENTIAL_ENV}) [flags]
 
@@ -59,15 +62,25 @@ Flags:
   --udp                    expose a UDP service instead of TCP
   --public-port N          the relay-side port (default: any free one); refused with
                            PORT_IN_USE (31) when taken
+  --max-connections N      at most N TCP connections through the exposure at once (default
+                           and cap: the relay's limit, ${MAX_STREAMS_PER_EXPOSURE} unless its --max-expose-connections
+                           says otherwise; the contact point has its own, see serve --help)
   --no-check               skip the test connection
   --json                   JSON lines on stdout: {"event":"ready","publicHost","publicPort",
                            "address",...} once exposed; {"event":"lost",...} and
                            {"event":"exposed",...} when the relay connection drops and the
                            exposure is renewed; {"event":"warning",...}; {"event":"refused",
-                           "code","status","reason"} before a refusal's exit 3
+                           "code","status","reason"} before a refusal's exit 3;
+                           {"event":"connections-refused","count","code","status","reason"}
+                           when connections to the exposure were refused (see below)
   --log-level LEVEL        debug, info, warn, error or silent (default warn); logs go to stderr
 ${PROXY_FLAGS}
   -h, --help               this help
+
+Connections beyond a limit (--max-connections, the relay's or the contact point's), or that
+the contact point cannot make, are reset at once while the others go on; expose then prints
+at most one line a second, e.g.
+  12 connections refused in the last second: STREAM_LIMIT (38): 4096 connections of this exposure are open
 
 Exits 0 after Ctrl-C/SIGTERM, 3 when the relay or the contact point refuses (the numbered
 status is printed: PERMISSION_DENIED, UNKNOWN_CONTACT_POINT, PORT_IN_USE, UNSAFE_TARGET...),
@@ -162,7 +175,7 @@ async function check(op: Operator, t: Target): Promise<MediationError | undefine
 }
 
 /** Refusals of the test connection that a later connection may not meet: a warning, not the end. */
-const PASSING = new Set<number>([Status.CONNECT_FAILED, Status.CONTACT_POINT_OFFLINE, Status.TIMEOUT, Status.PORT_LIMIT, Status.PORT_IN_USE]);
+const PASSING = new Set<number>([Status.CONNECT_FAILED, Status.CONTACT_POINT_OFFLINE, Status.TIMEOUT, Status.PORT_LIMIT, Status.STREAM_LIMIT, Status.PORT_IN_USE]);
 
 function passingWarning(e: MediationError, t: Target): string {
   switch (e.code) {
@@ -187,6 +200,7 @@ async function run(argv: string[]): Promise<number> {
       ca: { type: 'string' },
       udp: { type: 'boolean' },
       'public-port': { type: 'string' },
+      'max-connections': { type: 'string' },
       'no-check': { type: 'boolean' },
       json: { type: 'boolean' },
       'log-level': { type: 'string' },
@@ -202,6 +216,8 @@ async function run(argv: string[]): Promise<number> {
   }
   const target: Target = { cp, host, port, proto };
   const publicPort = values['public-port'] !== undefined ? integer('--public-port', values['public-port'], 1, 65535) : undefined;
+  const maxConnections = values['max-connections'] !== undefined ? integer('--max-connections', values['max-connections'], 1, MAX_CONNECTIONS_FLAG) : undefined;
+  if (maxConnections !== undefined && proto === 'udp') throw new UsageError('--max-connections is for TCP exposures (a UDP exposure maps up to 256 clients)');
   const relayUrl = wsUrl('--relay', required('--relay', values.relay, "the relay's URL, e.g. wss://relay.example.com/v1"), 'wss://relay.example.com/v1');
   const id = name('--id', required('--id', values.id, 'the id of a credential with the mediate right'));
   const proxy = proxyChoice(values);
@@ -213,7 +229,7 @@ async function run(argv: string[]): Promise<number> {
 
   const op = new Operator({ url: relayUrl, name: id, secret, logger, ...proxy, ...(ca ? { ca } : {}) });
   const shutdown = watchShutdown();
-  const outcome = await expose(op, { target, id, publicPort, publicHost, relayUrl, json, check: !values['no-check'], logger }, shutdown.signal);
+  const outcome = await expose(op, { target, id, publicPort, maxConnections, publicHost, relayUrl, json, check: !values['no-check'], logger }, shutdown.signal);
   shutdown.dispose();
   const code = await stopCleanly('exposure', () => op.stop());
   if (outcome === 'signal') return code;
@@ -224,6 +240,7 @@ interface ExposeRun {
   readonly target: Target;
   readonly id: string;
   readonly publicPort: number | undefined;
+  readonly maxConnections: number | undefined;
   readonly publicHost: string;
   readonly relayUrl: string;
   readonly json: boolean;
@@ -250,7 +267,11 @@ async function expose(op: Operator, r: ExposeRun, signal: Promise<NodeJS.Signals
 
   const exposeOnce = async (wanted: number | undefined): Promise<{ exposeId: number; publicPort: number } | MediationError> => {
     try {
-      return await op.expose(t.cp, t.host, t.port, { proto: t.proto, ...(wanted !== undefined ? { publicPort: wanted } : {}) });
+      return await op.expose(t.cp, t.host, t.port, {
+        proto: t.proto,
+        ...(wanted !== undefined ? { publicPort: wanted } : {}),
+        ...(r.maxConnections !== undefined ? { maxConnections: r.maxConnections } : {}),
+      });
     } catch (err: unknown) {
       if (err instanceof MediationError) return err;
       throw err;
@@ -285,6 +306,25 @@ async function expose(op: Operator, r: ExposeRun, signal: Promise<NodeJS.Signals
     for (const line of exposedLines(t, r.publicHost, current.publicPort)) say(line);
     say('The exposure lasts while this runs; Ctrl-C ends it.');
   }
+
+  // Connections the relay or the contact point refused: one line per report (the relay sends at most one a second).
+  let hinted = false;
+  op.on('refused', (e) => {
+    if (e.portId !== current.exposeId) return;
+    const code = e.code ?? Status.INTERNAL;
+    const count = e.count ?? 1;
+    if (r.json) {
+      emit('connections-refused', { count, code, status: statusName(code), reason: e.reason ?? '', exposeId: e.portId });
+      return;
+    }
+    note(`${count} connection${count === 1 ? '' : 's'} refused in the last second: ${statusName(code)} (${code}): ${e.reason ?? ''}`);
+    if (code === Status.STREAM_LIMIT && !hinted) {
+      hinted = true;
+      note(
+        "  the limit is expose's --max-connections, the relay's --max-expose-connections(-per-cp), or the contact point's serve --max-exposure-streams / --max-streams",
+      );
+    }
+  });
 
   // The exposure belongs to the relay session: when the connection drops, the relay closes it.
   // Once reconnected (the new session replaces the old one, which frees its public port), renew it.

@@ -57,7 +57,9 @@ Port mediation at a running contact point: the relay (an operator with the media
 e.g. \`contact-point expose\`) has it open LAN ports and connect them to LAN targets, within
 the port policy the admin set.
   list       every open port: id, protocol, local address:port, state, the operator who asked,
-             connect target, open streams, bytes in/out, age (default)
+             connect target, open streams, connections refused, bytes in/out, age
+             (default). A relay exposure (expose) is one port in state exposed: its
+             connections are its streams
   close ID   close port ID at once: its connections are reset on both sides
   policy     show or change what port mediation may do (contact-point ports policy --help)
 
@@ -88,7 +90,7 @@ async function portsList(argv: string[]): Promise<number> {
   const now = Date.now();
   say(
     formatTable(
-      ['ID', 'PROTO', 'LOCAL', 'STATE', 'OPERATOR', 'TARGET', 'STREAMS', 'IN', 'OUT', 'AGE'],
+      ['ID', 'PROTO', 'LOCAL', 'STATE', 'OPERATOR', 'TARGET', 'STREAMS', 'REFUSED', 'IN', 'OUT', 'AGE'],
       snap.ports.map((p) => [
         String(p.id),
         p.proto,
@@ -97,6 +99,7 @@ async function portsList(argv: string[]): Promise<number> {
         p.operator,
         p.target ?? '-',
         String(p.streams),
+        String(p.refused),
         formatBytes(p.bytesIn),
         formatBytes(p.bytesOut),
         formatDuration(now - p.createdAt),

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { CREDENTIALS_FILE, CredentialStore } from '../relay/credentials.js';
+import { MAX_STREAMS_PER_CONTACT_POINT, MAX_STREAMS_PER_EXPOSURE } from '../protocol/limits.js';
 import { Relay } from '../relay/relay.js';
 import { primeAllocator } from '../runtime/allocator.js';
 import { createLogger } from '../runtime/logger.js';
@@ -15,6 +16,8 @@ import { resolveStateDir } from './state-dir.js';
 /** `contact-point relay`: the public relay, until SIGINT/SIGTERM. */
 
 export const DEFAULT_RELAY_LISTEN = '0.0.0.0:7900';
+/** Largest connection limit the flags accept (each connection holds sockets and buffers). */
+export const MAX_CONNECTIONS_LIMIT = 1_000_000;
 
 const HELP = `Usage: contact-point relay [flags]
        contact-point relay credential add|list|remove [flags]
@@ -36,6 +39,12 @@ Flags:
   --udp-advertise-port N
                        the UDP port contact points are told to use, when a firewall or NAT maps
                        the UDP service port to another number
+  --max-expose-connections N
+                       TCP connections one exposure carries at once (default ${MAX_STREAMS_PER_EXPOSURE}); more
+                       are reset, logged at warn and reported to the exposure's operator
+  --max-expose-connections-per-cp N
+                       TCP connections of all exposures of one contact point at once (default
+                       ${MAX_STREAMS_PER_CONTACT_POINT})
   --name NAME          the relay's own domain: external peers' addresses end in @NAME, e.g.
                        alice@relay (default relay; no contact point may use this id)
   --state DIR          folder of credentials.json (default ~/.contact-point/relay,
@@ -68,6 +77,8 @@ async function run(argv: string[]): Promise<number> {
       'expose-host': { type: 'string' },
       'no-udp': { type: 'boolean' },
       'udp-advertise-port': { type: 'string' },
+      'max-expose-connections': { type: 'string' },
+      'max-expose-connections-per-cp': { type: 'string' },
       state: { type: 'string' },
       'log-level': { type: 'string' },
       json: { type: 'boolean' },
@@ -81,6 +92,9 @@ async function run(argv: string[]): Promise<number> {
   }
   exclusive('--no-udp', values['no-udp'] ?? false, '--udp-advertise-port', values['udp-advertise-port'] !== undefined);
   const udpAdvertisePort = values['udp-advertise-port'] !== undefined ? integer('--udp-advertise-port', values['udp-advertise-port'], 1, 65535) : undefined;
+  const maxExpose = values['max-expose-connections'] !== undefined ? integer('--max-expose-connections', values['max-expose-connections'], 1, MAX_CONNECTIONS_LIMIT) : undefined;
+  const maxExposePerCp =
+    values['max-expose-connections-per-cp'] !== undefined ? integer('--max-expose-connections-per-cp', values['max-expose-connections-per-cp'], 1, MAX_CONNECTIONS_LIMIT) : undefined;
   const level = logLevel('--log-level', values['log-level'] ?? 'info');
   const certFile = values['tls-cert'];
   const keyFile = values['tls-key'];
@@ -116,6 +130,8 @@ async function run(argv: string[]): Promise<number> {
   const relay = new Relay({ credentials, host: listen.listen.host, port: listen.listen.port, name: relayName, logger, ...(tls ? { tls } : {}), ...(exposeHost !== undefined ? { exposeHost } : {}),
     ...(values['no-udp'] ? { udp: false } : {}),
     ...(udpAdvertisePort !== undefined ? { udpAdvertisePort } : {}),
+    ...(maxExpose !== undefined ? { maxExposeConnections: maxExpose } : {}),
+    ...(maxExposePerCp !== undefined ? { maxExposeConnectionsPerContactPoint: maxExposePerCp } : {}),
   });
   const shutdown = watchShutdown();
   let url: string;

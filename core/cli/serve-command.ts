@@ -1,6 +1,6 @@
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
-import { ID_IN_USE_RETRY_MS } from '../protocol/limits.js';
+import { ID_IN_USE_RETRY_MS, MAX_STREAMS_PER_CONTACT_POINT, MAX_STREAMS_PER_EXPOSURE } from '../protocol/limits.js';
 import { createLogger } from '../runtime/logger.js';
 import { cidr, exclusive, integer, logLevel, name, parseFlags, proxyUrl, required, wsUrl, type Command } from './args.js';
 import {
@@ -16,6 +16,7 @@ import { CREDENTIAL_ENV, readCertificateFile, readSecretFile, secretFromFileOrEn
 import { stopCleanly, watchShutdown } from './lifecycle.js';
 import { adminListenFlag, listenFlag } from './listen.js';
 import { emit, say } from './output.js';
+import { MAX_CONNECTIONS_LIMIT } from './relay-command.js';
 import { ADMIN_FILE, refuseIfInUse, resolveStateDir } from './state-dir.js';
 
 /** `contact-point serve`: the contact point, headless, until SIGINT/SIGTERM. */
@@ -64,6 +65,10 @@ Flags:
                                (same credential: a copied config, a restored VM), retry after
                                SECONDS to twice that (default ${ID_IN_USE_RETRY_MS / 1000}, 1 to 3600)
 ${portPolicyFlagsHelp(31)}
+  --max-streams N              TCP streams through this contact point at once, of every kind
+                               (default ${MAX_STREAMS_PER_CONTACT_POINT}); more are refused with STREAM_LIMIT (38)
+  --max-exposure-streams N     connections of one relay exposure at once (default ${MAX_STREAMS_PER_EXPOSURE});
+                               refused ones are counted per port (ports, the GUI's Ports view)
   --log-level LEVEL            debug, info, warn, error or silent (default info); logs go to stderr
   --json                       print one line {"event":"ready",...} on stdout once running
   -h, --help                   this help
@@ -95,6 +100,8 @@ async function run(argv: string[]): Promise<number> {
       'auto-approve-subnet': { type: 'string', multiple: true },
       'join-code-file': { type: 'string' },
       'id-in-use-retry': { type: 'string' },
+      'max-streams': { type: 'string' },
+      'max-exposure-streams': { type: 'string' },
       ...portPolicyOptions,
       'log-level': { type: 'string' },
       json: { type: 'boolean' },
@@ -109,6 +116,9 @@ async function run(argv: string[]): Promise<number> {
   const subnets = (values['auto-approve-subnet'] ?? []).map((s) => cidr('--auto-approve-subnet', s));
   const ports = portPolicyFlags(values);
   const idInUseRetryMs = values['id-in-use-retry'] !== undefined ? integer('--id-in-use-retry', values['id-in-use-retry'], 1, 3600) * 1000 : undefined;
+  const maxStreams = values['max-streams'] !== undefined ? integer('--max-streams', values['max-streams'], 1, MAX_CONNECTIONS_LIMIT) : undefined;
+  const maxExposureStreams = values['max-exposure-streams'] !== undefined ? integer('--max-exposure-streams', values['max-exposure-streams'], 1, MAX_CONNECTIONS_LIMIT) : undefined;
+  const streamLimits = { ...(maxStreams !== undefined ? { maxStreams } : {}), ...(maxExposureStreams !== undefined ? { maxStreamsPerExposure: maxExposureStreams } : {}) };
   const level = logLevel('--log-level', values['log-level'] ?? 'info');
   const logger = createLogger({ level });
   const warn = (msg: string): void => logger.warn(msg);
@@ -124,7 +134,7 @@ async function run(argv: string[]): Promise<number> {
   try {
     hosted = await hostContactPoint({
       contactPoint: {
-        id, relayUrl, secret, ...(proxy !== undefined ? { proxy } : {}), ...(ca ? { ca } : {}), ...(policy ? { policy } : {}),
+        id, relayUrl, secret, ...(proxy !== undefined ? { proxy } : {}), ...(ca ? { ca } : {}), ...(policy ? { policy } : {}), streamLimits,
         ...(idInUseRetryMs !== undefined ? { idInUseRetryMs } : {}),
       },
       stateDir,

@@ -58,6 +58,11 @@ export interface ContactPointOptions {
   readonly helloTimeoutMs?: number;
   /** open the UDP channel the relay offers for mediated datagrams (default true; else they stay in the tunnel) */
   readonly udp?: boolean;
+  /**
+   * streams through this contact point at once (default MAX_STREAMS_PER_CONTACT_POINT), and
+   * connections of one relay exposure at once (default MAX_STREAMS_PER_EXPOSURE)
+   */
+  readonly streamLimits?: { readonly maxStreams?: number; readonly maxStreamsPerExposure?: number };
 }
 
 /** How often tunnel status and changed peer counters go to admin subscribers. */
@@ -94,7 +99,7 @@ export class ContactPoint implements AdminApi {
   ) {
     this.logger = opts.logger ?? silentLogger;
     this.registrar = registrar;
-    this.ports = new PortMediator(new PortPolicy(portPolicy), this.logger);
+    this.ports = new PortMediator(new PortPolicy(portPolicy), this.logger, opts.streamLimits);
     this.store = StateStore.create(opts.stateDir, () => this.persisted(registrar.persisted()), this.logger);
     this.gateway = new Gateway({
       relayUrl: opts.relayUrl,
@@ -170,6 +175,9 @@ export class ContactPoint implements AdminApi {
     if (opts.policy) registrar.setPolicy(opts.policy.subnets ?? registrar.policy.subnets, opts.policy.joinCode);
     const ports = opts.ports ?? state.ports ?? { targets: [], listen: [] };
     new PortPolicy(ports); // a bad rule fails here, before anything starts
+    for (const [k, v] of Object.entries(opts.streamLimits ?? {})) {
+      if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new RangeError(`streamLimits.${k}: expected a positive integer, got ${String(v)}`);
+    }
     const cp = new ContactPoint(opts, registrar, ports);
     // A policy from the command line replaces the stored one: save it now, like any decision.
     if (opts.policy) await cp.decide(() => ({ apply: () => undefined }));

@@ -5,17 +5,39 @@ import { bridge, DirectRead } from '../protocol/bridge.js';
 import { decodeControl, encodeControl, type Frame } from '../protocol/codec.js';
 import { decodeDatagram, encodeDatagram, type Datagram, type OutgoingDatagram } from '../protocol/datagram.js';
 import { FrameType, type PortRequestBody, type PortResultBody } from '../protocol/frames.js';
-import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
+import { describeStatus, Status, statusName, type StatusCode } from '../protocol/status.js';
 import { StreamMux, type MuxLink } from '../protocol/stream-mux.js';
+import { MAX_STREAMS_PER_CONTACT_POINT, MAX_STREAMS_PER_EXPOSURE } from '../protocol/limits.js';
 import type { Logger } from '../runtime/logger.js';
+import { RefusalTally } from '../runtime/refusal-tally.js';
 import type { PortView } from '../admin/contract.js';
 import { canonicalAddress, type PortPolicy } from './port-policy.js';
 
-/** Ports one contact point keeps open at once, and per operator. */
+/** Ports one contact point keeps open at once, and per operator. An exposure is one port, whatever its connections. */
 export const MAX_OPEN_PORTS = 256;
 export const MAX_PORTS_PER_OPERATOR = 64;
-/** TCP streams through one contact point at once. */
-export const MAX_STREAMS = 1_024;
+/** Refused connections of one port are logged (at warn) at most once per this interval, with their count. */
+export const REFUSAL_LOG_INTERVAL_MS = 1_000;
+/** Stream churn on an exposed port tells admin subscribers at most this often (state changes at once). */
+export const PORTS_CHANGED_COALESCE_MS = 250;
+
+export interface PortLimits {
+  /** ports open at once (PORT_LIMIT) */
+  readonly maxPorts: number;
+  /** ports open at once for one operator name (PORT_LIMIT) */
+  readonly maxPerOperator: number;
+  /** streams through this contact point at once, of every kind (STREAM_LIMIT) */
+  readonly maxStreams: number;
+  /** connections of one exposed port at once (STREAM_LIMIT) */
+  readonly maxStreamsPerExposure: number;
+}
+
+export const DEFAULT_PORT_LIMITS: PortLimits = {
+  maxPorts: MAX_OPEN_PORTS,
+  maxPerOperator: MAX_PORTS_PER_OPERATOR,
+  maxStreams: MAX_STREAMS_PER_CONTACT_POINT,
+  maxStreamsPerExposure: MAX_STREAMS_PER_EXPOSURE,
+};
 /** A connect to a LAN target that has not completed by then fails with CONNECT_FAILED. */
 export const CONNECT_TIMEOUT_MS = 10_000;
 
@@ -40,6 +62,10 @@ interface PortEntry {
   target: string | undefined;
   readonly createdAt: number;
   readonly streams: Set<number>;
+  /** exposed ports: connects under way (not yet streams), counted against the limits */
+  connecting: number;
+  /** connections refused on this port (connects refused, accepted connections reset) */
+  readonly refusals: RefusalTally;
   bytesIn: number;
   bytesOut: number;
   server?: Server;
@@ -75,13 +101,18 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   /** the UDP channel to the relay while it is alive; datagrams fall back to the tunnel */
   private udp: { send(d: OutgoingDatagram): boolean } | undefined;
   private nextStream = -1;
+  /** connects under way on exposed ports, over all of them */
+  private connecting = 0;
+  private changedTimer: NodeJS.Timeout | undefined;
+  private readonly limits: PortLimits;
 
   constructor(
     readonly policy: PortPolicy,
     private readonly logger: Logger,
-    private readonly limits = { maxPorts: MAX_OPEN_PORTS, maxPerOperator: MAX_PORTS_PER_OPERATOR, maxStreams: MAX_STREAMS },
+    limits: Partial<PortLimits> = {},
   ) {
     super();
+    this.limits = { ...DEFAULT_PORT_LIMITS, ...limits };
   }
 
   /** A tunnel is up: requests may come. */
@@ -116,6 +147,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
       operator: p.operator,
       target: p.target,
       streams: p.streams.size,
+      refused: p.refusals.total,
       bytesIn: p.bytesIn + this.streamBytes(p, 'in'),
       bytesOut: p.bytesOut + this.streamBytes(p, 'out'),
       createdAt: p.createdAt,
@@ -158,6 +190,8 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
           return { req: req.req, ok: true, ...this.redirect(req) };
         case 'connect':
           return { req: req.req, ok: true, ...(await this.connectPort(req)) };
+        case 'expose':
+          return { req: req.req, ok: true, ...(await this.exposePort(req)) };
         case 'listen':
           return { req: req.req, ok: true, ...(await this.listen(req)) };
         case 'close': {
@@ -173,7 +207,10 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
       if (e.code === Status.PERMISSION_DENIED || e.code === Status.UNSAFE_TARGET) {
         this.emit('refused', { at: Date.now(), operator: req.operator, op: req.op, what: describeRequest(req), code: e.code, reason: e.message });
       }
-      this.logger.info('port request refused', { op: req.op, operator: req.operator, code: e.code, reason: e.message });
+      const port = req.op === 'connect' && req.portId !== undefined ? this.ports.get(req.portId) : undefined;
+      // A refused connection of an exposure: counted on its port, logged at most once a second.
+      if (port?.state === 'exposed') port.refusals.add(e.code, e.message);
+      else this.logger.info('port request refused', { op: req.op, operator: req.operator, code: e.code, reason: e.message });
       return { req: req.req, ok: false, code: e.code, reason: e.message.slice(0, 256) };
     }
   }
@@ -190,9 +227,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     if (!proto) throw new RequestError(Status.BAD_REQUEST, 'open needs proto tcp or udp');
     const address = req.address ?? '0.0.0.0';
     if (req.address !== undefined && isIP(req.address) === 0) throw new RequestError(Status.BAD_REQUEST, `address "${req.address}" is not an IP address`);
-    if (this.ports.size >= this.limits.maxPorts) throw new RequestError(Status.PORT_LIMIT, `${this.limits.maxPorts} ports are open`);
-    const mine = [...this.ports.values()].filter((p) => p.operator === req.operator).length;
-    if (mine >= this.limits.maxPerOperator) throw new RequestError(Status.PORT_LIMIT, `${req.operator} has ${mine} ports open`);
+    this.checkPortLimits(req.operator);
     const wanted = req.port ?? 0;
     const bindAddr = req.address;
     const candidates =
@@ -209,20 +244,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     let lastErr: NodeJS.ErrnoException | undefined;
     for (const port of candidates) {
       try {
-        const entry: PortEntry = {
-          id: this.allocId(),
-          proto,
-          address,
-          port,
-          state: 'open',
-          operator: req.operator,
-          target: undefined,
-          createdAt: Date.now(),
-          streams: new Set(),
-          bytesIn: 0,
-          bytesOut: 0,
-          sockets: new Set(),
-        };
+        const entry = this.newEntry(proto, address, port, 'open', req.operator, undefined);
         if (proto === 'udp') {
           entry.udp = await bindUdp(address, port);
           entry.port = entry.udp.address().port;
@@ -245,6 +267,60 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     throw new RequestError(Status.PORT_IN_USE, `cannot bind ${proto} ${address}:${wanted}: ${lastErr?.code ?? lastErr?.message ?? 'error'}`);
   }
 
+  private checkPortLimits(operator: string): void {
+    if (this.ports.size >= this.limits.maxPorts) throw new RequestError(Status.PORT_LIMIT, `${this.limits.maxPorts} ports are open`);
+    let mine = 0;
+    for (const p of this.ports.values()) if (p.operator === operator) mine++;
+    if (mine >= this.limits.maxPerOperator) throw new RequestError(Status.PORT_LIMIT, `${operator} has ${mine} ports open`);
+  }
+
+  private newEntry(proto: 'tcp' | 'udp', address: string, port: number, state: PortState, operator: string, target: string | undefined): PortEntry {
+    const id = this.allocId();
+    const entry: PortEntry = {
+      id,
+      proto,
+      address,
+      port,
+      state,
+      operator,
+      target,
+      createdAt: Date.now(),
+      streams: new Set(),
+      connecting: 0,
+      refusals: new RefusalTally(REFUSAL_LOG_INTERVAL_MS, (counts) => {
+        for (const c of counts) {
+          const fields = { port: id, operator, target: entry.target, refused: c.count, code: statusName(c.code), reason: c.reason, total: entry.refusals.total };
+          if (c.code === Status.STREAM_LIMIT) this.logger.warn('connections refused: stream limit reached', fields);
+          else this.logger.info('connections refused', fields);
+        }
+        this.changedSoon();
+      }),
+      bytesIn: 0,
+      bytesOut: 0,
+      sockets: new Set(),
+    };
+    return entry;
+  }
+
+  /**
+   * A relay exposure's port: one port (one row for the admin, one against the operator's port
+   * limit) whose every connection is a stream: the relay sends one connect per connection to
+   * the same target. Streams are capped per exposure and per contact point (STREAM_LIMIT).
+   */
+  private async exposePort(req: PortRequestBody): Promise<{ portId: number; port: number }> {
+    if ((req.proto ?? 'tcp') !== 'tcp') throw new RequestError(Status.BAD_REQUEST, 'only TCP exposures have a port of their own');
+    if (!req.host || !req.targetPort) throw new RequestError(Status.BAD_REQUEST, 'expose needs host and targetPort');
+    this.checkPortLimits(req.operator);
+    // Checked now so a refusal shows when the exposure starts; checked again at every connect.
+    const target = await this.policy.resolveTarget(req.host, req.targetPort);
+    if (!target.ok) throw new RequestError(target.unsafe ? Status.UNSAFE_TARGET : Status.PERMISSION_DENIED, target.reason);
+    this.checkPortLimits(req.operator);
+    const entry = this.newEntry('tcp', '0.0.0.0', 0, 'exposed', req.operator, `${req.host}:${req.targetPort}`);
+    this.ports.set(entry.id, entry);
+    this.emit('changed');
+    return { portId: entry.id, port: 0 };
+  }
+
   private redirect(req: PortRequestBody): { portId: number; port: number } {
     const p = this.must(req, 'udp');
     p.state = 'redirecting';
@@ -254,6 +330,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
 
   private async connectPort(req: PortRequestBody): Promise<{ portId: number; streamId: number; port: number }> {
     const p = this.must(req, 'tcp');
+    if (p.state === 'exposed') return this.connectExposed(p, req);
     if (p.state !== 'open') throw new RequestError(Status.WRONG_STATE, `port ${p.id} is ${p.state}`);
     if (!req.host || !req.targetPort) throw new RequestError(Status.BAD_REQUEST, 'connect needs host and targetPort');
     const streamId = req.streamId;
@@ -261,18 +338,68 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     const mux = this.mux;
     if (!mux) throw new RequestError(Status.WRONG_STATE, 'no tunnel');
     if (mux.get(streamId)) throw new RequestError(Status.BAD_REQUEST, `stream ${streamId} is in use`);
-    if (mux.size >= this.limits.maxStreams) throw new RequestError(Status.PORT_LIMIT, `${this.limits.maxStreams} streams are open`);
+    if (mux.size + this.connecting >= this.limits.maxStreams) throw new RequestError(Status.STREAM_LIMIT, `${this.limits.maxStreams} streams are open at this contact point`);
     const target = await this.policy.resolveTarget(req.host, req.targetPort);
     if (!target.ok) throw new RequestError(target.unsafe ? Status.UNSAFE_TARGET : Status.PERMISSION_DENIED, target.reason);
     p.state = 'connecting';
     p.target = `${req.host}:${req.targetPort}`;
     this.emit('changed');
     const direct = new DirectRead();
-    const socket = await new Promise<Socket>((resolve, reject) => {
+    const socket = await this.dial(p, target, req.targetPort, direct).catch((err: NodeJS.ErrnoException) => {
+      p.state = 'open';
+      this.emit('changed');
+      throw new RequestError(Status.CONNECT_FAILED, `${p.target}: ${err.code ?? err.message}`);
+    });
+    if (!this.ports.has(p.id) || this.mux !== mux) {
+      socket.resetAndDestroy();
+      throw new RequestError(Status.WRONG_STATE, 'the port was closed while connecting');
+    }
+    p.state = 'connected';
+    this.attachStream(p, socket, streamId, direct);
+    this.emit('changed');
+    return { portId: p.id, streamId, port: socket.localPort ?? p.port };
+  }
+
+  /** One more connection of an exposure: a stream to the exposure's target, within the stream limits. */
+  private async connectExposed(p: PortEntry, req: PortRequestBody): Promise<{ portId: number; streamId: number; port: number }> {
+    if (`${req.host ?? ''}:${req.targetPort ?? ''}` !== p.target) throw new RequestError(Status.BAD_REQUEST, `port ${p.id} is an exposure of ${p.target}`);
+    const streamId = req.streamId;
+    if (streamId === undefined || streamId % 2 !== 0) throw new RequestError(Status.BAD_REQUEST, 'connect needs an even streamId chosen by the relay');
+    const mux = this.mux;
+    if (!mux) throw new RequestError(Status.WRONG_STATE, 'no tunnel');
+    if (mux.get(streamId)) throw new RequestError(Status.BAD_REQUEST, `stream ${streamId} is in use`);
+    if (p.streams.size + p.connecting >= this.limits.maxStreamsPerExposure) {
+      throw new RequestError(Status.STREAM_LIMIT, `${this.limits.maxStreamsPerExposure} connections of this exposure are open at the contact point`);
+    }
+    if (mux.size + this.connecting >= this.limits.maxStreams) throw new RequestError(Status.STREAM_LIMIT, `${this.limits.maxStreams} streams are open at this contact point`);
+    p.connecting++;
+    this.connecting++;
+    try {
+      const target = await this.policy.resolveTarget(req.host!, req.targetPort!);
+      if (!target.ok) throw new RequestError(target.unsafe ? Status.UNSAFE_TARGET : Status.PERMISSION_DENIED, target.reason);
+      const direct = new DirectRead();
+      const socket = await this.dial(p, target, req.targetPort!, direct).catch((err: NodeJS.ErrnoException) => {
+        throw new RequestError(Status.CONNECT_FAILED, `${p.target}: ${err.code ?? err.message}`);
+      });
+      if (this.ports.get(p.id) !== p || this.mux !== mux) {
+        socket.resetAndDestroy();
+        throw new RequestError(Status.WRONG_STATE, 'the exposure was closed while connecting');
+      }
+      this.attachStream(p, socket, streamId, direct);
+      this.changedSoon();
+      return { portId: p.id, streamId, port: socket.localPort ?? 0 };
+    } finally {
+      p.connecting--;
+      this.connecting--;
+    }
+  }
+
+  private dial(p: PortEntry, target: { address: string; family: number }, port: number, direct: DirectRead): Promise<Socket> {
+    return new Promise<Socket>((resolve, reject) => {
       const s = connect({
         onread: direct.onread,
         host: target.address,
-        port: req.targetPort!,
+        port,
         family: target.family,
         allowHalfOpen: true,
         noDelay: true,
@@ -287,19 +414,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
       });
       s.once('timeout', () => s.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
       s.once('error', reject);
-    }).catch((err: NodeJS.ErrnoException) => {
-      p.state = 'open';
-      this.emit('changed');
-      throw new RequestError(Status.CONNECT_FAILED, `${p.target}: ${err.code ?? err.message}`);
     });
-    if (!this.ports.has(p.id) || this.mux !== mux) {
-      socket.resetAndDestroy();
-      throw new RequestError(Status.WRONG_STATE, 'the port was closed while connecting');
-    }
-    p.state = 'connected';
-    this.attachStream(p, socket, streamId, direct);
-    this.emit('changed');
-    return { portId: p.id, streamId, port: socket.localPort ?? p.port };
   }
 
   private async listen(req: PortRequestBody): Promise<{ portId: number; port: number }> {
@@ -327,8 +442,9 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
 
   private accepted(p: PortEntry, socket: Socket): void {
     const mux = this.mux;
-    if (!mux || mux.size >= this.limits.maxStreams) {
+    if (!mux || mux.size + this.connecting >= this.limits.maxStreams) {
       socket.resetAndDestroy();
+      p.refusals.add(Status.STREAM_LIMIT, mux ? `${this.limits.maxStreams} streams are open at this contact point` : 'no tunnel');
       return;
     }
     const streamId = this.allocStreamId();
@@ -358,6 +474,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
       p.sockets.delete(socket);
       // A connected port is done when its one connection is; a listening port lives on.
       if (p.state === 'connected' && this.ports.get(p.id) === p) this.closePort(p, 'connection closed');
+      else if (p.state === 'exposed') this.changedSoon();
       else this.emit('changed');
     }, direct);
   }
@@ -387,8 +504,20 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     p.udp.send(d.payload, d.port, canon!.address);
   }
 
+  /** Stream churn on exposed ports: one 'changed' per PORTS_CHANGED_COALESCE_MS at most. */
+  private changedSoon(): void {
+    if (this.changedTimer) return;
+    this.changedTimer = setTimeout(() => {
+      this.changedTimer = undefined;
+      this.emit('changed');
+    }, PORTS_CHANGED_COALESCE_MS);
+    this.changedTimer.unref();
+  }
+
   private closePort(p: PortEntry, reason: string): void {
     if (!this.ports.delete(p.id)) return;
+    p.refusals.flush();
+    p.refusals.dispose();
     p.server?.close();
     p.udp?.close();
     for (const id of p.streams) this.mux?.get(id)?.destroy(new Error(reason));

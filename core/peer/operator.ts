@@ -27,6 +27,8 @@ export interface OperatorEvents {
   /** a LAN host connected to a port you listen on */
   accepted: [PortEventBody, MuxStream];
   closed: [PortEventBody];
+  /** connections to one of your exposures (portId = its exposeId) were refused: count and status, at most once a second */
+  refused: [PortEventBody];
   datagram: [Datagram];
 }
 
@@ -79,8 +81,15 @@ export class Operator extends EventEmitter<OperatorEvents> {
   }
 
   /** A public port on the relay forwarding to `host:port` on the LAN behind `cp`. Lives as long as this session. */
-  async expose(cp: string, host: string, port: number, opts: { proto?: 'tcp' | 'udp'; publicPort?: number } = {}): Promise<{ exposeId: number; publicPort: number }> {
-    const r = await this.must(cp, { op: 'expose', proto: opts.proto ?? 'tcp', host, targetPort: port, ...(opts.publicPort ? { port: opts.publicPort } : {}) });
+  async expose(cp: string, host: string, port: number, opts: { proto?: 'tcp' | 'udp'; publicPort?: number; maxConnections?: number } = {}): Promise<{ exposeId: number; publicPort: number }> {
+    const r = await this.must(cp, {
+      op: 'expose',
+      proto: opts.proto ?? 'tcp',
+      host,
+      targetPort: port,
+      ...(opts.publicPort ? { port: opts.publicPort } : {}),
+      ...(opts.maxConnections ? { maxStreams: opts.maxConnections } : {}),
+    });
     return { exposeId: r.portId!, publicPort: r.port! };
   }
 
@@ -163,6 +172,7 @@ export class Operator extends EventEmitter<OperatorEvents> {
             stream.destroy(new Error('no accepted listener'));
           } else this.emit('accepted', e, stream);
         } else if (e.event === 'closed') this.emit('closed', e);
+        else if (e.event === 'refused') this.emit('refused', e);
         return true;
       }
       case FrameType.DATAGRAM:

@@ -124,6 +124,8 @@ export const portRequestSchema = obj({
   targetPort: optional(int({ min: 1, max: 65535 })),
   /** connect: the stream id the relay already opened for it (even; the contact point uses odd ids for accepted connections) */
   streamId: optional(id32),
+  /** expose (operator -> relay): at most this many connections at once; the relay's own limit caps it */
+  maxStreams: optional(int({ min: 1, max: 1_000_000 })),
 });
 export const portResultSchema = obj({
   req: id32,
@@ -137,11 +139,15 @@ export const portResultSchema = obj({
 });
 export const portEventSchema = obj({
   portId: id32,
-  event: oneOf(['accepted', 'closed'] as const),
+  /** refused: relay -> operator, connections to one of its exposures (portId = the exposure id) were refused */
+  event: oneOf(['accepted', 'closed', 'refused'] as const),
   streamId: optional(id32),
   remoteAddress: optional(str({ max: 64 })),
   remotePort: optional(port),
   reason: optional(reason),
+  /** refused: how many since the last such event, and the status of the last one */
+  count: optional(int({ min: 1, max: 0xffffffff })),
+  code: optional(int({ min: 0, max: 999 })),
 });
 
 /** Relay -> contact point after WELCOME: where and how to open the authenticated UDP channel. */

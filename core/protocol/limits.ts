@@ -72,3 +72,12 @@ export const DEDUPE_WINDOW = 65_536;
 export const RELAY_RATE_PER_SENDER = 50_000;
 /** Messages per second one internal peer may send through its contact point. */
 export const CONTACT_POINT_RATE_PER_PEER = 50_000;
+
+/**
+ * Connections (streams) one exposure carries at once, at the relay and at the contact point;
+ * more are refused with STREAM_LIMIT (the client's connection is reset, the others go on).
+ * An idle stream costs about 6 KB on each side; a busy one up to its window (256 KiB).
+ */
+export const MAX_STREAMS_PER_EXPOSURE = 4_096;
+/** Streams through one contact point at once (exposures, operator connects, accepted connections); the relay caps its exposures of one contact point the same. */
+export const MAX_STREAMS_PER_CONTACT_POINT = 16_384;

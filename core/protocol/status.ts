@@ -29,6 +29,7 @@ export const Status = {
   UNSAFE_TARGET: 35,
   BAD_REQUEST: 36,
   WRONG_STATE: 37,
+  STREAM_LIMIT: 38,
 
   // Connection faults (ERROR frame, then close 4000 + code).
   MALFORMED_FRAME: 100,
@@ -88,6 +89,7 @@ const DESCRIPTIONS: Record<StatusName, string> = {
   UNSAFE_TARGET: 'target address refused (loopback, link-local or similar)',
   BAD_REQUEST: 'malformed port request',
   WRONG_STATE: 'the port is not in a state that allows this',
+  STREAM_LIMIT: 'too many connections at once',
   MALFORMED_FRAME: 'malformed frame',
   UNKNOWN_FRAME_TYPE: 'unknown frame type',
   FRAME_TOO_LARGE: 'frame too large',

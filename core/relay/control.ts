@@ -64,22 +64,28 @@ export class ControlChannel extends EventEmitter<ControlEvents> {
   }
 
   /**
-   * open + connect in one go: a TCP stream to `host:port` on the LAN. Resolves with the stream,
-   * or with the refusal of whichever step failed (the opened port is closed again).
+   * One port at the contact point for an exposure of `host:port`: every connection of the
+   * exposure is then one connect on it (connectExposed), a stream and not a port of its own.
    */
-  async openStream(operator: string, host: string, port: number): Promise<{ ok: true; stream: MuxStream; portId: number } | { ok: false; code: number; reason: string }> {
-    const opened = await this.request({ op: 'open', operator, proto: 'tcp', port: 0 });
-    if (!opened.ok || opened.portId === undefined) return { ok: false, code: opened.code ?? Status.INTERNAL, reason: opened.reason ?? '' };
+  exposePort(operator: string, host: string, port: number): Promise<PortResultBody> {
+    return this.request({ op: 'expose', operator, proto: 'tcp', host, targetPort: port });
+  }
+
+  /** One connection of an exposure: a stream to its target through its port at the contact point. */
+  async connectExposed(operator: string, portId: number, host: string, port: number): Promise<{ ok: true; stream: MuxStream } | { ok: false; code: number; reason: string }> {
     const streamId = this.allocStreamId();
     // The stream exists before the request leaves, so the first LAN bytes always find it.
     const stream = this.mux.open(streamId);
-    const r = await this.request({ op: 'connect', operator, portId: opened.portId, host, targetPort: port, streamId });
+    const r = await this.request({ op: 'connect', operator, portId, host, targetPort: port, streamId });
     if (!r.ok) {
       this.mux.forget(streamId);
-      void this.request({ op: 'close', operator, portId: opened.portId });
       return { ok: false, code: r.code ?? Status.INTERNAL, reason: r.reason ?? '' };
     }
-    return { ok: true, stream, portId: opened.portId };
+    return { ok: true, stream };
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
   }
 
   /** Over the UDP channel while it is alive (and the datagram small enough), else inside the tunnel. */

@@ -1,14 +1,36 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { bridge } from '../protocol/bridge.js';
+import { MAX_STREAMS_PER_CONTACT_POINT, MAX_STREAMS_PER_EXPOSURE } from '../protocol/limits.js';
 import { Status, statusName } from '../protocol/status.js';
 import type { Logger } from '../runtime/logger.js';
+import { RefusalTally, type RefusalCount } from '../runtime/refusal-tally.js';
 import type { ControlChannel } from './control.js';
 
 /** A UDP client of an exposed port that stays silent this long loses its mapping (and the LAN port). */
 export const UDP_MAPPING_IDLE_MS = 60_000;
 /** Distinct UDP clients one exposure maps at once. */
 export const MAX_UDP_MAPPINGS = 256;
+/** Refused connections of one exposure are logged (warn) and reported to its operator at most once per this interval, with their count. */
+export const EXPOSE_REFUSAL_REPORT_MS = 1_000;
+
+export interface ExposeLimits {
+  /** TCP connections one exposure carries at once (STREAM_LIMIT beyond) */
+  readonly maxConnections: number;
+  /** TCP connections of all exposures of one contact point at once (STREAM_LIMIT beyond) */
+  readonly maxConnectionsPerContactPoint: number;
+}
+
+export const DEFAULT_EXPOSE_LIMITS: ExposeLimits = {
+  maxConnections: MAX_STREAMS_PER_EXPOSURE,
+  maxConnectionsPerContactPoint: MAX_STREAMS_PER_CONTACT_POINT,
+};
+
+/** The slots of one contact point's exposed connections, shared by its exposures. */
+interface ContactPointSlots {
+  take(cp: string): boolean;
+  release(cp: string): void;
+}
 
 export interface ExposeSpec {
   readonly cp: string;
@@ -21,6 +43,10 @@ export interface ExposeSpec {
   /** relay-side port; 0 = any free one */
   readonly publicPort?: number;
   readonly publicHost?: string;
+  /** TCP: at most this many connections at once (the relay's own limit caps it) */
+  readonly maxConnections?: number;
+  /** refused connections, at most once per EXPOSE_REFUSAL_REPORT_MS with their counts (e.g. to the operator) */
+  readonly onRefused?: (counts: readonly RefusalCount[], exposureId: number) => void;
 }
 
 export interface ExposureView {
@@ -32,6 +58,9 @@ export interface ExposureView {
   readonly operator: string;
   readonly connections: number;
   readonly refused: number;
+  /** TCP connections open now, and the most this exposure carries at once */
+  readonly active: number;
+  readonly maxConnections: number;
 }
 
 interface UdpMapping {
@@ -44,10 +73,12 @@ interface UdpMapping {
 }
 
 /**
- * "Expose a LAN target through the relay": a public TCP or UDP port on the relay host whose
- * every incoming connection becomes open + connect at the contact point (TCP), or whose
- * every client address gets its own redirected UDP port there. Refusals reset the client's
- * connection at once and are counted.
+ * "Expose a LAN target through the relay": a public TCP or UDP port on the relay host. TCP:
+ * the exposure has one port at the contact point (op expose), and every incoming connection
+ * is a stream through it (one connect each), within the per-exposure and per-contact-point
+ * connection limits. UDP: every client address gets its own redirected UDP port there.
+ * Refusals reset the client's connection at once (the others go on), are counted, logged at
+ * warn and reported to the operator, at most once a second with their counts.
  */
 export class Exposure {
   private server: Server | undefined;
@@ -57,8 +88,14 @@ export class Exposure {
   /** the same mappings by LAN port id: every datagram back from the LAN is looked up here */
   private readonly byPort = new Map<number, UdpMapping>();
   private sweeper: NodeJS.Timeout | undefined;
+  /** TCP: this exposure's port at the contact point, per tunnel (asked for at the first connection) */
+  private cpPort: { readonly ch: ControlChannel; readonly id: Promise<number | { code: number; reason: string }> } | undefined;
+  private readonly refusals: RefusalTally;
+  private closed = false;
+  readonly maxConnections: number;
+  /** TCP connections open now (from accept to close, set-up included) */
+  active = 0;
   connections = 0;
-  refused = 0;
   publicPort = 0;
 
   constructor(
@@ -66,7 +103,21 @@ export class Exposure {
     readonly spec: ExposeSpec,
     private readonly channel: () => ControlChannel | undefined,
     private readonly logger: Logger,
-  ) {}
+    limits: ExposeLimits = DEFAULT_EXPOSE_LIMITS,
+    private readonly slots: ContactPointSlots = { take: () => true, release: () => undefined },
+  ) {
+    this.maxConnections = Math.min(spec.maxConnections ?? limits.maxConnections, limits.maxConnections);
+    this.refusals = new RefusalTally(EXPOSE_REFUSAL_REPORT_MS, (counts) => {
+      for (const c of counts) {
+        this.logger.warn('exposed connections refused', { cp: spec.cp, exposure: id, publicPort: this.publicPort, operator: spec.operator, refused: c.count, code: statusName(c.code), reason: c.reason, total: this.refusals.total });
+      }
+      spec.onRefused?.(counts, id);
+    });
+  }
+
+  get refused(): number {
+    return this.refusals.total;
+  }
 
   view(): ExposureView {
     return {
@@ -78,6 +129,8 @@ export class Exposure {
       operator: this.spec.operator,
       connections: this.connections,
       refused: this.refused,
+      active: this.active,
+      maxConnections: this.maxConnections,
     };
   }
 
@@ -111,10 +164,20 @@ export class Exposure {
   }
 
   close(): void {
+    this.closed = true;
     clearInterval(this.sweeper);
+    this.refusals.flush();
+    this.refusals.dispose();
     this.server?.close();
     for (const s of this.sockets) s.resetAndDestroy();
     this.udp?.close();
+    const port = this.cpPort;
+    this.cpPort = undefined;
+    if (port && !port.ch.isClosed) {
+      void port.id.then((id) => {
+        if (typeof id === 'number') void port.ch.request({ op: 'close', operator: this.spec.operator, portId: id });
+      });
+    }
     const ch = this.channel();
     for (const m of this.mappings.values()) void ch?.request({ op: 'close', operator: this.spec.operator, portId: m.portId });
     this.mappings.clear();
@@ -130,29 +193,74 @@ export class Exposure {
     return true;
   }
 
+  /** The contact point closed a port: when it was ours, the next connection asks for a new one. */
+  portClosed(ch: ControlChannel, portId: number): void {
+    const port = this.cpPort;
+    if (port?.ch !== ch) return;
+    void port.id.then((id) => {
+      if (id === portId && this.cpPort === port) this.cpPort = undefined;
+    });
+  }
+
+  private refuse(socket: Socket, code: number, reason: string): void {
+    this.refusals.add(code, reason);
+    socket.resetAndDestroy();
+  }
+
+  /** This exposure's port at the contact point behind `ch`, or the refusal (not kept: the next connection asks again). */
+  private portAt(ch: ControlChannel): Promise<number | { code: number; reason: string }> {
+    if (this.cpPort?.ch !== ch) {
+      const id = ch.exposePort(this.spec.operator, this.spec.host, this.spec.port).then((r) =>
+        r.ok && r.portId !== undefined ? r.portId : { code: r.code ?? Status.INTERNAL, reason: r.reason ?? '' },
+      );
+      const port = { ch, id };
+      this.cpPort = port;
+      void id.then((v) => {
+        if (typeof v !== 'number' && this.cpPort === port) this.cpPort = undefined;
+      });
+    }
+    return this.cpPort.id;
+  }
+
   private async onTcp(socket: Socket): Promise<void> {
-    this.sockets.add(socket);
-    socket.on('close', () => this.sockets.delete(socket));
     socket.on('error', () => undefined);
+    const cp = this.spec.cp;
     const ch = this.channel();
-    if (!ch) {
-      this.refused++;
-      socket.resetAndDestroy();
+    if (!ch) return this.refuse(socket, Status.CONTACT_POINT_OFFLINE, `${cp} is offline`);
+    if (this.active >= this.maxConnections) return this.refuse(socket, Status.STREAM_LIMIT, `${this.maxConnections} connections of this exposure are open`);
+    if (!this.slots.take(cp)) return this.refuse(socket, Status.STREAM_LIMIT, `the relay's limit of connections to the exposures of ${cp} is reached`);
+    this.active++;
+    this.sockets.add(socket);
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      this.active--;
+      this.slots.release(cp);
+    });
+    for (let attempt = 0; ; attempt++) {
+      if (this.closed || socket.destroyed) return; // closed meanwhile: no new port at the contact point
+      const portId = await this.portAt(ch);
+      if (socket.destroyed) return;
+      if (typeof portId !== 'number') return this.refuse(socket, portId.code, portId.reason);
+      const r = await ch.connectExposed(this.spec.operator, portId, this.spec.host, this.spec.port);
+      if (!r.ok) {
+        // Our port went away at the contact point (its admin closed it): once more, on a new one.
+        if (r.code === Status.UNKNOWN_PORT && attempt === 0) {
+          const current = this.cpPort;
+          if (current?.ch === ch && (await current.id) === portId && this.cpPort === current) this.cpPort = undefined;
+          continue;
+        }
+        if (socket.destroyed) return;
+        return this.refuse(socket, r.code, r.reason);
+      }
+      if (socket.destroyed) {
+        r.stream.on('error', () => undefined);
+        r.stream.destroy(new Error('client went away'));
+        return;
+      }
+      this.connections++;
+      bridge(socket, r.stream);
       return;
     }
-    const r = await ch.openStream(this.spec.operator, this.spec.host, this.spec.port);
-    if (!r.ok) {
-      this.refused++;
-      this.logger.info('exposed connection refused', { cp: this.spec.cp, code: statusName(r.code), reason: r.reason });
-      socket.resetAndDestroy();
-      return;
-    }
-    if (socket.destroyed) {
-      r.stream.destroy(new Error('client went away'));
-      return;
-    }
-    this.connections++;
-    bridge(socket, r.stream);
   }
 
   private async onUdp(payload: Buffer, address: string, port: number): Promise<void> {
@@ -162,7 +270,7 @@ export class Exposure {
     if (!ch) return;
     if (!m) {
       if (this.mappings.size >= MAX_UDP_MAPPINGS) {
-        this.refused++;
+        this.refusals.add(Status.STREAM_LIMIT, `${MAX_UDP_MAPPINGS} UDP clients of this exposure are mapped`);
         return;
       }
       m = { address, port, portId: 0, lastSeen: Date.now() };
@@ -171,8 +279,7 @@ export class Exposure {
       const redirected = opened.ok && opened.portId !== undefined ? await ch.request({ op: 'redirect', operator: this.spec.operator, portId: opened.portId }) : opened;
       if (!redirected.ok || opened.portId === undefined) {
         this.mappings.delete(key);
-        this.refused++;
-        this.logger.info('exposed udp refused', { cp: this.spec.cp, code: statusName(redirected.code ?? Status.INTERNAL), reason: redirected.reason });
+        this.refusals.add(redirected.code ?? Status.INTERNAL, redirected.reason ?? '');
         return;
       }
       m.portId = opened.portId;
@@ -200,15 +307,43 @@ export class Exposure {
 export class Exposer {
   private readonly exposures = new Map<number, Exposure>();
   private nextId = 1;
+  /** exposed TCP connections open now, per contact point */
+  private readonly perCp = new Map<string, number>();
+  /** tunnels whose closed ports we watch (an exposure's port closed by the contact point's admin) */
+  private readonly watched = new WeakSet<ControlChannel>();
+  private readonly slots = {
+    take: (cp: string): boolean => {
+      const n = this.perCp.get(cp) ?? 0;
+      if (n >= this.limits.maxConnectionsPerContactPoint) return false;
+      this.perCp.set(cp, n + 1);
+      return true;
+    },
+    release: (cp: string): void => {
+      const n = (this.perCp.get(cp) ?? 1) - 1;
+      if (n > 0) this.perCp.set(cp, n);
+      else this.perCp.delete(cp);
+    },
+  };
 
   constructor(
     private readonly channels: (cp: string) => ControlChannel | undefined,
     private readonly defaultHost: string,
     private readonly logger: Logger,
+    readonly limits: ExposeLimits = DEFAULT_EXPOSE_LIMITS,
   ) {}
 
   async expose(spec: ExposeSpec): Promise<Exposure> {
-    const e = new Exposure(this.nextId++, spec, () => this.channels(spec.cp), this.logger);
+    const channel = (): ControlChannel | undefined => {
+      const ch = this.channels(spec.cp);
+      if (ch && !this.watched.has(ch)) {
+        this.watched.add(ch);
+        ch.on('closed', (e) => {
+          for (const x of this.exposures.values()) if (x.spec.cp === spec.cp) x.portClosed(ch, e.portId);
+        });
+      }
+      return ch;
+    };
+    const e = new Exposure(this.nextId++, spec, channel, this.logger, this.limits, this.slots);
     await e.start(this.defaultHost);
     this.exposures.set(e.id, e);
     return e;

@@ -105,6 +105,13 @@ export class OperatorSession {
           port: body.targetPort,
           operator: this.name,
           ...(body.port ? { publicPort: body.port } : {}),
+          ...(body.maxStreams ? { maxConnections: body.maxStreams } : {}),
+          // Refused connections: told to the operator (expose prints them), at most once a second.
+          onRefused: (counts, exposureId) => {
+            for (const c of counts) {
+              this.link.send(encodeControl(FrameType.PORT_EVENT, { portId: exposureId, event: 'refused', count: c.count, code: c.code, reason: c.reason.slice(0, 256) }));
+            }
+          },
         });
         this.exposures.add(e.id);
         return { req: body.req, ok: true, portId: e.id, port: e.publicPort };

@@ -29,7 +29,7 @@ import { TokenBucket } from '../runtime/token-bucket.js';
 import { closeServer, listen } from '../runtime/server-lifecycle.js';
 import type { CredentialKind, CredentialStore, Right } from './credentials.js';
 import { ControlChannel } from './control.js';
-import { Exposer, type Exposure, type ExposeSpec, type ExposureView } from './expose.js';
+import { DEFAULT_EXPOSE_LIMITS, Exposer, type ExposeLimits, type Exposure, type ExposeSpec, type ExposureView } from './expose.js';
 import { OperatorSession } from './operators.js';
 import { RelayUdpService } from './udp-service.js';
 
@@ -62,6 +62,10 @@ export interface RelayOptions {
   readonly credentialsPollMs?: number;
   /** how long a contact point's tunnel has to answer a liveness probe when another instance says hello with its id (default TAKEOVER_PROBE_MS) */
   readonly takeoverProbeMs?: number;
+  /** TCP connections one exposure carries at once (default MAX_STREAMS_PER_EXPOSURE) */
+  readonly maxExposeConnections?: number;
+  /** TCP connections of all exposures of one contact point at once (default MAX_STREAMS_PER_CONTACT_POINT) */
+  readonly maxExposeConnectionsPerContactPoint?: number;
 }
 
 interface Session {
@@ -145,7 +149,7 @@ export class Relay {
     this.logger = opts.logger ?? silentLogger;
     this.maxMessageBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
     this.udp = opts.udp === false ? undefined : new RelayUdpService(this.logger);
-    this.exposer = new Exposer((cp) => this.tunnels.get(cp)?.control, opts.exposeHost ?? opts.host ?? '127.0.0.1', this.logger);
+    this.exposer = new Exposer((cp) => this.tunnels.get(cp)?.control, opts.exposeHost ?? opts.host ?? '127.0.0.1', this.logger, exposeLimits(opts));
     this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
   }
 
@@ -534,6 +538,15 @@ export class Relay {
     this.refused++;
     link.send(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: code, reason: reason ?? describeStatus(code) }));
   }
+}
+
+function exposeLimits(o: RelayOptions): ExposeLimits {
+  const limits = {
+    maxConnections: o.maxExposeConnections ?? DEFAULT_EXPOSE_LIMITS.maxConnections,
+    maxConnectionsPerContactPoint: o.maxExposeConnectionsPerContactPoint ?? DEFAULT_EXPOSE_LIMITS.maxConnectionsPerContactPoint,
+  };
+  for (const [k, v] of Object.entries(limits)) if (!Number.isInteger(v) || v < 1) throw new RangeError(`relay option ${k}: expected a positive integer, got ${v}`);
+  return limits;
 }
 
 function rejectUpgrade(socket: Duplex, status: number, text: string): void {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AdminServer } from '../../core/admin/server.js';
-import { ContactPoint } from '../../core/contact-point/contact-point.js';
+import { ContactPoint, type ContactPointOptions } from '../../core/contact-point/contact-point.js';
 import { CredentialStore } from '../../core/relay/credentials.js';
 import { createLogger } from '../../core/runtime/logger.js';
 import { JsonChild } from './child-process.js';
@@ -82,7 +82,9 @@ export class Stack {
     this.relayPort = Number(new URL(relayUrl).port);
   }
 
-  static async start(opts: { id?: string; externals?: readonly string[]; embeddedRelay?: boolean } = {}): Promise<Stack> {
+  static async start(
+    opts: { id?: string; externals?: readonly string[]; operators?: readonly string[]; embeddedRelay?: boolean; streamLimits?: ContactPointOptions['streamLimits'] } = {},
+  ): Promise<Stack> {
     requireBuilt();
     const id = opts.id ?? 'acme-hq';
     const dir = await mkdtemp(join(tmpdir(), 'cp-e2e-'));
@@ -90,6 +92,7 @@ export class Stack {
     const cpSecret = await creds.add('contact-point', id);
     const secrets = new Map<string, string>();
     for (const name of opts.externals ?? ['alice']) secrets.set(name, await creds.add('external', name));
+    for (const name of opts.operators ?? []) secrets.set(name, await creds.add('external', name, ['send', 'mediate']));
     const { child: relay, url: relayUrl } = await spawnRelay(join(dir, 'relay'), 0);
     const cp = await ContactPoint.create({
       id,
@@ -99,6 +102,7 @@ export class Stack {
       peerHost: '127.0.0.1',
       logger,
       embeddedRelay: opts.embeddedRelay ?? false,
+      ...(opts.streamLimits ? { streamLimits: opts.streamLimits } : {}),
       ...FAST,
     });
     await cp.start();
@@ -116,6 +120,13 @@ export class Stack {
     const p = await spawnInternalPeer(this.cp.peerPortUrl, name);
     this.peers.push(p);
     return p;
+  }
+
+  /** The secret of a credential made at start (externals, operators). */
+  secretOf(name: string): string {
+    const secret = this.secrets.get(name);
+    if (!secret) throw new Error(`no credential made for ${name}`);
+    return secret;
   }
 
   /** An outside sender at the relay. */

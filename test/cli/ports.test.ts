@@ -117,18 +117,18 @@ describe('expose + curl + ports, all through the CLI', () => {
       const page = await curl(`${base}/status`).done;
       expect(page, page.stderr).toMatchObject({ code: 0, stdout: 'printer config page for /status' });
 
-      // While a request is in flight, `ports` lists its port.
+      // The exposure is one port at the contact point (state exposed); a request in flight is one of its streams.
       const slow = curl(`${base}/slow`);
       await web.slowArrived;
-      const listed = await poll('the in-flight port', async () => JSON.parse((await cli(['ports', '--json', '--state', cpState])).stdout) as Record<string, unknown>[], (l) => l.length === 1);
-      expect(listed[0]).toMatchObject({ proto: 'tcp', state: 'connected', operator: 'tech', target: `127.0.0.1:${web.port}`, streams: 1 });
+      const listed = await poll('the in-flight stream', async () => JSON.parse((await cli(['ports', '--json', '--state', cpState])).stdout) as Record<string, unknown>[], (l) => l.length === 1 && l[0]!.streams === 1);
+      expect(listed[0]).toMatchObject({ proto: 'tcp', state: 'exposed', operator: 'tech', target: `127.0.0.1:${web.port}`, streams: 1, refused: 0 });
       const id = Number(listed[0]!.id);
       const table = await cli(['ports', '--state', cpState]);
       expect(table.code, table.stderr).toBe(0);
-      expect(table.stdout).toMatch(/^ID\s+PROTO\s+LOCAL\s+STATE\s+OPERATOR\s+TARGET\s+STREAMS\s+IN\s+OUT\s+AGE\n/);
-      expect(table.stdout).toMatch(new RegExp(`^${id}\\s+tcp\\s+\\S+\\s+connected\\s+tech\\s+127\\.0\\.0\\.1:${web.port}\\s+1\\s`, 'm'));
+      expect(table.stdout).toMatch(/^ID\s+PROTO\s+LOCAL\s+STATE\s+OPERATOR\s+TARGET\s+STREAMS\s+REFUSED\s+IN\s+OUT\s+AGE\n/);
+      expect(table.stdout).toMatch(new RegExp(`^${id}\\s+tcp\\s+\\S+\\s+exposed\\s+tech\\s+127\\.0\\.0\\.1:${web.port}\\s+1\\s+0\\s`, 'm'));
 
-      // Closing it resets the connection: curl fails, and the list empties.
+      // Closing it resets its connections: curl fails, and the list empties.
       const closed = await cli(['ports', 'close', String(id), '--state', cpState]);
       expect(closed.code, closed.stderr).toBe(0);
       expect(closed.stdout).toBe(`port ${id} closed; its connections were reset\n`);
@@ -139,12 +139,11 @@ describe('expose + curl + ports, all through the CLI', () => {
       expect(unknown.code).toBe(1);
       expect(unknown.stderr).toMatch(/no open port with id \d+.*\(NOT_FOUND\)/);
 
-      // A finished request leaves no port behind.
+      // The exposure lives on: the next request gets it a new port, which stays (with no stream) once the request is done.
       expect((await curl(`${base}/ink`).done).stdout).toBe('printer config page for /ink');
-      await poll('no ports after the request', async () => (await cli(['ports', '--json', '--state', cpState])).stdout.trim(), (s) => s === '[]');
-      const none = await cli(['ports', '--state', cpState]);
-      expect(none).toMatchObject({ code: 0, stdout: '' });
-      expect(none.stderr).toContain('no open ports');
+      const after = await poll('the exposure port with no stream', async () => JSON.parse((await cli(['ports', '--json', '--state', cpState])).stdout) as Record<string, unknown>[], (l) => l.length === 1 && l[0]!.streams === 0);
+      expect(after[0]).toMatchObject({ state: 'exposed', target: `127.0.0.1:${web.port}` });
+      expect(Number(after[0]!.id)).not.toBe(id);
 
       // Without the mediate right: refused at the relay, exit 3 with the numbered status.
       const visitor = await cli(['expose', 'acme-hq', `127.0.0.1:${web.port}`, '--relay', relayUrl, '--id', 'visitor', '--credential-file', cred('visitor')]);
@@ -169,9 +168,13 @@ describe('expose + curl + ports, all through the CLI', () => {
         listen: ['tcp:1-65535'],
       });
 
-      // Ctrl-C ends the exposure: exit 0, and the public port is gone.
+      // Ctrl-C ends the exposure: exit 0, the public port is gone, and so is its port at the contact point.
       expect(await expose.stop('SIGINT')).toBe(0);
       expect((await curl(`${base}/`).done).code).not.toBe(0);
+      await poll('no ports once the exposure ended', async () => (await cli(['ports', '--json', '--state', cpState])).stdout.trim(), (s) => s === '[]');
+      const none = await cli(['ports', '--state', cpState]);
+      expect(none).toMatchObject({ code: 0, stdout: '' });
+      expect(none.stderr).toContain('no open ports');
 
       // A target the admin did not allow: the test connection is refused, exit 3, with a hint.
       const notAllowed = await cli(['expose', 'acme-hq', '192.0.2.1:80', ...asTech]);

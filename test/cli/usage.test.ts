@@ -91,6 +91,29 @@ describe('bad command lines exit 2 and name the flag, the value and why', () => 
   });
 });
 
+describe('connection limit flags', () => {
+  it('refuses a limit that is not a whole number in range, naming the flag (exit 2)', async () => {
+    const credFile = join(home.path, 'cp.credential');
+    await writeFile(credFile, 'cpk_x\n', { mode: 0o600 });
+    const serve = ['serve', '--relay', 'ws://127.0.0.1:9/v1', '--id', 'acme-hq', '--credential-file', credFile];
+    const cases: [string[], RegExp][] = [
+      [['expose', 'acme-hq', '192.168.1.20:80', '--max-connections', '0'], /--max-connections "0": expected a whole number from 1 to 1000000/],
+      [['expose', 'acme-hq', '192.168.1.20:161', '--udp', '--max-connections', '10'], /--max-connections is for TCP exposures/],
+      [['relay', '--max-expose-connections', 'many'], /--max-expose-connections "many": expected a whole number from 1 to 1000000/],
+      [['relay', '--max-expose-connections-per-cp', '0'], /--max-expose-connections-per-cp "0": expected a whole number/],
+      [[...serve, '--max-streams', '0'], /--max-streams "0": expected a whole number from 1 to 1000000/],
+      [[...serve, '--max-exposure-streams', '2000000'], /--max-exposure-streams "2000000": expected a whole number from 1 to 1000000/],
+    ];
+    const results = await Promise.all(cases.map(([args]) => cli(args)));
+    results.forEach((r, i) => {
+      const [args, pattern] = cases[i]!;
+      expect(r.code, `${args.join(' ')}\n${r.stderr}`).toBe(2);
+      expect(r.stderr, args.join(' ')).toMatch(pattern);
+      expect(r.stdout).toBe('');
+    });
+  });
+});
+
 describe('relay credential add | list | remove', () => {
   it('shows a secret once, stores only its hash in a 0600 file, lists without secrets and removes', async () => {
     const state = join(home.path, 'relay');

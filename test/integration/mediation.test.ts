@@ -72,7 +72,7 @@ function readAll(s: Socket): Promise<string> {
 }
 
 describe('port mediation through the tunnel', () => {
-  it('exposes a LAN web page through the relay (open + connect per connection)', async () => {
+  it('exposes a LAN web page through the relay (one exposed port, a stream per connection)', async () => {
     await allowLoopback();
     const web = await listen(createHttpServer((req, res) => res.end(`printer config page for ${req.url}`)));
     const e = await h.relay.expose({ cp: 'acme-hq', proto: 'tcp', host: '127.0.0.1', port: web, operator: 'tech' });
@@ -81,6 +81,7 @@ describe('port mediation through the tunnel', () => {
       expect(await httpGet(e.publicPort, path)).toEqual({ status: 200, body: `printer config page for ${path}` });
     }
     expect(e.view()).toMatchObject({ connections: 3, refused: 0 });
+    expect(h.cp.ports.list()).toEqual([expect.objectContaining({ state: 'exposed', operator: 'tech', target: `127.0.0.1:${web}`, refused: 0 })]);
   });
 
   it('needs only a target rule to expose TCP; listening on a LAN port needs a listen rule', async () => {

@@ -144,6 +144,9 @@ export function PortsView() {
                 <th scope="col" className="num">
                   Streams
                 </th>
+                <th scope="col" className="num" title="Connections refused on this port: over a stream limit, a failed connect, or not allowed">
+                  Refused
+                </th>
                 <th scope="col" className="num" title="Bytes from the relay towards the LAN">
                   In
                 </th>
@@ -168,6 +171,9 @@ export function PortsView() {
                   <td className="mono">{p.target ?? '—'}</td>
                   <td>{p.operator}</td>
                   <td className="num">{formatCount(p.streams)}</td>
+                  <td className={p.refused > 0 ? 'num warn' : 'num'} data-refused={p.refused}>
+                    {formatCount(p.refused)}
+                  </td>
                   <td className="num">{formatBytes(p.bytesIn)}</td>
                   <td className="num">{formatBytes(p.bytesOut)}</td>
                   <td>{formatAgo(p.createdAt, now)}</td>
