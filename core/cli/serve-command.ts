@@ -3,6 +3,9 @@ import { join } from 'node:path';
 import { createLogger } from '../runtime/logger.js';
 import { cidr, exclusive, logLevel, name, parseFlags, proxyUrl, required, wsUrl, type Command } from './args.js';
 import {
+  floodLimitFlags,
+  floodLimitFlagsHelp,
+  floodLimitOptions,
   hostContactPoint,
   portPolicyFlagsHelp,
   portPolicyFlags,
@@ -60,6 +63,7 @@ Flags:
                                replaces the stored list)
   --join-code-file FILE        register peers that present this join code without asking
 ${portPolicyFlagsHelp(31)}
+${floodLimitFlagsHelp(31)}
   --log-level LEVEL            debug, info, warn, error or silent (default info); logs go to stderr
   --json                       print one line {"event":"ready",...} on stdout once running
   -h, --help                   this help
@@ -91,6 +95,7 @@ async function run(argv: string[]): Promise<number> {
       'auto-approve-subnet': { type: 'string', multiple: true },
       'join-code-file': { type: 'string' },
       ...portPolicyOptions,
+      ...floodLimitOptions,
       'log-level': { type: 'string' },
       json: { type: 'boolean' },
     },
@@ -103,6 +108,7 @@ async function run(argv: string[]): Promise<number> {
   const proxy = values['no-proxy'] ? null : values.proxy !== undefined ? proxyUrl('--proxy', values.proxy) : undefined;
   const subnets = (values['auto-approve-subnet'] ?? []).map((s) => cidr('--auto-approve-subnet', s));
   const ports = portPolicyFlags(values);
+  const floodLimits = floodLimitFlags(values);
   const level = logLevel('--log-level', values['log-level'] ?? 'info');
   const logger = createLogger({ level });
   const warn = (msg: string): void => logger.warn(msg);
@@ -117,7 +123,7 @@ async function run(argv: string[]): Promise<number> {
   let hosted: HostedContactPoint;
   try {
     hosted = await hostContactPoint({
-      contactPoint: { id, relayUrl, secret, ...(proxy !== undefined ? { proxy } : {}), ...(ca ? { ca } : {}), ...(policy ? { policy } : {}) },
+      contactPoint: { id, relayUrl, secret, ...floodLimits, ...(proxy !== undefined ? { proxy } : {}), ...(ca ? { ca } : {}), ...(policy ? { policy } : {}) },
       stateDir,
       peer,
       admin,
