@@ -384,7 +384,10 @@ export class ContactPoint implements AdminApi {
   }
 
   private onDecision(name: string, previous: string | undefined, state: string, by: string | undefined): void {
-    this.logger.info('peer registration changed', { peer: name, from: previous ?? 'new', to: state, by });
+    // While a registration flood is on, new and pending requests log at debug: the flood's one
+    // warning and its summary speak for them. Decisions always log at info.
+    const request = (previous === undefined || previous === 'unregistered') && (state === 'unregistered' || state === 'pending');
+    this.logger[request && this.floods.active ? 'debug' : 'info']('peer registration changed', { peer: name, from: previous ?? 'new', to: state, by });
     if (state === 'registered') this.gateway.announce('add', [name]);
     else if (previous === 'registered') this.gateway.announce('remove', [name]);
     if (state === 'revoked') {

@@ -42,6 +42,12 @@ export class FloodMonitor {
     private readonly now: () => number = Date.now,
   ) {}
 
+  /** Whether a flood episode is going on (a request was dropped within FLOOD_NOTICE_MS). */
+  get active(): boolean {
+    this.expire(this.now());
+    return this.episode !== undefined;
+  }
+
   /** Counts one dropped request from `source`; true when it starts a flood episode. */
   drop(source: string, kind: 'evicted' | 'refused'): boolean {
     const t = this.now();

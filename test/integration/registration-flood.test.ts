@@ -5,6 +5,7 @@ import { WebSocket } from 'ws';
 import type { FloodView, PeerView } from '../../core/admin/contract.js';
 import { STATE_FILE } from '../../core/contact-point/state-store.js';
 import { Status } from '../../core/protocol/status.js';
+import { createLogger } from '../../core/runtime/logger.js';
 import { closeFloodSockets, flood, rawPeer } from '../flood-client.js';
 import { startHarness, waitFor, type Harness } from '../helpers.js';
 
@@ -25,7 +26,8 @@ describe('registration flood', () => {
   it('caps undecided requests per source address, evicting the oldest, and a legitimate newcomer still registers', async () => {
     const perAddress = 16;
     // The defaults: 16 undecided requests per address, 60 new identities per address a minute.
-    h = await startHarness();
+    const lines: string[] = [];
+    h = await startHarness({ cp: { logger: createLogger({ level: 'info', write: (l) => lines.push(l) }) } });
     const hh = h;
     // Decided peers on the flooding address itself (the harness's peers come from 127.0.0.1): untouched.
     const keep = await hh.registered('keep-registered');
@@ -42,6 +44,7 @@ describe('registration flood', () => {
 
     const N = 48;
     const started = Date.now();
+    const logged = lines.length;
     const outcomes = await flood(hh.cp.peerPortUrl, '127.0.0.1', 'flood', N);
     // Every flooding hello got in (the oldest made room); none was turned away with RESOURCE_LIMIT.
     expect(outcomes.filter((o) => o.refused !== undefined)).toEqual([]);
@@ -54,6 +57,11 @@ describe('registration flood', () => {
     await waitFor(() => outcomes.filter((o) => o.ws.readyState === WebSocket.CLOSED).length === N - perAddress, 5_000, 'evicted sessions closed');
     const evicted = outcomes.find((o) => o.name === 'flood-0')!;
     expect(evicted.seen.at(-1)).toMatch(new RegExp(`^${Status.RESOURCE_LIMIT} registration request dropped: .*127\\.0\\.0\\.1.*flood limit`));
+
+    // The log: one warning for the flood, and no line per request once it is known.
+    const during = lines.slice(logged);
+    expect(during.filter((l) => / warn /.test(l))).toEqual([expect.stringMatching(/registration flood: .* from=127\.0\.0\.1/)]);
+    expect(during.length).toBeLessThanOrEqual(2 * perAddress + 4); // the 16 requests before the flood: new, then pending
 
     // A legitimate new peer on another address registers and is approved.
     const newcomer = await rawPeer(hh.cp.peerPortUrl, 'newcomer', '127.0.0.2');
