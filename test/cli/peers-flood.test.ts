@@ -36,4 +36,19 @@ describe('contact-point peers after a registration flood', () => {
     expect(status.code, status.stderr).toBe(0);
     expect(status.stdout).toMatch(/^flood {10}8 registration requests from 127\.0\.0\.2 were dropped in the last minute \(flood limit\)$/m);
   }, 30_000);
+
+  it('serve refuses flood limits that are not whole numbers of at least 1, naming the flag', async () => {
+    home = await tempHome();
+    const serve = ['serve', '--relay', 'ws://127.0.0.1:9/v1', '--id', 'acme-hq', '--state', home.path];
+    const cases: [string[], RegExp][] = [
+      [['--max-undecided-per-address', '0'], /--max-undecided-per-address "0": expected a whole number from 1 to 100000/],
+      [['--max-undecided', '1e3'], /--max-undecided "1e3": expected a whole number from 1 to 100000/],
+      [['--new-peers-per-minute', '-5'], /--new-peers-per-minute/],
+    ];
+    const results = await Promise.all(cases.map(([extra]) => runCli([...serve, ...extra], { home: home!.path })));
+    results.forEach((r, i) => {
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(cases[i]![1]);
+    });
+  }, 30_000);
 });
