@@ -10,6 +10,7 @@ import { FlowPage } from './pages/flow-page.js';
 import { PeersPage } from './pages/peers-page.js';
 import { SettingsPage } from './pages/settings-page.js';
 import { TunnelPage } from './pages/tunnel-page.js';
+import { closeFloodSockets, flood } from '../test/flood-client.js';
 import { launchChromium } from './support/browser.js';
 import { Stack } from './support/stack.js';
 import { Operator } from '../core/peer/operator.js';
@@ -30,6 +31,7 @@ afterAll(async () => {
   await browser?.close();
 });
 afterEach(async () => {
+  closeFloodSockets();
   await context?.close();
   context = undefined;
   await stack?.close();
@@ -330,5 +332,28 @@ describe('admin GUI in Chromium', { timeout: 60_000 }, () => {
       lan.close();
       await op.stop();
     }
+  });
+
+  it('a registration flood is one line on the Peers view, not a notification per request', async () => {
+    stack = await Stack.start();
+    const { page } = await open(stack, { notifications: true });
+    const peers = new PeersPage(page);
+    await peers.tab('pending').waitFor();
+    expect(await peers.floodNotice.count()).toBe(0);
+
+    // 40 hellos with fresh keys + REGISTER from one LAN address (a loopback one stands in).
+    const outcomes = await flood(stack.cp.peerPortUrl, '127.0.0.2', 'flood', 40, 4);
+    expect(outcomes.every((o) => o.state === 'pending')).toBe(true);
+    // The first drop shows at once; the count catches up within a second.
+    await peers.floodNotice.filter({ hasText: /^24 / }).waitFor({ timeout: 5_000 });
+    expect(await peers.floodNotice.textContent()).toBe('24 registration requests from 127.0.0.2 were dropped in the last minute (flood limit)');
+    await peers.waitForCount('pending', 16);
+    await stack.internalPeer('printer').then((p) => p.send({ cmd: 'register' }));
+    await peers.waitForCount('pending', 17);
+    const shown = await page.evaluate(() => (globalThis as unknown as { __notifications: { body: string }[] }).__notifications);
+    // Notifications stop once the flood is known: at most the 16 requests that came before it.
+    expect(shown.length).toBeLessThanOrEqual(16);
+    expect(shown.map((n) => n.body)).not.toContain('printer@acme-hq asks to be registered (from 127.0.0.1).');
+    await new AdminPage(page).screenshot('peers-flood');
   });
 });

@@ -31,6 +31,7 @@ const EVENTS = {
   'policy:changed': true,
   'ports:changed': true,
   'ports:policy-changed': true,
+  'peers:flood': true,
 } as const satisfies Record<AdminEventName, true>;
 const { contextBridge, ipcRenderer } = electron;
 const SETTINGS_GET: (typeof HOST_SETTINGS_CHANNELS)['get'] = 'settings:get';

@@ -133,6 +133,35 @@ export interface PortPolicyView {
   readonly listen: readonly string[];
 }
 
+/** One source address of a registration flood: what the flood limits dropped from it. */
+export interface FloodSourceView {
+  /** the source address (IPv4-mapped IPv6 shown as IPv4), or `other addresses` past the tracked ones */
+  readonly address: string;
+  /** undecided requests forgotten to make room (their sessions closed with RESOURCE_LIMIT) */
+  readonly evicted: number;
+  /** hellos with a new identity refused with RATE_LIMITED */
+  readonly refused: number;
+  readonly lastAt: number;
+}
+
+/**
+ * Registration requests the flood limits dropped in the current flood episode (it ends 10
+ * minutes after the last drop). `dropped` 0: no flood now. A bounded summary: at most 8
+ * sources, most dropped first; `otherSources` counts the rest.
+ */
+export interface FloodView {
+  readonly dropped: number;
+  readonly evicted: number;
+  readonly refused: number;
+  /** first and last drop of the episode (ms since epoch); undefined when no flood */
+  readonly since: number | undefined;
+  readonly lastAt: number | undefined;
+  readonly sources: readonly FloodSourceView[];
+  readonly otherSources: number;
+  /** the limits in force: undecided requests per address and in total, new identities per address a minute */
+  readonly limits: { readonly perAddress: number; readonly total: number; readonly newPerMinute: number };
+}
+
 export interface Snapshot {
   readonly contactPoint: ContactPointInfo;
   readonly tunnel: TunnelView;
@@ -141,6 +170,8 @@ export interface Snapshot {
   readonly flow: FlowTotals;
   readonly ports: readonly PortView[];
   readonly portPolicy: PortPolicyView;
+  /** registration requests dropped by the flood limits (absent from contact points before them) */
+  readonly flood: FloodView;
 }
 
 export interface AdminEvents {
@@ -153,9 +184,11 @@ export interface AdminEvents {
   'ports:changed': readonly PortView[];
   /** the port policy, whenever an admin (GUI, CLI, another window) sets it */
   'ports:policy-changed': PortPolicyView;
+  /** the registration flood summary, at most once a second while it changes, and once when the flood is over */
+  'peers:flood': FloodView;
 }
 export type AdminEventName = keyof AdminEvents;
-export const ADMIN_EVENTS: readonly AdminEventName[] = ['peer:changed', 'peer:removed', 'tunnel:status', 'flow:batch', 'policy:changed', 'ports:changed', 'ports:policy-changed'];
+export const ADMIN_EVENTS: readonly AdminEventName[] = ['peer:changed', 'peer:removed', 'tunnel:status', 'flow:batch', 'policy:changed', 'ports:changed', 'ports:policy-changed', 'peers:flood'];
 
 const peerName = str({ min: 1, max: MAX_NAME_LENGTH, pattern: /^[a-z0-9][a-z0-9._-]*$/, patternText: 'must be a peer name' });
 const cidr = str({ min: 3, max: 49, pattern: /^[0-9a-fA-F:.]+\/\d{1,3}$/, patternText: 'must be a CIDR such as 192.168.1.0/24' });

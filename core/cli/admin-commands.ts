@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { AdminClient } from '../admin/client.js';
-import { AdminError, type PeerView, type PolicyView, type Snapshot } from '../admin/contract.js';
+import { AdminError, type FloodView, type PeerView, type PolicyView, type Snapshot } from '../admin/contract.js';
 import { cidr, exclusive, name, parseFlags, positionals, wsUrl, type Command } from './args.js';
 import { CliError, UsageError } from './errors.js';
 import { readSecretFile } from './flag-files.js';
@@ -86,11 +86,27 @@ function peerLine(p: PeerView): string {
   }
 }
 
+/**
+ * The one line on a registration flood (the GUI's Peers view shows the same): how many
+ * requests the flood limits dropped, from where, over how long. Undefined when there is none.
+ */
+export function floodLine(f: FloodView | undefined, now: number): string | undefined {
+  if (!f || f.dropped === 0 || f.since === undefined) return undefined;
+  const first = f.sources[0]?.address ?? 'unknown';
+  const others = f.sources.length - 1 + f.otherSources;
+  const from = others > 0 ? `${first} and ${others} other address${others === 1 ? '' : 'es'}` : first;
+  const minutes = Math.max(1, Math.ceil((now - f.since) / 60_000));
+  const n = f.dropped;
+  return `${n} registration request${n === 1 ? '' : 's'} from ${from} ${n === 1 ? 'was' : 'were'} dropped in the last ${minutes === 1 ? 'minute' : `${minutes} minutes`} (flood limit)`;
+}
+
 const PEERS_HELP = `Usage: contact-point peers [list] [flags]
        contact-point peers approve|reject|revoke|forget NAME [flags]
 
 Lists the peers a running contact point knows, or decides on one:
   list       name, state, online, LAN address, messages in/out, who admitted it (default)
+             A line under the list tells of a registration flood: requests the flood limits
+             dropped (serve --help: --max-undecided-per-address, --new-peers-per-minute)
   approve    register NAME: messages to NAME@ID are delivered (also re-admits a revoked peer)
   reject     turn down a pending registration request (NAME becomes unregistered)
   revoke     unregister NAME at once: its session is closed and messages to it are refused
@@ -107,16 +123,18 @@ async function peersList(argv: string[]): Promise<number> {
     say(JSON.stringify(snap.peers));
     return 0;
   }
+  const flood = floodLine(snap.flood, Date.now());
   if (snap.peers.length === 0) {
     note(`no peers yet: a peer appears here when it connects to the peer port ${snap.contactPoint.peerPortUrl}`);
-    return 0;
+  } else {
+    say(
+      formatTable(
+        ['NAME', 'STATE', 'ONLINE', 'LAN ADDRESS', 'IN', 'OUT', 'ADMITTED BY'],
+        snap.peers.map((p) => [p.name, p.state, p.online ? 'yes' : 'no', lan(p.lanAddress), String(p.messagesIn), String(p.messagesOut), p.admittedBy ?? '-']),
+      ),
+    );
   }
-  say(
-    formatTable(
-      ['NAME', 'STATE', 'ONLINE', 'LAN ADDRESS', 'IN', 'OUT', 'ADMITTED BY'],
-      snap.peers.map((p) => [p.name, p.state, p.online ? 'yes' : 'no', lan(p.lanAddress), String(p.messagesIn), String(p.messagesOut), p.admittedBy ?? '-']),
-    ),
-  );
+  if (flood) say(flood);
   return 0;
 }
 
@@ -240,6 +258,7 @@ function statusText(snap: Snapshot, now: number): string[] {
     `peer port      ${cp.peerPortUrl}`,
     `peers          ${peers.length} known: ${count('registered')} registered, ${count('pending')} pending, ` +
       `${count('revoked')} revoked, ${count('unregistered')} unregistered; ${online} online`,
+    ...(floodLine(snap.flood, now) !== undefined ? [`flood          ${floodLine(snap.flood, now)}`] : []),
     `policy         ${policyText(snap.policy)}`,
     `messages       ${flow.messages} (${flow.delivered} delivered, ${flow.refused} refused)`,
   ];
@@ -267,6 +286,7 @@ async function status(argv: string[]): Promise<number> {
         tunnel,
         policy,
         flow,
+        ...(snap.flood ? { flood: snap.flood } : {}),
         peers: {
           known: peers.length,
           registered: count('registered'),

@@ -7,7 +7,8 @@ import type { PortPolicyConfig } from '../contact-point/port-policy.js';
 import { StateStore } from '../contact-point/state-store.js';
 import { primeAllocator } from '../runtime/allocator.js';
 import type { Logger } from '../runtime/logger.js';
-import { listenRule, targetRule } from './args.js';
+import { MAX_UNDECIDED_PEERS, MAX_UNDECIDED_PER_ADDRESS, NEW_PEERS_PER_ADDRESS_PER_MINUTE } from '../protocol/limits.js';
+import { integer, listenRule, targetRule } from './args.js';
 import { CliError } from './errors.js';
 import { listenError, type ListenFlag } from './listen.js';
 import { removeAdminFile, writeAdminFile } from './state-dir.js';
@@ -61,6 +62,42 @@ async function portPolicyOption(flags: PortPolicyFlags | undefined, stateDir: st
   // A state file that cannot be read fails ContactPoint.create right after, with its own message.
   const stored = (await StateStore.load(stateDir).catch(() => undefined))?.ports;
   return { targets: flags.targets ?? stored?.targets ?? [], listen: flags.listen ?? stored?.listen ?? [] };
+}
+
+/** serve: the registration flood limits (docs/PROTOCOL.md section 8). */
+export const floodLimitOptions = {
+  'max-undecided': { type: 'string' },
+  'max-undecided-per-address': { type: 'string' },
+  'new-peers-per-minute': { type: 'string' },
+} as const;
+
+/** Help lines of the flood limit flags, descriptions starting at `column`. */
+export function floodLimitFlagsHelp(column: number): string {
+  // A flag too long for the column gets its description on the lines below it.
+  const flag = (f: string, lines: string[]): string =>
+    (`  ${f}`.length < column ? lines : ['', ...lines]).map((l, i) => (i === 0 ? `  ${f}`.padEnd(column) : ' '.repeat(column)) + l).join('\n').replace(/ +$/m, '');
+  return [
+    flag('--max-undecided N', [`registration requests waiting for the admin, in total (default ${MAX_UNDECIDED_PEERS});`, 'past it the oldest from the address with the most is dropped']),
+    flag('--max-undecided-per-address N', [`the same per source address (default ${MAX_UNDECIDED_PER_ADDRESS}); past it that`, "address's oldest request is dropped"]),
+    flag('--new-peers-per-minute N', [`new peer identities one address may bring a minute (default ${NEW_PEERS_PER_ADDRESS_PER_MINUTE});`, 'more are refused (RATE_LIMITED); auto-approve subnets are exempt']),
+  ].join('\n');
+}
+
+/** ContactPointOptions of the flood limit flags, each checked (a bad one is a UsageError naming it). */
+export function floodLimitFlags(values: { 'max-undecided'?: string | undefined; 'max-undecided-per-address'?: string | undefined; 'new-peers-per-minute'?: string | undefined }): {
+  maxUndecidedPeers?: number;
+  maxUndecidedPerAddress?: number;
+  newPeersPerAddressPerMinute?: number;
+} {
+  const v = (flag: string, value: string | undefined, max: number): number | undefined => (value === undefined ? undefined : integer(flag, value, 1, max));
+  const total = v('--max-undecided', values['max-undecided'], 100_000);
+  const perAddress = v('--max-undecided-per-address', values['max-undecided-per-address'], 100_000);
+  const perMinute = v('--new-peers-per-minute', values['new-peers-per-minute'], 1_000_000);
+  return {
+    ...(total !== undefined ? { maxUndecidedPeers: total } : {}),
+    ...(perAddress !== undefined ? { maxUndecidedPerAddress: perAddress } : {}),
+    ...(perMinute !== undefined ? { newPeersPerAddressPerMinute: perMinute } : {}),
+  };
 }
 
 /** One line on the port policy for the ready banner of serve and start. */

@@ -4,6 +4,9 @@ import { ID_IN_USE_RETRY_MS, MAX_STREAMS_PER_CONTACT_POINT, MAX_STREAMS_PER_EXPO
 import { createLogger } from '../runtime/logger.js';
 import { cidr, exclusive, integer, logLevel, name, parseFlags, proxyUrl, required, wsUrl, type Command } from './args.js';
 import {
+  floodLimitFlags,
+  floodLimitFlagsHelp,
+  floodLimitOptions,
   hostContactPoint,
   portPolicyFlagsHelp,
   portPolicyFlags,
@@ -69,6 +72,7 @@ ${portPolicyFlagsHelp(31)}
                                (default ${MAX_STREAMS_PER_CONTACT_POINT}); more are refused with STREAM_LIMIT (38)
   --max-exposure-streams N     connections of one relay exposure at once (default ${MAX_STREAMS_PER_EXPOSURE});
                                refused ones are counted per port (ports, the GUI's Ports view)
+${floodLimitFlagsHelp(31)}
   --log-level LEVEL            debug, info, warn, error or silent (default info); logs go to stderr
   --json                       print one line {"event":"ready",...} on stdout once running
   -h, --help                   this help
@@ -103,6 +107,7 @@ async function run(argv: string[]): Promise<number> {
       'max-streams': { type: 'string' },
       'max-exposure-streams': { type: 'string' },
       ...portPolicyOptions,
+      ...floodLimitOptions,
       'log-level': { type: 'string' },
       json: { type: 'boolean' },
     },
@@ -119,6 +124,7 @@ async function run(argv: string[]): Promise<number> {
   const maxStreams = values['max-streams'] !== undefined ? integer('--max-streams', values['max-streams'], 1, MAX_CONNECTIONS_LIMIT) : undefined;
   const maxExposureStreams = values['max-exposure-streams'] !== undefined ? integer('--max-exposure-streams', values['max-exposure-streams'], 1, MAX_CONNECTIONS_LIMIT) : undefined;
   const streamLimits = { ...(maxStreams !== undefined ? { maxStreams } : {}), ...(maxExposureStreams !== undefined ? { maxStreamsPerExposure: maxExposureStreams } : {}) };
+  const floodLimits = floodLimitFlags(values);
   const level = logLevel('--log-level', values['log-level'] ?? 'info');
   const logger = createLogger({ level });
   const warn = (msg: string): void => logger.warn(msg);
@@ -134,7 +140,7 @@ async function run(argv: string[]): Promise<number> {
   try {
     hosted = await hostContactPoint({
       contactPoint: {
-        id, relayUrl, secret, ...(proxy !== undefined ? { proxy } : {}), ...(ca ? { ca } : {}), ...(policy ? { policy } : {}), streamLimits,
+        id, relayUrl, secret, ...floodLimits, ...(proxy !== undefined ? { proxy } : {}), ...(ca ? { ca } : {}), ...(policy ? { policy } : {}), streamLimits,
         ...(idInUseRetryMs !== undefined ? { idInUseRetryMs } : {}),
       },
       stateDir,

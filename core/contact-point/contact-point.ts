@@ -24,8 +24,9 @@ import { Collector } from './collector.js';
 import { Distributor } from './distributor.js';
 import { FlowRecorder } from './flow-recorder.js';
 import { Gateway } from './gateway.js';
+import { FloodMonitor } from './flood-monitor.js';
 import { PeerPort, type PeerSession } from './peer-port.js';
-import { Registrar, type PlannedDecision } from './registrar.js';
+import { Registrar, type PlannedDecision, type RegistrarLimits } from './registrar.js';
 import { StateClosedError, StateSaveError, StateStore, type Decision, type PersistedState, type StateDraft } from './state-store.js';
 import { PortPolicy, type PortPolicyConfig } from './port-policy.js';
 import { PortMediator } from './ports.js';
@@ -63,6 +64,21 @@ export interface ContactPointOptions {
    * connections of one relay exposure at once (default MAX_STREAMS_PER_EXPOSURE)
    */
   readonly streamLimits?: { readonly maxStreams?: number; readonly maxStreamsPerExposure?: number };
+  /** registration flood limits: undecided requests in total (MAX_UNDECIDED_PEERS) */
+  readonly maxUndecidedPeers?: number;
+  /** undecided requests per source address (MAX_UNDECIDED_PER_ADDRESS) */
+  readonly maxUndecidedPerAddress?: number;
+  /** new peer identities per source address a minute (NEW_PEERS_PER_ADDRESS_PER_MINUTE) */
+  readonly newPeersPerAddressPerMinute?: number;
+}
+
+/** The registrar limits ContactPointOptions set (the rest keep their defaults). */
+function registrarLimits(opts: ContactPointOptions): Partial<RegistrarLimits> {
+  return {
+    ...(opts.maxUndecidedPeers !== undefined ? { maxUndecided: opts.maxUndecidedPeers } : {}),
+    ...(opts.maxUndecidedPerAddress !== undefined ? { maxUndecidedPerAddress: opts.maxUndecidedPerAddress } : {}),
+    ...(opts.newPeersPerAddressPerMinute !== undefined ? { newPeersPerAddressPerMinute: opts.newPeersPerAddressPerMinute } : {}),
+  };
 }
 
 /** How often tunnel status and changed peer counters go to admin subscribers. */
@@ -80,6 +96,8 @@ export class ContactPoint implements AdminApi {
   readonly flow = new FlowRecorder();
   /** port mediation (seed 002): what the relay may open on the LAN, within the admin's policy */
   readonly ports: PortMediator;
+  /** registration requests the flood limits dropped, for the admin */
+  readonly floods: FloodMonitor;
   private readonly distributor: Distributor;
   private readonly collector: Collector;
   private readonly store: StateStore;
@@ -101,6 +119,16 @@ export class ContactPoint implements AdminApi {
     this.registrar = registrar;
     this.ports = new PortMediator(new PortPolicy(portPolicy), this.logger, opts.streamLimits);
     this.store = StateStore.create(opts.stateDir, () => this.persisted(registrar.persisted()), this.logger);
+    this.ports = new PortMediator(new PortPolicy(portPolicy), this.logger);
+    this.floods = new FloodMonitor(registrar.limits, this.logger);
+    this.store = StateStore.create(
+      opts.stateDir,
+      () => {
+        const ports = this.ports.policy.config;
+        return { ...registrar.persisted(), ports: { targets: [...ports.targets], listen: [...ports.listen] } };
+      },
+      this.logger,
+    );
     this.gateway = new Gateway({
       relayUrl: opts.relayUrl,
       id: opts.id,
@@ -163,6 +191,15 @@ export class ContactPoint implements AdminApi {
       this.peerPort.disconnect(name, Status.REVOKED, 'the admin removed this peer');
       this.events.emit('peer:removed', { name });
     });
+    registrar.on('evicted', (r, source, reason) => {
+      // A request the admin never decided on, forgotten to make room (flood limit): saved like
+      // any change, its session told why, every GUI drops the row; the flood summary counts it.
+      this.store.changed();
+      this.peerPort.disconnect(r.name, Status.RESOURCE_LIMIT, reason, 'debug');
+      this.events.emit('peer:removed', { name: r.name });
+      this.floodDrop(source, 'evicted');
+    });
+    registrar.on('refused', (source) => this.floodDrop(source, 'refused'));
     registrar.on('policy', (p) => {
       this.store.changed();
       this.events.emit('policy:changed', p);
@@ -171,7 +208,7 @@ export class ContactPoint implements AdminApi {
 
   static async create(opts: ContactPointOptions): Promise<ContactPoint> {
     const state = await StateStore.load(opts.stateDir);
-    const registrar = new Registrar(opts.id, state);
+    const registrar = new Registrar(opts.id, state, Date.now, registrarLimits(opts));
     if (opts.policy) registrar.setPolicy(opts.policy.subnets ?? registrar.policy.subnets, opts.policy.joinCode);
     const ports = opts.ports ?? state.ports ?? { targets: [], listen: [] };
     new PortPolicy(ports); // a bad rule fails here, before anything starts
@@ -236,6 +273,7 @@ export class ContactPoint implements AdminApi {
       flow: this.flow.totals(),
       ports: this.ports.list(),
       portPolicy: this.ports.policy.config,
+      flood: this.floods.view(),
     };
   }
 
@@ -406,7 +444,10 @@ export class ContactPoint implements AdminApi {
   }
 
   private onDecision(name: string, previous: string | undefined, state: string, by: string | undefined): void {
-    this.logger.info('peer registration changed', { peer: name, from: previous ?? 'new', to: state, by });
+    // While a registration flood is on, new and pending requests log at debug: the flood's one
+    // warning and its summary speak for them. Decisions always log at info.
+    const request = (previous === undefined || previous === 'unregistered') && (state === 'unregistered' || state === 'pending');
+    this.logger[request && this.floods.active ? 'debug' : 'info']('peer registration changed', { peer: name, from: previous ?? 'new', to: state, by });
     if (state === 'registered') this.gateway.announce('add', [name]);
     else if (previous === 'registered') this.gateway.announce('remove', [name]);
     if (state === 'revoked') {
@@ -429,7 +470,13 @@ export class ContactPoint implements AdminApi {
     this.ports.setUdpChannel(undefined);
   }
 
+  /** Counts a dropped request; the first of a flood goes to the GUIs at once, the rest with the next refresh. */
+  private floodDrop(source: string, kind: 'evicted' | 'refused'): void {
+    if (this.floods.drop(source, kind) && this.floods.takeChanged()) this.events.emit('peers:flood', this.floods.view());
+  }
+
   private refreshAdmin(): void {
+    if (this.floods.takeChanged()) this.events.emit('peers:flood', this.floods.view());
     if (this.events.listenerCount('tunnel:status') > 0) this.events.emit('tunnel:status', this.gateway.status());
     if (this.events.listenerCount('peer:changed') === 0) return;
     // Message counters change too often for an event each; changed peers go out once a second.

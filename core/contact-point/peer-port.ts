@@ -123,9 +123,9 @@ export class PeerPort {
     this.links.clear();
   }
 
-  /** Cut a peer off with a reason (revoked, forgotten). */
-  disconnect(name: string, code: StatusCode, reason: string): void {
-    this.sessions.get(name)?.link.fault(code, reason);
+  /** Cut a peer off with a reason (revoked, forgotten; flood evictions log at debug: the flood summary counts them). */
+  disconnect(name: string, code: StatusCode, reason: string, logLevel: 'info' | 'debug' = 'info'): void {
+    this.sessions.get(name)?.link.fault(code, reason, logLevel);
   }
 
   sendState(name: string, state: PeerState, by: string | undefined): void {
@@ -185,7 +185,8 @@ export class PeerPort {
         settle();
         const verdict = this.opts.handler.hello(claimed.name, claimed.publicKey, remote);
         if (!verdict.ok) {
-          link.fault(verdict.code, verdict.reason);
+          // A flood's refusals are summed up by the contact point's flood summary, not logged one by one.
+          link.fault(verdict.code, verdict.reason, verdict.code === Status.RATE_LIMITED ? 'debug' : 'info');
           return;
         }
         this.admit(link, claimed.name, remote, claimed.version, verdict.state);

@@ -1,17 +1,28 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { MAX_PEERS_PER_CONTACT_POINT, MAX_UNDECIDED_PEERS } from '../protocol/limits.js';
+import {
+  MAX_PEERS_PER_CONTACT_POINT,
+  MAX_UNDECIDED_PEERS,
+  MAX_UNDECIDED_PER_ADDRESS,
+  NEW_PEERS_PER_ADDRESS_PER_MINUTE,
+} from '../protocol/limits.js';
 import { Status, type StatusCode } from '../protocol/status.js';
+import { TokenBucket } from '../runtime/token-bucket.js';
 import type { PeerState, PeerView, PolicyView } from '../admin/contract.js';
 import { AdminError } from '../admin/contract.js';
-import { RegistrationPolicy } from './policy.js';
+import { canonicalIp, RegistrationPolicy } from './policy.js';
 import { hashSecret } from '../runtime/secrets.js';
 import { StateDraft, type PeerRecord, type PersistedState } from './state-store.js';
 
 export interface RegistrarEvents {
   /** a record changed; `previous` is its state before (undefined for a new record) */
   changed: [PeerRecord, PeerState | undefined];
+  /** the admin forgot a record */
   removed: [string];
+  /** an undecided request was forgotten to make room (flood limit): its record, source address and why */
+  evicted: [PeerRecord, string, string];
+  /** a hello with a new identity was refused (flood limit): source address, code, reason */
+  refused: [string, StatusCode, string];
   policy: [PolicyView];
 }
 
@@ -32,6 +43,48 @@ interface DecidedFields {
   readonly admittedBy: string | undefined;
 }
 
+/** How many records and requests the registrar keeps; every value an integer of at least 1. */
+export interface RegistrarLimits {
+  /** records in any state (MAX_PEERS_PER_CONTACT_POINT) */
+  readonly maxPeers: number;
+  /** undecided requests in total (MAX_UNDECIDED_PEERS) */
+  readonly maxUndecided: number;
+  /** undecided requests per source address (MAX_UNDECIDED_PER_ADDRESS) */
+  readonly maxUndecidedPerAddress: number;
+  /** new identities per source address a minute (NEW_PEERS_PER_ADDRESS_PER_MINUTE) */
+  readonly newPeersPerAddressPerMinute: number;
+}
+
+export const DEFAULT_REGISTRAR_LIMITS: RegistrarLimits = {
+  maxPeers: MAX_PEERS_PER_CONTACT_POINT,
+  maxUndecided: MAX_UNDECIDED_PEERS,
+  maxUndecidedPerAddress: MAX_UNDECIDED_PER_ADDRESS,
+  newPeersPerAddressPerMinute: NEW_PEERS_PER_ADDRESS_PER_MINUTE,
+};
+
+/** Source addresses whose new-identity rate is tracked at once; past it the oldest is forgotten. */
+const MAX_TRACKED_SOURCES = 10_000;
+
+/** The source address a record counts against: IPv4-mapped IPv6 as IPv4, `unknown` when none. */
+export function sourceOf(lanAddress: string | undefined): string {
+  return lanAddress ? canonicalIp(lanAddress).address : 'unknown';
+}
+
+/**
+ * A request the admin has not decided on, which the flood limits may forget: `pending`, or
+ * `unregistered` and never rejected (a rejection sets decidedAt and is the admin's decision).
+ */
+export function isUndecided(r: PeerRecord): boolean {
+  return r.state === 'pending' || (r.state === 'unregistered' && r.decidedAt === undefined);
+}
+
+export function checkRegistrarLimits(limits: RegistrarLimits): RegistrarLimits {
+  for (const [key, value] of Object.entries(limits)) {
+    if (!Number.isInteger(value) || (value as number) < 1) throw new Error(`registrar limit ${key} must be an integer of at least 1, not ${String(value)}`);
+  }
+  return limits;
+}
+
 export type HelloOutcome = { readonly ok: true; readonly record: PeerRecord } | { readonly ok: false; readonly code: StatusCode; readonly reason: string };
 
 /**
@@ -47,18 +100,30 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
   private readonly online = new Set<string>();
   /** peers whose message counters moved since the last drainCounted() */
   private readonly counted = new Set<string>();
-  /** records with admin decisions being saved (how many): not evicted meanwhile */
+  /** records with admin decisions being saved (how many): not evicted meanwhile, nor counted as undecided */
   private readonly pinned = new Map<string, number>();
+  /** undecided requests by source address, each oldest first (the order they said hello) */
+  private readonly undecided = new Map<string, Map<string, PeerRecord>>();
+  /** the source each undecided request is filed under, by name */
+  private readonly undecidedSource = new Map<string, string>();
+  /** new identities per source address (token buckets, bounded) */
+  private readonly newIdentities = new Map<string, TokenBucket>();
   readonly policy: RegistrationPolicy;
+  readonly limits: RegistrarLimits;
 
   constructor(
     readonly contactPointId: string,
     initial: PersistedState,
     private readonly now: () => number = Date.now,
-    private readonly limits = { maxPeers: MAX_PEERS_PER_CONTACT_POINT, maxUndecided: MAX_UNDECIDED_PEERS },
+    limits: Partial<RegistrarLimits> = {},
   ) {
     super();
-    for (const r of initial.peers) this.records.set(r.name, { ...r });
+    this.limits = checkRegistrarLimits({ ...DEFAULT_REGISTRAR_LIMITS, ...limits });
+    for (const r of [...initial.peers].sort((a, b) => a.firstSeen - b.firstSeen)) {
+      const rec = { ...r };
+      this.records.set(r.name, rec);
+      this.index(rec);
+    }
     this.policy = new RegistrationPolicy(initial.policy);
   }
 
@@ -88,17 +153,34 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
       }
       existing.lastSeen = t;
       if (lanAddress) existing.lanAddress = lanAddress;
+      this.index(existing);
       this.emit('changed', existing, existing.state);
       return { ok: true, record: existing };
     }
-    if (this.records.size >= this.limits.maxPeers || (this.undecidedCount() >= this.limits.maxUndecided && !this.evictUndecided())) {
+    // A new identity. Flood limits: a rate per source address (not for subnets the admin's
+    // policy trusts), then room among the undecided requests, made by forgetting the oldest.
+    const source = sourceOf(lanAddress);
+    if (this.policy.admits(lanAddress, undefined) === undefined && !this.takeNewIdentity(source)) {
+      const reason = `more than ${this.limits.newPeersPerAddressPerMinute} new peers from ${source} within a minute (flood limit); try again later`;
+      this.emit('refused', source, Status.RATE_LIMITED, reason);
+      return { ok: false, code: Status.RATE_LIMITED, reason };
+    }
+    this.makeRoom(source);
+    if (this.records.size >= this.limits.maxPeers && !this.evictOne(`this contact point keeps at most ${this.limits.maxPeers} peers`)) {
       return { ok: false, code: Status.RESOURCE_LIMIT, reason: 'this contact point knows too many peers; ask the admin to forget some' };
     }
     const record: PeerRecord = { name, publicKey, state: 'unregistered', firstSeen: t, lastSeen: t, messagesIn: 0, messagesOut: 0 };
     if (lanAddress) record.lanAddress = lanAddress;
     this.records.set(name, record);
+    this.index(record);
     this.emit('changed', record, undefined);
     return { ok: true, record };
+  }
+
+  /** Undecided requests from one source address (after canonicalising it), or in total. */
+  undecidedCount(source?: string): number {
+    if (source === undefined) return this.undecidedSource.size;
+    return this.undecided.get(sourceOf(source))?.size ?? 0;
   }
 
   /** The peer asks to be registered. The policy may register it at once; else it is pending. */
@@ -154,6 +236,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     return {
       apply: () => {
         if (!this.records.delete(name)) return;
+        this.unindex(name);
         this.emit('removed', name);
       },
       abandon: () => undefined,
@@ -253,6 +336,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     r.decidedAt = this.now();
     if (state === 'registered' && admittedBy) r.admittedBy = admittedBy;
     if (state !== 'registered') delete r.admittedBy;
+    this.index(r);
     this.emit('changed', r, previous);
     return r;
   }
@@ -279,6 +363,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     const planned = fields ? withDecision(r, fields) : { ...r };
     if (fields) draft.peers.set(name, planned);
     this.pinned.set(name, (this.pinned.get(name) ?? 0) + 1);
+    this.reindex(name); // pinned: out of the flood limits' reach until applied or abandoned
     let done = false;
     const unpin = (): void => {
       if (done) return;
@@ -286,6 +371,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
       const n = (this.pinned.get(name) ?? 1) - 1;
       if (n > 0) this.pinned.set(name, n);
       else this.pinned.delete(name);
+      this.reindex(name);
     };
     return {
       apply: () => {
@@ -295,6 +381,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
           // Cannot happen while pinned (only decisions forget, in the order they were planned); keep memory equal to the file anyway.
           live = { ...planned };
           this.records.set(name, live);
+          this.index(live);
           this.emit('changed', live, undefined);
           return live;
         }
@@ -304,6 +391,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
         live.decidedAt = fields.decidedAt;
         if (planned.admittedBy !== undefined) live.admittedBy = planned.admittedBy;
         else delete live.admittedBy;
+        this.index(live);
         this.emit('changed', live, previous);
         return live;
       },
@@ -317,23 +405,82 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     return r;
   }
 
-  private undecidedCount(): number {
-    let n = 0;
-    for (const r of this.records.values()) if (r.state === 'unregistered' || r.state === 'pending') n++;
-    return n;
+  private reindex(name: string): void {
+    const r = this.records.get(name);
+    if (r) this.index(r);
   }
 
-  /** Forget the longest-unseen offline unregistered peer to make room; false if none can go. */
-  private evictUndecided(): boolean {
-    let victim: PeerRecord | undefined;
-    for (const r of this.records.values()) {
-      if (r.state !== 'unregistered' || this.online.has(r.name) || this.pinned.has(r.name)) continue;
-      if (!victim || r.lastSeen < victim.lastSeen) victim = r;
+  /**
+   * Files `r` under its source address while it is undecided, and nowhere once it is not (nor
+   * while an admin decision on it is being saved: the flood limits never take such a record).
+   */
+  private index(r: PeerRecord): void {
+    const was = this.undecidedSource.get(r.name);
+    const now = isUndecided(r) && !this.pinned.has(r.name) ? sourceOf(r.lanAddress) : undefined;
+    if (was === now) return;
+    if (was !== undefined) this.unindex(r.name);
+    if (now === undefined) return;
+    let bySource = this.undecided.get(now);
+    if (!bySource) this.undecided.set(now, (bySource = new Map<string, PeerRecord>()));
+    bySource.set(r.name, r);
+    this.undecidedSource.set(r.name, now);
+  }
+
+  private unindex(name: string): void {
+    const source = this.undecidedSource.get(name);
+    if (source === undefined) return;
+    this.undecidedSource.delete(name);
+    const bySource = this.undecided.get(source);
+    bySource?.delete(name);
+    if (bySource?.size === 0) this.undecided.delete(source);
+  }
+
+  private takeNewIdentity(source: string): boolean {
+    let bucket = this.newIdentities.get(source);
+    if (!bucket) {
+      if (this.newIdentities.size >= MAX_TRACKED_SOURCES) this.newIdentities.delete(this.newIdentities.keys().next().value!);
+      const perMinute = this.limits.newPeersPerAddressPerMinute;
+      bucket = new TokenBucket(perMinute / 60, perMinute, this.now);
+      this.newIdentities.set(source, bucket);
+    }
+    return bucket.take();
+  }
+
+  /** Before a new request from `source`: forget the oldest undecided ones over the per-address and total caps. */
+  private makeRoom(source: string): void {
+    const { maxUndecidedPerAddress: perAddress, maxUndecided: total } = this.limits;
+    for (let mine = this.undecided.get(source); mine && mine.size >= perAddress; mine = this.undecided.get(source)) {
+      this.evict(mine.values().next().value!, source, `more than ${perAddress} requests from ${source} are waiting for the admin`);
+    }
+    while (this.undecidedSource.size >= total && this.evictOne(`more than ${total} requests are waiting for the admin`)) {
+      // evictOne forgot one
+    }
+  }
+
+  /**
+   * Forgets one undecided request to make room in total: the oldest of the source address that
+   * holds the most (ties: the one with the oldest request). A flood from many addresses thus
+   * pushes out its own requests before a lone request from an address that made one.
+   */
+  private evictOne(why: string): boolean {
+    let victim: { source: string; record: PeerRecord; count: number } | undefined;
+    for (const [source, bySource] of this.undecided) {
+      const oldest = bySource.values().next().value!;
+      if (!victim || bySource.size > victim.count || (bySource.size === victim.count && oldest.firstSeen < victim.record.firstSeen)) {
+        victim = { source, record: oldest, count: bySource.size };
+      }
     }
     if (!victim) return false;
-    this.records.delete(victim.name);
-    this.emit('removed', victim.name);
+    this.evict(victim.record, victim.source, why);
     return true;
+  }
+
+  private evict(r: PeerRecord, source: string, why: string): void {
+    this.records.delete(r.name);
+    this.unindex(r.name);
+    this.online.delete(r.name);
+    this.counted.delete(r.name);
+    this.emit('evicted', r, source, `registration request dropped: ${why} (flood limit)`);
   }
 }
 

@@ -43,8 +43,16 @@ export const TAKEOVER_PROBE_MS = 3_000;
 
 /** Registered + known peers one contact point keeps (records beyond that are refused with RESOURCE_LIMIT). */
 export const MAX_PEERS_PER_CONTACT_POINT = 10_000;
-/** Unregistered/pending peer records kept; the oldest offline ones are forgotten first. */
+/**
+ * Registration requests the admin has not decided on (records `pending`, or `unregistered` and
+ * never rejected) kept in total; past it the oldest request of the source address holding the
+ * most is forgotten to make room, so a flood cannot lock newcomers out.
+ */
 export const MAX_UNDECIDED_PEERS = 1_000;
+/** The same, per source address: past it the oldest undecided request from that address is forgotten. */
+export const MAX_UNDECIDED_PER_ADDRESS = 16;
+/** New peer identities (hellos with a name the contact point does not know) one source address may bring a minute (burst: as many); more are refused with RATE_LIMITED. */
+export const NEW_PEERS_PER_ADDRESS_PER_MINUTE = 60;
 /** Connections on the peer port that have not finished their hello, in total and per remote address. */
 export const MAX_PENDING_HELLOS = 256;
 export const MAX_PENDING_HELLOS_PER_ADDRESS = 32;

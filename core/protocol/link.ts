@@ -205,11 +205,14 @@ export class Link {
     return this.send(encodeControl(type, body, channel));
   }
 
-  /** Tell the other side what went wrong, with a stable code, then close. */
-  fault(code: StatusCode, detail?: string): void {
+  /**
+   * Tell the other side what went wrong, with a stable code, then close. `logLevel` debug is for
+   * closes made in bulk that are summed up elsewhere (a registration flood's evictions).
+   */
+  fault(code: StatusCode, detail?: string, logLevel: 'info' | 'debug' = 'info'): void {
     if (this.closed) return;
     const reason = detail ?? describeStatus(code);
-    this.opts.logger.info('closing link', { link: this.opts.label, status: code, reason });
+    this.opts.logger[logLevel]('closing link', { link: this.opts.label, status: code, reason });
     this.sendControl(FrameType.ERROR, { code, reason: reason.slice(0, 256) });
     this.close(closeCodeFor(code), reason);
   }

@@ -24,6 +24,11 @@ export class PeersPage {
     await this.tab(state).locator('.count', { hasText: new RegExp(`^${n}$`) }).waitFor({ timeout: timeoutMs });
   }
 
+  /** The one-line registration flood notice above the tabs. */
+  get floodNotice(): Locator {
+    return this.page.getByTestId('flood-notice');
+  }
+
   row(name: string): Locator {
     return this.page.locator(`tr[data-peer="${name}"]`);
   }

@@ -3,20 +3,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AdminError } from '../../core/admin/contract.js';
-import { Registrar } from '../../core/contact-point/registrar.js';
-import { emptyState, STATE_FILE, StateDraft, StateStore } from '../../core/contact-point/state-store.js';
+import { Registrar, type RegistrarLimits } from '../../core/contact-point/registrar.js';
+import { emptyState, STATE_FILE, StateDraft, StateStore, type PersistedState } from '../../core/contact-point/state-store.js';
 import { Status } from '../../core/protocol/status.js';
 import { writeJsonAtomic } from '../../core/runtime/json-file.js';
 
 const KEY_A = Buffer.alloc(44, 1).toString('base64');
 const KEY_B = Buffer.alloc(44, 2).toString('base64');
+const KEY_C = Buffer.alloc(44, 3).toString('base64');
 
 let t = 1_000;
 const now = (): number => t;
 let r: Registrar;
 let log: string[];
 
-function make(limits?: { maxPeers: number; maxUndecided: number }): Registrar {
+function make(limits?: Partial<RegistrarLimits>): Registrar {
   const reg = new Registrar('acme-hq', emptyState(), now, limits);
   reg.on('changed', (rec, prev) => log.push(`changed ${rec.name} ${prev ?? 'new'}->${rec.state}`));
   reg.on('removed', (name) => log.push(`removed ${name}`));
@@ -136,47 +137,119 @@ describe('registrar: decisions', () => {
 });
 
 describe('registrar: limits', () => {
-  it('when MAX_UNDECIDED is reached, forgets the longest-unseen offline unregistered peer', () => {
-    r = make({ maxPeers: 100, maxUndecided: 3 });
-    t = 1_000;
-    r.hello('a', KEY_A, undefined);
+  let evicted: string[];
+  let refused: string[];
+  function limited(limits: Partial<RegistrarLimits>): Registrar {
+    const reg = make(limits);
+    evicted = [];
+    refused = [];
+    reg.on('evicted', (rec, source, reason) => evicted.push(`${rec.name} ${source} ${reason}`));
+    reg.on('refused', (source, code, reason) => refused.push(`${source} ${code} ${reason}`));
+    return reg;
+  }
+
+  it('over the per-address cap, forgets the oldest undecided request of that address, pending or online alike', () => {
+    r = limited({ maxUndecidedPerAddress: 3 });
+    for (const [i, n] of ['a', 'b', 'c'].entries()) {
+      t = 1_000 + i;
+      r.hello(n, KEY_A, '10.0.0.5');
+    }
+    r.requestRegistration('a', undefined);
+    r.setOnline('a', true);
+    r.hello('other', KEY_A, '10.0.0.6');
     t = 2_000;
-    r.hello('b', KEY_A, undefined);
-    t = 3_000;
-    r.hello('c', KEY_A, undefined);
-    t = 4_000;
-    expect(r.hello('d', KEY_A, undefined).ok).toBe(true);
+    expect(r.hello('d', KEY_A, '::ffff:10.0.0.5').ok).toBe(true); // IPv4-mapped counts as the same address
     expect(r.get('a')).toBeUndefined();
-    expect(log).toContain('removed a');
-    expect(r.size).toBe(3);
+    expect(r.isOnline('a')).toBe(false);
+    expect(evicted).toEqual(['a 10.0.0.5 registration request dropped: more than 3 requests from 10.0.0.5 are waiting for the admin (flood limit)']);
+    expect(log).toContain('changed d new->unregistered');
+    expect(log).not.toContain('removed a'); // an eviction is not the admin's forget
+    expect(r.undecidedCount('10.0.0.5')).toBe(3);
+    expect(r.undecidedCount('10.0.0.6')).toBe(1);
+    expect(r.undecidedCount()).toBe(4);
   });
 
-  it('never evicts online, pending or decided peers; refuses with RESOURCE_LIMIT instead', () => {
-    r = make({ maxPeers: 100, maxUndecided: 2 });
-    r.hello('done', KEY_A, undefined);
-    r.approve('done'); // registered peers do not count as undecided
-    r.hello('online', KEY_A, undefined);
-    r.setOnline('online', true);
-    r.hello('waiting', KEY_A, undefined);
-    r.requestRegistration('waiting', undefined);
-    const out = r.hello('newcomer', KEY_A, undefined);
-    expect(out.ok).toBe(false);
-    if (!out.ok) expect(out.code).toBe(Status.RESOURCE_LIMIT);
-    expect(['online', 'waiting', 'done'].map((n) => r.get(n)?.state)).toEqual(['unregistered', 'pending', 'registered']);
-    // Once the online one goes offline it may be evicted.
-    r.setOnline('online', false);
-    expect(r.hello('newcomer', KEY_A, undefined).ok).toBe(true);
-    expect(r.get('online')).toBeUndefined();
+  it('never forgets what the admin decided: registered, revoked and rejected records stay', () => {
+    r = limited({ maxUndecidedPerAddress: 1, maxUndecided: 1 });
+    r.hello('kept', KEY_A, '10.0.0.5');
+    r.approve('kept');
+    r.hello('cut', KEY_A, '10.0.0.5');
+    r.revoke('cut');
+    r.hello('turned-down', KEY_A, '10.0.0.5');
+    r.requestRegistration('turned-down', undefined);
+    r.reject('turned-down');
+    for (const n of ['x1', 'x2', 'x3']) expect(r.hello(n, KEY_A, '10.0.0.5').ok).toBe(true);
+    expect(['kept', 'cut', 'turned-down', 'x1', 'x2', 'x3'].map((n) => r.get(n)?.state)).toEqual(['registered', 'revoked', 'unregistered', undefined, undefined, 'unregistered']);
+    expect(evicted.map((e) => e.split(' ')[0])).toEqual(['x1', 'x2']);
+    // A rejected peer asking again is an undecided request again.
+    r.requestRegistration('turned-down', undefined);
+    expect(r.undecidedCount()).toBe(2);
   });
 
-  it('refuses new names beyond MAX_PEERS', () => {
-    r = make({ maxPeers: 2, maxUndecided: 10 });
+  it('over the total cap, forgets the oldest request of the address holding the most, so a lone request survives', () => {
+    r = limited({ maxUndecided: 5, maxUndecidedPerAddress: 10 });
+    t = 1;
+    r.hello('lone', KEY_A, '10.0.0.9'); // the oldest of all
+    for (let i = 0; i < 4; i++) {
+      t = 10 + i;
+      r.hello(`busy${i}`, KEY_A, '10.0.0.1');
+    }
+    t = 20;
+    r.hello('new1', KEY_A, '10.0.0.2');
+    t = 21;
+    r.hello('new2', KEY_A, '10.0.0.3');
+    expect(evicted.map((e) => e.split(' ').slice(0, 2).join(' '))).toEqual(['busy0 10.0.0.1', 'busy1 10.0.0.1']);
+    expect(evicted[0]).toContain('more than 5 requests are waiting for the admin (flood limit)');
+    expect(r.get('lone')?.state).toBe('unregistered');
+    expect(r.undecidedCount()).toBe(5);
+  });
+
+  it('refuses new names beyond MAX_PEERS when nothing undecided can make room; known names still say hello', () => {
+    r = limited({ maxPeers: 2 });
     r.hello('a', KEY_A, undefined);
+    r.approve('a');
     r.hello('b', KEY_A, undefined);
+    r.approve('b');
     const out = r.hello('c', KEY_A, undefined);
     expect(out.ok).toBe(false);
     if (!out.ok) expect(out.code).toBe(Status.RESOURCE_LIMIT);
-    expect(r.hello('a', KEY_A, undefined).ok).toBe(true); // known names still say hello
+    expect(r.hello('a', KEY_A, undefined).ok).toBe(true);
+    // An undecided record makes room instead.
+    r.forget('b');
+    r.hello('b', KEY_A, undefined);
+    expect(r.hello('c', KEY_A, undefined).ok).toBe(true);
+    expect(r.get('b')).toBeUndefined();
+  });
+
+  it('rate-limits new identities per source address, refilling over the minute, not known peers nor the policy subnets', () => {
+    r = limited({ newPeersPerAddressPerMinute: 3 });
+    r.setPolicy(['10.9.0.0/16'], undefined);
+    for (const n of ['a', 'b', 'c']) expect(r.hello(n, KEY_A, '10.0.0.5').ok).toBe(true);
+    const out = r.hello('d', KEY_A, '10.0.0.5');
+    expect(out).toEqual({ ok: false, code: Status.RATE_LIMITED, reason: 'more than 3 new peers from 10.0.0.5 within a minute (flood limit); try again later' });
+    expect(refused).toEqual([`10.0.0.5 ${Status.RATE_LIMITED} more than 3 new peers from 10.0.0.5 within a minute (flood limit); try again later`]);
+    expect(r.get('d')).toBeUndefined();
+    expect(r.hello('a', KEY_A, '10.0.0.5').ok).toBe(true); // known: not a new identity
+    expect(r.hello('e', KEY_A, '10.0.0.6').ok).toBe(true); // another address
+    for (let i = 0; i < 10; i++) expect(r.hello(`trusted${i}`, KEY_A, '10.9.1.1').ok).toBe(true);
+    t += 20_000; // a third of a minute: one more
+    expect(r.hello('d', KEY_A, '10.0.0.5').ok).toBe(true);
+    expect(r.hello('f', KEY_A, '10.0.0.5').ok).toBe(false);
+  });
+
+  it('files records loaded from the state file by age, so the oldest loaded request goes first', () => {
+    const state = emptyState();
+    const rec = (name: string, firstSeen: number): PersistedState['peers'][number] => ({ name, publicKey: KEY_A, state: 'pending', firstSeen, lastSeen: firstSeen, lanAddress: '10.0.0.5', decidedAt: firstSeen, messagesIn: 0, messagesOut: 0 });
+    state.peers.push(rec('young', 50), rec('old', 10));
+    r = new Registrar('acme-hq', state, now, { maxUndecidedPerAddress: 2 });
+    r.hello('newest', KEY_A, '10.0.0.5');
+    expect(r.get('old')).toBeUndefined();
+    expect(r.get('young')?.state).toBe('pending');
+  });
+
+  it('refuses limits that are not whole numbers of at least 1', () => {
+    expect(() => make({ maxUndecidedPerAddress: 0 })).toThrow('registrar limit maxUndecidedPerAddress must be an integer of at least 1, not 0');
+    expect(() => make({ newPeersPerAddressPerMinute: 1.5 })).toThrow(/newPeersPerAddressPerMinute/);
   });
 });
 
@@ -246,11 +319,18 @@ describe('registrar: admin decisions planned, saved, then applied', () => {
     const draft = draftOf(r);
     const first = r.planApprove('old', draft);
     const second = r.planRevoke('old', draft);
-    expect(r.hello('newcomer', KEY_A, undefined).ok).toBe(false);
+    // Pinned: out of the flood limits' reach, so newcomers make room among the others.
+    expect(r.hello('newcomer1', KEY_B, undefined).ok).toBe(true);
+    expect(r.hello('newcomer2', KEY_C, undefined).ok).toBe(true);
+    expect(r.get('old')).toBeDefined();
+    expect(r.get('newcomer1')).toBeUndefined();
     first.abandon();
-    expect(r.hello('newcomer', KEY_A, undefined).ok).toBe(false); // still pinned by the second
+    expect(r.hello('newcomer3', KEY_A, undefined).ok).toBe(true);
+    expect(r.get('old')).toBeDefined(); // still pinned by the second
     second.abandon();
-    expect(r.hello('newcomer', KEY_A, undefined).ok).toBe(true);
+    expect(r.undecidedCount()).toBe(2); // counted again once nothing is being saved...
+    expect(r.hello('newcomer4', KEY_B, undefined).ok).toBe(true);
+    expect(r.undecidedCount()).toBe(1); // ...and made room for like the rest
     expect(r.get('old')).toBeUndefined();
   });
 });

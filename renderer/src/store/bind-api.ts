@@ -3,13 +3,13 @@ import { errorText } from '../api/admin-call-error';
 import type { GuiApi } from '../api/gui-api';
 import type { AppStore } from './app-store';
 import { flowBatch, loadFlowTotals } from './flow-slice';
-import { loadPeers, peerChanged, peerRemoved } from './peers-slice';
+import { floodActive, loadPeers, peerChanged, peerRemoved, setFlood } from './peers-slice';
 import { setPortPolicy, setPorts } from './ports-slice';
 import { notify, setConnection, setContactPoint, setHostSettings, setPolicy } from './session-slice';
 import { tunnelStatus } from './tunnel-slice';
 
 export interface BindOptions {
-  /** a peer just asked to be registered (desktop notification) */
+  /** a peer just asked to be registered (desktop notification); not called during a registration flood */
   readonly onNewPending?: (peer: PeerView) => void;
 }
 
@@ -18,6 +18,8 @@ export function loadSnapshot(store: AppStore, snap: Snapshot): void {
   setPolicy(store, snap.policy);
   tunnelStatus(store, snap.tunnel);
   loadPeers(store, snap.peers);
+  // Contact points from before the flood limits have no summary.
+  setFlood(store, snap.flood);
   loadFlowTotals(store, snap.flow, 0);
   // Older contact points (before port mediation) have neither.
   setPorts(store, snap.ports ?? []);
@@ -32,8 +34,10 @@ export function bindApi(store: AppStore, api: GuiApi, opts: BindOptions = {}): (
   let live = true;
   const unsubs = [
     api.subscribe('peer:changed', (p) => {
-      if (peerChanged(store, p)) opts.onNewPending?.(p);
+      // During a flood the Peers view's one-line notice speaks for the requests: no notification each.
+      if (peerChanged(store, p) && !floodActive(store.getState().flood)) opts.onNewPending?.(p);
     }),
+    api.subscribe('peers:flood', (f) => setFlood(store, f)),
     api.subscribe('peer:removed', ({ name }) => peerRemoved(store, name)),
     api.subscribe('tunnel:status', (t) => tunnelStatus(store, t)),
     api.subscribe('flow:batch', (b) => flowBatch(store, b)),

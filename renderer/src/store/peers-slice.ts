@@ -1,4 +1,4 @@
-import type { PeerState, PeerView } from '../../../core/admin/contract.js';
+import type { FloodView, PeerState, PeerView } from '../../../core/admin/contract.js';
 import type { AppStore } from './app-store';
 
 export const PEER_STATES: readonly PeerState[] = ['pending', 'registered', 'unregistered', 'revoked'];
@@ -12,10 +12,35 @@ export interface PeersSlice {
   readonly peerBusy: ReadonlySet<string>;
   /** pending peers the admin has been told about (badge, notification) */
   readonly notifiedPending: ReadonlySet<string>;
+  /** what the registration flood limits dropped lately; undefined or `dropped` 0: no flood */
+  readonly flood: FloodView | undefined;
 }
 
 export function initialPeers(): PeersSlice {
-  return { peers: new Map(), peerTab: 'pending', peerSearch: '', peerBusy: new Set(), notifiedPending: new Set() };
+  return { peers: new Map(), peerTab: 'pending', peerSearch: '', peerBusy: new Set(), notifiedPending: new Set(), flood: undefined };
+}
+
+export function setFlood(store: AppStore, flood: FloodView | undefined): void {
+  store.setState({ flood });
+}
+
+/** Whether a registration flood is going on (new pending peers then raise no desktop notification each). */
+export function floodActive(flood: FloodView | undefined): boolean {
+  return flood !== undefined && flood.dropped > 0;
+}
+
+/**
+ * The one line the Peers view shows for a registration flood (`contact-point peers` prints the
+ * same): `N registration requests from ADDRESS were dropped in the last M minutes (flood limit)`.
+ */
+export function floodNotice(flood: FloodView | undefined, now: number): string | undefined {
+  if (!flood || flood.dropped === 0 || flood.since === undefined) return undefined;
+  const first = flood.sources[0]?.address ?? 'unknown';
+  const others = flood.sources.length - 1 + flood.otherSources;
+  const from = others > 0 ? `${first} and ${others} other address${others === 1 ? '' : 'es'}` : first;
+  const minutes = Math.max(1, Math.ceil((now - flood.since) / 60_000));
+  const n = flood.dropped;
+  return `${n} registration request${n === 1 ? '' : 's'} from ${from} ${n === 1 ? 'was' : 'were'} dropped in the last ${minutes === 1 ? 'minute' : `${minutes} minutes`} (flood limit)`;
 }
 
 export function loadPeers(store: AppStore, peers: readonly PeerView[]): void {

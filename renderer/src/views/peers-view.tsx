@@ -1,13 +1,13 @@
 import { useRef, useState, type KeyboardEvent } from 'react';
 import { useShallow } from 'zustand/react/shallow';
-import type { PeerState, PeerView } from '../../../core/admin/contract.js';
+import type { FloodView, PeerState, PeerView } from '../../../core/admin/contract.js';
 import { ConfirmDialog, type ConfirmRequest } from '../components/confirm-dialog';
 import { useNow } from '../components/use-now';
 import { formatAgo, formatCount, formatDateTime } from '../format/units';
 import { askForNotifications, notificationsAskable } from '../notify/pending-notifier';
 import { decidePeers } from '../store/commands';
 import { useApp, useCtx } from '../store/context';
-import { PEER_STATES, peerCounts, setPeerSearch, setPeerTab, visiblePeers } from '../store/peers-slice';
+import { floodNotice, PEER_STATES, peerCounts, setPeerSearch, setPeerTab, visiblePeers } from '../store/peers-slice';
 
 const TAB_LABEL: Record<PeerState, string> = { pending: 'Pending', registered: 'Registered', unregistered: 'Unregistered', revoked: 'Revoked' };
 const TAB_HINT: Record<PeerState, string> = {
@@ -28,6 +28,8 @@ export function PeersView() {
   const [askable, setAskable] = useState(notificationsAskable);
   const tabRefs = useRef(new Map<PeerState, HTMLButtonElement>());
   const now = useNow(5_000);
+  const flood = useApp((s) => s.flood);
+  const floodText = floodNotice(flood, now);
 
   const onTabKey = (e: KeyboardEvent<HTMLDivElement>): void => {
     const i = PEER_STATES.indexOf(tab);
@@ -79,6 +81,12 @@ export function PeersView() {
           ) : null}
         </div>
       </header>
+
+      {floodText ? (
+        <p className="banner flood" role="status" data-testid="flood-notice" title={floodTitle(flood)}>
+          {floodText}
+        </p>
+      ) : null}
 
       <div role="tablist" aria-label="Peer registration state" className="tabs" onKeyDown={onTabKey}>
         {PEER_STATES.map((s) => (
@@ -196,5 +204,15 @@ export function PeersView() {
       </div>
       <ConfirmDialog request={confirm} onClose={() => setConfirm(undefined)} />
     </section>
+  );
+}
+
+/** The detail behind the flood line: the limits and the busiest addresses. */
+function floodTitle(flood: FloodView | undefined): string | undefined {
+  if (!flood) return undefined;
+  const sources = flood.sources.map((x) => `${x.address}: ${x.evicted} dropped, ${x.refused} refused`).join('; ');
+  return (
+    `At most ${flood.limits.perAddress} requests per address and ${flood.limits.total} in all wait for you; older ones are dropped. ` +
+    `An address may bring ${flood.limits.newPerMinute} new peers a minute. ${sources}${flood.otherSources > 0 ? `; and ${flood.otherSources} more addresses` : ''}`
   );
 }
