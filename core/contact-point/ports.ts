@@ -9,7 +9,7 @@ import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
 import { StreamMux, type MuxLink } from '../protocol/stream-mux.js';
 import type { Logger } from '../runtime/logger.js';
 import type { PortView } from '../admin/contract.js';
-import { canonicalAddress, type PortPolicy } from './port-policy.js';
+import { canonicalAddress, type BindRefusal, type PortPolicy } from './port-policy.js';
 
 /** Ports one contact point keeps open at once, and per operator. */
 export const MAX_OPEN_PORTS = 256;
@@ -188,13 +188,15 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   private async open(req: PortRequestBody): Promise<{ portId: number; port: number; address: string }> {
     const proto = req.proto;
     if (!proto) throw new RequestError(Status.BAD_REQUEST, 'open needs proto tcp or udp');
-    const address = req.address ?? '0.0.0.0';
-    if (req.address !== undefined && isIP(req.address) === 0) throw new RequestError(Status.BAD_REQUEST, `address "${req.address}" is not an IP address`);
+    // The address is checked and bound in its canonical form (::ffff:127.0.0.1 is 127.0.0.1).
+    const canon = req.address !== undefined && isIP(req.address) !== 0 ? canonicalAddress(req.address) : undefined;
+    if (req.address !== undefined && !canon) throw new RequestError(Status.BAD_REQUEST, `address "${req.address}" is not an IP address (without a zone id)`);
+    const address = canon?.address ?? '0.0.0.0';
     if (this.ports.size >= this.limits.maxPorts) throw new RequestError(Status.PORT_LIMIT, `${this.limits.maxPorts} ports are open`);
     const mine = [...this.ports.values()].filter((p) => p.operator === req.operator).length;
     if (mine >= this.limits.maxPerOperator) throw new RequestError(Status.PORT_LIMIT, `${req.operator} has ${mine} ports open`);
     const wanted = req.port ?? 0;
-    const bindAddr = req.address;
+    const bindAddr = canon?.address;
     const candidates =
       req.importance === 'desired' && wanted !== 0 ? [...this.policy.candidatePorts(proto, bindAddr, wanted)] : [wanted];
     if (proto === 'tcp' && wanted === 0) {
@@ -202,9 +204,9 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
       // listen on it binds, and is checked then.
     } else if (req.importance !== 'desired' || wanted === 0) {
       const problem = this.policy.bindProblem(proto, bindAddr, wanted);
-      if (problem) throw new RequestError(Status.PERMISSION_DENIED, problem);
+      if (problem) throw bindRefused(problem);
     } else if (candidates.length === 0) {
-      throw new RequestError(Status.PERMISSION_DENIED, this.policy.bindProblem(proto, bindAddr, wanted) ?? 'no allowed port');
+      throw bindRefused(this.policy.bindProblem(proto, bindAddr, wanted) ?? { unsafe: false, reason: 'no allowed port' });
     }
     let lastErr: NodeJS.ErrnoException | undefined;
     for (const port of candidates) {
@@ -305,8 +307,8 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   private async listen(req: PortRequestBody): Promise<{ portId: number; port: number }> {
     const p = this.must(req, 'tcp');
     if (p.state !== 'open') throw new RequestError(Status.WRONG_STATE, `port ${p.id} is ${p.state}`);
-    const problem = this.policy.bindProblem('tcp', p.address === '0.0.0.0' ? undefined : p.address, p.port);
-    if (problem) throw new RequestError(Status.PERMISSION_DENIED, problem);
+    const problem = this.policy.bindProblem('tcp', p.address, p.port);
+    if (problem) throw bindRefused(problem);
     const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accepted(p, socket));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -419,6 +421,11 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     this.nextId = this.nextId >= 0x7fffffff ? 1 : this.nextId + 1;
     return id;
   }
+}
+
+/** A special local address no listen rule names is UNSAFE_TARGET, as for connect targets. */
+function bindRefused(r: BindRefusal): RequestError {
+  return new RequestError(r.unsafe ? Status.UNSAFE_TARGET : Status.PERMISSION_DENIED, r.reason);
 }
 
 function describeRequest(r: PortRequestBody): string {
