@@ -109,7 +109,7 @@ export const RANGE_MEANING: { readonly ipv4: Readonly<Record<string, 'lan' | 'sp
 };
 
 /** Cloud metadata services that sit in ranges otherwise ordinary (169.254.169.254 is link-local anyway). */
-export const METADATA_ADDRESSES: readonly string[] = ['169.254.169.254', 'fd00:ec2::254', '100.100.100.200'];
+const METADATA_ADDRESSES: readonly string[] = ['169.254.169.254', 'fd00:ec2::254', '100.100.100.200'];
 const metadata = new Set(METADATA_ADDRESSES.map((a) => ipaddr.parse(a).toString()));
 
 /** Why an address is special, and the prefix length of the special block holding it. */
@@ -226,11 +226,6 @@ function fromV6(a: IPv6): { address: string; family: Family } {
     return { address: v4, family: 'ipv4' };
   }
   return { address: a.toString(), family: 'ipv6' };
-}
-
-/** A canonical address (from canonicalAddress) is special: it passes only a rule that names it. */
-export function isSpecialAddress(address: string): boolean {
-  return specialOf(ipaddr.parse(address)) !== undefined;
 }
 
 /** Why a canonical address is special ("loopback", "a 6to4 address carrying 127.0.0.1 (loopback)"), or undefined. */
