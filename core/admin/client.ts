@@ -38,7 +38,7 @@ export class AdminClient implements AdminApi {
 
   static connect(wsUrl: string, token: string, timeoutMs = 5_000): Promise<AdminClient> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(wsUrl, ADMIN_PROTOCOL, { handshakeTimeout: timeoutMs, perMessageDeflate: false });
+      const ws = new WebSocket(wsUrl, ADMIN_PROTOCOL, { handshakeTimeout: timeoutMs, perMessageDeflate: false, rejectUnauthorized: true });
       const timer = setTimeout(() => {
         ws.terminate();
         reject(new AdminError('UNAVAILABLE', `no answer from ${wsUrl} within ${timeoutMs} ms`));

@@ -1,4 +1,5 @@
 import { AdminError, type PortPolicyView, type PortView } from '../admin/contract.js';
+import { parseBindRule, specialReason } from '../contact-point/port-policy.js';
 import { CONNECTION_FLAGS, connectionOptions, formatDuration, withAdmin } from './admin-commands.js';
 import { integer, listenRule, parseFlags, positionals, targetRule, type Command } from './args.js';
 import { UsageError } from './errors.js';
@@ -12,12 +13,15 @@ import { emit, formatTable, note, say } from './output.js';
 /** The rule syntax, shared by `ports policy --help` and `serve --help`. */
 export const PORT_RULES_HELP = `Target rules, where the contact point may connect on the relay's behalf: ADDRESS[/PREFIX][:PORTS]
   192.168.1.0/24:80,443    10.0.0.5:8000-8100    [fd00::/8]:22    192.168.1.20 (every port)
-  Loopback, link-local (169.254.0.0/16, with the 169.254.169.254 metadata service), 0.0.0.0/8,
-  multicast and reserved addresses match only a rule that lies wholly inside them, such as
-  127.0.0.1/32:631, never a wide one such as 0.0.0.0/0. A host name given to connect to is
-  resolved at the contact point and every address it resolves to must be allowed.
+  Loopback, link-local (169.254.0.0/16), cloud metadata (169.254.169.254, fd00:ec2::254),
+  0.0.0.0/8, multicast, broadcast and reserved addresses, and IPv6 forms carrying one (6to4,
+  Teredo), match only a rule that lies wholly inside them, such as 127.0.0.1/32:631, never a
+  wide one such as 0.0.0.0/0. A host name given to connect to is resolved at the contact
+  point and every address it resolves to must be allowed.
 Listen rules, which ports the contact point may open on its own host: [ADDRESS:][tcp|udp:]PORTS
-  tcp:8000-8100    udp:5000    192.168.1.10:tcp:8080    1-65535 (tcp and udp)
+  tcp:8000-8100    udp:5000    192.168.1.10:tcp:8080    [::1]:tcp:8080    1-65535 (tcp and udp)
+  A rule without an address allows any address but loopback, multicast, broadcast and the
+  other special ones: those need a rule naming the address, such as 127.0.0.1:tcp:631.
   An open of "any free port" (port 0) needs a rule covering every port: \`expose\` opens one
   for each connection it carries, so exposing a TCP target needs tcp:1-65535 (a UDP one
   udp:1-65535) besides the target rule.`;
@@ -177,6 +181,11 @@ async function policySet(argv: string[]): Promise<number> {
   }
   for (const t of targets ?? []) {
     if (t.special) note(`note: ${t.text} names loopback, link-local or other special addresses; operators may now reach them`);
+  }
+  for (const l of listen ?? []) {
+    const address = parseBindRule(l).address;
+    const special = address !== undefined ? specialReason(address) : undefined;
+    if (special) note(`note: ${l} names ${address} (${special}); operators may now open ports there`);
   }
   const view = await withAdmin(values, async (c) => {
     const current = values.clear ? { targets: [], listen: [] } : (await c.call('snapshot:get', {})).portPolicy;

@@ -11,7 +11,7 @@ import { MAX_STREAMS_PER_CONTACT_POINT, MAX_STREAMS_PER_EXPOSURE } from '../prot
 import type { Logger } from '../runtime/logger.js';
 import { RefusalTally } from '../runtime/refusal-tally.js';
 import type { PortView } from '../admin/contract.js';
-import { canonicalAddress, type PortPolicy } from './port-policy.js';
+import { canonicalAddress, type BindRefusal, type PortPolicy } from './port-policy.js';
 
 /** Ports one contact point keeps open at once, and per operator. An exposure is one port, whatever its connections. */
 export const MAX_OPEN_PORTS = 256;
@@ -225,11 +225,13 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   private async open(req: PortRequestBody): Promise<{ portId: number; port: number; address: string }> {
     const proto = req.proto;
     if (!proto) throw new RequestError(Status.BAD_REQUEST, 'open needs proto tcp or udp');
-    const address = req.address ?? '0.0.0.0';
-    if (req.address !== undefined && isIP(req.address) === 0) throw new RequestError(Status.BAD_REQUEST, `address "${req.address}" is not an IP address`);
+    // The address is checked and bound in its canonical form (::ffff:127.0.0.1 is 127.0.0.1).
+    const canon = req.address !== undefined && isIP(req.address) !== 0 ? canonicalAddress(req.address) : undefined;
+    if (req.address !== undefined && !canon) throw new RequestError(Status.BAD_REQUEST, `address "${req.address}" is not an IP address (without a zone id)`);
+    const address = canon?.address ?? '0.0.0.0';
     this.checkPortLimits(req.operator);
     const wanted = req.port ?? 0;
-    const bindAddr = req.address;
+    const bindAddr = canon?.address;
     const candidates =
       req.importance === 'desired' && wanted !== 0 ? [...this.policy.candidatePorts(proto, bindAddr, wanted)] : [wanted];
     if (proto === 'tcp' && wanted === 0) {
@@ -237,9 +239,9 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
       // listen on it binds, and is checked then.
     } else if (req.importance !== 'desired' || wanted === 0) {
       const problem = this.policy.bindProblem(proto, bindAddr, wanted);
-      if (problem) throw new RequestError(Status.PERMISSION_DENIED, problem);
+      if (problem) throw bindRefused(problem);
     } else if (candidates.length === 0) {
-      throw new RequestError(Status.PERMISSION_DENIED, this.policy.bindProblem(proto, bindAddr, wanted) ?? 'no allowed port');
+      throw bindRefused(this.policy.bindProblem(proto, bindAddr, wanted) ?? { unsafe: false, reason: 'no allowed port' });
     }
     let lastErr: NodeJS.ErrnoException | undefined;
     for (const port of candidates) {
@@ -420,8 +422,8 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   private async listen(req: PortRequestBody): Promise<{ portId: number; port: number }> {
     const p = this.must(req, 'tcp');
     if (p.state !== 'open') throw new RequestError(Status.WRONG_STATE, `port ${p.id} is ${p.state}`);
-    const problem = this.policy.bindProblem('tcp', p.address === '0.0.0.0' ? undefined : p.address, p.port);
-    if (problem) throw new RequestError(Status.PERMISSION_DENIED, problem);
+    const problem = this.policy.bindProblem('tcp', p.address, p.port);
+    if (problem) throw bindRefused(problem);
     const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accepted(p, socket));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -548,6 +550,11 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     this.nextId = this.nextId >= 0x7fffffff ? 1 : this.nextId + 1;
     return id;
   }
+}
+
+/** A special local address no listen rule names is UNSAFE_TARGET, as for connect targets. */
+function bindRefused(r: BindRefusal): RequestError {
+  return new RequestError(r.unsafe ? Status.UNSAFE_TARGET : Status.PERMISSION_DENIED, r.reason);
 }
 
 function describeRequest(r: PortRequestBody): string {

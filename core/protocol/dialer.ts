@@ -168,13 +168,17 @@ export class Dialer extends EventEmitter<DialerEvents> {
     this.nextRetryAt = undefined;
     this.setState(this.connects === 0 && this.state !== 'reconnecting' ? 'connecting' : 'reconnecting');
     this.emitStatus();
-    const agent = this.proxy ? new HttpsProxyAgent(this.proxy, this.opts.ca ? { ca: this.opts.ca } : {}) : undefined;
+    // rejectUnauthorized is set explicitly on every TLS connect (an https:// proxy, and through
+    // ws the relay's session, direct or inside the proxy's tunnel): left out, Node takes it from
+    // NODE_TLS_REJECT_UNAUTHORIZED, and "0" there would accept any certificate. Only `ca` widens trust.
+    const agent = this.proxy ? new HttpsProxyAgent(this.proxy, { rejectUnauthorized: true, ...(this.opts.ca ? { ca: this.opts.ca } : {}) }) : undefined;
     let ws: WebSocket;
     try {
       ws = new WebSocket(this.opts.url, {
         maxPayload: MAX_FRAME_BYTES,
         perMessageDeflate: false,
         handshakeTimeout: this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS,
+        rejectUnauthorized: true,
         ...(agent ? { agent, checkServerIdentity: this.checkRelayIdentity } : {}),
         ...(this.opts.ca ? { ca: this.opts.ca } : {}),
       });

@@ -177,10 +177,11 @@ describe('expose + curl + ports, all through the CLI', () => {
       expect(none.stderr).toContain('no open ports');
 
       // A target the admin did not allow: the test connection is refused, exit 3, with a hint.
-      const notAllowed = await cli(['expose', 'acme-hq', '192.0.2.1:80', ...asTech]);
+      // (An ordinary LAN address: 192.0.2.1, a documentation range, is reserved and so UNSAFE_TARGET.)
+      const notAllowed = await cli(['expose', 'acme-hq', '10.9.8.7:80', ...asTech]);
       expect(notAllowed.code, notAllowed.stderr).toBe(3);
-      expect(notAllowed.stderr).toMatch(/acme-hq refused the test connection to 192\.0\.2\.1:80: PERMISSION_DENIED \(30\): no target rule allows 192\.0\.2\.1:80/);
-      expect(notAllowed.stderr).toContain('ports policy set --target 192.0.2.1/32:80');
+      expect(notAllowed.stderr).toMatch(/acme-hq refused the test connection to 10\.9\.8\.7:80: PERMISSION_DENIED \(30\): no target rule allows 10\.9\.8\.7:80/);
+      expect(notAllowed.stderr).toContain('ports policy set --target 10.9.8.7/32:80');
       const unknownCp = await cli(['expose', 'branch-office', `127.0.0.1:${web.port}`, ...asTech, '--json']);
       expect(unknownCp.code).toBe(3);
       expect(JSON.parse(unknownCp.stdout)).toMatchObject({ event: 'refused', code: 10, status: 'UNKNOWN_CONTACT_POINT' });

@@ -116,4 +116,44 @@ describe('operators drive port mediation through the relay', () => {
     const { portId } = await a.open('acme-hq', { proto: 'tcp' });
     await expect(b.close('acme-hq', portId)).rejects.toMatchObject({ code: Status.UNKNOWN_PORT });
   });
+  it("cannot listen on the contact point's loopback, multicast or broadcast addresses unless a listen rule names them", async () => {
+    const op = await operator('tech');
+    const special = ['127.0.0.1', '::1', '::ffff:127.0.0.1', '224.0.0.1', '255.255.255.255'];
+    // beforeEach's listen rules name no address (tcp:1-65535, udp:1-65535): any address but these.
+    for (const address of special) {
+      // A TCP open of port 0 binds nothing; the listen binds, and is refused.
+      const { portId } = await op.open('acme-hq', { proto: 'tcp', address });
+      await expect(op.listen('acme-hq', portId), `tcp listen ${address}`).rejects.toMatchObject({ code: Status.UNSAFE_TARGET });
+      await op.close('acme-hq', portId);
+      // A TCP open of a given port, and a UDP open, are checked at once.
+      await expect(op.open('acme-hq', { proto: 'tcp', address, port: 47_631 }), `tcp open ${address}`).rejects.toMatchObject({ code: Status.UNSAFE_TARGET });
+      await expect(op.open('acme-hq', { proto: 'tcp', address, port: 47_631, importance: 'desired' }), `tcp open desired ${address}`).rejects.toMatchObject({ code: Status.UNSAFE_TARGET });
+      await expect(op.open('acme-hq', { proto: 'udp', address }), `udp open ${address}`).rejects.toMatchObject({ code: Status.UNSAFE_TARGET });
+    }
+    expect(h.cp.ports.list()).toEqual([]);
+    // The wildcard is still what an address-less rule allows.
+    const any = await op.open('acme-hq', { proto: 'tcp' });
+    expect(await op.listen('acme-hq', any.portId)).toBeGreaterThan(0);
+    await op.close('acme-hq', any.portId);
+
+    // Rules that name the addresses allow them (::ffff:127.0.0.1 is 127.0.0.1, and binds as such).
+    await h.cp.call('ports:policy', { targets: [], listen: ['127.0.0.1:1-65535', '[::1]:tcp:1-65535', '[::1]:udp:1-65535', '224.0.0.1:1-65535', '255.255.255.255:1-65535'] });
+    for (const address of special) {
+      const tcp = await op.open('acme-hq', { proto: 'tcp', address });
+      expect(tcp.address).toBe(address === '::ffff:127.0.0.1' ? '127.0.0.1' : address);
+      const port = await op.listen('acme-hq', tcp.portId);
+      expect(port, `tcp listen ${address}`).toBeGreaterThan(0);
+      if (address === '127.0.0.1') {
+        // It really listens there: a LAN client on loopback is accepted.
+        const accepted = once(op, 'accepted');
+        const lan = connect(port, '127.0.0.1').on('error', () => undefined);
+        await accepted;
+        lan.destroy();
+      }
+      await op.close('acme-hq', tcp.portId);
+      const udp = await op.open('acme-hq', { proto: 'udp', address });
+      expect(udp.port, `udp open ${address}`).toBeGreaterThan(0);
+      await op.close('acme-hq', udp.portId);
+    }
+  });
 });

@@ -1,0 +1,160 @@
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { createServer as createHttpsServer } from 'node:https';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { CredentialStore } from '../../core/relay/credentials.js';
+import { Relay } from '../../core/relay/relay.js';
+import { logger } from '../helpers.js';
+import { connectProxy, selfSignedCert } from '../net-fixtures.js';
+import { killAll, requireCliBuild, runCli, startCli, tempHome } from './cli-process.js';
+
+/**
+ * Only --ca changes which relay certificates the CLI trusts. NODE_TLS_REJECT_UNAUTHORIZED=0 in
+ * the environment (which switches verification off for the whole Node process) must not: the
+ * dialer pins verification on. The variable affects a whole process, so the clients run as
+ * child processes; the relay, with a self-signed certificate, runs here.
+ */
+
+let home: Awaited<ReturnType<typeof tempHome>>;
+const stops: (() => Promise<unknown>)[] = [];
+beforeAll(() => requireCliBuild());
+beforeEach(async () => {
+  home = await tempHome();
+});
+afterEach(async () => {
+  await killAll();
+  for (const s of stops.splice(0).reverse()) await s();
+  await home.remove();
+});
+
+const INSECURE_ENV = { NODE_TLS_REJECT_UNAUTHORIZED: '0' };
+
+async function tlsRelay(): Promise<{ url: string; certFile: string; credentials: CredentialStore }> {
+  const tls = selfSignedCert(home.path);
+  const credentials = CredentialStore.inMemory();
+  const relay = new Relay({ credentials, tls, logger });
+  const url = await relay.start();
+  stops.push(() => relay.stop());
+  return { url, certFile: join(home.path, 'cert.pem'), credentials };
+}
+
+/** A CONNECT proxy spoken to over TLS (an https:// proxy URL), with a self-signed certificate. */
+async function httpsConnectProxy(): Promise<{ url: string; certFile: string; connects: number }> {
+  const dir = join(home.path, 'proxy-tls');
+  await mkdir(dir);
+  const tls = selfSignedCert(dir);
+  const state = { url: '', certFile: join(dir, 'cert.pem'), connects: 0 };
+  const sockets = new Set<Socket>();
+  const server = createHttpsServer({ key: tls.key, cert: tls.cert }, (_req, res) => res.writeHead(405).end());
+  server.on('connect', (req: { url?: string }, client: Socket, head: Buffer) => {
+    state.connects++;
+    const [host, port] = (req.url ?? '').split(':');
+    const upstream = connect(Number(port), host, () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      upstream.write(head);
+      upstream.pipe(client);
+      client.pipe(upstream);
+    });
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => s.destroy());
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  stops.push(
+    () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  );
+  state.url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return state;
+}
+
+async function secretFile(name: string, secret: string): Promise<string> {
+  const path = join(home.path, `${name}.credential`);
+  await writeFile(path, secret + '\n');
+  await chmod(path, 0o600);
+  return path;
+}
+
+function serveArgs(url: string, credentialFile: string, state: string, extra: string[]): string[] {
+  return ['serve', '--relay', url, '--id', 'acme-hq', '--credential-file', credentialFile, '--state', join(home.path, state), '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--json', ...extra];
+}
+
+describe('TLS trust of the relay: --ca only, whatever the environment says', () => {
+  it('serve with NODE_TLS_REJECT_UNAUTHORIZED=0 refuses a self-signed relay, and connects when --ca names its certificate', async () => {
+    const r = await tlsRelay();
+    const cred = await secretFile('acme-hq', await r.credentials.add('contact-point', 'acme-hq'));
+
+    const untrusted = await startCli(serveArgs(r.url, cred, 'untrusted', ['--no-proxy']), { home: home.path, env: INSECURE_ENV, timeoutMs: 20_000 });
+    // serve waits up to TUNNEL_WAIT_MS for the tunnel before its ready line.
+    expect(untrusted.ready.tunnel).not.toBe('connected');
+    expect(untrusted.stderr()).toMatch(/self-signed certificate/);
+    await untrusted.stop();
+
+    const trusted = await startCli(serveArgs(r.url, cred, 'trusted', ['--no-proxy', '--ca', r.certFile]), { home: home.path, env: INSECURE_ENV, timeoutMs: 20_000 });
+    expect(trusted.ready.tunnel).toBe('connected');
+    await trusted.stop();
+  });
+
+  it('through a CONNECT proxy too: the TLS session inside the tunnel is verified', async () => {
+    const r = await tlsRelay();
+    const cred = await secretFile('acme-hq', await r.credentials.add('contact-point', 'acme-hq'));
+    const proxy = await connectProxy();
+    stops.push(() => proxy.close());
+
+    const untrusted = await startCli(serveArgs(r.url, cred, 'untrusted', ['--proxy', proxy.url]), { home: home.path, env: INSECURE_ENV, timeoutMs: 20_000 });
+    expect(proxy.connects.length).toBeGreaterThan(0); // it did go through the proxy
+    expect(untrusted.ready.tunnel).not.toBe('connected');
+    expect(untrusted.stderr()).toMatch(/self-signed certificate/);
+    await untrusted.stop();
+
+    const trusted = await startCli(serveArgs(r.url, cred, 'trusted', ['--proxy', proxy.url, '--ca', r.certFile]), { home: home.path, env: INSECURE_ENV, timeoutMs: 20_000 });
+    expect(trusted.ready.tunnel).toBe('connected');
+    await trusted.stop();
+  });
+
+  it('towards an https:// proxy too: the TLS session with the proxy is verified', async () => {
+    // A plain ws:// relay, so the only TLS session is the one with the proxy.
+    const credentials = CredentialStore.inMemory();
+    const relay = new Relay({ credentials, logger });
+    const url = await relay.start();
+    stops.push(() => relay.stop());
+    const cred = await secretFile('acme-hq', await credentials.add('contact-point', 'acme-hq'));
+    const proxy = await httpsConnectProxy();
+
+    const untrusted = await startCli(serveArgs(url, cred, 'untrusted', ['--proxy', proxy.url]), { home: home.path, env: INSECURE_ENV, timeoutMs: 20_000 });
+    expect(untrusted.ready.tunnel).not.toBe('connected');
+    expect(proxy.connects).toBe(0); // the TLS handshake with the proxy failed before any CONNECT
+    expect(untrusted.stderr()).toMatch(/self-signed certificate/);
+    await untrusted.stop();
+
+    // --ca with the proxy's certificate: the proxy is trusted, and the tunnel comes up through it.
+    const trusted = await startCli(serveArgs(url, cred, 'trusted', ['--proxy', proxy.url, '--ca', proxy.certFile]), { home: home.path, env: INSECURE_ENV, timeoutMs: 20_000 });
+    expect(trusted.ready.tunnel).toBe('connected');
+    expect(proxy.connects).toBeGreaterThan(0);
+    await trusted.stop();
+  });
+
+  it('the peer SDK (peer send) with NODE_TLS_REJECT_UNAUTHORIZED=0 refuses the self-signed relay unless --ca names it', async () => {
+    const r = await tlsRelay();
+    const cred = await secretFile('alice', await r.credentials.add('external', 'alice'));
+    const send = (extra: string[]): ReturnType<typeof runCli> =>
+      runCli(['peer', 'send', '--relay', r.url, '--id', 'alice', '--credential-file', cred, '--to', 'printer@acme-hq', '--deadline-ms', '1500', '--no-proxy', '--json', ...extra, 'hi'], {
+        home: home.path,
+        env: INSECURE_ENV,
+      });
+    const untrusted = await send([]);
+    expect(untrusted.code).not.toBe(0);
+    expect(untrusted.stdout + untrusted.stderr).toMatch(/self-signed certificate/);
+    // Trusted: the TLS session and hello succeed, and the relay answers for the message itself
+    // (no contact point acme-hq is connected).
+    const trusted = await send(['--ca', r.certFile]);
+    expect(trusted.stdout + trusted.stderr).not.toMatch(/self-signed certificate/);
+    expect(trusted.stdout + trusted.stderr).toMatch(/CONTACT_POINT_OFFLINE|UNKNOWN_CONTACT_POINT/);
+  });
+});
