@@ -118,17 +118,8 @@ export class ContactPoint implements AdminApi {
     this.logger = opts.logger ?? silentLogger;
     this.registrar = registrar;
     this.ports = new PortMediator(new PortPolicy(portPolicy), this.logger, opts.streamLimits);
-    this.store = StateStore.create(opts.stateDir, () => this.persisted(registrar.persisted()), this.logger);
-    this.ports = new PortMediator(new PortPolicy(portPolicy), this.logger);
     this.floods = new FloodMonitor(registrar.limits, this.logger);
-    this.store = StateStore.create(
-      opts.stateDir,
-      () => {
-        const ports = this.ports.policy.config;
-        return { ...registrar.persisted(), ports: { targets: [...ports.targets], listen: [...ports.listen] } };
-      },
-      this.logger,
-    );
+    this.store = StateStore.create(opts.stateDir, () => this.persisted(registrar.persisted()), this.logger);
     this.gateway = new Gateway({
       relayUrl: opts.relayUrl,
       id: opts.id,
