@@ -19,6 +19,7 @@ import { MAX_REGISTER_PER_MINUTE } from '../protocol/limits.js';
 import { SchemaError } from '../protocol/schema.js';
 import { Status } from '../protocol/status.js';
 import { silentLogger, type Logger } from '../runtime/logger.js';
+import type { HttpLimits } from '../runtime/http-guard.js';
 import { VERSION } from '../version.js';
 import { Collector } from './collector.js';
 import { Distributor } from './distributor.js';
@@ -54,6 +55,8 @@ export interface ContactPointOptions {
   readonly backoffBaseMs?: number;
   readonly backoffMaxMs?: number;
   readonly helloTimeoutMs?: number;
+  /** timeouts and connection caps of the peer port's plain HTTP side (see core/runtime/http-guard.ts) */
+  readonly peerHttp?: HttpLimits;
   /** open the UDP channel the relay offers for mediated datagrams (default true; else they stay in the tunnel) */
   readonly udp?: boolean;
 }
@@ -122,6 +125,7 @@ export class ContactPoint implements AdminApi {
       logger: this.logger,
       ...(opts.helloTimeoutMs ? { helloTimeoutMs: opts.helloTimeoutMs } : {}),
       ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : {}),
+      http: opts.peerHttp,
       handler: {
         hello: (name, publicKey, remote) => {
           const r = registrar.hello(name, publicKey, remote);

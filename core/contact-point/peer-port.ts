@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -20,6 +20,7 @@ import { verifyProof } from '../protocol/peer-auth.js';
 import { Status, type StatusCode } from '../protocol/status.js';
 import { negotiateVersion } from '../protocol/version.js';
 import { CounterMap } from '../runtime/counter-map.js';
+import { createGuardedServer, refuseUpgrade, type HttpLimits } from '../runtime/http-guard.js';
 import type { Logger } from '../runtime/logger.js';
 import { TokenBucket } from '../runtime/token-bucket.js';
 import { closeServer, listen } from '../runtime/server-lifecycle.js';
@@ -68,6 +69,8 @@ export interface PeerPortOptions {
   readonly helloTimeoutMs?: number;
   readonly pingIntervalMs?: number;
   readonly ratePerPeer?: number;
+  /** timeouts and connection caps of the plain HTTP side (see core/runtime/http-guard.ts) */
+  readonly http?: HttpLimits | undefined;
 }
 
 /**
@@ -99,12 +102,14 @@ export class PeerPort {
   }
 
   async start(): Promise<string> {
-    const server = createServer((_req, res) => {
-      res.writeHead(404, { 'content-type': 'text/plain' });
-      res.end(`contact-point peer port: connect with a WebSocket to ${PEER_PATH}\n`);
+    const server = createGuardedServer({
+      limits: this.opts.http,
+      onRequest: (_req, res) => {
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        res.end(`contact-point peer port: connect with a WebSocket to ${PEER_PATH}\n`);
+      },
+      onUpgrade: this.onUpgrade,
     });
-    server.on('upgrade', this.onUpgrade);
-    server.on('clientError', (_err, socket) => socket.destroy());
     const { address, urlHost } = await listen(server, this.opts.port, this.opts.host);
     this.server = server;
     this.boundUrl = `ws://${urlHost}:${address.port}${PEER_PATH}`;
@@ -134,13 +139,9 @@ export class PeerPort {
 
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const remote = (socket as Socket).remoteAddress ?? 'unknown';
-    if ((req.url ?? '').split('?')[0] !== PEER_PATH) {
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      return;
-    }
+    if ((req.url ?? '').split('?')[0] !== PEER_PATH) return refuseUpgrade(socket, 404, 'Not Found');
     if (this.pending >= MAX_PENDING_HELLOS || this.pendingByAddress.get(remote) >= MAX_PENDING_HELLOS_PER_ADDRESS) {
-      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      return;
+      return refuseUpgrade(socket, 503, 'Service Unavailable');
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, req.socket, remote));
   };

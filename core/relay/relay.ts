@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -23,6 +22,7 @@ import {
 import { negotiateVersion } from '../protocol/version.js';
 import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
 import { CounterMap } from '../runtime/counter-map.js';
+import { createGuardedServer, refuseUpgrade, type HttpLimits } from '../runtime/http-guard.js';
 import { silentLogger, type Logger } from '../runtime/logger.js';
 import { TokenBucket } from '../runtime/token-bucket.js';
 import { closeServer, listen } from '../runtime/server-lifecycle.js';
@@ -48,6 +48,8 @@ export interface RelayOptions {
   readonly name?: string;
   readonly logger?: Logger;
   readonly helloTimeoutMs?: number;
+  /** timeouts and connection caps of the plain HTTP side (see core/runtime/http-guard.ts) */
+  readonly http?: HttpLimits;
   readonly pingIntervalMs?: number;
   readonly maxMessageBytes?: number;
   readonly ratePerSender?: number;
@@ -140,11 +142,7 @@ export class Relay {
   }
 
   async start(): Promise<string> {
-    const server = this.opts.tls
-      ? createHttpsServer({ cert: this.opts.tls.cert, key: this.opts.tls.key }, this.onRequest)
-      : createHttpServer(this.onRequest);
-    server.on('upgrade', this.onUpgrade);
-    server.on('clientError', (_err, socket) => socket.destroy());
+    const server = createGuardedServer({ tls: this.opts.tls, limits: this.opts.http, onRequest: this.onRequest, onUpgrade: this.onUpgrade });
     this.server = server;
     const { address: addr, urlHost } = await listen(server, this.opts.port ?? 0, this.opts.host ?? '127.0.0.1');
     this.boundUrl = `${this.opts.tls ? 'wss' : 'ws'}://${urlHost}:${addr.port}${RELAY_PATH}`;
@@ -240,10 +238,10 @@ export class Relay {
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const remote = (socket as Socket).remoteAddress ?? 'unknown';
     const path = (req.url ?? '').split('?')[0];
-    if (path !== RELAY_PATH) return rejectUpgrade(socket, 404, 'Not Found');
-    if (this.failures.get(remote) >= MAX_AUTH_FAILURES_PER_MINUTE) return rejectUpgrade(socket, 429, 'Too Many Requests');
+    if (path !== RELAY_PATH) return refuseUpgrade(socket, 404, 'Not Found');
+    if (this.failures.get(remote) >= MAX_AUTH_FAILURES_PER_MINUTE) return refuseUpgrade(socket, 429, 'Too Many Requests');
     if (this.pending >= MAX_PENDING_HELLOS || this.pendingByAddress.get(remote) >= MAX_PENDING_HELLOS_PER_ADDRESS) {
-      return rejectUpgrade(socket, 503, 'Service Unavailable');
+      return refuseUpgrade(socket, 503, 'Service Unavailable');
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, req.socket, remote));
   };
@@ -472,8 +470,4 @@ export class Relay {
     this.refused++;
     link.send(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: code, reason: reason ?? describeStatus(code) }));
   }
-}
-
-function rejectUpgrade(socket: Duplex, status: number, text: string): void {
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
 }
