@@ -34,12 +34,17 @@ export const RECONNECT_FACTOR = 2;
 export const MAX_PEERS_PER_CONTACT_POINT = 10_000;
 /** Unregistered/pending peer records kept; the oldest offline ones are forgotten first. */
 export const MAX_UNDECIDED_PEERS = 1_000;
-/** Connections on the peer port that have not finished their hello, in total and per remote address. */
+/**
+ * Connections that have not finished their hello (relay and peer port), in total and per source
+ * (an IPv4 address or an IPv6 /64). A source at its own limit gets HTTP 503. When the table is
+ * full, a newcomer takes the slot of the oldest pending hello of the source holding the most, so
+ * a flood from some sources cannot lock others out (see PRESSURE_TIMEOUT_MS).
+ */
 export const MAX_PENDING_HELLOS = 256;
 export const MAX_PENDING_HELLOS_PER_ADDRESS = 32;
 /**
- * Under pressure (an un-upgraded-connection table more than half full), a newcomer first
- * closes every entry older than this: the short deadline for idle holders.
+ * Under pressure (a pending-hello or un-upgraded-connection table more than half full), a
+ * newcomer first closes every entry older than this: the short deadline for idle holders.
  */
 export const PRESSURE_TIMEOUT_MS = 2_000;
 

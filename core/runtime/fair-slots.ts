@@ -27,6 +27,8 @@ export interface FairSlotsOptions {
   readonly max: number;
   readonly maxPerKey: number;
   readonly pressureAgeMs: number;
+  /** what the slots are for, in error messages */
+  readonly label?: string;
   readonly now?: () => number;
 }
 
@@ -46,7 +48,7 @@ export class FairSlots {
 
   constructor(private readonly opts: FairSlotsOptions) {
     for (const [name, v] of [['max', opts.max], ['maxPerKey', opts.maxPerKey], ['pressureAgeMs', opts.pressureAgeMs]] as const) {
-      if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`${name} must be a positive integer, got ${String(v)}`);
+      if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`${opts.label ?? 'slots'}: ${name} must be a positive integer, got ${String(v)}`);
     }
     this.now = opts.now ?? Date.now;
   }

@@ -75,7 +75,7 @@ interface Tracked {
  */
 export function createGuardedServer(o: GuardedServerOptions): Server {
   const l = httpLimits(o.limits);
-  const slots = new FairSlots({ max: l.maxConnections, maxPerKey: l.maxConnectionsPerAddress, pressureAgeMs: l.pressureTimeoutMs });
+  const slots = new FairSlots({ max: l.maxConnections, maxPerKey: l.maxConnectionsPerAddress, pressureAgeMs: l.pressureTimeoutMs, label: 'HTTP connections' });
   /** un-upgraded connections by `address|port` (the same for a TLS socket and the TCP socket under it) */
   const tracked = new Map<string, Tracked>();
   const idOf = (s: { remoteAddress?: string | undefined; remotePort?: number | undefined }): string => `${s.remoteAddress ?? ''}|${s.remotePort ?? ''}`;

@@ -1,11 +1,13 @@
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { AdminServer } from '../../core/admin/server.js';
+import { MAX_PENDING_HELLOS, MAX_PENDING_HELLOS_PER_ADDRESS } from '../../core/protocol/limits.js';
 import type { HttpLimits } from '../../core/runtime/http-guard.js';
-import { logger, startHarness, type Harness } from '../helpers.js';
+import { logger, startHarness, waitFor, type Harness } from '../helpers.js';
 
 /**
- * Floods of plain HTTP against a real relay, contact point
+ * Floods of plain HTTP and of idle pre-hello connections against a real relay, contact point
  * peer port and admin endpoint on loopback. Other loopback addresses (127.0.0.2, ...) stand in
  * for other sources: Linux routes all of 127/8 to lo.
  */
@@ -193,5 +195,71 @@ describe('connections that have not upgraded', () => {
     const printer = await h.registered('printer');
     await alice.send('printer@acme-hq', 'through the flood');
     expect(printer.stats.received).toBe(1);
+  });
+});
+
+/** Sources each holding `perSource` idle ws connections that never say hello, reopened as soon as one is closed. */
+function helloFlood(url: string, sources: string[], perSource: number): { stop(): void; opened(): number } {
+  let stopped = false;
+  let opened = 0;
+  const all = new Set<WebSocket>();
+  const open = (localAddress: string): void => {
+    if (stopped) return;
+    const ws = new WebSocket(url, { localAddress, perMessageDeflate: false });
+    all.add(ws);
+    ws.on('open', () => opened++);
+    ws.on('error', () => undefined);
+    ws.on('close', () => {
+      all.delete(ws);
+      // an attacker retries at once; a short pause keeps the test's loop bounded
+      setTimeout(() => open(localAddress), 5);
+    });
+  };
+  for (const a of sources) for (let i = 0; i < perSource; i++) open(a);
+  const stop = (): void => {
+    stopped = true;
+    for (const ws of all) ws.terminate();
+  };
+  cleanup.push(stop);
+  return { stop, opened: () => opened };
+}
+
+describe('pre-hello slots', () => {
+  const floods: [string, string[], number][] = [
+    ['8 sources holding 32 each', Array.from({ length: MAX_PENDING_HELLOS / MAX_PENDING_HELLOS_PER_ADDRESS }, (_, i) => `127.0.0.${i + 2}`), MAX_PENDING_HELLOS_PER_ADDRESS],
+    ['256 sources holding 1 each', Array.from({ length: MAX_PENDING_HELLOS }, (_, i) => `127.0.${Math.floor(i / 200) + 1}.${(i % 200) + 2}`), 1],
+  ];
+  it.each(floods)('a contact point whose tunnel drops reconnects within 2 s while idle sockets from %s fill every slot', async (_what, sources, perSource) => {
+    const h = await startHarness();
+    cleanup.push(() => h.close());
+    const flood = helloFlood(h.relay.url, sources, perSource);
+    await waitFor(() => flood.opened() >= MAX_PENDING_HELLOS, 10_000, 'the flood holds every pending-hello slot');
+    const reconnectsBefore = h.cp.gateway.status().reconnects;
+    const dropped = Date.now();
+    h.cp.gateway.currentLink?.terminate();
+    await waitFor(() => !h.cp.gateway.connected, 2_000, 'tunnel down');
+    await waitFor(() => h.cp.gateway.connected, 6_000, 'tunnel back through the flood');
+    const ms = Date.now() - dropped;
+    expect(h.cp.gateway.status().reconnects).toBeGreaterThan(reconnectsBefore);
+    expect(ms).toBeLessThan(2_000);
+    // and it stays up: the flood goes on replacing its own sockets, not the tunnel
+    await new Promise((r) => setTimeout(r, 500));
+    expect(h.cp.gateway.connected).toBe(true);
+    flood.stop();
+  });
+});
+
+describe('pre-hello slots at the peer port', () => {
+  it('a LAN peer connects within 2 s while idle sockets from 8 sources fill every slot', async () => {
+    const h = await startHarness();
+    cleanup.push(() => h.close());
+    const sources = Array.from({ length: MAX_PENDING_HELLOS / MAX_PENDING_HELLOS_PER_ADDRESS }, (_, i) => `127.0.0.${i + 2}`);
+    const flood = helloFlood(h.cp.peerPortUrl, sources, MAX_PENDING_HELLOS_PER_ADDRESS);
+    await waitFor(() => flood.opened() >= MAX_PENDING_HELLOS, 10_000, 'the flood holds every pending-hello slot');
+    const start = Date.now();
+    const late = await h.internal('late');
+    expect(late.status().state).toBe('connected');
+    expect(Date.now() - start).toBeLessThan(2_000);
+    flood.stop();
   });
 });

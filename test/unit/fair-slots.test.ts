@@ -60,7 +60,7 @@ describe('FairSlots', () => {
   });
 
   it('validates its limits', () => {
-    expect(() => new FairSlots({ max: 0, maxPerKey: 1, pressureAgeMs: 1 })).toThrow(/max must be a positive integer, got 0/);
+    expect(() => new FairSlots({ max: 0, maxPerKey: 1, pressureAgeMs: 1 })).toThrow(/slots: max must be a positive integer, got 0/);
   });
 });
 
