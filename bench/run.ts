@@ -6,7 +6,8 @@
  *   --quick              shorter windows (also BENCH_QUICK=1); every line says mode: "quick"
  *   --only a,b           run only these: throughput, latency (group: messages), peers,
  *                        mediation-bulk, mediation-http, mediation-udp, mediation-memory (group: mediation),
- *                        gui (the admin GUI in Chromium under 20,000 msgs/s; needs `npm run build`)
+ *                        gui (the admin GUI in Chromium under 20,000 msgs/s; needs `npm run build`),
+ *                        http-flood (large-body HTTP requests against relay and peer port under a flow)
  *   --cpu-prof[=DIR]     profile the worker processes (relay, contact point, ack server, lan, load) with
  *                        node --cpu-prof into DIR (default bench-profiles/); summarise with
  *                        node dist/bench/profile-summary.js DIR
@@ -20,6 +21,7 @@ import { resolve } from 'node:path';
 import type { BenchContext } from './context.js';
 import { WorkerHandle } from './ipc.js';
 import { runGui } from './gui.js';
+import { runHttpFlood } from './http-flood.js';
 import { runMediation } from './mediation.js';
 import { runMessages } from './messages.js';
 import { runPeers } from './peers.js';
@@ -39,6 +41,7 @@ const GROUPS: Record<string, readonly string[]> = {
   'mediation-udp': ['mediation-udp'],
   'mediation-memory': ['mediation-memory'],
   gui: ['gui'],
+  'http-flood': ['http-flood'],
 };
 
 interface Args {
@@ -101,6 +104,7 @@ async function main(): Promise<void> {
   await runPeers(ctx);
   await runMediation(ctx);
   await runGui(ctx);
+  await runHttpFlood(ctx);
   note(`done in ${Math.round((Date.now() - started) / 1000)} s`);
 }
 
