@@ -4,7 +4,10 @@ import { WebSocket } from 'ws';
 import { AdminServer } from '../../core/admin/server.js';
 import { MAX_PENDING_HELLOS, MAX_PENDING_HELLOS_PER_ADDRESS } from '../../core/protocol/limits.js';
 import type { HttpLimits } from '../../core/runtime/http-guard.js';
-import { logger, startHarness, waitFor, type Harness } from '../helpers.js';
+import { CredentialStore } from '../../core/relay/credentials.js';
+import { Relay } from '../../core/relay/relay.js';
+import { logger, startHarness, tempDir, waitFor, type Harness } from '../helpers.js';
+import { selfSignedCert } from '../net-fixtures.js';
 
 /**
  * Floods of plain HTTP and of idle pre-hello connections against a real relay, contact point
@@ -139,6 +142,29 @@ describe('slow or silent HTTP clients', () => {
         expect(ms, `${t.name}, ${what}`).toBeLessThan(2_000);
       }
     }
+  });
+
+  it('a wss relay drops a connection that never finishes its TLS handshake', async () => {
+    await using dir = await tempDir();
+    const relay = new Relay({ credentials: CredentialStore.inMemory(), logger, tls: selfSignedCert(dir.path), http: { headersTimeoutMs: 500, requestTimeoutMs: 1_000 } });
+    await relay.start();
+    cleanup.push(() => relay.stop());
+    const ms = await heldFor(Number(new URL(relay.url).port), 'silent', 5_000);
+    expect(ms).toBeGreaterThanOrEqual(450);
+    expect(ms).toBeLessThan(2_000);
+  });
+
+  it('leaves upgraded connections alone: tunnel and peers outlive the HTTP timeouts', async () => {
+    const http = { headersTimeoutMs: 200, requestTimeoutMs: 400 };
+    const h = await startHarness({ relay: { http }, cp: { peerHttp: http } });
+    cleanup.push(() => h.close());
+    const printer = await h.registered('printer');
+    const alice = await h.external('alice');
+    await new Promise((r) => setTimeout(r, 1_500));
+    await alice.send('printer@acme-hq', 'still here');
+    expect(printer.stats.received).toBe(1);
+    expect(h.cp.gateway.status().reconnects).toBe(0);
+    expect(printer.status().reconnects).toBe(0);
   });
 
   it('refuses limits that make no sense, with the limit named', async () => {
