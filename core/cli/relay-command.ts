@@ -1,6 +1,12 @@
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { CREDENTIALS_FILE, CredentialStore } from '../relay/credentials.js';
+import {
+  MAX_HTTP_CONNECTIONS,
+  MAX_HTTP_CONNECTIONS_PER_ADDRESS,
+  MAX_PENDING_HELLOS,
+  MAX_PENDING_HELLOS_PER_ADDRESS,
+} from '../protocol/limits.js';
 import { Relay } from '../relay/relay.js';
 import { primeAllocator } from '../runtime/allocator.js';
 import { createLogger } from '../runtime/logger.js';
@@ -38,6 +44,16 @@ Flags:
                        the UDP service port to another number
   --name NAME          the relay's own domain: external peers' addresses end in @NAME, e.g.
                        alice@relay (default relay; no contact point may use this id)
+  --max-pending-hellos N
+                       connections in their hello at once (default ${MAX_PENDING_HELLOS}); when full, a new
+                       one replaces the oldest of the source holding the most
+  --max-pending-hellos-per-address N
+                       the same per source address (IPv6: per /64; default ${MAX_PENDING_HELLOS_PER_ADDRESS}); raise it
+                       when many contact points share one address (a NAT, or a reverse proxy)
+  --max-http-connections N
+                       connections not yet upgraded to a WebSocket (default ${MAX_HTTP_CONNECTIONS})
+  --max-http-connections-per-address N
+                       the same per source address (default ${MAX_HTTP_CONNECTIONS_PER_ADDRESS})
   --state DIR          folder of credentials.json (default ~/.contact-point/relay,
                        or $CONTACT_POINT_STATE)
   --log-level LEVEL    debug, info, warn, error or silent (default info); logs go to stderr
@@ -68,6 +84,10 @@ async function run(argv: string[]): Promise<number> {
       'expose-host': { type: 'string' },
       'no-udp': { type: 'boolean' },
       'udp-advertise-port': { type: 'string' },
+      'max-pending-hellos': { type: 'string' },
+      'max-pending-hellos-per-address': { type: 'string' },
+      'max-http-connections': { type: 'string' },
+      'max-http-connections-per-address': { type: 'string' },
       state: { type: 'string' },
       'log-level': { type: 'string' },
       json: { type: 'boolean' },
@@ -81,6 +101,20 @@ async function run(argv: string[]): Promise<number> {
   }
   exclusive('--no-udp', values['no-udp'] ?? false, '--udp-advertise-port', values['udp-advertise-port'] !== undefined);
   const udpAdvertisePort = values['udp-advertise-port'] !== undefined ? integer('--udp-advertise-port', values['udp-advertise-port'], 1, 65535) : undefined;
+  const caps = {
+    maxPendingHellos: capFlag('--max-pending-hellos', values['max-pending-hellos'], MAX_PENDING_HELLOS),
+    maxPendingHellosPerAddress: capFlag('--max-pending-hellos-per-address', values['max-pending-hellos-per-address'], MAX_PENDING_HELLOS_PER_ADDRESS),
+  };
+  const http = {
+    maxConnections: capFlag('--max-http-connections', values['max-http-connections'], MAX_HTTP_CONNECTIONS),
+    maxConnectionsPerAddress: capFlag('--max-http-connections-per-address', values['max-http-connections-per-address'], MAX_HTTP_CONNECTIONS_PER_ADDRESS),
+  };
+  if (caps.maxPendingHellosPerAddress > caps.maxPendingHellos) {
+    throw new UsageError(`--max-pending-hellos-per-address ${caps.maxPendingHellosPerAddress} is more than --max-pending-hellos ${caps.maxPendingHellos}`);
+  }
+  if (http.maxConnectionsPerAddress > http.maxConnections) {
+    throw new UsageError(`--max-http-connections-per-address ${http.maxConnectionsPerAddress} is more than --max-http-connections ${http.maxConnections}`);
+  }
   const level = logLevel('--log-level', values['log-level'] ?? 'info');
   const certFile = values['tls-cert'];
   const keyFile = values['tls-key'];
@@ -113,7 +147,7 @@ async function run(argv: string[]): Promise<number> {
     });
   }
 
-  const relay = new Relay({ credentials, host: listen.listen.host, port: listen.listen.port, name: relayName, logger, ...(tls ? { tls } : {}), ...(exposeHost !== undefined ? { exposeHost } : {}),
+  const relay = new Relay({ credentials, host: listen.listen.host, port: listen.listen.port, name: relayName, logger, ...caps, http, ...(tls ? { tls } : {}), ...(exposeHost !== undefined ? { exposeHost } : {}),
     ...(values['no-udp'] ? { udp: false } : {}),
     ...(udpAdvertisePort !== undefined ? { udpAdvertisePort } : {}),
   });
@@ -139,6 +173,11 @@ async function run(argv: string[]): Promise<number> {
 
   await shutdown.signal;
   return stopCleanly('relay', () => relay.stop());
+}
+
+/** A connection cap given on the command line, or its default. */
+function capFlag(flag: string, value: string | undefined, fallback: number): number {
+  return value === undefined ? fallback : integer(flag, value, 1, 1_000_000);
 }
 
 export const relayCommand: Command = {
