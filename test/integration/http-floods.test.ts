@@ -154,12 +154,15 @@ describe('slow or silent HTTP clients', () => {
     expect(ms).toBeLessThan(2_000);
   });
 
-  it('leaves upgraded connections alone: tunnel and peers outlive the HTTP timeouts', async () => {
+  it.each(['ws', 'wss'])('leaves upgraded connections alone: tunnel (%s) and peers outlive the HTTP timeouts', async (scheme) => {
     const http = { headersTimeoutMs: 200, requestTimeoutMs: 400 };
-    const h = await startHarness({ relay: { http }, cp: { peerHttp: http } });
+    await using dir = await tempDir();
+    const tls = scheme === 'wss' ? selfSignedCert(dir.path) : undefined;
+    const h = await startHarness({ relay: { http, ...(tls ? { tls } : {}) }, cp: { peerHttp: http, ...(tls ? { ca: tls.cert } : {}) } });
+    expect(h.relay.url.startsWith(`${scheme}://`)).toBe(true);
     cleanup.push(() => h.close());
     const printer = await h.registered('printer');
-    const alice = await h.external('alice');
+    const alice = await h.external('alice', tls ? { ca: tls.cert } : {});
     await new Promise((r) => setTimeout(r, 1_500));
     await alice.send('printer@acme-hq', 'still here');
     expect(printer.stats.received).toBe(1);
