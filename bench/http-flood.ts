@@ -10,7 +10,7 @@
  *   `POST` with `Content-Length: 100000000` and push the body as fast as the kernel takes it;
  *   a connection the server closes is opened again (an attacker keeps going), each lane up to
  *   BODY_BYTES in all, for at most the window.
- * Reported: p99 of the flow in both windows, the growth of peak RSS (getrusage maxRSS) of relay
+ * Reported: p99 of the flow in both windows, relay and contact point CPU time in each, the growth of peak RSS (getrusage maxRSS) of relay
  * and contact point over the flood, the bytes relay and contact point read in each window
  * (the flow alone in the quiet one), and how many body bytes the flood got written (into
  * kernel buffers, which a server that does not read discards when it closes).
@@ -49,6 +49,12 @@ async function bytesReadMb(w: WorkerHandle): Promise<number> {
   const io = await readFile(`/proc/${w.pid}/io`, 'utf8').catch(() => '');
   const rchar = /^rchar:\s*(\d+)/m.exec(io)?.[1];
   return rchar === undefined ? NaN : Number(rchar) / (1024 * 1024);
+}
+
+/** CPU time (user + system) a worker has used so far, in ms. */
+async function cpuMs(w: WorkerHandle): Promise<number> {
+  const u = await w.call<NodeJS.CpuUsage>('cpu');
+  return (u.user + u.system) / 1000;
 }
 
 async function rssMb(w: WorkerHandle): Promise<number> {
@@ -149,13 +155,16 @@ export async function runHttpFlood(ctx: BenchContext): Promise<void> {
 
     const peak0 = await Promise.all([maxRssMb(relay), maxRssMb(cp)]);
     const read0 = await Promise.all([bytesReadMb(relay), bytesReadMb(cp)]);
+    const cpu0 = await Promise.all([cpuMs(relay), cpuMs(cp)]);
     const quiet = await pacedWindow(sender, receiver, windowMs);
     const read1 = await Promise.all([bytesReadMb(relay), bytesReadMb(cp)]);
+    const cpu1 = await Promise.all([cpuMs(relay), cpuMs(cp)]);
     const peakBefore = await Promise.all([maxRssMb(relay), maxRssMb(cp)]);
     const floodDone = bodyFlood([Number(new URL(relay.url).port), Number(new URL(cp.url).port)], windowMs);
     const during = await pacedWindow(sender, receiver, windowMs);
     const flood = await floodDone;
     const read2 = await Promise.all([bytesReadMb(relay), bytesReadMb(cp)]);
+    const cpu2 = await Promise.all([cpuMs(relay), cpuMs(cp)]);
     const peakAfter = await Promise.all([maxRssMb(relay), maxRssMb(cp)]);
     const rssAfter = await Promise.all([rssMb(relay), rssMb(cp)]);
     emit({
@@ -171,6 +180,10 @@ export async function runHttpFlood(ctx: BenchContext): Promise<void> {
       relay_read_mb_flood: round(read2[0]! - read1[0]!, 1),
       contact_point_read_mb_quiet: round(read1[1]! - read0[1]!, 1),
       contact_point_read_mb_flood: round(read2[1]! - read1[1]!, 1),
+      relay_cpu_ms_quiet: Math.round(cpu1[0]! - cpu0[0]!),
+      relay_cpu_ms_flood: Math.round(cpu2[0]! - cpu1[0]!),
+      contact_point_cpu_ms_quiet: Math.round(cpu1[1]! - cpu0[1]!),
+      contact_point_cpu_ms_flood: Math.round(cpu2[1]! - cpu1[1]!),
       relay_peak_rss_growth_mb_quiet: round(peakBefore[0]! - peak0[0]!, 1),
       relay_peak_rss_growth_mb_flood: round(peakAfter[0]! - peakBefore[0]!, 1),
       contact_point_peak_rss_growth_mb_quiet: round(peakBefore[1]! - peak0[1]!, 1),
