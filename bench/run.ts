@@ -7,7 +7,8 @@
  *   --only a,b           run only these: throughput, latency (group: messages), peers,
  *                        mediation-bulk, mediation-http, mediation-expose, mediation-udp, mediation-memory
  *                        (group: mediation),
- *                        gui (the admin GUI in Chromium under 20,000 msgs/s; needs `npm run build`)
+ *                        gui (the admin GUI in Chromium under 20,000 msgs/s; needs `npm run build`),
+ *                        http-flood (large-body HTTP requests against relay and peer port under a flow)
  *   --cpu-prof[=DIR]     profile the worker processes (relay, contact point, ack server, lan, load) with
  *                        node --cpu-prof into DIR (default bench-profiles/); summarise with
  *                        node dist/bench/profile-summary.js DIR
@@ -21,6 +22,7 @@ import { resolve } from 'node:path';
 import type { BenchContext } from './context.js';
 import { WorkerHandle } from './ipc.js';
 import { runGui } from './gui.js';
+import { runHttpFlood } from './http-flood.js';
 import { runMediation } from './mediation.js';
 import { runMessages } from './messages.js';
 import { runPeers } from './peers.js';
@@ -41,6 +43,7 @@ const GROUPS: Record<string, readonly string[]> = {
   'mediation-udp': ['mediation-udp'],
   'mediation-memory': ['mediation-memory'],
   gui: ['gui'],
+  'http-flood': ['http-flood'],
 };
 
 interface Args {
@@ -103,6 +106,7 @@ async function main(): Promise<void> {
   await runPeers(ctx);
   await runMediation(ctx);
   await runGui(ctx);
+  await runHttpFlood(ctx);
   note(`done in ${Math.round((Date.now() - started) / 1000)} s`);
 }
 

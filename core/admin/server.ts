@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { extname, join, normalize, sep } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../runtime/logger.js';
+import { createGuardedServer, refuseUpgrade, type HttpLimits } from '../runtime/http-guard.js';
 import { closeServer, listen } from '../runtime/server-lifecycle.js';
 import { safeEqual } from '../runtime/secrets.js';
 import {
@@ -49,6 +50,8 @@ export interface AdminServerOptions {
   readonly token?: string;
   /** built admin GUI to serve at / (the renderer build) */
   readonly staticDir?: string | undefined;
+  /** timeouts and connection caps of the plain HTTP side (see core/runtime/http-guard.ts) */
+  readonly http?: HttpLimits | undefined;
 }
 
 /**
@@ -89,9 +92,7 @@ export class AdminServer {
   }
 
   async start(): Promise<void> {
-    const server = createServer((req, res) => void this.onRequest(req, res));
-    server.on('upgrade', this.onUpgrade);
-    server.on('clientError', (_e, socket) => socket.destroy());
+    const server = createGuardedServer({ limits: this.opts.http, onRequest: (req, res) => void this.onRequest(req, res), onUpgrade: this.onUpgrade });
     const host = this.opts.host ?? '127.0.0.1';
     const { address, urlHost } = await listen(server, this.opts.port ?? 0, host);
     this.server = server;
@@ -171,9 +172,7 @@ export class AdminServer {
   }
 
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const deny = (status: number, text: string): void => {
-      socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-    };
+    const deny = (status: number, text: string): void => refuseUpgrade(socket, status, text);
     if ((req.url ?? '').split('?')[0] !== ADMIN_PATH) return deny(404, 'Not Found');
     if (!this.hostAllowed(req.headers.host) || !this.originAllowed(req.headers.origin)) return deny(403, 'Forbidden');
     if (this.clients.size >= MAX_ADMIN_CLIENTS) return deny(503, 'Service Unavailable');

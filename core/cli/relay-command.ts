@@ -1,7 +1,14 @@
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { CREDENTIALS_FILE, CredentialStore } from '../relay/credentials.js';
-import { MAX_STREAMS_PER_CONTACT_POINT, MAX_STREAMS_PER_EXPOSURE } from '../protocol/limits.js';
+import {
+  MAX_HTTP_CONNECTIONS,
+  MAX_HTTP_CONNECTIONS_PER_ADDRESS,
+  MAX_PENDING_HELLOS,
+  MAX_PENDING_HELLOS_PER_ADDRESS,
+  MAX_STREAMS_PER_CONTACT_POINT,
+  MAX_STREAMS_PER_EXPOSURE,
+} from '../protocol/limits.js';
 import { Relay } from '../relay/relay.js';
 import { primeAllocator } from '../runtime/allocator.js';
 import { createLogger } from '../runtime/logger.js';
@@ -47,6 +54,16 @@ Flags:
                        ${MAX_STREAMS_PER_CONTACT_POINT})
   --name NAME          the relay's own domain: external peers' addresses end in @NAME, e.g.
                        alice@relay (default relay; no contact point may use this id)
+  --max-pending-hellos N
+                       connections in their hello at once (default ${MAX_PENDING_HELLOS}); when full, a new
+                       one replaces the oldest of the source holding the most
+  --max-pending-hellos-per-address N
+                       the same per source address (IPv6: per /64; default ${MAX_PENDING_HELLOS_PER_ADDRESS}); raise it
+                       when many contact points share one address (a NAT, or a reverse proxy)
+  --max-http-connections N
+                       connections not yet upgraded to a WebSocket (default ${MAX_HTTP_CONNECTIONS})
+  --max-http-connections-per-address N
+                       the same per source address (default ${MAX_HTTP_CONNECTIONS_PER_ADDRESS})
   --state DIR          folder of credentials.json (default ~/.contact-point/relay,
                        or $CONTACT_POINT_STATE)
   --log-level LEVEL    debug, info, warn, error or silent (default info); logs go to stderr
@@ -79,6 +96,10 @@ async function run(argv: string[]): Promise<number> {
       'udp-advertise-port': { type: 'string' },
       'max-expose-connections': { type: 'string' },
       'max-expose-connections-per-cp': { type: 'string' },
+      'max-pending-hellos': { type: 'string' },
+      'max-pending-hellos-per-address': { type: 'string' },
+      'max-http-connections': { type: 'string' },
+      'max-http-connections-per-address': { type: 'string' },
       state: { type: 'string' },
       'log-level': { type: 'string' },
       json: { type: 'boolean' },
@@ -95,6 +116,20 @@ async function run(argv: string[]): Promise<number> {
   const maxExpose = values['max-expose-connections'] !== undefined ? integer('--max-expose-connections', values['max-expose-connections'], 1, MAX_CONNECTIONS_LIMIT) : undefined;
   const maxExposePerCp =
     values['max-expose-connections-per-cp'] !== undefined ? integer('--max-expose-connections-per-cp', values['max-expose-connections-per-cp'], 1, MAX_CONNECTIONS_LIMIT) : undefined;
+  const caps = {
+    maxPendingHellos: capFlag('--max-pending-hellos', values['max-pending-hellos'], MAX_PENDING_HELLOS),
+    maxPendingHellosPerAddress: capFlag('--max-pending-hellos-per-address', values['max-pending-hellos-per-address'], MAX_PENDING_HELLOS_PER_ADDRESS),
+  };
+  const http = {
+    maxConnections: capFlag('--max-http-connections', values['max-http-connections'], MAX_HTTP_CONNECTIONS),
+    maxConnectionsPerAddress: capFlag('--max-http-connections-per-address', values['max-http-connections-per-address'], MAX_HTTP_CONNECTIONS_PER_ADDRESS),
+  };
+  if (caps.maxPendingHellosPerAddress > caps.maxPendingHellos) {
+    throw new UsageError(`--max-pending-hellos-per-address ${caps.maxPendingHellosPerAddress} is more than --max-pending-hellos ${caps.maxPendingHellos}`);
+  }
+  if (http.maxConnectionsPerAddress > http.maxConnections) {
+    throw new UsageError(`--max-http-connections-per-address ${http.maxConnectionsPerAddress} is more than --max-http-connections ${http.maxConnections}`);
+  }
   const level = logLevel('--log-level', values['log-level'] ?? 'info');
   const certFile = values['tls-cert'];
   const keyFile = values['tls-key'];
@@ -127,7 +162,7 @@ async function run(argv: string[]): Promise<number> {
     });
   }
 
-  const relay = new Relay({ credentials, host: listen.listen.host, port: listen.listen.port, name: relayName, logger, ...(tls ? { tls } : {}), ...(exposeHost !== undefined ? { exposeHost } : {}),
+  const relay = new Relay({ credentials, host: listen.listen.host, port: listen.listen.port, name: relayName, logger, ...caps, http, ...(tls ? { tls } : {}), ...(exposeHost !== undefined ? { exposeHost } : {}),
     ...(values['no-udp'] ? { udp: false } : {}),
     ...(udpAdvertisePort !== undefined ? { udpAdvertisePort } : {}),
     ...(maxExpose !== undefined ? { maxExposeConnections: maxExpose } : {}),
@@ -155,6 +190,11 @@ async function run(argv: string[]): Promise<number> {
 
   await shutdown.signal;
   return stopCleanly('relay', () => relay.stop());
+}
+
+/** A connection cap given on the command line, or its default. */
+function capFlag(flag: string, value: string | undefined, fallback: number): number {
+  return value === undefined ? fallback : integer(flag, value, 1, 1_000_000);
 }
 
 export const relayCommand: Command = {

@@ -19,6 +19,7 @@ import { MAX_REGISTER_PER_MINUTE } from '../protocol/limits.js';
 import { SchemaError } from '../protocol/schema.js';
 import { Status } from '../protocol/status.js';
 import { silentLogger, type Logger } from '../runtime/logger.js';
+import type { HttpLimits } from '../runtime/http-guard.js';
 import { VERSION } from '../version.js';
 import { Collector } from './collector.js';
 import { Distributor } from './distributor.js';
@@ -57,6 +58,8 @@ export interface ContactPointOptions {
   /** after ID_IN_USE (another live instance holds this id at the relay), retry after this to twice this (default ID_IN_USE_RETRY_MS, 30 s) */
   readonly idInUseRetryMs?: number;
   readonly helloTimeoutMs?: number;
+  /** timeouts and connection caps of the peer port's plain HTTP side (see core/runtime/http-guard.ts) */
+  readonly peerHttp?: HttpLimits;
   /** open the UDP channel the relay offers for mediated datagrams (default true; else they stay in the tunnel) */
   readonly udp?: boolean;
   /**
@@ -142,6 +145,7 @@ export class ContactPoint implements AdminApi {
       logger: this.logger,
       ...(opts.helloTimeoutMs ? { helloTimeoutMs: opts.helloTimeoutMs } : {}),
       ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : {}),
+      http: opts.peerHttp,
       handler: {
         hello: (name, publicKey, remote) => {
           const r = registrar.hello(name, publicKey, remote);

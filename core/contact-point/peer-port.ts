@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -15,11 +15,13 @@ import {
   MAX_PENDING_HELLOS,
   MAX_PENDING_HELLOS_PER_ADDRESS,
   PING_INTERVAL_MS,
+  PRESSURE_TIMEOUT_MS,
 } from '../protocol/limits.js';
 import { verifyProof } from '../protocol/peer-auth.js';
 import { Status, type StatusCode } from '../protocol/status.js';
 import { negotiateVersion } from '../protocol/version.js';
-import { CounterMap } from '../runtime/counter-map.js';
+import { FairSlots, sourceKey, type EvictReason } from '../runtime/fair-slots.js';
+import { createGuardedServer, refuseUpgrade, type HttpLimits } from '../runtime/http-guard.js';
 import type { Logger } from '../runtime/logger.js';
 import { TokenBucket } from '../runtime/token-bucket.js';
 import { closeServer, listen } from '../runtime/server-lifecycle.js';
@@ -68,6 +70,8 @@ export interface PeerPortOptions {
   readonly helloTimeoutMs?: number;
   readonly pingIntervalMs?: number;
   readonly ratePerPeer?: number;
+  /** timeouts and connection caps of the plain HTTP side (see core/runtime/http-guard.ts) */
+  readonly http?: HttpLimits | undefined;
 }
 
 /**
@@ -80,8 +84,8 @@ export class PeerPort {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
   private readonly sessions = new Map<string, PeerSession>();
   private readonly links = new Set<Link>();
-  private readonly pendingByAddress = new CounterMap(10_000);
-  private pending = 0;
+  /** connections in their hello: capped per source, shared fairly (see FairSlots) */
+  private readonly helloSlots = new FairSlots({ max: MAX_PENDING_HELLOS, maxPerKey: MAX_PENDING_HELLOS_PER_ADDRESS, pressureAgeMs: PRESSURE_TIMEOUT_MS });
   private boundUrl = '';
 
   constructor(private readonly opts: PeerPortOptions) {}
@@ -99,12 +103,14 @@ export class PeerPort {
   }
 
   async start(): Promise<string> {
-    const server = createServer((_req, res) => {
-      res.writeHead(404, { 'content-type': 'text/plain' });
-      res.end(`contact-point peer port: connect with a WebSocket to ${PEER_PATH}\n`);
+    const server = createGuardedServer({
+      limits: this.opts.http,
+      onRequest: (_req, res) => {
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        res.end(`contact-point peer port: connect with a WebSocket to ${PEER_PATH}\n`);
+      },
+      onUpgrade: this.onUpgrade,
     });
-    server.on('upgrade', this.onUpgrade);
-    server.on('clientError', (_err, socket) => socket.destroy());
     const { address, urlHost } = await listen(server, this.opts.port, this.opts.host);
     this.server = server;
     this.boundUrl = `ws://${urlHost}:${address.port}${PEER_PATH}`;
@@ -134,30 +140,26 @@ export class PeerPort {
 
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const remote = (socket as Socket).remoteAddress ?? 'unknown';
-    if ((req.url ?? '').split('?')[0] !== PEER_PATH) {
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      return;
-    }
-    if (this.pending >= MAX_PENDING_HELLOS || this.pendingByAddress.get(remote) >= MAX_PENDING_HELLOS_PER_ADDRESS) {
-      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      return;
-    }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, req.socket, remote));
+    if ((req.url ?? '').split('?')[0] !== PEER_PATH) return refuseUpgrade(socket, 404, 'Not Found');
+    let link: Link | undefined;
+    const slot = this.helloSlots.take(sourceKey(remote), (why) => evictPending(why, link, socket));
+    if (!slot) return refuseUpgrade(socket, 503, 'Service Unavailable');
+    socket.once('close', () => slot.release()); // also when the ws handshake itself fails
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      link = this.onConnection(ws, req.socket, remote, () => slot.release());
+    });
   };
 
-  private onConnection(ws: WebSocket, socket: Socket, remote: string): void {
+  private onConnection(ws: WebSocket, socket: Socket, remote: string, releaseSlot: () => void): Link {
     const pingIntervalMs = this.opts.pingIntervalMs ?? PING_INTERVAL_MS;
     const link = new Link(ws, socket, { role: 'server', logger: this.opts.logger, label: `peer-port<-${remote}`, pingIntervalMs });
     this.links.add(link);
-    this.pending++;
-    this.pendingByAddress.add(remote);
     let settled = false;
     const settle = (): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      this.pending--;
-      this.pendingByAddress.add(remote, -1);
+      releaseSlot();
     };
     const helloTimeoutMs = this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS;
     const timer = setTimeout(() => link.fault(Status.HELLO_TIMEOUT, `hello not completed within ${helloTimeoutMs} ms`), helloTimeoutMs);
@@ -196,6 +198,7 @@ export class PeerPort {
         this.links.delete(link);
       },
     });
+    return link;
   }
 
   private admit(link: Link, name: string, remote: string, version: number, state: PeerState): void {
@@ -236,4 +239,11 @@ export class PeerPort {
     });
     this.opts.handler.up(session);
   }
+}
+
+/** A pending hello lost its slot to a newcomer: idle past the pressure deadline, or the table was full. */
+function evictPending(why: EvictReason, link: Link | undefined, socket: Duplex): void {
+  if (!link) return void socket.destroy();
+  if (why === 'expired') link.fault(Status.HELLO_TIMEOUT, `hello not completed within ${PRESSURE_TIMEOUT_MS} ms while the peer port is busy`);
+  else link.fault(Status.RESOURCE_LIMIT, 'too many connections in their hello; this one gave its place to a newer one');
 }

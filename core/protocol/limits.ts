@@ -53,9 +53,37 @@ export const MAX_UNDECIDED_PEERS = 1_000;
 export const MAX_UNDECIDED_PER_ADDRESS = 16;
 /** New peer identities (hellos with a name the contact point does not know) one source address may bring a minute (burst: as many); more are refused with RATE_LIMITED. */
 export const NEW_PEERS_PER_ADDRESS_PER_MINUTE = 60;
-/** Connections on the peer port that have not finished their hello, in total and per remote address. */
+/**
+ * Connections that have not finished their hello (relay and peer port), in total and per source
+ * (an IPv4 address or an IPv6 /64). A source at its own limit gets HTTP 503. When the table is
+ * full, a newcomer takes the slot of the oldest pending hello of the source holding the most, so
+ * a flood from some sources cannot lock others out (see PRESSURE_TIMEOUT_MS).
+ */
 export const MAX_PENDING_HELLOS = 256;
 export const MAX_PENDING_HELLOS_PER_ADDRESS = 32;
+/**
+ * Under pressure (a pending-hello or un-upgraded-connection table more than half full), a
+ * newcomer first closes every entry older than this: the short deadline for idle holders.
+ */
+export const PRESSURE_TIMEOUT_MS = 2_000;
+
+/**
+ * Plain HTTP on the relay, the peer port and the admin endpoint. Every answer that is not an
+ * upgrade closes the connection without reading a request body. A connection must send its
+ * request head (after its TLS handshake, on wss) within HTTP_HEADERS_TIMEOUT_MS and be done
+ * within HTTP_REQUEST_TIMEOUT_MS of connecting; HTTP_KEEPALIVE_TIMEOUT_MS is Node's idle
+ * keep-alive timer, a backstop since no connection is kept alive.
+ */
+export const HTTP_HEADERS_TIMEOUT_MS = 10_000;
+export const HTTP_REQUEST_TIMEOUT_MS = 30_000;
+export const HTTP_KEEPALIVE_TIMEOUT_MS = 5_000;
+/**
+ * Connections not (yet) upgraded to a WebSocket, per server, in total and per source. A source
+ * over its limit is closed at once; when the total is full, a newcomer takes the slot of the
+ * oldest connection of the source holding the most.
+ */
+export const MAX_HTTP_CONNECTIONS = 512;
+export const MAX_HTTP_CONNECTIONS_PER_ADDRESS = 32;
 /** REGISTER requests a peer may make per minute; more are answered RATE_LIMITED. */
 export const MAX_REGISTER_PER_MINUTE = 10;
 

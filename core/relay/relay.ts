@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -18,12 +17,15 @@ import {
   MAX_PENDING_HELLOS_PER_ADDRESS,
   MAX_PEERS_PER_CONTACT_POINT,
   PING_INTERVAL_MS,
+  PRESSURE_TIMEOUT_MS,
   RELAY_RATE_PER_SENDER,
   TAKEOVER_PROBE_MS,
 } from '../protocol/limits.js';
 import { negotiateVersion } from '../protocol/version.js';
 import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
 import { CounterMap } from '../runtime/counter-map.js';
+import { FairSlots, sourceKey, type EvictReason } from '../runtime/fair-slots.js';
+import { createGuardedServer, refuseUpgrade, type HttpLimits } from '../runtime/http-guard.js';
 import { silentLogger, type Logger } from '../runtime/logger.js';
 import { TokenBucket } from '../runtime/token-bucket.js';
 import { closeServer, listen } from '../runtime/server-lifecycle.js';
@@ -37,7 +39,7 @@ import { RelayUdpService } from './udp-service.js';
 export const RELAY_PATH = '/v1';
 /** Failed hellos one remote address may make per minute before its upgrades are refused (429). */
 export const MAX_AUTH_FAILURES_PER_MINUTE = 20;
-/** Remote addresses whose pending hellos / failures are tracked at once (oldest forgotten). */
+/** Remote addresses whose hello failures are tracked at once (oldest forgotten). */
 const MAX_TRACKED_ADDRESSES = 10_000;
 
 export interface RelayOptions {
@@ -49,6 +51,13 @@ export interface RelayOptions {
   readonly name?: string;
   readonly logger?: Logger;
   readonly helloTimeoutMs?: number;
+  /** connections in their hello, in total and per source (defaults MAX_PENDING_HELLOS, MAX_PENDING_HELLOS_PER_ADDRESS) */
+  readonly maxPendingHellos?: number;
+  readonly maxPendingHellosPerAddress?: number;
+  /** under pressure, pending hellos older than this are closed for newcomers (default PRESSURE_TIMEOUT_MS) */
+  readonly pressureTimeoutMs?: number;
+  /** timeouts and connection caps of the plain HTTP side (see core/runtime/http-guard.ts) */
+  readonly http?: HttpLimits;
   readonly pingIntervalMs?: number;
   readonly maxMessageBytes?: number;
   readonly ratePerSender?: number;
@@ -122,10 +131,12 @@ export class Relay {
   private readonly tunnels = new Map<string, TunnelSession>();
   private readonly externals = new Map<string, ExternalSession>();
   private readonly links = new Set<Link>();
-  private readonly pendingByAddress = new CounterMap(MAX_TRACKED_ADDRESSES);
+  /** connections in their hello: capped per source, shared fairly (see FairSlots) */
+  private readonly helloSlots: FairSlots;
   private readonly failures = new CounterMap(MAX_TRACKED_ADDRESSES);
   private failureWindow: NodeJS.Timeout | undefined;
-  private pending = 0;
+  /** when the last "pending hellos under pressure" warning was logged (at most one a minute) */
+  private pressureLoggedAt = 0;
   private unwatch: (() => void) | undefined;
   private routed = 0;
   private refused = 0;
@@ -151,6 +162,12 @@ export class Relay {
     this.udp = opts.udp === false ? undefined : new RelayUdpService(this.logger);
     this.exposer = new Exposer((cp) => this.tunnels.get(cp)?.control, opts.exposeHost ?? opts.host ?? '127.0.0.1', this.logger, exposeLimits(opts));
     this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
+    this.helloSlots = new FairSlots({
+      max: opts.maxPendingHellos ?? MAX_PENDING_HELLOS,
+      maxPerKey: opts.maxPendingHellosPerAddress ?? MAX_PENDING_HELLOS_PER_ADDRESS,
+      pressureAgeMs: opts.pressureTimeoutMs ?? PRESSURE_TIMEOUT_MS,
+      label: 'relay pending hellos (maxPendingHellos, maxPendingHellosPerAddress, pressureTimeoutMs)',
+    });
   }
 
   get url(): string {
@@ -158,11 +175,7 @@ export class Relay {
   }
 
   async start(): Promise<string> {
-    const server = this.opts.tls
-      ? createHttpsServer({ cert: this.opts.tls.cert, key: this.opts.tls.key }, this.onRequest)
-      : createHttpServer(this.onRequest);
-    server.on('upgrade', this.onUpgrade);
-    server.on('clientError', (_err, socket) => socket.destroy());
+    const server = createGuardedServer({ tls: this.opts.tls, limits: this.opts.http, onRequest: this.onRequest, onUpgrade: this.onUpgrade });
     this.server = server;
     const { address: addr, urlHost } = await listen(server, this.opts.port ?? 0, this.opts.host ?? '127.0.0.1');
     this.boundUrl = `${this.opts.tls ? 'wss' : 'ws'}://${urlHost}:${addr.port}${RELAY_PATH}`;
@@ -258,15 +271,37 @@ export class Relay {
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const remote = (socket as Socket).remoteAddress ?? 'unknown';
     const path = (req.url ?? '').split('?')[0];
-    if (path !== RELAY_PATH) return rejectUpgrade(socket, 404, 'Not Found');
-    if (this.failures.get(remote) >= MAX_AUTH_FAILURES_PER_MINUTE) return rejectUpgrade(socket, 429, 'Too Many Requests');
-    if (this.pending >= MAX_PENDING_HELLOS || this.pendingByAddress.get(remote) >= MAX_PENDING_HELLOS_PER_ADDRESS) {
-      return rejectUpgrade(socket, 503, 'Service Unavailable');
-    }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, req.socket, remote));
+    if (path !== RELAY_PATH) return refuseUpgrade(socket, 404, 'Not Found');
+    if (this.failures.get(remote) >= MAX_AUTH_FAILURES_PER_MINUTE) return refuseUpgrade(socket, 429, 'Too Many Requests');
+    // A source at its own cap only competes with itself: refused. Anyone else gets a slot, if
+    // need be the oldest pending hello of the source holding the most (a flood from some
+    // addresses cannot keep a contact point's reconnect out).
+    let link: Link | undefined;
+    const slot = this.helloSlots.take(sourceKey(remote), (why) => this.evictPending(why, link, socket));
+    if (!slot) return refuseUpgrade(socket, 503, 'Service Unavailable');
+    socket.once('close', () => slot.release()); // also when the ws handshake itself fails
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      link = this.onConnection(ws, req.socket, remote, () => slot.release());
+    });
   };
 
-  private onConnection(ws: WebSocket, socket: Socket, remote: string): void {
+  /** A pending hello lost its slot to a newcomer: it was idle past the pressure deadline, or the table was full. */
+  private evictPending(why: EvictReason, link: Link | undefined, socket: Duplex): void {
+    const now = Date.now();
+    if (now - this.pressureLoggedAt >= 60_000) {
+      this.pressureLoggedAt = now;
+      this.logger.warn('many connections in their hello: idle ones are closed to make room (a flood?)', {
+        pending: this.helloSlots.size,
+        closedIdle: this.helloSlots.evictions.expired,
+        closedForRoom: this.helloSlots.evictions.evicted,
+      });
+    }
+    if (!link) return void socket.destroy();
+    if (why === 'expired') link.fault(Status.HELLO_TIMEOUT, `no hello within ${this.opts.pressureTimeoutMs ?? PRESSURE_TIMEOUT_MS} ms while the relay is busy`);
+    else link.fault(Status.RESOURCE_LIMIT, 'too many connections in their hello; this one gave its place to a newer one');
+  }
+
+  private onConnection(ws: WebSocket, socket: Socket, remote: string, releaseSlot: () => void): Link {
     const link = new Link(ws, socket, {
       role: 'server',
       logger: this.logger,
@@ -274,14 +309,11 @@ export class Relay {
       pingIntervalMs: this.opts.pingIntervalMs ?? PING_INTERVAL_MS,
     });
     this.links.add(link);
-    this.pending++;
-    this.pendingByAddress.add(remote);
     let helloDone = false;
     const endPending = (): void => {
       if (helloDone) return;
       helloDone = true;
-      this.pending--;
-      this.pendingByAddress.add(remote, -1);
+      releaseSlot();
       clearTimeout(timer);
     };
     const timer = setTimeout(() => link.fault(Status.HELLO_TIMEOUT, `no hello within ${this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS} ms`), this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS);
@@ -301,6 +333,7 @@ export class Relay {
         this.links.delete(link);
       },
     });
+    return link;
   }
 
   private onHello(link: Link, hello: HelloBody, remote: string, deadHolder?: TunnelSession): void {
@@ -547,8 +580,4 @@ function exposeLimits(o: RelayOptions): ExposeLimits {
   };
   for (const [k, v] of Object.entries(limits)) if (!Number.isInteger(v) || v < 1) throw new RangeError(`relay option ${k}: expected a positive integer, got ${v}`);
   return limits;
-}
-
-function rejectUpgrade(socket: Duplex, status: number, text: string): void {
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
 }

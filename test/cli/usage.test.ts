@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import { readFile, stat, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { VERSION } from '../../core/version.js';
-import { killAll, requireCliBuild, runCli, tempHome } from './cli-process.js';
+import { killAll, requireCliBuild, runCli, startCli, tempHome } from './cli-process.js';
 
 let home: Awaited<ReturnType<typeof tempHome>>;
 beforeAll(() => requireCliBuild());
@@ -111,6 +112,40 @@ describe('connection limit flags', () => {
       expect(r.stderr, args.join(' ')).toMatch(pattern);
       expect(r.stdout).toBe('');
     });
+  });
+});
+
+describe('relay connection caps', () => {
+  it('refuses a cap that is not a whole number from 1, or a per-address cap above the total, naming the flags', async () => {
+    const cases: [string[], RegExp][] = [
+      [['relay', '--max-pending-hellos', '0'], /--max-pending-hellos "0": expected a whole number from 1 to 1000000/],
+      [['relay', '--max-http-connections-per-address', 'many'], /--max-http-connections-per-address "many": expected a whole number/],
+      [['relay', '--max-http-connections', '16', '--max-http-connections-per-address', '32'], /--max-http-connections-per-address 32 is more than --max-http-connections 16/],
+      [['relay', '--max-pending-hellos', '8'], /--max-pending-hellos-per-address 32 is more than --max-pending-hellos 8/],
+    ];
+    for (const [args, pattern] of cases) {
+      const r = await cli(args);
+      expect(r.code, `${args.join(' ')}\n${r.stderr}`).toBe(2);
+      expect(r.stderr, args.join(' ')).toMatch(pattern);
+    }
+  });
+
+  it('a relay started with --max-http-connections-per-address 2 keeps only 2 idle connections from one address', async () => {
+    const relay = await startCli(['relay', '--listen', '127.0.0.1:0', '--state', join(home.path, 'relay'), '--json', '--max-http-connections-per-address', '2', '--log-level', 'error'], {
+      home: home.path,
+    });
+    const port = Number(new URL(String(relay.ready.url)).port);
+    let closed = 0;
+    const sockets = Array.from({ length: 3 }, () => connect(port, '127.0.0.1').on('close', () => closed++).on('error', () => undefined));
+    try {
+      const start = Date.now();
+      while (closed < 1 && Date.now() - start < 5_000) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 200));
+      expect(closed).toBe(1);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await relay.stop();
+    }
   });
 });
 
