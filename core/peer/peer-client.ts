@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { parseAddress } from '../protocol/address.js';
 import { decodeAck, decodeControl, decodeMsg, encodeAck, encodeMsg, type Frame, type MsgFrame } from '../protocol/codec.js';
@@ -18,6 +17,7 @@ import { describeStatus, isRetryable, Status } from '../protocol/status.js';
 import { OFFERED_VERSIONS } from '../protocol/version.js';
 import { silentLogger, type Logger } from '../runtime/logger.js';
 import { DedupeWindow } from './dedupe.js';
+import { MessageIds } from './message-ids.js';
 import type { PeerIdentity } from './identity.js';
 
 export interface InboundMessage {
@@ -106,8 +106,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   private readonly dedupe: DedupeWindow;
   private readonly processing = new Set<string>();
   private readonly logger: Logger;
-  private readonly idPrefix = randomBytes(6).toString('base64url') + '.';
-  private seq = 0;
+  private readonly ids = new MessageIds();
   private sweeper: NodeJS.Timeout | undefined;
   private link: Link | undefined;
   private addr: string | undefined;
@@ -270,7 +269,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
    * the deadline for transient ones (offline, rate limited, congested).
    */
   send(to: string, data: Uint8Array | string, opts: { deadlineMs?: number } = {}): Promise<Receipt> {
-    const id = this.idPrefix + (this.seq++).toString(36);
+    const id = this.ids.next();
     const payload = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     if (!parseAddress(to)) return Promise.reject(new DeliveryError(Status.BAD_ADDRESS, `"${to}" is not name@domain`, id));
     if (payload.length > this.maxMessageBytes) {
