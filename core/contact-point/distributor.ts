@@ -39,6 +39,8 @@ export interface DistributorDeps {
  */
 export class Distributor {
   private readonly outbound = new Map<string, Outbound>();
+  /** ACKs from LAN peers for messages not delivered to them (not forwarded) */
+  strayAcks = 0;
 
   constructor(private readonly d: DistributorDeps) {}
 
@@ -87,11 +89,16 @@ export class Distributor {
     if (ack.from !== session.address) throw new ProtocolError(Status.PROTOCOL_VIOLATION, `ACK signed ${ack.from} on ${session.address}'s link`);
     const key = `${ack.to}\n${ack.id}`;
     const entry = session.inflight.get(key);
-    if (entry) {
-      session.inflight.delete(key);
-      if (ack.status === Status.OK) this.d.registrar.countMessage(session.name, 'in');
-      this.d.flow.record(ack.id, entry.dir, ack.to, ack.from, entry.size, ack.status, ack.reason);
+    if (!entry) {
+      // Not a message we delivered to this peer (or one from before it reconnected): a receipt
+      // for it is not the peer's to give. Dropped; a real sender retries and gets a re-ACK.
+      this.strayAcks++;
+      this.d.logger.debug('ACK for a message not delivered to this peer; dropped', { peer: session.name, to: ack.to, id: ack.id });
+      return;
     }
+    session.inflight.delete(key);
+    if (ack.status === Status.OK) this.d.registrar.countMessage(session.name, 'in');
+    this.d.flow.record(ack.id, entry.dir, ack.to, ack.from, entry.size, ack.status, ack.reason);
     const to = parseAddress(ack.to);
     if (!to) return;
     if (to.domain === this.d.id) this.d.peers.get(to.name)?.link.send(frame.raw);

@@ -117,7 +117,12 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   private readonly deadlineMs: number;
   private readonly maxOutbox: number;
   private handler: ((m: InboundMessage) => void | Promise<void>) | undefined;
-  readonly stats = { sent: 0, retransmits: 0, delivered: 0, received: 0, duplicates: 0, refused: 0 };
+  /**
+   * strayAcks: ACKs dropped because they did not come from the address the message was sent to
+   * (forged, or misrouted); they neither complete nor fail a send.
+   * reachable: REACHABLE frames received (a contact point we waited for is back).
+   */
+  readonly stats = { sent: 0, retransmits: 0, delivered: 0, received: 0, duplicates: 0, refused: 0, strayAcks: 0, reachable: 0 };
 
   constructor(private readonly opts: PeerClientOptions) {
     super();
@@ -357,6 +362,17 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     const ack = decodeAck(frame);
     const p = this.outbox.get(ack.id);
     if (!p) return; // a late duplicate ACK of something already settled
+    // A receipt (delivered or refused) counts only from the address the message was sent to:
+    // every hop that refuses writes the message's `to` there, the receiver its own address, and
+    // the relay and contact points check that the link an ACK arrives on owns its `from`.
+    if (ack.from !== p.to) {
+      this.stats.strayAcks++;
+      if ((this.stats.strayAcks & (this.stats.strayAcks - 1)) === 0) {
+        // 1st, 2nd, 4th, 8th ...: visible without letting a flood of them flood the log.
+        this.logger.warn('dropped an ACK that did not come from the message\'s recipient', { id: ack.id, to: p.to, from: ack.from, status: ack.status, dropped: this.stats.strayAcks });
+      }
+      return;
+    }
     if (ack.status === Status.OK) {
       this.outbox.delete(p.id);
       this.stats.delivered++;

@@ -94,6 +94,8 @@ export interface RelayStatus {
   readonly sockets: number;
   readonly routed: number;
   readonly refused: number;
+  /** ACKs not routed: a `to` that is not an address */
+  readonly droppedAcks: number;
 }
 
 /**
@@ -116,6 +118,7 @@ export class Relay {
   private unwatch: (() => void) | undefined;
   private routed = 0;
   private refused = 0;
+  private droppedAcks = 0;
   private boundUrl = '';
   readonly name: string;
   private readonly logger: Logger;
@@ -186,6 +189,7 @@ export class Relay {
       sockets: this.links.size,
       routed: this.routed,
       refused: this.refused,
+      droppedAcks: this.droppedAcks,
     };
   }
 
@@ -456,13 +460,26 @@ export class Relay {
     this.routed++;
   }
 
+  /**
+   * An ACK travels back to the message's sender. The relay keeps no per-message state, so it
+   * cannot know that the message was ever routed here; what it checks is what it can from the
+   * link alone (PROTOCOL.md 9.2): the ACK's `from` (the message's recipient) is this link's own
+   * address or domain, the only link the relay routes messages for that address to; and its `to`
+   * is an address. The sender's SDK completes a send only on an ACK whose `from` is the address
+   * it sent to, so together no one but the recipient's link can settle a send.
+   */
   private onAck(s: TunnelSession | ExternalSession, frame: Frame): void {
     const ack = decodeAck(frame);
     if (s.kind === 'external' ? ack.from !== s.address : parseAddress(ack.from)?.domain !== s.id) {
       throw new ProtocolError(Status.PROTOCOL_VIOLATION, `ACK from ${ack.from} on a link that is not ${ack.from}`);
     }
     const to = parseAddress(ack.to);
-    const target = !to ? undefined : to.domain === this.name ? this.externals.get(to.name)?.link : this.tunnels.get(to.domain)?.link;
+    if (!to) {
+      this.droppedAcks++;
+      this.logger.debug('ack dropped: its to is not an address', { to: ack.to, from: ack.from, id: ack.id });
+      return;
+    }
+    const target = to.domain === this.name ? this.externals.get(to.name)?.link : this.tunnels.get(to.domain)?.link;
     // An ACK for someone who has gone is not kept: the sender retries and the receiver re-acks the duplicate.
     if (target) target.send(frame.raw);
     else this.logger.debug('ack unroutable; sender will retry', { to: ack.to, id: ack.id });
