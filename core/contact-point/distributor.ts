@@ -1,9 +1,18 @@
 import { parseAddress } from '../protocol/address.js';
 import { decodeAck, encodeAck, type Frame, type MsgFrame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { MAX_BUFFERED_BYTES, MAX_IN_FLIGHT_PER_PEER, SLOW_CONSUMER_TIMEOUT_MS } from '../protocol/limits.js';
+import { FrameType } from '../protocol/frames.js';
+import {
+  MAX_BUFFERED_BYTES,
+  MAX_IN_FLIGHT_PER_PEER,
+  REACHABLE_WAIT_MS,
+  REACHABLE_WAITERS_MAX,
+  REACHABLE_WAITERS_PER_DOMAIN,
+  SLOW_CONSUMER_TIMEOUT_MS,
+} from '../protocol/limits.js';
 import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
 import type { Logger } from '../runtime/logger.js';
+import { WaitList } from '../runtime/wait-list.js';
 import type { FlowRecorder } from './flow-recorder.js';
 import type { Gateway } from './gateway.js';
 import type { PeerPort, PeerSession } from './peer-port.js';
@@ -39,6 +48,8 @@ export interface DistributorDeps {
  */
 export class Distributor {
   private readonly outbound = new Map<string, Outbound>();
+  /** domain -> LAN peers whose messages for it were refused CONTACT_POINT_OFFLINE (told REACHABLE when it is back) */
+  private readonly waiting = new WaitList(REACHABLE_WAITERS_PER_DOMAIN, REACHABLE_WAITERS_MAX, REACHABLE_WAIT_MS);
   /** ACKs from LAN peers for messages not delivered to them (not forwarded) */
   strayAcks = 0;
 
@@ -73,7 +84,10 @@ export class Distributor {
 
   /** A registered peer sends beyond the LAN: up the tunnel. */
   forwardOut(session: PeerSession, msg: MsgFrame, raw: Buffer): void {
-    if (!this.d.gateway.connected) return this.refuse(msg, Status.CONTACT_POINT_OFFLINE, 'out', session.link.send.bind(session.link), 'the tunnel to the relay is down');
+    if (!this.d.gateway.connected) {
+      this.waitFor(parseAddress(msg.to)!.domain, session);
+      return this.refuse(msg, Status.CONTACT_POINT_OFFLINE, 'out', session.link.send.bind(session.link), 'the tunnel to the relay is down');
+    }
     if (this.d.gateway.bufferedAmount > MAX_BUFFERED_BYTES) {
       return this.refuse(msg, Status.QUEUE_FULL, 'out', session.link.send.bind(session.link), 'the tunnel is congested');
     }
@@ -119,7 +133,35 @@ export class Distributor {
       this.outbound.delete(key);
       this.d.flow.record(ack.id, 'out', entry.from, entry.to, entry.size, ack.status, ack.reason);
     }
-    this.d.peers.get(to.name)?.link.send(frame.raw);
+    const session = this.d.peers.get(to.name);
+    if (!session) return;
+    if (ack.status === Status.CONTACT_POINT_OFFLINE) {
+      // The relay refused it: the other contact point is down. The relay tells us when it is back.
+      const from = parseAddress(ack.from);
+      if (from) this.waitFor(from.domain, session);
+    }
+    session.link.send(frame.raw);
+  }
+
+  /** The relay says contact point `domain` is back: tell the LAN peers that wait for it. */
+  reachable(domain: string): void {
+    for (const name of this.waiting.take(domain)) {
+      const session = this.d.peers.get(name);
+      if (session?.reachable) session.link.sendControl(FrameType.REACHABLE, { domain });
+    }
+  }
+
+  /**
+   * Our tunnel is back: every LAN peer refused CONTACT_POINT_OFFLINE hears REACHABLE for each
+   * domain it waits for. (For a domain whose own contact point is still down, its retry is
+   * refused by the relay, which then tells us when that one returns.)
+   */
+  tunnelUp(): void {
+    for (const domain of this.waiting.domains()) this.reachable(domain);
+  }
+
+  private waitFor(domain: string, session: PeerSession): void {
+    if (session.reachable) this.waiting.add(domain, session.name);
   }
 
   /** Answer a message with a refusal ACK (never drop it silently) and count it in the flow. */

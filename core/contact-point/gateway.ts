@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { hostname, networkInterfaces } from 'node:os';
 import type { Frame } from '../protocol/codec.js';
 import { Dialer } from '../protocol/dialer.js';
-import { FrameType } from '../protocol/frames.js';
+import { CAPABILITY_REACHABLE, FrameType } from '../protocol/frames.js';
 import { MAX_PEERS_PER_ANNOUNCE, PING_INTERVAL_MS } from '../protocol/limits.js';
 import type { Link } from '../protocol/link.js';
 import { OFFERED_VERSIONS } from '../protocol/version.js';
@@ -64,7 +64,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         role: 'contact-point',
         id: opts.id,
         secret: opts.secret,
-        env: { software: opts.software, host: hostname().slice(0, 255), addresses: lanAddresses(), capabilities: ['messages'] },
+        env: { software: opts.software, host: hostname().slice(0, 255), addresses: lanAddresses(), capabilities: ['messages', CAPABILITY_REACHABLE] },
       }),
       ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),
       ...(opts.ca ? { ca: opts.ca } : {}),

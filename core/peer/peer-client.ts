@@ -3,7 +3,7 @@ import { parseAddress } from '../protocol/address.js';
 import { decodeAck, decodeControl, decodeMsg, encodeAck, encodeMsg, type Frame, type MsgFrame } from '../protocol/codec.js';
 import { Dialer, type DialerStatus } from '../protocol/dialer.js';
 import { DeliveryError, ProtocolError } from '../protocol/errors.js';
-import { FLAG_RETRY, FrameType, frameTypeName, type PeerState, type RegisterBody } from '../protocol/frames.js';
+import { CAPABILITY_REACHABLE, FLAG_RETRY, FrameType, frameTypeName, type PeerState, type RegisterBody } from '../protocol/frames.js';
 import {
   ACK_TIMEOUT_MAX_MS,
   ACK_TIMEOUT_MS,
@@ -143,7 +143,8 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
         role: opts.role,
         id: opts.name,
         ...(opts.role === 'external' ? { secret: opts.secret } : { publicKey: identity!.publicKey }),
-        env: { software: 'contact-point-sdk/0.1' },
+        // `reachable`: this client understands REACHABLE (0x12), so servers may send it.
+        env: { software: 'contact-point-sdk/0.1', capabilities: [CAPABILITY_REACHABLE] },
       }),
       ...(identity ? { sign: (nonce: string) => identity.signChallenge(opts.name, nonce) } : {}),
       ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),
@@ -345,6 +346,8 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
         return this.onAck(frame);
       case FrameType.PEER_STATE:
         return this.setRegistration(decodeControl(frame, FrameType.PEER_STATE).state);
+      case FrameType.REACHABLE:
+        return this.onReachable(decodeControl(frame, FrameType.REACHABLE).domain);
       case FrameType.GOAWAY:
         return;
       case FrameType.ERROR: {
@@ -389,6 +392,25 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     this.outbox.delete(p.id);
     this.stats.refused++;
     p.reject(new DeliveryError(ack.status, p.lastReason, p.id));
+  }
+
+  /**
+   * REACHABLE {domain}: the relay (or our contact point) refused one of our messages for
+   * `domain` with CONTACT_POINT_OFFLINE and now says the way there is back. Send every message
+   * for that domain that went out before at once, instead of waiting out its backoff. Receivers
+   * dedupe, so one that got through after all costs only a re-ACK.
+   */
+  private onReachable(domain: string): void {
+    this.stats.reachable++;
+    const suffix = `@${domain}`;
+    let resent = 0;
+    for (const p of this.outbox.values()) {
+      if (p.attempts > 0 && p.to.endsWith(suffix)) {
+        this.transmit(p);
+        resent++;
+      }
+    }
+    this.logger.debug('contact point reachable again', { domain, resent });
   }
 
   private onMsg(msg: MsgFrame): void {

@@ -7,7 +7,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { parseAddress } from '../protocol/address.js';
 import { decodeAck, decodeControl, decodeMsg, encodeAck, type Frame, type MsgFrame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { FrameType, frameTypeName, type HelloBody } from '../protocol/frames.js';
+import { CAPABILITY_REACHABLE, FrameType, frameTypeName, type HelloBody } from '../protocol/frames.js';
 import { Link, type CloseInfo } from '../protocol/link.js';
 import {
   HELLO_TIMEOUT_MS,
@@ -18,6 +18,9 @@ import {
   MAX_PENDING_HELLOS_PER_ADDRESS,
   MAX_PEERS_PER_CONTACT_POINT,
   PING_INTERVAL_MS,
+  REACHABLE_WAIT_MS,
+  REACHABLE_WAITERS_MAX,
+  REACHABLE_WAITERS_PER_DOMAIN,
   RELAY_RATE_PER_SENDER,
 } from '../protocol/limits.js';
 import { negotiateVersion } from '../protocol/version.js';
@@ -25,6 +28,7 @@ import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
 import { CounterMap } from '../runtime/counter-map.js';
 import { silentLogger, type Logger } from '../runtime/logger.js';
 import { TokenBucket } from '../runtime/token-bucket.js';
+import { WaitList } from '../runtime/wait-list.js';
 import { closeServer, listen } from '../runtime/server-lifecycle.js';
 import type { CredentialKind, CredentialStore, Right } from './credentials.js';
 import { ControlChannel } from './control.js';
@@ -70,6 +74,8 @@ interface Session {
   /** hash of the credential it authenticated with: a removed or replaced credential ends the session */
   readonly credentialHash: string;
   readonly since: number;
+  /** its HELLO listed the `reachable` capability: it may be sent REACHABLE (0x12) */
+  readonly reachable: boolean;
 }
 interface TunnelSession extends Session {
   readonly kind: 'contact-point';
@@ -119,6 +125,8 @@ export class Relay {
   private routed = 0;
   private refused = 0;
   private droppedAcks = 0;
+  /** contact point id -> sessions (`e:name` / `c:id`) refused CONTACT_POINT_OFFLINE for it, told REACHABLE when it is back */
+  private readonly waiting = new WaitList(REACHABLE_WAITERS_PER_DOMAIN, REACHABLE_WAITERS_MAX, REACHABLE_WAIT_MS);
   private boundUrl = '';
   readonly name: string;
   private readonly logger: Logger;
@@ -309,7 +317,8 @@ export class Relay {
       link.fault(Status.BAD_CREDENTIALS, `no valid credential for ${kind} "${hello.id}"`);
       return undefined;
     }
-    const base = { id: hello.id, link, session: randomBytes(9).toString('base64url'), rights: record.rights, credentialHash: record.hash, since: Date.now() };
+    const reachable = hello.env?.capabilities?.includes(CAPABILITY_REACHABLE) ?? false;
+    const base = { id: hello.id, link, session: randomBytes(9).toString('base64url'), rights: record.rights, credentialHash: record.hash, since: Date.now(), reachable };
     let session: TunnelSession | ExternalSession;
     if (kind === 'contact-point') {
       const control = new ControlChannel(hello.id, link);
@@ -338,6 +347,7 @@ export class Relay {
       link.sendControl(FrameType.UDP_CHANNEL, { port: this.opts.udpAdvertisePort ?? this.udp.port, session: path.session, key: path.key });
     }
     this.logger.info(kind === 'contact-point' ? 'tunnel up' : 'external peer connected', { id: hello.id, session: session.session, remote });
+    if (kind === 'contact-point') this.tellReachable(hello.id);
     return session;
   }
 
@@ -449,6 +459,8 @@ export class Relay {
       const tunnel = this.tunnels.get(to.domain);
       if (!tunnel) {
         const known = this.opts.credentials.has('contact-point', to.domain);
+        // Remember who waits, to tell them the moment the tunnel is back (REACHABLE).
+        if (known && s.reachable) this.waiting.add(to.domain, `${s.kind === 'external' ? 'e' : 'c'}:${s.id}`);
         return this.refuse(s.link, msg, known ? Status.CONTACT_POINT_OFFLINE : Status.UNKNOWN_CONTACT_POINT);
       }
       // Registration is checked at the contact point, the single place where traffic is checked
@@ -483,6 +495,19 @@ export class Relay {
     // An ACK for someone who has gone is not kept: the sender retries and the receiver re-acks the duplicate.
     if (target) target.send(frame.raw);
     else this.logger.debug('ack unroutable; sender will retry', { to: ack.to, id: ack.id });
+  }
+
+  /** Contact point `cp`'s tunnel is up: every session refused CONTACT_POINT_OFFLINE for it hears so at once. */
+  private tellReachable(cp: string): void {
+    let told = 0;
+    for (const who of this.waiting.take(cp)) {
+      const name = who.slice(2);
+      const s = who.startsWith('e:') ? this.externals.get(name) : this.tunnels.get(name);
+      if (!s?.reachable) continue;
+      s.link.sendControl(FrameType.REACHABLE, { domain: cp });
+      told++;
+    }
+    if (told > 0) this.logger.debug('told waiting senders the contact point is back', { cp, told });
   }
 
   private refuse(link: Link, msg: MsgFrame, code: StatusCode, reason?: string): void {
