@@ -176,8 +176,18 @@ export class Distributor {
     session.inflight.clear();
   }
 
-  /** The tunnel dropped: ACKs for messages sent out can no longer come; senders retry. */
+  /**
+   * The tunnel dropped: ACKs for messages sent out can no longer come; senders retry. Their
+   * senders wait for the tunnel's return (REACHABLE) like refused ones: the messages may have
+   * been lost with it, and their next retry may be an ACK timeout of up to 16 s away.
+   */
   tunnelDown(): void {
+    for (const o of this.outbound.values()) {
+      const from = parseAddress(o.from);
+      const to = parseAddress(o.to);
+      const session = from && this.d.peers.get(from.name);
+      if (session && to) this.waitFor(to.domain, session);
+    }
     this.outbound.clear();
   }
 }

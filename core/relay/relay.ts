@@ -76,6 +76,8 @@ interface Session {
   readonly since: number;
   /** its HELLO listed the `reachable` capability: it may be sent REACHABLE (0x12) */
   readonly reachable: boolean;
+  /** how REACHABLE waiters name it: `e:<name>` or `c:<id>` */
+  readonly waitKey: string;
 }
 interface TunnelSession extends Session {
   readonly kind: 'contact-point';
@@ -83,6 +85,12 @@ interface TunnelSession extends Session {
   readonly env: HelloBody['env'];
   /** the control server's end of this tunnel (port mediation, seed 002) */
   readonly control: ControlChannel;
+  /**
+   * Sessions (with `reachable`) that sent messages through this tunnel lately, at most
+   * REACHABLE_WAITERS_PER_DOMAIN (started over when full). When the tunnel closes or is
+   * replaced they wait for the next one: what they sent may have been lost with this one.
+   */
+  readonly senders: Set<string>;
 }
 interface ExternalSession extends Session {
   readonly kind: 'external';
@@ -318,13 +326,15 @@ export class Relay {
       return undefined;
     }
     const reachable = hello.env?.capabilities?.includes(CAPABILITY_REACHABLE) ?? false;
-    const base = { id: hello.id, link, session: randomBytes(9).toString('base64url'), rights: record.rights, credentialHash: record.hash, since: Date.now(), reachable };
+    const waitKey = `${kind === 'external' ? 'e' : 'c'}:${hello.id}`;
+    const base = { id: hello.id, link, session: randomBytes(9).toString('base64url'), rights: record.rights, credentialHash: record.hash, since: Date.now(), reachable, waitKey };
     let session: TunnelSession | ExternalSession;
     if (kind === 'contact-point') {
       const control = new ControlChannel(hello.id, link);
-      session = { ...base, kind, peers: new Set<string>(), env: hello.env, control };
+      session = { ...base, kind, peers: new Set<string>(), env: hello.env, control, senders: new Set<string>() };
       this.wireControl(hello.id, control);
       const old = this.tunnels.get(hello.id);
+      if (old) this.sendersWait(old);
       this.tunnels.set(hello.id, session);
       old?.link.fault(Status.REPLACED, 'a newer tunnel for this contact point connected');
     } else {
@@ -380,7 +390,10 @@ export class Relay {
       onClose: (info) => {
         this.links.delete(s.link);
         if (s.kind === 'contact-point') {
-          if (this.tunnels.get(s.id) === s) this.tunnels.delete(s.id);
+          if (this.tunnels.get(s.id) === s) {
+            this.tunnels.delete(s.id);
+            this.sendersWait(s);
+          }
           // Tunnel loss: pending requests fail, every stream through it is reset at once.
           s.control.close('tunnel lost');
           this.logger.info('tunnel down', { id: s.id, code: info.code, reason: info.reason });
@@ -460,12 +473,16 @@ export class Relay {
       if (!tunnel) {
         const known = this.opts.credentials.has('contact-point', to.domain);
         // Remember who waits, to tell them the moment the tunnel is back (REACHABLE).
-        if (known && s.reachable) this.waiting.add(to.domain, `${s.kind === 'external' ? 'e' : 'c'}:${s.id}`);
+        if (known && s.reachable) this.waiting.add(to.domain, s.waitKey);
         return this.refuse(s.link, msg, known ? Status.CONTACT_POINT_OFFLINE : Status.UNKNOWN_CONTACT_POINT);
       }
       // Registration is checked at the contact point, the single place where traffic is checked
       // (seed 000 [0041]): it refuses with the reason and its admin sees the refusal in the flow.
       target = tunnel.link;
+      if (s.reachable && !tunnel.senders.has(s.waitKey)) {
+        if (tunnel.senders.size >= REACHABLE_WAITERS_PER_DOMAIN) tunnel.senders.clear();
+        tunnel.senders.add(s.waitKey);
+      }
     }
     if (target.bufferedAmount > MAX_BUFFERED_BYTES) return this.refuse(s.link, msg, Status.QUEUE_FULL, 'the path to the receiver is congested');
     target.send(frame.raw);
@@ -495,6 +512,12 @@ export class Relay {
     // An ACK for someone who has gone is not kept: the sender retries and the receiver re-acks the duplicate.
     if (target) target.send(frame.raw);
     else this.logger.debug('ack unroutable; sender will retry', { to: ack.to, id: ack.id });
+  }
+
+  /** A tunnel closed or was replaced: whoever sent through it lately waits for the next one. */
+  private sendersWait(t: TunnelSession): void {
+    for (const key of t.senders) this.waiting.add(t.id, key);
+    t.senders.clear();
   }
 
   /** Contact point `cp`'s tunnel is up: every session refused CONTACT_POINT_OFFLINE for it hears so at once. */

@@ -6,8 +6,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ContactPoint } from '../../core/contact-point/contact-point.js';
 import { PeerIdentity } from '../../core/peer/identity.js';
 import { PeerClient, type InboundMessage, type Receipt } from '../../core/peer/peer-client.js';
+import { FrameType } from '../../core/protocol/frames.js';
 import { ACK_TIMEOUT_MS } from '../../core/protocol/limits.js';
 import { FAST, logger, startHarness, waitFor, type Harness } from '../helpers.js';
+import { RawClient } from '../raw-client.js';
 
 /**
  * Issue 10 item 7: after a tunnel outage, messages senders retried during it must not wait out
@@ -29,11 +31,14 @@ afterEach(async () => {
 
 /**
  * A TCP forwarder to the relay that can be cut (every connection through it reset, new ones
- * refused) and restored: the contact point's tunnel goes down while the relay stays up.
+ * refused) and restored: the contact point's tunnel goes down while the relay stays up. Or its
+ * open connections can start swallowing every byte both ways, without FIN or RST (a half-dead
+ * path that only keepalive notices), while new connections pass.
  */
-async function cuttableForwarder(targetPort: number): Promise<{ port: number; cut(): void; restore(): void; close(): Promise<void> }> {
+async function cuttableForwarder(targetPort: number): Promise<{ port: number; cut(): void; restore(): void; swallow(): void; close(): Promise<void> }> {
   let down = false;
   const sockets = new Set<Socket>();
+  const swallowing = new Set<Socket>();
   const server = createServer((client) => {
     if (down) return void client.destroy();
     const upstream = connect(targetPort, '127.0.0.1');
@@ -46,8 +51,8 @@ async function cuttableForwarder(targetPort: number): Promise<{ port: number; cu
       });
       s.on('error', () => undefined);
     }
-    client.pipe(upstream);
-    upstream.pipe(client);
+    client.on('data', (d: Buffer) => void (swallowing.has(client) || upstream.write(d)));
+    upstream.on('data', (d: Buffer) => void (swallowing.has(client) || client.write(d)));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
@@ -57,6 +62,9 @@ async function cuttableForwarder(targetPort: number): Promise<{ port: number; cu
       for (const s of sockets) s.destroy();
     },
     restore: () => void (down = false),
+    swallow: () => {
+      for (const s of sockets) swallowing.add(s);
+    },
     close: () =>
       new Promise<void>((r) => {
         for (const s of sockets) s.destroy();
@@ -78,10 +86,13 @@ async function registeredPeer(cp: ContactPoint, name: string, onMessage?: (m: In
   return c;
 }
 
-async function contactPoint(id: string, relayUrl: string): Promise<ContactPoint> {
+const secrets = new Map<string, string>();
+
+async function contactPoint(id: string, relayUrl: string, keepalive: { pingIntervalMs?: number; pongTimeoutMs?: number } = {}): Promise<ContactPoint> {
   const secret = await h!.credentials.add('contact-point', id);
+  secrets.set(id, secret);
   const dir = await mkdtemp(join(tmpdir(), `cp-${id}-`));
-  const cp = await ContactPoint.create({ id, relayUrl, secret, stateDir: dir, peerHost: '127.0.0.1', logger, ...FAST });
+  const cp = await ContactPoint.create({ id, relayUrl, secret, stateDir: dir, peerHost: '127.0.0.1', logger, ...FAST, ...keepalive });
   cleanups.push(async () => {
     await cp.stop();
     await rm(dir, { recursive: true, force: true });
@@ -139,5 +150,72 @@ describe('after a tunnel outage', () => {
     expect(alice.stats.reachable).toBeGreaterThan(0);
     expect(printer.stats.reachable).toBeGreaterThan(0);
     expect(scanner.stats.reachable).toBeGreaterThan(0);
+  }, 30_000);
+
+  it(`resends at once what a tunnel swallowed before it was replaced, though nothing was refused`, async () => {
+    h = await startHarness();
+    const fwd = await cuttableForwarder(Number(new URL(h.relay.url).port));
+    cleanups.push(() => fwd.close());
+    const office = await contactPoint('office', `ws://127.0.0.1:${fwd.port}/v1`);
+    const arrived = new Map<string, number>();
+    await registeredPeer(office, 'printer', (m) => void arrived.set(m.payload.toString(), Date.now()));
+    const alice = await h.external('alice', { ackTimeoutMs: ACK_TIMEOUT_MS });
+    await waitFor(() => h!.relay.peersOf('office').includes('printer'), 5_000, 'printer announced');
+
+    // A tunnel the relay believes is up but that delivers nothing (as a half-dead TCP path
+    // would): a raw client holding the office's credential, reading and never answering.
+    fwd.cut();
+    await waitFor(() => h!.relay.control('office') === undefined && !office.gateway.connected, 5_000, 'the tunnel to go');
+    const dead = await RawClient.open(h.relay.url);
+    cleanups.push(async () => void dead.ws.terminate());
+    dead.hello({ versions: { min: 1, max: 1 }, role: 'contact-point', id: 'office', secret: secrets.get('office')! });
+    await waitFor(() => h!.relay.control('office') !== undefined, 5_000, 'the dead tunnel to be up');
+
+    const sends: Promise<Receipt>[] = [];
+    for (let i = 0; i < PER_SENDER; i++) {
+      sends.push(alice.send('printer@office', `a${i}`));
+      await new Promise((r) => setTimeout(r, 1_000 / PER_SENDER));
+    }
+    // Past the first ACK timeout (2 s): each has been swallowed twice, the next try is 4 s off.
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(arrived.size).toBe(0);
+    expect(dead.frames.filter((f) => f.type === FrameType.MSG).length).toBeGreaterThanOrEqual(2 * PER_SENDER);
+
+    // The real contact point comes back and replaces the dead tunnel.
+    let upAt = 0;
+    office.gateway.once('up', () => (upAt = Date.now()));
+    fwd.restore();
+    await Promise.all(sends);
+    const late = [...arrived.entries()].map(([what, at]) => [what, at - upAt] as const).filter(([, d]) => d > BOUND_MS);
+    expect(late, `delivered later than ${BOUND_MS} ms after the tunnel returned`).toEqual([]);
+    expect(alice.stats.reachable).toBeGreaterThan(0);
+  }, 30_000);
+
+  it('resends at once what LAN peers sent into a half-dead tunnel, once the contact point has noticed and reconnected', async () => {
+    h = await startHarness();
+    const fwd = await cuttableForwarder(Number(new URL(h.relay.url).port));
+    cleanups.push(() => fwd.close());
+    // Keepalive notices a little after the LAN peers' first ACK timeout (2 s): their first retry is
+    // lost too, and the next is 4 s later.
+    const office = await contactPoint('office', `ws://127.0.0.1:${fwd.port}/v1`, { pingIntervalMs: 1_500, pongTimeoutMs: 1_000 });
+    const printer = await registeredPeer(office, 'printer');
+    const arrived = new Map<string, number>();
+    await h.external('alice', { onMessage: (m) => void arrived.set(m.payload.toString(), Date.now()) });
+
+    fwd.swallow();
+    const sends: Promise<Receipt>[] = [];
+    for (let i = 0; i < PER_SENDER; i++) {
+      sends.push(printer.send('alice@relay', `p${i}`));
+      await new Promise((r) => setTimeout(r, 500 / PER_SENDER));
+    }
+    let upAt = 0;
+    // The contact point notices the dead tunnel by keepalive, and redials at once.
+    await waitFor(() => !office.gateway.connected, 10_000, 'the contact point to notice');
+    office.gateway.once('up', () => (upAt = Date.now()));
+    await Promise.all(sends);
+    expect(printer.stats.retransmits).toBeGreaterThanOrEqual(PER_SENDER); // the first retry was lost too
+    const late = [...arrived.entries()].map(([what, at]) => [what, at - upAt] as const).filter(([, d]) => d > BOUND_MS);
+    expect(late, `delivered later than ${BOUND_MS} ms after the tunnel returned`).toEqual([]);
+    expect(printer.stats.reachable).toBeGreaterThan(0);
   }, 30_000);
 });
