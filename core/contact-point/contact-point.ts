@@ -307,7 +307,7 @@ export class ContactPoint implements AdminApi {
       case FrameType.ACK:
         return this.distributor.ackFromTunnel(frame);
       case FrameType.REACHABLE:
-        return this.distributor.reachable(decodeControl(frame, FrameType.REACHABLE).domain);
+        return this.distributor.reachable(decodeControl(frame, FrameType.REACHABLE));
       case FrameType.GOAWAY:
         this.logger.info('relay is going away', { reason: decodeControl(frame, FrameType.GOAWAY).reason });
         return;

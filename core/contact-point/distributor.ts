@@ -1,7 +1,7 @@
 import { parseAddress } from '../protocol/address.js';
 import { decodeAck, encodeAck, type Frame, type MsgFrame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { FrameType } from '../protocol/frames.js';
+import { FrameType, type ReachableBody } from '../protocol/frames.js';
 import {
   MAX_BUFFERED_BYTES,
   MAX_IN_FLIGHT_PER_PEER,
@@ -139,15 +139,22 @@ export class Distributor {
       // The relay refused it: the other contact point is down. The relay tells us when it is back.
       const from = parseAddress(ack.from);
       if (from) this.waitFor(from.domain, session);
+    } else if (ack.status === Status.PEER_OFFLINE) {
+      // The receiver is away: if it is an external peer, the relay tells us when it connects.
+      this.waitFor(ack.from, session);
     }
     session.link.send(frame.raw);
   }
 
-  /** The relay says contact point `domain` is back: tell the LAN peers that wait for it. */
-  reachable(domain: string): void {
-    for (const name of this.waiting.take(domain)) {
+  /**
+   * The relay says contact point `domain` (or, with `name`, external peer `name@domain`) is
+   * back: tell the LAN peers that wait for it.
+   */
+  reachable(body: ReachableBody): void {
+    const key = body.name !== undefined ? `${body.name}@${body.domain}` : body.domain;
+    for (const name of this.waiting.take(key)) {
       const session = this.d.peers.get(name);
-      if (session?.reachable) session.link.sendControl(FrameType.REACHABLE, { domain });
+      if (session?.reachable) session.link.sendControl(FrameType.REACHABLE, body);
     }
   }
 
@@ -157,11 +164,15 @@ export class Distributor {
    * refused by the relay, which then tells us when that one returns.)
    */
   tunnelUp(): void {
-    for (const domain of this.waiting.domains()) this.reachable(domain);
+    for (const key of this.waiting.domains()) {
+      const at = key.indexOf('@');
+      this.reachable(at < 0 ? { domain: key } : { domain: key.slice(at + 1), name: key.slice(0, at) });
+    }
   }
 
-  private waitFor(domain: string, session: PeerSession): void {
-    if (session.reachable) this.waiting.add(domain, session.name);
+  /** `key`: a domain, or an address (`name@domain`) refused PEER_OFFLINE. */
+  private waitFor(key: string, session: PeerSession): void {
+    if (session.reachable) this.waiting.add(key, session.name);
   }
 
   /** Answer a message with a refusal ACK (never drop it silently) and count it in the flow. */

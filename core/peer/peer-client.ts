@@ -3,7 +3,7 @@ import { parseAddress } from '../protocol/address.js';
 import { decodeAck, decodeControl, decodeMsg, encodeAck, encodeMsg, type Frame, type MsgFrame } from '../protocol/codec.js';
 import { Dialer, type DialerStatus } from '../protocol/dialer.js';
 import { DeliveryError, ProtocolError } from '../protocol/errors.js';
-import { CAPABILITY_REACHABLE, FLAG_RETRY, FrameType, frameTypeName, type PeerState, type RegisterBody } from '../protocol/frames.js';
+import { CAPABILITY_REACHABLE, FLAG_RETRY, FrameType, frameTypeName, type PeerState, type ReachableBody, type RegisterBody } from '../protocol/frames.js';
 import {
   ACK_TIMEOUT_MAX_MS,
   ACK_TIMEOUT_MS,
@@ -347,7 +347,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
       case FrameType.PEER_STATE:
         return this.setRegistration(decodeControl(frame, FrameType.PEER_STATE).state);
       case FrameType.REACHABLE:
-        return this.onReachable(decodeControl(frame, FrameType.REACHABLE).domain);
+        return this.onReachable(decodeControl(frame, FrameType.REACHABLE));
       case FrameType.GOAWAY:
         return;
       case FrameType.ERROR: {
@@ -395,22 +395,24 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   }
 
   /**
-   * REACHABLE {domain}: the relay (or our contact point) refused one of our messages for
-   * `domain` with CONTACT_POINT_OFFLINE and now says the way there is back. Send every message
-   * for that domain that went out before at once, instead of waiting out its backoff. Receivers
-   * dedupe, so one that got through after all costs only a re-ACK.
+   * REACHABLE {domain[, name]}: the relay (or our contact point) refused one of our messages for
+   * `domain` with CONTACT_POINT_OFFLINE (or for `name@domain` with PEER_OFFLINE), or it may have
+   * been lost in a tunnel that died, and now says the way there is back. Send every message for
+   * it that went out before at once, instead of waiting out its backoff. Receivers dedupe, so
+   * one that got through after all costs only a re-ACK.
    */
-  private onReachable(domain: string): void {
+  private onReachable(body: ReachableBody): void {
     this.stats.reachable++;
-    const suffix = `@${domain}`;
+    const suffix = `@${body.domain}`;
+    const exact = body.name !== undefined ? body.name + suffix : undefined;
     let resent = 0;
     for (const p of this.outbox.values()) {
-      if (p.attempts > 0 && p.to.endsWith(suffix)) {
+      if (p.attempts > 0 && (exact !== undefined ? p.to === exact : p.to.endsWith(suffix))) {
         this.transmit(p);
         resent++;
       }
     }
-    this.logger.debug('contact point reachable again', { domain, resent });
+    this.logger.debug('reachable again', { domain: body.domain, name: body.name, resent });
   }
 
   private onMsg(msg: MsgFrame): void {

@@ -94,8 +94,11 @@ export const peersSchema = obj({
   op: oneOf(['add', 'remove'] as const),
   names: list(name, { max: MAX_PEERS_PER_ANNOUNCE }),
 });
-/** Server -> client: contact point `domain`, which refused this client's messages as offline, is back. */
-export const reachableSchema = obj({ domain: name });
+/**
+ * Server -> client: contact point `domain`, which refused this client's messages as offline, is
+ * back; with `name`, only the address `name@domain` (an external peer refused PEER_OFFLINE).
+ */
+export const reachableSchema = obj({ domain: name, name: optional(name) });
 export const registerSchema = obj({ joinCode: optional(str({ min: 1, max: 128 })), note: optional(str({ max: 256 })) });
 export const peerStateSchema = obj({
   state: oneOf(['unregistered', 'pending', 'registered', 'revoked'] as const),

@@ -7,7 +7,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { parseAddress } from '../protocol/address.js';
 import { decodeAck, decodeControl, decodeMsg, encodeAck, type Frame, type MsgFrame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { CAPABILITY_REACHABLE, FrameType, frameTypeName, type HelloBody } from '../protocol/frames.js';
+import { CAPABILITY_REACHABLE, FrameType, frameTypeName, type HelloBody, type ReachableBody } from '../protocol/frames.js';
 import { Link, type CloseInfo } from '../protocol/link.js';
 import {
   HELLO_TIMEOUT_MS,
@@ -133,7 +133,10 @@ export class Relay {
   private routed = 0;
   private refused = 0;
   private droppedAcks = 0;
-  /** contact point id -> sessions (`e:name` / `c:id`) refused CONTACT_POINT_OFFLINE for it, told REACHABLE when it is back */
+  /**
+   * Contact point id (or external peer address) -> sessions (`e:name` / `c:id`) refused
+   * CONTACT_POINT_OFFLINE (PEER_OFFLINE) for it, told REACHABLE when it is back.
+   */
   private readonly waiting = new WaitList(REACHABLE_WAITERS_PER_DOMAIN, REACHABLE_WAITERS_MAX, REACHABLE_WAIT_MS);
   private boundUrl = '';
   readonly name: string;
@@ -357,7 +360,9 @@ export class Relay {
       link.sendControl(FrameType.UDP_CHANNEL, { port: this.opts.udpAdvertisePort ?? this.udp.port, session: path.session, key: path.key });
     }
     this.logger.info(kind === 'contact-point' ? 'tunnel up' : 'external peer connected', { id: hello.id, session: session.session, remote });
-    if (kind === 'contact-point') this.tellReachable(hello.id);
+    // Whoever waits for this contact point, or for this external peer, may send now.
+    if (kind === 'contact-point') this.tellReachable(hello.id, { domain: hello.id });
+    else this.tellReachable(`${hello.id}@${this.name}`, { domain: this.name, name: hello.id });
     return session;
   }
 
@@ -465,7 +470,10 @@ export class Relay {
     if (to.domain === this.name) {
       const ext = this.externals.get(to.name);
       if (!ext) {
-        return this.refuse(s.link, msg, this.opts.credentials.has('external', to.name) ? Status.PEER_OFFLINE : Status.UNKNOWN_PEER);
+        const known = this.opts.credentials.has('external', to.name);
+        // Remember who waits, to tell them the moment that peer connects (REACHABLE with name).
+        if (known && s.reachable) this.waiting.add(msg.to, s.waitKey);
+        return this.refuse(s.link, msg, known ? Status.PEER_OFFLINE : Status.UNKNOWN_PEER);
       }
       target = ext.link;
     } else {
@@ -520,17 +528,20 @@ export class Relay {
     t.senders.clear();
   }
 
-  /** Contact point `cp`'s tunnel is up: every session refused CONTACT_POINT_OFFLINE for it hears so at once. */
-  private tellReachable(cp: string): void {
+  /**
+   * A contact point's tunnel is up (`key` = its id), or an external peer connected (`key` = its
+   * address): every session waiting for it hears REACHABLE `body` at once.
+   */
+  private tellReachable(key: string, body: ReachableBody): void {
     let told = 0;
-    for (const who of this.waiting.take(cp)) {
+    for (const who of this.waiting.take(key)) {
       const name = who.slice(2);
       const s = who.startsWith('e:') ? this.externals.get(name) : this.tunnels.get(name);
       if (!s?.reachable) continue;
-      s.link.sendControl(FrameType.REACHABLE, { domain: cp });
+      s.link.sendControl(FrameType.REACHABLE, body);
       told++;
     }
-    if (told > 0) this.logger.debug('told waiting senders the contact point is back', { cp, told });
+    if (told > 0) this.logger.debug('told waiting senders the way is back', { key, told });
   }
 
   private refuse(link: Link, msg: MsgFrame, code: StatusCode, reason?: string): void {

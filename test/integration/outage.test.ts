@@ -218,4 +218,35 @@ describe('after a tunnel outage', () => {
     expect(late, `delivered later than ${BOUND_MS} ms after the tunnel returned`).toEqual([]);
     expect(printer.stats.reachable).toBeGreaterThan(0);
   }, 30_000);
+
+  it('after a relay restart, tells LAN senders the moment the external peer they wait for connects', async () => {
+    h = await startHarness();
+    const printer = await registeredPeer(h.cp, 'spooler');
+    const aliceSecret = await h.credentials.add('external', 'alice');
+    await h.relay.stop();
+    await waitFor(() => !h!.cp.gateway.connected, 5_000, 'the tunnel to go');
+    const sends: Promise<Receipt>[] = [];
+    for (let i = 0; i < PER_SENDER; i++) {
+      sends.push(printer.send('alice@relay', `p${i}`));
+      await new Promise((r) => setTimeout(r, 2_000 / PER_SENDER));
+    }
+    await new Promise((r) => setTimeout(r, 2_000));
+
+    // The relay is back; the tunnel returns (and the spooler resends at once: alice is not
+    // there yet, so it is refused PEER_OFFLINE). Alice connects a moment later.
+    await h.restartRelay();
+    await waitFor(() => h!.cp.gateway.connected, 5_000, 'the tunnel to return');
+    await new Promise((r) => setTimeout(r, 200));
+    const arrived = new Map<string, number>();
+    const alice = new PeerClient({ role: 'external', url: h.relay.url, name: 'alice', secret: aliceSecret, logger, ...FAST, onMessage: (m) => void arrived.set(m.payload.toString(), Date.now()) });
+    cleanups.push(() => alice.stop());
+    let aliceUpAt = 0;
+    alice.on('status', (st) => void (st.state === 'connected' && !aliceUpAt && (aliceUpAt = Date.now())));
+    alice.start();
+    await Promise.all(sends);
+    expect(aliceUpAt).toBeGreaterThan(0);
+    const late = [...arrived.entries()].map(([what, at]) => [what, at - aliceUpAt] as const).filter(([, d]) => d > BOUND_MS);
+    expect(late, `delivered later than ${BOUND_MS} ms after alice connected`).toEqual([]);
+    expect(arrived.size).toBe(PER_SENDER);
+  }, 30_000);
 });
