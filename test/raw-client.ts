@@ -18,8 +18,9 @@ export class RawClient {
     ws.on('error', () => undefined);
   }
 
-  static open(url: string): Promise<RawClient> {
-    const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 4 * 1024 * 1024 });
+  /** `autoPong: false`: a client that does not answer ws pings (a silent, half-dead path). */
+  static open(url: string, opts: { autoPong?: boolean } = {}): Promise<RawClient> {
+    const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 4 * 1024 * 1024, autoPong: opts.autoPong ?? true });
     return new Promise((resolve, reject) => {
       ws.once('open', () => resolve(new RawClient(ws)));
       ws.once('error', reject);

@@ -163,7 +163,10 @@ export class ContactPoint implements AdminApi {
     this.collector = new Collector(opts.id, registrar, this.distributor, this.gateway);
 
     this.gateway.on('frame', (f) => this.onTunnelFrame(f));
-    this.gateway.on('up', () => this.ports.attach(this.gateway.currentLink!));
+    this.gateway.on('up', () => {
+      this.ports.attach(this.gateway.currentLink!);
+      this.distributor.tunnelUp();
+    });
     this.gateway.on('down', () => {
       this.distributor.tunnelDown();
       // Tunnel loss closes every mediated port and resets its streams: nothing stays listening.
@@ -387,6 +390,8 @@ export class ContactPoint implements AdminApi {
         return this.collector.fromTunnel(frame);
       case FrameType.ACK:
         return this.distributor.ackFromTunnel(frame);
+      case FrameType.REACHABLE:
+        return this.distributor.reachable(decodeControl(frame, FrameType.REACHABLE));
       case FrameType.GOAWAY:
         this.logger.info('relay is going away', { reason: decodeControl(frame, FrameType.GOAWAY).reason });
         return;

@@ -1,9 +1,18 @@
 import { parseAddress } from '../protocol/address.js';
 import { decodeAck, encodeAck, type Frame, type MsgFrame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { MAX_BUFFERED_BYTES, MAX_IN_FLIGHT_PER_PEER, SLOW_CONSUMER_TIMEOUT_MS } from '../protocol/limits.js';
+import { FrameType, type ReachableBody } from '../protocol/frames.js';
+import {
+  MAX_BUFFERED_BYTES,
+  MAX_IN_FLIGHT_PER_PEER,
+  REACHABLE_WAIT_MS,
+  REACHABLE_WAITERS_MAX,
+  REACHABLE_WAITERS_PER_DOMAIN,
+  SLOW_CONSUMER_TIMEOUT_MS,
+} from '../protocol/limits.js';
 import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
 import type { Logger } from '../runtime/logger.js';
+import { WaitList } from '../runtime/wait-list.js';
 import type { FlowRecorder } from './flow-recorder.js';
 import type { Gateway } from './gateway.js';
 import type { PeerPort, PeerSession } from './peer-port.js';
@@ -39,6 +48,10 @@ export interface DistributorDeps {
  */
 export class Distributor {
   private readonly outbound = new Map<string, Outbound>();
+  /** domain -> LAN peers whose messages for it were refused CONTACT_POINT_OFFLINE (told REACHABLE when it is back) */
+  private readonly waiting = new WaitList(REACHABLE_WAITERS_PER_DOMAIN, REACHABLE_WAITERS_MAX, REACHABLE_WAIT_MS);
+  /** ACKs from LAN peers for messages not delivered to them (not forwarded) */
+  strayAcks = 0;
 
   constructor(private readonly d: DistributorDeps) {}
 
@@ -71,7 +84,10 @@ export class Distributor {
 
   /** A registered peer sends beyond the LAN: up the tunnel. */
   forwardOut(session: PeerSession, msg: MsgFrame, raw: Buffer): void {
-    if (!this.d.gateway.connected) return this.refuse(msg, Status.CONTACT_POINT_OFFLINE, 'out', session.link.send.bind(session.link), 'the tunnel to the relay is down');
+    if (!this.d.gateway.connected) {
+      this.waitFor(parseAddress(msg.to)!.domain, session);
+      return this.refuse(msg, Status.CONTACT_POINT_OFFLINE, 'out', session.link.send.bind(session.link), 'the tunnel to the relay is down');
+    }
     if (this.d.gateway.bufferedAmount > MAX_BUFFERED_BYTES) {
       return this.refuse(msg, Status.QUEUE_FULL, 'out', session.link.send.bind(session.link), 'the tunnel is congested');
     }
@@ -87,11 +103,16 @@ export class Distributor {
     if (ack.from !== session.address) throw new ProtocolError(Status.PROTOCOL_VIOLATION, `ACK signed ${ack.from} on ${session.address}'s link`);
     const key = `${ack.to}\n${ack.id}`;
     const entry = session.inflight.get(key);
-    if (entry) {
-      session.inflight.delete(key);
-      if (ack.status === Status.OK) this.d.registrar.countMessage(session.name, 'in');
-      this.d.flow.record(ack.id, entry.dir, ack.to, ack.from, entry.size, ack.status, ack.reason);
+    if (!entry) {
+      // Not a message we delivered to this peer (or one from before it reconnected): a receipt
+      // for it is not the peer's to give. Dropped; a real sender retries and gets a re-ACK.
+      this.strayAcks++;
+      this.d.logger.debug('ACK for a message not delivered to this peer; dropped', { peer: session.name, to: ack.to, id: ack.id });
+      return;
     }
+    session.inflight.delete(key);
+    if (ack.status === Status.OK) this.d.registrar.countMessage(session.name, 'in');
+    this.d.flow.record(ack.id, entry.dir, ack.to, ack.from, entry.size, ack.status, ack.reason);
     const to = parseAddress(ack.to);
     if (!to) return;
     if (to.domain === this.d.id) this.d.peers.get(to.name)?.link.send(frame.raw);
@@ -112,7 +133,46 @@ export class Distributor {
       this.outbound.delete(key);
       this.d.flow.record(ack.id, 'out', entry.from, entry.to, entry.size, ack.status, ack.reason);
     }
-    this.d.peers.get(to.name)?.link.send(frame.raw);
+    const session = this.d.peers.get(to.name);
+    if (!session) return;
+    if (ack.status === Status.CONTACT_POINT_OFFLINE) {
+      // The relay refused it: the other contact point is down. The relay tells us when it is back.
+      const from = parseAddress(ack.from);
+      if (from) this.waitFor(from.domain, session);
+    } else if (ack.status === Status.PEER_OFFLINE) {
+      // The receiver is away: if it is an external peer, the relay tells us when it connects.
+      this.waitFor(ack.from, session);
+    }
+    session.link.send(frame.raw);
+  }
+
+  /**
+   * The relay says contact point `domain` (or, with `name`, external peer `name@domain`) is
+   * back: tell the LAN peers that wait for it.
+   */
+  reachable(body: ReachableBody): void {
+    const key = body.name !== undefined ? `${body.name}@${body.domain}` : body.domain;
+    for (const name of this.waiting.take(key)) {
+      const session = this.d.peers.get(name);
+      if (session?.reachable) session.link.sendControl(FrameType.REACHABLE, body);
+    }
+  }
+
+  /**
+   * Our tunnel is back: every LAN peer refused CONTACT_POINT_OFFLINE hears REACHABLE for each
+   * domain it waits for. (For a domain whose own contact point is still down, its retry is
+   * refused by the relay, which then tells us when that one returns.)
+   */
+  tunnelUp(): void {
+    for (const key of this.waiting.domains()) {
+      const at = key.indexOf('@');
+      this.reachable(at < 0 ? { domain: key } : { domain: key.slice(at + 1), name: key.slice(0, at) });
+    }
+  }
+
+  /** `key`: a domain, or an address (`name@domain`) refused PEER_OFFLINE. */
+  private waitFor(key: string, session: PeerSession): void {
+    if (session.reachable) this.waiting.add(key, session.name);
   }
 
   /** Answer a message with a refusal ACK (never drop it silently) and count it in the flow. */
@@ -127,8 +187,18 @@ export class Distributor {
     session.inflight.clear();
   }
 
-  /** The tunnel dropped: ACKs for messages sent out can no longer come; senders retry. */
+  /**
+   * The tunnel dropped: ACKs for messages sent out can no longer come; senders retry. Their
+   * senders wait for the tunnel's return (REACHABLE) like refused ones: the messages may have
+   * been lost with it, and their next retry may be an ACK timeout of up to 16 s away.
+   */
   tunnelDown(): void {
+    for (const o of this.outbound.values()) {
+      const from = parseAddress(o.from);
+      const to = parseAddress(o.to);
+      const session = from && this.d.peers.get(from.name);
+      if (session && to) this.waitFor(to.domain, session);
+    }
     this.outbound.clear();
   }
 }

@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import { hostname, networkInterfaces } from 'node:os';
 import type { Frame } from '../protocol/codec.js';
 import { Dialer } from '../protocol/dialer.js';
-import { FrameType } from '../protocol/frames.js';
+import { CAPABILITY_REACHABLE, FrameType } from '../protocol/frames.js';
 import { MAX_PEERS_PER_ANNOUNCE, PING_INTERVAL_MS } from '../protocol/limits.js';
 import type { Link } from '../protocol/link.js';
 import { OFFERED_VERSIONS } from '../protocol/version.js';
@@ -76,7 +76,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         role: 'contact-point',
         id: opts.id,
         secret: opts.secret,
-        env: { software: opts.software, host: hostname().slice(0, 255), addresses: lanAddresses(), capabilities: ['messages'] },
+        env: { software: opts.software, host: hostname().slice(0, 255), addresses: lanAddresses(), capabilities: ['messages', CAPABILITY_REACHABLE] },
         instance,
       }),
       ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),

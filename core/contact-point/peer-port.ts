@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeControl, type Frame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { FrameType, frameTypeName, type PeerState } from '../protocol/frames.js';
+import { CAPABILITY_REACHABLE, FrameType, frameTypeName, type PeerState } from '../protocol/frames.js';
 import { Link } from '../protocol/link.js';
 import {
   CONTACT_POINT_RATE_PER_PEER,
@@ -51,6 +51,8 @@ export interface PeerSession {
   registerWindowStart: number;
   /** since when its send buffer has been over the limit (0: it is not) */
   congestedSince: number;
+  /** its HELLO listed the `reachable` capability: it may be sent REACHABLE (0x12) */
+  readonly reachable: boolean;
 }
 
 export interface PeerPortHandler {
@@ -164,7 +166,7 @@ export class PeerPort {
     const helloTimeoutMs = this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS;
     const timer = setTimeout(() => link.fault(Status.HELLO_TIMEOUT, `hello not completed within ${helloTimeoutMs} ms`), helloTimeoutMs);
     timer.unref();
-    let claimed: { name: string; publicKey: string; nonce: string; version: number } | undefined;
+    let claimed: { name: string; publicKey: string; nonce: string; version: number; reachable: boolean } | undefined;
 
     link.setHandler({
       onFrame: (frame) => {
@@ -175,7 +177,13 @@ export class PeerPort {
           if (version === undefined) throw new ProtocolError(Status.VERSION_MISMATCH, `peer offered ${hello.versions.min}-${hello.versions.max}; this contact point speaks 1`);
           if (hello.role !== 'peer') throw new ProtocolError(Status.PROTOCOL_VIOLATION, `the peer port is for internal peers, not ${hello.role}`);
           if (!hello.publicKey) throw new ProtocolError(Status.BAD_CREDENTIALS, 'HELLO without publicKey');
-          claimed = { name: hello.id, publicKey: hello.publicKey, nonce: randomBytes(24).toString('base64'), version };
+          claimed = {
+            name: hello.id,
+            publicKey: hello.publicKey,
+            nonce: randomBytes(24).toString('base64'),
+            version,
+            reachable: hello.env?.capabilities?.includes(CAPABILITY_REACHABLE) ?? false,
+          };
           link.sendControl(FrameType.CHALLENGE, { nonce: claimed.nonce });
           return;
         }
@@ -191,7 +199,7 @@ export class PeerPort {
           link.fault(verdict.code, verdict.reason, verdict.code === Status.RATE_LIMITED ? 'debug' : 'info');
           return;
         }
-        this.admit(link, claimed.name, remote, claimed.version, verdict.state);
+        this.admit(link, claimed.name, remote, claimed.version, verdict.state, claimed.reachable);
       },
       onClose: () => {
         settle();
@@ -201,7 +209,7 @@ export class PeerPort {
     return link;
   }
 
-  private admit(link: Link, name: string, remote: string, version: number, state: PeerState): void {
+  private admit(link: Link, name: string, remote: string, version: number, state: PeerState, reachable: boolean): void {
     const session: PeerSession = {
       name,
       address: `${name}@${this.opts.contactPointId}`,
@@ -213,6 +221,7 @@ export class PeerPort {
       registerCount: 0,
       registerWindowStart: Date.now(),
       congestedSince: 0,
+      reachable,
     };
     const old = this.sessions.get(name);
     this.sessions.set(name, session);

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 
-/** Longest counter (in base 36) kept as a number: 36^10 < 2^53, so every such value is exact. */
+/** Longest number part (in base 36) kept as a number: 36^10 < 2^53, so every such value is exact. */
 const MAX_COUNTER_DIGITS = 10;
 /** Largest window: 2^22 entries, 12 bytes each in the ring and 16 in the table. */
 export const MAX_DEDUPE_CAPACITY = 2 ** 22;
@@ -38,8 +38,9 @@ function randomSeed(): Int32Array {
  * receiver's event loop and show as latency clusters. So:
  *
  * - An id of the form `<prefix><n>`, where the prefix is empty or ends in its last '.', and n is
- *   a canonical base-36 counter of at most 10 digits (what this SDK sends: a random prefix,
- *   then a counter), is kept as two numbers: the index of its *stream* (one sender and prefix,
+ *   a canonical base-36 number of at most 10 digits (what this SDK sends: a random prefix,
+ *   then a keyed permutation of a counter below 2^48, see message-ids.ts; the numbers of a
+ *   stream may come in any order), is kept as two numbers: the index of its *stream* (one sender and prefix,
  *   interned while any of its entries is in the window) and n. They live in typed arrays: a ring
  *   in insertion order, and an open-addressing hash table (linear probing, at most a quarter full,
  *   backward-shift deletion) that points into the ring.

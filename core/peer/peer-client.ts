@@ -1,10 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { parseAddress } from '../protocol/address.js';
 import { decodeAck, decodeControl, decodeMsg, encodeAck, encodeMsg, type Frame, type MsgFrame } from '../protocol/codec.js';
 import { Dialer, type DialerStatus } from '../protocol/dialer.js';
 import { DeliveryError, ProtocolError } from '../protocol/errors.js';
-import { FLAG_RETRY, FrameType, frameTypeName, type PeerState, type RegisterBody } from '../protocol/frames.js';
+import { CAPABILITY_REACHABLE, FLAG_RETRY, FrameType, frameTypeName, type PeerState, type ReachableBody, type RegisterBody } from '../protocol/frames.js';
 import {
   ACK_TIMEOUT_MAX_MS,
   ACK_TIMEOUT_MS,
@@ -18,6 +17,7 @@ import { describeStatus, isRetryable, Status } from '../protocol/status.js';
 import { OFFERED_VERSIONS } from '../protocol/version.js';
 import { silentLogger, type Logger } from '../runtime/logger.js';
 import { DedupeWindow } from './dedupe.js';
+import { MessageIds } from './message-ids.js';
 import type { PeerIdentity } from './identity.js';
 
 export interface InboundMessage {
@@ -106,8 +106,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   private readonly dedupe: DedupeWindow;
   private readonly processing = new Set<string>();
   private readonly logger: Logger;
-  private readonly idPrefix = randomBytes(6).toString('base64url') + '.';
-  private seq = 0;
+  private readonly ids = new MessageIds();
   private sweeper: NodeJS.Timeout | undefined;
   private link: Link | undefined;
   private addr: string | undefined;
@@ -118,7 +117,12 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   private readonly deadlineMs: number;
   private readonly maxOutbox: number;
   private handler: ((m: InboundMessage) => void | Promise<void>) | undefined;
-  readonly stats = { sent: 0, retransmits: 0, delivered: 0, received: 0, duplicates: 0, refused: 0 };
+  /**
+   * strayAcks: ACKs dropped because they did not come from the address the message was sent to
+   * (forged, or misrouted); they neither complete nor fail a send.
+   * reachable: REACHABLE frames received (a contact point we waited for is back).
+   */
+  readonly stats = { sent: 0, retransmits: 0, delivered: 0, received: 0, duplicates: 0, refused: 0, strayAcks: 0, reachable: 0 };
 
   constructor(private readonly opts: PeerClientOptions) {
     super();
@@ -139,7 +143,8 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
         role: opts.role,
         id: opts.name,
         ...(opts.role === 'external' ? { secret: opts.secret } : { publicKey: identity!.publicKey }),
-        env: { software: 'contact-point-sdk/0.1' },
+        // `reachable`: this client understands REACHABLE (0x12), so servers may send it.
+        env: { software: 'contact-point-sdk/0.1', capabilities: [CAPABILITY_REACHABLE] },
       }),
       ...(identity ? { sign: (nonce: string) => identity.signChallenge(opts.name, nonce) } : {}),
       ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),
@@ -270,7 +275,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
    * the deadline for transient ones (offline, rate limited, congested).
    */
   send(to: string, data: Uint8Array | string, opts: { deadlineMs?: number } = {}): Promise<Receipt> {
-    const id = this.idPrefix + (this.seq++).toString(36);
+    const id = this.ids.next();
     const payload = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     if (!parseAddress(to)) return Promise.reject(new DeliveryError(Status.BAD_ADDRESS, `"${to}" is not name@domain`, id));
     if (payload.length > this.maxMessageBytes) {
@@ -341,6 +346,8 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
         return this.onAck(frame);
       case FrameType.PEER_STATE:
         return this.setRegistration(decodeControl(frame, FrameType.PEER_STATE).state);
+      case FrameType.REACHABLE:
+        return this.onReachable(decodeControl(frame, FrameType.REACHABLE));
       case FrameType.GOAWAY:
         return;
       case FrameType.ERROR: {
@@ -358,6 +365,17 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     const ack = decodeAck(frame);
     const p = this.outbox.get(ack.id);
     if (!p) return; // a late duplicate ACK of something already settled
+    // A receipt (delivered or refused) counts only from the address the message was sent to:
+    // every hop that refuses writes the message's `to` there, the receiver its own address, and
+    // the relay and contact points check that the link an ACK arrives on owns its `from`.
+    if (ack.from !== p.to) {
+      this.stats.strayAcks++;
+      if ((this.stats.strayAcks & (this.stats.strayAcks - 1)) === 0) {
+        // 1st, 2nd, 4th, 8th ...: visible without letting a flood of them flood the log.
+        this.logger.warn('dropped an ACK that did not come from the message\'s recipient', { id: ack.id, to: p.to, from: ack.from, status: ack.status, dropped: this.stats.strayAcks });
+      }
+      return;
+    }
     if (ack.status === Status.OK) {
       this.outbox.delete(p.id);
       this.stats.delivered++;
@@ -374,6 +392,27 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     this.outbox.delete(p.id);
     this.stats.refused++;
     p.reject(new DeliveryError(ack.status, p.lastReason, p.id));
+  }
+
+  /**
+   * REACHABLE {domain[, name]}: the relay (or our contact point) refused one of our messages for
+   * `domain` with CONTACT_POINT_OFFLINE (or for `name@domain` with PEER_OFFLINE), or it may have
+   * been lost in a tunnel that died, and now says the way there is back. Send every message for
+   * it that went out before at once, instead of waiting out its backoff. Receivers dedupe, so
+   * one that got through after all costs only a re-ACK.
+   */
+  private onReachable(body: ReachableBody): void {
+    this.stats.reachable++;
+    const suffix = `@${body.domain}`;
+    const exact = body.name !== undefined ? body.name + suffix : undefined;
+    let resent = 0;
+    for (const p of this.outbox.values()) {
+      if (p.attempts > 0 && (exact !== undefined ? p.to === exact : p.to.endsWith(suffix))) {
+        this.transmit(p);
+        resent++;
+      }
+    }
+    this.logger.debug('reachable again', { domain: body.domain, name: body.name, resent });
   }
 
   private onMsg(msg: MsgFrame): void {

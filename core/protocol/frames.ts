@@ -19,6 +19,7 @@ export const FrameType = {
   GOAWAY: 0x06,
   MSG: 0x10,
   ACK: 0x11,
+  REACHABLE: 0x12,
   PEERS: 0x20,
   REGISTER: 0x21,
   PEER_STATE: 0x22,
@@ -35,6 +36,12 @@ export const FrameType = {
 } as const;
 export type FrameTypeName = keyof typeof FrameType;
 export type FrameTypeCode = (typeof FrameType)[FrameTypeName];
+
+/**
+ * HELLO `env.capabilities` entry: the client understands REACHABLE (0x12). Servers send that
+ * frame only to clients that said so: an older client faults on a frame type it does not know.
+ */
+export const CAPABILITY_REACHABLE = 'reachable';
 
 /** MSG flag: this is a retry of an id sent before (informational; receivers dedupe by id anyway). */
 export const FLAG_RETRY = 0x01;
@@ -93,6 +100,11 @@ export const peersSchema = obj({
   op: oneOf(['add', 'remove'] as const),
   names: list(name, { max: MAX_PEERS_PER_ANNOUNCE }),
 });
+/**
+ * Server -> client: contact point `domain`, which refused this client's messages as offline, is
+ * back; with `name`, only the address `name@domain` (an external peer refused PEER_OFFLINE).
+ */
+export const reachableSchema = obj({ domain: name, name: optional(name) });
 export const registerSchema = obj({ joinCode: optional(str({ min: 1, max: 128 })), note: optional(str({ max: 256 })) });
 export const peerStateSchema = obj({
   state: oneOf(['unregistered', 'pending', 'registered', 'revoked'] as const),
@@ -168,6 +180,7 @@ export type GoawayBody = Infer<typeof goawaySchema>;
 export type PeersBody = Infer<typeof peersSchema>;
 export type RegisterBody = Infer<typeof registerSchema>;
 export type PeerStateBody = Infer<typeof peerStateSchema>;
+export type ReachableBody = Infer<typeof reachableSchema>;
 export type PeerState = PeerStateBody['state'];
 export type PortRequestBody = Infer<typeof portRequestSchema>;
 export type PortResultBody = Infer<typeof portResultSchema>;
@@ -185,6 +198,7 @@ export const CONTROL_SCHEMAS = {
   [FrameType.PEERS]: peersSchema,
   [FrameType.REGISTER]: registerSchema,
   [FrameType.PEER_STATE]: peerStateSchema,
+  [FrameType.REACHABLE]: reachableSchema,
   [FrameType.PORT_REQUEST]: portRequestSchema,
   [FrameType.PORT_RESULT]: portResultSchema,
   [FrameType.PORT_EVENT]: portEventSchema,
@@ -201,6 +215,7 @@ export interface ControlBodies {
   [FrameType.PEERS]: PeersBody;
   [FrameType.REGISTER]: RegisterBody;
   [FrameType.PEER_STATE]: PeerStateBody;
+  [FrameType.REACHABLE]: ReachableBody;
   [FrameType.PORT_REQUEST]: PortRequestBody;
   [FrameType.PORT_RESULT]: PortResultBody;
   [FrameType.PORT_EVENT]: PortEventBody;

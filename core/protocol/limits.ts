@@ -104,6 +104,16 @@ export const DELIVERY_DEADLINE_MS = 60_000;
 /** (sender, message id) pairs a receiver remembers to drop duplicates of at-least-once delivery. */
 export const DEDUPE_WINDOW = 65_536;
 
+/**
+ * REACHABLE (PROTOCOL.md 9.5): senders the relay remembers per offline contact point (and a contact
+ * point per unreachable domain) to tell at once when it is back; the oldest is forgotten first.
+ */
+export const REACHABLE_WAITERS_PER_DOMAIN = 1_024;
+/** Such entries in all; past that, new refusals are not remembered and those senders keep their backoff. */
+export const REACHABLE_WAITERS_MAX = 65_536;
+/** How long such an entry counts: the default delivery deadline, after which the sender has given up. */
+export const REACHABLE_WAIT_MS = 60_000;
+
 /** Messages per second one external sender may push through the relay (token bucket, burst = 2 s worth). */
 export const RELAY_RATE_PER_SENDER = 50_000;
 /** Messages per second one internal peer may send through its contact point. */

@@ -6,7 +6,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { parseAddress } from '../protocol/address.js';
 import { decodeAck, decodeControl, decodeMsg, encodeAck, type Frame, type MsgFrame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { FrameType, frameTypeName, type HelloBody } from '../protocol/frames.js';
+import { CAPABILITY_REACHABLE, FrameType, frameTypeName, type HelloBody, type ReachableBody } from '../protocol/frames.js';
 import { Link, type CloseInfo } from '../protocol/link.js';
 import {
   HELLO_TIMEOUT_MS,
@@ -18,6 +18,9 @@ import {
   MAX_PEERS_PER_CONTACT_POINT,
   PING_INTERVAL_MS,
   PRESSURE_TIMEOUT_MS,
+  REACHABLE_WAIT_MS,
+  REACHABLE_WAITERS_MAX,
+  REACHABLE_WAITERS_PER_DOMAIN,
   RELAY_RATE_PER_SENDER,
   TAKEOVER_PROBE_MS,
 } from '../protocol/limits.js';
@@ -28,6 +31,7 @@ import { FairSlots, sourceKey, type EvictReason } from '../runtime/fair-slots.js
 import { createGuardedServer, refuseUpgrade, type HttpLimits } from '../runtime/http-guard.js';
 import { silentLogger, type Logger } from '../runtime/logger.js';
 import { TokenBucket } from '../runtime/token-bucket.js';
+import { WaitList } from '../runtime/wait-list.js';
 import { closeServer, listen } from '../runtime/server-lifecycle.js';
 import type { CredentialKind, CredentialStore, Right } from './credentials.js';
 import { ControlChannel } from './control.js';
@@ -86,6 +90,10 @@ interface Session {
   /** hash of the credential it authenticated with: a removed or replaced credential ends the session */
   readonly credentialHash: string;
   readonly since: number;
+  /** its HELLO listed the `reachable` capability: it may be sent REACHABLE (0x12) */
+  readonly reachable: boolean;
+  /** how REACHABLE waiters name it: `e:<name>` or `c:<id>` */
+  readonly waitKey: string;
 }
 interface TunnelSession extends Session {
   readonly kind: 'contact-point';
@@ -99,6 +107,12 @@ interface TunnelSession extends Session {
   readonly remote: string;
   /** the liveness probe in flight because another instance said hello with this id */
   probe: Promise<boolean> | undefined;
+  /**
+   * Sessions (with `reachable`) that sent messages through this tunnel lately, at most
+   * REACHABLE_WAITERS_PER_DOMAIN (started over when full). When the tunnel closes or is
+   * replaced they wait for the next one: what they sent may have been lost with this one.
+   */
+  readonly senders: Set<string>;
 }
 interface ExternalSession extends Session {
   readonly kind: 'external';
@@ -116,6 +130,8 @@ export interface RelayStatus {
   readonly sockets: number;
   readonly routed: number;
   readonly refused: number;
+  /** ACKs not routed: a `to` that is not an address */
+  readonly droppedAcks: number;
 }
 
 /**
@@ -140,6 +156,12 @@ export class Relay {
   private unwatch: (() => void) | undefined;
   private routed = 0;
   private refused = 0;
+  private droppedAcks = 0;
+  /**
+   * Contact point id (or external peer address) -> sessions (`e:name` / `c:id`) refused
+   * CONTACT_POINT_OFFLINE (PEER_OFFLINE) for it, told REACHABLE when it is back.
+   */
+  private readonly waiting = new WaitList(REACHABLE_WAITERS_PER_DOMAIN, REACHABLE_WAITERS_MAX, REACHABLE_WAIT_MS);
   private boundUrl = '';
   readonly name: string;
   private readonly logger: Logger;
@@ -217,6 +239,7 @@ export class Relay {
       sockets: this.links.size,
       routed: this.routed,
       refused: this.refused,
+      droppedAcks: this.droppedAcks,
     };
   }
 
@@ -373,12 +396,15 @@ export class Relay {
       this.contest(link, hello, remote, holder);
       return undefined;
     }
-    const base = { id: hello.id, link, session: randomBytes(9).toString('base64url'), rights: record.rights, credentialHash: record.hash, since: Date.now() };
+    const reachable = hello.env?.capabilities?.includes(CAPABILITY_REACHABLE) ?? false;
+    const waitKey = `${kind === 'external' ? 'e' : 'c'}:${hello.id}`;
+    const base = { id: hello.id, link, session: randomBytes(9).toString('base64url'), rights: record.rights, credentialHash: record.hash, since: Date.now(), reachable, waitKey };
     let session: TunnelSession | ExternalSession;
     if (kind === 'contact-point') {
       const control = new ControlChannel(hello.id, link);
-      session = { ...base, kind, peers: new Set<string>(), env: hello.env, control, instance: hello.instance, remote: link.remote ?? remote, probe: undefined };
+      session = { ...base, kind, peers: new Set<string>(), env: hello.env, control, instance: hello.instance, remote: link.remote ?? remote, probe: undefined, senders: new Set<string>() };
       this.wireControl(hello.id, control);
+      if (holder) this.sendersWait(holder);
       this.tunnels.set(hello.id, session);
       if (holder === deadHolder) holder?.link.fault(Status.REPLACED, 'no answer to a liveness probe; another instance took over this contact point id');
       else holder?.link.fault(Status.REPLACED, 'a newer tunnel of this same contact point instance connected');
@@ -402,6 +428,9 @@ export class Relay {
       link.sendControl(FrameType.UDP_CHANNEL, { port: this.opts.udpAdvertisePort ?? this.udp.port, session: path.session, key: path.key });
     }
     this.logger.info(kind === 'contact-point' ? 'tunnel up' : 'external peer connected', { id: hello.id, session: session.session, remote });
+    // Whoever waits for this contact point, or for this external peer, may send now.
+    if (kind === 'contact-point') this.tellReachable(hello.id, { domain: hello.id });
+    else this.tellReachable(`${hello.id}@${this.name}`, { domain: this.name, name: hello.id });
     return session;
   }
 
@@ -465,7 +494,10 @@ export class Relay {
       onClose: (info) => {
         this.links.delete(s.link);
         if (s.kind === 'contact-point') {
-          if (this.tunnels.get(s.id) === s) this.tunnels.delete(s.id);
+          if (this.tunnels.get(s.id) === s) {
+            this.tunnels.delete(s.id);
+            this.sendersWait(s);
+          }
           // Tunnel loss: pending requests fail, every stream through it is reset at once.
           s.control.close('tunnel lost');
           this.logger.info('tunnel down', { id: s.id, code: info.code, reason: info.reason });
@@ -537,34 +569,78 @@ export class Relay {
     if (to.domain === this.name) {
       const ext = this.externals.get(to.name);
       if (!ext) {
-        return this.refuse(s.link, msg, this.opts.credentials.has('external', to.name) ? Status.PEER_OFFLINE : Status.UNKNOWN_PEER);
+        const known = this.opts.credentials.has('external', to.name);
+        // Remember who waits, to tell them the moment that peer connects (REACHABLE with name).
+        if (known && s.reachable) this.waiting.add(msg.to, s.waitKey);
+        return this.refuse(s.link, msg, known ? Status.PEER_OFFLINE : Status.UNKNOWN_PEER);
       }
       target = ext.link;
     } else {
       const tunnel = this.tunnels.get(to.domain);
       if (!tunnel) {
         const known = this.opts.credentials.has('contact-point', to.domain);
+        // Remember who waits, to tell them the moment the tunnel is back (REACHABLE).
+        if (known && s.reachable) this.waiting.add(to.domain, s.waitKey);
         return this.refuse(s.link, msg, known ? Status.CONTACT_POINT_OFFLINE : Status.UNKNOWN_CONTACT_POINT);
       }
       // Registration is checked at the contact point, the single place where traffic is checked
       // (seed 000 [0041]): it refuses with the reason and its admin sees the refusal in the flow.
       target = tunnel.link;
+      if (s.reachable && !tunnel.senders.has(s.waitKey)) {
+        if (tunnel.senders.size >= REACHABLE_WAITERS_PER_DOMAIN) tunnel.senders.clear();
+        tunnel.senders.add(s.waitKey);
+      }
     }
     if (target.bufferedAmount > MAX_BUFFERED_BYTES) return this.refuse(s.link, msg, Status.QUEUE_FULL, 'the path to the receiver is congested');
     target.send(frame.raw);
     this.routed++;
   }
 
+  /**
+   * An ACK travels back to the message's sender. The relay keeps no per-message state, so it
+   * cannot know that the message was ever routed here; what it checks is what it can from the
+   * link alone (PROTOCOL.md 9.2): the ACK's `from` (the message's recipient) is this link's own
+   * address or domain, the only link the relay routes messages for that address to; and its `to`
+   * is an address. The sender's SDK completes a send only on an ACK whose `from` is the address
+   * it sent to, so together no one but the recipient's link can settle a send.
+   */
   private onAck(s: TunnelSession | ExternalSession, frame: Frame): void {
     const ack = decodeAck(frame);
     if (s.kind === 'external' ? ack.from !== s.address : parseAddress(ack.from)?.domain !== s.id) {
       throw new ProtocolError(Status.PROTOCOL_VIOLATION, `ACK from ${ack.from} on a link that is not ${ack.from}`);
     }
     const to = parseAddress(ack.to);
-    const target = !to ? undefined : to.domain === this.name ? this.externals.get(to.name)?.link : this.tunnels.get(to.domain)?.link;
+    if (!to) {
+      this.droppedAcks++;
+      this.logger.debug('ack dropped: its to is not an address', { to: ack.to, from: ack.from, id: ack.id });
+      return;
+    }
+    const target = to.domain === this.name ? this.externals.get(to.name)?.link : this.tunnels.get(to.domain)?.link;
     // An ACK for someone who has gone is not kept: the sender retries and the receiver re-acks the duplicate.
     if (target) target.send(frame.raw);
     else this.logger.debug('ack unroutable; sender will retry', { to: ack.to, id: ack.id });
+  }
+
+  /** A tunnel closed or was replaced: whoever sent through it lately waits for the next one. */
+  private sendersWait(t: TunnelSession): void {
+    for (const key of t.senders) this.waiting.add(t.id, key);
+    t.senders.clear();
+  }
+
+  /**
+   * A contact point's tunnel is up (`key` = its id), or an external peer connected (`key` = its
+   * address): every session waiting for it hears REACHABLE `body` at once.
+   */
+  private tellReachable(key: string, body: ReachableBody): void {
+    let told = 0;
+    for (const who of this.waiting.take(key)) {
+      const name = who.slice(2);
+      const s = who.startsWith('e:') ? this.externals.get(name) : this.tunnels.get(name);
+      if (!s?.reachable) continue;
+      s.link.sendControl(FrameType.REACHABLE, body);
+      told++;
+    }
+    if (told > 0) this.logger.debug('told waiting senders the way is back', { key, told });
   }
 
   private refuse(link: Link, msg: MsgFrame, code: StatusCode, reason?: string): void {

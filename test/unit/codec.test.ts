@@ -58,7 +58,7 @@ function thrownBy(fn: () => unknown): unknown {
 describe('frame vectors (test/vectors/frames.json)', () => {
   it('covers every frame the protocol defines and every failure the brief lists', () => {
     const names = new Set(vectors.valid.map((v) => v.typeName));
-    for (const t of ['HELLO', 'WELCOME', 'CHALLENGE', 'PROOF', 'ERROR', 'GOAWAY', 'PEERS', 'REGISTER', 'PEER_STATE', 'MSG', 'ACK']) expect(names).toContain(t);
+    for (const t of ['HELLO', 'WELCOME', 'CHALLENGE', 'PROOF', 'ERROR', 'GOAWAY', 'PEERS', 'REGISTER', 'PEER_STATE', 'MSG', 'ACK', 'REACHABLE']) expect(names).toContain(t);
     const codes = new Set(vectors.invalid.map((v) => v.code));
     for (const c of [Status.MALFORMED_FRAME, Status.UNKNOWN_FRAME_TYPE, Status.FRAME_TOO_LARGE, Status.INVALID_BODY, Status.PROTOCOL_VIOLATION]) expect(codes).toContain(c);
     expect(vectors.valid.length).toBeGreaterThanOrEqual(20);
