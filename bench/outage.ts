@@ -1,4 +1,5 @@
 /**
+ * `npm run bench -- --only outage` (both modes), or on its own
  * `node dist/bench/outage.js [--messages N] [--outage-ms MS] [--mode cut|relay-restart]`:
  * how long messages queued during a tunnel outage wait after the tunnel is back (issue 10
  * item 7). One process, real relay, contact point and SDK clients on loopback, SDK defaults
@@ -11,8 +12,11 @@
  * During the outage N messages go external -> LAN peer and N go LAN peer -> external, spread
  * over the first 2 s. Prints one JSON line: the delay from the tunnel's return (the contact
  * point's WELCOME) to each message's arrival at its receiver, median and max per direction.
+ * Before REACHABLE (issue 10, item 7) the median was 0.8–1.2 s and the max up to 2 s here;
+ * retries of the SDK's default backoff could wait up to 16 s.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +26,8 @@ import { PeerClient, type InboundMessage } from '../core/peer/peer-client.js';
 import { CredentialStore } from '../core/relay/credentials.js';
 import { Relay } from '../core/relay/relay.js';
 import { createLogger } from '../core/runtime/logger.js';
+import type { BenchContext } from './context.js';
+import { emit, note, waitFor } from './util.js';
 
 const logger = createLogger({ level: 'silent' });
 const FAST = { pingIntervalMs: 1_000, pongTimeoutMs: 1_000, backoffBaseMs: 50, backoffMaxMs: 500 } as const;
@@ -29,14 +35,6 @@ const FAST = { pingIntervalMs: 1_000, pongTimeoutMs: 1_000, backoffBaseMs: 50, b
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
-}
-
-async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const start = Date.now();
-  while (!cond()) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
@@ -79,12 +77,10 @@ async function forwarder(targetPort: number): Promise<{ port: number; cut(): voi
   };
 }
 
-async function main(): Promise<void> {
-  const n = Number(arg('messages', '50'));
-  const outageMs = Number(arg('outage-ms', '6000'));
-  const mode = arg('mode', 'cut');
-  if (!Number.isInteger(n) || n < 1 || n > 5_000) throw new Error('--messages must be 1..5000');
-  if (mode !== 'cut' && mode !== 'relay-restart') throw new Error('--mode must be cut or relay-restart');
+type OutageMode = 'cut' | 'relay-restart';
+
+/** One outage of `outageMs` with `n` messages each way queued during it; the result line. */
+export async function measureOutage(mode: OutageMode, n: number, outageMs: number): Promise<Record<string, unknown>> {
 
   const credentials = CredentialStore.inMemory();
   const cpSecret = await credentials.add('contact-point', 'office');
@@ -141,27 +137,46 @@ async function main(): Promise<void> {
   const results = await Promise.allSettled(sends);
   const failed = results.filter((r) => r.status === 'rejected').length;
   const delays = (prefix: string): number[] => [...arrived].filter(([k]) => k.startsWith(prefix)).map(([, at]) => at - upAt);
-  process.stdout.write(
-    JSON.stringify({
-      name: 'outage.delivery-after-return',
-      mode,
-      outageMs,
-      messagesPerDirection: n,
-      failed,
-      unit: 'ms after the tunnel returned',
-      externalToLan: stats(delays('in')),
-      lanToExternal: stats(delays('out')),
-      all: stats(delays('')),
-    }) + '\n',
-  );
+  const result = {
+    name: 'outage.delivery-after-return',
+    outage: mode,
+    outageMs,
+    messagesPerDirection: n,
+    failed,
+    unit: 'ms after the tunnel returned',
+    externalToLan: stats(delays('in')),
+    lanToExternal: stats(delays('out')),
+    all: stats(delays('')),
+  };
   await Promise.all([alice.stop(), printer.stop()]);
   await cp.stop();
   await relay.stop();
   fwd?.close();
   await rm(dir, { recursive: true, force: true });
+  return result;
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  process.exit(1);
-});
+/** The `outage` target of `npm run bench`: both modes, one JSON line each. */
+export async function runOutage(ctx: BenchContext): Promise<void> {
+  if (!ctx.selected('outage')) return;
+  for (const mode of ['cut', 'relay-restart'] as const) {
+    note(`outage: ${mode}`);
+    emit({ ...(await measureOutage(mode, ctx.quick ? 20 : 50, ctx.quick ? 4_000 : 6_000)), mode: ctx.quick ? 'quick' : 'full' });
+  }
+}
+
+async function main(): Promise<void> {
+  const n = Number(arg('messages', '50'));
+  const outageMs = Number(arg('outage-ms', '6000'));
+  const mode = arg('mode', 'cut');
+  if (!Number.isInteger(n) || n < 1 || n > 5_000) throw new Error('--messages must be 1..5000');
+  if (mode !== 'cut' && mode !== 'relay-restart') throw new Error('--mode must be cut or relay-restart');
+  process.stdout.write(JSON.stringify(await measureOutage(mode, n, outageMs)) + '\n');
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  });
+}

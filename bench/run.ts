@@ -8,7 +8,8 @@
  *                        mediation-bulk, mediation-http, mediation-expose, mediation-udp, mediation-memory
  *                        (group: mediation),
  *                        gui (the admin GUI in Chromium under 20,000 msgs/s; needs `npm run build`),
- *                        http-flood (large-body HTTP requests against relay and peer port under a flow)
+ *                        http-flood (large-body HTTP requests against relay and peer port under a flow),
+ *                        outage (delivery of messages queued during a tunnel outage, after its return)
  *   --cpu-prof[=DIR]     profile the worker processes (relay, contact point, ack server, lan, load) with
  *                        node --cpu-prof into DIR (default bench-profiles/); summarise with
  *                        node dist/bench/profile-summary.js DIR
@@ -25,6 +26,7 @@ import { runGui } from './gui.js';
 import { runHttpFlood } from './http-flood.js';
 import { runMediation } from './mediation.js';
 import { runMessages } from './messages.js';
+import { runOutage } from './outage.js';
 import { runPeers } from './peers.js';
 import { note } from './util.js';
 
@@ -44,6 +46,7 @@ const GROUPS: Record<string, readonly string[]> = {
   'mediation-memory': ['mediation-memory'],
   gui: ['gui'],
   'http-flood': ['http-flood'],
+  outage: ['outage'],
 };
 
 interface Args {
@@ -107,6 +110,7 @@ async function main(): Promise<void> {
   await runMediation(ctx);
   await runGui(ctx);
   await runHttpFlood(ctx);
+  await runOutage(ctx);
   note(`done in ${Math.round((Date.now() - started) / 1000)} s`);
 }
 
