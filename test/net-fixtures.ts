@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { connect, createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 
@@ -14,14 +15,15 @@ export function selfSignedCert(dir: string): { cert: string; key: string } {
   return { cert: readFileSync(join(dir, 'cert.pem'), 'utf8'), key: readFileSync(join(dir, 'key.pem'), 'utf8') };
 }
 
-/** A real HTTP CONNECT proxy on loopback that counts the tunnels it opened. */
-export async function connectProxy(): Promise<{ url: string; connects: string[]; close(): Promise<void> }> {
+/**
+ * A real HTTP CONNECT proxy on loopback that counts the tunnels it opened; given `tls`, it is
+ * spoken to over TLS (an https:// proxy URL).
+ */
+export async function connectProxy(opts: { tls?: { cert: string; key: string } } = {}): Promise<{ url: string; connects: string[]; close(): Promise<void> }> {
   const connects: string[] = [];
   const sockets = new Set<Socket>();
-  const server: Server = createHttpServer((_req, res) => {
-    res.writeHead(405);
-    res.end();
-  });
+  const refuse = (_req: IncomingMessage, res: ServerResponse): void => void res.writeHead(405).end();
+  const server: Server = opts.tls ? createHttpsServer({ key: opts.tls.key, cert: opts.tls.cert }, refuse) : createHttpServer(refuse);
   server.on('connect', (req, client: Socket, head: Buffer) => {
     connects.push(req.url ?? '');
     const [host, port] = (req.url ?? '').split(':');
@@ -40,7 +42,7 @@ export async function connectProxy(): Promise<{ url: string; connects: string[];
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     connects,
     close: () =>
       new Promise<void>((r) => {
@@ -51,21 +53,37 @@ export async function connectProxy(): Promise<{ url: string; connects: string[];
 }
 
 /**
- * A TCP forwarder that can turn into a black hole: bytes stop flowing both ways but no FIN or
- * RST is sent, as when a NAT entry silently expires. Only keepalive can notice that.
+ * A TCP forwarder to `targetPort` on loopback whose path can fail the ways real ones do:
+ * - blackhole(): bytes stop flowing both ways on every connection, open or new, and no FIN or
+ *   RST is sent, as when a NAT entry silently expires. Only keepalive can notice that.
+ * - swallow(): the connections open now go silent the same way; new ones pass (a half-dead
+ *   path that a reconnect gets around).
+ * - cut(): every connection is reset and new ones are refused (the link is down).
+ * - restore(): new connections pass again.
  */
-export async function blackholeForwarder(targetPort: number): Promise<{ port: number; blackhole(): void; restore(): void; close(): Promise<void> }> {
-  let dead = false;
+export async function tcpForwarder(targetPort: number): Promise<{
+  port: number;
+  blackhole(): void;
+  swallow(): void;
+  cut(): void;
+  restore(): void;
+  close(): Promise<void>;
+}> {
+  let mode: 'pass' | 'blackhole' | 'cut' = 'pass';
   const pairs = new Set<[Socket, Socket]>();
+  const silent = new Set<Socket>();
   const server: NetServer = createServer((client) => {
-    if (dead) return; // accepted, never answered
+    if (mode === 'cut') return void client.destroy();
+    if (mode === 'blackhole') return void client.on('error', () => undefined); // accepted, never answered
     const upstream = connect(targetPort, '127.0.0.1');
     const pair: [Socket, Socket] = [client, upstream];
     pairs.add(pair);
-    client.on('data', (d) => void (dead || upstream.write(d)));
-    upstream.on('data', (d) => void (dead || client.write(d)));
+    const passes = (): boolean => mode !== 'blackhole' && !silent.has(client);
+    client.on('data', (d: Buffer) => void (passes() && upstream.write(d)));
+    upstream.on('data', (d: Buffer) => void (passes() && client.write(d)));
     const end = (): void => {
       pairs.delete(pair);
+      silent.delete(client);
       client.destroy();
       upstream.destroy();
     };
@@ -73,16 +91,26 @@ export async function blackholeForwarder(targetPort: number): Promise<{ port: nu
     upstream.on('close', end).on('error', end);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const destroyAll = (): void => {
+    for (const [a, b] of pairs) {
+      a.destroy();
+      b.destroy();
+    }
+  };
   return {
     port: (server.address() as AddressInfo).port,
-    blackhole: () => void (dead = true),
-    restore: () => void (dead = false),
+    blackhole: () => void (mode = 'blackhole'),
+    swallow: () => {
+      for (const [client] of pairs) silent.add(client);
+    },
+    cut: () => {
+      mode = 'cut';
+      destroyAll();
+    },
+    restore: () => void (mode = 'pass'),
     close: () =>
       new Promise<void>((r) => {
-        for (const [a, b] of pairs) {
-          a.destroy();
-          b.destroy();
-        }
+        destroyAll();
         server.close(() => r());
       }),
   };

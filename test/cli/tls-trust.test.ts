@@ -1,6 +1,4 @@
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
-import { createServer as createHttpsServer } from 'node:https';
-import { connect, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CredentialStore } from '../../core/relay/credentials.js';
@@ -40,38 +38,12 @@ async function tlsRelay(): Promise<{ url: string; certFile: string; credentials:
 }
 
 /** A CONNECT proxy spoken to over TLS (an https:// proxy URL), with a self-signed certificate. */
-async function httpsConnectProxy(): Promise<{ url: string; certFile: string; connects: number }> {
+async function httpsConnectProxy(): Promise<{ url: string; certFile: string; connects: string[] }> {
   const dir = join(home.path, 'proxy-tls');
   await mkdir(dir);
-  const tls = selfSignedCert(dir);
-  const state = { url: '', certFile: join(dir, 'cert.pem'), connects: 0 };
-  const sockets = new Set<Socket>();
-  const server = createHttpsServer({ key: tls.key, cert: tls.cert }, (_req, res) => res.writeHead(405).end());
-  server.on('connect', (req: { url?: string }, client: Socket, head: Buffer) => {
-    state.connects++;
-    const [host, port] = (req.url ?? '').split(':');
-    const upstream = connect(Number(port), host, () => {
-      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-      upstream.write(head);
-      upstream.pipe(client);
-      client.pipe(upstream);
-    });
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => s.destroy());
-    }
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  stops.push(
-    () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  );
-  state.url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return state;
+  const proxy = await connectProxy({ tls: selfSignedCert(dir) });
+  stops.push(() => proxy.close());
+  return { url: proxy.url, certFile: join(dir, 'cert.pem'), connects: proxy.connects };
 }
 
 async function secretFile(name: string, secret: string): Promise<string> {
@@ -129,14 +101,14 @@ describe('TLS trust of the relay: --ca only, whatever the environment says', () 
 
     const untrusted = await startCli(serveArgs(url, cred, 'untrusted', ['--proxy', proxy.url]), { home: home.path, env: INSECURE_ENV, timeoutMs: 20_000 });
     expect(untrusted.ready.tunnel).not.toBe('connected');
-    expect(proxy.connects).toBe(0); // the TLS handshake with the proxy failed before any CONNECT
+    expect(proxy.connects.length).toBe(0); // the TLS handshake with the proxy failed before any CONNECT
     expect(untrusted.stderr()).toMatch(/self-signed certificate/);
     await untrusted.stop();
 
     // --ca with the proxy's certificate: the proxy is trusted, and the tunnel comes up through it.
     const trusted = await startCli(serveArgs(url, cred, 'trusted', ['--proxy', proxy.url, '--ca', proxy.certFile]), { home: home.path, env: INSECURE_ENV, timeoutMs: 20_000 });
     expect(trusted.ready.tunnel).toBe('connected');
-    expect(proxy.connects).toBeGreaterThan(0);
+    expect(proxy.connects.length).toBeGreaterThan(0);
     await trusted.stop();
   });
 

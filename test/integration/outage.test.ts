@@ -1,5 +1,4 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -9,6 +8,7 @@ import { PeerClient, type InboundMessage, type Receipt } from '../../core/peer/p
 import { FrameType } from '../../core/protocol/frames.js';
 import { ACK_TIMEOUT_MS } from '../../core/protocol/limits.js';
 import { FAST, logger, startHarness, waitFor, type Harness } from '../helpers.js';
+import { tcpForwarder } from '../net-fixtures.js';
 import { RawClient } from '../raw-client.js';
 
 /**
@@ -28,50 +28,6 @@ afterEach(async () => {
   await h?.close();
   h = undefined;
 });
-
-/**
- * A TCP forwarder to the relay that can be cut (every connection through it reset, new ones
- * refused) and restored: the contact point's tunnel goes down while the relay stays up. Or its
- * open connections can start swallowing every byte both ways, without FIN or RST (a half-dead
- * path that only keepalive notices), while new connections pass.
- */
-async function cuttableForwarder(targetPort: number): Promise<{ port: number; cut(): void; restore(): void; swallow(): void; close(): Promise<void> }> {
-  let down = false;
-  const sockets = new Set<Socket>();
-  const swallowing = new Set<Socket>();
-  const server = createServer((client) => {
-    if (down) return void client.destroy();
-    const upstream = connect(targetPort, '127.0.0.1');
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('close', () => {
-        sockets.delete(s);
-        client.destroy();
-        upstream.destroy();
-      });
-      s.on('error', () => undefined);
-    }
-    client.on('data', (d: Buffer) => void (swallowing.has(client) || upstream.write(d)));
-    upstream.on('data', (d: Buffer) => void (swallowing.has(client) || client.write(d)));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as AddressInfo).port,
-    cut: () => {
-      down = true;
-      for (const s of sockets) s.destroy();
-    },
-    restore: () => void (down = false),
-    swallow: () => {
-      for (const s of sockets) swallowing.add(s);
-    },
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  };
-}
 
 /** A registered internal peer with the SDK's default ACK timeout (the harness shortens it). */
 async function registeredPeer(cp: ContactPoint, name: string, onMessage?: (m: InboundMessage) => void): Promise<PeerClient> {
@@ -106,7 +62,7 @@ describe('after a tunnel outage', () => {
   it(`delivers what senders queued during it within ${BOUND_MS} ms of the tunnel's return: external -> LAN, LAN -> external, and LAN -> LAN of another contact point`, async () => {
     h = await startHarness();
     const relayPort = Number(new URL(h.relay.url).port);
-    const fwd = await cuttableForwarder(relayPort);
+    const fwd = await tcpForwarder(relayPort);
     cleanups.push(() => fwd.close());
     const office = await contactPoint('office', `ws://127.0.0.1:${fwd.port}/v1`);
     const arrived = new Map<string, number>();
@@ -154,7 +110,7 @@ describe('after a tunnel outage', () => {
 
   it(`resends at once what a tunnel swallowed before it was replaced, though nothing was refused`, async () => {
     h = await startHarness();
-    const fwd = await cuttableForwarder(Number(new URL(h.relay.url).port));
+    const fwd = await tcpForwarder(Number(new URL(h.relay.url).port));
     cleanups.push(() => fwd.close());
     const office = await contactPoint('office', `ws://127.0.0.1:${fwd.port}/v1`);
     const arrived = new Map<string, number>();
@@ -194,7 +150,7 @@ describe('after a tunnel outage', () => {
 
   it('resends at once what LAN peers sent into a half-dead tunnel, once the contact point has noticed and reconnected', async () => {
     h = await startHarness();
-    const fwd = await cuttableForwarder(Number(new URL(h.relay.url).port));
+    const fwd = await tcpForwarder(Number(new URL(h.relay.url).port));
     cleanups.push(() => fwd.close());
     // Keepalive notices a little after the LAN peers' first ACK timeout (2 s): their first retry is
     // lost too, and the next is 4 s later.

@@ -7,7 +7,7 @@ import { Status } from '../../core/protocol/status.js';
 import { CredentialStore } from '../../core/relay/credentials.js';
 import { Relay } from '../../core/relay/relay.js';
 import { createLogger, type Logger } from '../../core/runtime/logger.js';
-import { blackholeForwarder } from '../net-fixtures.js';
+import { tcpForwarder } from '../net-fixtures.js';
 import { RawClient } from '../raw-client.js';
 import { FAST, logger, waitFor } from '../helpers.js';
 
@@ -109,7 +109,7 @@ describe('two contact points with the same id', () => {
   it('a holder that has gone silent (crashed machine, dead path) is replaced after the probe deadline', async () => {
     const { relay, secret } = await relayWith();
     const relayPort = Number(new URL(relay.url).port);
-    const fwd = await blackholeForwarder(relayPort);
+    const fwd = await tcpForwarder(relayPort);
     cleanups.push(() => fwd.close());
     const a = await contactPoint(`ws://127.0.0.1:${fwd.port}/v1`, secret);
     await waitFor(() => a.cp.gateway.connected, 5_000, 'first tunnel up');

@@ -6,7 +6,7 @@ import { ContactPoint } from '../../core/contact-point/contact-point.js';
 import { PeerClient } from '../../core/peer/peer-client.js';
 import { CredentialStore } from '../../core/relay/credentials.js';
 import { Relay } from '../../core/relay/relay.js';
-import { blackholeForwarder, connectProxy, selfSignedCert } from '../net-fixtures.js';
+import { tcpForwarder, connectProxy, selfSignedCert } from '../net-fixtures.js';
 import { FAST, logger, startHarness, tempDir, waitFor } from '../helpers.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -102,7 +102,7 @@ describe('the one tunnel', () => {
     const h = await startHarness();
     cleanups.push(() => h.close());
     const relayPort = Number(new URL(h.relay.url).port);
-    const fwd = await blackholeForwarder(relayPort);
+    const fwd = await tcpForwarder(relayPort);
     cleanups.push(() => fwd.close());
     const cp = await ContactPoint.create({
       id: 'branch', relayUrl: `ws://127.0.0.1:${fwd.port}/v1`, secret: await h.credentials.add('contact-point', 'branch'),
