@@ -424,13 +424,11 @@ export class ContactPoint implements AdminApi {
         return this.distributor.ackFromPeer(session, frame);
       case FrameType.REGISTER: {
         const body = decodeControl(frame, FrameType.REGISTER);
-        const now = Date.now();
-        if (now - session.registerWindowStart > 60_000) {
-          session.registerWindowStart = now;
-          session.registerCount = 0;
-        }
-        if (++session.registerCount > MAX_REGISTER_PER_MINUTE) {
-          session.link.sendControl(FrameType.ERROR, { code: Status.RATE_LIMITED, reason: `at most ${MAX_REGISTER_PER_MINUTE} registration requests a minute` });
+        if (!session.registerBucket.take()) {
+          // REGISTER has no ACK to carry a refusal, and ERROR means "fault, then close"
+          // (PROTOCOL.md 10): a peer this far over the limit is closed 4015; its request stands,
+          // and the SDK reconnects with backoff like after any RATE_LIMITED.
+          session.link.fault(Status.RATE_LIMITED, `at most ${MAX_REGISTER_PER_MINUTE} registration requests a minute`);
           return;
         }
         const rec = this.registrar.requestRegistration(session.name, body.joinCode);
