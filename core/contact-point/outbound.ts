@@ -29,7 +29,7 @@ export interface OutboundDeps {
 }
 
 /**
- * Outbound messages (seed 000, 370): what registered LAN peers send beyond the LAN, up the
+ * Outbound messages (seed 000, block 370): what registered LAN peers send beyond the LAN, up the
  * gateway's tunnel. Each is tracked until its ACK comes back down the tunnel (for the flow
  * view), and that ACK goes to the sending session. LAN peers that wait for a domain to come
  * back hear REACHABLE (PROTOCOL.md 9.5): those refused CONTACT_POINT_OFFLINE or PEER_OFFLINE,

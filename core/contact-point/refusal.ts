@@ -8,8 +8,8 @@ export type Reply = (frame: Buffer) => void;
 
 /**
  * The contact point's one refusal path (collector, distributor, outbound): answer the message
- * with a refusal ACK, never a silent drop (seed 000, 330: every refusal has a reason the sender
- * sees), and count it in the admin's flow. `reason` goes to the sender (default: the status
+ * with a refusal ACK, never a silent drop (every refusal has a reason the sender sees), and
+ * count it in the admin's flow. `reason` goes to the sender (default: the status
  * text); `adminDetail`, when given, only to the flow view.
  */
 export function refuse(
