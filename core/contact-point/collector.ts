@@ -3,27 +3,43 @@ import { decodeMsg, type Frame } from '../protocol/codec.js';
 import { MAX_MESSAGE_BYTES } from '../protocol/limits.js';
 import { Status } from '../protocol/status.js';
 import type { Distributor } from './distributor.js';
+import type { FlowRecorder } from './flow-recorder.js';
 import type { Gateway } from './gateway.js';
+import type { Outbound } from './outbound.js';
 import type { PeerSession } from './peer-port.js';
+import { refuse } from './refusal.js';
 import type { Registrar } from './registrar.js';
+
+export interface CollectorDeps {
+  readonly id: string;
+  readonly registrar: Registrar;
+  /** where messages for a LAN peer go */
+  readonly distributor: Distributor;
+  /** where LAN peers' messages beyond the LAN go */
+  readonly outbound: Outbound;
+  readonly gateway: Gateway;
+  readonly flow: FlowRecorder;
+  readonly maxMessageBytes?: number;
+}
 
 /**
  * The collector (seed 000, 220): takes every message arriving at the contact point, from the
  * tunnel or from a LAN peer, and runs the checks of the single place where traffic is checked
  * (seed [0041]): address, size, sender identity and registration, rate. What passes goes to
- * the distributor (a local peer) or up the tunnel; what fails is answered with a reason.
+ * the distributor (a local peer) or to outbound (up the tunnel); what fails is answered with a
+ * reason.
  */
 export class Collector {
-  constructor(
-    private readonly id: string,
-    private readonly registrar: Registrar,
-    private readonly distributor: Distributor,
-    private readonly gateway: Gateway,
-    private readonly maxMessageBytes = MAX_MESSAGE_BYTES,
-  ) {}
+  private readonly id: string;
+  private readonly maxMessageBytes: number;
+
+  constructor(private readonly d: CollectorDeps) {
+    this.id = d.id;
+    this.maxMessageBytes = d.maxMessageBytes ?? MAX_MESSAGE_BYTES;
+  }
 
   private readonly toTunnel = (frame: Buffer): void => {
-    this.gateway.send(frame);
+    this.d.gateway.send(frame);
   };
 
   /** A message the relay pushed down the tunnel for one of our peers. */
@@ -31,12 +47,12 @@ export class Collector {
     const msg = decodeMsg(frame);
     const to = parseAddress(msg.to);
     if (!to || to.domain !== this.id) {
-      return this.distributor.refuse(msg, Status.BAD_ADDRESS, 'in', this.toTunnel, `this is contact point ${this.id}`);
+      return refuse(this.d.flow, msg, Status.BAD_ADDRESS, 'in', this.toTunnel, `this is contact point ${this.id}`);
     }
     if (msg.payload.length > this.maxMessageBytes) {
-      return this.distributor.refuse(msg, Status.TOO_LARGE, 'in', this.toTunnel, `${msg.payload.length} bytes; the limit is ${this.maxMessageBytes}`);
+      return refuse(this.d.flow, msg, Status.TOO_LARGE, 'in', this.toTunnel, `${msg.payload.length} bytes; the limit is ${this.maxMessageBytes}`);
     }
-    this.distributor.deliver(msg, frame.raw, 'in', this.toTunnel);
+    this.d.distributor.deliver(msg, frame.raw, 'in', this.toTunnel);
   }
 
   /** A message a LAN peer sent: to another LAN peer, or out through the tunnel. */
@@ -46,18 +62,18 @@ export class Collector {
     const to = parseAddress(msg.to);
     const dir = to?.domain === this.id ? 'local' : 'out';
     if (msg.from !== session.address) {
-      return this.distributor.refuse(msg, Status.UNAUTHORIZED, dir, reply, `you send as ${session.address}`);
+      return refuse(this.d.flow, msg, Status.UNAUTHORIZED, dir, reply, `you send as ${session.address}`);
     }
-    if (!this.registrar.isRegistered(session.name)) {
-      return this.distributor.refuse(msg, Status.UNAUTHORIZED, dir, reply, 'only registered peers may send; ask the admin to approve this peer');
+    if (!this.d.registrar.isRegistered(session.name)) {
+      return refuse(this.d.flow, msg, Status.UNAUTHORIZED, dir, reply, 'only registered peers may send; ask the admin to approve this peer');
     }
-    if (!to) return this.distributor.refuse(msg, Status.BAD_ADDRESS, dir, reply, `"${msg.to}" is not name@domain`);
+    if (!to) return refuse(this.d.flow, msg, Status.BAD_ADDRESS, dir, reply, `"${msg.to}" is not name@domain`);
     if (msg.payload.length > this.maxMessageBytes) {
-      return this.distributor.refuse(msg, Status.TOO_LARGE, dir, reply, `${msg.payload.length} bytes; the limit is ${this.maxMessageBytes}`);
+      return refuse(this.d.flow, msg, Status.TOO_LARGE, dir, reply, `${msg.payload.length} bytes; the limit is ${this.maxMessageBytes}`);
     }
-    if (!session.bucket.take()) return this.distributor.refuse(msg, Status.RATE_LIMITED, dir, reply);
-    this.registrar.countMessage(session.name, 'out');
-    if (dir === 'local') this.distributor.deliver(msg, frame.raw, 'local', reply);
-    else this.distributor.forwardOut(session, msg, frame.raw);
+    if (!session.bucket.take()) return refuse(this.d.flow, msg, Status.RATE_LIMITED, dir, reply);
+    this.d.registrar.countMessage(session.name, 'out');
+    if (dir === 'local') this.d.distributor.deliver(msg, frame.raw, 'local', reply);
+    else this.d.outbound.forward(session, msg, frame.raw);
   }
 }

@@ -23,6 +23,7 @@ import type { HttpLimits } from '../runtime/http-guard.js';
 import { VERSION } from '../version.js';
 import { Collector } from './collector.js';
 import { Distributor } from './distributor.js';
+import { Outbound } from './outbound.js';
 import { FlowRecorder } from './flow-recorder.js';
 import { Gateway } from './gateway.js';
 import { FloodMonitor } from './flood-monitor.js';
@@ -102,6 +103,7 @@ export class ContactPoint implements AdminApi {
   /** registration requests the flood limits dropped, for the admin */
   readonly floods: FloodMonitor;
   private readonly distributor: Distributor;
+  private readonly outbound: Outbound;
   private readonly collector: Collector;
   private readonly store: StateStore;
   /** stop() ran: the state file is closed for good */
@@ -159,16 +161,18 @@ export class ContactPoint implements AdminApi {
         frame: (s, f) => this.onPeerFrame(s, f),
       },
     });
-    this.distributor = new Distributor({ id: opts.id, registrar, peers: this.peerPort, gateway: this.gateway, flow: this.flow, logger: this.logger });
-    this.collector = new Collector(opts.id, registrar, this.distributor, this.gateway);
+    const traffic = { id: opts.id, peers: this.peerPort, gateway: this.gateway, flow: this.flow, logger: this.logger };
+    this.distributor = new Distributor({ ...traffic, registrar });
+    this.outbound = new Outbound(traffic);
+    this.collector = new Collector({ ...traffic, registrar, distributor: this.distributor, outbound: this.outbound });
 
     this.gateway.on('frame', (f) => this.onTunnelFrame(f));
     this.gateway.on('up', () => {
       this.ports.attach(this.gateway.currentLink!);
-      this.distributor.tunnelUp();
+      this.outbound.tunnelUp();
     });
     this.gateway.on('down', () => {
-      this.distributor.tunnelDown();
+      this.outbound.tunnelDown();
       // Tunnel loss closes every mediated port and resets its streams: nothing stays listening.
       this.ports.detach('tunnel lost');
       this.closeUdp();
@@ -389,9 +393,9 @@ export class ContactPoint implements AdminApi {
       case FrameType.MSG:
         return this.collector.fromTunnel(frame);
       case FrameType.ACK:
-        return this.distributor.ackFromTunnel(frame);
+        return this.outbound.ackFromTunnel(frame);
       case FrameType.REACHABLE:
-        return this.distributor.reachable(decodeControl(frame, FrameType.REACHABLE));
+        return this.outbound.reachable(decodeControl(frame, FrameType.REACHABLE));
       case FrameType.GOAWAY:
         this.logger.info('relay is going away', { reason: decodeControl(frame, FrameType.GOAWAY).reason });
         return;
@@ -424,13 +428,11 @@ export class ContactPoint implements AdminApi {
         return this.distributor.ackFromPeer(session, frame);
       case FrameType.REGISTER: {
         const body = decodeControl(frame, FrameType.REGISTER);
-        const now = Date.now();
-        if (now - session.registerWindowStart > 60_000) {
-          session.registerWindowStart = now;
-          session.registerCount = 0;
-        }
-        if (++session.registerCount > MAX_REGISTER_PER_MINUTE) {
-          session.link.sendControl(FrameType.ERROR, { code: Status.RATE_LIMITED, reason: `at most ${MAX_REGISTER_PER_MINUTE} registration requests a minute` });
+        if (!session.registerBucket.take()) {
+          // REGISTER has no ACK to carry a refusal, and ERROR means "fault, then close"
+          // (PROTOCOL.md 10): a peer this far over the limit is closed 4015; its request stands,
+          // and the SDK reconnects with backoff like after any RATE_LIMITED.
+          session.link.fault(Status.RATE_LIMITED, `at most ${MAX_REGISTER_PER_MINUTE} registration requests a minute`);
           return;
         }
         const rec = this.registrar.requestRegistration(session.name, body.joinCode);

@@ -14,6 +14,7 @@ import {
   MAX_MESSAGE_BYTES,
   MAX_PENDING_HELLOS,
   MAX_PENDING_HELLOS_PER_ADDRESS,
+  MAX_REGISTER_PER_MINUTE,
   PING_INTERVAL_MS,
   PRESSURE_TIMEOUT_MS,
 } from '../protocol/limits.js';
@@ -45,10 +46,10 @@ export interface PeerSession {
   readonly session: string;
   /** messages delivered to this peer and not yet acknowledged, by `from\nid` */
   readonly inflight: Map<string, InFlight>;
+  /** its MSG rate (CONTACT_POINT_RATE_PER_PEER) */
   readonly bucket: TokenBucket;
-  /** REGISTER requests in the current minute */
-  registerCount: number;
-  registerWindowStart: number;
+  /** its REGISTER rate (MAX_REGISTER_PER_MINUTE) */
+  readonly registerBucket: TokenBucket;
   /** since when its send buffer has been over the limit (0: it is not) */
   congestedSince: number;
   /** its HELLO listed the `reachable` capability: it may be sent REACHABLE (0x12) */
@@ -218,8 +219,7 @@ export class PeerPort {
       session: randomBytes(9).toString('base64url'),
       inflight: new Map(),
       bucket: new TokenBucket(this.opts.ratePerPeer ?? CONTACT_POINT_RATE_PER_PEER),
-      registerCount: 0,
-      registerWindowStart: Date.now(),
+      registerBucket: TokenBucket.perMinute(MAX_REGISTER_PER_MINUTE),
       congestedSince: 0,
       reachable,
     };

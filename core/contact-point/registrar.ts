@@ -7,7 +7,7 @@ import {
   NEW_PEERS_PER_ADDRESS_PER_MINUTE,
 } from '../protocol/limits.js';
 import { Status, type StatusCode } from '../protocol/status.js';
-import { TokenBucket } from '../runtime/token-bucket.js';
+import { KeyedBuckets } from '../runtime/token-bucket.js';
 import type { PeerState, PeerView, PolicyView } from '../admin/contract.js';
 import { AdminError } from '../admin/contract.js';
 import { canonicalIp, RegistrationPolicy } from './policy.js';
@@ -62,7 +62,7 @@ export const DEFAULT_REGISTRAR_LIMITS: RegistrarLimits = {
   newPeersPerAddressPerMinute: NEW_PEERS_PER_ADDRESS_PER_MINUTE,
 };
 
-/** Source addresses whose new-identity rate is tracked at once; past it the oldest is forgotten. */
+/** Source addresses whose new-identity rate is tracked at once; past it the least recently seen is forgotten. */
 const MAX_TRACKED_SOURCES = 10_000;
 
 /** The source address a record counts against: IPv4-mapped IPv6 as IPv4, `unknown` when none. */
@@ -107,7 +107,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
   /** the source each undecided request is filed under, by name */
   private readonly undecidedSource = new Map<string, string>();
   /** new identities per source address (token buckets, bounded) */
-  private readonly newIdentities = new Map<string, TokenBucket>();
+  private readonly newIdentities: KeyedBuckets;
   readonly policy: RegistrationPolicy;
   readonly limits: RegistrarLimits;
 
@@ -119,6 +119,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
   ) {
     super();
     this.limits = checkRegistrarLimits({ ...DEFAULT_REGISTRAR_LIMITS, ...limits });
+    this.newIdentities = KeyedBuckets.perMinute(this.limits.newPeersPerAddressPerMinute, MAX_TRACKED_SOURCES, now);
     for (const r of [...initial.peers].sort((a, b) => a.firstSeen - b.firstSeen)) {
       const rec = { ...r };
       this.records.set(r.name, rec);
@@ -160,7 +161,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     // A new identity. Flood limits: a rate per source address (not for subnets the admin's
     // policy trusts), then room among the undecided requests, made by forgetting the oldest.
     const source = sourceOf(lanAddress);
-    if (this.policy.admits(lanAddress, undefined) === undefined && !this.takeNewIdentity(source)) {
+    if (this.policy.admits(lanAddress, undefined) === undefined && !this.newIdentities.take(source)) {
       const reason = `more than ${this.limits.newPeersPerAddressPerMinute} new peers from ${source} within a minute (flood limit); try again later`;
       this.emit('refused', source, Status.RATE_LIMITED, reason);
       return { ok: false, code: Status.RATE_LIMITED, reason };
@@ -433,17 +434,6 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     const bySource = this.undecided.get(source);
     bySource?.delete(name);
     if (bySource?.size === 0) this.undecided.delete(source);
-  }
-
-  private takeNewIdentity(source: string): boolean {
-    let bucket = this.newIdentities.get(source);
-    if (!bucket) {
-      if (this.newIdentities.size >= MAX_TRACKED_SOURCES) this.newIdentities.delete(this.newIdentities.keys().next().value!);
-      const perMinute = this.limits.newPeersPerAddressPerMinute;
-      bucket = new TokenBucket(perMinute / 60, perMinute, this.now);
-      this.newIdentities.set(source, bucket);
-    }
-    return bucket.take();
   }
 
   /** Before a new request from `source`: forget the oldest undecided ones over the per-address and total caps. */

@@ -84,7 +84,7 @@ export const HTTP_KEEPALIVE_TIMEOUT_MS = 5_000;
  */
 export const MAX_HTTP_CONNECTIONS = 512;
 export const MAX_HTTP_CONNECTIONS_PER_ADDRESS = 32;
-/** REGISTER requests a peer may make per minute; more are answered RATE_LIMITED. */
+/** REGISTER requests a peer connection may make per minute (token bucket, burst as many); one more closes it RATE_LIMITED (4015). */
 export const MAX_REGISTER_PER_MINUTE = 10;
 
 /** Messages delivered to one receiver and not yet acknowledged; more are refused with QUEUE_FULL (retryable). */

@@ -26,11 +26,10 @@ import {
 } from '../protocol/limits.js';
 import { negotiateVersion } from '../protocol/version.js';
 import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
-import { CounterMap } from '../runtime/counter-map.js';
 import { FairSlots, sourceKey, type EvictReason } from '../runtime/fair-slots.js';
 import { createGuardedServer, refuseUpgrade, type HttpLimits } from '../runtime/http-guard.js';
 import { silentLogger, type Logger } from '../runtime/logger.js';
-import { TokenBucket } from '../runtime/token-bucket.js';
+import { KeyedBuckets, TokenBucket } from '../runtime/token-bucket.js';
 import { WaitList } from '../runtime/wait-list.js';
 import { closeServer, listen } from '../runtime/server-lifecycle.js';
 import type { CredentialKind, CredentialStore, Right } from './credentials.js';
@@ -41,9 +40,9 @@ import { RelayUdpService } from './udp-service.js';
 
 /** The ws path every client connects to. */
 export const RELAY_PATH = '/v1';
-/** Failed hellos one remote address may make per minute before its upgrades are refused (429). */
+/** Failed hellos one remote address may make per minute (a token bucket, burst as many) before its upgrades are refused (429). */
 export const MAX_AUTH_FAILURES_PER_MINUTE = 20;
-/** Remote addresses whose hello failures are tracked at once (oldest forgotten). */
+/** Remote addresses whose hello failures are tracked at once (the least recently failed forgotten). */
 const MAX_TRACKED_ADDRESSES = 10_000;
 
 export interface RelayOptions {
@@ -149,8 +148,8 @@ export class Relay {
   private readonly links = new Set<Link>();
   /** connections in their hello: capped per source, shared fairly (see FairSlots) */
   private readonly helloSlots: FairSlots;
-  private readonly failures = new CounterMap(MAX_TRACKED_ADDRESSES);
-  private failureWindow: NodeJS.Timeout | undefined;
+  /** failed hellos per remote address */
+  private readonly failures = KeyedBuckets.perMinute(MAX_AUTH_FAILURES_PER_MINUTE, MAX_TRACKED_ADDRESSES);
   /** when the last "pending hellos under pressure" warning was logged (at most one a minute) */
   private pressureLoggedAt = 0;
   private unwatch: (() => void) | undefined;
@@ -207,14 +206,11 @@ export class Relay {
       this.opts.credentialsPollMs ?? 2_000,
       (err) => this.logger.error('credentials file unreadable; keeping the last good set', { error: err.message }),
     );
-    this.failureWindow = setInterval(() => this.failures.clear(), 60_000);
-    this.failureWindow.unref();
     this.logger.info('relay listening', { url: this.boundUrl, name: this.name });
     return this.boundUrl;
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.failureWindow);
     this.unwatch?.();
     this.exposer.closeAll();
     this.udp?.stop();
@@ -295,7 +291,7 @@ export class Relay {
     const remote = (socket as Socket).remoteAddress ?? 'unknown';
     const path = (req.url ?? '').split('?')[0];
     if (path !== RELAY_PATH) return refuseUpgrade(socket, 404, 'Not Found');
-    if (this.failures.get(remote) >= MAX_AUTH_FAILURES_PER_MINUTE) return refuseUpgrade(socket, 429, 'Too Many Requests');
+    if (!this.failures.has(remote)) return refuseUpgrade(socket, 429, 'Too Many Requests');
     // A source at its own cap only competes with itself: refused. Anyone else gets a slot, if
     // need be the oldest pending hello of the source holding the most (a flood from some
     // addresses cannot keep a contact point's reconnect out).
@@ -382,7 +378,7 @@ export class Relay {
     const kind: CredentialKind = hello.role;
     const record = hello.secret !== undefined ? this.opts.credentials.verify(kind, hello.id, hello.secret) : undefined;
     if (!record || (kind === 'contact-point' && hello.id === this.name)) {
-      this.failures.add(remote);
+      this.failures.take(remote);
       this.logger.warn('hello refused: bad credentials', { role: kind, id: hello.id, remote });
       link.fault(Status.BAD_CREDENTIALS, `no valid credential for ${kind} "${hello.id}"`);
       return undefined;

@@ -150,13 +150,38 @@ describe('bad input and floods at the contact point peer port', () => {
     await impostor.stop();
   });
 
-  it('answers a registration flood with RATE_LIMITED and keeps the peer connected', async () => {
+  it('closes a registration flood with ERROR RATE_LIMITED (4015); the request stands and the peer comes back', async () => {
     const p = await h.internal('chatty');
-    for (let i = 0; i < 30; i++) p.register();
+    const faults: (string | undefined)[] = [];
+    p.on('status', (s) => {
+      if (s.state === 'reconnecting') faults.push(s.lastError);
+    });
+    for (let i = 0; i < 10; i++) p.register();
     await waitFor(() => h.cp.registrar.get('chatty')?.state === 'pending');
     await new Promise((r) => setTimeout(r, 200));
-    expect(p.connected).toBe(true);
+    expect(p.connected).toBe(true); // ten a minute are fine
+    p.register();
+    await waitFor(() => faults.length > 0);
+    expect(faults[0]).toBe('RATE_LIMITED: at most 10 registration requests a minute');
+    await waitFor(() => p.connected);
     expect(h.cp.registrar.get('chatty')?.state).toBe('pending');
+  });
+
+  it('a raw peer past the REGISTER limit gets ERROR RATE_LIMITED and close 4015', async () => {
+    const id = PeerIdentity.generate();
+    const r = await raw(h.cp.peerPortUrl);
+    r.hello({ versions: OFFERED_VERSIONS, role: 'peer', id: 'noisy', publicKey: id.publicKey });
+    await waitFor(() => r.frames.some((f) => f.type === FrameType.CHALLENGE));
+    const nonce = (JSON.parse(r.frames[0]!.body.toString()) as { nonce: string }).nonce;
+    r.send(encodeControl(FrameType.PROOF, { signature: id.signChallenge('noisy', nonce) }));
+    await waitFor(() => r.frames.some((f) => f.type === FrameType.WELCOME));
+    for (let i = 0; i < 11; i++) r.send(encodeControl(FrameType.REGISTER, {}));
+    expect((await r.waitClosed()).code).toBe(4000 + Status.RATE_LIMITED);
+    expect(r.errorCode()).toBe(Status.RATE_LIMITED);
+    // Ten answers, one more for the change to pending, then the ERROR.
+    expect(r.frames.filter((f) => f.type === FrameType.PEER_STATE)).toHaveLength(11);
+    expect(r.frames.at(-1)?.type).toBe(FrameType.ERROR);
+    expect(h.cp.registrar.get('noisy')?.state).toBe('pending');
   });
 
   it('an unregistered peer may not send', async () => {

@@ -1,0 +1,27 @@
+import type { FlowDirection } from '../admin/contract.js';
+import { encodeAck, type MsgFrame } from '../protocol/codec.js';
+import { describeStatus, type StatusCode } from '../protocol/status.js';
+import type { FlowRecorder } from './flow-recorder.js';
+
+/** Where a refusal or an ACK for a message goes back to. */
+export type Reply = (frame: Buffer) => void;
+
+/**
+ * The contact point's one refusal path (collector, distributor, outbound): answer the message
+ * with a refusal ACK, never a silent drop (every refusal has a reason the sender sees), and
+ * count it in the admin's flow. `reason` goes to the sender (default: the status
+ * text); `adminDetail`, when given, only to the flow view.
+ */
+export function refuse(
+  flow: FlowRecorder,
+  msg: MsgFrame,
+  code: StatusCode,
+  dir: FlowDirection,
+  reply: Reply,
+  reason?: string,
+  adminDetail?: string,
+): void {
+  const text = reason ?? describeStatus(code);
+  flow.record(msg.id, dir, msg.from, msg.to, msg.payload.length, code, adminDetail ?? text);
+  reply(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: code, reason: text }));
+}
