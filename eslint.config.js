@@ -3,6 +3,14 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+// Modules of core/ that the renderer may import as values: pure TypeScript (checked below), so
+// the GUI and the core share one definition instead of keeping copies.
+const RENDERER_SHARED = ['protocol/name', 'admin/client-protocol'];
+const CORE_IMPORTS = [
+  { group: ['electron', 'react', 'react-dom', 'zustand'], message: 'core/ is plain Node: no Electron, React or DOM.' },
+  { group: ['**/electron/**', '**/renderer/**'], message: 'core/ imports nothing of ours outside core/.' },
+];
+
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'renderer/dist/**', 'release/**', 'bin/**', 'eslint.config.js'] },
   js.configs.recommended,
@@ -22,12 +30,22 @@ export default tseslint.config(
   {
     files: ['core/**/*.ts'],
     rules: {
+      'no-restricted-imports': ['error', { patterns: CORE_IMPORTS }],
+    },
+  },
+  {
+    // Modules of core that the renderer compiles (the shared ones, the contract, and what they
+    // import): no Node, no dependencies, nothing with I/O.
+    files: [...RENDERER_SHARED, 'admin/contract', 'admin/host-settings', 'protocol/schema', 'protocol/limits'].map((m) => `core/${m}.ts`),
+    rules: {
       'no-restricted-imports': [
         'error',
         {
           patterns: [
-            { group: ['electron', 'react', 'react-dom', 'zustand'], message: 'core/ is plain Node: no Electron, React or DOM.' },
-            { group: ['**/electron/**', '**/renderer/**'], message: 'core/ imports nothing of ours outside core/.' },
+            ...CORE_IMPORTS,
+            { regex: '^node:', message: 'the renderer imports this module: no Node modules.' },
+            { group: ['fs', 'fs/*', 'net', 'child_process', 'ws', 'path', 'os', 'crypto', 'https-proxy-agent', 'ipaddr.js'], message: 'the renderer imports this module: no Node modules or dependencies.' },
+            { group: ['**/runtime/**'], message: 'the renderer imports this module: nothing of core/runtime.' },
           ],
         },
       ],
@@ -35,7 +53,8 @@ export default tseslint.config(
   },
   {
     // The GUI runs in a browser or a sandboxed window: no Node, no Electron, and of core only
-    // the admin contract's types (DESIGN.md "renderer -> core/admin types only").
+    // the admin contract's types (DESIGN.md "renderer -> core/admin types only"), plus the pure
+    // modules listed in RENDERER_SHARED, so a rule the GUI checks is the same code the core runs.
     files: ['renderer/**/*.ts', 'renderer/**/*.tsx'],
     ignores: ['renderer/vite.config.ts'],
     rules: {
@@ -47,7 +66,7 @@ export default tseslint.config(
             { regex: '^node:', message: 'renderer/ runs in a browser: no Node modules.' },
             { group: ['fs', 'fs/*', 'net', 'child_process', 'ws', 'electron', 'path', 'os', 'crypto'], message: 'renderer/ runs in a browser: no Node or Electron modules.' },
             { group: ['**/electron/**'], message: 'renderer/ talks to the desktop app only through window.contactPoint.' },
-            { regex: '(^|/)core/(?!admin/(contract|host-settings)(\\.js)?$)', message: 'renderer/ may use only the admin contract (core/admin/contract, core/admin/host-settings).' },
+            { regex: `(^|/)core/(?!(admin/contract|admin/host-settings|${RENDERER_SHARED.join('|')})(\\.js)?$)`, message: `renderer/ may use only the admin contract (core/admin/contract, core/admin/host-settings) and the pure modules core/${RENDERER_SHARED.join(', core/')}.` },
             { group: ['**/core/admin/contract*', '**/core/admin/host-settings*'], allowTypeImports: true, message: 'renderer/ imports the admin contract as types only (`import type`).' },
           ],
         },

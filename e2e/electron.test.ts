@@ -76,7 +76,7 @@ describe('desktop app (Electron)', { timeout: 90_000 }, () => {
         (e: Error) => e.message,
       ),
     );
-    expect(badCall).toContain('must be a peer name');
+    expect(badCall).toContain('name may use only lower-case letters');
 
     const peers = new PeersPage(page);
     const printer = await spawnInternalPeer(`ws://127.0.0.1:${peerPort}/v1/peer`, 'printer');

@@ -208,7 +208,7 @@ describe('admin GUI in Chromium', { timeout: 60_000 }, () => {
     await settings.fillConnection({ relayUrl: 'http://relay.example.com', id: 'Bad Name!', peerPort: '70000' });
     await settings.submitConnection();
     await settings.errorOf(settings.connection, 'Relay URL').filter({ hasText: 'ws:// or wss://' }).waitFor();
-    await settings.errorOf(settings.connection, 'Contact point id').filter({ hasText: 'Lower-case letters' }).waitFor();
+    await settings.errorOf(settings.connection, 'Contact point id').filter({ hasText: 'lower-case letters' }).waitFor();
     await settings.errorOf(settings.connection, 'Peer port').filter({ hasText: '0 (any free port) to 65535' }).waitFor();
     expect(await settings.field(settings.connection, 'Relay URL').getAttribute('aria-invalid')).toBe('true');
 

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { extname, normalize, resolve, sep } from 'node:path';
+import { normalize, resolve, sep } from 'node:path';
+import { contentType } from '../core/runtime/content-type.js';
 
 /** The scheme the window loads the GUI from: only the built renderer's files, nothing else on disk. */
 export const GUI_SCHEME = 'cp-admin';
@@ -25,16 +26,6 @@ export const GUI_CSP = [
   "object-src 'none'",
 ].join('; ');
 
-const MIME: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.svg': 'image/svg+xml',
-  '.png': 'image/png',
-  '.map': 'application/json',
-  '.woff2': 'font/woff2',
-};
-
 /** Answers one request of the GUI scheme from `dir`; anything outside it is a 404. */
 export async function serveGuiFile(dir: string, url: string): Promise<Response> {
   const u = new URL(url);
@@ -46,7 +37,7 @@ export async function serveGuiFile(dir: string, url: string): Promise<Response> 
   try {
     const body = await readFile(file);
     return new Response(body, {
-      headers: { 'content-type': MIME[extname(file)] ?? 'application/octet-stream', 'content-security-policy': GUI_CSP, 'x-content-type-options': 'nosniff' },
+      headers: { 'content-type': contentType(file), 'content-security-policy': GUI_CSP, 'x-content-type-options': 'nosniff' },
     });
   } catch {
     return new Response('not found', { status: 404 });

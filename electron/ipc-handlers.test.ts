@@ -33,7 +33,7 @@ describe('IPC admin calls from the window', () => {
     const a = api(() => 'never');
     expect(await handleAdminCall(a, 'shell:exec', {}, silentLogger)).toMatchObject({ ok: false, error: { code: 'UNKNOWN_METHOD' } });
     expect(await handleAdminCall(a, 'toString', {}, silentLogger)).toMatchObject({ ok: false, error: { code: 'UNKNOWN_METHOD' } });
-    expect(await handleAdminCall(a, 'peers:approve', { name: '../etc' }, silentLogger)).toEqual({ ok: false, error: { code: 'INVALID_PARAMS', message: 'peers:approve: name must be a peer name' } });
+    expect(await handleAdminCall(a, 'peers:approve', { name: '../etc' }, silentLogger)).toEqual({ ok: false, error: { code: 'INVALID_PARAMS', message: 'peers:approve: name may use only lower-case letters, digits, ".", "_" and "-", starting with a letter or digit, and no ".."' } });
     expect(await handleAdminCall(a, 'policy:set', { subnets: ['x'], extra: true }, silentLogger)).toMatchObject({ ok: false, error: { code: 'INVALID_PARAMS' } });
     expect(a.seen).toEqual([]);
   });

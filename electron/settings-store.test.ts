@@ -38,7 +38,7 @@ describe('desktop settings', () => {
       ok: false,
       errors: {
         relayUrl: 'must start with ws:// or wss://, not https://',
-        id: 'lower-case letters, digits, ".", "_" or "-", starting with a letter or digit',
+        id: 'may use only lower-case letters, digits, ".", "_" and "-", starting with a letter or digit, and no ".."',
         peerPort: 'must be a whole number from 0 (any free port) to 65535',
       },
     });

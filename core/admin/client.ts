@@ -1,42 +1,41 @@
 import { WebSocket, type RawData } from 'ws';
-import {
-  ADMIN_PROTOCOL,
-  AdminError,
-  type AdminApi,
-  type AdminErrorCode,
-  type AdminEventName,
-  type AdminEvents,
-  type AdminMethod,
-  type AdminParams,
-  type AdminResults,
-  type AdminServerMessage,
-  type Snapshot,
-} from './contract.js';
+import { AdminClientProtocol, readServerMessage } from './client-protocol.js';
+import { ADMIN_PROTOCOL, AdminError, type AdminApi, type AdminEventName, type AdminEvents, type AdminMethod, type AdminParams, type AdminResults, type Snapshot } from './contract.js';
+
+export interface AdminClientOptions {
+  /** time to connect, authenticate and get the snapshot (default 5 s) */
+  readonly connectTimeoutMs?: number;
+  /** a call with no answer this long fails with UNAVAILABLE (default ADMIN_CALL_TIMEOUT_MS, 15 s) */
+  readonly callTimeoutMs?: number;
+}
+
+/** ws close code for a message that is not of the admin protocol (RFC 6455 protocol error). */
+const CLOSE_PROTOCOL_ERROR = 1002;
 
 /**
  * The admin contract over the loopback ws endpoint, for Node (the CLI, tests, benchmarks).
- * Errors come back as AdminError with the server's code.
+ * Errors come back as AdminError with the server's code. A message from the endpoint that is
+ * not of the protocol fails the waiting calls with INTERNAL and closes the connection.
  */
 export class AdminClient implements AdminApi {
-  private nextId = 1;
-  private readonly calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  private readonly listeners = new Map<string, Set<(d: unknown) => void>>();
+  private readonly protocol: AdminClientProtocol;
   private closed = false;
 
   private constructor(
     private readonly ws: WebSocket,
     readonly initial: Snapshot,
+    callTimeoutMs: number | undefined,
   ) {
+    this.protocol = new AdminClientProtocol({ makeError: (code, message) => new AdminError(code, message), ...(callTimeoutMs !== undefined ? { callTimeoutMs } : {}) });
     ws.on('message', (data) => this.onMessage(rawText(data)));
     ws.on('close', (code, reason) => {
       this.closed = true;
-      const err = new AdminError('UNAVAILABLE', `admin connection closed (${code}${reason.length ? ' ' + reason.toString() : ''})`);
-      for (const c of this.calls.values()) c.reject(err);
-      this.calls.clear();
+      this.protocol.failAll('UNAVAILABLE', `admin connection closed (${code}${reason.length ? ' ' + reason.toString() : ''})`);
     });
   }
 
-  static connect(wsUrl: string, token: string, timeoutMs = 5_000): Promise<AdminClient> {
+  static connect(wsUrl: string, token: string, opts: AdminClientOptions = {}): Promise<AdminClient> {
+    const timeoutMs = opts.connectTimeoutMs ?? 5_000;
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(wsUrl, ADMIN_PROTOCOL, { handshakeTimeout: timeoutMs, perMessageDeflate: false, rejectUnauthorized: true });
       const timer = setTimeout(() => {
@@ -54,39 +53,37 @@ export class AdminClient implements AdminApi {
       ws.once('open', () => ws.send(JSON.stringify({ type: 'auth', token })));
       ws.once('message', (data) => {
         clearTimeout(timer);
-        const msg = JSON.parse(rawText(data)) as AdminServerMessage;
+        const msg = readServerMessage(rawText(data));
         if (msg.type !== 'ready') {
           ws.terminate();
-          reject(new AdminError('INTERNAL', `unexpected first message ${msg.type}`));
+          const what = msg.type === 'malformed' ? `a malformed first message (${msg.problem})` : `unexpected first message ${msg.type}`;
+          reject(new AdminError('INTERNAL', `the admin endpoint ${wsUrl} sent ${what}`));
           return;
         }
         ws.removeAllListeners('close');
         ws.removeAllListeners('error');
         ws.on('error', () => undefined);
-        resolve(new AdminClient(ws, msg.snapshot));
+        resolve(new AdminClient(ws, msg.snapshot, opts.callTimeoutMs));
       });
     });
   }
 
+  /** how long a call waits for its result */
+  get callTimeoutMs(): number {
+    return this.protocol.callTimeoutMs;
+  }
+
   call<M extends AdminMethod>(method: M, params: AdminParams<M>): Promise<AdminResults[M]> {
     if (this.closed) return Promise.reject(new AdminError('UNAVAILABLE', 'admin connection is closed'));
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.calls.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.ws.send(JSON.stringify({ type: 'call', id, method, params }));
-    });
+    return this.protocol.call(method, params, (text) => this.ws.send(text));
   }
 
   subscribe<E extends AdminEventName>(event: E, listener: (data: AdminEvents[E]) => void): () => void {
-    let set = this.listeners.get(event);
-    if (!set) this.listeners.set(event, (set = new Set()));
-    const fn = listener as (d: unknown) => void;
-    set.add(fn);
-    return () => void set.delete(fn);
+    return this.protocol.subscribe(event, listener);
   }
 
   close(): Promise<void> {
-    if (this.closed) return Promise.resolve();
+    if (this.ws.readyState === WebSocket.CLOSED) return Promise.resolve();
     return new Promise((resolve) => {
       this.ws.once('close', () => resolve());
       this.ws.close(1000);
@@ -94,16 +91,12 @@ export class AdminClient implements AdminApi {
   }
 
   private onMessage(text: string): void {
-    const msg = JSON.parse(text) as AdminServerMessage;
-    if (msg.type === 'result') {
-      const c = this.calls.get(msg.id);
-      if (!c) return;
-      this.calls.delete(msg.id);
-      if (msg.ok) c.resolve(msg.value);
-      else c.reject(new AdminError(msg.error.code as AdminErrorCode, msg.error.message));
-    } else if (msg.type === 'event') {
-      for (const fn of this.listeners.get(msg.name) ?? []) fn(msg.data);
-    }
+    if (this.closed) return;
+    const msg = this.protocol.receive(text);
+    if (msg.type !== 'malformed') return;
+    this.closed = true;
+    this.protocol.failAll('INTERNAL', `the admin endpoint sent a malformed message (${msg.problem}); connection closed`);
+    this.ws.close(CLOSE_PROTOCOL_ERROR, 'malformed admin message');
   }
 }
 

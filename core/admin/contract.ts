@@ -5,7 +5,7 @@
  * Channel names are `area:verb`. Parameters are checked against these schemas at every
  * transport boundary before they reach the core.
  */
-import { MAX_NAME_LENGTH } from '../protocol/limits.js';
+import { nameSchema } from '../protocol/name.js';
 import { int, list, obj, optional, str, type Infer, type Schema } from '../protocol/schema.js';
 
 export type PeerState = 'unregistered' | 'pending' | 'registered' | 'revoked';
@@ -190,7 +190,7 @@ export interface AdminEvents {
 export type AdminEventName = keyof AdminEvents;
 export const ADMIN_EVENTS: readonly AdminEventName[] = ['peer:changed', 'peer:removed', 'tunnel:status', 'flow:batch', 'policy:changed', 'ports:changed', 'ports:policy-changed', 'peers:flood'];
 
-const peerName = str({ min: 1, max: MAX_NAME_LENGTH, pattern: /^[a-z0-9][a-z0-9._-]*$/, patternText: 'must be a peer name' });
+const peerName = nameSchema;
 const cidr = str({ min: 3, max: 49, pattern: /^[0-9a-fA-F:.]+\/\d{1,3}$/, patternText: 'must be a CIDR such as 192.168.1.0/24' });
 
 /** Every call: its parameter schema. Results are typed by AdminResults. */

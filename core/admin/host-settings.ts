@@ -8,6 +8,7 @@
  *
  * Plain TypeScript, no Node imports: the renderer imports its types, Electron main its checks.
  */
+import { MAX_NAME_LENGTH, NAME_PATTERN, NAME_RULE } from '../protocol/name.js';
 import type { AdminApi } from './contract.js';
 
 export interface HostSettingsView {
@@ -54,8 +55,6 @@ export interface ContactPointBridge extends AdminApi {
 
 /** Longest credential secret accepted from the settings form. */
 export const MAX_CREDENTIAL_LENGTH = 512;
-const ID_PATTERN = /^[a-z0-9][a-z0-9._-]*$/;
-const MAX_ID_LENGTH = 63;
 
 /**
  * Validates a settings form as a whole (frp-style: every bad field named at once). Returns the
@@ -82,8 +81,8 @@ export function checkHostSettings(raw: unknown): { ok: true; value: HostSettings
   }
   const id = typeof r.id === 'string' ? r.id.trim() : '';
   if (typeof r.id !== 'string' || id === '') errors.id = 'is required';
-  else if (id.length > MAX_ID_LENGTH) errors.id = `must have at most ${MAX_ID_LENGTH} characters`;
-  else if (!ID_PATTERN.test(id)) errors.id = 'lower-case letters, digits, ".", "_" or "-", starting with a letter or digit';
+  else if (id.length > MAX_NAME_LENGTH) errors.id = `must have at most ${MAX_NAME_LENGTH} characters`;
+  else if (!NAME_PATTERN.test(id)) errors.id = NAME_RULE;
   const peerPort = r.peerPort;
   if (typeof peerPort !== 'number' || !Number.isInteger(peerPort) || peerPort < 0 || peerPort > 65_535) errors.peerPort = 'must be a whole number from 0 (any free port) to 65535';
   let credential: string | undefined;

@@ -2,10 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { extname, join, normalize, sep } from 'node:path';
+import { join, normalize, sep } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../runtime/logger.js';
+import { contentType } from '../runtime/content-type.js';
 import { createGuardedServer, refuseUpgrade, type HttpLimits } from '../runtime/http-guard.js';
 import { closeServer, listen } from '../runtime/server-lifecycle.js';
 import { safeEqual } from '../runtime/secrets.js';
@@ -28,17 +29,6 @@ export const ADMIN_AUTH_TIMEOUT_MS = 5_000;
 export const MAX_ADMIN_MESSAGE_BYTES = 64 * 1024;
 /** A watcher that has this much unsent is skipped for flow batches (samples), and closed at 8x. */
 export const ADMIN_SLOW_BYTES = 1024 * 1024;
-
-const MIME: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.svg': 'image/svg+xml',
-  '.png': 'image/png',
-  '.ico': 'image/x-icon',
-  '.json': 'application/json',
-  '.woff2': 'font/woff2',
-};
 
 export interface AdminServerOptions {
   readonly api: AdminApi & { snapshot(): Snapshot };
@@ -162,7 +152,7 @@ export class AdminServer {
     try {
       const st = await stat(file);
       if (!st.isFile()) throw new Error('not a file');
-      res.writeHead(200, { 'content-type': MIME[extname(file)] ?? 'application/octet-stream', 'content-length': st.size, 'cache-control': 'no-cache', ...security });
+      res.writeHead(200, { 'content-type': contentType(file), 'content-length': st.size, 'cache-control': 'no-cache', ...security });
       if (req.method === 'HEAD') res.end();
       else createReadStream(file).pipe(res);
     } catch {

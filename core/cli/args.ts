@@ -2,7 +2,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isIP } from 'node:net';
 import { parseCidr } from '../contact-point/policy.js';
 import { parseBindRule, parseTargetRule, type TargetRule } from '../contact-point/port-policy.js';
-import { nameProblem } from '../protocol/address.js';
+import { nameProblem } from '../protocol/name.js';
 import { isLogLevel, type LogLevel } from '../runtime/logger.js';
 import { UsageError } from './errors.js';
 

@@ -1,4 +1,5 @@
 import { MAX_MESSAGE_BYTES, MAX_NAME_LENGTH, MAX_PEERS_PER_ANNOUNCE, MAX_REASON_LENGTH } from './limits.js';
+import { nameSchema } from './name.js';
 import { bool, int, list, obj, oneOf, optional, str, type Infer, type Schema } from './schema.js';
 
 /** Protocol versions this build speaks. HELLO carries the sender's range; WELCOME the chosen one. */
@@ -46,8 +47,8 @@ export const CAPABILITY_REACHABLE = 'reachable';
 /** MSG flag: this is a retry of an id sent before (informational; receivers dedupe by id anyway). */
 export const FLAG_RETRY = 0x01;
 
-// Same grammar as address.ts isValidName (no ".."), so every name the schema admits is addressable.
-const name = str({ min: 1, max: MAX_NAME_LENGTH, pattern: /^(?!.*\.\.)[a-z0-9][a-z0-9._-]*$/, patternText: 'must be a lower-case name' });
+// The one name grammar (core/protocol/name.ts), so every name the schema admits is addressable.
+const name = nameSchema;
 const versions = obj({ min: int({ min: 1, max: 255 }), max: int({ min: 1, max: 255 }) });
 const reason = str({ max: MAX_REASON_LENGTH });
 const secret = str({ min: 16, max: 256 });

@@ -1,14 +1,5 @@
-import type {
-  ADMIN_PATH,
-  ADMIN_PROTOCOL,
-  AdminErrorCode,
-  AdminEventName,
-  AdminEvents,
-  AdminMethod,
-  AdminParams,
-  AdminResults,
-  AdminServerMessage,
-} from '../../../core/admin/contract.js';
+import { AdminClientProtocol } from '../../../core/admin/client-protocol.js';
+import type { ADMIN_PATH, ADMIN_PROTOCOL, AdminEventName, AdminEvents, AdminMethod, AdminParams, AdminResults } from '../../../core/admin/contract.js';
 import { AdminCallError } from './admin-call-error';
 import type { ConnectionStatus, GuiApi } from './gui-api';
 
@@ -19,31 +10,23 @@ const PATH: typeof ADMIN_PATH = '/admin';
 /** First reconnect delay, and its cap (doubling, with jitter). */
 export const RECONNECT_BASE_MS = 500;
 export const RECONNECT_MAX_MS = 5_000;
-/** A call with no answer in this long fails (the endpoint answers at once when healthy). */
-export const CALL_TIMEOUT_MS = 15_000;
 /** Close code of the admin endpoint for a bad or missing token. */
 const CLOSE_UNAUTHORIZED = 4401;
-
-interface PendingCall {
-  readonly resolve: (v: unknown) => void;
-  readonly reject: (e: Error) => void;
-  readonly timer: ReturnType<typeof setTimeout>;
-}
 
 /**
  * The admin contract over the admin endpoint's ws transport, for a browser: the standard
  * WebSocket API, the token sent in the first message (never in the URL the server sees), and
  * reconnection with backoff while the endpoint is away (e.g. `contact-point serve` restarting).
+ * Ids, waiting calls, the call timeout and events are the shared AdminClientProtocol's; a
+ * message that is not of the protocol is ignored.
  */
 export class WsAdminClient implements GuiApi {
   private ws: WebSocket | undefined;
-  private nextId = 1;
   private attempt = 0;
   private stopped = false;
   private retry: ReturnType<typeof setTimeout> | undefined;
   private status: ConnectionStatus = { state: 'connecting' };
-  private readonly calls = new Map<number, PendingCall>();
-  private readonly listeners = new Map<AdminEventName, Set<(d: unknown) => void>>();
+  private readonly protocol = new AdminClientProtocol({ makeError: (code, message) => new AdminCallError(code, message) });
   private readonly connectionListeners = new Set<(s: ConnectionStatus) => void>();
 
   constructor(
@@ -76,23 +59,11 @@ export class WsAdminClient implements GuiApi {
     if (!ws || this.status.state !== 'open') {
       return Promise.reject(new AdminCallError('UNAVAILABLE', 'not connected to the contact point; retrying'));
     }
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.calls.delete(id);
-        reject(new AdminCallError('UNAVAILABLE', `${method}: no answer within ${CALL_TIMEOUT_MS / 1000} s`));
-      }, CALL_TIMEOUT_MS);
-      this.calls.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
-      ws.send(JSON.stringify({ type: 'call', id, method, params }));
-    });
+    return this.protocol.call(method, params, (text) => ws.send(text));
   }
 
   subscribe<E extends AdminEventName>(event: E, listener: (data: AdminEvents[E]) => void): () => void {
-    let set = this.listeners.get(event);
-    if (!set) this.listeners.set(event, (set = new Set()));
-    const fn = listener as (d: unknown) => void;
-    set.add(fn);
-    return () => void set.delete(fn);
+    return this.protocol.subscribe(event, listener);
   }
 
   onConnection(listener: (status: ConnectionStatus) => void): () => void {
@@ -120,25 +91,10 @@ export class WsAdminClient implements GuiApi {
     ws.onopen = () => ws.send(JSON.stringify({ type: 'auth', token: this.token }));
     ws.onmessage = (ev: MessageEvent) => {
       if (typeof ev.data !== 'string') return;
-      let msg: AdminServerMessage;
-      try {
-        msg = JSON.parse(ev.data) as AdminServerMessage;
-      } catch {
-        return;
-      }
-      if (msg.type === 'ready') {
+      if (this.protocol.receive(ev.data).type === 'ready') {
         ready = true;
         this.attempt = 0;
         this.setStatus({ state: 'open' });
-      } else if (msg.type === 'result') {
-        const c = this.calls.get(msg.id);
-        if (!c) return;
-        this.calls.delete(msg.id);
-        clearTimeout(c.timer);
-        if (msg.ok) c.resolve(msg.value);
-        else c.reject(new AdminCallError(msg.error.code as AdminErrorCode, msg.error.message));
-      } else if (msg.type === 'event') {
-        for (const fn of this.listeners.get(msg.name) ?? []) fn(msg.data);
       }
     };
     ws.onclose = (ev: CloseEvent) => {
@@ -164,10 +120,6 @@ export class WsAdminClient implements GuiApi {
   }
 
   private failAll(reason: string): void {
-    for (const c of this.calls.values()) {
-      clearTimeout(c.timer);
-      c.reject(new AdminCallError('UNAVAILABLE', reason));
-    }
-    this.calls.clear();
+    this.protocol.failAll('UNAVAILABLE', reason);
   }
 }

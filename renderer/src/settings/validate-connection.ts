@@ -1,4 +1,5 @@
 import type { HostSettingsErrors, HostSettingsInput } from '../../../core/admin/host-settings.js';
+import { MAX_NAME_LENGTH, NAME_PATTERN, NAME_RULE } from '../../../core/protocol/name.js';
 
 /** The connection form as typed (strings), before checking. */
 export interface ConnectionForm {
@@ -8,8 +9,6 @@ export interface ConnectionForm {
   /** '' keeps the stored credential */
   readonly credential: string;
 }
-
-const ID_PATTERN = /^[a-z0-9][a-z0-9._-]*$/;
 
 /**
  * The same rules the desktop host applies (core/admin/host-settings.ts checkHostSettings),
@@ -30,8 +29,8 @@ export function validateConnection(f: ConnectionForm, credentialStored: boolean)
   }
   const id = f.id.trim();
   if (id === '') errors.id = 'Required: the contact point id the relay knows (e.g. acme-hq).';
-  else if (id.length > 63) errors.id = 'At most 63 characters.';
-  else if (!ID_PATTERN.test(id)) errors.id = 'Lower-case letters, digits, “.”, “_” or “-”, starting with a letter or digit.';
+  else if (id.length > MAX_NAME_LENGTH) errors.id = `At most ${MAX_NAME_LENGTH} characters.`;
+  else if (!NAME_PATTERN.test(id)) errors.id = `${NAME_RULE.charAt(0).toUpperCase()}${NAME_RULE.slice(1)}.`;
   const portText = f.peerPort.trim();
   const port = Number(portText);
   if (portText === '' || !/^\d+$/.test(portText) || port > 65_535) errors.peerPort = 'A whole number from 0 (any free port) to 65535.';
