@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { PortMediator } from '../../core/contact-point/ports.js';
 import { PortPolicy } from '../../core/contact-point/port-policy.js';
@@ -7,7 +8,7 @@ import type { Link } from '../../core/protocol/link.js';
 import { cpPortRequestSchema, operatorPortRequestSchema } from '../../core/protocol/port-requests.js';
 import { SchemaError } from '../../core/protocol/schema.js';
 import type { MuxLink } from '../../core/protocol/stream-mux.js';
-import { Status } from '../../core/protocol/status.js';
+import { Status, statusName } from '../../core/protocol/status.js';
 import type { ControlChannel } from '../../core/relay/control.js';
 import type { Exposer } from '../../core/relay/expose.js';
 import { OperatorSession } from '../../core/relay/operators.js';
@@ -158,3 +159,35 @@ describe('the relay dispatches an operator\'s port requests from its table', () 
   });
 });
 
+interface OpCheckVector {
+  name: string;
+  hex: string;
+  opCheck?: { at: 'contact point' | 'relay'; code?: number; codeName?: string; detail?: string };
+}
+const vectors = (JSON.parse(readFileSync(new URL('../vectors/frames.json', import.meta.url), 'utf8')) as { valid: OpCheckVector[] }).valid.filter((v) => v.opCheck);
+
+describe('PORT_REQUEST vectors: the op check after decoding (test/vectors/frames.json opCheck)', () => {
+  it('has vectors for both receivers and for refusals', () => {
+    expect(new Set(vectors.map((v) => v.opCheck!.at))).toEqual(new Set(['contact point', 'relay']));
+    expect(vectors.some((v) => v.opCheck!.code !== undefined)).toBe(true);
+  });
+
+  it.each(vectors.map((v) => [v.name, v] as const))('%s', async (_name, v) => {
+    const f = decodeFrame(Buffer.from(v.hex, 'hex'));
+    const { req } = decodeControl(f, FrameType.PORT_REQUEST);
+    const check = v.opCheck!;
+    const at = check.at === 'relay' ? session() : mediator();
+    if ('s' in at) at.s.handleFrame(f);
+    else at.m.handleFrame(f);
+    const answer = await answerTo(at.link.results, req);
+    if (check.code !== undefined) {
+      expect(statusName(check.code)).toBe(check.codeName);
+      expect(answer).toEqual({ req, ok: false, code: check.code, reason: check.detail });
+    } else {
+      // Past the op check: whatever the answer, it is not a malformed request.
+      expect(answer.code).not.toBe(Status.BAD_REQUEST);
+    }
+    if ('s' in at) at.s.close();
+    else at.m.detach('test over');
+  });
+});
