@@ -136,15 +136,15 @@ export function union<K extends string, V extends Variants>(key: K, variants: V)
     parse(v, path = '') {
       if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new SchemaError(path, 'must be an object');
       const at = (k: string): string => (path ? `${path}.${k}` : k);
-      const field: string = key;
-      const { [field]: tag, ...rest } = v as Record<string, unknown>;
+      const tagKey: string = key;
+      const { [tagKey]: tag, ...rest } = v as Record<string, unknown>;
       if (typeof tag !== 'string' || !Object.hasOwn(variants, tag)) throw new SchemaError(at(key), `must be one of ${names.join(', ')}`);
       const variant = variants[tag]!;
       for (const k of Object.keys(rest)) {
         if (!Object.hasOwn(variant.shape, k)) throw new SchemaError(at(k), `is not a field of ${key} ${tag}`);
       }
-      for (const [k, field] of Object.entries(variant.shape)) {
-        if (rest[k] === undefined && !('optional' in field)) throw new SchemaError(at(k), `is required for ${key} ${tag}`);
+      for (const [k, schema] of Object.entries(variant.shape)) {
+        if (rest[k] === undefined && !('optional' in schema)) throw new SchemaError(at(k), `is required for ${key} ${tag}`);
       }
       return { [key]: tag, ...variant.parse(rest, path) } as UnionOf<K, V>;
     },
