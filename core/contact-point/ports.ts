@@ -5,6 +5,8 @@ import { bridge, DirectRead } from '../protocol/bridge.js';
 import { decodeControl, encodeControl, type Frame } from '../protocol/codec.js';
 import { decodeDatagram, encodeDatagram, type Datagram, type OutgoingDatagram } from '../protocol/datagram.js';
 import { FrameType, type PortRequestBody, type PortResultBody } from '../protocol/frames.js';
+import { cpPortRequestSchema, type CpPortOp, type CpPortRequest } from '../protocol/port-requests.js';
+import { dispatch, SchemaError, type Handlers } from '../protocol/schema.js';
 import { describeStatus, Status, statusName, type StatusCode } from '../protocol/status.js';
 import { StreamMux, type MuxLink } from '../protocol/stream-mux.js';
 import { MAX_STREAMS_PER_CONTACT_POINT, MAX_STREAMS_PER_EXPOSURE } from '../protocol/limits.js';
@@ -73,6 +75,9 @@ interface PortEntry {
   sockets: Set<Socket>;
 }
 
+/** What an operation answers besides `req` and `ok`. */
+type PortAnswer = Omit<PortResultBody, 'req' | 'ok' | 'code' | 'reason'>;
+
 export interface PortMediatorEvents {
   changed: [];
   refused: [PortRefusal];
@@ -105,6 +110,15 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   private connecting = 0;
   private changedTimer: NodeJS.Timeout | undefined;
   private readonly limits: PortLimits;
+  /** The operations the relay may ask for, each given exactly its request's fields. */
+  private readonly operations: Handlers<CpPortRequest, 'op', Promise<PortAnswer>> = {
+    open: (r) => this.open(r),
+    redirect: async (r) => this.redirect(r),
+    connect: (r) => this.connectPort(r),
+    listen: (r) => this.listen(r),
+    close: async (r) => this.closeRequested(r),
+    expose: (r) => this.exposePort(r),
+  };
 
   constructor(
     readonly policy: PortPolicy,
@@ -183,27 +197,15 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
 
   private async execute(req: PortRequestBody): Promise<PortResultBody> {
     try {
-      switch (req.op) {
-        case 'open':
-          return { req: req.req, ok: true, ...(await this.open(req)) };
-        case 'redirect':
-          return { req: req.req, ok: true, ...this.redirect(req) };
-        case 'connect':
-          return { req: req.req, ok: true, ...(await this.connectPort(req)) };
-        case 'expose':
-          return { req: req.req, ok: true, ...(await this.exposePort(req)) };
-        case 'listen':
-          return { req: req.req, ok: true, ...(await this.listen(req)) };
-        case 'close': {
-          const p = this.must(req);
-          this.closePort(p, `closed by ${req.operator}`);
-          return { req: req.req, ok: true, portId: p.id };
-        }
-        default:
-          throw new RequestError(Status.BAD_REQUEST, `${req.op} is for the relay, not a contact point`);
-      }
+      const answer = await dispatch(cpPortRequestSchema, this.operations, req, () => {
+        throw new RequestError(Status.BAD_REQUEST, `${req.op} is for the relay, not a contact point`);
+      });
+      return { req: req.req, ok: true, ...answer };
     } catch (err: unknown) {
-      const e = err instanceof RequestError ? err : new RequestError(Status.INTERNAL, (err as Error).message);
+      const e =
+        err instanceof RequestError ? err
+        : err instanceof SchemaError ? new RequestError(Status.BAD_REQUEST, err.message)
+        : new RequestError(Status.INTERNAL, (err as Error).message);
       if (e.code === Status.PERMISSION_DENIED || e.code === Status.UNSAFE_TARGET) {
         this.emit('refused', { at: Date.now(), operator: req.operator, op: req.op, what: describeRequest(req), code: e.code, reason: e.message });
       }
@@ -215,16 +217,21 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     }
   }
 
-  private must(req: PortRequestBody, proto?: 'tcp' | 'udp'): PortEntry {
-    const p = req.portId !== undefined ? this.ports.get(req.portId) : undefined;
-    if (!p) throw new RequestError(Status.UNKNOWN_PORT, `no port with id ${req.portId ?? '(none)'}`);
+  private must(req: { op: string; portId: number }, proto?: 'tcp' | 'udp'): PortEntry {
+    const p = this.ports.get(req.portId);
+    if (!p) throw new RequestError(Status.UNKNOWN_PORT, `no port with id ${req.portId}`);
     if (proto && p.proto !== proto) throw new RequestError(Status.WRONG_STATE, `port ${p.id} is ${p.proto}, ${req.op} needs ${proto}`);
     return p;
   }
 
-  private async open(req: PortRequestBody): Promise<{ portId: number; port: number; address: string }> {
+  private closeRequested(req: CpPortOp<'close'>): PortAnswer {
+    const p = this.must(req);
+    this.closePort(p, `closed by ${req.operator}`);
+    return { portId: p.id };
+  }
+
+  private async open(req: CpPortOp<'open'>): Promise<{ portId: number; port: number; address: string }> {
     const proto = req.proto;
-    if (!proto) throw new RequestError(Status.BAD_REQUEST, 'open needs proto tcp or udp');
     // The address is checked and bound in its canonical form (::ffff:127.0.0.1 is 127.0.0.1).
     const canon = req.address !== undefined && isIP(req.address) !== 0 ? canonicalAddress(req.address) : undefined;
     if (req.address !== undefined && !canon) throw new RequestError(Status.BAD_REQUEST, `address "${req.address}" is not an IP address (without a zone id)`);
@@ -309,9 +316,8 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
    * limit) whose every connection is a stream: the relay sends one connect per connection to
    * the same target. Streams are capped per exposure and per contact point (STREAM_LIMIT).
    */
-  private async exposePort(req: PortRequestBody): Promise<{ portId: number; port: number }> {
+  private async exposePort(req: CpPortOp<'expose'>): Promise<{ portId: number; port: number }> {
     if ((req.proto ?? 'tcp') !== 'tcp') throw new RequestError(Status.BAD_REQUEST, 'only TCP exposures have a port of their own');
-    if (!req.host || !req.targetPort) throw new RequestError(Status.BAD_REQUEST, 'expose needs host and targetPort');
     this.checkPortLimits(req.operator);
     // Checked now so a refusal shows when the exposure starts; checked again at every connect.
     const target = await this.policy.resolveTarget(req.host, req.targetPort);
@@ -323,20 +329,19 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     return { portId: entry.id, port: 0 };
   }
 
-  private redirect(req: PortRequestBody): { portId: number; port: number } {
+  private redirect(req: CpPortOp<'redirect'>): { portId: number; port: number } {
     const p = this.must(req, 'udp');
     p.state = 'redirecting';
     this.emit('changed');
     return { portId: p.id, port: p.port };
   }
 
-  private async connectPort(req: PortRequestBody): Promise<{ portId: number; streamId: number; port: number }> {
+  private async connectPort(req: CpPortOp<'connect'>): Promise<{ portId: number; streamId: number; port: number }> {
     const p = this.must(req, 'tcp');
     if (p.state === 'exposed') return this.connectExposed(p, req);
     if (p.state !== 'open') throw new RequestError(Status.WRONG_STATE, `port ${p.id} is ${p.state}`);
-    if (!req.host || !req.targetPort) throw new RequestError(Status.BAD_REQUEST, 'connect needs host and targetPort');
     const streamId = req.streamId;
-    if (streamId === undefined || streamId % 2 !== 0) throw new RequestError(Status.BAD_REQUEST, 'connect needs an even streamId chosen by the relay');
+    if (streamId % 2 !== 0) throw new RequestError(Status.BAD_REQUEST, 'connect needs an even streamId chosen by the relay');
     const mux = this.mux;
     if (!mux) throw new RequestError(Status.WRONG_STATE, 'no tunnel');
     if (mux.get(streamId)) throw new RequestError(Status.BAD_REQUEST, `stream ${streamId} is in use`);
@@ -363,10 +368,10 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   }
 
   /** One more connection of an exposure: a stream to the exposure's target, within the stream limits. */
-  private async connectExposed(p: PortEntry, req: PortRequestBody): Promise<{ portId: number; streamId: number; port: number }> {
-    if (`${req.host ?? ''}:${req.targetPort ?? ''}` !== p.target) throw new RequestError(Status.BAD_REQUEST, `port ${p.id} is an exposure of ${p.target}`);
+  private async connectExposed(p: PortEntry, req: CpPortOp<'connect'>): Promise<{ portId: number; streamId: number; port: number }> {
+    if (`${req.host}:${req.targetPort}` !== p.target) throw new RequestError(Status.BAD_REQUEST, `port ${p.id} is an exposure of ${p.target}`);
     const streamId = req.streamId;
-    if (streamId === undefined || streamId % 2 !== 0) throw new RequestError(Status.BAD_REQUEST, 'connect needs an even streamId chosen by the relay');
+    if (streamId % 2 !== 0) throw new RequestError(Status.BAD_REQUEST, 'connect needs an even streamId chosen by the relay');
     const mux = this.mux;
     if (!mux) throw new RequestError(Status.WRONG_STATE, 'no tunnel');
     if (mux.get(streamId)) throw new RequestError(Status.BAD_REQUEST, `stream ${streamId} is in use`);
@@ -377,10 +382,10 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     p.connecting++;
     this.connecting++;
     try {
-      const target = await this.policy.resolveTarget(req.host!, req.targetPort!);
+      const target = await this.policy.resolveTarget(req.host, req.targetPort);
       if (!target.ok) throw new RequestError(target.unsafe ? Status.UNSAFE_TARGET : Status.PERMISSION_DENIED, target.reason);
       const direct = new DirectRead();
-      const socket = await this.dial(p, target, req.targetPort!, direct).catch((err: NodeJS.ErrnoException) => {
+      const socket = await this.dial(p, target, req.targetPort, direct).catch((err: NodeJS.ErrnoException) => {
         throw new RequestError(Status.CONNECT_FAILED, `${p.target}: ${err.code ?? err.message}`);
       });
       if (this.ports.get(p.id) !== p || this.mux !== mux) {
@@ -419,7 +424,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     });
   }
 
-  private async listen(req: PortRequestBody): Promise<{ portId: number; port: number }> {
+  private async listen(req: CpPortOp<'listen'>): Promise<{ portId: number; port: number }> {
     const p = this.must(req, 'tcp');
     if (p.state !== 'open') throw new RequestError(Status.WRONG_STATE, `port ${p.id} is ${p.state}`);
     const problem = this.policy.bindProblem('tcp', p.address, p.port);

@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
 import { decodeControl, type Frame } from '../protocol/codec.js';
 import { decodeDatagram, encodeDatagram, type Datagram } from '../protocol/datagram.js';
-import { FrameType, type PortEventBody, type PortRequestBody, type PortResultBody } from '../protocol/frames.js';
+import { FrameType, type PortEventBody, type PortResultBody } from '../protocol/frames.js';
+import type { OperatorPortRequest, Without } from '../protocol/port-requests.js';
 import type { Link } from '../protocol/link.js';
 import { Status, statusName } from '../protocol/status.js';
 import { StreamMux, type MuxStream } from '../protocol/stream-mux.js';
@@ -32,7 +33,8 @@ export interface OperatorEvents {
   datagram: [Datagram];
 }
 
-type Request = Omit<PortRequestBody, 'req' | 'operator'>;
+/** A request as `request` takes it: `cp` is its own argument, `req` and `operator` are filled in. */
+export type OperatorRequest = Without<OperatorPortRequest, 'req' | 'operator' | 'cp'>;
 
 /**
  * The operator SDK: an external peer whose credential has the `mediate` right drives port
@@ -70,13 +72,13 @@ export class Operator extends EventEmitter<OperatorEvents> {
   }
 
   /** Raw request; resolves with the answer (ok or refusal), never rejects. */
-  request(cp: string | undefined, body: Request, timeoutMs = OPERATOR_REQUEST_TIMEOUT_MS): Promise<PortResultBody> {
+  request(cp: string | undefined, body: OperatorRequest, timeoutMs = OPERATOR_REQUEST_TIMEOUT_MS): Promise<PortResultBody> {
     const req = this.pending.id();
     const link = this.client.currentLink;
     if (!link) return Promise.resolve({ req, ok: false, code: Status.CONTACT_POINT_OFFLINE, reason: 'not connected to the relay' });
     // The relay replaces `operator` with this session's authenticated name.
     return this.pending.wait(req, timeoutMs, () =>
-      link.sendControl(FrameType.PORT_REQUEST, { ...body, req, ...(cp ? { cp } : {}), operator: 'self' } as PortRequestBody),
+      link.sendControl(FrameType.PORT_REQUEST, { ...body, req, ...(cp ? { cp } : {}), operator: 'self' }),
     );
   }
 
@@ -133,7 +135,7 @@ export class Operator extends EventEmitter<OperatorEvents> {
     return this.client.currentLink?.send(encodeDatagram({ portId, address, port, payload })) ?? false;
   }
 
-  private async must(cp: string | undefined, body: Request): Promise<PortResultBody> {
+  private async must(cp: string | undefined, body: OperatorRequest): Promise<PortResultBody> {
     const r = await this.request(cp, body);
     if (!r.ok) throw new MediationError(r.code ?? Status.INTERNAL, r.reason ?? '');
     return r;

@@ -117,28 +117,53 @@ const port = int({ min: 0, max: 65535 });
 const id32 = int({ min: 1, max: 0xffffffff });
 const hostText = str({ min: 1, max: 253 });
 
-/** Seed 002 requests: open / redirect / connect / listen (make-server) / close. */
-export const portRequestSchema = obj({
+/**
+ * The PORT_REQUEST keys and their types, whatever the op (docs/PROTOCOL.md 16.2). Which op
+ * takes which of them, and which it requires, is core/protocol/port-requests.ts.
+ */
+export const portRequestFields = {
+  /** the requester's correlation id; the answer carries it back */
   req: id32,
   /** expose / unexpose: operator -> relay only (a public port at the relay, see core/relay/expose.ts) */
   op: oneOf(['open', 'redirect', 'connect', 'listen', 'close', 'expose', 'unexpose'] as const),
   /** who asked: set by the relay from the operator's authenticated session */
   operator: name,
   /** operator -> relay only: which contact point the request is for */
-  cp: optional(name),
-  portId: optional(id32),
-  proto: optional(oneOf(['tcp', 'udp'] as const)),
+  cp: name,
+  portId: id32,
+  proto: oneOf(['tcp', 'udp'] as const),
   /** local address of the contact point to bind (it may have several); default: all */
-  address: optional(str({ max: 64 })),
-  port: optional(port),
-  importance: optional(oneOf(['desired', 'obligatory'] as const)),
+  address: str({ max: 64 }),
+  port,
+  importance: oneOf(['desired', 'obligatory'] as const),
   /** connect target (LAN address or name) and port */
-  host: optional(hostText),
-  targetPort: optional(int({ min: 1, max: 65535 })),
+  host: hostText,
+  targetPort: int({ min: 1, max: 65535 }),
   /** connect: the stream id the relay already opened for it (even; the contact point uses odd ids for accepted connections) */
-  streamId: optional(id32),
+  streamId: id32,
   /** expose (operator -> relay): at most this many connections at once; the relay's own limit caps it */
-  maxStreams: optional(int({ min: 1, max: 1_000_000 })),
+  maxStreams: int({ min: 1, max: 1_000_000 }),
+};
+
+/**
+ * Seed 002 requests as a frame: every key typed, the op's own keys optional. Decoding checks
+ * this (INVALID_BODY); the receiver then checks the keys of the op (port-requests.ts), and a
+ * request with keys its op does not take, or without one it needs, is answered BAD_REQUEST.
+ */
+export const portRequestSchema = obj({
+  req: portRequestFields.req,
+  op: portRequestFields.op,
+  operator: portRequestFields.operator,
+  cp: optional(portRequestFields.cp),
+  portId: optional(portRequestFields.portId),
+  proto: optional(portRequestFields.proto),
+  address: optional(portRequestFields.address),
+  port: optional(portRequestFields.port),
+  importance: optional(portRequestFields.importance),
+  host: optional(portRequestFields.host),
+  targetPort: optional(portRequestFields.targetPort),
+  streamId: optional(portRequestFields.streamId),
+  maxStreams: optional(portRequestFields.maxStreams),
 });
 export const portResultSchema = obj({
   req: id32,

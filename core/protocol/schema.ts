@@ -77,16 +77,23 @@ export function optional<T>(inner: Schema<T>): OptionalSchema<T> {
   return { parse: (v, path) => (v === undefined ? undefined : inner.parse(v, path)), optional: true };
 }
 
-type Shape = Record<string, Schema<unknown>>;
+/** The keys of an `obj` and each key's schema. */
+export type Shape = Record<string, Schema<unknown>>;
 type OptionalKeys<S extends Shape> = { [K in keyof S]: S[K] extends OptionalSchema<unknown> ? K : never }[keyof S];
 type ObjectOf<S extends Shape> = { [K in Exclude<keyof S, OptionalKeys<S>>]: Infer<S[K]> } & {
   [K in OptionalKeys<S>]?: Exclude<Infer<S[K]>, undefined>;
 };
 
+/** An `obj` schema; `shape` is what `union` reads to check a variant's keys. */
+export interface ObjectSchema<S extends Shape> extends Schema<ObjectOf<S>> {
+  readonly shape: S;
+}
+
 /** A plain object with exactly these keys; unknown keys are refused so typos surface at once. */
-export function obj<S extends Shape>(shape: S): Schema<ObjectOf<S>> {
+export function obj<S extends Shape>(shape: S): ObjectSchema<S> {
   const keys = Object.keys(shape);
   return {
+    shape,
     parse(v, path = '') {
       if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new SchemaError(path, 'must be an object');
       const rec = v as Record<string, unknown>;
@@ -101,4 +108,71 @@ export function obj<S extends Shape>(shape: S): Schema<ObjectOf<S>> {
       return out as ObjectOf<S>;
     },
   };
+}
+
+type Variants = Record<string, ObjectSchema<Shape>>;
+/** Shows an intersection as one object type (in editors and error messages). */
+type Flat<T> = { [K in keyof T]: T[K] };
+/** The union's type: each variant's object plus the discriminant `K` set to its variant's name. */
+export type UnionOf<K extends string, V extends Variants> = {
+  [T in keyof V & string]: Flat<{ [P in K]: T } & Infer<V[T]>>;
+}[keyof V & string];
+
+export interface UnionSchema<K extends string, V extends Variants> extends Schema<UnionOf<K, V>> {
+  readonly key: K;
+  readonly variants: V;
+}
+
+/**
+ * A discriminated union of objects: the string at `key` names the variant, and the rest of the
+ * object must have exactly that variant's keys. Refused, naming the key: an unknown variant, a
+ * key the variant has not (even one another variant has), a required key left out.
+ */
+export function union<K extends string, V extends Variants>(key: K, variants: V): UnionSchema<K, V> {
+  const names = Object.keys(variants);
+  return {
+    key,
+    variants,
+    parse(v, path = '') {
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new SchemaError(path, 'must be an object');
+      const at = (k: string): string => (path ? `${path}.${k}` : k);
+      const tagKey: string = key;
+      const { [tagKey]: tag, ...rest } = v as Record<string, unknown>;
+      if (typeof tag !== 'string' || !Object.hasOwn(variants, tag)) throw new SchemaError(at(key), `must be one of ${names.join(', ')}`);
+      const variant = variants[tag]!;
+      for (const k of Object.keys(rest)) {
+        if (!Object.hasOwn(variant.shape, k)) throw new SchemaError(at(k), `is not a field of ${key} ${tag}`);
+      }
+      for (const [k, schema] of Object.entries(variant.shape)) {
+        if (rest[k] === undefined && !('optional' in schema)) throw new SchemaError(at(k), `is required for ${key} ${tag}`);
+      }
+      return { [key]: tag, ...variant.parse(rest, path) } as UnionOf<K, V>;
+    },
+  };
+}
+
+/** One handler per variant of a discriminated union `U` (keyed by `K`), each given exactly its variant. */
+export type Handlers<U extends Record<K, string>, K extends string, R> = {
+  readonly [T in U[K]]: (value: Extract<U, Record<K, T>>) => R;
+};
+
+/**
+ * Parses `value` with `schema` and runs the handler of its variant. When the value names no
+ * variant of the table, `unhandled` answers (given what it named, maybe not a string), or
+ * without it the schema's refusal is thrown.
+ */
+export function dispatch<K extends string, V extends Variants, R>(
+  schema: UnionSchema<K, V>,
+  handlers: Handlers<UnionOf<K, V>, K, R>,
+  value: unknown,
+  unhandled?: (tag: unknown) => R,
+): R {
+  if (unhandled) {
+    const tag = typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[schema.key] : undefined;
+    if (typeof tag !== 'string' || !Object.hasOwn(handlers, tag)) return unhandled(tag);
+  }
+  const parsed = schema.parse(value);
+  // Each handler takes its own variant: TypeScript cannot follow that through the lookup by tag.
+  const handler = handlers[parsed[schema.key]] as (v: UnionOf<K, V>) => R;
+  return handler(parsed);
 }

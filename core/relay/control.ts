@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
 import { decodeControl, encodeControl, type Frame } from '../protocol/codec.js';
 import { decodeDatagram, encodeDatagram, type Datagram, type OutgoingDatagram } from '../protocol/datagram.js';
-import { FrameType, type PortEventBody, type PortRequestBody, type PortResultBody } from '../protocol/frames.js';
+import { FrameType, type PortEventBody, type PortResultBody } from '../protocol/frames.js';
+import type { CpPortRequest, Without } from '../protocol/port-requests.js';
 import { describeStatus, Status } from '../protocol/status.js';
 import { StreamMux, type MuxLink, type MuxStream } from '../protocol/stream-mux.js';
 import { splice } from '../protocol/bridge.js';
@@ -13,7 +14,8 @@ export const PORT_REQUEST_TIMEOUT_MS = 15_000;
 /** Requests waiting for an answer on one tunnel. */
 export const MAX_PENDING_PORT_REQUESTS = 1_024;
 
-export type PortRequest = Omit<PortRequestBody, 'req' | 'cp'>;
+/** A request for the contact point, as the relay writes it: the channel numbers it (`req`). */
+export type PortRequest = Without<CpPortRequest, 'req'>;
 
 export interface ControlEvents {
   /** a LAN host connected to a listening port: its stream is open */
@@ -60,7 +62,7 @@ export class ControlChannel extends EventEmitter<ControlEvents> {
     const fail = (code: number, reason?: string): PortResultBody => ({ req, ok: false, code, reason: reason ?? describeStatus(code) });
     if (this.closed) return Promise.resolve(fail(Status.CONTACT_POINT_OFFLINE));
     if (this.pending.size >= MAX_PENDING_PORT_REQUESTS) return Promise.resolve(fail(Status.QUEUE_FULL, 'too many port requests waiting'));
-    return this.pending.wait(req, timeoutMs, () => this.link.send(encodeControl(FrameType.PORT_REQUEST, { ...body, req } as PortRequestBody)));
+    return this.pending.wait(req, timeoutMs, () => this.link.send(encodeControl(FrameType.PORT_REQUEST, { ...body, req })));
   }
 
   /**

@@ -2,6 +2,8 @@ import { decodeControl, encodeControl, type Frame } from '../protocol/codec.js';
 import { splice } from '../protocol/bridge.js';
 import { decodeDatagram, encodeDatagram, type Datagram } from '../protocol/datagram.js';
 import { FrameType, type PortEventBody, type PortRequestBody, type PortResultBody } from '../protocol/frames.js';
+import { operatorPortRequestSchema, type OperatorPortOp, type OperatorPortRequest } from '../protocol/port-requests.js';
+import { dispatch, SchemaError, type Handlers } from '../protocol/schema.js';
 import type { Link } from '../protocol/link.js';
 import { describeStatus, Status } from '../protocol/status.js';
 import { StreamMux, type MuxStream } from '../protocol/stream-mux.js';
@@ -85,62 +87,83 @@ export class OperatorSession {
     this.mux.resetAll('operator session ended');
   }
 
+  /** The operations an operator may ask for, each given exactly its request's fields. */
+  private readonly operations: Handlers<OperatorPortRequest, 'op', Promise<PortResultBody>> = {
+    open: (r) => this.forward(r),
+    redirect: (r) => this.forward(r),
+    connect: (r) => this.forward(r),
+    listen: (r) => this.forward(r),
+    close: (r) => this.forward(r),
+    expose: (r) => this.expose(r),
+    unexpose: async (r) => this.unexpose(r),
+  };
+
   private async request(body: PortRequestBody): Promise<PortResultBody> {
-    const fail = (code: number, reason?: string): PortResultBody => ({ req: body.req, ok: false, code, reason: reason ?? describeStatus(code) });
-    const cp = body.cp;
-    if (body.op === 'unexpose') {
-      if (body.portId === undefined || !this.exposures.delete(body.portId)) return fail(Status.UNKNOWN_PORT, 'no such exposure of yours');
-      this.host.exposer.unexpose(body.portId);
-      return { req: body.req, ok: true, portId: body.portId };
+    try {
+      return await dispatch(operatorPortRequestSchema, this.operations, body);
+    } catch (err: unknown) {
+      if (err instanceof SchemaError) return refusal(body.req, Status.BAD_REQUEST, err.message);
+      throw err;
     }
-    if (!cp) return fail(Status.BAD_REQUEST, 'name the contact point (cp)');
-    if (!this.host.knownContactPoint(cp)) return fail(Status.UNKNOWN_CONTACT_POINT);
-    if (body.op === 'expose') {
-      if (!body.host || !body.targetPort) return fail(Status.BAD_REQUEST, 'expose needs host and targetPort');
-      try {
-        const e = await this.host.exposer.expose({
-          cp,
-          proto: body.proto ?? 'tcp',
-          host: body.host,
-          port: body.targetPort,
-          operator: this.name,
-          ...(body.port ? { publicPort: body.port } : {}),
-          ...(body.maxStreams ? { maxConnections: body.maxStreams } : {}),
-          // Refused connections: told to the operator (expose prints them), at most once a second.
-          onRefused: (counts, exposureId) => {
-            for (const c of counts) {
-              this.link.send(encodeControl(FrameType.PORT_EVENT, { portId: exposureId, event: 'refused', count: c.count, code: c.code, reason: c.reason.slice(0, 256) }));
-            }
-          },
-        });
-        this.exposures.add(e.id);
-        return { req: body.req, ok: true, portId: e.id, port: e.publicPort };
-      } catch (err: unknown) {
-        return fail(Status.PORT_IN_USE, `relay cannot listen there: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-      }
+  }
+
+  private unexpose(r: OperatorPortOp<'unexpose'>): PortResultBody {
+    if (!this.exposures.delete(r.portId)) return refusal(r.req, Status.UNKNOWN_PORT, 'no such exposure of yours');
+    this.host.exposer.unexpose(r.portId);
+    return { req: r.req, ok: true, portId: r.portId };
+  }
+
+  private async expose(r: OperatorPortOp<'expose'>): Promise<PortResultBody> {
+    if (!this.host.knownContactPoint(r.cp)) return refusal(r.req, Status.UNKNOWN_CONTACT_POINT);
+    try {
+      const e = await this.host.exposer.expose({
+        cp: r.cp,
+        proto: r.proto ?? 'tcp',
+        host: r.host,
+        port: r.targetPort,
+        operator: this.name,
+        ...(r.port ? { publicPort: r.port } : {}),
+        ...(r.maxStreams ? { maxConnections: r.maxStreams } : {}),
+        // Refused connections: told to the operator (expose prints them), at most once a second.
+        onRefused: (counts, exposureId) => {
+          for (const c of counts) {
+            this.link.send(encodeControl(FrameType.PORT_EVENT, { portId: exposureId, event: 'refused', count: c.count, code: c.code, reason: c.reason.slice(0, 256) }));
+          }
+        },
+      });
+      this.exposures.add(e.id);
+      return { req: r.req, ok: true, portId: e.id, port: e.publicPort };
+    } catch (err: unknown) {
+      return refusal(r.req, Status.PORT_IN_USE, `relay cannot listen there: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
+  }
+
+  /** The contact point's own operations: checked here, then sent on its tunnel with the relay's `req` (and, for connect, stream). */
+  private async forward(r: OperatorPortOp<'open' | 'redirect' | 'connect' | 'listen' | 'close'>): Promise<PortResultBody> {
+    const { cp } = r;
+    if (!this.host.knownContactPoint(cp)) return refusal(r.req, Status.UNKNOWN_CONTACT_POINT);
     const ch = this.host.channel(cp);
-    if (!ch) return fail(Status.CONTACT_POINT_OFFLINE);
-    const { cp: _cp, req: _req, streamId: opStream, ...forward } = body;
-    if (body.op !== 'open' && (body.portId === undefined || !this.ports.has(`${cp}\n${body.portId}`))) {
-      return fail(Status.UNKNOWN_PORT, `port ${body.portId ?? '(none)'} was not opened by you`);
+    if (!ch) return refusal(r.req, Status.CONTACT_POINT_OFFLINE);
+    if (r.op !== 'open' && !this.ports.has(`${cp}\n${r.portId}`)) return refusal(r.req, Status.UNKNOWN_PORT, `port ${r.portId} was not opened by you`);
+    if (r.op === 'connect') {
+      const { req, cp: _cp, streamId, ...onward } = r;
+      if (streamId % 2 !== 0 || this.mux.get(streamId)) return refusal(req, Status.BAD_REQUEST, 'connect needs a fresh even streamId');
+      const local = this.mux.open(streamId);
+      // The channel puts its own stream id in place of this placeholder.
+      const answer = await ch.request({ ...onward, streamId: 0 }, undefined, local);
+      return { ...answer, req, ...(answer.ok ? { streamId } : {}) };
     }
-    if (body.op === 'connect') {
-      if (opStream === undefined || opStream % 2 !== 0 || this.mux.get(opStream)) return fail(Status.BAD_REQUEST, 'connect needs a fresh even streamId');
-      const local = this.mux.open(opStream);
-      const r = await ch.request({ ...forward, streamId: 0 }, undefined, local);
-      return { ...r, req: body.req, ...(r.ok ? { streamId: opStream } : {}) };
+    const { req, cp: _cp, ...onward } = r;
+    const answer = await ch.request(onward);
+    if (answer.ok && r.op === 'open' && answer.portId !== undefined) {
+      this.ports.set(`${cp}\n${answer.portId}`, { cp, portId: answer.portId });
+      if (!this.portCp.has(answer.portId)) this.portCp.set(answer.portId, cp);
+      this.host.claim(cp, answer.portId, this);
+    } else if (answer.ok && r.op === 'close') {
+      this.forgetPort(cp, r.portId);
+      this.host.claim(cp, r.portId, undefined);
     }
-    const r = await ch.request(forward);
-    if (r.ok && body.op === 'open' && r.portId !== undefined) {
-      this.ports.set(`${cp}\n${r.portId}`, { cp, portId: r.portId });
-      if (!this.portCp.has(r.portId)) this.portCp.set(r.portId, cp);
-      this.host.claim(cp, r.portId, this);
-    } else if (r.ok && body.op === 'close' && body.portId !== undefined) {
-      this.forgetPort(cp, body.portId);
-      this.host.claim(cp, body.portId, undefined);
-    }
-    return { ...r, req: body.req };
+    return { ...answer, req };
   }
 
   private forgetPort(cp: string, portId: number): void {
@@ -154,4 +177,8 @@ export class OperatorSession {
     } while (this.mux.get(this.nextStream));
     return this.nextStream;
   }
+}
+
+function refusal(req: number, code: number, reason?: string): PortResultBody {
+  return { req, ok: false, code, reason: reason ?? describeStatus(code) };
 }

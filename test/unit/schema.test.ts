@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { helloSchema, peersSchema, welcomeSchema } from '../../core/protocol/frames.js';
-import { bool, int, list, obj, oneOf, optional, SchemaError, str } from '../../core/protocol/schema.js';
+import { bool, dispatch, int, list, obj, oneOf, optional, SchemaError, str, union, type Handlers, type Infer } from '../../core/protocol/schema.js';
 
 /** The SchemaError a parse throws (fails the test if it does not throw one). */
 function failure(fn: () => unknown): SchemaError {
@@ -77,6 +77,92 @@ describe('schema primitives', () => {
     const input = JSON.parse('{"a":1,"__proto__":{"polluted":true}}') as unknown;
     expect(failure(() => o.parse(input)).path).toBe('__proto__');
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});
+
+describe('union: a discriminated union of objects', () => {
+  const shape = union('kind', {
+    circle: obj({ r: int({ min: 1, max: 9 }) }),
+    rect: obj({ w: int({ min: 1, max: 9 }), h: int({ min: 1, max: 9 }), label: optional(str({ max: 5 })) }),
+  });
+  type Shape = Infer<typeof shape>;
+
+  it('parses each variant to exactly its keys, the discriminant first', () => {
+    expect(shape.parse({ r: 2, kind: 'circle' })).toEqual({ kind: 'circle', r: 2 });
+    expect(Object.keys(shape.parse({ h: 1, w: 2, kind: 'rect' }))).toEqual(['kind', 'w', 'h']);
+    expect(shape.parse({ kind: 'rect', w: 1, h: 1, label: 'door' })).toEqual({ kind: 'rect', w: 1, h: 1, label: 'door' });
+    // The type follows the discriminant: a rect has w, and a circle has no w at all.
+    const s: Shape = shape.parse({ kind: 'rect', w: 3, h: 4 });
+    expect(s.kind === 'rect' ? s.w * s.h : s.r).toBe(12);
+  });
+
+  it('refuses an unknown or missing discriminant, naming the variants', () => {
+    for (const kind of ['square', undefined, 3, 'toString', '__proto__']) {
+      const e = failure(() => shape.parse({ kind, r: 1 }));
+      expect([e.path, e.rule], String(kind)).toEqual(['kind', 'must be one of circle, rect']);
+    }
+    expect(failure(() => shape.parse(null)).message).toBe('value must be an object');
+    expect(failure(() => shape.parse([{ kind: 'circle', r: 1 }])).message).toBe('value must be an object');
+  });
+
+  it('refuses a required key left out, naming the key and the variant', () => {
+    expect(failure(() => shape.parse({ kind: 'rect', w: 1 })).message).toBe('h is required for kind rect');
+    // undefined is absence, as for obj; null is a value, and not a valid one
+    expect(failure(() => shape.parse({ kind: 'circle', r: undefined })).message).toBe('r is required for kind circle');
+    expect(failure(() => shape.parse({ kind: 'circle', r: null })).message).toBe('r must be an integer');
+  });
+
+  it('refuses an extra key, even one another variant has', () => {
+    expect(failure(() => shape.parse({ kind: 'circle', r: 1, w: 2 })).message).toBe('w is not a field of kind circle');
+    expect(failure(() => shape.parse({ kind: 'circle', r: 1, colour: 'red' })).message).toBe('colour is not a field of kind circle');
+    const input = JSON.parse('{"kind":"circle","r":1,"__proto__":{"polluted":true}}') as unknown;
+    expect(failure(() => shape.parse(input)).path).toBe('__proto__');
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  it('checks each value with its variant\'s schema, with the path inside a parent', () => {
+    expect(failure(() => shape.parse({ kind: 'circle', r: 10 })).message).toBe('r must be between 1 and 9');
+    const nested = obj({ s: shape });
+    expect(failure(() => nested.parse({ s: { kind: 'oval' } })).path).toBe('s.kind');
+    expect(failure(() => nested.parse({ s: { kind: 'rect', w: 1 } })).path).toBe('s.h');
+    expect(failure(() => nested.parse({ s: { kind: 'rect', w: 1, h: 'x' } })).path).toBe('s.h');
+  });
+});
+
+describe('dispatch: one handler per variant, from a table', () => {
+  const shape = union('kind', {
+    circle: obj({ r: int({ min: 1, max: 9 }) }),
+    rect: obj({ w: int({ min: 1, max: 9 }), h: int({ min: 1, max: 9 }) }),
+  });
+  const area: Handlers<Infer<typeof shape>, 'kind', number> = {
+    circle: (c) => 3 * c.r * c.r,
+    rect: (r) => r.w * r.h,
+  };
+
+  it('runs the handler of the variant with the parsed value', () => {
+    expect(dispatch(shape, area, { kind: 'rect', w: 2, h: 3 })).toBe(6);
+    expect(dispatch(shape, area, { kind: 'circle', r: 2 })).toBe(12);
+  });
+
+  it('an op not in the table: `unhandled` answers, and no handler runs', () => {
+    const seen: unknown[] = [];
+    const unhandled = (tag: unknown): number => (seen.push(tag), -1);
+    expect(dispatch(shape, area, { kind: 'square', side: 2 }, unhandled)).toBe(-1);
+    expect(dispatch(shape, area, { r: 2 }, unhandled)).toBe(-1);
+    expect(dispatch(shape, area, 'circle', unhandled)).toBe(-1);
+    expect(seen).toEqual(['square', undefined, undefined]);
+    // A table that lacks a variant the schema has (a cast away from its type): unhandled, not a crash.
+    const partial = { rect: area.rect } as unknown as typeof area;
+    expect(dispatch(shape, partial, { kind: 'circle', r: 1 }, unhandled)).toBe(-1);
+  });
+
+  it('without `unhandled`, the schema refuses; a known op with bad fields never reaches its handler', () => {
+    expect(failure(() => dispatch(shape, area, { kind: 'square' })).message).toBe('kind must be one of circle, rect');
+    let ran = false;
+    const watched: typeof area = { ...area, rect: () => ((ran = true), 0) };
+    expect(failure(() => dispatch(shape, watched, { kind: 'rect', w: 1 }, () => -1)).message).toBe('h is required for kind rect');
+    expect(failure(() => dispatch(shape, watched, { kind: 'rect', w: 1, h: 1, r: 1 })).message).toBe('r is not a field of kind rect');
+    expect(ran).toBe(false);
   });
 });
 
