@@ -97,21 +97,21 @@ export async function measureOutage(mode: OutageMode, n: number, outageMs: numbe
     stateDir: dir,
     peerHost: '127.0.0.1',
     logger,
-    ...FAST,
+    timing: FAST,
   });
   await cp.start();
   await waitFor(() => cp.gateway.connected, 10_000, 'tunnel');
 
   const arrived = new Map<string, number>();
   const onMessage = (m: InboundMessage): void => void arrived.set(m.payload.toString(), Date.now());
-  const printer = new PeerClient({ role: 'peer', url: cp.peerPortUrl, name: 'printer', identity: PeerIdentity.generate(), logger, ...FAST, onMessage });
+  const printer = new PeerClient({ role: 'peer', url: cp.peerPortUrl, name: 'printer', identity: PeerIdentity.generate(), logger, timing: FAST, onMessage });
   printer.start();
   await printer.ready();
   printer.register();
   await waitFor(() => cp.registrar.get('printer')?.state === 'pending', 10_000, 'pending');
   await cp.call('peers:approve', { name: 'printer' });
   await printer.waitForRegistration('registered');
-  const alice = new PeerClient({ role: 'external', url: relayUrl, name: 'alice', secret: aliceSecret, logger, ...FAST, onMessage });
+  const alice = new PeerClient({ role: 'external', url: relayUrl, name: 'alice', secret: aliceSecret, logger, timing: FAST, onMessage });
   alice.start();
   await alice.ready();
   await waitFor(() => relay.peersOf('office').includes('printer'), 10_000, 'announced');

@@ -88,7 +88,7 @@ describe('desktop host through the bridge, under the window CSP', { timeout: 60_
     await settings.load();
     // A free peer port instead of the default 7901, which a demo on this machine may hold.
     await settings.save({ relayUrl: '', id: 'demo', peerPort: 0 });
-    const host = new DesktopHost({ stateDir: join(dir, 'user-data', 'state'), logger: silentLogger, contactPoint: { pingIntervalMs: 1_000, backoffBaseMs: 100, backoffMaxMs: 500 } });
+    const host = new DesktopHost({ stateDir: join(dir, 'user-data', 'state'), logger: silentLogger, contactPoint: { timing: { pingIntervalMs: 1_000, backoffBaseMs: 100, backoffMaxMs: 500 } } });
     cleanups.push(() => host.stop());
     await host.apply(settings.settings);
     const server = await serveGui();

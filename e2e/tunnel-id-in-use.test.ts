@@ -48,7 +48,7 @@ describe('admin GUI: another instance holds the id', { timeout: 60_000 }, () => 
     // A copy with the same credential starts: refused while this one holds the id, it retries
     // every 20-40 ms here (30-60 s by default). When this one reconnects, the copy slips in
     // during the ~0.1-0.2 s before this one redials, and this one is then the one refused.
-    other = await ContactPoint.create({ id: stack.id, relayUrl: stack.relayUrl, secret: stack.cpSecret, peerHost: '127.0.0.1', logger: silentLogger, idInUseRetryMs: 20 });
+    other = await ContactPoint.create({ id: stack.id, relayUrl: stack.relayUrl, secret: stack.cpSecret, peerHost: '127.0.0.1', logger: silentLogger, timing: { idInUseRetryMs: 20 } });
     await other.start();
     for (let i = 0; i < 5 && !other.gateway.connected; i++) {
       stack.cp.gateway.reconnectNow();

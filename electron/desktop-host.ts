@@ -12,6 +12,7 @@ import {
   type TunnelView,
 } from '../core/admin/contract.js';
 import { ContactPoint } from '../core/contact-point/contact-point.js';
+import type { TimingOptions } from '../core/protocol/timing.js';
 import { CredentialStore } from '../core/relay/credentials.js';
 import { Relay } from '../core/relay/relay.js';
 import type { Logger } from '../core/runtime/logger.js';
@@ -42,7 +43,7 @@ export class DesktopHost implements AdminApi {
       readonly stateDir: string;
       readonly logger: Logger;
       /** test hooks: faster timers */
-      readonly contactPoint?: { readonly pingIntervalMs?: number; readonly backoffBaseMs?: number; readonly backoffMaxMs?: number };
+      readonly contactPoint?: { readonly timing?: TimingOptions };
     },
   ) {
     this.events.setMaxListeners(50);

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { ContactPoint, type ContactPointOptions } from '../core/contact-point/contact-point.js';
 import { PeerIdentity } from '../core/peer/identity.js';
 import { PeerClient, type InboundMessage } from '../core/peer/peer-client.js';
+import type { TimingOptions } from '../core/protocol/timing.js';
 import { CredentialStore } from '../core/relay/credentials.js';
 import { Relay, type RelayOptions } from '../core/relay/relay.js';
 import { createLogger, type Logger } from '../core/runtime/logger.js';
@@ -12,7 +13,7 @@ import { createLogger, type Logger } from '../core/runtime/logger.js';
 export const logger: Logger = createLogger({ level: (process.env.CP_TEST_LOG as 'debug' | undefined) ?? 'silent' });
 
 /** Fast timers so reconnect and keepalive tests take seconds, not minutes. */
-export const FAST = { pingIntervalMs: 1_000, pongTimeoutMs: 1_000, backoffBaseMs: 50, backoffMaxMs: 500 } as const;
+export const FAST = { pingIntervalMs: 1_000, pongTimeoutMs: 1_000, backoffBaseMs: 50, backoffMaxMs: 500 } as const satisfies TimingOptions;
 
 export async function tempDir(prefix = 'cp-test-'): Promise<{ path: string; [Symbol.asyncDispose](): Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), prefix));
@@ -43,7 +44,7 @@ export async function startHarness(opts: { cp?: Partial<ContactPointOptions>; re
   let relay = new Relay({ credentials, logger, pingIntervalMs: FAST.pingIntervalMs, ...opts.relay });
   const url = await relay.start();
   const port = Number(new URL(url).port);
-  const cp = await ContactPoint.create({ id, relayUrl: url, secret: cpSecret, stateDir, peerHost: '127.0.0.1', logger, ...FAST, ...opts.cp });
+  const cp = await ContactPoint.create({ id, relayUrl: url, secret: cpSecret, stateDir, peerHost: '127.0.0.1', logger, ...opts.cp, timing: { ...FAST, ...opts.cp?.timing } });
   await cp.start();
   await waitFor(() => cp.gateway.connected, 5_000, 'tunnel up');
   const clients: PeerClient[] = [];
@@ -57,7 +58,7 @@ export async function startHarness(opts: { cp?: Partial<ContactPointOptions>; re
     stateDir,
     async external(name, extra = {}) {
       const secret = await credentials.add('external', name);
-      const c = new PeerClient({ role: 'external', url: relay.url, name, secret, logger, ...FAST, ackTimeoutMs: 500, ...extra } as ConstructorParameters<typeof PeerClient>[0]);
+      const c = new PeerClient({ role: 'external', url: relay.url, name, secret, logger, timing: FAST, ackTimeoutMs: 500, ...extra } as ConstructorParameters<typeof PeerClient>[0]);
       clients.push(c);
       c.start();
       await c.ready();
@@ -70,7 +71,7 @@ export async function startHarness(opts: { cp?: Partial<ContactPointOptions>; re
         name,
         identity: o.identity ?? PeerIdentity.generate(),
         logger,
-        ...FAST,
+        timing: FAST,
         ackTimeoutMs: 500,
         ...(o.onMessage ? { onMessage: o.onMessage } : {}),
       });

@@ -1,6 +1,7 @@
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { ID_IN_USE_RETRY_MS, MAX_STREAMS_PER_CONTACT_POINT, MAX_STREAMS_PER_EXPOSURE } from '../protocol/limits.js';
+import { TIMING_RANGES } from '../protocol/timing.js';
 import { createLogger } from '../runtime/logger.js';
 import { cidr, exclusive, integer, logLevel, name, parseFlags, proxyUrl, required, wsUrl, type Command } from './args.js';
 import {
@@ -28,6 +29,8 @@ export const DEFAULT_PEER_LISTEN = '0.0.0.0:7901';
 export const DEFAULT_ADMIN_LISTEN = '127.0.0.1:7902';
 /** How long serve waits for the tunnel before printing its ready line anyway (it keeps trying). */
 export const TUNNEL_WAIT_MS = 5_000;
+/** --id-in-use-retry is in seconds, up to the timing's limit. */
+const MAX_ID_IN_USE_RETRY_S = TIMING_RANGES.idInUseRetryMs.max / 1000;
 
 const HELP = `Usage: contact-point serve --relay URL --id ID (--credential-file FILE | env ${CREDENTIAL_ENV}) [flags]
 
@@ -66,7 +69,7 @@ Flags:
   --join-code-file FILE        register peers that present this join code without asking
   --id-in-use-retry SECONDS    while another running contact point holds this id at the relay
                                (same credential: a copied config, a restored VM), retry after
-                               SECONDS to twice that (default ${ID_IN_USE_RETRY_MS / 1000}, 1 to 3600)
+                               SECONDS to twice that (default ${ID_IN_USE_RETRY_MS / 1000}, 1 to ${MAX_ID_IN_USE_RETRY_S})
 ${portPolicyFlagsHelp(31)}
   --max-streams N              TCP streams through this contact point at once, of every kind
                                (default ${MAX_STREAMS_PER_CONTACT_POINT}); more are refused with STREAM_LIMIT (38)
@@ -120,7 +123,7 @@ async function run(argv: string[]): Promise<number> {
   const proxy = values['no-proxy'] ? null : values.proxy !== undefined ? proxyUrl('--proxy', values.proxy) : undefined;
   const subnets = (values['auto-approve-subnet'] ?? []).map((s) => cidr('--auto-approve-subnet', s));
   const ports = portPolicyFlags(values);
-  const idInUseRetryMs = values['id-in-use-retry'] !== undefined ? integer('--id-in-use-retry', values['id-in-use-retry'], 1, 3600) * 1000 : undefined;
+  const idInUseRetryMs = values['id-in-use-retry'] !== undefined ? integer('--id-in-use-retry', values['id-in-use-retry'], 1, MAX_ID_IN_USE_RETRY_S) * 1000 : undefined;
   const maxStreams = values['max-streams'] !== undefined ? integer('--max-streams', values['max-streams'], 1, MAX_CONNECTIONS_LIMIT) : undefined;
   const maxExposureStreams = values['max-exposure-streams'] !== undefined ? integer('--max-exposure-streams', values['max-exposure-streams'], 1, MAX_CONNECTIONS_LIMIT) : undefined;
   const streamLimits = { ...(maxStreams !== undefined ? { maxStreams } : {}), ...(maxExposureStreams !== undefined ? { maxStreamsPerExposure: maxExposureStreams } : {}) };
@@ -141,7 +144,7 @@ async function run(argv: string[]): Promise<number> {
     hosted = await hostContactPoint({
       contactPoint: {
         id, relayUrl, secret, ...floodLimits, ...(proxy !== undefined ? { proxy } : {}), ...(ca ? { ca } : {}), ...(policy ? { policy } : {}), streamLimits,
-        ...(idInUseRetryMs !== undefined ? { idInUseRetryMs } : {}),
+        ...(idInUseRetryMs !== undefined ? { timing: { idInUseRetryMs } } : {}),
       },
       stateDir,
       peer,

@@ -18,6 +18,7 @@ import { FrameType, frameTypeName } from '../protocol/frames.js';
 import { MAX_REGISTER_PER_MINUTE } from '../protocol/limits.js';
 import { SchemaError } from '../protocol/schema.js';
 import { Status } from '../protocol/status.js';
+import { resolveTiming, type Timing, type TimingOptions } from '../protocol/timing.js';
 import { silentLogger, type Logger } from '../runtime/logger.js';
 import type { HttpLimits } from '../runtime/http-guard.js';
 import { VERSION } from '../version.js';
@@ -52,13 +53,11 @@ export interface ContactPointOptions {
   readonly policy?: { readonly subnets?: readonly string[]; readonly joinCode?: string };
   /** port mediation allowlists given on the command line; replace the stored ones when set */
   readonly ports?: PortPolicyConfig;
-  readonly pingIntervalMs?: number;
-  readonly pongTimeoutMs?: number;
-  readonly backoffBaseMs?: number;
-  readonly backoffMaxMs?: number;
-  /** after ID_IN_USE (another live instance holds this id at the relay), retry after this to twice this (default ID_IN_USE_RETRY_MS, 30 s) */
-  readonly idInUseRetryMs?: number;
-  readonly helloTimeoutMs?: number;
+  /**
+   * Keepalive, reconnect backoff, hello deadline and ID_IN_USE retry (core/protocol/timing.ts);
+   * checked by create() and handed whole to the gateway (and its dialer) and the peer port.
+   */
+  readonly timing?: TimingOptions;
   /** timeouts and connection caps of the peer port's plain HTTP side (see core/runtime/http-guard.ts) */
   readonly peerHttp?: HttpLimits;
   /** open the UDP channel the relay offers for mediated datagrams (default true; else they stay in the tunnel) */
@@ -119,6 +118,7 @@ export class ContactPoint implements AdminApi {
     private readonly opts: ContactPointOptions,
     registrar: Registrar,
     portPolicy: PortPolicyConfig,
+    timing: Timing,
   ) {
     this.logger = opts.logger ?? silentLogger;
     this.registrar = registrar;
@@ -132,21 +132,16 @@ export class ContactPoint implements AdminApi {
       logger: this.logger,
       software: `contact-point/${VERSION}`,
       registeredNames: () => registrar.registeredNames(),
+      timing,
       ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),
       ...(opts.ca ? { ca: opts.ca } : {}),
-      ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : {}),
-      ...(opts.pongTimeoutMs ? { pongTimeoutMs: opts.pongTimeoutMs } : {}),
-      ...(opts.backoffBaseMs ? { backoffBaseMs: opts.backoffBaseMs } : {}),
-      ...(opts.backoffMaxMs ? { backoffMaxMs: opts.backoffMaxMs } : {}),
-      ...(opts.idInUseRetryMs !== undefined ? { idInUseRetryMs: opts.idInUseRetryMs } : {}),
     });
     this.peerPort = new PeerPort({
       contactPointId: opts.id,
       host: opts.peerHost ?? '0.0.0.0',
       port: opts.peerPort ?? 0,
       logger: this.logger,
-      ...(opts.helloTimeoutMs ? { helloTimeoutMs: opts.helloTimeoutMs } : {}),
-      ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : {}),
+      timing,
       http: opts.peerHttp,
       handler: {
         hello: (name, publicKey, remote) => {
@@ -209,6 +204,7 @@ export class ContactPoint implements AdminApi {
   }
 
   static async create(opts: ContactPointOptions): Promise<ContactPoint> {
+    const timing = resolveTiming(opts.timing); // a bad value fails here, before anything is read or starts
     const state = await StateStore.load(opts.stateDir);
     const registrar = new Registrar(opts.id, state, Date.now, registrarLimits(opts));
     if (opts.policy) registrar.setPolicy(opts.policy.subnets ?? registrar.policy.subnets, opts.policy.joinCode);
@@ -217,7 +213,7 @@ export class ContactPoint implements AdminApi {
     for (const [k, v] of Object.entries(opts.streamLimits ?? {})) {
       if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new RangeError(`streamLimits.${k}: expected a positive integer, got ${String(v)}`);
     }
-    const cp = new ContactPoint(opts, registrar, ports);
+    const cp = new ContactPoint(opts, registrar, ports, timing);
     // A policy from the command line replaces the stored one: save it now, like any decision.
     if (opts.policy) await cp.decide(() => ({ apply: () => undefined }));
     return cp;

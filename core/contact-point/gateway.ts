@@ -4,8 +4,9 @@ import { hostname, networkInterfaces } from 'node:os';
 import type { Frame } from '../protocol/codec.js';
 import { Dialer } from '../protocol/dialer.js';
 import { CAPABILITY_REACHABLE, FrameType } from '../protocol/frames.js';
-import { MAX_PEERS_PER_ANNOUNCE, PING_INTERVAL_MS } from '../protocol/limits.js';
+import { MAX_PEERS_PER_ANNOUNCE } from '../protocol/limits.js';
 import type { Link } from '../protocol/link.js';
+import type { Timing } from '../protocol/timing.js';
 import { OFFERED_VERSIONS } from '../protocol/version.js';
 import type { Logger } from '../runtime/logger.js';
 import type { TunnelState, TunnelView } from '../admin/contract.js';
@@ -20,12 +21,8 @@ export interface GatewayOptions {
   readonly registeredNames: () => string[];
   readonly proxy?: string | null;
   readonly ca?: string | Buffer;
-  readonly pingIntervalMs?: number;
-  readonly pongTimeoutMs?: number;
-  readonly backoffBaseMs?: number;
-  readonly backoffMaxMs?: number;
-  /** after ID_IN_USE (another live instance holds the id), retry after this to twice this (default ID_IN_USE_RETRY_MS) */
-  readonly idInUseRetryMs?: number;
+  /** keepalive, backoff, hello deadline and ID_IN_USE retry, handed whole to the dialer */
+  readonly timing: Timing;
   /**
    * HELLO `instance`: this running contact point, as opposed to another one with the same
    * credential (a copied config, a restored VM). Drawn at random by default and never stored;
@@ -71,6 +68,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       label: `tunnel:${opts.id}`,
       logger: opts.logger,
       stopOnRejection: false,
+      timing: opts.timing,
       hello: () => ({
         versions: OFFERED_VERSIONS,
         role: 'contact-point',
@@ -81,11 +79,6 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       }),
       ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),
       ...(opts.ca ? { ca: opts.ca } : {}),
-      ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : {}),
-      ...(opts.pongTimeoutMs ? { pongTimeoutMs: opts.pongTimeoutMs } : {}),
-      ...(opts.backoffBaseMs ? { backoffBaseMs: opts.backoffBaseMs } : {}),
-      ...(opts.backoffMaxMs ? { backoffMaxMs: opts.backoffMaxMs } : {}),
-      ...(opts.idInUseRetryMs !== undefined ? { idInUseRetryMs: opts.idInUseRetryMs } : {}),
     });
     this.dialer.on('up', (link) => {
       this.link = link;
@@ -165,7 +158,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       framesIn: this.closedTotals.framesIn + (live?.framesIn ?? 0),
       framesOut: this.closedTotals.framesOut + (live?.framesOut ?? 0),
       peersServed: this.opts.registeredNames().length,
-      keepaliveMs: this.opts.pingIntervalMs ?? PING_INTERVAL_MS,
+      keepaliveMs: this.opts.timing.pingIntervalMs,
       proxy: d.proxy,
     };
   }

@@ -9,17 +9,16 @@ import { CAPABILITY_REACHABLE, FrameType, frameTypeName, type PeerState } from '
 import { Link } from '../protocol/link.js';
 import {
   CONTACT_POINT_RATE_PER_PEER,
-  HELLO_TIMEOUT_MS,
   MAX_FRAME_BYTES,
   MAX_MESSAGE_BYTES,
   MAX_PENDING_HELLOS,
   MAX_PENDING_HELLOS_PER_ADDRESS,
   MAX_REGISTER_PER_MINUTE,
-  PING_INTERVAL_MS,
   PRESSURE_TIMEOUT_MS,
 } from '../protocol/limits.js';
 import { verifyProof } from '../protocol/peer-auth.js';
 import { Status, type StatusCode } from '../protocol/status.js';
+import type { Timing } from '../protocol/timing.js';
 import { negotiateVersion } from '../protocol/version.js';
 import { FairSlots, sourceKey, type EvictReason } from '../runtime/fair-slots.js';
 import { createGuardedServer, refuseUpgrade, type HttpLimits } from '../runtime/http-guard.js';
@@ -70,8 +69,8 @@ export interface PeerPortOptions {
   readonly port: number;
   readonly logger: Logger;
   readonly handler: PeerPortHandler;
-  readonly helloTimeoutMs?: number;
-  readonly pingIntervalMs?: number;
+  /** the contact point's timing: its hello deadline and ping interval apply here (the rest is for client ends) */
+  readonly timing: Timing;
   readonly ratePerPeer?: number;
   /** timeouts and connection caps of the plain HTTP side (see core/runtime/http-guard.ts) */
   readonly http?: HttpLimits | undefined;
@@ -154,7 +153,7 @@ export class PeerPort {
   };
 
   private onConnection(ws: WebSocket, socket: Socket, remote: string, releaseSlot: () => void): Link {
-    const pingIntervalMs = this.opts.pingIntervalMs ?? PING_INTERVAL_MS;
+    const { pingIntervalMs, helloTimeoutMs } = this.opts.timing;
     const link = new Link(ws, socket, { role: 'server', logger: this.opts.logger, label: `peer-port<-${remote}`, pingIntervalMs });
     this.links.add(link);
     let settled = false;
@@ -164,7 +163,6 @@ export class PeerPort {
       clearTimeout(timer);
       releaseSlot();
     };
-    const helloTimeoutMs = this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS;
     const timer = setTimeout(() => link.fault(Status.HELLO_TIMEOUT, `hello not completed within ${helloTimeoutMs} ms`), helloTimeoutMs);
     timer.unref();
     let claimed: { name: string; publicKey: string; nonce: string; version: number; reachable: boolean } | undefined;
@@ -244,7 +242,7 @@ export class PeerPort {
       session: session.session,
       address: session.address,
       state,
-      limits: { maxMessageBytes: MAX_MESSAGE_BYTES, pingIntervalMs: this.opts.pingIntervalMs ?? PING_INTERVAL_MS },
+      limits: { maxMessageBytes: MAX_MESSAGE_BYTES, pingIntervalMs: this.opts.timing.pingIntervalMs },
     });
     this.opts.handler.up(session);
   }

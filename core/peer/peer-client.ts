@@ -14,6 +14,7 @@ import {
 } from '../protocol/limits.js';
 import type { Link } from '../protocol/link.js';
 import { describeStatus, isRetryable, Status } from '../protocol/status.js';
+import { resolveTiming, type TimingOptions } from '../protocol/timing.js';
 import { OFFERED_VERSIONS } from '../protocol/version.js';
 import { silentLogger, type Logger } from '../runtime/logger.js';
 import { DedupeWindow } from './dedupe.js';
@@ -46,10 +47,8 @@ interface CommonOptions {
   readonly logger?: Logger;
   readonly proxy?: string | null;
   readonly ca?: string | Buffer;
-  readonly pingIntervalMs?: number;
-  readonly pongTimeoutMs?: number;
-  readonly backoffBaseMs?: number;
-  readonly backoffMaxMs?: number;
+  /** keepalive, reconnect backoff, hello deadline (core/protocol/timing.ts); checked here, a bad value throws */
+  readonly timing?: TimingOptions;
   readonly ackTimeoutMs?: number;
   readonly deliveryDeadlineMs?: number;
   readonly maxOutbox?: number;
@@ -138,6 +137,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
       label: `${opts.role}:${opts.name}`,
       logger: this.logger,
       stopOnRejection: true,
+      timing: resolveTiming(opts.timing),
       hello: () => ({
         versions: OFFERED_VERSIONS,
         role: opts.role,
@@ -149,10 +149,6 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
       ...(identity ? { sign: (nonce: string) => identity.signChallenge(opts.name, nonce) } : {}),
       ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),
       ...(opts.ca ? { ca: opts.ca } : {}),
-      ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : {}),
-      ...(opts.pongTimeoutMs ? { pongTimeoutMs: opts.pongTimeoutMs } : {}),
-      ...(opts.backoffBaseMs ? { backoffBaseMs: opts.backoffBaseMs } : {}),
-      ...(opts.backoffMaxMs ? { backoffMaxMs: opts.backoffMaxMs } : {}),
     });
     this.dialer.on('status', (s) => {
       this.emit('status', s);

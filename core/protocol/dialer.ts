@@ -9,10 +9,11 @@ import type { Logger } from '../runtime/logger.js';
 import { decodeControl, type Frame } from './codec.js';
 import { ProtocolError } from './errors.js';
 import { FrameType, frameTypeName, type HelloBody, type WelcomeBody } from './frames.js';
-import { HELLO_TIMEOUT_MS, ID_IN_USE_RETRY_MS, MAX_FRAME_BYTES, RECONNECT_BASE_MS, RECONNECT_MAX_MS } from './limits.js';
+import { MAX_FRAME_BYTES } from './limits.js';
 import { Link, type CloseInfo } from './link.js';
 import { describeStatus, Status, statusName } from './status.js';
 import { proxyFor } from './proxy.js';
+import type { Timing } from './timing.js';
 
 export type DialerState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'stopped';
 
@@ -42,19 +43,11 @@ export interface DialerOptions {
   readonly proxy?: string | null;
   /** Extra CA certificates (PEM) to trust for wss, e.g. a relay's self-signed certificate. */
   readonly ca?: string | Buffer;
-  readonly pingIntervalMs?: number;
-  readonly pongTimeoutMs?: number;
-  readonly backoffBaseMs?: number;
-  readonly backoffMaxMs?: number;
-  readonly helloTimeoutMs?: number;
-  /** After ID_IN_USE, wait a random time between this and twice this (default ID_IN_USE_RETRY_MS). */
-  readonly idInUseRetryMs?: number;
+  /** keepalive, backoff, hello deadline and ID_IN_USE retry (core/protocol/timing.ts) */
+  readonly timing: Timing;
   /** Stop instead of retrying when the far side refuses us for good (bad credentials, wrong version, identity). */
   readonly stopOnRejection?: boolean;
 }
-
-/** Longest idInUseRetryMs accepted (1 h): the delay drawn is up to twice it. */
-export const MAX_ID_IN_USE_RETRY_MS = 3_600_000;
 
 /** Refusals that retrying will not fix (REVOKED: the admin cut this peer off); with stopOnRejection they end the dialer. */
 const REJECTIONS = new Set<number>([Status.BAD_CREDENTIALS, Status.VERSION_MISMATCH, Status.IDENTITY_MISMATCH, Status.REVOKED]);
@@ -90,11 +83,7 @@ export class Dialer extends EventEmitter<DialerEvents> {
 
   constructor(private readonly opts: DialerOptions) {
     super();
-    const retry = opts.idInUseRetryMs;
-    if (retry !== undefined && !(Number.isInteger(retry) && retry >= 1 && retry <= MAX_ID_IN_USE_RETRY_MS)) {
-      throw new RangeError(`idInUseRetryMs ${retry}: expected a whole number of milliseconds from 1 to ${MAX_ID_IN_USE_RETRY_MS}`);
-    }
-    this.backoff = new Backoff(opts.backoffBaseMs ?? RECONNECT_BASE_MS, opts.backoffMaxMs ?? RECONNECT_MAX_MS);
+    this.backoff = new Backoff(opts.timing.backoffBaseMs, opts.timing.backoffMaxMs);
     this.proxy = opts.proxy === null ? undefined : (opts.proxy ?? proxyFor(opts.url, process.env));
   }
 
@@ -177,7 +166,7 @@ export class Dialer extends EventEmitter<DialerEvents> {
       ws = new WebSocket(this.opts.url, {
         maxPayload: MAX_FRAME_BYTES,
         perMessageDeflate: false,
-        handshakeTimeout: this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS,
+        handshakeTimeout: this.opts.timing.helloTimeoutMs,
         rejectUnauthorized: true,
         ...(agent ? { agent, checkServerIdentity: this.checkRelayIdentity } : {}),
         ...(this.opts.ca ? { ca: this.opts.ca } : {}),
@@ -207,8 +196,8 @@ export class Dialer extends EventEmitter<DialerEvents> {
         role: 'client',
         logger: this.opts.logger,
         label: this.opts.label,
-        ...(this.opts.pingIntervalMs ? { pingIntervalMs: this.opts.pingIntervalMs } : {}),
-        ...(this.opts.pongTimeoutMs ? { pongTimeoutMs: this.opts.pongTimeoutMs } : {}),
+        pingIntervalMs: this.opts.timing.pingIntervalMs,
+        pongTimeoutMs: this.opts.timing.pongTimeoutMs,
       }));
     });
   }
@@ -217,7 +206,7 @@ export class Dialer extends EventEmitter<DialerEvents> {
     this.link = link;
     let welcomed = false;
     let refused: { code: number; reason: string } | undefined;
-    const timer = setTimeout(() => link.fault(Status.HELLO_TIMEOUT, 'no WELCOME in time'), this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS);
+    const timer = setTimeout(() => link.fault(Status.HELLO_TIMEOUT, 'no WELCOME in time'), this.opts.timing.helloTimeoutMs);
     timer.unref();
     link.setHandler({
       onFrame: (frame) => {
@@ -298,7 +287,7 @@ export class Dialer extends EventEmitter<DialerEvents> {
     if (code === Status.ID_IN_USE) {
       // Another live instance holds our id: retry seldom (it may stop, and then this one takes
       // over), never at backoff pace, and say so once per change of holder, not on every retry.
-      const base = this.opts.idInUseRetryMs ?? ID_IN_USE_RETRY_MS;
+      const base = this.opts.timing.idInUseRetryMs;
       delay = Math.round(base + Math.random() * base);
       const held = why.replace(`${statusName(Status.ID_IN_USE)}: `, '');
       if (held !== this.idInUse) this.opts.logger.warn('another instance holds this id at the relay; this one stays off and retries slowly', { link: this.opts.label, error: held, retryInMs: delay });
@@ -306,7 +295,7 @@ export class Dialer extends EventEmitter<DialerEvents> {
       this.idInUse = held;
     } else {
       // A refusal retrying cannot fix waits the longest delay, so a wrong credential does not hammer the relay.
-      delay = slow ? (this.opts.backoffMaxMs ?? RECONNECT_MAX_MS) : this.backoff.next();
+      delay = slow ? this.opts.timing.backoffMaxMs : this.backoff.next();
       this.idInUse = undefined;
       this.opts.logger.info('connection lost; retrying', { link: this.opts.label, error: why, retryInMs: delay });
     }

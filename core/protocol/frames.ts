@@ -1,6 +1,7 @@
 import { MAX_MESSAGE_BYTES, MAX_NAME_LENGTH, MAX_PEERS_PER_ANNOUNCE, MAX_REASON_LENGTH } from './limits.js';
 import { nameSchema } from './name.js';
 import { bool, int, list, obj, oneOf, optional, str, type Infer, type Schema } from './schema.js';
+import { TIMING_RANGES } from './timing.js';
 
 /** Protocol versions this build speaks. HELLO carries the sender's range; WELCOME the chosen one. */
 export const PROTOCOL_VERSION = 1;
@@ -89,7 +90,7 @@ export const welcomeSchema = obj({
   state: optional(oneOf(['unregistered', 'pending', 'registered', 'revoked'] as const)),
   limits: obj({
     maxMessageBytes: int({ min: 1, max: MAX_MESSAGE_BYTES }),
-    pingIntervalMs: int({ min: 1000, max: 600_000 }),
+    pingIntervalMs: int(TIMING_RANGES.pingIntervalMs),
   }),
 });
 

@@ -103,7 +103,7 @@ export class Stack {
       logger,
       embeddedRelay: opts.embeddedRelay ?? false,
       ...(opts.streamLimits ? { streamLimits: opts.streamLimits } : {}),
-      ...FAST,
+      timing: FAST,
     });
     await cp.start();
     const admin = new AdminServer({ api: cp, logger, staticDir: RENDERER_DIST });

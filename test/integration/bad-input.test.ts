@@ -13,7 +13,7 @@ import { FAST, logger, startHarness, waitFor, type Harness } from '../helpers.js
 let h: Harness;
 const raws: RawClient[] = [];
 beforeEach(async () => {
-  h = await startHarness({ relay: { helloTimeoutMs: 500 }, cp: { helloTimeoutMs: 500 } });
+  h = await startHarness({ relay: { helloTimeoutMs: 500 }, cp: { timing: { helloTimeoutMs: 500 } } });
 });
 afterEach(async () => {
   for (const r of raws.splice(0)) r.ws.terminate();
@@ -144,7 +144,7 @@ describe('bad input and floods at the contact point peer port', () => {
     expect((await r.waitClosed()).code).toBe(4000 + Status.BAD_CREDENTIALS);
 
     await h.registered('printer');
-    const impostor = new PeerClient({ role: 'peer', url: h.cp.peerPortUrl, name: 'printer', identity: b, logger, ...FAST });
+    const impostor = new PeerClient({ role: 'peer', url: h.cp.peerPortUrl, name: 'printer', identity: b, logger, timing: FAST });
     impostor.start();
     await expect(impostor.ready()).rejects.toThrow(/IDENTITY_MISMATCH/);
     await impostor.stop();

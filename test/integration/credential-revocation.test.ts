@@ -26,18 +26,18 @@ describe('revoking a credential at the relay', () => {
     const relay = new Relay({ credentials: store, logger, credentialsPollMs: 50, pingIntervalMs: FAST.pingIntervalMs });
     const url = await relay.start();
     cleanups.push(() => relay.stop());
-    const cp = await ContactPoint.create({ id: 'acme-hq', relayUrl: url, secret: cpSecret, peerHost: '127.0.0.1', logger, ...FAST,
+    const cp = await ContactPoint.create({ id: 'acme-hq', relayUrl: url, secret: cpSecret, peerHost: '127.0.0.1', logger, timing: FAST,
       ports: { targets: [], listen: ['udp:1-65535'] } });
     await cp.start();
     cleanups.push(() => cp.stop());
     await waitFor(() => cp.gateway.connected);
 
-    const tech = new Operator({ url, name: 'tech', secret: techSecret, logger, ...FAST });
+    const tech = new Operator({ url, name: 'tech', secret: techSecret, logger, timing: FAST });
     tech.start();
     cleanups.push(() => tech.stop());
     await tech.ready();
     await tech.open('acme-hq', { proto: 'udp', port: 0 });
-    const alice = new PeerClient({ role: 'external', url, name: 'alice', secret: aliceSecret, logger, ...FAST });
+    const alice = new PeerClient({ role: 'external', url, name: 'alice', secret: aliceSecret, logger, timing: FAST });
     alice.start();
     cleanups.push(() => alice.stop());
     await alice.ready();

@@ -142,7 +142,7 @@ describe('admin decisions are durable before they are acknowledged', () => {
 
   it('a registration policy given at start is saved at once, as if the admin had set it', async () => {
     await using dir = await tempDir('cp-durable-');
-    const cp = await ContactPoint.create({ id: 'acme-hq', relayUrl: 'ws://127.0.0.1:9/v1', secret: 'x', stateDir: dir.path, logger, ...FAST, policy: { subnets: ['10.1.0.0/16'] } });
+    const cp = await ContactPoint.create({ id: 'acme-hq', relayUrl: 'ws://127.0.0.1:9/v1', secret: 'x', stateDir: dir.path, logger, timing: FAST, policy: { subnets: ['10.1.0.0/16'] } });
     extra.push(() => cp.stop());
     expect((await onDisk(dir.path)).policy).toEqual({ subnets: ['10.1.0.0/16'] });
   });

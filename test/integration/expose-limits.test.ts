@@ -29,7 +29,7 @@ async function harness(opts: Parameters<typeof startHarness>[0]): Promise<Harnes
 
 async function operator(hh: Harness): Promise<Operator> {
   const secret = await hh.credentials.add('external', 'tech', ['send', 'mediate']);
-  const op = new Operator({ url: hh.relay.url, name: 'tech', secret, logger, ...FAST });
+  const op = new Operator({ url: hh.relay.url, name: 'tech', secret, logger, timing: FAST });
   closers.push(() => op.stop());
   op.start();
   await op.ready();

@@ -22,7 +22,7 @@ afterEach(async () => {
 
 async function operator(name: string, rights: ('send' | 'mediate')[] = ['send', 'mediate']): Promise<Operator> {
   const secret = await h.credentials.add('external', name, rights);
-  const op = new Operator({ url: h.relay.url, name, secret, logger, ...FAST });
+  const op = new Operator({ url: h.relay.url, name, secret, logger, timing: FAST });
   closers.push(() => op.stop());
   op.start();
   await op.ready();

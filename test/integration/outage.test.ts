@@ -31,7 +31,7 @@ afterEach(async () => {
 
 /** A registered internal peer with the SDK's default ACK timeout (the harness shortens it). */
 async function registeredPeer(cp: ContactPoint, name: string, onMessage?: (m: InboundMessage) => void): Promise<PeerClient> {
-  const c = new PeerClient({ role: 'peer', url: cp.peerPortUrl, name, identity: PeerIdentity.generate(), logger, ...FAST, ...(onMessage ? { onMessage } : {}) });
+  const c = new PeerClient({ role: 'peer', url: cp.peerPortUrl, name, identity: PeerIdentity.generate(), logger, timing: FAST, ...(onMessage ? { onMessage } : {}) });
   cleanups.push(() => c.stop());
   c.start();
   await c.ready();
@@ -48,7 +48,7 @@ async function contactPoint(id: string, relayUrl: string, keepalive: { pingInter
   const secret = await h!.credentials.add('contact-point', id);
   secrets.set(id, secret);
   const dir = await mkdtemp(join(tmpdir(), `cp-${id}-`));
-  const cp = await ContactPoint.create({ id, relayUrl, secret, stateDir: dir, peerHost: '127.0.0.1', logger, ...FAST, ...keepalive });
+  const cp = await ContactPoint.create({ id, relayUrl, secret, stateDir: dir, peerHost: '127.0.0.1', logger, timing: { ...FAST, ...keepalive } });
   cleanups.push(async () => {
     await cp.stop();
     await rm(dir, { recursive: true, force: true });
@@ -195,7 +195,7 @@ describe('after a tunnel outage', () => {
     await waitFor(() => h!.cp.gateway.connected, 5_000, 'the tunnel to return');
     await new Promise((r) => setTimeout(r, 200));
     const arrived = new Map<string, number>();
-    const alice = new PeerClient({ role: 'external', url: h.relay.url, name: 'alice', secret: aliceSecret, logger, ...FAST, onMessage: (m) => void arrived.set(m.payload.toString(), Date.now()) });
+    const alice = new PeerClient({ role: 'external', url: h.relay.url, name: 'alice', secret: aliceSecret, logger, timing: FAST, onMessage: (m) => void arrived.set(m.payload.toString(), Date.now()) });
     cleanups.push(() => alice.stop());
     let aliceUpAt = 0;
     alice.on('status', (st) => void (st.state === 'connected' && !aliceUpAt && (aliceUpAt = Date.now())));

@@ -54,12 +54,12 @@ describe('peer registration', () => {
     expect(file.version).toBe(1);
     expect(Object.fromEntries(file.peers.map((p) => [p.name, p.state]))).toEqual({ printer: 'registered', 'badge-reader': 'revoked' });
 
-    const cp2 = await ContactPoint.create({ id: 'acme-hq', relayUrl: h.relay.url, secret: h.cpSecret, stateDir: h.stateDir, peerHost: '127.0.0.1', logger, ...FAST });
+    const cp2 = await ContactPoint.create({ id: 'acme-hq', relayUrl: h.relay.url, secret: h.cpSecret, stateDir: h.stateDir, peerHost: '127.0.0.1', logger, timing: FAST });
     await cp2.start();
     extra.push(() => cp2.stop());
     await waitFor(() => cp2.gateway.connected);
     await waitFor(() => h!.relay.peersOf('acme-hq').join() === 'printer', 5_000, 'registered peers re-announced');
-    const again = new PeerClient({ role: 'peer', url: cp2.peerPortUrl, name: 'printer', identity: id, logger, ...FAST });
+    const again = new PeerClient({ role: 'peer', url: cp2.peerPortUrl, name: 'printer', identity: id, logger, timing: FAST });
     again.start();
     extra.push(() => again.stop());
     await again.ready();

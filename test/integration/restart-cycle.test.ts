@@ -30,14 +30,14 @@ describe('relay killed and restarted', () => {
     const url = String(relay.ready.url);
     const port = Number(new URL(url).port);
 
-    const cp = await ContactPoint.create({ id: 'acme-hq', relayUrl: url, secret: cpSecret, stateDir: join(dir, 'cp'), peerHost: '127.0.0.1', logger, ...FAST });
+    const cp = await ContactPoint.create({ id: 'acme-hq', relayUrl: url, secret: cpSecret, stateDir: join(dir, 'cp'), peerHost: '127.0.0.1', logger, timing: FAST });
     await cp.start();
     cleanups.push(() => cp.stop());
 
     const deliveries = new Map<string, number>();
     let started = 0;
     const printer = new PeerClient({
-      role: 'peer', url: cp.peerPortUrl, name: 'printer', identity: PeerIdentity.generate(), logger, ...FAST,
+      role: 'peer', url: cp.peerPortUrl, name: 'printer', identity: PeerIdentity.generate(), logger, timing: FAST,
       // A receiver that takes a while: messages are mid-delivery when the relay dies, so their
       // ACKs are lost with it and the sender's retries arrive as duplicates.
       onMessage: async (m) => {
@@ -54,7 +54,7 @@ describe('relay killed and restarted', () => {
     await cp.call('peers:approve', { name: 'printer' });
     await printer.waitForRegistration('registered');
 
-    const alice = new PeerClient({ role: 'external', url, name: 'alice', secret: aliceSecret, logger, ...FAST, ackTimeoutMs: 300 });
+    const alice = new PeerClient({ role: 'external', url, name: 'alice', secret: aliceSecret, logger, timing: FAST, ackTimeoutMs: 300 });
     alice.start();
     cleanups.push(() => alice.stop());
     await alice.ready();

@@ -40,7 +40,7 @@ async function relayWith(id = 'acme-hq', opts: Partial<ConstructorParameters<typ
 
 async function contactPoint(url: string, secret: string, o: { retryMs?: number; log?: Logger } = {}): Promise<{ cp: ContactPoint; ups: () => number }> {
   const cp = await ContactPoint.create({
-    id: 'acme-hq', relayUrl: url, secret, peerHost: '127.0.0.1', logger: o.log ?? logger, proxy: null, ...FAST, idInUseRetryMs: o.retryMs ?? SLOW_RETRY_MS,
+    id: 'acme-hq', relayUrl: url, secret, peerHost: '127.0.0.1', logger: o.log ?? logger, proxy: null, timing: { ...FAST, idInUseRetryMs: o.retryMs ?? SLOW_RETRY_MS },
   });
   let ups = 0;
   cp.gateway.on('up', () => ups++);
@@ -165,6 +165,6 @@ describe('two contact points with the same id', () => {
     const credentials = CredentialStore.inMemory();
     expect(() => new Relay({ credentials, takeoverProbeMs: 5_000 })).toThrow(/takeoverProbeMs 5000: expected a whole number of milliseconds from 1 to 4999/);
     expect(() => new Relay({ credentials, takeoverProbeMs: 0 })).toThrow(/takeoverProbeMs/);
-    await expect(ContactPoint.create({ id: 'acme-hq', relayUrl: 'ws://127.0.0.1:1/v1', secret: 'x'.repeat(16), idInUseRetryMs: 0 })).rejects.toThrow(/idInUseRetryMs 0: expected/);
+    await expect(ContactPoint.create({ id: 'acme-hq', relayUrl: 'ws://127.0.0.1:1/v1', secret: 'x'.repeat(16), timing: { idInUseRetryMs: 0 } })).rejects.toThrow(/idInUseRetryMs 0: expected/);
   });
 });

@@ -32,7 +32,7 @@ describe('the one tunnel', () => {
     delete process.env.NO_PROXY;
     let cp: ContactPoint;
     try {
-      cp = await ContactPoint.create({ id: 'acme-hq', relayUrl: url, secret, ca: tls.cert, peerHost: '127.0.0.1', logger, ...FAST });
+      cp = await ContactPoint.create({ id: 'acme-hq', relayUrl: url, secret, ca: tls.cert, peerHost: '127.0.0.1', logger, timing: FAST });
     } finally {
       for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k];
       else process.env[k] = v;
@@ -44,14 +44,14 @@ describe('the one tunnel', () => {
     expect(cp.gateway.status().proxy).toBe(proxy.url);
 
     const aliceSecret = await credentials.add('external', 'alice');
-    const alice = new PeerClient({ role: 'external', url, name: 'alice', secret: aliceSecret, ca: tls.cert, proxy: null, logger, ...FAST });
+    const alice = new PeerClient({ role: 'external', url, name: 'alice', secret: aliceSecret, ca: tls.cert, proxy: null, logger, timing: FAST });
     alice.start();
     cleanups.push(() => alice.stop());
     await alice.ready();
     await cp.call('policy:set', { subnets: ['127.0.0.0/8'] });
     const { PeerIdentity } = await import('../../core/peer/identity.js');
     const got: string[] = [];
-    const printer = new PeerClient({ role: 'peer', url: cp.peerPortUrl, name: 'printer', identity: PeerIdentity.generate(), logger, ...FAST, onMessage: (m) => void got.push(m.payload.toString()) });
+    const printer = new PeerClient({ role: 'peer', url: cp.peerPortUrl, name: 'printer', identity: PeerIdentity.generate(), logger, timing: FAST, onMessage: (m) => void got.push(m.payload.toString()) });
     printer.start();
     cleanups.push(() => printer.stop());
     await printer.ready();
@@ -90,7 +90,7 @@ describe('the one tunnel', () => {
     const relay = new Relay({ credentials, tls, logger });
     const url = await relay.start();
     cleanups.push(() => relay.stop());
-    const cp = await ContactPoint.create({ id: 'acme-hq', relayUrl: url, secret, proxy: null, peerHost: '127.0.0.1', logger, ...FAST });
+    const cp = await ContactPoint.create({ id: 'acme-hq', relayUrl: url, secret, proxy: null, peerHost: '127.0.0.1', logger, timing: FAST });
     await cp.start();
     cleanups.push(() => cp.stop());
     await waitFor(() => cp.gateway.status().lastError !== undefined, 5_000, 'a TLS error');
@@ -106,7 +106,7 @@ describe('the one tunnel', () => {
     cleanups.push(() => fwd.close());
     const cp = await ContactPoint.create({
       id: 'branch', relayUrl: `ws://127.0.0.1:${fwd.port}/v1`, secret: await h.credentials.add('contact-point', 'branch'),
-      peerHost: '127.0.0.1', logger, ...FAST, proxy: null,
+      peerHost: '127.0.0.1', logger, timing: FAST, proxy: null,
     });
     await cp.start();
     cleanups.push(() => cp.stop());
