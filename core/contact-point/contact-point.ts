@@ -133,6 +133,7 @@ export class ContactPoint implements AdminApi {
       software: `contact-point/${VERSION}`,
       registeredNames: () => registrar.registeredNames(),
       timing,
+      onFrame: (f) => this.onTunnelFrame(f),
       ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),
       ...(opts.ca ? { ca: opts.ca } : {}),
     });
@@ -161,7 +162,6 @@ export class ContactPoint implements AdminApi {
     this.outbound = new Outbound(traffic);
     this.collector = new Collector({ ...traffic, registrar, distributor: this.distributor, outbound: this.outbound });
 
-    this.gateway.on('frame', (f) => this.onTunnelFrame(f));
     this.gateway.on('up', () => {
       this.ports.attach(this.gateway.currentLink!);
       this.outbound.tunnelUp();

@@ -23,6 +23,8 @@ export interface GatewayOptions {
   readonly ca?: string | Buffer;
   /** keepalive, backoff, hello deadline and ID_IN_USE retry, handed whole to the dialer */
   readonly timing: Timing;
+  /** Every frame the relay sends down the tunnel (after WELCOME), called straight from the dialer. */
+  readonly onFrame: (frame: Frame) => void;
   /**
    * HELLO `instance`: this running contact point, as opposed to another one with the same
    * credential (a copied config, a restored VM). Drawn at random by default and never stored;
@@ -31,8 +33,8 @@ export interface GatewayOptions {
   readonly instance?: string;
 }
 
+/** Tunnel state changes (rare); frames go to GatewayOptions.onFrame instead. */
 export interface GatewayEvents {
-  frame: [Frame];
   status: [TunnelView];
   up: [];
   down: [];
@@ -69,6 +71,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       logger: opts.logger,
       stopOnRejection: false,
       timing: opts.timing,
+      onFrame: opts.onFrame,
       hello: () => ({
         versions: OFFERED_VERSIONS,
         role: 'contact-point',
@@ -97,7 +100,6 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       this.link = undefined;
       this.emit('down');
     });
-    this.dialer.on('frame', (f) => this.emit('frame', f));
     this.dialer.on('status', () => this.emit('status', this.status()));
   }
 

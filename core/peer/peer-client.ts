@@ -138,6 +138,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
       logger: this.logger,
       stopOnRejection: true,
       timing: resolveTiming(opts.timing),
+      onFrame: (frame) => this.onFrame(frame),
       hello: () => ({
         versions: OFFERED_VERSIONS,
         role: opts.role,
@@ -166,7 +167,6 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
       this.link = undefined;
       for (const p of this.outbox.values()) p.dueAt = 0;
     });
-    this.dialer.on('frame', (frame) => this.onFrame(frame));
   }
 
   /** This peer's address once connected (`alice@relay`, `printer@acme-hq`). */

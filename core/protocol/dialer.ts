@@ -45,6 +45,8 @@ export interface DialerOptions {
   readonly ca?: string | Buffer;
   /** keepalive, backoff, hello deadline and ID_IN_USE retry (core/protocol/timing.ts) */
   readonly timing: Timing;
+  /** Every frame after WELCOME, called from the link's message handler; a ProtocolError thrown here faults the link. */
+  readonly onFrame: (frame: Frame) => void;
   /** Stop instead of retrying when the far side refuses us for good (bad credentials, wrong version, identity). */
   readonly stopOnRejection?: boolean;
 }
@@ -55,15 +57,14 @@ const REJECTIONS = new Set<number>([Status.BAD_CREDENTIALS, Status.VERSION_MISMA
 export interface DialerEvents {
   status: [DialerStatus];
   up: [Link, WelcomeBody];
-  frame: [Frame];
   down: [CloseInfo];
   rejected: [number, string];
 }
 
 /**
  * A client end that stays connected: dial, hello (and answer a challenge), hand frames to its
- * owner, and on any loss dial again after an exponential, jittered delay. The contact point's
- * gateway and the peer SDK are both built on it.
+ * owner's onFrame (a direct call, no event per frame), and on any loss dial again after an
+ * exponential, jittered delay. The contact point's gateway and the peer SDK are both built on it.
  */
 export class Dialer extends EventEmitter<DialerEvents> {
   private state: DialerState = 'idle';
@@ -208,10 +209,11 @@ export class Dialer extends EventEmitter<DialerEvents> {
     let refused: { code: number; reason: string } | undefined;
     const timer = setTimeout(() => link.fault(Status.HELLO_TIMEOUT, 'no WELCOME in time'), this.opts.timing.helloTimeoutMs);
     timer.unref();
+    const onFrame = this.opts.onFrame;
     link.setHandler({
       onFrame: (frame) => {
         if (welcomed) {
-          this.emit('frame', frame);
+          onFrame(frame);
           return;
         }
         switch (frame.type) {
