@@ -163,7 +163,7 @@ export class ContactPoint implements AdminApi {
     this.collector = new Collector({ ...traffic, registrar, distributor: this.distributor, outbound: this.outbound });
 
     this.gateway.on('up', () => {
-      this.ports.attach(this.gateway.currentLink!);
+      this.ports.attach(this.gateway);
       this.outbound.tunnelUp();
     });
     this.gateway.on('down', () => {

@@ -6,6 +6,7 @@ import { Dialer } from '../protocol/dialer.js';
 import { CAPABILITY_REACHABLE, FrameType } from '../protocol/frames.js';
 import { MAX_PEERS_PER_ANNOUNCE } from '../protocol/limits.js';
 import type { Link } from '../protocol/link.js';
+import type { MuxLink } from '../protocol/stream-mux.js';
 import type { Timing } from '../protocol/timing.js';
 import { OFFERED_VERSIONS } from '../protocol/version.js';
 import type { Logger } from '../runtime/logger.js';
@@ -54,8 +55,12 @@ function lanAddresses(): string[] {
  * says hello with the contact point's credential and environment, announces the registered
  * peers after every (re)connect, and keeps the link alive with pings well below NAT idle
  * timeouts; the dialer under it reconnects with jittered backoff.
+ *
+ * It is the tunnel's only owner: the rest of the contact point writes through it (send; port
+ * mediation's streams use it as their MuxLink) and never holds the link itself, so nothing
+ * writes on a link after the gateway has let go of it.
  */
-export class Gateway extends EventEmitter<GatewayEvents> {
+export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
   private readonly dialer: Dialer;
   private link: Link | undefined;
   private closedTotals = { bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0 };
@@ -103,11 +108,6 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.dialer.on('status', () => this.emit('status', this.status()));
   }
 
-  /** The live tunnel link, for port mediation's streams. */
-  get currentLink(): Link | undefined {
-    return this.link;
-  }
-
   get connected(): boolean {
     return this.link?.isOpen ?? false;
   }
@@ -128,8 +128,25 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.dialer.reconnectNow();
   }
 
+  /** Sends one frame down the tunnel; false (dropped) while it is down. */
   send(frame: Buffer): boolean {
     return this.link?.send(frame) ?? false;
+  }
+
+  /** STREAM_DATA without joining head and body first (Link.sendParts); false while down. */
+  sendParts(head: Buffer, body: Buffer, offset: number, length: number): boolean {
+    return this.link?.sendParts(head, body, offset, length) ?? false;
+  }
+
+  /** The tunnel is a client link, which copies (masks) every body it sends; nothing is kept while down. */
+  get copiesBodies(): boolean {
+    return this.link?.copiesBodies ?? true;
+  }
+
+  /** Runs `fn` once the tunnel's socket has drained (at once when it is not congested, or down). */
+  whenWritable(fn: () => void): void {
+    if (this.link) this.link.whenWritable(fn);
+    else setImmediate(fn);
   }
 
   /** Tell the relay which peers this contact point now represents (or no longer does). */

@@ -265,7 +265,7 @@ describe('pre-hello slots', () => {
     await waitFor(() => flood.opened() >= MAX_PENDING_HELLOS, 10_000, 'the flood holds every pending-hello slot');
     const reconnectsBefore = h.cp.gateway.status().reconnects;
     const dropped = Date.now();
-    h.cp.gateway.currentLink?.terminate();
+    h.cp.gateway.reconnectNow();
     await waitFor(() => !h.cp.gateway.connected, 2_000, 'tunnel down');
     await waitFor(() => h.cp.gateway.connected, 6_000, 'tunnel back through the flood');
     const ms = Date.now() - dropped;
