@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { afterEach, beforeAll, beforeEach } from 'vitest';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = join(ROOT, 'bin/contact-point.js');
@@ -191,4 +192,48 @@ export function shellWords(line: string): string[] {
   const re = /'((?:[^']|'\\'')*)'|(\S+)/g;
   for (let m = re.exec(line); m; m = re.exec(line)) words.push(m[1] !== undefined ? m[1].replace(/'\\''/g, "'") : m[2]!);
   return words;
+}
+
+/** What cliSuite() gives a CLI test file: its HOME and the two ways to run the CLI with it. */
+export interface CliSuite {
+  /** the current test's HOME: a fresh temp folder per test */
+  readonly home: string;
+  /** runs a command to its end with that HOME (and `env` on top of it) */
+  readonly cli: (args: readonly string[], env?: Record<string, string>) => Promise<RunResult>;
+  /** starts a long-running command with that HOME, resolving at its ready line */
+  readonly start: (args: readonly string[], o?: Omit<RunOptions, 'home'>) => Promise<Service>;
+  /** `fn` runs after the test, once its processes are killed and before its HOME is removed */
+  readonly cleanup: (fn: () => unknown) => void;
+}
+
+/**
+ * The frame every CLI test file shares, set up by one call at its top level: the build is
+ * checked once, each test gets a fresh HOME, and after each test every process it started is
+ * killed, its cleanups run (last first), and its HOME is removed.
+ */
+export function cliSuite(): CliSuite {
+  let home: Awaited<ReturnType<typeof tempHome>> | undefined;
+  const cleanups: (() => unknown)[] = [];
+  const current = (): string => {
+    if (!home) throw new Error('cliSuite: no test is running');
+    return home.path;
+  };
+  beforeAll(() => requireCliBuild());
+  beforeEach(async () => {
+    home = await tempHome();
+  });
+  afterEach(async () => {
+    await killAll();
+    for (const fn of cleanups.splice(0).reverse()) await fn();
+    await home?.remove();
+    home = undefined;
+  });
+  return {
+    get home() {
+      return current();
+    },
+    cli: (args, env = {}) => runCli(args, { home: current(), env }),
+    start: (args, o = {}) => startCli(args, { ...o, home: current() }),
+    cleanup: (fn) => void cleanups.push(fn),
+  };
 }

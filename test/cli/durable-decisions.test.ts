@@ -1,9 +1,9 @@
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AdminClient } from '../../core/admin/client.js';
 import type { PeerView, Snapshot } from '../../core/admin/contract.js';
-import { killAll, requireCliBuild, runCli, startCli, tempHome, type Service } from './cli-process.js';
+import { cliSuite, type Service } from './cli-process.js';
 
 /**
  * Admin decisions are on disk before the command says they are done: the real `serve` is
@@ -12,24 +12,14 @@ import { killAll, requireCliBuild, runCli, startCli, tempHome, type Service } fr
  * reason, and changes nothing.
  */
 
-let home: Awaited<ReturnType<typeof tempHome>>;
-beforeAll(() => requireCliBuild());
-beforeEach(async () => {
-  home = await tempHome();
-});
-afterEach(async () => {
-  await killAll();
-  await home.remove();
-});
-
-const cli = (args: string[], env: Record<string, string> = {}): ReturnType<typeof runCli> => runCli(args, { home: home.path, env });
-const start = (args: string[]): Promise<Service> => startCli(args, { home: home.path });
+const suite = cliSuite();
+const { cli, start } = suite;
 
 /** A relay with a credential for contact point acme-hq, and the serve command line for it. */
 async function setup(): Promise<{ serveArgs: string[]; cpState: string }> {
-  const relayState = join(home.path, 'relay');
-  const cpState = join(home.path, 'cp');
-  const cpCred = join(home.path, 'acme-hq.credential');
+  const relayState = join(suite.home, 'relay');
+  const cpState = join(suite.home, 'cp');
+  const cpCred = join(suite.home, 'acme-hq.credential');
   const add = await cli(['relay', 'credential', 'add', '--kind', 'contact-point', '--id', 'acme-hq', '--out', cpCred, '--state', relayState]);
   expect(add.code, add.stderr).toBe(0);
   const relay = await start(['relay', '--listen', '127.0.0.1:0', '--state', relayState, '--json']);
@@ -56,7 +46,7 @@ describe('a decision acknowledged to the admin survives kill -9 of the contact p
   it('an approval, a revocation of a registered peer, a registration policy and a port policy each hold after a restart', async () => {
     const { serveArgs, cpState } = await setup();
     let serve = await start(serveArgs);
-    const printer = await start(['peer', 'join', '--cp', String(serve.ready.peerPortUrl), '--name', 'printer', '--register', '--json', '--state', join(home.path, 'peer')]);
+    const printer = await start(['peer', 'join', '--cp', String(serve.ready.peerPortUrl), '--name', 'printer', '--register', '--json', '--state', join(suite.home, 'peer')]);
     await printer.waitForEvent((e) => e.event === 'state' && e.state === 'pending', 'pending state');
     // Let the bookkeeping write of the hello and the request land first: the decision must be what is at stake.
     await new Promise((r) => setTimeout(r, 500));
@@ -95,7 +85,7 @@ describe('a decision that cannot be written', () => {
   it('fails with the reason (exit 1, NOT_SAVED), changes nothing, and the state in memory equals the file', async () => {
     const { serveArgs, cpState } = await setup();
     const serve = await start(serveArgs);
-    const printer = await start(['peer', 'join', '--cp', String(serve.ready.peerPortUrl), '--name', 'printer', '--register', '--json', '--state', join(home.path, 'peer')]);
+    const printer = await start(['peer', 'join', '--cp', String(serve.ready.peerPortUrl), '--name', 'printer', '--register', '--json', '--state', join(suite.home, 'peer')]);
     await printer.waitForEvent((e) => e.event === 'state' && e.state === 'pending', 'pending state');
     const setPorts = await cli(['ports', 'policy', 'set', '--target', '192.168.7.0/24:80', '--state', cpState]);
     expect(setPorts.code, setPorts.stderr).toBe(0);

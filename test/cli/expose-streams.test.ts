@@ -3,8 +3,8 @@ import { once } from 'node:events';
 import { createServer, get, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { BIN, killAll, requireCliBuild, ROOT, runCli, startCli, tempHome, type Service } from './cli-process.js';
+import { describe, expect, it } from 'vitest';
+import { BIN, cliSuite, ROOT } from './cli-process.js';
 
 /**
  * Issue 10, item 3: the connections of one `expose` are streams of one port at the contact
@@ -12,18 +12,8 @@ import { BIN, killAll, requireCliBuild, ROOT, runCli, startCli, tempHome, type S
  * relay, serve and expose processes; a Node HTTP server on loopback is the LAN target.
  */
 
-let home: Awaited<ReturnType<typeof tempHome>>;
-beforeAll(() => requireCliBuild());
-beforeEach(async () => {
-  home = await tempHome();
-});
-afterEach(async () => {
-  await killAll();
-  await home.remove();
-});
-
-const cli = (args: string[]): ReturnType<typeof runCli> => runCli(args, { home: home.path });
-const start = (args: string[]): Promise<Service> => startCli(args, { home: home.path });
+const suite = cliSuite();
+const { cli, start } = suite;
 
 /** A LAN web server whose /hold requests are answered only when release() is called. */
 async function webServer(): Promise<{ server: Server; port: number; held: () => number; release: () => void; close: () => void }> {
@@ -85,9 +75,9 @@ interface Setup {
 }
 
 async function setup(web: number, serveFlags: string[] = [], relayFlags: string[] = []): Promise<Setup> {
-  const relayState = join(home.path, 'relay');
-  const cpState = join(home.path, 'cp');
-  const cred = (id: string): string => join(home.path, `${id}.credential`);
+  const relayState = join(suite.home, 'relay');
+  const cpState = join(suite.home, 'cp');
+  const cred = (id: string): string => join(suite.home, `${id}.credential`);
   for (const [kind, id, rights] of [
     ['contact-point', 'acme-hq', 'send'],
     ['external', 'tech', 'send,mediate'],
@@ -200,7 +190,7 @@ describe('expose carries thousands of connections as streams', () => {
   it('prints refusals as one line with the count in text mode', async () => {
     const web = await webServer();
     const s = await setup(web.port, [], ['--max-expose-connections', '1']);
-    const proc = spawn(process.execPath, [BIN, 'expose', 'acme-hq', `127.0.0.1:${web.port}`, ...s.asTech], { cwd: ROOT, env: cleanEnv(home.path), stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [BIN, 'expose', 'acme-hq', `127.0.0.1:${web.port}`, ...s.asTech], { cwd: ROOT, env: cleanEnv(suite.home), stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     proc.stdout.on('data', (d: Buffer) => (out += d.toString()));

@@ -1,31 +1,21 @@
 import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { killAll, requireCliBuild, runCli, startCli, tempHome, type Service } from './cli-process.js';
+import { describe, expect, it } from 'vitest';
+import { cliSuite } from './cli-process.js';
 
-let home: Awaited<ReturnType<typeof tempHome>>;
-beforeAll(() => requireCliBuild());
-beforeEach(async () => {
-  home = await tempHome();
-});
-afterEach(async () => {
-  await killAll();
-  await home.remove();
-});
-
-const cli = (args: string[]): ReturnType<typeof runCli> => runCli(args, { home: home.path });
-const start = (args: string[]): Promise<Service> => startCli(args, { home: home.path });
+const suite = cliSuite();
+const { cli, start } = suite;
 
 describe('relay + serve + peer join + peers approve + peer send, all through the CLI', () => {
   it('delivers and echoes, refuses unregistered and revoked peers with exit 3, and stops cleanly on SIGTERM', async () => {
-    const relayState = join(home.path, 'relay');
-    const cpState = join(home.path, 'cp');
-    const cpCred = join(home.path, 'acme-hq.credential');
-    const aliceCred = join(home.path, 'alice.credential');
+    const relayState = join(suite.home, 'relay');
+    const cpState = join(suite.home, 'cp');
+    const cpCred = join(suite.home, 'acme-hq.credential');
+    const aliceCred = join(suite.home, 'alice.credential');
     const [addCp, addAlice] = await Promise.all([
       cli(['relay', 'credential', 'add', '--kind', 'contact-point', '--id', 'acme-hq', '--out', cpCred, '--state', relayState]),
-      cli(['relay', 'credential', 'add', '--kind', 'external', '--id', 'alice', '--out', aliceCred, '--state', join(home.path, 'relay2')]),
+      cli(['relay', 'credential', 'add', '--kind', 'external', '--id', 'alice', '--out', aliceCred, '--state', join(suite.home, 'relay2')]),
     ]);
     expect(addCp.code, addCp.stderr).toBe(0);
     expect(addAlice.code, addAlice.stderr).toBe(0);
@@ -52,7 +42,7 @@ describe('relay + serve + peer join + peers approve + peer send, all through the
       pid: serve.proc.pid,
     });
 
-    const printer = await start(['peer', 'join', '--cp', String(serve.ready.peerPortUrl), '--name', 'printer', '--register', '--echo', '--json', '--state', join(home.path, 'peer')]);
+    const printer = await start(['peer', 'join', '--cp', String(serve.ready.peerPortUrl), '--name', 'printer', '--register', '--echo', '--json', '--state', join(suite.home, 'peer')]);
     expect(printer.ready).toMatchObject({ event: 'ready', address: 'printer@acme-hq' });
     await printer.waitForEvent((e) => e.event === 'state' && e.state === 'pending', 'pending state');
 

@@ -5,8 +5,8 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { killAll, requireCliBuild, runCli, startCli, tempHome, type Service } from './cli-process.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { cliSuite } from './cli-process.js';
 
 /**
  * Port mediation through the real CLI: relay + serve (with --allow-target/--allow-listen) +
@@ -14,23 +14,14 @@ import { killAll, requireCliBuild, runCli, startCli, tempHome, type Service } fr
  * `ports` shows, closes and polices it.
  */
 
+const suite = cliSuite();
+const { cli, start } = suite;
+
 const CURL = '/usr/bin/curl';
 
-let home: Awaited<ReturnType<typeof tempHome>>;
 beforeAll(() => {
-  requireCliBuild();
   if (!existsSync(CURL)) throw new Error(`${CURL} is missing: these tests fetch pages with the system curl (install it: apt-get install curl; .ci/run does)`);
 });
-beforeEach(async () => {
-  home = await tempHome();
-});
-afterEach(async () => {
-  await killAll();
-  await home.remove();
-});
-
-const cli = (args: string[]): ReturnType<typeof runCli> => runCli(args, { home: home.path });
-const start = (args: string[]): Promise<Service> => startCli(args, { home: home.path });
 
 interface CurlRun {
   readonly done: Promise<{ code: number | null; stdout: string; stderr: string }>;
@@ -85,9 +76,9 @@ describe('expose + curl + ports, all through the CLI', () => {
   it('serves a LAN page at the relay port, lists and closes its port, polices it, and refuses what is not allowed', async () => {
     const web = await webServer();
     try {
-      const relayState = join(home.path, 'relay');
-      const cpState = join(home.path, 'cp');
-      const cred = (id: string): string => join(home.path, `${id}.credential`);
+      const relayState = join(suite.home, 'relay');
+      const cpState = join(suite.home, 'cp');
+      const cred = (id: string): string => join(suite.home, `${id}.credential`);
       for (const [kind, id, rights] of [
         ['contact-point', 'acme-hq', 'send'],
         ['external', 'tech', 'send,mediate'],
@@ -212,16 +203,16 @@ describe('expose + curl + ports, all through the CLI', () => {
     const client = createSocket('udp4');
     try {
       const udpPort = echo.address().port;
-      const relayState = join(home.path, 'relay');
-      const cpCred = join(home.path, 'cp.credential');
-      const techCred = join(home.path, 'tech.credential');
+      const relayState = join(suite.home, 'relay');
+      const cpCred = join(suite.home, 'cp.credential');
+      const techCred = join(suite.home, 'tech.credential');
       expect((await cli(['relay', 'credential', 'add', '--kind', 'contact-point', '--id', 'acme-hq', '--out', cpCred, '--state', relayState])).code).toBe(0);
       expect((await cli(['relay', 'credential', 'add', '--kind', 'external', '--id', 'tech', '--rights', 'mediate', '--out', techCred, '--state', relayState])).code).toBe(0);
       const relay = await start(['relay', '--listen', '127.0.0.1:0', '--state', relayState, '--json', '--log-level', 'warn']);
       const relayUrl = String(relay.ready.url);
       await start([
         'serve', '--relay', relayUrl, '--id', 'acme-hq', '--credential-file', cpCred, '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0',
-        '--state', join(home.path, 'cp'), '--json', '--log-level', 'warn', '--allow-target', `127.0.0.1/32:${udpPort}`, '--allow-listen', 'udp:1-65535',
+        '--state', join(suite.home, 'cp'), '--json', '--log-level', 'warn', '--allow-target', `127.0.0.1/32:${udpPort}`, '--allow-listen', 'udp:1-65535',
       ]);
       const expose = await start(['expose', 'acme-hq', `127.0.0.1:${udpPort}`, '--udp', '--relay', relayUrl, '--id', 'tech', '--credential-file', techCred, '--json']);
       expect(expose.ready).toMatchObject({ proto: 'udp', target: `127.0.0.1:${udpPort}` });

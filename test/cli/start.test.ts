@@ -1,18 +1,10 @@
 import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { killAll, requireCliBuild, ROOT, runCli, shellWords, startCli, tempHome } from './cli-process.js';
+import { describe, expect, it } from 'vitest';
+import { cliSuite, ROOT, runCli, shellWords, startCli } from './cli-process.js';
 
-let home: Awaited<ReturnType<typeof tempHome>>;
-beforeAll(() => requireCliBuild());
-beforeEach(async () => {
-  home = await tempHome();
-});
-afterEach(async () => {
-  await killAll();
-  await home.remove();
-});
+const suite = cliSuite();
 
 /** A command the CLI printed, as spawn arguments: `node bin/contact-point.js ...` → [script, ...args]. */
 function printed(line: string): { argv0: string[]; args: string[] } {
@@ -23,9 +15,9 @@ function printed(line: string): { argv0: string[]; args: string[] } {
 
 describe('contact-point start (npm start)', () => {
   it('through bin/start.js (what npm start runs), prints commands of the CLI, not of the launcher', async () => {
-    const state = join(home.path, 'demo');
+    const state = join(suite.home, 'demo');
     const demo = await startCli(['--headless', '--state', state, '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--json'], {
-      home: home.path,
+      home: suite.home,
       argv0: [join(ROOT, 'bin/start.js')],
     });
     const next = demo.ready.next as string[];
@@ -36,13 +28,13 @@ describe('contact-point start (npm start)', () => {
     }
     // And the printed command works: the approve of an unknown peer answers NOT_FOUND through the admin endpoint.
     const approve = printed(next[1]!);
-    const r = await runCli(approve.args, { home: home.path, argv0: approve.argv0 });
+    const r = await runCli(approve.args, { home: suite.home, argv0: approve.argv0 });
     expect(r.stderr).toMatch(/no peer named "printer"/);
   });
 
   it('prints the banner and ready line, and a message flows using only the commands it printed', async () => {
-    const state = join(home.path, 'demo');
-    const demo = await startCli(['start', '--state', state, '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--json'], { home: home.path });
+    const state = join(suite.home, 'demo');
+    const demo = await startCli(['start', '--state', state, '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--json'], { home: suite.home });
     const ready = demo.ready;
     expect(ready).toMatchObject({ contactPoint: 'demo', embeddedRelay: true, stateDir: state, tunnel: 'connected' });
     expect(String(ready.relayUrl)).toMatch(/^ws:\/\/127\.0\.0\.1:\d+\/v1$/);
@@ -67,16 +59,16 @@ describe('contact-point start (npm start)', () => {
 
     // 1. the peer, exactly as printed (plus --json, so the test waits on lines, not log text)
     const join1 = printed(next[0]!);
-    const printer = await startCli([...join1.args, '--json'], { home: home.path, argv0: join1.argv0 });
+    const printer = await startCli([...join1.args, '--json'], { home: suite.home, argv0: join1.argv0 });
     await printer.waitForEvent((e) => e.event === 'state' && e.state === 'pending', 'pending state');
     // 2. the admin approves
     const approve = printed(next[1]!);
-    const approved = await runCli(approve.args, { home: home.path, argv0: approve.argv0 });
+    const approved = await runCli(approve.args, { home: suite.home, argv0: approve.argv0 });
     expect(approved.code, approved.stderr).toBe(0);
     await printer.waitForEvent((e) => e.event === 'state' && e.state === 'registered', 'registered state');
     // 3. the outside sender
     const send = printed(next[2]!);
-    const sent = await runCli(send.args, { home: home.path, argv0: send.argv0 });
+    const sent = await runCli(send.args, { home: suite.home, argv0: send.argv0 });
     expect(sent.code, sent.stderr).toBe(0);
     expect(sent.stdout).toMatch(/^delivered \S+ to printer@demo in \d+ ms$/m);
     expect(sent.stdout).toContain('reply from printer@demo: hello printer');
@@ -87,13 +79,13 @@ describe('contact-point start (npm start)', () => {
     expect(existsSync(join(state, 'admin.json'))).toBe(false);
 
     // A second run on the same state folder: new relay and credentials, the peer's decision kept.
-    const again = await startCli(['start', '--state', state, '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--json'], { home: home.path });
+    const again = await startCli(['start', '--state', state, '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--json'], { home: suite.home });
     const next2 = again.ready.next as string[];
     const rejoin = printed(next2[0]!);
-    const printer2 = await startCli([...rejoin.args, '--json'], { home: home.path, argv0: rejoin.argv0 });
+    const printer2 = await startCli([...rejoin.args, '--json'], { home: suite.home, argv0: rejoin.argv0 });
     await printer2.waitForEvent((e) => e.event === 'state' && e.state === 'registered', 'registered state (kept from the first run)');
     const resend = printed(next2[2]!);
-    const resent = await runCli(resend.args, { home: home.path, argv0: resend.argv0 });
+    const resent = await runCli(resend.args, { home: suite.home, argv0: resend.argv0 });
     expect(resent.code, resent.stderr).toBe(0);
     expect(resent.stdout).toContain('reply from printer@demo: hello printer');
     expect(await again.stop('SIGTERM')).toBe(0);

@@ -2,21 +2,12 @@ import { createHash } from 'node:crypto';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { VERSION } from '../../core/version.js';
-import { killAll, requireCliBuild, runCli, startCli, tempHome } from './cli-process.js';
+import { cliSuite, startCli } from './cli-process.js';
 
-let home: Awaited<ReturnType<typeof tempHome>>;
-beforeAll(() => requireCliBuild());
-beforeEach(async () => {
-  home = await tempHome();
-});
-afterEach(async () => {
-  await killAll();
-  await home.remove();
-});
-
-const cli = (args: string[], env: Record<string, string> = {}): ReturnType<typeof runCli> => runCli(args, { home: home.path, env });
+const suite = cliSuite();
+const { cli } = suite;
 
 describe('contact-point help and version', () => {
   it('prints --version, top-level help, and help for every command', async () => {
@@ -48,16 +39,16 @@ describe('contact-point help and version', () => {
 
 describe('bad command lines exit 2 and name the flag, the value and why', () => {
   it('refuses unknown flags, bad values, missing secrets and a non-loopback admin endpoint', async () => {
-    const credFile = join(home.path, 'cp.credential');
+    const credFile = join(suite.home, 'cp.credential');
     await writeFile(credFile, 'cpk_x\n', { mode: 0o600 });
     const serve = ['serve', '--relay', 'ws://127.0.0.1:9/v1', '--id', 'acme-hq'];
     const cases: [string[], RegExp][] = [
       [['relay', '--bogus'], /unknown flag --bogus/],
       [['relay', '--listen', 'nohost'], /--listen "nohost": expected HOST:PORT/],
-      [['relay', '--tls-cert', join(home.path, 'missing.pem'), '--tls-key', join(home.path, 'missing.key')], /--tls-cert ".*missing\.pem": cannot read it: no such file/],
+      [['relay', '--tls-cert', join(suite.home, 'missing.pem'), '--tls-key', join(suite.home, 'missing.key')], /--tls-cert ".*missing\.pem": cannot read it: no such file/],
       [[...serve, '--credential-file', credFile, '--auto-approve-subnet', '10.0.0.0/33'], /--auto-approve-subnet: "10\.0\.0\.0\/33": prefix \/33 is too long for IPv4/],
       [serve, /missing credential: give --credential-file FILE or set CONTACT_POINT_CREDENTIAL/],
-      [[...serve, '--credential-file', join(home.path, 'nope')], /--credential-file ".*nope": cannot read it: no such file/],
+      [[...serve, '--credential-file', join(suite.home, 'nope')], /--credential-file ".*nope": cannot read it: no such file/],
       [[...serve, '--credential', 'cpk_secret'], /unknown flag --credential: secrets are never taken on the command line/],
       [[...serve, '--credential-file', credFile, '--admin-listen', '0.0.0.0:7902'], /--admin-listen "0\.0\.0\.0:7902": 0\.0\.0\.0 is not a loopback address.*--admin-listen-any/],
       [[...serve, '--credential-file', credFile, '--peer-listen', '10.0.0.1:x'], /--peer-listen "10\.0\.0\.1:x": expected HOST:PORT/],
@@ -94,7 +85,7 @@ describe('bad command lines exit 2 and name the flag, the value and why', () => 
 
 describe('connection limit flags', () => {
   it('refuses a limit that is not a whole number in range, naming the flag (exit 2)', async () => {
-    const credFile = join(home.path, 'cp.credential');
+    const credFile = join(suite.home, 'cp.credential');
     await writeFile(credFile, 'cpk_x\n', { mode: 0o600 });
     const serve = ['serve', '--relay', 'ws://127.0.0.1:9/v1', '--id', 'acme-hq', '--credential-file', credFile];
     const cases: [string[], RegExp][] = [
@@ -131,8 +122,8 @@ describe('relay connection caps', () => {
   });
 
   it('a relay started with --max-http-connections-per-address 2 keeps only 2 idle connections from one address', async () => {
-    const relay = await startCli(['relay', '--listen', '127.0.0.1:0', '--state', join(home.path, 'relay'), '--json', '--max-http-connections-per-address', '2', '--log-level', 'error'], {
-      home: home.path,
+    const relay = await startCli(['relay', '--listen', '127.0.0.1:0', '--state', join(suite.home, 'relay'), '--json', '--max-http-connections-per-address', '2', '--log-level', 'error'], {
+      home: suite.home,
     });
     const port = Number(new URL(String(relay.ready.url)).port);
     let closed = 0;
@@ -151,7 +142,7 @@ describe('relay connection caps', () => {
 
 describe('relay credential add | list | remove', () => {
   it('shows a secret once, stores only its hash in a 0600 file, lists without secrets and removes', async () => {
-    const state = join(home.path, 'relay');
+    const state = join(suite.home, 'relay');
     const add = await cli(['relay', 'credential', 'add', '--kind', 'contact-point', '--id', 'acme-hq', '--state', state]);
     expect(add.code, add.stderr).toBe(0);
     const secret = add.stdout.trim();
@@ -159,7 +150,7 @@ describe('relay credential add | list | remove', () => {
     expect(secret).toMatch(/^cpk_[A-Za-z0-9_-]{43}$/);
     expect(add.stderr).toMatch(/shown only now/);
 
-    const out = join(home.path, 'alice.credential');
+    const out = join(suite.home, 'alice.credential');
     const addOut = await cli(['relay', 'credential', 'add', '--kind', 'external', '--id', 'alice', '--rights', 'send,mediate', '--out', out, '--state', state]);
     expect(addOut.code, addOut.stderr).toBe(0);
     expect((await stat(out)).mode & 0o777).toBe(0o600);
@@ -195,10 +186,10 @@ describe('relay credential add | list | remove', () => {
   });
 
   it('uses ~/.contact-point/relay by default and CONTACT_POINT_STATE when set', async () => {
-    const viaEnv = join(home.path, 'elsewhere');
+    const viaEnv = join(suite.home, 'elsewhere');
     await cli(['relay', 'credential', 'add', '--kind', 'external', '--id', 'bob']);
     await cli(['relay', 'credential', 'add', '--kind', 'external', '--id', 'carol'], { CONTACT_POINT_STATE: viaEnv });
-    expect(await readFile(join(home.path, '.contact-point/relay/credentials.json'), 'utf8')).toContain('"bob"');
+    expect(await readFile(join(suite.home, '.contact-point/relay/credentials.json'), 'utf8')).toContain('"bob"');
     expect(await readFile(join(viaEnv, 'credentials.json'), 'utf8')).toContain('"carol"');
   });
 });
