@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { AdminClient } from '../admin/client.js';
-import { AdminError, type FloodView, type PeerView, type PolicyView, type Snapshot } from '../admin/contract.js';
+import { AdminError, type PeerView, type PolicyView, type Snapshot } from '../admin/contract.js';
+import { floodNotice } from '../admin/flood-notice.js';
 import { cidr, exclusive, name, parseFlags, positionals, wsUrl, type Command } from './args.js';
 import { CliError, UsageError } from './errors.js';
 import { readSecretFile } from './flag-files.js';
@@ -86,20 +87,6 @@ function peerLine(p: PeerView): string {
   }
 }
 
-/**
- * The one line on a registration flood (the GUI's Peers view shows the same): how many
- * requests the flood limits dropped, from where, over how long. Undefined when there is none.
- */
-export function floodLine(f: FloodView | undefined, now: number): string | undefined {
-  if (!f || f.dropped === 0 || f.since === undefined) return undefined;
-  const first = f.sources[0]?.address ?? 'unknown';
-  const others = f.sources.length - 1 + f.otherSources;
-  const from = others > 0 ? `${first} and ${others} other address${others === 1 ? '' : 'es'}` : first;
-  const minutes = Math.max(1, Math.ceil((now - f.since) / 60_000));
-  const n = f.dropped;
-  return `${n} registration request${n === 1 ? '' : 's'} from ${from} ${n === 1 ? 'was' : 'were'} dropped in the last ${minutes === 1 ? 'minute' : `${minutes} minutes`} (flood limit)`;
-}
-
 const PEERS_HELP = `Usage: contact-point peers [list] [flags]
        contact-point peers approve|reject|revoke|forget NAME [flags]
 
@@ -123,7 +110,7 @@ async function peersList(argv: string[]): Promise<number> {
     say(JSON.stringify(snap.peers));
     return 0;
   }
-  const flood = floodLine(snap.flood, Date.now());
+  const flood = floodNotice(snap.flood, Date.now());
   if (snap.peers.length === 0) {
     note(`no peers yet: a peer appears here when it connects to the peer port ${snap.contactPoint.peerPortUrl}`);
   } else {
@@ -258,7 +245,7 @@ function statusText(snap: Snapshot, now: number): string[] {
     `peer port      ${cp.peerPortUrl}`,
     `peers          ${peers.length} known: ${count('registered')} registered, ${count('pending')} pending, ` +
       `${count('revoked')} revoked, ${count('unregistered')} unregistered; ${online} online`,
-    ...(floodLine(snap.flood, now) !== undefined ? [`flood          ${floodLine(snap.flood, now)}`] : []),
+    ...(floodNotice(snap.flood, now) !== undefined ? [`flood          ${floodNotice(snap.flood, now)}`] : []),
     `policy         ${policyText(snap.policy)}`,
     `messages       ${flow.messages} (${flow.delivered} delivered, ${flow.refused} refused)`,
   ];

@@ -29,19 +29,8 @@ export function floodActive(flood: FloodView | undefined): boolean {
   return flood !== undefined && flood.dropped > 0;
 }
 
-/**
- * The one line the Peers view shows for a registration flood (`contact-point peers` prints the
- * same): `N registration requests from ADDRESS were dropped in the last M minutes (flood limit)`.
- */
-export function floodNotice(flood: FloodView | undefined, now: number): string | undefined {
-  if (!flood || flood.dropped === 0 || flood.since === undefined) return undefined;
-  const first = flood.sources[0]?.address ?? 'unknown';
-  const others = flood.sources.length - 1 + flood.otherSources;
-  const from = others > 0 ? `${first} and ${others} other address${others === 1 ? '' : 'es'}` : first;
-  const minutes = Math.max(1, Math.ceil((now - flood.since) / 60_000));
-  const n = flood.dropped;
-  return `${n} registration request${n === 1 ? '' : 's'} from ${from} ${n === 1 ? 'was' : 'were'} dropped in the last ${minutes === 1 ? 'minute' : `${minutes} minutes`} (flood limit)`;
-}
+/** The one line the Peers view shows for a registration flood (`contact-point peers` prints the same). */
+export { floodNotice } from '../../../core/admin/flood-notice.js';
 
 export function loadPeers(store: AppStore, peers: readonly PeerView[]): void {
   // Peers already pending when the GUI opens are not news: no notification for them.
