@@ -3,14 +3,12 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { parseAddress } from '../protocol/address.js';
-import { decodeAck, decodeControl, decodeMsg, encodeAck, type Frame, type MsgFrame } from '../protocol/codec.js';
+import { decodeControl, type Frame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { CAPABILITY_REACHABLE, FrameType, frameTypeName, type HelloBody, type ReachableBody } from '../protocol/frames.js';
+import { CAPABILITY_REACHABLE, FrameType, frameTypeName, type HelloBody } from '../protocol/frames.js';
 import { Link, type CloseInfo } from '../protocol/link.js';
 import {
   HELLO_TIMEOUT_MS,
-  MAX_BUFFERED_BYTES,
   MAX_FRAME_BYTES,
   MAX_MESSAGE_BYTES,
   MAX_PENDING_HELLOS,
@@ -18,24 +16,22 @@ import {
   MAX_PEERS_PER_CONTACT_POINT,
   PING_INTERVAL_MS,
   PRESSURE_TIMEOUT_MS,
-  REACHABLE_WAIT_MS,
-  REACHABLE_WAITERS_MAX,
-  REACHABLE_WAITERS_PER_DOMAIN,
   RELAY_RATE_PER_SENDER,
   TAKEOVER_PROBE_MS,
 } from '../protocol/limits.js';
 import { negotiateVersion } from '../protocol/version.js';
-import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
+import { Status } from '../protocol/status.js';
 import { FairSlots, sourceKey, type EvictReason } from '../runtime/fair-slots.js';
 import { createGuardedServer, refuseUpgrade, type HttpLimits } from '../runtime/http-guard.js';
 import { silentLogger, type Logger } from '../runtime/logger.js';
 import { KeyedBuckets, TokenBucket } from '../runtime/token-bucket.js';
-import { WaitList } from '../runtime/wait-list.js';
 import { closeServer, listen } from '../runtime/server-lifecycle.js';
-import type { CredentialKind, CredentialStore, Right } from './credentials.js';
+import type { CredentialKind, CredentialStore } from './credentials.js';
 import { ControlChannel } from './control.js';
 import { DEFAULT_EXPOSE_LIMITS, Exposer, type ExposeLimits, type Exposure, type ExposeSpec, type ExposureView } from './expose.js';
 import { OperatorSession } from './operators.js';
+import { Router } from './routing.js';
+import type { ExternalSession, RelaySession, TunnelSession } from './sessions.js';
 import { RelayUdpService } from './udp-service.js';
 
 /** The ws path every client connects to. */
@@ -80,47 +76,6 @@ export interface RelayOptions {
   readonly maxExposeConnectionsPerContactPoint?: number;
 }
 
-interface Session {
-  readonly kind: CredentialKind;
-  readonly id: string;
-  readonly link: Link;
-  readonly session: string;
-  readonly rights: readonly Right[];
-  /** hash of the credential it authenticated with: a removed or replaced credential ends the session */
-  readonly credentialHash: string;
-  readonly since: number;
-  /** its HELLO listed the `reachable` capability: it may be sent REACHABLE (0x12) */
-  readonly reachable: boolean;
-  /** how REACHABLE waiters name it: `e:<name>` or `c:<id>` */
-  readonly waitKey: string;
-}
-interface TunnelSession extends Session {
-  readonly kind: 'contact-point';
-  readonly peers: Set<string>;
-  readonly env: HelloBody['env'];
-  /** the control server's end of this tunnel (port mediation, seed 002) */
-  readonly control: ControlChannel;
-  /** HELLO `instance`: which running contact point holds the tunnel (undefined from older clients) */
-  readonly instance: string | undefined;
-  /** `host:port` the tunnel comes from, named to another instance refused with ID_IN_USE */
-  readonly remote: string;
-  /** the liveness probe in flight because another instance said hello with this id */
-  probe: Promise<boolean> | undefined;
-  /**
-   * Sessions (with `reachable`) that sent messages through this tunnel lately, at most
-   * REACHABLE_WAITERS_PER_DOMAIN (started over when full). When the tunnel closes or is
-   * replaced they wait for the next one: what they sent may have been lost with this one.
-   */
-  readonly senders: Set<string>;
-}
-interface ExternalSession extends Session {
-  readonly kind: 'external';
-  readonly address: string;
-  readonly bucket: TokenBucket;
-  /** set when this peer drives port mediation (credential right `mediate`) */
-  operator: OperatorSession | undefined;
-}
-
 export interface RelayStatus {
   readonly name: string;
   readonly url: string;
@@ -153,14 +108,8 @@ export class Relay {
   /** when the last "pending hellos under pressure" warning was logged (at most one a minute) */
   private pressureLoggedAt = 0;
   private unwatch: (() => void) | undefined;
-  private routed = 0;
-  private refused = 0;
-  private droppedAcks = 0;
-  /**
-   * Contact point id (or external peer address) -> sessions (`e:name` / `c:id`) refused
-   * CONTACT_POINT_OFFLINE (PEER_OFFLINE) for it, told REACHABLE when it is back.
-   */
-  private readonly waiting = new WaitList(REACHABLE_WAITERS_PER_DOMAIN, REACHABLE_WAITERS_MAX, REACHABLE_WAIT_MS);
+  /** MSG/ACK routing and REACHABLE waiters (routing.ts) */
+  private readonly router: Router;
   private boundUrl = '';
   readonly name: string;
   private readonly logger: Logger;
@@ -180,6 +129,7 @@ export class Relay {
     this.name = opts.name ?? 'relay';
     this.logger = opts.logger ?? silentLogger;
     this.maxMessageBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
+    this.router = new Router({ name: this.name, credentials: opts.credentials, logger: this.logger, maxMessageBytes: this.maxMessageBytes, sessions: { tunnels: this.tunnels, externals: this.externals } });
     this.udp = opts.udp === false ? undefined : new RelayUdpService(this.logger);
     this.exposer = new Exposer((cp) => this.tunnels.get(cp)?.control, opts.exposeHost ?? opts.host ?? '127.0.0.1', this.logger, exposeLimits(opts));
     this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
@@ -227,15 +177,16 @@ export class Relay {
   }
 
   status(): RelayStatus {
+    const { routed, refused, droppedAcks } = this.router.counts();
     return {
       name: this.name,
       url: this.boundUrl,
       tunnels: this.tunnels.size,
       externals: this.externals.size,
       sockets: this.links.size,
-      routed: this.routed,
-      refused: this.refused,
-      droppedAcks: this.droppedAcks,
+      routed,
+      refused,
+      droppedAcks,
     };
   }
 
@@ -365,7 +316,7 @@ export class Relay {
    * contact point whose id another instance holds waits for contest() instead (undefined).
    * `deadHolder`: that holder failed its liveness probe, so this hello may replace it.
    */
-  private admit(link: Link, hello: HelloBody, remote: string, deadHolder?: TunnelSession): TunnelSession | ExternalSession | undefined {
+  private admit(link: Link, hello: HelloBody, remote: string, deadHolder?: TunnelSession): RelaySession | undefined {
     const version = negotiateVersion(hello.versions);
     if (version === undefined) {
       link.fault(Status.VERSION_MISMATCH, `relay speaks protocol 1, client offered ${hello.versions.min}-${hello.versions.max}`);
@@ -395,12 +346,12 @@ export class Relay {
     const reachable = hello.env?.capabilities?.includes(CAPABILITY_REACHABLE) ?? false;
     const waitKey = `${kind === 'external' ? 'e' : 'c'}:${hello.id}`;
     const base = { id: hello.id, link, session: randomBytes(9).toString('base64url'), rights: record.rights, credentialHash: record.hash, since: Date.now(), reachable, waitKey };
-    let session: TunnelSession | ExternalSession;
+    let session: RelaySession;
     if (kind === 'contact-point') {
       const control = new ControlChannel(hello.id, link);
       session = { ...base, kind, peers: new Set<string>(), env: hello.env, control, instance: hello.instance, remote: link.remote ?? remote, probe: undefined, senders: new Set<string>() };
       this.wireControl(hello.id, control);
-      if (holder) this.sendersWait(holder);
+      if (holder) this.router.sendersWait(holder);
       this.tunnels.set(hello.id, session);
       if (holder === deadHolder) holder?.link.fault(Status.REPLACED, 'no answer to a liveness probe; another instance took over this contact point id');
       else holder?.link.fault(Status.REPLACED, 'a newer tunnel of this same contact point instance connected');
@@ -425,8 +376,8 @@ export class Relay {
     }
     this.logger.info(kind === 'contact-point' ? 'tunnel up' : 'external peer connected', { id: hello.id, session: session.session, remote });
     // Whoever waits for this contact point, or for this external peer, may send now.
-    if (kind === 'contact-point') this.tellReachable(hello.id, { domain: hello.id });
-    else this.tellReachable(`${hello.id}@${this.name}`, { domain: this.name, name: hello.id });
+    if (kind === 'contact-point') this.router.tellReachable(hello.id, { domain: hello.id });
+    else this.router.tellReachable(`${hello.id}@${this.name}`, { domain: this.name, name: hello.id });
     return session;
   }
 
@@ -461,14 +412,14 @@ export class Relay {
     });
   }
 
-  private handlerFor(s: TunnelSession | ExternalSession): { onFrame: (f: Frame) => void; onClose: (i: CloseInfo) => void } {
+  private handlerFor(s: RelaySession): { onFrame: (f: Frame) => void; onClose: (i: CloseInfo) => void } {
     return {
       onFrame: (frame) => {
         switch (frame.type) {
           case FrameType.MSG:
-            return this.onMsg(s, frame);
+            return this.router.onMsg(s, frame);
           case FrameType.ACK:
-            return this.onAck(s, frame);
+            return this.router.onAck(s, frame);
           case FrameType.PEERS: {
             if (s.kind !== 'contact-point') throw new ProtocolError(Status.PROTOCOL_VIOLATION, 'only contact points announce peers');
             const body = decodeControl(frame, FrameType.PEERS);
@@ -492,7 +443,7 @@ export class Relay {
         if (s.kind === 'contact-point') {
           if (this.tunnels.get(s.id) === s) {
             this.tunnels.delete(s.id);
-            this.sendersWait(s);
+            this.router.sendersWait(s);
           }
           // Tunnel loss: pending requests fail, every stream through it is reset at once.
           s.control.close('tunnel lost');
@@ -545,103 +496,6 @@ export class Relay {
       if (owner) owner.datagram(d);
       else this.exposer.datagram(cp, d.portId, d.payload);
     });
-  }
-
-  private onMsg(s: TunnelSession | ExternalSession, frame: Frame): void {
-    const msg = decodeMsg(frame);
-    if (s.kind === 'external') {
-      if (msg.from !== s.address) return this.refuse(s.link, msg, Status.UNAUTHORIZED, `you send as ${s.address}, not ${msg.from}`);
-      if (!s.rights.includes('send')) return this.refuse(s.link, msg, Status.UNAUTHORIZED, 'this credential may not send messages');
-      if (!s.bucket.take()) return this.refuse(s.link, msg, Status.RATE_LIMITED);
-    } else if (parseAddress(msg.from)?.domain !== s.id) {
-      return this.refuse(s.link, msg, Status.UNAUTHORIZED, `contact point ${s.id} may only send as *@${s.id}`);
-    }
-    if (msg.payload.length > this.maxMessageBytes) {
-      return this.refuse(s.link, msg, Status.TOO_LARGE, `${msg.payload.length} bytes; the limit is ${this.maxMessageBytes}`);
-    }
-    const to = parseAddress(msg.to);
-    if (!to) return this.refuse(s.link, msg, Status.BAD_ADDRESS, `"${msg.to}" is not name@domain`);
-    let target: Link;
-    if (to.domain === this.name) {
-      const ext = this.externals.get(to.name);
-      if (!ext) {
-        const known = this.opts.credentials.has('external', to.name);
-        // Remember who waits, to tell them the moment that peer connects (REACHABLE with name).
-        if (known && s.reachable) this.waiting.add(msg.to, s.waitKey);
-        return this.refuse(s.link, msg, known ? Status.PEER_OFFLINE : Status.UNKNOWN_PEER);
-      }
-      target = ext.link;
-    } else {
-      const tunnel = this.tunnels.get(to.domain);
-      if (!tunnel) {
-        const known = this.opts.credentials.has('contact-point', to.domain);
-        // Remember who waits, to tell them the moment the tunnel is back (REACHABLE).
-        if (known && s.reachable) this.waiting.add(to.domain, s.waitKey);
-        return this.refuse(s.link, msg, known ? Status.CONTACT_POINT_OFFLINE : Status.UNKNOWN_CONTACT_POINT);
-      }
-      // Registration is checked at the contact point, the single place where traffic is checked
-      // (seed 000 [0041]): it refuses with the reason and its admin sees the refusal in the flow.
-      target = tunnel.link;
-      if (s.reachable && !tunnel.senders.has(s.waitKey)) {
-        if (tunnel.senders.size >= REACHABLE_WAITERS_PER_DOMAIN) tunnel.senders.clear();
-        tunnel.senders.add(s.waitKey);
-      }
-    }
-    if (target.bufferedAmount > MAX_BUFFERED_BYTES) return this.refuse(s.link, msg, Status.QUEUE_FULL, 'the path to the receiver is congested');
-    target.send(frame.raw);
-    this.routed++;
-  }
-
-  /**
-   * An ACK travels back to the message's sender. The relay keeps no per-message state, so it
-   * cannot know that the message was ever routed here; what it checks is what it can from the
-   * link alone (PROTOCOL.md 9.2): the ACK's `from` (the message's recipient) is this link's own
-   * address or domain, the only link the relay routes messages for that address to; and its `to`
-   * is an address. The sender's SDK completes a send only on an ACK whose `from` is the address
-   * it sent to, so together no one but the recipient's link can settle a send.
-   */
-  private onAck(s: TunnelSession | ExternalSession, frame: Frame): void {
-    const ack = decodeAck(frame);
-    if (s.kind === 'external' ? ack.from !== s.address : parseAddress(ack.from)?.domain !== s.id) {
-      throw new ProtocolError(Status.PROTOCOL_VIOLATION, `ACK from ${ack.from} on a link that is not ${ack.from}`);
-    }
-    const to = parseAddress(ack.to);
-    if (!to) {
-      this.droppedAcks++;
-      this.logger.debug('ack dropped: its to is not an address', { to: ack.to, from: ack.from, id: ack.id });
-      return;
-    }
-    const target = to.domain === this.name ? this.externals.get(to.name)?.link : this.tunnels.get(to.domain)?.link;
-    // An ACK for someone who has gone is not kept: the sender retries and the receiver re-acks the duplicate.
-    if (target) target.send(frame.raw);
-    else this.logger.debug('ack unroutable; sender will retry', { to: ack.to, id: ack.id });
-  }
-
-  /** A tunnel closed or was replaced: whoever sent through it lately waits for the next one. */
-  private sendersWait(t: TunnelSession): void {
-    for (const key of t.senders) this.waiting.add(t.id, key);
-    t.senders.clear();
-  }
-
-  /**
-   * A contact point's tunnel is up (`key` = its id), or an external peer connected (`key` = its
-   * address): every session waiting for it hears REACHABLE `body` at once.
-   */
-  private tellReachable(key: string, body: ReachableBody): void {
-    let told = 0;
-    for (const who of this.waiting.take(key)) {
-      const name = who.slice(2);
-      const s = who.startsWith('e:') ? this.externals.get(name) : this.tunnels.get(name);
-      if (!s?.reachable) continue;
-      s.link.sendControl(FrameType.REACHABLE, body);
-      told++;
-    }
-    if (told > 0) this.logger.debug('told waiting senders the way is back', { key, told });
-  }
-
-  private refuse(link: Link, msg: MsgFrame, code: StatusCode, reason?: string): void {
-    this.refused++;
-    link.send(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: code, reason: reason ?? describeStatus(code) }));
   }
 }
 
