@@ -27,12 +27,12 @@ import { silentLogger, type Logger } from '../runtime/logger.js';
 import { KeyedBuckets, TokenBucket } from '../runtime/token-bucket.js';
 import { closeServer, listen } from '../runtime/server-lifecycle.js';
 import type { CredentialKind, CredentialStore } from './credentials.js';
-import { ControlChannel } from './control.js';
-import { DEFAULT_EXPOSE_LIMITS, Exposer, type ExposeLimits, type Exposure, type ExposeSpec, type ExposureView } from './expose.js';
-import { OperatorSession } from './operators.js';
+import type { ControlChannel } from './control.js';
+import { ControlServer } from './control-server.js';
+import type { Exposer, Exposure, ExposeSpec, ExposureView } from './expose.js';
 import { Router } from './routing.js';
 import type { ExternalSession, RelaySession, TunnelSession } from './sessions.js';
-import { RelayUdpService } from './udp-service.js';
+import type { RelayUdpService } from './udp-service.js';
 
 /** The ws path every client connects to. */
 export const RELAY_PATH = '/v1';
@@ -114,11 +114,11 @@ export class Relay {
   readonly name: string;
   private readonly logger: Logger;
   private readonly maxMessageBytes: number;
+  /** seed 002's control server: control channels, operators, port owners, exposures (control-server.ts) */
+  private readonly controlServer: ControlServer;
   readonly exposer: Exposer;
   /** the UDP service port (seed 002's UDP channels), when enabled */
   readonly udp: RelayUdpService | undefined;
-  /** `${cp}\n${portId}` -> the operator session that opened it */
-  private readonly portOwners = new Map<string, OperatorSession>();
 
   constructor(private readonly opts: RelayOptions) {
     const probe = opts.takeoverProbeMs;
@@ -130,8 +130,18 @@ export class Relay {
     this.logger = opts.logger ?? silentLogger;
     this.maxMessageBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
     this.router = new Router({ name: this.name, credentials: opts.credentials, logger: this.logger, maxMessageBytes: this.maxMessageBytes, sessions: { tunnels: this.tunnels, externals: this.externals } });
-    this.udp = opts.udp === false ? undefined : new RelayUdpService(this.logger);
-    this.exposer = new Exposer((cp) => this.tunnels.get(cp)?.control, opts.exposeHost ?? opts.host ?? '127.0.0.1', this.logger, exposeLimits(opts));
+    this.controlServer = new ControlServer({
+      credentials: opts.credentials,
+      logger: this.logger,
+      sessions: { tunnels: this.tunnels, externals: this.externals },
+      exposeHost: opts.exposeHost ?? opts.host ?? '127.0.0.1',
+      udp: opts.udp,
+      udpAdvertisePort: opts.udpAdvertisePort,
+      maxExposeConnections: opts.maxExposeConnections,
+      maxExposeConnectionsPerContactPoint: opts.maxExposeConnectionsPerContactPoint,
+    });
+    this.udp = this.controlServer.udp;
+    this.exposer = this.controlServer.exposer;
     this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
     this.helloSlots = new FairSlots({
       max: opts.maxPendingHellos ?? MAX_PENDING_HELLOS,
@@ -206,7 +216,7 @@ export class Relay {
 
   /** The control channel to a connected contact point (port mediation), if its tunnel is up. */
   control(contactPointId: string): ControlChannel | undefined {
-    return this.tunnels.get(contactPointId)?.control;
+    return this.controlServer.channel(contactPointId);
   }
 
   /** A public port on the relay forwarding to a LAN target behind `spec.cp` (see expose.ts). */
@@ -348,9 +358,8 @@ export class Relay {
     const base = { id: hello.id, link, session: randomBytes(9).toString('base64url'), rights: record.rights, credentialHash: record.hash, since: Date.now(), reachable, waitKey };
     let session: RelaySession;
     if (kind === 'contact-point') {
-      const control = new ControlChannel(hello.id, link);
+      const control = this.controlServer.openChannel(hello.id, link);
       session = { ...base, kind, peers: new Set<string>(), env: hello.env, control, instance: hello.instance, remote: link.remote ?? remote, probe: undefined, senders: new Set<string>() };
-      this.wireControl(hello.id, control);
       if (holder) this.router.sendersWait(holder);
       this.tunnels.set(hello.id, session);
       if (holder === deadHolder) holder?.link.fault(Status.REPLACED, 'no answer to a liveness probe; another instance took over this contact point id');
@@ -368,12 +377,7 @@ export class Relay {
       address: session.kind === 'external' ? session.address : session.id,
       limits: { maxMessageBytes: this.maxMessageBytes, pingIntervalMs: this.opts.pingIntervalMs ?? PING_INTERVAL_MS },
     });
-    if (session.kind === 'contact-point' && this.udp) {
-      const control = session.control;
-      const path = this.udp.register((d) => control.emit('datagram', d));
-      control.udpPath = path;
-      link.sendControl(FrameType.UDP_CHANNEL, { port: this.opts.udpAdvertisePort ?? this.udp.port, session: path.session, key: path.key });
-    }
+    if (session.kind === 'contact-point') this.controlServer.offerUdp(session);
     this.logger.info(kind === 'contact-point' ? 'tunnel up' : 'external peer connected', { id: hello.id, session: session.session, remote });
     // Whoever waits for this contact point, or for this external peer, may send now.
     if (kind === 'contact-point') this.router.tellReachable(hello.id, { domain: hello.id });
@@ -434,7 +438,7 @@ export class Relay {
             return;
           }
           default:
-            if (s.kind === 'contact-point' ? s.control.handleFrame(frame) : this.operatorFrame(s, frame)) return;
+            if (s.kind === 'contact-point' ? s.control.handleFrame(frame) : this.controlServer.operatorFrame(s, frame)) return;
             throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} not expected after WELCOME`);
         }
       },
@@ -455,55 +459,4 @@ export class Relay {
       },
     };
   }
-
-  /** Mediation frames from an external peer: only for credentials with the `mediate` right. */
-  private operatorFrame(s: ExternalSession, frame: Frame): boolean {
-    if (!s.operator) {
-      if (frame.type !== FrameType.PORT_REQUEST) return false;
-      if (!s.rights.includes('mediate')) {
-        const req = decodeControl(frame, FrameType.PORT_REQUEST);
-        s.link.sendControl(FrameType.PORT_RESULT, { req: req.req, ok: false, code: Status.PERMISSION_DENIED, reason: 'this credential may not drive port mediation' });
-        return true;
-      }
-      s.operator = new OperatorSession(s.id, s.link, {
-        channel: (cp) => this.tunnels.get(cp)?.control,
-        knownContactPoint: (cp) => this.tunnels.has(cp) || this.opts.credentials.has('contact-point', cp),
-        exposer: this.exposer,
-        logger: this.logger,
-        claim: (cp, portId, owner) => {
-          if (owner) this.portOwners.set(`${cp}\n${portId}`, owner);
-          else this.portOwners.delete(`${cp}\n${portId}`);
-        },
-      });
-    }
-    return s.operator.handleFrame(frame);
-  }
-
-  /** Routes a tunnel's mediation events to the operator that owns the port, or to an exposure. */
-  private wireControl(cp: string, control: ControlChannel): void {
-    control.on('accepted', (e, stream) => {
-      const owner = this.portOwners.get(`${cp}\n${e.portId}`);
-      if (owner) owner.accepted(e, stream);
-      else if (control.listenerCount('accepted') === 1) {
-        // Nobody (operator or in-process user of relay.control()) takes it: reset the LAN connection.
-        stream.on('error', () => undefined);
-        stream.destroy(new Error('nobody listens on this port any more'));
-      }
-    });
-    control.on('closed', (e) => this.portOwners.get(`${cp}\n${e.portId}`)?.closed(cp, e));
-    control.on('datagram', (d) => {
-      const owner = this.portOwners.get(`${cp}\n${d.portId}`);
-      if (owner) owner.datagram(d);
-      else this.exposer.datagram(cp, d.portId, d.payload);
-    });
-  }
-}
-
-function exposeLimits(o: RelayOptions): ExposeLimits {
-  const limits = {
-    maxConnections: o.maxExposeConnections ?? DEFAULT_EXPOSE_LIMITS.maxConnections,
-    maxConnectionsPerContactPoint: o.maxExposeConnectionsPerContactPoint ?? DEFAULT_EXPOSE_LIMITS.maxConnectionsPerContactPoint,
-  };
-  for (const [k, v] of Object.entries(limits)) if (!Number.isInteger(v) || v < 1) throw new RangeError(`relay option ${k}: expected a positive integer, got ${v}`);
-  return limits;
 }
