@@ -6,7 +6,7 @@ import type { Distributor } from './distributor.js';
 import type { FlowRecorder } from './flow-recorder.js';
 import type { Gateway } from './gateway.js';
 import type { Outbound } from './outbound.js';
-import type { PeerSession } from './peer-port.js';
+import type { PeerSession } from './peer-interface.js';
 import { refuse } from './refusal.js';
 import type { Registrar } from './registrar.js';
 

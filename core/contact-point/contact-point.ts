@@ -28,11 +28,11 @@ import { Outbound } from './outbound.js';
 import { FlowRecorder } from './flow-recorder.js';
 import { Gateway } from './gateway.js';
 import { FloodMonitor } from './flood-monitor.js';
-import { PeerPort, type PeerSession } from './peer-port.js';
+import { PeerPort, type PeerSession } from './peer-interface.js';
 import { Registrar, type PlannedDecision, type RegistrarLimits } from './registrar.js';
 import { StateClosedError, StateSaveError, StateStore, type Decision, type PersistedState, type StateDraft } from './state-store.js';
 import { PortPolicy, type PortPolicyConfig } from './port-policy.js';
-import { PortMediator } from './ports.js';
+import { PortMediator } from './mediation.js';
 import { UdpChannel } from './udp-channel.js';
 
 export interface ContactPointOptions {

@@ -6,7 +6,7 @@ import { Status } from '../protocol/status.js';
 import type { Logger } from '../runtime/logger.js';
 import type { FlowRecorder } from './flow-recorder.js';
 import type { Gateway } from './gateway.js';
-import type { PeerPort, PeerSession } from './peer-port.js';
+import type { PeerPort, PeerSession } from './peer-interface.js';
 import { refuse, type Reply } from './refusal.js';
 import type { Registrar } from './registrar.js';
 

@@ -8,7 +8,7 @@ import type { Logger } from '../runtime/logger.js';
 import { WaitList } from '../runtime/wait-list.js';
 import type { FlowRecorder } from './flow-recorder.js';
 import type { Gateway } from './gateway.js';
-import type { PeerPort, PeerSession } from './peer-port.js';
+import type { PeerPort, PeerSession } from './peer-interface.js';
 import { refuse } from './refusal.js';
 
 /** Messages forwarded to the relay whose ACK the flow view still waits for; beyond, they show as `forwarded`. */

@@ -1,49 +1,25 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
-import { parseAddress } from '../protocol/address.js';
-import { decodeAck, decodeControl, decodeMsg, encodeAck, type Frame, type MsgFrame } from '../protocol/codec.js';
+import { decodeControl, type Frame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { CAPABILITY_REACHABLE, FrameType, frameTypeName, type HelloBody, type ReachableBody } from '../protocol/frames.js';
-import { Link, type CloseInfo } from '../protocol/link.js';
-import {
-  HELLO_TIMEOUT_MS,
-  MAX_BUFFERED_BYTES,
-  MAX_FRAME_BYTES,
-  MAX_MESSAGE_BYTES,
-  MAX_PENDING_HELLOS,
-  MAX_PENDING_HELLOS_PER_ADDRESS,
-  MAX_PEERS_PER_CONTACT_POINT,
-  PING_INTERVAL_MS,
-  PRESSURE_TIMEOUT_MS,
-  REACHABLE_WAIT_MS,
-  REACHABLE_WAITERS_MAX,
-  REACHABLE_WAITERS_PER_DOMAIN,
-  RELAY_RATE_PER_SENDER,
-  TAKEOVER_PROBE_MS,
-} from '../protocol/limits.js';
-import { negotiateVersion } from '../protocol/version.js';
-import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
-import { FairSlots, sourceKey, type EvictReason } from '../runtime/fair-slots.js';
-import { createGuardedServer, refuseUpgrade, type HttpLimits } from '../runtime/http-guard.js';
+import { CAPABILITY_REACHABLE, FrameType, frameTypeName } from '../protocol/frames.js';
+import type { CloseInfo, Link } from '../protocol/link.js';
+import { MAX_MESSAGE_BYTES, MAX_PEERS_PER_CONTACT_POINT, PING_INTERVAL_MS, RELAY_RATE_PER_SENDER } from '../protocol/limits.js';
+import { Status } from '../protocol/status.js';
+import { createGuardedServer, type HttpLimits } from '../runtime/http-guard.js';
 import { silentLogger, type Logger } from '../runtime/logger.js';
-import { KeyedBuckets, TokenBucket } from '../runtime/token-bucket.js';
-import { WaitList } from '../runtime/wait-list.js';
+import { TokenBucket } from '../runtime/token-bucket.js';
 import { closeServer, listen } from '../runtime/server-lifecycle.js';
-import type { CredentialKind, CredentialStore, Right } from './credentials.js';
-import { ControlChannel } from './control.js';
-import { DEFAULT_EXPOSE_LIMITS, Exposer, type ExposeLimits, type Exposure, type ExposeSpec, type ExposureView } from './expose.js';
-import { OperatorSession } from './operators.js';
-import { RelayUdpService } from './udp-service.js';
+import { Admission, checkTakeoverProbe, RELAY_PATH, type Admitted } from './admission.js';
+import type { CredentialStore } from './credentials.js';
+import type { ControlChannel } from './control.js';
+import { ControlServer } from './control-server.js';
+import type { Exposer, Exposure, ExposeSpec, ExposureView } from './expose.js';
+import { Router } from './routing.js';
+import type { ExternalSession, RelaySession, TunnelSession } from './sessions.js';
+import type { RelayUdpService } from './udp-service.js';
 
-/** The ws path every client connects to. */
-export const RELAY_PATH = '/v1';
-/** Failed hellos one remote address may make per minute (a token bucket, burst as many) before its upgrades are refused (429). */
-export const MAX_AUTH_FAILURES_PER_MINUTE = 20;
-/** Remote addresses whose hello failures are tracked at once (the least recently failed forgotten). */
-const MAX_TRACKED_ADDRESSES = 10_000;
+export { MAX_AUTH_FAILURES_PER_MINUTE, RELAY_PATH } from './admission.js';
 
 export interface RelayOptions {
   readonly credentials: CredentialStore;
@@ -80,47 +56,6 @@ export interface RelayOptions {
   readonly maxExposeConnectionsPerContactPoint?: number;
 }
 
-interface Session {
-  readonly kind: CredentialKind;
-  readonly id: string;
-  readonly link: Link;
-  readonly session: string;
-  readonly rights: readonly Right[];
-  /** hash of the credential it authenticated with: a removed or replaced credential ends the session */
-  readonly credentialHash: string;
-  readonly since: number;
-  /** its HELLO listed the `reachable` capability: it may be sent REACHABLE (0x12) */
-  readonly reachable: boolean;
-  /** how REACHABLE waiters name it: `e:<name>` or `c:<id>` */
-  readonly waitKey: string;
-}
-interface TunnelSession extends Session {
-  readonly kind: 'contact-point';
-  readonly peers: Set<string>;
-  readonly env: HelloBody['env'];
-  /** the control server's end of this tunnel (port mediation, seed 002) */
-  readonly control: ControlChannel;
-  /** HELLO `instance`: which running contact point holds the tunnel (undefined from older clients) */
-  readonly instance: string | undefined;
-  /** `host:port` the tunnel comes from, named to another instance refused with ID_IN_USE */
-  readonly remote: string;
-  /** the liveness probe in flight because another instance said hello with this id */
-  probe: Promise<boolean> | undefined;
-  /**
-   * Sessions (with `reachable`) that sent messages through this tunnel lately, at most
-   * REACHABLE_WAITERS_PER_DOMAIN (started over when full). When the tunnel closes or is
-   * replaced they wait for the next one: what they sent may have been lost with this one.
-   */
-  readonly senders: Set<string>;
-}
-interface ExternalSession extends Session {
-  readonly kind: 'external';
-  readonly address: string;
-  readonly bucket: TokenBucket;
-  /** set when this peer drives port mediation (credential right `mediate`) */
-  operator: OperatorSession | undefined;
-}
-
 export interface RelayStatus {
   readonly name: string;
   readonly url: string;
@@ -135,59 +70,57 @@ export interface RelayStatus {
 
 /**
  * The public relay (seed 000's relay server; seed 002's control server). It authenticates
- * contact points and external peers, keeps one tunnel per contact point id, learns which peers
- * each tunnel represents (for its status and name service), and routes MSG/ACK frames
- * between them by address. It holds no
- * message state: senders retry, receivers dedupe, so a relay restart loses nothing.
+ * contact points and external peers (admission.ts), keeps one tunnel per contact point id,
+ * learns which peers each tunnel represents (for its status and name service), routes MSG/ACK
+ * frames between them by address (routing.ts), and hands mediation frames to the control
+ * server (control-server.ts). This class composes them: options, start/stop, the sessions,
+ * status. It holds no message state: senders retry, receivers dedupe, so a relay restart loses
+ * nothing.
  */
 export class Relay {
   private server: Server | undefined;
-  private readonly wss: WebSocketServer;
   private readonly tunnels = new Map<string, TunnelSession>();
   private readonly externals = new Map<string, ExternalSession>();
   private readonly links = new Set<Link>();
-  /** connections in their hello: capped per source, shared fairly (see FairSlots) */
-  private readonly helloSlots: FairSlots;
-  /** failed hellos per remote address */
-  private readonly failures = KeyedBuckets.perMinute(MAX_AUTH_FAILURES_PER_MINUTE, MAX_TRACKED_ADDRESSES);
-  /** when the last "pending hellos under pressure" warning was logged (at most one a minute) */
-  private pressureLoggedAt = 0;
+  /** upgrade gating, pending hellos, failed-hello limits, hello checks, same-id contest (admission.ts) */
+  private readonly admission: Admission;
   private unwatch: (() => void) | undefined;
-  private routed = 0;
-  private refused = 0;
-  private droppedAcks = 0;
-  /**
-   * Contact point id (or external peer address) -> sessions (`e:name` / `c:id`) refused
-   * CONTACT_POINT_OFFLINE (PEER_OFFLINE) for it, told REACHABLE when it is back.
-   */
-  private readonly waiting = new WaitList(REACHABLE_WAITERS_PER_DOMAIN, REACHABLE_WAITERS_MAX, REACHABLE_WAIT_MS);
+  /** MSG/ACK routing and REACHABLE waiters (routing.ts) */
+  private readonly router: Router;
   private boundUrl = '';
   readonly name: string;
   private readonly logger: Logger;
   private readonly maxMessageBytes: number;
+  /** seed 002's control server: control channels, operators, port owners, exposures (control-server.ts) */
+  private readonly controlServer: ControlServer;
   readonly exposer: Exposer;
   /** the UDP service port (seed 002's UDP channels), when enabled */
   readonly udp: RelayUdpService | undefined;
-  /** `${cp}\n${portId}` -> the operator session that opened it */
-  private readonly portOwners = new Map<string, OperatorSession>();
 
   constructor(private readonly opts: RelayOptions) {
-    const probe = opts.takeoverProbeMs;
-    // A newcomer waits for its WELCOME at most HELLO_TIMEOUT_MS: the probe must end before that.
-    if (probe !== undefined && !(Number.isInteger(probe) && probe >= 1 && probe < HELLO_TIMEOUT_MS)) {
-      throw new RangeError(`takeoverProbeMs ${probe}: expected a whole number of milliseconds from 1 to ${HELLO_TIMEOUT_MS - 1}`);
-    }
+    checkTakeoverProbe(opts.takeoverProbeMs);
     this.name = opts.name ?? 'relay';
     this.logger = opts.logger ?? silentLogger;
     this.maxMessageBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
-    this.udp = opts.udp === false ? undefined : new RelayUdpService(this.logger);
-    this.exposer = new Exposer((cp) => this.tunnels.get(cp)?.control, opts.exposeHost ?? opts.host ?? '127.0.0.1', this.logger, exposeLimits(opts));
-    this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
-    this.helloSlots = new FairSlots({
-      max: opts.maxPendingHellos ?? MAX_PENDING_HELLOS,
-      maxPerKey: opts.maxPendingHellosPerAddress ?? MAX_PENDING_HELLOS_PER_ADDRESS,
-      pressureAgeMs: opts.pressureTimeoutMs ?? PRESSURE_TIMEOUT_MS,
-      label: 'relay pending hellos (maxPendingHellos, maxPendingHellosPerAddress, pressureTimeoutMs)',
+    this.router = new Router({ name: this.name, credentials: opts.credentials, logger: this.logger, maxMessageBytes: this.maxMessageBytes, sessions: { tunnels: this.tunnels, externals: this.externals } });
+    this.controlServer = new ControlServer({
+      credentials: opts.credentials,
+      logger: this.logger,
+      sessions: { tunnels: this.tunnels, externals: this.externals },
+      exposeHost: opts.exposeHost ?? opts.host ?? '127.0.0.1',
+      udp: opts.udp,
+      udpAdvertisePort: opts.udpAdvertisePort,
+      maxExposeConnections: opts.maxExposeConnections,
+      maxExposeConnectionsPerContactPoint: opts.maxExposeConnectionsPerContactPoint,
+    });
+    this.udp = this.controlServer.udp;
+    this.exposer = this.controlServer.exposer;
+    this.admission = new Admission(opts, {
+      name: this.name,
+      logger: this.logger,
+      sessions: { tunnels: this.tunnels, externals: this.externals },
+      links: this.links,
+      open: (admitted) => this.open(admitted),
     });
   }
 
@@ -196,7 +129,7 @@ export class Relay {
   }
 
   async start(): Promise<string> {
-    const server = createGuardedServer({ tls: this.opts.tls, limits: this.opts.http, onRequest: this.onRequest, onUpgrade: this.onUpgrade });
+    const server = createGuardedServer({ tls: this.opts.tls, limits: this.opts.http, onRequest: this.onRequest, onUpgrade: this.admission.onUpgrade });
     this.server = server;
     const { address: addr, urlHost } = await listen(server, this.opts.port ?? 0, this.opts.host ?? '127.0.0.1');
     this.boundUrl = `${this.opts.tls ? 'wss' : 'ws'}://${urlHost}:${addr.port}${RELAY_PATH}`;
@@ -227,15 +160,16 @@ export class Relay {
   }
 
   status(): RelayStatus {
+    const { routed, refused, droppedAcks } = this.router.counts();
     return {
       name: this.name,
       url: this.boundUrl,
       tunnels: this.tunnels.size,
       externals: this.externals.size,
       sockets: this.links.size,
-      routed: this.routed,
-      refused: this.refused,
-      droppedAcks: this.droppedAcks,
+      routed,
+      refused,
+      droppedAcks,
     };
   }
 
@@ -255,7 +189,7 @@ export class Relay {
 
   /** The control channel to a connected contact point (port mediation), if its tunnel is up. */
   control(contactPointId: string): ControlChannel | undefined {
-    return this.tunnels.get(contactPointId)?.control;
+    return this.controlServer.channel(contactPointId);
   }
 
   /** A public port on the relay forwarding to a LAN target behind `spec.cp` (see expose.ts). */
@@ -287,120 +221,16 @@ export class Relay {
     res.end(`contact-point relay: connect with a WebSocket to ${RELAY_PATH}\n`);
   };
 
-  private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const remote = (socket as Socket).remoteAddress ?? 'unknown';
-    const path = (req.url ?? '').split('?')[0];
-    if (path !== RELAY_PATH) return refuseUpgrade(socket, 404, 'Not Found');
-    if (!this.failures.has(remote)) return refuseUpgrade(socket, 429, 'Too Many Requests');
-    // A source at its own cap only competes with itself: refused. Anyone else gets a slot, if
-    // need be the oldest pending hello of the source holding the most (a flood from some
-    // addresses cannot keep a contact point's reconnect out).
-    let link: Link | undefined;
-    const slot = this.helloSlots.take(sourceKey(remote), (why) => this.evictPending(why, link, socket));
-    if (!slot) return refuseUpgrade(socket, 503, 'Service Unavailable');
-    socket.once('close', () => slot.release()); // also when the ws handshake itself fails
-    this.wss.handleUpgrade(req, socket, head, (ws) => {
-      link = this.onConnection(ws, req.socket, remote, () => slot.release());
-    });
-  };
-
-  /** A pending hello lost its slot to a newcomer: it was idle past the pressure deadline, or the table was full. */
-  private evictPending(why: EvictReason, link: Link | undefined, socket: Duplex): void {
-    const now = Date.now();
-    if (now - this.pressureLoggedAt >= 60_000) {
-      this.pressureLoggedAt = now;
-      this.logger.warn('many connections in their hello: idle ones are closed to make room (a flood?)', {
-        pending: this.helloSlots.size,
-        closedIdle: this.helloSlots.evictions.expired,
-        closedForRoom: this.helloSlots.evictions.evicted,
-      });
-    }
-    if (!link) return void socket.destroy();
-    if (why === 'expired') link.fault(Status.HELLO_TIMEOUT, `no hello within ${this.opts.pressureTimeoutMs ?? PRESSURE_TIMEOUT_MS} ms while the relay is busy`);
-    else link.fault(Status.RESOURCE_LIMIT, 'too many connections in their hello; this one gave its place to a newer one');
-  }
-
-  private onConnection(ws: WebSocket, socket: Socket, remote: string, releaseSlot: () => void): Link {
-    const link = new Link(ws, socket, {
-      role: 'server',
-      logger: this.logger,
-      label: `relay<-${remote}`,
-      pingIntervalMs: this.opts.pingIntervalMs ?? PING_INTERVAL_MS,
-    });
-    this.links.add(link);
-    let helloDone = false;
-    const endPending = (): void => {
-      if (helloDone) return;
-      helloDone = true;
-      releaseSlot();
-      clearTimeout(timer);
-    };
-    const timer = setTimeout(() => link.fault(Status.HELLO_TIMEOUT, `no hello within ${this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS} ms`), this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS);
-    timer.unref();
-
-    link.setHandler({
-      onFrame: (frame) => {
-        if (frame.type !== FrameType.HELLO) {
-          throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} before HELLO`);
-        }
-        const hello = decodeControl(frame, FrameType.HELLO);
-        endPending();
-        this.onHello(link, hello, remote);
-      },
-      onClose: () => {
-        endPending();
-        this.links.delete(link);
-      },
-    });
-    return link;
-  }
-
-  private onHello(link: Link, hello: HelloBody, remote: string, deadHolder?: TunnelSession): void {
-    const session = this.admit(link, hello, remote, deadHolder);
-    if (session) link.setHandler(this.handlerFor(session));
-  }
-
-  /**
-   * Checks version and credentials; on success registers the session and sends WELCOME. A
-   * contact point whose id another instance holds waits for contest() instead (undefined).
-   * `deadHolder`: that holder failed its liveness probe, so this hello may replace it.
-   */
-  private admit(link: Link, hello: HelloBody, remote: string, deadHolder?: TunnelSession): TunnelSession | ExternalSession | undefined {
-    const version = negotiateVersion(hello.versions);
-    if (version === undefined) {
-      link.fault(Status.VERSION_MISMATCH, `relay speaks protocol 1, client offered ${hello.versions.min}-${hello.versions.max}`);
-      return undefined;
-    }
-    if (hello.role === 'peer') {
-      link.fault(Status.PROTOCOL_VIOLATION, 'internal peers connect to their contact point, not to the relay');
-      return undefined;
-    }
-    const kind: CredentialKind = hello.role;
-    const record = hello.secret !== undefined ? this.opts.credentials.verify(kind, hello.id, hello.secret) : undefined;
-    if (!record || (kind === 'contact-point' && hello.id === this.name)) {
-      this.failures.take(remote);
-      this.logger.warn('hello refused: bad credentials', { role: kind, id: hello.id, remote });
-      link.fault(Status.BAD_CREDENTIALS, `no valid credential for ${kind} "${hello.id}"`);
-      return undefined;
-    }
-    const holder = kind === 'contact-point' ? this.tunnels.get(hello.id) : undefined;
-    // Only the same instance (a reconnect the holder's own side already gave up on) replaces a
-    // holder at once. Another instance, or a client too old to say which it is, waits for a
-    // liveness probe of the holder: two live contact points with one credential would otherwise
-    // replace each other for ever.
-    if (holder && holder !== deadHolder && (hello.instance === undefined || hello.instance !== holder.instance)) {
-      this.contest(link, hello, remote, holder);
-      return undefined;
-    }
+  /** A hello passed admission: the session is registered, WELCOMEd, and its frames handled here. */
+  private open({ link, hello, kind, record, remote, version, holder, deadHolder }: Admitted): void {
     const reachable = hello.env?.capabilities?.includes(CAPABILITY_REACHABLE) ?? false;
     const waitKey = `${kind === 'external' ? 'e' : 'c'}:${hello.id}`;
     const base = { id: hello.id, link, session: randomBytes(9).toString('base64url'), rights: record.rights, credentialHash: record.hash, since: Date.now(), reachable, waitKey };
-    let session: TunnelSession | ExternalSession;
+    let session: RelaySession;
     if (kind === 'contact-point') {
-      const control = new ControlChannel(hello.id, link);
+      const control = this.controlServer.openChannel(hello.id, link);
       session = { ...base, kind, peers: new Set<string>(), env: hello.env, control, instance: hello.instance, remote: link.remote ?? remote, probe: undefined, senders: new Set<string>() };
-      this.wireControl(hello.id, control);
-      if (holder) this.sendersWait(holder);
+      if (holder) this.router.sendersWait(holder);
       this.tunnels.set(hello.id, session);
       if (holder === deadHolder) holder?.link.fault(Status.REPLACED, 'no answer to a liveness probe; another instance took over this contact point id');
       else holder?.link.fault(Status.REPLACED, 'a newer tunnel of this same contact point instance connected');
@@ -417,58 +247,22 @@ export class Relay {
       address: session.kind === 'external' ? session.address : session.id,
       limits: { maxMessageBytes: this.maxMessageBytes, pingIntervalMs: this.opts.pingIntervalMs ?? PING_INTERVAL_MS },
     });
-    if (session.kind === 'contact-point' && this.udp) {
-      const control = session.control;
-      const path = this.udp.register((d) => control.emit('datagram', d));
-      control.udpPath = path;
-      link.sendControl(FrameType.UDP_CHANNEL, { port: this.opts.udpAdvertisePort ?? this.udp.port, session: path.session, key: path.key });
-    }
+    if (session.kind === 'contact-point') this.controlServer.offerUdp(session);
     this.logger.info(kind === 'contact-point' ? 'tunnel up' : 'external peer connected', { id: hello.id, session: session.session, remote });
     // Whoever waits for this contact point, or for this external peer, may send now.
-    if (kind === 'contact-point') this.tellReachable(hello.id, { domain: hello.id });
-    else this.tellReachable(`${hello.id}@${this.name}`, { domain: this.name, name: hello.id });
-    return session;
+    if (kind === 'contact-point') this.router.tellReachable(hello.id, { domain: hello.id });
+    else this.router.tellReachable(`${hello.id}@${this.name}`, { domain: this.name, name: hello.id });
+    link.setHandler(this.handlerFor(session));
   }
 
-  /**
-   * A hello for a contact point id whose tunnel another instance (or a client without an
-   * instance id) holds: probe the holder, one probe per holder however many newcomers wait.
-   * Alive: the newcomer is refused with ID_IN_USE, naming the holder's address and since when.
-   * Silent within the deadline: admit() again, which replaces it (or contests a newer holder).
-   */
-  private contest(link: Link, hello: HelloBody, remote: string, holder: TunnelSession): void {
-    link.setHandler({
-      onFrame: (frame) => {
-        throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} before WELCOME`);
-      },
-      onClose: () => this.links.delete(link),
-    });
-    if (!holder.probe) {
-      const probe = holder.link.probe(this.opts.takeoverProbeMs ?? TAKEOVER_PROBE_MS);
-      holder.probe = probe;
-      void probe.then(() => {
-        if (holder.probe === probe) holder.probe = undefined;
-      });
-    }
-    void holder.probe.then((alive) => {
-      if (!link.isOpen) return; // the newcomer gave up meanwhile
-      if (!alive) return this.onHello(link, hello, remote, holder);
-      if (this.tunnels.get(hello.id) !== holder) return this.onHello(link, hello, remote); // it left meanwhile: decide again
-      const host = holder.env?.host ? ` (host "${holder.env.host.slice(0, 48)}")` : '';
-      const reason = `contact point id "${hello.id}" is held by another instance at ${holder.remote}${host} since ${new Date(holder.since).toISOString()}`;
-      this.logger.warn('hello refused: another live instance holds this contact point id', { id: hello.id, remote: link.remote ?? remote, holder: holder.remote });
-      link.fault(Status.ID_IN_USE, reason);
-    });
-  }
-
-  private handlerFor(s: TunnelSession | ExternalSession): { onFrame: (f: Frame) => void; onClose: (i: CloseInfo) => void } {
+  private handlerFor(s: RelaySession): { onFrame: (f: Frame) => void; onClose: (i: CloseInfo) => void } {
     return {
       onFrame: (frame) => {
         switch (frame.type) {
           case FrameType.MSG:
-            return this.onMsg(s, frame);
+            return this.router.onMsg(s, frame);
           case FrameType.ACK:
-            return this.onAck(s, frame);
+            return this.router.onAck(s, frame);
           case FrameType.PEERS: {
             if (s.kind !== 'contact-point') throw new ProtocolError(Status.PROTOCOL_VIOLATION, 'only contact points announce peers');
             const body = decodeControl(frame, FrameType.PEERS);
@@ -483,7 +277,7 @@ export class Relay {
             return;
           }
           default:
-            if (s.kind === 'contact-point' ? s.control.handleFrame(frame) : this.operatorFrame(s, frame)) return;
+            if (s.kind === 'contact-point' ? s.control.handleFrame(frame) : this.controlServer.operatorFrame(s, frame)) return;
             throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} not expected after WELCOME`);
         }
       },
@@ -492,7 +286,7 @@ export class Relay {
         if (s.kind === 'contact-point') {
           if (this.tunnels.get(s.id) === s) {
             this.tunnels.delete(s.id);
-            this.sendersWait(s);
+            this.router.sendersWait(s);
           }
           // Tunnel loss: pending requests fail, every stream through it is reset at once.
           s.control.close('tunnel lost');
@@ -504,152 +298,4 @@ export class Relay {
       },
     };
   }
-
-  /** Mediation frames from an external peer: only for credentials with the `mediate` right. */
-  private operatorFrame(s: ExternalSession, frame: Frame): boolean {
-    if (!s.operator) {
-      if (frame.type !== FrameType.PORT_REQUEST) return false;
-      if (!s.rights.includes('mediate')) {
-        const req = decodeControl(frame, FrameType.PORT_REQUEST);
-        s.link.sendControl(FrameType.PORT_RESULT, { req: req.req, ok: false, code: Status.PERMISSION_DENIED, reason: 'this credential may not drive port mediation' });
-        return true;
-      }
-      s.operator = new OperatorSession(s.id, s.link, {
-        channel: (cp) => this.tunnels.get(cp)?.control,
-        knownContactPoint: (cp) => this.tunnels.has(cp) || this.opts.credentials.has('contact-point', cp),
-        exposer: this.exposer,
-        logger: this.logger,
-        claim: (cp, portId, owner) => {
-          if (owner) this.portOwners.set(`${cp}\n${portId}`, owner);
-          else this.portOwners.delete(`${cp}\n${portId}`);
-        },
-      });
-    }
-    return s.operator.handleFrame(frame);
-  }
-
-  /** Routes a tunnel's mediation events to the operator that owns the port, or to an exposure. */
-  private wireControl(cp: string, control: ControlChannel): void {
-    control.on('accepted', (e, stream) => {
-      const owner = this.portOwners.get(`${cp}\n${e.portId}`);
-      if (owner) owner.accepted(e, stream);
-      else if (control.listenerCount('accepted') === 1) {
-        // Nobody (operator or in-process user of relay.control()) takes it: reset the LAN connection.
-        stream.on('error', () => undefined);
-        stream.destroy(new Error('nobody listens on this port any more'));
-      }
-    });
-    control.on('closed', (e) => this.portOwners.get(`${cp}\n${e.portId}`)?.closed(cp, e));
-    control.on('datagram', (d) => {
-      const owner = this.portOwners.get(`${cp}\n${d.portId}`);
-      if (owner) owner.datagram(d);
-      else this.exposer.datagram(cp, d.portId, d.payload);
-    });
-  }
-
-  private onMsg(s: TunnelSession | ExternalSession, frame: Frame): void {
-    const msg = decodeMsg(frame);
-    if (s.kind === 'external') {
-      if (msg.from !== s.address) return this.refuse(s.link, msg, Status.UNAUTHORIZED, `you send as ${s.address}, not ${msg.from}`);
-      if (!s.rights.includes('send')) return this.refuse(s.link, msg, Status.UNAUTHORIZED, 'this credential may not send messages');
-      if (!s.bucket.take()) return this.refuse(s.link, msg, Status.RATE_LIMITED);
-    } else if (parseAddress(msg.from)?.domain !== s.id) {
-      return this.refuse(s.link, msg, Status.UNAUTHORIZED, `contact point ${s.id} may only send as *@${s.id}`);
-    }
-    if (msg.payload.length > this.maxMessageBytes) {
-      return this.refuse(s.link, msg, Status.TOO_LARGE, `${msg.payload.length} bytes; the limit is ${this.maxMessageBytes}`);
-    }
-    const to = parseAddress(msg.to);
-    if (!to) return this.refuse(s.link, msg, Status.BAD_ADDRESS, `"${msg.to}" is not name@domain`);
-    let target: Link;
-    if (to.domain === this.name) {
-      const ext = this.externals.get(to.name);
-      if (!ext) {
-        const known = this.opts.credentials.has('external', to.name);
-        // Remember who waits, to tell them the moment that peer connects (REACHABLE with name).
-        if (known && s.reachable) this.waiting.add(msg.to, s.waitKey);
-        return this.refuse(s.link, msg, known ? Status.PEER_OFFLINE : Status.UNKNOWN_PEER);
-      }
-      target = ext.link;
-    } else {
-      const tunnel = this.tunnels.get(to.domain);
-      if (!tunnel) {
-        const known = this.opts.credentials.has('contact-point', to.domain);
-        // Remember who waits, to tell them the moment the tunnel is back (REACHABLE).
-        if (known && s.reachable) this.waiting.add(to.domain, s.waitKey);
-        return this.refuse(s.link, msg, known ? Status.CONTACT_POINT_OFFLINE : Status.UNKNOWN_CONTACT_POINT);
-      }
-      // Registration is checked at the contact point, the single place where traffic is checked
-      // (seed 000 [0041]): it refuses with the reason and its admin sees the refusal in the flow.
-      target = tunnel.link;
-      if (s.reachable && !tunnel.senders.has(s.waitKey)) {
-        if (tunnel.senders.size >= REACHABLE_WAITERS_PER_DOMAIN) tunnel.senders.clear();
-        tunnel.senders.add(s.waitKey);
-      }
-    }
-    if (target.bufferedAmount > MAX_BUFFERED_BYTES) return this.refuse(s.link, msg, Status.QUEUE_FULL, 'the path to the receiver is congested');
-    target.send(frame.raw);
-    this.routed++;
-  }
-
-  /**
-   * An ACK travels back to the message's sender. The relay keeps no per-message state, so it
-   * cannot know that the message was ever routed here; what it checks is what it can from the
-   * link alone (PROTOCOL.md 9.2): the ACK's `from` (the message's recipient) is this link's own
-   * address or domain, the only link the relay routes messages for that address to; and its `to`
-   * is an address. The sender's SDK completes a send only on an ACK whose `from` is the address
-   * it sent to, so together no one but the recipient's link can settle a send.
-   */
-  private onAck(s: TunnelSession | ExternalSession, frame: Frame): void {
-    const ack = decodeAck(frame);
-    if (s.kind === 'external' ? ack.from !== s.address : parseAddress(ack.from)?.domain !== s.id) {
-      throw new ProtocolError(Status.PROTOCOL_VIOLATION, `ACK from ${ack.from} on a link that is not ${ack.from}`);
-    }
-    const to = parseAddress(ack.to);
-    if (!to) {
-      this.droppedAcks++;
-      this.logger.debug('ack dropped: its to is not an address', { to: ack.to, from: ack.from, id: ack.id });
-      return;
-    }
-    const target = to.domain === this.name ? this.externals.get(to.name)?.link : this.tunnels.get(to.domain)?.link;
-    // An ACK for someone who has gone is not kept: the sender retries and the receiver re-acks the duplicate.
-    if (target) target.send(frame.raw);
-    else this.logger.debug('ack unroutable; sender will retry', { to: ack.to, id: ack.id });
-  }
-
-  /** A tunnel closed or was replaced: whoever sent through it lately waits for the next one. */
-  private sendersWait(t: TunnelSession): void {
-    for (const key of t.senders) this.waiting.add(t.id, key);
-    t.senders.clear();
-  }
-
-  /**
-   * A contact point's tunnel is up (`key` = its id), or an external peer connected (`key` = its
-   * address): every session waiting for it hears REACHABLE `body` at once.
-   */
-  private tellReachable(key: string, body: ReachableBody): void {
-    let told = 0;
-    for (const who of this.waiting.take(key)) {
-      const name = who.slice(2);
-      const s = who.startsWith('e:') ? this.externals.get(name) : this.tunnels.get(name);
-      if (!s?.reachable) continue;
-      s.link.sendControl(FrameType.REACHABLE, body);
-      told++;
-    }
-    if (told > 0) this.logger.debug('told waiting senders the way is back', { key, told });
-  }
-
-  private refuse(link: Link, msg: MsgFrame, code: StatusCode, reason?: string): void {
-    this.refused++;
-    link.send(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: code, reason: reason ?? describeStatus(code) }));
-  }
-}
-
-function exposeLimits(o: RelayOptions): ExposeLimits {
-  const limits = {
-    maxConnections: o.maxExposeConnections ?? DEFAULT_EXPOSE_LIMITS.maxConnections,
-    maxConnectionsPerContactPoint: o.maxExposeConnectionsPerContactPoint ?? DEFAULT_EXPOSE_LIMITS.maxConnectionsPerContactPoint,
-  };
-  for (const [k, v] of Object.entries(limits)) if (!Number.isInteger(v) || v < 1) throw new RangeError(`relay option ${k}: expected a positive integer, got ${v}`);
-  return limits;
 }

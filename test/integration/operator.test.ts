@@ -4,7 +4,7 @@ import { createServer as createHttpServer, get } from 'node:http';
 import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MAX_PORTS_PER_OPERATOR } from '../../core/contact-point/ports.js';
+import { MAX_PORTS_PER_OPERATOR } from '../../core/contact-point/mediation.js';
 import { Operator } from '../../core/peer/operator.js';
 import { Status } from '../../core/protocol/status.js';
 import { FAST, logger, startHarness, waitFor, type Harness } from '../helpers.js';

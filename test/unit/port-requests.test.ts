@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { PortMediator } from '../../core/contact-point/ports.js';
+import { PortMediator } from '../../core/contact-point/mediation.js';
 import { PortPolicy } from '../../core/contact-point/port-policy.js';
 import { decodeControl, decodeFrame, encodeControl, type Frame } from '../../core/protocol/codec.js';
 import { FrameType, portRequestSchema, type PortRequestBody, type PortResultBody } from '../../core/protocol/frames.js';

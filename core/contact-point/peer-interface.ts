@@ -77,9 +77,10 @@ export interface PeerPortOptions {
 }
 
 /**
- * The LAN side of the contact point: a ws server internal peers connect to. It runs the hello
- * (HELLO -> CHALLENGE -> PROOF -> WELCOME), caps unauthenticated connections in total and
- * per address so a hello flood cannot starve real peers, and keeps one session per name.
+ * The peer interface (seed 000), the LAN side of the contact point: a ws server internal peers
+ * connect to. It runs the hello (HELLO -> CHALLENGE -> PROOF -> WELCOME), caps unauthenticated
+ * connections in total and per address so a hello flood cannot starve real peers, and keeps one
+ * session per name.
  */
 export class PeerPort {
   private server: Server | undefined;

@@ -1,0 +1,240 @@
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { decodeControl } from '../protocol/codec.js';
+import { ProtocolError } from '../protocol/errors.js';
+import { FrameType, frameTypeName, type HelloBody } from '../protocol/frames.js';
+import { Link } from '../protocol/link.js';
+import {
+  HELLO_TIMEOUT_MS,
+  MAX_FRAME_BYTES,
+  MAX_PENDING_HELLOS,
+  MAX_PENDING_HELLOS_PER_ADDRESS,
+  PING_INTERVAL_MS,
+  PRESSURE_TIMEOUT_MS,
+  TAKEOVER_PROBE_MS,
+} from '../protocol/limits.js';
+import { negotiateVersion } from '../protocol/version.js';
+import { Status } from '../protocol/status.js';
+import { FairSlots, sourceKey, type EvictReason } from '../runtime/fair-slots.js';
+import { refuseUpgrade } from '../runtime/http-guard.js';
+import type { Logger } from '../runtime/logger.js';
+import { KeyedBuckets } from '../runtime/token-bucket.js';
+import type { CredentialKind, CredentialRecord, CredentialStore } from './credentials.js';
+import type { SessionTable, TunnelSession } from './sessions.js';
+
+/** The ws path every client connects to. */
+export const RELAY_PATH = '/v1';
+/** Failed hellos one remote address may make per minute (a token bucket, burst as many) before its upgrades are refused (429). */
+export const MAX_AUTH_FAILURES_PER_MINUTE = 20;
+/** Remote addresses whose hello failures are tracked at once (the least recently failed forgotten). */
+const MAX_TRACKED_ADDRESSES = 10_000;
+
+/** The relay's options admission reads (see RelayOptions). */
+export interface AdmissionOptions {
+  readonly credentials: CredentialStore;
+  readonly helloTimeoutMs?: number;
+  readonly maxPendingHellos?: number;
+  readonly maxPendingHellosPerAddress?: number;
+  readonly pressureTimeoutMs?: number;
+  readonly pingIntervalMs?: number;
+  readonly takeoverProbeMs?: number;
+}
+
+/** A hello that passed: what the relay needs to register its session. */
+export interface Admitted {
+  readonly link: Link;
+  readonly hello: HelloBody;
+  readonly kind: CredentialKind;
+  readonly record: CredentialRecord;
+  readonly remote: string;
+  readonly version: number;
+  /** the tunnel holding this contact point id, which this hello replaces */
+  readonly holder: TunnelSession | undefined;
+  /** that holder failed its liveness probe (another instance took over) */
+  readonly deadHolder: TunnelSession | undefined;
+}
+
+export interface AdmissionHost {
+  /** the relay's name: a contact point may not use it as its id */
+  readonly name: string;
+  readonly logger: Logger;
+  readonly sessions: SessionTable;
+  /** every open link, in its hello or admitted (the relay closes them all when it stops) */
+  readonly links: Set<Link>;
+  /** Registers the session, sends WELCOME and takes over the link's frames. */
+  open(admitted: Admitted): void;
+}
+
+/** A newcomer waits for its WELCOME at most HELLO_TIMEOUT_MS: the takeover probe must end before that. */
+export function checkTakeoverProbe(probe: number | undefined): void {
+  if (probe !== undefined && !(Number.isInteger(probe) && probe >= 1 && probe < HELLO_TIMEOUT_MS)) {
+    throw new RangeError(`takeoverProbeMs ${probe}: expected a whole number of milliseconds from 1 to ${HELLO_TIMEOUT_MS - 1}`);
+  }
+}
+
+/**
+ * Admission to the relay (seed 000's relay server authenticating contact points and external
+ * peers): the upgrade gate (path, failed-hello limit per address, fair pending-hello slots), the
+ * hello deadline, version and credential checks, and the contest when another instance says
+ * hello with a contact point id whose tunnel is up. A hello that passes goes to host.open().
+ */
+export class Admission {
+  private readonly wss: WebSocketServer;
+  /** connections in their hello: capped per source, shared fairly (see FairSlots) */
+  private readonly helloSlots: FairSlots;
+  /** failed hellos per remote address */
+  private readonly failures = KeyedBuckets.perMinute(MAX_AUTH_FAILURES_PER_MINUTE, MAX_TRACKED_ADDRESSES);
+  /** when the last "pending hellos under pressure" warning was logged (at most one a minute) */
+  private pressureLoggedAt = 0;
+  private readonly logger: Logger;
+
+  constructor(
+    private readonly opts: AdmissionOptions,
+    private readonly host: AdmissionHost,
+  ) {
+    this.logger = host.logger;
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
+    this.helloSlots = new FairSlots({
+      max: opts.maxPendingHellos ?? MAX_PENDING_HELLOS,
+      maxPerKey: opts.maxPendingHellosPerAddress ?? MAX_PENDING_HELLOS_PER_ADDRESS,
+      pressureAgeMs: opts.pressureTimeoutMs ?? PRESSURE_TIMEOUT_MS,
+      label: 'relay pending hellos (maxPendingHellos, maxPendingHellosPerAddress, pressureTimeoutMs)',
+    });
+  }
+
+  readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const remote = (socket as Socket).remoteAddress ?? 'unknown';
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== RELAY_PATH) return refuseUpgrade(socket, 404, 'Not Found');
+    if (!this.failures.has(remote)) return refuseUpgrade(socket, 429, 'Too Many Requests');
+    // A source at its own cap only competes with itself: refused. Anyone else gets a slot, if
+    // need be the oldest pending hello of the source holding the most (a flood from some
+    // addresses cannot keep a contact point's reconnect out).
+    let link: Link | undefined;
+    const slot = this.helloSlots.take(sourceKey(remote), (why) => this.evictPending(why, link, socket));
+    if (!slot) return refuseUpgrade(socket, 503, 'Service Unavailable');
+    socket.once('close', () => slot.release()); // also when the ws handshake itself fails
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      link = this.onConnection(ws, req.socket, remote, () => slot.release());
+    });
+  };
+
+  /** A pending hello lost its slot to a newcomer: it was idle past the pressure deadline, or the table was full. */
+  private evictPending(why: EvictReason, link: Link | undefined, socket: Duplex): void {
+    const now = Date.now();
+    if (now - this.pressureLoggedAt >= 60_000) {
+      this.pressureLoggedAt = now;
+      this.logger.warn('many connections in their hello: idle ones are closed to make room (a flood?)', {
+        pending: this.helloSlots.size,
+        closedIdle: this.helloSlots.evictions.expired,
+        closedForRoom: this.helloSlots.evictions.evicted,
+      });
+    }
+    if (!link) return void socket.destroy();
+    if (why === 'expired') link.fault(Status.HELLO_TIMEOUT, `no hello within ${this.opts.pressureTimeoutMs ?? PRESSURE_TIMEOUT_MS} ms while the relay is busy`);
+    else link.fault(Status.RESOURCE_LIMIT, 'too many connections in their hello; this one gave its place to a newer one');
+  }
+
+  private onConnection(ws: WebSocket, socket: Socket, remote: string, releaseSlot: () => void): Link {
+    const link = new Link(ws, socket, {
+      role: 'server',
+      logger: this.logger,
+      label: `relay<-${remote}`,
+      pingIntervalMs: this.opts.pingIntervalMs ?? PING_INTERVAL_MS,
+    });
+    this.host.links.add(link);
+    let helloDone = false;
+    const endPending = (): void => {
+      if (helloDone) return;
+      helloDone = true;
+      releaseSlot();
+      clearTimeout(timer);
+    };
+    const timer = setTimeout(() => link.fault(Status.HELLO_TIMEOUT, `no hello within ${this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS} ms`), this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS);
+    timer.unref();
+
+    link.setHandler({
+      onFrame: (frame) => {
+        if (frame.type !== FrameType.HELLO) {
+          throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} before HELLO`);
+        }
+        const hello = decodeControl(frame, FrameType.HELLO);
+        endPending();
+        this.onHello(link, hello, remote);
+      },
+      onClose: () => {
+        endPending();
+        this.host.links.delete(link);
+      },
+    });
+    return link;
+  }
+
+  /**
+   * Checks version and credentials; on success the host registers the session and sends
+   * WELCOME. A contact point whose id another instance holds waits for contest() instead.
+   * `deadHolder`: that holder failed its liveness probe, so this hello may replace it.
+   */
+  private onHello(link: Link, hello: HelloBody, remote: string, deadHolder?: TunnelSession): void {
+    const version = negotiateVersion(hello.versions);
+    if (version === undefined) {
+      link.fault(Status.VERSION_MISMATCH, `relay speaks protocol 1, client offered ${hello.versions.min}-${hello.versions.max}`);
+      return;
+    }
+    if (hello.role === 'peer') {
+      link.fault(Status.PROTOCOL_VIOLATION, 'internal peers connect to their contact point, not to the relay');
+      return;
+    }
+    const kind: CredentialKind = hello.role;
+    const record = hello.secret !== undefined ? this.opts.credentials.verify(kind, hello.id, hello.secret) : undefined;
+    if (!record || (kind === 'contact-point' && hello.id === this.host.name)) {
+      this.failures.take(remote);
+      this.logger.warn('hello refused: bad credentials', { role: kind, id: hello.id, remote });
+      link.fault(Status.BAD_CREDENTIALS, `no valid credential for ${kind} "${hello.id}"`);
+      return;
+    }
+    const holder = kind === 'contact-point' ? this.host.sessions.tunnels.get(hello.id) : undefined;
+    // Only the same instance (a reconnect the holder's own side already gave up on) replaces a
+    // holder at once. Another instance, or a client too old to say which it is, waits for a
+    // liveness probe of the holder: two live contact points with one credential would otherwise
+    // replace each other for ever.
+    if (holder && holder !== deadHolder && (hello.instance === undefined || hello.instance !== holder.instance)) {
+      this.contest(link, hello, remote, holder);
+      return;
+    }
+    this.host.open({ link, hello, kind, record, remote, version, holder, deadHolder });
+  }
+
+  /**
+   * A hello for a contact point id whose tunnel another instance (or a client without an
+   * instance id) holds: probe the holder, one probe per holder however many newcomers wait.
+   * Alive: the newcomer is refused with ID_IN_USE, naming the holder's address and since when.
+   * Silent within the deadline: onHello() again, which replaces it (or contests a newer holder).
+   */
+  private contest(link: Link, hello: HelloBody, remote: string, holder: TunnelSession): void {
+    link.setHandler({
+      onFrame: (frame) => {
+        throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} before WELCOME`);
+      },
+      onClose: () => this.host.links.delete(link),
+    });
+    if (!holder.probe) {
+      const probe = holder.link.probe(this.opts.takeoverProbeMs ?? TAKEOVER_PROBE_MS);
+      holder.probe = probe;
+      void probe.then(() => {
+        if (holder.probe === probe) holder.probe = undefined;
+      });
+    }
+    void holder.probe.then((alive) => {
+      if (!link.isOpen) return; // the newcomer gave up meanwhile
+      if (!alive) return this.onHello(link, hello, remote, holder);
+      if (this.host.sessions.tunnels.get(hello.id) !== holder) return this.onHello(link, hello, remote); // it left meanwhile: decide again
+      const host = holder.env?.host ? ` (host "${holder.env.host.slice(0, 48)}")` : '';
+      const reason = `contact point id "${hello.id}" is held by another instance at ${holder.remote}${host} since ${new Date(holder.since).toISOString()}`;
+      this.logger.warn('hello refused: another live instance holds this contact point id', { id: hello.id, remote: link.remote ?? remote, holder: holder.remote });
+      link.fault(Status.ID_IN_USE, reason);
+    });
+  }
+}

@@ -1,0 +1,118 @@
+import { decodeControl, type Frame } from '../protocol/codec.js';
+import { FrameType } from '../protocol/frames.js';
+import type { Link } from '../protocol/link.js';
+import { Status } from '../protocol/status.js';
+import type { Logger } from '../runtime/logger.js';
+import { ControlChannel } from './control.js';
+import type { CredentialStore } from './credentials.js';
+import { DEFAULT_EXPOSE_LIMITS, Exposer, type ExposeLimits } from './expose.js';
+import { OperatorSession } from './operators.js';
+import type { ExternalSession, SessionTable, TunnelSession } from './sessions.js';
+import { RelayUdpService } from './udp-service.js';
+
+export interface ControlServerOptions {
+  readonly credentials: CredentialStore;
+  readonly logger: Logger;
+  readonly sessions: SessionTable;
+  /** address exposed ports listen on */
+  readonly exposeHost: string;
+  /** run the UDP service port (default true) */
+  readonly udp?: boolean | undefined;
+  /** port announced to contact points for the UDP channel, when a firewall/NAT maps it differently */
+  readonly udpAdvertisePort?: number | undefined;
+  readonly maxExposeConnections?: number | undefined;
+  readonly maxExposeConnectionsPerContactPoint?: number | undefined;
+}
+
+/**
+ * The control server of seed 002, the relay's side of port mediation. Each tunnel has a
+ * control channel (control.ts) to its contact point's mediation system; external peers with the
+ * `mediate` right drive it as operators (operators.ts), and public ports on the relay forward to
+ * LAN targets (expose.ts). Here those meet: it opens and wires each tunnel's channel, starts an
+ * operator session on a peer's first port request, remembers which operator owns which port so
+ * connection events and datagrams reach it, and offers contact points the UDP service port.
+ */
+export class ControlServer {
+  readonly exposer: Exposer;
+  /** the UDP service port (seed 002's UDP channels), when enabled */
+  readonly udp: RelayUdpService | undefined;
+  /** `${cp}\n${portId}` -> the operator session that opened it */
+  private readonly portOwners = new Map<string, OperatorSession>();
+
+  constructor(private readonly o: ControlServerOptions) {
+    this.udp = o.udp === false ? undefined : new RelayUdpService(o.logger);
+    this.exposer = new Exposer((cp) => this.channel(cp), o.exposeHost, o.logger, exposeLimits(o));
+  }
+
+  /** The control channel to a connected contact point, if its tunnel is up. */
+  channel(contactPointId: string): ControlChannel | undefined {
+    return this.o.sessions.tunnels.get(contactPointId)?.control;
+  }
+
+  /** A contact point's tunnel is being admitted: its control channel, wired to operators and exposures. */
+  openChannel(cp: string, link: Link): ControlChannel {
+    const control = new ControlChannel(cp, link);
+    this.wireControl(cp, control);
+    return control;
+  }
+
+  /** After WELCOME: a path on the UDP service port for the tunnel's datagrams, announced to the contact point. */
+  offerUdp(session: TunnelSession): void {
+    if (!this.udp) return;
+    const control = session.control;
+    const path = this.udp.register((d) => control.emit('datagram', d));
+    control.udpPath = path;
+    session.link.sendControl(FrameType.UDP_CHANNEL, { port: this.o.udpAdvertisePort ?? this.udp.port, session: path.session, key: path.key });
+  }
+
+  /** Mediation frames from an external peer: only for credentials with the `mediate` right. */
+  operatorFrame(s: ExternalSession, frame: Frame): boolean {
+    if (!s.operator) {
+      if (frame.type !== FrameType.PORT_REQUEST) return false;
+      if (!s.rights.includes('mediate')) {
+        const req = decodeControl(frame, FrameType.PORT_REQUEST);
+        s.link.sendControl(FrameType.PORT_RESULT, { req: req.req, ok: false, code: Status.PERMISSION_DENIED, reason: 'this credential may not drive port mediation' });
+        return true;
+      }
+      s.operator = new OperatorSession(s.id, s.link, {
+        channel: (cp) => this.channel(cp),
+        knownContactPoint: (cp) => this.o.sessions.tunnels.has(cp) || this.o.credentials.has('contact-point', cp),
+        exposer: this.exposer,
+        logger: this.o.logger,
+        claim: (cp, portId, owner) => {
+          if (owner) this.portOwners.set(`${cp}\n${portId}`, owner);
+          else this.portOwners.delete(`${cp}\n${portId}`);
+        },
+      });
+    }
+    return s.operator.handleFrame(frame);
+  }
+
+  /** Routes a tunnel's mediation events to the operator that owns the port, or to an exposure. */
+  private wireControl(cp: string, control: ControlChannel): void {
+    control.on('accepted', (e, stream) => {
+      const owner = this.portOwners.get(`${cp}\n${e.portId}`);
+      if (owner) owner.accepted(e, stream);
+      else if (control.listenerCount('accepted') === 1) {
+        // Nobody (operator or in-process user of relay.control()) takes it: reset the LAN connection.
+        stream.on('error', () => undefined);
+        stream.destroy(new Error('nobody listens on this port any more'));
+      }
+    });
+    control.on('closed', (e) => this.portOwners.get(`${cp}\n${e.portId}`)?.closed(cp, e));
+    control.on('datagram', (d) => {
+      const owner = this.portOwners.get(`${cp}\n${d.portId}`);
+      if (owner) owner.datagram(d);
+      else this.exposer.datagram(cp, d.portId, d.payload);
+    });
+  }
+}
+
+function exposeLimits(o: ControlServerOptions): ExposeLimits {
+  const limits = {
+    maxConnections: o.maxExposeConnections ?? DEFAULT_EXPOSE_LIMITS.maxConnections,
+    maxConnectionsPerContactPoint: o.maxExposeConnectionsPerContactPoint ?? DEFAULT_EXPOSE_LIMITS.maxConnectionsPerContactPoint,
+  };
+  for (const [k, v] of Object.entries(limits)) if (!Number.isInteger(v) || v < 1) throw new RangeError(`relay option ${k}: expected a positive integer, got ${v}`);
+  return limits;
+}
