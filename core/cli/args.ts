@@ -144,6 +144,14 @@ export function integer(flag: string, value: string, min: number, max: number): 
   return n;
 }
 
+/** The largest value a count or limit flag (connections, streams, slots, requests) takes. */
+export const MAX_COUNT_FLAG = 1_000_000;
+
+/** An optional count or limit flag: undefined when absent, else a whole number from 1 to `max`. */
+export function countFlag(flag: string, value: string | undefined, max = MAX_COUNT_FLAG): number | undefined {
+  return value === undefined ? undefined : integer(flag, value, 1, max);
+}
+
 export function oneOf<const T extends string>(flag: string, value: string, choices: readonly T[]): T {
   if (!(choices as readonly string[]).includes(value)) throw new UsageError(`${flag} "${value}": expected one of ${choices.join(', ')}`);
   return value as T;

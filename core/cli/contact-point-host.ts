@@ -8,7 +8,7 @@ import { StateStore } from '../contact-point/state-store.js';
 import { primeAllocator } from '../runtime/allocator.js';
 import type { Logger } from '../runtime/logger.js';
 import { MAX_UNDECIDED_PEERS, MAX_UNDECIDED_PER_ADDRESS, NEW_PEERS_PER_ADDRESS_PER_MINUTE } from '../protocol/limits.js';
-import { integer, listenRule, targetRule } from './args.js';
+import { countFlag, listenRule, targetRule } from './args.js';
 import { CliError } from './errors.js';
 import { listenError, type ListenFlag } from './listen.js';
 import { removeAdminFile, writeAdminFile } from './state-dir.js';
@@ -89,10 +89,9 @@ export function floodLimitFlags(values: { 'max-undecided'?: string | undefined; 
   maxUndecidedPerAddress?: number;
   newPeersPerAddressPerMinute?: number;
 } {
-  const v = (flag: string, value: string | undefined, max: number): number | undefined => (value === undefined ? undefined : integer(flag, value, 1, max));
-  const total = v('--max-undecided', values['max-undecided'], 100_000);
-  const perAddress = v('--max-undecided-per-address', values['max-undecided-per-address'], 100_000);
-  const perMinute = v('--new-peers-per-minute', values['new-peers-per-minute'], 1_000_000);
+  const total = countFlag('--max-undecided', values['max-undecided'], 100_000);
+  const perAddress = countFlag('--max-undecided-per-address', values['max-undecided-per-address'], 100_000);
+  const perMinute = countFlag('--new-peers-per-minute', values['new-peers-per-minute']);
   return {
     ...(total !== undefined ? { maxUndecidedPeers: total } : {}),
     ...(perAddress !== undefined ? { maxUndecidedPerAddress: perAddress } : {}),

@@ -3,7 +3,7 @@ import { MediationError, Operator } from '../peer/operator.js';
 import { MAX_STREAMS_PER_EXPOSURE } from '../protocol/limits.js';
 import { Status, statusName } from '../protocol/status.js';
 import { createLogger, type Logger } from '../runtime/logger.js';
-import { hostPort, integer, logLevel, name, parseFlags, positionals, required, wsUrl, type Command } from './args.js';
+import { countFlag, hostPort, integer, logLevel, name, parseFlags, positionals, required, wsUrl, type Command } from './args.js';
 import { CliError, ExitCode, UsageError, type ExitCodeValue } from './errors.js';
 import { CREDENTIAL_ENV, readCertificateFile, secretFromFileOrEnv } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
@@ -22,8 +22,6 @@ export const EXPOSE_CONNECT_TIMEOUT_MS = 15_000;
 /** After a reconnect, how long the same public port is retried while the relay still holds it. */
 export const REEXPOSE_RETRY_MS = 10_000;
 const REEXPOSE_PAUSE_MS = 1_000;
-/** Largest --max-connections accepted here; the relay caps it at its own limit. */
-export const MAX_CONNECTIONS_FLAG = 1_000_000;
 
 const HELP = `Usage: contact-point expose CP HOST:PORT --relay URL --id NAME (--credential-file FILE | env ${CREDENTIAL_ENV}) [flags]
 
@@ -216,7 +214,7 @@ async function run(argv: string[]): Promise<number> {
   }
   const target: Target = { cp, host, port, proto };
   const publicPort = values['public-port'] !== undefined ? integer('--public-port', values['public-port'], 1, 65535) : undefined;
-  const maxConnections = values['max-connections'] !== undefined ? integer('--max-connections', values['max-connections'], 1, MAX_CONNECTIONS_FLAG) : undefined;
+  const maxConnections = countFlag('--max-connections', values['max-connections']);
   if (maxConnections !== undefined && proto === 'udp') throw new UsageError('--max-connections is for TCP exposures (a UDP exposure maps up to 256 clients)');
   const relayUrl = wsUrl('--relay', required('--relay', values.relay, "the relay's URL, e.g. wss://relay.example.com/v1"), 'wss://relay.example.com/v1');
   const id = name('--id', required('--id', values.id, 'the id of a credential with the mediate right'));

@@ -12,7 +12,7 @@ import {
 import { Relay } from '../relay/relay.js';
 import { primeAllocator } from '../runtime/allocator.js';
 import { createLogger } from '../runtime/logger.js';
-import { exclusive, integer, logLevel, name, parseFlags, type Command } from './args.js';
+import { countFlag, exclusive, integer, logLevel, name, parseFlags, type Command } from './args.js';
 import { CliError, UsageError } from './errors.js';
 import { readCertificateFile, readPrivateKeyFile } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
@@ -24,7 +24,6 @@ import { resolveStateDir } from './state-dir.js';
 
 export const DEFAULT_RELAY_LISTEN = '0.0.0.0:7900';
 /** Largest connection limit the flags accept (each connection holds sockets and buffers). */
-export const MAX_CONNECTIONS_LIMIT = 1_000_000;
 
 const HELP = `Usage: contact-point relay [flags]
        contact-point relay credential add|list|remove [flags]
@@ -113,16 +112,15 @@ async function run(argv: string[]): Promise<number> {
   }
   exclusive('--no-udp', values['no-udp'] ?? false, '--udp-advertise-port', values['udp-advertise-port'] !== undefined);
   const udpAdvertisePort = values['udp-advertise-port'] !== undefined ? integer('--udp-advertise-port', values['udp-advertise-port'], 1, 65535) : undefined;
-  const maxExpose = values['max-expose-connections'] !== undefined ? integer('--max-expose-connections', values['max-expose-connections'], 1, MAX_CONNECTIONS_LIMIT) : undefined;
-  const maxExposePerCp =
-    values['max-expose-connections-per-cp'] !== undefined ? integer('--max-expose-connections-per-cp', values['max-expose-connections-per-cp'], 1, MAX_CONNECTIONS_LIMIT) : undefined;
+  const maxExpose = countFlag('--max-expose-connections', values['max-expose-connections']);
+  const maxExposePerCp = countFlag('--max-expose-connections-per-cp', values['max-expose-connections-per-cp']);
   const caps = {
-    maxPendingHellos: capFlag('--max-pending-hellos', values['max-pending-hellos'], MAX_PENDING_HELLOS),
-    maxPendingHellosPerAddress: capFlag('--max-pending-hellos-per-address', values['max-pending-hellos-per-address'], MAX_PENDING_HELLOS_PER_ADDRESS),
+    maxPendingHellos: countFlag('--max-pending-hellos', values['max-pending-hellos']) ?? MAX_PENDING_HELLOS,
+    maxPendingHellosPerAddress: countFlag('--max-pending-hellos-per-address', values['max-pending-hellos-per-address']) ?? MAX_PENDING_HELLOS_PER_ADDRESS,
   };
   const http = {
-    maxConnections: capFlag('--max-http-connections', values['max-http-connections'], MAX_HTTP_CONNECTIONS),
-    maxConnectionsPerAddress: capFlag('--max-http-connections-per-address', values['max-http-connections-per-address'], MAX_HTTP_CONNECTIONS_PER_ADDRESS),
+    maxConnections: countFlag('--max-http-connections', values['max-http-connections']) ?? MAX_HTTP_CONNECTIONS,
+    maxConnectionsPerAddress: countFlag('--max-http-connections-per-address', values['max-http-connections-per-address']) ?? MAX_HTTP_CONNECTIONS_PER_ADDRESS,
   };
   if (caps.maxPendingHellosPerAddress > caps.maxPendingHellos) {
     throw new UsageError(`--max-pending-hellos-per-address ${caps.maxPendingHellosPerAddress} is more than --max-pending-hellos ${caps.maxPendingHellos}`);
@@ -193,10 +191,6 @@ async function run(argv: string[]): Promise<number> {
 }
 
 /** A connection cap given on the command line, or its default. */
-function capFlag(flag: string, value: string | undefined, fallback: number): number {
-  return value === undefined ? fallback : integer(flag, value, 1, 1_000_000);
-}
-
 export const relayCommand: Command = {
   path: ['relay'],
   summary: 'run the public relay (ws/wss server)',

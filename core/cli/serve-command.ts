@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { ID_IN_USE_RETRY_MS, MAX_STREAMS_PER_CONTACT_POINT, MAX_STREAMS_PER_EXPOSURE } from '../protocol/limits.js';
 import { TIMING_RANGES } from '../protocol/timing.js';
 import { createLogger } from '../runtime/logger.js';
-import { cidr, exclusive, integer, logLevel, name, parseFlags, proxyUrl, required, wsUrl, type Command } from './args.js';
+import { cidr, countFlag, exclusive, integer, logLevel, name, parseFlags, proxyUrl, required, wsUrl, type Command } from './args.js';
 import {
   floodLimitFlags,
   floodLimitFlagsHelp,
@@ -20,7 +20,6 @@ import { CREDENTIAL_ENV, readCertificateFile, readSecretFile, secretFromFileOrEn
 import { stopCleanly, watchShutdown } from './lifecycle.js';
 import { adminListenFlag, listenFlag } from './listen.js';
 import { emit, say } from './output.js';
-import { MAX_CONNECTIONS_LIMIT } from './relay-command.js';
 import { ADMIN_FILE, refuseIfInUse, resolveStateDir } from './state-dir.js';
 
 /** `contact-point serve`: the contact point, headless, until SIGINT/SIGTERM. */
@@ -124,8 +123,8 @@ async function run(argv: string[]): Promise<number> {
   const subnets = (values['auto-approve-subnet'] ?? []).map((s) => cidr('--auto-approve-subnet', s));
   const ports = portPolicyFlags(values);
   const idInUseRetryMs = values['id-in-use-retry'] !== undefined ? integer('--id-in-use-retry', values['id-in-use-retry'], 1, MAX_ID_IN_USE_RETRY_S) * 1000 : undefined;
-  const maxStreams = values['max-streams'] !== undefined ? integer('--max-streams', values['max-streams'], 1, MAX_CONNECTIONS_LIMIT) : undefined;
-  const maxExposureStreams = values['max-exposure-streams'] !== undefined ? integer('--max-exposure-streams', values['max-exposure-streams'], 1, MAX_CONNECTIONS_LIMIT) : undefined;
+  const maxStreams = countFlag('--max-streams', values['max-streams']);
+  const maxExposureStreams = countFlag('--max-exposure-streams', values['max-exposure-streams']);
   const streamLimits = { ...(maxStreams !== undefined ? { maxStreams } : {}), ...(maxExposureStreams !== undefined ? { maxStreamsPerExposure: maxExposureStreams } : {}) };
   const floodLimits = floodLimitFlags(values);
   const level = logLevel('--log-level', values['log-level'] ?? 'info');
