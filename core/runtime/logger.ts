@@ -62,11 +62,15 @@ function replacer(): (this: unknown, key: string, value: unknown) => unknown {
 
 /** JSON text of a value, or a JSON string saying why it cannot be serialized (a toJSON that throws). */
 function safeJson(v: unknown): string {
+  // Most fields are strings and numbers: no replacer, no holder.
+  if (typeof v === 'string' || typeof v === 'boolean' || v === null) return JSON.stringify(v);
+  if (typeof v === 'number') return Number.isFinite(v) ? String(v) : 'null';
   try {
     // Through a holder, so the replacer sees the value itself before any toJSON (a Buffer's).
     const out = JSON.stringify({ v }, replacer());
-    // `{}`: a value JSON has no spelling for (a function, a symbol) is shown as its String().
-    return out === '{}' ? JSON.stringify(String(v)) : out.slice('{"v":'.length, -1);
+    if (out !== '{}') return out.slice('{"v":'.length, -1);
+    // `{}`: a value JSON has no spelling for.
+    return JSON.stringify(typeof v === 'function' ? `[function ${v.name}]` : typeof v === 'symbol' ? v.toString() : 'undefined');
   } catch (err: unknown) {
     return JSON.stringify(`[unserializable: ${(err as Error).message}]`);
   }
@@ -89,13 +93,20 @@ function textLine(level: LogLevel, msg: string, all: LogFields): string {
 }
 
 function jsonLine(level: LogLevel, msg: string, all: LogFields): string {
-  // JSON.stringify escapes newlines in strings, so a multi-line message stays on one line.
-  let line = `{"time":"${new Date().toISOString()}","level":"${level}","msg":${JSON.stringify(msg)}`;
-  // Each field serialized on its own, so one that cannot be costs only itself, not the line.
-  for (const [k, v] of Object.entries(all)) {
-    if (v !== undefined) line += `,${JSON.stringify(RESERVED.has(k) ? `field.${k}` : k)}:${safeJson(v)}`;
+  const line: LogFields = { time: new Date().toISOString(), level, msg };
+  let plain = true;
+  for (const k in all) {
+    const v = all[k];
+    if (v === undefined) continue;
+    if (typeof v === 'object' || typeof v === 'bigint' || typeof v === 'function' || typeof v === 'symbol') plain = false;
+    line[RESERVED.has(k) ? `field.${k}` : k] = v;
   }
-  return line + '}';
+  // JSON.stringify escapes newlines in strings, so a multi-line message stays on one line.
+  if (plain) return JSON.stringify(line);
+  // Objects: each field serialized on its own, so one that cannot be costs only itself.
+  let text = '{';
+  for (const k in line) text += `${text === '{' ? '' : ','}${JSON.stringify(k)}:${safeJson(line[k])}`;
+  return text + '}';
 }
 
 /** Log lines to a writer (stderr by default), as text (default) or JSON. */
