@@ -21,10 +21,11 @@ import { connectRefusal, PROXY_FLAGS, proxyChoice, proxyOptions, sessionLimitHin
 export const EXPOSE_CONNECT_TIMEOUT_MS = 15_000;
 /**
  * After a reconnect, how long the same public port is retried while the relay still holds it:
- * the old session keeps its exposure until the relay notices that its connection died, within
- * its keepalive (PING_INTERVAL_MS + PONG_TIMEOUT_MS, 15 s) when nothing closed it before.
+ * the old session keeps its exposure until the relay notices that its connection died: at
+ * once when it was closed, else when the relay has heard nothing for 2 * PING_INTERVAL_MS +
+ * PONG_TIMEOUT_MS (25 s; PROTOCOL.md 12), plus a margin.
  */
-export const REEXPOSE_RETRY_MS = PING_INTERVAL_MS + PONG_TIMEOUT_MS + 5_000;
+export const REEXPOSE_RETRY_MS = 2 * PING_INTERVAL_MS + PONG_TIMEOUT_MS + 5_000;
 const REEXPOSE_PAUSE_MS = 1_000;
 
 const HELP = `Usage: contact-point expose CP HOST:PORT --relay URL --id NAME (--credential-file FILE | env ${CREDENTIAL_ENV}) [flags]

@@ -118,7 +118,7 @@ export const REACHABLE_WAIT_MS = 60_000;
  * Sessions one external (or operator) credential may hold at the relay at once (issue 18): a
  * few `expose` commands, an SDK app and a `peer send` side by side. One more is refused with
  * SESSION_LIMIT. Each holds a socket, up to MAX_BUFFERED_BYTES of queue and its exposures;
- * a session whose connection died counts until keepalive closes it (15 s at most).
+ * a session whose connection died silently counts until the relay drops it (25 s, PROTOCOL.md 12).
  */
 export const MAX_SESSIONS_PER_CREDENTIAL = 8;
 /**

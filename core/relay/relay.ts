@@ -243,7 +243,7 @@ export class Relay {
       // and exposures (admission.ts refused this one if the credential was at its cap).
       const address = `${hello.id}@${this.name}`;
       const group = this.sessions.groupFor(hello.id, address, () => new TokenBucket(this.opts.ratePerSender ?? RELAY_RATE_PER_SENDER));
-      session = { ...base, kind, address, group, operator: undefined };
+      session = { ...base, kind, address, group, operator: undefined, lastTo: undefined };
       this.sessions.addExternal(session);
     }
     link.sendControl(FrameType.WELCOME, {

@@ -86,8 +86,12 @@ export class Router {
     if (target.bufferedAmount > MAX_BUFFERED_BYTES) return this.refuse(s.link, msg, Status.QUEUE_FULL, 'the path to the receiver is congested');
     target.send(frame.raw);
     this.routedCount++;
-    // A credential with several sessions: remember whose message this is, for its ACK and replies.
-    if (s.kind === 'external' && s.group.sessions.length > 1) track(s.group, msg.id, msg.to, s);
+    // A credential with several sessions: remember whose message this is, for its ACK and
+    // replies. Alone, only the last address (for when a second session comes): no allocation.
+    if (s.kind === 'external') {
+      if (s.group.sessions.length > 1) track(s.group, msg.id, msg.to, s);
+      else s.lastTo = msg.to;
+    }
   }
 
   /**

@@ -47,6 +47,8 @@ export interface ExternalSession extends Session {
   readonly group: ExternalGroup;
   /** set when this session drives port mediation (credential right `mediate`) */
   operator: OperatorSession | undefined;
+  /** the `to` of the last message it sent while alone: its group's first reply route when a second session comes */
+  lastTo: string | undefined;
 }
 export type RelaySession = TunnelSession | ExternalSession;
 
@@ -142,8 +144,13 @@ export class SessionRegistry {
 
   addExternal(s: ExternalSession): void {
     const g = s.group;
-    // From the second session on, ACKs need to know whose message they settle.
-    if (g.sessions.length === 1) g.untracked = g.sessions[0];
+    // From the second session on, ACKs need to know whose message they settle, and replies
+    // whose question they answer: what the one alone sent last is its own.
+    const alone = g.sessions.length === 1 ? g.sessions[0] : undefined;
+    if (alone) {
+      g.untracked = alone;
+      if (alone.lastTo !== undefined) g.replyRoutes.set(alone.lastTo, alone);
+    }
     g.sessions.push(s);
     this.externalCount++;
   }
