@@ -204,7 +204,7 @@ export class Admission {
       const open = this.host.sessions.externalsOf(hello.id).length;
       if (open >= max) {
         this.logger.warn('hello refused: the credential has as many sessions as it may', { id: hello.id, sessions: open, remote });
-        link.fault(Status.SESSION_LIMIT, `credential "${hello.id}" has ${open} sessions at the relay, the most it may have at once`);
+        link.fault(Status.SESSION_LIMIT, `credential "${hello.id}" has ${open} session${open === 1 ? '' : 's'} at the relay, the most it may have at once`);
         return;
       }
     }
