@@ -53,4 +53,37 @@ describe('revoking a credential at the relay', () => {
     expect(alice.connected).toBe(true);
     expect(cp.gateway.connected).toBe(true);
   });
+
+  it('closes every session of the credential at once, with the ports each of them opened (issue 18)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cp-revoke-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const store = await CredentialStore.open(dir);
+    const cpSecret = await store.add('contact-point', 'acme-hq');
+    const techSecret = await store.add('external', 'tech', ['send', 'mediate']);
+    const relay = new Relay({ credentials: store, logger, credentialsPollMs: 50, pingIntervalMs: FAST.pingIntervalMs });
+    const url = await relay.start();
+    cleanups.push(() => relay.stop());
+    const cp = await ContactPoint.create({ id: 'acme-hq', relayUrl: url, secret: cpSecret, peerHost: '127.0.0.1', logger, timing: FAST,
+      ports: { targets: [], listen: ['udp:1-65535'] } });
+    await cp.start();
+    cleanups.push(() => cp.stop());
+    await waitFor(() => cp.gateway.connected);
+
+    const sessions = [0, 1, 2].map(() => new Operator({ url, name: 'tech', secret: techSecret, logger, timing: FAST }));
+    for (const op of sessions) {
+      op.start();
+      cleanups.push(() => op.stop());
+      await op.ready();
+      await op.open('acme-hq', { proto: 'udp', port: 0 });
+    }
+    expect(relay.status().externals).toBe(3);
+    expect(cp.ports.list()).toHaveLength(3);
+
+    await store.remove('external', 'tech');
+    relay.recheckSessions();
+    await waitFor(() => sessions.every((op) => op.client.status().state === 'stopped'), 5_000, 'every session cut off');
+    expect(sessions.map((op) => op.client.status().lastErrorCode)).toEqual([Status.REVOKED, Status.REVOKED, Status.REVOKED]);
+    await waitFor(() => cp.ports.list().length === 0, 3_000, 'their LAN ports closed');
+    expect(relay.status().externals).toBe(0);
+  });
 });
