@@ -1,9 +1,8 @@
 import { once } from 'node:events';
 import { createServer, get, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cliSuite, type Service } from './cli-process.js';
+import { cliSuite, operatorSetup, type OperatorSetup, type Service } from './cli-process.js';
 
 /**
  * Issue 18: one operator credential, several `expose` commands at once. Each is its own
@@ -42,31 +41,9 @@ function fetchPage(port: number): Promise<string> {
   });
 }
 
-interface Setup {
-  readonly relayState: string;
-  readonly asTech: string[];
-  readonly relayUrl: string;
-}
-
-/** A relay (with `relayFlags`), a contact point allowing the targets, and the credential `tech`. */
-async function setup(targets: number[], relayFlags: string[] = []): Promise<Setup> {
-  const relayState = join(suite.home, 'relay');
-  const cred = (id: string): string => join(suite.home, `${id}.credential`);
-  for (const [kind, id, rights] of [
-    ['contact-point', 'acme-hq', 'send'],
-    ['external', 'tech', 'send,mediate'],
-  ] as const) {
-    const r = await cli(['relay', 'credential', 'add', '--kind', kind, '--id', id, '--rights', rights, '--out', cred(id), '--state', relayState]);
-    expect(r.code, r.stderr).toBe(0);
-  }
-  const relay = await start(['relay', '--listen', '127.0.0.1:0', '--state', relayState, '--json', '--log-level', 'warn', ...relayFlags]);
-  const relayUrl = String(relay.ready.url);
-  await start([
-    'serve', '--relay', relayUrl, '--id', 'acme-hq', '--credential-file', cred('acme-hq'),
-    '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--state', join(suite.home, 'cp'), '--json', '--log-level', 'warn',
-    ...targets.flatMap((p) => ['--allow-target', `127.0.0.1/32:${p}`]),
-  ]);
-  return { relayState, relayUrl, asTech: ['--relay', relayUrl, '--id', 'tech', '--credential-file', cred('tech')] };
+/** The relay (with `relayFlags`), serve allowing the targets, and the operator `tech`. */
+function setup(targets: number[], relayFlags: string[] = []): Promise<OperatorSetup> {
+  return operatorSetup(suite, { targets, relayFlags });
 }
 
 /** Both exposures still up: their processes running, never told the relay connection was lost, each page served. */
