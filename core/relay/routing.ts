@@ -22,9 +22,9 @@ export interface RouterOptions {
 /**
  * Routing (seed 000's relay server): MSG and ACK frames between tunnels and external sessions
  * by address, refusals with a reason back to the sender, and REACHABLE for those refused
- * because the way was down once it is back. Its only message state is which session of a
- * credential with several sent a message still awaiting its ACK (PROTOCOL.md 9.2): senders
- * retry, receivers dedupe, so a relay restart loses nothing.
+ * because the way was down once it is back. It keeps no messages, only, for a credential with
+ * several sessions, which of them sent each message awaiting its ACK and which last wrote to
+ * an address (PROTOCOL.md 9.2): senders retry, receivers dedupe, so a relay restart loses nothing.
  */
 export class Router {
   private routedCount = 0;
@@ -89,8 +89,8 @@ export class Router {
     // A credential with several sessions: remember whose message this is, for its ACK and
     // replies. Alone, only the last address (for when a second session comes): no allocation.
     if (s.kind === 'external') {
+      s.lastTo = msg.to;
       if (s.group.sessions.length > 1) track(s.group, msg.id, msg.to, s);
-      else s.lastTo = msg.to;
     }
   }
 

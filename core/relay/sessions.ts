@@ -47,7 +47,7 @@ export interface ExternalSession extends Session {
   readonly group: ExternalGroup;
   /** set when this session drives port mediation (credential right `mediate`) */
   operator: OperatorSession | undefined;
-  /** the `to` of the last message it sent while alone: its group's first reply route when a second session comes */
+  /** the `to` of the last message it sent: its group's first reply route when it is alone and a second session comes */
   lastTo: string | undefined;
 }
 export type RelaySession = TunnelSession | ExternalSession;
