@@ -74,9 +74,10 @@ export interface RelayStatus {
 /**
  * The public relay (seed 000's relay server; seed 002's control server). It authenticates
  * contact points and external peers (admission.ts), keeps one tunnel per contact point id and
- * up to maxSessionsPerCredential sessions per external credential (sessions.ts), learns which peers each tunnel represents (for its status and name service), routes MSG/ACK
- * frames between them by address (routing.ts), and hands mediation frames to the control
- * server (control-server.ts). This class composes them: options, start/stop, the sessions,
+ * up to maxSessionsPerCredential sessions per external credential (sessions.ts), learns which
+ * peers each tunnel represents (for its status and name service), routes MSG/ACK frames
+ * between them by address (routing.ts), and hands mediation frames to the control server
+ * (control-server.ts). This class composes them: options, start/stop, the sessions,
  * status. It keeps no messages: senders retry, receivers dedupe, so a relay restart loses
  * nothing.
  */
@@ -186,7 +187,7 @@ export class Relay {
     for (const s of [...this.sessions.all()]) {
       const r = this.opts.credentials.record(s.kind, s.id);
       if (r && r.hash === s.credentialHash && (s.kind !== 'external' || !s.operator || r.rights.includes('mediate'))) continue;
-      this.logger.warn('credential revoked; closing its session', { kind: s.kind, id: s.id });
+      this.logger.warn('credential revoked; closing its session', { kind: s.kind, id: s.id, session: s.session });
       s.link.fault(Status.REVOKED, 'this credential was revoked at the relay');
     }
   }
