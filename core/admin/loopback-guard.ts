@@ -1,0 +1,100 @@
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { join, normalize, sep } from 'node:path';
+import { contentType } from '../runtime/content-type.js';
+
+/**
+ * The defences every local admin endpoint shares (the contact point's admin endpoint, the
+ * relay's status endpoint): Host and Origin checks so a web page elsewhere cannot reach it
+ * through DNS rebinding, security headers with a CSP that allows no inline script, and the
+ * static files of a built GUI. The token check is each endpoint's own (one authenticates a ws,
+ * the other an HTTP request), both with safeEqual (core/runtime/secrets.ts).
+ */
+
+/** Headers on every answer of an admin endpoint (the GUI's CSP: scripts only from itself). */
+export const ADMIN_SECURITY_HEADERS = {
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'referrer-policy': 'no-referrer',
+  'content-security-policy':
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self' ws://127.0.0.1:* ws://localhost:* ws://[::1]:*; frame-ancestors 'none'",
+} as const;
+
+export class LoopbackGuard {
+  private port = 0;
+  private hostLabel = '';
+
+  /** Once listening: the bound port and the URL host form of the bound address. */
+  bound(port: number, hostLabel: string): void {
+    this.port = port;
+    this.hostLabel = hostLabel;
+  }
+
+  /** Host header must name this endpoint as a loopback host: a rebinding page sends its own name. */
+  hostAllowed(host: string | undefined): boolean {
+    if (!host) return false;
+    const allowed = [`127.0.0.1:${this.port}`, `localhost:${this.port}`, `[::1]:${this.port}`, `${this.hostLabel}:${this.port}`];
+    return allowed.includes(host.toLowerCase());
+  }
+
+  /** No Origin: not a browser (CLI, SDK). Else it must be this endpoint itself. */
+  originAllowed(origin: string | undefined): boolean {
+    if (origin === undefined) return true;
+    try {
+      const u = new URL(origin);
+      return (u.protocol === 'http:' || u.protocol === 'https:') && this.hostAllowed(u.host);
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * The checks every plain request passes first: a foreign Host gets 421, a method other than
+   * GET or HEAD 405. False when it answered.
+   */
+  admitRequest(req: IncomingMessage, res: ServerResponse, what: string): boolean {
+    if (!this.hostAllowed(req.headers.host)) {
+      res.writeHead(421, { 'content-type': 'text/plain', ...ADMIN_SECURITY_HEADERS });
+      res.end(`misdirected request: open the ${what} through 127.0.0.1 or localhost\n`);
+      return false;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD', ...ADMIN_SECURITY_HEADERS });
+      res.end();
+      return false;
+    }
+    return true;
+  }
+}
+
+/** The request's path, decoded, without its query; undefined when it is not valid percent-encoding. */
+export function requestPath(req: IncomingMessage): string | undefined {
+  try {
+    return decodeURIComponent((req.url ?? '/').split('?')[0] ?? '/');
+  } catch {
+    return undefined;
+  }
+}
+
+/** A file of the built GUI in `dir` (`index` for `/`), or 404; never a file outside `dir`. */
+export async function serveStatic(req: IncomingMessage, res: ServerResponse, dir: string, path: string, index: string): Promise<void> {
+  const rel = normalize(path === '/' ? `/${index}` : path).replace(/^([/\\])+/, '');
+  const root = normalize(dir).replace(/[/\\]+$/, '');
+  const file = join(root, rel);
+  if (!file.startsWith(root + sep)) {
+    res.writeHead(404, ADMIN_SECURITY_HEADERS);
+    res.end();
+    return;
+  }
+  try {
+    const st = await stat(file);
+    if (!st.isFile()) throw new Error('not a file');
+    res.writeHead(200, { 'content-type': contentType(file), 'content-length': st.size, 'cache-control': 'no-cache', ...ADMIN_SECURITY_HEADERS });
+    if (req.method === 'HEAD') res.end();
+    else createReadStream(file).pipe(res);
+  } catch {
+    res.writeHead(404, { 'content-type': 'text/plain', ...ADMIN_SECURITY_HEADERS });
+    res.end('not found\n');
+  }
+}
