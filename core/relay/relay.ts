@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { RelayStatusView } from '../admin/relay-contract.js';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { decodeControl, type Frame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
@@ -15,7 +16,9 @@ import type { CredentialStore } from './credentials.js';
 import type { ControlChannel } from './control.js';
 import { ControlServer } from './control-server.js';
 import type { Exposer, Exposure, ExposeSpec, ExposureView } from './expose.js';
+import { RefusalLog } from './refusals.js';
 import { Router } from './routing.js';
+import { statusSnapshot } from './status.js';
 import type { ExternalSession, RelaySession, TunnelSession } from './sessions.js';
 import type { RelayUdpService } from './udp-service.js';
 
@@ -96,13 +99,17 @@ export class Relay {
   readonly exposer: Exposer;
   /** the UDP service port (seed 002's UDP channels), when enabled */
   readonly udp: RelayUdpService | undefined;
+  /** every refusal: logged once (rate-limited), the last RECENT_REFUSALS kept for the status endpoint */
+  readonly refusals: RefusalLog;
+  private startedAt = 0;
 
   constructor(private readonly opts: RelayOptions) {
     checkTakeoverProbe(opts.takeoverProbeMs);
     this.name = opts.name ?? 'relay';
     this.logger = opts.logger ?? silentLogger;
     this.maxMessageBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
-    this.router = new Router({ name: this.name, credentials: opts.credentials, logger: this.logger, maxMessageBytes: this.maxMessageBytes, sessions: { tunnels: this.tunnels, externals: this.externals } });
+    this.refusals = new RefusalLog(this.logger);
+    this.router = new Router({ name: this.name, credentials: opts.credentials, logger: this.logger, maxMessageBytes: this.maxMessageBytes, sessions: { tunnels: this.tunnels, externals: this.externals }, refusals: this.refusals });
     this.controlServer = new ControlServer({
       credentials: opts.credentials,
       logger: this.logger,
@@ -112,6 +119,7 @@ export class Relay {
       udpAdvertisePort: opts.udpAdvertisePort,
       maxExposeConnections: opts.maxExposeConnections,
       maxExposeConnectionsPerContactPoint: opts.maxExposeConnectionsPerContactPoint,
+      refusals: this.refusals,
     });
     this.udp = this.controlServer.udp;
     this.exposer = this.controlServer.exposer;
@@ -120,6 +128,7 @@ export class Relay {
       logger: this.logger,
       sessions: { tunnels: this.tunnels, externals: this.externals },
       links: this.links,
+      refusals: this.refusals,
       open: (admitted) => this.open(admitted),
     });
   }
@@ -133,6 +142,7 @@ export class Relay {
     this.server = server;
     const { address: addr, urlHost } = await listen(server, this.opts.port ?? 0, this.opts.host ?? '127.0.0.1');
     this.boundUrl = `${this.opts.tls ? 'wss' : 'ws'}://${urlHost}:${addr.port}${RELAY_PATH}`;
+    this.startedAt = Date.now();
     await this.udp?.start(addr.address, addr.port);
     this.unwatch = this.opts.credentials.watch(
       () => this.recheckSessions(),
@@ -145,6 +155,7 @@ export class Relay {
 
   async stop(): Promise<void> {
     this.unwatch?.();
+    this.refusals.stop();
     this.exposer.closeAll();
     this.udp?.stop();
     for (const link of this.links) {
@@ -171,6 +182,23 @@ export class Relay {
       refused,
       droppedAcks,
     };
+  }
+
+  /** Offices, sessions, exposures and recent refusals, for the status endpoint (status.ts). */
+  statusSnapshot(): RelayStatusView {
+    const { routed, refused } = this.router.counts();
+    return statusSnapshot({
+      name: this.name,
+      url: this.boundUrl,
+      startedAt: this.startedAt,
+      udpPort: this.udp?.port,
+      sessions: { tunnels: this.tunnels, externals: this.externals },
+      sockets: this.links.size,
+      routed,
+      refused,
+      exposures: this.exposer.list(),
+      refusals: this.refusals,
+    });
   }
 
   /**
@@ -236,7 +264,7 @@ export class Relay {
       else holder?.link.fault(Status.REPLACED, 'a newer tunnel of this same contact point instance connected');
     } else {
       const address = `${hello.id}@${this.name}`;
-      session = { ...base, kind, address, bucket: new TokenBucket(this.opts.ratePerSender ?? RELAY_RATE_PER_SENDER), operator: undefined };
+      session = { ...base, kind, address, env: hello.env, bucket: new TokenBucket(this.opts.ratePerSender ?? RELAY_RATE_PER_SENDER), operator: undefined };
       const old = this.externals.get(hello.id);
       this.externals.set(hello.id, session);
       old?.link.fault(Status.REPLACED, 'a newer session for this peer connected');

@@ -42,6 +42,8 @@ export interface TunnelSession extends Session {
 export interface ExternalSession extends Session {
   readonly kind: 'external';
   readonly address: string;
+  /** what its hello said it runs (shown in the relay's status, never trusted) */
+  readonly env: HelloBody['env'];
   readonly bucket: TokenBucket;
   /** set when this peer drives port mediation (credential right `mediate`) */
   operator: OperatorSession | undefined;
