@@ -12,18 +12,23 @@ import { contentType } from '../runtime/content-type.js';
  * the other an HTTP request), both with safeEqual (core/runtime/secrets.ts).
  */
 
-/** Headers on every answer of an admin endpoint (the GUI's CSP: scripts only from itself). */
-export const ADMIN_SECURITY_HEADERS = {
-  'x-content-type-options': 'nosniff',
-  'x-frame-options': 'DENY',
-  'referrer-policy': 'no-referrer',
-  'content-security-policy':
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self' ws://127.0.0.1:* ws://localhost:* ws://[::1]:*; frame-ancestors 'none'",
-} as const;
+/** The admin GUI's connect-src: its ws endpoint on a loopback name. */
+export const ADMIN_CONNECT_SRC = "'self' ws://127.0.0.1:* ws://localhost:* ws://[::1]:*";
 
 export class LoopbackGuard {
   private port = 0;
   private hostLabel = '';
+  /** Headers on every answer (the GUI's CSP: scripts only from itself, connections as `connectSrc`). */
+  readonly headers: Readonly<Record<string, string>>;
+
+  constructor(connectSrc: string) {
+    this.headers = {
+      'x-content-type-options': 'nosniff',
+      'x-frame-options': 'DENY',
+      'referrer-policy': 'no-referrer',
+      'content-security-policy': `default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src ${connectSrc}; frame-ancestors 'none'`,
+    };
+  }
 
   /** Once listening: the bound port and the URL host form of the bound address. */
   bound(port: number, hostLabel: string): void {
@@ -55,16 +60,38 @@ export class LoopbackGuard {
    */
   admitRequest(req: IncomingMessage, res: ServerResponse, what: string): boolean {
     if (!this.hostAllowed(req.headers.host)) {
-      res.writeHead(421, { 'content-type': 'text/plain', ...ADMIN_SECURITY_HEADERS });
+      res.writeHead(421, { 'content-type': 'text/plain', ...this.headers });
       res.end(`misdirected request: open the ${what} through 127.0.0.1 or localhost\n`);
       return false;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD', ...ADMIN_SECURITY_HEADERS });
+      res.writeHead(405, { allow: 'GET, HEAD', ...this.headers });
       res.end();
       return false;
     }
     return true;
+  }
+
+  /** A file of the built GUI in `dir` (`index` for `/`), or 404; never a file outside `dir`. */
+  async serveStatic(req: IncomingMessage, res: ServerResponse, dir: string, path: string, index: string): Promise<void> {
+    const rel = normalize(path === '/' ? `/${index}` : path).replace(/^([/\\])+/, '');
+    const root = normalize(dir).replace(/[/\\]+$/, '');
+    const file = join(root, rel);
+    if (!file.startsWith(root + sep)) {
+      res.writeHead(404, this.headers);
+      res.end();
+      return;
+    }
+    try {
+      const st = await stat(file);
+      if (!st.isFile()) throw new Error('not a file');
+      res.writeHead(200, { 'content-type': contentType(file), 'content-length': st.size, 'cache-control': 'no-cache', ...this.headers });
+      if (req.method === 'HEAD') res.end();
+      else createReadStream(file).pipe(res);
+    } catch {
+      res.writeHead(404, { 'content-type': 'text/plain', ...this.headers });
+      res.end('not found\n');
+    }
   }
 }
 
@@ -77,24 +104,3 @@ export function requestPath(req: IncomingMessage): string | undefined {
   }
 }
 
-/** A file of the built GUI in `dir` (`index` for `/`), or 404; never a file outside `dir`. */
-export async function serveStatic(req: IncomingMessage, res: ServerResponse, dir: string, path: string, index: string): Promise<void> {
-  const rel = normalize(path === '/' ? `/${index}` : path).replace(/^([/\\])+/, '');
-  const root = normalize(dir).replace(/[/\\]+$/, '');
-  const file = join(root, rel);
-  if (!file.startsWith(root + sep)) {
-    res.writeHead(404, ADMIN_SECURITY_HEADERS);
-    res.end();
-    return;
-  }
-  try {
-    const st = await stat(file);
-    if (!st.isFile()) throw new Error('not a file');
-    res.writeHead(200, { 'content-type': contentType(file), 'content-length': st.size, 'cache-control': 'no-cache', ...ADMIN_SECURITY_HEADERS });
-    if (req.method === 'HEAD') res.end();
-    else createReadStream(file).pipe(res);
-  } catch {
-    res.writeHead(404, { 'content-type': 'text/plain', ...ADMIN_SECURITY_HEADERS });
-    res.end('not found\n');
-  }
-}

@@ -6,7 +6,7 @@ import type { Logger } from '../runtime/logger.js';
 import { createGuardedServer, refuseUpgrade, type HttpLimits } from '../runtime/http-guard.js';
 import { closeServer, listen } from '../runtime/server-lifecycle.js';
 import { safeEqual } from '../runtime/secrets.js';
-import { ADMIN_SECURITY_HEADERS, LoopbackGuard, requestPath, serveStatic } from './loopback-guard.js';
+import { ADMIN_CONNECT_SRC, LoopbackGuard, requestPath } from './loopback-guard.js';
 import {
   ADMIN_EVENTS,
   ADMIN_PATH,
@@ -60,7 +60,7 @@ export class AdminServer {
   private port = 0;
   private hostLabel = '';
   /** Host/Origin checks, security headers, static files (shared with the relay's status endpoint) */
-  private readonly guard = new LoopbackGuard();
+  private readonly guard = new LoopbackGuard(ADMIN_CONNECT_SRC);
 
   constructor(private readonly opts: AdminServerOptions) {
     this.token = opts.token ?? randomBytes(24).toString('base64url');
@@ -104,12 +104,12 @@ export class AdminServer {
     const path = requestPath(req);
     const dir = this.opts.staticDir;
     if (path === undefined) {
-      res.writeHead(400, { 'content-type': 'text/plain', ...ADMIN_SECURITY_HEADERS });
+      res.writeHead(400, { 'content-type': 'text/plain', ...this.guard.headers });
       res.end('bad path\n');
     } else if (!dir) {
-      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', ...ADMIN_SECURITY_HEADERS });
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', ...this.guard.headers });
       res.end('Contact Point admin endpoint. The GUI is not built here; use `contact-point peers ...` or connect to ' + ADMIN_PATH + '.\n');
-    } else await serveStatic(req, res, dir, path, 'index.html');
+    } else await this.guard.serveStatic(req, res, dir, path, 'index.html');
   }
 
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { ADMIN_SECURITY_HEADERS, LoopbackGuard, requestPath, serveStatic } from '../admin/loopback-guard.js';
+import { LoopbackGuard, requestPath } from '../admin/loopback-guard.js';
 import { RELAY_DASHBOARD_PAGE, RELAY_STATUS_PATH, type RelayStatusView } from '../admin/relay-contract.js';
 import { createGuardedServer, refuseUpgrade, type HttpLimits } from '../runtime/http-guard.js';
 import type { Logger } from '../runtime/logger.js';
@@ -41,7 +41,8 @@ function dashboardFile(path: string): boolean {
 export class RelayAdminServer {
   private server: Server | undefined;
   readonly token: string;
-  private readonly guard = new LoopbackGuard();
+  /** the dashboard only fetches its own origin: connect-src 'self' */
+  private readonly guard = new LoopbackGuard("'self'");
   private readonly badTokens: RefusalTally;
   private port = 0;
   private hostLabel = '';
@@ -85,17 +86,17 @@ export class RelayAdminServer {
     const path = requestPath(req);
     if (path === RELAY_STATUS_PATH) return this.status(req, res);
     if (path === undefined || !dashboardFile(path)) {
-      res.writeHead(404, { 'content-type': 'text/plain', ...ADMIN_SECURITY_HEADERS });
+      res.writeHead(404, { 'content-type': 'text/plain', ...this.guard.headers });
       res.end('not found\n');
     } else if (!this.opts.staticDir) {
-      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', ...ADMIN_SECURITY_HEADERS });
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', ...this.guard.headers });
       res.end(`Contact Point relay status endpoint. The dashboard is not built here; use \`contact-point relay status\` or GET ${RELAY_STATUS_PATH}.\n`);
-    } else await serveStatic(req, res, this.opts.staticDir, path, RELAY_DASHBOARD_PAGE);
+    } else await this.guard.serveStatic(req, res, this.opts.staticDir, path, RELAY_DASHBOARD_PAGE);
   }
 
   private status(req: IncomingMessage, res: ServerResponse): void {
     if (!this.guard.originAllowed(req.headers.origin)) {
-      res.writeHead(403, { 'content-type': 'text/plain', ...ADMIN_SECURITY_HEADERS });
+      res.writeHead(403, { 'content-type': 'text/plain', ...this.guard.headers });
       res.end('forbidden: another origin\n');
       return;
     }
@@ -103,12 +104,12 @@ export class RelayAdminServer {
     const presented = auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined;
     if (presented === undefined || !safeEqual(presented, this.token)) {
       this.badTokens.add(401, presented === undefined ? 'no token' : 'wrong token');
-      res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer', ...ADMIN_SECURITY_HEADERS });
+      res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer', ...this.guard.headers });
       res.end(presented === undefined ? 'send the token: Authorization: Bearer <token>\n' : 'bad token\n');
       return;
     }
     const body = JSON.stringify(this.opts.relay.statusSnapshot());
-    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body), ...ADMIN_SECURITY_HEADERS });
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body), ...this.guard.headers });
     res.end(req.method === 'HEAD' ? undefined : body);
   }
 
