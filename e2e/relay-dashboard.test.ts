@@ -1,13 +1,9 @@
-import { once } from 'node:events';
 import { mkdir } from 'node:fs/promises';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Browser, BrowserContext } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ContactPoint } from '../core/contact-point/contact-point.js';
-import { Operator } from '../core/peer/operator.js';
 import { RelayAdminServer } from '../core/relay/admin-server.js';
-import { FAST, logger, startHarness, tempDir, waitFor, type Harness } from '../test/helpers.js';
+import { exposedEcho, logger, startHarness, waitFor, type Harness } from '../test/helpers.js';
 import { RawClient } from '../test/raw-client.js';
 import { SCREENSHOTS } from './pages/admin-page.js';
 import { launchChromium } from './support/browser.js';
@@ -41,33 +37,7 @@ afterEach(async () => {
   h = undefined;
 });
 
-async function echoService(): Promise<number> {
-  const sockets = new Set<Socket>();
-  const server = createServer((s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => undefined);
-    s.pipe(s);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  closers.push(() => {
-    for (const s of sockets) s.destroy();
-    return new Promise((r) => server.close(r));
-  });
-  return (server.address() as AddressInfo).port;
-}
 
-async function office(hh: Harness, id: string): Promise<ContactPoint> {
-  const dir = await tempDir();
-  const secret = await hh.credentials.add('contact-point', id);
-  const cp = await ContactPoint.create({ id, relayUrl: hh.relay.url, secret, stateDir: dir.path, peerHost: '127.0.0.1', logger, timing: FAST });
-  closers.push(() => dir[Symbol.asyncDispose]());
-  closers.push(() => cp.stop());
-  await cp.start();
-  await waitFor(() => cp.gateway.connected, 5_000, `${id} tunnel up`);
-  return cp;
-}
 
 describe('relay dashboard in Chromium', { timeout: 60_000 }, () => {
   it('shows the live offices, sessions, an exposure with its connection, and refusals, and follows changes', async () => {
@@ -79,18 +49,9 @@ describe('relay dashboard in Chromium', { timeout: 60_000 }, () => {
     const alice = await h.external('alice');
     for (let i = 0; i < 3; i++) await alice.send('printer@acme-hq', `job ${i}`);
     // An operator exposes the office's LAN web service; one client is connected through it.
-    await h.cp.call('ports:policy', { targets: ['127.0.0.1/32:1-65535'], listen: [] });
-    const lanPort = await echoService();
-    const secret = await h.credentials.add('external', 'tech', ['send', 'mediate']);
-    const op = new Operator({ url: h.relay.url, name: 'tech', secret, logger, timing: FAST });
-    closers.push(() => op.stop());
-    op.start();
-    await op.ready();
-    const { publicPort } = await op.expose('acme-hq', '127.0.0.1', lanPort);
-    const client = connect(publicPort, '127.0.0.1');
-    closers.push(() => client.destroy());
-    client.write('GET / HTTP/1.0\r\n\r\n');
-    await once(client, 'data');
+    const exposed = await exposedEcho(h);
+    closers.push(() => exposed.close());
+    const { lanPort, publicPort } = exposed;
     // Refusals: a message to an office that does not exist, a hello with a wrong secret.
     await expect(alice.send('printer@branch-x', 'hello')).rejects.toThrow(/unknown contact point/);
     const raw = await RawClient.open(h.relay.url);
@@ -128,7 +89,7 @@ describe('relay dashboard in Chromium', { timeout: 60_000 }, () => {
     expect(await refusals.nth(1).textContent()).toContain('external alice');
 
     // Live: a second office connects and appears without a reload.
-    await office(h, 'branch-office');
+    await h.contactPoint('branch-office');
     await page.getByTestId('office-branch-office').waitFor({ timeout: 6_000 });
     await waitFor(() => h!.relay.statusSnapshot().offices.every((o) => o.rttMs !== undefined), 5_000, 'round trips measured');
     await page.waitForTimeout(2_500); // one more poll, with the new office's round trip

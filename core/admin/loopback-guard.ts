@@ -3,6 +3,8 @@ import { stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join, normalize, sep } from 'node:path';
 import { contentType } from '../runtime/content-type.js';
+import type { HttpLimits } from '../runtime/http-guard.js';
+import type { Logger } from '../runtime/logger.js';
 
 /**
  * The defences every local admin endpoint shares (the contact point's admin endpoint, the
@@ -11,6 +13,20 @@ import { contentType } from '../runtime/content-type.js';
  * static files of a built GUI. The token check is each endpoint's own (one authenticates a ws,
  * the other an HTTP request), both with safeEqual (core/runtime/secrets.ts).
  */
+
+/** What a loopback admin endpoint (the contact point's, the relay's status endpoint) is started with. */
+export interface LoopbackEndpointOptions {
+  readonly logger: Logger;
+  /** loopback by default: an admin endpoint is never meant for the network */
+  readonly host?: string;
+  readonly port?: number;
+  /** a fixed token (tests); by default a fresh random one each start */
+  readonly token?: string;
+  /** the built renderer to serve (renderer/dist) */
+  readonly staticDir?: string | undefined;
+  /** timeouts and connection caps of the plain HTTP side (see core/runtime/http-guard.ts) */
+  readonly http?: HttpLimits | undefined;
+}
 
 /** The admin GUI's connect-src: its ws endpoint on a loopback name. */
 export const ADMIN_CONNECT_SRC = "'self' ws://127.0.0.1:* ws://localhost:* ws://[::1]:*";

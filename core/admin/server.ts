@@ -2,11 +2,10 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { Logger } from '../runtime/logger.js';
-import { createGuardedServer, refuseUpgrade, type HttpLimits } from '../runtime/http-guard.js';
+import { createGuardedServer, refuseUpgrade } from '../runtime/http-guard.js';
 import { closeServer, listen } from '../runtime/server-lifecycle.js';
 import { safeEqual } from '../runtime/secrets.js';
-import { ADMIN_CONNECT_SRC, LoopbackGuard, requestPath } from './loopback-guard.js';
+import { ADMIN_CONNECT_SRC, LoopbackGuard, requestPath, type LoopbackEndpointOptions } from './loopback-guard.js';
 import {
   ADMIN_EVENTS,
   ADMIN_PATH,
@@ -27,18 +26,8 @@ export const MAX_ADMIN_MESSAGE_BYTES = 64 * 1024;
 /** A watcher that has this much unsent is skipped for flow batches (samples), and closed at 8x. */
 export const ADMIN_SLOW_BYTES = 1024 * 1024;
 
-export interface AdminServerOptions {
+export interface AdminServerOptions extends LoopbackEndpointOptions {
   readonly api: AdminApi & { snapshot(): Snapshot };
-  readonly logger: Logger;
-  /** loopback by default: the admin endpoint is never meant for the LAN */
-  readonly host?: string;
-  readonly port?: number;
-  /** a fixed token (tests); by default a fresh random one each start */
-  readonly token?: string;
-  /** built admin GUI to serve at / (the renderer build) */
-  readonly staticDir?: string | undefined;
-  /** timeouts and connection caps of the plain HTTP side (see core/runtime/http-guard.ts) */
-  readonly http?: HttpLimits | undefined;
 }
 
 /**

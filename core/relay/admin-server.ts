@@ -1,10 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { LoopbackGuard, requestPath } from '../admin/loopback-guard.js';
+import { LoopbackGuard, requestPath, type LoopbackEndpointOptions } from '../admin/loopback-guard.js';
 import { RELAY_DASHBOARD_PAGE, RELAY_STATUS_PATH, type RelayStatusView } from '../admin/relay-contract.js';
-import { createGuardedServer, refuseUpgrade, type HttpLimits } from '../runtime/http-guard.js';
-import type { Logger } from '../runtime/logger.js';
+import { createGuardedServer, refuseUpgrade } from '../runtime/http-guard.js';
 import { RefusalTally } from '../runtime/refusal-tally.js';
 import { safeEqual } from '../runtime/secrets.js';
 import { closeServer, listen } from '../runtime/server-lifecycle.js';
@@ -12,18 +11,9 @@ import { closeServer, listen } from '../runtime/server-lifecycle.js';
 /** Status requests with a missing or wrong token are logged (warn) at most once per this interval, with their count. */
 export const RELAY_ADMIN_BAD_TOKEN_LOG_MS = 60_000;
 
-export interface RelayAdminOptions {
-  /** the relay (its statusSnapshot(), the one read of its state) */
+export interface RelayAdminOptions extends LoopbackEndpointOptions {
+  /** the relay (its statusSnapshot(), the one read of its state); staticDir is the renderer build, whose relay.html is the dashboard */
   readonly relay: { statusSnapshot(): RelayStatusView };
-  readonly logger: Logger;
-  /** loopback by default: the status endpoint is never meant for the network */
-  readonly host?: string;
-  readonly port?: number;
-  /** a fixed token (tests); by default a fresh random one each start */
-  readonly token?: string;
-  /** the built renderer (renderer/dist): the dashboard is its relay.html */
-  readonly staticDir?: string | undefined;
-  readonly http?: HttpLimits | undefined;
 }
 
 /** Files of the renderer build the dashboard needs; the contact point's GUI is not served here. */

@@ -1,11 +1,7 @@
-import { once } from 'node:events';
 import { request } from 'node:http';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RELAY_STATUS_PATH, type RelayStatusView } from '../../core/admin/relay-contract.js';
-import { ContactPoint } from '../../core/contact-point/contact-point.js';
-import { Operator } from '../../core/peer/operator.js';
 import { CAPABILITY_REACHABLE } from '../../core/protocol/frames.js';
 import { Status } from '../../core/protocol/status.js';
 import { RelayAdminServer } from '../../core/relay/admin-server.js';
@@ -13,7 +9,7 @@ import { REFUSAL_LOG_BURST, REFUSAL_LOG_PER_SECOND } from '../../core/relay/refu
 import { MAX_AUTH_FAILURES_PER_MINUTE } from '../../core/relay/relay.js';
 import { createLogger } from '../../core/runtime/logger.js';
 import { VERSION } from '../../core/version.js';
-import { FAST, logger, startHarness, tempDir, waitFor, type Harness } from '../helpers.js';
+import { exposedEcho, startHarness, waitFor, type Harness } from '../helpers.js';
 import { RawClient } from '../raw-client.js';
 
 /**
@@ -65,33 +61,7 @@ async function status(): Promise<RelayStatusView> {
   return JSON.parse(r.body) as RelayStatusView;
 }
 
-async function echoService(): Promise<number> {
-  const sockets = new Set<Socket>();
-  const server = createServer((s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => undefined);
-    s.pipe(s);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  closers.push(() => {
-    for (const s of sockets) s.destroy();
-    return new Promise((r) => server.close(r));
-  });
-  return (server.address() as AddressInfo).port;
-}
 
-async function secondContactPoint(hh: Harness, id: string): Promise<ContactPoint> {
-  const dir = await tempDir();
-  const secret = await hh.credentials.add('contact-point', id);
-  const cp = await ContactPoint.create({ id, relayUrl: hh.relay.url, secret, stateDir: dir.path, peerHost: '127.0.0.1', logger, timing: FAST });
-  closers.push(() => dir[Symbol.asyncDispose]());
-  closers.push(() => cp.stop());
-  await cp.start();
-  await waitFor(() => cp.gateway.connected, 5_000, `${id} tunnel up`);
-  return cp;
-}
 
 /** Log lines of the relay's refusal log. */
 function refusalLines(): string[] {
@@ -101,22 +71,13 @@ function refusalLines(): string[] {
 describe('relay status endpoint', () => {
   it('lists both offices with the environment each said at hello, the sessions, an exposure with its port and connections, and refusals', async () => {
     const { h } = await stack();
-    await secondContactPoint(h, 'branch-b');
+    await h.contactPoint('branch-b');
     await h.registered('printer');
     const alice = await h.external('alice');
     // An operator exposes a LAN echo service behind acme-hq; one client connects through it.
-    await h.cp.call('ports:policy', { targets: ['127.0.0.1/32:1-65535'], listen: [] });
-    const lanPort = await echoService();
-    const secret = await h.credentials.add('external', 'tech', ['send', 'mediate']);
-    const op = new Operator({ url: h.relay.url, name: 'tech', secret, logger, timing: FAST });
-    closers.push(() => op.stop());
-    op.start();
-    await op.ready();
-    const { publicPort } = await op.expose('acme-hq', '127.0.0.1', lanPort);
-    const client = connect(publicPort, '127.0.0.1');
-    closers.push(() => client.destroy());
-    client.write('ping');
-    await once(client, 'data');
+    const exposed = await exposedEcho(h);
+    closers.push(() => exposed.close());
+    const { op, lanPort, publicPort } = exposed;
     // Refusals: a message to an unknown office, a hello with a bad secret, an operator asking about an unknown office.
     await expect(alice.send('someone@nowhere', 'hi')).rejects.toMatchObject({ code: Status.UNKNOWN_CONTACT_POINT });
     const raw = await RawClient.open(h.relay.url);
