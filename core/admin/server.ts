@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { answerHealth, isHealthRequest, type Readiness } from '../runtime/health.js';
 import { createGuardedServer, refuseUpgrade } from '../runtime/http-guard.js';
 import { closeServer, listen } from '../runtime/server-lifecycle.js';
 import { safeEqual } from '../runtime/secrets.js';
@@ -27,7 +28,8 @@ export const MAX_ADMIN_MESSAGE_BYTES = 64 * 1024;
 export const ADMIN_SLOW_BYTES = 1024 * 1024;
 
 export interface AdminServerOptions extends LoopbackEndpointOptions {
-  readonly api: AdminApi & { snapshot(): Snapshot };
+  /** the admin contract, and readiness for /readyz */
+  readonly api: AdminApi & { snapshot(): Snapshot; readiness(): Readiness };
 }
 
 /**
@@ -89,6 +91,13 @@ export class AdminServer {
   }
 
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // Health first, tokenless and whatever the Host header: a probe (systemd, a container
+    // HEALTHCHECK, a Kubernetes httpGet on --admin-listen-any) sends no token and may name the
+    // host by any address. The answer is the tunnel's state and why; no peer, no secret.
+    if (isHealthRequest(req)) {
+      answerHealth(req, res, { readiness: () => this.opts.api.readiness() });
+      return;
+    }
     if (!this.guard.admitRequest(req, res, 'admin GUI')) return;
     const path = requestPath(req);
     const dir = this.opts.staticDir;

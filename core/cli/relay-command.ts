@@ -13,7 +13,7 @@ import { RelayAdminServer } from '../relay/admin-server.js';
 import { Relay } from '../relay/relay.js';
 import { primeAllocator } from '../runtime/allocator.js';
 import { createLogger } from '../runtime/logger.js';
-import { countFlag, exclusive, integer, logLevel, name, parseFlags, type Command } from './args.js';
+import { countFlag, exclusive, integer, logFormatHelp, logLevel, name, parseFlags, type Command, type RunContext } from './args.js';
 import { CliError, UsageError } from './errors.js';
 import { readCertificateFile, readPrivateKeyFile } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
@@ -73,6 +73,7 @@ Flags:
                        <state>/${RELAY_ADMIN_FILE} (mode 0600) holds the URL and token while it runs
                        (contact-point relay status reads it). Off by default
   --log-level LEVEL    debug, info, warn, error or silent (default info); logs go to stderr
+${logFormatHelp(23)}
   --json               print one line {"event":"ready","url":...,"name":...} on stdout once listening
   -h, --help           this help
 
@@ -91,7 +92,7 @@ Examples:
   contact-point relay --admin-listen 127.0.0.1:7903    then: contact-point relay status
 `;
 
-async function run(argv: string[]): Promise<number> {
+async function run(argv: string[], ctx: RunContext): Promise<number> {
   const { values } = parseFlags({
     args: argv,
     strict: true,
@@ -162,7 +163,7 @@ async function run(argv: string[]): Promise<number> {
     tls = { cert: cert.pem, key: key.pem };
   }
   const stateDir = resolveStateDir('relay', values.state);
-  const logger = createLogger({ level });
+  const logger = createLogger({ level, format: ctx.logFormat });
   logger.debug('allocator', { glibc_trim: primeAllocator() });
 
   let credentials: CredentialStore;
@@ -212,7 +213,10 @@ async function run(argv: string[]): Promise<number> {
     }
   }
   const udpPort = relay.udp?.port;
-  if (values.json) emit('ready', { url, name: relayName, stateDir, credentials: count, ...(udpPort ? { udpPort } : {}), ...(admin ? { statusUrl: admin.url, dashboardUrl: admin.dashboardUrl } : {}) });
+  const ready = { url, name: relayName, stateDir, credentials: count, ...(udpPort ? { udpPort } : {}), ...(admin ? { statusUrl: admin.url } : {}) };
+  if (values.json) emit('ready', { ...ready, ...(admin ? { dashboardUrl: admin.dashboardUrl } : {}) });
+  // The log (a journal, a collector) gets the status URL, never the token: that stays in the 0600 file.
+  else if (ctx.logFormat === 'json') logger.info('ready', ready);
   else {
     say(`relay "${relayName}" listening on ${url} (${count} credential${count === 1 ? '' : 's'} from ${stateDir}); Ctrl-C stops it`);
     say(udpPort ? `  UDP service port ${udpPort} (mediated datagrams; let it through the firewall too)` : '  no UDP service port: mediated datagrams travel inside the tunnels');
@@ -220,11 +224,15 @@ async function run(argv: string[]): Promise<number> {
   }
 
   await shutdown.signal;
-  return stopCleanly('relay', async () => {
-    await admin?.stop();
-    await relay.stop();
-    if (admin) await removeRelayAdminFile(stateDir);
-  });
+  return stopCleanly(
+    'relay',
+    async () => {
+      await admin?.stop();
+      await relay.stop();
+      if (admin) await removeRelayAdminFile(stateDir);
+    },
+    logger,
+  );
 }
 
 /** A connection cap given on the command line, or its default. */

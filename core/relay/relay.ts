@@ -7,6 +7,7 @@ import { CAPABILITY_REACHABLE, FrameType, frameTypeName } from '../protocol/fram
 import type { CloseInfo, Link } from '../protocol/link.js';
 import { MAX_MESSAGE_BYTES, MAX_PEERS_PER_CONTACT_POINT, PING_INTERVAL_MS, RELAY_RATE_PER_SENDER } from '../protocol/limits.js';
 import { Status } from '../protocol/status.js';
+import { answerHealth, isHealthRequest, type Readiness } from '../runtime/health.js';
 import { createGuardedServer, type HttpLimits } from '../runtime/http-guard.js';
 import { silentLogger, type Logger } from '../runtime/logger.js';
 import { TokenBucket } from '../runtime/token-bucket.js';
@@ -91,6 +92,9 @@ export class Relay {
   /** MSG/ACK routing and REACHABLE waiters (routing.ts) */
   private readonly router: Router;
   private boundUrl = '';
+  /** set while the credentials file cannot be read or parsed (the last good set stays in use) */
+  private credentialsProblem: string | undefined;
+  private stopping = false;
   readonly name: string;
   private readonly logger: Logger;
   private readonly maxMessageBytes: number;
@@ -145,15 +149,23 @@ export class Relay {
     this.startedAt = Date.now();
     await this.udp?.start(addr.address, addr.port);
     this.unwatch = this.opts.credentials.watch(
-      () => this.recheckSessions(),
+      () => {
+        if (this.credentialsProblem !== undefined) this.logger.info('credentials file readable again');
+        this.credentialsProblem = undefined;
+        this.recheckSessions();
+      },
       this.opts.credentialsPollMs ?? 2_000,
-      (err) => this.logger.error('credentials file unreadable; keeping the last good set', { error: err.message }),
+      (err) => {
+        this.credentialsProblem = err.message;
+        this.logger.error('credentials file unreadable; keeping the last good set', { error: err.message });
+      },
     );
     this.logger.info('relay listening', { url: this.boundUrl, name: this.name });
     return this.boundUrl;
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     this.unwatch?.();
     this.refusals.stop();
     this.exposer.closeAll();
@@ -202,6 +214,18 @@ export class Relay {
   }
 
   /**
+   * Ready (GET /readyz 200) while listening and its credentials file last read well: a relay
+   * whose file is unreadable or corrupt keeps the last good set, but credentials added since
+   * are not in it, so a load balancer should prefer another instance until the file is fixed.
+   * The reason stays generic (the endpoint is public); the log has the file's error.
+   */
+  readiness(): Readiness {
+    if (this.stopping || !this.server) return { ready: false, reason: this.stopping ? 'stopping' : 'not listening' };
+    if (this.credentialsProblem !== undefined) return { ready: false, reason: 'the credentials file cannot be read; the relay keeps the last good set (its log says why)' };
+    return { ready: true };
+  }
+
+  /**
    * After the credential store changed: every session whose credential was removed or replaced
    * (or lost the mediate right it uses) is closed with REVOKED. An operator's ports and
    * exposures close with its session.
@@ -239,10 +263,14 @@ export class Relay {
   }
 
   private readonly onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    if (req.method === 'GET' && req.url === '/healthz') {
-      const s = this.status();
-      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-      res.end(JSON.stringify({ ok: true, name: s.name, tunnels: s.tunnels, externals: s.externals, sockets: s.sockets }));
+    if (isHealthRequest(req)) {
+      answerHealth(req, res, {
+        readiness: () => this.readiness(),
+        details: () => {
+          const s = this.status();
+          return { name: s.name, tunnels: s.tunnels, externals: s.externals, sockets: s.sockets };
+        },
+      });
       return;
     }
     res.writeHead(404, { 'content-type': 'text/plain' });
