@@ -10,6 +10,7 @@ import {
   MAX_STREAMS_PER_CONTACT_POINT,
   MAX_STREAMS_PER_EXPOSURE,
 } from '../protocol/limits.js';
+import { RelayAdminServer } from '../relay/admin-server.js';
 import { Relay } from '../relay/relay.js';
 import { primeAllocator } from '../runtime/allocator.js';
 import { createLogger } from '../runtime/logger.js';
@@ -17,9 +18,10 @@ import { countFlag, exclusive, integer, logFormatHelp, logLevel, name, parseFlag
 import { CliError, UsageError } from './errors.js';
 import { readCertificateFile, readPrivateKeyFile } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
-import { listenError, listenFlag } from './listen.js';
+import { isLoopbackHost, listenError, listenFlag } from './listen.js';
+import { guiDir } from './contact-point-host.js';
 import { emit, say } from './output.js';
-import { resolveStateDir } from './state-dir.js';
+import { RELAY_ADMIN_FILE, removeRelayAdminFile, resolveStateDir, writeRelayAdminFile } from './state-dir.js';
 
 /** `contact-point relay`: the public relay, until SIGINT/SIGTERM. */
 
@@ -73,12 +75,19 @@ Flags:
                        the same per source address (default ${MAX_HTTP_CONNECTIONS_PER_ADDRESS})
   --state DIR          folder of credentials.json (default ~/.contact-point/relay,
                        or $CONTACT_POINT_STATE)
+  --admin-listen HOST:PORT
+                       serve the relay's status (offices, sessions, exposures, recent
+                       refusals) and its dashboard there, loopback only, with a random token;
+                       <state>/${RELAY_ADMIN_FILE} (mode 0600) holds the URL and token while it runs
+                       (contact-point relay status reads it). Off by default
   --log-level LEVEL    debug, info, warn, error or silent (default info); logs go to stderr
 ${logFormatHelp(23)}
   --json               print one line {"event":"ready","url":...,"name":...} on stdout once listening
   -h, --help           this help
 
 Subcommands:
+  status               what a running relay serves at --admin-listen: offices, sessions,
+                       exposures, recent refusals
   credential add       create a credential and print its secret, once
   credential list      list credentials: kind, id, rights, created (never secrets)
   credential remove    delete a credential
@@ -88,6 +97,7 @@ Examples:
   contact-point relay credential add --kind external --id alice --out alice.credential
   contact-point relay credential add --kind external --id tech --rights send,mediate --out tech.credential
   contact-point relay --listen 0.0.0.0:443 --tls-cert fullchain.pem --tls-key privkey.pem
+  contact-point relay --admin-listen 127.0.0.1:7903    then: contact-point relay status
 `;
 
 async function run(argv: string[], ctx: RunContext): Promise<number> {
@@ -110,11 +120,19 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
       'max-http-connections': { type: 'string' },
       'max-http-connections-per-address': { type: 'string' },
       state: { type: 'string' },
+      'admin-listen': { type: 'string' },
       'log-level': { type: 'string' },
       json: { type: 'boolean' },
     },
   });
   const listen = listenFlag('--listen', values.listen, DEFAULT_RELAY_LISTEN);
+  const adminListen = values['admin-listen'] !== undefined ? listenFlag('--admin-listen', values['admin-listen'], '') : undefined;
+  if (adminListen && !isLoopbackHost(adminListen.listen.host)) {
+    throw new UsageError(
+      `--admin-listen "${values['admin-listen']}": ${adminListen.listen.host} is not a loopback address. The status endpoint shows every ` +
+        'office, session and address, guarded only by a token over plain http, so it stays on this machine (reach it from elsewhere through an SSH tunnel)',
+    );
+  }
   const relayName = name('--name', values.name ?? 'relay');
   const exposeHost = values['expose-host'];
   if (exposeHost !== undefined && isIP(exposeHost) === 0) {
@@ -191,17 +209,41 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     }
     throw listenError(err, listen);
   }
+  let admin: RelayAdminServer | undefined;
+  if (adminListen) {
+    admin = new RelayAdminServer({ relay, logger: logger.child({ part: 'status' }), host: adminListen.listen.host, port: adminListen.listen.port, staticDir: guiDir() });
+    try {
+      await admin.start();
+      await writeRelayAdminFile(stateDir, { url: admin.url, token: admin.token, dashboardUrl: admin.dashboardUrl, pid: process.pid });
+    } catch (err: unknown) {
+      shutdown.dispose();
+      await admin.stop();
+      await relay.stop();
+      const code = (err as NodeJS.ErrnoException).code;
+      throw code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL' ? listenError(err, adminListen) : new CliError(`cannot write ${join(stateDir, RELAY_ADMIN_FILE)}: ${(err as Error).message}`);
+    }
+  }
   const udpPort = relay.udp?.port;
-  const ready = { url, name: relayName, stateDir, credentials: count, ...(udpPort ? { udpPort } : {}) };
-  if (values.json) emit('ready', ready);
+  const ready = { url, name: relayName, stateDir, credentials: count, ...(udpPort ? { udpPort } : {}), ...(admin ? { statusUrl: admin.url } : {}) };
+  if (values.json) emit('ready', { ...ready, ...(admin ? { dashboardUrl: admin.dashboardUrl } : {}) });
+  // The log (a journal, a collector) gets the status URL, never the token: that stays in the 0600 file.
   else if (ctx.logFormat === 'json') logger.info('ready', ready);
   else {
     say(`relay "${relayName}" listening on ${url} (${count} credential${count === 1 ? '' : 's'} from ${stateDir}); Ctrl-C stops it`);
     say(udpPort ? `  UDP service port ${udpPort} (mediated datagrams; let it through the firewall too)` : '  no UDP service port: mediated datagrams travel inside the tunnels');
+    if (admin) say(`  dashboard  ${admin.dashboardUrl} (contact-point relay status; token in ${join(stateDir, RELAY_ADMIN_FILE)})`);
   }
 
   await shutdown.signal;
-  return stopCleanly('relay', () => relay.stop(), logger);
+  return stopCleanly(
+    'relay',
+    async () => {
+      await admin?.stop();
+      await relay.stop();
+      if (admin) await removeRelayAdminFile(stateDir);
+    },
+    logger,
+  );
 }
 
 /** A connection cap given on the command line, or its default. */

@@ -24,6 +24,8 @@ export const HELLO_TIMEOUT_MS = 5_000;
 export const PING_INTERVAL_MS = 10_000;
 /** A link with no pong (or any other traffic) this long after a ping is declared dead. */
 export const PONG_TIMEOUT_MS = 5_000;
+/** The relay pings each of its links this often (the first at once) to show their round trip in its status; it is not a liveness check. */
+export const RELAY_RTT_PING_MS = 30_000;
 
 /** Reconnect backoff: first delay, cap, and growth factor; each delay is drawn with full jitter. */
 export const RECONNECT_BASE_MS = 250;

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { RelayStatusView } from '../admin/relay-contract.js';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { decodeControl, type Frame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
@@ -16,8 +17,10 @@ import type { CredentialStore } from './credentials.js';
 import type { ControlChannel } from './control.js';
 import { ControlServer } from './control-server.js';
 import type { Exposer, Exposure, ExposeSpec, ExposureView } from './expose.js';
+import { RefusalLog } from './refusals.js';
 import { Router } from './routing.js';
 import { SessionRegistry, type RelaySession } from './sessions.js';
+import { statusSnapshot } from './status.js';
 import type { RelayUdpService } from './udp-service.js';
 
 export { MAX_AUTH_FAILURES_PER_MINUTE, RELAY_PATH } from './admission.js';
@@ -104,6 +107,9 @@ export class Relay {
   readonly exposer: Exposer;
   /** the UDP service port (seed 002's UDP channels), when enabled */
   readonly udp: RelayUdpService | undefined;
+  /** every refusal: logged once (rate-limited), the last RECENT_REFUSALS kept for the status endpoint */
+  readonly refusals: RefusalLog;
+  private startedAt = 0;
 
   constructor(private readonly opts: RelayOptions) {
     checkTakeoverProbe(opts.takeoverProbeMs);
@@ -111,7 +117,8 @@ export class Relay {
     this.name = opts.name ?? 'relay';
     this.logger = opts.logger ?? silentLogger;
     this.maxMessageBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
-    this.router = new Router({ name: this.name, credentials: opts.credentials, logger: this.logger, maxMessageBytes: this.maxMessageBytes, sessions: this.sessions });
+    this.refusals = new RefusalLog(this.logger);
+    this.router = new Router({ name: this.name, credentials: opts.credentials, logger: this.logger, maxMessageBytes: this.maxMessageBytes, sessions: this.sessions, refusals: this.refusals });
     this.controlServer = new ControlServer({
       credentials: opts.credentials,
       logger: this.logger,
@@ -121,6 +128,7 @@ export class Relay {
       udpAdvertisePort: opts.udpAdvertisePort,
       maxExposeConnections: opts.maxExposeConnections,
       maxExposeConnectionsPerContactPoint: opts.maxExposeConnectionsPerContactPoint,
+      refusals: this.refusals,
     });
     this.udp = this.controlServer.udp;
     this.exposer = this.controlServer.exposer;
@@ -129,6 +137,7 @@ export class Relay {
       logger: this.logger,
       sessions: this.sessions,
       links: this.links,
+      refusals: this.refusals,
       open: (admitted) => this.open(admitted),
     });
   }
@@ -142,6 +151,7 @@ export class Relay {
     this.server = server;
     const { address: addr, urlHost } = await listen(server, this.opts.port ?? 0, this.opts.host ?? '127.0.0.1');
     this.boundUrl = `${this.opts.tls ? 'wss' : 'ws'}://${urlHost}:${addr.port}${RELAY_PATH}`;
+    this.startedAt = Date.now();
     await this.udp?.start(addr.address, addr.port);
     this.unwatch = this.opts.credentials.watch(
       () => {
@@ -162,6 +172,7 @@ export class Relay {
   async stop(): Promise<void> {
     this.stopping = true;
     this.unwatch?.();
+    this.refusals.stop();
     this.exposer.closeAll();
     this.udp?.stop();
     for (const link of this.links) {
@@ -188,6 +199,23 @@ export class Relay {
       refused,
       droppedAcks,
     };
+  }
+
+  /** Offices, sessions, exposures and recent refusals, for the status endpoint (status.ts). */
+  statusSnapshot(): RelayStatusView {
+    const { routed, refused } = this.router.counts();
+    return statusSnapshot({
+      name: this.name,
+      url: this.boundUrl,
+      startedAt: this.startedAt,
+      udpPort: this.udp?.port,
+      sessions: this.sessions,
+      sockets: this.links.size,
+      routed,
+      refused,
+      exposures: this.exposer.list(),
+      refusals: this.refusals,
+    });
   }
 
   /**
@@ -272,7 +300,7 @@ export class Relay {
       // and exposures (admission.ts refused this one if the credential was at its cap).
       const address = `${hello.id}@${this.name}`;
       const group = this.sessions.groupFor(hello.id, address, () => new TokenBucket(this.opts.ratePerSender ?? RELAY_RATE_PER_SENDER));
-      session = { ...base, kind, address, group, operator: undefined, lastTo: undefined };
+      session = { ...base, kind, address, env: hello.env, group, operator: undefined, lastTo: undefined };
       this.sessions.addExternal(session);
     }
     link.sendControl(FrameType.WELCOME, {

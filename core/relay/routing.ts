@@ -8,6 +8,7 @@ import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
 import type { Logger } from '../runtime/logger.js';
 import { WaitList } from '../runtime/wait-list.js';
 import type { CredentialStore } from './credentials.js';
+import { who, type RefusalSink } from './refusals.js';
 import type { ExternalGroup, ExternalSession, RelaySession, SessionRegistry, TunnelSession } from './sessions.js';
 
 export interface RouterOptions {
@@ -17,6 +18,8 @@ export interface RouterOptions {
   readonly logger: Logger;
   readonly maxMessageBytes: number;
   readonly sessions: SessionRegistry;
+  /** every refusal is reported here (logged once, kept for the status endpoint) */
+  readonly refusals: RefusalSink;
 }
 
 /**
@@ -46,17 +49,17 @@ export class Router {
   onMsg(s: RelaySession, frame: Frame): void {
     const msg = decodeMsg(frame);
     if (s.kind === 'external') {
-      if (msg.from !== s.address) return this.refuse(s.link, msg, Status.UNAUTHORIZED, `you send as ${s.address}, not ${msg.from}`);
-      if (!s.rights.includes('send')) return this.refuse(s.link, msg, Status.UNAUTHORIZED, 'this credential may not send messages');
-      if (!s.group.bucket.take()) return this.refuse(s.link, msg, Status.RATE_LIMITED);
+      if (msg.from !== s.address) return this.refuse(s, msg, Status.UNAUTHORIZED, `you send as ${s.address}, not ${msg.from}`);
+      if (!s.rights.includes('send')) return this.refuse(s, msg, Status.UNAUTHORIZED, 'this credential may not send messages');
+      if (!s.group.bucket.take()) return this.refuse(s, msg, Status.RATE_LIMITED);
     } else if (parseAddress(msg.from)?.domain !== s.id) {
-      return this.refuse(s.link, msg, Status.UNAUTHORIZED, `contact point ${s.id} may only send as *@${s.id}`);
+      return this.refuse(s, msg, Status.UNAUTHORIZED, `contact point ${s.id} may only send as *@${s.id}`);
     }
     if (msg.payload.length > this.o.maxMessageBytes) {
-      return this.refuse(s.link, msg, Status.TOO_LARGE, `${msg.payload.length} bytes; the limit is ${this.o.maxMessageBytes}`);
+      return this.refuse(s, msg, Status.TOO_LARGE, `${msg.payload.length} bytes; the limit is ${this.o.maxMessageBytes}`);
     }
     const to = parseAddress(msg.to);
-    if (!to) return this.refuse(s.link, msg, Status.BAD_ADDRESS, `"${msg.to}" is not name@domain`);
+    if (!to) return this.refuse(s, msg, Status.BAD_ADDRESS, `"${msg.to}" is not name@domain`);
     let target: Link;
     if (to.domain === this.o.name) {
       const ext = this.receiver(to.name, msg.from);
@@ -64,7 +67,7 @@ export class Router {
         const known = this.o.credentials.has('external', to.name);
         // Remember who waits, to tell them the moment that peer connects (REACHABLE with name).
         if (known && s.reachable) this.waiting.add(msg.to, s.waitKey);
-        return this.refuse(s.link, msg, known ? Status.PEER_OFFLINE : Status.UNKNOWN_PEER);
+        return this.refuse(s, msg, known ? Status.PEER_OFFLINE : Status.UNKNOWN_PEER);
       }
       target = ext.link;
     } else {
@@ -73,7 +76,7 @@ export class Router {
         const known = this.o.credentials.has('contact-point', to.domain);
         // Remember who waits, to tell them the moment the tunnel is back (REACHABLE).
         if (known && s.reachable) this.waiting.add(to.domain, s.waitKey);
-        return this.refuse(s.link, msg, known ? Status.CONTACT_POINT_OFFLINE : Status.UNKNOWN_CONTACT_POINT);
+        return this.refuse(s, msg, known ? Status.CONTACT_POINT_OFFLINE : Status.UNKNOWN_CONTACT_POINT);
       }
       // Registration is checked at the contact point, the single place where traffic is checked
       // (seed 000 [0041]): it refuses with the reason and its admin sees the refusal in the flow.
@@ -83,7 +86,7 @@ export class Router {
         tunnel.senders.add(s.waitKey);
       }
     }
-    if (target.bufferedAmount > MAX_BUFFERED_BYTES) return this.refuse(s.link, msg, Status.QUEUE_FULL, 'the path to the receiver is congested');
+    if (target.bufferedAmount > MAX_BUFFERED_BYTES) return this.refuse(s, msg, Status.QUEUE_FULL, 'the path to the receiver is congested');
     target.send(frame.raw);
     this.routedCount++;
     // A credential with several sessions: remember whose message this is, for its ACK and
@@ -171,9 +174,10 @@ export class Router {
     if (told > 0) this.o.logger.debug('told waiting senders the way is back', { key, told });
   }
 
-  private refuse(link: Link, msg: MsgFrame, code: StatusCode, reason?: string): void {
+  private refuse(s: RelaySession, msg: MsgFrame, code: StatusCode, reason = describeStatus(code)): void {
     this.refusedCount++;
-    link.send(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: code, reason: reason ?? describeStatus(code) }));
+    this.o.refusals.record({ kind: 'message', code, who: who(s), address: s.link.remote, reason, fields: { from: msg.from, to: msg.to } });
+    s.link.send(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: code, reason }));
   }
 }
 

@@ -43,6 +43,8 @@ export interface TunnelSession extends Session {
 export interface ExternalSession extends Session {
   readonly kind: 'external';
   readonly address: string;
+  /** what its hello said it runs (shown in the relay's status, never trusted) */
+  readonly env: HelloBody['env'];
   /** the sessions of the same credential, this one among them */
   readonly group: ExternalGroup;
   /** set when this session drives port mediation (credential right `mediate`) */
