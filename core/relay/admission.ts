@@ -65,6 +65,8 @@ export interface AdmissionHost {
   readonly links: Set<Link>;
   /** Registers the session, sends WELCOME and takes over the link's frames. */
   open(admitted: Admitted): void;
+  /** false while this relay node is cut off from its cluster: contact points go to another node */
+  acceptsTunnels(): boolean;
 }
 
 /** A newcomer waits for its WELCOME at most HELLO_TIMEOUT_MS: the takeover probe must end before that. */
@@ -193,6 +195,10 @@ export class Admission {
       this.failures.take(remote);
       this.logger.warn('hello refused: bad credentials', { role: kind, id: hello.id, remote });
       link.fault(Status.BAD_CREDENTIALS, `no valid credential for ${kind} "${hello.id}"`);
+      return;
+    }
+    if (kind === 'contact-point' && !this.host.acceptsTunnels()) {
+      link.fault(Status.SHUTTING_DOWN, 'this relay node lost its cluster connection; connect to another node');
       return;
     }
     const holder = kind === 'contact-point' ? this.host.sessions.tunnels.get(hello.id) : undefined;

@@ -11,12 +11,14 @@ import { silentLogger, type Logger } from '../runtime/logger.js';
 import { TokenBucket } from '../runtime/token-bucket.js';
 import { closeServer, listen } from '../runtime/server-lifecycle.js';
 import { Admission, checkTakeoverProbe, RELAY_PATH, type Admitted } from './admission.js';
+import type { Cluster } from './cluster.js';
+import { LocalCluster } from './cluster-local.js';
 import type { CredentialStore } from './credentials.js';
 import type { ControlChannel } from './control.js';
 import { ControlServer } from './control-server.js';
 import type { Exposer, Exposure, ExposeSpec, ExposureView } from './expose.js';
 import { Router } from './routing.js';
-import type { ExternalSession, RelaySession, TunnelSession } from './sessions.js';
+import type { ExternalSession, RelaySession, SessionTable, TunnelSession } from './sessions.js';
 import type { RelayUdpService } from './udp-service.js';
 
 export { MAX_AUTH_FAILURES_PER_MINUTE, RELAY_PATH } from './admission.js';
@@ -54,6 +56,11 @@ export interface RelayOptions {
   readonly maxExposeConnections?: number;
   /** TCP connections of all exposures of one contact point at once (default MAX_STREAMS_PER_CONTACT_POINT) */
   readonly maxExposeConnectionsPerContactPoint?: number;
+  /**
+   * Makes this relay a node of a cluster (cluster-nats.ts): a factory given the relay's session
+   * maps. Default: a single relay (cluster-local.ts). The relay starts and stops it.
+   */
+  readonly cluster?: (sessions: SessionTable) => Cluster;
 }
 
 export interface RelayStatus {
@@ -87,6 +94,8 @@ export class Relay {
   private unwatch: (() => void) | undefined;
   /** MSG/ACK routing and REACHABLE waiters (routing.ts) */
   private readonly router: Router;
+  /** where tunnels and sessions are: this process only, or a cluster of relay nodes (cluster.ts) */
+  readonly cluster: Cluster;
   private boundUrl = '';
   readonly name: string;
   private readonly logger: Logger;
@@ -102,7 +111,9 @@ export class Relay {
     this.name = opts.name ?? 'relay';
     this.logger = opts.logger ?? silentLogger;
     this.maxMessageBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
-    this.router = new Router({ name: this.name, credentials: opts.credentials, logger: this.logger, maxMessageBytes: this.maxMessageBytes, sessions: { tunnels: this.tunnels, externals: this.externals } });
+    const sessions = { tunnels: this.tunnels, externals: this.externals };
+    this.cluster = opts.cluster?.(sessions) ?? new LocalCluster(sessions);
+    this.router = new Router({ name: this.name, credentials: opts.credentials, logger: this.logger, maxMessageBytes: this.maxMessageBytes, sessions, cluster: this.cluster });
     this.controlServer = new ControlServer({
       credentials: opts.credentials,
       logger: this.logger,
@@ -121,6 +132,7 @@ export class Relay {
       sessions: { tunnels: this.tunnels, externals: this.externals },
       links: this.links,
       open: (admitted) => this.open(admitted),
+      acceptsTunnels: () => this.cluster.available,
     });
   }
 
@@ -129,6 +141,14 @@ export class Relay {
   }
 
   async start(): Promise<string> {
+    await this.cluster.start({
+      deliver: (raw, reply) => this.router.onForwarded(raw, reply),
+      reachableElsewhere: (key, kind, id) => this.router.tellReachable(key, kind === 'contact-point' ? { domain: id } : { domain: this.name, name: id }),
+      tunnelMoved: (cp, node) => this.tunnels.get(cp)?.link.fault(Status.REPLACED, `a newer tunnel of this contact point connected to relay node ${node}`),
+      dropTunnels: (reason) => {
+        for (const t of this.tunnels.values()) t.link.fault(Status.SHUTTING_DOWN, reason);
+      },
+    });
     const server = createGuardedServer({ tls: this.opts.tls, limits: this.opts.http, onRequest: this.onRequest, onUpgrade: this.admission.onUpgrade });
     this.server = server;
     const { address: addr, urlHost } = await listen(server, this.opts.port ?? 0, this.opts.host ?? '127.0.0.1');
@@ -153,10 +173,12 @@ export class Relay {
     }
     const server = this.server;
     this.server = undefined;
-    if (!server) return;
-    await closeServer(server);
-    for (const link of this.links) link.terminate();
-    this.links.clear();
+    if (server) {
+      await closeServer(server);
+      for (const link of this.links) link.terminate();
+      this.links.clear();
+    }
+    await this.cluster.stop();
   }
 
   status(): RelayStatus {
@@ -241,6 +263,7 @@ export class Relay {
       this.externals.set(hello.id, session);
       old?.link.fault(Status.REPLACED, 'a newer session for this peer connected');
     }
+    this.cluster.opened(session);
     link.sendControl(FrameType.WELCOME, {
       version,
       session: session.session,
@@ -286,13 +309,17 @@ export class Relay {
         if (s.kind === 'contact-point') {
           if (this.tunnels.get(s.id) === s) {
             this.tunnels.delete(s.id);
+            this.cluster.closed(s);
             this.router.sendersWait(s);
           }
           // Tunnel loss: pending requests fail, every stream through it is reset at once.
           s.control.close('tunnel lost');
           this.logger.info('tunnel down', { id: s.id, code: info.code, reason: info.reason });
         } else {
-          if (this.externals.get(s.id) === s) this.externals.delete(s.id);
+          if (this.externals.get(s.id) === s) {
+            this.externals.delete(s.id);
+            this.cluster.closed(s);
+          }
           s.operator?.close();
         }
       },
