@@ -38,7 +38,8 @@ export interface Harness {
 
 export async function startHarness(opts: { cp?: Partial<ContactPointOptions>; relay?: Partial<RelayOptions>; id?: string } = {}): Promise<Harness> {
   const stateDir = await mkdtemp(join(tmpdir(), 'cp-harness-'));
-  const credentials = CredentialStore.inMemory();
+  // A cluster node's store (the cluster's bucket) when given: its credentials reach every node.
+  const credentials = opts.relay?.credentials ?? CredentialStore.inMemory();
   const id = opts.id ?? 'acme-hq';
   const cpSecret = await credentials.add('contact-point', id);
   let relay = new Relay({ credentials, logger, pingIntervalMs: FAST.pingIntervalMs, ...opts.relay });

@@ -12,7 +12,9 @@ import {
 import { Relay } from '../relay/relay.js';
 import { primeAllocator } from '../runtime/allocator.js';
 import { createLogger } from '../runtime/logger.js';
-import { countFlag, exclusive, integer, logLevel, name, parseFlags, type Command } from './args.js';
+import { NODE_ID_PATTERN, NODE_ID_RULE, type Cluster } from '../relay/cluster.js';
+import type { SessionTable } from '../relay/sessions.js';
+import { countFlag, exclusive, integer, logLevel, name, natsUrls, parseFlags, required, type Command } from './args.js';
 import { CliError, UsageError } from './errors.js';
 import { readCertificateFile, readPrivateKeyFile } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
@@ -34,7 +36,15 @@ to it with a WebSocket at path /v1: ws://, or wss:// when given a TLS certificat
 the live sessions of a removed or replaced one are closed.
 Runs until Ctrl-C (SIGINT) or SIGTERM, then closes every connection and exits 0.
 
+ With --cluster it is one node of a relay cluster: the nodes share credentials
+and know which node holds each contact point's tunnel through NATS (see the README, "Running a
+relay cluster").
+
 Flags:
+  --cluster URL[,URL]  NATS server(s) of the cluster, e.g. nats://10.0.0.5:4222 (JetStream on):
+                       credentials come from the cluster (relay credential ... --cluster), not
+                       from <state>/credentials.json; exits 1 when NATS is not reachable
+  --node-id ID         this node's id in the cluster (required with --cluster; a-z, 0-9, _, -)
   --listen HOST:PORT   address and port to listen on (default ${DEFAULT_RELAY_LISTEN}; port 0 = any free port)
   --tls-cert FILE      PEM certificate (chain): serve wss:// instead of ws:// (needs --tls-key)
   --tls-key FILE       PEM private key of --tls-cert
@@ -102,8 +112,14 @@ async function run(argv: string[]): Promise<number> {
       state: { type: 'string' },
       'log-level': { type: 'string' },
       json: { type: 'boolean' },
+      cluster: { type: 'string' },
+      'node-id': { type: 'string' },
     },
   });
+  const servers = values.cluster !== undefined ? natsUrls('--cluster', values.cluster) : undefined;
+  if (!servers && values['node-id'] !== undefined) throw new UsageError('--node-id needs --cluster (the NATS servers of the relay cluster)');
+  const nodeId = servers ? required('--node-id', values['node-id'], "this node's id in the cluster, e.g. r1") : undefined;
+  if (nodeId !== undefined && !NODE_ID_PATTERN.test(nodeId)) throw new UsageError(`--node-id "${nodeId}": ${NODE_ID_RULE}`);
   const listen = listenFlag('--listen', values.listen, DEFAULT_RELAY_LISTEN);
   const relayName = name('--name', values.name ?? 'relay');
   const exposeHost = values['expose-host'];
@@ -148,15 +164,26 @@ async function run(argv: string[]): Promise<number> {
   logger.debug('allocator', { glibc_trim: primeAllocator() });
 
   let credentials: CredentialStore;
-  try {
-    credentials = await CredentialStore.open(stateDir);
-  } catch (err: unknown) {
-    throw new CliError(`cannot load the relay's credentials: ${(err as Error).message}`);
+  let cluster: ((sessions: SessionTable) => Cluster) | undefined;
+  if (servers && nodeId !== undefined) {
+    // Loaded only here: a single relay (and `npm start`'s embedded one) never loads the NATS client.
+    const { joinNatsCluster } = await import('../relay/cluster-nats.js');
+    try {
+      ({ credentials, cluster } = await joinNatsCluster({ servers, node: nodeId, logger }));
+    } catch (err: unknown) {
+      throw new CliError((err as Error).message);
+    }
+  } else {
+    try {
+      credentials = await CredentialStore.open(stateDir);
+    } catch (err: unknown) {
+      throw new CliError(`cannot load the relay's credentials: ${(err as Error).message}`);
+    }
   }
   const count = credentials.list().length;
   if (count === 0) {
-    logger.warn('no credentials yet, so nobody can connect; add one with: contact-point relay credential add --kind contact-point --id ID', {
-      file: join(stateDir, CREDENTIALS_FILE),
+    logger.warn(`no credentials yet, so nobody can connect; add one with: contact-point relay credential add --kind contact-point --id ID${servers ? ` --cluster ${servers.join(',')}` : ''}`, {
+      ...(servers ? { cluster: servers.join(',') } : { file: join(stateDir, CREDENTIALS_FILE) }),
     });
   }
 
@@ -165,6 +192,7 @@ async function run(argv: string[]): Promise<number> {
     ...(udpAdvertisePort !== undefined ? { udpAdvertisePort } : {}),
     ...(maxExpose !== undefined ? { maxExposeConnections: maxExpose } : {}),
     ...(maxExposePerCp !== undefined ? { maxExposeConnectionsPerContactPoint: maxExposePerCp } : {}),
+    ...(cluster ? { cluster } : {}),
   });
   const shutdown = watchShutdown();
   let url: string;
@@ -180,9 +208,10 @@ async function run(argv: string[]): Promise<number> {
     throw listenError(err, listen);
   }
   const udpPort = relay.udp?.port;
-  if (values.json) emit('ready', { url, name: relayName, stateDir, credentials: count, ...(udpPort ? { udpPort } : {}) });
+  if (values.json) emit('ready', { url, name: relayName, stateDir, credentials: count, ...(udpPort ? { udpPort } : {}), ...(nodeId !== undefined ? { node: nodeId } : {}) });
   else {
-    say(`relay "${relayName}" listening on ${url} (${count} credential${count === 1 ? '' : 's'} from ${stateDir}); Ctrl-C stops it`);
+    const from = servers ? `the cluster ${servers.join(',')}` : stateDir;
+    say(`relay "${relayName}"${nodeId !== undefined ? ` node ${nodeId}` : ''} listening on ${url} (${count} credential${count === 1 ? '' : 's'} from ${from}); Ctrl-C stops it`);
     say(udpPort ? `  UDP service port ${udpPort} (mediated datagrams; let it through the firewall too)` : '  no UDP service port: mediated datagrams travel inside the tunnels');
   }
 

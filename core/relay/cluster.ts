@@ -1,5 +1,9 @@
 import type { ExternalSession, RelaySession, TunnelSession } from './sessions.js';
 
+/** A relay node's id is one subject token (no `.`, `*`, `>`), so it names subjects and keys as it is. */
+export const NODE_ID_PATTERN = /^[a-z0-9_-]{1,32}$/;
+export const NODE_ID_RULE = 'use 1-32 characters of a-z, 0-9, "_" and "-"';
+
 /**
  * Where a relay's routing looks up contact points' tunnels and external peers' sessions (issue
  * 12). A single relay answers from its own maps (cluster-local.ts, the default: no engine, no
@@ -42,8 +46,8 @@ export interface RemotePlace {
 export interface ClusterHost {
   /** A MSG or ACK frame forwarded by another node, for a session here; `reply` takes refusals of a MSG. */
   deliver(raw: Buffer, reply: string | undefined): void;
-  /** A contact point (`key` = its id) or external peer (`key` = its address) is now held by another node. */
-  reachableElsewhere(key: string, kind: 'contact-point' | 'external', id: string): void;
+  /** A contact point's tunnel (or an external peer's session) is now held by another node. */
+  reachableElsewhere(kind: 'contact-point' | 'external', id: string): void;
   /** A newer tunnel of this contact point is held by `node`: close the one here (REPLACED). */
   tunnelMoved(cp: string, node: string): void;
   /** This node lost the cluster: close every tunnel so its office re-homes (never a black hole). */

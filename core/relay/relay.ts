@@ -143,7 +143,10 @@ export class Relay {
   async start(): Promise<string> {
     await this.cluster.start({
       deliver: (raw, reply) => this.router.onForwarded(raw, reply),
-      reachableElsewhere: (key, kind, id) => this.router.tellReachable(key, kind === 'contact-point' ? { domain: id } : { domain: this.name, name: id }),
+      reachableElsewhere: (kind, id) => {
+        if (kind === 'contact-point') this.router.tellReachable(id, { domain: id });
+        else this.router.tellReachable(`${id}@${this.name}`, { domain: this.name, name: id });
+      },
       tunnelMoved: (cp, node) => this.tunnels.get(cp)?.link.fault(Status.REPLACED, `a newer tunnel of this contact point connected to relay node ${node}`),
       dropTunnels: (reason) => {
         for (const t of this.tunnels.values()) t.link.fault(Status.SHUTTING_DOWN, reason);
