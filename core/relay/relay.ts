@@ -239,7 +239,8 @@ export class Relay {
     if (req.method === 'GET' && req.url === '/healthz') {
       const s = this.status();
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-      res.end(JSON.stringify({ ok: true, name: s.name, tunnels: s.tunnels, externals: s.externals, sockets: s.sockets }));
+      const node = this.cluster.node !== undefined ? { node: this.cluster.node, cluster: this.cluster.available ? 'connected' : 'cut off' } : {};
+      res.end(JSON.stringify({ ok: true, name: s.name, tunnels: s.tunnels, externals: s.externals, sockets: s.sockets, ...node }));
       return;
     }
     res.writeHead(404, { 'content-type': 'text/plain' });
