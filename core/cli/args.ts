@@ -118,6 +118,15 @@ export function natsUrls(flag: string, value: string): string[] {
   return urls;
 }
 
+/** Most JetStream replicas a relay cluster's buckets take (NATS clusters are odd-sized, usually 3 or 5). */
+export const MAX_CLUSTER_REPLICAS = 5;
+
+/** `--cluster-replicas N` (only with --cluster): undefined when absent. */
+export function clusterReplicas(value: string | undefined, cluster: boolean): number | undefined {
+  if (value !== undefined && !cluster) throw new UsageError('--cluster-replicas needs --cluster (the NATS servers of the relay cluster)');
+  return countFlag('--cluster-replicas', value, MAX_CLUSTER_REPLICAS);
+}
+
 /** An HTTP CONNECT proxy URL. */
 export function proxyUrl(flag: string, value: string): string {
   let u: URL;

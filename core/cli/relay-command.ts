@@ -14,7 +14,7 @@ import { primeAllocator } from '../runtime/allocator.js';
 import { createLogger } from '../runtime/logger.js';
 import { NODE_ID_PATTERN, NODE_ID_RULE, type Cluster } from '../relay/cluster.js';
 import type { SessionTable } from '../relay/sessions.js';
-import { countFlag, exclusive, integer, logLevel, name, natsUrls, parseFlags, required, type Command } from './args.js';
+import { clusterReplicas, countFlag, exclusive, integer, logLevel, name, natsUrls, parseFlags, required, type Command } from './args.js';
 import { CliError, UsageError } from './errors.js';
 import { readCertificateFile, readPrivateKeyFile } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
@@ -45,6 +45,8 @@ Flags:
                        credentials come from the cluster (relay credential ... --cluster), not
                        from <state>/credentials.json; exits 1 when NATS is not reachable
   --node-id ID         this node's id in the cluster (required with --cluster; a-z, 0-9, _, -)
+  --cluster-replicas N JetStream replicas of the cluster's buckets when this node creates them
+                       (default 1; 3 on a 3-server NATS cluster, so NATS survives losing one)
   --listen HOST:PORT   address and port to listen on (default ${DEFAULT_RELAY_LISTEN}; port 0 = any free port)
   --tls-cert FILE      PEM certificate (chain): serve wss:// instead of ws:// (needs --tls-key)
   --tls-key FILE       PEM private key of --tls-cert
@@ -114,10 +116,12 @@ async function run(argv: string[]): Promise<number> {
       json: { type: 'boolean' },
       cluster: { type: 'string' },
       'node-id': { type: 'string' },
+      'cluster-replicas': { type: 'string' },
     },
   });
   const servers = values.cluster !== undefined ? natsUrls('--cluster', values.cluster) : undefined;
   if (!servers && values['node-id'] !== undefined) throw new UsageError('--node-id needs --cluster (the NATS servers of the relay cluster)');
+  const replicas = clusterReplicas(values['cluster-replicas'], servers !== undefined);
   const nodeId = servers ? required('--node-id', values['node-id'], "this node's id in the cluster, e.g. r1") : undefined;
   if (nodeId !== undefined && !NODE_ID_PATTERN.test(nodeId)) throw new UsageError(`--node-id "${nodeId}": ${NODE_ID_RULE}`);
   const listen = listenFlag('--listen', values.listen, DEFAULT_RELAY_LISTEN);
@@ -169,7 +173,7 @@ async function run(argv: string[]): Promise<number> {
     // Loaded only here: a single relay (and `npm start`'s embedded one) never loads the NATS client.
     const { joinNatsCluster } = await import('../relay/cluster-nats.js');
     try {
-      ({ credentials, cluster } = await joinNatsCluster({ servers, node: nodeId, logger }));
+      ({ credentials, cluster } = await joinNatsCluster({ servers, node: nodeId, logger, ...(replicas !== undefined ? { replicas } : {}) }));
     } catch (err: unknown) {
       throw new CliError((err as Error).message);
     }

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { CREDENTIALS_FILE, CredentialStore, type CredentialKind, type Right } from '../relay/credentials.js';
 import { createLogger } from '../runtime/logger.js';
-import { listOf, name, natsUrls, oneOf, parseFlags, required, type Command } from './args.js';
+import { clusterReplicas, listOf, name, natsUrls, oneOf, parseFlags, required, type Command } from './args.js';
 import { CliError, UsageError } from './errors.js';
 import { writeSecretFile } from './flag-files.js';
 import { emit, formatTable, note, say } from './output.js';
@@ -17,7 +17,9 @@ const LIVE_CLUSTER = 'Every node of the cluster applies it at once, without a re
 const STATE_FLAG = `  --state DIR                     the relay's state folder (default ~/.contact-point/relay,
                                   or $CONTACT_POINT_STATE)
   --cluster URL[,URL]             a relay cluster's NATS server(s) instead of a state folder:
-                                  the credentials every node uses (e.g. nats://10.0.0.5:4222)`;
+                                  the credentials every node uses (e.g. nats://10.0.0.5:4222)
+  --cluster-replicas N            JetStream replicas of the credentials bucket if this creates
+                                  it (default 1; 3 on a 3-server NATS cluster)`;
 
 interface OpenStore {
   readonly store: CredentialStore;
@@ -28,7 +30,8 @@ interface OpenStore {
 }
 
 /** The state folder's credentials.json, or with --cluster the cluster's bucket. */
-async function openStore(values: { state?: string | undefined; cluster?: string | undefined }): Promise<OpenStore> {
+async function openStore(values: { state?: string | undefined; cluster?: string | undefined; 'cluster-replicas'?: string | undefined }): Promise<OpenStore> {
+  const replicas = clusterReplicas(values['cluster-replicas'], values.cluster !== undefined);
   if (values.cluster !== undefined) {
     if (values.state !== undefined) throw new UsageError('--state and --cluster cannot be used together (a cluster keeps its credentials in NATS)');
     const servers = natsUrls('--cluster', values.cluster);
@@ -37,7 +40,7 @@ async function openStore(values: { state?: string | undefined; cluster?: string 
     let nc;
     try {
       nc = await connectNats(servers, 'contact-point relay credential', logger);
-      const creds = await openClusterCredentials(nc, logger);
+      const creds = await openClusterCredentials(nc, logger, replicas);
       const conn = nc;
       return {
         store: creds.store,
@@ -96,6 +99,7 @@ async function add(argv: string[]): Promise<number> {
       out: { type: 'string' },
       state: { type: 'string' },
       cluster: { type: 'string' },
+      'cluster-replicas': { type: 'string' },
       json: { type: 'boolean' },
     },
   });
@@ -145,7 +149,7 @@ ${STATE_FLAG}
 `;
 
 async function list(argv: string[]): Promise<number> {
-  const { values } = parseFlags({ args: argv, strict: true, options: { state: { type: 'string' }, cluster: { type: 'string' }, json: { type: 'boolean' } } });
+  const { values } = parseFlags({ args: argv, strict: true, options: { state: { type: 'string' }, cluster: { type: 'string' }, 'cluster-replicas': { type: 'string' }, json: { type: 'boolean' } } });
   const open = await openStore(values);
   await open.close();
   const records = open.store.list().map((r) => ({ kind: r.kind, id: r.id, rights: r.rights, created: r.created }));
@@ -175,7 +179,7 @@ async function remove(argv: string[]): Promise<number> {
   const { values } = parseFlags({
     args: argv,
     strict: true,
-    options: { kind: { type: 'string' }, id: { type: 'string' }, state: { type: 'string' }, cluster: { type: 'string' } },
+    options: { kind: { type: 'string' }, id: { type: 'string' }, state: { type: 'string' }, cluster: { type: 'string' }, 'cluster-replicas': { type: 'string' } },
   });
   const kind = oneOf('--kind', required('--kind', values.kind, 'contact-point or external'), KINDS);
   const id = name('--id', required('--id', values.id));

@@ -82,8 +82,9 @@ export async function connectNats(servers: readonly string[], name: string, logg
 }
 
 /** Opens a key-value bucket, naming the server and JetStream when it is not there. */
-async function openBucket(nc: NatsConnection, name: string, opts: { ttl?: number }): Promise<KV> {
+async function openBucket(nc: NatsConnection, name: string, opts: { ttl?: number; replicas: number }): Promise<KV> {
   try {
+    // An existing bucket keeps the replicas (and max_age) it was created with.
     return await new Kvm(nc).create(name, { history: 1, ...opts });
   } catch (err: unknown) {
     throw new Error(`NATS at ${nc.getServer()}: cannot open the key-value bucket "${name}" (is JetStream on? nats-server -js): ${(err as Error).message}`, { cause: err });
@@ -129,8 +130,8 @@ async function watchBucket(kv: KV, onEntry: (e: KvWatchEntry) => void, logger: L
  * the secret), kept current by a watch; add/remove write the bucket. Resolves once the current
  * records are loaded.
  */
-export async function openClusterCredentials(nc: NatsConnection, logger: Logger): Promise<{ readonly store: CredentialStore; readonly stop: () => void }> {
-  const kv = await openBucket(nc, CREDENTIALS_BUCKET, {});
+export async function openClusterCredentials(nc: NatsConnection, logger: Logger, replicas = 1): Promise<{ readonly store: CredentialStore; readonly stop: () => void }> {
+  const kv = await openBucket(nc, CREDENTIALS_BUCKET, { replicas });
   const keyOf = (kind: CredentialKind, id: string): string => `${kind}.${subjectToken(id)}`;
   const store = CredentialStore.replicated({
     put: async (r) => void (await kv.put(keyOf(r.kind, r.id), JSON.stringify(r))),
@@ -173,6 +174,8 @@ export interface NatsClusterOptions {
   readonly logger: Logger;
   /** the cluster's credentials (openClusterCredentials), stopped with the cluster */
   readonly stopCredentials?: () => void;
+  /** JetStream replicas of the presence bucket when this node creates it (default 1; 3 on a 3-server NATS cluster) */
+  readonly replicas?: number;
 }
 
 /** One relay node of a NATS cluster (see the top of this file). */
@@ -205,7 +208,7 @@ export class NatsCluster implements Cluster {
   /** Opens the presence bucket; the relay gets the cluster from the returned factory. */
   static async open(nc: NatsConnection, o: NatsClusterOptions): Promise<(sessions: SessionTable) => NatsCluster> {
     if (!NODE_ID_PATTERN.test(o.node)) throw new RangeError(`node id "${o.node}": ${NODE_ID_RULE}`);
-    const kv = await openBucket(nc, PRESENCE_BUCKET, { ttl: LEASE_MS });
+    const kv = await openBucket(nc, PRESENCE_BUCKET, { ttl: LEASE_MS, replicas: o.replicas ?? 1 });
     return (sessions) => new NatsCluster(nc, kv, sessions, o);
   }
 
@@ -424,11 +427,11 @@ function presenceKey(kind: PresenceKind, id: string, node: string): string {
  * What `contact-point relay --cluster` needs: a connection to NATS, the cluster's credentials,
  * and the node (the relay's `cluster` option). Any failure closes the connection and names the URLs.
  */
-export async function joinNatsCluster(o: { servers: readonly string[]; node: string; logger: Logger }): Promise<{ credentials: CredentialStore; cluster: (sessions: SessionTable) => NatsCluster }> {
+export async function joinNatsCluster(o: { servers: readonly string[]; node: string; logger: Logger; replicas?: number }): Promise<{ credentials: CredentialStore; cluster: (sessions: SessionTable) => NatsCluster }> {
   const nc = await connectNats(o.servers, `contact-point relay ${o.node}`, o.logger);
   try {
-    const creds = await openClusterCredentials(nc, o.logger);
-    const cluster = await NatsCluster.open(nc, { node: o.node, logger: o.logger, stopCredentials: creds.stop });
+    const creds = await openClusterCredentials(nc, o.logger, o.replicas);
+    const cluster = await NatsCluster.open(nc, { node: o.node, logger: o.logger, stopCredentials: creds.stop, ...(o.replicas !== undefined ? { replicas: o.replicas } : {}) });
     return { credentials: creds.store, cluster };
   } catch (err: unknown) {
     await nc.close();

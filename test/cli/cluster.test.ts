@@ -59,6 +59,8 @@ describe('relay --cluster: flags', () => {
       [['--cluster', 'nats://127.0.0.1:4222', '--node-id', 'r.1'], /--node-id "r\.1": use 1-32 characters/],
       [['--node-id', 'r1'], /--node-id needs --cluster/],
       [['--cluster', 'http://127.0.0.1:4222', '--node-id', 'r1'], /expected a nats:\/\/ or tls:\/\/ URL/],
+      [['--cluster-replicas', '3'], /--cluster-replicas needs --cluster/],
+      [['--cluster', 'nats://127.0.0.1:4222', '--node-id', 'r1', '--cluster-replicas', '9'], /--cluster-replicas "9": expected a whole number from 1 to 5/],
     ];
     for (const [args, message] of cases) {
       const r = await cli(['relay', ...args, '--listen', '127.0.0.1:0']);
@@ -138,5 +140,8 @@ describe.skipIf(!haveNatsServer)('relay cluster: a node cut off from NATS', () =
     await bob.ready();
     await bob.send('printer@acme-hq', 'from r1 again', { deadlineMs: 10_000 });
     expect(got).toEqual(['before the cut', 'after the cut', 'from r1 again']);
+    // A node stops cleanly (SIGTERM): its records deleted, NATS drained, exit 0.
+    expect(await r2.stop()).toBe(0);
+    expect(await r1.stop()).toBe(0);
   }, 40_000);
 });
