@@ -1,10 +1,12 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { expect } from 'vitest';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ContactPoint, type ContactPointOptions } from '../core/contact-point/contact-point.js';
 import { PeerIdentity } from '../core/peer/identity.js';
 import { PeerClient, type InboundMessage } from '../core/peer/peer-client.js';
 import type { TimingOptions } from '../core/protocol/timing.js';
+import { DeliveryError } from '../core/protocol/errors.js';
 import { CredentialStore } from '../core/relay/credentials.js';
 import { Relay, type RelayOptions } from '../core/relay/relay.js';
 import { createLogger, type Logger } from '../core/runtime/logger.js';
@@ -111,4 +113,14 @@ export async function waitFor(cond: () => boolean, timeoutMs = 5_000, what = 'co
     if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** The DeliveryError a send fails with (the test fails if it succeeds or fails otherwise). */
+export async function refusal(p: Promise<unknown>): Promise<DeliveryError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(DeliveryError);
+  return err as DeliveryError;
 }

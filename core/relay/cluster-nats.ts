@@ -264,7 +264,11 @@ export class NatsCluster implements Cluster {
 
   closed(s: RelaySession): void {
     if (s.kind === 'contact-point') {
-      this.cpSubs.get(s.id)?.unsubscribe();
+      try {
+        this.cpSubs.get(s.id)?.unsubscribe();
+      } catch {
+        // the connection is closed already (the relay is stopping): nothing to unsubscribe from
+      }
       this.cpSubs.delete(s.id);
     }
     const key = presenceKey(s.kind === 'contact-point' ? 't' : 'e', s.id, this.node);

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { DeliveryError } from '../../core/protocol/errors.js';
+import type { DeliveryError } from '../../core/protocol/errors.js';
 import { Status } from '../../core/protocol/status.js';
 import { PeerClient, type InboundMessage } from '../../core/peer/peer-client.js';
 import { Kvm } from '@nats-io/kv';
@@ -8,7 +8,7 @@ import { decodeAck, decodeFrame, encodeMsg } from '../../core/protocol/codec.js'
 import { connectNats, joinNatsCluster, openClusterCredentials, PRESENCE_BUCKET, subjectToken } from '../../core/relay/cluster-nats.js';
 import type { CredentialStore } from '../../core/relay/credentials.js';
 import { Relay } from '../../core/relay/relay.js';
-import { FAST, logger, startHarness, waitFor, type Harness } from '../helpers.js';
+import { FAST, logger, refusal, startHarness, waitFor, type Harness } from '../helpers.js';
 import { haveNatsServer, NO_NATS_REASON, startNatsServer, type NatsServer } from '../nats-fixtures.js';
 
 /**
@@ -21,10 +21,18 @@ let nats: NatsServer;
 /** the admin's view of the cluster's credentials (as `relay credential ... --cluster` has) */
 let admin: { nc: NatsConnection; store: CredentialStore; stop: () => void };
 const cleanups: (() => Promise<unknown>)[] = [];
+/** each node's replica of the cluster's credentials */
+const replicas = new WeakMap<Relay, CredentialStore>();
+
+/** Waits until `relays` have seen a credential the admin added (each node's watch, a few ms). */
+async function known(relays: Relay[], kind: 'contact-point' | 'external', id: string): Promise<void> {
+  await waitFor(() => relays.every((r) => replicas.get(r)?.has(kind, id)), 5_000, `${kind} ${id} known on every node`);
+}
 
 async function node(id: string, extra: Partial<ConstructorParameters<typeof Relay>[0]> = {}): Promise<Relay> {
   const joined = await joinNatsCluster({ servers: [nats.url], node: id, logger });
   const relay = new Relay({ credentials: joined.credentials, cluster: joined.cluster, logger, pingIntervalMs: FAST.pingIntervalMs, ...extra });
+  replicas.set(relay, joined.credentials);
   await relay.start();
   cleanups.push(() => relay.stop());
   return relay;
@@ -34,26 +42,19 @@ async function node(id: string, extra: Partial<ConstructorParameters<typeof Rela
 async function office(nodeId: string, id: string): Promise<Harness> {
   const joined = await joinNatsCluster({ servers: [nats.url], node: nodeId, logger });
   const h = await startHarness({ id, relay: { credentials: joined.credentials, cluster: joined.cluster } });
+  replicas.set(h.relay, joined.credentials);
   cleanups.push(() => h.close());
   return h;
 }
 
 async function external(relay: Relay, name: string, extra: Partial<ConstructorParameters<typeof PeerClient>[0]> = {}): Promise<PeerClient> {
   const secret = await admin.store.add('external', name);
+  await known([relay], 'external', name);
   const c = new PeerClient({ role: 'external', url: relay.url, name, secret, logger, timing: FAST, ackTimeoutMs: 500, ...extra } as ConstructorParameters<typeof PeerClient>[0]);
   cleanups.push(() => c.stop());
   c.start();
   await c.ready();
   return c;
-}
-
-async function refusal(p: Promise<unknown>): Promise<DeliveryError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(DeliveryError);
-  return err as DeliveryError;
 }
 
 describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real nats-server)', () => {
@@ -108,6 +109,8 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     const printer = await h.registered('printer');
     await admin.store.add('contact-point', 'other-office');
     await admin.store.add('external', 'bob');
+    await known([h.relay, r2], 'contact-point', 'other-office');
+    await known([h.relay, r2], 'external', 'bob');
     const alice = await external(r2, 'alice');
     await waitFor(() => r2.cluster.tunnel('acme-hq')?.kind === 'remote', 5_000, 'r2 sees the tunnel');
     await waitFor(() => h.relay.cluster.external('alice')?.kind === 'remote', 5_000, 'r1 sees alice on r2');
@@ -127,6 +130,7 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
   it('answers a forwarded message for a tunnel that left meanwhile with the exact refusal, to the reply subject', async () => {
     const r1 = await node('r1');
     await admin.store.add('contact-point', 'other-office');
+    await known([r1], 'contact-point', 'other-office');
     // What another node publishes after it checked the sender: the MSG's own bytes, a reply subject naming it.
     const msg = encodeMsg({ id: 'm-1', to: 'printer@other-office', from: 'alice@relay', payload: Buffer.from('x') });
     const reply = await admin.nc.request(`relay.node.${r1.cluster.node}`, msg, { timeout: 2_000 });
@@ -139,6 +143,7 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
   it('forgets a presence record whose node is gone on NATS\'s "no responders": the retry is refused CONTACT_POINT_OFFLINE', async () => {
     const r2 = await node('r2');
     await admin.store.add('contact-point', 'other-office');
+    await known([r2], 'contact-point', 'other-office');
     const alice = await external(r2, 'alice');
     // A node that died without deleting its record: the record stays until its lease ends (15 s).
     const kv = await new Kvm(admin.nc).open(PRESENCE_BUCKET);
@@ -157,8 +162,9 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     await external(r2, 'alice');
     const downs: number[] = [];
     const gone = (what: () => boolean): Promise<void> => waitFor(what, 3_000, 'session closed').then(() => void downs.push(Date.now()));
+    await waitFor(() => admin.store.has('contact-point', 'acme-hq'), 5_000, 'the admin sees the office credential');
     const started = Date.now();
-    await Promise.all([admin.store.remove('contact-point', 'acme-hq'), admin.store.remove('external', 'alice')]);
+    expect(await Promise.all([admin.store.remove('contact-point', 'acme-hq'), admin.store.remove('external', 'alice')])).toEqual([true, true]);
     await Promise.all([gone(() => h.relay.status().tunnels === 0), gone(() => r2.status().externals === 0)]);
     expect(Math.max(...downs) - started).toBeLessThan(1_000);
   });
