@@ -25,6 +25,8 @@ export interface NatsServer {
   readonly port: number;
   readonly url: string;
   readonly proc: ChildProcess;
+  /** stops it and starts it again on the same port with the same JetStream folder */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -32,10 +34,38 @@ export interface NatsServer {
 export async function startNatsServer(): Promise<NatsServer> {
   const dir = await mkdtemp(join(tmpdir(), 'cp-nats-'));
   const port = await freePort();
+  let proc = await spawnNats(port, dir);
+  const stopProc = async (): Promise<void> => {
+    const p = proc;
+    if (p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise<void>((r) => p.once('exit', () => r()));
+    p.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
+    if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    await exited;
+  };
+  return {
+    port,
+    url: `nats://127.0.0.1:${port}`,
+    get proc() {
+      return proc;
+    },
+    async restart() {
+      await stopProc();
+      proc = await spawnNats(port, dir);
+    },
+    async stop() {
+      await stopProc();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** `nats-server -js` on `port` with its JetStream folder `dir`; resolves once it accepts connections (at most 10 s). */
+async function spawnNats(port: number, dir: string): Promise<ChildProcess> {
   const proc = spawn(NATS_SERVER, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   proc.stderr?.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-4000)));
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   const deadline = Date.now() + 10_000;
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`nats-server exited with ${proc.exitCode}: ${log}`);
@@ -43,19 +73,11 @@ export async function startNatsServer(): Promise<NatsServer> {
       const c = connect(port, '127.0.0.1', () => (c.destroy(), r(true)));
       c.on('error', () => r(false));
     });
-    if (ok) break;
-    if (Date.now() > deadline) throw new Error(`nats-server did not listen on ${port} within 10 s: ${log}`);
+    if (ok) return proc;
+    if (Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      throw new Error(`nats-server did not listen on ${port} within 10 s: ${log}`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
-  return {
-    port,
-    url: `nats://127.0.0.1:${port}`,
-    proc,
-    async stop() {
-      if (proc.exitCode === null) proc.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
-      if (proc.exitCode === null) proc.kill('SIGKILL');
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
 }

@@ -41,6 +41,8 @@ export const NATS_CONNECT_TIMEOUT_MS = 5_000;
 /** Reconnects (for ever) back off from RECONNECT_BASE_MS to RECONNECT_MAX_MS, with jitter. */
 export const NATS_RECONNECT_BASE_MS = 250;
 export const NATS_RECONNECT_MAX_MS = 5_000;
+/** After a reconnect, how often a node retries its presence watch while JetStream is not back. */
+const REWATCH_MS = 500;
 /** How long a watch may take to replay a bucket's current records before the node starts anyway. */
 const WATCH_READY_MS = 5_000;
 
@@ -412,12 +414,19 @@ export class NatsCluster implements Cluster {
 
   private async regained(): Promise<void> {
     if (this.connected || this.stopped) return;
-    this.logger.info('cluster (NATS) connection back: taking tunnels again');
-    try {
-      await this.watchPresence();
-    } catch (err: unknown) {
-      this.logger.warn('cannot watch the presence bucket after a reconnect', { error: (err as Error).message });
+    // A restarted nats-server takes a moment to bring JetStream back: keep trying until the
+    // watch runs (tunnels stay turned away meanwhile), or the connection drops again.
+    for (let attempt = 1; !this.stopped && !this.nc.isClosed(); attempt++) {
+      try {
+        await this.watchPresence();
+        break;
+      } catch (err: unknown) {
+        if (attempt === 1) this.logger.warn('cannot watch the presence bucket after a reconnect; retrying', { error: (err as Error).message });
+        await new Promise((r) => setTimeout(r, REWATCH_MS));
+      }
     }
+    if (this.stopped || this.nc.isClosed()) return;
+    this.logger.info('cluster (NATS) connection back: taking tunnels again');
     this.connected = true;
     this.renewAll();
   }

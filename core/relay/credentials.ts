@@ -139,6 +139,9 @@ export class CredentialStore {
     if (this.writer) {
       if (!this.records.has(key(kind, id))) return false;
       await this.writer.remove(kind, id);
+      // The replica may have heard of the removal (dropRemote) before the write was confirmed.
+      this.records.delete(key(kind, id));
+      return true;
     }
     const removed = this.records.delete(key(kind, id));
     if (removed) await this.save();

@@ -168,4 +168,26 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     await Promise.all([gone(() => h.relay.status().tunnels === 0), gone(() => r2.status().externals === 0)]);
     expect(Math.max(...downs) - started).toBeLessThan(1_000);
   });
+
+  // Last: it restarts the nats-server the other tests share.
+  it('reconnects by itself when nats-server restarts: the office re-homes and cross-node messages flow again', async () => {
+    const h = await office('r1', 'acme-hq');
+    const r2 = await node('r2');
+    const got: string[] = [];
+    await h.registered('printer', (m) => void got.push(m.payload.toString()));
+    const alice = await external(r2, 'alice');
+    await waitFor(() => r2.cluster.tunnel('acme-hq')?.kind === 'remote', 5_000, 'r2 sees the tunnel');
+    await alice.send('printer@acme-hq', 'before');
+    const reconnects = h.cp.gateway.status().reconnects;
+    await nats.restart();
+    // r1 lost NATS, closed the tunnel and turned the office away until NATS (and JetStream) was back.
+    await waitFor(
+      () => h.relay.cluster.available && r2.cluster.available && h.cp.gateway.connected && r2.cluster.tunnel('acme-hq')?.kind === 'remote',
+      20_000,
+      'both nodes back in the cluster, the tunnel up again and seen from r2',
+    );
+    expect(h.cp.gateway.status().reconnects).toBeGreaterThan(reconnects);
+    await alice.send('printer@acme-hq', 'after', { deadlineMs: 10_000 });
+    expect(got).toEqual(['before', 'after']);
+  }, 40_000);
 });
