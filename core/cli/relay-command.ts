@@ -36,9 +36,9 @@ to it with a WebSocket at path /v1: ws://, or wss:// when given a TLS certificat
 the live sessions of a removed or replaced one are closed.
 Runs until Ctrl-C (SIGINT) or SIGTERM, then closes every connection and exits 0.
 
- With --cluster it is one node of a relay cluster: the nodes share credentials
-and know which node holds each contact point's tunnel through NATS (see the README, "Running a
-relay cluster").
+With --cluster it is one node of a relay cluster: the nodes share credentials and know which
+node holds each contact point's tunnel through NATS (see the README, "Running a relay
+cluster"). A node that loses NATS closes its tunnels so their contact points re-home.
 
 Flags:
   --cluster URL[,URL]  NATS server(s) of the cluster, e.g. nats://10.0.0.5:4222 (JetStream on):
