@@ -14,7 +14,7 @@ import { primeAllocator } from '../runtime/allocator.js';
 import { createLogger } from '../runtime/logger.js';
 import { NODE_ID_PATTERN, NODE_ID_RULE, type Cluster } from '../relay/cluster.js';
 import type { SessionTable } from '../relay/sessions.js';
-import { clusterReplicas, countFlag, exclusive, integer, logLevel, name, natsUrls, parseFlags, required, type Command } from './args.js';
+import { clusterReplicas, countFlag, exclusive, integer, logFormatHelp, logLevel, name, natsUrls, parseFlags, required, type Command, type RunContext } from './args.js';
 import { CliError, UsageError } from './errors.js';
 import { readCertificateFile, readPrivateKeyFile } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
@@ -78,6 +78,7 @@ Flags:
   --state DIR          folder of credentials.json (default ~/.contact-point/relay,
                        or $CONTACT_POINT_STATE)
   --log-level LEVEL    debug, info, warn, error or silent (default info); logs go to stderr
+${logFormatHelp(23)}
   --json               print one line {"event":"ready","url":...,"name":...} on stdout once listening
   -h, --help           this help
 
@@ -93,7 +94,7 @@ Examples:
   contact-point relay --listen 0.0.0.0:443 --tls-cert fullchain.pem --tls-key privkey.pem
 `;
 
-async function run(argv: string[]): Promise<number> {
+async function run(argv: string[], ctx: RunContext): Promise<number> {
   const { values } = parseFlags({
     args: argv,
     strict: true,
@@ -164,7 +165,7 @@ async function run(argv: string[]): Promise<number> {
     tls = { cert: cert.pem, key: key.pem };
   }
   const stateDir = resolveStateDir('relay', values.state);
-  const logger = createLogger({ level });
+  const logger = createLogger({ level, format: ctx.logFormat });
   logger.debug('allocator', { glibc_trim: primeAllocator() });
 
   let credentials: CredentialStore;
@@ -212,7 +213,9 @@ async function run(argv: string[]): Promise<number> {
     throw listenError(err, listen);
   }
   const udpPort = relay.udp?.port;
-  if (values.json) emit('ready', { url, name: relayName, stateDir, credentials: count, ...(udpPort ? { udpPort } : {}), ...(nodeId !== undefined ? { node: nodeId } : {}) });
+  const ready = { url, name: relayName, stateDir, credentials: count, ...(udpPort ? { udpPort } : {}), ...(nodeId !== undefined ? { node: nodeId } : {}) };
+  if (values.json) emit('ready', ready);
+  else if (ctx.logFormat === 'json') logger.info('ready', ready);
   else {
     const from = servers ? `the cluster ${servers.join(',')}` : stateDir;
     say(`relay "${relayName}"${nodeId !== undefined ? ` node ${nodeId}` : ''} listening on ${url} (${count} credential${count === 1 ? '' : 's'} from ${from}); Ctrl-C stops it`);
@@ -220,7 +223,7 @@ async function run(argv: string[]): Promise<number> {
   }
 
   await shutdown.signal;
-  return stopCleanly('relay', () => relay.stop());
+  return stopCleanly('relay', () => relay.stop(), logger);
 }
 
 /** A connection cap given on the command line, or its default. */

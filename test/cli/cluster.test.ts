@@ -22,6 +22,7 @@ const { cli, start } = suite;
 
 interface Health {
   readonly tunnels: number;
+  readonly ready?: boolean;
   readonly node?: string;
   readonly cluster?: string;
 }
@@ -29,6 +30,10 @@ interface Health {
 async function healthz(url: string): Promise<Health> {
   const res = await fetch(url.replace(/^ws/, 'http').replace(/\/v1$/, '/healthz'));
   return (await res.json()) as Health;
+}
+
+async function readyz(url: string): Promise<number> {
+  return (await fetch(url.replace(/^ws/, 'http').replace(/\/v1$/, '/readyz'))).status;
 }
 
 async function untilHealth(url: string, ok: (h: Health) => boolean, ms: number, what: string): Promise<Health> {
@@ -117,7 +122,9 @@ describe.skipIf(!haveNatsServer)('relay cluster: a node cut off from NATS', () =
 
     toNats.cut();
     await waitFor(() => !cp.gateway.connected, 5_000, 'r1 closes the tunnel when it loses NATS');
-    expect(await healthz(r1Url)).toMatchObject({ tunnels: 0, node: 'r1', cluster: 'cut off' });
+    expect(await healthz(r1Url)).toMatchObject({ tunnels: 0, node: 'r1', cluster: 'cut off', ready: false });
+    expect(await readyz(r1Url)).toBe(503); // a load balancer sends contact points elsewhere
+    expect(await readyz(r2Url)).toBe(200);
     // Still cut off: r1 turns the office's redials away rather than holding a tunnel nobody can reach.
     await new Promise((r) => setTimeout(r, 1_000));
     expect(cp.gateway.connected).toBe(false);
@@ -132,6 +139,7 @@ describe.skipIf(!haveNatsServer)('relay cluster: a node cut off from NATS', () =
     // NATS reachable again: r1 reconnects by itself and routes to the office's new node.
     toNats.restore();
     await untilHealth(r1Url, (h) => h.cluster === 'connected', 10_000, 'r1 back in the cluster');
+    expect(await readyz(r1Url)).toBe(200);
     const bobCred = join(suite.home, 'bob.credential');
     expect((await cli(['relay', 'credential', 'add', '--kind', 'external', '--id', 'bob', '--out', bobCred, '--cluster', nats.url])).code).toBe(0);
     const bob = new PeerClient({ role: 'external', url: r1Url, name: 'bob', secret: (await readFile(bobCred, 'utf8')).trim(), logger, timing: FAST, ackTimeoutMs: 500 });
