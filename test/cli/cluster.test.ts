@@ -122,6 +122,8 @@ describe.skipIf(!haveNatsServer)('relay cluster: a node cut off from NATS', () =
 
     toNats.cut();
     await waitFor(() => !cp.gateway.connected, 5_000, 'r1 closes the tunnel when it loses NATS');
+    // r1 forgets the session when the close handshake ends, a moment after the office saw the fault.
+    await untilHealth(r1Url, (h) => h.tunnels === 0, 3_000, 'r1 to forget the tunnel');
     expect(await healthz(r1Url)).toMatchObject({ tunnels: 0, node: 'r1', cluster: 'cut off', ready: false });
     expect(await readyz(r1Url)).toBe(503); // a load balancer sends contact points elsewhere
     expect(await readyz(r2Url)).toBe(200);
