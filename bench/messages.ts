@@ -55,7 +55,7 @@ function recordInto(samples: () => Samples | undefined): (p: Buffer) => void {
   };
 }
 
-interface LoopResult {
+export interface LoopResult {
   readonly noise: Record<string, number>;
   readonly msgsPerS: number;
   readonly acked: number;
@@ -75,7 +75,7 @@ interface Io {
 }
 
 /** Closed loop with exactly `IN_FLIGHT` un-acked messages; counts ACKs over `windowMs` after `warmupMs`. */
-async function closedLoop(sender: PeerClient, to: string, warmupMs: number, windowMs: number, workers: readonly WorkerHandle[]): Promise<LoopResult> {
+export async function closedLoop(sender: PeerClient, to: string, warmupMs: number, windowMs: number, workers: readonly WorkerHandle[]): Promise<LoopResult> {
   let sent = 0;
   let outstanding = 0;
   let failed = 0;
@@ -127,14 +127,16 @@ async function closedLoop(sender: PeerClient, to: string, warmupMs: number, wind
   if (outstanding === 0) drained();
   await Promise.race([allDone, sleep(DRAIN_TIMEOUT_MS)]);
   const cpu: Record<string, number> = { bench: cpuPercent(ownBefore, ownAfter, elapsed) };
-  workers.forEach((w, i) => (cpu[w.role] = cpuPercent(cpuBefore[i]!, cpuAfter[i]!, elapsed)));
+  // Two workers of one role (the cluster's relay nodes): the second is `relay-2`.
+  const label = (role: string, i: number): string => (workers.findIndex((w) => w.role === role) === i ? role : `${role}-${i}`);
+  workers.forEach((w, i) => (cpu[label(w.role, i)] = cpuPercent(cpuBefore[i]!, cpuAfter[i]!, elapsed)));
   // Socket writes and reads per acked message in each worker (net.Socket only; IPC is not counted).
   const io: Record<string, { writes_per_msg: number; reads_per_msg: number; chunks_per_write: number }> = {};
   workers.forEach((w, i) => {
     const a = ioAfter[i]!;
     const b = ioBefore[i]!;
     const writes = a.writes - b.writes;
-    io[w.role] = {
+    io[label(w.role, i)] = {
       writes_per_msg: round(writes / Math.max(1, inWindow), 4),
       reads_per_msg: round((a.reads - b.reads) / Math.max(1, inWindow), 4),
       chunks_per_write: round((a.chunks - b.chunks) / Math.max(1, writes), 1),

@@ -9,7 +9,8 @@
  *                        (group: mediation),
  *                        gui (the admin GUI in Chromium under 20,000 msgs/s; needs `npm run build`),
  *                        http-flood (large-body HTTP requests against relay and peer port under a flow),
- *                        outage (delivery of messages queued during a tunnel outage, after its return)
+ *                        outage (delivery of messages queued during a tunnel outage, after its return),
+ *                        cluster (same-node vs cross-node acked messages through 2 relay nodes on nats-server)
  *   --cpu-prof[=DIR]     profile the worker processes (relay, contact point, ack server, lan, load) with
  *                        node --cpu-prof into DIR (default bench-profiles/); summarise with
  *                        node dist/bench/profile-summary.js DIR
@@ -20,6 +21,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { runCluster } from './cluster.js';
 import type { BenchContext } from './context.js';
 import { WorkerHandle } from './ipc.js';
 import { runGui } from './gui.js';
@@ -47,6 +49,7 @@ const GROUPS: Record<string, readonly string[]> = {
   gui: ['gui'],
   'http-flood': ['http-flood'],
   outage: ['outage'],
+  cluster: ['cluster'],
 };
 
 interface Args {
@@ -111,6 +114,7 @@ async function main(): Promise<void> {
   await runGui(ctx);
   await runHttpFlood(ctx);
   await runOutage(ctx);
+  await runCluster(ctx);
   note(`done in ${Math.round((Date.now() - started) / 1000)} s`);
 }
 

@@ -15,7 +15,7 @@ import { PeerClient } from '../core/peer/peer-client.js';
 import type { Link } from '../core/protocol/link.js';
 import { CredentialStore, type CredentialKind } from '../core/relay/credentials.js';
 import type { ExposeSpec } from '../core/relay/expose.js';
-import { Relay } from '../core/relay/relay.js';
+import { Relay, type RelayOptions } from '../core/relay/relay.js';
 import { primeAllocator } from '../core/runtime/allocator.js';
 import { createLogger, isLogLevel, type Logger } from '../core/runtime/logger.js';
 import { AckServer } from './ack-server.js';
@@ -81,13 +81,21 @@ interface RelayConfig {
   tls?: { cert: string; key: string };
   /** announce this UDP port to contact points (a silent one: UDP "blocked", datagrams stay in the tunnel) */
   udpAdvertisePort?: number;
+  /** a node of a relay cluster on NATS (cluster benchmark): its credentials are the cluster's */
+  cluster?: { servers: string[]; node: string };
 }
 
 async function startRelay(config: RelayConfig): Promise<{ info: ReadyInfo; ops: Record<string, Handler>; stop: () => Promise<void> }> {
-  const credentials = CredentialStore.inMemory();
+  let credentials = CredentialStore.inMemory();
+  let cluster: RelayOptions['cluster'];
+  if (config.cluster) {
+    const { joinNatsCluster } = await import('../core/relay/cluster-nats.js');
+    ({ credentials, cluster } = await joinNatsCluster({ ...config.cluster, logger }));
+  }
   const relay = new Relay({
     credentials,
     logger,
+    ...(cluster ? { cluster } : {}),
     ...(config.name ? { name: config.name } : {}),
     ...(config.tls ? { tls: config.tls } : {}),
     ...(config.udpAdvertisePort ? { udpAdvertisePort: config.udpAdvertisePort } : {}),
@@ -117,6 +125,11 @@ async function startRelay(config: RelayConfig): Promise<{ info: ReadyInfo; ops: 
       exposures: () => relay.exposures(),
       udpStats: () => ({ ...(relay.udp?.stats ?? {}) }),
       peersCount: (a) => relay.peersOf((a as { id: string }).id).length,
+      /** where this node sees a contact point's tunnel: here, on another cluster node, or nowhere */
+      tunnelPlace: (a) => {
+        const t = relay.cluster.tunnel((a as { id: string }).id);
+        return t === undefined ? 'none' : t.kind === 'remote' ? 'remote' : 'local';
+      },
       memory: () => memory(),
       wire: () => {
         let read = 0;

@@ -1,4 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { expect } from 'vitest';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ContactPoint, type ContactPointOptions } from '../core/contact-point/contact-point.js';
@@ -9,6 +10,7 @@ import { Operator } from '../core/peer/operator.js';
 import { echoServer } from './net-fixtures.js';
 import { PeerClient, type InboundMessage } from '../core/peer/peer-client.js';
 import type { TimingOptions } from '../core/protocol/timing.js';
+import { DeliveryError } from '../core/protocol/errors.js';
 import { CredentialStore } from '../core/relay/credentials.js';
 import { Relay, type RelayOptions } from '../core/relay/relay.js';
 import { createLogger, type Logger } from '../core/runtime/logger.js';
@@ -44,7 +46,8 @@ export interface Harness {
 
 export async function startHarness(opts: { cp?: Partial<ContactPointOptions>; relay?: Partial<RelayOptions>; id?: string } = {}): Promise<Harness> {
   const stateDir = await mkdtemp(join(tmpdir(), 'cp-harness-'));
-  const credentials = CredentialStore.inMemory();
+  // A cluster node's store (the cluster's bucket) when given: its credentials reach every node.
+  const credentials = opts.relay?.credentials ?? CredentialStore.inMemory();
   const id = opts.id ?? 'acme-hq';
   const cpSecret = await credentials.add('contact-point', id);
   let relay = new Relay({ credentials, logger, pingIntervalMs: FAST.pingIntervalMs, ...opts.relay });
@@ -158,4 +161,14 @@ export async function exposedEcho(h: Harness, name = 'tech'): Promise<{ op: Oper
       await lan.close();
     },
   };
+}
+
+/** The DeliveryError a send fails with (the test fails if it succeeds or fails otherwise). */
+export async function refusal(p: Promise<unknown>): Promise<DeliveryError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(DeliveryError);
+  return err as DeliveryError;
 }

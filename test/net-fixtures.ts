@@ -60,6 +60,7 @@ export async function connectProxy(opts: { tls?: { cert: string; key: string } }
  *   path that a reconnect gets around).
  * - cut(): every connection is reset and new ones are refused (the link is down).
  * - restore(): new connections pass again.
+ * - retarget(port): new connections go to another port (a name that now resolves elsewhere).
  */
 export async function tcpForwarder(targetPort: number): Promise<{
   port: number;
@@ -67,15 +68,17 @@ export async function tcpForwarder(targetPort: number): Promise<{
   swallow(): void;
   cut(): void;
   restore(): void;
+  retarget(port: number): void;
   close(): Promise<void>;
 }> {
+  let target = targetPort;
   let mode: 'pass' | 'blackhole' | 'cut' = 'pass';
   const pairs = new Set<[Socket, Socket]>();
   const silent = new Set<Socket>();
   const server: NetServer = createServer((client) => {
     if (mode === 'cut') return void client.destroy();
     if (mode === 'blackhole') return void client.on('error', () => undefined); // accepted, never answered
-    const upstream = connect(targetPort, '127.0.0.1');
+    const upstream = connect(target, '127.0.0.1');
     const pair: [Socket, Socket] = [client, upstream];
     pairs.add(pair);
     const passes = (): boolean => mode !== 'blackhole' && !silent.has(client);
@@ -108,6 +111,7 @@ export async function tcpForwarder(targetPort: number): Promise<{
       destroyAll();
     },
     restore: () => void (mode = 'pass'),
+    retarget: (port) => void (target = port),
     close: () =>
       new Promise<void>((r) => {
         destroyAll();

@@ -150,6 +150,32 @@ export function wsUrl(flag: string, value: string, example: string): string {
   return value;
 }
 
+/** `--cluster`: one or more comma-separated nats:// (or tls://) URLs of the cluster's NATS servers. */
+export function natsUrls(flag: string, value: string): string[] {
+  const urls = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (urls.length === 0) throw new UsageError(`${flag} needs at least one URL such as nats://127.0.0.1:4222`);
+  for (const url of urls) {
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      throw new UsageError(`${flag} "${url}": not a URL; expected something like nats://127.0.0.1:4222`);
+    }
+    if (u.protocol !== 'nats:' && u.protocol !== 'tls:') throw new UsageError(`${flag} "${url}": expected a nats:// or tls:// URL such as nats://127.0.0.1:4222, not ${u.protocol}//`);
+    if (u.hostname === '') throw new UsageError(`${flag} "${url}": no host; expected something like nats://127.0.0.1:4222`);
+  }
+  return urls;
+}
+
+/** Most JetStream replicas a relay cluster's buckets take (NATS clusters are odd-sized, usually 3 or 5). */
+export const MAX_CLUSTER_REPLICAS = 5;
+
+/** `--cluster-replicas N` (only with --cluster): undefined when absent. */
+export function clusterReplicas(value: string | undefined, cluster: boolean): number | undefined {
+  if (value !== undefined && !cluster) throw new UsageError('--cluster-replicas needs --cluster (the NATS servers of the relay cluster)');
+  return countFlag('--cluster-replicas', value, MAX_CLUSTER_REPLICAS);
+}
+
 /** An HTTP CONNECT proxy URL. */
 export function proxyUrl(flag: string, value: string): string {
   let u: URL;

@@ -14,7 +14,9 @@ import { RelayAdminServer } from '../relay/admin-server.js';
 import { Relay } from '../relay/relay.js';
 import { primeAllocator } from '../runtime/allocator.js';
 import { createLogger } from '../runtime/logger.js';
-import { countFlag, exclusive, integer, logFormatHelp, logLevel, name, parseFlags, type Command, type RunContext } from './args.js';
+import { NODE_ID_PATTERN, NODE_ID_RULE, type Cluster } from '../relay/cluster.js';
+import type { SessionRegistry } from '../relay/sessions.js';
+import { clusterReplicas, countFlag, exclusive, integer, logFormatHelp, logLevel, name, natsUrls, parseFlags, required, type Command, type RunContext } from './args.js';
 import { CliError, UsageError } from './errors.js';
 import { readCertificateFile, readPrivateKeyFile } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
@@ -40,7 +42,17 @@ given a TLS certificate. It watches
 the live sessions of a removed or replaced one are closed.
 Runs until Ctrl-C (SIGINT) or SIGTERM, then closes every connection and exits 0.
 
+With --cluster it is one node of a relay cluster: the nodes share credentials and know which
+node holds each contact point's tunnel through NATS (see the README, "Running a relay
+cluster"). A node that loses NATS closes its tunnels so their contact points re-home.
+
 Flags:
+  --cluster URL[,URL]  NATS server(s) of the cluster, e.g. nats://10.0.0.5:4222 (JetStream on):
+                       credentials come from the cluster (relay credential ... --cluster), not
+                       from <state>/credentials.json; exits 1 when NATS is not reachable
+  --node-id ID         this node's id in the cluster (required with --cluster; a-z, 0-9, _, -)
+  --cluster-replicas N JetStream replicas of the cluster's buckets when this node creates them
+                       (default 1; 3 on a 3-server NATS cluster, so NATS survives losing one)
   --listen HOST:PORT   address and port to listen on (default ${DEFAULT_RELAY_LISTEN}; port 0 = any free port)
   --tls-cert FILE      PEM certificate (chain): serve wss:// instead of ws:// (needs --tls-key)
   --tls-key FILE       PEM private key of --tls-cert
@@ -123,8 +135,16 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
       'admin-listen': { type: 'string' },
       'log-level': { type: 'string' },
       json: { type: 'boolean' },
+      cluster: { type: 'string' },
+      'node-id': { type: 'string' },
+      'cluster-replicas': { type: 'string' },
     },
   });
+  const servers = values.cluster !== undefined ? natsUrls('--cluster', values.cluster) : undefined;
+  if (!servers && values['node-id'] !== undefined) throw new UsageError('--node-id needs --cluster (the NATS servers of the relay cluster)');
+  const replicas = clusterReplicas(values['cluster-replicas'], servers !== undefined);
+  const nodeId = servers ? required('--node-id', values['node-id'], "this node's id in the cluster, e.g. r1") : undefined;
+  if (nodeId !== undefined && !NODE_ID_PATTERN.test(nodeId)) throw new UsageError(`--node-id "${nodeId}": ${NODE_ID_RULE}`);
   const listen = listenFlag('--listen', values.listen, DEFAULT_RELAY_LISTEN);
   const adminListen = values['admin-listen'] !== undefined ? listenFlag('--admin-listen', values['admin-listen'], '') : undefined;
   if (adminListen && !isLoopbackHost(adminListen.listen.host)) {
@@ -177,15 +197,26 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   logger.debug('allocator', { glibc_trim: primeAllocator() });
 
   let credentials: CredentialStore;
-  try {
-    credentials = await CredentialStore.open(stateDir);
-  } catch (err: unknown) {
-    throw new CliError(`cannot load the relay's credentials: ${(err as Error).message}`);
+  let cluster: ((sessions: SessionRegistry) => Cluster) | undefined;
+  if (servers && nodeId !== undefined) {
+    // Loaded only here: a single relay (and `npm start`'s embedded one) never loads the NATS client.
+    const { joinNatsCluster } = await import('../relay/cluster-nats.js');
+    try {
+      ({ credentials, cluster } = await joinNatsCluster({ servers, node: nodeId, logger, ...(replicas !== undefined ? { replicas } : {}) }));
+    } catch (err: unknown) {
+      throw new CliError((err as Error).message);
+    }
+  } else {
+    try {
+      credentials = await CredentialStore.open(stateDir);
+    } catch (err: unknown) {
+      throw new CliError(`cannot load the relay's credentials: ${(err as Error).message}`);
+    }
   }
   const count = credentials.list().length;
   if (count === 0) {
-    logger.warn('no credentials yet, so nobody can connect; add one with: contact-point relay credential add --kind contact-point --id ID', {
-      file: join(stateDir, CREDENTIALS_FILE),
+    logger.warn(`no credentials yet, so nobody can connect; add one with: contact-point relay credential add --kind contact-point --id ID${servers ? ` --cluster ${servers.join(',')}` : ''}`, {
+      ...(servers ? { cluster: servers.join(',') } : { file: join(stateDir, CREDENTIALS_FILE) }),
     });
   }
 
@@ -195,6 +226,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     ...(maxExpose !== undefined ? { maxExposeConnections: maxExpose } : {}),
     ...(maxExposePerCp !== undefined ? { maxExposeConnectionsPerContactPoint: maxExposePerCp } : {}),
     ...(maxSessions !== undefined ? { maxSessionsPerCredential: maxSessions } : {}),
+    ...(cluster ? { cluster } : {}),
   });
   const shutdown = watchShutdown();
   let url: string;
@@ -224,12 +256,13 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     }
   }
   const udpPort = relay.udp?.port;
-  const ready = { url, name: relayName, stateDir, credentials: count, ...(udpPort ? { udpPort } : {}), ...(admin ? { statusUrl: admin.url } : {}) };
+  const ready = { url, name: relayName, stateDir, credentials: count, ...(udpPort ? { udpPort } : {}), ...(nodeId !== undefined ? { node: nodeId } : {}), ...(admin ? { statusUrl: admin.url } : {}) };
   if (values.json) emit('ready', { ...ready, ...(admin ? { dashboardUrl: admin.dashboardUrl } : {}) });
   // The log (a journal, a collector) gets the status URL, never the token: that stays in the 0600 file.
   else if (ctx.logFormat === 'json') logger.info('ready', ready);
   else {
-    say(`relay "${relayName}" listening on ${url} (${count} credential${count === 1 ? '' : 's'} from ${stateDir}); Ctrl-C stops it`);
+    const from = servers ? `the cluster ${servers.join(',')}` : stateDir;
+    say(`relay "${relayName}"${nodeId !== undefined ? ` node ${nodeId}` : ''} listening on ${url} (${count} credential${count === 1 ? '' : 's'} from ${from}); Ctrl-C stops it`);
     say(udpPort ? `  UDP service port ${udpPort} (mediated datagrams; let it through the firewall too)` : '  no UDP service port: mediated datagrams travel inside the tunnels');
     if (admin) say(`  dashboard  ${admin.dashboardUrl} (contact-point relay status; token in ${join(stateDir, RELAY_ADMIN_FILE)})`);
   }

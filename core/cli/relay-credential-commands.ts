@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import { CREDENTIALS_FILE, CredentialStore, type CredentialKind, type Right } from '../relay/credentials.js';
-import { listOf, name, oneOf, parseFlags, required, type Command } from './args.js';
-import { CliError } from './errors.js';
+import { createLogger } from '../runtime/logger.js';
+import { clusterReplicas, listOf, name, natsUrls, oneOf, parseFlags, required, type Command } from './args.js';
+import { CliError, UsageError } from './errors.js';
 import { writeSecretFile } from './flag-files.js';
 import { emit, formatTable, note, say } from './output.js';
 import { resolveStateDir } from './state-dir.js';
@@ -11,13 +12,53 @@ import { resolveStateDir } from './state-dir.js';
 const KINDS = ['contact-point', 'external'] as const satisfies readonly CredentialKind[];
 const RIGHTS = ['send', 'mediate'] as const satisfies readonly Right[];
 const LIVE = 'A running relay using this state folder applies it within seconds, without a restart.';
+const LIVE_CLUSTER = 'Every node of the cluster applies it at once, without a restart.';
 
 const STATE_FLAG = `  --state DIR                     the relay's state folder (default ~/.contact-point/relay,
-                                  or $CONTACT_POINT_STATE)`;
+                                  or $CONTACT_POINT_STATE)
+  --cluster URL[,URL]             a relay cluster's NATS server(s) instead of a state folder:
+                                  the credentials every node uses (e.g. nats://10.0.0.5:4222)
+  --cluster-replicas N            JetStream replicas of the credentials bucket if this creates
+                                  it (default 1; 3 on a 3-server NATS cluster)`;
 
-async function openStore(stateDir: string): Promise<CredentialStore> {
+interface OpenStore {
+  readonly store: CredentialStore;
+  /** where it is, for messages */
+  readonly where: string;
+  readonly live: string;
+  close(): Promise<void>;
+}
+
+/** The state folder's credentials.json, or with --cluster the cluster's bucket. */
+async function openStore(values: { state?: string | undefined; cluster?: string | undefined; 'cluster-replicas'?: string | undefined }): Promise<OpenStore> {
+  const replicas = clusterReplicas(values['cluster-replicas'], values.cluster !== undefined);
+  if (values.cluster !== undefined) {
+    if (values.state !== undefined) throw new UsageError('--state and --cluster cannot be used together (a cluster keeps its credentials in NATS)');
+    const servers = natsUrls('--cluster', values.cluster);
+    const logger = createLogger({ level: 'error' });
+    const { connectNats, openClusterCredentials } = await import('../relay/cluster-nats.js');
+    let nc;
+    try {
+      nc = await connectNats(servers, 'contact-point relay credential', logger);
+      const creds = await openClusterCredentials(nc, logger, replicas);
+      const conn = nc;
+      return {
+        store: creds.store,
+        where: `the cluster ${servers.join(',')}`,
+        live: LIVE_CLUSTER,
+        close: async () => {
+          creds.stop();
+          await conn.drain().catch(() => conn.close());
+        },
+      };
+    } catch (err: unknown) {
+      await nc?.close();
+      throw new CliError((err as Error).message);
+    }
+  }
+  const stateDir = resolveStateDir('relay', values.state);
   try {
-    return await CredentialStore.open(stateDir);
+    return { store: await CredentialStore.open(stateDir), where: join(stateDir, CREDENTIALS_FILE), live: LIVE, close: () => Promise.resolve() };
   } catch (err: unknown) {
     throw new CliError(`cannot load the relay's credentials: ${(err as Error).message}`);
   }
@@ -57,22 +98,31 @@ async function add(argv: string[]): Promise<number> {
       rights: { type: 'string' },
       out: { type: 'string' },
       state: { type: 'string' },
+      cluster: { type: 'string' },
+      'cluster-replicas': { type: 'string' },
       json: { type: 'boolean' },
     },
   });
   const kind = oneOf('--kind', required('--kind', values.kind, 'contact-point or external'), KINDS);
   const id = name('--id', required('--id', values.id));
   const rights = listOf('--rights', values.rights ?? 'send', RIGHTS);
-  const stateDir = resolveStateDir('relay', values.state);
-  const store = await openStore(stateDir);
-  const replaced = store.has(kind, id);
   if (values.out !== undefined) {
     // Prove the file is writable before the store changes: a replaced secret cannot be restored.
     await writeSecretFile(values.out, '').catch((err: unknown) => {
       throw new CliError(`--out "${values.out}": cannot write there (${(err as Error).message}); nothing was added`);
     });
   }
-  const secret = await store.add(kind, id, rights);
+  const open = await openStore(values);
+  const store = open.store;
+  const replaced = store.has(kind, id);
+  let secret: string;
+  try {
+    secret = await store.add(kind, id, rights);
+  } catch (err: unknown) {
+    throw new CliError(`cannot save the credential in ${open.where}: ${(err as Error).message}; nothing was added`);
+  } finally {
+    await open.close();
+  }
   if (values.out !== undefined) {
     await writeSecretFile(values.out, secret);
     if (values.json) emit('credential', { kind, id, rights, file: values.out });
@@ -82,7 +132,7 @@ async function add(argv: string[]): Promise<number> {
   } else {
     say(secret);
   }
-  note(`note: the secret is shown only now (the relay keeps only its hash); store it in a file with mode 0600. ${LIVE}`);
+  note(`note: the secret is shown only now (the relay keeps only its hash); store it in a file with mode 0600. ${open.live}`);
   if (replaced) note(`note: this replaced the earlier ${kind} credential "${id}"; its old secret no longer works, and a running relay closes the sessions that used it.`);
   return 0;
 }
@@ -99,13 +149,14 @@ ${STATE_FLAG}
 `;
 
 async function list(argv: string[]): Promise<number> {
-  const { values } = parseFlags({ args: argv, strict: true, options: { state: { type: 'string' }, json: { type: 'boolean' } } });
-  const stateDir = resolveStateDir('relay', values.state);
-  const records = (await openStore(stateDir)).list().map((r) => ({ kind: r.kind, id: r.id, rights: r.rights, created: r.created }));
+  const { values } = parseFlags({ args: argv, strict: true, options: { state: { type: 'string' }, cluster: { type: 'string' }, 'cluster-replicas': { type: 'string' }, json: { type: 'boolean' } } });
+  const open = await openStore(values);
+  await open.close();
+  const records = open.store.list().map((r) => ({ kind: r.kind, id: r.id, rights: r.rights, created: r.created }));
   if (values.json) {
     say(JSON.stringify(records));
   } else if (records.length === 0) {
-    note(`no credentials in ${join(stateDir, CREDENTIALS_FILE)}`);
+    note(`no credentials in ${open.where}`);
   } else {
     say(formatTable(['KIND', 'ID', 'RIGHTS', 'CREATED'], records.map((r) => [r.kind, r.id, r.rights.join(','), r.created])));
   }
@@ -128,16 +179,22 @@ async function remove(argv: string[]): Promise<number> {
   const { values } = parseFlags({
     args: argv,
     strict: true,
-    options: { kind: { type: 'string' }, id: { type: 'string' }, state: { type: 'string' } },
+    options: { kind: { type: 'string' }, id: { type: 'string' }, state: { type: 'string' }, cluster: { type: 'string' }, 'cluster-replicas': { type: 'string' } },
   });
   const kind = oneOf('--kind', required('--kind', values.kind, 'contact-point or external'), KINDS);
   const id = name('--id', required('--id', values.id));
-  const stateDir = resolveStateDir('relay', values.state);
-  if (!(await (await openStore(stateDir)).remove(kind, id))) {
-    throw new CliError(`there is no ${kind} credential "${id}" in ${join(stateDir, CREDENTIALS_FILE)}`);
+  const open = await openStore(values);
+  let removed: boolean;
+  try {
+    removed = await open.store.remove(kind, id);
+  } catch (err: unknown) {
+    throw new CliError(`cannot remove the credential from ${open.where}: ${(err as Error).message}`);
+  } finally {
+    await open.close();
   }
+  if (!removed) throw new CliError(`there is no ${kind} credential "${id}" in ${open.where}`);
   say(`removed the ${kind} credential "${id}"`);
-  note(LIVE);
+  note(open.live);
   return 0;
 }
 

@@ -135,6 +135,13 @@ export const MAX_ACK_ROUTES_PER_CREDENTIAL = 16_384;
  * not to the newest; beyond this many addresses the least recently used is forgotten.
  */
 export const MAX_REPLY_ROUTES_PER_CREDENTIAL = 1_024;
+/**
+ * A relay cluster node remembers, for each message from an external sender on another node that
+ * it delivered, which node to send the ACK back to (the same credential may have sessions on
+ * both). Past this many in flight the oldest is forgotten: that ACK then goes to the node the
+ * presence records name, and a sender that misses it retries.
+ */
+export const MAX_REMOTE_ACK_ROUTES = 65_536;
 
 /** Messages per second one external sender (all sessions of its credential together) may push through the relay (token bucket, burst = 2 s worth). */
 export const RELAY_RATE_PER_SENDER = 50_000;

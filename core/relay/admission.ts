@@ -71,6 +71,8 @@ export interface AdmissionHost {
   readonly refusals: RefusalSink;
   /** Registers the session, sends WELCOME and takes over the link's frames. */
   open(admitted: Admitted): void;
+  /** false while this relay node is cut off from its cluster: contact points go to another node */
+  acceptsTunnels(): boolean;
 }
 
 /** A newcomer waits for its WELCOME at most HELLO_TIMEOUT_MS: the takeover probe must end before that. */
@@ -215,6 +217,10 @@ export class Admission {
       if (open >= max) {
         return this.refuse(link, Status.SESSION_LIMIT, who, `credential "${hello.id}" has ${open} session${open === 1 ? '' : 's'} at the relay, the most it may have at once`);
       }
+    }
+    if (kind === 'contact-point' && !this.host.acceptsTunnels()) {
+      link.fault(Status.SHUTTING_DOWN, 'this relay node lost its cluster connection; connect to another node');
+      return;
     }
     const holder = kind === 'contact-point' ? this.host.sessions.tunnels.get(hello.id) : undefined;
     // Only the same instance (a reconnect the holder's own side already gave up on) replaces a

@@ -21,6 +21,17 @@ const recordSchema = obj({
 const fileSchema = obj({ version: int({ min: 1, max: 1 }), credentials: list(recordSchema, { max: 1_000_000 }) });
 
 export type CredentialRecord = Infer<typeof recordSchema>;
+
+/** A credential record as the file and the cluster's bucket hold it, checked (throws SchemaError). */
+export function parseCredentialRecord(raw: unknown): CredentialRecord {
+  return recordSchema.parse(raw);
+}
+
+/** Where a replicated store writes (a relay cluster's key-value bucket, cluster-credentials.ts): durable when the promise resolves. */
+export interface CredentialWriter {
+  put(record: CredentialRecord): Promise<void>;
+  remove(kind: CredentialKind, id: string): Promise<void>;
+}
 export const CREDENTIALS_FILE = 'credentials.json';
 const PREFIX: Record<CredentialKind, string> = { 'contact-point': 'cpk', external: 'epk' };
 /** Hash compared when no record exists, so a miss costs the same time as a wrong secret. */
@@ -32,11 +43,37 @@ const DUMMY_HASH = hashSecret('no such credential');
  */
 export class CredentialStore {
   private readonly records = new Map<string, CredentialRecord>();
+  /** a replicated store's change listeners (watch()) */
+  private readonly listeners = new Set<() => void>();
 
-  private constructor(private readonly path: string | undefined) {}
+  private constructor(
+    private readonly path: string | undefined,
+    private readonly writer?: CredentialWriter,
+  ) {}
 
   static inMemory(): CredentialStore {
     return new CredentialStore(undefined);
+  }
+
+  /**
+   * A store whose records live elsewhere (a relay cluster's bucket): add/remove write through
+   * `writer`; what every node sees arrives by applyRemote()/dropRemote(), and watch() listeners
+   * hear each change at once.
+   */
+  static replicated(writer: CredentialWriter): CredentialStore {
+    return new CredentialStore(undefined, writer);
+  }
+
+  /** A record written by anyone (this process included) reached this replica. */
+  applyRemote(record: CredentialRecord): void {
+    this.records.set(key(record.kind, record.id), record);
+    for (const l of this.listeners) l();
+  }
+
+  /** A record was removed, by anyone. */
+  dropRemote(kind: CredentialKind, id: string): void {
+    if (!this.records.delete(key(kind, id))) return;
+    for (const l of this.listeners) l();
   }
 
   static async open(stateDir: string): Promise<CredentialStore> {
@@ -68,6 +105,10 @@ export class CredentialStore {
    * file that fails to parse keeps the last good set). Returns the function that stops it.
    */
   watch(onChange: () => void, intervalMs = 2_000, onError?: (err: Error) => void): () => void {
+    if (this.writer) {
+      this.listeners.add(onChange);
+      return () => void this.listeners.delete(onChange);
+    }
     const path = this.path;
     if (!path) return () => undefined;
     const listener = (): void => {
@@ -88,12 +129,20 @@ export class CredentialStore {
     const secret = newSecret(PREFIX[kind]);
     const record: CredentialRecord = { kind, id, hash: hashSecret(secret), rights, created: new Date().toISOString() };
     if (note) record.note = note;
+    if (this.writer) await this.writer.put(record);
     this.records.set(key(kind, id), record);
     await this.save();
     return secret;
   }
 
   async remove(kind: CredentialKind, id: string): Promise<boolean> {
+    if (this.writer) {
+      if (!this.records.has(key(kind, id))) return false;
+      await this.writer.remove(kind, id);
+      // The replica may have heard of the removal (dropRemote) before the write was confirmed.
+      this.records.delete(key(kind, id));
+      return true;
+    }
     const removed = this.records.delete(key(kind, id));
     if (removed) await this.save();
     return removed;

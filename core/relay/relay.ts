@@ -13,6 +13,8 @@ import { silentLogger, type Logger } from '../runtime/logger.js';
 import { TokenBucket } from '../runtime/token-bucket.js';
 import { closeServer, listen } from '../runtime/server-lifecycle.js';
 import { Admission, checkTakeoverProbe, RELAY_PATH, type Admitted } from './admission.js';
+import type { Cluster } from './cluster.js';
+import { LocalCluster } from './cluster-local.js';
 import type { CredentialStore } from './credentials.js';
 import type { ControlChannel } from './control.js';
 import { ControlServer } from './control-server.js';
@@ -60,6 +62,11 @@ export interface RelayOptions {
   readonly maxExposeConnectionsPerContactPoint?: number;
   /** sessions one external or operator credential may hold at once; one more is refused SESSION_LIMIT (default MAX_SESSIONS_PER_CREDENTIAL) */
   readonly maxSessionsPerCredential?: number;
+  /**
+   * Makes this relay a node of a cluster (cluster-nats.ts): a factory given the relay's session
+   * maps. Default: a single relay (cluster-local.ts). The relay starts and stops it.
+   */
+  readonly cluster?: (sessions: SessionRegistry) => Cluster;
 }
 
 export interface RelayStatus {
@@ -95,6 +102,8 @@ export class Relay {
   private unwatch: (() => void) | undefined;
   /** MSG/ACK routing and REACHABLE waiters (routing.ts) */
   private readonly router: Router;
+  /** where tunnels and sessions are: this process only, or a cluster of relay nodes (cluster.ts) */
+  readonly cluster: Cluster;
   private boundUrl = '';
   /** set while the credentials file cannot be read or parsed (the last good set stays in use) */
   private credentialsProblem: string | undefined;
@@ -118,7 +127,8 @@ export class Relay {
     this.logger = opts.logger ?? silentLogger;
     this.maxMessageBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
     this.refusals = new RefusalLog(this.logger);
-    this.router = new Router({ name: this.name, credentials: opts.credentials, logger: this.logger, maxMessageBytes: this.maxMessageBytes, sessions: this.sessions, refusals: this.refusals });
+    this.cluster = opts.cluster?.(this.sessions) ?? new LocalCluster(this.sessions);
+    this.router = new Router({ name: this.name, credentials: opts.credentials, logger: this.logger, maxMessageBytes: this.maxMessageBytes, sessions: this.sessions, refusals: this.refusals, cluster: this.cluster });
     this.controlServer = new ControlServer({
       credentials: opts.credentials,
       logger: this.logger,
@@ -139,6 +149,7 @@ export class Relay {
       links: this.links,
       refusals: this.refusals,
       open: (admitted) => this.open(admitted),
+      acceptsTunnels: () => this.cluster.available,
     });
   }
 
@@ -147,6 +158,17 @@ export class Relay {
   }
 
   async start(): Promise<string> {
+    await this.cluster.start({
+      deliver: (raw, reply) => this.router.onForwarded(raw, reply),
+      reachableElsewhere: (kind, id) => {
+        if (kind === 'contact-point') this.router.tellReachable(id, { domain: id });
+        else this.router.tellReachable(`${id}@${this.name}`, { domain: this.name, name: id });
+      },
+      tunnelMoved: (cp, node) => this.sessions.tunnels.get(cp)?.link.fault(Status.REPLACED, `a newer tunnel of this contact point connected to relay node ${node}`),
+      dropTunnels: (reason) => {
+        for (const t of [...this.sessions.tunnels.values()]) t.link.fault(Status.SHUTTING_DOWN, reason);
+      },
+    });
     const server = createGuardedServer({ tls: this.opts.tls, limits: this.opts.http, onRequest: this.onRequest, onUpgrade: this.admission.onUpgrade });
     this.server = server;
     const { address: addr, urlHost } = await listen(server, this.opts.port ?? 0, this.opts.host ?? '127.0.0.1');
@@ -181,10 +203,12 @@ export class Relay {
     }
     const server = this.server;
     this.server = undefined;
-    if (!server) return;
-    await closeServer(server);
-    for (const link of this.links) link.terminate();
-    this.links.clear();
+    if (server) {
+      await closeServer(server);
+      for (const link of this.links) link.terminate();
+      this.links.clear();
+    }
+    await this.cluster.stop();
   }
 
   status(): RelayStatus {
@@ -227,6 +251,7 @@ export class Relay {
   readiness(): Readiness {
     if (this.stopping || !this.server) return { ready: false, reason: this.stopping ? 'stopping' : 'not listening' };
     if (this.credentialsProblem !== undefined) return { ready: false, reason: 'the credentials file cannot be read; the relay keeps the last good set (its log says why)' };
+    if (!this.cluster.available) return { ready: false, reason: 'this relay node is cut off from its cluster (NATS); it turns contact points away' };
     return { ready: true };
   }
 
@@ -273,7 +298,8 @@ export class Relay {
         readiness: () => this.readiness(),
         details: () => {
           const s = this.status();
-          return { name: s.name, tunnels: s.tunnels, externals: s.externals, sockets: s.sockets };
+          const node = this.cluster.node !== undefined ? { node: this.cluster.node, cluster: this.cluster.available ? 'connected' : 'cut off' } : {};
+          return { name: s.name, tunnels: s.tunnels, externals: s.externals, sockets: s.sockets, ...node };
         },
       });
       return;
@@ -303,6 +329,7 @@ export class Relay {
       session = { ...base, kind, address, env: hello.env, group, operator: undefined, lastTo: undefined };
       this.sessions.addExternal(session);
     }
+    this.cluster.opened(session);
     link.sendControl(FrameType.WELCOME, {
       version,
       session: session.session,
@@ -346,12 +373,16 @@ export class Relay {
       onClose: (info) => {
         this.links.delete(s.link);
         if (s.kind === 'contact-point') {
-          if (this.sessions.removeTunnel(s)) this.router.sendersWait(s);
+          if (this.sessions.removeTunnel(s)) {
+            this.cluster.closed(s);
+            this.router.sendersWait(s);
+          }
           // Tunnel loss: pending requests fail, every stream through it is reset at once.
           s.control.close('tunnel lost');
           this.logger.info('tunnel down', { id: s.id, code: info.code, reason: info.reason });
         } else {
           this.sessions.removeExternal(s);
+          this.cluster.closed(s);
           s.operator?.close();
           this.logger.info('external peer disconnected', { id: s.id, session: s.session, code: info.code, reason: info.reason });
         }

@@ -1,12 +1,13 @@
-import { parseAddress } from '../protocol/address.js';
-import { decodeAck, decodeMsg, encodeAck, type Frame, type MsgFrame } from '../protocol/codec.js';
+import { parseAddress, type Address } from '../protocol/address.js';
+import { decodeAck, decodeFrame, decodeMsg, encodeAck, type AckFrame, type Frame, type MsgFrame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { FrameType, type ReachableBody } from '../protocol/frames.js';
 import type { Link } from '../protocol/link.js';
-import { MAX_ACK_ROUTES_PER_CREDENTIAL, MAX_BUFFERED_BYTES, MAX_REPLY_ROUTES_PER_CREDENTIAL, REACHABLE_WAIT_MS, REACHABLE_WAITERS_MAX, REACHABLE_WAITERS_PER_DOMAIN } from '../protocol/limits.js';
+import { MAX_ACK_ROUTES_PER_CREDENTIAL, MAX_BUFFERED_BYTES, MAX_REMOTE_ACK_ROUTES, MAX_REPLY_ROUTES_PER_CREDENTIAL, REACHABLE_WAIT_MS, REACHABLE_WAITERS_MAX, REACHABLE_WAITERS_PER_DOMAIN } from '../protocol/limits.js';
 import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
 import type { Logger } from '../runtime/logger.js';
 import { WaitList } from '../runtime/wait-list.js';
+import { replyNode, type Cluster } from './cluster.js';
 import type { CredentialStore } from './credentials.js';
 import { who, type RefusalSink } from './refusals.js';
 import type { ExternalGroup, ExternalSession, RelaySession, SessionRegistry, TunnelSession } from './sessions.js';
@@ -20,6 +21,8 @@ export interface RouterOptions {
   readonly sessions: SessionRegistry;
   /** every refusal is reported here (logged once, kept for the status endpoint) */
   readonly refusals: RefusalSink;
+  /** where tunnels and sessions are: here, on another relay node, or nowhere (cluster.ts) */
+  readonly cluster: Cluster;
 }
 
 /**
@@ -37,6 +40,12 @@ export class Router {
    * Contact point id (or external peer address) -> sessions (`e:name` / `c:id`) refused
    * CONTACT_POINT_OFFLINE (PEER_OFFLINE) for it, told REACHABLE when it is back.
    */
+  /**
+   * `from\nid` of messages from external senders on other nodes delivered here -> the node to
+   * send their ACK to (oldest forgotten first past MAX_REMOTE_ACK_ROUTES; a forgotten one is
+   * re-sent by its sender and noted again). Empty on a single relay.
+   */
+  private readonly remoteOrigins = new Map<string, string>();
   private readonly waiting = new WaitList(REACHABLE_WAITERS_PER_DOMAIN, REACHABLE_WAITERS_MAX, REACHABLE_WAIT_MS);
 
   constructor(private readonly o: RouterOptions) {}
@@ -62,21 +71,29 @@ export class Router {
     if (!to) return this.refuse(s, msg, Status.BAD_ADDRESS, `"${msg.to}" is not name@domain`);
     let target: Link;
     if (to.domain === this.o.name) {
-      const ext = this.receiver(to.name, msg.from);
+      const ext = this.receiver(to.name, msg.from) ?? this.o.cluster.external(to.name);
       if (!ext) {
         const known = this.o.credentials.has('external', to.name);
         // Remember who waits, to tell them the moment that peer connects (REACHABLE with name).
         if (known && s.reachable) this.waiting.add(msg.to, s.waitKey);
         return this.refuse(s, msg, known ? Status.PEER_OFFLINE : Status.UNKNOWN_PEER);
       }
+      if (ext.kind === 'remote') {
+        this.routedCount++;
+        return this.o.cluster.sendToNode(ext.node, frame.raw);
+      }
       target = ext.link;
     } else {
-      const tunnel = this.o.sessions.tunnels.get(to.domain);
+      const tunnel = this.o.cluster.tunnel(to.domain);
       if (!tunnel) {
         const known = this.o.credentials.has('contact-point', to.domain);
         // Remember who waits, to tell them the moment the tunnel is back (REACHABLE).
         if (known && s.reachable) this.waiting.add(to.domain, s.waitKey);
         return this.refuse(s, msg, known ? Status.CONTACT_POINT_OFFLINE : Status.UNKNOWN_CONTACT_POINT);
+      }
+      if (tunnel.kind === 'remote') {
+        this.routedCount++;
+        return this.o.cluster.sendToTunnel(to.domain, frame.raw);
       }
       // Registration is checked at the contact point, the single place where traffic is checked
       // (seed 000 [0041]): it refuses with the reason and its admin sees the refusal in the flow.
@@ -95,6 +112,37 @@ export class Router {
       s.lastTo = msg.to;
       if (s.group.sessions.length > 1) track(s.group, msg.id, msg.to, s);
     }
+  }
+
+  /** Another node forwarded a MSG it checked (sender, rights, rate, size) or an ACK: deliver it here or refuse it back. */
+  onForwarded(raw: Buffer, reply: string | undefined): void {
+    const frame = decodeFrame(raw);
+    if (frame.type === FrameType.ACK) {
+      const ack = decodeAck(frame);
+      const to = parseAddress(ack.to);
+      return to ? this.deliverAck(to, ack, raw) : undefined;
+    }
+    if (frame.type !== FrameType.MSG) throw new ProtocolError(Status.PROTOCOL_VIOLATION, `a node forwarded a frame of type ${frame.type}`);
+    const msg = decodeMsg(frame);
+    const to = parseAddress(msg.to);
+    if (!to) return;
+    // The sender's node saw the way here; it may have gone meanwhile (a tunnel that just closed).
+    const refuse = (code: StatusCode, reason?: string): void => {
+      this.refusedCount++;
+      if (reply) this.o.cluster.answer(reply, encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: code, reason: reason ?? describeStatus(code) }));
+    };
+    const local = to.domain === this.o.name ? this.receiver(to.name, msg.from) : this.o.sessions.tunnels.get(to.domain);
+    if (!local) {
+      if (to.domain === this.o.name) return refuse(this.o.credentials.has('external', to.name) ? Status.PEER_OFFLINE : Status.UNKNOWN_PEER);
+      return refuse(this.o.credentials.has('contact-point', to.domain) ? Status.CONTACT_POINT_OFFLINE : Status.UNKNOWN_CONTACT_POINT);
+    }
+    if (local.link.bufferedAmount > MAX_BUFFERED_BYTES) return refuse(Status.QUEUE_FULL, 'the path to the receiver is congested');
+    local.link.send(raw);
+    this.routedCount++;
+    // An external sender on another node: its ACK goes back to that node, not to a session of
+    // the same credential that may be here too.
+    const origin = reply !== undefined && parseAddress(msg.from)?.domain === this.o.name ? replyNode(reply) : undefined;
+    if (origin !== undefined) setCapped(this.remoteOrigins, `${msg.from}\n${msg.id}`, origin, MAX_REMOTE_ACK_ROUTES);
   }
 
   /**
@@ -129,9 +177,31 @@ export class Router {
       this.o.logger.debug('ack dropped: its to is not an address', { to: ack.to, from: ack.from, id: ack.id });
       return;
     }
+    if (this.o.cluster.node !== undefined) {
+      // A cluster node: the sender may be on another node (then the ACK goes there as it is).
+      if (to.domain === this.o.name) {
+        // The message came from a session on another node (onForwarded noted which): back there,
+        // even when this node holds sessions of the same credential too.
+        const origin = this.remoteOrigins.get(`${ack.to}\n${ack.id}`);
+        if (origin !== undefined) {
+          this.remoteOrigins.delete(`${ack.to}\n${ack.id}`);
+          return this.o.cluster.sendToNode(origin, frame.raw);
+        }
+        const ext = this.o.cluster.external(to.name);
+        if (ext?.kind === 'remote') return this.o.cluster.sendToNode(ext.node, frame.raw);
+      } else {
+        const tunnel = this.o.cluster.tunnel(to.domain);
+        if (tunnel?.kind === 'remote') return this.o.cluster.sendToTunnel(to.domain, frame.raw);
+      }
+    }
+    this.deliverAck(to, ack, frame.raw);
+  }
+
+  /** An ACK to a session on this node (from a link here or forwarded by another node). */
+  private deliverAck(to: Address, ack: AckFrame, raw: Buffer): void {
     const target = to.domain === this.o.name ? this.ackTarget(to.name, ack.id)?.link : this.o.sessions.tunnels.get(to.domain)?.link;
     // An ACK for someone who has gone is not kept: the sender retries and the receiver re-acks the duplicate.
-    if (target) target.send(frame.raw);
+    if (target) target.send(raw);
     else this.o.logger.debug('ack unroutable; sender will retry', { to: ack.to, id: ack.id });
   }
 

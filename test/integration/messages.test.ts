@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DeliveryError } from '../../core/protocol/errors.js';
+import type { DeliveryError } from '../../core/protocol/errors.js';
 import { Status } from '../../core/protocol/status.js';
 import type { InboundMessage } from '../../core/peer/peer-client.js';
-import { startHarness, waitFor, type Harness } from '../helpers.js';
+import { refusal, startHarness, waitFor, type Harness } from '../helpers.js';
 
 let h: Harness;
 beforeEach(async () => {
@@ -11,15 +11,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await h.close();
 });
-
-async function refusal(p: Promise<unknown>): Promise<DeliveryError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(DeliveryError);
-  return err as DeliveryError;
-}
 
 describe('addressed messages end to end', () => {
   it('delivers external -> relay -> tunnel -> contact point -> registered peer, with the ack travelling back', async () => {

@@ -1,0 +1,461 @@
+import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
+import { connect, type Msg, type NatsConnection, type QueuedIterator, type Subscription } from '@nats-io/transport-node';
+import { Backoff } from '../runtime/backoff.js';
+import type { Logger } from '../runtime/logger.js';
+import { NODE_ID_PATTERN, NODE_ID_RULE, type Cluster, type ClusterHost, type RemotePlace } from './cluster.js';
+import { CredentialStore, parseCredentialRecord, type CredentialKind } from './credentials.js';
+import type { ExternalSession, RelaySession, SessionRegistry, TunnelSession } from './sessions.js';
+
+/**
+ * Relay nodes joined by NATS (issue 12; docs/PROTOCOL.md "Relay cluster"). Written for
+ * nats-server 2.9 (Debian bookworm's 2.9.10): JetStream key-value buckets with a bucket-wide
+ * max_age, no per-key TTL, and no watch event when a key expires (both came in 2.11), so a
+ * record's lease is also timed here, from the last renewal this node saw.
+ *
+ * - Presence: bucket PRESENCE_BUCKET, key `t.<hex cp id>.<node>` for a tunnel and
+ *   `e.<hex peer name>.<node>` for an external session, value {node, session, since}; the
+ *   holder puts it again every RENEW_MS, the bucket drops it LEASE_MS after the last put, and
+ *   it is deleted when the session ends. Every node watches the bucket into a map: routing
+ *   never waits on the store.
+ * - Frames: a node subscribes `relay.cp.<hex cp id>` for each tunnel it holds and
+ *   `relay.node.<node>` (and `.>`) for itself. A MSG or ACK for a contact point on another node
+ *   is published, raw, on its cp subject; one for an external peer on another node on that
+ *   node's subject. Its reply subject names the sending node, which takes the refusal ACKs and
+ *   the server's "no responders" notice (the holder is gone: its record is dropped at once).
+ * - Credentials: bucket CREDENTIALS_BUCKET (hashes only; see openClusterCredentials).
+ */
+
+/** Presence bucket: where each contact point's tunnel and each external peer's session is. */
+export const PRESENCE_BUCKET = 'cp_tunnels';
+/** Credentials bucket: the same records as the single relay's credentials.json, one key each. */
+export const CREDENTIALS_BUCKET = 'cp_credentials';
+/** A presence record lives this long after its last renewal (the bucket's max_age, and this node's own clock for records it watches). */
+export const LEASE_MS = 15_000;
+/** The holder renews its presence records this often (a third of the lease: two renewals may be lost). */
+export const RENEW_MS = 5_000;
+/** NATS client keepalive: a half-open connection is noticed after NATS_MAX_PINGS_OUT unanswered pings. */
+export const NATS_PING_INTERVAL_MS = 5_000;
+export const NATS_MAX_PINGS_OUT = 2;
+/** How long the first connection to NATS may take before the relay gives up (it exits with the URL). */
+export const NATS_CONNECT_TIMEOUT_MS = 5_000;
+/** Reconnects (for ever) back off from RECONNECT_BASE_MS to RECONNECT_MAX_MS, with jitter. */
+export const NATS_RECONNECT_BASE_MS = 250;
+export const NATS_RECONNECT_MAX_MS = 5_000;
+/** After a reconnect, how often a node retries its presence watch while JetStream is not back. */
+const REWATCH_MS = 500;
+/** How long a watch may take to replay a bucket's current records before the node starts anyway. */
+const WATCH_READY_MS = 5_000;
+
+
+/** Ids and names may contain `.` (a subject's token separator); subjects and keys carry them as hex. */
+export function subjectToken(id: string): string {
+  return Buffer.from(id, 'utf8').toString('hex');
+}
+
+function fromToken(token: string): string | undefined {
+  if (!/^(?:[0-9a-f]{2})+$/.test(token)) return undefined;
+  return Buffer.from(token, 'hex').toString('utf8');
+}
+
+/** Connects to NATS (any of `servers`), keepalive and reconnect-for-ever set; the error names the URLs. */
+export async function connectNats(servers: readonly string[], name: string, logger: Logger): Promise<NatsConnection> {
+  const backoff = new Backoff(NATS_RECONNECT_BASE_MS, NATS_RECONNECT_MAX_MS);
+  let nc: NatsConnection;
+  try {
+    nc = await connect({
+      servers: [...servers],
+      name,
+      timeout: NATS_CONNECT_TIMEOUT_MS,
+      pingInterval: NATS_PING_INTERVAL_MS,
+      maxPingOut: NATS_MAX_PINGS_OUT,
+      maxReconnectAttempts: -1,
+      reconnectDelayHandler: () => backoff.next(),
+    });
+  } catch (err: unknown) {
+    throw new Error(`cannot reach NATS at ${servers.join(', ')}: ${(err as Error).message}`, { cause: err });
+  }
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'reconnect') backoff.reset();
+      if (s.type === 'disconnect' || s.type === 'reconnect') logger.info(`NATS ${s.type}`, { server: s.server });
+    }
+  })();
+  return nc;
+}
+
+/** Opens a key-value bucket, naming the server and JetStream when it is not there. */
+async function openBucket(nc: NatsConnection, name: string, opts: { ttl?: number; replicas: number }): Promise<KV> {
+  try {
+    // An existing bucket keeps the replicas (and max_age) it was created with.
+    return await new Kvm(nc).create(name, { history: 1, ...opts });
+  } catch (err: unknown) {
+    throw new Error(`NATS at ${nc.getServer()}: cannot open the key-value bucket "${name}" (is JetStream on? nats-server -js): ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Watches a bucket; `ready` resolves once its current records were replayed (or WATCH_READY_MS passed). */
+interface BucketWatch {
+  readonly ready: Promise<void>;
+  readonly stop: () => void;
+}
+
+async function watchBucket(kv: KV, onEntry: (e: KvWatchEntry) => void, logger: Logger): Promise<BucketWatch> {
+  const empty = (await kv.status()).values === 0;
+  const iter: QueuedIterator<KvWatchEntry> = await kv.watch({ key: '>' });
+  let markReady!: () => void;
+  const ready = new Promise<void>((r) => (markReady = r));
+  if (empty) markReady();
+  const timer = setTimeout(markReady, WATCH_READY_MS);
+  timer.unref();
+  void (async () => {
+    for await (const e of iter) {
+      try {
+        onEntry(e);
+      } catch (err: unknown) {
+        logger.warn('cluster record ignored', { bucket: e.bucket, key: e.key, error: (err as Error).message });
+      }
+      if (e.isUpdate || e.delta === 0) markReady();
+    }
+  })().catch((err: unknown) => logger.warn('cluster watch ended', { error: (err as Error).message }));
+  return {
+    ready: ready.then(() => clearTimeout(timer)),
+    stop: () => {
+      clearTimeout(timer);
+      iter.stop();
+    },
+  };
+}
+
+/**
+ * The cluster's credentials as a CredentialStore: every record of CREDENTIALS_BUCKET (key
+ * `<kind>.<hex id>`, value the record as credentials.json holds it: the secret's SHA-256, never
+ * the secret), kept current by a watch; add/remove write the bucket. Resolves once the current
+ * records are loaded.
+ */
+export async function openClusterCredentials(nc: NatsConnection, logger: Logger, replicas = 1): Promise<{ readonly store: CredentialStore; readonly stop: () => void }> {
+  const kv = await openBucket(nc, CREDENTIALS_BUCKET, { replicas });
+  const keyOf = (kind: CredentialKind, id: string): string => `${kind}.${subjectToken(id)}`;
+  const store = CredentialStore.replicated({
+    put: async (r) => void (await kv.put(keyOf(r.kind, r.id), JSON.stringify(r))),
+    remove: async (kind, id) => void (await kv.delete(keyOf(kind, id))),
+  });
+  const w = await watchBucket(
+    kv,
+    (e) => {
+      if (e.operation === 'PUT') return store.applyRemote(parseCredentialRecord(e.json()));
+      const [kind, token] = e.key.split('.');
+      const id = token !== undefined ? fromToken(token) : undefined;
+      if ((kind === 'contact-point' || kind === 'external') && id !== undefined) store.dropRemote(kind, id);
+    },
+    logger,
+  );
+  await w.ready;
+  return { store, stop: w.stop };
+}
+
+/** A presence record another node holds. */
+interface Claim {
+  readonly session: string;
+  /** revision of the first put of this session's record: the newer claim of one contact point wins */
+  readonly firstRevision: number;
+  /** when this node last saw it put (the lease runs from here) */
+  seenAt: number;
+  readonly place: RemotePlace;
+}
+
+interface PresenceRecord {
+  readonly node: string;
+  readonly session: string;
+  readonly since: string;
+}
+
+type PresenceKind = 't' | 'e';
+
+export interface NatsClusterOptions {
+  readonly node: string;
+  readonly logger: Logger;
+  /** the cluster's credentials (openClusterCredentials), stopped with the cluster */
+  readonly stopCredentials?: () => void;
+  /** JetStream replicas of the presence bucket when this node creates it (default 1; 3 on a 3-server NATS cluster) */
+  readonly replicas?: number;
+}
+
+/** One relay node of a NATS cluster (see the top of this file). */
+export class NatsCluster implements Cluster {
+  readonly node: string;
+  private host: ClusterHost | undefined;
+  private connected = true;
+  private stopped = false;
+  /** `t:<cp>` / `e:<name>` -> node -> its claim */
+  private readonly remote = new Map<string, Map<string, Claim>>();
+  /** presence keys this node wrote -> the revision of the first put of the session it holds */
+  private readonly own = new Map<string, { session: string; revision: number | undefined }>();
+  /** cp id -> this node's subscription to its subject */
+  private readonly cpSubs = new Map<string, Subscription>();
+  private nodeSubs: Subscription[] = [];
+  private watcher: BucketWatch | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
+  private readonly logger: Logger;
+
+  private constructor(
+    private readonly nc: NatsConnection,
+    private readonly kv: KV,
+    private readonly sessions: SessionRegistry,
+    private readonly o: NatsClusterOptions,
+  ) {
+    this.node = o.node;
+    this.logger = o.logger;
+  }
+
+  /** Opens the presence bucket; the relay gets the cluster from the returned factory. */
+  static async open(nc: NatsConnection, o: NatsClusterOptions): Promise<(sessions: SessionRegistry) => NatsCluster> {
+    if (!NODE_ID_PATTERN.test(o.node)) throw new RangeError(`node id "${o.node}": ${NODE_ID_RULE}`);
+    const kv = await openBucket(nc, PRESENCE_BUCKET, { ttl: LEASE_MS, replicas: o.replicas ?? 1 });
+    return (sessions) => new NatsCluster(nc, kv, sessions, o);
+  }
+
+  get available(): boolean {
+    return this.connected;
+  }
+
+  async start(host: ClusterHost): Promise<void> {
+    this.host = host;
+    const me = `relay.node.${this.node}`;
+    this.nodeSubs = [me, `${me}.>`].map((subject) => this.nc.subscribe(subject, { callback: (err, m) => (err ? undefined : this.onNodeMsg(m)) }));
+    await this.watchPresence();
+    this.renewTimer = setInterval(() => this.renewAll(), RENEW_MS);
+    this.renewTimer.unref();
+    void (async () => {
+      for await (const s of this.nc.status()) {
+        if (s.type === 'disconnect') this.lost();
+        else if (s.type === 'reconnect') void this.regained();
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.renewTimer);
+    this.watcher?.stop();
+    this.o.stopCredentials?.();
+    if (this.connected) await Promise.allSettled([...this.own.keys()].map((k) => this.kv.delete(k)));
+    this.own.clear();
+    if (this.nc.isClosed()) return;
+    if (this.connected) await this.nc.drain().catch(() => this.nc.close());
+    else await this.nc.close();
+  }
+
+  tunnel(cp: string): TunnelSession | RemotePlace | undefined {
+    return this.sessions.tunnels.get(cp) ?? this.remotePlace(`t:${cp}`);
+  }
+
+  external(name: string): ExternalSession | RemotePlace | undefined {
+    return this.sessions.external(name) ?? this.remotePlace(`e:${name}`);
+  }
+
+  opened(s: RelaySession): void {
+    if (s.kind === 'contact-point' && !this.cpSubs.has(s.id)) {
+      const sub = this.nc.subscribe(`relay.cp.${subjectToken(s.id)}`, { queue: 'cp', callback: (err, m) => (err ? undefined : this.deliver(m)) });
+      this.cpSubs.set(s.id, sub);
+    }
+    const key = presenceKey(s.kind === 'contact-point' ? 't' : 'e', s.id, this.node);
+    this.own.set(key, { session: s.session, revision: undefined });
+    this.claim(key, s);
+  }
+
+  closed(s: RelaySession): void {
+    if (s.kind === 'contact-point') {
+      try {
+        this.cpSubs.get(s.id)?.unsubscribe();
+      } catch {
+        // the connection is closed already (the relay is stopping): nothing to unsubscribe from
+      }
+      this.cpSubs.delete(s.id);
+    }
+    const key = presenceKey(s.kind === 'contact-point' ? 't' : 'e', s.id, this.node);
+    if (this.own.get(key)?.session !== s.session) return;
+    // Other sessions of this external credential still here (issue 18): the record names the newest of them.
+    const rest = s.kind === 'external' ? this.sessions.externalsOf(s.id) : [];
+    const newest = rest[rest.length - 1];
+    if (newest) {
+      this.own.set(key, { session: newest.session, revision: undefined });
+      if (this.connected && !this.stopped) this.claim(key, newest);
+      return;
+    }
+    this.own.delete(key);
+    if (this.connected && !this.stopped) this.kv.delete(key).catch((err: unknown) => this.logger.debug('presence record not deleted; its lease ends it', { key, error: (err as Error).message }));
+  }
+
+  sendToTunnel(cp: string, raw: Buffer): void {
+    const token = subjectToken(cp);
+    this.publish(`relay.cp.${token}`, raw, `relay.node.${this.node}.nr.t.${token}`);
+  }
+
+  sendToNode(node: string, raw: Buffer): void {
+    this.publish(`relay.node.${node}`, raw, `relay.node.${this.node}.nr.n.${node}`);
+  }
+
+  answer(reply: string, raw: Buffer): void {
+    this.publish(reply, raw, undefined);
+  }
+
+  private publish(subject: string, raw: Buffer, reply: string | undefined): void {
+    try {
+      this.nc.publish(subject, raw, reply ? { reply } : undefined);
+    } catch (err: unknown) {
+      // Closed or draining: the sender retries, and its retry finds the way (or a refusal).
+      this.logger.debug('forward not sent', { subject, error: (err as Error).message });
+    }
+  }
+
+  private deliver(m: Msg): void {
+    try {
+      this.host?.deliver(Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength), m.reply || undefined);
+    } catch (err: unknown) {
+      this.logger.warn('forwarded frame dropped', { subject: m.subject, error: (err as Error).message });
+    }
+  }
+
+  /** Frames for this node, refusals of what it forwarded, and the server's "no responders" for them. */
+  private onNodeMsg(m: Msg): void {
+    if (m.data.length === 0 && m.headers?.code === 503) return this.noResponders(m.subject);
+    this.deliver(m);
+  }
+
+  /** Nobody subscribes where a record said: that holder is gone; forget it now, not after its lease. */
+  private noResponders(subject: string): void {
+    const [, , , , kind, token] = subject.split('.');
+    if (kind === 't' && token) {
+      const cp = fromToken(token);
+      if (cp !== undefined) this.remote.delete(`t:${cp}`);
+    } else if (kind === 'n' && token) {
+      for (const [k, byNode] of this.remote) {
+        byNode.delete(token);
+        if (byNode.size === 0) this.remote.delete(k);
+      }
+    }
+  }
+
+  private remotePlace(key: string): RemotePlace | undefined {
+    const byNode = this.remote.get(key);
+    if (!byNode || !this.connected) return undefined;
+    const now = Date.now();
+    let best: Claim | undefined;
+    for (const [node, c] of byNode) {
+      if (now - c.seenAt > LEASE_MS) byNode.delete(node);
+      else if (!best || c.firstRevision > best.firstRevision) best = c;
+    }
+    if (byNode.size === 0) this.remote.delete(key);
+    return best?.place;
+  }
+
+  private claim(key: string, s: RelaySession): void {
+    const record: PresenceRecord = { node: this.node, session: s.session, since: new Date(s.since).toISOString() };
+    this.kv.put(key, JSON.stringify(record)).then(
+      (revision) => {
+        const mine = this.own.get(key);
+        if (mine?.session === s.session && mine.revision === undefined) mine.revision = revision;
+      },
+      (err: unknown) => this.logger.debug('presence record not written; the next renewal retries', { key, error: (err as Error).message }),
+    );
+  }
+
+  private renewAll(): void {
+    if (!this.connected) return;
+    for (const s of [...this.sessions.all()]) {
+      const key = presenceKey(s.kind === 'contact-point' ? 't' : 'e', s.id, this.node);
+      if (this.own.get(key)?.session === s.session) this.claim(key, s);
+    }
+  }
+
+  private async watchPresence(): Promise<void> {
+    this.watcher?.stop();
+    this.remote.clear();
+    this.watcher = await watchBucket(this.kv, (e) => this.onPresence(e), this.logger);
+    await this.watcher.ready;
+  }
+
+  private onPresence(e: KvWatchEntry): void {
+    const [kind, token, node] = e.key.split('.');
+    const id = token !== undefined ? fromToken(token) : undefined;
+    if ((kind !== 't' && kind !== 'e') || id === undefined || node === undefined) return;
+    if (node === this.node) {
+      // A record of ours for a session we no longer hold (left from before a disconnect): remove it.
+      if (e.operation === 'PUT' && !this.own.has(e.key)) void this.kv.delete(e.key).catch(() => undefined);
+      return;
+    }
+    const mapKey = `${kind}:${id}`;
+    let byNode = this.remote.get(mapKey);
+    if (e.operation !== 'PUT') {
+      byNode?.delete(node);
+      if (byNode?.size === 0) this.remote.delete(mapKey);
+      return;
+    }
+    const record = e.json<PresenceRecord>();
+    if (typeof record.session !== 'string') return;
+    const prev = byNode?.get(node);
+    if (prev?.session === record.session) {
+      prev.seenAt = Date.now();
+      return;
+    }
+    if (!byNode) this.remote.set(mapKey, (byNode = new Map<string, Claim>()));
+    byNode.set(node, { session: record.session, firstRevision: e.revision, seenAt: Date.now(), place: { kind: 'remote', node } });
+    if (kind === 't') {
+      // Two nodes with a tunnel of one contact point: the newer claim stands, the older tunnel closes.
+      const mine = this.own.get(presenceKey('t', id, this.node));
+      if (mine?.revision !== undefined && e.revision > mine.revision) this.host?.tunnelMoved(id, node);
+      this.host?.reachableElsewhere('contact-point', id);
+    } else {
+      this.host?.reachableElsewhere('external', id);
+    }
+  }
+
+  /** NATS is gone: nobody can reach the tunnels here, so they close and their offices re-home. */
+  private lost(): void {
+    if (!this.connected || this.stopped) return;
+    this.connected = false;
+    this.remote.clear();
+    this.logger.warn('cut off from the cluster (NATS): closing every tunnel so its contact point re-homes to another node');
+    this.host?.dropTunnels('this relay node lost its cluster connection; connect to another node');
+  }
+
+  private async regained(): Promise<void> {
+    if (this.connected || this.stopped) return;
+    // A restarted nats-server takes a moment to bring JetStream back: keep trying until the
+    // watch runs (tunnels stay turned away meanwhile), or the connection drops again.
+    for (let attempt = 1; !this.stopped && !this.nc.isClosed(); attempt++) {
+      try {
+        await this.watchPresence();
+        break;
+      } catch (err: unknown) {
+        if (attempt === 1) this.logger.warn('cannot watch the presence bucket after a reconnect; retrying', { error: (err as Error).message });
+        await new Promise((r) => setTimeout(r, REWATCH_MS));
+      }
+    }
+    if (this.stopped || this.nc.isClosed()) return;
+    this.logger.info('cluster (NATS) connection back: taking tunnels again');
+    this.connected = true;
+    this.renewAll();
+  }
+}
+
+function presenceKey(kind: PresenceKind, id: string, node: string): string {
+  return `${kind}.${subjectToken(id)}.${node}`;
+}
+
+/**
+ * What `contact-point relay --cluster` needs: a connection to NATS, the cluster's credentials,
+ * and the node (the relay's `cluster` option). Any failure closes the connection and names the URLs.
+ */
+export async function joinNatsCluster(o: { servers: readonly string[]; node: string; logger: Logger; replicas?: number }): Promise<{ credentials: CredentialStore; cluster: (sessions: SessionRegistry) => NatsCluster }> {
+  const nc = await connectNats(o.servers, `contact-point relay ${o.node}`, o.logger);
+  try {
+    const creds = await openClusterCredentials(nc, o.logger, o.replicas);
+    const cluster = await NatsCluster.open(nc, { node: o.node, logger: o.logger, stopCredentials: creds.stop, ...(o.replicas !== undefined ? { replicas: o.replicas } : {}) });
+    return { credentials: creds.store, cluster };
+  } catch (err: unknown) {
+    await nc.close();
+    throw err;
+  }
+}

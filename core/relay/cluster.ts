@@ -1,0 +1,64 @@
+import type { ExternalSession, RelaySession, TunnelSession } from './sessions.js';
+
+/** A relay node's id is one subject token (no `.`, `*`, `>`), so it names subjects and keys as it is. */
+export const NODE_ID_PATTERN = /^[a-z0-9_-]{1,32}$/;
+export const NODE_ID_RULE = 'use 1-32 characters of a-z, 0-9, "_" and "-"';
+
+/**
+ * Where a relay's routing looks up contact points' tunnels and external peers' sessions (issue
+ * 12). A single relay answers from its own maps (cluster-local.ts, the default: no engine, no
+ * cost on the hot path). Relay nodes joined by NATS (cluster-nats.ts) also know which other node
+ * holds a tunnel or a session, and forward frames there as the raw bytes they are.
+ */
+export interface Cluster {
+  /** this node's id in the cluster; undefined for a single relay */
+  readonly node: string | undefined;
+  /**
+   * False while a node is cut off from the cluster: contact points are turned away (and the ones
+   * it held were closed) so they re-home to a node that others can reach.
+   */
+  readonly available: boolean;
+  start(host: ClusterHost): Promise<void>;
+  stop(): Promise<void>;
+  /** The contact point's tunnel: here, on another node, or nowhere. */
+  tunnel(cp: string): TunnelSession | RemotePlace | undefined;
+  /** The external peer's session (by name): here, on another node, or nowhere. */
+  external(name: string): ExternalSession | RemotePlace | undefined;
+  /** A session was admitted here (after it is in the relay's maps). */
+  opened(s: RelaySession): void;
+  /** A session here ended (after it left the relay's maps). */
+  closed(s: RelaySession): void;
+  /** A MSG or ACK frame for contact point `cp`, whose tunnel is on another node. Refusals of a MSG come back to deliver(). */
+  sendToTunnel(cp: string, raw: Buffer): void;
+  /** A MSG or ACK frame for a session on `node`. Refusals of a MSG come back to deliver(). */
+  sendToNode(node: string, raw: Buffer): void;
+  /** Answers a forwarded MSG (a refusal ACK) to the node it came from. */
+  answer(reply: string, raw: Buffer): void;
+}
+
+/**
+ * The node a forwarded frame's reply subject names: `relay.node.<node>.…` (cluster-nats.ts makes
+ * them), or undefined for any other subject.
+ */
+export function replyNode(reply: string): string | undefined {
+  const parts = reply.split('.', 3);
+  return parts.length === 3 && parts[0] === 'relay' && parts[1] === 'node' && NODE_ID_PATTERN.test(parts[2]!) ? parts[2] : undefined;
+}
+
+/** A tunnel or session held by another relay node. */
+export interface RemotePlace {
+  readonly kind: 'remote';
+  readonly node: string;
+}
+
+/** What the cluster calls back into the relay. */
+export interface ClusterHost {
+  /** A MSG or ACK frame forwarded by another node, for a session here; `reply` takes refusals of a MSG. */
+  deliver(raw: Buffer, reply: string | undefined): void;
+  /** A contact point's tunnel (or an external peer's session) is now held by another node. */
+  reachableElsewhere(kind: 'contact-point' | 'external', id: string): void;
+  /** A newer tunnel of this contact point is held by `node`: close the one here (REPLACED). */
+  tunnelMoved(cp: string, node: string): void;
+  /** This node lost the cluster: close every tunnel so its office re-homes (never a black hole). */
+  dropTunnels(reason: string): void;
+}
