@@ -156,6 +156,32 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     expect((await sent).code).toBe(Status.CONTACT_POINT_OFFLINE);
   });
 
+  it('sends the ACK of a message from a session on another node back there, though the office node holds a session of the same credential (issues 12 and 18)', async () => {
+    const h = await office('r1', 'acme-hq');
+    const r2 = await node('r2');
+    const got: string[] = [];
+    await h.registered('printer', (m) => void got.push(m.payload.toString()));
+    const secret = await admin.store.add('external', 'tech');
+    await known([h.relay, r2], 'external', 'tech');
+    const session = async (relay: Relay): Promise<PeerClient> => {
+      const c = new PeerClient({ role: 'external', url: relay.url, name: 'tech', secret, logger, timing: FAST, ackTimeoutMs: 500 });
+      cleanups.push(() => c.stop());
+      c.start();
+      await c.ready();
+      return c;
+    };
+    const far = await session(r2);
+    const near = await session(h.relay);
+    await waitFor(() => r2.cluster.tunnel('acme-hq')?.kind === 'remote', 5_000, 'r2 sees the tunnel on the office node');
+    const sent = Array.from({ length: 200 }, (_, i) => `m${i}`);
+    const receipts = await Promise.all(sent.map((p) => far.send('printer@acme-hq', p)));
+    expect(receipts).toHaveLength(sent.length);
+    expect(got.sort()).toEqual([...sent].sort());
+    // Every ACK went to the session that sent the message: none to the one on the office's node.
+    expect(far.stats.retransmits).toBe(0);
+    expect(near.stats.unmatchedAcks + near.stats.strayAcks).toBe(0);
+  });
+
   it('closes the sessions of a removed credential on every node within 1 s', async () => {
     const h = await office('r1', 'acme-hq');
     const r2 = await node('r2');
