@@ -3,8 +3,10 @@ import {
   ADMIN_CALLS,
   AdminError,
   isAdminMethod,
-  type AdminApi,
+  type AdminHostApi,
   type AdminEventName,
+  type AdminSurface,
+  type AuditValue,
   type AdminEvents,
   type AdminMethod,
   type AdminParams,
@@ -30,7 +32,9 @@ import { Gateway } from './gateway.js';
 import { FloodMonitor } from './flood-monitor.js';
 import { PeerPort, type PeerSession } from './peer-interface.js';
 import { Registrar, type PlannedDecision, type RegistrarLimits } from './registrar.js';
+import type { PeerRecord } from './state-store.js';
 import { StateClosedError, StateSaveError, StateStore, type Decision, type PersistedState, type StateDraft } from './state-store.js';
+import { AuditLog, type AuditRecord } from './audit-log.js';
 import { PortPolicy, type PortPolicyConfig } from './port-policy.js';
 import { PortMediator } from './mediation.js';
 import { UdpChannel } from './udp-channel.js';
@@ -92,7 +96,7 @@ export const ADMIN_REFRESH_MS = 1_000;
  * the registrar, collector and distributor, and the admin API over all of it. The CLI host,
  * the Electron host and the tests build this same object.
  */
-export class ContactPoint implements AdminApi {
+export class ContactPoint implements AdminHostApi {
   readonly registrar: Registrar;
   readonly gateway: Gateway;
   readonly peerPort: PeerPort;
@@ -105,6 +109,8 @@ export class ContactPoint implements AdminApi {
   private readonly outbound: Outbound;
   private readonly collector: Collector;
   private readonly store: StateStore;
+  /** the audit trail of admin decisions, kept with the state */
+  private readonly audit: AuditLog;
   /** stop() ran: the state file is closed for good */
   private stopped = false;
   private readonly events = new EventEmitter();
@@ -119,12 +125,14 @@ export class ContactPoint implements AdminApi {
     registrar: Registrar,
     portPolicy: PortPolicyConfig,
     timing: Timing,
+    audit: AuditLog,
   ) {
     this.logger = opts.logger ?? silentLogger;
     this.registrar = registrar;
     this.ports = new PortMediator(new PortPolicy(portPolicy), this.logger, opts.streamLimits);
     this.floods = new FloodMonitor(registrar.limits, this.logger);
-    this.store = StateStore.create(opts.stateDir, () => this.persisted(registrar.persisted()), this.logger);
+    this.audit = audit;
+    this.store = StateStore.create(opts.stateDir, () => this.persisted(registrar.persisted()), this.logger, audit, (e) => this.events.emit('audit:entry', e));
     this.gateway = new Gateway({
       relayUrl: opts.relayUrl,
       id: opts.id,
@@ -213,7 +221,8 @@ export class ContactPoint implements AdminApi {
     for (const [k, v] of Object.entries(opts.streamLimits ?? {})) {
       if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new RangeError(`streamLimits.${k}: expected a positive integer, got ${String(v)}`);
     }
-    const cp = new ContactPoint(opts, registrar, ports, timing);
+    const audit = await AuditLog.open(opts.stateDir, state.audit, opts.logger ?? silentLogger);
+    const cp = new ContactPoint(opts, registrar, ports, timing, audit);
     // A policy from the command line replaces the stored one: save it now, like any decision.
     if (opts.policy) await cp.decide(() => ({ apply: () => undefined }));
     return cp;
@@ -275,7 +284,8 @@ export class ContactPoint implements AdminApi {
     };
   }
 
-  async call<M extends AdminMethod>(method: M, params: AdminParams<M>): Promise<AdminResults[M]> {
+  /** One admin call; `surface` is where it came from (the admin server and the desktop host say), for the audit trail. */
+  async call<M extends AdminMethod>(method: M, params: AdminParams<M>, surface: AdminSurface = 'api'): Promise<AdminResults[M]> {
     if (!isAdminMethod(method)) throw new AdminError('UNKNOWN_METHOD', `no admin call named ${String(method)}`);
     let p: unknown;
     try {
@@ -284,7 +294,7 @@ export class ContactPoint implements AdminApi {
       if (err instanceof SchemaError) throw new AdminError('INVALID_PARAMS', `${method}: ${err.message}`);
       throw err;
     }
-    return this.dispatch(method, p as AdminParams<M>) as AdminResults[M];
+    return this.dispatch(method, p as AdminParams<M>, surface) as AdminResults[M];
   }
 
   subscribe<E extends AdminEventName>(event: E, listener: (data: AdminEvents[E]) => void): () => void {
@@ -293,25 +303,35 @@ export class ContactPoint implements AdminApi {
     return () => void this.events.off(event, listener);
   }
 
-  private dispatch(method: AdminMethod, p: AdminParams<AdminMethod>): AdminResults[AdminMethod] | Promise<AdminResults[AdminMethod]> {
+  private dispatch(method: AdminMethod, p: AdminParams<AdminMethod>, surface: AdminSurface): AdminResults[AdminMethod] | Promise<AdminResults[AdminMethod]> {
     const r = this.registrar;
     const name = (p as { name?: string }).name ?? '';
+    const record = (action: AuditRecord['action'], target: string, before: AuditValue, after: AuditValue): AuditRecord => ({ at: Date.now(), surface, action, target, before, after });
+    /** a peer decision, audited with the record's state before and after */
+    const onPeer = <T, R>(action: AuditRecord['action'], plan: (d: StateDraft) => PlannedDecision<T>, result: (value: T) => R): Promise<R> =>
+      this.decideOnRegistrar((d) => {
+        const before = peerAudit(d.peers.get(name));
+        const planned = plan(d);
+        return { planned, audit: record(action, name, before, peerAudit(d.peers.get(name))) };
+      }, result);
     switch (method) {
       case 'snapshot:get':
         return this.snapshot();
       case 'peers:approve':
-        return this.decideOnRegistrar((d) => r.planApprove(name, d), (rec) => r.view(rec));
+        return onPeer('peer:approve', (d) => r.planApprove(name, d, surface), (rec) => r.view(rec));
       case 'peers:reject':
-        return this.decideOnRegistrar((d) => r.planReject(name, d), (rec) => r.view(rec));
+        return onPeer('peer:reject', (d) => r.planReject(name, d, surface), (rec) => r.view(rec));
       case 'peers:revoke':
-        return this.decideOnRegistrar((d) => r.planRevoke(name, d), (rec) => r.view(rec));
+        return onPeer('peer:revoke', (d) => r.planRevoke(name, d, surface), (rec) => r.view(rec));
       case 'peers:forget':
-        return this.decideOnRegistrar((d) => r.planForget(name, d), () => ({ name }));
+        return onPeer('peer:forget', (d) => r.planForget(name, d), () => ({ name }));
       case 'policy:set': {
         const { subnets, joinCode } = p as AdminParams<'policy:set'>;
         return this.decideOnRegistrar((d) => {
+          const was = d.policy;
           try {
-            return r.planPolicy(subnets, joinCode, d);
+            const planned = r.planPolicy(subnets, joinCode, d);
+            return { planned, audit: record('policy:set', 'policy', policyAudit(was), policyAudit(d.policy, was)) };
           } catch (err: unknown) {
             throw new AdminError('INVALID_PARAMS', (err as Error).message);
           }
@@ -322,8 +342,19 @@ export class ContactPoint implements AdminApi {
         return this.gateway.status();
       case 'ports:close': {
         const { id } = p as AdminParams<'ports:close'>;
-        if (!this.ports.close(id)) throw new AdminError('NOT_FOUND', `no open port with id ${id}`);
-        return { id };
+        // Nothing in the state file changes, but the close is audited: its entry is on disk before the port closes.
+        return this.decide(() => {
+          const port = this.ports.list().find((x) => x.id === id);
+          if (!port) throw new AdminError('NOT_FOUND', `no open port with id ${id}`);
+          const before = { proto: port.proto, local: `${port.address}:${port.port}`, state: port.state, operator: port.operator, target: port.target ?? '', bytesIn: port.bytesIn, bytesOut: port.bytesOut };
+          return {
+            audit: record('ports:close', `port ${id}`, before, null),
+            apply: () => {
+              if (!this.ports.close(id)) throw new AdminError('NOT_FOUND', `port ${id} closed meanwhile`);
+              return { id };
+            },
+          };
+        });
       }
       case 'ports:policy': {
         const { targets, listen } = p as AdminParams<'ports:policy'>;
@@ -334,8 +365,10 @@ export class ContactPoint implements AdminApi {
           } catch (err: unknown) {
             throw new AdminError('INVALID_PARAMS', (err as Error).message);
           }
+          const before = draft.ports ?? this.ports.policy.config;
           draft.ports = { targets: [...config.targets], listen: [...config.listen] };
           return {
+            audit: record('ports:policy', 'ports', { targets: [...before.targets], listen: [...before.listen] }, { targets: [...config.targets], listen: [...config.listen] }),
             apply: () => {
               this.ports.policy.set(config);
               this.events.emit('ports:policy-changed', this.ports.policy.config);
@@ -344,7 +377,19 @@ export class ContactPoint implements AdminApi {
           };
         });
       }
+      case 'audit:list': {
+        const q = p as AdminParams<'audit:list'>;
+        return this.audit.list({ target: q.target, beforeSeq: q.beforeSeq, limit: q.limit ?? 100 });
+      }
     }
+  }
+
+  /**
+   * A change the host made (the desktop app's settings), audited like a decision: its entry is
+   * on disk before this resolves. Nothing in the state file changes.
+   */
+  recordAudit(surface: AdminSurface, action: AuditRecord['action'], target: string, before: AuditValue, after: AuditValue): Promise<void> {
+    return this.decide(() => ({ audit: { at: Date.now(), surface, action, target, before, after }, apply: () => undefined }));
   }
 
   // ---- decisions -------------------------------------------------------------------------
@@ -355,11 +400,11 @@ export class ContactPoint implements AdminApi {
     return { ...registrar, ports: { targets: [...ports.targets], listen: [...ports.listen] } };
   }
 
-  /** A registrar decision (approve, reject, revoke, forget, policy), durable before it applies. */
-  private decideOnRegistrar<T, R>(plan: (draft: StateDraft) => PlannedDecision<T>, result: (value: T) => R): Promise<R> {
+  /** A registrar decision (approve, reject, revoke, forget, policy) and its audit entry, durable before it applies. */
+  private decideOnRegistrar<T, R>(plan: (draft: StateDraft) => { planned: PlannedDecision<T>; audit: AuditRecord }, result: (value: T) => R): Promise<R> {
     return this.decide((draft) => {
-      const planned = plan(draft);
-      return { apply: () => result(planned.apply()), abandon: () => planned.abandon() };
+      const { planned, audit } = plan(draft);
+      return { apply: () => result(planned.apply()), abandon: () => planned.abandon(), audit };
     });
   }
 
@@ -483,4 +528,16 @@ export class ContactPoint implements AdminApi {
       if (rec) this.events.emit('peer:changed', this.registrar.view(rec));
     }
   }
+}
+
+/** A peer record as the audit trail shows it before or after a decision (null: no record). */
+function peerAudit(r: PeerRecord | undefined): AuditValue {
+  if (!r) return null;
+  return { state: r.state, ...(r.admittedBy ? { admittedBy: r.admittedBy } : {}), ...(r.lanAddress ? { lanAddress: r.lanAddress } : {}) };
+}
+
+/** The registration policy as the audit trail shows it: never the join code (nor its hash), only whether one is set and whether it changed. */
+function policyAudit(p: PersistedState['policy'], before?: PersistedState['policy']): AuditValue {
+  const changed = before !== undefined && p.joinCodeHash !== undefined && p.joinCodeHash !== before.joinCodeHash;
+  return { subnets: [...p.subnets], joinCode: p.joinCodeHash !== undefined, ...(changed ? { joinCodeChanged: true } : {}) };
 }
