@@ -23,7 +23,7 @@ describe('contact-point audit', () => {
       'serve', '--relay', String(relay.ready.url), '--id', 'acme-hq', '--credential-file', cpCred,
       '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--state', cpState, '--json', '--log-level', 'warn',
     ];
-    let serve = await start(serveArgs);
+    const serve = await start(serveArgs);
 
     const empty = await cli(['audit', '--state', cpState]);
     expect(empty.code, empty.stderr).toBe(0);
@@ -37,7 +37,7 @@ describe('contact-point audit', () => {
     }
     // Straight after the last decision returned: kill -9, start again.
     expect(await serve.stop('SIGKILL')).toBeNull();
-    serve = await start(serveArgs);
+    await start(serveArgs);
 
     const text = await cli(['audit', '--state', cpState]);
     expect(text.code, text.stderr).toBe(0);
