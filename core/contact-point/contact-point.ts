@@ -7,6 +7,7 @@ import {
   type AdminEventName,
   type AdminSurface,
   type AuditValue,
+  type PortView,
   type AdminEvents,
   type AdminMethod,
   type AdminParams,
@@ -27,7 +28,7 @@ import { VERSION } from '../version.js';
 import { Collector } from './collector.js';
 import { Distributor } from './distributor.js';
 import { Outbound } from './outbound.js';
-import { FlowRecorder } from './flow-recorder.js';
+import { FLOW_BATCH_MS, FlowRecorder } from './flow-recorder.js';
 import { Gateway } from './gateway.js';
 import { FloodMonitor } from './flood-monitor.js';
 import { PeerPort, type PeerSession } from './peer-interface.js';
@@ -90,6 +91,11 @@ function registrarLimits(opts: ContactPointOptions): Partial<RegistrarLimits> {
 
 /** How often tunnel status and changed peer counters go to admin subscribers. */
 export const ADMIN_REFRESH_MS = 1_000;
+/**
+ * How often the open ports' byte, stream and refusal counters go to admin subscribers while they
+ * move (issue 16: the Ports view showed the bytes of when a port opened): as often as the flow.
+ */
+export const PORT_COUNTERS_MS = FLOW_BATCH_MS;
 
 /**
  * The internal contact point (seed 000, 160): one outbound tunnel (gateway), the LAN peer port,
@@ -116,6 +122,9 @@ export class ContactPoint implements AdminHostApi {
   private readonly events = new EventEmitter();
   private readonly logger: Logger;
   private refresh: NodeJS.Timeout | undefined;
+  private portCounters: NodeJS.Timeout | undefined;
+  /** the port counters last sent to admin subscribers, to send only when they moved */
+  private portsSent = '';
   private startedAt = 0;
   private udp: UdpChannel | undefined;
   private running = false;
@@ -180,7 +189,7 @@ export class ContactPoint implements AdminHostApi {
       this.ports.detach('tunnel lost');
       this.closeUdp();
     });
-    this.ports.on('changed', () => this.events.emit('ports:changed', this.ports.list()));
+    this.ports.on('changed', () => this.emitPorts());
     this.ports.on('refused', (r) =>
       this.flow.record(`port:${r.op}`, 'in', `${r.operator}@relay`, `port ${r.op} ${r.what}`, 0, r.code, r.reason),
     );
@@ -246,6 +255,8 @@ export class ContactPoint implements AdminHostApi {
     this.gateway.start();
     this.refresh = setInterval(() => this.refreshAdmin(), ADMIN_REFRESH_MS);
     this.refresh.unref();
+    this.portCounters = setInterval(() => this.refreshPortCounters(), PORT_COUNTERS_MS);
+    this.portCounters.unref();
     this.logger.info('contact point running', { id: this.opts.id, relay: this.opts.relayUrl, peerPort: this.peerPort.url });
   }
 
@@ -254,6 +265,7 @@ export class ContactPoint implements AdminHostApi {
     this.running = false;
     this.stopped = true;
     clearInterval(this.refresh);
+    clearInterval(this.portCounters);
     this.flow.stop();
     this.gateway.stop();
     this.ports.detach('contact point stopping');
@@ -518,6 +530,19 @@ export class ContactPoint implements AdminHostApi {
     if (this.floods.drop(source, kind) && this.floods.takeChanged()) this.events.emit('peers:flood', this.floods.view());
   }
 
+  /** The port list to admin subscribers (a port opened, changed state or closed, or its counters moved). */
+  private emitPorts(list = this.ports.list()): void {
+    this.portsSent = portCounters(list);
+    this.events.emit('ports:changed', list);
+  }
+
+  /** Bytes move without a port event: send the list when its counters changed since the last one sent. */
+  private refreshPortCounters(): void {
+    if (this.events.listenerCount('ports:changed') === 0) return;
+    const list = this.ports.list();
+    if (portCounters(list) !== this.portsSent) this.emitPorts(list);
+  }
+
   private refreshAdmin(): void {
     if (this.floods.takeChanged()) this.events.emit('peers:flood', this.floods.view());
     if (this.events.listenerCount('tunnel:status') > 0) this.events.emit('tunnel:status', this.gateway.status());
@@ -540,4 +565,9 @@ function peerAudit(r: PeerRecord | undefined): AuditValue {
 function policyAudit(p: PersistedState['policy'], before?: PersistedState['policy']): AuditValue {
   const changed = before !== undefined && p.joinCodeHash !== undefined && p.joinCodeHash !== before.joinCodeHash;
   return { subnets: [...p.subnets], joinCode: p.joinCodeHash !== undefined, ...(changed ? { joinCodeChanged: true } : {}) };
+}
+
+/** What of the port list moves between port events: each port's counters. */
+function portCounters(list: readonly PortView[]): string {
+  return list.map((p) => `${p.id}:${p.bytesIn}:${p.bytesOut}:${p.streams}:${p.refused}`).join(' ');
 }
