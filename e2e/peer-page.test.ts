@@ -90,6 +90,8 @@ describe('peer page and audit view in Chromium', { timeout: 60_000 }, () => {
     await detail.state.filter({ hasText: 'revoked' }).waitFor();
     await detail.history('revoke').filter({ hasText: 'Revoked via GUI' }).waitFor();
     expect(await detail.fact('Last decision').textContent()).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d via GUI$/);
+    // What the dialog promised is what the sender gets.
+    expect(await stack.send(alice, 'printer@acme-hq', 'still there?')).toMatchObject({ event: 'refused', code: 12, reason: 'peer printer@acme-hq is not registered' });
 
     // A decision from another surface (a program on the admin API) arrives live.
     const api = await AdminClient.connect(stack.admin.wsUrl, stack.admin.token);
