@@ -18,8 +18,8 @@ import type { TimingOptions } from '../core/protocol/timing.js';
 import { CredentialStore } from '../core/relay/credentials.js';
 import { Relay } from '../core/relay/relay.js';
 import type { Logger } from '../core/runtime/logger.js';
-import type { DesktopSettings } from './settings-store.js';
-import type { HostSettingsView } from '../core/admin/host-settings.js';
+import type { DesktopSettings, SettingsStore } from './settings-store.js';
+import type { HostSettingsResult, HostSettingsView } from '../core/admin/host-settings.js';
 
 /** LAN peers connect here; the admin window is the only admin, so no admin endpoint is opened. */
 const PEER_HOST = '0.0.0.0';
@@ -80,13 +80,21 @@ export class DesktopHost implements AdminHostApi {
   }
 
   /**
-   * Audits a settings change from the window in the trail of the contact point now running
-   * (the one the window shows after the restart). The secret never goes in: only whether a
-   * new credential was given.
+   * The window's settings save (`settings:save`): checked and written by the settings store,
+   * applied (a new contact point), then audited in the trail of the contact point now running,
+   * the one the window shows after the restart. The secret never goes in the trail: only
+   * whether a new credential was given.
    */
-  async recordSettings(before: HostSettingsView, after: HostSettingsView, credentialChanged: boolean): Promise<void> {
+  async saveSettings(settings: SettingsStore, input: unknown): Promise<HostSettingsResult> {
+    const before = settings.view();
+    const r = await settings.save(input);
+    if (!r.ok) return r;
+    await this.apply(r.settings);
+    const after = settings.view();
     const view = (v: HostSettingsView): AuditValue => ({ relayUrl: v.relayUrl === '' ? 'embedded demo relay' : v.relayUrl, id: v.id, peerPort: v.peerPort, credentialSet: v.credentialSet });
+    const credentialChanged = typeof (input as { credential?: unknown } | null)?.credential === 'string';
     await this.running?.cp.recordAudit('gui', 'settings:save', 'settings', view(before), { ...view(after), ...(credentialChanged ? { credentialChanged: true } : {}) });
+    return { ok: true, settings: after };
   }
 
   subscribe<E extends AdminEventName>(event: E, listener: (data: AdminEvents[E]) => void): () => void {

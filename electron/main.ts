@@ -85,15 +85,7 @@ async function main(): Promise<void> {
   ipcMain.handle(HOST_SETTINGS_CHANNELS.save, (e, input: unknown) =>
     fromOurWindow(e)
       ? envelope(
-          async (): Promise<HostSettingsResult> => {
-            const before = settings.view();
-            const r = await settings.save(input);
-            if (!r.ok) return r;
-            await host.apply(r.settings);
-            const after = settings.view();
-            await host.recordSettings(before, after, typeof (input as { credential?: unknown } | null)?.credential === 'string');
-            return { ok: true, settings: after };
-          },
+          (): Promise<HostSettingsResult> => host.saveSettings(settings, input),
           logger,
           'saving the settings',
         )

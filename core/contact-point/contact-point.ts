@@ -226,14 +226,25 @@ export class ContactPoint implements AdminHostApi {
     const registrar = new Registrar(opts.id, state, Date.now, registrarLimits(opts));
     if (opts.policy) registrar.setPolicy(opts.policy.subnets ?? registrar.policy.subnets, opts.policy.joinCode);
     const ports = opts.ports ?? state.ports ?? { targets: [], listen: [] };
-    new PortPolicy(ports); // a bad rule fails here, before anything starts
+    const portsNow = new PortPolicy(ports).config; // a bad rule fails here, before anything starts
     for (const [k, v] of Object.entries(opts.streamLimits ?? {})) {
       if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new RangeError(`streamLimits.${k}: expected a positive integer, got ${String(v)}`);
     }
     const audit = await AuditLog.open(opts.stateDir, state.audit, opts.logger ?? silentLogger);
     const cp = new ContactPoint(opts, registrar, ports, timing, audit);
-    // A policy from the command line replaces the stored one: save it now, like any decision.
-    if (opts.policy) await cp.decide(() => ({ apply: () => undefined }));
+    // A policy or port rules from the command line (serve, start) replace the stored ones: save
+    // them now, like any decision, with an audit entry (surface cli) when they changed anything.
+    const startAudits: AuditRecord[] = [];
+    const policyNow = registrar.persisted().policy;
+    if (opts.policy && JSON.stringify(policyNow) !== JSON.stringify(state.policy)) {
+      startAudits.push({ at: Date.now(), surface: 'cli', action: 'policy:set', target: 'policy', before: policyAudit(state.policy), after: policyAudit(policyNow, state.policy) });
+    }
+    const portsBefore = state.ports ?? { targets: [], listen: [] };
+    if (opts.ports && JSON.stringify({ targets: portsNow.targets, listen: portsNow.listen }) !== JSON.stringify(portsBefore)) {
+      startAudits.push({ at: Date.now(), surface: 'cli', action: 'ports:policy', target: 'ports', before: { targets: [...portsBefore.targets], listen: [...portsBefore.listen] }, after: { targets: [...portsNow.targets], listen: [...portsNow.listen] } });
+    }
+    for (const audit of startAudits) await cp.decide(() => ({ apply: () => undefined, audit }));
+    if (opts.policy && startAudits.length === 0) await cp.decide(() => ({ apply: () => undefined }));
     return cp;
   }
 

@@ -208,3 +208,27 @@ describe('audit trail', () => {
     ]);
   });
 });
+
+describe('audit trail: policies from the command line', () => {
+  it('a policy or port rules given at start that change the stored ones are audited as cli, once', async () => {
+    h = await startHarness();
+    const { stateDir } = h;
+    await h.cp.stop();
+    const start = async (extra: Partial<Parameters<typeof ContactPoint.create>[0]>): Promise<AuditEntry[]> => {
+      const cp = await ContactPoint.create({ id: 'acme-hq', relayUrl: h!.relay.url, secret: h!.cpSecret, stateDir, peerHost: '127.0.0.1', logger, timing: FAST, ...extra });
+      try {
+        return [...(await cp.call('audit:list', {})).entries];
+      } finally {
+        await cp.stop();
+      }
+    };
+    const flags = { policy: { subnets: ['10.1.0.0/16'] }, ports: { targets: ['192.168.1.20/32:80'], listen: ['tcp:8000'] } };
+    const first = await start(flags);
+    expect(first.map((e) => [e.action, e.surface, e.before, e.after])).toEqual([
+      ['ports:policy', 'cli', { targets: [], listen: [] }, { targets: ['192.168.1.20/32:80'], listen: ['tcp:8000'] }],
+      ['policy:set', 'cli', { subnets: [], joinCode: false }, { subnets: ['10.1.0.0/16'], joinCode: false }],
+    ]);
+    // The same flags again change nothing: no new entries.
+    expect(await start(flags)).toEqual(first);
+  });
+});
