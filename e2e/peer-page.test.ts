@@ -1,10 +1,9 @@
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
 import { AdminClient } from '../core/admin/client.js';
-import { AdminPage } from './pages/admin-page.js';
 import { PeerDetailPage } from './pages/peer-detail-page.js';
 import { PeersPage } from './pages/peers-page.js';
-import { launchChromium } from './support/browser.js';
+import { guiSuite } from './support/gui-suite.js';
 import { Stack } from './support/stack.js';
 import { runCli } from '../test/cli/cli-process.js';
 
@@ -13,35 +12,7 @@ import { runCli } from '../test/cli/cli-process.js';
  * and peer processes: decisions made in the GUI are audited as GUI, those made on the admin
  * API as API, and both show in the peer's state history and the Audit view, also after a reload.
  */
-let browser: Browser;
-let context: BrowserContext | undefined;
-let stack: Stack | undefined;
-const cleanups: (() => Promise<unknown>)[] = [];
-
-beforeAll(async () => {
-  browser = await launchChromium();
-});
-afterAll(async () => {
-  await browser?.close();
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-  await context?.close();
-  context = undefined;
-  await stack?.close();
-  stack = undefined;
-});
-
-async function open(s: Stack): Promise<{ page: Page; app: AdminPage }> {
-  context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light' });
-  const page = await context.newPage();
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  const app = new AdminPage(page);
-  await app.open(s.guiUrl);
-  expect(errors).toEqual([]);
-  return { page, app };
-}
+const suite = guiSuite();
 
 /** Clears the ok notices so a screenshot shows the view itself. */
 async function dismissNotices(page: Page): Promise<void> {
@@ -52,8 +23,8 @@ async function dismissNotices(page: Page): Promise<void> {
 
 describe('peer page and audit view in Chromium', { timeout: 60_000 }, () => {
   it('opens from the peers table with the facts, state history, live traffic and actions; the Audit view lists each decision and its surface', async () => {
-    stack = await Stack.start();
-    const { page, app } = await open(stack);
+    const stack = (suite.stack = await Stack.start());
+    const { page, app } = await suite.open(stack);
     const peers = new PeersPage(page);
     const detail = new PeerDetailPage(page);
 
@@ -96,7 +67,7 @@ describe('peer page and audit view in Chromium', { timeout: 60_000 }, () => {
 
     // A decision from another surface (a program on the admin API) arrives live.
     const api = await AdminClient.connect(stack.admin.wsUrl, stack.admin.token);
-    cleanups.push(() => api.close());
+    suite.cleanup(() => api.close());
     await api.call('peers:approve', { name: 'printer' });
     await detail.history('approve').filter({ hasText: 'Approved via API' }).waitFor();
     await detail.state.filter({ hasText: 'registered' }).waitFor();

@@ -1,10 +1,8 @@
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
-import type { Browser, BrowserContext } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Operator } from '../core/peer/operator.js';
-import { AdminPage } from './pages/admin-page.js';
-import { launchChromium } from './support/browser.js';
+import { guiSuite } from './support/gui-suite.js';
 import { Stack } from './support/stack.js';
 
 /**
@@ -12,24 +10,7 @@ import { Stack } from './support/stack.js';
  * stays open (issue 16 item 4: they stayed at what they were when the port opened): a real TCP
  * echo service on the LAN, exposed through a real relay process by an operator.
  */
-let browser: Browser;
-let context: BrowserContext | undefined;
-let stack: Stack | undefined;
-const cleanups: (() => unknown)[] = [];
-
-beforeAll(async () => {
-  browser = await launchChromium();
-});
-afterAll(async () => {
-  await browser?.close();
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-  await context?.close();
-  context = undefined;
-  await stack?.close();
-  stack = undefined;
-});
+const suite = guiSuite();
 
 /** Writes `n` bytes and waits until the echo has brought them all back. */
 async function roundTrip(c: Socket, n: number): Promise<void> {
@@ -50,27 +31,24 @@ async function roundTrip(c: Socket, n: number): Promise<void> {
 
 describe('Ports view in Chromium', { timeout: 60_000 }, () => {
   it('byte counters move while bytes flow through an open connection', async () => {
-    stack = await Stack.start({ operators: ['tech'] });
+    const stack = (suite.stack = await Stack.start({ operators: ['tech'] }));
     await stack.cp.call('ports:policy', { targets: ['127.0.0.1/32:1-65535'], listen: [] });
     const lan = createServer((s) => s.on('error', () => undefined).pipe(s));
     lan.listen(0, '127.0.0.1');
     await once(lan, 'listening');
-    cleanups.push(() => new Promise((r) => lan.close(r)));
+    suite.cleanup(() => new Promise((r) => lan.close(r)));
     const op = new Operator({ url: stack.relayUrl, name: 'tech', secret: stack.secretOf('tech') });
     op.start();
-    cleanups.push(() => op.stop());
+    suite.cleanup(() => op.stop());
     await op.ready(10_000);
     const { publicPort } = await op.expose('acme-hq', '127.0.0.1', (lan.address() as AddressInfo).port);
 
-    context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-    const page = await context.newPage();
-    const app = new AdminPage(page);
-    await app.open(stack.guiUrl);
+    const { page, app } = await suite.open(stack);
     await app.go('Ports');
 
     const client = connect(publicPort, '127.0.0.1');
     client.on('error', () => undefined);
-    cleanups.push(() => client.destroy());
+    suite.cleanup(() => client.destroy());
     await once(client, 'connect');
     const row = page.locator('tr[data-port]');
     const chunk = 48 * 1024;

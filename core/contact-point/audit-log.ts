@@ -1,6 +1,6 @@
 import { open, readFile, rename, rm, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { AdminSurface, AuditAction, AuditEntry, AuditValue } from '../admin/contract.js';
+import type { AuditEntry, AuditValue } from '../admin/contract.js';
 import { ADMIN_SURFACES, AUDIT_ACTIONS } from '../admin/contract.js';
 import { int, list, obj, oneOf, str, type Schema } from '../protocol/schema.js';
 import { SchemaError } from '../protocol/schema.js';
@@ -58,14 +58,7 @@ export interface AuditState {
 }
 
 /** An entry as a decision describes it; the store numbers it. */
-export interface AuditRecord {
-  readonly at: number;
-  readonly surface: AdminSurface;
-  readonly action: AuditAction;
-  readonly target: string;
-  readonly before: AuditValue;
-  readonly after: AuditValue;
-}
+export type AuditRecord = Omit<AuditEntry, 'seq'>;
 
 export interface AuditQuery {
   /** only entries about this target (a peer name, `policy`, `port 7`, ...) */

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { AuditEntry } from '../../core/admin/contract.js';
-import { cliSuite } from './cli-process.js';
+import { cliSuite, relayForServe } from './cli-process.js';
 
 /**
  * `contact-point audit` against a real `serve`: decisions made with the CLI are recorded as
@@ -13,16 +13,7 @@ const { cli, start } = suite;
 
 describe('contact-point audit', () => {
   it('lists CLI decisions (text and JSON lines, one peer), and they survive kill -9', async () => {
-    const relayState = join(suite.home, 'relay');
-    const cpState = join(suite.home, 'cp');
-    const cpCred = join(suite.home, 'acme-hq.credential');
-    const add = await cli(['relay', 'credential', 'add', '--kind', 'contact-point', '--id', 'acme-hq', '--out', cpCred, '--state', relayState]);
-    expect(add.code, add.stderr).toBe(0);
-    const relay = await start(['relay', '--listen', '127.0.0.1:0', '--state', relayState, '--json']);
-    const serveArgs = [
-      'serve', '--relay', String(relay.ready.url), '--id', 'acme-hq', '--credential-file', cpCred,
-      '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--state', cpState, '--json', '--log-level', 'warn',
-    ];
+    const { serveArgs, cpState } = await relayForServe(suite);
     const serve = await start(serveArgs);
 
     const empty = await cli(['audit', '--state', cpState]);

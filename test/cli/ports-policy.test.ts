@@ -1,7 +1,6 @@
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { PortPolicyView } from '../../core/admin/contract.js';
-import { cliSuite } from './cli-process.js';
+import { cliSuite, relayForServe } from './cli-process.js';
 
 /**
  * `contact-point ports policy set` against a real serve: --add and --remove change one list
@@ -13,16 +12,8 @@ const { cli, start } = suite;
 
 describe('contact-point ports policy set', () => {
   it('--add adds, --remove removes, a plain set replaces and names what it dropped', async () => {
-    const relayState = join(suite.home, 'relay');
-    const cpState = join(suite.home, 'cp');
-    const cpCred = join(suite.home, 'acme-hq.credential');
-    const add = await cli(['relay', 'credential', 'add', '--kind', 'contact-point', '--id', 'acme-hq', '--out', cpCred, '--state', relayState]);
-    expect(add.code, add.stderr).toBe(0);
-    const relay = await start(['relay', '--listen', '127.0.0.1:0', '--state', relayState, '--json']);
-    await start([
-      'serve', '--relay', String(relay.ready.url), '--id', 'acme-hq', '--credential-file', cpCred,
-      '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--state', cpState, '--json', '--log-level', 'warn',
-    ]);
+    const { serveArgs, cpState } = await relayForServe(suite);
+    await start(serveArgs);
     const policy = async (...args: string[]): Promise<{ code: number | null; stderr: string; view: PortPolicyView | undefined }> => {
       const r = await cli(['ports', 'policy', 'set', ...args, '--json', '--state', cpState]);
       return { code: r.code, stderr: r.stderr, view: r.code === 0 ? (JSON.parse(r.stdout) as PortPolicyView) : undefined };
