@@ -121,6 +121,8 @@ export interface HostedContactPoint {
   readonly admin: AdminServer;
   /** the ready line's fields (serve and start) */
   readyFields(): Record<string, unknown>;
+  /** the same without the admin token (in `token` and in the GUI URL): for logs, which more people read */
+  logFields(): Record<string, unknown>;
   /** stops the admin endpoint and the contact point, and removes admin.json */
   stop(): Promise<void>;
 }
@@ -161,10 +163,7 @@ export async function hostContactPoint(o: HostOptions): Promise<HostedContactPoi
     await cp.stop();
     throw new CliError(`cannot write the admin endpoint file in ${o.stateDir}: ${(err as Error).message}`);
   }
-  return {
-    cp,
-    admin,
-    readyFields: () => ({
+  const readyFields = (): Record<string, unknown> => ({
       contactPoint: cp.id,
       relayUrl: o.contactPoint.relayUrl,
       peerPortUrl: cp.peerPortUrl,
@@ -174,7 +173,15 @@ export async function hostContactPoint(o: HostOptions): Promise<HostedContactPoi
       stateDir: o.stateDir,
       tunnel: cp.gateway.status().state,
       portPolicy: cp.ports.policy.config,
-    }),
+    });
+  return {
+    cp,
+    admin,
+    readyFields,
+    logFields: () => {
+      const { token: _token, guiUrl: _guiUrl, ...rest } = readyFields();
+      return { ...rest, adminUrl: admin.url };
+    },
     stop: async () => {
       await admin.stop();
       await cp.stop();

@@ -4,10 +4,10 @@ import { PeerClient, type ExternalPeerOptions, type InboundMessage, type Interna
 import { parseAddress } from '../protocol/address.js';
 import { DeliveryError } from '../protocol/errors.js';
 import type { PeerState } from '../protocol/frames.js';
-import { MAX_MESSAGE_BYTES } from '../protocol/limits.js';
-import { statusName } from '../protocol/status.js';
+import { MAX_MESSAGE_BYTES, MAX_SESSIONS_PER_CREDENTIAL } from '../protocol/limits.js';
+import { Status, statusName } from '../protocol/status.js';
 import { createLogger, type Logger } from '../runtime/logger.js';
-import { exclusive, integer, logLevel, name, parseFlags, proxyUrl, required, wsUrl, type Command } from './args.js';
+import { exclusive, integer, logFormatHelp, logLevel, name, parseFlags, proxyUrl, required, wsUrl, type Command, type RunContext } from './args.js';
 import { CliError, ExitCode, UsageError } from './errors.js';
 import { CREDENTIAL_ENV, readCertificateFile, readSecretFile, secretFromFileOrEnv } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
@@ -37,6 +37,22 @@ export function proxyChoice(values: { proxy?: string | undefined; 'no-proxy'?: b
   exclusive('--proxy', values.proxy !== undefined, '--no-proxy', values['no-proxy'] ?? false);
   if (values['no-proxy']) return { proxy: null };
   return values.proxy !== undefined ? { proxy: proxyUrl('--proxy', values.proxy) } : {};
+}
+
+/**
+ * The relay refused the client's last attempt with one of `codes` (a numbered refusal the
+ * client would otherwise retry slowly): its code and the relay's reason.
+ */
+export function connectRefusal(client: PeerClient, codes: readonly number[]): { code: number; reason: string } | undefined {
+  const { lastErrorCode: code, lastError } = client.status();
+  if (code === undefined || !codes.includes(code)) return undefined;
+  const prefix = `${statusName(code)}: `;
+  return { code, reason: lastError?.startsWith(prefix) ? lastError.slice(prefix.length) : (lastError ?? '') };
+}
+
+/** What to tell the user of credential `id` refused with SESSION_LIMIT. */
+export function sessionLimitHint(id: string): string {
+  return `other commands or programs using the credential "${id}" (expose, peer send, SDK apps) hold all the sessions the relay allows it; end one of them, or ask the relay's admin to raise relay --max-sessions-per-credential`;
 }
 
 /** The peer's key: --key FILE, else <state>/peers/NAME.key, created (mode 0600) the first time. */
@@ -79,6 +95,7 @@ Flags:
                            revoked), {"event":"message","id","from","payload"} (payload as UTF-8),
                            {"event":"echo",...}, {"event":"connection","state"} on loss/recovery
   --log-level LEVEL        debug, info, warn, error or silent (default warn); logs go to stderr
+${logFormatHelp(27)}
 ${PROXY_FLAGS}
   -h, --help               this help
 
@@ -99,7 +116,7 @@ function stateLine(state: PeerState, peerName: string, address: string): string 
   }
 }
 
-async function peerJoin(argv: string[]): Promise<number> {
+async function peerJoin(argv: string[], ctx: RunContext): Promise<number> {
   const { values } = parseFlags({
     args: argv,
     strict: true,
@@ -119,7 +136,7 @@ async function peerJoin(argv: string[]): Promise<number> {
   const url = wsUrl('--cp', required('--cp', values.cp, "the contact point's peer port URL"), 'ws://192.168.1.10:7901/v1/peer');
   const peerName = name('--name', required('--name', values.name, "this peer's name"));
   const proxy = proxyChoice(values);
-  const logger = createLogger({ level: logLevel('--log-level', values['log-level'] ?? 'warn') });
+  const logger = createLogger({ level: logLevel('--log-level', values['log-level'] ?? 'warn'), format: ctx.logFormat });
   const joinCode = values['join-code-file'] !== undefined ? await readSecretFile('--join-code-file', values['join-code-file'], (m) => logger.warn(m)) : undefined;
   const register = (values.register ?? false) || joinCode !== undefined;
   const { identity } = await loadIdentity(values.key, values.state, peerName);
@@ -185,7 +202,7 @@ async function peerJoin(argv: string[]): Promise<number> {
   const outcome = await Promise.race([shutdown.signal.then(() => undefined), rejected]);
   stopping = true;
   shutdown.dispose();
-  const code = await stopCleanly('peer', () => client.stop());
+  const code = await stopCleanly('peer', () => client.stop(), logger);
   if (outcome !== undefined) {
     if (json) emit('rejected', { reason: outcome });
     throw new CliError(`the contact point refused ${peerName}: ${outcome}`);
@@ -220,6 +237,11 @@ internal (registered) peer, through its contact point. Prints
   refused: <STATUS> (<code>): <reason>                   (on stderr, exit 3)
 A transient refusal (peer or contact point offline, congestion) is retried until the deadline.
 
+As an external peer it is a session of its own at the relay: other sessions of the same --id
+(an SDK app, an expose, another peer send) go on undisturbed, and the receipt and a reply
+come back to this one. The relay allows a credential ${MAX_SESSIONS_PER_CREDENTIAL} sessions at once unless its
+--max-sessions-per-credential says otherwise; one more is refused with SESSION_LIMIT (115).
+
 Flags:
   --to ADDRESS             the receiver, NAME@DOMAIN, e.g. printer@acme-hq (required)
   --relay URL              external: the relay, e.g. wss://relay.example.com/v1
@@ -236,6 +258,7 @@ Flags:
   --json                   JSON lines: {"event":"delivered",...} / {"event":"refused",...} /
                            {"event":"message",...}
   --log-level LEVEL        debug, info, warn, error or silent (default warn); logs go to stderr
+${logFormatHelp(27)}
 ${PROXY_FLAGS}
   -h, --help               this help
 
@@ -256,7 +279,7 @@ async function readStdin(limit: number): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-async function peerSend(argv: string[]): Promise<number> {
+async function peerSend(argv: string[], ctx: RunContext): Promise<number> {
   const { values, positionals } = parseFlags({
     args: argv,
     strict: true,
@@ -292,7 +315,7 @@ async function peerSend(argv: string[]): Promise<number> {
   const deadlineMs = values['deadline-ms'] !== undefined ? integer('--deadline-ms', values['deadline-ms'], 1, 3_600_000) : DEFAULT_SEND_DEADLINE_MS;
   const waitReplyMs = values['wait-reply'] !== undefined ? integer('--wait-reply', values['wait-reply'], 1, 3_600_000) : undefined;
   const proxy = proxyChoice(values);
-  const logger = createLogger({ level: logLevel('--log-level', values['log-level'] ?? 'warn') });
+  const logger = createLogger({ level: logLevel('--log-level', values['log-level'] ?? 'warn'), format: ctx.logFormat });
   const json = values.json ?? false;
 
   let options: SendOptions;
@@ -341,9 +364,14 @@ async function sendOne(
   client.start();
   try {
     try {
-      await client.ready(o.deadlineMs);
+      await client.ready(o.deadlineMs, { failOn: [Status.SESSION_LIMIT] });
     } catch (err: unknown) {
-      throw new CliError(`cannot connect to ${options.url}: ${(err as Error).message}`);
+      const refusal = connectRefusal(client, [Status.SESSION_LIMIT]);
+      if (!refusal) throw new CliError(`cannot connect to ${options.url}: ${(err as Error).message}`);
+      const hint = sessionLimitHint(options.name);
+      if (o.json) emit('refused', { to, code: refusal.code, status: statusName(refusal.code), reason: refusal.reason, hint });
+      else note(`refused: ${statusName(refusal.code)} (${refusal.code}): ${refusal.reason}\n  ${hint}`);
+      return ExitCode.REFUSED;
     }
     try {
       const r = await client.send(to, payload, { deadlineMs: o.deadlineMs });

@@ -6,13 +6,14 @@ import {
   MAX_HTTP_CONNECTIONS_PER_ADDRESS,
   MAX_PENDING_HELLOS,
   MAX_PENDING_HELLOS_PER_ADDRESS,
+  MAX_SESSIONS_PER_CREDENTIAL,
   MAX_STREAMS_PER_CONTACT_POINT,
   MAX_STREAMS_PER_EXPOSURE,
 } from '../protocol/limits.js';
 import { Relay } from '../relay/relay.js';
 import { primeAllocator } from '../runtime/allocator.js';
 import { createLogger } from '../runtime/logger.js';
-import { countFlag, exclusive, integer, logLevel, name, parseFlags, type Command } from './args.js';
+import { countFlag, exclusive, integer, logFormatHelp, logLevel, name, parseFlags, type Command, type RunContext } from './args.js';
 import { CliError, UsageError } from './errors.js';
 import { readCertificateFile, readPrivateKeyFile } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
@@ -23,13 +24,16 @@ import { resolveStateDir } from './state-dir.js';
 /** `contact-point relay`: the public relay, until SIGINT/SIGTERM. */
 
 export const DEFAULT_RELAY_LISTEN = '0.0.0.0:7900';
+/** Largest --max-sessions-per-credential: each session may queue MAX_BUFFERED_BYTES (8 MiB) at the relay. */
+const MAX_SESSIONS_FLAG = 1_024;
 /** Largest connection limit the flags accept (each connection holds sockets and buffers). */
 
 const HELP = `Usage: contact-point relay [flags]
        contact-point relay credential add|list|remove [flags]
 
-Runs the public relay. Contact points (their one tunnel each) and external peers connect
-to it with a WebSocket at path /v1: ws://, or wss:// when given a TLS certificate. It watches
+Runs the public relay. Contact points (their one tunnel each) and external peers (a few
+sessions per credential) connect to it with a WebSocket at path /v1: ws://, or wss:// when
+given a TLS certificate. It watches
 <state>/credentials.json: added, removed and replaced credentials apply within seconds, and
 the live sessions of a removed or replaced one are closed.
 Runs until Ctrl-C (SIGINT) or SIGTERM, then closes every connection and exits 0.
@@ -51,6 +55,10 @@ Flags:
   --max-expose-connections-per-cp N
                        TCP connections of all exposures of one contact point at once (default
                        ${MAX_STREAMS_PER_CONTACT_POINT})
+  --max-sessions-per-credential N
+                       sessions one external or operator credential may hold at once (default
+                       ${MAX_SESSIONS_PER_CREDENTIAL}): expose commands, SDK apps, peer send; one more is refused with
+                       SESSION_LIMIT (115) and the others go on
   --name NAME          the relay's own domain: external peers' addresses end in @NAME, e.g.
                        alice@relay (default relay; no contact point may use this id)
   --max-pending-hellos N
@@ -66,6 +74,7 @@ Flags:
   --state DIR          folder of credentials.json (default ~/.contact-point/relay,
                        or $CONTACT_POINT_STATE)
   --log-level LEVEL    debug, info, warn, error or silent (default info); logs go to stderr
+${logFormatHelp(23)}
   --json               print one line {"event":"ready","url":...,"name":...} on stdout once listening
   -h, --help           this help
 
@@ -81,7 +90,7 @@ Examples:
   contact-point relay --listen 0.0.0.0:443 --tls-cert fullchain.pem --tls-key privkey.pem
 `;
 
-async function run(argv: string[]): Promise<number> {
+async function run(argv: string[], ctx: RunContext): Promise<number> {
   const { values } = parseFlags({
     args: argv,
     strict: true,
@@ -95,6 +104,7 @@ async function run(argv: string[]): Promise<number> {
       'udp-advertise-port': { type: 'string' },
       'max-expose-connections': { type: 'string' },
       'max-expose-connections-per-cp': { type: 'string' },
+      'max-sessions-per-credential': { type: 'string' },
       'max-pending-hellos': { type: 'string' },
       'max-pending-hellos-per-address': { type: 'string' },
       'max-http-connections': { type: 'string' },
@@ -114,6 +124,7 @@ async function run(argv: string[]): Promise<number> {
   const udpAdvertisePort = values['udp-advertise-port'] !== undefined ? integer('--udp-advertise-port', values['udp-advertise-port'], 1, 65535) : undefined;
   const maxExpose = countFlag('--max-expose-connections', values['max-expose-connections']);
   const maxExposePerCp = countFlag('--max-expose-connections-per-cp', values['max-expose-connections-per-cp']);
+  const maxSessions = countFlag('--max-sessions-per-credential', values['max-sessions-per-credential'], MAX_SESSIONS_FLAG);
   const caps = {
     maxPendingHellos: countFlag('--max-pending-hellos', values['max-pending-hellos']) ?? MAX_PENDING_HELLOS,
     maxPendingHellosPerAddress: countFlag('--max-pending-hellos-per-address', values['max-pending-hellos-per-address']) ?? MAX_PENDING_HELLOS_PER_ADDRESS,
@@ -144,7 +155,7 @@ async function run(argv: string[]): Promise<number> {
     tls = { cert: cert.pem, key: key.pem };
   }
   const stateDir = resolveStateDir('relay', values.state);
-  const logger = createLogger({ level });
+  const logger = createLogger({ level, format: ctx.logFormat });
   logger.debug('allocator', { glibc_trim: primeAllocator() });
 
   let credentials: CredentialStore;
@@ -165,6 +176,7 @@ async function run(argv: string[]): Promise<number> {
     ...(udpAdvertisePort !== undefined ? { udpAdvertisePort } : {}),
     ...(maxExpose !== undefined ? { maxExposeConnections: maxExpose } : {}),
     ...(maxExposePerCp !== undefined ? { maxExposeConnectionsPerContactPoint: maxExposePerCp } : {}),
+    ...(maxSessions !== undefined ? { maxSessionsPerCredential: maxSessions } : {}),
   });
   const shutdown = watchShutdown();
   let url: string;
@@ -180,14 +192,16 @@ async function run(argv: string[]): Promise<number> {
     throw listenError(err, listen);
   }
   const udpPort = relay.udp?.port;
-  if (values.json) emit('ready', { url, name: relayName, stateDir, credentials: count, ...(udpPort ? { udpPort } : {}) });
+  const ready = { url, name: relayName, stateDir, credentials: count, ...(udpPort ? { udpPort } : {}) };
+  if (values.json) emit('ready', ready);
+  else if (ctx.logFormat === 'json') logger.info('ready', ready);
   else {
     say(`relay "${relayName}" listening on ${url} (${count} credential${count === 1 ? '' : 's'} from ${stateDir}); Ctrl-C stops it`);
     say(udpPort ? `  UDP service port ${udpPort} (mediated datagrams; let it through the firewall too)` : '  no UDP service port: mediated datagrams travel inside the tunnels');
   }
 
   await shutdown.signal;
-  return stopCleanly('relay', () => relay.stop());
+  return stopCleanly('relay', () => relay.stop(), logger);
 }
 
 /** A connection cap given on the command line, or its default. */

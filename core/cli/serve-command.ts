@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { ID_IN_USE_RETRY_MS, MAX_STREAMS_PER_CONTACT_POINT, MAX_STREAMS_PER_EXPOSURE } from '../protocol/limits.js';
 import { TIMING_RANGES } from '../protocol/timing.js';
 import { createLogger } from '../runtime/logger.js';
-import { cidr, countFlag, exclusive, integer, logLevel, name, parseFlags, proxyUrl, required, wsUrl, type Command } from './args.js';
+import { cidr, countFlag, exclusive, integer, logFormatHelp, logLevel, name, parseFlags, proxyUrl, required, wsUrl, type Command, type RunContext } from './args.js';
 import {
   floodLimitFlags,
   floodLimitFlagsHelp,
@@ -76,6 +76,7 @@ ${portPolicyFlagsHelp(31)}
                                refused ones are counted per port (ports, the GUI's Ports view)
 ${floodLimitFlagsHelp(31)}
   --log-level LEVEL            debug, info, warn, error or silent (default info); logs go to stderr
+${logFormatHelp(31)}
   --json                       print one line {"event":"ready",...} on stdout once running
   -h, --help                   this help
 
@@ -88,7 +89,7 @@ Examples:
     --allow-target 192.168.1.0/24:80,443
 `;
 
-async function run(argv: string[]): Promise<number> {
+async function run(argv: string[], ctx: RunContext): Promise<number> {
   const { values } = parseFlags({
     args: argv,
     strict: true,
@@ -128,7 +129,7 @@ async function run(argv: string[]): Promise<number> {
   const streamLimits = { ...(maxStreams !== undefined ? { maxStreams } : {}), ...(maxExposureStreams !== undefined ? { maxStreamsPerExposure: maxExposureStreams } : {}) };
   const floodLimits = floodLimitFlags(values);
   const level = logLevel('--log-level', values['log-level'] ?? 'info');
-  const logger = createLogger({ level });
+  const logger = createLogger({ level, format: ctx.logFormat });
   const warn = (msg: string): void => logger.warn(msg);
   const secret = await secretFromFileOrEnv('--credential-file', values['credential-file'], CREDENTIAL_ENV, warn);
   const ca = values.ca !== undefined ? (await readCertificateFile('--ca', values.ca)).pem : undefined;
@@ -160,6 +161,8 @@ async function run(argv: string[]): Promise<number> {
 
   if (values.json) {
     emit('ready', hosted.readyFields());
+  } else if (ctx.logFormat === 'json') {
+    logger.info('ready', hosted.logFields());
   } else {
     say(`contact point "${id}" running`);
     say(`  relay       ${relayUrl} (tunnel ${hosted.cp.gateway.status().state})`);
@@ -171,7 +174,7 @@ async function run(argv: string[]): Promise<number> {
   }
 
   await shutdown.signal;
-  return stopCleanly('contact point', () => hosted.stop());
+  return stopCleanly('contact point', () => hosted.stop(), logger);
 }
 
 /** For a peer port on every interface (0.0.0.0), the URL LAN peers would use. */

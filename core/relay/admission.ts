@@ -11,6 +11,7 @@ import {
   MAX_FRAME_BYTES,
   MAX_PENDING_HELLOS,
   MAX_PENDING_HELLOS_PER_ADDRESS,
+  MAX_SESSIONS_PER_CREDENTIAL,
   PING_INTERVAL_MS,
   PRESSURE_TIMEOUT_MS,
   TAKEOVER_PROBE_MS,
@@ -22,7 +23,7 @@ import { refuseUpgrade } from '../runtime/http-guard.js';
 import type { Logger } from '../runtime/logger.js';
 import { KeyedBuckets } from '../runtime/token-bucket.js';
 import type { CredentialKind, CredentialRecord, CredentialStore } from './credentials.js';
-import type { SessionTable, TunnelSession } from './sessions.js';
+import type { SessionRegistry, TunnelSession } from './sessions.js';
 
 /** The ws path every client connects to. */
 export const RELAY_PATH = '/v1';
@@ -40,6 +41,7 @@ export interface AdmissionOptions {
   readonly pressureTimeoutMs?: number;
   readonly pingIntervalMs?: number;
   readonly takeoverProbeMs?: number;
+  readonly maxSessionsPerCredential?: number;
 }
 
 /** A hello that passed: what the relay needs to register its session. */
@@ -60,7 +62,7 @@ export interface AdmissionHost {
   /** the relay's name: a contact point may not use it as its id */
   readonly name: string;
   readonly logger: Logger;
-  readonly sessions: SessionTable;
+  readonly sessions: SessionRegistry;
   /** every open link, in its hello or admitted (the relay closes them all when it stops) */
   readonly links: Set<Link>;
   /** Registers the session, sends WELCOME and takes over the link's frames. */
@@ -194,6 +196,17 @@ export class Admission {
       this.logger.warn('hello refused: bad credentials', { role: kind, id: hello.id, remote });
       link.fault(Status.BAD_CREDENTIALS, `no valid credential for ${kind} "${hello.id}"`);
       return;
+    }
+    if (kind === 'external') {
+      // Several sessions of one credential live side by side (issue 18), up to the cap: the
+      // newcomer over it is refused, the sessions that are there are not disturbed.
+      const max = this.opts.maxSessionsPerCredential ?? MAX_SESSIONS_PER_CREDENTIAL;
+      const open = this.host.sessions.externalsOf(hello.id).length;
+      if (open >= max) {
+        this.logger.warn('hello refused: the credential has as many sessions as it may', { id: hello.id, sessions: open, remote });
+        link.fault(Status.SESSION_LIMIT, `credential "${hello.id}" has ${open} session${open === 1 ? '' : 's'} at the relay, the most it may have at once`);
+        return;
+      }
     }
     const holder = kind === 'contact-point' ? this.host.sessions.tunnels.get(hello.id) : undefined;
     // Only the same instance (a reconnect the holder's own side already gave up on) replaces a

@@ -7,13 +7,13 @@ import { ControlChannel } from './control.js';
 import type { CredentialStore } from './credentials.js';
 import { DEFAULT_EXPOSE_LIMITS, Exposer, type ExposeLimits } from './expose.js';
 import { OperatorSession } from './operators.js';
-import type { ExternalSession, SessionTable, TunnelSession } from './sessions.js';
+import type { ExternalSession, SessionRegistry, TunnelSession } from './sessions.js';
 import { RelayUdpService } from './udp-service.js';
 
 export interface ControlServerOptions {
   readonly credentials: CredentialStore;
   readonly logger: Logger;
-  readonly sessions: SessionTable;
+  readonly sessions: SessionRegistry;
   /** address exposed ports listen on */
   readonly exposeHost: string;
   /** run the UDP service port (default true) */

@@ -6,6 +6,7 @@ import { CAPABILITY_REACHABLE, FrameType, frameTypeName } from '../protocol/fram
 import type { CloseInfo, Link } from '../protocol/link.js';
 import { MAX_MESSAGE_BYTES, MAX_PEERS_PER_CONTACT_POINT, PING_INTERVAL_MS, RELAY_RATE_PER_SENDER } from '../protocol/limits.js';
 import { Status } from '../protocol/status.js';
+import { answerHealth, isHealthRequest, type Readiness } from '../runtime/health.js';
 import { createGuardedServer, type HttpLimits } from '../runtime/http-guard.js';
 import { silentLogger, type Logger } from '../runtime/logger.js';
 import { TokenBucket } from '../runtime/token-bucket.js';
@@ -16,7 +17,7 @@ import type { ControlChannel } from './control.js';
 import { ControlServer } from './control-server.js';
 import type { Exposer, Exposure, ExposeSpec, ExposureView } from './expose.js';
 import { Router } from './routing.js';
-import type { ExternalSession, RelaySession, TunnelSession } from './sessions.js';
+import { SessionRegistry, type RelaySession } from './sessions.js';
 import type { RelayUdpService } from './udp-service.js';
 
 export { MAX_AUTH_FAILURES_PER_MINUTE, RELAY_PATH } from './admission.js';
@@ -54,12 +55,15 @@ export interface RelayOptions {
   readonly maxExposeConnections?: number;
   /** TCP connections of all exposures of one contact point at once (default MAX_STREAMS_PER_CONTACT_POINT) */
   readonly maxExposeConnectionsPerContactPoint?: number;
+  /** sessions one external or operator credential may hold at once; one more is refused SESSION_LIMIT (default MAX_SESSIONS_PER_CREDENTIAL) */
+  readonly maxSessionsPerCredential?: number;
 }
 
 export interface RelayStatus {
   readonly name: string;
   readonly url: string;
   readonly tunnels: number;
+  /** external (and operator) sessions; a credential may hold several */
   readonly externals: number;
   readonly sockets: number;
   readonly routed: number;
@@ -70,17 +74,18 @@ export interface RelayStatus {
 
 /**
  * The public relay (seed 000's relay server; seed 002's control server). It authenticates
- * contact points and external peers (admission.ts), keeps one tunnel per contact point id,
- * learns which peers each tunnel represents (for its status and name service), routes MSG/ACK
- * frames between them by address (routing.ts), and hands mediation frames to the control
- * server (control-server.ts). This class composes them: options, start/stop, the sessions,
- * status. It holds no message state: senders retry, receivers dedupe, so a relay restart loses
+ * contact points and external peers (admission.ts), keeps one tunnel per contact point id and
+ * up to maxSessionsPerCredential sessions per external credential (sessions.ts), learns which
+ * peers each tunnel represents (for its status and name service), routes MSG/ACK frames
+ * between them by address (routing.ts), and hands mediation frames to the control server
+ * (control-server.ts). This class composes them: options, start/stop, the sessions,
+ * status. It keeps no messages: senders retry, receivers dedupe, so a relay restart loses
  * nothing.
  */
 export class Relay {
   private server: Server | undefined;
-  private readonly tunnels = new Map<string, TunnelSession>();
-  private readonly externals = new Map<string, ExternalSession>();
+  /** every admitted session: the one place that lists them (status, credential recheck) */
+  readonly sessions = new SessionRegistry();
   private readonly links = new Set<Link>();
   /** upgrade gating, pending hellos, failed-hello limits, hello checks, same-id contest (admission.ts) */
   private readonly admission: Admission;
@@ -88,6 +93,9 @@ export class Relay {
   /** MSG/ACK routing and REACHABLE waiters (routing.ts) */
   private readonly router: Router;
   private boundUrl = '';
+  /** set while the credentials file cannot be read or parsed (the last good set stays in use) */
+  private credentialsProblem: string | undefined;
+  private stopping = false;
   readonly name: string;
   private readonly logger: Logger;
   private readonly maxMessageBytes: number;
@@ -99,14 +107,15 @@ export class Relay {
 
   constructor(private readonly opts: RelayOptions) {
     checkTakeoverProbe(opts.takeoverProbeMs);
+    checkSessionCap(opts.maxSessionsPerCredential);
     this.name = opts.name ?? 'relay';
     this.logger = opts.logger ?? silentLogger;
     this.maxMessageBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
-    this.router = new Router({ name: this.name, credentials: opts.credentials, logger: this.logger, maxMessageBytes: this.maxMessageBytes, sessions: { tunnels: this.tunnels, externals: this.externals } });
+    this.router = new Router({ name: this.name, credentials: opts.credentials, logger: this.logger, maxMessageBytes: this.maxMessageBytes, sessions: this.sessions });
     this.controlServer = new ControlServer({
       credentials: opts.credentials,
       logger: this.logger,
-      sessions: { tunnels: this.tunnels, externals: this.externals },
+      sessions: this.sessions,
       exposeHost: opts.exposeHost ?? opts.host ?? '127.0.0.1',
       udp: opts.udp,
       udpAdvertisePort: opts.udpAdvertisePort,
@@ -118,7 +127,7 @@ export class Relay {
     this.admission = new Admission(opts, {
       name: this.name,
       logger: this.logger,
-      sessions: { tunnels: this.tunnels, externals: this.externals },
+      sessions: this.sessions,
       links: this.links,
       open: (admitted) => this.open(admitted),
     });
@@ -135,15 +144,23 @@ export class Relay {
     this.boundUrl = `${this.opts.tls ? 'wss' : 'ws'}://${urlHost}:${addr.port}${RELAY_PATH}`;
     await this.udp?.start(addr.address, addr.port);
     this.unwatch = this.opts.credentials.watch(
-      () => this.recheckSessions(),
+      () => {
+        if (this.credentialsProblem !== undefined) this.logger.info('credentials file readable again');
+        this.credentialsProblem = undefined;
+        this.recheckSessions();
+      },
       this.opts.credentialsPollMs ?? 2_000,
-      (err) => this.logger.error('credentials file unreadable; keeping the last good set', { error: err.message }),
+      (err) => {
+        this.credentialsProblem = err.message;
+        this.logger.error('credentials file unreadable; keeping the last good set', { error: err.message });
+      },
     );
     this.logger.info('relay listening', { url: this.boundUrl, name: this.name });
     return this.boundUrl;
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     this.unwatch?.();
     this.exposer.closeAll();
     this.udp?.stop();
@@ -164,8 +181,8 @@ export class Relay {
     return {
       name: this.name,
       url: this.boundUrl,
-      tunnels: this.tunnels.size,
-      externals: this.externals.size,
+      tunnels: this.sessions.tunnels.size,
+      externals: this.sessions.size.externals,
       sockets: this.links.size,
       routed,
       refused,
@@ -174,15 +191,27 @@ export class Relay {
   }
 
   /**
+   * Ready (GET /readyz 200) while listening and its credentials file last read well: a relay
+   * whose file is unreadable or corrupt keeps the last good set, but credentials added since
+   * are not in it, so a load balancer should prefer another instance until the file is fixed.
+   * The reason stays generic (the endpoint is public); the log has the file's error.
+   */
+  readiness(): Readiness {
+    if (this.stopping || !this.server) return { ready: false, reason: this.stopping ? 'stopping' : 'not listening' };
+    if (this.credentialsProblem !== undefined) return { ready: false, reason: 'the credentials file cannot be read; the relay keeps the last good set (its log says why)' };
+    return { ready: true };
+  }
+
+  /**
    * After the credential store changed: every session whose credential was removed or replaced
-   * (or lost the mediate right it uses) is closed with REVOKED. An operator's ports and
-   * exposures close with its session.
+   * (or lost the mediate right it uses) is closed with REVOKED, all sessions of one credential
+   * at once. An operator's ports and exposures close with its session.
    */
   recheckSessions(): void {
-    for (const s of [...this.tunnels.values(), ...this.externals.values()]) {
+    for (const s of [...this.sessions.all()]) {
       const r = this.opts.credentials.record(s.kind, s.id);
       if (r && r.hash === s.credentialHash && (s.kind !== 'external' || !s.operator || r.rights.includes('mediate'))) continue;
-      this.logger.warn('credential revoked; closing its session', { kind: s.kind, id: s.id });
+      this.logger.warn('credential revoked; closing its session', { kind: s.kind, id: s.id, session: s.session });
       s.link.fault(Status.REVOKED, 'this credential was revoked at the relay');
     }
   }
@@ -207,14 +236,18 @@ export class Relay {
 
   /** Peers a tunnel currently represents (for tests and the status endpoint). */
   peersOf(contactPointId: string): string[] {
-    return [...(this.tunnels.get(contactPointId)?.peers ?? [])].sort();
+    return [...(this.sessions.tunnels.get(contactPointId)?.peers ?? [])].sort();
   }
 
   private readonly onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    if (req.method === 'GET' && req.url === '/healthz') {
-      const s = this.status();
-      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-      res.end(JSON.stringify({ ok: true, name: s.name, tunnels: s.tunnels, externals: s.externals, sockets: s.sockets }));
+    if (isHealthRequest(req)) {
+      answerHealth(req, res, {
+        readiness: () => this.readiness(),
+        details: () => {
+          const s = this.status();
+          return { name: s.name, tunnels: s.tunnels, externals: s.externals, sockets: s.sockets };
+        },
+      });
       return;
     }
     res.writeHead(404, { 'content-type': 'text/plain' });
@@ -225,21 +258,22 @@ export class Relay {
   private open({ link, hello, kind, record, remote, version, holder, deadHolder }: Admitted): void {
     const reachable = hello.env?.capabilities?.includes(CAPABILITY_REACHABLE) ?? false;
     const waitKey = `${kind === 'external' ? 'e' : 'c'}:${hello.id}`;
-    const base = { id: hello.id, link, session: randomBytes(9).toString('base64url'), rights: record.rights, credentialHash: record.hash, since: Date.now(), reachable, waitKey };
+    const base = { id: hello.id, link, session: randomBytes(9).toString('base64url'), rights: record.rights, credentialHash: record.hash, since: Date.now(), remote: link.remote ?? remote, reachable, waitKey };
     let session: RelaySession;
     if (kind === 'contact-point') {
       const control = this.controlServer.openChannel(hello.id, link);
-      session = { ...base, kind, peers: new Set<string>(), env: hello.env, control, instance: hello.instance, remote: link.remote ?? remote, probe: undefined, senders: new Set<string>() };
+      session = { ...base, kind, peers: new Set<string>(), env: hello.env, control, instance: hello.instance, probe: undefined, senders: new Set<string>() };
       if (holder) this.router.sendersWait(holder);
-      this.tunnels.set(hello.id, session);
+      this.sessions.setTunnel(session);
       if (holder === deadHolder) holder?.link.fault(Status.REPLACED, 'no answer to a liveness probe; another instance took over this contact point id');
       else holder?.link.fault(Status.REPLACED, 'a newer tunnel of this same contact point instance connected');
     } else {
+      // Another session of this credential stays as it is: each has its own ACKs, port requests
+      // and exposures (admission.ts refused this one if the credential was at its cap).
       const address = `${hello.id}@${this.name}`;
-      session = { ...base, kind, address, bucket: new TokenBucket(this.opts.ratePerSender ?? RELAY_RATE_PER_SENDER), operator: undefined };
-      const old = this.externals.get(hello.id);
-      this.externals.set(hello.id, session);
-      old?.link.fault(Status.REPLACED, 'a newer session for this peer connected');
+      const group = this.sessions.groupFor(hello.id, address, () => new TokenBucket(this.opts.ratePerSender ?? RELAY_RATE_PER_SENDER));
+      session = { ...base, kind, address, group, operator: undefined, lastTo: undefined };
+      this.sessions.addExternal(session);
     }
     link.sendControl(FrameType.WELCOME, {
       version,
@@ -284,18 +318,21 @@ export class Relay {
       onClose: (info) => {
         this.links.delete(s.link);
         if (s.kind === 'contact-point') {
-          if (this.tunnels.get(s.id) === s) {
-            this.tunnels.delete(s.id);
-            this.router.sendersWait(s);
-          }
+          if (this.sessions.removeTunnel(s)) this.router.sendersWait(s);
           // Tunnel loss: pending requests fail, every stream through it is reset at once.
           s.control.close('tunnel lost');
           this.logger.info('tunnel down', { id: s.id, code: info.code, reason: info.reason });
         } else {
-          if (this.externals.get(s.id) === s) this.externals.delete(s.id);
+          this.sessions.removeExternal(s);
           s.operator?.close();
+          this.logger.info('external peer disconnected', { id: s.id, session: s.session, code: info.code, reason: info.reason });
         }
       },
     };
   }
+}
+
+/** maxSessionsPerCredential: a whole number from 1 (a credential's sessions never live side by side) up. */
+function checkSessionCap(max: number | undefined): void {
+  if (max !== undefined && !(Number.isInteger(max) && max >= 1)) throw new RangeError(`relay option maxSessionsPerCredential: expected a positive integer, got ${max}`);
 }

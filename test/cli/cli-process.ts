@@ -28,9 +28,9 @@ export async function tempHome(): Promise<{ path: string; remove(): Promise<void
   return { path, remove: () => rm(path, { recursive: true, force: true }) };
 }
 
-function childEnv(home: string, extra: Record<string, string>): NodeJS.ProcessEnv {
+export function childEnv(home: string, extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, ...extra };
-  for (const k of ['CONTACT_POINT_STATE', 'CONTACT_POINT_CREDENTIAL', 'CONTACT_POINT_ADMIN_TOKEN', 'http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY']) {
+  for (const k of ['CONTACT_POINT_STATE', 'CONTACT_POINT_CREDENTIAL', 'CONTACT_POINT_ADMIN_TOKEN', 'CONTACT_POINT_LOG_FORMAT', 'http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY']) {
     if (!(k in extra)) delete env[k];
   }
   return env;
@@ -255,4 +255,39 @@ export async function relayForServe(suite: CliSuite): Promise<{ serveArgs: strin
     '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--state', cpState, '--json', '--log-level', 'warn',
   ];
   return { serveArgs, cpState };
+}
+
+/** What operatorSetup() started, and the flags that make a command the operator `tech`. */
+export interface OperatorSetup {
+  readonly relayUrl: string;
+  readonly relayState: string;
+  readonly cpState: string;
+  /** `--relay URL --id tech --credential-file FILE` */
+  readonly asTech: string[];
+}
+
+/**
+ * For the operator tests: credentials acme-hq (contact point) and tech (external, send and
+ * mediate), a relay (with `relayFlags`) and `serve` as acme-hq allowing 127.0.0.1 at each of
+ * `targets` (with `serveFlags`), all with the suite's HOME.
+ */
+export async function operatorSetup(suite: CliSuite, o: { targets: readonly number[]; serveFlags?: readonly string[]; relayFlags?: readonly string[] }): Promise<OperatorSetup> {
+  const relayState = join(suite.home, 'relay');
+  const cpState = join(suite.home, 'cp');
+  const cred = (id: string): string => join(suite.home, `${id}.credential`);
+  for (const [kind, id, rights] of [
+    ['contact-point', 'acme-hq', 'send'],
+    ['external', 'tech', 'send,mediate'],
+  ] as const) {
+    const r = await suite.cli(['relay', 'credential', 'add', '--kind', kind, '--id', id, '--rights', rights, '--out', cred(id), '--state', relayState]);
+    if (r.code !== 0) throw new Error(`relay credential add ${id}: exit ${r.code}: ${r.stderr}`);
+  }
+  const relay = await suite.start(['relay', '--listen', '127.0.0.1:0', '--state', relayState, '--json', '--log-level', 'warn', ...(o.relayFlags ?? [])]);
+  const relayUrl = String(relay.ready.url);
+  await suite.start([
+    'serve', '--relay', relayUrl, '--id', 'acme-hq', '--credential-file', cred('acme-hq'),
+    '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--state', cpState, '--json', '--log-level', 'warn',
+    ...o.targets.flatMap((p) => ['--allow-target', `127.0.0.1/32:${p}`]), ...(o.serveFlags ?? []),
+  ]);
+  return { relayUrl, relayState, cpState, asTech: ['--relay', relayUrl, '--id', 'tech', '--credential-file', cred('tech')] };
 }
