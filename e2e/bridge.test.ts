@@ -103,16 +103,7 @@ describe('desktop host through the bridge, under the window CSP', { timeout: 60_
     await page.exposeFunction('__cpSettings', (verb: unknown, input: unknown) =>
       verb === 'get'
         ? envelope(async () => settings.view(), silentLogger, 'reading the settings')
-        : envelope(
-            async () => {
-              const r = await settings.save(input);
-              if (!r.ok) return r;
-              await host.apply(r.settings);
-              return { ok: true as const, settings: settings.view() };
-            },
-            silentLogger,
-            'saving the settings',
-          ),
+        : envelope(() => host.saveSettings(settings, input), silentLogger, 'saving the settings'),
     );
     await page.addInitScript(BRIDGE);
     for (const name of ADMIN_EVENTS) {
@@ -156,6 +147,17 @@ describe('desktop host through the bridge, under the window CSP', { timeout: 60_
     await peers.openTab('pending');
     await peers.approve('printer');
     await printer.waitFor((e) => e.event === 'registration' && e.state === 'registered', 'printer registered');
+    // Both went into the new contact point's audit trail as GUI decisions; the credential did not.
+    const audit = await host.call('audit:list', {});
+    expect(audit.entries.map((e) => [e.action, e.surface])).toEqual([
+      ['peer:approve', 'gui'],
+      ['settings:save', 'gui'],
+    ]);
+    expect(audit.entries[1]).toMatchObject({
+      before: { relayUrl: 'embedded demo relay', id: 'demo', credentialSet: false },
+      after: { relayUrl, id: 'acme-hq', peerPort: 0, credentialSet: true, credentialChanged: true },
+    });
+    expect(JSON.stringify(audit.entries)).not.toContain(secret);
 
     expect(await page.evaluate(() => (globalThis as unknown as { __cspViolations: string[] }).__cspViolations)).toEqual([]);
     expect(errors).toEqual([]);

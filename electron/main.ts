@@ -89,12 +89,7 @@ async function main(): Promise<void> {
   ipcMain.handle(HOST_SETTINGS_CHANNELS.save, (e, input: unknown) =>
     fromOurWindow(e)
       ? envelope(
-          async (): Promise<HostSettingsResult> => {
-            const r = await settings.save(input);
-            if (!r.ok) return r;
-            await host.apply(r.settings);
-            return { ok: true, settings: settings.view() };
-          },
+          (): Promise<HostSettingsResult> => host.saveSettings(settings, input),
           logger,
           'saving the settings',
         )

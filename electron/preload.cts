@@ -22,6 +22,7 @@ const CALLS = {
   'tunnel:reconnect': true,
   'ports:close': true,
   'ports:policy': true,
+  'audit:list': true,
 } as const satisfies Record<AdminMethod, true>;
 const EVENTS = {
   'peer:changed': true,
@@ -32,6 +33,7 @@ const EVENTS = {
   'ports:changed': true,
   'ports:policy-changed': true,
   'peers:flood': true,
+  'audit:entry': true,
 } as const satisfies Record<AdminEventName, true>;
 const { contextBridge, ipcRenderer } = electron;
 const SETTINGS_GET: (typeof HOST_SETTINGS_CHANNELS)['get'] = 'settings:get';

@@ -238,6 +238,25 @@ export function cliSuite(): CliSuite {
   };
 }
 
+/**
+ * A relay (`relay --listen 127.0.0.1:0`) with a credential for contact point acme-hq, and the
+ * `serve` command line for it (peer port and admin endpoint on loopback port 0, state in
+ * HOME/cp): for tests that start, kill and restart serve themselves.
+ */
+export async function relayForServe(suite: CliSuite): Promise<{ serveArgs: string[]; cpState: string }> {
+  const relayState = join(suite.home, 'relay');
+  const cpState = join(suite.home, 'cp');
+  const cpCred = join(suite.home, 'acme-hq.credential');
+  const add = await suite.cli(['relay', 'credential', 'add', '--kind', 'contact-point', '--id', 'acme-hq', '--out', cpCred, '--state', relayState]);
+  if (add.code !== 0) throw new Error(`relay credential add failed (${add.code}): ${add.stderr}`);
+  const relay = await suite.start(['relay', '--listen', '127.0.0.1:0', '--state', relayState, '--json']);
+  const serveArgs = [
+    'serve', '--relay', String(relay.ready.url), '--id', 'acme-hq', '--credential-file', cpCred,
+    '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--state', cpState, '--json', '--log-level', 'warn',
+  ];
+  return { serveArgs, cpState };
+}
+
 /** What operatorSetup() started, and the flags that make a command the operator `tech`. */
 export interface OperatorSetup {
   readonly relayUrl: string;

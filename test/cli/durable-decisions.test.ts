@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AdminClient } from '../../core/admin/client.js';
 import type { PeerView, Snapshot } from '../../core/admin/contract.js';
-import { cliSuite, type Service } from './cli-process.js';
+import { cliSuite, relayForServe, type Service } from './cli-process.js';
 
 /**
  * Admin decisions are on disk before the command says they are done: the real `serve` is
@@ -14,21 +14,6 @@ import { cliSuite, type Service } from './cli-process.js';
 
 const suite = cliSuite();
 const { cli, start } = suite;
-
-/** A relay with a credential for contact point acme-hq, and the serve command line for it. */
-async function setup(): Promise<{ serveArgs: string[]; cpState: string }> {
-  const relayState = join(suite.home, 'relay');
-  const cpState = join(suite.home, 'cp');
-  const cpCred = join(suite.home, 'acme-hq.credential');
-  const add = await cli(['relay', 'credential', 'add', '--kind', 'contact-point', '--id', 'acme-hq', '--out', cpCred, '--state', relayState]);
-  expect(add.code, add.stderr).toBe(0);
-  const relay = await start(['relay', '--listen', '127.0.0.1:0', '--state', relayState, '--json']);
-  const serveArgs = [
-    'serve', '--relay', String(relay.ready.url), '--id', 'acme-hq', '--credential-file', cpCred,
-    '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--state', cpState, '--json', '--log-level', 'warn',
-  ];
-  return { serveArgs, cpState };
-}
 
 /** Kills serve without a chance to write anything more, and starts it again on the same state folder. */
 async function crashAndRestart(serve: Service, serveArgs: string[]): Promise<Service> {
@@ -44,7 +29,7 @@ async function peersOf(cpState: string): Promise<Record<string, PeerView['state'
 
 describe('a decision acknowledged to the admin survives kill -9 of the contact point', () => {
   it('an approval, a revocation of a registered peer, a registration policy and a port policy each hold after a restart', async () => {
-    const { serveArgs, cpState } = await setup();
+    const { serveArgs, cpState } = await relayForServe(suite);
     let serve = await start(serveArgs);
     const printer = await start(['peer', 'join', '--cp', String(serve.ready.peerPortUrl), '--name', 'printer', '--register', '--json', '--state', join(suite.home, 'peer')]);
     await printer.waitForEvent((e) => e.event === 'state' && e.state === 'pending', 'pending state');
@@ -83,7 +68,7 @@ describe('a decision acknowledged to the admin survives kill -9 of the contact p
 
 describe('a decision that cannot be written', () => {
   it('fails with the reason (exit 1, NOT_SAVED), changes nothing, and the state in memory equals the file', async () => {
-    const { serveArgs, cpState } = await setup();
+    const { serveArgs, cpState } = await relayForServe(suite);
     const serve = await start(serveArgs);
     const printer = await start(['peer', 'join', '--cp', String(serve.ready.peerPortUrl), '--name', 'printer', '--register', '--json', '--state', join(suite.home, 'peer')]);
     await printer.waitForEvent((e) => e.event === 'state' && e.state === 'pending', 'pending state');
