@@ -6,7 +6,8 @@
  * transport boundary before they reach the core.
  */
 import { nameSchema } from '../protocol/name.js';
-import { int, list, obj, optional, str, type Infer, type Schema } from '../protocol/schema.js';
+import { MAX_REASON_LENGTH } from '../protocol/limits.js';
+import { int, list, obj, oneOf, optional, str, type Infer, type Schema } from '../protocol/schema.js';
 
 export type PeerState = 'unregistered' | 'pending' | 'registered' | 'revoked';
 export type TunnelState = 'connecting' | 'connected' | 'reconnecting' | 'offline';
@@ -96,6 +97,45 @@ export interface FlowBatch {
   readonly omitted: number;
   readonly intervalMs: number;
   readonly totals: FlowTotals;
+}
+
+/** A history entry's outcome: a message's (as in the flow) or a mediated port's opening and closing. */
+export type HistoryOutcome = FlowOutcome | 'opened' | 'closed';
+export const HISTORY_OUTCOMES = ['delivered', 'refused', 'forwarded', 'opened', 'closed'] as const satisfies readonly HistoryOutcome[];
+
+/**
+ * One stored observation: a message's metadata and outcome (never its payload), or a port
+ * event (`id` port:N, `from` the operator, `to` what was opened, `size` its bytes at close).
+ * `seq` numbers entries in the order they were recorded, across restarts: the paging cursor.
+ */
+export interface HistoryEntry extends Omit<FlowEvent, 'outcome'> {
+  readonly seq: number;
+  readonly outcome: HistoryOutcome;
+}
+
+/** How much history the contact point keeps on disk (serve/start --history-entries/--history-days, or history:retention). */
+export interface HistoryRetention {
+  /** at least this many of the newest entries are kept (whole segment files are dropped past it) */
+  readonly entries: number;
+  /** entries older than this many days are dropped too; 0: no age limit */
+  readonly days: number;
+}
+
+/** One page of history, newest first. */
+export interface HistoryPage {
+  readonly entries: readonly HistoryEntry[];
+  /** pass as `before` for the next (older) page; absent when this was the last */
+  readonly next?: number;
+  /** entries in the whole stored history that match the filters, and their outcomes */
+  readonly matched: number;
+  readonly counts: Readonly<Record<HistoryOutcome, number>>;
+  /** false when this contact point keeps no history (no state folder, or turned off) */
+  readonly enabled: boolean;
+  readonly retention: HistoryRetention;
+  /** what is on disk: entries, bytes, segment files, and the oldest entry's time */
+  readonly stored: { readonly entries: number; readonly bytes: number; readonly segments: number; readonly oldestAt: number | undefined };
+  /** observations lost since start because the disk did not keep up or a write failed */
+  readonly lost: number;
 }
 
 export interface ContactPointInfo {
@@ -191,6 +231,15 @@ export type AdminEventName = keyof AdminEvents;
 export const ADMIN_EVENTS: readonly AdminEventName[] = ['peer:changed', 'peer:removed', 'tunnel:status', 'flow:batch', 'policy:changed', 'ports:changed', 'ports:policy-changed', 'peers:flood'];
 
 const peerName = nameSchema;
+
+/** Most entries one history:query page returns. */
+export const MAX_HISTORY_PAGE = 1_000;
+/** Most entries the history may be set to keep (its index costs about 40 bytes each in memory). */
+export const MAX_HISTORY_ENTRIES = 1_000_000;
+/** Longest age limit the history takes, in days. */
+export const MAX_HISTORY_DAYS = 3_650;
+/** Defaults: the newest 100,000 entries, no age limit. */
+export const DEFAULT_HISTORY_RETENTION: HistoryRetention = { entries: 100_000, days: 0 };
 const cidr = str({ min: 3, max: 49, pattern: /^[0-9a-fA-F:.]+\/\d{1,3}$/, patternText: 'must be a CIDR such as 192.168.1.0/24' });
 
 /** Every call: its parameter schema. Results are typed by AdminResults. */
@@ -211,6 +260,25 @@ export const ADMIN_CALLS = {
     targets: list(str({ min: 1, max: 80 }), { max: 256 }),
     listen: list(str({ min: 1, max: 80 }), { max: 256 }),
   }),
+  'history:query': obj({
+    /** a cursor: only entries older than this seq (a page's `next`) */
+    before: optional(int({ min: 1, max: Number.MAX_SAFE_INTEGER })),
+    limit: optional(int({ min: 1, max: MAX_HISTORY_PAGE })),
+    /** an address (has @): entries from or to exactly it; else a part of a from or to address */
+    peer: optional(str({ min: 1, max: 200 })),
+    /** the same, for the sender (`from`) only */
+    sender: optional(str({ min: 1, max: 200 })),
+    outcome: optional(oneOf(HISTORY_OUTCOMES)),
+    /** a status name (PEER_OFFLINE) or a part of the reason text */
+    reason: optional(str({ min: 1, max: MAX_REASON_LENGTH })),
+    /** time range, ms since the epoch, inclusive */
+    since: optional(int({ min: 0, max: Number.MAX_SAFE_INTEGER })),
+    until: optional(int({ min: 0, max: Number.MAX_SAFE_INTEGER })),
+  }),
+  'history:retention': obj({
+    entries: int({ min: 1, max: MAX_HISTORY_ENTRIES }),
+    days: int({ min: 0, max: MAX_HISTORY_DAYS }),
+  }),
 } satisfies Record<string, Schema<unknown>>;
 
 export type AdminMethod = keyof typeof ADMIN_CALLS;
@@ -225,6 +293,8 @@ export interface AdminResults {
   'tunnel:reconnect': TunnelView;
   'ports:close': { readonly id: number };
   'ports:policy': PortPolicyView;
+  'history:query': HistoryPage;
+  'history:retention': HistoryRetention;
 }
 
 /**
