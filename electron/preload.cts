@@ -22,6 +22,8 @@ const CALLS = {
   'tunnel:reconnect': true,
   'ports:close': true,
   'ports:policy': true,
+  'history:query': true,
+  'history:retention': true,
 } as const satisfies Record<AdminMethod, true>;
 const EVENTS = {
   'peer:changed': true,

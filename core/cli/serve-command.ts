@@ -10,6 +10,9 @@ import {
   floodLimitOptions,
   hostContactPoint,
   portPolicyFlagsHelp,
+  historyFlags,
+  historyFlagsHelp,
+  historyOptions,
   portPolicyFlags,
   portPolicyLine,
   portPolicyOptions,
@@ -75,6 +78,7 @@ ${portPolicyFlagsHelp(31)}
   --max-exposure-streams N     connections of one relay exposure at once (default ${MAX_STREAMS_PER_EXPOSURE});
                                refused ones are counted per port (ports, the GUI's Ports view)
 ${floodLimitFlagsHelp(31)}
+${historyFlagsHelp(31)}
   --log-level LEVEL            debug, info, warn, error or silent (default info); logs go to stderr
   --json                       print one line {"event":"ready",...} on stdout once running
   -h, --help                   this help
@@ -109,6 +113,7 @@ async function run(argv: string[]): Promise<number> {
       'max-streams': { type: 'string' },
       'max-exposure-streams': { type: 'string' },
       ...portPolicyOptions,
+      ...historyOptions,
       ...floodLimitOptions,
       'log-level': { type: 'string' },
       json: { type: 'boolean' },
@@ -127,6 +132,7 @@ async function run(argv: string[]): Promise<number> {
   const maxExposureStreams = countFlag('--max-exposure-streams', values['max-exposure-streams']);
   const streamLimits = { ...(maxStreams !== undefined ? { maxStreams } : {}), ...(maxExposureStreams !== undefined ? { maxStreamsPerExposure: maxExposureStreams } : {}) };
   const floodLimits = floodLimitFlags(values);
+  const history = historyFlags(values);
   const level = logLevel('--log-level', values['log-level'] ?? 'info');
   const logger = createLogger({ level });
   const warn = (msg: string): void => logger.warn(msg);
@@ -142,7 +148,7 @@ async function run(argv: string[]): Promise<number> {
   try {
     hosted = await hostContactPoint({
       contactPoint: {
-        id, relayUrl, secret, ...floodLimits, ...(proxy !== undefined ? { proxy } : {}), ...(ca ? { ca } : {}), ...(policy ? { policy } : {}), streamLimits,
+        id, relayUrl, secret, ...floodLimits, ...history, ...(proxy !== undefined ? { proxy } : {}), ...(ca ? { ca } : {}), ...(policy ? { policy } : {}), streamLimits,
         ...(idInUseRetryMs !== undefined ? { timing: { idInUseRetryMs } } : {}),
       },
       stateDir,
