@@ -6,6 +6,9 @@
 import { statusName } from '../protocol/status.js';
 import { MAX_HISTORY_PAGE, type AdminApi, type AdminParams, type HistoryEntry } from './contract.js';
 
+/** The history's limits and outcomes, for the GUI (which takes only types from the contract). */
+export { HISTORY_OUTCOMES, MAX_HISTORY_DAYS, MAX_HISTORY_ENTRIES } from './contract.js';
+
 export const HISTORY_EXPORT_FORMATS = ['csv', 'jsonl'] as const;
 export type HistoryExportFormat = (typeof HISTORY_EXPORT_FORMATS)[number];
 

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import type { HistoryEntry, HistoryPage } from '../../core/admin/contract.js';
 import { HISTORY_CSV_COLUMNS } from '../../core/admin/history-export.js';
 import { HISTORY_FLUSH_MS } from '../../core/contact-point/history-store.js';
+import { parseCsv } from '../csv.js';
 import { cliSuite } from './cli-process.js';
 
 /**
@@ -15,35 +16,6 @@ import { cliSuite } from './cli-process.js';
 
 const suite = cliSuite();
 const { cli, start } = suite;
-
-/** RFC 4180 rows (quoted fields may hold commas, quotes and line breaks). */
-function parseCsv(text: string): string[][] {
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let field = '';
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') {
-        field += '"';
-        i++;
-      } else if (c === '"') quoted = false;
-      else field += c;
-    } else if (c === '"') quoted = true;
-    else if (c === ',') {
-      row.push(field);
-      field = '';
-    } else if (c === '\r' && text[i + 1] === '\n') {
-      row.push(field);
-      rows.push(row);
-      row = [];
-      field = '';
-      i++;
-    } else field += c;
-  }
-  return rows;
-}
 
 describe('contact-point history: kept across restarts of serve', () => {
   it('lists, filters and exports every message after a clean stop and after kill -9', async () => {
