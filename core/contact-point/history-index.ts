@@ -9,7 +9,8 @@ import { statusName } from '../protocol/status.js';
  * segment, so dropping a segment file drops its strings with it.
  */
 
-const DIRS: readonly FlowDirection[] = ['in', 'out', 'local'];
+const DIR_INDEX: Readonly<Record<FlowDirection, number>> = { in: 0, out: 1, local: 2 };
+const OUTCOME_INDEX = Object.fromEntries(HISTORY_OUTCOMES.map((o, i) => [o, i])) as Readonly<Record<HistoryOutcome, number>>;
 
 /** What history:query filters on (all optional; strings as the admin typed them). */
 export interface HistoryFilter {
@@ -113,19 +114,19 @@ export class SegmentIndex {
     return this.count === 0 ? this.firstSeq - 1 : this.seq[this.count - 1]!;
   }
 
-  /** Indexes an entry whose line of `length` bytes (newline included) starts at `this.bytes`. */
-  add(e: IndexedFields, length: number): void {
+  /** Indexes entry `seq` whose line of `length` bytes (newline included) starts at `this.bytes`. */
+  add(seq: number, e: Omit<IndexedFields, 'seq' | 'reason'>, reason: string, length: number): void {
     if (this.count === this.seq.length) this.grow();
     const i = this.count++;
-    this.seq[i] = e.seq;
+    this.seq[i] = seq;
     this.at[i] = e.at;
     this.off[i] = this.bytes;
     this.len[i] = length;
     this.from[i] = this.intern(e.from);
     this.to[i] = this.intern(e.to);
-    this.reasonId[i] = this.intern(e.reason);
+    this.reasonId[i] = this.intern(reason);
     this.code[i] = Math.min(Math.max(e.code, 0), 0xffff);
-    this.kind[i] = HISTORY_OUTCOMES.indexOf(e.outcome) * 4 + DIRS.indexOf(e.dir);
+    this.kind[i] = OUTCOME_INDEX[e.outcome] * 4 + DIR_INDEX[e.dir];
     this.bytes += length;
     if (e.at < this.minAt) this.minAt = e.at;
     if (e.at > this.maxAt) this.maxAt = e.at;

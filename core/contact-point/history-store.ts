@@ -50,8 +50,10 @@ export type HistoryObservation = Omit<HistoryEntry, 'seq'>;
  * One line of a segment: a JSON array, in this order (docs/GUI.md "History" shows the format):
  * [seq, at, outcome, dir, from, to, size, code, reason, id]
  */
-function encodeLine(seq: number, e: HistoryObservation): string {
-  return `${JSON.stringify([seq, e.at, e.outcome, e.dir, e.from, e.to, e.size, e.code, e.reason, e.id])}\n`;
+function encodeLine(seq: number, e: HistoryObservation, reason: string): string {
+  // By hand rather than JSON.stringify of the array: outcome and dir are fixed words, numbers
+  // need no quoting; the strings still go through JSON.stringify (escaping). Same JSON.
+  return `[${seq},${e.at},"${e.outcome}","${e.dir}",${JSON.stringify(e.from)},${JSON.stringify(e.to)},${e.size},${e.code},${JSON.stringify(reason)},${JSON.stringify(e.id)}]\n`;
 }
 
 /** A line back into an entry; undefined when it is not one (corrupt, or not ours). */
@@ -209,7 +211,7 @@ export class HistoryStore {
     this.flushTimer = undefined;
     await this.flush();
     this.closed = true;
-    this.writing = this.writing.then(() => this.closeCurrent());
+    this.writing = this.writing.then(() => this.closeCurrent(true));
     await this.writing;
   }
 
@@ -264,7 +266,7 @@ export class HistoryStore {
         break;
       }
       const e = decodeLine(buf.toString('utf8', pos, nl));
-      if (e && e.seq > index.lastSeq) index.add(e, nl + 1 - pos);
+      if (e && e.seq > index.lastSeq) index.add(e.seq, e, e.reason, nl + 1 - pos);
       else {
         corrupt++;
         index.skip(nl + 1 - pos);
@@ -292,28 +294,40 @@ export class HistoryStore {
         this.lostCount += batch.length - i;
         return;
       }
-      const take = batch.slice(i, i + (segmentEntries(this.retentionValue) - cur.index.count));
-      i += take.length;
-      const lines: string[] = [];
-      const entries: HistoryEntry[] = [];
-      for (const o of take) {
-        const e = { ...o, seq: this.nextSeq++, reason: o.reason.length > MAX_REASON_LENGTH ? o.reason.slice(0, MAX_REASON_LENGTH) : o.reason };
-        entries.push(e);
-        lines.push(encodeLine(e.seq, e));
+      const n = Math.min(batch.length - i, segmentEntries(this.retentionValue) - cur.index.count);
+      const lines: string[] = new Array<string>(n);
+      const reasons: string[] = new Array<string>(n);
+      let chars = 0;
+      for (let k = 0; k < n; k++) {
+        const o = batch[i + k]!;
+        reasons[k] = o.reason.length > MAX_REASON_LENGTH ? o.reason.slice(0, MAX_REASON_LENGTH) : o.reason;
+        lines[k] = encodeLine(this.nextSeq + k, o, reasons[k]!);
+        chars += lines[k]!.length;
       }
-      const buf = Buffer.from(lines.join(''), 'utf8');
+      // One buffer for the batch; writing each line into it gives its byte length (UTF-8).
+      const buf = Buffer.allocUnsafe(chars * 3);
+      const lengths = new Uint32Array(n);
+      let used = 0;
+      for (let k = 0; k < n; k++) {
+        lengths[k] = buf.write(lines[k]!, used, 'utf8');
+        used += lengths[k]!;
+      }
+      const firstSeq = this.nextSeq;
+      this.nextSeq += n;
       try {
-        await cur.fh.write(buf);
+        await cur.fh.write(buf, 0, used);
       } catch (err: unknown) {
-        this.lostCount += take.length;
+        this.lostCount += n;
+        i += n;
         this.logger.error('history: a write failed; those entries are lost, the next go to a new segment', { file: cur.index.file, error: ioReason(err) });
         await this.closeCurrent();
         continue;
       }
-      for (let k = 0; k < entries.length; k++) {
-        const e = entries[k]!;
-        cur.index.add(e, Buffer.byteLength(lines[k]!, 'utf8'));
+      for (let k = 0; k < n; k++) {
+        const o = batch[i + k]!;
+        cur.index.add(firstSeq + k, o, reasons[k]!, lengths[k]!);
       }
+      i += n;
     }
   }
 
@@ -344,14 +358,17 @@ export class HistoryStore {
     return this.current;
   }
 
-  private async closeCurrent(): Promise<void> {
+  /** Closes the open segment; `sync` (at close()) fsyncs it first. Rotation does not: these are observations. */
+  private async closeCurrent(sync = false): Promise<void> {
     const cur = this.current;
     this.current = undefined;
     if (!cur) return;
-    try {
-      await cur.fh.datasync();
-    } catch {
-      // a segment that cannot be synced is still closed; what reached the OS stays
+    if (sync) {
+      try {
+        await cur.fh.datasync();
+      } catch {
+        // a segment that cannot be synced is still closed; what reached the OS stays
+      }
     }
     await cur.fh.close().catch(() => undefined);
   }
