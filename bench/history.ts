@@ -132,7 +132,7 @@ export async function runHistory(ctx: BenchContext): Promise<void> {
     for (const label of ['off', 'on'] as const) {
       const id = `bench-${label}`;
       const secret = await relay.call<string>('addCredential', { kind: 'contact-point', id });
-      const cp = await ctx.startWorker('contact-point', { id, relayUrl: relay.url, secret, subnets: ['127.0.0.0/8'], history: label === 'on' });
+      const cp = await ctx.startWorker('contact-point', { id, relayUrl: relay.url, secret, subnets: ['127.0.0.0/8'], history: label });
       workers.push(cp);
       const sink = await ctx.startWorker('receiver', { url: cp.url, name: 'sink' });
       workers.push(sink);
@@ -175,7 +175,7 @@ export async function runHistory(ctx: BenchContext): Promise<void> {
       value: Math.round(onRate),
       unit: 'msgs/s',
       baseline_msgs_per_s: Math.round(offRate),
-      baseline: 'the same path through a second contact point without a state folder (no history), rounds alternating',
+      baseline: 'the same path through a second contact point with a state folder but --no-history, rounds alternating',
       ratio: round(onRate / offRate),
       rounds_on: closed.on.map((c) => Math.round(c.msgsPerS)),
       rounds_off: closed.off.map((c) => Math.round(c.msgsPerS)),

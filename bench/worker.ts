@@ -146,15 +146,20 @@ async function startContactPoint(config: {
   ports?: { targets: string[]; listen: string[] };
   /** CA certificate (PEM) to trust for a wss relay with a self-signed certificate */
   ca?: string;
-  /** keep the message history in a temporary state folder (history benchmark); else no state folder, no history */
-  history?: boolean;
+  /**
+   * history benchmark: a temporary state folder, with the message history kept ('on') or not
+   * ('off'); absent: no state folder (so no history), as in the other benchmarks
+   */
+  history?: 'on' | 'off';
 }): Promise<{ info: ReadyInfo; ops: Record<string, Handler>; stop: () => Promise<void> }> {
   const stateDir = config.history ? await mkdtemp(join(tmpdir(), 'cp-bench-history-')) : undefined;
+  const history = config.history === 'off' ? { history: false as const } : {};
   const cp = await ContactPoint.create({
     id: config.id,
     relayUrl: config.relayUrl,
     secret: config.secret,
     stateDir,
+    ...history,
     peerHost: '127.0.0.1',
     proxy: null,
     logger,

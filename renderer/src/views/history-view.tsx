@@ -235,7 +235,7 @@ function RetentionForm({ page, onSaved }: { page: HistoryPage; onSaved: () => vo
   return (
     <details className="history-retention">
       <summary>
-        Stored: {formatCount(s.entries)} entries, {formatBytes(s.bytes)} in {s.segments} files{s.oldestAt !== undefined ? `, since ${formatDateTime(s.oldestAt)}` : ''}
+        Stored: {formatCount(s.entries)} entries, {formatBytes(s.bytes)} in {s.segments} {s.segments === 1 ? 'file' : 'files'}{s.oldestAt !== undefined ? `, since ${formatDateTime(s.oldestAt)}` : ''}
         {page.lost > 0 ? `; ${formatCount(page.lost)} lost (disk too slow or a write failed)` : ''}
       </summary>
       <form className="toolbar" onSubmit={(e) => void save(e)} aria-label="History retention">
