@@ -4,6 +4,7 @@
  */
 import { AdminError } from './admin/contract.js';
 import { adminCommands } from './cli/admin-commands.js';
+import { auditCommands } from './cli/audit-command.js';
 import { wantsHelp, type Command } from './cli/args.js';
 import { CliError, ExitCode, UsageError } from './cli/errors.js';
 import { exposeCommand } from './cli/expose-command.js';
@@ -25,6 +26,7 @@ const COMMANDS: readonly Command[] = [
   serveCommand,
   ...adminCommands,
   ...historyCommands,
+  ...auditCommands,
   ...portsCommands,
   ...peerCommands,
   exposeCommand,
@@ -59,6 +61,7 @@ Administer a running contact point (serve or start):
   ports close ID               close a mediated port and reset its connections
   ports policy [show]          the port policy: LAN targets and local ports mediation may use
   ports policy set             change it (empty by default: every port request is refused)
+  audit                        the audit trail: every decision, when, via GUI/CLI/API, before/after
 
 Peers:
   peer join                    an internal (LAN) peer: register, print (and --echo) messages

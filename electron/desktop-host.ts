@@ -3,12 +3,14 @@ import { join } from 'node:path';
 import {
   ADMIN_EVENTS,
   AdminError,
-  type AdminApi,
+  type AdminHostApi,
   type AdminEventName,
+  type AdminSurface,
   type AdminEvents,
   type AdminMethod,
   type AdminParams,
   type AdminResults,
+  type AuditValue,
   type TunnelView,
 } from '../core/admin/contract.js';
 import { ContactPoint } from '../core/contact-point/contact-point.js';
@@ -17,6 +19,7 @@ import { CredentialStore } from '../core/relay/credentials.js';
 import { Relay } from '../core/relay/relay.js';
 import type { Logger } from '../core/runtime/logger.js';
 import type { DesktopSettings } from './settings-store.js';
+import type { HostSettingsView } from '../core/admin/host-settings.js';
 
 /** LAN peers connect here; the admin window is the only admin, so no admin endpoint is opened. */
 const PEER_HOST = '0.0.0.0';
@@ -33,7 +36,7 @@ interface Running {
  * window as one AdminApi that outlives restarts: a settings change builds a new contact point
  * and the window's subscriptions carry over.
  */
-export class DesktopHost implements AdminApi {
+export class DesktopHost implements AdminHostApi {
   private running: Running | undefined;
   private readonly events = new EventEmitter();
   private chain: Promise<unknown> = Promise.resolve();
@@ -70,10 +73,20 @@ export class DesktopHost implements AdminApi {
     this.events.removeAllListeners();
   }
 
-  call<M extends AdminMethod>(method: M, params: AdminParams<M>): Promise<AdminResults[M]> {
+  call<M extends AdminMethod>(method: M, params: AdminParams<M>, surface?: AdminSurface): Promise<AdminResults[M]> {
     const cp = this.running?.cp;
     if (!cp) return Promise.reject(new AdminError('UNAVAILABLE', 'the contact point is restarting; try again in a moment'));
-    return cp.call(method, params);
+    return cp.call(method, params, surface);
+  }
+
+  /**
+   * Audits a settings change from the window in the trail of the contact point now running
+   * (the one the window shows after the restart). The secret never goes in: only whether a
+   * new credential was given.
+   */
+  async recordSettings(before: HostSettingsView, after: HostSettingsView, credentialChanged: boolean): Promise<void> {
+    const view = (v: HostSettingsView): AuditValue => ({ relayUrl: v.relayUrl === '' ? 'embedded demo relay' : v.relayUrl, id: v.id, peerPort: v.peerPort, credentialSet: v.credentialSet });
+    await this.running?.cp.recordAudit('gui', 'settings:save', 'settings', view(before), { ...view(after), ...(credentialChanged ? { credentialChanged: true } : {}) });
   }
 
   subscribe<E extends AdminEventName>(event: E, listener: (data: AdminEvents[E]) => void): () => void {

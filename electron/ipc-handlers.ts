@@ -1,4 +1,4 @@
-import { ADMIN_CALLS, AdminError, isAdminMethod, type AdminApi, type AdminMethod } from '../core/admin/contract.js';
+import { ADMIN_CALLS, AdminError, isAdminMethod, type AdminHostApi, type AdminMethod } from '../core/admin/contract.js';
 import { SchemaError } from '../core/protocol/schema.js';
 import type { Logger } from '../core/runtime/logger.js';
 import type { IpcEnvelope } from './ipc-envelope.js';
@@ -6,9 +6,10 @@ import type { IpcEnvelope } from './ipc-envelope.js';
 /**
  * One admin call from the window: the method must be in the contract and its parameters must
  * pass the contract's schema here, in main, before anything reaches the core (the renderer is
- * treated as untrusted input). Every outcome is an envelope.
+ * treated as untrusted input). Every outcome is an envelope. The window is the GUI: its calls
+ * are audited as `gui`.
  */
-export async function handleAdminCall(api: AdminApi, method: unknown, params: unknown, logger: Logger): Promise<IpcEnvelope> {
+export async function handleAdminCall(api: AdminHostApi, method: unknown, params: unknown, logger: Logger): Promise<IpcEnvelope> {
   if (!isAdminMethod(method)) return { ok: false, error: { code: 'UNKNOWN_METHOD', message: `no admin call named ${String(method)}` } };
   let checked: unknown;
   try {
@@ -18,7 +19,7 @@ export async function handleAdminCall(api: AdminApi, method: unknown, params: un
     throw err;
   }
   try {
-    return { ok: true, value: await api.call(method as AdminMethod, checked as never) };
+    return { ok: true, value: await api.call(method as AdminMethod, checked as never, 'gui') };
   } catch (err: unknown) {
     if (err instanceof AdminError) return { ok: false, error: { code: err.code, message: err.message } };
     logger.error('admin call failed', { method, error: String(err) });

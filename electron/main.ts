@@ -86,10 +86,13 @@ async function main(): Promise<void> {
     fromOurWindow(e)
       ? envelope(
           async (): Promise<HostSettingsResult> => {
+            const before = settings.view();
             const r = await settings.save(input);
             if (!r.ok) return r;
             await host.apply(r.settings);
-            return { ok: true, settings: settings.view() };
+            const after = settings.view();
+            await host.recordSettings(before, after, typeof (input as { credential?: unknown } | null)?.credential === 'string');
+            return { ok: true, settings: after };
           },
           logger,
           'saving the settings',

@@ -24,6 +24,7 @@ const CALLS = {
   'ports:policy': true,
   'history:query': true,
   'history:retention': true,
+  'audit:list': true,
 } as const satisfies Record<AdminMethod, true>;
 const EVENTS = {
   'peer:changed': true,
@@ -34,6 +35,7 @@ const EVENTS = {
   'ports:changed': true,
   'ports:policy-changed': true,
   'peers:flood': true,
+  'audit:entry': true,
 } as const satisfies Record<AdminEventName, true>;
 const { contextBridge, ipcRenderer } = electron;
 const SETTINGS_GET: (typeof HOST_SETTINGS_CHANNELS)['get'] = 'settings:get';

@@ -1,12 +1,14 @@
 import { WebSocket, type RawData } from 'ws';
 import { AdminClientProtocol, readServerMessage } from './client-protocol.js';
-import { ADMIN_PROTOCOL, AdminError, type AdminApi, type AdminEventName, type AdminEvents, type AdminMethod, type AdminParams, type AdminResults, type Snapshot } from './contract.js';
+import { ADMIN_PROTOCOL, AdminError, type AdminApi, type AdminEventName, type AdminEvents, type AdminMethod, type AdminParams, type AdminResults, type AdminSurface, type Snapshot } from './contract.js';
 
 export interface AdminClientOptions {
   /** time to connect, authenticate and get the snapshot (default 5 s) */
   readonly connectTimeoutMs?: number;
   /** a call with no answer this long fails with UNAVAILABLE (default ADMIN_CALL_TIMEOUT_MS, 15 s) */
   readonly callTimeoutMs?: number;
+  /** which admin surface this client is, for the audit trail (default `api`; the CLI says `cli`) */
+  readonly surface?: AdminSurface;
 }
 
 /** ws close code for a message that is not of the admin protocol (RFC 6455 protocol error). */
@@ -50,7 +52,7 @@ export class AdminClient implements AdminApi {
         clearTimeout(timer);
         reject(new AdminError(code === 4401 ? 'UNAUTHORIZED' : 'UNAVAILABLE', `admin endpoint closed the connection: ${reason.toString() || code}`));
       });
-      ws.once('open', () => ws.send(JSON.stringify({ type: 'auth', token })));
+      ws.once('open', () => ws.send(JSON.stringify({ type: 'auth', token, surface: opts.surface ?? 'api' })));
       ws.once('message', (data) => {
         clearTimeout(timer);
         const msg = readServerMessage(rawText(data));

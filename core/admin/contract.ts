@@ -10,6 +10,33 @@ import { MAX_REASON_LENGTH } from '../protocol/limits.js';
 import { int, list, obj, oneOf, optional, str, type Infer, type Schema } from '../protocol/schema.js';
 
 export type PeerState = 'unregistered' | 'pending' | 'registered' | 'revoked';
+
+/**
+ * Which admin surface made a call: the GUI (desktop window or browser), the CLI, or another
+ * program on the admin API. The caller says which it is (the ws `auth` message, the Electron
+ * IPC handler); the contact point records it in the audit trail.
+ */
+export type AdminSurface = 'gui' | 'cli' | 'api';
+export const ADMIN_SURFACES = ['gui', 'cli', 'api'] as const satisfies readonly AdminSurface[];
+
+/** What an audit entry records: every admin decision, port close and settings change. */
+export const AUDIT_ACTIONS = ['peer:approve', 'peer:reject', 'peer:revoke', 'peer:forget', 'policy:set', 'ports:policy', 'ports:close', 'settings:save', 'history:retention'] as const;
+export type AuditAction = (typeof AUDIT_ACTIONS)[number];
+/** A value before or after a decision: a flat object of scalars and string lists; null when there was none (a forgotten peer after). */
+export type AuditValue = Readonly<Record<string, string | number | boolean | readonly string[]>> | null;
+
+/** One entry of the audit trail (core/contact-point/audit-log.ts). */
+export interface AuditEntry {
+  /** 1, 2, 3... in the order the decisions were saved */
+  readonly seq: number;
+  readonly at: number;
+  readonly surface: AdminSurface;
+  readonly action: AuditAction;
+  /** what it acted on: a peer name, `policy`, `ports`, `port 7`, `settings` */
+  readonly target: string;
+  readonly before: AuditValue;
+  readonly after: AuditValue;
+}
 export type TunnelState = 'connecting' | 'connected' | 'reconnecting' | 'offline';
 
 export interface PeerView {
@@ -27,6 +54,10 @@ export interface PeerView {
   /** who or what admitted it: `admin`, `policy:subnet 10.0.0.0/24`, `policy:join-code` */
   readonly admittedBy: string | undefined;
   readonly decidedAt: number | undefined;
+  /** the admin surface of the last admin decision on it (undefined: none, or decided by the policy) */
+  readonly decidedVia: AdminSurface | undefined;
+  /** when it last asked to be registered (REGISTER); undefined if it never did */
+  readonly requestedAt: number | undefined;
   /** short SHA-256 fingerprint of the peer's public key, to tell two devices apart */
   readonly keyFingerprint: string;
 }
@@ -226,9 +257,11 @@ export interface AdminEvents {
   'ports:policy-changed': PortPolicyView;
   /** the registration flood summary, at most once a second while it changes, and once when the flood is over */
   'peers:flood': FloodView;
+  /** an audit entry, once its decision is saved */
+  'audit:entry': AuditEntry;
 }
 export type AdminEventName = keyof AdminEvents;
-export const ADMIN_EVENTS: readonly AdminEventName[] = ['peer:changed', 'peer:removed', 'tunnel:status', 'flow:batch', 'policy:changed', 'ports:changed', 'ports:policy-changed', 'peers:flood'];
+export const ADMIN_EVENTS: readonly AdminEventName[] = ['peer:changed', 'peer:removed', 'tunnel:status', 'flow:batch', 'policy:changed', 'ports:changed', 'ports:policy-changed', 'peers:flood', 'audit:entry'];
 
 const peerName = nameSchema;
 
@@ -279,6 +312,12 @@ export const ADMIN_CALLS = {
     entries: int({ min: 1, max: MAX_HISTORY_ENTRIES }),
     days: int({ min: 0, max: MAX_HISTORY_DAYS }),
   }),
+  /** the audit trail, newest first: `limit` entries older than `beforeSeq`, about `target` when given */
+  'audit:list': obj({
+    target: optional(str({ min: 1, max: 128 })),
+    beforeSeq: optional(int({ min: 1, max: Number.MAX_SAFE_INTEGER })),
+    limit: optional(int({ min: 1, max: 1_000 })),
+  }),
 } satisfies Record<string, Schema<unknown>>;
 
 export type AdminMethod = keyof typeof ADMIN_CALLS;
@@ -295,6 +334,7 @@ export interface AdminResults {
   'ports:policy': PortPolicyView;
   'history:query': HistoryPage;
   'history:retention': HistoryRetention;
+  'audit:list': { readonly entries: readonly AuditEntry[]; readonly more: boolean };
 }
 
 /**
@@ -319,13 +359,21 @@ export interface AdminApi {
   subscribe<E extends AdminEventName>(event: E, listener: (data: AdminEvents[E]) => void): () => void;
 }
 
+/**
+ * The contact point's side of the contract (and its desktop host's): a call also says which
+ * admin surface it came from, for the audit trail; a caller that does not say is `api`.
+ */
+export interface AdminHostApi extends AdminApi {
+  call<M extends AdminMethod>(method: M, params: AdminParams<M>, surface?: AdminSurface): Promise<AdminResults[M]>;
+}
+
 export function isAdminMethod(m: unknown): m is AdminMethod {
   return typeof m === 'string' && Object.hasOwn(ADMIN_CALLS, m);
 }
 
 /** Wire messages of the ws admin transport (JSON text frames). */
 export type AdminClientMessage =
-  | { readonly type: 'auth'; readonly token: string }
+  | { readonly type: 'auth'; readonly token: string; readonly surface?: AdminSurface }
   | { readonly type: 'call'; readonly id: number; readonly method: string; readonly params: unknown };
 export type AdminServerMessage =
   | { readonly type: 'ready'; readonly snapshot: Snapshot }

@@ -15,8 +15,10 @@ import {
   ADMIN_PATH,
   ADMIN_PROTOCOL,
   AdminError,
+  ADMIN_SURFACES,
   isAdminMethod,
-  type AdminApi,
+  type AdminHostApi,
+  type AdminSurface,
   type AdminServerMessage,
   type Snapshot,
 } from './contract.js';
@@ -31,7 +33,7 @@ export const MAX_ADMIN_MESSAGE_BYTES = 64 * 1024;
 export const ADMIN_SLOW_BYTES = 1024 * 1024;
 
 export interface AdminServerOptions {
-  readonly api: AdminApi & { snapshot(): Snapshot };
+  readonly api: AdminHostApi & { snapshot(): Snapshot };
   readonly logger: Logger;
   /** loopback by default: the admin endpoint is never meant for the LAN */
   readonly host?: string;
@@ -173,6 +175,8 @@ export class AdminServer {
     this.clients.add(ws);
     const unsubs: (() => void)[] = [];
     let authed = false;
+    /** which admin surface this connection is (its auth message says; `api` when it does not) */
+    let surface: AdminSurface = 'api';
     const send = (m: AdminServerMessage): void => {
       if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(m));
     };
@@ -185,7 +189,7 @@ export class AdminServer {
     });
     ws.on('error', () => ws.terminate());
     ws.on('message', (data, isBinary) => {
-      let msg: { type?: unknown; token?: unknown; id?: unknown; method?: unknown; params?: unknown };
+      let msg: { type?: unknown; token?: unknown; surface?: unknown; id?: unknown; method?: unknown; params?: unknown };
       try {
         if (isBinary) throw new Error('binary');
         msg = JSON.parse((Buffer.isBuffer(data) ? data : Buffer.from(data as ArrayBuffer)).toString('utf8')) as typeof msg;
@@ -200,7 +204,12 @@ export class AdminServer {
           ws.close(4401, 'bad token');
           return;
         }
+        if (msg.surface !== undefined && !(ADMIN_SURFACES as readonly unknown[]).includes(msg.surface)) {
+          ws.close(4400, `surface must be one of ${ADMIN_SURFACES.join(', ')}`);
+          return;
+        }
         authed = true;
+        surface = (msg.surface as AdminSurface | undefined) ?? 'api';
         clearTimeout(timer);
         for (const name of ADMIN_EVENTS) {
           unsubs.push(
@@ -225,7 +234,7 @@ export class AdminServer {
         send({ type: 'result', id, ok: false, error: { code: 'UNKNOWN_METHOD', message: `no admin call named ${String(method)}` } });
         return;
       }
-      this.opts.api.call(method, msg.params as never).then(
+      this.opts.api.call(method, msg.params as never, surface).then(
         (value) => send({ type: 'result', id, ok: true, value }),
         (err: unknown) => {
           const e = err instanceof AdminError ? err : new AdminError('INTERNAL', 'internal error');

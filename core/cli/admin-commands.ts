@@ -59,7 +59,7 @@ async function endpoint(values: ConnectionValues): Promise<{ wsUrl: string; toke
 /** Connects, runs `fn`, always closes. AdminErrors propagate (main prints them, exit 1). */
 export async function withAdmin<T>(values: ConnectionValues, fn: (client: AdminClient) => Promise<T>): Promise<T> {
   const { wsUrl: url, token } = await endpoint(values);
-  const client = await AdminClient.connect(url, token);
+  const client = await AdminClient.connect(url, token, { surface: 'cli' });
   try {
     return await fn(client);
   } finally {

@@ -3,8 +3,10 @@ import {
   ADMIN_CALLS,
   AdminError,
   isAdminMethod,
-  type AdminApi,
+  type AdminHostApi,
   type AdminEventName,
+  type AdminSurface,
+  type AuditValue,
   type AdminEvents,
   type AdminMethod,
   type AdminParams,
@@ -33,13 +35,15 @@ import { VERSION } from '../version.js';
 import { Collector } from './collector.js';
 import { Distributor } from './distributor.js';
 import { Outbound } from './outbound.js';
-import { FlowRecorder } from './flow-recorder.js';
+import { FLOW_BATCH_MS, FlowRecorder } from './flow-recorder.js';
 import { HISTORY_DIR, HistoryStore } from './history-store.js';
 import { Gateway } from './gateway.js';
 import { FloodMonitor } from './flood-monitor.js';
 import { PeerPort, type PeerSession } from './peer-interface.js';
 import { Registrar, type PlannedDecision, type RegistrarLimits } from './registrar.js';
+import type { PeerRecord } from './state-store.js';
 import { StateClosedError, StateSaveError, StateStore, type Decision, type PersistedState, type StateDraft } from './state-store.js';
+import { AuditLog, type AuditRecord } from './audit-log.js';
 import { PortPolicy, type PortPolicyConfig } from './port-policy.js';
 import { PortMediator } from './mediation.js';
 import { UdpChannel } from './udp-channel.js';
@@ -107,13 +111,18 @@ function checkRetention(r: HistoryRetention): HistoryRetention {
 
 /** How often tunnel status and changed peer counters go to admin subscribers. */
 export const ADMIN_REFRESH_MS = 1_000;
+/**
+ * How often the open ports' byte, stream and refusal counters go to admin subscribers while they
+ * move (issue 16: the Ports view showed the bytes of when a port opened): as often as the flow.
+ */
+export const PORT_COUNTERS_MS = FLOW_BATCH_MS;
 
 /**
  * The internal contact point (seed 000, 160): one outbound tunnel (gateway), the LAN peer port,
  * the registrar, collector and distributor, and the admin API over all of it. The CLI host,
  * the Electron host and the tests build this same object.
  */
-export class ContactPoint implements AdminApi {
+export class ContactPoint implements AdminHostApi {
   readonly registrar: Registrar;
   readonly gateway: Gateway;
   readonly peerPort: PeerPort;
@@ -132,11 +141,16 @@ export class ContactPoint implements AdminApi {
   private readonly outbound: Outbound;
   private readonly collector: Collector;
   private readonly store: StateStore;
+  /** the audit trail of admin decisions, kept with the state */
+  private readonly audit: AuditLog;
   /** stop() ran: the state file is closed for good */
   private stopped = false;
   private readonly events = new EventEmitter();
   private readonly logger: Logger;
   private refresh: NodeJS.Timeout | undefined;
+  private portCounters: NodeJS.Timeout | undefined;
+  /** the port counters last sent to admin subscribers, to send only when they moved */
+  private portsSent = '';
   private startedAt = 0;
   private udp: UdpChannel | undefined;
   private running = false;
@@ -147,6 +161,7 @@ export class ContactPoint implements AdminApi {
     portPolicy: PortPolicyConfig,
     timing: Timing,
     history: { store: HistoryStore | undefined; setting: HistoryRetention | undefined },
+    audit: AuditLog,
   ) {
     this.logger = opts.logger ?? silentLogger;
     this.history = history.store;
@@ -155,7 +170,8 @@ export class ContactPoint implements AdminApi {
     this.registrar = registrar;
     this.ports = new PortMediator(new PortPolicy(portPolicy), this.logger, opts.streamLimits);
     this.floods = new FloodMonitor(registrar.limits, this.logger);
-    this.store = StateStore.create(opts.stateDir, () => this.persisted(registrar.persisted()), this.logger);
+    this.audit = audit;
+    this.store = StateStore.create(opts.stateDir, () => this.persisted(registrar.persisted()), this.logger, audit, (e) => this.events.emit('audit:entry', e));
     this.gateway = new Gateway({
       relayUrl: opts.relayUrl,
       id: opts.id,
@@ -206,7 +222,7 @@ export class ContactPoint implements AdminApi {
     this.ports.on('changed', () => {
       const list = this.ports.list();
       this.portHistory(list);
-      this.events.emit('ports:changed', list);
+      this.emitPorts(list);
     });
     this.ports.on('refused', (r) =>
       this.flow.record(`port:${r.op}`, 'in', `${r.operator}@relay`, `port ${r.op} ${r.what}`, 0, r.code, r.reason),
@@ -253,7 +269,8 @@ export class ContactPoint implements AdminApi {
       opts.stateDir !== undefined && opts.history !== false
         ? await HistoryStore.open(join(opts.stateDir, HISTORY_DIR), setting ?? DEFAULT_HISTORY_RETENTION, opts.logger ?? silentLogger)
         : undefined;
-    const cp = new ContactPoint(opts, registrar, ports, timing, { store, setting });
+    const audit = await AuditLog.open(opts.stateDir, state.audit, opts.logger ?? silentLogger);
+    const cp = new ContactPoint(opts, registrar, ports, timing, { store, setting }, audit);
     // A policy or history retention from the command line replaces the stored one: save it now, like any decision.
     if (opts.policy || opts.history) await cp.decide(() => ({ apply: () => undefined }));
     return cp;
@@ -277,6 +294,8 @@ export class ContactPoint implements AdminApi {
     this.gateway.start();
     this.refresh = setInterval(() => this.refreshAdmin(), ADMIN_REFRESH_MS);
     this.refresh.unref();
+    this.portCounters = setInterval(() => this.refreshPortCounters(), PORT_COUNTERS_MS);
+    this.portCounters.unref();
     this.logger.info('contact point running', { id: this.opts.id, relay: this.opts.relayUrl, peerPort: this.peerPort.url });
   }
 
@@ -285,6 +304,7 @@ export class ContactPoint implements AdminApi {
     this.running = false;
     this.stopped = true;
     clearInterval(this.refresh);
+    clearInterval(this.portCounters);
     this.flow.stop();
     this.gateway.stop();
     this.ports.detach('contact point stopping');
@@ -316,7 +336,8 @@ export class ContactPoint implements AdminApi {
     };
   }
 
-  async call<M extends AdminMethod>(method: M, params: AdminParams<M>): Promise<AdminResults[M]> {
+  /** One admin call; `surface` is where it came from (the admin server and the desktop host say), for the audit trail. */
+  async call<M extends AdminMethod>(method: M, params: AdminParams<M>, surface: AdminSurface = 'api'): Promise<AdminResults[M]> {
     if (!isAdminMethod(method)) throw new AdminError('UNKNOWN_METHOD', `no admin call named ${String(method)}`);
     let p: unknown;
     try {
@@ -325,7 +346,7 @@ export class ContactPoint implements AdminApi {
       if (err instanceof SchemaError) throw new AdminError('INVALID_PARAMS', `${method}: ${err.message}`);
       throw err;
     }
-    return this.dispatch(method, p as AdminParams<M>) as AdminResults[M];
+    return this.dispatch(method, p as AdminParams<M>, surface) as AdminResults[M];
   }
 
   subscribe<E extends AdminEventName>(event: E, listener: (data: AdminEvents[E]) => void): () => void {
@@ -334,25 +355,35 @@ export class ContactPoint implements AdminApi {
     return () => void this.events.off(event, listener);
   }
 
-  private dispatch(method: AdminMethod, p: AdminParams<AdminMethod>): AdminResults[AdminMethod] | Promise<AdminResults[AdminMethod]> {
+  private dispatch(method: AdminMethod, p: AdminParams<AdminMethod>, surface: AdminSurface): AdminResults[AdminMethod] | Promise<AdminResults[AdminMethod]> {
     const r = this.registrar;
     const name = (p as { name?: string }).name ?? '';
+    const record = (action: AuditRecord['action'], target: string, before: AuditValue, after: AuditValue): AuditRecord => ({ at: Date.now(), surface, action, target, before, after });
+    /** a peer decision, audited with the record's state before and after */
+    const onPeer = <T, R>(action: AuditRecord['action'], plan: (d: StateDraft) => PlannedDecision<T>, result: (value: T) => R): Promise<R> =>
+      this.decideOnRegistrar((d) => {
+        const before = peerAudit(d.peers.get(name));
+        const planned = plan(d);
+        return { planned, audit: record(action, name, before, peerAudit(d.peers.get(name))) };
+      }, result);
     switch (method) {
       case 'snapshot:get':
         return this.snapshot();
       case 'peers:approve':
-        return this.decideOnRegistrar((d) => r.planApprove(name, d), (rec) => r.view(rec));
+        return onPeer('peer:approve', (d) => r.planApprove(name, d, surface), (rec) => r.view(rec));
       case 'peers:reject':
-        return this.decideOnRegistrar((d) => r.planReject(name, d), (rec) => r.view(rec));
+        return onPeer('peer:reject', (d) => r.planReject(name, d, surface), (rec) => r.view(rec));
       case 'peers:revoke':
-        return this.decideOnRegistrar((d) => r.planRevoke(name, d), (rec) => r.view(rec));
+        return onPeer('peer:revoke', (d) => r.planRevoke(name, d, surface), (rec) => r.view(rec));
       case 'peers:forget':
-        return this.decideOnRegistrar((d) => r.planForget(name, d), () => ({ name }));
+        return onPeer('peer:forget', (d) => r.planForget(name, d), () => ({ name }));
       case 'policy:set': {
         const { subnets, joinCode } = p as AdminParams<'policy:set'>;
         return this.decideOnRegistrar((d) => {
+          const was = d.policy;
           try {
-            return r.planPolicy(subnets, joinCode, d);
+            const planned = r.planPolicy(subnets, joinCode, d);
+            return { planned, audit: record('policy:set', 'policy', policyAudit(was), policyAudit(d.policy, was)) };
           } catch (err: unknown) {
             throw new AdminError('INVALID_PARAMS', (err as Error).message);
           }
@@ -363,13 +394,27 @@ export class ContactPoint implements AdminApi {
         return this.gateway.status();
       case 'ports:close': {
         const { id } = p as AdminParams<'ports:close'>;
-        if (!this.ports.close(id)) throw new AdminError('NOT_FOUND', `no open port with id ${id}`);
-        return { id };
+        // Nothing in the state file changes, but the close is audited: its entry is on disk before the port closes.
+        return this.decide(() => {
+          const port = this.ports.list().find((x) => x.id === id);
+          if (!port) throw new AdminError('NOT_FOUND', `no open port with id ${id}`);
+          const before = { proto: port.proto, local: `${port.address}:${port.port}`, state: port.state, operator: port.operator, target: port.target ?? '', bytesIn: port.bytesIn, bytesOut: port.bytesOut };
+          return {
+            audit: record('ports:close', `port ${id}`, before, null),
+            apply: () => {
+              if (!this.ports.close(id)) throw new AdminError('NOT_FOUND', `port ${id} closed meanwhile`);
+              return { id };
+            },
+          };
+        });
       }
       case 'history:query':
         return this.historyPage(p as AdminParams<'history:query'>);
-      case 'history:retention':
-        return this.setHistoryRetention(p as AdminParams<'history:retention'>);
+      case 'history:retention': {
+        const was = this.historySetting ?? DEFAULT_HISTORY_RETENTION;
+        const next = p as AdminParams<'history:retention'>;
+        return this.setHistoryRetention(next, record('history:retention', 'history', { ...was }, { entries: next.entries, days: next.days }));
+      }
       case 'ports:policy': {
         const { targets, listen } = p as AdminParams<'ports:policy'>;
         return this.decide((draft) => {
@@ -379,8 +424,10 @@ export class ContactPoint implements AdminApi {
           } catch (err: unknown) {
             throw new AdminError('INVALID_PARAMS', (err as Error).message);
           }
+          const before = draft.ports ?? this.ports.policy.config;
           draft.ports = { targets: [...config.targets], listen: [...config.listen] };
           return {
+            audit: record('ports:policy', 'ports', { targets: [...before.targets], listen: [...before.listen] }, { targets: [...config.targets], listen: [...config.listen] }),
             apply: () => {
               this.ports.policy.set(config);
               this.events.emit('ports:policy-changed', this.ports.policy.config);
@@ -389,7 +436,19 @@ export class ContactPoint implements AdminApi {
           };
         });
       }
+      case 'audit:list': {
+        const q = p as AdminParams<'audit:list'>;
+        return this.audit.list({ target: q.target, beforeSeq: q.beforeSeq, limit: q.limit ?? 100 });
+      }
     }
+  }
+
+  /**
+   * A change the host made (the desktop app's settings), audited like a decision: its entry is
+   * on disk before this resolves. Nothing in the state file changes.
+   */
+  recordAudit(surface: AdminSurface, action: AuditRecord['action'], target: string, before: AuditValue, after: AuditValue): Promise<void> {
+    return this.decide(() => ({ audit: { at: Date.now(), surface, action, target, before, after }, apply: () => undefined }));
   }
 
   // ---- decisions -------------------------------------------------------------------------
@@ -400,11 +459,11 @@ export class ContactPoint implements AdminApi {
     return { ...registrar, ports: { targets: [...ports.targets], listen: [...ports.listen] }, ...(this.historySetting ? { history: { ...this.historySetting } } : {}) };
   }
 
-  /** A registrar decision (approve, reject, revoke, forget, policy), durable before it applies. */
-  private decideOnRegistrar<T, R>(plan: (draft: StateDraft) => PlannedDecision<T>, result: (value: T) => R): Promise<R> {
+  /** A registrar decision (approve, reject, revoke, forget, policy) and its audit entry, durable before it applies. */
+  private decideOnRegistrar<T, R>(plan: (draft: StateDraft) => { planned: PlannedDecision<T>; audit: AuditRecord }, result: (value: T) => R): Promise<R> {
     return this.decide((draft) => {
-      const planned = plan(draft);
-      return { apply: () => result(planned.apply()), abandon: () => planned.abandon() };
+      const { planned, audit } = plan(draft);
+      return { apply: () => result(planned.apply()), abandon: () => planned.abandon(), audit };
     });
   }
 
@@ -443,13 +502,13 @@ export class ContactPoint implements AdminApi {
   }
 
   /** A retention setting is a decision: saved in the state file, then applied (old segments may go). */
-  private async setHistoryRetention(r: HistoryRetention): Promise<HistoryRetention> {
+  private async setHistoryRetention(r: HistoryRetention, audit: AuditRecord): Promise<HistoryRetention> {
     const history = this.history;
     if (!history) throw new AdminError('UNAVAILABLE', 'this contact point keeps no history (it runs without a state folder)');
     const setting = { entries: r.entries, days: r.days };
     await this.decide((draft) => {
       draft.history = setting;
-      return { apply: () => void (this.historySetting = setting) };
+      return { audit, apply: () => void (this.historySetting = setting) };
     });
     await history.setRetention(setting);
     return setting;
@@ -569,6 +628,19 @@ export class ContactPoint implements AdminApi {
     if (this.floods.drop(source, kind) && this.floods.takeChanged()) this.events.emit('peers:flood', this.floods.view());
   }
 
+  /** The port list to admin subscribers (a port opened, changed state or closed, or its counters moved). */
+  private emitPorts(list = this.ports.list()): void {
+    this.portsSent = portCounters(list);
+    this.events.emit('ports:changed', list);
+  }
+
+  /** Bytes move without a port event: send the list when its counters changed since the last one sent. */
+  private refreshPortCounters(): void {
+    if (this.events.listenerCount('ports:changed') === 0) return;
+    const list = this.ports.list();
+    if (portCounters(list) !== this.portsSent) this.emitPorts(list);
+  }
+
   private refreshAdmin(): void {
     if (this.floods.takeChanged()) this.events.emit('peers:flood', this.floods.view());
     if (this.events.listenerCount('tunnel:status') > 0) this.events.emit('tunnel:status', this.gateway.status());
@@ -579,4 +651,21 @@ export class ContactPoint implements AdminApi {
       if (rec) this.events.emit('peer:changed', this.registrar.view(rec));
     }
   }
+}
+
+/** A peer record as the audit trail shows it before or after a decision (null: no record). */
+function peerAudit(r: PeerRecord | undefined): AuditValue {
+  if (!r) return null;
+  return { state: r.state, ...(r.admittedBy ? { admittedBy: r.admittedBy } : {}), ...(r.lanAddress ? { lanAddress: r.lanAddress } : {}) };
+}
+
+/** The registration policy as the audit trail shows it: never the join code (nor its hash), only whether one is set and whether it changed. */
+function policyAudit(p: PersistedState['policy'], before?: PersistedState['policy']): AuditValue {
+  const changed = before !== undefined && p.joinCodeHash !== undefined && p.joinCodeHash !== before.joinCodeHash;
+  return { subnets: [...p.subnets], joinCode: p.joinCodeHash !== undefined, ...(changed ? { joinCodeChanged: true } : {}) };
+}
+
+/** What of the port list moves between port events: each port's counters. */
+function portCounters(list: readonly PortView[]): string {
+  return list.map((p) => `${p.id}:${p.bytesIn}:${p.bytesOut}:${p.streams}:${p.refused}`).join(' ');
 }

@@ -8,7 +8,7 @@ import {
 } from '../protocol/limits.js';
 import { Status, type StatusCode } from '../protocol/status.js';
 import { KeyedBuckets } from '../runtime/token-bucket.js';
-import type { PeerState, PeerView, PolicyView } from '../admin/contract.js';
+import type { AdminSurface, PeerState, PeerView, PolicyView } from '../admin/contract.js';
 import { AdminError } from '../admin/contract.js';
 import { canonicalIp, RegistrationPolicy } from './policy.js';
 import { hashSecret } from '../runtime/secrets.js';
@@ -41,6 +41,8 @@ interface DecidedFields {
   readonly decidedAt: number;
   /** kept only on a registered record */
   readonly admittedBy: string | undefined;
+  /** the admin surface the decision came through */
+  readonly via: AdminSurface;
 }
 
 /** How many records and requests the registrar keeps; every value an integer of at least 1. */
@@ -188,6 +190,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
   requestRegistration(name: string, joinCode: string | undefined): PeerRecord | undefined {
     const r = this.records.get(name);
     if (!r || r.state === 'registered' || r.state === 'revoked') return r;
+    r.requestedAt = this.now();
     const rule = this.policy.admits(r.lanAddress, joinCode);
     if (rule) return this.decide(r, 'registered', rule);
     if (r.state === 'pending') return r;
@@ -211,23 +214,23 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     this.planForget(name, this.draft()).apply();
   }
 
-  /** approve into `draft`, to be applied once it is saved: registered, by `admin` (also from revoked). */
-  planApprove(name: string, draft: StateDraft): PlannedDecision<PeerRecord> {
+  /** approve into `draft`, to be applied once it is saved: registered, by `admin` (also from revoked), through `via`. */
+  planApprove(name: string, draft: StateDraft, via: AdminSurface = 'api'): PlannedDecision<PeerRecord> {
     const r = this.drafted(name, draft);
-    return this.planDecision(r, draft, r.state === 'registered' ? undefined : { state: 'registered', decidedAt: this.now(), admittedBy: 'admin' });
+    return this.planDecision(r, draft, r.state === 'registered' ? undefined : { state: 'registered', decidedAt: this.now(), admittedBy: 'admin', via });
   }
 
   /** reject into `draft`: a pending request back to unregistered; CONFLICT otherwise. */
-  planReject(name: string, draft: StateDraft): PlannedDecision<PeerRecord> {
+  planReject(name: string, draft: StateDraft, via: AdminSurface = 'api'): PlannedDecision<PeerRecord> {
     const r = this.drafted(name, draft);
     if (r.state !== 'pending') throw new AdminError('CONFLICT', `${name} is ${r.state}, not pending`);
-    return this.planDecision(r, draft, { state: 'unregistered', decidedAt: this.now(), admittedBy: undefined });
+    return this.planDecision(r, draft, { state: 'unregistered', decidedAt: this.now(), admittedBy: undefined, via });
   }
 
   /** revoke into `draft`. */
-  planRevoke(name: string, draft: StateDraft): PlannedDecision<PeerRecord> {
+  planRevoke(name: string, draft: StateDraft, via: AdminSurface = 'api'): PlannedDecision<PeerRecord> {
     const r = this.drafted(name, draft);
-    return this.planDecision(r, draft, r.state === 'revoked' ? undefined : { state: 'revoked', decidedAt: this.now(), admittedBy: undefined });
+    return this.planDecision(r, draft, r.state === 'revoked' ? undefined : { state: 'revoked', decidedAt: this.now(), admittedBy: undefined, via });
   }
 
   /** forget into `draft`. */
@@ -313,6 +316,8 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
       messagesOut: r.messagesOut,
       admittedBy: r.admittedBy,
       decidedAt: r.decidedAt,
+      decidedVia: r.decidedVia,
+      requestedAt: r.requestedAt,
       keyFingerprint: createHash('sha256').update(Buffer.from(r.publicKey, 'base64')).digest('hex').slice(0, 16),
     };
   }
@@ -335,6 +340,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     const previous = r.state;
     r.state = state;
     r.decidedAt = this.now();
+    delete r.decidedVia; // the peer's request or the policy, not an admin surface
     if (state === 'registered' && admittedBy) r.admittedBy = admittedBy;
     if (state !== 'registered') delete r.admittedBy;
     this.index(r);
@@ -390,6 +396,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
         const previous = live.state;
         live.state = planned.state;
         live.decidedAt = fields.decidedAt;
+        live.decidedVia = fields.via;
         if (planned.admittedBy !== undefined) live.admittedBy = planned.admittedBy;
         else delete live.admittedBy;
         this.index(live);
@@ -476,7 +483,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
 
 /** `r` with an admin decision's fields: state, when, and who admitted it (only a registered record keeps that). */
 function withDecision(r: PeerRecord, d: DecidedFields): PeerRecord {
-  const next: PeerRecord = { ...r, state: d.state, decidedAt: d.decidedAt };
+  const next: PeerRecord = { ...r, state: d.state, decidedAt: d.decidedAt, decidedVia: d.via };
   if (d.state === 'registered' && d.admittedBy !== undefined) next.admittedBy = d.admittedBy;
   else delete next.admittedBy;
   return next;

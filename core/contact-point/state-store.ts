@@ -3,6 +3,8 @@ import { MAX_HISTORY_DAYS, MAX_HISTORY_ENTRIES } from '../admin/contract.js';
 import { int, list, obj, oneOf, optional, str, type Infer } from '../protocol/schema.js';
 import { ioReason, readJson, writeJsonAtomic } from '../runtime/json-file.js';
 import type { Logger } from '../runtime/logger.js';
+import { auditStateSchema, type AuditLog, type AuditRecord } from './audit-log.js';
+import type { AuditEntry } from '../admin/contract.js';
 
 const peerRecordSchema = obj({
   name: str({ min: 1, max: 63 }),
@@ -15,6 +17,10 @@ const peerRecordSchema = obj({
   decidedAt: optional(int({ min: 0, max: Number.MAX_SAFE_INTEGER })),
   messagesIn: int({ min: 0, max: Number.MAX_SAFE_INTEGER }),
   messagesOut: int({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+  /** the admin surface of the last admin decision (absent: none yet, or the policy's) */
+  decidedVia: optional(oneOf(['gui', 'cli', 'api'] as const)),
+  /** when the peer last asked to be registered */
+  requestedAt: optional(int({ min: 0, max: Number.MAX_SAFE_INTEGER })),
 });
 const stateSchema = obj({
   version: int({ min: 1, max: 1 }),
@@ -27,6 +33,12 @@ const stateSchema = obj({
   ports: optional(obj({ targets: list(str({ max: 80 }), { max: 256 }), listen: list(str({ max: 80 }), { max: 256 }) })),
   /** how much message history to keep (absent: the defaults, DEFAULT_HISTORY_RETENTION) */
   history: optional(obj({ entries: int({ min: 1, max: MAX_HISTORY_ENTRIES }), days: int({ min: 0, max: MAX_HISTORY_DAYS }) })),
+  /**
+   * The audit trail's part of the state (core/contact-point/audit-log.ts): the last entry's
+   * number and the entries not yet in audit.jsonl, so a decision and its entry are saved in one
+   * write (absent in files from before the audit trail).
+   */
+  audit: optional(auditStateSchema),
 });
 
 export type PeerRecord = Infer<typeof peerRecordSchema>;
@@ -91,6 +103,8 @@ export class StateDraft {
 export interface Decision<T> {
   apply(): T;
   abandon?(): void;
+  /** the audit entry of this decision, saved in the same write (decisions the host makes itself at start have none) */
+  readonly audit?: AuditRecord;
 }
 
 interface Queued {
@@ -127,6 +141,8 @@ export class StateStore {
     private readonly path: string | undefined,
     private readonly snapshot: () => PersistedState,
     private readonly logger: Logger,
+    private readonly audit: AuditLog | undefined,
+    private readonly onAudit: (e: AuditEntry) => void,
   ) {}
 
   static async load(stateDir: string | undefined): Promise<PersistedState> {
@@ -145,8 +161,17 @@ export class StateStore {
     }
   }
 
-  static create(stateDir: string | undefined, snapshot: () => PersistedState, logger: Logger): StateStore {
-    return new StateStore(stateDir ? join(stateDir, STATE_FILE) : undefined, snapshot, logger);
+  /**
+   * `audit`: the audit trail, whose part of the state every write carries; `onAudit` hears each
+   * entry once its decision is saved and applied.
+   */
+  static create(stateDir: string | undefined, snapshot: () => PersistedState, logger: Logger, audit?: AuditLog, onAudit: (e: AuditEntry) => void = () => undefined): StateStore {
+    return new StateStore(stateDir ? join(stateDir, STATE_FILE) : undefined, snapshot, logger, audit, onAudit);
+  }
+
+  /** What is written: the owner's state and the audit trail's part. */
+  private full(state: PersistedState): PersistedState {
+    return this.audit ? { ...state, audit: this.audit.state() } : state;
   }
 
   /**
@@ -179,7 +204,7 @@ export class StateStore {
     const path = this.path;
     // The snapshot is taken when the write's turn comes, so it holds every decision applied before it.
     this.writing = this.writing
-      .then(() => writeJsonAtomic(path, this.snapshot()))
+      .then(() => writeJsonAtomic(path, this.full(this.snapshot())))
       .catch((err: unknown) => {
         this.dirty = true;
         this.logger.error('could not save state', { path, error: (err as Error).message });
@@ -220,14 +245,26 @@ export class StateStore {
       }
     }
     if (planned.length === 0) return;
+    let entries: AuditEntry[];
+    try {
+      entries = this.audit?.stamp(planned.flatMap((p) => (p.d.audit ? [p.d.audit] : []))) ?? [];
+    } catch (err: unknown) {
+      const failure = new StateSaveError(this.path ?? 'the audit trail', err);
+      for (const p of planned) {
+        p.d.abandon?.();
+        p.q.reject(failure);
+      }
+      return;
+    }
     if (this.path) {
       // This write carries every bookkeeping change made so far, too.
       clearTimeout(this.timer);
       this.timer = undefined;
       this.dirty = false;
       try {
-        await writeJsonAtomic(this.path, draft.state());
+        await writeJsonAtomic(this.path, this.full(draft.state()));
       } catch (err: unknown) {
+        this.audit?.unstamp(entries);
         const failure = new StateSaveError(this.path, err);
         for (const p of planned) {
           p.d.abandon?.();
@@ -239,6 +276,8 @@ export class StateStore {
         return;
       }
     }
+    // The entries are in the state file now; the audit file gets them before any caller hears "done".
+    await this.audit?.flushAppends();
     const quiet = !this.dirty && this.timer === undefined;
     for (const p of planned) {
       try {
@@ -247,6 +286,7 @@ export class StateStore {
         p.q.reject(err);
       }
     }
+    for (const e of entries) this.onAudit(e);
     if (quiet) {
       // What the decisions changed is what was just written: no second write for it.
       clearTimeout(this.timer);

@@ -9,7 +9,7 @@ import { ROOT } from '../support/stack.js';
  * UPDATE_SCREENSHOTS=1 (after a GUI change: `UPDATE_SCREENSHOTS=1 npm test`).
  */
 export const SCREENSHOTS = process.env.UPDATE_SCREENSHOTS === '1' ? join(ROOT, 'docs/screenshots') : join(ROOT, 'test-results/screenshots');
-export type ViewLabel = 'Peers' | 'Live flow' | 'Tunnel' | 'Ports' | 'Settings';
+export type ViewLabel = 'Peers' | 'Live flow' | 'Tunnel' | 'Ports' | 'Audit' | 'Settings';
 
 /** The shell around every view: navigation, tunnel pill, banners, notices. */
 export class AdminPage {

@@ -2,6 +2,7 @@ import { useEffect, useRef, type KeyboardEvent } from 'react';
 import { useNow } from './components/use-now';
 import { useApp, useCtx } from './store/context';
 import { dismissNotice, showView, type ViewName } from './store/session-slice';
+import { AuditView } from './views/audit-view';
 import { FlowView } from './views/flow-view';
 import { PeersView } from './views/peers-view';
 import { PortsView } from './views/ports-view';
@@ -13,7 +14,8 @@ const VIEWS: readonly { readonly name: ViewName; readonly label: string; readonl
   { name: 'flow', label: 'Live flow', key: '2' },
   { name: 'tunnel', label: 'Tunnel', key: '3' },
   { name: 'ports', label: 'Ports', key: '4' },
-  { name: 'settings', label: 'Settings', key: '5' },
+  { name: 'audit', label: 'Audit', key: '5' },
+  { name: 'settings', label: 'Settings', key: '6' },
 ];
 
 /** How long an “ok” notice stays. Errors stay until dismissed. */
@@ -144,10 +146,22 @@ export function App() {
               </li>
             ))}
           </ul>
-          <p className="muted keys">Alt+1…5 switches views</p>
+          <p className="muted keys">Alt+1…6 switches views</p>
         </nav>
         <main id="main" ref={main} tabIndex={-1}>
-          {view === 'peers' ? <PeersView /> : view === 'flow' ? <FlowView /> : view === 'tunnel' ? <TunnelView /> : view === 'ports' ? <PortsView /> : <SettingsView />}
+          {view === 'peers' ? (
+            <PeersView />
+          ) : view === 'flow' ? (
+            <FlowView />
+          ) : view === 'tunnel' ? (
+            <TunnelView />
+          ) : view === 'ports' ? (
+            <PortsView />
+          ) : view === 'audit' ? (
+            <AuditView />
+          ) : (
+            <SettingsView />
+          )}
         </main>
       </div>
       <Notices />

@@ -88,7 +88,7 @@ export class WsAdminClient implements GuiApi {
     }
     this.ws = ws;
     let ready = false;
-    ws.onopen = () => ws.send(JSON.stringify({ type: 'auth', token: this.token }));
+    ws.onopen = () => ws.send(JSON.stringify({ type: 'auth', token: this.token, surface: 'gui' }));
     ws.onmessage = (ev: MessageEvent) => {
       if (typeof ev.data !== 'string') return;
       if (this.protocol.receive(ev.data).type === 'ready') {

@@ -45,6 +45,13 @@ export function formatDateTime(at: number | undefined): string {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
 }
 
+/** `2026-12-02 01:58:07`, local time: when an admin decision was made. */
+export function formatTimestamp(at: number): string {
+  const d = new Date(at);
+  const p = (n: number): string => String(n).padStart(2, '0');
+  return `${formatDateTime(at)}:${p(d.getSeconds())}`;
+}
+
 export function formatAgo(at: number | undefined, now: number): string {
   if (!at) return '—';
   const d = now - at;

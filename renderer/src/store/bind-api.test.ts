@@ -18,6 +18,8 @@ const peer = (name: string, state: PeerView['state'], over: Partial<PeerView> = 
   messagesOut: 0,
   admittedBy: undefined,
   decidedAt: undefined,
+  decidedVia: undefined,
+  requestedAt: undefined,
   keyFingerprint: 'abcd',
   ...over,
 });

@@ -2,6 +2,7 @@ import type { PeerView, Snapshot } from '../../../core/admin/contract.js';
 import { errorText } from '../api/admin-call-error';
 import type { GuiApi } from '../api/gui-api';
 import type { AppStore } from './app-store';
+import { AUDIT_PAGE, auditEntry, loadAudit } from './audit-slice';
 import { flowBatch, loadFlowTotals } from './flow-slice';
 import { floodActive, loadPeers, peerChanged, peerRemoved, setFlood } from './peers-slice';
 import { setPortPolicy, setPorts } from './ports-slice';
@@ -44,6 +45,7 @@ export function bindApi(store: AppStore, api: GuiApi, opts: BindOptions = {}): (
     api.subscribe('policy:changed', (p) => setPolicy(store, p)),
     api.subscribe('ports:changed', (ports) => setPorts(store, ports)),
     api.subscribe('ports:policy-changed', (p) => setPortPolicy(store, p)),
+    api.subscribe('audit:entry', (e) => auditEntry(store, e)),
   ];
   const refresh = (): void => {
     api.call('snapshot:get', {}).then(
@@ -53,6 +55,13 @@ export function bindApi(store: AppStore, api: GuiApi, opts: BindOptions = {}): (
       (err: unknown) => {
         if (live) notify(store, 'error', `Could not load the contact point's state: ${errorText(err)}`);
       },
+    );
+    // The newest page of the audit trail (the Audit view loads older ones on demand).
+    api.call('audit:list', { limit: AUDIT_PAGE }).then(
+      (page) => {
+        if (live) loadAudit(store, page.entries, page.more, false);
+      },
+      () => undefined, // a contact point from before the audit trail: the Audit view says so
     );
     if (api.settings) {
       api.settings.get().then(

@@ -1,8 +1,9 @@
-import type { PeerView, PolicyView, PortPolicyView } from '../../../core/admin/contract.js';
+import type { AuditEntry, PeerView, PolicyView, PortPolicyView } from '../../../core/admin/contract.js';
 import type { HostSettingsInput, HostSettingsResult } from '../../../core/admin/host-settings.js';
 import { errorText } from '../api/admin-call-error';
 import type { GuiApi } from '../api/gui-api';
 import type { AppStore } from './app-store';
+import { AUDIT_PAGE, loadAudit, setAuditLoading } from './audit-slice';
 import { loadSnapshot } from './bind-api';
 import { peerChanged, setPeerBusy } from './peers-slice';
 import { setPortBusy, setPortPolicy } from './ports-slice';
@@ -71,8 +72,9 @@ export async function saveHostSettings(ctx: Ctx, input: HostSettingsInput): Prom
     if (r.ok) {
       setHostSettings(ctx.store, r.settings);
       notify(ctx.store, 'ok', 'Settings saved; the contact point restarted with them');
-      // A new contact point: its peers, tunnel and policy replace the old one's.
+      // A new contact point: its peers, tunnel, policy and audit trail replace the old one's.
       loadSnapshot(ctx.store, await ctx.api.call('snapshot:get', {}));
+      await loadAuditPage(ctx, false);
     }
     return r;
   } catch (err: unknown) {
@@ -101,4 +103,22 @@ export async function savePortPolicy(ctx: Ctx, targets: readonly string[], liste
   } catch (err: unknown) {
     return { ok: false, error: errorText(err) };
   }
+}
+
+/** The newest page of the audit trail (`older` false), or the page before the oldest loaded. */
+export async function loadAuditPage(ctx: Ctx, older: boolean): Promise<void> {
+  const oldest = ctx.store.getState().audit.at(-1);
+  setAuditLoading(ctx.store, true);
+  try {
+    const page = await ctx.api.call('audit:list', { limit: AUDIT_PAGE, ...(older && oldest ? { beforeSeq: oldest.seq } : {}) });
+    loadAudit(ctx.store, page.entries, page.more, older);
+  } catch (err: unknown) {
+    setAuditLoading(ctx.store, false);
+    notify(ctx.store, 'error', `Could not load the audit trail: ${errorText(err)}`);
+  }
+}
+
+/** One peer's audit entries, newest first (its page's state history). */
+export async function peerAuditEntries(ctx: Ctx, name: string): Promise<readonly AuditEntry[]> {
+  return (await ctx.api.call('audit:list', { target: name, limit: AUDIT_PAGE })).entries;
 }

@@ -3,7 +3,7 @@ import type { HostSettingsView } from '../../../core/admin/host-settings.js';
 import type { ConnectionStatus } from '../api/gui-api';
 import type { AppStore } from './app-store';
 
-export type ViewName = 'peers' | 'flow' | 'tunnel' | 'ports' | 'settings';
+export type ViewName = 'peers' | 'flow' | 'tunnel' | 'ports' | 'audit' | 'settings';
 
 export interface Notice {
   readonly id: number;
@@ -19,6 +19,8 @@ export interface SessionSlice {
   /** undefined where the host has no settings API (browser) or before it answered */
   readonly hostSettings: HostSettingsView | undefined;
   readonly view: ViewName;
+  /** the peer whose page the Peers view shows instead of the table; undefined: the table */
+  readonly peerPage: string | undefined;
   readonly notices: readonly Notice[];
 }
 
@@ -26,7 +28,7 @@ export interface SessionSlice {
 export const MAX_NOTICES = 4;
 
 export function initialSession(): SessionSlice {
-  return { connection: { state: 'connecting' }, contactPoint: undefined, policy: undefined, hostSettings: undefined, view: 'peers', notices: [] };
+  return { connection: { state: 'connecting' }, contactPoint: undefined, policy: undefined, hostSettings: undefined, view: 'peers', peerPage: undefined, notices: [] };
 }
 
 export function setConnection(store: AppStore, connection: ConnectionStatus): void {
@@ -45,8 +47,14 @@ export function setHostSettings(store: AppStore, hostSettings: HostSettingsView)
   store.setState({ hostSettings });
 }
 
+/** Switches views; the Peers view opens on its table. */
 export function showView(store: AppStore, view: ViewName): void {
-  store.setState({ view });
+  store.setState({ view, peerPage: undefined });
+}
+
+/** Opens a peer's page (in the Peers view); undefined goes back to the table. */
+export function openPeerPage(store: AppStore, name: string | undefined): void {
+  store.setState({ view: 'peers', peerPage: name });
 }
 
 let noticeId = 0;

@@ -1,11 +1,14 @@
 import { useRef, useState, type KeyboardEvent } from 'react';
 import { useShallow } from 'zustand/react/shallow';
-import type { FloodView, PeerState, PeerView } from '../../../core/admin/contract.js';
+import type { FloodView, PeerState } from '../../../core/admin/contract.js';
 import { ConfirmDialog, type ConfirmRequest } from '../components/confirm-dialog';
 import { useNow } from '../components/use-now';
 import { formatAgo, formatCount, formatDateTime } from '../format/units';
 import { askForNotifications, notificationsAskable } from '../notify/pending-notifier';
 import { decidePeers } from '../store/commands';
+import { openPeerPage } from '../store/session-slice';
+import { PeerActions, revokedText } from './peer-actions';
+import { PeerPage } from './peer-page';
 import { useApp, useCtx } from '../store/context';
 import { floodNotice, PEER_STATES, peerCounts, setPeerSearch, setPeerTab, visiblePeers } from '../store/peers-slice';
 
@@ -17,7 +20,13 @@ const TAB_HINT: Record<PeerState, string> = {
   revoked: 'Peers the admin cut off. Everything addressed to them is refused until approved again.',
 };
 
+/** The Peers view: the table by state, or one peer's page when the admin opened it. */
 export function PeersView() {
+  const page = useApp((s) => s.peerPage);
+  return page !== undefined ? <PeerPage name={page} /> : <PeersTable />;
+}
+
+function PeersTable() {
   const ctx = useCtx();
   const tab = useApp((s) => s.peerTab);
   const search = useApp((s) => s.peerSearch);
@@ -40,28 +49,6 @@ export function PeersView() {
     setPeerTab(ctx.store, t);
     tabRefs.current.get(t)?.focus();
   };
-
-  const revoke = (p: PeerView): void =>
-    setConfirm({
-      title: `Revoke ${p.name}?`,
-      body: (
-        <p>
-          <strong>{p.address}</strong> will stop receiving messages at once, and every message sent to it is refused with “peer is revoked” until
-          you approve it again.
-        </p>
-      ),
-      confirmLabel: 'Revoke',
-      danger: true,
-      onConfirm: () => void decidePeers(ctx, 'revoke', [p.name]),
-    });
-  const forget = (p: PeerView): void =>
-    setConfirm({
-      title: `Forget ${p.name}?`,
-      body: <p>The record and its key binding are removed. The name can then be taken by another device.</p>,
-      confirmLabel: 'Forget',
-      danger: true,
-      onConfirm: () => void decidePeers(ctx, 'forget', [p.name]),
-    });
 
   const pendingNames = tab === 'pending' ? rows.map((r) => r.name) : [];
 
@@ -138,6 +125,7 @@ export function PeersView() {
                     Out
                   </th>
                   <th scope="col">Admitted by</th>
+                  {tab === 'revoked' ? <th scope="col">Revoked</th> : null}
                   <th scope="col">
                     <span className="visually-hidden">Actions</span>
                   </th>
@@ -149,7 +137,9 @@ export function PeersView() {
                   return (
                     <tr key={p.name} data-peer={p.name}>
                       <th scope="row">
-                        <span className="peer-name">{p.name}</span>
+                        <button type="button" className="link peer-name" aria-label={`Open ${p.name}'s page`} onClick={() => openPeerPage(ctx.store, p.name)}>
+                          {p.name}
+                        </button>
                         <span className="fingerprint" title="SHA-256 fingerprint of the peer's key">
                           {p.keyFingerprint}
                         </span>
@@ -165,34 +155,9 @@ export function PeersView() {
                       <td className="num">{formatCount(p.messagesIn)}</td>
                       <td className="num">{formatCount(p.messagesOut)}</td>
                       <td>{p.admittedBy ?? '—'}</td>
+                      {tab === 'revoked' ? <td data-testid="revoked-at">{revokedText(p)}</td> : null}
                       <td>
-                        <div className="actions">
-                        {p.state === 'pending' || p.state === 'unregistered' ? (
-                          <button type="button" className="primary" disabled={b} aria-label={`Approve ${p.name}`} onClick={() => void decidePeers(ctx, 'approve', [p.name])}>
-                            Approve
-                          </button>
-                        ) : null}
-                        {p.state === 'pending' ? (
-                          <button type="button" disabled={b} aria-label={`Reject ${p.name}`} onClick={() => void decidePeers(ctx, 'reject', [p.name])}>
-                            Reject
-                          </button>
-                        ) : null}
-                        {p.state === 'registered' ? (
-                          <button type="button" className="danger" disabled={b} aria-label={`Revoke ${p.name}`} onClick={() => revoke(p)}>
-                            Revoke
-                          </button>
-                        ) : null}
-                        {p.state === 'revoked' ? (
-                          <>
-                            <button type="button" disabled={b} aria-label={`Approve ${p.name} again`} onClick={() => void decidePeers(ctx, 'approve', [p.name])}>
-                              Approve again
-                            </button>
-                            <button type="button" className="danger" disabled={b} aria-label={`Forget ${p.name}`} onClick={() => forget(p)}>
-                              Forget
-                            </button>
-                          </>
-                        ) : null}
-                        </div>
+                        <PeerActions ctx={ctx} peer={p} busy={b} confirm={setConfirm} />
                       </td>
                     </tr>
                   );

@@ -174,8 +174,12 @@ export function PortsView() {
                   <td className={p.refused > 0 ? 'num warn' : 'num'} data-refused={p.refused}>
                     {formatCount(p.refused)}
                   </td>
-                  <td className="num">{formatBytes(p.bytesIn)}</td>
-                  <td className="num">{formatBytes(p.bytesOut)}</td>
+                  <td className="num" data-bytes-in={p.bytesIn}>
+                    {formatBytes(p.bytesIn)}
+                  </td>
+                  <td className="num" data-bytes-out={p.bytesOut}>
+                    {formatBytes(p.bytesOut)}
+                  </td>
                   <td>{formatAgo(p.createdAt, now)}</td>
                   <td>
                     <div className="actions">

@@ -1,0 +1,140 @@
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AdminClient } from '../core/admin/client.js';
+import { AdminPage } from './pages/admin-page.js';
+import { PeerDetailPage } from './pages/peer-detail-page.js';
+import { PeersPage } from './pages/peers-page.js';
+import { launchChromium } from './support/browser.js';
+import { Stack } from './support/stack.js';
+
+/**
+ * The peer page and the Audit view in Chromium, against a real relay process, contact point
+ * and peer processes: decisions made in the GUI are audited as GUI, those made on the admin
+ * API as API, and both show in the peer's state history and the Audit view, also after a reload.
+ */
+let browser: Browser;
+let context: BrowserContext | undefined;
+let stack: Stack | undefined;
+const cleanups: (() => Promise<unknown>)[] = [];
+
+beforeAll(async () => {
+  browser = await launchChromium();
+});
+afterAll(async () => {
+  await browser?.close();
+});
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+  await context?.close();
+  context = undefined;
+  await stack?.close();
+  stack = undefined;
+});
+
+async function open(s: Stack): Promise<{ page: Page; app: AdminPage }> {
+  context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light' });
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  const app = new AdminPage(page);
+  await app.open(s.guiUrl);
+  expect(errors).toEqual([]);
+  return { page, app };
+}
+
+/** Clears the ok notices so a screenshot shows the view itself. */
+async function dismissNotices(page: Page): Promise<void> {
+  const dismiss = page.locator('.notice').getByRole('button', { name: 'Dismiss' });
+  // Each click removes one (and ok notices also fade by themselves): click the first while any is left.
+  while ((await dismiss.count()) > 0) await dismiss.first().click({ timeout: 2_000 }).catch(() => undefined);
+}
+
+describe('peer page and audit view in Chromium', { timeout: 60_000 }, () => {
+  it('opens from the peers table with the facts, state history, live traffic and actions; the Audit view lists each decision and its surface', async () => {
+    stack = await Stack.start();
+    const { page, app } = await open(stack);
+    const peers = new PeersPage(page);
+    const detail = new PeerDetailPage(page);
+
+    const printer = await stack.internalPeer('printer');
+    printer.send({ cmd: 'register' });
+    await peers.openTab('pending');
+    await peers.row('printer').waitFor();
+    await detail.openFromTable('printer');
+
+    const view = stack.cp.registrar.view(stack.cp.registrar.get('printer')!);
+    expect(await detail.fact('Address').textContent()).toBe('printer@acme-hq');
+    expect(await detail.fact('Key fingerprint').textContent()).toBe(view.keyFingerprint);
+    expect(await detail.fact('LAN IP').textContent()).toBe('127.0.0.1');
+    expect(await detail.state.textContent()).toBe('pending');
+    expect(await detail.history().allTextContents()).toEqual([expect.stringContaining('Asked to be registered'), expect.stringContaining('First seen')]);
+
+    // Approve on the page: the state and the history follow, audited as GUI.
+    await detail.button('Approve printer').click();
+    await detail.state.filter({ hasText: 'registered' }).waitFor();
+    await detail.history('approve').filter({ hasText: 'Approved via GUI' }).waitFor();
+    expect(await detail.history('approve').textContent()).toContain('state: pending → registered');
+    await printer.waitFor((e) => e.event === 'registration' && e.state === 'registered', 'printer registered');
+
+    // The traffic slot shows this peer's live flow rows.
+    const alice = await stack.externalPeer('alice');
+    expect(await stack.send(alice, 'printer@acme-hq', 'hello printer')).toMatchObject({ event: 'sent' });
+    await detail.traffic.locator('tr[data-outcome="delivered"]', { hasText: 'alice@relay' }).waitFor();
+
+    // Revoke on the page asks first, and says what a sender will be told.
+    await detail.button('Revoke printer').click();
+    const dialog = page.getByRole('dialog', { name: 'Revoke printer?' });
+    await dialog.waitFor();
+    expect(await dialog.textContent()).toContain('peer printer@acme-hq is not registered');
+    await dialog.getByRole('button', { name: 'Revoke' }).click();
+    await detail.state.filter({ hasText: 'revoked' }).waitFor();
+    await detail.history('revoke').filter({ hasText: 'Revoked via GUI' }).waitFor();
+    expect(await detail.fact('Last decision').textContent()).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d via GUI$/);
+
+    // A decision from another surface (a program on the admin API) arrives live.
+    const api = await AdminClient.connect(stack.admin.wsUrl, stack.admin.token);
+    cleanups.push(() => api.close());
+    await api.call('peers:approve', { name: 'printer' });
+    await detail.history('approve').filter({ hasText: 'Approved via API' }).waitFor();
+    await detail.state.filter({ hasText: 'registered' }).waitFor();
+    expect(await detail.history().allTextContents()).toEqual([
+      expect.stringContaining('Approved via API'),
+      expect.stringContaining('Revoked via GUI'),
+      expect.stringContaining('Approved via GUI'),
+      expect.stringContaining('Asked to be registered'),
+      expect.stringContaining('First seen'),
+    ]);
+    await dismissNotices(page);
+    await app.screenshot('peer-page');
+
+    // Revoked rows in the table say when and through which surface.
+    await api.call('peers:revoke', { name: 'printer' });
+    await detail.back();
+    await peers.openTab('revoked');
+    expect(await peers.row('printer').getByTestId('revoked-at').textContent()).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d via API$/);
+
+    // The Audit view: every decision, newest first, with its surface; the same after a reload.
+    await app.go('Audit');
+    const expected = [
+      ['peer:revoke', 'api'],
+      ['peer:approve', 'api'],
+      ['peer:revoke', 'gui'],
+      ['peer:approve', 'gui'],
+    ];
+    const rows = async (): Promise<string[][]> =>
+      Promise.all((await detail.auditRows().all()).map(async (tr) => [(await tr.getAttribute('data-action')) ?? '', (await tr.getAttribute('data-surface')) ?? '']));
+    await detail.auditRows().nth(3).waitFor();
+    expect(await rows()).toEqual(expected);
+    expect(await detail.auditRows().first().textContent()).toMatch(/revoked printer.*state: registered → revoked/);
+    await dismissNotices(page);
+    await app.screenshot('audit');
+    await page.reload();
+    await app.go('Audit');
+    await detail.auditRows().nth(3).waitFor();
+    expect(await rows()).toEqual(expected);
+
+    // From the Audit view to the peer's page.
+    await detail.auditRows().first().getByRole('button', { name: 'revoked printer' }).click();
+    await detail.state.filter({ hasText: 'revoked' }).waitFor();
+  });
+});
