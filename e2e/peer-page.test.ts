@@ -6,6 +6,7 @@ import { PeerDetailPage } from './pages/peer-detail-page.js';
 import { PeersPage } from './pages/peers-page.js';
 import { launchChromium } from './support/browser.js';
 import { Stack } from './support/stack.js';
+import { runCli } from '../test/cli/cli-process.js';
 
 /**
  * The peer page and the Audit view in Chromium, against a real relay process, contact point
@@ -90,6 +91,8 @@ describe('peer page and audit view in Chromium', { timeout: 60_000 }, () => {
     await detail.state.filter({ hasText: 'revoked' }).waitFor();
     await detail.history('revoke').filter({ hasText: 'Revoked via GUI' }).waitFor();
     expect(await detail.fact('Last decision').textContent()).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d via GUI$/);
+    // What the dialog promised is what the sender gets.
+    expect(await stack.send(alice, 'printer@acme-hq', 'still there?')).toMatchObject({ event: 'refused', code: 12, reason: 'peer printer@acme-hq is not registered' });
 
     // A decision from another surface (a program on the admin API) arrives live.
     const api = await AdminClient.connect(stack.admin.wsUrl, stack.admin.token);
@@ -112,10 +115,26 @@ describe('peer page and audit view in Chromium', { timeout: 60_000 }, () => {
     await detail.back();
     await peers.openTab('revoked');
     expect(await peers.row('printer').getByTestId('revoked-at').textContent()).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d via API$/);
+    await dismissNotices(page);
+    await app.screenshot('peers-revoked');
+
+    // The port policy from the GUI's Ports view, then a rule added by the CLI (a real process on the admin endpoint).
+    await app.go('Ports');
+    await page.getByLabel('LAN targets').fill('192.168.1.0/24:80,443');
+    await page.getByLabel('Local ports').fill('tcp:8000-8100');
+    await page.getByRole('button', { name: 'Apply port policy' }).click();
+    await app.notice('Port policy saved').waitFor();
+    const cli = await runCli(['ports', 'policy', 'set', '--add', '--target', '192.168.1.30/32:631', '--admin', stack.admin.wsUrl], {
+      home: stack.dir,
+      env: { CONTACT_POINT_ADMIN_TOKEN: stack.admin.token },
+    });
+    expect(cli.code, cli.stderr).toBe(0);
 
     // The Audit view: every decision, newest first, with its surface; the same after a reload.
     await app.go('Audit');
     const expected = [
+      ['ports:policy', 'cli'],
+      ['ports:policy', 'gui'],
       ['peer:revoke', 'api'],
       ['peer:approve', 'api'],
       ['peer:revoke', 'gui'],
@@ -123,18 +142,20 @@ describe('peer page and audit view in Chromium', { timeout: 60_000 }, () => {
     ];
     const rows = async (): Promise<string[][]> =>
       Promise.all((await detail.auditRows().all()).map(async (tr) => [(await tr.getAttribute('data-action')) ?? '', (await tr.getAttribute('data-surface')) ?? '']));
-    await detail.auditRows().nth(3).waitFor();
+    await detail.auditRows().nth(5).waitFor();
     expect(await rows()).toEqual(expected);
-    expect(await detail.auditRows().first().textContent()).toMatch(/revoked printer.*state: registered → revoked/);
+    expect(await detail.auditRows().nth(0).textContent()).toContain('targets: 192.168.1.0/24:80,443 → 192.168.1.0/24:80,443 192.168.1.30/32:631');
+    expect(await detail.auditRows().nth(1).textContent()).toContain('targets: none → 192.168.1.0/24:80,443; listen: none → tcp:8000-8100');
+    expect(await detail.auditRows().nth(2).textContent()).toMatch(/revoked printer.*state: registered → revoked/);
     await dismissNotices(page);
     await app.screenshot('audit');
     await page.reload();
     await app.go('Audit');
-    await detail.auditRows().nth(3).waitFor();
+    await detail.auditRows().nth(5).waitFor();
     expect(await rows()).toEqual(expected);
 
     // From the Audit view to the peer's page.
-    await detail.auditRows().first().getByRole('button', { name: 'revoked printer' }).click();
+    await detail.auditRows().nth(2).getByRole('button', { name: 'revoked printer' }).click();
     await detail.state.filter({ hasText: 'revoked' }).waitFor();
   });
 });

@@ -1,8 +1,8 @@
 import { AdminError, type PortPolicyView, type PortView } from '../admin/contract.js';
 import { parseBindRule, specialReason } from '../contact-point/port-policy.js';
 import { CONNECTION_FLAGS, connectionOptions, formatDuration, withAdmin } from './admin-commands.js';
-import { integer, listenRule, parseFlags, positionals, targetRule, type Command } from './args.js';
-import { UsageError } from './errors.js';
+import { exclusive, integer, listenRule, parseFlags, positionals, targetRule, type Command } from './args.js';
+import { CliError, UsageError } from './errors.js';
 import { emit, formatTable, note, say } from './output.js';
 
 /**
@@ -134,6 +134,7 @@ async function portsClose(argv: string[]): Promise<number> {
 
 const POLICY_HELP = `Usage: contact-point ports policy [show] [flags]
        contact-point ports policy set [--target RULE ...] [--listen RULE ...] [--clear] [flags]
+       contact-point ports policy set --add|--remove [--target RULE ...] [--listen RULE ...] [flags]
 
 Shows or changes the port policy: the admin's allowlist for port mediation. Empty by
 default, and then every request from the relay is refused with PERMISSION_DENIED (30) and
@@ -144,6 +145,9 @@ Flags of set (a list not mentioned stays as it is):
   --target RULE    allow connects to RULE (repeatable); replaces the target list
   --listen RULE    allow opening/listening on RULE (repeatable); replaces the listen list
   --clear          empty both lists first (then --target / --listen, if given, fill theirs)
+  --add            add the --target / --listen rules to their lists instead of replacing them
+  --remove         remove the --target / --listen rules from their lists (each must be there)
+A replaced list says on stderr which rules it dropped.
 
 ${PORT_RULES_HELP}
 
@@ -152,6 +156,8 @@ ${CONNECTION_FLAGS}
 
 Examples:
   contact-point ports policy set --target 192.168.1.20/32:80,443 --listen tcp:1-65535
+  contact-point ports policy set --add --target 192.168.1.30/32:631
+  contact-point ports policy set --remove --target 192.168.1.20/32:80,443
   contact-point ports policy set --clear
 `;
 
@@ -172,8 +178,14 @@ async function policySet(argv: string[]): Promise<number> {
       target: { type: 'string', multiple: true },
       listen: { type: 'string', multiple: true },
       clear: { type: 'boolean' },
+      add: { type: 'boolean' },
+      remove: { type: 'boolean' },
     },
   });
+  exclusive('--add', values.add ?? false, '--remove', values.remove ?? false);
+  const edit = values.add ? 'add' : values.remove ? 'remove' : undefined;
+  if (edit) exclusive(`--${edit}`, true, '--clear', values.clear ?? false);
+  if (edit && values.target === undefined && values.listen === undefined) throw new UsageError(`--${edit} needs --target RULE or --listen RULE`);
   const targets = values.target?.map((t) => targetRule('--target', t));
   const listen = values.listen?.map((l) => listenRule('--listen', l));
   if (targets === undefined && listen === undefined && !values.clear) {
@@ -188,11 +200,18 @@ async function policySet(argv: string[]): Promise<number> {
     if (special) note(`note: ${l} names ${address} (${special}); operators may now open ports there`);
   }
   const view = await withAdmin(values, async (c) => {
-    const current = values.clear ? { targets: [], listen: [] } : (await c.call('snapshot:get', {})).portPolicy;
-    return c.call('ports:policy', {
-      targets: targets ? targets.map((t) => t.text) : [...current.targets],
-      listen: listen ?? [...current.listen],
-    });
+    const current = (await c.call('snapshot:get', {})).portPolicy;
+    const next = {
+      targets: nextRules('--target', current.targets, targets?.map((t) => t.text), edit, values.clear ?? false),
+      listen: nextRules('--listen', current.listen, listen, edit, values.clear ?? false),
+    };
+    const result = await c.call('ports:policy', next);
+    // A replaced list drops what is not in the new one: say so, it is easy to miss.
+    for (const [what, before, after] of [['target', current.targets, result.targets], ['listen', current.listen, result.listen]] as const) {
+      const dropped = before.filter((r) => !after.includes(r));
+      if (dropped.length > 0 && edit !== 'remove') note(`dropped ${what} rule${dropped.length === 1 ? '' : 's'}: ${dropped.join(' ')} (--add adds to the list instead)`);
+    }
+    return result;
   });
   if (values.json) say(JSON.stringify(view));
   else for (const line of policyLines(view)) say(line);
@@ -210,3 +229,24 @@ export const portsCommands: Command[] = [
   { path: ['ports', 'policy', 'show'], ...show },
   { path: ['ports', 'policy', 'set'], summary: 'change the port policy', help: POLICY_HELP, run: policySet },
 ];
+
+/**
+ * A rule list after `ports policy set`: replaced by `given` (or emptied by --clear), or with
+ * `given` added or removed. Removing a rule that is not there is an error (nothing changes).
+ */
+function nextRules(flag: string, current: readonly string[], given: readonly string[] | undefined, edit: 'add' | 'remove' | undefined, clear: boolean): string[] {
+  const base = clear ? [] : [...current];
+  if (given === undefined) return base;
+  if (edit === undefined) return [...new Set(given)];
+  const canonical = current.map((r) => (flag === '--target' ? targetRule(flag, r).text : listenRule(flag, r)));
+  if (edit === 'add') {
+    const already = given.filter((r) => canonical.includes(r));
+    if (already.length > 0) note(`${flag} ${already.join(' ')}: already in the list`);
+    return [...base, ...given.filter((r, i) => !canonical.includes(r) && given.indexOf(r) === i)];
+  }
+  const missing = given.filter((r) => !canonical.includes(r));
+  if (missing.length > 0) {
+    throw new CliError(`${flag} ${missing.join(' ')}: not in the list (${current.length > 0 ? current.join(' ') : 'empty'}); nothing changed`);
+  }
+  return base.filter((_r, i) => !given.includes(canonical[i]!));
+}

@@ -38,9 +38,11 @@ export class Distributor {
     const to = parseAddress(msg.to)!;
     const record = this.d.registrar.get(to.name);
     if (!record || record.state !== 'registered') {
-      // The sender learns only "not registered" (no probing which names exist or were revoked);
-      // the admin's flow view gets the detail.
-      return refuse(this.d.flow, msg, Status.PEER_NOT_REGISTERED, dir, reply, undefined, record ? `peer is ${record.state}` : 'no such peer');
+      // What a sender learns (docs/PROTOCOL.md, "What a sender learns"; issue 16): one answer for
+      // an unknown, unregistered, pending or revoked peer, naming the address it tried, so no one
+      // outside can probe which names exist or what the admin decided; the admin's flow view
+      // gets the detail.
+      return refuse(this.d.flow, msg, Status.PEER_NOT_REGISTERED, dir, reply, `peer ${msg.to} is not registered`, record ? `peer is ${record.state}` : 'no such peer');
     }
     const session = this.d.peers.get(to.name);
     if (!session) return refuse(this.d.flow, msg, Status.PEER_OFFLINE, dir, reply);

@@ -63,7 +63,7 @@ describe('relay + serve + peer join + peers approve + peer send, all through the
     await printer.waitForEvent((e) => e.event === 'echo' && e.to === 'alice@relay', 'echo');
 
     expect(refused.code, refused.stderr).toBe(3);
-    expect(refused.stderr).toContain('refused: PEER_NOT_REGISTERED (12): peer not registered');
+    expect(refused.stderr).toContain('refused: PEER_NOT_REGISTERED (12): peer scanner@acme-hq is not registered');
 
     const [list, status] = await Promise.all([cli(['peers', 'list', '--json', '--state', cpState]), cli(['status', '--json', '--state', cpState])]);
     expect(JSON.parse(list.stdout)).toEqual([expect.objectContaining({ name: 'printer', state: 'registered', online: true, messagesIn: 1, admittedBy: 'admin' })]);
@@ -75,7 +75,7 @@ describe('relay + serve + peer join + peers approve + peer send, all through the
     expect(printer.stderr()).toMatch(/refused printer: REVOKED/);
     const afterRevoke = await cli([...asAlice, '--to', 'printer@acme-hq', 'still there?']);
     expect(afterRevoke.code).toBe(3);
-    expect(afterRevoke.stderr).toContain('refused: PEER_NOT_REGISTERED (12)');
+    expect(afterRevoke.stderr).toContain('refused: PEER_NOT_REGISTERED (12): peer printer@acme-hq is not registered');
 
     expect(await serve.stop('SIGTERM')).toBe(0);
     expect(existsSync(adminFile)).toBe(false);

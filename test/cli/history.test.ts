@@ -18,7 +18,7 @@ const suite = cliSuite();
 const { cli, start } = suite;
 
 describe('contact-point history: kept across restarts of serve', () => {
-  it('lists, filters and exports every message after a clean stop and after kill -9', async () => {
+  it('lists, filters and exports every message after a clean stop and after kill -9', { timeout: 90_000 }, async () => {
     const relayState = join(suite.home, 'relay');
     const cpState = join(suite.home, 'cp');
     const cpCred = join(suite.home, 'acme-hq.credential');

@@ -66,6 +66,27 @@ describe('addressed messages end to end', () => {
     expect((await refusal(alice.send('printer@acme-hq', Buffer.alloc(2 * 1024 * 1024)))).code).toBe(Status.TOO_LARGE);
   });
 
+  it('tells a sender the same for an unknown, an unregistered, a pending and a revoked peer: PEER_NOT_REGISTERED naming the address', async () => {
+    const alice = await h.external('alice');
+    await h.internal('badge'); // connected, never asked
+    const scanner = await h.internal('scanner');
+    scanner.register();
+    await waitFor(() => h.cp.registrar.get('scanner')?.state === 'pending');
+    await h.registered('printer');
+    await h.cp.call('peers:revoke', { name: 'printer' });
+    const answers: [string, number, string][] = [];
+    for (const name of ['ghost', 'badge', 'scanner', 'printer']) {
+      const err = await refusal(alice.send(`${name}@acme-hq`, 'x'));
+      answers.push([name, err.code, err.reason]);
+    }
+    expect(answers).toEqual([
+      ['ghost', Status.PEER_NOT_REGISTERED, 'peer ghost@acme-hq is not registered'],
+      ['badge', Status.PEER_NOT_REGISTERED, 'peer badge@acme-hq is not registered'],
+      ['scanner', Status.PEER_NOT_REGISTERED, 'peer scanner@acme-hq is not registered'],
+      ['printer', Status.PEER_NOT_REGISTERED, 'peer printer@acme-hq is not registered'],
+    ]);
+  });
+
   it('rate-limits a flooding sender with RATE_LIMITED, and retries within the deadline succeed', async () => {
     await h.close();
     h = await startHarness({ relay: { ratePerSender: 20 } });

@@ -124,8 +124,8 @@ function PeersTable() {
                   <th scope="col" className="num">
                     Out
                   </th>
-                  <th scope="col">Admitted by</th>
-                  {tab === 'revoked' ? <th scope="col">Revoked</th> : null}
+                  {/* A revoked peer was admitted by nobody now: the column says when and how it was revoked instead. */}
+                  <th scope="col">{tab === 'revoked' ? 'Revoked' : 'Admitted by'}</th>
                   <th scope="col">
                     <span className="visually-hidden">Actions</span>
                   </th>
@@ -154,8 +154,7 @@ function PeersTable() {
                       <td title={formatDateTime(p.lastSeen)}>{p.online ? 'now' : formatAgo(p.lastSeen, now)}</td>
                       <td className="num">{formatCount(p.messagesIn)}</td>
                       <td className="num">{formatCount(p.messagesOut)}</td>
-                      <td>{p.admittedBy ?? '—'}</td>
-                      {tab === 'revoked' ? <td data-testid="revoked-at">{revokedText(p)}</td> : null}
+                      {tab === 'revoked' ? <td data-testid="revoked-at">{revokedText(p)}</td> : <td>{p.admittedBy ?? '—'}</td>}
                       <td>
                         <PeerActions ctx={ctx} peer={p} busy={b} confirm={setConfirm} />
                       </td>
