@@ -7,6 +7,8 @@ import { parseCsv } from '../test/csv.js';
 import { AdminPage } from './pages/admin-page.js';
 import { FlowPage } from './pages/flow-page.js';
 import { HistoryPage } from './pages/history-page.js';
+import { PeerDetailPage } from './pages/peer-detail-page.js';
+import { PeersPage } from './pages/peers-page.js';
 import { launchChromium } from './support/browser.js';
 import { Stack } from './support/stack.js';
 
@@ -107,6 +109,53 @@ describe('history in the admin GUI (Chromium)', { timeout: 60_000 }, () => {
     expect(lines).toHaveLength(8);
     expect(lines.map((e) => e.seq)).toEqual([8, 7, 6, 5, 4, 3, 2, 1]);
     expect(lines.filter((e) => e.outcome === 'delivered' && e.to === 'printer@acme-hq')).toHaveLength(5);
+    expect(errors).toEqual([]);
+  });
+  it("a peer's page shows its traffic over time and its recent messages and refusals from the history, after a reload", async () => {
+    stack = await Stack.start({ externals: ['alice'] });
+    const printer = await stack.internalPeer('printer');
+    const scanner = await stack.internalPeer('scanner');
+    for (const p of [printer, scanner]) p.send({ cmd: 'register' });
+    for (const name of ['printer', 'scanner']) {
+      await expect.poll(() => stack!.cp.registrar.get(name)?.state).toBe('pending');
+      await stack.cp.call('peers:approve', { name });
+    }
+    await printer.waitFor((e) => e.event === 'registration' && e.state === 'registered', 'printer registered');
+    const alice = await stack.externalPeer('alice');
+    for (let i = 0; i < 6; i++) expect(await stack.send(alice, 'printer@acme-hq', `job ${i}`)).toMatchObject({ event: 'sent' });
+    expect(await stack.send(alice, 'scanner@acme-hq', 'scan')).toMatchObject({ event: 'sent' });
+    await stack.cp.call('peers:revoke', { name: 'printer' });
+    expect(await stack.send(alice, 'printer@acme-hq', 'again')).toMatchObject({ event: 'refused', code: 12 });
+
+    // Everything above happened before the page opened: what the peer page shows comes from the history.
+    context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
+    const page: Page = await context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    const app = new AdminPage(page);
+    await app.open(stack.guiUrl);
+    await page.reload();
+    await app.tunnelPill.waitFor();
+    const peers = new PeersPage(page);
+    const detail = new PeerDetailPage(page);
+    await peers.openTab('revoked');
+    await detail.openFromTable('printer');
+    await detail.traffic.getByTestId('traffic-total').filter({ hasText: /^7$/ }).waitFor(); // 6 delivered + 1 refused, none of scanner's
+    expect(await detail.traffic.getByRole('img').getAttribute('aria-label')).toMatch(/: 7 messages, 1 refused, from /);
+    const recent = detail.traffic.getByRole('table', { name: 'Recent messages' });
+    expect(await recent.locator('tbody tr').count()).toBe(7);
+    expect(await recent.locator('tbody tr[data-outcome="delivered"]').count()).toBe(6);
+    expect(await recent.locator('tbody tr', { hasText: 'scanner' }).count()).toBe(0);
+    const refusals = detail.traffic.getByRole('table', { name: 'Recent refusals' });
+    expect(await refusals.locator('tbody tr').count()).toBe(1);
+    expect(await refusals.locator('tbody tr').textContent()).toContain('alice@relay');
+
+    // A new refusal shows on the open page within the refresh.
+    expect(await stack.send(alice, 'printer@acme-hq', 'one more')).toMatchObject({ event: 'refused', code: 12 });
+    await detail.traffic.getByTestId('traffic-total').filter({ hasText: /^8$/ }).waitFor({ timeout: 10_000 });
+    await expect.poll(() => refusals.locator('tbody tr').count()).toBe(2);
+    expect(await recent.locator('tbody tr').count()).toBe(8);
+    await app.screenshot('peer-traffic');
     expect(errors).toEqual([]);
   });
 });

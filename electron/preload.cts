@@ -24,6 +24,7 @@ const CALLS = {
   'ports:policy': true,
   'history:query': true,
   'history:retention': true,
+  'history:traffic': true,
   'audit:list': true,
 } as const satisfies Record<AdminMethod, true>;
 const EVENTS = {

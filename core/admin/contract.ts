@@ -152,6 +152,20 @@ export interface HistoryRetention {
   readonly days: number;
 }
 
+/**
+ * Stored entries per time bucket (history:traffic): bucket i covers
+ * [since + i * bucketMs, since + (i + 1) * bucketMs). Messages only; port events are not counted.
+ */
+export interface HistoryTraffic {
+  readonly since: number;
+  readonly bucketMs: number;
+  readonly delivered: readonly number[];
+  readonly refused: readonly number[];
+  /** forwarded: sent on to the relay, no receipt tracked */
+  readonly forwarded: readonly number[];
+  readonly enabled: boolean;
+}
+
 /** One page of history, newest first. */
 export interface HistoryPage {
   readonly entries: readonly HistoryEntry[];
@@ -269,6 +283,8 @@ const peerName = nameSchema;
 export const MAX_HISTORY_PAGE = 1_000;
 /** Most entries the history may be set to keep (its index costs about 40 bytes each in memory). */
 export const MAX_HISTORY_ENTRIES = 1_000_000;
+/** Most time buckets one history:traffic call counts. */
+export const MAX_HISTORY_BUCKETS = 500;
 /** Longest age limit the history takes, in days. */
 export const MAX_HISTORY_DAYS = 3_650;
 /** Defaults: the newest 100,000 entries, no age limit. */
@@ -308,6 +324,13 @@ export const ADMIN_CALLS = {
     since: optional(int({ min: 0, max: Number.MAX_SAFE_INTEGER })),
     until: optional(int({ min: 0, max: Number.MAX_SAFE_INTEGER })),
   }),
+  /** counts per time bucket of the entries matching `peer` from `since` to `until` (default now): a traffic chart */
+  'history:traffic': obj({
+    peer: optional(str({ min: 1, max: 200 })),
+    since: int({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+    until: optional(int({ min: 0, max: Number.MAX_SAFE_INTEGER })),
+    buckets: int({ min: 1, max: MAX_HISTORY_BUCKETS }),
+  }),
   'history:retention': obj({
     entries: int({ min: 1, max: MAX_HISTORY_ENTRIES }),
     days: int({ min: 0, max: MAX_HISTORY_DAYS }),
@@ -334,6 +357,7 @@ export interface AdminResults {
   'ports:policy': PortPolicyView;
   'history:query': HistoryPage;
   'history:retention': HistoryRetention;
+  'history:traffic': HistoryTraffic;
   'audit:list': { readonly entries: readonly AuditEntry[]; readonly more: boolean };
 }
 

@@ -410,6 +410,12 @@ export class ContactPoint implements AdminHostApi {
       }
       case 'history:query':
         return this.historyPage(p as AdminParams<'history:query'>);
+      case 'history:traffic': {
+        const q = p as AdminParams<'history:traffic'>;
+        if (this.history) return this.history.traffic(q);
+        const zeros = new Array<number>(q.buckets).fill(0);
+        return { since: q.since, bucketMs: Math.max(1, Math.ceil(((q.until ?? Date.now()) - q.since) / q.buckets)), delivered: zeros, refused: zeros, forwarded: zeros, enabled: false };
+      }
       case 'history:retention': {
         const was = this.historySetting ?? DEFAULT_HISTORY_RETENTION;
         const next = p as AdminParams<'history:retention'>;

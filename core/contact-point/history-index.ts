@@ -167,6 +167,15 @@ export class SegmentIndex {
     this.bytes += length;
   }
 
+  atOf(i: number): number {
+    return this.at[i]!;
+  }
+
+  /** The outcome of entry `i`, as its index in HISTORY_OUTCOMES. */
+  outcomeOf(i: number): number {
+    return this.kind[i]! >> 2;
+  }
+
   seqAt(i: number): number {
     return this.seq[i]!;
   }

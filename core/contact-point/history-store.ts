@@ -9,6 +9,7 @@ import {
   type HistoryOutcome,
   type HistoryPage,
   type HistoryRetention,
+  type HistoryTraffic,
 } from '../admin/contract.js';
 import { MAX_REASON_LENGTH } from '../protocol/limits.js';
 import { ioReason } from '../runtime/json-file.js';
@@ -202,6 +203,24 @@ export class HistoryStore {
       stored: this.stats(),
       lost: this.lostCount,
     };
+  }
+
+  /** Messages matching `peer` per time bucket from `since` to `until` (history:traffic). */
+  async traffic(q: { peer?: string | undefined; since: number; until?: number | undefined; buckets: number }): Promise<HistoryTraffic> {
+    await this.flush();
+    const until = q.until ?? this.now();
+    const bucketMs = Math.max(1, Math.ceil((until - q.since) / q.buckets));
+    const rows = HISTORY_OUTCOMES.map(() => new Array<number>(q.buckets).fill(0));
+    const filter = new CompiledFilter({ peer: q.peer, since: q.since, until });
+    for (const seg of this.segments) {
+      seg.scan(filter, Number.MAX_SAFE_INTEGER, undefined, (i) => {
+        const b = Math.min(q.buckets - 1, Math.floor((seg.atOf(i) - q.since) / bucketMs));
+        rows[seg.outcomeOf(i)]![b]!++;
+        return true;
+      });
+    }
+    const row = (o: HistoryOutcome): number[] => rows[HISTORY_OUTCOMES.indexOf(o)]!;
+    return { since: q.since, bucketMs, delivered: row('delivered'), refused: row('refused'), forwarded: row('forwarded'), enabled: true };
   }
 
   /** Writes what is queued, fsyncs and closes the open segment; later appends are ignored. */

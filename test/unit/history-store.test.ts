@@ -92,6 +92,23 @@ describe('history store', () => {
     await h.close();
   });
 
+  it("counts a peer's messages per time bucket (the peer page's chart)", async () => {
+    const h = await filled(2_000);
+    const since = T0 + 100_000;
+    const t = await h.traffic({ peer: 'printer@acme-hq', since, until: since + 600_000, buckets: 10 });
+    expect(t.bucketMs).toBe(60_000);
+    const want = { delivered: new Array<number>(10).fill(0), refused: new Array<number>(10).fill(0), forwarded: new Array<number>(10).fill(0) };
+    for (let n = 1; n <= 2_000; n++) {
+      const o = observation(n);
+      if (o.to !== 'printer@acme-hq' || o.at < since || o.at > since + 600_000) continue;
+      const b = Math.min(9, Math.floor((o.at - since) / 60_000));
+      if (o.outcome !== 'opened' && o.outcome !== 'closed') want[o.outcome][b]!++;
+    }
+    expect({ delivered: t.delivered, refused: t.refused, forwarded: t.forwarded }).toEqual(want);
+    expect(t.delivered.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
+    await h.close();
+  });
+
   it('keeps what it wrote across a reopen, and numbers on from there', async () => {
     const h = await filled(300);
     await h.close();

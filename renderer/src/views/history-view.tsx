@@ -11,7 +11,7 @@ import {
 import { errorText } from '../api/admin-call-error';
 import { FLOW_ROW_HEIGHT, FlowHeaderRow, FlowRowCells } from '../components/flow-row';
 import { VirtualList } from '../components/virtual-list';
-import { formatBytes, formatCount, formatDateTime } from '../format/units';
+import { formatBytes, formatCount, formatDateTime, formatTimestamp } from '../format/units';
 import { useCtx } from '../store/context';
 import { notify } from '../store/session-slice';
 
@@ -42,12 +42,6 @@ function toFilter(f: FilterForm, fixedPeer: string | undefined): HistoryExportFi
     ...(since !== undefined && Number.isFinite(since) ? { since } : {}),
     ...(until !== undefined && Number.isFinite(until) ? { until } : {}),
   };
-}
-
-/** Date and time with seconds: history rows span days. */
-function rowTime(at: number): string {
-  const d = new Date(at);
-  return `${formatDateTime(at)}:${String(d.getSeconds()).padStart(2, '0')}`;
 }
 
 /**
@@ -193,7 +187,7 @@ export function HistoryPanel({ peer }: { readonly peer?: string }) {
           label="History"
           header={<FlowHeaderRow />}
           empty={<p className="empty">{busy ? 'Loading…' : 'No stored entries match.'}</p>}
-          renderRow={(e) => <FlowRowCells r={e} time={rowTime} />}
+          renderRow={(e) => <FlowRowCells r={e} time={formatTimestamp} />}
         />
       </div>
       {page?.next !== undefined ? (
