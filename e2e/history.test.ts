@@ -34,18 +34,21 @@ afterEach(async () => {
   stack = undefined;
 });
 
+/** LAN peer processes that ask to be registered and are approved (through the admin API). */
+async function registeredPeers(s: Stack, names: readonly string[]): Promise<void> {
+  const peers = await Promise.all(names.map((n) => s.internalPeer(n)));
+  for (const p of peers) p.send({ cmd: 'register' });
+  for (const p of peers) {
+    await expect.poll(() => s.cp.registrar.get(p.name)?.state).toBe('pending');
+    await s.cp.call('peers:approve', { name: p.name });
+    await p.waitFor((e) => e.event === 'registration' && e.state === 'registered', `${p.name} registered`);
+  }
+}
+
 describe('history in the admin GUI (Chromium)', { timeout: 60_000 }, () => {
   it('survives a reload, agrees with the totals, filters by peer and outcome, and exports CSV and JSON lines', async () => {
     stack = await Stack.start({ externals: ['alice', 'bob'] });
-    const printer = await stack.internalPeer('printer');
-    const scanner = await stack.internalPeer('scanner');
-    for (const p of [printer, scanner]) p.send({ cmd: 'register' });
-    for (const name of ['printer', 'scanner']) {
-      await expect.poll(() => stack!.cp.registrar.get(name)?.state).toBe('pending');
-      await stack.cp.call('peers:approve', { name });
-    }
-    await printer.waitFor((e) => e.event === 'registration' && e.state === 'registered', 'printer registered');
-    await scanner.waitFor((e) => e.event === 'registration' && e.state === 'registered', 'scanner registered');
+    await registeredPeers(stack, ['printer', 'scanner']);
     const alice = await stack.externalPeer('alice');
     const bob = await stack.externalPeer('bob');
     for (let i = 0; i < 4; i++) expect(await stack.send(alice, 'printer@acme-hq', `job ${i}`)).toMatchObject({ event: 'sent' });
@@ -113,14 +116,7 @@ describe('history in the admin GUI (Chromium)', { timeout: 60_000 }, () => {
   });
   it("a peer's page shows its traffic over time and its recent messages and refusals from the history, after a reload", async () => {
     stack = await Stack.start({ externals: ['alice'] });
-    const printer = await stack.internalPeer('printer');
-    const scanner = await stack.internalPeer('scanner');
-    for (const p of [printer, scanner]) p.send({ cmd: 'register' });
-    for (const name of ['printer', 'scanner']) {
-      await expect.poll(() => stack!.cp.registrar.get(name)?.state).toBe('pending');
-      await stack.cp.call('peers:approve', { name });
-    }
-    await printer.waitFor((e) => e.event === 'registration' && e.state === 'registered', 'printer registered');
+    await registeredPeers(stack, ['printer', 'scanner']);
     const alice = await stack.externalPeer('alice');
     for (let i = 0; i < 6; i++) expect(await stack.send(alice, 'printer@acme-hq', `job ${i}`)).toMatchObject({ event: 'sent' });
     expect(await stack.send(alice, 'scanner@acme-hq', 'scan')).toMatchObject({ event: 'sent' });

@@ -25,6 +25,14 @@ function guiDir(): string | undefined {
   return existsSync(join(dir, 'index.html')) ? dir : undefined;
 }
 
+/**
+ * One flag's help: the flag, then its description lines starting at `column`. A flag too long
+ * for the column gets its description on the lines below it.
+ */
+function flagHelp(column: number, f: string, lines: readonly string[]): string {
+  return (`  ${f}`.length < column ? lines : ['', ...lines]).map((l, i) => (i === 0 ? `  ${f}`.padEnd(column) : ' '.repeat(column)) + l).join('\n').replace(/ +$/m, '');
+}
+
 /** serve and start: `--allow-target RULE` / `--allow-listen RULE`, the port mediation allowlist. */
 export const portPolicyOptions = {
   'allow-target': { type: 'string', multiple: true },
@@ -33,8 +41,7 @@ export const portPolicyOptions = {
 
 /** Help lines of --allow-target / --allow-listen, descriptions starting at `column`. */
 export function portPolicyFlagsHelp(column: number): string {
-  const flag = (f: string, lines: string[]): string =>
-    lines.map((l, i) => (i === 0 ? `  ${f}`.padEnd(column) : ' '.repeat(column)) + l).join('\n');
+  const flag = (f: string, lines: string[]): string => flagHelp(column, f, lines);
   return [
     flag('--allow-target RULE', ['port mediation may connect to RULE on the LAN, e.g.', '192.168.1.0/24:80,443 (repeatable; replaces the stored target list)']),
     flag('--allow-listen RULE', ['port mediation may open ports RULE on this host, e.g.', 'tcp:1-65535 (repeatable; replaces the stored listen list)']),
@@ -74,9 +81,7 @@ export const floodLimitOptions = {
 
 /** Help lines of the flood limit flags, descriptions starting at `column`. */
 export function floodLimitFlagsHelp(column: number): string {
-  // A flag too long for the column gets its description on the lines below it.
-  const flag = (f: string, lines: string[]): string =>
-    (`  ${f}`.length < column ? lines : ['', ...lines]).map((l, i) => (i === 0 ? `  ${f}`.padEnd(column) : ' '.repeat(column)) + l).join('\n').replace(/ +$/m, '');
+  const flag = (f: string, lines: string[]): string => flagHelp(column, f, lines);
   return [
     flag('--max-undecided N', [`registration requests waiting for the admin, in total (default ${MAX_UNDECIDED_PEERS});`, 'past it the oldest from the address with the most is dropped']),
     flag('--max-undecided-per-address N', [`the same per source address (default ${MAX_UNDECIDED_PER_ADDRESS}); past it that`, "address's oldest request is dropped"]),
@@ -109,7 +114,7 @@ export const historyOptions = {
 
 /** Help lines of the history flags, descriptions starting at `column`. */
 export function historyFlagsHelp(column: number): string {
-  const flag = (f: string, lines: string[]): string => lines.map((l, i) => (i === 0 ? `  ${f}`.padEnd(column) : ' '.repeat(column)) + l).join('\n');
+  const flag = (f: string, lines: string[]): string => flagHelp(column, f, lines);
   const d = DEFAULT_HISTORY_RETENTION;
   return [
     flag('--history-entries N', [`keep at least the newest N history entries (default ${d.entries.toLocaleString('en-US')}, at most`, `${MAX_HISTORY_ENTRIES.toLocaleString('en-US')}); replaces the stored setting (history retention)`]),
