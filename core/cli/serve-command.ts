@@ -60,7 +60,7 @@ Flags:
   --admin-listen HOST:PORT     the admin endpoint (default ${DEFAULT_ADMIN_LISTEN}; loopback only)
   --admin-listen-any           allow a non-loopback --admin-listen (the token then crosses the
                                network in plain http; prefer an SSH tunnel)
-  --state DIR                  peers, decisions, policy and admin.json (default ~/.contact-point/serve,
+  --state DIR                  peers, decisions, policy, history and admin.json (default ~/.contact-point/serve,
                                or $CONTACT_POINT_STATE)
   --proxy URL                  HTTP CONNECT proxy to reach the relay through (default: from
                                HTTPS_PROXY / HTTP_PROXY / NO_PROXY)

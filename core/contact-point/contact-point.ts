@@ -269,7 +269,13 @@ export class ContactPoint implements AdminHostApi {
       opts.stateDir !== undefined && opts.history !== false
         ? await HistoryStore.open(join(opts.stateDir, HISTORY_DIR), setting ?? DEFAULT_HISTORY_RETENTION, opts.logger ?? silentLogger)
         : undefined;
-    const audit = await AuditLog.open(opts.stateDir, state.audit, opts.logger ?? silentLogger);
+    let audit: AuditLog;
+    try {
+      audit = await AuditLog.open(opts.stateDir, state.audit, opts.logger ?? silentLogger);
+    } catch (err: unknown) {
+      await store?.close(); // its file and retention timer go with the failed create
+      throw err;
+    }
     const cp = new ContactPoint(opts, registrar, ports, timing, { store, setting }, audit);
     // A policy or history retention from the command line replaces the stored one: save it now, like any decision.
     if (opts.policy || opts.history) await cp.decide(() => ({ apply: () => undefined }));
