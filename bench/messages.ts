@@ -44,7 +44,7 @@ const TO = `${RECEIVER}@${CP_ID}`;
 const WORKER_RECEIVER = 'sink-worker';
 const TO_WORKER = `${WORKER_RECEIVER}@${CP_ID}`;
 
-function payload(measured: boolean): Buffer {
+export function payload(measured: boolean): Buffer {
   return stampedPayload(MSG_BYTES, measured);
 }
 
@@ -157,7 +157,7 @@ export async function closedLoop(sender: PeerClient, to: string, warmupMs: numbe
 }
 
 /** Open loop at `rate` msgs/s for warmup + window; only messages sent inside the window are measured. */
-async function pacedLoop(
+export async function pacedLoop(
   sender: PeerClient,
   to: string,
   rate: number,

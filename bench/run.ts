@@ -10,7 +10,9 @@
  *                        gui (the admin GUI in Chromium under 20,000 msgs/s; needs `npm run build`),
  *                        http-flood (large-body HTTP requests against relay and peer port under a flow),
  *                        outage (delivery of messages queued during a tunnel outage, after its return),
- *                        cluster (same-node vs cross-node acked messages through 2 relay nodes on nats-server)
+ *                        cluster (same-node vs cross-node acked messages through 2 relay nodes on nats-server),
+ *                        history (throughput with the contact point's history on vs off, disk bytes per
+ *                        message, a filtered page over 100,000 stored entries)
  *   --cpu-prof[=DIR]     profile the worker processes (relay, contact point, ack server, lan, load) with
  *                        node --cpu-prof into DIR (default bench-profiles/); summarise with
  *                        node dist/bench/profile-summary.js DIR
@@ -25,6 +27,7 @@ import { runCluster } from './cluster.js';
 import type { BenchContext } from './context.js';
 import { WorkerHandle } from './ipc.js';
 import { runGui } from './gui.js';
+import { runHistory } from './history.js';
 import { runHttpFlood } from './http-flood.js';
 import { runMediation } from './mediation.js';
 import { runMessages } from './messages.js';
@@ -50,6 +53,7 @@ const GROUPS: Record<string, readonly string[]> = {
   'http-flood': ['http-flood'],
   outage: ['outage'],
   cluster: ['cluster'],
+  history: ['history'],
 };
 
 interface Args {
@@ -115,6 +119,7 @@ async function main(): Promise<void> {
   await runHttpFlood(ctx);
   await runOutage(ctx);
   await runCluster(ctx);
+  await runHistory(ctx);
   note(`done in ${Math.round((Date.now() - started) / 1000)} s`);
 }
 

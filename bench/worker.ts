@@ -8,7 +8,10 @@
  * over IPC and then answers requests ({ id, op, args } -> { id, ok, result | error }).
  * `exit` stops the role and ends the process normally (so --cpu-prof writes its profile).
  */
+import { mkdtemp, rm } from 'node:fs/promises';
 import { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ContactPoint } from '../core/contact-point/contact-point.js';
 import { PeerIdentity } from '../core/peer/identity.js';
 import { PeerClient } from '../core/peer/peer-client.js';
@@ -156,12 +159,20 @@ async function startContactPoint(config: {
   ports?: { targets: string[]; listen: string[] };
   /** CA certificate (PEM) to trust for a wss relay with a self-signed certificate */
   ca?: string;
+  /**
+   * history benchmark: a temporary state folder, with the message history kept ('on') or not
+   * ('off'); absent: no state folder (so no history), as in the other benchmarks
+   */
+  history?: 'on' | 'off';
 }): Promise<{ info: ReadyInfo; ops: Record<string, Handler>; stop: () => Promise<void> }> {
+  const stateDir = config.history ? await mkdtemp(join(tmpdir(), 'cp-bench-history-')) : undefined;
+  const history = config.history === 'off' ? { history: false as const } : {};
   const cp = await ContactPoint.create({
     id: config.id,
     relayUrl: config.relayUrl,
     secret: config.secret,
-    stateDir: undefined,
+    stateDir,
+    ...history,
     peerHost: '127.0.0.1',
     proxy: null,
     logger,
@@ -178,11 +189,18 @@ async function startContactPoint(config: {
   const tunnelLink = (): Link | undefined => (cp.gateway as unknown as { link: Link | undefined }).link;
   return {
     info: { role: 'contact-point', pid: process.pid, url: cp.peerPortUrl },
-    stop: () => cp.stop(),
+    stop: async () => {
+      await cp.stop();
+      if (stateDir) await rm(stateDir, { recursive: true, force: true });
+    },
     ops: {
       tunnel: () => ({ ...cp.gateway.status(), wire: wireBytes(tunnelLink()) }),
       peers: () => ({ known: cp.registrar.size, registered: cp.registrar.registeredNames().length, connections: cp.peerPort.connections }),
       flow: () => cp.flow.totals(),
+      history: async () => {
+        await cp.history?.flush();
+        return { ...(cp.history?.stats() ?? {}), lost: cp.history?.lost ?? 0 };
+      },
       memory: () => memory(),
       streams: () => ({ streams: cp.ports.streamCount, ports: cp.ports.list().length }),
       udpReady: () => cp.udpChannel?.ready ?? false,

@@ -8,6 +8,7 @@ import { auditCommands } from './cli/audit-command.js';
 import { LOG_FORMAT_ENV, takeLogFormat, wantsHelp, type Command } from './cli/args.js';
 import { CliError, ExitCode, UsageError } from './cli/errors.js';
 import { exposeCommand } from './cli/expose-command.js';
+import { historyCommands } from './cli/history-command.js';
 import { exitSoonIfStuck } from './cli/lifecycle.js';
 import { note, say } from './cli/output.js';
 import { peerCommands } from './cli/peer-command.js';
@@ -27,6 +28,7 @@ const COMMANDS: readonly Command[] = [
   ...credentialCommands,
   serveCommand,
   ...adminCommands,
+  ...historyCommands,
   ...auditCommands,
   ...portsCommands,
   ...peerCommands,
@@ -57,6 +59,8 @@ Administer a running contact point (serve or start):
   peers forget NAME            delete a peer's record and key binding
   policy [show]                the auto-approval policy
   policy set                   auto-approve by subnet or join code
+  history                      stored messages, refusals and port events: filter, page, export
+  history retention            how much history is kept (show or set)
   ports [list]                 mediated LAN ports: state, operator, target, streams, bytes, age
   ports close ID               close a mediated port and reset its connections
   ports policy [show]          the port policy: LAN targets and local ports mediation may use

@@ -22,7 +22,7 @@ async function dismissNotices(page: Page): Promise<void> {
 }
 
 describe('peer page and audit view in Chromium', { timeout: 60_000 }, () => {
-  it('opens from the peers table with the facts, state history, live traffic and actions; the Audit view lists each decision and its surface', async () => {
+  it('opens from the peers table with the facts, state history, traffic and actions; the Audit view lists each decision and its surface', async () => {
     const stack = (suite.stack = await Stack.start());
     const { page, app } = await suite.open(stack);
     const peers = new PeersPage(page);
@@ -48,7 +48,7 @@ describe('peer page and audit view in Chromium', { timeout: 60_000 }, () => {
     expect(await detail.history('approve').textContent()).toContain('state: pending → registered');
     await printer.waitFor((e) => e.event === 'registration' && e.state === 'registered', 'printer registered');
 
-    // The traffic slot shows this peer's live flow rows.
+    // The traffic section shows this peer's messages (from the stored history).
     const alice = await stack.externalPeer('alice');
     expect(await stack.send(alice, 'printer@acme-hq', 'hello printer')).toMatchObject({ event: 'sent' });
     await detail.traffic.locator('tr[data-outcome="delivered"]', { hasText: 'alice@relay' }).waitFor();

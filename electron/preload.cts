@@ -22,6 +22,9 @@ const CALLS = {
   'tunnel:reconnect': true,
   'ports:close': true,
   'ports:policy': true,
+  'history:query': true,
+  'history:retention': true,
+  'history:traffic': true,
   'audit:list': true,
 } as const satisfies Record<AdminMethod, true>;
 const EVENTS = {

@@ -15,6 +15,7 @@ const VERB: Readonly<Record<AuditAction, string>> = {
   'ports:policy': 'set the port policy',
   'ports:close': 'closed',
   'settings:save': 'changed the settings',
+  'history:retention': 'set the history retention',
 };
 
 /** `approved printer`, `closed port 7`, `set the port policy`. */

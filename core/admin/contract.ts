@@ -6,7 +6,8 @@
  * transport boundary before they reach the core.
  */
 import { nameSchema } from '../protocol/name.js';
-import { int, list, obj, optional, str, type Infer, type Schema } from '../protocol/schema.js';
+import { MAX_REASON_LENGTH } from '../protocol/limits.js';
+import { int, list, obj, oneOf, optional, str, type Infer, type Schema } from '../protocol/schema.js';
 
 export type PeerState = 'unregistered' | 'pending' | 'registered' | 'revoked';
 
@@ -19,7 +20,7 @@ export type AdminSurface = 'gui' | 'cli' | 'api';
 export const ADMIN_SURFACES = ['gui', 'cli', 'api'] as const satisfies readonly AdminSurface[];
 
 /** What an audit entry records: every admin decision, port close and settings change. */
-export const AUDIT_ACTIONS = ['peer:approve', 'peer:reject', 'peer:revoke', 'peer:forget', 'policy:set', 'ports:policy', 'ports:close', 'settings:save'] as const;
+export const AUDIT_ACTIONS = ['peer:approve', 'peer:reject', 'peer:revoke', 'peer:forget', 'policy:set', 'ports:policy', 'ports:close', 'settings:save', 'history:retention'] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 /** A value before or after a decision: a flat object of scalars and string lists; null when there was none (a forgotten peer after). */
 export type AuditValue = Readonly<Record<string, string | number | boolean | readonly string[]>> | null;
@@ -129,6 +130,59 @@ export interface FlowBatch {
   readonly totals: FlowTotals;
 }
 
+/** A history entry's outcome: a message's (as in the flow) or a mediated port's opening and closing. */
+export type HistoryOutcome = FlowOutcome | 'opened' | 'closed';
+export const HISTORY_OUTCOMES = ['delivered', 'refused', 'forwarded', 'opened', 'closed'] as const satisfies readonly HistoryOutcome[];
+
+/**
+ * One stored observation: a message's metadata and outcome (never its payload), or a port
+ * event (`id` port:N, `from` the operator, `to` what was opened, `size` its bytes at close).
+ * `seq` numbers entries in the order they were recorded, across restarts: the paging cursor.
+ */
+export interface HistoryEntry extends Omit<FlowEvent, 'outcome'> {
+  readonly seq: number;
+  readonly outcome: HistoryOutcome;
+}
+
+/** How much history the contact point keeps on disk (serve/start --history-entries/--history-days, or history:retention). */
+export interface HistoryRetention {
+  /** at least this many of the newest entries are kept (whole segment files are dropped past it) */
+  readonly entries: number;
+  /** entries older than this many days are dropped too; 0: no age limit */
+  readonly days: number;
+}
+
+/**
+ * Stored entries per time bucket (history:traffic): bucket i covers
+ * [since + i * bucketMs, since + (i + 1) * bucketMs). Messages only; port events are not counted.
+ */
+export interface HistoryTraffic {
+  readonly since: number;
+  readonly bucketMs: number;
+  readonly delivered: readonly number[];
+  readonly refused: readonly number[];
+  /** forwarded: sent on to the relay, no receipt tracked */
+  readonly forwarded: readonly number[];
+  readonly enabled: boolean;
+}
+
+/** One page of history, newest first. */
+export interface HistoryPage {
+  readonly entries: readonly HistoryEntry[];
+  /** pass as `before` for the next (older) page; absent when this was the last */
+  readonly next?: number;
+  /** entries in the whole stored history that match the filters, and their outcomes */
+  readonly matched: number;
+  readonly counts: Readonly<Record<HistoryOutcome, number>>;
+  /** false when this contact point keeps no history (no state folder, or turned off) */
+  readonly enabled: boolean;
+  readonly retention: HistoryRetention;
+  /** what is on disk: entries, bytes, segment files, and the oldest entry's time */
+  readonly stored: { readonly entries: number; readonly bytes: number; readonly segments: number; readonly oldestAt: number | undefined };
+  /** observations lost since start because the disk did not keep up or a write failed */
+  readonly lost: number;
+}
+
 export interface ContactPointInfo {
   readonly id: string;
   readonly version: string;
@@ -224,6 +278,17 @@ export type AdminEventName = keyof AdminEvents;
 export const ADMIN_EVENTS: readonly AdminEventName[] = ['peer:changed', 'peer:removed', 'tunnel:status', 'flow:batch', 'policy:changed', 'ports:changed', 'ports:policy-changed', 'peers:flood', 'audit:entry'];
 
 const peerName = nameSchema;
+
+/** Most entries one history:query page returns. */
+export const MAX_HISTORY_PAGE = 1_000;
+/** Most entries the history may be set to keep (its index costs about 40 bytes each in memory). */
+export const MAX_HISTORY_ENTRIES = 1_000_000;
+/** Most time buckets one history:traffic call counts. */
+export const MAX_HISTORY_BUCKETS = 500;
+/** Longest age limit the history takes, in days. */
+export const MAX_HISTORY_DAYS = 3_650;
+/** Defaults: the newest 100,000 entries, no age limit. */
+export const DEFAULT_HISTORY_RETENTION: HistoryRetention = { entries: 100_000, days: 0 };
 const cidr = str({ min: 3, max: 49, pattern: /^[0-9a-fA-F:.]+\/\d{1,3}$/, patternText: 'must be a CIDR such as 192.168.1.0/24' });
 
 /** Every call: its parameter schema. Results are typed by AdminResults. */
@@ -243,6 +308,32 @@ export const ADMIN_CALLS = {
   'ports:policy': obj({
     targets: list(str({ min: 1, max: 80 }), { max: 256 }),
     listen: list(str({ min: 1, max: 80 }), { max: 256 }),
+  }),
+  'history:query': obj({
+    /** a cursor: only entries older than this seq (a page's `next`) */
+    before: optional(int({ min: 1, max: Number.MAX_SAFE_INTEGER })),
+    limit: optional(int({ min: 1, max: MAX_HISTORY_PAGE })),
+    /** an address (has @): entries from or to exactly it; else a part of a from or to address */
+    peer: optional(str({ min: 1, max: 200 })),
+    /** the same, for the sender (`from`) only */
+    sender: optional(str({ min: 1, max: 200 })),
+    outcome: optional(oneOf(HISTORY_OUTCOMES)),
+    /** a status name (PEER_OFFLINE) or a part of the reason text */
+    reason: optional(str({ min: 1, max: MAX_REASON_LENGTH })),
+    /** time range, ms since the epoch, inclusive */
+    since: optional(int({ min: 0, max: Number.MAX_SAFE_INTEGER })),
+    until: optional(int({ min: 0, max: Number.MAX_SAFE_INTEGER })),
+  }),
+  /** counts per time bucket of the entries matching `peer` from `since` to `until` (default now): a traffic chart */
+  'history:traffic': obj({
+    peer: optional(str({ min: 1, max: 200 })),
+    since: int({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+    until: optional(int({ min: 0, max: Number.MAX_SAFE_INTEGER })),
+    buckets: int({ min: 1, max: MAX_HISTORY_BUCKETS }),
+  }),
+  'history:retention': obj({
+    entries: int({ min: 1, max: MAX_HISTORY_ENTRIES }),
+    days: int({ min: 0, max: MAX_HISTORY_DAYS }),
   }),
   /** the audit trail, newest first: `limit` entries older than `beforeSeq`, about `target` when given */
   'audit:list': obj({
@@ -264,6 +355,9 @@ export interface AdminResults {
   'tunnel:reconnect': TunnelView;
   'ports:close': { readonly id: number };
   'ports:policy': PortPolicyView;
+  'history:query': HistoryPage;
+  'history:retention': HistoryRetention;
+  'history:traffic': HistoryTraffic;
   'audit:list': { readonly entries: readonly AuditEntry[]; readonly more: boolean };
 }
 

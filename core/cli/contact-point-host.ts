@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_HISTORY_RETENTION, MAX_HISTORY_DAYS, MAX_HISTORY_ENTRIES, type HistoryRetention } from '../admin/contract.js';
 import { AdminServer } from '../admin/server.js';
 import { ContactPoint, type ContactPointOptions } from '../contact-point/contact-point.js';
 import type { PortPolicyConfig } from '../contact-point/port-policy.js';
@@ -8,8 +9,8 @@ import { StateStore } from '../contact-point/state-store.js';
 import { primeAllocator } from '../runtime/allocator.js';
 import type { Logger } from '../runtime/logger.js';
 import { MAX_UNDECIDED_PEERS, MAX_UNDECIDED_PER_ADDRESS, NEW_PEERS_PER_ADDRESS_PER_MINUTE } from '../protocol/limits.js';
-import { countFlag, listenRule, targetRule } from './args.js';
-import { CliError } from './errors.js';
+import { countFlag, integer, listenRule, targetRule } from './args.js';
+import { CliError, UsageError } from './errors.js';
 import { listenError, type ListenFlag } from './listen.js';
 import { removeAdminFile, writeAdminFile } from './state-dir.js';
 
@@ -24,6 +25,14 @@ export function guiDir(): string | undefined {
   return existsSync(join(dir, 'index.html')) ? dir : undefined;
 }
 
+/**
+ * One flag's help: the flag, then its description lines starting at `column`. A flag too long
+ * for the column gets its description on the lines below it.
+ */
+function flagHelp(column: number, f: string, lines: readonly string[]): string {
+  return (`  ${f}`.length < column ? lines : ['', ...lines]).map((l, i) => (i === 0 ? `  ${f}`.padEnd(column) : ' '.repeat(column)) + l).join('\n').replace(/ +$/m, '');
+}
+
 /** serve and start: `--allow-target RULE` / `--allow-listen RULE`, the port mediation allowlist. */
 export const portPolicyOptions = {
   'allow-target': { type: 'string', multiple: true },
@@ -32,8 +41,7 @@ export const portPolicyOptions = {
 
 /** Help lines of --allow-target / --allow-listen, descriptions starting at `column`. */
 export function portPolicyFlagsHelp(column: number): string {
-  const flag = (f: string, lines: string[]): string =>
-    lines.map((l, i) => (i === 0 ? `  ${f}`.padEnd(column) : ' '.repeat(column)) + l).join('\n');
+  const flag = (f: string, lines: string[]): string => flagHelp(column, f, lines);
   return [
     flag('--allow-target RULE', ['port mediation may connect to RULE on the LAN, e.g.', '192.168.1.0/24:80,443 (repeatable; replaces the stored target list)']),
     flag('--allow-listen RULE', ['port mediation may open ports RULE on this host, e.g.', 'tcp:1-65535 (repeatable; replaces the stored listen list)']),
@@ -73,9 +81,7 @@ export const floodLimitOptions = {
 
 /** Help lines of the flood limit flags, descriptions starting at `column`. */
 export function floodLimitFlagsHelp(column: number): string {
-  // A flag too long for the column gets its description on the lines below it.
-  const flag = (f: string, lines: string[]): string =>
-    (`  ${f}`.length < column ? lines : ['', ...lines]).map((l, i) => (i === 0 ? `  ${f}`.padEnd(column) : ' '.repeat(column)) + l).join('\n').replace(/ +$/m, '');
+  const flag = (f: string, lines: string[]): string => flagHelp(column, f, lines);
   return [
     flag('--max-undecided N', [`registration requests waiting for the admin, in total (default ${MAX_UNDECIDED_PEERS});`, 'past it the oldest from the address with the most is dropped']),
     flag('--max-undecided-per-address N', [`the same per source address (default ${MAX_UNDECIDED_PER_ADDRESS}); past it that`, "address's oldest request is dropped"]),
@@ -97,6 +103,36 @@ export function floodLimitFlags(values: { 'max-undecided'?: string | undefined; 
     ...(perAddress !== undefined ? { maxUndecidedPerAddress: perAddress } : {}),
     ...(perMinute !== undefined ? { newPeersPerAddressPerMinute: perMinute } : {}),
   };
+}
+
+/** serve and start: how much message history to keep (issue 16). */
+export const historyOptions = {
+  'history-entries': { type: 'string' },
+  'history-days': { type: 'string' },
+  'no-history': { type: 'boolean' },
+} as const;
+
+/** Help lines of the history flags, descriptions starting at `column`. */
+export function historyFlagsHelp(column: number): string {
+  const flag = (f: string, lines: string[]): string => flagHelp(column, f, lines);
+  const d = DEFAULT_HISTORY_RETENTION;
+  return [
+    flag('--history-entries N', [`keep at least the newest N history entries (default ${d.entries.toLocaleString('en-US')}, at most`, `${MAX_HISTORY_ENTRIES.toLocaleString('en-US')}); replaces the stored setting (history retention)`]),
+    flag('--history-days D', ['also drop history entries older than D days (default 0: no age limit)']),
+    flag('--no-history', ['keep no history: nothing is written to <state>/history']),
+  ].join('\n');
+}
+
+/** ContactPointOptions.history from the flags: undefined keeps the stored setting. */
+export function historyFlags(values: { 'history-entries'?: string | undefined; 'history-days'?: string | undefined; 'no-history'?: boolean | undefined }): { history?: Partial<HistoryRetention> | false } {
+  const entries = countFlag('--history-entries', values['history-entries'], MAX_HISTORY_ENTRIES);
+  const days = values['history-days'] !== undefined ? integer('--history-days', values['history-days'], 0, MAX_HISTORY_DAYS) : undefined;
+  if (values['no-history']) {
+    if (entries !== undefined || days !== undefined) throw new UsageError('--no-history keeps no history: --history-entries and --history-days do not apply');
+    return { history: false };
+  }
+  if (entries === undefined && days === undefined) return {};
+  return { history: { ...(entries !== undefined ? { entries } : {}), ...(days !== undefined ? { days } : {}) } };
 }
 
 /** One line on the port policy for the ready banner of serve and start. */

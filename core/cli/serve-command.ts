@@ -10,6 +10,9 @@ import {
   floodLimitOptions,
   hostContactPoint,
   portPolicyFlagsHelp,
+  historyFlags,
+  historyFlagsHelp,
+  historyOptions,
   portPolicyFlags,
   portPolicyLine,
   portPolicyOptions,
@@ -57,7 +60,7 @@ Flags:
   --admin-listen HOST:PORT     the admin endpoint (default ${DEFAULT_ADMIN_LISTEN}; loopback only)
   --admin-listen-any           allow a non-loopback --admin-listen (the token then crosses the
                                network in plain http; prefer an SSH tunnel)
-  --state DIR                  peers, decisions, policy and admin.json (default ~/.contact-point/serve,
+  --state DIR                  peers, decisions, policy, history and admin.json (default ~/.contact-point/serve,
                                or $CONTACT_POINT_STATE)
   --proxy URL                  HTTP CONNECT proxy to reach the relay through (default: from
                                HTTPS_PROXY / HTTP_PROXY / NO_PROXY)
@@ -75,6 +78,7 @@ ${portPolicyFlagsHelp(31)}
   --max-exposure-streams N     connections of one relay exposure at once (default ${MAX_STREAMS_PER_EXPOSURE});
                                refused ones are counted per port (ports, the GUI's Ports view)
 ${floodLimitFlagsHelp(31)}
+${historyFlagsHelp(31)}
   --log-level LEVEL            debug, info, warn, error or silent (default info); logs go to stderr
 ${logFormatHelp(31)}
   --json                       print one line {"event":"ready",...} on stdout once running
@@ -110,6 +114,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
       'max-streams': { type: 'string' },
       'max-exposure-streams': { type: 'string' },
       ...portPolicyOptions,
+      ...historyOptions,
       ...floodLimitOptions,
       'log-level': { type: 'string' },
       json: { type: 'boolean' },
@@ -128,6 +133,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   const maxExposureStreams = countFlag('--max-exposure-streams', values['max-exposure-streams']);
   const streamLimits = { ...(maxStreams !== undefined ? { maxStreams } : {}), ...(maxExposureStreams !== undefined ? { maxStreamsPerExposure: maxExposureStreams } : {}) };
   const floodLimits = floodLimitFlags(values);
+  const history = historyFlags(values);
   const level = logLevel('--log-level', values['log-level'] ?? 'info');
   const logger = createLogger({ level, format: ctx.logFormat });
   const warn = (msg: string): void => logger.warn(msg);
@@ -143,7 +149,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   try {
     hosted = await hostContactPoint({
       contactPoint: {
-        id, relayUrl, secret, ...floodLimits, ...(proxy !== undefined ? { proxy } : {}), ...(ca ? { ca } : {}), ...(policy ? { policy } : {}), streamLimits,
+        id, relayUrl, secret, ...floodLimits, ...history, ...(proxy !== undefined ? { proxy } : {}), ...(ca ? { ca } : {}), ...(policy ? { policy } : {}), streamLimits,
         ...(idInUseRetryMs !== undefined ? { timing: { idInUseRetryMs } } : {}),
       },
       stateDir,

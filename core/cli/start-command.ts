@@ -4,7 +4,7 @@ import { CredentialStore } from '../relay/credentials.js';
 import { Relay } from '../relay/relay.js';
 import { createLogger } from '../runtime/logger.js';
 import { logFormatHelp, logLevel, parseFlags, type Command, type RunContext } from './args.js';
-import { hostContactPoint, portPolicyFlagsHelp, portPolicyFlags, portPolicyLine, portPolicyOptions, waitForTunnel, type HostedContactPoint } from './contact-point-host.js';
+import { historyFlags, historyFlagsHelp, historyOptions, hostContactPoint, portPolicyFlagsHelp, portPolicyFlags, portPolicyLine, portPolicyOptions, waitForTunnel, type HostedContactPoint } from './contact-point-host.js';
 import { writeSecretFile } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
 import { adminListenFlag, listenFlag } from './listen.js';
@@ -47,6 +47,7 @@ Flags:
   --admin-listen-any         allow a non-loopback --admin-listen
   --state DIR                state folder (default ~/.contact-point/${DEMO_ID}, or $CONTACT_POINT_STATE)
 ${portPolicyFlagsHelp(29)}
+${historyFlagsHelp(29)}
   --log-level LEVEL          debug, info, warn, error or silent (default info); logs go to stderr
 ${logFormatHelp(29)}
   --json                     print one line {"event":"ready",...} on stdout (with the commands
@@ -64,6 +65,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
       'admin-listen-any': { type: 'boolean' },
       state: { type: 'string' },
       ...portPolicyOptions,
+      ...historyOptions,
       'log-level': { type: 'string' },
       json: { type: 'boolean' },
     },
@@ -72,6 +74,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   const admin = adminListenFlag(values['admin-listen'], DEMO_ADMIN_LISTEN, values['admin-listen-any'] ?? false);
   const logger = createLogger({ level: logLevel('--log-level', values['log-level'] ?? 'info'), format: ctx.logFormat });
   const ports = portPolicyFlags(values);
+  const history = historyFlags(values);
   const stateDir = resolveStateDir('demo', values.state);
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   await refuseIfInUse(stateDir);
@@ -89,7 +92,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   try {
     await relay.start();
     hosted = await hostContactPoint({
-      contactPoint: { id: DEMO_ID, relayUrl: relay.url, secret: cpSecret, proxy: null, embeddedRelay: true },
+      contactPoint: { id: DEMO_ID, relayUrl: relay.url, secret: cpSecret, proxy: null, embeddedRelay: true, ...history },
       stateDir,
       peer,
       admin,

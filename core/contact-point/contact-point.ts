@@ -7,13 +7,20 @@ import {
   type AdminEventName,
   type AdminSurface,
   type AuditValue,
-  type PortView,
   type AdminEvents,
   type AdminMethod,
   type AdminParams,
   type AdminResults,
+  type HistoryPage,
+  type HistoryRetention,
+  type PortView,
   type Snapshot,
+  DEFAULT_HISTORY_RETENTION,
+  HISTORY_OUTCOMES,
+  MAX_HISTORY_DAYS,
+  MAX_HISTORY_ENTRIES,
 } from '../admin/contract.js';
+import { join } from 'node:path';
 import type { Frame } from '../protocol/codec.js';
 import { decodeControl } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
@@ -30,6 +37,7 @@ import { Collector } from './collector.js';
 import { Distributor } from './distributor.js';
 import { Outbound } from './outbound.js';
 import { FLOW_BATCH_MS, FlowRecorder } from './flow-recorder.js';
+import { HISTORY_DIR, HistoryStore } from './history-store.js';
 import { Gateway } from './gateway.js';
 import { FloodMonitor } from './flood-monitor.js';
 import { PeerPort, type PeerSession } from './peer-interface.js';
@@ -73,6 +81,11 @@ export interface ContactPointOptions {
    * connections of one relay exposure at once (default MAX_STREAMS_PER_EXPOSURE)
    */
   readonly streamLimits?: { readonly maxStreams?: number; readonly maxStreamsPerExposure?: number };
+  /**
+   * How much message history to keep in <stateDir>/history (given on the command line: replaces
+   * the stored setting); false keeps none. Without a stateDir there is no history.
+   */
+  readonly history?: Partial<HistoryRetention> | false;
   /** registration flood limits: undecided requests in total (MAX_UNDECIDED_PEERS) */
   readonly maxUndecidedPeers?: number;
   /** undecided requests per source address (MAX_UNDECIDED_PER_ADDRESS) */
@@ -88,6 +101,13 @@ function registrarLimits(opts: ContactPointOptions): Partial<RegistrarLimits> {
     ...(opts.maxUndecidedPerAddress !== undefined ? { maxUndecidedPerAddress: opts.maxUndecidedPerAddress } : {}),
     ...(opts.newPeersPerAddressPerMinute !== undefined ? { newPeersPerAddressPerMinute: opts.newPeersPerAddressPerMinute } : {}),
   };
+}
+
+/** A retention from options or flags, checked (a bad value fails create(), before anything starts). */
+function checkRetention(r: HistoryRetention): HistoryRetention {
+  if (!Number.isInteger(r.entries) || r.entries < 1 || r.entries > MAX_HISTORY_ENTRIES) throw new RangeError(`history.entries: expected 1 to ${MAX_HISTORY_ENTRIES}, got ${String(r.entries)}`);
+  if (!Number.isInteger(r.days) || r.days < 0 || r.days > MAX_HISTORY_DAYS) throw new RangeError(`history.days: expected 0 to ${MAX_HISTORY_DAYS}, got ${String(r.days)}`);
+  return { entries: r.entries, days: r.days };
 }
 
 /** How often tunnel status and changed peer counters go to admin subscribers. */
@@ -107,7 +127,13 @@ export class ContactPoint implements AdminHostApi {
   readonly registrar: Registrar;
   readonly gateway: Gateway;
   readonly peerPort: PeerPort;
-  readonly flow = new FlowRecorder();
+  readonly flow: FlowRecorder;
+  /** the persistent history of messages and port events (issue 16); undefined without a state folder */
+  readonly history: HistoryStore | undefined;
+  /** the history retention as the state file has it (undefined: never set, the defaults apply) */
+  private historySetting: HistoryRetention | undefined;
+  /** the ports as last seen, to record their opening and closing in the history */
+  private portsSeen = new Map<number, PortView>();
   /** port mediation (seed 002): what the relay may open on the LAN, within the admin's policy */
   readonly ports: PortMediator;
   /** registration requests the flood limits dropped, for the admin */
@@ -135,9 +161,13 @@ export class ContactPoint implements AdminHostApi {
     registrar: Registrar,
     portPolicy: PortPolicyConfig,
     timing: Timing,
+    history: { store: HistoryStore | undefined; setting: HistoryRetention | undefined },
     audit: AuditLog,
   ) {
     this.logger = opts.logger ?? silentLogger;
+    this.history = history.store;
+    this.historySetting = history.setting;
+    this.flow = new FlowRecorder(history.store);
     this.registrar = registrar;
     this.ports = new PortMediator(new PortPolicy(portPolicy), this.logger, opts.streamLimits);
     this.floods = new FloodMonitor(registrar.limits, this.logger);
@@ -190,7 +220,11 @@ export class ContactPoint implements AdminHostApi {
       this.ports.detach('tunnel lost');
       this.closeUdp();
     });
-    this.ports.on('changed', () => this.emitPorts());
+    this.ports.on('changed', () => {
+      const list = this.ports.list();
+      this.portHistory(list);
+      this.emitPorts(list);
+    });
     this.ports.on('refused', (r) =>
       this.flow.record(`port:${r.op}`, 'in', `${r.operator}@relay`, `port ${r.op} ${r.what}`, 0, r.code, r.reason),
     );
@@ -231,8 +265,19 @@ export class ContactPoint implements AdminHostApi {
     for (const [k, v] of Object.entries(opts.streamLimits ?? {})) {
       if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new RangeError(`streamLimits.${k}: expected a positive integer, got ${String(v)}`);
     }
-    const audit = await AuditLog.open(opts.stateDir, state.audit, opts.logger ?? silentLogger);
-    const cp = new ContactPoint(opts, registrar, ports, timing, audit);
+    const setting = opts.history ? checkRetention({ ...DEFAULT_HISTORY_RETENTION, ...state.history, ...opts.history }) : state.history;
+    const store =
+      opts.stateDir !== undefined && opts.history !== false
+        ? await HistoryStore.open(join(opts.stateDir, HISTORY_DIR), setting ?? DEFAULT_HISTORY_RETENTION, opts.logger ?? silentLogger)
+        : undefined;
+    let audit: AuditLog;
+    try {
+      audit = await AuditLog.open(opts.stateDir, state.audit, opts.logger ?? silentLogger);
+    } catch (err: unknown) {
+      await store?.close(); // its file and retention timer go with the failed create
+      throw err;
+    }
+    const cp = new ContactPoint(opts, registrar, ports, timing, { store, setting }, audit);
     // A policy or port rules from the command line (serve, start) replace the stored ones: save
     // them now, like any decision, with an audit entry (surface cli) when they changed anything.
     const startAudits: AuditRecord[] = [];
@@ -245,7 +290,7 @@ export class ContactPoint implements AdminHostApi {
       startAudits.push({ at: Date.now(), surface: 'cli', action: 'ports:policy', target: 'ports', before: { targets: [...portsBefore.targets], listen: [...portsBefore.listen] }, after: { targets: [...portsNow.targets], listen: [...portsNow.listen] } });
     }
     for (const audit of startAudits) await cp.decide(() => ({ apply: () => undefined, audit }));
-    if (opts.policy && startAudits.length === 0) await cp.decide(() => ({ apply: () => undefined }));
+    if ((opts.policy || opts.history) && startAudits.length === 0) await cp.decide(() => ({ apply: () => undefined }));
     return cp;
   }
 
@@ -283,6 +328,7 @@ export class ContactPoint implements AdminHostApi {
     this.ports.detach('contact point stopping');
     this.closeUdp();
     await this.peerPort.stop();
+    await this.history?.close();
     await this.store.close();
     this.events.removeAllListeners();
   }
@@ -392,6 +438,19 @@ export class ContactPoint implements AdminHostApi {
           };
         });
       }
+      case 'history:query':
+        return this.historyPage(p as AdminParams<'history:query'>);
+      case 'history:traffic': {
+        const q = p as AdminParams<'history:traffic'>;
+        if (this.history) return this.history.traffic(q);
+        const zeros = new Array<number>(q.buckets).fill(0);
+        return { since: q.since, bucketMs: Math.max(1, Math.ceil(((q.until ?? Date.now()) - q.since) / q.buckets)), delivered: zeros, refused: zeros, forwarded: zeros, enabled: false };
+      }
+      case 'history:retention': {
+        const was = this.historySetting ?? DEFAULT_HISTORY_RETENTION;
+        const next = p as AdminParams<'history:retention'>;
+        return this.setHistoryRetention(next, record('history:retention', 'history', { ...was }, { entries: next.entries, days: next.days }));
+      }
       case 'ports:policy': {
         const { targets, listen } = p as AdminParams<'ports:policy'>;
         return this.decide((draft) => {
@@ -433,7 +492,7 @@ export class ContactPoint implements AdminHostApi {
   /** The whole state file: the registrar's part and the port policy. */
   private persisted(registrar: PersistedState): PersistedState {
     const ports = this.ports.policy.config;
-    return { ...registrar, ports: { targets: [...ports.targets], listen: [...ports.listen] } };
+    return { ...registrar, ports: { targets: [...ports.targets], listen: [...ports.listen] }, ...(this.historySetting ? { history: { ...this.historySetting } } : {}) };
   }
 
   /** A registrar decision (approve, reject, revoke, forget, policy) and its audit entry, durable before it applies. */
@@ -461,6 +520,57 @@ export class ContactPoint implements AdminHostApi {
       if (err instanceof StateClosedError) throw new AdminError('UNAVAILABLE', err.message);
       throw err;
     }
+  }
+
+  // ---- history ---------------------------------------------------------------------------
+
+  private async historyPage(q: AdminParams<'history:query'>): Promise<HistoryPage> {
+    if (this.history) return this.history.query(q);
+    return {
+      entries: [],
+      matched: 0,
+      counts: Object.fromEntries(HISTORY_OUTCOMES.map((o) => [o, 0])) as HistoryPage['counts'],
+      enabled: false,
+      retention: this.historySetting ?? DEFAULT_HISTORY_RETENTION,
+      stored: { entries: 0, bytes: 0, segments: 0, oldestAt: undefined },
+      lost: 0,
+    };
+  }
+
+  /** A retention setting is a decision: saved in the state file, then applied (old segments may go). */
+  private async setHistoryRetention(r: HistoryRetention, audit: AuditRecord): Promise<HistoryRetention> {
+    const history = this.history;
+    if (!history) throw new AdminError('UNAVAILABLE', 'this contact point keeps no history (it runs without a state folder)');
+    const setting = { entries: r.entries, days: r.days };
+    await this.decide((draft) => {
+      draft.history = setting;
+      return { audit, apply: () => void (this.historySetting = setting) };
+    });
+    await history.setRetention(setting);
+    return setting;
+  }
+
+  /** Records ports that opened or closed since the last change (the history's port events). */
+  private portHistory(list: readonly PortView[]): void {
+    const history = this.history;
+    if (!history) return;
+    const now = Date.now();
+    const entry = (p: PortView, outcome: 'opened' | 'closed'): void =>
+      history.append({
+        at: now,
+        id: `port:${p.id}`,
+        dir: 'in',
+        from: `${p.operator}@relay`,
+        to: `${p.proto} ${p.address}:${p.port}${p.target ? ` -> ${p.target}` : ''}`,
+        size: outcome === 'closed' ? p.bytesIn + p.bytesOut : 0,
+        outcome,
+        code: 0,
+        reason: '',
+      });
+    const seen = new Map(list.map((p) => [p.id, p]));
+    for (const p of list) if (!this.portsSeen.has(p.id)) entry(p, 'opened');
+    for (const [id, p] of this.portsSeen) if (!seen.has(id)) entry(p, 'closed');
+    this.portsSeen = seen;
   }
 
   // ---- traffic ---------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 import type { FlowBatch, FlowDirection, FlowEvent, FlowOutcome, FlowTotals } from '../admin/contract.js';
 import { describeStatus, Status, statusName } from '../protocol/status.js';
+import type { HistoryObservation } from './history-store.js';
 
 /** How often the admin stream gets a flow batch. */
 export const FLOW_BATCH_MS = 250;
@@ -10,7 +11,8 @@ export const MAX_FLOW_EVENTS_PER_BATCH = 200;
  * The live message flow for the admin: totals always, individual events only while someone
  * watches, and then at most MAX_FLOW_EVENTS_PER_BATCH of the most recent per interval (a ring),
  * so 20,000 msgs/s through the contact point costs the GUI a few hundred rows a second and
- * the contact point a fixed amount of memory.
+ * the contact point a fixed amount of memory. Every event also goes to the history, when there
+ * is one (history-store.ts: batched to disk, off this path).
  */
 export class FlowRecorder {
   private readonly ring: (FlowEvent | undefined)[] = new Array<FlowEvent | undefined>(MAX_FLOW_EVENTS_PER_BATCH);
@@ -28,6 +30,8 @@ export class FlowRecorder {
     byDirection: { in: 0, out: 0, local: 0 } as Record<FlowDirection, number>,
     refusals: {} as Record<string, number>,
   };
+
+  constructor(private readonly history?: { append(e: HistoryObservation): void }) {}
 
   /** True while someone watches: callers skip building event objects otherwise. */
   get watched(): boolean {
@@ -60,9 +64,8 @@ export class FlowRecorder {
       const name = statusName(code);
       this.t.refusals[name] = (this.t.refusals[name] ?? 0) + 1;
     }
-    if (this.listeners.size === 0) return;
-    this.intervalEvents++;
-    this.ring[this.head] = {
+    if (this.listeners.size === 0 && !this.history) return;
+    const event: FlowEvent = {
       at: Date.now(),
       id,
       dir,
@@ -73,6 +76,10 @@ export class FlowRecorder {
       code: Math.max(code, 0),
       reason: outcome === 'refused' ? (reason ?? describeStatus(code)) : '',
     };
+    this.history?.append(event);
+    if (this.listeners.size === 0) return;
+    this.intervalEvents++;
+    this.ring[this.head] = event;
     this.head = (this.head + 1) % MAX_FLOW_EVENTS_PER_BATCH;
     if (this.count < MAX_FLOW_EVENTS_PER_BATCH) this.count++;
   }

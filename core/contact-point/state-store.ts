@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { MAX_HISTORY_DAYS, MAX_HISTORY_ENTRIES } from '../admin/contract.js';
 import { int, list, obj, oneOf, optional, str, type Infer } from '../protocol/schema.js';
 import { ioReason, readJson, writeJsonAtomic } from '../runtime/json-file.js';
 import type { Logger } from '../runtime/logger.js';
@@ -30,6 +31,8 @@ const stateSchema = obj({
   }),
   /** port mediation allowlists (absent in files from before port mediation: nothing allowed) */
   ports: optional(obj({ targets: list(str({ max: 80 }), { max: 256 }), listen: list(str({ max: 80 }), { max: 256 }) })),
+  /** how much message history to keep (absent: the defaults, DEFAULT_HISTORY_RETENTION) */
+  history: optional(obj({ entries: int({ min: 1, max: MAX_HISTORY_ENTRIES }), days: int({ min: 0, max: MAX_HISTORY_DAYS }) })),
   /**
    * The audit trail's part of the state (core/contact-point/audit-log.ts): the last entry's
    * number and the entries not yet in audit.jsonl, so a decision and its entry are saved in one
@@ -73,15 +76,23 @@ export class StateDraft {
   readonly peers: Map<string, PeerRecord>;
   policy: PersistedState['policy'];
   ports: PersistedState['ports'];
+  history: PersistedState['history'];
 
   constructor(state: PersistedState) {
     this.peers = new Map(state.peers.map((p) => [p.name, { ...p }]));
     this.policy = state.policy;
     this.ports = state.ports;
+    this.history = state.history;
   }
 
   state(): PersistedState {
-    return { version: 1, peers: [...this.peers.values()], policy: this.policy, ...(this.ports ? { ports: this.ports } : {}) };
+    return {
+      version: 1,
+      peers: [...this.peers.values()],
+      policy: this.policy,
+      ...(this.ports ? { ports: this.ports } : {}),
+      ...(this.history ? { history: this.history } : {}),
+    };
   }
 }
 

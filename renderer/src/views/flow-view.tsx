@@ -1,43 +1,68 @@
-import { useMemo } from 'react';
+import { useMemo, useState } from 'react';
 import type { FlowDirection, FlowOutcome } from '../../../core/admin/contract.js';
+import { FLOW_ROW_HEIGHT, FlowHeaderRow, FlowRowCells } from '../components/flow-row';
 import { RateChart } from '../components/rate-chart';
 import { VirtualList } from '../components/virtual-list';
 import { formatBytes, formatClock, formatCount } from '../format/units';
 import { useApp, useCtx } from '../store/context';
-import { clearFlow, filterRows, FLOW_RING_SIZE, setFlowFilter, setFlowPaused, type FlowRow } from '../store/flow-slice';
+import { clearFlow, filterRows, FLOW_RING_SIZE, setFlowFilter, setFlowPaused } from '../store/flow-slice';
+import { HistoryPanel } from './history-view';
 
-/** Height of one row of the live list (px); the virtual list needs it fixed. */
-const ROW_HEIGHT = 30;
-const DIR_LABEL: Record<FlowDirection, string> = { in: 'in', out: 'out', local: 'local' };
-const DIR_TITLE: Record<FlowDirection, string> = { in: 'from outside, through the tunnel', out: 'to outside, through the tunnel', local: 'between two LAN peers' };
+type FlowTab = 'live' | 'history';
+const TABS: readonly { readonly tab: FlowTab; readonly label: string }[] = [
+  { tab: 'live', label: 'Live' },
+  { tab: 'history', label: 'History' },
+];
 
-function Row({ r }: { r: FlowRow }) {
+
+/** The Flow view: the live flow since the contact point started, and the stored history (issue 16). */
+export function FlowView() {
+  const [tab, setTab] = useState<FlowTab>('live');
   return (
-    <>
-      <span role="cell" className="mono muted">
-        {formatClock(r.at)}
-      </span>
-      <span role="cell" title={DIR_TITLE[r.dir]}>
-        <span className={`dir ${r.dir}`}>{DIR_LABEL[r.dir]}</span>
-      </span>
-      <span role="cell" className="mono ellipsis" title={r.from}>
-        {r.from}
-      </span>
-      <span role="cell" className="mono ellipsis" title={r.to}>
-        {r.to}
-      </span>
-      <span role="cell" className="num">
-        {formatBytes(r.size)}
-      </span>
-      <span role="cell" className="ellipsis" title={r.reason || r.outcome}>
-        <span className={`outcome ${r.outcome}`}>{r.outcome}</span>
-        {r.reason ? <span className="reason"> {r.reason}</span> : null}
-      </span>
-    </>
+    <section aria-labelledby="flow-title" className="view flow-view">
+      <header className="view-head">
+        <h1 id="flow-title">{tab === 'live' ? 'Live flow' : 'History'}</h1>
+        {tab === 'live' ? <LiveTotals /> : null}
+      </header>
+      <div role="tablist" aria-label="Live flow or stored history" className="tabs">
+        {TABS.map((t) => (
+          <button key={t.tab} type="button" role="tab" className="tab" aria-selected={tab === t.tab} onClick={() => setTab(t.tab)}>
+            {t.label}
+          </button>
+        ))}
+      </div>
+      {tab === 'live' ? <LiveFlow /> : <HistoryPanel />}
+    </section>
   );
 }
 
-export function FlowView() {
+function LiveTotals() {
+  const totals = useApp((s) => s.flowTotals);
+  return (
+    <dl className="totals" aria-label="Totals since the contact point started">
+      <div>
+        <dt>Messages</dt>
+        <dd data-testid="total-messages">{formatCount(totals?.messages ?? 0)}</dd>
+      </div>
+      <div>
+        <dt>Delivered</dt>
+        <dd className={totals?.delivered ? 'ok' : ''}>{formatCount(totals?.delivered ?? 0)}</dd>
+      </div>
+      <div>
+        <dt>Refused</dt>
+        <dd className={totals?.refused ? 'bad' : ''} data-testid="total-refused">
+          {formatCount(totals?.refused ?? 0)}
+        </dd>
+      </div>
+      <div>
+        <dt>Bytes</dt>
+        <dd>{formatBytes(totals?.bytes ?? 0)}</dd>
+      </div>
+    </dl>
+  );
+}
+
+function LiveFlow() {
   const ctx = useCtx();
   const live = useApp((s) => s.flowRows);
   const frozen = useApp((s) => s.flowFrozen);
@@ -52,30 +77,7 @@ export function FlowView() {
   const newSincePause = paused ? seq - (frozen.at(-1)?.seq ?? seq) : 0;
 
   return (
-    <section aria-labelledby="flow-title" className="view flow-view">
-      <header className="view-head">
-        <h1 id="flow-title">Live flow</h1>
-        <dl className="totals" aria-label="Totals since the contact point started">
-          <div>
-            <dt>Messages</dt>
-            <dd data-testid="total-messages">{formatCount(totals?.messages ?? 0)}</dd>
-          </div>
-          <div>
-            <dt>Delivered</dt>
-            <dd className={totals?.delivered ? 'ok' : ''}>{formatCount(totals?.delivered ?? 0)}</dd>
-          </div>
-          <div>
-            <dt>Refused</dt>
-            <dd className={totals?.refused ? 'bad' : ''} data-testid="total-refused">
-              {formatCount(totals?.refused ?? 0)}
-            </dd>
-          </div>
-          <div>
-            <dt>Bytes</dt>
-            <dd>{formatBytes(totals?.bytes ?? 0)}</dd>
-          </div>
-        </dl>
-      </header>
+    <>
       <RateChart points={rate} />
       {totals && Object.keys(totals.refusals).length > 0 ? (
         <p className="refusals" aria-label="Refusals by reason">
@@ -125,25 +127,14 @@ export function FlowView() {
 
       <VirtualList
         items={rows}
-        rowHeight={ROW_HEIGHT}
+        rowHeight={FLOW_ROW_HEIGHT}
         itemKey={(r) => r.seq}
         followTail={!paused}
         label="Messages"
-        header={
-          <div role="row" aria-rowindex={1} className="vrow vhead">
-            <span role="columnheader">Time</span>
-            <span role="columnheader">Dir</span>
-            <span role="columnheader">From</span>
-            <span role="columnheader">To</span>
-            <span role="columnheader" className="num">
-              Size
-            </span>
-            <span role="columnheader">Outcome</span>
-          </div>
-        }
-        empty={<p className="empty">No messages yet. They appear here as they pass through the contact point.</p>}
-        renderRow={(r) => <Row r={r} />}
+        header={<FlowHeaderRow />}
+        empty={<p className="empty">No messages since this page opened. They appear here as they pass; earlier ones are in History.</p>}
+        renderRow={(r) => <FlowRowCells r={r} time={formatClock} />}
       />
-    </section>
+    </>
   );
 }
