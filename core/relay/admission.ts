@@ -5,7 +5,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeControl } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { FrameType, frameTypeName, type HelloBody } from '../protocol/frames.js';
-import { Link } from '../protocol/link.js';
+import { Link, type CloseInfo } from '../protocol/link.js';
 import {
   HELLO_TIMEOUT_MS,
   MAX_FRAME_BYTES,
@@ -23,6 +23,7 @@ import type { Logger } from '../runtime/logger.js';
 import { KeyedBuckets } from '../runtime/token-bucket.js';
 import type { CredentialKind, CredentialRecord, CredentialStore } from './credentials.js';
 import type { SessionTable, TunnelSession } from './sessions.js';
+import type { RelayStats } from './stats.js';
 
 /** The ws path every client connects to. */
 export const RELAY_PATH = '/v1';
@@ -63,6 +64,8 @@ export interface AdmissionHost {
   readonly sessions: SessionTable;
   /** every open link, in its hello or admitted (the relay closes them all when it stops) */
   readonly links: Set<Link>;
+  /** counts hello refusals and the bytes of links closed before admission */
+  readonly stats: RelayStats;
   /** Registers the session, sends WELCOME and takes over the link's frames. */
   open(admitted: Admitted): void;
 }
@@ -164,12 +167,19 @@ export class Admission {
         endPending();
         this.onHello(link, hello, remote);
       },
-      onClose: () => {
+      onClose: (info) => {
         endPending();
-        this.host.links.delete(link);
+        this.dropPending(link, info);
       },
     });
     return link;
+  }
+
+  /** A connection closed before it was admitted: counted as a hello refusal when the relay closed it with a status. */
+  private dropPending(link: Link, info: CloseInfo): void {
+    this.host.links.delete(link);
+    this.host.stats.retire(link);
+    if (info.local && info.status !== undefined) this.host.stats.helloRefused.add(info.status);
   }
 
   /**
@@ -218,7 +228,7 @@ export class Admission {
       onFrame: (frame) => {
         throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} before WELCOME`);
       },
-      onClose: () => this.host.links.delete(link),
+      onClose: (info) => this.dropPending(link, info),
     });
     if (!holder.probe) {
       const probe = holder.link.probe(this.opts.takeoverProbeMs ?? TAKEOVER_PROBE_MS);

@@ -18,6 +18,7 @@ import { ControlServer } from './control-server.js';
 import type { Exposer, Exposure, ExposeSpec, ExposureView } from './expose.js';
 import { Router } from './routing.js';
 import type { ExternalSession, RelaySession, TunnelSession } from './sessions.js';
+import { RelayStats, type RelayStatsSnapshot } from './stats.js';
 import type { RelayUdpService } from './udp-service.js';
 
 export { MAX_AUTH_FAILURES_PER_MINUTE, RELAY_PATH } from './admission.js';
@@ -100,13 +101,15 @@ export class Relay {
   readonly exposer: Exposer;
   /** the UDP service port (seed 002's UDP channels), when enabled */
   readonly udp: RelayUdpService | undefined;
+  /** counters for status, /metrics and the status view (stats.ts) */
+  readonly stats = new RelayStats();
 
   constructor(private readonly opts: RelayOptions) {
     checkTakeoverProbe(opts.takeoverProbeMs);
     this.name = opts.name ?? 'relay';
     this.logger = opts.logger ?? silentLogger;
     this.maxMessageBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
-    this.router = new Router({ name: this.name, credentials: opts.credentials, logger: this.logger, maxMessageBytes: this.maxMessageBytes, sessions: { tunnels: this.tunnels, externals: this.externals } });
+    this.router = new Router({ name: this.name, credentials: opts.credentials, logger: this.logger, maxMessageBytes: this.maxMessageBytes, sessions: { tunnels: this.tunnels, externals: this.externals }, stats: this.stats });
     this.controlServer = new ControlServer({
       credentials: opts.credentials,
       logger: this.logger,
@@ -124,6 +127,7 @@ export class Relay {
       logger: this.logger,
       sessions: { tunnels: this.tunnels, externals: this.externals },
       links: this.links,
+      stats: this.stats,
       open: (admitted) => this.open(admitted),
     });
   }
@@ -172,17 +176,32 @@ export class Relay {
   }
 
   status(): RelayStatus {
-    const { routed, refused, droppedAcks } = this.router.counts();
     return {
       name: this.name,
       url: this.boundUrl,
       tunnels: this.tunnels.size,
       externals: this.externals.size,
       sockets: this.links.size,
-      routed,
-      refused,
-      droppedAcks,
+      routed: this.stats.routed,
+      refused: this.stats.refused.total,
+      droppedAcks: this.stats.droppedAcks,
     };
+  }
+
+  /** Every counter and gauge of stats.ts, read now (for /metrics and status views; walks the links and sessions). */
+  statsSnapshot(): RelayStatsSnapshot {
+    return this.stats.snapshot({
+      sessions: { tunnels: this.tunnels, externals: this.externals },
+      links: this.links,
+      exposer: this.exposer,
+      udp: this.udp,
+      officesKnown: () => this.opts.credentials.count('contact-point'),
+    });
+  }
+
+  /** The tunnels now, for per-office views (metrics); oldest first. */
+  tunnelSessions(): IterableIterator<TunnelSession> {
+    return this.tunnels.values();
   }
 
   /**
@@ -260,6 +279,7 @@ export class Relay {
       session = { ...base, kind, peers: new Set<string>(), env: hello.env, control, instance: hello.instance, remote: link.remote ?? remote, probe: undefined, senders: new Set<string>() };
       if (holder) this.router.sendersWait(holder);
       this.tunnels.set(hello.id, session);
+      this.stats.tunnelsOpened++;
       if (holder === deadHolder) holder?.link.fault(Status.REPLACED, 'no answer to a liveness probe; another instance took over this contact point id');
       else holder?.link.fault(Status.REPLACED, 'a newer tunnel of this same contact point instance connected');
     } else {
@@ -267,6 +287,7 @@ export class Relay {
       session = { ...base, kind, address, bucket: new TokenBucket(this.opts.ratePerSender ?? RELAY_RATE_PER_SENDER), operator: undefined };
       const old = this.externals.get(hello.id);
       this.externals.set(hello.id, session);
+      this.stats.externalsOpened++;
       old?.link.fault(Status.REPLACED, 'a newer session for this peer connected');
     }
     link.sendControl(FrameType.WELCOME, {
@@ -311,6 +332,7 @@ export class Relay {
       },
       onClose: (info) => {
         this.links.delete(s.link);
+        this.stats.retire(s.link);
         if (s.kind === 'contact-point') {
           if (this.tunnels.get(s.id) === s) {
             this.tunnels.delete(s.id);

@@ -9,6 +9,7 @@ import type { Logger } from '../runtime/logger.js';
 import { WaitList } from '../runtime/wait-list.js';
 import type { CredentialStore } from './credentials.js';
 import type { RelaySession, SessionTable, TunnelSession } from './sessions.js';
+import type { RelayStats } from './stats.js';
 
 export interface RouterOptions {
   /** the relay's name: the domain of external peers' addresses */
@@ -17,6 +18,8 @@ export interface RouterOptions {
   readonly logger: Logger;
   readonly maxMessageBytes: number;
   readonly sessions: SessionTable;
+  /** where routed and refused messages are counted */
+  readonly stats: RelayStats;
 }
 
 /**
@@ -26,9 +29,6 @@ export interface RouterOptions {
  * receivers dedupe, so a relay restart loses nothing.
  */
 export class Router {
-  private routedCount = 0;
-  private refusedCount = 0;
-  private droppedAckCount = 0;
   /**
    * Contact point id (or external peer address) -> sessions (`e:name` / `c:id`) refused
    * CONTACT_POINT_OFFLINE (PEER_OFFLINE) for it, told REACHABLE when it is back.
@@ -36,11 +36,6 @@ export class Router {
   private readonly waiting = new WaitList(REACHABLE_WAITERS_PER_DOMAIN, REACHABLE_WAITERS_MAX, REACHABLE_WAIT_MS);
 
   constructor(private readonly o: RouterOptions) {}
-
-  /** MSG frames routed, refused, and ACKs dropped (a `to` that is not an address). */
-  counts(): { routed: number; refused: number; droppedAcks: number } {
-    return { routed: this.routedCount, refused: this.refusedCount, droppedAcks: this.droppedAckCount };
-  }
 
   onMsg(s: RelaySession, frame: Frame): void {
     const msg = decodeMsg(frame);
@@ -84,7 +79,7 @@ export class Router {
     }
     if (target.bufferedAmount > MAX_BUFFERED_BYTES) return this.refuse(s.link, msg, Status.QUEUE_FULL, 'the path to the receiver is congested');
     target.send(frame.raw);
-    this.routedCount++;
+    this.o.stats.routed++;
   }
 
   /**
@@ -102,7 +97,7 @@ export class Router {
     }
     const to = parseAddress(ack.to);
     if (!to) {
-      this.droppedAckCount++;
+      this.o.stats.droppedAcks++;
       this.o.logger.debug('ack dropped: its to is not an address', { to: ack.to, from: ack.from, id: ack.id });
       return;
     }
@@ -135,7 +130,7 @@ export class Router {
   }
 
   private refuse(link: Link, msg: MsgFrame, code: StatusCode, reason?: string): void {
-    this.refusedCount++;
+    this.o.stats.refused.add(code);
     link.send(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: code, reason: reason ?? describeStatus(code) }));
   }
 }
