@@ -8,7 +8,7 @@ import { StateStore } from '../contact-point/state-store.js';
 import { primeAllocator } from '../runtime/allocator.js';
 import type { Logger } from '../runtime/logger.js';
 import { MAX_UNDECIDED_PEERS, MAX_UNDECIDED_PER_ADDRESS, NEW_PEERS_PER_ADDRESS_PER_MINUTE } from '../protocol/limits.js';
-import { countFlag, listenRule, targetRule } from './args.js';
+import { countFlag, flagHelp, listenRule, targetRule } from './args.js';
 import { CliError } from './errors.js';
 import { listenError, type ListenFlag } from './listen.js';
 import { removeAdminFile, writeAdminFile } from './state-dir.js';
@@ -73,9 +73,7 @@ export const floodLimitOptions = {
 
 /** Help lines of the flood limit flags, descriptions starting at `column`. */
 export function floodLimitFlagsHelp(column: number): string {
-  // A flag too long for the column gets its description on the lines below it.
-  const flag = (f: string, lines: string[]): string =>
-    (`  ${f}`.length < column ? lines : ['', ...lines]).map((l, i) => (i === 0 ? `  ${f}`.padEnd(column) : ' '.repeat(column)) + l).join('\n').replace(/ +$/m, '');
+  const flag = (f: string, lines: string[]): string => flagHelp(column, f, lines);
   return [
     flag('--max-undecided N', [`registration requests waiting for the admin, in total (default ${MAX_UNDECIDED_PEERS});`, 'past it the oldest from the address with the most is dropped']),
     flag('--max-undecided-per-address N', [`the same per source address (default ${MAX_UNDECIDED_PER_ADDRESS}); past it that`, "address's oldest request is dropped"]),

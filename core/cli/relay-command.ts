@@ -9,14 +9,17 @@ import {
   MAX_STREAMS_PER_CONTACT_POINT,
   MAX_STREAMS_PER_EXPOSURE,
 } from '../protocol/limits.js';
+import { METRICS_MAX_OFFICES, METRICS_MAX_OFFICES_LIMIT, relayMetrics } from '../relay/metrics.js';
 import { Relay } from '../relay/relay.js';
 import { primeAllocator } from '../runtime/allocator.js';
 import { createLogger } from '../runtime/logger.js';
+import type { MetricsServer } from '../runtime/metrics.js';
 import { countFlag, exclusive, integer, logFormatHelp, logLevel, name, parseFlags, type Command, type RunContext } from './args.js';
 import { CliError, UsageError } from './errors.js';
 import { readCertificateFile, readPrivateKeyFile } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
 import { listenError, listenFlag } from './listen.js';
+import { metricsFlag, metricsFlagsHelp, metricsOptions, startMetrics } from './metrics-flags.js';
 import { emit, say } from './output.js';
 import { resolveStateDir } from './state-dir.js';
 
@@ -63,6 +66,12 @@ Flags:
                        connections not yet upgraded to a WebSocket (default ${MAX_HTTP_CONNECTIONS})
   --max-http-connections-per-address N
                        the same per source address (default ${MAX_HTTP_CONNECTIONS_PER_ADDRESS})
+${metricsFlagsHelp(23)}
+  --metrics-per-office series per connected office too (peers, streams, bytes; 6 each), for the
+                       --metrics-max-offices connected longest; the others are counted in
+                       contact_point_relay_offices_not_exported
+  --metrics-max-offices N
+                       offices with per-office series (default ${METRICS_MAX_OFFICES}, at most ${METRICS_MAX_OFFICES_LIMIT})
   --state DIR          folder of credentials.json (default ~/.contact-point/relay,
                        or $CONTACT_POINT_STATE)
   --log-level LEVEL    debug, info, warn, error or silent (default info); logs go to stderr
@@ -100,6 +109,9 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
       'max-pending-hellos-per-address': { type: 'string' },
       'max-http-connections': { type: 'string' },
       'max-http-connections-per-address': { type: 'string' },
+      ...metricsOptions,
+      'metrics-per-office': { type: 'boolean' },
+      'metrics-max-offices': { type: 'string' },
       state: { type: 'string' },
       'log-level': { type: 'string' },
       json: { type: 'boolean' },
@@ -129,6 +141,13 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   if (http.maxConnectionsPerAddress > http.maxConnections) {
     throw new UsageError(`--max-http-connections-per-address ${http.maxConnectionsPerAddress} is more than --max-http-connections ${http.maxConnections}`);
   }
+  const metrics = metricsFlag(values);
+  const perOffice = values['metrics-per-office'] ?? false;
+  const maxOffices = countFlag('--metrics-max-offices', values['metrics-max-offices'], METRICS_MAX_OFFICES_LIMIT);
+  if (!metrics && (perOffice || maxOffices !== undefined)) {
+    throw new UsageError(`${perOffice ? '--metrics-per-office' : '--metrics-max-offices'} needs --metrics HOST:PORT (the address to serve metrics on)`);
+  }
+  if (maxOffices !== undefined && !perOffice) throw new UsageError('--metrics-max-offices needs --metrics-per-office');
   const level = logLevel('--log-level', values['log-level'] ?? 'info');
   const certFile = values['tls-cert'];
   const keyFile = values['tls-key'];
@@ -180,17 +199,33 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     }
     throw listenError(err, listen);
   }
+  let metricsServer: MetricsServer | undefined;
+  try {
+    metricsServer = await startMetrics(metrics, [relayMetrics(relay, { perOffice, ...(maxOffices !== undefined ? { maxOffices } : {}) })], logger);
+  } catch (err: unknown) {
+    shutdown.dispose();
+    await relay.stop();
+    throw err;
+  }
   const udpPort = relay.udp?.port;
-  const ready = { url, name: relayName, stateDir, credentials: count, ...(udpPort ? { udpPort } : {}) };
+  const ready = { url, name: relayName, stateDir, credentials: count, ...(udpPort ? { udpPort } : {}), ...(metricsServer ? { metricsUrl: metricsServer.url } : {}) };
   if (values.json) emit('ready', ready);
   else if (ctx.logFormat === 'json') logger.info('ready', ready);
   else {
     say(`relay "${relayName}" listening on ${url} (${count} credential${count === 1 ? '' : 's'} from ${stateDir}); Ctrl-C stops it`);
     say(udpPort ? `  UDP service port ${udpPort} (mediated datagrams; let it through the firewall too)` : '  no UDP service port: mediated datagrams travel inside the tunnels');
+    if (metricsServer) say(`  metrics at ${metricsServer.url}`);
   }
 
   await shutdown.signal;
-  return stopCleanly('relay', () => relay.stop(), logger);
+  return stopCleanly(
+    'relay',
+    async () => {
+      await metricsServer?.stop();
+      await relay.stop();
+    },
+    logger,
+  );
 }
 
 /** A connection cap given on the command line, or its default. */
