@@ -44,7 +44,7 @@ const TO = `${RECEIVER}@${CP_ID}`;
 const WORKER_RECEIVER = 'sink-worker';
 const TO_WORKER = `${WORKER_RECEIVER}@${CP_ID}`;
 
-function payload(measured: boolean): Buffer {
+export function payload(measured: boolean): Buffer {
   return stampedPayload(MSG_BYTES, measured);
 }
 
@@ -55,7 +55,7 @@ function recordInto(samples: () => Samples | undefined): (p: Buffer) => void {
   };
 }
 
-interface LoopResult {
+export interface LoopResult {
   readonly noise: Record<string, number>;
   readonly msgsPerS: number;
   readonly acked: number;
@@ -75,7 +75,7 @@ interface Io {
 }
 
 /** Closed loop with exactly `IN_FLIGHT` un-acked messages; counts ACKs over `windowMs` after `warmupMs`. */
-async function closedLoop(sender: PeerClient, to: string, warmupMs: number, windowMs: number, workers: readonly WorkerHandle[]): Promise<LoopResult> {
+export async function closedLoop(sender: PeerClient, to: string, warmupMs: number, windowMs: number, workers: readonly WorkerHandle[]): Promise<LoopResult> {
   let sent = 0;
   let outstanding = 0;
   let failed = 0;

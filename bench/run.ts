@@ -9,7 +9,9 @@
  *                        (group: mediation),
  *                        gui (the admin GUI in Chromium under 20,000 msgs/s; needs `npm run build`),
  *                        http-flood (large-body HTTP requests against relay and peer port under a flow),
- *                        outage (delivery of messages queued during a tunnel outage, after its return)
+ *                        outage (delivery of messages queued during a tunnel outage, after its return),
+ *                        metrics-throughput, metrics-scrape (group: metrics; Prometheus metrics on vs off,
+ *                        and the relay's scrape with 1,000 offices)
  *   --cpu-prof[=DIR]     profile the worker processes (relay, contact point, ack server, lan, load) with
  *                        node --cpu-prof into DIR (default bench-profiles/); summarise with
  *                        node dist/bench/profile-summary.js DIR
@@ -26,6 +28,7 @@ import { runGui } from './gui.js';
 import { runHttpFlood } from './http-flood.js';
 import { runMediation } from './mediation.js';
 import { runMessages } from './messages.js';
+import { runMetrics } from './metrics.js';
 import { runOutage } from './outage.js';
 import { runPeers } from './peers.js';
 import { note } from './util.js';
@@ -47,6 +50,9 @@ const GROUPS: Record<string, readonly string[]> = {
   gui: ['gui'],
   'http-flood': ['http-flood'],
   outage: ['outage'],
+  metrics: ['metrics-throughput', 'metrics-scrape'],
+  'metrics-throughput': ['metrics-throughput'],
+  'metrics-scrape': ['metrics-scrape'],
 };
 
 interface Args {
@@ -111,6 +117,7 @@ async function main(): Promise<void> {
   await runGui(ctx);
   await runHttpFlood(ctx);
   await runOutage(ctx);
+  await runMetrics(ctx);
   note(`done in ${Math.round((Date.now() - started) / 1000)} s`);
 }
 

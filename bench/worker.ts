@@ -10,6 +10,9 @@
  */
 import { Socket } from 'node:net';
 import { ContactPoint } from '../core/contact-point/contact-point.js';
+import { contactPointMetrics } from '../core/contact-point/metrics.js';
+import { relayMetrics } from '../core/relay/metrics.js';
+import { MetricsServer, scrape, type MetricsSource } from '../core/runtime/metrics.js';
 import { PeerIdentity } from '../core/peer/identity.js';
 import { PeerClient } from '../core/peer/peer-client.js';
 import type { Link } from '../core/protocol/link.js';
@@ -21,6 +24,7 @@ import { createLogger, isLogLevel, type Logger } from '../core/runtime/logger.js
 import { AckServer } from './ack-server.js';
 import type { ReadyInfo, Request, Response } from './ipc.js';
 import { startLoad } from './mediation-load.js';
+import { startOffices, type OfficesConfig } from './offices.js';
 import { startForwarder, startLan } from './mediation-services.js';
 import { readStamp, Samples } from './util.js';
 import { startWsForwarder } from './ws-forwarder.js';
@@ -81,6 +85,40 @@ interface RelayConfig {
   tls?: { cert: string; key: string };
   /** announce this UDP port to contact points (a silent one: UDP "blocked", datagrams stay in the tunnel) */
   udpAdvertisePort?: number;
+  /** serve /metrics (as `relay --metrics`), and a second endpoint with per-office series (`--metrics-per-office`) */
+  metrics?: boolean;
+}
+
+/** /metrics on loopback for a bench role, as `--metrics 127.0.0.1:0` starts it. */
+async function serveMetrics(source: MetricsSource): Promise<MetricsServer> {
+  const server = new MetricsServer({ host: '127.0.0.1', port: 0, sources: [source], logger });
+  await server.start();
+  return server;
+}
+
+/** Scrapes run untimed before the timed ones (JIT warm-up). */
+const WARMUP_SCRAPES = 3;
+
+/**
+ * Times `n` whole scrapes in this process (`source` undefined: Node's process metrics alone),
+ * after WARMUP_SCRAPES untimed ones: wall ms each and
+ * CPU ms each (the process's CPU time, which a loaded host does not inflate the way it does wall time).
+ */
+async function timeScrapes(source: MetricsSource | undefined, n: number): Promise<{ ms: number[]; cpuMs: number[]; bytes: number; samples: number }> {
+  const ms: number[] = [];
+  const cpuMs: number[] = [];
+  let text = '';
+  for (let i = 0; i < WARMUP_SCRAPES + n; i++) {
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    text = await scrape(source ? [source] : []);
+    const wall = performance.now() - t0;
+    const c = process.cpuUsage(c0);
+    if (i < WARMUP_SCRAPES) continue;
+    ms.push(wall);
+    cpuMs.push((c.user + c.system) / 1000);
+  }
+  return { ms, cpuMs, bytes: Buffer.byteLength(text), samples: text.split('\n').filter((l) => l !== '' && !l.startsWith('#')).length };
 }
 
 async function startRelay(config: RelayConfig): Promise<{ info: ReadyInfo; ops: Record<string, Handler>; stop: () => Promise<void> }> {
@@ -94,10 +132,22 @@ async function startRelay(config: RelayConfig): Promise<{ info: ReadyInfo; ops: 
   });
   const url = await relay.start();
   const links = (relay as unknown as { links: Set<Link> }).links;
+  const plain = config.metrics ? relayMetrics(relay) : undefined;
+  const perOffice = config.metrics ? relayMetrics(relay, { perOffice: true }) : undefined;
+  const servers = plain && perOffice ? [await serveMetrics(plain), await serveMetrics(perOffice)] : [];
   return {
-    info: { role: 'relay', pid: process.pid, url },
-    stop: () => relay.stop(),
+    info: { role: 'relay', pid: process.pid, url, ...(servers.length ? { metricsUrl: servers[0]!.url, metricsPerOfficeUrl: servers[1]!.url } : {}) },
+    stop: async () => {
+      for (const s of servers) await s.stop();
+      await relay.stop();
+    },
     ops: {
+      /** `n` scrapes in this process: Node's process metrics only, or with the relay's series, with or without per-office series */
+      scrapeTimes: (a) => {
+        const { which, n } = a as { which: 'process' | 'relay' | 'per-office'; n: number };
+        if (!plain || !perOffice) throw new Error('this relay worker runs without metrics');
+        return timeScrapes(which === 'process' ? undefined : which === 'relay' ? plain : perOffice, n);
+      },
       addCredential: (a) => {
         const { kind, id } = a as { kind: CredentialKind; id: string };
         return credentials.add(kind, id);
@@ -143,6 +193,8 @@ async function startContactPoint(config: {
   ports?: { targets: string[]; listen: string[] };
   /** CA certificate (PEM) to trust for a wss relay with a self-signed certificate */
   ca?: string;
+  /** serve /metrics (as `serve --metrics`) */
+  metrics?: boolean;
 }): Promise<{ info: ReadyInfo; ops: Record<string, Handler>; stop: () => Promise<void> }> {
   const cp = await ContactPoint.create({
     id: config.id,
@@ -163,9 +215,13 @@ async function startContactPoint(config: {
     await new Promise((r) => setTimeout(r, 10));
   }
   const tunnelLink = (): Link | undefined => (cp.gateway as unknown as { link: Link | undefined }).link;
+  const metrics = config.metrics ? await serveMetrics(contactPointMetrics(cp)) : undefined;
   return {
-    info: { role: 'contact-point', pid: process.pid, url: cp.peerPortUrl },
-    stop: () => cp.stop(),
+    info: { role: 'contact-point', pid: process.pid, url: cp.peerPortUrl, ...(metrics ? { metricsUrl: metrics.url } : {}) },
+    stop: async () => {
+      await metrics?.stop();
+      await cp.stop();
+    },
     ops: {
       tunnel: () => ({ ...cp.gateway.status(), wire: wireBytes(tunnelLink()) }),
       peers: () => ({ known: cp.registrar.size, registered: cp.registrar.registeredNames().length, connections: cp.peerPort.connections }),
@@ -257,6 +313,7 @@ async function main(): Promise<void> {
     else if (role === 'forwarder') started = await startForwarder(config as { target: number });
     else if (role === 'ws-forwarder') started = await startWsForwarder(config as { target: string });
     else if (role === 'load') started = startLoad();
+    else if (role === 'offices') started = await startOffices(config as unknown as OfficesConfig, logger);
     else throw new Error(`unknown role "${role}"`);
   } catch (err: unknown) {
     send({ failed: err instanceof Error ? err.message : String(err) });
