@@ -14,10 +14,10 @@
  *   (measured inside the relay process). Baseline: the same relay's scrape before the offices
  *   connect.
  */
-import { PeerClient } from '../core/peer/peer-client.js';
+import type { PeerClient } from '../core/peer/peer-client.js';
 import type { BenchContext } from './context.js';
 import type { WorkerHandle } from './ipc.js';
-import { closedLoop, IN_FLIGHT, MSG_BYTES, payload, type LoopResult } from './messages.js';
+import { closedLoop, IN_FLIGHT, MSG_BYTES, relaySender, type LoopResult } from './messages.js';
 import { emit, median, note, round, sleep, waitFor } from './util.js';
 
 /** How often the "on" path's two /metrics endpoints are scraped during its rounds. */
@@ -49,12 +49,7 @@ async function startPath(ctx: BenchContext, metrics: boolean, workers: WorkerHan
   const sink = await ctx.startWorker('receiver', { url: cp.url, name: RECEIVER });
   workers.push(sink);
   await waitFor(async () => (await relay.call<number>('peersCount', { id: CP_ID })) === 1, 10_000, 'the relay to learn the receiver');
-  const extSecret = await relay.call<string>('addCredential', { kind: 'external', id: 'bench-src' });
-  const sender = new PeerClient({ role: 'external', url: relay.url, name: 'bench-src', secret: extSecret, proxy: null });
-  clients.push(sender);
-  sender.start();
-  await sender.ready();
-  await sender.send(`${RECEIVER}@${CP_ID}`, payload(false));
+  const sender = await relaySender(relay, clients, `${RECEIVER}@${CP_ID}`);
   const scrapeUrls = metrics ? [String(relay.info.metricsUrl), String(cp.info.metricsUrl)] : [];
   return { relay, cp, sink, sender, scrapeUrls };
 }

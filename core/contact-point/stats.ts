@@ -1,4 +1,4 @@
-import type { FlowDirection, PeerState, TunnelState } from '../admin/contract.js';
+import type { FlowDirection, PeerState, TunnelView } from '../admin/contract.js';
 import type { CodeCounts } from '../runtime/code-counts.js';
 import type { FlowRecorder } from './flow-recorder.js';
 import type { Gateway } from './gateway.js';
@@ -12,16 +12,8 @@ import type { Registrar } from './registrar.js';
  * already keep what it reads, and it is read only when asked.
  */
 export interface ContactPointStatsSnapshot {
-  readonly tunnel: {
-    readonly state: TunnelState;
-    readonly reconnects: number;
-    readonly rttMs: number | undefined;
-    /** frame bytes and frames over the tunnel since start, every reconnect included */
-    readonly bytesIn: number;
-    readonly bytesOut: number;
-    readonly framesIn: number;
-    readonly framesOut: number;
-  };
+  /** bytes and frames: since start, every reconnect included */
+  readonly tunnel: Pick<TunnelView, 'state' | 'reconnects' | 'rttMs' | 'bytesIn' | 'bytesOut' | 'framesIn' | 'framesOut'>;
   readonly peers: {
     readonly byState: Readonly<Record<PeerState, number>>;
     /** registered or not, connected to the peer port now */

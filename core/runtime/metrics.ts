@@ -46,41 +46,41 @@ export class MetricSet implements MetricsSource {
   }
 
   gauge<L extends string = never>(name: string, help: string, labelNames: readonly L[], fill: Fill<L>): void {
+    const config = { name: METRICS_PREFIX + name, help, labelNames, registers: [this.registry] };
     new Gauge({
-      name: METRICS_PREFIX + name,
-      help,
-      labelNames,
-      registers: [this.registry],
+      ...config,
       collect() {
-        this.reset();
-        let any = false;
-        fill((labels, v) => {
-          any = true;
-          this.set(labels, v);
-        });
-        if (!any && labelNames.length === 0) this.remove({}); // not known now: no sample rather than a made-up 0
+        refill(this, labelNames, fill, (labels, v) => this.set(labels, v));
       },
     });
   }
 
   /** A counter read from a running total (it only grows while the process lives). */
   counter<L extends string = never>(name: string, help: string, labelNames: readonly L[], fill: Fill<L>): void {
+    const config = { name: METRICS_PREFIX + name, help, labelNames, registers: [this.registry] };
     new Counter({
-      name: METRICS_PREFIX + name,
-      help,
-      labelNames,
-      registers: [this.registry],
+      ...config,
       collect() {
-        this.reset();
-        let any = false;
-        fill((labels, v) => {
-          any = true;
-          this.inc(labels, v);
-        });
-        if (!any && labelNames.length === 0) this.remove({});
+        refill(this, labelNames, fill, (labels, v) => this.inc(labels, v));
       },
     });
   }
+}
+
+/** A metric's samples from empty, as `fill` reports them; an unlabelled one `fill` says nothing about has no sample. */
+function refill<L extends string>(
+  metric: { reset(): void; remove(labels: Partial<Record<L, string>>): void },
+  labelNames: readonly L[],
+  fill: Fill<L>,
+  put: (labels: Partial<Record<L, string>>, value: number) => void,
+): void {
+  metric.reset();
+  let any = false;
+  fill((labels, v) => {
+    any = true;
+    put(labels, v);
+  });
+  if (!any && labelNames.length === 0) metric.remove({}); // not known now: no sample rather than a made-up 0
 }
 
 let processRegistry: Registry | undefined;
