@@ -1,5 +1,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { createRequire } from 'node:module';
+import type * as PromClient from 'prom-client';
+import type { Registry } from 'prom-client';
 import { createGuardedServer, refuseUpgrade, type HttpLimits } from './http-guard.js';
 import type { Logger } from './logger.js';
 import { closeServer, listen } from './server-lifecycle.js';
@@ -20,6 +22,16 @@ export const METRICS_MAX_CONNECTIONS_PER_ADDRESS = 8;
 /** A scrape must send its request within this time of connecting. */
 export const METRICS_HEADERS_TIMEOUT_MS = 5_000;
 
+let promClient: typeof PromClient | undefined;
+
+/**
+ * prom-client, loaded on first use: it takes ~90 ms to load on these hosts, which every CLI
+ * command would pay at startup, and only a process with --metrics needs it.
+ */
+function prom(): typeof PromClient {
+  return (promClient ??= createRequire(import.meta.url)('prom-client') as typeof PromClient);
+}
+
 /** One group of series and what fills them: `refresh` runs once per scrape, before they are read. */
 export interface MetricsSource {
   readonly registry: Registry;
@@ -37,7 +49,7 @@ type Fill<L extends string> = (set: (labels: Partial<Record<L, string>>, value: 
  * sample.
  */
 export class MetricSet implements MetricsSource {
-  readonly registry = new Registry();
+  readonly registry: Registry = new (prom().Registry)();
 
   constructor(private readonly onRefresh: () => void) {}
 
@@ -47,7 +59,7 @@ export class MetricSet implements MetricsSource {
 
   gauge<L extends string = never>(name: string, help: string, labelNames: readonly L[], fill: Fill<L>): void {
     const config = { name: METRICS_PREFIX + name, help, labelNames, registers: [this.registry] };
-    new Gauge({
+    new (prom().Gauge)({
       ...config,
       collect() {
         refill(this, labelNames, fill, (labels, v) => this.set(labels, v));
@@ -58,7 +70,7 @@ export class MetricSet implements MetricsSource {
   /** A counter read from a running total (it only grows while the process lives). */
   counter<L extends string = never>(name: string, help: string, labelNames: readonly L[], fill: Fill<L>): void {
     const config = { name: METRICS_PREFIX + name, help, labelNames, registers: [this.registry] };
-    new Counter({
+    new (prom().Counter)({
       ...config,
       collect() {
         refill(this, labelNames, fill, (labels, v) => this.inc(labels, v));
@@ -93,8 +105,8 @@ let processRegistry: Registry | undefined;
  */
 export function processMetrics(): Registry {
   if (!processRegistry) {
-    processRegistry = new Registry();
-    collectDefaultMetrics({ register: processRegistry, prefix: METRICS_PREFIX });
+    processRegistry = new (prom().Registry)();
+    prom().collectDefaultMetrics({ register: processRegistry, prefix: METRICS_PREFIX });
   }
   return processRegistry;
 }
