@@ -110,6 +110,13 @@ async function runThroughput(ctx: BenchContext): Promise<void> {
       }
     }
     const value = median(onRounds.map((r) => r.msgsPerS));
+    // CPU per message of the relay and the contact point: less shaken than msgs/s by other
+    // processes taking turns on the cores (cpu is % of one core over the window).
+    const usPerMsg = (rs: readonly LoopResult[]): Record<string, number> => {
+      const out: Record<string, number> = {};
+      for (const role of ['relay', 'contact-point']) out[role] = round(median(rs.map((r) => ((r.cpu[role] ?? 0) * 10_000) / r.msgsPerS)), 2);
+      return out;
+    };
     const baseline = median(offRounds.map((r) => r.msgsPerS));
     const all = [...onRounds, ...offRounds];
     emit({
@@ -126,6 +133,8 @@ async function runThroughput(ctx: BenchContext): Promise<void> {
       median_round_ratio: round(median(onRounds.map((r, i) => r.msgsPerS / offRounds[i]!.msgsPerS))),
       target_ratio: 1 - MAX_SLOWDOWN,
       target_met: value / baseline >= 1 - MAX_SLOWDOWN,
+      cpu_us_per_msg: usPerMsg(onRounds),
+      baseline_cpu_us_per_msg: usPerMsg(offRounds),
       scrapes,
       scrape_every_ms: SCRAPE_EVERY_MS,
       cpu_pct: onRounds.map((r) => r.cpu),
