@@ -2,9 +2,9 @@
  * Benchmark: what Prometheus metrics cost (issue 13).
  *
  * - metrics.throughput: acked 1 KiB messages, external peer -> relay -> tunnel -> contact point
- *   -> internal peer (receiver in its own process), as messages.throughput, through two
- *   identical paths in the same run: one whose relay and contact point serve /metrics (scraped
- *   both every SCRAPE_EVERY_MS, far more often than Prometheus's usual 15-60 s), one without.
+ *   -> internal peer (receiver in its own process), as messages.throughput, with the relay and
+ *   the contact point serving /metrics (scraped both every SCRAPE_EVERY_MS, far more often than
+ *   Prometheus's usual 15-60 s) and without, each measurement on freshly started processes.
  *   Rounds interleave (off/on, then on/off) so drift in the host's load hits both alike; the
  *   value is the median with metrics, the baseline the median without, the target a ratio of at
  *   least 1 - MAX_SLOWDOWN.
@@ -83,75 +83,76 @@ async function runThroughput(ctx: BenchContext): Promise<void> {
   const rounds = ctx.quick ? 2 : 6;
   const warmMs = ctx.quick ? 1_500 : 2_000;
   const windowMs = ctx.quick ? 3_000 : 5_000;
-  const workers: WorkerHandle[] = [];
-  const clients: PeerClient[] = [];
-  try {
-    note('metrics: starting two relay + contact point + receiver paths, one serving /metrics');
-    const off = await startPath(ctx, false, workers, clients);
-    const on = await startPath(ctx, true, workers, clients);
-    note(`metrics.throughput: ${rounds} round(s) each of ${warmMs} ms warm-up + ${windowMs} ms window, ${IN_FLIGHT} in flight, off/on interleaved; /metrics scraped every ${SCRAPE_EVERY_MS} ms while on`);
-    const offRounds: LoopResult[] = [];
-    const onRounds: LoopResult[] = [];
-    let scrapes = 0;
-    const measure = async (p: Path, into: LoopResult[]): Promise<void> => {
+  note(`metrics.throughput: ${rounds} round(s) each of ${warmMs} ms warm-up + ${windowMs} ms window, ${IN_FLIGHT} in flight, off/on interleaved, fresh processes for every measurement; /metrics scraped every ${SCRAPE_EVERY_MS} ms while on`);
+  const offRounds: LoopResult[] = [];
+  const onRounds: LoopResult[] = [];
+  let scrapes = 0;
+  // Every measurement gets its own fresh relay, contact point and receiver: two paths started
+  // once and measured in turn differ by themselves (the one started second ran up to 40%
+  // slower here with identical code, metrics off on both), which would swamp a 3% question.
+  const measure = async (metrics: boolean, into: LoopResult[]): Promise<void> => {
+    const workers: WorkerHandle[] = [];
+    const clients: PeerClient[] = [];
+    try {
+      const p = await startPath(ctx, metrics, workers, clients);
       const scraper = p.scrapeUrls.length ? scrapeLoop(p.scrapeUrls) : undefined;
       const r = await closedLoop(p.sender, `${RECEIVER}@${CP_ID}`, warmMs, windowMs, [p.relay, p.cp, p.sink]);
       scrapes += (await scraper?.stop()) ?? 0;
       into.push(r);
-      note(`  ${p === on ? 'on ' : 'off'} ${Math.round(r.msgsPerS)} msgs/s cpu ${JSON.stringify(r.cpu)}`);
-    };
-    for (let i = 0; i < rounds; i++) {
-      if (i % 2 === 0) {
-        await measure(off, offRounds);
-        await measure(on, onRounds);
-      } else {
-        await measure(on, onRounds);
-        await measure(off, offRounds);
-      }
+      note(`  ${metrics ? 'on ' : 'off'} ${Math.round(r.msgsPerS)} msgs/s cpu ${JSON.stringify(r.cpu)}`);
+    } finally {
+      await Promise.all(clients.map((c) => c.stop()));
+      for (const w of workers) await w.stop();
     }
-    const value = median(onRounds.map((r) => r.msgsPerS));
-    // CPU per message of the relay and the contact point: less shaken than msgs/s by other
-    // processes taking turns on the cores (cpu is % of one core over the window).
-    const usPerMsg = (rs: readonly LoopResult[]): Record<string, number> => {
-      const out: Record<string, number> = {};
-      for (const role of ['relay', 'contact-point']) out[role] = round(median(rs.map((r) => ((r.cpu[role] ?? 0) * 10_000) / r.msgsPerS)), 2);
-      return out;
-    };
-    const baseline = median(offRounds.map((r) => r.msgsPerS));
-    const all = [...onRounds, ...offRounds];
-    emit({
-      name: 'metrics.throughput',
-      description: `acked 1 KiB messages external peer -> relay -> tunnel -> contact point -> internal peer, with the relay's and the contact point's /metrics served and scraped every ${SCRAPE_EVERY_MS} ms`,
-      value: Math.round(value),
-      unit: 'msgs/s',
-      rounds: onRounds.map((r) => Math.round(r.msgsPerS)),
-      baseline_msgs_per_s: Math.round(baseline),
-      baseline_rounds: offRounds.map((r) => Math.round(r.msgsPerS)),
-      baseline: 'the same path (relay, contact point, receiver: fresh processes, same code) without --metrics, rounds interleaved with the measured ones in the same run',
-      ratio: round(value / baseline),
-      ratio_rounds: onRounds.map((r, i) => round(r.msgsPerS / offRounds[i]!.msgsPerS)),
-      median_round_ratio: round(median(onRounds.map((r, i) => r.msgsPerS / offRounds[i]!.msgsPerS))),
-      target_ratio: 1 - MAX_SLOWDOWN,
-      target_met: value / baseline >= 1 - MAX_SLOWDOWN,
-      cpu_us_per_msg: usPerMsg(onRounds),
-      baseline_cpu_us_per_msg: usPerMsg(offRounds),
-      scrapes,
-      scrape_every_ms: SCRAPE_EVERY_MS,
-      cpu_pct: onRounds.map((r) => r.cpu),
-      baseline_cpu_pct: offRounds.map((r) => r.cpu),
-      host: onRounds.map((r) => r.noise),
-      failed: all.reduce((s, r) => s + r.failed, 0),
-      retransmits: all.reduce((s, r) => s + r.retransmits, 0),
-      in_flight: IN_FLIGHT,
-      message_bytes: MSG_BYTES,
-      warmup_s: warmMs / 1000,
-      window_s: windowMs / 1000,
-      mode,
-    });
-  } finally {
-    await Promise.all(clients.map((c) => c.stop()));
-    for (const w of workers) await w.stop();
+  };
+  for (let i = 0; i < rounds; i++) {
+    if (i % 2 === 0) {
+      await measure(false, offRounds);
+      await measure(true, onRounds);
+    } else {
+      await measure(true, onRounds);
+      await measure(false, offRounds);
+    }
   }
+  const value = median(onRounds.map((r) => r.msgsPerS));
+  // CPU per message of the relay and the contact point: less shaken than msgs/s by other
+  // processes taking turns on the cores (cpu is % of one core over the window).
+  const usPerMsg = (rs: readonly LoopResult[]): Record<string, number> => {
+    const out: Record<string, number> = {};
+    for (const role of ['relay', 'contact-point']) out[role] = round(median(rs.map((r) => ((r.cpu[role] ?? 0) * 10_000) / r.msgsPerS)), 2);
+    return out;
+  };
+  const baseline = median(offRounds.map((r) => r.msgsPerS));
+  const all = [...onRounds, ...offRounds];
+  emit({
+    name: 'metrics.throughput',
+    description: `acked 1 KiB messages external peer -> relay -> tunnel -> contact point -> internal peer, with the relay's and the contact point's /metrics served and scraped every ${SCRAPE_EVERY_MS} ms`,
+    value: Math.round(value),
+    unit: 'msgs/s',
+    rounds: onRounds.map((r) => Math.round(r.msgsPerS)),
+    baseline_msgs_per_s: Math.round(baseline),
+    baseline_rounds: offRounds.map((r) => Math.round(r.msgsPerS)),
+    baseline: 'the same path (relay, contact point, receiver: fresh processes for every measurement, same code) without --metrics, rounds interleaved with the measured ones in the same run',
+    ratio: round(value / baseline),
+    ratio_rounds: onRounds.map((r, i) => round(r.msgsPerS / offRounds[i]!.msgsPerS)),
+    median_round_ratio: round(median(onRounds.map((r, i) => r.msgsPerS / offRounds[i]!.msgsPerS))),
+    target_ratio: 1 - MAX_SLOWDOWN,
+    target_met: value / baseline >= 1 - MAX_SLOWDOWN,
+    cpu_us_per_msg: usPerMsg(onRounds),
+    baseline_cpu_us_per_msg: usPerMsg(offRounds),
+    scrapes,
+    scrape_every_ms: SCRAPE_EVERY_MS,
+    cpu_pct: onRounds.map((r) => r.cpu),
+    baseline_cpu_pct: offRounds.map((r) => r.cpu),
+    host: onRounds.map((r) => r.noise),
+    failed: all.reduce((s, r) => s + r.failed, 0),
+    retransmits: all.reduce((s, r) => s + r.retransmits, 0),
+    in_flight: IN_FLIGHT,
+    message_bytes: MSG_BYTES,
+    warmup_s: warmMs / 1000,
+    window_s: windowMs / 1000,
+    mode,
+  });
 }
 
 /** `n` HTTP scrapes of `url` one after the other: round-trip ms each. */
