@@ -3,8 +3,9 @@
  *
  * - metrics.throughput: acked 1 KiB messages, external peer -> relay -> tunnel -> contact point
  *   -> internal peer (receiver in its own process), as messages.throughput, with the relay and
- *   the contact point serving /metrics (scraped both every SCRAPE_EVERY_MS, far more often than
- *   Prometheus's usual 15-60 s) and without, each measurement on freshly started processes.
+ *   the contact point serving /metrics (scraped both every SCRAPE_EVERY_MS from a process of
+ *   their own, far more often than Prometheus's usual 15-60 s) and without, each measurement on
+ *   freshly started processes.
  *   Rounds interleave (off/on, then on/off) so drift in the host's load hits both alike; the
  *   value is the median with metrics, the baseline the median without, the target a ratio of at
  *   least 1 - MAX_SLOWDOWN.
@@ -18,6 +19,8 @@ import type { PeerClient } from '../core/peer/peer-client.js';
 import type { BenchContext } from './context.js';
 import type { WorkerHandle } from './ipc.js';
 import { closedLoop, IN_FLIGHT, MSG_BYTES, relaySender, type LoopResult } from './messages.js';
+import type { Logger } from '../core/runtime/logger.js';
+import type { ReadyInfo } from './ipc.js';
 import { emit, median, note, round, sleep, waitFor } from './util.js';
 
 /** How often the "on" path's two /metrics endpoints are scraped during its rounds. */
@@ -54,23 +57,33 @@ async function startPath(ctx: BenchContext, metrics: boolean, workers: WorkerHan
   return { relay, cp, sink, sender, scrapeUrls };
 }
 
-/** Scrapes `urls` every SCRAPE_EVERY_MS until stopped; resolves with how many scrapes were made. */
-function scrapeLoop(urls: readonly string[]): { stop(): Promise<number> } {
+/**
+ * Scrapes `urls` every `everyMs` until stopped, as a Prometheus would: from a process of its
+ * own (the `scraper` worker role), not from the bench process, which is the message sender.
+ */
+export function startScraper(urls: readonly string[], everyMs: number, logger: Logger): { info: ReadyInfo; ops: Record<string, (a: unknown) => unknown>; stop: () => Promise<void> } {
   let stopped = false;
   let count = 0;
+  let failed = 0;
   const done = (async () => {
     while (!stopped) {
       for (const u of urls) {
-        const res = await fetch(u, { signal: AbortSignal.timeout(5_000) });
-        if (res.status !== 200) throw new Error(`${u}: HTTP ${res.status}`);
-        await res.text();
-        count++;
+        try {
+          const res = await fetch(u, { signal: AbortSignal.timeout(5_000) });
+          await res.text();
+          if (res.status === 200) count++;
+          else failed++;
+        } catch (err: unknown) {
+          failed++;
+          logger.debug('scrape failed', { url: u, error: String(err) });
+        }
       }
-      await sleep(SCRAPE_EVERY_MS);
+      await sleep(everyMs);
     }
-    return count;
   })();
   return {
+    info: { role: 'scraper', pid: process.pid, url: urls.join(' ') },
+    ops: { scrapes: () => ({ count, failed }) },
     stop: () => {
       stopped = true;
       return done;
@@ -95,9 +108,14 @@ async function runThroughput(ctx: BenchContext): Promise<void> {
     const clients: PeerClient[] = [];
     try {
       const p = await startPath(ctx, metrics, workers, clients);
-      const scraper = p.scrapeUrls.length ? scrapeLoop(p.scrapeUrls) : undefined;
+      const scraper = p.scrapeUrls.length ? await ctx.startWorker('scraper', { urls: p.scrapeUrls, everyMs: SCRAPE_EVERY_MS }) : undefined;
+      if (scraper) workers.push(scraper);
       const r = await closedLoop(p.sender, `${RECEIVER}@${CP_ID}`, warmMs, windowMs, [p.relay, p.cp, p.sink]);
-      scrapes += (await scraper?.stop()) ?? 0;
+      if (scraper) {
+        const s = await scraper.call<{ count: number; failed: number }>('scrapes');
+        if (s.failed > 0) throw new Error(`${s.failed} scrapes of ${p.scrapeUrls.join(', ')} failed`);
+        scrapes += s.count;
+      }
       into.push(r);
       note(`  ${metrics ? 'on ' : 'off'} ${Math.round(r.msgsPerS)} msgs/s cpu ${JSON.stringify(r.cpu)}`);
     } finally {

@@ -24,6 +24,7 @@ import { createLogger, isLogLevel, type Logger } from '../core/runtime/logger.js
 import { AckServer } from './ack-server.js';
 import type { ReadyInfo, Request, Response } from './ipc.js';
 import { startLoad } from './mediation-load.js';
+import { startScraper } from './metrics.js';
 import { startOffices, type OfficesConfig } from './offices.js';
 import { startForwarder, startLan } from './mediation-services.js';
 import { readStamp, Samples } from './util.js';
@@ -314,6 +315,7 @@ async function main(): Promise<void> {
     else if (role === 'ws-forwarder') started = await startWsForwarder(config as { target: string });
     else if (role === 'load') started = startLoad();
     else if (role === 'offices') started = await startOffices(config as unknown as OfficesConfig, logger);
+    else if (role === 'scraper') started = startScraper((config as { urls: string[] }).urls, (config as { everyMs: number }).everyMs, logger);
     else throw new Error(`unknown role "${role}"`);
   } catch (err: unknown) {
     send({ failed: err instanceof Error ? err.message : String(err) });
