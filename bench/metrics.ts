@@ -23,8 +23,8 @@ import type { Logger } from '../core/runtime/logger.js';
 import type { ReadyInfo } from './ipc.js';
 import { emit, median, note, round, sleep, waitFor } from './util.js';
 
-/** How often the "on" path's two /metrics endpoints are scraped during its rounds. */
-export const SCRAPE_EVERY_MS = 1_000;
+/** How often the "on" path's two /metrics endpoints are scraped during its rounds (BENCH_SCRAPE_EVERY_MS to change it). */
+export const SCRAPE_EVERY_MS = Number(process.env.BENCH_SCRAPE_EVERY_MS ?? 1_000);
 /** metrics on may cost at most this fraction of acked msgs/s (issue 13: "less than 3% apart"). */
 export const MAX_SLOWDOWN = 0.03;
 export const OFFICES = 1_000;

@@ -18,7 +18,8 @@
  *
  * Environment: BENCH_PEERS (default 1000) for the peers group, BENCH_LOG=info|debug for worker logs,
  * BENCH_WORKER_FLAGS="--max-semi-space-size=32" extra node flags for the worker processes,
- * BENCH_IN_FLIGHT (default 256) for the throughput loop, BENCH_STREAMS (default 1000) for mediation-memory.
+ * BENCH_IN_FLIGHT (default 256) for the throughput loop, BENCH_STREAMS (default 1000) for mediation-memory,
+ * BENCH_SCRAPE_EVERY_MS (default 1000) for how often metrics-throughput scrapes /metrics.
  */
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
