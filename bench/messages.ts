@@ -207,6 +207,20 @@ export async function pacedLoop(
 }
 
 /**
+ * The external SDK sender `bench-src` at a relay worker, connected, with one message sent end
+ * to end to `to` before anything is timed (the path works); `clients` gets it so the run stops it.
+ */
+export async function relaySender(relay: WorkerHandle, clients: PeerClient[], to: string): Promise<PeerClient> {
+  const secret = await relay.call<string>('addCredential', { kind: 'external', id: 'bench-src' });
+  const sender = new PeerClient({ role: 'external', url: relay.url, name: 'bench-src', secret, proxy: null });
+  clients.push(sender);
+  sender.start();
+  await sender.ready();
+  await sender.send(to, payload(false));
+  return sender;
+}
+
+/**
  * An external SDK sender towards a plain ack server (bench/ack-server.ts, which accepts any
  * secret), connected; `clients` gets it so the run stops it.
  */
@@ -258,13 +272,7 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
     await receiver.waitForRegistration('registered');
     await waitFor(async () => (await relay.call<number>('peersCount', { id: CP_ID })) === 1, 10_000, 'the relay to learn the receiver');
 
-    const extSecret = await relay.call<string>('addCredential', { kind: 'external', id: 'bench-src' });
-    const sender = new PeerClient({ role: 'external', url: relay.url, name: 'bench-src', secret: extSecret, proxy: null });
-    clients.push(sender);
-    sender.start();
-    await sender.ready();
-    // One message end to end before anything is timed: the path works.
-    await sender.send(TO, payload(false));
+    const sender = await relaySender(relay, clients, TO);
 
     if (wantThroughput) {
       note(`throughput: ${rounds} round(s) of ${tWarm} ms warm-up + ${tWindow} ms window, ${IN_FLIGHT} in flight; baseline, path, path with in-process receiver`);

@@ -12,14 +12,17 @@
  *                        outage (delivery of messages queued during a tunnel outage, after its return),
  *                        cluster (same-node vs cross-node acked messages through 2 relay nodes on nats-server),
  *                        history (throughput with the contact point's history on vs off, disk bytes per
- *                        message, a filtered page over 100,000 stored entries)
+ *                        message, a filtered page over 100,000 stored entries),
+ *                        metrics-throughput, metrics-scrape (group: metrics; Prometheus metrics on vs off,
+ *                        and the relay's scrape with 1,000 offices)
  *   --cpu-prof[=DIR]     profile the worker processes (relay, contact point, ack server, lan, load) with
  *                        node --cpu-prof into DIR (default bench-profiles/); summarise with
  *                        node dist/bench/profile-summary.js DIR
  *
  * Environment: BENCH_PEERS (default 1000) for the peers group, BENCH_LOG=info|debug for worker logs,
  * BENCH_WORKER_FLAGS="--max-semi-space-size=32" extra node flags for the worker processes,
- * BENCH_IN_FLIGHT (default 256) for the throughput loop, BENCH_STREAMS (default 1000) for mediation-memory.
+ * BENCH_IN_FLIGHT (default 256) for the throughput loop, BENCH_STREAMS (default 1000) for mediation-memory,
+ * BENCH_SCRAPE_EVERY_MS (default 1000) for how often metrics-throughput scrapes /metrics.
  */
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -31,6 +34,7 @@ import { runHistory } from './history.js';
 import { runHttpFlood } from './http-flood.js';
 import { runMediation } from './mediation.js';
 import { runMessages } from './messages.js';
+import { runMetrics } from './metrics.js';
 import { runOutage } from './outage.js';
 import { runPeers } from './peers.js';
 import { note } from './util.js';
@@ -54,6 +58,9 @@ const GROUPS: Record<string, readonly string[]> = {
   outage: ['outage'],
   cluster: ['cluster'],
   history: ['history'],
+  metrics: ['metrics-throughput', 'metrics-scrape'],
+  'metrics-throughput': ['metrics-throughput'],
+  'metrics-scrape': ['metrics-scrape'],
 };
 
 interface Args {
@@ -120,6 +127,7 @@ async function main(): Promise<void> {
   await runOutage(ctx);
   await runCluster(ctx);
   await runHistory(ctx);
+  await runMetrics(ctx);
   note(`done in ${Math.round((Date.now() - started) / 1000)} s`);
 }
 

@@ -13,6 +13,9 @@ import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ContactPoint } from '../core/contact-point/contact-point.js';
+import { contactPointMetrics } from '../core/contact-point/metrics.js';
+import { relayMetrics } from '../core/relay/metrics.js';
+import { MetricsServer, scrape, type MetricsSource } from '../core/runtime/metrics.js';
 import { PeerIdentity } from '../core/peer/identity.js';
 import { PeerClient } from '../core/peer/peer-client.js';
 import type { Link } from '../core/protocol/link.js';
@@ -24,6 +27,8 @@ import { createLogger, isLogLevel, type Logger } from '../core/runtime/logger.js
 import { AckServer } from './ack-server.js';
 import type { ReadyInfo, Request, Response } from './ipc.js';
 import { startLoad } from './mediation-load.js';
+import { startScraper } from './metrics.js';
+import { startOffices, type OfficesConfig } from './offices.js';
 import { startForwarder, startLan } from './mediation-services.js';
 import { readStamp, Samples } from './util.js';
 import { startWsForwarder } from './ws-forwarder.js';
@@ -86,6 +91,40 @@ interface RelayConfig {
   udpAdvertisePort?: number;
   /** a node of a relay cluster on NATS (cluster benchmark): its credentials are the cluster's */
   cluster?: { servers: string[]; node: string };
+  /** serve /metrics (as `relay --metrics`), and a second endpoint with per-office series (`--metrics-per-office`) */
+  metrics?: boolean;
+}
+
+/** /metrics on loopback for a bench role, as `--metrics 127.0.0.1:0` starts it. */
+async function serveMetrics(source: MetricsSource): Promise<MetricsServer> {
+  const server = new MetricsServer({ host: '127.0.0.1', port: 0, sources: [source], logger });
+  await server.start();
+  return server;
+}
+
+/** Scrapes run untimed before the timed ones (JIT warm-up). */
+const WARMUP_SCRAPES = 3;
+
+/**
+ * Times `n` whole scrapes in this process (`source` undefined: Node's process metrics alone),
+ * after WARMUP_SCRAPES untimed ones: wall ms each and
+ * CPU ms each (the process's CPU time, which a loaded host does not inflate the way it does wall time).
+ */
+async function timeScrapes(source: MetricsSource | undefined, n: number): Promise<{ ms: number[]; cpuMs: number[]; bytes: number; samples: number }> {
+  const ms: number[] = [];
+  const cpuMs: number[] = [];
+  let text = '';
+  for (let i = 0; i < WARMUP_SCRAPES + n; i++) {
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    text = await scrape(source ? [source] : []);
+    const wall = performance.now() - t0;
+    const c = process.cpuUsage(c0);
+    if (i < WARMUP_SCRAPES) continue;
+    ms.push(wall);
+    cpuMs.push((c.user + c.system) / 1000);
+  }
+  return { ms, cpuMs, bytes: Buffer.byteLength(text), samples: text.split('\n').filter((l) => l !== '' && !l.startsWith('#')).length };
 }
 
 async function startRelay(config: RelayConfig): Promise<{ info: ReadyInfo; ops: Record<string, Handler>; stop: () => Promise<void> }> {
@@ -105,10 +144,22 @@ async function startRelay(config: RelayConfig): Promise<{ info: ReadyInfo; ops: 
   });
   const url = await relay.start();
   const links = (relay as unknown as { links: Set<Link> }).links;
+  const plain = config.metrics ? relayMetrics(relay) : undefined;
+  const perOffice = config.metrics ? relayMetrics(relay, { perOffice: true }) : undefined;
+  const servers = plain && perOffice ? [await serveMetrics(plain), await serveMetrics(perOffice)] : [];
   return {
-    info: { role: 'relay', pid: process.pid, url },
-    stop: () => relay.stop(),
+    info: { role: 'relay', pid: process.pid, url, ...(servers.length ? { metricsUrl: servers[0]!.url, metricsPerOfficeUrl: servers[1]!.url } : {}) },
+    stop: async () => {
+      for (const s of servers) await s.stop();
+      await relay.stop();
+    },
     ops: {
+      /** `n` scrapes in this process: Node's process metrics only, or with the relay's series, with or without per-office series */
+      scrapeTimes: (a) => {
+        const { which, n } = a as { which: 'process' | 'relay' | 'per-office'; n: number };
+        if (!plain || !perOffice) throw new Error('this relay worker runs without metrics');
+        return timeScrapes(which === 'process' ? undefined : which === 'relay' ? plain : perOffice, n);
+      },
       addCredential: (a) => {
         const { kind, id } = a as { kind: CredentialKind; id: string };
         return credentials.add(kind, id);
@@ -164,6 +215,8 @@ async function startContactPoint(config: {
    * ('off'); absent: no state folder (so no history), as in the other benchmarks
    */
   history?: 'on' | 'off';
+  /** serve /metrics (as `serve --metrics`) */
+  metrics?: boolean;
 }): Promise<{ info: ReadyInfo; ops: Record<string, Handler>; stop: () => Promise<void> }> {
   const stateDir = config.history ? await mkdtemp(join(tmpdir(), 'cp-bench-history-')) : undefined;
   const history = config.history === 'off' ? { history: false as const } : {};
@@ -187,9 +240,11 @@ async function startContactPoint(config: {
     await new Promise((r) => setTimeout(r, 10));
   }
   const tunnelLink = (): Link | undefined => (cp.gateway as unknown as { link: Link | undefined }).link;
+  const metrics = config.metrics ? await serveMetrics(contactPointMetrics(cp)) : undefined;
   return {
-    info: { role: 'contact-point', pid: process.pid, url: cp.peerPortUrl },
+    info: { role: 'contact-point', pid: process.pid, url: cp.peerPortUrl, ...(metrics ? { metricsUrl: metrics.url } : {}) },
     stop: async () => {
+      await metrics?.stop();
       await cp.stop();
       if (stateDir) await rm(stateDir, { recursive: true, force: true });
     },
@@ -288,6 +343,8 @@ async function main(): Promise<void> {
     else if (role === 'forwarder') started = await startForwarder(config as { target: number });
     else if (role === 'ws-forwarder') started = await startWsForwarder(config as { target: string });
     else if (role === 'load') started = startLoad();
+    else if (role === 'offices') started = await startOffices(config as unknown as OfficesConfig, logger);
+    else if (role === 'scraper') started = startScraper((config as { urls: string[] }).urls, (config as { everyMs: number }).everyMs, logger);
     else throw new Error(`unknown role "${role}"`);
   } catch (err: unknown) {
     send({ failed: err instanceof Error ? err.message : String(err) });

@@ -172,3 +172,27 @@ export async function refusal(p: Promise<unknown>): Promise<DeliveryError> {
   expect(err).toBeInstanceOf(DeliveryError);
   return err as DeliveryError;
 }
+
+/** One Prometheus text scrape: `value(name, labels)` is the sample's value, undefined when absent. */
+export interface Scrape {
+  readonly text: string;
+  value(name: string, labels?: Record<string, string>): number | undefined;
+}
+
+/** GETs a /metrics URL and parses its samples (`name{a="x",b="y"} value` lines). */
+export async function scrapeMetrics(url: string): Promise<Scrape> {
+  const res = await fetch(url);
+  if (res.status !== 200) throw new Error(`${url}: HTTP ${res.status}`);
+  const text = await res.text();
+  const samples = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m) continue;
+    const labels = [...(m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)].map((l) => `${l[1]}=${l[2]}`).sort();
+    samples.set(`${m[1]}{${labels.join(',')}}`, Number(m[3]));
+  }
+  return {
+    text,
+    value: (name, labels = {}) => samples.get(`${name}{${Object.entries(labels).map(([k, v]) => `${k}=${v}`).sort().join(',')}}`),
+  };
+}

@@ -70,6 +70,17 @@ function logFormat(what: string, value: string): LogFormat {
   return value;
 }
 
+/**
+ * One flag's help: its description from `column` on, over several lines; a flag too long for
+ * the column gets its description on the lines below it.
+ */
+export function flagHelp(column: number, flag: string, lines: readonly string[]): string {
+  return (`  ${flag}`.length < column ? lines : ['', ...lines])
+    .map((l, i) => (i === 0 ? `  ${flag}`.padEnd(column) : ' '.repeat(column)) + l)
+    .join('\n')
+    .replace(/ +$/m, '');
+}
+
 /** `--help` / `-h` anywhere before a `--` terminator. */
 export function wantsHelp(argv: readonly string[]): boolean {
   for (const a of argv) {

@@ -9,7 +9,7 @@ import { StateStore } from '../contact-point/state-store.js';
 import { primeAllocator } from '../runtime/allocator.js';
 import type { Logger } from '../runtime/logger.js';
 import { MAX_UNDECIDED_PEERS, MAX_UNDECIDED_PER_ADDRESS, NEW_PEERS_PER_ADDRESS_PER_MINUTE } from '../protocol/limits.js';
-import { countFlag, integer, listenRule, targetRule } from './args.js';
+import { countFlag, flagHelp, integer, listenRule, targetRule } from './args.js';
 import { CliError, UsageError } from './errors.js';
 import { listenError, type ListenFlag } from './listen.js';
 import { removeAdminFile, writeAdminFile } from './state-dir.js';
@@ -23,14 +23,6 @@ import { removeAdminFile, writeAdminFile } from './state-dir.js';
 export function guiDir(): string | undefined {
   const dir = fileURLToPath(new URL('../../../renderer/dist', import.meta.url));
   return existsSync(join(dir, 'index.html')) ? dir : undefined;
-}
-
-/**
- * One flag's help: the flag, then its description lines starting at `column`. A flag too long
- * for the column gets its description on the lines below it.
- */
-function flagHelp(column: number, f: string, lines: readonly string[]): string {
-  return (`  ${f}`.length < column ? lines : ['', ...lines]).map((l, i) => (i === 0 ? `  ${f}`.padEnd(column) : ' '.repeat(column)) + l).join('\n').replace(/ +$/m, '');
 }
 
 /** serve and start: `--allow-target RULE` / `--allow-listen RULE`, the port mediation allowlist. */

@@ -22,6 +22,9 @@ import { readCertificateFile, readPrivateKeyFile } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
 import { isLoopbackHost, listenError, listenFlag } from './listen.js';
 import { guiDir } from './contact-point-host.js';
+import { METRICS_MAX_OFFICES, METRICS_MAX_OFFICES_LIMIT, relayMetrics } from '../relay/metrics.js';
+import type { MetricsServer } from '../runtime/metrics.js';
+import { metricsFlag, metricsFlagsHelp, metricsOptions, startMetrics } from './metrics-flags.js';
 import { emit, say } from './output.js';
 import { RELAY_ADMIN_FILE, removeRelayAdminFile, resolveStateDir, writeRelayAdminFile } from './state-dir.js';
 
@@ -85,6 +88,12 @@ Flags:
                        connections not yet upgraded to a WebSocket (default ${MAX_HTTP_CONNECTIONS})
   --max-http-connections-per-address N
                        the same per source address (default ${MAX_HTTP_CONNECTIONS_PER_ADDRESS})
+${metricsFlagsHelp(23)}
+  --metrics-per-office series per connected office too (peers, streams, bytes; 6 each), for the
+                       --metrics-max-offices connected longest; the others are counted in
+                       contact_point_relay_offices_not_exported
+  --metrics-max-offices N
+                       offices with per-office series (default ${METRICS_MAX_OFFICES}, at most ${METRICS_MAX_OFFICES_LIMIT})
   --state DIR          folder of credentials.json (default ~/.contact-point/relay,
                        or $CONTACT_POINT_STATE)
   --admin-listen HOST:PORT
@@ -131,6 +140,9 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
       'max-pending-hellos-per-address': { type: 'string' },
       'max-http-connections': { type: 'string' },
       'max-http-connections-per-address': { type: 'string' },
+      ...metricsOptions,
+      'metrics-per-office': { type: 'boolean' },
+      'metrics-max-offices': { type: 'string' },
       state: { type: 'string' },
       'admin-listen': { type: 'string' },
       'log-level': { type: 'string' },
@@ -177,6 +189,13 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   if (http.maxConnectionsPerAddress > http.maxConnections) {
     throw new UsageError(`--max-http-connections-per-address ${http.maxConnectionsPerAddress} is more than --max-http-connections ${http.maxConnections}`);
   }
+  const metrics = metricsFlag(values);
+  const perOffice = values['metrics-per-office'] ?? false;
+  const maxOffices = countFlag('--metrics-max-offices', values['metrics-max-offices'], METRICS_MAX_OFFICES_LIMIT);
+  if (!metrics && (perOffice || maxOffices !== undefined)) {
+    throw new UsageError(`${perOffice ? '--metrics-per-office' : '--metrics-max-offices'} needs --metrics HOST:PORT (the address to serve metrics on)`);
+  }
+  if (maxOffices !== undefined && !perOffice) throw new UsageError('--metrics-max-offices needs --metrics-per-office');
   const level = logLevel('--log-level', values['log-level'] ?? 'info');
   const certFile = values['tls-cert'];
   const keyFile = values['tls-key'];
@@ -241,6 +260,14 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     }
     throw listenError(err, listen);
   }
+  let metricsServer: MetricsServer | undefined;
+  try {
+    metricsServer = await startMetrics(metrics, [relayMetrics(relay, { perOffice, ...(maxOffices !== undefined ? { maxOffices } : {}) })], logger);
+  } catch (err: unknown) {
+    shutdown.dispose();
+    await relay.stop();
+    throw err;
+  }
   let admin: RelayAdminServer | undefined;
   if (adminListen) {
     admin = new RelayAdminServer({ relay, logger: logger.child({ part: 'status' }), host: adminListen.listen.host, port: adminListen.listen.port, staticDir: guiDir() });
@@ -250,13 +277,14 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     } catch (err: unknown) {
       shutdown.dispose();
       await admin.stop();
+      await metricsServer?.stop();
       await relay.stop();
       const code = (err as NodeJS.ErrnoException).code;
       throw code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL' ? listenError(err, adminListen) : new CliError(`cannot write ${join(stateDir, RELAY_ADMIN_FILE)}: ${(err as Error).message}`);
     }
   }
   const udpPort = relay.udp?.port;
-  const ready = { url, name: relayName, stateDir, credentials: count, ...(udpPort ? { udpPort } : {}), ...(nodeId !== undefined ? { node: nodeId } : {}), ...(admin ? { statusUrl: admin.url } : {}) };
+  const ready = { url, name: relayName, stateDir, credentials: count, ...(udpPort ? { udpPort } : {}), ...(nodeId !== undefined ? { node: nodeId } : {}), ...(admin ? { statusUrl: admin.url } : {}), ...(metricsServer ? { metricsUrl: metricsServer.url } : {}) };
   if (values.json) emit('ready', { ...ready, ...(admin ? { dashboardUrl: admin.dashboardUrl } : {}) });
   // The log (a journal, a collector) gets the status URL, never the token: that stays in the 0600 file.
   else if (ctx.logFormat === 'json') logger.info('ready', ready);
@@ -265,6 +293,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     say(`relay "${relayName}"${nodeId !== undefined ? ` node ${nodeId}` : ''} listening on ${url} (${count} credential${count === 1 ? '' : 's'} from ${from}); Ctrl-C stops it`);
     say(udpPort ? `  UDP service port ${udpPort} (mediated datagrams; let it through the firewall too)` : '  no UDP service port: mediated datagrams travel inside the tunnels');
     if (admin) say(`  dashboard  ${admin.dashboardUrl} (contact-point relay status; token in ${join(stateDir, RELAY_ADMIN_FILE)})`);
+    if (metricsServer) say(`  metrics at ${metricsServer.url}`);
   }
 
   await shutdown.signal;
@@ -272,6 +301,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     'relay',
     async () => {
       await admin?.stop();
+      await metricsServer?.stop();
       await relay.stop();
       if (admin) await removeRelayAdminFile(stateDir);
     },

@@ -2,7 +2,9 @@ import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { ID_IN_USE_RETRY_MS, MAX_STREAMS_PER_CONTACT_POINT, MAX_STREAMS_PER_EXPOSURE } from '../protocol/limits.js';
 import { TIMING_RANGES } from '../protocol/timing.js';
+import { contactPointMetrics } from '../contact-point/metrics.js';
 import { createLogger } from '../runtime/logger.js';
+import type { MetricsServer } from '../runtime/metrics.js';
 import { cidr, countFlag, exclusive, integer, logFormatHelp, logLevel, name, parseFlags, proxyUrl, required, wsUrl, type Command, type RunContext } from './args.js';
 import {
   floodLimitFlags,
@@ -22,6 +24,7 @@ import {
 import { CREDENTIAL_ENV, readCertificateFile, readSecretFile, secretFromFileOrEnv } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
 import { adminListenFlag, listenFlag } from './listen.js';
+import { metricsFlag, metricsFlagsHelp, metricsOptions, startMetrics } from './metrics-flags.js';
 import { emit, say } from './output.js';
 import { ADMIN_FILE, refuseIfInUse, resolveStateDir } from './state-dir.js';
 
@@ -79,6 +82,7 @@ ${portPolicyFlagsHelp(31)}
                                refused ones are counted per port (ports, the GUI's Ports view)
 ${floodLimitFlagsHelp(31)}
 ${historyFlagsHelp(31)}
+${metricsFlagsHelp(31)}
   --log-level LEVEL            debug, info, warn, error or silent (default info); logs go to stderr
 ${logFormatHelp(31)}
   --json                       print one line {"event":"ready",...} on stdout once running
@@ -116,6 +120,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
       ...portPolicyOptions,
       ...historyOptions,
       ...floodLimitOptions,
+      ...metricsOptions,
       'log-level': { type: 'string' },
       json: { type: 'boolean' },
     },
@@ -134,6 +139,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   const streamLimits = { ...(maxStreams !== undefined ? { maxStreams } : {}), ...(maxExposureStreams !== undefined ? { maxStreamsPerExposure: maxExposureStreams } : {}) };
   const floodLimits = floodLimitFlags(values);
   const history = historyFlags(values);
+  const metrics = metricsFlag(values);
   const level = logLevel('--log-level', values['log-level'] ?? 'info');
   const logger = createLogger({ level, format: ctx.logFormat });
   const warn = (msg: string): void => logger.warn(msg);
@@ -162,13 +168,21 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     shutdown.dispose();
     throw err;
   }
+  let metricsServer: MetricsServer | undefined;
+  try {
+    metricsServer = await startMetrics(metrics, [contactPointMetrics(hosted.cp)], logger);
+  } catch (err: unknown) {
+    shutdown.dispose();
+    await hosted.stop();
+    throw err;
+  }
   const up = await Promise.race([waitForTunnel(hosted.cp, TUNNEL_WAIT_MS), shutdown.signal.then(() => false)]);
   if (!up) logger.warn('the tunnel is not up yet; still trying', { relay: relayUrl, error: hosted.cp.gateway.status().lastError });
 
   if (values.json) {
-    emit('ready', hosted.readyFields());
+    emit('ready', { ...hosted.readyFields(), ...(metricsServer ? { metricsUrl: metricsServer.url } : {}) });
   } else if (ctx.logFormat === 'json') {
-    logger.info('ready', hosted.logFields());
+    logger.info('ready', { ...hosted.logFields(), ...(metricsServer ? { metricsUrl: metricsServer.url } : {}) });
   } else {
     say(`contact point "${id}" running`);
     say(`  relay       ${relayUrl} (tunnel ${hosted.cp.gateway.status().state})`);
@@ -176,11 +190,19 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     say(`  admin GUI   ${hosted.admin.guiUrl}`);
     say(`  ports       ${portPolicyLine(hosted.cp.ports.policy.config)}`);
     say(`  state       ${stateDir} (admin endpoint in ${join(stateDir, ADMIN_FILE)})`);
+    if (metricsServer) say(`  metrics     ${metricsServer.url}`);
     say('Ctrl-C stops it.');
   }
 
   await shutdown.signal;
-  return stopCleanly('contact point', () => hosted.stop(), logger);
+  return stopCleanly(
+    'contact point',
+    async () => {
+      await metricsServer?.stop();
+      await hosted.stop();
+    },
+    logger,
+  );
 }
 
 /** For a peer port on every interface (0.0.0.0), the URL LAN peers would use. */

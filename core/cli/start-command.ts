@@ -2,12 +2,16 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CredentialStore } from '../relay/credentials.js';
 import { Relay } from '../relay/relay.js';
+import { contactPointMetrics } from '../contact-point/metrics.js';
+import { relayMetrics } from '../relay/metrics.js';
 import { createLogger } from '../runtime/logger.js';
+import type { MetricsServer } from '../runtime/metrics.js';
 import { logFormatHelp, logLevel, parseFlags, type Command, type RunContext } from './args.js';
 import { historyFlags, historyFlagsHelp, historyOptions, hostContactPoint, portPolicyFlagsHelp, portPolicyFlags, portPolicyLine, portPolicyOptions, waitForTunnel, type HostedContactPoint } from './contact-point-host.js';
 import { writeSecretFile } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
 import { adminListenFlag, listenFlag } from './listen.js';
+import { metricsFlag, metricsFlagsHelp, metricsOptions, startMetrics } from './metrics-flags.js';
 import { emit, note, say, selfCommand, shellQuote } from './output.js';
 import { refuseIfInUse, resolveStateDir } from './state-dir.js';
 
@@ -48,6 +52,8 @@ Flags:
   --state DIR                state folder (default ~/.contact-point/${DEMO_ID}, or $CONTACT_POINT_STATE)
 ${portPolicyFlagsHelp(29)}
 ${historyFlagsHelp(29)}
+${metricsFlagsHelp(29)}
+                             (one endpoint: the embedded relay's series and the contact point's)
   --log-level LEVEL          debug, info, warn, error or silent (default info); logs go to stderr
 ${logFormatHelp(29)}
   --json                     print one line {"event":"ready",...} on stdout (with the commands
@@ -66,6 +72,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
       state: { type: 'string' },
       ...portPolicyOptions,
       ...historyOptions,
+      ...metricsOptions,
       'log-level': { type: 'string' },
       json: { type: 'boolean' },
     },
@@ -75,6 +82,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   const logger = createLogger({ level: logLevel('--log-level', values['log-level'] ?? 'info'), format: ctx.logFormat });
   const ports = portPolicyFlags(values);
   const history = historyFlags(values);
+  const metrics = metricsFlag(values);
   const stateDir = resolveStateDir('demo', values.state);
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   await refuseIfInUse(stateDir);
@@ -88,7 +96,8 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
 
   const shutdown = watchShutdown();
   const relay = new Relay({ credentials, host: '127.0.0.1', port: 0, logger: logger.child({ part: 'relay' }) });
-  let hosted: HostedContactPoint;
+  let hosted: HostedContactPoint | undefined;
+  let metricsServer: MetricsServer | undefined;
   try {
     await relay.start();
     hosted = await hostContactPoint({
@@ -99,8 +108,10 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
       logger,
       ports,
     });
+    metricsServer = await startMetrics(metrics, [relayMetrics(relay), contactPointMetrics(hosted.cp)], logger);
   } catch (err: unknown) {
     shutdown.dispose();
+    await hosted?.stop();
     await relay.stop();
     throw err;
   }
@@ -125,6 +136,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     `  admin GUI      ${hosted.admin.guiUrl}`,
     `  ports          ${portPolicyLine(hosted.cp.ports.policy.config)}`,
     `  state          ${stateDir}`,
+    ...(metricsServer ? [`  metrics        ${metricsServer.url}`] : []),
     '',
     '  Try it, each command in its own terminal:',
     `  1. a LAN peer "${DEMO_PEER}" connects, asks to register, and echoes what it receives:`,
@@ -141,9 +153,9 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   ];
   if (values.json) {
     if (ctx.logFormat !== 'json') for (const line of banner) note(line);
-    emit('ready', { ...hosted.readyFields(), embeddedRelay: true, senderCredentialFile: senderFile, next });
+    emit('ready', { ...hosted.readyFields(), embeddedRelay: true, senderCredentialFile: senderFile, next, ...(metricsServer ? { metricsUrl: metricsServer.url } : {}) });
   } else if (ctx.logFormat === 'json') {
-    logger.info('ready', { ...hosted.logFields(), embeddedRelay: true, senderCredentialFile: senderFile, next });
+    logger.info('ready', { ...hosted.logFields(), embeddedRelay: true, senderCredentialFile: senderFile, next, ...(metricsServer ? { metricsUrl: metricsServer.url } : {}) });
   } else {
     for (const line of banner) say(line);
   }
@@ -152,6 +164,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   return stopCleanly(
     'demo',
     async () => {
+      await metricsServer?.stop();
       await hosted.stop();
       await relay.stop();
     },

@@ -48,6 +48,8 @@ import { AuditLog, type AuditRecord } from './audit-log.js';
 import { PortPolicy, type PortPolicyConfig } from './port-policy.js';
 import { PortMediator } from './mediation.js';
 import { UdpChannel } from './udp-channel.js';
+import { contactPointStats, type ContactPointStatsSnapshot } from './stats.js';
+import { CodeCounts } from '../runtime/code-counts.js';
 
 export interface ContactPointOptions {
   /** this contact point's id at the relay: the domain of its peers' addresses (`acme-hq`) */
@@ -155,6 +157,8 @@ export class ContactPoint implements AdminHostApi {
   private startedAt = 0;
   private udp: UdpChannel | undefined;
   private running = false;
+  /** port mediation refusals recorded in the flow too (see stats.ts) */
+  private readonly portRefusalsInFlow = new CodeCounts();
 
   private constructor(
     private readonly opts: ContactPointOptions,
@@ -225,9 +229,10 @@ export class ContactPoint implements AdminHostApi {
       this.portHistory(list);
       this.emitPorts(list);
     });
-    this.ports.on('refused', (r) =>
-      this.flow.record(`port:${r.op}`, 'in', `${r.operator}@relay`, `port ${r.op} ${r.what}`, 0, r.code, r.reason),
-    );
+    this.ports.on('refused', (r) => {
+      this.portRefusalsInFlow.add(r.code);
+      this.flow.record(`port:${r.op}`, 'in', `${r.operator}@relay`, `port ${r.op} ${r.what}`, 0, r.code, r.reason);
+    });
     this.gateway.on('status', (s) => this.events.emit('tunnel:status', s));
     registrar.on('changed', (r, previous) => {
       this.store.changed();
@@ -343,6 +348,11 @@ export class ContactPoint implements AdminHostApi {
     const t = this.gateway.status();
     const why = t.idInUse ?? t.lastError;
     return { ready: false, reason: `tunnel to the relay ${t.state}${why ? `: ${why}` : ''}` };
+  }
+
+  /** Tunnel, peers, messages and ports counters now (for /metrics; see stats.ts). */
+  statsSnapshot(): ContactPointStatsSnapshot {
+    return contactPointStats({ gateway: this.gateway, registrar: this.registrar, flow: this.flow, ports: this.ports, peerPort: this.peerPort, portRefusalsInFlow: this.portRefusalsInFlow });
   }
 
   // ---- admin API -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import { describeStatus, Status, statusName, type StatusCode } from '../protocol
 import { StreamMux, type MuxLink } from '../protocol/stream-mux.js';
 import { MAX_STREAMS_PER_CONTACT_POINT, MAX_STREAMS_PER_EXPOSURE } from '../protocol/limits.js';
 import type { Logger } from '../runtime/logger.js';
+import { CodeCounts } from '../runtime/code-counts.js';
 import { RefusalTally } from '../runtime/refusal-tally.js';
 import type { PortView } from '../admin/contract.js';
 import { canonicalAddress, type BindRefusal, type PortPolicy } from './port-policy.js';
@@ -110,6 +111,10 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   private connecting = 0;
   private changedTimer: NodeJS.Timeout | undefined;
   private readonly limits: PortLimits;
+  /** every refusal (requests, accepted connections, datagrams), by status code, for metrics */
+  readonly refusedByCode = new CodeCounts();
+  /** bytes of ports that have closed, and of streams that ended after their port (open ports are summed from list()) */
+  private readonly closedBytes = { in: 0, out: 0 };
   /** The operations the relay may ask for, each given exactly its request's fields. */
   private readonly operations: Handlers<CpPortRequest, 'op', Promise<PortAnswer>> = {
     open: (r) => this.open(r),
@@ -147,6 +152,11 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     this.mux = undefined;
   }
 
+  /** ports open now */
+  get size(): number {
+    return this.ports.size;
+  }
+
   get streamCount(): number {
     return this.mux?.size ?? 0;
   }
@@ -166,6 +176,17 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
       bytesOut: p.bytesOut + this.streamBytes(p, 'out'),
       createdAt: p.createdAt,
     }));
+  }
+
+  /** Bytes through every port since start, closed ones included (for metrics; walks the open ports). */
+  byteTotals(): { bytesIn: number; bytesOut: number } {
+    let bytesIn = this.closedBytes.in;
+    let bytesOut = this.closedBytes.out;
+    for (const p of this.ports.values()) {
+      bytesIn += p.bytesIn + this.streamBytes(p, 'in');
+      bytesOut += p.bytesOut + this.streamBytes(p, 'out');
+    }
+    return { bytesIn, bytesOut };
   }
 
   /** Handles a mediation frame from the tunnel; false when `frame` is not one. */
@@ -206,6 +227,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
         err instanceof RequestError ? err
         : err instanceof SchemaError ? new RequestError(Status.BAD_REQUEST, err.message)
         : new RequestError(Status.INTERNAL, (err as Error).message);
+      this.refusedByCode.add(e.code);
       if (e.code === Status.PERMISSION_DENIED || e.code === Status.UNSAFE_TARGET) {
         this.emit('refused', { at: Date.now(), operator: req.operator, op: req.op, what: describeRequest(req), code: e.code, reason: e.message });
       }
@@ -451,6 +473,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     const mux = this.mux;
     if (!mux || mux.size + this.connecting >= this.limits.maxStreams) {
       socket.resetAndDestroy();
+      this.refusedByCode.add(Status.STREAM_LIMIT);
       p.refusals.add(Status.STREAM_LIMIT, mux ? `${this.limits.maxStreams} streams are open at this contact point` : 'no tunnel');
       return;
     }
@@ -477,6 +500,10 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     bridge(socket, stream, () => {
       p.bytesIn += stream.bytesIn;
       p.bytesOut += stream.bytesOut;
+      if (this.ports.get(p.id) !== p) {
+        this.closedBytes.in += stream.bytesIn;
+        this.closedBytes.out += stream.bytesOut;
+      }
       p.streams.delete(streamId);
       p.sockets.delete(socket);
       // A connected port is done when its one connection is; a listening port lives on.
@@ -504,6 +531,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     const canon = canonicalAddress(d.address);
     const problem = canon ? this.policy.targetProblem(canon.address, canon.family, d.port) : 'not an address';
     if (problem) {
+      this.refusedByCode.add(Status.PERMISSION_DENIED);
       this.emit('refused', { at: Date.now(), operator: p.operator, op: 'datagram', what: `${d.address}:${d.port}`, code: Status.PERMISSION_DENIED, reason: problem });
       return;
     }
@@ -523,6 +551,8 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
 
   private closePort(p: PortEntry, reason: string): void {
     if (!this.ports.delete(p.id)) return;
+    this.closedBytes.in += p.bytesIn;
+    this.closedBytes.out += p.bytesOut;
     p.refusals.flush();
     p.refusals.dispose();
     p.server?.close();

@@ -146,6 +146,13 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     return this.records.size;
   }
 
+  /** Records by state, and how many of them are connected (for status and metrics; walks the records). */
+  stateCounts(): { readonly byState: Record<PeerState, number>; readonly online: number } {
+    const byState: Record<PeerState, number> = { unregistered: 0, pending: 0, registered: 0, revoked: 0 };
+    for (const r of this.records.values()) byState[r.state]++;
+    return { byState, online: this.online.size };
+  }
+
   /** A peer proved its key for `name`: create or refresh its record. */
   hello(name: string, publicKey: string, lanAddress: string | undefined): HelloOutcome {
     const existing = this.records.get(name);

@@ -5,7 +5,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeControl } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { FrameType, frameTypeName, type HelloBody } from '../protocol/frames.js';
-import { Link } from '../protocol/link.js';
+import { Link, type CloseInfo } from '../protocol/link.js';
 import {
   HELLO_TIMEOUT_MS,
   MAX_FRAME_BYTES,
@@ -26,6 +26,7 @@ import { KeyedBuckets } from '../runtime/token-bucket.js';
 import type { CredentialKind, CredentialRecord, CredentialStore } from './credentials.js';
 import { type RefusalSink } from './refusals.js';
 import type { SessionRegistry, TunnelSession } from './sessions.js';
+import type { RelayStats } from './stats.js';
 
 /** The ws path every client connects to. */
 export const RELAY_PATH = '/v1';
@@ -69,6 +70,8 @@ export interface AdmissionHost {
   readonly links: Set<Link>;
   /** every refusal is reported here (logged once, kept for the status endpoint) */
   readonly refusals: RefusalSink;
+  /** counts hello refusals and the bytes of links closed before admission */
+  readonly stats: RelayStats;
   /** Registers the session, sends WELCOME and takes over the link's frames. */
   open(admitted: Admitted): void;
   /** false while this relay node is cut off from its cluster: contact points go to another node */
@@ -179,9 +182,9 @@ export class Admission {
         endPending();
         this.onHello(link, hello, remote);
       },
-      onClose: () => {
+      onClose: (info) => {
         endPending();
-        this.host.links.delete(link);
+        this.dropPending(link, info);
       },
     });
     return link;
@@ -191,6 +194,13 @@ export class Admission {
   private refuse(link: Link, code: StatusCode, who: string, reason: string): void {
     this.host.refusals.record({ kind: 'hello', code, who, address: link.remote, reason });
     link.fault(code, reason);
+  }
+
+  /** A connection closed before it was admitted: counted as a hello refusal when the relay closed it with a status. */
+  private dropPending(link: Link, info: CloseInfo): void {
+    this.host.links.delete(link);
+    this.host.stats.retire(link);
+    if (info.local && info.status !== undefined) this.host.stats.helloRefused.add(info.status);
   }
 
   /**
@@ -245,7 +255,7 @@ export class Admission {
       onFrame: (frame) => {
         throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} before WELCOME`);
       },
-      onClose: () => this.host.links.delete(link),
+      onClose: (info) => this.dropPending(link, info),
     });
     if (!holder.probe) {
       const probe = holder.link.probe(this.opts.takeoverProbeMs ?? TAKEOVER_PROBE_MS);

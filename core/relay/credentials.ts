@@ -152,6 +152,13 @@ export class CredentialStore {
     return this.records.has(key(kind, id));
   }
 
+  /** Credentials of one kind (read by the status and metrics, not on a message path). */
+  count(kind: CredentialKind): number {
+    let n = 0;
+    for (const r of this.records.values()) if (r.kind === kind) n++;
+    return n;
+  }
+
   list(): CredentialRecord[] {
     return [...this.records.values()].sort((a, b) => a.kind.localeCompare(b.kind) || a.id.localeCompare(b.id));
   }

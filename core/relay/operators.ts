@@ -47,6 +47,11 @@ export class OperatorSession {
     this.mux = new StreamMux(link);
   }
 
+  /** ports this operator has open at contact points */
+  get portCount(): number {
+    return this.ports.size;
+  }
+
   handleFrame(frame: Frame): boolean {
     if (frame.type === FrameType.PORT_REQUEST) {
       const body = decodeControl(frame, FrameType.PORT_REQUEST);

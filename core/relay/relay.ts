@@ -21,7 +21,8 @@ import { ControlServer } from './control-server.js';
 import type { Exposer, Exposure, ExposeSpec, ExposureView } from './expose.js';
 import { RefusalLog } from './refusals.js';
 import { Router } from './routing.js';
-import { SessionRegistry, type RelaySession } from './sessions.js';
+import { SessionRegistry, type RelaySession, type TunnelSession } from './sessions.js';
+import { RelayStats, type RelayStatsSnapshot } from './stats.js';
 import { statusSnapshot } from './status.js';
 import type { RelayUdpService } from './udp-service.js';
 
@@ -119,6 +120,8 @@ export class Relay {
   /** every refusal: logged once (rate-limited), the last RECENT_REFUSALS kept for the status endpoint */
   readonly refusals: RefusalLog;
   private startedAt = 0;
+  /** counters for status, /metrics and the status view (stats.ts) */
+  readonly stats = new RelayStats();
 
   constructor(private readonly opts: RelayOptions) {
     checkTakeoverProbe(opts.takeoverProbeMs);
@@ -128,7 +131,7 @@ export class Relay {
     this.maxMessageBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
     this.refusals = new RefusalLog(this.logger);
     this.cluster = opts.cluster?.(this.sessions) ?? new LocalCluster(this.sessions);
-    this.router = new Router({ name: this.name, credentials: opts.credentials, logger: this.logger, maxMessageBytes: this.maxMessageBytes, sessions: this.sessions, refusals: this.refusals, cluster: this.cluster });
+    this.router = new Router({ name: this.name, credentials: opts.credentials, logger: this.logger, maxMessageBytes: this.maxMessageBytes, sessions: this.sessions, refusals: this.refusals, cluster: this.cluster, stats: this.stats });
     this.controlServer = new ControlServer({
       credentials: opts.credentials,
       logger: this.logger,
@@ -148,6 +151,7 @@ export class Relay {
       sessions: this.sessions,
       links: this.links,
       refusals: this.refusals,
+      stats: this.stats,
       open: (admitted) => this.open(admitted),
       acceptsTunnels: () => this.cluster.available,
     });
@@ -212,22 +216,20 @@ export class Relay {
   }
 
   status(): RelayStatus {
-    const { routed, refused, droppedAcks } = this.router.counts();
     return {
       name: this.name,
       url: this.boundUrl,
       tunnels: this.sessions.tunnels.size,
       externals: this.sessions.size.externals,
       sockets: this.links.size,
-      routed,
-      refused,
-      droppedAcks,
+      routed: this.stats.routed,
+      refused: this.stats.refused.total,
+      droppedAcks: this.stats.droppedAcks,
     };
   }
 
   /** Offices, sessions, exposures and recent refusals, for the status endpoint (status.ts). */
   statusSnapshot(): RelayStatusView {
-    const { routed, refused } = this.router.counts();
     return statusSnapshot({
       name: this.name,
       url: this.boundUrl,
@@ -235,11 +237,28 @@ export class Relay {
       udpPort: this.udp?.port,
       sessions: this.sessions,
       sockets: this.links.size,
-      routed,
-      refused,
+      routed: this.stats.routed,
+      refused: this.stats.refused.total,
       exposures: this.exposer.list(),
       refusals: this.refusals,
     });
+  }
+
+
+  /** Every counter and gauge of stats.ts, read now (for /metrics and status views; walks the links and sessions). */
+  statsSnapshot(): RelayStatsSnapshot {
+    return this.stats.snapshot({
+      sessions: this.sessions,
+      links: this.links,
+      exposer: this.exposer,
+      udp: this.udp,
+      officesKnown: () => this.opts.credentials.count('contact-point'),
+    });
+  }
+
+  /** The tunnels now, for per-office views (metrics); oldest first. */
+  tunnelSessions(): IterableIterator<TunnelSession> {
+    return this.sessions.tunnels.values();
   }
 
   /**
@@ -319,6 +338,7 @@ export class Relay {
       session = { ...base, kind, peers: new Set<string>(), env: hello.env, control, instance: hello.instance, probe: undefined, senders: new Set<string>() };
       if (holder) this.router.sendersWait(holder);
       this.sessions.setTunnel(session);
+      this.stats.tunnelsOpened++;
       if (holder === deadHolder) holder?.link.fault(Status.REPLACED, 'no answer to a liveness probe; another instance took over this contact point id');
       else holder?.link.fault(Status.REPLACED, 'a newer tunnel of this same contact point instance connected');
     } else {
@@ -328,6 +348,7 @@ export class Relay {
       const group = this.sessions.groupFor(hello.id, address, () => new TokenBucket(this.opts.ratePerSender ?? RELAY_RATE_PER_SENDER));
       session = { ...base, kind, address, env: hello.env, group, operator: undefined, lastTo: undefined };
       this.sessions.addExternal(session);
+      this.stats.externalsOpened++;
     }
     this.cluster.opened(session);
     link.sendControl(FrameType.WELCOME, {
@@ -372,6 +393,7 @@ export class Relay {
       },
       onClose: (info) => {
         this.links.delete(s.link);
+        this.stats.retire(s.link);
         if (s.kind === 'contact-point') {
           if (this.sessions.removeTunnel(s)) {
             this.cluster.closed(s);

@@ -11,6 +11,7 @@ import { replyNode, type Cluster } from './cluster.js';
 import type { CredentialStore } from './credentials.js';
 import { who, type RefusalSink } from './refusals.js';
 import type { ExternalGroup, ExternalSession, RelaySession, SessionRegistry, TunnelSession } from './sessions.js';
+import type { RelayStats } from './stats.js';
 
 export interface RouterOptions {
   /** the relay's name: the domain of external peers' addresses */
@@ -23,6 +24,8 @@ export interface RouterOptions {
   readonly refusals: RefusalSink;
   /** where tunnels and sessions are: here, on another relay node, or nowhere (cluster.ts) */
   readonly cluster: Cluster;
+  /** where routed and refused messages are counted */
+  readonly stats: RelayStats;
 }
 
 /**
@@ -33,9 +36,6 @@ export interface RouterOptions {
  * an address (PROTOCOL.md 9.2): senders retry, receivers dedupe, so a relay restart loses nothing.
  */
 export class Router {
-  private routedCount = 0;
-  private refusedCount = 0;
-  private droppedAckCount = 0;
   /**
    * Contact point id (or external peer address) -> sessions (`e:name` / `c:id`) refused
    * CONTACT_POINT_OFFLINE (PEER_OFFLINE) for it, told REACHABLE when it is back.
@@ -49,11 +49,6 @@ export class Router {
   private readonly waiting = new WaitList(REACHABLE_WAITERS_PER_DOMAIN, REACHABLE_WAITERS_MAX, REACHABLE_WAIT_MS);
 
   constructor(private readonly o: RouterOptions) {}
-
-  /** MSG frames routed, refused, and ACKs dropped (a `to` that is not an address). */
-  counts(): { routed: number; refused: number; droppedAcks: number } {
-    return { routed: this.routedCount, refused: this.refusedCount, droppedAcks: this.droppedAckCount };
-  }
 
   onMsg(s: RelaySession, frame: Frame): void {
     const msg = decodeMsg(frame);
@@ -79,7 +74,7 @@ export class Router {
         return this.refuse(s, msg, known ? Status.PEER_OFFLINE : Status.UNKNOWN_PEER);
       }
       if (ext.kind === 'remote') {
-        this.routedCount++;
+        this.o.stats.routed++;
         return this.o.cluster.sendToNode(ext.node, frame.raw);
       }
       target = ext.link;
@@ -92,7 +87,7 @@ export class Router {
         return this.refuse(s, msg, known ? Status.CONTACT_POINT_OFFLINE : Status.UNKNOWN_CONTACT_POINT);
       }
       if (tunnel.kind === 'remote') {
-        this.routedCount++;
+        this.o.stats.routed++;
         return this.o.cluster.sendToTunnel(to.domain, frame.raw);
       }
       // Registration is checked at the contact point, the single place where traffic is checked
@@ -105,7 +100,7 @@ export class Router {
     }
     if (target.bufferedAmount > MAX_BUFFERED_BYTES) return this.refuse(s, msg, Status.QUEUE_FULL, 'the path to the receiver is congested');
     target.send(frame.raw);
-    this.routedCount++;
+    this.o.stats.routed++;
     // A credential with several sessions: remember whose message this is, for its ACK and
     // replies. Alone, only the last address (for when a second session comes): no allocation.
     if (s.kind === 'external') {
@@ -128,7 +123,7 @@ export class Router {
     if (!to) return;
     // The sender's node saw the way here; it may have gone meanwhile (a tunnel that just closed).
     const refuse = (code: StatusCode, reason?: string): void => {
-      this.refusedCount++;
+      this.o.stats.refused.add(code);
       if (reply) this.o.cluster.answer(reply, encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: code, reason: reason ?? describeStatus(code) }));
     };
     const local = to.domain === this.o.name ? this.receiver(to.name, msg.from) : this.o.sessions.tunnels.get(to.domain);
@@ -138,7 +133,7 @@ export class Router {
     }
     if (local.link.bufferedAmount > MAX_BUFFERED_BYTES) return refuse(Status.QUEUE_FULL, 'the path to the receiver is congested');
     local.link.send(raw);
-    this.routedCount++;
+    this.o.stats.routed++;
     // An external sender on another node: its ACK goes back to that node, not to a session of
     // the same credential that may be here too.
     const origin = reply !== undefined && parseAddress(msg.from)?.domain === this.o.name ? replyNode(reply) : undefined;
@@ -173,7 +168,7 @@ export class Router {
     }
     const to = parseAddress(ack.to);
     if (!to) {
-      this.droppedAckCount++;
+      this.o.stats.droppedAcks++;
       this.o.logger.debug('ack dropped: its to is not an address', { to: ack.to, from: ack.from, id: ack.id });
       return;
     }
@@ -245,7 +240,7 @@ export class Router {
   }
 
   private refuse(s: RelaySession, msg: MsgFrame, code: StatusCode, reason = describeStatus(code)): void {
-    this.refusedCount++;
+    this.o.stats.refused.add(code);
     this.o.refusals.record({ kind: 'message', code, who: who(s), address: s.link.remote, reason, fields: { from: msg.from, to: msg.to } });
     s.link.send(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: code, reason }));
   }
