@@ -4,7 +4,7 @@ import { CredentialStore } from '../relay/credentials.js';
 import { Relay } from '../relay/relay.js';
 import { createLogger } from '../runtime/logger.js';
 import { logLevel, parseFlags, type Command } from './args.js';
-import { hostContactPoint, portPolicyFlagsHelp, portPolicyFlags, portPolicyLine, portPolicyOptions, waitForTunnel, type HostedContactPoint } from './contact-point-host.js';
+import { hostContactPoint, launchView, portPolicyFlagsHelp, portPolicyFlags, portPolicyLine, portPolicyOptions, waitForTunnel, type HostedContactPoint } from './contact-point-host.js';
 import { writeSecretFile } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
 import { adminListenFlag, listenFlag } from './listen.js';
@@ -88,7 +88,7 @@ async function run(argv: string[]): Promise<number> {
   try {
     await relay.start();
     hosted = await hostContactPoint({
-      contactPoint: { id: DEMO_ID, relayUrl: relay.url, secret: cpSecret, proxy: null, embeddedRelay: true },
+      contactPoint: { id: DEMO_ID, relayUrl: relay.url, secret: cpSecret, proxy: null, embeddedRelay: true, launch: launchView('start', values, values['peer-listen'] ?? DEMO_PEER_LISTEN) },
       stateDir,
       peer,
       admin,

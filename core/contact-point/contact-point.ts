@@ -11,6 +11,7 @@ import {
   type AdminResults,
   type Snapshot,
 } from '../admin/contract.js';
+import type { LaunchView } from '../admin/launch.js';
 import type { Frame } from '../protocol/codec.js';
 import { decodeControl } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
@@ -49,6 +50,8 @@ export interface ContactPointOptions {
   readonly ca?: string | Buffer;
   /** set by `contact-point start`: shown in the GUI as a local demo relay */
   readonly embeddedRelay?: boolean;
+  /** how the CLI started it (serve, start), for the GUI's restart command; absent in the desktop app */
+  readonly launch?: LaunchView;
   /** auto-approve policy given on the command line; replaces the stored one when set */
   readonly policy?: { readonly subnets?: readonly string[]; readonly joinCode?: string };
   /** port mediation allowlists given on the command line; replace the stored ones when set */
@@ -237,7 +240,8 @@ export class ContactPoint implements AdminApi {
     this.gateway.start();
     this.refresh = setInterval(() => this.refreshAdmin(), ADMIN_REFRESH_MS);
     this.refresh.unref();
-    this.logger.info('contact point running', { id: this.opts.id, relay: this.opts.relayUrl, peerPort: this.peerPort.url });
+    // Its host says "running" once everything it hosts listens too (issue 16, item 12).
+    this.logger.debug('contact point started', { id: this.opts.id, relay: this.opts.relayUrl, peerPort: this.peerPort.url });
   }
 
   async stop(): Promise<void> {
@@ -264,6 +268,7 @@ export class ContactPoint implements AdminApi {
         startedAt: this.startedAt,
         embeddedRelay: this.opts.embeddedRelay ?? false,
         peerPortUrl: this.peerPort.url,
+        ...(this.opts.launch ? { launch: this.opts.launch } : {}),
       },
       tunnel: this.gateway.status(),
       peers: this.registrar.views(),

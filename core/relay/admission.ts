@@ -15,7 +15,7 @@ import {
   PRESSURE_TIMEOUT_MS,
   TAKEOVER_PROBE_MS,
 } from '../protocol/limits.js';
-import { negotiateVersion } from '../protocol/version.js';
+import { negotiateVersion, RELAY_PATH } from '../protocol/version.js';
 import { Status } from '../protocol/status.js';
 import { FairSlots, sourceKey, type EvictReason } from '../runtime/fair-slots.js';
 import { refuseUpgrade } from '../runtime/http-guard.js';
@@ -24,8 +24,7 @@ import { KeyedBuckets } from '../runtime/token-bucket.js';
 import type { CredentialKind, CredentialRecord, CredentialStore } from './credentials.js';
 import type { SessionTable, TunnelSession } from './sessions.js';
 
-/** The ws path every client connects to. */
-export const RELAY_PATH = '/v1';
+export { RELAY_PATH };
 /** Failed hellos one remote address may make per minute (a token bucket, burst as many) before its upgrades are refused (429). */
 export const MAX_AUTH_FAILURES_PER_MINUTE = 20;
 /** Remote addresses whose hello failures are tracked at once (the least recently failed forgotten). */
