@@ -3,7 +3,7 @@ import type { TunnelView } from '../../../core/admin/contract.js';
 import { tunnelSentence } from './tunnel-view';
 
 const base: TunnelView = {
-  state: 'reconnecting', relayUrl: 'ws://relay', session: undefined, connectedAt: undefined, lastError: undefined, nextRetryAt: undefined,
+  state: 'reconnecting', stateSince: 0, everConnected: false, relayUrl: 'ws://relay', session: undefined, connectedAt: undefined, lastError: undefined, lastErrorAt: undefined, lastErrorKind: undefined, nextRetryAt: undefined,
   idInUse: undefined, reconnects: 0, rttMs: undefined, bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0, peersServed: 0, keepaliveMs: 10_000, proxy: undefined,
 };
 
