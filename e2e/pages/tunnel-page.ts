@@ -16,7 +16,23 @@ export class TunnelPage {
     return this.page.locator('.facts div', { has: this.page.locator('dt', { hasText: label }) }).locator('dd');
   }
 
-  async reconnectNow(): Promise<void> {
+  /** Reconnect now; on a connected tunnel it asks first, and `confirm` answers. */
+  async reconnectNow(confirm = true): Promise<void> {
+    const connected = (await this.state.getAttribute('data-state')) === 'connected';
     await this.page.getByRole('button', { name: 'Reconnect now' }).click();
+    if (!connected) return;
+    const dialog = this.confirmDialog;
+    await dialog.waitFor();
+    await dialog.getByRole('button', { name: confirm ? 'Reconnect' : 'Cancel' }).click();
+    await dialog.waitFor({ state: 'hidden' });
+  }
+
+  get confirmDialog(): Locator {
+    return this.page.getByRole('dialog', { name: 'Reconnect a healthy tunnel?' });
+  }
+
+  /** Recent states, newest first: each entry's text. */
+  async log(): Promise<string[]> {
+    return this.page.getByTestId('tunnel-log').locator('li').allTextContents();
   }
 }
