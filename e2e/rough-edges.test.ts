@@ -226,7 +226,6 @@ describe('rough edges of the admin GUI', { timeout: 90_000 }, () => {
     const rowBox = (await lastRow.boundingBox())!;
     const noticesBox = (await page.getByTestId('notices').boundingBox())!;
     expect(rowBox.y + rowBox.height).toBeLessThanOrEqual(noticesBox.y);
-    await app.screenshot('flow-with-notice-800px');
     await notice.first().waitFor({ state: 'detached', timeout: 6_000 });
     expect(Date.now() - raised).toBeLessThan(6_000);
     expect(errors.filter((e) => /Content Security Policy|ws:\/\/\[::1\]/.test(e))).toEqual([]);
