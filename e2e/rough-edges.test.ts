@@ -1,8 +1,7 @@
 import { chmod, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import type { Browser, BrowserContext, ConsoleMessage, Page } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CredentialStore } from '../core/relay/credentials.js';
 import { Relay } from '../core/relay/relay.js';
 import { formatClock } from '../renderer/src/format/units.js';
@@ -14,7 +13,7 @@ import { FlowPage } from './pages/flow-page.js';
 import { PeersPage } from './pages/peers-page.js';
 import { SettingsPage } from './pages/settings-page.js';
 import { TunnelPage } from './pages/tunnel-page.js';
-import { launchChromium } from './support/browser.js';
+import { browserSuite } from './support/browser-suite.js';
 import { Stack } from './support/stack.js';
 
 /**
@@ -23,34 +22,7 @@ import { Stack } from './support/stack.js';
  * times, a wrong token, confirmations, the 800 px layout, notices, and the CSP.
  */
 const suite = cliSuite();
-let browser: Browser;
-let context: BrowserContext | undefined;
-let stack: Stack | undefined;
-
-beforeAll(async () => {
-  browser = await launchChromium();
-});
-afterAll(async () => {
-  await browser?.close();
-});
-afterEach(async () => {
-  await context?.close();
-  context = undefined;
-  await stack?.close();
-  stack = undefined;
-});
-
-/** A page whose console errors (CSP reports among them) and page errors are collected. */
-async function newPage(width = 1280, height = 800): Promise<{ page: Page; errors: string[] }> {
-  context = await browser.newContext({ viewport: { width, height } });
-  const page = await context.newPage();
-  const errors: string[] = [];
-  page.on('console', (m: ConsoleMessage) => {
-    if (m.type() === 'error') errors.push(m.text());
-  });
-  page.on('pageerror', (e) => errors.push(e.message));
-  return { page, errors };
-}
+const gui = browserSuite();
 
 /** The little of the DOM the page-side checks use (e2e compiles without the DOM library). */
 interface DomAt {
@@ -83,7 +55,7 @@ describe('rough edges of the admin GUI', { timeout: 90_000 }, () => {
     );
     expect(serve.ready.tunnel).toBe('connected');
 
-    const { page, errors } = await newPage();
+    const { page, errors } = await gui.newPage();
     const app = new AdminPage(page);
     await app.open(String(serve.ready.guiUrl));
     const settings = new SettingsPage(page);
@@ -115,15 +87,11 @@ describe('rough edges of the admin GUI', { timeout: 90_000 }, () => {
   });
 
   it('Recent states carry when each state began at the contact point; the last error stays after recovery; Reconnect on a healthy tunnel asks', async () => {
-    stack = await Stack.start();
+    const stack = (gui.stack = await Stack.start());
     await new Promise((resolve) => setTimeout(resolve, 1_200)); // the page opens well after the tunnel came up
     const since = stack.cp.gateway.status().stateSince;
-    const { page, errors } = await newPage();
-    const app = new AdminPage(page);
-    await app.open(stack.guiUrl);
-    const tunnel = new TunnelPage(page);
-    await app.go('Tunnel');
-    await tunnel.waitForState('connected');
+    const { page, errors } = await gui.newPage();
+    const { app, tunnel } = await TunnelPage.openConnected(page, stack.guiUrl);
     expect((await tunnel.log())[0]).toContain(formatClock(since));
     expect(await tunnel.fact('Last error').textContent()).toBe('none since the contact point started');
 
@@ -152,13 +120,13 @@ describe('rough edges of the admin GUI', { timeout: 90_000 }, () => {
     // Confirmed, it reconnects.
     const before = stack.cp.gateway.status().reconnects;
     await tunnel.reconnectNow(true);
-    await expect.poll(() => stack!.cp.gateway.status().reconnects, { timeout: 10_000 }).toBe(before + 1);
+    await expect.poll(() => stack.cp.gateway.status().reconnects, { timeout: 10_000 }).toBe(before + 1);
     expect(errors).toEqual([]);
   });
 
   it('a wrong admin token shows only the error and where the right address is, no dashboard', async () => {
-    stack = await Stack.start();
-    const { page } = await newPage();
+    const stack = (gui.stack = await Stack.start());
+    const { page } = await gui.newPage();
     await page.goto(`${stack.admin.url}/#token=wrong`);
     const help = page.getByTestId('admin-url-help');
     await help.waitFor();
@@ -173,8 +141,8 @@ describe('rough edges of the admin GUI', { timeout: 90_000 }, () => {
   });
 
   it('Approve all asks with the names; at 800 px the actions stay in view; notices fade and cover no row; no CSP error on load', async () => {
-    stack = await Stack.start({ embeddedRelay: true, id: 'demo' });
-    const { page, errors } = await newPage(800, 600);
+    const stack = (gui.stack = await Stack.start({ embeddedRelay: true, id: 'demo' }));
+    const { page, errors } = await gui.newPage({ width: 800, height: 600 });
     const app = new AdminPage(page);
     // Through localhost: connect-src 'self' lets the page reach its own ws endpoint by either name.
     await app.open(stack.guiUrl.replace('127.0.0.1', 'localhost'));
@@ -184,7 +152,7 @@ describe('rough edges of the admin GUI', { timeout: 90_000 }, () => {
 
     const peers = new PeersPage(page);
     const names = ['camera-entrance-hall', 'nas-basement-storage', 'printer-second-floor'];
-    const procs = await Promise.all(names.map((n) => stack!.internalPeer(n)));
+    const procs = await Promise.all(names.map((n) => stack.internalPeer(n)));
     for (const p of procs) p.send({ cmd: 'register' });
     await peers.waitForCount('pending', 3);
     await peers.openTab('pending');
@@ -221,7 +189,10 @@ describe('rough edges of the admin GUI', { timeout: 90_000 }, () => {
     const flow = new FlowPage(page);
     await flow.row('nobody-24@demo').waitFor();
     const list = page.locator('main');
-    await list.evaluate((m) => m.scrollTo(0, m.scrollHeight));
+    await list.evaluate((m) => {
+      const el = m as unknown as { scrollTo(x: number, y: number): void; readonly scrollHeight: number };
+      el.scrollTo(0, el.scrollHeight);
+    });
     const lastRow = flow.row('nobody-24@demo');
     const rowBox = (await lastRow.boundingBox())!;
     const noticesBox = (await page.getByTestId('notices').boundingBox())!;

@@ -1,8 +1,19 @@
 import type { Locator, Page } from 'playwright-core';
 import type { TunnelState } from '../../core/admin/contract.js';
+import { AdminPage } from './admin-page.js';
 
 export class TunnelPage {
   constructor(readonly page: Page) {}
+
+  /** Opens the GUI at `guiUrl` on the Tunnel view, once it shows the tunnel connected. */
+  static async openConnected(page: Page, guiUrl: string): Promise<{ app: AdminPage; tunnel: TunnelPage }> {
+    const app = new AdminPage(page);
+    await app.open(guiUrl);
+    const tunnel = new TunnelPage(page);
+    await app.go('Tunnel');
+    await tunnel.waitForState('connected');
+    return { app, tunnel };
+  }
 
   get state(): Locator {
     return this.page.getByTestId('tunnel-state');
