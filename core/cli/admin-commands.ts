@@ -233,7 +233,7 @@ function statusText(snap: Snapshot, now: number): string[] {
   const tunnel =
     t.state === 'connected'
       ? `connected for ${formatDuration(now - (t.connectedAt ?? now))}, rtt ${t.rttMs !== undefined ? `${Math.round(t.rttMs)} ms` : 'not measured yet'}`
-      : `${t.idInUse !== undefined ? 'refused: another instance holds this id; ' : t.lastErrorKind === 'refused' ? 'refused by the relay (see last error); ' : ''}${t.state} for ${formatDuration(now - t.stateSince)}${t.nextRetryAt !== undefined ? `, next try in ${formatDuration(t.nextRetryAt - now)}` : ''}`;
+      : `${t.idInUse !== undefined ? 'refused: another instance holds this id; ' : t.lastErrorKind === 'refused' ? 'refused by the relay (see last error); ' : ''}${t.state}${t.nextRetryAt !== undefined ? `, next try in ${formatDuration(t.nextRetryAt - now)}` : ''}; down for ${formatDuration(now - t.stateSince)}`;
   return [
     // Two contact points with one credential: say plainly which one holds the id, before anything else.
     ...(t.idInUse !== undefined ? [`WARNING        another running contact point holds this id at the relay: ${t.idInUse}`, '               stop one of them, or give each its own credential; this one retries slowly'] : []),
