@@ -24,7 +24,9 @@ export function tunnelSentence(t: Tunnel, now: number): string {
       return 'Opening the tunnel to the relay…';
     case 'reconnecting': {
       const wait = t.nextRetryAt !== undefined ? Math.max(0, Math.ceil((t.nextRetryAt - now) / 1000)) : undefined;
-      return `Tunnel lost${t.lastError ? `: ${t.lastError}` : ''}. ${wait === undefined ? 'Retrying…' : wait === 0 ? 'Retrying now…' : `Next try in ${wait} s.`}`;
+      // A wrong URL, an untrusted certificate or a refusal does not go away by waiting: say so.
+      const stuck = t.lastErrorKind !== undefined && t.lastErrorKind !== 'network' ? ' Waiting will not fix this; it keeps trying slowly.' : '';
+      return `Tunnel ${t.everConnected ? 'lost' : 'not up'}${t.lastError ? `: ${t.lastError}` : ''}.${stuck} ${wait === undefined ? 'Retrying…' : wait === 0 ? 'Retrying now…' : `Next try in ${wait} s.`}`;
     }
     case 'offline':
       return `Offline${t.lastError ? `: ${t.lastError}` : ''}.`;
