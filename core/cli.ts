@@ -4,7 +4,7 @@
  */
 import { AdminError } from './admin/contract.js';
 import { adminCommands } from './cli/admin-commands.js';
-import { wantsHelp, type Command } from './cli/args.js';
+import { LOG_FORMAT_ENV, takeLogFormat, wantsHelp, type Command } from './cli/args.js';
 import { CliError, ExitCode, UsageError } from './cli/errors.js';
 import { exposeCommand } from './cli/expose-command.js';
 import { exitSoonIfStuck } from './cli/lifecycle.js';
@@ -15,6 +15,7 @@ import { relayCommand } from './cli/relay-command.js';
 import { credentialCommands } from './cli/relay-credential-commands.js';
 import { serveCommand } from './cli/serve-command.js';
 import { startCommand } from './cli/start-command.js';
+import { createLogger, type LogFormat } from './runtime/logger.js';
 import { VERSION } from './version.js';
 
 const COMMANDS: readonly Command[] = [
@@ -64,7 +65,8 @@ Port mediation, as an operator (a relay credential with the mediate right):
   expose CP HOST:PORT          make a LAN target behind contact point CP reachable at a public
                                port of the relay (e.g. a printer's web page)
 
-Every command has --help. Also: contact-point --version.
+Every command has --help and --log-format text|json (log lines and errors on stderr as text,
+the default, or one JSON object a line). Also: contact-point --version.
 
 Exit codes: 0 ok, 1 failed, 2 bad command line, 3 refused (a message or a port request),
 4 no reply in time.
@@ -72,6 +74,7 @@ Environment:
   CONTACT_POINT_STATE          state folder, instead of ~/.contact-point/<relay|serve|demo|peer>
   CONTACT_POINT_CREDENTIAL     the credential secret, instead of --credential-file
   CONTACT_POINT_ADMIN_TOKEN    the admin token, with --admin WSURL
+  ${LOG_FORMAT_ENV}     text or json, instead of --log-format
   HTTPS_PROXY, HTTP_PROXY, NO_PROXY   proxy for outbound connections (or --proxy / --no-proxy)
 Secrets (credentials, tokens, join codes) are never arguments: ps shows arguments to every user.
 `;
@@ -134,6 +137,7 @@ async function dispatch(argv: string[]): Promise<number> {
     return ExitCode.OK;
   }
   let path: string[] = [];
+  let logFormat: LogFormat = 'text';
   try {
     if (first.startsWith('-')) throw new UsageError(`unknown flag ${first} (a command comes first: contact-point <command> [flags])`);
     const target = resolve(argv);
@@ -150,23 +154,29 @@ async function dispatch(argv: string[]): Promise<number> {
       say(target.command.help);
       return ExitCode.OK;
     }
-    return await target.command.run(target.rest);
+    const flags = takeLogFormat(target.rest, process.env);
+    logFormat = flags.logFormat;
+    return await target.command.run(flags.rest, { logFormat });
   } catch (err: unknown) {
     const where = path.length > 0 ? `contact-point ${path.join(' ')}` : 'contact-point';
+    // With --log-format json, the failure is a log line like the others (collectors parse every line).
+    const fail = (message: string, hint?: string): void => {
+      if (logFormat === 'json') createLogger({ format: 'json' }).error(message, { command: where, ...(hint ? { hint } : {}) });
+      else for (const line of [`${where}: ${message}`, ...(hint ? [hint] : [])]) note(line);
+    };
     if (err instanceof UsageError) {
-      note(`${where}: ${err.message}`);
-      note(`Run \`${where} --help\` for usage.`);
+      fail(err.message, `Run \`${where} --help\` for usage.`);
       return ExitCode.USAGE;
     }
     if (err instanceof CliError) {
-      note(`${where}: ${err.message}`);
+      fail(err.message);
       return err.exitCode;
     }
     if (err instanceof AdminError) {
-      note(`${where}: ${err.message} (${err.code})`);
+      fail(`${err.message} (${err.code})`);
       return ExitCode.FAILURE;
     }
-    note(`${where}: ${err instanceof Error ? err.message : String(err)}`);
+    fail(err instanceof Error ? err.message : String(err));
     return ExitCode.FAILURE;
   }
 }

@@ -20,7 +20,11 @@ const ASSETS = join(ROOT, 'assets');
 /** Events held for a window that is still loading (flow batches beyond this are samples anyway). */
 const MAX_QUEUED_EVENTS = 256;
 
-const logger = createLogger({ level: (process.env.CONTACT_POINT_LOG_LEVEL as LogLevel | undefined) ?? 'info' }).child({ part: 'desktop' });
+// CONTACT_POINT_LOG_FORMAT=json as for the CLI (README "Logs"); anything else is text.
+const logger = createLogger({
+  level: (process.env.CONTACT_POINT_LOG_LEVEL as LogLevel | undefined) ?? 'info',
+  format: process.env.CONTACT_POINT_LOG_FORMAT === 'json' ? 'json' : 'text',
+}).child({ part: 'desktop' });
 
 // Tests and portable installs point the app at their own folder.
 if (process.env.CONTACT_POINT_USER_DATA) app.setPath('userData', process.env.CONTACT_POINT_USER_DATA);

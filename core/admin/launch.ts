@@ -38,7 +38,7 @@ export interface RestartCommand {
 }
 
 /** `start` takes these flags too; serve's others (relay, credential, trust, limits) mean nothing to it. */
-const START_FLAGS = new Set(['--peer-listen', '--admin-listen', '--admin-listen-any', '--state', '--allow-target', '--allow-listen', '--log-level', '--json']);
+const START_FLAGS = new Set(['--peer-listen', '--admin-listen', '--admin-listen-any', '--state', '--allow-target', '--allow-listen', '--log-level', '--log-format', '--json']);
 /** Set from the change, not copied. */
 const REPLACED = new Set(['--relay', '--id', '--peer-listen']);
 

@@ -7,6 +7,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../runtime/logger.js';
 import { contentType } from '../runtime/content-type.js';
+import { answerHealth, isHealthRequest, type Readiness } from '../runtime/health.js';
 import { createGuardedServer, refuseUpgrade, type HttpLimits } from '../runtime/http-guard.js';
 import { closeServer, listen } from '../runtime/server-lifecycle.js';
 import { safeEqual } from '../runtime/secrets.js';
@@ -31,7 +32,8 @@ export const MAX_ADMIN_MESSAGE_BYTES = 64 * 1024;
 export const ADMIN_SLOW_BYTES = 1024 * 1024;
 
 export interface AdminServerOptions {
-  readonly api: AdminApi & { snapshot(): Snapshot };
+  /** the admin contract, and readiness for /readyz */
+  readonly api: AdminApi & { snapshot(): Snapshot; readiness(): Readiness };
   readonly logger: Logger;
   /** loopback by default: the admin endpoint is never meant for the LAN */
   readonly host?: string;
@@ -127,6 +129,13 @@ export class AdminServer {
         // Chromium logged an error for it on every load) and would allow other local ports.
         "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'",
     };
+    // Health first, tokenless and whatever the Host header: a probe (systemd, a container
+    // HEALTHCHECK, a Kubernetes httpGet on --admin-listen-any) sends no token and may name the
+    // host by any address. The answer is the tunnel's state and why; no peer, no secret.
+    if (isHealthRequest(req)) {
+      answerHealth(req, res, { readiness: () => this.opts.api.readiness() });
+      return;
+    }
     if (!this.hostAllowed(req.headers.host)) {
       res.writeHead(421, { 'content-type': 'text/plain', ...security });
       res.end('misdirected request: open the admin GUI through 127.0.0.1 or localhost\n');

@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import { parseCidr } from '../contact-point/policy.js';
 import { parseBindRule, parseTargetRule, type TargetRule } from '../contact-point/port-policy.js';
 import { nameProblem } from '../protocol/name.js';
-import { isLogLevel, type LogLevel } from '../runtime/logger.js';
+import { isLogFormat, isLogLevel, LOG_FORMATS, type LogFormat, type LogLevel } from '../runtime/logger.js';
 import { UsageError } from './errors.js';
 
 /**
@@ -17,8 +17,57 @@ export interface Command {
   /** one line for the parent's help */
   readonly summary: string;
   readonly help: string;
-  /** `argv`: everything after the path words */
-  run(argv: string[]): Promise<number>;
+  /** `argv`: everything after the path words, less the flags every command takes (RunContext) */
+  run(argv: string[], ctx: RunContext): Promise<number>;
+}
+
+/** What the flags every command takes decided, parsed once by the command tree (core/cli.ts). */
+export interface RunContext {
+  /** --log-format, or $CONTACT_POINT_LOG_FORMAT: how log lines and error messages on stderr are written */
+  readonly logFormat: LogFormat;
+}
+
+export const LOG_FORMAT_ENV = 'CONTACT_POINT_LOG_FORMAT';
+
+/** The help line of --log-format, its description starting at `column`. */
+export function logFormatHelp(column: number): string {
+  return `${'  --log-format FORMAT'.padEnd(column)}text or json (one object a line; default text, or $${LOG_FORMAT_ENV})`;
+}
+
+/**
+ * Takes `--log-format FORMAT` (or `--log-format=FORMAT`) out of a command's arguments, before a
+ * `--` terminator, and checks it; without the flag, $CONTACT_POINT_LOG_FORMAT; else text.
+ * Text is the default whether or not stderr is a terminal, so a command's output does not change
+ * with where it runs: a service asks for json explicitly (deploy/ does).
+ */
+export function takeLogFormat(argv: readonly string[], env: NodeJS.ProcessEnv): { logFormat: LogFormat; rest: string[] } {
+  const rest: string[] = [];
+  let given: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') {
+      rest.push(...argv.slice(i));
+      break;
+    }
+    if (a === '--log-format') {
+      const v = argv[i + 1];
+      if (v === undefined || v.startsWith('-')) throw new UsageError(`--log-format needs a value: ${LOG_FORMATS.join(' or ')}`);
+      given = v;
+      i++;
+    } else if (a.startsWith('--log-format=')) {
+      given = a.slice('--log-format='.length);
+    } else {
+      rest.push(a);
+    }
+  }
+  if (given !== undefined) return { logFormat: logFormat('--log-format', given), rest };
+  const fromEnv = env[LOG_FORMAT_ENV];
+  return { logFormat: fromEnv === undefined || fromEnv === '' ? 'text' : logFormat(LOG_FORMAT_ENV, fromEnv), rest };
+}
+
+function logFormat(what: string, value: string): LogFormat {
+  if (!isLogFormat(value)) throw new UsageError(`${what} "${value}": expected ${LOG_FORMATS.join(' or ')}`);
+  return value;
 }
 
 /** `--help` / `-h` anywhere before a `--` terminator. */

@@ -124,6 +124,8 @@ export interface HostedContactPoint {
   readonly admin: AdminServer;
   /** the ready line's fields (serve and start) */
   readyFields(): Record<string, unknown>;
+  /** the same without the admin token (in `token` and in the GUI URL): for logs, which more people read */
+  logFields(): Record<string, unknown>;
   /** stops the admin endpoint and the contact point, and removes admin.json */
   stop(): Promise<void>;
 }
@@ -166,10 +168,7 @@ export async function hostContactPoint(o: HostOptions): Promise<HostedContactPoi
   }
   // Only now: the peer port and the admin endpoint both listen (issue 16, item 12).
   o.logger.info('contact point running', { id: cp.id, relay: o.contactPoint.relayUrl, peerPort: cp.peerPortUrl, admin: admin.wsUrl });
-  return {
-    cp,
-    admin,
-    readyFields: () => ({
+  const readyFields = (): Record<string, unknown> => ({
       contactPoint: cp.id,
       relayUrl: o.contactPoint.relayUrl,
       peerPortUrl: cp.peerPortUrl,
@@ -180,7 +179,15 @@ export async function hostContactPoint(o: HostOptions): Promise<HostedContactPoi
       tunnel: cp.gateway.status().state,
       ...(cp.gateway.status().lastError !== undefined ? { tunnelError: cp.gateway.status().lastError } : {}),
       portPolicy: cp.ports.policy.config,
-    }),
+    });
+  return {
+    cp,
+    admin,
+    readyFields,
+    logFields: () => {
+      const { token: _token, guiUrl: _guiUrl, ...rest } = readyFields();
+      return { ...rest, adminUrl: admin.url };
+    },
     stop: async () => {
       await admin.stop();
       await cp.stop();

@@ -3,7 +3,7 @@ import { MediationError, Operator } from '../peer/operator.js';
 import { MAX_STREAMS_PER_EXPOSURE } from '../protocol/limits.js';
 import { Status, statusName } from '../protocol/status.js';
 import { createLogger, type Logger } from '../runtime/logger.js';
-import { countFlag, hostPort, integer, logLevel, name, parseFlags, positionals, required, wsUrl, type Command } from './args.js';
+import { countFlag, hostPort, integer, logFormatHelp, logLevel, name, parseFlags, positionals, required, wsUrl, type Command, type RunContext } from './args.js';
 import { CliError, ExitCode, UsageError, type ExitCodeValue } from './errors.js';
 import { CREDENTIAL_ENV, readCertificateFile, secretFromFileOrEnv } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
@@ -72,6 +72,7 @@ Flags:
                            {"event":"connections-refused","count","code","status","reason"}
                            when connections to the exposure were refused (see below)
   --log-level LEVEL        debug, info, warn, error or silent (default warn); logs go to stderr
+${logFormatHelp(27)}
 ${PROXY_FLAGS}
   -h, --help               this help
 
@@ -186,7 +187,7 @@ function passingWarning(e: MediationError, t: Target): string {
   }
 }
 
-async function run(argv: string[]): Promise<number> {
+async function run(argv: string[], ctx: RunContext): Promise<number> {
   const { values, positionals: given } = parseFlags({
     args: argv,
     strict: true,
@@ -219,7 +220,7 @@ async function run(argv: string[]): Promise<number> {
   const relayUrl = wsUrl('--relay', required('--relay', values.relay, "the relay's URL, e.g. wss://relay.example.com/v1"), 'wss://relay.example.com/v1');
   const id = name('--id', required('--id', values.id, 'the id of a credential with the mediate right'));
   const proxy = proxyChoice(values);
-  const logger = createLogger({ level: logLevel('--log-level', values['log-level'] ?? 'warn') });
+  const logger = createLogger({ level: logLevel('--log-level', values['log-level'] ?? 'warn'), format: ctx.logFormat });
   const secret = await secretFromFileOrEnv('--credential-file', values['credential-file'], CREDENTIAL_ENV, (m) => logger.warn(m));
   const ca = values.ca !== undefined ? (await readCertificateFile('--ca', values.ca)).pem : undefined;
   const json = values.json ?? false;
@@ -229,7 +230,7 @@ async function run(argv: string[]): Promise<number> {
   const shutdown = watchShutdown();
   const outcome = await expose(op, { target, id, publicPort, maxConnections, publicHost, relayUrl, json, check: !values['no-check'], logger }, shutdown.signal);
   shutdown.dispose();
-  const code = await stopCleanly('exposure', () => op.stop());
+  const code = await stopCleanly('exposure', () => op.stop(), logger);
   if (outcome === 'signal') return code;
   throw new CliError(outcome.message, outcome.code);
 }

@@ -1,3 +1,4 @@
+import type { Logger } from '../runtime/logger.js';
 import { ExitCode } from './errors.js';
 import { note } from './output.js';
 
@@ -34,10 +35,14 @@ export function watchShutdown(): ShutdownWatch {
   return { signal, dispose };
 }
 
-/** Runs `stop` within STOP_GRACE_MS; a second signal meanwhile exits at once. Resolves with the exit code. */
-export async function stopCleanly(what: string, stop: () => Promise<void>, graceMs = STOP_GRACE_MS): Promise<number> {
+/**
+ * Runs `stop` within STOP_GRACE_MS; a second signal meanwhile exits at once. Resolves with the
+ * exit code. Its notes go to `logger` when given (the command's, in its --log-format).
+ */
+export async function stopCleanly(what: string, stop: () => Promise<void>, logger?: Logger, graceMs = STOP_GRACE_MS): Promise<number> {
+  const warn = (msg: string): void => (logger ? logger.warn(msg) : note(msg));
   const force = (sig: NodeJS.Signals): void => {
-    note(`${sig} again: exiting without waiting for the ${what} to stop`);
+    warn(`${sig} again: exiting without waiting for the ${what} to stop`);
     process.exit(ExitCode.FAILURE);
   };
   for (const s of SIGNALS) process.on(s, force);
@@ -48,12 +53,13 @@ export async function stopCleanly(what: string, stop: () => Promise<void>, grace
     });
     const outcome = await Promise.race([stop().then(() => 'stopped' as const), timedOut]);
     if (outcome === 'timeout') {
-      note(`the ${what} did not stop within ${graceMs} ms; exiting anyway`);
+      warn(`the ${what} did not stop within ${graceMs} ms; exiting anyway`);
       return ExitCode.FAILURE;
     }
     return ExitCode.OK;
   } catch (err: unknown) {
-    note(`error while stopping the ${what}: ${(err as Error).message}`);
+    if (logger) logger.error(`error while stopping the ${what}`, { error: err });
+    else note(`error while stopping the ${what}: ${(err as Error).message}`);
     return ExitCode.FAILURE;
   } finally {
     clearTimeout(timer);

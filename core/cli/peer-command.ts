@@ -7,7 +7,7 @@ import type { PeerState } from '../protocol/frames.js';
 import { MAX_MESSAGE_BYTES } from '../protocol/limits.js';
 import { statusName } from '../protocol/status.js';
 import { createLogger, type Logger } from '../runtime/logger.js';
-import { exclusive, integer, logLevel, name, parseFlags, proxyUrl, required, wsUrl, type Command } from './args.js';
+import { exclusive, integer, logFormatHelp, logLevel, name, parseFlags, proxyUrl, required, wsUrl, type Command, type RunContext } from './args.js';
 import { CliError, ExitCode, UsageError } from './errors.js';
 import { CREDENTIAL_ENV, readCertificateFile, readSecretFile, secretFromFileOrEnv } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
@@ -79,6 +79,7 @@ Flags:
                            revoked), {"event":"message","id","from","payload"} (payload as UTF-8),
                            {"event":"echo",...}, {"event":"connection","state"} on loss/recovery
   --log-level LEVEL        debug, info, warn, error or silent (default warn); logs go to stderr
+${logFormatHelp(27)}
 ${PROXY_FLAGS}
   -h, --help               this help
 
@@ -99,7 +100,7 @@ function stateLine(state: PeerState, peerName: string, address: string): string 
   }
 }
 
-async function peerJoin(argv: string[]): Promise<number> {
+async function peerJoin(argv: string[], ctx: RunContext): Promise<number> {
   const { values } = parseFlags({
     args: argv,
     strict: true,
@@ -119,7 +120,7 @@ async function peerJoin(argv: string[]): Promise<number> {
   const url = wsUrl('--cp', required('--cp', values.cp, "the contact point's peer port URL"), 'ws://192.168.1.10:7901/v1/peer');
   const peerName = name('--name', required('--name', values.name, "this peer's name"));
   const proxy = proxyChoice(values);
-  const logger = createLogger({ level: logLevel('--log-level', values['log-level'] ?? 'warn') });
+  const logger = createLogger({ level: logLevel('--log-level', values['log-level'] ?? 'warn'), format: ctx.logFormat });
   const joinCode = values['join-code-file'] !== undefined ? await readSecretFile('--join-code-file', values['join-code-file'], (m) => logger.warn(m)) : undefined;
   const register = (values.register ?? false) || joinCode !== undefined;
   const { identity } = await loadIdentity(values.key, values.state, peerName);
@@ -185,7 +186,7 @@ async function peerJoin(argv: string[]): Promise<number> {
   const outcome = await Promise.race([shutdown.signal.then(() => undefined), rejected]);
   stopping = true;
   shutdown.dispose();
-  const code = await stopCleanly('peer', () => client.stop());
+  const code = await stopCleanly('peer', () => client.stop(), logger);
   if (outcome !== undefined) {
     if (json) emit('rejected', { reason: outcome });
     throw new CliError(`the contact point refused ${peerName}: ${outcome}`);
@@ -236,6 +237,7 @@ Flags:
   --json                   JSON lines: {"event":"delivered",...} / {"event":"refused",...} /
                            {"event":"message",...}
   --log-level LEVEL        debug, info, warn, error or silent (default warn); logs go to stderr
+${logFormatHelp(27)}
 ${PROXY_FLAGS}
   -h, --help               this help
 
@@ -256,7 +258,7 @@ async function readStdin(limit: number): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-async function peerSend(argv: string[]): Promise<number> {
+async function peerSend(argv: string[], ctx: RunContext): Promise<number> {
   const { values, positionals } = parseFlags({
     args: argv,
     strict: true,
@@ -292,7 +294,7 @@ async function peerSend(argv: string[]): Promise<number> {
   const deadlineMs = values['deadline-ms'] !== undefined ? integer('--deadline-ms', values['deadline-ms'], 1, 3_600_000) : DEFAULT_SEND_DEADLINE_MS;
   const waitReplyMs = values['wait-reply'] !== undefined ? integer('--wait-reply', values['wait-reply'], 1, 3_600_000) : undefined;
   const proxy = proxyChoice(values);
-  const logger = createLogger({ level: logLevel('--log-level', values['log-level'] ?? 'warn') });
+  const logger = createLogger({ level: logLevel('--log-level', values['log-level'] ?? 'warn'), format: ctx.logFormat });
   const json = values.json ?? false;
 
   let options: SendOptions;

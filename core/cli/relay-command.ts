@@ -12,7 +12,7 @@ import {
 import { Relay } from '../relay/relay.js';
 import { primeAllocator } from '../runtime/allocator.js';
 import { createLogger } from '../runtime/logger.js';
-import { countFlag, exclusive, integer, logLevel, name, parseFlags, type Command } from './args.js';
+import { countFlag, exclusive, integer, logFormatHelp, logLevel, name, parseFlags, type Command, type RunContext } from './args.js';
 import { CliError, UsageError } from './errors.js';
 import { readCertificateFile, readPrivateKeyFile } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
@@ -66,6 +66,7 @@ Flags:
   --state DIR          folder of credentials.json (default ~/.contact-point/relay,
                        or $CONTACT_POINT_STATE)
   --log-level LEVEL    debug, info, warn, error or silent (default info); logs go to stderr
+${logFormatHelp(23)}
   --json               print one line {"event":"ready","url":...,"name":...} on stdout once listening
   -h, --help           this help
 
@@ -81,7 +82,7 @@ Examples:
   contact-point relay --listen 0.0.0.0:443 --tls-cert fullchain.pem --tls-key privkey.pem
 `;
 
-async function run(argv: string[]): Promise<number> {
+async function run(argv: string[], ctx: RunContext): Promise<number> {
   const { values } = parseFlags({
     args: argv,
     strict: true,
@@ -144,7 +145,7 @@ async function run(argv: string[]): Promise<number> {
     tls = { cert: cert.pem, key: key.pem };
   }
   const stateDir = resolveStateDir('relay', values.state);
-  const logger = createLogger({ level });
+  const logger = createLogger({ level, format: ctx.logFormat });
   logger.debug('allocator', { glibc_trim: primeAllocator() });
 
   let credentials: CredentialStore;
@@ -180,14 +181,16 @@ async function run(argv: string[]): Promise<number> {
     throw listenError(err, listen);
   }
   const udpPort = relay.udp?.port;
-  if (values.json) emit('ready', { url, name: relayName, stateDir, credentials: count, ...(udpPort ? { udpPort } : {}) });
+  const ready = { url, name: relayName, stateDir, credentials: count, ...(udpPort ? { udpPort } : {}) };
+  if (values.json) emit('ready', ready);
+  else if (ctx.logFormat === 'json') logger.info('ready', ready);
   else {
     say(`relay "${relayName}" listening on ${url} (${count} credential${count === 1 ? '' : 's'} from ${stateDir}); Ctrl-C stops it`);
     say(udpPort ? `  UDP service port ${udpPort} (mediated datagrams; let it through the firewall too)` : '  no UDP service port: mediated datagrams travel inside the tunnels');
   }
 
   await shutdown.signal;
-  return stopCleanly('relay', () => relay.stop());
+  return stopCleanly('relay', () => relay.stop(), logger);
 }
 
 /** A connection cap given on the command line, or its default. */

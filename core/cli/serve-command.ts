@@ -4,7 +4,7 @@ import type { TunnelView } from '../admin/contract.js';
 import { ID_IN_USE_RETRY_MS, MAX_STREAMS_PER_CONTACT_POINT, MAX_STREAMS_PER_EXPOSURE } from '../protocol/limits.js';
 import { TIMING_RANGES } from '../protocol/timing.js';
 import { createLogger } from '../runtime/logger.js';
-import { cidr, countFlag, exclusive, integer, logLevel, name, parseFlags, proxyUrl, required, wsUrl, type Command } from './args.js';
+import { cidr, countFlag, exclusive, integer, logFormatHelp, logLevel, name, parseFlags, proxyUrl, required, wsUrl, type Command, type RunContext } from './args.js';
 import {
   floodLimitFlags,
   floodLimitFlagsHelp,
@@ -81,6 +81,7 @@ ${portPolicyFlagsHelp(31)}
                                refused ones are counted per port (ports, the GUI's Ports view)
 ${floodLimitFlagsHelp(31)}
   --log-level LEVEL            debug, info, warn, error or silent (default info); logs go to stderr
+${logFormatHelp(31)}
   --json                       print one line {"event":"ready",...} on stdout once running
   -h, --help                   this help
 
@@ -93,7 +94,7 @@ Examples:
     --allow-target 192.168.1.0/24:80,443
 `;
 
-async function run(argv: string[]): Promise<number> {
+async function run(argv: string[], ctx: RunContext): Promise<number> {
   const { values } = parseFlags({
     args: argv,
     strict: true,
@@ -133,7 +134,7 @@ async function run(argv: string[]): Promise<number> {
   const streamLimits = { ...(maxStreams !== undefined ? { maxStreams } : {}), ...(maxExposureStreams !== undefined ? { maxStreamsPerExposure: maxExposureStreams } : {}) };
   const floodLimits = floodLimitFlags(values);
   const level = logLevel('--log-level', values['log-level'] ?? 'info');
-  const logger = createLogger({ level });
+  const logger = createLogger({ level, format: ctx.logFormat });
   const warn = (msg: string): void => logger.warn(msg);
   const secret = await secretFromFileOrEnv('--credential-file', values['credential-file'], CREDENTIAL_ENV, warn);
   const ca = values.ca !== undefined ? (await readCertificateFile('--ca', values.ca)).pem : undefined;
@@ -149,7 +150,7 @@ async function run(argv: string[]): Promise<number> {
       contactPoint: {
         id, relayUrl, secret, ...floodLimits, ...(proxy !== undefined ? { proxy } : {}), ...(ca ? { ca } : {}), ...(policy ? { policy } : {}), streamLimits,
         ...(idInUseRetryMs !== undefined ? { timing: { idInUseRetryMs } } : {}),
-        launch: launchView('serve', values, values['peer-listen'] ?? DEFAULT_PEER_LISTEN),
+        launch: launchView('serve', { ...values, 'log-format': ctx.logFormat === 'text' ? undefined : ctx.logFormat }, values['peer-listen'] ?? DEFAULT_PEER_LISTEN),
       },
       stateDir,
       peer,
@@ -176,6 +177,8 @@ async function run(argv: string[]): Promise<number> {
 
   if (values.json) {
     emit('ready', hosted.readyFields());
+  } else if (ctx.logFormat === 'json') {
+    logger.info('ready', hosted.logFields());
   } else {
     // The first line says the truth about the tunnel too: running, but refused, is not running.
     say(`contact point "${id}" running${t.state === 'connected' ? '' : t.lastErrorKind === 'refused' ? ', but the relay refuses its tunnel' : ', the tunnel not up yet'}`);
@@ -190,7 +193,7 @@ async function run(argv: string[]): Promise<number> {
   const end = await Promise.race([shutdown.signal, wrongUrl.problem]);
   wrongUrl.dispose();
   if (typeof end === 'object') return fail(end);
-  return stopCleanly('contact point', () => hosted.stop());
+  return stopCleanly('contact point', () => hosted.stop(), logger);
 }
 
 /** For a peer port on every interface (0.0.0.0), the URL LAN peers would use. */

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { CredentialStore } from '../relay/credentials.js';
 import { Relay } from '../relay/relay.js';
 import { createLogger } from '../runtime/logger.js';
-import { logLevel, parseFlags, type Command } from './args.js';
+import { logFormatHelp, logLevel, parseFlags, type Command, type RunContext } from './args.js';
 import { hostContactPoint, launchView, portPolicyFlagsHelp, portPolicyFlags, portPolicyLine, portPolicyOptions, waitForTunnel, type HostedContactPoint } from './contact-point-host.js';
 import { writeSecretFile } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
@@ -48,12 +48,13 @@ Flags:
   --state DIR                state folder (default ~/.contact-point/${DEMO_ID}, or $CONTACT_POINT_STATE)
 ${portPolicyFlagsHelp(29)}
   --log-level LEVEL          debug, info, warn, error or silent (default info); logs go to stderr
+${logFormatHelp(29)}
   --json                     print one line {"event":"ready",...} on stdout (with the commands
                              in "next"); the banner then goes to stderr
   -h, --help                 this help
 `;
 
-async function run(argv: string[]): Promise<number> {
+async function run(argv: string[], ctx: RunContext): Promise<number> {
   const { values } = parseFlags({
     args: argv,
     strict: true,
@@ -69,7 +70,7 @@ async function run(argv: string[]): Promise<number> {
   });
   const peer = listenFlag('--peer-listen', values['peer-listen'], DEMO_PEER_LISTEN);
   const admin = adminListenFlag(values['admin-listen'], DEMO_ADMIN_LISTEN, values['admin-listen-any'] ?? false);
-  const logger = createLogger({ level: logLevel('--log-level', values['log-level'] ?? 'info') });
+  const logger = createLogger({ level: logLevel('--log-level', values['log-level'] ?? 'info'), format: ctx.logFormat });
   const ports = portPolicyFlags(values);
   const stateDir = resolveStateDir('demo', values.state);
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
@@ -88,7 +89,7 @@ async function run(argv: string[]): Promise<number> {
   try {
     await relay.start();
     hosted = await hostContactPoint({
-      contactPoint: { id: DEMO_ID, relayUrl: relay.url, secret: cpSecret, proxy: null, embeddedRelay: true, launch: launchView('start', values, values['peer-listen'] ?? DEMO_PEER_LISTEN) },
+      contactPoint: { id: DEMO_ID, relayUrl: relay.url, secret: cpSecret, proxy: null, embeddedRelay: true, launch: launchView('start', { ...values, 'log-format': ctx.logFormat === 'text' ? undefined : ctx.logFormat }, values['peer-listen'] ?? DEMO_PEER_LISTEN) },
       stateDir,
       peer,
       admin,
@@ -136,17 +137,23 @@ async function run(argv: string[]): Promise<number> {
     '',
   ];
   if (values.json) {
-    for (const line of banner) note(line);
+    if (ctx.logFormat !== 'json') for (const line of banner) note(line);
     emit('ready', { ...hosted.readyFields(), embeddedRelay: true, senderCredentialFile: senderFile, next });
+  } else if (ctx.logFormat === 'json') {
+    logger.info('ready', { ...hosted.logFields(), embeddedRelay: true, senderCredentialFile: senderFile, next });
   } else {
     for (const line of banner) say(line);
   }
 
   await shutdown.signal;
-  return stopCleanly('demo', async () => {
-    await hosted.stop();
-    await relay.stop();
-  });
+  return stopCleanly(
+    'demo',
+    async () => {
+      await hosted.stop();
+      await relay.stop();
+    },
+    logger,
+  );
 }
 
 export const startCommand: Command = {

@@ -20,6 +20,7 @@ import { MAX_REGISTER_PER_MINUTE } from '../protocol/limits.js';
 import { SchemaError } from '../protocol/schema.js';
 import { Status } from '../protocol/status.js';
 import { resolveTiming, type Timing, type TimingOptions } from '../protocol/timing.js';
+import type { Readiness } from '../runtime/health.js';
 import { silentLogger, type Logger } from '../runtime/logger.js';
 import type { HttpLimits } from '../runtime/http-guard.js';
 import { VERSION } from '../version.js';
@@ -256,6 +257,18 @@ export class ContactPoint implements AdminApi {
     await this.peerPort.stop();
     await this.store.close();
     this.events.removeAllListeners();
+  }
+
+  /**
+   * Ready (GET /readyz 200 on the admin endpoint) while its tunnel to the relay is up: without
+   * it the contact point takes LAN peers' messages but can deliver none outside, nor be reached.
+   */
+  readiness(): Readiness {
+    if (!this.running) return { ready: false, reason: this.stopped ? 'stopping' : 'not started' };
+    if (this.gateway.connected) return { ready: true };
+    const t = this.gateway.status();
+    const why = t.idInUse ?? t.lastError;
+    return { ready: false, reason: `tunnel to the relay ${t.state}${why ? `: ${why}` : ''}` };
   }
 
   // ---- admin API -------------------------------------------------------------------------

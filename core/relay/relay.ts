@@ -6,6 +6,7 @@ import { CAPABILITY_REACHABLE, FrameType, frameTypeName } from '../protocol/fram
 import type { CloseInfo, Link } from '../protocol/link.js';
 import { MAX_MESSAGE_BYTES, MAX_PEERS_PER_CONTACT_POINT, PING_INTERVAL_MS, RELAY_RATE_PER_SENDER } from '../protocol/limits.js';
 import { Status } from '../protocol/status.js';
+import { answerHealth, isHealthRequest, type Readiness } from '../runtime/health.js';
 import { createGuardedServer, type HttpLimits } from '../runtime/http-guard.js';
 import { silentLogger, type Logger } from '../runtime/logger.js';
 import { TokenBucket } from '../runtime/token-bucket.js';
@@ -88,6 +89,9 @@ export class Relay {
   /** MSG/ACK routing and REACHABLE waiters (routing.ts) */
   private readonly router: Router;
   private boundUrl = '';
+  /** set while the credentials file cannot be read or parsed (the last good set stays in use) */
+  private credentialsProblem: string | undefined;
+  private stopping = false;
   readonly name: string;
   private readonly logger: Logger;
   private readonly maxMessageBytes: number;
@@ -135,15 +139,23 @@ export class Relay {
     this.boundUrl = `${this.opts.tls ? 'wss' : 'ws'}://${urlHost}:${addr.port}${RELAY_PATH}`;
     await this.udp?.start(addr.address, addr.port);
     this.unwatch = this.opts.credentials.watch(
-      () => this.recheckSessions(),
+      () => {
+        if (this.credentialsProblem !== undefined) this.logger.info('credentials file readable again');
+        this.credentialsProblem = undefined;
+        this.recheckSessions();
+      },
       this.opts.credentialsPollMs ?? 2_000,
-      (err) => this.logger.error('credentials file unreadable; keeping the last good set', { error: err.message }),
+      (err) => {
+        this.credentialsProblem = err.message;
+        this.logger.error('credentials file unreadable; keeping the last good set', { error: err.message });
+      },
     );
     this.logger.info('relay listening', { url: this.boundUrl, name: this.name });
     return this.boundUrl;
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     this.unwatch?.();
     this.exposer.closeAll();
     this.udp?.stop();
@@ -171,6 +183,18 @@ export class Relay {
       refused,
       droppedAcks,
     };
+  }
+
+  /**
+   * Ready (GET /readyz 200) while listening and its credentials file last read well: a relay
+   * whose file is unreadable or corrupt keeps the last good set, but credentials added since
+   * are not in it, so a load balancer should prefer another instance until the file is fixed.
+   * The reason stays generic (the endpoint is public); the log has the file's error.
+   */
+  readiness(): Readiness {
+    if (this.stopping || !this.server) return { ready: false, reason: this.stopping ? 'stopping' : 'not listening' };
+    if (this.credentialsProblem !== undefined) return { ready: false, reason: 'the credentials file cannot be read; the relay keeps the last good set (its log says why)' };
+    return { ready: true };
   }
 
   /**
@@ -211,10 +235,14 @@ export class Relay {
   }
 
   private readonly onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    if (req.method === 'GET' && req.url === '/healthz') {
-      const s = this.status();
-      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-      res.end(JSON.stringify({ ok: true, name: s.name, tunnels: s.tunnels, externals: s.externals, sockets: s.sockets }));
+    if (isHealthRequest(req)) {
+      answerHealth(req, res, {
+        readiness: () => this.readiness(),
+        details: () => {
+          const s = this.status();
+          return { name: s.name, tunnels: s.tunnels, externals: s.externals, sockets: s.sockets };
+        },
+      });
       return;
     }
     res.writeHead(404, { 'content-type': 'text/plain' });

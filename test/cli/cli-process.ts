@@ -28,9 +28,9 @@ export async function tempHome(): Promise<{ path: string; remove(): Promise<void
   return { path, remove: () => rm(path, { recursive: true, force: true }) };
 }
 
-function childEnv(home: string, extra: Record<string, string>): NodeJS.ProcessEnv {
+export function childEnv(home: string, extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, ...extra };
-  for (const k of ['CONTACT_POINT_STATE', 'CONTACT_POINT_CREDENTIAL', 'CONTACT_POINT_ADMIN_TOKEN', 'http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY']) {
+  for (const k of ['CONTACT_POINT_STATE', 'CONTACT_POINT_CREDENTIAL', 'CONTACT_POINT_ADMIN_TOKEN', 'CONTACT_POINT_LOG_FORMAT', 'http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY']) {
     if (!(k in extra)) delete env[k];
   }
   return env;
