@@ -18,7 +18,6 @@ import type { Timing } from './timing.js';
 
 export type DialerState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'stopped';
 
-
 export interface DialerStatus {
   readonly state: DialerState;
   /** when `state` began (ms since epoch) */
@@ -95,7 +94,7 @@ export class Dialer extends EventEmitter<DialerEvents> {
   /** the ID_IN_USE refusal last logged, so a conflict is logged once per change, not per retry */
   private idInUse: string | undefined;
   private connects = 0;
-  /** a failure of the current attempt is being diagnosed (probeTls); later events of it are ignored */
+  /** a failure of the current attempt is being diagnosed (probeTls, probeHttp); later events of it are ignored */
   private failPending = false;
   private readonly proxy: string | undefined;
 
