@@ -13,6 +13,7 @@ import { peerCommands } from './cli/peer-command.js';
 import { portsCommands } from './cli/ports-command.js';
 import { relayCommand } from './cli/relay-command.js';
 import { credentialCommands } from './cli/relay-credential-commands.js';
+import { relayStatusCommand } from './cli/relay-status-command.js';
 import { serveCommand } from './cli/serve-command.js';
 import { startCommand } from './cli/start-command.js';
 import { createLogger, type LogFormat } from './runtime/logger.js';
@@ -21,6 +22,7 @@ import { VERSION } from './version.js';
 const COMMANDS: readonly Command[] = [
   startCommand,
   relayCommand,
+  relayStatusCommand,
   ...credentialCommands,
   serveCommand,
   ...adminCommands,
@@ -38,6 +40,7 @@ Try it on one machine:
 
 Run the parts:
   relay                        the public relay (ws/wss server)
+  relay status                 a running relay (--admin-listen): offices, sessions, exposures, refusals
   relay credential add         create a credential for a contact point or an external peer
   relay credential list        list credentials (never secrets)
   relay credential remove      delete a credential
@@ -73,7 +76,7 @@ Exit codes: 0 ok, 1 failed, 2 bad command line, 3 refused (a message or a port r
 Environment:
   CONTACT_POINT_STATE          state folder, instead of ~/.contact-point/<relay|serve|demo|peer>
   CONTACT_POINT_CREDENTIAL     the credential secret, instead of --credential-file
-  CONTACT_POINT_ADMIN_TOKEN    the admin token, with --admin WSURL
+  CONTACT_POINT_ADMIN_TOKEN    the admin token, with --admin WSURL (relay status: --admin URL)
   ${LOG_FORMAT_ENV}     text or json, instead of --log-format
   HTTPS_PROXY, HTTP_PROXY, NO_PROXY   proxy for outbound connections (or --proxy / --no-proxy)
 Secrets (credentials, tokens, join codes) are never arguments: ps shows arguments to every user.

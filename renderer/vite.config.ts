@@ -1,9 +1,11 @@
+import { fileURLToPath } from 'node:url';
 import react from '@vitejs/plugin-react';
 import { defineConfig } from 'vite';
 
 // The admin GUI: one static build served by the admin endpoint (headless, browser) and loaded
 // from disk by the Electron window. Build with `vite build renderer` (root = this folder).
-// Relative base so both file:// and http:// work.
+// Relative base so both file:// and http:// work. Two pages share the build: index.html, the
+// admin GUI, and relay.html, the relay dashboard the relay's status endpoint serves.
 export default defineConfig({
   base: './',
   plugins: [react()],
@@ -14,6 +16,12 @@ export default defineConfig({
     sourcemap: true,
     // No inline scripts or styles: both hosts serve a CSP of script-src 'self'.
     assetsInlineLimit: 0,
+    rollupOptions: {
+      input: {
+        main: fileURLToPath(new URL('index.html', import.meta.url)),
+        relay: fileURLToPath(new URL('relay.html', import.meta.url)),
+      },
+    },
   },
   server: { host: '127.0.0.1' },
 });

@@ -2,7 +2,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ContactPoint, type ContactPointOptions } from '../core/contact-point/contact-point.js';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { PeerIdentity } from '../core/peer/identity.js';
+import { Operator } from '../core/peer/operator.js';
+import { echoServer } from './net-fixtures.js';
 import { PeerClient, type InboundMessage } from '../core/peer/peer-client.js';
 import type { TimingOptions } from '../core/protocol/timing.js';
 import { CredentialStore } from '../core/relay/credentials.js';
@@ -32,6 +36,8 @@ export interface Harness {
   internal(name: string, opts?: { identity?: PeerIdentity; onMessage?: (m: InboundMessage) => void | Promise<void> }): Promise<PeerClient>;
   /** an internal peer, registered by the admin */
   registered(name: string, onMessage?: (m: InboundMessage) => void | Promise<void>): Promise<PeerClient>;
+  /** another contact point at the same relay, with its own credential and state folder, tunnel up */
+  contactPoint(id: string): Promise<ContactPoint>;
   restartRelay(): Promise<void>;
   close(): Promise<void>;
 }
@@ -48,6 +54,7 @@ export async function startHarness(opts: { cp?: Partial<ContactPointOptions>; re
   await cp.start();
   await waitFor(() => cp.gateway.connected, 5_000, 'tunnel up');
   const clients: PeerClient[] = [];
+  const others: { cp: ContactPoint; dir: string }[] = [];
   const h: Harness = {
     get relay() {
       return relay;
@@ -89,6 +96,15 @@ export async function startHarness(opts: { cp?: Partial<ContactPointOptions>; re
       await waitFor(() => relay.peersOf(id).includes(name), 5_000, `${name} announced`);
       return c;
     },
+    async contactPoint(otherId) {
+      const dir = await mkdtemp(join(tmpdir(), 'cp-harness-'));
+      const secret = await credentials.add('contact-point', otherId);
+      const other = await ContactPoint.create({ id: otherId, relayUrl: relay.url, secret, stateDir: dir, peerHost: '127.0.0.1', logger, timing: FAST });
+      others.push({ cp: other, dir });
+      await other.start();
+      await waitFor(() => other.gateway.connected, 5_000, `${otherId} tunnel up`);
+      return other;
+    },
     async restartRelay() {
       await relay.stop();
       relay = new Relay({ credentials, logger, pingIntervalMs: FAST.pingIntervalMs, port, ...opts.relay });
@@ -96,6 +112,10 @@ export async function startHarness(opts: { cp?: Partial<ContactPointOptions>; re
     },
     async close() {
       await Promise.all(clients.map((c) => c.stop()));
+      for (const o of others) {
+        await o.cp.stop();
+        await rm(o.dir, { recursive: true, force: true });
+      }
       await cp.stop();
       await relay.stop();
       await rm(stateDir, { recursive: true, force: true });
@@ -110,4 +130,32 @@ export async function waitFor(cond: () => boolean, timeoutMs = 5_000, what = 'co
     if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/**
+ * An operator (`name`, rights send and mediate) exposing a LAN echo service behind the
+ * harness's contact point (whose port policy then allows loopback targets), with one client
+ * connection carried through the public port. close() ends them all.
+ */
+export async function exposedEcho(h: Harness, name = 'tech'): Promise<{ op: Operator; lanPort: number; publicPort: number; close(): Promise<void> }> {
+  await h.cp.call('ports:policy', { targets: ['127.0.0.1/32:1-65535'], listen: [] });
+  const lan = await echoServer();
+  const secret = await h.credentials.add('external', name, ['send', 'mediate']);
+  const op = new Operator({ url: h.relay.url, name, secret, logger, timing: FAST });
+  op.start();
+  await op.ready();
+  const { publicPort } = await op.expose(h.cp.id, '127.0.0.1', lan.port);
+  const client = connect(publicPort, '127.0.0.1');
+  client.write('ping');
+  await once(client, 'data');
+  return {
+    op,
+    lanPort: lan.port,
+    publicPort,
+    close: async () => {
+      client.destroy();
+      await op.stop();
+      await lan.close();
+    },
+  };
 }

@@ -115,3 +115,23 @@ export async function tcpForwarder(targetPort: number): Promise<{
       }),
   };
 }
+
+/** A LAN service that echoes what it gets, on loopback, counting the connections it holds. */
+export async function echoServer(): Promise<{ port: number; held(): number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server: NetServer = createServer((s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => undefined);
+    s.pipe(s);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    held: () => sockets.size,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}

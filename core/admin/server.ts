@@ -1,16 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { join, normalize, sep } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { Logger } from '../runtime/logger.js';
-import { contentType } from '../runtime/content-type.js';
 import { answerHealth, isHealthRequest, type Readiness } from '../runtime/health.js';
-import { createGuardedServer, refuseUpgrade, type HttpLimits } from '../runtime/http-guard.js';
+import { createGuardedServer, refuseUpgrade } from '../runtime/http-guard.js';
 import { closeServer, listen } from '../runtime/server-lifecycle.js';
 import { safeEqual } from '../runtime/secrets.js';
+import { ADMIN_CONNECT_SRC, LoopbackGuard, requestPath, type LoopbackEndpointOptions } from './loopback-guard.js';
 import {
   ADMIN_EVENTS,
   ADMIN_PATH,
@@ -31,19 +27,9 @@ export const MAX_ADMIN_MESSAGE_BYTES = 64 * 1024;
 /** A watcher that has this much unsent is skipped for flow batches (samples), and closed at 8x. */
 export const ADMIN_SLOW_BYTES = 1024 * 1024;
 
-export interface AdminServerOptions {
+export interface AdminServerOptions extends LoopbackEndpointOptions {
   /** the admin contract, and readiness for /readyz */
   readonly api: AdminApi & { snapshot(): Snapshot; readiness(): Readiness };
-  readonly logger: Logger;
-  /** loopback by default: the admin endpoint is never meant for the LAN */
-  readonly host?: string;
-  readonly port?: number;
-  /** a fixed token (tests); by default a fresh random one each start */
-  readonly token?: string;
-  /** built admin GUI to serve at / (the renderer build) */
-  readonly staticDir?: string | undefined;
-  /** timeouts and connection caps of the plain HTTP side (see core/runtime/http-guard.ts) */
-  readonly http?: HttpLimits | undefined;
 }
 
 /**
@@ -64,6 +50,8 @@ export class AdminServer {
   readonly token: string;
   private port = 0;
   private hostLabel = '';
+  /** Host/Origin checks, security headers, static files (shared with the relay's status endpoint) */
+  private readonly guard = new LoopbackGuard(ADMIN_CONNECT_SRC);
 
   constructor(private readonly opts: AdminServerOptions) {
     this.token = opts.token ?? randomBytes(24).toString('base64url');
@@ -90,6 +78,7 @@ export class AdminServer {
     this.server = server;
     this.port = address.port;
     this.hostLabel = urlHost;
+    this.guard.bound(address.port, urlHost);
   }
 
   async stop(): Promise<void> {
@@ -101,34 +90,7 @@ export class AdminServer {
     for (const ws of this.clients) ws.terminate();
   }
 
-  /** Host header must name this endpoint as a loopback host: a rebinding page sends its own name. */
-  private hostAllowed(host: string | undefined): boolean {
-    if (!host) return false;
-    const allowed = [`127.0.0.1:${this.port}`, `localhost:${this.port}`, `[::1]:${this.port}`, `${this.hostLabel}:${this.port}`];
-    return allowed.includes(host.toLowerCase());
-  }
-
-  private originAllowed(origin: string | undefined): boolean {
-    if (origin === undefined) return true; // not a browser (CLI, SDK)
-    try {
-      const u = new URL(origin);
-      return (u.protocol === 'http:' || u.protocol === 'https:') && this.hostAllowed(u.host);
-    } catch {
-      return false;
-    }
-  }
-
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const security = {
-      'x-content-type-options': 'nosniff',
-      'x-frame-options': 'DENY',
-      'referrer-policy': 'no-referrer',
-      'content-security-policy':
-        // connect-src 'self' covers the page's own ws:// endpoint (CSP 3), whichever loopback name
-        // it was opened by; a list of hosts cannot name [::1] (no IPv6 literals in CSP sources:
-        // Chromium logged an error for it on every load) and would allow other local ports.
-        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'",
-    };
     // Health first, tokenless and whatever the Host header: a probe (systemd, a container
     // HEALTHCHECK, a Kubernetes httpGet on --admin-listen-any) sends no token and may name the
     // host by any address. The answer is the tunnel's state and why; no peer, no secret.
@@ -136,47 +98,22 @@ export class AdminServer {
       answerHealth(req, res, { readiness: () => this.opts.api.readiness() });
       return;
     }
-    if (!this.hostAllowed(req.headers.host)) {
-      res.writeHead(421, { 'content-type': 'text/plain', ...security });
-      res.end('misdirected request: open the admin GUI through 127.0.0.1 or localhost\n');
-      return;
-    }
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD', ...security });
-      res.end();
-      return;
-    }
-    const path = decodeURIComponent((req.url ?? '/').split('?')[0] ?? '/');
+    if (!this.guard.admitRequest(req, res, 'admin GUI')) return;
+    const path = requestPath(req);
     const dir = this.opts.staticDir;
-    if (!dir) {
-      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', ...security });
+    if (path === undefined) {
+      res.writeHead(400, { 'content-type': 'text/plain', ...this.guard.headers });
+      res.end('bad path\n');
+    } else if (!dir) {
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', ...this.guard.headers });
       res.end('Contact Point admin endpoint. The GUI is not built here; use `contact-point peers ...` or connect to ' + ADMIN_PATH + '.\n');
-      return;
-    }
-    const rel = normalize(path === '/' ? '/index.html' : path).replace(/^([/\\])+/, '');
-    const root = normalize(dir).replace(/[/\\]+$/, '');
-    const file = join(root, rel);
-    if (!file.startsWith(root + sep)) {
-      res.writeHead(404, security);
-      res.end();
-      return;
-    }
-    try {
-      const st = await stat(file);
-      if (!st.isFile()) throw new Error('not a file');
-      res.writeHead(200, { 'content-type': contentType(file), 'content-length': st.size, 'cache-control': 'no-cache', ...security });
-      if (req.method === 'HEAD') res.end();
-      else createReadStream(file).pipe(res);
-    } catch {
-      res.writeHead(404, { 'content-type': 'text/plain', ...security });
-      res.end('not found\n');
-    }
+    } else await this.guard.serveStatic(req, res, dir, path, 'index.html');
   }
 
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const deny = (status: number, text: string): void => refuseUpgrade(socket, status, text);
     if ((req.url ?? '').split('?')[0] !== ADMIN_PATH) return deny(404, 'Not Found');
-    if (!this.hostAllowed(req.headers.host) || !this.originAllowed(req.headers.origin)) return deny(403, 'Forbidden');
+    if (!this.guard.hostAllowed(req.headers.host) || !this.guard.originAllowed(req.headers.origin)) return deny(403, 'Forbidden');
     if (this.clients.size >= MAX_ADMIN_CLIENTS) return deny(503, 'Service Unavailable');
     this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws));
   };

@@ -21,8 +21,8 @@ import { removeAdminFile, writeAdminFile } from './state-dir.js';
  * its loopback admin endpoint, and <state>/admin.json for the admin commands.
  */
 
-/** Built admin GUI (renderer/dist), served at the admin URL when present. */
-function guiDir(): string | undefined {
+/** The built renderer (renderer/dist) when present: the admin GUI at the admin URL, the relay dashboard at the relay's status URL. */
+export function guiDir(): string | undefined {
   const dir = fileURLToPath(new URL('../../../renderer/dist', import.meta.url));
   return existsSync(join(dir, 'index.html')) ? dir : undefined;
 }

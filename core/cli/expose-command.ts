@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { MediationError, Operator } from '../peer/operator.js';
-import { MAX_STREAMS_PER_EXPOSURE } from '../protocol/limits.js';
+import { MAX_SESSIONS_PER_CREDENTIAL, MAX_STREAMS_PER_EXPOSURE, PING_INTERVAL_MS, PONG_TIMEOUT_MS } from '../protocol/limits.js';
 import { Status, statusName } from '../protocol/status.js';
 import { createLogger, type Logger } from '../runtime/logger.js';
 import { countFlag, hostPort, integer, logFormatHelp, logLevel, name, parseFlags, positionals, required, wsUrl, type Command, type RunContext } from './args.js';
@@ -8,7 +8,7 @@ import { CliError, ExitCode, UsageError, type ExitCodeValue } from './errors.js'
 import { CREDENTIAL_ENV, readCertificateFile, secretFromFileOrEnv } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
 import { emit, note, say } from './output.js';
-import { PROXY_FLAGS, proxyChoice, proxyOptions } from './peer-command.js';
+import { connectRefusal, PROXY_FLAGS, proxyChoice, proxyOptions, sessionLimitHint } from './peer-command.js';
 
 /**
  * `contact-point expose CP HOST:PORT`: an operator (an external credential with the `mediate`
@@ -19,8 +19,13 @@ import { PROXY_FLAGS, proxyChoice, proxyOptions } from './peer-command.js';
 
 /** How long expose waits for the relay before giving up. */
 export const EXPOSE_CONNECT_TIMEOUT_MS = 15_000;
-/** After a reconnect, how long the same public port is retried while the relay still holds it. */
-export const REEXPOSE_RETRY_MS = 10_000;
+/**
+ * After a reconnect, how long the same public port is retried while the relay still holds it:
+ * the old session keeps its exposure until the relay notices that its connection died: at
+ * once when it was closed, else when the relay has heard nothing for 2 * PING_INTERVAL_MS +
+ * PONG_TIMEOUT_MS (25 s; PROTOCOL.md 12), plus a margin.
+ */
+export const REEXPOSE_RETRY_MS = 2 * PING_INTERVAL_MS + PONG_TIMEOUT_MS + 5_000;
 const REEXPOSE_PAUSE_MS = 1_000;
 
 const HELP = `Usage: contact-point expose CP HOST:PORT --relay URL --id NAME (--credential-file FILE | env ${CREDENTIAL_ENV}) [flags]
@@ -82,11 +87,14 @@ at most one line a second, e.g.
   12 connections refused in the last second: STREAM_LIMIT (38): 4096 connections of this exposure are open
 
 Exits 0 after Ctrl-C/SIGTERM, 3 when the relay or the contact point refuses (the numbered
-status is printed: PERMISSION_DENIED, UNKNOWN_CONTACT_POINT, PORT_IN_USE, UNSAFE_TARGET...),
-1 when the relay cannot be reached or refuses the credential.
+status is printed: PERMISSION_DENIED, UNKNOWN_CONTACT_POINT, PORT_IN_USE, UNSAFE_TARGET,
+SESSION_LIMIT...), 1 when the relay cannot be reached or refuses the credential.
 
-The relay keeps one session per credential id: another expose (or peer send) with the same
---id replaces this one, which then ends (exit 1). Use one operator credential per exposure.
+Several commands may use one credential at once: each expose (or peer send, or SDK app) with
+the same --id is its own session at the relay, with its own exposure, and a refused one (a
+public port in use, say) leaves the others as they are. The relay allows a credential
+${MAX_SESSIONS_PER_CREDENTIAL} sessions at once unless its --max-sessions-per-credential says otherwise; one more
+is refused with SESSION_LIMIT (115).
 
 The public port listens on the relay's --listen address (or its --expose-host): a relay
 behind a reverse proxy or a cloud firewall must let that port through as well.
@@ -128,6 +136,8 @@ function refusalHint(e: MediationError, t: Target, id: string, fromCheck: boolea
       return `the relay knows no contact point "${t.cp}" (check the id: it is the --id its contact point was started with)`;
     case Status.PORT_IN_USE:
       return 'that public port is taken at the relay; leave --public-port out to get any free one';
+    case Status.SESSION_LIMIT:
+      return sessionLimitHint(id);
     default:
       return undefined;
   }
@@ -256,9 +266,13 @@ async function expose(op: Operator, r: ExposeRun, signal: Promise<NodeJS.Signals
 
   op.start();
   const connected = await Promise.race([
-    op.ready(EXPOSE_CONNECT_TIMEOUT_MS).then(
+    op.ready(EXPOSE_CONNECT_TIMEOUT_MS, { failOn: [Status.SESSION_LIMIT] }).then(
       () => undefined,
-      (err: unknown) => ({ code: ExitCode.FAILURE, message: `cannot connect to ${r.relayUrl}: ${(err as Error).message}` }) satisfies Ending,
+      (err: unknown): Ending => {
+        const refusal = connectRefusal(op.client, [Status.SESSION_LIMIT]);
+        if (refusal) return refused(new MediationError(refusal.code, refusal.reason), t, r.id, r.json, false);
+        return { code: ExitCode.FAILURE, message: `cannot connect to ${r.relayUrl}: ${(err as Error).message}` };
+      },
     ),
     interrupted,
   ]);
@@ -326,7 +340,8 @@ async function expose(op: Operator, r: ExposeRun, signal: Promise<NodeJS.Signals
   });
 
   // The exposure belongs to the relay session: when the connection drops, the relay closes it.
-  // Once reconnected (the new session replaces the old one, which frees its public port), renew it.
+  // Once reconnected (a new session; the old one's public port is free once the relay has
+  // noticed that its connection died), renew it.
   let lost = false;
   let generation = 0;
   const renew = async (gen: number): Promise<void> => {
@@ -367,7 +382,8 @@ async function expose(op: Operator, r: ExposeRun, signal: Promise<NodeJS.Signals
       if (!lost) return;
       lost = false;
       void renew(++generation);
-    } else if (s.state === 'reconnecting' && s.lastError?.startsWith('REPLACED')) {
+    } else if (s.state === 'reconnecting' && s.lastErrorCode === Status.REPLACED) {
+      // Only a relay older than issue 18 replaces a credential's session with a newer one.
       end({ code: ExitCode.FAILURE, message: `another session with the id "${r.id}" connected to the relay and replaced this one; the exposure ended` });
     } else if (s.state === 'reconnecting' && !lost) {
       lost = true;

@@ -4,8 +4,8 @@ import { PeerClient, type ExternalPeerOptions, type InboundMessage, type Interna
 import { parseAddress } from '../protocol/address.js';
 import { DeliveryError } from '../protocol/errors.js';
 import type { PeerState } from '../protocol/frames.js';
-import { MAX_MESSAGE_BYTES } from '../protocol/limits.js';
-import { statusName } from '../protocol/status.js';
+import { MAX_MESSAGE_BYTES, MAX_SESSIONS_PER_CREDENTIAL } from '../protocol/limits.js';
+import { Status, statusName } from '../protocol/status.js';
 import { createLogger, type Logger } from '../runtime/logger.js';
 import { exclusive, integer, logFormatHelp, logLevel, name, parseFlags, proxyUrl, required, wsUrl, type Command, type RunContext } from './args.js';
 import { CliError, ExitCode, UsageError } from './errors.js';
@@ -37,6 +37,22 @@ export function proxyChoice(values: { proxy?: string | undefined; 'no-proxy'?: b
   exclusive('--proxy', values.proxy !== undefined, '--no-proxy', values['no-proxy'] ?? false);
   if (values['no-proxy']) return { proxy: null };
   return values.proxy !== undefined ? { proxy: proxyUrl('--proxy', values.proxy) } : {};
+}
+
+/**
+ * The relay refused the client's last attempt with one of `codes` (a numbered refusal the
+ * client would otherwise retry slowly): its code and the relay's reason.
+ */
+export function connectRefusal(client: PeerClient, codes: readonly number[]): { code: number; reason: string } | undefined {
+  const { lastErrorCode: code, lastError } = client.status();
+  if (code === undefined || !codes.includes(code)) return undefined;
+  const prefix = `${statusName(code)}: `;
+  return { code, reason: lastError?.startsWith(prefix) ? lastError.slice(prefix.length) : (lastError ?? '') };
+}
+
+/** What to tell the user of credential `id` refused with SESSION_LIMIT. */
+export function sessionLimitHint(id: string): string {
+  return `other commands or programs using the credential "${id}" (expose, peer send, SDK apps) hold all the sessions the relay allows it; end one of them, or ask the relay's admin to raise relay --max-sessions-per-credential`;
 }
 
 /** The peer's key: --key FILE, else <state>/peers/NAME.key, created (mode 0600) the first time. */
@@ -221,6 +237,11 @@ internal (registered) peer, through its contact point. Prints
   refused: <STATUS> (<code>): <reason>                   (on stderr, exit 3)
 A transient refusal (peer or contact point offline, congestion) is retried until the deadline.
 
+As an external peer it is a session of its own at the relay: other sessions of the same --id
+(an SDK app, an expose, another peer send) go on undisturbed, and the receipt and a reply
+come back to this one. The relay allows a credential ${MAX_SESSIONS_PER_CREDENTIAL} sessions at once unless its
+--max-sessions-per-credential says otherwise; one more is refused with SESSION_LIMIT (115).
+
 Flags:
   --to ADDRESS             the receiver, NAME@DOMAIN, e.g. printer@acme-hq (required)
   --relay URL              external: the relay, e.g. wss://relay.example.com/v1
@@ -343,9 +364,14 @@ async function sendOne(
   client.start();
   try {
     try {
-      await client.ready(o.deadlineMs);
+      await client.ready(o.deadlineMs, { failOn: [Status.SESSION_LIMIT] });
     } catch (err: unknown) {
-      throw new CliError(`cannot connect to ${options.url}: ${(err as Error).message}`);
+      const refusal = connectRefusal(client, [Status.SESSION_LIMIT]);
+      if (!refusal) throw new CliError(`cannot connect to ${options.url}: ${(err as Error).message}`);
+      const hint = sessionLimitHint(options.name);
+      if (o.json) emit('refused', { to, code: refusal.code, status: statusName(refusal.code), reason: refusal.reason, hint });
+      else note(`refused: ${statusName(refusal.code)} (${refusal.code}): ${refusal.reason}\n  ${hint}`);
+      return ExitCode.REFUSED;
     }
     try {
       const r = await client.send(to, payload, { deadlineMs: o.deadlineMs });

@@ -6,9 +6,11 @@ import {
   MAX_HTTP_CONNECTIONS_PER_ADDRESS,
   MAX_PENDING_HELLOS,
   MAX_PENDING_HELLOS_PER_ADDRESS,
+  MAX_SESSIONS_PER_CREDENTIAL,
   MAX_STREAMS_PER_CONTACT_POINT,
   MAX_STREAMS_PER_EXPOSURE,
 } from '../protocol/limits.js';
+import { RelayAdminServer } from '../relay/admin-server.js';
 import { Relay } from '../relay/relay.js';
 import { primeAllocator } from '../runtime/allocator.js';
 import { createLogger } from '../runtime/logger.js';
@@ -16,20 +18,24 @@ import { countFlag, exclusive, integer, logFormatHelp, logLevel, name, parseFlag
 import { CliError, UsageError } from './errors.js';
 import { readCertificateFile, readPrivateKeyFile } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
-import { listenError, listenFlag } from './listen.js';
+import { isLoopbackHost, listenError, listenFlag } from './listen.js';
+import { guiDir } from './contact-point-host.js';
 import { emit, say } from './output.js';
-import { resolveStateDir } from './state-dir.js';
+import { RELAY_ADMIN_FILE, removeRelayAdminFile, resolveStateDir, writeRelayAdminFile } from './state-dir.js';
 
 /** `contact-point relay`: the public relay, until SIGINT/SIGTERM. */
 
 export const DEFAULT_RELAY_LISTEN = '0.0.0.0:7900';
+/** Largest --max-sessions-per-credential: each session may queue MAX_BUFFERED_BYTES (8 MiB) at the relay. */
+const MAX_SESSIONS_FLAG = 1_024;
 /** Largest connection limit the flags accept (each connection holds sockets and buffers). */
 
 const HELP = `Usage: contact-point relay [flags]
        contact-point relay credential add|list|remove [flags]
 
-Runs the public relay. Contact points (their one tunnel each) and external peers connect
-to it with a WebSocket at path /v1: ws://, or wss:// when given a TLS certificate. It watches
+Runs the public relay. Contact points (their one tunnel each) and external peers (a few
+sessions per credential) connect to it with a WebSocket at path /v1: ws://, or wss:// when
+given a TLS certificate. It watches
 <state>/credentials.json: added, removed and replaced credentials apply within seconds, and
 the live sessions of a removed or replaced one are closed.
 Runs until Ctrl-C (SIGINT) or SIGTERM, then closes every connection and exits 0.
@@ -51,6 +57,10 @@ Flags:
   --max-expose-connections-per-cp N
                        TCP connections of all exposures of one contact point at once (default
                        ${MAX_STREAMS_PER_CONTACT_POINT})
+  --max-sessions-per-credential N
+                       sessions one external or operator credential may hold at once (default
+                       ${MAX_SESSIONS_PER_CREDENTIAL}): expose commands, SDK apps, peer send; one more is refused with
+                       SESSION_LIMIT (115) and the others go on
   --name NAME          the relay's own domain: external peers' addresses end in @NAME, e.g.
                        alice@relay (default relay; no contact point may use this id)
   --max-pending-hellos N
@@ -65,12 +75,19 @@ Flags:
                        the same per source address (default ${MAX_HTTP_CONNECTIONS_PER_ADDRESS})
   --state DIR          folder of credentials.json (default ~/.contact-point/relay,
                        or $CONTACT_POINT_STATE)
+  --admin-listen HOST:PORT
+                       serve the relay's status (offices, sessions, exposures, recent
+                       refusals) and its dashboard there, loopback only, with a random token;
+                       <state>/${RELAY_ADMIN_FILE} (mode 0600) holds the URL and token while it runs
+                       (contact-point relay status reads it). Off by default
   --log-level LEVEL    debug, info, warn, error or silent (default info); logs go to stderr
 ${logFormatHelp(23)}
   --json               print one line {"event":"ready","url":...,"name":...} on stdout once listening
   -h, --help           this help
 
 Subcommands:
+  status               what a running relay serves at --admin-listen: offices, sessions,
+                       exposures, recent refusals
   credential add       create a credential and print its secret, once
   credential list      list credentials: kind, id, rights, created (never secrets)
   credential remove    delete a credential
@@ -80,6 +97,7 @@ Examples:
   contact-point relay credential add --kind external --id alice --out alice.credential
   contact-point relay credential add --kind external --id tech --rights send,mediate --out tech.credential
   contact-point relay --listen 0.0.0.0:443 --tls-cert fullchain.pem --tls-key privkey.pem
+  contact-point relay --admin-listen 127.0.0.1:7903    then: contact-point relay status
 `;
 
 async function run(argv: string[], ctx: RunContext): Promise<number> {
@@ -96,16 +114,25 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
       'udp-advertise-port': { type: 'string' },
       'max-expose-connections': { type: 'string' },
       'max-expose-connections-per-cp': { type: 'string' },
+      'max-sessions-per-credential': { type: 'string' },
       'max-pending-hellos': { type: 'string' },
       'max-pending-hellos-per-address': { type: 'string' },
       'max-http-connections': { type: 'string' },
       'max-http-connections-per-address': { type: 'string' },
       state: { type: 'string' },
+      'admin-listen': { type: 'string' },
       'log-level': { type: 'string' },
       json: { type: 'boolean' },
     },
   });
   const listen = listenFlag('--listen', values.listen, DEFAULT_RELAY_LISTEN);
+  const adminListen = values['admin-listen'] !== undefined ? listenFlag('--admin-listen', values['admin-listen'], '') : undefined;
+  if (adminListen && !isLoopbackHost(adminListen.listen.host)) {
+    throw new UsageError(
+      `--admin-listen "${values['admin-listen']}": ${adminListen.listen.host} is not a loopback address. The status endpoint shows every ` +
+        'office, session and address, guarded only by a token over plain http, so it stays on this machine (reach it from elsewhere through an SSH tunnel)',
+    );
+  }
   const relayName = name('--name', values.name ?? 'relay');
   const exposeHost = values['expose-host'];
   if (exposeHost !== undefined && isIP(exposeHost) === 0) {
@@ -115,6 +142,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   const udpAdvertisePort = values['udp-advertise-port'] !== undefined ? integer('--udp-advertise-port', values['udp-advertise-port'], 1, 65535) : undefined;
   const maxExpose = countFlag('--max-expose-connections', values['max-expose-connections']);
   const maxExposePerCp = countFlag('--max-expose-connections-per-cp', values['max-expose-connections-per-cp']);
+  const maxSessions = countFlag('--max-sessions-per-credential', values['max-sessions-per-credential'], MAX_SESSIONS_FLAG);
   const caps = {
     maxPendingHellos: countFlag('--max-pending-hellos', values['max-pending-hellos']) ?? MAX_PENDING_HELLOS,
     maxPendingHellosPerAddress: countFlag('--max-pending-hellos-per-address', values['max-pending-hellos-per-address']) ?? MAX_PENDING_HELLOS_PER_ADDRESS,
@@ -166,6 +194,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     ...(udpAdvertisePort !== undefined ? { udpAdvertisePort } : {}),
     ...(maxExpose !== undefined ? { maxExposeConnections: maxExpose } : {}),
     ...(maxExposePerCp !== undefined ? { maxExposeConnectionsPerContactPoint: maxExposePerCp } : {}),
+    ...(maxSessions !== undefined ? { maxSessionsPerCredential: maxSessions } : {}),
   });
   const shutdown = watchShutdown();
   let url: string;
@@ -180,17 +209,41 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     }
     throw listenError(err, listen);
   }
+  let admin: RelayAdminServer | undefined;
+  if (adminListen) {
+    admin = new RelayAdminServer({ relay, logger: logger.child({ part: 'status' }), host: adminListen.listen.host, port: adminListen.listen.port, staticDir: guiDir() });
+    try {
+      await admin.start();
+      await writeRelayAdminFile(stateDir, { url: admin.url, token: admin.token, dashboardUrl: admin.dashboardUrl, pid: process.pid });
+    } catch (err: unknown) {
+      shutdown.dispose();
+      await admin.stop();
+      await relay.stop();
+      const code = (err as NodeJS.ErrnoException).code;
+      throw code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL' ? listenError(err, adminListen) : new CliError(`cannot write ${join(stateDir, RELAY_ADMIN_FILE)}: ${(err as Error).message}`);
+    }
+  }
   const udpPort = relay.udp?.port;
-  const ready = { url, name: relayName, stateDir, credentials: count, ...(udpPort ? { udpPort } : {}) };
-  if (values.json) emit('ready', ready);
+  const ready = { url, name: relayName, stateDir, credentials: count, ...(udpPort ? { udpPort } : {}), ...(admin ? { statusUrl: admin.url } : {}) };
+  if (values.json) emit('ready', { ...ready, ...(admin ? { dashboardUrl: admin.dashboardUrl } : {}) });
+  // The log (a journal, a collector) gets the status URL, never the token: that stays in the 0600 file.
   else if (ctx.logFormat === 'json') logger.info('ready', ready);
   else {
     say(`relay "${relayName}" listening on ${url} (${count} credential${count === 1 ? '' : 's'} from ${stateDir}); Ctrl-C stops it`);
     say(udpPort ? `  UDP service port ${udpPort} (mediated datagrams; let it through the firewall too)` : '  no UDP service port: mediated datagrams travel inside the tunnels');
+    if (admin) say(`  dashboard  ${admin.dashboardUrl} (contact-point relay status; token in ${join(stateDir, RELAY_ADMIN_FILE)})`);
   }
 
   await shutdown.signal;
-  return stopCleanly('relay', () => relay.stop(), logger);
+  return stopCleanly(
+    'relay',
+    async () => {
+      await admin?.stop();
+      await relay.stop();
+      if (admin) await removeRelayAdminFile(stateDir);
+    },
+    logger,
+  );
 }
 
 /** A connection cap given on the command line, or its default. */

@@ -37,14 +37,44 @@ export async function writeAdminFile(stateDir: string, info: AdminEndpointFile):
 
 /** Removes admin.json if it is still this process's (a newer instance may have replaced it). */
 export async function removeAdminFile(stateDir: string, pid = process.pid): Promise<void> {
-  const current = await readAdminFile(stateDir).catch(() => undefined);
-  if (current && current.pid !== pid) return;
-  await rm(join(stateDir, ADMIN_FILE), { force: true });
+  await removeEndpointFile(stateDir, ADMIN_FILE, (dir) => readAdminFile(dir), pid);
 }
 
 /** The admin.json in `stateDir`; undefined when there is none. A malformed one is a CliError. */
 export async function readAdminFile(stateDir: string): Promise<AdminEndpointFile | undefined> {
-  const path = join(stateDir, ADMIN_FILE);
+  return readEndpointFile(join(stateDir, ADMIN_FILE), ['wsUrl', 'token', 'guiUrl'], 'an admin endpoint file');
+}
+
+/** What `relay --admin-listen` writes to <relay state>/relay-admin.json (mode 0600) while it runs. */
+export const RELAY_ADMIN_FILE = 'relay-admin.json';
+export interface RelayAdminFile {
+  /** base URL of the status endpoint */
+  readonly url: string;
+  readonly token: string;
+  readonly dashboardUrl: string;
+  readonly pid: number;
+}
+
+export async function writeRelayAdminFile(stateDir: string, info: RelayAdminFile): Promise<void> {
+  await writeJsonAtomic(join(stateDir, RELAY_ADMIN_FILE), info, 0o600);
+}
+
+export async function removeRelayAdminFile(stateDir: string, pid = process.pid): Promise<void> {
+  await removeEndpointFile(stateDir, RELAY_ADMIN_FILE, (dir) => readRelayAdminFile(dir), pid);
+}
+
+export async function readRelayAdminFile(stateDir: string): Promise<RelayAdminFile | undefined> {
+  return readEndpointFile(join(stateDir, RELAY_ADMIN_FILE), ['url', 'token', 'dashboardUrl'], 'a relay status endpoint file');
+}
+
+async function removeEndpointFile(stateDir: string, file: string, read: (dir: string) => Promise<{ pid: number } | undefined>, pid: number): Promise<void> {
+  const current = await read(stateDir).catch(() => undefined);
+  if (current && current.pid !== pid) return;
+  await rm(join(stateDir, file), { force: true });
+}
+
+/** An endpoint file: the named string fields and a pid; undefined when absent, a CliError when malformed. */
+async function readEndpointFile<K extends string>(path: string, keys: readonly K[], what: string): Promise<(Record<K, string> & { pid: number }) | undefined> {
   let raw: unknown;
   try {
     raw = await readJson(path);
@@ -52,11 +82,11 @@ export async function readAdminFile(stateDir: string): Promise<AdminEndpointFile
     throw new CliError(`cannot read ${path}: ${(err as Error).message}`);
   }
   if (raw === undefined) return undefined;
-  const r = raw as Partial<Record<keyof AdminEndpointFile, unknown>>;
-  if (typeof r.wsUrl !== 'string' || typeof r.token !== 'string' || typeof r.guiUrl !== 'string' || typeof r.pid !== 'number') {
-    throw new CliError(`${path} is not an admin endpoint file (wsUrl, token, guiUrl, pid); delete it if nothing runs there`);
+  const r = raw as Record<string, unknown>;
+  if (typeof r !== 'object' || r === null || keys.some((k) => typeof r[k] !== 'string') || typeof r.pid !== 'number') {
+    throw new CliError(`${path} is not ${what} (${[...keys, 'pid'].join(', ')}); delete it if nothing runs there`);
   }
-  return { wsUrl: r.wsUrl, token: r.token, guiUrl: r.guiUrl, pid: r.pid };
+  return Object.fromEntries([...keys.map((k) => [k, r[k]]), ['pid', r.pid]]) as Record<K, string> & { pid: number };
 }
 
 export function processAlive(pid: number): boolean {

@@ -62,8 +62,9 @@ export class Operator extends EventEmitter<OperatorEvents> {
     return this;
   }
 
-  ready(timeoutMs?: number): Promise<void> {
-    return this.client.ready(timeoutMs);
+  /** See PeerClient.ready(). */
+  ready(timeoutMs?: number, opts?: { failOn?: readonly number[] }): Promise<void> {
+    return this.client.ready(timeoutMs, opts);
   }
 
   async stop(): Promise<void> {

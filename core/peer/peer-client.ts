@@ -111,7 +111,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   private addr: string | undefined;
   private state: PeerState | undefined;
   private maxMessageBytes = MAX_MESSAGE_BYTES;
-  private readyWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  private readyWaiters: { resolve: () => void; reject: (e: Error) => void; failOn: readonly number[] }[] = [];
   private readonly ackTimeoutMs: number;
   private readonly deadlineMs: number;
   private readonly maxOutbox: number;
@@ -120,8 +120,10 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
    * strayAcks: ACKs dropped because they did not come from the address the message was sent to
    * (forged, or misrouted); they neither complete nor fail a send.
    * reachable: REACHABLE frames received (a contact point we waited for is back).
+   * unmatchedAcks: ACKs for no message in the outbox: a duplicate of one already settled (after
+   * a retransmission), or an ACK meant for another session of this credential (a misroute).
    */
-  readonly stats = { sent: 0, retransmits: 0, delivered: 0, received: 0, duplicates: 0, refused: 0, strayAcks: 0, reachable: 0 };
+  readonly stats = { sent: 0, retransmits: 0, delivered: 0, received: 0, duplicates: 0, refused: 0, strayAcks: 0, unmatchedAcks: 0, reachable: 0 };
 
   constructor(private readonly opts: PeerClientOptions) {
     super();
@@ -154,6 +156,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     this.dialer.on('status', (s) => {
       this.emit('status', s);
       if (s.state === 'stopped' && s.lastError) this.failReady(new Error(s.lastError));
+      else if (s.state === 'reconnecting' && s.lastErrorCode !== undefined && s.lastError) this.failReady(new Error(s.lastError), s.lastErrorCode);
     });
     this.dialer.on('up', (link, welcome) => {
       this.link = link;
@@ -205,8 +208,12 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     return this;
   }
 
-  /** Resolves once connected (WELCOME received); rejects if the far side refuses us for good. */
-  ready(timeoutMs = 10_000): Promise<void> {
+  /**
+   * Resolves once connected (WELCOME received); rejects if the far side refuses us for good, or
+   * refuses an attempt with one of the codes in `failOn` (e.g. SESSION_LIMIT, which the client
+   * otherwise retries slowly: a one-shot command would rather say so at once).
+   */
+  ready(timeoutMs = 10_000, opts: { failOn?: readonly number[] } = {}): Promise<void> {
     if (this.connected) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`not connected to ${this.opts.url} within ${timeoutMs} ms: ${this.dialer.status().lastError ?? 'no answer'}`)), timeoutMs);
@@ -220,6 +227,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
           clearTimeout(timer);
           reject(e);
         },
+        failOn: opts.failOn ?? [],
       });
     });
   }
@@ -360,7 +368,10 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   private onAck(frame: Frame): void {
     const ack = decodeAck(frame);
     const p = this.outbox.get(ack.id);
-    if (!p) return; // a late duplicate ACK of something already settled
+    if (!p) {
+      this.stats.unmatchedAcks++; // a late duplicate of something already settled, or a misroute
+      return;
+    }
     // A receipt (delivered or refused) counts only from the address the message was sent to:
     // every hop that refuses writes the message's `to` there, the receiver its own address, and
     // the relay and contact points check that the link an ACK arrives on owns its `from`.
@@ -473,7 +484,15 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     this.emit('registration', state);
   }
 
-  private failReady(err: Error): void {
-    for (const w of this.readyWaiters.splice(0)) w.reject(err);
+  /** Rejects the ready() waiters: all of them, or (`code`) those that fail on that refusal. */
+  private failReady(err: Error, code?: number): void {
+    if (code === undefined) {
+      for (const w of this.readyWaiters.splice(0)) w.reject(err);
+      return;
+    }
+    const failing = this.readyWaiters.filter((w) => w.failOn.includes(code));
+    if (failing.length === 0) return;
+    this.readyWaiters = this.readyWaiters.filter((w) => !failing.includes(w));
+    for (const w of failing) w.reject(err);
   }
 }

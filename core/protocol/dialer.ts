@@ -317,7 +317,9 @@ export class Dialer extends EventEmitter<DialerEvents> {
             return;
           }
         }
-        this.failed(why, code, final, code !== undefined ? 'refused' : 'network');
+        // SESSION_LIMIT: our credential holds as many relay sessions as it may; one may end, so
+        // retry, but at the slowest pace rather than knock on a full door every second.
+        this.failed(why, code, final || code === Status.SESSION_LIMIT, code !== undefined ? 'refused' : 'network');
       },
     });
     link.sendControl(FrameType.HELLO, this.opts.hello());

@@ -24,6 +24,8 @@ export const HELLO_TIMEOUT_MS = 5_000;
 export const PING_INTERVAL_MS = 10_000;
 /** A link with no pong (or any other traffic) this long after a ping is declared dead. */
 export const PONG_TIMEOUT_MS = 5_000;
+/** The relay pings each of its links this often (the first at once) to show their round trip in its status; it is not a liveness check. */
+export const RELAY_RTT_PING_MS = 30_000;
 
 /** Reconnect backoff: first delay, cap, and growth factor; each delay is drawn with full jitter. */
 export const RECONNECT_BASE_MS = 250;
@@ -114,7 +116,27 @@ export const REACHABLE_WAITERS_MAX = 65_536;
 /** How long such an entry counts: the default delivery deadline, after which the sender has given up. */
 export const REACHABLE_WAIT_MS = 60_000;
 
-/** Messages per second one external sender may push through the relay (token bucket, burst = 2 s worth). */
+/**
+ * Sessions one external (or operator) credential may hold at the relay at once (issue 18): a
+ * few `expose` commands, an SDK app and a `peer send` side by side. One more is refused with
+ * SESSION_LIMIT. Each holds a socket, up to MAX_BUFFERED_BYTES of queue and its exposures;
+ * a session whose connection died silently counts until the relay drops it (25 s, PROTOCOL.md 12).
+ */
+export const MAX_SESSIONS_PER_CREDENTIAL = 8;
+/**
+ * While a credential has two or more sessions, the relay remembers which of them sent each
+ * message it routed, until that message's ACK comes back, so the ACK reaches its sender;
+ * beyond this many the oldest entry is forgotten (that ACK is dropped, and the sender retries).
+ */
+export const MAX_ACK_ROUTES_PER_CREDENTIAL = 16_384;
+/**
+ * While a credential has two or more sessions, the relay remembers which of them last sent a
+ * message to each address, so a message from that address (a reply) goes to that session and
+ * not to the newest; beyond this many addresses the least recently used is forgotten.
+ */
+export const MAX_REPLY_ROUTES_PER_CREDENTIAL = 1_024;
+
+/** Messages per second one external sender (all sessions of its credential together) may push through the relay (token bucket, burst = 2 s worth). */
 export const RELAY_RATE_PER_SENDER = 50_000;
 /** Messages per second one internal peer may send through its contact point. */
 export const CONTACT_POINT_RATE_PER_PEER = 50_000;

@@ -30,6 +30,11 @@ export interface LinkOptions {
   readonly label: string;
   readonly pingIntervalMs?: number;
   readonly pongTimeoutMs?: number;
+  /**
+   * 'server': also send a timestamped ping this often (the first one at the first check), to
+   * measure the round trip for status views. Undefined: a server never pings.
+   */
+  readonly rttPingMs?: number;
 }
 
 export interface LinkStats {
@@ -85,6 +90,8 @@ export class Link {
   private readonly pongTimeoutMs: number;
   /** probe() callers waiting for a sign of life */
   private probes: ((alive: boolean) => void)[] = [];
+  /** when the last round-trip ping went out (server role with rttPingMs) */
+  private rttPingAt = 0;
 
   constructor(
     readonly ws: WebSocket,
@@ -277,6 +284,13 @@ export class Link {
     }
   };
 
+  /** A ping payload: 8 bytes of monotonic nanoseconds, read back from the pong for the round trip. */
+  private stamp(): Buffer {
+    const stamp = Buffer.allocUnsafe(8);
+    stamp.writeBigUInt64BE(process.hrtime.bigint());
+    return stamp;
+  }
+
   private readonly tick = (): void => {
     if (this.closed || this.ws.readyState !== WebSocket.OPEN) return;
     const now = Date.now();
@@ -287,10 +301,8 @@ export class Link {
         return;
       }
       if (!this.pingSentAt && now - this.lastHeard >= this.pingIntervalMs) {
-        const stamp = Buffer.allocUnsafe(8);
-        stamp.writeBigUInt64BE(process.hrtime.bigint());
         this.pingSentAt = now;
-        this.ws.ping(stamp);
+        this.ws.ping(this.stamp());
       } else if (this.pingSentAt && this.lastHeard >= this.pingSentAt && now - this.pingSentAt > this.pongTimeoutMs) {
         this.pingSentAt = 0; // traffic arrived though the pong did not: the link is alive
       }
@@ -298,6 +310,11 @@ export class Link {
       // Server side: a client pings every pingInterval; total silence means it is gone.
       this.opts.logger.info('client silent; dropping it', { link: this.opts.label });
       this.terminate();
+    } else if (this.opts.rttPingMs !== undefined && now - this.rttPingAt >= this.opts.rttPingMs) {
+      // Only a measurement (status views): liveness stays the client's pings' business.
+      this.rttPingAt = now;
+      this.pingSentAt = now;
+      this.ws.ping(this.stamp());
     }
   };
 

@@ -47,6 +47,7 @@ export const Status = {
   INVALID_BODY: 112,
   REVOKED: 113,
   ID_IN_USE: 114,
+  SESSION_LIMIT: 115,
   INTERNAL: 199,
 } as const;
 
@@ -105,6 +106,7 @@ const DESCRIPTIONS: Record<StatusName, string> = {
   INVALID_BODY: 'invalid frame body',
   REVOKED: 'registration revoked',
   ID_IN_USE: 'another live instance holds this id',
+  SESSION_LIMIT: 'too many sessions of this credential',
   INTERNAL: 'internal error',
 };
 

@@ -11,18 +11,21 @@ import {
   MAX_FRAME_BYTES,
   MAX_PENDING_HELLOS,
   MAX_PENDING_HELLOS_PER_ADDRESS,
+  MAX_SESSIONS_PER_CREDENTIAL,
   PING_INTERVAL_MS,
   PRESSURE_TIMEOUT_MS,
+  RELAY_RTT_PING_MS,
   TAKEOVER_PROBE_MS,
 } from '../protocol/limits.js';
 import { negotiateVersion, RELAY_PATH } from '../protocol/version.js';
-import { Status } from '../protocol/status.js';
+import { Status, type StatusCode } from '../protocol/status.js';
 import { FairSlots, sourceKey, type EvictReason } from '../runtime/fair-slots.js';
 import { refuseUpgrade } from '../runtime/http-guard.js';
 import type { Logger } from '../runtime/logger.js';
 import { KeyedBuckets } from '../runtime/token-bucket.js';
 import type { CredentialKind, CredentialRecord, CredentialStore } from './credentials.js';
-import type { SessionTable, TunnelSession } from './sessions.js';
+import { type RefusalSink } from './refusals.js';
+import type { SessionRegistry, TunnelSession } from './sessions.js';
 
 export { RELAY_PATH };
 /** Failed hellos one remote address may make per minute (a token bucket, burst as many) before its upgrades are refused (429). */
@@ -39,6 +42,7 @@ export interface AdmissionOptions {
   readonly pressureTimeoutMs?: number;
   readonly pingIntervalMs?: number;
   readonly takeoverProbeMs?: number;
+  readonly maxSessionsPerCredential?: number;
 }
 
 /** A hello that passed: what the relay needs to register its session. */
@@ -59,9 +63,11 @@ export interface AdmissionHost {
   /** the relay's name: a contact point may not use it as its id */
   readonly name: string;
   readonly logger: Logger;
-  readonly sessions: SessionTable;
+  readonly sessions: SessionRegistry;
   /** every open link, in its hello or admitted (the relay closes them all when it stops) */
   readonly links: Set<Link>;
+  /** every refusal is reported here (logged once, kept for the status endpoint) */
+  readonly refusals: RefusalSink;
   /** Registers the session, sends WELCOME and takes over the link's frames. */
   open(admitted: Admitted): void;
 }
@@ -107,13 +113,19 @@ export class Admission {
     const remote = (socket as Socket).remoteAddress ?? 'unknown';
     const path = (req.url ?? '').split('?')[0];
     if (path !== RELAY_PATH) return refuseUpgrade(socket, 404, 'Not Found');
-    if (!this.failures.has(remote)) return refuseUpgrade(socket, 429, 'Too Many Requests');
+    if (!this.failures.has(remote)) {
+      this.host.refusals.record({ kind: 'upgrade', code: Status.RATE_LIMITED, who: '-', address: remote, reason: `more than ${MAX_AUTH_FAILURES_PER_MINUTE} failed hellos a minute from this address (HTTP 429)` });
+      return refuseUpgrade(socket, 429, 'Too Many Requests');
+    }
     // A source at its own cap only competes with itself: refused. Anyone else gets a slot, if
     // need be the oldest pending hello of the source holding the most (a flood from some
     // addresses cannot keep a contact point's reconnect out).
     let link: Link | undefined;
     const slot = this.helloSlots.take(sourceKey(remote), (why) => this.evictPending(why, link, socket));
-    if (!slot) return refuseUpgrade(socket, 503, 'Service Unavailable');
+    if (!slot) {
+      this.host.refusals.record({ kind: 'upgrade', code: Status.RESOURCE_LIMIT, who: '-', address: remote, reason: 'this address holds its share of connections in their hello (HTTP 503)' });
+      return refuseUpgrade(socket, 503, 'Service Unavailable');
+    }
     socket.once('close', () => slot.release()); // also when the ws handshake itself fails
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       link = this.onConnection(ws, req.socket, remote, () => slot.release());
@@ -132,8 +144,8 @@ export class Admission {
       });
     }
     if (!link) return void socket.destroy();
-    if (why === 'expired') link.fault(Status.HELLO_TIMEOUT, `no hello within ${this.opts.pressureTimeoutMs ?? PRESSURE_TIMEOUT_MS} ms while the relay is busy`);
-    else link.fault(Status.RESOURCE_LIMIT, 'too many connections in their hello; this one gave its place to a newer one');
+    if (why === 'expired') this.refuse(link, Status.HELLO_TIMEOUT, '-', `no hello within ${this.opts.pressureTimeoutMs ?? PRESSURE_TIMEOUT_MS} ms while the relay is busy`);
+    else this.refuse(link, Status.RESOURCE_LIMIT, '-', 'too many connections in their hello; this one gave its place to a newer one');
   }
 
   private onConnection(ws: WebSocket, socket: Socket, remote: string, releaseSlot: () => void): Link {
@@ -142,6 +154,7 @@ export class Admission {
       logger: this.logger,
       label: `relay<-${remote}`,
       pingIntervalMs: this.opts.pingIntervalMs ?? PING_INTERVAL_MS,
+      rttPingMs: RELAY_RTT_PING_MS,
     });
     this.host.links.add(link);
     let helloDone = false;
@@ -151,7 +164,7 @@ export class Admission {
       releaseSlot();
       clearTimeout(timer);
     };
-    const timer = setTimeout(() => link.fault(Status.HELLO_TIMEOUT, `no hello within ${this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS} ms`), this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS);
+    const timer = setTimeout(() => this.refuse(link, Status.HELLO_TIMEOUT, '-', `no hello within ${this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS} ms`), this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS);
     timer.unref();
 
     link.setHandler({
@@ -171,6 +184,12 @@ export class Admission {
     return link;
   }
 
+  /** A connection refused before or at its hello: reported (logged once, kept for status), then closed with `code`. */
+  private refuse(link: Link, code: StatusCode, who: string, reason: string): void {
+    this.host.refusals.record({ kind: 'hello', code, who, address: link.remote, reason });
+    link.fault(code, reason);
+  }
+
   /**
    * Checks version and credentials; on success the host registers the session and sends
    * WELCOME. A contact point whose id another instance holds waits for contest() instead.
@@ -178,21 +197,23 @@ export class Admission {
    */
   private onHello(link: Link, hello: HelloBody, remote: string, deadHolder?: TunnelSession): void {
     const version = negotiateVersion(hello.versions);
-    if (version === undefined) {
-      link.fault(Status.VERSION_MISMATCH, `relay speaks protocol 1, client offered ${hello.versions.min}-${hello.versions.max}`);
-      return;
-    }
-    if (hello.role === 'peer') {
-      link.fault(Status.PROTOCOL_VIOLATION, 'internal peers connect to their contact point, not to the relay');
-      return;
-    }
+    const who = `${hello.role} ${hello.id}`;
+    if (version === undefined) return this.refuse(link, Status.VERSION_MISMATCH, who, `relay speaks protocol 1, client offered ${hello.versions.min}-${hello.versions.max}`);
+    if (hello.role === 'peer') return this.refuse(link, Status.PROTOCOL_VIOLATION, who, 'internal peers connect to their contact point, not to the relay');
     const kind: CredentialKind = hello.role;
     const record = hello.secret !== undefined ? this.opts.credentials.verify(kind, hello.id, hello.secret) : undefined;
     if (!record || (kind === 'contact-point' && hello.id === this.host.name)) {
       this.failures.take(remote);
-      this.logger.warn('hello refused: bad credentials', { role: kind, id: hello.id, remote });
-      link.fault(Status.BAD_CREDENTIALS, `no valid credential for ${kind} "${hello.id}"`);
-      return;
+      return this.refuse(link, Status.BAD_CREDENTIALS, who, `no valid credential for ${kind} "${hello.id}"`);
+    }
+    if (kind === 'external') {
+      // Several sessions of one credential live side by side (issue 18), up to the cap: the
+      // newcomer over it is refused, the sessions that are there are not disturbed.
+      const max = this.opts.maxSessionsPerCredential ?? MAX_SESSIONS_PER_CREDENTIAL;
+      const open = this.host.sessions.externalsOf(hello.id).length;
+      if (open >= max) {
+        return this.refuse(link, Status.SESSION_LIMIT, who, `credential "${hello.id}" has ${open} session${open === 1 ? '' : 's'} at the relay, the most it may have at once`);
+      }
     }
     const holder = kind === 'contact-point' ? this.host.sessions.tunnels.get(hello.id) : undefined;
     // Only the same instance (a reconnect the holder's own side already gave up on) replaces a
@@ -232,8 +253,7 @@ export class Admission {
       if (this.host.sessions.tunnels.get(hello.id) !== holder) return this.onHello(link, hello, remote); // it left meanwhile: decide again
       const host = holder.env?.host ? ` (host "${holder.env.host.slice(0, 48)}")` : '';
       const reason = `contact point id "${hello.id}" is held by another instance at ${holder.remote}${host} since ${new Date(holder.since).toISOString()}`;
-      this.logger.warn('hello refused: another live instance holds this contact point id', { id: hello.id, remote: link.remote ?? remote, holder: holder.remote });
-      link.fault(Status.ID_IN_USE, reason);
+      this.refuse(link, Status.ID_IN_USE, `contact-point ${hello.id}`, reason);
     });
   }
 }

@@ -7,13 +7,14 @@ import { ControlChannel } from './control.js';
 import type { CredentialStore } from './credentials.js';
 import { DEFAULT_EXPOSE_LIMITS, Exposer, type ExposeLimits } from './expose.js';
 import { OperatorSession } from './operators.js';
-import type { ExternalSession, SessionTable, TunnelSession } from './sessions.js';
+import { who, type RefusalSink } from './refusals.js';
+import type { ExternalSession, SessionRegistry, TunnelSession } from './sessions.js';
 import { RelayUdpService } from './udp-service.js';
 
 export interface ControlServerOptions {
   readonly credentials: CredentialStore;
   readonly logger: Logger;
-  readonly sessions: SessionTable;
+  readonly sessions: SessionRegistry;
   /** address exposed ports listen on */
   readonly exposeHost: string;
   /** run the UDP service port (default true) */
@@ -22,6 +23,8 @@ export interface ControlServerOptions {
   readonly udpAdvertisePort?: number | undefined;
   readonly maxExposeConnections?: number | undefined;
   readonly maxExposeConnectionsPerContactPoint?: number | undefined;
+  /** every refusal is reported here (logged once, kept for the status endpoint) */
+  readonly refusals: RefusalSink;
 }
 
 /**
@@ -41,7 +44,7 @@ export class ControlServer {
 
   constructor(private readonly o: ControlServerOptions) {
     this.udp = o.udp === false ? undefined : new RelayUdpService(o.logger);
-    this.exposer = new Exposer((cp) => this.channel(cp), o.exposeHost, o.logger, exposeLimits(o));
+    this.exposer = new Exposer((cp) => this.channel(cp), o.exposeHost, o.logger, exposeLimits(o), o.refusals);
   }
 
   /** The control channel to a connected contact point, if its tunnel is up. */
@@ -71,7 +74,9 @@ export class ControlServer {
       if (frame.type !== FrameType.PORT_REQUEST) return false;
       if (!s.rights.includes('mediate')) {
         const req = decodeControl(frame, FrameType.PORT_REQUEST);
-        s.link.sendControl(FrameType.PORT_RESULT, { req: req.req, ok: false, code: Status.PERMISSION_DENIED, reason: 'this credential may not drive port mediation' });
+        const reason = 'this credential may not drive port mediation';
+        this.o.refusals.record({ kind: 'port', code: Status.PERMISSION_DENIED, who: who(s), address: s.link.remote, reason, fields: { op: req.op, cp: req.cp } });
+        s.link.sendControl(FrameType.PORT_RESULT, { req: req.req, ok: false, code: Status.PERMISSION_DENIED, reason });
         return true;
       }
       s.operator = new OperatorSession(s.id, s.link, {
@@ -79,6 +84,7 @@ export class ControlServer {
         knownContactPoint: (cp) => this.o.sessions.tunnels.has(cp) || this.o.credentials.has('contact-point', cp),
         exposer: this.exposer,
         logger: this.o.logger,
+        refusals: this.o.refusals,
         claim: (cp, portId, owner) => {
           if (owner) this.portOwners.set(`${cp}\n${portId}`, owner);
           else this.portOwners.delete(`${cp}\n${portId}`);

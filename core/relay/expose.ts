@@ -2,10 +2,12 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { bridge } from '../protocol/bridge.js';
 import { MAX_STREAMS_PER_CONTACT_POINT, MAX_STREAMS_PER_EXPOSURE } from '../protocol/limits.js';
-import { Status, statusName } from '../protocol/status.js';
+import { Status } from '../protocol/status.js';
+import type { ExposureView } from '../admin/relay-contract.js';
 import type { Logger } from '../runtime/logger.js';
 import { RefusalTally, type RefusalCount } from '../runtime/refusal-tally.js';
 import type { ControlChannel } from './control.js';
+import { RefusalLog, type RefusalSink } from './refusals.js';
 
 /** A UDP client of an exposed port that stays silent this long loses its mapping (and the LAN port). */
 export const UDP_MAPPING_IDLE_MS = 60_000;
@@ -49,19 +51,7 @@ export interface ExposeSpec {
   readonly onRefused?: (counts: readonly RefusalCount[], exposureId: number) => void;
 }
 
-export interface ExposureView {
-  readonly id: number;
-  readonly cp: string;
-  readonly proto: 'tcp' | 'udp';
-  readonly target: string;
-  readonly publicPort: number;
-  readonly operator: string;
-  readonly connections: number;
-  readonly refused: number;
-  /** TCP connections open now, and the most this exposure carries at once */
-  readonly active: number;
-  readonly maxConnections: number;
-}
+export type { ExposureView };
 
 interface UdpMapping {
   /** the client on the public side */
@@ -77,8 +67,8 @@ interface UdpMapping {
  * the exposure has one port at the contact point (op expose), and every incoming connection
  * is a stream through it (one connect each), within the per-exposure and per-contact-point
  * connection limits. UDP: every client address gets its own redirected UDP port there.
- * Refusals reset the client's connection at once (the others go on), are counted, logged at
- * warn and reported to the operator, at most once a second with their counts.
+ * Refusals reset the client's connection at once (the others go on), are counted, reported to
+ * the relay's refusal log (warn) and to the operator, at most once a second with their counts.
  */
 export class Exposure {
   private server: Server | undefined;
@@ -105,11 +95,19 @@ export class Exposure {
     private readonly logger: Logger,
     limits: ExposeLimits = DEFAULT_EXPOSE_LIMITS,
     private readonly slots: ContactPointSlots = { take: () => true, release: () => undefined },
+    sink: RefusalSink = new RefusalLog(logger),
   ) {
     this.maxConnections = Math.min(spec.maxConnections ?? limits.maxConnections, limits.maxConnections);
     this.refusals = new RefusalTally(EXPOSE_REFUSAL_REPORT_MS, (counts) => {
       for (const c of counts) {
-        this.logger.warn('exposed connections refused', { cp: spec.cp, exposure: id, publicPort: this.publicPort, operator: spec.operator, refused: c.count, code: statusName(c.code), reason: c.reason, total: this.refusals.total });
+        sink.record({
+          kind: 'exposure',
+          code: c.code,
+          who: `operator ${spec.operator}`,
+          reason: c.reason,
+          count: c.count,
+          fields: { cp: spec.cp, exposure: id, publicPort: this.publicPort, total: this.refusals.total },
+        });
       }
       spec.onRefused?.(counts, id);
     });
@@ -330,6 +328,8 @@ export class Exposer {
     private readonly defaultHost: string,
     private readonly logger: Logger,
     readonly limits: ExposeLimits = DEFAULT_EXPOSE_LIMITS,
+    /** refused connections go here (logged once, kept for the relay's status) */
+    private readonly refusals: RefusalSink = new RefusalLog(logger),
   ) {}
 
   async expose(spec: ExposeSpec): Promise<Exposure> {
@@ -343,7 +343,7 @@ export class Exposer {
       }
       return ch;
     };
-    const e = new Exposure(this.nextId++, spec, channel, this.logger, this.limits, this.slots);
+    const e = new Exposure(this.nextId++, spec, channel, this.logger, this.limits, this.slots, this.refusals);
     await e.start(this.defaultHost);
     this.exposures.set(e.id, e);
     return e;

@@ -10,12 +10,16 @@ import { StreamMux, type MuxStream } from '../protocol/stream-mux.js';
 import type { Logger } from '../runtime/logger.js';
 import type { ControlChannel } from './control.js';
 import type { Exposer } from './expose.js';
+import type { OperatorView } from '../admin/relay-contract.js';
+import type { RefusalSink } from './refusals.js';
 
 export interface OperatorHost {
   channel(cp: string): ControlChannel | undefined;
   knownContactPoint(cp: string): boolean;
   readonly exposer: Exposer;
   readonly logger: Logger;
+  /** the relay's own refusals of this operator's requests are reported here */
+  readonly refusals: RefusalSink;
   /** port ownership across operators, so events and datagrams reach the one who opened it */
   claim(cp: string, portId: number, owner: OperatorSession | undefined): void;
 }
@@ -102,19 +106,19 @@ export class OperatorSession {
     try {
       return await dispatch(operatorPortRequestSchema, this.operations, body);
     } catch (err: unknown) {
-      if (err instanceof SchemaError) return refusal(body.req, Status.BAD_REQUEST, err.message);
+      if (err instanceof SchemaError) return this.refuse(body, Status.BAD_REQUEST, err.message);
       throw err;
     }
   }
 
   private unexpose(r: OperatorPortOp<'unexpose'>): PortResultBody {
-    if (!this.exposures.delete(r.portId)) return refusal(r.req, Status.UNKNOWN_PORT, 'no such exposure of yours');
+    if (!this.exposures.delete(r.portId)) return this.refuse(r, Status.UNKNOWN_PORT, 'no such exposure of yours');
     this.host.exposer.unexpose(r.portId);
     return { req: r.req, ok: true, portId: r.portId };
   }
 
   private async expose(r: OperatorPortOp<'expose'>): Promise<PortResultBody> {
-    if (!this.host.knownContactPoint(r.cp)) return refusal(r.req, Status.UNKNOWN_CONTACT_POINT);
+    if (!this.host.knownContactPoint(r.cp)) return this.refuse(r, Status.UNKNOWN_CONTACT_POINT);
     try {
       const e = await this.host.exposer.expose({
         cp: r.cp,
@@ -134,20 +138,20 @@ export class OperatorSession {
       this.exposures.add(e.id);
       return { req: r.req, ok: true, portId: e.id, port: e.publicPort };
     } catch (err: unknown) {
-      return refusal(r.req, Status.PORT_IN_USE, `relay cannot listen there: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      return this.refuse(r, Status.PORT_IN_USE, `relay cannot listen there: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
   }
 
   /** The contact point's own operations: checked here, then sent on its tunnel with the relay's `req` (and, for connect, stream). */
   private async forward(r: OperatorPortOp<'open' | 'redirect' | 'connect' | 'listen' | 'close'>): Promise<PortResultBody> {
     const { cp } = r;
-    if (!this.host.knownContactPoint(cp)) return refusal(r.req, Status.UNKNOWN_CONTACT_POINT);
+    if (!this.host.knownContactPoint(cp)) return this.refuse(r, Status.UNKNOWN_CONTACT_POINT);
     const ch = this.host.channel(cp);
-    if (!ch) return refusal(r.req, Status.CONTACT_POINT_OFFLINE);
-    if (r.op !== 'open' && !this.ports.has(`${cp}\n${r.portId}`)) return refusal(r.req, Status.UNKNOWN_PORT, `port ${r.portId} was not opened by you`);
+    if (!ch) return this.refuse(r, Status.CONTACT_POINT_OFFLINE);
+    if (r.op !== 'open' && !this.ports.has(`${cp}\n${r.portId}`)) return this.refuse(r, Status.UNKNOWN_PORT, `port ${r.portId} was not opened by you`);
     if (r.op === 'connect') {
       const { req, cp: _cp, streamId, ...onward } = r;
-      if (streamId % 2 !== 0 || this.mux.get(streamId)) return refusal(req, Status.BAD_REQUEST, 'connect needs a fresh even streamId');
+      if (streamId % 2 !== 0 || this.mux.get(streamId)) return this.refuse(r, Status.BAD_REQUEST, 'connect needs a fresh even streamId');
       const local = this.mux.open(streamId);
       // The channel puts its own stream id in place of this placeholder.
       const answer = await ch.request({ ...onward, streamId: 0 }, undefined, local);
@@ -166,6 +170,17 @@ export class OperatorSession {
     return { ...answer, req };
   }
 
+  /** What the relay itself refuses (the contact point's own refusals pass through as they are): reported, then answered. */
+  private refuse(r: { readonly req: number; readonly op: string; readonly cp?: string | undefined }, code: number, reason = describeStatus(code)): PortResultBody {
+    this.host.refusals.record({ kind: 'port', code, who: `operator ${this.name}`, address: this.link.remote, reason, fields: { op: r.op, cp: r.cp } });
+    return { req: r.req, ok: false, code, reason };
+  }
+
+  /** For the relay's status: what this operator holds open. */
+  view(): OperatorView {
+    return { ports: this.ports.size, exposures: this.exposures.size, streams: this.mux.size };
+  }
+
   private forgetPort(cp: string, portId: number): void {
     this.ports.delete(`${cp}\n${portId}`);
     if (this.portCp.get(portId) === cp) this.portCp.delete(portId);
@@ -179,6 +194,4 @@ export class OperatorSession {
   }
 }
 
-function refusal(req: number, code: number, reason?: string): PortResultBody {
-  return { req, ok: false, code, reason: reason ?? describeStatus(code) };
-}
+

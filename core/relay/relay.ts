@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { RelayStatusView } from '../admin/relay-contract.js';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { decodeControl, type Frame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
@@ -16,8 +17,10 @@ import type { CredentialStore } from './credentials.js';
 import type { ControlChannel } from './control.js';
 import { ControlServer } from './control-server.js';
 import type { Exposer, Exposure, ExposeSpec, ExposureView } from './expose.js';
+import { RefusalLog } from './refusals.js';
 import { Router } from './routing.js';
-import type { ExternalSession, RelaySession, TunnelSession } from './sessions.js';
+import { SessionRegistry, type RelaySession } from './sessions.js';
+import { statusSnapshot } from './status.js';
 import type { RelayUdpService } from './udp-service.js';
 
 export { MAX_AUTH_FAILURES_PER_MINUTE, RELAY_PATH } from './admission.js';
@@ -55,12 +58,15 @@ export interface RelayOptions {
   readonly maxExposeConnections?: number;
   /** TCP connections of all exposures of one contact point at once (default MAX_STREAMS_PER_CONTACT_POINT) */
   readonly maxExposeConnectionsPerContactPoint?: number;
+  /** sessions one external or operator credential may hold at once; one more is refused SESSION_LIMIT (default MAX_SESSIONS_PER_CREDENTIAL) */
+  readonly maxSessionsPerCredential?: number;
 }
 
 export interface RelayStatus {
   readonly name: string;
   readonly url: string;
   readonly tunnels: number;
+  /** external (and operator) sessions; a credential may hold several */
   readonly externals: number;
   readonly sockets: number;
   readonly routed: number;
@@ -71,17 +77,18 @@ export interface RelayStatus {
 
 /**
  * The public relay (seed 000's relay server; seed 002's control server). It authenticates
- * contact points and external peers (admission.ts), keeps one tunnel per contact point id,
- * learns which peers each tunnel represents (for its status and name service), routes MSG/ACK
- * frames between them by address (routing.ts), and hands mediation frames to the control
- * server (control-server.ts). This class composes them: options, start/stop, the sessions,
- * status. It holds no message state: senders retry, receivers dedupe, so a relay restart loses
+ * contact points and external peers (admission.ts), keeps one tunnel per contact point id and
+ * up to maxSessionsPerCredential sessions per external credential (sessions.ts), learns which
+ * peers each tunnel represents (for its status and name service), routes MSG/ACK frames
+ * between them by address (routing.ts), and hands mediation frames to the control server
+ * (control-server.ts). This class composes them: options, start/stop, the sessions,
+ * status. It keeps no messages: senders retry, receivers dedupe, so a relay restart loses
  * nothing.
  */
 export class Relay {
   private server: Server | undefined;
-  private readonly tunnels = new Map<string, TunnelSession>();
-  private readonly externals = new Map<string, ExternalSession>();
+  /** every admitted session: the one place that lists them (status, credential recheck) */
+  readonly sessions = new SessionRegistry();
   private readonly links = new Set<Link>();
   /** upgrade gating, pending hellos, failed-hello limits, hello checks, same-id contest (admission.ts) */
   private readonly admission: Admission;
@@ -100,30 +107,37 @@ export class Relay {
   readonly exposer: Exposer;
   /** the UDP service port (seed 002's UDP channels), when enabled */
   readonly udp: RelayUdpService | undefined;
+  /** every refusal: logged once (rate-limited), the last RECENT_REFUSALS kept for the status endpoint */
+  readonly refusals: RefusalLog;
+  private startedAt = 0;
 
   constructor(private readonly opts: RelayOptions) {
     checkTakeoverProbe(opts.takeoverProbeMs);
+    checkSessionCap(opts.maxSessionsPerCredential);
     this.name = opts.name ?? 'relay';
     this.logger = opts.logger ?? silentLogger;
     this.maxMessageBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
-    this.router = new Router({ name: this.name, credentials: opts.credentials, logger: this.logger, maxMessageBytes: this.maxMessageBytes, sessions: { tunnels: this.tunnels, externals: this.externals } });
+    this.refusals = new RefusalLog(this.logger);
+    this.router = new Router({ name: this.name, credentials: opts.credentials, logger: this.logger, maxMessageBytes: this.maxMessageBytes, sessions: this.sessions, refusals: this.refusals });
     this.controlServer = new ControlServer({
       credentials: opts.credentials,
       logger: this.logger,
-      sessions: { tunnels: this.tunnels, externals: this.externals },
+      sessions: this.sessions,
       exposeHost: opts.exposeHost ?? opts.host ?? '127.0.0.1',
       udp: opts.udp,
       udpAdvertisePort: opts.udpAdvertisePort,
       maxExposeConnections: opts.maxExposeConnections,
       maxExposeConnectionsPerContactPoint: opts.maxExposeConnectionsPerContactPoint,
+      refusals: this.refusals,
     });
     this.udp = this.controlServer.udp;
     this.exposer = this.controlServer.exposer;
     this.admission = new Admission(opts, {
       name: this.name,
       logger: this.logger,
-      sessions: { tunnels: this.tunnels, externals: this.externals },
+      sessions: this.sessions,
       links: this.links,
+      refusals: this.refusals,
       open: (admitted) => this.open(admitted),
     });
   }
@@ -137,6 +151,7 @@ export class Relay {
     this.server = server;
     const { address: addr, urlHost } = await listen(server, this.opts.port ?? 0, this.opts.host ?? '127.0.0.1');
     this.boundUrl = `${this.opts.tls ? 'wss' : 'ws'}://${urlHost}:${addr.port}${RELAY_PATH}`;
+    this.startedAt = Date.now();
     await this.udp?.start(addr.address, addr.port);
     this.unwatch = this.opts.credentials.watch(
       () => {
@@ -157,6 +172,7 @@ export class Relay {
   async stop(): Promise<void> {
     this.stopping = true;
     this.unwatch?.();
+    this.refusals.stop();
     this.exposer.closeAll();
     this.udp?.stop();
     for (const link of this.links) {
@@ -176,13 +192,30 @@ export class Relay {
     return {
       name: this.name,
       url: this.boundUrl,
-      tunnels: this.tunnels.size,
-      externals: this.externals.size,
+      tunnels: this.sessions.tunnels.size,
+      externals: this.sessions.size.externals,
       sockets: this.links.size,
       routed,
       refused,
       droppedAcks,
     };
+  }
+
+  /** Offices, sessions, exposures and recent refusals, for the status endpoint (status.ts). */
+  statusSnapshot(): RelayStatusView {
+    const { routed, refused } = this.router.counts();
+    return statusSnapshot({
+      name: this.name,
+      url: this.boundUrl,
+      startedAt: this.startedAt,
+      udpPort: this.udp?.port,
+      sessions: this.sessions,
+      sockets: this.links.size,
+      routed,
+      refused,
+      exposures: this.exposer.list(),
+      refusals: this.refusals,
+    });
   }
 
   /**
@@ -199,14 +232,14 @@ export class Relay {
 
   /**
    * After the credential store changed: every session whose credential was removed or replaced
-   * (or lost the mediate right it uses) is closed with REVOKED. An operator's ports and
-   * exposures close with its session.
+   * (or lost the mediate right it uses) is closed with REVOKED, all sessions of one credential
+   * at once. An operator's ports and exposures close with its session.
    */
   recheckSessions(): void {
-    for (const s of [...this.tunnels.values(), ...this.externals.values()]) {
+    for (const s of [...this.sessions.all()]) {
       const r = this.opts.credentials.record(s.kind, s.id);
       if (r && r.hash === s.credentialHash && (s.kind !== 'external' || !s.operator || r.rights.includes('mediate'))) continue;
-      this.logger.warn('credential revoked; closing its session', { kind: s.kind, id: s.id });
+      this.logger.warn('credential revoked; closing its session', { kind: s.kind, id: s.id, session: s.session });
       s.link.fault(Status.REVOKED, 'this credential was revoked at the relay');
     }
   }
@@ -231,7 +264,7 @@ export class Relay {
 
   /** Peers a tunnel currently represents (for tests and the status endpoint). */
   peersOf(contactPointId: string): string[] {
-    return [...(this.tunnels.get(contactPointId)?.peers ?? [])].sort();
+    return [...(this.sessions.tunnels.get(contactPointId)?.peers ?? [])].sort();
   }
 
   private readonly onRequest = (req: IncomingMessage, res: ServerResponse): void => {
@@ -253,21 +286,22 @@ export class Relay {
   private open({ link, hello, kind, record, remote, version, holder, deadHolder }: Admitted): void {
     const reachable = hello.env?.capabilities?.includes(CAPABILITY_REACHABLE) ?? false;
     const waitKey = `${kind === 'external' ? 'e' : 'c'}:${hello.id}`;
-    const base = { id: hello.id, link, session: randomBytes(9).toString('base64url'), rights: record.rights, credentialHash: record.hash, since: Date.now(), reachable, waitKey };
+    const base = { id: hello.id, link, session: randomBytes(9).toString('base64url'), rights: record.rights, credentialHash: record.hash, since: Date.now(), remote: link.remote ?? remote, reachable, waitKey };
     let session: RelaySession;
     if (kind === 'contact-point') {
       const control = this.controlServer.openChannel(hello.id, link);
-      session = { ...base, kind, peers: new Set<string>(), env: hello.env, control, instance: hello.instance, remote: link.remote ?? remote, probe: undefined, senders: new Set<string>() };
+      session = { ...base, kind, peers: new Set<string>(), env: hello.env, control, instance: hello.instance, probe: undefined, senders: new Set<string>() };
       if (holder) this.router.sendersWait(holder);
-      this.tunnels.set(hello.id, session);
+      this.sessions.setTunnel(session);
       if (holder === deadHolder) holder?.link.fault(Status.REPLACED, 'no answer to a liveness probe; another instance took over this contact point id');
       else holder?.link.fault(Status.REPLACED, 'a newer tunnel of this same contact point instance connected');
     } else {
+      // Another session of this credential stays as it is: each has its own ACKs, port requests
+      // and exposures (admission.ts refused this one if the credential was at its cap).
       const address = `${hello.id}@${this.name}`;
-      session = { ...base, kind, address, bucket: new TokenBucket(this.opts.ratePerSender ?? RELAY_RATE_PER_SENDER), operator: undefined };
-      const old = this.externals.get(hello.id);
-      this.externals.set(hello.id, session);
-      old?.link.fault(Status.REPLACED, 'a newer session for this peer connected');
+      const group = this.sessions.groupFor(hello.id, address, () => new TokenBucket(this.opts.ratePerSender ?? RELAY_RATE_PER_SENDER));
+      session = { ...base, kind, address, env: hello.env, group, operator: undefined, lastTo: undefined };
+      this.sessions.addExternal(session);
     }
     link.sendControl(FrameType.WELCOME, {
       version,
@@ -312,18 +346,21 @@ export class Relay {
       onClose: (info) => {
         this.links.delete(s.link);
         if (s.kind === 'contact-point') {
-          if (this.tunnels.get(s.id) === s) {
-            this.tunnels.delete(s.id);
-            this.router.sendersWait(s);
-          }
+          if (this.sessions.removeTunnel(s)) this.router.sendersWait(s);
           // Tunnel loss: pending requests fail, every stream through it is reset at once.
           s.control.close('tunnel lost');
           this.logger.info('tunnel down', { id: s.id, code: info.code, reason: info.reason });
         } else {
-          if (this.externals.get(s.id) === s) this.externals.delete(s.id);
+          this.sessions.removeExternal(s);
           s.operator?.close();
+          this.logger.info('external peer disconnected', { id: s.id, session: s.session, code: info.code, reason: info.reason });
         }
       },
     };
   }
+}
+
+/** maxSessionsPerCredential: a whole number from 1 (a credential's sessions never live side by side) up. */
+function checkSessionCap(max: number | undefined): void {
+  if (max !== undefined && !(Number.isInteger(max) && max >= 1)) throw new RangeError(`relay option maxSessionsPerCredential: expected a positive integer, got ${max}`);
 }

@@ -3,12 +3,13 @@ import { decodeAck, decodeMsg, encodeAck, type Frame, type MsgFrame } from '../p
 import { ProtocolError } from '../protocol/errors.js';
 import { FrameType, type ReachableBody } from '../protocol/frames.js';
 import type { Link } from '../protocol/link.js';
-import { MAX_BUFFERED_BYTES, REACHABLE_WAIT_MS, REACHABLE_WAITERS_MAX, REACHABLE_WAITERS_PER_DOMAIN } from '../protocol/limits.js';
+import { MAX_ACK_ROUTES_PER_CREDENTIAL, MAX_BUFFERED_BYTES, MAX_REPLY_ROUTES_PER_CREDENTIAL, REACHABLE_WAIT_MS, REACHABLE_WAITERS_MAX, REACHABLE_WAITERS_PER_DOMAIN } from '../protocol/limits.js';
 import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
 import type { Logger } from '../runtime/logger.js';
 import { WaitList } from '../runtime/wait-list.js';
 import type { CredentialStore } from './credentials.js';
-import type { RelaySession, SessionTable, TunnelSession } from './sessions.js';
+import { who, type RefusalSink } from './refusals.js';
+import type { ExternalGroup, ExternalSession, RelaySession, SessionRegistry, TunnelSession } from './sessions.js';
 
 export interface RouterOptions {
   /** the relay's name: the domain of external peers' addresses */
@@ -16,14 +17,17 @@ export interface RouterOptions {
   readonly credentials: CredentialStore;
   readonly logger: Logger;
   readonly maxMessageBytes: number;
-  readonly sessions: SessionTable;
+  readonly sessions: SessionRegistry;
+  /** every refusal is reported here (logged once, kept for the status endpoint) */
+  readonly refusals: RefusalSink;
 }
 
 /**
  * Routing (seed 000's relay server): MSG and ACK frames between tunnels and external sessions
  * by address, refusals with a reason back to the sender, and REACHABLE for those refused
- * because the way was down once it is back. It holds no message state: senders retry,
- * receivers dedupe, so a relay restart loses nothing.
+ * because the way was down once it is back. It keeps no messages, only, for a credential with
+ * several sessions, which of them sent each message awaiting its ACK and which last wrote to
+ * an address (PROTOCOL.md 9.2): senders retry, receivers dedupe, so a relay restart loses nothing.
  */
 export class Router {
   private routedCount = 0;
@@ -45,25 +49,25 @@ export class Router {
   onMsg(s: RelaySession, frame: Frame): void {
     const msg = decodeMsg(frame);
     if (s.kind === 'external') {
-      if (msg.from !== s.address) return this.refuse(s.link, msg, Status.UNAUTHORIZED, `you send as ${s.address}, not ${msg.from}`);
-      if (!s.rights.includes('send')) return this.refuse(s.link, msg, Status.UNAUTHORIZED, 'this credential may not send messages');
-      if (!s.bucket.take()) return this.refuse(s.link, msg, Status.RATE_LIMITED);
+      if (msg.from !== s.address) return this.refuse(s, msg, Status.UNAUTHORIZED, `you send as ${s.address}, not ${msg.from}`);
+      if (!s.rights.includes('send')) return this.refuse(s, msg, Status.UNAUTHORIZED, 'this credential may not send messages');
+      if (!s.group.bucket.take()) return this.refuse(s, msg, Status.RATE_LIMITED);
     } else if (parseAddress(msg.from)?.domain !== s.id) {
-      return this.refuse(s.link, msg, Status.UNAUTHORIZED, `contact point ${s.id} may only send as *@${s.id}`);
+      return this.refuse(s, msg, Status.UNAUTHORIZED, `contact point ${s.id} may only send as *@${s.id}`);
     }
     if (msg.payload.length > this.o.maxMessageBytes) {
-      return this.refuse(s.link, msg, Status.TOO_LARGE, `${msg.payload.length} bytes; the limit is ${this.o.maxMessageBytes}`);
+      return this.refuse(s, msg, Status.TOO_LARGE, `${msg.payload.length} bytes; the limit is ${this.o.maxMessageBytes}`);
     }
     const to = parseAddress(msg.to);
-    if (!to) return this.refuse(s.link, msg, Status.BAD_ADDRESS, `"${msg.to}" is not name@domain`);
+    if (!to) return this.refuse(s, msg, Status.BAD_ADDRESS, `"${msg.to}" is not name@domain`);
     let target: Link;
     if (to.domain === this.o.name) {
-      const ext = this.o.sessions.externals.get(to.name);
+      const ext = this.receiver(to.name, msg.from);
       if (!ext) {
         const known = this.o.credentials.has('external', to.name);
         // Remember who waits, to tell them the moment that peer connects (REACHABLE with name).
         if (known && s.reachable) this.waiting.add(msg.to, s.waitKey);
-        return this.refuse(s.link, msg, known ? Status.PEER_OFFLINE : Status.UNKNOWN_PEER);
+        return this.refuse(s, msg, known ? Status.PEER_OFFLINE : Status.UNKNOWN_PEER);
       }
       target = ext.link;
     } else {
@@ -72,7 +76,7 @@ export class Router {
         const known = this.o.credentials.has('contact-point', to.domain);
         // Remember who waits, to tell them the moment the tunnel is back (REACHABLE).
         if (known && s.reachable) this.waiting.add(to.domain, s.waitKey);
-        return this.refuse(s.link, msg, known ? Status.CONTACT_POINT_OFFLINE : Status.UNKNOWN_CONTACT_POINT);
+        return this.refuse(s, msg, known ? Status.CONTACT_POINT_OFFLINE : Status.UNKNOWN_CONTACT_POINT);
       }
       // Registration is checked at the contact point, the single place where traffic is checked
       // (seed 000 [0041]): it refuses with the reason and its admin sees the refusal in the flow.
@@ -82,18 +86,37 @@ export class Router {
         tunnel.senders.add(s.waitKey);
       }
     }
-    if (target.bufferedAmount > MAX_BUFFERED_BYTES) return this.refuse(s.link, msg, Status.QUEUE_FULL, 'the path to the receiver is congested');
+    if (target.bufferedAmount > MAX_BUFFERED_BYTES) return this.refuse(s, msg, Status.QUEUE_FULL, 'the path to the receiver is congested');
     target.send(frame.raw);
     this.routedCount++;
+    // A credential with several sessions: remember whose message this is, for its ACK and
+    // replies. Alone, only the last address (for when a second session comes): no allocation.
+    if (s.kind === 'external') {
+      s.lastTo = msg.to;
+      if (s.group.sessions.length > 1) track(s.group, msg.id, msg.to, s);
+    }
   }
 
   /**
-   * An ACK travels back to the message's sender. The relay keeps no per-message state, so it
-   * cannot know that the message was ever routed here; what it checks is what it can from the
-   * link alone (PROTOCOL.md 9.2): the ACK's `from` (the message's recipient) is this link's own
-   * address or domain, the only link the relay routes messages for that address to; and its `to`
-   * is an address. The sender's SDK completes a send only on an ACK whose `from` is the address
-   * it sent to, so together no one but the recipient's link can settle a send.
+   * Which session of external peer `name` a message from `from` goes to (PROTOCOL.md 9.2): its
+   * only one; of several, the one that last sent a message to `from` (so a reply reaches the
+   * session that asked), else the newest. One receiver per message: one end-to-end ACK.
+   */
+  private receiver(name: string, from: string): ExternalSession | undefined {
+    const g = this.o.sessions.group(name);
+    if (!g) return undefined;
+    if (g.sessions.length === 1) return g.sessions[0];
+    return g.replyRoutes.get(from) ?? g.sessions[g.sessions.length - 1];
+  }
+
+  /**
+   * An ACK travels back to the message's sender: by its `to`, and to the very session that sent
+   * the message when that credential has several (ackTarget). The relay does not know that the
+   * message was ever routed here; what it checks is what it can from the link alone
+   * (PROTOCOL.md 9.2): the ACK's `from` (the message's recipient) is this link's own address or
+   * domain, a link the relay routes messages for that address to; and its `to` is an address.
+   * The sender's SDK completes a send only on an ACK whose `from` is the address it sent to, so
+   * together no one but the recipient's credential can settle a send.
    */
   onAck(s: RelaySession, frame: Frame): void {
     const ack = decodeAck(frame);
@@ -106,10 +129,25 @@ export class Router {
       this.o.logger.debug('ack dropped: its to is not an address', { to: ack.to, from: ack.from, id: ack.id });
       return;
     }
-    const target = to.domain === this.o.name ? this.o.sessions.externals.get(to.name)?.link : this.o.sessions.tunnels.get(to.domain)?.link;
+    const target = to.domain === this.o.name ? this.ackTarget(to.name, ack.id)?.link : this.o.sessions.tunnels.get(to.domain)?.link;
     // An ACK for someone who has gone is not kept: the sender retries and the receiver re-acks the duplicate.
     if (target) target.send(frame.raw);
     else this.o.logger.debug('ack unroutable; sender will retry', { to: ack.to, id: ack.id });
+  }
+
+  /**
+   * The session of external peer `name` an ACK for message `id` goes to: its only session, or
+   * of several the one that sent `id` (or, for what was sent before a second session came, the
+   * session that was alone then). Undefined: none of them sent it, or that one has gone.
+   */
+  private ackTarget(name: string, id: string): ExternalSession | undefined {
+    const g = this.o.sessions.group(name);
+    if (!g) return undefined;
+    if (g.sessions.length === 1) return g.sessions[0];
+    const owner = g.ackRoutes.get(id);
+    if (owner === undefined) return g.untracked;
+    g.ackRoutes.delete(id);
+    return owner;
   }
 
   /** A tunnel closed or was replaced: whoever sent through it lately waits for the next one. */
@@ -126,16 +164,38 @@ export class Router {
     let told = 0;
     for (const who of this.waiting.take(key)) {
       const name = who.slice(2);
-      const s = who.startsWith('e:') ? this.o.sessions.externals.get(name) : this.o.sessions.tunnels.get(name);
-      if (!s?.reachable) continue;
-      s.link.sendControl(FrameType.REACHABLE, body);
-      told++;
+      // `e:name` stands for every session of that credential: what each of them sent may wait.
+      for (const s of who.startsWith('e:') ? this.o.sessions.externalsOf(name) : [this.o.sessions.tunnels.get(name)]) {
+        if (!s?.reachable) continue;
+        s.link.sendControl(FrameType.REACHABLE, body);
+        told++;
+      }
     }
     if (told > 0) this.o.logger.debug('told waiting senders the way is back', { key, told });
   }
 
-  private refuse(link: Link, msg: MsgFrame, code: StatusCode, reason?: string): void {
+  private refuse(s: RelaySession, msg: MsgFrame, code: StatusCode, reason = describeStatus(code)): void {
     this.refusedCount++;
-    link.send(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: code, reason: reason ?? describeStatus(code) }));
+    this.o.refusals.record({ kind: 'message', code, who: who(s), address: s.link.remote, reason, fields: { from: msg.from, to: msg.to } });
+    s.link.send(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: code, reason }));
   }
+}
+
+/**
+ * Remembers that session `s` of group `g` sent message `id` to `to` (for the ACK, and for
+ * replies from `to`); past their caps the oldest entry is forgotten.
+ */
+function track(g: ExternalGroup, id: string, to: string, s: ExternalSession): void {
+  setCapped(g.ackRoutes, id, s, MAX_ACK_ROUTES_PER_CREDENTIAL);
+  // Delete first, so the map's order is least recently used first.
+  g.replyRoutes.delete(to);
+  setCapped(g.replyRoutes, to, s, MAX_REPLY_ROUTES_PER_CREDENTIAL);
+}
+
+function setCapped<K, V>(map: Map<K, V>, key: K, value: V, max: number): void {
+  if (map.size >= max && !map.has(key)) {
+    const oldest = map.keys().next();
+    if (!oldest.done) map.delete(oldest.value);
+  }
+  map.set(key, value);
 }

@@ -237,3 +237,38 @@ export function cliSuite(): CliSuite {
     cleanup: (fn) => void cleanups.push(fn),
   };
 }
+
+/** What operatorSetup() started, and the flags that make a command the operator `tech`. */
+export interface OperatorSetup {
+  readonly relayUrl: string;
+  readonly relayState: string;
+  readonly cpState: string;
+  /** `--relay URL --id tech --credential-file FILE` */
+  readonly asTech: string[];
+}
+
+/**
+ * For the operator tests: credentials acme-hq (contact point) and tech (external, send and
+ * mediate), a relay (with `relayFlags`) and `serve` as acme-hq allowing 127.0.0.1 at each of
+ * `targets` (with `serveFlags`), all with the suite's HOME.
+ */
+export async function operatorSetup(suite: CliSuite, o: { targets: readonly number[]; serveFlags?: readonly string[]; relayFlags?: readonly string[] }): Promise<OperatorSetup> {
+  const relayState = join(suite.home, 'relay');
+  const cpState = join(suite.home, 'cp');
+  const cred = (id: string): string => join(suite.home, `${id}.credential`);
+  for (const [kind, id, rights] of [
+    ['contact-point', 'acme-hq', 'send'],
+    ['external', 'tech', 'send,mediate'],
+  ] as const) {
+    const r = await suite.cli(['relay', 'credential', 'add', '--kind', kind, '--id', id, '--rights', rights, '--out', cred(id), '--state', relayState]);
+    if (r.code !== 0) throw new Error(`relay credential add ${id}: exit ${r.code}: ${r.stderr}`);
+  }
+  const relay = await suite.start(['relay', '--listen', '127.0.0.1:0', '--state', relayState, '--json', '--log-level', 'warn', ...(o.relayFlags ?? [])]);
+  const relayUrl = String(relay.ready.url);
+  await suite.start([
+    'serve', '--relay', relayUrl, '--id', 'acme-hq', '--credential-file', cred('acme-hq'),
+    '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--state', cpState, '--json', '--log-level', 'warn',
+    ...o.targets.flatMap((p) => ['--allow-target', `127.0.0.1/32:${p}`]), ...(o.serveFlags ?? []),
+  ]);
+  return { relayUrl, relayState, cpState, asTech: ['--relay', relayUrl, '--id', 'tech', '--credential-file', cred('tech')] };
+}

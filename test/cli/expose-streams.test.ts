@@ -2,9 +2,8 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, get, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BIN, cliSuite, ROOT } from './cli-process.js';
+import { BIN, cliSuite, operatorSetup, ROOT, type OperatorSetup } from './cli-process.js';
 
 /**
  * Issue 10, item 3: the connections of one `expose` are streams of one port at the contact
@@ -68,31 +67,9 @@ async function until(what: string, ok: () => boolean | Promise<boolean>, timeout
   }
 }
 
-interface Setup {
-  readonly relayUrl: string;
-  readonly cpState: string;
-  readonly asTech: string[];
-}
-
-async function setup(web: number, serveFlags: string[] = [], relayFlags: string[] = []): Promise<Setup> {
-  const relayState = join(suite.home, 'relay');
-  const cpState = join(suite.home, 'cp');
-  const cred = (id: string): string => join(suite.home, `${id}.credential`);
-  for (const [kind, id, rights] of [
-    ['contact-point', 'acme-hq', 'send'],
-    ['external', 'tech', 'send,mediate'],
-  ] as const) {
-    const r = await cli(['relay', 'credential', 'add', '--kind', kind, '--id', id, '--rights', rights, '--out', cred(id), '--state', relayState]);
-    expect(r.code, r.stderr).toBe(0);
-  }
-  const relay = await start(['relay', '--listen', '127.0.0.1:0', '--state', relayState, '--json', '--log-level', 'warn', ...relayFlags]);
-  const relayUrl = String(relay.ready.url);
-  await start([
-    'serve', '--relay', relayUrl, '--id', 'acme-hq', '--credential-file', cred('acme-hq'),
-    '--peer-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--state', cpState, '--json', '--log-level', 'warn',
-    '--allow-target', `127.0.0.1/32:${web}`, ...serveFlags,
-  ]);
-  return { relayUrl, cpState, asTech: ['--relay', relayUrl, '--id', 'tech', '--credential-file', cred('tech')] };
+/** The relay, serve allowing the web server, and the operator `tech` (see operatorSetup). */
+function setup(web: number, serveFlags: string[] = [], relayFlags: string[] = []): Promise<OperatorSetup> {
+  return operatorSetup(suite, { targets: [web], serveFlags, relayFlags });
 }
 
 type PortRow = { state: string; streams: number; refused: number; target: string };

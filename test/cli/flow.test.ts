@@ -52,7 +52,6 @@ describe('relay + serve + peer join + peers approve + peer send, all through the
     await printer.waitForEvent((e) => e.event === 'state' && e.state === 'registered', 'registered state');
 
     const asAlice = ['peer', 'send', '--relay', relayUrl, '--id', 'alice', '--credential-file', aliceCred];
-    // One at a time: the relay keeps one session per external id, so a second alice replaces the first.
     const sent = await cli([...asAlice, '--to', 'printer@acme-hq', '--wait-reply', '5000', 'hello printer']);
     const refused = await cli([...asAlice, '--to', 'scanner@acme-hq', 'anyone there?']);
     expect(sent.code, sent.stderr).toBe(0);

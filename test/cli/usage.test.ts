@@ -93,6 +93,8 @@ describe('connection limit flags', () => {
       [['expose', 'acme-hq', '192.168.1.20:161', '--udp', '--max-connections', '10'], /--max-connections is for TCP exposures/],
       [['relay', '--max-expose-connections', 'many'], /--max-expose-connections "many": expected a whole number from 1 to 1000000/],
       [['relay', '--max-expose-connections-per-cp', '0'], /--max-expose-connections-per-cp "0": expected a whole number/],
+      [['relay', '--max-sessions-per-credential', '0'], /--max-sessions-per-credential "0": expected a whole number from 1 to 1024/],
+      [['relay', '--max-sessions-per-credential', '2000'], /--max-sessions-per-credential "2000": expected a whole number from 1 to 1024/],
       [[...serve, '--max-streams', '0'], /--max-streams "0": expected a whole number from 1 to 1000000/],
       [[...serve, '--max-exposure-streams', '2000000'], /--max-exposure-streams "2000000": expected a whole number from 1 to 1000000/],
     ];

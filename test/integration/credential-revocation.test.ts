@@ -15,22 +15,28 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
+/** A relay with a file-backed credential store (watched every 50 ms), credentials acme-hq and tech (send, mediate), and contact point acme-hq up. */
+async function startRelayAndContactPoint(): Promise<{ dir: string; store: CredentialStore; relay: Relay; url: string; cp: ContactPoint; techSecret: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'cp-revoke-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  const store = await CredentialStore.open(dir);
+  const cpSecret = await store.add('contact-point', 'acme-hq');
+  const techSecret = await store.add('external', 'tech', ['send', 'mediate']);
+  const relay = new Relay({ credentials: store, logger, credentialsPollMs: 50, pingIntervalMs: FAST.pingIntervalMs });
+  const url = await relay.start();
+  cleanups.push(() => relay.stop());
+  const cp = await ContactPoint.create({ id: 'acme-hq', relayUrl: url, secret: cpSecret, peerHost: '127.0.0.1', logger, timing: FAST,
+    ports: { targets: [], listen: ['udp:1-65535'] } });
+  await cp.start();
+  cleanups.push(() => cp.stop());
+  await waitFor(() => cp.gateway.connected);
+  return { dir, store, relay, url, cp, techSecret };
+}
+
 describe('revoking a credential at the relay', () => {
   it('closes its live session (and an operator\'s LAN ports) without a relay restart', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'cp-revoke-'));
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const store = await CredentialStore.open(dir);
-    const cpSecret = await store.add('contact-point', 'acme-hq');
-    const techSecret = await store.add('external', 'tech', ['send', 'mediate']);
+    const { dir, store, url, cp, techSecret } = await startRelayAndContactPoint();
     const aliceSecret = await store.add('external', 'alice');
-    const relay = new Relay({ credentials: store, logger, credentialsPollMs: 50, pingIntervalMs: FAST.pingIntervalMs });
-    const url = await relay.start();
-    cleanups.push(() => relay.stop());
-    const cp = await ContactPoint.create({ id: 'acme-hq', relayUrl: url, secret: cpSecret, peerHost: '127.0.0.1', logger, timing: FAST,
-      ports: { targets: [], listen: ['udp:1-65535'] } });
-    await cp.start();
-    cleanups.push(() => cp.stop());
-    await waitFor(() => cp.gateway.connected);
 
     const tech = new Operator({ url, name: 'tech', secret: techSecret, logger, timing: FAST });
     tech.start();
@@ -52,5 +58,26 @@ describe('revoking a credential at the relay', () => {
     // Others are untouched.
     expect(alice.connected).toBe(true);
     expect(cp.gateway.connected).toBe(true);
+  });
+
+  it('closes every session of the credential at once, with the ports each of them opened (issue 18)', async () => {
+    const { store, relay, url, cp, techSecret } = await startRelayAndContactPoint();
+
+    const sessions = [0, 1, 2].map(() => new Operator({ url, name: 'tech', secret: techSecret, logger, timing: FAST }));
+    for (const op of sessions) {
+      op.start();
+      cleanups.push(() => op.stop());
+      await op.ready();
+      await op.open('acme-hq', { proto: 'udp', port: 0 });
+    }
+    expect(relay.status().externals).toBe(3);
+    expect(cp.ports.list()).toHaveLength(3);
+
+    await store.remove('external', 'tech');
+    relay.recheckSessions();
+    await waitFor(() => sessions.every((op) => op.client.status().state === 'stopped'), 5_000, 'every session cut off');
+    expect(sessions.map((op) => op.client.status().lastErrorCode)).toEqual([Status.REVOKED, Status.REVOKED, Status.REVOKED]);
+    await waitFor(() => cp.ports.list().length === 0, 3_000, 'their LAN ports closed');
+    expect(relay.status().externals).toBe(0);
   });
 });

@@ -1,10 +1,11 @@
 import { once } from 'node:events';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PortEventBody } from '../../core/protocol/frames.js';
 import { Operator } from '../../core/peer/operator.js';
 import { Status } from '../../core/protocol/status.js';
 import { FAST, logger, startHarness, waitFor, type Harness } from '../helpers.js';
+import { echoServer } from '../net-fixtures.js';
 
 /**
  * The connection limits of exposures per contact point, at the relay and at the contact
@@ -38,20 +39,9 @@ async function operator(hh: Harness): Promise<Operator> {
 
 /** A LAN echo service that counts the connections it holds. */
 async function echo(): Promise<{ port: number; held: () => number }> {
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => undefined);
-    s.pipe(s);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  closers.push(() => {
-    for (const s of sockets) s.destroy();
-    return new Promise((r) => server.close(r));
-  });
-  return { port: (server.address() as AddressInfo).port, held: () => sockets.size };
+  const e = await echoServer();
+  closers.push(() => e.close());
+  return e;
 }
 
 /** A client connection to a public port; `outcome` settles with how it ended. */

@@ -1,3 +1,4 @@
+import { RefusalLog } from '../../core/relay/refusals.js';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { PortMediator } from '../../core/contact-point/mediation.js';
@@ -102,6 +103,7 @@ function session(): { s: OperatorSession; link: ReturnType<typeof recordingLink>
     knownContactPoint: (cp) => cp === 'acme-hq',
     exposer: {} as Exposer,
     logger: silentLogger,
+    refusals: new RefusalLog(silentLogger),
     claim: () => undefined,
   });
   return { s, link, tunnel };

@@ -61,6 +61,7 @@ describe('status codes', () => {
       INVALID_BODY: 112,
       REVOKED: 113,
       ID_IN_USE: 114,
+      SESSION_LIMIT: 115,
       INTERNAL: 199,
     });
   });
