@@ -5,7 +5,7 @@ import tseslint from 'typescript-eslint';
 
 // Modules of core/ that the renderer may import as values: pure TypeScript (checked below), so
 // the GUI and the core share one definition instead of keeping copies.
-const RENDERER_SHARED = ['protocol/name', 'protocol/status', 'admin/client-protocol', 'admin/flood-notice', 'admin/relay-contract', 'admin/audit-text', 'admin/history-export'];
+const RENDERER_SHARED = ['protocol/name', 'protocol/status', 'admin/client-protocol', 'admin/flood-notice', 'admin/relay-contract', 'admin/audit-text', 'admin/history-export', 'admin/launch'];
 const CORE_IMPORTS = [
   { group: ['electron', 'react', 'react-dom', 'zustand'], message: 'core/ is plain Node: no Electron, React or DOM.' },
   { group: ['**/electron/**', '**/renderer/**'], message: 'core/ imports nothing of ours outside core/.' },
@@ -36,7 +36,7 @@ export default tseslint.config(
   {
     // Modules of core that the renderer compiles (the shared ones, the contract, and what they
     // import): no Node, no dependencies, nothing with I/O.
-    files: [...RENDERER_SHARED, 'admin/contract', 'admin/host-settings', 'protocol/schema', 'protocol/limits'].map((m) => `core/${m}.ts`),
+    files: [...RENDERER_SHARED, 'admin/contract', 'admin/host-settings', 'protocol/schema', 'protocol/limits', 'protocol/dial-failure'].map((m) => `core/${m}.ts`),
     rules: {
       'no-restricted-imports': [
         'error',

@@ -1,10 +1,8 @@
-import type { Browser, BrowserContext } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ContactPoint } from '../core/contact-point/contact-point.js';
 import { silentLogger } from '../core/runtime/logger.js';
-import { AdminPage } from './pages/admin-page.js';
 import { TunnelPage } from './pages/tunnel-page.js';
-import { launchChromium } from './support/browser.js';
+import { browserSuite } from './support/browser-suite.js';
 import { Stack } from './support/stack.js';
 
 /**
@@ -12,43 +10,19 @@ import { Stack } from './support/stack.js';
  * the id at the relay; the admin of the one refused sees it on the Tunnel page, with the
  * holder's address, instead of a tunnel that flaps.
  */
-let browser: Browser;
-let context: BrowserContext | undefined;
-let stack: Stack | undefined;
-let other: ContactPoint | undefined;
-
-beforeAll(async () => {
-  browser = await launchChromium();
-});
-afterAll(async () => {
-  await browser?.close();
-});
-afterEach(async () => {
-  await context?.close();
-  context = undefined;
-  await other?.stop();
-  other = undefined;
-  await stack?.close();
-  stack = undefined;
-});
+const gui = browserSuite();
 
 describe('admin GUI: another instance holds the id', { timeout: 60_000 }, () => {
   it('the Tunnel page says another running contact point holds the id, and where it runs', async () => {
-    stack = await Stack.start();
-    context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-    const page = await context.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    const app = new AdminPage(page);
-    await app.open(stack.guiUrl);
-    const tunnel = new TunnelPage(page);
-    await app.go('Tunnel');
-    await tunnel.waitForState('connected');
+    const stack = (gui.stack = await Stack.start());
+    const { page, errors } = await gui.newPage();
+    const { tunnel } = await TunnelPage.openConnected(page, stack.guiUrl);
 
     // A copy with the same credential starts: refused while this one holds the id, it retries
     // every 20-40 ms here (30-60 s by default). When this one reconnects, the copy slips in
     // during the ~0.1-0.2 s before this one redials, and this one is then the one refused.
-    other = await ContactPoint.create({ id: stack.id, relayUrl: stack.relayUrl, secret: stack.cpSecret, peerHost: '127.0.0.1', logger: silentLogger, timing: { idInUseRetryMs: 20 } });
+    const other = await ContactPoint.create({ id: stack.id, relayUrl: stack.relayUrl, secret: stack.cpSecret, peerHost: '127.0.0.1', logger: silentLogger, timing: { idInUseRetryMs: 20 } });
+    gui.cleanup(() => other.stop());
     await other.start();
     for (let i = 0; i < 5 && !other.gateway.connected; i++) {
       stack.cp.gateway.reconnectNow();

@@ -136,6 +136,7 @@ export class DesktopHost implements AdminHostApi {
       await relay?.stop();
       throw err;
     }
+    log.info('contact point running', { id: s.id, relay: relayUrl, peerPort: cp.peerPortUrl });
     const unsubs = ADMIN_EVENTS.map((name) => cp.subscribe(name, (data) => this.events.emit(name, data)));
     return { cp, relay, unsubs };
   }

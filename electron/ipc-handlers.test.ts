@@ -83,7 +83,7 @@ describe('GUI files for the window', () => {
 describe('tray', () => {
   it('shows the tunnel state by colour and tooltip', () => {
     expect(trayLook(undefined).icon).toBe('offline');
-    const base = { relayUrl: 'ws://r', session: undefined, idInUse: undefined, connectedAt: undefined, reconnects: 0, rttMs: undefined, bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0, peersServed: 2, keepaliveMs: 1, proxy: undefined } as const;
+    const base = { stateSince: 0, everConnected: false, lastErrorAt: undefined, lastErrorKind: undefined, relayUrl: 'ws://r', session: undefined, idInUse: undefined, connectedAt: undefined, reconnects: 0, rttMs: undefined, bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0, peersServed: 2, keepaliveMs: 1, proxy: undefined } as const;
     expect(trayLook({ ...base, state: 'connected', lastError: undefined, nextRetryAt: undefined })).toEqual({ icon: 'connected', tooltip: 'Contact Point — tunnel connected (2 peers served)' });
     expect(trayLook({ ...base, state: 'reconnecting', lastError: 'ECONNREFUSED', nextRetryAt: 3_000 }, 1_000)).toEqual({ icon: 'reconnecting', tooltip: 'Contact Point — reconnecting in 2 s: ECONNREFUSED' });
   });

@@ -5,6 +5,8 @@
  * Channel names are `area:verb`. Parameters are checked against these schemas at every
  * transport boundary before they reach the core.
  */
+import type { DialErrorKind } from '../protocol/dial-failure.js';
+import type { LaunchView } from './launch.js';
 import { nameSchema } from '../protocol/name.js';
 import { MAX_REASON_LENGTH } from '../protocol/limits.js';
 import { int, list, obj, oneOf, optional, str, type Infer, type Schema } from '../protocol/schema.js';
@@ -64,10 +66,23 @@ export interface PeerView {
 
 export interface TunnelView {
   readonly state: TunnelState;
+  /** when `state` began (ms since epoch, the contact point's clock) */
+  readonly stateSince: number;
+  /** whether the tunnel has been up since the contact point started (a relay URL that worked once is right) */
+  readonly everConnected: boolean;
   readonly relayUrl: string;
   readonly session: string | undefined;
   readonly connectedAt: number | undefined;
+  /** the last error, kept after the tunnel recovers (the cause of the last outage); undefined: none since start */
   readonly lastError: string | undefined;
+  /** when lastError happened (ms since epoch) */
+  readonly lastErrorAt: number | undefined;
+  /**
+   * network: the relay is down or unreachable now (retried with backoff); url: the relay URL is
+   * wrong; trust: the relay's certificate is not accepted; refused: the relay refused the hello
+   * (a credential, version or id problem). All but network are retried slowly (core/protocol/dial-failure.ts).
+   */
+  readonly lastErrorKind: DialErrorKind | undefined;
   readonly nextRetryAt: number | undefined;
   /**
    * Set while the relay refuses this contact point because another live instance (a copy with
@@ -190,6 +205,8 @@ export interface ContactPointInfo {
   /** true when `npm start` runs its own relay on loopback: a demo, not an office setup */
   readonly embeddedRelay: boolean;
   readonly peerPortUrl: string;
+  /** how a headless contact point was started (serve, start): the GUI prints the command to restart it with a change */
+  readonly launch?: LaunchView;
 }
 
 /** A LAN port the relay had the contact point open (port mediation, seed 002). */

@@ -28,8 +28,13 @@ export interface LoopbackEndpointOptions {
   readonly http?: HttpLimits | undefined;
 }
 
-/** The admin GUI's connect-src: its ws endpoint on a loopback name. */
-export const ADMIN_CONNECT_SRC = "'self' ws://127.0.0.1:* ws://localhost:* ws://[::1]:*";
+/**
+ * The admin GUI's connect-src: its own ws endpoint. 'self' covers ws:// to the page's origin
+ * (CSP 3), by whichever loopback name it was opened; a list of hosts cannot name [::1] (CSP has
+ * no IPv6 literals: Chromium logged an error for `ws://[::1]:*` on every load) and allowed
+ * every other local port too (issue 16, item 11).
+ */
+export const ADMIN_CONNECT_SRC = "'self'";
 
 export class LoopbackGuard {
   private port = 0;

@@ -233,7 +233,7 @@ function statusText(snap: Snapshot, now: number): string[] {
   const tunnel =
     t.state === 'connected'
       ? `connected for ${formatDuration(now - (t.connectedAt ?? now))}, rtt ${t.rttMs !== undefined ? `${Math.round(t.rttMs)} ms` : 'not measured yet'}`
-      : `${t.idInUse !== undefined ? 'refused: another instance holds this id; ' : ''}${t.state}${t.nextRetryAt !== undefined ? `, next try in ${formatDuration(t.nextRetryAt - now)}` : ''}`;
+      : `${t.idInUse !== undefined ? 'refused: another instance holds this id; ' : t.lastErrorKind === 'refused' ? 'refused by the relay (see last error); ' : ''}${t.state}${t.nextRetryAt !== undefined ? `, next try in ${formatDuration(t.nextRetryAt - now)}` : ''}; down for ${formatDuration(now - t.stateSince)}`;
   return [
     // Two contact points with one credential: say plainly which one holds the id, before anything else.
     ...(t.idInUse !== undefined ? [`WARNING        another running contact point holds this id at the relay: ${t.idInUse}`, '               stop one of them, or give each its own credential; this one retries slowly'] : []),
@@ -241,7 +241,8 @@ function statusText(snap: Snapshot, now: number): string[] {
     `relay          ${t.relayUrl}${t.proxy ? ` via proxy ${t.proxy}` : ''}`,
     `tunnel         ${tunnel}`,
     `reconnects     ${t.reconnects}`,
-    `last error     ${t.lastError ?? 'none'}`,
+    // Kept after the tunnel recovers, with its time: the cause of the last outage (issue 16, item 9).
+    `last error     ${t.lastError !== undefined ? `${t.lastError}${t.lastErrorAt !== undefined ? ` (at ${new Date(t.lastErrorAt).toISOString()}, ${formatDuration(now - t.lastErrorAt)} ago)` : ''}` : 'none since it started'}`,
     `peer port      ${cp.peerPortUrl}`,
     `peers          ${peers.length} known: ${count('registered')} registered, ${count('pending')} pending, ` +
       `${count('revoked')} revoked, ${count('unregistered')} unregistered; ${online} online`,

@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_HISTORY_RETENTION, MAX_HISTORY_DAYS, MAX_HISTORY_ENTRIES, type HistoryRetention } from '../admin/contract.js';
+import { DEFAULT_HISTORY_RETENTION, MAX_HISTORY_DAYS, MAX_HISTORY_ENTRIES, type HistoryRetention, type TunnelView } from '../admin/contract.js';
+import type { LaunchFlag, LaunchView } from '../admin/launch.js';
 import { AdminServer } from '../admin/server.js';
 import { ContactPoint, type ContactPointOptions } from '../contact-point/contact-point.js';
 import type { PortPolicyConfig } from '../contact-point/port-policy.js';
@@ -12,6 +13,7 @@ import { MAX_UNDECIDED_PEERS, MAX_UNDECIDED_PER_ADDRESS, NEW_PEERS_PER_ADDRESS_P
 import { countFlag, flagHelp, integer, listenRule, targetRule } from './args.js';
 import { CliError, UsageError } from './errors.js';
 import { listenError, type ListenFlag } from './listen.js';
+import { selfWords } from './output.js';
 import { removeAdminFile, writeAdminFile } from './state-dir.js';
 
 /**
@@ -191,6 +193,8 @@ export async function hostContactPoint(o: HostOptions): Promise<HostedContactPoi
     await cp.stop();
     throw new CliError(`cannot write the admin endpoint file in ${o.stateDir}: ${(err as Error).message}`);
   }
+  // Only now: the peer port and the admin endpoint both listen (issue 16, item 12).
+  o.logger.info('contact point running', { id: cp.id, relay: o.contactPoint.relayUrl, peerPort: cp.peerPortUrl, admin: admin.wsUrl });
   const readyFields = (): Record<string, unknown> => ({
       contactPoint: cp.id,
       relayUrl: o.contactPoint.relayUrl,
@@ -200,6 +204,7 @@ export async function hostContactPoint(o: HostOptions): Promise<HostedContactPoi
       token: admin.token,
       stateDir: o.stateDir,
       tunnel: cp.gateway.status().state,
+      ...(cp.gateway.status().lastError !== undefined ? { tunnelError: cp.gateway.status().lastError } : {}),
       portPolicy: cp.ports.policy.config,
     });
   return {
@@ -233,4 +238,47 @@ export function waitForTunnel(cp: ContactPoint, timeoutMs: number): Promise<bool
     const timer = setTimeout(() => done(false), timeoutMs);
     cp.gateway.on('status', onStatus);
   });
+}
+
+/** Flags whose value is a file or folder: made absolute, so the restart command works from any folder. */
+const PATH_FLAGS = new Set(['credential-file', 'ca', 'state', 'join-code-file']);
+
+/**
+ * How this serve or start run was started (its parsed flags), for the GUI's restart command
+ * (core/admin/launch.ts). `peerListen`: the peer port's bind as given or defaulted.
+ */
+export function launchView(command: LaunchView['command'], values: Readonly<Record<string, string | boolean | string[] | undefined>>, peerListen: string): LaunchView {
+  const flags: LaunchFlag[] = [];
+  for (const [k, v] of Object.entries(values)) {
+    if (v === true) flags.push([`--${k}`]);
+    else if (typeof v === 'string') flags.push([`--${k}`, PATH_FLAGS.has(k) ? resolve(v) : v]);
+    else if (Array.isArray(v)) for (const x of v) flags.push([`--${k}`, x]);
+  }
+  return { program: selfWords(), cwd: process.cwd(), command, flags, peerListen };
+}
+
+/**
+ * Resolves with the tunnel's last error once it says the relay URL is wrong (dial-failure.ts
+ * `url`) before the tunnel was ever up: serve then exits instead of retrying what cannot work.
+ * A URL that worked once is retried whatever happens later.
+ */
+export function wrongRelayUrl(cp: ContactPoint): { readonly problem: Promise<TunnelView>; dispose(): void } {
+  let onStatus: (t: TunnelView) => void = () => undefined;
+  const problem = new Promise<TunnelView>((resolve) => {
+    onStatus = (t) => {
+      if (!t.everConnected && t.lastErrorKind === 'url' && t.state !== 'connected') resolve(t);
+    };
+  });
+  cp.gateway.on('status', onStatus);
+  onStatus(cp.gateway.status());
+  return { problem, dispose: () => cp.gateway.off('status', onStatus) };
+}
+
+/** The tunnel in one line for serve's banner: connected, or what keeps it down (a refusal said as one). */
+export function tunnelLine(t: TunnelView): string {
+  if (t.state === 'connected') return 'tunnel connected';
+  if (t.lastError === undefined) return `tunnel ${t.state}`;
+  const next = t.nextRetryAt !== undefined ? `; next try in ${Math.max(0, Math.round((t.nextRetryAt - Date.now()) / 1000))} s` : '';
+  if (t.lastErrorKind === 'refused') return `tunnel REFUSED by the relay: ${t.lastError}${next}`;
+  return `tunnel ${t.state}: ${t.lastError}${next}`;
 }

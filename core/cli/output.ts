@@ -1,4 +1,7 @@
+import { shellQuote } from '../admin/launch.js';
 import { basename, dirname, isAbsolute, join, relative } from 'node:path';
+
+export { shellQuote };
 
 /**
  * Where the CLI writes. stdout carries results (and, with --json, only JSON lines, one per
@@ -29,22 +32,22 @@ export function formatTable(header: readonly string[], rows: readonly (readonly 
   return [line(header), ...rows.map(line)].join('\n');
 }
 
-/** Quotes an argument for a POSIX shell only when it needs it. */
-export function shellQuote(arg: string): string {
-  if (/^[\w@%+=:,./-]+$/.test(arg)) return arg;
-  return `'${arg.replace(/'/g, `'\\''`)}'`;
-}
 
 /**
  * How a person runs this CLI again from the current folder: `contact-point` when it was
  * started through an installed or linked bin, else `node <path to bin/contact-point.js>`.
  */
 export function selfCommand(): string {
+  return selfWords().map(shellQuote).join(' ');
+}
+
+/** selfCommand() as words, unquoted. */
+export function selfWords(): string[] {
   let script = process.argv[1] ?? 'contact-point';
-  if (basename(script) === 'contact-point') return 'contact-point';
+  if (basename(script) === 'contact-point') return ['contact-point'];
   // `npm start` runs bin/start.js, which only starts the demo: the commands to try are the CLI's.
   if (basename(script) === 'start.js') script = join(dirname(script), 'contact-point.js');
   const rel = relative(process.cwd(), script);
   const shown = rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) ? rel : script;
-  return `node ${shellQuote(shown)}`;
+  return ['node', shown];
 }

@@ -1,5 +1,6 @@
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
+import type { TunnelView } from '../admin/contract.js';
 import { ID_IN_USE_RETRY_MS, MAX_STREAMS_PER_CONTACT_POINT, MAX_STREAMS_PER_EXPOSURE } from '../protocol/limits.js';
 import { TIMING_RANGES } from '../protocol/timing.js';
 import { contactPointMetrics } from '../contact-point/metrics.js';
@@ -11,6 +12,7 @@ import {
   floodLimitFlagsHelp,
   floodLimitOptions,
   hostContactPoint,
+  launchView,
   portPolicyFlagsHelp,
   historyFlags,
   historyFlagsHelp,
@@ -18,9 +20,12 @@ import {
   portPolicyFlags,
   portPolicyLine,
   portPolicyOptions,
+  tunnelLine,
   waitForTunnel,
+  wrongRelayUrl,
   type HostedContactPoint,
 } from './contact-point-host.js';
+import { CliError } from './errors.js';
 import { CREDENTIAL_ENV, readCertificateFile, readSecretFile, secretFromFileOrEnv } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
 import { adminListenFlag, listenFlag } from './listen.js';
@@ -157,6 +162,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
       contactPoint: {
         id, relayUrl, secret, ...floodLimits, ...history, ...(proxy !== undefined ? { proxy } : {}), ...(ca ? { ca } : {}), ...(policy ? { policy } : {}), streamLimits,
         ...(idInUseRetryMs !== undefined ? { timing: { idInUseRetryMs } } : {}),
+        launch: launchView('serve', { ...values, 'log-format': ctx.logFormat === 'text' ? undefined : ctx.logFormat }, values['peer-listen'] ?? DEFAULT_PEER_LISTEN),
       },
       stateDir,
       peer,
@@ -176,16 +182,28 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     await hosted.stop();
     throw err;
   }
-  const up = await Promise.race([waitForTunnel(hosted.cp, TUNNEL_WAIT_MS), shutdown.signal.then(() => false)]);
-  if (!up) logger.warn('the tunnel is not up yet; still trying', { relay: relayUrl, error: hosted.cp.gateway.status().lastError });
+  // A relay URL that cannot work (dial-failure.ts `url`) ends serve with what to change,
+  // before or after the ready line, as long as the tunnel has never been up.
+  const wrongUrl = wrongRelayUrl(hosted.cp);
+  const fail = async (t: TunnelView): Promise<never> => {
+    shutdown.dispose();
+    await metricsServer?.stop();
+    await hosted.stop();
+    throw new CliError(`--relay ${relayUrl} cannot work: ${t.lastError ?? 'wrong URL'}`);
+  };
+  const up = await Promise.race([waitForTunnel(hosted.cp, TUNNEL_WAIT_MS), shutdown.signal.then(() => false), wrongUrl.problem]);
+  if (typeof up === 'object') return fail(up);
+  const t = hosted.cp.gateway.status();
+  if (!up) logger.warn('the tunnel is not up yet; still trying', { relay: relayUrl, error: t.lastError });
 
   if (values.json) {
     emit('ready', { ...hosted.readyFields(), ...(metricsServer ? { metricsUrl: metricsServer.url } : {}) });
   } else if (ctx.logFormat === 'json') {
     logger.info('ready', { ...hosted.logFields(), ...(metricsServer ? { metricsUrl: metricsServer.url } : {}) });
   } else {
-    say(`contact point "${id}" running`);
-    say(`  relay       ${relayUrl} (tunnel ${hosted.cp.gateway.status().state})`);
+    // The first line says the truth about the tunnel too: running, but refused, is not running.
+    say(`contact point "${id}" running${t.state === 'connected' ? '' : t.lastErrorKind === 'refused' ? ', but the relay refuses its tunnel' : ', the tunnel not up yet'}`);
+    say(`  relay       ${relayUrl} (${tunnelLine(t)})`);
     say(`  peer port   ${hosted.cp.peerPortUrl}${lanHint(hosted.cp.peerPortUrl)}`);
     say(`  admin GUI   ${hosted.admin.guiUrl}`);
     say(`  ports       ${portPolicyLine(hosted.cp.ports.policy.config)}`);
@@ -194,7 +212,9 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     say('Ctrl-C stops it.');
   }
 
-  await shutdown.signal;
+  const end = await Promise.race([shutdown.signal, wrongUrl.problem]);
+  wrongUrl.dispose();
+  if (typeof end === 'object') return fail(end);
   return stopCleanly(
     'contact point',
     async () => {

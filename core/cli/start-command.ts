@@ -7,7 +7,7 @@ import { relayMetrics } from '../relay/metrics.js';
 import { createLogger } from '../runtime/logger.js';
 import type { MetricsServer } from '../runtime/metrics.js';
 import { logFormatHelp, logLevel, parseFlags, type Command, type RunContext } from './args.js';
-import { historyFlags, historyFlagsHelp, historyOptions, hostContactPoint, portPolicyFlagsHelp, portPolicyFlags, portPolicyLine, portPolicyOptions, waitForTunnel, type HostedContactPoint } from './contact-point-host.js';
+import { historyFlags, historyFlagsHelp, historyOptions, hostContactPoint, launchView, portPolicyFlagsHelp, portPolicyFlags, portPolicyLine, portPolicyOptions, waitForTunnel, type HostedContactPoint } from './contact-point-host.js';
 import { writeSecretFile } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
 import { adminListenFlag, listenFlag } from './listen.js';
@@ -101,7 +101,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   try {
     await relay.start();
     hosted = await hostContactPoint({
-      contactPoint: { id: DEMO_ID, relayUrl: relay.url, secret: cpSecret, proxy: null, embeddedRelay: true, ...history },
+      contactPoint: { id: DEMO_ID, relayUrl: relay.url, secret: cpSecret, proxy: null, embeddedRelay: true, ...history, launch: launchView('start', { ...values, 'log-format': ctx.logFormat === 'text' ? undefined : ctx.logFormat }, values['peer-listen'] ?? DEMO_PEER_LISTEN) },
       stateDir,
       peer,
       admin,

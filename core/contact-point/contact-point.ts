@@ -21,6 +21,7 @@ import {
   MAX_HISTORY_ENTRIES,
 } from '../admin/contract.js';
 import { join } from 'node:path';
+import type { LaunchView } from '../admin/launch.js';
 import type { Frame } from '../protocol/codec.js';
 import { decodeControl } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
@@ -65,6 +66,8 @@ export interface ContactPointOptions {
   readonly ca?: string | Buffer;
   /** set by `contact-point start`: shown in the GUI as a local demo relay */
   readonly embeddedRelay?: boolean;
+  /** how the CLI started it (serve, start), for the GUI's restart command; absent in the desktop app */
+  readonly launch?: LaunchView;
   /** auto-approve policy given on the command line; replaces the stored one when set */
   readonly policy?: { readonly subnets?: readonly string[]; readonly joinCode?: string };
   /** port mediation allowlists given on the command line; replace the stored ones when set */
@@ -319,7 +322,8 @@ export class ContactPoint implements AdminHostApi {
     this.refresh.unref();
     this.portCounters = setInterval(() => this.refreshPortCounters(), PORT_COUNTERS_MS);
     this.portCounters.unref();
-    this.logger.info('contact point running', { id: this.opts.id, relay: this.opts.relayUrl, peerPort: this.peerPort.url });
+    // Its host says "running" once everything it hosts listens too (issue 16, item 12).
+    this.logger.debug('contact point started', { id: this.opts.id, relay: this.opts.relayUrl, peerPort: this.peerPort.url });
   }
 
   async stop(): Promise<void> {
@@ -365,6 +369,7 @@ export class ContactPoint implements AdminHostApi {
         startedAt: this.startedAt,
         embeddedRelay: this.opts.embeddedRelay ?? false,
         peerPortUrl: this.peerPort.url,
+        ...(this.opts.launch ? { launch: this.opts.launch } : {}),
       },
       tunnel: this.gateway.status(),
       peers: this.registrar.views(),

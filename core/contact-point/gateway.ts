@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { hostname, networkInterfaces } from 'node:os';
 import type { Frame } from '../protocol/codec.js';
+import type { DialErrorKind } from '../protocol/dial-failure.js';
 import { Dialer } from '../protocol/dialer.js';
 import { CAPABILITY_REACHABLE, FrameType } from '../protocol/frames.js';
 import { MAX_PEERS_PER_ANNOUNCE } from '../protocol/limits.js';
@@ -64,6 +65,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
   private readonly dialer: Dialer;
   private link: Link | undefined;
   private closedTotals = { bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0 };
+  /** the dialer's last error, kept after the tunnel recovers: the admin asks what the outage was (issue 16, item 9) */
+  private lastFault: { readonly error: string; readonly at: number | undefined; readonly kind: DialErrorKind | undefined } | undefined;
   /** HELLO `instance` (see GatewayOptions.instance) */
   readonly instance: string;
 
@@ -105,7 +108,10 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
       this.link = undefined;
       this.emit('down');
     });
-    this.dialer.on('status', () => this.emit('status', this.status()));
+    this.dialer.on('status', (d) => {
+      if (d.lastError !== undefined) this.lastFault = { error: d.lastError, at: d.lastErrorAt, kind: d.lastErrorKind };
+      this.emit('status', this.status());
+    });
   }
 
   get connected(): boolean {
@@ -164,10 +170,14 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
     const state: TunnelState = d.state === 'idle' || d.state === 'stopped' ? 'offline' : d.state;
     return {
       state,
+      stateSince: d.stateSince,
+      everConnected: d.everConnected,
       relayUrl: d.url,
       session: d.session,
       connectedAt: d.connectedAt,
-      lastError: d.lastError,
+      lastError: d.lastError ?? this.lastFault?.error,
+      lastErrorAt: d.lastError !== undefined ? d.lastErrorAt : this.lastFault?.at,
+      lastErrorKind: d.lastError !== undefined ? d.lastErrorKind : this.lastFault?.kind,
       nextRetryAt: d.nextRetryAt,
       idInUse: d.idInUse,
       reconnects: d.reconnects,

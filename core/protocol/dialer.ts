@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
-import type { Socket } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import type { IncomingMessage } from 'node:http';
-import { checkServerIdentity, type PeerCertificate } from 'node:tls';
+import { checkServerIdentity, connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import { HttpsProxyAgent } from 'https-proxy-agent';
 import { WebSocket } from 'ws';
 import { Backoff } from '../runtime/backoff.js';
@@ -11,6 +11,7 @@ import { ProtocolError } from './errors.js';
 import { FrameType, frameTypeName, type HelloBody, type WelcomeBody } from './frames.js';
 import { MAX_FRAME_BYTES } from './limits.js';
 import { Link, type CloseInfo } from './link.js';
+import { describeDialError, describeUpgradeResponse, type DialErrorKind, type DialFailure } from './dial-failure.js';
 import { describeStatus, Status, statusName } from './status.js';
 import { proxyFor } from './proxy.js';
 import type { Timing } from './timing.js';
@@ -19,11 +20,18 @@ export type DialerState = 'idle' | 'connecting' | 'connected' | 'reconnecting' |
 
 export interface DialerStatus {
   readonly state: DialerState;
+  /** when `state` began (ms since epoch) */
+  readonly stateSince: number;
   readonly url: string;
   readonly session: string | undefined;
   readonly connectedAt: number | undefined;
   readonly lastError: string | undefined;
   readonly lastErrorCode: number | undefined;
+  /** when lastError happened (ms since epoch) */
+  readonly lastErrorAt: number | undefined;
+  readonly lastErrorKind: DialErrorKind | undefined;
+  /** whether a connection has ever completed its hello (a URL that worked once is not wrong) */
+  readonly everConnected: boolean;
   readonly nextRetryAt: number | undefined;
   /** the relay's reason while it refuses us because another live instance holds our id (ID_IN_USE) */
   readonly idInUse: string | undefined;
@@ -31,6 +39,9 @@ export interface DialerStatus {
   readonly reconnects: number;
   readonly proxy: string | undefined;
 }
+
+/** How long the check of a port that hung up (TLS or plain HTTP?) waits for its answer. */
+export const PROTOCOL_PROBE_MS = 2_000;
 
 export interface DialerOptions {
   readonly url: string;
@@ -68,6 +79,7 @@ export interface DialerEvents {
  */
 export class Dialer extends EventEmitter<DialerEvents> {
   private state: DialerState = 'idle';
+  private stateSince = Date.now();
   private link: Link | undefined;
   private ws: WebSocket | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -76,10 +88,14 @@ export class Dialer extends EventEmitter<DialerEvents> {
   private connectedAt: number | undefined;
   private lastError: string | undefined;
   private lastErrorCode: number | undefined;
+  private lastErrorAt: number | undefined;
+  private lastErrorKind: DialErrorKind | undefined;
   private nextRetryAt: number | undefined;
   /** the ID_IN_USE refusal last logged, so a conflict is logged once per change, not per retry */
   private idInUse: string | undefined;
   private connects = 0;
+  /** a failure of the current attempt is being diagnosed (probeTls, probeHttp); later events of it are ignored */
+  private failPending = false;
   private readonly proxy: string | undefined;
 
   constructor(private readonly opts: DialerOptions) {
@@ -95,11 +111,15 @@ export class Dialer extends EventEmitter<DialerEvents> {
   status(): DialerStatus {
     return {
       state: this.state,
+      stateSince: this.stateSince,
       url: this.opts.url,
       session: this.session,
       connectedAt: this.connectedAt,
       lastError: this.lastError,
       lastErrorCode: this.lastErrorCode,
+      lastErrorAt: this.lastErrorAt,
+      lastErrorKind: this.lastErrorKind,
+      everConnected: this.connects > 0,
       nextRetryAt: this.nextRetryAt,
       idInUse: this.idInUse,
       reconnects: Math.max(0, this.connects - 1),
@@ -145,6 +165,7 @@ export class Dialer extends EventEmitter<DialerEvents> {
     checkServerIdentity(new URL(this.opts.url).hostname.replace(/^\[|\]$/g, ''), cert);
 
   private setState(s: DialerState): void {
+    if (s !== this.state) this.stateSince = Date.now();
     this.state = s;
   }
 
@@ -155,6 +176,7 @@ export class Dialer extends EventEmitter<DialerEvents> {
   private dial(): void {
     if (this.state === 'stopped') return;
     this.retryTimer = undefined;
+    this.failPending = false;
     this.nextRetryAt = undefined;
     this.setState(this.connects === 0 && this.state !== 'reconnecting' ? 'connecting' : 'reconnecting');
     this.emitStatus();
@@ -173,7 +195,7 @@ export class Dialer extends EventEmitter<DialerEvents> {
         ...(this.opts.ca ? { ca: this.opts.ca } : {}),
       });
     } catch (err: unknown) {
-      this.failed(`cannot dial ${this.opts.url}: ${(err as Error).message}`, undefined);
+      this.failed(`cannot dial ${this.opts.url}: ${(err as Error).message}`, undefined, true, 'url');
       return;
     }
     this.ws = ws;
@@ -183,9 +205,29 @@ export class Dialer extends EventEmitter<DialerEvents> {
     });
     ws.once('unexpected-response', (_req, res: IncomingMessage) => {
       ws.terminate();
-      this.failed(`relay answered HTTP ${res.statusCode ?? '?'} instead of a WebSocket upgrade`, undefined);
+      this.failedDial(describeUpgradeResponse(this.opts.url, res.statusCode ?? 0, res.headers.location));
     });
-    const early = (err: Error): void => this.failed(err.message, undefined);
+    let answered = false;
+    ws.once('upgrade', () => (answered = true));
+    ws.once('unexpected-response', () => (answered = true));
+    const early = (err: Error & { code?: string }): void => {
+      const url = new URL(this.opts.url);
+      // A dial hung up on before any answer may have reached a port that speaks the other
+      // protocol (ws:// to TLS, wss:// to plain HTTP): ask that port before calling it a
+      // network fault (only direct: through a proxy the port is the proxy's).
+      if (!answered && !this.proxy && (err.code === 'ECONNRESET' || /hang up|disconnected before secure/i.test(err.message))) {
+        this.failPending = true;
+        const host = url.hostname.replace(/^\[|\]$/g, '');
+        const probe = url.protocol === 'ws:' ? probeTls(host, Number(url.port || 80)) : probeHttp(host, Number(url.port || 443));
+        void probe.then((other) => {
+          if (this.ws !== ws) return; // stopped, or a new attempt began meanwhile
+          this.failPending = false;
+          this.failedDial(describeDialError(this.opts.url, err, other));
+        });
+        return;
+      }
+      this.failedDial(describeDialError(this.opts.url, err));
+    };
     ws.once('error', early);
     ws.once('open', () => {
       ws.off('error', early);
@@ -233,6 +275,7 @@ export class Dialer extends EventEmitter<DialerEvents> {
             this.connectedAt = Date.now();
             this.lastError = undefined;
             this.lastErrorCode = undefined;
+            this.lastErrorKind = undefined;
             if (this.idInUse !== undefined) this.opts.logger.info('the id is free again: this instance now holds it at the relay', { link: this.opts.label });
             this.idInUse = undefined;
             this.setState('connected');
@@ -268,25 +311,34 @@ export class Dialer extends EventEmitter<DialerEvents> {
           if (this.opts.stopOnRejection) {
             this.lastError = why;
             this.lastErrorCode = code;
+            this.lastErrorAt = Date.now();
+            this.lastErrorKind = 'refused';
             this.stop();
             return;
           }
         }
         // SESSION_LIMIT: our credential holds as many relay sessions as it may; one may end, so
         // retry, but at the slowest pace rather than knock on a full door every second.
-        this.failed(why, code, final || code === Status.SESSION_LIMIT);
+        this.failed(why, code, final || code === Status.SESSION_LIMIT, code !== undefined ? 'refused' : 'network');
       },
     });
     link.sendControl(FrameType.HELLO, this.opts.hello());
   }
 
-  private failed(why: string, code: number | undefined, slow = false): void {
+  /** A dial that ended before the hello: what retrying can fix decides the pace (dial-failure.ts). */
+  private failedDial(f: DialFailure): void {
+    this.failed(f.message, undefined, f.kind !== 'network', f.kind);
+  }
+
+  private failed(why: string, code: number | undefined, slow: boolean, kind: DialErrorKind): void {
     this.link = undefined;
     this.ws = undefined;
     if (this.state === 'stopped') return;
-    if (this.retryTimer) return; // already scheduled by an earlier event of the same attempt
+    if (this.retryTimer || this.failPending) return; // already scheduled (or being diagnosed) for this attempt
     this.lastError = why;
     this.lastErrorCode = code;
+    this.lastErrorAt = Date.now();
+    this.lastErrorKind = kind;
     let delay: number;
     if (code === Status.ID_IN_USE) {
       // Another live instance holds our id: retry seldom (it may stop, and then this one takes
@@ -301,7 +353,9 @@ export class Dialer extends EventEmitter<DialerEvents> {
       // A refusal retrying cannot fix waits the longest delay, so a wrong credential does not hammer the relay.
       delay = slow ? this.opts.timing.backoffMaxMs : this.backoff.next();
       this.idInUse = undefined;
-      this.opts.logger.info('connection lost; retrying', { link: this.opts.label, error: why, retryInMs: delay });
+      // A cause waiting cannot fix (a wrong URL, an untrusted certificate, a refusal) is a warning: someone must act.
+      const log = kind === 'network' ? this.opts.logger.info.bind(this.opts.logger) : this.opts.logger.warn.bind(this.opts.logger);
+      log(this.connects === 0 ? 'cannot connect to the relay; retrying' : 'connection lost; retrying', { link: this.opts.label, error: why, retryInMs: delay });
     }
     this.nextRetryAt = Date.now() + delay;
     this.setState('reconnecting');
@@ -309,4 +363,44 @@ export class Dialer extends EventEmitter<DialerEvents> {
     this.retryTimer.unref();
     this.emitStatus();
   }
+}
+
+/**
+ * Whether host:port completes a TLS handshake (any certificate: nothing is sent over it). A
+ * ws:// dial that is hung up on without an answer may have reached a TLS port; this tells that
+ * apart from a relay that crashed mid-handshake.
+ */
+function probeTls(host: string, port: number, timeoutMs = PROTOCOL_PROBE_MS): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = tlsConnect({ host, port, servername: /^[\d.:]+$/.test(host) ? undefined : host, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
+    const done = (yes: boolean): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(yes);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    socket.once('secureConnect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+/** Whether host:port answers a plain HTTP request (a wss:// dial to it was hung up on). */
+function probeHttp(host: string, port: number, timeoutMs = PROTOCOL_PROBE_MS): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = netConnect({ host, port });
+    let head = '';
+    const done = (yes: boolean): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(yes);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    socket.once('connect', () => socket.write(`HEAD / HTTP/1.1\r\nHost: ${host.includes(':') ? `[${host}]` : host}:${port}\r\nConnection: close\r\n\r\n`));
+    socket.on('data', (d: Buffer) => {
+      head += d.toString('latin1');
+      if (head.length >= 5) done(head.startsWith('HTTP/'));
+    });
+    socket.once('error', () => done(false));
+    socket.once('close', () => done(false));
+  });
 }

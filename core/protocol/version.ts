@@ -7,3 +7,6 @@ export function negotiateVersion(offered: { min: number; max: number }): number 
 }
 
 export const OFFERED_VERSIONS = { min: MIN_PROTOCOL_VERSION, max: PROTOCOL_VERSION } as const;
+
+/** The ws path every client connects to at a relay (the version of its protocol family). */
+export const RELAY_PATH = '/v1';

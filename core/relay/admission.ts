@@ -17,7 +17,7 @@ import {
   RELAY_RTT_PING_MS,
   TAKEOVER_PROBE_MS,
 } from '../protocol/limits.js';
-import { negotiateVersion } from '../protocol/version.js';
+import { negotiateVersion, RELAY_PATH } from '../protocol/version.js';
 import { Status, type StatusCode } from '../protocol/status.js';
 import { FairSlots, sourceKey, type EvictReason } from '../runtime/fair-slots.js';
 import { refuseUpgrade } from '../runtime/http-guard.js';
@@ -28,8 +28,7 @@ import { type RefusalSink } from './refusals.js';
 import type { SessionRegistry, TunnelSession } from './sessions.js';
 import type { RelayStats } from './stats.js';
 
-/** The ws path every client connects to. */
-export const RELAY_PATH = '/v1';
+export { RELAY_PATH };
 /** Failed hellos one remote address may make per minute (a token bucket, burst as many) before its upgrades are refused (429). */
 export const MAX_AUTH_FAILURES_PER_MINUTE = 20;
 /** Remote addresses whose hello failures are tracked at once (the least recently failed forgotten). */

@@ -54,7 +54,12 @@ export class PeersPage {
     await dialog.waitFor({ state: 'hidden' });
   }
 
+  /** Approve all asks first: the dialog lists the names; confirming approves them. */
   async approveAllPending(): Promise<void> {
     await this.page.getByRole('button', { name: /^Approve all \d+ pending$/ }).click();
+    const dialog = this.page.getByRole('dialog', { name: /^Approve \d+ pending peers\?$/ });
+    await dialog.waitFor();
+    await dialog.getByRole('button', { name: /^Approve \d+$/ }).click();
+    await dialog.waitFor({ state: 'hidden' });
   }
 }

@@ -1,4 +1,5 @@
 import { useEffect, useRef, type KeyboardEvent } from 'react';
+import { AdminUrlHelp } from './components/admin-url-help';
 import { useNow } from './components/use-now';
 import { useApp, useCtx } from './store/context';
 import { dismissNotice, showView, type ViewName } from './store/session-slice';
@@ -18,18 +19,25 @@ const VIEWS: readonly { readonly name: ViewName; readonly label: string; readonl
   { name: 'settings', label: 'Settings', key: '6' },
 ];
 
-/** How long an “ok” notice stays. Errors stay until dismissed. */
-const NOTICE_MS = 4_000;
+/**
+ * How long an “ok” notice stays (it fades out over its last FADE_MS, styles.css). Errors stay
+ * until dismissed: they say something failed, and a message gone before it was read is lost.
+ */
+export const NOTICE_MS = 4_000;
 
 function Notices() {
   const ctx = useCtx();
   const notices = useApp((s) => s.notices);
   useEffect(() => {
-    const timers = notices.filter((n) => n.kind === 'ok').map((n) => setTimeout(() => dismissNotice(ctx.store, n.id), NOTICE_MS));
+    // Each from its own start: a newer notice does not keep the older ones up.
+    const now = Date.now();
+    const timers = notices.filter((n) => n.kind === 'ok').map((n) => setTimeout(() => dismissNotice(ctx.store, n.id), Math.max(0, n.at + NOTICE_MS - now)));
     return () => timers.forEach(clearTimeout);
   }, [notices, ctx.store]);
+  // In the layout below the views, not over them: a notice never hides the last row of a list.
+  if (notices.length === 0) return null;
   return (
-    <div className="notices" aria-live="polite">
+    <div className="notices" aria-live="polite" data-testid="notices">
       {notices.map((n) => (
         <div key={n.id} className={`notice ${n.kind}`} role={n.kind === 'error' ? 'alert' : 'status'}>
           <span>{n.text}</span>
@@ -47,12 +55,6 @@ function ConnectionBanner() {
   const now = useNow(500);
   if (c.state === 'open') return null;
   if (c.state === 'connecting') return <div className="banner info" role="status">Connecting to the contact point…</div>;
-  if (c.state === 'unauthorized')
-    return (
-      <div className="banner error" role="alert">
-        <strong>Not allowed in.</strong> {c.detail}
-      </div>
-    );
   const wait = c.retryAt ? Math.max(0, Math.ceil((c.retryAt - now) / 1000)) : undefined;
   return (
     <div className="banner error" role="alert">
@@ -83,6 +85,7 @@ export function App() {
     return n;
   });
   const cp = useApp((s) => s.contactPoint);
+  const connection = useApp((s) => s.connection);
   const main = useRef<HTMLElement>(null);
 
   useEffect(() => {
@@ -102,6 +105,9 @@ export function App() {
     }
   };
 
+  // A refused token: no dashboard (its zeros would read as data), only what to do.
+  if (connection.state === 'unauthorized') return <AdminUrlHelp title="Not allowed in" detail={connection.detail ?? 'The contact point refused this page.'} />;
+
   return (
     <div className="app" onKeyDown={onKey}>
       <a className="skip" href="#main">
@@ -117,11 +123,25 @@ export function App() {
       </header>
       {cp?.embeddedRelay && view !== 'settings' ? (
         <div className="banner demo" role="note" data-testid="demo-banner">
-          Running on the <strong>embedded local demo relay</strong>: only this computer can reach it. Set a real relay in{' '}
-          <button type="button" className="link" onClick={() => go('settings')}>
-            Settings
-          </button>
-          .
+          Running on the <strong>embedded local demo relay</strong>: only this computer can reach it.{' '}
+          {ctx.api.settings ? (
+            <>
+              Set a real relay in{' '}
+              <button type="button" className="link" onClick={() => go('settings')}>
+                Settings
+              </button>
+              .
+            </>
+          ) : (
+            // Headless (npm start, serve): a browser cannot restart the process; say what to run.
+            <>
+              For a real office, run <code>contact-point serve --relay wss://… --id … --credential-file …</code> instead;{' '}
+              <button type="button" className="link" onClick={() => go('settings')}>
+                Settings
+              </button>{' '}
+              prints the exact command.
+            </>
+          )}
         </div>
       ) : null}
       <ConnectionBanner />

@@ -2,6 +2,7 @@ import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import { selectTransport } from './api/select-transport';
 import { App } from './app';
+import { AdminUrlHelp } from './components/admin-url-help';
 import { notifyNewPending } from './notify/pending-notifier';
 import { createAppStore } from './store/app-store';
 import { bindApi } from './store/bind-api';
@@ -13,12 +14,7 @@ import './styles.css';
 const root = createRoot(document.getElementById('root')!);
 const transport = selectTransport(window);
 if (!transport.api) {
-  root.render(
-    <main className="fatal" role="alert">
-      <h1>Contact Point</h1>
-      <p>{transport.problem}</p>
-    </main>,
-  );
+  root.render(<AdminUrlHelp title="No admin token" detail={transport.problem} />);
 } else {
   const store = createAppStore();
   const api = transport.api;

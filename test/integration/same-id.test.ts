@@ -103,7 +103,9 @@ describe('two contact points with the same id', () => {
     await waitFor(() => b.cp.gateway.connected, 5_000, 'takeover');
     expect(Date.now() - t0).toBeLessThan(2 * SLOW_RETRY_MS + 1_000);
     expect(b.cp.gateway.status().idInUse).toBeUndefined();
-    expect(b.cp.gateway.status().lastError).toBeUndefined();
+    // The cause of the outage stays, with its time (issue 16, item 9): connected now, refused before.
+    expect(b.cp.gateway.status()).toMatchObject({ state: 'connected', lastError: expect.stringMatching(/^ID_IN_USE/) as unknown, lastErrorKind: 'refused' });
+    expect(b.cp.gateway.status().lastErrorAt).toBeGreaterThanOrEqual(t0 - 2 * SLOW_RETRY_MS);
   });
 
   it('a holder that has gone silent (crashed machine, dead path) is replaced after the probe deadline', async () => {

@@ -28,7 +28,7 @@ export function selectTransport(win: Window): Transport {
   if (!token) {
     return {
       api: undefined,
-      problem: 'No admin token. Open the admin URL that `contact-point serve` (or `npm start`) printed: it ends in #token=….',
+      problem: 'This address has no admin token, so the contact point cannot let this page in.',
     };
   }
   const client = WsAdminClient.sameOrigin(win.location, token).start();

@@ -105,7 +105,7 @@ export class WsAdminClient implements GuiApi {
       if (ev.code === CLOSE_UNAUTHORIZED) {
         this.setStatus({
           state: 'unauthorized',
-          detail: 'the contact point refused the admin token. Open the admin URL that `contact-point serve` printed (it ends in #token=…).',
+          detail: 'The contact point refused the admin token in this address: it is from an earlier run, or mistyped.',
         });
         return;
       }

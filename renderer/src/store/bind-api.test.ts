@@ -41,7 +41,7 @@ const floodView = (dropped: number, since: number | undefined, over: Partial<Flo
 const snapshot = (peers: PeerView[], flood?: FloodView): Snapshot =>
   ({
     contactPoint: { id: 'acme-hq', version: '0.1.0', startedAt: 1, embeddedRelay: false, peerPortUrl: 'ws://127.0.0.1:7901/v1/peer' },
-    tunnel: { state: 'connected', relayUrl: 'ws://relay', session: 's', connectedAt: 1, lastError: undefined, nextRetryAt: undefined, idInUse: undefined, reconnects: 0, rttMs: 1, bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0, peersServed: 0, keepaliveMs: 10_000, proxy: undefined },
+    tunnel: { state: 'connected', stateSince: 1, everConnected: true, relayUrl: 'ws://relay', session: 's', connectedAt: 1, lastError: undefined, lastErrorAt: undefined, lastErrorKind: undefined, nextRetryAt: undefined, idInUse: undefined, reconnects: 0, rttMs: 1, bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0, peersServed: 0, keepaliveMs: 10_000, proxy: undefined },
     peers,
     policy: { subnets: [], joinCode: false },
     flow: { messages: 0, bytes: 0, delivered: 0, refused: 0, byDirection: { in: 0, out: 0, local: 0 }, refusals: {} },

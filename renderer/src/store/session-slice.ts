@@ -9,6 +9,8 @@ export interface Notice {
   readonly id: number;
   readonly kind: 'ok' | 'error';
   readonly text: string;
+  /** when it was raised (ms since epoch): an ok notice fades NOTICE_MS after this, however many come after it */
+  readonly at: number;
 }
 
 /** The GUI's session with the contact point: connection, identity, policy, host settings, UI. */
@@ -60,7 +62,7 @@ export function openPeerPage(store: AppStore, name: string | undefined): void {
 let noticeId = 0;
 export function notify(store: AppStore, kind: Notice['kind'], text: string): number {
   const id = ++noticeId;
-  store.setState((s) => ({ notices: [...s.notices, { id, kind, text }].slice(-MAX_NOTICES) }));
+  store.setState((s) => ({ notices: [...s.notices, { id, kind, text, at: Date.now() }].slice(-MAX_NOTICES) }));
   return id;
 }
 

@@ -15,10 +15,11 @@ export function initialTunnel(): TunnelSlice {
   return { tunnel: undefined, tunnelLog: [], reconnectBusy: false };
 }
 
-export function tunnelStatus(store: AppStore, t: TunnelView, now = Date.now()): void {
+/** Records a tunnel status; a new state goes in the log at the time the contact point says it began, not when this page heard of it. */
+export function tunnelStatus(store: AppStore, t: TunnelView): void {
   const s = store.getState();
   const last = s.tunnelLog.at(-1);
-  const log = last?.state === t.state ? s.tunnelLog : [...s.tunnelLog, { at: now, state: t.state, detail: t.lastError }].slice(-TUNNEL_LOG_SIZE);
+  const log = last?.state === t.state ? s.tunnelLog : [...s.tunnelLog, { at: t.stateSince, state: t.state, detail: t.lastError }].slice(-TUNNEL_LOG_SIZE);
   store.setState({ tunnel: t, tunnelLog: log });
 }
 

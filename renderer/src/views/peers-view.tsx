@@ -20,6 +20,9 @@ const TAB_HINT: Record<PeerState, string> = {
   revoked: 'Peers the admin cut off. Everything addressed to them is refused until approved again.',
 };
 
+/** Names the Approve all confirmation lists before "and N more". */
+const APPROVE_ALL_LISTED = 12;
+
 /** The Peers view: the table by state, or one peer's page when the admin opened it. */
 export function PeersView() {
   const page = useApp((s) => s.peerPage);
@@ -51,6 +54,26 @@ function PeersTable() {
   };
 
   const pendingNames = tab === 'pending' ? rows.map((r) => r.name) : [];
+  // Approving many at once admits devices unseen: say which, and ask (issue 16, item 11).
+  const approveAll = (): void => {
+    const names = [...pendingNames];
+    setConfirm({
+      title: `Approve ${names.length} pending peers?`,
+      body: (
+        <>
+          <p>
+            Each of these becomes a registered peer, reachable from outside as <code>name@{rows[0]?.address.split('@')[1] ?? 'this contact point'}</code>:
+          </p>
+          <p className="mono">
+            {names.slice(0, APPROVE_ALL_LISTED).join(', ')}
+            {names.length > APPROVE_ALL_LISTED ? ` and ${names.length - APPROVE_ALL_LISTED} more` : ''}
+          </p>
+        </>
+      ),
+      confirmLabel: `Approve ${names.length}`,
+      onConfirm: () => void decidePeers(ctx, 'approve', names),
+    });
+  };
 
   return (
     <section aria-labelledby="peers-title" className="view">
@@ -100,7 +123,7 @@ function PeersTable() {
         <div className="panel-head">
           <p className="muted">{TAB_HINT[tab]}</p>
           {tab === 'pending' && pendingNames.length > 1 ? (
-            <button type="button" className="primary" onClick={() => void decidePeers(ctx, 'approve', pendingNames)}>
+            <button type="button" className="primary" onClick={approveAll}>
               Approve all {pendingNames.length} pending
             </button>
           ) : null}

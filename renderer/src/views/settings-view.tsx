@@ -1,5 +1,7 @@
 import { useEffect, useId, useState, type FormEvent, type ReactNode } from 'react';
-import type { HostSettingsErrors, HostSettingsField } from '../../../core/admin/host-settings.js';
+import type { ContactPointInfo } from '../../../core/admin/contract.js';
+import type { HostSettingsErrors, HostSettingsField, HostSettingsInput } from '../../../core/admin/host-settings.js';
+import { restartCommand, shellQuote, type RestartCommand } from '../../../core/admin/launch.js';
 import { saveHostSettings, savePolicy } from '../store/commands';
 import { useApp, useCtx } from '../store/context';
 import { validateConnection, type ConnectionForm } from '../settings/validate-connection';
@@ -47,6 +49,21 @@ function portOf(url: string | undefined): string {
   }
 }
 
+/**
+ * Headless: the command that restarts this contact point with the form's settings. From the
+ * flags it was started with (the snapshot's `launch`), so nothing it was given is dropped;
+ * without them (an older contact point) the settings alone, with the peer port's bind kept.
+ */
+function headlessCommand(cp: ContactPointInfo | undefined, s: HostSettingsInput): RestartCommand {
+  const bound = new URL(cp?.peerPortUrl ?? 'ws://0.0.0.0:0');
+  if (cp?.launch) return restartCommand(cp.launch, s, Number(bound.port));
+  const words = s.relayUrl === '' ? ['contact-point', 'start'] : ['contact-point', 'serve', '--relay', s.relayUrl, '--id', s.id, '--credential-file', `${s.id}.credential`];
+  return {
+    line: [...words, '--peer-listen', `${bound.hostname}:${s.peerPort}`].map(shellQuote).join(' '),
+    notes: ['This contact point did not say which flags it was started with: add them (--ca, --admin-listen, --state, ...).'],
+  };
+}
+
 const FIELD_LABEL: Record<HostSettingsField, string> = { relayUrl: 'Relay URL', id: 'Contact point id', peerPort: 'Peer port', credential: 'Credential' };
 
 function ConnectionSettings() {
@@ -62,7 +79,7 @@ function ConnectionSettings() {
   const [touched, setTouched] = useState(false);
   const [errors, setErrors] = useState<HostSettingsErrors>({});
   const [formError, setFormError] = useState<string>();
-  const [command, setCommand] = useState<string>();
+  const [command, setCommand] = useState<RestartCommand>();
   const [saving, setSaving] = useState(false);
   // Load what the host or the snapshot says once it arrives, unless the admin started typing.
   const initialKey = JSON.stringify(initial);
@@ -88,12 +105,7 @@ function ConnectionSettings() {
     }
     setErrors({});
     if (!editable) {
-      const s = v.value;
-      setCommand(
-        s.relayUrl === ''
-          ? 'contact-point start   # embedded demo relay'
-          : `contact-point serve --relay ${s.relayUrl} --id ${s.id} --credential-file ${s.id}.credential --peer-listen 0.0.0.0:${s.peerPort}`,
-      );
+      setCommand(headlessCommand(cp, v.value));
       return;
     }
     setSaving(true);
@@ -141,7 +153,7 @@ function ConnectionSettings() {
       </Field>
       <Field
         label="Credential"
-        hint={host?.credentialSet ? `A credential is stored (${host.credentialStorage === 'os-keychain' ? 'encrypted with the OS keychain' : 'unencrypted: this system has no keychain'}). Leave empty to keep it.` : 'The secret the relay issued for this id.'}
+        hint={!editable ? 'Not taken here: a headless contact point reads its credential from the file named by --credential-file (or CONTACT_POINT_CREDENTIAL).' : host?.credentialSet ? `A credential is stored (${host.credentialStorage === 'os-keychain' ? 'encrypted with the OS keychain' : 'unencrypted: this system has no keychain'}). Leave empty to keep it.` : 'The secret the relay issued for this id.'}
         error={errors.credential}
       >
         {({ id, describedBy, invalid }) => (
@@ -159,11 +171,16 @@ function ConnectionSettings() {
         </p>
       ) : null}
       {command ? (
-        <div className="command" role="status">
-          <p>Settings are valid. Restart the headless contact point with:</p>
+        <div className="command" role="status" data-testid="restart-command">
+          <p>Settings are valid. Restart the headless contact point with this command: it keeps every flag the running one was given, with your change.</p>
           <pre>
-            <code>{command}</code>
+            <code>{command.line}</code>
           </pre>
+          <ul>
+            {command.notes.map((n) => (
+              <li key={n}>{n}</li>
+            ))}
+          </ul>
         </div>
       ) : null}
       <div className="form-actions">

@@ -3,7 +3,7 @@ import type { TunnelView } from '../../../core/admin/contract.js';
 import { tunnelSentence } from './tunnel-view';
 
 const base: TunnelView = {
-  state: 'reconnecting', relayUrl: 'ws://relay', session: undefined, connectedAt: undefined, lastError: undefined, nextRetryAt: undefined,
+  state: 'reconnecting', stateSince: 0, everConnected: false, relayUrl: 'ws://relay', session: undefined, connectedAt: undefined, lastError: undefined, lastErrorAt: undefined, lastErrorKind: undefined, nextRetryAt: undefined,
   idInUse: undefined, reconnects: 0, rttMs: undefined, bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0, peersServed: 0, keepaliveMs: 10_000, proxy: undefined,
 };
 
@@ -18,7 +18,14 @@ describe('the Tunnel view sentence', () => {
   });
 
   it('says a plain loss as before', () => {
-    expect(tunnelSentence({ ...base, lastError: 'ECONNREFUSED', nextRetryAt: 3_000 }, 1_000)).toBe('Tunnel lost: ECONNREFUSED. Next try in 2 s.');
+    expect(tunnelSentence({ ...base, everConnected: true, lastError: 'ECONNREFUSED', lastErrorKind: 'network', nextRetryAt: 3_000 }, 1_000)).toBe('Tunnel lost: ECONNREFUSED. Next try in 2 s.');
     expect(tunnelSentence({ ...base, state: 'connected', connectedAt: 1_000 }, 61_000)).toBe('Connected to the relay for 1 min 0 s.');
+  });
+
+  it('says when waiting cannot help (a certificate not trusted, a wrong URL, a refusal), and that it never came up', () => {
+    const t: TunnelView = { ...base, lastError: 'self-signed certificate: … trust it with --ca FILE', lastErrorKind: 'trust', nextRetryAt: 31_000 };
+    expect(tunnelSentence(t, 1_000)).toBe(
+      'Tunnel not up: self-signed certificate: … trust it with --ca FILE. Waiting will not fix this; it keeps trying slowly. Next try in 30 s.',
+    );
   });
 });

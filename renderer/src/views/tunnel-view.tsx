@@ -1,4 +1,6 @@
+import { useState } from 'react';
 import type { TunnelView as Tunnel } from '../../../core/admin/contract.js';
+import { ConfirmDialog, type ConfirmRequest } from '../components/confirm-dialog';
 import { useNow } from '../components/use-now';
 import { formatBytes, formatClock, formatCount, formatDuration } from '../format/units';
 import { reconnectTunnel } from '../store/commands';
@@ -22,7 +24,9 @@ export function tunnelSentence(t: Tunnel, now: number): string {
       return 'Opening the tunnel to the relay…';
     case 'reconnecting': {
       const wait = t.nextRetryAt !== undefined ? Math.max(0, Math.ceil((t.nextRetryAt - now) / 1000)) : undefined;
-      return `Tunnel lost${t.lastError ? `: ${t.lastError}` : ''}. ${wait === undefined ? 'Retrying…' : wait === 0 ? 'Retrying now…' : `Next try in ${wait} s.`}`;
+      // A wrong URL, an untrusted certificate or a refusal does not go away by waiting: say so.
+      const stuck = t.lastErrorKind !== undefined && t.lastErrorKind !== 'network' ? ' Waiting will not fix this; it keeps trying slowly.' : '';
+      return `Tunnel ${t.everConnected ? 'lost' : 'not up'}${t.lastError ? `: ${t.lastError}` : ''}.${stuck} ${wait === undefined ? 'Retrying…' : wait === 0 ? 'Retrying now…' : `Next try in ${wait} s.`}`;
     }
     case 'offline':
       return `Offline${t.lastError ? `: ${t.lastError}` : ''}.`;
@@ -35,13 +39,33 @@ export function TunnelView() {
   const busy = useApp((s) => s.reconnectBusy);
   const log = useApp((s) => s.tunnelLog);
   const now = useNow(500);
+  const [confirm, setConfirm] = useState<ConfirmRequest>();
   if (!t) return <p className="empty">Waiting for the contact point…</p>;
   const saved = Math.max(0, t.peersServed - 1);
+  // A healthy tunnel carries live messages and port streams: dropping it is asked first.
+  const reconnect = (): void => {
+    if (t.state !== 'connected') {
+      void reconnectTunnel(ctx);
+      return;
+    }
+    setConfirm({
+      title: 'Reconnect a healthy tunnel?',
+      body: (
+        <p>
+          The tunnel is up. Reconnecting drops it for a moment: messages in flight are retried by their senders, and open port streams ({t.peersServed} peer
+          {t.peersServed === 1 ? '' : 's'} served) are reset.
+        </p>
+      ),
+      confirmLabel: 'Reconnect',
+      danger: true,
+      onConfirm: () => void reconnectTunnel(ctx),
+    });
+  };
   return (
     <section aria-labelledby="tunnel-title" className="view">
       <header className="view-head">
         <h1 id="tunnel-title">Tunnel</h1>
-        <button type="button" className="primary" disabled={busy} onClick={() => void reconnectTunnel(ctx)}>
+        <button type="button" className="primary" disabled={busy} onClick={reconnect}>
           Reconnect now
         </button>
       </header>
@@ -75,7 +99,16 @@ export function TunnelView() {
         </div>
         <div>
           <dt>Last error</dt>
-          <dd>{t.lastError ?? 'none'}</dd>
+          <dd data-testid="tunnel-last-error">
+            {t.lastError !== undefined ? (
+              <>
+                {t.lastError}
+                {t.lastErrorAt !== undefined ? <span className="muted"> · at {formatClock(t.lastErrorAt)} ({formatDuration(now - t.lastErrorAt)} ago)</span> : null}
+              </>
+            ) : (
+              'none since the contact point started'
+            )}
+          </dd>
         </div>
         <div>
           <dt>Received</dt>
@@ -106,14 +139,15 @@ export function TunnelView() {
         </div>
       </dl>
       <h2>Recent states</h2>
-      <ol className="state-log">
+      <ol className="state-log" data-testid="tunnel-log">
         {[...log].reverse().map((e) => (
-          <li key={e.at}>
+          <li key={`${e.at}-${e.state}`}>
             <span className="mono muted">{formatClock(e.at)}</span> <span className={`dot ${e.state}`} aria-hidden="true" /> {e.state}
             {e.detail && e.state !== 'connected' ? <span className="muted"> — {e.detail}</span> : null}
           </li>
         ))}
       </ol>
+      <ConfirmDialog request={confirm} onClose={() => setConfirm(undefined)} />
     </section>
   );
 }
