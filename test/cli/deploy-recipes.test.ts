@@ -233,7 +233,8 @@ function packagesImported(dir: string): Set<string> {
       const p = join(d, e.name);
       if (e.isDirectory()) walk(p);
       else if (e.name.endsWith('.js')) {
-        for (const m of readFileSync(p, 'utf8').matchAll(/(?:from|import)\s*\(?\s*'([^'.][^']*)'/g)) {
+        // `from`/`import` as a keyword (after a space, `;` or a line start), not inside a string like `'from', 'to'`.
+        for (const m of readFileSync(p, 'utf8').matchAll(/(?:^|[\s;])(?:from|import)\s*\(?\s*'([^'.][^']*)'/g)) {
           const spec = m[1]!;
           const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
           if (!spec.startsWith('node:') && !builtinModules.includes(name)) names.add(name);
