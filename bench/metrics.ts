@@ -17,6 +17,8 @@
  */
 import type { PeerClient } from '../core/peer/peer-client.js';
 import type { BenchContext } from './context.js';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { WorkerHandle } from './ipc.js';
 import { closedLoop, IN_FLIGHT, MSG_BYTES, relaySender, type LoopResult } from './messages.js';
 import type { Logger } from '../core/runtime/logger.js';
@@ -61,7 +63,23 @@ async function startPath(ctx: BenchContext, metrics: boolean, workers: WorkerHan
  * Scrapes `urls` every `everyMs` until stopped, as a Prometheus would: from a process of its
  * own (the `scraper` worker role), not from the bench process, which is the message sender.
  */
-export function startScraper(urls: readonly string[], everyMs: number, logger: Logger): { info: ReadyInfo; ops: Record<string, (a: unknown) => unknown>; stop: () => Promise<void> } {
+export async function startScraper(
+  urls: readonly string[],
+  everyMs: number,
+  logger: Logger,
+  selfServe = 0,
+): Promise<{ info: ReadyInfo; ops: Record<string, (a: unknown) => unknown>; stop: () => Promise<void> }> {
+  // The baseline's scraper: the same process, timers and fetches, against `selfServe` stand-in
+  // endpoints it serves itself, so "metrics on" minus "off" is what serving /metrics costs the
+  // relay and the contact point, not what a second busy process costs a 2-core host.
+  let own: Server | undefined;
+  if (selfServe > 0) {
+    const body = `# a stand-in of a scrape's size\n${'contact_point_stand_in 1\n'.repeat(560)}`;
+    own = createServer((_req, res) => res.end(body));
+    await new Promise<void>((resolve) => own!.listen(0, '127.0.0.1', resolve));
+    const port = (own.address() as AddressInfo).port;
+    urls = Array.from({ length: selfServe }, () => `http://127.0.0.1:${port}/metrics`);
+  }
   let stopped = false;
   let count = 0;
   let failed = 0;
@@ -84,9 +102,10 @@ export function startScraper(urls: readonly string[], everyMs: number, logger: L
   return {
     info: { role: 'scraper', pid: process.pid, url: urls.join(' ') },
     ops: { scrapes: () => ({ count, failed }) },
-    stop: () => {
+    stop: async () => {
       stopped = true;
-      return done;
+      await done;
+      if (own) await new Promise<void>((resolve) => own!.close(() => resolve()));
     },
   };
 }
@@ -108,14 +127,13 @@ async function runThroughput(ctx: BenchContext): Promise<void> {
     const clients: PeerClient[] = [];
     try {
       const p = await startPath(ctx, metrics, workers, clients);
-      const scraper = p.scrapeUrls.length ? await ctx.startWorker('scraper', { urls: p.scrapeUrls, everyMs: SCRAPE_EVERY_MS }) : undefined;
-      if (scraper) workers.push(scraper);
+      // Both paths have a scraper process; without metrics it scrapes two stand-ins it serves itself.
+      const scraper = await ctx.startWorker('scraper', p.scrapeUrls.length ? { urls: p.scrapeUrls, everyMs: SCRAPE_EVERY_MS } : { urls: [], selfServe: 2, everyMs: SCRAPE_EVERY_MS });
+      workers.push(scraper);
       const r = await closedLoop(p.sender, `${RECEIVER}@${CP_ID}`, warmMs, windowMs, [p.relay, p.cp, p.sink]);
-      if (scraper) {
-        const s = await scraper.call<{ count: number; failed: number }>('scrapes');
-        if (s.failed > 0) throw new Error(`${s.failed} scrapes of ${p.scrapeUrls.join(', ')} failed`);
-        scrapes += s.count;
-      }
+      const s = await scraper.call<{ count: number; failed: number }>('scrapes');
+      if (s.failed > 0) throw new Error(`${s.failed} scrapes failed (${metrics ? p.scrapeUrls.join(', ') : 'stand-ins'})`);
+      if (metrics) scrapes += s.count;
       into.push(r);
       note(`  ${metrics ? 'on ' : 'off'} ${Math.round(r.msgsPerS)} msgs/s cpu ${JSON.stringify(r.cpu)}`);
     } finally {
@@ -150,7 +168,7 @@ async function runThroughput(ctx: BenchContext): Promise<void> {
     rounds: onRounds.map((r) => Math.round(r.msgsPerS)),
     baseline_msgs_per_s: Math.round(baseline),
     baseline_rounds: offRounds.map((r) => Math.round(r.msgsPerS)),
-    baseline: 'the same path (relay, contact point, receiver: fresh processes for every measurement, same code) without --metrics, rounds interleaved with the measured ones in the same run',
+    baseline: 'the same path (relay, contact point, receiver: fresh processes for every measurement, same code) without --metrics, its scraper process scraping two stand-in endpoints it serves itself at the same interval, rounds interleaved with the measured ones in the same run',
     ratio: round(value / baseline),
     ratio_rounds: onRounds.map((r, i) => round(r.msgsPerS / offRounds[i]!.msgsPerS)),
     median_round_ratio: round(median(onRounds.map((r, i) => r.msgsPerS / offRounds[i]!.msgsPerS))),

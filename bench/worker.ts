@@ -344,7 +344,7 @@ async function main(): Promise<void> {
     else if (role === 'ws-forwarder') started = await startWsForwarder(config as { target: string });
     else if (role === 'load') started = startLoad();
     else if (role === 'offices') started = await startOffices(config as unknown as OfficesConfig, logger);
-    else if (role === 'scraper') started = startScraper((config as { urls: string[] }).urls, (config as { everyMs: number }).everyMs, logger);
+    else if (role === 'scraper') started = await startScraper((config as { urls: string[] }).urls, (config as { everyMs: number }).everyMs, logger, (config as { selfServe?: number }).selfServe ?? 0);
     else throw new Error(`unknown role "${role}"`);
   } catch (err: unknown) {
     send({ failed: err instanceof Error ? err.message : String(err) });
