@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { HistoryEntry } from '../core/admin/contract.js';
 import { HISTORY_CSV_COLUMNS } from '../core/admin/history-export.js';
 import { parseCsv } from '../test/csv.js';
@@ -9,7 +8,7 @@ import { FlowPage } from './pages/flow-page.js';
 import { HistoryPage } from './pages/history-page.js';
 import { PeerDetailPage } from './pages/peer-detail-page.js';
 import { PeersPage } from './pages/peers-page.js';
-import { launchChromium } from './support/browser.js';
+import { browserSuite } from './support/browser-suite.js';
 import { Stack } from './support/stack.js';
 
 /**
@@ -17,22 +16,7 @@ import { Stack } from './support/stack.js';
  * relay and contact point are still there after the page is reloaded, the live totals and the
  * history agree, filters by peer and outcome narrow it, and both exports download and parse.
  */
-let browser: Browser;
-let context: BrowserContext | undefined;
-let stack: Stack | undefined;
-
-beforeAll(async () => {
-  browser = await launchChromium();
-});
-afterAll(async () => {
-  await browser?.close();
-});
-afterEach(async () => {
-  await context?.close();
-  context = undefined;
-  await stack?.close();
-  stack = undefined;
-});
+const suite = browserSuite();
 
 /** LAN peer processes that ask to be registered and are approved (through the admin API). */
 async function registeredPeers(s: Stack, names: readonly string[]): Promise<void> {
@@ -47,7 +31,7 @@ async function registeredPeers(s: Stack, names: readonly string[]): Promise<void
 
 describe('history in the admin GUI (Chromium)', { timeout: 60_000 }, () => {
   it('survives a reload, agrees with the totals, filters by peer and outcome, and exports CSV and JSON lines', async () => {
-    stack = await Stack.start({ externals: ['alice', 'bob'] });
+    const stack = (suite.stack = await Stack.start({ externals: ['alice', 'bob'] }));
     await registeredPeers(stack, ['printer', 'scanner']);
     const alice = await stack.externalPeer('alice');
     const bob = await stack.externalPeer('bob');
@@ -58,10 +42,7 @@ describe('history in the admin GUI (Chromium)', { timeout: 60_000 }, () => {
     expect(await stack.send(alice, 'scanner@acme-hq', 'again')).toMatchObject({ event: 'refused', code: 12 });
     expect(await stack.send(bob, 'printer@acme-hq', 'from bob')).toMatchObject({ event: 'sent' });
 
-    context = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
-    const page: Page = await context.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (e) => errors.push(e.message));
+    const { page, pageErrors: errors } = await suite.newPage({ width: 1280, height: 800 });
     const app = new AdminPage(page);
     await app.open(stack.guiUrl);
     // The messages were all sent before the page opened: the live list has none of them, the history has all.
@@ -115,7 +96,7 @@ describe('history in the admin GUI (Chromium)', { timeout: 60_000 }, () => {
     expect(errors).toEqual([]);
   });
   it("a peer's page shows its traffic over time and its recent messages and refusals from the history, after a reload", async () => {
-    stack = await Stack.start({ externals: ['alice'] });
+    const stack = (suite.stack = await Stack.start({ externals: ['alice'] }));
     await registeredPeers(stack, ['printer', 'scanner']);
     const alice = await stack.externalPeer('alice');
     for (let i = 0; i < 6; i++) expect(await stack.send(alice, 'printer@acme-hq', `job ${i}`)).toMatchObject({ event: 'sent' });
@@ -124,10 +105,7 @@ describe('history in the admin GUI (Chromium)', { timeout: 60_000 }, () => {
     expect(await stack.send(alice, 'printer@acme-hq', 'again')).toMatchObject({ event: 'refused', code: 12 });
 
     // Everything above happened before the page opened: what the peer page shows comes from the history.
-    context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
-    const page: Page = await context.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (e) => errors.push(e.message));
+    const { page, pageErrors: errors } = await suite.newPage({ width: 1280, height: 1000 });
     const app = new AdminPage(page);
     await app.open(stack.guiUrl);
     await page.reload();

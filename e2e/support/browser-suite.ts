@@ -7,8 +7,11 @@ import type { Stack } from './stack.js';
 export interface BrowserSuite {
   /** the current test's stack, closed after it (set it to what the test started) */
   stack: Stack | undefined;
-  /** a page in a fresh context (closed after the test) that records console errors and page errors */
-  newPage(viewport?: { width: number; height: number }): Promise<{ page: Page; errors: string[] }>;
+  /**
+   * A page in a fresh context (closed after the test): `errors` records console errors and page
+   * errors, `pageErrors` the page errors alone (what the page's own code threw).
+   */
+  newPage(viewport?: { width: number; height: number }, colorScheme?: 'light' | 'dark'): Promise<{ page: Page; errors: string[]; pageErrors: string[] }>;
   /** `fn` runs after the test, before its context and stack are closed */
   cleanup(fn: () => unknown): void;
 }
@@ -24,17 +27,21 @@ export function browserSuite(): BrowserSuite {
   const cleanups: (() => unknown)[] = [];
   const suite: BrowserSuite = {
     stack: undefined,
-    async newPage(viewport = { width: 1280, height: 800 }) {
+    async newPage(viewport = { width: 1280, height: 800 }, colorScheme) {
       if (!browser) throw new Error('browserSuite: no browser (called outside a test?)');
-      const context = await browser.newContext({ viewport });
+      const context = await browser.newContext({ viewport, ...(colorScheme ? { colorScheme } : {}) });
       contexts.push(context);
       const page = await context.newPage();
       const errors: string[] = [];
+      const pageErrors: string[] = [];
       page.on('console', (m: ConsoleMessage) => {
         if (m.type() === 'error') errors.push(m.text());
       });
-      page.on('pageerror', (e) => errors.push(e.message));
-      return { page, errors };
+      page.on('pageerror', (e) => {
+        errors.push(e.message);
+        pageErrors.push(e.message);
+      });
+      return { page, errors, pageErrors };
     },
     cleanup: (fn) => void cleanups.push(fn),
   };
