@@ -75,6 +75,7 @@ export class Router {
       }
       if (ext.kind === 'remote') {
         this.o.stats.routed++;
+        this.noteSent(s, msg);
         return this.o.cluster.sendToNode(ext.node, frame.raw);
       }
       target = ext.link;
@@ -88,6 +89,7 @@ export class Router {
       }
       if (tunnel.kind === 'remote') {
         this.o.stats.routed++;
+        this.noteSent(s, msg);
         return this.o.cluster.sendToTunnel(to.domain, frame.raw);
       }
       // Registration is checked at the contact point, the single place where traffic is checked
@@ -101,12 +103,18 @@ export class Router {
     if (target.bufferedAmount > MAX_BUFFERED_BYTES) return this.refuse(s, msg, Status.QUEUE_FULL, 'the path to the receiver is congested');
     target.send(frame.raw);
     this.o.stats.routed++;
-    // A credential with several sessions: remember whose message this is, for its ACK and
-    // replies. Alone, only the last address (for when a second session comes): no allocation.
-    if (s.kind === 'external') {
-      s.lastTo = msg.to;
-      if (s.group.sessions.length > 1) track(s.group, msg.id, msg.to, s);
-    }
+    this.noteSent(s, msg);
+  }
+
+  /**
+   * A message routed (here, or forwarded to another node): for a credential with several
+   * sessions, remember whose it is, for its ACK and replies. Alone, only the last address (for
+   * when a second session comes): no allocation.
+   */
+  private noteSent(s: RelaySession, msg: MsgFrame): void {
+    if (s.kind !== 'external') return;
+    s.lastTo = msg.to;
+    if (s.group.sessions.length > 1) track(s.group, msg.id, msg.to, s);
   }
 
   /** Another node forwarded a MSG it checked (sender, rights, rate, size) or an ACK: deliver it here or refuse it back. */
@@ -122,9 +130,11 @@ export class Router {
     const to = parseAddress(msg.to);
     if (!to) return;
     // The sender's node saw the way here; it may have gone meanwhile (a tunnel that just closed).
-    const refuse = (code: StatusCode, reason?: string): void => {
+    const refuse = (code: StatusCode, reason = describeStatus(code)): void => {
       this.o.stats.refused.add(code);
-      if (reply) this.o.cluster.answer(reply, encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: code, reason: reason ?? describeStatus(code) }));
+      // Logged and listed here, the node that decided it (the sender's node passes the ACK on as it is).
+      this.o.refusals.record({ kind: 'message', code, who: `forwarded by node ${reply !== undefined ? (replyNode(reply) ?? '?') : '?'}`, reason, fields: { from: msg.from, to: msg.to } });
+      if (reply) this.o.cluster.answer(reply, encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: code, reason }));
     };
     const local = to.domain === this.o.name ? this.receiver(to.name, msg.from) : this.o.sessions.tunnels.get(to.domain);
     if (!local) {

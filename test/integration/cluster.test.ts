@@ -182,6 +182,33 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     expect(near.stats.unmatchedAcks + near.stats.strayAcks).toBe(0);
   });
 
+  it('routes ACKs to the sending session when two sessions of one credential on one node send to an office on another node (issues 12 and 18)', async () => {
+    const h = await office('r1', 'acme-hq');
+    const r2 = await node('r2');
+    const got: string[] = [];
+    await h.registered('printer', (m) => void got.push(m.payload.toString()));
+    const secret = await admin.store.add('external', 'tech');
+    await known([h.relay, r2], 'external', 'tech');
+    const session = async (): Promise<PeerClient> => {
+      const c = new PeerClient({ role: 'external', url: r2.url, name: 'tech', secret, logger, timing: FAST, ackTimeoutMs: 500 });
+      cleanups.push(() => c.stop());
+      c.start();
+      await c.ready();
+      return c;
+    };
+    const older = await session();
+    const newer = await session();
+    await waitFor(() => r2.cluster.tunnel('acme-hq')?.kind === 'remote', 5_000, 'r2 sees the tunnel on the office node');
+    const fromNewer = Array.from({ length: 100 }, (_, i) => `n${i}`);
+    const fromOlder = Array.from({ length: 100 }, (_, i) => `o${i}`);
+    await Promise.all([...fromNewer.map((p) => newer.send('printer@acme-hq', p)), ...fromOlder.map((p) => older.send('printer@acme-hq', p))]);
+    expect(got.sort()).toEqual([...fromNewer, ...fromOlder].sort());
+    for (const c of [older, newer]) {
+      expect(c.stats.retransmits).toBe(0);
+      expect(c.stats.unmatchedAcks + c.stats.strayAcks).toBe(0);
+    }
+  });
+
   it('closes the sessions of a removed credential on every node within 1 s', async () => {
     const h = await office('r1', 'acme-hq');
     const r2 = await node('r2');
