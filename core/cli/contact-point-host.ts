@@ -149,6 +149,8 @@ export interface HostOptions {
 export interface HostedContactPoint {
   readonly cp: ContactPoint;
   readonly admin: AdminServer;
+  /** logs "contact point running": the caller calls it once everything it starts listens (its metrics endpoint too) */
+  logRunning(): void;
   /** the ready line's fields (serve and start) */
   readyFields(): Record<string, unknown>;
   /** the same without the admin token (in `token` and in the GUI URL): for logs, which more people read */
@@ -168,11 +170,6 @@ export async function hostContactPoint(o: HostOptions): Promise<HostedContactPoi
     peerPort: o.peer.listen.port,
     logger: o.logger,
   });
-  if (ports) {
-    // Options alone take effect but are saved only with the next change; the admin call saves
-    // them now, so the flags replace the stored lists as serve --help says.
-    await cp.call('ports:policy', { targets: [...ports.targets], listen: [...ports.listen] });
-  }
   try {
     await cp.start();
   } catch (err: unknown) {
@@ -193,8 +190,6 @@ export async function hostContactPoint(o: HostOptions): Promise<HostedContactPoi
     await cp.stop();
     throw new CliError(`cannot write the admin endpoint file in ${o.stateDir}: ${(err as Error).message}`);
   }
-  // Only now: the peer port and the admin endpoint both listen (issue 16, item 12).
-  o.logger.info('contact point running', { id: cp.id, relay: o.contactPoint.relayUrl, peerPort: cp.peerPortUrl, admin: admin.wsUrl });
   const readyFields = (): Record<string, unknown> => ({
       contactPoint: cp.id,
       relayUrl: o.contactPoint.relayUrl,
@@ -210,6 +205,8 @@ export async function hostContactPoint(o: HostOptions): Promise<HostedContactPoi
   return {
     cp,
     admin,
+    // Only once everything the command starts listens (issue 16, item 12): its caller says when.
+    logRunning: () => o.logger.info('contact point running', { id: cp.id, relay: o.contactPoint.relayUrl, peerPort: cp.peerPortUrl, admin: admin.wsUrl }),
     readyFields,
     logFields: () => {
       const { token: _token, guiUrl: _guiUrl, ...rest } = readyFields();

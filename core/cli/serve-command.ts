@@ -182,6 +182,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     await hosted.stop();
     throw err;
   }
+  hosted.logRunning();
   // A relay URL that cannot work (dial-failure.ts `url`) ends serve with what to change,
   // before or after the ready line, as long as the tunnel has never been up.
   const wrongUrl = wrongRelayUrl(hosted.cp);

@@ -109,6 +109,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
       ports,
     });
     metricsServer = await startMetrics(metrics, [relayMetrics(relay), contactPointMetrics(hosted.cp)], logger);
+    hosted.logRunning();
   } catch (err: unknown) {
     shutdown.dispose();
     await hosted?.stop();

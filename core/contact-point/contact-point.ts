@@ -286,8 +286,22 @@ export class ContactPoint implements AdminHostApi {
       throw err;
     }
     const cp = new ContactPoint(opts, registrar, ports, timing, { store, setting }, audit);
-    // A policy or port rules from the command line (serve, start) replace the stored ones: save
-    // them now, like any decision, with an audit entry (surface cli) when they changed anything.
+    try {
+      await cp.saveStartOptions(opts, state, portsNow);
+    } catch (err: unknown) {
+      await cp.stop(); // the history store and the state file close with the failed create
+      throw err;
+    }
+    return cp;
+  }
+
+  /**
+   * A policy, port rules or a history retention from the command line (serve, start) replace
+   * the stored ones: saved now, like any decision, with an audit entry (surface cli) for each
+   * that changed anything.
+   */
+  private async saveStartOptions(opts: ContactPointOptions, state: PersistedState, portsNow: PortPolicyConfig): Promise<void> {
+    const registrar = this.registrar;
     const startAudits: AuditRecord[] = [];
     const policyNow = registrar.persisted().policy;
     if (opts.policy && JSON.stringify(policyNow) !== JSON.stringify(state.policy)) {
@@ -297,9 +311,15 @@ export class ContactPoint implements AdminHostApi {
     if (opts.ports && JSON.stringify({ targets: portsNow.targets, listen: portsNow.listen }) !== JSON.stringify(portsBefore)) {
       startAudits.push({ at: Date.now(), surface: 'cli', action: 'ports:policy', target: 'ports', before: { targets: [...portsBefore.targets], listen: [...portsBefore.listen] }, after: { targets: [...portsNow.targets], listen: [...portsNow.listen] } });
     }
-    for (const audit of startAudits) await cp.decide(() => ({ apply: () => undefined, audit }));
-    if ((opts.policy || opts.history) && startAudits.length === 0) await cp.decide(() => ({ apply: () => undefined }));
-    return cp;
+    if (opts.history) {
+      const before = state.history ?? DEFAULT_HISTORY_RETENTION;
+      const after = this.historySetting ?? DEFAULT_HISTORY_RETENTION;
+      if (before.entries !== after.entries || before.days !== after.days) {
+        startAudits.push({ at: Date.now(), surface: 'cli', action: 'history:retention', target: 'history', before: { ...before }, after: { entries: after.entries, days: after.days } });
+      }
+    }
+    for (const audit of startAudits) await this.decide(() => ({ apply: () => undefined, audit }));
+    if ((opts.policy || opts.history) && startAudits.length === 0) await this.decide(() => ({ apply: () => undefined }));
   }
 
   get id(): string {
@@ -326,17 +346,21 @@ export class ContactPoint implements AdminHostApi {
     this.logger.debug('contact point started', { id: this.opts.id, relay: this.opts.relayUrl, peerPort: this.peerPort.url });
   }
 
+  /** Stops what start() started, and closes the history and the state file (also after a failed or no start). */
   async stop(): Promise<void> {
-    if (!this.running) return;
+    if (this.stopped) return;
+    const wasRunning = this.running;
     this.running = false;
     this.stopped = true;
     clearInterval(this.refresh);
     clearInterval(this.portCounters);
     this.flow.stop();
-    this.gateway.stop();
-    this.ports.detach('contact point stopping');
-    this.closeUdp();
-    await this.peerPort.stop();
+    if (wasRunning) {
+      this.gateway.stop();
+      this.ports.detach('contact point stopping');
+      this.closeUdp();
+      await this.peerPort.stop();
+    }
     await this.history?.close();
     await this.store.close();
     this.events.removeAllListeners();

@@ -52,4 +52,19 @@ describe('contact-point audit', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--limit/);
   });
+
+  it('audits a serve flag change once, as CLI, and a restart with the same flags adds nothing (ports, history retention)', async () => {
+    const { serveArgs, cpState } = await relayForServe(suite);
+    const flags = ['--allow-target', '192.168.1.20/32:80', '--history-entries', '5000'];
+    const first = await start([...serveArgs, ...flags]);
+    expect(await first.stop('SIGTERM')).toBe(0);
+    await start([...serveArgs, ...flags]); // running while `audit` asks it
+    const json = await cli(['audit', '--json', '--state', cpState]);
+    expect(json.code, json.stderr).toBe(0);
+    const entries = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as AuditEntry);
+    expect(entries.map((e) => [e.action, e.surface]).sort()).toEqual([
+      ['history:retention', 'cli'],
+      ['ports:policy', 'cli'],
+    ]);
+  });
 });

@@ -176,14 +176,15 @@ describe('serve: the truth about a tunnel that is refused', () => {
     expect(status.stdout).toMatch(/tunnel +refused by the relay \(see last error\); reconnecting/);
   });
 
-  it('a taken admin port: exits 1 naming the port, and never logs "running"', async () => {
+  it.each(['--admin-listen', '--metrics'])('a taken %s port: exits 1 naming the port, and never logs "running"', async (flag) => {
     const holder = createNetServer();
     await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
     suite.cleanup(() => new Promise((resolve) => holder.close(resolve)));
     const port = (holder.address() as AddressInfo).port;
     const r = await relay();
     const args = serveArgs(r.url, r.secretFile);
-    args[args.indexOf('--admin-listen') + 1] = `127.0.0.1:${port}`;
+    if (flag === '--admin-listen') args[args.indexOf('--admin-listen') + 1] = `127.0.0.1:${port}`;
+    else args.push('--metrics', `127.0.0.1:${port}`);
     const run = await suite.cli(args);
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(new RegExp(`127\\.0\\.0\\.1:${port}`));
