@@ -53,8 +53,28 @@ export interface RunOptions {
   readonly argv0?: readonly string[];
 }
 
-/** Runs a command to completion; rejects if it takes longer than timeoutMs. */
-export function runCli(args: readonly string[], o: RunOptions): Promise<RunResult> {
+/**
+ * Short commands (runCli) running at once in this test process; more wait their turn. A file
+ * that starts thirty at once (usage.test.ts) would otherwise have each take seconds on two
+ * cores, and a loaded host push some past their time limit.
+ */
+const MAX_CONCURRENT_RUNS = 4;
+let runs = 0;
+const runQueue: (() => void)[] = [];
+
+/** Runs a command to completion; rejects if it takes longer than timeoutMs from its start (time waiting for a turn not counted). */
+export async function runCli(args: readonly string[], o: RunOptions): Promise<RunResult> {
+  if (runs >= MAX_CONCURRENT_RUNS) await new Promise<void>((resolve) => runQueue.push(resolve));
+  runs++;
+  try {
+    return await runOne(args, o);
+  } finally {
+    runs--;
+    runQueue.shift()?.();
+  }
+}
+
+function runOne(args: readonly string[], o: RunOptions): Promise<RunResult> {
   const timeoutMs = o.timeoutMs ?? 10_000;
   const proc = spawn(process.execPath, [...(o.argv0 ?? [BIN]), ...args], { cwd: ROOT, env: childEnv(o.home, o.env ?? {}), stdio: ['pipe', 'pipe', 'pipe'] });
   running.add(proc);
