@@ -100,6 +100,18 @@ export interface RefusalView {
   readonly count: number;
 }
 
+/** What one cluster node knows of the cluster: itself, and every tunnel and external session by node. */
+export interface ClusterView {
+  /** the node that answered */
+  readonly node: string;
+  /** false while this node is cut off from NATS (what it knows of the others is then stale) */
+  readonly connected: boolean;
+  /** every node holding a tunnel or session (this one too), with counts */
+  readonly nodes: readonly { readonly node: string; readonly offices: number; readonly externals: number }[];
+  /** where each connected office's tunnel is */
+  readonly offices: readonly { readonly id: string; readonly node: string }[];
+}
+
 export interface RelayStatusView {
   readonly relay: {
     readonly name: string;
@@ -123,6 +135,8 @@ export interface RelayStatusView {
   readonly offices: readonly OfficeView[];
   readonly externals: readonly ExternalSessionView[];
   readonly exposures: readonly ExposureView[];
+  /** a node of a relay cluster (issue 12): the nodes and where each office's tunnel is, from this node's presence map */
+  readonly cluster?: ClusterView | undefined;
   readonly refusals: {
     /** newest first, at most RECENT_REFUSALS */
     readonly recent: readonly RefusalView[];

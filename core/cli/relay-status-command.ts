@@ -91,6 +91,12 @@ export function relayStatusText(s: RelayStatusView): string[] {
     `messages       ${t.routed} routed, ${t.refused} refused`,
     `refusals       ${refusals.total} since start${refusals.notLogged > 0 ? `, ${refusals.notLogged} over the log rate (summed in the log)` : ''}`,
   ];
+  if (s.cluster) {
+    const c = s.cluster;
+    lines.push('', `CLUSTER (as node ${c.node} sees it${c.connected ? '' : '; cut off from NATS, so this is stale'})`);
+    lines.push(formatTable(['NODE', 'OFFICES', 'EXTERNAL SESSIONS'], c.nodes.map((n) => [n.node === c.node ? `${n.node} (this one)` : n.node, String(n.offices), String(n.externals)])));
+    if (c.offices.length > 0) lines.push('', formatTable(['OFFICE', 'TUNNEL ON NODE'], c.offices.map((o) => [o.id, o.node])));
+  }
   if (s.offices.length > 0) {
     lines.push('', 'OFFICES (frames / bytes in and out, as seen by the relay)');
     lines.push(

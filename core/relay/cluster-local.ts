@@ -42,4 +42,8 @@ export class LocalCluster implements Cluster {
   answer(): void {
     throw new Error('a single relay has no other node to answer');
   }
+
+  view(): undefined {
+    return undefined;
+  }
 }

@@ -1,5 +1,6 @@
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { connect, type Msg, type NatsConnection, type QueuedIterator, type Subscription } from '@nats-io/transport-node';
+import type { ClusterView } from '../admin/relay-contract.js';
 import { Backoff } from '../runtime/backoff.js';
 import type { Logger } from '../runtime/logger.js';
 import { NODE_ID_PATTERN, NODE_ID_RULE, type Cluster, type ClusterHost, type RemotePlace } from './cluster.js';
@@ -335,6 +336,39 @@ export class NatsCluster implements Cluster {
         if (byNode.size === 0) this.remote.delete(k);
       }
     }
+  }
+
+  view(): ClusterView {
+    const nodes = new Map<string, { offices: number; externals: number }>();
+    const count = (node: string, kind: 't' | 'e'): void => {
+      let n = nodes.get(node);
+      if (!n) nodes.set(node, (n = { offices: 0, externals: 0 }));
+      if (kind === 't') n.offices++;
+      else n.externals++;
+    };
+    const offices: { id: string; node: string }[] = [];
+    nodes.set(this.node, { offices: 0, externals: 0 }); // this node is listed even while it holds nothing
+    for (const t of this.sessions.tunnels.keys()) {
+      offices.push({ id: t, node: this.node });
+      count(this.node, 't');
+    }
+    for (const s of this.sessions.all()) if (s.kind === 'external') count(this.node, 'e');
+    const now = Date.now();
+    for (const [key, byNode] of this.remote) {
+      const kind = key.startsWith('t:') ? 't' : 'e';
+      const id = key.slice(2);
+      for (const [node, c] of byNode) {
+        if (now - c.seenAt > LEASE_MS) continue;
+        count(node, kind);
+        if (kind === 't' && !this.sessions.tunnels.has(id)) offices.push({ id, node });
+      }
+    }
+    return {
+      node: this.node,
+      connected: this.connected,
+      nodes: [...nodes].map(([node, n]) => ({ node, ...n })).sort((a, b) => a.node.localeCompare(b.node)),
+      offices: offices.sort((a, b) => a.id.localeCompare(b.id) || a.node.localeCompare(b.node)),
+    };
   }
 
   private remotePlace(key: string): RemotePlace | undefined {

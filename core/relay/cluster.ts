@@ -1,3 +1,4 @@
+import type { ClusterView } from '../admin/relay-contract.js';
 import type { ExternalSession, RelaySession, TunnelSession } from './sessions.js';
 
 /** A relay node's id is one subject token (no `.`, `*`, `>`), so it names subjects and keys as it is. */
@@ -34,6 +35,8 @@ export interface Cluster {
   sendToNode(node: string, raw: Buffer): void;
   /** Answers a forwarded MSG (a refusal ACK) to the node it came from. */
   answer(reply: string, raw: Buffer): void;
+  /** The nodes and where each tunnel and session is, for the status endpoint; undefined for a single relay. */
+  view(): ClusterView | undefined;
 }
 
 /**

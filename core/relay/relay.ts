@@ -241,6 +241,7 @@ export class Relay {
       refused: this.stats.refused.total,
       exposures: this.exposer.list(),
       refusals: this.refusals,
+      cluster: this.cluster.view(),
     });
   }
 

@@ -1,4 +1,4 @@
-import type { EnvView, RelayStatusView, TrafficView } from '../admin/relay-contract.js';
+import type { ClusterView, EnvView, RelayStatusView, TrafficView } from '../admin/relay-contract.js';
 import type { HelloBody } from '../protocol/frames.js';
 import type { LinkStats } from '../protocol/link.js';
 import { VERSION } from '../version.js';
@@ -19,6 +19,8 @@ export interface StatusSources {
   readonly refused: number;
   readonly exposures: readonly ExposureView[];
   readonly refusals: RefusalLog;
+  /** a cluster node's view of the cluster (undefined for a single relay) */
+  readonly cluster?: ClusterView | undefined;
 }
 
 /**
@@ -69,6 +71,7 @@ export function statusSnapshot(src: StatusSources, now = Date.now()): RelayStatu
     offices,
     externals,
     exposures: [...src.exposures].sort((a, b) => a.id - b.id),
+    ...(src.cluster ? { cluster: src.cluster } : {}),
     refusals: { recent: src.refusals.recent(), total: src.refusals.total, notLogged: src.refusals.notLogged },
   };
 }

@@ -8,6 +8,7 @@ import { decodeAck, decodeFrame, encodeMsg } from '../../core/protocol/codec.js'
 import { connectNats, joinNatsCluster, openClusterCredentials, PRESENCE_BUCKET, subjectToken } from '../../core/relay/cluster-nats.js';
 import type { CredentialStore } from '../../core/relay/credentials.js';
 import { Relay } from '../../core/relay/relay.js';
+import { relayStatusText } from '../../core/cli/relay-status-command.js';
 import { FAST, logger, refusal, startHarness, waitFor, type Harness } from '../helpers.js';
 import { haveNatsServer, NO_NATS_REASON, startNatsServer, type NatsServer } from '../nats-fixtures.js';
 
@@ -207,6 +208,28 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
       expect(c.stats.retransmits).toBe(0);
       expect(c.stats.unmatchedAcks + c.stats.strayAcks).toBe(0);
     }
+  });
+
+  it("shows the nodes and which node holds each office's tunnel in any node's status (relay status)", async () => {
+    // Ids of its own: records that earlier tests' nodes left in the bucket may still be in their lease.
+    const hq = await office('v1', 'view-hq');
+    const branch = await office('v2', 'view-branch');
+    await external(branch.relay, 'viewer');
+    await waitFor(() => hq.relay.cluster.tunnel('view-branch')?.kind === 'remote' && hq.relay.cluster.external('viewer')?.kind === 'remote', 5_000, 'v1 sees v2');
+    const view = hq.relay.statusSnapshot().cluster!;
+    expect(view.node).toBe('v1');
+    expect(view.connected).toBe(true);
+    expect(view.nodes.filter((n) => n.node.startsWith('v'))).toEqual([
+      { node: 'v1', offices: 1, externals: 0 },
+      { node: 'v2', offices: 1, externals: 1 },
+    ]);
+    expect(view.offices.filter((o) => o.id.startsWith('view-'))).toEqual([
+      { id: 'view-branch', node: 'v2' },
+      { id: 'view-hq', node: 'v1' },
+    ]);
+    const text = relayStatusText(hq.relay.statusSnapshot()).join('\n');
+    expect(text).toMatch(/CLUSTER \(as node v1 sees it\)/);
+    expect(text).toMatch(/view-branch\s+v2/);
   });
 
   it('closes the sessions of a removed credential on every node within 1 s', async () => {
