@@ -1,7 +1,8 @@
 import { join } from 'node:path';
-import { RELAY_STATUS_PATH, type RelayStatusView, type TrafficView } from '../admin/relay-contract.js';
+import { RELAY_STATUS_PATH, type ClusterView, type RelayStatusView, type TrafficView } from '../admin/relay-contract.js';
+import { createLogger } from '../runtime/logger.js';
 import { ADMIN_TOKEN_ENV, formatDuration } from './admin-commands.js';
-import { parseFlags, type Command } from './args.js';
+import { natsUrls, parseFlags, type Command } from './args.js';
 import { CliError, UsageError } from './errors.js';
 import { formatTable, note, say } from './output.js';
 import { formatBytes } from './ports-command.js';
@@ -27,6 +28,10 @@ Flags:
                    ~/.contact-point/relay, or $CONTACT_POINT_STATE)
   --admin URL      the status endpoint instead (http://127.0.0.1:7903), with its token in
                    ${ADMIN_TOKEN_ENV}
+  --cluster URL[,URL]
+                   a relay cluster's NATS servers instead: the nodes and which node holds
+                   each office's tunnel, read from the cluster's presence records (no node
+                   needs --admin-listen for this)
   --json           print the status as one JSON object (the endpoint's GET ${RELAY_STATUS_PATH})
   -h, --help       this help
 `;
@@ -146,8 +151,31 @@ export function relayStatusText(s: RelayStatusView): string[] {
   return lines;
 }
 
+/** The cluster's nodes and office placements as a person reads them (`relay status --cluster`). */
+export function clusterPresenceText(c: Omit<ClusterView, 'node' | 'connected'>, servers: readonly string[]): string[] {
+  const lines = [`CLUSTER (presence records in NATS at ${servers.join(',')})`];
+  if (c.nodes.length === 0) return [...lines, 'no node holds a tunnel or a session'];
+  lines.push(formatTable(['NODE', 'OFFICES', 'EXTERNAL SESSIONS'], c.nodes.map((n) => [n.node, String(n.offices), String(n.externals)])));
+  if (c.offices.length > 0) lines.push('', formatTable(['OFFICE', 'TUNNEL ON NODE'], c.offices.map((o) => [o.id, o.node])));
+  return lines;
+}
+
 async function run(argv: string[]): Promise<number> {
-  const { values } = parseFlags({ args: argv, strict: true, options: { admin: { type: 'string' }, state: { type: 'string' }, json: { type: 'boolean' } } });
+  const { values } = parseFlags({ args: argv, strict: true, options: { admin: { type: 'string' }, state: { type: 'string' }, cluster: { type: 'string' }, json: { type: 'boolean' } } });
+  if (values.cluster !== undefined) {
+    if (values.admin !== undefined || values.state !== undefined) throw new UsageError('--cluster reads the cluster from NATS: it cannot be used with --admin or --state');
+    const servers = natsUrls('--cluster', values.cluster);
+    const { readClusterPresence } = await import('../relay/cluster-nats.js');
+    let c: Omit<ClusterView, 'node' | 'connected'>;
+    try {
+      c = await readClusterPresence(servers, createLogger({ level: 'error' }));
+    } catch (err: unknown) {
+      throw new CliError((err as Error).message);
+    }
+    if (values.json) say(JSON.stringify(c));
+    else for (const line of clusterPresenceText(c, servers)) say(line);
+    return 0;
+  }
   const { url, token } = await endpoint(values);
   const status = await fetchRelayStatus(url, token);
   if (values.json) say(JSON.stringify(status));

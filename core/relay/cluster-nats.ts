@@ -493,3 +493,40 @@ export async function joinNatsCluster(o: { servers: readonly string[]; node: str
     throw err;
   }
 }
+
+/**
+ * `relay status --cluster`: the nodes and where each office's tunnel is, read from the presence
+ * bucket itself (records put within their lease), without asking any node.
+ */
+export async function readClusterPresence(servers: readonly string[], logger: Logger): Promise<Omit<ClusterView, 'node' | 'connected'>> {
+  const nc = await connectNats(servers, 'contact-point relay status', logger);
+  try {
+    const kv = await openBucket(nc, PRESENCE_BUCKET, { ttl: LEASE_MS, replicas: 1 });
+    const nodes = new Map<string, { offices: number; externals: number }>();
+    const count = (node: string): { offices: number; externals: number } => {
+      let n = nodes.get(node);
+      if (!n) nodes.set(node, (n = { offices: 0, externals: 0 }));
+      return n;
+    };
+    /** office -> the newest record within its lease (a node cut off from NATS cannot delete its old one) */
+    const tunnels = new Map<string, { node: string; revision: number }>();
+    const now = Date.now();
+    for await (const key of await kv.keys()) {
+      const [kind, token, node] = key.split('.');
+      const id = token !== undefined ? fromToken(token) : undefined;
+      if ((kind !== 't' && kind !== 'e') || id === undefined || node === undefined) continue;
+      const e = await kv.get(key);
+      if (!e || e.operation !== 'PUT' || now - e.created.getTime() > LEASE_MS) continue;
+      if (kind === 'e') count(node).externals++;
+      else if ((tunnels.get(id)?.revision ?? -1) < e.revision) tunnels.set(id, { node, revision: e.revision });
+    }
+    const offices = [...tunnels].map(([id, t]) => ({ id, node: t.node }));
+    for (const o of offices) count(o.node).offices++;
+    return {
+      nodes: [...nodes].map(([node, n]) => ({ node, ...n })).sort((a, b) => a.node.localeCompare(b.node)),
+      offices: offices.sort((a, b) => a.id.localeCompare(b.id) || a.node.localeCompare(b.node)),
+    };
+  } finally {
+    await nc.close();
+  }
+}

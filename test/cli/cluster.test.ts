@@ -56,6 +56,12 @@ describe('relay --cluster: flags', () => {
     const c = await cli(['relay', 'credential', 'list', '--cluster', url]);
     expect(c.code).toBe(1);
     expect(c.stderr).toContain(`cannot reach NATS at ${url}`);
+    const st = await cli(['relay', 'status', '--cluster', url]);
+    expect(st.code).toBe(1);
+    expect(st.stderr).toContain(`cannot reach NATS at ${url}`);
+    const both = await cli(['relay', 'status', '--cluster', url, '--state', suite.home]);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toMatch(/--cluster reads the cluster from NATS/);
   });
 
   it('refuses a missing or bad --node-id, --node-id alone, and a URL that is not nats://', async () => {
@@ -137,6 +143,15 @@ describe.skipIf(!haveNatsServer)('relay cluster: a node cut off from NATS', () =
     expect((await healthz(r2Url)).tunnels).toBe(1);
     await alice.send('printer@acme-hq', 'after the cut', { deadlineMs: 5_000 });
     expect(got).toEqual(['before the cut', 'after the cut']);
+
+    // relay status --cluster reads the presence records from NATS: the office is on r2 now.
+    const status = await cli(['relay', 'status', '--cluster', nats.url, '--json']);
+    expect(status.code, status.stderr).toBe(0);
+    const view = JSON.parse(status.stdout) as { nodes: { node: string; offices: number; externals: number }[]; offices: { id: string; node: string }[] };
+    expect(view.offices).toEqual([{ id: 'acme-hq', node: 'r2' }]);
+    expect(view.nodes.find((n) => n.node === 'r2')).toEqual({ node: 'r2', offices: 1, externals: 1 });
+    const text = await cli(['relay', 'status', '--cluster', nats.url]);
+    expect(text.stdout).toMatch(/acme-hq\s+r2/);
 
     // NATS reachable again: r1 reconnects by itself and routes to the office's new node.
     toNats.restore();
