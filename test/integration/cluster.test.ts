@@ -58,6 +58,27 @@ async function external(relay: Relay, name: string, extra: Partial<ConstructorPa
   return c;
 }
 
+/**
+ * Office acme-hq (printer registered, what it receives in `got`) on node r1, a second node r2,
+ * and credential `tech`; session(relay) connects one more session of tech to that node.
+ */
+async function techOnTwoNodes(): Promise<{ h: Harness; r2: Relay; got: string[]; session: (relay: Relay) => Promise<PeerClient> }> {
+  const h = await office('r1', 'acme-hq');
+  const r2 = await node('r2');
+  const got: string[] = [];
+  await h.registered('printer', (m) => void got.push(m.payload.toString()));
+  const secret = await admin.store.add('external', 'tech');
+  await known([h.relay, r2], 'external', 'tech');
+  const session = async (relay: Relay): Promise<PeerClient> => {
+    const c = new PeerClient({ role: 'external', url: relay.url, name: 'tech', secret, logger, timing: FAST, ackTimeoutMs: 500 });
+    cleanups.push(() => c.stop());
+    c.start();
+    await c.ready();
+    return c;
+  };
+  return { h, r2, got, session };
+}
+
 describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real nats-server)', () => {
   beforeAll(async () => {
     nats = await startNatsServer();
@@ -158,19 +179,7 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
   });
 
   it('sends the ACK of a message from a session on another node back there, though the office node holds a session of the same credential (issues 12 and 18)', async () => {
-    const h = await office('r1', 'acme-hq');
-    const r2 = await node('r2');
-    const got: string[] = [];
-    await h.registered('printer', (m) => void got.push(m.payload.toString()));
-    const secret = await admin.store.add('external', 'tech');
-    await known([h.relay, r2], 'external', 'tech');
-    const session = async (relay: Relay): Promise<PeerClient> => {
-      const c = new PeerClient({ role: 'external', url: relay.url, name: 'tech', secret, logger, timing: FAST, ackTimeoutMs: 500 });
-      cleanups.push(() => c.stop());
-      c.start();
-      await c.ready();
-      return c;
-    };
+    const { h, r2, got, session } = await techOnTwoNodes();
     const far = await session(r2);
     const near = await session(h.relay);
     await waitFor(() => r2.cluster.tunnel('acme-hq')?.kind === 'remote', 5_000, 'r2 sees the tunnel on the office node');
@@ -184,21 +193,9 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
   });
 
   it('routes ACKs to the sending session when two sessions of one credential on one node send to an office on another node (issues 12 and 18)', async () => {
-    const h = await office('r1', 'acme-hq');
-    const r2 = await node('r2');
-    const got: string[] = [];
-    await h.registered('printer', (m) => void got.push(m.payload.toString()));
-    const secret = await admin.store.add('external', 'tech');
-    await known([h.relay, r2], 'external', 'tech');
-    const session = async (): Promise<PeerClient> => {
-      const c = new PeerClient({ role: 'external', url: r2.url, name: 'tech', secret, logger, timing: FAST, ackTimeoutMs: 500 });
-      cleanups.push(() => c.stop());
-      c.start();
-      await c.ready();
-      return c;
-    };
-    const older = await session();
-    const newer = await session();
+    const { r2, got, session } = await techOnTwoNodes();
+    const older = await session(r2);
+    const newer = await session(r2);
     await waitFor(() => r2.cluster.tunnel('acme-hq')?.kind === 'remote', 5_000, 'r2 sees the tunnel on the office node');
     const fromNewer = Array.from({ length: 100 }, (_, i) => `n${i}`);
     const fromOlder = Array.from({ length: 100 }, (_, i) => `o${i}`);
