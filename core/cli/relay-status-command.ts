@@ -115,9 +115,10 @@ export function relayStatusText(s: RelayStatusView): string[] {
     lines.push('', 'EXTERNAL SESSIONS');
     lines.push(
       formatTable(
-        ['NAME', 'RIGHTS', 'SOFTWARE', 'FROM', 'UP', 'RTT', 'IN', 'OUT', 'OPERATOR'],
+        ['NAME', 'SESSION', 'RIGHTS', 'SOFTWARE', 'FROM', 'UP', 'RTT', 'IN', 'OUT', 'OPERATOR'],
         s.externals.map((e) => [
           e.address,
+          e.session,
           e.rights.join(','),
           e.software ?? '-',
           e.remote ?? '-',

@@ -6,10 +6,11 @@ import { CAPABILITY_REACHABLE } from '../../core/protocol/frames.js';
 import { Status } from '../../core/protocol/status.js';
 import { RelayAdminServer } from '../../core/relay/admin-server.js';
 import { REFUSAL_LOG_BURST, REFUSAL_LOG_PER_SECOND } from '../../core/relay/refusals.js';
-import { MAX_AUTH_FAILURES_PER_MINUTE } from '../../core/relay/relay.js';
+import { MAX_AUTH_FAILURES_PER_MINUTE, type RelayOptions } from '../../core/relay/relay.js';
+import { PeerClient } from '../../core/peer/peer-client.js';
 import { createLogger } from '../../core/runtime/logger.js';
 import { VERSION } from '../../core/version.js';
-import { exposedEcho, startHarness, waitFor, type Harness } from '../helpers.js';
+import { exposedEcho, FAST, logger, startHarness, waitFor, type Harness } from '../helpers.js';
 import { RawClient } from '../raw-client.js';
 
 /**
@@ -32,9 +33,9 @@ afterEach(async () => {
 });
 
 /** The relay logs at info into `lines` (what an operator keeps on). */
-async function stack(): Promise<{ h: Harness; admin: RelayAdminServer }> {
+async function stack(relay: Partial<RelayOptions> = {}): Promise<{ h: Harness; admin: RelayAdminServer }> {
   const relayLogger = createLogger({ level: 'info', write: (l) => lines.push(l) });
-  h = await startHarness({ relay: { logger: relayLogger } });
+  h = await startHarness({ relay: { logger: relayLogger, ...relay } });
   admin = new RelayAdminServer({ relay: h.relay, logger: relayLogger });
   await admin.start();
   return { h, admin };
@@ -69,6 +70,27 @@ function refusalLines(): string[] {
 }
 
 describe('relay status endpoint', () => {
+  it('lists each session of a credential that has several (issue 18), and the one over the cap as a refusal', async () => {
+    const { h } = await stack({ maxSessionsPerCredential: 2 });
+    const secret = await h.credentials.add('external', 'tech');
+    const sessions: PeerClient[] = [];
+    for (let i = 0; i < 3; i++) {
+      const c = new PeerClient({ role: 'external', url: h.relay.url, name: 'tech', secret, logger, timing: FAST, ackTimeoutMs: 500 });
+      closers.push(() => c.stop());
+      c.start();
+      if (i < 2) {
+        await c.ready();
+        sessions.push(c);
+      }
+    }
+    await waitFor(() => h.relay.statusSnapshot().refusals.total === 1, 5_000, 'the third session refused');
+    const s = await status();
+    expect(s.externals.map((e) => e.address)).toEqual(['tech@relay', 'tech@relay']);
+    expect(new Set(s.externals.map((e) => e.session)).size).toBe(2);
+    expect(s.totals.externals).toBe(2);
+    expect(s.refusals.recent[0]).toMatchObject({ kind: 'hello', code: Status.SESSION_LIMIT, name: 'SESSION_LIMIT', who: 'external tech' });
+  });
+
   it('lists both offices with the environment each said at hello, the sessions, an exposure with its port and connections, and refusals', async () => {
     const { h } = await stack();
     await h.contactPoint('branch-b');

@@ -83,10 +83,13 @@ function OfficeRow({ o, now }: { o: OfficeView; now: number }) {
 
 function SessionRow({ e, now }: { e: ExternalSessionView; now: number }) {
   return (
-    <tr data-testid={`session-${e.name}`}>
+    <tr data-testid={`session-${e.name}`} data-session={e.session}>
       <td>
         <span className="peer-name">{e.address}</span>
-        <span className="fingerprint">{e.software ?? 'software not given'}</span>
+        {/* One credential may hold several sessions (issue 18): the session id tells them apart. */}
+        <span className="fingerprint">
+          {e.software ?? 'software not given'} · session {e.session}
+        </span>
       </td>
       <td>{e.rights.join(', ')}</td>
       <td className="mono">{e.remote ?? '–'}</td>
@@ -223,7 +226,7 @@ export function Dashboard({ state }: { state: PollState }) {
             ) : (
               <Table label="External sessions" head={['Address', 'Rights', 'From', 'Up', { text: 'RTT', num: true }, { text: 'In', num: true }, { text: 'Out', num: true }, 'Port mediation']}>
                 {s.externals.map((e) => (
-                  <SessionRow key={e.name} e={e} now={relayNow} />
+                  <SessionRow key={e.session} e={e} now={relayNow} />
                 ))}
               </Table>
             )}
