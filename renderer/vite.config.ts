@@ -1,4 +1,3 @@
-import { fileURLToPath } from 'node:url';
 import react from '@vitejs/plugin-react';
 import { defineConfig } from 'vite';
 
@@ -16,10 +15,11 @@ export default defineConfig({
     sourcemap: true,
     // No inline scripts or styles: both hosts serve a CSP of script-src 'self'.
     assetsInlineLimit: 0,
+    // Entries relative to this folder (the build's root), so the config needs no Node module.
     rollupOptions: {
       input: {
-        main: fileURLToPath(new URL('index.html', import.meta.url)),
-        relay: fileURLToPath(new URL('relay.html', import.meta.url)),
+        main: 'index.html',
+        relay: 'relay.html',
       },
     },
   },
