@@ -56,7 +56,6 @@ export default tseslint.config(
     // the admin contract's types (DESIGN.md "renderer -> core/admin types only"), plus the pure
     // modules listed in RENDERER_SHARED, so a rule the GUI checks is the same code the core runs.
     files: ['renderer/**/*.ts', 'renderer/**/*.tsx'],
-    ignores: ['renderer/vite.config.ts'],
     rules: {
       'no-restricted-imports': 'off',
       '@typescript-eslint/no-restricted-imports': [
