@@ -4,10 +4,10 @@
  * (same-node, no NATS on the path) and from one on the other node (cross-node: MSG and ACK each
  * cross NATS once). Both go to the same receiver process behind the same contact point.
  */
-import { PeerClient } from '../core/peer/peer-client.js';
+import type { PeerClient } from '../core/peer/peer-client.js';
 import type { BenchContext } from './context.js';
 import type { WorkerHandle } from './ipc.js';
-import { closedLoop, IN_FLIGHT, MSG_BYTES, type LoopResult } from './messages.js';
+import { closedLoop, IN_FLIGHT, MSG_BYTES, relaySender, type LoopResult } from './messages.js';
 import { haveNatsServer, NO_NATS_REASON, startNatsServer, type NatsServer } from './nats-server.js';
 import { emit, median, note, round, waitFor } from './util.js';
 
@@ -45,17 +45,8 @@ export async function runCluster(ctx: BenchContext): Promise<void> {
     await waitFor(async () => (await r1.call<number>('peersCount', { id: CP_ID })) === 1, 10_000, 'r1 to learn the receiver');
     await waitFor(async () => (await r2.call<string>('tunnelPlace', { id: CP_ID })) === 'remote', 10_000, 'r2 to see the tunnel on r1');
 
-    const sender = async (node: WorkerHandle, name: string): Promise<PeerClient> => {
-      const secret = await node.call<string>('addCredential', { kind: 'external', id: name });
-      const c = new PeerClient({ role: 'external', url: node.url, name, secret, proxy: null });
-      clients.push(c);
-      c.start();
-      await c.ready();
-      await c.send(TO, Buffer.alloc(MSG_BYTES));
-      return c;
-    };
-    const same = await sender(r1, 'bench-same');
-    const cross = await sender(r2, 'bench-cross');
+    const same = await relaySender(r1, clients, TO, 'bench-same');
+    const cross = await relaySender(r2, clients, TO, 'bench-cross');
 
     const sameRuns: LoopResult[] = [];
     const crossRuns: LoopResult[] = [];

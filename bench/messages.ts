@@ -210,9 +210,9 @@ export async function pacedLoop(
  * The external SDK sender `bench-src` at a relay worker, connected, with one message sent end
  * to end to `to` before anything is timed (the path works); `clients` gets it so the run stops it.
  */
-export async function relaySender(relay: WorkerHandle, clients: PeerClient[], to: string): Promise<PeerClient> {
-  const secret = await relay.call<string>('addCredential', { kind: 'external', id: 'bench-src' });
-  const sender = new PeerClient({ role: 'external', url: relay.url, name: 'bench-src', secret, proxy: null });
+export async function relaySender(relay: WorkerHandle, clients: PeerClient[], to: string, name = 'bench-src'): Promise<PeerClient> {
+  const secret = await relay.call<string>('addCredential', { kind: 'external', id: name });
+  const sender = new PeerClient({ role: 'external', url: relay.url, name, secret, proxy: null });
   clients.push(sender);
   sender.start();
   await sender.ready();

@@ -117,7 +117,7 @@ export class LoopbackGuard {
 }
 
 /** The request's path, decoded, without its query; undefined when it is not valid percent-encoding. */
-export function requestPath(req: IncomingMessage): string | undefined {
+export function decodedRequestPath(req: IncomingMessage): string | undefined {
   try {
     return decodeURIComponent((req.url ?? '/').split('?')[0] ?? '/');
   } catch {

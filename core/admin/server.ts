@@ -6,7 +6,7 @@ import { answerHealth, isHealthRequest, type Readiness } from '../runtime/health
 import { createGuardedServer, refuseUpgrade } from '../runtime/http-guard.js';
 import { closeServer, listen } from '../runtime/server-lifecycle.js';
 import { safeEqual } from '../runtime/secrets.js';
-import { ADMIN_CONNECT_SRC, LoopbackGuard, requestPath, type LoopbackEndpointOptions } from './loopback-guard.js';
+import { ADMIN_CONNECT_SRC, LoopbackGuard, decodedRequestPath, type LoopbackEndpointOptions } from './loopback-guard.js';
 import {
   ADMIN_EVENTS,
   ADMIN_PATH,
@@ -101,7 +101,7 @@ export class AdminServer {
       return;
     }
     if (!this.guard.admitRequest(req, res, 'admin GUI')) return;
-    const path = requestPath(req);
+    const path = decodedRequestPath(req);
     const dir = this.opts.staticDir;
     if (path === undefined) {
       res.writeHead(400, { 'content-type': 'text/plain', ...this.guard.headers });

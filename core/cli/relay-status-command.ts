@@ -99,8 +99,7 @@ export function relayStatusText(s: RelayStatusView): string[] {
   if (s.cluster) {
     const c = s.cluster;
     lines.push('', `CLUSTER (as node ${c.node} sees it${c.connected ? '' : '; cut off from NATS, so this is stale'})`);
-    lines.push(formatTable(['NODE', 'OFFICES', 'EXTERNAL SESSIONS'], c.nodes.map((n) => [n.node === c.node ? `${n.node} (this one)` : n.node, String(n.offices), String(n.externals)])));
-    if (c.offices.length > 0) lines.push('', formatTable(['OFFICE', 'TUNNEL ON NODE'], c.offices.map((o) => [o.id, o.node])));
+    lines.push(...clusterTables(c, c.node));
   }
   if (s.offices.length > 0) {
     lines.push('', 'OFFICES (frames / bytes in and out, as seen by the relay)');
@@ -156,7 +155,12 @@ export function relayStatusText(s: RelayStatusView): string[] {
 export function clusterPresenceText(c: Omit<ClusterView, 'node' | 'connected'>, servers: readonly string[]): string[] {
   const lines = [`CLUSTER (presence records in NATS at ${servers.join(',')})`];
   if (c.nodes.length === 0) return [...lines, 'no node holds a tunnel or a session'];
-  lines.push(formatTable(['NODE', 'OFFICES', 'EXTERNAL SESSIONS'], c.nodes.map((n) => [n.node, String(n.offices), String(n.externals)])));
+  return [...lines, ...clusterTables(c)];
+}
+
+/** The nodes with their counts, then each office's node; `self` is marked "(this one)". */
+function clusterTables(c: Omit<ClusterView, 'node' | 'connected'>, self?: string): string[] {
+  const lines = [formatTable(['NODE', 'OFFICES', 'EXTERNAL SESSIONS'], c.nodes.map((n) => [n.node === self ? `${n.node} (this one)` : n.node, String(n.offices), String(n.externals)]))];
   if (c.offices.length > 0) lines.push('', formatTable(['OFFICE', 'TUNNEL ON NODE'], c.offices.map((o) => [o.id, o.node])));
   return lines;
 }

@@ -10,7 +10,8 @@ const TUNNEL_STATES: readonly TunnelState[] = ['connecting', 'connected', 'recon
  * scrape time from one ContactPoint.statsSnapshot().
  */
 export function contactPointMetrics(cp: ContactPoint): MetricSet {
-  let s: ContactPointStatsSnapshot = cp.statsSnapshot();
+  // Set by refresh(), which every scrape runs before it reads a series.
+  let s!: ContactPointStatsSnapshot;
   const m = new MetricSet(() => (s = cp.statsSnapshot()));
 
   m.gauge('tunnel_up', '1 while the tunnel to the relay is connected, else 0.', [], (set) => set({}, s.tunnel.state === 'connected' ? 1 : 0));

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { LoopbackGuard, requestPath, type LoopbackEndpointOptions } from '../admin/loopback-guard.js';
+import { LoopbackGuard, decodedRequestPath, type LoopbackEndpointOptions } from '../admin/loopback-guard.js';
 import { RELAY_DASHBOARD_PAGE, RELAY_STATUS_PATH, type RelayStatusView } from '../admin/relay-contract.js';
 import { createGuardedServer, refuseUpgrade } from '../runtime/http-guard.js';
 import { RefusalTally } from '../runtime/refusal-tally.js';
@@ -73,7 +73,7 @@ export class RelayAdminServer {
 
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (!this.guard.admitRequest(req, res, 'relay dashboard')) return;
-    const path = requestPath(req);
+    const path = decodedRequestPath(req);
     if (path === RELAY_STATUS_PATH) return this.status(req, res);
     if (path === undefined || !dashboardFile(path)) {
       res.writeHead(404, { 'content-type': 'text/plain', ...this.guard.headers });

@@ -260,7 +260,7 @@ export class NatsCluster implements Cluster {
       const sub = this.nc.subscribe(`relay.cp.${subjectToken(s.id)}`, { queue: 'cp', callback: (err, m) => (err ? undefined : this.deliver(m)) });
       this.cpSubs.set(s.id, sub);
     }
-    const key = presenceKey(s.kind === 'contact-point' ? 't' : 'e', s.id, this.node);
+    const key = this.ownKey(s);
     this.own.set(key, { session: s.session, revision: undefined });
     this.claim(key, s);
   }
@@ -274,7 +274,7 @@ export class NatsCluster implements Cluster {
       }
       this.cpSubs.delete(s.id);
     }
-    const key = presenceKey(s.kind === 'contact-point' ? 't' : 'e', s.id, this.node);
+    const key = this.ownKey(s);
     if (this.own.get(key)?.session !== s.session) return;
     // Other sessions of this external credential still here (issue 18): the record names the newest of them.
     const rest = s.kind === 'external' ? this.sessions.externalsOf(s.id) : [];
@@ -339,36 +339,32 @@ export class NatsCluster implements Cluster {
   }
 
   view(): ClusterView {
-    const nodes = new Map<string, { offices: number; externals: number }>();
-    const count = (node: string, kind: 't' | 'e'): void => {
-      let n = nodes.get(node);
-      if (!n) nodes.set(node, (n = { offices: 0, externals: 0 }));
-      if (kind === 't') n.offices++;
-      else n.externals++;
-    };
-    const offices: { id: string; node: string }[] = [];
-    nodes.set(this.node, { offices: 0, externals: 0 }); // this node is listed even while it holds nothing
-    for (const t of this.sessions.tunnels.keys()) {
-      offices.push({ id: t, node: this.node });
-      count(this.node, 't');
+    const tally = new ClusterTally();
+    const here = tally.node(this.node); // listed even while it holds nothing
+    here.externals = this.sessions.size.externals;
+    for (const id of this.sessions.tunnels.keys()) {
+      here.offices++;
+      tally.offices.push({ id, node: this.node });
     }
-    for (const s of this.sessions.all()) if (s.kind === 'external') count(this.node, 'e');
     const now = Date.now();
     for (const [key, byNode] of this.remote) {
       const kind = key.startsWith('t:') ? 't' : 'e';
       const id = key.slice(2);
       for (const [node, c] of byNode) {
         if (now - c.seenAt > LEASE_MS) continue;
-        count(node, kind);
-        if (kind === 't' && !this.sessions.tunnels.has(id)) offices.push({ id, node });
+        if (kind === 'e') tally.node(node).externals++;
+        else {
+          tally.node(node).offices++;
+          if (!this.sessions.tunnels.has(id)) tally.offices.push({ id, node });
+        }
       }
     }
-    return {
-      node: this.node,
-      connected: this.connected,
-      nodes: [...nodes].map(([node, n]) => ({ node, ...n })).sort((a, b) => a.node.localeCompare(b.node)),
-      offices: offices.sort((a, b) => a.id.localeCompare(b.id) || a.node.localeCompare(b.node)),
-    };
+    return { node: this.node, connected: this.connected, ...tally.sorted() };
+  }
+
+  /** The presence key of a session held here. */
+  private ownKey(s: RelaySession): string {
+    return presenceKey(s.kind === 'contact-point' ? 't' : 'e', s.id, this.node);
   }
 
   private remotePlace(key: string): RemotePlace | undefined {
@@ -398,7 +394,7 @@ export class NatsCluster implements Cluster {
   private renewAll(): void {
     if (!this.connected) return;
     for (const s of [...this.sessions.all()]) {
-      const key = presenceKey(s.kind === 'contact-point' ? 't' : 'e', s.id, this.node);
+      const key = this.ownKey(s);
       if (this.own.get(key)?.session === s.session) this.claim(key, s);
     }
   }
@@ -411,9 +407,9 @@ export class NatsCluster implements Cluster {
   }
 
   private onPresence(e: KvWatchEntry): void {
-    const [kind, token, node] = e.key.split('.');
-    const id = token !== undefined ? fromToken(token) : undefined;
-    if ((kind !== 't' && kind !== 'e') || id === undefined || node === undefined) return;
+    const parsed = parsePresenceKey(e.key);
+    if (!parsed) return;
+    const { kind, id, node } = parsed;
     if (node === this.node) {
       // A record of ours for a session we no longer hold (left from before a disconnect): remove it.
       if (e.operation === 'PUT' && !this.own.has(e.key)) void this.kv.delete(e.key).catch(() => undefined);
@@ -478,6 +474,32 @@ function presenceKey(kind: PresenceKind, id: string, node: string): string {
   return `${kind}.${subjectToken(id)}.${node}`;
 }
 
+/** The reverse of presenceKey(); undefined for a key of another form. */
+function parsePresenceKey(key: string): { kind: PresenceKind; id: string; node: string } | undefined {
+  const [kind, token, node] = key.split('.');
+  const id = token !== undefined ? fromToken(token) : undefined;
+  return (kind === 't' || kind === 'e') && id !== undefined && node !== undefined ? { kind, id, node } : undefined;
+}
+
+/** Per-node office and session counts and where each office is, sorted as the status shows them. */
+class ClusterTally {
+  private readonly nodes = new Map<string, { offices: number; externals: number }>();
+  readonly offices: { id: string; node: string }[] = [];
+
+  node(node: string): { offices: number; externals: number } {
+    let n = this.nodes.get(node);
+    if (!n) this.nodes.set(node, (n = { offices: 0, externals: 0 }));
+    return n;
+  }
+
+  sorted(): Omit<ClusterView, 'node' | 'connected'> {
+    return {
+      nodes: [...this.nodes].map(([node, n]) => ({ node, ...n })).sort((a, b) => a.node.localeCompare(b.node)),
+      offices: [...this.offices].sort((a, b) => a.id.localeCompare(b.id) || a.node.localeCompare(b.node)),
+    };
+  }
+}
+
 /**
  * What `contact-point relay --cluster` needs: a connection to NATS, the cluster's credentials,
  * and the node (the relay's `cluster` option). Any failure closes the connection and names the URLs.
@@ -502,30 +524,23 @@ export async function readClusterPresence(servers: readonly string[], logger: Lo
   const nc = await connectNats(servers, 'contact-point relay status', logger);
   try {
     const kv = await openBucket(nc, PRESENCE_BUCKET, { ttl: LEASE_MS, replicas: 1 });
-    const nodes = new Map<string, { offices: number; externals: number }>();
-    const count = (node: string): { offices: number; externals: number } => {
-      let n = nodes.get(node);
-      if (!n) nodes.set(node, (n = { offices: 0, externals: 0 }));
-      return n;
-    };
+    const tally = new ClusterTally();
     /** office -> the newest record within its lease (a node cut off from NATS cannot delete its old one) */
     const tunnels = new Map<string, { node: string; revision: number }>();
     const now = Date.now();
     for await (const key of await kv.keys()) {
-      const [kind, token, node] = key.split('.');
-      const id = token !== undefined ? fromToken(token) : undefined;
-      if ((kind !== 't' && kind !== 'e') || id === undefined || node === undefined) continue;
+      const parsed = parsePresenceKey(key);
+      if (!parsed) continue;
       const e = await kv.get(key);
       if (!e || e.operation !== 'PUT' || now - e.created.getTime() > LEASE_MS) continue;
-      if (kind === 'e') count(node).externals++;
-      else if ((tunnels.get(id)?.revision ?? -1) < e.revision) tunnels.set(id, { node, revision: e.revision });
+      if (parsed.kind === 'e') tally.node(parsed.node).externals++;
+      else if ((tunnels.get(parsed.id)?.revision ?? -1) < e.revision) tunnels.set(parsed.id, { node: parsed.node, revision: e.revision });
     }
-    const offices = [...tunnels].map(([id, t]) => ({ id, node: t.node }));
-    for (const o of offices) count(o.node).offices++;
-    return {
-      nodes: [...nodes].map(([node, n]) => ({ node, ...n })).sort((a, b) => a.node.localeCompare(b.node)),
-      offices: offices.sort((a, b) => a.id.localeCompare(b.id) || a.node.localeCompare(b.node)),
-    };
+    for (const [id, t] of tunnels) {
+      tally.node(t.node).offices++;
+      tally.offices.push({ id, node: t.node });
+    }
+    return tally.sorted();
   } finally {
     await nc.close();
   }

@@ -29,7 +29,8 @@ export function relayMetrics(relay: Relay, opts: RelayMetricsOptions = {}): Metr
   if (!Number.isInteger(maxOffices) || maxOffices < 1 || maxOffices > METRICS_MAX_OFFICES_LIMIT) {
     throw new RangeError(`maxOffices ${maxOffices}: expected a whole number from 1 to ${METRICS_MAX_OFFICES_LIMIT}`);
   }
-  let s: RelayStatsSnapshot = relay.statsSnapshot();
+  // Set by refresh(), which every scrape runs before it reads a series.
+  let s!: RelayStatsSnapshot;
   const m = new MetricSet(() => (s = relay.statsSnapshot()));
   const r = 'relay_';
 
@@ -77,7 +78,7 @@ function officeSeries(m: MetricSet, relay: Relay, max: number): void {
     (read: (t: TunnelSession) => number) =>
     (set: (labels: { office?: string }, v: number) => void): void => {
       let n = 0;
-      for (const t of relay.tunnelSessions()) {
+      for (const t of relay.sessions.tunnels.values()) {
         if (n++ >= max) return;
         set({ office: t.id }, read(t));
       }
@@ -89,5 +90,5 @@ function officeSeries(m: MetricSet, relay: Relay, max: number): void {
   m.counter(`${o}bytes_received_total`, 'Frame bytes received from this office (this tunnel session: restarts at 0 on a reconnect).', ['office'], each((t) => t.link.stats.bytesIn));
   m.counter(`${o}bytes_sent_total`, 'Frame bytes sent to this office (this tunnel session).', ['office'], each((t) => t.link.stats.bytesOut));
   m.counter(`${o}frames_received_total`, 'Frames received from this office (this tunnel session).', ['office'], each((t) => t.link.stats.framesIn));
-  m.gauge('relay_offices_not_exported', `Connected offices left out of the per-office series (over the cap of ${max}).`, [], (set) => set({}, Math.max(0, relay.status().tunnels - max)));
+  m.gauge('relay_offices_not_exported', `Connected offices left out of the per-office series (over the cap of ${max}).`, [], (set) => set({}, Math.max(0, relay.sessions.tunnels.size - max)));
 }

@@ -80,7 +80,7 @@ export class RefusalLog implements RefusalSink {
     this.ring[this.next] = view;
     this.next = (this.next + 1) % RECENT_REFUSALS;
     if (!this.bucket.take()) {
-      for (let i = 0; i < count; i++) this.overflow.add(r.code, `${r.who}: ${r.reason}`);
+      this.overflow.add(r.code, `${r.who}: ${r.reason}`, count);
       return;
     }
     const level = WARN_CODES.has(r.code) || r.kind === 'exposure' ? 'warn' : 'info';

@@ -21,7 +21,7 @@ import { ControlServer } from './control-server.js';
 import type { Exposer, Exposure, ExposeSpec, ExposureView } from './expose.js';
 import { RefusalLog } from './refusals.js';
 import { Router } from './routing.js';
-import { SessionRegistry, type RelaySession, type TunnelSession } from './sessions.js';
+import { SessionRegistry, type RelaySession } from './sessions.js';
 import { RelayStats, type RelayStatsSnapshot } from './stats.js';
 import { statusSnapshot } from './status.js';
 import type { RelayUdpService } from './udp-service.js';
@@ -255,11 +255,6 @@ export class Relay {
       udp: this.udp,
       officesKnown: () => this.opts.credentials.count('contact-point'),
     });
-  }
-
-  /** The tunnels now, for per-office views (metrics); oldest first. */
-  tunnelSessions(): IterableIterator<TunnelSession> {
-    return this.sessions.tunnels.values();
   }
 
   /**

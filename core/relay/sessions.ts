@@ -89,7 +89,6 @@ export interface ExternalGroup {
 export class SessionRegistry {
   private readonly tunnelMap = new Map<string, TunnelSession>();
   private readonly groups = new Map<string, ExternalGroup>();
-  private externalCount = 0;
 
   get tunnels(): ReadonlyMap<string, TunnelSession> {
     return this.tunnelMap;
@@ -116,8 +115,11 @@ export class SessionRegistry {
     for (const g of this.groups.values()) yield* g.sessions;
   }
 
-  get size(): { tunnels: number; externals: number; externalIds: number } {
-    return { tunnels: this.tunnelMap.size, externals: this.externalCount, externalIds: this.groups.size };
+  /** Sessions now (counted from the groups, read by status and scrapes, not per message). */
+  get size(): { tunnels: number; externals: number } {
+    let externals = 0;
+    for (const g of this.groups.values()) externals += g.sessions.length;
+    return { tunnels: this.tunnelMap.size, externals };
   }
 
   /** The tunnel holding contact point id `s.id` from now on; the one it replaces, if any. */
@@ -154,7 +156,6 @@ export class SessionRegistry {
       if (alone.lastTo !== undefined) g.replyRoutes.set(alone.lastTo, alone);
     }
     g.sessions.push(s);
-    this.externalCount++;
   }
 
   /** A closed external session: it leaves its group, and no ACK is routed to it any more. */
@@ -163,7 +164,6 @@ export class SessionRegistry {
     const i = g.sessions.indexOf(s);
     if (i < 0) return;
     g.sessions.splice(i, 1);
-    this.externalCount--;
     if (g.untracked === s) g.untracked = undefined;
     if (g.sessions.length <= 1) {
       // Alone again (or gone): every ACK and message for this address is the remaining session's.

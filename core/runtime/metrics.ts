@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import type * as PromClient from 'prom-client';
 import type { Registry } from 'prom-client';
 import { createGuardedServer, refuseUpgrade, type HttpLimits } from './http-guard.js';
+import { requestPath } from './health.js';
 import type { Logger } from './logger.js';
 import { closeServer, listen } from './server-lifecycle.js';
 
@@ -169,8 +170,7 @@ export class MetricsServer {
   }
 
   private readonly onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    const path = (req.url ?? '').split('?')[0];
-    if (path !== METRICS_PATH) {
+    if (requestPath(req) !== METRICS_PATH) {
       res.writeHead(404, { 'content-type': 'text/plain' });
       res.end(`not found: metrics are at ${METRICS_PATH}\n`);
       return;

@@ -24,14 +24,15 @@ export class RefusalTally {
     private readonly report: (counts: readonly RefusalCount[]) => void,
   ) {}
 
-  add(code: number, reason: string): void {
-    this.total++;
+  /** Counts `n` refusals with `code` (the last `reason` is the one reported). */
+  add(code: number, reason: string, n = 1): void {
+    this.total += n;
     if (this.disposed) return;
     const u = this.unreported.get(code);
     if (u) {
-      u.count++;
+      u.count += n;
       u.reason = reason;
-    } else this.unreported.set(code, { count: 1, reason });
+    } else this.unreported.set(code, { count: n, reason });
     if (this.timer) return;
     const wait = this.lastReport + this.intervalMs - Date.now();
     if (wait <= 0) this.flush();
