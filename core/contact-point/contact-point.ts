@@ -318,7 +318,8 @@ export class ContactPoint implements AdminHostApi {
         startAudits.push({ at: Date.now(), surface: 'cli', action: 'history:retention', target: 'history', before: { ...before }, after: { entries: after.entries, days: after.days } });
       }
     }
-    for (const audit of startAudits) await this.decide(() => ({ apply: () => undefined, audit }));
+    // Queued together, they go to disk in one write (StateStore.commit batches what waits).
+    await Promise.all(startAudits.map((audit) => this.decide(() => ({ apply: () => undefined, audit }))));
     if ((opts.policy || opts.history) && startAudits.length === 0) await this.decide(() => ({ apply: () => undefined }));
   }
 

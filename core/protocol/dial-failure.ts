@@ -30,7 +30,6 @@ export interface DialFailure {
 
 /** Certificate errors that --ca fixes (the chain ends at a CA this machine does not trust). */
 const UNTRUSTED = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_GET_ISSUER_CERT']);
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN', 'EPIPE', 'EAI_AGAIN']);
 
 /** The relay's URL with the relay path, for a hint (`ws://h:1/` -> `ws://h:1/v1`). */
 function withRelayPath(url: URL): string {
@@ -70,7 +69,7 @@ export function describeDialError(rawUrl: string, err: Error & { code?: string }
     return { kind: 'url', message: `${host}:${url.port || 80} speaks TLS but the URL says ws://: use ${withScheme(url, 'wss:')}` };
   }
   if (code === 'ECONNREFUSED') return { kind: 'network', message: `${err.message}: no relay listens there now (down, or a wrong port); retrying` };
-  if (NETWORK_CODES.has(code) || /timed out|hang up/i.test(err.message)) return { kind: 'network', message: err.message };
+  // Everything else (reset, timed out, unreachable...) may pass: retried.
   return { kind: 'network', message: err.message };
 }
 

@@ -200,16 +200,17 @@ export class Dialer extends EventEmitter<DialerEvents> {
     }
     this.ws = ws;
     let socket: Socket | undefined;
+    /** the server answered the upgrade request (either way) */
+    let answered = false;
     ws.once('upgrade', (res: IncomingMessage) => {
+      answered = true;
       socket = res.socket;
     });
     ws.once('unexpected-response', (_req, res: IncomingMessage) => {
+      answered = true;
       ws.terminate();
       this.failedDial(describeUpgradeResponse(this.opts.url, res.statusCode ?? 0, res.headers.location));
     });
-    let answered = false;
-    ws.once('upgrade', () => (answered = true));
-    ws.once('unexpected-response', () => (answered = true));
     const early = (err: Error & { code?: string }): void => {
       const url = new URL(this.opts.url);
       // A dial hung up on before any answer may have reached a port that speaks the other

@@ -1,4 +1,5 @@
 import type { GuiApi } from './gui-api';
+import { takeToken } from './take-token';
 import { WsAdminClient } from './ws-admin-client';
 
 /** Storage key of the admin token for this tab, so a reload keeps working after the hash is gone. */
@@ -13,18 +14,7 @@ export type Transport = { readonly api: GuiApi; readonly stop: () => void } | { 
  */
 export function selectTransport(win: Window): Transport {
   if (win.contactPoint) return { api: win.contactPoint, stop: () => undefined };
-  const fromHash = new URLSearchParams(win.location.hash.replace(/^#/, '')).get('token');
-  let token = fromHash ?? undefined;
-  try {
-    if (token) win.sessionStorage.setItem(TOKEN_KEY, token);
-    else token = win.sessionStorage.getItem(TOKEN_KEY) ?? undefined;
-  } catch {
-    // storage disabled: the hash is all we have
-  }
-  if (fromHash) {
-    // Keep the secret out of the address bar, bookmarks and screenshots.
-    win.history.replaceState(null, '', win.location.pathname + win.location.search);
-  }
+  const token = takeToken(win, TOKEN_KEY);
   if (!token) {
     return {
       api: undefined,

@@ -25,9 +25,18 @@ export function FlowRowCells({ r, time }: { r: FlowEvent | HistoryEntry; time: (
         {formatBytes(r.size)}
       </span>
       <span role="cell" className="ellipsis" title={r.reason || r.outcome}>
-        <span className={`outcome ${r.outcome}`}>{r.outcome}</span>
-        {r.reason ? <span className="reason"> {r.reason}</span> : null}
+        <Outcome r={r} />
       </span>
+    </>
+  );
+}
+
+/** An outcome badge and its reason, as every message list shows them. */
+export function Outcome({ r }: { r: { readonly outcome: string; readonly reason?: string | undefined } }) {
+  return (
+    <>
+      <span className={`outcome ${r.outcome}`}>{r.outcome}</span>
+      {r.reason ? <span className="reason"> {r.reason}</span> : null}
     </>
   );
 }

@@ -2,7 +2,7 @@ import { StrictMode, useEffect, useState } from 'react';
 import { createRoot } from 'react-dom/client';
 import '../styles.css';
 import { Dashboard } from './dashboard';
-import { pollStatus, takeToken, type PollState } from './status-poller';
+import { pollStatus, takeStatusToken, type PollState } from './status-poller';
 
 /**
  * The relay dashboard (relay.html): served by the relay's status endpoint (`relay
@@ -15,7 +15,7 @@ function Live({ token }: { token: string }) {
 }
 
 const root = createRoot(document.getElementById('root')!);
-const token = takeToken(window);
+const token = takeStatusToken(window);
 root.render(
   token ? (
     <StrictMode>

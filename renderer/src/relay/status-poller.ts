@@ -1,4 +1,5 @@
 import { RELAY_STATUS_PATH, type RelayStatusView } from '../../../core/admin/relay-contract';
+import { takeToken } from '../api/take-token';
 
 /** How often the dashboard asks the relay for its status (one request at a time). */
 export const RELAY_POLL_MS = 2_000;
@@ -13,21 +14,9 @@ export type PollState =
   | { readonly kind: 'lost'; readonly status: RelayStatusView | undefined; readonly at: number | undefined; readonly detail: string }
   | { readonly kind: 'unauthorized'; readonly detail: string };
 
-/**
- * The token from `#token=…` (then removed from the address bar, bookmarks and screenshots),
- * or the one this tab kept; undefined when there is none.
- */
-export function takeToken(win: Window): string | undefined {
-  const fromHash = new URLSearchParams(win.location.hash.replace(/^#/, '')).get('token') ?? undefined;
-  let token = fromHash;
-  try {
-    if (fromHash) win.sessionStorage.setItem(TOKEN_KEY, fromHash);
-    else token = win.sessionStorage.getItem(TOKEN_KEY) ?? undefined;
-  } catch {
-    // storage disabled: the hash is all we have
-  }
-  if (fromHash) win.history.replaceState(null, '', win.location.pathname + win.location.search);
-  return token;
+/** The status token from `#token=…`, or the one this tab kept (take-token.ts). */
+export function takeStatusToken(win: Window): string | undefined {
+  return takeToken(win, TOKEN_KEY);
 }
 
 /**

@@ -29,11 +29,11 @@ interface FilterForm {
 }
 const EMPTY_FORM: FilterForm = { peer: '', sender: '', outcome: 'all', reason: '', since: '', until: '' };
 
-function toFilter(f: FilterForm, fixedPeer: string | undefined): HistoryExportFilter {
+function toFilter(f: FilterForm): HistoryExportFilter {
   const time = (v: string): number | undefined => (v ? new Date(v).getTime() : undefined);
   const since = time(f.since);
   const until = time(f.until);
-  const peer = fixedPeer ?? f.peer.trim();
+  const peer = f.peer.trim();
   return {
     ...(peer ? { peer } : {}),
     ...(f.sender.trim() ? { sender: f.sender.trim() } : {}),
@@ -46,13 +46,12 @@ function toFilter(f: FilterForm, fixedPeer: string | undefined): HistoryExportFi
 
 /**
  * The stored history (issue 16): what the contact point kept on disk, across reloads and
- * restarts, newest first, with filters, paging back and export. `peer` fixes the peer filter
- * (a peer's own page).
+ * restarts, newest first, with filters, paging back and export.
  */
-export function HistoryPanel({ peer }: { readonly peer?: string }) {
+export function HistoryPanel() {
   const ctx = useCtx();
   const [form, setForm] = useState<FilterForm>(EMPTY_FORM);
-  const [filter, setFilter] = useState<HistoryExportFilter>(() => toFilter(EMPTY_FORM, peer));
+  const [filter, setFilter] = useState<HistoryExportFilter>(() => toFilter(EMPTY_FORM));
   const [entries, setEntries] = useState<readonly HistoryEntry[]>([]);
   const [page, setPage] = useState<HistoryPage | undefined>();
   const [busy, setBusy] = useState(false);
@@ -81,11 +80,11 @@ export function HistoryPanel({ peer }: { readonly peer?: string }) {
   const set = (patch: Partial<FilterForm>): void => setForm((f) => ({ ...f, ...patch }));
   const apply = (e: FormEvent): void => {
     e.preventDefault();
-    setFilter(toFilter(form, peer));
+    setFilter(toFilter(form));
   };
   const reset = (): void => {
     setForm(EMPTY_FORM);
-    setFilter(toFilter(EMPTY_FORM, peer));
+    setFilter(toFilter(EMPTY_FORM));
   };
 
   const download = async (format: HistoryExportFormat): Promise<void> => {
@@ -116,12 +115,10 @@ export function HistoryPanel({ peer }: { readonly peer?: string }) {
   return (
     <>
       <form className="toolbar history-filters" role="search" aria-label="History filters" onSubmit={apply}>
-        {peer === undefined ? (
-          <label>
-            Peer
-            <input type="search" placeholder="address or part" value={form.peer} onChange={(e) => set({ peer: e.target.value })} />
-          </label>
-        ) : null}
+        <label>
+          Peer
+          <input type="search" placeholder="address or part" value={form.peer} onChange={(e) => set({ peer: e.target.value })} />
+        </label>
         <label>
           Sender
           <input type="search" placeholder="address or part" value={form.sender} onChange={(e) => set({ sender: e.target.value })} />
@@ -195,7 +192,7 @@ export function HistoryPanel({ peer }: { readonly peer?: string }) {
           Load older entries
         </button>
       ) : null}
-      {page?.enabled && peer === undefined ? <RetentionForm page={page} onSaved={() => void load(undefined)} /> : null}
+      {page?.enabled ? <RetentionForm page={page} onSaved={() => void load(undefined)} /> : null}
     </>
   );
 }

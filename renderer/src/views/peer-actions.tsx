@@ -70,8 +70,13 @@ export function forgetRequest(ctx: Ctx, p: PeerView): ConfirmRequest {
   };
 }
 
-/** When a revoked peer was revoked and through which surface: `2026-12-02 01:58 via GUI`. */
-export function revokedText(p: PeerView): string {
-  if (p.state !== 'revoked') return '—';
+/** When the admin last decided on a peer and through which surface: `2026-12-02 01:58 via GUI` ('—' when never). */
+export function decidedText(p: PeerView): string {
+  if (p.decidedAt === undefined) return '—';
   return `${formatDateTime(p.decidedAt)}${p.decidedVia ? ` via ${SURFACE_LABEL[p.decidedVia]}` : ''}`;
+}
+
+/** When a revoked peer was revoked and through which surface (decidedText of a revoked peer). */
+export function revokedText(p: PeerView): string {
+  return p.state === 'revoked' ? decidedText(p) : '—';
 }

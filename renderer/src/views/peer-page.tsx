@@ -1,7 +1,6 @@
 import { useEffect, useState } from 'react';
 import { useShallow } from 'zustand/react/shallow';
 import type { AuditEntry } from '../../../core/admin/contract.js';
-import { SURFACE_LABEL } from '../../../core/admin/audit-text.js';
 import { errorText } from '../api/admin-call-error';
 import { ConfirmDialog, type ConfirmRequest } from '../components/confirm-dialog';
 import { useNow } from '../components/use-now';
@@ -11,10 +10,9 @@ import { peerAuditEntries } from '../store/commands';
 import { useApp, useCtx } from '../store/context';
 import { peerHistory } from '../store/peer-history';
 import { openPeerPage } from '../store/session-slice';
-import { PeerActions } from './peer-actions';
+import { decidedText, PeerActions } from './peer-actions';
 import { PeerTraffic } from './peer-traffic';
 
-const STATE_LABEL = { pending: 'pending', registered: 'registered', unregistered: 'unregistered', revoked: 'revoked' } as const;
 
 /**
  * One peer's page: who it is (address, key fingerprint, LAN IP, first and last seen), its state
@@ -58,7 +56,7 @@ export function PeerPage({ name }: { name: string }) {
         <div>
           {back}
           <h1 id="peer-title">
-            {name} {peer ? <span className={`state-badge ${peer.state}`}>{STATE_LABEL[peer.state]}</span> : null}
+            {name} {peer ? <span className={`state-badge ${peer.state}`}>{peer.state}</span> : null}
           </h1>
         </div>
         {peer ? <PeerActions ctx={ctx} peer={peer} busy={busy} confirm={setConfirm} /> : null}
@@ -91,7 +89,7 @@ export function PeerPage({ name }: { name: string }) {
           <dd>{peer.admittedBy ?? '—'}</dd>
           <dt>Last decision</dt>
           <dd data-testid="peer-decided">
-            {peer.decidedAt !== undefined ? `${formatDateTime(peer.decidedAt)}${peer.decidedVia ? ` via ${SURFACE_LABEL[peer.decidedVia]}` : ''}` : '—'}
+            {decidedText(peer)}
           </dd>
         </dl>
       ) : (

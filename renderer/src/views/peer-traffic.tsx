@@ -2,6 +2,7 @@ import { useEffect, useState } from 'react';
 import { useShallow } from 'zustand/react/shallow';
 import type { HistoryEntry, HistoryPage, HistoryTraffic, PeerView } from '../../../core/admin/contract.js';
 import { errorText } from '../api/admin-call-error';
+import { Outcome } from '../components/flow-row';
 import { TrafficChart } from '../components/traffic-chart';
 import { useNow } from '../components/use-now';
 import { formatBytes, formatClock, formatTimestamp } from '../format/units';
@@ -54,8 +55,7 @@ function MessageTable({ rows, label, time }: { rows: readonly (FlowRow | History
             <td className="mono">{r.to}</td>
             <td className="num">{formatBytes(r.size)}</td>
             <td>
-              <span className={`outcome ${r.outcome}`}>{r.outcome}</span>
-              {r.reason ? <span className="reason"> {r.reason}</span> : null}
+              <Outcome r={r} />
             </td>
           </tr>
         ))}
