@@ -46,6 +46,15 @@ export class Router {
    * re-sent by its sender and noted again). Empty on a single relay.
    */
   private readonly remoteOrigins = new Map<string, string>();
+  /**
+   * Contact point id -> wait keys of sessions here (with `reachable`) that sent messages to its
+   * tunnel on another node lately: a local tunnel's `senders`, for a tunnel elsewhere. When a
+   * newer tunnel of that contact point comes up (on any node) they are told REACHABLE: what they
+   * sent may have died with the old one. At most REACHABLE_WAITERS_PER_DOMAIN per contact point
+   * (started over when full) and REACHABLE_WAITERS_MAX contact points (oldest forgotten first).
+   * Empty on a single relay.
+   */
+  private readonly remoteSenders = new Map<string, Set<string>>();
   private readonly waiting = new WaitList(REACHABLE_WAITERS_PER_DOMAIN, REACHABLE_WAITERS_MAX, REACHABLE_WAIT_MS);
 
   constructor(private readonly o: RouterOptions) {}
@@ -90,6 +99,7 @@ export class Router {
       if (tunnel.kind === 'remote') {
         this.o.stats.routed++;
         this.noteSent(s, msg);
+        if (s.reachable) this.noteRemoteSender(to.domain, s.waitKey);
         return this.o.cluster.sendToTunnel(to.domain, frame.raw);
       }
       // Registration is checked at the contact point, the single place where traffic is checked
@@ -117,13 +127,25 @@ export class Router {
     if (s.group.sessions.length > 1) track(s.group, msg.id, msg.to, s);
   }
 
+  private noteRemoteSender(cp: string, waitKey: string): void {
+    let set = this.remoteSenders.get(cp);
+    if (!set) setCapped(this.remoteSenders, cp, (set = new Set<string>()), REACHABLE_WAITERS_MAX);
+    else if (set.has(waitKey)) return;
+    if (set.size >= REACHABLE_WAITERS_PER_DOMAIN) set.clear();
+    set.add(waitKey);
+  }
+
   /** Another node forwarded a MSG it checked (sender, rights, rate, size) or an ACK: deliver it here or refuse it back. */
   onForwarded(raw: Buffer, reply: string | undefined): void {
     const frame = decodeFrame(raw);
     if (frame.type === FrameType.ACK) {
       const ack = decodeAck(frame);
       const to = parseAddress(ack.to);
-      return to ? this.deliverAck(to, ack, raw) : undefined;
+      if (!to) return;
+      // The holding node refused a message from here (its tunnel or session left meanwhile): the
+      // sender waits for it as if this node had refused it (9.5).
+      if (ack.status === Status.CONTACT_POINT_OFFLINE || ack.status === Status.PEER_OFFLINE) this.waitAfterRemoteRefusal(to, ack);
+      return this.deliverAck(to, ack, raw);
     }
     if (frame.type !== FrameType.MSG) throw new ProtocolError(Status.PROTOCOL_VIOLATION, `a node forwarded a frame of type ${frame.type}`);
     const msg = decodeMsg(frame);
@@ -148,6 +170,15 @@ export class Router {
     // the same credential that may be here too.
     const origin = reply !== undefined && parseAddress(msg.from)?.domain === this.o.name ? replyNode(reply) : undefined;
     if (origin !== undefined) setCapped(this.remoteOrigins, `${msg.from}\n${msg.id}`, origin, MAX_REMOTE_ACK_ROUTES);
+  }
+
+  private waitAfterRemoteRefusal(to: Address, ack: AckFrame): void {
+    const waitKey = to.domain === this.o.name ? `e:${to.name}` : `c:${to.domain}`;
+    const recipient = parseAddress(ack.from);
+    if (!recipient) return;
+    if (recipient.domain === this.o.name) {
+      if (ack.status === Status.PEER_OFFLINE) this.waiting.add(ack.from, waitKey);
+    } else if (ack.status === Status.CONTACT_POINT_OFFLINE) this.waiting.add(recipient.domain, waitKey);
   }
 
   /**
@@ -236,6 +267,12 @@ export class Router {
    * address): every session waiting for it hears REACHABLE `body` at once.
    */
   tellReachable(key: string, body: ReachableBody): void {
+    // A newer tunnel of this contact point: who sent through the old one elsewhere waits no more.
+    const sent = body.name === undefined ? this.remoteSenders.get(key) : undefined;
+    if (sent) {
+      this.remoteSenders.delete(key);
+      for (const k of sent) this.waiting.add(key, k);
+    }
     let told = 0;
     for (const who of this.waiting.take(key)) {
       const name = who.slice(2);

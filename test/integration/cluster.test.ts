@@ -3,13 +3,22 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { DeliveryError } from '../../core/protocol/errors.js';
 import { Status } from '../../core/protocol/status.js';
 import { PeerClient, type InboundMessage } from '../../core/peer/peer-client.js';
+import { PeerIdentity } from '../../core/peer/identity.js';
 import { Kvm } from '@nats-io/kv';
 import { decodeAck, decodeFrame, encodeMsg } from '../../core/protocol/codec.js';
 import { connectNats, joinNatsCluster, openClusterCredentials, PRESENCE_BUCKET, subjectToken } from '../../core/relay/cluster-nats.js';
 import type { CredentialStore } from '../../core/relay/credentials.js';
 import { Relay } from '../../core/relay/relay.js';
 import { relayStatusText } from '../../core/cli/relay-status-command.js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ContactPoint } from '../../core/contact-point/contact-point.js';
+import { FrameType } from '../../core/protocol/frames.js';
+import { ACK_TIMEOUT_MS } from '../../core/protocol/limits.js';
 import { FAST, logger, refusal, startHarness, waitFor, type Harness } from '../helpers.js';
+import { tcpForwarder } from '../net-fixtures.js';
+import { RawClient } from '../raw-client.js';
 import { haveNatsServer, NO_NATS_REASON, startNatsServer, type NatsServer } from '../nats-fixtures.js';
 
 /**
@@ -77,6 +86,34 @@ async function techOnTwoNodes(): Promise<{ h: Harness; r2: Relay; got: string[];
     return c;
   };
   return { h, r2, got, session };
+}
+
+/** Contact point `id` (credential added now, `secret`) dialing `relayUrl`; stopped after the test. */
+async function contactPoint(id: string, relayUrl: string, relays: Relay[]): Promise<{ cp: ContactPoint; secret: string }> {
+  const secret = await admin.store.add('contact-point', id);
+  await known(relays, 'contact-point', id);
+  const dir = await mkdtemp(join(tmpdir(), `cp-${id}-`));
+  const cp = await ContactPoint.create({ id, relayUrl, secret, stateDir: dir, peerHost: '127.0.0.1', logger, timing: FAST });
+  cleanups.push(async () => {
+    await cp.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  await cp.start();
+  await waitFor(() => cp.gateway.connected, 5_000, `${id} tunnel`);
+  return { cp, secret };
+}
+
+/** A peer registered at `cp`, with what it receives going to `onMessage`. */
+async function registeredAt(cp: ContactPoint, name: string, onMessage?: (m: InboundMessage) => void): Promise<PeerClient> {
+  const c = new PeerClient({ role: 'peer', url: cp.peerPortUrl, name, identity: PeerIdentity.generate(), logger, timing: FAST, ...(onMessage ? { onMessage } : {}) });
+  cleanups.push(() => c.stop());
+  c.start();
+  await c.ready();
+  c.register();
+  await waitFor(() => cp.registrar.get(name)?.state === 'pending', 5_000, `${name} pending`);
+  await cp.call('peers:approve', { name });
+  await c.waitForRegistration('registered');
+  return c;
 }
 
 describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real nats-server)', () => {
@@ -228,6 +265,57 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     expect(text).toMatch(/CLUSTER \(as node v1 sees it\)/);
     expect(text).toMatch(/view-branch\s+v2/);
   });
+
+  it('tells a sender on another node REACHABLE when the office it was refused for comes up (9.5 across nodes)', async () => {
+    const r1 = await node('r1');
+    const r2 = await node('r2');
+    const alice = await external(r2, 'alice', { ackTimeoutMs: ACK_TIMEOUT_MS });
+    await admin.store.add('contact-point', 'late-office');
+    await known([r1, r2], 'contact-point', 'late-office');
+    const sent = alice.send('printer@late-office', 'x', { deadlineMs: 20_000 });
+    // Past the first retries (200 + 400 + 800 ms): the next one is 1.6 s or more away.
+    await waitFor(() => r2.statusSnapshot().refusals.recent.some((r) => r.code === Status.CONTACT_POINT_OFFLINE), 5_000, 'refused on r2');
+    await new Promise((r) => setTimeout(r, 1_500));
+    // The office comes up on r1 (no peer there: the contact point's own refusal ends the send).
+    const upAt = Date.now();
+    await contactPoint('late-office', r1.url, [r1, r2]);
+    expect((await refusal(sent)).code).toBe(Status.PEER_NOT_REGISTERED);
+    expect(Date.now() - upAt).toBeLessThan(1_500);
+    expect(alice.stats.reachable).toBeGreaterThan(0);
+  }, 30_000);
+
+  it('resends at once what a sender on another node sent into a tunnel that then was replaced (REACHABLE to remote senders)', async () => {
+    const r1 = await node('r1', { takeoverProbeMs: 500 });
+    const r2 = await node('r2');
+    const fwd = await tcpForwarder(Number(new URL(r1.url).port));
+    cleanups.push(() => fwd.close());
+    const { cp: office, secret } = await contactPoint('swallow-hq', `ws://127.0.0.1:${fwd.port}/v1`, [r1, r2]);
+    const arrived = new Map<string, number>();
+    await registeredAt(office, 'printer', (m) => void arrived.set(m.payload.toString(), Date.now()));
+    await waitFor(() => r1.peersOf('swallow-hq').includes('printer'), 5_000, 'printer announced');
+    const alice = await external(r2, 'alice', { ackTimeoutMs: ACK_TIMEOUT_MS });
+    // A tunnel r1 believes is up but that delivers nothing (a half-dead path): a raw client with
+    // the office's credential that reads and never answers, not even r1's liveness probe.
+    fwd.cut();
+    await waitFor(() => r1.control('swallow-hq') === undefined && !office.gateway.connected, 5_000, 'the tunnel to go');
+    const dead = await RawClient.open(r1.url, { autoPong: false });
+    cleanups.push(async () => void dead.ws.terminate());
+    dead.hello({ versions: { min: 1, max: 1 }, role: 'contact-point', id: 'swallow-hq', secret });
+    await waitFor(() => r1.control('swallow-hq') !== undefined && r2.cluster.tunnel('swallow-hq')?.kind === 'remote', 5_000, 'the dead tunnel up and seen from r2');
+    const sends = Array.from({ length: 10 }, (_, i) => alice.send('printer@swallow-hq', `a${i}`));
+    // Past the first ACK timeout (2 s): each was swallowed twice, the next try is 4 s off.
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(arrived.size).toBe(0);
+    expect(dead.frames.filter((f) => f.type === FrameType.MSG).length).toBeGreaterThanOrEqual(20);
+    // The real contact point comes back (on r1) and replaces the dead tunnel: r2 sees the newer claim.
+    let upAt = 0;
+    office.gateway.once('up', () => (upAt = Date.now()));
+    fwd.restore();
+    await Promise.all(sends);
+    const late = [...arrived.entries()].map(([what, at]) => [what, at - upAt] as const).filter(([, d]) => d > 1_500);
+    expect(late, 'delivered later than 1.5 s after the tunnel returned').toEqual([]);
+    expect(alice.stats.reachable).toBeGreaterThan(0);
+  }, 30_000);
 
   it('closes the sessions of a removed credential on every node within 1 s', async () => {
     const h = await office('r1', 'acme-hq');
