@@ -27,6 +27,10 @@ export class LocalCluster implements Cluster {
     return this.sessions.external(name);
   }
 
+  externalAt(): boolean {
+    return false;
+  }
+
   opened(): void {}
 
   closed(): void {}

@@ -255,6 +255,11 @@ export class NatsCluster implements Cluster {
     return this.sessions.external(name) ?? this.remotePlace(`e:${name}`);
   }
 
+  externalAt(name: string, node: string): boolean {
+    const c = this.connected ? this.remote.get(`e:${name}`)?.get(node) : undefined;
+    return c !== undefined && Date.now() - c.seenAt <= LEASE_MS;
+  }
+
   opened(s: RelaySession): void {
     if (s.kind === 'contact-point' && !this.cpSubs.has(s.id)) {
       const sub = this.nc.subscribe(`relay.cp.${subjectToken(s.id)}`, { queue: 'cp', callback: (err, m) => (err ? undefined : this.deliver(m)) });

@@ -25,6 +25,8 @@ export interface Cluster {
   tunnel(cp: string): TunnelSession | RemotePlace | undefined;
   /** The external peer's session (by name): here, on another node, or nowhere. */
   external(name: string): ExternalSession | RemotePlace | undefined;
+  /** Whether `node` (another node) holds a session of external peer `name` now. */
+  externalAt(name: string, node: string): boolean;
   /** A session was admitted here (after it is in the relay's maps). */
   opened(s: RelaySession): void;
   /** A session here ended (after it left the relay's maps). */

@@ -3,11 +3,11 @@ import { decodeAck, decodeFrame, decodeMsg, encodeAck, type AckFrame, type Frame
 import { ProtocolError } from '../protocol/errors.js';
 import { FrameType, type ReachableBody } from '../protocol/frames.js';
 import type { Link } from '../protocol/link.js';
-import { MAX_ACK_ROUTES_PER_CREDENTIAL, MAX_BUFFERED_BYTES, MAX_REMOTE_ACK_ROUTES, MAX_REPLY_ROUTES_PER_CREDENTIAL, REACHABLE_WAIT_MS, REACHABLE_WAITERS_MAX, REACHABLE_WAITERS_PER_DOMAIN } from '../protocol/limits.js';
+import { MAX_ACK_ROUTES_PER_CREDENTIAL, MAX_BUFFERED_BYTES, MAX_REMOTE_ACK_ROUTES, MAX_REMOTE_REPLY_ROUTES, MAX_REPLY_ROUTES_PER_CREDENTIAL, REACHABLE_WAIT_MS, REACHABLE_WAITERS_MAX, REACHABLE_WAITERS_PER_DOMAIN } from '../protocol/limits.js';
 import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
 import type { Logger } from '../runtime/logger.js';
 import { WaitList } from '../runtime/wait-list.js';
-import { replyNode, type Cluster } from './cluster.js';
+import { replyNode, type Cluster, type RemotePlace } from './cluster.js';
 import type { CredentialStore } from './credentials.js';
 import { who, type RefusalSink } from './refusals.js';
 import type { ExternalGroup, ExternalSession, RelaySession, SessionRegistry, TunnelSession } from './sessions.js';
@@ -55,6 +55,13 @@ export class Router {
    * Empty on a single relay.
    */
   private readonly remoteSenders = new Map<string, Set<string>>();
+  /**
+   * `name\naddress`: external peer `name`'s latest message to `address` delivered here came from
+   * a session on another node -> that node, so a reply from `address` goes to the session that
+   * asked (9.2's rule across nodes). A session here writing to `address` takes it back. Least
+   * recently written first, at most MAX_REMOTE_REPLY_ROUTES. Empty on a single relay.
+   */
+  private readonly remoteReplyRoutes = new Map<string, string>();
   private readonly waiting = new WaitList(REACHABLE_WAITERS_PER_DOMAIN, REACHABLE_WAITERS_MAX, REACHABLE_WAIT_MS);
 
   constructor(private readonly o: RouterOptions) {}
@@ -75,7 +82,7 @@ export class Router {
     if (!to) return this.refuse(s, msg, Status.BAD_ADDRESS, `"${msg.to}" is not name@domain`);
     let target: Link;
     if (to.domain === this.o.name) {
-      const ext = this.receiver(to.name, msg.from) ?? this.o.cluster.external(to.name);
+      const ext = this.remoteAsker(to.name, msg.from) ?? this.receiver(to.name, msg.from) ?? this.o.cluster.external(to.name);
       if (!ext) {
         const known = this.o.credentials.has('external', to.name);
         // Remember who waits, to tell them the moment that peer connects (REACHABLE with name).
@@ -124,6 +131,7 @@ export class Router {
   private noteSent(s: RelaySession, msg: MsgFrame): void {
     if (s.kind !== 'external') return;
     s.lastTo = msg.to;
+    if (this.remoteReplyRoutes.size > 0) this.remoteReplyRoutes.delete(`${s.id}\n${msg.to}`);
     if (s.group.sessions.length > 1) track(s.group, msg.id, msg.to, s);
   }
 
@@ -169,7 +177,24 @@ export class Router {
     // An external sender on another node: its ACK goes back to that node, not to a session of
     // the same credential that may be here too.
     const origin = reply !== undefined && parseAddress(msg.from)?.domain === this.o.name ? replyNode(reply) : undefined;
-    if (origin !== undefined) setCapped(this.remoteOrigins, `${msg.from}\n${msg.id}`, origin, MAX_REMOTE_ACK_ROUTES);
+    if (origin !== undefined) {
+      setCapped(this.remoteOrigins, `${msg.from}\n${msg.id}`, origin, MAX_REMOTE_ACK_ROUTES);
+      // A reply to that peer from this address goes to the node that asked (deleted first: least recently written first).
+      const route = `${parseAddress(msg.from)!.name}\n${msg.to}`;
+      this.remoteReplyRoutes.delete(route);
+      setCapped(this.remoteReplyRoutes, route, origin, MAX_REMOTE_REPLY_ROUTES);
+    }
+  }
+
+  /**
+   * The node whose session of external peer `name` last wrote to `from` (its message came here
+   * from there), while that node still holds a session of it; undefined when a session here
+   * wrote last, or none is known.
+   */
+  private remoteAsker(name: string, from: string): RemotePlace | undefined {
+    if (this.remoteReplyRoutes.size === 0) return undefined;
+    const node = this.remoteReplyRoutes.get(`${name}\n${from}`);
+    return node !== undefined && this.o.cluster.externalAt(name, node) ? { kind: 'remote', node } : undefined;
   }
 
   private waitAfterRemoteRefusal(to: Address, ack: AckFrame): void {

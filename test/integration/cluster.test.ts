@@ -71,21 +71,21 @@ async function external(relay: Relay, name: string, extra: Partial<ConstructorPa
  * Office acme-hq (printer registered, what it receives in `got`) on node r1, a second node r2,
  * and credential `tech`; session(relay) connects one more session of tech to that node.
  */
-async function techOnTwoNodes(): Promise<{ h: Harness; r2: Relay; got: string[]; session: (relay: Relay) => Promise<PeerClient> }> {
+async function techOnTwoNodes(): Promise<{ h: Harness; r2: Relay; got: string[]; printer: PeerClient; session: (relay: Relay, onMessage?: (m: InboundMessage) => void) => Promise<PeerClient> }> {
   const h = await office('r1', 'acme-hq');
   const r2 = await node('r2');
   const got: string[] = [];
-  await h.registered('printer', (m) => void got.push(m.payload.toString()));
+  const printer = await h.registered('printer', (m) => void got.push(m.payload.toString()));
   const secret = await admin.store.add('external', 'tech');
   await known([h.relay, r2], 'external', 'tech');
-  const session = async (relay: Relay): Promise<PeerClient> => {
-    const c = new PeerClient({ role: 'external', url: relay.url, name: 'tech', secret, logger, timing: FAST, ackTimeoutMs: 500 });
+  const session = async (relay: Relay, onMessage?: (m: InboundMessage) => void): Promise<PeerClient> => {
+    const c = new PeerClient({ role: 'external', url: relay.url, name: 'tech', secret, logger, timing: FAST, ackTimeoutMs: 500, ...(onMessage ? { onMessage } : {}) });
     cleanups.push(() => c.stop());
     c.start();
     await c.ready();
     return c;
   };
-  return { h, r2, got, session };
+  return { h, r2, got, printer, session };
 }
 
 /** Contact point `id` (credential added now, `secret`) dialing `relayUrl`; stopped after the test. */
@@ -242,6 +242,24 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
       expect(c.stats.retransmits).toBe(0);
       expect(c.stats.unmatchedAcks + c.stats.strayAcks).toBe(0);
     }
+  });
+
+  it('sends a reply to the session that asked when one credential has sessions on two nodes (issue 18\'s rule across nodes)', async () => {
+    const { h, r2, printer, session } = await techOnTwoNodes();
+    const heard: string[] = [];
+    const far = await session(r2, (m) => void heard.push(`far ${m.payload.toString()}`));
+    const near = await session(h.relay, (m) => void heard.push(`near ${m.payload.toString()}`));
+    await waitFor(() => r2.cluster.tunnel('acme-hq')?.kind === 'remote' && h.relay.cluster.externalAt('tech', 'r2'), 5_000, 'r1 and r2 see each other');
+    // The session on r2 asks: the office's reply (arriving at r1, which holds a session of tech too) goes to r2.
+    await far.send('printer@acme-hq', 'question 1');
+    await printer.send('tech@relay', 'answer 1');
+    // Then the one on r1 asks: its answer stays on r1.
+    await near.send('printer@acme-hq', 'question 2');
+    await printer.send('tech@relay', 'answer 2');
+    // And r2 again.
+    await far.send('printer@acme-hq', 'question 3');
+    await printer.send('tech@relay', 'answer 3');
+    expect(heard).toEqual(['far answer 1', 'near answer 2', 'far answer 3']);
   });
 
   it("shows the nodes and which node holds each office's tunnel in any node's status (relay status)", async () => {
