@@ -27,6 +27,10 @@ export class LocalCluster implements Cluster {
     return this.sessions.external(name);
   }
 
+  contestTunnel(): undefined {
+    return undefined;
+  }
+
   externalAt(): boolean {
     return false;
   }

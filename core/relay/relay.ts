@@ -154,6 +154,7 @@ export class Relay {
       stats: this.stats,
       open: (admitted) => this.open(admitted),
       acceptsTunnels: () => this.cluster.available,
+      contestElsewhere: (cp, instance, probeMs) => this.cluster.contestTunnel(cp, instance, probeMs),
     });
   }
 
@@ -168,6 +169,7 @@ export class Relay {
         if (kind === 'contact-point') this.router.tellReachable(id, { domain: id });
         else this.router.tellReachable(`${id}@${this.name}`, { domain: this.name, name: id });
       },
+      probeTunnel: (cp) => this.admission.probeTunnel(cp),
       tunnelMoved: (cp, node) => this.sessions.tunnels.get(cp)?.link.fault(Status.REPLACED, `a newer tunnel of this contact point connected to relay node ${node}`),
       dropTunnels: (reason) => {
         for (const t of [...this.sessions.tunnels.values()]) t.link.fault(Status.SHUTTING_DOWN, reason);

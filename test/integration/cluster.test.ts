@@ -335,6 +335,49 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     expect(alice.stats.reachable).toBeGreaterThan(0);
   }, 30_000);
 
+  it('refuses a second instance of an office on another node ID_IN_USE while the holder answers; the same instance, or one after a silent holder, replaces it (6.1.1 across nodes)', async () => {
+    const r1 = await node('r1', { takeoverProbeMs: 500 });
+    const r2 = await node('r2', { takeoverProbeMs: 500 });
+    const secret = await admin.store.add('contact-point', 'twin-hq');
+    await known([r1, r2], 'contact-point', 'twin-hq');
+    const tunnel = async (relay: Relay, instance: string, autoPong = true): Promise<RawClient> => {
+      const c = await RawClient.open(relay.url, { autoPong });
+      cleanups.push(async () => void c.ws.terminate());
+      c.hello({ versions: { min: 1, max: 1 }, role: 'contact-point', id: 'twin-hq', secret, instance });
+      return c;
+    };
+    const welcomed = (c: RawClient): boolean => c.frames.some((f) => f.type === FrameType.WELCOME);
+    const holder = await tunnel(r1, 'instance-one');
+    await waitFor(() => welcomed(holder) && r2.cluster.tunnel('twin-hq')?.kind === 'remote', 5_000, 'the holder on r1, seen from r2');
+
+    // Another instance on r2 while the holder on r1 answers r1's probe: refused, told where the holder is.
+    const other = await tunnel(r2, 'instance-two');
+    const closed = await other.waitClosed();
+    expect(other.errorCode()).toBe(Status.ID_IN_USE);
+    expect(closed.reason).toMatch(/held by another instance at .* on relay node r1 since/);
+    expect(welcomed(other)).toBe(false);
+    expect(holder.closed).toBeUndefined();
+    expect(r1.sessions.tunnels.has('twin-hq')).toBe(true);
+
+    // The same instance reconnecting to r2: admitted at once; r1 closes the old tunnel (REPLACED) on r2's newer claim.
+    const started = Date.now();
+    const again = await tunnel(r2, 'instance-one');
+    await waitFor(() => welcomed(again), 2_000, 'the same instance welcomed on r2');
+    expect(Date.now() - started).toBeLessThan(400); // no probe waited for
+    await holder.waitClosed(2_000);
+    expect(holder.errorCode()).toBe(Status.REPLACED);
+
+    // A silent holder (a half-dead path) on r2: another instance on r1 takes over after r2's probe.
+    again.ws.terminate();
+    await waitFor(() => !r2.sessions.tunnels.has('twin-hq') && r1.cluster.tunnel('twin-hq') === undefined, 5_000, 'the tunnel gone everywhere');
+    const silent = await tunnel(r2, 'instance-three', false);
+    await waitFor(() => welcomed(silent) && r1.cluster.tunnel('twin-hq')?.kind === 'remote', 5_000, 'the silent holder on r2, seen from r1');
+    const taker = await tunnel(r1, 'instance-four');
+    await waitFor(() => welcomed(taker), 3_000, 'the new instance welcomed on r1 after the probe');
+    await silent.waitClosed(3_000);
+    expect(silent.errorCode()).toBe(Status.REPLACED);
+  }, 30_000);
+
   it('closes the sessions of a removed credential on every node within 1 s', async () => {
     const h = await office('r1', 'acme-hq');
     const r2 = await node('r2');
