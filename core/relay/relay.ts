@@ -78,6 +78,8 @@ export interface RelayStatus {
   readonly externals: number;
   readonly sockets: number;
   readonly routed: number;
+  /** MSG frames passed on to another cluster node (routed or refused there) */
+  readonly forwarded: number;
   readonly refused: number;
   /** ACKs not routed: a `to` that is not an address */
   readonly droppedAcks: number;
@@ -225,6 +227,7 @@ export class Relay {
       externals: this.sessions.size.externals,
       sockets: this.links.size,
       routed: this.stats.routed,
+      forwarded: this.stats.forwarded,
       refused: this.stats.refused.total,
       droppedAcks: this.stats.droppedAcks,
     };
@@ -240,6 +243,7 @@ export class Relay {
       sessions: this.sessions,
       sockets: this.links.size,
       routed: this.stats.routed,
+      forwarded: this.stats.forwarded,
       refused: this.stats.refused.total,
       exposures: this.exposer.list(),
       refusals: this.refusals,

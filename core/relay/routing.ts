@@ -90,7 +90,7 @@ export class Router {
         return this.refuse(s, msg, known ? Status.PEER_OFFLINE : Status.UNKNOWN_PEER);
       }
       if (ext.kind === 'remote') {
-        this.o.stats.routed++;
+        this.o.stats.forwarded++;
         this.noteSent(s, msg);
         return this.o.cluster.sendToNode(ext.node, frame.raw);
       }
@@ -104,7 +104,7 @@ export class Router {
         return this.refuse(s, msg, known ? Status.CONTACT_POINT_OFFLINE : Status.UNKNOWN_CONTACT_POINT);
       }
       if (tunnel.kind === 'remote') {
-        this.o.stats.routed++;
+        this.o.stats.forwarded++;
         this.noteSent(s, msg);
         if (s.reachable) this.noteRemoteSender(to.domain, s.waitKey);
         return this.o.cluster.sendToTunnel(to.domain, frame.raw);

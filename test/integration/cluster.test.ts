@@ -10,6 +10,8 @@ import { connectNats, joinNatsCluster, openClusterCredentials, PRESENCE_BUCKET, 
 import type { CredentialStore } from '../../core/relay/credentials.js';
 import { Relay } from '../../core/relay/relay.js';
 import { relayStatusText } from '../../core/cli/relay-status-command.js';
+import { relayMetrics } from '../../core/relay/metrics.js';
+import { scrape } from '../../core/runtime/metrics.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -147,8 +149,13 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     // Office -> external peer on the other node: MSG over the node subject, ACK over the cp subject.
     await printer.send('alice@relay', 'page printed');
     expect(inbox).toEqual(['page printed']);
-    expect(r2.status().routed).toBeGreaterThanOrEqual(1);
-    expect(h.relay.status().routed).toBeGreaterThanOrEqual(1);
+    // Each message counted routed once (on the node that delivered it), forwarded on the one that passed it on.
+    expect([r2.status().forwarded, r2.status().routed]).toEqual([1 + alice.stats.retransmits, 1 + printer.stats.retransmits]);
+    expect([h.relay.status().forwarded, h.relay.status().routed]).toEqual([1 + printer.stats.retransmits, 1 + alice.stats.retransmits]);
+    expect(r2.statusSnapshot().totals.forwarded).toBe(r2.status().forwarded);
+    const text = await scrape([relayMetrics(r2)]);
+    expect(text).toContain(`contact_point_relay_messages_forwarded_total ${r2.status().forwarded}\n`);
+    expect(text).toContain(`contact_point_relay_messages_routed_total ${r2.status().routed}\n`);
   });
 
   it('carries office-to-office messages between offices on two nodes', async () => {

@@ -142,6 +142,7 @@ function Totals({ s }: { s: RelayStatusView }) {
     ['Operators', s.totals.operators, undefined],
     ['Exposures', s.totals.exposures, undefined],
     ['Messages routed', s.totals.routed, undefined],
+    ...(s.cluster ? [['Forwarded to other nodes', s.totals.forwarded, undefined] as [string, number, string | undefined]] : []),
     ['Refusals', s.refusals.total, s.refusals.total > 0 ? 'bad' : undefined],
   ];
   return (
