@@ -4,10 +4,9 @@ import { join } from 'node:path';
 import { Kvm } from '@nats-io/kv';
 import { describe, expect, it } from 'vitest';
 import { ContactPoint } from '../../core/contact-point/contact-point.js';
-import { PeerIdentity } from '../../core/peer/identity.js';
 import { PeerClient } from '../../core/peer/peer-client.js';
 import { connectNats, CREDENTIALS_BUCKET, PRESENCE_BUCKET } from '../../core/relay/cluster-nats.js';
-import { FAST, logger, waitFor } from '../helpers.js';
+import { FAST, logger, registeredPeer, waitFor } from '../helpers.js';
 import { haveNatsServer, NO_NATS_REASON, startNatsCluster } from '../nats-fixtures.js';
 import { cliSuite } from './cli-process.js';
 
@@ -55,14 +54,7 @@ describe.skipIf(!haveNatsServer)('relay cluster on a three-server NATS cluster (
     await cp.start();
     await waitFor(() => cp.gateway.connected, 5_000, 'tunnel up on r1');
     const got: string[] = [];
-    const printer = new PeerClient({ role: 'peer', url: cp.peerPortUrl, name: 'printer', identity: PeerIdentity.generate(), logger, timing: FAST, ackTimeoutMs: 500, onMessage: (m) => void got.push(m.payload.toString()) });
-    suite.cleanup(() => printer.stop());
-    printer.start();
-    await printer.ready();
-    printer.register();
-    await waitFor(() => cp.registrar.get('printer')?.state === 'pending', 5_000, 'printer pending');
-    await cp.call('peers:approve', { name: 'printer' });
-    await printer.waitForRegistration('registered');
+    await registeredPeer(cp, 'printer', suite.cleanup, { ackTimeoutMs: 500, onMessage: (m) => void got.push(m.payload.toString()) });
     const alice = new PeerClient({ role: 'external', url: String(r2.ready.url), name: 'alice', secret: (await readFile(aliceCred, 'utf8')).trim(), logger, timing: FAST, ackTimeoutMs: 500 });
     suite.cleanup(() => alice.stop());
     alice.start();
@@ -73,17 +65,33 @@ describe.skipIf(!haveNatsServer)('relay cluster on a three-server NATS cluster (
     // cut off re-dials and comes back); JetStream keeps its quorum of two.
     const reconnectsBefore = cp.gateway.status().reconnects;
     await nats.servers[0]!.kill();
-    await alice.send('printer@acme-hq', 'one server dead', { deadlineMs: 20_000 });
+    await alice.send('printer@acme-hq', 'one server dead', { deadlineMs: 30_000 }).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}\nr1: ${r1.stderr().slice(-3000)}\nr2: ${r2.stderr().slice(-1500)}`);
+    });
     expect(got).toEqual(['three servers up', 'one server dead']);
     // r1 lost its server, so it closed the office's tunnel; the office came back once r1 was in the cluster again.
     expect(cp.gateway.status().reconnects).toBeGreaterThan(reconnectsBefore);
     const bobCred = join(suite.home, 'bob.credential');
     const bobAdd = await cli(['relay', 'credential', 'add', '--kind', 'external', '--id', 'bob', '--out', bobCred, '--cluster', N]);
     expect(bobAdd.code, bobAdd.stderr).toBe(0);
-    const bob = new PeerClient({ role: 'external', url: String(r1.ready.url), name: 'bob', secret: (await readFile(bobCred, 'utf8')).trim(), logger, timing: FAST, ackTimeoutMs: 500 });
-    suite.cleanup(() => bob.stop());
-    bob.start();
-    await bob.ready(); // r1 learned the new credential through its watch
+    // r1 learns the new credential through its watch, which may still be catching up: its
+    // consumer may have been on the dead server, and the client recreates it after missed heartbeats.
+    const bobSecret = (await readFile(bobCred, 'utf8')).trim();
+    const added = Date.now();
+    let bob: PeerClient | undefined;
+    while (!bob) {
+      const c = new PeerClient({ role: 'external', url: String(r1.ready.url), name: 'bob', secret: bobSecret, logger, timing: FAST, ackTimeoutMs: 500 });
+      suite.cleanup(() => c.stop());
+      c.start();
+      try {
+        await c.ready();
+        bob = c;
+      } catch (err: unknown) {
+        await c.stop();
+        if (!/BAD_CREDENTIALS/.test((err as Error).message) || Date.now() - added > 20_000) throw err;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
     await bob.send('printer@acme-hq', 'new credential', { deadlineMs: 20_000 });
     expect(got).toEqual(['three servers up', 'one server dead', 'new credential']);
     expect(await r2.stop()).toBe(0);

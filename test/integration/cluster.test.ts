@@ -3,7 +3,6 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { DeliveryError } from '../../core/protocol/errors.js';
 import { Status } from '../../core/protocol/status.js';
 import { PeerClient, type InboundMessage } from '../../core/peer/peer-client.js';
-import { PeerIdentity } from '../../core/peer/identity.js';
 import { Kvm } from '@nats-io/kv';
 import { decodeAck, decodeFrame, encodeMsg } from '../../core/protocol/codec.js';
 import { connectNats, joinNatsCluster, openClusterCredentials, PRESENCE_BUCKET, subjectToken } from '../../core/relay/cluster-nats.js';
@@ -18,7 +17,7 @@ import { join } from 'node:path';
 import { ContactPoint } from '../../core/contact-point/contact-point.js';
 import { FrameType } from '../../core/protocol/frames.js';
 import { ACK_TIMEOUT_MS } from '../../core/protocol/limits.js';
-import { FAST, logger, refusal, startHarness, waitFor, type Harness } from '../helpers.js';
+import { FAST, logger, refusal, registeredPeer, startHarness, waitFor, type Harness } from '../helpers.js';
 import { tcpForwarder } from '../net-fixtures.js';
 import { RawClient } from '../raw-client.js';
 import { haveNatsServer, NO_NATS_REASON, startNatsServer, type NatsServer } from '../nats-fixtures.js';
@@ -103,19 +102,6 @@ async function contactPoint(id: string, relayUrl: string, relays: Relay[]): Prom
   await cp.start();
   await waitFor(() => cp.gateway.connected, 5_000, `${id} tunnel`);
   return { cp, secret };
-}
-
-/** A peer registered at `cp`, with what it receives going to `onMessage`. */
-async function registeredAt(cp: ContactPoint, name: string, onMessage?: (m: InboundMessage) => void): Promise<PeerClient> {
-  const c = new PeerClient({ role: 'peer', url: cp.peerPortUrl, name, identity: PeerIdentity.generate(), logger, timing: FAST, ...(onMessage ? { onMessage } : {}) });
-  cleanups.push(() => c.stop());
-  c.start();
-  await c.ready();
-  c.register();
-  await waitFor(() => cp.registrar.get(name)?.state === 'pending', 5_000, `${name} pending`);
-  await cp.call('peers:approve', { name });
-  await c.waitForRegistration('registered');
-  return c;
 }
 
 describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real nats-server)', () => {
@@ -316,7 +302,7 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     cleanups.push(() => fwd.close());
     const { cp: office, secret } = await contactPoint('swallow-hq', `ws://127.0.0.1:${fwd.port}/v1`, [r1, r2]);
     const arrived = new Map<string, number>();
-    await registeredAt(office, 'printer', (m) => void arrived.set(m.payload.toString(), Date.now()));
+    await registeredPeer(office, 'printer', (fn) => void cleanups.push(fn), { onMessage: (m) => void arrived.set(m.payload.toString(), Date.now()) });
     await waitFor(() => r1.peersOf('swallow-hq').includes('printer'), 5_000, 'printer announced');
     const alice = await external(r2, 'alice', { ackTimeoutMs: ACK_TIMEOUT_MS });
     // A tunnel r1 believes is up but that delivers nothing (a half-dead path): a raw client with
@@ -418,5 +404,9 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     expect(h.cp.gateway.status().reconnects).toBeGreaterThan(reconnects);
     await alice.send('printer@acme-hq', 'after', { deadlineMs: 10_000 });
     expect(got).toEqual(['before', 'after']);
+    // The credential watches came back too: a credential added now reaches both nodes. (The
+    // admin's own connection may still be reconnecting: a put sent meanwhile times out; again.)
+    await admin.store.add('external', 'carol').catch(() => admin.store.add('external', 'carol'));
+    await known([h.relay, r2], 'external', 'carol');
   }, 40_000);
 });
