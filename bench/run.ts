@@ -10,7 +10,9 @@
  *                        gui (the admin GUI in Chromium under 20,000 msgs/s; needs `npm run build`),
  *                        http-flood (large-body HTTP requests against relay and peer port under a flow),
  *                        outage (delivery of messages queued during a tunnel outage, after its return),
- *                        cluster (same-node vs cross-node acked messages through 2 relay nodes on nats-server),
+ *                        cluster (same-node vs cross-node acked messages through 2 relay nodes on nats-server:
+ *                        throughput and paced latency; and cluster-memory, a relay's memory per office at
+ *                        1,000 offices as a cluster node vs alone),
  *                        history (throughput with the contact point's history on vs off, disk bytes per
  *                        message, a filtered page over 100,000 stored entries),
  *                        metrics-throughput, metrics-scrape (group: metrics; Prometheus metrics on vs off,
@@ -56,7 +58,8 @@ const GROUPS: Record<string, readonly string[]> = {
   gui: ['gui'],
   'http-flood': ['http-flood'],
   outage: ['outage'],
-  cluster: ['cluster'],
+  cluster: ['cluster', 'cluster-memory'],
+  'cluster-memory': ['cluster-memory'],
   history: ['history'],
   metrics: ['metrics-throughput', 'metrics-scrape'],
   'metrics-throughput': ['metrics-throughput'],

@@ -26,6 +26,27 @@ export async function tempDir(prefix = 'cp-test-'): Promise<{ path: string; [Sym
   return { path, [Symbol.asyncDispose]: () => rm(path, { recursive: true, force: true }) };
 }
 
+/**
+ * An internal peer `name` at contact point `cp`, registered (approved through the admin API);
+ * its stop() goes to `cleanup`. FAST timing; the SDK's ACK timeout unless `ackTimeoutMs`.
+ */
+export async function registeredPeer(
+  cp: ContactPoint,
+  name: string,
+  cleanup: (fn: () => Promise<void>) => void,
+  o: { onMessage?: (m: InboundMessage) => void; ackTimeoutMs?: number } = {},
+): Promise<PeerClient> {
+  const c = new PeerClient({ role: 'peer', url: cp.peerPortUrl, name, identity: PeerIdentity.generate(), logger, timing: FAST, ...(o.onMessage ? { onMessage: o.onMessage } : {}), ...(o.ackTimeoutMs !== undefined ? { ackTimeoutMs: o.ackTimeoutMs } : {}) });
+  cleanup(() => c.stop());
+  c.start();
+  await c.ready();
+  c.register();
+  await waitFor(() => cp.registrar.get(name)?.state === 'pending', 5_000, `${name} pending`);
+  await cp.call('peers:approve', { name });
+  await c.waitForRegistration('registered');
+  return c;
+}
+
 export interface Harness {
   relay: Relay;
   credentials: CredentialStore;

@@ -130,6 +130,8 @@ export interface RelayStatusView {
     readonly exposures: number;
     /** MSG frames routed and refused since start */
     readonly routed: number;
+    /** MSG frames passed on to another node of a relay cluster (counted routed or refused there) */
+    readonly forwarded: number;
     readonly refused: number;
   };
   readonly offices: readonly OfficeView[];

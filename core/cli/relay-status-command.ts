@@ -93,7 +93,7 @@ export function relayStatusText(s: RelayStatusView): string[] {
     `offices        ${t.offices} connected`,
     `sessions       ${t.externals} external (${t.operators} operating ports), ${t.sockets} sockets`,
     `exposures      ${t.exposures}`,
-    `messages       ${t.routed} routed, ${t.refused} refused`,
+    `messages       ${t.routed} routed, ${t.forwarded > 0 || s.cluster ? `${t.forwarded} forwarded to other nodes, ` : ''}${t.refused} refused`,
     `refusals       ${refusals.total} since start${refusals.notLogged > 0 ? `, ${refusals.notLogged} over the log rate (summed in the log)` : ''}`,
   ];
   if (s.cluster) {

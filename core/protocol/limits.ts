@@ -142,6 +142,12 @@ export const MAX_REPLY_ROUTES_PER_CREDENTIAL = 1_024;
  * presence records name, and a sender that misses it retries.
  */
 export const MAX_REMOTE_ACK_ROUTES = 65_536;
+/**
+ * Relay cluster: (external peer, address it wrote to) pairs whose latest message came from a
+ * session on another node, kept so a reply to that peer goes to that node (oldest forgotten
+ * first; a forgotten one falls back to a session here, as a single relay's newest).
+ */
+export const MAX_REMOTE_REPLY_ROUTES = 65_536;
 
 /** Messages per second one external sender (all sessions of its credential together) may push through the relay (token bucket, burst = 2 s worth). */
 export const RELAY_RATE_PER_SENDER = 50_000;

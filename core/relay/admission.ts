@@ -26,6 +26,7 @@ import { KeyedBuckets } from '../runtime/token-bucket.js';
 import type { CredentialKind, CredentialRecord, CredentialStore } from './credentials.js';
 import { type RefusalSink } from './refusals.js';
 import type { SessionRegistry, TunnelSession } from './sessions.js';
+import type { HolderInfo } from './cluster.js';
 import type { RelayStats } from './stats.js';
 
 export { RELAY_PATH };
@@ -75,6 +76,8 @@ export interface AdmissionHost {
   open(admitted: Admitted): void;
   /** false while this relay node is cut off from its cluster: contact points go to another node */
   acceptsTunnels(): boolean;
+  /** Another node holds this contact point's tunnel: its probe, or undefined when there is nothing to contest (Cluster.contestTunnel). */
+  contestElsewhere(cp: string, instance: string | undefined, probeMs: number): Promise<HolderInfo | undefined> | undefined;
 }
 
 /** A newcomer waits for its WELCOME at most HELLO_TIMEOUT_MS: the takeover probe must end before that. */
@@ -207,7 +210,7 @@ export class Admission {
    * WELCOME. A contact point whose id another instance holds waits for contest() instead.
    * `deadHolder`: that holder failed its liveness probe, so this hello may replace it.
    */
-  private onHello(link: Link, hello: HelloBody, remote: string, deadHolder?: TunnelSession): void {
+  private onHello(link: Link, hello: HelloBody, remote: string, deadHolder?: TunnelSession, elsewhereChecked = false): void {
     const version = negotiateVersion(hello.versions);
     const who = `${hello.role} ${hello.id}`;
     if (version === undefined) return this.refuse(link, Status.VERSION_MISMATCH, who, `relay speaks protocol 1, client offered ${hello.versions.min}-${hello.versions.max}`);
@@ -240,7 +243,52 @@ export class Admission {
       this.contest(link, hello, remote, holder);
       return;
     }
+    // Another relay node holds it: the same contest, the probe made there (a silent holder is
+    // then replaced by this newer claim, as a same-instance reconnect is at once).
+    const far = kind === 'contact-point' && !holder && !elsewhereChecked ? this.host.contestElsewhere(hello.id, hello.instance, this.probeMs) : undefined;
+    if (far) {
+      this.holdFrames(link);
+      void far.then((alive) => {
+        if (!link.isOpen) return;
+        if (alive) return this.refuse(link, Status.ID_IN_USE, `contact-point ${hello.id}`, idInUse(hello.id, alive));
+        this.onHello(link, hello, remote, undefined, true);
+      });
+      return;
+    }
     this.host.open({ link, hello, kind, record, remote, version, holder, deadHolder });
+  }
+
+  private get probeMs(): number {
+    return this.opts.takeoverProbeMs ?? TAKEOVER_PROBE_MS;
+  }
+
+  /** A newcomer waiting for a contest sends nothing before its WELCOME. */
+  private holdFrames(link: Link): void {
+    link.setHandler({
+      onFrame: (frame) => {
+        throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} before WELCOME`);
+      },
+      onClose: (info) => this.dropPending(link, info),
+    });
+  }
+
+  /** Another node asks whether this node's tunnel of `cp` is alive: the same probe as contest(). */
+  async probeTunnel(cp: string): Promise<HolderInfo | undefined> {
+    const holder = this.host.sessions.tunnels.get(cp);
+    if (!holder || !(await this.probe(holder)) || this.host.sessions.tunnels.get(cp) !== holder) return undefined;
+    return { remote: holder.remote, host: holder.env?.host, since: holder.since };
+  }
+
+  /** One liveness probe per holder, however many newcomers (here or on other nodes) wait. */
+  private probe(holder: TunnelSession): Promise<boolean> {
+    if (!holder.probe) {
+      const probe = holder.link.probe(this.probeMs);
+      holder.probe = probe;
+      void probe.then(() => {
+        if (holder.probe === probe) holder.probe = undefined;
+      });
+    }
+    return holder.probe;
   }
 
   /**
@@ -250,26 +298,19 @@ export class Admission {
    * Silent within the deadline: onHello() again, which replaces it (or contests a newer holder).
    */
   private contest(link: Link, hello: HelloBody, remote: string, holder: TunnelSession): void {
-    link.setHandler({
-      onFrame: (frame) => {
-        throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} before WELCOME`);
-      },
-      onClose: (info) => this.dropPending(link, info),
-    });
-    if (!holder.probe) {
-      const probe = holder.link.probe(this.opts.takeoverProbeMs ?? TAKEOVER_PROBE_MS);
-      holder.probe = probe;
-      void probe.then(() => {
-        if (holder.probe === probe) holder.probe = undefined;
-      });
-    }
-    void holder.probe.then((alive) => {
+    this.holdFrames(link);
+    void this.probe(holder).then((alive) => {
       if (!link.isOpen) return; // the newcomer gave up meanwhile
       if (!alive) return this.onHello(link, hello, remote, holder);
       if (this.host.sessions.tunnels.get(hello.id) !== holder) return this.onHello(link, hello, remote); // it left meanwhile: decide again
-      const host = holder.env?.host ? ` (host "${holder.env.host.slice(0, 48)}")` : '';
-      const reason = `contact point id "${hello.id}" is held by another instance at ${holder.remote}${host} since ${new Date(holder.since).toISOString()}`;
-      this.refuse(link, Status.ID_IN_USE, `contact-point ${hello.id}`, reason);
+      this.refuse(link, Status.ID_IN_USE, `contact-point ${hello.id}`, idInUse(hello.id, { remote: holder.remote, host: holder.env?.host, since: holder.since }));
     });
   }
+}
+
+/** ID_IN_USE's reason: who holds the id, from where and since when (and on which node, in a cluster). */
+function idInUse(id: string, h: HolderInfo): string {
+  const host = h.host ? ` (host "${h.host.slice(0, 48)}")` : '';
+  const node = h.node !== undefined ? ` on relay node ${h.node}` : '';
+  return `contact point id "${id}" is held by another instance at ${h.remote}${host}${node} since ${new Date(h.since).toISOString()}`;
 }

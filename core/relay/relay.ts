@@ -78,6 +78,8 @@ export interface RelayStatus {
   readonly externals: number;
   readonly sockets: number;
   readonly routed: number;
+  /** MSG frames passed on to another cluster node (routed or refused there) */
+  readonly forwarded: number;
   readonly refused: number;
   /** ACKs not routed: a `to` that is not an address */
   readonly droppedAcks: number;
@@ -154,6 +156,7 @@ export class Relay {
       stats: this.stats,
       open: (admitted) => this.open(admitted),
       acceptsTunnels: () => this.cluster.available,
+      contestElsewhere: (cp, instance, probeMs) => this.cluster.contestTunnel(cp, instance, probeMs),
     });
   }
 
@@ -168,6 +171,7 @@ export class Relay {
         if (kind === 'contact-point') this.router.tellReachable(id, { domain: id });
         else this.router.tellReachable(`${id}@${this.name}`, { domain: this.name, name: id });
       },
+      probeTunnel: (cp) => this.admission.probeTunnel(cp),
       tunnelMoved: (cp, node) => this.sessions.tunnels.get(cp)?.link.fault(Status.REPLACED, `a newer tunnel of this contact point connected to relay node ${node}`),
       dropTunnels: (reason) => {
         for (const t of [...this.sessions.tunnels.values()]) t.link.fault(Status.SHUTTING_DOWN, reason);
@@ -223,6 +227,7 @@ export class Relay {
       externals: this.sessions.size.externals,
       sockets: this.links.size,
       routed: this.stats.routed,
+      forwarded: this.stats.forwarded,
       refused: this.stats.refused.total,
       droppedAcks: this.stats.droppedAcks,
     };
@@ -238,6 +243,7 @@ export class Relay {
       sessions: this.sessions,
       sockets: this.links.size,
       routed: this.stats.routed,
+      forwarded: this.stats.forwarded,
       refused: this.stats.refused.total,
       exposures: this.exposer.list(),
       refusals: this.refusals,

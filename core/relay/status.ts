@@ -16,6 +16,7 @@ export interface StatusSources {
   /** open links, admitted or in their hello */
   readonly sockets: number;
   readonly routed: number;
+  readonly forwarded: number;
   readonly refused: number;
   readonly exposures: readonly ExposureView[];
   readonly refusals: RefusalLog;
@@ -66,6 +67,7 @@ export function statusSnapshot(src: StatusSources, now = Date.now()): RelayStatu
       sockets: src.sockets,
       exposures: src.exposures.length,
       routed: src.routed,
+      forwarded: src.forwarded,
       refused: src.refused,
     },
     offices,
