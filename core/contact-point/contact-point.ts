@@ -380,6 +380,7 @@ export class ContactPoint implements AdminHostApi {
     try {
       await this.direct?.start();
     } catch (err: unknown) {
+      await this.direct?.stop();
       await this.peerPort.stop();
       this.running = false;
       throw err;

@@ -49,6 +49,13 @@ export interface DirectHost {
   readonly onDown: () => void;
 }
 
+const DIRECT_LISTEN = Symbol('direct listener');
+
+/** The error of a direct listener that could not bind (the CLI names --direct-listen in its message). */
+export function isDirectListenError(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && DIRECT_LISTEN in err;
+}
+
 /** A domain for direct peers: a valid name, and not the contact point's own id (its LAN peers' domain). */
 export function checkDirectDomain(domain: string, id: string): string {
   if (!isValidName(domain)) throw new RangeError(`direct.domain "${domain}": use only a-z, 0-9, ".", "_" and "-" (1-63 characters)`);
@@ -119,7 +126,12 @@ export class DirectMode {
 
   /** Listens, then opens the contact point's own tunnel to it (resolves once that tunnel is up). */
   async start(): Promise<void> {
-    await this.relay.start();
+    try {
+      await this.relay.start();
+    } catch (err: unknown) {
+      if (typeof err === 'object' && err !== null) Object.defineProperty(err, DIRECT_LISTEN, { value: true });
+      throw err;
+    }
     // A new secret each start, in memory only: nobody outside this process can hold this tunnel.
     const secret = this.credentials.addTransient('contact-point', this.host.id);
     const tunnel = new Gateway({
