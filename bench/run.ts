@@ -11,6 +11,8 @@
  *                        http-flood (large-body HTTP requests against relay and peer port under a flow),
  *                        outage (delivery of messages queued during a tunnel outage, after its return),
  *                        cluster (same-node vs cross-node acked messages through 2 relay nodes on nats-server),
+ *                        direct (acked messages from an external peer at the contact point's direct
+ *                        listener vs at the relay, same run),
  *                        history (throughput with the contact point's history on vs off, disk bytes per
  *                        message, a filtered page over 100,000 stored entries),
  *                        metrics-throughput, metrics-scrape (group: metrics; Prometheus metrics on vs off,
@@ -27,6 +29,7 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { runCluster } from './cluster.js';
+import { runDirect } from './direct.js';
 import type { BenchContext } from './context.js';
 import { WorkerHandle } from './ipc.js';
 import { runGui } from './gui.js';
@@ -57,6 +60,7 @@ const GROUPS: Record<string, readonly string[]> = {
   'http-flood': ['http-flood'],
   outage: ['outage'],
   cluster: ['cluster'],
+  direct: ['direct'],
   history: ['history'],
   metrics: ['metrics-throughput', 'metrics-scrape'],
   'metrics-throughput': ['metrics-throughput'],
@@ -126,6 +130,7 @@ async function main(): Promise<void> {
   await runHttpFlood(ctx);
   await runOutage(ctx);
   await runCluster(ctx);
+  await runDirect(ctx);
   await runHistory(ctx);
   await runMetrics(ctx);
   note(`done in ${Math.round((Date.now() - started) / 1000)} s`);
