@@ -127,6 +127,27 @@ export async function startHarness(opts: { cp?: Partial<ContactPointOptions>; re
   return h;
 }
 
+/**
+ * An internal peer of `cp` (not a harness's), registered by the admin; `stops` gets its stop.
+ * Without `ackTimeoutMs` it keeps the SDK's default ACK timeout.
+ */
+export async function registeredPeer(
+  cp: ContactPoint,
+  name: string,
+  stops: (() => Promise<unknown>)[],
+  opts: { onMessage?: (m: InboundMessage) => void; ackTimeoutMs?: number } = {},
+): Promise<PeerClient> {
+  const c = new PeerClient({ role: 'peer', url: cp.peerPortUrl, name, identity: PeerIdentity.generate(), logger, timing: FAST, ...(opts.ackTimeoutMs !== undefined ? { ackTimeoutMs: opts.ackTimeoutMs } : {}), ...(opts.onMessage ? { onMessage: opts.onMessage } : {}) });
+  stops.push(() => c.stop());
+  c.start();
+  await c.ready();
+  c.register();
+  await waitFor(() => cp.registrar.get(name)?.state === 'pending', 5_000, `${name} pending`);
+  await cp.call('peers:approve', { name });
+  await c.waitForRegistration('registered');
+  return c;
+}
+
 export async function waitFor(cond: () => boolean, timeoutMs = 5_000, what = 'condition'): Promise<void> {
   const start = Date.now();
   while (!cond()) {

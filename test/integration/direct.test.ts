@@ -6,14 +6,13 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ContactPoint } from '../../core/contact-point/contact-point.js';
 import { DIRECT_DIR } from '../../core/contact-point/direct-mode.js';
-import { PeerIdentity } from '../../core/peer/identity.js';
 import { Operator } from '../../core/peer/operator.js';
 import { PeerClient, type InboundMessage } from '../../core/peer/peer-client.js';
 import { encodeMsg } from '../../core/protocol/codec.js';
 import { CAPABILITY_DIRECT, FLAG_RETRY } from '../../core/protocol/frames.js';
 import { Status } from '../../core/protocol/status.js';
 import { CredentialStore } from '../../core/relay/credentials.js';
-import { FAST, logger, refusal, startHarness, waitFor } from '../helpers.js';
+import { FAST, logger, refusal, registeredPeer, startHarness, waitFor } from '../helpers.js';
 import { selfSignedCert } from '../net-fixtures.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -63,14 +62,8 @@ function client(c: PeerClient): PeerClient {
   return c;
 }
 
-async function registered(cp: ContactPoint, name: string, onMessage?: (m: InboundMessage) => void): Promise<PeerClient> {
-  const c = client(new PeerClient({ role: 'peer', url: cp.peerPortUrl, name, identity: PeerIdentity.generate(), logger, timing: FAST, ackTimeoutMs: 500, ...(onMessage ? { onMessage } : {}) }));
-  await c.ready();
-  c.register();
-  await waitFor(() => cp.registrar.get(name)?.state === 'pending', 5_000, `${name} pending`);
-  await cp.call('peers:approve', { name });
-  await c.waitForRegistration('registered');
-  return c;
+function registered(cp: ContactPoint, name: string, onMessage?: (m: InboundMessage) => void): Promise<PeerClient> {
+  return registeredPeer(cp, name, cleanups, { ackTimeoutMs: 500, ...(onMessage ? { onMessage } : {}) });
 }
 
 describe('direct mode: external peers reach the contact point itself, no relay', () => {
