@@ -275,7 +275,7 @@ export class ContactPoint implements AdminHostApi {
     });
     registrar.on('removed', (name) => {
       this.store.changed();
-      this.gateway.announce('remove', [name]);
+      this.announce('remove', [name]);
       this.peerPort.disconnect(name, Status.REVOKED, 'the admin removed this peer');
       this.events.emit('peer:removed', { name });
     });
@@ -742,8 +742,8 @@ export class ContactPoint implements AdminHostApi {
     // warning and its summary speak for them. Decisions always log at info.
     const request = (previous === undefined || previous === 'unregistered') && (state === 'unregistered' || state === 'pending');
     this.logger[request && this.floods.active ? 'debug' : 'info']('peer registration changed', { peer: name, from: previous ?? 'new', to: state, by });
-    if (state === 'registered') this.gateway.announce('add', [name]);
-    else if (previous === 'registered') this.gateway.announce('remove', [name]);
+    if (state === 'registered') this.announce('add', [name]);
+    else if (previous === 'registered') this.announce('remove', [name]);
     if (state === 'revoked') {
       // Revocation is immediate: no more deliveries, and the live session is closed.
       this.peerPort.sendState(name, 'revoked', undefined);
@@ -751,6 +751,12 @@ export class ContactPoint implements AdminHostApi {
     } else if (previous !== undefined) {
       this.peerPort.sendState(name, state as 'unregistered' | 'pending' | 'registered', by);
     }
+  }
+
+  /** Tells the relay, and direct mode's embedded relay, which peers this contact point represents now. */
+  private announce(op: 'add' | 'remove', names: readonly string[]): void {
+    this.gateway.announce(op, names);
+    this.direct?.gateway?.announce(op, names);
   }
 
   /** The UDP channel to the relay, while one is offered (for status and tests). */

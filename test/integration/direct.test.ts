@@ -102,6 +102,10 @@ describe('direct mode: external peers reach the contact point itself, no relay',
 
     const flow = cp.snapshot().flow;
     expect(flow.delivered).toBeGreaterThanOrEqual(2);
+    // The embedded relay learns registrations like a relay does (its status and name service).
+    expect(cp.direct!.relay.peersOf('acme-hq')).toEqual(['printer']);
+    await cp.call('peers:revoke', { name: 'printer' });
+    await waitFor(() => cp.direct!.relay.peersOf('acme-hq').length === 0, 2_000, 'revocation announced to the direct listener');
     const view = cp.snapshot().direct!;
     expect(view).toMatchObject({ domain: 'direct', tls: true, credentials: 1, url });
     expect(view.sessions.map((s) => s.address)).toEqual(['alice@direct']);
