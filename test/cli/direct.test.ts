@@ -45,6 +45,9 @@ describe('direct mode through the CLI: serve --direct-listen with no relay, cont
     expect(refused.code).toBe(3);
     expect(refused.stderr).toContain('refused: PEER_NOT_REGISTERED (12)');
 
+    const status = await cli(['status', '--state', cpState]);
+    expect(status.stdout).toContain('relay          none (direct mode only)');
+    expect(status.stdout).toMatch(/^direct {9}wss:\/\/127\.0\.0\.1:\d+\/v1: 0 sessions \(none\), 1 credential$/m);
     const list = await cli(['credential', 'list', '--json', '--state', cpState]);
     expect(JSON.parse(list.stdout)).toEqual([expect.objectContaining({ kind: 'external', id: 'alice', rights: ['send'] })]);
     const removed = await cli(['credential', 'remove', '--id', 'alice', '--state', cpState]);
