@@ -13,6 +13,8 @@
  *                        cluster (same-node vs cross-node acked messages through 2 relay nodes on nats-server:
  *                        throughput and paced latency; and cluster-memory, a relay's memory per office at
  *                        1,000 offices as a cluster node vs alone),
+ *                        direct (acked messages from an external peer at the contact point's direct
+ *                        listener vs at the relay, same run),
  *                        history (throughput with the contact point's history on vs off, disk bytes per
  *                        message, a filtered page over 100,000 stored entries),
  *                        metrics-throughput, metrics-scrape (group: metrics; Prometheus metrics on vs off,
@@ -29,6 +31,7 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { runCluster } from './cluster.js';
+import { runDirect } from './direct.js';
 import type { BenchContext } from './context.js';
 import { WorkerHandle } from './ipc.js';
 import { runGui } from './gui.js';
@@ -60,6 +63,7 @@ const GROUPS: Record<string, readonly string[]> = {
   outage: ['outage'],
   cluster: ['cluster', 'cluster-memory'],
   'cluster-memory': ['cluster-memory'],
+  direct: ['direct'],
   history: ['history'],
   metrics: ['metrics-throughput', 'metrics-scrape'],
   'metrics-throughput': ['metrics-throughput'],
@@ -129,6 +133,7 @@ async function main(): Promise<void> {
   await runHttpFlood(ctx);
   await runOutage(ctx);
   await runCluster(ctx);
+  await runDirect(ctx);
   await runHistory(ctx);
   await runMetrics(ctx);
   note(`done in ${Math.round((Date.now() - started) / 1000)} s`);

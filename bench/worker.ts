@@ -217,6 +217,8 @@ async function startContactPoint(config: {
   history?: 'on' | 'off';
   /** serve /metrics (as `serve --metrics`) */
   metrics?: boolean;
+  /** direct mode (serve --direct-listen 127.0.0.1:0): external peers connect to the contact point itself too */
+  direct?: boolean;
 }): Promise<{ info: ReadyInfo; ops: Record<string, Handler>; stop: () => Promise<void> }> {
   const stateDir = config.history ? await mkdtemp(join(tmpdir(), 'cp-bench-history-')) : undefined;
   const history = config.history === 'off' ? { history: false as const } : {};
@@ -232,6 +234,7 @@ async function startContactPoint(config: {
     ...(config.subnets ? { policy: { subnets: config.subnets } } : {}),
     ...(config.ports ? { ports: config.ports } : {}),
     ...(config.ca ? { ca: config.ca } : {}),
+    ...(config.direct ? { direct: { host: '127.0.0.1', port: 0 } } : {}),
   });
   await cp.start();
   const deadline = Date.now() + 10_000;
@@ -242,7 +245,7 @@ async function startContactPoint(config: {
   const tunnelLink = (): Link | undefined => (cp.gateway as unknown as { link: Link | undefined }).link;
   const metrics = config.metrics ? await serveMetrics(contactPointMetrics(cp)) : undefined;
   return {
-    info: { role: 'contact-point', pid: process.pid, url: cp.peerPortUrl, ...(metrics ? { metricsUrl: metrics.url } : {}) },
+    info: { role: 'contact-point', pid: process.pid, url: cp.peerPortUrl, ...(metrics ? { metricsUrl: metrics.url } : {}), ...(cp.direct ? { directUrl: cp.direct.url } : {}) },
     stop: async () => {
       await metrics?.stop();
       await cp.stop();
@@ -260,6 +263,8 @@ async function startContactPoint(config: {
       streams: () => ({ streams: cp.ports.streamCount, ports: cp.ports.list().length }),
       udpReady: () => cp.udpChannel?.ready ?? false,
       udpStats: () => ({ ...(cp.udpChannel?.stats ?? {}) }),
+      /** a direct-mode credential (in memory: this contact point has no state folder); its secret */
+      addDirectCredential: (a) => cp.direct!.credentials.add('external', (a as { id: string }).id),
     },
   };
 }

@@ -49,6 +49,10 @@ Run the parts:
   relay credential list        list credentials (never secrets)
   relay credential remove      delete a credential
   serve                        the contact point, headless: tunnel, peer port, admin endpoint
+                               (--direct-listen: external peers connect to it directly, no relay)
+  credential add               direct mode: a credential for an external peer of the contact point
+  credential list              direct mode: the contact point's credentials (never secrets)
+  credential remove            direct mode: delete one (its live sessions close)
 
 Administer a running contact point (serve or start):
   status                       tunnel state, relay, uptime, rtt, reconnects, last error, peer counts

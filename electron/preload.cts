@@ -31,6 +31,7 @@ const EVENTS = {
   'peer:changed': true,
   'peer:removed': true,
   'tunnel:status': true,
+  'direct:status': true,
   'flow:batch': true,
   'policy:changed': true,
   'ports:changed': true,

@@ -102,6 +102,37 @@ export interface TunnelView {
   readonly proxy: string | undefined;
 }
 
+/** One external peer's or operator's session on the contact point's direct listener. */
+export interface DirectSessionView {
+  /** its credential's name (contact-point credential add --id) */
+  readonly id: string;
+  /** its address, `NAME@DOMAIN` of the direct listener (`alice@direct`) */
+  readonly address: string;
+  /** the WELCOME's session id */
+  readonly session: string;
+  /** it has driven port mediation (its credential has the mediate right and it asked) */
+  readonly operator: boolean;
+  /** `host:port` it connects from */
+  readonly remote: string;
+  /** when it was admitted (ms since epoch) */
+  readonly since: number;
+}
+
+/**
+ * Direct mode (seed 000 [0027], [0040]): the contact point accepts external peers and operators
+ * itself on a second listener, with credentials it manages, beside (or instead of) the tunnel.
+ */
+export interface DirectView {
+  /** the listener's URL as bound (wss:// with a certificate) */
+  readonly url: string;
+  /** the domain of direct peers' addresses (`alice@direct`) */
+  readonly domain: string;
+  readonly tls: boolean;
+  /** credentials in the contact point's direct store */
+  readonly credentials: number;
+  readonly sessions: readonly DirectSessionView[];
+}
+
 export interface PolicyView {
   /** CIDRs whose peers are registered without asking the admin */
   readonly subnets: readonly string[];
@@ -274,12 +305,16 @@ export interface Snapshot {
   readonly portPolicy: PortPolicyView;
   /** registration requests dropped by the flood limits (absent from contact points before them) */
   readonly flood: FloodView;
+  /** direct mode, when it is on (serve --direct-listen) */
+  readonly direct?: DirectView;
 }
 
 export interface AdminEvents {
   'peer:changed': PeerView;
   'peer:removed': { readonly name: string };
   'tunnel:status': TunnelView;
+  /** direct mode's listener and sessions, once a second while it is on (like tunnel:status) */
+  'direct:status': DirectView;
   'flow:batch': FlowBatch;
   'policy:changed': PolicyView;
   /** the whole port list, whenever a port opens, changes state or closes */
@@ -292,7 +327,7 @@ export interface AdminEvents {
   'audit:entry': AuditEntry;
 }
 export type AdminEventName = keyof AdminEvents;
-export const ADMIN_EVENTS: readonly AdminEventName[] = ['peer:changed', 'peer:removed', 'tunnel:status', 'flow:batch', 'policy:changed', 'ports:changed', 'ports:policy-changed', 'peers:flood', 'audit:entry'];
+export const ADMIN_EVENTS: readonly AdminEventName[] = ['peer:changed', 'peer:removed', 'tunnel:status', 'direct:status', 'flow:batch', 'policy:changed', 'ports:changed', 'ports:policy-changed', 'peers:flood', 'audit:entry'];
 
 const peerName = nameSchema;
 

@@ -39,7 +39,9 @@ import { Distributor } from './distributor.js';
 import { Outbound } from './outbound.js';
 import { FLOW_BATCH_MS, FlowRecorder } from './flow-recorder.js';
 import { HISTORY_DIR, HistoryStore } from './history-store.js';
-import { Gateway } from './gateway.js';
+import { Gateway, type Uplink } from './gateway.js';
+import { DirectMode, openDirectCredentials, type DirectOptions } from './direct-mode.js';
+import type { CredentialStore } from '../relay/credentials.js';
 import { FloodMonitor } from './flood-monitor.js';
 import { PeerPort, type PeerSession } from './peer-interface.js';
 import { Registrar, type PlannedDecision, type RegistrarLimits } from './registrar.js';
@@ -47,7 +49,7 @@ import type { PeerRecord } from './state-store.js';
 import { StateClosedError, StateSaveError, StateStore, type Decision, type PersistedState, type StateDraft } from './state-store.js';
 import { AuditLog, type AuditRecord } from './audit-log.js';
 import { PortPolicy, type PortPolicyConfig } from './port-policy.js';
-import { PortMediator } from './mediation.js';
+import { DIRECT_PORT_IDS, PortMediator } from './mediation.js';
 import { UdpChannel } from './udp-channel.js';
 import { contactPointStats, type ContactPointStatsSnapshot } from './stats.js';
 import { CodeCounts } from '../runtime/code-counts.js';
@@ -55,8 +57,15 @@ import { CodeCounts } from '../runtime/code-counts.js';
 export interface ContactPointOptions {
   /** this contact point's id at the relay: the domain of its peers' addresses (`acme-hq`) */
   readonly id: string;
-  readonly relayUrl: string;
+  /** the relay to hold the tunnel to; undefined: none (direct mode only, `direct` is then required) */
+  readonly relayUrl: string | undefined;
+  /** the contact point credential's secret at the relay (unused without relayUrl) */
   readonly secret: string;
+  /**
+   * Direct mode (serve --direct-listen; seed 000 [0040]): external peers and operators connect
+   * to the contact point itself on this listener, beside or instead of the relay (direct-mode.ts).
+   */
+  readonly direct?: DirectOptions;
   /** where peers and decisions persist; undefined keeps them in memory only */
   readonly stateDir?: string | undefined;
   readonly peerHost?: string;
@@ -141,6 +150,8 @@ export class ContactPoint implements AdminHostApi {
   private portsSeen = new Map<number, PortView>();
   /** port mediation (seed 002): what the relay may open on the LAN, within the admin's policy */
   readonly ports: PortMediator;
+  /** direct mode, when its options were given: the listener, its tunnel and its port mediator */
+  readonly direct: DirectMode | undefined;
   /** registration requests the flood limits dropped, for the admin */
   readonly floods: FloodMonitor;
   private readonly distributor: Distributor;
@@ -170,6 +181,7 @@ export class ContactPoint implements AdminHostApi {
     timing: Timing,
     history: { store: HistoryStore | undefined; setting: HistoryRetention | undefined },
     audit: AuditLog,
+    directCredentials: CredentialStore | undefined,
   ) {
     this.logger = opts.logger ?? silentLogger;
     this.history = history.store;
@@ -181,7 +193,8 @@ export class ContactPoint implements AdminHostApi {
     this.audit = audit;
     this.store = StateStore.create(opts.stateDir, () => this.persisted(registrar.persisted()), this.logger, audit, (e) => this.events.emit('audit:entry', e));
     this.gateway = new Gateway({
-      relayUrl: opts.relayUrl,
+      relayUrl: opts.relayUrl ?? '',
+      direct: opts.direct !== undefined,
       id: opts.id,
       secret: opts.secret,
       logger: this.logger,
@@ -189,7 +202,8 @@ export class ContactPoint implements AdminHostApi {
       registeredNames: () => registrar.registeredNames(),
       timing,
       onFrame: (f) => this.onTunnelFrame(f),
-      ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),
+      // Without a relay (direct mode only) it never dials: no proxy to look up for an empty URL.
+      ...(opts.proxy !== undefined || opts.relayUrl === undefined ? { proxy: opts.relayUrl === undefined ? null : opts.proxy } : {}),
       ...(opts.ca ? { ca: opts.ca } : {}),
     });
     this.peerPort = new PeerPort({
@@ -212,7 +226,22 @@ export class ContactPoint implements AdminHostApi {
         frame: (s, f) => this.onPeerFrame(s, f),
       },
     });
-    const traffic = { id: opts.id, peers: this.peerPort, gateway: this.gateway, flow: this.flow, logger: this.logger };
+    this.direct =
+      opts.direct && directCredentials
+        ? new DirectMode(opts.direct, {
+            id: opts.id,
+            logger: this.logger,
+            timing,
+            software: `contact-point/${VERSION}`,
+            registeredNames: () => registrar.registeredNames(),
+            policy: this.ports.policy,
+            portLimits: opts.streamLimits,
+            onFrame: (f) => this.onTunnelFrame(f, 'direct'),
+            onUp: () => this.outbound.tunnelUp(),
+            onDown: () => this.outbound.tunnelDown(this.direct?.gateway ?? NO_UPLINK),
+          }, directCredentials)
+        : undefined;
+    const traffic = { id: opts.id, peers: this.peerPort, uplinkFor: this.uplinkFor, flow: this.flow, logger: this.logger };
     this.distributor = new Distributor({ ...traffic, registrar });
     this.outbound = new Outbound(traffic);
     this.collector = new Collector({ ...traffic, registrar, distributor: this.distributor, outbound: this.outbound });
@@ -222,20 +251,22 @@ export class ContactPoint implements AdminHostApi {
       this.outbound.tunnelUp();
     });
     this.gateway.on('down', () => {
-      this.outbound.tunnelDown();
+      this.outbound.tunnelDown(this.gateway);
       // Tunnel loss closes every mediated port and resets its streams: nothing stays listening.
       this.ports.detach('tunnel lost');
       this.closeUdp();
     });
-    this.ports.on('changed', () => {
-      const list = this.ports.list();
-      this.portHistory(list);
-      this.emitPorts(list);
-    });
-    this.ports.on('refused', (r) => {
-      this.portRefusalsInFlow.add(r.code);
-      this.flow.record(`port:${r.op}`, 'in', `${r.operator}@relay`, `port ${r.op} ${r.what}`, 0, r.code, r.reason);
-    });
+    for (const [mediator, domain] of [[this.ports, 'relay'], ...(this.direct ? [[this.direct.ports, this.direct.domain] as const] : [])] as const) {
+      mediator.on('changed', () => {
+        const list = this.portList();
+        this.portHistory(list);
+        this.emitPorts(list);
+      });
+      mediator.on('refused', (r) => {
+        this.portRefusalsInFlow.add(r.code);
+        this.flow.record(`port:${r.op}`, 'in', `${r.operator}@${domain}`, `port ${r.op} ${r.what}`, 0, r.code, r.reason);
+      });
+    }
     this.gateway.on('status', (s) => this.events.emit('tunnel:status', s));
     registrar.on('changed', (r, previous) => {
       this.store.changed();
@@ -244,7 +275,7 @@ export class ContactPoint implements AdminHostApi {
     });
     registrar.on('removed', (name) => {
       this.store.changed();
-      this.gateway.announce('remove', [name]);
+      this.announce('remove', [name]);
       this.peerPort.disconnect(name, Status.REVOKED, 'the admin removed this peer');
       this.events.emit('peer:removed', { name });
     });
@@ -285,7 +316,15 @@ export class ContactPoint implements AdminHostApi {
       await store?.close(); // its file and retention timer go with the failed create
       throw err;
     }
-    const cp = new ContactPoint(opts, registrar, ports, timing, { store, setting }, audit);
+    let directCredentials: CredentialStore | undefined;
+    try {
+      if (!opts.direct && opts.relayUrl === undefined) throw new RangeError('a contact point needs a relay URL, direct mode, or both');
+      directCredentials = opts.direct ? await openDirectCredentials(opts.direct, opts.id, opts.stateDir) : undefined;
+    } catch (err: unknown) {
+      await store?.close();
+      throw err;
+    }
+    const cp = new ContactPoint(opts, registrar, ports, timing, { store, setting }, audit, directCredentials);
     try {
       await cp.saveStartOptions(opts, state, portsNow);
     } catch (err: unknown) {
@@ -338,7 +377,15 @@ export class ContactPoint implements AdminHostApi {
     this.running = true;
     this.startedAt = Date.now();
     this.flow.start();
-    this.gateway.start();
+    try {
+      await this.direct?.start();
+    } catch (err: unknown) {
+      await this.direct?.stop();
+      await this.peerPort.stop();
+      this.running = false;
+      throw err;
+    }
+    if (this.opts.relayUrl !== undefined) this.gateway.start();
     this.refresh = setInterval(() => this.refreshAdmin(), ADMIN_REFRESH_MS);
     this.refresh.unref();
     this.portCounters = setInterval(() => this.refreshPortCounters(), PORT_COUNTERS_MS);
@@ -360,6 +407,7 @@ export class ContactPoint implements AdminHostApi {
       this.gateway.stop();
       this.ports.detach('contact point stopping');
       this.closeUdp();
+      await this.direct?.stop();
       await this.peerPort.stop();
     }
     await this.history?.close();
@@ -373,7 +421,8 @@ export class ContactPoint implements AdminHostApi {
    */
   readiness(): Readiness {
     if (!this.running) return { ready: false, reason: this.stopped ? 'stopping' : 'not started' };
-    if (this.gateway.connected) return { ready: true };
+    if (this.direct && !this.direct.gateway?.connected) return { ready: false, reason: 'direct mode: its listener is not serving' };
+    if (this.opts.relayUrl === undefined || this.gateway.connected) return { ready: true };
     const t = this.gateway.status();
     const why = t.idInUse ?? t.lastError;
     return { ready: false, reason: `tunnel to the relay ${t.state}${why ? `: ${why}` : ''}` };
@@ -400,9 +449,10 @@ export class ContactPoint implements AdminHostApi {
       peers: this.registrar.views(),
       policy: this.registrar.policyView(),
       flow: this.flow.totals(),
-      ports: this.ports.list(),
+      ports: this.portList(),
       portPolicy: this.ports.policy.config,
       flood: this.floods.view(),
+      ...(this.direct ? { direct: this.direct.view() } : {}),
     };
   }
 
@@ -466,13 +516,13 @@ export class ContactPoint implements AdminHostApi {
         const { id } = p as AdminParams<'ports:close'>;
         // Nothing in the state file changes, but the close is audited: its entry is on disk before the port closes.
         return this.decide(() => {
-          const port = this.ports.list().find((x) => x.id === id);
+          const port = this.portList().find((x) => x.id === id);
           if (!port) throw new AdminError('NOT_FOUND', `no open port with id ${id}`);
           const before = { proto: port.proto, local: `${port.address}:${port.port}`, state: port.state, operator: port.operator, target: port.target ?? '', bytesIn: port.bytesIn, bytesOut: port.bytesOut };
           return {
             audit: record('ports:close', `port ${id}`, before, null),
             apply: () => {
-              if (!this.ports.close(id)) throw new AdminError('NOT_FOUND', `port ${id} closed meanwhile`);
+              if (!this.ports.close(id) && !this.direct?.ports.close(id)) throw new AdminError('NOT_FOUND', `port ${id} closed meanwhile`);
               return { id };
             },
           };
@@ -600,7 +650,7 @@ export class ContactPoint implements AdminHostApi {
         at: now,
         id: `port:${p.id}`,
         dir: 'in',
-        from: `${p.operator}@relay`,
+        from: `${p.operator}@${this.direct && p.id >= DIRECT_PORT_IDS.first ? this.direct.domain : 'relay'}`,
         to: `${p.proto} ${p.address}:${p.port}${p.target ? ` -> ${p.target}` : ''}`,
         size: outcome === 'closed' ? p.bytesIn + p.bytesOut : 0,
         outcome,
@@ -615,22 +665,37 @@ export class ContactPoint implements AdminHostApi {
 
   // ---- traffic ---------------------------------------------------------------------------
 
-  private onTunnelFrame(frame: Frame): void {
+  /** The tunnel a message for `domain` goes up: direct mode's for its domain, the relay's for every other. */
+  private readonly uplinkFor = (domain: string): Uplink => {
+    if (this.direct && domain === this.direct.domain) return this.direct.gateway ?? NO_UPLINK;
+    return this.gateway;
+  };
+
+  /** Every mediated port: the relay tunnel's and direct mode's. */
+  private portList(): PortView[] {
+    return this.direct ? [...this.ports.list(), ...this.direct.ports.list()] : this.ports.list();
+  }
+
+  /** A frame down the relay tunnel, or down direct mode's tunnel from its embedded relay (the same protocol). */
+  private onTunnelFrame(frame: Frame, via: 'relay' | 'direct' = 'relay'): void {
+    const uplink = via === 'direct' ? (this.direct?.gateway ?? NO_UPLINK) : this.gateway;
+    const ports = via === 'direct' && this.direct ? this.direct.ports : this.ports;
     switch (frame.type) {
       case FrameType.MSG:
-        return this.collector.fromTunnel(frame);
+        return this.collector.fromTunnel(frame, (f) => void uplink.send(f));
       case FrameType.ACK:
         return this.outbound.ackFromTunnel(frame);
       case FrameType.REACHABLE:
         return this.outbound.reachable(decodeControl(frame, FrameType.REACHABLE));
       case FrameType.GOAWAY:
-        this.logger.info('relay is going away', { reason: decodeControl(frame, FrameType.GOAWAY).reason });
+        this.logger.info(via === 'direct' ? 'direct listener is going away' : 'relay is going away', { reason: decodeControl(frame, FrameType.GOAWAY).reason });
         return;
       case FrameType.UDP_CHANNEL: {
+        if (via === 'direct') throw new ProtocolError(Status.PROTOCOL_VIOLATION, 'UDP_CHANNEL on the direct tunnel (its relay runs without UDP)');
         const offer = decodeControl(frame, FrameType.UDP_CHANNEL);
         this.closeUdp();
         if (this.opts.udp === false) return;
-        const udp = new UdpChannel(new URL(this.opts.relayUrl).hostname, offer, offer.port, (d) => this.ports.datagramIn(d), this.logger);
+        const udp = new UdpChannel(new URL(this.opts.relayUrl ?? '').hostname, offer, offer.port, (d) => this.ports.datagramIn(d), this.logger);
         this.udp = udp;
         this.ports.setUdpChannel(udp);
         void udp.start();
@@ -642,7 +707,7 @@ export class ContactPoint implements AdminHostApi {
         return;
       }
       default:
-        if (this.ports.handleFrame(frame)) return;
+        if (ports.handleFrame(frame)) return;
         throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} not expected on the tunnel`);
     }
   }
@@ -677,8 +742,8 @@ export class ContactPoint implements AdminHostApi {
     // warning and its summary speak for them. Decisions always log at info.
     const request = (previous === undefined || previous === 'unregistered') && (state === 'unregistered' || state === 'pending');
     this.logger[request && this.floods.active ? 'debug' : 'info']('peer registration changed', { peer: name, from: previous ?? 'new', to: state, by });
-    if (state === 'registered') this.gateway.announce('add', [name]);
-    else if (previous === 'registered') this.gateway.announce('remove', [name]);
+    if (state === 'registered') this.announce('add', [name]);
+    else if (previous === 'registered') this.announce('remove', [name]);
     if (state === 'revoked') {
       // Revocation is immediate: no more deliveries, and the live session is closed.
       this.peerPort.sendState(name, 'revoked', undefined);
@@ -686,6 +751,12 @@ export class ContactPoint implements AdminHostApi {
     } else if (previous !== undefined) {
       this.peerPort.sendState(name, state as 'unregistered' | 'pending' | 'registered', by);
     }
+  }
+
+  /** Tells the relay, and direct mode's embedded relay, which peers this contact point represents now. */
+  private announce(op: 'add' | 'remove', names: readonly string[]): void {
+    this.gateway.announce(op, names);
+    this.direct?.gateway?.announce(op, names);
   }
 
   /** The UDP channel to the relay, while one is offered (for status and tests). */
@@ -705,7 +776,7 @@ export class ContactPoint implements AdminHostApi {
   }
 
   /** The port list to admin subscribers (a port opened, changed state or closed, or its counters moved). */
-  private emitPorts(list = this.ports.list()): void {
+  private emitPorts(list = this.portList()): void {
     this.portsSent = portCounters(list);
     this.events.emit('ports:changed', list);
   }
@@ -713,13 +784,14 @@ export class ContactPoint implements AdminHostApi {
   /** Bytes move without a port event: send the list when its counters changed since the last one sent. */
   private refreshPortCounters(): void {
     if (this.events.listenerCount('ports:changed') === 0) return;
-    const list = this.ports.list();
+    const list = this.portList();
     if (portCounters(list) !== this.portsSent) this.emitPorts(list);
   }
 
   private refreshAdmin(): void {
     if (this.floods.takeChanged()) this.events.emit('peers:flood', this.floods.view());
     if (this.events.listenerCount('tunnel:status') > 0) this.events.emit('tunnel:status', this.gateway.status());
+    if (this.direct && this.events.listenerCount('direct:status') > 0) this.events.emit('direct:status', this.direct.view());
     if (this.events.listenerCount('peer:changed') === 0) return;
     // Message counters change too often for an event each; changed peers go out once a second.
     for (const name of this.registrar.drainCounted()) {
@@ -728,6 +800,9 @@ export class ContactPoint implements AdminHostApi {
     }
   }
 }
+
+/** The direct tunnel before it exists: down, like a gateway whose tunnel is down. */
+const NO_UPLINK: Uplink = { send: () => false, connected: false, bufferedAmount: 0 };
 
 /** A peer record as the audit trail shows it before or after a decision (null: no record). */
 function peerAudit(r: PeerRecord | undefined): AuditValue {

@@ -5,7 +5,7 @@ import { MAX_BUFFERED_BYTES, MAX_IN_FLIGHT_PER_PEER, SLOW_CONSUMER_TIMEOUT_MS } 
 import { Status } from '../protocol/status.js';
 import type { Logger } from '../runtime/logger.js';
 import type { FlowRecorder } from './flow-recorder.js';
-import type { Gateway } from './gateway.js';
+import type { Uplink } from './gateway.js';
 import type { PeerPort, PeerSession } from './peer-interface.js';
 import { refuse, type Reply } from './refusal.js';
 import type { Registrar } from './registrar.js';
@@ -14,7 +14,8 @@ export interface DistributorDeps {
   readonly id: string;
   readonly registrar: Registrar;
   readonly peers: PeerPort;
-  readonly gateway: Gateway;
+  /** the tunnel ACKs for a domain go up (the relay's, or direct mode's for its domain) */
+  readonly uplinkFor: (domain: string) => Uplink;
   readonly flow: FlowRecorder;
   readonly logger: Logger;
 }
@@ -81,7 +82,7 @@ export class Distributor {
     const to = parseAddress(ack.to);
     if (!to) return;
     if (to.domain === this.d.id) this.d.peers.get(to.name)?.link.send(frame.raw);
-    else this.d.gateway.send(frame.raw);
+    else this.d.uplinkFor(to.domain).send(frame.raw);
   }
 
   /** A peer went away: what it had not acknowledged will be retried by its senders. */

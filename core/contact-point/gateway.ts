@@ -4,7 +4,7 @@ import { hostname, networkInterfaces } from 'node:os';
 import type { Frame } from '../protocol/codec.js';
 import type { DialErrorKind } from '../protocol/dial-failure.js';
 import { Dialer } from '../protocol/dialer.js';
-import { CAPABILITY_REACHABLE, FrameType } from '../protocol/frames.js';
+import { CAPABILITY_DIRECT, CAPABILITY_REACHABLE, FrameType } from '../protocol/frames.js';
 import { MAX_PEERS_PER_ANNOUNCE } from '../protocol/limits.js';
 import type { Link } from '../protocol/link.js';
 import type { MuxLink } from '../protocol/stream-mux.js';
@@ -33,6 +33,8 @@ export interface GatewayOptions {
    * two tunnels of one instance (to two relay nodes) would share it.
    */
   readonly instance?: string;
+  /** direct mode is on: the hello announces CAPABILITY_DIRECT */
+  readonly direct?: boolean;
 }
 
 /** Tunnel state changes (rare); frames go to GatewayOptions.onFrame instead. */
@@ -41,6 +43,9 @@ export interface GatewayEvents {
   up: [];
   down: [];
 }
+
+/** What messages and ACKs go up: the relay tunnel's gateway or direct mode's (contact-point.ts uplinkFor). */
+export type Uplink = Pick<Gateway, 'send' | 'connected' | 'bufferedAmount'>;
 
 /** IPv4/IPv6 addresses of this host's non-internal interfaces: the contact point's LAN environment. */
 function lanAddresses(): string[] {
@@ -85,7 +90,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
         role: 'contact-point',
         id: opts.id,
         secret: opts.secret,
-        env: { software: opts.software, host: hostname().slice(0, 255), addresses: lanAddresses(), capabilities: ['messages', CAPABILITY_REACHABLE] },
+        env: { software: opts.software, host: hostname().slice(0, 255), addresses: lanAddresses(), capabilities: ['messages', CAPABILITY_REACHABLE, ...(opts.direct ? [CAPABILITY_DIRECT] : [])] },
         instance,
       }),
       ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),

@@ -41,6 +41,13 @@ export const DEFAULT_PORT_LIMITS: PortLimits = {
   maxStreams: MAX_STREAMS_PER_CONTACT_POINT,
   maxStreamsPerExposure: MAX_STREAMS_PER_EXPOSURE,
 };
+/** Port ids a mediator hands out: the tunnel's mediator and direct mode's take disjoint halves, so the admin's port list and ports:close name each port once. */
+export interface PortIdRange {
+  readonly first: number;
+  readonly last: number;
+}
+export const TUNNEL_PORT_IDS: PortIdRange = { first: 1, last: 0x3fffffff };
+export const DIRECT_PORT_IDS: PortIdRange = { first: 0x40000000, last: 0x7fffffff };
 /** A connect to a LAN target that has not completed by then fails with CONNECT_FAILED. */
 export const CONNECT_TIMEOUT_MS = 10_000;
 
@@ -103,7 +110,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   private readonly ports = new Map<number, PortEntry>();
   private mux: StreamMux | undefined;
   private link: MuxLink | undefined;
-  private nextId = 1;
+  private nextId: number;
   /** the UDP channel to the relay while it is alive; datagrams fall back to the tunnel */
   private udp: { send(d: OutgoingDatagram): boolean } | undefined;
   private nextStream = -1;
@@ -129,8 +136,10 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     readonly policy: PortPolicy,
     private readonly logger: Logger,
     limits: Partial<PortLimits> = {},
+    private readonly ids: PortIdRange = TUNNEL_PORT_IDS,
   ) {
     super();
+    this.nextId = ids.first;
     this.limits = { ...DEFAULT_PORT_LIMITS, ...limits };
   }
 
@@ -582,7 +591,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
 
   private allocId(): number {
     const id = this.nextId;
-    this.nextId = this.nextId >= 0x7fffffff ? 1 : this.nextId + 1;
+    this.nextId = this.nextId >= this.ids.last ? this.ids.first : this.nextId + 1;
     return id;
   }
 }

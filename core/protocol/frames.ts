@@ -44,6 +44,11 @@ export type FrameTypeCode = (typeof FrameType)[FrameTypeName];
  * frame only to clients that said so: an older client faults on a frame type it does not know.
  */
 export const CAPABILITY_REACHABLE = 'reachable';
+/**
+ * HELLO `env.capabilities` entry of a contact point: it also accepts external peers and operators
+ * itself, on its direct listener (seed 000 [0027], [0040]; PROTOCOL.md "Direct mode").
+ */
+export const CAPABILITY_DIRECT = 'direct';
 
 /** MSG flag: this is a retry of an id sent before (informational; receivers dedupe by id anyway). */
 export const FLAG_RETRY = 0x01;

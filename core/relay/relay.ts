@@ -68,6 +68,13 @@ export interface RelayOptions {
    * maps. Default: a single relay (cluster-local.ts). The relay starts and stops it.
    */
   readonly cluster?: (sessions: SessionRegistry) => Cluster;
+  /**
+   * Also listen on 127.0.0.1 (a random port, plain ws; loopbackUrl) for a client in this same
+   * process: a direct-mode contact point's own tunnel to its embedded relay (direct-mode.ts),
+   * which could not check the public listener's certificate against the name it was issued
+   * for. Same admission and credentials as the main listener. Default false.
+   */
+  readonly loopbackListener?: boolean;
 }
 
 export interface RelayStatus {
@@ -97,6 +104,9 @@ export interface RelayStatus {
  */
 export class Relay {
   private server: Server | undefined;
+  /** the loopbackListener's server, when asked for */
+  private loopbackServer: Server | undefined;
+  private boundLoopbackUrl = '';
   /** every admitted session: the one place that lists them (status, credential recheck) */
   readonly sessions = new SessionRegistry();
   private readonly links = new Set<Link>();
@@ -164,6 +174,11 @@ export class Relay {
     return this.boundUrl;
   }
 
+  /** ws:// URL of the loopbackListener ('' without one, or before start). */
+  get loopbackUrl(): string {
+    return this.boundLoopbackUrl;
+  }
+
   async start(): Promise<string> {
     await this.cluster.start({
       deliver: (raw, reply) => this.router.onForwarded(raw, reply),
@@ -182,6 +197,12 @@ export class Relay {
     const { address: addr, urlHost } = await listen(server, this.opts.port ?? 0, this.opts.host ?? '127.0.0.1');
     this.boundUrl = `${this.opts.tls ? 'wss' : 'ws'}://${urlHost}:${addr.port}${RELAY_PATH}`;
     this.startedAt = Date.now();
+    if (this.opts.loopbackListener) {
+      const loopback = createGuardedServer({ limits: this.opts.http, onRequest: this.onRequest, onUpgrade: this.admission.onUpgrade });
+      this.loopbackServer = loopback;
+      const bound = await listen(loopback, 0, '127.0.0.1');
+      this.boundLoopbackUrl = `ws://${bound.urlHost}:${bound.address.port}${RELAY_PATH}`;
+    }
     await this.udp?.start(addr.address, addr.port);
     this.unwatch = this.opts.credentials.watch(
       () => {
@@ -211,6 +232,9 @@ export class Relay {
     }
     const server = this.server;
     this.server = undefined;
+    const loopback = this.loopbackServer;
+    this.loopbackServer = undefined;
+    if (loopback) await closeServer(loopback);
     if (server) {
       await closeServer(server);
       for (const link of this.links) link.terminate();
