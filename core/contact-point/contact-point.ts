@@ -25,7 +25,7 @@ import type { LaunchView } from '../admin/launch.js';
 import type { Frame } from '../protocol/codec.js';
 import { decodeControl } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { FrameType, frameTypeName } from '../protocol/frames.js';
+import { CAPABILITY_UDP_AEAD, FrameType, frameTypeName } from '../protocol/frames.js';
 import { MAX_REGISTER_PER_MINUTE } from '../protocol/limits.js';
 import { SchemaError } from '../protocol/schema.js';
 import { Status } from '../protocol/status.js';
@@ -49,6 +49,7 @@ import { AuditLog, type AuditRecord } from './audit-log.js';
 import { PortPolicy, type PortPolicyConfig } from './port-policy.js';
 import { PortMediator } from './mediation.js';
 import { UdpChannel } from './udp-channel.js';
+import { UDP_VERSION } from '../protocol/udp-channel.js';
 import { contactPointStats, type ContactPointStatsSnapshot } from './stats.js';
 import { CodeCounts } from '../runtime/code-counts.js';
 
@@ -81,6 +82,7 @@ export interface ContactPointOptions {
   readonly peerHttp?: HttpLimits;
   /** open the UDP channel the relay offers for mediated datagrams (default true; else they stay in the tunnel) */
   readonly udp?: boolean;
+
   /**
    * streams through this contact point at once (default MAX_STREAMS_PER_CONTACT_POINT), and
    * connections of one relay exposure at once (default MAX_STREAMS_PER_EXPOSURE)
@@ -186,6 +188,7 @@ export class ContactPoint implements AdminHostApi {
       secret: opts.secret,
       logger: this.logger,
       software: `contact-point/${VERSION}`,
+      capabilities: opts.udp !== false ? [CAPABILITY_UDP_AEAD] : [],
       registeredNames: () => registrar.registeredNames(),
       timing,
       onFrame: (f) => this.onTunnelFrame(f),
@@ -630,6 +633,11 @@ export class ContactPoint implements AdminHostApi {
         const offer = decodeControl(frame, FrameType.UDP_CHANNEL);
         this.closeUdp();
         if (this.opts.udp === false) return;
+        if (offer.version !== UDP_VERSION) {
+          // An older relay's channel (HMAC only, datagrams in clear): not used, datagrams stay in the tunnel.
+          this.logger.info('udp channel: the relay offers an unencrypted UDP channel (an older relay); datagrams stay in the tunnel', { version: offer.version ?? 1 });
+          return;
+        }
         const udp = new UdpChannel(new URL(this.opts.relayUrl).hostname, offer, offer.port, (d) => this.ports.datagramIn(d), this.logger);
         this.udp = udp;
         this.ports.setUdpChannel(udp);

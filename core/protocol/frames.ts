@@ -45,6 +45,13 @@ export type FrameTypeCode = (typeof FrameType)[FrameTypeName];
  */
 export const CAPABILITY_REACHABLE = 'reachable';
 
+/**
+ * Contact point HELLO `env.capabilities` entry the relay acts on (PROTOCOL.md, HELLO):
+ * `udp-aead`: it speaks the encrypted UDP channel (version 2; without it the relay offers no
+ * UDP channel and datagrams stay inside the tunnel).
+ */
+export const CAPABILITY_UDP_AEAD = 'udp-aead';
+
 /** MSG flag: this is a retry of an id sent before (informational; receivers dedupe by id anyway). */
 export const FLAG_RETRY = 0x01;
 
@@ -194,8 +201,13 @@ export const udpChannelSchema = obj({
   port: int({ min: 1, max: 65535 }),
   /** 8 random bytes naming this tunnel's UDP session, base64 */
   session: b64(16),
-  /** 32-byte HMAC-SHA256 key for this session, base64 */
+  /** 32 bytes of key material for this session, base64: each direction's AEAD key is derived from it (PROTOCOL.md 16.9) */
   key: b64(48),
+  /**
+   * the packet format (UDP_VERSION, 2: AES-256-GCM). Optional so an older relay's offer still
+   * decodes: a contact point uses the channel only when this is its own UDP_VERSION.
+   */
+  version: optional(int({ min: 1, max: 255 })),
 });
 
 export type HelloBody = Infer<typeof helloSchema>;
