@@ -201,6 +201,7 @@ export async function hostContactPoint(o: HostOptions): Promise<HostedContactPoi
       tunnel: cp.gateway.status().state,
       ...(cp.gateway.status().lastError !== undefined ? { tunnelError: cp.gateway.status().lastError } : {}),
       portPolicy: cp.ports.policy.config,
+      mediation: cp.ports.offered,
     });
   return {
     cp,

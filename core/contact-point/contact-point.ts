@@ -25,7 +25,7 @@ import type { LaunchView } from '../admin/launch.js';
 import type { Frame } from '../protocol/codec.js';
 import { decodeControl } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { CAPABILITY_UDP_AEAD, FrameType, frameTypeName } from '../protocol/frames.js';
+import { CAPABILITY_MEDIATION, CAPABILITY_UDP_AEAD, FrameType, frameTypeName } from '../protocol/frames.js';
 import { MAX_REGISTER_PER_MINUTE } from '../protocol/limits.js';
 import { SchemaError } from '../protocol/schema.js';
 import { Status } from '../protocol/status.js';
@@ -82,7 +82,11 @@ export interface ContactPointOptions {
   readonly peerHttp?: HttpLimits;
   /** open the UDP channel the relay offers for mediated datagrams (default true; else they stay in the tunnel) */
   readonly udp?: boolean;
-
+  /**
+   * take port mediation requests (default true, within the port policy); false: the hello does
+   * not list `mediation`, so the relay refuses operators at once (NOT_OFFERED), and so does this
+   */
+  readonly mediation?: boolean;
   /**
    * streams through this contact point at once (default MAX_STREAMS_PER_CONTACT_POINT), and
    * connections of one relay exposure at once (default MAX_STREAMS_PER_EXPOSURE)
@@ -178,7 +182,7 @@ export class ContactPoint implements AdminHostApi {
     this.historySetting = history.setting;
     this.flow = new FlowRecorder(history.store);
     this.registrar = registrar;
-    this.ports = new PortMediator(new PortPolicy(portPolicy), this.logger, opts.streamLimits);
+    this.ports = new PortMediator(new PortPolicy(portPolicy), this.logger, opts.streamLimits, opts.mediation !== false);
     this.floods = new FloodMonitor(registrar.limits, this.logger);
     this.audit = audit;
     this.store = StateStore.create(opts.stateDir, () => this.persisted(registrar.persisted()), this.logger, audit, (e) => this.events.emit('audit:entry', e));
@@ -188,7 +192,7 @@ export class ContactPoint implements AdminHostApi {
       secret: opts.secret,
       logger: this.logger,
       software: `contact-point/${VERSION}`,
-      capabilities: opts.udp !== false ? [CAPABILITY_UDP_AEAD] : [],
+      capabilities: [...(opts.mediation !== false ? [CAPABILITY_MEDIATION] : []), ...(opts.udp !== false ? [CAPABILITY_UDP_AEAD] : [])],
       registeredNames: () => registrar.registeredNames(),
       timing,
       onFrame: (f) => this.onTunnelFrame(f),

@@ -46,10 +46,12 @@ export type FrameTypeCode = (typeof FrameType)[FrameTypeName];
 export const CAPABILITY_REACHABLE = 'reachable';
 
 /**
- * Contact point HELLO `env.capabilities` entry the relay acts on (PROTOCOL.md, HELLO):
+ * Contact point HELLO `env.capabilities` entries the relay acts on (PROTOCOL.md, HELLO):
+ * `mediation`: the office takes port requests (without it the relay answers them NOT_OFFERED);
  * `udp-aead`: it speaks the encrypted UDP channel (version 2; without it the relay offers no
  * UDP channel and datagrams stay inside the tunnel).
  */
+export const CAPABILITY_MEDIATION = 'mediation';
 export const CAPABILITY_UDP_AEAD = 'udp-aead';
 
 /** MSG flag: this is a retry of an id sent before (informational; receivers dedupe by id anyway). */
