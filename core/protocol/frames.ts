@@ -73,7 +73,7 @@ export const helloSchema = obj({
   secret: optional(secret),
   /** Ed25519 public key, SPKI DER base64 (internal peers at the contact point) */
   publicKey: optional(b64(128)),
-  /** what the client runs and where: shown to admins, never trusted for decisions */
+  /** what the client runs and where: shown to admins; its capabilities steer what a server offers, never what it allows (PROTOCOL.md, HELLO) */
   env: optional(
     obj({
       software: optional(str({ max: 64 })),

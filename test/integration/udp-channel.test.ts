@@ -23,29 +23,39 @@ async function udp(): Promise<Socket> {
   return s;
 }
 
-/** A UDP echo service on the "LAN", exposed through the relay; returns the replies a client got. */
-async function roundTrips(harness: Harness, count: number): Promise<string[]> {
+/**
+ * A UDP echo service on the "LAN", exposed through the relay: a client sends `${prefix}${i}`
+ * until `count` replies came; the replies, and how many datagrams the service echoed.
+ */
+async function roundTrips(harness: Harness, count: number, prefix = 'n'): Promise<{ replies: string[]; echoed: () => number }> {
   await harness.cp.call('ports:policy', { targets: ['127.0.0.1/32:1-65535'], listen: ['udp:1-65535'] });
   const echo = await udp();
-  echo.on('message', (m, r) => echo.send(Buffer.concat([Buffer.from('echo:'), m]), r.port, r.address));
+  let echoed = 0;
+  echo.on('message', (m, r) => {
+    echoed++;
+    echo.send(Buffer.concat([Buffer.from('echo:'), m]), r.port, r.address);
+  });
   const e = await harness.relay.expose({ cp: 'acme-hq', proto: 'udp', host: '127.0.0.1', port: echo.address().port, operator: 'tech' });
   closers.push(() => harness.relay.unexpose(e.id));
   const client = await udp();
   const replies: string[] = [];
   client.on('message', (m) => replies.push(m.toString()));
   for (let i = 0; i < 100 && replies.length < count; i++) {
-    client.send(`n${i}`, e.publicPort, '127.0.0.1');
+    client.send(`${prefix}${i}`, e.publicPort, '127.0.0.1');
     await new Promise((r) => setTimeout(r, 10));
   }
-  return replies;
+  return { replies, echoed: () => echoed };
 }
+
+/** A payload a captured packet must not show. */
+const MARKER = 'MARKER-7f3a-secret-payload';
 
 describe('the UDP channel beside the tunnel', () => {
   it('carries mediated datagrams over UDP when UDP passes, authenticated per session', async () => {
     h = await startHarness();
     const cp = h.cp;
     await waitFor(() => cp.udpChannel?.ready === true, 5_000, 'udp channel up');
-    const replies = await roundTrips(h, 5);
+    const { replies } = await roundTrips(h, 5);
     expect(replies.length).toBeGreaterThanOrEqual(5);
     expect(replies.every((r) => r.startsWith('echo:n'))).toBe(true);
     // Both directions went over UDP, not inside the ws tunnel.
@@ -60,7 +70,7 @@ describe('the UDP channel beside the tunnel', () => {
     h = await startHarness({ relay: { udpAdvertisePort: blackhole.address().port } });
     await new Promise((r) => setTimeout(r, 300));
     expect(h.cp.udpChannel?.ready).toBe(false);
-    const replies = await roundTrips(h, 5);
+    const { replies } = await roundTrips(h, 5);
     expect(replies.length).toBeGreaterThanOrEqual(5);
     expect(h.cp.udpChannel!.stats.datagramsOut).toBe(0);
     expect(h.relay.udp!.stats.datagramsIn).toBe(0);
@@ -84,7 +94,7 @@ describe('the UDP channel beside the tunnel', () => {
     h = await startHarness({ relay: { udpAdvertisePort: wire.port } });
     wire.relayPort = h.relay.udp!.port;
     await waitFor(() => h!.cp.udpChannel?.ready === true, 5_000, 'udp channel up through the wire');
-    const { replies, echoed } = await markerRoundTrips(h, 5);
+    const { replies, echoed } = await roundTrips(h, 5, `${MARKER}:`);
     expect(replies.length).toBeGreaterThanOrEqual(5);
     expect(replies.every((r) => r.startsWith(`echo:${MARKER}`))).toBe(true);
     const datagrams = (dir: 'to-relay' | 'to-cp') => wire.captured.filter((c) => c.dir === dir && c.packet[1] === UdpKind.DATAGRAM);
@@ -104,7 +114,7 @@ describe('the UDP channel beside the tunnel', () => {
     wire.relayPort = h.relay.udp!.port;
     const udpChannel = h.cp.udpChannel;
     await waitFor(() => udpChannel?.ready === true, 5_000, 'udp channel up through the wire');
-    const { replies, echoed } = await markerRoundTrips(h, 3);
+    const { replies, echoed } = await roundTrips(h, 3, `${MARKER}:`);
     expect(replies.length).toBeGreaterThanOrEqual(3);
     const relayStats = h.relay.udp!.stats;
     const cpStats = udpChannel!.stats;
@@ -167,13 +177,11 @@ describe('the UDP channel beside the tunnel', () => {
     tunnel.control.udpPath = path;
     tunnel.link.sendControl(FrameType.UDP_CHANNEL, { port: h.relay.udp!.port, session: path.session, key: path.key });
     await waitFor(() => h!.cp.udpChannel === undefined, 3_000, 'the old offer replaced the channel and was not used');
-    const replies = await roundTrips(h, 3);
+    const { replies } = await roundTrips(h, 3);
     expect(replies.length).toBeGreaterThanOrEqual(3);
     expect(h.cp.udpChannel).toBeUndefined();
   });
 });
-
-const MARKER = 'MARKER-7f3a-secret-payload';
 
 /**
  * A real UDP hop between contact point and relay (the relay advertises its port): it forwards
@@ -203,25 +211,4 @@ async function udpWire(): Promise<{ port: number; relayPort: number; captured: {
     }
   });
   return wire;
-}
-
-/** Datagrams carrying MARKER through a UDP echo exposure; the replies and how many the service echoed. */
-async function markerRoundTrips(harness: Harness, count: number): Promise<{ replies: string[]; echoed: () => number }> {
-  await harness.cp.call('ports:policy', { targets: ['127.0.0.1/32:1-65535'], listen: ['udp:1-65535'] });
-  const echo = await udp();
-  let echoed = 0;
-  echo.on('message', (m, r) => {
-    echoed++;
-    echo.send(Buffer.concat([Buffer.from('echo:'), m]), r.port, r.address);
-  });
-  const e = await harness.relay.expose({ cp: 'acme-hq', proto: 'udp', host: '127.0.0.1', port: echo.address().port, operator: 'tech' });
-  closers.push(() => harness.relay.unexpose(e.id));
-  const client = await udp();
-  const replies: string[] = [];
-  client.on('message', (m) => replies.push(m.toString()));
-  for (let i = 0; i < 100 && replies.length < count; i++) {
-    client.send(`${MARKER}:${i}`, e.publicPort, '127.0.0.1');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return { replies, echoed: () => echoed };
 }
