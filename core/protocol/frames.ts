@@ -54,6 +54,15 @@ export const CAPABILITY_REACHABLE = 'reachable';
 export const CAPABILITY_MEDIATION = 'mediation';
 export const CAPABILITY_UDP_AEAD = 'udp-aead';
 
+/**
+ * Whether an office takes port requests, by its HELLO capabilities. Contact points from before
+ * these capabilities listed neither `mediation` nor `udp-aead` and did take them: such a list
+ * counts as offering (their requests are forwarded as they always were).
+ */
+export function offersMediation(capabilities: readonly string[]): boolean {
+  return capabilities.includes(CAPABILITY_MEDIATION) || !capabilities.includes(CAPABILITY_UDP_AEAD);
+}
+
 /** MSG flag: this is a retry of an id sent before (informational; receivers dedupe by id anyway). */
 export const FLAG_RETRY = 0x01;
 

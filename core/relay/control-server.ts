@@ -1,5 +1,5 @@
 import { decodeControl, type Frame } from '../protocol/codec.js';
-import { CAPABILITY_MEDIATION, CAPABILITY_UDP_AEAD, FrameType } from '../protocol/frames.js';
+import { CAPABILITY_UDP_AEAD, FrameType, offersMediation } from '../protocol/frames.js';
 import type { Link } from '../protocol/link.js';
 import { Status } from '../protocol/status.js';
 import type { Logger } from '../runtime/logger.js';
@@ -85,7 +85,7 @@ export class ControlServer {
         knownContactPoint: (cp) => this.o.sessions.tunnels.has(cp) || this.o.credentials.has('contact-point', cp),
         offersMediation: (cp) => {
           const tunnel = this.o.sessions.tunnels.get(cp);
-          return tunnel && (tunnel.env?.capabilities?.includes(CAPABILITY_MEDIATION) ?? false);
+          return tunnel && offersMediation(tunnel.env?.capabilities ?? []);
         },
         exposer: this.exposer,
         logger: this.o.logger,

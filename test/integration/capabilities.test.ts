@@ -1,9 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Operator } from '../../core/peer/operator.js';
-import { CAPABILITY_MEDIATION, CAPABILITY_REACHABLE, CAPABILITY_UDP_AEAD } from '../../core/protocol/frames.js';
 import { PORT_REQUEST_TIMEOUT_MS } from '../../core/relay/control.js';
 import { Status } from '../../core/protocol/status.js';
-import { FAST, logger, startHarness, type Harness } from '../helpers.js';
+import { CAPABILITY_MEDIATION, CAPABILITY_REACHABLE, CAPABILITY_UDP_AEAD, FrameType } from '../../core/protocol/frames.js';
+import { decodeControl, encodeControl } from '../../core/protocol/codec.js';
+import { FAST, logger, startHarness, waitFor, type Harness } from '../helpers.js';
+import { RawClient } from '../raw-client.js';
 
 let h: Harness | undefined;
 const closers: (() => unknown)[] = [];
@@ -64,6 +66,22 @@ describe('the contact point says what it offers, and the relay acts on it', () =
     expect(answer).toMatchObject({ ok: false, code: Status.NOT_OFFERED, reason: 'the office does not offer port mediation' });
     expect(h.cp.ports.refusedByCode.byName()).toEqual({ NOT_OFFERED: 1 });
     expect(h.cp.ports.list()).toEqual([]);
+  });
+
+  it('an office from before these capabilities (listing neither mediation nor udp-aead) still gets its operators\' requests', async () => {
+    h = await startHarness();
+    const secret = await h.credentials.add('contact-point', 'old-office');
+    const old = await RawClient.open(h.relay.url);
+    closers.push(() => old.ws.close());
+    old.hello({ versions: { min: 1, max: 1 }, role: 'contact-point', id: 'old-office', secret, env: { software: 'contact-point/0.0.9', capabilities: ['messages', CAPABILITY_REACHABLE] } });
+    await waitFor(() => old.frames.some((f) => f.type === FrameType.WELCOME), 3_000, 'welcome');
+    const op = await operator(h, 'tech');
+    const asked = op.open('old-office', { proto: 'tcp' });
+    await waitFor(() => old.frames.some((f) => f.type === FrameType.PORT_REQUEST), 3_000, 'the request forwarded to the old office');
+    const req = decodeControl(old.frames.find((f) => f.type === FrameType.PORT_REQUEST)!, FrameType.PORT_REQUEST);
+    expect(req).toMatchObject({ op: 'open', operator: 'tech', proto: 'tcp' });
+    old.send(encodeControl(FrameType.PORT_RESULT, { req: req.req, ok: true, portId: 4, port: 5000, address: '0.0.0.0' }));
+    expect(await asked).toMatchObject({ portId: 4, port: 5000 });
   });
 
   it('an office with mediation on still forwards the operator (the check refuses only what is not offered)', async () => {

@@ -12,7 +12,7 @@ const MEANING: Record<string, string> = {
  * An office's capabilities as it announced them, each with what it means, and a plain mark
  * when it takes no port requests: the relay then refuses operators NOT_OFFERED (39).
  */
-export function Capabilities({ list }: { list: readonly string[] }) {
+export function Capabilities({ list, mediation }: { list: readonly string[]; mediation: boolean }) {
   return (
     <>
       {list.map((c) => (
@@ -20,7 +20,7 @@ export function Capabilities({ list }: { list: readonly string[] }) {
           {c}
         </span>
       ))}
-      {!list.includes('mediation') && (
+      {!mediation && (
         <span className="tag off" title="operators' port requests for this office are refused NOT_OFFERED (39)" data-testid="no-mediation">
           no port mediation
         </span>

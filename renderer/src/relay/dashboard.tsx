@@ -72,7 +72,7 @@ function OfficeRow({ o, now }: { o: OfficeView; now: number }) {
       <Traffic t={o.traffic} dir="in" />
       <Traffic t={o.traffic} dir="out" />
       <td>
-        <Capabilities list={o.env.capabilities} />
+        <Capabilities list={o.env.capabilities} mediation={o.mediation} />
       </td>
     </tr>
   );
