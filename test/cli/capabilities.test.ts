@@ -33,8 +33,8 @@ describe('capabilities as announced', () => {
     const text = await cli(['relay', 'status', '--state', s.relayState]);
     expect(text.code, text.stderr).toBe(0);
     const row = text.stdout.split('\n').find((l) => l.startsWith('acme-hq '))!;
-    expect(row).toMatch(/ messages,reachable,\S*udp-aead/);
-    expect(row).not.toContain('mediation');
+    expect(row).toMatch(/ messages,reachable,\S*udp-aead\S* \(no port mediation\)$/);
+    expect(row.replace('(no port mediation)', '')).not.toContain('mediation');
     expect(text.stdout).toMatch(new RegExp(`port +NOT_OFFERED \\(${Status.NOT_OFFERED}\\) +operator tech`));
   });
 
