@@ -5,8 +5,8 @@
  *
  *   --quick              shorter windows (also BENCH_QUICK=1); every line says mode: "quick"
  *   --only a,b           run only these: throughput, latency (group: messages), peers,
- *                        mediation-bulk, mediation-http, mediation-expose, mediation-udp, mediation-memory
- *                        (group: mediation),
+ *                        mediation-bulk, mediation-http, mediation-expose, mediation-udp, mediation-memory,
+ *                        udp-seal (group: mediation),
  *                        gui (the admin GUI in Chromium under 20,000 msgs/s; needs `npm run build`),
  *                        http-flood (large-body HTTP requests against relay and peer port under a flow),
  *                        outage (delivery of messages queued during a tunnel outage, after its return),
@@ -42,6 +42,7 @@ import { runMessages } from './messages.js';
 import { runMetrics } from './metrics.js';
 import { runOutage } from './outage.js';
 import { runPeers } from './peers.js';
+import { runUdpSeal } from './udp-seal.js';
 import { note } from './util.js';
 
 const GROUPS: Record<string, readonly string[]> = {
@@ -52,12 +53,13 @@ const GROUPS: Record<string, readonly string[]> = {
   sockets: ['peers'],
   idle: ['peers'],
   memory: ['peers'],
-  mediation: ['mediation-bulk', 'mediation-http', 'mediation-expose', 'mediation-udp', 'mediation-memory'],
+  mediation: ['mediation-bulk', 'mediation-http', 'mediation-expose', 'mediation-udp', 'mediation-memory', 'udp-seal'],
   'mediation-bulk': ['mediation-bulk'],
   'mediation-http': ['mediation-http'],
   'mediation-expose': ['mediation-expose'],
   'mediation-udp': ['mediation-udp'],
   'mediation-memory': ['mediation-memory'],
+  'udp-seal': ['udp-seal'],
   gui: ['gui'],
   'http-flood': ['http-flood'],
   outage: ['outage'],
@@ -129,6 +131,7 @@ async function main(): Promise<void> {
   await runMessages(ctx);
   await runPeers(ctx);
   await runMediation(ctx);
+  await runUdpSeal(ctx);
   await runGui(ctx);
   await runHttpFlood(ctx);
   await runOutage(ctx);

@@ -60,7 +60,8 @@ export interface Harness {
   /** an internal peer, registered by the admin */
   registered(name: string, onMessage?: (m: InboundMessage) => void | Promise<void>): Promise<PeerClient>;
   /** another contact point at the same relay, with its own credential and state folder, tunnel up */
-  contactPoint(id: string): Promise<ContactPoint>;
+  /** another office on the same relay; `opts` as startHarness's `cp` (e.g. mediation: false) */
+  contactPoint(id: string, opts?: Partial<ContactPointOptions>): Promise<ContactPoint>;
   restartRelay(): Promise<void>;
   close(): Promise<void>;
 }
@@ -120,10 +121,10 @@ export async function startHarness(opts: { cp?: Partial<ContactPointOptions>; re
       await waitFor(() => relay.peersOf(id).includes(name), 5_000, `${name} announced`);
       return c;
     },
-    async contactPoint(otherId) {
+    async contactPoint(otherId, extra = {}) {
       const dir = await mkdtemp(join(tmpdir(), 'cp-harness-'));
       const secret = await credentials.add('contact-point', otherId);
-      const other = await ContactPoint.create({ id: otherId, relayUrl: relay.url, secret, stateDir: dir, peerHost: '127.0.0.1', logger, timing: FAST });
+      const other = await ContactPoint.create({ id: otherId, relayUrl: relay.url, secret, stateDir: dir, peerHost: '127.0.0.1', logger, timing: FAST, ...extra });
       others.push({ cp: other, dir });
       await other.start();
       await waitFor(() => other.gateway.connected, 5_000, `${otherId} tunnel up`);

@@ -106,7 +106,7 @@ export function relayStatusText(s: RelayStatusView): string[] {
     lines.push(
       formatTable(
         ['ID', 'HOST', 'SOFTWARE', 'LAN ADDRESSES', 'FROM', 'UP', 'RTT', 'PEERS', 'STREAMS', 'IN', 'OUT', 'CAPABILITIES'],
-        s.offices.map((o) => [o.id, o.env.host ?? '-', o.env.software ?? '-', o.env.addresses.map((a) => a.replace(/\/.*$/, '')).join(',') || '-', o.remote, age(o.since), ms(o.rttMs), String(o.peers), String(o.streams), ...traffic(o.traffic), o.env.capabilities.join(',') || '-']),
+        s.offices.map((o) => [o.id, o.env.host ?? '-', o.env.software ?? '-', o.env.addresses.map((a) => a.replace(/\/.*$/, '')).join(',') || '-', o.remote, age(o.since), ms(o.rttMs), String(o.peers), String(o.streams), ...traffic(o.traffic), `${o.env.capabilities.join(',') || '-'}${o.mediation ? '' : ' (no port mediation)'}`]),
       ),
     );
   }

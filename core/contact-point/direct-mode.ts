@@ -43,6 +43,8 @@ export interface DirectHost {
   /** the admin's port policy: the same object the tunnel's mediator uses, so one policy rules both */
   readonly policy: PortPolicy;
   readonly portLimits: Partial<PortLimits> | undefined;
+  /** false (`serve --no-mediation`): direct operators' port requests are refused NOT_OFFERED too */
+  readonly mediation: boolean;
   /** every frame the embedded relay sends down the direct tunnel */
   readonly onFrame: (frame: Frame) => void;
   readonly onUp: () => void;
@@ -98,7 +100,7 @@ export class DirectMode {
   ) {
     this.domain = checkDirectDomain(opts.domain ?? DIRECT_DOMAIN, host.id);
     this.credentials = credentials;
-    this.ports = new PortMediator(host.policy, host.logger, host.portLimits, DIRECT_PORT_IDS);
+    this.ports = new PortMediator(host.policy, host.logger, host.portLimits, DIRECT_PORT_IDS, host.mediation);
     this.relay = new Relay({
       credentials,
       host: opts.host,

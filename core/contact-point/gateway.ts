@@ -19,6 +19,8 @@ export interface GatewayOptions {
   readonly secret: string;
   readonly logger: Logger;
   readonly software: string;
+  /** HELLO env.capabilities beside `messages` and `reachable`: what this contact point has on (PROTOCOL.md, HELLO) */
+  readonly capabilities?: readonly string[];
   /** names to announce after each (re)connect */
   readonly registeredNames: () => string[];
   readonly proxy?: string | null;
@@ -90,7 +92,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
         role: 'contact-point',
         id: opts.id,
         secret: opts.secret,
-        env: { software: opts.software, host: hostname().slice(0, 255), addresses: lanAddresses(), capabilities: ['messages', CAPABILITY_REACHABLE, ...(opts.direct ? [CAPABILITY_DIRECT] : [])] },
+        env: { software: opts.software, host: hostname().slice(0, 255), addresses: lanAddresses(), capabilities: ['messages', CAPABILITY_REACHABLE, ...(opts.direct ? [CAPABILITY_DIRECT] : []), ...(opts.capabilities ?? [])] },
         instance,
       }),
       ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),

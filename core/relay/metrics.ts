@@ -68,6 +68,9 @@ export function relayMetrics(relay: Relay, opts: RelayMetricsOptions = {}): Metr
   m.counter(`${r}udp_packets_rejected_total`, 'Packets on the UDP service port that failed authentication or decoding.', [], (set) => {
     if (s.udp) set({}, s.udp.rejected);
   });
+  m.counter(`${r}udp_packets_replayed_total`, 'Packets on the UDP service port that opened but repeated a sequence number (replays, dropped).', [], (set) => {
+    if (s.udp) set({}, s.udp.replayed);
+  });
 
   if (opts.perOffice) officeSeries(m, relay, maxOffices);
   return m;

@@ -120,5 +120,5 @@ export interface RelayStatsSnapshot {
   readonly exposures: number;
   /** TCP connections open through exposures */
   readonly exposureConnections: number;
-  readonly udp: { readonly datagramsIn: number; readonly datagramsOut: number; readonly rejected: number } | undefined;
+  readonly udp: { readonly datagramsIn: number; readonly datagramsOut: number; readonly rejected: number; readonly replayed: number } | undefined;
 }

@@ -1,5 +1,5 @@
 import type { ClusterView, EnvView, RelayStatusView, TrafficView } from '../admin/relay-contract.js';
-import type { HelloBody } from '../protocol/frames.js';
+import { offersMediation, type HelloBody } from '../protocol/frames.js';
 import type { LinkStats } from '../protocol/link.js';
 import { VERSION } from '../version.js';
 import type { ExposureView } from './expose.js';
@@ -41,6 +41,7 @@ export function statusSnapshot(src: StatusSources, now = Date.now()): RelayStatu
       peers: t.peers.size,
       traffic: traffic(t.link.stats),
       streams: t.control.mux.size,
+      mediation: offersMediation(t.env?.capabilities ?? []),
     }))
     .sort((a, b) => a.id.localeCompare(b.id));
   const externals = [...src.sessions.all()]

@@ -1,6 +1,7 @@
 import type { ReactNode } from 'react';
 import type { ClusterView, ExposureView, ExternalSessionView, OfficeView, RefusalView, RelayStatusView, TrafficView } from '../../../core/admin/relay-contract';
 import { useNow } from '../components/use-now';
+import { Capabilities } from './capabilities';
 import { formatBytes, formatCount, formatDuration } from '../format/units';
 import type { PollState } from './status-poller';
 
@@ -73,11 +74,7 @@ function OfficeRow({ o, now }: { o: OfficeView; now: number }) {
       <Traffic t={o.traffic} dir="in" />
       <Traffic t={o.traffic} dir="out" />
       <td>
-        {o.env.capabilities.map((c) => (
-          <span key={c} className="tag">
-            {c}
-          </span>
-        ))}
+        <Capabilities list={o.env.capabilities} mediation={o.mediation} />
       </td>
     </tr>
   );
