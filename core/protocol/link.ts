@@ -223,14 +223,21 @@ export class Link {
     this.adaptive = true;
     // A client follows the server's interval when it is shorter (WELCOME.limits.pingIntervalMs), so its idle pings come before the server's silence limit.
     this.timers = adaptiveTimers(Math.min(this.pingIntervalMs, serverPingIntervalMs ?? Infinity), this.pongTimeoutMs);
-    this.pingSentAt = 0;
     clearInterval(this.keepalive);
+    // One ping at the start, so each end knows the round trip at once (later the client's pings carry it).
+    this.ping(Date.now());
     this.schedule();
   }
 
   /** Whether the adaptive keepalive is on (status, tests). */
   get keepaliveMode(): 'adaptive' | 'fixed' {
     return this.adaptive ? 'adaptive' : 'fixed';
+  }
+
+  private ping(now: number): void {
+    this.pingSentAt = now;
+    this.pingSentPerf = performance.now();
+    this.ws.ping(this.opts.role === 'client' ? rttPayload(this.stats.rttMs) : undefined);
   }
 
   private owe(): void {
@@ -269,9 +276,7 @@ export class Link {
     if (this.pingSentAt === 0) {
       const silent = now - this.lastHeard;
       if ((busy && silent >= t.busyPingMs) || (this.opts.role === 'client' && silent >= t.idlePingMs)) {
-        this.pingSentAt = now;
-        this.pingSentPerf = performance.now();
-        this.ws.ping(this.opts.role === 'client' ? rttPayload(this.stats.rttMs) : undefined);
+        this.ping(now);
       } else if (this.opts.role === 'server' && silent > t.silenceLimitMs) {
         this.opts.logger.info('client silent; dropping it', { link: this.opts.label });
         this.terminate();
