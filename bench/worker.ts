@@ -250,7 +250,7 @@ async function startContactPoint(config: {
       if (stateDir) await rm(stateDir, { recursive: true, force: true });
     },
     ops: {
-      tunnel: () => ({ ...cp.gateway.status(), wire: wireBytes(tunnelLink()) }),
+      tunnel: () => ({ ...cp.gateway.status(), wire: wireBytes(tunnelLink()), keepaliveMode: cp.gateway.keepaliveMode }),
       peers: () => ({ known: cp.registrar.size, registered: cp.registrar.registeredNames().length, connections: cp.peerPort.connections }),
       flow: () => cp.flow.totals(),
       history: async () => {
