@@ -45,6 +45,47 @@ export interface LinkOptions {
    * measure the round trip for status views. Undefined: a server never pings.
    */
   readonly rttPingMs?: number;
+  /**
+   * Server role: run this link's keepalive check from a timer shared with its siblings (built
+   * with checkEveryMs() of the same ping interval and pong timeout) instead of one of its own.
+   */
+  readonly sweep?: KeepaliveSweep;
+}
+
+/** How often a link with fixed keepalive checks its timers. */
+export function checkEveryMs(pingIntervalMs: number, pongTimeoutMs: number): number {
+  return Math.min(pingIntervalMs, pongTimeoutMs) / 2;
+}
+
+/**
+ * One timer for the fixed keepalive of many server-role links (a peer port's thousands of LAN
+ * peers, a relay's sessions), instead of one timer each. It runs while it has links: the last
+ * link closing stops it, so an owner that closes its links leaves nothing running.
+ */
+export class KeepaliveSweep {
+  private readonly links = new Set<Link>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly everyMs: number) {}
+
+  get size(): number {
+    return this.links.size;
+  }
+
+  add(link: Link): void {
+    this.links.add(link);
+    if (this.timer) return;
+    this.timer = setInterval(() => {
+      for (const l of this.links) l.check();
+    }, this.everyMs);
+    this.timer.unref();
+  }
+
+  delete(link: Link): void {
+    if (!this.links.delete(link) || this.links.size > 0 || !this.timer) return;
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
 }
 
 export interface LinkStats {
@@ -176,8 +217,11 @@ export class Link {
     ws.on('ping', this.onPing);
     ws.on('close', this.onWsClose);
     ws.on('error', (err: Error) => opts.logger.debug('link error', { link: opts.label, error: err.message }));
-    this.keepalive = setInterval(this.tick, Math.min(this.pingIntervalMs, this.pongTimeoutMs) / 2);
-    this.keepalive.unref();
+    if (opts.sweep) opts.sweep.add(this);
+    else {
+      this.keepalive = setInterval(() => this.check(), checkEveryMs(this.pingIntervalMs, this.pongTimeoutMs));
+      this.keepalive.unref();
+    }
   }
 
   get label(): string {
@@ -221,6 +265,7 @@ export class Link {
   adaptiveKeepalive(serverPingIntervalMs?: number): void {
     if (this.adaptive || this.closed) return;
     this.adaptive = true;
+    this.opts.sweep?.delete(this);
     // A client follows the server's interval when it is shorter (WELCOME.limits.pingIntervalMs), so its idle pings come before the server's silence limit.
     this.timers = adaptiveTimers(Math.min(this.pingIntervalMs, serverPingIntervalMs ?? Infinity), this.pongTimeoutMs);
     clearInterval(this.keepalive);
@@ -250,11 +295,11 @@ export class Link {
     if (this.closed) return;
     clearTimeout(this.keepalive);
     const t = this.timers!;
-    this.keepalive = setTimeout(this.adaptiveTick, this.owed > 0 || this.pingSentAt !== 0 ? t.busyTickMs : t.idleTickMs);
+    this.keepalive = setTimeout(() => this.adaptiveTick(), this.owed > 0 || this.pingSentAt !== 0 ? t.busyTickMs : t.idleTickMs);
     this.keepalive.unref();
   }
 
-  private readonly adaptiveTick = (): void => {
+  private adaptiveTick(): void {
     if (this.closed || this.ws.readyState !== WebSocket.OPEN) return;
     const now = Date.now();
     const t = this.timers!;
@@ -284,7 +329,7 @@ export class Link {
       }
     }
     this.schedule();
-  };
+  }
 
   get isOpen(): boolean {
     return !this.closed && this.ws.readyState === WebSocket.OPEN;
@@ -412,13 +457,9 @@ export class Link {
     this.uncork();
   };
 
-  private readonly heard = (): void => {
+  private readonly onPing = (data: Buffer): void => {
     this.lastHeard = Date.now();
     if (this.probes.length > 0) this.answerProbes(true);
-  };
-
-  private readonly onPing = (data: Buffer): void => {
-    this.heard();
     // An adaptive client's ping carries its round trip in microseconds (0: not measured yet).
     if (this.adaptive && this.opts.role === 'server' && data.length === 4) {
       const us = data.readUInt32BE(0);
@@ -450,8 +491,9 @@ export class Link {
     return stamp;
   }
 
-  private readonly tick = (): void => {
-    if (this.closed || this.ws.readyState !== WebSocket.OPEN) return;
+  /** The fixed keepalive's check (its own timer or a KeepaliveSweep runs it). */
+  check(): void {
+    if (this.closed || this.ws.readyState !== WebSocket.OPEN || this.adaptive) return;
     const now = Date.now();
     if (this.opts.role === 'client') {
       if (this.pingSentAt && now - this.pingSentAt > this.pongTimeoutMs && this.lastHeard < this.pingSentAt) {
@@ -475,7 +517,7 @@ export class Link {
       this.pingSentAt = now;
       this.ws.ping(this.stamp());
     }
-  };
+  }
 
   private readonly onMessage = (data: RawData, isBinary: boolean): void => {
     this.lastHeard = Date.now();
@@ -508,6 +550,7 @@ export class Link {
     this.closed = true;
     clearInterval(this.keepalive);
     clearTimeout(this.keepalive);
+    this.opts.sweep?.delete(this);
     if (this.probes.length > 0) this.answerProbes(false);
     this.uncork();
     const info: CloseInfo = { code, reason: reasonBuf.toString('utf8'), status: statusFromCloseCode(code), local: this.localClose };
