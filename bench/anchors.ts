@@ -32,17 +32,19 @@ export function missing(which: 'mosquitto' | 'nats'): string | undefined {
   return existsSync(NATS_SERVER) ? undefined : `${NATS_SERVER} is missing (apt-get install nats-server)`;
 }
 
-/** Counters of one established TCP connection as the kernel keeps them (both directions). */
+/** Counters of the established TCP connections to one port as the kernel keeps them (both directions). */
 export interface TcpCounters {
   /** TCP payload bytes sent + received */
   readonly bytes: number;
   /** segments sent + received (data and pure ACKs) */
   readonly segments: number;
+  /** how many connections were summed (1 unless the upstream reconnected) */
+  readonly connections: number;
 }
 
 /**
- * The counters of the one established connection to loopback port `dport` (ss -tin). Throws
- * unless exactly one matches: the caller must name a port only its connection goes to.
+ * The summed counters of the established connections to loopback port `dport` (ss -tin). The
+ * caller names a port only its upstream connection goes to; none there throws.
  */
 export async function tcpCounters(dport: number): Promise<TcpCounters> {
   const { stdout } = await run('ss', ['-tinH', 'state', 'established', `( dport = :${dport} )`]);
@@ -51,9 +53,15 @@ export async function tcpCounters(dport: number): Promise<TcpCounters> {
     else if (line.trim()) acc.push(line);
     return acc;
   }, []);
-  if (blocks.length !== 1) throw new Error(`expected one connection to port ${dport}, ss lists ${blocks.length}`);
-  const field = (name: string): number => Number(new RegExp(`\\b${name}:(\\d+)`).exec(blocks[0]!)?.[1] ?? 0);
-  return { bytes: field('bytes_sent') + field('bytes_received'), segments: field('segs_out') + field('segs_in') };
+  if (blocks.length === 0) throw new Error(`no connection to port ${dport}`);
+  let bytes = 0;
+  let segments = 0;
+  for (const b of blocks) {
+    const field = (name: string): number => Number(new RegExp(`\\b${name}:(\\d+)`).exec(b)?.[1] ?? 0);
+    bytes += field('bytes_sent') + field('bytes_received');
+    segments += field('segs_out') + field('segs_in');
+  }
+  return { bytes, segments, connections: blocks.length };
 }
 
 /** Resident memory of a process in bytes (/proc/<pid>/status VmRSS). */

@@ -36,6 +36,11 @@ const CONCURRENCY = 16;
 const CONNECT_TIMEOUT_MS = 60_000;
 const CP_ID = 'bench-hq';
 
+interface HeapSpace {
+  readonly space_name: string;
+  readonly physical_space_size: number;
+}
+
 interface Measured {
   readonly name: string;
   readonly attachMs: number;
@@ -57,18 +62,36 @@ async function measureAnchor(start: () => Promise<Anchor>, names: readonly strin
   return { name: a.name, attachMs, rssPerClient, upstreamPort: a.upstreamPort };
 }
 
-function perMinute(a: TcpCounters, b: TcpCounters, ms: number): { bytes: number; segments: number; with_headers: number } {
+function perMinute(a: TcpCounters, b: TcpCounters, ms: number): { bytes: number; segments: number; with_headers: number; reconnected?: true } {
   const f = 60_000 / ms;
   const bytes = (b.bytes - a.bytes) * f;
   const segments = (b.segments - a.segments) * f;
-  return { bytes: Math.round(bytes), segments: round(segments, 1), with_headers: Math.round(bytes + segments * SEGMENT_HEADER_BYTES) };
+  return { bytes: Math.round(bytes), segments: round(segments, 1), with_headers: Math.round(bytes + segments * SEGMENT_HEADER_BYTES), ...(a.connections !== b.connections ? { reconnected: true as const } : {}) };
+}
+
+/** A second relay with `offices` real tunnels (5 announced peers each): its RSS growth per office. */
+async function measureOffices(ctx: BenchContext, offices: number, workers: WorkerHandle[]): Promise<{ upMs: number; rss: number; heap: number; external: number }> {
+  const relayB = await ctx.startWorker('relay', {}, { exposeGc: true });
+  workers.push(relayB);
+  const ids = Array.from({ length: offices }, (_v, i) => `office-${i}`);
+  const secrets = await relayB.call<string[]>('addCredentials', { kind: 'contact-point', ids });
+  await sleep(300);
+  const r0 = await relayB.call<NodeJS.MemoryUsage>('memory');
+  const t = Date.now();
+  const w = await ctx.startWorker('offices', { relayUrl: relayB.url, offices: ids.map((id, i) => ({ id, secret: secrets[i]! })), peersEach: PEERS_EACH });
+  workers.push(w);
+  const upMs = Date.now() - t;
+  await sleep(1_000);
+  const r1 = await relayB.call<NodeJS.MemoryUsage>('memory');
+  note(`  relay: ${offices} offices up in ${upMs} ms, ${Math.round((r1.rss - r0.rss) / offices)} B RSS each`);
+  return { upMs, rss: Math.round((r1.rss - r0.rss) / offices), heap: Math.round((r1.heapUsed - r0.heapUsed) / offices), external: Math.round((r1.external - r0.external) / offices) };
 }
 
 export async function runFootprint(ctx: BenchContext): Promise<void> {
   if (!ctx.selected('footprint')) return;
   const n = Number(process.env.BENCH_FOOTPRINT_PEERS ?? FOOTPRINT_PEERS);
   const offices = Number(process.env.BENCH_FOOTPRINT_OFFICES ?? FOOTPRINT_OFFICES);
-  const windowMs = ctx.quick ? 60_000 : 180_000;
+  const windowMs = ctx.quick ? 45_000 : 180_000;
   const mode = ctx.quick ? 'quick' : 'full';
   const workers: WorkerHandle[] = [];
   const clients: PeerClient[] = [];
@@ -94,6 +117,7 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
     await attachOne(0);
     await sleep(500);
     const cp0 = await cp.call<NodeJS.MemoryUsage>('memory');
+    const spaces0 = await cp.call<HeapSpace[]>('heapSpaces');
     const t0 = Date.now();
     await pool(
       Array.from({ length: n - 1 }, (_v, i) => i + 1),
@@ -104,9 +128,15 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
     const attachMs = Date.now() - t0;
     await sleep(1_000);
     const cp1 = await cp.call<NodeJS.MemoryUsage>('memory');
+    const spaces1 = await cp.call<HeapSpace[]>('heapSpaces');
+    const newSpace = (l: HeapSpace[]): number => l.find((x) => x.space_name === 'new_space')?.physical_space_size ?? 0;
     const cpPerPeer = { rss: Math.round((cp1.rss - cp0.rss) / (n - 1)), heap: Math.round((cp1.heapUsed - cp0.heapUsed) / (n - 1)), external: Math.round((cp1.external - cp0.external) / (n - 1)) };
     note(`  contact point: ${n - 1} peers registered in ${attachMs} ms, ${cpPerPeer.rss} B RSS each (heap ${cpPerPeer.heap})`);
 
+    // Idle windows: ours starts now, the anchors' once they are attached; they end together (each
+    // scaled to a minute). Offices connect to another relay meanwhile (not on these sockets).
+    const ourIdle0 = await tcpCounters(relayPort);
+    const w0 = Date.now();
     const names = Array.from({ length: n }, (_v, i) => `peer-${i}`);
     const measured: Measured[] = [];
     const skipped: Record<string, string> = {};
@@ -130,32 +160,17 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
     const mq = measured.find((m) => m.name.startsWith('mosquitto'));
     const nats = measured.find((m) => m.name.startsWith('NATS'));
 
-    // Idle window: nobody sends. Offices connect to another relay meanwhile (their bytes are not on these sockets).
-    await sleep(2_000);
-    const idle0 = await Promise.all([tcpCounters(relayPort), ...measured.map((m) => tcpCounters(m.upstreamPort))]);
-    const w0 = Date.now();
-    note(`  idle window: ${windowMs / 1000} s (offices connect meanwhile)`);
-    const officeWork = (async () => {
-      const relayB = await ctx.startWorker('relay', {}, { exposeGc: true });
-      workers.push(relayB);
-      const ids = Array.from({ length: offices }, (_v, i) => `office-${i}`);
-      const secrets = await relayB.call<string[]>('addCredentials', { kind: 'contact-point', ids });
-      await sleep(300);
-      const r0 = await relayB.call<NodeJS.MemoryUsage>('memory');
-      const t = Date.now();
-      const w = await ctx.startWorker('offices', { relayUrl: relayB.url, offices: ids.map((id, i) => ({ id, secret: secrets[i]! })), peersEach: PEERS_EACH });
-      workers.push(w);
-      const upMs = Date.now() - t;
-      await sleep(1_000);
-      const r1 = await relayB.call<NodeJS.MemoryUsage>('memory');
-      return { upMs, rss: Math.round((r1.rss - r0.rss) / offices), heap: Math.round((r1.heapUsed - r0.heapUsed) / offices), external: Math.round((r1.external - r0.external) / offices) };
-    })();
-    const office = await officeWork;
-    await sleep(Math.max(0, windowMs - (Date.now() - w0)));
-    const idle1 = await Promise.all([tcpCounters(relayPort), ...measured.map((m) => tcpCounters(m.upstreamPort))]);
+    const anchorIdle0 = await Promise.all(measured.map((m) => tcpCounters(m.upstreamPort)));
+    const a0 = Date.now();
+    const office = await measureOffices(ctx, offices, workers);
+    note(`  idle windows: ${windowMs / 1000} s`);
+    await sleep(Math.max(0, w0 + windowMs - Date.now(), a0 + windowMs - Date.now()));
+    const ourIdle1 = await tcpCounters(relayPort);
     const elapsed = Date.now() - w0;
-    const ours = perMinute(idle0[0]!, idle1[0]!, elapsed);
-    const anchorIdle = measured.map((m, i) => ({ name: m.name, ...perMinute(idle0[i + 1]!, idle1[i + 1]!, elapsed) }));
+    const anchorIdle1 = await Promise.all(measured.map((m) => tcpCounters(m.upstreamPort)));
+    const anchorElapsed = Date.now() - a0;
+    const ours = perMinute(ourIdle0, ourIdle1, elapsed);
+    const anchorIdle = measured.map((m, i) => ({ name: m.name, ...perMinute(anchorIdle0[i]!, anchorIdle1[i]!, anchorElapsed), window_s: round(anchorElapsed / 1000, 1) }));
     const tunnel = await cp.call<{ keepaliveMode?: string }>('tunnel');
 
     const common = { peers: n, mode, skipped_anchors: skipped };
@@ -165,6 +180,8 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
       value: cpPerPeer.rss,
       unit: 'bytes',
       heap_used_per_peer: cpPerPeer.heap,
+      new_space_growth_per_peer: Math.round((newSpace(spaces1) - newSpace(spaces0)) / (n - 1)),
+      new_space_note: "V8's young generation grows while thousands of peers attach and their pings keep it from shrinking back; it is part of the RSS growth but not per-peer state",
       external_per_peer: cpPerPeer.external,
       ...(mq ? { mosquitto_rss_per_client: mq.rssPerClient, ratio_vs_mosquitto: round(cpPerPeer.rss / mq.rssPerClient) } : {}),
       ...(nats ? { nats_leaf_rss_per_client: nats.rssPerClient, ratio_vs_nats: round(cpPerPeer.rss / nats.rssPerClient) } : {}),

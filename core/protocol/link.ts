@@ -72,6 +72,11 @@ export class KeepaliveSweep {
     return this.links.size;
   }
 
+  /** whether its timer runs (it does while it has links) */
+  get running(): boolean {
+    return this.timer !== undefined;
+  }
+
   add(link: Link): void {
     this.links.add(link);
     if (this.timer) return;
