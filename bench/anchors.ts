@@ -64,6 +64,13 @@ export async function tcpCounters(dport: number): Promise<TcpCounters> {
   return { bytes, segments, connections: blocks.length };
 }
 
+/** CPU time a process has used, in ms (/proc/<pid>/stat utime + stime, at USER_HZ 100). */
+export function cpuMsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
 /** Resident memory of a process in bytes (/proc/<pid>/status VmRSS). */
 export function rssOf(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -104,11 +111,41 @@ async function startProc(cmd: string, args: string[], port: number, what: string
   }
 }
 
+interface ProcSpec {
+  readonly args: string[];
+  readonly port: number;
+  readonly what: string;
+}
+
+/**
+ * `cmd` twice: the upstream server, then the downstream one that connects to it on
+ * `upstreamPort`; resolves once that connection is up. If anything fails both stop and `dir`
+ * (their config folder) goes; stop() does the same later.
+ */
+async function startPair(cmd: string, dir: string, up: ProcSpec, down: ProcSpec, upstreamPort: number): Promise<{ pid: number; pids: number[]; stop(): Promise<void> }> {
+  const procs: Proc[] = [];
+  const stop = async (): Promise<void> => {
+    for (const p of procs.reverse()) await p.stop();
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    procs.push(await startProc(cmd, up.args, up.port, up.what));
+    procs.push(await startProc(cmd, down.args, down.port, down.what));
+    await waitFor(() => tcpCounters(upstreamPort).then(() => true, () => false), 10_000, `the connection of ${down.what} to ${up.what}`, 50);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { pid: procs[1]!.proc.pid!, pids: procs.map((p) => p.proc.pid!), stop };
+}
+
 /** A running anchor: the process clients attach to, the port its one upstream connection goes to. */
 export interface Anchor {
   readonly name: string;
   /** the local side clients connect to (mosquitto local broker, NATS leaf server) */
   readonly pid: number;
+  /** both of its processes (their CPU time is what an attach costs the anchor) */
+  readonly pids: readonly number[];
   /** the port of the upstream connection (bridge, leaf connection) to read its counters by */
   readonly upstreamPort: number;
   /** attaches `names` with `concurrency` at once; resolves when every client is subscribed to its own subject */
@@ -176,31 +213,19 @@ export async function startMosquittoBridge(): Promise<Anchor> {
     join(dir, 'local.conf'),
     `listener ${localPort} 127.0.0.1\n${common}connection office\naddress 127.0.0.1:${remotePort}\ntopic # both 1\nkeepalive_interval ${MQTT_KEEPALIVE_S}\ncleansession true\n`,
   );
-  const remote = await startProc(MOSQUITTO, ['-c', join(dir, 'remote.conf')], remotePort, 'mosquitto (remote)');
-  let local: Proc | undefined;
+  const pair = await startPair(MOSQUITTO, dir, { args: ['-c', join(dir, 'remote.conf')], port: remotePort, what: 'mosquitto (remote)' }, { args: ['-c', join(dir, 'local.conf')], port: localPort, what: 'mosquitto (local, bridged)' }, remotePort);
   const sockets: Socket[] = [];
-  try {
-    local = await startProc(MOSQUITTO, ['-c', join(dir, 'local.conf')], localPort, 'mosquitto (local, bridged)');
-    await waitFor(async () => (await tcpCounters(remotePort).then(() => true, () => false)), 10_000, 'the mosquitto bridge connection', 50);
-  } catch (err) {
-    await local?.stop();
-    await remote.stop();
-    await rm(dir, { recursive: true, force: true });
-    throw err;
-  }
-  const l = local;
   return {
     name: 'mosquitto bridge',
-    pid: l.proc.pid!,
+    pid: pair.pid,
+    pids: pair.pids,
     upstreamPort: remotePort,
     attach: async (names, concurrency) => {
       await pool(names, concurrency, (n) => mqttAttach(localPort, n, sockets));
     },
     stop: async () => {
       for (const s of sockets) s.destroy();
-      await l.stop();
-      await remote.stop();
-      await rm(dir, { recursive: true, force: true });
+      await pair.stop();
     },
   };
 }
@@ -214,22 +239,12 @@ export async function startNatsLeaf(): Promise<Anchor> {
   const leafPort = await freePort();
   await writeFile(join(dir, 'hub.conf'), `listen: 127.0.0.1:${hubPort}\nmax_connections: 100000\nleafnodes { listen: 127.0.0.1:${hubLeafPort} }\n`);
   await writeFile(join(dir, 'leaf.conf'), `listen: 127.0.0.1:${leafPort}\nmax_connections: 100000\nleafnodes { remotes: [ { url: "nats-leaf://127.0.0.1:${hubLeafPort}" } ] }\n`);
-  const hub = await startProc(NATS_SERVER, ['-c', join(dir, 'hub.conf')], hubPort, 'nats-server (hub)');
-  let leaf: Proc | undefined;
-  try {
-    leaf = await startProc(NATS_SERVER, ['-c', join(dir, 'leaf.conf')], leafPort, 'nats-server (leaf)');
-    await waitFor(async () => (await tcpCounters(hubLeafPort).then(() => true, () => false)), 10_000, 'the NATS leaf connection', 50);
-  } catch (err) {
-    await leaf?.stop();
-    await hub.stop();
-    await rm(dir, { recursive: true, force: true });
-    throw err;
-  }
-  const l = leaf;
+  const pair = await startPair(NATS_SERVER, dir, { args: ['-c', join(dir, 'hub.conf')], port: hubPort, what: 'nats-server (hub)' }, { args: ['-c', join(dir, 'leaf.conf')], port: leafPort, what: 'nats-server (leaf)' }, hubLeafPort);
   const conns: { close(): Promise<void> }[] = [];
   return {
     name: 'NATS leaf node',
-    pid: l.proc.pid!,
+    pid: pair.pid,
+    pids: pair.pids,
     upstreamPort: hubLeafPort,
     attach: async (names, concurrency) => {
       await pool(names, concurrency, async (n) => {
@@ -241,9 +256,7 @@ export async function startNatsLeaf(): Promise<Anchor> {
     },
     stop: async () => {
       await Promise.all(conns.map((c) => c.close().catch(() => undefined)));
-      await l.stop();
-      await hub.stop();
-      await rm(dir, { recursive: true, force: true });
+      await pair.stop();
     },
   };
 }

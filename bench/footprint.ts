@@ -19,7 +19,7 @@
  */
 import { PeerIdentity } from '../core/peer/identity.js';
 import { PeerClient } from '../core/peer/peer-client.js';
-import { missing, rssOf, SEGMENT_HEADER_BYTES, startMosquittoBridge, startNatsLeaf, tcpCounters, type Anchor, type TcpCounters } from './anchors.js';
+import { cpuMsOf, missing, rssOf, SEGMENT_HEADER_BYTES, startMosquittoBridge, startNatsLeaf, tcpCounters, type Anchor, type TcpCounters } from './anchors.js';
 import type { BenchContext } from './context.js';
 import type { WorkerHandle } from './ipc.js';
 import { emit, note, pool, round, sleep, waitFor } from './util.js';
@@ -44,6 +44,8 @@ interface HeapSpace {
 interface Measured {
   readonly name: string;
   readonly attachMs: number;
+  /** CPU ms per client the anchor's two processes spent attaching */
+  readonly cpuMsPerClient: number;
   readonly rssPerClient: number;
   readonly upstreamPort: number;
 }
@@ -53,13 +55,16 @@ async function measureAnchor(start: () => Promise<Anchor>, names: readonly strin
   started.push(a);
   await sleep(300);
   const rss0 = rssOf(a.pid);
+  const cpu = (): number => a.pids.reduce((sum, pid) => sum + cpuMsOf(pid), 0);
+  const cpu0 = cpu();
   const t0 = Date.now();
   await a.attach(names, CONCURRENCY);
   const attachMs = Date.now() - t0;
+  const cpuMsPerClient = round((cpu() - cpu0) / names.length, 4);
   await sleep(1_000);
   const rssPerClient = Math.round((rssOf(a.pid) - rss0) / names.length);
   note(`  ${a.name}: ${names.length} clients attached in ${attachMs} ms, ${rssPerClient} B RSS each`);
-  return { name: a.name, attachMs, rssPerClient, upstreamPort: a.upstreamPort };
+  return { name: a.name, attachMs, cpuMsPerClient, rssPerClient, upstreamPort: a.upstreamPort };
 }
 
 function perMinute(a: TcpCounters, b: TcpCounters, ms: number): { bytes: number; segments: number; with_headers: number; reconnected?: true } {
@@ -117,6 +122,8 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
     await attachOne(0);
     await sleep(500);
     const cp0 = await cp.call<NodeJS.MemoryUsage>('memory');
+    const cpus = (): Promise<NodeJS.CpuUsage[]> => Promise.all([cp.call<NodeJS.CpuUsage>('cpu'), relay.call<NodeJS.CpuUsage>('cpu')]);
+    const cpu0 = await cpus();
     const spaces0 = await cp.call<HeapSpace[]>('heapSpaces');
     const t0 = Date.now();
     await pool(
@@ -126,6 +133,9 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
     );
     await waitFor(async () => (await relay.call<number>('peersCount', { id: CP_ID })) === n, 30_000, `the relay to learn all ${n} peers`, 20);
     const attachMs = Date.now() - t0;
+    const cpu1 = await cpus();
+    const cpuMs = (i: number): number => (cpu1[i]!.user - cpu0[i]!.user + cpu1[i]!.system - cpu0[i]!.system) / 1000;
+    const cpuMsPerPeer = round((cpuMs(0) + cpuMs(1)) / (n - 1), 4);
     await sleep(1_000);
     const cp1 = await cp.call<NodeJS.MemoryUsage>('memory');
     const spaces1 = await cp.call<HeapSpace[]>('heapSpaces');
@@ -197,6 +207,10 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
       unit: 'ms',
       ...(mq ? { mosquitto_ms: mq.attachMs, ratio: round(attachMs / mq.attachMs) } : {}),
       ...(nats ? { nats_leaf_ms: nats.attachMs, ratio_vs_nats: round(attachMs / nats.attachMs) } : {}),
+      cpu_ms_per_peer: cpuMsPerPeer,
+      cpu_basis: 'CPU time of the contact point and relay processes (ours), of both mosquitto / both nats-server processes (anchors), per client attached: what the servers spent, whatever the host load did to the wall clock',
+      ...(mq ? { mosquitto_cpu_ms_per_client: mq.cpuMsPerClient, cpu_ratio: round(cpuMsPerPeer / mq.cpuMsPerClient) } : {}),
+      ...(nats ? { nats_leaf_cpu_ms_per_client: nats.cpuMsPerClient, cpu_ratio_vs_nats: round(cpuMsPerPeer / nats.cpuMsPerClient) } : {}),
       baseline: `${n} clients connected and subscribed to their own subject at the mosquitto bridge / NATS leaf, ${CONCURRENCY} at once, same run`,
       target_ratio: TARGET_ATTACH_RATIO,
       target_met: mq ? attachMs / mq.attachMs <= TARGET_ATTACH_RATIO : null,
