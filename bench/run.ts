@@ -18,7 +18,9 @@
  *                        history (throughput with the contact point's history on vs off, disk bytes per
  *                        message, a filtered page over 100,000 stored entries),
  *                        metrics-throughput, metrics-scrape (group: metrics; Prometheus metrics on vs off,
- *                        and the relay's scrape with 1,000 offices)
+ *                        and the relay's scrape with 1,000 offices),
+ *                        footprint (memory per LAN peer and per office, attach time of 5,000 peers, idle tunnel
+ *                        bytes, against a mosquitto bridge and a NATS leaf node started in the same run)
  *   --cpu-prof[=DIR]     profile the worker processes (relay, contact point, ack server, lan, load) with
  *                        node --cpu-prof into DIR (default bench-profiles/); summarise with
  *                        node dist/bench/profile-summary.js DIR
@@ -34,6 +36,7 @@ import { runCluster } from './cluster.js';
 import { runDirect } from './direct.js';
 import type { BenchContext } from './context.js';
 import { WorkerHandle } from './ipc.js';
+import { runFootprint } from './footprint.js';
 import { runGui } from './gui.js';
 import { runHistory } from './history.js';
 import { runHttpFlood } from './http-flood.js';
@@ -70,6 +73,7 @@ const GROUPS: Record<string, readonly string[]> = {
   metrics: ['metrics-throughput', 'metrics-scrape'],
   'metrics-throughput': ['metrics-throughput'],
   'metrics-scrape': ['metrics-scrape'],
+  footprint: ['footprint'],
 };
 
 interface Args {
@@ -139,6 +143,7 @@ async function main(): Promise<void> {
   await runDirect(ctx);
   await runHistory(ctx);
   await runMetrics(ctx);
+  await runFootprint(ctx);
   note(`done in ${Math.round((Date.now() - started) / 1000)} s`);
 }
 

@@ -279,7 +279,7 @@ export class ContactPoint implements AdminHostApi {
     registrar.on('changed', (r, previous) => {
       this.store.changed();
       if (previous !== r.state) this.onDecision(r.name, previous, r.state, r.admittedBy);
-      this.events.emit('peer:changed', registrar.view(r));
+      if (this.events.listenerCount('peer:changed') > 0) this.events.emit('peer:changed', registrar.view(r));
     });
     registrar.on('removed', (name) => {
       this.store.changed();

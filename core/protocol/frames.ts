@@ -68,6 +68,14 @@ export function offersMediation(capabilities: readonly string[]): boolean {
   return capabilities.includes(CAPABILITY_MEDIATION) || !capabilities.includes(CAPABILITY_UDP_AEAD);
 }
 
+/**
+ * HELLO `env.capabilities` entry and WELCOME `capabilities` entry: the link uses the adaptive
+ * keepalive (PROTOCOL.md 12.1). A client lists it in HELLO; a server that speaks it answers with
+ * it in WELCOME (sent only to clients that listed it: older clients refuse unknown fields), and
+ * from then on both ends keep the link alive that way.
+ */
+export const CAPABILITY_ADAPTIVE_KEEPALIVE = 'adaptive-keepalive';
+
 /** MSG flag: this is a retry of an id sent before (informational; receivers dedupe by id anyway). */
 export const FLAG_RETRY = 0x01;
 
@@ -115,6 +123,8 @@ export const welcomeSchema = obj({
     maxMessageBytes: int({ min: 1, max: MAX_MESSAGE_BYTES }),
     pingIntervalMs: int(TIMING_RANGES.pingIntervalMs),
   }),
+  /** capabilities the client listed in HELLO that the server takes up (only those; absent: none) */
+  capabilities: optional(list(str({ max: 32 }), { max: 32 })),
 });
 
 export const challengeSchema = obj({ nonce: b64(64) });

@@ -5,7 +5,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeControl } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { FrameType, frameTypeName, type HelloBody } from '../protocol/frames.js';
-import { Link, type CloseInfo } from '../protocol/link.js';
+import { checkEveryMs, KeepaliveSweep, Link, type CloseInfo } from '../protocol/link.js';
 import {
   HELLO_TIMEOUT_MS,
   MAX_FRAME_BYTES,
@@ -13,13 +13,14 @@ import {
   MAX_PENDING_HELLOS_PER_ADDRESS,
   MAX_SESSIONS_PER_CREDENTIAL,
   PING_INTERVAL_MS,
+  PONG_TIMEOUT_MS,
   PRESSURE_TIMEOUT_MS,
   RELAY_RTT_PING_MS,
   TAKEOVER_PROBE_MS,
 } from '../protocol/limits.js';
 import { negotiateVersion, RELAY_PATH } from '../protocol/version.js';
 import { Status, type StatusCode } from '../protocol/status.js';
-import { FairSlots, sourceKey, type EvictReason } from '../runtime/fair-slots.js';
+import { FairSlots, releaseOnClose, sourceKey, type EvictReason } from '../runtime/fair-slots.js';
 import { refuseUpgrade } from '../runtime/http-guard.js';
 import type { Logger } from '../runtime/logger.js';
 import { KeyedBuckets } from '../runtime/token-bucket.js';
@@ -102,12 +103,15 @@ export class Admission {
   /** when the last "pending hellos under pressure" warning was logged (at most one a minute) */
   private pressureLoggedAt = 0;
   private readonly logger: Logger;
+  /** one keepalive timer for every link in its hello or admitted with fixed keepalive */
+  private readonly sweep: KeepaliveSweep;
 
   constructor(
     private readonly opts: AdmissionOptions,
     private readonly host: AdmissionHost,
   ) {
     this.logger = host.logger;
+    this.sweep = new KeepaliveSweep(checkEveryMs(opts.pingIntervalMs ?? PING_INTERVAL_MS, PONG_TIMEOUT_MS));
     this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
     this.helloSlots = new FairSlots({
       max: opts.maxPendingHellos ?? MAX_PENDING_HELLOS,
@@ -134,9 +138,10 @@ export class Admission {
       this.host.refusals.record({ kind: 'upgrade', code: Status.RESOURCE_LIMIT, who: '-', address: remote, reason: 'this address holds its share of connections in their hello (HTTP 503)' });
       return refuseUpgrade(socket, 503, 'Service Unavailable');
     }
-    socket.once('close', () => slot.release()); // also when the ws handshake itself fails
+    const release = releaseOnClose(socket, slot);
+    // No closure here may name `req` or `head`: they would stay in memory as long as the connection lives.
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      link = this.onConnection(ws, req.socket, remote, () => slot.release());
+      link = this.onConnection(ws, socket as Socket, remote, release);
     });
   };
 
@@ -163,6 +168,7 @@ export class Admission {
       label: `relay<-${remote}`,
       pingIntervalMs: this.opts.pingIntervalMs ?? PING_INTERVAL_MS,
       rttPingMs: RELAY_RTT_PING_MS,
+      sweep: this.sweep,
     });
     this.host.links.add(link);
     let helloDone = false;
