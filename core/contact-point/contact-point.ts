@@ -51,6 +51,8 @@ import { PortMediator } from './mediation.js';
 import { UdpChannel } from './udp-channel.js';
 import { contactPointStats, type ContactPointStatsSnapshot } from './stats.js';
 import { CodeCounts } from '../runtime/code-counts.js';
+import { AccessRules, NO_RULES, type AccessState } from './access-rules.js';
+import { ContentGate } from './content-check.js';
 
 export interface ContactPointOptions {
   /** this contact point's id at the relay: the domain of its peers' addresses (`acme-hq`) */
@@ -143,6 +145,10 @@ export class ContactPoint implements AdminHostApi {
   readonly ports: PortMediator;
   /** registration requests the flood limits dropped, for the admin */
   readonly floods: FloodMonitor;
+  /** who may reach whom and what may pass (issue 15) */
+  readonly rules: AccessRules;
+  /** the content check every message to a LAN peer passes, when the admin set one */
+  readonly gate: ContentGate;
   private readonly distributor: Distributor;
   private readonly outbound: Outbound;
   private readonly collector: Collector;
@@ -170,8 +176,12 @@ export class ContactPoint implements AdminHostApi {
     timing: Timing,
     history: { store: HistoryStore | undefined; setting: HistoryRetention | undefined },
     audit: AuditLog,
+    access: AccessState,
   ) {
     this.logger = opts.logger ?? silentLogger;
+    this.rules = new AccessRules(access);
+    this.gate = new ContentGate(this.logger);
+    this.gate.configure(access.check);
     this.history = history.store;
     this.historySetting = history.setting;
     this.flow = new FlowRecorder(history.store);
@@ -213,7 +223,7 @@ export class ContactPoint implements AdminHostApi {
       },
     });
     const traffic = { id: opts.id, peers: this.peerPort, gateway: this.gateway, flow: this.flow, logger: this.logger };
-    this.distributor = new Distributor({ ...traffic, registrar });
+    this.distributor = new Distributor({ ...traffic, registrar, rules: this.rules, gate: this.gate });
     this.outbound = new Outbound(traffic);
     this.collector = new Collector({ ...traffic, registrar, distributor: this.distributor, outbound: this.outbound });
 
@@ -246,6 +256,7 @@ export class ContactPoint implements AdminHostApi {
       this.store.changed();
       this.gateway.announce('remove', [name]);
       this.peerPort.disconnect(name, Status.REVOKED, 'the admin removed this peer');
+      this.rules.forget(name);
       this.events.emit('peer:removed', { name });
     });
     registrar.on('evicted', (r, source, reason) => {
@@ -285,7 +296,15 @@ export class ContactPoint implements AdminHostApi {
       await store?.close(); // its file and retention timer go with the failed create
       throw err;
     }
-    const cp = new ContactPoint(opts, registrar, ports, timing, { store, setting }, audit);
+    let access: AccessState;
+    try {
+      access = state.access ?? NO_RULES;
+      new AccessRules(access); // a bad pattern in the file fails here, before anything starts
+    } catch (err: unknown) {
+      await store?.close();
+      throw err;
+    }
+    const cp = new ContactPoint(opts, registrar, ports, timing, { store, setting }, audit, access);
     try {
       await cp.saveStartOptions(opts, state, portsNow);
     } catch (err: unknown) {
@@ -362,6 +381,7 @@ export class ContactPoint implements AdminHostApi {
       this.closeUdp();
       await this.peerPort.stop();
     }
+    await this.gate.close();
     await this.history?.close();
     await this.store.close();
     this.events.removeAllListeners();
@@ -403,6 +423,7 @@ export class ContactPoint implements AdminHostApi {
       ports: this.ports.list(),
       portPolicy: this.ports.policy.config,
       flood: this.floods.view(),
+      rules: this.rules.view(),
     };
   }
 
@@ -516,6 +537,25 @@ export class ContactPoint implements AdminHostApi {
         const q = p as AdminParams<'audit:list'>;
         return this.audit.list({ target: q.target, beforeSeq: q.beforeSeq, limit: q.limit ?? 100 });
       }
+      case 'rules:get':
+        return this.rules.view();
+      case 'rules:set': {
+        const { peer, ...set } = p as AdminParams<'rules:set'>;
+        return this.decideRules((was) => {
+          const before = peer === undefined ? was.office : was.peers.find((x) => x.name === peer);
+          const next = AccessRules.with(was, peer, set);
+          const after = peer === undefined ? next.office : next.peers.find((x) => x.name === peer);
+          return { next, audit: record('rules:set', peer ?? 'office', before ? { ...before } : null, after ? { ...after } : null) };
+        });
+      }
+      case 'rules:check': {
+        const { check } = p as AdminParams<'rules:check'>;
+        return this.decideRules((was) => ({ next: { ...was, check }, audit: record('rules:check', 'content check', { ...was.check }, { ...check }) }));
+      }
+      case 'rules:refusals': {
+        const { peer } = p as AdminParams<'rules:refusals'>;
+        return this.rules.refusalsOf(peer);
+      }
     }
   }
 
@@ -529,10 +569,44 @@ export class ContactPoint implements AdminHostApi {
 
   // ---- decisions -------------------------------------------------------------------------
 
-  /** The whole state file: the registrar's part and the port policy. */
+  /** The whole state file: the registrar's part, the port policy, the history setting and the access rules. */
   private persisted(registrar: PersistedState): PersistedState {
     const ports = this.ports.policy.config;
-    return { ...registrar, ports: { targets: [...ports.targets], listen: [...ports.listen] }, ...(this.historySetting ? { history: { ...this.historySetting } } : {}) };
+    const access = this.rules.view();
+    const hasRules = access.peers.length > 0 || Object.keys(access.office).length > 0 || access.check.kind !== 'none';
+    return {
+      ...registrar,
+      ports: { targets: [...ports.targets], listen: [...ports.listen] },
+      ...(this.historySetting ? { history: { ...this.historySetting } } : {}),
+      ...(hasRules ? { access } : {}),
+    };
+  }
+
+  /**
+   * An access rules decision (rules:set, rules:check): checked against the draft (a bad pattern
+   * is INVALID_PARAMS and changes nothing), saved with its audit entry, then applied.
+   */
+  private decideRules(plan: (was: AccessState) => { next: AccessState; audit: AuditRecord }): Promise<AdminResults['rules:get']> {
+    return this.decide((draft) => {
+      let planned: { next: AccessState; audit: AuditRecord };
+      try {
+        planned = plan(draft.access ?? NO_RULES);
+      } catch (err: unknown) {
+        throw new AdminError('INVALID_PARAMS', (err as Error).message);
+      }
+      draft.access = planned.next;
+      return {
+        audit: planned.audit,
+        apply: () => {
+          const checkChanged = JSON.stringify(this.rules.check) !== JSON.stringify(planned.next.check);
+          this.rules.load(planned.next);
+          if (checkChanged) this.gate.configure(planned.next.check);
+          const view = this.rules.view();
+          this.events.emit('rules:changed', view);
+          return view;
+        },
+      };
+    });
   }
 
   /** A registrar decision (approve, reject, revoke, forget, policy) and its audit entry, durable before it applies. */
