@@ -16,6 +16,7 @@ import { portsCommands } from './cli/ports-command.js';
 import { relayCommand } from './cli/relay-command.js';
 import { credentialCommands } from './cli/relay-credential-commands.js';
 import { relayStatusCommand } from './cli/relay-status-command.js';
+import { rulesCommands } from './cli/rules-command.js';
 import { serveCommand } from './cli/serve-command.js';
 import { startCommand } from './cli/start-command.js';
 import { createLogger, type LogFormat } from './runtime/logger.js';
@@ -30,6 +31,7 @@ const COMMANDS: readonly Command[] = [
   ...adminCommands,
   ...historyCommands,
   ...auditCommands,
+  ...rulesCommands,
   ...portsCommands,
   ...peerCommands,
   exposeCommand,
@@ -66,6 +68,10 @@ Administer a running contact point (serve or start):
   ports policy [show]          the port policy: LAN targets and local ports mediation may use
   ports policy set             change it (empty by default: every port request is refused)
   audit                        the audit trail: every decision, when, via GUI/CLI/API, before/after
+  rules [show]                 access rules: who may message each peer, size and rate limits
+  rules set                    a peer's or the office default's rules
+  rules check                  the content check: none, json-depth, or the admin's command
+  rules refusals NAME          what the rules refused for one peer
 
 Peers:
   peer join                    an internal (LAN) peer: register, print (and --echo) messages
