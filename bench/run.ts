@@ -15,6 +15,8 @@
  *                        message, a filtered page over 100,000 stored entries),
  *                        metrics-throughput, metrics-scrape (group: metrics; Prometheus metrics on vs off,
  *                        and the relay's scrape with 1,000 offices)
+ *                        content-check (acked messages with no content check vs an allow-all check command
+ *                        vs the built-in json-depth check, same contact point, same run)
  *   --cpu-prof[=DIR]     profile the worker processes (relay, contact point, ack server, lan, load) with
  *                        node --cpu-prof into DIR (default bench-profiles/); summarise with
  *                        node dist/bench/profile-summary.js DIR
@@ -27,6 +29,7 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { runCluster } from './cluster.js';
+import { runContentCheck } from './content-check.js';
 import type { BenchContext } from './context.js';
 import { WorkerHandle } from './ipc.js';
 import { runGui } from './gui.js';
@@ -61,6 +64,7 @@ const GROUPS: Record<string, readonly string[]> = {
   metrics: ['metrics-throughput', 'metrics-scrape'],
   'metrics-throughput': ['metrics-throughput'],
   'metrics-scrape': ['metrics-scrape'],
+  'content-check': ['content-check'],
 };
 
 interface Args {
@@ -128,6 +132,7 @@ async function main(): Promise<void> {
   await runCluster(ctx);
   await runHistory(ctx);
   await runMetrics(ctx);
+  await runContentCheck(ctx);
   note(`done in ${Math.round((Date.now() - started) / 1000)} s`);
 }
 

@@ -12,6 +12,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ContentCheckView } from '../core/admin/contract.js';
 import { ContactPoint } from '../core/contact-point/contact-point.js';
 import { contactPointMetrics } from '../core/contact-point/metrics.js';
 import { relayMetrics } from '../core/relay/metrics.js';
@@ -260,6 +261,8 @@ async function startContactPoint(config: {
       streams: () => ({ streams: cp.ports.streamCount, ports: cp.ports.list().length }),
       udpReady: () => cp.udpChannel?.ready ?? false,
       udpStats: () => ({ ...(cp.udpChannel?.stats ?? {}) }),
+      /** content-check benchmark: the content check, as rules:check sets it */
+      setCheck: async (check) => (await cp.call('rules:check', { check: check as ContentCheckView })).check,
     },
   };
 }
