@@ -1,4 +1,3 @@
-import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { PeerDetailPage } from './pages/peer-detail-page.js';
 import { PeersPage } from './pages/peers-page.js';
@@ -11,11 +10,6 @@ import { Stack } from './support/stack.js';
  * own rules on its page, and the refusals they caused, as the sender saw them.
  */
 const suite = guiSuite();
-
-async function dismissNotices(page: Page): Promise<void> {
-  const dismiss = page.locator('.notice').getByRole('button', { name: 'Dismiss' });
-  while ((await dismiss.count()) > 0) await dismiss.first().click({ timeout: 2_000 }).catch(() => undefined);
-}
 
 describe('access rules in Chromium', { timeout: 60_000 }, () => {
   it('sets the office default and the content check in Settings, a peer\'s own rules on its page, and shows the refusals they caused', async () => {
@@ -42,7 +36,7 @@ describe('access rules in Chromium', { timeout: 60_000 }, () => {
     await page.getByRole('button', { name: 'Save check' }).click();
     await app.notice('Content check saved').waitFor();
     expect(await page.getByTestId('check-now').textContent()).toBe('built-in: JSON nested at most 4 levels');
-    await dismissNotices(page);
+    await app.dismissNotices();
     await page.getByRole('heading', { name: 'Access rules: office default' }).scrollIntoViewIfNeeded();
     await app.screenshot('settings-rules');
     // A bad value from the form: the contact point's refusal, shown where it was typed; nothing changed.
@@ -88,7 +82,7 @@ describe('access rules in Chromium', { timeout: 60_000 }, () => {
     // Audited as GUI, with the peer as the target.
     const audit = await stack.cp.call('audit:list', { target: 'printer' });
     expect(audit.entries.map((e) => [e.action, e.surface])).toContainEqual(['rules:set', 'gui']);
-    await dismissNotices(page);
+    await app.dismissNotices();
     await rules.scrollIntoViewIfNeeded();
     await app.screenshot('peer-rules');
   });

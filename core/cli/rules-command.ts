@@ -7,6 +7,7 @@ import {
   type RuleSetView,
   type RulesView,
 } from '../admin/contract.js';
+import { checkText } from '../admin/rules-text.js';
 import { countFlag, integer, name, oneOf, parseFlags, positionals, type Command } from './args.js';
 import { UsageError } from './errors.js';
 import { formatTable, say } from './output.js';
@@ -64,18 +65,6 @@ function ruleText(r: RuleSetView): string {
     r.perMinute !== undefined ? `at most ${r.perMinute} a minute` : undefined,
   ].filter((x) => x !== undefined);
   return parts.length > 0 ? parts.join('; ') : 'none';
-}
-
-/** The content check in a line, as the GUI's settings say it. */
-export function checkText(c: ContentCheckView): string {
-  switch (c.kind) {
-    case 'none':
-      return 'none';
-    case 'json-depth':
-      return `built-in: JSON nested at most ${c.depth} levels`;
-    case 'command':
-      return `command ${c.argv.join(' ')} (${c.timeoutMs} ms a message, fail-${c.failure}, ${c.concurrency} at once)`;
-  }
 }
 
 function rulesText(v: RulesView): string[] {

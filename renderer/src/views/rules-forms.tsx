@@ -1,5 +1,6 @@
 import { useEffect, useState, type FormEvent } from 'react';
 import type { ContentCheckView, RuleRefusalsView, RuleSetView } from '../../../core/admin/contract.js';
+import { checkText } from '../../../core/admin/rules-text.js';
 import { errorText } from '../api/admin-call-error';
 import { Field } from '../components/field';
 import { formatBytes, formatCount, formatTimestamp } from '../format/units';
@@ -18,13 +19,6 @@ export function ruleText(r: RuleSetView | undefined, unset: string): string {
     r.perMinute !== undefined ? `at most ${formatCount(r.perMinute)} a minute` : undefined,
   ].filter((x) => x !== undefined);
   return parts.length > 0 ? parts.join('; ') : unset;
-}
-
-/** The content check in words, as `contact-point rules` says it. */
-export function checkText(c: ContentCheckView | undefined): string {
-  if (!c || c.kind === 'none') return 'none';
-  if (c.kind === 'json-depth') return `built-in: JSON nested at most ${c.depth} levels`;
-  return `command ${c.argv.join(' ')} (${c.timeoutMs} ms a message, fail-${c.failure}, ${c.concurrency} at once)`;
 }
 
 interface RuleForm {
