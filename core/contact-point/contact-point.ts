@@ -23,7 +23,9 @@ import {
 import { join } from 'node:path';
 import type { LaunchView } from '../admin/launch.js';
 import type { Frame } from '../protocol/codec.js';
-import { decodeControl } from '../protocol/codec.js';
+import { decodeControl, encodeControl } from '../protocol/codec.js';
+import { parseAddress } from '../protocol/address.js';
+import type { LookupBody } from '../protocol/frames.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { FrameType, frameTypeName } from '../protocol/frames.js';
 import { MAX_REGISTER_PER_MINUTE } from '../protocol/limits.js';
@@ -166,6 +168,8 @@ export class ContactPoint implements AdminHostApi {
   private startedAt = 0;
   private udp: UdpChannel | undefined;
   private running = false;
+  /** what the last PRESENCE hint said of each peer (`registered:online`), to send one per change */
+  private readonly presenceSent = new Map<string, string>();
   /** port mediation refusals recorded in the flow too (see stats.ts) */
   private readonly portRefusalsInFlow = new CodeCounts();
 
@@ -249,6 +253,7 @@ export class ContactPoint implements AdminHostApi {
     this.gateway.on('status', (s) => this.events.emit('tunnel:status', s));
     registrar.on('changed', (r, previous) => {
       this.store.changed();
+      this.presenceHint(r.name);
       if (previous !== r.state) this.onDecision(r.name, previous, r.state, r.admittedBy);
       this.events.emit('peer:changed', registrar.view(r));
     });
@@ -257,6 +262,7 @@ export class ContactPoint implements AdminHostApi {
       this.gateway.announce('remove', [name]);
       this.peerPort.disconnect(name, Status.REVOKED, 'the admin removed this peer');
       this.rules.forget(name);
+      this.presenceHint(name);
       this.events.emit('peer:removed', { name });
     });
     registrar.on('evicted', (r, source, reason) => {
@@ -603,6 +609,8 @@ export class ContactPoint implements AdminHostApi {
           if (checkChanged) this.gate.configure(planned.next.check);
           const view = this.rules.view();
           this.events.emit('rules:changed', view);
+          // Who may see which peer may have changed: every peer's subscribers are looked up again.
+          for (const name of this.registrar.registeredNames()) this.gateway.send(encodeControl(FrameType.PRESENCE, { address: `${name}@${this.opts.id}` }));
           return view;
         },
       };
@@ -697,6 +705,8 @@ export class ContactPoint implements AdminHostApi {
         return this.outbound.ackFromTunnel(frame);
       case FrameType.REACHABLE:
         return this.outbound.reachable(decodeControl(frame, FrameType.REACHABLE));
+      case FrameType.LOOKUP:
+        return this.answerLookup(decodeControl(frame, FrameType.LOOKUP));
       case FrameType.GOAWAY:
         this.logger.info('relay is going away', { reason: decodeControl(frame, FrameType.GOAWAY).reason });
         return;
@@ -760,6 +770,35 @@ export class ContactPoint implements AdminHostApi {
     } else if (previous !== undefined) {
       this.peerPort.sendState(name, state as 'unregistered' | 'pending' | 'registered', by);
     }
+  }
+
+  /**
+   * A lookup the relay forwards (docs/PROTOCOL.md 9.7): what `from` may learn of one of our
+   * peers. A sender the peer's allow list (or the office default's) does not let in hears
+   * `hidden`, for every name alike; the others hear online, offline (registered, not connected)
+   * or unregistered (also for pending, revoked and unknown names: what a sender learns).
+   */
+  private answerLookup(body: LookupBody): void {
+    const to = parseAddress(body.address);
+    const name = to?.domain === this.opts.id ? to.name : undefined;
+    let peer: 'online' | 'offline' | 'unregistered' | 'hidden';
+    if (name === undefined) peer = 'unregistered';
+    else if (body.from === undefined || !this.rules.allows(name, body.from)) peer = 'hidden';
+    else if (!this.registrar.isRegistered(name)) peer = 'unregistered';
+    else peer = this.registrar.isOnline(name) ? 'online' : 'offline';
+    this.gateway.send(encodeControl(FrameType.LOOKUP_RESULT, { req: body.req, address: body.address, office: 'connected', peer }));
+  }
+
+  /**
+   * Tells the relay that what a lookup of `name` answers may have changed (registered, online):
+   * a PRESENCE hint, at most once per change, so the relay looks it up again for its subscribers.
+   */
+  private presenceHint(name: string): void {
+    const now = `${this.registrar.isRegistered(name)}:${this.registrar.isOnline(name)}`;
+    if (this.presenceSent.get(name) === now) return;
+    if (this.registrar.get(name)) this.presenceSent.set(name, now);
+    else this.presenceSent.delete(name);
+    this.gateway.send(encodeControl(FrameType.PRESENCE, { address: `${name}@${this.opts.id}` }));
   }
 
   /** The UDP channel to the relay, while one is offered (for status and tests). */
