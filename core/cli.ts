@@ -12,6 +12,7 @@ import { historyCommands } from './cli/history-command.js';
 import { exitSoonIfStuck } from './cli/lifecycle.js';
 import { note, say } from './cli/output.js';
 import { peerCommands } from './cli/peer-command.js';
+import { peerLookupCommand } from './cli/peer-lookup-command.js';
 import { portsCommands } from './cli/ports-command.js';
 import { relayCommand } from './cli/relay-command.js';
 import { credentialCommands } from './cli/relay-credential-commands.js';
@@ -34,6 +35,7 @@ const COMMANDS: readonly Command[] = [
   ...rulesCommands,
   ...portsCommands,
   ...peerCommands,
+  peerLookupCommand,
   exposeCommand,
 ];
 
@@ -76,6 +78,7 @@ Administer a running contact point (serve or start):
 Peers:
   peer join                    an internal (LAN) peer: register, print (and --echo) messages
   peer send                    send one message, as an external peer or an internal one
+  peer lookup ADDRESS          is its office connected, is the peer online (--watch: every change)
 
 Port mediation, as an operator (a relay credential with the mediate right):
   expose CP HOST:PORT          make a LAN target behind contact point CP reachable at a public

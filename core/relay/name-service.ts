@@ -60,11 +60,11 @@ export class NameService {
       if (this.subs.get(body.address)?.size === 0) this.subs.delete(body.address);
       return;
     }
-    if (!mine) this.subsOf.set(s, (mine = new Set()));
+    if (!mine) this.subsOf.set(s, (mine = new Set<string>()));
     if (!mine.has(body.address) && mine.size >= MAX_SUBSCRIPTIONS_PER_SESSION) throw new ProtocolError(Status.RESOURCE_LIMIT, `more than ${MAX_SUBSCRIPTIONS_PER_SESSION} presence subscriptions`);
     mine.add(body.address);
     let subscribers = this.subs.get(body.address);
-    if (!subscribers) this.subs.set(body.address, (subscribers = new Map()));
+    if (!subscribers) this.subs.set(body.address, (subscribers = new Map<ExternalSession, string>()));
     subscribers.set(s, '');
     this.refreshOne(s, body.address);
   }

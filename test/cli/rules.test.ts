@@ -9,6 +9,37 @@ const CHECK = fileURLToPath(new URL('../fixtures/content-check.mjs', import.meta
 const suite = cliSuite();
 const { cli, start } = suite;
 
+describe('contact-point peer lookup', () => {
+  it('says whether the office is connected and the peer online, hides it from a sender the rules do not let in, and --watch prints every change', async () => {
+    const { cpState, asTech } = await operatorSetup(suite, { targets: [] });
+    const state = ['--state', cpState];
+    const status = await cli(['status', '--json', ...state]);
+    const peerPort = (JSON.parse(status.stdout) as { contactPoint: { peerPortUrl: string } }).contactPoint.peerPortUrl;
+
+    const before = await cli(['peer', 'lookup', 'printer@acme-hq', ...asTech]);
+    expect(before.code, before.stderr).toBe(0);
+    expect(before.stdout.trim()).toBe('printer@acme-hq: office connected; peer unregistered');
+    const unknown = await cli(['peer', 'lookup', 'printer@nowhere', '--json', ...asTech]);
+    expect(JSON.parse(unknown.stdout)).toEqual({ event: 'lookup', address: 'printer@nowhere', office: 'unknown' });
+
+    const watch = await start(['peer', 'lookup', 'printer@acme-hq', '--watch', '--json', ...asTech]);
+    await watch.waitForEvent((e) => e.event === 'presence' && e.peer === 'unregistered', 'the first state');
+    const printer = await start(['peer', 'join', '--cp', peerPort, '--name', 'printer', '--register', '--json', '--state', join(suite.home, 'peer')]);
+    await printer.waitForEvent((e) => e.event === 'state' && e.state === 'pending', 'pending state');
+    expect((await cli(['peers', 'approve', 'printer', ...state])).code).toBe(0);
+    await watch.waitForEvent((e) => e.event === 'presence' && e.peer === 'online', 'online');
+    expect((await cli(['rules', 'set', '--allow', 'alice@relay', ...state])).code).toBe(0);
+    await watch.waitForEvent((e) => e.event === 'presence' && e.peer === 'hidden', 'hidden');
+    const hidden = await cli(['peer', 'lookup', 'printer@acme-hq', ...asTech]);
+    expect(hidden.stdout.trim()).toBe('printer@acme-hq: office connected; peer hidden');
+    expect(await watch.stop('SIGTERM')).toBe(0);
+
+    const bad = await cli(['peer', 'lookup', 'not-an-address', ...asTech]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('expected NAME@DOMAIN');
+  });
+});
+
 describe('contact-point rules', () => {
   it('sets who may message a peer, its limits and the content check; the sender sees the refusal, rules refusals lists it', async () => {
     const { cpState, asTech } = await operatorSetup(suite, { targets: [] });
