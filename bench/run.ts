@@ -20,7 +20,9 @@
  *                        metrics-throughput, metrics-scrape (group: metrics; Prometheus metrics on vs off,
  *                        and the relay's scrape with 1,000 offices),
  *                        footprint (memory per LAN peer and per office, attach time of 5,000 peers, idle tunnel
- *                        bytes, against a mosquitto bridge and a NATS leaf node started in the same run)
+ *                        bytes, against a mosquitto bridge and a NATS leaf node started in the same run),
+ *                        content-check (acked messages with no content check vs an allow-all check command
+ *                        vs the built-in json-depth check, same contact point, same run)
  *   --cpu-prof[=DIR]     profile the worker processes (relay, contact point, ack server, lan, load) with
  *                        node --cpu-prof into DIR (default bench-profiles/); summarise with
  *                        node dist/bench/profile-summary.js DIR
@@ -34,6 +36,7 @@ import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { runCluster } from './cluster.js';
 import { runDirect } from './direct.js';
+import { runContentCheck } from './content-check.js';
 import type { BenchContext } from './context.js';
 import { WorkerHandle } from './ipc.js';
 import { runFootprint } from './footprint.js';
@@ -74,6 +77,7 @@ const GROUPS: Record<string, readonly string[]> = {
   'metrics-throughput': ['metrics-throughput'],
   'metrics-scrape': ['metrics-scrape'],
   footprint: ['footprint'],
+  'content-check': ['content-check'],
 };
 
 interface Args {
@@ -144,6 +148,7 @@ async function main(): Promise<void> {
   await runHistory(ctx);
   await runMetrics(ctx);
   await runFootprint(ctx);
+  await runContentCheck(ctx);
   note(`done in ${Math.round((Date.now() - started) / 1000)} s`);
 }
 

@@ -13,6 +13,7 @@ import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8';
+import type { ContentCheckView } from '../core/admin/contract.js';
 import { ContactPoint } from '../core/contact-point/contact-point.js';
 import { contactPointMetrics } from '../core/contact-point/metrics.js';
 import { relayMetrics } from '../core/relay/metrics.js';
@@ -266,6 +267,8 @@ async function startContactPoint(config: {
       udpStats: () => ({ ...(cp.udpChannel?.stats ?? {}) }),
       /** a direct-mode credential (in memory: this contact point has no state folder); its secret */
       addDirectCredential: (a) => cp.direct!.credentials.add('external', (a as { id: string }).id),
+      /** content-check benchmark: the content check, as rules:check sets it */
+      setCheck: async (check) => (await cp.call('rules:check', { check: check as ContentCheckView })).check,
     },
   };
 }

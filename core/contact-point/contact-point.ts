@@ -23,7 +23,9 @@ import {
 import { join } from 'node:path';
 import type { LaunchView } from '../admin/launch.js';
 import type { Frame } from '../protocol/codec.js';
-import { decodeControl } from '../protocol/codec.js';
+import { decodeControl, encodeControl } from '../protocol/codec.js';
+import { parseAddress } from '../protocol/address.js';
+import type { LookupBody } from '../protocol/frames.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { CAPABILITY_MEDIATION, CAPABILITY_UDP_AEAD, FrameType, frameTypeName } from '../protocol/frames.js';
 import { MAX_REGISTER_PER_MINUTE } from '../protocol/limits.js';
@@ -54,6 +56,8 @@ import { UdpChannel } from './udp-channel.js';
 import { UDP_VERSION } from '../protocol/udp-channel.js';
 import { contactPointStats, type ContactPointStatsSnapshot } from './stats.js';
 import { CodeCounts } from '../runtime/code-counts.js';
+import { AccessRules, NO_RULES, type AccessState } from './access-rules.js';
+import { ContentGate } from './content-check.js';
 
 export interface ContactPointOptions {
   /** this contact point's id at the relay: the domain of its peers' addresses (`acme-hq`) */
@@ -160,6 +164,10 @@ export class ContactPoint implements AdminHostApi {
   readonly direct: DirectMode | undefined;
   /** registration requests the flood limits dropped, for the admin */
   readonly floods: FloodMonitor;
+  /** who may reach whom and what may pass (issue 15) */
+  readonly rules: AccessRules;
+  /** the content check every message to a LAN peer passes, when the admin set one */
+  readonly gate: ContentGate;
   private readonly distributor: Distributor;
   private readonly outbound: Outbound;
   private readonly collector: Collector;
@@ -177,6 +185,8 @@ export class ContactPoint implements AdminHostApi {
   private startedAt = 0;
   private udp: UdpChannel | undefined;
   private running = false;
+  /** what the last PRESENCE hint said of each peer (`registered:online`), to send one per change */
+  private readonly presenceSent = new Map<string, string>();
   /** port mediation refusals recorded in the flow too (see stats.ts) */
   private readonly portRefusalsInFlow = new CodeCounts();
 
@@ -188,8 +198,12 @@ export class ContactPoint implements AdminHostApi {
     history: { store: HistoryStore | undefined; setting: HistoryRetention | undefined },
     audit: AuditLog,
     directCredentials: CredentialStore | undefined,
+    access: AccessState,
   ) {
     this.logger = opts.logger ?? silentLogger;
+    this.rules = new AccessRules(access);
+    this.gate = new ContentGate(this.logger);
+    this.gate.configure(access.check);
     this.history = history.store;
     this.historySetting = history.setting;
     this.flow = new FlowRecorder(history.store);
@@ -250,7 +264,7 @@ export class ContactPoint implements AdminHostApi {
           }, directCredentials)
         : undefined;
     const traffic = { id: opts.id, peers: this.peerPort, uplinkFor: this.uplinkFor, flow: this.flow, logger: this.logger };
-    this.distributor = new Distributor({ ...traffic, registrar });
+    this.distributor = new Distributor({ ...traffic, registrar, rules: this.rules, gate: this.gate });
     this.outbound = new Outbound(traffic);
     this.collector = new Collector({ ...traffic, registrar, distributor: this.distributor, outbound: this.outbound });
 
@@ -278,6 +292,7 @@ export class ContactPoint implements AdminHostApi {
     this.gateway.on('status', (s) => this.events.emit('tunnel:status', s));
     registrar.on('changed', (r, previous) => {
       this.store.changed();
+      this.presenceHint(r.name);
       if (previous !== r.state) this.onDecision(r.name, previous, r.state, r.admittedBy);
       if (this.events.listenerCount('peer:changed') > 0) this.events.emit('peer:changed', registrar.view(r));
     });
@@ -285,6 +300,8 @@ export class ContactPoint implements AdminHostApi {
       this.store.changed();
       this.announce('remove', [name]);
       this.peerPort.disconnect(name, Status.REVOKED, 'the admin removed this peer');
+      this.rules.forget(name);
+      this.presenceHint(name);
       this.events.emit('peer:removed', { name });
     });
     registrar.on('evicted', (r, source, reason) => {
@@ -325,14 +342,17 @@ export class ContactPoint implements AdminHostApi {
       throw err;
     }
     let directCredentials: CredentialStore | undefined;
+    let access: AccessState;
     try {
       if (!opts.direct && opts.relayUrl === undefined) throw new RangeError('a contact point needs a relay URL, direct mode, or both');
+      access = state.access ?? NO_RULES;
+      new AccessRules(access); // a bad pattern in the file fails here, before anything starts
       directCredentials = opts.direct ? await openDirectCredentials(opts.direct, opts.id, opts.stateDir) : undefined;
     } catch (err: unknown) {
       await store?.close();
       throw err;
     }
-    const cp = new ContactPoint(opts, registrar, ports, timing, { store, setting }, audit, directCredentials);
+    const cp = new ContactPoint(opts, registrar, ports, timing, { store, setting }, audit, directCredentials, access);
     try {
       await cp.saveStartOptions(opts, state, portsNow);
     } catch (err: unknown) {
@@ -418,6 +438,7 @@ export class ContactPoint implements AdminHostApi {
       await this.direct?.stop();
       await this.peerPort.stop();
     }
+    await this.gate.close();
     await this.history?.close();
     await this.store.close();
     this.events.removeAllListeners();
@@ -461,6 +482,7 @@ export class ContactPoint implements AdminHostApi {
       portPolicy: this.ports.policy.config,
       flood: this.floods.view(),
       ...(this.direct ? { direct: this.direct.view() } : {}),
+      rules: this.rules.view(),
     };
   }
 
@@ -574,6 +596,25 @@ export class ContactPoint implements AdminHostApi {
         const q = p as AdminParams<'audit:list'>;
         return this.audit.list({ target: q.target, beforeSeq: q.beforeSeq, limit: q.limit ?? 100 });
       }
+      case 'rules:get':
+        return this.rules.view();
+      case 'rules:set': {
+        const { peer, ...set } = p as AdminParams<'rules:set'>;
+        return this.decideRules((was) => {
+          const before = peer === undefined ? was.office : was.peers.find((x) => x.name === peer);
+          const next = AccessRules.with(was, peer, set);
+          const after = peer === undefined ? next.office : next.peers.find((x) => x.name === peer);
+          return { next, audit: record('rules:set', peer ?? 'office', before ? { ...before } : null, after ? { ...after } : null) };
+        });
+      }
+      case 'rules:check': {
+        const { check } = p as AdminParams<'rules:check'>;
+        return this.decideRules((was) => ({ next: { ...was, check }, audit: record('rules:check', 'content check', { ...was.check }, { ...check }) }));
+      }
+      case 'rules:refusals': {
+        const { peer } = p as AdminParams<'rules:refusals'>;
+        return this.rules.refusalsOf(peer);
+      }
     }
   }
 
@@ -587,10 +628,46 @@ export class ContactPoint implements AdminHostApi {
 
   // ---- decisions -------------------------------------------------------------------------
 
-  /** The whole state file: the registrar's part and the port policy. */
+  /** The whole state file: the registrar's part, the port policy, the history setting and the access rules. */
   private persisted(registrar: PersistedState): PersistedState {
     const ports = this.ports.policy.config;
-    return { ...registrar, ports: { targets: [...ports.targets], listen: [...ports.listen] }, ...(this.historySetting ? { history: { ...this.historySetting } } : {}) };
+    const access = this.rules.view();
+    const hasRules = access.peers.length > 0 || Object.keys(access.office).length > 0 || access.check.kind !== 'none';
+    return {
+      ...registrar,
+      ports: { targets: [...ports.targets], listen: [...ports.listen] },
+      ...(this.historySetting ? { history: { ...this.historySetting } } : {}),
+      ...(hasRules ? { access } : {}),
+    };
+  }
+
+  /**
+   * An access rules decision (rules:set, rules:check): checked against the draft (a bad pattern
+   * is INVALID_PARAMS and changes nothing), saved with its audit entry, then applied.
+   */
+  private decideRules(plan: (was: AccessState) => { next: AccessState; audit: AuditRecord }): Promise<AdminResults['rules:get']> {
+    return this.decide((draft) => {
+      let planned: { next: AccessState; audit: AuditRecord };
+      try {
+        planned = plan(draft.access ?? NO_RULES);
+      } catch (err: unknown) {
+        throw new AdminError('INVALID_PARAMS', (err as Error).message);
+      }
+      draft.access = planned.next;
+      return {
+        audit: planned.audit,
+        apply: () => {
+          const checkChanged = JSON.stringify(this.rules.check) !== JSON.stringify(planned.next.check);
+          this.rules.load(planned.next);
+          if (checkChanged) this.gate.configure(planned.next.check);
+          const view = this.rules.view();
+          this.events.emit('rules:changed', view);
+          // Who may see which peer may have changed: every peer's subscribers are looked up again.
+          for (const name of this.registrar.registeredNames()) this.gateway.send(encodeControl(FrameType.PRESENCE, { address: `${name}@${this.opts.id}` }));
+          return view;
+        },
+      };
+    });
   }
 
   /** A registrar decision (approve, reject, revoke, forget, policy) and its audit entry, durable before it applies. */
@@ -695,6 +772,8 @@ export class ContactPoint implements AdminHostApi {
         return this.outbound.ackFromTunnel(frame);
       case FrameType.REACHABLE:
         return this.outbound.reachable(decodeControl(frame, FrameType.REACHABLE));
+      case FrameType.LOOKUP:
+        return this.answerLookup(decodeControl(frame, FrameType.LOOKUP), uplink);
       case FrameType.GOAWAY:
         this.logger.info(via === 'direct' ? 'direct listener is going away' : 'relay is going away', { reason: decodeControl(frame, FrameType.GOAWAY).reason });
         return;
@@ -770,6 +849,37 @@ export class ContactPoint implements AdminHostApi {
   private announce(op: 'add' | 'remove', names: readonly string[]): void {
     this.gateway.announce(op, names);
     this.direct?.gateway?.announce(op, names);
+  }
+
+  /**
+   * A lookup the relay forwards (docs/PROTOCOL.md 9.7): what `from` may learn of one of our
+   * peers. A sender the peer's allow list (or the office default's) does not let in hears
+   * `hidden`, for every name alike; the others hear online, offline (registered, not connected)
+   * or unregistered (also for pending, revoked and unknown names: what a sender learns).
+   */
+  private answerLookup(body: LookupBody, uplink: Uplink): void {
+    const to = parseAddress(body.address);
+    const name = to?.domain === this.opts.id ? to.name : undefined;
+    let peer: 'online' | 'offline' | 'unregistered' | 'hidden';
+    if (name === undefined) peer = 'unregistered';
+    else if (body.from === undefined || !this.rules.allows(name, body.from)) peer = 'hidden';
+    else if (!this.registrar.isRegistered(name)) peer = 'unregistered';
+    else peer = this.registrar.isOnline(name) ? 'online' : 'offline';
+    uplink.send(encodeControl(FrameType.LOOKUP_RESULT, { req: body.req, address: body.address, office: 'connected', peer }));
+  }
+
+  /**
+   * Tells the relay that what a lookup of `name` answers may have changed (registered, online):
+   * a PRESENCE hint, at most once per change, so the relay looks it up again for its subscribers.
+   */
+  private presenceHint(name: string): void {
+    const now = `${this.registrar.isRegistered(name)}:${this.registrar.isOnline(name)}`;
+    if (this.presenceSent.get(name) === now) return;
+    if (this.registrar.get(name)) this.presenceSent.set(name, now);
+    else this.presenceSent.delete(name);
+    const hint = encodeControl(FrameType.PRESENCE, { address: `${name}@${this.opts.id}` });
+    this.gateway.send(hint);
+    this.direct?.gateway?.send(hint);
   }
 
   /** The UDP channel to the relay, while one is offered (for status and tests). */

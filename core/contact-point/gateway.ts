@@ -4,7 +4,7 @@ import { hostname, networkInterfaces } from 'node:os';
 import type { Frame } from '../protocol/codec.js';
 import type { DialErrorKind } from '../protocol/dial-failure.js';
 import { Dialer } from '../protocol/dialer.js';
-import { CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_DIRECT, CAPABILITY_REACHABLE, FrameType } from '../protocol/frames.js';
+import { CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_DIRECT, CAPABILITY_LOOKUP, CAPABILITY_REACHABLE, FrameType } from '../protocol/frames.js';
 import { MAX_PEERS_PER_ANNOUNCE } from '../protocol/limits.js';
 import type { Link } from '../protocol/link.js';
 import type { MuxLink } from '../protocol/stream-mux.js';
@@ -92,7 +92,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
         role: 'contact-point',
         id: opts.id,
         secret: opts.secret,
-        env: { software: opts.software, host: hostname().slice(0, 255), addresses: lanAddresses(), capabilities: ['messages', CAPABILITY_REACHABLE, CAPABILITY_ADAPTIVE_KEEPALIVE, ...(opts.direct ? [CAPABILITY_DIRECT] : []), ...(opts.capabilities ?? [])] },
+        env: { software: opts.software, host: hostname().slice(0, 255), addresses: lanAddresses(), capabilities: ['messages', CAPABILITY_REACHABLE, CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_LOOKUP, ...(opts.direct ? [CAPABILITY_DIRECT] : []), ...(opts.capabilities ?? [])] },
         instance,
       }),
       ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),

@@ -22,6 +22,10 @@ export const FrameType = {
   MSG: 0x10,
   ACK: 0x11,
   REACHABLE: 0x12,
+  LOOKUP: 0x13,
+  LOOKUP_RESULT: 0x14,
+  PRESENCE: 0x15,
+  SUBSCRIBE: 0x16,
   PEERS: 0x20,
   REGISTER: 0x21,
   PEER_STATE: 0x22,
@@ -76,6 +80,13 @@ export function offersMediation(capabilities: readonly string[]): boolean {
  */
 export const CAPABILITY_ADAPTIVE_KEEPALIVE = 'adaptive-keepalive';
 
+/**
+ * HELLO `env.capabilities` entry of a contact point: it answers LOOKUP (0x13) for its peers and
+ * sends PRESENCE hints. The relay forwards lookups only to contact points that said so; of an
+ * older one it answers the office's state alone.
+ */
+export const CAPABILITY_LOOKUP = 'lookup';
+
 /** MSG flag: this is a retry of an id sent before (informational; receivers dedupe by id anyway). */
 export const FLAG_RETRY = 0x01;
 
@@ -84,6 +95,7 @@ const name = nameSchema;
 const versions = obj({ min: int({ min: 1, max: 255 }), max: int({ min: 1, max: 255 }) });
 const reason = str({ max: MAX_REASON_LENGTH });
 const secret = str({ min: 16, max: 256 });
+const id32Schema = (): Schema<number> => int({ min: 1, max: 0xffffffff });
 const b64 = (max: number): Schema<string> => str({ max, pattern: /^[A-Za-z0-9+/_-]*={0,2}$/, patternText: 'must be base64' });
 
 export const helloSchema = obj({
@@ -140,6 +152,25 @@ export const peersSchema = obj({
  * back; with `name`, only the address `name@domain` (an external peer refused PEER_OFFLINE).
  */
 export const reachableSchema = obj({ domain: name, name: optional(name) });
+const address = str({ min: 3, max: 2 * MAX_NAME_LENGTH + 1, pattern: /^[a-z0-9._-]+@[a-z0-9._-]+$/, patternText: 'must be name@domain' });
+const officeState = oneOf(['connected', 'disconnected', 'unknown'] as const);
+const peerPresence = oneOf(['online', 'offline', 'unregistered', 'hidden'] as const);
+/**
+ * Name service (docs/PROTOCOL.md 9.7). External peer -> relay: what is known of `address`
+ * (`req` comes back in the answer). Relay -> contact point: the same for one of its peers,
+ * `from` the asker's address (set by the relay), `req` the relay's own.
+ */
+export const lookupSchema = obj({ req: id32Schema(), address, from: optional(address) });
+/** The answer: the office's state, and the peer's unless the office hides it from the asker or cannot say. */
+export const lookupResultSchema = obj({ req: id32Schema(), address, office: officeState, peer: optional(peerPresence), reason: optional(reason) });
+/**
+ * Relay -> external peer: `address` (one it subscribed to) changed, with its state now.
+ * Contact point -> relay: a hint without states: `address` changed; the relay looks it up again
+ * for each subscriber, so what each learns still follows the office's rules.
+ */
+export const presenceSchema = obj({ address, office: optional(officeState), peer: optional(peerPresence) });
+/** External peer -> relay: start (add) or stop (remove) PRESENCE pushes for `address`. */
+export const subscribeSchema = obj({ op: oneOf(['add', 'remove'] as const), address });
 export const registerSchema = obj({ joinCode: optional(str({ min: 1, max: 128 })), note: optional(str({ max: 256 })) });
 export const peerStateSchema = obj({
   state: oneOf(['unregistered', 'pending', 'registered', 'revoked'] as const),
@@ -246,6 +277,10 @@ export type PeersBody = Infer<typeof peersSchema>;
 export type RegisterBody = Infer<typeof registerSchema>;
 export type PeerStateBody = Infer<typeof peerStateSchema>;
 export type ReachableBody = Infer<typeof reachableSchema>;
+export type LookupBody = Infer<typeof lookupSchema>;
+export type LookupResultBody = Infer<typeof lookupResultSchema>;
+export type PresenceBody = Infer<typeof presenceSchema>;
+export type SubscribeBody = Infer<typeof subscribeSchema>;
 export type PeerState = PeerStateBody['state'];
 export type PortRequestBody = Infer<typeof portRequestSchema>;
 export type PortResultBody = Infer<typeof portResultSchema>;
@@ -264,6 +299,10 @@ export const CONTROL_SCHEMAS = {
   [FrameType.REGISTER]: registerSchema,
   [FrameType.PEER_STATE]: peerStateSchema,
   [FrameType.REACHABLE]: reachableSchema,
+  [FrameType.LOOKUP]: lookupSchema,
+  [FrameType.LOOKUP_RESULT]: lookupResultSchema,
+  [FrameType.PRESENCE]: presenceSchema,
+  [FrameType.SUBSCRIBE]: subscribeSchema,
   [FrameType.PORT_REQUEST]: portRequestSchema,
   [FrameType.PORT_RESULT]: portResultSchema,
   [FrameType.PORT_EVENT]: portEventSchema,
@@ -281,6 +320,10 @@ export interface ControlBodies {
   [FrameType.REGISTER]: RegisterBody;
   [FrameType.PEER_STATE]: PeerStateBody;
   [FrameType.REACHABLE]: ReachableBody;
+  [FrameType.LOOKUP]: LookupBody;
+  [FrameType.LOOKUP_RESULT]: LookupResultBody;
+  [FrameType.PRESENCE]: PresenceBody;
+  [FrameType.SUBSCRIBE]: SubscribeBody;
   [FrameType.PORT_REQUEST]: PortRequestBody;
   [FrameType.PORT_RESULT]: PortResultBody;
   [FrameType.PORT_EVENT]: PortEventBody;

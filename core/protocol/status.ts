@@ -19,6 +19,8 @@ export const Status = {
   BAD_ADDRESS: 19,
   UNKNOWN_PEER: 20,
   RECEIVER_FAILED: 21,
+  NOT_ALLOWED: 24,
+  CONTENT_REFUSED: 25,
 
   // Port mediation results (PORT_RESULT code).
   PERMISSION_DENIED: 30,
@@ -83,6 +85,8 @@ const DESCRIPTIONS: Record<StatusName, string> = {
   BAD_ADDRESS: 'malformed address',
   UNKNOWN_PEER: 'unknown peer',
   RECEIVER_FAILED: 'the receiving application failed',
+  NOT_ALLOWED: "the receiver's access rules do not let this sender in",
+  CONTENT_REFUSED: "refused by the contact point's content check",
   PERMISSION_DENIED: 'not allowed by the contact point admin',
   PORT_IN_USE: 'port already in use',
   UNKNOWN_PORT: 'no such port id',

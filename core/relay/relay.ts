@@ -4,6 +4,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { decodeControl, type Frame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_REACHABLE, FrameType, frameTypeName } from '../protocol/frames.js';
+import { NameService } from './name-service.js';
 import type { CloseInfo, Link } from '../protocol/link.js';
 import { MAX_MESSAGE_BYTES, MAX_PEERS_PER_CONTACT_POINT, PING_INTERVAL_MS, RELAY_RATE_PER_SENDER } from '../protocol/limits.js';
 import { Status } from '../protocol/status.js';
@@ -115,6 +116,8 @@ export class Relay {
   private unwatch: (() => void) | undefined;
   /** MSG/ACK routing and REACHABLE waiters (routing.ts) */
   private readonly router: Router;
+  /** lookups and presence subscriptions (issue 15 part 2, docs/PROTOCOL.md 9.7) */
+  private readonly names: NameService;
   /** where tunnels and sessions are: this process only, or a cluster of relay nodes (cluster.ts) */
   readonly cluster: Cluster;
   private boundUrl = '';
@@ -143,6 +146,7 @@ export class Relay {
     this.maxMessageBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
     this.refusals = new RefusalLog(this.logger);
     this.cluster = opts.cluster?.(this.sessions) ?? new LocalCluster(this.sessions);
+    this.names = new NameService({ name: this.name, sessions: this.sessions, credentials: opts.credentials, logger: this.logger });
     this.router = new Router({ name: this.name, credentials: opts.credentials, logger: this.logger, maxMessageBytes: this.maxMessageBytes, sessions: this.sessions, refusals: this.refusals, cluster: this.cluster, stats: this.stats });
     this.controlServer = new ControlServer({
       credentials: opts.credentials,
@@ -224,6 +228,7 @@ export class Relay {
     this.stopping = true;
     this.unwatch?.();
     this.refusals.stop();
+    this.names.stop();
     this.exposer.closeAll();
     this.udp?.stop();
     for (const link of this.links) {
@@ -392,6 +397,8 @@ export class Relay {
     if (kind === 'contact-point') this.router.tellReachable(hello.id, { domain: hello.id });
     else this.router.tellReachable(`${hello.id}@${this.name}`, { domain: this.name, name: hello.id });
     link.setHandler(this.handlerFor(session));
+    if (session.kind === 'contact-point') this.names.officeChanged(session.id);
+    else this.names.externalChanged(session, false);
   }
 
   private handlerFor(s: RelaySession): { onFrame: (f: Frame) => void; onClose: (i: CloseInfo) => void } {
@@ -415,6 +422,18 @@ export class Relay {
             this.logger.debug('peers announced', { cp: s.id, op: body.op, count: body.names.length });
             return;
           }
+          case FrameType.LOOKUP:
+          case FrameType.SUBSCRIBE: {
+            if (s.kind !== 'external') throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} is for external peers`);
+            if (frame.type === FrameType.LOOKUP) return this.names.lookup(s, decodeControl(frame, FrameType.LOOKUP));
+            return this.names.subscribe(s, decodeControl(frame, FrameType.SUBSCRIBE));
+          }
+          case FrameType.LOOKUP_RESULT:
+          case FrameType.PRESENCE: {
+            if (s.kind !== 'contact-point') throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} is for contact points`);
+            this.names.fromTunnel(s, frame.type, decodeControl(frame, frame.type));
+            return;
+          }
           default:
             if (s.kind === 'contact-point' ? s.control.handleFrame(frame) : this.controlServer.operatorFrame(s, frame)) return;
             throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} not expected after WELCOME`);
@@ -430,11 +449,14 @@ export class Relay {
           }
           // Tunnel loss: pending requests fail, every stream through it is reset at once.
           s.control.close('tunnel lost');
+          this.names.tunnelClosed(s);
+          this.names.officeChanged(s.id);
           this.logger.info('tunnel down', { id: s.id, code: info.code, reason: info.reason });
         } else {
           this.sessions.removeExternal(s);
           this.cluster.closed(s);
           s.operator?.close();
+          this.names.externalChanged(s, true);
           this.logger.info('external peer disconnected', { id: s.id, session: s.session, code: info.code, reason: info.reason });
         }
       },

@@ -6,6 +6,7 @@ import { AUDIT_PAGE, auditEntry, loadAudit } from './audit-slice';
 import { flowBatch, loadFlowTotals } from './flow-slice';
 import { floodActive, loadPeers, peerChanged, peerRemoved, setFlood } from './peers-slice';
 import { setPortPolicy, setPorts } from './ports-slice';
+import { setRules } from './rules-slice';
 import { notify, setConnection, setContactPoint, setHostSettings, setPolicy } from './session-slice';
 import { directStatus, tunnelStatus } from './tunnel-slice';
 
@@ -26,6 +27,8 @@ export function loadSnapshot(store: AppStore, snap: Snapshot): void {
   // Older contact points (before port mediation) have neither.
   setPorts(store, snap.ports ?? []);
   if (snap.portPolicy) setPortPolicy(store, snap.portPolicy);
+  // Older contact points (before the access rules) have none.
+  if (snap.rules) setRules(store, snap.rules);
 }
 
 /**
@@ -48,6 +51,7 @@ export function bindApi(store: AppStore, api: GuiApi, opts: BindOptions = {}): (
     api.subscribe('ports:changed', (ports) => setPorts(store, ports)),
     api.subscribe('ports:policy-changed', (p) => setPortPolicy(store, p)),
     api.subscribe('audit:entry', (e) => auditEntry(store, e)),
+    api.subscribe('rules:changed', (r) => setRules(store, r)),
   ];
   const refresh = (): void => {
     api.call('snapshot:get', {}).then(
