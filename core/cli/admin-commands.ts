@@ -7,6 +7,7 @@ import { CliError, UsageError } from './errors.js';
 import { readSecretFile } from './flag-files.js';
 import { emit, formatTable, note, say } from './output.js';
 import { ADMIN_FILE, processAlive, readAdminFile, resolveStateDir } from './state-dir.js';
+import { tunnelSlotLines } from './tunnel-slots.js';
 
 /**
  * Admin commands against a running contact point (serve or start): peers, policy, status.
@@ -239,7 +240,8 @@ function statusText(snap: Snapshot, now: number): string[] {
     ...(t.idInUse !== undefined ? [`WARNING        another running contact point holds this id at the relay: ${t.idInUse}`, '               stop one of them, or give each its own credential; this one retries slowly'] : []),
     `contact point  ${cp.id} (version ${cp.version}), up ${formatDuration(now - cp.startedAt)}${cp.embeddedRelay ? ' [embedded demo relay]' : ''}`,
     `relay          ${t.relayUrl}${t.proxy ? ` via proxy ${t.proxy}` : ''}`,
-    `tunnel         ${tunnel}`,
+    `tunnel         ${tunnel}${t.node !== undefined ? ` (relay node ${t.node})` : ''}`,
+    ...tunnelSlotLines(t).map((line) => `               ${line}`),
     `reconnects     ${t.reconnects}`,
     // Kept after the tunnel recovers, with its time: the cause of the last outage (issue 16, item 9).
     `last error     ${t.lastError !== undefined ? `${t.lastError}${t.lastErrorAt !== undefined ? ` (at ${new Date(t.lastErrorAt).toISOString()}, ${formatDuration(now - t.lastErrorAt)} ago)` : ''}` : 'none since it started'}`,

@@ -25,13 +25,14 @@ import {
   wrongRelayUrl,
   type HostedContactPoint,
 } from './contact-point-host.js';
-import { CliError } from './errors.js';
+import { CliError, UsageError } from './errors.js';
 import { CREDENTIAL_ENV, readCertificateFile, readSecretFile, secretFromFileOrEnv } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
 import { adminListenFlag, listenFlag } from './listen.js';
 import { metricsFlag, metricsFlagsHelp, metricsOptions, startMetrics } from './metrics-flags.js';
 import { emit, say } from './output.js';
 import { ADMIN_FILE, refuseIfInUse, resolveStateDir } from './state-dir.js';
+import { tunnelSlotLines } from './tunnel-slots.js';
 
 /** `contact-point serve`: the contact point, headless, until SIGINT/SIGTERM. */
 
@@ -42,7 +43,10 @@ export const TUNNEL_WAIT_MS = 5_000;
 /** --id-in-use-retry is in seconds, up to the timing's limit. */
 const MAX_ID_IN_USE_RETRY_S = TIMING_RANGES.idInUseRetryMs.max / 1000;
 
-const HELP = `Usage: contact-point serve --relay URL --id ID (--credential-file FILE | env ${CREDENTIAL_ENV}) [flags]
+/** `--relay` given more often than this is refused: two tunnels need two nodes, a few spares are plenty. */
+export const MAX_RELAY_URLS = 8;
+
+const HELP = `Usage: contact-point serve --relay URL [--relay URL2 ...] --id ID (--credential-file FILE | env ${CREDENTIAL_ENV}) [flags]
 
 Runs the contact point without a window: one outbound tunnel to the relay, the peer port
 for LAN peers, and the admin endpoint (loopback, random token) for the GUI in a browser
@@ -61,7 +65,10 @@ shows in the flow. Allow LAN targets with --allow-target and local ports with --
 (a UDP exposure also --allow-listen udp:1-65535; listening on LAN ports needs listen rules)
 
 Flags:
-  --relay URL                  the relay, e.g. wss://relay.example.com/v1 (required)
+  --relay URL                  the relay, e.g. wss://relay.example.com/v1 (required). Repeat it
+                               (up to ${MAX_RELAY_URLS}) for nodes of a relay cluster: the contact point
+                               then holds two tunnels to two different nodes, each trying the
+                               URLs in turn; when one node dies the other tunnel carries on
   --id ID                      this contact point's id at the relay: its peers are NAME@ID (required)
   --credential-file FILE       the contact point credential's secret (from relay credential add)
   --peer-listen HOST:PORT      the peer port for LAN peers (default ${DEFAULT_PEER_LISTEN})
@@ -107,7 +114,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     args: argv,
     strict: true,
     options: {
-      relay: { type: 'string' },
+      relay: { type: 'string', multiple: true },
       id: { type: 'string' },
       'credential-file': { type: 'string' },
       'peer-listen': { type: 'string' },
@@ -130,7 +137,11 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
       json: { type: 'boolean' },
     },
   });
-  const relayUrl = wsUrl('--relay', required('--relay', values.relay, "the relay's URL, e.g. wss://relay.example.com/v1"), 'wss://relay.example.com/v1');
+  const relays = required('--relay', values.relay, "the relay's URL, e.g. wss://relay.example.com/v1").map((u) => wsUrl('--relay', u, 'wss://relay.example.com/v1'));
+  if (relays.length > MAX_RELAY_URLS) throw new UsageError(`--relay is given ${relays.length} times; at most ${MAX_RELAY_URLS}`);
+  if (new Set(relays).size !== relays.length) throw new UsageError('--relay names the same URL twice; give each relay node once');
+  const relayUrl = relays[0]!;
+  const relayUrls = relays.slice(1);
   const id = name('--id', required('--id', values.id, "this contact point's id at the relay"));
   const peer = listenFlag('--peer-listen', values['peer-listen'], DEFAULT_PEER_LISTEN);
   const admin = adminListenFlag(values['admin-listen'], DEFAULT_ADMIN_LISTEN, values['admin-listen-any'] ?? false);
@@ -160,7 +171,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   try {
     hosted = await hostContactPoint({
       contactPoint: {
-        id, relayUrl, secret, ...floodLimits, ...history, ...(proxy !== undefined ? { proxy } : {}), ...(ca ? { ca } : {}), ...(policy ? { policy } : {}), streamLimits,
+        id, relayUrl, ...(relayUrls.length > 0 ? { relayUrls } : {}), secret, ...floodLimits, ...history, ...(proxy !== undefined ? { proxy } : {}), ...(ca ? { ca } : {}), ...(policy ? { policy } : {}), streamLimits,
         ...(idInUseRetryMs !== undefined ? { timing: { idInUseRetryMs } } : {}),
         launch: launchView('serve', { ...values, 'log-format': ctx.logFormat === 'text' ? undefined : ctx.logFormat }, values['peer-listen'] ?? DEFAULT_PEER_LISTEN),
       },
@@ -190,7 +201,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     shutdown.dispose();
     await metricsServer?.stop();
     await hosted.stop();
-    throw new CliError(`--relay ${relayUrl} cannot work: ${t.lastError ?? 'wrong URL'}`);
+    throw new CliError(`--relay ${t.relayUrl} cannot work: ${t.lastError ?? 'wrong URL'}`);
   };
   const up = await Promise.race([waitForTunnel(hosted.cp, TUNNEL_WAIT_MS), shutdown.signal.then(() => false), wrongUrl.problem]);
   if (typeof up === 'object') return fail(up);
@@ -204,7 +215,8 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   } else {
     // The first line says the truth about the tunnel too: running, but refused, is not running.
     say(`contact point "${id}" running${t.state === 'connected' ? '' : t.lastErrorKind === 'refused' ? ', but the relay refuses its tunnel' : ', the tunnel not up yet'}`);
-    say(`  relay       ${relayUrl} (${tunnelLine(t)})`);
+    say(`  relay       ${relays.join(', ')} (${tunnelLine(t)})`);
+    for (const line of tunnelSlotLines(t)) say(`              ${line}`);
     say(`  peer port   ${hosted.cp.peerPortUrl}${lanHint(hosted.cp.peerPortUrl)}`);
     say(`  admin GUI   ${hosted.admin.guiUrl}`);
     say(`  ports       ${portPolicyLine(hosted.cp.ports.policy.config)}`);

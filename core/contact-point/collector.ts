@@ -1,13 +1,13 @@
 import { parseAddress } from '../protocol/address.js';
 import { decodeMsg, type Frame } from '../protocol/codec.js';
-import { MAX_MESSAGE_BYTES } from '../protocol/limits.js';
+import { MAX_MESSAGE_BYTES, TUNNEL_SLOTS } from '../protocol/limits.js';
 import { Status } from '../protocol/status.js';
 import type { Distributor } from './distributor.js';
 import type { FlowRecorder } from './flow-recorder.js';
 import type { Gateway } from './gateway.js';
 import type { Outbound } from './outbound.js';
 import type { PeerSession } from './peer-interface.js';
-import { refuse } from './refusal.js';
+import { refuse, type Reply } from './refusal.js';
 import type { Registrar } from './registrar.js';
 
 export interface CollectorDeps {
@@ -38,21 +38,21 @@ export class Collector {
     this.maxMessageBytes = d.maxMessageBytes ?? MAX_MESSAGE_BYTES;
   }
 
-  private readonly toTunnel = (frame: Buffer): void => {
-    this.d.gateway.send(frame);
-  };
+  /** Answers go back on the tunnel the message came on (issue 12: a contact point may hold two). */
+  private readonly toTunnel: Reply[] = Array.from({ length: TUNNEL_SLOTS }, (_, slot) => (frame: Buffer): void => void this.d.gateway.sendOn(slot, frame));
 
-  /** A message the relay pushed down the tunnel for one of our peers. */
-  fromTunnel(frame: Frame): void {
+  /** A message the relay pushed down tunnel `slot` for one of our peers. */
+  fromTunnel(frame: Frame, slot = 0): void {
+    const toTunnel = this.toTunnel[slot] ?? this.toTunnel[0]!;
     const msg = decodeMsg(frame);
     const to = parseAddress(msg.to);
     if (!to || to.domain !== this.id) {
-      return refuse(this.d.flow, msg, Status.BAD_ADDRESS, 'in', this.toTunnel, `this is contact point ${this.id}`);
+      return refuse(this.d.flow, msg, Status.BAD_ADDRESS, 'in', toTunnel, `this is contact point ${this.id}`);
     }
     if (msg.payload.length > this.maxMessageBytes) {
-      return refuse(this.d.flow, msg, Status.TOO_LARGE, 'in', this.toTunnel, `${msg.payload.length} bytes; the limit is ${this.maxMessageBytes}`);
+      return refuse(this.d.flow, msg, Status.TOO_LARGE, 'in', toTunnel, `${msg.payload.length} bytes; the limit is ${this.maxMessageBytes}`);
     }
-    this.d.distributor.deliver(msg, frame.raw, 'in', this.toTunnel);
+    this.d.distributor.deliver(msg, frame.raw, 'in', toTunnel);
   }
 
   /** A message a LAN peer sent: to another LAN peer, or out through the tunnel. */

@@ -56,6 +56,11 @@ export interface ContactPointOptions {
   /** this contact point's id at the relay: the domain of its peers' addresses (`acme-hq`) */
   readonly id: string;
   readonly relayUrl: string;
+  /**
+   * More relay URLs (issue 12, `serve --relay` given more than once): with any, two tunnels to
+   * two different relay nodes as one logical session (gateway.ts). Absent: one tunnel to relayUrl.
+   */
+  readonly relayUrls?: readonly string[];
   readonly secret: string;
   /** where peers and decisions persist; undefined keeps them in memory only */
   readonly stateDir?: string | undefined;
@@ -159,6 +164,8 @@ export class ContactPoint implements AdminHostApi {
   private portsSent = '';
   private startedAt = 0;
   private udp: UdpChannel | undefined;
+  /** the tunnel whose relay node offered the UDP channel */
+  private udpSlot = 0;
   private running = false;
   /** port mediation refusals recorded in the flow too (see stats.ts) */
   private readonly portRefusalsInFlow = new CodeCounts();
@@ -182,13 +189,14 @@ export class ContactPoint implements AdminHostApi {
     this.store = StateStore.create(opts.stateDir, () => this.persisted(registrar.persisted()), this.logger, audit, (e) => this.events.emit('audit:entry', e));
     this.gateway = new Gateway({
       relayUrl: opts.relayUrl,
+      ...(opts.relayUrls ? { relayUrls: opts.relayUrls } : {}),
       id: opts.id,
       secret: opts.secret,
       logger: this.logger,
       software: `contact-point/${VERSION}`,
       registeredNames: () => registrar.registeredNames(),
       timing,
-      onFrame: (f) => this.onTunnelFrame(f),
+      onFrame: (f, slot) => this.onTunnelFrame(f, slot),
       ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),
       ...(opts.ca ? { ca: opts.ca } : {}),
     });
@@ -217,15 +225,14 @@ export class ContactPoint implements AdminHostApi {
     this.outbound = new Outbound(traffic);
     this.collector = new Collector({ ...traffic, registrar, distributor: this.distributor, outbound: this.outbound });
 
-    this.gateway.on('up', () => {
-      this.ports.attach(this.gateway);
-      this.outbound.tunnelUp();
-    });
-    this.gateway.on('down', () => {
-      this.outbound.tunnelDown();
-      // Tunnel loss closes every mediated port and resets its streams: nothing stays listening.
-      this.ports.detach('tunnel lost');
-      this.closeUdp();
+    this.gateway.on('up', () => this.outbound.tunnelUp());
+    this.gateway.on('down', () => this.outbound.tunnelDown());
+    // Port requests, their answers and streams stay on the tunnel they came on (issue 12).
+    this.gateway.on('slotUp', (slot, link) => this.ports.attach(link, slot));
+    this.gateway.on('slotDown', (slot) => {
+      // Tunnel loss closes every mediated port of that tunnel and resets its streams: nothing stays listening.
+      this.ports.detach('tunnel lost', slot);
+      if (slot === this.udpSlot) this.closeUdp();
     });
     this.ports.on('changed', () => {
       const list = this.ports.list();
@@ -615,10 +622,10 @@ export class ContactPoint implements AdminHostApi {
 
   // ---- traffic ---------------------------------------------------------------------------
 
-  private onTunnelFrame(frame: Frame): void {
+  private onTunnelFrame(frame: Frame, slot: number): void {
     switch (frame.type) {
       case FrameType.MSG:
-        return this.collector.fromTunnel(frame);
+        return this.collector.fromTunnel(frame, slot);
       case FrameType.ACK:
         return this.outbound.ackFromTunnel(frame);
       case FrameType.REACHABLE:
@@ -630,9 +637,10 @@ export class ContactPoint implements AdminHostApi {
         const offer = decodeControl(frame, FrameType.UDP_CHANNEL);
         this.closeUdp();
         if (this.opts.udp === false) return;
-        const udp = new UdpChannel(new URL(this.opts.relayUrl).hostname, offer, offer.port, (d) => this.ports.datagramIn(d), this.logger);
+        const udp = new UdpChannel(new URL(this.gateway.urlOf(slot)).hostname, offer, offer.port, (d) => this.ports.datagramIn(d), this.logger);
         this.udp = udp;
-        this.ports.setUdpChannel(udp);
+        this.udpSlot = slot;
+        this.ports.setUdpChannel(udp, slot);
         void udp.start();
         return;
       }
@@ -642,7 +650,7 @@ export class ContactPoint implements AdminHostApi {
         return;
       }
       default:
-        if (this.ports.handleFrame(frame)) return;
+        if (this.ports.handleFrame(frame, slot)) return;
         throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} not expected on the tunnel`);
     }
   }

@@ -31,6 +31,8 @@ export interface TunnelSession extends Session {
   readonly control: ControlChannel;
   /** HELLO `instance`: which running contact point holds the tunnel (undefined from older clients) */
   readonly instance: string | undefined;
+  /** HELLO `slot` (0 when absent): a contact point's tunnels in different slots live side by side (issue 12) */
+  readonly slot: number;
   /** the liveness probe in flight because another instance said hello with this id */
   probe: Promise<boolean> | undefined;
   /**
@@ -82,12 +84,15 @@ export interface ExternalGroup {
 }
 
 /**
- * The relay's sessions, in one place: one tunnel per contact point id (admission.ts decides
- * who holds it), and per external credential id the group of its sessions. Everything that
- * lists sessions (status, credential recheck) enumerates them here.
+ * The relay's sessions, in one place: one tunnel per contact point id and slot (admission.ts
+ * decides who holds it), and per external credential id the group of its sessions. Everything
+ * that lists sessions (status, credential recheck) enumerates them here.
  */
 export class SessionRegistry {
+  /** contact point id -> the tunnel routing uses here: its lowest slot held here */
   private readonly tunnelMap = new Map<string, TunnelSession>();
+  /** contact point id -> its tunnels here by slot (issue 12: two tunnels, usually on two nodes) */
+  private readonly slotMap = new Map<string, (TunnelSession | undefined)[]>();
   private readonly groups = new Map<string, ExternalGroup>();
 
   get tunnels(): ReadonlyMap<string, TunnelSession> {
@@ -109,9 +114,24 @@ export class SessionRegistry {
     return this.groups.get(name)?.sessions ?? [];
   }
 
+  /** The tunnel of contact point `id` in `slot`, if it is here. */
+  tunnelIn(id: string, slot: number): TunnelSession | undefined {
+    return this.slotMap.get(id)?.[slot];
+  }
+
+  /** Every tunnel of contact point `id` here (one per slot), lowest slot first. */
+  tunnelsOf(id: string): TunnelSession[] {
+    return (this.slotMap.get(id) ?? []).filter((t) => t !== undefined);
+  }
+
+  /** Every tunnel here, every slot. */
+  *allTunnels(): IterableIterator<TunnelSession> {
+    for (const slots of this.slotMap.values()) for (const t of slots) if (t) yield t;
+  }
+
   /** Every live session: tunnels, then external sessions (per credential, oldest first). */
   *all(): IterableIterator<RelaySession> {
-    yield* this.tunnelMap.values();
+    yield* this.allTunnels();
     for (const g of this.groups.values()) yield* g.sessions;
   }
 
@@ -122,17 +142,27 @@ export class SessionRegistry {
     return { tunnels: this.tunnelMap.size, externals };
   }
 
-  /** The tunnel holding contact point id `s.id` from now on; the one it replaces, if any. */
+  /** The tunnel holding contact point id `s.id` in slot `s.slot` from now on; the one it replaces, if any. */
   setTunnel(s: TunnelSession): TunnelSession | undefined {
-    const old = this.tunnelMap.get(s.id);
-    this.tunnelMap.set(s.id, s);
+    let slots = this.slotMap.get(s.id);
+    if (!slots) this.slotMap.set(s.id, (slots = []));
+    const old = slots[s.slot];
+    slots[s.slot] = s;
+    this.tunnelMap.set(s.id, slots.find((t) => t !== undefined)!);
     return old;
   }
 
-  /** A closed tunnel: true when it was still the holder of its id (not already replaced). */
+  /** A closed tunnel: true when it was still the holder of its id and slot (not already replaced). */
   removeTunnel(s: TunnelSession): boolean {
-    if (this.tunnelMap.get(s.id) !== s) return false;
-    this.tunnelMap.delete(s.id);
+    const slots = this.slotMap.get(s.id);
+    if (slots?.[s.slot] !== s) return false;
+    slots[s.slot] = undefined;
+    const first = slots.find((t) => t !== undefined);
+    if (first) this.tunnelMap.set(s.id, first);
+    else {
+      this.tunnelMap.delete(s.id);
+      this.slotMap.delete(s.id);
+    }
     return true;
   }
 
