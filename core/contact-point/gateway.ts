@@ -197,15 +197,13 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
     slot.node = node;
     const other = this.slots.find((s) => s !== slot && s.isUp);
     if (node !== undefined && other?.node === node) {
-      // Both tunnels on one node: that node's death would take both. Slot 1 tries the next URL
-      // (a load balancer's next pick), waiting longer each time it lands there again.
-      const mover = slot.index > other.index ? slot : other;
-      const delay = this.sameNode.next();
-      mover.note = `on relay node ${node} with the other tunnel; trying another node in ${Math.round(delay)} ms`;
-      this.opts.logger.info('both tunnels reached one relay node; one tries another', { node, slot: mover.index, retryInMs: Math.round(delay) });
-      // Not announced as up: it leaves at once.
-      if (mover === slot) return slot.dialer.moveOn(mover.note, delay);
-      other.dialer.moveOn(mover.note, delay);
+      // Both tunnels on one node: that node's death would take both. The one that just came
+      // (the other carries traffic, its streams and ports) leaves and tries the next URL (a load
+      // balancer's next pick), waiting longer each time it lands there again. Not announced as up.
+      const delay = Math.round(this.sameNode.next());
+      slot.note = `reached relay node ${node}, which the other tunnel is on; trying another node in ${delay} ms`;
+      this.opts.logger.info('both tunnels reached one relay node; the second tries another', { node, slot: slot.index, retryInMs: delay });
+      return slot.dialer.moveOn(slot.note, delay);
     } else if (node !== undefined && other?.node !== undefined) {
       this.sameNode.reset();
       for (const s of this.slots) s.note = undefined;

@@ -89,7 +89,10 @@ export interface ExternalGroup {
  * that lists sessions (status, credential recheck) enumerates them here.
  */
 export class SessionRegistry {
-  /** contact point id -> the tunnel routing uses here: its lowest slot held here */
+  /**
+   * contact point id -> the tunnel routing uses here: the one held longest (a tunnel that just
+   * came, maybe to leave at once for another node, takes over only when the other goes)
+   */
   private readonly tunnelMap = new Map<string, TunnelSession>();
   /** contact point id -> its tunnels here by slot (issue 12: two tunnels, usually on two nodes) */
   private readonly slotMap = new Map<string, (TunnelSession | undefined)[]>();
@@ -148,7 +151,8 @@ export class SessionRegistry {
     if (!slots) this.slotMap.set(s.id, (slots = []));
     const old = slots[s.slot];
     slots[s.slot] = s;
-    this.tunnelMap.set(s.id, slots.find((t) => t !== undefined)!);
+    const routed = this.tunnelMap.get(s.id);
+    if (routed === undefined || routed === old) this.tunnelMap.set(s.id, s);
     return old;
   }
 
@@ -157,9 +161,10 @@ export class SessionRegistry {
     const slots = this.slotMap.get(s.id);
     if (slots?.[s.slot] !== s) return false;
     slots[s.slot] = undefined;
-    const first = slots.find((t) => t !== undefined);
-    if (first) this.tunnelMap.set(s.id, first);
-    else {
+    const rest = slots.find((t) => t !== undefined);
+    if (rest) {
+      if (this.tunnelMap.get(s.id) === s) this.tunnelMap.set(s.id, rest);
+    } else {
       this.tunnelMap.delete(s.id);
       this.slotMap.delete(s.id);
     }
