@@ -238,6 +238,11 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
     return (this.slots[slot] ?? this.slots[0]!).dialer.url;
   }
 
+  /** The link sends go on now (the benchmarks read its socket's wire counters). */
+  get currentLink(): Link | undefined {
+    return this.primary()?.link;
+  }
+
   /** How many tunnels it holds at most: 2 with two or more relay URLs, else 1. */
   get slotCount(): number {
     return this.slots.length;
