@@ -7,7 +7,7 @@ import { CliError, UsageError } from './errors.js';
 import { readSecretFile } from './flag-files.js';
 import { emit, formatTable, note, say } from './output.js';
 import { ADMIN_FILE, processAlive, readAdminFile, resolveStateDir } from './state-dir.js';
-import { tunnelSlotLines } from './tunnel-slots.js';
+import { tunnelSlotLines } from '../admin/tunnel-slots.js';
 
 /**
  * Admin commands against a running contact point (serve or start): peers, policy, status.

@@ -32,7 +32,7 @@ import { adminListenFlag, listenFlag } from './listen.js';
 import { metricsFlag, metricsFlagsHelp, metricsOptions, startMetrics } from './metrics-flags.js';
 import { emit, say } from './output.js';
 import { ADMIN_FILE, refuseIfInUse, resolveStateDir } from './state-dir.js';
-import { tunnelSlotLines } from './tunnel-slots.js';
+import { tunnelSlotLines } from '../admin/tunnel-slots.js';
 
 /** `contact-point serve`: the contact point, headless, until SIGINT/SIGTERM. */
 
