@@ -127,6 +127,22 @@ export async function startHarness(opts: { cp?: Partial<ContactPointOptions>; re
   return h;
 }
 
+/**
+ * A LAN peer of `cp` that asks to be registered and is approved by the admin; `cleanup` gets
+ * its stop. The SDK's own ACK timeout (the harness's `registered()` shortens it).
+ */
+export async function approvedPeer(cp: ContactPoint, name: string, cleanup: (stop: () => Promise<void>) => void, onMessage?: (m: InboundMessage) => void): Promise<PeerClient> {
+  const c = new PeerClient({ role: 'peer', url: cp.peerPortUrl, name, identity: PeerIdentity.generate(), logger, timing: FAST, ...(onMessage ? { onMessage } : {}) });
+  cleanup(() => c.stop());
+  c.start();
+  await c.ready();
+  c.register();
+  await waitFor(() => cp.registrar.get(name)?.state === 'pending', 5_000, `${name} pending`);
+  await cp.call('peers:approve', { name });
+  await c.waitForRegistration('registered');
+  return c;
+}
+
 export async function waitFor(cond: () => boolean, timeoutMs = 5_000, what = 'condition'): Promise<void> {
   const start = Date.now();
   while (!cond()) {

@@ -3,10 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ContactPoint } from '../../core/contact-point/contact-point.js';
-import { PeerIdentity } from '../../core/peer/identity.js';
 import { Operator } from '../../core/peer/operator.js';
 import { PeerClient, type InboundMessage } from '../../core/peer/peer-client.js';
-import { FAST, logger, waitFor } from '../helpers.js';
+import { approvedPeer, FAST, logger, waitFor } from '../helpers.js';
 import { haveNatsServer, NO_NATS_REASON, startNatsServer } from '../nats-fixtures.js';
 import { echoServer, tcpForwarder } from '../net-fixtures.js';
 import { cliSuite, type Service } from './cli-process.js';
@@ -72,16 +71,17 @@ async function office(c: Cluster, id: string, urls: readonly string[], ports?: {
 }
 
 /** A registered LAN peer of `cp`; what its application is handed goes to `onMessage`. */
-async function lanPeer(cp: ContactPoint, name: string, onMessage: (m: InboundMessage) => void): Promise<PeerClient> {
-  const p = new PeerClient({ role: 'peer', url: cp.peerPortUrl, name, identity: PeerIdentity.generate(), logger, timing: FAST, onMessage });
-  suite.cleanup(() => p.stop());
-  p.start();
-  await p.ready();
-  p.register();
-  await waitFor(() => cp.registrar.get(name)?.state === 'pending', 5_000, `${name} pending`);
-  await cp.call('peers:approve', { name });
-  await p.waitForRegistration('registered');
-  return p;
+function lanPeer(cp: ContactPoint, name: string, onMessage: (m: InboundMessage) => void): Promise<PeerClient> {
+  return approvedPeer(cp, name, (stop) => suite.cleanup(stop), onMessage);
+}
+
+/** An operator session (credential `op`) at relay `url`, connected. */
+async function operator(url: string, secret: string): Promise<Operator> {
+  const op = new Operator({ url, name: 'op', secret, logger, timing: FAST });
+  suite.cleanup(() => op.stop());
+  op.start();
+  await op.ready();
+  return op;
 }
 
 async function external(c: Cluster, node: string, name: string, onMessage?: (m: InboundMessage) => void): Promise<PeerClient> {
@@ -184,10 +184,7 @@ describe.skipIf(!haveNatsServer)('relay cluster: two tunnels per office, failove
 
     // A stream through r2: an operator on r2 reaches o1's LAN echo server over o1's tunnel on r2.
     const opSecret = await c.credential('external', 'op', 'send,mediate');
-    const op = new Operator({ url: r2, name: 'op', secret: opSecret, logger, timing: FAST });
-    suite.cleanup(() => op.stop());
-    op.start();
-    await op.ready();
+    const op = await operator(r2, opSecret);
     const port = await op.open('o1', { proto: 'tcp' });
     const stream = await op.connect('o1', port.portId, '127.0.0.1', echo.port);
     stream.write('ping');
@@ -223,10 +220,7 @@ describe.skipIf(!haveNatsServer)('relay cluster: two tunnels per office, failove
     await waitFor(() => echo.held() === 0, 5_000, 'LAN side of the stream through r2 reset');
     expect(offices[0]!.ports.list()).toEqual([]);
     // A new stream works at once, through a node that lives.
-    const op2 = new Operator({ url: r1, name: 'op', secret: opSecret, logger, timing: FAST });
-    suite.cleanup(() => op2.stop());
-    op2.start();
-    await op2.ready();
+    const op2 = await operator(r1, opSecret);
     const port2 = await op2.open('o1', { proto: 'tcp' });
     const stream2 = await op2.connect('o1', port2.portId, '127.0.0.1', echo.port);
     stream2.write('pong');

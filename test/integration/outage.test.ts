@@ -3,11 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ContactPoint } from '../../core/contact-point/contact-point.js';
-import { PeerIdentity } from '../../core/peer/identity.js';
 import { PeerClient, type InboundMessage, type Receipt } from '../../core/peer/peer-client.js';
 import { FrameType } from '../../core/protocol/frames.js';
 import { ACK_TIMEOUT_MS } from '../../core/protocol/limits.js';
-import { FAST, logger, startHarness, waitFor, type Harness } from '../helpers.js';
+import { approvedPeer, FAST, logger, startHarness, waitFor, type Harness } from '../helpers.js';
 import { tcpForwarder } from '../net-fixtures.js';
 import { RawClient } from '../raw-client.js';
 
@@ -30,16 +29,8 @@ afterEach(async () => {
 });
 
 /** A registered internal peer with the SDK's default ACK timeout (the harness shortens it). */
-async function registeredPeer(cp: ContactPoint, name: string, onMessage?: (m: InboundMessage) => void): Promise<PeerClient> {
-  const c = new PeerClient({ role: 'peer', url: cp.peerPortUrl, name, identity: PeerIdentity.generate(), logger, timing: FAST, ...(onMessage ? { onMessage } : {}) });
-  cleanups.push(() => c.stop());
-  c.start();
-  await c.ready();
-  c.register();
-  await waitFor(() => cp.registrar.get(name)?.state === 'pending', 5_000, `${name} pending`);
-  await cp.call('peers:approve', { name });
-  await c.waitForRegistration('registered');
-  return c;
+function registeredPeer(cp: ContactPoint, name: string, onMessage?: (m: InboundMessage) => void): Promise<PeerClient> {
+  return approvedPeer(cp, name, (stop) => cleanups.push(stop), onMessage);
 }
 
 const secrets = new Map<string, string>();
