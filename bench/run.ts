@@ -13,6 +13,7 @@
  *                        cluster (same-node vs cross-node acked messages through 2 relay nodes on nats-server:
  *                        throughput and paced latency; and cluster-memory, a relay's memory per office at
  *                        1,000 offices as a cluster node vs alone),
+ *                        cluster-failover (kill -9 of the node carrying an office's traffic: two tunnels vs one),
  *                        direct (acked messages from an external peer at the contact point's direct
  *                        listener vs at the relay, same run),
  *                        history (throughput with the contact point's history on vs off, disk bytes per
@@ -37,6 +38,7 @@ import { resolve } from 'node:path';
 import { runCluster } from './cluster.js';
 import { runDirect } from './direct.js';
 import { runContentCheck } from './content-check.js';
+import { runClusterFailover } from './cluster-failover.js';
 import type { BenchContext } from './context.js';
 import { WorkerHandle } from './ipc.js';
 import { runFootprint } from './footprint.js';
@@ -71,6 +73,7 @@ const GROUPS: Record<string, readonly string[]> = {
   outage: ['outage'],
   cluster: ['cluster', 'cluster-memory'],
   'cluster-memory': ['cluster-memory'],
+  'cluster-failover': ['cluster-failover'],
   direct: ['direct'],
   history: ['history'],
   metrics: ['metrics-throughput', 'metrics-scrape'],
@@ -145,6 +148,7 @@ async function main(): Promise<void> {
   await runOutage(ctx);
   await runCluster(ctx);
   await runDirect(ctx);
+  await runClusterFailover(ctx);
   await runHistory(ctx);
   await runMetrics(ctx);
   await runFootprint(ctx);

@@ -206,6 +206,8 @@ async function startRelay(config: RelayConfig): Promise<{ info: ReadyInfo; ops: 
 async function startContactPoint(config: {
   id: string;
   relayUrl: string;
+  /** more relay URLs: two tunnels to two relay nodes (cluster failover benchmark) */
+  relayUrls?: string[];
   secret: string;
   subnets?: string[];
   /** port mediation policy (mediation benchmarks) */
@@ -227,6 +229,7 @@ async function startContactPoint(config: {
   const cp = await ContactPoint.create({
     id: config.id,
     relayUrl: config.relayUrl,
+    ...(config.relayUrls ? { relayUrls: config.relayUrls } : {}),
     secret: config.secret,
     stateDir,
     ...history,
@@ -244,7 +247,7 @@ async function startContactPoint(config: {
     if (Date.now() > deadline) throw new Error(`tunnel to ${config.relayUrl} not up within 10 s`);
     await new Promise((r) => setTimeout(r, 10));
   }
-  const tunnelLink = (): Link | undefined => (cp.gateway as unknown as { link: Link | undefined }).link;
+  const tunnelLink = (): Link | undefined => cp.gateway.currentLink;
   const metrics = config.metrics ? await serveMetrics(contactPointMetrics(cp)) : undefined;
   return {
     info: { role: 'contact-point', pid: process.pid, url: cp.peerPortUrl, ...(metrics ? { metricsUrl: metrics.url } : {}), ...(cp.direct ? { directUrl: cp.direct.url } : {}) },

@@ -100,6 +100,22 @@ export interface TunnelView {
   readonly peersServed: number;
   readonly keepaliveMs: number;
   readonly proxy: string | undefined;
+  /** the relay node of the tunnel above, when the relay is a cluster node (WELCOME `node`) */
+  readonly node?: string | undefined;
+  /** with two or more relay URLs (issue 12): each of the two tunnels, slot 0 first; absent with one URL */
+  readonly tunnels?: readonly TunnelSlotView[];
+}
+
+/** One of a contact point's two tunnels to two relay nodes (issue 12). */
+export interface TunnelSlotView {
+  readonly slot: number;
+  readonly state: TunnelState;
+  /** the URL it is connected to, or dials next */
+  readonly relayUrl: string;
+  /** the relay node it is connected to (WELCOME `node`), while connected */
+  readonly node: string | undefined;
+  /** why it is not connected (the last error), or that it left a node its other tunnel is on */
+  readonly note: string | undefined;
 }
 
 /** One external peer's or operator's session on the contact point's direct listener. */

@@ -7,6 +7,7 @@ import { CliError, UsageError } from './errors.js';
 import { readSecretFile } from './flag-files.js';
 import { emit, formatTable, note, say } from './output.js';
 import { ADMIN_FILE, processAlive, readAdminFile, resolveStateDir } from './state-dir.js';
+import { tunnelSlotLines } from '../admin/tunnel-slots.js';
 
 /**
  * Admin commands against a running contact point (serve or start): peers, policy, status.
@@ -240,7 +241,11 @@ function statusText(snap: Snapshot, now: number): string[] {
     `contact point  ${cp.id} (version ${cp.version}), up ${formatDuration(now - cp.startedAt)}${cp.embeddedRelay ? ' [embedded demo relay]' : ''}`,
     ...(t.relayUrl === ''
       ? ['relay          none (direct mode only)']
-      : [`relay          ${t.relayUrl}${t.proxy ? ` via proxy ${t.proxy}` : ''}`, `tunnel         ${tunnel}`]),
+      : [
+          `relay          ${t.relayUrl}${t.proxy ? ` via proxy ${t.proxy}` : ''}`,
+          `tunnel         ${tunnel}${t.node !== undefined ? ` (relay node ${t.node})` : ''}`,
+          ...tunnelSlotLines(t).map((line) => `               ${line}`),
+        ]),
     ...(snap.direct
       ? [`direct         ${snap.direct.url}: ${snap.direct.sessions.length} session${snap.direct.sessions.length === 1 ? '' : 's'} (${snap.direct.sessions.map((x) => x.address).join(', ') || 'none'}), ${snap.direct.credentials} credential${snap.direct.credentials === 1 ? '' : 's'}`]
       : []),

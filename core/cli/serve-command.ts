@@ -33,6 +33,7 @@ import { adminListenFlag, isLoopbackHost, listenFlag } from './listen.js';
 import { metricsFlag, metricsFlagsHelp, metricsOptions, startMetrics } from './metrics-flags.js';
 import { emit, say } from './output.js';
 import { ADMIN_FILE, refuseIfInUse, resolveStateDir } from './state-dir.js';
+import { tunnelSlotLines } from '../admin/tunnel-slots.js';
 
 /** `contact-point serve`: the contact point, headless, until SIGINT/SIGTERM. */
 
@@ -43,7 +44,10 @@ export const TUNNEL_WAIT_MS = 5_000;
 /** --id-in-use-retry is in seconds, up to the timing's limit. */
 const MAX_ID_IN_USE_RETRY_S = TIMING_RANGES.idInUseRetryMs.max / 1000;
 
-const HELP = `Usage: contact-point serve --relay URL --id ID (--credential-file FILE | env ${CREDENTIAL_ENV}) [flags]
+/** `--relay` given more often than this is refused: two tunnels need two nodes, a few spares are plenty. */
+export const MAX_RELAY_URLS = 8;
+
+const HELP = `Usage: contact-point serve --relay URL [--relay URL2 ...] --id ID (--credential-file FILE | env ${CREDENTIAL_ENV}) [flags]
        contact-point serve --direct-listen HOST:PORT --direct-cert FILE --direct-key FILE --id ID [flags]
 
 Runs the contact point without a window: one outbound tunnel to the relay, the peer port
@@ -71,7 +75,10 @@ shows in the flow. Allow LAN targets with --allow-target and local ports with --
 
 Flags:
   --relay URL                  the relay, e.g. wss://relay.example.com/v1 (required unless
-                               --direct-listen is given)
+                               --direct-listen is given). Repeat it (up to ${MAX_RELAY_URLS}) for nodes
+                               of a relay cluster: the contact point then holds two tunnels to two
+                               different nodes, each trying the URLs in turn; when one node dies
+                               the other tunnel carries on
   --id ID                      this contact point's id at the relay: its peers are NAME@ID (required)
   --credential-file FILE       the contact point credential's secret (from relay credential add)
   --direct-listen HOST:PORT    direct mode: accept external peers and operators here too
@@ -129,7 +136,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     args: argv,
     strict: true,
     options: {
-      relay: { type: 'string' },
+      relay: { type: 'string', multiple: true },
       id: { type: 'string' },
       'credential-file': { type: 'string' },
       'direct-listen': { type: 'string' },
@@ -159,10 +166,14 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     },
   });
   const directListen = values['direct-listen'] !== undefined ? listenFlag('--direct-listen', values['direct-listen'], '') : undefined;
-  const relayUrl =
+  const relays =
     values.relay === undefined && directListen
-      ? undefined
-      : wsUrl('--relay', required('--relay', values.relay, "the relay's URL, e.g. wss://relay.example.com/v1 (or --direct-listen HOST:PORT for direct mode)"), 'wss://relay.example.com/v1');
+      ? []
+      : required('--relay', values.relay, "the relay's URL, e.g. wss://relay.example.com/v1 (or --direct-listen HOST:PORT for direct mode)").map((u) => wsUrl('--relay', u, 'wss://relay.example.com/v1'));
+  if (relays.length > MAX_RELAY_URLS) throw new UsageError(`--relay is given ${relays.length} times; at most ${MAX_RELAY_URLS}`);
+  if (new Set(relays).size !== relays.length) throw new UsageError('--relay names the same URL twice; give each relay node once');
+  const relayUrl = relays[0];
+  const relayUrls = relays.slice(1);
   const id = name('--id', required('--id', values.id, "this contact point's id at the relay"));
   const directDomain = values['direct-domain'] !== undefined ? name('--direct-domain', values['direct-domain']) : undefined;
   if (!directListen) {
@@ -208,7 +219,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   try {
     hosted = await hostContactPoint({
       contactPoint: {
-        id, relayUrl, secret, ...floodLimits,
+        id, relayUrl, ...(relayUrls.length > 0 ? { relayUrls } : {}), secret, ...floodLimits,
         ...(directListen ? { direct: { host: directListen.listen.host, port: directListen.listen.port, ...(directTls ? { tls: directTls } : {}), ...(directDomain !== undefined ? { domain: directDomain } : {}) } } : {}), ...history, ...(values['no-mediation'] ? { mediation: false } : {}), ...(proxy !== undefined ? { proxy } : {}), ...(ca ? { ca } : {}), ...(policy ? { policy } : {}), streamLimits,
         ...(idInUseRetryMs !== undefined ? { timing: { idInUseRetryMs } } : {}),
         launch: launchView('serve', { ...values, 'log-format': ctx.logFormat === 'text' ? undefined : ctx.logFormat }, values['peer-listen'] ?? DEFAULT_PEER_LISTEN),
@@ -240,7 +251,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     shutdown.dispose();
     await metricsServer?.stop();
     await hosted.stop();
-    throw new CliError(`--relay ${relayUrl} cannot work: ${t.lastError ?? 'wrong URL'}`);
+    throw new CliError(`--relay ${t.relayUrl} cannot work: ${t.lastError ?? 'wrong URL'}`);
   };
   // Direct mode only: no tunnel to wait for (the direct listener was up when start() returned).
   const up = relayUrl === undefined ? true : await Promise.race([waitForTunnel(hosted.cp, TUNNEL_WAIT_MS), shutdown.signal.then(() => false), wrongUrl.problem]);
@@ -255,7 +266,8 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   } else {
     // The first line says the truth about the tunnel too: running, but refused, is not running.
     say(`contact point "${id}" running${relayUrl === undefined || t.state === 'connected' ? '' : t.lastErrorKind === 'refused' ? ', but the relay refuses its tunnel' : ', the tunnel not up yet'}`);
-    say(`  relay       ${relayUrl === undefined ? 'none (direct mode only)' : `${relayUrl} (${tunnelLine(t)})`}`);
+    say(`  relay       ${relayUrl === undefined ? 'none (direct mode only)' : `${relays.join(', ')} (${tunnelLine(t)})`}`);
+    for (const line of tunnelSlotLines(t)) say(`              ${line}`);
     const direct = hosted.cp.direct;
     if (direct) say(`  direct      ${direct.url} (peers NAME@${direct.domain}; ${direct.credentials.count('external')} credentials in ${join(stateDir, DIRECT_DIR)})`);
     say(`  peer port   ${hosted.cp.peerPortUrl}${lanHint(hosted.cp.peerPortUrl)}`);

@@ -28,7 +28,7 @@ import { parseAddress } from '../protocol/address.js';
 import type { LookupBody } from '../protocol/frames.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { CAPABILITY_MEDIATION, CAPABILITY_UDP_AEAD, FrameType, frameTypeName } from '../protocol/frames.js';
-import { MAX_REGISTER_PER_MINUTE } from '../protocol/limits.js';
+import { MAX_REGISTER_PER_MINUTE, TUNNEL_SLOTS } from '../protocol/limits.js';
 import { SchemaError } from '../protocol/schema.js';
 import { Status } from '../protocol/status.js';
 import { resolveTiming, type Timing, type TimingOptions } from '../protocol/timing.js';
@@ -58,12 +58,18 @@ import { contactPointStats, type ContactPointStatsSnapshot } from './stats.js';
 import { CodeCounts } from '../runtime/code-counts.js';
 import { AccessRules, NO_RULES, type AccessState } from './access-rules.js';
 import { ContentGate } from './content-check.js';
+import type { Reply } from './refusal.js';
 
 export interface ContactPointOptions {
   /** this contact point's id at the relay: the domain of its peers' addresses (`acme-hq`) */
   readonly id: string;
   /** the relay to hold the tunnel to; undefined: none (direct mode only, `direct` is then required) */
   readonly relayUrl: string | undefined;
+  /**
+   * More relay URLs (issue 12, `serve --relay` given more than once): with any, two tunnels to
+   * two different relay nodes as one logical session (gateway.ts). Absent: one tunnel to relayUrl.
+   */
+  readonly relayUrls?: readonly string[];
   /** the contact point credential's secret at the relay (unused without relayUrl) */
   readonly secret: string;
   /**
@@ -184,6 +190,8 @@ export class ContactPoint implements AdminHostApi {
   private portsSent = '';
   private startedAt = 0;
   private udp: UdpChannel | undefined;
+  /** the tunnel whose relay node offered the UDP channel */
+  private udpSlot = 0;
   private running = false;
   /** what the last PRESENCE hint said of each peer (`registered:online`), to send one per change */
   private readonly presenceSent = new Map<string, string>();
@@ -214,6 +222,7 @@ export class ContactPoint implements AdminHostApi {
     this.store = StateStore.create(opts.stateDir, () => this.persisted(registrar.persisted()), this.logger, audit, (e) => this.events.emit('audit:entry', e));
     this.gateway = new Gateway({
       relayUrl: opts.relayUrl ?? '',
+      ...(opts.relayUrls ? { relayUrls: opts.relayUrls } : {}),
       direct: opts.direct !== undefined,
       id: opts.id,
       secret: opts.secret,
@@ -222,7 +231,7 @@ export class ContactPoint implements AdminHostApi {
       capabilities: [...(opts.mediation !== false ? [CAPABILITY_MEDIATION] : []), ...(opts.udp !== false ? [CAPABILITY_UDP_AEAD] : [])],
       registeredNames: () => registrar.registeredNames(),
       timing,
-      onFrame: (f) => this.onTunnelFrame(f),
+      onFrame: (f, slot) => this.onTunnelFrame(f, slot),
       // Without a relay (direct mode only) it never dials: no proxy to look up for an empty URL.
       ...(opts.proxy !== undefined || opts.relayUrl === undefined ? { proxy: opts.relayUrl === undefined ? null : opts.proxy } : {}),
       ...(opts.ca ? { ca: opts.ca } : {}),
@@ -258,7 +267,7 @@ export class ContactPoint implements AdminHostApi {
             policy: this.ports.policy,
             portLimits: opts.streamLimits,
             mediation: this.ports.offered,
-            onFrame: (f) => this.onTunnelFrame(f, 'direct'),
+            onFrame: (f) => this.onTunnelFrame(f, 0, 'direct'),
             onUp: () => this.outbound.tunnelUp(),
             onDown: () => this.outbound.tunnelDown(this.direct?.gateway ?? NO_UPLINK),
           }, directCredentials)
@@ -268,15 +277,14 @@ export class ContactPoint implements AdminHostApi {
     this.outbound = new Outbound(traffic);
     this.collector = new Collector({ ...traffic, registrar, distributor: this.distributor, outbound: this.outbound });
 
-    this.gateway.on('up', () => {
-      this.ports.attach(this.gateway);
-      this.outbound.tunnelUp();
-    });
-    this.gateway.on('down', () => {
-      this.outbound.tunnelDown(this.gateway);
-      // Tunnel loss closes every mediated port and resets its streams: nothing stays listening.
-      this.ports.detach('tunnel lost');
-      this.closeUdp();
+    this.gateway.on('up', () => this.outbound.tunnelUp());
+    this.gateway.on('down', () => this.outbound.tunnelDown(this.gateway));
+    // Port requests, their answers and streams stay on the tunnel they came on (issue 12).
+    this.gateway.on('slotUp', (slot, link) => this.ports.attach(link, slot));
+    this.gateway.on('slotDown', (slot) => {
+      // Tunnel loss closes every mediated port of that tunnel and resets its streams: nothing stays listening.
+      this.ports.detach('tunnel lost', slot);
+      if (slot === this.udpSlot) this.closeUdp();
     });
     for (const [mediator, domain] of [[this.ports, 'relay'], ...(this.direct ? [[this.direct.ports, this.direct.domain] as const] : [])] as const) {
       mediator.on('changed', () => {
@@ -756,24 +764,31 @@ export class ContactPoint implements AdminHostApi {
     return this.gateway;
   };
 
+  /** Answers up relay tunnel `slot` (an ACK goes back the way its message came: issue 12), made once. */
+  private readonly slotReplies: Reply[] = Array.from({ length: TUNNEL_SLOTS }, (_, slot) => (f: Buffer): void => void this.gateway.sendOn(slot, f));
+  /** Answers up direct mode's tunnel. */
+  private readonly directReply: Reply = (f) => void (this.direct?.gateway ?? NO_UPLINK).send(f);
+
   /** Every mediated port: the relay tunnel's and direct mode's. */
   private portList(): PortView[] {
     return this.direct ? [...this.ports.list(), ...this.direct.ports.list()] : this.ports.list();
   }
 
-  /** A frame down the relay tunnel, or down direct mode's tunnel from its embedded relay (the same protocol). */
-  private onTunnelFrame(frame: Frame, via: 'relay' | 'direct' = 'relay'): void {
-    const uplink = via === 'direct' ? (this.direct?.gateway ?? NO_UPLINK) : this.gateway;
-    const ports = via === 'direct' && this.direct ? this.direct.ports : this.ports;
+  /**
+   * A frame down relay tunnel `slot`, or (`via` 'direct') down direct mode's tunnel from its
+   * embedded relay (the same protocol).
+   */
+  private onTunnelFrame(frame: Frame, slot: number, via: 'relay' | 'direct' = 'relay'): void {
+    const reply = via === 'direct' ? this.directReply : (this.slotReplies[slot] ?? this.slotReplies[0]!);
     switch (frame.type) {
       case FrameType.MSG:
-        return this.collector.fromTunnel(frame, (f) => void uplink.send(f));
+        return this.collector.fromTunnel(frame, reply);
       case FrameType.ACK:
         return this.outbound.ackFromTunnel(frame);
       case FrameType.REACHABLE:
         return this.outbound.reachable(decodeControl(frame, FrameType.REACHABLE));
       case FrameType.LOOKUP:
-        return this.answerLookup(decodeControl(frame, FrameType.LOOKUP), uplink);
+        return this.answerLookup(decodeControl(frame, FrameType.LOOKUP), reply);
       case FrameType.GOAWAY:
         this.logger.info(via === 'direct' ? 'direct listener is going away' : 'relay is going away', { reason: decodeControl(frame, FrameType.GOAWAY).reason });
         return;
@@ -787,9 +802,10 @@ export class ContactPoint implements AdminHostApi {
           this.logger.info('udp channel: the relay offers an unencrypted UDP channel (an older relay); datagrams stay in the tunnel', { version: offer.version ?? 1 });
           return;
         }
-        const udp = new UdpChannel(new URL(this.opts.relayUrl ?? '').hostname, offer, offer.port, (d) => this.ports.datagramIn(d), this.logger);
+        const udp = new UdpChannel(new URL(this.gateway.urlOf(slot)).hostname, offer, offer.port, (d) => this.ports.datagramIn(d), this.logger);
         this.udp = udp;
-        this.ports.setUdpChannel(udp);
+        this.udpSlot = slot;
+        this.ports.setUdpChannel(udp, slot);
         void udp.start();
         return;
       }
@@ -799,7 +815,7 @@ export class ContactPoint implements AdminHostApi {
         return;
       }
       default:
-        if (ports.handleFrame(frame)) return;
+        if (via === 'direct' ? this.direct?.ports.handleFrame(frame) : this.ports.handleFrame(frame, slot)) return;
         throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} not expected on the tunnel`);
     }
   }
@@ -857,7 +873,7 @@ export class ContactPoint implements AdminHostApi {
    * `hidden`, for every name alike; the others hear online, offline (registered, not connected)
    * or unregistered (also for pending, revoked and unknown names: what a sender learns).
    */
-  private answerLookup(body: LookupBody, uplink: Uplink): void {
+  private answerLookup(body: LookupBody, reply: Reply): void {
     const to = parseAddress(body.address);
     const name = to?.domain === this.opts.id ? to.name : undefined;
     let peer: 'online' | 'offline' | 'unregistered' | 'hidden';
@@ -865,7 +881,7 @@ export class ContactPoint implements AdminHostApi {
     else if (body.from === undefined || !this.rules.allows(name, body.from)) peer = 'hidden';
     else if (!this.registrar.isRegistered(name)) peer = 'unregistered';
     else peer = this.registrar.isOnline(name) ? 'online' : 'offline';
-    uplink.send(encodeControl(FrameType.LOOKUP_RESULT, { req: body.req, address: body.address, office: 'connected', peer }));
+    reply(encodeControl(FrameType.LOOKUP_RESULT, { req: body.req, address: body.address, office: 'connected', peer }));
   }
 
   /**

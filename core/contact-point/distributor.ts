@@ -37,6 +37,8 @@ export interface DistributorDeps {
 export class Distributor {
   /** ACKs from LAN peers for messages not delivered to them (not forwarded) */
   strayAcks = 0;
+  /** messages from the tunnel that came again (a retry, maybe on the other tunnel) while the peer had the first copy */
+  duplicatesInFlight = 0;
 
   constructor(private readonly d: DistributorDeps) {}
 
@@ -92,7 +94,14 @@ export class Distributor {
     if (session.inflight.size >= MAX_IN_FLIGHT_PER_PEER) {
       return refuse(this.d.flow, msg, Status.QUEUE_FULL, dir, reply, `${MAX_IN_FLIGHT_PER_PEER} messages await this peer's acknowledgement`);
     }
-    session.inflight.set(`${msg.from}\n${msg.id}`, { size: msg.payload.length, at: Date.now(), dir });
+    const key = `${msg.from}\n${msg.id}`;
+    if (dir === 'in' && session.inflight.has(key)) {
+      // The peer has this message and its ACK will follow (PROTOCOL.md 9.4): a copy that came
+      // again, maybe on the other of two tunnels, is not handed to it twice.
+      this.duplicatesInFlight++;
+      return;
+    }
+    session.inflight.set(key, { size: msg.payload.length, at: Date.now(), dir, ...(dir === 'in' ? { back: reply } : {}) });
     session.link.send(raw);
   }
 
@@ -115,6 +124,7 @@ export class Distributor {
     const to = parseAddress(ack.to);
     if (!to) return;
     if (to.domain === this.d.id) this.d.peers.get(to.name)?.link.send(frame.raw);
+    else if (entry.back) entry.back(frame.raw);
     else this.d.uplinkFor(to.domain).send(frame.raw);
   }
 

@@ -35,6 +35,8 @@ export interface InFlight {
   readonly at: number;
   /** where the ACK must go and how to record it */
   readonly dir: 'in' | 'local';
+  /** from the tunnel (`in`): the way back, the tunnel it came on (issue 12: there may be two) */
+  readonly back?: (frame: Buffer) => void;
 }
 
 /** One connected internal peer (seed 000, peer interface 250). */

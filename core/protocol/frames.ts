@@ -1,4 +1,4 @@
-import { MAX_MESSAGE_BYTES, MAX_NAME_LENGTH, MAX_PEERS_PER_ANNOUNCE, MAX_REASON_LENGTH } from './limits.js';
+import { MAX_MESSAGE_BYTES, MAX_NAME_LENGTH, MAX_PEERS_PER_ANNOUNCE, MAX_REASON_LENGTH, TUNNEL_SLOTS } from './limits.js';
 import { nameSchema } from './name.js';
 import { bool, int, list, obj, oneOf, optional, str, type Infer, type Schema } from './schema.js';
 import { TIMING_RANGES } from './timing.js';
@@ -87,6 +87,13 @@ export const CAPABILITY_ADAPTIVE_KEEPALIVE = 'adaptive-keepalive';
  */
 export const CAPABILITY_LOOKUP = 'lookup';
 
+/**
+ * HELLO `env.capabilities` entry: the client understands WELCOME `node` (issue 12). A relay node
+ * names itself only to clients that said so (or sent a `slot`): an older client refuses a
+ * WELCOME with a field it does not know.
+ */
+export const CAPABILITY_NODE = 'node';
+
 /** MSG flag: this is a retry of an id sent before (informational; receivers dedupe by id anyway). */
 export const FLAG_RETRY = 0x01;
 
@@ -122,6 +129,11 @@ export const helloSchema = obj({
    * credential (the holder is probed, and while alive it keeps the id: ID_IN_USE).
    */
   instance: optional(str({ min: 8, max: 64, pattern: /^[A-Za-z0-9_-]+$/, patternText: 'must be base64url' })),
+  /**
+   * contact points with two tunnels (issue 12): which of them this is, 0 or 1 (TUNNEL_SLOTS).
+   * Absent: 0. Tunnels in different slots live side by side; a new one replaces only its own slot.
+   */
+  slot: optional(int({ min: 0, max: TUNNEL_SLOTS - 1 })),
 });
 
 export const welcomeSchema = obj({
@@ -131,6 +143,8 @@ export const welcomeSchema = obj({
   address: optional(str({ max: 2 * MAX_NAME_LENGTH + 1 })),
   /** internal peers: their registration state at the contact point */
   state: optional(oneOf(['unregistered', 'pending', 'registered', 'revoked'] as const)),
+  /** a relay node of a cluster: its node id, to clients whose HELLO had a `slot` or CAPABILITY_NODE */
+  node: optional(str({ min: 1, max: 32 })),
   limits: obj({
     maxMessageBytes: int({ min: 1, max: MAX_MESSAGE_BYTES }),
     pingIntervalMs: int(TIMING_RANGES.pingIntervalMs),

@@ -144,6 +144,8 @@ export const REACHABLE_WAIT_MS = 60_000;
  * a session whose connection died silently counts until the relay drops it (25 s, PROTOCOL.md 12).
  */
 export const MAX_SESSIONS_PER_CREDENTIAL = 8;
+/** Tunnels one contact point holds at once, to different relay nodes (issue 12; HELLO `slot` 0..TUNNEL_SLOTS-1). */
+export const TUNNEL_SLOTS = 2;
 /**
  * While a credential has two or more sessions, the relay remembers which of them sent each
  * message it routed, until that message's ACK comes back, so the ACK reaches its sender;

@@ -240,7 +240,8 @@ export class Admission {
       link.fault(Status.SHUTTING_DOWN, 'this relay node lost its cluster connection; connect to another node');
       return;
     }
-    const holder = kind === 'contact-point' ? this.host.sessions.tunnels.get(hello.id) : undefined;
+    // Per slot (issue 12): a contact point's tunnel in another slot is not a holder of this one.
+    const holder = kind === 'contact-point' ? this.host.sessions.tunnelIn(hello.id, hello.slot ?? 0) : undefined;
     // Only the same instance (a reconnect the holder's own side already gave up on) replaces a
     // holder at once. Another instance, or a client too old to say which it is, waits for a
     // liveness probe of the holder: two live contact points with one credential would otherwise
@@ -308,7 +309,7 @@ export class Admission {
     void this.probe(holder).then((alive) => {
       if (!link.isOpen) return; // the newcomer gave up meanwhile
       if (!alive) return this.onHello(link, hello, remote, holder);
-      if (this.host.sessions.tunnels.get(hello.id) !== holder) return this.onHello(link, hello, remote); // it left meanwhile: decide again
+      if (this.host.sessions.tunnelIn(hello.id, hello.slot ?? 0) !== holder) return this.onHello(link, hello, remote); // it left meanwhile: decide again
       this.refuse(link, Status.ID_IN_USE, `contact-point ${hello.id}`, idInUse(hello.id, { remote: holder.remote, host: holder.env?.host, since: holder.since }));
     });
   }

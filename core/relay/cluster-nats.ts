@@ -1,6 +1,7 @@
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { connect, type Msg, type NatsConnection, type QueuedIterator, type Subscription } from '@nats-io/transport-node';
 import type { ClusterView } from '../admin/relay-contract.js';
+import { TUNNEL_SLOTS } from '../protocol/limits.js';
 import { Backoff } from '../runtime/backoff.js';
 import type { Logger } from '../runtime/logger.js';
 import { NODE_ID_PATTERN, NODE_ID_RULE, REMOTE_PROBE_MARGIN_MS, type Cluster, type ClusterHost, type HolderInfo, type RemotePlace } from './cluster.js';
@@ -195,7 +196,7 @@ export class NatsCluster implements Cluster {
   private readonly remote = new Map<string, Map<string, Claim>>();
   /** presence keys this node wrote -> the revision of the first put of the session it holds */
   private readonly own = new Map<string, { session: string; revision: number | undefined }>();
-  /** cp id -> this node's subscription to its subject */
+  /** cp id -> this node's subscription to its subject (one for both slots when both are here) */
   private readonly cpSubs = new Map<string, Subscription>();
   private nodeSubs: Subscription[] = [];
   private watcher: BucketWatch | undefined;
@@ -289,7 +290,7 @@ export class NatsCluster implements Cluster {
   }
 
   closed(s: RelaySession): void {
-    if (s.kind === 'contact-point') {
+    if (s.kind === 'contact-point' && this.sessions.tunnelsOf(s.id).length === 0) {
       try {
         this.cpSubs.get(s.id)?.unsubscribe();
       } catch {
@@ -366,7 +367,7 @@ export class NatsCluster implements Cluster {
       if (cp !== undefined) this.remote.delete(`t:${cp}`);
     } else if (kind === 'n' && token) {
       for (const [k, byNode] of this.remote) {
-        byNode.delete(token);
+        for (const [where, c] of byNode) if (c.place.node === token) byNode.delete(where);
         if (byNode.size === 0) this.remote.delete(k);
       }
     }
@@ -384,7 +385,8 @@ export class NatsCluster implements Cluster {
     for (const [key, byNode] of this.remote) {
       const kind = key.startsWith('t:') ? 't' : 'e';
       const id = key.slice(2);
-      for (const [node, c] of byNode) {
+      for (const c of byNode.values()) {
+        const node = c.place.node;
         if (now - c.seenAt > LEASE_MS) continue;
         if (kind === 'e') tally.node(node).externals++;
         else {
@@ -398,7 +400,7 @@ export class NatsCluster implements Cluster {
 
   /** The presence key of a session held here. */
   private ownKey(s: RelaySession): string {
-    return presenceKey(s.kind === 'contact-point' ? 't' : 'e', s.id, this.node);
+    return s.kind === 'contact-point' ? presenceKey('t', s.id, this.node, s.slot) : presenceKey('e', s.id, this.node);
   }
 
   private get probePrefix(): string {
@@ -452,32 +454,34 @@ export class NatsCluster implements Cluster {
   private onPresence(e: KvWatchEntry): void {
     const parsed = parsePresenceKey(e.key);
     if (!parsed) return;
-    const { kind, id, node } = parsed;
+    const { kind, id, node, slot } = parsed;
     if (node === this.node) {
       // A record of ours for a session we no longer hold (left from before a disconnect): remove it.
       if (e.operation === 'PUT' && !this.own.has(e.key)) void this.kv.delete(e.key).catch(() => undefined);
       return;
     }
     const mapKey = `${kind}:${id}`;
+    // A contact point's two tunnels (issue 12) may both be on one node: one claim per node and slot.
+    const where = slot === 0 ? node : `${node}.${slot}`;
     let byNode = this.remote.get(mapKey);
     if (e.operation !== 'PUT') {
-      byNode?.delete(node);
+      byNode?.delete(where);
       if (byNode?.size === 0) this.remote.delete(mapKey);
       return;
     }
     const record = e.json<PresenceRecord>();
     if (typeof record.session !== 'string') return;
-    const prev = byNode?.get(node);
+    const prev = byNode?.get(where);
     if (prev?.session === record.session) {
       prev.seenAt = Date.now();
       return;
     }
     if (!byNode) this.remote.set(mapKey, (byNode = new Map<string, Claim>()));
-    byNode.set(node, { session: record.session, firstRevision: e.revision, seenAt: Date.now(), place: { kind: 'remote', node }, instance: typeof record.instance === 'string' ? record.instance : undefined });
+    byNode.set(where, { session: record.session, firstRevision: e.revision, seenAt: Date.now(), place: { kind: 'remote', node }, instance: typeof record.instance === 'string' ? record.instance : undefined });
     if (kind === 't') {
-      // Two nodes with a tunnel of one contact point: the newer claim stands, the older tunnel closes.
-      const mine = this.own.get(presenceKey('t', id, this.node));
-      if (mine?.revision !== undefined && e.revision > mine.revision) this.host?.tunnelMoved(id, node);
+      // Two nodes with a tunnel of one contact point in one slot: the newer claim stands, the older tunnel closes.
+      const mine = this.own.get(presenceKey('t', id, this.node, slot));
+      if (mine?.revision !== undefined && e.revision > mine.revision) this.host?.tunnelMoved(id, node, slot);
       this.host?.reachableElsewhere('contact-point', id);
     } else {
       this.host?.reachableElsewhere('external', id);
@@ -513,15 +517,17 @@ export class NatsCluster implements Cluster {
   }
 }
 
-function presenceKey(kind: PresenceKind, id: string, node: string): string {
-  return `${kind}.${subjectToken(id)}.${node}`;
+/** A tunnel in slot 1 (issue 12) has its own record, `t.<hex cp id>.<node>.1`; slot 0's key is as before. */
+function presenceKey(kind: PresenceKind, id: string, node: string, slot = 0): string {
+  return `${kind}.${subjectToken(id)}.${node}${slot === 0 ? '' : `.${slot}`}`;
 }
 
 /** The reverse of presenceKey(); undefined for a key of another form. */
-function parsePresenceKey(key: string): { kind: PresenceKind; id: string; node: string } | undefined {
-  const [kind, token, node] = key.split('.');
+function parsePresenceKey(key: string): { kind: PresenceKind; id: string; node: string; slot: number } | undefined {
+  const [kind, token, node, slotToken] = key.split('.');
   const id = token !== undefined ? fromToken(token) : undefined;
-  return (kind === 't' || kind === 'e') && id !== undefined && node !== undefined ? { kind, id, node } : undefined;
+  const slot = slotToken === undefined ? 0 : /^[1-9]$/.test(slotToken) && Number(slotToken) < TUNNEL_SLOTS ? Number(slotToken) : -1;
+  return (kind === 't' || kind === 'e') && id !== undefined && node !== undefined && slot >= 0 ? { kind, id, node, slot } : undefined;
 }
 
 /** Per-node office and session counts and where each office is, sorted as the status shows them. */
@@ -568,8 +574,8 @@ export async function readClusterPresence(servers: readonly string[], logger: Lo
   try {
     const kv = await openBucket(nc, PRESENCE_BUCKET, { ttl: LEASE_MS, replicas: 1 });
     const tally = new ClusterTally();
-    /** office -> the newest record within its lease (a node cut off from NATS cannot delete its old one) */
-    const tunnels = new Map<string, { node: string; revision: number }>();
+    /** office and slot -> the newest record within its lease (a node cut off from NATS cannot delete its old one) */
+    const tunnels = new Map<string, { id: string; node: string; revision: number }>();
     const now = Date.now();
     for await (const key of await kv.keys()) {
       const parsed = parsePresenceKey(key);
@@ -577,11 +583,11 @@ export async function readClusterPresence(servers: readonly string[], logger: Lo
       const e = await kv.get(key);
       if (!e || e.operation !== 'PUT' || now - e.created.getTime() > LEASE_MS) continue;
       if (parsed.kind === 'e') tally.node(parsed.node).externals++;
-      else if ((tunnels.get(parsed.id)?.revision ?? -1) < e.revision) tunnels.set(parsed.id, { node: parsed.node, revision: e.revision });
+      else if ((tunnels.get(`${parsed.id}\n${parsed.slot}`)?.revision ?? -1) < e.revision) tunnels.set(`${parsed.id}\n${parsed.slot}`, { id: parsed.id, node: parsed.node, revision: e.revision });
     }
-    for (const [id, t] of tunnels) {
+    for (const t of tunnels.values()) {
       tally.node(t.node).offices++;
-      tally.offices.push({ id, node: t.node });
+      tally.offices.push({ id: t.id, node: t.node });
     }
     return tally.sorted();
   } finally {

@@ -3,7 +3,7 @@ import type { RelayStatusView } from '../admin/relay-contract.js';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { decodeControl, type Frame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_REACHABLE, FrameType, frameTypeName } from '../protocol/frames.js';
+import { CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_NODE, CAPABILITY_REACHABLE, FrameType, frameTypeName } from '../protocol/frames.js';
 import { NameService } from './name-service.js';
 import type { CloseInfo, Link } from '../protocol/link.js';
 import { MAX_MESSAGE_BYTES, MAX_PEERS_PER_CONTACT_POINT, PING_INTERVAL_MS, RELAY_RATE_PER_SENDER } from '../protocol/limits.js';
@@ -191,9 +191,9 @@ export class Relay {
         else this.router.tellReachable(`${id}@${this.name}`, { domain: this.name, name: id });
       },
       probeTunnel: (cp) => this.admission.probeTunnel(cp),
-      tunnelMoved: (cp, node) => this.sessions.tunnels.get(cp)?.link.fault(Status.REPLACED, `a newer tunnel of this contact point connected to relay node ${node}`),
+      tunnelMoved: (cp, node, slot) => this.sessions.tunnelIn(cp, slot)?.link.fault(Status.REPLACED, `a newer tunnel of this contact point connected to relay node ${node}`),
       dropTunnels: (reason) => {
-        for (const t of [...this.sessions.tunnels.values()]) t.link.fault(Status.SHUTTING_DOWN, reason);
+        for (const t of [...this.sessions.allTunnels()]) t.link.fault(Status.SHUTTING_DOWN, reason);
       },
     });
     const server = createGuardedServer({ tls: this.opts.tls, limits: this.opts.http, onRequest: this.onRequest, onUpgrade: this.admission.onUpgrade });
@@ -366,7 +366,7 @@ export class Relay {
     let session: RelaySession;
     if (kind === 'contact-point') {
       const control = this.controlServer.openChannel(hello.id, link);
-      session = { ...base, kind, peers: new Set<string>(), env: hello.env, control, instance: hello.instance, probe: undefined, senders: new Set<string>() };
+      session = { ...base, kind, peers: new Set<string>(), env: hello.env, control, instance: hello.instance, slot: hello.slot ?? 0, probe: undefined, senders: new Set<string>() };
       if (holder) this.router.sendersWait(holder);
       this.sessions.setTunnel(session);
       this.stats.tunnelsOpened++;
@@ -387,6 +387,8 @@ export class Relay {
       version,
       session: session.session,
       address: session.kind === 'external' ? session.address : session.id,
+      // A cluster node names itself to a contact point that can tell its two tunnels' nodes apart (issue 12).
+      ...(this.cluster.node !== undefined && (hello.slot !== undefined || hello.env?.capabilities?.includes(CAPABILITY_NODE)) ? { node: this.cluster.node } : {}),
       limits: { maxMessageBytes: this.maxMessageBytes, pingIntervalMs: this.opts.pingIntervalMs ?? PING_INTERVAL_MS },
       ...(adaptive ? { capabilities: [CAPABILITY_ADAPTIVE_KEEPALIVE] } : {}),
     });

@@ -43,7 +43,7 @@ export class RelayStats {
       bytesOut += link.stats.bytesOut;
     }
     let streams = 0;
-    for (const t of view.sessions.tunnels.values()) streams += t.control.mux.size;
+    for (const t of view.sessions.allTunnels()) streams += t.control.mux.size;
     let operators = 0;
     let operatorPorts = 0;
     for (const e of view.sessions.all()) {

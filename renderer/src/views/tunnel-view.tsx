@@ -2,6 +2,7 @@ import { useState } from 'react';
 import type { DirectView, TunnelView as Tunnel } from '../../../core/admin/contract.js';
 import { ConfirmDialog, type ConfirmRequest } from '../components/confirm-dialog';
 import { useNow } from '../components/use-now';
+import { tunnelSlotText } from '../../../core/admin/tunnel-slots.js';
 import { formatBytes, formatClock, formatCount, formatDuration } from '../format/units';
 import { reconnectTunnel } from '../store/commands';
 import { useApp, useCtx } from '../store/context';
@@ -81,8 +82,23 @@ export function TunnelView() {
       <dl className="facts">
         <div>
           <dt>Relay</dt>
-          <dd className="mono">{t.relayUrl}</dd>
+          <dd className="mono">
+            {t.relayUrl}
+            {t.node !== undefined ? <span className="muted"> · node {t.node}</span> : null}
+          </dd>
         </div>
+        {t.tunnels ? (
+          <div>
+            <dt>Tunnels</dt>
+            <dd data-testid="tunnel-slots">
+              {t.tunnels.map((s) => (
+                <span key={s.slot} className="mono slot-line" data-state={s.state}>
+                  <span className={`dot ${s.state}`} aria-hidden="true" /> {tunnelSlotText(s)}
+                </span>
+              ))}
+            </dd>
+          </div>
+        ) : null}
         <div>
           <dt>Session</dt>
           <dd className="mono">{t.session ?? '—'}</dd>
@@ -127,7 +143,7 @@ export function TunnelView() {
         <div>
           <dt>Peers served</dt>
           <dd>
-            {formatCount(t.peersServed)} over one tunnel
+            {formatCount(t.peersServed)} over {t.tunnels ? 'the tunnels' : 'one tunnel'}
             <span className="muted"> · {formatCount(saved)} relay connection{saved === 1 ? '' : 's'} saved</span>
           </dd>
         </div>
