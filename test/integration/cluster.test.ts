@@ -275,6 +275,7 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     const text = relayStatusText(hq.relay.statusSnapshot()).join('\n');
     expect(text).toMatch(/CLUSTER \(as node v1 sees it\)/);
     expect(text).toMatch(/view-branch\s+v2/);
+    expect(text).toMatch(/messages\s+0 routed, 0 forwarded to other nodes, 0 refused/);
   });
 
   it('tells a sender on another node REACHABLE when the office it was refused for comes up (9.5 across nodes)', async () => {
