@@ -264,14 +264,14 @@ export class NatsCluster implements Cluster {
     const far = this.bestClaim(`t:${cp}`);
     if (!far || (instance !== undefined && instance === far.instance)) return undefined;
     const node = far.place.node;
-    return this.nc.request(`relay.node.${node}.probe.${subjectToken(cp)}`, undefined, { timeout: probeMs + REMOTE_PROBE_MARGIN_MS }).then(
-      (m) => {
+    return this.nc
+      .request(`relay.node.${node}.probe.${subjectToken(cp)}`, undefined, { timeout: probeMs + REMOTE_PROBE_MARGIN_MS })
+      .then((m) => {
         const a = m.data.length > 0 ? m.json<{ remote?: unknown; host?: unknown; since?: unknown }>() : {};
         return typeof a.remote === 'string' && typeof a.since === 'number' ? { remote: a.remote, host: typeof a.host === 'string' ? a.host : undefined, since: a.since, node } : undefined;
-      },
-      // No answer in time, or nobody there any more: nothing alive holds it.
-      () => undefined,
-    );
+      })
+      // No answer in time, nobody there any more, or an answer that does not parse: nothing alive holds it.
+      .catch(() => undefined);
   }
 
   externalAt(name: string, node: string): boolean {

@@ -4,7 +4,7 @@ import type { DeliveryError } from '../../core/protocol/errors.js';
 import { Status } from '../../core/protocol/status.js';
 import { PeerClient, type InboundMessage } from '../../core/peer/peer-client.js';
 import { Kvm } from '@nats-io/kv';
-import { decodeAck, decodeFrame, encodeMsg } from '../../core/protocol/codec.js';
+import { decodeAck, decodeFrame, encodeAck, encodeMsg } from '../../core/protocol/codec.js';
 import { connectNats, joinNatsCluster, openClusterCredentials, PRESENCE_BUCKET, subjectToken } from '../../core/relay/cluster-nats.js';
 import type { CredentialStore } from '../../core/relay/credentials.js';
 import { Relay } from '../../core/relay/relay.js';
@@ -275,6 +275,7 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     const text = relayStatusText(hq.relay.statusSnapshot()).join('\n');
     expect(text).toMatch(/CLUSTER \(as node v1 sees it\)/);
     expect(text).toMatch(/view-branch\s+v2/);
+    expect(text).toMatch(/messages\s+0 routed, 0 forwarded to other nodes, 0 refused/);
   });
 
   it('tells a sender on another node REACHABLE when the office it was refused for comes up (9.5 across nodes)', async () => {
@@ -294,6 +295,31 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     expect(Date.now() - upAt).toBeLessThan(1_500);
     expect(alice.stats.reachable).toBeGreaterThan(0);
   }, 30_000);
+
+  it('makes a sender wait for REACHABLE when the holding node refused its message (the tunnel or session left meanwhile)', async () => {
+    const r1 = await node('r1');
+    const r2 = await node('r2');
+    const alice = await external(r2, 'alice');
+    await admin.store.add('contact-point', 'gone-office');
+    const bobSecret = await admin.store.add('external', 'bob');
+    await known([r1, r2], 'contact-point', 'gone-office');
+    await known([r1, r2], 'external', 'bob');
+    // What r1 answers on r2's reply subject when a message r2 forwarded finds the tunnel (the session) gone.
+    const refusalFromR1 = (from: string, status: number, subject: string): void =>
+      admin.nc.publish(`relay.node.r2.nr.${subject}`, encodeAck({ id: `m-${from}`, to: 'alice@relay', from, status, reason: 'left meanwhile' }));
+    refusalFromR1('printer@gone-office', Status.CONTACT_POINT_OFFLINE, `t.${subjectToken('gone-office')}`);
+    refusalFromR1('bob@relay', Status.PEER_OFFLINE, 'n.r1');
+    await waitFor(() => alice.stats.unmatchedAcks === 2, 5_000, 'both refusals passed on to alice');
+    // The office comes up on r1: alice hears REACHABLE {domain: gone-office}.
+    await contactPoint('gone-office', r1.url, [r1, r2]);
+    await waitFor(() => alice.stats.reachable === 1, 5_000, 'REACHABLE for the office');
+    // Bob connects on r1: alice hears REACHABLE {domain: relay, name: bob}.
+    const bob = new PeerClient({ role: 'external', url: r1.url, name: 'bob', secret: bobSecret, logger, timing: FAST });
+    cleanups.push(() => bob.stop());
+    bob.start();
+    await bob.ready();
+    await waitFor(() => alice.stats.reachable === 2, 5_000, 'REACHABLE for bob');
+  });
 
   it('resends at once what a sender on another node sent into a tunnel that then was replaced (REACHABLE to remote senders)', async () => {
     const r1 = await node('r1', { takeoverProbeMs: 500 });
