@@ -16,6 +16,8 @@ export const DIRECT_DOMAIN = 'direct';
 export const DIRECT_DIR = 'direct';
 /** How often the direct credentials file is checked for changes: a removed credential's live sessions close within this. */
 export const DIRECT_CREDENTIALS_POLL_MS = 2_000;
+/** How long start() waits for the contact point's own tunnel to its embedded relay (over loopback: normally milliseconds). */
+export const DIRECT_TUNNEL_START_MS = 10_000;
 
 export interface DirectOptions {
   /** the direct listener's address and port (serve --direct-listen) */
@@ -147,7 +149,11 @@ export class DirectMode {
       direct: true,
     });
     this.tunnel = tunnel;
-    const up = new Promise<void>((resolve) => tunnel.once('up', resolve));
+    let timer: NodeJS.Timeout | undefined;
+    const up = new Promise<void>((resolve, reject) => {
+      tunnel.once('up', resolve);
+      timer = setTimeout(() => reject(new Error(`direct mode: the contact point's tunnel to its own listener was not up within ${DIRECT_TUNNEL_START_MS} ms: ${tunnel.status().lastError ?? 'no answer'}`)), DIRECT_TUNNEL_START_MS);
+    });
     tunnel.on('up', () => {
       this.ports.attach(tunnel);
       this.host.onUp();
@@ -157,7 +163,11 @@ export class DirectMode {
       this.host.onDown();
     });
     tunnel.start();
-    await up;
+    try {
+      await up;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async stop(): Promise<void> {
