@@ -235,6 +235,7 @@ export class ContactPoint implements AdminHostApi {
             software: `contact-point/${VERSION}`,
             registeredNames: () => registrar.registeredNames(),
             policy: this.ports.policy,
+            tunnelPorts: this.ports,
             portLimits: opts.streamLimits,
             onFrame: (f) => this.onTunnelFrame(f, 'direct'),
             onUp: () => this.outbound.tunnelUp(),

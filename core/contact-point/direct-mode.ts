@@ -44,6 +44,8 @@ export interface DirectHost {
   readonly registeredNames: () => string[];
   /** the admin's port policy: the same object the tunnel's mediator uses, so one policy rules both */
   readonly policy: PortPolicy;
+  /** the relay tunnel's mediator: direct mode's shares its port and stream limits */
+  readonly tunnelPorts: PortMediator;
   readonly portLimits: Partial<PortLimits> | undefined;
   /** every frame the embedded relay sends down the direct tunnel */
   readonly onFrame: (frame: Frame) => void;
@@ -101,6 +103,7 @@ export class DirectMode {
     this.domain = checkDirectDomain(opts.domain ?? DIRECT_DOMAIN, host.id);
     this.credentials = credentials;
     this.ports = new PortMediator(host.policy, host.logger, host.portLimits, DIRECT_PORT_IDS);
+    host.tunnelPorts.shareLimitsWith(this.ports);
     this.relay = new Relay({
       credentials,
       host: opts.host,

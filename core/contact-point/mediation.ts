@@ -111,6 +111,8 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   private mux: StreamMux | undefined;
   private link: MuxLink | undefined;
   private nextId: number;
+  /** the mediator sharing this one's contact point limits (shareLimitsWith) */
+  private sibling: PortMediator | undefined;
   /** the UDP channel to the relay while it is alive; datagrams fall back to the tunnel */
   private udp: { send(d: OutgoingDatagram): boolean } | undefined;
   private nextStream = -1;
@@ -141,6 +143,21 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     super();
     this.nextId = ids.first;
     this.limits = { ...DEFAULT_PORT_LIMITS, ...limits };
+  }
+
+  /**
+   * Direct mode's mediator and the relay tunnel's count against one set of contact point limits
+   * (maxPorts, maxStreams: "at this contact point"): each counts the other's ports and streams.
+   */
+  shareLimitsWith(other: PortMediator): void {
+    this.sibling = other;
+    other.sibling = this;
+  }
+
+  /** Streams of the mediator this one shares its limits with (0 without one). */
+  private siblingStreams(): number {
+    const s = this.sibling;
+    return s ? (s.mux?.size ?? 0) + s.connecting : 0;
   }
 
   /** A tunnel is up: requests may come. */
@@ -308,7 +325,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   }
 
   private checkPortLimits(operator: string): void {
-    if (this.ports.size >= this.limits.maxPorts) throw new RequestError(Status.PORT_LIMIT, `${this.limits.maxPorts} ports are open`);
+    if (this.ports.size + (this.sibling?.ports.size ?? 0) >= this.limits.maxPorts) throw new RequestError(Status.PORT_LIMIT, `${this.limits.maxPorts} ports are open`);
     let mine = 0;
     for (const p of this.ports.values()) if (p.operator === operator) mine++;
     if (mine >= this.limits.maxPerOperator) throw new RequestError(Status.PORT_LIMIT, `${operator} has ${mine} ports open`);
@@ -376,7 +393,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     const mux = this.mux;
     if (!mux) throw new RequestError(Status.WRONG_STATE, 'no tunnel');
     if (mux.get(streamId)) throw new RequestError(Status.BAD_REQUEST, `stream ${streamId} is in use`);
-    if (mux.size + this.connecting >= this.limits.maxStreams) throw new RequestError(Status.STREAM_LIMIT, `${this.limits.maxStreams} streams are open at this contact point`);
+    if (mux.size + this.connecting + this.siblingStreams() >= this.limits.maxStreams) throw new RequestError(Status.STREAM_LIMIT, `${this.limits.maxStreams} streams are open at this contact point`);
     const target = await this.policy.resolveTarget(req.host, req.targetPort);
     if (!target.ok) throw new RequestError(target.unsafe ? Status.UNSAFE_TARGET : Status.PERMISSION_DENIED, target.reason);
     p.state = 'connecting';
@@ -409,7 +426,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     if (p.streams.size + p.connecting >= this.limits.maxStreamsPerExposure) {
       throw new RequestError(Status.STREAM_LIMIT, `${this.limits.maxStreamsPerExposure} connections of this exposure are open at the contact point`);
     }
-    if (mux.size + this.connecting >= this.limits.maxStreams) throw new RequestError(Status.STREAM_LIMIT, `${this.limits.maxStreams} streams are open at this contact point`);
+    if (mux.size + this.connecting + this.siblingStreams() >= this.limits.maxStreams) throw new RequestError(Status.STREAM_LIMIT, `${this.limits.maxStreams} streams are open at this contact point`);
     p.connecting++;
     this.connecting++;
     try {
@@ -480,7 +497,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
 
   private accepted(p: PortEntry, socket: Socket): void {
     const mux = this.mux;
-    if (!mux || mux.size + this.connecting >= this.limits.maxStreams) {
+    if (!mux || mux.size + this.connecting + this.siblingStreams() >= this.limits.maxStreams) {
       socket.resetAndDestroy();
       this.refusedByCode.add(Status.STREAM_LIMIT);
       p.refusals.add(Status.STREAM_LIMIT, mux ? `${this.limits.maxStreams} streams are open at this contact point` : 'no tunnel');
