@@ -12,6 +12,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8';
 import { ContactPoint } from '../core/contact-point/contact-point.js';
 import { contactPointMetrics } from '../core/contact-point/metrics.js';
 import { relayMetrics } from '../core/relay/metrics.js';
@@ -252,7 +253,7 @@ async function startContactPoint(config: {
       if (stateDir) await rm(stateDir, { recursive: true, force: true });
     },
     ops: {
-      tunnel: () => ({ ...cp.gateway.status(), wire: wireBytes(tunnelLink()) }),
+      tunnel: () => ({ ...cp.gateway.status(), wire: wireBytes(tunnelLink()), keepaliveMode: cp.gateway.keepaliveMode }),
       peers: () => ({ known: cp.registrar.size, registered: cp.registrar.registeredNames().length, connections: cp.peerPort.connections }),
       flow: () => cp.flow.totals(),
       history: async () => {
@@ -375,7 +376,18 @@ async function main(): Promise<void> {
       void finish();
       return;
     }
-    const handler = req.op === 'cpu' ? () => process.cpuUsage() : req.op === 'usage' ? () => process.resourceUsage() : req.op === 'io' ? () => ({ ...io }) : (ops[req.op] ?? (req.op === 'memory' ? () => memory() : undefined));
+    const handler =
+      req.op === 'cpu'
+        ? () => process.cpuUsage()
+        : req.op === 'usage'
+          ? () => process.resourceUsage()
+          : req.op === 'io'
+            ? () => ({ ...io })
+            : req.op === 'heapSpaces'
+              ? () => getHeapSpaceStatistics()
+              : req.op === 'heapSnapshot'
+              ? (a: unknown) => writeHeapSnapshot((a as { path: string }).path)
+              : (ops[req.op] ?? (req.op === 'memory' ? () => memory() : undefined));
     const reply = (r: Response): void => send(r);
     if (!handler) {
       reply({ id: req.id, ok: false, error: `no op "${req.op}" for role ${role}` });

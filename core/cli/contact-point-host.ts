@@ -205,6 +205,7 @@ export async function hostContactPoint(o: HostOptions): Promise<HostedContactPoi
       ...(cp.gateway.status().lastError !== undefined ? { tunnelError: cp.gateway.status().lastError } : {}),
       portPolicy: cp.ports.policy.config,
       ...(cp.direct ? { directUrl: cp.direct.url, directDomain: cp.direct.domain } : {}),
+      mediation: cp.ports.offered,
     });
   return {
     cp,

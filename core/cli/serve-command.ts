@@ -99,6 +99,9 @@ Flags:
                                (same credential: a copied config, a restored VM), retry after
                                SECONDS to twice that (default ${ID_IN_USE_RETRY_MS / 1000}, 1 to ${MAX_ID_IN_USE_RETRY_S})
 ${portPolicyFlagsHelp(31)}
+  --no-mediation               take no port mediation requests: the hello leaves out the
+                               capability "mediation", so the relay refuses operators at once
+                               with NOT_OFFERED (39) (default: mediation on, within the policy)
   --max-streams N              TCP streams through this contact point at once, of every kind
                                (default ${MAX_STREAMS_PER_CONTACT_POINT}); more are refused with STREAM_LIMIT (38)
   --max-exposure-streams N     connections of one relay exposure at once (default ${MAX_STREAMS_PER_EXPOSURE});
@@ -147,6 +150,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
       'max-streams': { type: 'string' },
       'max-exposure-streams': { type: 'string' },
       ...portPolicyOptions,
+      'no-mediation': { type: 'boolean' },
       ...historyOptions,
       ...floodLimitOptions,
       ...metricsOptions,
@@ -205,7 +209,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     hosted = await hostContactPoint({
       contactPoint: {
         id, relayUrl, secret, ...floodLimits,
-        ...(directListen ? { direct: { host: directListen.listen.host, port: directListen.listen.port, ...(directTls ? { tls: directTls } : {}), ...(directDomain !== undefined ? { domain: directDomain } : {}) } } : {}), ...history, ...(proxy !== undefined ? { proxy } : {}), ...(ca ? { ca } : {}), ...(policy ? { policy } : {}), streamLimits,
+        ...(directListen ? { direct: { host: directListen.listen.host, port: directListen.listen.port, ...(directTls ? { tls: directTls } : {}), ...(directDomain !== undefined ? { domain: directDomain } : {}) } } : {}), ...history, ...(values['no-mediation'] ? { mediation: false } : {}), ...(proxy !== undefined ? { proxy } : {}), ...(ca ? { ca } : {}), ...(policy ? { policy } : {}), streamLimits,
         ...(idInUseRetryMs !== undefined ? { timing: { idInUseRetryMs } } : {}),
         launch: launchView('serve', { ...values, 'log-format': ctx.logFormat === 'text' ? undefined : ctx.logFormat }, values['peer-listen'] ?? DEFAULT_PEER_LISTEN),
       },
@@ -256,7 +260,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     if (direct) say(`  direct      ${direct.url} (peers NAME@${direct.domain}; ${direct.credentials.count('external')} credentials in ${join(stateDir, DIRECT_DIR)})`);
     say(`  peer port   ${hosted.cp.peerPortUrl}${lanHint(hosted.cp.peerPortUrl)}`);
     say(`  admin GUI   ${hosted.admin.guiUrl}`);
-    say(`  ports       ${portPolicyLine(hosted.cp.ports.policy.config)}`);
+    say(`  ports       ${hosted.cp.ports.offered ? portPolicyLine(hosted.cp.ports.policy.config) : 'port mediation off (--no-mediation): operators are refused NOT_OFFERED'}`);
     say(`  state       ${stateDir} (admin endpoint in ${join(stateDir, ADMIN_FILE)})`);
     if (metricsServer) say(`  metrics     ${metricsServer.url}`);
     say('Ctrl-C stops it.');

@@ -25,7 +25,7 @@ import type { LaunchView } from '../admin/launch.js';
 import type { Frame } from '../protocol/codec.js';
 import { decodeControl } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { FrameType, frameTypeName } from '../protocol/frames.js';
+import { CAPABILITY_MEDIATION, CAPABILITY_UDP_AEAD, FrameType, frameTypeName } from '../protocol/frames.js';
 import { MAX_REGISTER_PER_MINUTE } from '../protocol/limits.js';
 import { SchemaError } from '../protocol/schema.js';
 import { Status } from '../protocol/status.js';
@@ -49,8 +49,9 @@ import type { PeerRecord } from './state-store.js';
 import { StateClosedError, StateSaveError, StateStore, type Decision, type PersistedState, type StateDraft } from './state-store.js';
 import { AuditLog, type AuditRecord } from './audit-log.js';
 import { PortPolicy, type PortPolicyConfig } from './port-policy.js';
-import { DIRECT_PORT_IDS, PortMediator } from './mediation.js';
+import { DIRECT_PORT_IDS, PortMediator, TUNNEL_PORT_IDS } from './mediation.js';
 import { UdpChannel } from './udp-channel.js';
+import { UDP_VERSION } from '../protocol/udp-channel.js';
 import { contactPointStats, type ContactPointStatsSnapshot } from './stats.js';
 import { CodeCounts } from '../runtime/code-counts.js';
 
@@ -90,6 +91,11 @@ export interface ContactPointOptions {
   readonly peerHttp?: HttpLimits;
   /** open the UDP channel the relay offers for mediated datagrams (default true; else they stay in the tunnel) */
   readonly udp?: boolean;
+  /**
+   * take port mediation requests (default true, within the port policy); false: the hello does
+   * not list `mediation`, so the relay refuses operators at once (NOT_OFFERED), and so does this
+   */
+  readonly mediation?: boolean;
   /**
    * streams through this contact point at once (default MAX_STREAMS_PER_CONTACT_POINT), and
    * connections of one relay exposure at once (default MAX_STREAMS_PER_EXPOSURE)
@@ -188,7 +194,7 @@ export class ContactPoint implements AdminHostApi {
     this.historySetting = history.setting;
     this.flow = new FlowRecorder(history.store);
     this.registrar = registrar;
-    this.ports = new PortMediator(new PortPolicy(portPolicy), this.logger, opts.streamLimits);
+    this.ports = new PortMediator(new PortPolicy(portPolicy), this.logger, opts.streamLimits, TUNNEL_PORT_IDS, opts.mediation !== false);
     this.floods = new FloodMonitor(registrar.limits, this.logger);
     this.audit = audit;
     this.store = StateStore.create(opts.stateDir, () => this.persisted(registrar.persisted()), this.logger, audit, (e) => this.events.emit('audit:entry', e));
@@ -199,6 +205,7 @@ export class ContactPoint implements AdminHostApi {
       secret: opts.secret,
       logger: this.logger,
       software: `contact-point/${VERSION}`,
+      capabilities: [...(opts.mediation !== false ? [CAPABILITY_MEDIATION] : []), ...(opts.udp !== false ? [CAPABILITY_UDP_AEAD] : [])],
       registeredNames: () => registrar.registeredNames(),
       timing,
       onFrame: (f) => this.onTunnelFrame(f),
@@ -237,6 +244,7 @@ export class ContactPoint implements AdminHostApi {
             policy: this.ports.policy,
             tunnelPorts: this.ports,
             portLimits: opts.streamLimits,
+            mediation: this.ports.offered,
             onFrame: (f) => this.onTunnelFrame(f, 'direct'),
             onUp: () => this.outbound.tunnelUp(),
             onDown: () => this.outbound.tunnelDown(this.direct?.gateway ?? NO_UPLINK),
@@ -272,7 +280,7 @@ export class ContactPoint implements AdminHostApi {
     registrar.on('changed', (r, previous) => {
       this.store.changed();
       if (previous !== r.state) this.onDecision(r.name, previous, r.state, r.admittedBy);
-      this.events.emit('peer:changed', registrar.view(r));
+      if (this.events.listenerCount('peer:changed') > 0) this.events.emit('peer:changed', registrar.view(r));
     });
     registrar.on('removed', (name) => {
       this.store.changed();
@@ -696,6 +704,11 @@ export class ContactPoint implements AdminHostApi {
         const offer = decodeControl(frame, FrameType.UDP_CHANNEL);
         this.closeUdp();
         if (this.opts.udp === false) return;
+        if (offer.version !== UDP_VERSION) {
+          // An older relay's channel (HMAC only, datagrams in clear): not used, datagrams stay in the tunnel.
+          this.logger.info('udp channel: the relay offers an unencrypted UDP channel (an older relay); datagrams stay in the tunnel', { version: offer.version ?? 1 });
+          return;
+        }
         const udp = new UdpChannel(new URL(this.opts.relayUrl ?? '').hostname, offer, offer.port, (d) => this.ports.datagramIn(d), this.logger);
         this.udp = udp;
         this.ports.setUdpChannel(udp);

@@ -47,6 +47,8 @@ export interface DirectHost {
   /** the relay tunnel's mediator: direct mode's shares its port and stream limits */
   readonly tunnelPorts: PortMediator;
   readonly portLimits: Partial<PortLimits> | undefined;
+  /** false (`serve --no-mediation`): direct operators' port requests are refused NOT_OFFERED too */
+  readonly mediation: boolean;
   /** every frame the embedded relay sends down the direct tunnel */
   readonly onFrame: (frame: Frame) => void;
   readonly onUp: () => void;
@@ -102,7 +104,7 @@ export class DirectMode {
   ) {
     this.domain = checkDirectDomain(opts.domain ?? DIRECT_DOMAIN, host.id);
     this.credentials = credentials;
-    this.ports = new PortMediator(host.policy, host.logger, host.portLimits, DIRECT_PORT_IDS);
+    this.ports = new PortMediator(host.policy, host.logger, host.portLimits, DIRECT_PORT_IDS, host.mediation);
     host.tunnelPorts.shareLimitsWith(this.ports);
     this.relay = new Relay({
       credentials,

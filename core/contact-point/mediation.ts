@@ -139,6 +139,8 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     private readonly logger: Logger,
     limits: Partial<PortLimits> = {},
     private readonly ids: PortIdRange = TUNNEL_PORT_IDS,
+    /** false (`serve --no-mediation`): every request is answered NOT_OFFERED, and the hello does not list `mediation` */
+    readonly offered = true,
   ) {
     super();
     this.nextId = ids.first;
@@ -244,6 +246,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
 
   private async execute(req: PortRequestBody): Promise<PortResultBody> {
     try {
+      if (!this.offered) throw new RequestError(Status.NOT_OFFERED);
       const answer = await dispatch(cpPortRequestSchema, this.operations, req, () => {
         throw new RequestError(Status.BAD_REQUEST, `${req.op} is for the relay, not a contact point`);
       });
@@ -254,7 +257,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
         : err instanceof SchemaError ? new RequestError(Status.BAD_REQUEST, err.message)
         : new RequestError(Status.INTERNAL, (err as Error).message);
       this.refusedByCode.add(e.code);
-      if (e.code === Status.PERMISSION_DENIED || e.code === Status.UNSAFE_TARGET) {
+      if (e.code === Status.PERMISSION_DENIED || e.code === Status.UNSAFE_TARGET || e.code === Status.NOT_OFFERED) {
         this.emit('refused', { at: Date.now(), operator: req.operator, op: req.op, what: describeRequest(req), code: e.code, reason: e.message });
       }
       const port = req.op === 'connect' && req.portId !== undefined ? this.ports.get(req.portId) : undefined;

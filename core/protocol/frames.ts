@@ -50,6 +50,32 @@ export const CAPABILITY_REACHABLE = 'reachable';
  */
 export const CAPABILITY_DIRECT = 'direct';
 
+/**
+ * Contact point HELLO `env.capabilities` entries the relay acts on (PROTOCOL.md, HELLO):
+ * `mediation`: the office takes port requests (without it the relay answers them NOT_OFFERED);
+ * `udp-aead`: it speaks the encrypted UDP channel (version 2; without it the relay offers no
+ * UDP channel and datagrams stay inside the tunnel).
+ */
+export const CAPABILITY_MEDIATION = 'mediation';
+export const CAPABILITY_UDP_AEAD = 'udp-aead';
+
+/**
+ * Whether an office takes port requests, by its HELLO capabilities. Contact points from before
+ * these capabilities listed neither `mediation` nor `udp-aead` and did take them: such a list
+ * counts as offering (their requests are forwarded as they always were).
+ */
+export function offersMediation(capabilities: readonly string[]): boolean {
+  return capabilities.includes(CAPABILITY_MEDIATION) || !capabilities.includes(CAPABILITY_UDP_AEAD);
+}
+
+/**
+ * HELLO `env.capabilities` entry and WELCOME `capabilities` entry: the link uses the adaptive
+ * keepalive (PROTOCOL.md 12.1). A client lists it in HELLO; a server that speaks it answers with
+ * it in WELCOME (sent only to clients that listed it: older clients refuse unknown fields), and
+ * from then on both ends keep the link alive that way.
+ */
+export const CAPABILITY_ADAPTIVE_KEEPALIVE = 'adaptive-keepalive';
+
 /** MSG flag: this is a retry of an id sent before (informational; receivers dedupe by id anyway). */
 export const FLAG_RETRY = 0x01;
 
@@ -69,7 +95,7 @@ export const helloSchema = obj({
   secret: optional(secret),
   /** Ed25519 public key, SPKI DER base64 (internal peers at the contact point) */
   publicKey: optional(b64(128)),
-  /** what the client runs and where: shown to admins, never trusted for decisions */
+  /** what the client runs and where: shown to admins; its capabilities steer what a server offers, never what it allows (PROTOCOL.md, HELLO) */
   env: optional(
     obj({
       software: optional(str({ max: 64 })),
@@ -97,6 +123,8 @@ export const welcomeSchema = obj({
     maxMessageBytes: int({ min: 1, max: MAX_MESSAGE_BYTES }),
     pingIntervalMs: int(TIMING_RANGES.pingIntervalMs),
   }),
+  /** capabilities the client listed in HELLO that the server takes up (only those; absent: none) */
+  capabilities: optional(list(str({ max: 32 }), { max: 32 })),
 });
 
 export const challengeSchema = obj({ nonce: b64(64) });
@@ -199,8 +227,13 @@ export const udpChannelSchema = obj({
   port: int({ min: 1, max: 65535 }),
   /** 8 random bytes naming this tunnel's UDP session, base64 */
   session: b64(16),
-  /** 32-byte HMAC-SHA256 key for this session, base64 */
+  /** 32 bytes of key material for this session, base64: each direction's AEAD key is derived from it (PROTOCOL.md 16.9) */
   key: b64(48),
+  /**
+   * the packet format (UDP_VERSION, 2: AES-256-GCM). Optional so an older relay's offer still
+   * decodes: a contact point uses the channel only when this is its own UDP_VERSION.
+   */
+  version: optional(int({ min: 1, max: 255 })),
 });
 
 export type HelloBody = Infer<typeof helloSchema>;

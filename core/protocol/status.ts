@@ -30,6 +30,7 @@ export const Status = {
   BAD_REQUEST: 36,
   WRONG_STATE: 37,
   STREAM_LIMIT: 38,
+  NOT_OFFERED: 39,
 
   // Connection faults (ERROR frame, then close 4000 + code).
   MALFORMED_FRAME: 100,
@@ -91,6 +92,7 @@ const DESCRIPTIONS: Record<StatusName, string> = {
   BAD_REQUEST: 'malformed port request',
   WRONG_STATE: 'the port is not in a state that allows this',
   STREAM_LIMIT: 'too many connections at once',
+  NOT_OFFERED: 'the office does not offer port mediation',
   MALFORMED_FRAME: 'malformed frame',
   UNKNOWN_FRAME_TYPE: 'unknown frame type',
   FRAME_TOO_LARGE: 'frame too large',

@@ -1,5 +1,5 @@
 import { decodeControl, type Frame } from '../protocol/codec.js';
-import { FrameType } from '../protocol/frames.js';
+import { CAPABILITY_UDP_AEAD, FrameType, offersMediation } from '../protocol/frames.js';
 import type { Link } from '../protocol/link.js';
 import { Status } from '../protocol/status.js';
 import type { Logger } from '../runtime/logger.js';
@@ -61,11 +61,12 @@ export class ControlServer {
 
   /** After WELCOME: a path on the UDP service port for the tunnel's datagrams, announced to the contact point. */
   offerUdp(session: TunnelSession): void {
-    if (!this.udp) return;
+    // Only to a contact point that speaks the encrypted channel: an older one keeps its datagrams in the tunnel.
+    if (!this.udp || !session.env?.capabilities?.includes(CAPABILITY_UDP_AEAD)) return;
     const control = session.control;
     const path = this.udp.register((d) => control.emit('datagram', d));
     control.udpPath = path;
-    session.link.sendControl(FrameType.UDP_CHANNEL, { port: this.o.udpAdvertisePort ?? this.udp.port, session: path.session, key: path.key });
+    session.link.sendControl(FrameType.UDP_CHANNEL, { port: this.o.udpAdvertisePort ?? this.udp.port, session: path.session, key: path.key, version: path.version });
   }
 
   /** Mediation frames from an external peer: only for credentials with the `mediate` right. */
@@ -82,6 +83,10 @@ export class ControlServer {
       s.operator = new OperatorSession(s.id, s.link, {
         channel: (cp) => this.channel(cp),
         knownContactPoint: (cp) => this.o.sessions.tunnels.has(cp) || this.o.credentials.has('contact-point', cp),
+        offersMediation: (cp) => {
+          const tunnel = this.o.sessions.tunnels.get(cp);
+          return tunnel && offersMediation(tunnel.env?.capabilities ?? []);
+        },
         exposer: this.exposer,
         logger: this.o.logger,
         refusals: this.o.refusals,

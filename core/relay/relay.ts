@@ -3,7 +3,7 @@ import type { RelayStatusView } from '../admin/relay-contract.js';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { decodeControl, type Frame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { CAPABILITY_REACHABLE, FrameType, frameTypeName } from '../protocol/frames.js';
+import { CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_REACHABLE, FrameType, frameTypeName } from '../protocol/frames.js';
 import type { CloseInfo, Link } from '../protocol/link.js';
 import { MAX_MESSAGE_BYTES, MAX_PEERS_PER_CONTACT_POINT, PING_INTERVAL_MS, RELAY_RATE_PER_SENDER } from '../protocol/limits.js';
 import { Status } from '../protocol/status.js';
@@ -85,6 +85,8 @@ export interface RelayStatus {
   readonly externals: number;
   readonly sockets: number;
   readonly routed: number;
+  /** MSG frames passed on to another cluster node (routed or refused there) */
+  readonly forwarded: number;
   readonly refused: number;
   /** ACKs not routed: a `to` that is not an address */
   readonly droppedAcks: number;
@@ -164,6 +166,7 @@ export class Relay {
       stats: this.stats,
       open: (admitted) => this.open(admitted),
       acceptsTunnels: () => this.cluster.available,
+      contestElsewhere: (cp, instance, probeMs) => this.cluster.contestTunnel(cp, instance, probeMs),
     });
   }
 
@@ -183,6 +186,7 @@ export class Relay {
         if (kind === 'contact-point') this.router.tellReachable(id, { domain: id });
         else this.router.tellReachable(`${id}@${this.name}`, { domain: this.name, name: id });
       },
+      probeTunnel: (cp) => this.admission.probeTunnel(cp),
       tunnelMoved: (cp, node) => this.sessions.tunnels.get(cp)?.link.fault(Status.REPLACED, `a newer tunnel of this contact point connected to relay node ${node}`),
       dropTunnels: (reason) => {
         for (const t of [...this.sessions.tunnels.values()]) t.link.fault(Status.SHUTTING_DOWN, reason);
@@ -247,6 +251,7 @@ export class Relay {
       externals: this.sessions.size.externals,
       sockets: this.links.size,
       routed: this.stats.routed,
+      forwarded: this.stats.forwarded,
       refused: this.stats.refused.total,
       droppedAcks: this.stats.droppedAcks,
     };
@@ -262,6 +267,7 @@ export class Relay {
       sessions: this.sessions,
       sockets: this.links.size,
       routed: this.stats.routed,
+      forwarded: this.stats.forwarded,
       refused: this.stats.refused.total,
       exposures: this.exposer.list(),
       refusals: this.refusals,
@@ -371,12 +377,15 @@ export class Relay {
       this.stats.externalsOpened++;
     }
     this.cluster.opened(session);
+    const adaptive = hello.env?.capabilities?.includes(CAPABILITY_ADAPTIVE_KEEPALIVE) ?? false;
     link.sendControl(FrameType.WELCOME, {
       version,
       session: session.session,
       address: session.kind === 'external' ? session.address : session.id,
       limits: { maxMessageBytes: this.maxMessageBytes, pingIntervalMs: this.opts.pingIntervalMs ?? PING_INTERVAL_MS },
+      ...(adaptive ? { capabilities: [CAPABILITY_ADAPTIVE_KEEPALIVE] } : {}),
     });
+    if (adaptive) link.adaptiveKeepalive();
     if (session.kind === 'contact-point') this.controlServer.offerUdp(session);
     this.logger.info(kind === 'contact-point' ? 'tunnel up' : 'external peer connected', { id: hello.id, session: session.session, remote });
     // Whoever waits for this contact point, or for this external peer, may send now.

@@ -63,7 +63,7 @@ function client(c: PeerClient): PeerClient {
 }
 
 function registered(cp: ContactPoint, name: string, onMessage?: (m: InboundMessage) => void): Promise<PeerClient> {
-  return registeredPeer(cp, name, cleanups, { ackTimeoutMs: 500, ...(onMessage ? { onMessage } : {}) });
+  return registeredPeer(cp, name, (fn) => void cleanups.push(fn), { ackTimeoutMs: 500, ...(onMessage ? { onMessage } : {}) });
 }
 
 describe('direct mode: external peers reach the contact point itself, no relay', () => {
