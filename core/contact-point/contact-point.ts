@@ -265,6 +265,7 @@ export class ContactPoint implements AdminHostApi {
             software: `contact-point/${VERSION}`,
             registeredNames: () => registrar.registeredNames(),
             policy: this.ports.policy,
+            tunnelPorts: this.ports,
             portLimits: opts.streamLimits,
             mediation: this.ports.offered,
             onFrame: (f) => this.onTunnelFrame(f, 0, 'direct'),

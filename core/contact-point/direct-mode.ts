@@ -16,6 +16,8 @@ export const DIRECT_DOMAIN = 'direct';
 export const DIRECT_DIR = 'direct';
 /** How often the direct credentials file is checked for changes: a removed credential's live sessions close within this. */
 export const DIRECT_CREDENTIALS_POLL_MS = 2_000;
+/** How long start() waits for the contact point's own tunnel to its embedded relay (over loopback: normally milliseconds). */
+export const DIRECT_TUNNEL_START_MS = 10_000;
 
 export interface DirectOptions {
   /** the direct listener's address and port (serve --direct-listen) */
@@ -42,6 +44,8 @@ export interface DirectHost {
   readonly registeredNames: () => string[];
   /** the admin's port policy: the same object the tunnel's mediator uses, so one policy rules both */
   readonly policy: PortPolicy;
+  /** the relay tunnel's mediator: direct mode's shares its port and stream limits */
+  readonly tunnelPorts: PortMediator;
   readonly portLimits: Partial<PortLimits> | undefined;
   /** false (`serve --no-mediation`): direct operators' port requests are refused NOT_OFFERED too */
   readonly mediation: boolean;
@@ -101,6 +105,7 @@ export class DirectMode {
     this.domain = checkDirectDomain(opts.domain ?? DIRECT_DOMAIN, host.id);
     this.credentials = credentials;
     this.ports = new PortMediator(host.policy, host.logger, host.portLimits, DIRECT_PORT_IDS, host.mediation);
+    host.tunnelPorts.shareLimitsWith(this.ports);
     this.relay = new Relay({
       credentials,
       host: opts.host,
@@ -149,7 +154,11 @@ export class DirectMode {
       direct: true,
     });
     this.tunnel = tunnel;
-    const up = new Promise<void>((resolve) => tunnel.once('up', resolve));
+    let timer: NodeJS.Timeout | undefined;
+    const up = new Promise<void>((resolve, reject) => {
+      tunnel.once('up', resolve);
+      timer = setTimeout(() => reject(new Error(`direct mode: the contact point's tunnel to its own listener was not up within ${DIRECT_TUNNEL_START_MS} ms: ${tunnel.status().lastError ?? 'no answer'}`)), DIRECT_TUNNEL_START_MS);
+    });
     tunnel.on('up', () => {
       this.ports.attach(tunnel);
       this.host.onUp();
@@ -159,7 +168,11 @@ export class DirectMode {
       this.host.onDown();
     });
     tunnel.start();
-    await up;
+    try {
+      await up;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async stop(): Promise<void> {

@@ -122,6 +122,8 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   /** the slot whose relay node the UDP channel goes to */
   private udpSlot = 0;
   private nextId: number;
+  /** the mediator sharing this one's contact point limits (shareLimitsWith) */
+  private sibling: PortMediator | undefined;
   /** the UDP channel to the relay while it is alive; datagrams fall back to the tunnel */
   private udp: { send(d: OutgoingDatagram): boolean } | undefined;
   private nextStream = -1;
@@ -156,6 +158,21 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     super();
     this.nextId = ids.first;
     this.limits = { ...DEFAULT_PORT_LIMITS, ...limits };
+  }
+
+  /**
+   * Direct mode's mediator and the relay tunnel's count against one set of contact point limits
+   * (maxPorts, maxStreams: "at this contact point"): each counts the other's ports and streams.
+   */
+  shareLimitsWith(other: PortMediator): void {
+    this.sibling = other;
+    other.sibling = this;
+  }
+
+  /** Streams of the mediator this one shares its limits with (0 without one). */
+  private siblingStreams(): number {
+    const s = this.sibling;
+    return s ? s.streamCount + s.connecting : 0;
   }
 
   /** Tunnel `slot` is up: requests may come on it. */
@@ -331,7 +348,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   }
 
   private checkPortLimits(operator: string): void {
-    if (this.ports.size >= this.limits.maxPorts) throw new RequestError(Status.PORT_LIMIT, `${this.limits.maxPorts} ports are open`);
+    if (this.ports.size + (this.sibling?.ports.size ?? 0) >= this.limits.maxPorts) throw new RequestError(Status.PORT_LIMIT, `${this.limits.maxPorts} ports are open`);
     let mine = 0;
     for (const p of this.ports.values()) if (p.operator === operator) mine++;
     if (mine >= this.limits.maxPerOperator) throw new RequestError(Status.PORT_LIMIT, `${operator} has ${mine} ports open`);
@@ -400,7 +417,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     if (streamId % 2 !== 0) throw new RequestError(Status.BAD_REQUEST, 'connect needs an even streamId chosen by the relay');
     const mux = p.tunnel.mux;
     if (mux.get(streamId)) throw new RequestError(Status.BAD_REQUEST, `stream ${streamId} is in use`);
-    if (this.streamCount + this.connecting >= this.limits.maxStreams) throw new RequestError(Status.STREAM_LIMIT, `${this.limits.maxStreams} streams are open at this contact point`);
+    if (this.streamCount + this.connecting + this.siblingStreams() >= this.limits.maxStreams) throw new RequestError(Status.STREAM_LIMIT, `${this.limits.maxStreams} streams are open at this contact point`);
     const target = await this.policy.resolveTarget(req.host, req.targetPort);
     if (!target.ok) throw new RequestError(target.unsafe ? Status.UNSAFE_TARGET : Status.PERMISSION_DENIED, target.reason);
     p.state = 'connecting';
@@ -432,7 +449,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     if (p.streams.size + p.connecting >= this.limits.maxStreamsPerExposure) {
       throw new RequestError(Status.STREAM_LIMIT, `${this.limits.maxStreamsPerExposure} connections of this exposure are open at the contact point`);
     }
-    if (this.streamCount + this.connecting >= this.limits.maxStreams) throw new RequestError(Status.STREAM_LIMIT, `${this.limits.maxStreams} streams are open at this contact point`);
+    if (this.streamCount + this.connecting + this.siblingStreams() >= this.limits.maxStreams) throw new RequestError(Status.STREAM_LIMIT, `${this.limits.maxStreams} streams are open at this contact point`);
     p.connecting++;
     this.connecting++;
     try {
@@ -502,7 +519,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   }
 
   private accepted(p: PortEntry, socket: Socket): void {
-    if (this.streamCount + this.connecting >= this.limits.maxStreams) {
+    if (this.streamCount + this.connecting + this.siblingStreams() >= this.limits.maxStreams) {
       socket.resetAndDestroy();
       this.refusedByCode.add(Status.STREAM_LIMIT);
       p.refusals.add(Status.STREAM_LIMIT, `${this.limits.maxStreams} streams are open at this contact point`);

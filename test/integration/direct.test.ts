@@ -192,6 +192,30 @@ describe('direct mode: external peers reach the contact point itself, no relay',
     expect(h.cp.snapshot().tunnel.state).toBe('connected');
   });
 
+  it('counts a direct operator\'s streams against the same contact point stream limit as the relay\'s operators', async () => {
+    const h = await startHarness({ cp: { direct: { host: '127.0.0.1', port: 0 }, streamLimits: { maxStreams: 1 } } });
+    cleanups.push(() => h.close());
+    const lan = createServer((sock) => sock.on('error', () => undefined).pipe(sock));
+    lan.listen(0, '127.0.0.1');
+    await once(lan, 'listening');
+    cleanups.push(() => new Promise((r) => lan.close(r)));
+    const lanPort = (lan.address() as AddressInfo).port;
+    await h.cp.call('ports:policy', { targets: [`127.0.0.1/32:${lanPort}`], listen: [] });
+    const relaySecret = await h.credentials.add('external', 'tech', ['send', 'mediate']);
+    const atRelay = new Operator({ url: h.relay.url, name: 'tech', secret: relaySecret, logger, timing: FAST });
+    const directSecret = await addCredential(h.cp, h.stateDir, 'tech', ['send', 'mediate']);
+    const direct = new Operator({ url: h.cp.direct!.url, name: 'tech', secret: directSecret, logger, timing: FAST });
+    for (const op of [atRelay, direct]) {
+      cleanups.push(() => op.stop());
+      op.start();
+      await op.ready();
+    }
+    const first = await atRelay.open('acme-hq', { proto: 'tcp' });
+    await atRelay.connect('acme-hq', first.portId, '127.0.0.1', lanPort);
+    const second = await direct.open('acme-hq', { proto: 'tcp' });
+    await expect(direct.connect('acme-hq', second.portId, '127.0.0.1', lanPort)).rejects.toMatchObject({ code: Status.STREAM_LIMIT });
+  });
+
   it('is refused when it would give direct peers the contact point\'s own domain, or has neither relay nor direct mode', async () => {
     await expect(ContactPoint.create({ id: 'acme-hq', relayUrl: undefined, secret: '', logger, direct: { host: '127.0.0.1', port: 0, domain: 'acme-hq' } })).rejects.toThrow(/own id/);
     await expect(ContactPoint.create({ id: 'acme-hq', relayUrl: undefined, secret: '', logger })).rejects.toThrow(/relay URL, direct mode, or both/);
