@@ -3,6 +3,7 @@ import { connect, type Msg, type NatsConnection, type QueuedIterator, type Subsc
 import type { ClusterView } from '../admin/relay-contract.js';
 import { Backoff } from '../runtime/backoff.js';
 import type { Logger } from '../runtime/logger.js';
+import { ClusterMediation } from './cluster-mediation.js';
 import { NODE_ID_PATTERN, NODE_ID_RULE, type Cluster, type ClusterHost, type RemotePlace } from './cluster.js';
 import { CredentialStore, parseCredentialRecord, type CredentialKind } from './credentials.js';
 import type { ExternalSession, RelaySession, SessionRegistry, TunnelSession } from './sessions.js';
@@ -197,6 +198,8 @@ export class NatsCluster implements Cluster {
   private watcher: BucketWatch | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   private readonly logger: Logger;
+  /** port mediation with tunnels on other nodes (cluster-mediation.ts) */
+  readonly mediation: ClusterMediation;
 
   private constructor(
     private readonly nc: NatsConnection,
@@ -206,6 +209,7 @@ export class NatsCluster implements Cluster {
   ) {
     this.node = o.node;
     this.logger = o.logger;
+    this.mediation = new ClusterMediation(nc, o.node, o.logger);
   }
 
   /** Opens the presence bucket; the relay gets the cluster from the returned factory. */
@@ -223,6 +227,7 @@ export class NatsCluster implements Cluster {
     this.host = host;
     const me = `relay.node.${this.node}`;
     this.nodeSubs = [me, `${me}.>`].map((subject) => this.nc.subscribe(subject, { callback: (err, m) => (err ? undefined : this.onNodeMsg(m)) }));
+    this.mediation.start();
     await this.watchPresence();
     this.renewTimer = setInterval(() => this.renewAll(), RENEW_MS);
     this.renewTimer.unref();
@@ -238,6 +243,7 @@ export class NatsCluster implements Cluster {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.renewTimer);
+    this.mediation.stop();
     this.watcher?.stop();
     this.o.stopCredentials?.();
     if (this.connected) await Promise.allSettled([...this.own.keys()].map((k) => this.kv.delete(k)));
@@ -446,6 +452,7 @@ export class NatsCluster implements Cluster {
     if (!this.connected || this.stopped) return;
     this.connected = false;
     this.remote.clear();
+    this.mediation.lost('this relay node lost its cluster connection');
     this.logger.warn('cut off from the cluster (NATS): closing every tunnel so its contact point re-homes to another node');
     this.host?.dropTunnels('this relay node lost its cluster connection; connect to another node');
   }

@@ -22,6 +22,16 @@ export interface ControlEvents {
   accepted: [PortEventBody, MuxStream];
   closed: [PortEventBody];
   datagram: [Datagram];
+  /** the channel closed (tunnel lost, or a mediation link to another node ended): why */
+  ended: [string];
+}
+
+/** Who opened a port at a contact point through the relay: its connection events and datagrams go there. */
+export interface PortOwner {
+  /** a LAN host connected to the port: its stream, open */
+  accepted(e: PortEventBody, tunnelStream: MuxStream): void;
+  closed(cp: string, e: PortEventBody): void;
+  datagram(d: Datagram): void;
 }
 
 /**
@@ -127,6 +137,7 @@ export class ControlChannel extends EventEmitter<ControlEvents> {
     this.pending.failAll(Status.CONTACT_POINT_OFFLINE, reason);
     this.mux.resetAll(reason);
     this.udpPath?.close();
+    this.emit('ended', reason);
   }
 
   private allocStreamId(): number {
