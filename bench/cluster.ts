@@ -9,6 +9,7 @@ import type { BenchContext } from './context.js';
 import type { WorkerHandle } from './ipc.js';
 import { closedLoop, IN_FLIGHT, MSG_BYTES, relaySender, type LoopResult } from './messages.js';
 import { haveNatsServer, NO_NATS_REASON, startNatsServer, type NatsServer } from './nats-server.js';
+import { measured, PORTS, type BulkResult } from './mediation.js';
 import { emit, median, note, round, waitFor } from './util.js';
 
 const CP_ID = 'bench-hq';
@@ -94,6 +95,87 @@ export async function runCluster(ctx: BenchContext): Promise<void> {
     });
   } finally {
     await Promise.all(clients.map((c) => c.stop()));
+    for (const w of workers.reverse()) await w.stop().catch(() => undefined);
+    await nats?.stop();
+  }
+}
+
+/** Bulk TCP through an exposure on the node that does not hold the office's tunnel (issue 12's target, over ws). */
+const TARGET_CROSS_BULK_MB_PER_S = 400;
+
+/**
+ * `--only cluster-bulk` (issue 12 item 5): one TCP stream each way through an exposure of a LAN
+ * service, in the same run: exposed on the office's node r1 (same-node, the baseline) and on r2
+ * (cross-node: every STREAM_DATA and WINDOW frame crosses NATS once, cluster-mediation.ts).
+ */
+export async function runClusterBulk(ctx: BenchContext): Promise<void> {
+  if (!ctx.selected('cluster-bulk')) return;
+  if (!haveNatsServer) {
+    note(NO_NATS_REASON);
+    return;
+  }
+  const bytes = ctx.quick ? 256 * 1024 ** 2 : 1024 ** 3;
+  const maxMs = ctx.quick ? 4_000 : 10_000;
+  const rounds = ctx.quick ? 1 : 3;
+  const workers: WorkerHandle[] = [];
+  let nats: NatsServer | undefined;
+  try {
+    nats = await startNatsServer();
+    note(`cluster-bulk: nats-server on ${nats.url}; relay nodes r1 (the office's) and r2, contact point, LAN service, load`);
+    const servers = [nats.url];
+    const r1 = await ctx.startWorker('relay', { cluster: { servers, node: 'r1' } });
+    workers.push(r1);
+    const r2 = await ctx.startWorker('relay', { cluster: { servers, node: 'r2' } });
+    workers.push(r2);
+    const cpSecret = await r1.call<string>('addCredential', { kind: 'contact-point', id: CP_ID });
+    const cp = await ctx.startWorker('contact-point', { id: CP_ID, relayUrl: r1.url, secret: cpSecret, ports: PORTS });
+    workers.push(cp);
+    const lan = await ctx.startWorker('lan', {});
+    workers.push(lan);
+    const load = await ctx.startWorker('load', {});
+    workers.push(load);
+    const bulkPort = (lan.info as unknown as { bulkPort: number }).bulkPort;
+    await waitFor(async () => (await r2.call<string>('tunnelPlace', { id: CP_ID })) === 'remote', 10_000, 'r2 to see the tunnel on r1');
+    const exposeOn = async (relay: WorkerHandle): Promise<number> =>
+      (await relay.call<{ publicPort: number }>('expose', { cp: CP_ID, proto: 'tcp', host: '127.0.0.1', port: bulkPort, operator: 'bench-tech' })).publicPort;
+    const samePort = await exposeOn(r1);
+    const crossPort = await exposeOn(r2);
+    for (const port of [samePort, crossPort]) for (const dir of ['up', 'down'] as const) await load.call('bulk', { port, dir, bytes: 64 * 1024 ** 2, maxMs: 2_000 }, 30_000);
+    for (const dir of ['up', 'down'] as const) {
+      const same: BulkResult[] = [];
+      const cross: BulkResult[] = [];
+      const cpu: Record<string, number>[] = [];
+      for (let r = 0; r < rounds; r++) {
+        const s = await load.call<BulkResult>('bulk', { port: samePort, dir, bytes, maxMs }, maxMs + 30_000);
+        const c = await measured(workers, () => load.call<BulkResult>('bulk', { port: crossPort, dir, bytes, maxMs }, maxMs + 30_000));
+        for (const b of [s, c.result]) if (b.confirmed !== b.bytes) throw new Error(`cluster bulk ${dir}: ${b.bytes} bytes sent, ${b.confirmed} arrived`);
+        same.push(s);
+        cross.push(c.result);
+        cpu.push(c.cpu);
+        note(`  bulk ${dir}, round ${r + 1}: cross-node ${c.result.mbPerS} MB/s cpu ${JSON.stringify(c.cpu)} host ${JSON.stringify(c.host)}; same-node ${s.mbPerS} MB/s`);
+      }
+      const value = median(cross.map((b) => b.mbPerS));
+      const baseline = median(same.map((b) => b.mbPerS));
+      emit({
+        name: `cluster.bulk_tcp_${dir === 'up' ? 'upload' : 'download'}_ws`,
+        description: `one TCP stream ${dir === 'up' ? 'client -> LAN sink' : 'LAN source -> client'} through an exposure on the relay node that does not hold the office's ws tunnel (frames cross nats-server) vs one on the node that does, median of ${rounds}`,
+        value: round(value, 1),
+        unit: 'MB/s',
+        rounds: cross.map((b) => b.mbPerS),
+        baseline_mb_per_s: round(baseline, 1),
+        baseline_rounds: same.map((b) => b.mbPerS),
+        baseline: 'the same client, LAN service, contact point and office node; exposed on the office node itself (no NATS on the path), interleaved',
+        ratio: round(value / baseline),
+        target: TARGET_CROSS_BULK_MB_PER_S,
+        target_met: value >= TARGET_CROSS_BULK_MB_PER_S,
+        cpu_pct: cpu,
+        limits: { bytes, max_ms: maxMs },
+        topology: 'processes: nats-server (-js), relay nodes r1 (tunnel) and r2, contact point, lan, load; all on 127.0.0.1',
+        mode: ctx.quick ? 'quick' : 'full',
+        node: process.version,
+      });
+    }
+  } finally {
     for (const w of workers.reverse()) await w.stop().catch(() => undefined);
     await nats?.stop();
   }

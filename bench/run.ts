@@ -11,6 +11,7 @@
  *                        http-flood (large-body HTTP requests against relay and peer port under a flow),
  *                        outage (delivery of messages queued during a tunnel outage, after its return),
  *                        cluster (same-node vs cross-node acked messages through 2 relay nodes on nats-server),
+ *                        cluster-bulk (bulk TCP through an exposure on the other node vs the office's node),
  *                        history (throughput with the contact point's history on vs off, disk bytes per
  *                        message, a filtered page over 100,000 stored entries),
  *                        metrics-throughput, metrics-scrape (group: metrics; Prometheus metrics on vs off,
@@ -26,7 +27,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { runCluster } from './cluster.js';
+import { runCluster, runClusterBulk } from './cluster.js';
 import type { BenchContext } from './context.js';
 import { WorkerHandle } from './ipc.js';
 import { runGui } from './gui.js';
@@ -56,7 +57,8 @@ const GROUPS: Record<string, readonly string[]> = {
   gui: ['gui'],
   'http-flood': ['http-flood'],
   outage: ['outage'],
-  cluster: ['cluster'],
+  cluster: ['cluster', 'cluster-bulk'],
+  'cluster-bulk': ['cluster-bulk'],
   history: ['history'],
   metrics: ['metrics-throughput', 'metrics-scrape'],
   'metrics-throughput': ['metrics-throughput'],
@@ -126,6 +128,7 @@ async function main(): Promise<void> {
   await runHttpFlood(ctx);
   await runOutage(ctx);
   await runCluster(ctx);
+  await runClusterBulk(ctx);
   await runHistory(ctx);
   await runMetrics(ctx);
   note(`done in ${Math.round((Date.now() - started) / 1000)} s`);
