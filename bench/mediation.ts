@@ -112,7 +112,7 @@ export async function measured<T>(workers: readonly WorkerHandle[], fn: () => Pr
   workers.forEach((w, i) => {
     const b = before[i]!;
     const a = after[i]!;
-    // Two workers of one role (the relay nodes of a cluster): the second is `relay#2`.
+    // Two workers of one role (the relay nodes of a cluster): the second is named `relay#<its index>`.
     const role = cpu[w.role] === undefined ? w.role : `${w.role}#${i}`;
     cpu[role] = cpuPercent({ user: b.userCPUTime, system: b.systemCPUTime }, { user: a.userCPUTime, system: a.systemCPUTime }, wallMs);
     usage[role] = { cpuMs: (a.userCPUTime - b.userCPUTime + a.systemCPUTime - b.systemCPUTime) / 1000, faults: a.minorPageFault - b.minorPageFault };
