@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { decodeControl, decodeFrame, encodeControl, type Frame } from '../protocol/codec.js';
 import { decodeDatagram, encodeDatagram, type Datagram } from '../protocol/datagram.js';
-import { FrameType, type PortEventBody, type PortResultBody } from '../protocol/frames.js';
+import { FrameType, type PortEventBody, type PortRequestBody, type PortResultBody } from '../protocol/frames.js';
 import { cpPortRequestSchema } from '../protocol/port-requests.js';
 import { splice } from '../protocol/bridge.js';
 import { SchemaError } from '../protocol/schema.js';
@@ -20,9 +20,13 @@ import { ControlChannel, type PortOwner } from './control.js';
  * session on B would. Frames cross NATS as the bytes of our own frames, one NATS message each:
  *
  * - A -> B: `relay.m.<B>.c.<A>.<link>.<hex cp id>` (the cp id only names the tunnel when B first
- *   hears of the link; ids are hex so `.`, `*` and `>` in them never reach a subject)
- * - B -> A: `relay.m.<A>.o.<B>.<link>`
- * - liveness: `relay.m.<node>.ping`, a NATS request each node answers.
+ *   hears of the link, from its first frame, always a PORT_REQUEST; ids are hex so `.`, `*` and
+ *   `>` in them never reach a subject)
+ * - B -> A: `relay.m.<A>.o.<B>.<link>.<B's instance>`
+ * - liveness: `relay.m.<node>.ping`, a NATS request each node answers with its instance.
+ *
+ * A node's instance is random per process, and a link id starts with its maker's instance: a node
+ * restarted under the same id is told apart, and the links of its previous run end.
  *
  * Memory across the extra hop is bounded by the streams' own credit: each hop (operator - A,
  * A - B over NATS, B - tunnel) is a mux whose streams send only the window their receiver
@@ -42,6 +46,9 @@ export const MEDIATION_PROBE_MS = 1_000;
 export const MEDIATION_PROBE_TIMEOUT_MS = 5_000;
 /** Mediation links one node serves for other nodes' operators at once (beyond: GOAWAY, the request fails CONTACT_POINT_OFFLINE). */
 export const MAX_MEDIATION_LINKS = 4_096;
+/** A node's instance: random bytes, in hex at the start of every link id it makes. */
+const INSTANCE_BYTES = 6;
+const INSTANCE_CHARS = INSTANCE_BYTES * 2;
 
 /** What the mediation links need from the relay's control server. */
 export interface MediationHost {
@@ -100,6 +107,8 @@ interface ChannelEnd {
   readonly node: string;
   readonly id: string;
   readonly ch: ControlChannel;
+  /** the instance of `node` that answers on this link (from its first frame) */
+  peerInstance: string | undefined;
 }
 
 /**
@@ -132,7 +141,8 @@ class LinkEnd implements PortOwner {
   onFrame(frame: Frame): void {
     switch (frame.type) {
       case FrameType.PORT_REQUEST:
-        void this.request(frame).then((r) => this.link.send(encodeControl(FrameType.PORT_RESULT, r)));
+        // Decoded here, so a malformed body ends the link (the caller catches); answered when the tunnel answers.
+        void this.request(decodeControl(frame, FrameType.PORT_REQUEST)).then((r) => this.link.send(encodeControl(FrameType.PORT_RESULT, r)));
         return;
       case FrameType.DATAGRAM:
         this.control.sendDatagram(decodeDatagram(frame));
@@ -145,8 +155,7 @@ class LinkEnd implements PortOwner {
     }
   }
 
-  private async request(frame: Frame): Promise<PortResultBody> {
-    const body = decodeControl(frame, FrameType.PORT_REQUEST);
+  private async request(body: PortRequestBody): Promise<PortResultBody> {
     let r;
     try {
       r = cpPortRequestSchema.parse(body);
@@ -222,6 +231,9 @@ export class ClusterMediation {
   /** nodes a ping is out to */
   private readonly probing = new Set<string>();
   private stopped = false;
+  /** this process among the runs of this node id (INSTANCE_CHARS hex digits) */
+  private readonly instance = randomBytes(INSTANCE_BYTES).toString('hex');
+  private nextLink = 0;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -271,10 +283,10 @@ export class ClusterMediation {
     const current = this.channels.get(cp);
     if (current && current.node === node && !current.ch.isClosed) return current.ch;
     if (current) this.endChannel(current, `the tunnel of ${cp} moved to relay node ${node}`, true);
-    const id = randomBytes(8).toString('hex');
+    const id = `${this.instance}${(this.nextLink++).toString(16)}`;
     const link = new NatsLink(this.nc, `relay.m.${node}.c.${this.node}.${id}.${Buffer.from(cp, 'utf8').toString('hex')}`, this.logger);
     const ch = new ControlChannel(cp, link);
-    const end: ChannelEnd = { cp, node, id, ch };
+    const end: ChannelEnd = { cp, node, id, ch, peerInstance: undefined };
     this.channels.set(cp, end);
     this.channelsById.set(id, end);
     this.host.opened(cp, ch);
@@ -282,9 +294,9 @@ export class ClusterMediation {
   }
 
   private onMsg(m: Msg): void {
-    // relay.m.<me>.ping | relay.m.<me>.o.<from>.<link> | relay.m.<me>.c.<from>.<link>.<hex cp>
+    // relay.m.<me>.ping | relay.m.<me>.o.<from>.<link>.<instance> | relay.m.<me>.c.<from>.<link>.<hex cp>
     const t = m.subject.split('.');
-    if (t[3] === 'ping') return void m.respond();
+    if (t[3] === 'ping') return void m.respond(Buffer.from(this.instance));
     const from = t[4];
     const id = t[5];
     if (from === undefined || id === undefined) return;
@@ -295,13 +307,18 @@ export class ClusterMediation {
       this.logger.warn('mediation frame from another node dropped', { from, error: (err as Error).message });
       return;
     }
-    if (t[3] === 'o') this.toChannel(from, id, frame);
+    if (t[3] === 'o') this.toChannel(from, id, t[6], frame);
     else if (t[3] === 'c') this.toEnd(from, id, t[6], frame);
   }
 
   /** A frame from the tunnel's node for a channel here. */
-  private toChannel(from: string, id: string, frame: Frame): void {
+  private toChannel(from: string, id: string, instance: string | undefined, frame: Frame): void {
     const end = this.channelsById.get(id);
+    if (end && end.node === from && instance !== undefined && end.peerInstance !== instance) {
+      // The first frame names who answers; another one later is a restarted node that knows nothing of this link.
+      if (end.peerInstance === undefined) end.peerInstance = instance;
+      else return this.endChannel(end, `relay node ${from} restarted`, false);
+    }
     if (!end || end.node !== from) {
       // A link we ended: tell the other side (once it hears GOAWAY it forgets the link).
       if (frame.type !== FrameType.GOAWAY) this.publish(`relay.m.${from}.c.${this.node}.${id}._`, encodeControl(FrameType.GOAWAY, { reason: 'no such mediation link' }));
@@ -321,7 +338,9 @@ export class ClusterMediation {
     let end = this.ends.get(key);
     if (!end) {
       if (frame.type === FrameType.GOAWAY) return;
-      const back = new NatsLink(this.nc, `relay.m.${from}.o.${this.node}.${id}`, this.logger);
+      const back = new NatsLink(this.nc, `relay.m.${from}.o.${this.node}.${id}.${this.instance}`, this.logger);
+      // A link starts with a request; anything else is of a link this node no longer knows (it restarted, or ended it).
+      if (frame.type !== FrameType.PORT_REQUEST) return void back.send(encodeControl(FrameType.GOAWAY, { reason: `relay node ${this.node} knows no such mediation link` }));
       const cp = cpToken !== undefined && /^(?:[0-9a-f]{2})+$/.test(cpToken) ? Buffer.from(cpToken, 'hex').toString('utf8') : undefined;
       const control = cp !== undefined ? this.host?.localChannel(cp) : undefined;
       if (!control || control.isClosed || this.ends.size >= MAX_MEDIATION_LINKS || this.stopped) {
@@ -362,7 +381,10 @@ export class ClusterMediation {
       if (this.probing.has(peer)) continue;
       this.probing.add(peer);
       this.nc.request(`relay.m.${peer}.ping`, undefined, { timeout: MEDIATION_PROBE_TIMEOUT_MS }).then(
-        () => this.probing.delete(peer),
+        (reply) => {
+          this.probing.delete(peer);
+          this.restarted(peer, Buffer.from(reply.data).toString());
+        },
         (err: unknown) => {
           this.probing.delete(peer);
           if (this.stopped || this.nc.isClosed()) return;
@@ -370,6 +392,13 @@ export class ClusterMediation {
         },
       );
     }
+  }
+
+  /** `peer` answers as `instance`: the links of any earlier run of it end. */
+  private restarted(peer: string, instance: string): void {
+    const reason = `relay node ${peer} restarted`;
+    for (const c of [...this.channelsById.values()]) if (c.node === peer && c.peerInstance !== undefined && c.peerInstance !== instance) this.endChannel(c, reason, false);
+    for (const e of [...this.ends.values()]) if (e.peer === peer && e.id.slice(0, INSTANCE_CHARS) !== instance) e.end(reason, false);
   }
 
   private peerGone(peer: string, reason: string): void {
