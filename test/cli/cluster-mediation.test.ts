@@ -138,6 +138,27 @@ async function cluster(): Promise<Cluster> {
   return { r1, r2, r1Url, r2Url, cp, creds: admin.store, operator };
 }
 
+/** A LAN service that sends to each client without end. */
+function floodServer(): Promise<number> {
+  const chunk = Buffer.alloc(64 * 1024, 7);
+  const sockets = new Set<Socket>();
+  suite.cleanup(async () => {
+    for (const s of sockets) s.destroy();
+  });
+  return listen(
+    createServer((s) => {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => undefined);
+      const pump = (): void => {
+        while (!s.destroyed && s.write(chunk));
+        if (!s.destroyed) s.once('drain', pump);
+      };
+      pump();
+    }),
+  );
+}
+
 async function refusedCode(p: Promise<unknown>): Promise<number> {
   const err = await p.then(
     () => undefined,
@@ -269,21 +290,41 @@ describe.skipIf(!haveNatsServer)('port mediation across relay nodes', () => {
     await waitFor(() => c.cp.ports.list().length === 0, 5_000, 'the exposure\'s port closed at the office');
   }, 60_000);
 
-  it('resets a stream and reports its port closed when the tunnel\'s node is killed mid-stream', async () => {
+  it('resets a stream and an exposed connection, and reports the port closed, when the tunnel\'s node is killed mid-stream', async () => {
     const c = await cluster();
     const op = await c.operator(c.r1Url, 'tech');
-    // A LAN service that sends without end.
-    const chunk = Buffer.alloc(64 * 1024, 7);
-    const flood = await listen(
-      createServer((s) => {
-        s.on('error', () => undefined);
-        const pump = (): void => {
-          while (!s.destroyed && s.write(chunk));
-          if (!s.destroyed) s.once('drain', pump);
-        };
-        pump();
-      }),
-    );
+    const flood = await floodServer();
+    const port = await op.open('acme-hq', { proto: 'tcp', port: 0 });
+    const stream = await op.connect('acme-hq', port.portId, '127.0.0.1', flood);
+    let received = 0;
+    stream.on('data', (d: Buffer) => (received += d.length));
+    // The same service exposed on r1 by `expose`, a client reading from it.
+    const secret = await c.creds.add('external', 'exposer', ['send', 'mediate']);
+    const credFile = join(suite.home, 'exposer.credential');
+    await writeFile(credFile, secret, { mode: 0o600 });
+    const expose = await start(['expose', 'acme-hq', `127.0.0.1:${flood}`, '--relay', c.r1Url, '--id', 'exposer', '--credential-file', credFile, '--json'], { timeoutMs: 15_000 });
+    const client = await dial(Number(expose.ready.publicPort));
+    let clientReceived = 0;
+    client.on('data', (d: Buffer) => (clientReceived += d.length));
+    const clientError = new Promise<Error>((r) => client.once('error', r));
+    await waitFor(() => received > 1024 * 1024 && clientReceived > 1024 * 1024, 10_000, 'bytes flowing across nodes');
+    const failed = new Promise<Error>((r) => stream.once('error', r));
+    const closed = once(op, 'closed') as Promise<[PortEventBody]>;
+    const t0 = Date.now();
+    await c.r2.stop('SIGKILL');
+    expect(await within(failed, 'the stream reset after r2 died', 5_000)).toMatchObject({ code: 'ECONNRESET' });
+    expect(await within(clientError, 'the exposed connection reset after r2 died', 5_000)).toMatchObject({ code: 'ECONNRESET' });
+    const [e] = await within(closed, 'the port reported closed', 5_000);
+    expect(e).toMatchObject({ portId: port.portId, event: 'closed' });
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    // The office is offline until it re-homes: a request is refused at once, not left hanging.
+    expect(await refusedCode(op.open('acme-hq', { proto: 'tcp', port: 0 }))).toBe(Status.CONTACT_POINT_OFFLINE);
+  }, 30_000);
+
+  it('resets the streams and reports the ports closed at once when the office\'s tunnel closes on the other node', async () => {
+    const c = await cluster();
+    const op = await c.operator(c.r1Url, 'tech');
+    const flood = await floodServer();
     const port = await op.open('acme-hq', { proto: 'tcp', port: 0 });
     const stream = await op.connect('acme-hq', port.portId, '127.0.0.1', flood);
     let received = 0;
@@ -291,15 +332,14 @@ describe.skipIf(!haveNatsServer)('port mediation across relay nodes', () => {
     await waitFor(() => received > 1024 * 1024, 10_000, 'bytes flowing across nodes');
     const failed = new Promise<Error>((r) => stream.once('error', r));
     const closed = once(op, 'closed') as Promise<[PortEventBody]>;
-    const t0 = Date.now();
-    await c.r2.stop('SIGKILL');
-    expect(await within(failed, 'the stream reset after r2 died', 5_000)).toMatchObject({ code: 'ECONNRESET' });
-    const [e] = await within(closed, 'the port reported closed', 5_000);
+    await c.cp.stop();
+    // r2 sends GOAWAY with the reason as the tunnel closes: no wait for a ping.
+    expect(await within(failed, 'the stream reset', 2_000)).toMatchObject({ code: 'ECONNRESET' });
+    const [e] = await within(closed, 'the port reported closed', 2_000);
     expect(e).toMatchObject({ portId: port.portId, event: 'closed' });
-    expect(Date.now() - t0).toBeLessThan(5_000);
-    // The office is offline until it re-homes: a request is refused at once, not left hanging.
+    expect(e.reason).toContain('acme-hq');
     expect(await refusedCode(op.open('acme-hq', { proto: 'tcp', port: 0 }))).toBe(Status.CONTACT_POINT_OFFLINE);
-  }, 30_000);
+  });
 
   it('closes the office\'s ports and resets its LAN connections when the operator\'s node is killed', async () => {
     const c = await cluster();
