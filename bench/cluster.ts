@@ -4,6 +4,7 @@
  * (same-node, no NATS on the path) and from one on the other node (cross-node: MSG and ACK each
  * cross NATS once). Both go to the same receiver process behind the same contact point.
  */
+import { readFileSync } from 'node:fs';
 import type { PeerClient } from '../core/peer/peer-client.js';
 import type { BenchContext } from './context.js';
 import type { WorkerHandle } from './ipc.js';
@@ -145,14 +146,26 @@ export async function runClusterBulk(ctx: BenchContext): Promise<void> {
       const same: BulkResult[] = [];
       const cross: BulkResult[] = [];
       const cpu: Record<string, number>[] = [];
+      const crossPerMb: Record<string, number>[] = [];
+      const samePerMb: Record<string, number>[] = [];
+      /** CPU ms per MB moved of the relay nodes (r1 holds the tunnel) and nats-server */
+      const perMb = async (port: number): Promise<{ m: Awaited<ReturnType<typeof measured<BulkResult>>>; perMb: Record<string, number> }> => {
+        const n0 = natsCpuMs(nats!);
+        const m = await measured([r1, r2], () => load.call<BulkResult>('bulk', { port, dir, bytes, maxMs }, maxMs + 30_000));
+        const mb = m.result.bytes / 1e6;
+        const relays = Object.values(m.usage);
+        return { m, perMb: { r1: round(relays[0]!.cpuMs / mb), r2: round(relays[1]!.cpuMs / mb), nats: round((natsCpuMs(nats!) - n0) / mb) } };
+      };
       for (let r = 0; r < rounds; r++) {
-        const s = await load.call<BulkResult>('bulk', { port: samePort, dir, bytes, maxMs }, maxMs + 30_000);
-        const c = await measured(workers, () => load.call<BulkResult>('bulk', { port: crossPort, dir, bytes, maxMs }, maxMs + 30_000));
-        for (const b of [s, c.result]) if (b.confirmed !== b.bytes) throw new Error(`cluster bulk ${dir}: ${b.bytes} bytes sent, ${b.confirmed} arrived`);
-        same.push(s);
-        cross.push(c.result);
-        cpu.push(c.cpu);
-        note(`  bulk ${dir}, round ${r + 1}: cross-node ${c.result.mbPerS} MB/s cpu ${JSON.stringify(c.cpu)} host ${JSON.stringify(c.host)}; same-node ${s.mbPerS} MB/s`);
+        const s = await perMb(samePort);
+        const c = await perMb(crossPort);
+        for (const b of [s.m.result, c.m.result]) if (b.confirmed !== b.bytes) throw new Error(`cluster bulk ${dir}: ${b.bytes} bytes sent, ${b.confirmed} arrived`);
+        same.push(s.m.result);
+        cross.push(c.m.result);
+        cpu.push(c.m.cpu);
+        crossPerMb.push(c.perMb);
+        samePerMb.push(s.perMb);
+        note(`  bulk ${dir}, round ${r + 1}: cross-node ${c.m.result.mbPerS} MB/s cpu ms/MB ${JSON.stringify(c.perMb)} host ${JSON.stringify(c.m.host)}; same-node ${s.m.result.mbPerS} MB/s cpu ms/MB ${JSON.stringify(s.perMb)}`);
       }
       const value = median(cross.map((b) => b.mbPerS));
       const baseline = median(same.map((b) => b.mbPerS));
@@ -169,6 +182,8 @@ export async function runClusterBulk(ctx: BenchContext): Promise<void> {
         target: TARGET_CROSS_BULK_MB_PER_S,
         target_met: value >= TARGET_CROSS_BULK_MB_PER_S,
         cpu_pct: cpu,
+        cpu_ms_per_mb: crossPerMb,
+        baseline_cpu_ms_per_mb: samePerMb,
         limits: { bytes, max_ms: maxMs },
         topology: 'processes: nats-server (-js), relay nodes r1 (tunnel) and r2, contact point, lan, load; all on 127.0.0.1',
         mode: ctx.quick ? 'quick' : 'full',
@@ -178,5 +193,16 @@ export async function runClusterBulk(ctx: BenchContext): Promise<void> {
   } finally {
     for (const w of workers.reverse()) await w.stop().catch(() => undefined);
     await nats?.stop();
+  }
+}
+
+/** CPU ms nats-server has used so far (Linux /proc; 0 where there is none). */
+function natsCpuMs(nats: NatsServer): number {
+  try {
+    const fields = readFileSync(`/proc/${nats.proc.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    // utime and stime (fields 14 and 15 of stat; 12 and 13 after the command) in clock ticks of 10 ms.
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return 0;
   }
 }

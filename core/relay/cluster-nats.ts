@@ -43,6 +43,13 @@ export const NATS_CONNECT_TIMEOUT_MS = 5_000;
 /** Reconnects (for ever) back off from RECONNECT_BASE_MS to RECONNECT_MAX_MS, with jitter. */
 export const NATS_RECONNECT_BASE_MS = 250;
 export const NATS_RECONNECT_MAX_MS = 5_000;
+/**
+ * What the NATS client collects before it writes inline rather than at the end of the turn (its
+ * default is 32 KiB). Stream data crossing nodes (cluster-mediation.ts) is then written in
+ * fewer, larger writes: the operator's node spent about 2 ms of CPU per MB moved instead of
+ * 3.7 (bench cluster-bulk). Small frames still go out at the end of the turn, as before.
+ */
+export const NATS_PENDING_LIMIT_BYTES = 256 * 1024;
 /** After a reconnect, how often a node retries its presence watch while JetStream is not back. */
 const REWATCH_MS = 500;
 /** How long a watch may take to replay a bucket's current records before the node starts anyway. */
@@ -72,6 +79,7 @@ export async function connectNats(servers: readonly string[], name: string, logg
       maxPingOut: NATS_MAX_PINGS_OUT,
       maxReconnectAttempts: -1,
       reconnectDelayHandler: () => backoff.next(),
+      ...{ pendingLimit: NATS_PENDING_LIMIT_BYTES }, // not in the client's typed options, but read by it
     });
   } catch (err: unknown) {
     throw new Error(`cannot reach NATS at ${servers.join(', ')}: ${(err as Error).message}`, { cause: err });
