@@ -19,12 +19,26 @@ const TO = `${RECEIVER}@${CP_ID}`;
 /** Cross-node throughput at least this share of same-node (issue 12's target). */
 const TARGET_RATIO = 0.7;
 
-export async function runCluster(ctx: BenchContext): Promise<void> {
-  if (!ctx.selected('cluster')) return;
-  if (!haveNatsServer) {
-    note(NO_NATS_REASON);
-    return;
+/** Whether the cluster benchmark `name` runs: selected, and nats-server there (else it says why it is skipped). */
+function wanted(ctx: BenchContext, name: string): boolean {
+  if (!ctx.selected(name)) return false;
+  if (!haveNatsServer) note(NO_NATS_REASON);
+  return haveNatsServer;
+}
+
+/** Relay node workers r1 and r2 on `nats` (added to `workers`, to be stopped by the caller). */
+async function relayNodes(ctx: BenchContext, nats: NatsServer, workers: WorkerHandle[]): Promise<[WorkerHandle, WorkerHandle]> {
+  const nodes: WorkerHandle[] = [];
+  for (const node of ['r1', 'r2']) {
+    const w = await ctx.startWorker('relay', { cluster: { servers: [nats.url], node } });
+    workers.push(w);
+    nodes.push(w);
   }
+  return [nodes[0]!, nodes[1]!];
+}
+
+export async function runCluster(ctx: BenchContext): Promise<void> {
+  if (!wanted(ctx, 'cluster')) return;
   const rounds = ctx.quick ? 1 : 5;
   const warm = ctx.quick ? 1_500 : 2_000;
   const windowMs = ctx.quick ? 3_000 : 5_000;
@@ -34,11 +48,7 @@ export async function runCluster(ctx: BenchContext): Promise<void> {
   try {
     nats = await startNatsServer();
     note(`cluster: nats-server on ${nats.url}; relay nodes r1 (the office's) and r2, contact point, receiver`);
-    const servers = [nats.url];
-    const r1 = await ctx.startWorker('relay', { cluster: { servers, node: 'r1' } });
-    workers.push(r1);
-    const r2 = await ctx.startWorker('relay', { cluster: { servers, node: 'r2' } });
-    workers.push(r2);
+    const [r1, r2] = await relayNodes(ctx, nats, workers);
     const cpSecret = await r1.call<string>('addCredential', { kind: 'contact-point', id: CP_ID });
     const cp = await ctx.startWorker('contact-point', { id: CP_ID, relayUrl: r1.url, secret: cpSecret, subnets: ['127.0.0.0/8'] });
     workers.push(cp);
@@ -110,11 +120,7 @@ const TARGET_CROSS_BULK_MB_PER_S = 400;
  * (cross-node: every STREAM_DATA and WINDOW frame crosses NATS once, cluster-mediation.ts).
  */
 export async function runClusterBulk(ctx: BenchContext): Promise<void> {
-  if (!ctx.selected('cluster-bulk')) return;
-  if (!haveNatsServer) {
-    note(NO_NATS_REASON);
-    return;
-  }
+  if (!wanted(ctx, 'cluster-bulk')) return;
   const bytes = ctx.quick ? 256 * 1024 ** 2 : 1024 ** 3;
   const maxMs = ctx.quick ? 4_000 : 10_000;
   const rounds = ctx.quick ? 1 : 3;
@@ -123,11 +129,7 @@ export async function runClusterBulk(ctx: BenchContext): Promise<void> {
   try {
     nats = await startNatsServer();
     note(`cluster-bulk: nats-server on ${nats.url}; relay nodes r1 (the office's) and r2, contact point, LAN service, load`);
-    const servers = [nats.url];
-    const r1 = await ctx.startWorker('relay', { cluster: { servers, node: 'r1' } });
-    workers.push(r1);
-    const r2 = await ctx.startWorker('relay', { cluster: { servers, node: 'r2' } });
-    workers.push(r2);
+    const [r1, r2] = await relayNodes(ctx, nats, workers);
     const cpSecret = await r1.call<string>('addCredential', { kind: 'contact-point', id: CP_ID });
     const cp = await ctx.startWorker('contact-point', { id: CP_ID, relayUrl: r1.url, secret: cpSecret, ports: PORTS });
     workers.push(cp);

@@ -159,6 +159,17 @@ function floodServer(): Promise<number> {
   );
 }
 
+/** Operator tech on r1 with a stream from the office's LAN flood service (on its own port): `received()` bytes so far. */
+async function floodingStream(c: Cluster): Promise<{ op: Operator; flood: number; port: { portId: number }; stream: Duplex; received: () => number }> {
+  const op = await c.operator(c.r1Url, 'tech');
+  const flood = await floodServer();
+  const port = await op.open('acme-hq', { proto: 'tcp', port: 0 });
+  const stream = await op.connect('acme-hq', port.portId, '127.0.0.1', flood);
+  let received = 0;
+  stream.on('data', (d: Buffer) => (received += d.length));
+  return { op, flood, port, stream, received: () => received };
+}
+
 async function refusedCode(p: Promise<unknown>): Promise<number> {
   const err = await p.then(
     () => undefined,
@@ -292,12 +303,7 @@ describe.skipIf(!haveNatsServer)('port mediation across relay nodes', () => {
 
   it('resets a stream and an exposed connection, and reports the port closed, when the tunnel\'s node is killed mid-stream', async () => {
     const c = await cluster();
-    const op = await c.operator(c.r1Url, 'tech');
-    const flood = await floodServer();
-    const port = await op.open('acme-hq', { proto: 'tcp', port: 0 });
-    const stream = await op.connect('acme-hq', port.portId, '127.0.0.1', flood);
-    let received = 0;
-    stream.on('data', (d: Buffer) => (received += d.length));
+    const { op, flood, port, stream, received } = await floodingStream(c);
     // The same service exposed on r1 by `expose`, a client reading from it.
     const secret = await c.creds.add('external', 'exposer', ['send', 'mediate']);
     const credFile = join(suite.home, 'exposer.credential');
@@ -307,7 +313,7 @@ describe.skipIf(!haveNatsServer)('port mediation across relay nodes', () => {
     let clientReceived = 0;
     client.on('data', (d: Buffer) => (clientReceived += d.length));
     const clientError = new Promise<Error>((r) => client.once('error', r));
-    await waitFor(() => received > 1024 * 1024 && clientReceived > 1024 * 1024, 10_000, 'bytes flowing across nodes');
+    await waitFor(() => received() > 1024 * 1024 && clientReceived > 1024 * 1024, 10_000, 'bytes flowing across nodes');
     const failed = new Promise<Error>((r) => stream.once('error', r));
     const closed = once(op, 'closed') as Promise<[PortEventBody]>;
     const t0 = Date.now();
@@ -323,13 +329,8 @@ describe.skipIf(!haveNatsServer)('port mediation across relay nodes', () => {
 
   it('resets the streams and reports the ports closed at once when the office\'s tunnel closes on the other node', async () => {
     const c = await cluster();
-    const op = await c.operator(c.r1Url, 'tech');
-    const flood = await floodServer();
-    const port = await op.open('acme-hq', { proto: 'tcp', port: 0 });
-    const stream = await op.connect('acme-hq', port.portId, '127.0.0.1', flood);
-    let received = 0;
-    stream.on('data', (d: Buffer) => (received += d.length));
-    await waitFor(() => received > 1024 * 1024, 10_000, 'bytes flowing across nodes');
+    const { op, port, stream, received } = await floodingStream(c);
+    await waitFor(() => received() > 1024 * 1024, 10_000, 'bytes flowing across nodes');
     const failed = new Promise<Error>((r) => stream.once('error', r));
     const closed = once(op, 'closed') as Promise<[PortEventBody]>;
     await c.cp.stop();
