@@ -3,12 +3,16 @@
  * nodes on one nats-server, in the same run: from an external peer on the office's node
  * (same-node, no NATS on the path) and from one on the other node (cross-node: MSG and ACK each
  * cross NATS once). Both go to the same receiver process behind the same contact point.
+ * - cluster.throughput: closed loop, IN_FLIGHT in flight, cross-node vs same-node msgs/s;
+ * - cluster.latency_paced: open loop at PACED_RATE msgs/s, one-way p99 cross-node vs same-node;
+ * - cluster.memory_per_office (`--only cluster-memory` alone): a relay's memory per connected
+ *   office with MEMORY_OFFICES offices, as a cluster node vs a single relay.
  */
 import { readFileSync } from 'node:fs';
 import type { PeerClient } from '../core/peer/peer-client.js';
 import type { BenchContext } from './context.js';
 import type { WorkerHandle } from './ipc.js';
-import { closedLoop, IN_FLIGHT, MSG_BYTES, relaySender, type LoopResult } from './messages.js';
+import { closedLoop, IN_FLIGHT, MSG_BYTES, PACED_RATE, pacedLoop, relaySender, type LoopResult } from './messages.js';
 import { haveNatsServer, NO_NATS_REASON, startNatsServer, type NatsServer } from './nats-server.js';
 import { measured, PORTS, type BulkResult } from './mediation.js';
 import { emit, median, note, round, waitFor } from './util.js';
@@ -18,6 +22,12 @@ const RECEIVER = 'sink-worker';
 const TO = `${RECEIVER}@${CP_ID}`;
 /** Cross-node throughput at least this share of same-node (issue 12's target). */
 const TARGET_RATIO = 0.7;
+/** Cross-node paced p99 at most this many ms above same-node (issue 12's target). */
+const TARGET_P99_EXTRA_MS = 1.5;
+/** Offices connected to one relay for cluster.memory_per_office (issue 12: 1,000). */
+const MEMORY_OFFICES = 1_000;
+/** Peers each of those offices announces (the relay keeps their names). */
+const MEMORY_PEERS_EACH = 4;
 
 /** Whether the cluster benchmark `name` runs: selected, and nats-server there (else it says why it is skipped). */
 function wanted(ctx: BenchContext, name: string): boolean {
@@ -38,7 +48,16 @@ async function relayNodes(ctx: BenchContext, nats: NatsServer, workers: WorkerHa
 }
 
 export async function runCluster(ctx: BenchContext): Promise<void> {
-  if (!wanted(ctx, 'cluster')) return;
+  if (!ctx.selected('cluster') && !ctx.selected('cluster-memory')) return;
+  if (!haveNatsServer) {
+    note(NO_NATS_REASON);
+    return;
+  }
+  if (ctx.selected('cluster')) await runMessagesAcross(ctx);
+  if (ctx.selected('cluster-memory')) await runMemoryPerOffice(ctx);
+}
+
+async function runMessagesAcross(ctx: BenchContext): Promise<void> {
   const rounds = ctx.quick ? 1 : 5;
   const warm = ctx.quick ? 1_500 : 2_000;
   const windowMs = ctx.quick ? 3_000 : 5_000;
@@ -101,6 +120,47 @@ export async function runCluster(ctx: BenchContext): Promise<void> {
       in_flight: IN_FLIGHT,
       message_bytes: MSG_BYTES,
       topology: 'processes: nats-server (-js), relay nodes r1 and r2, contact point (tunnel on r1), internal SDK receiver; SDK senders in the bench process; all on 127.0.0.1',
+      mode: ctx.quick ? 'quick' : 'full',
+      node: process.version,
+    });
+
+    // Paced: the same two senders at PACED_RATE msgs/s, interleaved round by round.
+    const pWarm = ctx.quick ? 1_000 : 2_000;
+    const pWindow = ctx.quick ? 3_000 : 5_000;
+    note(`cluster latency: paced ${PACED_RATE} msgs/s, ${rounds} round(s) of ${pWarm} ms warm-up + ${pWindow} ms measured, same-node then cross-node`);
+    const paced: { same: { p50: number; p99: number }; cross: { p50: number; p99: number }; host: Record<string, number> }[] = [];
+    let pacedFailed = 0;
+    let pacedError: string | undefined;
+    for (let r = 0; r < rounds; r++) {
+      await sink.call('latency');
+      const s = await pacedLoop(same, TO, PACED_RATE, pWarm, pWindow, [r1, cp, sink]);
+      const sameL = await sink.call<{ p50: number; p99: number }>('latency');
+      const c = await pacedLoop(cross, TO, PACED_RATE, pWarm, pWindow, [r2, r1, cp, sink]);
+      const crossL = await sink.call<{ p50: number; p99: number }>('latency');
+      pacedFailed += s.failed + c.failed;
+      pacedError ??= s.lastError ?? c.lastError;
+      paced.push({ same: sameL, cross: crossL, host: c.noise });
+      note(`  round ${r + 1}: p99 same-node ${round(sameL.p99)} ms, cross-node ${round(crossL.p99)} ms (p50 ${round(sameL.p50)} / ${round(crossL.p50)}); host ${JSON.stringify(c.noise)}`);
+    }
+    const sameP99 = median(paced.map((p) => p.same.p99));
+    const crossP99 = median(paced.map((p) => p.cross.p99));
+    emit({
+      name: 'cluster.latency_paced',
+      description: `one-way latency (sender's stamp to the receiver) of acked 1 KiB messages at a paced ${PACED_RATE} msgs/s through a 2-node relay cluster: sender on the other node (cross-node) vs on the office's node (same-node, the baseline); median of the rounds' p99`,
+      value: round(crossP99),
+      unit: 'ms',
+      baseline_p99_ms: round(sameP99),
+      baseline: 'same receiver, contact point and office node; the external sender connected to the office node itself (no NATS on the path)',
+      extra_p99_ms: round(crossP99 - sameP99),
+      target_extra_p99_ms: TARGET_P99_EXTRA_MS,
+      target_met: crossP99 - sameP99 <= TARGET_P99_EXTRA_MS,
+      p50_ms: round(median(paced.map((p) => p.cross.p50))),
+      baseline_p50_ms: round(median(paced.map((p) => p.same.p50))),
+      rounds: paced.map((p) => ({ p99: round(p.cross.p99), baseline_p99: round(p.same.p99), p50: round(p.cross.p50), baseline_p50: round(p.same.p50), host: p.host })),
+      failed: pacedFailed,
+      ...(pacedError ? { last_error: pacedError } : {}),
+      rate_msgs_per_s: PACED_RATE,
+      message_bytes: MSG_BYTES,
       mode: ctx.quick ? 'quick' : 'full',
       node: process.version,
     });
@@ -207,4 +267,74 @@ function natsCpuMs(nats: NatsServer): number {
   } catch {
     return 0;
   }
+}
+
+interface Mem {
+  readonly heapUsed: number;
+  readonly external: number;
+  readonly rss: number;
+}
+
+/**
+ * A relay's memory per connected office: MEMORY_OFFICES real tunnels (one Gateway each, in one
+ * offices worker) to one relay, memory read in the relay process after a full GC before the
+ * offices connect (their credentials already added) and after. Once as a node of a cluster
+ * (presence records, cp subject subscriptions, the watched presence map) and once as a single
+ * relay, in the same run.
+ */
+async function runMemoryPerOffice(ctx: BenchContext): Promise<void> {
+  let nats: NatsServer | undefined;
+  const results = new Map<'single' | 'cluster', { rss: number; heap: number; external: number; upMs: number }>();
+  try {
+    nats = await startNatsServer();
+    for (const kind of ['single', 'cluster'] as const) {
+      const workers: WorkerHandle[] = [];
+      try {
+        const relay = await ctx.startWorker('relay', kind === 'cluster' ? { cluster: { servers: [nats.url], node: 'm1' } } : {}, { exposeGc: true });
+        workers.push(relay);
+        const ids = Array.from({ length: MEMORY_OFFICES }, (_v, i) => `${kind}-office-${i}`);
+        const secrets = await relay.call<string[]>('addCredentials', { kind: 'contact-point', ids });
+        // Warm-up: one office connects and leaves, so first-use code and tables are not counted.
+        const warm = await ctx.startWorker('offices', { relayUrl: relay.url, offices: [{ id: ids[0]!, secret: secrets[0]! }], peersEach: MEMORY_PEERS_EACH });
+        await warm.stop();
+        await waitFor(async () => (await relay.call<{ tunnels: number }>('status')).tunnels === 0, 10_000, 'the warm-up office to leave');
+        const before = await relay.call<Mem>('memory');
+        const t0 = Date.now();
+        const offices = await ctx.startWorker('offices', { relayUrl: relay.url, offices: ids.map((id, i) => ({ id, secret: secrets[i]! })), peersEach: MEMORY_PEERS_EACH });
+        workers.push(offices);
+        await waitFor(async () => (await relay.call<{ tunnels: number }>('status')).tunnels === MEMORY_OFFICES, 60_000, `${MEMORY_OFFICES} tunnels at the relay`);
+        await waitFor(async () => (await relay.call<number>('peersCount', { id: ids[MEMORY_OFFICES - 1]! })) === MEMORY_PEERS_EACH, 10_000, 'the last office to announce its peers');
+        const upMs = Date.now() - t0;
+        const after = await relay.call<Mem>('memory');
+        const per = (k: keyof Mem): number => Math.round((after[k] - before[k]) / MEMORY_OFFICES);
+        results.set(kind, { rss: per('rss'), heap: per('heapUsed'), external: per('external'), upMs });
+        note(`cluster memory: ${kind} relay, ${MEMORY_OFFICES} offices up in ${upMs} ms: per office rss ${per('rss')} B, heap ${per('heapUsed')} B, external ${per('external')} B`);
+      } finally {
+        for (const w of workers.reverse()) await w.stop().catch(() => undefined);
+      }
+    }
+  } finally {
+    await nats?.stop();
+  }
+  const c = results.get('cluster')!;
+  const s = results.get('single')!;
+  emit({
+    name: 'cluster.memory_per_office',
+    description: `relay process memory per connected office with ${MEMORY_OFFICES} offices (real tunnels, ${MEMORY_PEERS_EACH} announced peers each), read after a full GC before and after they connect: a node of a cluster on nats-server vs a single relay (the baseline)`,
+    value: c.rss,
+    unit: 'bytes/office (rss)',
+    heap_bytes: c.heap,
+    external_bytes: c.external,
+    baseline_rss_bytes: s.rss,
+    baseline_heap_bytes: s.heap,
+    baseline_external_bytes: s.external,
+    baseline: 'the same relay worker without --cluster',
+    ratio_rss: round(c.rss / s.rss),
+    offices: MEMORY_OFFICES,
+    up_ms: c.upMs,
+    baseline_up_ms: s.upMs,
+    topology: 'processes: nats-server (-js), relay (with and without cluster), one offices worker holding every tunnel; all on 127.0.0.1',
+    mode: ctx.quick ? 'quick' : 'full',
+    node: process.version,
+  });
 }

@@ -554,7 +554,7 @@ async function runUdp(ctx: BenchContext, via: 'udp-channel' | 'in-tunnel', pair:
   note(`  udp ${via}: path ${p.result.pps} pkt/s p99 ${p.result.p99} ms lost ${p.result.lost}, unloaded p99 ${p1.p99} ms; direct ${b.result.pps} pkt/s p99 ${b.result.p99} ms; relay's UDP channel datagrams in: ${channelIn}; cpu ${JSON.stringify(p.cpu)}`);
   emit({
     name: `mediation.udp_echo_${via === 'udp-channel' ? 'udp_channel' : 'in_tunnel'}`,
-    description: `UDP echo, ${UDP_BYTES}-byte datagrams, ${UDP_LANES} in flight (closed loop), client -> relay exposed UDP port -> ${via === 'udp-channel' ? "relay's authenticated UDP channel" : 'inside the ws tunnel (UDP blocked: the relay announces a silent UDP port)'} -> contact point -> LAN echo and back`,
+    description: `UDP echo, ${UDP_BYTES}-byte datagrams, ${UDP_LANES} in flight (closed loop), client -> relay exposed UDP port -> ${via === 'udp-channel' ? "relay's encrypted UDP channel" : 'inside the ws tunnel (UDP blocked: the relay announces a silent UDP port)'} -> contact point -> LAN echo and back`,
     value: p.result.pps,
     unit: 'packets/s',
     p50_ms: p.result.p50,

@@ -26,17 +26,23 @@ const CALLS = {
   'history:retention': true,
   'history:traffic': true,
   'audit:list': true,
+  'rules:get': true,
+  'rules:set': true,
+  'rules:check': true,
+  'rules:refusals': true,
 } as const satisfies Record<AdminMethod, true>;
 const EVENTS = {
   'peer:changed': true,
   'peer:removed': true,
   'tunnel:status': true,
+  'direct:status': true,
   'flow:batch': true,
   'policy:changed': true,
   'ports:changed': true,
   'ports:policy-changed': true,
   'peers:flood': true,
   'audit:entry': true,
+  'rules:changed': true,
 } as const satisfies Record<AdminEventName, true>;
 const { contextBridge, ipcRenderer } = electron;
 const SETTINGS_GET: (typeof HOST_SETTINGS_CHANNELS)['get'] = 'settings:get';

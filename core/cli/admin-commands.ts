@@ -238,8 +238,12 @@ function statusText(snap: Snapshot, now: number): string[] {
     // Two contact points with one credential: say plainly which one holds the id, before anything else.
     ...(t.idInUse !== undefined ? [`WARNING        another running contact point holds this id at the relay: ${t.idInUse}`, '               stop one of them, or give each its own credential; this one retries slowly'] : []),
     `contact point  ${cp.id} (version ${cp.version}), up ${formatDuration(now - cp.startedAt)}${cp.embeddedRelay ? ' [embedded demo relay]' : ''}`,
-    `relay          ${t.relayUrl}${t.proxy ? ` via proxy ${t.proxy}` : ''}`,
-    `tunnel         ${tunnel}`,
+    ...(t.relayUrl === ''
+      ? ['relay          none (direct mode only)']
+      : [`relay          ${t.relayUrl}${t.proxy ? ` via proxy ${t.proxy}` : ''}`, `tunnel         ${tunnel}`]),
+    ...(snap.direct
+      ? [`direct         ${snap.direct.url}: ${snap.direct.sessions.length} session${snap.direct.sessions.length === 1 ? '' : 's'} (${snap.direct.sessions.map((x) => x.address).join(', ') || 'none'}), ${snap.direct.credentials} credential${snap.direct.credentials === 1 ? '' : 's'}`]
+      : []),
     `reconnects     ${t.reconnects}`,
     // Kept after the tunnel recovers, with its time: the cause of the last outage (issue 16, item 9).
     `last error     ${t.lastError !== undefined ? `${t.lastError}${t.lastErrorAt !== undefined ? ` (at ${new Date(t.lastErrorAt).toISOString()}, ${formatDuration(now - t.lastErrorAt)} ago)` : ''}` : 'none since it started'}`,
@@ -255,7 +259,7 @@ function statusText(snap: Snapshot, now: number): string[] {
 const STATUS_HELP = `Usage: contact-point status [flags]
 
 Shows a running contact point: its tunnel (state, relay URL, uptime, round-trip time,
-reconnects, last error), the peer port, peer counts by state, policy and message totals.
+reconnects, last error), direct mode's listener and sessions when it is on, the peer port, peer counts by state, policy and message totals.
 
 Flags:
 ${CONNECTION_FLAGS}
@@ -265,13 +269,14 @@ async function status(argv: string[]): Promise<number> {
   const { values } = parseFlags({ args: argv, strict: true, options: connectionOptions });
   const snap = await withAdmin(values, (c) => c.call('snapshot:get', {}));
   if (values.json) {
-    const { contactPoint, tunnel, policy, flow, peers } = snap;
+    const { contactPoint, tunnel, policy, flow, peers } = snap; // and snap.direct, when direct mode is on
     const count = (state: string): number => peers.filter((p) => p.state === state).length;
     say(
       JSON.stringify({
         contactPoint,
         uptimeMs: Date.now() - contactPoint.startedAt,
         tunnel,
+        ...(snap.direct ? { direct: snap.direct } : {}),
         policy,
         flow,
         ...(snap.flood ? { flood: snap.flood } : {}),

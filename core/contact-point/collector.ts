@@ -4,10 +4,9 @@ import { MAX_MESSAGE_BYTES } from '../protocol/limits.js';
 import { Status } from '../protocol/status.js';
 import type { Distributor } from './distributor.js';
 import type { FlowRecorder } from './flow-recorder.js';
-import type { Gateway } from './gateway.js';
 import type { Outbound } from './outbound.js';
 import type { PeerSession } from './peer-interface.js';
-import { refuse } from './refusal.js';
+import { refuse, type Reply } from './refusal.js';
 import type { Registrar } from './registrar.js';
 
 export interface CollectorDeps {
@@ -17,7 +16,6 @@ export interface CollectorDeps {
   readonly distributor: Distributor;
   /** where LAN peers' messages beyond the LAN go */
   readonly outbound: Outbound;
-  readonly gateway: Gateway;
   readonly flow: FlowRecorder;
   readonly maxMessageBytes?: number;
 }
@@ -38,21 +36,17 @@ export class Collector {
     this.maxMessageBytes = d.maxMessageBytes ?? MAX_MESSAGE_BYTES;
   }
 
-  private readonly toTunnel = (frame: Buffer): void => {
-    this.d.gateway.send(frame);
-  };
-
-  /** A message the relay pushed down the tunnel for one of our peers. */
-  fromTunnel(frame: Frame): void {
+  /** A message the relay (or direct mode's embedded relay) pushed down a tunnel for one of our peers; `toTunnel` sends up that tunnel. */
+  fromTunnel(frame: Frame, toTunnel: Reply): void {
     const msg = decodeMsg(frame);
     const to = parseAddress(msg.to);
     if (!to || to.domain !== this.id) {
-      return refuse(this.d.flow, msg, Status.BAD_ADDRESS, 'in', this.toTunnel, `this is contact point ${this.id}`);
+      return refuse(this.d.flow, msg, Status.BAD_ADDRESS, 'in', toTunnel, `this is contact point ${this.id}`);
     }
     if (msg.payload.length > this.maxMessageBytes) {
-      return refuse(this.d.flow, msg, Status.TOO_LARGE, 'in', this.toTunnel, `${msg.payload.length} bytes; the limit is ${this.maxMessageBytes}`);
+      return refuse(this.d.flow, msg, Status.TOO_LARGE, 'in', toTunnel, `${msg.payload.length} bytes; the limit is ${this.maxMessageBytes}`);
     }
-    this.d.distributor.deliver(msg, frame.raw, 'in', this.toTunnel);
+    this.d.distributor.deliver(msg, frame.raw, 'in', toTunnel);
   }
 
   /** A message a LAN peer sent: to another LAN peer, or out through the tunnel. */

@@ -4,7 +4,7 @@ import { hostname, networkInterfaces } from 'node:os';
 import type { Frame } from '../protocol/codec.js';
 import type { DialErrorKind } from '../protocol/dial-failure.js';
 import { Dialer } from '../protocol/dialer.js';
-import { CAPABILITY_REACHABLE, FrameType } from '../protocol/frames.js';
+import { CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_DIRECT, CAPABILITY_LOOKUP, CAPABILITY_REACHABLE, FrameType } from '../protocol/frames.js';
 import { MAX_PEERS_PER_ANNOUNCE } from '../protocol/limits.js';
 import type { Link } from '../protocol/link.js';
 import type { MuxLink } from '../protocol/stream-mux.js';
@@ -19,6 +19,8 @@ export interface GatewayOptions {
   readonly secret: string;
   readonly logger: Logger;
   readonly software: string;
+  /** HELLO env.capabilities beside `messages` and `reachable`: what this contact point has on (PROTOCOL.md, HELLO) */
+  readonly capabilities?: readonly string[];
   /** names to announce after each (re)connect */
   readonly registeredNames: () => string[];
   readonly proxy?: string | null;
@@ -33,6 +35,8 @@ export interface GatewayOptions {
    * two tunnels of one instance (to two relay nodes) would share it.
    */
   readonly instance?: string;
+  /** direct mode is on: the hello announces CAPABILITY_DIRECT */
+  readonly direct?: boolean;
 }
 
 /** Tunnel state changes (rare); frames go to GatewayOptions.onFrame instead. */
@@ -41,6 +45,9 @@ export interface GatewayEvents {
   up: [];
   down: [];
 }
+
+/** What messages and ACKs go up: the relay tunnel's gateway or direct mode's (contact-point.ts uplinkFor). */
+export type Uplink = Pick<Gateway, 'send' | 'connected' | 'bufferedAmount'>;
 
 /** IPv4/IPv6 addresses of this host's non-internal interfaces: the contact point's LAN environment. */
 function lanAddresses(): string[] {
@@ -85,7 +92,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
         role: 'contact-point',
         id: opts.id,
         secret: opts.secret,
-        env: { software: opts.software, host: hostname().slice(0, 255), addresses: lanAddresses(), capabilities: ['messages', CAPABILITY_REACHABLE] },
+        env: { software: opts.software, host: hostname().slice(0, 255), addresses: lanAddresses(), capabilities: ['messages', CAPABILITY_REACHABLE, CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_LOOKUP, ...(opts.direct ? [CAPABILITY_DIRECT] : []), ...(opts.capabilities ?? [])] },
         instance,
       }),
       ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),
@@ -116,6 +123,11 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
 
   get connected(): boolean {
     return this.link?.isOpen ?? false;
+  }
+
+  /** The tunnel's keepalive: adaptive once the relay took the capability up (PROTOCOL.md 12.1); fixed while down. */
+  get keepaliveMode(): 'adaptive' | 'fixed' {
+    return this.link?.keepaliveMode ?? 'fixed';
   }
 
   get bufferedAmount(): number {

@@ -41,6 +41,13 @@ export const DEFAULT_PORT_LIMITS: PortLimits = {
   maxStreams: MAX_STREAMS_PER_CONTACT_POINT,
   maxStreamsPerExposure: MAX_STREAMS_PER_EXPOSURE,
 };
+/** Port ids a mediator hands out: the tunnel's mediator and direct mode's take disjoint halves, so the admin's port list and ports:close name each port once. */
+export interface PortIdRange {
+  readonly first: number;
+  readonly last: number;
+}
+export const TUNNEL_PORT_IDS: PortIdRange = { first: 1, last: 0x3fffffff };
+export const DIRECT_PORT_IDS: PortIdRange = { first: 0x40000000, last: 0x7fffffff };
 /** A connect to a LAN target that has not completed by then fails with CONNECT_FAILED. */
 export const CONNECT_TIMEOUT_MS = 10_000;
 
@@ -103,7 +110,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   private readonly ports = new Map<number, PortEntry>();
   private mux: StreamMux | undefined;
   private link: MuxLink | undefined;
-  private nextId = 1;
+  private nextId: number;
   /** the UDP channel to the relay while it is alive; datagrams fall back to the tunnel */
   private udp: { send(d: OutgoingDatagram): boolean } | undefined;
   private nextStream = -1;
@@ -129,8 +136,12 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     readonly policy: PortPolicy,
     private readonly logger: Logger,
     limits: Partial<PortLimits> = {},
+    private readonly ids: PortIdRange = TUNNEL_PORT_IDS,
+    /** false (`serve --no-mediation`): every request is answered NOT_OFFERED, and the hello does not list `mediation` */
+    readonly offered = true,
   ) {
     super();
+    this.nextId = ids.first;
     this.limits = { ...DEFAULT_PORT_LIMITS, ...limits };
   }
 
@@ -218,6 +229,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
 
   private async execute(req: PortRequestBody): Promise<PortResultBody> {
     try {
+      if (!this.offered) throw new RequestError(Status.NOT_OFFERED);
       const answer = await dispatch(cpPortRequestSchema, this.operations, req, () => {
         throw new RequestError(Status.BAD_REQUEST, `${req.op} is for the relay, not a contact point`);
       });
@@ -228,7 +240,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
         : err instanceof SchemaError ? new RequestError(Status.BAD_REQUEST, err.message)
         : new RequestError(Status.INTERNAL, (err as Error).message);
       this.refusedByCode.add(e.code);
-      if (e.code === Status.PERMISSION_DENIED || e.code === Status.UNSAFE_TARGET) {
+      if (e.code === Status.PERMISSION_DENIED || e.code === Status.UNSAFE_TARGET || e.code === Status.NOT_OFFERED) {
         this.emit('refused', { at: Date.now(), operator: req.operator, op: req.op, what: describeRequest(req), code: e.code, reason: e.message });
       }
       const port = req.op === 'connect' && req.portId !== undefined ? this.ports.get(req.portId) : undefined;
@@ -582,7 +594,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
 
   private allocId(): number {
     const id = this.nextId;
-    this.nextId = this.nextId >= 0x7fffffff ? 1 : this.nextId + 1;
+    this.nextId = this.nextId >= this.ids.last ? this.ids.first : this.nextId + 1;
     return id;
   }
 }

@@ -4,6 +4,7 @@ import { int, list, obj, oneOf, optional, str, type Infer } from '../protocol/sc
 import { ioReason, readJson, writeJsonAtomic } from '../runtime/json-file.js';
 import type { Logger } from '../runtime/logger.js';
 import { auditStateSchema, type AuditLog, type AuditRecord } from './audit-log.js';
+import { accessStateSchema } from './access-rules.js';
 import type { AuditEntry } from '../admin/contract.js';
 
 const peerRecordSchema = obj({
@@ -39,6 +40,8 @@ const stateSchema = obj({
    * write (absent in files from before the audit trail).
    */
   audit: optional(auditStateSchema),
+  /** access rules and the content check (core/contact-point/access-rules.ts; absent: none) */
+  access: optional(accessStateSchema),
 });
 
 export type PeerRecord = Infer<typeof peerRecordSchema>;
@@ -77,12 +80,14 @@ export class StateDraft {
   policy: PersistedState['policy'];
   ports: PersistedState['ports'];
   history: PersistedState['history'];
+  access: PersistedState['access'];
 
   constructor(state: PersistedState) {
     this.peers = new Map(state.peers.map((p) => [p.name, { ...p }]));
     this.policy = state.policy;
     this.ports = state.ports;
     this.history = state.history;
+    this.access = state.access;
   }
 
   state(): PersistedState {
@@ -92,6 +97,7 @@ export class StateDraft {
       policy: this.policy,
       ...(this.ports ? { ports: this.ports } : {}),
       ...(this.history ? { history: this.history } : {}),
+      ...(this.access ? { access: this.access } : {}),
     };
   }
 }

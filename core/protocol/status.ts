@@ -19,6 +19,8 @@ export const Status = {
   BAD_ADDRESS: 19,
   UNKNOWN_PEER: 20,
   RECEIVER_FAILED: 21,
+  NOT_ALLOWED: 24,
+  CONTENT_REFUSED: 25,
 
   // Port mediation results (PORT_RESULT code).
   PERMISSION_DENIED: 30,
@@ -30,6 +32,7 @@ export const Status = {
   BAD_REQUEST: 36,
   WRONG_STATE: 37,
   STREAM_LIMIT: 38,
+  NOT_OFFERED: 39,
 
   // Connection faults (ERROR frame, then close 4000 + code).
   MALFORMED_FRAME: 100,
@@ -82,6 +85,8 @@ const DESCRIPTIONS: Record<StatusName, string> = {
   BAD_ADDRESS: 'malformed address',
   UNKNOWN_PEER: 'unknown peer',
   RECEIVER_FAILED: 'the receiving application failed',
+  NOT_ALLOWED: "the receiver's access rules do not let this sender in",
+  CONTENT_REFUSED: "refused by the contact point's content check",
   PERMISSION_DENIED: 'not allowed by the contact point admin',
   PORT_IN_USE: 'port already in use',
   UNKNOWN_PORT: 'no such port id',
@@ -91,6 +96,7 @@ const DESCRIPTIONS: Record<StatusName, string> = {
   BAD_REQUEST: 'malformed port request',
   WRONG_STATE: 'the port is not in a state that allows this',
   STREAM_LIMIT: 'too many connections at once',
+  NOT_OFFERED: 'the office does not offer port mediation',
   MALFORMED_FRAME: 'malformed frame',
   UNKNOWN_FRAME_TYPE: 'unknown frame type',
   FRAME_TOO_LARGE: 'frame too large',

@@ -6,7 +6,7 @@ import { FrameType, type PortEventBody, type PortRequestBody, type PortResultBod
 import { cpPortRequestSchema } from '../protocol/port-requests.js';
 import { splice } from '../protocol/bridge.js';
 import { SchemaError } from '../protocol/schema.js';
-import { Status } from '../protocol/status.js';
+import { describeStatus, Status } from '../protocol/status.js';
 import { StreamMux, type MuxLink, type MuxStream } from '../protocol/stream-mux.js';
 import type { Logger } from '../runtime/logger.js';
 import { ControlChannel, type PortOwner } from './control.js';
@@ -68,6 +68,8 @@ export interface MediationHost {
   ended(cp: string, ch: ControlChannel, reason: string): void;
   /** who owns a port at a contact point here, so its events and datagrams reach that owner */
   claim(cp: string, portId: number, owner: PortOwner | undefined): void;
+  /** whether the tunnel of `cp` here offers port mediation (false: NOT_OFFERED, as on one node) */
+  offersMediation(cp: string): boolean | undefined;
 }
 
 /** A link's NATS side: each frame one message on `subject`, its bytes as they are. */
@@ -176,6 +178,7 @@ class LinkEnd implements PortOwner {
       throw err;
     }
     const { req, ...onward } = r;
+    if (this.host.offersMediation(this.cp) === false) return { req, ok: false, code: Status.NOT_OFFERED, reason: describeStatus(Status.NOT_OFFERED) };
     if (onward.op === 'connect') {
       const id = onward.streamId;
       if (id % 2 !== 0 || this.mux.get(id)) return { req, ok: false, code: Status.BAD_REQUEST, reason: 'connect needs a fresh even streamId' };
@@ -183,9 +186,14 @@ class LinkEnd implements PortOwner {
       return { ...answer, req };
     }
     const answer = await this.control.request(onward);
-    if (answer.ok && (onward.op === 'open' || onward.op === 'expose') && answer.portId !== undefined && !this.ended) {
-      this.ports.set(answer.portId, onward.operator);
-      this.host.claim(this.cp, answer.portId, this);
+    if (answer.ok && (onward.op === 'open' || onward.op === 'expose') && answer.portId !== undefined) {
+      if (this.ended) {
+        // The link ended while the contact point opened it: nobody will use it.
+        if (!this.control.isClosed) void this.control.request({ op: 'close', operator: onward.operator, portId: answer.portId });
+      } else {
+        this.ports.set(answer.portId, onward.operator);
+        this.host.claim(this.cp, answer.portId, this);
+      }
     } else if (answer.ok && onward.op === 'close') {
       this.release(onward.portId);
     }

@@ -4,7 +4,7 @@ import type { ClusterView } from '../admin/relay-contract.js';
 import { Backoff } from '../runtime/backoff.js';
 import type { Logger } from '../runtime/logger.js';
 import { ClusterMediation } from './cluster-mediation.js';
-import { NODE_ID_PATTERN, NODE_ID_RULE, type Cluster, type ClusterHost, type RemotePlace } from './cluster.js';
+import { NODE_ID_PATTERN, NODE_ID_RULE, REMOTE_PROBE_MARGIN_MS, type Cluster, type ClusterHost, type HolderInfo, type RemotePlace } from './cluster.js';
 import { CredentialStore, parseCredentialRecord, type CredentialKind } from './credentials.js';
 import type { ExternalSession, RelaySession, SessionRegistry, TunnelSession } from './sessions.js';
 
@@ -171,12 +171,16 @@ interface Claim {
   /** when this node last saw it put (the lease runs from here) */
   seenAt: number;
   readonly place: RemotePlace;
+  /** a tunnel's HELLO instance, when its client said */
+  readonly instance: string | undefined;
 }
 
 interface PresenceRecord {
   readonly node: string;
   readonly session: string;
   readonly since: string;
+  /** a tunnel's HELLO instance (same-instance reconnects replace at once, others are probed) */
+  readonly instance?: string | undefined;
 }
 
 type PresenceKind = 't' | 'e';
@@ -269,6 +273,25 @@ export class NatsCluster implements Cluster {
     return this.sessions.external(name) ?? this.remotePlace(`e:${name}`);
   }
 
+  contestTunnel(cp: string, instance: string | undefined, probeMs: number): Promise<HolderInfo | undefined> | undefined {
+    const far = this.bestClaim(`t:${cp}`);
+    if (!far || (instance !== undefined && instance === far.instance)) return undefined;
+    const node = far.place.node;
+    return this.nc.request(`relay.node.${node}.probe.${subjectToken(cp)}`, undefined, { timeout: probeMs + REMOTE_PROBE_MARGIN_MS }).then(
+      (m) => {
+        const a = m.data.length > 0 ? m.json<{ remote?: unknown; host?: unknown; since?: unknown }>() : {};
+        return typeof a.remote === 'string' && typeof a.since === 'number' ? { remote: a.remote, host: typeof a.host === 'string' ? a.host : undefined, since: a.since, node } : undefined;
+      },
+      // No answer in time, or nobody there any more: nothing alive holds it.
+      () => undefined,
+    );
+  }
+
+  externalAt(name: string, node: string): boolean {
+    const c = this.connected ? this.remote.get(`e:${name}`)?.get(node) : undefined;
+    return c !== undefined && Date.now() - c.seenAt <= LEASE_MS;
+  }
+
   opened(s: RelaySession): void {
     if (s.kind === 'contact-point' && !this.cpSubs.has(s.id)) {
       const sub = this.nc.subscribe(`relay.cp.${subjectToken(s.id)}`, { queue: 'cp', callback: (err, m) => (err ? undefined : this.deliver(m)) });
@@ -332,9 +355,20 @@ export class NatsCluster implements Cluster {
     }
   }
 
-  /** Frames for this node, refusals of what it forwarded, and the server's "no responders" for them. */
+  /** Frames for this node, refusals of what it forwarded, the server's "no responders" for them, and liveness probes. */
   private onNodeMsg(m: Msg): void {
     if (m.data.length === 0 && m.headers?.code === 503) return this.noResponders(m.subject);
+    const probe = m.subject.startsWith(this.probePrefix) ? fromToken(m.subject.slice(this.probePrefix.length)) : undefined;
+    if (probe !== undefined) {
+      void this.host?.probeTunnel(probe).then((alive) => {
+        try {
+          m.respond(alive ? JSON.stringify(alive) : '');
+        } catch {
+          // closed meanwhile: the asking node times out and admits the newcomer
+        }
+      });
+      return;
+    }
     this.deliver(m);
   }
 
@@ -381,7 +415,16 @@ export class NatsCluster implements Cluster {
     return presenceKey(s.kind === 'contact-point' ? 't' : 'e', s.id, this.node);
   }
 
+  private get probePrefix(): string {
+    return `relay.node.${this.node}.probe.`;
+  }
+
   private remotePlace(key: string): RemotePlace | undefined {
+    return this.bestClaim(key)?.place;
+  }
+
+  /** The newest live claim of `key` on another node. */
+  private bestClaim(key: string): Claim | undefined {
     const byNode = this.remote.get(key);
     if (!byNode || !this.connected) return undefined;
     const now = Date.now();
@@ -391,11 +434,11 @@ export class NatsCluster implements Cluster {
       else if (!best || c.firstRevision > best.firstRevision) best = c;
     }
     if (byNode.size === 0) this.remote.delete(key);
-    return best?.place;
+    return best;
   }
 
   private claim(key: string, s: RelaySession): void {
-    const record: PresenceRecord = { node: this.node, session: s.session, since: new Date(s.since).toISOString() };
+    const record: PresenceRecord = { node: this.node, session: s.session, since: new Date(s.since).toISOString(), ...(s.kind === 'contact-point' && s.instance !== undefined ? { instance: s.instance } : {}) };
     this.kv.put(key, JSON.stringify(record)).then(
       (revision) => {
         const mine = this.own.get(key);
@@ -444,7 +487,7 @@ export class NatsCluster implements Cluster {
       return;
     }
     if (!byNode) this.remote.set(mapKey, (byNode = new Map<string, Claim>()));
-    byNode.set(node, { session: record.session, firstRevision: e.revision, seenAt: Date.now(), place: { kind: 'remote', node } });
+    byNode.set(node, { session: record.session, firstRevision: e.revision, seenAt: Date.now(), place: { kind: 'remote', node }, instance: typeof record.instance === 'string' ? record.instance : undefined });
     if (kind === 't') {
       // Two nodes with a tunnel of one contact point: the newer claim stands, the older tunnel closes.
       const mine = this.own.get(presenceKey('t', id, this.node));

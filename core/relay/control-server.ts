@@ -1,5 +1,5 @@
 import { decodeControl, type Frame } from '../protocol/codec.js';
-import { FrameType } from '../protocol/frames.js';
+import { CAPABILITY_UDP_AEAD, FrameType, offersMediation } from '../protocol/frames.js';
 import type { Link } from '../protocol/link.js';
 import { Status } from '../protocol/status.js';
 import type { Logger } from '../runtime/logger.js';
@@ -59,7 +59,14 @@ export class ControlServer {
         }
       },
       claim: (cp, portId, owner) => this.claim(cp, portId, owner),
+      offersMediation: (cp) => this.offersMediation(cp),
     });
+  }
+
+  /** Whether the tunnel of `cp` here offers port mediation (its HELLO's capabilities); undefined when it is not here. */
+  private offersMediation(cp: string): boolean | undefined {
+    const tunnel = this.o.sessions.tunnels.get(cp);
+    return tunnel && offersMediation(tunnel.env?.capabilities ?? []);
   }
 
   /** The control channel to a connected contact point, if its tunnel is up: here, or on another relay node of the cluster. */
@@ -84,11 +91,12 @@ export class ControlServer {
 
   /** After WELCOME: a path on the UDP service port for the tunnel's datagrams, announced to the contact point. */
   offerUdp(session: TunnelSession): void {
-    if (!this.udp) return;
+    // Only to a contact point that speaks the encrypted channel: an older one keeps its datagrams in the tunnel.
+    if (!this.udp || !session.env?.capabilities?.includes(CAPABILITY_UDP_AEAD)) return;
     const control = session.control;
     const path = this.udp.register((d) => control.emit('datagram', d));
     control.udpPath = path;
-    session.link.sendControl(FrameType.UDP_CHANNEL, { port: this.o.udpAdvertisePort ?? this.udp.port, session: path.session, key: path.key });
+    session.link.sendControl(FrameType.UDP_CHANNEL, { port: this.o.udpAdvertisePort ?? this.udp.port, session: path.session, key: path.key, version: path.version });
   }
 
   /** Mediation frames from an external peer: only for credentials with the `mediate` right. */
@@ -105,6 +113,7 @@ export class ControlServer {
       s.operator = new OperatorSession(s.id, s.link, {
         channel: (cp) => this.channel(cp),
         knownContactPoint: (cp) => this.o.sessions.tunnels.has(cp) || this.o.credentials.has('contact-point', cp),
+        offersMediation: (cp) => this.offersMediation(cp),
         exposer: this.exposer,
         logger: this.o.logger,
         refusals: this.o.refusals,

@@ -60,7 +60,8 @@ export class ControlChannel extends EventEmitter<ControlEvents> {
       const streamId = this.allocStreamId();
       const stream = this.mux.open(streamId);
       return this.request({ ...body, streamId }, timeoutMs).then((r) => {
-        if (r.ok) splice(splicedTo, stream);
+        if (r.ok && !splicedTo.destroyed) splice(splicedTo, stream);
+        else if (r.ok) stream.destroy(new Error('the other side went away before the connect was answered'));
         else {
           this.mux.forget(streamId);
           splicedTo.destroy(new Error(r.reason ?? 'connect refused'));

@@ -16,6 +16,8 @@ import type { RefusalSink } from './refusals.js';
 export interface OperatorHost {
   channel(cp: string): ControlChannel | undefined;
   knownContactPoint(cp: string): boolean;
+  /** whether the office's hello listed `mediation`; undefined while its tunnel is not up here */
+  offersMediation(cp: string): boolean | undefined;
   readonly exposer: Exposer;
   readonly logger: Logger;
   /** the relay's own refusals of this operator's requests are reported here */
@@ -108,6 +110,8 @@ export class OperatorSession implements PortOwner {
   };
 
   private async request(body: PortRequestBody): Promise<PortResultBody> {
+    // Refused at once (not forwarded to wait for the office's refusal): the office said it takes no port requests.
+    if (body.op !== 'unexpose' && body.cp !== undefined && this.host.offersMediation(body.cp) === false) return this.refuse(body, Status.NOT_OFFERED);
     try {
       return await dispatch(operatorPortRequestSchema, this.operations, body);
     } catch (err: unknown) {

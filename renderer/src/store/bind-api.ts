@@ -6,8 +6,9 @@ import { AUDIT_PAGE, auditEntry, loadAudit } from './audit-slice';
 import { flowBatch, loadFlowTotals } from './flow-slice';
 import { floodActive, loadPeers, peerChanged, peerRemoved, setFlood } from './peers-slice';
 import { setPortPolicy, setPorts } from './ports-slice';
+import { setRules } from './rules-slice';
 import { notify, setConnection, setContactPoint, setHostSettings, setPolicy } from './session-slice';
-import { tunnelStatus } from './tunnel-slice';
+import { directStatus, tunnelStatus } from './tunnel-slice';
 
 export interface BindOptions {
   /** a peer just asked to be registered (desktop notification); not called during a registration flood */
@@ -18,6 +19,7 @@ export function loadSnapshot(store: AppStore, snap: Snapshot): void {
   setContactPoint(store, snap.contactPoint);
   setPolicy(store, snap.policy);
   tunnelStatus(store, snap.tunnel);
+  directStatus(store, snap.direct);
   loadPeers(store, snap.peers);
   // Contact points from before the flood limits have no summary.
   setFlood(store, snap.flood);
@@ -25,6 +27,8 @@ export function loadSnapshot(store: AppStore, snap: Snapshot): void {
   // Older contact points (before port mediation) have neither.
   setPorts(store, snap.ports ?? []);
   if (snap.portPolicy) setPortPolicy(store, snap.portPolicy);
+  // Older contact points (before the access rules) have none.
+  if (snap.rules) setRules(store, snap.rules);
 }
 
 /**
@@ -41,11 +45,13 @@ export function bindApi(store: AppStore, api: GuiApi, opts: BindOptions = {}): (
     api.subscribe('peers:flood', (f) => setFlood(store, f)),
     api.subscribe('peer:removed', ({ name }) => peerRemoved(store, name)),
     api.subscribe('tunnel:status', (t) => tunnelStatus(store, t)),
+    api.subscribe('direct:status', (d) => directStatus(store, d)),
     api.subscribe('flow:batch', (b) => flowBatch(store, b)),
     api.subscribe('policy:changed', (p) => setPolicy(store, p)),
     api.subscribe('ports:changed', (ports) => setPorts(store, ports)),
     api.subscribe('ports:policy-changed', (p) => setPortPolicy(store, p)),
     api.subscribe('audit:entry', (e) => auditEntry(store, e)),
+    api.subscribe('rules:changed', (r) => setRules(store, r)),
   ];
   const refresh = (): void => {
     api.call('snapshot:get', {}).then(
