@@ -16,6 +16,7 @@
  *                        cluster-failover (kill -9 of the node carrying an office's traffic: two tunnels vs one),
  *                        direct (acked messages from an external peer at the contact point's direct
  *                        listener vs at the relay, same run),
+ *                        cluster-bulk (bulk TCP through an exposure on the other node vs the office's node),
  *                        history (throughput with the contact point's history on vs off, disk bytes per
  *                        message, a filtered page over 100,000 stored entries),
  *                        metrics-throughput, metrics-scrape (group: metrics; Prometheus metrics on vs off,
@@ -35,7 +36,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { runCluster } from './cluster.js';
+import { runCluster, runClusterBulk } from './cluster.js';
 import { runDirect } from './direct.js';
 import { runContentCheck } from './content-check.js';
 import { runClusterFailover } from './cluster-failover.js';
@@ -71,9 +72,10 @@ const GROUPS: Record<string, readonly string[]> = {
   gui: ['gui'],
   'http-flood': ['http-flood'],
   outage: ['outage'],
-  cluster: ['cluster', 'cluster-memory'],
+  cluster: ['cluster', 'cluster-memory', 'cluster-bulk'],
   'cluster-memory': ['cluster-memory'],
   'cluster-failover': ['cluster-failover'],
+  'cluster-bulk': ['cluster-bulk'],
   direct: ['direct'],
   history: ['history'],
   metrics: ['metrics-throughput', 'metrics-scrape'],
@@ -147,6 +149,7 @@ async function main(): Promise<void> {
   await runHttpFlood(ctx);
   await runOutage(ctx);
   await runCluster(ctx);
+  await runClusterBulk(ctx);
   await runDirect(ctx);
   await runClusterFailover(ctx);
   await runHistory(ctx);

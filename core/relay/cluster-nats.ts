@@ -4,6 +4,7 @@ import type { ClusterView } from '../admin/relay-contract.js';
 import { TUNNEL_SLOTS } from '../protocol/limits.js';
 import { Backoff } from '../runtime/backoff.js';
 import type { Logger } from '../runtime/logger.js';
+import { ClusterMediation } from './cluster-mediation.js';
 import { NODE_ID_PATTERN, NODE_ID_RULE, REMOTE_PROBE_MARGIN_MS, type Cluster, type ClusterHost, type HolderInfo, type RemotePlace } from './cluster.js';
 import { CredentialStore, parseCredentialRecord, type CredentialKind } from './credentials.js';
 import type { ExternalSession, RelaySession, SessionRegistry, TunnelSession } from './sessions.js';
@@ -43,6 +44,13 @@ export const NATS_CONNECT_TIMEOUT_MS = 5_000;
 /** Reconnects (for ever) back off from RECONNECT_BASE_MS to RECONNECT_MAX_MS, with jitter. */
 export const NATS_RECONNECT_BASE_MS = 250;
 export const NATS_RECONNECT_MAX_MS = 5_000;
+/**
+ * What the NATS client collects before it writes inline rather than at the end of the turn (its
+ * default is 32 KiB). Stream data crossing nodes (cluster-mediation.ts) is then written in
+ * fewer, larger writes: the operator's node spent about 2 ms of CPU per MB moved instead of
+ * 3.7 (bench cluster-bulk). Small frames still go out at the end of the turn, as before.
+ */
+export const NATS_PENDING_LIMIT_BYTES = 256 * 1024;
 /** After a reconnect, how often a node retries its presence watch while JetStream is not back. */
 const REWATCH_MS = 500;
 /** How long a watch may take to replay a bucket's current records before the node starts anyway. */
@@ -72,6 +80,7 @@ export async function connectNats(servers: readonly string[], name: string, logg
       maxPingOut: NATS_MAX_PINGS_OUT,
       maxReconnectAttempts: -1,
       reconnectDelayHandler: () => backoff.next(),
+      ...{ pendingLimit: NATS_PENDING_LIMIT_BYTES }, // not in the client's typed options, but read by it
     });
   } catch (err: unknown) {
     throw new Error(`cannot reach NATS at ${servers.join(', ')}: ${(err as Error).message}`, { cause: err });
@@ -202,6 +211,8 @@ export class NatsCluster implements Cluster {
   private watcher: BucketWatch | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   private readonly logger: Logger;
+  /** port mediation with tunnels on other nodes (cluster-mediation.ts) */
+  readonly mediation: ClusterMediation;
 
   private constructor(
     private readonly nc: NatsConnection,
@@ -211,6 +222,7 @@ export class NatsCluster implements Cluster {
   ) {
     this.node = o.node;
     this.logger = o.logger;
+    this.mediation = new ClusterMediation(nc, o.node, o.logger);
   }
 
   /** Opens the presence bucket; the relay gets the cluster from the returned factory. */
@@ -228,6 +240,7 @@ export class NatsCluster implements Cluster {
     this.host = host;
     const me = `relay.node.${this.node}`;
     this.nodeSubs = [me, `${me}.>`].map((subject) => this.nc.subscribe(subject, { callback: (err, m) => (err ? undefined : this.onNodeMsg(m)) }));
+    this.mediation.start();
     await this.watchPresence();
     this.renewTimer = setInterval(() => this.renewAll(), RENEW_MS);
     this.renewTimer.unref();
@@ -243,6 +256,7 @@ export class NatsCluster implements Cluster {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.renewTimer);
+    this.mediation.stop();
     this.watcher?.stop();
     this.o.stopCredentials?.();
     if (this.connected) await Promise.allSettled([...this.own.keys()].map((k) => this.kv.delete(k)));
@@ -493,6 +507,7 @@ export class NatsCluster implements Cluster {
     if (!this.connected || this.stopped) return;
     this.connected = false;
     this.remote.clear();
+    this.mediation.lost('this relay node lost its cluster connection');
     this.logger.warn('cut off from the cluster (NATS): closing every tunnel so its contact point re-homes to another node');
     this.host?.dropTunnels('this relay node lost its cluster connection; connect to another node');
   }

@@ -1,4 +1,5 @@
 import type { ClusterView } from '../admin/relay-contract.js';
+import type { ClusterMediation } from './cluster-mediation.js';
 import type { ExternalSession, RelaySession, TunnelSession } from './sessions.js';
 
 /** A relay node's id is one subject token (no `.`, `*`, `>`), so it names subjects and keys as it is. */
@@ -47,6 +48,8 @@ export interface Cluster {
   answer(reply: string, raw: Buffer): void;
   /** The nodes and where each tunnel and session is, for the status endpoint; undefined for a single relay. */
   view(): ClusterView | undefined;
+  /** Port mediation with tunnels on other nodes (cluster-mediation.ts); absent on a single relay. */
+  readonly mediation?: ClusterMediation | undefined;
 }
 
 /**

@@ -8,7 +8,7 @@ import type { Link } from '../protocol/link.js';
 import { describeStatus, Status } from '../protocol/status.js';
 import { StreamMux, type MuxStream } from '../protocol/stream-mux.js';
 import type { Logger } from '../runtime/logger.js';
-import type { ControlChannel } from './control.js';
+import type { ControlChannel, PortOwner } from './control.js';
 import type { Exposer } from './expose.js';
 import type { OperatorView } from '../admin/relay-contract.js';
 import type { RefusalSink } from './refusals.js';
@@ -33,7 +33,7 @@ export interface OperatorHost {
  * expose/unexpose create public ports on the relay. Everything it opened is closed when its
  * session ends: nothing stays listening on the LAN for an operator who has gone.
  */
-export class OperatorSession {
+export class OperatorSession implements PortOwner {
   readonly mux: StreamMux;
   private readonly ports = new Map<string, { cp: string; portId: number }>();
   /** port id -> contact point, for routing this operator's datagrams without a search */

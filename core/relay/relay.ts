@@ -158,6 +158,7 @@ export class Relay {
       maxExposeConnections: opts.maxExposeConnections,
       maxExposeConnectionsPerContactPoint: opts.maxExposeConnectionsPerContactPoint,
       refusals: this.refusals,
+      cluster: this.cluster,
     });
     this.udp = this.controlServer.udp;
     this.exposer = this.controlServer.exposer;
