@@ -53,6 +53,14 @@ export const NATS_RECONNECT_MAX_MS = 5_000;
 export const NATS_PENDING_LIMIT_BYTES = 256 * 1024;
 /** After a reconnect, how often a node retries its presence watch while JetStream is not back. */
 const REWATCH_MS = 500;
+/**
+ * A node puts its own heartbeat record (`n.<node>`) with every renewal and expects to see it come
+ * back through its presence watch. A watch whose consumer sat on a NATS server that died can stay
+ * silent for a long time while the connection itself is fine (the client reconnected elsewhere,
+ * or never lost it); unseen for this long, both watches are made anew (routing would otherwise
+ * miss every tunnel that moved since).
+ */
+export const WATCH_STALL_MS = 2 * RENEW_MS + 1_000;
 /** How long a watch may take to replay a bucket's current records before the node starts anyway. */
 const WATCH_READY_MS = 5_000;
 
@@ -143,25 +151,42 @@ async function watchBucket(kv: KV, onEntry: (e: KvWatchEntry) => void, logger: L
  * the secret), kept current by a watch; add/remove write the bucket. Resolves once the current
  * records are loaded.
  */
-export async function openClusterCredentials(nc: NatsConnection, logger: Logger, replicas = 1): Promise<{ readonly store: CredentialStore; readonly stop: () => void }> {
+export async function openClusterCredentials(
+  nc: NatsConnection,
+  logger: Logger,
+  replicas = 1,
+): Promise<{ readonly store: CredentialStore; readonly stop: () => void; readonly rewatch: () => Promise<void> }> {
   const kv = await openBucket(nc, CREDENTIALS_BUCKET, { replicas });
   const keyOf = (kind: CredentialKind, id: string): string => `${kind}.${subjectToken(id)}`;
   const store = CredentialStore.replicated({
     put: async (r) => void (await kv.put(keyOf(r.kind, r.id), JSON.stringify(r))),
     remove: async (kind, id) => void (await kv.delete(keyOf(kind, id))),
   });
-  const w = await watchBucket(
-    kv,
-    (e) => {
+  const onEntry = (e: KvWatchEntry): void => {
       if (e.operation === 'PUT') return store.applyRemote(parseCredentialRecord(e.json()));
       const [kind, token] = e.key.split('.');
       const id = token !== undefined ? fromToken(token) : undefined;
       if ((kind === 'contact-point' || kind === 'external') && id !== undefined) store.dropRemote(kind, id);
-    },
-    logger,
-  );
+  };
+  let w = await watchBucket(kv, onEntry, logger);
   await w.ready;
-  return { store, stop: w.stop };
+  let stopped = false;
+  return {
+    store,
+    stop: () => {
+      stopped = true;
+      w.stop();
+    },
+    // After a reconnect the old watch's consumer may have been on a server that is gone, and the
+    // client can take many seconds to notice: a new watch replays every key's last entry (delete
+    // markers too), so what changed in between is applied at once.
+    rewatch: async () => {
+      if (stopped) return;
+      w.stop();
+      w = await watchBucket(kv, onEntry, logger);
+      await w.ready;
+    },
+  };
 }
 
 /** A presence record another node holds. */
@@ -191,6 +216,8 @@ export interface NatsClusterOptions {
   readonly logger: Logger;
   /** the cluster's credentials (openClusterCredentials), stopped with the cluster */
   readonly stopCredentials?: () => void;
+  /** watches the credentials bucket anew (openClusterCredentials), after a reconnect */
+  readonly rewatchCredentials?: () => Promise<void>;
   /** JetStream replicas of the presence bucket when this node creates it (default 1; 3 on a 3-server NATS cluster) */
   readonly replicas?: number;
 }
@@ -210,6 +237,10 @@ export class NatsCluster implements Cluster {
   private nodeSubs: Subscription[] = [];
   private watcher: BucketWatch | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
+  /** this node's heartbeat record in the presence bucket, and when the watch last brought it back */
+  private readonly heartbeatKey: string;
+  private heartbeatSeenAt = Date.now();
+  private rewatching = false;
   private readonly logger: Logger;
   /** port mediation with tunnels on other nodes (cluster-mediation.ts) */
   readonly mediation: ClusterMediation;
@@ -221,6 +252,7 @@ export class NatsCluster implements Cluster {
     private readonly o: NatsClusterOptions,
   ) {
     this.node = o.node;
+    this.heartbeatKey = `n.${o.node}`;
     this.logger = o.logger;
     this.mediation = new ClusterMediation(nc, o.node, o.logger);
   }
@@ -259,7 +291,7 @@ export class NatsCluster implements Cluster {
     this.mediation.stop();
     this.watcher?.stop();
     this.o.stopCredentials?.();
-    if (this.connected) await Promise.allSettled([...this.own.keys()].map((k) => this.kv.delete(k)));
+    if (this.connected) await Promise.allSettled([...this.own.keys(), this.heartbeatKey].map((k) => this.kv.delete(k)));
     this.own.clear();
     if (this.nc.isClosed()) return;
     if (this.connected) await this.nc.drain().catch(() => this.nc.close());
@@ -452,13 +484,30 @@ export class NatsCluster implements Cluster {
 
   private renewAll(): void {
     if (!this.connected) return;
+    if (Date.now() - this.heartbeatSeenAt > WATCH_STALL_MS && !this.rewatching) void this.rewatch();
+    void this.kv.put(this.heartbeatKey, JSON.stringify({ node: this.node, at: new Date().toISOString() })).catch(() => undefined);
     for (const s of [...this.sessions.all()]) {
       const key = this.ownKey(s);
       if (this.own.get(key)?.session === s.session) this.claim(key, s);
     }
   }
 
+  /** The presence (and credentials) watch went silent: watch anew (see WATCH_STALL_MS). */
+  private async rewatch(): Promise<void> {
+    this.rewatching = true;
+    this.logger.warn('the cluster watch saw nothing for a while; watching the presence and credentials buckets anew', { silentMs: Date.now() - this.heartbeatSeenAt });
+    try {
+      await this.watchPresence();
+      await this.o.rewatchCredentials?.();
+    } catch (err: unknown) {
+      this.logger.warn('cannot watch the cluster buckets anew; trying again at the next renewal', { error: (err as Error).message });
+    } finally {
+      this.rewatching = false;
+    }
+  }
+
   private async watchPresence(): Promise<void> {
+    this.heartbeatSeenAt = Date.now();
     this.watcher?.stop();
     this.remote.clear();
     this.watcher = await watchBucket(this.kv, (e) => this.onPresence(e), this.logger);
@@ -466,6 +515,10 @@ export class NatsCluster implements Cluster {
   }
 
   private onPresence(e: KvWatchEntry): void {
+    if (e.key === this.heartbeatKey) {
+      this.heartbeatSeenAt = Date.now();
+      return;
+    }
     const parsed = parsePresenceKey(e.key);
     if (!parsed) return;
     const { kind, id, node, slot } = parsed;
@@ -519,9 +572,10 @@ export class NatsCluster implements Cluster {
     for (let attempt = 1; !this.stopped && !this.nc.isClosed(); attempt++) {
       try {
         await this.watchPresence();
+        await this.o.rewatchCredentials?.();
         break;
       } catch (err: unknown) {
-        if (attempt === 1) this.logger.warn('cannot watch the presence bucket after a reconnect; retrying', { error: (err as Error).message });
+        if (attempt === 1) this.logger.warn('cannot watch the presence and credentials buckets after a reconnect; retrying', { error: (err as Error).message });
         await new Promise((r) => setTimeout(r, REWATCH_MS));
       }
     }
@@ -572,7 +626,7 @@ export async function joinNatsCluster(o: { servers: readonly string[]; node: str
   const nc = await connectNats(o.servers, `contact-point relay ${o.node}`, o.logger);
   try {
     const creds = await openClusterCredentials(nc, o.logger, o.replicas);
-    const cluster = await NatsCluster.open(nc, { node: o.node, logger: o.logger, stopCredentials: creds.stop, ...(o.replicas !== undefined ? { replicas: o.replicas } : {}) });
+    const cluster = await NatsCluster.open(nc, { node: o.node, logger: o.logger, stopCredentials: creds.stop, rewatchCredentials: creds.rewatch, ...(o.replicas !== undefined ? { replicas: o.replicas } : {}) });
     return { credentials: creds.store, cluster };
   } catch (err: unknown) {
     await nc.close();
