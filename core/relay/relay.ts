@@ -372,6 +372,8 @@ export class Relay {
       this.stats.tunnelsOpened++;
       if (holder === deadHolder) holder?.link.fault(Status.REPLACED, 'no answer to a liveness probe; another instance took over this contact point id');
       else holder?.link.fault(Status.REPLACED, 'a newer tunnel of this same contact point instance connected');
+      // A silent other instance in the other slot goes too: messages would still be routed to it.
+      if (deadHolder && deadHolder !== holder) deadHolder.link.fault(Status.REPLACED, 'no answer to a liveness probe; another instance took over this contact point id');
     } else {
       // Another session of this credential stays as it is: each has its own ACKs, port requests
       // and exposures (admission.ts refused this one if the credential was at its cap).
