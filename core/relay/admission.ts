@@ -250,6 +250,13 @@ export class Admission {
       this.contest(link, hello, remote, holder);
       return;
     }
+    // The slots are one instance's two tunnels: another instance's (or an older client's) tunnel
+    // in the other slot holds the id as well, and is probed the same way before this one may in.
+    const rival = kind === 'contact-point' ? this.host.sessions.tunnelsOf(hello.id).find((t) => t !== holder && t !== deadHolder && (hello.instance === undefined || t.instance !== hello.instance)) : undefined;
+    if (rival) {
+      this.contest(link, hello, remote, rival);
+      return;
+    }
     // Another relay node holds it: the same contest, the probe made there (a silent holder is
     // then replaced by this newer claim, as a same-instance reconnect is at once).
     const far = kind === 'contact-point' && !holder && !elsewhereChecked ? this.host.contestElsewhere(hello.id, hello.instance, this.probeMs) : undefined;
@@ -299,8 +306,8 @@ export class Admission {
   }
 
   /**
-   * A hello for a contact point id whose tunnel another instance (or a client without an
-   * instance id) holds: probe the holder, one probe per holder however many newcomers wait.
+   * A hello for a contact point id whose tunnel (in its slot or the other) another instance (or
+   * a client without an instance id) holds: probe the holder, one probe per holder however many newcomers wait.
    * Alive: the newcomer is refused with ID_IN_USE, naming the holder's address and since when.
    * Silent within the deadline: onHello() again, which replaces it (or contests a newer holder).
    */
@@ -309,7 +316,7 @@ export class Admission {
     void this.probe(holder).then((alive) => {
       if (!link.isOpen) return; // the newcomer gave up meanwhile
       if (!alive) return this.onHello(link, hello, remote, holder);
-      if (this.host.sessions.tunnelIn(hello.id, hello.slot ?? 0) !== holder) return this.onHello(link, hello, remote); // it left meanwhile: decide again
+      if (this.host.sessions.tunnelIn(hello.id, holder.slot) !== holder) return this.onHello(link, hello, remote); // it left meanwhile: decide again
       this.refuse(link, Status.ID_IN_USE, `contact-point ${hello.id}`, idInUse(hello.id, { remote: holder.remote, host: holder.env?.host, since: holder.since }));
     });
   }

@@ -532,8 +532,9 @@ export class NatsCluster implements Cluster {
     const where = slot === 0 ? node : `${node}.${slot}`;
     let byNode = this.remote.get(mapKey);
     if (e.operation !== 'PUT') {
-      byNode?.delete(where);
+      const had = byNode?.delete(where) ?? false;
       if (byNode?.size === 0) this.remote.delete(mapKey);
+      if (had) this.host?.goneElsewhere(kind === 't' ? 'contact-point' : 'external', id);
       return;
     }
     const record = e.json<PresenceRecord>();

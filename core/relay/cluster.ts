@@ -87,6 +87,8 @@ export interface ClusterHost {
   deliver(raw: Buffer, reply: string | undefined): void;
   /** A contact point's tunnel (or an external peer's session) is now held by another node. */
   reachableElsewhere(kind: 'contact-point' | 'external', id: string): void;
+  /** A contact point's tunnel (or an external peer's session) another node held has ended there (its record was deleted). */
+  goneElsewhere(kind: 'contact-point' | 'external', id: string): void;
   /** A newer tunnel of this contact point in `slot` is held by `node`: close the one here in that slot (REPLACED). */
   tunnelMoved(cp: string, node: string, slot: number): void;
   /** Another node asks: is this node's tunnel of `cp` alive (a liveness probe)? Undefined: none here, or silent. */

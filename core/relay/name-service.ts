@@ -3,6 +3,7 @@ import { CAPABILITY_LOOKUP, FrameType, type LookupBody, type LookupResultBody, t
 import { ProtocolError } from '../protocol/errors.js';
 import { Status } from '../protocol/status.js';
 import type { Logger } from '../runtime/logger.js';
+import type { Cluster } from './cluster.js';
 import type { CredentialStore } from './credentials.js';
 import type { ExternalSession, SessionRegistry, TunnelSession } from './sessions.js';
 
@@ -29,7 +30,8 @@ interface Waiting {
  * docs/PROTOCOL.md 9.7). An authenticated external peer asks about an address and learns whether
  * its office is connected, and, from the contact point itself, whether the peer is registered and
  * online, unless the office's access rules hide it from that asker. The relay answers only what
- * it knows by itself: the office's tunnel, and its own external peers.
+ * it knows by itself: the office's tunnel, and the external peers (on any node of a cluster;
+ * an office on another node is `connected`, its peers are not asked there).
  *
  * Subscriptions push PRESENCE when an answer changes: the relay looks the address up again when
  * its office connects or disconnects, and when the contact point hints that the peer changed.
@@ -43,7 +45,14 @@ export class NameService {
   private readonly subsOf = new Map<ExternalSession, Set<string>>();
 
   constructor(
-    private readonly o: { readonly name: string; readonly sessions: SessionRegistry; readonly credentials: CredentialStore; readonly logger: Logger },
+    private readonly o: {
+      readonly name: string;
+      readonly sessions: SessionRegistry;
+      /** where an office's tunnel or an external peer's session is: on a cluster node, maybe another node */
+      readonly cluster: Pick<Cluster, 'tunnel' | 'external'>;
+      readonly credentials: CredentialStore;
+      readonly logger: Logger;
+    },
   ) {}
 
   /** LOOKUP from an external peer. */
@@ -106,12 +115,18 @@ export class NameService {
     if (this.subs.has(s.address)) this.refresh(s.address);
   }
 
+  /** An office's tunnel or an external peer's session came or went on another cluster node: subscriptions to it are updated. */
+  changedElsewhere(kind: 'contact-point' | 'external', id: string): void {
+    if (kind === 'contact-point') this.officeChanged(id);
+    else this.refresh(`${id}@${this.o.name}`);
+  }
+
   /** The tunnel closed: lookups waiting on it get the office's state now. */
   tunnelClosed(t: TunnelSession): void {
     for (const [req, w] of this.waiting) {
       if (w.tunnel !== t) continue;
       this.settle(req, w);
-      w.done({ address: w.address, office: this.o.sessions.tunnels.has(t.id) ? 'connected' : 'disconnected' });
+      w.done({ address: w.address, office: this.o.cluster.tunnel(t.id) !== undefined ? 'connected' : 'disconnected' });
     }
   }
 
@@ -135,11 +150,13 @@ export class NameService {
   private resolve(s: ExternalSession, address: string, done: (r: Result) => void): void {
     const to = parseAddress(address)!;
     if (to.domain === this.o.name) {
-      const online = this.o.sessions.externalsOf(to.name).length > 0;
+      const online = this.o.cluster.external(to.name) !== undefined;
       return done({ address, office: 'connected', peer: online ? 'online' : this.o.credentials.has('external', to.name) ? 'offline' : 'unregistered' });
     }
-    const t = this.o.sessions.tunnels.get(to.domain);
+    const t = this.o.cluster.tunnel(to.domain);
     if (!t) return done({ address, office: this.o.credentials.has('contact-point', to.domain) ? 'disconnected' : 'unknown' });
+    // Lookups are not forwarded between cluster nodes: the office's state is known, its peer's is not.
+    if (t.kind === 'remote') return done({ address, office: 'connected', reason: `the office's tunnel is on relay node ${t.node}, which this node does not ask about its peers` });
     if (!(t.env?.capabilities?.includes(CAPABILITY_LOOKUP) ?? false)) return done({ address, office: 'connected', reason: 'this contact point does not answer lookups for its peers' });
     const n = this.pendingBySession.get(s) ?? 0;
     if (n >= MAX_LOOKUPS_PER_SESSION) return done({ address, office: 'connected', reason: `more than ${MAX_LOOKUPS_PER_SESSION} lookups waiting; try again` });

@@ -146,7 +146,7 @@ export class Relay {
     this.maxMessageBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
     this.refusals = new RefusalLog(this.logger);
     this.cluster = opts.cluster?.(this.sessions) ?? new LocalCluster(this.sessions);
-    this.names = new NameService({ name: this.name, sessions: this.sessions, credentials: opts.credentials, logger: this.logger });
+    this.names = new NameService({ name: this.name, sessions: this.sessions, cluster: this.cluster, credentials: opts.credentials, logger: this.logger });
     this.router = new Router({ name: this.name, credentials: opts.credentials, logger: this.logger, maxMessageBytes: this.maxMessageBytes, sessions: this.sessions, refusals: this.refusals, cluster: this.cluster, stats: this.stats });
     this.controlServer = new ControlServer({
       credentials: opts.credentials,
@@ -190,7 +190,9 @@ export class Relay {
       reachableElsewhere: (kind, id) => {
         if (kind === 'contact-point') this.router.tellReachable(id, { domain: id });
         else this.router.tellReachable(`${id}@${this.name}`, { domain: this.name, name: id });
+        this.names.changedElsewhere(kind, id);
       },
+      goneElsewhere: (kind, id) => this.names.changedElsewhere(kind, id),
       probeTunnel: (cp) => this.admission.probeTunnel(cp),
       tunnelMoved: (cp, node, slot) => this.sessions.tunnelIn(cp, slot)?.link.fault(Status.REPLACED, `a newer tunnel of this contact point connected to relay node ${node}`),
       dropTunnels: (reason) => {
@@ -373,6 +375,8 @@ export class Relay {
       this.stats.tunnelsOpened++;
       if (holder === deadHolder) holder?.link.fault(Status.REPLACED, 'no answer to a liveness probe; another instance took over this contact point id');
       else holder?.link.fault(Status.REPLACED, 'a newer tunnel of this same contact point instance connected');
+      // A silent other instance in the other slot goes too: messages would still be routed to it.
+      if (deadHolder && deadHolder !== holder) deadHolder.link.fault(Status.REPLACED, 'no answer to a liveness probe; another instance took over this contact point id');
     } else {
       // Another session of this credential stays as it is: each has its own ACKs, port requests
       // and exposures (admission.ts refused this one if the credential was at its cap).

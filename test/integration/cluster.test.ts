@@ -397,6 +397,41 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     expect(silent.errorCode()).toBe(Status.REPLACED);
   }, 30_000);
 
+  it('answers lookups and pushes presence for an office and an external peer held by another node (the office connected, its peer not asked there)', async () => {
+    // Names no other test uses: a credential added again would race the nodes' replicas.
+    const r1 = await node('r1');
+    const r2 = await node('r2');
+    const alice = await external(r2, 'ns-alice');
+    const bobSecret = await admin.store.add('external', 'ns-bob');
+    await known([r1, r2], 'external', 'ns-bob');
+    const seen: string[] = [];
+    alice.subscribePresence('x@ns-office', (p) => void seen.push(p.office ?? '-'));
+    const bobSeen: string[] = [];
+    alice.subscribePresence('ns-bob@relay', (p) => void bobSeen.push(p.peer ?? '-'));
+    await waitFor(() => seen.at(-1) === 'unknown' && bobSeen.at(-1) === 'offline', 5_000, 'the first states');
+
+    const { cp } = await contactPoint('ns-office', r1.url, [r1, r2]);
+    await waitFor(() => r2.cluster.tunnel('ns-office')?.kind === 'remote', 5_000, 'r2 sees the tunnel on r1');
+    const r = await alice.lookup('printer@ns-office');
+    expect([r.office, r.peer, r.reason]).toEqual(['connected', undefined, "the office's tunnel is on relay node r1, which this node does not ask about its peers"]);
+    await waitFor(() => seen.at(-1) === 'connected', 5_000, 'office connected pushed');
+
+    const bob = new PeerClient({ role: 'external', url: r1.url, name: 'ns-bob', secret: bobSecret, logger, timing: FAST });
+    cleanups.push(() => bob.stop());
+    bob.start();
+    await bob.ready();
+    await waitFor(() => r2.cluster.external('ns-bob')?.kind === 'remote', 5_000, 'r2 sees bob on r1');
+    expect((await alice.lookup('ns-bob@relay')).peer).toBe('online');
+    await waitFor(() => bobSeen.at(-1) === 'online', 5_000, 'bob online pushed');
+
+    await cp.stop();
+    await bob.stop();
+    await waitFor(() => seen.at(-1) === 'disconnected' && bobSeen.at(-1) === 'offline', 5_000, 'gone pushed');
+    expect((await alice.lookup('printer@ns-office')).office).toBe('disconnected');
+    expect(seen).toEqual(['unknown', 'connected', 'disconnected']);
+    expect(bobSeen).toEqual(['offline', 'online', 'offline']);
+  });
+
   it('closes the sessions of a removed credential on every node within 1 s', async () => {
     const h = await office('r1', 'acme-hq');
     const r2 = await node('r2');

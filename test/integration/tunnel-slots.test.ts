@@ -89,6 +89,31 @@ describe('a contact point\'s two tunnels at one relay (HELLO slot)', () => {
     expect(a.c.closed).toBeUndefined();
   });
 
+  it('another instance in the free slot, while the holder\'s other slot is up, is probed and refused ID_IN_USE; after a silent holder it takes over and the silent one is closed', async () => {
+    const { relay, secret } = await relayWith();
+    const base = { versions: OFFERED_VERSIONS, role: 'contact-point' as const, id: 'acme-hq', secret };
+    const a = await tunnel(relay.url, { ...base, instance: 'instance-one-abc', slot: 0 });
+    expect(a.welcome.session).toBeDefined();
+    const other = await tunnel(relay.url, { ...base, instance: 'instance-two-xyz', slot: 1 });
+    await other.c.waitClosed();
+    expect(other.c.errorCode()).toBe(Status.ID_IN_USE);
+    expect(a.c.closed).toBeUndefined();
+    expect(relay.sessions.tunnelsOf('acme-hq').map((t) => t.instance)).toEqual(['instance-one-abc']);
+
+    // A holder that does not answer the probe gives way, and leaves with its slot (it would still be routed to).
+    a.c.ws.close();
+    await waitFor(() => relay.sessions.tunnelsOf('acme-hq').length === 0, 5_000, 'first holder gone');
+    const silent = await RawClient.open(relay.url, { autoPong: false });
+    cleanups.push(async () => silent.ws.terminate());
+    silent.hello({ ...base, instance: 'instance-one-abc', slot: 0 });
+    await waitFor(() => silent.frames.some((f) => f.type === FrameType.WELCOME), 5_000, 'silent holder welcomed');
+    const taker = await tunnel(relay.url, { ...base, instance: 'instance-two-xyz', slot: 1 });
+    expect(taker.welcome.session).toBeDefined();
+    await silent.waitClosed();
+    expect(silent.errorCode()).toBe(Status.REPLACED);
+    expect(relay.sessions.tunnelsOf('acme-hq').map((t) => t.instance)).toEqual(['instance-two-xyz']);
+  });
+
   it('refuses a slot out of range with INVALID_BODY', async () => {
     const { relay, secret } = await relayWith();
     const c = await RawClient.open(relay.url);
