@@ -286,6 +286,7 @@ export class ContactPoint implements AdminHostApi {
       // Tunnel loss closes every mediated port of that tunnel and resets its streams: nothing stays listening.
       this.ports.detach('tunnel lost', slot);
       if (slot === this.udpSlot) this.closeUdp();
+      this.outbound.slotDown(this.gateway, slot);
     });
     for (const [mediator, domain] of [[this.ports, 'relay'], ...(this.direct ? [[this.direct.ports, this.direct.domain] as const] : [])] as const) {
       mediator.on('changed', () => {
@@ -942,7 +943,7 @@ export class ContactPoint implements AdminHostApi {
 }
 
 /** The direct tunnel before it exists: down, like a gateway whose tunnel is down. */
-const NO_UPLINK: Uplink = { send: () => false, connected: false, bufferedAmount: 0 };
+const NO_UPLINK: Uplink = { send: () => false, connected: false, bufferedAmount: 0, sendingSlot: undefined };
 
 /** A peer record as the audit trail shows it before or after a decision (null: no record). */
 function peerAudit(r: PeerRecord | undefined): AuditValue {
