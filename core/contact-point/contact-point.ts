@@ -673,7 +673,8 @@ export class ContactPoint implements AdminHostApi {
           const view = this.rules.view();
           this.events.emit('rules:changed', view);
           // Who may see which peer may have changed: every peer's subscribers are looked up again.
-          for (const name of this.registrar.registeredNames()) this.gateway.send(encodeControl(FrameType.PRESENCE, { address: `${name}@${this.opts.id}` }));
+          // On both tunnels: direct mode's embedded relay has watchers too.
+          for (const name of this.registrar.registeredNames()) this.sendPresence(name);
           return view;
         },
       };
@@ -895,6 +896,11 @@ export class ContactPoint implements AdminHostApi {
     if (this.presenceSent.get(name) === now) return;
     if (this.registrar.get(name)) this.presenceSent.set(name, now);
     else this.presenceSent.delete(name);
+    this.sendPresence(name);
+  }
+
+  /** A PRESENCE hint for `name` up the relay tunnel and direct mode's: each relay looks it up again for its subscribers. */
+  private sendPresence(name: string): void {
     const hint = encodeControl(FrameType.PRESENCE, { address: `${name}@${this.opts.id}` });
     this.gateway.send(hint);
     this.direct?.gateway?.send(hint);

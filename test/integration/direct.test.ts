@@ -9,7 +9,7 @@ import { DIRECT_DIR } from '../../core/contact-point/direct-mode.js';
 import { Operator } from '../../core/peer/operator.js';
 import { PeerClient, type InboundMessage } from '../../core/peer/peer-client.js';
 import { encodeMsg } from '../../core/protocol/codec.js';
-import { CAPABILITY_DIRECT, FLAG_RETRY } from '../../core/protocol/frames.js';
+import { CAPABILITY_DIRECT, FLAG_RETRY, type PresenceBody } from '../../core/protocol/frames.js';
 import { Status } from '../../core/protocol/status.js';
 import { CredentialStore } from '../../core/relay/credentials.js';
 import { FAST, logger, refusal, registeredPeer, startHarness, waitFor } from '../helpers.js';
@@ -166,6 +166,20 @@ describe('direct mode: external peers reach the contact point itself, no relay',
     // The admin closes it like any port.
     await cp.call('ports:close', { id: portId });
     expect(cp.snapshot().ports.map((p) => p.id)).toEqual([second.portId]);
+  });
+
+  it('tells a direct peer watching a LAN peer that the access rules now hide it', async () => {
+    const { cp, tls, stateDir, url } = await directOffice();
+    await registered(cp, 'printer');
+    const secret = await addCredential(cp, stateDir, 'alice');
+    const alice = client(new PeerClient({ role: 'external', url, name: 'alice', secret, ca: tls.cert, logger, timing: FAST }));
+    await alice.ready();
+    const seen: PresenceBody[] = [];
+    alice.subscribePresence('printer@acme-hq', (p) => void seen.push(p));
+    await waitFor(() => seen.at(-1)?.peer === 'online', 5_000, 'online');
+    // Rules that let only tech in: what alice watches changes without printer coming or going.
+    await cp.call('rules:set', { allow: ['tech@direct'] });
+    await waitFor(() => seen.at(-1)?.peer === 'hidden', 5_000, 'hidden from alice');
   });
 
   it('runs beside the relay tunnel: each side reaches the LAN, replies go back the way they came', async () => {
