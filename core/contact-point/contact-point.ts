@@ -25,7 +25,7 @@ import type { LaunchView } from '../admin/launch.js';
 import type { Frame } from '../protocol/codec.js';
 import { decodeControl, encodeControl } from '../protocol/codec.js';
 import { parseAddress } from '../protocol/address.js';
-import type { LookupBody } from '../protocol/frames.js';
+import type { LookupBody, UdpChannelBody } from '../protocol/frames.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { CAPABILITY_MEDIATION, CAPABILITY_UDP_AEAD, FrameType, frameTypeName } from '../protocol/frames.js';
 import { MAX_REGISTER_PER_MINUTE, TUNNEL_SLOTS } from '../protocol/limits.js';
@@ -192,6 +192,8 @@ export class ContactPoint implements AdminHostApi {
   private udp: UdpChannel | undefined;
   /** the tunnel whose relay node offered the UDP channel */
   private udpSlot = 0;
+  /** each relay tunnel's UDP channel offer (version 2), while that tunnel is up */
+  private readonly udpOffers = new Map<number, UdpChannelBody>();
   private running = false;
   /** what the last PRESENCE hint said of each peer (`registered:online`), to send one per change */
   private readonly presenceSent = new Map<string, string>();
@@ -285,7 +287,13 @@ export class ContactPoint implements AdminHostApi {
     this.gateway.on('slotDown', (slot) => {
       // Tunnel loss closes every mediated port of that tunnel and resets its streams: nothing stays listening.
       this.ports.detach('tunnel lost', slot);
-      if (slot === this.udpSlot) this.closeUdp();
+      this.udpOffers.delete(slot);
+      if (slot === this.udpSlot) {
+        this.closeUdp();
+        // The other tunnel's node offered one too: it is used now (that node was never greeted on it).
+        const other = [...this.udpOffers.keys()][0];
+        if (other !== undefined) this.openUdp(other);
+      }
       this.outbound.slotDown(this.gateway, slot);
     });
     for (const [mediator, domain] of [[this.ports, 'relay'], ...(this.direct ? [[this.direct.ports, this.direct.domain] as const] : [])] as const) {
@@ -798,18 +806,18 @@ export class ContactPoint implements AdminHostApi {
       case FrameType.UDP_CHANNEL: {
         if (via === 'direct') throw new ProtocolError(Status.PROTOCOL_VIOLATION, 'UDP_CHANNEL on the direct tunnel (its relay runs without UDP)');
         const offer = decodeControl(frame, FrameType.UDP_CHANNEL);
-        this.closeUdp();
         if (this.opts.udp === false) return;
         if (offer.version !== UDP_VERSION) {
+          if (slot === this.udpSlot) this.closeUdp();
           // An older relay's channel (HMAC only, datagrams in clear): not used, datagrams stay in the tunnel.
           this.logger.info('udp channel: the relay offers an unencrypted UDP channel (an older relay); datagrams stay in the tunnel', { version: offer.version ?? 1 });
           return;
         }
-        const udp = new UdpChannel(new URL(this.gateway.urlOf(slot)).hostname, offer, offer.port, (d) => this.ports.datagramIn(d), this.logger);
-        this.udp = udp;
-        this.udpSlot = slot;
-        this.ports.setUdpChannel(udp, slot);
-        void udp.start();
+        this.udpOffers.set(slot, offer);
+        // One channel, to one relay node: the other tunnel's node keeps sending over a channel it
+        // was greeted on until it times out, so a channel in use is not swapped for a later offer.
+        if (this.udp && this.udpSlot !== slot) return;
+        this.openUdp(slot);
         return;
       }
       case FrameType.ERROR: {
@@ -909,6 +917,18 @@ export class ContactPoint implements AdminHostApi {
   /** The UDP channel to the relay, while one is offered (for status and tests). */
   get udpChannel(): UdpChannel | undefined {
     return this.udp;
+  }
+
+  /** Opens the UDP channel tunnel `slot`'s relay node offered (udpOffers), replacing any other. */
+  private openUdp(slot: number): void {
+    const offer = this.udpOffers.get(slot);
+    this.closeUdp();
+    if (!offer) return;
+    const udp = new UdpChannel(new URL(this.gateway.urlOf(slot)).hostname, offer, offer.port, (d) => this.ports.datagramIn(d), this.logger);
+    this.udp = udp;
+    this.udpSlot = slot;
+    this.ports.setUdpChannel(udp, slot);
+    void udp.start();
   }
 
   private closeUdp(): void {

@@ -1,3 +1,5 @@
+import { createSocket, type Socket } from 'node:dgram';
+import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeControl } from '../../core/protocol/codec.js';
 import { CAPABILITY_NODE, FrameType, type HelloBody } from '../../core/protocol/frames.js';
@@ -147,5 +149,48 @@ describe('a contact point\'s outbound messages with two tunnels (issue 12)', () 
     await waitFor(() => printer.stats.reachable > 0, 3_000, 'REACHABLE for the message lost with slot 0');
     expect(cp.gateway.connected).toBe(true);
     await waitFor(() => printer.stats.retransmits > 0, 3_000, 'the resend, through slot 1 on B');
+  });
+});
+
+describe('a contact point\'s UDP channel with two tunnels (issue 12)', () => {
+  async function udpSocket(): Promise<Socket> {
+    const sock = createSocket('udp4');
+    sock.bind(0, '127.0.0.1');
+    await once(sock, 'listening');
+    cleanups.push(async () => sock.close());
+    return sock;
+  }
+
+  it('keeps the channel it greeted relay A on when B offers one too, so A\'s datagrams are not sent to a closed socket', async () => {
+    const a = await relayWith();
+    // B's port is known before it runs: slot 1 dials it in vain until it is back, after A's channel is up.
+    const first = new Relay({ credentials: a.credentials, logger });
+    await first.start();
+    const bPort = Number(new URL(first.url).port);
+    const bUrl = first.url;
+    await first.stop();
+    const cp = await ContactPoint.create({ id: 'acme-hq', relayUrl: a.relay.url, relayUrls: [bUrl], secret: a.secret, peerHost: '127.0.0.1', logger, timing: FAST });
+    cleanups.push(() => cp.stop());
+    await cp.start();
+    await waitFor(() => cp.udpChannel?.ready === true, 5_000, 'the channel to A');
+    const b = new Relay({ credentials: a.credentials, logger, port: bPort });
+    await b.start();
+    cleanups.push(() => b.stop());
+    await waitFor(() => (cp.gateway.status().tunnels ?? []).every((t) => t.state === 'connected'), 10_000, 'slot 1 up on B');
+    await new Promise((r) => setTimeout(r, 500)); // B's UDP_CHANNEL offer, sent with its WELCOME, is handled
+
+    // A UDP echo service on the LAN, exposed at A (the office's tunnel there is slot 0).
+    await cp.call('ports:policy', { targets: ['127.0.0.1/32:1-65535'], listen: ['udp:1-65535'] });
+    const echo = await udpSocket();
+    echo.on('message', (m, r) => void echo.send(Buffer.concat([Buffer.from('echo:'), m]), r.port, r.address));
+    const e = await a.relay.expose({ cp: 'acme-hq', proto: 'udp', host: '127.0.0.1', port: echo.address().port, operator: 'tech' });
+    const client = await udpSocket();
+    const replies: string[] = [];
+    client.on('message', (m) => void replies.push(m.toString()));
+    for (let i = 0; i < 100 && replies.length < 3; i++) {
+      client.send(`n${i}`, e.publicPort, '127.0.0.1');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(replies.length).toBeGreaterThanOrEqual(3);
   });
 });
