@@ -477,7 +477,7 @@ export class ContactPoint implements AdminHostApi {
 
   /** Tunnel, peers, messages and ports counters now (for /metrics; see stats.ts). */
   statsSnapshot(): ContactPointStatsSnapshot {
-    return contactPointStats({ gateway: this.gateway, registrar: this.registrar, flow: this.flow, ports: this.ports, peerPort: this.peerPort, portRefusalsInFlow: this.portRefusalsInFlow });
+    return contactPointStats({ gateway: this.gateway, registrar: this.registrar, flow: this.flow, ports: this.direct ? [this.ports, this.direct.ports] : [this.ports], peerPort: this.peerPort, portRefusalsInFlow: this.portRefusalsInFlow });
   }
 
   // ---- admin API -------------------------------------------------------------------------

@@ -160,6 +160,9 @@ describe('direct mode: external peers reach the contact point itself, no relay',
     const port = cp.snapshot().ports.find((p) => p.id === portId);
     expect(port).toMatchObject({ operator: 'tech', proto: 'tcp' });
     expect(cp.snapshot().direct!.sessions).toMatchObject([{ id: 'tech', operator: true }]);
+    // /metrics counts direct operators' ports and refusals like the relay's (one contact point's ports).
+    const stats = cp.statsSnapshot().ports;
+    expect({ open: stats.open, streams: stats.streams, refused: stats.refused }).toEqual({ open: 1, streams: 1, refused: { UNSAFE_TARGET: 1 } });
     // A target outside the policy stays refused.
     const second = await op.open('acme-hq', { proto: 'tcp' });
     await expect(op.connect('acme-hq', second.portId, '127.0.0.1', lanPort === 65535 ? 1 : lanPort + 1)).rejects.toMatchObject({ code: Status.PERMISSION_DENIED });
