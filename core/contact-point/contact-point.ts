@@ -271,7 +271,7 @@ export class ContactPoint implements AdminHostApi {
             portLimits: opts.streamLimits,
             mediation: this.ports.offered,
             onFrame: (f) => this.onTunnelFrame(f, 0, 'direct'),
-            onUp: () => this.outbound.tunnelUp(),
+            onUp: () => this.outbound.tunnelUp(this.direct?.gateway ?? NO_UPLINK),
             onDown: () => this.outbound.tunnelDown(this.direct?.gateway ?? NO_UPLINK),
           }, directCredentials)
         : undefined;
@@ -280,7 +280,7 @@ export class ContactPoint implements AdminHostApi {
     this.outbound = new Outbound(traffic);
     this.collector = new Collector({ ...traffic, registrar, distributor: this.distributor, outbound: this.outbound });
 
-    this.gateway.on('up', () => this.outbound.tunnelUp());
+    this.gateway.on('up', () => this.outbound.tunnelUp(this.gateway));
     this.gateway.on('down', () => this.outbound.tunnelDown(this.gateway));
     // Port requests, their answers and streams stay on the tunnel they came on (issue 12).
     this.gateway.on('slotUp', (slot, link) => this.ports.attach(link, slot));

@@ -104,14 +104,16 @@ export class Outbound {
   }
 
   /**
-   * Our tunnel is back: every LAN peer refused CONTACT_POINT_OFFLINE hears REACHABLE for each
-   * domain it waits for. (For a domain whose own contact point is still down, its retry is
+   * Our tunnel is back (`uplink`: the relay's, or direct mode's): every LAN peer refused
+   * CONTACT_POINT_OFFLINE hears REACHABLE for each domain it waits for that goes up that tunnel. (For a domain whose own contact point is still down, its retry is
    * refused by the relay, which then tells us when that one returns.)
    */
-  tunnelUp(): void {
+  tunnelUp(uplink: Uplink): void {
     for (const key of this.waiting.domains()) {
       const at = key.indexOf('@');
-      this.reachable(at < 0 ? { domain: key } : { domain: key.slice(at + 1), name: key.slice(0, at) });
+      const domain = at < 0 ? key : key.slice(at + 1);
+      if (this.d.uplinkFor(domain) !== uplink) continue; // goes up the other tunnel (direct mode), which may still be down
+      this.reachable(at < 0 ? { domain } : { domain, name: key.slice(0, at) });
     }
   }
 

@@ -185,6 +185,24 @@ describe('direct mode: external peers reach the contact point itself, no relay',
     await waitFor(() => seen.at(-1)?.peer === 'hidden', 5_000, 'hidden from alice');
   });
 
+  it('does not tell a LAN peer waiting for the relay that it is reachable when only direct mode\'s tunnel came back', async () => {
+    const h = await startHarness({ cp: { direct: { host: '127.0.0.1', port: 0 } } });
+    cleanups.push(() => h.close());
+    const printer = await h.registered('printer');
+    await h.relay.stop();
+    await waitFor(() => !h.cp.gateway.connected, 5_000, 'the relay tunnel down');
+    // Refused CONTACT_POINT_OFFLINE: printer waits for the relay tunnel (REACHABLE) to retry.
+    void printer.send('alice@relay', Buffer.from('one'), { deadlineMs: 30_000 }).catch(() => undefined);
+    await waitFor(() => h.cp.flow.totals().refused > 0, 5_000, 'the refusal');
+    const direct = h.cp.direct!.gateway!;
+    const reconnects = direct.status().reconnects;
+    direct.reconnectNow();
+    await waitFor(() => direct.connected && direct.status().reconnects > reconnects, 5_000, 'the direct tunnel back');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(printer.stats.reachable).toBe(0);
+    expect(h.cp.gateway.connected).toBe(false);
+  });
+
   it('runs beside the relay tunnel: each side reaches the LAN, replies go back the way they came', async () => {
     const h = await startHarness({ cp: { direct: { host: '127.0.0.1', port: 0 } } });
     cleanups.push(() => h.close());
