@@ -192,8 +192,6 @@ export class ContactPoint implements AdminHostApi {
   private udp: UdpChannel | undefined;
   /** the tunnel whose relay node offered the UDP channel */
   private udpSlot = 0;
-  /** each relay tunnel's UDP channel offer (version 2), while that tunnel is up */
-  private readonly udpOffers = new Map<number, UdpChannelBody>();
   private running = false;
   /** what the last PRESENCE hint said of each peer (`registered:online`), to send one per change */
   private readonly presenceSent = new Map<string, string>();
@@ -287,14 +285,8 @@ export class ContactPoint implements AdminHostApi {
     this.gateway.on('slotDown', (slot) => {
       // Tunnel loss closes every mediated port of that tunnel and resets its streams: nothing stays listening.
       this.ports.detach('tunnel lost', slot);
-      this.udpOffers.delete(slot);
-      if (slot === this.udpSlot) {
-        this.closeUdp();
-        // The other tunnel's node offered one too: it is used now (that node was never greeted on it).
-        const other = [...this.udpOffers.keys()][0];
-        if (other !== undefined) this.openUdp(other);
-      }
-      this.outbound.slotDown(this.gateway, slot);
+      if (slot === this.udpSlot) this.closeUdp();
+      if (this.running) this.outbound.slotDown(this.gateway, slot); // (stop(): every tunnel goes, 'down' follows)
     });
     for (const [mediator, domain] of [[this.ports, 'relay'], ...(this.direct ? [[this.direct.ports, this.direct.domain] as const] : [])] as const) {
       mediator.on('changed', () => {
@@ -813,11 +805,12 @@ export class ContactPoint implements AdminHostApi {
           this.logger.info('udp channel: the relay offers an unencrypted UDP channel (an older relay); datagrams stay in the tunnel', { version: offer.version ?? 1 });
           return;
         }
-        this.udpOffers.set(slot, offer);
-        // One channel, to one relay node: the other tunnel's node keeps sending over a channel it
-        // was greeted on until it times out, so a channel in use is not swapped for a later offer.
-        if (this.udp && this.udpSlot !== slot) return;
-        this.openUdp(slot);
+        // One channel, to one relay node: a node keeps sending over a channel it was greeted on
+        // until it times out (UDP_DEAD_AFTER_MS), so a channel in use is not swapped for another
+        // node's offer while its tunnel is up. That node, never greeted, keeps its datagrams in
+        // its tunnel; the next offer after this channel's tunnel went is taken up.
+        if (this.udp && this.udpSlot !== slot && this.gateway.isSlotUp(this.udpSlot)) return;
+        this.openUdp(slot, offer);
         return;
       }
       case FrameType.ERROR: {
@@ -919,11 +912,9 @@ export class ContactPoint implements AdminHostApi {
     return this.udp;
   }
 
-  /** Opens the UDP channel tunnel `slot`'s relay node offered (udpOffers), replacing any other. */
-  private openUdp(slot: number): void {
-    const offer = this.udpOffers.get(slot);
+  /** Opens the UDP channel tunnel `slot`'s relay node offered, replacing any other. */
+  private openUdp(slot: number, offer: UdpChannelBody): void {
     this.closeUdp();
-    if (!offer) return;
     const udp = new UdpChannel(new URL(this.gateway.urlOf(slot)).hostname, offer, offer.port, (d) => this.ports.datagramIn(d), this.logger);
     this.udp = udp;
     this.udpSlot = slot;

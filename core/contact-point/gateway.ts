@@ -236,6 +236,11 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
     return this.slots.some((s) => s.isUp);
   }
 
+  /** Tunnel `slot` is up (and told as up: slotUp). */
+  isSlotUp(slot: number): boolean {
+    return this.slots[slot]?.isUp ?? false;
+  }
+
   /** The slot send() goes on now (undefined while every tunnel is down). */
   get sendingSlot(): number | undefined {
     return this.primary()?.index;

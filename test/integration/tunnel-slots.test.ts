@@ -192,5 +192,10 @@ describe('a contact point\'s UDP channel with two tunnels (issue 12)', () => {
       await new Promise((r) => setTimeout(r, 20));
     }
     expect(replies.length).toBeGreaterThanOrEqual(3);
+
+    // A goes: the next offer (slot 0 dials B in its turn) is taken up.
+    const toA = cp.udpChannel;
+    await a.relay.stop();
+    await waitFor(() => cp.udpChannel !== undefined && cp.udpChannel !== toA && cp.udpChannel.ready, 5_000, 'a channel to B');
   });
 });
