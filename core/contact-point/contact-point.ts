@@ -25,7 +25,7 @@ import type { LaunchView } from '../admin/launch.js';
 import type { Frame } from '../protocol/codec.js';
 import { decodeControl, encodeControl } from '../protocol/codec.js';
 import { parseAddress } from '../protocol/address.js';
-import type { LookupBody } from '../protocol/frames.js';
+import type { LookupBody, UdpChannelBody } from '../protocol/frames.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { CAPABILITY_MEDIATION, CAPABILITY_UDP_AEAD, FrameType, frameTypeName } from '../protocol/frames.js';
 import { MAX_REGISTER_PER_MINUTE, TUNNEL_SLOTS } from '../protocol/limits.js';
@@ -269,7 +269,7 @@ export class ContactPoint implements AdminHostApi {
             portLimits: opts.streamLimits,
             mediation: this.ports.offered,
             onFrame: (f) => this.onTunnelFrame(f, 0, 'direct'),
-            onUp: () => this.outbound.tunnelUp(),
+            onUp: () => this.outbound.tunnelUp(this.direct?.gateway ?? NO_UPLINK),
             onDown: () => this.outbound.tunnelDown(this.direct?.gateway ?? NO_UPLINK),
           }, directCredentials)
         : undefined;
@@ -278,7 +278,7 @@ export class ContactPoint implements AdminHostApi {
     this.outbound = new Outbound(traffic);
     this.collector = new Collector({ ...traffic, registrar, distributor: this.distributor, outbound: this.outbound });
 
-    this.gateway.on('up', () => this.outbound.tunnelUp());
+    this.gateway.on('up', () => this.outbound.tunnelUp(this.gateway));
     this.gateway.on('down', () => this.outbound.tunnelDown(this.gateway));
     // Port requests, their answers and streams stay on the tunnel they came on (issue 12).
     this.gateway.on('slotUp', (slot, link) => this.ports.attach(link, slot));
@@ -286,6 +286,7 @@ export class ContactPoint implements AdminHostApi {
       // Tunnel loss closes every mediated port of that tunnel and resets its streams: nothing stays listening.
       this.ports.detach('tunnel lost', slot);
       if (slot === this.udpSlot) this.closeUdp();
+      if (this.running) this.outbound.slotDown(this.gateway, slot); // (stop(): every tunnel goes, 'down' follows)
     });
     for (const [mediator, domain] of [[this.ports, 'relay'], ...(this.direct ? [[this.direct.ports, this.direct.domain] as const] : [])] as const) {
       mediator.on('changed', () => {
@@ -468,7 +469,7 @@ export class ContactPoint implements AdminHostApi {
 
   /** Tunnel, peers, messages and ports counters now (for /metrics; see stats.ts). */
   statsSnapshot(): ContactPointStatsSnapshot {
-    return contactPointStats({ gateway: this.gateway, registrar: this.registrar, flow: this.flow, ports: this.ports, peerPort: this.peerPort, portRefusalsInFlow: this.portRefusalsInFlow });
+    return contactPointStats({ gateway: this.gateway, registrar: this.registrar, flow: this.flow, ports: this.direct ? [this.ports, this.direct.ports] : [this.ports], peerPort: this.peerPort, portRefusalsInFlow: this.portRefusalsInFlow });
   }
 
   // ---- admin API -------------------------------------------------------------------------
@@ -672,7 +673,8 @@ export class ContactPoint implements AdminHostApi {
           const view = this.rules.view();
           this.events.emit('rules:changed', view);
           // Who may see which peer may have changed: every peer's subscribers are looked up again.
-          for (const name of this.registrar.registeredNames()) this.gateway.send(encodeControl(FrameType.PRESENCE, { address: `${name}@${this.opts.id}` }));
+          // On both tunnels: direct mode's embedded relay has watchers too.
+          for (const name of this.registrar.registeredNames()) this.sendPresence(name);
           return view;
         },
       };
@@ -796,18 +798,19 @@ export class ContactPoint implements AdminHostApi {
       case FrameType.UDP_CHANNEL: {
         if (via === 'direct') throw new ProtocolError(Status.PROTOCOL_VIOLATION, 'UDP_CHANNEL on the direct tunnel (its relay runs without UDP)');
         const offer = decodeControl(frame, FrameType.UDP_CHANNEL);
-        this.closeUdp();
         if (this.opts.udp === false) return;
         if (offer.version !== UDP_VERSION) {
+          if (slot === this.udpSlot) this.closeUdp();
           // An older relay's channel (HMAC only, datagrams in clear): not used, datagrams stay in the tunnel.
           this.logger.info('udp channel: the relay offers an unencrypted UDP channel (an older relay); datagrams stay in the tunnel', { version: offer.version ?? 1 });
           return;
         }
-        const udp = new UdpChannel(new URL(this.gateway.urlOf(slot)).hostname, offer, offer.port, (d) => this.ports.datagramIn(d), this.logger);
-        this.udp = udp;
-        this.udpSlot = slot;
-        this.ports.setUdpChannel(udp, slot);
-        void udp.start();
+        // One channel, to one relay node: a node keeps sending over a channel it was greeted on
+        // until it times out (UDP_DEAD_AFTER_MS), so a channel in use is not swapped for another
+        // node's offer while its tunnel is up. That node, never greeted, keeps its datagrams in
+        // its tunnel; the next offer after this channel's tunnel went is taken up.
+        if (this.udp && this.udpSlot !== slot && this.gateway.isSlotUp(this.udpSlot)) return;
+        this.openUdp(slot, offer);
         return;
       }
       case FrameType.ERROR: {
@@ -894,6 +897,11 @@ export class ContactPoint implements AdminHostApi {
     if (this.presenceSent.get(name) === now) return;
     if (this.registrar.get(name)) this.presenceSent.set(name, now);
     else this.presenceSent.delete(name);
+    this.sendPresence(name);
+  }
+
+  /** A PRESENCE hint for `name` up the relay tunnel and direct mode's: each relay looks it up again for its subscribers. */
+  private sendPresence(name: string): void {
     const hint = encodeControl(FrameType.PRESENCE, { address: `${name}@${this.opts.id}` });
     this.gateway.send(hint);
     this.direct?.gateway?.send(hint);
@@ -902,6 +910,16 @@ export class ContactPoint implements AdminHostApi {
   /** The UDP channel to the relay, while one is offered (for status and tests). */
   get udpChannel(): UdpChannel | undefined {
     return this.udp;
+  }
+
+  /** Opens the UDP channel tunnel `slot`'s relay node offered, replacing any other. */
+  private openUdp(slot: number, offer: UdpChannelBody): void {
+    this.closeUdp();
+    const udp = new UdpChannel(new URL(this.gateway.urlOf(slot)).hostname, offer, offer.port, (d) => this.ports.datagramIn(d), this.logger);
+    this.udp = udp;
+    this.udpSlot = slot;
+    this.ports.setUdpChannel(udp, slot);
+    void udp.start();
   }
 
   private closeUdp(): void {
@@ -942,7 +960,7 @@ export class ContactPoint implements AdminHostApi {
 }
 
 /** The direct tunnel before it exists: down, like a gateway whose tunnel is down. */
-const NO_UPLINK: Uplink = { send: () => false, connected: false, bufferedAmount: 0 };
+const NO_UPLINK: Uplink = { send: () => false, connected: false, bufferedAmount: 0, sendingSlot: undefined };
 
 /** A peer record as the audit trail shows it before or after a decision (null: no record). */
 function peerAudit(r: PeerRecord | undefined): AuditValue {

@@ -60,7 +60,7 @@ export interface GatewayEvents {
 }
 
 /** What messages and ACKs go up: the relay tunnel's gateway or direct mode's (contact-point.ts uplinkFor). */
-export type Uplink = Pick<Gateway, 'send' | 'connected' | 'bufferedAmount'>;
+export type Uplink = Pick<Gateway, 'send' | 'connected' | 'bufferedAmount' | 'sendingSlot'>;
 
 /** IPv4/IPv6 addresses of this host's non-internal interfaces: the contact point's LAN environment. */
 function lanAddresses(): string[] {
@@ -234,6 +234,16 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
 
   get connected(): boolean {
     return this.slots.some((s) => s.isUp);
+  }
+
+  /** Tunnel `slot` is up (and told as up: slotUp). */
+  isSlotUp(slot: number): boolean {
+    return this.slots[slot]?.isUp ?? false;
+  }
+
+  /** The slot send() goes on now (undefined while every tunnel is down). */
+  get sendingSlot(): number | undefined {
+    return this.primary()?.index;
   }
 
   /** The tunnel's keepalive: adaptive once the relay took the capability up (PROTOCOL.md 12.1); fixed while down. */

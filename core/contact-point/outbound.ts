@@ -18,6 +18,9 @@ interface Sent {
   readonly size: number;
   readonly from: string;
   readonly to: string;
+  /** the tunnel it went up, and which of its slots (issue 12): its ACK may be lost with that slot alone */
+  readonly uplink: Uplink;
+  readonly slot: number | undefined;
 }
 
 export interface OutboundDeps {
@@ -56,7 +59,7 @@ export class Outbound {
       return refuse(this.d.flow, msg, Status.QUEUE_FULL, 'out', reply, 'the tunnel is congested');
     }
     const key = `${msg.from}\n${msg.id}`;
-    if (this.sent.size < MAX_OUTBOUND_TRACKED) this.sent.set(key, { size: msg.payload.length, from: msg.from, to: msg.to });
+    if (this.sent.size < MAX_OUTBOUND_TRACKED) this.sent.set(key, { size: msg.payload.length, from: msg.from, to: msg.to, uplink, slot: uplink.sendingSlot });
     else this.d.flow.record(msg.id, 'out', msg.from, msg.to, msg.payload.length, -1);
     uplink.send(raw);
   }
@@ -101,14 +104,16 @@ export class Outbound {
   }
 
   /**
-   * Our tunnel is back: every LAN peer refused CONTACT_POINT_OFFLINE hears REACHABLE for each
-   * domain it waits for. (For a domain whose own contact point is still down, its retry is
+   * Our tunnel is back (`uplink`: the relay's, or direct mode's): every LAN peer refused
+   * CONTACT_POINT_OFFLINE hears REACHABLE for each domain it waits for that goes up that tunnel. (For a domain whose own contact point is still down, its retry is
    * refused by the relay, which then tells us when that one returns.)
    */
-  tunnelUp(): void {
+  tunnelUp(uplink: Uplink): void {
     for (const key of this.waiting.domains()) {
       const at = key.indexOf('@');
-      this.reachable(at < 0 ? { domain: key } : { domain: key.slice(at + 1), name: key.slice(0, at) });
+      const domain = at < 0 ? key : key.slice(at + 1);
+      if (this.d.uplinkFor(domain) !== uplink) continue; // goes up the other tunnel (direct mode), which may still be down
+      this.reachable(at < 0 ? { domain } : { domain, name: key.slice(0, at) });
     }
   }
 
@@ -125,6 +130,29 @@ export class Outbound {
       this.sent.delete(key);
       const session = from && this.d.peers.get(from.name);
       if (session && to) this.waitFor(to.domain, session);
+    }
+  }
+
+  /**
+   * One of two tunnels dropped (issue 12) while the other may stay up: what went up that one
+   * may be lost with it, and with the other tunnel up no 'down' (tunnelDown) will come. Their
+   * senders hear REACHABLE now, so they resend through the tunnel that is up instead of waiting
+   * out an ACK timeout (receivers dedupe); with none up they wait for the tunnel like above.
+   */
+  slotDown(uplink: Uplink, slot: number): void {
+    const told = new Set<string>();
+    for (const [key, o] of this.sent) {
+      if (o.uplink !== uplink || o.slot !== slot) continue;
+      this.sent.delete(key);
+      const from = parseAddress(o.from);
+      const to = parseAddress(o.to);
+      const session = from && this.d.peers.get(from.name);
+      if (!session || !to) continue;
+      if (!uplink.connected) this.waitFor(to.domain, session);
+      else if (session.reachable && !told.has(`${session.name}\n${to.domain}`)) {
+        told.add(`${session.name}\n${to.domain}`);
+        session.link.sendControl(FrameType.REACHABLE, { domain: to.domain });
+      }
     }
   }
 

@@ -44,7 +44,8 @@ export interface ContactPointParts {
   readonly gateway: Gateway;
   readonly registrar: Registrar;
   readonly flow: FlowRecorder;
-  readonly ports: PortMediator;
+  /** every port mediator: the relay tunnels' and, in direct mode, its own (one contact point's ports) */
+  readonly ports: readonly PortMediator[];
   readonly peerPort: PeerPort;
   /**
    * Port mediation refusals the flow recorder also counted (the admin's flow view shows them
@@ -64,11 +65,22 @@ export function contactPointStats(p: ContactPointParts): ContactPointStatsSnapsh
   }
   const byDirection = { ...flow.byDirection, in: flow.byDirection.in - p.portRefusalsInFlow.total };
   const peers = p.registrar.stateCounts();
-  const bytes = p.ports.byteTotals();
+  const bytes = { bytesIn: 0, bytesOut: 0 };
+  const portRefusals: Record<string, number> = {};
+  let open = 0;
+  let streams = 0;
+  for (const m of p.ports) {
+    const b = m.byteTotals();
+    bytes.bytesIn += b.bytesIn;
+    bytes.bytesOut += b.bytesOut;
+    open += m.size;
+    streams += m.streamCount;
+    for (const [name, n] of Object.entries(m.refusedByCode.byName())) portRefusals[name] = (portRefusals[name] ?? 0) + n;
+  }
   return {
     tunnel: { state: t.state, reconnects: t.reconnects, rttMs: t.rttMs, bytesIn: t.bytesIn, bytesOut: t.bytesOut, framesIn: t.framesIn, framesOut: t.framesOut },
     peers: { byState: peers.byState, online: peers.online, connections: p.peerPort.connections },
     messages: { byDirection, delivered: flow.delivered, refused, payloadBytes: flow.bytes },
-    ports: { open: p.ports.size, streams: p.ports.streamCount, bytesIn: bytes.bytesIn, bytesOut: bytes.bytesOut, refused: p.ports.refusedByCode.byName() },
+    ports: { open, streams, bytesIn: bytes.bytesIn, bytesOut: bytes.bytesOut, refused: portRefusals },
   };
 }

@@ -9,7 +9,7 @@ import { DIRECT_DIR } from '../../core/contact-point/direct-mode.js';
 import { Operator } from '../../core/peer/operator.js';
 import { PeerClient, type InboundMessage } from '../../core/peer/peer-client.js';
 import { encodeMsg } from '../../core/protocol/codec.js';
-import { CAPABILITY_DIRECT, FLAG_RETRY } from '../../core/protocol/frames.js';
+import { CAPABILITY_DIRECT, FLAG_RETRY, type PresenceBody } from '../../core/protocol/frames.js';
 import { Status } from '../../core/protocol/status.js';
 import { CredentialStore } from '../../core/relay/credentials.js';
 import { FAST, logger, refusal, registeredPeer, startHarness, waitFor } from '../helpers.js';
@@ -160,12 +160,47 @@ describe('direct mode: external peers reach the contact point itself, no relay',
     const port = cp.snapshot().ports.find((p) => p.id === portId);
     expect(port).toMatchObject({ operator: 'tech', proto: 'tcp' });
     expect(cp.snapshot().direct!.sessions).toMatchObject([{ id: 'tech', operator: true }]);
+    // /metrics counts direct operators' ports and refusals like the relay's (one contact point's ports).
+    const stats = cp.statsSnapshot().ports;
+    expect({ open: stats.open, streams: stats.streams, refused: stats.refused }).toEqual({ open: 1, streams: 1, refused: { UNSAFE_TARGET: 1 } });
     // A target outside the policy stays refused.
     const second = await op.open('acme-hq', { proto: 'tcp' });
     await expect(op.connect('acme-hq', second.portId, '127.0.0.1', lanPort === 65535 ? 1 : lanPort + 1)).rejects.toMatchObject({ code: Status.PERMISSION_DENIED });
     // The admin closes it like any port.
     await cp.call('ports:close', { id: portId });
     expect(cp.snapshot().ports.map((p) => p.id)).toEqual([second.portId]);
+  });
+
+  it('tells a direct peer watching a LAN peer that the access rules now hide it', async () => {
+    const { cp, tls, stateDir, url } = await directOffice();
+    await registered(cp, 'printer');
+    const secret = await addCredential(cp, stateDir, 'alice');
+    const alice = client(new PeerClient({ role: 'external', url, name: 'alice', secret, ca: tls.cert, logger, timing: FAST }));
+    await alice.ready();
+    const seen: PresenceBody[] = [];
+    alice.subscribePresence('printer@acme-hq', (p) => void seen.push(p));
+    await waitFor(() => seen.at(-1)?.peer === 'online', 5_000, 'online');
+    // Rules that let only tech in: what alice watches changes without printer coming or going.
+    await cp.call('rules:set', { allow: ['tech@direct'] });
+    await waitFor(() => seen.at(-1)?.peer === 'hidden', 5_000, 'hidden from alice');
+  });
+
+  it('does not tell a LAN peer waiting for the relay that it is reachable when only direct mode\'s tunnel came back', async () => {
+    const h = await startHarness({ cp: { direct: { host: '127.0.0.1', port: 0 } } });
+    cleanups.push(() => h.close());
+    const printer = await h.registered('printer');
+    await h.relay.stop();
+    await waitFor(() => !h.cp.gateway.connected, 5_000, 'the relay tunnel down');
+    // Refused CONTACT_POINT_OFFLINE: printer waits for the relay tunnel (REACHABLE) to retry.
+    void printer.send('alice@relay', Buffer.from('one'), { deadlineMs: 30_000 }).catch(() => undefined);
+    await waitFor(() => h.cp.flow.totals().refused > 0, 5_000, 'the refusal');
+    const direct = h.cp.direct!.gateway!;
+    const reconnects = direct.status().reconnects;
+    direct.reconnectNow();
+    await waitFor(() => direct.connected && direct.status().reconnects > reconnects, 5_000, 'the direct tunnel back');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(printer.stats.reachable).toBe(0);
+    expect(h.cp.gateway.connected).toBe(false);
   });
 
   it('runs beside the relay tunnel: each side reaches the LAN, replies go back the way they came', async () => {

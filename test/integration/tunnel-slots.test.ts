@@ -1,3 +1,5 @@
+import { createSocket, type Socket } from 'node:dgram';
+import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeControl } from '../../core/protocol/codec.js';
 import { CAPABILITY_NODE, FrameType, type HelloBody } from '../../core/protocol/frames.js';
@@ -7,7 +9,8 @@ import { joinNatsCluster } from '../../core/relay/cluster-nats.js';
 import { CredentialStore } from '../../core/relay/credentials.js';
 import { Relay } from '../../core/relay/relay.js';
 import { PeerClient } from '../../core/peer/peer-client.js';
-import { FAST, logger, waitFor } from '../helpers.js';
+import { ContactPoint } from '../../core/contact-point/contact-point.js';
+import { FAST, logger, registeredPeer, waitFor } from '../helpers.js';
 import { haveNatsServer, startNatsServer } from '../nats-fixtures.js';
 import { RawClient } from '../raw-client.js';
 
@@ -138,5 +141,86 @@ describe('a contact point\'s two tunnels at one relay (HELLO slot)', () => {
     expect(withCap.welcome.node).toBe('r7');
     const slot1 = await tunnel(relay.url, { ...base, slot: 1 });
     expect(slot1.welcome.node).toBe('r7');
+  });
+});
+
+describe('a contact point\'s outbound messages with two tunnels (issue 12)', () => {
+  it('a LAN peer whose message went up a tunnel that dropped hears REACHABLE at once while the other tunnel stays up, and its resend goes up that one', async () => {
+    // Two relays sharing one credential store: the office holds slot 0 on A and slot 1 on B.
+    const a = await relayWith();
+    const b = new Relay({ credentials: a.credentials, logger });
+    await b.start();
+    cleanups.push(() => b.stop());
+    const cp = await ContactPoint.create({ id: 'acme-hq', relayUrl: a.relay.url, relayUrls: [b.url], secret: a.secret, peerHost: '127.0.0.1', logger, timing: FAST });
+    cleanups.push(() => cp.stop());
+    await cp.start();
+    await waitFor(() => (cp.gateway.status().tunnels ?? []).every((t) => t.state === 'connected'), 5_000, 'both tunnels up');
+    // Its own retry is 20 s away: only REACHABLE makes it resend sooner.
+    const printer = await registeredPeer(cp, 'printer', (stop) => void cleanups.push(stop), { ackTimeoutMs: 20_000 });
+
+    // bob is on A only and never acknowledges: printer's message waits for an ACK that A's loss takes with it.
+    const bobSecret = await a.credentials.add('external', 'bob');
+    const bob = await RawClient.open(a.relay.url);
+    cleanups.push(async () => bob.ws.terminate());
+    bob.hello({ versions: OFFERED_VERSIONS, role: 'external', id: 'bob', secret: bobSecret });
+    await waitFor(() => bob.frames.some((f) => f.type === FrameType.WELCOME), 5_000, 'bob welcomed');
+    const address = (decodeControl(bob.frames.find((f) => f.type === FrameType.WELCOME)!, FrameType.WELCOME) as { address: string }).address;
+    const sending = printer.send(address, 'hello', { deadlineMs: 30_000 });
+    sending.catch(() => undefined);
+    await waitFor(() => bob.frames.some((f) => f.type === FrameType.MSG), 5_000, 'the message at bob, through slot 0 on A');
+
+    // A goes; slot 1 on B stays up: the office as a whole never went down.
+    await a.relay.stop();
+    await waitFor(() => printer.stats.reachable > 0, 3_000, 'REACHABLE for the message lost with slot 0');
+    expect(cp.gateway.connected).toBe(true);
+    await waitFor(() => printer.stats.retransmits > 0, 3_000, 'the resend, through slot 1 on B');
+  });
+});
+
+describe('a contact point\'s UDP channel with two tunnels (issue 12)', () => {
+  async function udpSocket(): Promise<Socket> {
+    const sock = createSocket('udp4');
+    sock.bind(0, '127.0.0.1');
+    await once(sock, 'listening');
+    cleanups.push(async () => sock.close());
+    return sock;
+  }
+
+  it('keeps the channel it greeted relay A on when B offers one too, so A\'s datagrams are not sent to a closed socket', async () => {
+    const a = await relayWith();
+    // B's port is known before it runs: slot 1 dials it in vain until it is back, after A's channel is up.
+    const first = new Relay({ credentials: a.credentials, logger });
+    await first.start();
+    const bPort = Number(new URL(first.url).port);
+    const bUrl = first.url;
+    await first.stop();
+    const cp = await ContactPoint.create({ id: 'acme-hq', relayUrl: a.relay.url, relayUrls: [bUrl], secret: a.secret, peerHost: '127.0.0.1', logger, timing: FAST });
+    cleanups.push(() => cp.stop());
+    await cp.start();
+    await waitFor(() => cp.udpChannel?.ready === true, 5_000, 'the channel to A');
+    const b = new Relay({ credentials: a.credentials, logger, port: bPort });
+    await b.start();
+    cleanups.push(() => b.stop());
+    await waitFor(() => (cp.gateway.status().tunnels ?? []).every((t) => t.state === 'connected'), 10_000, 'slot 1 up on B');
+    await new Promise((r) => setTimeout(r, 500)); // B's UDP_CHANNEL offer, sent with its WELCOME, is handled
+
+    // A UDP echo service on the LAN, exposed at A (the office's tunnel there is slot 0).
+    await cp.call('ports:policy', { targets: ['127.0.0.1/32:1-65535'], listen: ['udp:1-65535'] });
+    const echo = await udpSocket();
+    echo.on('message', (m, r) => void echo.send(Buffer.concat([Buffer.from('echo:'), m]), r.port, r.address));
+    const e = await a.relay.expose({ cp: 'acme-hq', proto: 'udp', host: '127.0.0.1', port: echo.address().port, operator: 'tech' });
+    const client = await udpSocket();
+    const replies: string[] = [];
+    client.on('message', (m) => void replies.push(m.toString()));
+    for (let i = 0; i < 100 && replies.length < 3; i++) {
+      client.send(`n${i}`, e.publicPort, '127.0.0.1');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(replies.length).toBeGreaterThanOrEqual(3);
+
+    // A goes: the next offer (slot 0 dials B in its turn) is taken up.
+    const toA = cp.udpChannel;
+    await a.relay.stop();
+    await waitFor(() => cp.udpChannel !== undefined && cp.udpChannel !== toA && cp.udpChannel.ready, 5_000, 'a channel to B');
   });
 });
