@@ -80,7 +80,9 @@ async function techOnTwoNodes(): Promise<{ h: Harness; r2: Relay; got: string[];
   const secret = await admin.store.add('external', 'tech');
   await known([h.relay, r2], 'external', 'tech');
   const session = async (relay: Relay, onMessage?: (m: InboundMessage) => void): Promise<PeerClient> => {
-    const c = new PeerClient({ role: 'external', url: relay.url, name: 'tech', secret, logger, timing: FAST, ackTimeoutMs: 500, ...(onMessage ? { onMessage } : {}) });
+    // An ACK timeout longer than a loaded host's stalls: a retransmit then means a lost or
+    // misrouted ACK (what these tests look for), not a slow machine.
+    const c = new PeerClient({ role: 'external', url: relay.url, name: 'tech', secret, logger, timing: FAST, ackTimeoutMs: 5_000, ...(onMessage ? { onMessage } : {}) });
     cleanups.push(() => c.stop());
     c.start();
     await c.ready();
