@@ -63,6 +63,27 @@ const REWATCH_MS = 500;
 export const WATCH_STALL_MS = 2 * RENEW_MS + 1_000;
 /** How long a watch may take to replay a bucket's current records before the node starts anyway. */
 const WATCH_READY_MS = 5_000;
+/**
+ * How long a credential write keeps trying while JetStream does not answer (a timeout, or no
+ * responders): after a NATS server of a cluster dies, its streams elect new leaders, and writes
+ * in that window time out. An admin's add or remove is retried rather than failed at once.
+ */
+export const CREDENTIAL_WRITE_RETRY_MS = 20_000;
+
+/** Runs a JetStream request (a write, opening the bucket or its watch) again while it times out or finds no responders, up to CREDENTIAL_WRITE_RETRY_MS. */
+async function retryWhileUnavailable<T>(write: () => Promise<T>, logger: Logger): Promise<T> {
+  const until = Date.now() + CREDENTIAL_WRITE_RETRY_MS;
+  for (let wait = 250; ; wait = Math.min(wait * 2, 2_000)) {
+    try {
+      return await write();
+    } catch (err: unknown) {
+      const transient = /timeout|no responders|503/i.test((err as Error).message);
+      if (!transient || Date.now() + wait > until) throw err;
+      logger.info('JetStream did not answer a credential write; trying again', { error: (err as Error).message, retryInMs: wait });
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+}
 
 
 /** Ids and names may contain `.` (a subject's token separator); subjects and keys carry them as hex. */
@@ -156,11 +177,11 @@ export async function openClusterCredentials(
   logger: Logger,
   replicas = 1,
 ): Promise<{ readonly store: CredentialStore; readonly stop: () => void; readonly rewatch: () => Promise<void> }> {
-  const kv = await openBucket(nc, CREDENTIALS_BUCKET, { replicas });
+  const kv = await retryWhileUnavailable(() => openBucket(nc, CREDENTIALS_BUCKET, { replicas }), logger);
   const keyOf = (kind: CredentialKind, id: string): string => `${kind}.${subjectToken(id)}`;
   const store = CredentialStore.replicated({
-    put: async (r) => void (await kv.put(keyOf(r.kind, r.id), JSON.stringify(r))),
-    remove: async (kind, id) => void (await kv.delete(keyOf(kind, id))),
+    put: async (r) => void (await retryWhileUnavailable(() => kv.put(keyOf(r.kind, r.id), JSON.stringify(r)), logger)),
+    remove: async (kind, id) => void (await retryWhileUnavailable(() => kv.delete(keyOf(kind, id)), logger)),
   });
   const onEntry = (e: KvWatchEntry): void => {
       if (e.operation === 'PUT') return store.applyRemote(parseCredentialRecord(e.json()));
@@ -168,7 +189,7 @@ export async function openClusterCredentials(
       const id = token !== undefined ? fromToken(token) : undefined;
       if ((kind === 'contact-point' || kind === 'external') && id !== undefined) store.dropRemote(kind, id);
   };
-  let w = await watchBucket(kv, onEntry, logger);
+  let w = await retryWhileUnavailable(() => watchBucket(kv, onEntry, logger), logger);
   await w.ready;
   let stopped = false;
   return {

@@ -8,7 +8,7 @@ import { PeerClient } from '../../core/peer/peer-client.js';
 import { connectNats, CREDENTIALS_BUCKET, PRESENCE_BUCKET } from '../../core/relay/cluster-nats.js';
 import { FAST, logger, registeredPeer, waitFor } from '../helpers.js';
 import { haveNatsServer, NO_NATS_REASON, startNatsCluster } from '../nats-fixtures.js';
-import { cliSuite } from './cli-process.js';
+import { cliSuite, runCli } from './cli-process.js';
 
 /**
  * Issue 12: the README's three-server NATS cluster ("Running a relay cluster": routes, JetStream,
@@ -72,7 +72,9 @@ describe.skipIf(!haveNatsServer)('relay cluster on a three-server NATS cluster (
     // r1 lost its server, so it closed the office's tunnel; the office came back once r1 was in the cluster again.
     expect(cp.gateway.status().reconnects).toBeGreaterThan(reconnectsBefore);
     const bobCred = join(suite.home, 'bob.credential');
-    const bobAdd = await cli(['relay', 'credential', 'add', '--kind', 'external', '--id', 'bob', '--out', bobCred, '--cluster', N]);
+    // Right after a server's death JetStream may still be electing leaders: the write is retried
+    // for up to CREDENTIAL_WRITE_RETRY_MS (20 s), so the command may take longer than the usual 10 s.
+    const bobAdd = await runCli(['relay', 'credential', 'add', '--kind', 'external', '--id', 'bob', '--out', bobCred, '--cluster', N], { home: suite.home, timeoutMs: 30_000 });
     expect(bobAdd.code, bobAdd.stderr).toBe(0);
     // r1 learns the new credential through its watch, which may still be catching up: its
     // consumer may have been on the dead server, and the client recreates it after missed heartbeats.
