@@ -26,6 +26,7 @@ const CALLS = {
   'history:retention': true,
   'history:traffic': true,
   'audit:list': true,
+  'seal:policy': true,
 } as const satisfies Record<AdminMethod, true>;
 const EVENTS = {
   'peer:changed': true,
@@ -37,6 +38,7 @@ const EVENTS = {
   'ports:policy-changed': true,
   'peers:flood': true,
   'audit:entry': true,
+  'seal:changed': true,
 } as const satisfies Record<AdminEventName, true>;
 const { contextBridge, ipcRenderer } = electron;
 const SETTINGS_GET: (typeof HOST_SETTINGS_CHANNELS)['get'] = 'settings:get';

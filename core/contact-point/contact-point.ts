@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import type { LaunchView } from '../admin/launch.js';
 import type { Frame } from '../protocol/codec.js';
 import { decodeControl } from '../protocol/codec.js';
+import { parseAddress } from '../protocol/address.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { FrameType, frameTypeName } from '../protocol/frames.js';
 import { MAX_REGISTER_PER_MINUTE } from '../protocol/limits.js';
@@ -51,6 +52,9 @@ import { PortMediator } from './mediation.js';
 import { UdpChannel } from './udp-channel.js';
 import { contactPointStats, type ContactPointStatsSnapshot } from './stats.js';
 import { CodeCounts } from '../runtime/code-counts.js';
+import { CONTACT_POINT_KEY_FILE, ContactPointKey } from '../protocol/key-statement.js';
+import { decodeMsg } from '../protocol/codec.js';
+import { SealGuard, type SealState } from './seal-guard.js';
 
 export interface ContactPointOptions {
   /** this contact point's id at the relay: the domain of its peers' addresses (`acme-hq`) */
@@ -143,6 +147,8 @@ export class ContactPoint implements AdminHostApi {
   readonly ports: PortMediator;
   /** registration requests the flood limits dropped, for the admin */
   readonly floods: FloodMonitor;
+  /** sealed payloads: this contact point's key, the "sealed only" policy and key bindings (issue 14) */
+  readonly seal: SealGuard;
   private readonly distributor: Distributor;
   private readonly outbound: Outbound;
   private readonly collector: Collector;
@@ -170,6 +176,7 @@ export class ContactPoint implements AdminHostApi {
     timing: Timing,
     history: { store: HistoryStore | undefined; setting: HistoryRetention | undefined },
     audit: AuditLog,
+    seal: { key: ContactPointKey; state: SealState | undefined },
   ) {
     this.logger = opts.logger ?? silentLogger;
     this.history = history.store;
@@ -179,6 +186,7 @@ export class ContactPoint implements AdminHostApi {
     this.ports = new PortMediator(new PortPolicy(portPolicy), this.logger, opts.streamLimits);
     this.floods = new FloodMonitor(registrar.limits, this.logger);
     this.audit = audit;
+    this.seal = new SealGuard(seal.key, opts.id, registrar, seal.state, () => this.store.changed());
     this.store = StateStore.create(opts.stateDir, () => this.persisted(registrar.persisted()), this.logger, audit, (e) => this.events.emit('audit:entry', e));
     this.gateway = new Gateway({
       relayUrl: opts.relayUrl,
@@ -199,9 +207,10 @@ export class ContactPoint implements AdminHostApi {
       logger: this.logger,
       timing,
       http: opts.peerHttp,
+      cpKey: seal.key.publicKey,
       handler: {
-        hello: (name, publicKey, remote) => {
-          const r = registrar.hello(name, publicKey, remote);
+        hello: (name, publicKey, remote, sealKey) => {
+          const r = registrar.hello(name, publicKey, remote, sealKey);
           return r.ok ? { ok: true, state: r.record.state } : r;
         },
         up: (s) => registrar.setOnline(s.name, true),
@@ -215,7 +224,7 @@ export class ContactPoint implements AdminHostApi {
     const traffic = { id: opts.id, peers: this.peerPort, gateway: this.gateway, flow: this.flow, logger: this.logger };
     this.distributor = new Distributor({ ...traffic, registrar });
     this.outbound = new Outbound(traffic);
-    this.collector = new Collector({ ...traffic, registrar, distributor: this.distributor, outbound: this.outbound });
+    this.collector = new Collector({ ...traffic, registrar, distributor: this.distributor, outbound: this.outbound, seal: this.seal });
 
     this.gateway.on('up', () => {
       this.ports.attach(this.gateway);
@@ -279,13 +288,16 @@ export class ContactPoint implements AdminHostApi {
         ? await HistoryStore.open(join(opts.stateDir, HISTORY_DIR), setting ?? DEFAULT_HISTORY_RETENTION, opts.logger ?? silentLogger)
         : undefined;
     let audit: AuditLog;
+    let key: ContactPointKey;
     try {
       audit = await AuditLog.open(opts.stateDir, state.audit, opts.logger ?? silentLogger);
+      // Its long-term key, with the other identity material; without a state folder a new one each start.
+      key = opts.stateDir !== undefined ? await ContactPointKey.loadOrCreate(join(opts.stateDir, CONTACT_POINT_KEY_FILE)) : ContactPointKey.generate();
     } catch (err: unknown) {
       await store?.close(); // its file and retention timer go with the failed create
       throw err;
     }
-    const cp = new ContactPoint(opts, registrar, ports, timing, { store, setting }, audit);
+    const cp = new ContactPoint(opts, registrar, ports, timing, { store, setting }, audit, { key, state: state.seal });
     try {
       await cp.saveStartOptions(opts, state, portsNow);
     } catch (err: unknown) {
@@ -403,6 +415,7 @@ export class ContactPoint implements AdminHostApi {
       ports: this.ports.list(),
       portPolicy: this.ports.policy.config,
       flood: this.floods.view(),
+      seal: this.seal.view(),
     };
   }
 
@@ -512,6 +525,23 @@ export class ContactPoint implements AdminHostApi {
           };
         });
       }
+      case 'seal:policy': {
+        const q = p as AdminParams<'seal:policy'>;
+        return this.decide((draft) => {
+          for (const n of q.peers) if (!draft.peers.has(n)) throw new AdminError('NOT_FOUND', `no peer named "${n}"`);
+          const before = this.seal.view();
+          const planned = this.seal.planPolicy(q.required, q.peers, q.forget ?? []);
+          draft.seal = planned.state;
+          return {
+            audit: record('seal:policy', 'seal', { required: before.required, peers: [...before.peers] }, { required: q.required, peers: [...planned.state.peers], ...(q.forget?.length ? { forgot: [...q.forget] } : {}) }),
+            apply: () => {
+              const view = planned.apply();
+              this.events.emit('seal:changed', view);
+              return view;
+            },
+          };
+        });
+      }
       case 'audit:list': {
         const q = p as AdminParams<'audit:list'>;
         return this.audit.list({ target: q.target, beforeSeq: q.beforeSeq, limit: q.limit ?? 100 });
@@ -532,7 +562,7 @@ export class ContactPoint implements AdminHostApi {
   /** The whole state file: the registrar's part and the port policy. */
   private persisted(registrar: PersistedState): PersistedState {
     const ports = this.ports.policy.config;
-    return { ...registrar, ports: { targets: [...ports.targets], listen: [...ports.listen] }, ...(this.historySetting ? { history: { ...this.historySetting } } : {}) };
+    return { ...registrar, ports: { targets: [...ports.targets], listen: [...ports.listen] }, ...(this.historySetting ? { history: { ...this.historySetting } } : {}), seal: this.seal.persisted() };
   }
 
   /** A registrar decision (approve, reject, revoke, forget, policy) and its audit entry, durable before it applies. */
@@ -621,6 +651,14 @@ export class ContactPoint implements AdminHostApi {
         return this.collector.fromTunnel(frame);
       case FrameType.ACK:
         return this.outbound.ackFromTunnel(frame);
+      case FrameType.KEYS_REQUEST:
+        return this.collector.keysFromTunnel(frame);
+      case FrameType.KEYS_ANSWER: {
+        // Another contact point's answer to one of our peers (its request went up the tunnel): passed on as it is.
+        const to = parseAddress(decodeMsg(frame).to);
+        if (to?.domain === this.opts.id) this.peerPort.get(to.name)?.link.send(frame.raw);
+        return;
+      }
       case FrameType.REACHABLE:
         return this.outbound.reachable(decodeControl(frame, FrameType.REACHABLE));
       case FrameType.GOAWAY:
@@ -653,6 +691,8 @@ export class ContactPoint implements AdminHostApi {
         return this.collector.fromPeer(session, frame);
       case FrameType.ACK:
         return this.distributor.ackFromPeer(session, frame);
+      case FrameType.KEYS_REQUEST:
+        return this.collector.keysFromPeer(session, frame);
       case FrameType.REGISTER: {
         const body = decodeControl(frame, FrameType.REGISTER);
         if (!session.registerBucket.take()) {

@@ -5,6 +5,7 @@ import { ioReason, readJson, writeJsonAtomic } from '../runtime/json-file.js';
 import type { Logger } from '../runtime/logger.js';
 import { auditStateSchema, type AuditLog, type AuditRecord } from './audit-log.js';
 import type { AuditEntry } from '../admin/contract.js';
+import { sealStateSchema } from './seal-guard.js';
 
 const peerRecordSchema = obj({
   name: str({ min: 1, max: 63 }),
@@ -21,6 +22,8 @@ const peerRecordSchema = obj({
   decidedVia: optional(oneOf(['gui', 'cli', 'api'] as const)),
   /** when the peer last asked to be registered */
   requestedAt: optional(int({ min: 0, max: Number.MAX_SAFE_INTEGER })),
+  /** its X25519 sealing key (raw, base64), signed by its identity at hello; absent: it does not seal */
+  sealKey: optional(str({ min: 1, max: 48 })),
 });
 const stateSchema = obj({
   version: int({ min: 1, max: 1 }),
@@ -39,6 +42,8 @@ const stateSchema = obj({
    * write (absent in files from before the audit trail).
    */
   audit: optional(auditStateSchema),
+  /** sealed payloads (core/contact-point/seal-guard.ts; absent in files from before: nothing required, nothing bound) */
+  seal: optional(sealStateSchema),
 });
 
 export type PeerRecord = Infer<typeof peerRecordSchema>;
@@ -77,12 +82,14 @@ export class StateDraft {
   policy: PersistedState['policy'];
   ports: PersistedState['ports'];
   history: PersistedState['history'];
+  seal: PersistedState['seal'];
 
   constructor(state: PersistedState) {
     this.peers = new Map(state.peers.map((p) => [p.name, { ...p }]));
     this.policy = state.policy;
     this.ports = state.ports;
     this.history = state.history;
+    this.seal = state.seal;
   }
 
   state(): PersistedState {
@@ -92,6 +99,7 @@ export class StateDraft {
       policy: this.policy,
       ...(this.ports ? { ports: this.ports } : {}),
       ...(this.history ? { history: this.history } : {}),
+      ...(this.seal ? { seal: this.seal } : {}),
     };
   }
 }

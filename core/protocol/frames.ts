@@ -25,6 +25,9 @@ export const FrameType = {
   PEERS: 0x20,
   REGISTER: 0x21,
   PEER_STATE: 0x22,
+  // Key statements (issue 14): laid out like MSG (id, to, from, JSON payload) and routed like it.
+  KEYS_REQUEST: 0x23,
+  KEYS_ANSWER: 0x24,
   // Port mediation (seed 002): control requests and events are JSON, stream and datagram data binary.
   PORT_REQUEST: 0x30,
   PORT_RESULT: 0x31,
@@ -44,9 +47,16 @@ export type FrameTypeCode = (typeof FrameType)[FrameTypeName];
  * frame only to clients that said so: an older client faults on a frame type it does not know.
  */
 export const CAPABILITY_REACHABLE = 'reachable';
+/**
+ * HELLO `env.capabilities` entry: the client seals payloads (FLAG_SEALED, PROTOCOL.md 18) and
+ * understands KEYS_REQUEST / KEYS_ANSWER (0x23 / 0x24).
+ */
+export const CAPABILITY_SEALED = 'sealed';
 
 /** MSG flag: this is a retry of an id sent before (informational; receivers dedupe by id anyway). */
 export const FLAG_RETRY = 0x01;
+/** MSG flag: the payload is a sealed envelope (core/protocol/seal.ts); metadata, so the contact point can require it. */
+export const FLAG_SEALED = 0x02;
 
 // The one name grammar (core/protocol/name.ts), so every name the schema admits is addressable.
 const name = nameSchema;
@@ -64,6 +74,9 @@ export const helloSchema = obj({
   secret: optional(secret),
   /** Ed25519 public key, SPKI DER base64 (internal peers at the contact point) */
   publicKey: optional(b64(128)),
+  /** internal peers: X25519 sealing key, raw base64, and its Ed25519 signature by `publicKey` (peer-auth.ts sealKeyText) */
+  sealKey: optional(b64(48)),
+  sealKeySig: optional(b64(128)),
   /** what the client runs and where: shown to admins, never trusted for decisions */
   env: optional(
     obj({
@@ -88,6 +101,8 @@ export const welcomeSchema = obj({
   address: optional(str({ max: 2 * MAX_NAME_LENGTH + 1 })),
   /** internal peers: their registration state at the contact point */
   state: optional(oneOf(['unregistered', 'pending', 'registered', 'revoked'] as const)),
+  /** internal peers: the contact point's Ed25519 key (SPKI DER base64), which signs key statements (PROTOCOL.md 18) */
+  cpKey: optional(b64(64)),
   limits: obj({
     maxMessageBytes: int({ min: 1, max: MAX_MESSAGE_BYTES }),
     pingIntervalMs: int(TIMING_RANGES.pingIntervalMs),

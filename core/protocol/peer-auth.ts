@@ -18,3 +18,21 @@ export function verifyProof(publicKeyB64: string, name: string, nonce: string, s
     return false;
   }
 }
+
+/**
+ * An internal peer vouches for its X25519 sealing key (HELLO `sealKey`) with its Ed25519
+ * identity, so a hop on the LAN cannot swap the key the contact point then signs statements for.
+ */
+export function sealKeyText(name: string, sealKey: string): Buffer {
+  return Buffer.from(`contact-point seal key v1\n${name}\n${sealKey}`, 'utf8');
+}
+
+export function verifySealKey(publicKeyB64: string, name: string, sealKey: string, signatureB64: string): boolean {
+  try {
+    const key = createPublicKey({ key: Buffer.from(publicKeyB64, 'base64'), format: 'der', type: 'spki' });
+    if (key.asymmetricKeyType !== 'ed25519') return false;
+    return verify(null, sealKeyText(name, sealKey), key, Buffer.from(signatureB64, 'base64'));
+  } catch {
+    return false;
+  }
+}

@@ -19,6 +19,9 @@ export const Status = {
   BAD_ADDRESS: 19,
   UNKNOWN_PEER: 20,
   RECEIVER_FAILED: 21,
+  SEAL_REQUIRED: 22,
+  BAD_SEAL: 23,
+  KEY_CHANGED: 26,
 
   // Port mediation results (PORT_RESULT code).
   PERMISSION_DENIED: 30,
@@ -82,6 +85,9 @@ const DESCRIPTIONS: Record<StatusName, string> = {
   BAD_ADDRESS: 'malformed address',
   UNKNOWN_PEER: 'unknown peer',
   RECEIVER_FAILED: 'the receiving application failed',
+  SEAL_REQUIRED: 'sealed payloads only',
+  BAD_SEAL: 'seal did not verify',
+  KEY_CHANGED: 'key differs from the one bound or pinned',
   PERMISSION_DENIED: 'not allowed by the contact point admin',
   PORT_IN_USE: 'port already in use',
   UNKNOWN_PORT: 'no such port id',

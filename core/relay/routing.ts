@@ -125,7 +125,9 @@ export class Router {
       const to = parseAddress(ack.to);
       return to ? this.deliverAck(to, ack, raw) : undefined;
     }
-    if (frame.type !== FrameType.MSG) throw new ProtocolError(Status.PROTOCOL_VIOLATION, `a node forwarded a frame of type ${frame.type}`);
+    if (frame.type !== FrameType.MSG && frame.type !== FrameType.KEYS_REQUEST && frame.type !== FrameType.KEYS_ANSWER) {
+      throw new ProtocolError(Status.PROTOCOL_VIOLATION, `a node forwarded a frame of type ${frame.type}`);
+    }
     const msg = decodeMsg(frame);
     const to = parseAddress(msg.to);
     if (!to) return;
