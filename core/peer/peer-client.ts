@@ -7,6 +7,7 @@ import { CAPABILITY_REACHABLE, CAPABILITY_SEALED, FLAG_RETRY, FLAG_SEALED, Frame
 import { readEnvelopeHeader, SEAL_MAX_AGE_MS, SealError, SealKey } from '../protocol/seal.js';
 import { KeyDirectory } from './key-directory.js';
 import { KeyPins } from './key-pins.js';
+import { fingerprint, normalizeFingerprint } from '../protocol/key-statement.js';
 import {
   ACK_TIMEOUT_MAX_MS,
   ACK_TIMEOUT_MS,
@@ -85,6 +86,8 @@ export interface ExternalPeerOptions extends CommonOptions {
 export interface InternalPeerOptions extends CommonOptions {
   readonly role: 'peer';
   readonly identity: PeerIdentity;
+  /** the fingerprint its contact point's key must have (`contact-point fingerprint`); another is KEY_CHANGED and the client stops */
+  readonly contactPointFingerprint?: string;
 }
 export type PeerClientOptions = ExternalPeerOptions | InternalPeerOptions;
 
@@ -168,6 +171,10 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     this.sealKey = opts.sealKey ?? SealKey.generate();
     this.sealMaxAgeMs = opts.sealMaxAgeMs ?? SEAL_MAX_AGE_MS;
     const pins = opts.pins ?? KeyPins.memory();
+    const expected = opts.role === 'peer' && opts.contactPointFingerprint !== undefined ? normalizeFingerprint(opts.contactPointFingerprint) : undefined;
+    if (opts.role === 'peer' && opts.contactPointFingerprint !== undefined && expected === undefined) {
+      throw new Error(`contactPointFingerprint "${opts.contactPointFingerprint}" is not a key fingerprint (64 hex digits)`);
+    }
     this.keys = new KeyDirectory({
       role: opts.role,
       sealKey: this.sealKey,
@@ -212,7 +219,8 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
       if (welcome.cpKey !== undefined && domain !== undefined && sealing) {
         // An internal peer: its contact point's key, pinned or trusted on first use; a changed one stops this client.
         const cpKey = welcome.cpKey;
-        pins.accept(domain, cpKey).then(
+        const given = expected !== undefined && fingerprint(cpKey) !== expected ? new SealError(Status.KEY_CHANGED, `contact point ${domain} presented key ${fingerprint(cpKey)}, but ${expected} is pinned (--pin): refusing it`) : undefined;
+        (given ? Promise.reject(given) : expected !== undefined ? Promise.resolve() : pins.accept(domain, cpKey)).then(
           () => {
             this.keys.setOwnContactPointKey(cpKey);
             this.welcomed();
