@@ -15,6 +15,7 @@
  *                        message, a filtered page over 100,000 stored entries),
  *                        metrics-throughput, metrics-scrape (group: metrics; Prometheus metrics on vs off,
  *                        and the relay's scrape with 1,000 offices)
+ *                        sealing (acked messages and paced p99, sealed vs plain, same run)
  *   --cpu-prof[=DIR]     profile the worker processes (relay, contact point, ack server, lan, load) with
  *                        node --cpu-prof into DIR (default bench-profiles/); summarise with
  *                        node dist/bench/profile-summary.js DIR
@@ -37,6 +38,7 @@ import { runMessages } from './messages.js';
 import { runMetrics } from './metrics.js';
 import { runOutage } from './outage.js';
 import { runPeers } from './peers.js';
+import { runSealing } from './sealing.js';
 import { note } from './util.js';
 
 const GROUPS: Record<string, readonly string[]> = {
@@ -61,6 +63,7 @@ const GROUPS: Record<string, readonly string[]> = {
   metrics: ['metrics-throughput', 'metrics-scrape'],
   'metrics-throughput': ['metrics-throughput'],
   'metrics-scrape': ['metrics-scrape'],
+  sealing: ['sealing'],
 };
 
 interface Args {
@@ -128,6 +131,7 @@ async function main(): Promise<void> {
   await runCluster(ctx);
   await runHistory(ctx);
   await runMetrics(ctx);
+  await runSealing(ctx);
   note(`done in ${Math.round((Date.now() - started) / 1000)} s`);
 }
 
