@@ -1,11 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Browser, BrowserContext } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { STATE_FILE } from '../core/contact-point/state-store.js';
 import { AdminPage } from './pages/admin-page.js';
 import { SettingsPage } from './pages/settings-page.js';
-import { launchChromium } from './support/browser.js';
+import { browserSuite } from './support/browser-suite.js';
 import { Stack } from './support/stack.js';
 
 /**
@@ -13,36 +12,18 @@ import { Stack } from './support/stack.js';
  * peers pin) and sets "sealed payloads only" per peer and office-wide; each choice is in the
  * state file when the GUI says saved, and a plain message is then refused with the reason.
  */
-let browser: Browser;
-let context: BrowserContext | undefined;
-let stack: Stack | undefined;
-
-beforeAll(async () => {
-  browser = await launchChromium();
-});
-afterAll(async () => {
-  await browser?.close();
-});
-afterEach(async () => {
-  await context?.close();
-  context = undefined;
-  await stack?.close();
-  stack = undefined;
-});
+const suite = browserSuite();
 
 describe('sealing in the admin GUI', { timeout: 60_000 }, () => {
   it('shows the key fingerprint and saves "sealed payloads only" for a peer, then for every peer', async () => {
-    stack = await Stack.start();
+    const stack = (suite.stack = await Stack.start());
     const printer = await stack.internalPeer('printer');
     printer.send({ cmd: 'register' });
     await printer.waitFor((e) => e.event === 'registration' && e.state === 'pending', 'printer pending');
     await stack.cp.call('peers:approve', { name: 'printer' });
     await printer.waitFor((e) => e.event === 'registration' && e.state === 'registered', 'printer registered');
 
-    context = await browser.newContext({ viewport: { width: 1280, height: 1000 }, colorScheme: 'light' });
-    const page = await context.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (e) => errors.push(e.message));
+    const { page, errors } = await suite.newPage({ width: 1280, height: 1000 }, 'light');
     const app = new AdminPage(page);
     await app.open(stack.guiUrl);
     await app.go('Settings');

@@ -1,4 +1,5 @@
-import { createHash, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { verifyEd25519 } from './peer-auth.js';
 import { loadOrCreatePrivateKey } from '../runtime/key-file.js';
 import { MAX_NAME_LENGTH } from './limits.js';
 import { int, obj, optional, str, type Infer, type Schema } from './schema.js';
@@ -62,13 +63,7 @@ export function checkStatement(answer: KeysAnswer, expectedAddress: string, now 
   if (answer.notAfter < now) throw new SealError(Status.BAD_SEAL, `the key statement for ${expectedAddress} expired`);
   const key = Buffer.from(answer.key, 'base64');
   if (key.length !== SEAL_KEY_BYTES) throw new SealError(Status.BAD_SEAL, `the key in the statement for ${expectedAddress} is not ${SEAL_KEY_BYTES} bytes`);
-  let ok: boolean;
-  try {
-    const signer = createPublicKey({ key: Buffer.from(answer.cpKey, 'base64'), format: 'der', type: 'spki' });
-    ok = signer.asymmetricKeyType === 'ed25519' && verify(null, statementText(answer.address, answer.key, answer.notAfter), signer, Buffer.from(answer.sig, 'base64'));
-  } catch {
-    ok = false;
-  }
+  const ok = verifyEd25519(answer.cpKey, statementText(answer.address, answer.key, answer.notAfter), answer.sig);
   if (!ok) throw new SealError(Status.BAD_SEAL, `the key statement for ${expectedAddress} is not signed by the contact point's key`);
   return key;
 }

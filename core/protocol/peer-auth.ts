@@ -10,10 +10,15 @@ export function challengeText(name: string, nonce: string): Buffer {
 }
 
 export function verifyProof(publicKeyB64: string, name: string, nonce: string, signatureB64: string): boolean {
+  return verifyEd25519(publicKeyB64, challengeText(name, nonce), signatureB64);
+}
+
+/** Whether `signatureB64` is an Ed25519 signature over `text` by the SPKI key `publicKeyB64` (false for anything malformed). */
+export function verifyEd25519(publicKeyB64: string, text: Buffer, signatureB64: string): boolean {
   try {
     const key = createPublicKey({ key: Buffer.from(publicKeyB64, 'base64'), format: 'der', type: 'spki' });
     if (key.asymmetricKeyType !== 'ed25519') return false;
-    return verify(null, challengeText(name, nonce), key, Buffer.from(signatureB64, 'base64'));
+    return verify(null, text, key, Buffer.from(signatureB64, 'base64'));
   } catch {
     return false;
   }
@@ -28,11 +33,5 @@ export function sealKeyText(name: string, sealKey: string): Buffer {
 }
 
 export function verifySealKey(publicKeyB64: string, name: string, sealKey: string, signatureB64: string): boolean {
-  try {
-    const key = createPublicKey({ key: Buffer.from(publicKeyB64, 'base64'), format: 'der', type: 'spki' });
-    if (key.asymmetricKeyType !== 'ed25519') return false;
-    return verify(null, sealKeyText(name, sealKey), key, Buffer.from(signatureB64, 'base64'));
-  } catch {
-    return false;
-  }
+  return verifyEd25519(publicKeyB64, sealKeyText(name, sealKey), signatureB64);
 }
