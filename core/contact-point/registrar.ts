@@ -166,7 +166,9 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
       }
       existing.lastSeen = t;
       if (lanAddress) existing.lanAddress = lanAddress;
+      // What it presents now: a peer that stopped sealing gets no more statements for its old key.
       if (sealKey !== undefined) existing.sealKey = sealKey;
+      else delete existing.sealKey;
       this.index(existing);
       this.emit('changed', existing, existing.state);
       return { ok: true, record: existing };

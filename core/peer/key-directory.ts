@@ -126,6 +126,11 @@ export class KeyDirectory {
     return true;
   }
 
+  /** Forgets what is cached for `address`: the next lookup asks again. */
+  forget(address: string): void {
+    this.cache.delete(address);
+  }
+
   /** Stops waiting for every answer. */
   close(): void {
     for (const w of this.waiting.values()) {

@@ -108,7 +108,11 @@ interface Pending {
   seal: 'todo' | 'resolving' | 'done';
   /** FLAG_SEALED once sealed */
   flags: number;
+  /** what goes on the wire: `plain`, or it sealed */
   payload: Buffer;
+  readonly plain: Buffer;
+  /** sealed again once already, after the receiver refused the first seal (BAD_SEAL) */
+  resealed: boolean;
   attempts: number;
   firstSentAt: number;
   /** when to transmit again if no ACK came; 0 while waiting for a connection */
@@ -379,6 +383,8 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
         reject,
         seal: this.sealMode === 'off' ? 'done' : 'todo',
         flags: 0,
+        plain: payload,
+        resealed: false,
         attempts: 0,
         firstSentAt: 0,
         dueAt: 0,
@@ -543,6 +549,17 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     }
     p.lastCode = ack.status;
     p.lastReason = ack.reason || describeStatus(ack.status);
+    if (ack.status === Status.BAD_SEAL && p.flags === FLAG_SEALED && !p.resealed) {
+      // Sealed for a key the receiver no longer has (it restarted with a new one while ours was
+      // cached): ask for its key again and seal once more. A second refusal is final.
+      p.resealed = true;
+      p.seal = 'todo';
+      p.flags = 0;
+      p.payload = p.plain;
+      this.keys.forget(p.to);
+      this.transmit(p);
+      return;
+    }
     if (isRetryable(ack.status)) {
       // Transient: try again after a short pause; the sweep gives up at the deadline.
       p.dueAt = Date.now() + Math.min(this.ackTimeoutMs, 100 * 2 ** Math.min(p.attempts, 5));

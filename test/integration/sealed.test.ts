@@ -94,6 +94,33 @@ describe('sealed messages through a relay that records every frame', () => {
     expect(seen(tap)).toBe(true);
   });
 
+  it('a receiver back with a new sealing key: the sender, holding the old one, asks again and delivers', async () => {
+    const identity = PeerIdentity.generate();
+    const got: string[] = [];
+    const peer = (): PeerClient => new PeerClient({ role: 'peer', url: h.cp.peerPortUrl, name: 'printer', identity, logger, timing: FAST, onMessage: (m) => void got.push(m.payload.toString()) });
+    const first = peer();
+    first.start();
+    await first.ready();
+    first.register();
+    await waitFor(() => h.cp.registrar.get('printer')?.state === 'pending');
+    await h.cp.call('peers:approve', { name: 'printer' });
+    await first.waitForRegistration('registered');
+    const alice = await h.external('alice');
+    await alice.send('printer@acme-hq', 'one');
+    await first.stop();
+    const second = peer(); // same identity, a new (in-memory) sealing key
+    try {
+      second.start();
+      await second.ready();
+      await waitFor(() => h.cp.registrar.isOnline('printer'));
+      await alice.send('printer@acme-hq', 'two');
+      expect(got).toEqual(['one', 'two']);
+      expect(second.stats.badSeals).toBe(1); // the seal for the old key, refused once
+    } finally {
+      await second.stop();
+    }
+  });
+
   it('seals between two LAN peers of one contact point', async () => {
     const got: InboundMessage[] = [];
     await h.registered('printer', (m) => void got.push(m));
