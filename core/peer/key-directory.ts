@@ -46,6 +46,8 @@ export class KeyDirectory {
   private readonly cache = new Map<string, { key: Buffer | undefined; until: number }>();
   private readonly asking = new Map<string, Promise<KeyLookup>>();
   private readonly waiting = new Map<string, Waiting>();
+  /** the last transient refusal of a request for each address still waited on (its code and reason go to the messages) */
+  private readonly refusals = new Map<string, { code: number; reason: string }>();
   /** the key of this internal peer's own contact point (from WELCOME), trusted for any address it vouches for */
   private ownContactPointKey: string | undefined;
 
@@ -120,10 +122,20 @@ export class KeyDirectory {
       w.reject(new SealError(Status.KEY_CHANGED, ack.reason || describeStatus(ack.status)));
       return true;
     }
-    if (isRetryable(ack.status)) return (w.resolve('retry'), true);
+    if (isRetryable(ack.status)) {
+      if (this.refusals.size >= MAX_CACHED_KEYS) this.refusals.clear();
+      this.refusals.set(w.to, { code: ack.status, reason: ack.reason || describeStatus(ack.status) });
+      w.resolve('retry');
+      return true;
+    }
     this.remember(w.to, undefined, Date.now() + NO_KEY_TTL_MS);
     w.resolve('none');
     return true;
+  }
+
+  /** Why the last lookup of `address` was 'retry' (a transient refusal of its request), if one said. */
+  refusal(address: string): { code: number; reason: string } | undefined {
+    return this.refusals.get(address);
   }
 
   /** Forgets what is cached for `address`: the next lookup asks again. */
@@ -154,6 +166,7 @@ export class KeyDirectory {
   }
 
   private remember(address: string, key: Buffer | undefined, until: number): void {
+    this.refusals.delete(address);
     this.cache.delete(address);
     if (this.cache.size >= MAX_CACHED_KEYS) this.cache.delete(this.cache.keys().next().value!);
     this.cache.set(address, { key, until });

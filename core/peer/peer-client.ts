@@ -430,9 +430,11 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
         if (this.outbox.get(p.id) !== p) return;
         if (k === 'retry') {
           // Not now (no connection, or the way to its contact point is down): the sweep tries again.
+          // The refusal of the key request (offline, rate limited) is what the message gets if it comes to that.
+          const why = this.keys.refusal(p.to);
           p.dueAt = Date.now() + Math.min(this.ackTimeoutMs, 500);
-          p.lastCode = Status.CONTACT_POINT_OFFLINE;
-          p.lastReason = `could not get the sealing key of ${p.to} yet`;
+          p.lastCode = why?.code ?? Status.CONTACT_POINT_OFFLINE;
+          p.lastReason = why?.reason ?? `could not get the sealing key of ${p.to} yet`;
           return;
         }
         if (k === 'none') {

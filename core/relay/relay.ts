@@ -368,8 +368,9 @@ export class Relay {
           // Key statements travel like messages (PROTOCOL.md 18.4): signed by the contact point, passed on as they are.
           case FrameType.MSG:
           case FrameType.KEYS_REQUEST:
-          case FrameType.KEYS_ANSWER:
             return this.router.onMsg(s, frame);
+          case FrameType.KEYS_ANSWER:
+            return this.router.onKeysAnswer(s, frame);
           case FrameType.ACK:
             return this.router.onAck(s, frame);
           case FrameType.PEERS: {

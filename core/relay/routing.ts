@@ -120,12 +120,12 @@ export class Router {
   /** Another node forwarded a MSG it checked (sender, rights, rate, size) or an ACK: deliver it here or refuse it back. */
   onForwarded(raw: Buffer, reply: string | undefined): void {
     const frame = decodeFrame(raw);
-    if (frame.type === FrameType.ACK) {
-      const ack = decodeAck(frame);
+    if (frame.type === FrameType.ACK || frame.type === FrameType.KEYS_ANSWER) {
+      const ack = frame.type === FrameType.ACK ? decodeAck(frame) : decodeMsg(frame);
       const to = parseAddress(ack.to);
       return to ? this.deliverAck(to, ack, raw) : undefined;
     }
-    if (frame.type !== FrameType.MSG && frame.type !== FrameType.KEYS_REQUEST && frame.type !== FrameType.KEYS_ANSWER) {
+    if (frame.type !== FrameType.MSG && frame.type !== FrameType.KEYS_REQUEST) {
       throw new ProtocolError(Status.PROTOCOL_VIOLATION, `a node forwarded a frame of type ${frame.type}`);
     }
     const msg = decodeMsg(frame);
@@ -174,7 +174,19 @@ export class Router {
    * together no one but the recipient's credential can settle a send.
    */
   onAck(s: RelaySession, frame: Frame): void {
-    const ack = decodeAck(frame);
+    this.routeReply(s, decodeAck(frame), frame.raw);
+  }
+
+  /**
+   * A KEYS_ANSWER (PROTOCOL.md 18.4) is the answer to one session's request, as an ACK is: it
+   * goes back the same way, to the session (and node) that sent the request with its id.
+   */
+  onKeysAnswer(s: RelaySession, frame: Frame): void {
+    this.routeReply(s, decodeMsg(frame), frame.raw);
+  }
+
+  /** An ACK or a KEYS answer, `raw` as received, back to the sender of message (request) `ack.id`. */
+  private routeReply(s: RelaySession, ack: Reply, raw: Buffer): void {
     if (s.kind === 'external' ? ack.from !== s.address : parseAddress(ack.from)?.domain !== s.id) {
       throw new ProtocolError(Status.PROTOCOL_VIOLATION, `ACK from ${ack.from} on a link that is not ${ack.from}`);
     }
@@ -192,20 +204,20 @@ export class Router {
         const origin = this.remoteOrigins.get(`${ack.to}\n${ack.id}`);
         if (origin !== undefined) {
           this.remoteOrigins.delete(`${ack.to}\n${ack.id}`);
-          return this.o.cluster.sendToNode(origin, frame.raw);
+          return this.o.cluster.sendToNode(origin, raw);
         }
         const ext = this.o.cluster.external(to.name);
-        if (ext?.kind === 'remote') return this.o.cluster.sendToNode(ext.node, frame.raw);
+        if (ext?.kind === 'remote') return this.o.cluster.sendToNode(ext.node, raw);
       } else {
         const tunnel = this.o.cluster.tunnel(to.domain);
-        if (tunnel?.kind === 'remote') return this.o.cluster.sendToTunnel(to.domain, frame.raw);
+        if (tunnel?.kind === 'remote') return this.o.cluster.sendToTunnel(to.domain, raw);
       }
     }
-    this.deliverAck(to, ack, frame.raw);
+    this.deliverAck(to, ack, raw);
   }
 
   /** An ACK to a session on this node (from a link here or forwarded by another node). */
-  private deliverAck(to: Address, ack: AckFrame, raw: Buffer): void {
+  private deliverAck(to: Address, ack: Reply, raw: Buffer): void {
     const target = to.domain === this.o.name ? this.ackTarget(to.name, ack.id)?.link : this.o.sessions.tunnels.get(to.domain)?.link;
     // An ACK for someone who has gone is not kept: the sender retries and the receiver re-acks the duplicate.
     if (target) target.send(raw);
@@ -257,6 +269,9 @@ export class Router {
     s.link.send(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: code, reason }));
   }
 }
+
+/** What routing a reply needs of it: an ACK, or a KEYS answer (laid out like a MSG). */
+type Reply = Pick<AckFrame, 'id' | 'to' | 'from'>;
 
 /**
  * Remembers that session `s` of group `g` sent message `id` to `to` (for the ACK, and for

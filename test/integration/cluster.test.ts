@@ -11,6 +11,18 @@ import { Relay } from '../../core/relay/relay.js';
 import { relayStatusText } from '../../core/cli/relay-status-command.js';
 import { FAST, logger, refusal, startHarness, waitFor, type Harness } from '../helpers.js';
 import { haveNatsServer, NO_NATS_REASON, startNatsServer, type NatsServer } from '../nats-fixtures.js';
+import { SealKey } from '../../core/protocol/seal.js';
+
+/**
+ * Programs sharing an external credential share its sealing key too (the contact point binds
+ * the address to one key: README, "Sealed messages"), as `peer send` does through its state folder.
+ */
+const sealKeys = new Map<string, SealKey>();
+function sealKeyOf(name: string): SealKey {
+  let k = sealKeys.get(name);
+  if (!k) sealKeys.set(name, (k = SealKey.generate()));
+  return k;
+}
 
 /**
  * Issue 12: relay nodes joined by a real nats-server. Offices hold their tunnel on one node,
@@ -51,7 +63,7 @@ async function office(nodeId: string, id: string): Promise<Harness> {
 async function external(relay: Relay, name: string, extra: Partial<ConstructorParameters<typeof PeerClient>[0]> = {}): Promise<PeerClient> {
   const secret = await admin.store.add('external', name);
   await known([relay], 'external', name);
-  const c = new PeerClient({ role: 'external', url: relay.url, name, secret, logger, timing: FAST, ackTimeoutMs: 500, ...extra } as ConstructorParameters<typeof PeerClient>[0]);
+  const c = new PeerClient({ role: 'external', url: relay.url, name, secret, logger, timing: FAST, ackTimeoutMs: 500, sealKey: sealKeyOf(name), ...extra } as ConstructorParameters<typeof PeerClient>[0]);
   cleanups.push(() => c.stop());
   c.start();
   await c.ready();
@@ -70,7 +82,7 @@ async function techOnTwoNodes(): Promise<{ h: Harness; r2: Relay; got: string[];
   const secret = await admin.store.add('external', 'tech');
   await known([h.relay, r2], 'external', 'tech');
   const session = async (relay: Relay): Promise<PeerClient> => {
-    const c = new PeerClient({ role: 'external', url: relay.url, name: 'tech', secret, logger, timing: FAST, ackTimeoutMs: 500 });
+    const c = new PeerClient({ role: 'external', url: relay.url, name: 'tech', secret, logger, timing: FAST, ackTimeoutMs: 500, sealKey: sealKeyOf('tech') });
     cleanups.push(() => c.stop());
     c.start();
     await c.ready();
