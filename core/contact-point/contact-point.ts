@@ -562,7 +562,7 @@ export class ContactPoint implements AdminHostApi {
   /** The whole state file: the registrar's part and the port policy. */
   private persisted(registrar: PersistedState): PersistedState {
     const ports = this.ports.policy.config;
-    return { ...registrar, ports: { targets: [...ports.targets], listen: [...ports.listen] }, ...(this.historySetting ? { history: { ...this.historySetting } } : {}), seal: this.seal.persisted() };
+    return { ...registrar, ports: { targets: [...ports.targets], listen: [...ports.listen] }, ...(this.historySetting ? { history: { ...this.historySetting } } : {}), ...this.seal.persistedPart() };
   }
 
   /** A registrar decision (approve, reject, revoke, forget, policy) and its audit entry, durable before it applies. */

@@ -68,6 +68,11 @@ export class SealGuard {
     return { fingerprint: this.key.fingerprint, required: this.required, peers: [...this.peers].sort(), bindings: this.bindings.size };
   }
 
+  /** The state file's `seal` key, left out while nothing is set or bound (files stay as they were before sealing). */
+  persistedPart(): { seal?: SealState } {
+    return this.required || this.peers.size > 0 || this.bindings.size > 0 ? { seal: this.persisted() } : {};
+  }
+
   persisted(): SealState {
     return { required: this.required, peers: [...this.peers], bindings: [...this.bindings].map(([address, b]) => ({ address, ...b })) };
   }

@@ -143,8 +143,9 @@ export class KeyDirectory {
     this.cache.delete(address);
   }
 
-  /** Stops waiting for every answer. */
+  /** Stops waiting for every answer (their lookups resolve 'retry', with no refusal: ask again at once). */
   close(): void {
+    this.refusals.clear();
     for (const w of this.waiting.values()) {
       clearTimeout(w.timer);
       w.resolve('retry');

@@ -237,6 +237,8 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     });
     this.dialer.on('down', () => {
       this.link = undefined;
+      // Key requests sent on the lost link get no answer: their messages ask again on the next one.
+      this.keys.close();
       for (const p of this.outbox.values()) p.dueAt = 0;
     });
   }
@@ -432,7 +434,8 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
           // Not now (no connection, or the way to its contact point is down): the sweep tries again.
           // The refusal of the key request (offline, rate limited) is what the message gets if it comes to that.
           const why = this.keys.refusal(p.to);
-          p.dueAt = Date.now() + Math.min(this.ackTimeoutMs, 500);
+          // Refused for now: back off. Its link went, or the way is back (REACHABLE): at the next sweep.
+          p.dueAt = Date.now() + (why ? Math.min(this.ackTimeoutMs, 500) : 1);
           p.lastCode = why?.code ?? Status.CONTACT_POINT_OFFLINE;
           p.lastReason = why?.reason ?? `could not get the sealing key of ${p.to} yet`;
           return;
@@ -581,11 +584,13 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
    */
   private onReachable(body: ReachableBody): void {
     this.stats.reachable++;
+    // Key requests that went into the dead way get no answer: ask again now.
+    this.keys.close();
     const suffix = `@${body.domain}`;
     const exact = body.name !== undefined ? body.name + suffix : undefined;
     let resent = 0;
     for (const p of this.outbox.values()) {
-      if (p.attempts > 0 && (exact !== undefined ? p.to === exact : p.to.endsWith(suffix))) {
+      if ((p.attempts > 0 || p.seal === 'todo') && (exact !== undefined ? p.to === exact : p.to.endsWith(suffix))) {
         this.transmit(p);
         resent++;
       }
