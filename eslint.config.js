@@ -5,7 +5,7 @@ import tseslint from 'typescript-eslint';
 
 // Modules of core/ that the renderer may import as values: pure TypeScript (checked below), so
 // the GUI and the core share one definition instead of keeping copies.
-const RENDERER_SHARED = ['protocol/name', 'protocol/status', 'admin/client-protocol', 'admin/flood-notice', 'admin/relay-contract', 'admin/audit-text', 'admin/history-export', 'admin/launch'];
+const RENDERER_SHARED = ['protocol/name', 'protocol/status', 'admin/client-protocol', 'admin/flood-notice', 'admin/relay-contract', 'admin/audit-text', 'admin/rules-text', 'admin/history-export', 'admin/launch', 'admin/tunnel-slots'];
 const CORE_IMPORTS = [
   { group: ['electron', 'react', 'react-dom', 'zustand'], message: 'core/ is plain Node: no Electron, React or DOM.' },
   { group: ['**/electron/**', '**/renderer/**'], message: 'core/ imports nothing of ours outside core/.' },

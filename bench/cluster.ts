@@ -3,12 +3,18 @@
  * nodes on one nats-server, in the same run: from an external peer on the office's node
  * (same-node, no NATS on the path) and from one on the other node (cross-node: MSG and ACK each
  * cross NATS once). Both go to the same receiver process behind the same contact point.
+ * - cluster.throughput: closed loop, IN_FLIGHT in flight, cross-node vs same-node msgs/s;
+ * - cluster.latency_paced: open loop at PACED_RATE msgs/s, one-way p99 cross-node vs same-node;
+ * - cluster.memory_per_office (`--only cluster-memory` alone): a relay's memory per connected
+ *   office with MEMORY_OFFICES offices, as a cluster node vs a single relay.
  */
+import { readFileSync } from 'node:fs';
 import type { PeerClient } from '../core/peer/peer-client.js';
 import type { BenchContext } from './context.js';
 import type { WorkerHandle } from './ipc.js';
-import { closedLoop, IN_FLIGHT, MSG_BYTES, relaySender, type LoopResult } from './messages.js';
+import { closedLoop, IN_FLIGHT, MSG_BYTES, PACED_RATE, pacedLoop, relaySender, type LoopResult } from './messages.js';
 import { haveNatsServer, NO_NATS_REASON, startNatsServer, type NatsServer } from './nats-server.js';
+import { measured, PORTS, type BulkResult } from './mediation.js';
 import { emit, median, note, round, waitFor } from './util.js';
 
 const CP_ID = 'bench-hq';
@@ -16,13 +22,42 @@ const RECEIVER = 'sink-worker';
 const TO = `${RECEIVER}@${CP_ID}`;
 /** Cross-node throughput at least this share of same-node (issue 12's target). */
 const TARGET_RATIO = 0.7;
+/** Cross-node paced p99 at most this many ms above same-node (issue 12's target). */
+const TARGET_P99_EXTRA_MS = 1.5;
+/** Offices connected to one relay for cluster.memory_per_office (issue 12: 1,000). */
+const MEMORY_OFFICES = 1_000;
+/** Peers each of those offices announces (the relay keeps their names). */
+const MEMORY_PEERS_EACH = 4;
+
+/** Whether the cluster benchmark `name` runs: selected, and nats-server there (else it says why it is skipped). */
+function wanted(ctx: BenchContext, name: string): boolean {
+  if (!ctx.selected(name)) return false;
+  if (!haveNatsServer) note(NO_NATS_REASON);
+  return haveNatsServer;
+}
+
+/** Relay node workers r1 and r2 on `nats` (added to `workers`, to be stopped by the caller). */
+async function relayNodes(ctx: BenchContext, nats: NatsServer, workers: WorkerHandle[]): Promise<[WorkerHandle, WorkerHandle]> {
+  const nodes: WorkerHandle[] = [];
+  for (const node of ['r1', 'r2']) {
+    const w = await ctx.startWorker('relay', { cluster: { servers: [nats.url], node } });
+    workers.push(w);
+    nodes.push(w);
+  }
+  return [nodes[0]!, nodes[1]!];
+}
 
 export async function runCluster(ctx: BenchContext): Promise<void> {
-  if (!ctx.selected('cluster')) return;
+  if (!ctx.selected('cluster') && !ctx.selected('cluster-memory')) return;
   if (!haveNatsServer) {
     note(NO_NATS_REASON);
     return;
   }
+  if (ctx.selected('cluster')) await runMessagesAcross(ctx);
+  if (ctx.selected('cluster-memory')) await runMemoryPerOffice(ctx);
+}
+
+async function runMessagesAcross(ctx: BenchContext): Promise<void> {
   const rounds = ctx.quick ? 1 : 5;
   const warm = ctx.quick ? 1_500 : 2_000;
   const windowMs = ctx.quick ? 3_000 : 5_000;
@@ -32,11 +67,7 @@ export async function runCluster(ctx: BenchContext): Promise<void> {
   try {
     nats = await startNatsServer();
     note(`cluster: nats-server on ${nats.url}; relay nodes r1 (the office's) and r2, contact point, receiver`);
-    const servers = [nats.url];
-    const r1 = await ctx.startWorker('relay', { cluster: { servers, node: 'r1' } });
-    workers.push(r1);
-    const r2 = await ctx.startWorker('relay', { cluster: { servers, node: 'r2' } });
-    workers.push(r2);
+    const [r1, r2] = await relayNodes(ctx, nats, workers);
     const cpSecret = await r1.call<string>('addCredential', { kind: 'contact-point', id: CP_ID });
     const cp = await ctx.startWorker('contact-point', { id: CP_ID, relayUrl: r1.url, secret: cpSecret, subnets: ['127.0.0.0/8'] });
     workers.push(cp);
@@ -92,9 +123,218 @@ export async function runCluster(ctx: BenchContext): Promise<void> {
       mode: ctx.quick ? 'quick' : 'full',
       node: process.version,
     });
+
+    // Paced: the same two senders at PACED_RATE msgs/s, interleaved round by round.
+    const pWarm = ctx.quick ? 1_000 : 2_000;
+    const pWindow = ctx.quick ? 3_000 : 5_000;
+    note(`cluster latency: paced ${PACED_RATE} msgs/s, ${rounds} round(s) of ${pWarm} ms warm-up + ${pWindow} ms measured, same-node then cross-node`);
+    const paced: { same: { p50: number; p99: number }; cross: { p50: number; p99: number }; host: Record<string, number> }[] = [];
+    let pacedFailed = 0;
+    let pacedError: string | undefined;
+    for (let r = 0; r < rounds; r++) {
+      await sink.call('latency');
+      const s = await pacedLoop(same, TO, PACED_RATE, pWarm, pWindow, [r1, cp, sink]);
+      const sameL = await sink.call<{ p50: number; p99: number }>('latency');
+      const c = await pacedLoop(cross, TO, PACED_RATE, pWarm, pWindow, [r2, r1, cp, sink]);
+      const crossL = await sink.call<{ p50: number; p99: number }>('latency');
+      pacedFailed += s.failed + c.failed;
+      pacedError ??= s.lastError ?? c.lastError;
+      paced.push({ same: sameL, cross: crossL, host: c.noise });
+      note(`  round ${r + 1}: p99 same-node ${round(sameL.p99)} ms, cross-node ${round(crossL.p99)} ms (p50 ${round(sameL.p50)} / ${round(crossL.p50)}); host ${JSON.stringify(c.noise)}`);
+    }
+    const sameP99 = median(paced.map((p) => p.same.p99));
+    const crossP99 = median(paced.map((p) => p.cross.p99));
+    emit({
+      name: 'cluster.latency_paced',
+      description: `one-way latency (sender's stamp to the receiver) of acked 1 KiB messages at a paced ${PACED_RATE} msgs/s through a 2-node relay cluster: sender on the other node (cross-node) vs on the office's node (same-node, the baseline); median of the rounds' p99`,
+      value: round(crossP99),
+      unit: 'ms',
+      baseline_p99_ms: round(sameP99),
+      baseline: 'same receiver, contact point and office node; the external sender connected to the office node itself (no NATS on the path)',
+      extra_p99_ms: round(crossP99 - sameP99),
+      target_extra_p99_ms: TARGET_P99_EXTRA_MS,
+      target_met: crossP99 - sameP99 <= TARGET_P99_EXTRA_MS,
+      p50_ms: round(median(paced.map((p) => p.cross.p50))),
+      baseline_p50_ms: round(median(paced.map((p) => p.same.p50))),
+      rounds: paced.map((p) => ({ p99: round(p.cross.p99), baseline_p99: round(p.same.p99), p50: round(p.cross.p50), baseline_p50: round(p.same.p50), host: p.host })),
+      failed: pacedFailed,
+      ...(pacedError ? { last_error: pacedError } : {}),
+      rate_msgs_per_s: PACED_RATE,
+      message_bytes: MSG_BYTES,
+      mode: ctx.quick ? 'quick' : 'full',
+      node: process.version,
+    });
   } finally {
     await Promise.all(clients.map((c) => c.stop()));
     for (const w of workers.reverse()) await w.stop().catch(() => undefined);
     await nats?.stop();
   }
+}
+
+/** Bulk TCP through an exposure on the node that does not hold the office's tunnel (issue 12's target, over ws). */
+const TARGET_CROSS_BULK_MB_PER_S = 400;
+
+/**
+ * `--only cluster-bulk` (issue 12 item 5): one TCP stream each way through an exposure of a LAN
+ * service, in the same run: exposed on the office's node r1 (same-node, the baseline) and on r2
+ * (cross-node: every STREAM_DATA and WINDOW frame crosses NATS once, cluster-mediation.ts).
+ */
+export async function runClusterBulk(ctx: BenchContext): Promise<void> {
+  if (!wanted(ctx, 'cluster-bulk')) return;
+  const bytes = ctx.quick ? 256 * 1024 ** 2 : 1024 ** 3;
+  const maxMs = ctx.quick ? 4_000 : 10_000;
+  const rounds = ctx.quick ? 1 : 3;
+  const workers: WorkerHandle[] = [];
+  let nats: NatsServer | undefined;
+  try {
+    nats = await startNatsServer();
+    note(`cluster-bulk: nats-server on ${nats.url}; relay nodes r1 (the office's) and r2, contact point, LAN service, load`);
+    const [r1, r2] = await relayNodes(ctx, nats, workers);
+    const cpSecret = await r1.call<string>('addCredential', { kind: 'contact-point', id: CP_ID });
+    const cp = await ctx.startWorker('contact-point', { id: CP_ID, relayUrl: r1.url, secret: cpSecret, ports: PORTS });
+    workers.push(cp);
+    const lan = await ctx.startWorker('lan', {});
+    workers.push(lan);
+    const load = await ctx.startWorker('load', {});
+    workers.push(load);
+    const bulkPort = (lan.info as unknown as { bulkPort: number }).bulkPort;
+    await waitFor(async () => (await r2.call<string>('tunnelPlace', { id: CP_ID })) === 'remote', 10_000, 'r2 to see the tunnel on r1');
+    const exposeOn = async (relay: WorkerHandle): Promise<number> =>
+      (await relay.call<{ publicPort: number }>('expose', { cp: CP_ID, proto: 'tcp', host: '127.0.0.1', port: bulkPort, operator: 'bench-tech' })).publicPort;
+    const samePort = await exposeOn(r1);
+    const crossPort = await exposeOn(r2);
+    for (const port of [samePort, crossPort]) for (const dir of ['up', 'down'] as const) await load.call('bulk', { port, dir, bytes: 64 * 1024 ** 2, maxMs: 2_000 }, 30_000);
+    for (const dir of ['up', 'down'] as const) {
+      const same: BulkResult[] = [];
+      const cross: BulkResult[] = [];
+      const cpu: Record<string, number>[] = [];
+      const crossPerMb: Record<string, number>[] = [];
+      const samePerMb: Record<string, number>[] = [];
+      /** CPU ms per MB moved of the relay nodes (r1 holds the tunnel) and nats-server */
+      const perMb = async (port: number): Promise<{ m: Awaited<ReturnType<typeof measured<BulkResult>>>; perMb: Record<string, number> }> => {
+        const n0 = natsCpuMs(nats!);
+        const m = await measured([r1, r2], () => load.call<BulkResult>('bulk', { port, dir, bytes, maxMs }, maxMs + 30_000));
+        const mb = m.result.bytes / 1e6;
+        const relays = Object.values(m.usage);
+        return { m, perMb: { r1: round(relays[0]!.cpuMs / mb), r2: round(relays[1]!.cpuMs / mb), nats: round((natsCpuMs(nats!) - n0) / mb) } };
+      };
+      for (let r = 0; r < rounds; r++) {
+        const s = await perMb(samePort);
+        const c = await perMb(crossPort);
+        for (const b of [s.m.result, c.m.result]) if (b.confirmed !== b.bytes) throw new Error(`cluster bulk ${dir}: ${b.bytes} bytes sent, ${b.confirmed} arrived`);
+        same.push(s.m.result);
+        cross.push(c.m.result);
+        cpu.push(c.m.cpu);
+        crossPerMb.push(c.perMb);
+        samePerMb.push(s.perMb);
+        note(`  bulk ${dir}, round ${r + 1}: cross-node ${c.m.result.mbPerS} MB/s cpu ms/MB ${JSON.stringify(c.perMb)} host ${JSON.stringify(c.m.host)}; same-node ${s.m.result.mbPerS} MB/s cpu ms/MB ${JSON.stringify(s.perMb)}`);
+      }
+      const value = median(cross.map((b) => b.mbPerS));
+      const baseline = median(same.map((b) => b.mbPerS));
+      emit({
+        name: `cluster.bulk_tcp_${dir === 'up' ? 'upload' : 'download'}_ws`,
+        description: `one TCP stream ${dir === 'up' ? 'client -> LAN sink' : 'LAN source -> client'} through an exposure on the relay node that does not hold the office's ws tunnel (frames cross nats-server) vs one on the node that does, median of ${rounds}`,
+        value: round(value, 1),
+        unit: 'MB/s',
+        rounds: cross.map((b) => b.mbPerS),
+        baseline_mb_per_s: round(baseline, 1),
+        baseline_rounds: same.map((b) => b.mbPerS),
+        baseline: 'the same client, LAN service, contact point and office node; exposed on the office node itself (no NATS on the path), interleaved',
+        ratio: round(value / baseline),
+        target: TARGET_CROSS_BULK_MB_PER_S,
+        target_met: value >= TARGET_CROSS_BULK_MB_PER_S,
+        cpu_pct: cpu,
+        cpu_ms_per_mb: crossPerMb,
+        baseline_cpu_ms_per_mb: samePerMb,
+        limits: { bytes, max_ms: maxMs },
+        topology: 'processes: nats-server (-js), relay nodes r1 (tunnel) and r2, contact point, lan, load; all on 127.0.0.1',
+        mode: ctx.quick ? 'quick' : 'full',
+        node: process.version,
+      });
+    }
+  } finally {
+    for (const w of workers.reverse()) await w.stop().catch(() => undefined);
+    await nats?.stop();
+  }
+}
+
+/** CPU ms nats-server has used so far (Linux /proc; 0 where there is none). */
+function natsCpuMs(nats: NatsServer): number {
+  try {
+    const fields = readFileSync(`/proc/${nats.proc.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    // utime and stime (fields 14 and 15 of stat; 12 and 13 after the command) in clock ticks of 10 ms.
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return 0;
+  }
+}
+
+interface Mem {
+  readonly heapUsed: number;
+  readonly external: number;
+  readonly rss: number;
+}
+
+/**
+ * A relay's memory per connected office: MEMORY_OFFICES real tunnels (one Gateway each, in one
+ * offices worker) to one relay, memory read in the relay process after a full GC before the
+ * offices connect (their credentials already added) and after. Once as a node of a cluster
+ * (presence records, cp subject subscriptions, the watched presence map) and once as a single
+ * relay, in the same run.
+ */
+async function runMemoryPerOffice(ctx: BenchContext): Promise<void> {
+  let nats: NatsServer | undefined;
+  const results = new Map<'single' | 'cluster', { rss: number; heap: number; external: number; upMs: number }>();
+  try {
+    nats = await startNatsServer();
+    for (const kind of ['single', 'cluster'] as const) {
+      const workers: WorkerHandle[] = [];
+      try {
+        const relay = await ctx.startWorker('relay', kind === 'cluster' ? { cluster: { servers: [nats.url], node: 'm1' } } : {}, { exposeGc: true });
+        workers.push(relay);
+        const ids = Array.from({ length: MEMORY_OFFICES }, (_v, i) => `${kind}-office-${i}`);
+        const secrets = await relay.call<string[]>('addCredentials', { kind: 'contact-point', ids });
+        // Warm-up: one office connects and leaves, so first-use code and tables are not counted.
+        const warm = await ctx.startWorker('offices', { relayUrl: relay.url, offices: [{ id: ids[0]!, secret: secrets[0]! }], peersEach: MEMORY_PEERS_EACH });
+        await warm.stop();
+        await waitFor(async () => (await relay.call<{ tunnels: number }>('status')).tunnels === 0, 10_000, 'the warm-up office to leave');
+        const before = await relay.call<Mem>('memory');
+        const t0 = Date.now();
+        const offices = await ctx.startWorker('offices', { relayUrl: relay.url, offices: ids.map((id, i) => ({ id, secret: secrets[i]! })), peersEach: MEMORY_PEERS_EACH });
+        workers.push(offices);
+        await waitFor(async () => (await relay.call<{ tunnels: number }>('status')).tunnels === MEMORY_OFFICES, 60_000, `${MEMORY_OFFICES} tunnels at the relay`);
+        await waitFor(async () => (await relay.call<number>('peersCount', { id: ids[MEMORY_OFFICES - 1]! })) === MEMORY_PEERS_EACH, 10_000, 'the last office to announce its peers');
+        const upMs = Date.now() - t0;
+        const after = await relay.call<Mem>('memory');
+        const per = (k: keyof Mem): number => Math.round((after[k] - before[k]) / MEMORY_OFFICES);
+        results.set(kind, { rss: per('rss'), heap: per('heapUsed'), external: per('external'), upMs });
+        note(`cluster memory: ${kind} relay, ${MEMORY_OFFICES} offices up in ${upMs} ms: per office rss ${per('rss')} B, heap ${per('heapUsed')} B, external ${per('external')} B`);
+      } finally {
+        for (const w of workers.reverse()) await w.stop().catch(() => undefined);
+      }
+    }
+  } finally {
+    await nats?.stop();
+  }
+  const c = results.get('cluster')!;
+  const s = results.get('single')!;
+  emit({
+    name: 'cluster.memory_per_office',
+    description: `relay process memory per connected office with ${MEMORY_OFFICES} offices (real tunnels, ${MEMORY_PEERS_EACH} announced peers each), read after a full GC before and after they connect: a node of a cluster on nats-server vs a single relay (the baseline)`,
+    value: c.rss,
+    unit: 'bytes/office (rss)',
+    heap_bytes: c.heap,
+    external_bytes: c.external,
+    baseline_rss_bytes: s.rss,
+    baseline_heap_bytes: s.heap,
+    baseline_external_bytes: s.external,
+    baseline: 'the same relay worker without --cluster',
+    ratio_rss: round(c.rss / s.rss),
+    offices: MEMORY_OFFICES,
+    up_ms: c.upMs,
+    baseline_up_ms: s.upMs,
+    topology: 'processes: nats-server (-js), relay (with and without cluster), one offices worker holding every tunnel; all on 127.0.0.1',
+    mode: ctx.quick ? 'quick' : 'full',
+    node: process.version,
+  });
 }

@@ -58,7 +58,7 @@ const SOCAT = '/usr/bin/socat';
 const CP_ID = 'bench-hq';
 const OPERATOR = 'bench-tech';
 /** The contact point's port policy: the loopback LAN services, named explicitly (loopback is refused otherwise). */
-const PORTS = { targets: ['127.0.0.1/32:1-65535'], listen: ['tcp:1-65535', 'udp:1-65535'] };
+export const PORTS = { targets: ['127.0.0.1/32:1-65535'], listen: ['tcp:1-65535', 'udp:1-65535'] };
 
 /**
  * Whether ws masks and unmasks with the native `bufferutil` (an optional dependency): what the
@@ -86,7 +86,7 @@ interface Pair {
   stop(): Promise<void>;
 }
 
-interface Measured<T> {
+export interface Measured<T> {
   result: T;
   /** CPU % of each worker (and this process) meanwhile */
   cpu: Record<string, number>;
@@ -97,7 +97,7 @@ interface Measured<T> {
 }
 
 /** Runs `fn` and reports the CPU and page faults of each worker (and this process's CPU) meanwhile, and how busy the host was otherwise. */
-async function measured<T>(workers: readonly WorkerHandle[], fn: () => Promise<T>): Promise<Measured<T>> {
+export async function measured<T>(workers: readonly WorkerHandle[], fn: () => Promise<T>): Promise<Measured<T>> {
   const before = await Promise.all(workers.map((w) => w.call<NodeJS.ResourceUsage>('usage')));
   const own0 = process.cpuUsage();
   const host0 = hostBusyMs();
@@ -112,8 +112,10 @@ async function measured<T>(workers: readonly WorkerHandle[], fn: () => Promise<T
   workers.forEach((w, i) => {
     const b = before[i]!;
     const a = after[i]!;
-    cpu[w.role] = cpuPercent({ user: b.userCPUTime, system: b.systemCPUTime }, { user: a.userCPUTime, system: a.systemCPUTime }, wallMs);
-    usage[w.role] = { cpuMs: (a.userCPUTime - b.userCPUTime + a.systemCPUTime - b.systemCPUTime) / 1000, faults: a.minorPageFault - b.minorPageFault };
+    // Two workers of one role (the relay nodes of a cluster): the second is named `relay#<its index>`.
+    const role = cpu[w.role] === undefined ? w.role : `${w.role}#${i}`;
+    cpu[role] = cpuPercent({ user: b.userCPUTime, system: b.systemCPUTime }, { user: a.userCPUTime, system: a.systemCPUTime }, wallMs);
+    usage[role] = { cpuMs: (a.userCPUTime - b.userCPUTime + a.systemCPUTime - b.systemCPUTime) / 1000, faults: a.minorPageFault - b.minorPageFault };
   });
   const ours = Object.values(cpu).reduce((a, b) => a + b, 0);
   return { result, cpu, usage, host: noise(host0, host1, ours, wallMs), wallMs };
@@ -164,7 +166,7 @@ async function expose(relay: WorkerHandle, proto: 'tcp' | 'udp', port: number): 
   return e.publicPort;
 }
 
-interface BulkResult {
+export interface BulkResult {
   bytes: number;
   confirmed: number;
   ms: number;
@@ -552,7 +554,7 @@ async function runUdp(ctx: BenchContext, via: 'udp-channel' | 'in-tunnel', pair:
   note(`  udp ${via}: path ${p.result.pps} pkt/s p99 ${p.result.p99} ms lost ${p.result.lost}, unloaded p99 ${p1.p99} ms; direct ${b.result.pps} pkt/s p99 ${b.result.p99} ms; relay's UDP channel datagrams in: ${channelIn}; cpu ${JSON.stringify(p.cpu)}`);
   emit({
     name: `mediation.udp_echo_${via === 'udp-channel' ? 'udp_channel' : 'in_tunnel'}`,
-    description: `UDP echo, ${UDP_BYTES}-byte datagrams, ${UDP_LANES} in flight (closed loop), client -> relay exposed UDP port -> ${via === 'udp-channel' ? "relay's authenticated UDP channel" : 'inside the ws tunnel (UDP blocked: the relay announces a silent UDP port)'} -> contact point -> LAN echo and back`,
+    description: `UDP echo, ${UDP_BYTES}-byte datagrams, ${UDP_LANES} in flight (closed loop), client -> relay exposed UDP port -> ${via === 'udp-channel' ? "relay's encrypted UDP channel" : 'inside the ws tunnel (UDP blocked: the relay announces a silent UDP port)'} -> contact point -> LAN echo and back`,
     value: p.result.pps,
     unit: 'packets/s',
     p50_ms: p.result.p50,

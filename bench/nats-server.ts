@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { connect, createServer, type AddressInfo } from 'node:net';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { connect as tcpConnect, createServer, type AddressInfo } from 'node:net';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -61,16 +63,107 @@ export async function startNatsServer(): Promise<NatsServer> {
   };
 }
 
-/** `nats-server -js` on `port` with its JetStream folder `dir`; resolves once it accepts connections (at most 10 s). */
-async function spawnNats(port: number, dir: string): Promise<ChildProcess> {
-  const proc = spawn(NATS_SERVER, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+/** One server of a NATS cluster (startNatsCluster). */
+export interface NatsClusterServer {
+  readonly name: string;
+  readonly port: number;
+  readonly url: string;
+  /** SIGKILL: the server dies as a crashed host would */
+  kill(): Promise<void>;
+}
+
+/**
+ * `n` nats-server processes joined as one NATS cluster with JetStream, each started from a
+ * config file of the README's "Running a relay cluster" form (server_name, listen, jetstream
+ * store_dir, cluster name/listen/routes), on free loopback ports. Resolves once JetStream can
+ * place a stream on all of them (jetStreamReady), at most 30 s.
+ */
+export async function startNatsCluster(n = 3): Promise<{ servers: readonly NatsClusterServer[]; urls: string; stop(): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'cp-nats-cluster-'));
+  const ports = await Promise.all(Array.from({ length: n }, async () => ({ client: await freePort(), route: await freePort() })));
+  const routes = ports.map((p) => `nats://127.0.0.1:${p.route}`).join(', ');
+  const procs: ChildProcess[] = [];
+  try {
+    for (const [i, p] of ports.entries()) {
+      const conf = join(dir, `n${i + 1}.conf`);
+      await writeFile(
+        conf,
+        [
+          `server_name: n${i + 1}`,
+          `listen: 127.0.0.1:${p.client}`,
+          `jetstream { store_dir: ${JSON.stringify(join(dir, `n${i + 1}`))} }`,
+          'cluster {',
+          '  name: contact-point',
+          `  listen: 127.0.0.1:${p.route}`,
+          `  routes: [${routes}]`,
+          '}',
+          '',
+        ].join('\n'),
+      );
+      procs.push(await spawnNats(p.client, ['-c', conf]));
+    }
+  } catch (err: unknown) {
+    for (const p of procs) p.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+  await jetStreamReady(ports.map((p) => `nats://127.0.0.1:${p.client}`)).catch(async (err: unknown) => {
+    for (const p of procs) p.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  });
+  const killed = async (p: ChildProcess): Promise<void> => {
+    if (p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise<void>((r) => p.once('exit', () => r()));
+    p.kill('SIGKILL');
+    await exited;
+  };
+  return {
+    servers: ports.map((p, i) => ({ name: `n${i + 1}`, port: p.client, url: `nats://127.0.0.1:${p.client}`, kill: () => killed(procs[i]!) })),
+    urls: ports.map((p) => `nats://127.0.0.1:${p.client}`).join(','),
+    async stop() {
+      await Promise.all(procs.map(killed));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Waits until the cluster's JetStream can place a stream on every server (its servers elect a
+ * meta leader and learn each other a few seconds after they meet): a throwaway stream with one
+ * replica per server is created and deleted.
+ */
+async function jetStreamReady(servers: string[]): Promise<void> {
+  const nc = await connect({ servers, timeout: 10_000 });
+  try {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        const jsm = await jetstreamManager(nc, { timeout: 5_000 });
+        await jsm.streams.add({ name: 'cp_ready_probe', subjects: ['cp.ready.probe'], num_replicas: servers.length });
+        await jsm.streams.delete('cp_ready_probe');
+        return;
+      } catch (err: unknown) {
+        if (Date.now() > deadline) throw new Error(`the NATS cluster's JetStream did not come up within 30 s: ${(err as Error).message}`, { cause: err });
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  } finally {
+    await nc.close();
+  }
+}
+
+/** `nats-server` on `port` (`-js` with JetStream folder `dir`, or the given arguments); resolves once it accepts connections (at most 10 s). */
+async function spawnNats(port: number, dirOrArgs: string | readonly string[]): Promise<ChildProcess> {
+  const args = typeof dirOrArgs === 'string' ? ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dirOrArgs] : [...dirOrArgs];
+  const proc = spawn(NATS_SERVER, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   proc.stderr?.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-4000)));
   const deadline = Date.now() + 10_000;
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`nats-server exited with ${proc.exitCode}: ${log}`);
     const ok = await new Promise<boolean>((r) => {
-      const c = connect(port, '127.0.0.1', () => (c.destroy(), r(true)));
+      const c = tcpConnect(port, '127.0.0.1', () => (c.destroy(), r(true)));
       c.on('error', () => r(false));
     });
     if (ok) return proc;

@@ -146,7 +146,7 @@ export async function runPeers(ctx: BenchContext): Promise<void> {
     const relayBWire = wireB1.read + wireB1.written - (wireB0.read + wireB0.written);
     const relayBFrames = wireB1.frameBytes - wireB0.frameBytes;
 
-    const scaled = ctx.quick ? { scaled_from_s: round(elapsed / 1000, 1), note: 'quick mode: 10 s window scaled to a minute (keepalive pings every ~10-12.5 s make this coarse)' } : {};
+    const scaled = ctx.quick ? { scaled_from_s: round(elapsed / 1000, 1), note: 'quick mode: 10 s window scaled to a minute; the idle tunnel pings once per ~20-22 s (adaptive keepalive), so this is coarse: footprint.idle_wire counts a 60 s window' } : {};
     emit({
       name: 'peers.relay_sockets',
       description: `sockets the relay holds for ${n} registered internal peers behind one contact point`,

@@ -5,16 +5,26 @@
  *
  *   --quick              shorter windows (also BENCH_QUICK=1); every line says mode: "quick"
  *   --only a,b           run only these: throughput, latency (group: messages), peers,
- *                        mediation-bulk, mediation-http, mediation-expose, mediation-udp, mediation-memory
- *                        (group: mediation),
+ *                        mediation-bulk, mediation-http, mediation-expose, mediation-udp, mediation-memory,
+ *                        udp-seal (group: mediation),
  *                        gui (the admin GUI in Chromium under 20,000 msgs/s; needs `npm run build`),
  *                        http-flood (large-body HTTP requests against relay and peer port under a flow),
  *                        outage (delivery of messages queued during a tunnel outage, after its return),
- *                        cluster (same-node vs cross-node acked messages through 2 relay nodes on nats-server),
+ *                        cluster (same-node vs cross-node acked messages through 2 relay nodes on nats-server:
+ *                        throughput and paced latency; and cluster-memory, a relay's memory per office at
+ *                        1,000 offices as a cluster node vs alone),
+ *                        cluster-failover (kill -9 of the node carrying an office's traffic: two tunnels vs one),
+ *                        direct (acked messages from an external peer at the contact point's direct
+ *                        listener vs at the relay, same run),
+ *                        cluster-bulk (bulk TCP through an exposure on the other node vs the office's node),
  *                        history (throughput with the contact point's history on vs off, disk bytes per
  *                        message, a filtered page over 100,000 stored entries),
  *                        metrics-throughput, metrics-scrape (group: metrics; Prometheus metrics on vs off,
- *                        and the relay's scrape with 1,000 offices)
+ *                        and the relay's scrape with 1,000 offices),
+ *                        footprint (memory per LAN peer and per office, attach time of 5,000 peers, idle tunnel
+ *                        bytes, against a mosquitto bridge and a NATS leaf node started in the same run),
+ *                        content-check (acked messages with no content check vs an allow-all check command
+ *                        vs the built-in json-depth check, same contact point, same run),
  *                        sealing (acked messages and paced p99, sealed vs plain, same run)
  *   --cpu-prof[=DIR]     profile the worker processes (relay, contact point, ack server, lan, load) with
  *                        node --cpu-prof into DIR (default bench-profiles/); summarise with
@@ -27,9 +37,13 @@
  */
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { runCluster } from './cluster.js';
+import { runCluster, runClusterBulk } from './cluster.js';
+import { runDirect } from './direct.js';
+import { runContentCheck } from './content-check.js';
+import { runClusterFailover } from './cluster-failover.js';
 import type { BenchContext } from './context.js';
 import { WorkerHandle } from './ipc.js';
+import { runFootprint } from './footprint.js';
 import { runGui } from './gui.js';
 import { runHistory } from './history.js';
 import { runHttpFlood } from './http-flood.js';
@@ -39,6 +53,7 @@ import { runMetrics } from './metrics.js';
 import { runOutage } from './outage.js';
 import { runPeers } from './peers.js';
 import { runSealing } from './sealing.js';
+import { runUdpSeal } from './udp-seal.js';
 import { note } from './util.js';
 
 const GROUPS: Record<string, readonly string[]> = {
@@ -49,21 +64,28 @@ const GROUPS: Record<string, readonly string[]> = {
   sockets: ['peers'],
   idle: ['peers'],
   memory: ['peers'],
-  mediation: ['mediation-bulk', 'mediation-http', 'mediation-expose', 'mediation-udp', 'mediation-memory'],
+  mediation: ['mediation-bulk', 'mediation-http', 'mediation-expose', 'mediation-udp', 'mediation-memory', 'udp-seal'],
   'mediation-bulk': ['mediation-bulk'],
   'mediation-http': ['mediation-http'],
   'mediation-expose': ['mediation-expose'],
   'mediation-udp': ['mediation-udp'],
   'mediation-memory': ['mediation-memory'],
+  'udp-seal': ['udp-seal'],
   gui: ['gui'],
   'http-flood': ['http-flood'],
   outage: ['outage'],
-  cluster: ['cluster'],
+  cluster: ['cluster', 'cluster-memory', 'cluster-bulk'],
+  'cluster-memory': ['cluster-memory'],
+  'cluster-failover': ['cluster-failover'],
+  'cluster-bulk': ['cluster-bulk'],
+  direct: ['direct'],
   history: ['history'],
   metrics: ['metrics-throughput', 'metrics-scrape'],
   'metrics-throughput': ['metrics-throughput'],
   'metrics-scrape': ['metrics-scrape'],
   sealing: ['sealing'],
+  footprint: ['footprint'],
+  'content-check': ['content-check'],
 };
 
 interface Args {
@@ -125,13 +147,19 @@ async function main(): Promise<void> {
   await runMessages(ctx);
   await runPeers(ctx);
   await runMediation(ctx);
+  await runUdpSeal(ctx);
   await runGui(ctx);
   await runHttpFlood(ctx);
   await runOutage(ctx);
   await runCluster(ctx);
+  await runClusterBulk(ctx);
+  await runDirect(ctx);
+  await runClusterFailover(ctx);
   await runHistory(ctx);
   await runMetrics(ctx);
   await runSealing(ctx);
+  await runFootprint(ctx);
+  await runContentCheck(ctx);
   note(`done in ${Math.round((Date.now() - started) / 1000)} s`);
 }
 

@@ -12,6 +12,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8';
+import type { ContentCheckView } from '../core/admin/contract.js';
 import { ContactPoint } from '../core/contact-point/contact-point.js';
 import { contactPointMetrics } from '../core/contact-point/metrics.js';
 import { relayMetrics } from '../core/relay/metrics.js';
@@ -204,6 +206,8 @@ async function startRelay(config: RelayConfig): Promise<{ info: ReadyInfo; ops: 
 async function startContactPoint(config: {
   id: string;
   relayUrl: string;
+  /** more relay URLs: two tunnels to two relay nodes (cluster failover benchmark) */
+  relayUrls?: string[];
   secret: string;
   subnets?: string[];
   /** port mediation policy (mediation benchmarks) */
@@ -217,12 +221,15 @@ async function startContactPoint(config: {
   history?: 'on' | 'off';
   /** serve /metrics (as `serve --metrics`) */
   metrics?: boolean;
+  /** direct mode (serve --direct-listen 127.0.0.1:0): external peers connect to the contact point itself too */
+  direct?: boolean;
 }): Promise<{ info: ReadyInfo; ops: Record<string, Handler>; stop: () => Promise<void> }> {
   const stateDir = config.history ? await mkdtemp(join(tmpdir(), 'cp-bench-history-')) : undefined;
   const history = config.history === 'off' ? { history: false as const } : {};
   const cp = await ContactPoint.create({
     id: config.id,
     relayUrl: config.relayUrl,
+    ...(config.relayUrls ? { relayUrls: config.relayUrls } : {}),
     secret: config.secret,
     stateDir,
     ...history,
@@ -232,6 +239,7 @@ async function startContactPoint(config: {
     ...(config.subnets ? { policy: { subnets: config.subnets } } : {}),
     ...(config.ports ? { ports: config.ports } : {}),
     ...(config.ca ? { ca: config.ca } : {}),
+    ...(config.direct ? { direct: { host: '127.0.0.1', port: 0 } } : {}),
   });
   await cp.start();
   const deadline = Date.now() + 10_000;
@@ -239,17 +247,17 @@ async function startContactPoint(config: {
     if (Date.now() > deadline) throw new Error(`tunnel to ${config.relayUrl} not up within 10 s`);
     await new Promise((r) => setTimeout(r, 10));
   }
-  const tunnelLink = (): Link | undefined => (cp.gateway as unknown as { link: Link | undefined }).link;
+  const tunnelLink = (): Link | undefined => cp.gateway.currentLink;
   const metrics = config.metrics ? await serveMetrics(contactPointMetrics(cp)) : undefined;
   return {
-    info: { role: 'contact-point', pid: process.pid, url: cp.peerPortUrl, ...(metrics ? { metricsUrl: metrics.url } : {}) },
+    info: { role: 'contact-point', pid: process.pid, url: cp.peerPortUrl, ...(metrics ? { metricsUrl: metrics.url } : {}), ...(cp.direct ? { directUrl: cp.direct.url } : {}) },
     stop: async () => {
       await metrics?.stop();
       await cp.stop();
       if (stateDir) await rm(stateDir, { recursive: true, force: true });
     },
     ops: {
-      tunnel: () => ({ ...cp.gateway.status(), wire: wireBytes(tunnelLink()) }),
+      tunnel: () => ({ ...cp.gateway.status(), wire: wireBytes(tunnelLink()), keepaliveMode: cp.gateway.keepaliveMode }),
       peers: () => ({ known: cp.registrar.size, registered: cp.registrar.registeredNames().length, connections: cp.peerPort.connections }),
       flow: () => cp.flow.totals(),
       history: async () => {
@@ -260,6 +268,10 @@ async function startContactPoint(config: {
       streams: () => ({ streams: cp.ports.streamCount, ports: cp.ports.list().length }),
       udpReady: () => cp.udpChannel?.ready ?? false,
       udpStats: () => ({ ...(cp.udpChannel?.stats ?? {}) }),
+      /** a direct-mode credential (in memory: this contact point has no state folder); its secret */
+      addDirectCredential: (a) => cp.direct!.credentials.add('external', (a as { id: string }).id),
+      /** content-check benchmark: the content check, as rules:check sets it */
+      setCheck: async (check) => (await cp.call('rules:check', { check: check as ContentCheckView })).check,
     },
   };
 }
@@ -370,7 +382,18 @@ async function main(): Promise<void> {
       void finish();
       return;
     }
-    const handler = req.op === 'cpu' ? () => process.cpuUsage() : req.op === 'usage' ? () => process.resourceUsage() : req.op === 'io' ? () => ({ ...io }) : (ops[req.op] ?? (req.op === 'memory' ? () => memory() : undefined));
+    const handler =
+      req.op === 'cpu'
+        ? () => process.cpuUsage()
+        : req.op === 'usage'
+          ? () => process.resourceUsage()
+          : req.op === 'io'
+            ? () => ({ ...io })
+            : req.op === 'heapSpaces'
+              ? () => getHeapSpaceStatistics()
+              : req.op === 'heapSnapshot'
+              ? (a: unknown) => writeHeapSnapshot((a as { path: string }).path)
+              : (ops[req.op] ?? (req.op === 'memory' ? () => memory() : undefined));
     const reply = (r: Response): void => send(r);
     if (!handler) {
       reply({ id: req.id, ok: false, error: `no op "${req.op}" for role ${role}` });

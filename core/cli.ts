@@ -12,10 +12,12 @@ import { historyCommands } from './cli/history-command.js';
 import { exitSoonIfStuck } from './cli/lifecycle.js';
 import { note, say } from './cli/output.js';
 import { peerCommands } from './cli/peer-command.js';
+import { peerLookupCommand } from './cli/peer-lookup-command.js';
 import { portsCommands } from './cli/ports-command.js';
 import { relayCommand } from './cli/relay-command.js';
 import { credentialCommands } from './cli/relay-credential-commands.js';
 import { relayStatusCommand } from './cli/relay-status-command.js';
+import { rulesCommands } from './cli/rules-command.js';
 import { serveCommand } from './cli/serve-command.js';
 import { startCommand } from './cli/start-command.js';
 import { createLogger, type LogFormat } from './runtime/logger.js';
@@ -30,8 +32,10 @@ const COMMANDS: readonly Command[] = [
   ...adminCommands,
   ...historyCommands,
   ...auditCommands,
+  ...rulesCommands,
   ...portsCommands,
   ...peerCommands,
+  peerLookupCommand,
   exposeCommand,
 ];
 
@@ -49,6 +53,10 @@ Run the parts:
   relay credential list        list credentials (never secrets)
   relay credential remove      delete a credential
   serve                        the contact point, headless: tunnel, peer port, admin endpoint
+                               (--direct-listen: external peers connect to it directly, no relay)
+  credential add               direct mode: a credential for an external peer of the contact point
+  credential list              direct mode: the contact point's credentials (never secrets)
+  credential remove            direct mode: delete one (its live sessions close)
 
 Administer a running contact point (serve or start):
   status                       tunnel state, relay, uptime, rtt, reconnects, last error, peer counts
@@ -66,10 +74,15 @@ Administer a running contact point (serve or start):
   ports policy [show]          the port policy: LAN targets and local ports mediation may use
   ports policy set             change it (empty by default: every port request is refused)
   audit                        the audit trail: every decision, when, via GUI/CLI/API, before/after
+  rules [show]                 access rules: who may message each peer, size and rate limits
+  rules set                    a peer's or the office default's rules
+  rules check                  the content check: none, json-depth, or the admin's command
+  rules refusals NAME          what the rules refused for one peer
 
 Peers:
   peer join                    an internal (LAN) peer: register, print (and --echo) messages
   peer send                    send one message, as an external peer or an internal one
+  peer lookup ADDRESS          is its office connected, is the peer online (--watch: every change)
 
 Port mediation, as an operator (a relay credential with the mediate right):
   expose CP HOST:PORT          make a LAN target behind contact point CP reachable at a public

@@ -1,4 +1,3 @@
-import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { AdminClient } from '../core/admin/client.js';
 import { PeerDetailPage } from './pages/peer-detail-page.js';
@@ -13,13 +12,6 @@ import { runCli } from '../test/cli/cli-process.js';
  * API as API, and both show in the peer's state history and the Audit view, also after a reload.
  */
 const suite = guiSuite();
-
-/** Clears the ok notices so a screenshot shows the view itself. */
-async function dismissNotices(page: Page): Promise<void> {
-  const dismiss = page.locator('.notice').getByRole('button', { name: 'Dismiss' });
-  // Each click removes one (and ok notices also fade by themselves): click the first while any is left.
-  while ((await dismiss.count()) > 0) await dismiss.first().click({ timeout: 2_000 }).catch(() => undefined);
-}
 
 describe('peer page and audit view in Chromium', { timeout: 60_000 }, () => {
   it('opens from the peers table with the facts, state history, traffic and actions; the Audit view lists each decision and its surface', async () => {
@@ -78,7 +70,7 @@ describe('peer page and audit view in Chromium', { timeout: 60_000 }, () => {
       expect.stringContaining('Asked to be registered'),
       expect.stringContaining('First seen'),
     ]);
-    await dismissNotices(page);
+    await app.dismissNotices();
     await app.screenshot('peer-page');
 
     // Revoked rows in the table say when and through which surface.
@@ -86,7 +78,7 @@ describe('peer page and audit view in Chromium', { timeout: 60_000 }, () => {
     await detail.back();
     await peers.openTab('revoked');
     expect(await peers.row('printer').getByTestId('revoked-at').textContent()).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d via API$/);
-    await dismissNotices(page);
+    await app.dismissNotices();
     await app.screenshot('peers-revoked');
 
     // The port policy from the GUI's Ports view, then a rule added by the CLI (a real process on the admin endpoint).
@@ -118,7 +110,7 @@ describe('peer page and audit view in Chromium', { timeout: 60_000 }, () => {
     expect(await detail.auditRows().nth(0).textContent()).toContain('targets: 192.168.1.0/24:80,443 → 192.168.1.0/24:80,443 192.168.1.30/32:631');
     expect(await detail.auditRows().nth(1).textContent()).toContain('targets: none → 192.168.1.0/24:80,443; listen: none → tcp:8000-8100');
     expect(await detail.auditRows().nth(2).textContent()).toMatch(/revoked printer.*state: registered → revoked/);
-    await dismissNotices(page);
+    await app.dismissNotices();
     await app.screenshot('audit');
     await page.reload();
     await app.go('Audit');

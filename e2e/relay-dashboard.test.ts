@@ -77,6 +77,10 @@ describe('relay dashboard in Chromium', { timeout: 60_000 }, () => {
     expect(await hq.textContent()).toContain('contact-point/');
     expect(await hq.locator('td').nth(5).textContent()).toBe('2'); // announced peers
     expect(await hq.textContent()).toContain('reachable');
+    // Capabilities as announced, each with its meaning; this office takes port requests.
+    expect(await hq.getByTestId('capability-mediation').getAttribute('title')).toMatch(/takes port requests/);
+    expect(await hq.getByTestId('capability-udp-aead').count()).toBe(1);
+    expect(await hq.getByTestId('no-mediation').count()).toBe(0);
     expect(await page.getByLabel('Totals').textContent()).toContain('Messages routed3');
     expect(await page.getByTestId('session-tech').textContent()).toContain('1 exposures');
     const exposure = page.getByTestId(`exposure-${publicPort}`);
@@ -88,9 +92,12 @@ describe('relay dashboard in Chromium', { timeout: 60_000 }, () => {
     expect(await refusals.nth(1).textContent()).toContain('UNKNOWN_CONTACT_POINT (10)');
     expect(await refusals.nth(1).textContent()).toContain('external alice');
 
-    // Live: a second office connects and appears without a reload.
-    await h.contactPoint('branch-office');
+    // Live: a second office, which takes no port requests (serve --no-mediation), appears without a reload.
+    await h.contactPoint('branch-office', { mediation: false });
     await page.getByTestId('office-branch-office').waitFor({ timeout: 6_000 });
+    const branch = page.getByTestId('office-branch-office');
+    expect(await branch.getByTestId('no-mediation').textContent()).toBe('no port mediation');
+    expect(await branch.getByTestId('capability-mediation').count()).toBe(0);
     await waitFor(() => h!.relay.statusSnapshot().offices.every((o) => o.rttMs !== undefined), 5_000, 'round trips measured');
     await page.waitForTimeout(2_500); // one more poll, with the new office's round trip
     expect(errors).toEqual([]);

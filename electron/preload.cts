@@ -27,11 +27,16 @@ const CALLS = {
   'history:traffic': true,
   'audit:list': true,
   'seal:policy': true,
+  'rules:get': true,
+  'rules:set': true,
+  'rules:check': true,
+  'rules:refusals': true,
 } as const satisfies Record<AdminMethod, true>;
 const EVENTS = {
   'peer:changed': true,
   'peer:removed': true,
   'tunnel:status': true,
+  'direct:status': true,
   'flow:batch': true,
   'policy:changed': true,
   'ports:changed': true,
@@ -39,6 +44,7 @@ const EVENTS = {
   'peers:flood': true,
   'audit:entry': true,
   'seal:changed': true,
+  'rules:changed': true,
 } as const satisfies Record<AdminEventName, true>;
 const { contextBridge, ipcRenderer } = electron;
 const SETTINGS_GET: (typeof HOST_SETTINGS_CHANNELS)['get'] = 'settings:get';

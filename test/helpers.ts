@@ -26,6 +26,27 @@ export async function tempDir(prefix = 'cp-test-'): Promise<{ path: string; [Sym
   return { path, [Symbol.asyncDispose]: () => rm(path, { recursive: true, force: true }) };
 }
 
+/**
+ * An internal peer `name` at contact point `cp`, registered (approved through the admin API);
+ * its stop() goes to `cleanup`. FAST timing; the SDK's ACK timeout unless `ackTimeoutMs`.
+ */
+export async function registeredPeer(
+  cp: ContactPoint,
+  name: string,
+  cleanup: (fn: () => Promise<void>) => void,
+  o: { onMessage?: (m: InboundMessage) => void; ackTimeoutMs?: number } = {},
+): Promise<PeerClient> {
+  const c = new PeerClient({ role: 'peer', url: cp.peerPortUrl, name, identity: PeerIdentity.generate(), logger, timing: FAST, ...(o.onMessage ? { onMessage: o.onMessage } : {}), ...(o.ackTimeoutMs !== undefined ? { ackTimeoutMs: o.ackTimeoutMs } : {}) });
+  cleanup(() => c.stop());
+  c.start();
+  await c.ready();
+  c.register();
+  await waitFor(() => cp.registrar.get(name)?.state === 'pending', 5_000, `${name} pending`);
+  await cp.call('peers:approve', { name });
+  await c.waitForRegistration('registered');
+  return c;
+}
+
 export interface Harness {
   relay: Relay;
   credentials: CredentialStore;
@@ -39,7 +60,8 @@ export interface Harness {
   /** an internal peer, registered by the admin */
   registered(name: string, onMessage?: (m: InboundMessage) => void | Promise<void>): Promise<PeerClient>;
   /** another contact point at the same relay, with its own credential and state folder, tunnel up */
-  contactPoint(id: string): Promise<ContactPoint>;
+  /** another office on the same relay; `opts` as startHarness's `cp` (e.g. mediation: false) */
+  contactPoint(id: string, opts?: Partial<ContactPointOptions>): Promise<ContactPoint>;
   restartRelay(): Promise<void>;
   close(): Promise<void>;
 }
@@ -99,10 +121,10 @@ export async function startHarness(opts: { cp?: Partial<ContactPointOptions>; re
       await waitFor(() => relay.peersOf(id).includes(name), 5_000, `${name} announced`);
       return c;
     },
-    async contactPoint(otherId) {
+    async contactPoint(otherId, extra = {}) {
       const dir = await mkdtemp(join(tmpdir(), 'cp-harness-'));
       const secret = await credentials.add('contact-point', otherId);
-      const other = await ContactPoint.create({ id: otherId, relayUrl: relay.url, secret, stateDir: dir, peerHost: '127.0.0.1', logger, timing: FAST });
+      const other = await ContactPoint.create({ id: otherId, relayUrl: relay.url, secret, stateDir: dir, peerHost: '127.0.0.1', logger, timing: FAST, ...extra });
       others.push({ cp: other, dir });
       await other.start();
       await waitFor(() => other.gateway.connected, 5_000, `${otherId} tunnel up`);

@@ -17,12 +17,14 @@ const VERB: Readonly<Record<AuditAction, string>> = {
   'settings:save': 'changed the settings',
   'history:retention': 'set the history retention',
   'seal:policy': 'set the sealed-payload policy',
+  'rules:set': 'set the access rules of',
+  'rules:check': 'set the content check',
 };
 
 /** `approved printer`, `closed port 7`, `set the port policy`. */
 export function auditWhat(e: AuditEntry): string {
   const verb = VERB[e.action];
-  return e.action.startsWith('peer:') || e.action === 'ports:close' ? `${verb} ${e.target}` : verb;
+  return e.action.startsWith('peer:') || e.action === 'ports:close' || e.action === 'rules:set' ? `${verb} ${e.target}` : verb;
 }
 
 function valueText(v: string | number | boolean | readonly string[]): string {

@@ -9,7 +9,7 @@ import type { DialErrorKind } from '../protocol/dial-failure.js';
 import type { LaunchView } from './launch.js';
 import { nameSchema } from '../protocol/name.js';
 import { MAX_REASON_LENGTH } from '../protocol/limits.js';
-import { bool, int, list, obj, oneOf, optional, str, type Infer, type Schema } from '../protocol/schema.js';
+import { bool, int, list, obj, oneOf, optional, str, union, type Infer, type Schema } from '../protocol/schema.js';
 
 export type PeerState = 'unregistered' | 'pending' | 'registered' | 'revoked';
 
@@ -22,7 +22,7 @@ export type AdminSurface = 'gui' | 'cli' | 'api';
 export const ADMIN_SURFACES = ['gui', 'cli', 'api'] as const satisfies readonly AdminSurface[];
 
 /** What an audit entry records: every admin decision, port close and settings change. */
-export const AUDIT_ACTIONS = ['peer:approve', 'peer:reject', 'peer:revoke', 'peer:forget', 'policy:set', 'ports:policy', 'ports:close', 'settings:save', 'history:retention', 'seal:policy'] as const;
+export const AUDIT_ACTIONS = ['peer:approve', 'peer:reject', 'peer:revoke', 'peer:forget', 'policy:set', 'ports:policy', 'ports:close', 'settings:save', 'history:retention', 'rules:set', 'rules:check', 'seal:policy'] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 /** A value before or after a decision: a flat object of scalars and string lists; null when there was none (a forgotten peer after). */
 export type AuditValue = Readonly<Record<string, string | number | boolean | readonly string[]>> | null;
@@ -100,6 +100,53 @@ export interface TunnelView {
   readonly peersServed: number;
   readonly keepaliveMs: number;
   readonly proxy: string | undefined;
+  /** the relay node of the tunnel above, when the relay is a cluster node (WELCOME `node`) */
+  readonly node?: string | undefined;
+  /** with two or more relay URLs (issue 12): each of the two tunnels, slot 0 first; absent with one URL */
+  readonly tunnels?: readonly TunnelSlotView[];
+}
+
+/** One of a contact point's two tunnels to two relay nodes (issue 12). */
+export interface TunnelSlotView {
+  readonly slot: number;
+  readonly state: TunnelState;
+  /** the URL it is connected to, or dials next */
+  readonly relayUrl: string;
+  /** the relay node it is connected to (WELCOME `node`), while connected */
+  readonly node: string | undefined;
+  /** why it is not connected (the last error), or that it left a node its other tunnel is on */
+  readonly note: string | undefined;
+}
+
+/** One external peer's or operator's session on the contact point's direct listener. */
+export interface DirectSessionView {
+  /** its credential's name (contact-point credential add --id) */
+  readonly id: string;
+  /** its address, `NAME@DOMAIN` of the direct listener (`alice@direct`) */
+  readonly address: string;
+  /** the WELCOME's session id */
+  readonly session: string;
+  /** it has driven port mediation (its credential has the mediate right and it asked) */
+  readonly operator: boolean;
+  /** `host:port` it connects from */
+  readonly remote: string;
+  /** when it was admitted (ms since epoch) */
+  readonly since: number;
+}
+
+/**
+ * Direct mode (seed 000 [0027], [0040]): the contact point accepts external peers and operators
+ * itself on a second listener, with credentials it manages, beside (or instead of) the tunnel.
+ */
+export interface DirectView {
+  /** the listener's URL as bound (wss:// with a certificate) */
+  readonly url: string;
+  /** the domain of direct peers' addresses (`alice@direct`) */
+  readonly domain: string;
+  readonly tls: boolean;
+  /** credentials in the contact point's direct store */
+  readonly credentials: number;
+  readonly sessions: readonly DirectSessionView[];
 }
 
 export interface PolicyView {
@@ -264,6 +311,53 @@ export interface FloodView {
   readonly limits: { readonly perAddress: number; readonly total: number; readonly newPerMinute: number };
 }
 
+/**
+ * Access rules of one peer, or the office default (core/contact-point/access-rules.ts). A field
+ * left out: a peer takes the office default's; the office default lets anyone through and sets
+ * no limit.
+ */
+export interface RuleSetView {
+  /** sender patterns that may message it: `*`, `tech@relay`, `*@relay`, `*@branch`, `scanner@acme-hq` */
+  readonly allow?: string[];
+  /** largest payload it takes, in bytes (within the contact point's MAX_MESSAGE_BYTES) */
+  readonly maxBytes?: number;
+  /** messages a minute it takes (a token bucket per peer: bursts up to this many) */
+  readonly perMinute?: number;
+}
+
+/**
+ * The content check every message to a LAN peer passes: none; `json-depth`, built in, refuses
+ * payloads nested deeper than `depth`; `command`, the admin's program, one long-lived child
+ * process speaking JSON lines (docs/PROTOCOL.md, "Content check") with `timeoutMs` per message,
+ * `failure` what a timeout or crash means (closed refuses the message, open delivers it) and
+ * `concurrency` messages at the check at once.
+ */
+export type ContentCheckView = Infer<typeof contentCheckSchema>;
+
+/** The access rules: the office default, each peer's own (only peers that have some), and the content check. */
+export interface RulesView {
+  readonly office: RuleSetView;
+  readonly peers: (RuleSetView & { readonly name: string })[];
+  readonly check: ContentCheckView;
+}
+
+/** A refusal an access rule or the content check caused (kept in memory: the last few per peer). */
+export interface RuleRefusalView {
+  readonly at: number;
+  readonly from: string;
+  readonly code: number;
+  readonly reason: string;
+}
+
+/** What the rules refused for one peer since the contact point started. */
+export interface RuleRefusalsView {
+  readonly name: string;
+  /** counts by status name: NOT_ALLOWED, TOO_LARGE, RATE_LIMITED, CONTENT_REFUSED, QUEUE_FULL */
+  readonly counts: Readonly<Record<string, number>>;
+  /** newest first */
+  readonly recent: readonly RuleRefusalView[];
+}
+
 export interface Snapshot {
   readonly contactPoint: ContactPointInfo;
   readonly tunnel: TunnelView;
@@ -274,6 +368,10 @@ export interface Snapshot {
   readonly portPolicy: PortPolicyView;
   /** registration requests dropped by the flood limits (absent from contact points before them) */
   readonly flood: FloodView;
+  /** direct mode, when it is on (serve --direct-listen) */
+  readonly direct?: DirectView;
+  /** access rules and the content check */
+  readonly rules: RulesView;
   /** sealed payloads: the contact point's key fingerprint and the "sealed only" policy (absent from contact points before them) */
   readonly seal?: SealView;
 }
@@ -294,6 +392,8 @@ export interface AdminEvents {
   'peer:changed': PeerView;
   'peer:removed': { readonly name: string };
   'tunnel:status': TunnelView;
+  /** direct mode's listener and sessions, once a second while it is on (like tunnel:status) */
+  'direct:status': DirectView;
   'flow:batch': FlowBatch;
   'policy:changed': PolicyView;
   /** the whole port list, whenever a port opens, changes state or closes */
@@ -304,11 +404,13 @@ export interface AdminEvents {
   'peers:flood': FloodView;
   /** an audit entry, once its decision is saved */
   'audit:entry': AuditEntry;
+  /** the access rules, whenever an admin sets them */
+  'rules:changed': RulesView;
   /** the "sealed only" policy, whenever an admin sets it */
   'seal:changed': SealView;
 }
 export type AdminEventName = keyof AdminEvents;
-export const ADMIN_EVENTS: readonly AdminEventName[] = ['peer:changed', 'peer:removed', 'tunnel:status', 'flow:batch', 'policy:changed', 'ports:changed', 'ports:policy-changed', 'peers:flood', 'audit:entry', 'seal:changed'];
+export const ADMIN_EVENTS: readonly AdminEventName[] = ['peer:changed', 'peer:removed', 'tunnel:status', 'direct:status', 'flow:batch', 'policy:changed', 'ports:changed', 'ports:policy-changed', 'peers:flood', 'audit:entry', 'rules:changed', 'seal:changed'];
 
 const peerName = nameSchema;
 
@@ -323,6 +425,35 @@ export const MAX_HISTORY_DAYS = 3_650;
 /** Defaults: the newest 100,000 entries, no age limit. */
 export const DEFAULT_HISTORY_RETENTION: HistoryRetention = { entries: 100_000, days: 0 };
 const cidr = str({ min: 3, max: 49, pattern: /^[0-9a-fA-F:.]+\/\d{1,3}$/, patternText: 'must be a CIDR such as 192.168.1.0/24' });
+
+/** Sender patterns one rule set may list. */
+export const MAX_ALLOW_PATTERNS = 64;
+/** Most arguments (program included) of a content check command. */
+export const MAX_CHECK_ARGV = 32;
+/** Longest a content check may take per message, in ms (its budget is the admin's choice up to this). */
+export const MAX_CHECK_TIMEOUT_MS = 60_000;
+/** Most messages at a content check at once. */
+export const MAX_CHECK_CONCURRENCY = 256;
+/** Deepest nesting the json-depth check may be set to allow. */
+export const MAX_CHECK_JSON_DEPTH = 10_000;
+/** `*`, or `name@domain` where each part is a name that may hold `*` wildcards. */
+export const SENDER_PATTERN = /^(\*|[a-z0-9._*-]{1,63}@[a-z0-9._*-]{1,63})$/;
+const senderPattern = str({ min: 1, max: 127, pattern: SENDER_PATTERN, patternText: 'must be *, or name@domain where either part may use * (tech@relay, *@relay, *@branch)' });
+const ruleSetShape = {
+  allow: optional(list(senderPattern, { max: MAX_ALLOW_PATTERNS })),
+  maxBytes: optional(int({ min: 1, max: 1024 * 1024 * 1024 })),
+  perMinute: optional(int({ min: 1, max: 1_000_000 })),
+};
+export const contentCheckSchema = union('kind', {
+  none: obj({}),
+  'json-depth': obj({ depth: int({ min: 1, max: MAX_CHECK_JSON_DEPTH }) }),
+  command: obj({
+    argv: list(str({ min: 1, max: 1024 }), { max: MAX_CHECK_ARGV }),
+    timeoutMs: int({ min: 1, max: MAX_CHECK_TIMEOUT_MS }),
+    failure: oneOf(['closed', 'open'] as const),
+    concurrency: int({ min: 1, max: MAX_CHECK_CONCURRENCY }),
+  }),
+});
 
 /** Every call: its parameter schema. Results are typed by AdminResults. */
 export const ADMIN_CALLS = {
@@ -375,6 +506,13 @@ export const ADMIN_CALLS = {
     beforeSeq: optional(int({ min: 1, max: Number.MAX_SAFE_INTEGER })),
     limit: optional(int({ min: 1, max: 1_000 })),
   }),
+  'rules:get': obj({}),
+  /** a peer's rules (`peer`), or the office default (no `peer`): replaces them whole; `{}` clears */
+  'rules:set': obj({ peer: optional(peerName), ...ruleSetShape }),
+  /** the content check: replaces it whole */
+  'rules:check': obj({ check: contentCheckSchema }),
+  /** what the rules refused for one peer since start */
+  'rules:refusals': obj({ peer: peerName }),
 } satisfies Record<string, Schema<unknown>>;
 
 export type AdminMethod = keyof typeof ADMIN_CALLS;
@@ -394,6 +532,10 @@ export interface AdminResults {
   'history:retention': HistoryRetention;
   'history:traffic': HistoryTraffic;
   'audit:list': { readonly entries: readonly AuditEntry[]; readonly more: boolean };
+  'rules:get': RulesView;
+  'rules:set': RulesView;
+  'rules:check': RulesView;
+  'rules:refusals': RuleRefusalsView;
 }
 
 /**

@@ -41,6 +41,8 @@ export interface OfficeView {
   readonly traffic: TrafficView;
   /** mediated streams open through this tunnel */
   readonly streams: number;
+  /** whether the relay forwards operators' port requests to it (by its capabilities; else NOT_OFFERED) */
+  readonly mediation: boolean;
 }
 
 /** An external peer's session; `operator` when it drives port mediation (right `mediate`). */
@@ -130,6 +132,8 @@ export interface RelayStatusView {
     readonly exposures: number;
     /** MSG frames routed and refused since start */
     readonly routed: number;
+    /** MSG frames passed on to another node of a relay cluster (counted routed or refused there) */
+    readonly forwarded: number;
     readonly refused: number;
   };
   readonly offices: readonly OfficeView[];

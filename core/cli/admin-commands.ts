@@ -8,6 +8,7 @@ import { CliError, UsageError } from './errors.js';
 import { readSecretFile } from './flag-files.js';
 import { emit, formatTable, note, say } from './output.js';
 import { ADMIN_FILE, processAlive, readAdminFile, resolveStateDir } from './state-dir.js';
+import { tunnelSlotLines } from '../admin/tunnel-slots.js';
 
 /**
  * Admin commands against a running contact point (serve or start): peers, policy, status.
@@ -239,8 +240,16 @@ function statusText(snap: Snapshot, now: number): string[] {
     // Two contact points with one credential: say plainly which one holds the id, before anything else.
     ...(t.idInUse !== undefined ? [`WARNING        another running contact point holds this id at the relay: ${t.idInUse}`, '               stop one of them, or give each its own credential; this one retries slowly'] : []),
     `contact point  ${cp.id} (version ${cp.version}), up ${formatDuration(now - cp.startedAt)}${cp.embeddedRelay ? ' [embedded demo relay]' : ''}`,
-    `relay          ${t.relayUrl}${t.proxy ? ` via proxy ${t.proxy}` : ''}`,
-    `tunnel         ${tunnel}`,
+    ...(t.relayUrl === ''
+      ? ['relay          none (direct mode only)']
+      : [
+          `relay          ${t.relayUrl}${t.proxy ? ` via proxy ${t.proxy}` : ''}`,
+          `tunnel         ${tunnel}${t.node !== undefined ? ` (relay node ${t.node})` : ''}`,
+          ...tunnelSlotLines(t).map((line) => `               ${line}`),
+        ]),
+    ...(snap.direct
+      ? [`direct         ${snap.direct.url}: ${snap.direct.sessions.length} session${snap.direct.sessions.length === 1 ? '' : 's'} (${snap.direct.sessions.map((x) => x.address).join(', ') || 'none'}), ${snap.direct.credentials} credential${snap.direct.credentials === 1 ? '' : 's'}`]
+      : []),
     `reconnects     ${t.reconnects}`,
     // Kept after the tunnel recovers, with its time: the cause of the last outage (issue 16, item 9).
     `last error     ${t.lastError !== undefined ? `${t.lastError}${t.lastErrorAt !== undefined ? ` (at ${new Date(t.lastErrorAt).toISOString()}, ${formatDuration(now - t.lastErrorAt)} ago)` : ''}` : 'none since it started'}`,
@@ -257,7 +266,7 @@ function statusText(snap: Snapshot, now: number): string[] {
 const STATUS_HELP = `Usage: contact-point status [flags]
 
 Shows a running contact point: its tunnel (state, relay URL, uptime, round-trip time,
-reconnects, last error), the peer port, peer counts by state, policy and message totals.
+reconnects, last error), direct mode's listener and sessions when it is on, the peer port, peer counts by state, policy and message totals.
 
 Flags:
 ${CONNECTION_FLAGS}
@@ -267,13 +276,14 @@ async function status(argv: string[]): Promise<number> {
   const { values } = parseFlags({ args: argv, strict: true, options: connectionOptions });
   const snap = await withAdmin(values, (c) => c.call('snapshot:get', {}));
   if (values.json) {
-    const { contactPoint, tunnel, policy, flow, peers } = snap;
+    const { contactPoint, tunnel, policy, flow, peers } = snap; // and snap.direct, when direct mode is on
     const count = (state: string): number => peers.filter((p) => p.state === state).length;
     say(
       JSON.stringify({
         contactPoint,
         uptimeMs: Date.now() - contactPoint.startedAt,
         tunnel,
+        ...(snap.direct ? { direct: snap.direct } : {}),
         policy,
         flow,
         ...(snap.flood ? { flood: snap.flood } : {}),
@@ -333,7 +343,7 @@ async function fingerprintCommand(argv: string[]): Promise<number> {
 const SEAL_HELP = `Usage: contact-point seal [show] [flags]
        contact-point seal set [--required | --not-required] [--peer NAME ... | --no-peers] [--forget ADDRESS ...] [flags]
 
-Shows or sets the policy "sealed payloads only" (docs/PROTOCOL.md 18): a plain message through
+Shows or sets the policy "sealed payloads only" (docs/PROTOCOL.md 19): a plain message through
 the contact point is refused SEAL_REQUIRED (22). Office-wide (--required), or for the listed
 peers only (what they send and what they receive). The contact point never reads a sealed
 payload; it checks the flag and the sender's key.

@@ -5,6 +5,7 @@ import { DEFAULT_HISTORY_RETENTION, MAX_HISTORY_DAYS, MAX_HISTORY_ENTRIES, type 
 import type { LaunchFlag, LaunchView } from '../admin/launch.js';
 import { AdminServer } from '../admin/server.js';
 import { ContactPoint, type ContactPointOptions } from '../contact-point/contact-point.js';
+import { isDirectListenError } from '../contact-point/direct-mode.js';
 import type { PortPolicyConfig } from '../contact-point/port-policy.js';
 import { StateStore } from '../contact-point/state-store.js';
 import { primeAllocator } from '../runtime/allocator.js';
@@ -141,6 +142,8 @@ export interface HostOptions {
   readonly stateDir: string;
   readonly peer: ListenFlag;
   readonly admin: ListenFlag;
+  /** --direct-listen, when direct mode is on (for its bind errors) */
+  readonly direct?: ListenFlag;
   readonly logger: Logger;
   /** --allow-target / --allow-listen, checked by portPolicyFlags */
   readonly ports?: PortPolicyFlags;
@@ -174,7 +177,7 @@ export async function hostContactPoint(o: HostOptions): Promise<HostedContactPoi
     await cp.start();
   } catch (err: unknown) {
     await cp.stop();
-    throw listenError(err, o.peer);
+    throw listenError(err, o.direct && isDirectListenError(err) ? o.direct : o.peer);
   }
   const admin = new AdminServer({ api: cp, logger: o.logger.child({ part: 'admin' }), host: o.admin.listen.host, port: o.admin.listen.port, staticDir: guiDir() });
   try {
@@ -201,6 +204,8 @@ export async function hostContactPoint(o: HostOptions): Promise<HostedContactPoi
       tunnel: cp.gateway.status().state,
       ...(cp.gateway.status().lastError !== undefined ? { tunnelError: cp.gateway.status().lastError } : {}),
       portPolicy: cp.ports.policy.config,
+      ...(cp.direct ? { directUrl: cp.direct.url, directDomain: cp.direct.domain } : {}),
+      mediation: cp.ports.offered,
     });
   return {
     cp,
@@ -238,7 +243,7 @@ export function waitForTunnel(cp: ContactPoint, timeoutMs: number): Promise<bool
 }
 
 /** Flags whose value is a file or folder: made absolute, so the restart command works from any folder. */
-const PATH_FLAGS = new Set(['credential-file', 'ca', 'state', 'join-code-file']);
+const PATH_FLAGS = new Set(['credential-file', 'ca', 'state', 'join-code-file', 'direct-cert', 'direct-key']);
 
 /**
  * How this serve or start run was started (its parsed flags), for the GUI's restart command

@@ -138,6 +138,8 @@ function refusalHint(e: MediationError, t: Target, id: string, fromCheck: boolea
       return 'that public port is taken at the relay; leave --public-port out to get any free one';
     case Status.SESSION_LIMIT:
       return sessionLimitHint(id);
+    case Status.NOT_OFFERED:
+      return `${t.cp} takes no port requests (its contact point runs with --no-mediation); its admin turns mediation on by starting serve without that flag`;
     default:
       return undefined;
   }

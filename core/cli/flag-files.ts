@@ -59,6 +59,23 @@ export async function readPrivateKeyFile(flag: string, path: string): Promise<{ 
 }
 
 /**
+ * A certificate (chain) and its private key from a pair of flags (relay --tls-cert/--tls-key,
+ * serve --direct-cert/--direct-key): both or neither, and the key must be the certificate's.
+ */
+export async function readTlsPair(cert: { flag: string; file: string | undefined }, key: { flag: string; file: string | undefined }): Promise<{ cert: Buffer; key: Buffer } | undefined> {
+  if ((cert.file === undefined) !== (key.file === undefined)) {
+    throw new UsageError(cert.file === undefined ? `${key.flag} needs ${cert.flag} (the certificate it belongs to)` : `${cert.flag} needs ${key.flag} (its private key)`);
+  }
+  if (cert.file === undefined || key.file === undefined) return undefined;
+  const c = await readCertificateFile(cert.flag, cert.file);
+  const k = await readPrivateKeyFile(key.flag, key.file);
+  if (!c.certificate.checkPrivateKey(k.key)) {
+    throw new UsageError(`${key.flag} "${key.file}" is not the private key of the certificate in ${cert.flag} "${cert.file}"`);
+  }
+  return { cert: c.pem, key: k.pem };
+}
+
+/**
  * A one-line secret from a file: trimmed, non-empty. `warn` is told when the file is readable
  * by group or others (the secret is then not much of one).
  */

@@ -78,7 +78,7 @@ export const SEAL_FLAGS = `  --seal MODE              auto (default: sealed for 
                            Without it the first key seen is trusted and kept in <state>/pins.json`;
 
 /**
- * The sealing options of a CLI peer (PROTOCOL.md 18.3): its sealing key kept in the state
+ * The sealing options of a CLI peer (PROTOCOL.md 19.3): its sealing key kept in the state
  * folder (`kind`/NAME.seal.key, 0600: an external peer's address stays bound to it), the pins
  * file, and --pin for `pinDomain` (external: the contact point of --to; internal: its own).
  */

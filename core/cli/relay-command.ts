@@ -18,7 +18,7 @@ import { NODE_ID_PATTERN, NODE_ID_RULE, type Cluster } from '../relay/cluster.js
 import type { SessionRegistry } from '../relay/sessions.js';
 import { clusterReplicas, countFlag, exclusive, integer, logFormatHelp, logLevel, name, natsUrls, parseFlags, required, type Command, type RunContext } from './args.js';
 import { CliError, UsageError } from './errors.js';
-import { readCertificateFile, readPrivateKeyFile } from './flag-files.js';
+import { readTlsPair } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
 import { isLoopbackHost, listenError, listenFlag } from './listen.js';
 import { guiDir } from './contact-point-host.js';
@@ -197,20 +197,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   }
   if (maxOffices !== undefined && !perOffice) throw new UsageError('--metrics-max-offices needs --metrics-per-office');
   const level = logLevel('--log-level', values['log-level'] ?? 'info');
-  const certFile = values['tls-cert'];
-  const keyFile = values['tls-key'];
-  if ((certFile === undefined) !== (keyFile === undefined)) {
-    throw new UsageError(certFile === undefined ? '--tls-key needs --tls-cert (the certificate it belongs to)' : '--tls-cert needs --tls-key (its private key)');
-  }
-  let tls: { cert: Buffer; key: Buffer } | undefined;
-  if (certFile !== undefined && keyFile !== undefined) {
-    const cert = await readCertificateFile('--tls-cert', certFile);
-    const key = await readPrivateKeyFile('--tls-key', keyFile);
-    if (!cert.certificate.checkPrivateKey(key.key)) {
-      throw new UsageError(`--tls-key "${keyFile}" is not the private key of the certificate in --tls-cert "${certFile}"`);
-    }
-    tls = { cert: cert.pem, key: key.pem };
-  }
+  const tls = await readTlsPair({ flag: '--tls-cert', file: values['tls-cert'] }, { flag: '--tls-key', file: values['tls-key'] });
   const stateDir = resolveStateDir('relay', values.state);
   const logger = createLogger({ level, format: ctx.logFormat });
   logger.debug('allocator', { glibc_trim: primeAllocator() });

@@ -6,8 +6,14 @@ import { CliError, UsageError } from './errors.js';
 import { writeSecretFile } from './flag-files.js';
 import { emit, formatTable, note, say } from './output.js';
 import { resolveStateDir } from './state-dir.js';
+import { DIRECT_DIR } from '../contact-point/direct-mode.js';
 
-/** `contact-point relay credential add|list|remove`: the relay's credential store, offline. */
+/**
+ * `contact-point relay credential add|list|remove`: the relay's credential store, offline; and
+ * `contact-point credential add|list|remove`: the same store format for a contact point's
+ * direct mode (<state>/direct/credentials.json, external peers only). One add, list and remove
+ * for both (`Target` says which store, which kinds, which words).
+ */
 
 const KINDS = ['contact-point', 'external'] as const satisfies readonly CredentialKind[];
 const RIGHTS = ['send', 'mediate'] as const satisfies readonly Right[];
@@ -29,8 +35,23 @@ interface OpenStore {
   close(): Promise<void>;
 }
 
+type StoreFlags = { state?: string | undefined; cluster?: string | undefined; 'cluster-replicas'?: string | undefined };
+
+/** Whose store the commands manage: the relay's, or a contact point's for direct mode. */
+interface Target {
+  /** the words before add/list/remove */
+  readonly words: readonly string[];
+  /** the kinds it holds; with one, --kind may be left out */
+  readonly kinds: readonly CredentialKind[];
+  /** --cluster and --cluster-replicas are taken */
+  readonly cluster: boolean;
+  /** "the relay", "the contact point", for messages */
+  readonly owner: string;
+  open(values: StoreFlags): Promise<OpenStore>;
+}
+
 /** The state folder's credentials.json, or with --cluster the cluster's bucket. */
-async function openStore(values: { state?: string | undefined; cluster?: string | undefined; 'cluster-replicas'?: string | undefined }): Promise<OpenStore> {
+async function openStore(values: StoreFlags): Promise<OpenStore> {
   const replicas = clusterReplicas(values['cluster-replicas'], values.cluster !== undefined);
   if (values.cluster !== undefined) {
     if (values.state !== undefined) throw new UsageError('--state and --cluster cannot be used together (a cluster keeps its credentials in NATS)');
@@ -88,7 +109,18 @@ Examples:
   contact-point relay credential add --kind external --id tech --rights send,mediate --out tech.credential
 `;
 
-async function add(argv: string[]): Promise<number> {
+/** --state, and --cluster/--cluster-replicas where the target takes them. */
+function storeOptions(t: Target): Record<string, { type: 'string' }> {
+  return { state: { type: 'string' }, ...(t.cluster ? { cluster: { type: 'string' }, 'cluster-replicas': { type: 'string' } } : {}) };
+}
+
+/** --kind: required where the store holds several kinds. */
+function kindOf(t: Target, value: string | undefined): CredentialKind {
+  if (t.kinds.length === 1 && value === undefined) return t.kinds[0]!;
+  return oneOf('--kind', required('--kind', value, t.kinds.join(' or ')), t.kinds);
+}
+
+async function add(t: Target, argv: string[]): Promise<number> {
   const { values } = parseFlags({
     args: argv,
     strict: true,
@@ -97,22 +129,21 @@ async function add(argv: string[]): Promise<number> {
       id: { type: 'string' },
       rights: { type: 'string' },
       out: { type: 'string' },
-      state: { type: 'string' },
-      cluster: { type: 'string' },
-      'cluster-replicas': { type: 'string' },
+      ...storeOptions(t),
       json: { type: 'boolean' },
     },
   });
-  const kind = oneOf('--kind', required('--kind', values.kind, 'contact-point or external'), KINDS);
-  const id = name('--id', required('--id', values.id));
-  const rights = listOf('--rights', values.rights ?? 'send', RIGHTS);
-  if (values.out !== undefined) {
+  const kind = kindOf(t, values.kind as string | undefined);
+  const id = name('--id', required('--id', values.id as string | undefined));
+  const rights = listOf('--rights', (values.rights as string | undefined) ?? 'send', RIGHTS);
+  const out = values.out as string | undefined;
+  if (out !== undefined) {
     // Prove the file is writable before the store changes: a replaced secret cannot be restored.
-    await writeSecretFile(values.out, '').catch((err: unknown) => {
-      throw new CliError(`--out "${values.out}": cannot write there (${(err as Error).message}); nothing was added`);
+    await writeSecretFile(out, '').catch((err: unknown) => {
+      throw new CliError(`--out "${out}": cannot write there (${(err as Error).message}); nothing was added`);
     });
   }
-  const open = await openStore(values);
+  const open = await t.open(values as StoreFlags);
   const store = open.store;
   const replaced = store.has(kind, id);
   let secret: string;
@@ -123,17 +154,17 @@ async function add(argv: string[]): Promise<number> {
   } finally {
     await open.close();
   }
-  if (values.out !== undefined) {
-    await writeSecretFile(values.out, secret);
-    if (values.json) emit('credential', { kind, id, rights, file: values.out });
-    else say(`${kind} "${id}": secret written to ${values.out} (mode 0600)`);
+  if (out !== undefined) {
+    await writeSecretFile(out, secret);
+    if (values.json) emit('credential', { kind, id, rights, file: out });
+    else say(`${kind} "${id}": secret written to ${out} (mode 0600)`);
   } else if (values.json) {
     emit('credential', { kind, id, rights, secret });
   } else {
     say(secret);
   }
-  note(`note: the secret is shown only now (the relay keeps only its hash); store it in a file with mode 0600. ${open.live}`);
-  if (replaced) note(`note: this replaced the earlier ${kind} credential "${id}"; its old secret no longer works, and a running relay closes the sessions that used it.`);
+  note(`note: the secret is shown only now (${t.owner} keeps only its hash); store it in a file with mode 0600. ${open.live}`);
+  if (replaced) note(`note: this replaced the earlier ${kind} credential "${id}"; its old secret no longer works, and a running ${t.owner.replace(/^the /, '')} closes the sessions that used it.`);
   // The relay cannot know an office's key (nor should it vouch for one): the office's admin hands it over.
   if (kind === 'external') note('note: hand it over with the fingerprint of each contact point this peer talks to (its admin runs contact-point fingerprint), for peer send --pin FINGERPRINT: then no relay can pose as that office.');
   return 0;
@@ -150,9 +181,9 @@ ${STATE_FLAG}
   -h, --help                      this help
 `;
 
-async function list(argv: string[]): Promise<number> {
-  const { values } = parseFlags({ args: argv, strict: true, options: { state: { type: 'string' }, cluster: { type: 'string' }, 'cluster-replicas': { type: 'string' }, json: { type: 'boolean' } } });
-  const open = await openStore(values);
+async function list(t: Target, argv: string[]): Promise<number> {
+  const { values } = parseFlags({ args: argv, strict: true, options: { ...storeOptions(t), json: { type: 'boolean' } } });
+  const open = await t.open(values as StoreFlags);
   await open.close();
   const records = open.store.list().map((r) => ({ kind: r.kind, id: r.id, rights: r.rights, created: r.created }));
   if (values.json) {
@@ -177,15 +208,15 @@ ${STATE_FLAG}
   -h, --help                      this help
 `;
 
-async function remove(argv: string[]): Promise<number> {
+async function remove(t: Target, argv: string[]): Promise<number> {
   const { values } = parseFlags({
     args: argv,
     strict: true,
-    options: { kind: { type: 'string' }, id: { type: 'string' }, state: { type: 'string' }, cluster: { type: 'string' }, 'cluster-replicas': { type: 'string' } },
+    options: { kind: { type: 'string' }, id: { type: 'string' }, ...storeOptions(t) },
   });
-  const kind = oneOf('--kind', required('--kind', values.kind, 'contact-point or external'), KINDS);
-  const id = name('--id', required('--id', values.id));
-  const open = await openStore(values);
+  const kind = kindOf(t, values.kind as string | undefined);
+  const id = name('--id', required('--id', values.id as string | undefined));
+  const open = await t.open(values as StoreFlags);
   let removed: boolean;
   try {
     removed = await open.store.remove(kind, id);
@@ -200,8 +231,81 @@ async function remove(argv: string[]): Promise<number> {
   return 0;
 }
 
+const RELAY: Target = { words: ['relay', 'credential'], kinds: KINDS, cluster: true, owner: 'the relay', open: openStore };
+
+const DIRECT_LIVE = 'A running contact point (serve --direct-listen) using this state folder applies it within seconds, without a restart.';
+const DIRECT: Target = {
+  words: ['credential'],
+  kinds: ['external'],
+  cluster: false,
+  owner: 'the contact point',
+  open: async (values) => {
+    const dir = join(resolveStateDir('serve', values.state), DIRECT_DIR);
+    try {
+      return { store: await CredentialStore.open(dir), where: join(dir, CREDENTIALS_FILE), live: DIRECT_LIVE, close: () => Promise.resolve() };
+    } catch (err: unknown) {
+      throw new CliError(`cannot load the contact point's direct credentials: ${(err as Error).message}`);
+    }
+  },
+};
+
+const DIRECT_STATE_FLAG = `  --state DIR                     the contact point's state folder, as given to serve (default
+                                  ~/.contact-point/serve, or $CONTACT_POINT_STATE)`;
+
+const DIRECT_ADD_HELP = `Usage: contact-point credential add --id NAME [flags]
+
+Direct mode (serve --direct-listen): creates a credential for an external peer or operator who
+connects to this contact point itself, with no relay, and prints its secret on stdout, once:
+the contact point keeps only its SHA-256 hash, in <state>/${DIRECT_DIR}/${CREDENTIALS_FILE}
+(mode 0600). The peer connects with --relay wss://HOST:PORT/v1 (the direct listener) and is
+NAME@direct. Adding an existing name replaces it: the old secret stops working, and its live
+sessions are closed.
+
+Flags:
+  --id NAME                       the external peer's name (alice): a-z, 0-9, ".", "_", "-"
+  --rights LIST                   comma-separated (default send): send = send messages;
+                                  mediate = drive port mediation as an operator (within the
+                                  contact point's port policy)
+  --out FILE                      write the secret to FILE (mode 0600) instead of stdout
+  --kind external                 the only kind here (accepted for symmetry with relay credential)
+${DIRECT_STATE_FLAG}
+  --json                          print {"kind","id","rights","secret"} as one JSON line
+  -h, --help                      this help
+
+Examples:
+  contact-point credential add --id alice --out alice.credential
+  contact-point credential add --id tech --rights send,mediate --out tech.credential
+`;
+
+const DIRECT_LIST_HELP = `Usage: contact-point credential list [flags]
+
+Lists the contact point's direct-mode credentials: kind, name, rights and creation time.
+Secrets are never stored, and hashes are never shown.
+
+Flags:
+${DIRECT_STATE_FLAG}
+  --json                          print a JSON array
+  -h, --help                      this help
+`;
+
+const DIRECT_REMOVE_HELP = `Usage: contact-point credential remove --id NAME [flags]
+
+Deletes a direct-mode credential: its secret no longer connects, and a running contact point
+closes the sessions that use it within seconds (REVOKED; an operator's ports and exposures
+with them).
+
+Flags:
+  --id NAME
+  --kind external                 the only kind here
+${DIRECT_STATE_FLAG}
+  -h, --help                      this help
+`;
+
 export const credentialCommands: Command[] = [
-  { path: ['relay', 'credential', 'add'], summary: 'create a credential and print its secret once', help: ADD_HELP, run: add },
-  { path: ['relay', 'credential', 'list'], summary: 'list credentials (never secrets)', help: LIST_HELP, run: list },
-  { path: ['relay', 'credential', 'remove'], summary: 'delete a credential', help: REMOVE_HELP, run: remove },
+  { path: [...RELAY.words, 'add'], summary: 'create a credential and print its secret once', help: ADD_HELP, run: (argv) => add(RELAY, argv) },
+  { path: [...RELAY.words, 'list'], summary: 'list credentials (never secrets)', help: LIST_HELP, run: (argv) => list(RELAY, argv) },
+  { path: [...RELAY.words, 'remove'], summary: 'delete a credential', help: REMOVE_HELP, run: (argv) => remove(RELAY, argv) },
+  { path: [...DIRECT.words, 'add'], summary: 'direct mode: create a credential for an external peer, print its secret once', help: DIRECT_ADD_HELP, run: (argv) => add(DIRECT, argv) },
+  { path: [...DIRECT.words, 'list'], summary: "direct mode: list the contact point's credentials (never secrets)", help: DIRECT_LIST_HELP, run: (argv) => list(DIRECT, argv) },
+  { path: [...DIRECT.words, 'remove'], summary: "direct mode: delete a credential (its sessions close)", help: DIRECT_REMOVE_HELP, run: (argv) => remove(DIRECT, argv) },
 ];

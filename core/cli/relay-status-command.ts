@@ -93,7 +93,7 @@ export function relayStatusText(s: RelayStatusView): string[] {
     `offices        ${t.offices} connected`,
     `sessions       ${t.externals} external (${t.operators} operating ports), ${t.sockets} sockets`,
     `exposures      ${t.exposures}`,
-    `messages       ${t.routed} routed, ${t.refused} refused`,
+    `messages       ${t.routed} routed, ${t.forwarded > 0 || s.cluster ? `${t.forwarded} forwarded to other nodes, ` : ''}${t.refused} refused`,
     `refusals       ${refusals.total} since start${refusals.notLogged > 0 ? `, ${refusals.notLogged} over the log rate (summed in the log)` : ''}`,
   ];
   if (s.cluster) {
@@ -106,7 +106,7 @@ export function relayStatusText(s: RelayStatusView): string[] {
     lines.push(
       formatTable(
         ['ID', 'HOST', 'SOFTWARE', 'LAN ADDRESSES', 'FROM', 'UP', 'RTT', 'PEERS', 'STREAMS', 'IN', 'OUT', 'CAPABILITIES'],
-        s.offices.map((o) => [o.id, o.env.host ?? '-', o.env.software ?? '-', o.env.addresses.map((a) => a.replace(/\/.*$/, '')).join(',') || '-', o.remote, age(o.since), ms(o.rttMs), String(o.peers), String(o.streams), ...traffic(o.traffic), o.env.capabilities.join(',') || '-']),
+        s.offices.map((o) => [o.id, o.env.host ?? '-', o.env.software ?? '-', o.env.addresses.map((a) => a.replace(/\/.*$/, '')).join(',') || '-', o.remote, age(o.since), ms(o.rttMs), String(o.peers), String(o.streams), ...traffic(o.traffic), `${o.env.capabilities.join(',') || '-'}${o.mediation ? '' : ' (no port mediation)'}`]),
       ),
     );
   }

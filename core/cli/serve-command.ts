@@ -4,6 +4,7 @@ import type { TunnelView } from '../admin/contract.js';
 import { ID_IN_USE_RETRY_MS, MAX_STREAMS_PER_CONTACT_POINT, MAX_STREAMS_PER_EXPOSURE } from '../protocol/limits.js';
 import { TIMING_RANGES } from '../protocol/timing.js';
 import { contactPointMetrics } from '../contact-point/metrics.js';
+import { DIRECT_DIR, DIRECT_DOMAIN } from '../contact-point/direct-mode.js';
 import { createLogger } from '../runtime/logger.js';
 import type { MetricsServer } from '../runtime/metrics.js';
 import { cidr, countFlag, exclusive, integer, logFormatHelp, logLevel, name, parseFlags, proxyUrl, required, wsUrl, type Command, type RunContext } from './args.js';
@@ -25,13 +26,14 @@ import {
   wrongRelayUrl,
   type HostedContactPoint,
 } from './contact-point-host.js';
-import { CliError } from './errors.js';
-import { CREDENTIAL_ENV, readCertificateFile, readSecretFile, secretFromFileOrEnv } from './flag-files.js';
+import { CliError, UsageError } from './errors.js';
+import { CREDENTIAL_ENV, readCertificateFile, readSecretFile, readTlsPair, secretFromFileOrEnv } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
-import { adminListenFlag, listenFlag } from './listen.js';
+import { adminListenFlag, isLoopbackHost, listenFlag } from './listen.js';
 import { metricsFlag, metricsFlagsHelp, metricsOptions, startMetrics } from './metrics-flags.js';
 import { emit, say } from './output.js';
 import { ADMIN_FILE, refuseIfInUse, resolveStateDir } from './state-dir.js';
+import { tunnelSlotLines } from '../admin/tunnel-slots.js';
 
 /** `contact-point serve`: the contact point, headless, until SIGINT/SIGTERM. */
 
@@ -42,7 +44,11 @@ export const TUNNEL_WAIT_MS = 5_000;
 /** --id-in-use-retry is in seconds, up to the timing's limit. */
 const MAX_ID_IN_USE_RETRY_S = TIMING_RANGES.idInUseRetryMs.max / 1000;
 
-const HELP = `Usage: contact-point serve --relay URL --id ID (--credential-file FILE | env ${CREDENTIAL_ENV}) [flags]
+/** `--relay` given more often than this is refused: two tunnels need two nodes, a few spares are plenty. */
+export const MAX_RELAY_URLS = 8;
+
+const HELP = `Usage: contact-point serve --relay URL [--relay URL2 ...] --id ID (--credential-file FILE | env ${CREDENTIAL_ENV}) [flags]
+       contact-point serve --direct-listen HOST:PORT --direct-cert FILE --direct-key FILE --id ID [flags]
 
 Runs the contact point without a window: one outbound tunnel to the relay, the peer port
 for LAN peers, and the admin endpoint (loopback, random token) for the GUI in a browser
@@ -51,6 +57,13 @@ Runs until Ctrl-C (SIGINT) or SIGTERM.
 
 The credential is never taken as an argument: ps shows every process's arguments to all
 users of the machine. Put it in a file (mode 0600) or in ${CREDENTIAL_ENV}.
+
+Direct mode (no relay needed when the office's NAT maps a fixed outside address and port to
+this machine: a static NAT or a port forward): --direct-listen opens a second listener where
+external peers and operators connect to the contact point itself, with credentials it keeps
+(contact-point credential add --state DIR). They speak the relay protocol to it, so the SDK
+and the CLI connect with --relay wss://HOST:PORT/v1, and are NAME@direct. With --relay too,
+both run at once; without --relay no tunnel is opened and no relay credential is needed.
 
 Port mediation: operators at the relay (contact-point expose, the operator SDK) may ask this
 contact point to open ports and to connect to LAN targets, but only within its port policy,
@@ -61,9 +74,21 @@ shows in the flow. Allow LAN targets with --allow-target and local ports with --
 (a UDP exposure also --allow-listen udp:1-65535; listening on LAN ports needs listen rules)
 
 Flags:
-  --relay URL                  the relay, e.g. wss://relay.example.com/v1 (required)
+  --relay URL                  the relay, e.g. wss://relay.example.com/v1 (required unless
+                               --direct-listen is given). Repeat it (up to ${MAX_RELAY_URLS}) for nodes
+                               of a relay cluster: the contact point then holds two tunnels to two
+                               different nodes, each trying the URLs in turn; when one node dies
+                               the other tunnel carries on
   --id ID                      this contact point's id at the relay: its peers are NAME@ID (required)
   --credential-file FILE       the contact point credential's secret (from relay credential add)
+  --direct-listen HOST:PORT    direct mode: accept external peers and operators here too
+                               (off by default; e.g. 0.0.0.0:7903 behind a port forward)
+  --direct-cert FILE           PEM certificate (chain) of the direct listener: wss:// (needs
+                               --direct-key)
+  --direct-key FILE            PEM private key of --direct-cert
+  --direct-insecure            serve plain ws:// on a non-loopback --direct-listen (secrets
+                               cross the network in clear: only behind a TLS-terminating proxy)
+  --direct-domain NAME         the domain of direct peers' addresses (default ${DIRECT_DOMAIN}: alice@${DIRECT_DOMAIN})
   --peer-listen HOST:PORT      the peer port for LAN peers (default ${DEFAULT_PEER_LISTEN})
   --admin-listen HOST:PORT     the admin endpoint (default ${DEFAULT_ADMIN_LISTEN}; loopback only)
   --admin-listen-any           allow a non-loopback --admin-listen (the token then crosses the
@@ -81,6 +106,9 @@ Flags:
                                (same credential: a copied config, a restored VM), retry after
                                SECONDS to twice that (default ${ID_IN_USE_RETRY_MS / 1000}, 1 to ${MAX_ID_IN_USE_RETRY_S})
 ${portPolicyFlagsHelp(31)}
+  --no-mediation               take no port mediation requests: the hello leaves out the
+                               capability "mediation", so the relay refuses operators at once
+                               with NOT_OFFERED (39) (default: mediation on, within the policy)
   --max-streams N              TCP streams through this contact point at once, of every kind
                                (default ${MAX_STREAMS_PER_CONTACT_POINT}); more are refused with STREAM_LIMIT (38)
   --max-exposure-streams N     connections of one relay exposure at once (default ${MAX_STREAMS_PER_EXPOSURE});
@@ -98,6 +126,7 @@ deleted on exit.
 
 Examples:
   contact-point serve --relay wss://relay.example.com/v1 --id acme-hq --credential-file acme-hq.credential
+  contact-point serve --id acme-hq --direct-listen 0.0.0.0:7903 --direct-cert fullchain.pem --direct-key privkey.pem
   contact-point serve --relay wss://relay.example.com/v1 --id acme-hq --credential-file acme-hq.credential \\
     --allow-target 192.168.1.0/24:80,443
 `;
@@ -107,9 +136,14 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     args: argv,
     strict: true,
     options: {
-      relay: { type: 'string' },
+      relay: { type: 'string', multiple: true },
       id: { type: 'string' },
       'credential-file': { type: 'string' },
+      'direct-listen': { type: 'string' },
+      'direct-cert': { type: 'string' },
+      'direct-key': { type: 'string' },
+      'direct-insecure': { type: 'boolean' },
+      'direct-domain': { type: 'string' },
       'peer-listen': { type: 'string' },
       'admin-listen': { type: 'string' },
       'admin-listen-any': { type: 'boolean' },
@@ -123,6 +157,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
       'max-streams': { type: 'string' },
       'max-exposure-streams': { type: 'string' },
       ...portPolicyOptions,
+      'no-mediation': { type: 'boolean' },
       ...historyOptions,
       ...floodLimitOptions,
       ...metricsOptions,
@@ -130,8 +165,31 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
       json: { type: 'boolean' },
     },
   });
-  const relayUrl = wsUrl('--relay', required('--relay', values.relay, "the relay's URL, e.g. wss://relay.example.com/v1"), 'wss://relay.example.com/v1');
+  const directListen = values['direct-listen'] !== undefined ? listenFlag('--direct-listen', values['direct-listen'], '') : undefined;
+  const relays =
+    values.relay === undefined && directListen
+      ? []
+      : required('--relay', values.relay, "the relay's URL, e.g. wss://relay.example.com/v1 (or --direct-listen HOST:PORT for direct mode)").map((u) => wsUrl('--relay', u, 'wss://relay.example.com/v1'));
+  if (relays.length > MAX_RELAY_URLS) throw new UsageError(`--relay is given ${relays.length} times; at most ${MAX_RELAY_URLS}`);
+  if (new Set(relays).size !== relays.length) throw new UsageError('--relay names the same URL twice; give each relay node once');
+  const relayUrl = relays[0];
+  const relayUrls = relays.slice(1);
   const id = name('--id', required('--id', values.id, "this contact point's id at the relay"));
+  const directDomain = values['direct-domain'] !== undefined ? name('--direct-domain', values['direct-domain']) : undefined;
+  if (!directListen) {
+    for (const f of ['direct-cert', 'direct-key', 'direct-insecure', 'direct-domain'] as const) {
+      if (values[f] !== undefined) throw new UsageError(`--${f} needs --direct-listen HOST:PORT`);
+    }
+  }
+  if (directDomain === id) throw new UsageError(`--direct-domain "${directDomain}" is the contact point's own id (its LAN peers are NAME@${id}); choose another`);
+  const directTls = await readTlsPair({ flag: '--direct-cert', file: values['direct-cert'] }, { flag: '--direct-key', file: values['direct-key'] });
+  if (directListen && !directTls && !values['direct-insecure'] && !isLoopbackHost(directListen.listen.host)) {
+    throw new UsageError(
+      `--direct-listen "${values['direct-listen']}": ${directListen.listen.host} is not a loopback address, and without --direct-cert/--direct-key ` +
+        'external peers\' secrets and messages would cross the network in clear. Give a certificate, or add --direct-insecure (behind a TLS-terminating proxy)',
+    );
+  }
+  if (directTls && values['direct-insecure']) throw new UsageError('--direct-insecure and --direct-cert cannot be used together (with a certificate the listener is wss://)');
   const peer = listenFlag('--peer-listen', values['peer-listen'], DEFAULT_PEER_LISTEN);
   const admin = adminListenFlag(values['admin-listen'], DEFAULT_ADMIN_LISTEN, values['admin-listen-any'] ?? false);
   exclusive('--proxy', values.proxy !== undefined, '--no-proxy', values['no-proxy'] ?? false);
@@ -148,7 +206,8 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   const level = logLevel('--log-level', values['log-level'] ?? 'info');
   const logger = createLogger({ level, format: ctx.logFormat });
   const warn = (msg: string): void => logger.warn(msg);
-  const secret = await secretFromFileOrEnv('--credential-file', values['credential-file'], CREDENTIAL_ENV, warn);
+  if (relayUrl === undefined && values['credential-file'] !== undefined) throw new UsageError('--credential-file is the relay credential: it needs --relay');
+  const secret = relayUrl !== undefined ? await secretFromFileOrEnv('--credential-file', values['credential-file'], CREDENTIAL_ENV, warn) : '';
   const ca = values.ca !== undefined ? (await readCertificateFile('--ca', values.ca)).pem : undefined;
   const joinCode = values['join-code-file'] !== undefined ? await readSecretFile('--join-code-file', values['join-code-file'], warn) : undefined;
   const stateDir = resolveStateDir('serve', values.state);
@@ -160,13 +219,15 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   try {
     hosted = await hostContactPoint({
       contactPoint: {
-        id, relayUrl, secret, ...floodLimits, ...history, ...(proxy !== undefined ? { proxy } : {}), ...(ca ? { ca } : {}), ...(policy ? { policy } : {}), streamLimits,
+        id, relayUrl, ...(relayUrls.length > 0 ? { relayUrls } : {}), secret, ...floodLimits,
+        ...(directListen ? { direct: { host: directListen.listen.host, port: directListen.listen.port, ...(directTls ? { tls: directTls } : {}), ...(directDomain !== undefined ? { domain: directDomain } : {}) } } : {}), ...history, ...(values['no-mediation'] ? { mediation: false } : {}), ...(proxy !== undefined ? { proxy } : {}), ...(ca ? { ca } : {}), ...(policy ? { policy } : {}), streamLimits,
         ...(idInUseRetryMs !== undefined ? { timing: { idInUseRetryMs } } : {}),
         launch: launchView('serve', { ...values, 'log-format': ctx.logFormat === 'text' ? undefined : ctx.logFormat }, values['peer-listen'] ?? DEFAULT_PEER_LISTEN),
       },
       stateDir,
       peer,
       admin,
+      ...(directListen ? { direct: directListen } : {}),
       logger,
       ports,
     });
@@ -190,12 +251,13 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     shutdown.dispose();
     await metricsServer?.stop();
     await hosted.stop();
-    throw new CliError(`--relay ${relayUrl} cannot work: ${t.lastError ?? 'wrong URL'}`);
+    throw new CliError(`--relay ${t.relayUrl} cannot work: ${t.lastError ?? 'wrong URL'}`);
   };
-  const up = await Promise.race([waitForTunnel(hosted.cp, TUNNEL_WAIT_MS), shutdown.signal.then(() => false), wrongUrl.problem]);
+  // Direct mode only: no tunnel to wait for (the direct listener was up when start() returned).
+  const up = relayUrl === undefined ? true : await Promise.race([waitForTunnel(hosted.cp, TUNNEL_WAIT_MS), shutdown.signal.then(() => false), wrongUrl.problem]);
   if (typeof up === 'object') return fail(up);
   const t = hosted.cp.gateway.status();
-  if (!up) logger.warn('the tunnel is not up yet; still trying', { relay: relayUrl, error: t.lastError });
+  if (!up && relayUrl !== undefined) logger.warn('the tunnel is not up yet; still trying', { relay: relayUrl, error: t.lastError });
 
   if (values.json) {
     emit('ready', { ...hosted.readyFields(), ...(metricsServer ? { metricsUrl: metricsServer.url } : {}) });
@@ -203,11 +265,14 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     logger.info('ready', { ...hosted.logFields(), ...(metricsServer ? { metricsUrl: metricsServer.url } : {}) });
   } else {
     // The first line says the truth about the tunnel too: running, but refused, is not running.
-    say(`contact point "${id}" running${t.state === 'connected' ? '' : t.lastErrorKind === 'refused' ? ', but the relay refuses its tunnel' : ', the tunnel not up yet'}`);
-    say(`  relay       ${relayUrl} (${tunnelLine(t)})`);
+    say(`contact point "${id}" running${relayUrl === undefined || t.state === 'connected' ? '' : t.lastErrorKind === 'refused' ? ', but the relay refuses its tunnel' : ', the tunnel not up yet'}`);
+    say(`  relay       ${relayUrl === undefined ? 'none (direct mode only)' : `${relays.join(', ')} (${tunnelLine(t)})`}`);
+    for (const line of tunnelSlotLines(t)) say(`              ${line}`);
+    const direct = hosted.cp.direct;
+    if (direct) say(`  direct      ${direct.url} (peers NAME@${direct.domain}; ${direct.credentials.count('external')} credentials in ${join(stateDir, DIRECT_DIR)})`);
     say(`  peer port   ${hosted.cp.peerPortUrl}${lanHint(hosted.cp.peerPortUrl)}`);
     say(`  admin GUI   ${hosted.admin.guiUrl}`);
-    say(`  ports       ${portPolicyLine(hosted.cp.ports.policy.config)}`);
+    say(`  ports       ${hosted.cp.ports.offered ? portPolicyLine(hosted.cp.ports.policy.config) : 'port mediation off (--no-mediation): operators are refused NOT_OFFERED'}`);
     say(`  state       ${stateDir} (admin endpoint in ${join(stateDir, ADMIN_FILE)})`);
     if (metricsServer) say(`  metrics     ${metricsServer.url}`);
     say('Ctrl-C stops it.');

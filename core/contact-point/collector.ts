@@ -4,10 +4,10 @@ import { MAX_MESSAGE_BYTES } from '../protocol/limits.js';
 import { Status } from '../protocol/status.js';
 import type { Distributor } from './distributor.js';
 import type { FlowRecorder } from './flow-recorder.js';
-import type { Gateway } from './gateway.js';
+import type { Uplink } from './gateway.js';
 import type { Outbound } from './outbound.js';
 import type { PeerSession } from './peer-interface.js';
-import { refuse } from './refusal.js';
+import { refuse, type Reply } from './refusal.js';
 import type { Registrar } from './registrar.js';
 import type { SealGuard } from './seal-guard.js';
 
@@ -18,7 +18,8 @@ export interface CollectorDeps {
   readonly distributor: Distributor;
   /** where LAN peers' messages beyond the LAN go */
   readonly outbound: Outbound;
-  readonly gateway: Gateway;
+  /** the tunnel a KEYS request for a domain goes up (the relay's, or direct mode's for its domain) */
+  readonly uplinkFor: (domain: string) => Uplink;
   readonly flow: FlowRecorder;
   /** sealed payloads: the policy, key bindings and KEYS answers */
   readonly seal: SealGuard;
@@ -41,29 +42,26 @@ export class Collector {
     this.maxMessageBytes = d.maxMessageBytes ?? MAX_MESSAGE_BYTES;
   }
 
-  private readonly toTunnel = (frame: Buffer): void => {
-    this.d.gateway.send(frame);
-  };
-
-  /** A message the relay pushed down the tunnel for one of our peers. */
-  fromTunnel(frame: Frame): void {
+  /** A message the relay (or direct mode's embedded relay) pushed down a tunnel for one of our peers; `toTunnel` sends up that tunnel. */
+  fromTunnel(frame: Frame, toTunnel: Reply): void {
     const msg = decodeMsg(frame);
     const to = parseAddress(msg.to);
     if (!to || to.domain !== this.id) {
-      return refuse(this.d.flow, msg, Status.BAD_ADDRESS, 'in', this.toTunnel, `this is contact point ${this.id}`);
+      return refuse(this.d.flow, msg, Status.BAD_ADDRESS, 'in', toTunnel, `this is contact point ${this.id}`);
     }
     if (msg.payload.length > this.maxMessageBytes) {
-      return refuse(this.d.flow, msg, Status.TOO_LARGE, 'in', this.toTunnel, `${msg.payload.length} bytes; the limit is ${this.maxMessageBytes}`);
+      return refuse(this.d.flow, msg, Status.TOO_LARGE, 'in', toTunnel, `${msg.payload.length} bytes; the limit is ${this.maxMessageBytes}`);
     }
+    // Before the distributor's access rules and content check: a sealed payload is checked here as metadata only.
     const sealRefusal = this.d.seal.check(msg, undefined, to.name);
-    if (sealRefusal) return refuse(this.d.flow, msg, sealRefusal.code, 'in', this.toTunnel, sealRefusal.reason);
-    this.d.distributor.deliver(msg, frame.raw, 'in', this.toTunnel);
+    if (sealRefusal) return refuse(this.d.flow, msg, sealRefusal.code, 'in', toTunnel, sealRefusal.reason);
+    this.d.distributor.deliver(msg, frame.raw, 'in', toTunnel);
   }
 
-  /** A KEYS request (PROTOCOL.md 18.4) for one of our peers, from the tunnel. */
-  keysFromTunnel(frame: Frame): void {
+  /** A KEYS request (PROTOCOL.md 19.4) for one of our peers, from a tunnel; `toTunnel` answers up that tunnel. */
+  keysFromTunnel(frame: Frame, toTunnel: Reply): void {
     const answer = this.d.seal.answer(decodeMsg(frame), undefined);
-    if (answer !== 'forward') this.toTunnel(answer);
+    if (answer !== 'forward') toTunnel(answer);
   }
 
   /** A LAN peer's KEYS request: answered here, or passed up the tunnel to the contact point that can. */
@@ -73,7 +71,7 @@ export class Collector {
       return void session.link.send(encodeAck({ id: req.id, to: req.from, from: req.to, status: Status.UNAUTHORIZED, reason: `you ask as ${session.address}` }));
     }
     const answer = this.d.seal.answer(req, session.name);
-    if (answer === 'forward') this.d.gateway.send(frame.raw);
+    if (answer === 'forward') this.d.uplinkFor(parseAddress(req.to)?.domain ?? '').send(frame.raw);
     else session.link.send(answer);
   }
 

@@ -23,11 +23,12 @@ import {
 import { join } from 'node:path';
 import type { LaunchView } from '../admin/launch.js';
 import type { Frame } from '../protocol/codec.js';
-import { decodeControl } from '../protocol/codec.js';
+import { decodeControl, decodeMsg, encodeControl } from '../protocol/codec.js';
 import { parseAddress } from '../protocol/address.js';
+import type { LookupBody } from '../protocol/frames.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { FrameType, frameTypeName } from '../protocol/frames.js';
-import { MAX_REGISTER_PER_MINUTE } from '../protocol/limits.js';
+import { CAPABILITY_MEDIATION, CAPABILITY_UDP_AEAD, FrameType, frameTypeName } from '../protocol/frames.js';
+import { MAX_REGISTER_PER_MINUTE, TUNNEL_SLOTS } from '../protocol/limits.js';
 import { SchemaError } from '../protocol/schema.js';
 import { Status } from '../protocol/status.js';
 import { resolveTiming, type Timing, type TimingOptions } from '../protocol/timing.js';
@@ -40,7 +41,9 @@ import { Distributor } from './distributor.js';
 import { Outbound } from './outbound.js';
 import { FLOW_BATCH_MS, FlowRecorder } from './flow-recorder.js';
 import { HISTORY_DIR, HistoryStore } from './history-store.js';
-import { Gateway } from './gateway.js';
+import { Gateway, type Uplink } from './gateway.js';
+import { DirectMode, openDirectCredentials, type DirectOptions } from './direct-mode.js';
+import type { CredentialStore } from '../relay/credentials.js';
 import { FloodMonitor } from './flood-monitor.js';
 import { PeerPort, type PeerSession } from './peer-interface.js';
 import { Registrar, type PlannedDecision, type RegistrarLimits } from './registrar.js';
@@ -48,19 +51,34 @@ import type { PeerRecord } from './state-store.js';
 import { StateClosedError, StateSaveError, StateStore, type Decision, type PersistedState, type StateDraft } from './state-store.js';
 import { AuditLog, type AuditRecord } from './audit-log.js';
 import { PortPolicy, type PortPolicyConfig } from './port-policy.js';
-import { PortMediator } from './mediation.js';
+import { DIRECT_PORT_IDS, PortMediator, TUNNEL_PORT_IDS } from './mediation.js';
 import { UdpChannel } from './udp-channel.js';
+import { UDP_VERSION } from '../protocol/udp-channel.js';
 import { contactPointStats, type ContactPointStatsSnapshot } from './stats.js';
 import { CodeCounts } from '../runtime/code-counts.js';
 import { CONTACT_POINT_KEY_FILE, ContactPointKey } from '../protocol/key-statement.js';
-import { decodeMsg } from '../protocol/codec.js';
 import { SealGuard, type SealState } from './seal-guard.js';
+import { AccessRules, NO_RULES, type AccessState } from './access-rules.js';
+import { ContentGate } from './content-check.js';
+import type { Reply } from './refusal.js';
 
 export interface ContactPointOptions {
   /** this contact point's id at the relay: the domain of its peers' addresses (`acme-hq`) */
   readonly id: string;
-  readonly relayUrl: string;
+  /** the relay to hold the tunnel to; undefined: none (direct mode only, `direct` is then required) */
+  readonly relayUrl: string | undefined;
+  /**
+   * More relay URLs (issue 12, `serve --relay` given more than once): with any, two tunnels to
+   * two different relay nodes as one logical session (gateway.ts). Absent: one tunnel to relayUrl.
+   */
+  readonly relayUrls?: readonly string[];
+  /** the contact point credential's secret at the relay (unused without relayUrl) */
   readonly secret: string;
+  /**
+   * Direct mode (serve --direct-listen; seed 000 [0040]): external peers and operators connect
+   * to the contact point itself on this listener, beside or instead of the relay (direct-mode.ts).
+   */
+  readonly direct?: DirectOptions;
   /** where peers and decisions persist; undefined keeps them in memory only */
   readonly stateDir?: string | undefined;
   readonly peerHost?: string;
@@ -85,6 +103,11 @@ export interface ContactPointOptions {
   readonly peerHttp?: HttpLimits;
   /** open the UDP channel the relay offers for mediated datagrams (default true; else they stay in the tunnel) */
   readonly udp?: boolean;
+  /**
+   * take port mediation requests (default true, within the port policy); false: the hello does
+   * not list `mediation`, so the relay refuses operators at once (NOT_OFFERED), and so does this
+   */
+  readonly mediation?: boolean;
   /**
    * streams through this contact point at once (default MAX_STREAMS_PER_CONTACT_POINT), and
    * connections of one relay exposure at once (default MAX_STREAMS_PER_EXPOSURE)
@@ -145,8 +168,14 @@ export class ContactPoint implements AdminHostApi {
   private portsSeen = new Map<number, PortView>();
   /** port mediation (seed 002): what the relay may open on the LAN, within the admin's policy */
   readonly ports: PortMediator;
+  /** direct mode, when its options were given: the listener, its tunnel and its port mediator */
+  readonly direct: DirectMode | undefined;
   /** registration requests the flood limits dropped, for the admin */
   readonly floods: FloodMonitor;
+  /** who may reach whom and what may pass (issue 15) */
+  readonly rules: AccessRules;
+  /** the content check every message to a LAN peer passes, when the admin set one */
+  readonly gate: ContentGate;
   /** sealed payloads: this contact point's key, the "sealed only" policy and key bindings (issue 14) */
   readonly seal: SealGuard;
   private readonly distributor: Distributor;
@@ -165,7 +194,11 @@ export class ContactPoint implements AdminHostApi {
   private portsSent = '';
   private startedAt = 0;
   private udp: UdpChannel | undefined;
+  /** the tunnel whose relay node offered the UDP channel */
+  private udpSlot = 0;
   private running = false;
+  /** what the last PRESENCE hint said of each peer (`registered:online`), to send one per change */
+  private readonly presenceSent = new Map<string, string>();
   /** port mediation refusals recorded in the flow too (see stats.ts) */
   private readonly portRefusalsInFlow = new CodeCounts();
 
@@ -176,28 +209,37 @@ export class ContactPoint implements AdminHostApi {
     timing: Timing,
     history: { store: HistoryStore | undefined; setting: HistoryRetention | undefined },
     audit: AuditLog,
+    directCredentials: CredentialStore | undefined,
+    access: AccessState,
     seal: { key: ContactPointKey; state: SealState | undefined },
   ) {
     this.logger = opts.logger ?? silentLogger;
+    this.rules = new AccessRules(access);
+    this.gate = new ContentGate(this.logger);
+    this.gate.configure(access.check);
     this.history = history.store;
     this.historySetting = history.setting;
     this.flow = new FlowRecorder(history.store);
     this.registrar = registrar;
-    this.ports = new PortMediator(new PortPolicy(portPolicy), this.logger, opts.streamLimits);
+    this.ports = new PortMediator(new PortPolicy(portPolicy), this.logger, opts.streamLimits, TUNNEL_PORT_IDS, opts.mediation !== false);
     this.floods = new FloodMonitor(registrar.limits, this.logger);
     this.audit = audit;
     this.seal = new SealGuard(seal.key, opts.id, registrar, seal.state, () => this.store.changed());
     this.store = StateStore.create(opts.stateDir, () => this.persisted(registrar.persisted()), this.logger, audit, (e) => this.events.emit('audit:entry', e));
     this.gateway = new Gateway({
-      relayUrl: opts.relayUrl,
+      relayUrl: opts.relayUrl ?? '',
+      ...(opts.relayUrls ? { relayUrls: opts.relayUrls } : {}),
+      direct: opts.direct !== undefined,
       id: opts.id,
       secret: opts.secret,
       logger: this.logger,
       software: `contact-point/${VERSION}`,
+      capabilities: [...(opts.mediation !== false ? [CAPABILITY_MEDIATION] : []), ...(opts.udp !== false ? [CAPABILITY_UDP_AEAD] : [])],
       registeredNames: () => registrar.registeredNames(),
       timing,
-      onFrame: (f) => this.onTunnelFrame(f),
-      ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),
+      onFrame: (f, slot) => this.onTunnelFrame(f, slot),
+      // Without a relay (direct mode only) it never dials: no proxy to look up for an empty URL.
+      ...(opts.proxy !== undefined || opts.relayUrl === undefined ? { proxy: opts.relayUrl === undefined ? null : opts.proxy } : {}),
       ...(opts.ca ? { ca: opts.ca } : {}),
     });
     this.peerPort = new PeerPort({
@@ -221,40 +263,61 @@ export class ContactPoint implements AdminHostApi {
         frame: (s, f) => this.onPeerFrame(s, f),
       },
     });
-    const traffic = { id: opts.id, peers: this.peerPort, gateway: this.gateway, flow: this.flow, logger: this.logger };
-    this.distributor = new Distributor({ ...traffic, registrar });
+    this.direct =
+      opts.direct && directCredentials
+        ? new DirectMode(opts.direct, {
+            id: opts.id,
+            logger: this.logger,
+            timing,
+            software: `contact-point/${VERSION}`,
+            registeredNames: () => registrar.registeredNames(),
+            policy: this.ports.policy,
+            tunnelPorts: this.ports,
+            portLimits: opts.streamLimits,
+            mediation: this.ports.offered,
+            onFrame: (f) => this.onTunnelFrame(f, 0, 'direct'),
+            onUp: () => this.outbound.tunnelUp(),
+            onDown: () => this.outbound.tunnelDown(this.direct?.gateway ?? NO_UPLINK),
+          }, directCredentials)
+        : undefined;
+    const traffic = { id: opts.id, peers: this.peerPort, uplinkFor: this.uplinkFor, flow: this.flow, logger: this.logger };
+    this.distributor = new Distributor({ ...traffic, registrar, rules: this.rules, gate: this.gate });
     this.outbound = new Outbound(traffic);
     this.collector = new Collector({ ...traffic, registrar, distributor: this.distributor, outbound: this.outbound, seal: this.seal });
 
-    this.gateway.on('up', () => {
-      this.ports.attach(this.gateway);
-      this.outbound.tunnelUp();
+    this.gateway.on('up', () => this.outbound.tunnelUp());
+    this.gateway.on('down', () => this.outbound.tunnelDown(this.gateway));
+    // Port requests, their answers and streams stay on the tunnel they came on (issue 12).
+    this.gateway.on('slotUp', (slot, link) => this.ports.attach(link, slot));
+    this.gateway.on('slotDown', (slot) => {
+      // Tunnel loss closes every mediated port of that tunnel and resets its streams: nothing stays listening.
+      this.ports.detach('tunnel lost', slot);
+      if (slot === this.udpSlot) this.closeUdp();
     });
-    this.gateway.on('down', () => {
-      this.outbound.tunnelDown();
-      // Tunnel loss closes every mediated port and resets its streams: nothing stays listening.
-      this.ports.detach('tunnel lost');
-      this.closeUdp();
-    });
-    this.ports.on('changed', () => {
-      const list = this.ports.list();
-      this.portHistory(list);
-      this.emitPorts(list);
-    });
-    this.ports.on('refused', (r) => {
-      this.portRefusalsInFlow.add(r.code);
-      this.flow.record(`port:${r.op}`, 'in', `${r.operator}@relay`, `port ${r.op} ${r.what}`, 0, r.code, r.reason);
-    });
+    for (const [mediator, domain] of [[this.ports, 'relay'], ...(this.direct ? [[this.direct.ports, this.direct.domain] as const] : [])] as const) {
+      mediator.on('changed', () => {
+        const list = this.portList();
+        this.portHistory(list);
+        this.emitPorts(list);
+      });
+      mediator.on('refused', (r) => {
+        this.portRefusalsInFlow.add(r.code);
+        this.flow.record(`port:${r.op}`, 'in', `${r.operator}@${domain}`, `port ${r.op} ${r.what}`, 0, r.code, r.reason);
+      });
+    }
     this.gateway.on('status', (s) => this.events.emit('tunnel:status', s));
     registrar.on('changed', (r, previous) => {
       this.store.changed();
+      this.presenceHint(r.name);
       if (previous !== r.state) this.onDecision(r.name, previous, r.state, r.admittedBy);
-      this.events.emit('peer:changed', registrar.view(r));
+      if (this.events.listenerCount('peer:changed') > 0) this.events.emit('peer:changed', registrar.view(r));
     });
     registrar.on('removed', (name) => {
       this.store.changed();
-      this.gateway.announce('remove', [name]);
+      this.announce('remove', [name]);
       this.peerPort.disconnect(name, Status.REVOKED, 'the admin removed this peer');
+      this.rules.forget(name);
+      this.presenceHint(name);
       this.events.emit('peer:removed', { name });
     });
     registrar.on('evicted', (r, source, reason) => {
@@ -297,7 +360,18 @@ export class ContactPoint implements AdminHostApi {
       await store?.close(); // its file and retention timer go with the failed create
       throw err;
     }
-    const cp = new ContactPoint(opts, registrar, ports, timing, { store, setting }, audit, { key, state: state.seal });
+    let directCredentials: CredentialStore | undefined;
+    let access: AccessState;
+    try {
+      if (!opts.direct && opts.relayUrl === undefined) throw new RangeError('a contact point needs a relay URL, direct mode, or both');
+      access = state.access ?? NO_RULES;
+      new AccessRules(access); // a bad pattern in the file fails here, before anything starts
+      directCredentials = opts.direct ? await openDirectCredentials(opts.direct, opts.id, opts.stateDir) : undefined;
+    } catch (err: unknown) {
+      await store?.close();
+      throw err;
+    }
+    const cp = new ContactPoint(opts, registrar, ports, timing, { store, setting }, audit, directCredentials, access, { key, state: state.seal });
     try {
       await cp.saveStartOptions(opts, state, portsNow);
     } catch (err: unknown) {
@@ -350,7 +424,15 @@ export class ContactPoint implements AdminHostApi {
     this.running = true;
     this.startedAt = Date.now();
     this.flow.start();
-    this.gateway.start();
+    try {
+      await this.direct?.start();
+    } catch (err: unknown) {
+      await this.direct?.stop();
+      await this.peerPort.stop();
+      this.running = false;
+      throw err;
+    }
+    if (this.opts.relayUrl !== undefined) this.gateway.start();
     this.refresh = setInterval(() => this.refreshAdmin(), ADMIN_REFRESH_MS);
     this.refresh.unref();
     this.portCounters = setInterval(() => this.refreshPortCounters(), PORT_COUNTERS_MS);
@@ -372,8 +454,10 @@ export class ContactPoint implements AdminHostApi {
       this.gateway.stop();
       this.ports.detach('contact point stopping');
       this.closeUdp();
+      await this.direct?.stop();
       await this.peerPort.stop();
     }
+    await this.gate.close();
     await this.history?.close();
     await this.store.close();
     this.events.removeAllListeners();
@@ -385,7 +469,8 @@ export class ContactPoint implements AdminHostApi {
    */
   readiness(): Readiness {
     if (!this.running) return { ready: false, reason: this.stopped ? 'stopping' : 'not started' };
-    if (this.gateway.connected) return { ready: true };
+    if (this.direct && !this.direct.gateway?.connected) return { ready: false, reason: 'direct mode: its listener is not serving' };
+    if (this.opts.relayUrl === undefined || this.gateway.connected) return { ready: true };
     const t = this.gateway.status();
     const why = t.idInUse ?? t.lastError;
     return { ready: false, reason: `tunnel to the relay ${t.state}${why ? `: ${why}` : ''}` };
@@ -412,9 +497,11 @@ export class ContactPoint implements AdminHostApi {
       peers: this.registrar.views(),
       policy: this.registrar.policyView(),
       flow: this.flow.totals(),
-      ports: this.ports.list(),
+      ports: this.portList(),
       portPolicy: this.ports.policy.config,
       flood: this.floods.view(),
+      ...(this.direct ? { direct: this.direct.view() } : {}),
+      rules: this.rules.view(),
       seal: this.seal.view(),
     };
   }
@@ -479,13 +566,13 @@ export class ContactPoint implements AdminHostApi {
         const { id } = p as AdminParams<'ports:close'>;
         // Nothing in the state file changes, but the close is audited: its entry is on disk before the port closes.
         return this.decide(() => {
-          const port = this.ports.list().find((x) => x.id === id);
+          const port = this.portList().find((x) => x.id === id);
           if (!port) throw new AdminError('NOT_FOUND', `no open port with id ${id}`);
           const before = { proto: port.proto, local: `${port.address}:${port.port}`, state: port.state, operator: port.operator, target: port.target ?? '', bytesIn: port.bytesIn, bytesOut: port.bytesOut };
           return {
             audit: record('ports:close', `port ${id}`, before, null),
             apply: () => {
-              if (!this.ports.close(id)) throw new AdminError('NOT_FOUND', `port ${id} closed meanwhile`);
+              if (!this.ports.close(id) && !this.direct?.ports.close(id)) throw new AdminError('NOT_FOUND', `port ${id} closed meanwhile`);
               return { id };
             },
           };
@@ -546,6 +633,25 @@ export class ContactPoint implements AdminHostApi {
         const q = p as AdminParams<'audit:list'>;
         return this.audit.list({ target: q.target, beforeSeq: q.beforeSeq, limit: q.limit ?? 100 });
       }
+      case 'rules:get':
+        return this.rules.view();
+      case 'rules:set': {
+        const { peer, ...set } = p as AdminParams<'rules:set'>;
+        return this.decideRules((was) => {
+          const before = peer === undefined ? was.office : was.peers.find((x) => x.name === peer);
+          const next = AccessRules.with(was, peer, set);
+          const after = peer === undefined ? next.office : next.peers.find((x) => x.name === peer);
+          return { next, audit: record('rules:set', peer ?? 'office', before ? { ...before } : null, after ? { ...after } : null) };
+        });
+      }
+      case 'rules:check': {
+        const { check } = p as AdminParams<'rules:check'>;
+        return this.decideRules((was) => ({ next: { ...was, check }, audit: record('rules:check', 'content check', { ...was.check }, { ...check }) }));
+      }
+      case 'rules:refusals': {
+        const { peer } = p as AdminParams<'rules:refusals'>;
+        return this.rules.refusalsOf(peer);
+      }
     }
   }
 
@@ -559,10 +665,47 @@ export class ContactPoint implements AdminHostApi {
 
   // ---- decisions -------------------------------------------------------------------------
 
-  /** The whole state file: the registrar's part and the port policy. */
+  /** The whole state file: the registrar's part, the port policy, the history setting and the access rules. */
   private persisted(registrar: PersistedState): PersistedState {
     const ports = this.ports.policy.config;
-    return { ...registrar, ports: { targets: [...ports.targets], listen: [...ports.listen] }, ...(this.historySetting ? { history: { ...this.historySetting } } : {}), ...this.seal.persistedPart() };
+    const access = this.rules.view();
+    const hasRules = access.peers.length > 0 || Object.keys(access.office).length > 0 || access.check.kind !== 'none';
+    return {
+      ...registrar,
+      ports: { targets: [...ports.targets], listen: [...ports.listen] },
+      ...(this.historySetting ? { history: { ...this.historySetting } } : {}),
+      ...(hasRules ? { access } : {}),
+      ...this.seal.persistedPart(),
+    };
+  }
+
+  /**
+   * An access rules decision (rules:set, rules:check): checked against the draft (a bad pattern
+   * is INVALID_PARAMS and changes nothing), saved with its audit entry, then applied.
+   */
+  private decideRules(plan: (was: AccessState) => { next: AccessState; audit: AuditRecord }): Promise<AdminResults['rules:get']> {
+    return this.decide((draft) => {
+      let planned: { next: AccessState; audit: AuditRecord };
+      try {
+        planned = plan(draft.access ?? NO_RULES);
+      } catch (err: unknown) {
+        throw new AdminError('INVALID_PARAMS', (err as Error).message);
+      }
+      draft.access = planned.next;
+      return {
+        audit: planned.audit,
+        apply: () => {
+          const checkChanged = JSON.stringify(this.rules.check) !== JSON.stringify(planned.next.check);
+          this.rules.load(planned.next);
+          if (checkChanged) this.gate.configure(planned.next.check);
+          const view = this.rules.view();
+          this.events.emit('rules:changed', view);
+          // Who may see which peer may have changed: every peer's subscribers are looked up again.
+          for (const name of this.registrar.registeredNames()) this.gateway.send(encodeControl(FrameType.PRESENCE, { address: `${name}@${this.opts.id}` }));
+          return view;
+        },
+      };
+    });
   }
 
   /** A registrar decision (approve, reject, revoke, forget, policy) and its audit entry, durable before it applies. */
@@ -630,7 +773,7 @@ export class ContactPoint implements AdminHostApi {
         at: now,
         id: `port:${p.id}`,
         dir: 'in',
-        from: `${p.operator}@relay`,
+        from: `${p.operator}@${this.direct && p.id >= DIRECT_PORT_IDS.first ? this.direct.domain : 'relay'}`,
         to: `${p.proto} ${p.address}:${p.port}${p.target ? ` -> ${p.target}` : ''}`,
         size: outcome === 'closed' ? p.bytesIn + p.bytesOut : 0,
         outcome,
@@ -645,14 +788,35 @@ export class ContactPoint implements AdminHostApi {
 
   // ---- traffic ---------------------------------------------------------------------------
 
-  private onTunnelFrame(frame: Frame): void {
+  /** The tunnel a message for `domain` goes up: direct mode's for its domain, the relay's for every other. */
+  private readonly uplinkFor = (domain: string): Uplink => {
+    if (this.direct && domain === this.direct.domain) return this.direct.gateway ?? NO_UPLINK;
+    return this.gateway;
+  };
+
+  /** Answers up relay tunnel `slot` (an ACK goes back the way its message came: issue 12), made once. */
+  private readonly slotReplies: Reply[] = Array.from({ length: TUNNEL_SLOTS }, (_, slot) => (f: Buffer): void => void this.gateway.sendOn(slot, f));
+  /** Answers up direct mode's tunnel. */
+  private readonly directReply: Reply = (f) => void (this.direct?.gateway ?? NO_UPLINK).send(f);
+
+  /** Every mediated port: the relay tunnel's and direct mode's. */
+  private portList(): PortView[] {
+    return this.direct ? [...this.ports.list(), ...this.direct.ports.list()] : this.ports.list();
+  }
+
+  /**
+   * A frame down relay tunnel `slot`, or (`via` 'direct') down direct mode's tunnel from its
+   * embedded relay (the same protocol).
+   */
+  private onTunnelFrame(frame: Frame, slot: number, via: 'relay' | 'direct' = 'relay'): void {
+    const reply = via === 'direct' ? this.directReply : (this.slotReplies[slot] ?? this.slotReplies[0]!);
     switch (frame.type) {
       case FrameType.MSG:
-        return this.collector.fromTunnel(frame);
+        return this.collector.fromTunnel(frame, reply);
       case FrameType.ACK:
         return this.outbound.ackFromTunnel(frame);
       case FrameType.KEYS_REQUEST:
-        return this.collector.keysFromTunnel(frame);
+        return this.collector.keysFromTunnel(frame, reply);
       case FrameType.KEYS_ANSWER: {
         // Another contact point's answer to one of our peers (its request went up the tunnel): passed on as it is.
         const to = parseAddress(decodeMsg(frame).to);
@@ -661,16 +825,25 @@ export class ContactPoint implements AdminHostApi {
       }
       case FrameType.REACHABLE:
         return this.outbound.reachable(decodeControl(frame, FrameType.REACHABLE));
+      case FrameType.LOOKUP:
+        return this.answerLookup(decodeControl(frame, FrameType.LOOKUP), reply);
       case FrameType.GOAWAY:
-        this.logger.info('relay is going away', { reason: decodeControl(frame, FrameType.GOAWAY).reason });
+        this.logger.info(via === 'direct' ? 'direct listener is going away' : 'relay is going away', { reason: decodeControl(frame, FrameType.GOAWAY).reason });
         return;
       case FrameType.UDP_CHANNEL: {
+        if (via === 'direct') throw new ProtocolError(Status.PROTOCOL_VIOLATION, 'UDP_CHANNEL on the direct tunnel (its relay runs without UDP)');
         const offer = decodeControl(frame, FrameType.UDP_CHANNEL);
         this.closeUdp();
         if (this.opts.udp === false) return;
-        const udp = new UdpChannel(new URL(this.opts.relayUrl).hostname, offer, offer.port, (d) => this.ports.datagramIn(d), this.logger);
+        if (offer.version !== UDP_VERSION) {
+          // An older relay's channel (HMAC only, datagrams in clear): not used, datagrams stay in the tunnel.
+          this.logger.info('udp channel: the relay offers an unencrypted UDP channel (an older relay); datagrams stay in the tunnel', { version: offer.version ?? 1 });
+          return;
+        }
+        const udp = new UdpChannel(new URL(this.gateway.urlOf(slot)).hostname, offer, offer.port, (d) => this.ports.datagramIn(d), this.logger);
         this.udp = udp;
-        this.ports.setUdpChannel(udp);
+        this.udpSlot = slot;
+        this.ports.setUdpChannel(udp, slot);
         void udp.start();
         return;
       }
@@ -680,7 +853,7 @@ export class ContactPoint implements AdminHostApi {
         return;
       }
       default:
-        if (this.ports.handleFrame(frame)) return;
+        if (via === 'direct' ? this.direct?.ports.handleFrame(frame) : this.ports.handleFrame(frame, slot)) return;
         throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} not expected on the tunnel`);
     }
   }
@@ -717,8 +890,8 @@ export class ContactPoint implements AdminHostApi {
     // warning and its summary speak for them. Decisions always log at info.
     const request = (previous === undefined || previous === 'unregistered') && (state === 'unregistered' || state === 'pending');
     this.logger[request && this.floods.active ? 'debug' : 'info']('peer registration changed', { peer: name, from: previous ?? 'new', to: state, by });
-    if (state === 'registered') this.gateway.announce('add', [name]);
-    else if (previous === 'registered') this.gateway.announce('remove', [name]);
+    if (state === 'registered') this.announce('add', [name]);
+    else if (previous === 'registered') this.announce('remove', [name]);
     if (state === 'revoked') {
       // Revocation is immediate: no more deliveries, and the live session is closed.
       this.peerPort.sendState(name, 'revoked', undefined);
@@ -726,6 +899,43 @@ export class ContactPoint implements AdminHostApi {
     } else if (previous !== undefined) {
       this.peerPort.sendState(name, state as 'unregistered' | 'pending' | 'registered', by);
     }
+  }
+
+  /** Tells the relay, and direct mode's embedded relay, which peers this contact point represents now. */
+  private announce(op: 'add' | 'remove', names: readonly string[]): void {
+    this.gateway.announce(op, names);
+    this.direct?.gateway?.announce(op, names);
+  }
+
+  /**
+   * A lookup the relay forwards (docs/PROTOCOL.md 9.7): what `from` may learn of one of our
+   * peers. A sender the peer's allow list (or the office default's) does not let in hears
+   * `hidden`, for every name alike; the others hear online, offline (registered, not connected)
+   * or unregistered (also for pending, revoked and unknown names: what a sender learns).
+   */
+  private answerLookup(body: LookupBody, reply: Reply): void {
+    const to = parseAddress(body.address);
+    const name = to?.domain === this.opts.id ? to.name : undefined;
+    let peer: 'online' | 'offline' | 'unregistered' | 'hidden';
+    if (name === undefined) peer = 'unregistered';
+    else if (body.from === undefined || !this.rules.allows(name, body.from)) peer = 'hidden';
+    else if (!this.registrar.isRegistered(name)) peer = 'unregistered';
+    else peer = this.registrar.isOnline(name) ? 'online' : 'offline';
+    reply(encodeControl(FrameType.LOOKUP_RESULT, { req: body.req, address: body.address, office: 'connected', peer }));
+  }
+
+  /**
+   * Tells the relay that what a lookup of `name` answers may have changed (registered, online):
+   * a PRESENCE hint, at most once per change, so the relay looks it up again for its subscribers.
+   */
+  private presenceHint(name: string): void {
+    const now = `${this.registrar.isRegistered(name)}:${this.registrar.isOnline(name)}`;
+    if (this.presenceSent.get(name) === now) return;
+    if (this.registrar.get(name)) this.presenceSent.set(name, now);
+    else this.presenceSent.delete(name);
+    const hint = encodeControl(FrameType.PRESENCE, { address: `${name}@${this.opts.id}` });
+    this.gateway.send(hint);
+    this.direct?.gateway?.send(hint);
   }
 
   /** The UDP channel to the relay, while one is offered (for status and tests). */
@@ -745,7 +955,7 @@ export class ContactPoint implements AdminHostApi {
   }
 
   /** The port list to admin subscribers (a port opened, changed state or closed, or its counters moved). */
-  private emitPorts(list = this.ports.list()): void {
+  private emitPorts(list = this.portList()): void {
     this.portsSent = portCounters(list);
     this.events.emit('ports:changed', list);
   }
@@ -753,13 +963,14 @@ export class ContactPoint implements AdminHostApi {
   /** Bytes move without a port event: send the list when its counters changed since the last one sent. */
   private refreshPortCounters(): void {
     if (this.events.listenerCount('ports:changed') === 0) return;
-    const list = this.ports.list();
+    const list = this.portList();
     if (portCounters(list) !== this.portsSent) this.emitPorts(list);
   }
 
   private refreshAdmin(): void {
     if (this.floods.takeChanged()) this.events.emit('peers:flood', this.floods.view());
     if (this.events.listenerCount('tunnel:status') > 0) this.events.emit('tunnel:status', this.gateway.status());
+    if (this.direct && this.events.listenerCount('direct:status') > 0) this.events.emit('direct:status', this.direct.view());
     if (this.events.listenerCount('peer:changed') === 0) return;
     // Message counters change too often for an event each; changed peers go out once a second.
     for (const name of this.registrar.drainCounted()) {
@@ -768,6 +979,9 @@ export class ContactPoint implements AdminHostApi {
     }
   }
 }
+
+/** The direct tunnel before it exists: down, like a gateway whose tunnel is down. */
+const NO_UPLINK: Uplink = { send: () => false, connected: false, bufferedAmount: 0 };
 
 /** A peer record as the audit trail shows it before or after a decision (null: no record). */
 function peerAudit(r: PeerRecord | undefined): AuditValue {

@@ -3,9 +3,10 @@ import { EventEmitter } from 'node:events';
 import { hostname, networkInterfaces } from 'node:os';
 import type { Frame } from '../protocol/codec.js';
 import type { DialErrorKind } from '../protocol/dial-failure.js';
-import { Dialer } from '../protocol/dialer.js';
-import { CAPABILITY_REACHABLE, FrameType } from '../protocol/frames.js';
-import { MAX_PEERS_PER_ANNOUNCE } from '../protocol/limits.js';
+import { Dialer, type DialerStatus } from '../protocol/dialer.js';
+import { CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_DIRECT, CAPABILITY_LOOKUP, CAPABILITY_NODE, CAPABILITY_REACHABLE, FrameType } from '../protocol/frames.js';
+import { MAX_PEERS_PER_ANNOUNCE, TUNNEL_SLOTS } from '../protocol/limits.js';
+import { Backoff } from '../runtime/backoff.js';
 import type { Link } from '../protocol/link.js';
 import type { MuxLink } from '../protocol/stream-mux.js';
 import type { Timing } from '../protocol/timing.js';
@@ -15,32 +16,51 @@ import type { TunnelState, TunnelView } from '../admin/contract.js';
 
 export interface GatewayOptions {
   readonly relayUrl: string;
+  /**
+   * More relay URLs (issue 12): with any, the contact point holds two tunnels (slots 0 and 1) to
+   * two different relay nodes as one logical session; each tries the URLs in turn, slot 1
+   * starting from the second. Absent or empty: one tunnel to relayUrl, as ever.
+   */
+  readonly relayUrls?: readonly string[];
   readonly id: string;
   readonly secret: string;
   readonly logger: Logger;
   readonly software: string;
+  /** HELLO env.capabilities beside `messages` and `reachable`: what this contact point has on (PROTOCOL.md, HELLO) */
+  readonly capabilities?: readonly string[];
   /** names to announce after each (re)connect */
   readonly registeredNames: () => string[];
   readonly proxy?: string | null;
   readonly ca?: string | Buffer;
   /** keepalive, backoff, hello deadline and ID_IN_USE retry, handed whole to the dialer */
   readonly timing: Timing;
-  /** Every frame the relay sends down the tunnel (after WELCOME), called straight from the dialer. */
-  readonly onFrame: (frame: Frame) => void;
+  /** Every frame the relay sends down a tunnel (after WELCOME), with the tunnel's slot, called straight from the dialer. */
+  readonly onFrame: (frame: Frame, slot: number) => void;
   /**
    * HELLO `instance`: this running contact point, as opposed to another one with the same
    * credential (a copied config, a restored VM). Drawn at random by default and never stored;
-   * two tunnels of one instance (to two relay nodes) would share it.
+   * the two tunnels of one instance (to two relay nodes) share it.
    */
   readonly instance?: string;
+  /** direct mode is on: the hello announces CAPABILITY_DIRECT */
+  readonly direct?: boolean;
 }
 
 /** Tunnel state changes (rare); frames go to GatewayOptions.onFrame instead. */
 export interface GatewayEvents {
   status: [TunnelView];
+  /** the first tunnel is up (none was) */
   up: [];
+  /** the last tunnel is down */
   down: [];
+  /** tunnel `slot` is up: port requests may come on it, and their answers and streams go back on `link` */
+  slotUp: [slot: number, link: MuxLink];
+  /** tunnel `slot` is down: what came on it (ports, streams) ends */
+  slotDown: [slot: number];
 }
+
+/** What messages and ACKs go up: the relay tunnel's gateway or direct mode's (contact-point.ts uplinkFor). */
+export type Uplink = Pick<Gateway, 'send' | 'connected' | 'bufferedAmount'>;
 
 /** IPv4/IPv6 addresses of this host's non-internal interfaces: the contact point's LAN environment. */
 function lanAddresses(): string[] {
@@ -51,127 +71,257 @@ function lanAddresses(): string[] {
     .slice(0, 32);
 }
 
-/**
- * The gateway interface (seed 000, 210): the ONE continuous outbound tunnel to the relay. It
- * says hello with the contact point's credential and environment, announces the registered
- * peers after every (re)connect, and keeps the link alive with pings well below NAT idle
- * timeouts; the dialer under it reconnects with jittered backoff.
- *
- * It is the tunnel's only owner: the rest of the contact point writes through it (send; port
- * mediation's streams use it as their MuxLink) and never holds the link itself, so nothing
- * writes on a link after the gateway has let go of it.
- */
-export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
-  private readonly dialer: Dialer;
-  private link: Link | undefined;
-  private closedTotals = { bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0 };
-  /** the dialer's last error, kept after the tunnel recovers: the admin asks what the outage was (issue 16, item 9) */
-  private lastFault: { readonly error: string; readonly at: number | undefined; readonly kind: DialErrorKind | undefined } | undefined;
-  /** HELLO `instance` (see GatewayOptions.instance) */
-  readonly instance: string;
+/** One tunnel of the gateway (one slot) and what it knows of its relay node. */
+class TunnelSlot implements MuxLink {
+  link: Link | undefined;
+  /** told to the rest of the contact point as up (slotUp): not while it is leaving a node at once */
+  announced = false;
+  /** the relay node it is connected to (WELCOME `node`), while up */
+  node: string | undefined;
+  /** why it left a node (its other tunnel's), shown until it is up elsewhere */
+  note: string | undefined;
+  totals = { bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0 };
 
-  constructor(private readonly opts: GatewayOptions) {
-    super();
-    const instance = (this.instance = opts.instance ?? randomBytes(12).toString('base64url'));
-    this.dialer = new Dialer({
-      url: opts.relayUrl,
-      label: `tunnel:${opts.id}`,
-      logger: opts.logger,
-      stopOnRejection: false,
-      timing: opts.timing,
-      onFrame: opts.onFrame,
-      hello: () => ({
-        versions: OFFERED_VERSIONS,
-        role: 'contact-point',
-        id: opts.id,
-        secret: opts.secret,
-        env: { software: opts.software, host: hostname().slice(0, 255), addresses: lanAddresses(), capabilities: ['messages', CAPABILITY_REACHABLE] },
-        instance,
-      }),
-      ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),
-      ...(opts.ca ? { ca: opts.ca } : {}),
-    });
-    this.dialer.on('up', (link) => {
-      this.link = link;
-      this.announce('add', this.opts.registeredNames());
-      this.opts.logger.info('tunnel up', { relay: opts.relayUrl });
-      this.emit('up');
-    });
-    this.dialer.on('down', () => {
-      const s = this.link?.stats;
-      if (s) {
-        this.closedTotals.bytesIn += s.bytesIn;
-        this.closedTotals.bytesOut += s.bytesOut;
-        this.closedTotals.framesIn += s.framesIn;
-        this.closedTotals.framesOut += s.framesOut;
-      }
-      this.link = undefined;
-      this.emit('down');
-    });
-    this.dialer.on('status', (d) => {
-      if (d.lastError !== undefined) this.lastFault = { error: d.lastError, at: d.lastErrorAt, kind: d.lastErrorKind };
-      this.emit('status', this.status());
-    });
+  constructor(
+    readonly index: number,
+    readonly dialer: Dialer,
+  ) {}
+
+  get isUp(): boolean {
+    return this.announced && (this.link?.isOpen ?? false);
   }
 
-  get connected(): boolean {
-    return this.link?.isOpen ?? false;
+  send(frame: Buffer): boolean {
+    return this.link?.send(frame) ?? false;
+  }
+
+  sendParts(head: Buffer, body: Buffer, offset: number, length: number): boolean {
+    return this.link?.sendParts(head, body, offset, length) ?? false;
+  }
+
+  get copiesBodies(): boolean {
+    return this.link?.copiesBodies ?? true;
   }
 
   get bufferedAmount(): number {
     return this.link?.bufferedAmount ?? 0;
   }
 
-  start(): void {
-    this.dialer.start();
-  }
-
-  stop(): void {
-    this.dialer.stop();
-  }
-
-  reconnectNow(): void {
-    this.dialer.reconnectNow();
-  }
-
-  /** Sends one frame down the tunnel; false (dropped) while it is down. */
-  send(frame: Buffer): boolean {
-    return this.link?.send(frame) ?? false;
-  }
-
-  /** STREAM_DATA without joining head and body first (Link.sendParts); false while down. */
-  sendParts(head: Buffer, body: Buffer, offset: number, length: number): boolean {
-    return this.link?.sendParts(head, body, offset, length) ?? false;
-  }
-
-  /** The tunnel is a client link, which copies (masks) every body it sends; nothing is kept while down. */
-  get copiesBodies(): boolean {
-    return this.link?.copiesBodies ?? true;
-  }
-
-  /** Runs `fn` once the tunnel's socket has drained (at once when it is not congested, or down). */
   whenWritable(fn: () => void): void {
     if (this.link) this.link.whenWritable(fn);
     else setImmediate(fn);
   }
 
-  /** Tell the relay which peers this contact point now represents (or no longer does). */
+  /** The link's counters are added to the slot's totals when it closes. */
+  retire(): void {
+    const s = this.link?.stats;
+    if (s) {
+      this.totals.bytesIn += s.bytesIn;
+      this.totals.bytesOut += s.bytesOut;
+      this.totals.framesIn += s.framesIn;
+      this.totals.framesOut += s.framesOut;
+    }
+    this.link = undefined;
+    this.node = undefined;
+    this.announced = false;
+  }
+}
+
+/**
+ * The gateway interface (seed 000, 210): the continuous outbound tunnel to the relay (with two
+ * or more relay URLs, two tunnels to two different relay nodes, issue 12). It says hello with
+ * the contact point's credential and environment, announces the registered peers after every
+ * (re)connect, and keeps each link alive with pings well below NAT idle timeouts; the dialer
+ * under each reconnects with jittered backoff.
+ *
+ * It is the tunnels' only owner: the rest of the contact point writes through it (send, or
+ * sendOn the tunnel a message came on; port mediation's streams use a slot as their MuxLink)
+ * and never holds a link itself, so nothing writes on a link after the gateway let go of it.
+ */
+export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
+  private readonly slots: TunnelSlot[];
+  /** 'up' was emitted and 'down' not since */
+  private up = false;
+  /** the dialer's last error, kept after the tunnel recovers: the admin asks what the outage was (issue 16, item 9) */
+  private lastFault: { readonly error: string; readonly at: number | undefined; readonly kind: DialErrorKind | undefined } | undefined;
+  /** delay before slot 1 leaves a node slot 0 is on, growing while it keeps landing there */
+  private readonly sameNode: Backoff;
+  /** HELLO `instance` (see GatewayOptions.instance) */
+  readonly instance: string;
+
+  constructor(private readonly opts: GatewayOptions) {
+    super();
+    const instance = (this.instance = opts.instance ?? randomBytes(12).toString('base64url'));
+    this.sameNode = new Backoff(opts.timing.backoffBaseMs, opts.timing.backoffMaxMs);
+    const urls = [opts.relayUrl, ...(opts.relayUrls ?? [])];
+    const count = urls.length > 1 ? TUNNEL_SLOTS : 1;
+    this.slots = [];
+    for (let i = 0; i < count; i++) {
+      // Slot i starts at the i-th URL and goes round the list from there.
+      const mine = [...urls.slice(i % urls.length), ...urls.slice(0, i % urls.length)];
+      const dialer = new Dialer({
+        url: mine[0]!,
+        alternates: mine.slice(1),
+        label: count > 1 ? `tunnel:${opts.id}#${i}` : `tunnel:${opts.id}`,
+        logger: opts.logger,
+        stopOnRejection: false,
+        timing: opts.timing,
+        onFrame: (f) => opts.onFrame(f, i),
+        hello: () => ({
+          versions: OFFERED_VERSIONS,
+          role: 'contact-point',
+          id: opts.id,
+          secret: opts.secret,
+          env: { software: opts.software, host: hostname().slice(0, 255), addresses: lanAddresses(), capabilities: ['messages', CAPABILITY_REACHABLE, CAPABILITY_NODE, CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_LOOKUP, ...(opts.direct ? [CAPABILITY_DIRECT] : []), ...(opts.capabilities ?? [])] },
+          instance,
+          // Slot 0 says nothing: its HELLO is the one-tunnel HELLO any relay takes.
+          ...(i > 0 ? { slot: i } : {}),
+        }),
+        ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),
+        ...(opts.ca ? { ca: opts.ca } : {}),
+      });
+      const slot = new TunnelSlot(i, dialer);
+      this.slots.push(slot);
+      dialer.on('up', (link, welcome) => this.slotUp(slot, link, welcome.node));
+      dialer.on('down', () => {
+        const was = slot.announced;
+        slot.retire();
+        if (was) this.emit('slotDown', i);
+        if (this.up && !this.slots.some((s) => s.announced)) {
+          this.up = false;
+          this.emit('down');
+        }
+      });
+      dialer.on('status', (d) => {
+        if (d.lastError !== undefined) this.lastFault = { error: d.lastError, at: d.lastErrorAt, kind: d.lastErrorKind };
+        this.emit('status', this.status());
+      });
+    }
+  }
+
+  private slotUp(slot: TunnelSlot, link: Link, node: string | undefined): void {
+    slot.link = link;
+    slot.node = node;
+    const other = this.slots.find((s) => s !== slot && s.isUp);
+    if (node !== undefined && other?.node === node) {
+      // Both tunnels on one node: that node's death would take both. The one that just came
+      // (the other carries traffic, its streams and ports) leaves and tries the next URL (a load
+      // balancer's next pick), waiting longer each time it lands there again. Not announced as up.
+      const delay = Math.round(this.sameNode.next());
+      slot.note = `reached relay node ${node}, which the other tunnel is on; trying another node in ${delay} ms`;
+      this.opts.logger.info('both tunnels reached one relay node; the second tries another', { node, slot: slot.index, retryInMs: delay });
+      return slot.dialer.moveOn(slot.note, delay);
+    } else if (node !== undefined && other?.node !== undefined) {
+      this.sameNode.reset();
+      for (const s of this.slots) s.note = undefined;
+    } else {
+      slot.note = undefined;
+    }
+    this.announceOn(link, 'add', this.opts.registeredNames());
+    this.opts.logger.info('tunnel up', { relay: slot.dialer.url, ...(node !== undefined ? { node } : {}), ...(this.slots.length > 1 ? { slot: slot.index } : {}) });
+    slot.announced = true;
+    this.emit('slotUp', slot.index, slot);
+    if (!this.up) {
+      this.up = true;
+      this.emit('up');
+    }
+  }
+
+  /** The tunnel sends go on: the lowest slot that is up. */
+  private primary(): TunnelSlot | undefined {
+    return this.slots.find((s) => s.isUp);
+  }
+
+  get connected(): boolean {
+    return this.slots.some((s) => s.isUp);
+  }
+
+  /** The tunnel's keepalive: adaptive once the relay took the capability up (PROTOCOL.md 12.1); fixed while down. */
+  get keepaliveMode(): 'adaptive' | 'fixed' {
+    return this.primary()?.link?.keepaliveMode ?? 'fixed';
+  }
+
+  get bufferedAmount(): number {
+    return this.primary()?.link?.bufferedAmount ?? 0;
+  }
+
+  /** The relay URL tunnel `slot` is connected to (or dials next). */
+  urlOf(slot: number): string {
+    return (this.slots[slot] ?? this.slots[0]!).dialer.url;
+  }
+
+  /** The link sends go on now (the benchmarks read its socket's wire counters). */
+  get currentLink(): Link | undefined {
+    return this.primary()?.link;
+  }
+
+  /** How many tunnels it holds at most: 2 with two or more relay URLs, else 1. */
+  get slotCount(): number {
+    return this.slots.length;
+  }
+
+  start(): void {
+    for (const s of this.slots) s.dialer.start();
+  }
+
+  stop(): void {
+    for (const s of this.slots) s.dialer.stop();
+  }
+
+  reconnectNow(): void {
+    for (const s of this.slots) s.dialer.reconnectNow();
+  }
+
+  /** Sends one frame down a tunnel; false (dropped) while every tunnel is down. */
+  send(frame: Buffer): boolean {
+    return this.primary()?.send(frame) ?? false;
+  }
+
+  /** Sends on tunnel `slot` (an ACK goes back the way its message came), or on another while that one is down. */
+  sendOn(slot: number, frame: Buffer): boolean {
+    const s = this.slots[slot];
+    return s?.isUp ? s.send(frame) : this.send(frame);
+  }
+
+  /** STREAM_DATA without joining head and body first (Link.sendParts); false while down. */
+  sendParts(head: Buffer, body: Buffer, offset: number, length: number): boolean {
+    return this.primary()?.sendParts(head, body, offset, length) ?? false;
+  }
+
+  /** The tunnel is a client link, which copies (masks) every body it sends; nothing is kept while down. */
+  get copiesBodies(): boolean {
+    return this.primary()?.copiesBodies ?? true;
+  }
+
+  /** Runs `fn` once the tunnel's socket has drained (at once when it is not congested, or down). */
+  whenWritable(fn: () => void): void {
+    const p = this.primary();
+    if (p) p.whenWritable(fn);
+    else setImmediate(fn);
+  }
+
+  /** Tell the relay which peers this contact point now represents (or no longer does), on every tunnel. */
   announce(op: 'add' | 'remove', names: readonly string[]): void {
-    const link = this.link;
-    if (!link) return; // the full list goes out on the next connect
+    for (const s of this.slots) if (s.link) this.announceOn(s.link, op, names); // the full list goes out on the next connect
+  }
+
+  private announceOn(link: Link, op: 'add' | 'remove', names: readonly string[]): void {
     for (let i = 0; i < names.length; i += MAX_PEERS_PER_ANNOUNCE) {
       link.sendControl(FrameType.PEERS, { op, names: names.slice(i, i + MAX_PEERS_PER_ANNOUNCE) });
     }
   }
 
   status(): TunnelView {
-    const d = this.dialer.status();
-    const live = this.link?.stats;
-    const state: TunnelState = d.state === 'idle' || d.state === 'stopped' ? 'offline' : d.state;
+    // The tunnel shown is the one sends go on, else slot 0; counters are every tunnel's.
+    const main = this.primary() ?? this.slots[0]!;
+    const d = main.dialer.status();
+    const live = main.link?.stats;
+    const state = (x: DialerStatus): TunnelState => (x.state === 'idle' || x.state === 'stopped' ? 'offline' : x.state);
+    const sum = (k: 'bytesIn' | 'bytesOut' | 'framesIn' | 'framesOut'): number => this.slots.reduce((n, s) => n + s.totals[k] + (s.link?.stats[k] ?? 0), 0);
     return {
-      state,
+      state: state(d),
       stateSince: d.stateSince,
-      everConnected: d.everConnected,
+      everConnected: this.slots.some((s) => s.dialer.status().everConnected),
       relayUrl: d.url,
       session: d.session,
       connectedAt: d.connectedAt,
@@ -180,15 +330,24 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
       lastErrorKind: d.lastError !== undefined ? d.lastErrorKind : this.lastFault?.kind,
       nextRetryAt: d.nextRetryAt,
       idInUse: d.idInUse,
-      reconnects: d.reconnects,
+      reconnects: this.slots.reduce((n, s) => n + s.dialer.status().reconnects, 0),
       rttMs: live?.rttMs,
-      bytesIn: this.closedTotals.bytesIn + (live?.bytesIn ?? 0),
-      bytesOut: this.closedTotals.bytesOut + (live?.bytesOut ?? 0),
-      framesIn: this.closedTotals.framesIn + (live?.framesIn ?? 0),
-      framesOut: this.closedTotals.framesOut + (live?.framesOut ?? 0),
+      bytesIn: sum('bytesIn'),
+      bytesOut: sum('bytesOut'),
+      framesIn: sum('framesIn'),
+      framesOut: sum('framesOut'),
       peersServed: this.opts.registeredNames().length,
       keepaliveMs: this.opts.timing.pingIntervalMs,
       proxy: d.proxy,
+      ...(main.node !== undefined ? { node: main.node } : {}),
+      ...(this.slots.length > 1
+        ? {
+            tunnels: this.slots.map((s) => {
+              const x = s.dialer.status();
+              return { slot: s.index, state: state(x), relayUrl: x.url, node: s.isUp ? s.node : undefined, note: s.note ?? (s.isUp ? undefined : (x.idInUse ?? x.lastError)) };
+            }),
+          }
+        : {}),
     };
   }
 }

@@ -41,6 +41,13 @@ export const DEFAULT_PORT_LIMITS: PortLimits = {
   maxStreams: MAX_STREAMS_PER_CONTACT_POINT,
   maxStreamsPerExposure: MAX_STREAMS_PER_EXPOSURE,
 };
+/** Port ids a mediator hands out: the tunnel's mediator and direct mode's take disjoint halves, so the admin's port list and ports:close name each port once. */
+export interface PortIdRange {
+  readonly first: number;
+  readonly last: number;
+}
+export const TUNNEL_PORT_IDS: PortIdRange = { first: 1, last: 0x3fffffff };
+export const DIRECT_PORT_IDS: PortIdRange = { first: 0x40000000, last: 0x7fffffff };
 /** A connect to a LAN target that has not completed by then fails with CONNECT_FAILED. */
 export const CONNECT_TIMEOUT_MS = 10_000;
 
@@ -74,6 +81,15 @@ interface PortEntry {
   server?: Server;
   udp?: UdpSocket;
   sockets: Set<Socket>;
+  /** the tunnel its request came on: its answers, events and streams stay there (issue 12) */
+  readonly tunnel: Tunnel;
+}
+
+/** One tunnel to the relay (a contact point with two relay nodes has two, issue 12) and its streams. */
+interface Tunnel {
+  readonly slot: number;
+  readonly link: MuxLink;
+  readonly mux: StreamMux;
 }
 
 /** What an operation answers besides `req` and `ok`. */
@@ -101,9 +117,13 @@ class RequestError extends Error {
  */
 export class PortMediator extends EventEmitter<PortMediatorEvents> {
   private readonly ports = new Map<number, PortEntry>();
-  private mux: StreamMux | undefined;
-  private link: MuxLink | undefined;
-  private nextId = 1;
+  /** the tunnels up now, by slot */
+  private readonly tunnels = new Map<number, Tunnel>();
+  /** the slot whose relay node the UDP channel goes to */
+  private udpSlot = 0;
+  private nextId: number;
+  /** the mediator sharing this one's contact point limits (shareLimitsWith) */
+  private sibling: PortMediator | undefined;
   /** the UDP channel to the relay while it is alive; datagrams fall back to the tunnel */
   private udp: { send(d: OutgoingDatagram): boolean } | undefined;
   private nextStream = -1;
@@ -115,41 +135,66 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   readonly refusedByCode = new CodeCounts();
   /** bytes of ports that have closed, and of streams that ended after their port (open ports are summed from list()) */
   private readonly closedBytes = { in: 0, out: 0 };
-  /** The operations the relay may ask for, each given exactly its request's fields. */
-  private readonly operations: Handlers<CpPortRequest, 'op', Promise<PortAnswer>> = {
-    open: (r) => this.open(r),
-    redirect: async (r) => this.redirect(r),
-    connect: (r) => this.connectPort(r),
-    listen: (r) => this.listen(r),
-    close: async (r) => this.closeRequested(r),
-    expose: (r) => this.exposePort(r),
-  };
+  /** The operations the relay may ask for, each given exactly its request's fields and the tunnel it came on. */
+  private operations(t: Tunnel): Handlers<CpPortRequest, 'op', Promise<PortAnswer>> {
+    return {
+      open: (r) => this.open(r, t),
+      redirect: async (r) => this.redirect(r),
+      connect: (r) => this.connectPort(r, t),
+      listen: (r) => this.listen(r),
+      close: async (r) => this.closeRequested(r),
+      expose: (r) => this.exposePort(r, t),
+    };
+  }
 
   constructor(
     readonly policy: PortPolicy,
     private readonly logger: Logger,
     limits: Partial<PortLimits> = {},
+    private readonly ids: PortIdRange = TUNNEL_PORT_IDS,
+    /** false (`serve --no-mediation`): every request is answered NOT_OFFERED, and the hello does not list `mediation` */
+    readonly offered = true,
   ) {
     super();
+    this.nextId = ids.first;
     this.limits = { ...DEFAULT_PORT_LIMITS, ...limits };
   }
 
-  /** A tunnel is up: requests may come. */
-  attach(link: MuxLink): void {
-    this.closeAll('tunnel replaced');
-    this.link = link;
-    this.mux = new StreamMux(link);
+  /**
+   * Direct mode's mediator and the relay tunnel's count against one set of contact point limits
+   * (maxPorts, maxStreams: "at this contact point"): each counts the other's ports and streams.
+   */
+  shareLimitsWith(other: PortMediator): void {
+    this.sibling = other;
+    other.sibling = this;
   }
 
-  setUdpChannel(udp: typeof this.udp): void {
+  /** Streams of the mediator this one shares its limits with (0 without one). */
+  private siblingStreams(): number {
+    const s = this.sibling;
+    return s ? s.streamCount + s.connecting : 0;
+  }
+
+  /** Tunnel `slot` is up: requests may come on it. */
+  attach(link: MuxLink, slot = 0): void {
+    this.detach('tunnel replaced', slot);
+    this.tunnels.set(slot, { slot, link, mux: new StreamMux(link) });
+  }
+
+  /** The UDP channel to the relay node of tunnel `slot` (undefined: none; datagrams go in the tunnels). */
+  setUdpChannel(udp: typeof this.udp, slot = 0): void {
     this.udp = udp;
+    this.udpSlot = slot;
   }
 
-  /** The tunnel is gone: close every port, reset every stream. */
-  detach(reason: string): void {
-    this.closeAll(reason);
-    this.link = undefined;
-    this.mux = undefined;
+  /** A tunnel is gone (`slot`; every one when absent): close its ports, reset its streams. */
+  detach(reason: string, slot?: number): void {
+    for (const t of [...this.tunnels.values()]) {
+      if (slot !== undefined && t.slot !== slot) continue;
+      for (const p of [...this.ports.values()]) if (p.tunnel === t) this.closePort(p, reason);
+      t.mux.resetAll(reason);
+      this.tunnels.delete(t.slot);
+    }
   }
 
   /** ports open now */
@@ -158,7 +203,9 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   }
 
   get streamCount(): number {
-    return this.mux?.size ?? 0;
+    let n = 0;
+    for (const t of this.tunnels.values()) n += t.mux.size;
+    return n;
   }
 
   list(): PortView[] {
@@ -189,18 +236,19 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     return { bytesIn, bytesOut };
   }
 
-  /** Handles a mediation frame from the tunnel; false when `frame` is not one. */
-  handleFrame(frame: Frame): boolean {
+  /** Handles a mediation frame from tunnel `slot`; false when `frame` is not one. */
+  handleFrame(frame: Frame, slot = 0): boolean {
+    const t = this.tunnels.get(slot);
     if (frame.type === FrameType.PORT_REQUEST) {
       const req = decodeControl(frame, FrameType.PORT_REQUEST);
-      void this.execute(req).then((result) => this.link?.send(encodeControl(FrameType.PORT_RESULT, result)));
+      if (t) void this.execute(req, t).then((result) => t.link.send(encodeControl(FrameType.PORT_RESULT, result)));
       return true;
     }
     if (frame.type === FrameType.DATAGRAM) {
       this.datagramFromRelay(frame);
       return true;
     }
-    return this.mux?.handle(frame) ?? false;
+    return t?.mux.handle(frame) ?? false;
   }
 
   /** Admin command: close a port (and reset its streams). */
@@ -213,12 +261,13 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
 
   closeAll(reason: string): void {
     for (const p of [...this.ports.values()]) this.closePort(p, reason);
-    this.mux?.resetAll(reason);
+    for (const t of this.tunnels.values()) t.mux.resetAll(reason);
   }
 
-  private async execute(req: PortRequestBody): Promise<PortResultBody> {
+  private async execute(req: PortRequestBody, t: Tunnel): Promise<PortResultBody> {
     try {
-      const answer = await dispatch(cpPortRequestSchema, this.operations, req, () => {
+      if (!this.offered) throw new RequestError(Status.NOT_OFFERED);
+      const answer = await dispatch(cpPortRequestSchema, this.operations(t), req, () => {
         throw new RequestError(Status.BAD_REQUEST, `${req.op} is for the relay, not a contact point`);
       });
       return { req: req.req, ok: true, ...answer };
@@ -228,7 +277,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
         : err instanceof SchemaError ? new RequestError(Status.BAD_REQUEST, err.message)
         : new RequestError(Status.INTERNAL, (err as Error).message);
       this.refusedByCode.add(e.code);
-      if (e.code === Status.PERMISSION_DENIED || e.code === Status.UNSAFE_TARGET) {
+      if (e.code === Status.PERMISSION_DENIED || e.code === Status.UNSAFE_TARGET || e.code === Status.NOT_OFFERED) {
         this.emit('refused', { at: Date.now(), operator: req.operator, op: req.op, what: describeRequest(req), code: e.code, reason: e.message });
       }
       const port = req.op === 'connect' && req.portId !== undefined ? this.ports.get(req.portId) : undefined;
@@ -252,7 +301,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     return { portId: p.id };
   }
 
-  private async open(req: CpPortOp<'open'>): Promise<{ portId: number; port: number; address: string }> {
+  private async open(req: CpPortOp<'open'>, t: Tunnel): Promise<{ portId: number; port: number; address: string }> {
     const proto = req.proto;
     // The address is checked and bound in its canonical form (::ffff:127.0.0.1 is 127.0.0.1).
     const canon = req.address !== undefined && isIP(req.address) !== 0 ? canonicalAddress(req.address) : undefined;
@@ -275,7 +324,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     let lastErr: NodeJS.ErrnoException | undefined;
     for (const port of candidates) {
       try {
-        const entry = this.newEntry(proto, address, port, 'open', req.operator, undefined);
+        const entry = this.newEntry(proto, address, port, 'open', req.operator, undefined, t);
         if (proto === 'udp') {
           entry.udp = await bindUdp(address, port);
           entry.port = entry.udp.address().port;
@@ -299,13 +348,13 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   }
 
   private checkPortLimits(operator: string): void {
-    if (this.ports.size >= this.limits.maxPorts) throw new RequestError(Status.PORT_LIMIT, `${this.limits.maxPorts} ports are open`);
+    if (this.ports.size + (this.sibling?.ports.size ?? 0) >= this.limits.maxPorts) throw new RequestError(Status.PORT_LIMIT, `${this.limits.maxPorts} ports are open`);
     let mine = 0;
     for (const p of this.ports.values()) if (p.operator === operator) mine++;
     if (mine >= this.limits.maxPerOperator) throw new RequestError(Status.PORT_LIMIT, `${operator} has ${mine} ports open`);
   }
 
-  private newEntry(proto: 'tcp' | 'udp', address: string, port: number, state: PortState, operator: string, target: string | undefined): PortEntry {
+  private newEntry(proto: 'tcp' | 'udp', address: string, port: number, state: PortState, operator: string, target: string | undefined, tunnel: Tunnel): PortEntry {
     const id = this.allocId();
     const entry: PortEntry = {
       id,
@@ -329,6 +378,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
       bytesIn: 0,
       bytesOut: 0,
       sockets: new Set(),
+      tunnel,
     };
     return entry;
   }
@@ -338,14 +388,14 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
    * limit) whose every connection is a stream: the relay sends one connect per connection to
    * the same target. Streams are capped per exposure and per contact point (STREAM_LIMIT).
    */
-  private async exposePort(req: CpPortOp<'expose'>): Promise<{ portId: number; port: number }> {
+  private async exposePort(req: CpPortOp<'expose'>, t: Tunnel): Promise<{ portId: number; port: number }> {
     if ((req.proto ?? 'tcp') !== 'tcp') throw new RequestError(Status.BAD_REQUEST, 'only TCP exposures have a port of their own');
     this.checkPortLimits(req.operator);
     // Checked now so a refusal shows when the exposure starts; checked again at every connect.
     const target = await this.policy.resolveTarget(req.host, req.targetPort);
     if (!target.ok) throw new RequestError(target.unsafe ? Status.UNSAFE_TARGET : Status.PERMISSION_DENIED, target.reason);
     this.checkPortLimits(req.operator);
-    const entry = this.newEntry('tcp', '0.0.0.0', 0, 'exposed', req.operator, `${req.host}:${req.targetPort}`);
+    const entry = this.newEntry('tcp', '0.0.0.0', 0, 'exposed', req.operator, `${req.host}:${req.targetPort}`, t);
     this.ports.set(entry.id, entry);
     this.emit('changed');
     return { portId: entry.id, port: 0 };
@@ -358,16 +408,16 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     return { portId: p.id, port: p.port };
   }
 
-  private async connectPort(req: CpPortOp<'connect'>): Promise<{ portId: number; streamId: number; port: number }> {
+  private async connectPort(req: CpPortOp<'connect'>, t: Tunnel): Promise<{ portId: number; streamId: number; port: number }> {
     const p = this.must(req, 'tcp');
+    if (p.tunnel !== t) throw new RequestError(Status.WRONG_STATE, `port ${p.id} belongs to another tunnel`);
     if (p.state === 'exposed') return this.connectExposed(p, req);
     if (p.state !== 'open') throw new RequestError(Status.WRONG_STATE, `port ${p.id} is ${p.state}`);
     const streamId = req.streamId;
     if (streamId % 2 !== 0) throw new RequestError(Status.BAD_REQUEST, 'connect needs an even streamId chosen by the relay');
-    const mux = this.mux;
-    if (!mux) throw new RequestError(Status.WRONG_STATE, 'no tunnel');
+    const mux = p.tunnel.mux;
     if (mux.get(streamId)) throw new RequestError(Status.BAD_REQUEST, `stream ${streamId} is in use`);
-    if (mux.size + this.connecting >= this.limits.maxStreams) throw new RequestError(Status.STREAM_LIMIT, `${this.limits.maxStreams} streams are open at this contact point`);
+    if (this.streamCount + this.connecting + this.siblingStreams() >= this.limits.maxStreams) throw new RequestError(Status.STREAM_LIMIT, `${this.limits.maxStreams} streams are open at this contact point`);
     const target = await this.policy.resolveTarget(req.host, req.targetPort);
     if (!target.ok) throw new RequestError(target.unsafe ? Status.UNSAFE_TARGET : Status.PERMISSION_DENIED, target.reason);
     p.state = 'connecting';
@@ -379,7 +429,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
       this.emit('changed');
       throw new RequestError(Status.CONNECT_FAILED, `${p.target}: ${err.code ?? err.message}`);
     });
-    if (!this.ports.has(p.id) || this.mux !== mux) {
+    if (!this.ports.has(p.id)) {
       socket.resetAndDestroy();
       throw new RequestError(Status.WRONG_STATE, 'the port was closed while connecting');
     }
@@ -394,13 +444,12 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     if (`${req.host}:${req.targetPort}` !== p.target) throw new RequestError(Status.BAD_REQUEST, `port ${p.id} is an exposure of ${p.target}`);
     const streamId = req.streamId;
     if (streamId % 2 !== 0) throw new RequestError(Status.BAD_REQUEST, 'connect needs an even streamId chosen by the relay');
-    const mux = this.mux;
-    if (!mux) throw new RequestError(Status.WRONG_STATE, 'no tunnel');
+    const mux = p.tunnel.mux;
     if (mux.get(streamId)) throw new RequestError(Status.BAD_REQUEST, `stream ${streamId} is in use`);
     if (p.streams.size + p.connecting >= this.limits.maxStreamsPerExposure) {
       throw new RequestError(Status.STREAM_LIMIT, `${this.limits.maxStreamsPerExposure} connections of this exposure are open at the contact point`);
     }
-    if (mux.size + this.connecting >= this.limits.maxStreams) throw new RequestError(Status.STREAM_LIMIT, `${this.limits.maxStreams} streams are open at this contact point`);
+    if (this.streamCount + this.connecting + this.siblingStreams() >= this.limits.maxStreams) throw new RequestError(Status.STREAM_LIMIT, `${this.limits.maxStreams} streams are open at this contact point`);
     p.connecting++;
     this.connecting++;
     try {
@@ -410,7 +459,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
       const socket = await this.dial(p, target, req.targetPort, direct).catch((err: NodeJS.ErrnoException) => {
         throw new RequestError(Status.CONNECT_FAILED, `${p.target}: ${err.code ?? err.message}`);
       });
-      if (this.ports.get(p.id) !== p || this.mux !== mux) {
+      if (this.ports.get(p.id) !== p) {
         socket.resetAndDestroy();
         throw new RequestError(Status.WRONG_STATE, 'the exposure was closed while connecting');
       }
@@ -470,17 +519,16 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   }
 
   private accepted(p: PortEntry, socket: Socket): void {
-    const mux = this.mux;
-    if (!mux || mux.size + this.connecting >= this.limits.maxStreams) {
+    if (this.streamCount + this.connecting + this.siblingStreams() >= this.limits.maxStreams) {
       socket.resetAndDestroy();
       this.refusedByCode.add(Status.STREAM_LIMIT);
-      p.refusals.add(Status.STREAM_LIMIT, mux ? `${this.limits.maxStreams} streams are open at this contact point` : 'no tunnel');
+      p.refusals.add(Status.STREAM_LIMIT, `${this.limits.maxStreams} streams are open at this contact point`);
       return;
     }
-    const streamId = this.allocStreamId();
+    const streamId = this.allocStreamId(p.tunnel);
     // Event relay: a LAN host completed the handshake on a listening port. Sent before the
     // stream's first byte, so the relay knows the id when data arrives.
-    this.link?.send(
+    p.tunnel.link.send(
       encodeControl(FrameType.PORT_EVENT, {
         portId: p.id,
         event: 'accepted',
@@ -494,7 +542,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   }
 
   private attachStream(p: PortEntry, socket: Socket, streamId: number, direct?: DirectRead): void {
-    const stream = this.mux!.open(streamId);
+    const stream = p.tunnel.mux.open(streamId);
     p.streams.add(streamId);
     p.sockets.add(socket);
     bridge(socket, stream, () => {
@@ -514,10 +562,11 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   }
 
   private datagramFromLan(p: PortEntry, payload: Buffer, address: string, port: number): void {
-    if (p.state !== 'redirecting' || !this.link) return; // not redirected: nobody asked for these packets
+    if (p.state !== 'redirecting') return; // not redirected: nobody asked for these packets
     p.bytesOut += payload.length; // out: from the LAN towards the relay, as for TCP streams
     const d = { portId: p.id, address, port, payload };
-    if (!this.udp?.send(d)) this.link.send(encodeDatagram(d));
+    // The UDP channel goes to one relay node: a port of the other tunnel keeps its datagrams in that tunnel.
+    if (p.tunnel.slot !== this.udpSlot || !this.udp?.send(d)) p.tunnel.link.send(encodeDatagram(d));
   }
 
   private datagramFromRelay(frame: Frame): void {
@@ -557,32 +606,32 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     p.refusals.dispose();
     p.server?.close();
     p.udp?.close();
-    for (const id of p.streams) this.mux?.get(id)?.destroy(new Error(reason));
+    for (const id of p.streams) p.tunnel.mux.get(id)?.destroy(new Error(reason));
     for (const s of p.sockets) if (!s.destroyed) s.resetAndDestroy();
-    this.link?.send(encodeControl(FrameType.PORT_EVENT, { portId: p.id, event: 'closed', reason: reason.slice(0, 256) }));
+    p.tunnel.link.send(encodeControl(FrameType.PORT_EVENT, { portId: p.id, event: 'closed', reason: reason.slice(0, 256) }));
     this.emit('changed');
   }
 
   private streamBytes(p: PortEntry, dir: 'in' | 'out'): number {
     let n = 0;
     for (const id of p.streams) {
-      const s = this.mux?.get(id);
+      const s = p.tunnel.mux.get(id);
       if (s) n += dir === 'in' ? s.bytesIn : s.bytesOut;
     }
     return n;
   }
 
   /** Odd ids for connections accepted here; the relay uses even ones for its connects. */
-  private allocStreamId(): number {
+  private allocStreamId(t: Tunnel): number {
     do {
       this.nextStream = this.nextStream >= 0x7ffffffd ? 1 : this.nextStream + 2;
-    } while (this.mux?.get(this.nextStream));
+    } while (t.mux.get(this.nextStream));
     return this.nextStream;
   }
 
   private allocId(): number {
     const id = this.nextId;
-    this.nextId = this.nextId >= 0x7fffffff ? 1 : this.nextId + 1;
+    this.nextId = this.nextId >= this.ids.last ? this.ids.first : this.nextId + 1;
     return id;
   }
 }

@@ -7,7 +7,7 @@ import { Status } from '../protocol/status.js';
 import type { Logger } from '../runtime/logger.js';
 import { WaitList } from '../runtime/wait-list.js';
 import type { FlowRecorder } from './flow-recorder.js';
-import type { Gateway } from './gateway.js';
+import type { Uplink } from './gateway.js';
 import type { PeerPort, PeerSession } from './peer-interface.js';
 import { refuse } from './refusal.js';
 
@@ -23,7 +23,8 @@ interface Sent {
 export interface OutboundDeps {
   readonly id: string;
   readonly peers: PeerPort;
-  readonly gateway: Gateway;
+  /** the tunnel messages for a domain go up (the relay's, or direct mode's for its domain) */
+  readonly uplinkFor: (domain: string) => Uplink;
   readonly flow: FlowRecorder;
   readonly logger: Logger;
 }
@@ -45,17 +46,19 @@ export class Outbound {
   /** A registered peer's message, checked by the collector, up the tunnel (or refused: tunnel down or congested). */
   forward(session: PeerSession, msg: MsgFrame, raw: Buffer): void {
     const reply = (f: Buffer): void => void session.link.send(f);
-    if (!this.d.gateway.connected) {
-      this.waitFor(parseAddress(msg.to)!.domain, session);
+    const domain = parseAddress(msg.to)!.domain;
+    const uplink = this.d.uplinkFor(domain);
+    if (!uplink.connected) {
+      this.waitFor(domain, session);
       return refuse(this.d.flow, msg, Status.CONTACT_POINT_OFFLINE, 'out', reply, 'the tunnel to the relay is down');
     }
-    if (this.d.gateway.bufferedAmount > MAX_BUFFERED_BYTES) {
+    if (uplink.bufferedAmount > MAX_BUFFERED_BYTES) {
       return refuse(this.d.flow, msg, Status.QUEUE_FULL, 'out', reply, 'the tunnel is congested');
     }
     const key = `${msg.from}\n${msg.id}`;
     if (this.sent.size < MAX_OUTBOUND_TRACKED) this.sent.set(key, { size: msg.payload.length, from: msg.from, to: msg.to });
     else this.d.flow.record(msg.id, 'out', msg.from, msg.to, msg.payload.length, -1);
-    this.d.gateway.send(raw);
+    uplink.send(raw);
   }
 
   /** An ACK from the relay side for a message a local peer sent out. */
@@ -114,14 +117,15 @@ export class Outbound {
    * senders wait for the tunnel's return (REACHABLE) like refused ones: the messages may have
    * been lost with it, and their next retry may be an ACK timeout of up to 16 s away.
    */
-  tunnelDown(): void {
-    for (const o of this.sent.values()) {
+  tunnelDown(uplink: Uplink): void {
+    for (const [key, o] of this.sent) {
       const from = parseAddress(o.from);
       const to = parseAddress(o.to);
+      if (to && this.d.uplinkFor(to.domain) !== uplink) continue; // went up the other tunnel (direct mode)
+      this.sent.delete(key);
       const session = from && this.d.peers.get(from.name);
       if (session && to) this.waitFor(to.domain, session);
     }
-    this.sent.clear();
   }
 
   /** `key`: a domain, or an address (`name@domain`) refused PEER_OFFLINE. */

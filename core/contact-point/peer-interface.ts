@@ -6,7 +6,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeControl, type Frame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { CAPABILITY_REACHABLE, FrameType, frameTypeName, type PeerState } from '../protocol/frames.js';
-import { Link } from '../protocol/link.js';
+import { checkEveryMs, KeepaliveSweep, Link } from '../protocol/link.js';
 import {
   CONTACT_POINT_RATE_PER_PEER,
   MAX_FRAME_BYTES,
@@ -14,13 +14,14 @@ import {
   MAX_PENDING_HELLOS,
   MAX_PENDING_HELLOS_PER_ADDRESS,
   MAX_REGISTER_PER_MINUTE,
+  PONG_TIMEOUT_MS,
   PRESSURE_TIMEOUT_MS,
 } from '../protocol/limits.js';
 import { verifyProof, verifySealKey } from '../protocol/peer-auth.js';
 import { Status, type StatusCode } from '../protocol/status.js';
 import type { Timing } from '../protocol/timing.js';
 import { negotiateVersion } from '../protocol/version.js';
-import { FairSlots, sourceKey, type EvictReason } from '../runtime/fair-slots.js';
+import { FairSlots, releaseOnClose, sourceKey, type EvictReason } from '../runtime/fair-slots.js';
 import { createGuardedServer, refuseUpgrade, type HttpLimits } from '../runtime/http-guard.js';
 import type { Logger } from '../runtime/logger.js';
 import { TokenBucket } from '../runtime/token-bucket.js';
@@ -34,6 +35,8 @@ export interface InFlight {
   readonly at: number;
   /** where the ACK must go and how to record it */
   readonly dir: 'in' | 'local';
+  /** from the tunnel (`in`): the way back, the tunnel it came on (issue 12: there may be two) */
+  readonly back?: (frame: Buffer) => void;
 }
 
 /** One connected internal peer (seed 000, peer interface 250). */
@@ -93,8 +96,12 @@ export class PeerPort {
   /** connections in their hello: capped per source, shared fairly (see FairSlots) */
   private readonly helloSlots = new FairSlots({ max: MAX_PENDING_HELLOS, maxPerKey: MAX_PENDING_HELLOS_PER_ADDRESS, pressureAgeMs: PRESSURE_TIMEOUT_MS });
   private boundUrl = '';
+  /** one keepalive timer for every peer's link (their pong timeout is the default) */
+  private readonly sweep: KeepaliveSweep;
 
-  constructor(private readonly opts: PeerPortOptions) {}
+  constructor(private readonly opts: PeerPortOptions) {
+    this.sweep = new KeepaliveSweep(checkEveryMs(opts.timing.pingIntervalMs, PONG_TIMEOUT_MS));
+  }
 
   get url(): string {
     return this.boundUrl;
@@ -150,15 +157,16 @@ export class PeerPort {
     let link: Link | undefined;
     const slot = this.helloSlots.take(sourceKey(remote), (why) => evictPending(why, link, socket));
     if (!slot) return refuseUpgrade(socket, 503, 'Service Unavailable');
-    socket.once('close', () => slot.release()); // also when the ws handshake itself fails
+    const release = releaseOnClose(socket, slot);
+    // No closure here may name `req` or `head`: they would stay in memory as long as the peer is connected.
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      link = this.onConnection(ws, req.socket, remote, () => slot.release());
+      link = this.onConnection(ws, socket as Socket, remote, release);
     });
   };
 
   private onConnection(ws: WebSocket, socket: Socket, remote: string, releaseSlot: () => void): Link {
     const { pingIntervalMs, helloTimeoutMs } = this.opts.timing;
-    const link = new Link(ws, socket, { role: 'server', logger: this.opts.logger, label: `peer-port<-${remote}`, pingIntervalMs });
+    const link = new Link(ws, socket, { role: 'server', logger: this.opts.logger, label: `peer-port<-${remote}`, pingIntervalMs, sweep: this.sweep });
     this.links.add(link);
     let settled = false;
     const settle = (): void => {

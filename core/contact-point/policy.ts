@@ -26,6 +26,8 @@ export function canonicalIp(address: string): { address: string; family: 'ipv4' 
 export class RegistrationPolicy {
   private blocks = new BlockList();
   private subnetList: string[] = [];
+  /** each subnet with a BlockList of its own, built once: which rule admitted a peer is said in its record */
+  private rules: { readonly text: string; readonly block: BlockList }[] = [];
   private joinCodeHash: string | undefined;
 
   constructor(init: { subnets: readonly string[]; joinCodeHash?: string | undefined }) {
@@ -51,6 +53,11 @@ export class RegistrationPolicy {
     for (const c of parsed) blocks.addSubnet(c.address, c.prefix, c.family);
     this.blocks = blocks;
     this.subnetList = subnets.map((s) => s.trim());
+    this.rules = parsed.map((c, i) => {
+      const block = new BlockList();
+      block.addSubnet(c.address, c.prefix, c.family);
+      return { text: this.subnetList[i]!, block };
+    });
   }
 
   /** "" clears the code. */
@@ -71,13 +78,8 @@ export class RegistrationPolicy {
     if (remote && this.subnetList.length > 0) {
       const ip = canonicalIp(remote);
       if (this.blocks.check(ip.address, ip.family)) {
-        const hit = this.subnetList.find((s) => {
-          const c = parseCidr(s);
-          const one = new BlockList();
-          one.addSubnet(c.address, c.prefix, c.family);
-          return one.check(ip.address, ip.family);
-        });
-        return `policy:subnet ${hit ?? '?'}`;
+        const hit = this.rules.find((r) => r.block.check(ip.address, ip.family));
+        return `policy:subnet ${hit?.text ?? '?'}`;
       }
     }
     return undefined;

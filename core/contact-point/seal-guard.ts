@@ -36,7 +36,7 @@ export interface SealRefusal {
 }
 
 /**
- * The contact point's part in sealed messages (issue 14; PROTOCOL.md 18). It never opens a
+ * The contact point's part in sealed messages (issue 14; PROTOCOL.md 19). It never opens a
  * seal: it checks metadata, as with every other check here (seed [0041]):
  *
  * - the policy "sealed payloads only" (office-wide, or per peer: for what it sends and receives);

@@ -4,6 +4,7 @@ import { int, list, obj, oneOf, optional, str, type Infer } from '../protocol/sc
 import { ioReason, readJson, writeJsonAtomic } from '../runtime/json-file.js';
 import type { Logger } from '../runtime/logger.js';
 import { auditStateSchema, type AuditLog, type AuditRecord } from './audit-log.js';
+import { accessStateSchema } from './access-rules.js';
 import type { AuditEntry } from '../admin/contract.js';
 import { sealStateSchema } from './seal-guard.js';
 
@@ -44,6 +45,8 @@ const stateSchema = obj({
   audit: optional(auditStateSchema),
   /** sealed payloads (core/contact-point/seal-guard.ts; absent in files from before: nothing required, nothing bound) */
   seal: optional(sealStateSchema),
+  /** access rules and the content check (core/contact-point/access-rules.ts; absent: none) */
+  access: optional(accessStateSchema),
 });
 
 export type PeerRecord = Infer<typeof peerRecordSchema>;
@@ -83,6 +86,7 @@ export class StateDraft {
   ports: PersistedState['ports'];
   history: PersistedState['history'];
   seal: PersistedState['seal'];
+  access: PersistedState['access'];
 
   constructor(state: PersistedState) {
     this.peers = new Map(state.peers.map((p) => [p.name, { ...p }]));
@@ -90,6 +94,7 @@ export class StateDraft {
     this.ports = state.ports;
     this.history = state.history;
     this.seal = state.seal;
+    this.access = state.access;
   }
 
   state(): PersistedState {
@@ -100,6 +105,7 @@ export class StateDraft {
       ...(this.ports ? { ports: this.ports } : {}),
       ...(this.history ? { history: this.history } : {}),
       ...(this.seal ? { seal: this.seal } : {}),
+      ...(this.access ? { access: this.access } : {}),
     };
   }
 }

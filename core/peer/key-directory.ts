@@ -36,7 +36,7 @@ interface Waiting {
 }
 
 /**
- * Where a peer gets the sealing keys of the addresses it talks to (PROTOCOL.md 18.4): KEYS
+ * Where a peer gets the sealing keys of the addresses it talks to (PROTOCOL.md 19.4): KEYS
  * requests, answered with a statement a contact point signed, checked against the pinned
  * contact point key before the key is used. An external peer asks the contact point of the
  * address; an internal peer asks its own (which answers for its peers and for the addresses it

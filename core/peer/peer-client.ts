@@ -3,7 +3,7 @@ import { parseAddress } from '../protocol/address.js';
 import { decodeAck, decodeControl, decodeMsg, encodeAck, encodeMsg, type Frame, type MsgFrame } from '../protocol/codec.js';
 import { Dialer, type DialerStatus } from '../protocol/dialer.js';
 import { DeliveryError, ProtocolError } from '../protocol/errors.js';
-import { CAPABILITY_REACHABLE, CAPABILITY_SEALED, FLAG_RETRY, FLAG_SEALED, FrameType, frameTypeName, type PeerState, type ReachableBody, type RegisterBody } from '../protocol/frames.js';
+import { CAPABILITY_REACHABLE, CAPABILITY_SEALED, FLAG_RETRY, FLAG_SEALED, FrameType, frameTypeName, type LookupResultBody, type PeerState, type PresenceBody, type ReachableBody, type RegisterBody } from '../protocol/frames.js';
 import { readEnvelopeHeader, SEAL_MAX_AGE_MS, SealError, SealKey } from '../protocol/seal.js';
 import { KeyDirectory } from './key-directory.js';
 import { KeyPins } from './key-pins.js';
@@ -64,7 +64,7 @@ interface CommonOptions {
   /** Extension point (the operator SDK): frames other than messages; return true when handled. */
   readonly onOtherFrame?: (frame: Frame) => boolean;
   /**
-   * Sealed payloads (PROTOCOL.md 18): 'auto' (default) seals for every receiver that has a
+   * Sealed payloads (PROTOCOL.md 19): 'auto' (default) seals for every receiver that has a
    * sealing key and sends plain to the rest; 'required' never sends nor accepts a plain
    * payload; 'off' neither seals nor asks for keys.
    */
@@ -130,8 +130,18 @@ interface Pending {
  * after a transient refusal. Receivers remember recent (sender, id) pairs and re-ACK
  * duplicates without handing them to the application again.
  */
+/** How long lookup() waits for the relay's answer by default (ms): the relay's own wait for a contact point plus a margin. */
+export const LOOKUP_WAIT_MS = 8_000;
+
+/** What a lookup answers (docs/PROTOCOL.md 9.7): the office's state, and the peer's unless hidden or unknown. */
+export type LookupResult = Omit<LookupResultBody, 'req'>;
+
 export class PeerClient extends EventEmitter<PeerClientEvents> {
   private readonly dialer: Dialer;
+  private nextLookup = 1;
+  private readonly lookups = new Map<number, { resolve: (r: LookupResult) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  /** presence subscriptions: address -> listeners (SUBSCRIBE is sent again after every reconnect) */
+  private readonly presence = new Map<string, Set<(p: PresenceBody) => void>>();
   private readonly outbox = new Map<string, Pending>();
   private readonly dedupe: DedupeWindow;
   private readonly processing = new Set<string>();
@@ -245,6 +255,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
 
   private welcomed(): void {
     for (const w of this.readyWaiters.splice(0)) w.resolve();
+    for (const address of this.presence.keys()) this.link?.sendControl(FrameType.SUBSCRIBE, { op: 'add', address });
     this.flushOutbox();
   }
 
@@ -324,8 +335,54 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     this.keys.close();
     for (const p of this.outbox.values()) p.reject(new DeliveryError(Status.SHUTTING_DOWN, 'the client stopped before an acknowledgement arrived', p.id));
     this.outbox.clear();
+    for (const [req, l] of this.lookups) {
+      clearTimeout(l.timer);
+      this.lookups.delete(req);
+      l.reject(new Error('client stopped'));
+    }
     this.failReady(new Error('client stopped'));
     await new Promise((r) => setImmediate(r));
+  }
+
+  /**
+   * External peers: asks the relay what is known of `address` (docs/PROTOCOL.md 9.7): whether its
+   * office is connected and whether the peer is online, offline, unregistered, or hidden from
+   * this peer by the office's access rules.
+   */
+  lookup(address: string, timeoutMs = LOOKUP_WAIT_MS): Promise<LookupResult> {
+    if (this.opts.role !== 'external') return Promise.reject(new Error('lookups are for external peers (the relay answers them)'));
+    const link = this.link;
+    if (!link) return Promise.reject(new Error('not connected'));
+    const req = this.nextLookup;
+    this.nextLookup = this.nextLookup >= 0xffffffff ? 1 : this.nextLookup + 1;
+    return new Promise<LookupResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.lookups.delete(req);
+        reject(new Error(`no answer to the lookup of ${address} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.lookups.set(req, { resolve, reject, timer });
+      link.sendControl(FrameType.LOOKUP, { req, address });
+    });
+  }
+
+  /**
+   * External peers: `listener` hears the state of `address` now and every change after (PRESENCE),
+   * across reconnects. Returns the unsubscribe.
+   */
+  subscribePresence(address: string, listener: (p: PresenceBody) => void): () => void {
+    if (this.opts.role !== 'external') throw new Error('presence subscriptions are for external peers (the relay pushes them)');
+    let set = this.presence.get(address);
+    if (!set) {
+      this.presence.set(address, (set = new Set()));
+      this.link?.sendControl(FrameType.SUBSCRIBE, { op: 'add', address });
+    }
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size > 0 || this.presence.get(address) !== set) return;
+      this.presence.delete(address);
+      this.link?.sendControl(FrameType.SUBSCRIBE, { op: 'remove', address });
+    };
   }
 
   /** Replace the message handler (the constructor's onMessage). Without one, 'message' events fire. */
@@ -514,6 +571,19 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
         return this.setRegistration(decodeControl(frame, FrameType.PEER_STATE).state);
       case FrameType.REACHABLE:
         return this.onReachable(decodeControl(frame, FrameType.REACHABLE));
+      case FrameType.LOOKUP_RESULT: {
+        const { req, ...result } = decodeControl(frame, FrameType.LOOKUP_RESULT);
+        const l = this.lookups.get(req);
+        if (!l) return; // after its timeout
+        this.lookups.delete(req);
+        clearTimeout(l.timer);
+        return l.resolve(result);
+      }
+      case FrameType.PRESENCE: {
+        const p = decodeControl(frame, FrameType.PRESENCE);
+        for (const listener of this.presence.get(p.address) ?? []) listener(p);
+        return;
+      }
       case FrameType.GOAWAY:
         return;
       case FrameType.ERROR: {

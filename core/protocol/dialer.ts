@@ -8,7 +8,7 @@ import { Backoff } from '../runtime/backoff.js';
 import type { Logger } from '../runtime/logger.js';
 import { decodeControl, type Frame } from './codec.js';
 import { ProtocolError } from './errors.js';
-import { FrameType, frameTypeName, type HelloBody, type WelcomeBody } from './frames.js';
+import { CAPABILITY_ADAPTIVE_KEEPALIVE, FrameType, frameTypeName, type HelloBody, type WelcomeBody } from './frames.js';
 import { MAX_FRAME_BYTES } from './limits.js';
 import { Link, type CloseInfo } from './link.js';
 import { describeDialError, describeUpgradeResponse, type DialErrorKind, type DialFailure } from './dial-failure.js';
@@ -45,6 +45,11 @@ export const PROTOCOL_PROBE_MS = 2_000;
 
 export interface DialerOptions {
   readonly url: string;
+  /**
+   * More URLs of the same service (relay nodes, issue 12): after each failure or loss the next
+   * one is dialled, in turn, starting from `url`.
+   */
+  readonly alternates?: readonly string[];
   readonly hello: () => HelloBody;
   /** Answers a CHALLENGE nonce (internal peers prove their key); without it a CHALLENGE is a fault. */
   readonly sign?: (nonce: string) => string;
@@ -96,12 +101,27 @@ export class Dialer extends EventEmitter<DialerEvents> {
   private connects = 0;
   /** a failure of the current attempt is being diagnosed (probeTls, probeHttp); later events of it are ignored */
   private failPending = false;
-  private readonly proxy: string | undefined;
+  private proxy: string | undefined;
+  /** `url`, then the alternates: the one dialled now is urls[urlIndex] */
+  private readonly urls: readonly string[];
+  private urlIndex = 0;
+  /** moveOn() asked for this connection's end: the next dial waits this long and says why */
+  private moving: { readonly why: string; readonly delayMs: number } | undefined;
 
   constructor(private readonly opts: DialerOptions) {
     super();
     this.backoff = new Backoff(opts.timing.backoffBaseMs, opts.timing.backoffMaxMs);
-    this.proxy = opts.proxy === null ? undefined : (opts.proxy ?? proxyFor(opts.url, process.env));
+    this.urls = [opts.url, ...(opts.alternates ?? [])];
+    this.proxy = this.proxyOf(opts.url);
+  }
+
+  private proxyOf(url: string): string | undefined {
+    return this.opts.proxy === null ? undefined : (this.opts.proxy ?? proxyFor(url, process.env));
+  }
+
+  /** The URL dialled now (or next). */
+  get url(): string {
+    return this.urls[this.urlIndex]!;
   }
 
   get current(): Link | undefined {
@@ -112,7 +132,7 @@ export class Dialer extends EventEmitter<DialerEvents> {
     return {
       state: this.state,
       stateSince: this.stateSince,
-      url: this.opts.url,
+      url: this.url,
       session: this.session,
       connectedAt: this.connectedAt,
       lastError: this.lastError,
@@ -142,6 +162,16 @@ export class Dialer extends EventEmitter<DialerEvents> {
     this.emitStatus();
   }
 
+  /**
+   * Leave the far end this connection reached and dial the next URL after `delayMs` (a contact
+   * point whose two tunnels landed on one relay node, issue 12); `why` is its status meanwhile.
+   */
+  moveOn(why: string, delayMs: number): void {
+    if (this.state === 'stopped' || !this.link?.isOpen) return;
+    this.moving = { why, delayMs };
+    this.link.close(1000, why.slice(0, 120));
+  }
+
   /** Drop the current connection (if any) and dial at once, skipping the backoff wait. */
   reconnectNow(): void {
     if (this.state === 'stopped') return;
@@ -162,7 +192,7 @@ export class Dialer extends EventEmitter<DialerEvents> {
    * host we actually dialled.
    */
   private readonly checkRelayIdentity = (_host: string, cert: PeerCertificate): Error | undefined =>
-    checkServerIdentity(new URL(this.opts.url).hostname.replace(/^\[|\]$/g, ''), cert);
+    checkServerIdentity(new URL(this.url).hostname.replace(/^\[|\]$/g, ''), cert);
 
   private setState(s: DialerState): void {
     if (s !== this.state) this.stateSince = Date.now();
@@ -186,7 +216,7 @@ export class Dialer extends EventEmitter<DialerEvents> {
     const agent = this.proxy ? new HttpsProxyAgent(this.proxy, { rejectUnauthorized: true, ...(this.opts.ca ? { ca: this.opts.ca } : {}) }) : undefined;
     let ws: WebSocket;
     try {
-      ws = new WebSocket(this.opts.url, {
+      ws = new WebSocket(this.url, {
         maxPayload: MAX_FRAME_BYTES,
         perMessageDeflate: false,
         handshakeTimeout: this.opts.timing.helloTimeoutMs,
@@ -195,7 +225,7 @@ export class Dialer extends EventEmitter<DialerEvents> {
         ...(this.opts.ca ? { ca: this.opts.ca } : {}),
       });
     } catch (err: unknown) {
-      this.failed(`cannot dial ${this.opts.url}: ${(err as Error).message}`, undefined, true, 'url');
+      this.failed(`cannot dial ${this.url}: ${(err as Error).message}`, undefined, true, 'url');
       return;
     }
     this.ws = ws;
@@ -209,10 +239,10 @@ export class Dialer extends EventEmitter<DialerEvents> {
     ws.once('unexpected-response', (_req, res: IncomingMessage) => {
       answered = true;
       ws.terminate();
-      this.failedDial(describeUpgradeResponse(this.opts.url, res.statusCode ?? 0, res.headers.location));
+      this.failedDial(describeUpgradeResponse(this.url, res.statusCode ?? 0, res.headers.location));
     });
     const early = (err: Error & { code?: string }): void => {
-      const url = new URL(this.opts.url);
+      const url = new URL(this.url);
       // A dial hung up on before any answer may have reached a port that speaks the other
       // protocol (ws:// to TLS, wss:// to plain HTTP): ask that port before calling it a
       // network fault (only direct: through a proxy the port is the proxy's).
@@ -223,11 +253,11 @@ export class Dialer extends EventEmitter<DialerEvents> {
         void probe.then((other) => {
           if (this.ws !== ws) return; // stopped, or a new attempt began meanwhile
           this.failPending = false;
-          this.failedDial(describeDialError(this.opts.url, err, other));
+          this.failedDial(describeDialError(this.url, err, other));
         });
         return;
       }
-      this.failedDial(describeDialError(this.opts.url, err));
+      this.failedDial(describeDialError(this.url, err));
     };
     ws.once('error', early);
     ws.once('open', () => {
@@ -269,6 +299,7 @@ export class Dialer extends EventEmitter<DialerEvents> {
           case FrameType.WELCOME: {
             const welcome = decodeControl(frame, FrameType.WELCOME);
             welcomed = true;
+            if (welcome.capabilities?.includes(CAPABILITY_ADAPTIVE_KEEPALIVE)) link.adaptiveKeepalive(welcome.limits.pingIntervalMs);
             clearTimeout(timer);
             this.connects++;
             this.backoff.reset();
@@ -336,12 +367,23 @@ export class Dialer extends EventEmitter<DialerEvents> {
     this.ws = undefined;
     if (this.state === 'stopped') return;
     if (this.retryTimer || this.failPending) return; // already scheduled (or being diagnosed) for this attempt
+    // Several URLs: the next one is tried (a dead node's tunnel re-homes at the first retry).
+    if (this.urls.length > 1) {
+      this.urlIndex = (this.urlIndex + 1) % this.urls.length;
+      this.proxy = this.proxyOf(this.url);
+    }
+    const moving = this.moving;
+    this.moving = undefined;
+    if (moving) why = moving.why;
     this.lastError = why;
     this.lastErrorCode = code;
     this.lastErrorAt = Date.now();
     this.lastErrorKind = kind;
     let delay: number;
-    if (code === Status.ID_IN_USE) {
+    if (moving) {
+      delay = moving.delayMs;
+      this.idInUse = undefined;
+    } else if (code === Status.ID_IN_USE) {
       // Another live instance holds our id: retry seldom (it may stop, and then this one takes
       // over), never at backoff pace, and say so once per change of holder, not on every retry.
       const base = this.opts.timing.idInUseRetryMs;

@@ -1,4 +1,4 @@
-import { MAX_MESSAGE_BYTES, MAX_NAME_LENGTH, MAX_PEERS_PER_ANNOUNCE, MAX_REASON_LENGTH } from './limits.js';
+import { MAX_MESSAGE_BYTES, MAX_NAME_LENGTH, MAX_PEERS_PER_ANNOUNCE, MAX_REASON_LENGTH, TUNNEL_SLOTS } from './limits.js';
 import { nameSchema } from './name.js';
 import { bool, int, list, obj, oneOf, optional, str, type Infer, type Schema } from './schema.js';
 import { TIMING_RANGES } from './timing.js';
@@ -22,6 +22,10 @@ export const FrameType = {
   MSG: 0x10,
   ACK: 0x11,
   REACHABLE: 0x12,
+  LOOKUP: 0x13,
+  LOOKUP_RESULT: 0x14,
+  PRESENCE: 0x15,
+  SUBSCRIBE: 0x16,
   PEERS: 0x20,
   REGISTER: 0x21,
   PEER_STATE: 0x22,
@@ -48,10 +52,56 @@ export type FrameTypeCode = (typeof FrameType)[FrameTypeName];
  */
 export const CAPABILITY_REACHABLE = 'reachable';
 /**
- * HELLO `env.capabilities` entry: the client seals payloads (FLAG_SEALED, PROTOCOL.md 18) and
+ * HELLO `env.capabilities` entry: the client seals payloads (FLAG_SEALED, PROTOCOL.md 19) and
  * understands KEYS_REQUEST / KEYS_ANSWER (0x23 / 0x24).
  */
 export const CAPABILITY_SEALED = 'sealed';
+
+/**
+ * HELLO `env.capabilities` entry of a contact point: it also accepts external peers and operators
+ * itself, on its direct listener (seed 000 [0027], [0040]; PROTOCOL.md "Direct mode").
+ */
+export const CAPABILITY_DIRECT = 'direct';
+
+/**
+ * Contact point HELLO `env.capabilities` entries the relay acts on (PROTOCOL.md, HELLO):
+ * `mediation`: the office takes port requests (without it the relay answers them NOT_OFFERED);
+ * `udp-aead`: it speaks the encrypted UDP channel (version 2; without it the relay offers no
+ * UDP channel and datagrams stay inside the tunnel).
+ */
+export const CAPABILITY_MEDIATION = 'mediation';
+export const CAPABILITY_UDP_AEAD = 'udp-aead';
+
+/**
+ * Whether an office takes port requests, by its HELLO capabilities. Contact points from before
+ * these capabilities listed neither `mediation` nor `udp-aead` and did take them: such a list
+ * counts as offering (their requests are forwarded as they always were).
+ */
+export function offersMediation(capabilities: readonly string[]): boolean {
+  return capabilities.includes(CAPABILITY_MEDIATION) || !capabilities.includes(CAPABILITY_UDP_AEAD);
+}
+
+/**
+ * HELLO `env.capabilities` entry and WELCOME `capabilities` entry: the link uses the adaptive
+ * keepalive (PROTOCOL.md 12.1). A client lists it in HELLO; a server that speaks it answers with
+ * it in WELCOME (sent only to clients that listed it: older clients refuse unknown fields), and
+ * from then on both ends keep the link alive that way.
+ */
+export const CAPABILITY_ADAPTIVE_KEEPALIVE = 'adaptive-keepalive';
+
+/**
+ * HELLO `env.capabilities` entry of a contact point: it answers LOOKUP (0x13) for its peers and
+ * sends PRESENCE hints. The relay forwards lookups only to contact points that said so; of an
+ * older one it answers the office's state alone.
+ */
+export const CAPABILITY_LOOKUP = 'lookup';
+
+/**
+ * HELLO `env.capabilities` entry: the client understands WELCOME `node` (issue 12). A relay node
+ * names itself only to clients that said so (or sent a `slot`): an older client refuses a
+ * WELCOME with a field it does not know.
+ */
+export const CAPABILITY_NODE = 'node';
 
 /** MSG flag: this is a retry of an id sent before (informational; receivers dedupe by id anyway). */
 export const FLAG_RETRY = 0x01;
@@ -63,6 +113,7 @@ const name = nameSchema;
 const versions = obj({ min: int({ min: 1, max: 255 }), max: int({ min: 1, max: 255 }) });
 const reason = str({ max: MAX_REASON_LENGTH });
 const secret = str({ min: 16, max: 256 });
+const id32Schema = (): Schema<number> => int({ min: 1, max: 0xffffffff });
 const b64 = (max: number): Schema<string> => str({ max, pattern: /^[A-Za-z0-9+/_-]*={0,2}$/, patternText: 'must be base64' });
 
 export const helloSchema = obj({
@@ -77,7 +128,7 @@ export const helloSchema = obj({
   /** internal peers: X25519 sealing key, raw base64, and its Ed25519 signature by `publicKey` (peer-auth.ts sealKeyText) */
   sealKey: optional(b64(48)),
   sealKeySig: optional(b64(128)),
-  /** what the client runs and where: shown to admins, never trusted for decisions */
+  /** what the client runs and where: shown to admins; its capabilities steer what a server offers, never what it allows (PROTOCOL.md, HELLO) */
   env: optional(
     obj({
       software: optional(str({ max: 64 })),
@@ -92,6 +143,11 @@ export const helloSchema = obj({
    * credential (the holder is probed, and while alive it keeps the id: ID_IN_USE).
    */
   instance: optional(str({ min: 8, max: 64, pattern: /^[A-Za-z0-9_-]+$/, patternText: 'must be base64url' })),
+  /**
+   * contact points with two tunnels (issue 12): which of them this is, 0 or 1 (TUNNEL_SLOTS).
+   * Absent: 0. Tunnels in different slots live side by side; a new one replaces only its own slot.
+   */
+  slot: optional(int({ min: 0, max: TUNNEL_SLOTS - 1 })),
 });
 
 export const welcomeSchema = obj({
@@ -101,12 +157,16 @@ export const welcomeSchema = obj({
   address: optional(str({ max: 2 * MAX_NAME_LENGTH + 1 })),
   /** internal peers: their registration state at the contact point */
   state: optional(oneOf(['unregistered', 'pending', 'registered', 'revoked'] as const)),
-  /** internal peers: the contact point's Ed25519 key (SPKI DER base64), which signs key statements (PROTOCOL.md 18) */
+  /** internal peers: the contact point's Ed25519 key (SPKI DER base64), which signs key statements (PROTOCOL.md 19) */
   cpKey: optional(b64(64)),
+  /** a relay node of a cluster: its node id, to clients whose HELLO had a `slot` or CAPABILITY_NODE */
+  node: optional(str({ min: 1, max: 32 })),
   limits: obj({
     maxMessageBytes: int({ min: 1, max: MAX_MESSAGE_BYTES }),
     pingIntervalMs: int(TIMING_RANGES.pingIntervalMs),
   }),
+  /** capabilities the client listed in HELLO that the server takes up (only those; absent: none) */
+  capabilities: optional(list(str({ max: 32 }), { max: 32 })),
 });
 
 export const challengeSchema = obj({ nonce: b64(64) });
@@ -122,6 +182,25 @@ export const peersSchema = obj({
  * back; with `name`, only the address `name@domain` (an external peer refused PEER_OFFLINE).
  */
 export const reachableSchema = obj({ domain: name, name: optional(name) });
+const address = str({ min: 3, max: 2 * MAX_NAME_LENGTH + 1, pattern: /^[a-z0-9._-]+@[a-z0-9._-]+$/, patternText: 'must be name@domain' });
+const officeState = oneOf(['connected', 'disconnected', 'unknown'] as const);
+const peerPresence = oneOf(['online', 'offline', 'unregistered', 'hidden'] as const);
+/**
+ * Name service (docs/PROTOCOL.md 9.7). External peer -> relay: what is known of `address`
+ * (`req` comes back in the answer). Relay -> contact point: the same for one of its peers,
+ * `from` the asker's address (set by the relay), `req` the relay's own.
+ */
+export const lookupSchema = obj({ req: id32Schema(), address, from: optional(address) });
+/** The answer: the office's state, and the peer's unless the office hides it from the asker or cannot say. */
+export const lookupResultSchema = obj({ req: id32Schema(), address, office: officeState, peer: optional(peerPresence), reason: optional(reason) });
+/**
+ * Relay -> external peer: `address` (one it subscribed to) changed, with its state now.
+ * Contact point -> relay: a hint without states: `address` changed; the relay looks it up again
+ * for each subscriber, so what each learns still follows the office's rules.
+ */
+export const presenceSchema = obj({ address, office: optional(officeState), peer: optional(peerPresence) });
+/** External peer -> relay: start (add) or stop (remove) PRESENCE pushes for `address`. */
+export const subscribeSchema = obj({ op: oneOf(['add', 'remove'] as const), address });
 export const registerSchema = obj({ joinCode: optional(str({ min: 1, max: 128 })), note: optional(str({ max: 256 })) });
 export const peerStateSchema = obj({
   state: oneOf(['unregistered', 'pending', 'registered', 'revoked'] as const),
@@ -209,8 +288,13 @@ export const udpChannelSchema = obj({
   port: int({ min: 1, max: 65535 }),
   /** 8 random bytes naming this tunnel's UDP session, base64 */
   session: b64(16),
-  /** 32-byte HMAC-SHA256 key for this session, base64 */
+  /** 32 bytes of key material for this session, base64: each direction's AEAD key is derived from it (PROTOCOL.md 16.9) */
   key: b64(48),
+  /**
+   * the packet format (UDP_VERSION, 2: AES-256-GCM). Optional so an older relay's offer still
+   * decodes: a contact point uses the channel only when this is its own UDP_VERSION.
+   */
+  version: optional(int({ min: 1, max: 255 })),
 });
 
 export type HelloBody = Infer<typeof helloSchema>;
@@ -223,6 +307,10 @@ export type PeersBody = Infer<typeof peersSchema>;
 export type RegisterBody = Infer<typeof registerSchema>;
 export type PeerStateBody = Infer<typeof peerStateSchema>;
 export type ReachableBody = Infer<typeof reachableSchema>;
+export type LookupBody = Infer<typeof lookupSchema>;
+export type LookupResultBody = Infer<typeof lookupResultSchema>;
+export type PresenceBody = Infer<typeof presenceSchema>;
+export type SubscribeBody = Infer<typeof subscribeSchema>;
 export type PeerState = PeerStateBody['state'];
 export type PortRequestBody = Infer<typeof portRequestSchema>;
 export type PortResultBody = Infer<typeof portResultSchema>;
@@ -241,6 +329,10 @@ export const CONTROL_SCHEMAS = {
   [FrameType.REGISTER]: registerSchema,
   [FrameType.PEER_STATE]: peerStateSchema,
   [FrameType.REACHABLE]: reachableSchema,
+  [FrameType.LOOKUP]: lookupSchema,
+  [FrameType.LOOKUP_RESULT]: lookupResultSchema,
+  [FrameType.PRESENCE]: presenceSchema,
+  [FrameType.SUBSCRIBE]: subscribeSchema,
   [FrameType.PORT_REQUEST]: portRequestSchema,
   [FrameType.PORT_RESULT]: portResultSchema,
   [FrameType.PORT_EVENT]: portEventSchema,
@@ -258,6 +350,10 @@ export interface ControlBodies {
   [FrameType.REGISTER]: RegisterBody;
   [FrameType.PEER_STATE]: PeerStateBody;
   [FrameType.REACHABLE]: ReachableBody;
+  [FrameType.LOOKUP]: LookupBody;
+  [FrameType.LOOKUP_RESULT]: LookupResultBody;
+  [FrameType.PRESENCE]: PresenceBody;
+  [FrameType.SUBSCRIBE]: SubscribeBody;
   [FrameType.PORT_REQUEST]: PortRequestBody;
   [FrameType.PORT_RESULT]: PortResultBody;
   [FrameType.PORT_EVENT]: PortEventBody;

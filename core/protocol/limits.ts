@@ -27,6 +27,27 @@ export const PONG_TIMEOUT_MS = 5_000;
 /** The relay pings each of its links this often (the first at once) to show their round trip in its status; it is not a liveness check. */
 export const RELAY_RTT_PING_MS = 30_000;
 
+/*
+ * Adaptive keepalive (HELLO/WELCOME capability `adaptive-keepalive`, PROTOCOL.md 12.1): a link
+ * that owes nothing is checked rarely, one that waits for ACKs often. With the defaults an idle
+ * tunnel costs one small ping and pong every ~20 s, and a dead one is still noticed within 5 s
+ * while messages wait for their ACK and within 30 s when nothing waits (see adaptiveBounds()).
+ * The idle pace follows the link's ping interval P (PING_INTERVAL_MS, or timing.pingIntervalMs):
+ */
+/** Adaptive, nothing waiting: the client end pings after this many ping intervals of silence (2 x 10 s: NAT mappings with idle timeouts of 30 s and up stay open). */
+export const ADAPTIVE_IDLE_PINGS = 2;
+/** Adaptive, nothing waiting: the server end drops a client silent for this long beyond 2 P + its pong timeout (timer slack of a loaded client). */
+export const ADAPTIVE_SILENCE_SLACK_MS = 3_000;
+/** Adaptive, MSGs sent on the link wait for their ACK: either end pings after this much silence (at most P). */
+export const ADAPTIVE_BUSY_PING_MS = 1_000;
+/** Adaptive, MSGs waiting: a ping unanswered (no pong, no other traffic) this long means the link is dead (at most the pong timeout). */
+export const ADAPTIVE_BUSY_PONG_TIMEOUT_MS = 2_500;
+/** Adaptive: how often a link checks while it waits for ACKs or a pong, and while it does not (each at most P / 2). */
+export const ADAPTIVE_BUSY_TICK_MS = 500;
+export const ADAPTIVE_IDLE_TICK_MS = 2_000;
+/** Adaptive: MSGs whose ACK has not come this long after the last MSG sent are no longer waited for (their senders retry with new MSGs). */
+export const ADAPTIVE_OWED_FORGET_MS = 30_000;
+
 /** Reconnect backoff: first delay, cap, and growth factor; each delay is drawn with full jitter. */
 export const RECONNECT_BASE_MS = 250;
 export const RECONNECT_MAX_MS = 30_000;
@@ -123,6 +144,8 @@ export const REACHABLE_WAIT_MS = 60_000;
  * a session whose connection died silently counts until the relay drops it (25 s, PROTOCOL.md 12).
  */
 export const MAX_SESSIONS_PER_CREDENTIAL = 8;
+/** Tunnels one contact point holds at once, to different relay nodes (issue 12; HELLO `slot` 0..TUNNEL_SLOTS-1). */
+export const TUNNEL_SLOTS = 2;
 /**
  * While a credential has two or more sessions, the relay remembers which of them sent each
  * message it routed, until that message's ACK comes back, so the ACK reaches its sender;
@@ -142,6 +165,12 @@ export const MAX_REPLY_ROUTES_PER_CREDENTIAL = 1_024;
  * presence records name, and a sender that misses it retries.
  */
 export const MAX_REMOTE_ACK_ROUTES = 65_536;
+/**
+ * Relay cluster: (external peer, address it wrote to) pairs whose latest message came from a
+ * session on another node, kept so a reply to that peer goes to that node (oldest forgotten
+ * first; a forgotten one falls back to a session here, as a single relay's newest).
+ */
+export const MAX_REMOTE_REPLY_ROUTES = 65_536;
 
 /** Messages per second one external sender (all sessions of its credential together) may push through the relay (token bucket, burst = 2 s worth). */
 export const RELAY_RATE_PER_SENDER = 50_000;

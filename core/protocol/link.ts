@@ -4,7 +4,17 @@ import { framePieces } from './ws-frame.js';
 import { decodeFrame, encodeControl, type Frame } from './codec.js';
 import { ProtocolError } from './errors.js';
 import { FrameType, type ControlBodies, type ControlType } from './frames.js';
-import { PING_INTERVAL_MS, PONG_TIMEOUT_MS } from './limits.js';
+import {
+  ADAPTIVE_BUSY_PING_MS,
+  ADAPTIVE_BUSY_PONG_TIMEOUT_MS,
+  ADAPTIVE_BUSY_TICK_MS,
+  ADAPTIVE_IDLE_PINGS,
+  ADAPTIVE_IDLE_TICK_MS,
+  ADAPTIVE_OWED_FORGET_MS,
+  ADAPTIVE_SILENCE_SLACK_MS,
+  PING_INTERVAL_MS,
+  PONG_TIMEOUT_MS,
+} from './limits.js';
 import { closeCodeFor, describeStatus, Status, statusFromCloseCode, type StatusCode } from './status.js';
 import type { Logger } from '../runtime/logger.js';
 
@@ -35,6 +45,52 @@ export interface LinkOptions {
    * measure the round trip for status views. Undefined: a server never pings.
    */
   readonly rttPingMs?: number;
+  /**
+   * Server role: run this link's keepalive check from a timer shared with its siblings (built
+   * with checkEveryMs() of the same ping interval and pong timeout) instead of one of its own.
+   */
+  readonly sweep?: KeepaliveSweep;
+}
+
+/** How often a link with fixed keepalive checks its timers. */
+export function checkEveryMs(pingIntervalMs: number, pongTimeoutMs: number): number {
+  return Math.min(pingIntervalMs, pongTimeoutMs) / 2;
+}
+
+/**
+ * One timer for the fixed keepalive of many server-role links (a peer port's thousands of LAN
+ * peers, a relay's sessions), instead of one timer each. It runs while it has links: the last
+ * link closing stops it, so an owner that closes its links leaves nothing running.
+ */
+export class KeepaliveSweep {
+  private readonly links = new Set<Link>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly everyMs: number) {}
+
+  get size(): number {
+    return this.links.size;
+  }
+
+  /** whether its timer runs (it does while it has links) */
+  get running(): boolean {
+    return this.timer !== undefined;
+  }
+
+  add(link: Link): void {
+    this.links.add(link);
+    if (this.timer) return;
+    this.timer = setInterval(() => {
+      for (const l of this.links) l.check();
+    }, this.everyMs);
+    this.timer.unref();
+  }
+
+  delete(link: Link): void {
+    if (!this.links.delete(link) || this.links.size > 0 || !this.timer) return;
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
 }
 
 export interface LinkStats {
@@ -52,6 +108,55 @@ export interface LinkStats {
  * or a socket read's worth of 1 KiB messages reaches it; a few small requests do not.
  */
 export const FLUSH_AFTER_BYTES = 16 * 1024;
+
+/** The adaptive keepalive's timers for a link with ping interval `pingIntervalMs` and pong timeout `pongTimeoutMs` (PROTOCOL.md 12.1). */
+export interface AdaptiveTimers {
+  /** client, nothing waiting: ping after this much silence */
+  readonly idlePingMs: number;
+  /** server, nothing waiting: drop a client silent this long */
+  readonly silenceLimitMs: number;
+  /** either end, MSGs waiting for their ACK: ping after this much silence */
+  readonly busyPingMs: number;
+  /** MSGs waiting: a ping unanswered this long means the link is dead */
+  readonly busyPongTimeoutMs: number;
+  readonly busyTickMs: number;
+  readonly idleTickMs: number;
+  /**
+   * Worst case from the moment the far end goes silent to the moment this end drops the link:
+   * while MSGs wait for their ACK (busy), and when nothing waits (idle; client end / server end).
+   */
+  readonly noticeBusyMs: number;
+  readonly noticeIdleClientMs: number;
+  readonly noticeIdleServerMs: number;
+}
+
+export function adaptiveTimers(pingIntervalMs = PING_INTERVAL_MS, pongTimeoutMs = PONG_TIMEOUT_MS): AdaptiveTimers {
+  const idlePingMs = ADAPTIVE_IDLE_PINGS * pingIntervalMs;
+  const silenceLimitMs = idlePingMs + pongTimeoutMs + ADAPTIVE_SILENCE_SLACK_MS;
+  const busyPingMs = Math.min(ADAPTIVE_BUSY_PING_MS, pingIntervalMs);
+  const busyPongTimeoutMs = Math.min(ADAPTIVE_BUSY_PONG_TIMEOUT_MS, pongTimeoutMs);
+  const busyTickMs = Math.min(ADAPTIVE_BUSY_TICK_MS, pingIntervalMs / 2);
+  const idleTickMs = Math.min(ADAPTIVE_IDLE_TICK_MS, pingIntervalMs / 2);
+  return {
+    idlePingMs,
+    silenceLimitMs,
+    busyPingMs,
+    busyPongTimeoutMs,
+    busyTickMs,
+    idleTickMs,
+    // silence reaches the ping threshold, a check sees it, the pong deadline passes, a check sees that
+    noticeBusyMs: busyPingMs + busyTickMs + busyPongTimeoutMs + busyTickMs,
+    noticeIdleClientMs: idlePingMs + idleTickMs + pongTimeoutMs + busyTickMs,
+    noticeIdleServerMs: silenceLimitMs + idleTickMs,
+  };
+}
+
+/** An adaptive client's ping payload: its last round trip in whole microseconds, uint32 BE (0: none yet). */
+function rttPayload(rttMs: number | undefined): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(rttMs === undefined ? 0 : Math.min(0xffffffff, Math.max(1, Math.round(rttMs * 1000))));
+  return b;
+}
 
 /** ws close reasons are limited to 123 bytes (RFC 6455 §5.5). */
 function clip(reason: string): string {
@@ -86,6 +191,16 @@ export class Link {
   private keepalive: NodeJS.Timeout | undefined;
   private lastHeard = Date.now();
   private pingSentAt = 0;
+  /** adaptive keepalive (PROTOCOL.md 12.1) taken up by both ends; fixed-interval pings otherwise */
+  private adaptive = false;
+  /** MSGs sent on this link whose ACK has not come back on it */
+  private owed = 0;
+  /** a MSG was sent since the last keepalive check (when the last one was sent, to the check's precision) */
+  private msgSent = false;
+  private lastMsgAt = 0;
+  /** performance.now() of the adaptive ping in flight, for the round trip */
+  private pingSentPerf = 0;
+  private timers: AdaptiveTimers | undefined;
   private readonly pingIntervalMs: number;
   private readonly pongTimeoutMs: number;
   /** probe() callers waiting for a sign of life */
@@ -104,11 +219,14 @@ export class Link {
     ws.binaryType = 'nodebuffer';
     ws.on('message', this.onMessage);
     ws.on('pong', this.onPong);
-    ws.on('ping', this.heard);
+    ws.on('ping', this.onPing);
     ws.on('close', this.onWsClose);
     ws.on('error', (err: Error) => opts.logger.debug('link error', { link: opts.label, error: err.message }));
-    this.keepalive = setInterval(this.tick, Math.min(this.pingIntervalMs, this.pongTimeoutMs) / 2);
-    this.keepalive.unref();
+    if (opts.sweep) opts.sweep.add(this);
+    else {
+      this.keepalive = setInterval(() => this.check(), checkEveryMs(this.pingIntervalMs, this.pongTimeoutMs));
+      this.keepalive.unref();
+    }
   }
 
   get label(): string {
@@ -141,6 +259,83 @@ export class Link {
     });
   }
 
+  /**
+   * Switch to the adaptive keepalive (PROTOCOL.md 12.1), once both ends said they speak it (a
+   * client passes the server's ping interval from WELCOME). While
+   * MSGs sent here wait for their ACK, either end pings after a second of silence and gives up
+   * 2.5 s later; otherwise only the client pings, after two ping intervals of silence, carrying
+   * its last round trip so the server can show it without pinging itself; the server drops a
+   * client silent for longer than that plus a pong timeout and some slack (adaptiveTimers()).
+   */
+  adaptiveKeepalive(serverPingIntervalMs?: number): void {
+    if (this.adaptive || this.closed) return;
+    this.adaptive = true;
+    this.opts.sweep?.delete(this);
+    // A client follows the server's interval when it is shorter (WELCOME.limits.pingIntervalMs), so its idle pings come before the server's silence limit.
+    this.timers = adaptiveTimers(Math.min(this.pingIntervalMs, serverPingIntervalMs ?? Infinity), this.pongTimeoutMs);
+    clearInterval(this.keepalive);
+    // One ping at the start, so each end knows the round trip at once (later the client's pings carry it).
+    this.ping(Date.now());
+    this.schedule();
+  }
+
+  /** Whether the adaptive keepalive is on (status, tests). */
+  get keepaliveMode(): 'adaptive' | 'fixed' {
+    return this.adaptive ? 'adaptive' : 'fixed';
+  }
+
+  private ping(now: number): void {
+    this.pingSentAt = now;
+    this.pingSentPerf = performance.now();
+    this.ws.ping(this.opts.role === 'client' ? rttPayload(this.stats.rttMs) : undefined);
+  }
+
+  private owe(): void {
+    this.msgSent = true;
+    // The first MSG waiting: check soon, not at the idle pace.
+    if (this.owed++ === 0 && this.adaptive && this.pingSentAt === 0) this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    clearTimeout(this.keepalive);
+    const t = this.timers!;
+    this.keepalive = setTimeout(() => this.adaptiveTick(), this.owed > 0 || this.pingSentAt !== 0 ? t.busyTickMs : t.idleTickMs);
+    this.keepalive.unref();
+  }
+
+  private adaptiveTick(): void {
+    if (this.closed || this.ws.readyState !== WebSocket.OPEN) return;
+    const now = Date.now();
+    const t = this.timers!;
+    if (this.msgSent) {
+      this.msgSent = false;
+      this.lastMsgAt = now;
+    }
+    // ACKs that never came (their senders gave up and retry with new MSGs) are not waited for forever.
+    if (this.owed > 0 && now - this.lastMsgAt > ADAPTIVE_OWED_FORGET_MS) this.owed = 0;
+    const busy = this.owed > 0;
+    if (this.pingSentAt !== 0) {
+      if (this.lastHeard >= this.pingSentAt) this.pingSentAt = 0; // answered, by the pong or other traffic
+      else if (now - this.pingSentAt > (busy ? t.busyPongTimeoutMs : this.pongTimeoutMs)) {
+        this.opts.logger.info('link silent after ping; dropping it', { link: this.opts.label, waitedMs: now - this.pingSentAt, waitingAcks: this.owed });
+        this.terminate();
+        return;
+      }
+    }
+    if (this.pingSentAt === 0) {
+      const silent = now - this.lastHeard;
+      if ((busy && silent >= t.busyPingMs) || (this.opts.role === 'client' && silent >= t.idlePingMs)) {
+        this.ping(now);
+      } else if (this.opts.role === 'server' && silent > t.silenceLimitMs) {
+        this.opts.logger.info('client silent; dropping it', { link: this.opts.label });
+        this.terminate();
+        return;
+      }
+    }
+    this.schedule();
+  }
+
   get isOpen(): boolean {
     return !this.closed && this.ws.readyState === WebSocket.OPEN;
   }
@@ -157,6 +352,7 @@ export class Link {
   send(frame: Buffer): boolean {
     if (!this.isOpen) return false;
     this.corkTurn(frame.length);
+    if (frame[0] === FrameType.MSG) this.owe();
     this.ws.send(frame, { binary: true, compress: false });
     this.stats.bytesOut += frame.length;
     this.stats.framesOut++;
@@ -266,9 +462,14 @@ export class Link {
     this.uncork();
   };
 
-  private readonly heard = (): void => {
+  private readonly onPing = (data: Buffer): void => {
     this.lastHeard = Date.now();
     if (this.probes.length > 0) this.answerProbes(true);
+    // An adaptive client's ping carries its round trip in microseconds (0: not measured yet).
+    if (this.adaptive && this.opts.role === 'server' && data.length === 4) {
+      const us = data.readUInt32BE(0);
+      if (us > 0) this.stats.rttMs = us / 1000;
+    }
   };
 
   private answerProbes(alive: boolean): void {
@@ -278,6 +479,10 @@ export class Link {
   private readonly onPong = (data: Buffer): void => {
     this.lastHeard = Date.now();
     if (this.probes.length > 0) this.answerProbes(true);
+    if (this.adaptive) {
+      if (this.pingSentAt !== 0) this.stats.rttMs = performance.now() - this.pingSentPerf;
+      return;
+    }
     if (data.length === 8 && this.pingSentAt) {
       this.stats.rttMs = Number(process.hrtime.bigint() - data.readBigUInt64BE(0)) / 1e6;
       this.pingSentAt = 0;
@@ -291,8 +496,9 @@ export class Link {
     return stamp;
   }
 
-  private readonly tick = (): void => {
-    if (this.closed || this.ws.readyState !== WebSocket.OPEN) return;
+  /** The fixed keepalive's check (its own timer or a KeepaliveSweep runs it). */
+  check(): void {
+    if (this.closed || this.ws.readyState !== WebSocket.OPEN || this.adaptive) return;
     const now = Date.now();
     if (this.opts.role === 'client') {
       if (this.pingSentAt && now - this.pingSentAt > this.pongTimeoutMs && this.lastHeard < this.pingSentAt) {
@@ -316,13 +522,14 @@ export class Link {
       this.pingSentAt = now;
       this.ws.ping(this.stamp());
     }
-  };
+  }
 
   private readonly onMessage = (data: RawData, isBinary: boolean): void => {
     this.lastHeard = Date.now();
     if (this.probes.length > 0) this.answerProbes(true);
     if (this.closed) return;
     const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    if (buf[0] === FrameType.ACK && this.owed > 0) this.owed--;
     this.stats.bytesIn += buf.length;
     this.stats.framesIn++;
     if (!isBinary) {
@@ -347,6 +554,8 @@ export class Link {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.keepalive);
+    clearTimeout(this.keepalive);
+    this.opts.sweep?.delete(this);
     if (this.probes.length > 0) this.answerProbes(false);
     this.uncork();
     const info: CloseInfo = { code, reason: reasonBuf.toString('utf8'), status: statusFromCloseCode(code), local: this.localClose };

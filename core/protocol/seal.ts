@@ -14,7 +14,7 @@ import { loadOrCreatePrivateKey } from '../runtime/key-file.js';
 import { Status, type StatusCode } from './status.js';
 
 /**
- * Sealed message payloads (issue 14; docs/PROTOCOL.md 18): a peer seals the MSG payload for
+ * Sealed message payloads (issue 14; docs/PROTOCOL.md 19): a peer seals the MSG payload for
  * the recipient's X25519 key, so the relay and the contact point see the addresses, id, size
  * and flags, never the body. The envelope (SEAL_VERSION 1):
  *

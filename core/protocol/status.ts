@@ -22,6 +22,8 @@ export const Status = {
   SEAL_REQUIRED: 22,
   BAD_SEAL: 23,
   KEY_CHANGED: 26,
+  NOT_ALLOWED: 24,
+  CONTENT_REFUSED: 25,
 
   // Port mediation results (PORT_RESULT code).
   PERMISSION_DENIED: 30,
@@ -33,6 +35,7 @@ export const Status = {
   BAD_REQUEST: 36,
   WRONG_STATE: 37,
   STREAM_LIMIT: 38,
+  NOT_OFFERED: 39,
 
   // Connection faults (ERROR frame, then close 4000 + code).
   MALFORMED_FRAME: 100,
@@ -88,6 +91,8 @@ const DESCRIPTIONS: Record<StatusName, string> = {
   SEAL_REQUIRED: 'sealed payloads only',
   BAD_SEAL: 'seal did not verify',
   KEY_CHANGED: 'key differs from the one bound or pinned',
+  NOT_ALLOWED: "the receiver's access rules do not let this sender in",
+  CONTENT_REFUSED: "refused by the contact point's content check",
   PERMISSION_DENIED: 'not allowed by the contact point admin',
   PORT_IN_USE: 'port already in use',
   UNKNOWN_PORT: 'no such port id',
@@ -97,6 +102,7 @@ const DESCRIPTIONS: Record<StatusName, string> = {
   BAD_REQUEST: 'malformed port request',
   WRONG_STATE: 'the port is not in a state that allows this',
   STREAM_LIMIT: 'too many connections at once',
+  NOT_OFFERED: 'the office does not offer port mediation',
   MALFORMED_FRAME: 'malformed frame',
   UNKNOWN_FRAME_TYPE: 'unknown frame type',
   FRAME_TOO_LARGE: 'frame too large',

@@ -5,7 +5,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeControl } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { FrameType, frameTypeName, type HelloBody } from '../protocol/frames.js';
-import { Link, type CloseInfo } from '../protocol/link.js';
+import { checkEveryMs, KeepaliveSweep, Link, type CloseInfo } from '../protocol/link.js';
 import {
   HELLO_TIMEOUT_MS,
   MAX_FRAME_BYTES,
@@ -13,19 +13,21 @@ import {
   MAX_PENDING_HELLOS_PER_ADDRESS,
   MAX_SESSIONS_PER_CREDENTIAL,
   PING_INTERVAL_MS,
+  PONG_TIMEOUT_MS,
   PRESSURE_TIMEOUT_MS,
   RELAY_RTT_PING_MS,
   TAKEOVER_PROBE_MS,
 } from '../protocol/limits.js';
 import { negotiateVersion, RELAY_PATH } from '../protocol/version.js';
 import { Status, type StatusCode } from '../protocol/status.js';
-import { FairSlots, sourceKey, type EvictReason } from '../runtime/fair-slots.js';
+import { FairSlots, releaseOnClose, sourceKey, type EvictReason } from '../runtime/fair-slots.js';
 import { refuseUpgrade } from '../runtime/http-guard.js';
 import type { Logger } from '../runtime/logger.js';
 import { KeyedBuckets } from '../runtime/token-bucket.js';
 import type { CredentialKind, CredentialRecord, CredentialStore } from './credentials.js';
 import { type RefusalSink } from './refusals.js';
 import type { SessionRegistry, TunnelSession } from './sessions.js';
+import type { HolderInfo } from './cluster.js';
 import type { RelayStats } from './stats.js';
 
 export { RELAY_PATH };
@@ -75,6 +77,8 @@ export interface AdmissionHost {
   open(admitted: Admitted): void;
   /** false while this relay node is cut off from its cluster: contact points go to another node */
   acceptsTunnels(): boolean;
+  /** Another node holds this contact point's tunnel: its probe, or undefined when there is nothing to contest (Cluster.contestTunnel). */
+  contestElsewhere(cp: string, instance: string | undefined, probeMs: number): Promise<HolderInfo | undefined> | undefined;
 }
 
 /** A newcomer waits for its WELCOME at most HELLO_TIMEOUT_MS: the takeover probe must end before that. */
@@ -99,12 +103,15 @@ export class Admission {
   /** when the last "pending hellos under pressure" warning was logged (at most one a minute) */
   private pressureLoggedAt = 0;
   private readonly logger: Logger;
+  /** one keepalive timer for every link in its hello or admitted with fixed keepalive */
+  private readonly sweep: KeepaliveSweep;
 
   constructor(
     private readonly opts: AdmissionOptions,
     private readonly host: AdmissionHost,
   ) {
     this.logger = host.logger;
+    this.sweep = new KeepaliveSweep(checkEveryMs(opts.pingIntervalMs ?? PING_INTERVAL_MS, PONG_TIMEOUT_MS));
     this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
     this.helloSlots = new FairSlots({
       max: opts.maxPendingHellos ?? MAX_PENDING_HELLOS,
@@ -131,9 +138,10 @@ export class Admission {
       this.host.refusals.record({ kind: 'upgrade', code: Status.RESOURCE_LIMIT, who: '-', address: remote, reason: 'this address holds its share of connections in their hello (HTTP 503)' });
       return refuseUpgrade(socket, 503, 'Service Unavailable');
     }
-    socket.once('close', () => slot.release()); // also when the ws handshake itself fails
+    const release = releaseOnClose(socket, slot);
+    // No closure here may name `req` or `head`: they would stay in memory as long as the connection lives.
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      link = this.onConnection(ws, req.socket, remote, () => slot.release());
+      link = this.onConnection(ws, socket as Socket, remote, release);
     });
   };
 
@@ -160,6 +168,7 @@ export class Admission {
       label: `relay<-${remote}`,
       pingIntervalMs: this.opts.pingIntervalMs ?? PING_INTERVAL_MS,
       rttPingMs: RELAY_RTT_PING_MS,
+      sweep: this.sweep,
     });
     this.host.links.add(link);
     let helloDone = false;
@@ -207,7 +216,7 @@ export class Admission {
    * WELCOME. A contact point whose id another instance holds waits for contest() instead.
    * `deadHolder`: that holder failed its liveness probe, so this hello may replace it.
    */
-  private onHello(link: Link, hello: HelloBody, remote: string, deadHolder?: TunnelSession): void {
+  private onHello(link: Link, hello: HelloBody, remote: string, deadHolder?: TunnelSession, elsewhereChecked = false): void {
     const version = negotiateVersion(hello.versions);
     const who = `${hello.role} ${hello.id}`;
     if (version === undefined) return this.refuse(link, Status.VERSION_MISMATCH, who, `relay speaks protocol 1, client offered ${hello.versions.min}-${hello.versions.max}`);
@@ -231,7 +240,8 @@ export class Admission {
       link.fault(Status.SHUTTING_DOWN, 'this relay node lost its cluster connection; connect to another node');
       return;
     }
-    const holder = kind === 'contact-point' ? this.host.sessions.tunnels.get(hello.id) : undefined;
+    // Per slot (issue 12): a contact point's tunnel in another slot is not a holder of this one.
+    const holder = kind === 'contact-point' ? this.host.sessions.tunnelIn(hello.id, hello.slot ?? 0) : undefined;
     // Only the same instance (a reconnect the holder's own side already gave up on) replaces a
     // holder at once. Another instance, or a client too old to say which it is, waits for a
     // liveness probe of the holder: two live contact points with one credential would otherwise
@@ -240,7 +250,52 @@ export class Admission {
       this.contest(link, hello, remote, holder);
       return;
     }
+    // Another relay node holds it: the same contest, the probe made there (a silent holder is
+    // then replaced by this newer claim, as a same-instance reconnect is at once).
+    const far = kind === 'contact-point' && !holder && !elsewhereChecked ? this.host.contestElsewhere(hello.id, hello.instance, this.probeMs) : undefined;
+    if (far) {
+      this.holdFrames(link);
+      void far.then((alive) => {
+        if (!link.isOpen) return;
+        if (alive) return this.refuse(link, Status.ID_IN_USE, `contact-point ${hello.id}`, idInUse(hello.id, alive));
+        this.onHello(link, hello, remote, undefined, true);
+      });
+      return;
+    }
     this.host.open({ link, hello, kind, record, remote, version, holder, deadHolder });
+  }
+
+  private get probeMs(): number {
+    return this.opts.takeoverProbeMs ?? TAKEOVER_PROBE_MS;
+  }
+
+  /** A newcomer waiting for a contest sends nothing before its WELCOME. */
+  private holdFrames(link: Link): void {
+    link.setHandler({
+      onFrame: (frame) => {
+        throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} before WELCOME`);
+      },
+      onClose: (info) => this.dropPending(link, info),
+    });
+  }
+
+  /** Another node asks whether this node's tunnel of `cp` is alive: the same probe as contest(). */
+  async probeTunnel(cp: string): Promise<HolderInfo | undefined> {
+    const holder = this.host.sessions.tunnels.get(cp);
+    if (!holder || !(await this.probe(holder)) || this.host.sessions.tunnels.get(cp) !== holder) return undefined;
+    return { remote: holder.remote, host: holder.env?.host, since: holder.since };
+  }
+
+  /** One liveness probe per holder, however many newcomers (here or on other nodes) wait. */
+  private probe(holder: TunnelSession): Promise<boolean> {
+    if (!holder.probe) {
+      const probe = holder.link.probe(this.probeMs);
+      holder.probe = probe;
+      void probe.then(() => {
+        if (holder.probe === probe) holder.probe = undefined;
+      });
+    }
+    return holder.probe;
   }
 
   /**
@@ -250,26 +305,19 @@ export class Admission {
    * Silent within the deadline: onHello() again, which replaces it (or contests a newer holder).
    */
   private contest(link: Link, hello: HelloBody, remote: string, holder: TunnelSession): void {
-    link.setHandler({
-      onFrame: (frame) => {
-        throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} before WELCOME`);
-      },
-      onClose: (info) => this.dropPending(link, info),
-    });
-    if (!holder.probe) {
-      const probe = holder.link.probe(this.opts.takeoverProbeMs ?? TAKEOVER_PROBE_MS);
-      holder.probe = probe;
-      void probe.then(() => {
-        if (holder.probe === probe) holder.probe = undefined;
-      });
-    }
-    void holder.probe.then((alive) => {
+    this.holdFrames(link);
+    void this.probe(holder).then((alive) => {
       if (!link.isOpen) return; // the newcomer gave up meanwhile
       if (!alive) return this.onHello(link, hello, remote, holder);
-      if (this.host.sessions.tunnels.get(hello.id) !== holder) return this.onHello(link, hello, remote); // it left meanwhile: decide again
-      const host = holder.env?.host ? ` (host "${holder.env.host.slice(0, 48)}")` : '';
-      const reason = `contact point id "${hello.id}" is held by another instance at ${holder.remote}${host} since ${new Date(holder.since).toISOString()}`;
-      this.refuse(link, Status.ID_IN_USE, `contact-point ${hello.id}`, reason);
+      if (this.host.sessions.tunnelIn(hello.id, hello.slot ?? 0) !== holder) return this.onHello(link, hello, remote); // it left meanwhile: decide again
+      this.refuse(link, Status.ID_IN_USE, `contact-point ${hello.id}`, idInUse(hello.id, { remote: holder.remote, host: holder.env?.host, since: holder.since }));
     });
   }
+}
+
+/** ID_IN_USE's reason: who holds the id, from where and since when (and on which node, in a cluster). */
+function idInUse(id: string, h: HolderInfo): string {
+  const host = h.host ? ` (host "${h.host.slice(0, 48)}")` : '';
+  const node = h.node !== undefined ? ` on relay node ${h.node}` : '';
+  return `contact point id "${id}" is held by another instance at ${h.remote}${host}${node} since ${new Date(h.since).toISOString()}`;
 }

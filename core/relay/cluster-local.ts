@@ -27,6 +27,14 @@ export class LocalCluster implements Cluster {
     return this.sessions.external(name);
   }
 
+  contestTunnel(): undefined {
+    return undefined;
+  }
+
+  externalAt(): boolean {
+    return false;
+  }
+
   opened(): void {}
 
   closed(): void {}

@@ -1,4 +1,5 @@
 import type { ClusterView } from '../admin/relay-contract.js';
+import type { ClusterMediation } from './cluster-mediation.js';
 import type { ExternalSession, RelaySession, TunnelSession } from './sessions.js';
 
 /** A relay node's id is one subject token (no `.`, `*`, `>`), so it names subjects and keys as it is. */
@@ -25,6 +26,16 @@ export interface Cluster {
   tunnel(cp: string): TunnelSession | RemotePlace | undefined;
   /** The external peer's session (by name): here, on another node, or nowhere. */
   external(name: string): ExternalSession | RemotePlace | undefined;
+  /**
+   * A contact point says hello here while another node holds its tunnel (PROTOCOL 6.1.1 across
+   * nodes): undefined when there is nothing to contest (no tunnel elsewhere, or the same instance
+   * reconnecting: it is admitted and the old tunnel closes on the newer claim). Else the holding
+   * node probes its tunnel (its own takeover probe, at most `probeMs` + REMOTE_PROBE_MARGIN_MS
+   * awaited): the holder when it answered, undefined when it did not (or its node is gone).
+   */
+  contestTunnel(cp: string, instance: string | undefined, probeMs: number): Promise<HolderInfo | undefined> | undefined;
+  /** Whether `node` (another node) holds a session of external peer `name` now. */
+  externalAt(name: string, node: string): boolean;
   /** A session was admitted here (after it is in the relay's maps). */
   opened(s: RelaySession): void;
   /** A session here ended (after it left the relay's maps). */
@@ -37,6 +48,8 @@ export interface Cluster {
   answer(reply: string, raw: Buffer): void;
   /** The nodes and where each tunnel and session is, for the status endpoint; undefined for a single relay. */
   view(): ClusterView | undefined;
+  /** Port mediation with tunnels on other nodes (cluster-mediation.ts); absent on a single relay. */
+  readonly mediation?: ClusterMediation | undefined;
 }
 
 /**
@@ -47,6 +60,20 @@ export function replyNode(reply: string): string | undefined {
   const parts = reply.split('.', 3);
   return parts.length === 3 && parts[0] === 'relay' && parts[1] === 'node' && NODE_ID_PATTERN.test(parts[2]!) ? parts[2] : undefined;
 }
+
+/** What a newcomer refused ID_IN_USE is told of the live holder of its contact point id. */
+export interface HolderInfo {
+  /** `host:port` the holder's tunnel comes from */
+  readonly remote: string;
+  /** the holder's HELLO env.host, if it said */
+  readonly host: string | undefined;
+  readonly since: number;
+  /** the relay node holding it (undefined: this one) */
+  readonly node?: string | undefined;
+}
+
+/** A remote liveness probe waits this much longer than the probe itself (the NATS round trip). */
+export const REMOTE_PROBE_MARGIN_MS = 1_000;
 
 /** A tunnel or session held by another relay node. */
 export interface RemotePlace {
@@ -60,8 +87,10 @@ export interface ClusterHost {
   deliver(raw: Buffer, reply: string | undefined): void;
   /** A contact point's tunnel (or an external peer's session) is now held by another node. */
   reachableElsewhere(kind: 'contact-point' | 'external', id: string): void;
-  /** A newer tunnel of this contact point is held by `node`: close the one here (REPLACED). */
-  tunnelMoved(cp: string, node: string): void;
+  /** A newer tunnel of this contact point in `slot` is held by `node`: close the one here in that slot (REPLACED). */
+  tunnelMoved(cp: string, node: string, slot: number): void;
+  /** Another node asks: is this node's tunnel of `cp` alive (a liveness probe)? Undefined: none here, or silent. */
+  probeTunnel(cp: string): Promise<HolderInfo | undefined>;
   /** This node lost the cluster: close every tunnel so its office re-homes (never a black hole). */
   dropTunnels(reason: string): void;
 }

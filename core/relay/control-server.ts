@@ -1,9 +1,10 @@
 import { decodeControl, type Frame } from '../protocol/codec.js';
-import { FrameType } from '../protocol/frames.js';
+import { CAPABILITY_UDP_AEAD, FrameType, offersMediation } from '../protocol/frames.js';
 import type { Link } from '../protocol/link.js';
 import { Status } from '../protocol/status.js';
 import type { Logger } from '../runtime/logger.js';
-import { ControlChannel } from './control.js';
+import type { Cluster } from './cluster.js';
+import { ControlChannel, type PortOwner } from './control.js';
 import type { CredentialStore } from './credentials.js';
 import { DEFAULT_EXPOSE_LIMITS, Exposer, type ExposeLimits } from './expose.js';
 import { OperatorSession } from './operators.js';
@@ -25,6 +26,8 @@ export interface ControlServerOptions {
   readonly maxExposeConnectionsPerContactPoint?: number | undefined;
   /** every refusal is reported here (logged once, kept for the status endpoint) */
   readonly refusals: RefusalSink;
+  /** where tunnels are: a tunnel on another relay node is reached over the cluster's mediation links (cluster-mediation.ts) */
+  readonly cluster?: Cluster | undefined;
 }
 
 /**
@@ -39,17 +42,44 @@ export class ControlServer {
   readonly exposer: Exposer;
   /** the UDP service port (seed 002's UDP channels), when enabled */
   readonly udp: RelayUdpService | undefined;
-  /** `${cp}\n${portId}` -> the operator session that opened it */
-  private readonly portOwners = new Map<string, OperatorSession>();
+  /** `${cp}\n${portId}` -> the operator session that opened it (or the mediation link of another node's operator) */
+  private readonly portOwners = new Map<string, PortOwner>();
 
   constructor(private readonly o: ControlServerOptions) {
     this.udp = o.udp === false ? undefined : new RelayUdpService(o.logger);
     this.exposer = new Exposer((cp) => this.channel(cp), o.exposeHost, o.logger, exposeLimits(o), o.refusals);
+    o.cluster?.mediation?.attach({
+      localChannel: (cp) => this.o.sessions.tunnels.get(cp)?.control,
+      opened: (cp, ch) => this.wireControl(cp, ch),
+      ended: (cp, _ch, reason) => {
+        // The tunnel's node closes these ports at the contact point (or the contact point did, with its tunnel).
+        for (const [key, owner] of [...this.portOwners]) {
+          const [owned, portId] = key.split('\n');
+          if (owned === cp) owner.closed(cp, { portId: Number(portId), event: 'closed', reason: reason.slice(0, 256) });
+        }
+      },
+      claim: (cp, portId, owner) => this.claim(cp, portId, owner),
+      offersMediation: (cp) => this.offersMediation(cp),
+    });
   }
 
-  /** The control channel to a connected contact point, if its tunnel is up. */
+  /** Whether the tunnel of `cp` here offers port mediation (its HELLO's capabilities); undefined when it is not here. */
+  private offersMediation(cp: string): boolean | undefined {
+    const tunnel = this.o.sessions.tunnels.get(cp);
+    return tunnel && offersMediation(tunnel.env?.capabilities ?? []);
+  }
+
+  /** The control channel to a connected contact point, if its tunnel is up: here, or on another relay node of the cluster. */
   channel(contactPointId: string): ControlChannel | undefined {
-    return this.o.sessions.tunnels.get(contactPointId)?.control;
+    const local = this.o.sessions.tunnels.get(contactPointId)?.control;
+    if (local || !this.o.cluster?.mediation) return local;
+    const place = this.o.cluster.tunnel(contactPointId);
+    return place?.kind === 'remote' ? this.o.cluster.mediation.channel(contactPointId, place.node) : undefined;
+  }
+
+  private claim(cp: string, portId: number, owner: PortOwner | undefined): void {
+    if (owner) this.portOwners.set(`${cp}\n${portId}`, owner);
+    else this.portOwners.delete(`${cp}\n${portId}`);
   }
 
   /** A contact point's tunnel is being admitted: its control channel, wired to operators and exposures. */
@@ -61,11 +91,12 @@ export class ControlServer {
 
   /** After WELCOME: a path on the UDP service port for the tunnel's datagrams, announced to the contact point. */
   offerUdp(session: TunnelSession): void {
-    if (!this.udp) return;
+    // Only to a contact point that speaks the encrypted channel: an older one keeps its datagrams in the tunnel.
+    if (!this.udp || !session.env?.capabilities?.includes(CAPABILITY_UDP_AEAD)) return;
     const control = session.control;
     const path = this.udp.register((d) => control.emit('datagram', d));
     control.udpPath = path;
-    session.link.sendControl(FrameType.UDP_CHANNEL, { port: this.o.udpAdvertisePort ?? this.udp.port, session: path.session, key: path.key });
+    session.link.sendControl(FrameType.UDP_CHANNEL, { port: this.o.udpAdvertisePort ?? this.udp.port, session: path.session, key: path.key, version: path.version });
   }
 
   /** Mediation frames from an external peer: only for credentials with the `mediate` right. */
@@ -82,13 +113,11 @@ export class ControlServer {
       s.operator = new OperatorSession(s.id, s.link, {
         channel: (cp) => this.channel(cp),
         knownContactPoint: (cp) => this.o.sessions.tunnels.has(cp) || this.o.credentials.has('contact-point', cp),
+        offersMediation: (cp) => this.offersMediation(cp),
         exposer: this.exposer,
         logger: this.o.logger,
         refusals: this.o.refusals,
-        claim: (cp, portId, owner) => {
-          if (owner) this.portOwners.set(`${cp}\n${portId}`, owner);
-          else this.portOwners.delete(`${cp}\n${portId}`);
-        },
+        claim: (cp, portId, owner) => this.claim(cp, portId, owner),
       });
     }
     return s.operator.handleFrame(frame);

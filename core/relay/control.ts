@@ -22,6 +22,16 @@ export interface ControlEvents {
   accepted: [PortEventBody, MuxStream];
   closed: [PortEventBody];
   datagram: [Datagram];
+  /** the channel closed (tunnel lost, or a mediation link to another node ended): why */
+  ended: [string];
+}
+
+/** Who opened a port at a contact point through the relay: its connection events and datagrams go there. */
+export interface PortOwner {
+  /** a LAN host connected to the port: its stream, open */
+  accepted(e: PortEventBody, tunnelStream: MuxStream): void;
+  closed(cp: string, e: PortEventBody): void;
+  datagram(d: Datagram): void;
 }
 
 /**
@@ -50,7 +60,8 @@ export class ControlChannel extends EventEmitter<ControlEvents> {
       const streamId = this.allocStreamId();
       const stream = this.mux.open(streamId);
       return this.request({ ...body, streamId }, timeoutMs).then((r) => {
-        if (r.ok) splice(splicedTo, stream);
+        if (r.ok && !splicedTo.destroyed) splice(splicedTo, stream);
+        else if (r.ok) stream.destroy(new Error('the other side went away before the connect was answered'));
         else {
           this.mux.forget(streamId);
           splicedTo.destroy(new Error(r.reason ?? 'connect refused'));
@@ -127,6 +138,7 @@ export class ControlChannel extends EventEmitter<ControlEvents> {
     this.pending.failAll(Status.CONTACT_POINT_OFFLINE, reason);
     this.mux.resetAll(reason);
     this.udpPath?.close();
+    this.emit('ended', reason);
   }
 
   private allocStreamId(): number {

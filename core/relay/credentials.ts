@@ -43,6 +43,8 @@ const DUMMY_HASH = hashSecret('no such credential');
  */
 export class CredentialStore {
   private readonly records = new Map<string, CredentialRecord>();
+  /** records held in memory only (addTransient): never saved, listed or dropped by a reload */
+  private readonly transient = new Map<string, CredentialRecord>();
   /** a replicated store's change listeners (watch()) */
   private readonly listeners = new Set<() => void>();
 
@@ -120,7 +122,18 @@ export class CredentialStore {
 
   /** The current record for (kind, id), to notice a credential that was removed or replaced. */
   record(kind: CredentialKind, id: string): CredentialRecord | undefined {
-    return this.records.get(key(kind, id));
+    return this.transient.get(key(kind, id)) ?? this.records.get(key(kind, id));
+  }
+
+  /**
+   * A credential that lives only in this process (a direct-mode contact point's own tunnel to
+   * its embedded relay, direct-mode.ts): never written, listed or counted, and a file another
+   * process rewrote cannot drop it. Returns its secret; the next call replaces it.
+   */
+  addTransient(kind: CredentialKind, id: string, rights: Right[] = ['send']): string {
+    const secret = newSecret(PREFIX[kind]);
+    this.transient.set(key(kind, id), { kind, id, hash: hashSecret(secret), rights, created: new Date().toISOString() });
+    return secret;
   }
 
   /** Creates (or replaces) a credential and returns the secret: the only time it exists in clear. */
@@ -165,7 +178,7 @@ export class CredentialStore {
 
   /** The record when `secret` is right for (kind, id); undefined otherwise, in constant time. */
   verify(kind: CredentialKind, id: string, secret: string): CredentialRecord | undefined {
-    const record = this.records.get(key(kind, id));
+    const record = this.record(kind, id);
     const ok = secretMatches(secret, record?.hash ?? DUMMY_HASH);
     return ok && record ? record : undefined;
   }

@@ -46,6 +46,7 @@ export function relayMetrics(relay: Relay, opts: RelayMetricsOptions = {}): Metr
   m.counter(`${r}external_sessions_opened_total`, 'External sessions admitted since start.', [], (set) => set({}, s.externalsOpened));
   m.gauge(`${r}operator_sessions`, 'External sessions driving port mediation now.', [], (set) => set({}, s.operators));
   m.counter(`${r}messages_routed_total`, 'Messages passed on to their receiver.', [], (set) => set({}, s.routed));
+  m.counter(`${r}messages_forwarded_total`, 'Messages passed on to another relay node of the cluster (routed or refused there).', [], (set) => set({}, s.forwarded));
   m.counter(`${r}messages_refused_total`, 'Messages refused with an ACK, by status code name.', ['code'], (set) => {
     for (const [code, n] of Object.entries(s.refused)) set({ code }, n);
   });
@@ -66,6 +67,9 @@ export function relayMetrics(relay: Relay, opts: RelayMetricsOptions = {}): Metr
   });
   m.counter(`${r}udp_packets_rejected_total`, 'Packets on the UDP service port that failed authentication or decoding.', [], (set) => {
     if (s.udp) set({}, s.udp.rejected);
+  });
+  m.counter(`${r}udp_packets_replayed_total`, 'Packets on the UDP service port that opened but repeated a sequence number (replays, dropped).', [], (set) => {
+    if (s.udp) set({}, s.udp.replayed);
   });
 
   if (opts.perOffice) officeSeries(m, relay, maxOffices);

@@ -8,7 +8,7 @@ import type { Link } from '../protocol/link.js';
 import { describeStatus, Status } from '../protocol/status.js';
 import { StreamMux, type MuxStream } from '../protocol/stream-mux.js';
 import type { Logger } from '../runtime/logger.js';
-import type { ControlChannel } from './control.js';
+import type { ControlChannel, PortOwner } from './control.js';
 import type { Exposer } from './expose.js';
 import type { OperatorView } from '../admin/relay-contract.js';
 import type { RefusalSink } from './refusals.js';
@@ -16,6 +16,8 @@ import type { RefusalSink } from './refusals.js';
 export interface OperatorHost {
   channel(cp: string): ControlChannel | undefined;
   knownContactPoint(cp: string): boolean;
+  /** whether the office's hello listed `mediation`; undefined while its tunnel is not up here */
+  offersMediation(cp: string): boolean | undefined;
   readonly exposer: Exposer;
   readonly logger: Logger;
   /** the relay's own refusals of this operator's requests are reported here */
@@ -31,7 +33,7 @@ export interface OperatorHost {
  * expose/unexpose create public ports on the relay. Everything it opened is closed when its
  * session ends: nothing stays listening on the LAN for an operator who has gone.
  */
-export class OperatorSession {
+export class OperatorSession implements PortOwner {
   readonly mux: StreamMux;
   private readonly ports = new Map<string, { cp: string; portId: number }>();
   /** port id -> contact point, for routing this operator's datagrams without a search */
@@ -108,6 +110,8 @@ export class OperatorSession {
   };
 
   private async request(body: PortRequestBody): Promise<PortResultBody> {
+    // Refused at once (not forwarded to wait for the office's refusal): the office said it takes no port requests.
+    if (body.op !== 'unexpose' && body.cp !== undefined && this.host.offersMediation(body.cp) === false) return this.refuse(body, Status.NOT_OFFERED);
     try {
       return await dispatch(operatorPortRequestSchema, this.operations, body);
     } catch (err: unknown) {

@@ -3,7 +3,8 @@ import type { RelayStatusView } from '../admin/relay-contract.js';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { decodeControl, type Frame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { CAPABILITY_REACHABLE, FrameType, frameTypeName } from '../protocol/frames.js';
+import { CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_NODE, CAPABILITY_REACHABLE, FrameType, frameTypeName } from '../protocol/frames.js';
+import { NameService } from './name-service.js';
 import type { CloseInfo, Link } from '../protocol/link.js';
 import { MAX_MESSAGE_BYTES, MAX_PEERS_PER_CONTACT_POINT, PING_INTERVAL_MS, RELAY_RATE_PER_SENDER } from '../protocol/limits.js';
 import { Status } from '../protocol/status.js';
@@ -68,6 +69,13 @@ export interface RelayOptions {
    * maps. Default: a single relay (cluster-local.ts). The relay starts and stops it.
    */
   readonly cluster?: (sessions: SessionRegistry) => Cluster;
+  /**
+   * Also listen on 127.0.0.1 (a random port, plain ws; loopbackUrl) for a client in this same
+   * process: a direct-mode contact point's own tunnel to its embedded relay (direct-mode.ts),
+   * which could not check the public listener's certificate against the name it was issued
+   * for. Same admission and credentials as the main listener. Default false.
+   */
+  readonly loopbackListener?: boolean;
 }
 
 export interface RelayStatus {
@@ -78,6 +86,8 @@ export interface RelayStatus {
   readonly externals: number;
   readonly sockets: number;
   readonly routed: number;
+  /** MSG frames passed on to another cluster node (routed or refused there) */
+  readonly forwarded: number;
   readonly refused: number;
   /** ACKs not routed: a `to` that is not an address */
   readonly droppedAcks: number;
@@ -95,6 +105,9 @@ export interface RelayStatus {
  */
 export class Relay {
   private server: Server | undefined;
+  /** the loopbackListener's server, when asked for */
+  private loopbackServer: Server | undefined;
+  private boundLoopbackUrl = '';
   /** every admitted session: the one place that lists them (status, credential recheck) */
   readonly sessions = new SessionRegistry();
   private readonly links = new Set<Link>();
@@ -103,6 +116,8 @@ export class Relay {
   private unwatch: (() => void) | undefined;
   /** MSG/ACK routing and REACHABLE waiters (routing.ts) */
   private readonly router: Router;
+  /** lookups and presence subscriptions (issue 15 part 2, docs/PROTOCOL.md 9.7) */
+  private readonly names: NameService;
   /** where tunnels and sessions are: this process only, or a cluster of relay nodes (cluster.ts) */
   readonly cluster: Cluster;
   private boundUrl = '';
@@ -131,6 +146,7 @@ export class Relay {
     this.maxMessageBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
     this.refusals = new RefusalLog(this.logger);
     this.cluster = opts.cluster?.(this.sessions) ?? new LocalCluster(this.sessions);
+    this.names = new NameService({ name: this.name, sessions: this.sessions, credentials: opts.credentials, logger: this.logger });
     this.router = new Router({ name: this.name, credentials: opts.credentials, logger: this.logger, maxMessageBytes: this.maxMessageBytes, sessions: this.sessions, refusals: this.refusals, cluster: this.cluster, stats: this.stats });
     this.controlServer = new ControlServer({
       credentials: opts.credentials,
@@ -142,6 +158,7 @@ export class Relay {
       maxExposeConnections: opts.maxExposeConnections,
       maxExposeConnectionsPerContactPoint: opts.maxExposeConnectionsPerContactPoint,
       refusals: this.refusals,
+      cluster: this.cluster,
     });
     this.udp = this.controlServer.udp;
     this.exposer = this.controlServer.exposer;
@@ -154,11 +171,17 @@ export class Relay {
       stats: this.stats,
       open: (admitted) => this.open(admitted),
       acceptsTunnels: () => this.cluster.available,
+      contestElsewhere: (cp, instance, probeMs) => this.cluster.contestTunnel(cp, instance, probeMs),
     });
   }
 
   get url(): string {
     return this.boundUrl;
+  }
+
+  /** ws:// URL of the loopbackListener ('' without one, or before start). */
+  get loopbackUrl(): string {
+    return this.boundLoopbackUrl;
   }
 
   async start(): Promise<string> {
@@ -168,9 +191,10 @@ export class Relay {
         if (kind === 'contact-point') this.router.tellReachable(id, { domain: id });
         else this.router.tellReachable(`${id}@${this.name}`, { domain: this.name, name: id });
       },
-      tunnelMoved: (cp, node) => this.sessions.tunnels.get(cp)?.link.fault(Status.REPLACED, `a newer tunnel of this contact point connected to relay node ${node}`),
+      probeTunnel: (cp) => this.admission.probeTunnel(cp),
+      tunnelMoved: (cp, node, slot) => this.sessions.tunnelIn(cp, slot)?.link.fault(Status.REPLACED, `a newer tunnel of this contact point connected to relay node ${node}`),
       dropTunnels: (reason) => {
-        for (const t of [...this.sessions.tunnels.values()]) t.link.fault(Status.SHUTTING_DOWN, reason);
+        for (const t of [...this.sessions.allTunnels()]) t.link.fault(Status.SHUTTING_DOWN, reason);
       },
     });
     const server = createGuardedServer({ tls: this.opts.tls, limits: this.opts.http, onRequest: this.onRequest, onUpgrade: this.admission.onUpgrade });
@@ -178,6 +202,12 @@ export class Relay {
     const { address: addr, urlHost } = await listen(server, this.opts.port ?? 0, this.opts.host ?? '127.0.0.1');
     this.boundUrl = `${this.opts.tls ? 'wss' : 'ws'}://${urlHost}:${addr.port}${RELAY_PATH}`;
     this.startedAt = Date.now();
+    if (this.opts.loopbackListener) {
+      const loopback = createGuardedServer({ limits: this.opts.http, onRequest: this.onRequest, onUpgrade: this.admission.onUpgrade });
+      this.loopbackServer = loopback;
+      const bound = await listen(loopback, 0, '127.0.0.1');
+      this.boundLoopbackUrl = `ws://${bound.urlHost}:${bound.address.port}${RELAY_PATH}`;
+    }
     await this.udp?.start(addr.address, addr.port);
     this.unwatch = this.opts.credentials.watch(
       () => {
@@ -199,6 +229,7 @@ export class Relay {
     this.stopping = true;
     this.unwatch?.();
     this.refusals.stop();
+    this.names.stop();
     this.exposer.closeAll();
     this.udp?.stop();
     for (const link of this.links) {
@@ -207,6 +238,9 @@ export class Relay {
     }
     const server = this.server;
     this.server = undefined;
+    const loopback = this.loopbackServer;
+    this.loopbackServer = undefined;
+    if (loopback) await closeServer(loopback);
     if (server) {
       await closeServer(server);
       for (const link of this.links) link.terminate();
@@ -223,6 +257,7 @@ export class Relay {
       externals: this.sessions.size.externals,
       sockets: this.links.size,
       routed: this.stats.routed,
+      forwarded: this.stats.forwarded,
       refused: this.stats.refused.total,
       droppedAcks: this.stats.droppedAcks,
     };
@@ -238,6 +273,7 @@ export class Relay {
       sessions: this.sessions,
       sockets: this.links.size,
       routed: this.stats.routed,
+      forwarded: this.stats.forwarded,
       refused: this.stats.refused.total,
       exposures: this.exposer.list(),
       refusals: this.refusals,
@@ -331,7 +367,7 @@ export class Relay {
     let session: RelaySession;
     if (kind === 'contact-point') {
       const control = this.controlServer.openChannel(hello.id, link);
-      session = { ...base, kind, peers: new Set<string>(), env: hello.env, control, instance: hello.instance, probe: undefined, senders: new Set<string>() };
+      session = { ...base, kind, peers: new Set<string>(), env: hello.env, control, instance: hello.instance, slot: hello.slot ?? 0, probe: undefined, senders: new Set<string>() };
       if (holder) this.router.sendersWait(holder);
       this.sessions.setTunnel(session);
       this.stats.tunnelsOpened++;
@@ -347,25 +383,32 @@ export class Relay {
       this.stats.externalsOpened++;
     }
     this.cluster.opened(session);
+    const adaptive = hello.env?.capabilities?.includes(CAPABILITY_ADAPTIVE_KEEPALIVE) ?? false;
     link.sendControl(FrameType.WELCOME, {
       version,
       session: session.session,
       address: session.kind === 'external' ? session.address : session.id,
+      // A cluster node names itself to a contact point that can tell its two tunnels' nodes apart (issue 12).
+      ...(this.cluster.node !== undefined && (hello.slot !== undefined || hello.env?.capabilities?.includes(CAPABILITY_NODE)) ? { node: this.cluster.node } : {}),
       limits: { maxMessageBytes: this.maxMessageBytes, pingIntervalMs: this.opts.pingIntervalMs ?? PING_INTERVAL_MS },
+      ...(adaptive ? { capabilities: [CAPABILITY_ADAPTIVE_KEEPALIVE] } : {}),
     });
+    if (adaptive) link.adaptiveKeepalive();
     if (session.kind === 'contact-point') this.controlServer.offerUdp(session);
     this.logger.info(kind === 'contact-point' ? 'tunnel up' : 'external peer connected', { id: hello.id, session: session.session, remote });
     // Whoever waits for this contact point, or for this external peer, may send now.
     if (kind === 'contact-point') this.router.tellReachable(hello.id, { domain: hello.id });
     else this.router.tellReachable(`${hello.id}@${this.name}`, { domain: this.name, name: hello.id });
     link.setHandler(this.handlerFor(session));
+    if (session.kind === 'contact-point') this.names.officeChanged(session.id);
+    else this.names.externalChanged(session, false);
   }
 
   private handlerFor(s: RelaySession): { onFrame: (f: Frame) => void; onClose: (i: CloseInfo) => void } {
     return {
       onFrame: (frame) => {
         switch (frame.type) {
-          // Key statements travel like messages (PROTOCOL.md 18.4): signed by the contact point, passed on as they are.
+          // Key statements travel like messages (PROTOCOL.md 19.4): signed by the contact point, passed on as they are.
           case FrameType.MSG:
           case FrameType.KEYS_REQUEST:
             return this.router.onMsg(s, frame);
@@ -386,6 +429,18 @@ export class Relay {
             this.logger.debug('peers announced', { cp: s.id, op: body.op, count: body.names.length });
             return;
           }
+          case FrameType.LOOKUP:
+          case FrameType.SUBSCRIBE: {
+            if (s.kind !== 'external') throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} is for external peers`);
+            if (frame.type === FrameType.LOOKUP) return this.names.lookup(s, decodeControl(frame, FrameType.LOOKUP));
+            return this.names.subscribe(s, decodeControl(frame, FrameType.SUBSCRIBE));
+          }
+          case FrameType.LOOKUP_RESULT:
+          case FrameType.PRESENCE: {
+            if (s.kind !== 'contact-point') throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} is for contact points`);
+            this.names.fromTunnel(s, frame.type, decodeControl(frame, frame.type));
+            return;
+          }
           default:
             if (s.kind === 'contact-point' ? s.control.handleFrame(frame) : this.controlServer.operatorFrame(s, frame)) return;
             throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} not expected after WELCOME`);
@@ -401,11 +456,14 @@ export class Relay {
           }
           // Tunnel loss: pending requests fail, every stream through it is reset at once.
           s.control.close('tunnel lost');
+          this.names.tunnelClosed(s);
+          this.names.officeChanged(s.id);
           this.logger.info('tunnel down', { id: s.id, code: info.code, reason: info.reason });
         } else {
           this.sessions.removeExternal(s);
           this.cluster.closed(s);
           s.operator?.close();
+          this.names.externalChanged(s, true);
           this.logger.info('external peer disconnected', { id: s.id, session: s.session, code: info.code, reason: info.reason });
         }
       },

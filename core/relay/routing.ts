@@ -3,11 +3,11 @@ import { decodeAck, decodeFrame, decodeMsg, encodeAck, type AckFrame, type Frame
 import { ProtocolError } from '../protocol/errors.js';
 import { FrameType, type ReachableBody } from '../protocol/frames.js';
 import type { Link } from '../protocol/link.js';
-import { MAX_ACK_ROUTES_PER_CREDENTIAL, MAX_BUFFERED_BYTES, MAX_REMOTE_ACK_ROUTES, MAX_REPLY_ROUTES_PER_CREDENTIAL, REACHABLE_WAIT_MS, REACHABLE_WAITERS_MAX, REACHABLE_WAITERS_PER_DOMAIN } from '../protocol/limits.js';
+import { MAX_ACK_ROUTES_PER_CREDENTIAL, MAX_BUFFERED_BYTES, MAX_REMOTE_ACK_ROUTES, MAX_REMOTE_REPLY_ROUTES, MAX_REPLY_ROUTES_PER_CREDENTIAL, REACHABLE_WAIT_MS, REACHABLE_WAITERS_MAX, REACHABLE_WAITERS_PER_DOMAIN } from '../protocol/limits.js';
 import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
 import type { Logger } from '../runtime/logger.js';
 import { WaitList } from '../runtime/wait-list.js';
-import { replyNode, type Cluster } from './cluster.js';
+import { replyNode, type Cluster, type RemotePlace } from './cluster.js';
 import type { CredentialStore } from './credentials.js';
 import { who, type RefusalSink } from './refusals.js';
 import type { ExternalGroup, ExternalSession, RelaySession, SessionRegistry, TunnelSession } from './sessions.js';
@@ -46,6 +46,22 @@ export class Router {
    * re-sent by its sender and noted again). Empty on a single relay.
    */
   private readonly remoteOrigins = new Map<string, string>();
+  /**
+   * Contact point id -> wait keys of sessions here (with `reachable`) that sent messages to its
+   * tunnel on another node lately: a local tunnel's `senders`, for a tunnel elsewhere. When a
+   * newer tunnel of that contact point comes up (on any node) they are told REACHABLE: what they
+   * sent may have died with the old one. At most REACHABLE_WAITERS_PER_DOMAIN per contact point
+   * (started over when full) and REACHABLE_WAITERS_MAX contact points (oldest forgotten first).
+   * Empty on a single relay.
+   */
+  private readonly remoteSenders = new Map<string, Set<string>>();
+  /**
+   * `name\naddress`: external peer `name`'s latest message to `address` delivered here came from
+   * a session on another node -> that node, so a reply from `address` goes to the session that
+   * asked (9.2's rule across nodes). A session here writing to `address` takes it back. Least
+   * recently written first, at most MAX_REMOTE_REPLY_ROUTES. Empty on a single relay.
+   */
+  private readonly remoteReplyRoutes = new Map<string, string>();
   private readonly waiting = new WaitList(REACHABLE_WAITERS_PER_DOMAIN, REACHABLE_WAITERS_MAX, REACHABLE_WAIT_MS);
 
   constructor(private readonly o: RouterOptions) {}
@@ -66,7 +82,7 @@ export class Router {
     if (!to) return this.refuse(s, msg, Status.BAD_ADDRESS, `"${msg.to}" is not name@domain`);
     let target: Link;
     if (to.domain === this.o.name) {
-      const ext = this.receiver(to.name, msg.from) ?? this.o.cluster.external(to.name);
+      const ext = this.remoteAsker(to.name, msg.from) ?? this.receiver(to.name, msg.from) ?? this.o.cluster.external(to.name);
       if (!ext) {
         const known = this.o.credentials.has('external', to.name);
         // Remember who waits, to tell them the moment that peer connects (REACHABLE with name).
@@ -74,7 +90,7 @@ export class Router {
         return this.refuse(s, msg, known ? Status.PEER_OFFLINE : Status.UNKNOWN_PEER);
       }
       if (ext.kind === 'remote') {
-        this.o.stats.routed++;
+        this.o.stats.forwarded++;
         this.noteSent(s, msg);
         return this.o.cluster.sendToNode(ext.node, frame.raw);
       }
@@ -88,8 +104,9 @@ export class Router {
         return this.refuse(s, msg, known ? Status.CONTACT_POINT_OFFLINE : Status.UNKNOWN_CONTACT_POINT);
       }
       if (tunnel.kind === 'remote') {
-        this.o.stats.routed++;
+        this.o.stats.forwarded++;
         this.noteSent(s, msg);
+        if (s.reachable) this.noteRemoteSender(to.domain, s.waitKey);
         return this.o.cluster.sendToTunnel(to.domain, frame.raw);
       }
       // Registration is checked at the contact point, the single place where traffic is checked
@@ -114,16 +131,35 @@ export class Router {
   private noteSent(s: RelaySession, msg: MsgFrame): void {
     if (s.kind !== 'external') return;
     s.lastTo = msg.to;
+    if (this.remoteReplyRoutes.size > 0) this.remoteReplyRoutes.delete(`${s.id}\n${msg.to}`);
     if (s.group.sessions.length > 1) track(s.group, msg.id, msg.to, s);
+  }
+
+  private noteRemoteSender(cp: string, waitKey: string): void {
+    let set = this.remoteSenders.get(cp);
+    if (!set) setCapped(this.remoteSenders, cp, (set = new Set<string>()), REACHABLE_WAITERS_MAX);
+    else if (set.has(waitKey)) return;
+    if (set.size >= REACHABLE_WAITERS_PER_DOMAIN) set.clear();
+    set.add(waitKey);
   }
 
   /** Another node forwarded a MSG it checked (sender, rights, rate, size) or an ACK: deliver it here or refuse it back. */
   onForwarded(raw: Buffer, reply: string | undefined): void {
     const frame = decodeFrame(raw);
-    if (frame.type === FrameType.ACK || frame.type === FrameType.KEYS_ANSWER) {
-      const ack = frame.type === FrameType.ACK ? decodeAck(frame) : decodeMsg(frame);
+    if (frame.type === FrameType.KEYS_ANSWER) {
+      // Goes back like an ACK, to the session that asked (PROTOCOL.md 19.4).
+      const answer = decodeMsg(frame);
+      const to = parseAddress(answer.to);
+      return to ? this.deliverAck(to, answer, raw) : undefined;
+    }
+    if (frame.type === FrameType.ACK) {
+      const ack = decodeAck(frame);
       const to = parseAddress(ack.to);
-      return to ? this.deliverAck(to, ack, raw) : undefined;
+      if (!to) return;
+      // The holding node refused a message from here (its tunnel or session left meanwhile): the
+      // sender waits for it as if this node had refused it (9.5).
+      if (ack.status === Status.CONTACT_POINT_OFFLINE || ack.status === Status.PEER_OFFLINE) this.waitAfterRemoteRefusal(to, ack);
+      return this.deliverAck(to, ack, raw);
     }
     if (frame.type !== FrameType.MSG && frame.type !== FrameType.KEYS_REQUEST) {
       throw new ProtocolError(Status.PROTOCOL_VIOLATION, `a node forwarded a frame of type ${frame.type}`);
@@ -149,7 +185,33 @@ export class Router {
     // An external sender on another node: its ACK goes back to that node, not to a session of
     // the same credential that may be here too.
     const origin = reply !== undefined && parseAddress(msg.from)?.domain === this.o.name ? replyNode(reply) : undefined;
-    if (origin !== undefined) setCapped(this.remoteOrigins, `${msg.from}\n${msg.id}`, origin, MAX_REMOTE_ACK_ROUTES);
+    if (origin !== undefined) {
+      setCapped(this.remoteOrigins, `${msg.from}\n${msg.id}`, origin, MAX_REMOTE_ACK_ROUTES);
+      // A reply to that peer from this address goes to the node that asked (deleted first: least recently written first).
+      const route = `${parseAddress(msg.from)!.name}\n${msg.to}`;
+      this.remoteReplyRoutes.delete(route);
+      setCapped(this.remoteReplyRoutes, route, origin, MAX_REMOTE_REPLY_ROUTES);
+    }
+  }
+
+  /**
+   * The node whose session of external peer `name` last wrote to `from` (its message came here
+   * from there), while that node still holds a session of it; undefined when a session here
+   * wrote last, or none is known.
+   */
+  private remoteAsker(name: string, from: string): RemotePlace | undefined {
+    if (this.remoteReplyRoutes.size === 0) return undefined;
+    const node = this.remoteReplyRoutes.get(`${name}\n${from}`);
+    return node !== undefined && this.o.cluster.externalAt(name, node) ? { kind: 'remote', node } : undefined;
+  }
+
+  private waitAfterRemoteRefusal(to: Address, ack: AckFrame): void {
+    const waitKey = to.domain === this.o.name ? `e:${to.name}` : `c:${to.domain}`;
+    const recipient = parseAddress(ack.from);
+    if (!recipient) return;
+    if (recipient.domain === this.o.name) {
+      if (ack.status === Status.PEER_OFFLINE) this.waiting.add(ack.from, waitKey);
+    } else if (ack.status === Status.CONTACT_POINT_OFFLINE) this.waiting.add(recipient.domain, waitKey);
   }
 
   /**
@@ -178,7 +240,7 @@ export class Router {
   }
 
   /**
-   * A KEYS_ANSWER (PROTOCOL.md 18.4) is the answer to one session's request, as an ACK is: it
+   * A KEYS_ANSWER (PROTOCOL.md 19.4) is the answer to one session's request, as an ACK is: it
    * goes back the same way, to the session (and node) that sent the request with its id.
    */
   onKeysAnswer(s: RelaySession, frame: Frame): void {
@@ -250,6 +312,12 @@ export class Router {
    * address): every session waiting for it hears REACHABLE `body` at once.
    */
   tellReachable(key: string, body: ReachableBody): void {
+    // A newer tunnel of this contact point: who sent through the old one elsewhere waits no more.
+    const sent = body.name === undefined ? this.remoteSenders.get(key) : undefined;
+    if (sent) {
+      this.remoteSenders.delete(key);
+      for (const k of sent) this.waiting.add(key, k);
+    }
     let told = 0;
     for (const who of this.waiting.take(key)) {
       const name = who.slice(2);

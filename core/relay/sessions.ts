@@ -31,6 +31,8 @@ export interface TunnelSession extends Session {
   readonly control: ControlChannel;
   /** HELLO `instance`: which running contact point holds the tunnel (undefined from older clients) */
   readonly instance: string | undefined;
+  /** HELLO `slot` (0 when absent): a contact point's tunnels in different slots live side by side (issue 12) */
+  readonly slot: number;
   /** the liveness probe in flight because another instance said hello with this id */
   probe: Promise<boolean> | undefined;
   /**
@@ -82,12 +84,18 @@ export interface ExternalGroup {
 }
 
 /**
- * The relay's sessions, in one place: one tunnel per contact point id (admission.ts decides
- * who holds it), and per external credential id the group of its sessions. Everything that
- * lists sessions (status, credential recheck) enumerates them here.
+ * The relay's sessions, in one place: one tunnel per contact point id and slot (admission.ts
+ * decides who holds it), and per external credential id the group of its sessions. Everything
+ * that lists sessions (status, credential recheck) enumerates them here.
  */
 export class SessionRegistry {
+  /**
+   * contact point id -> the tunnel routing uses here: the one held longest (a tunnel that just
+   * came, maybe to leave at once for another node, takes over only when the other goes)
+   */
   private readonly tunnelMap = new Map<string, TunnelSession>();
+  /** contact point id -> its tunnels here by slot (issue 12: two tunnels, usually on two nodes) */
+  private readonly slotMap = new Map<string, (TunnelSession | undefined)[]>();
   private readonly groups = new Map<string, ExternalGroup>();
 
   get tunnels(): ReadonlyMap<string, TunnelSession> {
@@ -109,9 +117,24 @@ export class SessionRegistry {
     return this.groups.get(name)?.sessions ?? [];
   }
 
+  /** The tunnel of contact point `id` in `slot`, if it is here. */
+  tunnelIn(id: string, slot: number): TunnelSession | undefined {
+    return this.slotMap.get(id)?.[slot];
+  }
+
+  /** Every tunnel of contact point `id` here (one per slot), lowest slot first. */
+  tunnelsOf(id: string): TunnelSession[] {
+    return (this.slotMap.get(id) ?? []).filter((t) => t !== undefined);
+  }
+
+  /** Every tunnel here, every slot. */
+  *allTunnels(): IterableIterator<TunnelSession> {
+    for (const slots of this.slotMap.values()) for (const t of slots) if (t) yield t;
+  }
+
   /** Every live session: tunnels, then external sessions (per credential, oldest first). */
   *all(): IterableIterator<RelaySession> {
-    yield* this.tunnelMap.values();
+    yield* this.allTunnels();
     for (const g of this.groups.values()) yield* g.sessions;
   }
 
@@ -122,17 +145,29 @@ export class SessionRegistry {
     return { tunnels: this.tunnelMap.size, externals };
   }
 
-  /** The tunnel holding contact point id `s.id` from now on; the one it replaces, if any. */
+  /** The tunnel holding contact point id `s.id` in slot `s.slot` from now on; the one it replaces, if any. */
   setTunnel(s: TunnelSession): TunnelSession | undefined {
-    const old = this.tunnelMap.get(s.id);
-    this.tunnelMap.set(s.id, s);
+    let slots = this.slotMap.get(s.id);
+    if (!slots) this.slotMap.set(s.id, (slots = []));
+    const old = slots[s.slot];
+    slots[s.slot] = s;
+    const routed = this.tunnelMap.get(s.id);
+    if (routed === undefined || routed === old) this.tunnelMap.set(s.id, s);
     return old;
   }
 
-  /** A closed tunnel: true when it was still the holder of its id (not already replaced). */
+  /** A closed tunnel: true when it was still the holder of its id and slot (not already replaced). */
   removeTunnel(s: TunnelSession): boolean {
-    if (this.tunnelMap.get(s.id) !== s) return false;
-    this.tunnelMap.delete(s.id);
+    const slots = this.slotMap.get(s.id);
+    if (slots?.[s.slot] !== s) return false;
+    slots[s.slot] = undefined;
+    const rest = slots.find((t) => t !== undefined);
+    if (rest) {
+      if (this.tunnelMap.get(s.id) === s) this.tunnelMap.set(s.id, rest);
+    } else {
+      this.tunnelMap.delete(s.id);
+      this.slotMap.delete(s.id);
+    }
     return true;
   }
 

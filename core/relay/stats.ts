@@ -13,6 +13,8 @@ import type { RelayUdpService } from './udp-service.js';
 export class RelayStats {
   /** MSG frames passed on to their receiver's link */
   routed = 0;
+  /** MSG frames passed on to another relay node of a cluster (that node counts them routed, or refused) */
+  forwarded = 0;
   /** MSG frames refused with an ACK, by status code */
   readonly refused = new CodeCounts();
   /** ACKs dropped: a `to` that is not an address */
@@ -41,7 +43,7 @@ export class RelayStats {
       bytesOut += link.stats.bytesOut;
     }
     let streams = 0;
-    for (const t of view.sessions.tunnels.values()) streams += t.control.mux.size;
+    for (const t of view.sessions.allTunnels()) streams += t.control.mux.size;
     let operators = 0;
     let operatorPorts = 0;
     for (const e of view.sessions.all()) {
@@ -59,6 +61,7 @@ export class RelayStats {
     const externals = view.sessions.size.externals;
     return {
       routed: this.routed,
+      forwarded: this.forwarded,
       refused: this.refused.byName(),
       droppedAcks: this.droppedAcks,
       helloRefused: this.helloRefused.byName(),
@@ -92,6 +95,7 @@ export interface RelayView {
 
 export interface RelayStatsSnapshot {
   readonly routed: number;
+  readonly forwarded: number;
   /** by status name */
   readonly refused: Readonly<Record<string, number>>;
   readonly droppedAcks: number;
@@ -116,5 +120,5 @@ export interface RelayStatsSnapshot {
   readonly exposures: number;
   /** TCP connections open through exposures */
   readonly exposureConnections: number;
-  readonly udp: { readonly datagramsIn: number; readonly datagramsOut: number; readonly rejected: number } | undefined;
+  readonly udp: { readonly datagramsIn: number; readonly datagramsOut: number; readonly rejected: number; readonly replayed: number } | undefined;
 }

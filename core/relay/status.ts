@@ -1,5 +1,5 @@
 import type { ClusterView, EnvView, RelayStatusView, TrafficView } from '../admin/relay-contract.js';
-import type { HelloBody } from '../protocol/frames.js';
+import { offersMediation, type HelloBody } from '../protocol/frames.js';
 import type { LinkStats } from '../protocol/link.js';
 import { VERSION } from '../version.js';
 import type { ExposureView } from './expose.js';
@@ -16,6 +16,7 @@ export interface StatusSources {
   /** open links, admitted or in their hello */
   readonly sockets: number;
   readonly routed: number;
+  readonly forwarded: number;
   readonly refused: number;
   readonly exposures: readonly ExposureView[];
   readonly refusals: RefusalLog;
@@ -40,6 +41,7 @@ export function statusSnapshot(src: StatusSources, now = Date.now()): RelayStatu
       peers: t.peers.size,
       traffic: traffic(t.link.stats),
       streams: t.control.mux.size,
+      mediation: offersMediation(t.env?.capabilities ?? []),
     }))
     .sort((a, b) => a.id.localeCompare(b.id));
   const externals = [...src.sessions.all()]
@@ -66,6 +68,7 @@ export function statusSnapshot(src: StatusSources, now = Date.now()): RelayStatu
       sockets: src.sockets,
       exposures: src.exposures.length,
       routed: src.routed,
+      forwarded: src.forwarded,
       refused: src.refused,
     },
     offices,

@@ -10,13 +10,20 @@ import {
   sealUdp,
   UDP_CHANNEL_MAX_PAYLOAD,
   UDP_DEAD_AFTER_MS,
+  UDP_MAX_SEQ,
+  UDP_VERSION,
   UdpKind,
+  udpKeys,
   udpSessionOf,
+  type UdpKey,
 } from '../protocol/udp-channel.js';
 
 interface Session {
   readonly id: Buffer;
-  readonly key: Buffer;
+  /** seals what the relay sends (to the contact point) */
+  readonly send: UdpKey;
+  /** opens what the contact point sends */
+  readonly receive: UdpKey;
   readonly window: ReplayWindow;
   readonly onDatagram: (d: Datagram) => void;
   seqOut: number;
@@ -27,7 +34,10 @@ interface Session {
 
 export interface UdpPath {
   readonly session: string;
+  /** the session's key material, base64 (sent only inside the tunnel) */
   readonly key: string;
+  /** the packet format, UDP_VERSION */
+  readonly version: number;
   /** true when sent over UDP; false means use the tunnel */
   send(d: OutgoingDatagram): boolean;
   close(): void;
@@ -41,7 +51,8 @@ export interface UdpPath {
 export class RelayUdpService {
   private socket: Socket | undefined;
   private readonly sessions = new Map<string, Session>();
-  readonly stats = { datagramsIn: 0, datagramsOut: 0, rejected: 0 };
+  /** rejected: packets dropped unopened (unknown session, bad tag, tampered, garbage); replayed: opened but a sequence number seen before */
+  readonly stats = { datagramsIn: 0, datagramsOut: 0, rejected: 0, replayed: 0 };
   port = 0;
 
   constructor(private readonly logger: Logger) {}
@@ -76,16 +87,17 @@ export class RelayUdpService {
   register(onDatagram: (d: Datagram) => void): UdpPath {
     const id = randomBytes(8);
     const key = randomBytes(32);
-    const s: Session = { id, key, window: new ReplayWindow(), onDatagram, seqOut: 0, peer: undefined, lastValid: 0 };
+    const s: Session = { id, ...udpKeys(key, id, 'relay'), window: new ReplayWindow(), onDatagram, seqOut: 0, peer: undefined, lastValid: 0 };
     const name = id.toString('base64');
     this.sessions.set(name, s);
     return {
       session: name,
       key: key.toString('base64'),
+      version: UDP_VERSION,
       send: (d) => {
         const sock = this.socket;
-        if (!sock || !s.peer || Date.now() - s.lastValid > UDP_DEAD_AFTER_MS || d.payload.length > UDP_CHANNEL_MAX_PAYLOAD) return false;
-        sock.send(sealUdp(key, id, UdpKind.DATAGRAM, ++s.seqOut, encodeUdpDatagram(d)), s.peer.port, s.peer.address);
+        if (!sock || !s.peer || Date.now() - s.lastValid > UDP_DEAD_AFTER_MS || d.payload.length > UDP_CHANNEL_MAX_PAYLOAD || s.seqOut >= UDP_MAX_SEQ) return false;
+        sock.send(sealUdp(s.send, id, UdpKind.DATAGRAM, ++s.seqOut, encodeUdpDatagram(d)), s.peer.port, s.peer.address);
         this.stats.datagramsOut++;
         return true;
       },
@@ -96,14 +108,20 @@ export class RelayUdpService {
   private onPacket(msg: Buffer, address: string, port: number): void {
     const name = udpSessionOf(msg);
     const s = name ? this.sessions.get(name) : undefined;
-    const p = s ? openUdp(s.key, msg) : undefined;
-    if (!s || !p || !s.window.accept(p.seq)) {
+    const p = s ? openUdp(s.receive, msg) : undefined;
+    if (!s || !p) {
       this.stats.rejected++;
+      return;
+    }
+    if (!s.window.accept(p.seq)) {
+      this.stats.replayed++;
       return;
     }
     s.peer = { address, port };
     s.lastValid = Date.now();
-    const reply = (kind: number): void => void this.socket?.send(sealUdp(s.key, s.id, kind, ++s.seqOut), port, address);
+    const reply = (kind: number): void => {
+      if (s.seqOut < UDP_MAX_SEQ) this.socket?.send(sealUdp(s.send, s.id, kind, ++s.seqOut), port, address);
+    };
     switch (p.kind) {
       case UdpKind.PROBE:
         return reply(UdpKind.PROBE_ACK);

@@ -144,3 +144,17 @@ export function sourceKey(address: string): string {
     .map((g) => (Number.parseInt(g, 16) || 0).toString(16))
     .join(':')}::/64`;
 }
+
+/**
+ * Releases `slot` when the socket closes (also when a ws handshake fails), unless the returned
+ * function releases it first (the hello ended); either way the listener then goes, so nothing of
+ * the hello stays attached to the socket of a connection that lives on.
+ */
+export function releaseOnClose(socket: { once(e: 'close', f: () => void): unknown; off(e: 'close', f: () => void): unknown }, slot: Slot): () => void {
+  const release = (): void => {
+    socket.off('close', release);
+    slot.release();
+  };
+  socket.once('close', release);
+  return release;
+}

@@ -57,6 +57,8 @@ interface Tracked {
   readonly slot: Slot;
   readonly since: number;
   timer: NodeJS.Timeout;
+  /** its socket's close listener, removed at the upgrade: an upgraded socket keeps nothing of this table */
+  onClose?: () => void;
 }
 
 /**
@@ -114,11 +116,12 @@ export function createGuardedServer(o: GuardedServerOptions): Server {
     const id = idOf(socket);
     const t: Tracked = { slot, since: Date.now(), timer: expire(socket, l.headersTimeoutMs) };
     tracked.set(id, t);
-    socket.once('close', () => {
+    t.onClose = () => {
       clearTimeout(t.timer);
       slot.release();
       if (tracked.get(id) === t) tracked.delete(id);
-    });
+    };
+    socket.once('close', t.onClose);
   });
   server.prependListener('upgrade', (_req: IncomingMessage, socket: Duplex) => {
     const id = idOf(socket as Socket);
@@ -127,6 +130,7 @@ export function createGuardedServer(o: GuardedServerOptions): Server {
     clearTimeout(t.timer);
     t.slot.release();
     tracked.delete(id);
+    if (t.onClose) socket.off('close', t.onClose);
   });
   server.on('upgrade', o.onUpgrade);
   return server;

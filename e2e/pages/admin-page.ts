@@ -45,6 +45,13 @@ export class AdminPage {
     return this.page.locator('.notice', { hasText: text });
   }
 
+  /** Clears the notices so a screenshot shows the view itself. */
+  async dismissNotices(): Promise<void> {
+    const dismiss = this.page.locator('.notice').getByRole('button', { name: 'Dismiss' });
+    // Each click removes one (and ok notices also fade by themselves): click the first while any is left.
+    while ((await dismiss.count()) > 0) await dismiss.first().click({ timeout: 2_000 }).catch(() => undefined);
+  }
+
   /** SCREENSHOTS/NAME.png; returns the path. */
   async screenshot(name: string): Promise<string> {
     await mkdir(SCREENSHOTS, { recursive: true });

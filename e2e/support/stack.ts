@@ -83,7 +83,7 @@ export class Stack {
   }
 
   static async start(
-    opts: { id?: string; externals?: readonly string[]; operators?: readonly string[]; embeddedRelay?: boolean; streamLimits?: ContactPointOptions['streamLimits'] } = {},
+    opts: { id?: string; externals?: readonly string[]; operators?: readonly string[]; embeddedRelay?: boolean; streamLimits?: ContactPointOptions['streamLimits']; direct?: boolean } = {},
   ): Promise<Stack> {
     requireBuilt();
     const id = opts.id ?? 'acme-hq';
@@ -103,6 +103,8 @@ export class Stack {
       logger,
       embeddedRelay: opts.embeddedRelay ?? false,
       ...(opts.streamLimits ? { streamLimits: opts.streamLimits } : {}),
+      // Direct mode beside the tunnel: plain ws on loopback, credentials in <dir>/cp/direct.
+      ...(opts.direct ? { direct: { host: '127.0.0.1', port: 0, credentialsPollMs: 200 } } : {}),
       timing: FAST,
     });
     await cp.start();
@@ -127,6 +129,13 @@ export class Stack {
     const secret = this.secrets.get(name);
     if (!secret) throw new Error(`no credential made for ${name}`);
     return secret;
+  }
+
+  /** An outside sender at the contact point's direct listener (Stack.start({ direct: true })), with `secret` from addDirectCredential(). */
+  async directPeer(name: string, secret: string): Promise<Peer> {
+    const p = await spawnExternalPeer(this.cp.direct!.url, name, secret);
+    this.peers.push(p);
+    return p;
   }
 
   /** An outside sender at the relay. */

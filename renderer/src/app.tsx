@@ -70,7 +70,7 @@ function TunnelPill() {
   return (
     <span className={`pill ${t.state}`} title={tunnelSentence(t, now)} data-testid="tunnel-pill">
       <span className={`dot ${t.state}`} aria-hidden="true" />
-      tunnel {t.state}
+      {t.relayUrl === '' ? 'no relay (direct mode)' : `tunnel ${t.state}`}
     </span>
   );
 }

@@ -3,9 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ContactPoint } from '../../core/contact-point/contact-point.js';
-import { PeerIdentity } from '../../core/peer/identity.js';
 import { PeerClient } from '../../core/peer/peer-client.js';
-import { FAST, logger, waitFor } from '../helpers.js';
+import { FAST, logger, registeredPeer, waitFor } from '../helpers.js';
 import { freePort, haveNatsServer, NO_NATS_REASON, startNatsServer } from '../nats-fixtures.js';
 import { tcpForwarder } from '../net-fixtures.js';
 import { cliSuite } from './cli-process.js';
@@ -110,14 +109,7 @@ describe.skipIf(!haveNatsServer)('relay cluster: a node cut off from NATS', () =
     await cp.start();
     await waitFor(() => cp.gateway.connected, 5_000, 'tunnel up on r1');
     const got: string[] = [];
-    const printer = new PeerClient({ role: 'peer', url: cp.peerPortUrl, name: 'printer', identity: PeerIdentity.generate(), logger, timing: FAST, ackTimeoutMs: 500, onMessage: (m) => void got.push(m.payload.toString()) });
-    suite.cleanup(() => printer.stop());
-    printer.start();
-    await printer.ready();
-    printer.register();
-    await waitFor(() => cp.registrar.get('printer')?.state === 'pending', 5_000, 'printer pending');
-    await cp.call('peers:approve', { name: 'printer' });
-    await printer.waitForRegistration('registered');
+    await registeredPeer(cp, 'printer', suite.cleanup, { ackTimeoutMs: 500, onMessage: (m) => void got.push(m.payload.toString()) });
 
     const alice = new PeerClient({ role: 'external', url: r2Url, name: 'alice', secret: (await readFile(aliceCred, 'utf8')).trim(), logger, timing: FAST, ackTimeoutMs: 500 });
     suite.cleanup(() => alice.stop());

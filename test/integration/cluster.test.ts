@@ -4,12 +4,22 @@ import type { DeliveryError } from '../../core/protocol/errors.js';
 import { Status } from '../../core/protocol/status.js';
 import { PeerClient, type InboundMessage } from '../../core/peer/peer-client.js';
 import { Kvm } from '@nats-io/kv';
-import { decodeAck, decodeFrame, encodeMsg } from '../../core/protocol/codec.js';
+import { decodeAck, decodeFrame, encodeAck, encodeMsg } from '../../core/protocol/codec.js';
 import { connectNats, joinNatsCluster, openClusterCredentials, PRESENCE_BUCKET, subjectToken } from '../../core/relay/cluster-nats.js';
 import type { CredentialStore } from '../../core/relay/credentials.js';
 import { Relay } from '../../core/relay/relay.js';
 import { relayStatusText } from '../../core/cli/relay-status-command.js';
-import { FAST, logger, refusal, startHarness, waitFor, type Harness } from '../helpers.js';
+import { relayMetrics } from '../../core/relay/metrics.js';
+import { scrape } from '../../core/runtime/metrics.js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ContactPoint } from '../../core/contact-point/contact-point.js';
+import { FrameType } from '../../core/protocol/frames.js';
+import { ACK_TIMEOUT_MS } from '../../core/protocol/limits.js';
+import { FAST, logger, refusal, registeredPeer, startHarness, waitFor, type Harness } from '../helpers.js';
+import { tcpForwarder } from '../net-fixtures.js';
+import { RawClient } from '../raw-client.js';
 import { haveNatsServer, NO_NATS_REASON, startNatsServer, type NatsServer } from '../nats-fixtures.js';
 import { SealKey } from '../../core/protocol/seal.js';
 
@@ -74,21 +84,36 @@ async function external(relay: Relay, name: string, extra: Partial<ConstructorPa
  * Office acme-hq (printer registered, what it receives in `got`) on node r1, a second node r2,
  * and credential `tech`; session(relay) connects one more session of tech to that node.
  */
-async function techOnTwoNodes(): Promise<{ h: Harness; r2: Relay; got: string[]; session: (relay: Relay) => Promise<PeerClient> }> {
+async function techOnTwoNodes(): Promise<{ h: Harness; r2: Relay; got: string[]; printer: PeerClient; session: (relay: Relay, onMessage?: (m: InboundMessage) => void) => Promise<PeerClient> }> {
   const h = await office('r1', 'acme-hq');
   const r2 = await node('r2');
   const got: string[] = [];
-  await h.registered('printer', (m) => void got.push(m.payload.toString()));
+  const printer = await h.registered('printer', (m) => void got.push(m.payload.toString()));
   const secret = await admin.store.add('external', 'tech');
   await known([h.relay, r2], 'external', 'tech');
-  const session = async (relay: Relay): Promise<PeerClient> => {
-    const c = new PeerClient({ role: 'external', url: relay.url, name: 'tech', secret, logger, timing: FAST, ackTimeoutMs: 500, sealKey: sealKeyOf('tech') });
+  const session = async (relay: Relay, onMessage?: (m: InboundMessage) => void): Promise<PeerClient> => {
+    const c = new PeerClient({ role: 'external', url: relay.url, name: 'tech', secret, logger, timing: FAST, ackTimeoutMs: 500, sealKey: sealKeyOf('tech'), ...(onMessage ? { onMessage } : {}) });
     cleanups.push(() => c.stop());
     c.start();
     await c.ready();
     return c;
   };
-  return { h, r2, got, session };
+  return { h, r2, got, printer, session };
+}
+
+/** Contact point `id` (credential added now, `secret`) dialing `relayUrl`; stopped after the test. */
+async function contactPoint(id: string, relayUrl: string, relays: Relay[]): Promise<{ cp: ContactPoint; secret: string }> {
+  const secret = await admin.store.add('contact-point', id);
+  await known(relays, 'contact-point', id);
+  const dir = await mkdtemp(join(tmpdir(), `cp-${id}-`));
+  const cp = await ContactPoint.create({ id, relayUrl, secret, stateDir: dir, peerHost: '127.0.0.1', logger, timing: FAST });
+  cleanups.push(async () => {
+    await cp.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  await cp.start();
+  await waitFor(() => cp.gateway.connected, 5_000, `${id} tunnel`);
+  return { cp, secret };
 }
 
 describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real nats-server)', () => {
@@ -122,8 +147,13 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     // Office -> external peer on the other node: MSG over the node subject, ACK over the cp subject.
     await printer.send('alice@relay', 'page printed');
     expect(inbox).toEqual(['page printed']);
-    expect(r2.status().routed).toBeGreaterThanOrEqual(1);
-    expect(h.relay.status().routed).toBeGreaterThanOrEqual(1);
+    // Each message counted routed once (on the node that delivered it), forwarded on the one that passed it on.
+    expect([r2.status().forwarded, r2.status().routed]).toEqual([1 + alice.stats.retransmits, 1 + printer.stats.retransmits]);
+    expect([h.relay.status().forwarded, h.relay.status().routed]).toEqual([1 + printer.stats.retransmits, 1 + alice.stats.retransmits]);
+    expect(r2.statusSnapshot().totals.forwarded).toBe(r2.status().forwarded);
+    const text = await scrape([relayMetrics(r2)]);
+    expect(text).toContain(`contact_point_relay_messages_forwarded_total ${r2.status().forwarded}\n`);
+    expect(text).toContain(`contact_point_relay_messages_routed_total ${r2.status().routed}\n`);
   });
 
   it('carries office-to-office messages between offices on two nodes', async () => {
@@ -219,6 +249,24 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     }
   });
 
+  it('sends a reply to the session that asked when one credential has sessions on two nodes (issue 18\'s rule across nodes)', async () => {
+    const { h, r2, printer, session } = await techOnTwoNodes();
+    const heard: string[] = [];
+    const far = await session(r2, (m) => void heard.push(`far ${m.payload.toString()}`));
+    const near = await session(h.relay, (m) => void heard.push(`near ${m.payload.toString()}`));
+    await waitFor(() => r2.cluster.tunnel('acme-hq')?.kind === 'remote' && h.relay.cluster.externalAt('tech', 'r2'), 5_000, 'r1 and r2 see each other');
+    // The session on r2 asks: the office's reply (arriving at r1, which holds a session of tech too) goes to r2.
+    await far.send('printer@acme-hq', 'question 1');
+    await printer.send('tech@relay', 'answer 1');
+    // Then the one on r1 asks: its answer stays on r1.
+    await near.send('printer@acme-hq', 'question 2');
+    await printer.send('tech@relay', 'answer 2');
+    // And r2 again.
+    await far.send('printer@acme-hq', 'question 3');
+    await printer.send('tech@relay', 'answer 3');
+    expect(heard).toEqual(['far answer 1', 'near answer 2', 'far answer 3']);
+  });
+
   it("shows the nodes and which node holds each office's tunnel in any node's status (relay status)", async () => {
     // Ids of its own: records that earlier tests' nodes left in the bucket may still be in their lease.
     const hq = await office('v1', 'view-hq');
@@ -239,7 +287,127 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     const text = relayStatusText(hq.relay.statusSnapshot()).join('\n');
     expect(text).toMatch(/CLUSTER \(as node v1 sees it\)/);
     expect(text).toMatch(/view-branch\s+v2/);
+    expect(text).toMatch(/messages\s+0 routed, 0 forwarded to other nodes, 0 refused/);
   });
+
+  it('tells a sender on another node REACHABLE when the office it was refused for comes up (9.5 across nodes)', async () => {
+    const r1 = await node('r1');
+    const r2 = await node('r2');
+    const alice = await external(r2, 'alice', { ackTimeoutMs: ACK_TIMEOUT_MS });
+    await admin.store.add('contact-point', 'late-office');
+    await known([r1, r2], 'contact-point', 'late-office');
+    const sent = alice.send('printer@late-office', 'x', { deadlineMs: 20_000 });
+    // Past the first retries (200 + 400 + 800 ms): the next one is 1.6 s or more away.
+    await waitFor(() => r2.statusSnapshot().refusals.recent.some((r) => r.code === Status.CONTACT_POINT_OFFLINE), 5_000, 'refused on r2');
+    await new Promise((r) => setTimeout(r, 1_500));
+    // The office comes up on r1 (no peer there: the contact point's own refusal ends the send).
+    const upAt = Date.now();
+    await contactPoint('late-office', r1.url, [r1, r2]);
+    expect((await refusal(sent)).code).toBe(Status.PEER_NOT_REGISTERED);
+    expect(Date.now() - upAt).toBeLessThan(1_500);
+    expect(alice.stats.reachable).toBeGreaterThan(0);
+  }, 30_000);
+
+  it('makes a sender wait for REACHABLE when the holding node refused its message (the tunnel or session left meanwhile)', async () => {
+    const r1 = await node('r1');
+    const r2 = await node('r2');
+    const alice = await external(r2, 'alice');
+    await admin.store.add('contact-point', 'gone-office');
+    const bobSecret = await admin.store.add('external', 'bob');
+    await known([r1, r2], 'contact-point', 'gone-office');
+    await known([r1, r2], 'external', 'bob');
+    // What r1 answers on r2's reply subject when a message r2 forwarded finds the tunnel (the session) gone.
+    const refusalFromR1 = (from: string, status: number, subject: string): void =>
+      admin.nc.publish(`relay.node.r2.nr.${subject}`, encodeAck({ id: `m-${from}`, to: 'alice@relay', from, status, reason: 'left meanwhile' }));
+    refusalFromR1('printer@gone-office', Status.CONTACT_POINT_OFFLINE, `t.${subjectToken('gone-office')}`);
+    refusalFromR1('bob@relay', Status.PEER_OFFLINE, 'n.r1');
+    await waitFor(() => alice.stats.unmatchedAcks === 2, 5_000, 'both refusals passed on to alice');
+    // The office comes up on r1: alice hears REACHABLE {domain: gone-office}.
+    await contactPoint('gone-office', r1.url, [r1, r2]);
+    await waitFor(() => alice.stats.reachable === 1, 5_000, 'REACHABLE for the office');
+    // Bob connects on r1: alice hears REACHABLE {domain: relay, name: bob}.
+    const bob = new PeerClient({ role: 'external', url: r1.url, name: 'bob', secret: bobSecret, logger, timing: FAST });
+    cleanups.push(() => bob.stop());
+    bob.start();
+    await bob.ready();
+    await waitFor(() => alice.stats.reachable === 2, 5_000, 'REACHABLE for bob');
+  });
+
+  it('resends at once what a sender on another node sent into a tunnel that then was replaced (REACHABLE to remote senders)', async () => {
+    const r1 = await node('r1', { takeoverProbeMs: 500 });
+    const r2 = await node('r2');
+    const fwd = await tcpForwarder(Number(new URL(r1.url).port));
+    cleanups.push(() => fwd.close());
+    const { cp: office, secret } = await contactPoint('swallow-hq', `ws://127.0.0.1:${fwd.port}/v1`, [r1, r2]);
+    const arrived = new Map<string, number>();
+    await registeredPeer(office, 'printer', (fn) => void cleanups.push(fn), { onMessage: (m) => void arrived.set(m.payload.toString(), Date.now()) });
+    await waitFor(() => r1.peersOf('swallow-hq').includes('printer'), 5_000, 'printer announced');
+    const alice = await external(r2, 'alice', { ackTimeoutMs: ACK_TIMEOUT_MS });
+    // A tunnel r1 believes is up but that delivers nothing (a half-dead path): a raw client with
+    // the office's credential that reads and never answers, not even r1's liveness probe.
+    fwd.cut();
+    await waitFor(() => r1.control('swallow-hq') === undefined && !office.gateway.connected, 5_000, 'the tunnel to go');
+    const dead = await RawClient.open(r1.url, { autoPong: false });
+    cleanups.push(async () => void dead.ws.terminate());
+    dead.hello({ versions: { min: 1, max: 1 }, role: 'contact-point', id: 'swallow-hq', secret });
+    await waitFor(() => r1.control('swallow-hq') !== undefined && r2.cluster.tunnel('swallow-hq')?.kind === 'remote', 5_000, 'the dead tunnel up and seen from r2');
+    const sends = Array.from({ length: 10 }, (_, i) => alice.send('printer@swallow-hq', `a${i}`));
+    // Past the first ACK timeout (2 s): each was swallowed twice, the next try is 4 s off.
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(arrived.size).toBe(0);
+    expect(dead.frames.filter((f) => f.type === FrameType.MSG).length).toBeGreaterThanOrEqual(20);
+    // The real contact point comes back (on r1) and replaces the dead tunnel: r2 sees the newer claim.
+    let upAt = 0;
+    office.gateway.once('up', () => (upAt = Date.now()));
+    fwd.restore();
+    await Promise.all(sends);
+    const late = [...arrived.entries()].map(([what, at]) => [what, at - upAt] as const).filter(([, d]) => d > 1_500);
+    expect(late, 'delivered later than 1.5 s after the tunnel returned').toEqual([]);
+    expect(alice.stats.reachable).toBeGreaterThan(0);
+  }, 30_000);
+
+  it('refuses a second instance of an office on another node ID_IN_USE while the holder answers; the same instance, or one after a silent holder, replaces it (6.1.1 across nodes)', async () => {
+    const r1 = await node('r1', { takeoverProbeMs: 500 });
+    const r2 = await node('r2', { takeoverProbeMs: 500 });
+    const secret = await admin.store.add('contact-point', 'twin-hq');
+    await known([r1, r2], 'contact-point', 'twin-hq');
+    const tunnel = async (relay: Relay, instance: string, autoPong = true): Promise<RawClient> => {
+      const c = await RawClient.open(relay.url, { autoPong });
+      cleanups.push(async () => void c.ws.terminate());
+      c.hello({ versions: { min: 1, max: 1 }, role: 'contact-point', id: 'twin-hq', secret, instance });
+      return c;
+    };
+    const welcomed = (c: RawClient): boolean => c.frames.some((f) => f.type === FrameType.WELCOME);
+    const holder = await tunnel(r1, 'instance-one');
+    await waitFor(() => welcomed(holder) && r2.cluster.tunnel('twin-hq')?.kind === 'remote', 5_000, 'the holder on r1, seen from r2');
+
+    // Another instance on r2 while the holder on r1 answers r1's probe: refused, told where the holder is.
+    const other = await tunnel(r2, 'instance-two');
+    const closed = await other.waitClosed();
+    expect(other.errorCode()).toBe(Status.ID_IN_USE);
+    expect(closed.reason).toMatch(/held by another instance at .* on relay node r1 since/);
+    expect(welcomed(other)).toBe(false);
+    expect(holder.closed).toBeUndefined();
+    expect(r1.sessions.tunnels.has('twin-hq')).toBe(true);
+
+    // The same instance reconnecting to r2: admitted at once; r1 closes the old tunnel (REPLACED) on r2's newer claim.
+    const started = Date.now();
+    const again = await tunnel(r2, 'instance-one');
+    await waitFor(() => welcomed(again), 2_000, 'the same instance welcomed on r2');
+    expect(Date.now() - started).toBeLessThan(400); // no probe waited for
+    await holder.waitClosed(2_000);
+    expect(holder.errorCode()).toBe(Status.REPLACED);
+
+    // A silent holder (a half-dead path) on r2: another instance on r1 takes over after r2's probe.
+    again.ws.terminate();
+    await waitFor(() => !r2.sessions.tunnels.has('twin-hq') && r1.cluster.tunnel('twin-hq') === undefined, 5_000, 'the tunnel gone everywhere');
+    const silent = await tunnel(r2, 'instance-three', false);
+    await waitFor(() => welcomed(silent) && r1.cluster.tunnel('twin-hq')?.kind === 'remote', 5_000, 'the silent holder on r2, seen from r1');
+    const taker = await tunnel(r1, 'instance-four');
+    await waitFor(() => welcomed(taker), 3_000, 'the new instance welcomed on r1 after the probe');
+    await silent.waitClosed(3_000);
+    expect(silent.errorCode()).toBe(Status.REPLACED);
+  }, 30_000);
 
   it('closes the sessions of a removed credential on every node within 1 s', async () => {
     const h = await office('r1', 'acme-hq');
@@ -274,5 +442,9 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     expect(h.cp.gateway.status().reconnects).toBeGreaterThan(reconnects);
     await alice.send('printer@acme-hq', 'after', { deadlineMs: 10_000 });
     expect(got).toEqual(['before', 'after']);
+    // The credential watches came back too: a credential added now reaches both nodes. (The
+    // admin's own connection may still be reconnecting: a put sent meanwhile times out; again.)
+    await admin.store.add('external', 'carol').catch(() => admin.store.add('external', 'carol'));
+    await known([h.relay, r2], 'external', 'carol');
   }, 40_000);
 });

@@ -3,11 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ContactPoint } from '../../core/contact-point/contact-point.js';
-import { PeerIdentity } from '../../core/peer/identity.js';
 import { PeerClient, type InboundMessage, type Receipt } from '../../core/peer/peer-client.js';
 import { FrameType } from '../../core/protocol/frames.js';
 import { ACK_TIMEOUT_MS } from '../../core/protocol/limits.js';
-import { FAST, logger, startHarness, waitFor, type Harness } from '../helpers.js';
+import { FAST, logger, registeredPeer, startHarness, waitFor, type Harness } from '../helpers.js';
 import { tcpForwarder } from '../net-fixtures.js';
 import { RawClient } from '../raw-client.js';
 
@@ -30,16 +29,8 @@ afterEach(async () => {
 });
 
 /** A registered internal peer with the SDK's default ACK timeout (the harness shortens it). */
-async function registeredPeer(cp: ContactPoint, name: string, onMessage?: (m: InboundMessage) => void): Promise<PeerClient> {
-  const c = new PeerClient({ role: 'peer', url: cp.peerPortUrl, name, identity: PeerIdentity.generate(), logger, timing: FAST, ...(onMessage ? { onMessage } : {}) });
-  cleanups.push(() => c.stop());
-  c.start();
-  await c.ready();
-  c.register();
-  await waitFor(() => cp.registrar.get(name)?.state === 'pending', 5_000, `${name} pending`);
-  await cp.call('peers:approve', { name });
-  await c.waitForRegistration('registered');
-  return c;
+function registered(cp: ContactPoint, name: string, onMessage?: (m: InboundMessage) => void): Promise<PeerClient> {
+  return registeredPeer(cp, name, (fn) => void cleanups.push(fn), onMessage ? { onMessage } : {});
 }
 
 const secrets = new Map<string, string>();
@@ -67,14 +58,14 @@ describe('after a tunnel outage', () => {
     const office = await contactPoint('office', `ws://127.0.0.1:${fwd.port}/v1`);
     const arrived = new Map<string, number>();
     const note = (m: InboundMessage): void => void arrived.set(m.payload.toString(), Date.now());
-    await registeredPeer(office, 'printer', note);
-    const printer = await registeredPeer(office, 'spooler');
+    await registered(office, 'printer', note);
+    const printer = await registered(office, 'spooler');
     // ackTimeoutMs as the SDK's default: the retry interval of refused messages caps at it.
     const alice = await h.external('alice', { ackTimeoutMs: ACK_TIMEOUT_MS, onMessage: note });
     expect(ACK_TIMEOUT_MS).toBe(2_000);
 
     // The harness's contact point: its LAN peer writes to the office through the relay.
-    const scanner = await registeredPeer(h.cp, 'scanner');
+    const scanner = await registered(h.cp, 'scanner');
     await waitFor(() => h!.relay.peersOf('office').includes('printer'), 5_000, 'printer announced');
 
     // The outage: the office's tunnel goes down; the relay and both LANs stay up.
@@ -114,7 +105,7 @@ describe('after a tunnel outage', () => {
     cleanups.push(() => fwd.close());
     const office = await contactPoint('office', `ws://127.0.0.1:${fwd.port}/v1`);
     const arrived = new Map<string, number>();
-    await registeredPeer(office, 'printer', (m) => void (m.payload.toString() !== 'warm-up' && arrived.set(m.payload.toString(), Date.now())));
+    await registered(office, 'printer', (m) => void (m.payload.toString() !== 'warm-up' && arrived.set(m.payload.toString(), Date.now())));
     const alice = await h.external('alice', { ackTimeoutMs: ACK_TIMEOUT_MS });
     await waitFor(() => h!.relay.peersOf('office').includes('printer'), 5_000, 'printer announced');
     // Sealing keys known before the outage (a first message looks them up), so what follows are the messages themselves.
@@ -157,7 +148,7 @@ describe('after a tunnel outage', () => {
     // Keepalive notices a little after the LAN peers' first ACK timeout (2 s): their first retry is
     // lost too, and the next is 4 s later.
     const office = await contactPoint('office', `ws://127.0.0.1:${fwd.port}/v1`, { pingIntervalMs: 1_500, pongTimeoutMs: 1_000 });
-    const printer = await registeredPeer(office, 'printer');
+    const printer = await registered(office, 'printer');
     const arrived = new Map<string, number>();
     const alice = await h.external('alice', { onMessage: (m) => void (m.payload.toString() !== 'warm-up' && arrived.set(m.payload.toString(), Date.now())) });
     // Sealing keys known before the outage: alice's bound at the office, and looked up by the printer.
@@ -183,7 +174,7 @@ describe('after a tunnel outage', () => {
 
   it('after a relay restart, tells LAN senders the moment the external peer they wait for connects', async () => {
     h = await startHarness();
-    const printer = await registeredPeer(h.cp, 'spooler');
+    const printer = await registered(h.cp, 'spooler');
     const aliceSecret = await h.credentials.add('external', 'alice');
     await h.relay.stop();
     await waitFor(() => !h!.cp.gateway.connected, 5_000, 'the tunnel to go');

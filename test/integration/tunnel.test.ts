@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ContactPoint } from '../../core/contact-point/contact-point.js';
 import { PeerClient } from '../../core/peer/peer-client.js';
 import { CredentialStore } from '../../core/relay/credentials.js';
+import { adaptiveTimers } from '../../core/protocol/link.js';
 import { Relay } from '../../core/relay/relay.js';
 import { tcpForwarder, connectProxy, selfSignedCert } from '../net-fixtures.js';
 import { FAST, logger, startHarness, tempDir, waitFor } from '../helpers.js';
@@ -98,7 +99,7 @@ describe('the one tunnel', () => {
     expect(cp.gateway.status().lastError).toMatch(/certificate/i);
   });
 
-  it('notices a silently dead tunnel within ping + pong timeout and comes back when the path does', async () => {
+  it('notices a silently dead idle tunnel within the adaptive keepalive\'s bound and comes back when the path does', async () => {
     const h = await startHarness();
     cleanups.push(() => h.close());
     const relayPort = Number(new URL(h.relay.url).port);
@@ -111,14 +112,15 @@ describe('the one tunnel', () => {
     await cp.start();
     cleanups.push(() => cp.stop());
     await waitFor(() => cp.gateway.connected, 5_000, 'tunnel up');
+    expect(cp.gateway.keepaliveMode).toBe('adaptive');
     fwd.blackhole();
     const t0 = Date.now();
     // The dialer's state turns when ws reports the close, just after the socket is dropped.
-    await waitFor(() => cp.gateway.status().state === 'reconnecting', 6_000, 'dead tunnel noticed');
+    await waitFor(() => cp.gateway.status().state === 'reconnecting', 8_000, 'dead tunnel noticed');
     const noticedMs = Date.now() - t0;
-    // FAST: ping every 1 s, pong within 1 s; the link's check runs every 0.5 s.
-    // Worst case is one full check interval late on top of ping + pong; slack for a loaded machine.
-    expect(noticedMs).toBeLessThanOrEqual(FAST.pingIntervalMs + FAST.pongTimeoutMs + 2_000);
+    // FAST, adaptive and idle: a ping after 2 s of silence, pong within 1 s, checks every 0.5 s
+    // (adaptiveTimers; PROTOCOL.md 12.1); slack for a loaded machine.
+    expect(noticedMs).toBeLessThanOrEqual(adaptiveTimers(FAST.pingIntervalMs, FAST.pongTimeoutMs).noticeIdleClientMs + 2_000);
     expect(cp.gateway.connected).toBe(false);
     fwd.restore();
     await waitFor(() => cp.gateway.connected, 5_000, 'tunnel back');

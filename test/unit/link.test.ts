@@ -6,7 +6,7 @@ import { decodeControl, decodeFrame, encodeControl, type Frame } from '../../cor
 import { ProtocolError } from '../../core/protocol/errors.js';
 import { FrameType } from '../../core/protocol/frames.js';
 import { MAX_FRAME_BYTES } from '../../core/protocol/limits.js';
-import { Link, type CloseInfo } from '../../core/protocol/link.js';
+import { checkEveryMs, KeepaliveSweep, Link, type CloseInfo } from '../../core/protocol/link.js';
 import { Status } from '../../core/protocol/status.js';
 import { silentLogger } from '../../core/runtime/logger.js';
 
@@ -206,5 +206,35 @@ describe('link: keepalive', () => {
     expect(info.local).toBe(true);
     expect(elapsed).toBeGreaterThan(2 * SERVER_PING + SERVER_PONG);
     expect(elapsed).toBeLessThanOrEqual(2 * SERVER_PING + SERVER_PONG + 2 * (SERVER_PING / 2) + SLACK);
+  });
+
+  it('server links on one KeepaliveSweep: the silent one is dropped by the shared timer, a talking one stays, and the timer stops with the last link', async () => {
+    const SERVER_PING = 100;
+    const SERVER_PONG = 100;
+    const sweep = new KeepaliveSweep(checkEveryMs(SERVER_PING, SERVER_PONG));
+    const links: Link[] = [];
+    const closes: Promise<CloseInfo>[] = [];
+    const server = await startServer((ws, socket) => {
+      const link = new Link(ws, socket, { role: 'server', logger: silentLogger, label: 'unit-server', pingIntervalMs: SERVER_PING, pongTimeoutMs: SERVER_PONG, sweep });
+      links.push(link);
+      closes.push(new Promise<CloseInfo>((r) => link.setHandler({ onFrame: () => undefined, onClose: r })));
+    });
+    await openClient(server.url); // silent
+    const talker = await openClient(server.url);
+    const chatter = setInterval(() => talker.ping(), SERVER_PING / 2);
+    cleanups.push(() => clearInterval(chatter));
+    for (let i = 0; i < 100 && links.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(sweep.size).toBe(2);
+    expect(sweep.running).toBe(true);
+    const info = await withTimeout(closes[0]!, 5_000, 'silent client drop');
+    expect(info.local).toBe(true);
+    await new Promise((r) => setTimeout(r, 2 * SERVER_PING + SERVER_PONG + 200));
+    expect(links[1]!.isOpen).toBe(true);
+    expect(sweep.size).toBe(1);
+    clearInterval(chatter);
+    links[1]!.close();
+    await withTimeout(closes[1]!, 5_000, 'second close');
+    expect(sweep.size).toBe(0);
+    expect(sweep.running).toBe(false);
   });
 });

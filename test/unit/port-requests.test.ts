@@ -101,6 +101,7 @@ function session(): { s: OperatorSession; link: ReturnType<typeof recordingLink>
   const s = new OperatorSession('tech', link as unknown as Link, {
     channel: (cp) => (cp === 'acme-hq' ? channel : undefined),
     knownContactPoint: (cp) => cp === 'acme-hq',
+    offersMediation: (cp) => (cp === 'acme-hq' ? true : undefined),
     exposer: {} as Exposer,
     logger: silentLogger,
     refusals: new RefusalLog(silentLogger),

@@ -1,11 +1,14 @@
 import type { ReactNode } from 'react';
-import type { ExposureView, ExternalSessionView, OfficeView, RefusalView, RelayStatusView, TrafficView } from '../../../core/admin/relay-contract';
+import type { ClusterView, ExposureView, ExternalSessionView, OfficeView, RefusalView, RelayStatusView, TrafficView } from '../../../core/admin/relay-contract';
 import { useNow } from '../components/use-now';
+import { Capabilities } from './capabilities';
 import { formatBytes, formatCount, formatDuration } from '../format/units';
 import type { PollState } from './status-poller';
 
 /** Refusals the dashboard lists (the relay keeps up to 200; `relay status --json` has them all). */
 const REFUSALS_SHOWN = 50;
+/** Offices the cluster section places on their nodes (`relay status --cluster` lists them all). */
+const CLUSTER_OFFICES_SHOWN = 200;
 
 function Section({ title, count, children, label }: { title: string; count: number; children: ReactNode; label: string }) {
   return (
@@ -71,11 +74,7 @@ function OfficeRow({ o, now }: { o: OfficeView; now: number }) {
       <Traffic t={o.traffic} dir="in" />
       <Traffic t={o.traffic} dir="out" />
       <td>
-        {o.env.capabilities.map((c) => (
-          <span key={c} className="tag">
-            {c}
-          </span>
-        ))}
+        <Capabilities list={o.env.capabilities} mediation={o.mediation} />
       </td>
     </tr>
   );
@@ -135,6 +134,63 @@ function RefusalRow({ r }: { r: RefusalView }) {
   );
 }
 
+/** A relay cluster node (issue 12): the nodes, and which node holds which office's tunnel, as this node sees them. */
+function Cluster({ c }: { c: ClusterView }) {
+  const shown = c.offices.slice(0, CLUSTER_OFFICES_SHOWN);
+  return (
+    <Section title="Cluster" count={c.nodes.length} label="Cluster">
+      <p className="muted">
+        This relay is node <strong className="mono">{c.node}</strong> of a cluster joined by NATS. Offices below are held by whichever node their tunnel landed on;
+        messages to them from here cross NATS.
+      </p>
+      {c.connected ? null : (
+        <p className="banner error" role="alert">
+          <strong>Cut off from NATS.</strong> This node has closed its tunnels so their offices re-home to another node; what it shows of the other nodes is out of date.
+        </p>
+      )}
+      <div className="cluster-tables">
+        <Table label="Cluster nodes" head={['Node', { text: 'Offices', num: true }, { text: 'External sessions', num: true }]}>
+          {c.nodes.map((n) => (
+            <tr key={n.node} data-testid={`node-${n.node}`}>
+              <td>
+                <span className="mono strong">{n.node}</span>
+                {n.node === c.node ? <span className="tag">this node</span> : null}
+              </td>
+              <td className="num">{formatCount(n.offices)}</td>
+              <td className="num">{formatCount(n.externals)}</td>
+            </tr>
+          ))}
+        </Table>
+        {c.offices.length === 0 ? (
+          <p className="empty">No office's tunnel is up on any node.</p>
+        ) : (
+          <Table label="Where each office is" head={['Office', 'Node']}>
+            {shown.map((o) => (
+              <tr key={`${o.id}@${o.node}`} data-testid={`placed-${o.id}`}>
+                <td>
+                  <span className="peer-name">
+                    <span className="dot on" aria-hidden="true" />
+                    {o.id}
+                  </span>
+                </td>
+                <td className="mono">
+                  {o.node}
+                  {o.node === c.node ? <span className="tag">this node</span> : null}
+                </td>
+              </tr>
+            ))}
+          </Table>
+        )}
+      </div>
+      {c.offices.length > shown.length ? (
+        <p className="muted">
+          {formatCount(c.offices.length - shown.length)} more offices not shown; <span className="mono">contact-point relay status --cluster …</span> lists them all.
+        </p>
+      ) : null}
+    </Section>
+  );
+}
+
 function Totals({ s }: { s: RelayStatusView }) {
   const items: [string, number, string | undefined][] = [
     ['Offices', s.totals.offices, 'ok'],
@@ -142,6 +198,7 @@ function Totals({ s }: { s: RelayStatusView }) {
     ['Operators', s.totals.operators, undefined],
     ['Exposures', s.totals.exposures, undefined],
     ['Messages routed', s.totals.routed, undefined],
+    ...(s.cluster ? [['Forwarded to other nodes', s.totals.forwarded, undefined] as [string, number, string | undefined]] : []),
     ['Refusals', s.refusals.total, s.refusals.total > 0 ? 'bad' : undefined],
   ];
   return (
@@ -209,6 +266,7 @@ export function Dashboard({ state }: { state: PollState }) {
             {s.relay.udpPort ? ` · UDP service port ${s.relay.udpPort}` : ''} · {formatCount(s.totals.sockets)} sockets
           </p>
           <Totals s={s} />
+          {s.cluster ? <Cluster c={s.cluster} /> : null}
           <Section title="Offices" count={s.offices.length} label="Offices">
             {s.offices.length === 0 ? (
               <p className="empty">No office is connected. A contact point appears here when its tunnel is up (contact-point serve --relay …).</p>

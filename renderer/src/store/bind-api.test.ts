@@ -47,6 +47,7 @@ const snapshot = (peers: PeerView[], flood?: FloodView): Snapshot =>
     flow: { messages: 0, bytes: 0, delivered: 0, refused: 0, byDirection: { in: 0, out: 0, local: 0 }, refusals: {} },
     ports: [],
     portPolicy: { targets: [], listen: [] },
+    rules: { office: {}, peers: [], check: { kind: 'none' } },
     ...(flood ? { flood } : {}),
   }) as Snapshot;
 

@@ -7,8 +7,9 @@ import { flowBatch, loadFlowTotals } from './flow-slice';
 import { floodActive, loadPeers, peerChanged, peerRemoved, setFlood } from './peers-slice';
 import { setPortPolicy, setPorts } from './ports-slice';
 import { setSeal } from './seal-slice';
+import { setRules } from './rules-slice';
 import { notify, setConnection, setContactPoint, setHostSettings, setPolicy } from './session-slice';
-import { tunnelStatus } from './tunnel-slice';
+import { directStatus, tunnelStatus } from './tunnel-slice';
 
 export interface BindOptions {
   /** a peer just asked to be registered (desktop notification); not called during a registration flood */
@@ -19,6 +20,7 @@ export function loadSnapshot(store: AppStore, snap: Snapshot): void {
   setContactPoint(store, snap.contactPoint);
   setPolicy(store, snap.policy);
   tunnelStatus(store, snap.tunnel);
+  directStatus(store, snap.direct);
   loadPeers(store, snap.peers);
   // Contact points from before the flood limits have no summary.
   setFlood(store, snap.flood);
@@ -28,6 +30,8 @@ export function loadSnapshot(store: AppStore, snap: Snapshot): void {
   if (snap.portPolicy) setPortPolicy(store, snap.portPolicy);
   // Contact points from before sealing have no key of their own.
   if (snap.seal) setSeal(store, snap.seal);
+  // Older contact points (before the access rules) have none.
+  if (snap.rules) setRules(store, snap.rules);
 }
 
 /**
@@ -44,12 +48,14 @@ export function bindApi(store: AppStore, api: GuiApi, opts: BindOptions = {}): (
     api.subscribe('peers:flood', (f) => setFlood(store, f)),
     api.subscribe('peer:removed', ({ name }) => peerRemoved(store, name)),
     api.subscribe('tunnel:status', (t) => tunnelStatus(store, t)),
+    api.subscribe('direct:status', (d) => directStatus(store, d)),
     api.subscribe('flow:batch', (b) => flowBatch(store, b)),
     api.subscribe('policy:changed', (p) => setPolicy(store, p)),
     api.subscribe('ports:changed', (ports) => setPorts(store, ports)),
     api.subscribe('ports:policy-changed', (p) => setPortPolicy(store, p)),
     api.subscribe('audit:entry', (e) => auditEntry(store, e)),
     api.subscribe('seal:changed', (v) => setSeal(store, v)),
+    api.subscribe('rules:changed', (r) => setRules(store, r)),
   ];
   const refresh = (): void => {
     api.call('snapshot:get', {}).then(

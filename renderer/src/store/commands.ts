@@ -1,4 +1,4 @@
-import type { AuditEntry, PeerView, PolicyView, PortPolicyView } from '../../../core/admin/contract.js';
+import type { AuditEntry, ContentCheckView, PeerView, PolicyView, PortPolicyView, RuleRefusalsView, RuleSetView, RulesView } from '../../../core/admin/contract.js';
 import type { HostSettingsInput, HostSettingsResult } from '../../../core/admin/host-settings.js';
 import { errorText } from '../api/admin-call-error';
 import type { GuiApi } from '../api/gui-api';
@@ -8,6 +8,7 @@ import { loadSnapshot } from './bind-api';
 import { peerChanged, setPeerBusy } from './peers-slice';
 import { setPortBusy, setPortPolicy } from './ports-slice';
 import { setSeal } from './seal-slice';
+import { setRules } from './rules-slice';
 import { notify, setHostSettings, setPolicy } from './session-slice';
 import { setReconnectBusy, tunnelStatus } from './tunnel-slice';
 
@@ -133,4 +134,33 @@ export async function loadAuditPage(ctx: Ctx, older: boolean): Promise<void> {
 /** One peer's audit entries, newest first (its page's state history). */
 export async function peerAuditEntries(ctx: Ctx, name: string): Promise<readonly AuditEntry[]> {
   return (await ctx.api.call('audit:list', { target: name, limit: AUDIT_PAGE })).entries;
+}
+
+/** Sets a peer's access rules (or the office default's, without `peer`); the contact point's refusal comes back as the error text. */
+export async function saveRules(ctx: Ctx, peer: string | undefined, set: RuleSetView): Promise<{ ok: true; rules: RulesView } | { ok: false; error: string }> {
+  try {
+    const rules = await ctx.api.call('rules:set', { ...(peer !== undefined ? { peer } : {}), ...set });
+    setRules(ctx.store, rules);
+    notify(ctx.store, 'ok', peer !== undefined ? `Access rules of ${peer} saved` : 'Office default access rules saved');
+    return { ok: true, rules };
+  } catch (err: unknown) {
+    return { ok: false, error: errorText(err) };
+  }
+}
+
+/** Sets the content check. */
+export async function saveCheck(ctx: Ctx, check: ContentCheckView): Promise<{ ok: true; rules: RulesView } | { ok: false; error: string }> {
+  try {
+    const rules = await ctx.api.call('rules:check', { check });
+    setRules(ctx.store, rules);
+    notify(ctx.store, 'ok', 'Content check saved');
+    return { ok: true, rules };
+  } catch (err: unknown) {
+    return { ok: false, error: errorText(err) };
+  }
+}
+
+/** What the rules refused for `peer` since the contact point started. */
+export function ruleRefusals(ctx: Ctx, peer: string): Promise<RuleRefusalsView> {
+  return ctx.api.call('rules:refusals', { peer });
 }

@@ -12,6 +12,7 @@ import { peerHistory } from '../store/peer-history';
 import { openPeerPage } from '../store/session-slice';
 import { decidedText, PeerActions } from './peer-actions';
 import { PeerTraffic } from './peer-traffic';
+import { PeerRules } from './rules-forms';
 
 
 /**
@@ -114,6 +115,7 @@ export function PeerPage({ name }: { name: string }) {
         </ol>
       </section>
 
+      {peer ? <PeerRules name={name} /> : null}
       {peer ? <PeerTraffic peer={peer} /> : null}
       <ConfirmDialog request={confirm} onClose={() => setConfirm(undefined)} />
     </section>

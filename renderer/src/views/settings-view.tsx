@@ -1,44 +1,13 @@
-import { useEffect, useId, useState, type FormEvent, type ReactNode } from 'react';
+import { useEffect, useState, type FormEvent } from 'react';
 import type { ContactPointInfo } from '../../../core/admin/contract.js';
 import type { HostSettingsErrors, HostSettingsField, HostSettingsInput } from '../../../core/admin/host-settings.js';
 import { restartCommand, shellQuote, type RestartCommand } from '../../../core/admin/launch.js';
+import { Field } from '../components/field';
 import { saveHostSettings, savePolicy, saveSealPolicy } from '../store/commands';
 import { useApp, useCtx } from '../store/context';
 import { validateConnection, type ConnectionForm } from '../settings/validate-connection';
 import { checkSubnets } from '../settings/validate-policy';
-
-function Field({
-  label,
-  hint,
-  error,
-  children,
-}: {
-  label: string;
-  hint?: ReactNode;
-  error: string | undefined;
-  children: (ids: { id: string; describedBy: string | undefined; invalid: boolean }) => ReactNode;
-}) {
-  const id = useId();
-  const hintId = `${id}-hint`;
-  const errId = `${id}-error`;
-  const describedBy = [hint ? hintId : '', error ? errId : ''].filter(Boolean).join(' ') || undefined;
-  return (
-    <div className={`field ${error ? 'has-error' : ''}`}>
-      <label htmlFor={id}>{label}</label>
-      {children({ id, describedBy, invalid: Boolean(error) })}
-      {hint ? (
-        <p id={hintId} className="hint">
-          {hint}
-        </p>
-      ) : null}
-      {error ? (
-        <p id={errId} className="error" role="alert">
-          {error}
-        </p>
-      ) : null}
-    </div>
-  );
-}
+import { ContentCheckSettings, OfficeRulesSettings } from './rules-forms';
 
 function portOf(url: string | undefined): string {
   if (!url) return '0';
@@ -378,6 +347,8 @@ export function SettingsView() {
       <div className="cards">
         <ConnectionSettings />
         <PolicySettings />
+        <OfficeRulesSettings />
+        <ContentCheckSettings />
         <SealSettings />
       </div>
     </section>

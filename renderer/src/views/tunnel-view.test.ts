@@ -28,4 +28,8 @@ describe('the Tunnel view sentence', () => {
       'Tunnel not up: self-signed certificate: … trust it with --ca FILE. Waiting will not fix this; it keeps trying slowly. Next try in 30 s.',
     );
   });
+
+  it('says there is no relay when the contact point runs in direct mode only', () => {
+    expect(tunnelSentence({ ...base, state: 'offline', relayUrl: '' }, 1_000)).toBe('No relay: this contact point runs in direct mode only (external peers connect to it directly).');
+  });
 });

@@ -1,13 +1,15 @@
 import { useState } from 'react';
-import type { TunnelView as Tunnel } from '../../../core/admin/contract.js';
+import type { DirectView, TunnelView as Tunnel } from '../../../core/admin/contract.js';
 import { ConfirmDialog, type ConfirmRequest } from '../components/confirm-dialog';
 import { useNow } from '../components/use-now';
+import { tunnelSlotText } from '../../../core/admin/tunnel-slots.js';
 import { formatBytes, formatClock, formatCount, formatDuration } from '../format/units';
 import { reconnectTunnel } from '../store/commands';
 import { useApp, useCtx } from '../store/context';
 
 /** One sentence on where the tunnel stands and why. */
 export function tunnelSentence(t: Tunnel, now: number): string {
+  if (t.relayUrl === '') return 'No relay: this contact point runs in direct mode only (external peers connect to it directly).';
   if (t.idInUse !== undefined && t.state !== 'connected') {
     // Two contact points with one credential: this one is kept off while the other is alive.
     const wait = t.nextRetryAt !== undefined ? Math.max(0, Math.ceil((t.nextRetryAt - now) / 1000)) : undefined;
@@ -38,6 +40,7 @@ export function TunnelView() {
   const t = useApp((s) => s.tunnel);
   const busy = useApp((s) => s.reconnectBusy);
   const log = useApp((s) => s.tunnelLog);
+  const direct = useApp((s) => s.direct);
   const now = useNow(500);
   const [confirm, setConfirm] = useState<ConfirmRequest>();
   if (!t) return <p className="empty">Waiting for the contact point…</p>;
@@ -79,8 +82,23 @@ export function TunnelView() {
       <dl className="facts">
         <div>
           <dt>Relay</dt>
-          <dd className="mono">{t.relayUrl}</dd>
+          <dd className="mono">
+            {t.relayUrl}
+            {t.node !== undefined ? <span className="muted"> · node {t.node}</span> : null}
+          </dd>
         </div>
+        {t.tunnels ? (
+          <div>
+            <dt>Tunnels</dt>
+            <dd data-testid="tunnel-slots">
+              {t.tunnels.map((s) => (
+                <span key={s.slot} className="mono slot-line" data-state={s.state}>
+                  <span className={`dot ${s.state}`} aria-hidden="true" /> {tunnelSlotText(s)}
+                </span>
+              ))}
+            </dd>
+          </div>
+        ) : null}
         <div>
           <dt>Session</dt>
           <dd className="mono">{t.session ?? '—'}</dd>
@@ -125,7 +143,7 @@ export function TunnelView() {
         <div>
           <dt>Peers served</dt>
           <dd>
-            {formatCount(t.peersServed)} over one tunnel
+            {formatCount(t.peersServed)} over {t.tunnels ? 'the tunnels' : 'one tunnel'}
             <span className="muted"> · {formatCount(saved)} relay connection{saved === 1 ? '' : 's'} saved</span>
           </dd>
         </div>
@@ -138,6 +156,7 @@ export function TunnelView() {
           <dd className="mono">{t.proxy ?? 'direct'}</dd>
         </div>
       </dl>
+      {direct ? <DirectSessions direct={direct} now={now} /> : null}
       <h2>Recent states</h2>
       <ol className="state-log" data-testid="tunnel-log">
         {[...log].reverse().map((e) => (
@@ -148,6 +167,69 @@ export function TunnelView() {
         ))}
       </ol>
       <ConfirmDialog request={confirm} onClose={() => setConfirm(undefined)} />
+    </section>
+  );
+}
+
+/** Direct mode beside the tunnel: the contact point's own listener and who is connected to it (seed 000 [0040]). */
+function DirectSessions({ direct, now }: { direct: DirectView; now: number }) {
+  return (
+    <section aria-labelledby="direct-title" className="direct" data-testid="direct">
+      <h2 id="direct-title">Direct listener</h2>
+      <p className="muted">
+        External peers and operators connect to this contact point itself here, without a relay, as <span className="mono">NAME@{direct.domain}</span>. Credentials:{' '}
+        <span className="mono">contact-point credential add|list|remove</span>.
+      </p>
+      <dl className="facts">
+        <div>
+          <dt>Listening</dt>
+          <dd className="mono" data-testid="direct-url">
+            {direct.url}
+          </dd>
+        </div>
+        <div>
+          <dt>Encryption</dt>
+          <dd>{direct.tls ? 'TLS (wss)' : 'none (plain ws)'}</dd>
+        </div>
+        <div>
+          <dt>Credentials</dt>
+          <dd>{formatCount(direct.credentials)}</dd>
+        </div>
+        <div>
+          <dt>Sessions</dt>
+          <dd data-testid="direct-count">{formatCount(direct.sessions.length)}</dd>
+        </div>
+      </dl>
+      {direct.sessions.length === 0 ? (
+        <p className="empty">No direct sessions.</p>
+      ) : (
+        <div className="table-wrap">
+          <table className="peers" data-testid="direct-sessions">
+            <thead>
+              <tr>
+                <th scope="col">Address</th>
+                <th scope="col">Session</th>
+                <th scope="col">Kind</th>
+                <th scope="col">From</th>
+                <th scope="col">Connected</th>
+              </tr>
+            </thead>
+            <tbody>
+              {direct.sessions.map((s) => (
+                <tr key={s.session} data-session={s.session}>
+                  <th scope="row" className="mono">
+                    {s.address}
+                  </th>
+                  <td className="mono">{s.session}</td>
+                  <td>{s.operator ? 'operator' : 'peer'}</td>
+                  <td className="mono">{s.remote}</td>
+                  <td>{formatDuration(Math.max(0, now - s.since))}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
     </section>
   );
 }

@@ -1,0 +1,117 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { decodeControl } from '../../core/protocol/codec.js';
+import { CAPABILITY_NODE, FrameType, type HelloBody } from '../../core/protocol/frames.js';
+import { OFFERED_VERSIONS } from '../../core/protocol/version.js';
+import { Status } from '../../core/protocol/status.js';
+import { joinNatsCluster } from '../../core/relay/cluster-nats.js';
+import { CredentialStore } from '../../core/relay/credentials.js';
+import { Relay } from '../../core/relay/relay.js';
+import { PeerClient } from '../../core/peer/peer-client.js';
+import { FAST, logger, waitFor } from '../helpers.js';
+import { haveNatsServer, startNatsServer } from '../nats-fixtures.js';
+import { RawClient } from '../raw-client.js';
+
+/**
+ * Issue 12, item 3 at the relay: a contact point's tunnels in slots 0 and 1 (HELLO `slot`) live
+ * side by side; the replace and ID_IN_USE rules of 6.1.1 hold per slot; a cluster node names
+ * itself in WELCOME only to clients that can read it.
+ */
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function relayWith(extra: Partial<ConstructorParameters<typeof Relay>[0]> = {}, credentials = CredentialStore.inMemory()): Promise<{ relay: Relay; secret: string; credentials: CredentialStore }> {
+  const secret = await credentials.add('contact-point', 'acme-hq');
+  const relay = new Relay({ credentials, logger, takeoverProbeMs: 1_000, ...extra });
+  await relay.start();
+  cleanups.push(() => relay.stop());
+  return { relay, secret, credentials };
+}
+
+/** A raw tunnel: its HELLO sent, resolved once WELCOMEd (with the WELCOME). */
+async function tunnel(url: string, hello: HelloBody): Promise<{ c: RawClient; welcome: Record<string, unknown> }> {
+  const c = await RawClient.open(url);
+  cleanups.push(async () => c.ws.terminate());
+  c.hello(hello);
+  await waitFor(() => c.frames.some((f) => f.type === FrameType.WELCOME) || c.closed !== undefined, 5_000, 'welcome or close');
+  const f = c.frames.find((x) => x.type === FrameType.WELCOME);
+  return { c, welcome: f ? (decodeControl(f, FrameType.WELCOME) as unknown as Record<string, unknown>) : {} };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('a contact point\'s two tunnels at one relay (HELLO slot)', () => {
+  it('slots 0 and 1 live side by side; a newer tunnel of the same instance replaces only its own slot; messages go to the tunnel held longest, then to the other', async () => {
+    const { relay, secret, credentials } = await relayWith();
+    const base = { versions: OFFERED_VERSIONS, role: 'contact-point' as const, id: 'acme-hq', secret, instance: 'instance-one-abc' };
+    const a = await tunnel(relay.url, base);
+    const b = await tunnel(relay.url, { ...base, slot: 1 });
+    expect(b.welcome.session).toBeDefined();
+    await sleep(200);
+    expect(a.c.closed).toBeUndefined();
+    expect(relay.sessions.tunnelsOf('acme-hq').map((t) => t.slot)).toEqual([0, 1]);
+    expect(relay.status().tunnels).toBe(1); // one office
+
+    // A message for the office goes to slot 0, held longest.
+    const aliceSecret = await credentials.add('external', 'alice');
+    const alice = new PeerClient({ role: 'external', url: relay.url, name: 'alice', secret: aliceSecret, logger, timing: FAST });
+    cleanups.push(() => alice.stop());
+    alice.start();
+    await alice.ready();
+    const msgs = (c: RawClient): number => c.frames.filter((f) => f.type === FrameType.MSG).length;
+    void alice.send('printer@acme-hq', 'one').catch(() => undefined);
+    await waitFor(() => msgs(a.c) === 1, 5_000, 'the first message on slot 0');
+    expect(msgs(b.c)).toBe(0);
+
+    // The same instance's newer tunnel in slot 1 replaces slot 1 only.
+    const b2 = await tunnel(relay.url, { ...base, slot: 1 });
+    await b.c.waitClosed();
+    expect(b.c.errorCode()).toBe(Status.REPLACED);
+    expect(a.c.closed).toBeUndefined();
+    expect(b2.c.closed).toBeUndefined();
+
+    // Slot 0 goes: messages go to slot 1 from then on.
+    a.c.ws.close();
+    await waitFor(() => relay.sessions.tunnelsOf('acme-hq').length === 1, 5_000, 'slot 0 gone');
+    void alice.send('printer@acme-hq', 'two').catch(() => undefined);
+    await waitFor(() => msgs(b2.c) >= 1, 5_000, 'the next message on slot 1');
+  });
+
+  it('another instance in a held slot is probed and refused ID_IN_USE, per slot', async () => {
+    const { relay, secret } = await relayWith();
+    const base = { versions: OFFERED_VERSIONS, role: 'contact-point' as const, id: 'acme-hq', secret };
+    const a = await tunnel(relay.url, { ...base, instance: 'instance-one-abc', slot: 1 });
+    expect(a.welcome.session).toBeDefined();
+    const other = await tunnel(relay.url, { ...base, instance: 'instance-two-xyz', slot: 1 });
+    await other.c.waitClosed();
+    expect(other.c.errorCode()).toBe(Status.ID_IN_USE);
+    expect(a.c.closed).toBeUndefined();
+  });
+
+  it('refuses a slot out of range with INVALID_BODY', async () => {
+    const { relay, secret } = await relayWith();
+    const c = await RawClient.open(relay.url);
+    cleanups.push(async () => c.ws.terminate());
+    c.hello({ versions: OFFERED_VERSIONS, role: 'contact-point', id: 'acme-hq', secret, slot: 2 } as unknown as HelloBody);
+    await c.waitClosed();
+    expect(c.errorCode()).toBe(Status.INVALID_BODY);
+  });
+
+  it.skipIf(!haveNatsServer)('a cluster node says its node id in WELCOME only to a client that sent a slot or the node capability', async () => {
+    const nats = await startNatsServer();
+    cleanups.push(() => nats.stop());
+    const joined = await joinNatsCluster({ servers: [nats.url], node: 'r7', logger });
+    const { relay, secret } = await relayWith({ cluster: joined.cluster }, joined.credentials);
+    const base = { versions: OFFERED_VERSIONS, role: 'contact-point' as const, id: 'acme-hq', secret, instance: 'instance-one-abc' };
+    // An older client (no slot, no capability) gets the WELCOME it knows: strict schemas refuse unknown fields.
+    const old = await tunnel(relay.url, base);
+    expect(Object.keys(old.welcome).sort()).toEqual(['address', 'limits', 'session', 'version']);
+    old.c.ws.close();
+    await waitFor(() => relay.sessions.tunnelsOf('acme-hq').length === 0, 5_000, 'old tunnel gone');
+    const withCap = await tunnel(relay.url, { ...base, env: { capabilities: [CAPABILITY_NODE] } });
+    expect(withCap.welcome.node).toBe('r7');
+    const slot1 = await tunnel(relay.url, { ...base, slot: 1 });
+    expect(slot1.welcome.node).toBe('r7');
+  });
+});
