@@ -293,7 +293,9 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
   it('tells a sender on another node REACHABLE when the office it was refused for comes up (9.5 across nodes)', async () => {
     const r1 = await node('r1');
     const r2 = await node('r2');
-    const alice = await external(r2, 'alice', { ackTimeoutMs: ACK_TIMEOUT_MS });
+    // Plain: this is about MSG refusals and REACHABLE; a sealing sender's first frame would be a
+    // KEYS_REQUEST, whose refusal the relay does not list with the messages' (and no MSG follows).
+    const alice = await external(r2, 'alice', { ackTimeoutMs: ACK_TIMEOUT_MS, seal: 'off' });
     await admin.store.add('contact-point', 'late-office');
     await known([r1, r2], 'contact-point', 'late-office');
     const sent = alice.send('printer@late-office', 'x', { deadlineMs: 20_000 });
@@ -342,7 +344,9 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     const arrived = new Map<string, number>();
     await registeredPeer(office, 'printer', (fn) => void cleanups.push(fn), { onMessage: (m) => void arrived.set(m.payload.toString(), Date.now()) });
     await waitFor(() => r1.peersOf('swallow-hq').includes('printer'), 5_000, 'printer announced');
-    const alice = await external(r2, 'alice', { ackTimeoutMs: ACK_TIMEOUT_MS });
+    // Plain: this counts the MSG frames the dead tunnel swallows; a sealing sender would first
+    // wait KEYS_TIMEOUT_MS for the key request the dead tunnel swallows too.
+    const alice = await external(r2, 'alice', { ackTimeoutMs: ACK_TIMEOUT_MS, seal: 'off' });
     // A tunnel r1 believes is up but that delivers nothing (a half-dead path): a raw client with
     // the office's credential that reads and never answers, not even r1's liveness probe.
     fwd.cut();
