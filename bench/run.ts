@@ -24,7 +24,8 @@
  *                        footprint (memory per LAN peer and per office, attach time of 5,000 peers, idle tunnel
  *                        bytes, against a mosquitto bridge and a NATS leaf node started in the same run),
  *                        content-check (acked messages with no content check vs an allow-all check command
- *                        vs the built-in json-depth check, same contact point, same run)
+ *                        vs the built-in json-depth check, same contact point, same run),
+ *                        sealing (acked messages and paced p99, sealed vs plain, same run)
  *   --cpu-prof[=DIR]     profile the worker processes (relay, contact point, ack server, lan, load) with
  *                        node --cpu-prof into DIR (default bench-profiles/); summarise with
  *                        node dist/bench/profile-summary.js DIR
@@ -51,6 +52,7 @@ import { runMessages } from './messages.js';
 import { runMetrics } from './metrics.js';
 import { runOutage } from './outage.js';
 import { runPeers } from './peers.js';
+import { runSealing } from './sealing.js';
 import { runUdpSeal } from './udp-seal.js';
 import { note } from './util.js';
 
@@ -81,6 +83,7 @@ const GROUPS: Record<string, readonly string[]> = {
   metrics: ['metrics-throughput', 'metrics-scrape'],
   'metrics-throughput': ['metrics-throughput'],
   'metrics-scrape': ['metrics-scrape'],
+  sealing: ['sealing'],
   footprint: ['footprint'],
   'content-check': ['content-check'],
 };
@@ -154,6 +157,7 @@ async function main(): Promise<void> {
   await runClusterFailover(ctx);
   await runHistory(ctx);
   await runMetrics(ctx);
+  await runSealing(ctx);
   await runFootprint(ctx);
   await runContentCheck(ctx);
   note(`done in ${Math.round((Date.now() - started) / 1000)} s`);

@@ -46,8 +46,9 @@ describe('access rules in Chromium', { timeout: 60_000 }, () => {
     expect(stack.cp.rules.view().office).toEqual({ allow: ['tech@relay', '*@branch'], maxBytes: 65536 });
 
     // What the senders see.
-    const alice = await stack.externalPeer('alice');
-    const tech = await stack.externalPeer('tech');
+    // Plain: the content check reads the payload, and a sealed one is opaque to it.
+    const alice = await stack.externalPeer('alice', 'off');
+    const tech = await stack.externalPeer('tech', 'off');
     expect(await stack.send(alice, 'printer@acme-hq', 'hello')).toMatchObject({ event: 'refused', code: 24, reason: 'alice@relay may not message printer@acme-hq' });
     expect(await stack.send(tech, 'printer@acme-hq', '{"a":[1]}')).toMatchObject({ event: 'sent' });
     expect(await stack.send(tech, 'printer@acme-hq', '[[[[[[1]]]]]]')).toMatchObject({ event: 'refused', code: 25, reason: 'JSON nested deeper than 4 levels' });

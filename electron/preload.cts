@@ -26,6 +26,7 @@ const CALLS = {
   'history:retention': true,
   'history:traffic': true,
   'audit:list': true,
+  'seal:policy': true,
   'rules:get': true,
   'rules:set': true,
   'rules:check': true,
@@ -42,6 +43,7 @@ const EVENTS = {
   'ports:policy-changed': true,
   'peers:flood': true,
   'audit:entry': true,
+  'seal:changed': true,
   'rules:changed': true,
 } as const satisfies Record<AdminEventName, true>;
 const { contextBridge, ipcRenderer } = electron;

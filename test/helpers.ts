@@ -56,9 +56,9 @@ export interface Harness {
   /** an external peer with a fresh credential */
   external(name: string, extra?: Partial<ConstructorParameters<typeof PeerClient>[0]>): Promise<PeerClient>;
   /** an internal peer connected (not yet registered) */
-  internal(name: string, opts?: { identity?: PeerIdentity; onMessage?: (m: InboundMessage) => void | Promise<void> }): Promise<PeerClient>;
-  /** an internal peer, registered by the admin */
-  registered(name: string, onMessage?: (m: InboundMessage) => void | Promise<void>): Promise<PeerClient>;
+  internal(name: string, opts?: { identity?: PeerIdentity; onMessage?: (m: InboundMessage) => void | Promise<void>; seal?: 'auto' | 'required' | 'off' }): Promise<PeerClient>;
+  /** an internal peer, registered by the admin (`extra.seal`: its sealing mode, default 'auto') */
+  registered(name: string, onMessage?: (m: InboundMessage) => void | Promise<void>, extra?: { seal?: 'auto' | 'required' | 'off' }): Promise<PeerClient>;
   /** another contact point at the same relay, with its own credential and state folder, tunnel up */
   /** another office on the same relay; `opts` as startHarness's `cp` (e.g. mediation: false) */
   contactPoint(id: string, opts?: Partial<ContactPointOptions>): Promise<ContactPoint>;
@@ -106,14 +106,15 @@ export async function startHarness(opts: { cp?: Partial<ContactPointOptions>; re
         timing: FAST,
         ackTimeoutMs: 500,
         ...(o.onMessage ? { onMessage: o.onMessage } : {}),
+        ...(o.seal ? { seal: o.seal } : {}),
       });
       clients.push(c);
       c.start();
       await c.ready();
       return c;
     },
-    async registered(name, onMessage) {
-      const c = await h.internal(name, onMessage ? { onMessage } : {});
+    async registered(name, onMessage, extra = {}) {
+      const c = await h.internal(name, { ...(onMessage ? { onMessage } : {}), ...extra });
       c.register();
       await waitFor(() => cp.registrar.get(name)?.state === 'pending', 5_000, `${name} pending`);
       await cp.call('peers:approve', { name });

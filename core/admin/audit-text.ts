@@ -16,6 +16,7 @@ const VERB: Readonly<Record<AuditAction, string>> = {
   'ports:close': 'closed',
   'settings:save': 'changed the settings',
   'history:retention': 'set the history retention',
+  'seal:policy': 'set the sealed-payload policy',
   'rules:set': 'set the access rules of',
   'rules:check': 'set the content check',
 };

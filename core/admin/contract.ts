@@ -9,7 +9,7 @@ import type { DialErrorKind } from '../protocol/dial-failure.js';
 import type { LaunchView } from './launch.js';
 import { nameSchema } from '../protocol/name.js';
 import { MAX_REASON_LENGTH } from '../protocol/limits.js';
-import { int, list, obj, oneOf, optional, str, union, type Infer, type Schema } from '../protocol/schema.js';
+import { bool, int, list, obj, oneOf, optional, str, union, type Infer, type Schema } from '../protocol/schema.js';
 
 export type PeerState = 'unregistered' | 'pending' | 'registered' | 'revoked';
 
@@ -22,7 +22,7 @@ export type AdminSurface = 'gui' | 'cli' | 'api';
 export const ADMIN_SURFACES = ['gui', 'cli', 'api'] as const satisfies readonly AdminSurface[];
 
 /** What an audit entry records: every admin decision, port close and settings change. */
-export const AUDIT_ACTIONS = ['peer:approve', 'peer:reject', 'peer:revoke', 'peer:forget', 'policy:set', 'ports:policy', 'ports:close', 'settings:save', 'history:retention', 'rules:set', 'rules:check'] as const;
+export const AUDIT_ACTIONS = ['peer:approve', 'peer:reject', 'peer:revoke', 'peer:forget', 'policy:set', 'ports:policy', 'ports:close', 'settings:save', 'history:retention', 'rules:set', 'rules:check', 'seal:policy'] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 /** A value before or after a decision: a flat object of scalars and string lists; null when there was none (a forgotten peer after). */
 export type AuditValue = Readonly<Record<string, string | number | boolean | readonly string[]>> | null;
@@ -372,6 +372,20 @@ export interface Snapshot {
   readonly direct?: DirectView;
   /** access rules and the content check */
   readonly rules: RulesView;
+  /** sealed payloads: the contact point's key fingerprint and the "sealed only" policy (absent from contact points before them) */
+  readonly seal?: SealView;
+}
+
+/** The contact point's key and the "sealed payloads only" policy (core/contact-point/seal-guard.ts). */
+export interface SealView {
+  /** SHA-256 of its Ed25519 public key, hex in groups of four: what external peers pin */
+  readonly fingerprint: string;
+  /** every message through this contact point must be sealed */
+  readonly required: boolean;
+  /** peers that send and accept sealed payloads only */
+  readonly peers: readonly string[];
+  /** addresses beyond the tunnel whose sealing key is bound */
+  readonly bindings: number;
 }
 
 export interface AdminEvents {
@@ -392,9 +406,11 @@ export interface AdminEvents {
   'audit:entry': AuditEntry;
   /** the access rules, whenever an admin sets them */
   'rules:changed': RulesView;
+  /** the "sealed only" policy, whenever an admin sets it */
+  'seal:changed': SealView;
 }
 export type AdminEventName = keyof AdminEvents;
-export const ADMIN_EVENTS: readonly AdminEventName[] = ['peer:changed', 'peer:removed', 'tunnel:status', 'direct:status', 'flow:batch', 'policy:changed', 'ports:changed', 'ports:policy-changed', 'peers:flood', 'audit:entry', 'rules:changed'];
+export const ADMIN_EVENTS: readonly AdminEventName[] = ['peer:changed', 'peer:removed', 'tunnel:status', 'direct:status', 'flow:batch', 'policy:changed', 'ports:changed', 'ports:policy-changed', 'peers:flood', 'audit:entry', 'rules:changed', 'seal:changed'];
 
 const peerName = nameSchema;
 
@@ -453,6 +469,7 @@ export const ADMIN_CALLS = {
   }),
   'tunnel:reconnect': obj({}),
   'ports:close': obj({ id: int({ min: 1, max: 0xffffffff }) }),
+  'seal:policy': obj({ required: bool, peers: list(peerName, { max: 4096 }), forget: optional(list(str({ min: 3, max: 127 }), { max: 1024 })) }),
   'ports:policy': obj({
     targets: list(str({ min: 1, max: 80 }), { max: 256 }),
     listen: list(str({ min: 1, max: 80 }), { max: 256 }),
@@ -510,6 +527,7 @@ export interface AdminResults {
   'tunnel:reconnect': TunnelView;
   'ports:close': { readonly id: number };
   'ports:policy': PortPolicyView;
+  'seal:policy': SealView;
   'history:query': HistoryPage;
   'history:retention': HistoryRetention;
   'history:traffic': HistoryTraffic;

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { AdminClient } from '../admin/client.js';
-import { AdminError, type PeerView, type PolicyView, type Snapshot } from '../admin/contract.js';
+import { AdminError, type PeerView, type PolicyView, type SealView, type Snapshot } from '../admin/contract.js';
+import { CONTACT_POINT_KEY_FILE, ContactPointKey } from '../protocol/key-statement.js';
 import { floodNotice } from '../admin/flood-notice.js';
 import { cidr, exclusive, name, parseFlags, positionals, wsUrl, type Command } from './args.js';
 import { CliError, UsageError } from './errors.js';
@@ -257,6 +258,7 @@ function statusText(snap: Snapshot, now: number): string[] {
       `${count('revoked')} revoked, ${count('unregistered')} unregistered; ${online} online`,
     ...(floodNotice(snap.flood, now) !== undefined ? [`flood          ${floodNotice(snap.flood, now)}`] : []),
     `policy         ${policyText(snap.policy)}`,
+    ...(snap.seal ? [`key            ${snap.seal.fingerprint} (its fingerprint: external peers pin it, peer send --pin)`, `sealing        ${sealText(snap.seal)}`] : []),
     `messages       ${flow.messages} (${flow.delivered} delivered, ${flow.refused} refused)`,
   ];
 }
@@ -285,6 +287,7 @@ async function status(argv: string[]): Promise<number> {
         policy,
         flow,
         ...(snap.flood ? { flood: snap.flood } : {}),
+        ...(snap.seal ? { seal: snap.seal } : {}),
         peers: {
           known: peers.length,
           registered: count('registered'),
@@ -301,6 +304,99 @@ async function status(argv: string[]): Promise<number> {
   return 0;
 }
 
+// ---- sealing --------------------------------------------------------------------------------
+
+function sealText(v: SealView): string {
+  const only = v.required ? 'sealed payloads only, for every peer' : v.peers.length > 0 ? `sealed payloads only for ${v.peers.join(', ')}` : 'plain payloads allowed';
+  return `${only}; ${v.bindings} external key binding${v.bindings === 1 ? '' : 's'}`;
+}
+
+const FINGERPRINT_HELP = `Usage: contact-point fingerprint [--state DIR] [--json]
+
+Prints this contact point's key fingerprint: hand it over with every external credential, so
+the peer pins it (contact-point peer send --pin FINGERPRINT, or KeyPins in the SDK). A peer
+pinned to it refuses a contact point with another key (KEY_CHANGED) instead of trusting it.
+
+The key is <state>/${CONTACT_POINT_KEY_FILE} (mode 0600), created here or at the first start
+if it does not exist yet. It does not need a running contact point.
+
+Flags:
+  --state DIR      the contact point's state folder (default ~/.contact-point/serve, or $CONTACT_POINT_STATE)
+  --json           {"fingerprint","keyFile"}
+  -h, --help       this help
+`;
+
+async function fingerprintCommand(argv: string[]): Promise<number> {
+  const { values } = parseFlags({ args: argv, strict: true, options: { state: { type: 'string' }, json: { type: 'boolean' } } });
+  const path = join(resolveStateDir('serve', values.state), CONTACT_POINT_KEY_FILE);
+  let key: ContactPointKey;
+  try {
+    key = await ContactPointKey.loadOrCreate(path);
+  } catch (err: unknown) {
+    throw new CliError(`the contact point key ${path}: ${(err as Error).message}`);
+  }
+  if (values.json) say(JSON.stringify({ fingerprint: key.fingerprint, keyFile: path }));
+  else say(key.fingerprint);
+  return 0;
+}
+
+const SEAL_HELP = `Usage: contact-point seal [show] [flags]
+       contact-point seal set [--required | --not-required] [--peer NAME ... | --no-peers] [--forget ADDRESS ...] [flags]
+
+Shows or sets the policy "sealed payloads only" (docs/PROTOCOL.md 19): a plain message through
+the contact point is refused SEAL_REQUIRED (22). Office-wide (--required), or for the listed
+peers only (what they send and what they receive). The contact point never reads a sealed
+payload; it checks the flag and the sender's key.
+
+Flags of set (what is not mentioned stays as it is):
+  --required          every message must be sealed
+  --not-required      plain messages allowed (except for the listed peers)
+  --peer NAME         this peer sends and accepts sealed payloads only (repeatable); replaces the list
+  --no-peers          empty the list
+  --forget ADDRESS    drop the key bound to this external address (repeatable): its next key is bound anew
+
+Flags:
+${CONNECTION_FLAGS}
+`;
+
+async function sealShow(argv: string[]): Promise<number> {
+  const { values } = parseFlags({ args: argv, strict: true, options: connectionOptions });
+  const snap = await withAdmin(values, (c) => c.call('snapshot:get', {}));
+  if (!snap.seal) throw new CliError('this contact point does not seal (it is older than sealing)');
+  say(values.json ? JSON.stringify(snap.seal) : `key ${snap.seal.fingerprint}\n${sealText(snap.seal)}`);
+  return 0;
+}
+
+async function sealSet(argv: string[]): Promise<number> {
+  const { values } = parseFlags({
+    args: argv,
+    strict: true,
+    options: {
+      ...connectionOptions,
+      required: { type: 'boolean' },
+      'not-required': { type: 'boolean' },
+      peer: { type: 'string', multiple: true },
+      'no-peers': { type: 'boolean' },
+      forget: { type: 'string', multiple: true },
+    },
+  });
+  exclusive('--required', values.required ?? false, '--not-required', values['not-required'] ?? false);
+  const peers = values.peer?.map((p) => name('--peer', p));
+  exclusive('--peer', peers !== undefined, '--no-peers', values['no-peers'] ?? false);
+  const forget = values.forget ?? [];
+  if (values.required === undefined && values['not-required'] === undefined && peers === undefined && !values['no-peers'] && forget.length === 0) {
+    throw new UsageError('nothing to set: give --required, --not-required, --peer NAME, --no-peers or --forget ADDRESS');
+  }
+  const view = await withAdmin(values, async (c) => {
+    const now = (await c.call('snapshot:get', {})).seal;
+    if (!now) throw new CliError('this contact point does not seal (it is older than sealing)');
+    const required = values.required ? true : values['not-required'] ? false : now.required;
+    return c.call('seal:policy', { required, peers: [...(peers ?? (values['no-peers'] ? [] : now.peers))], ...(forget.length > 0 ? { forget } : {}) });
+  });
+  say(values.json ? JSON.stringify(view) : sealText(view));
+  return 0;
+}
+
 const peersList_ = { summary: 'list the peers (name, state, online, LAN address, counts)', help: PEERS_HELP, run: peersList };
 
 export const adminCommands: Command[] = [
@@ -313,5 +409,9 @@ export const adminCommands: Command[] = [
   { path: ['policy'], summary: 'show the auto-approval policy', help: POLICY_HELP, run: policyShow },
   { path: ['policy', 'show'], summary: 'show the auto-approval policy', help: POLICY_HELP, run: policyShow },
   { path: ['policy', 'set'], summary: 'change the auto-approval policy', help: POLICY_HELP, run: policySet },
+  { path: ['fingerprint'], summary: "print the contact point's key fingerprint, for external peers to pin", help: FINGERPRINT_HELP, run: fingerprintCommand },
+  { path: ['seal'], summary: 'show the "sealed payloads only" policy and the key fingerprint', help: SEAL_HELP, run: sealShow },
+  { path: ['seal', 'show'], summary: 'show the "sealed payloads only" policy and the key fingerprint', help: SEAL_HELP, run: sealShow },
+  { path: ['seal', 'set'], summary: 'require sealed payloads (office-wide or per peer); forget key bindings', help: SEAL_HELP, run: sealSet },
   { path: ['status'], summary: 'tunnel, relay, uptime, rtt, reconnects, last error, peer counts', help: STATUS_HELP, run: status },
 ];

@@ -7,7 +7,10 @@ import type { PeerState } from '../protocol/frames.js';
 import { MAX_MESSAGE_BYTES, MAX_SESSIONS_PER_CREDENTIAL } from '../protocol/limits.js';
 import { Status, statusName } from '../protocol/status.js';
 import { createLogger, type Logger } from '../runtime/logger.js';
-import { exclusive, integer, logFormatHelp, logLevel, name, parseFlags, proxyUrl, required, wsUrl, type Command, type RunContext } from './args.js';
+import { exclusive, integer, logFormatHelp, logLevel, name, oneOf, parseFlags, proxyUrl, required, wsUrl, type Command, type RunContext } from './args.js';
+import { KeyPins } from '../peer/key-pins.js';
+import { normalizeFingerprint } from '../protocol/key-statement.js';
+import { SealKey } from '../protocol/seal.js';
 import { CliError, ExitCode, UsageError } from './errors.js';
 import { CREDENTIAL_ENV, readCertificateFile, readSecretFile, secretFromFileOrEnv } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
@@ -66,6 +69,46 @@ async function loadIdentity(keyFlag: string | undefined, stateFlag: string | und
   }
 }
 
+/** --seal and --pin, shared by peer join and peer send. */
+export const sealFlagOptions = { seal: { type: 'string' }, pin: { type: 'string' } } as const;
+export const SEAL_FLAGS = `  --seal MODE              auto (default: sealed for every receiver that has a sealing key),
+                           required (never send or accept a plain payload), or off
+  --pin FINGERPRINT        the contact point key fingerprint its admin handed over
+                           (contact-point fingerprint): another key is refused with KEY_CHANGED.
+                           Without it the first key seen is trusted and kept in <state>/pins.json`;
+
+/**
+ * The sealing options of a CLI peer (PROTOCOL.md 19.3): its sealing key kept in the state
+ * folder (`kind`/NAME.seal.key, 0600: an external peer's address stays bound to it), the pins
+ * file, and --pin for `pinDomain` (external: the contact point of --to; internal: its own).
+ */
+async function sealSetup(
+  values: { seal?: string | undefined; pin?: string | undefined; state?: string | undefined },
+  kind: 'peers' | 'external',
+  peerName: string,
+  pinDomain: string | undefined,
+): Promise<{ seal: 'auto' | 'required' | 'off'; sealKey: SealKey; pins: KeyPins; contactPointFingerprint?: string }> {
+  const seal = values.seal !== undefined ? oneOf('--seal', values.seal, ['auto', 'required', 'off'] as const) : 'auto';
+  const pin = values.pin !== undefined ? normalizeFingerprint(values.pin) : undefined;
+  if (values.pin !== undefined && pin === undefined) throw new UsageError(`--pin "${values.pin}": expected a key fingerprint, 64 hex digits (contact-point fingerprint prints it)`);
+  const dir = resolveStateDir('peer', values.state);
+  const keyPath = join(dir, kind, `${peerName}.seal.key`);
+  let sealKey: SealKey;
+  try {
+    sealKey = await SealKey.loadOrCreate(keyPath);
+  } catch (err: unknown) {
+    throw new CliError(`the sealing key file ${keyPath}: ${(err as Error).message}`);
+  }
+  const pinsPath = join(dir, 'pins.json');
+  let pins: KeyPins;
+  try {
+    pins = await KeyPins.open(pinsPath, pin !== undefined && kind === 'external' && pinDomain !== undefined ? { [pinDomain]: pin } : {});
+  } catch (err: unknown) {
+    throw new CliError(`${pinsPath}: ${(err as Error).message}`);
+  }
+  return { seal, sealKey, pins, ...(pin !== undefined && kind === 'peers' ? { contactPointFingerprint: pin } : {}) };
+}
+
 function payloadText(m: InboundMessage): string {
   return m.payload.toString('utf8');
 }
@@ -85,11 +128,13 @@ Flags:
   --cp WSURL               the contact point's peer port, e.g. ws://192.168.1.10:7901/v1/peer (required)
   --name NAME              this peer's name: its address is NAME@<contact point id> (required)
   --key FILE               its Ed25519 private key (default <state>/peers/NAME.key, created if missing)
-  --state DIR              folder for the default key (default ~/.contact-point/peer, or $CONTACT_POINT_STATE)
+  --state DIR              folder for the default key, its sealing key (peers/NAME.seal.key) and
+                           pins.json (default ~/.contact-point/peer, or $CONTACT_POINT_STATE)
   --register               ask the admin to register this peer
   --join-code-file FILE    present the join code in FILE: auto-registered if the policy has it
                            (implies --register)
   --echo                   send every message back to its sender
+${SEAL_FLAGS}
   --json                   JSON lines on stdout: {"event":"ready","url","name","address"} once connected,
                            {"event":"state","state","address"} (unregistered, pending, registered,
                            revoked), {"event":"message","id","from","payload"} (payload as UTF-8),
@@ -131,6 +176,7 @@ async function peerJoin(argv: string[], ctx: RunContext): Promise<number> {
       json: { type: 'boolean' },
       'log-level': { type: 'string' },
       ...proxyOptions,
+      ...sealFlagOptions,
     },
   });
   const url = wsUrl('--cp', required('--cp', values.cp, "the contact point's peer port URL"), 'ws://192.168.1.10:7901/v1/peer');
@@ -140,6 +186,7 @@ async function peerJoin(argv: string[], ctx: RunContext): Promise<number> {
   const joinCode = values['join-code-file'] !== undefined ? await readSecretFile('--join-code-file', values['join-code-file'], (m) => logger.warn(m)) : undefined;
   const register = (values.register ?? false) || joinCode !== undefined;
   const { identity } = await loadIdentity(values.key, values.state, peerName);
+  const sealing = await sealSetup(values, 'peers', peerName, undefined);
   const json = values.json ?? false;
 
   const client: PeerClient = new PeerClient({
@@ -149,6 +196,7 @@ async function peerJoin(argv: string[], ctx: RunContext): Promise<number> {
     identity,
     logger,
     ...proxy,
+    ...sealing,
     onMessage: (m) => {
       if (json) emit('message', { id: m.id, from: m.from, payload: payloadText(m) });
       else say(`message ${m.id} from ${m.from}: ${payloadText(m)}`);
@@ -251,7 +299,10 @@ Flags:
   --cp WSURL               internal: the contact point's peer port
   --name NAME              internal: this peer's (registered) name
   --key FILE               internal: its key (default <state>/peers/NAME.key)
-  --state DIR              internal: folder for the default key (default ~/.contact-point/peer)
+  --state DIR              folder for the default key, the sealing key (peers/NAME.seal.key,
+                           external/ID.seal.key) and pins.json (default ~/.contact-point/peer)
+${SEAL_FLAGS}
+                           (external: the fingerprint of the contact point in --to)
   --deadline-ms N          give up after N ms (default ${DEFAULT_SEND_DEADLINE_MS})
   --wait-reply MS          after delivery, wait up to MS ms for a message back from the receiver
                            and print it (exit 4 if none comes)
@@ -299,6 +350,7 @@ async function peerSend(argv: string[], ctx: RunContext): Promise<number> {
       json: { type: 'boolean' },
       'log-level': { type: 'string' },
       ...proxyOptions,
+      ...sealFlagOptions,
     },
   });
   const to = required('--to', values.to, 'the receiver, NAME@DOMAIN');
@@ -324,12 +376,14 @@ async function peerSend(argv: string[], ctx: RunContext): Promise<number> {
     const id = name('--id', required('--id', values.id, "the external peer's credential id"));
     const secret = await secretFromFileOrEnv('--credential-file', values['credential-file'], CREDENTIAL_ENV, (m) => logger.warn(m));
     const ca = values.ca !== undefined ? (await readCertificateFile('--ca', values.ca)).pem : undefined;
-    options = { role: 'external', url, name: id, secret, logger, ...proxy, ...(ca ? { ca } : {}) };
+    const sealing = await sealSetup(values, 'external', id, parseAddress(to)!.domain);
+    options = { role: 'external', url, name: id, secret, logger, ...proxy, ...(ca ? { ca } : {}), ...sealing };
   } else {
     const url = wsUrl('--cp', required('--cp', values.cp, "the contact point's peer port URL"), 'ws://192.168.1.10:7901/v1/peer');
     const peerName = name('--name', required('--name', values.name, "this peer's name"));
     const { identity } = await loadIdentity(values.key, values.state, peerName);
-    options = { role: 'peer', url, name: peerName, identity, logger, ...proxy };
+    const sealing = await sealSetup(values, 'peers', peerName, undefined);
+    options = { role: 'peer', url, name: peerName, identity, logger, ...proxy, ...sealing };
   }
 
   let payload: Buffer;

@@ -165,6 +165,8 @@ async function add(t: Target, argv: string[]): Promise<number> {
   }
   note(`note: the secret is shown only now (${t.owner} keeps only its hash); store it in a file with mode 0600. ${open.live}`);
   if (replaced) note(`note: this replaced the earlier ${kind} credential "${id}"; its old secret no longer works, and a running ${t.owner.replace(/^the /, '')} closes the sessions that used it.`);
+  // The relay cannot know an office's key (nor should it vouch for one): the office's admin hands it over.
+  if (kind === 'external') note('note: hand it over with the fingerprint of each contact point this peer talks to (its admin runs contact-point fingerprint), for peer send --pin FINGERPRINT: then no relay can pose as that office.');
   return 0;
 }
 

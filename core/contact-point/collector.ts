@@ -1,13 +1,15 @@
 import { parseAddress } from '../protocol/address.js';
-import { decodeMsg, type Frame } from '../protocol/codec.js';
+import { decodeMsg, encodeAck, type Frame } from '../protocol/codec.js';
 import { MAX_MESSAGE_BYTES } from '../protocol/limits.js';
 import { Status } from '../protocol/status.js';
 import type { Distributor } from './distributor.js';
 import type { FlowRecorder } from './flow-recorder.js';
+import type { Uplink } from './gateway.js';
 import type { Outbound } from './outbound.js';
 import type { PeerSession } from './peer-interface.js';
 import { refuse, type Reply } from './refusal.js';
 import type { Registrar } from './registrar.js';
+import type { SealGuard } from './seal-guard.js';
 
 export interface CollectorDeps {
   readonly id: string;
@@ -16,7 +18,11 @@ export interface CollectorDeps {
   readonly distributor: Distributor;
   /** where LAN peers' messages beyond the LAN go */
   readonly outbound: Outbound;
+  /** the tunnel a KEYS request for a domain goes up (the relay's, or direct mode's for its domain) */
+  readonly uplinkFor: (domain: string) => Uplink;
   readonly flow: FlowRecorder;
+  /** sealed payloads: the policy, key bindings and KEYS answers */
+  readonly seal: SealGuard;
   readonly maxMessageBytes?: number;
 }
 
@@ -46,7 +52,27 @@ export class Collector {
     if (msg.payload.length > this.maxMessageBytes) {
       return refuse(this.d.flow, msg, Status.TOO_LARGE, 'in', toTunnel, `${msg.payload.length} bytes; the limit is ${this.maxMessageBytes}`);
     }
+    // Before the distributor's access rules and content check: a sealed payload is checked here as metadata only.
+    const sealRefusal = this.d.seal.check(msg, undefined, to.name);
+    if (sealRefusal) return refuse(this.d.flow, msg, sealRefusal.code, 'in', toTunnel, sealRefusal.reason);
     this.d.distributor.deliver(msg, frame.raw, 'in', toTunnel);
+  }
+
+  /** A KEYS request (PROTOCOL.md 19.4) for one of our peers, from a tunnel; `toTunnel` answers up that tunnel. */
+  keysFromTunnel(frame: Frame, toTunnel: Reply): void {
+    const answer = this.d.seal.answer(decodeMsg(frame), undefined);
+    if (answer !== 'forward') toTunnel(answer);
+  }
+
+  /** A LAN peer's KEYS request: answered here, or passed up the tunnel to the contact point that can. */
+  keysFromPeer(session: PeerSession, frame: Frame): void {
+    const req = decodeMsg(frame);
+    if (req.from !== session.address) {
+      return void session.link.send(encodeAck({ id: req.id, to: req.from, from: req.to, status: Status.UNAUTHORIZED, reason: `you ask as ${session.address}` }));
+    }
+    const answer = this.d.seal.answer(req, session.name);
+    if (answer === 'forward') this.d.uplinkFor(parseAddress(req.to)?.domain ?? '').send(frame.raw);
+    else session.link.send(answer);
   }
 
   /** A message a LAN peer sent: to another LAN peer, or out through the tunnel. */
@@ -66,6 +92,8 @@ export class Collector {
       return refuse(this.d.flow, msg, Status.TOO_LARGE, dir, reply, `${msg.payload.length} bytes; the limit is ${this.maxMessageBytes}`);
     }
     if (!session.bucket.take()) return refuse(this.d.flow, msg, Status.RATE_LIMITED, dir, reply);
+    const sealRefusal = this.d.seal.check(msg, session.name, dir === 'local' ? to.name : undefined);
+    if (sealRefusal) return refuse(this.d.flow, msg, sealRefusal.code, dir, reply, sealRefusal.reason);
     this.d.registrar.countMessage(session.name, 'out');
     if (dir === 'local') this.d.distributor.deliver(msg, frame.raw, 'local', reply);
     else this.d.outbound.forward(session, msg, frame.raw);

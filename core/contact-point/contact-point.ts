@@ -23,7 +23,7 @@ import {
 import { join } from 'node:path';
 import type { LaunchView } from '../admin/launch.js';
 import type { Frame } from '../protocol/codec.js';
-import { decodeControl, encodeControl } from '../protocol/codec.js';
+import { decodeControl, decodeMsg, encodeControl } from '../protocol/codec.js';
 import { parseAddress } from '../protocol/address.js';
 import type { LookupBody, UdpChannelBody } from '../protocol/frames.js';
 import { ProtocolError } from '../protocol/errors.js';
@@ -56,6 +56,8 @@ import { UdpChannel } from './udp-channel.js';
 import { UDP_VERSION } from '../protocol/udp-channel.js';
 import { contactPointStats, type ContactPointStatsSnapshot } from './stats.js';
 import { CodeCounts } from '../runtime/code-counts.js';
+import { CONTACT_POINT_KEY_FILE, ContactPointKey } from '../protocol/key-statement.js';
+import { SealGuard, type SealState } from './seal-guard.js';
 import { AccessRules, NO_RULES, type AccessState } from './access-rules.js';
 import { ContentGate } from './content-check.js';
 import type { Reply } from './refusal.js';
@@ -174,6 +176,8 @@ export class ContactPoint implements AdminHostApi {
   readonly rules: AccessRules;
   /** the content check every message to a LAN peer passes, when the admin set one */
   readonly gate: ContentGate;
+  /** sealed payloads: this contact point's key, the "sealed only" policy and key bindings (issue 14) */
+  readonly seal: SealGuard;
   private readonly distributor: Distributor;
   private readonly outbound: Outbound;
   private readonly collector: Collector;
@@ -207,6 +211,7 @@ export class ContactPoint implements AdminHostApi {
     audit: AuditLog,
     directCredentials: CredentialStore | undefined,
     access: AccessState,
+    seal: { key: ContactPointKey; state: SealState | undefined },
   ) {
     this.logger = opts.logger ?? silentLogger;
     this.rules = new AccessRules(access);
@@ -219,6 +224,7 @@ export class ContactPoint implements AdminHostApi {
     this.ports = new PortMediator(new PortPolicy(portPolicy), this.logger, opts.streamLimits, TUNNEL_PORT_IDS, opts.mediation !== false);
     this.floods = new FloodMonitor(registrar.limits, this.logger);
     this.audit = audit;
+    this.seal = new SealGuard(seal.key, opts.id, registrar, seal.state, () => this.store.changed());
     this.store = StateStore.create(opts.stateDir, () => this.persisted(registrar.persisted()), this.logger, audit, (e) => this.events.emit('audit:entry', e));
     this.gateway = new Gateway({
       relayUrl: opts.relayUrl ?? '',
@@ -243,9 +249,10 @@ export class ContactPoint implements AdminHostApi {
       logger: this.logger,
       timing,
       http: opts.peerHttp,
+      cpKey: seal.key.publicKey,
       handler: {
-        hello: (name, publicKey, remote) => {
-          const r = registrar.hello(name, publicKey, remote);
+        hello: (name, publicKey, remote, sealKey) => {
+          const r = registrar.hello(name, publicKey, remote, sealKey);
           return r.ok ? { ok: true, state: r.record.state } : r;
         },
         up: (s) => registrar.setOnline(s.name, true),
@@ -276,7 +283,7 @@ export class ContactPoint implements AdminHostApi {
     const traffic = { id: opts.id, peers: this.peerPort, uplinkFor: this.uplinkFor, flow: this.flow, logger: this.logger };
     this.distributor = new Distributor({ ...traffic, registrar, rules: this.rules, gate: this.gate });
     this.outbound = new Outbound(traffic);
-    this.collector = new Collector({ ...traffic, registrar, distributor: this.distributor, outbound: this.outbound });
+    this.collector = new Collector({ ...traffic, registrar, distributor: this.distributor, outbound: this.outbound, seal: this.seal });
 
     this.gateway.on('up', () => this.outbound.tunnelUp(this.gateway));
     this.gateway.on('down', () => this.outbound.tunnelDown(this.gateway));
@@ -345,8 +352,11 @@ export class ContactPoint implements AdminHostApi {
         ? await HistoryStore.open(join(opts.stateDir, HISTORY_DIR), setting ?? DEFAULT_HISTORY_RETENTION, opts.logger ?? silentLogger)
         : undefined;
     let audit: AuditLog;
+    let key: ContactPointKey;
     try {
       audit = await AuditLog.open(opts.stateDir, state.audit, opts.logger ?? silentLogger);
+      // Its long-term key, with the other identity material; without a state folder a new one each start.
+      key = opts.stateDir !== undefined ? await ContactPointKey.loadOrCreate(join(opts.stateDir, CONTACT_POINT_KEY_FILE)) : ContactPointKey.generate();
     } catch (err: unknown) {
       await store?.close(); // its file and retention timer go with the failed create
       throw err;
@@ -362,7 +372,7 @@ export class ContactPoint implements AdminHostApi {
       await store?.close();
       throw err;
     }
-    const cp = new ContactPoint(opts, registrar, ports, timing, { store, setting }, audit, directCredentials, access);
+    const cp = new ContactPoint(opts, registrar, ports, timing, { store, setting }, audit, directCredentials, access, { key, state: state.seal });
     try {
       await cp.saveStartOptions(opts, state, portsNow);
     } catch (err: unknown) {
@@ -493,6 +503,7 @@ export class ContactPoint implements AdminHostApi {
       flood: this.floods.view(),
       ...(this.direct ? { direct: this.direct.view() } : {}),
       rules: this.rules.view(),
+      seal: this.seal.view(),
     };
   }
 
@@ -602,6 +613,23 @@ export class ContactPoint implements AdminHostApi {
           };
         });
       }
+      case 'seal:policy': {
+        const q = p as AdminParams<'seal:policy'>;
+        return this.decide((draft) => {
+          for (const n of q.peers) if (!draft.peers.has(n)) throw new AdminError('NOT_FOUND', `no peer named "${n}"`);
+          const before = this.seal.view();
+          const planned = this.seal.planPolicy(q.required, q.peers, q.forget ?? []);
+          draft.seal = planned.state;
+          return {
+            audit: record('seal:policy', 'seal', { required: before.required, peers: [...before.peers] }, { required: q.required, peers: [...planned.state.peers], ...(q.forget?.length ? { forgot: [...q.forget] } : {}) }),
+            apply: () => {
+              const view = planned.apply();
+              this.events.emit('seal:changed', view);
+              return view;
+            },
+          };
+        });
+      }
       case 'audit:list': {
         const q = p as AdminParams<'audit:list'>;
         return this.audit.list({ target: q.target, beforeSeq: q.beforeSeq, limit: q.limit ?? 100 });
@@ -648,6 +676,7 @@ export class ContactPoint implements AdminHostApi {
       ports: { targets: [...ports.targets], listen: [...ports.listen] },
       ...(this.historySetting ? { history: { ...this.historySetting } } : {}),
       ...(hasRules ? { access } : {}),
+      ...this.seal.persistedPart(),
     };
   }
 
@@ -788,6 +817,14 @@ export class ContactPoint implements AdminHostApi {
         return this.collector.fromTunnel(frame, reply);
       case FrameType.ACK:
         return this.outbound.ackFromTunnel(frame);
+      case FrameType.KEYS_REQUEST:
+        return this.collector.keysFromTunnel(frame, reply);
+      case FrameType.KEYS_ANSWER: {
+        // Another contact point's answer to one of our peers (its request went up the tunnel): passed on as it is.
+        const to = parseAddress(decodeMsg(frame).to);
+        if (to?.domain === this.opts.id) this.peerPort.get(to.name)?.link.send(frame.raw);
+        return;
+      }
       case FrameType.REACHABLE:
         return this.outbound.reachable(decodeControl(frame, FrameType.REACHABLE));
       case FrameType.LOOKUP:
@@ -830,6 +867,8 @@ export class ContactPoint implements AdminHostApi {
         return this.collector.fromPeer(session, frame);
       case FrameType.ACK:
         return this.distributor.ackFromPeer(session, frame);
+      case FrameType.KEYS_REQUEST:
+        return this.collector.keysFromPeer(session, frame);
       case FrameType.REGISTER: {
         const body = decodeControl(frame, FrameType.REGISTER);
         if (!session.registerBucket.take()) {

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { ContentCheckView } from '../admin/contract.js';
 import type { MsgFrame } from '../protocol/codec.js';
+import { FLAG_SEALED } from '../protocol/frames.js';
 import { MAX_REASON_LENGTH } from '../protocol/limits.js';
 import type { Logger } from '../runtime/logger.js';
 
@@ -27,6 +28,11 @@ export interface CheckRequest {
   readonly size: number;
   /** in: from the relay (or a direct external session); local: from another LAN peer */
   readonly dir: 'in' | 'local';
+  /**
+   * the MSG has FLAG_SEALED: its payload is a sealed envelope (PROTOCOL.md 19), opaque bytes the
+   * contact point cannot open. A check may decide on the metadata; it must not read them as content.
+   */
+  readonly sealed: boolean;
 }
 
 /** The check's answer: allow, or refuse with the reason the sender hears. `failed`: the check itself did not answer (timeout, crash). */
@@ -62,7 +68,9 @@ export function jsonDepthOver(payload: Buffer, depth: number): boolean {
 
 class JsonDepthInspector implements Inspector {
   constructor(private readonly depth: number) {}
-  inspect(_req: CheckRequest, payload: Buffer): Promise<CheckAnswer> {
+  inspect(req: CheckRequest, payload: Buffer): Promise<CheckAnswer> {
+    // A sealed payload is ciphertext: its bytes say nothing of the JSON inside, which only the receiver sees.
+    if (req.sealed) return Promise.resolve({ allow: true });
     return Promise.resolve(jsonDepthOver(payload, this.depth) ? { allow: false, reason: `JSON nested deeper than ${this.depth} levels` } : { allow: true });
   }
   close(): Promise<void> {
@@ -376,5 +384,5 @@ export class ContentGate {
 
 /** The metadata a check hears of `msg`. */
 export function checkRequest(msg: MsgFrame, dir: 'in' | 'local'): CheckRequest {
-  return { id: msg.id, from: msg.from, to: msg.to, size: msg.payload.length, dir };
+  return { id: msg.id, from: msg.from, to: msg.to, size: msg.payload.length, dir, sealed: (msg.flags & FLAG_SEALED) !== 0 };
 }

@@ -17,7 +17,7 @@ import {
   PONG_TIMEOUT_MS,
   PRESSURE_TIMEOUT_MS,
 } from '../protocol/limits.js';
-import { verifyProof } from '../protocol/peer-auth.js';
+import { verifyProof, verifySealKey } from '../protocol/peer-auth.js';
 import { Status, type StatusCode } from '../protocol/status.js';
 import type { Timing } from '../protocol/timing.js';
 import { negotiateVersion } from '../protocol/version.js';
@@ -60,7 +60,8 @@ export interface PeerSession {
 
 export interface PeerPortHandler {
   /** A peer proved its key for `name`; admit it (its registration state) or refuse with a code. */
-  hello(name: string, publicKey: string, remote: string): { ok: true; state: PeerState } | { ok: false; code: StatusCode; reason: string };
+  /** `sealKey`: the X25519 sealing key its identity signed (absent: it does not seal) */
+  hello(name: string, publicKey: string, remote: string, sealKey?: string): { ok: true; state: PeerState } | { ok: false; code: StatusCode; reason: string };
   up(session: PeerSession): void;
   frame(session: PeerSession, frame: Frame): void;
   down(session: PeerSession): void;
@@ -77,6 +78,8 @@ export interface PeerPortOptions {
   readonly ratePerPeer?: number;
   /** timeouts and connection caps of the plain HTTP side (see core/runtime/http-guard.ts) */
   readonly http?: HttpLimits | undefined;
+  /** the contact point's Ed25519 key, told to peers in WELCOME so they can check the statements it signs */
+  readonly cpKey?: string;
 }
 
 /**
@@ -174,7 +177,7 @@ export class PeerPort {
     };
     const timer = setTimeout(() => link.fault(Status.HELLO_TIMEOUT, `hello not completed within ${helloTimeoutMs} ms`), helloTimeoutMs);
     timer.unref();
-    let claimed: { name: string; publicKey: string; nonce: string; version: number; reachable: boolean } | undefined;
+    let claimed: { name: string; publicKey: string; nonce: string; version: number; reachable: boolean; sealKey: string | undefined } | undefined;
 
     link.setHandler({
       onFrame: (frame) => {
@@ -185,12 +188,16 @@ export class PeerPort {
           if (version === undefined) throw new ProtocolError(Status.VERSION_MISMATCH, `peer offered ${hello.versions.min}-${hello.versions.max}; this contact point speaks 1`);
           if (hello.role !== 'peer') throw new ProtocolError(Status.PROTOCOL_VIOLATION, `the peer port is for internal peers, not ${hello.role}`);
           if (!hello.publicKey) throw new ProtocolError(Status.BAD_CREDENTIALS, 'HELLO without publicKey');
+          if (hello.sealKey !== undefined && (hello.sealKeySig === undefined || !verifySealKey(hello.publicKey, hello.id, hello.sealKey, hello.sealKeySig))) {
+            throw new ProtocolError(Status.BAD_CREDENTIALS, 'the sealing key is not signed by the public key');
+          }
           claimed = {
             name: hello.id,
             publicKey: hello.publicKey,
             nonce: randomBytes(24).toString('base64'),
             version,
             reachable: hello.env?.capabilities?.includes(CAPABILITY_REACHABLE) ?? false,
+            sealKey: hello.sealKey,
           };
           link.sendControl(FrameType.CHALLENGE, { nonce: claimed.nonce });
           return;
@@ -201,7 +208,7 @@ export class PeerPort {
           throw new ProtocolError(Status.BAD_CREDENTIALS, 'the signature does not match the public key');
         }
         settle();
-        const verdict = this.opts.handler.hello(claimed.name, claimed.publicKey, remote);
+        const verdict = this.opts.handler.hello(claimed.name, claimed.publicKey, remote, claimed.sealKey);
         if (!verdict.ok) {
           // A flood's refusals are summed up by the contact point's flood summary, not logged one by one.
           link.fault(verdict.code, verdict.reason, verdict.code === Status.RATE_LIMITED ? 'debug' : 'info');
@@ -252,6 +259,7 @@ export class PeerPort {
       address: session.address,
       state,
       limits: { maxMessageBytes: MAX_MESSAGE_BYTES, pingIntervalMs: this.opts.timing.pingIntervalMs },
+      ...(this.opts.cpKey !== undefined ? { cpKey: this.opts.cpKey } : {}),
     });
     this.opts.handler.up(session);
   }

@@ -153,8 +153,11 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     return { byState, online: this.online.size };
   }
 
-  /** A peer proved its key for `name`: create or refresh its record. */
-  hello(name: string, publicKey: string, lanAddress: string | undefined): HelloOutcome {
+  /**
+   * A peer proved its key for `name`: create or refresh its record. `sealKey`: the sealing key
+   * its identity signed (a new one replaces the old: the identity key vouches for it).
+   */
+  hello(name: string, publicKey: string, lanAddress: string | undefined, sealKey?: string): HelloOutcome {
     const existing = this.records.get(name);
     const t = this.now();
     if (existing) {
@@ -163,6 +166,9 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
       }
       existing.lastSeen = t;
       if (lanAddress) existing.lanAddress = lanAddress;
+      // What it presents now: a peer that stopped sealing gets no more statements for its old key.
+      if (sealKey !== undefined) existing.sealKey = sealKey;
+      else delete existing.sealKey;
       this.index(existing);
       this.emit('changed', existing, existing.state);
       return { ok: true, record: existing };
@@ -181,6 +187,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     }
     const record: PeerRecord = { name, publicKey, state: 'unregistered', firstSeen: t, lastSeen: t, messagesIn: 0, messagesOut: 0 };
     if (lanAddress) record.lanAddress = lanAddress;
+    if (sealKey !== undefined) record.sealKey = sealKey;
     this.records.set(name, record);
     this.index(record);
     this.emit('changed', record, undefined);

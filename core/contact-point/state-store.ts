@@ -6,6 +6,7 @@ import type { Logger } from '../runtime/logger.js';
 import { auditStateSchema, type AuditLog, type AuditRecord } from './audit-log.js';
 import { accessStateSchema } from './access-rules.js';
 import type { AuditEntry } from '../admin/contract.js';
+import { sealStateSchema } from './seal-guard.js';
 
 const peerRecordSchema = obj({
   name: str({ min: 1, max: 63 }),
@@ -22,6 +23,8 @@ const peerRecordSchema = obj({
   decidedVia: optional(oneOf(['gui', 'cli', 'api'] as const)),
   /** when the peer last asked to be registered */
   requestedAt: optional(int({ min: 0, max: Number.MAX_SAFE_INTEGER })),
+  /** its X25519 sealing key (raw, base64), signed by its identity at hello; absent: it does not seal */
+  sealKey: optional(str({ min: 1, max: 48 })),
 });
 const stateSchema = obj({
   version: int({ min: 1, max: 1 }),
@@ -40,6 +43,8 @@ const stateSchema = obj({
    * write (absent in files from before the audit trail).
    */
   audit: optional(auditStateSchema),
+  /** sealed payloads (core/contact-point/seal-guard.ts; absent in files from before: nothing required, nothing bound) */
+  seal: optional(sealStateSchema),
   /** access rules and the content check (core/contact-point/access-rules.ts; absent: none) */
   access: optional(accessStateSchema),
 });
@@ -80,6 +85,7 @@ export class StateDraft {
   policy: PersistedState['policy'];
   ports: PersistedState['ports'];
   history: PersistedState['history'];
+  seal: PersistedState['seal'];
   access: PersistedState['access'];
 
   constructor(state: PersistedState) {
@@ -87,6 +93,7 @@ export class StateDraft {
     this.policy = state.policy;
     this.ports = state.ports;
     this.history = state.history;
+    this.seal = state.seal;
     this.access = state.access;
   }
 
@@ -97,6 +104,7 @@ export class StateDraft {
       policy: this.policy,
       ...(this.ports ? { ports: this.ports } : {}),
       ...(this.history ? { history: this.history } : {}),
+      ...(this.seal ? { seal: this.seal } : {}),
       ...(this.access ? { access: this.access } : {}),
     };
   }

@@ -1,7 +1,6 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
-import { challengeText } from '../protocol/peer-auth.js';
+import { createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { challengeText, sealKeyText } from '../protocol/peer-auth.js';
+import { loadOrCreatePrivateKey } from '../runtime/key-file.js';
 
 /** An internal peer's Ed25519 key pair: the name it registers is bound to this key. */
 export class PeerIdentity {
@@ -13,21 +12,7 @@ export class PeerIdentity {
 
   /** Loads the key at `path`, or creates one there (mode 0600) the first time. */
   static async loadOrCreate(path: string): Promise<PeerIdentity> {
-    let pem: string | undefined;
-    try {
-      pem = await readFile(path, 'utf8');
-    } catch (err: unknown) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    if (pem !== undefined) {
-      const key = createPrivateKey(pem);
-      if (key.asymmetricKeyType !== 'ed25519') throw new Error(`${path} is not an Ed25519 private key`);
-      return new PeerIdentity(key);
-    }
-    const id = PeerIdentity.generate();
-    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-    await writeFile(path, id.privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600, flag: 'wx' });
-    return id;
+    return new PeerIdentity(await loadOrCreatePrivateKey(path, 'ed25519'));
   }
 
   /** SPKI DER, base64: what HELLO carries. */
@@ -37,5 +22,10 @@ export class PeerIdentity {
 
   signChallenge(name: string, nonce: string): string {
     return sign(null, challengeText(name, nonce), this.privateKey).toString('base64');
+  }
+
+  /** Vouches for this peer's X25519 sealing key (HELLO `sealKeySig`). */
+  signSealKey(name: string, sealKey: string): string {
+    return sign(null, sealKeyText(name, sealKey), this.privateKey).toString('base64');
   }
 }

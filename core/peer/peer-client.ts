@@ -3,7 +3,11 @@ import { parseAddress } from '../protocol/address.js';
 import { decodeAck, decodeControl, decodeMsg, encodeAck, encodeMsg, type Frame, type MsgFrame } from '../protocol/codec.js';
 import { Dialer, type DialerStatus } from '../protocol/dialer.js';
 import { DeliveryError, ProtocolError } from '../protocol/errors.js';
-import { CAPABILITY_REACHABLE, FLAG_RETRY, FrameType, frameTypeName, type LookupResultBody, type PeerState, type PresenceBody, type ReachableBody, type RegisterBody } from '../protocol/frames.js';
+import { CAPABILITY_REACHABLE, CAPABILITY_SEALED, FLAG_RETRY, FLAG_SEALED, FrameType, frameTypeName, type LookupResultBody, type PeerState, type PresenceBody, type ReachableBody, type RegisterBody } from '../protocol/frames.js';
+import { readEnvelopeHeader, SEAL_MAX_AGE_MS, SealError, SealKey } from '../protocol/seal.js';
+import { KeyDirectory } from './key-directory.js';
+import { KeyPins } from './key-pins.js';
+import { fingerprint, normalizeFingerprint } from '../protocol/key-statement.js';
 import {
   ACK_TIMEOUT_MAX_MS,
   ACK_TIMEOUT_MS,
@@ -27,8 +31,10 @@ export interface InboundMessage {
   readonly to: string;
   /** the payload bytes, a view into the received frame (not copied) */
   readonly payload: Buffer;
-  /** the MSG frame's flags: FLAG_RETRY (1) when the sender marked it a retransmission */
+  /** the MSG frame's flags: FLAG_RETRY (1) when the sender marked it a retransmission, FLAG_SEALED (2) */
   readonly flags: number;
+  /** true when the payload arrived sealed (and was opened here): only the sender could have written it */
+  readonly sealed?: boolean;
 }
 
 export interface Receipt {
@@ -57,6 +63,21 @@ interface CommonOptions {
   readonly onMessage?: (msg: InboundMessage) => void | Promise<void>;
   /** Extension point (the operator SDK): frames other than messages; return true when handled. */
   readonly onOtherFrame?: (frame: Frame) => boolean;
+  /**
+   * Sealed payloads (PROTOCOL.md 19): 'auto' (default) seals for every receiver that has a
+   * sealing key and sends plain to the rest; 'required' never sends nor accepts a plain
+   * payload; 'off' neither seals nor asks for keys.
+   */
+  readonly seal?: 'auto' | 'required' | 'off';
+  /**
+   * This peer's X25519 sealing key (default: a new one each start). External peers keep theirs
+   * (SealKey.loadOrCreate): a contact point binds an external address to its first key.
+   */
+  readonly sealKey?: SealKey;
+  /** the contact point keys trusted (KeyPins.open with a file and --pin); default: first use, in memory */
+  readonly pins?: KeyPins;
+  /** sealed messages older than this are refused BAD_SEAL (default SEAL_MAX_AGE_MS) */
+  readonly sealMaxAgeMs?: number;
 }
 export interface ExternalPeerOptions extends CommonOptions {
   readonly role: 'external';
@@ -65,6 +86,8 @@ export interface ExternalPeerOptions extends CommonOptions {
 export interface InternalPeerOptions extends CommonOptions {
   readonly role: 'peer';
   readonly identity: PeerIdentity;
+  /** the fingerprint its contact point's key must have (`contact-point fingerprint`); another is KEY_CHANGED and the client stops */
+  readonly contactPointFingerprint?: string;
 }
 export type PeerClientOptions = ExternalPeerOptions | InternalPeerOptions;
 
@@ -78,10 +101,18 @@ export interface PeerClientEvents {
 interface Pending {
   readonly id: string;
   readonly to: string;
-  readonly payload: Buffer;
   readonly deadline: number;
   readonly resolve: (r: Receipt) => void;
   readonly reject: (e: DeliveryError) => void;
+  /** 'todo' until the receiver's key is looked up and the payload sealed (or left plain): 'done' */
+  seal: 'todo' | 'resolving' | 'done';
+  /** FLAG_SEALED once sealed */
+  flags: number;
+  /** what goes on the wire: `plain`, or it sealed */
+  payload: Buffer;
+  readonly plain: Buffer;
+  /** sealed again once already, after the receiver refused the first seal (BAD_SEAL) */
+  resealed: boolean;
   attempts: number;
   firstSentAt: number;
   /** when to transmit again if no ACK came; 0 while waiting for a connection */
@@ -133,7 +164,14 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
    * unmatchedAcks: ACKs for no message in the outbox: a duplicate of one already settled (after
    * a retransmission), or an ACK meant for another session of this credential (a misroute).
    */
-  readonly stats = { sent: 0, retransmits: 0, delivered: 0, received: 0, duplicates: 0, refused: 0, strayAcks: 0, unmatchedAcks: 0, reachable: 0 };
+  readonly stats = { sent: 0, retransmits: 0, delivered: 0, received: 0, duplicates: 0, refused: 0, strayAcks: 0, unmatchedAcks: 0, reachable: 0, sealed: 0, badSeals: 0 };
+  private readonly sealMode: 'auto' | 'required' | 'off';
+  /** this peer's sealing key */
+  readonly sealKey: SealKey;
+  private readonly keys: KeyDirectory;
+  private readonly sealMaxAgeMs: number;
+  /** the contact point's key did not match the pin: nothing is sealed or sent until a new client */
+  private keyFailure: SealError | undefined;
 
   constructor(private readonly opts: PeerClientOptions) {
     super();
@@ -143,7 +181,24 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     this.deadlineMs = opts.deliveryDeadlineMs ?? DELIVERY_DEADLINE_MS;
     this.maxOutbox = opts.maxOutbox ?? MAX_OUTBOX;
     this.handler = opts.onMessage;
+    this.sealMode = opts.seal ?? 'auto';
+    this.sealKey = opts.sealKey ?? SealKey.generate();
+    this.sealMaxAgeMs = opts.sealMaxAgeMs ?? SEAL_MAX_AGE_MS;
+    const pins = opts.pins ?? KeyPins.memory();
+    const expected = opts.role === 'peer' && opts.contactPointFingerprint !== undefined ? normalizeFingerprint(opts.contactPointFingerprint) : undefined;
+    if (opts.role === 'peer' && opts.contactPointFingerprint !== undefined && expected === undefined) {
+      throw new Error(`contactPointFingerprint "${opts.contactPointFingerprint}" is not a key fingerprint (64 hex digits)`);
+    }
+    this.keys = new KeyDirectory({
+      role: opts.role,
+      sealKey: this.sealKey,
+      pins,
+      send: (f) => (this.link ? (this.link.send(f), true) : false),
+      address: () => this.addr,
+      nextId: () => this.ids.next(),
+    });
     const identity = opts.role === 'peer' ? opts.identity : undefined;
+    const sealing = this.sealMode !== 'off';
     this.dialer = new Dialer({
       url: opts.url,
       label: `${opts.role}:${opts.name}`,
@@ -156,8 +211,9 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
         role: opts.role,
         id: opts.name,
         ...(opts.role === 'external' ? { secret: opts.secret } : { publicKey: identity!.publicKey }),
-        // `reachable`: this client understands REACHABLE (0x12), so servers may send it.
-        env: { software: 'contact-point-sdk/0.1', capabilities: [CAPABILITY_REACHABLE] },
+        ...(identity && sealing ? { sealKey: this.sealKey.publicKey, sealKeySig: identity.signSealKey(opts.name, this.sealKey.publicKey) } : {}),
+        // `reachable`: this client understands REACHABLE (0x12), so servers may send it; `sealed`: it seals.
+        env: { software: 'contact-point-sdk/0.1', capabilities: sealing ? [CAPABILITY_REACHABLE, CAPABILITY_SEALED] : [CAPABILITY_REACHABLE] },
       }),
       ...(identity ? { sign: (nonce: string) => identity.signChallenge(opts.name, nonce) } : {}),
       ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),
@@ -173,14 +229,43 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
       this.addr = welcome.address;
       this.maxMessageBytes = welcome.limits.maxMessageBytes;
       if (welcome.state) this.setRegistration(welcome.state);
-      for (const w of this.readyWaiters.splice(0)) w.resolve();
-      for (const address of this.presence.keys()) link.sendControl(FrameType.SUBSCRIBE, { op: 'add', address });
-      this.flushOutbox();
+      const domain = welcome.address !== undefined ? parseAddress(welcome.address)?.domain : undefined;
+      if (welcome.cpKey !== undefined && domain !== undefined && sealing) {
+        // An internal peer: its contact point's key, pinned or trusted on first use; a changed one stops this client.
+        const cpKey = welcome.cpKey;
+        const given = expected !== undefined && fingerprint(cpKey) !== expected ? new SealError(Status.KEY_CHANGED, `contact point ${domain} presented key ${fingerprint(cpKey)}, but ${expected} is pinned (--pin): refusing it`) : undefined;
+        (given ? Promise.reject(given) : expected !== undefined ? Promise.resolve() : pins.accept(domain, cpKey)).then(
+          () => {
+            this.keys.setOwnContactPointKey(cpKey);
+            this.welcomed();
+          },
+          (err: unknown) => this.failKeys(err instanceof SealError ? err : new SealError(Status.KEY_CHANGED, String(err))),
+        );
+        return;
+      }
+      this.welcomed();
     });
     this.dialer.on('down', () => {
       this.link = undefined;
+      // Key requests sent on the lost link get no answer: their messages ask again on the next one.
+      this.keys.close();
       for (const p of this.outbox.values()) p.dueAt = 0;
     });
+  }
+
+  private welcomed(): void {
+    for (const w of this.readyWaiters.splice(0)) w.resolve();
+    for (const address of this.presence.keys()) this.link?.sendControl(FrameType.SUBSCRIBE, { op: 'add', address });
+    this.flushOutbox();
+  }
+
+  /** The contact point's key is not the pinned one: say so loudly and stop. */
+  private failKeys(err: SealError): void {
+    this.keyFailure = err;
+    this.logger.error('contact point key refused', { reason: err.reason });
+    this.failReady(err);
+    for (const p of [...this.outbox.values()]) this.fail(p, err.code, err.reason);
+    this.dialer.stop();
   }
 
   /** This peer's address once connected (`alice@relay`, `printer@acme-hq`). */
@@ -247,6 +332,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     clearInterval(this.sweeper);
     this.sweeper = undefined;
     this.dialer.stop();
+    this.keys.close();
     for (const p of this.outbox.values()) p.reject(new DeliveryError(Status.SHUTTING_DOWN, 'the client stopped before an acknowledgement arrived', p.id));
     this.outbox.clear();
     for (const [req, l] of this.lookups) {
@@ -337,6 +423,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
    */
   send(to: string, data: Uint8Array | string, opts: { deadlineMs?: number } = {}): Promise<Receipt> {
     const id = this.ids.next();
+    if (this.keyFailure) return Promise.reject(new DeliveryError(this.keyFailure.code, this.keyFailure.reason, id));
     const payload = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     if (!parseAddress(to)) return Promise.reject(new DeliveryError(Status.BAD_ADDRESS, `"${to}" is not name@domain`, id));
     if (payload.length > this.maxMessageBytes) {
@@ -353,6 +440,10 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
         deadline: Date.now() + (opts.deadlineMs ?? this.deadlineMs),
         resolve,
         reject,
+        seal: this.sealMode === 'off' ? 'done' : 'todo',
+        flags: 0,
+        plain: payload,
+        resealed: false,
         attempts: 0,
         firstSentAt: 0,
         dueAt: 0,
@@ -367,8 +458,9 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   private transmit(p: Pending): void {
     const link = this.link;
     if (!link || !this.addr) return; // sent on the next WELCOME
+    if (p.seal !== 'done') return this.prepareSeal(p);
     const now = Date.now();
-    link.send(encodeMsg({ id: p.id, to: p.to, from: this.addr, payload: p.payload }, p.attempts > 0 ? FLAG_RETRY : 0));
+    link.send(encodeMsg({ id: p.id, to: p.to, from: this.addr, payload: p.payload }, p.flags | (p.attempts > 0 ? FLAG_RETRY : 0)));
     if (p.attempts === 0) {
       p.firstSentAt = now;
       this.stats.sent++;
@@ -377,6 +469,68 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     }
     p.attempts++;
     p.dueAt = now + Math.min(ACK_TIMEOUT_MAX_MS, this.ackTimeoutMs * 2 ** Math.min(p.attempts - 1, 8));
+  }
+
+  /**
+   * Seals `p` for its receiver's key (looked up once per address, then cached) and sends it;
+   * plain when the receiver has none (mode 'auto'). Retries resend the same sealed bytes.
+   */
+  private prepareSeal(p: Pending): void {
+    if (p.seal === 'resolving') return;
+    const key = this.keys.cached(p.to);
+    if (key) {
+      if (this.sealPending(p, key)) this.transmit(p);
+      return;
+    }
+    p.seal = 'resolving';
+    this.keys.lookup(p.to).then(
+      (k) => {
+        p.seal = 'todo';
+        if (this.outbox.get(p.id) !== p) return;
+        if (k === 'retry') {
+          // Not now (no connection, or the way to its contact point is down): the sweep tries again.
+          // The refusal of the key request (offline, rate limited) is what the message gets if it comes to that.
+          const why = this.keys.refusal(p.to);
+          // Refused for now: back off. Its link went, or the way is back (REACHABLE): at the next sweep.
+          p.dueAt = Date.now() + (why ? Math.min(this.ackTimeoutMs, 500) : 1);
+          p.lastCode = why?.code ?? Status.CONTACT_POINT_OFFLINE;
+          p.lastReason = why?.reason ?? `could not get the sealing key of ${p.to} yet`;
+          return;
+        }
+        if (k === 'none') {
+          if (this.sealMode === 'required') return this.fail(p, Status.SEAL_REQUIRED, `${p.to} has no sealing key, and this client sends sealed payloads only`);
+          p.seal = 'done';
+          return this.transmit(p);
+        }
+        if (this.sealPending(p, k)) this.transmit(p);
+      },
+      (err: unknown) => {
+        p.seal = 'todo';
+        if (this.outbox.get(p.id) !== p) return;
+        if (err instanceof SealError) return this.fail(p, err.code, err.reason);
+        this.fail(p, Status.BAD_SEAL, err instanceof Error ? err.message : String(err));
+      },
+    );
+  }
+
+  private sealPending(p: Pending, key: Buffer): boolean {
+    const sealed = this.sealKey.seal({ id: p.id, to: p.to, from: this.addr! }, p.payload, key);
+    if (sealed.length > this.maxMessageBytes) {
+      this.fail(p, Status.TOO_LARGE, `${sealed.length} bytes sealed; the limit is ${this.maxMessageBytes}`);
+      return false;
+    }
+    p.payload = sealed;
+    p.flags = FLAG_SEALED;
+    p.seal = 'done';
+    this.stats.sealed++;
+    return true;
+  }
+
+  /** Gives up on `p` with a refusal of this end's own. */
+  private fail(p: Pending, code: number, reason: string): void {
+    this.outbox.delete(p.id);
+    this.stats.refused++;
+    p.reject(new DeliveryError(code, reason, p.id));
   }
 
   private flushOutbox(): void {
@@ -405,6 +559,14 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
         return this.onMsg(decodeMsg(frame));
       case FrameType.ACK:
         return this.onAck(frame);
+      case FrameType.KEYS_ANSWER:
+        this.keys.onAnswer(decodeMsg(frame));
+        return;
+      case FrameType.KEYS_REQUEST: {
+        const req = decodeMsg(frame);
+        this.link?.send(encodeAck({ id: req.id, to: req.from, from: req.to, status: Status.UNKNOWN_PEER, reason: 'peers answer no key requests; their contact point does' }));
+        return;
+      }
       case FrameType.PEER_STATE:
         return this.setRegistration(decodeControl(frame, FrameType.PEER_STATE).state);
       case FrameType.REACHABLE:
@@ -438,6 +600,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   private onAck(frame: Frame): void {
     const ack = decodeAck(frame);
     const p = this.outbox.get(ack.id);
+    if (!p && this.keys.onAck(ack)) return;
     if (!p) {
       this.stats.unmatchedAcks++; // a late duplicate of something already settled, or a misroute
       return;
@@ -461,6 +624,17 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     }
     p.lastCode = ack.status;
     p.lastReason = ack.reason || describeStatus(ack.status);
+    if (ack.status === Status.BAD_SEAL && p.flags === FLAG_SEALED && !p.resealed) {
+      // Sealed for a key the receiver no longer has (it restarted with a new one while ours was
+      // cached): ask for its key again and seal once more. A second refusal is final.
+      p.resealed = true;
+      p.seal = 'todo';
+      p.flags = 0;
+      p.payload = p.plain;
+      this.keys.forget(p.to);
+      this.transmit(p);
+      return;
+    }
     if (isRetryable(ack.status)) {
       // Transient: try again after a short pause; the sweep gives up at the deadline.
       p.dueAt = Date.now() + Math.min(this.ackTimeoutMs, 100 * 2 ** Math.min(p.attempts, 5));
@@ -480,11 +654,13 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
    */
   private onReachable(body: ReachableBody): void {
     this.stats.reachable++;
+    // Key requests that went into the dead way get no answer: ask again now.
+    this.keys.close();
     const suffix = `@${body.domain}`;
     const exact = body.name !== undefined ? body.name + suffix : undefined;
     let resent = 0;
     for (const p of this.outbox.values()) {
-      if (p.attempts > 0 && (exact !== undefined ? p.to === exact : p.to.endsWith(suffix))) {
+      if ((p.attempts > 0 || p.seal === 'todo') && (exact !== undefined ? p.to === exact : p.to.endsWith(suffix))) {
         this.transmit(p);
         resent++;
       }
@@ -499,13 +675,86 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
       link.send(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: Status.BAD_ADDRESS, reason: `this is ${this.addr ?? 'nobody'}` }));
       return;
     }
-    if (this.dedupe.has(msg.from, msg.id)) {
-      this.stats.duplicates++;
-      link.send(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: Status.OK, reason: '' }));
-      return;
-    }
     // A retry while the handler still runs: its ACK is coming.
     if (this.processing.size > 0 && this.processing.has(`${msg.from}\n${msg.id}`)) return;
+    // A sealed one is opened first, so a replay older than the seal's age limit is refused with
+    // the reason even while its id is still in the dedupe window.
+    if ((msg.flags & FLAG_SEALED) !== 0) return this.onSealed(msg);
+    if (this.sealMode === 'required') return this.refuseMsg(msg, Status.SEAL_REQUIRED, `${msg.to} accepts sealed payloads only`);
+    this.handle(msg);
+  }
+
+  /** A message already handed to the application: ACKed again, not delivered twice. */
+  private duplicate(msg: InboundMessage): boolean {
+    if (!this.dedupe.has(msg.from, msg.id)) return false;
+    this.stats.duplicates++;
+    this.link?.send(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: Status.OK, reason: '' }));
+    return true;
+  }
+
+  /**
+   * A sealed message: the sender's key must be the one vouched for (an internal peer's contact
+   * point checked it on the way; an external peer checks it against a statement), then the seal
+   * must open. What does not is refused with the reason (BAD_SEAL, KEY_CHANGED) and not delivered.
+   */
+  private onSealed(msg: MsgFrame): void {
+    let senderKey: Buffer;
+    try {
+      senderKey = readEnvelopeHeader(msg.payload).senderKey;
+    } catch (err: unknown) {
+      return this.refuseSeal(msg, err);
+    }
+    if (this.opts.role === 'external') {
+      const known = this.keys.cached(msg.from);
+      if (!known?.equals(senderKey)) {
+        const key = `${msg.from}\n${msg.id}`;
+        this.processing.add(key);
+        this.keys.lookup(msg.from, known !== undefined).then(
+          (k) => {
+            this.processing.delete(key);
+            if (k === 'retry') return this.refuseMsg(msg, Status.TIMEOUT, `could not get a statement for ${msg.from}'s key yet`);
+            if (k === 'none') return this.refuseMsg(msg, Status.BAD_SEAL, `no contact point vouches for a sealing key of ${msg.from}`);
+            if (!k.equals(senderKey)) return this.refuseMsg(msg, Status.KEY_CHANGED, `sealed with a key the statement for ${msg.from} does not name`);
+            this.openSealed(msg);
+          },
+          (err: unknown) => {
+            this.processing.delete(key);
+            this.refuseSeal(msg, err);
+          },
+        );
+        return;
+      }
+    }
+    this.openSealed(msg);
+  }
+
+  private openSealed(msg: MsgFrame): void {
+    let payload: Buffer;
+    try {
+      payload = this.sealKey.open(msg, msg.payload, Date.now(), this.sealMaxAgeMs);
+    } catch (err: unknown) {
+      return this.refuseSeal(msg, err);
+    }
+    this.handle({ id: msg.id, from: msg.from, to: msg.to, payload, flags: msg.flags, sealed: true });
+  }
+
+  private refuseSeal(msg: MsgFrame, err: unknown): void {
+    if (!(err instanceof SealError)) throw err;
+    this.refuseMsg(msg, err.code, err.reason);
+  }
+
+  /** Refuses a received message with a reason (not delivered, not remembered). */
+  private refuseMsg(msg: MsgFrame, code: number, reason: string): void {
+    if (code === Status.BAD_SEAL || code === Status.KEY_CHANGED) {
+      this.stats.badSeals++;
+      this.logger.warn('refused a sealed message', { id: msg.id, from: msg.from, code, reason });
+    }
+    this.link?.send(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: code, reason }));
+  }
+
+  /** Hands a message to the application; the ACK goes back when it is done. */
+  private handle(msg: InboundMessage): void {
+    if (this.duplicate(msg)) return;
     // The decoded frame is the InboundMessage (no copy; it also carries `flags`). The ACK below
     // uses the id and addresses as they arrived, whatever the handler does with the object.
     const { id, from, to } = msg;

@@ -105,13 +105,14 @@ function shortString(value: string, what: string): number {
   return len;
 }
 
-export function encodeMsg(msg: { id: string; to: string; from: string; payload: Uint8Array }, flags = 0): Buffer {
+/** A MSG, or a frame laid out like one (`type`: KEYS_REQUEST, KEYS_ANSWER). */
+export function encodeMsg(msg: { id: string; to: string; from: string; payload: Uint8Array }, flags = 0, type: number = FrameType.MSG): Buffer {
   const idLen = shortString(msg.id, 'message id');
   if (idLen > MAX_MESSAGE_ID_LENGTH) throw new RangeError(`message id longer than ${MAX_MESSAGE_ID_LENGTH}`);
   const toLen = shortString(msg.to, 'to address');
   const fromLen = shortString(msg.from, 'from address');
   const buf = Buffer.allocUnsafe(HEADER_BYTES + 3 + idLen + toLen + fromLen + msg.payload.length);
-  header(buf, FrameType.MSG, flags, 0);
+  header(buf, type, flags, 0);
   let o = HEADER_BYTES;
   buf[o++] = idLen;
   o += buf.write(msg.id, o, 'latin1');

@@ -29,6 +29,9 @@ export const FrameType = {
   PEERS: 0x20,
   REGISTER: 0x21,
   PEER_STATE: 0x22,
+  // Key statements (issue 14): laid out like MSG (id, to, from, JSON payload) and routed like it.
+  KEYS_REQUEST: 0x23,
+  KEYS_ANSWER: 0x24,
   // Port mediation (seed 002): control requests and events are JSON, stream and datagram data binary.
   PORT_REQUEST: 0x30,
   PORT_RESULT: 0x31,
@@ -48,6 +51,12 @@ export type FrameTypeCode = (typeof FrameType)[FrameTypeName];
  * frame only to clients that said so: an older client faults on a frame type it does not know.
  */
 export const CAPABILITY_REACHABLE = 'reachable';
+/**
+ * HELLO `env.capabilities` entry: the client seals payloads (FLAG_SEALED, PROTOCOL.md 19) and
+ * understands KEYS_REQUEST / KEYS_ANSWER (0x23 / 0x24).
+ */
+export const CAPABILITY_SEALED = 'sealed';
+
 /**
  * HELLO `env.capabilities` entry of a contact point: it also accepts external peers and operators
  * itself, on its direct listener (seed 000 [0027], [0040]; PROTOCOL.md "Direct mode").
@@ -96,6 +105,8 @@ export const CAPABILITY_NODE = 'node';
 
 /** MSG flag: this is a retry of an id sent before (informational; receivers dedupe by id anyway). */
 export const FLAG_RETRY = 0x01;
+/** MSG flag: the payload is a sealed envelope (core/protocol/seal.ts); metadata, so the contact point can require it. */
+export const FLAG_SEALED = 0x02;
 
 // The one name grammar (core/protocol/name.ts), so every name the schema admits is addressable.
 const name = nameSchema;
@@ -114,6 +125,9 @@ export const helloSchema = obj({
   secret: optional(secret),
   /** Ed25519 public key, SPKI DER base64 (internal peers at the contact point) */
   publicKey: optional(b64(128)),
+  /** internal peers: X25519 sealing key, raw base64, and its Ed25519 signature by `publicKey` (peer-auth.ts sealKeyText) */
+  sealKey: optional(b64(48)),
+  sealKeySig: optional(b64(128)),
   /** what the client runs and where: shown to admins; its capabilities steer what a server offers, never what it allows (PROTOCOL.md, HELLO) */
   env: optional(
     obj({
@@ -143,6 +157,8 @@ export const welcomeSchema = obj({
   address: optional(str({ max: 2 * MAX_NAME_LENGTH + 1 })),
   /** internal peers: their registration state at the contact point */
   state: optional(oneOf(['unregistered', 'pending', 'registered', 'revoked'] as const)),
+  /** internal peers: the contact point's Ed25519 key (SPKI DER base64), which signs key statements (PROTOCOL.md 19) */
+  cpKey: optional(b64(64)),
   /** a relay node of a cluster: its node id, to clients whose HELLO had a `slot` or CAPABILITY_NODE */
   node: optional(str({ min: 1, max: 32 })),
   limits: obj({

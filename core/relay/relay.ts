@@ -412,8 +412,12 @@ export class Relay {
     return {
       onFrame: (frame) => {
         switch (frame.type) {
+          // Key statements travel like messages (PROTOCOL.md 19.4): signed by the contact point, passed on as they are.
           case FrameType.MSG:
+          case FrameType.KEYS_REQUEST:
             return this.router.onMsg(s, frame);
+          case FrameType.KEYS_ANSWER:
+            return this.router.onKeysAnswer(s, frame);
           case FrameType.ACK:
             return this.router.onAck(s, frame);
           case FrameType.PEERS: {

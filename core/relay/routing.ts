@@ -68,18 +68,20 @@ export class Router {
 
   onMsg(s: RelaySession, frame: Frame): void {
     const msg = decodeMsg(frame);
+    // KEYS_REQUEST takes this path too (PROTOCOL.md 19.4); only MSG counts as message traffic.
+    const counted = frame.type === FrameType.MSG;
     if (s.kind === 'external') {
-      if (msg.from !== s.address) return this.refuse(s, msg, Status.UNAUTHORIZED, `you send as ${s.address}, not ${msg.from}`);
-      if (!s.rights.includes('send')) return this.refuse(s, msg, Status.UNAUTHORIZED, 'this credential may not send messages');
-      if (!s.group.bucket.take()) return this.refuse(s, msg, Status.RATE_LIMITED);
+      if (msg.from !== s.address) return this.refuse(s, msg, counted, Status.UNAUTHORIZED, `you send as ${s.address}, not ${msg.from}`);
+      if (!s.rights.includes('send')) return this.refuse(s, msg, counted, Status.UNAUTHORIZED, 'this credential may not send messages');
+      if (!s.group.bucket.take()) return this.refuse(s, msg, counted, Status.RATE_LIMITED);
     } else if (parseAddress(msg.from)?.domain !== s.id) {
-      return this.refuse(s, msg, Status.UNAUTHORIZED, `contact point ${s.id} may only send as *@${s.id}`);
+      return this.refuse(s, msg, counted, Status.UNAUTHORIZED, `contact point ${s.id} may only send as *@${s.id}`);
     }
     if (msg.payload.length > this.o.maxMessageBytes) {
-      return this.refuse(s, msg, Status.TOO_LARGE, `${msg.payload.length} bytes; the limit is ${this.o.maxMessageBytes}`);
+      return this.refuse(s, msg, counted, Status.TOO_LARGE, `${msg.payload.length} bytes; the limit is ${this.o.maxMessageBytes}`);
     }
     const to = parseAddress(msg.to);
-    if (!to) return this.refuse(s, msg, Status.BAD_ADDRESS, `"${msg.to}" is not name@domain`);
+    if (!to) return this.refuse(s, msg, counted, Status.BAD_ADDRESS, `"${msg.to}" is not name@domain`);
     let target: Link;
     if (to.domain === this.o.name) {
       const ext = this.remoteAsker(to.name, msg.from) ?? this.receiver(to.name, msg.from) ?? this.o.cluster.external(to.name);
@@ -87,10 +89,10 @@ export class Router {
         const known = this.o.credentials.has('external', to.name);
         // Remember who waits, to tell them the moment that peer connects (REACHABLE with name).
         if (known && s.reachable) this.waiting.add(msg.to, s.waitKey);
-        return this.refuse(s, msg, known ? Status.PEER_OFFLINE : Status.UNKNOWN_PEER);
+        return this.refuse(s, msg, counted, known ? Status.PEER_OFFLINE : Status.UNKNOWN_PEER);
       }
       if (ext.kind === 'remote') {
-        this.o.stats.forwarded++;
+        if (counted) this.o.stats.forwarded++;
         this.noteSent(s, msg);
         return this.o.cluster.sendToNode(ext.node, frame.raw);
       }
@@ -101,10 +103,10 @@ export class Router {
         const known = this.o.credentials.has('contact-point', to.domain);
         // Remember who waits, to tell them the moment the tunnel is back (REACHABLE).
         if (known && s.reachable) this.waiting.add(to.domain, s.waitKey);
-        return this.refuse(s, msg, known ? Status.CONTACT_POINT_OFFLINE : Status.UNKNOWN_CONTACT_POINT);
+        return this.refuse(s, msg, counted, known ? Status.CONTACT_POINT_OFFLINE : Status.UNKNOWN_CONTACT_POINT);
       }
       if (tunnel.kind === 'remote') {
-        this.o.stats.forwarded++;
+        if (counted) this.o.stats.forwarded++;
         this.noteSent(s, msg);
         if (s.reachable) this.noteRemoteSender(to.domain, s.waitKey);
         return this.o.cluster.sendToTunnel(to.domain, frame.raw);
@@ -117,9 +119,9 @@ export class Router {
         tunnel.senders.add(s.waitKey);
       }
     }
-    if (target.bufferedAmount > MAX_BUFFERED_BYTES) return this.refuse(s, msg, Status.QUEUE_FULL, 'the path to the receiver is congested');
+    if (target.bufferedAmount > MAX_BUFFERED_BYTES) return this.refuse(s, msg, counted, Status.QUEUE_FULL, 'the path to the receiver is congested');
     target.send(frame.raw);
-    this.o.stats.routed++;
+    if (counted) this.o.stats.routed++;
     this.noteSent(s, msg);
   }
 
@@ -146,6 +148,12 @@ export class Router {
   /** Another node forwarded a MSG it checked (sender, rights, rate, size) or an ACK: deliver it here or refuse it back. */
   onForwarded(raw: Buffer, reply: string | undefined): void {
     const frame = decodeFrame(raw);
+    if (frame.type === FrameType.KEYS_ANSWER) {
+      // Goes back like an ACK, to the session that asked (PROTOCOL.md 19.4).
+      const answer = decodeMsg(frame);
+      const to = parseAddress(answer.to);
+      return to ? this.deliverAck(to, answer, raw) : undefined;
+    }
     if (frame.type === FrameType.ACK) {
       const ack = decodeAck(frame);
       const to = parseAddress(ack.to);
@@ -155,15 +163,18 @@ export class Router {
       if (ack.status === Status.CONTACT_POINT_OFFLINE || ack.status === Status.PEER_OFFLINE) this.waitAfterRemoteRefusal(to, ack);
       return this.deliverAck(to, ack, raw);
     }
-    if (frame.type !== FrameType.MSG) throw new ProtocolError(Status.PROTOCOL_VIOLATION, `a node forwarded a frame of type ${frame.type}`);
+    if (frame.type !== FrameType.MSG && frame.type !== FrameType.KEYS_REQUEST) {
+      throw new ProtocolError(Status.PROTOCOL_VIOLATION, `a node forwarded a frame of type ${frame.type}`);
+    }
     const msg = decodeMsg(frame);
+    const counted = frame.type === FrameType.MSG;
     const to = parseAddress(msg.to);
     if (!to) return;
     // The sender's node saw the way here; it may have gone meanwhile (a tunnel that just closed).
     const refuse = (code: StatusCode, reason = describeStatus(code)): void => {
-      this.o.stats.refused.add(code);
       // Logged and listed here, the node that decided it (the sender's node passes the ACK on as it is).
-      this.o.refusals.record({ kind: 'message', code, who: `forwarded by node ${reply !== undefined ? (replyNode(reply) ?? '?') : '?'}`, reason, fields: { from: msg.from, to: msg.to } });
+      if (counted) this.o.stats.refused.add(code);
+      if (counted) this.o.refusals.record({ kind: 'message', code, who: `forwarded by node ${reply !== undefined ? (replyNode(reply) ?? '?') : '?'}`, reason, fields: { from: msg.from, to: msg.to } });
       if (reply) this.o.cluster.answer(reply, encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: code, reason }));
     };
     const local = to.domain === this.o.name ? this.receiver(to.name, msg.from) : this.o.sessions.tunnels.get(to.domain);
@@ -173,7 +184,7 @@ export class Router {
     }
     if (local.link.bufferedAmount > MAX_BUFFERED_BYTES) return refuse(Status.QUEUE_FULL, 'the path to the receiver is congested');
     local.link.send(raw);
-    this.o.stats.routed++;
+    if (counted) this.o.stats.routed++;
     // An external sender on another node: its ACK goes back to that node, not to a session of
     // the same credential that may be here too.
     const origin = reply !== undefined && parseAddress(msg.from)?.domain === this.o.name ? replyNode(reply) : undefined;
@@ -228,7 +239,19 @@ export class Router {
    * together no one but the recipient's credential can settle a send.
    */
   onAck(s: RelaySession, frame: Frame): void {
-    const ack = decodeAck(frame);
+    this.routeReply(s, decodeAck(frame), frame.raw);
+  }
+
+  /**
+   * A KEYS_ANSWER (PROTOCOL.md 19.4) is the answer to one session's request, as an ACK is: it
+   * goes back the same way, to the session (and node) that sent the request with its id.
+   */
+  onKeysAnswer(s: RelaySession, frame: Frame): void {
+    this.routeReply(s, decodeMsg(frame), frame.raw);
+  }
+
+  /** An ACK or a KEYS answer, `raw` as received, back to the sender of message (request) `ack.id`. */
+  private routeReply(s: RelaySession, ack: Reply, raw: Buffer): void {
     if (s.kind === 'external' ? ack.from !== s.address : parseAddress(ack.from)?.domain !== s.id) {
       throw new ProtocolError(Status.PROTOCOL_VIOLATION, `ACK from ${ack.from} on a link that is not ${ack.from}`);
     }
@@ -246,20 +269,20 @@ export class Router {
         const origin = this.remoteOrigins.get(`${ack.to}\n${ack.id}`);
         if (origin !== undefined) {
           this.remoteOrigins.delete(`${ack.to}\n${ack.id}`);
-          return this.o.cluster.sendToNode(origin, frame.raw);
+          return this.o.cluster.sendToNode(origin, raw);
         }
         const ext = this.o.cluster.external(to.name);
-        if (ext?.kind === 'remote') return this.o.cluster.sendToNode(ext.node, frame.raw);
+        if (ext?.kind === 'remote') return this.o.cluster.sendToNode(ext.node, raw);
       } else {
         const tunnel = this.o.cluster.tunnel(to.domain);
-        if (tunnel?.kind === 'remote') return this.o.cluster.sendToTunnel(to.domain, frame.raw);
+        if (tunnel?.kind === 'remote') return this.o.cluster.sendToTunnel(to.domain, raw);
       }
     }
-    this.deliverAck(to, ack, frame.raw);
+    this.deliverAck(to, ack, raw);
   }
 
   /** An ACK to a session on this node (from a link here or forwarded by another node). */
-  private deliverAck(to: Address, ack: AckFrame, raw: Buffer): void {
+  private deliverAck(to: Address, ack: Reply, raw: Buffer): void {
     const target = to.domain === this.o.name ? this.ackTarget(to.name, ack.id)?.link : this.o.sessions.tunnels.get(to.domain)?.link;
     // An ACK for someone who has gone is not kept: the sender retries and the receiver re-acks the duplicate.
     if (target) target.send(raw);
@@ -311,12 +334,16 @@ export class Router {
     if (told > 0) this.o.logger.debug('told waiting senders the way is back', { key, told });
   }
 
-  private refuse(s: RelaySession, msg: MsgFrame, code: StatusCode, reason = describeStatus(code)): void {
-    this.o.stats.refused.add(code);
-    this.o.refusals.record({ kind: 'message', code, who: who(s), address: s.link.remote, reason, fields: { from: msg.from, to: msg.to } });
+  /** Refuses a MSG or a KEYS_REQUEST with an ACK; only a MSG's refusal (`counted`) is counted and listed as message traffic. */
+  private refuse(s: RelaySession, msg: MsgFrame, counted: boolean, code: StatusCode, reason = describeStatus(code)): void {
+    if (counted) this.o.stats.refused.add(code);
+    if (counted) this.o.refusals.record({ kind: 'message', code, who: who(s), address: s.link.remote, reason, fields: { from: msg.from, to: msg.to } });
     s.link.send(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: code, reason }));
   }
 }
+
+/** What routing a reply needs of it: an ACK, or a KEYS answer (laid out like a MSG). */
+type Reply = Pick<AckFrame, 'id' | 'to' | 'from'>;
 
 /**
  * Remembers that session `s` of group `g` sent message `id` to `to` (for the ACK, and for

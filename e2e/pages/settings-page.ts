@@ -11,6 +11,10 @@ export class SettingsPage {
     return this.page.getByRole('form', { name: 'Registration policy' });
   }
 
+  get sealing(): Locator {
+    return this.page.getByRole('form', { name: 'Sealed messages' });
+  }
+
   field(form: Locator, label: string): Locator {
     return form.getByLabel(label, { exact: true });
   }

@@ -43,8 +43,8 @@ export async function spawnInternalPeer(peerPortUrl: string, name: string): Prom
 }
 
 /** An external peer process at the relay. */
-export async function spawnExternalPeer(relayUrl: string, name: string, secret: string): Promise<Peer> {
-  const p = Object.assign(JsonChild.spawn(PEER_SCRIPT, ['external', relayUrl, name, secret], `external ${name}`), { name });
+export async function spawnExternalPeer(relayUrl: string, name: string, secret: string, seal?: 'auto' | 'required' | 'off'): Promise<Peer> {
+  const p = Object.assign(JsonChild.spawn(PEER_SCRIPT, ['external', relayUrl, name, secret, ...(seal ? [seal] : [])], `external ${name}`), { name });
   await p.waitFor((e) => e.event === 'ready', `${name} ready`);
   return p;
 }
@@ -139,10 +139,10 @@ export class Stack {
   }
 
   /** An outside sender at the relay. */
-  async externalPeer(name: string): Promise<Peer> {
+  async externalPeer(name: string, seal?: 'auto' | 'required' | 'off'): Promise<Peer> {
     const secret = this.secrets.get(name);
     if (!secret) throw new Error(`no credential made for ${name}: pass it in externals`);
-    const p = await spawnExternalPeer(this.relayUrl, name, secret);
+    const p = await spawnExternalPeer(this.relayUrl, name, secret, seal);
     this.peers.push(p);
     return p;
   }

@@ -63,7 +63,8 @@ describe('--metrics on relay, serve and start', () => {
     const printer = await start(['peer', 'join', '--cp', String(serve.ready.peerPortUrl), '--name', 'printer', '--register', '--json', '--state', join(suite.home, 'peer')]);
     await printer.waitForEvent((e) => e.event === 'state' && e.state === 'registered', 'registered state');
 
-    const asAlice = ['peer', 'send', '--relay', relayUrl, '--id', 'alice', '--credential-file', aliceCred];
+    // --seal off: this counts plain payload bytes; a sealed one would count its envelope's.
+    const asAlice = ['peer', 'send', '--relay', relayUrl, '--id', 'alice', '--credential-file', aliceCred, '--seal', 'off'];
     const sent = await cli([...asAlice, '--to', 'printer@acme-hq', 'hello printer']);
     expect(sent.code, sent.stderr).toBe(0);
     const refused = await cli([...asAlice, '--to', 'printer@elsewhere', 'hello?']);

@@ -59,7 +59,7 @@ describe('contact-point rules', () => {
     expect(set.code, set.stderr).toBe(0);
     expect(set.stdout.trim()).toBe('printer: allow alice@relay *@branch; at most 100 bytes');
 
-    const send = (text: string): Promise<{ code: number | null; stderr: string; stdout: string }> => cli(['peer', 'send', ...asTech, '--to', 'printer@acme-hq', text]);
+    const send = (text: string): Promise<{ code: number | null; stderr: string; stdout: string }> => cli(['peer', 'send', ...asTech, '--seal', 'off', '--to', 'printer@acme-hq', text]); // plain: the content check reads the payload
     const notAllowed = await send('hello');
     expect(notAllowed.code).toBe(3);
     expect(notAllowed.stderr).toContain('refused: NOT_ALLOWED (24): tech@relay may not message printer@acme-hq');

@@ -11,6 +11,12 @@ import { PeerIdentity } from '../../core/peer/identity.js';
 import { Status } from '../../core/protocol/status.js';
 import { FAST, logger, refusal, startHarness, waitFor, type Harness } from '../helpers.js';
 
+/**
+ * Senders here send plain: the rules' size limits and the content check are about payload bytes
+ * the contact point can read, and a sealed payload is opaque to it (PROTOCOL.md 9.6, 19).
+ */
+const PLAIN = { seal: 'off' } as const;
+
 const CHECK = fileURLToPath(new URL('../fixtures/content-check.mjs', import.meta.url));
 
 let h: Harness;
@@ -92,7 +98,7 @@ describe('access rules: who may reach whom', () => {
   it('limits size and rate per peer, its own or the office default', async () => {
     await h.registered('printer');
     await h.registered('scanner');
-    const alice = await h.external('alice');
+    const alice = await h.external('alice', PLAIN);
     await h.cp.call('rules:set', { maxBytes: 8 });
     await h.cp.call('rules:set', { peer: 'printer', maxBytes: 4, perMinute: 2 });
 
@@ -158,7 +164,7 @@ describe('the content check', () => {
   it('passes each answer on to the sender: allow, refuse with the reason, time out, crash (fail-closed)', async () => {
     const got: string[] = [];
     await h.registered('printer', (m: InboundMessage) => void got.push(m.payload.toString()));
-    const alice = await h.external('alice', { ackTimeoutMs: 5_000 }); // one copy of each message at the check
+    const alice = await h.external('alice', { ackTimeoutMs: 5_000, ...PLAIN }); // one copy of each message at the check
     await h.cp.call('rules:check', { check: { kind: 'command', argv: [process.execPath, CHECK], timeoutMs: 1_000, failure: 'closed', concurrency: 4 } });
 
     await alice.send('printer@acme-hq', 'ok 1');
@@ -178,7 +184,7 @@ describe('the content check', () => {
   it('delivers when the check times out or crashes if the admin chose fail-open; its own refusals still refuse', async () => {
     const got: string[] = [];
     await h.registered('printer', (m: InboundMessage) => void got.push(m.payload.toString()));
-    const alice = await h.external('alice', { ackTimeoutMs: 5_000 }); // one copy of each message at the check
+    const alice = await h.external('alice', { ackTimeoutMs: 5_000, ...PLAIN }); // one copy of each message at the check
     await h.cp.call('rules:check', { check: { kind: 'command', argv: [process.execPath, CHECK], timeoutMs: 1_000, failure: 'open', concurrency: 4 } });
     await alice.send('printer@acme-hq', 'slow but delivered');
     await alice.send('printer@acme-hq', 'crash but delivered');
@@ -189,7 +195,7 @@ describe('the content check', () => {
 
   it('refuses a check command that cannot run with check failed (fail-closed)', async () => {
     await h.registered('printer');
-    const alice = await h.external('alice', { ackTimeoutMs: 5_000 }); // one copy of each message at the check
+    const alice = await h.external('alice', { ackTimeoutMs: 5_000, ...PLAIN }); // one copy of each message at the check
     await h.cp.call('rules:check', { check: { kind: 'command', argv: [join(h.stateDir, 'no-such-program')], timeoutMs: 1_000, failure: 'closed', concurrency: 1 } });
     const err = await refusal(alice.send('printer@acme-hq', 'x'));
     expect(err.code).toBe(Status.CONTENT_REFUSED);
@@ -199,7 +205,7 @@ describe('the content check', () => {
   it('ships a built-in check: maximum JSON depth, also for LAN-to-LAN messages', async () => {
     const got: string[] = [];
     await h.registered('printer', (m: InboundMessage) => void got.push(m.payload.toString()));
-    const scanner = await h.registered('scanner');
+    const scanner = await h.registered('scanner', undefined, PLAIN);
     await h.cp.call('rules:check', { check: { kind: 'json-depth', depth: 3 } });
     await scanner.send('printer@acme-hq', '{"a":[{"b":"[[[[[[ in a string"}]}');
     const deep = await refusal(scanner.send('printer@acme-hq', '[[[[1]]]]'));
@@ -214,7 +220,7 @@ describe('the content check', () => {
     const got: string[] = [];
     await h.registered('scanner', (m: InboundMessage) => void got.push(m.payload.toString()));
     // No retransmissions while the checks hang: each message is at the check once.
-    const alice = await h.external('alice', { ackTimeoutMs: 10_000 });
+    const alice = await h.external('alice', { ackTimeoutMs: 10_000, ...PLAIN });
     await h.cp.call('rules:check', { check: { kind: 'command', argv: [process.execPath, CHECK], timeoutMs: 1_000, failure: 'closed', concurrency: 4 } });
     // Printer's hanging messages hold all the check slots one peer may take (half), more of them queued behind.
     const stuck = Array.from({ length: 4 }, (_, i) => refusal(alice.send('printer@acme-hq', `slow ${i}`, { deadlineMs: 10_000 })));

@@ -4,6 +4,7 @@ import { WebSocket } from 'ws';
 import { AdminClient } from '../../core/admin/client.js';
 import { ADMIN_PROTOCOL, type FlowBatch, type PeerView, type PortPolicyView, type TunnelView } from '../../core/admin/contract.js';
 import { AdminServer } from '../../core/admin/server.js';
+import { SEAL_OVERHEAD } from '../../core/protocol/seal.js';
 import { logger, startHarness, waitFor, type Harness } from '../helpers.js';
 
 let h: Harness;
@@ -99,7 +100,8 @@ describe('admin endpoint', () => {
     await expect(alice.send('printer@acme-hq', 'again')).rejects.toThrow();
     await waitFor(() => batches.flatMap((b) => b.events).length >= 1 && batches.at(-1)!.totals.refused >= 1, 3_000, 'flow batches');
     const events = batches.flatMap((b) => b.events);
-    expect(events.find((e) => e.outcome === 'delivered')).toMatchObject({ dir: 'in', from: 'alice@relay', to: 'printer@acme-hq', size: 5, code: 0 });
+    // Sealed by default: the flow shows the envelope's size, all the contact point sees.
+    expect(events.find((e) => e.outcome === 'delivered')).toMatchObject({ dir: 'in', from: 'alice@relay', to: 'printer@acme-hq', size: 5 + SEAL_OVERHEAD, code: 0 });
     const refusal = batches.flatMap((b) => b.events).find((e) => e.outcome === 'refused');
     expect(refusal).toMatchObject({ dir: 'in', to: 'printer@acme-hq', code: 12, reason: 'peer is revoked' });
     expect(batches.at(-1)!.totals.refusals).toEqual({ PEER_NOT_REGISTERED: 1 });

@@ -21,6 +21,18 @@ import { FAST, logger, refusal, registeredPeer, startHarness, waitFor, type Harn
 import { tcpForwarder } from '../net-fixtures.js';
 import { RawClient } from '../raw-client.js';
 import { haveNatsServer, NO_NATS_REASON, startNatsServer, type NatsServer } from '../nats-fixtures.js';
+import { SealKey } from '../../core/protocol/seal.js';
+
+/**
+ * Programs sharing an external credential share its sealing key too (the contact point binds
+ * the address to one key: README, "Sealed messages"), as `peer send` does through its state folder.
+ */
+const sealKeys = new Map<string, SealKey>();
+function sealKeyOf(name: string): SealKey {
+  let k = sealKeys.get(name);
+  if (!k) sealKeys.set(name, (k = SealKey.generate()));
+  return k;
+}
 
 /**
  * Issue 12: relay nodes joined by a real nats-server. Offices hold their tunnel on one node,
@@ -61,7 +73,7 @@ async function office(nodeId: string, id: string): Promise<Harness> {
 async function external(relay: Relay, name: string, extra: Partial<ConstructorParameters<typeof PeerClient>[0]> = {}): Promise<PeerClient> {
   const secret = await admin.store.add('external', name);
   await known([relay], 'external', name);
-  const c = new PeerClient({ role: 'external', url: relay.url, name, secret, logger, timing: FAST, ackTimeoutMs: 500, ...extra } as ConstructorParameters<typeof PeerClient>[0]);
+  const c = new PeerClient({ role: 'external', url: relay.url, name, secret, logger, timing: FAST, ackTimeoutMs: 500, sealKey: sealKeyOf(name), ...extra } as ConstructorParameters<typeof PeerClient>[0]);
   cleanups.push(() => c.stop());
   c.start();
   await c.ready();
@@ -82,7 +94,7 @@ async function techOnTwoNodes(): Promise<{ h: Harness; r2: Relay; got: string[];
   const session = async (relay: Relay, onMessage?: (m: InboundMessage) => void): Promise<PeerClient> => {
     // An ACK timeout longer than a loaded host's stalls: a retransmit then means a lost or
     // misrouted ACK (what these tests look for), not a slow machine.
-    const c = new PeerClient({ role: 'external', url: relay.url, name: 'tech', secret, logger, timing: FAST, ackTimeoutMs: 5_000, ...(onMessage ? { onMessage } : {}) });
+    const c = new PeerClient({ role: 'external', url: relay.url, name: 'tech', secret, logger, timing: FAST, ackTimeoutMs: 5_000, sealKey: sealKeyOf('tech'), ...(onMessage ? { onMessage } : {}) });
     cleanups.push(() => c.stop());
     c.start();
     await c.ready();
@@ -283,7 +295,9 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
   it('tells a sender on another node REACHABLE when the office it was refused for comes up (9.5 across nodes)', async () => {
     const r1 = await node('r1');
     const r2 = await node('r2');
-    const alice = await external(r2, 'alice', { ackTimeoutMs: ACK_TIMEOUT_MS });
+    // Plain: this is about MSG refusals and REACHABLE; a sealing sender's first frame would be a
+    // KEYS_REQUEST, whose refusal the relay does not list with the messages' (and no MSG follows).
+    const alice = await external(r2, 'alice', { ackTimeoutMs: ACK_TIMEOUT_MS, seal: 'off' });
     await admin.store.add('contact-point', 'late-office');
     await known([r1, r2], 'contact-point', 'late-office');
     const sent = alice.send('printer@late-office', 'x', { deadlineMs: 20_000 });
@@ -332,7 +346,9 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     const arrived = new Map<string, number>();
     await registeredPeer(office, 'printer', (fn) => void cleanups.push(fn), { onMessage: (m) => void arrived.set(m.payload.toString(), Date.now()) });
     await waitFor(() => r1.peersOf('swallow-hq').includes('printer'), 5_000, 'printer announced');
-    const alice = await external(r2, 'alice', { ackTimeoutMs: ACK_TIMEOUT_MS });
+    // Plain: this counts the MSG frames the dead tunnel swallows; a sealing sender would first
+    // wait KEYS_TIMEOUT_MS for the key request the dead tunnel swallows too.
+    const alice = await external(r2, 'alice', { ackTimeoutMs: ACK_TIMEOUT_MS, seal: 'off' });
     // A tunnel r1 believes is up but that delivers nothing (a half-dead path): a raw client with
     // the office's credential that reads and never answers, not even r1's liveness probe.
     fwd.cut();

@@ -5,6 +5,18 @@ import { CredentialStore } from '../../core/relay/credentials.js';
 import { Relay } from '../../core/relay/relay.js';
 import { FAST, logger, startHarness, waitFor, type Harness } from '../helpers.js';
 import { RawClient } from '../raw-client.js';
+import { SealKey } from '../../core/protocol/seal.js';
+
+/**
+ * Programs sharing an external credential share its sealing key too (the contact point binds
+ * the address to one key: README, "Sealed messages"), as `peer send` does through its state folder.
+ */
+const sealKeys = new Map<string, SealKey>();
+function sealKeyOf(name: string): SealKey {
+  let k = sealKeys.get(name);
+  if (!k) sealKeys.set(name, (k = SealKey.generate()));
+  return k;
+}
 
 /**
  * Issue 18: several sessions of one external credential live side by side at the relay, each
@@ -24,7 +36,7 @@ afterEach(async () => {
 
 /** A session of external credential `name` (its secret given), connected. */
 async function session(harness: Harness, name: string, secret: string, extra: Partial<PeerClientOptions> = {}): Promise<PeerClient> {
-  const c = new PeerClient({ role: 'external', url: harness.relay.url, name, secret, logger, timing: FAST, ...extra } as PeerClientOptions);
+  const c = new PeerClient({ role: 'external', url: harness.relay.url, name, secret, logger, timing: FAST, sealKey: sealKeyOf(name), ...extra } as PeerClientOptions);
   clients.push(c);
   c.start();
   await c.ready();

@@ -6,7 +6,7 @@ import { silentLogger } from '../../core/runtime/logger.js';
 import { waitFor } from '../helpers.js';
 
 const CHECK = fileURLToPath(new URL('../fixtures/content-check.mjs', import.meta.url));
-const req = (id: string, to = 'printer@acme-hq'): CheckRequest => ({ id, from: 'alice@relay', to, size: 1, dir: 'in' });
+const req = (id: string, to = 'printer@acme-hq'): CheckRequest => ({ id, from: 'alice@relay', to, size: 1, dir: 'in', sealed: false });
 
 describe('sender patterns', () => {
   it('match whole addresses, * within a part, never across the @', () => {

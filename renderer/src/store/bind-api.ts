@@ -6,6 +6,7 @@ import { AUDIT_PAGE, auditEntry, loadAudit } from './audit-slice';
 import { flowBatch, loadFlowTotals } from './flow-slice';
 import { floodActive, loadPeers, peerChanged, peerRemoved, setFlood } from './peers-slice';
 import { setPortPolicy, setPorts } from './ports-slice';
+import { setSeal } from './seal-slice';
 import { setRules } from './rules-slice';
 import { notify, setConnection, setContactPoint, setHostSettings, setPolicy } from './session-slice';
 import { directStatus, tunnelStatus } from './tunnel-slice';
@@ -27,6 +28,8 @@ export function loadSnapshot(store: AppStore, snap: Snapshot): void {
   // Older contact points (before port mediation) have neither.
   setPorts(store, snap.ports ?? []);
   if (snap.portPolicy) setPortPolicy(store, snap.portPolicy);
+  // Contact points from before sealing have no key of their own.
+  if (snap.seal) setSeal(store, snap.seal);
   // Older contact points (before the access rules) have none.
   if (snap.rules) setRules(store, snap.rules);
 }
@@ -51,6 +54,7 @@ export function bindApi(store: AppStore, api: GuiApi, opts: BindOptions = {}): (
     api.subscribe('ports:changed', (ports) => setPorts(store, ports)),
     api.subscribe('ports:policy-changed', (p) => setPortPolicy(store, p)),
     api.subscribe('audit:entry', (e) => auditEntry(store, e)),
+    api.subscribe('seal:changed', (v) => setSeal(store, v)),
     api.subscribe('rules:changed', (r) => setRules(store, r)),
   ];
   const refresh = (): void => {

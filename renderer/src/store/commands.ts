@@ -7,6 +7,7 @@ import { AUDIT_PAGE, loadAudit, setAuditLoading } from './audit-slice';
 import { loadSnapshot } from './bind-api';
 import { peerChanged, setPeerBusy } from './peers-slice';
 import { setPortBusy, setPortPolicy } from './ports-slice';
+import { setSeal } from './seal-slice';
 import { setRules } from './rules-slice';
 import { notify, setHostSettings, setPolicy } from './session-slice';
 import { setReconnectBusy, tunnelStatus } from './tunnel-slice';
@@ -60,6 +61,17 @@ export async function savePolicy(ctx: Ctx, subnets: readonly string[], joinCode:
     setPolicy(ctx.store, policy);
     notify(ctx.store, 'ok', 'Registration policy saved');
     return { ok: true, policy };
+  } catch (err: unknown) {
+    return { ok: false, error: errorText(err) };
+  }
+}
+
+/** "Sealed payloads only": office-wide, and for the listed peers. Saved (and audited) before it resolves. */
+export async function saveSealPolicy(ctx: Ctx, required: boolean, peers: readonly string[]): Promise<{ ok: true } | { ok: false; error: string }> {
+  try {
+    setSeal(ctx.store, await ctx.api.call('seal:policy', { required, peers: [...peers] }));
+    notify(ctx.store, 'ok', 'Sealing policy saved');
+    return { ok: true };
   } catch (err: unknown) {
     return { ok: false, error: errorText(err) };
   }

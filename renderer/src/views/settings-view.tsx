@@ -3,7 +3,7 @@ import type { ContactPointInfo } from '../../../core/admin/contract.js';
 import type { HostSettingsErrors, HostSettingsField, HostSettingsInput } from '../../../core/admin/host-settings.js';
 import { restartCommand, shellQuote, type RestartCommand } from '../../../core/admin/launch.js';
 import { Field } from '../components/field';
-import { saveHostSettings, savePolicy } from '../store/commands';
+import { saveHostSettings, savePolicy, saveSealPolicy } from '../store/commands';
 import { useApp, useCtx } from '../store/context';
 import { validateConnection, type ConnectionForm } from '../settings/validate-connection';
 import { checkSubnets } from '../settings/validate-policy';
@@ -239,6 +239,93 @@ function PolicySettings() {
   );
 }
 
+/**
+ * The contact point's key fingerprint (what external peers pin: it goes beside every external
+ * credential handed out) and the policy "sealed payloads only", office-wide or per peer.
+ */
+function SealSettings() {
+  const ctx = useCtx();
+  const seal = useApp((s) => s.seal);
+  const peers = useApp((s) => s.peers);
+  const initialKey = JSON.stringify({ required: seal?.required ?? false, peers: seal?.peers ?? [] });
+  const [form, setForm] = useState<{ required: boolean; peers: string[] }>(JSON.parse(initialKey) as { required: boolean; peers: string[] });
+  const [touched, setTouched] = useState(false);
+  const [error, setError] = useState<string>();
+  const [saving, setSaving] = useState(false);
+  useEffect(() => {
+    if (!touched) setForm(JSON.parse(initialKey) as { required: boolean; peers: string[] });
+  }, [initialKey, touched]);
+  if (!seal) return null;
+  const registered = [...peers.values()].filter((p) => p.state === 'registered' || form.peers.includes(p.name)).map((p) => p.name).sort();
+  const toggle = (name: string, on: boolean): void => {
+    setTouched(true);
+    setForm((f) => ({ ...f, peers: on ? [...f.peers, name] : f.peers.filter((n) => n !== name) }));
+  };
+  const submit = async (e: FormEvent): Promise<void> => {
+    e.preventDefault();
+    setSaving(true);
+    const r = await saveSealPolicy(ctx, form.required, form.peers);
+    setSaving(false);
+    if (!r.ok) setError(r.error);
+    else {
+      setError(undefined);
+      setTouched(false);
+    }
+  };
+  return (
+    <form className="card" aria-labelledby="seal-title" noValidate onSubmit={(e) => void submit(e)}>
+      <h2 id="seal-title">Sealed messages</h2>
+      <p className="muted">
+        Peers seal message payloads end to end: the relay and this contact point see who sends to whom, sizes and times, never the content.
+      </p>
+      <div className="field">
+        <span className="label">Key fingerprint</span>
+        <p className="mono fingerprint" data-testid="seal-fingerprint">
+          {seal.fingerprint}
+        </p>
+        <p className="hint">
+          Give it to every external peer with its credential (<code>peer send --pin</code>): a peer that pinned it refuses anyone else posing as
+          this office. <code>contact-point fingerprint</code> prints it too.
+        </p>
+      </div>
+      <label className="check">
+        <input
+          type="checkbox"
+          checked={form.required}
+          onChange={(e) => {
+            setTouched(true);
+            setForm((f) => ({ ...f, required: e.target.checked }));
+          }}
+        />{' '}
+        Sealed payloads only, for every peer (plain messages are refused SEAL_REQUIRED)
+      </label>
+      {!form.required && registered.length > 0 ? (
+        <fieldset className="field">
+          <legend>Sealed payloads only for these peers</legend>
+          {registered.map((name) => (
+            <label className="check" key={name}>
+              <input type="checkbox" checked={form.peers.includes(name)} onChange={(e) => toggle(name, e.target.checked)} /> {name}
+            </label>
+          ))}
+        </fieldset>
+      ) : null}
+      <p className="muted">
+        {seal.bindings} external address{seal.bindings === 1 ? '' : 'es'} bound to a sealing key (the first key each used; another key is refused KEY_CHANGED).
+      </p>
+      {error ? (
+        <p className="error" role="alert">
+          The contact point refused the policy: {error}
+        </p>
+      ) : null}
+      <div className="form-actions">
+        <button type="submit" className="primary" disabled={saving}>
+          {saving ? 'Saving…' : 'Apply sealing policy'}
+        </button>
+      </div>
+    </form>
+  );
+}
+
 export function SettingsView() {
   const cp = useApp((s) => s.contactPoint);
   return (
@@ -262,6 +349,7 @@ export function SettingsView() {
         <PolicySettings />
         <OfficeRulesSettings />
         <ContentCheckSettings />
+        <SealSettings />
       </div>
     </section>
   );

@@ -1,0 +1,112 @@
+/**
+ * The cost of sealed payloads (issue 14).
+ *
+ * - sealing.throughput: acked 1 KiB messages external -> relay -> tunnel -> contact point ->
+ *   internal peer, closed loop (as messages.throughput), from two external senders in the same
+ *   run towards the same receiver: one sealing (the SDK's default; the receiver opens each
+ *   message), one with sealing off. Rounds alternate so drift on the shared host hits both alike.
+ * - sealing.latency: the same two senders paced at PACED_RATE msgs/s; the receiver records the
+ *   one-way latency of each measured message (its stamp is read after opening the seal).
+ * Targets (issue 14): sealed throughput at least 85% of plain, paced p99 within 0.3 ms of plain.
+ */
+import { performance } from 'node:perf_hooks';
+import { PeerClient } from '../core/peer/peer-client.js';
+import type { BenchContext } from './context.js';
+import type { WorkerHandle } from './ipc.js';
+import { closedLoop, IN_FLIGHT, MSG_BYTES, PACED_RATE, pacedLoop, payload, type LoopResult } from './messages.js';
+import { emit, median, note, round, waitFor } from './util.js';
+
+export const TARGET_SEALED_RATIO = 0.85;
+export const TARGET_SEALED_P99_DELTA_MS = 0.3;
+
+type Side = 'plain' | 'sealed';
+
+export async function runSealing(ctx: BenchContext): Promise<void> {
+  if (!ctx.selected('sealing')) return;
+  const mode = ctx.quick ? 'quick' : 'full';
+  const rounds = ctx.quick ? 2 : 4;
+  const warm = ctx.quick ? 1_500 : 2_000;
+  const window = ctx.quick ? 3_000 : 5_000;
+  const workers: WorkerHandle[] = [];
+  const clients: PeerClient[] = [];
+  try {
+    note('sealing: relay, contact point, receiver; two external senders (sealing on, off)');
+    const relay = await ctx.startWorker('relay', {});
+    workers.push(relay);
+    const id = 'bench-seal';
+    const secret = await relay.call<string>('addCredential', { kind: 'contact-point', id });
+    const cp = await ctx.startWorker('contact-point', { id, relayUrl: relay.url, secret, subnets: ['127.0.0.0/8'] });
+    workers.push(cp);
+    const sink = await ctx.startWorker('receiver', { url: cp.url, name: 'sink' });
+    workers.push(sink);
+    await waitFor(async () => (await relay.call<number>('peersCount', { id })) === 1, 10_000, 'the relay to learn the receiver');
+    const to = `sink@${id}`;
+    const senders = {} as Record<Side, PeerClient>;
+    for (const side of ['plain', 'sealed'] as const) {
+      const name = `bench-${side}`;
+      const s = await relay.call<string>('addCredential', { kind: 'external', id: name });
+      const c = new PeerClient({ role: 'external', url: relay.url, name, secret: s, proxy: null, seal: side === 'sealed' ? 'auto' : 'off' });
+      clients.push(c);
+      c.start();
+      await c.ready();
+      await c.send(to, payload(false)); // the receiver's key is looked up (sealed) before anything is timed
+      senders[side] = c;
+    }
+    if (senders.sealed.stats.sealed !== 1 || senders.plain.stats.sealed !== 0) throw new Error('sealing: the sealed sender did not seal (or the plain one did)');
+
+    const closed: Record<Side, LoopResult[]> = { plain: [], sealed: [] };
+    const lat: Record<Side, { p50: number; p99: number; rate: number; failed: number }[]> = { plain: [], sealed: [] };
+    for (let r = 0; r < rounds; r++) {
+      for (const side of r % 2 === 0 ? (['plain', 'sealed'] as const) : (['sealed', 'plain'] as const)) {
+        const c = await closedLoop(senders[side], to, warm, window, [relay, cp, sink]);
+        closed[side].push(c);
+        await sink.call('latency'); // drop earlier samples
+        const t0 = performance.now();
+        const p = await pacedLoop(senders[side], to, PACED_RATE, warm, window, [relay, cp, sink]);
+        const wall = performance.now() - t0;
+        const l = await sink.call<{ p50: number; p99: number }>('latency');
+        lat[side].push({ p50: round(l.p50), p99: round(l.p99), rate: Math.round((p.sent / wall) * 1000), failed: p.failed });
+        note(`  round ${r + 1}: ${side}: closed loop ${Math.round(c.msgsPerS)} msgs/s; paced ${PACED_RATE} msgs/s p99 ${round(l.p99)} ms`);
+      }
+    }
+    const rate = (side: Side): number => median(closed[side].map((c) => c.msgsPerS));
+    const p99 = (side: Side): number => median(lat[side].map((l) => l.p99));
+    const failed = [...closed.plain, ...closed.sealed].reduce((n, c) => n + c.failed, 0) + [...lat.plain, ...lat.sealed].reduce((n, l) => n + l.failed, 0);
+    emit({
+      name: 'sealing.throughput',
+      description: `acked ${MSG_BYTES} B messages external -> relay -> tunnel -> contact point -> internal peer, ${IN_FLIGHT} in flight, sealed (X25519 + ChaCha20-Poly1305, opened by the receiver) vs plain, same run`,
+      value: Math.round(rate('sealed')),
+      unit: 'msgs/s',
+      baseline_msgs_per_s: Math.round(rate('plain')),
+      baseline: 'the same path and receiver, from a second sender with sealing off, rounds alternating',
+      ratio: round(rate('sealed') / rate('plain')),
+      target_ratio: TARGET_SEALED_RATIO,
+      rounds_sealed: closed.sealed.map((c) => Math.round(c.msgsPerS)),
+      rounds_plain: closed.plain.map((c) => Math.round(c.msgsPerS)),
+      cpu_sealed: closed.sealed.map((c) => c.cpu),
+      cpu_plain: closed.plain.map((c) => c.cpu),
+      failed,
+      host: closed.sealed.map((c) => c.noise),
+      warmup_s: warm / 1000,
+      window_s: window / 1000,
+      mode,
+    });
+    emit({
+      name: 'sealing.latency',
+      description: `one-way p99 of 1 KiB messages paced at ${PACED_RATE} msgs/s on the same path, sealed vs plain, same run (median of rounds)`,
+      value: round(p99('sealed')),
+      unit: 'ms',
+      baseline_p99_ms: round(p99('plain')),
+      delta_ms: round(p99('sealed') - p99('plain')),
+      target_delta_ms: TARGET_SEALED_P99_DELTA_MS,
+      p50_ms_sealed: round(median(lat.sealed.map((l) => l.p50))),
+      p50_ms_plain: round(median(lat.plain.map((l) => l.p50))),
+      rounds_sealed: lat.sealed,
+      rounds_plain: lat.plain,
+      mode,
+    });
+  } finally {
+    await Promise.all(clients.map((c) => c.stop()));
+    await Promise.all(workers.map((w) => w.stop()));
+  }
+}

@@ -1,0 +1,240 @@
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  hkdfSync,
+  randomBytes,
+  type KeyObject,
+} from 'node:crypto';
+import { loadOrCreatePrivateKey } from '../runtime/key-file.js';
+import { Status, type StatusCode } from './status.js';
+
+/**
+ * Sealed message payloads (issue 14; docs/PROTOCOL.md 19): a peer seals the MSG payload for
+ * the recipient's X25519 key, so the relay and the contact point see the addresses, id, size
+ * and flags, never the body. The envelope (SEAL_VERSION 1):
+ *
+ *   0        1                    33                41           53
+ *   +--------+--------------------+-----------------+------------+------------------------------+
+ *   | v = 1  | sender X25519 (32) | recipient id (8)| nonce (12) | ChaCha20-Poly1305(t ‖ body)  |
+ *   +--------+--------------------+-----------------+------------+------------------------------+
+ *
+ * t is the sealing time (u64 BE, ms since the epoch). The pair key is
+ * HKDF-SHA256(X25519(own, other), salt = SEAL_SALT, info = SEAL_INFO ‖ lower key ‖ higher key),
+ * the same both ways, derived once per pair of keys and cached. The AAD binds the envelope's
+ * header and the MSG's id, to and from (each length-prefixed), so a hop that re-addresses,
+ * renumbers or re-keys a message makes it fail to open. Primitives are node:crypto's only.
+ */
+export const SEAL_VERSION = 1;
+export const SEAL_KEY_BYTES = 32;
+export const SEAL_KEY_ID_BYTES = 8;
+export const SEAL_NONCE_BYTES = 12;
+export const SEAL_TAG_BYTES = 16;
+const TIME_BYTES = 8;
+/** version, sender key, recipient key id, nonce */
+export const SEAL_HEADER_BYTES = 1 + SEAL_KEY_BYTES + SEAL_KEY_ID_BYTES + SEAL_NONCE_BYTES;
+/** What sealing adds to a payload: header, sealed time and tag (77 bytes). */
+export const SEAL_OVERHEAD = SEAL_HEADER_BYTES + TIME_BYTES + SEAL_TAG_BYTES;
+const SEAL_SALT = Buffer.from('contact-point seal salt v1', 'latin1');
+const SEAL_INFO = Buffer.from('contact-point seal v1', 'latin1');
+const AAD_LABEL = Buffer.from('contact-point seal aad v1\0', 'latin1');
+
+/**
+ * A receiver refuses a sealed message older than this (its sealed time; BAD_SEAL): replays
+ * within it are dropped by the receiver's dedupe window, older ones by this. The SDK's delivery
+ * deadline (60 s) plus a minute of clock difference between the two ends.
+ */
+export const SEAL_MAX_AGE_MS = 120_000;
+/** ... or sealed this far in the future by the receiver's clock. */
+export const SEAL_MAX_SKEW_MS = 60_000;
+/** Pair keys one end keeps derived (least recently used forgotten first). */
+export const MAX_PAIR_KEYS = 4_096;
+
+/** PKCS#8 DER prefix of an X25519 private key (RFC 8410), before its 32 raw bytes. */
+const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
+/** SPKI DER prefix of an X25519 public key (RFC 8410). */
+const X25519_SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
+
+/** A seal refused with a stable code: SEAL_REQUIRED, BAD_SEAL or KEY_CHANGED. */
+export class SealError extends Error {
+  override readonly name = 'SealError';
+  constructor(
+    readonly code: StatusCode,
+    readonly reason: string,
+  ) {
+    super(reason);
+  }
+}
+
+export function x25519PublicKey(raw: Buffer): KeyObject {
+  if (raw.length !== SEAL_KEY_BYTES) throw new SealError(Status.BAD_SEAL, `an X25519 key is ${SEAL_KEY_BYTES} bytes, not ${raw.length}`);
+  return createPublicKey({ key: Buffer.concat([X25519_SPKI_PREFIX, raw]), format: 'der', type: 'spki' });
+}
+
+/** The first 8 bytes of SHA-256 of a raw public key: how an envelope names its recipient's key. */
+export function sealKeyId(rawPublic: Buffer): Buffer {
+  return createHash('sha256').update(rawPublic).digest().subarray(0, SEAL_KEY_ID_BYTES);
+}
+
+/** A peer's static X25519 key pair for sealing, with its cache of pair keys. */
+export class SealKey {
+  /** the raw 32-byte public key */
+  readonly publicRaw: Buffer;
+  readonly keyId: Buffer;
+  private readonly pairKeys = new Map<string, Buffer>();
+
+  private constructor(private readonly privateKey: KeyObject) {
+    const spki = createPublicKey(privateKey).export({ format: 'der', type: 'spki' });
+    this.publicRaw = Buffer.from(spki.subarray(spki.length - SEAL_KEY_BYTES));
+    this.keyId = sealKeyId(this.publicRaw);
+  }
+
+  static generate(): SealKey {
+    return new SealKey(generateKeyPairSync('x25519').privateKey);
+  }
+
+  /** From the raw 32-byte private key (test vectors). */
+  static fromRaw(raw: Buffer): SealKey {
+    if (raw.length !== SEAL_KEY_BYTES) throw new Error(`an X25519 private key is ${SEAL_KEY_BYTES} bytes`);
+    return new SealKey(createPrivateKey({ key: Buffer.concat([X25519_PKCS8_PREFIX, raw]), format: 'der', type: 'pkcs8' }));
+  }
+
+  /** Loads the key at `path`, or creates one there (mode 0600) the first time. */
+  static async loadOrCreate(path: string): Promise<SealKey> {
+    return new SealKey(await loadOrCreatePrivateKey(path, 'x25519'));
+  }
+
+  get publicKey(): string {
+    return this.publicRaw.toString('base64');
+  }
+
+  /** The key shared with the holder of `otherRaw` (derived once, then cached). */
+  pairKey(otherRaw: Buffer): Buffer {
+    const cacheKey = otherRaw.toString('base64');
+    const hit = this.pairKeys.get(cacheKey);
+    if (hit) {
+      // Least recently used first: move it to the end.
+      this.pairKeys.delete(cacheKey);
+      this.pairKeys.set(cacheKey, hit);
+      return hit;
+    }
+    const key = derivePairKey(this.privateKey, this.publicRaw, otherRaw);
+    if (this.pairKeys.size >= MAX_PAIR_KEYS) this.pairKeys.delete(this.pairKeys.keys().next().value!);
+    this.pairKeys.set(cacheKey, key);
+    return key;
+  }
+
+  /** Seals `body` of message `id` from `from` to `to` for the recipient key `recipientRaw`. */
+  seal(msg: SealedFields, body: Uint8Array, recipientRaw: Buffer, now = Date.now(), nonce: Buffer = randomBytes(SEAL_NONCE_BYTES)): Buffer {
+    return sealWith(this.pairKey(recipientRaw), this.publicRaw, sealKeyId(recipientRaw), msg, body, now, nonce);
+  }
+
+  /**
+   * Opens a sealed payload addressed to this key; throws SealError BAD_SEAL (with what is wrong)
+   * when it is not for this key, was changed on the way, or is too old or too new.
+   */
+  open(msg: SealedFields, envelope: Buffer, now = Date.now(), maxAgeMs = SEAL_MAX_AGE_MS): Buffer {
+    const header = readEnvelopeHeader(envelope);
+    if (!header.recipientId.equals(this.keyId)) throw new SealError(Status.BAD_SEAL, 'sealed for another key');
+    let pair: Buffer;
+    try {
+      pair = this.pairKey(header.senderKey);
+    } catch {
+      throw new SealError(Status.BAD_SEAL, "the sender's key is not a usable X25519 key");
+    }
+    const plain = openWith(pair, msg, envelope);
+    const sealedAt = Number(plain.readBigUInt64BE(0));
+    if (now - sealedAt > maxAgeMs) throw new SealError(Status.BAD_SEAL, `sealed ${Math.round((now - sealedAt) / 1000)} s ago, over the ${maxAgeMs / 1000} s limit (a replay?)`);
+    if (sealedAt - now > SEAL_MAX_SKEW_MS) throw new SealError(Status.BAD_SEAL, `sealed ${Math.round((sealedAt - now) / 1000)} s in the future`);
+    return plain.subarray(TIME_BYTES);
+  }
+}
+
+/** What of a MSG the seal binds besides its own header. */
+export interface SealedFields {
+  readonly id: string;
+  readonly to: string;
+  readonly from: string;
+}
+
+export interface EnvelopeHeader {
+  readonly version: number;
+  readonly senderKey: Buffer;
+  readonly recipientId: Buffer;
+  readonly nonce: Buffer;
+}
+
+/** The clear part of an envelope (what the contact point checks); BAD_SEAL when it is not one. */
+export function readEnvelopeHeader(envelope: Buffer): EnvelopeHeader {
+  if (envelope.length < SEAL_OVERHEAD) throw new SealError(Status.BAD_SEAL, `a sealed payload is at least ${SEAL_OVERHEAD} bytes, not ${envelope.length}`);
+  const version = envelope[0]!;
+  if (version !== SEAL_VERSION) throw new SealError(Status.BAD_SEAL, `seal version ${version}; this build reads ${SEAL_VERSION}`);
+  return {
+    version,
+    senderKey: envelope.subarray(1, 1 + SEAL_KEY_BYTES),
+    recipientId: envelope.subarray(1 + SEAL_KEY_BYTES, 1 + SEAL_KEY_BYTES + SEAL_KEY_ID_BYTES),
+    nonce: envelope.subarray(SEAL_HEADER_BYTES - SEAL_NONCE_BYTES, SEAL_HEADER_BYTES),
+  };
+}
+
+/** HKDF over the X25519 shared secret, bound to both public keys (in byte order, so both ends agree). */
+export function derivePairKey(own: KeyObject, ownRaw: Buffer, otherRaw: Buffer): Buffer {
+  const shared = diffieHellman({ privateKey: own, publicKey: x25519PublicKey(otherRaw) });
+  // RFC 7748 6.1: an all-zero result means a low-order point; refuse it rather than use a known key.
+  if (shared.every((b) => b === 0)) throw new SealError(Status.BAD_SEAL, 'the other key is a low-order point');
+  const [lo, hi] = Buffer.compare(ownRaw, otherRaw) <= 0 ? [ownRaw, otherRaw] : [otherRaw, ownRaw];
+  return Buffer.from(hkdfSync('sha256', shared, SEAL_SALT, Buffer.concat([SEAL_INFO, lo, hi]), 32));
+}
+
+/** The additional data: a label, the envelope header, and id, to, from (each with a u8 length). */
+export function sealAad(header: Buffer, msg: SealedFields): Buffer {
+  // One allocation: this runs for every message sealed or opened.
+  const out = Buffer.allocUnsafe(AAD_LABEL.length + header.length + 3 + msg.id.length + msg.to.length + msg.from.length);
+  let o = AAD_LABEL.copy(out, 0);
+  o += header.copy(out, o);
+  for (const field of [msg.id, msg.to, msg.from]) {
+    out[o++] = field.length;
+    o += out.write(field, o, 'latin1');
+  }
+  return out;
+}
+
+/** The envelope for `body`, with a given pair key, nonce and time (sealKey.seal draws the nonce). */
+export function sealWith(pairKey: Buffer, senderRaw: Buffer, recipientId: Buffer, msg: SealedFields, body: Uint8Array, now: number, nonce: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(SEAL_OVERHEAD + body.length);
+  out[0] = SEAL_VERSION;
+  senderRaw.copy(out, 1);
+  recipientId.copy(out, 1 + SEAL_KEY_BYTES);
+  nonce.copy(out, SEAL_HEADER_BYTES - SEAL_NONCE_BYTES);
+  const cipher = createCipheriv('chacha20-poly1305', pairKey, nonce, { authTagLength: SEAL_TAG_BYTES });
+  cipher.setAAD(sealAad(out.subarray(0, SEAL_HEADER_BYTES), msg), { plaintextLength: TIME_BYTES + body.length });
+  const time = Buffer.allocUnsafe(TIME_BYTES);
+  time.writeBigUInt64BE(BigInt(now));
+  let o = SEAL_HEADER_BYTES;
+  o += cipher.update(time).copy(out, o);
+  o += cipher.update(body).copy(out, o);
+  o += cipher.final().copy(out, o);
+  cipher.getAuthTag().copy(out, o);
+  return out;
+}
+
+/** The sealed time and body; BAD_SEAL when the tag does not verify. */
+export function openWith(pairKey: Buffer, msg: SealedFields, envelope: Buffer): Buffer {
+  const header = envelope.subarray(0, SEAL_HEADER_BYTES);
+  const nonce = envelope.subarray(SEAL_HEADER_BYTES - SEAL_NONCE_BYTES, SEAL_HEADER_BYTES);
+  const tagAt = envelope.length - SEAL_TAG_BYTES;
+  const decipher = createDecipheriv('chacha20-poly1305', pairKey, nonce, { authTagLength: SEAL_TAG_BYTES });
+  decipher.setAAD(sealAad(header, msg), { plaintextLength: tagAt - SEAL_HEADER_BYTES });
+  decipher.setAuthTag(envelope.subarray(tagAt));
+  const plain = decipher.update(envelope.subarray(SEAL_HEADER_BYTES, tagAt));
+  try {
+    decipher.final();
+  } catch {
+    throw new SealError(Status.BAD_SEAL, 'the seal did not verify: changed on the way, re-addressed, renumbered or for another key');
+  }
+  return plain;
+}

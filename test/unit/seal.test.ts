@@ -1,0 +1,120 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { checkStatement, ContactPointKey, fingerprint, normalizeFingerprint, statementText, type KeysAnswer } from '../../core/protocol/key-statement.js';
+import { readEnvelopeHeader, sealAad, SEAL_OVERHEAD, SealError, SealKey, sealWith } from '../../core/protocol/seal.js';
+import { Status } from '../../core/protocol/status.js';
+
+interface Sealed {
+  name: string;
+  id: string;
+  to: string;
+  from: string;
+  envelopeHex: string;
+}
+const v = JSON.parse(readFileSync(new URL('../vectors/seal.json', import.meta.url), 'utf8')) as {
+  sender: { privateHex: string; publicHex: string };
+  recipient: { privateHex: string; publicHex: string; keyIdHex: string };
+  pairKeyHex: string;
+  valid: (Sealed & { sealedAt: number; nonceHex: string; bodyHex: string; aadHex: string })[];
+  tampered: (Sealed & { code: number; codeName: string })[];
+  statement: { cpKeySpkiBase64: string; fingerprint: string; address: string; key: string; notAfter: number; signedTextHex: string; sig: string };
+};
+const hex = (s: string): Buffer => Buffer.from(s, 'hex');
+const sender = SealKey.fromRaw(hex(v.sender.privateHex));
+const recipient = SealKey.fromRaw(hex(v.recipient.privateHex));
+
+describe('sealed payloads (test/vectors/seal.json)', () => {
+  it('derives the raw public keys, the recipient key id and one pair key both ways', () => {
+    expect(sender.publicRaw.toString('hex')).toBe(v.sender.publicHex);
+    expect(recipient.keyId.toString('hex')).toBe(v.recipient.keyIdHex);
+    expect(sender.pairKey(recipient.publicRaw).toString('hex')).toBe(v.pairKeyHex);
+    expect(recipient.pairKey(sender.publicRaw).toString('hex')).toBe(v.pairKeyHex);
+  });
+
+  it('seals each vector to exactly its envelope, binding id, to and from in the AAD', () => {
+    for (const x of v.valid) {
+      const env = sealWith(hex(v.pairKeyHex), sender.publicRaw, recipient.keyId, x, hex(x.bodyHex), x.sealedAt, hex(x.nonceHex));
+      expect(env.toString('hex'), x.name).toBe(x.envelopeHex);
+      expect(env.length).toBe(SEAL_OVERHEAD + x.bodyHex.length / 2);
+      expect(sealAad(env.subarray(0, 53), x).toString('hex'), x.name).toBe(x.aadHex);
+      expect(sender.seal(x, hex(x.bodyHex), recipient.publicRaw, x.sealedAt, hex(x.nonceHex)).toString('hex')).toBe(x.envelopeHex);
+    }
+  });
+
+  it('opens each vector to its body at the recipient', () => {
+    for (const x of v.valid) expect(recipient.open(x, hex(x.envelopeHex), x.sealedAt + 1_000).toString('hex'), x.name).toBe(x.bodyHex);
+  });
+
+  it('refuses every tampered vector with BAD_SEAL (23)', () => {
+    const at = v.valid[0]!.sealedAt + 1_000;
+    for (const x of v.tampered) {
+      let err: unknown;
+      try {
+        recipient.open(x, hex(x.envelopeHex), at);
+      } catch (e: unknown) {
+        err = e;
+      }
+      expect(err, x.name).toBeInstanceOf(SealError);
+      expect((err as SealError).code, x.name).toBe(Status.BAD_SEAL);
+      expect(x.code).toBe(Status.BAD_SEAL);
+    }
+  });
+
+  it('refuses an envelope sealed too long ago (a replay) or too far ahead, naming why', () => {
+    const x = v.valid[0]!;
+    expect(() => recipient.open(x, hex(x.envelopeHex), x.sealedAt + 120_001)).toThrow(/sealed 120 s ago, over the 120 s limit/);
+    expect(() => recipient.open(x, hex(x.envelopeHex), x.sealedAt - 61_000)).toThrow(/in the future/);
+    expect(() => recipient.open(x, hex(x.envelopeHex), x.sealedAt + 500, 300)).toThrow(/over the 0.3 s limit/);
+  });
+
+  it('refuses to open an envelope for another key, and a low-order sender key', () => {
+    const x = v.valid[0]!;
+    expect(() => SealKey.generate().open(x, hex(x.envelopeHex), x.sealedAt)).toThrow(/sealed for another key/);
+    const env = hex(x.envelopeHex);
+    env.fill(0, 1, 33); // the all-zero point
+    expect(() => recipient.open(x, env, x.sealedAt)).toThrow(SealError);
+  });
+
+  it('reads the clear header the contact point checks', () => {
+    const hdr = readEnvelopeHeader(hex(v.valid[0]!.envelopeHex));
+    expect(hdr.version).toBe(1);
+    expect(hdr.senderKey.toString('hex')).toBe(v.sender.publicHex);
+    expect(hdr.recipientId.toString('hex')).toBe(v.recipient.keyIdHex);
+    expect(hdr.nonce.toString('hex')).toBe(v.valid[0]!.nonceHex);
+  });
+});
+
+describe('key statements and fingerprints (test/vectors/seal.json, statement)', () => {
+  const s = v.statement;
+  const answer: KeysAnswer = { cpKey: s.cpKeySpkiBase64, address: s.address, key: s.key, notAfter: s.notAfter, sig: s.sig };
+
+  it('signs exactly "contact-point key statement v1\\n<address>\\n<key>\\n<notAfter>"', () => {
+    expect(statementText(s.address, s.key, s.notAfter).toString('hex')).toBe(s.signedTextHex);
+  });
+
+  it('accepts the vector statement and returns the key; refuses another address, an expired one, a flipped bit', () => {
+    expect(checkStatement(answer, s.address, s.notAfter - 1).toString('base64')).toBe(s.key);
+    expect(() => checkStatement(answer, 'scanner@acme-hq', s.notAfter - 1)).toThrow(/not printer@acme-hq|for printer@acme-hq, not scanner/);
+    expect(() => checkStatement(answer, s.address, s.notAfter + 1)).toThrow(/expired/);
+    const sig = Buffer.from(s.sig, 'base64');
+    sig[3]! ^= 1;
+    expect(() => checkStatement({ ...answer, sig: sig.toString('base64') }, s.address, s.notAfter - 1)).toThrow(/not signed/);
+    expect(() => checkStatement({ ...answer, notAfter: s.notAfter + 1 }, s.address, s.notAfter - 1)).toThrow(/not signed/);
+  });
+
+  it('a statement made by one contact point key does not verify under another', () => {
+    const a = ContactPointKey.generate();
+    const b = ContactPointKey.generate();
+    const st = a.statement('printer@acme-hq', s.key, 0);
+    expect(checkStatement(st, 'printer@acme-hq', 1).toString('base64')).toBe(s.key);
+    expect(() => checkStatement({ ...st, cpKey: b.publicKey }, 'printer@acme-hq', 1)).toThrow(/not signed/);
+  });
+
+  it('prints the fingerprint as 16 groups of four hex digits and reads it back however it is typed', () => {
+    expect(fingerprint(s.cpKeySpkiBase64)).toBe(s.fingerprint);
+    expect(normalizeFingerprint(s.fingerprint.toUpperCase().replace(/:/g, ' '))).toBe(s.fingerprint);
+    expect(normalizeFingerprint(s.fingerprint.replace(/:/g, ''))).toBe(s.fingerprint);
+    expect(normalizeFingerprint('abcd')).toBeUndefined();
+    expect(normalizeFingerprint(`${s.fingerprint}zz`)).toBeUndefined();
+  });
+});
