@@ -12,12 +12,14 @@ const { cli, start } = suite;
 
 describe('sealed messages and pinned keys from the command line', () => {
   it('hands over the fingerprint, delivers sealed with --pin, refuses a wrong pin and plain sends under "sealed only"', async () => {
-    const { serveArgs, cpState } = await relayForServe(suite);
+    // alice's credential is in the relay's file before the relay starts (a running relay reads
+    // the file every 2 s: added later, the first send could come before it).
     const relayState = join(suite.home, 'relay');
     const aliceCred = join(suite.home, 'alice.credential');
     const add = await cli(['relay', 'credential', 'add', '--kind', 'external', '--id', 'alice', '--out', aliceCred, '--state', relayState]);
     expect(add.code, add.stderr).toBe(0);
     expect(add.stderr).toContain('contact-point fingerprint');
+    const { serveArgs, cpState } = await relayForServe(suite);
 
     // The admin can read the fingerprint before the first start; serve then uses that same key.
     const fp = await cli(['fingerprint', '--state', cpState]);

@@ -166,6 +166,9 @@ describe('port mediation through the tunnel', () => {
     const c = await dial(e.publicPort);
     c.write('x');
     await expect(within(readAll(c), 'client sees the LAN reset')).rejects.toMatchObject({ code: 'ECONNRESET' });
+    // The first connection's stream gone, so the wait below is for the second one's (not a
+    // leftover of the first: the client would then reset before its stream was set up).
+    await waitFor(() => h.cp.ports.streamCount === 0);
 
     let serverSide: Promise<unknown> = Promise.resolve();
     const port2 = await echoServer({
