@@ -15,7 +15,8 @@ import { PeerClient } from '../core/peer/peer-client.js';
 import type { BenchContext } from './context.js';
 import type { WorkerHandle } from './ipc.js';
 import { closedLoop, IN_FLIGHT, MSG_BYTES, payload, type LoopResult } from './messages.js';
-import { emit, median, note, round, waitFor } from './util.js';
+import { emit, median, note, round } from './util.js';
+import { startOfficePath } from './office-path.js';
 
 /** An allow-all check command: reads JSON lines, answers each at once. */
 const ALLOW_ALL = [
@@ -41,16 +42,7 @@ export async function runContentCheck(ctx: BenchContext): Promise<void> {
   let sender: PeerClient | undefined;
   try {
     note('content-check: relay, one contact point (its check switched between rounds), a receiver worker');
-    const relay = await ctx.startWorker('relay', {});
-    workers.push(relay);
-    const id = 'bench-check';
-    const secret = await relay.call<string>('addCredential', { kind: 'contact-point', id });
-    const cp = await ctx.startWorker('contact-point', { id, relayUrl: relay.url, secret, subnets: ['127.0.0.0/8'] });
-    workers.push(cp);
-    const sink = await ctx.startWorker('receiver', { url: cp.url, name: 'sink' });
-    workers.push(sink);
-    await waitFor(async () => (await relay.call<number>('peersCount', { id })) === 1, 10_000, 'the relay to learn the receiver');
-    const to = `sink@${id}`;
+    const { relay, cp, sink, to } = await startOfficePath(ctx, workers, { id: 'bench-check', receiver: 'sink' });
     const extSecret = await relay.call<string>('addCredential', { kind: 'external', id: 'bench-src' });
     sender = new PeerClient({ role: 'external', url: relay.url, name: 'bench-src', secret: extSecret, proxy: null });
     sender.start();

@@ -11,7 +11,8 @@ import { PeerClient } from '../core/peer/peer-client.js';
 import type { BenchContext } from './context.js';
 import type { WorkerHandle } from './ipc.js';
 import { closedLoop, IN_FLIGHT, MSG_BYTES, payload, relaySender, type LoopResult } from './messages.js';
-import { emit, median, note, round, waitFor } from './util.js';
+import { emit, median, note, round } from './util.js';
+import { startOfficePath } from './office-path.js';
 
 const CP_ID = 'bench-hq';
 const RECEIVER = 'sink';
@@ -26,14 +27,7 @@ export async function runDirect(ctx: BenchContext): Promise<void> {
   const clients: PeerClient[] = [];
   try {
     note('direct: relay, a contact point with direct mode on, its receiver; one sender at the relay and one at the direct listener');
-    const relay = await ctx.startWorker('relay', {});
-    workers.push(relay);
-    const cpSecret = await relay.call<string>('addCredential', { kind: 'contact-point', id: CP_ID });
-    const cp = await ctx.startWorker('contact-point', { id: CP_ID, relayUrl: relay.url, secret: cpSecret, subnets: ['127.0.0.0/8'], direct: true });
-    workers.push(cp);
-    const sink = await ctx.startWorker('receiver', { url: cp.url, name: RECEIVER });
-    workers.push(sink);
-    await waitFor(async () => (await relay.call<number>('peersCount', { id: CP_ID })) === 1, 10_000, 'the relay to learn the receiver');
+    const { relay, cp, sink } = await startOfficePath(ctx, workers, { id: CP_ID, receiver: RECEIVER, cp: { direct: true } });
 
     const viaRelay = await relaySender(relay, clients, TO, 'bench-relay');
     const secret = await cp.call<string>('addDirectCredential', { id: 'bench-direct' });

@@ -24,6 +24,7 @@ import { closedLoop, IN_FLIGHT, MSG_BYTES, relaySender, type LoopResult } from '
 import type { Logger } from '../core/runtime/logger.js';
 import type { ReadyInfo } from './ipc.js';
 import { emit, median, note, round, sleep, waitFor } from './util.js';
+import { startOfficePath } from './office-path.js';
 
 /** How often the "on" path's two /metrics endpoints are scraped during its rounds (BENCH_SCRAPE_EVERY_MS to change it). */
 export const SCRAPE_EVERY_MS = Number(process.env.BENCH_SCRAPE_EVERY_MS ?? 1_000);
@@ -46,14 +47,7 @@ interface Path {
 }
 
 async function startPath(ctx: BenchContext, metrics: boolean, workers: WorkerHandle[], clients: PeerClient[]): Promise<Path> {
-  const relay = await ctx.startWorker('relay', { metrics });
-  workers.push(relay);
-  const cpSecret = await relay.call<string>('addCredential', { kind: 'contact-point', id: CP_ID });
-  const cp = await ctx.startWorker('contact-point', { id: CP_ID, relayUrl: relay.url, secret: cpSecret, subnets: ['127.0.0.0/8'], metrics });
-  workers.push(cp);
-  const sink = await ctx.startWorker('receiver', { url: cp.url, name: RECEIVER });
-  workers.push(sink);
-  await waitFor(async () => (await relay.call<number>('peersCount', { id: CP_ID })) === 1, 10_000, 'the relay to learn the receiver');
+  const { relay, cp, sink } = await startOfficePath(ctx, workers, { id: CP_ID, receiver: RECEIVER, relay: { metrics }, cp: { metrics } });
   const sender = await relaySender(relay, clients, `${RECEIVER}@${CP_ID}`);
   const scrapeUrls = metrics ? [String(relay.info.metricsUrl), String(cp.info.metricsUrl)] : [];
   return { relay, cp, sink, sender, scrapeUrls };

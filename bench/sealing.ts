@@ -14,7 +14,8 @@ import { PeerClient } from '../core/peer/peer-client.js';
 import type { BenchContext } from './context.js';
 import type { WorkerHandle } from './ipc.js';
 import { closedLoop, IN_FLIGHT, MSG_BYTES, PACED_RATE, pacedLoop, payload, type LoopResult } from './messages.js';
-import { emit, median, note, round, waitFor } from './util.js';
+import { emit, median, note, round } from './util.js';
+import { startOfficePath } from './office-path.js';
 
 export const TARGET_SEALED_RATIO = 0.85;
 export const TARGET_SEALED_P99_DELTA_MS = 0.3;
@@ -31,16 +32,7 @@ export async function runSealing(ctx: BenchContext): Promise<void> {
   const clients: PeerClient[] = [];
   try {
     note('sealing: relay, contact point, receiver; two external senders (sealing on, off)');
-    const relay = await ctx.startWorker('relay', {});
-    workers.push(relay);
-    const id = 'bench-seal';
-    const secret = await relay.call<string>('addCredential', { kind: 'contact-point', id });
-    const cp = await ctx.startWorker('contact-point', { id, relayUrl: relay.url, secret, subnets: ['127.0.0.0/8'] });
-    workers.push(cp);
-    const sink = await ctx.startWorker('receiver', { url: cp.url, name: 'sink' });
-    workers.push(sink);
-    await waitFor(async () => (await relay.call<number>('peersCount', { id })) === 1, 10_000, 'the relay to learn the receiver');
-    const to = `sink@${id}`;
+    const { relay, cp, sink, to } = await startOfficePath(ctx, workers, { id: 'bench-seal', receiver: 'sink' });
     const senders = {} as Record<Side, PeerClient>;
     for (const side of ['plain', 'sealed'] as const) {
       const name = `bench-${side}`;
