@@ -5,6 +5,7 @@ import { TUNNEL_SLOTS } from '../protocol/limits.js';
 import { Backoff } from '../runtime/backoff.js';
 import type { Logger } from '../runtime/logger.js';
 import { ClusterMediation } from './cluster-mediation.js';
+import { ClusterNames } from './cluster-names.js';
 import { NODE_ID_PATTERN, NODE_ID_RULE, REMOTE_PROBE_MARGIN_MS, type Cluster, type ClusterHost, type HolderInfo, type RemotePlace } from './cluster.js';
 import { CredentialStore, parseCredentialRecord, type CredentialKind } from './credentials.js';
 import type { ExternalSession, RelaySession, SessionRegistry, TunnelSession } from './sessions.js';
@@ -265,6 +266,8 @@ export class NatsCluster implements Cluster {
   private readonly logger: Logger;
   /** port mediation with tunnels on other nodes (cluster-mediation.ts) */
   readonly mediation: ClusterMediation;
+  /** peer-level lookups with tunnels on other nodes (cluster-names.ts) */
+  readonly names: ClusterNames;
 
   private constructor(
     private readonly nc: NatsConnection,
@@ -276,6 +279,7 @@ export class NatsCluster implements Cluster {
     this.heartbeatKey = `n.${o.node}`;
     this.logger = o.logger;
     this.mediation = new ClusterMediation(nc, o.node, o.logger);
+    this.names = new ClusterNames(nc, o.node, o.logger);
   }
 
   /** Opens the presence bucket; the relay gets the cluster from the returned factory. */
@@ -294,6 +298,7 @@ export class NatsCluster implements Cluster {
     const me = `relay.node.${this.node}`;
     this.nodeSubs = [me, `${me}.>`].map((subject) => this.nc.subscribe(subject, { callback: (err, m) => (err ? undefined : this.onNodeMsg(m)) }));
     this.mediation.start();
+    this.names.start();
     await this.watchPresence();
     this.renewTimer = setInterval(() => this.renewAll(), RENEW_MS);
     this.renewTimer.unref();
@@ -310,6 +315,7 @@ export class NatsCluster implements Cluster {
     this.stopped = true;
     clearInterval(this.renewTimer);
     this.mediation.stop();
+    this.names.stop();
     this.watcher?.stop();
     this.o.stopCredentials?.();
     if (this.connected) await Promise.allSettled([...this.own.keys(), this.heartbeatKey].map((k) => this.kv.delete(k)));

@@ -416,7 +416,7 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     expect(silent.errorCode()).toBe(Status.REPLACED);
   }, 30_000);
 
-  it('answers lookups and pushes presence for an office and an external peer held by another node (the office connected, its peer not asked there)', async () => {
+  it('answers lookups and pushes presence for an office and an external peer held by another node', async () => {
     // Names no other test uses: a credential added again would race the nodes' replicas.
     const r1 = await node('r1');
     const r2 = await node('r2');
@@ -431,8 +431,8 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
 
     const { cp } = await contactPoint('ns-office', r1.url, [r1, r2]);
     await waitFor(() => r2.cluster.tunnel('ns-office')?.kind === 'remote', 5_000, 'r2 sees the tunnel on r1');
-    const r = await alice.lookup('printer@ns-office');
-    expect([r.office, r.peer, r.reason]).toEqual(['connected', undefined, "the office's tunnel is on relay node r1, which this node does not ask about its peers"]);
+    // Asked through r1, which holds the tunnel: the contact point answers (printer is not registered there).
+    expect(await alice.lookup('printer@ns-office')).toEqual({ address: 'printer@ns-office', office: 'connected', peer: 'unregistered' });
     await waitFor(() => seen.at(-1) === 'connected', 5_000, 'office connected pushed');
 
     const bob = new PeerClient({ role: 'external', url: r1.url, name: 'ns-bob', secret: bobSecret, logger, timing: FAST });
@@ -449,6 +449,35 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     expect((await alice.lookup('printer@ns-office')).office).toBe('disconnected');
     expect(seen).toEqual(['unknown', 'connected', 'disconnected']);
     expect(bobSeen).toEqual(['offline', 'online', 'offline']);
+  });
+
+  it("answers a peer-level lookup for an office on another node as that node does, by the office's access rules, and pushes its peer's changes there (9.7)", async () => {
+    const h = await office('r1', 'nl-hq');
+    const r2 = await node('r2');
+    const printer = await h.registered('printer');
+    const alice = await external(r2, 'nl-alice');
+    const tech = await external(r2, 'nl-tech');
+    const near = await h.external('nl-near'); // on r1, beside the tunnel: the answers to match
+    await waitFor(() => r2.cluster.tunnel('nl-hq')?.kind === 'remote', 5_000, 'r2 sees the tunnel on r1');
+    const both = async (address: string): Promise<unknown[]> => [await alice.lookup(address), await near.lookup(address)];
+    const online = { address: 'printer@nl-hq', office: 'connected', peer: 'online' };
+    expect(await both('printer@nl-hq')).toEqual([online, online]);
+    const ghost = { address: 'ghost@nl-hq', office: 'connected', peer: 'unregistered' };
+    expect(await both('ghost@nl-hq')).toEqual([ghost, ghost]);
+
+    const seen: string[] = [];
+    alice.subscribePresence('printer@nl-hq', (p) => void seen.push(`${p.office}:${p.peer ?? '-'}`));
+    await waitFor(() => seen.at(-1) === 'connected:online', 5_000, 'online pushed');
+    // The contact point's hint comes up its tunnel on r1; the subscriber on r2 hears it.
+    await printer.stop();
+    await waitFor(() => seen.at(-1) === 'connected:offline', 5_000, 'offline pushed across nodes');
+
+    // Rules that let only tech in: hidden from alice (for every name alike), not from tech.
+    await h.cp.call('rules:set', { allow: ['nl-tech@relay'] });
+    await waitFor(() => seen.at(-1) === 'connected:hidden', 5_000, 'hidden pushed across nodes');
+    expect((await alice.lookup('ghost@nl-hq')).peer).toBe('hidden');
+    expect((await tech.lookup('printer@nl-hq')).peer).toBe('offline');
+    expect(seen).toEqual(['connected:online', 'connected:offline', 'connected:hidden']);
   });
 
   it('closes the sessions of a removed credential on every node within 1 s', async () => {
