@@ -46,6 +46,13 @@ export interface GatewayOptions {
   readonly direct?: boolean;
 }
 
+/**
+ * With two tunnels up, reconnectNow() drops the second only once the first it dropped is back, and
+ * waits at most this long for it (ms, default 15 s); if it is not back by then, the other tunnel
+ * is left up: an admin's reconnect never leaves the office without a tunnel.
+ */
+export const RECONNECT_ROLL_TIMEOUT_MS = 15_000;
+
 /** Tunnel state changes (rare); frames go to GatewayOptions.onFrame instead. */
 export interface GatewayEvents {
   status: [TunnelView];
@@ -146,6 +153,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
   private lastFault: { readonly error: string; readonly at: number | undefined; readonly kind: DialErrorKind | undefined } | undefined;
   /** delay before slot 1 leaves a node slot 0 is on, growing while it keeps landing there */
   private readonly sameNode: Backoff;
+  /** a reconnectNow() of two tunnels waiting for the first to be back: cancels it */
+  private rolling: (() => void) | undefined;
   /** HELLO `instance` (see GatewayOptions.instance) */
   readonly instance: string;
 
@@ -275,11 +284,42 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
   }
 
   stop(): void {
+    this.rolling?.();
     for (const s of this.slots) s.dialer.stop();
   }
 
+  /**
+   * Drops the tunnels and dials at once, skipping the backoff (admin `tunnel:reconnect`). With two
+   * tunnels up, one at a time: first the one sends do not go on, then the other once the first is
+   * back (see RECONNECT_ROLL_TIMEOUT_MS), so the office stays reachable throughout. A tunnel that
+   * is down dials at once.
+   */
   reconnectNow(): void {
-    for (const s of this.slots) s.dialer.reconnectNow();
+    this.rolling?.();
+    const up = this.slots.filter((s) => s.isUp);
+    if (up.length < 2) {
+      for (const s of this.slots) s.dialer.reconnectNow();
+      return;
+    }
+    const [carrying, first] = up as [TunnelSlot, TunnelSlot];
+    const onUp = (slot: number): void => {
+      if (slot !== first.index) return;
+      done();
+      carrying.dialer.reconnectNow();
+    };
+    const timer = setTimeout(() => {
+      done();
+      this.opts.logger.warn('reconnect: a tunnel did not come back in time; the other is left up', { slot: first.index, kept: carrying.index, waitedMs: RECONNECT_ROLL_TIMEOUT_MS });
+    }, RECONNECT_ROLL_TIMEOUT_MS);
+    timer.unref();
+    const done = (): void => {
+      clearTimeout(timer);
+      this.off('slotUp', onUp);
+      this.rolling = undefined;
+    };
+    this.rolling = done;
+    this.on('slotUp', onUp);
+    first.dialer.reconnectNow();
   }
 
   /** Sends one frame down a tunnel; false (dropped) while every tunnel is down. */

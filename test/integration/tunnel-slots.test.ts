@@ -179,6 +179,33 @@ describe('a contact point\'s outbound messages with two tunnels (issue 12)', () 
   });
 });
 
+describe('an admin\'s reconnect with two tunnels (issue 12)', () => {
+  it('tunnel:reconnect drops one tunnel at a time: the other only once the first is back, so the office is never without a tunnel', async () => {
+    const a = await relayWith();
+    const b = new Relay({ credentials: a.credentials, logger });
+    await b.start();
+    cleanups.push(() => b.stop());
+    const cp = await ContactPoint.create({ id: 'acme-hq', relayUrl: a.relay.url, relayUrls: [b.url], secret: a.secret, peerHost: '127.0.0.1', logger, timing: FAST });
+    cleanups.push(() => cp.stop());
+    await cp.start();
+    await waitFor(() => (cp.gateway.status().tunnels ?? []).every((t) => t.state === 'connected'), 5_000, 'both tunnels up');
+    const session = (r: Relay): string | undefined => r.sessions.tunnelsOf('acme-hq')[0]?.session;
+    const before = [session(a.relay), session(b)];
+    const events: string[] = [];
+    cp.gateway.on('slotUp', (slot) => void events.push(`up ${slot}`));
+    cp.gateway.on('slotDown', (slot) => void events.push(`down ${slot}`));
+    cp.gateway.on('down', () => void events.push('office down'));
+
+    await cp.call('tunnel:reconnect', {});
+    await waitFor(() => events.length === 4, 10_000, 'both tunnels dropped and back');
+    // Slot 1 first (sends go on slot 0), then slot 0 once slot 1 is back.
+    expect(events).toEqual(['down 1', 'up 1', 'down 0', 'up 0']);
+    await waitFor(() => session(a.relay) !== undefined && session(b) !== undefined, 5_000, 'both sessions at the relays');
+    expect(session(a.relay)).not.toBe(before[0]);
+    expect(session(b)).not.toBe(before[1]);
+  });
+});
+
 describe('a contact point\'s UDP channel with two tunnels (issue 12)', () => {
   async function udpSocket(): Promise<Socket> {
     const sock = createSocket('udp4');
