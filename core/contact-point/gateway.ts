@@ -153,6 +153,12 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
   private lastFault: { readonly error: string; readonly at: number | undefined; readonly kind: DialErrorKind | undefined } | undefined;
   /** delay before slot 1 leaves a node slot 0 is on, growing while it keeps landing there */
   private readonly sameNode: Backoff;
+  /** relay URLs that failed in a way retrying cannot fix (dial-failure.ts `url`) and never carried a tunnel: URL -> why */
+  private readonly unusable = new Map<string, string>();
+  /** relay URLs a tunnel came up on */
+  private readonly worked = new Set<string>();
+  /** every relay URL given, in order */
+  readonly urls: readonly string[];
   /** a reconnectNow() of two tunnels waiting for the first to be back: cancels it */
   private rolling: (() => void) | undefined;
   /** HELLO `instance` (see GatewayOptions.instance) */
@@ -162,7 +168,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
     super();
     const instance = (this.instance = opts.instance ?? randomBytes(12).toString('base64url'));
     this.sameNode = new Backoff(opts.timing.backoffBaseMs, opts.timing.backoffMaxMs);
-    const urls = [opts.relayUrl, ...(opts.relayUrls ?? [])];
+    const urls = (this.urls = [opts.relayUrl, ...(opts.relayUrls ?? [])]);
     const count = urls.length > 1 ? TUNNEL_SLOTS : 1;
     this.slots = [];
     for (let i = 0; i < count; i++) {
@@ -203,12 +209,15 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
       });
       dialer.on('status', (d) => {
         if (d.lastError !== undefined) this.lastFault = { error: d.lastError, at: d.lastErrorAt, kind: d.lastErrorKind };
+        if (d.lastErrorKind === 'url' && d.lastErrorUrl !== undefined && !this.worked.has(d.lastErrorUrl)) this.unusable.set(d.lastErrorUrl, d.lastError ?? 'wrong URL');
         this.emit('status', this.status());
       });
     }
   }
 
   private slotUp(slot: TunnelSlot, link: Link, node: string | undefined): void {
+    this.worked.add(slot.dialer.url);
+    this.unusable.delete(slot.dialer.url);
     slot.link = link;
     slot.node = node;
     const other = this.slots.find((s) => s !== slot && s.isUp);
@@ -272,6 +281,14 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
   /** The link sends go on now (the benchmarks read its socket's wire counters). */
   get currentLink(): Link | undefined {
     return this.primary()?.link;
+  }
+
+  /**
+   * Relay URLs found unusable: each failed in a way retrying cannot fix (a wrong path, scheme or
+   * host: dial-failure.ts `url`) and never carried a tunnel. URL -> why.
+   */
+  get unusableUrls(): ReadonlyMap<string, string> {
+    return this.unusable;
   }
 
   /** How many tunnels it holds at most: 2 with two or more relay URLs, else 1. */
