@@ -1,6 +1,7 @@
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { connect, type Msg, type NatsConnection, type QueuedIterator, type Subscription } from '@nats-io/transport-node';
 import type { ClusterView } from '../admin/relay-contract.js';
+import { offersMediation } from '../protocol/frames.js';
 import { TUNNEL_SLOTS } from '../protocol/limits.js';
 import { Backoff } from '../runtime/backoff.js';
 import type { Logger } from '../runtime/logger.js';
@@ -229,6 +230,8 @@ interface PresenceRecord {
   readonly since: string;
   /** a tunnel's HELLO instance (same-instance reconnects replace at once, others are probed) */
   readonly instance?: string | undefined;
+  /** a tunnel whose HELLO does not offer port mediation: false (absent: it does), so other nodes refuse operators at once */
+  readonly mediation?: false;
 }
 
 type PresenceKind = 't' | 'e';
@@ -499,7 +502,13 @@ export class NatsCluster implements Cluster {
   }
 
   private claim(key: string, s: RelaySession): void {
-    const record: PresenceRecord = { node: this.node, session: s.session, since: new Date(s.since).toISOString(), ...(s.kind === 'contact-point' && s.instance !== undefined ? { instance: s.instance } : {}) };
+    const record: PresenceRecord = {
+      node: this.node,
+      session: s.session,
+      since: new Date(s.since).toISOString(),
+      ...(s.kind === 'contact-point' && s.instance !== undefined ? { instance: s.instance } : {}),
+      ...(s.kind === 'contact-point' && !offersMediation(s.env?.capabilities ?? []) ? { mediation: false as const } : {}),
+    };
     this.kv.put(key, JSON.stringify(record)).then(
       (revision) => {
         const mine = this.own.get(key);
@@ -572,7 +581,7 @@ export class NatsCluster implements Cluster {
       return;
     }
     if (!byNode) this.remote.set(mapKey, (byNode = new Map<string, Claim>()));
-    byNode.set(where, { session: record.session, firstRevision: e.revision, seenAt: Date.now(), place: { kind: 'remote', node }, instance: typeof record.instance === 'string' ? record.instance : undefined });
+    byNode.set(where, { session: record.session, firstRevision: e.revision, seenAt: Date.now(), place: { kind: 'remote', node, ...(record.mediation === false ? { mediation: false as const } : {}) }, instance: typeof record.instance === 'string' ? record.instance : undefined });
     if (kind === 't') {
       // Two nodes with a tunnel of one contact point in one slot: the newer claim stands, the older tunnel closes.
       const mine = this.own.get(presenceKey('t', id, this.node, slot));

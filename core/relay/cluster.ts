@@ -82,6 +82,8 @@ export const REMOTE_PROBE_MARGIN_MS = 1_000;
 export interface RemotePlace {
   readonly kind: 'remote';
   readonly node: string;
+  /** a tunnel whose office does not offer port mediation (its presence record says so) */
+  readonly mediation?: false;
 }
 
 /** What the cluster calls back into the relay. */

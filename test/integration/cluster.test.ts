@@ -14,7 +14,7 @@ import { scrape } from '../../core/runtime/metrics.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ContactPoint } from '../../core/contact-point/contact-point.js';
+import { ContactPoint, type ContactPointOptions } from '../../core/contact-point/contact-point.js';
 import { FrameType } from '../../core/protocol/frames.js';
 import { ACK_TIMEOUT_MS } from '../../core/protocol/limits.js';
 import { FAST, logger, refusal, registeredPeer, startHarness, waitFor, type Harness } from '../helpers.js';
@@ -22,6 +22,7 @@ import { tcpForwarder } from '../net-fixtures.js';
 import { RawClient } from '../raw-client.js';
 import { haveNatsServer, NO_NATS_REASON, startNatsServer, type NatsServer } from '../nats-fixtures.js';
 import { SealKey } from '../../core/protocol/seal.js';
+import { Operator } from '../../core/peer/operator.js';
 
 /**
  * Programs sharing an external credential share its sealing key too (the contact point binds
@@ -62,9 +63,9 @@ async function node(id: string, extra: Partial<ConstructorParameters<typeof Rela
 }
 
 /** An office (contact point `id`, its tunnel on a new node `nodeId`): the harness's relay is that cluster node. */
-async function office(nodeId: string, id: string): Promise<Harness> {
+async function office(nodeId: string, id: string, cp: Partial<ContactPointOptions> = {}): Promise<Harness> {
   const joined = await joinNatsCluster({ servers: [nats.url], node: nodeId, logger });
-  const h = await startHarness({ id, relay: { credentials: joined.credentials, cluster: joined.cluster } });
+  const h = await startHarness({ id, cp, relay: { credentials: joined.credentials, cluster: joined.cluster } });
   replicas.set(h.relay, joined.credentials);
   cleanups.push(() => h.close());
   return h;
@@ -478,6 +479,25 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     expect((await alice.lookup('ghost@nl-hq')).peer).toBe('hidden');
     expect((await tech.lookup('printer@nl-hq')).peer).toBe('offline');
     expect(seen).toEqual(['connected:online', 'connected:offline', 'connected:hidden']);
+  });
+
+  it('refuses an operator on another node NOT_OFFERED at once, expose included, for an office without mediation (as on one node)', async () => {
+    const h = await office('r1', 'nm-hq', { mediation: false });
+    const r2 = await node('r2');
+    await h.cp.call('ports:policy', { targets: ['127.0.0.1/32:1-65535'], listen: ['tcp:1-65535', 'udp:1-65535'] });
+    const secret = await admin.store.add('external', 'nm-tech', ['send', 'mediate']);
+    await known([r2], 'external', 'nm-tech');
+    const op = new Operator({ url: r2.url, name: 'nm-tech', secret, logger, timing: FAST });
+    cleanups.push(() => op.stop());
+    op.start();
+    await op.ready();
+    await waitFor(() => r2.cluster.tunnel('nm-hq')?.kind === 'remote', 5_000, 'r2 sees the tunnel on r1');
+    // The expose itself is refused: no public port on r2 that would refuse each connection.
+    await expect(op.expose('nm-hq', '127.0.0.1', 80)).rejects.toMatchObject({ code: Status.NOT_OFFERED });
+    expect(r2.exposures()).toEqual([]);
+    await expect(op.open('nm-hq', { proto: 'tcp' })).rejects.toMatchObject({ code: Status.NOT_OFFERED, message: expect.stringMatching(/does not offer port mediation/) as string });
+    expect(r2.refusals.recent().filter((r) => r.code === Status.NOT_OFFERED).map((r) => r.who)).toEqual(['operator nm-tech', 'operator nm-tech']);
+    expect(h.cp.ports.refusedByCode.byName()).toEqual({}); // the office never saw them
   });
 
   it('closes the sessions of a removed credential on every node within 1 s', async () => {
