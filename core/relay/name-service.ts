@@ -10,7 +10,7 @@ import type { ExternalSession, SessionRegistry, TunnelSession } from './sessions
 
 /** How long the relay waits for a contact point's answer to a lookup (ms, default 5 s); then it answers the office's state alone. */
 export const LOOKUP_TIMEOUT_MS = 5_000;
-/** Lookups one external session may have waiting on contact points (default 64); past it the answer is the office's state alone, with a reason. */
+/** Lookups one external session may have waiting on contact points (default 64; lookups from other cluster nodes count per asking address); past it the answer is the office's state alone, with a reason. */
 export const MAX_LOOKUPS_PER_SESSION = 64;
 /** Addresses one external session may subscribe to (default 256); past it SUBSCRIBE is a protocol fault (RESOURCE_LIMIT). */
 export const MAX_SUBSCRIPTIONS_PER_SESSION = 256;
