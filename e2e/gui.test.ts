@@ -181,6 +181,7 @@ describe('admin GUI in Chromium', { timeout: 60_000 }, () => {
     await app.go('Tunnel');
     await tunnel.waitForState('connected');
     expect(await tunnel.fact('Relay').textContent()).toBe(stack.relayUrl);
+    expect(await tunnel.fact('Proxy').textContent()).toBe('none'); // no HTTP proxy ("direct" would read as direct mode)
     await tunnel.fact('Peers served').filter({ hasText: '2 over one tunnel' }).waitFor();
     await page.waitForTimeout(1_200); // one keepalive, so the round trip is measured
     await app.screenshot('tunnel-connected');

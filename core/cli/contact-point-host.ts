@@ -196,6 +196,9 @@ export async function hostContactPoint(o: HostOptions): Promise<HostedContactPoi
   const readyFields = (): Record<string, unknown> => ({
       contactPoint: cp.id,
       relayUrl: o.contactPoint.relayUrl,
+      // every --relay URL, and with two tunnels where each is (issue 12)
+      ...(o.contactPoint.relayUrl !== undefined ? { relayUrls: [o.contactPoint.relayUrl, ...(o.contactPoint.relayUrls ?? [])] } : {}),
+      ...(cp.gateway.status().tunnels ? { tunnels: cp.gateway.status().tunnels } : {}),
       peerPortUrl: cp.peerPortUrl,
       adminWsUrl: admin.wsUrl,
       guiUrl: admin.guiUrl,
@@ -211,7 +214,7 @@ export async function hostContactPoint(o: HostOptions): Promise<HostedContactPoi
     cp,
     admin,
     // Only once everything the command starts listens (issue 16, item 12): its caller says when.
-    logRunning: () => o.logger.info('contact point running', { id: cp.id, relay: o.contactPoint.relayUrl, peerPort: cp.peerPortUrl, admin: admin.wsUrl }),
+    logRunning: () => o.logger.info('contact point running', { id: cp.id, relay: [o.contactPoint.relayUrl, ...(o.contactPoint.relayUrls ?? [])].filter((u) => u !== undefined).join(' ') || undefined, peerPort: cp.peerPortUrl, admin: admin.wsUrl }),
     readyFields,
     logFields: () => {
       const { token: _token, guiUrl: _guiUrl, ...rest } = readyFields();
@@ -260,20 +263,27 @@ export function launchView(command: LaunchView['command'], values: Readonly<Reco
 }
 
 /**
- * Resolves with the tunnel's last error once it says the relay URL is wrong (dial-failure.ts
- * `url`) before the tunnel was ever up: serve then exits instead of retrying what cannot work.
- * A URL that worked once is retried whatever happens later.
+ * Resolves with what to change once every relay URL is found unusable (dial-failure.ts `url`:
+ * a wrong path, scheme or host) before any tunnel was ever up: serve then exits instead of
+ * retrying what cannot work. With several URLs, one unusable URL among others is not fatal
+ * whichever tunnel reports first: the tunnels skip it (the dialer warns each time), and serve
+ * ends only when each URL has been tried and none can work. A URL that worked once is retried
+ * whatever happens later.
  */
-export function wrongRelayUrl(cp: ContactPoint): { readonly problem: Promise<TunnelView>; dispose(): void } {
+export function wrongRelayUrl(cp: ContactPoint): { readonly problem: Promise<{ readonly why: string }>; dispose(): void } {
   let onStatus: (t: TunnelView) => void = () => undefined;
-  const problem = new Promise<TunnelView>((resolve) => {
+  const gw = cp.gateway;
+  const problem = new Promise<{ readonly why: string }>((resolve) => {
     onStatus = (t) => {
-      if (!t.everConnected && t.lastErrorKind === 'url' && t.state !== 'connected') resolve(t);
+      const bad = gw.unusableUrls;
+      if (t.everConnected || gw.connected || bad.size < gw.urls.length) return;
+      const each = gw.urls.map((u) => `--relay ${u} cannot work: ${bad.get(u)}`);
+      resolve({ why: each.length === 1 ? each[0]! : `no --relay URL can work: ${each.join('; ')}` });
     };
   });
-  cp.gateway.on('status', onStatus);
-  onStatus(cp.gateway.status());
-  return { problem, dispose: () => cp.gateway.off('status', onStatus) };
+  gw.on('status', onStatus);
+  onStatus(gw.status());
+  return { problem, dispose: () => gw.off('status', onStatus) };
 }
 
 /** The tunnel in one line for serve's banner: connected, or what keeps it down (a refusal said as one). */

@@ -1,6 +1,5 @@
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
-import type { TunnelView } from '../admin/contract.js';
 import { ID_IN_USE_RETRY_MS, MAX_STREAMS_PER_CONTACT_POINT, MAX_STREAMS_PER_EXPOSURE } from '../protocol/limits.js';
 import { TIMING_RANGES } from '../protocol/timing.js';
 import { contactPointMetrics } from '../contact-point/metrics.js';
@@ -78,7 +77,8 @@ Flags:
                                --direct-listen is given). Repeat it (up to ${MAX_RELAY_URLS}) for nodes
                                of a relay cluster: the contact point then holds two tunnels to two
                                different nodes, each trying the URLs in turn; when one node dies
-                               the other tunnel carries on
+                               the other tunnel carries on. A URL that cannot work (wrong path,
+                               scheme or host) ends serve only when every --relay URL is such
   --id ID                      this contact point's id at the relay: its peers are NAME@ID (required)
   --credential-file FILE       the contact point credential's secret (from relay credential add)
   --direct-listen HOST:PORT    direct mode: accept external peers and operators here too
@@ -247,15 +247,15 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   // A relay URL that cannot work (dial-failure.ts `url`) ends serve with what to change,
   // before or after the ready line, as long as the tunnel has never been up.
   const wrongUrl = wrongRelayUrl(hosted.cp);
-  const fail = async (t: TunnelView): Promise<never> => {
+  const fail = async (why: string): Promise<never> => {
     shutdown.dispose();
     await metricsServer?.stop();
     await hosted.stop();
-    throw new CliError(`--relay ${t.relayUrl} cannot work: ${t.lastError ?? 'wrong URL'}`);
+    throw new CliError(why);
   };
   // Direct mode only: no tunnel to wait for (the direct listener was up when start() returned).
   const up = relayUrl === undefined ? true : await Promise.race([waitForTunnel(hosted.cp, TUNNEL_WAIT_MS), shutdown.signal.then(() => false), wrongUrl.problem]);
-  if (typeof up === 'object') return fail(up);
+  if (typeof up === 'object') return fail(up.why);
   const t = hosted.cp.gateway.status();
   if (!up && relayUrl !== undefined) logger.warn('the tunnel is not up yet; still trying', { relay: relayUrl, error: t.lastError });
 
@@ -280,7 +280,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
 
   const end = await Promise.race([shutdown.signal, wrongUrl.problem]);
   wrongUrl.dispose();
-  if (typeof end === 'object') return fail(end);
+  if (typeof end === 'object') return fail(end.why);
   return stopCleanly(
     'contact point',
     async () => {

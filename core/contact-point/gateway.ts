@@ -46,6 +46,13 @@ export interface GatewayOptions {
   readonly direct?: boolean;
 }
 
+/**
+ * With two tunnels up, reconnectNow() drops the second only once the first it dropped is back, and
+ * waits at most this long for it (ms, default 15 s); if it is not back by then, the other tunnel
+ * is left up: an admin's reconnect never leaves the office without a tunnel.
+ */
+export const RECONNECT_ROLL_TIMEOUT_MS = 15_000;
+
 /** Tunnel state changes (rare); frames go to GatewayOptions.onFrame instead. */
 export interface GatewayEvents {
   status: [TunnelView];
@@ -146,6 +153,14 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
   private lastFault: { readonly error: string; readonly at: number | undefined; readonly kind: DialErrorKind | undefined } | undefined;
   /** delay before slot 1 leaves a node slot 0 is on, growing while it keeps landing there */
   private readonly sameNode: Backoff;
+  /** relay URLs that failed in a way retrying cannot fix (dial-failure.ts `url`) and never carried a tunnel: URL -> why */
+  private readonly unusable = new Map<string, string>();
+  /** relay URLs a tunnel came up on */
+  private readonly worked = new Set<string>();
+  /** every relay URL given, in order */
+  readonly urls: readonly string[];
+  /** a reconnectNow() of two tunnels waiting for the first to be back: cancels it */
+  private rolling: (() => void) | undefined;
   /** HELLO `instance` (see GatewayOptions.instance) */
   readonly instance: string;
 
@@ -153,7 +168,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
     super();
     const instance = (this.instance = opts.instance ?? randomBytes(12).toString('base64url'));
     this.sameNode = new Backoff(opts.timing.backoffBaseMs, opts.timing.backoffMaxMs);
-    const urls = [opts.relayUrl, ...(opts.relayUrls ?? [])];
+    const urls = (this.urls = [opts.relayUrl, ...(opts.relayUrls ?? [])]);
     const count = urls.length > 1 ? TUNNEL_SLOTS : 1;
     this.slots = [];
     for (let i = 0; i < count; i++) {
@@ -194,12 +209,15 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
       });
       dialer.on('status', (d) => {
         if (d.lastError !== undefined) this.lastFault = { error: d.lastError, at: d.lastErrorAt, kind: d.lastErrorKind };
+        if (d.lastErrorKind === 'url' && d.lastErrorUrl !== undefined && !this.worked.has(d.lastErrorUrl)) this.unusable.set(d.lastErrorUrl, d.lastError ?? 'wrong URL');
         this.emit('status', this.status());
       });
     }
   }
 
   private slotUp(slot: TunnelSlot, link: Link, node: string | undefined): void {
+    this.worked.add(slot.dialer.url);
+    this.unusable.delete(slot.dialer.url);
     slot.link = link;
     slot.node = node;
     const other = this.slots.find((s) => s !== slot && s.isUp);
@@ -265,6 +283,14 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
     return this.primary()?.link;
   }
 
+  /**
+   * Relay URLs found unusable: each failed in a way retrying cannot fix (a wrong path, scheme or
+   * host: dial-failure.ts `url`) and never carried a tunnel. URL -> why.
+   */
+  get unusableUrls(): ReadonlyMap<string, string> {
+    return this.unusable;
+  }
+
   /** How many tunnels it holds at most: 2 with two or more relay URLs, else 1. */
   get slotCount(): number {
     return this.slots.length;
@@ -275,11 +301,42 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
   }
 
   stop(): void {
+    this.rolling?.();
     for (const s of this.slots) s.dialer.stop();
   }
 
+  /**
+   * Drops the tunnels and dials at once, skipping the backoff (admin `tunnel:reconnect`). With two
+   * tunnels up, one at a time: first the one sends do not go on, then the other once the first is
+   * back (see RECONNECT_ROLL_TIMEOUT_MS), so the office stays reachable throughout. A tunnel that
+   * is down dials at once.
+   */
   reconnectNow(): void {
-    for (const s of this.slots) s.dialer.reconnectNow();
+    this.rolling?.();
+    const up = this.slots.filter((s) => s.isUp);
+    if (up.length < 2) {
+      for (const s of this.slots) s.dialer.reconnectNow();
+      return;
+    }
+    const [carrying, first] = up as [TunnelSlot, TunnelSlot];
+    const onUp = (slot: number): void => {
+      if (slot !== first.index) return;
+      done();
+      carrying.dialer.reconnectNow();
+    };
+    const timer = setTimeout(() => {
+      done();
+      this.opts.logger.warn('reconnect: a tunnel did not come back in time; the other is left up', { slot: first.index, kept: carrying.index, waitedMs: RECONNECT_ROLL_TIMEOUT_MS });
+    }, RECONNECT_ROLL_TIMEOUT_MS);
+    timer.unref();
+    const done = (): void => {
+      clearTimeout(timer);
+      this.off('slotUp', onUp);
+      this.rolling = undefined;
+    };
+    this.rolling = done;
+    this.on('slotUp', onUp);
+    first.dialer.reconnectNow();
   }
 
   /** Sends one frame down a tunnel; false (dropped) while every tunnel is down. */

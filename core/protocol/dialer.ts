@@ -30,6 +30,8 @@ export interface DialerStatus {
   /** when lastError happened (ms since epoch) */
   readonly lastErrorAt: number | undefined;
   readonly lastErrorKind: DialErrorKind | undefined;
+  /** the URL lastError is about (with several URLs the dialer has moved on to the next since) */
+  readonly lastErrorUrl?: string | undefined;
   /** whether a connection has ever completed its hello (a URL that worked once is not wrong) */
   readonly everConnected: boolean;
   readonly nextRetryAt: number | undefined;
@@ -95,6 +97,7 @@ export class Dialer extends EventEmitter<DialerEvents> {
   private lastErrorCode: number | undefined;
   private lastErrorAt: number | undefined;
   private lastErrorKind: DialErrorKind | undefined;
+  private lastErrorUrl: string | undefined;
   private nextRetryAt: number | undefined;
   /** the ID_IN_USE refusal last logged, so a conflict is logged once per change, not per retry */
   private idInUse: string | undefined;
@@ -139,6 +142,7 @@ export class Dialer extends EventEmitter<DialerEvents> {
       lastErrorCode: this.lastErrorCode,
       lastErrorAt: this.lastErrorAt,
       lastErrorKind: this.lastErrorKind,
+      lastErrorUrl: this.lastErrorUrl,
       everConnected: this.connects > 0,
       nextRetryAt: this.nextRetryAt,
       idInUse: this.idInUse,
@@ -367,6 +371,7 @@ export class Dialer extends EventEmitter<DialerEvents> {
     this.ws = undefined;
     if (this.state === 'stopped') return;
     if (this.retryTimer || this.failPending) return; // already scheduled (or being diagnosed) for this attempt
+    this.lastErrorUrl = this.url;
     // Several URLs: the next one is tried (a dead node's tunnel re-homes at the first retry).
     if (this.urls.length > 1) {
       this.urlIndex = (this.urlIndex + 1) % this.urls.length;

@@ -1,10 +1,12 @@
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { connect, type Msg, type NatsConnection, type QueuedIterator, type Subscription } from '@nats-io/transport-node';
 import type { ClusterView } from '../admin/relay-contract.js';
+import { offersMediation } from '../protocol/frames.js';
 import { TUNNEL_SLOTS } from '../protocol/limits.js';
 import { Backoff } from '../runtime/backoff.js';
 import type { Logger } from '../runtime/logger.js';
 import { ClusterMediation } from './cluster-mediation.js';
+import { ClusterNames } from './cluster-names.js';
 import { NODE_ID_PATTERN, NODE_ID_RULE, REMOTE_PROBE_MARGIN_MS, type Cluster, type ClusterHost, type HolderInfo, type RemotePlace } from './cluster.js';
 import { CredentialStore, parseCredentialRecord, type CredentialKind } from './credentials.js';
 import type { ExternalSession, RelaySession, SessionRegistry, TunnelSession } from './sessions.js';
@@ -228,6 +230,8 @@ interface PresenceRecord {
   readonly since: string;
   /** a tunnel's HELLO instance (same-instance reconnects replace at once, others are probed) */
   readonly instance?: string | undefined;
+  /** a tunnel whose HELLO does not offer port mediation: false (absent: it does), so other nodes refuse operators at once */
+  readonly mediation?: false;
 }
 
 type PresenceKind = 't' | 'e';
@@ -265,6 +269,8 @@ export class NatsCluster implements Cluster {
   private readonly logger: Logger;
   /** port mediation with tunnels on other nodes (cluster-mediation.ts) */
   readonly mediation: ClusterMediation;
+  /** peer-level lookups with tunnels on other nodes (cluster-names.ts) */
+  readonly names: ClusterNames;
 
   private constructor(
     private readonly nc: NatsConnection,
@@ -276,6 +282,7 @@ export class NatsCluster implements Cluster {
     this.heartbeatKey = `n.${o.node}`;
     this.logger = o.logger;
     this.mediation = new ClusterMediation(nc, o.node, o.logger);
+    this.names = new ClusterNames(nc, o.node, o.logger);
   }
 
   /** Opens the presence bucket; the relay gets the cluster from the returned factory. */
@@ -294,6 +301,7 @@ export class NatsCluster implements Cluster {
     const me = `relay.node.${this.node}`;
     this.nodeSubs = [me, `${me}.>`].map((subject) => this.nc.subscribe(subject, { callback: (err, m) => (err ? undefined : this.onNodeMsg(m)) }));
     this.mediation.start();
+    this.names.start();
     await this.watchPresence();
     this.renewTimer = setInterval(() => this.renewAll(), RENEW_MS);
     this.renewTimer.unref();
@@ -310,6 +318,7 @@ export class NatsCluster implements Cluster {
     this.stopped = true;
     clearInterval(this.renewTimer);
     this.mediation.stop();
+    this.names.stop();
     this.watcher?.stop();
     this.o.stopCredentials?.();
     if (this.connected) await Promise.allSettled([...this.own.keys(), this.heartbeatKey].map((k) => this.kv.delete(k)));
@@ -493,7 +502,13 @@ export class NatsCluster implements Cluster {
   }
 
   private claim(key: string, s: RelaySession): void {
-    const record: PresenceRecord = { node: this.node, session: s.session, since: new Date(s.since).toISOString(), ...(s.kind === 'contact-point' && s.instance !== undefined ? { instance: s.instance } : {}) };
+    const record: PresenceRecord = {
+      node: this.node,
+      session: s.session,
+      since: new Date(s.since).toISOString(),
+      ...(s.kind === 'contact-point' && s.instance !== undefined ? { instance: s.instance } : {}),
+      ...(s.kind === 'contact-point' && !offersMediation(s.env?.capabilities ?? []) ? { mediation: false as const } : {}),
+    };
     this.kv.put(key, JSON.stringify(record)).then(
       (revision) => {
         const mine = this.own.get(key);
@@ -566,7 +581,7 @@ export class NatsCluster implements Cluster {
       return;
     }
     if (!byNode) this.remote.set(mapKey, (byNode = new Map<string, Claim>()));
-    byNode.set(where, { session: record.session, firstRevision: e.revision, seenAt: Date.now(), place: { kind: 'remote', node }, instance: typeof record.instance === 'string' ? record.instance : undefined });
+    byNode.set(where, { session: record.session, firstRevision: e.revision, seenAt: Date.now(), place: { kind: 'remote', node, ...(record.mediation === false ? { mediation: false as const } : {}) }, instance: typeof record.instance === 'string' ? record.instance : undefined });
     if (kind === 't') {
       // Two nodes with a tunnel of one contact point in one slot: the newer claim stands, the older tunnel closes.
       const mine = this.own.get(presenceKey('t', id, this.node, slot));

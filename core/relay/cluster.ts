@@ -1,5 +1,6 @@
 import type { ClusterView } from '../admin/relay-contract.js';
 import type { ClusterMediation } from './cluster-mediation.js';
+import type { ClusterNames } from './cluster-names.js';
 import type { ExternalSession, RelaySession, TunnelSession } from './sessions.js';
 
 /** A relay node's id is one subject token (no `.`, `*`, `>`), so it names subjects and keys as it is. */
@@ -50,6 +51,8 @@ export interface Cluster {
   view(): ClusterView | undefined;
   /** Port mediation with tunnels on other nodes (cluster-mediation.ts); absent on a single relay. */
   readonly mediation?: ClusterMediation | undefined;
+  /** Peer-level lookups with tunnels on other nodes (cluster-names.ts); absent on a single relay. */
+  readonly names?: ClusterNames | undefined;
 }
 
 /**
@@ -79,6 +82,8 @@ export const REMOTE_PROBE_MARGIN_MS = 1_000;
 export interface RemotePlace {
   readonly kind: 'remote';
   readonly node: string;
+  /** a tunnel whose office does not offer port mediation (its presence record says so) */
+  readonly mediation?: false;
 }
 
 /** What the cluster calls back into the relay. */

@@ -63,10 +63,15 @@ export class ControlServer {
     });
   }
 
-  /** Whether the tunnel of `cp` here offers port mediation (its HELLO's capabilities); undefined when it is not here. */
+  /**
+   * Whether the tunnel of `cp` offers port mediation (its HELLO's capabilities; on another node,
+   * what its presence record says); undefined when it is nowhere.
+   */
   private offersMediation(cp: string): boolean | undefined {
     const tunnel = this.o.sessions.tunnels.get(cp);
-    return tunnel && offersMediation(tunnel.env?.capabilities ?? []);
+    if (tunnel) return offersMediation(tunnel.env?.capabilities ?? []);
+    const place = this.o.cluster?.tunnel(cp);
+    return place?.kind === 'remote' ? place.mediation ?? true : undefined;
   }
 
   /** The control channel to a connected contact point, if its tunnel is up: here, or on another relay node of the cluster. */

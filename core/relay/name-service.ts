@@ -4,22 +4,25 @@ import { ProtocolError } from '../protocol/errors.js';
 import { Status } from '../protocol/status.js';
 import type { Logger } from '../runtime/logger.js';
 import type { Cluster } from './cluster.js';
+import type { LookupAnswer } from './cluster-names.js';
 import type { CredentialStore } from './credentials.js';
 import type { ExternalSession, SessionRegistry, TunnelSession } from './sessions.js';
 
 /** How long the relay waits for a contact point's answer to a lookup (ms, default 5 s); then it answers the office's state alone. */
 export const LOOKUP_TIMEOUT_MS = 5_000;
-/** Lookups one external session may have waiting on contact points (default 64); past it the answer is the office's state alone, with a reason. */
+/** Lookups one external session may have waiting on contact points (default 64; lookups from other cluster nodes count per asking address); past it the answer is the office's state alone, with a reason. */
 export const MAX_LOOKUPS_PER_SESSION = 64;
 /** Addresses one external session may subscribe to (default 256); past it SUBSCRIBE is a protocol fault (RESOURCE_LIMIT). */
 export const MAX_SUBSCRIPTIONS_PER_SESSION = 256;
 
-type Result = Omit<LookupResultBody, 'req'>;
+type Result = LookupAnswer;
+/** Who waits for lookups: a session here, or (`from` address) an external peer on another cluster node. */
+type Asker = ExternalSession | string;
 
 interface Waiting {
   readonly address: string;
   readonly tunnel: TunnelSession;
-  readonly asker: ExternalSession;
+  readonly asker: Asker;
   readonly timer: NodeJS.Timeout;
   readonly done: (r: Result) => void;
 }
@@ -30,8 +33,9 @@ interface Waiting {
  * docs/PROTOCOL.md 9.7). An authenticated external peer asks about an address and learns whether
  * its office is connected, and, from the contact point itself, whether the peer is registered and
  * online, unless the office's access rules hide it from that asker. The relay answers only what
- * it knows by itself: the office's tunnel, and the external peers (on any node of a cluster;
- * an office on another node is `connected`, its peers are not asked there).
+ * it knows by itself: the office's tunnel, and the external peers (on any node of a cluster).
+ * In a cluster, an office whose tunnel is on another node is asked through that node
+ * (cluster-names.ts), which answers as for a peer of its own.
  *
  * Subscriptions push PRESENCE when an answer changes: the relay looks the address up again when
  * its office connects or disconnects, and when the contact point hints that the peer changed.
@@ -39,7 +43,7 @@ interface Waiting {
 export class NameService {
   private nextReq = 1;
   private readonly waiting = new Map<number, Waiting>();
-  private readonly pendingBySession = new Map<ExternalSession, number>();
+  private readonly pendingBySession = new Map<Asker, number>();
   /** address -> subscribers, each with the last answer pushed to it */
   private readonly subs = new Map<string, Map<ExternalSession, string>>();
   private readonly subsOf = new Map<ExternalSession, Set<string>>();
@@ -49,15 +53,20 @@ export class NameService {
       readonly name: string;
       readonly sessions: SessionRegistry;
       /** where an office's tunnel or an external peer's session is: on a cluster node, maybe another node */
-      readonly cluster: Pick<Cluster, 'tunnel' | 'external'>;
+      readonly cluster: Pick<Cluster, 'tunnel' | 'external' | 'names'>;
       readonly credentials: CredentialStore;
       readonly logger: Logger;
     },
-  ) {}
+  ) {
+    o.cluster.names?.attach({
+      answer: (address, from) => new Promise((done) => this.resolve(from, from, address, done, false)),
+      hinted: (address) => this.refresh(address),
+    });
+  }
 
   /** LOOKUP from an external peer. */
   lookup(s: ExternalSession, body: LookupBody): void {
-    this.resolve(s, body.address, (r) => s.link.sendControl(FrameType.LOOKUP_RESULT, { req: body.req, ...r }));
+    this.resolve(s, s.address, body.address, (r) => s.link.sendControl(FrameType.LOOKUP_RESULT, { req: body.req, ...r }));
   }
 
   /** SUBSCRIBE from an external peer: the current state is pushed at once, then every change. */
@@ -92,6 +101,7 @@ export class NameService {
       const p = body as PresenceBody;
       if (parseAddress(p.address)?.domain !== t.id) throw new ProtocolError(Status.PROTOCOL_VIOLATION, `PRESENCE for ${p.address} on ${t.id}'s tunnel`);
       this.refresh(p.address);
+      this.o.cluster.names?.hint(p.address); // subscribers on other nodes
       return true;
     }
     return false;
@@ -135,7 +145,7 @@ export class NameService {
   }
 
   private refreshOne(s: ExternalSession, address: string): void {
-    this.resolve(s, address, (r) => {
+    this.resolve(s, s.address, address, (r) => {
       const subscribers = this.subs.get(address);
       const last = subscribers?.get(s);
       if (last === undefined) return; // unsubscribed meanwhile
@@ -146,8 +156,12 @@ export class NameService {
     });
   }
 
-  /** What `s` may learn of `address`: from the relay alone, or from the office's contact point. */
-  private resolve(s: ExternalSession, address: string, done: (r: Result) => void): void {
+  /**
+   * What `from` (asking in session `asker`, or from another node) may learn of `address`: from the
+   * relay alone, or from the office's contact point (through the node holding its tunnel when
+   * `forward`; a node asked by another answers from its own tunnel only).
+   */
+  private resolve(asker: Asker, from: string, address: string, done: (r: Result) => void, forward = true): void {
     const to = parseAddress(address)!;
     if (to.domain === this.o.name) {
       const online = this.o.cluster.external(to.name) !== undefined;
@@ -155,11 +169,19 @@ export class NameService {
     }
     const t = this.o.cluster.tunnel(to.domain);
     if (!t) return done({ address, office: this.o.credentials.has('contact-point', to.domain) ? 'disconnected' : 'unknown' });
-    // Lookups are not forwarded between cluster nodes: the office's state is known, its peer's is not.
-    if (t.kind === 'remote') return done({ address, office: 'connected', reason: `the office's tunnel is on relay node ${t.node}, which this node does not ask about its peers` });
+    if (t.kind === 'remote') {
+      const names = this.o.cluster.names;
+      // Asked by another node for a tunnel that moved on meanwhile: no second hop.
+      if (!forward || !names) return done({ address, office: 'connected', reason: `the office's tunnel is on relay node ${t.node} now; ask again` });
+      if (!this.take(asker)) return done({ address, office: 'connected', reason: `more than ${MAX_LOOKUPS_PER_SESSION} lookups waiting; try again` });
+      void names.ask(t.node, address, from).then((r) => {
+        this.release(asker);
+        done(r ?? { address, office: this.o.cluster.tunnel(to.domain) !== undefined ? 'connected' : 'disconnected', reason: `relay node ${t.node}, which holds the office's tunnel, did not answer` });
+      });
+      return;
+    }
     if (!(t.env?.capabilities?.includes(CAPABILITY_LOOKUP) ?? false)) return done({ address, office: 'connected', reason: 'this contact point does not answer lookups for its peers' });
-    const n = this.pendingBySession.get(s) ?? 0;
-    if (n >= MAX_LOOKUPS_PER_SESSION) return done({ address, office: 'connected', reason: `more than ${MAX_LOOKUPS_PER_SESSION} lookups waiting; try again` });
+    if (!this.take(asker)) return done({ address, office: 'connected', reason: `more than ${MAX_LOOKUPS_PER_SESSION} lookups waiting; try again` });
     const req = this.nextReq;
     this.nextReq = this.nextReq >= 0xffffffff ? 1 : this.nextReq + 1;
     const timer = setTimeout(() => {
@@ -169,17 +191,28 @@ export class NameService {
       done({ address, office: 'connected', reason: 'the contact point did not answer in time' });
     }, LOOKUP_TIMEOUT_MS);
     timer.unref();
-    this.waiting.set(req, { address, tunnel: t, asker: s, timer, done });
-    this.pendingBySession.set(s, n + 1);
-    t.link.sendControl(FrameType.LOOKUP, { req, address, from: s.address });
+    this.waiting.set(req, { address, tunnel: t, asker, timer, done });
+    t.link.sendControl(FrameType.LOOKUP, { req, address, from });
+  }
+
+  /** One more lookup of `asker` waits; false when MAX_LOOKUPS_PER_SESSION already do. */
+  private take(asker: Asker): boolean {
+    const n = this.pendingBySession.get(asker) ?? 0;
+    if (n >= MAX_LOOKUPS_PER_SESSION) return false;
+    this.pendingBySession.set(asker, n + 1);
+    return true;
+  }
+
+  private release(asker: Asker): void {
+    const n = (this.pendingBySession.get(asker) ?? 1) - 1;
+    if (n > 0) this.pendingBySession.set(asker, n);
+    else this.pendingBySession.delete(asker);
   }
 
   private settle(req: number, w: Waiting): void {
     clearTimeout(w.timer);
     this.waiting.delete(req);
-    const n = (this.pendingBySession.get(w.asker) ?? 1) - 1;
-    if (n > 0) this.pendingBySession.set(w.asker, n);
-    else this.pendingBySession.delete(w.asker);
+    this.release(w.asker);
   }
 
   /** Stops every timer (the relay stops). */

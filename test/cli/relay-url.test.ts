@@ -153,6 +153,42 @@ describe('serve: a relay URL that cannot work fails fast and says what to change
   });
 });
 
+describe('serve with several --relay URLs: the rule for one that cannot work (issue 12)', () => {
+  /** A web server that answers 404 at /v1: a URL that cannot work (kind `url`), found in a moment. */
+  async function notARelay(): Promise<string> {
+    const web = await httpServer((_req, res) => {
+      res.writeHead(404);
+      res.end('not here');
+    });
+    return `ws://127.0.0.1:${web.port}/v1`;
+  }
+
+  it('one unusable URL among working ones does not end serve, whichever tunnel reports first; the ready line lists every URL', async () => {
+    const r = await relay();
+    const bad = await notARelay();
+    // The unusable URL first: tunnel 0 starts on it and reports before tunnel 1 is up on the relay.
+    const cp = await suite.start(['serve', '--relay', bad, ...serveArgs(r.url, r.secretFile, ['--json']).slice(1)], { timeoutMs: 15_000 });
+    expect(cp.ready.relayUrls).toEqual([bad, r.url]);
+    expect(cp.ready.relayUrl).toBe(bad);
+    expect((cp.ready.tunnels as { slot: number }[]).map((t) => t.slot)).toEqual([0, 1]);
+    await statusUntil(/tunnel +connected/, 15_000);
+    expect(cp.stderr()).toMatch(/warn .*HTTP 404 instead of a WebSocket upgrade: no relay answers at/);
+    expect(cp.proc.exitCode).toBeNull();
+    expect(await cp.stop()).toBe(0);
+  });
+
+  it('every URL unusable: exits 1 naming each with what to change', async () => {
+    const r = await relay();
+    const [a, b] = [await notARelay(), r.url.replace(/\/v1$/, '')];
+    const run = await suite.cli(['serve', '--relay', a, ...serveArgs(b, r.secretFile, ['--json']).slice(1)]);
+    expect(run.code, run.stderr).toBe(1);
+    expect(run.stdout).not.toMatch(/"event":"ready"/);
+    const last = run.stderr.trim().split('\n').at(-1)!;
+    expect(last).toContain(`contact-point serve: no --relay URL can work: --relay ${a} cannot work: HTTP 404 instead of a WebSocket upgrade`);
+    expect(last).toContain(`; --relay ${b} cannot work: HTTP 404 for /: a relay's URL ends in /v1`);
+  });
+});
+
 describe('serve: the truth about a tunnel that is refused', () => {
   it('a self-signed relay without --ca: keeps running and retrying, and the log and status name --ca', async () => {
     const r = await relay({ tls: true });

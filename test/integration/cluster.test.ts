@@ -14,7 +14,7 @@ import { scrape } from '../../core/runtime/metrics.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ContactPoint } from '../../core/contact-point/contact-point.js';
+import { ContactPoint, type ContactPointOptions } from '../../core/contact-point/contact-point.js';
 import { FrameType } from '../../core/protocol/frames.js';
 import { ACK_TIMEOUT_MS } from '../../core/protocol/limits.js';
 import { FAST, logger, refusal, registeredPeer, startHarness, waitFor, type Harness } from '../helpers.js';
@@ -22,6 +22,7 @@ import { tcpForwarder } from '../net-fixtures.js';
 import { RawClient } from '../raw-client.js';
 import { haveNatsServer, NO_NATS_REASON, startNatsServer, type NatsServer } from '../nats-fixtures.js';
 import { SealKey } from '../../core/protocol/seal.js';
+import { Operator } from '../../core/peer/operator.js';
 
 /**
  * Programs sharing an external credential share its sealing key too (the contact point binds
@@ -62,9 +63,9 @@ async function node(id: string, extra: Partial<ConstructorParameters<typeof Rela
 }
 
 /** An office (contact point `id`, its tunnel on a new node `nodeId`): the harness's relay is that cluster node. */
-async function office(nodeId: string, id: string): Promise<Harness> {
+async function office(nodeId: string, id: string, cp: Partial<ContactPointOptions> = {}): Promise<Harness> {
   const joined = await joinNatsCluster({ servers: [nats.url], node: nodeId, logger });
-  const h = await startHarness({ id, relay: { credentials: joined.credentials, cluster: joined.cluster } });
+  const h = await startHarness({ id, cp, relay: { credentials: joined.credentials, cluster: joined.cluster } });
   replicas.set(h.relay, joined.credentials);
   cleanups.push(() => h.close());
   return h;
@@ -416,7 +417,7 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     expect(silent.errorCode()).toBe(Status.REPLACED);
   }, 30_000);
 
-  it('answers lookups and pushes presence for an office and an external peer held by another node (the office connected, its peer not asked there)', async () => {
+  it('answers lookups and pushes presence for an office and an external peer held by another node', async () => {
     // Names no other test uses: a credential added again would race the nodes' replicas.
     const r1 = await node('r1');
     const r2 = await node('r2');
@@ -431,8 +432,8 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
 
     const { cp } = await contactPoint('ns-office', r1.url, [r1, r2]);
     await waitFor(() => r2.cluster.tunnel('ns-office')?.kind === 'remote', 5_000, 'r2 sees the tunnel on r1');
-    const r = await alice.lookup('printer@ns-office');
-    expect([r.office, r.peer, r.reason]).toEqual(['connected', undefined, "the office's tunnel is on relay node r1, which this node does not ask about its peers"]);
+    // Asked through r1, which holds the tunnel: the contact point answers (printer is not registered there).
+    expect(await alice.lookup('printer@ns-office')).toEqual({ address: 'printer@ns-office', office: 'connected', peer: 'unregistered' });
     await waitFor(() => seen.at(-1) === 'connected', 5_000, 'office connected pushed');
 
     const bob = new PeerClient({ role: 'external', url: r1.url, name: 'ns-bob', secret: bobSecret, logger, timing: FAST });
@@ -449,6 +450,54 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     expect((await alice.lookup('printer@ns-office')).office).toBe('disconnected');
     expect(seen).toEqual(['unknown', 'connected', 'disconnected']);
     expect(bobSeen).toEqual(['offline', 'online', 'offline']);
+  });
+
+  it("answers a peer-level lookup for an office on another node as that node does, by the office's access rules, and pushes its peer's changes there (9.7)", async () => {
+    const h = await office('r1', 'nl-hq');
+    const r2 = await node('r2');
+    const printer = await h.registered('printer');
+    const alice = await external(r2, 'nl-alice');
+    const tech = await external(r2, 'nl-tech');
+    const near = await h.external('nl-near'); // on r1, beside the tunnel: the answers to match
+    await waitFor(() => r2.cluster.tunnel('nl-hq')?.kind === 'remote', 5_000, 'r2 sees the tunnel on r1');
+    const both = async (address: string): Promise<unknown[]> => [await alice.lookup(address), await near.lookup(address)];
+    const online = { address: 'printer@nl-hq', office: 'connected', peer: 'online' };
+    expect(await both('printer@nl-hq')).toEqual([online, online]);
+    const ghost = { address: 'ghost@nl-hq', office: 'connected', peer: 'unregistered' };
+    expect(await both('ghost@nl-hq')).toEqual([ghost, ghost]);
+
+    const seen: string[] = [];
+    alice.subscribePresence('printer@nl-hq', (p) => void seen.push(`${p.office}:${p.peer ?? '-'}`));
+    await waitFor(() => seen.at(-1) === 'connected:online', 5_000, 'online pushed');
+    // The contact point's hint comes up its tunnel on r1; the subscriber on r2 hears it.
+    await printer.stop();
+    await waitFor(() => seen.at(-1) === 'connected:offline', 5_000, 'offline pushed across nodes');
+
+    // Rules that let only tech in: hidden from alice (for every name alike), not from tech.
+    await h.cp.call('rules:set', { allow: ['nl-tech@relay'] });
+    await waitFor(() => seen.at(-1) === 'connected:hidden', 5_000, 'hidden pushed across nodes');
+    expect((await alice.lookup('ghost@nl-hq')).peer).toBe('hidden');
+    expect((await tech.lookup('printer@nl-hq')).peer).toBe('offline');
+    expect(seen).toEqual(['connected:online', 'connected:offline', 'connected:hidden']);
+  });
+
+  it('refuses an operator on another node NOT_OFFERED at once, expose included, for an office without mediation (as on one node)', async () => {
+    const h = await office('r1', 'nm-hq', { mediation: false });
+    const r2 = await node('r2');
+    await h.cp.call('ports:policy', { targets: ['127.0.0.1/32:1-65535'], listen: ['tcp:1-65535', 'udp:1-65535'] });
+    const secret = await admin.store.add('external', 'nm-tech', ['send', 'mediate']);
+    await known([r2], 'external', 'nm-tech');
+    const op = new Operator({ url: r2.url, name: 'nm-tech', secret, logger, timing: FAST });
+    cleanups.push(() => op.stop());
+    op.start();
+    await op.ready();
+    await waitFor(() => r2.cluster.tunnel('nm-hq')?.kind === 'remote', 5_000, 'r2 sees the tunnel on r1');
+    // The expose itself is refused: no public port on r2 that would refuse each connection.
+    await expect(op.expose('nm-hq', '127.0.0.1', 80)).rejects.toMatchObject({ code: Status.NOT_OFFERED });
+    expect(r2.exposures()).toEqual([]);
+    await expect(op.open('nm-hq', { proto: 'tcp' })).rejects.toMatchObject({ code: Status.NOT_OFFERED, message: expect.stringMatching(/does not offer port mediation/) as string });
+    expect(r2.refusals.recent().filter((r) => r.code === Status.NOT_OFFERED).map((r) => r.who)).toEqual(['operator nm-tech', 'operator nm-tech']);
+    expect(h.cp.ports.refusedByCode.byName()).toEqual({}); // the office never saw them
   });
 
   it('closes the sessions of a removed credential on every node within 1 s', async () => {

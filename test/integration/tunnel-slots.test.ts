@@ -42,6 +42,19 @@ async function tunnel(url: string, hello: HelloBody): Promise<{ c: RawClient; we
   return { c, welcome: f ? (decodeControl(f, FrameType.WELCOME) as unknown as Record<string, unknown>) : {} };
 }
 
+/** Two relays sharing one credential store, and office acme-hq with slot 0 on A and slot 1 on B (both up). */
+async function officeOnTwoRelays(): Promise<{ a: Awaited<ReturnType<typeof relayWith>>; b: Relay; cp: ContactPoint }> {
+  const a = await relayWith();
+  const b = new Relay({ credentials: a.credentials, logger });
+  await b.start();
+  cleanups.push(() => b.stop());
+  const cp = await ContactPoint.create({ id: 'acme-hq', relayUrl: a.relay.url, relayUrls: [b.url], secret: a.secret, peerHost: '127.0.0.1', logger, timing: FAST });
+  cleanups.push(() => cp.stop());
+  await cp.start();
+  await waitFor(() => (cp.gateway.status().tunnels ?? []).every((t) => t.state === 'connected'), 5_000, 'both tunnels up');
+  return { a, b, cp };
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('a contact point\'s two tunnels at one relay (HELLO slot)', () => {
@@ -148,15 +161,7 @@ describe('a contact point\'s two tunnels at one relay (HELLO slot)', () => {
 
 describe('a contact point\'s outbound messages with two tunnels (issue 12)', () => {
   it('a LAN peer whose message went up a tunnel that dropped hears REACHABLE at once while the other tunnel stays up, and its resend goes up that one', async () => {
-    // Two relays sharing one credential store: the office holds slot 0 on A and slot 1 on B.
-    const a = await relayWith();
-    const b = new Relay({ credentials: a.credentials, logger });
-    await b.start();
-    cleanups.push(() => b.stop());
-    const cp = await ContactPoint.create({ id: 'acme-hq', relayUrl: a.relay.url, relayUrls: [b.url], secret: a.secret, peerHost: '127.0.0.1', logger, timing: FAST });
-    cleanups.push(() => cp.stop());
-    await cp.start();
-    await waitFor(() => (cp.gateway.status().tunnels ?? []).every((t) => t.state === 'connected'), 5_000, 'both tunnels up');
+    const { a, cp } = await officeOnTwoRelays();
     // Its own retry is 20 s away: only REACHABLE makes it resend sooner.
     const printer = await registeredPeer(cp, 'printer', (stop) => void cleanups.push(stop), { ackTimeoutMs: 20_000 });
 
@@ -176,6 +181,26 @@ describe('a contact point\'s outbound messages with two tunnels (issue 12)', () 
     await waitFor(() => printer.stats.reachable > 0, 3_000, 'REACHABLE for the message lost with slot 0');
     expect(cp.gateway.connected).toBe(true);
     await waitFor(() => printer.stats.retransmits > 0, 3_000, 'the resend, through slot 1 on B');
+  });
+});
+
+describe('an admin\'s reconnect with two tunnels (issue 12)', () => {
+  it('tunnel:reconnect drops one tunnel at a time: the other only once the first is back, so the office is never without a tunnel', async () => {
+    const { a, b, cp } = await officeOnTwoRelays();
+    const session = (r: Relay): string | undefined => r.sessions.tunnelsOf('acme-hq')[0]?.session;
+    const before = [session(a.relay), session(b)];
+    const events: string[] = [];
+    cp.gateway.on('slotUp', (slot) => void events.push(`up ${slot}`));
+    cp.gateway.on('slotDown', (slot) => void events.push(`down ${slot}`));
+    cp.gateway.on('down', () => void events.push('office down'));
+
+    await cp.call('tunnel:reconnect', {});
+    await waitFor(() => events.length === 4, 10_000, 'both tunnels dropped and back');
+    // Slot 1 first (sends go on slot 0), then slot 0 once slot 1 is back.
+    expect(events).toEqual(['down 1', 'up 1', 'down 0', 'up 0']);
+    await waitFor(() => session(a.relay) !== undefined && session(b) !== undefined, 5_000, 'both sessions at the relays');
+    expect(session(a.relay)).not.toBe(before[0]);
+    expect(session(b)).not.toBe(before[1]);
   });
 });
 

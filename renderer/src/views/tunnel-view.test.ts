@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { TunnelView } from '../../../core/admin/contract.js';
-import { tunnelSentence } from './tunnel-view';
+import { proxyText, reconnectPrompt, tunnelSentence } from './tunnel-view';
 
 const base: TunnelView = {
   state: 'reconnecting', stateSince: 0, everConnected: false, relayUrl: 'ws://relay', session: undefined, connectedAt: undefined, lastError: undefined, lastErrorAt: undefined, lastErrorKind: undefined, nextRetryAt: undefined,
@@ -31,5 +31,24 @@ describe('the Tunnel view sentence', () => {
 
   it('says there is no relay when the contact point runs in direct mode only', () => {
     expect(tunnelSentence({ ...base, state: 'offline', relayUrl: '' }, 1_000)).toBe('No relay: this contact point runs in direct mode only (external peers connect to it directly).');
+  });
+});
+
+describe('the Tunnel view details', () => {
+  it('says "none" for no HTTP proxy (not "direct", which is direct mode), else the proxy', () => {
+    expect(proxyText(base)).toBe('none');
+    expect(proxyText({ ...base, proxy: 'http://proxy.lan:3128' })).toBe('http://proxy.lan:3128');
+  });
+
+  it('asks before a reconnect as it will happen: one tunnel drops for a moment, two go one at a time', () => {
+    const up: TunnelView = { ...base, state: 'connected', peersServed: 1 };
+    expect(reconnectPrompt(up)).toBe('The tunnel is up. Reconnecting drops it for a moment: messages in flight are retried by their senders, and open port streams (1 peer served) are reset.');
+    const slot = { relayUrl: 'ws://relay', node: undefined, note: undefined };
+    const two: TunnelView = { ...up, peersServed: 3, tunnels: [{ ...slot, slot: 0, state: 'connected' }, { ...slot, slot: 1, state: 'connected' }] };
+    expect(reconnectPrompt(two)).toBe(
+      'Both tunnels are up. Reconnecting drops them one at a time, the second once the first is back, so the office stays reachable; on each, messages in flight are retried by their senders, and open port streams (3 peers served) are reset.',
+    );
+    // One of the two down: the reconnect drops the one that is up, as with one tunnel.
+    expect(reconnectPrompt({ ...two, tunnels: [{ ...slot, slot: 0, state: 'connected' }, { ...slot, slot: 1, state: 'reconnecting' }] })).toMatch(/^The tunnel is up\./);
   });
 });

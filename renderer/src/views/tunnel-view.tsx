@@ -35,6 +35,20 @@ export function tunnelSentence(t: Tunnel, now: number): string {
   }
 }
 
+/** What Reconnect now asks first while the tunnel is up: with two tunnels up they go one at a time (Gateway.reconnectNow). */
+export function reconnectPrompt(t: Tunnel): string {
+  const both = (t.tunnels ?? []).filter((x) => x.state === 'connected').length > 1;
+  const open = `messages in flight are retried by their senders, and open port streams (${t.peersServed} peer${t.peersServed === 1 ? '' : 's'} served) are reset`;
+  return both
+    ? `Both tunnels are up. Reconnecting drops them one at a time, the second once the first is back, so the office stays reachable; on each, ${open}.`
+    : `The tunnel is up. Reconnecting drops it for a moment: ${open}.`;
+}
+
+/** The HTTP proxy the tunnel goes through; "none" without one ("direct" would read as direct mode). */
+export function proxyText(t: Tunnel): string {
+  return t.proxy ?? 'none';
+}
+
 export function TunnelView() {
   const ctx = useCtx();
   const t = useApp((s) => s.tunnel);
@@ -54,10 +68,7 @@ export function TunnelView() {
     setConfirm({
       title: 'Reconnect a healthy tunnel?',
       body: (
-        <p>
-          The tunnel is up. Reconnecting drops it for a moment: messages in flight are retried by their senders, and open port streams ({t.peersServed} peer
-          {t.peersServed === 1 ? '' : 's'} served) are reset.
-        </p>
+        <p>{reconnectPrompt(t)}</p>
       ),
       confirmLabel: 'Reconnect',
       danger: true,
@@ -153,7 +164,7 @@ export function TunnelView() {
         </div>
         <div>
           <dt>Proxy</dt>
-          <dd className="mono">{t.proxy ?? 'direct'}</dd>
+          <dd className="mono">{proxyText(t)}</dd>
         </div>
       </dl>
       {direct ? <DirectSessions direct={direct} now={now} /> : null}
