@@ -1,3 +1,4 @@
+import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { connect, type Msg, type NatsConnection, type QueuedIterator, type Subscription } from '@nats-io/transport-node';
 import type { ClusterView } from '../admin/relay-contract.js';
@@ -55,14 +56,30 @@ export const NATS_RECONNECT_MAX_MS = 5_000;
 export const NATS_PENDING_LIMIT_BYTES = 256 * 1024;
 /** After a reconnect, how often a node retries its presence watch while JetStream is not back. */
 const REWATCH_MS = 500;
+/** A node puts its own heartbeat record (`n.<node>`) this often (see WATCH_STALL_MS). */
+export const HEARTBEAT_MS = 2_000;
 /**
- * A node puts its own heartbeat record (`n.<node>`) with every renewal and expects to see it come
- * back through its presence watch. A watch whose consumer sat on a NATS server that died can stay
- * silent for a long time while the connection itself is fine (the client reconnected elsewhere,
- * or never lost it); unseen for this long, both watches are made anew (routing would otherwise
- * miss every tunnel that moved since).
+ * A node expects to see its heartbeat record come back through its presence watch. A watch whose
+ * consumer sat on a NATS server that died can stay silent for a long time while the connection
+ * itself is fine (the client reconnected elsewhere, or never lost it; a server the node was given
+ * by URL leaving is not reported to it); unseen for this long, both watches are made anew
+ * (routing would otherwise miss every tunnel that moved since, and refuse their messages).
  */
-export const WATCH_STALL_MS = 2 * RENEW_MS + 1_000;
+export const WATCH_STALL_MS = 2 * HEARTBEAT_MS + 1_000;
+/**
+ * A NATS server left the cluster (the client's "update" status names it): a watch whose
+ * consumer was on it sees nothing more, without any error. The node watches both buckets anew at
+ * once rather than waiting WATCH_STALL_MS for its heartbeat, retrying every REWATCH_MS while
+ * JetStream elects new leaders, for up to this long (then the heartbeat check takes over).
+ */
+export const SERVER_LEFT_REWATCH_MS = 20_000;
+/**
+ * JetStream request timeout when a watch is made anew (its consumer is created and read): for
+ * some seconds after a NATS server of a cluster dies, some consumer creations are never answered
+ * (a new watch failed about one attempt in three for 10-15 s after a kill, nats-server 2.9.10),
+ * so a short timeout and a quick retry get a watch sooner than the client's default 5 s.
+ */
+export const WATCH_REQUEST_TIMEOUT_MS = 2_000;
 /** How long a watch may take to replay a bucket's current records before the node starts anyway. */
 const WATCH_READY_MS = 5_000;
 /**
@@ -87,6 +104,32 @@ async function retryWhileUnavailable<T>(write: () => Promise<T>, logger: Logger)
   }
 }
 
+
+/**
+ * Runs the steps at once, each again every REWATCH_MS while it fails, `go()` holds and
+ * `untilMs` (a time, if given) is not reached; rejects with the first step that gives up. A
+ * step that succeeded is not run again when another fails (each bucket's watch on its own).
+ */
+async function eachUntilDone(steps: readonly (() => Promise<void>)[], go: () => boolean, untilMs: number | undefined, onRetry: (err: Error, attempt: number) => void): Promise<void> {
+  await Promise.all(
+    steps.map(async (step) => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await step();
+        } catch (err: unknown) {
+          if (!go() || (untilMs !== undefined && Date.now() + REWATCH_MS > untilMs)) throw err;
+          onRetry(err as Error, attempt);
+          await new Promise((r) => setTimeout(r, REWATCH_MS));
+        }
+      }
+    }),
+  );
+}
+
+/** A second handle on bucket `name` whose JetStream requests time out after WATCH_REQUEST_TIMEOUT_MS (for watching it anew). */
+function watchHandle(nc: NatsConnection, name: string): Promise<KV> {
+  return new Kvm(jetstream(nc, { timeout: WATCH_REQUEST_TIMEOUT_MS })).open(name);
+}
 
 /** Ids and names may contain `.` (a subject's token separator); subjects and keys carry them as hex. */
 export function subjectToken(id: string): string {
@@ -193,6 +236,7 @@ export async function openClusterCredentials(
   };
   let w = await retryWhileUnavailable(() => watchBucket(kv, onEntry, logger), logger);
   await w.ready;
+  const rewatchKv = await watchHandle(nc, CREDENTIALS_BUCKET);
   let stopped = false;
   return {
     store,
@@ -203,10 +247,13 @@ export async function openClusterCredentials(
     // After a reconnect the old watch's consumer may have been on a server that is gone, and the
     // client can take many seconds to notice: a new watch replays every key's last entry (delete
     // markers too), so what changed in between is applied at once.
+    // The new watch is made before the old one stops (both apply the same records meanwhile), so a
+    // rewatch that cannot reach JetStream yet leaves the old watch in place.
     rewatch: async () => {
       if (stopped) return;
+      const next = await watchBucket(rewatchKv, onEntry, logger);
       w.stop();
-      w = await watchBucket(kv, onEntry, logger);
+      w = next;
       await w.ready;
     },
   };
@@ -262,6 +309,7 @@ export class NatsCluster implements Cluster {
   private nodeSubs: Subscription[] = [];
   private watcher: BucketWatch | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
   /** this node's heartbeat record in the presence bucket, and when the watch last brought it back */
   private readonly heartbeatKey: string;
   private heartbeatSeenAt = Date.now();
@@ -275,6 +323,8 @@ export class NatsCluster implements Cluster {
   private constructor(
     private readonly nc: NatsConnection,
     private readonly kv: KV,
+    /** the presence bucket again, with WATCH_REQUEST_TIMEOUT_MS, for watching it anew */
+    private readonly rewatchKv: KV,
     private readonly sessions: SessionRegistry,
     private readonly o: NatsClusterOptions,
   ) {
@@ -288,8 +338,10 @@ export class NatsCluster implements Cluster {
   /** Opens the presence bucket; the relay gets the cluster from the returned factory. */
   static async open(nc: NatsConnection, o: NatsClusterOptions): Promise<(sessions: SessionRegistry) => NatsCluster> {
     if (!NODE_ID_PATTERN.test(o.node)) throw new RangeError(`node id "${o.node}": ${NODE_ID_RULE}`);
-    const kv = await openBucket(nc, PRESENCE_BUCKET, { ttl: LEASE_MS, replicas: o.replicas ?? 1 });
-    return (sessions) => new NatsCluster(nc, kv, sessions, o);
+    // Like the credentials bucket: JetStream may time out while it places a replicated bucket.
+    const kv = await retryWhileUnavailable(() => openBucket(nc, PRESENCE_BUCKET, { ttl: LEASE_MS, replicas: o.replicas ?? 1 }), o.logger);
+    const rewatchKv = await watchHandle(nc, PRESENCE_BUCKET);
+    return (sessions) => new NatsCluster(nc, kv, rewatchKv, sessions, o);
   }
 
   get available(): boolean {
@@ -302,13 +354,16 @@ export class NatsCluster implements Cluster {
     this.nodeSubs = [me, `${me}.>`].map((subject) => this.nc.subscribe(subject, { callback: (err, m) => (err ? undefined : this.onNodeMsg(m)) }));
     this.mediation.start();
     this.names.start();
-    await this.watchPresence();
+    await this.watchPresence(this.kv);
     this.renewTimer = setInterval(() => this.renewAll(), RENEW_MS);
     this.renewTimer.unref();
+    this.heartbeatTimer = setInterval(() => this.heartbeat(), HEARTBEAT_MS);
+    this.heartbeatTimer.unref();
     void (async () => {
       for await (const s of this.nc.status()) {
         if (s.type === 'disconnect') this.lost();
         else if (s.type === 'reconnect') void this.regained();
+        else if (s.type === 'update' && (s.deleted?.length ?? 0) > 0) void this.serverLeft(s.deleted!);
       }
     })();
   }
@@ -317,6 +372,7 @@ export class NatsCluster implements Cluster {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.renewTimer);
+    clearInterval(this.heartbeatTimer);
     this.mediation.stop();
     this.names.stop();
     this.watcher?.stop();
@@ -518,10 +574,15 @@ export class NatsCluster implements Cluster {
     );
   }
 
-  private renewAll(): void {
+  /** Puts this node's heartbeat record; watches anew when the last one did not come back in time (WATCH_STALL_MS). */
+  private heartbeat(): void {
     if (!this.connected) return;
     if (Date.now() - this.heartbeatSeenAt > WATCH_STALL_MS && !this.rewatching) void this.rewatch();
     void this.kv.put(this.heartbeatKey, JSON.stringify({ node: this.node, at: new Date().toISOString() })).catch(() => undefined);
+  }
+
+  private renewAll(): void {
+    if (!this.connected) return;
     for (const s of [...this.sessions.all()]) {
       const key = this.ownKey(s);
       if (this.own.get(key)?.session === s.session) this.claim(key, s);
@@ -530,24 +591,54 @@ export class NatsCluster implements Cluster {
 
   /** The presence (and credentials) watch went silent: watch anew (see WATCH_STALL_MS). */
   private async rewatch(): Promise<void> {
-    this.rewatching = true;
     this.logger.warn('the cluster watch saw nothing for a while; watching the presence and credentials buckets anew', { silentMs: Date.now() - this.heartbeatSeenAt });
+    await this.rewatchWhileConnected();
+  }
+
+  /** A NATS server left the cluster: watch both buckets anew now (see SERVER_LEFT_REWATCH_MS). */
+  private async serverLeft(servers: readonly string[]): Promise<void> {
+    if (!this.connected || this.stopped || this.rewatching) return;
+    this.logger.info('a NATS server left the cluster; watching the presence and credentials buckets anew', { servers: servers.join(', ') });
+    await this.rewatchWhileConnected();
+  }
+
+  /** Both buckets watched anew, each retried every REWATCH_MS for up to SERVER_LEFT_REWATCH_MS (then the heartbeat check takes over). */
+  private async rewatchWhileConnected(): Promise<void> {
+    if (this.rewatching) return;
+    this.rewatching = true;
     try {
-      await this.watchPresence();
-      await this.o.rewatchCredentials?.();
+      await this.watchBoth(Date.now() + SERVER_LEFT_REWATCH_MS);
     } catch (err: unknown) {
-      this.logger.warn('cannot watch the cluster buckets anew; trying again at the next renewal', { error: (err as Error).message });
+      this.logger.warn('cannot watch the cluster buckets anew; the heartbeat check will try again', { error: (err as Error).message });
     } finally {
       this.rewatching = false;
     }
   }
 
-  private async watchPresence(): Promise<void> {
+  /**
+   * Both buckets watched anew at once, each retried on its own every REWATCH_MS while this node
+   * is connected (until `untilMs`, if given); each new watch replaces its old one once it runs.
+   */
+  private async watchBoth(untilMs?: number): Promise<void> {
+    const steps = [() => this.watchPresence(this.rewatchKv), ...(this.o.rewatchCredentials ? [this.o.rewatchCredentials] : [])];
+    const go = (): boolean => !this.stopped && !this.nc.isClosed() && (untilMs === undefined || this.connected);
+    await eachUntilDone(steps, go, untilMs, (err, attempt) => {
+      if (attempt === 1) this.logger.info('JetStream does not answer a new watch yet; retrying', { error: err.message });
+    });
+  }
+
+  /**
+   * Watches the presence bucket anew. The new watch is made before the old one stops, and the
+   * records seen so far stay: its replay refreshes them (a deleted record comes as its delete
+   * marker; one that expired meanwhile ends by its lease), so routing keeps its way while
+   * JetStream is slow to answer.
+   */
+  private async watchPresence(kv: KV): Promise<void> {
+    const next = await watchBucket(kv, (e) => this.onPresence(e), this.logger);
     this.heartbeatSeenAt = Date.now();
     this.watcher?.stop();
-    this.remote.clear();
-    this.watcher = await watchBucket(this.kv, (e) => this.onPresence(e), this.logger);
-    await this.watcher.ready;
+    this.watcher = next;
+    await next.ready;
   }
 
   private onPresence(e: KvWatchEntry): void {
@@ -606,19 +697,15 @@ export class NatsCluster implements Cluster {
     if (this.connected || this.stopped) return;
     // A restarted nats-server takes a moment to bring JetStream back: keep trying until the
     // watch runs (tunnels stay turned away meanwhile), or the connection drops again.
-    for (let attempt = 1; !this.stopped && !this.nc.isClosed(); attempt++) {
-      try {
-        await this.watchPresence();
-        await this.o.rewatchCredentials?.();
-        break;
-      } catch (err: unknown) {
-        if (attempt === 1) this.logger.warn('cannot watch the presence and credentials buckets after a reconnect; retrying', { error: (err as Error).message });
-        await new Promise((r) => setTimeout(r, REWATCH_MS));
-      }
+    try {
+      await this.watchBoth();
+    } catch {
+      // closed or stopped meanwhile
     }
     if (this.stopped || this.nc.isClosed()) return;
     this.logger.info('cluster (NATS) connection back: taking tunnels again');
     this.connected = true;
+    this.heartbeat();
     this.renewAll();
   }
 }

@@ -17,7 +17,6 @@ import { cliSuite, runCli } from './cli-process.js';
  * the three NATS servers is dead.
  */
 if (!haveNatsServer) console.warn(NO_NATS_REASON);
-else console.warn("test/cli/nats-cluster.test.ts: the NATS-server-killed case is skipped: a node may not regain JetStream within 30 s after its only configured server dies (flaky on nats-server 2.9.10; issue 12 closing note)");
 
 const suite = cliSuite();
 const { cli, start } = suite;
@@ -70,10 +69,10 @@ describe.skipIf(!haveNatsServer)('relay cluster on a three-server NATS cluster (
     expect(got).toEqual(['three servers up']);
   }, 60_000);
 
-  // Skipped, and why: in fresh-clone CI runs on nats-server 2.9.10 the node whose only configured
-  // server is killed sometimes stays cut off (refusing its office) for over 30 s after its client
-  // reconnects elsewhere; 3 of 7 runs here. Kept for the next session (issue 12 closing note).
-  it.skip('SKIPPED (flaky: a node may not regain JetStream within 30 s after its NATS server is killed; issue 12 note) carries messages and credential changes with one NATS server killed', async () => {
+  // After the kill, JetStream leaves some consumer creations unanswered for 10-15 s (nats-server
+  // 2.9.10): the nodes retry each watch on its own with short timeouts (cluster-nats.ts), so r1 is
+  // back within about 10 s and r2 notices its silent watch by its heartbeat within about 5 s.
+  it('carries messages and credential changes with one NATS server killed', async () => {
     const { nats, N, r1, r2, cp, alice, got } = await threeServers();
     await alice.send('printer@acme-hq', 'three servers up', { deadlineMs: 10_000 });
 
@@ -82,7 +81,9 @@ describe.skipIf(!haveNatsServer)('relay cluster on a three-server NATS cluster (
     const reconnectsBefore = cp.gateway.status().reconnects;
     await nats.servers[0]!.kill();
     await alice.send('printer@acme-hq', 'one server dead', { deadlineMs: 30_000 }).catch((err: unknown) => {
-      throw new Error(`${(err as Error).message}\nr1: ${r1.stderr().slice(-3000)}\nr2: ${r2.stderr().slice(-1500)}`);
+      // The contact point's re-dials refused meanwhile fill the log: what the nodes did is the rest.
+      const log = (p: typeof r1, n: number): string => p.stderr().split('\n').filter((l) => !/closing link|losing link|relay refused/.test(l)).join('\n').slice(-n);
+      throw new Error(`${(err as Error).message}\nr1: ${log(r1, 3000)}\nr2: ${log(r2, 3000)}`);
     });
     expect(got).toEqual(['three servers up', 'one server dead']);
     // r1 lost its server, so it closed the office's tunnel; the office came back once r1 was in the cluster again.
