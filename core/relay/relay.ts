@@ -3,7 +3,7 @@ import type { RelayStatusView } from '../admin/relay-contract.js';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { decodeControl, type Frame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_NODE, CAPABILITY_REACHABLE, FrameType, frameTypeName } from '../protocol/frames.js';
+import { CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_NODE, CAPABILITY_REACHABLE, CAPABILITY_SEALED, FrameType, frameTypeName } from '../protocol/frames.js';
 import { NameService } from './name-service.js';
 import type { CloseInfo, Link } from '../protocol/link.js';
 import { MAX_MESSAGE_BYTES, MAX_PEERS_PER_CONTACT_POINT, PING_INTERVAL_MS, RELAY_RATE_PER_SENDER } from '../protocol/limits.js';
@@ -364,8 +364,9 @@ export class Relay {
   /** A hello passed admission: the session is registered, WELCOMEd, and its frames handled here. */
   private open({ link, hello, kind, record, remote, version, holder, deadHolder }: Admitted): void {
     const reachable = hello.env?.capabilities?.includes(CAPABILITY_REACHABLE) ?? false;
+    const sealed = hello.env?.capabilities?.includes(CAPABILITY_SEALED) ?? false;
     const waitKey = `${kind === 'external' ? 'e' : 'c'}:${hello.id}`;
-    const base = { id: hello.id, link, session: randomBytes(9).toString('base64url'), rights: record.rights, credentialHash: record.hash, since: Date.now(), remote: link.remote ?? remote, reachable, waitKey };
+    const base = { id: hello.id, link, session: randomBytes(9).toString('base64url'), rights: record.rights, credentialHash: record.hash, since: Date.now(), remote: link.remote ?? remote, reachable, sealed, waitKey };
     let session: RelaySession;
     if (kind === 'contact-point') {
       const control = this.controlServer.openChannel(hello.id, link);

@@ -96,6 +96,7 @@ export class Router {
         this.noteSent(s, msg);
         return this.o.cluster.sendToNode(ext.node, frame.raw);
       }
+      if (!counted && !ext.sealed) return this.refuse(s, msg, counted, Status.NOT_OFFERED, `${msg.to} does not seal messages`);
       target = ext.link;
     } else {
       const tunnel = this.o.cluster.tunnel(to.domain);
@@ -182,6 +183,7 @@ export class Router {
       if (to.domain === this.o.name) return refuse(this.o.credentials.has('external', to.name) ? Status.PEER_OFFLINE : Status.UNKNOWN_PEER);
       return refuse(this.o.credentials.has('contact-point', to.domain) ? Status.CONTACT_POINT_OFFLINE : Status.UNKNOWN_CONTACT_POINT);
     }
+    if (!counted && local.kind === 'external' && !local.sealed) return refuse(Status.NOT_OFFERED, `${msg.to} does not seal messages`);
     if (local.link.bufferedAmount > MAX_BUFFERED_BYTES) return refuse(Status.QUEUE_FULL, 'the path to the receiver is congested');
     local.link.send(raw);
     if (counted) this.o.stats.routed++;

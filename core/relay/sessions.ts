@@ -20,6 +20,12 @@ export interface Session {
   readonly remote: string;
   /** its HELLO listed the `reachable` capability: it may be sent REACHABLE (0x12) */
   readonly reachable: boolean;
+  /**
+   * its HELLO listed the `sealed` capability: it understands KEYS_REQUEST (0x23). A request for
+   * the key of an external session without it is refused NOT_OFFERED at once: an older client
+   * would fault on the frame, a raw one never answers (its sender would wait KEYS_TIMEOUT_MS).
+   */
+  readonly sealed: boolean;
   /** how REACHABLE waiters name it: `e:<name>` (every session of that external peer) or `c:<id>` */
   readonly waitKey: string;
 }

@@ -10,8 +10,10 @@ import { decodeAck, decodeFrame, decodeMsg, encodeMsg, type Frame } from '../../
 import { FLAG_SEALED, FrameType } from '../../core/protocol/frames.js';
 import { CONTACT_POINT_KEY_FILE } from '../../core/protocol/key-statement.js';
 import { Status } from '../../core/protocol/status.js';
+import { OFFERED_VERSIONS } from '../../core/protocol/version.js';
 import { Router } from '../../core/relay/routing.js';
 import type { RelaySession } from '../../core/relay/sessions.js';
+import { RawClient } from '../raw-client.js';
 import { FAST, logger, refusal, startHarness, tempDir, waitFor, type Harness } from '../helpers.js';
 
 /** The plaintext every test sends: it must never show in a frame the relay handles. */
@@ -302,5 +304,29 @@ describe('the policy "sealed payloads only"', () => {
     const err = await refusal(carol.send('bob@relay', 'x'));
     expect(err.code).toBe(Status.SEAL_REQUIRED);
     expect(got).toHaveLength(0);
+  });
+});
+
+describe('a receiver that does not seal', () => {
+  it('a key request for an external peer whose HELLO did not say "sealed" is refused NOT_OFFERED at the relay: the frame never reaches it and the message goes plain at once', async () => {
+    const bobSecret = await h.credentials.add('external', 'bob');
+    const bob = await RawClient.open(h.relay.url);
+    bob.hello({ versions: OFFERED_VERSIONS, role: 'external', id: 'bob', secret: bobSecret, env: { capabilities: ['reachable'] } });
+    await waitFor(() => bob.frames.some((f) => f.type === FrameType.WELCOME), 5_000, 'bob welcomed');
+    try {
+      const printer = await h.registered('printer');
+      const alice = await h.external('alice');
+      const started = Date.now();
+      const sending = [printer.send('bob@relay', 'from printer', { deadlineMs: 20_000 }), alice.send('bob@relay', 'from alice', { deadlineMs: 20_000 })];
+      for (const s of sending) s.catch(() => undefined);
+      // Before: each sender waited KEYS_TIMEOUT_MS (5 s) for an answer the raw client never gives.
+      await waitFor(() => bob.frames.filter((f) => f.type === FrameType.MSG).length === 2, 4_000, 'both messages at bob');
+      expect(Date.now() - started).toBeLessThan(4_000);
+      expect(bob.frames.some((f) => f.type === FrameType.KEYS_REQUEST)).toBe(false);
+      const msgs = bob.frames.filter((f) => f.type === FrameType.MSG).map((f) => decodeMsg(f));
+      expect(msgs.map((m) => m.flags & FLAG_SEALED)).toEqual([0, 0]);
+    } finally {
+      bob.ws.terminate();
+    }
   });
 });
