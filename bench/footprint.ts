@@ -9,7 +9,8 @@
  *   nats-server per connected, subscribed client. Target: <= 4 KiB.
  * - footprint.attach_ms: FOOTPRINT_PEERS LAN peers registered (hello, key proof, REGISTER,
  *   auto-approved, the relay told) against as many clients connected and subscribed to their own
- *   subject at the anchors; 16 at once everywhere; client keys made before the clock starts.
+ *   subject at the anchors; 16 at once everywhere; client keys (identity and sealing) made before
+ *   the clock starts.
  *   The contact point has a state folder, as in production. Target: <= 0.5 x mosquitto.
  * - footprint.relay_memory_per_office: relay RSS growth per office at FOOTPRINT_OFFICES offices
  *   (real tunnels, 5 announced peers each). Target: <= 8 KiB.
@@ -19,6 +20,7 @@
  */
 import { PeerIdentity } from '../core/peer/identity.js';
 import { PeerClient } from '../core/peer/peer-client.js';
+import { SealKey } from '../core/protocol/seal.js';
 import { cpuMsOf, missing, rssOf, SEGMENT_HEADER_BYTES, startMosquittoBridge, startNatsLeaf, tcpCounters, type Anchor, type TcpCounters } from './anchors.js';
 import type { BenchContext } from './context.js';
 import type { WorkerHandle } from './ipc.js';
@@ -111,8 +113,9 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
     const relayPort = Number(new URL(relay.url).port);
 
     const identities = Array.from({ length: n }, () => PeerIdentity.generate());
+    const sealKeys = Array.from({ length: n }, () => SealKey.generate());
     const attachOne = async (i: number): Promise<void> => {
-      const c = new PeerClient({ role: 'peer', url: cp.url, name: `peer-${i}`, identity: identities[i]!, proxy: null });
+      const c = new PeerClient({ role: 'peer', url: cp.url, name: `peer-${i}`, identity: identities[i]!, sealKey: sealKeys[i]!, proxy: null });
       clients.push(c);
       c.start();
       await c.ready(CONNECT_TIMEOUT_MS);
