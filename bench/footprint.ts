@@ -185,6 +185,10 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
     const ours = perMinute(ourIdle0, ourIdle1, elapsed);
     const anchorIdle = measured.map((m, i) => ({ name: m.name, ...perMinute(anchorIdle0[i]!, anchorIdle1[i]!, anchorElapsed), window_s: round(anchorElapsed / 1000, 1) }));
     const tunnel = await cp.call<{ keepaliveMode?: string }>('tunnel');
+    // The same peers once the idle window has passed: V8 gives back young-generation room it grew during the attach burst only when allocation stays low.
+    const cp2 = await cp.call<NodeJS.MemoryUsage>('memory');
+    const spaces2 = await cp.call<HeapSpace[]>('heapSpaces');
+    note(`  contact point after the idle window: ${Math.round((cp2.rss - cp0.rss) / (n - 1))} B RSS each (young generation ${Math.round((newSpace(spaces2) - newSpace(spaces0)) / (n - 1))} B of it)`);
 
     const common = { peers: n, mode, skipped_anchors: skipped };
     emit({
@@ -195,6 +199,9 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
       heap_used_per_peer: cpPerPeer.heap,
       new_space_growth_per_peer: Math.round((newSpace(spaces1) - newSpace(spaces0)) / (n - 1)),
       new_space_note: "V8's young generation grows while thousands of peers attach and their pings keep it from shrinking back; it is part of the RSS growth but not per-peer state",
+      rss_after_idle_per_peer: Math.round((cp2.rss - cp0.rss) / (n - 1)),
+      new_space_after_idle_per_peer: Math.round((newSpace(spaces2) - newSpace(spaces0)) / (n - 1)),
+      after_idle_basis: `the same reading at the end of the ${windowMs / 1000} s idle window`,
       external_per_peer: cpPerPeer.external,
       ...(mq ? { mosquitto_rss_per_client: mq.rssPerClient, ratio_vs_mosquitto: round(cpPerPeer.rss / mq.rssPerClient) } : {}),
       ...(nats ? { nats_leaf_rss_per_client: nats.rssPerClient, ratio_vs_nats: round(cpPerPeer.rss / nats.rssPerClient) } : {}),
