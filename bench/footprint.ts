@@ -9,7 +9,8 @@
  *   nats-server per connected, subscribed client. Target: <= 4 KiB.
  * - footprint.attach_ms: FOOTPRINT_PEERS LAN peers registered (hello, key proof, REGISTER,
  *   auto-approved, the relay told) against as many clients connected and subscribed to their own
- *   subject at the anchors; 16 at once everywhere; client keys made before the clock starts.
+ *   subject at the anchors; 16 at once everywhere; client keys (identity and sealing) made before
+ *   the clock starts.
  *   The contact point has a state folder, as in production. Target: <= 0.5 x mosquitto.
  * - footprint.relay_memory_per_office: relay RSS growth per office at FOOTPRINT_OFFICES offices
  *   (real tunnels, 5 announced peers each). Target: <= 8 KiB.
@@ -19,6 +20,7 @@
  */
 import { PeerIdentity } from '../core/peer/identity.js';
 import { PeerClient } from '../core/peer/peer-client.js';
+import { SealKey } from '../core/protocol/seal.js';
 import { cpuMsOf, missing, rssOf, SEGMENT_HEADER_BYTES, startMosquittoBridge, startNatsLeaf, tcpCounters, type Anchor, type TcpCounters } from './anchors.js';
 import type { BenchContext } from './context.js';
 import type { WorkerHandle } from './ipc.js';
@@ -111,8 +113,9 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
     const relayPort = Number(new URL(relay.url).port);
 
     const identities = Array.from({ length: n }, () => PeerIdentity.generate());
+    const sealKeys = Array.from({ length: n }, () => SealKey.generate());
     const attachOne = async (i: number): Promise<void> => {
-      const c = new PeerClient({ role: 'peer', url: cp.url, name: `peer-${i}`, identity: identities[i]!, proxy: null });
+      const c = new PeerClient({ role: 'peer', url: cp.url, name: `peer-${i}`, identity: identities[i]!, sealKey: sealKeys[i]!, proxy: null });
       clients.push(c);
       c.start();
       await c.ready(CONNECT_TIMEOUT_MS);
@@ -182,6 +185,10 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
     const ours = perMinute(ourIdle0, ourIdle1, elapsed);
     const anchorIdle = measured.map((m, i) => ({ name: m.name, ...perMinute(anchorIdle0[i]!, anchorIdle1[i]!, anchorElapsed), window_s: round(anchorElapsed / 1000, 1) }));
     const tunnel = await cp.call<{ keepaliveMode?: string }>('tunnel');
+    // The same peers once the idle window has passed: V8 gives back young-generation room it grew during the attach burst only when allocation stays low.
+    const cp2 = await cp.call<NodeJS.MemoryUsage>('memory');
+    const spaces2 = await cp.call<HeapSpace[]>('heapSpaces');
+    note(`  contact point after the idle window: ${Math.round((cp2.rss - cp0.rss) / (n - 1))} B RSS each (young generation ${Math.round((newSpace(spaces2) - newSpace(spaces0)) / (n - 1))} B of it)`);
 
     const common = { peers: n, mode, skipped_anchors: skipped };
     emit({
@@ -192,6 +199,9 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
       heap_used_per_peer: cpPerPeer.heap,
       new_space_growth_per_peer: Math.round((newSpace(spaces1) - newSpace(spaces0)) / (n - 1)),
       new_space_note: "V8's young generation grows while thousands of peers attach and their pings keep it from shrinking back; it is part of the RSS growth but not per-peer state",
+      rss_after_idle_per_peer: Math.round((cp2.rss - cp0.rss) / (n - 1)),
+      new_space_after_idle_per_peer: Math.round((newSpace(spaces2) - newSpace(spaces0)) / (n - 1)),
+      after_idle_basis: `the same reading at the end of the ${windowMs / 1000} s idle window`,
       external_per_peer: cpPerPeer.external,
       ...(mq ? { mosquitto_rss_per_client: mq.rssPerClient, ratio_vs_mosquitto: round(cpPerPeer.rss / mq.rssPerClient) } : {}),
       ...(nats ? { nats_leaf_rss_per_client: nats.rssPerClient, ratio_vs_nats: round(cpPerPeer.rss / nats.rssPerClient) } : {}),

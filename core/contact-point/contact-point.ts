@@ -197,8 +197,8 @@ export class ContactPoint implements AdminHostApi {
   /** the tunnel whose relay node offered the UDP channel */
   private udpSlot = 0;
   private running = false;
-  /** what the last PRESENCE hint said of each peer (`registered:online`), to send one per change */
-  private readonly presenceSent = new Map<string, string>();
+  /** what the last PRESENCE hint said of each peer (2 registered + 1 online), to send one per change */
+  private readonly presenceSent = new Map<string, number>();
   /** port mediation refusals recorded in the flow too (see stats.ts) */
   private readonly portRefusalsInFlow = new CodeCounts();
 
@@ -932,7 +932,7 @@ export class ContactPoint implements AdminHostApi {
    * a PRESENCE hint, at most once per change, so the relay looks it up again for its subscribers.
    */
   private presenceHint(name: string): void {
-    const now = `${this.registrar.isRegistered(name)}:${this.registrar.isOnline(name)}`;
+    const now = (this.registrar.isRegistered(name) ? 2 : 0) + (this.registrar.isOnline(name) ? 1 : 0); // a small integer: no string per peer
     if (this.presenceSent.get(name) === now) return;
     if (this.registrar.get(name)) this.presenceSent.set(name, now);
     else this.presenceSent.delete(name);

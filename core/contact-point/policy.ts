@@ -27,7 +27,8 @@ export class RegistrationPolicy {
   private blocks = new BlockList();
   private subnetList: string[] = [];
   /** each subnet with a BlockList of its own, built once: which rule admitted a peer is said in its record */
-  private rules: { readonly text: string; readonly block: BlockList }[] = [];
+  /** each subnet rule, with the admittedBy text of the peers it admits (one string per rule, not per peer) */
+  private rules: { readonly text: string; readonly admittedBy: string; readonly block: BlockList }[] = [];
   private joinCodeHash: string | undefined;
 
   constructor(init: { subnets: readonly string[]; joinCodeHash?: string | undefined }) {
@@ -56,7 +57,7 @@ export class RegistrationPolicy {
     this.rules = parsed.map((c, i) => {
       const block = new BlockList();
       block.addSubnet(c.address, c.prefix, c.family);
-      return { text: this.subnetList[i]!, block };
+      return { text: this.subnetList[i]!, admittedBy: `policy:subnet ${this.subnetList[i]!}`, block };
     });
   }
 
@@ -79,7 +80,7 @@ export class RegistrationPolicy {
       const ip = canonicalIp(remote);
       if (this.blocks.check(ip.address, ip.family)) {
         const hit = this.rules.find((r) => r.block.check(ip.address, ip.family));
-        return `policy:subnet ${hit?.text ?? '?'}`;
+        return hit?.admittedBy ?? 'policy:subnet ?';
       }
     }
     return undefined;

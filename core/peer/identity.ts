@@ -4,7 +4,12 @@ import { loadOrCreatePrivateKey } from '../runtime/key-file.js';
 
 /** An internal peer's Ed25519 key pair: the name it registers is bound to this key. */
 export class PeerIdentity {
-  private constructor(private readonly privateKey: KeyObject) {}
+  /** SPKI DER, base64: what HELLO carries (exported once: every hello sends it). */
+  readonly publicKey: string;
+
+  private constructor(private readonly privateKey: KeyObject) {
+    this.publicKey = createPublicKey(privateKey).export({ format: 'der', type: 'spki' }).toString('base64');
+  }
 
   static generate(): PeerIdentity {
     return new PeerIdentity(generateKeyPairSync('ed25519').privateKey);
@@ -13,11 +18,6 @@ export class PeerIdentity {
   /** Loads the key at `path`, or creates one there (mode 0600) the first time. */
   static async loadOrCreate(path: string): Promise<PeerIdentity> {
     return new PeerIdentity(await loadOrCreatePrivateKey(path, 'ed25519'));
-  }
-
-  /** SPKI DER, base64: what HELLO carries. */
-  get publicKey(): string {
-    return createPublicKey(this.privateKey).export({ format: 'der', type: 'spki' }).toString('base64');
   }
 
   signChallenge(name: string, nonce: string): string {

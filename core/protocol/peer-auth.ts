@@ -1,4 +1,4 @@
-import { createPublicKey, verify } from 'node:crypto';
+import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 
 /**
  * Internal peers prove they hold the key behind the name they claim: the contact point sends a
@@ -16,12 +16,27 @@ export function verifyProof(publicKeyB64: string, name: string, nonce: string, s
 /** Whether `signatureB64` is an Ed25519 signature over `text` by the SPKI key `publicKeyB64` (false for anything malformed). */
 export function verifyEd25519(publicKeyB64: string, text: Buffer, signatureB64: string): boolean {
   try {
-    const key = createPublicKey({ key: Buffer.from(publicKeyB64, 'base64'), format: 'der', type: 'spki' });
+    const key = ed25519Key(Buffer.from(publicKeyB64, 'base64'));
     if (key.asymmetricKeyType !== 'ed25519') return false;
     return verify(null, text, key, Buffer.from(signatureB64, 'base64'));
   } catch {
     return false;
   }
+}
+
+/** The SPKI DER of every Ed25519 public key (RFC 8410): this prefix, then the 32 raw bytes. */
+const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+
+/**
+ * The key of an SPKI DER. The usual Ed25519 SPKI is read from its raw bytes (as a JWK): OpenSSL
+ * 3's DER decoder costs about 40 times more (~250 us against ~6 us a key), twice per hello;
+ * anything else goes through the decoder, as before.
+ */
+function ed25519Key(der: Buffer): KeyObject {
+  if (der.length === ED25519_SPKI_PREFIX.length + 32 && der.subarray(0, ED25519_SPKI_PREFIX.length).equals(ED25519_SPKI_PREFIX)) {
+    return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: der.subarray(ED25519_SPKI_PREFIX.length).toString('base64url') }, format: 'jwk' });
+  }
+  return createPublicKey({ key: der, format: 'der', type: 'spki' });
 }
 
 /**

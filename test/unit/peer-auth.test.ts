@@ -44,6 +44,14 @@ describe('internal peer proof of key (test/vectors/peer-auth.json)', () => {
     expect(verifyProof('', v.name, v.nonce, '')).toBe(false);
   });
 
+  it('refuses an X25519 key, and an Ed25519 SPKI whose 32 bytes are not the signer, without throwing', () => {
+    const x25519 = generateKeyPairSync('x25519').publicKey.export({ format: 'der', type: 'spki' }).toString('base64');
+    expect(verifyProof(x25519, v.name, v.nonce, v.signatureBase64)).toBe(false);
+    const other = Buffer.from(v.publicKeySpkiBase64, 'base64');
+    other[20]! ^= 0x01;
+    expect(verifyProof(other.toString('base64'), v.name, v.nonce, v.signatureBase64)).toBe(false);
+  });
+
   it('round-trips with the SDK identity', () => {
     const id = PeerIdentity.generate();
     const sig = id.signChallenge('printer', 'bm9uY2U=');

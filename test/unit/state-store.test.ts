@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { emptyState, SAVE_DELAY_MS, STATE_FILE, StateClosedError, StateSaveError, StateStore, type PersistedState } from '../../core/contact-point/state-store.js';
+import { bookkeepingDelayMs, emptyState, SAVE_DELAY_MAX_MS, SAVE_DELAY_MS, SAVE_PACE, STATE_FILE, StateClosedError, StateSaveError, StateStore, type PersistedState } from '../../core/contact-point/state-store.js';
 import { writeJsonAtomic } from '../../core/runtime/json-file.js';
 import { createLogger, silentLogger } from '../../core/runtime/logger.js';
 
@@ -94,6 +94,13 @@ describe('state file: save', () => {
     await store.flush();
     expect(snapshots).toBe(1);
     expect(JSON.parse(await readFile(join(dir, STATE_FILE), 'utf8'))).toEqual(state(5));
+  });
+
+  it('coalesces bookkeeping for SAVE_DELAY_MS, or SAVE_PACE times the last write when that took long, up to SAVE_DELAY_MAX_MS', () => {
+    expect(bookkeepingDelayMs(0)).toBe(SAVE_DELAY_MS);
+    expect(bookkeepingDelayMs(SAVE_DELAY_MS / SAVE_PACE)).toBe(SAVE_DELAY_MS);
+    expect(bookkeepingDelayMs(100)).toBe(100 * SAVE_PACE);
+    expect(bookkeepingDelayMs(60_000)).toBe(SAVE_DELAY_MAX_MS);
   });
 
   it('writes pending changes at close and nothing after', async () => {
