@@ -5,7 +5,7 @@ import { keysRequestSchema, type ContactPointKey, type KeysAnswer } from '../pro
 import { MAX_NAME_LENGTH, MAX_PEERS_PER_CONTACT_POINT } from '../protocol/limits.js';
 import { nameSchema } from '../protocol/name.js';
 import { bool, int, list, obj, str, type Infer } from '../protocol/schema.js';
-import { readEnvelopeHeader, SealError } from '../protocol/seal.js';
+import { envelopeSenderKey, SealError } from '../protocol/seal.js';
 import { Status, type StatusCode } from '../protocol/status.js';
 import type { Registrar } from './registrar.js';
 
@@ -110,7 +110,7 @@ export class SealGuard {
     }
     let senderKey: string;
     try {
-      senderKey = readEnvelopeHeader(msg.payload).senderKey.toString('base64');
+      senderKey = envelopeSenderKey(msg.payload).toString('base64');
     } catch (err: unknown) {
       if (err instanceof SealError) return { code: err.code, reason: err.reason };
       throw err;

@@ -4,7 +4,7 @@ import { decodeAck, decodeControl, decodeMsg, encodeAck, encodeMsg, type Frame, 
 import { Dialer, type DialerStatus } from '../protocol/dialer.js';
 import { DeliveryError, ProtocolError } from '../protocol/errors.js';
 import { CAPABILITY_REACHABLE, CAPABILITY_SEALED, FLAG_RETRY, FLAG_SEALED, FrameType, frameTypeName, type LookupResultBody, type PeerState, type PresenceBody, type ReachableBody, type RegisterBody } from '../protocol/frames.js';
-import { readEnvelopeHeader, SEAL_MAX_AGE_MS, SealError, SealKey } from '../protocol/seal.js';
+import { envelopeSenderKey, SEAL_MAX_AGE_MS, SealError, SealKey } from '../protocol/seal.js';
 import { KeyDirectory } from './key-directory.js';
 import { KeyPins } from './key-pins.js';
 import { fingerprint, normalizeFingerprint } from '../protocol/key-statement.js';
@@ -700,7 +700,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   private onSealed(msg: MsgFrame): void {
     let senderKey: Buffer;
     try {
-      senderKey = readEnvelopeHeader(msg.payload).senderKey;
+      senderKey = envelopeSenderKey(msg.payload);
     } catch (err: unknown) {
       return this.refuseSeal(msg, err);
     }

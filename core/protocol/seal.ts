@@ -7,7 +7,7 @@ import {
   diffieHellman,
   generateKeyPairSync,
   hkdfSync,
-  randomBytes,
+  randomFillSync,
   type KeyObject,
 } from 'node:crypto';
 import { loadOrCreatePrivateKey } from '../runtime/key-file.js';
@@ -80,12 +80,44 @@ export function sealKeyId(rawPublic: Buffer): Buffer {
   return createHash('sha256').update(rawPublic).digest().subarray(0, SEAL_KEY_ID_BYTES);
 }
 
+/** What one end keeps for each key it seals to or opens from: derived once, then reused per message. */
+interface Pair {
+  /** the pair key (HKDF output) */
+  readonly key: Buffer;
+  /** the other key's id (sealKeyId), written into every envelope sealed for it */
+  readonly otherId: Buffer;
+}
+
+/** Bytes of randomness drawn at once for nonces (341 nonces). */
+const NONCE_POOL_BYTES = 4_096;
+
+/**
+ * Random bytes for nonces, drawn from the system generator 4 KiB at a time: a randomBytes(12)
+ * call per message cost more than the cipher (issue 14, sealing speed). Each nonce is copied out
+ * of the pool once and the pool is refilled, never reused.
+ */
+class NoncePool {
+  private readonly pool = Buffer.allocUnsafeSlow(NONCE_POOL_BYTES);
+  private at = NONCE_POOL_BYTES;
+
+  /** Writes a fresh nonce into `out` at `offset`. */
+  fill(out: Buffer, offset: number): void {
+    if (this.at + SEAL_NONCE_BYTES > NONCE_POOL_BYTES) {
+      randomFillSync(this.pool);
+      this.at = 0;
+    }
+    this.pool.copy(out, offset, this.at, this.at + SEAL_NONCE_BYTES);
+    this.at += SEAL_NONCE_BYTES;
+  }
+}
 /** A peer's static X25519 key pair for sealing, with its cache of pair keys. */
 export class SealKey {
   /** the raw 32-byte public key */
   readonly publicRaw: Buffer;
   readonly keyId: Buffer;
-  private readonly pairKeys = new Map<string, Buffer>();
+  /** by the other raw key as a latin1 string (cheaper to make than base64 for each message) */
+  private readonly pairs = new Map<string, Pair>();
+  private readonly nonces = new NoncePool();
 
   private constructor(private readonly privateKey: KeyObject) {
     const spki = createPublicKey(privateKey).export({ format: 'der', type: 'spki' });
@@ -114,23 +146,27 @@ export class SealKey {
 
   /** The key shared with the holder of `otherRaw` (derived once, then cached). */
   pairKey(otherRaw: Buffer): Buffer {
-    const cacheKey = otherRaw.toString('base64');
-    const hit = this.pairKeys.get(cacheKey);
+    return this.pair(otherRaw, otherRaw.toString('latin1')).key;
+  }
+
+  private pair(otherRaw: Buffer, cacheKey: string): Pair {
+    const hit = this.pairs.get(cacheKey);
     if (hit) {
       // Least recently used first: move it to the end.
-      this.pairKeys.delete(cacheKey);
-      this.pairKeys.set(cacheKey, hit);
+      this.pairs.delete(cacheKey);
+      this.pairs.set(cacheKey, hit);
       return hit;
     }
-    const key = derivePairKey(this.privateKey, this.publicRaw, otherRaw);
-    if (this.pairKeys.size >= MAX_PAIR_KEYS) this.pairKeys.delete(this.pairKeys.keys().next().value!);
-    this.pairKeys.set(cacheKey, key);
-    return key;
+    const pair: Pair = { key: derivePairKey(this.privateKey, this.publicRaw, otherRaw), otherId: sealKeyId(otherRaw) };
+    if (this.pairs.size >= MAX_PAIR_KEYS) this.pairs.delete(this.pairs.keys().next().value!);
+    this.pairs.set(cacheKey, pair);
+    return pair;
   }
 
   /** Seals `body` of message `id` from `from` to `to` for the recipient key `recipientRaw`. */
-  seal(msg: SealedFields, body: Uint8Array, recipientRaw: Buffer, now = Date.now(), nonce: Buffer = randomBytes(SEAL_NONCE_BYTES)): Buffer {
-    return sealWith(this.pairKey(recipientRaw), this.publicRaw, sealKeyId(recipientRaw), msg, body, now, nonce);
+  seal(msg: SealedFields, body: Uint8Array, recipientRaw: Buffer, now = Date.now(), nonce?: Buffer): Buffer {
+    const pair = this.pair(recipientRaw, recipientRaw.toString('latin1'));
+    return sealInto(pair.key, this.publicRaw, pair.otherId, msg, body, now, nonce ?? this.nonces);
   }
 
   /**
@@ -138,16 +174,16 @@ export class SealKey {
    * when it is not for this key, was changed on the way, or is too old or too new.
    */
   open(msg: SealedFields, envelope: Buffer, now = Date.now(), maxAgeMs = SEAL_MAX_AGE_MS): Buffer {
-    const header = readEnvelopeHeader(envelope);
-    if (!header.recipientId.equals(this.keyId)) throw new SealError(Status.BAD_SEAL, 'sealed for another key');
-    let pair: Buffer;
+    checkEnvelope(envelope);
+    if (this.keyId.compare(envelope, RECIPIENT_AT, RECIPIENT_AT + SEAL_KEY_ID_BYTES) !== 0) throw new SealError(Status.BAD_SEAL, 'sealed for another key');
+    let pair: Pair;
     try {
-      pair = this.pairKey(header.senderKey);
+      pair = this.pair(envelope.subarray(SENDER_AT, SENDER_AT + SEAL_KEY_BYTES), envelope.toString('latin1', SENDER_AT, SENDER_AT + SEAL_KEY_BYTES));
     } catch {
       throw new SealError(Status.BAD_SEAL, "the sender's key is not a usable X25519 key");
     }
-    const plain = openWith(pair, msg, envelope);
-    const sealedAt = Number(plain.readBigUInt64BE(0));
+    const plain = openWith(pair.key, msg, envelope);
+    const sealedAt = plain.readUInt32BE(0) * 2 ** 32 + plain.readUInt32BE(4);
     if (now - sealedAt > maxAgeMs) throw new SealError(Status.BAD_SEAL, `sealed ${Math.round((now - sealedAt) / 1000)} s ago, over the ${maxAgeMs / 1000} s limit (a replay?)`);
     if (sealedAt - now > SEAL_MAX_SKEW_MS) throw new SealError(Status.BAD_SEAL, `sealed ${Math.round((sealedAt - now) / 1000)} s in the future`);
     return plain.subarray(TIME_BYTES);
@@ -168,17 +204,32 @@ export interface EnvelopeHeader {
   readonly nonce: Buffer;
 }
 
-/** The clear part of an envelope (what the contact point checks); BAD_SEAL when it is not one. */
-export function readEnvelopeHeader(envelope: Buffer): EnvelopeHeader {
+const SENDER_AT = 1;
+const RECIPIENT_AT = SENDER_AT + SEAL_KEY_BYTES;
+const NONCE_AT = RECIPIENT_AT + SEAL_KEY_ID_BYTES;
+
+/** BAD_SEAL unless `envelope` is long enough and of the version this build reads. */
+function checkEnvelope(envelope: Buffer): void {
   if (envelope.length < SEAL_OVERHEAD) throw new SealError(Status.BAD_SEAL, `a sealed payload is at least ${SEAL_OVERHEAD} bytes, not ${envelope.length}`);
   const version = envelope[0]!;
   if (version !== SEAL_VERSION) throw new SealError(Status.BAD_SEAL, `seal version ${version}; this build reads ${SEAL_VERSION}`);
+}
+
+/** The clear part of an envelope; BAD_SEAL when it is not one. */
+export function readEnvelopeHeader(envelope: Buffer): EnvelopeHeader {
+  checkEnvelope(envelope);
   return {
-    version,
-    senderKey: envelope.subarray(1, 1 + SEAL_KEY_BYTES),
-    recipientId: envelope.subarray(1 + SEAL_KEY_BYTES, 1 + SEAL_KEY_BYTES + SEAL_KEY_ID_BYTES),
-    nonce: envelope.subarray(SEAL_HEADER_BYTES - SEAL_NONCE_BYTES, SEAL_HEADER_BYTES),
+    version: envelope[0]!,
+    senderKey: envelope.subarray(SENDER_AT, RECIPIENT_AT),
+    recipientId: envelope.subarray(RECIPIENT_AT, NONCE_AT),
+    nonce: envelope.subarray(NONCE_AT, SEAL_HEADER_BYTES),
   };
+}
+
+/** The sender's raw key in an envelope (what the contact point and an external receiver check, per message); BAD_SEAL when it is not one. */
+export function envelopeSenderKey(envelope: Buffer): Buffer {
+  checkEnvelope(envelope);
+  return envelope.subarray(SENDER_AT, RECIPIENT_AT);
 }
 
 /** HKDF over the X25519 shared secret, bound to both public keys (in byte order, so both ends agree). */
@@ -192,31 +243,46 @@ export function derivePairKey(own: KeyObject, ownRaw: Buffer, otherRaw: Buffer):
 
 /** The additional data: a label, the envelope header, and id, to, from (each with a u8 length). */
 export function sealAad(header: Buffer, msg: SealedFields): Buffer {
-  // One allocation: this runs for every message sealed or opened.
+  // One allocation (from Buffer's pool): this runs for every message sealed or opened.
   const out = Buffer.allocUnsafe(AAD_LABEL.length + header.length + 3 + msg.id.length + msg.to.length + msg.from.length);
   let o = AAD_LABEL.copy(out, 0);
   o += header.copy(out, o);
-  for (const field of [msg.id, msg.to, msg.from]) {
-    out[o++] = field.length;
-    o += out.write(field, o, 'latin1');
-  }
+  o = writeField(out, o, msg.id);
+  o = writeField(out, o, msg.to);
+  writeField(out, o, msg.from);
   return out;
+}
+
+function writeField(out: Buffer, o: number, field: string): number {
+  out[o] = field.length;
+  return o + 1 + out.write(field, o + 1, 'latin1');
 }
 
 /** The envelope for `body`, with a given pair key, nonce and time (sealKey.seal draws the nonce). */
 export function sealWith(pairKey: Buffer, senderRaw: Buffer, recipientId: Buffer, msg: SealedFields, body: Uint8Array, now: number, nonce: Buffer): Buffer {
+  return sealInto(pairKey, senderRaw, recipientId, msg, body, now, nonce);
+}
+
+/**
+ * Builds the envelope in one buffer: the header is written in place, `t ‖ body` is enciphered
+ * with one update (one buffer from the cipher instead of two), and the tag follows.
+ */
+function sealInto(pairKey: Buffer, senderRaw: Buffer, recipientId: Buffer, msg: SealedFields, body: Uint8Array, now: number, nonce: Buffer | NoncePool): Buffer {
   const out = Buffer.allocUnsafe(SEAL_OVERHEAD + body.length);
   out[0] = SEAL_VERSION;
-  senderRaw.copy(out, 1);
-  recipientId.copy(out, 1 + SEAL_KEY_BYTES);
-  nonce.copy(out, SEAL_HEADER_BYTES - SEAL_NONCE_BYTES);
-  const cipher = createCipheriv('chacha20-poly1305', pairKey, nonce, { authTagLength: SEAL_TAG_BYTES });
-  cipher.setAAD(sealAad(out.subarray(0, SEAL_HEADER_BYTES), msg), { plaintextLength: TIME_BYTES + body.length });
-  const time = Buffer.allocUnsafe(TIME_BYTES);
-  time.writeBigUInt64BE(BigInt(now));
+  senderRaw.copy(out, SENDER_AT);
+  recipientId.copy(out, RECIPIENT_AT);
+  if (nonce instanceof NoncePool) nonce.fill(out, NONCE_AT);
+  else nonce.copy(out, NONCE_AT);
+  const plain = Buffer.allocUnsafe(TIME_BYTES + body.length);
+  // u64 BE milliseconds, written as two u32 (no BigInt per message)
+  plain.writeUInt32BE(Math.floor(now / 2 ** 32), 0);
+  plain.writeUInt32BE(now >>> 0, 4);
+  plain.set(body, TIME_BYTES);
+  const cipher = createCipheriv('chacha20-poly1305', pairKey, out.subarray(NONCE_AT, SEAL_HEADER_BYTES), { authTagLength: SEAL_TAG_BYTES });
+  cipher.setAAD(sealAad(out.subarray(0, SEAL_HEADER_BYTES), msg), { plaintextLength: plain.length });
   let o = SEAL_HEADER_BYTES;
-  o += cipher.update(time).copy(out, o);
-  o += cipher.update(body).copy(out, o);
+  o += cipher.update(plain).copy(out, o);
   o += cipher.final().copy(out, o);
   cipher.getAuthTag().copy(out, o);
   return out;
@@ -224,11 +290,9 @@ export function sealWith(pairKey: Buffer, senderRaw: Buffer, recipientId: Buffer
 
 /** The sealed time and body; BAD_SEAL when the tag does not verify. */
 export function openWith(pairKey: Buffer, msg: SealedFields, envelope: Buffer): Buffer {
-  const header = envelope.subarray(0, SEAL_HEADER_BYTES);
-  const nonce = envelope.subarray(SEAL_HEADER_BYTES - SEAL_NONCE_BYTES, SEAL_HEADER_BYTES);
   const tagAt = envelope.length - SEAL_TAG_BYTES;
-  const decipher = createDecipheriv('chacha20-poly1305', pairKey, nonce, { authTagLength: SEAL_TAG_BYTES });
-  decipher.setAAD(sealAad(header, msg), { plaintextLength: tagAt - SEAL_HEADER_BYTES });
+  const decipher = createDecipheriv('chacha20-poly1305', pairKey, envelope.subarray(NONCE_AT, SEAL_HEADER_BYTES), { authTagLength: SEAL_TAG_BYTES });
+  decipher.setAAD(sealAad(envelope.subarray(0, SEAL_HEADER_BYTES), msg), { plaintextLength: tagAt - SEAL_HEADER_BYTES });
   decipher.setAuthTag(envelope.subarray(tagAt));
   const plain = decipher.update(envelope.subarray(SEAL_HEADER_BYTES, tagAt));
   try {

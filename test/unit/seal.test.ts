@@ -75,6 +75,21 @@ describe('sealed payloads (test/vectors/seal.json)', () => {
     expect(() => recipient.open(x, env, x.sealedAt)).toThrow(SealError);
   });
 
+  it('draws a fresh nonce for every seal, across refills of its random pool, and each opens', () => {
+    const a = SealKey.generate();
+    const b = SealKey.generate();
+    const msg = { id: 'm1', to: 'b@hq', from: 'a@relay' };
+    const nonces = new Set<string>();
+    const n = 1_000; // 341 nonces per 4 KiB pool: two refills and more
+    for (let i = 0; i < n; i++) {
+      const body = Buffer.from(`body ${i}`);
+      const env = a.seal(msg, body, b.publicRaw, 1_700_000_000_000 + i);
+      nonces.add(readEnvelopeHeader(env).nonce.toString('hex'));
+      expect(b.open(msg, env, 1_700_000_000_000 + i).toString()).toBe(`body ${i}`);
+    }
+    expect(nonces.size).toBe(n);
+  });
+
   it('reads the clear header the contact point checks', () => {
     const hdr = readEnvelopeHeader(hex(v.valid[0]!.envelopeHex));
     expect(hdr.version).toBe(1);
