@@ -22,6 +22,13 @@ export const TARGET_SEALED_P99_DELTA_MS = 0.3;
 
 type Side = 'plain' | 'sealed';
 
+/** Each process's CPU per acked message (µs), the median over `rounds`. */
+function cpuPerMsg(rounds: readonly LoopResult[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of Object.keys(rounds[0]?.cpu ?? {})) out[k] = round(median(rounds.map((c) => (c.cpu[k]! * 10_000) / c.msgsPerS)), 1);
+  return out;
+}
+
 export async function runSealing(ctx: BenchContext): Promise<void> {
   if (!ctx.selected('sealing')) return;
   const mode = ctx.quick ? 'quick' : 'full';
@@ -66,7 +73,7 @@ export async function runSealing(ctx: BenchContext): Promise<void> {
     const failed = [...closed.plain, ...closed.sealed].reduce((n, c) => n + c.failed, 0) + [...lat.plain, ...lat.sealed].reduce((n, l) => n + l.failed, 0);
     emit({
       name: 'sealing.throughput',
-      description: `acked ${MSG_BYTES} B messages external -> relay -> tunnel -> contact point -> internal peer, ${IN_FLIGHT} in flight, sealed (X25519 + ChaCha20-Poly1305, opened by the receiver) vs plain, same run`,
+      description: `acked ${MSG_BYTES} B messages external -> relay -> tunnel -> contact point -> internal peer, ${IN_FLIGHT} in flight, sealed (X25519 + AES-256-GCM, seal version 2, opened by the receiver) vs plain, same run`,
       value: Math.round(rate('sealed')),
       unit: 'msgs/s',
       baseline_msgs_per_s: Math.round(rate('plain')),
@@ -75,6 +82,9 @@ export async function runSealing(ctx: BenchContext): Promise<void> {
       target_ratio: TARGET_SEALED_RATIO,
       rounds_sealed: closed.sealed.map((c) => Math.round(c.msgsPerS)),
       rounds_plain: closed.plain.map((c) => Math.round(c.msgsPerS)),
+      // CPU per acked message of each process (µs), median of rounds: where sealing costs
+      cpu_us_per_msg_sealed: cpuPerMsg(closed.sealed),
+      cpu_us_per_msg_plain: cpuPerMsg(closed.plain),
       cpu_sealed: closed.sealed.map((c) => c.cpu),
       cpu_plain: closed.plain.map((c) => c.cpu),
       failed,

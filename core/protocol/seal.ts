@@ -28,8 +28,16 @@ import { Status, type StatusCode } from './status.js';
  * the same both ways, derived once per pair of keys and cached. The AAD binds the envelope's
  * header and the MSG's id, to and from (each length-prefixed), so a hop that re-addresses,
  * renumbers or re-keys a message makes it fail to open. Primitives are node:crypto's only.
+ *
+ * Version 2 is the same envelope with AES-256-GCM in place of ChaCha20-Poly1305, under its own
+ * pair key (SEAL_INFO_V2). A sender uses it for a receiver whose KEYS answer carries
+ * FLAG_SEAL_AES: on hosts with AES-NI it costs about half as much CPU per message, and OpenSSL's
+ * AVX-512 ChaCha20 made every other thing the process did slower too (issue 14, sealing speed).
  */
 export const SEAL_VERSION = 1;
+/** AES-256-GCM (PROTOCOL.md 19.1) */
+export const SEAL_VERSION_AES = 2;
+export type SealVersion = typeof SEAL_VERSION | typeof SEAL_VERSION_AES;
 export const SEAL_KEY_BYTES = 32;
 export const SEAL_KEY_ID_BYTES = 8;
 export const SEAL_NONCE_BYTES = 12;
@@ -41,6 +49,8 @@ export const SEAL_HEADER_BYTES = 1 + SEAL_KEY_BYTES + SEAL_KEY_ID_BYTES + SEAL_N
 export const SEAL_OVERHEAD = SEAL_HEADER_BYTES + TIME_BYTES + SEAL_TAG_BYTES;
 const SEAL_SALT = Buffer.from('contact-point seal salt v1', 'latin1');
 const SEAL_INFO = Buffer.from('contact-point seal v1', 'latin1');
+/** version 2's pair key: another HKDF output, so no key is used with two ciphers */
+const SEAL_INFO_V2 = Buffer.from('contact-point seal v2', 'latin1');
 const AAD_LABEL = Buffer.from('contact-point seal aad v1\0', 'latin1');
 
 /**
@@ -82,8 +92,8 @@ export function sealKeyId(rawPublic: Buffer): Buffer {
 
 /** What one end keeps for each key it seals to or opens from: derived once, then reused per message. */
 interface Pair {
-  /** the pair key (HKDF output) */
-  readonly key: Buffer;
+  /** the pair key of each version (HKDF outputs) */
+  readonly keys: Record<SealVersion, Buffer>;
   /** the other key's id (sealKeyId), written into every envelope sealed for it */
   readonly otherId: Buffer;
 }
@@ -145,8 +155,8 @@ export class SealKey {
   }
 
   /** The key shared with the holder of `otherRaw` (derived once, then cached). */
-  pairKey(otherRaw: Buffer): Buffer {
-    return this.pair(otherRaw, otherRaw.toString('latin1')).key;
+  pairKey(otherRaw: Buffer, version: SealVersion = SEAL_VERSION): Buffer {
+    return this.pair(otherRaw, otherRaw.toString('latin1')).keys[version];
   }
 
   private pair(otherRaw: Buffer, cacheKey: string): Pair {
@@ -157,16 +167,17 @@ export class SealKey {
       this.pairs.set(cacheKey, hit);
       return hit;
     }
-    const pair: Pair = { key: derivePairKey(this.privateKey, this.publicRaw, otherRaw), otherId: sealKeyId(otherRaw) };
+    const [v1, v2] = derivePairKeys(this.privateKey, this.publicRaw, otherRaw);
+    const pair: Pair = { keys: { [SEAL_VERSION]: v1, [SEAL_VERSION_AES]: v2 }, otherId: sealKeyId(otherRaw) };
     if (this.pairs.size >= MAX_PAIR_KEYS) this.pairs.delete(this.pairs.keys().next().value!);
     this.pairs.set(cacheKey, pair);
     return pair;
   }
 
-  /** Seals `body` of message `id` from `from` to `to` for the recipient key `recipientRaw`. */
-  seal(msg: SealedFields, body: Uint8Array, recipientRaw: Buffer, now = Date.now(), nonce?: Buffer): Buffer {
+  /** Seals `body` of message `id` from `from` to `to` for the recipient key `recipientRaw`, in envelope `version`. */
+  seal(msg: SealedFields, body: Uint8Array, recipientRaw: Buffer, now = Date.now(), nonce?: Buffer, version: SealVersion = SEAL_VERSION): Buffer {
     const pair = this.pair(recipientRaw, recipientRaw.toString('latin1'));
-    return sealInto(pair.key, this.publicRaw, pair.otherId, msg, body, now, nonce ?? this.nonces);
+    return sealInto(version, pair.keys[version], this.publicRaw, pair.otherId, msg, body, now, nonce ?? this.nonces);
   }
 
   /**
@@ -174,7 +185,7 @@ export class SealKey {
    * when it is not for this key, was changed on the way, or is too old or too new.
    */
   open(msg: SealedFields, envelope: Buffer, now = Date.now(), maxAgeMs = SEAL_MAX_AGE_MS): Buffer {
-    checkEnvelope(envelope);
+    const version = checkEnvelope(envelope);
     if (this.keyId.compare(envelope, RECIPIENT_AT, RECIPIENT_AT + SEAL_KEY_ID_BYTES) !== 0) throw new SealError(Status.BAD_SEAL, 'sealed for another key');
     let pair: Pair;
     try {
@@ -182,7 +193,7 @@ export class SealKey {
     } catch {
       throw new SealError(Status.BAD_SEAL, "the sender's key is not a usable X25519 key");
     }
-    const plain = openWith(pair.key, msg, envelope);
+    const plain = openWith(pair.keys[version], msg, envelope);
     const sealedAt = plain.readUInt32BE(0) * 2 ** 32 + plain.readUInt32BE(4);
     if (now - sealedAt > maxAgeMs) throw new SealError(Status.BAD_SEAL, `sealed ${Math.round((now - sealedAt) / 1000)} s ago, over the ${maxAgeMs / 1000} s limit (a replay?)`);
     if (sealedAt - now > SEAL_MAX_SKEW_MS) throw new SealError(Status.BAD_SEAL, `sealed ${Math.round((sealedAt - now) / 1000)} s in the future`);
@@ -208,18 +219,18 @@ const SENDER_AT = 1;
 const RECIPIENT_AT = SENDER_AT + SEAL_KEY_BYTES;
 const NONCE_AT = RECIPIENT_AT + SEAL_KEY_ID_BYTES;
 
-/** BAD_SEAL unless `envelope` is long enough and of the version this build reads. */
-function checkEnvelope(envelope: Buffer): void {
+/** Its version; BAD_SEAL unless `envelope` is long enough and of a version this build reads. */
+function checkEnvelope(envelope: Buffer): SealVersion {
   if (envelope.length < SEAL_OVERHEAD) throw new SealError(Status.BAD_SEAL, `a sealed payload is at least ${SEAL_OVERHEAD} bytes, not ${envelope.length}`);
   const version = envelope[0]!;
-  if (version !== SEAL_VERSION) throw new SealError(Status.BAD_SEAL, `seal version ${version}; this build reads ${SEAL_VERSION}`);
+  if (version !== SEAL_VERSION && version !== SEAL_VERSION_AES) throw new SealError(Status.BAD_SEAL, `seal version ${version}; this build reads ${SEAL_VERSION} and ${SEAL_VERSION_AES}`);
+  return version;
 }
 
 /** The clear part of an envelope; BAD_SEAL when it is not one. */
 export function readEnvelopeHeader(envelope: Buffer): EnvelopeHeader {
-  checkEnvelope(envelope);
   return {
-    version: envelope[0]!,
+    version: checkEnvelope(envelope),
     senderKey: envelope.subarray(SENDER_AT, RECIPIENT_AT),
     recipientId: envelope.subarray(RECIPIENT_AT, NONCE_AT),
     nonce: envelope.subarray(NONCE_AT, SEAL_HEADER_BYTES),
@@ -232,13 +243,14 @@ export function envelopeSenderKey(envelope: Buffer): Buffer {
   return envelope.subarray(SENDER_AT, RECIPIENT_AT);
 }
 
-/** HKDF over the X25519 shared secret, bound to both public keys (in byte order, so both ends agree). */
-export function derivePairKey(own: KeyObject, ownRaw: Buffer, otherRaw: Buffer): Buffer {
+/** HKDF over the X25519 shared secret, bound to both public keys (in byte order, so both ends agree): version 1's and version 2's pair keys. */
+export function derivePairKeys(own: KeyObject, ownRaw: Buffer, otherRaw: Buffer): [Buffer, Buffer] {
   const shared = diffieHellman({ privateKey: own, publicKey: x25519PublicKey(otherRaw) });
   // RFC 7748 6.1: an all-zero result means a low-order point; refuse it rather than use a known key.
   if (shared.every((b) => b === 0)) throw new SealError(Status.BAD_SEAL, 'the other key is a low-order point');
   const [lo, hi] = Buffer.compare(ownRaw, otherRaw) <= 0 ? [ownRaw, otherRaw] : [otherRaw, ownRaw];
-  return Buffer.from(hkdfSync('sha256', shared, SEAL_SALT, Buffer.concat([SEAL_INFO, lo, hi]), 32));
+  const derive = (info: Buffer): Buffer => Buffer.from(hkdfSync('sha256', shared, SEAL_SALT, Buffer.concat([info, lo, hi]), 32));
+  return [derive(SEAL_INFO), derive(SEAL_INFO_V2)];
 }
 
 /** The additional data: a label, the envelope header, and id, to, from (each with a u8 length). */
@@ -259,17 +271,17 @@ function writeField(out: Buffer, o: number, field: string): number {
 }
 
 /** The envelope for `body`, with a given pair key, nonce and time (sealKey.seal draws the nonce). */
-export function sealWith(pairKey: Buffer, senderRaw: Buffer, recipientId: Buffer, msg: SealedFields, body: Uint8Array, now: number, nonce: Buffer): Buffer {
-  return sealInto(pairKey, senderRaw, recipientId, msg, body, now, nonce);
+export function sealWith(pairKey: Buffer, senderRaw: Buffer, recipientId: Buffer, msg: SealedFields, body: Uint8Array, now: number, nonce: Buffer, version: SealVersion = SEAL_VERSION): Buffer {
+  return sealInto(version, pairKey, senderRaw, recipientId, msg, body, now, nonce);
 }
 
 /**
  * Builds the envelope in one buffer: the header is written in place, `t ‖ body` is enciphered
  * with one update (one buffer from the cipher instead of two), and the tag follows.
  */
-function sealInto(pairKey: Buffer, senderRaw: Buffer, recipientId: Buffer, msg: SealedFields, body: Uint8Array, now: number, nonce: Buffer | NoncePool): Buffer {
+function sealInto(version: SealVersion, pairKey: Buffer, senderRaw: Buffer, recipientId: Buffer, msg: SealedFields, body: Uint8Array, now: number, nonce: Buffer | NoncePool): Buffer {
   const out = Buffer.allocUnsafe(SEAL_OVERHEAD + body.length);
-  out[0] = SEAL_VERSION;
+  out[0] = version;
   senderRaw.copy(out, SENDER_AT);
   recipientId.copy(out, RECIPIENT_AT);
   if (nonce instanceof NoncePool) nonce.fill(out, NONCE_AT);
@@ -279,7 +291,9 @@ function sealInto(pairKey: Buffer, senderRaw: Buffer, recipientId: Buffer, msg: 
   plain.writeUInt32BE(Math.floor(now / 2 ** 32), 0);
   plain.writeUInt32BE(now >>> 0, 4);
   plain.set(body, TIME_BYTES);
-  const cipher = createCipheriv('chacha20-poly1305', pairKey, out.subarray(NONCE_AT, SEAL_HEADER_BYTES), { authTagLength: SEAL_TAG_BYTES });
+  const nonceBytes = out.subarray(NONCE_AT, SEAL_HEADER_BYTES);
+  const tag = { authTagLength: SEAL_TAG_BYTES };
+  const cipher = version === SEAL_VERSION_AES ? createCipheriv('aes-256-gcm', pairKey, nonceBytes, tag) : createCipheriv('chacha20-poly1305', pairKey, nonceBytes, tag);
   cipher.setAAD(sealAad(out.subarray(0, SEAL_HEADER_BYTES), msg), { plaintextLength: plain.length });
   let o = SEAL_HEADER_BYTES;
   o += cipher.update(plain).copy(out, o);
@@ -288,10 +302,12 @@ function sealInto(pairKey: Buffer, senderRaw: Buffer, recipientId: Buffer, msg: 
   return out;
 }
 
-/** The sealed time and body; BAD_SEAL when the tag does not verify. */
+/** The sealed time and body (the envelope's version, already checked, picks the cipher); BAD_SEAL when the tag does not verify. */
 export function openWith(pairKey: Buffer, msg: SealedFields, envelope: Buffer): Buffer {
   const tagAt = envelope.length - SEAL_TAG_BYTES;
-  const decipher = createDecipheriv('chacha20-poly1305', pairKey, envelope.subarray(NONCE_AT, SEAL_HEADER_BYTES), { authTagLength: SEAL_TAG_BYTES });
+  const nonce = envelope.subarray(NONCE_AT, SEAL_HEADER_BYTES);
+  const tag = { authTagLength: SEAL_TAG_BYTES };
+  const decipher = envelope[0] === SEAL_VERSION_AES ? createDecipheriv('aes-256-gcm', pairKey, nonce, tag) : createDecipheriv('chacha20-poly1305', pairKey, nonce, tag);
   decipher.setAAD(sealAad(envelope.subarray(0, SEAL_HEADER_BYTES), msg), { plaintextLength: tagAt - SEAL_HEADER_BYTES });
   decipher.setAuthTag(envelope.subarray(tagAt));
   const plain = decipher.update(envelope.subarray(SEAL_HEADER_BYTES, tagAt));
