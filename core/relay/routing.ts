@@ -1,7 +1,7 @@
 import { parseAddress, type Address } from '../protocol/address.js';
 import { decodeAck, decodeFrame, decodeMsg, encodeAck, type AckFrame, type Frame, type MsgFrame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { FrameType, type ReachableBody } from '../protocol/frames.js';
+import { CAPABILITY_SEALED, FrameType, type ReachableBody } from '../protocol/frames.js';
 import type { Link } from '../protocol/link.js';
 import { MAX_ACK_ROUTES_PER_CREDENTIAL, MAX_BUFFERED_BYTES, MAX_REMOTE_ACK_ROUTES, MAX_REMOTE_REPLY_ROUTES, MAX_REPLY_ROUTES_PER_CREDENTIAL, REACHABLE_WAIT_MS, REACHABLE_WAITERS_MAX, REACHABLE_WAITERS_PER_DOMAIN } from '../protocol/limits.js';
 import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
@@ -90,6 +90,11 @@ export class Router {
         // Remember who waits, to tell them the moment that peer connects (REACHABLE with name).
         if (known && s.reachable) this.waiting.add(msg.to, s.waitKey);
         return this.refuse(s, msg, counted, known ? Status.PEER_OFFLINE : Status.UNKNOWN_PEER);
+      }
+      // A KEYS request to a peer whose HELLO did not say `sealed`: "no key" at once (it would not
+      // answer, and the asker would wait KEYS_TIMEOUT_MS before sending plain; issue 14).
+      if (!counted && ext.kind === 'external' && !ext.env?.capabilities?.includes(CAPABILITY_SEALED)) {
+        return this.refuse(s, msg, counted, Status.UNKNOWN_PEER, `${msg.to} does not seal (its software did not say so at hello)`);
       }
       if (ext.kind === 'remote') {
         if (counted) this.o.stats.forwarded++;

@@ -6,14 +6,16 @@ import { STATE_FILE } from '../../core/contact-point/state-store.js';
 import { KeyPins } from '../../core/peer/key-pins.js';
 import { PeerIdentity } from '../../core/peer/identity.js';
 import { PeerClient, type InboundMessage } from '../../core/peer/peer-client.js';
-import { decodeAck, decodeFrame, decodeMsg, encodeMsg, type Frame } from '../../core/protocol/codec.js';
+import { decodeAck, decodeControl, decodeFrame, decodeMsg, encodeMsg, type Frame } from '../../core/protocol/codec.js';
 import { FLAG_SEAL_AES, FLAG_SEALED, FrameType } from '../../core/protocol/frames.js';
 import { CONTACT_POINT_KEY_FILE } from '../../core/protocol/key-statement.js';
 import { SEAL_VERSION, SEAL_VERSION_AES } from '../../core/protocol/seal.js';
 import { Status } from '../../core/protocol/status.js';
+import { OFFERED_VERSIONS } from '../../core/protocol/version.js';
 import { Router } from '../../core/relay/routing.js';
 import type { RelaySession } from '../../core/relay/sessions.js';
 import { FAST, logger, refusal, startHarness, tempDir, waitFor, type Harness } from '../helpers.js';
+import { RawClient } from '../raw-client.js';
 
 /** The plaintext every test sends: it must never show in a frame the relay handles. */
 const MARKER = 'MARKER-7f3a-plaintext-the-relay-must-not-see';
@@ -110,6 +112,24 @@ describe('sealed messages through a relay that records every frame', () => {
     expect(got.map((m) => [m.payload.toString(), m.sealed])).toEqual([[MARKER, true]]);
     expect(sealVersions(tap)).toEqual([SEAL_VERSION]);
     expect(seen(tap)).toBe(false);
+  });
+
+  it('a KEYS request to an external peer that did not say `sealed` is answered "no key" by the relay: the first message goes plain at once', async () => {
+    const printer = await h.registered('printer');
+    // bob speaks the protocol but not sealing: it would never answer a KEYS request (and the sender would wait KEYS_TIMEOUT_MS).
+    const bob = await RawClient.open(h.relay.url);
+    try {
+      bob.hello({ versions: OFFERED_VERSIONS, role: 'external', id: 'bob', secret: await h.credentials.add('external', 'bob') });
+      await waitFor(() => bob.frames.some((f) => f.type === FrameType.WELCOME), 5_000, 'bob welcomed');
+      const address = (decodeControl(bob.frames.find((f) => f.type === FrameType.WELCOME)!, FrameType.WELCOME) as { address: string }).address;
+      printer.send(address, MARKER).catch(() => undefined);
+      await waitFor(() => bob.frames.some((f) => f.type === FrameType.MSG), 10_000, 'the message at bob');
+      expect(bob.frames.some((f) => f.type === FrameType.KEYS_REQUEST)).toBe(false);
+      expect((bob.frames.find((f) => f.type === FrameType.MSG)!.flags & FLAG_SEALED) === 0).toBe(true);
+      expect(printer.stats.sealed).toBe(0);
+    } finally {
+      bob.ws.terminate();
+    }
   });
 
   it('sees the plaintext when the sender does not seal (the recorder works)', async () => {
