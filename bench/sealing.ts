@@ -7,6 +7,8 @@
  *   message), one with sealing off. Rounds alternate so drift on the shared host hits both alike.
  * - sealing.latency: the same two senders paced at PACED_RATE msgs/s; the receiver records the
  *   one-way latency of each measured message (its stamp is read after opening the seal).
+ * - sealing.first_message: a new sender's first message, from send() to its ACK, sealed (the
+ *   receiver's key is asked for first: one more round trip, and the statement checked) vs plain.
  * Targets (issue 14): sealed throughput at least 85% of plain, paced p99 within 0.3 ms of plain.
  */
 import { performance } from 'node:perf_hooks';
@@ -21,6 +23,16 @@ export const TARGET_SEALED_RATIO = 0.85;
 export const TARGET_SEALED_P99_DELTA_MS = 0.3;
 
 type Side = 'plain' | 'sealed';
+
+/** New senders per side whose first message is timed (sealing.first_message). */
+const FIRST_MESSAGE_SENDERS = 5;
+
+/** Each process's CPU per acked message (µs), the median over `rounds`. */
+function cpuPerMsg(rounds: readonly LoopResult[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of Object.keys(rounds[0]?.cpu ?? {})) out[k] = round(median(rounds.map((c) => (c.cpu[k]! * 10_000) / c.msgsPerS)), 1);
+  return out;
+}
 
 export async function runSealing(ctx: BenchContext): Promise<void> {
   if (!ctx.selected('sealing')) return;
@@ -61,12 +73,29 @@ export async function runSealing(ctx: BenchContext): Promise<void> {
         note(`  round ${r + 1}: ${side}: closed loop ${Math.round(c.msgsPerS)} msgs/s; paced ${PACED_RATE} msgs/s p99 ${round(l.p99)} ms`);
       }
     }
+    // A new sender's first message: sides alternate, each sender connected before the clock starts.
+    const first: Record<Side, number[]> = { plain: [], sealed: [] };
+    for (let i = 0; i < FIRST_MESSAGE_SENDERS; i++) {
+      for (const side of ['sealed', 'plain'] as const) {
+        const name = `bench-first-${side}-${i}`;
+        const secret = await relay.call<string>('addCredential', { kind: 'external', id: name });
+        const c = new PeerClient({ role: 'external', url: relay.url, name, secret, proxy: null, seal: side === 'sealed' ? 'auto' : 'off' });
+        clients.push(c);
+        c.start();
+        await c.ready();
+        const t0 = performance.now();
+        await c.send(to, payload(false));
+        first[side].push(performance.now() - t0);
+        if (c.stats.sealed !== (side === 'sealed' ? 1 : 0)) throw new Error(`sealing: the first ${side} message was ${c.stats.sealed ? '' : 'not '}sealed`);
+        await c.stop();
+      }
+    }
     const rate = (side: Side): number => median(closed[side].map((c) => c.msgsPerS));
     const p99 = (side: Side): number => median(lat[side].map((l) => l.p99));
     const failed = [...closed.plain, ...closed.sealed].reduce((n, c) => n + c.failed, 0) + [...lat.plain, ...lat.sealed].reduce((n, l) => n + l.failed, 0);
     emit({
       name: 'sealing.throughput',
-      description: `acked ${MSG_BYTES} B messages external -> relay -> tunnel -> contact point -> internal peer, ${IN_FLIGHT} in flight, sealed (X25519 + ChaCha20-Poly1305, opened by the receiver) vs plain, same run`,
+      description: `acked ${MSG_BYTES} B messages external -> relay -> tunnel -> contact point -> internal peer, ${IN_FLIGHT} in flight, sealed (X25519 + AES-256-GCM, seal version 2, opened by the receiver) vs plain, same run`,
       value: Math.round(rate('sealed')),
       unit: 'msgs/s',
       baseline_msgs_per_s: Math.round(rate('plain')),
@@ -75,6 +104,9 @@ export async function runSealing(ctx: BenchContext): Promise<void> {
       target_ratio: TARGET_SEALED_RATIO,
       rounds_sealed: closed.sealed.map((c) => Math.round(c.msgsPerS)),
       rounds_plain: closed.plain.map((c) => Math.round(c.msgsPerS)),
+      // CPU per acked message of each process (µs), median of rounds: where sealing costs
+      cpu_us_per_msg_sealed: cpuPerMsg(closed.sealed),
+      cpu_us_per_msg_plain: cpuPerMsg(closed.plain),
       cpu_sealed: closed.sealed.map((c) => c.cpu),
       cpu_plain: closed.plain.map((c) => c.cpu),
       failed,
@@ -95,6 +127,17 @@ export async function runSealing(ctx: BenchContext): Promise<void> {
       p50_ms_plain: round(median(lat.plain.map((l) => l.p50))),
       rounds_sealed: lat.sealed,
       rounds_plain: lat.plain,
+      mode,
+    });
+    emit({
+      name: 'sealing.first_message',
+      description: `a new external sender's first ${MSG_BYTES} B message on the same path, from send() to its ACK, sealed (its receiver's key asked for first) vs plain, median of ${FIRST_MESSAGE_SENDERS} senders each`,
+      value: round(median(first.sealed)),
+      unit: 'ms',
+      baseline_ms: round(median(first.plain)),
+      delta_ms: round(median(first.sealed) - median(first.plain)),
+      samples_sealed: first.sealed.map((x) => round(x)),
+      samples_plain: first.plain.map((x) => round(x)),
       mode,
     });
   } finally {

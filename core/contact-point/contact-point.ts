@@ -251,8 +251,9 @@ export class ContactPoint implements AdminHostApi {
       http: opts.peerHttp,
       cpKey: seal.key.publicKey,
       handler: {
-        hello: (name, publicKey, remote, sealKey) => {
+        hello: (name, publicKey, remote, sealKey, sealAes) => {
           const r = registrar.hello(name, publicKey, remote, sealKey);
+          if (r.ok) this.seal.noteAes(`${name}@${opts.id}`, sealKey !== undefined && sealAes === true);
           return r.ok ? { ok: true, state: r.record.state } : r;
         },
         up: (s) => registrar.setOnline(s.name, true),

@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeControl, type Frame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { CAPABILITY_REACHABLE, FrameType, frameTypeName, type PeerState } from '../protocol/frames.js';
+import { CAPABILITY_REACHABLE, CAPABILITY_SEAL_AES, FrameType, frameTypeName, type PeerState } from '../protocol/frames.js';
 import { checkEveryMs, KeepaliveSweep, Link } from '../protocol/link.js';
 import {
   CONTACT_POINT_RATE_PER_PEER,
@@ -61,7 +61,8 @@ export interface PeerSession {
 export interface PeerPortHandler {
   /** A peer proved its key for `name`; admit it (its registration state) or refuse with a code. */
   /** `sealKey`: the X25519 sealing key its identity signed (absent: it does not seal) */
-  hello(name: string, publicKey: string, remote: string, sealKey?: string): { ok: true; state: PeerState } | { ok: false; code: StatusCode; reason: string };
+  /** `sealAes`: its HELLO listed `seal-aes` (it opens seal version 2) */
+  hello(name: string, publicKey: string, remote: string, sealKey?: string, sealAes?: boolean): { ok: true; state: PeerState } | { ok: false; code: StatusCode; reason: string };
   up(session: PeerSession): void;
   frame(session: PeerSession, frame: Frame): void;
   down(session: PeerSession): void;
@@ -177,7 +178,7 @@ export class PeerPort {
     };
     const timer = setTimeout(() => link.fault(Status.HELLO_TIMEOUT, `hello not completed within ${helloTimeoutMs} ms`), helloTimeoutMs);
     timer.unref();
-    let claimed: { name: string; publicKey: string; nonce: string; version: number; reachable: boolean; sealKey: string | undefined } | undefined;
+    let claimed: { name: string; publicKey: string; nonce: string; version: number; reachable: boolean; sealKey: string | undefined; sealAes: boolean } | undefined;
 
     link.setHandler({
       onFrame: (frame) => {
@@ -198,6 +199,7 @@ export class PeerPort {
             version,
             reachable: hello.env?.capabilities?.includes(CAPABILITY_REACHABLE) ?? false,
             sealKey: hello.sealKey,
+            sealAes: hello.env?.capabilities?.includes(CAPABILITY_SEAL_AES) ?? false,
           };
           link.sendControl(FrameType.CHALLENGE, { nonce: claimed.nonce });
           return;
@@ -208,7 +210,7 @@ export class PeerPort {
           throw new ProtocolError(Status.BAD_CREDENTIALS, 'the signature does not match the public key');
         }
         settle();
-        const verdict = this.opts.handler.hello(claimed.name, claimed.publicKey, remote, claimed.sealKey);
+        const verdict = this.opts.handler.hello(claimed.name, claimed.publicKey, remote, claimed.sealKey, claimed.sealAes);
         if (!verdict.ok) {
           // A flood's refusals are summed up by the contact point's flood summary, not logged one by one.
           link.fault(verdict.code, verdict.reason, verdict.code === Status.RATE_LIMITED ? 'debug' : 'info');

@@ -1,11 +1,11 @@
 import { parseAddress } from '../protocol/address.js';
 import { encodeAck, encodeMsg, type MsgFrame } from '../protocol/codec.js';
-import { FLAG_SEALED, FrameType } from '../protocol/frames.js';
+import { FLAG_SEAL_AES, FLAG_SEALED, FrameType } from '../protocol/frames.js';
 import { keysRequestSchema, type ContactPointKey, type KeysAnswer } from '../protocol/key-statement.js';
 import { MAX_NAME_LENGTH, MAX_PEERS_PER_CONTACT_POINT } from '../protocol/limits.js';
 import { nameSchema } from '../protocol/name.js';
 import { bool, int, list, obj, str, type Infer } from '../protocol/schema.js';
-import { readEnvelopeHeader, SealError } from '../protocol/seal.js';
+import { envelopeSenderKey, SealError } from '../protocol/seal.js';
 import { Status, type StatusCode } from '../protocol/status.js';
 import type { Registrar } from './registrar.js';
 
@@ -49,6 +49,12 @@ export class SealGuard {
   private required: boolean;
   private readonly peers: Set<string>;
   private readonly bindings: Map<string, { key: string; firstSeen: number }>;
+  /**
+   * Addresses that open seal version 2 (AES-256-GCM): LAN peers whose last HELLO said `seal-aes`,
+   * external askers whose KEYS_REQUEST carried FLAG_SEAL_AES. In memory: until one says so again,
+   * its KEYS answers leave the flag off and senders seal in version 1, which it also opens.
+   */
+  private readonly aesReaders = new Set<string>();
 
   constructor(
     readonly key: ContactPointKey,
@@ -93,6 +99,13 @@ export class SealGuard {
     };
   }
 
+  /** `address` opens seal version 2 (`reads`), or not (any more). */
+  noteAes(address: string, reads: boolean): void {
+    if (!reads) this.aesReaders.delete(address);
+    // At the bound, the rest get version 1 (which every sealing peer opens).
+    else if (this.aesReaders.size < MAX_KEY_BINDINGS + MAX_PEERS_PER_CONTACT_POINT) this.aesReaders.add(address);
+  }
+
   isBound(address: string): boolean {
     return this.bindings.has(address);
   }
@@ -110,7 +123,7 @@ export class SealGuard {
     }
     let senderKey: string;
     try {
-      senderKey = readEnvelopeHeader(msg.payload).senderKey.toString('base64');
+      senderKey = envelopeSenderKey(msg.payload).toString('base64');
     } catch (err: unknown) {
       if (err instanceof SealError) return { code: err.code, reason: err.reason };
       throw err;
@@ -139,6 +152,7 @@ export class SealGuard {
       // The requester's own key, bound to its address at first contact (as its sealed messages are).
       const refusal = this.bind(req.from, body.key);
       if (refusal) return refuse(refusal.code, refusal.reason);
+      this.noteAes(req.from, (req.flags & FLAG_SEAL_AES) !== 0);
     }
     const target = parseAddress(req.to);
     if (!target) return refuse(Status.BAD_ADDRESS, `"${req.to}" is not name@domain`);
@@ -157,7 +171,8 @@ export class SealGuard {
       }
     }
     const statement: KeysAnswer = this.key.statement(req.to, key, this.now());
-    return encodeMsg({ id: req.id, to: req.from, from: req.to, payload: Buffer.from(JSON.stringify(statement), 'utf8') }, 0, FrameType.KEYS_ANSWER);
+    const flags = this.aesReaders.has(req.to) ? FLAG_SEAL_AES : 0;
+    return encodeMsg({ id: req.id, to: req.from, from: req.to, payload: Buffer.from(JSON.stringify(statement), 'utf8') }, flags, FrameType.KEYS_ANSWER);
   }
 
   /** First contact binds `address` to `key`; a different key later is refused. */

@@ -3,8 +3,8 @@ import { parseAddress } from '../protocol/address.js';
 import { decodeAck, decodeControl, decodeMsg, encodeAck, encodeMsg, type Frame, type MsgFrame } from '../protocol/codec.js';
 import { Dialer, type DialerStatus } from '../protocol/dialer.js';
 import { DeliveryError, ProtocolError } from '../protocol/errors.js';
-import { CAPABILITY_REACHABLE, CAPABILITY_SEALED, FLAG_RETRY, FLAG_SEALED, FrameType, frameTypeName, type LookupResultBody, type PeerState, type PresenceBody, type ReachableBody, type RegisterBody } from '../protocol/frames.js';
-import { readEnvelopeHeader, SEAL_MAX_AGE_MS, SealError, SealKey } from '../protocol/seal.js';
+import { CAPABILITY_REACHABLE, CAPABILITY_SEAL_AES, CAPABILITY_SEALED, FLAG_RETRY, FLAG_SEALED, FrameType, frameTypeName, type LookupResultBody, type PeerState, type PresenceBody, type ReachableBody, type RegisterBody } from '../protocol/frames.js';
+import { envelopeSenderKey, SEAL_MAX_AGE_MS, SealError, SealKey } from '../protocol/seal.js';
 import { KeyDirectory } from './key-directory.js';
 import { KeyPins } from './key-pins.js';
 import { fingerprint, normalizeFingerprint } from '../protocol/key-statement.js';
@@ -212,8 +212,8 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
         id: opts.name,
         ...(opts.role === 'external' ? { secret: opts.secret } : { publicKey: identity!.publicKey }),
         ...(identity && sealing ? { sealKey: this.sealKey.publicKey, sealKeySig: identity.signSealKey(opts.name, this.sealKey.publicKey) } : {}),
-        // `reachable`: this client understands REACHABLE (0x12), so servers may send it; `sealed`: it seals.
-        env: { software: 'contact-point-sdk/0.1', capabilities: sealing ? [CAPABILITY_REACHABLE, CAPABILITY_SEALED] : [CAPABILITY_REACHABLE] },
+        // `reachable`: this client understands REACHABLE (0x12), so servers may send it; `sealed`: it seals; `seal-aes`: it opens seal version 2.
+        env: { software: 'contact-point-sdk/0.1', capabilities: sealing ? [CAPABILITY_REACHABLE, CAPABILITY_SEALED, CAPABILITY_SEAL_AES] : [CAPABILITY_REACHABLE] },
       }),
       ...(identity ? { sign: (nonce: string) => identity.signChallenge(opts.name, nonce) } : {}),
       ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),
@@ -514,7 +514,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   }
 
   private sealPending(p: Pending, key: Buffer): boolean {
-    const sealed = this.sealKey.seal({ id: p.id, to: p.to, from: this.addr! }, p.payload, key);
+    const sealed = this.sealKey.seal({ id: p.id, to: p.to, from: this.addr! }, p.payload, key, Date.now(), undefined, this.keys.version(p.to));
     if (sealed.length > this.maxMessageBytes) {
       this.fail(p, Status.TOO_LARGE, `${sealed.length} bytes sealed; the limit is ${this.maxMessageBytes}`);
       return false;
@@ -700,7 +700,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   private onSealed(msg: MsgFrame): void {
     let senderKey: Buffer;
     try {
-      senderKey = readEnvelopeHeader(msg.payload).senderKey;
+      senderKey = envelopeSenderKey(msg.payload);
     } catch (err: unknown) {
       return this.refuseSeal(msg, err);
     }

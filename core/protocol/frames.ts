@@ -56,6 +56,11 @@ export const CAPABILITY_REACHABLE = 'reachable';
  * understands KEYS_REQUEST / KEYS_ANSWER (0x23 / 0x24).
  */
 export const CAPABILITY_SEALED = 'sealed';
+/**
+ * HELLO `env.capabilities` entry of an internal peer: it opens seal version 2 (AES-256-GCM,
+ * PROTOCOL.md 19.1), so its contact point marks KEYS answers for it FLAG_SEAL_AES.
+ */
+export const CAPABILITY_SEAL_AES = 'seal-aes';
 
 /**
  * HELLO `env.capabilities` entry of a contact point: it also accepts external peers and operators
@@ -107,6 +112,12 @@ export const CAPABILITY_NODE = 'node';
 export const FLAG_RETRY = 0x01;
 /** MSG flag: the payload is a sealed envelope (core/protocol/seal.ts); metadata, so the contact point can require it. */
 export const FLAG_SEALED = 0x02;
+/**
+ * KEYS_REQUEST flag: the asker opens seal version 2 (AES-256-GCM). KEYS_ANSWER flag: the address
+ * opens it, so a sender may seal for it in version 2 (PROTOCOL.md 19.4). Not signed: a hop that
+ * clears it only makes the sender use version 1.
+ */
+export const FLAG_SEAL_AES = 0x04;
 
 // The one name grammar (core/protocol/name.ts), so every name the schema admits is addressable.
 const name = nameSchema;

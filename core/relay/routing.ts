@@ -96,7 +96,9 @@ export class Router {
         this.noteSent(s, msg);
         return this.o.cluster.sendToNode(ext.node, frame.raw);
       }
-      if (!counted && !ext.sealed) return this.refuse(s, msg, counted, Status.NOT_OFFERED, `${msg.to} does not seal messages`);
+      // A KEYS request to a peer whose HELLO did not say `sealed`: "no key" at once (it would not
+      // answer, and the asker would wait KEYS_TIMEOUT_MS before sending plain; PROTOCOL.md 19.4).
+      if (!counted && !ext.sealed) return this.refuse(s, msg, counted, Status.UNKNOWN_PEER, `${msg.to} does not seal (its software did not say so at hello)`);
       target = ext.link;
     } else {
       const tunnel = this.o.cluster.tunnel(to.domain);
@@ -183,7 +185,7 @@ export class Router {
       if (to.domain === this.o.name) return refuse(this.o.credentials.has('external', to.name) ? Status.PEER_OFFLINE : Status.UNKNOWN_PEER);
       return refuse(this.o.credentials.has('contact-point', to.domain) ? Status.CONTACT_POINT_OFFLINE : Status.UNKNOWN_CONTACT_POINT);
     }
-    if (!counted && local.kind === 'external' && !local.sealed) return refuse(Status.NOT_OFFERED, `${msg.to} does not seal messages`);
+    if (!counted && local.kind === 'external' && !local.sealed) return refuse(Status.UNKNOWN_PEER, `${msg.to} does not seal (its software did not say so at hello)`);
     if (local.link.bufferedAmount > MAX_BUFFERED_BYTES) return refuse(Status.QUEUE_FULL, 'the path to the receiver is congested');
     local.link.send(raw);
     if (counted) this.o.stats.routed++;

@@ -7,8 +7,9 @@ import { KeyPins } from '../../core/peer/key-pins.js';
 import { PeerIdentity } from '../../core/peer/identity.js';
 import { PeerClient, type InboundMessage } from '../../core/peer/peer-client.js';
 import { decodeAck, decodeFrame, decodeMsg, encodeMsg, type Frame } from '../../core/protocol/codec.js';
-import { FLAG_SEALED, FrameType } from '../../core/protocol/frames.js';
+import { FLAG_SEAL_AES, FLAG_SEALED, FrameType } from '../../core/protocol/frames.js';
 import { CONTACT_POINT_KEY_FILE } from '../../core/protocol/key-statement.js';
+import { SEAL_VERSION, SEAL_VERSION_AES } from '../../core/protocol/seal.js';
 import { Status } from '../../core/protocol/status.js';
 import { OFFERED_VERSIONS } from '../../core/protocol/version.js';
 import { Router } from '../../core/relay/routing.js';
@@ -58,6 +59,11 @@ function tapRelay(): Tap {
   return tap;
 }
 
+/** The envelope version of every sealed MSG the relay routed. */
+function sealVersions(tap: Tap): number[] {
+  return tap.frames.filter((f) => f[0] === FrameType.MSG && (f[1]! & FLAG_SEALED) !== 0).map((f) => decodeMsg(decodeFrame(f)).payload[0]!);
+}
+
 function seen(tap: Tap): boolean {
   return tap.frames.some((f) => f.includes(MARKER));
 }
@@ -85,8 +91,27 @@ describe('sealed messages through a relay that records every frame', () => {
     expect(inbox.map((m) => [m.payload.toString(), m.sealed])).toEqual([[`${MARKER} to alice`, true]]);
     expect(tap.frames.filter((f) => f[0] === FrameType.MSG).every((f) => (f[1]! & FLAG_SEALED) !== 0)).toBe(true);
     expect(seen(tap)).toBe(false);
+    // Both ends said they open version 2 (alice in its KEYS request, printer at hello): AES-256-GCM both ways.
+    expect(sealVersions(tap)).toEqual([SEAL_VERSION_AES, SEAL_VERSION_AES]);
     // The contact point bound alice's key at first contact and shows it as a binding.
     expect(h.cp.snapshot().seal?.bindings).toBe(1);
+  });
+
+  it('a relay that clears FLAG_SEAL_AES from key answers only makes senders seal in version 1, which receivers still open', async () => {
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- called with the router as `this` below
+    const { onKeysAnswer } = Router.prototype;
+    vi.spyOn(Router.prototype, 'onKeysAnswer').mockImplementation(function (this: Router, s: RelaySession, frame: Frame) {
+      const raw = Buffer.from(frame.raw);
+      raw[1] = raw[1]! & ~FLAG_SEAL_AES;
+      return onKeysAnswer.call(this, s, decodeFrame(raw));
+    });
+    const got: InboundMessage[] = [];
+    await h.registered('printer', (m) => void got.push(m));
+    const alice = await h.external('alice');
+    await alice.send('printer@acme-hq', MARKER);
+    expect(got.map((m) => [m.payload.toString(), m.sealed])).toEqual([[MARKER, true]]);
+    expect(sealVersions(tap)).toEqual([SEAL_VERSION]);
+    expect(seen(tap)).toBe(false);
   });
 
   it('sees the plaintext when the sender does not seal (the recorder works)', async () => {
@@ -308,7 +333,7 @@ describe('the policy "sealed payloads only"', () => {
 });
 
 describe('a receiver that does not seal', () => {
-  it('a key request for an external peer whose HELLO did not say "sealed" is refused NOT_OFFERED at the relay: the frame never reaches it and the message goes plain at once', async () => {
+  it('a key request for an external peer whose HELLO did not say "sealed" is answered UNKNOWN_PEER ("no key") by the relay: the frame never reaches it and the message goes plain at once', async () => {
     const bobSecret = await h.credentials.add('external', 'bob');
     const bob = await RawClient.open(h.relay.url);
     bob.hello({ versions: OFFERED_VERSIONS, role: 'external', id: 'bob', secret: bobSecret, env: { capabilities: ['reachable'] } });

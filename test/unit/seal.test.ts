@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { checkStatement, ContactPointKey, fingerprint, normalizeFingerprint, statementText, type KeysAnswer } from '../../core/protocol/key-statement.js';
-import { readEnvelopeHeader, sealAad, SEAL_OVERHEAD, SealError, SealKey, sealWith } from '../../core/protocol/seal.js';
+import { readEnvelopeHeader, sealAad, SEAL_OVERHEAD, SEAL_VERSION_AES, SealError, SealKey, sealWith } from '../../core/protocol/seal.js';
 import { Status } from '../../core/protocol/status.js';
 
 interface Sealed {
@@ -15,8 +15,11 @@ const v = JSON.parse(readFileSync(new URL('../vectors/seal.json', import.meta.ur
   sender: { privateHex: string; publicHex: string };
   recipient: { privateHex: string; publicHex: string; keyIdHex: string };
   pairKeyHex: string;
+  pairKeyV2Hex: string;
   valid: (Sealed & { sealedAt: number; nonceHex: string; bodyHex: string; aadHex: string })[];
+  validV2: (Sealed & { sealedAt: number; nonceHex: string; bodyHex: string; aadHex: string })[];
   tampered: (Sealed & { code: number; codeName: string })[];
+  tamperedV2: (Sealed & { code: number; codeName: string })[];
   statement: { cpKeySpkiBase64: string; fingerprint: string; address: string; key: string; notAfter: number; signedTextHex: string; sig: string };
 };
 const hex = (s: string): Buffer => Buffer.from(s, 'hex');
@@ -60,6 +63,41 @@ describe('sealed payloads (test/vectors/seal.json)', () => {
     }
   });
 
+  it('version 2 (AES-256-GCM): its own pair key, each vector sealed exactly and opened', () => {
+    expect(sender.pairKey(recipient.publicRaw, SEAL_VERSION_AES).toString('hex')).toBe(v.pairKeyV2Hex);
+    expect(recipient.pairKey(sender.publicRaw, SEAL_VERSION_AES).toString('hex')).toBe(v.pairKeyV2Hex);
+    expect(v.pairKeyV2Hex).not.toBe(v.pairKeyHex);
+    for (const x of v.validV2) {
+      expect(sealWith(hex(v.pairKeyV2Hex), sender.publicRaw, recipient.keyId, x, hex(x.bodyHex), x.sealedAt, hex(x.nonceHex), SEAL_VERSION_AES).toString('hex'), x.name).toBe(x.envelopeHex);
+      expect(sender.seal(x, hex(x.bodyHex), recipient.publicRaw, x.sealedAt, hex(x.nonceHex), SEAL_VERSION_AES).toString('hex'), x.name).toBe(x.envelopeHex);
+      expect(sealAad(hex(x.envelopeHex).subarray(0, 53), x).toString('hex'), x.name).toBe(x.aadHex);
+      expect(recipient.open(x, hex(x.envelopeHex), x.sealedAt + 1_000).toString('hex'), x.name).toBe(x.bodyHex);
+      expect(readEnvelopeHeader(hex(x.envelopeHex)).version).toBe(SEAL_VERSION_AES);
+    }
+  });
+
+  it('version 2 is standard AES-256-GCM: WebCrypto opens a vector with the pair key and the AAD', async () => {
+    const x = v.validV2[0]!;
+    const env = hex(x.envelopeHex);
+    const key = await crypto.subtle.importKey('raw', hex(v.pairKeyV2Hex), 'AES-GCM', false, ['decrypt']);
+    const plain = Buffer.from(await crypto.subtle.decrypt({ name: 'AES-GCM', iv: env.subarray(41, 53), additionalData: hex(x.aadHex), tagLength: 128 }, key, env.subarray(53)));
+    expect(Number(plain.readBigUInt64BE(0))).toBe(x.sealedAt);
+    expect(plain.subarray(8).toString('hex')).toBe(x.bodyHex);
+  });
+
+  it('refuses every tampered version 2 vector (and version 3) with BAD_SEAL (23)', () => {
+    const at = v.validV2[0]!.sealedAt + 1_000;
+    for (const x of v.tamperedV2) {
+      expect(() => recipient.open(x, hex(x.envelopeHex), at), x.name).toThrow(SealError);
+      try {
+        recipient.open(x, hex(x.envelopeHex), at);
+      } catch (e: unknown) {
+        expect((e as SealError).code, x.name).toBe(Status.BAD_SEAL);
+      }
+    }
+    expect(() => recipient.open(v.tamperedV2.at(-1)!, hex(v.tamperedV2.at(-1)!.envelopeHex), at)).toThrow(/seal version 3/);
+  });
+
   it('refuses an envelope sealed too long ago (a replay) or too far ahead, naming why', () => {
     const x = v.valid[0]!;
     expect(() => recipient.open(x, hex(x.envelopeHex), x.sealedAt + 120_001)).toThrow(/sealed 120 s ago, over the 120 s limit/);
@@ -73,6 +111,21 @@ describe('sealed payloads (test/vectors/seal.json)', () => {
     const env = hex(x.envelopeHex);
     env.fill(0, 1, 33); // the all-zero point
     expect(() => recipient.open(x, env, x.sealedAt)).toThrow(SealError);
+  });
+
+  it('draws a fresh nonce for every seal, across refills of its random pool, and each opens', () => {
+    const a = SealKey.generate();
+    const b = SealKey.generate();
+    const msg = { id: 'm1', to: 'b@hq', from: 'a@relay' };
+    const nonces = new Set<string>();
+    const n = 1_000; // 341 nonces per 4 KiB pool: two refills and more
+    for (let i = 0; i < n; i++) {
+      const body = Buffer.from(`body ${i}`);
+      const env = a.seal(msg, body, b.publicRaw, 1_700_000_000_000 + i);
+      nonces.add(readEnvelopeHeader(env).nonce.toString('hex'));
+      expect(b.open(msg, env, 1_700_000_000_000 + i).toString()).toBe(`body ${i}`);
+    }
+    expect(nonces.size).toBe(n);
   });
 
   it('reads the clear header the contact point checks', () => {
