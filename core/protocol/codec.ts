@@ -144,6 +144,47 @@ export function decodeMsg(frame: Frame): MsgFrame {
   return { id, to, from, payload: body.subarray(o3), flags: frame.flags };
 }
 
+/** Bytes of a BATCH entry's length prefix (u32 BE). */
+const BATCH_LENGTH_BYTES = 4;
+
+/**
+ * A BATCH frame (PROTOCOL.md 3.3) of `frames`: after its header, each frame (header and body, as
+ * it would go alone) prefixed by its length, u32 BE. `bytes` is the sum of their lengths.
+ */
+export function encodeBatch(frames: readonly Buffer[], bytes: number): Buffer {
+  const buf = Buffer.allocUnsafe(HEADER_BYTES + frames.length * BATCH_LENGTH_BYTES + bytes);
+  header(buf, FrameType.BATCH, 0, 0);
+  let o = HEADER_BYTES;
+  for (const f of frames) {
+    buf.writeUInt32BE(f.length, o);
+    buf.set(f, o + BATCH_LENGTH_BYTES);
+    o += BATCH_LENGTH_BYTES + f.length;
+  }
+  return buf;
+}
+
+/**
+ * The frames of a BATCH, as views into it (not copied). The whole batch is checked before any
+ * frame is handed on: each entry must hold at least a frame header and end inside the batch, and
+ * none may be a BATCH itself (MALFORMED_FRAME / PROTOCOL_VIOLATION).
+ */
+export function splitBatch(frame: Frame): Buffer[] {
+  const body = frame.body;
+  const out: Buffer[] = [];
+  let o = 0;
+  while (o < body.length) {
+    if (o + BATCH_LENGTH_BYTES > body.length) throw new ProtocolError(Status.MALFORMED_FRAME, `BATCH entry ${out.length} has no complete length`);
+    const len = body.readUInt32BE(o);
+    const start = o + BATCH_LENGTH_BYTES;
+    if (len < HEADER_BYTES || start + len > body.length) throw new ProtocolError(Status.MALFORMED_FRAME, `BATCH entry ${out.length} of ${len} bytes does not fit`);
+    if (body[start] === FrameType.BATCH) throw new ProtocolError(Status.PROTOCOL_VIOLATION, 'a BATCH inside a BATCH');
+    out.push(body.subarray(start, start + len));
+    o = start + len;
+  }
+  if (out.length === 0) throw new ProtocolError(Status.MALFORMED_FRAME, 'an empty BATCH');
+  return out;
+}
+
 export function encodeAck(ack: AckFrame): Buffer {
   const idLen = shortString(ack.id, 'message id');
   const toLen = shortString(ack.to, 'to address');
