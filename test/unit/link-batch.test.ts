@@ -126,6 +126,22 @@ describe('Link batching (BATCH, PROTOCOL.md 3.3)', () => {
     });
   }
 
+  it('batches turn after turn without the bytes of one batch showing up in another (their buffers are reused)', async () => {
+    const { server, client } = await linkPair();
+    server.link.enableBatching();
+    const sent: Buffer[] = [];
+    for (let turn = 0; turn < 6; turn++) {
+      const frames = Array.from({ length: 25 }, (_, i) => msg(turn * 100 + i, 200 + turn * 300));
+      sent.push(...frames);
+      for (const f of frames) server.link.send(f);
+      await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await until(() => client.frames.length === sent.length, 'every frame');
+    expect(hex(client.frames)).toEqual(hex(sent));
+    expect(server.link.stats.batchesOut).toBeGreaterThanOrEqual(6);
+  });
+
   it('sends each frame in a ws message of its own while batching is off (an end that did not agree)', async () => {
     const { server, client } = await linkPair();
     const frames = Array.from({ length: 20 }, (_, i) => msg(i));
