@@ -424,7 +424,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   send(to: string, data: Uint8Array | string, opts: { deadlineMs?: number } = {}): Promise<Receipt> {
     const id = this.ids.next();
     if (this.keyFailure) return Promise.reject(new DeliveryError(this.keyFailure.code, this.keyFailure.reason, id));
-    const payload = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const payload = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     if (!parseAddress(to)) return Promise.reject(new DeliveryError(Status.BAD_ADDRESS, `"${to}" is not name@domain`, id));
     if (payload.length > this.maxMessageBytes) {
       return Promise.reject(new DeliveryError(Status.TOO_LARGE, `${payload.length} bytes; the limit is ${this.maxMessageBytes}`, id));
