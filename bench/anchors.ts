@@ -231,7 +231,7 @@ export async function startMosquittoBridge(): Promise<Anchor> {
 }
 
 /** A leaf nats-server connected to a hub, as an office's leaf node would be. */
-export async function startNatsLeaf(): Promise<Anchor> {
+export async function startNatsLeaf(): Promise<Anchor & { readonly hubUrl: string; readonly leafUrl: string }> {
   const { connect } = await import('@nats-io/transport-node');
   const dir = await mkdtemp(join(tmpdir(), 'cp-bench-nats-'));
   const hubPort = await freePort();
@@ -243,6 +243,8 @@ export async function startNatsLeaf(): Promise<Anchor> {
   const conns: { close(): Promise<void> }[] = [];
   return {
     name: 'NATS leaf node',
+    hubUrl: `nats://127.0.0.1:${hubPort}`,
+    leafUrl: `nats://127.0.0.1:${leafPort}`,
     pid: pair.pid,
     pids: pair.pids,
     upstreamPort: hubLeafPort,

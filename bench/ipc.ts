@@ -120,6 +120,19 @@ export class WorkerHandle {
     });
   }
 
+  /**
+   * `fn` gets the data of each `{ event: name, data }` message the worker sends of its own
+   * accord (not an answer to a call); returns the unsubscribe function.
+   */
+  onEvent(name: string, fn: (data: unknown) => void): () => void {
+    const listener = (m: unknown): void => {
+      const e = m as { event?: string; data?: unknown };
+      if (e.event === name) fn(e.data);
+    };
+    this.child.on('message', listener);
+    return () => void this.child.off('message', listener);
+  }
+
   /** Asks the worker to stop cleanly (so --cpu-prof can write its profile); kills it if it does not. */
   async stop(timeoutMs = 10_000): Promise<void> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;

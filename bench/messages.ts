@@ -25,6 +25,9 @@ import { performance } from 'node:perf_hooks';
 import { PeerIdentity } from '../core/peer/identity.js';
 import { PeerClient } from '../core/peer/peer-client.js';
 import { AckServer } from './ack-server.js';
+import { cpuMsOf } from './anchors.js';
+import { NATS_SERVER } from './nats-server.js';
+import { NATS_SUBJECT, natsLeafMissing, startNatsLeafPath, type LoopSender } from './nats-throughput.js';
 import type { BenchContext } from './context.js';
 import type { WorkerHandle } from './ipc.js';
 import { cpuPercent, emit, gcBetween, hostBusyMs, median, noise, note, readStamp, round, Samples, sleep, stampedPayload, waitFor, watchGc } from './util.js';
@@ -34,6 +37,8 @@ export const IN_FLIGHT = Number(process.env.BENCH_IN_FLIGHT ?? 256);
 export const PACED_RATE = 2_000;
 export const TARGET_MSGS_PER_S = 35_000;
 export const TARGET_P99_MS = 2;
+/** Issue 17 target 1: acked msgs/s at least this fraction of a NATS leaf pair's QoS 0 msgs/s. */
+export const TARGET_VS_NATS_LEAF = 0.8;
 /** Hard caps so no loop runs away, whatever the machine does. */
 const MAX_MESSAGES_PER_RUN = 5_000_000;
 const DRAIN_TIMEOUT_MS = 15_000;
@@ -75,7 +80,7 @@ interface Io {
 }
 
 /** Closed loop with exactly `IN_FLIGHT` un-acked messages; counts ACKs over `windowMs` after `warmupMs`. */
-export async function closedLoop(sender: PeerClient, to: string, warmupMs: number, windowMs: number, workers: readonly WorkerHandle[]): Promise<LoopResult> {
+export async function closedLoop(sender: LoopSender, to: string, warmupMs: number, windowMs: number, workers: readonly WorkerHandle[]): Promise<LoopResult> {
   let sent = 0;
   let outstanding = 0;
   let failed = 0;
@@ -210,9 +215,9 @@ export async function pacedLoop(
  * The external SDK sender `bench-src` at a relay worker, connected, with one message sent end
  * to end to `to` before anything is timed (the path works); `clients` gets it so the run stops it.
  */
-export async function relaySender(relay: WorkerHandle, clients: PeerClient[], to: string, name = 'bench-src'): Promise<PeerClient> {
+export async function relaySender(relay: WorkerHandle, clients: PeerClient[], to: string, name = 'bench-src', seal: 'auto' | 'off' = 'auto'): Promise<PeerClient> {
   const secret = await relay.call<string>('addCredential', { kind: 'external', id: name });
-  const sender = new PeerClient({ role: 'external', url: relay.url, name, secret, proxy: null });
+  const sender = new PeerClient({ role: 'external', url: relay.url, name, secret, proxy: null, seal });
   clients.push(sender);
   sender.start();
   await sender.ready();
@@ -285,8 +290,16 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
       workers.push(sink);
       await waitFor(async () => (await relay.call<number>('peersCount', { id: CP_ID })) === 2, 10_000, 'the relay to learn the receiver worker');
       await sender.send(TO_WORKER, payload(false));
+      // The SDK seals by default (the receiver has a sealing key); the same path plain says what the sealing costs.
+      const plainSender = await relaySender(relay, clients, TO_WORKER, 'bench-plain', 'off');
+      // The anchor of issue 17 target 1: the same messages through a NATS leaf-node pair, QoS 0.
+      const natsMissing = natsLeafMissing();
+      const nats = natsMissing === undefined ? await startNatsLeafPath(ctx) : undefined;
+      if (natsMissing !== undefined) note(`throughput: NATS leaf anchor skipped: ${natsMissing}`);
 
       const path: LoopResult[] = [];
+      const natsRounds: (LoopResult & { servers_cpu_pct: number })[] = [];
+      const plain: LoopResult[] = [];
       const inproc: LoopResult[] = [];
       const base: LoopResult[] = [];
       const loaded: { p50: number; p99: number; max: number; count: number }[] = [];
@@ -299,16 +312,28 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
         loaded.push(await sink.call('latency'));
         path.push(p);
         note(`  round ${r + 1}: path     ${Math.round(p.msgsPerS)} msgs/s cpu ${JSON.stringify(p.cpu)} io ${JSON.stringify(p.io)} host ${JSON.stringify(p.noise)}`);
+        const pl = await closedLoop(plainSender, TO_WORKER, tWarm, tWindow, [relay, cp, sink]);
+        plain.push(pl);
+        note(`  round ${r + 1}: path, plain (not sealed) ${Math.round(pl.msgsPerS)} msgs/s cpu ${JSON.stringify(pl.cpu)} host ${JSON.stringify(pl.noise)}`);
+        if (nats) {
+          const serversBefore = nats.pids.reduce((a, pid) => a + cpuMsOf(pid), 0);
+          const t0 = performance.now();
+          const n = await closedLoop(nats.sender, NATS_SUBJECT, tWarm, tWindow, [nats.receiver]);
+          const serversPct = round(((nats.pids.reduce((a, pid) => a + cpuMsOf(pid), 0) - serversBefore) / (performance.now() - t0)) * 100, 1);
+          natsRounds.push({ ...n, servers_cpu_pct: serversPct });
+          note(`  round ${r + 1}: NATS leaf pair, QoS 0 ${Math.round(n.msgsPerS)} msgs/s cpu ${JSON.stringify(n.cpu)} nats-servers ${serversPct}% (warm-up included) host ${JSON.stringify(n.noise)}`);
+        }
         const q = await closedLoop(sender, TO, tWarm, tWindow, [relay, cp]);
         inproc.push(q);
         note(`  round ${r + 1}: path, receiver in bench process ${Math.round(q.msgsPerS)} msgs/s cpu ${JSON.stringify(q.cpu)}`);
       }
       await ack.stop();
       await sink.stop();
+      await nats?.stop();
       const value = median(path.map((p) => p.msgsPerS));
       const baseline = median(base.map((b) => b.msgsPerS));
       const sameProcess = median(inproc.map((q) => q.msgsPerS));
-      const all = [...path, ...inproc];
+      const all = [...path, ...inproc, ...plain];
       const lastError = all.find((p) => p.lastError)?.lastError;
       emit({
         name: 'messages.throughput',
@@ -345,6 +370,36 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
         topology: 'processes: relay, contact point, internal SDK receiver (each a child process), external SDK sender in the bench process; all on 127.0.0.1 (same_process_receiver_*: the receiver in the bench process instead)',
         mode,
       });
+      if (natsMissing !== undefined) {
+        emit({ name: 'messages.throughput_vs_nats_leaf', skipped: natsMissing, mode });
+      } else {
+        const anchor = median(natsRounds.map((n) => n.msgsPerS));
+        const plainValue = median(plain.map((p) => p.msgsPerS));
+        emit({
+          name: 'messages.throughput_vs_nats_leaf',
+          description: `acked 1 KiB messages/s of messages.throughput (external -> relay -> contact point -> internal, acked end to end) over a NATS leaf-node pair's QoS 0 1 KiB messages/s (publisher on the hub -> hub nats-server -> leaf nats-server -> subscriber on the leaf), ${IN_FLIGHT} in flight each, same run`,
+          value: round(value / anchor),
+          unit: 'ratio',
+          target: TARGET_VS_NATS_LEAF,
+          target_met: value / anchor >= TARGET_VS_NATS_LEAF,
+          msgs_per_s: Math.round(value),
+          nats_leaf_msgs_per_s: Math.round(anchor),
+          nats_leaf_rounds: natsRounds.map((n) => Math.round(n.msgsPerS)),
+          ratio_rounds: path.map((p, i) => round(p.msgsPerS / natsRounds[i]!.msgsPerS)),
+          plain_msgs_per_s: Math.round(plainValue),
+          plain_ratio: round(plainValue / anchor),
+          plain_rounds: plain.map((p) => Math.round(p.msgsPerS)),
+          plain_cpu_pct: plain.map((p) => p.cpu),
+          plain: 'the same path with a sender that does not seal (seal off): what the rest of the path costs without the sealing',
+          cpu_pct: path.map((p) => p.cpu),
+          nats_leaf_cpu_pct: natsRounds.map((n) => ({ ...n.cpu, 'nats-servers': n.servers_cpu_pct })),
+          nats_leaf_host: natsRounds.map((n) => n.noise),
+          nats_leaf: `${NATS_SERVER} hub + leaf (leafnodes remote), @nats-io/transport-node publisher in the bench process on the hub, subscriber in a child process on the leaf; a message counts once the subscriber has it (its count comes back over the worker's IPC channel, once per event-loop turn: no acknowledgements on the NATS wire)`,
+          warmup_s: tWarm / 1000,
+          window_s: tWindow / 1000,
+          mode,
+        });
+      }
     }
 
     if (wantLatency) {

@@ -4,7 +4,9 @@
  * progress notes go to stderr.
  *
  *   --quick              shorter windows (also BENCH_QUICK=1); every line says mode: "quick"
- *   --only a,b           run only these: throughput, latency (group: messages), peers,
+ *   --only a,b           run only these: throughput (with a NATS leaf-node pair carrying the same messages
+ *                        QoS 0 as its anchor, skipped with the reason when nats-server is missing),
+ *                        latency (group: messages), peers,
  *                        mediation-bulk, mediation-http, mediation-expose, mediation-udp, mediation-memory,
  *                        udp-seal (group: mediation),
  *                        gui (the admin GUI in Chromium under 20,000 msgs/s; needs `npm run build`),

@@ -2,7 +2,7 @@
  * One benchmark role in its own process, so the relay and the contact point each get their own
  * event loop (and their own heap to measure), as they would on real hosts.
  *
- *   node dist/bench/worker.js <relay|contact-point|ack-server|receiver|lan|forwarder|ws-forwarder|load> '<json config>'
+ *   node dist/bench/worker.js <relay|contact-point|ack-server|receiver|nats-receiver|lan|forwarder|ws-forwarder|load> '<json config>'
  *
  * Started by bench/run.ts with child_process.fork; it reports `{ ready: { role, pid, url } }`
  * over IPC and then answers requests ({ id, op, args } -> { id, ok, result | error }).
@@ -31,6 +31,7 @@ import type { ReadyInfo, Request, Response } from './ipc.js';
 import { startLoad } from './mediation-load.js';
 import { startScraper } from './metrics.js';
 import { startOffices, type OfficesConfig } from './offices.js';
+import { startNatsReceiver } from './nats-throughput.js';
 import { startForwarder, startLan } from './mediation-services.js';
 import { readStamp, Samples } from './util.js';
 import { startWsForwarder } from './ws-forwarder.js';
@@ -351,6 +352,7 @@ async function main(): Promise<void> {
     else if (role === 'contact-point') started = await startContactPoint(config as Parameters<typeof startContactPoint>[0]);
     else if (role === 'ack-server') started = await startAckServer();
     else if (role === 'receiver') started = await startReceiver(config as { url: string; name: string });
+    else if (role === 'nats-receiver') started = await startNatsReceiver(config as { url: string });
     else if (role === 'lan') started = await startLan();
     else if (role === 'forwarder') started = await startForwarder(config as { target: number });
     else if (role === 'ws-forwarder') started = await startWsForwarder(config as { target: string });

@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeControl, type Frame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { CAPABILITY_REACHABLE, CAPABILITY_SEAL_AES, FrameType, frameTypeName, type PeerState } from '../protocol/frames.js';
+import { CAPABILITY_BATCH, CAPABILITY_REACHABLE, CAPABILITY_SEAL_AES, FrameType, frameTypeName, type PeerState } from '../protocol/frames.js';
 import { checkEveryMs, KeepaliveSweep, Link } from '../protocol/link.js';
 import {
   CONTACT_POINT_RATE_PER_PEER,
@@ -178,7 +178,7 @@ export class PeerPort {
     };
     const timer = setTimeout(() => link.fault(Status.HELLO_TIMEOUT, `hello not completed within ${helloTimeoutMs} ms`), helloTimeoutMs);
     timer.unref();
-    let claimed: { name: string; publicKey: string; nonce: string; version: number; reachable: boolean; sealKey: string | undefined; sealAes: boolean } | undefined;
+    let claimed: { name: string; publicKey: string; nonce: string; version: number; reachable: boolean; batch: boolean; sealKey: string | undefined; sealAes: boolean } | undefined;
 
     link.setHandler({
       onFrame: (frame) => {
@@ -198,6 +198,7 @@ export class PeerPort {
             nonce: randomBytes(24).toString('base64'),
             version,
             reachable: hello.env?.capabilities?.includes(CAPABILITY_REACHABLE) ?? false,
+            batch: hello.env?.capabilities?.includes(CAPABILITY_BATCH) ?? false,
             sealKey: hello.sealKey,
             sealAes: hello.env?.capabilities?.includes(CAPABILITY_SEAL_AES) ?? false,
           };
@@ -216,7 +217,7 @@ export class PeerPort {
           link.fault(verdict.code, verdict.reason, verdict.code === Status.RATE_LIMITED ? 'debug' : 'info');
           return;
         }
-        this.admit(link, claimed.name, remote, claimed.version, verdict.state, claimed.reachable);
+        this.admit(link, claimed.name, remote, claimed.version, verdict.state, claimed.reachable, claimed.batch);
       },
       onClose: () => {
         settle();
@@ -226,7 +227,7 @@ export class PeerPort {
     return link;
   }
 
-  private admit(link: Link, name: string, remote: string, version: number, state: PeerState, reachable: boolean): void {
+  private admit(link: Link, name: string, remote: string, version: number, state: PeerState, reachable: boolean, batch: boolean): void {
     const session: PeerSession = {
       name,
       address: `${name}@${this.opts.contactPointId}`,
@@ -262,7 +263,9 @@ export class PeerPort {
       state,
       limits: { maxMessageBytes: MAX_MESSAGE_BYTES, pingIntervalMs: this.opts.timing.pingIntervalMs },
       ...(this.opts.cpKey !== undefined ? { cpKey: this.opts.cpKey } : {}),
+      ...(batch ? { capabilities: [CAPABILITY_BATCH] } : {}),
     });
+    if (batch) link.enableBatching();
     this.opts.handler.up(session);
   }
 }

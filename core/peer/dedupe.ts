@@ -78,6 +78,12 @@ export class DedupeWindow {
   /** parse results of the last `split` (no object per call) */
   private splitStream = '';
   private splitCounter = 0;
+  /**
+   * The sender and id prefix (up to its last '.') of the last numeric split, and the stream key
+   * made of them: one sender's ids share their prefix, so the key is reused, not built again.
+   */
+  private lastFrom: string | undefined;
+  private lastPrefix = '';
 
   constructor(capacity: number) {
     if (!Number.isInteger(capacity) || capacity < 1 || capacity > MAX_DEDUPE_CAPACITY) {
@@ -168,8 +174,12 @@ export class DedupeWindow {
       else return false;
       n = n * 36 + d;
     }
-    this.splitStream = dot < 0 ? `${from}\n` : `${from}\n${id.slice(0, dot + 1)}`;
     this.splitCounter = n;
+    if (from === this.lastFrom && dot + 1 === this.lastPrefix.length && id.startsWith(this.lastPrefix)) return true;
+    const prefix = dot < 0 ? '' : id.slice(0, dot + 1);
+    this.lastFrom = from;
+    this.lastPrefix = prefix;
+    this.splitStream = `${from}\n${prefix}`;
     return true;
   }
 

@@ -3,7 +3,7 @@ import { parseAddress } from '../protocol/address.js';
 import { decodeAck, decodeControl, decodeMsg, encodeAck, encodeMsg, type Frame, type MsgFrame } from '../protocol/codec.js';
 import { Dialer, type DialerStatus } from '../protocol/dialer.js';
 import { DeliveryError, ProtocolError } from '../protocol/errors.js';
-import { CAPABILITY_REACHABLE, CAPABILITY_SEAL_AES, CAPABILITY_SEALED, FLAG_RETRY, FLAG_SEALED, FrameType, frameTypeName, type LookupResultBody, type PeerState, type PresenceBody, type ReachableBody, type RegisterBody } from '../protocol/frames.js';
+import { CAPABILITY_BATCH, CAPABILITY_REACHABLE, CAPABILITY_SEAL_AES, CAPABILITY_SEALED, FLAG_RETRY, FLAG_SEALED, FrameType, frameTypeName, type LookupResultBody, type PeerState, type PresenceBody, type ReachableBody, type RegisterBody } from '../protocol/frames.js';
 import { envelopeSenderKey, SEAL_MAX_AGE_MS, SealError, SealKey } from '../protocol/seal.js';
 import { KeyDirectory } from './key-directory.js';
 import { KeyPins } from './key-pins.js';
@@ -212,8 +212,8 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
         id: opts.name,
         ...(opts.role === 'external' ? { secret: opts.secret } : { publicKey: identity!.publicKey }),
         ...(identity && sealing ? { sealKey: this.sealKey.publicKey, sealKeySig: identity.signSealKey(opts.name, this.sealKey.publicKey) } : {}),
-        // `reachable`: this client understands REACHABLE (0x12), so servers may send it; `sealed`: it seals; `seal-aes`: it opens seal version 2.
-        env: { software: 'contact-point-sdk/0.1', capabilities: sealing ? [CAPABILITY_REACHABLE, CAPABILITY_SEALED, CAPABILITY_SEAL_AES] : [CAPABILITY_REACHABLE] },
+        // `reachable`: this client understands REACHABLE (0x12), so servers may send it; `sealed`: it seals; `seal-aes`: it opens seal version 2; `batch`: BATCH (0x17).
+        env: { software: 'contact-point-sdk/0.1', capabilities: sealing ? [CAPABILITY_REACHABLE, CAPABILITY_SEALED, CAPABILITY_SEAL_AES, CAPABILITY_BATCH] : [CAPABILITY_REACHABLE, CAPABILITY_BATCH] },
       }),
       ...(identity ? { sign: (nonce: string) => identity.signChallenge(opts.name, nonce) } : {}),
       ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),
@@ -424,7 +424,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   send(to: string, data: Uint8Array | string, opts: { deadlineMs?: number } = {}): Promise<Receipt> {
     const id = this.ids.next();
     if (this.keyFailure) return Promise.reject(new DeliveryError(this.keyFailure.code, this.keyFailure.reason, id));
-    const payload = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const payload = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     if (!parseAddress(to)) return Promise.reject(new DeliveryError(Status.BAD_ADDRESS, `"${to}" is not name@domain`, id));
     if (payload.length > this.maxMessageBytes) {
       return Promise.reject(new DeliveryError(Status.TOO_LARGE, `${payload.length} bytes; the limit is ${this.maxMessageBytes}`, id));

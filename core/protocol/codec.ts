@@ -52,14 +52,34 @@ export interface AckFrame {
   readonly reason: string;
 }
 
-/** Message ids and addresses are printable ASCII; checked on decode so logs and maps stay clean. */
-const PRINTABLE = /^[\x21-\x7e]+$/;
+/*
+ * Message ids and addresses are printable ASCII (0x21-0x7e), checked on encode (writeShort) and
+ * on decode (readShort) so logs and maps stay clean.
+ */
+
+/**
+ * A decoded frame. Its `body` view is made when first asked for: the hot path (MSG, ACK) reads
+ * them from `raw` and never needs it, and each view is an object the GC must collect.
+ */
+class DecodedFrame implements Frame {
+  private bodyView: Buffer | undefined;
+  constructor(
+    readonly type: number,
+    readonly flags: number,
+    readonly channel: number,
+    readonly raw: Buffer,
+  ) {}
+
+  get body(): Buffer {
+    return (this.bodyView ??= this.raw.subarray(HEADER_BYTES));
+  }
+}
 
 export function decodeFrame(data: Buffer): Frame {
   if (data.length < HEADER_BYTES) throw new ProtocolError(Status.MALFORMED_FRAME, `frame of ${data.length} bytes is shorter than its header`);
   const type = data[0]!;
   if (!isKnownFrameType(type)) throw new ProtocolError(Status.UNKNOWN_FRAME_TYPE, `frame type ${frameTypeName(type)}`);
-  return { type, flags: data[1]!, channel: data.readUInt32BE(2), body: data.subarray(HEADER_BYTES), raw: data };
+  return new DecodedFrame(type, data[1]!, data.readUInt32BE(2), data);
 }
 
 function header(buf: Buffer, type: number, flags: number, channel: number): void {
@@ -100,9 +120,25 @@ export function decodeControl<T extends ControlType>(frame: Frame, expected?: T)
 }
 
 function shortString(value: string, what: string): number {
-  const len = Buffer.byteLength(value, 'latin1');
-  if (len === 0 || len > 255 || !PRINTABLE.test(value)) throw new RangeError(`${what} must be 1-255 printable ASCII characters`);
+  const len = value.length;
+  if (len === 0 || len > 255) throw new RangeError(`${what} must be 1-255 printable ASCII characters`);
   return len;
+}
+
+/**
+ * Writes `value` (its length checked by shortString) at `buf[o]` as its length byte and its
+ * characters, checking each is printable ASCII as it goes; returns the next offset. A JS loop:
+ * for a few dozen characters cheaper than a regex test and a native write.
+ */
+function writeShort(buf: Buffer, o: number, value: string, what: string): number {
+  const len = value.length;
+  buf[o++] = len;
+  for (let i = 0; i < len; i++) {
+    const c = value.charCodeAt(i);
+    if (c < 0x21 || c > 0x7e) throw new RangeError(`${what} must be 1-255 printable ASCII characters`);
+    buf[o + i] = c;
+  }
+  return o + len;
 }
 
 /** A MSG, or a frame laid out like one (`type`: KEYS_REQUEST, KEYS_ANSWER). */
@@ -113,62 +149,117 @@ export function encodeMsg(msg: { id: string; to: string; from: string; payload: 
   const fromLen = shortString(msg.from, 'from address');
   const buf = Buffer.allocUnsafe(HEADER_BYTES + 3 + idLen + toLen + fromLen + msg.payload.length);
   header(buf, type, flags, 0);
-  let o = HEADER_BYTES;
-  buf[o++] = idLen;
-  o += buf.write(msg.id, o, 'latin1');
-  buf[o++] = toLen;
-  o += buf.write(msg.to, o, 'latin1');
-  buf[o++] = fromLen;
-  o += buf.write(msg.from, o, 'latin1');
+  let o = writeShort(buf, HEADER_BYTES, msg.id, 'message id');
+  o = writeShort(buf, o, msg.to, 'to address');
+  o = writeShort(buf, o, msg.from, 'from address');
   buf.set(msg.payload, o);
   return buf;
 }
 
-/** Reads a u8-length-prefixed ASCII string at `o`; returns it and the next offset. */
-function readShort(body: Buffer, o: number, what: string): [string, number] {
-  if (o >= body.length) throw new ProtocolError(Status.MALFORMED_FRAME, `${what} missing`);
-  const len = body[o]!;
+/** Where the last readShort() ended (no array per call). */
+let shortEnd = 0;
+
+/**
+ * Reads a u8-length-prefixed ASCII string at `buf[o]` (the frame, header included); returns it
+ * and leaves where it ends in shortEnd.
+ */
+function readShort(buf: Buffer, o: number, what: string): string {
+  if (o >= buf.length) throw new ProtocolError(Status.MALFORMED_FRAME, `${what} missing`);
+  const len = buf[o]!;
   const end = o + 1 + len;
-  if (len === 0 || end > body.length) throw new ProtocolError(Status.MALFORMED_FRAME, `${what} length ${len} runs past the frame`);
-  const value = body.toString('latin1', o + 1, end);
-  if (!PRINTABLE.test(value)) throw new ProtocolError(Status.MALFORMED_FRAME, `${what} is not printable ASCII`);
-  return [value, end];
+  if (len === 0 || end > buf.length) throw new ProtocolError(Status.MALFORMED_FRAME, `${what} length ${len} runs past the frame`);
+  for (let i = o + 1; i < end; i++) {
+    const c = buf[i]!;
+    if (c < 0x21 || c > 0x7e) throw new ProtocolError(Status.MALFORMED_FRAME, `${what} is not printable ASCII`);
+  }
+  shortEnd = end;
+  return buf.toString('latin1', o + 1, end);
 }
 
 export function decodeMsg(frame: Frame): MsgFrame {
-  const body = frame.body;
-  const [id, o1] = readShort(body, 0, 'message id');
+  // Read from the whole frame (its body starts at HEADER_BYTES), so no body view is made.
+  const raw = frame.raw;
+  const id = readShort(raw, HEADER_BYTES, 'message id');
   if (id.length > MAX_MESSAGE_ID_LENGTH) throw new ProtocolError(Status.MALFORMED_FRAME, `message id longer than ${MAX_MESSAGE_ID_LENGTH}`);
-  const [to, o2] = readShort(body, o1, 'to address');
-  const [from, o3] = readShort(body, o2, 'from address');
-  return { id, to, from, payload: body.subarray(o3), flags: frame.flags };
+  const to = readShort(raw, shortEnd, 'to address');
+  const from = readShort(raw, shortEnd, 'from address');
+  return { id, to, from, payload: raw.subarray(shortEnd), flags: frame.flags };
+}
+
+/** Bytes of a BATCH entry's length prefix (u32 BE). */
+const BATCH_LENGTH_BYTES = 4;
+
+/** Bytes of a BATCH of `count` frames of `bytes` in all. */
+export function batchLength(count: number, bytes: number): number {
+  return HEADER_BYTES + count * BATCH_LENGTH_BYTES + bytes;
+}
+
+/**
+ * Writes the BATCH frame (PROTOCOL.md 3.3) of `frames` at `out[at..]` (batchLength() bytes):
+ * after its header, each frame (header and body, as it would go alone) prefixed by its length,
+ * u32 BE.
+ */
+export function writeBatch(out: Buffer, at: number, frames: readonly Buffer[]): void {
+  header(out.subarray(at), FrameType.BATCH, 0, 0);
+  let o = at + HEADER_BYTES;
+  for (const f of frames) {
+    out.writeUInt32BE(f.length, o);
+    out.set(f, o + BATCH_LENGTH_BYTES);
+    o += BATCH_LENGTH_BYTES + f.length;
+  }
+}
+
+/** A BATCH frame of `frames`, `bytes` the sum of their lengths (writeBatch into a buffer of its own). */
+export function encodeBatch(frames: readonly Buffer[], bytes: number): Buffer {
+  const buf = Buffer.allocUnsafe(batchLength(frames.length, bytes));
+  writeBatch(buf, 0, frames);
+  return buf;
+}
+
+/**
+ * The frames of a BATCH, as views into it (not copied). The whole batch is checked before any
+ * frame is handed on: each entry must hold at least a frame header and end inside the batch, and
+ * none may be a BATCH itself (MALFORMED_FRAME / PROTOCOL_VIOLATION).
+ */
+export function splitBatch(frame: Frame): Buffer[] {
+  const body = frame.body;
+  const out: Buffer[] = [];
+  let o = 0;
+  while (o < body.length) {
+    if (o + BATCH_LENGTH_BYTES > body.length) throw new ProtocolError(Status.MALFORMED_FRAME, `BATCH entry ${out.length} has no complete length`);
+    const len = body.readUInt32BE(o);
+    const start = o + BATCH_LENGTH_BYTES;
+    if (len < HEADER_BYTES || start + len > body.length) throw new ProtocolError(Status.MALFORMED_FRAME, `BATCH entry ${out.length} of ${len} bytes does not fit`);
+    if (body[start] === FrameType.BATCH) throw new ProtocolError(Status.PROTOCOL_VIOLATION, 'a BATCH inside a BATCH');
+    out.push(body.subarray(start, start + len));
+    o = start + len;
+  }
+  if (out.length === 0) throw new ProtocolError(Status.MALFORMED_FRAME, 'an empty BATCH');
+  return out;
 }
 
 export function encodeAck(ack: AckFrame): Buffer {
   const idLen = shortString(ack.id, 'message id');
   const toLen = shortString(ack.to, 'to address');
   const fromLen = shortString(ack.from, 'from address');
-  const reason = Buffer.from(ack.reason.slice(0, MAX_REASON_LENGTH), 'utf8');
-  const buf = Buffer.allocUnsafe(HEADER_BYTES + 2 + 3 + idLen + toLen + fromLen + reason.length);
+  const reason = ack.reason === '' ? undefined : Buffer.from(ack.reason.slice(0, MAX_REASON_LENGTH), 'utf8');
+  const buf = Buffer.allocUnsafe(HEADER_BYTES + 2 + 3 + idLen + toLen + fromLen + (reason?.length ?? 0));
   header(buf, FrameType.ACK, 0, 0);
-  let o = buf.writeUInt16BE(ack.status, HEADER_BYTES);
-  buf[o++] = idLen;
-  o += buf.write(ack.id, o, 'latin1');
-  buf[o++] = toLen;
-  o += buf.write(ack.to, o, 'latin1');
-  buf[o++] = fromLen;
-  o += buf.write(ack.from, o, 'latin1');
-  reason.copy(buf, o);
+  let o = writeShort(buf, buf.writeUInt16BE(ack.status, HEADER_BYTES), ack.id, 'message id');
+  o = writeShort(buf, o, ack.to, 'to address');
+  o = writeShort(buf, o, ack.from, 'from address');
+  reason?.copy(buf, o);
   return buf;
 }
 
 export function decodeAck(frame: Frame): AckFrame {
-  const body = frame.body;
-  if (body.length < 2) throw new ProtocolError(Status.MALFORMED_FRAME, 'ACK shorter than its status');
-  const status = body.readUInt16BE(0);
-  const [id, o1] = readShort(body, 2, 'message id');
-  const [to, o2] = readShort(body, o1, 'to address');
-  const [from, o3] = readShort(body, o2, 'from address');
-  if (body.length - o3 > MAX_REASON_LENGTH * 4) throw new ProtocolError(Status.MALFORMED_FRAME, 'ACK reason too long');
-  return { id, to, from, status, reason: body.toString('utf8', o3) };
+  const raw = frame.raw;
+  if (raw.length < HEADER_BYTES + 2) throw new ProtocolError(Status.MALFORMED_FRAME, 'ACK shorter than its status');
+  const status = raw.readUInt16BE(HEADER_BYTES);
+  const id = readShort(raw, HEADER_BYTES + 2, 'message id');
+  const to = readShort(raw, shortEnd, 'to address');
+  const from = readShort(raw, shortEnd, 'from address');
+  const o = shortEnd;
+  if (raw.length - o > MAX_REASON_LENGTH * 4) throw new ProtocolError(Status.MALFORMED_FRAME, 'ACK reason too long');
+  return { id, to, from, status, reason: o === raw.length ? '' : raw.toString('utf8', o) };
 }

@@ -26,6 +26,8 @@ export const FrameType = {
   LOOKUP_RESULT: 0x14,
   PRESENCE: 0x15,
   SUBSCRIBE: 0x16,
+  // Several frames in one ws message (capability `batch`, PROTOCOL.md 3.3); unpacked by the Link.
+  BATCH: 0x17,
   PEERS: 0x20,
   REGISTER: 0x21,
   PEER_STATE: 0x22,
@@ -107,6 +109,14 @@ export const CAPABILITY_LOOKUP = 'lookup';
  * WELCOME with a field it does not know.
  */
 export const CAPABILITY_NODE = 'node';
+
+/**
+ * HELLO `env.capabilities` entry and WELCOME `capabilities` entry: the link may carry BATCH
+ * (0x17), several frames in one ws message (PROTOCOL.md 3.3). A client lists it in HELLO; a
+ * server that speaks it answers with it in WELCOME, and from then on either end may batch. A
+ * Link unpacks a BATCH whatever was agreed; an end sends one only to a far end that said `batch`.
+ */
+export const CAPABILITY_BATCH = 'batch';
 
 /** MSG flag: this is a retry of an id sent before (informational; receivers dedupe by id anyway). */
 export const FLAG_RETRY = 0x01;

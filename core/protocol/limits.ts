@@ -15,6 +15,13 @@ export const MAX_NAME_LENGTH = 63;
 export const MAX_MESSAGE_ID_LENGTH = 64;
 /** Longest human-readable reason in an ACK or ERROR. */
 export const MAX_REASON_LENGTH = 256;
+/**
+ * BATCH (0x17, capability `batch`, PROTOCOL.md 3.3): a sender puts the frames of one event-loop
+ * turn into one ws message; once a batch holds this many bytes it goes out and a new one starts.
+ */
+export const BATCH_MAX_BYTES = 32 * 1024;
+/** BATCH: a frame larger than this goes out alone (copying it into a batch would cost more than its ws frame). */
+export const BATCH_FRAME_MAX_BYTES = 8 * 1024;
 /** Names per PEERS frame (announcements to the relay are chunked so a frame stays under MAX_CONTROL_BYTES). */
 export const MAX_PEERS_PER_ANNOUNCE = 512;
 

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { WebSocket, type RawData } from 'ws';
-import { framePieces } from './ws-frame.js';
-import { decodeFrame, encodeControl, type Frame } from './codec.js';
+import { framePieces, wsFrame } from './ws-frame.js';
+import { batchLength, decodeFrame, encodeControl, splitBatch, writeBatch, type Frame } from './codec.js';
 import { ProtocolError } from './errors.js';
 import { FrameType, type ControlBodies, type ControlType } from './frames.js';
 import {
@@ -12,6 +12,8 @@ import {
   ADAPTIVE_IDLE_TICK_MS,
   ADAPTIVE_OWED_FORGET_MS,
   ADAPTIVE_SILENCE_SLACK_MS,
+  BATCH_FRAME_MAX_BYTES,
+  BATCH_MAX_BYTES,
   PING_INTERVAL_MS,
   PONG_TIMEOUT_MS,
 } from './limits.js';
@@ -98,6 +100,9 @@ export interface LinkStats {
   bytesOut: number;
   framesIn: number;
   framesOut: number;
+  /** ws messages that were BATCHes (PROTOCOL.md 3.3), each of several of the frames counted above */
+  batchesIn: number;
+  batchesOut: number;
   rttMs: number | undefined;
   readonly openedAt: number;
 }
@@ -158,6 +163,17 @@ function rttPayload(rttMs: number | undefined): Buffer {
   return b;
 }
 
+/**
+ * The buffers BATCH frames are written from, reused once their socket has written them (its
+ * write callback). A busy link sends a batch of up to ~40 KiB every loop turn; a new buffer each
+ * time is memory outside V8's heap that the GC counts and collects, and that churn makes it
+ * collect more often. A batch that does not fit one gets a buffer of its own. At most
+ * BATCH_BUFFERS_KEPT wait for reuse (per process: 16 x 48 KiB).
+ */
+const BATCH_BUFFER_BYTES = 48 * 1024;
+const BATCH_BUFFERS_KEPT = 16;
+const batchBuffers: Buffer[] = [];
+
 /** ws close reasons are limited to 123 bytes (RFC 6455 §5.5). */
 function clip(reason: string): string {
   let r = reason;
@@ -207,6 +223,12 @@ export class Link {
   private probes: ((alive: boolean) => void)[] = [];
   /** when the last round-trip ping went out (server role with rttPingMs) */
   private rttPingAt = 0;
+  /** both ends speak BATCH (PROTOCOL.md 3.3): frames sent in one turn go out together */
+  private batching = false;
+  /** frames of this turn waiting to go out as one BATCH (batching on) */
+  private batch: Buffer[] = [];
+  /** their bytes */
+  private batchBytes = 0;
 
   constructor(
     readonly ws: WebSocket,
@@ -215,7 +237,7 @@ export class Link {
   ) {
     this.pingIntervalMs = opts.pingIntervalMs ?? PING_INTERVAL_MS;
     this.pongTimeoutMs = opts.pongTimeoutMs ?? PONG_TIMEOUT_MS;
-    this.stats = { bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0, rttMs: undefined, openedAt: Date.now() };
+    this.stats = { bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0, batchesIn: 0, batchesOut: 0, rttMs: undefined, openedAt: Date.now() };
     ws.binaryType = 'nodebuffer';
     ws.on('message', this.onMessage);
     ws.on('pong', this.onPong);
@@ -279,6 +301,20 @@ export class Link {
     this.schedule();
   }
 
+  /**
+   * From now on, frames sent in one event-loop turn go out as one BATCH (PROTOCOL.md 3.3): called
+   * once both ends said they speak it (capability `batch`; a server after its WELCOME, a client
+   * on it). Needs the raw socket, whose cork marks the turn; without one frames go alone.
+   */
+  enableBatching(): void {
+    if (this.socket && !this.closed) this.batching = true;
+  }
+
+  /** Whether frames are batched (status, tests). */
+  get batchingOn(): boolean {
+    return this.batching;
+  }
+
   /** Whether the adaptive keepalive is on (status, tests). */
   get keepaliveMode(): 'adaptive' | 'fixed' {
     return this.adaptive ? 'adaptive' : 'fixed';
@@ -340,9 +376,9 @@ export class Link {
     return !this.closed && this.ws.readyState === WebSocket.OPEN;
   }
 
-  /** Bytes queued for this socket and not yet handed to the kernel. */
+  /** Bytes queued for this socket and not yet handed to the kernel (a batch still being filled included). */
   get bufferedAmount(): number {
-    return this.ws.bufferedAmount;
+    return this.ws.bufferedAmount + this.batchBytes;
   }
 
   setHandler(handler: LinkHandler): void {
@@ -353,10 +389,34 @@ export class Link {
     if (!this.isOpen) return false;
     this.corkTurn(frame.length);
     if (frame[0] === FrameType.MSG) this.owe();
-    this.ws.send(frame, { binary: true, compress: false });
     this.stats.bytesOut += frame.length;
     this.stats.framesOut++;
+    if (this.batching && frame.length <= BATCH_FRAME_MAX_BYTES) {
+      // Written when the turn's cork comes off (uncork), or now once the batch is full.
+      this.batch.push(frame);
+      this.batchBytes += frame.length;
+      if (this.batchBytes >= BATCH_MAX_BYTES) this.flushBatch();
+      return true;
+    }
+    this.flushBatch(); // frames keep their order
+    this.ws.send(frame, { binary: true, compress: false });
     return true;
+  }
+
+  /** Writes the frames batched so far: one alone as it is, more as one BATCH. */
+  private flushBatch(): void {
+    const frames = this.batch;
+    if (frames.length === 0) return;
+    const bytes = this.batchBytes;
+    this.batch = [];
+    this.batchBytes = 0;
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    if (frames.length === 1) return void this.ws.send(frames[0]!, { binary: true, compress: false });
+    this.stats.batchesOut++;
+    // Written here, between ws's own frames on the same socket, as sendParts does (batching needs the socket).
+    const reuse = batchBuffers.pop() ?? Buffer.allocUnsafeSlow(BATCH_BUFFER_BYTES);
+    const out = wsFrame(batchLength(frames.length, bytes), this.opts.role === 'client', (o, at) => writeBatch(o, at, frames), reuse);
+    this.socket!.write(out, out.buffer === reuse.buffer ? () => void (batchBuffers.length < BATCH_BUFFERS_KEPT && batchBuffers.push(reuse)) : undefined);
   }
 
   /**
@@ -379,6 +439,7 @@ export class Link {
     const total = head.length + length;
     if (!socket) return this.send(Buffer.concat([head, body.subarray(offset, offset + length)]));
     this.corkTurn(total);
+    this.flushBatch(); // frames keep their order
     for (const piece of framePieces(head, body, offset, length, this.opts.role === 'client')) socket.write(piece);
     this.stats.bytesOut += total;
     this.stats.framesOut++;
@@ -453,6 +514,7 @@ export class Link {
   private readonly uncork = (): void => {
     this.flushSoon = false;
     if (!this.corked) return;
+    this.flushBatch();
     this.corked = false;
     this.socket?.uncork();
   };
@@ -529,17 +591,21 @@ export class Link {
     if (this.probes.length > 0) this.answerProbes(true);
     if (this.closed) return;
     const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
-    if (buf[0] === FrameType.ACK && this.owed > 0) this.owed--;
-    this.stats.bytesIn += buf.length;
-    this.stats.framesIn++;
     if (!isBinary) {
       this.fault(Status.MALFORMED_FRAME, 'text ws messages are not part of the protocol');
       return;
     }
     try {
-      const frame = decodeFrame(buf);
       if (!this.handler) throw new ProtocolError(Status.PROTOCOL_VIOLATION, 'frame before the link was set up');
-      this.handler.onFrame(frame);
+      const frame = decodeFrame(buf);
+      if (frame.type !== FrameType.BATCH) return this.onFrame(frame);
+      // Accepted whatever was agreed (PROTOCOL.md 3.3); checked whole before any frame of it is handled.
+      const frames = splitBatch(frame);
+      this.stats.batchesIn++;
+      for (const f of frames) {
+        if (this.closed || this.localClose) return;
+        this.onFrame(decodeFrame(f));
+      }
     } catch (err: unknown) {
       if (err instanceof ProtocolError) {
         this.fault(err.code, err.message);
@@ -549,6 +615,13 @@ export class Link {
       }
     }
   };
+
+  private onFrame(frame: Frame): void {
+    if (frame.type === FrameType.ACK && this.owed > 0) this.owed--;
+    this.stats.bytesIn += frame.raw.length;
+    this.stats.framesIn++;
+    this.handler!.onFrame(frame);
+  }
 
   private readonly onWsClose = (code: number, reasonBuf: Buffer): void => {
     if (this.closed) return;

@@ -88,6 +88,22 @@ function nextMaskKey(): Buffer {
 }
 
 /**
+ * One whole ws frame (a final binary one) of `length` payload bytes in one new buffer: `fill`
+ * writes the payload at `out[at..]`, then it is masked in place on the client side. For a
+ * payload assembled from many pieces (a BATCH): one buffer and one copy of each piece, where
+ * ws's send() would take a second copy to mask it.
+ */
+export function wsFrame(length: number, masked: boolean, fill: (out: Buffer, at: number) => void, into?: Buffer): Buffer {
+  const key = masked ? nextMaskKey() : undefined;
+  const size = wsHeaderLength(length, masked) + length;
+  const out = into && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size);
+  const at = writeWsHeader(out, length, key);
+  fill(out, at);
+  if (key && length > 0) masker.fn(out.subarray(at), key, out, at, length);
+  return out;
+}
+
+/**
  * The buffers to write for one frame of `head` + `body[offset, offset + length)`.
  * Server side (unmasked): the ws header and `head` in one small buffer, then the body as it is.
  * Client side: one buffer with the ws header and the masked payload, masked while copying.

@@ -3,7 +3,7 @@ import type { RelayStatusView } from '../admin/relay-contract.js';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { decodeControl, type Frame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_NODE, CAPABILITY_REACHABLE, CAPABILITY_SEALED, FrameType, frameTypeName } from '../protocol/frames.js';
+import { CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_BATCH, CAPABILITY_NODE, CAPABILITY_REACHABLE, CAPABILITY_SEALED, FrameType, frameTypeName } from '../protocol/frames.js';
 import { NameService } from './name-service.js';
 import type { CloseInfo, Link } from '../protocol/link.js';
 import { MAX_MESSAGE_BYTES, MAX_PEERS_PER_CONTACT_POINT, PING_INTERVAL_MS, RELAY_RATE_PER_SENDER } from '../protocol/limits.js';
@@ -390,6 +390,8 @@ export class Relay {
     }
     this.cluster.opened(session);
     const adaptive = hello.env?.capabilities?.includes(CAPABILITY_ADAPTIVE_KEEPALIVE) ?? false;
+    const batch = hello.env?.capabilities?.includes(CAPABILITY_BATCH) ?? false;
+    const taken = [...(adaptive ? [CAPABILITY_ADAPTIVE_KEEPALIVE] : []), ...(batch ? [CAPABILITY_BATCH] : [])];
     link.sendControl(FrameType.WELCOME, {
       version,
       session: session.session,
@@ -397,9 +399,10 @@ export class Relay {
       // A cluster node names itself to a contact point that can tell its two tunnels' nodes apart (issue 12).
       ...(this.cluster.node !== undefined && (hello.slot !== undefined || hello.env?.capabilities?.includes(CAPABILITY_NODE)) ? { node: this.cluster.node } : {}),
       limits: { maxMessageBytes: this.maxMessageBytes, pingIntervalMs: this.opts.pingIntervalMs ?? PING_INTERVAL_MS },
-      ...(adaptive ? { capabilities: [CAPABILITY_ADAPTIVE_KEEPALIVE] } : {}),
+      ...(taken.length > 0 ? { capabilities: taken } : {}),
     });
     if (adaptive) link.adaptiveKeepalive();
+    if (batch) link.enableBatching();
     if (session.kind === 'contact-point') this.controlServer.offerUdp(session);
     this.logger.info(kind === 'contact-point' ? 'tunnel up' : 'external peer connected', { id: hello.id, session: session.session, remote });
     // Whoever waits for this contact point, or for this external peer, may send now.
