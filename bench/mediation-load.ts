@@ -286,6 +286,8 @@ async function http(a: HttpArgs): Promise<Record<string, unknown>> {
     p999: round(s.p999),
     max: round(s.max),
     errors,
+    // every answer of the call, warm-up included: CPU per request is the processes' CPU over the whole call divided by this
+    requestsIncludingWarmup: lanes.reduce((n, l) => n + l.done, 0),
     errorsIncludingWarmup: lanes.reduce((n, l) => n + l.errors, 0),
     lastError: lanes.find((l) => l.lastError)?.lastError,
     ...(a.resetters ? { resets: resetStats.resets, resetterConnectFailures: resetStats.refused, resetterSawAnswerBytes: resetStats.answered } : {}),
