@@ -492,6 +492,33 @@ async function startSocat(target: number): Promise<Socat | string> {
 }
 
 /**
+ * Time each worker has spent ready to run but waiting for a CPU (Linux /proc/<pid>/schedstat,
+ * second field, ns), in ms; {} elsewhere. On a busy host this, not CPU, is where a request's time goes.
+ */
+function runqueueWaitMs(workers: readonly WorkerHandle[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const w of workers) {
+    try {
+      out[w.role] = Number(readFileSync(`/proc/${w.pid}/schedstat`, 'utf8').split(' ')[1]) / 1e6;
+    } catch {
+      // no schedstat here
+    }
+  }
+  return out;
+}
+
+/** What `fn` cost each worker in run-queue waiting, µs per answered request (warm-up included). */
+async function waited(workers: readonly WorkerHandle[], fn: () => Promise<Measured<HttpResult>>): Promise<{ m: Measured<HttpResult>; waitUs: Record<string, number> }> {
+  const w0 = runqueueWaitMs(workers);
+  const m = await fn();
+  const w1 = runqueueWaitMs(workers);
+  const n = Math.max(1, m.result.requestsIncludingWarmup);
+  const waitUs: Record<string, number> = {};
+  for (const role of Object.keys(w1)) if (w0[role] !== undefined) waitUs[role] = round(((w1[role]! - w0[role]!) * 1000) / n, 1);
+  return { m, waitUs };
+}
+
+/**
  * CPU µs per answered request of each worker over one http call (warm-up included, as the
  * processes' CPU is), with `extra` CPU ms of processes that are not workers (socat).
  */
@@ -529,24 +556,30 @@ async function runExpose(ctx: BenchContext, pair: Pair, lan: WorkerHandle, load:
       /** CPU µs per request (warm-up included) of each process, per round */
       const pathCost: Record<string, number>[] = [];
       const baseCost: Record<string, number>[] = [];
+      /** µs per request each worker waited for a CPU, per round */
+      const pathWait: Record<string, number>[] = [];
+      const baseWait: Record<string, number>[] = [];
       const before = (await pair.relay.call<{ publicPort: number; refused: number; connections: number }[]>('exposures')).find((e) => e.publicPort === publicPort);
       for (let r = 0; r < rounds; r++) {
         if (typeof socat !== 'string') {
           await socat.settled();
           const c0 = socat.cpuMs();
-          const b = await measured(workers, () => load.call<HttpResult>('http', { ...args, port: socat.port }, timeout));
+          const { m: b, waitUs } = await waited(workers, () => measured(workers, () => load.call<HttpResult>('http', { ...args, port: socat.port }, timeout)));
+          baseWait.push(waitUs);
           // Its children end with their connections: counted once socat has reaped them.
           await socat.settled();
           const c1 = socat.cpuMs();
           base.push(b);
           baseCost.push(perRequest(b, c0 !== undefined && c1 !== undefined ? { socat: c1 - c0 } : {}));
         }
-        path.push(await measured(workers, () => load.call<HttpResult>('http', { ...args, port: publicPort }, timeout)));
+        const { m: pm, waitUs } = await waited(workers, () => measured(workers, () => load.call<HttpResult>('http', { ...args, port: publicPort }, timeout)));
+        path.push(pm);
+        pathWait.push(waitUs);
         pathCost.push(perRequest(path[r]!));
         direct.push(await load.call<HttpResult>('http', { ...args, port: lanInfo.httpPort }, timeout));
         const p = path[r]!.result;
         const b = base[r]?.result;
-        note(`  expose ${conns} conns round ${r + 1}: path ${p.reqPerS} req/s p99 ${p.p99} ms errors ${p.errorsIncludingWarmup}${b ? `; socat ${b.reqPerS} req/s p99 ${b.p99} ms errors ${b.errorsIncludingWarmup}` : ''}; direct ${direct[r]!.reqPerS} req/s; cpu ${JSON.stringify(path[r]!.cpu)}; cpu us/req ${JSON.stringify(pathCost[r])}${b ? ` socat's ${JSON.stringify(baseCost[r])}` : ''}; load avg ${round(loadavg()[0] ?? 0, 1)}`);
+        note(`  expose ${conns} conns round ${r + 1}: path ${p.reqPerS} req/s p99 ${p.p99} ms errors ${p.errorsIncludingWarmup}${b ? `; socat ${b.reqPerS} req/s p99 ${b.p99} ms errors ${b.errorsIncludingWarmup}` : ''}; direct ${direct[r]!.reqPerS} req/s; cpu ${JSON.stringify(path[r]!.cpu)}; cpu us/req ${JSON.stringify(pathCost[r])}${b ? ` socat's ${JSON.stringify(baseCost[r])}` : ''}; waiting for a CPU us/req ${JSON.stringify(pathWait[r])}${b ? ` socat's ${JSON.stringify(baseWait[r])}` : ''}; load avg ${round(loadavg()[0] ?? 0, 1)}`);
       }
       const forwarderUs = median(pathCost.map((c) => (c.relay ?? 0) + (c['contact-point'] ?? 0)));
       const socatUs = baseCost.some((c) => c.socat === undefined) ? undefined : median(baseCost.map((c) => c.socat!));
@@ -581,12 +614,15 @@ async function runExpose(ctx: BenchContext, pair: Pair, lan: WorkerHandle, load:
               round_ratios: path.map((p, i) => round(p.result.reqPerS / base[i]!.result.reqPerS)),
               baseline_cpu_pct: base.map((b) => b.cpu),
               baseline_cpu_us_per_req: baseCost,
+              baseline_runqueue_wait_us_per_req: baseWait,
               // What forwarding costs apart from the client and the server (load, lan): relay + contact point against socat, per request.
               ...(socatUs !== undefined ? { socat_cpu_us_per_req: round(socatUs, 1), forwarder_cpu_ratio: round(forwarderUs / socatUs) } : {}),
             }
           : { baseline: `skipped: ${skipped}` }),
         forwarder_cpu_us_per_req: round(forwarderUs, 1),
         cpu_us_per_req: pathCost,
+        // Time ready to run but without a CPU: where a busy host's requests spend their time (relay, contact point, lan, load; socat's own children are not counted).
+        runqueue_wait_us_per_req: pathWait,
         direct_req_per_s: directMid.reqPerS,
         direct_p99_ms: directMid.p99,
         direct_ratio: round(mid.result.reqPerS / directMid.reqPerS),
