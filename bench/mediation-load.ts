@@ -15,7 +15,7 @@
  * - idle: N TCP connections that connect and send nothing (the memory benchmark).
  */
 import { createSocket } from 'node:dgram';
-import { connect, type Socket } from 'node:net';
+import { connect, type OnReadOpts, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Role } from './mediation-services.js';
 import { pool, round, Samples } from './util.js';
@@ -24,9 +24,9 @@ const BULK_WRITE_BYTES = 1024 * 1024;
 const UDP_LOSS_MS = 250;
 const SAMPLE_CAPACITY = 4_000_000;
 
-function dial(port: number): Promise<Socket> {
+function dial(port: number, onread?: OnReadOpts): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = connect({ port, host: '127.0.0.1', allowHalfOpen: true, noDelay: true });
+    const s = connect({ port, host: '127.0.0.1', allowHalfOpen: true, noDelay: true, ...(onread ? { onread } : {}) });
     s.once('connect', () => {
       s.off('error', reject);
       resolve(s);
@@ -124,6 +124,14 @@ interface HttpArgs {
   resetters?: number;
 }
 
+/**
+ * The one buffer every HTTP lane reads into (node's `onread`): no new buffer per read, the same
+ * for the path and its baselines. A read is parsed before the next one can happen; what a lane
+ * keeps of it (a response cut in two) is copied.
+ */
+const LANE_READ_BYTES = 64 * 1024;
+let laneReadBuffer: Buffer | undefined;
+
 const REQUEST = Buffer.from('GET /status HTTP/1.1\r\nHost: printer.lan\r\nUser-Agent: contact-point-bench\r\n\r\n', 'latin1');
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
 
@@ -155,10 +163,19 @@ class HttpLane {
   private async connect(): Promise<void> {
     while (!this.stopped) {
       try {
-        const s = await dial(this.port);
+        const dialed: { socket?: Socket } = {};
+        const onread: OnReadOpts = {
+          buffer: () => (laneReadBuffer ??= Buffer.allocUnsafe(LANE_READ_BYTES)),
+          // Reads of a socket this lane already gave up on (and replaced) are ignored.
+          callback: (n: number, buf: Uint8Array) => {
+            if (dialed.socket !== undefined && this.socket === dialed.socket) this.onData((buf as Buffer).subarray(0, n));
+            return true;
+          },
+        };
+        const s = await dial(this.port, onread);
+        dialed.socket = s;
         this.socket = s;
         // Events of a socket this lane already gave up on (and replaced) are ignored.
-        s.on('data', (d: Buffer) => this.socket === s && this.onData(d));
         s.on('error', (err: NodeJS.ErrnoException) => this.socket === s && this.fail(`socket error ${err.code ?? err.message}`));
         s.on('close', () => this.socket === s && this.fail('connection closed'));
         this.send();
@@ -189,12 +206,13 @@ class HttpLane {
     void this.connect();
   }
 
+  /** `d` is in the shared read buffer: valid until this returns. */
   private onData(d: Buffer): void {
     const b = this.buf ? Buffer.concat([this.buf, d]) : d;
     if (this.need < 0) {
       const end = b.indexOf(CRLFCRLF);
       if (end < 0) {
-        this.buf = b;
+        this.buf = b === d ? Buffer.from(d) : b;
         return;
       }
       const head = b.toString('latin1', 0, end);
@@ -204,7 +222,7 @@ class HttpLane {
       this.need = end + 4 + Number(m[1]);
     }
     if (b.length < this.need) {
-      this.buf = b;
+      this.buf = b === d ? Buffer.from(d) : b;
       return;
     }
     if (b.length > this.need) return this.fail('more bytes than one response');
@@ -286,6 +304,8 @@ async function http(a: HttpArgs): Promise<Record<string, unknown>> {
     p999: round(s.p999),
     max: round(s.max),
     errors,
+    // every answer of the call, warm-up included: CPU per request is the processes' CPU over the whole call divided by this
+    requestsIncludingWarmup: lanes.reduce((n, l) => n + l.done, 0),
     errorsIncludingWarmup: lanes.reduce((n, l) => n + l.errors, 0),
     lastError: lanes.find((l) => l.lastError)?.lastError,
     ...(a.resetters ? { resets: resetStats.resets, resetterConnectFailures: resetStats.refused, resetterSawAnswerBytes: resetStats.answered } : {}),

@@ -34,7 +34,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { MAX_STREAMS_PER_EXPOSURE } from '../core/protocol/limits.js';
@@ -260,6 +260,7 @@ interface HttpResult {
   p999: number;
   max: number;
   errors: number;
+  requestsIncludingWarmup: number;
   errorsIncludingWarmup: number;
   lastError?: string;
   resets?: number;
@@ -379,7 +380,42 @@ async function runHttp(ctx: BenchContext, pair: Pair, lan: WorkerHandle, load: W
 
 interface Socat {
   readonly port: number;
+  /** CPU ms used so far by socat: the listener, its live children, and the children it reaped (undefined without /proc) */
+  cpuMs(): number | undefined;
+  /** resolves once socat has no child left (up to 5 s) */
+  settled(): Promise<void>;
   stop(): Promise<void>;
+}
+
+/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ). */
+const USER_HZ = 100;
+
+/** utime + stime of `pid` (and with `reaped`, of its waited-for children too) in ms, from /proc. */
+function procCpuMs(pid: number, reaped: boolean): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // the fields after "(comm) ": state(3) ... utime(14) stime(15) cutime(16) cstime(17)
+    const f = stat.slice(stat.lastIndexOf(') ') + 2).split(' ').map(Number);
+    return ((f[11]! + f[12]! + (reaped ? f[13]! + f[14]! : 0)) * 1000) / USER_HZ;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The live children of `pid` (empty where the kernel does not list them). */
+function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** CPU ms of a forking server: itself, the children it has reaped, and its live children. */
+function forkingCpuMs(pid: number): number | undefined {
+  const own = procCpuMs(pid, true);
+  if (own === undefined) return undefined;
+  return childPids(pid).reduce((ms, c) => ms + (procCpuMs(c, false) ?? 0), own);
 }
 
 /** A free loopback TCP port (bound and released: socat binds it right after). */
@@ -396,22 +432,32 @@ async function freePort(): Promise<number> {
 
 /**
  * socat's one-hop TCP forward to `target` (a process per connection, as `fork` does), or why
- * it cannot run. Its own process group, so stop() ends the forked children too.
+ * it cannot run. Not detached: a new session would put socat in a scheduling group of its own
+ * (Linux autogroup), with a whole group's share of a busy host's CPU beside the one the relay,
+ * the contact point, the LAN server and the load share; in this session it competes as they do.
+ * stop() ends its children (from /proc), then the listener.
  */
 async function startSocat(target: number): Promise<Socat | string> {
   if (!existsSync(SOCAT)) return `${SOCAT} is missing (Debian package socat)`;
   const port = await freePort();
   const child = spawn(SOCAT, [`TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork,backlog=1024,nodelay`, `TCP:127.0.0.1:${target},nodelay`], {
     stdio: ['ignore', 'ignore', 'pipe'],
-    detached: true,
   });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null && child.pid) {
+      // Its children first (a connection's process outlives the listener otherwise), then the listener.
+      for (const pid of childPids(child.pid)) {
+        try {
+          process.kill(pid, 'SIGTERM');
+        } catch {
+          // already gone
+        }
+      }
       try {
-        process.kill(-child.pid, 'SIGTERM');
+        process.kill(child.pid, 'SIGTERM');
       } catch {
         // already gone
       }
@@ -438,7 +484,50 @@ async function startSocat(target: number): Promise<Socat | string> {
     await stop();
     return `socat did not start: ${stderr.trim() || 'no listener within 5 s'}`;
   }
-  return { port, stop };
+  const pid = child.pid!;
+  // No children left: every connection's process has ended and been reaped (its CPU is in the listener's cutime).
+  const settled = (): Promise<void> =>
+    waitFor(() => childPids(pid).length === 0, 5_000, "socat's children to end", 20).catch(() => undefined);
+  return { port, cpuMs: () => forkingCpuMs(pid), settled, stop };
+}
+
+/**
+ * Time each worker has spent ready to run but waiting for a CPU (Linux /proc/<pid>/schedstat,
+ * second field, ns), in ms; {} elsewhere. On a busy host this, not CPU, is where a request's time goes.
+ */
+function runqueueWaitMs(workers: readonly WorkerHandle[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const w of workers) {
+    try {
+      out[w.role] = Number(readFileSync(`/proc/${w.pid}/schedstat`, 'utf8').split(' ')[1]) / 1e6;
+    } catch {
+      // no schedstat here
+    }
+  }
+  return out;
+}
+
+/** What `fn` cost each worker in run-queue waiting, µs per answered request (warm-up included). */
+async function waited(workers: readonly WorkerHandle[], fn: () => Promise<Measured<HttpResult>>): Promise<{ m: Measured<HttpResult>; waitUs: Record<string, number> }> {
+  const w0 = runqueueWaitMs(workers);
+  const m = await fn();
+  const w1 = runqueueWaitMs(workers);
+  const n = Math.max(1, m.result.requestsIncludingWarmup);
+  const waitUs: Record<string, number> = {};
+  for (const role of Object.keys(w1)) if (w0[role] !== undefined) waitUs[role] = round(((w1[role]! - w0[role]!) * 1000) / n, 1);
+  return { m, waitUs };
+}
+
+/**
+ * CPU µs per answered request of each worker over one http call (warm-up included, as the
+ * processes' CPU is), with `extra` CPU ms of processes that are not workers (socat).
+ */
+function perRequest(m: Measured<HttpResult>, extra: Record<string, number> = {}): Record<string, number> {
+  const n = Math.max(1, m.result.requestsIncludingWarmup);
+  const out: Record<string, number> = {};
+  for (const [role, u] of Object.entries(m.usage)) out[role] = round((u.cpuMs * 1000) / n, 1);
+  for (const [name, ms] of Object.entries(extra)) out[name] = round((ms * 1000) / n, 1);
+  return out;
 }
 
 /**
@@ -464,15 +553,36 @@ async function runExpose(ctx: BenchContext, pair: Pair, lan: WorkerHandle, load:
       const path: Measured<HttpResult>[] = [];
       const base: Measured<HttpResult>[] = [];
       const direct: HttpResult[] = [];
+      /** CPU µs per request (warm-up included) of each process, per round */
+      const pathCost: Record<string, number>[] = [];
+      const baseCost: Record<string, number>[] = [];
+      /** µs per request each worker waited for a CPU, per round */
+      const pathWait: Record<string, number>[] = [];
+      const baseWait: Record<string, number>[] = [];
       const before = (await pair.relay.call<{ publicPort: number; refused: number; connections: number }[]>('exposures')).find((e) => e.publicPort === publicPort);
       for (let r = 0; r < rounds; r++) {
-        if (typeof socat !== 'string') base.push(await measured(workers, () => load.call<HttpResult>('http', { ...args, port: socat.port }, timeout)));
-        path.push(await measured(workers, () => load.call<HttpResult>('http', { ...args, port: publicPort }, timeout)));
+        if (typeof socat !== 'string') {
+          await socat.settled();
+          const c0 = socat.cpuMs();
+          const { m: b, waitUs } = await waited(workers, () => measured(workers, () => load.call<HttpResult>('http', { ...args, port: socat.port }, timeout)));
+          baseWait.push(waitUs);
+          // Its children end with their connections: counted once socat has reaped them.
+          await socat.settled();
+          const c1 = socat.cpuMs();
+          base.push(b);
+          baseCost.push(perRequest(b, c0 !== undefined && c1 !== undefined ? { socat: c1 - c0 } : {}));
+        }
+        const { m: pm, waitUs } = await waited(workers, () => measured(workers, () => load.call<HttpResult>('http', { ...args, port: publicPort }, timeout)));
+        path.push(pm);
+        pathWait.push(waitUs);
+        pathCost.push(perRequest(path[r]!));
         direct.push(await load.call<HttpResult>('http', { ...args, port: lanInfo.httpPort }, timeout));
         const p = path[r]!.result;
         const b = base[r]?.result;
-        note(`  expose ${conns} conns round ${r + 1}: path ${p.reqPerS} req/s p99 ${p.p99} ms errors ${p.errorsIncludingWarmup}${b ? `; socat ${b.reqPerS} req/s p99 ${b.p99} ms errors ${b.errorsIncludingWarmup}` : ''}; direct ${direct[r]!.reqPerS} req/s; cpu ${JSON.stringify(path[r]!.cpu)}`);
+        note(`  expose ${conns} conns round ${r + 1}: path ${p.reqPerS} req/s p99 ${p.p99} ms errors ${p.errorsIncludingWarmup}${b ? `; socat ${b.reqPerS} req/s p99 ${b.p99} ms errors ${b.errorsIncludingWarmup}` : ''}; direct ${direct[r]!.reqPerS} req/s; cpu ${JSON.stringify(path[r]!.cpu)}; cpu us/req ${JSON.stringify(pathCost[r])}${b ? ` socat's ${JSON.stringify(baseCost[r])}` : ''}; waiting for a CPU us/req ${JSON.stringify(pathWait[r])}${b ? ` socat's ${JSON.stringify(baseWait[r])}` : ''}; load avg ${round(loadavg()[0] ?? 0, 1)}`);
       }
+      const forwarderUs = median(pathCost.map((c) => (c.relay ?? 0) + (c['contact-point'] ?? 0)));
+      const socatUs = baseCost.some((c) => c.socat === undefined) ? undefined : median(baseCost.map((c) => c.socat!));
       const after = (await pair.relay.call<{ publicPort: number; refused: number; connections: number }[]>('exposures')).find((e) => e.publicPort === publicPort);
       const mid = [...path].sort((a, b) => a.result.reqPerS - b.result.reqPerS)[Math.floor(path.length / 2)]!;
       const baseMid = base.length ? [...base].sort((a, b) => a.result.reqPerS - b.result.reqPerS)[Math.floor(base.length / 2)]! : undefined;
@@ -503,8 +613,16 @@ async function runExpose(ctx: BenchContext, pair: Pair, lan: WorkerHandle, load:
               // Each round's path against the socat round just before it: less exposed to the host's drift than medians.
               round_ratios: path.map((p, i) => round(p.result.reqPerS / base[i]!.result.reqPerS)),
               baseline_cpu_pct: base.map((b) => b.cpu),
+              baseline_cpu_us_per_req: baseCost,
+              baseline_runqueue_wait_us_per_req: baseWait,
+              // What forwarding costs apart from the client and the server (load, lan): relay + contact point against socat, per request.
+              ...(socatUs !== undefined ? { socat_cpu_us_per_req: round(socatUs, 1), forwarder_cpu_ratio: round(forwarderUs / socatUs) } : {}),
             }
           : { baseline: `skipped: ${skipped}` }),
+        forwarder_cpu_us_per_req: round(forwarderUs, 1),
+        cpu_us_per_req: pathCost,
+        // Time ready to run but without a CPU: where a busy host's requests spend their time (relay, contact point, lan, load; socat's own children are not counted).
+        runqueue_wait_us_per_req: pathWait,
         direct_req_per_s: directMid.reqPerS,
         direct_p99_ms: directMid.p99,
         direct_ratio: round(mid.result.reqPerS / directMid.reqPerS),

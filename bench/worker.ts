@@ -25,6 +25,7 @@ import { CredentialStore, type CredentialKind } from '../core/relay/credentials.
 import type { ExposeSpec } from '../core/relay/expose.js';
 import { Relay, type RelayOptions } from '../core/relay/relay.js';
 import { primeAllocator } from '../core/runtime/allocator.js';
+import { serialScavenges } from '../core/runtime/gc.js';
 import { createLogger, isLogLevel, type Logger } from '../core/runtime/logger.js';
 import { AckServer } from './ack-server.js';
 import type { ReadyInfo, Request, Response } from './ipc.js';
@@ -346,6 +347,9 @@ async function main(): Promise<void> {
   // As `contact-point relay | serve | start` do (core/runtime/allocator.ts); the harness roles
   // (lan, load) too, so that neither the direct baseline nor the path is limited by them.
   primeAllocator();
+  // As `contact-point relay | serve | start` do for the forwarding processes (core/runtime/gc.ts);
+  // the harness roles keep node's default.
+  if (role === 'relay' || role === 'contact-point') serialScavenges();
   let started;
   try {
     if (role === 'relay') started = await startRelay(config as RelayConfig);

@@ -70,13 +70,24 @@ export function bridge(socket: Socket, stream: MuxStream, onClose?: () => void, 
   };
   if (direct) {
     direct.attach(socket, stream);
-    socket.on('end', () => {
-      if (!stream.destroyed && !stream.writableEnded) stream.end();
-    });
   } else {
-    socket.pipe(stream);
+    // As a pipe would, without its extra write queue: a chunk goes out at once when the stream
+    // has credit (and nothing queued), else it waits its turn and the socket pauses until it drains.
+    socket.on('data', (chunk: Buffer) => {
+      if (stream.destroyed || stream.sendNow(chunk, chunk.length, false)) return;
+      if (!stream.write(chunk)) {
+        socket.pause();
+        stream.once('drain', () => socket.resume());
+      }
+    });
   }
-  stream.pipe(socket);
+  socket.on('end', () => {
+    if (!stream.destroyed && !stream.writableEnded) stream.end();
+  });
+  stream.on('end', () => {
+    if (!socket.destroyed && !socket.writableEnded) socket.end();
+  });
+  stream.sinkTo(socket);
   socket.on('error', (err: NodeJS.ErrnoException) => {
     if (!stream.destroyed) stream.destroy(new Error(err.code === 'ECONNRESET' ? 'connection reset by LAN host' : err.message));
   });

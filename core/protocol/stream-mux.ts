@@ -1,4 +1,4 @@
-import { Duplex } from 'node:stream';
+import { Duplex, type Writable } from 'node:stream';
 import { HEADER_BYTES, type Frame } from './codec.js';
 import { FrameType } from './frames.js';
 import { ProtocolError } from './errors.js';
@@ -107,6 +107,10 @@ export class MuxStream extends Duplex {
   private peakBuffered = 0;
   /** growth beyond the initial window, taken from the mux's budget (given back when the stream goes) */
   grown = 0;
+  /** where received bytes go straight once bridged to a socket (sinkTo), instead of our readable side */
+  private sink: Writable | undefined;
+  /** bytes written to the sink while it was above its high-water mark: credited back at its 'drain' */
+  private sinkHeld = 0;
   private remoteReset = false;
   private finSent = false;
   bytesIn = 0;
@@ -126,15 +130,54 @@ export class MuxStream extends Duplex {
   /** Called by the mux for a DATA frame. */
   onData(body: Buffer): void {
     // Outstanding credit is what we hold unread plus what was read but not yet credited back.
-    if (this.buffered + this.consumed + body.length > this.recvWindow) {
+    if (this.buffered + this.sinkHeld + this.consumed + body.length > this.recvWindow) {
       throw new ProtocolError(Status.PROTOCOL_VIOLATION, `stream ${this.id} sent past its window`);
     }
     // The backlog a frame finds (not counting the frame itself, so a reader that keeps up shows
     // about one frame, the one it is taking, whatever the frame size).
-    if (this.buffered > this.peakBuffered) this.peakBuffered = this.buffered;
+    const backlog = this.backlog;
+    if (backlog > this.peakBuffered) this.peakBuffered = backlog;
     this.bytesIn += body.length;
+    const sink = this.sink;
+    if (sink) {
+      // Bridged: into the socket at once. Bytes it takes below its high-water mark count as read;
+      // above it, they are credited back only when it drains, so a client that does not read
+      // holds at most one window (plus the socket's high-water mark) here, as before.
+      const ok = sink.write(body);
+      if (ok && this.sinkHeld === 0) {
+        this.credit(body.length);
+        return;
+      }
+      if (this.sinkHeld === 0) sink.once('drain', this.onSinkDrain);
+      this.sinkHeld += body.length;
+      return;
+    }
     this.buffered += body.length;
     this.push(body);
+  }
+
+  /**
+   * From now on, received bytes are written straight to `sink` (the socket bridge() joins this
+   * stream to) rather than pushed through our readable side and piped: the same credit rules,
+   * a few buffer and event hops fewer per chunk. Bytes that came before go first. Our FIN still
+   * ends our readable side ('end'), which the caller turns into the socket's end.
+   */
+  sinkTo(sink: Writable): void {
+    for (let chunk = this.read() as Buffer | null; chunk !== null; chunk = this.read() as Buffer | null) sink.write(chunk);
+    this.sink = sink;
+    // Flowing, with nothing ever pushed again but the end: 'end' follows our FIN at once.
+    this.resume();
+  }
+
+  private readonly onSinkDrain = (): void => {
+    const held = this.sinkHeld;
+    this.sinkHeld = 0;
+    if (held > 0 && !this.destroyed) this.credit(held);
+  };
+
+  /** bytes received and not yet taken by our reader (the sink's queue once bridged) */
+  private get backlog(): number {
+    return this.sink ? this.sink.writableLength : this.buffered;
   }
 
   onWindow(increment: number): void {
@@ -156,6 +199,11 @@ export class MuxStream extends Duplex {
     const taken = this.buffered - this.readableLength;
     if (taken <= 0) return;
     this.buffered -= taken;
+    this.credit(taken);
+  }
+
+  /** `taken` more bytes were consumed by our reader: credit goes back once enough have been. */
+  private credit(taken: number): void {
     this.consumed += taken;
     this.sinceGrowth += taken;
     // Credit goes back a quarter window at a time (not each time the buffer empties: for
@@ -175,7 +223,7 @@ export class MuxStream extends Duplex {
           increment += extra;
         }
         this.sinceGrowth = 0;
-        this.peakBuffered = this.buffered;
+        this.peakBuffered = this.backlog;
       }
       this.mux.link.send(encodeStreamWindow(this.id, increment));
       this.consumed = 0;
@@ -186,14 +234,15 @@ export class MuxStream extends Duplex {
    * Sends `buf[0, n)` now if the stream can take all of it at once (credit for it, the tunnel
    * below TUNNEL_HIGH_WATER, no write queued before it) and returns true; `buf` may be reused as
    * soon as this returns. False: nothing was sent, and the caller writes a copy instead (which
-   * waits its turn). For bytes read into a buffer that the next read overwrites (DirectRead).
+   * waits its turn). `reused`: the caller overwrites `buf` after this returns (DirectRead's
+   * shared buffer), so a link that keeps bodies gets a copy; a socket's 'data' chunk is not.
    */
-  sendNow(buf: Buffer, n: number): boolean {
+  sendNow(buf: Buffer, n: number, reused = true): boolean {
     if (n === 0) return true;
     if (this.destroyed || this.writableEnded || this.pending || this.writableLength > 0) return false;
     const link = this.mux.link;
     if (this.sendCredit < n || link.bufferedAmount > TUNNEL_HIGH_WATER) return false;
-    const body = link.copiesBodies ? buf : Buffer.from(buf.subarray(0, n));
+    const body = link.copiesBodies || !reused ? buf : Buffer.from(buf.subarray(0, n));
     for (let offset = 0; offset < n; offset += MAX_STREAM_CHUNK) {
       link.sendParts(encodeStreamDataHead(this.id), body, offset, Math.min(n - offset, MAX_STREAM_CHUNK));
     }

@@ -1,3 +1,4 @@
+import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { decodeFrame } from '../../core/protocol/codec.js';
 import { FrameType } from '../../core/protocol/frames.js';
@@ -120,6 +121,42 @@ describe('stream credit windows', () => {
     }
     await new Promise((r) => setTimeout(r, 20));
     expect(b.takeWindowBudget(STREAM_WINDOW_BUDGET)).toBe(STREAM_WINDOW_BUDGET);
+  });
+
+  it('bridged to a sink (sinkTo): bytes that came before go first, credit stops while the sink is full and comes back when it drains', async () => {
+    const { a, b } = pair();
+    const tx = a.open(2);
+    const rx = b.open(2);
+    // Bytes that arrive before the stream is bridged wait in its readable side.
+    tx.write(Buffer.from('early '));
+    await new Promise((r) => setTimeout(r, 20));
+    const got: Buffer[] = [];
+    let stuck = true;
+    let release: (() => void) | undefined;
+    const sink = new Writable({
+      highWaterMark: 16 * 1024,
+      write(chunk: Buffer, _enc, cb) {
+        got.push(chunk);
+        if (stuck) release = () => cb();
+        else cb();
+      },
+    });
+    rx.sinkTo(sink);
+    const total = 4 * 1024 * 1024;
+    const block = Buffer.alloc(total, 5);
+    tx.write(block);
+    await new Promise((r) => setTimeout(r, 100));
+    // The sink took nothing off its queue: the sender stopped after one window, all of it queued there.
+    expect(credit(tx)).toBe(0);
+    expect(sink.writableLength).toBe(INITIAL_STREAM_WINDOW);
+    stuck = false;
+    release!();
+    tx.end();
+    await new Promise((r) => rx.once('end', r));
+    const all = Buffer.concat(got);
+    expect(all.subarray(0, 6).toString()).toBe('early ');
+    expect(all.length).toBe(6 + total);
+    expect(all.subarray(6).equals(block)).toBe(true);
   });
 
   it('still refuse data beyond the window the receiver granted', () => {
