@@ -41,7 +41,7 @@ describe('BATCH codec', () => {
     expect(out[0]!.buffer).toBe(batch.raw.buffer);
   });
 
-  it('refuses an entry that runs past the end, one shorter than a frame header, a cut length, an empty batch, and a batch inside a batch', () => {
+  it('refuses an entry that runs past the end, one shorter than a frame header, a cut length, an empty batch, a batch inside a batch, and an entry of an unknown frame type', () => {
     const good = batchOf([msg(1), msg(2)]);
     expect(codeOf(() => splitBatch(decodeFrame(good.subarray(0, good.length - 1))))).toBe(Status.MALFORMED_FRAME);
     const short = Buffer.from(good);
@@ -50,6 +50,7 @@ describe('BATCH codec', () => {
     expect(codeOf(() => splitBatch(decodeFrame(Buffer.concat([good, Buffer.from([0, 0])]))))).toBe(Status.MALFORMED_FRAME);
     expect(codeOf(() => splitBatch(decodeFrame(batchOf([]))))).toBe(Status.MALFORMED_FRAME);
     expect(codeOf(() => splitBatch(decodeFrame(batchOf([msg(1), batchOf([msg(2), msg(3)])]))))).toBe(Status.PROTOCOL_VIOLATION);
+    expect(codeOf(() => splitBatch(decodeFrame(batchOf([msg(1), Buffer.from([0xee, 0, 0, 0, 0, 0])]))))).toBe(Status.UNKNOWN_FRAME_TYPE);
   });
 });
 
@@ -186,10 +187,12 @@ describe('Link batching (BATCH, PROTOCOL.md 3.3)', () => {
     expect(owed(server.link)).toBe(0);
   });
 
-  it('faults a malformed BATCH with MALFORMED_FRAME (4100) before handling any frame of it, and a nested one with PROTOCOL_VIOLATION', async () => {
+  it('faults a malformed BATCH with MALFORMED_FRAME (4100) before handling any frame of it, a nested one with PROTOCOL_VIOLATION, one holding an unknown frame type with UNKNOWN_FRAME_TYPE', async () => {
     for (const [bad, code] of [
       [Buffer.concat([batchOf([msg(1), msg(2)]), Buffer.from([0, 0, 0, 40])]), Status.MALFORMED_FRAME],
       [batchOf([msg(1), batchOf([msg(2), msg(3)])]), Status.PROTOCOL_VIOLATION],
+      // a MSG, then an entry of a frame type nobody knows: the MSG must not be routed before the fault
+      [batchOf([msg(1), Buffer.from([0xee, 0, 0, 0, 0, 0])]), Status.UNKNOWN_FRAME_TYPE],
     ] as const) {
       const { server, client, clientWs } = await linkPair();
       clientWs.send(bad);
