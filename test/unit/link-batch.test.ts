@@ -187,6 +187,26 @@ describe('Link batching (BATCH, PROTOCOL.md 3.3)', () => {
     expect(owed(server.link)).toBe(0);
   });
 
+  it("sends the frames it batched in answer to frames that came just before the far end's close, before its close reply (ws answers that close in the same turn)", async () => {
+    const { server, client } = await linkPair();
+    server.link.enableBatching();
+    client.link.enableBatching();
+    // The server acks each MSG as it reads it, as a relay or a contact point does.
+    server.link.setHandler({
+      onFrame: (f) => {
+        server.frames.push(f);
+        server.link.send(encodeAck({ id: `m${server.frames.length - 1}`, to: 'src@relay', from: 'sink@hq', status: Status.OK, reason: '' }));
+      },
+      onClose: (i) => (server.closed = i),
+    });
+    for (let i = 0; i < 5; i++) client.link.send(msg(i));
+    client.link.close(1000, 'done'); // the MSGs and the close frame reach the server in one read
+    await until(() => client.closed !== undefined && server.closed !== undefined, 'the close');
+    expect(server.frames).toHaveLength(5);
+    expect(client.frames.map((f) => f.type)).toEqual(Array(5).fill(FrameType.ACK));
+    expect(client.closed!.code).toBe(1000);
+  });
+
   it('faults a malformed BATCH with MALFORMED_FRAME (4100) before handling any frame of it, a nested one with PROTOCOL_VIOLATION, one holding an unknown frame type with UNKNOWN_FRAME_TYPE', async () => {
     for (const [bad, code] of [
       [Buffer.concat([batchOf([msg(1), msg(2)]), Buffer.from([0, 0, 0, 40])]), Status.MALFORMED_FRAME],
