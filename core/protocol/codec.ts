@@ -218,8 +218,9 @@ export function encodeBatch(frames: readonly Buffer[], bytes: number): Buffer {
 
 /**
  * The frames of a BATCH, as views into it (not copied). The whole batch is checked before any
- * frame is handed on: each entry must hold at least a frame header and end inside the batch, and
- * none may be a BATCH itself (MALFORMED_FRAME / PROTOCOL_VIOLATION).
+ * frame is handed on: each entry must hold at least a frame header and end inside the batch, be
+ * of a known frame type, and not be a BATCH itself (MALFORMED_FRAME / UNKNOWN_FRAME_TYPE /
+ * PROTOCOL_VIOLATION).
  */
 export function splitBatch(frame: Frame): Buffer[] {
   const body = frame.body;
@@ -230,7 +231,9 @@ export function splitBatch(frame: Frame): Buffer[] {
     const len = body.readUInt32BE(o);
     const start = o + BATCH_LENGTH_BYTES;
     if (len < HEADER_BYTES || start + len > body.length) throw new ProtocolError(Status.MALFORMED_FRAME, `BATCH entry ${out.length} of ${len} bytes does not fit`);
-    if (body[start] === FrameType.BATCH) throw new ProtocolError(Status.PROTOCOL_VIOLATION, 'a BATCH inside a BATCH');
+    const type = body[start]!;
+    if (type === FrameType.BATCH) throw new ProtocolError(Status.PROTOCOL_VIOLATION, 'a BATCH inside a BATCH');
+    if (!isKnownFrameType(type)) throw new ProtocolError(Status.UNKNOWN_FRAME_TYPE, `BATCH entry ${out.length} has frame type ${frameTypeName(type)}`);
     out.push(body.subarray(start, start + len));
     o = start + len;
   }

@@ -239,6 +239,14 @@ export class Link {
     this.pongTimeoutMs = opts.pongTimeoutMs ?? PONG_TIMEOUT_MS;
     this.stats = { bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0, batchesIn: 0, batchesOut: 0, rttMs: undefined, openedAt: Date.now() };
     ws.binaryType = 'nodebuffer';
+    // ws answers the far end's close frame (and closes on a bad ws frame) by calling ws.close()
+    // itself, at once, in the turn it reads it: frames batched earlier in that turn (the ACKs of
+    // the MSGs read just before that close) go out first, not dropped after the close frame.
+    const wsClose = ws.close.bind(ws);
+    ws.close = (code?: number, data?: string | Buffer): void => {
+      this.flushBatch();
+      wsClose(code, data);
+    };
     ws.on('message', this.onMessage);
     ws.on('pong', this.onPong);
     ws.on('ping', this.onPing);
@@ -602,8 +610,11 @@ export class Link {
       // Accepted whatever was agreed (PROTOCOL.md 3.3); checked whole before any frame of it is handled.
       const frames = splitBatch(frame);
       this.stats.batchesIn++;
+      // A frame of it that faults or closes the link stops the rest; a close this end began
+      // before (frames still arriving while the far end answers it) does not, as for a frame alone.
+      const closing = this.localClose;
       for (const f of frames) {
-        if (this.closed || this.localClose) return;
+        if (this.closed || this.localClose !== closing) return;
         this.onFrame(decodeFrame(f));
       }
     } catch (err: unknown) {

@@ -41,7 +41,7 @@ describe('BATCH codec', () => {
     expect(out[0]!.buffer).toBe(batch.raw.buffer);
   });
 
-  it('refuses an entry that runs past the end, one shorter than a frame header, a cut length, an empty batch, and a batch inside a batch', () => {
+  it('refuses an entry that runs past the end, one shorter than a frame header, a cut length, an empty batch, a batch inside a batch, and an entry of an unknown frame type', () => {
     const good = batchOf([msg(1), msg(2)]);
     expect(codeOf(() => splitBatch(decodeFrame(good.subarray(0, good.length - 1))))).toBe(Status.MALFORMED_FRAME);
     const short = Buffer.from(good);
@@ -50,6 +50,7 @@ describe('BATCH codec', () => {
     expect(codeOf(() => splitBatch(decodeFrame(Buffer.concat([good, Buffer.from([0, 0])]))))).toBe(Status.MALFORMED_FRAME);
     expect(codeOf(() => splitBatch(decodeFrame(batchOf([]))))).toBe(Status.MALFORMED_FRAME);
     expect(codeOf(() => splitBatch(decodeFrame(batchOf([msg(1), batchOf([msg(2), msg(3)])]))))).toBe(Status.PROTOCOL_VIOLATION);
+    expect(codeOf(() => splitBatch(decodeFrame(batchOf([msg(1), Buffer.from([0xee, 0, 0, 0, 0, 0])]))))).toBe(Status.UNKNOWN_FRAME_TYPE);
   });
 });
 
@@ -186,10 +187,32 @@ describe('Link batching (BATCH, PROTOCOL.md 3.3)', () => {
     expect(owed(server.link)).toBe(0);
   });
 
-  it('faults a malformed BATCH with MALFORMED_FRAME (4100) before handling any frame of it, and a nested one with PROTOCOL_VIOLATION', async () => {
+  it("sends the frames it batched in answer to frames that came just before the far end's close, before its close reply (ws answers that close in the same turn)", async () => {
+    const { server, client } = await linkPair();
+    server.link.enableBatching();
+    client.link.enableBatching();
+    // The server acks each MSG as it reads it, as a relay or a contact point does.
+    server.link.setHandler({
+      onFrame: (f) => {
+        server.frames.push(f);
+        server.link.send(encodeAck({ id: `m${server.frames.length - 1}`, to: 'src@relay', from: 'sink@hq', status: Status.OK, reason: '' }));
+      },
+      onClose: (i) => (server.closed = i),
+    });
+    for (let i = 0; i < 5; i++) client.link.send(msg(i));
+    client.link.close(1000, 'done'); // the MSGs and the close frame reach the server in one read
+    await until(() => client.closed !== undefined && server.closed !== undefined, 'the close');
+    expect(server.frames).toHaveLength(5);
+    expect(client.frames.map((f) => f.type)).toEqual(Array(5).fill(FrameType.ACK));
+    expect(client.closed!.code).toBe(1000);
+  });
+
+  it('faults a malformed BATCH with MALFORMED_FRAME (4100) before handling any frame of it, a nested one with PROTOCOL_VIOLATION, one holding an unknown frame type with UNKNOWN_FRAME_TYPE', async () => {
     for (const [bad, code] of [
       [Buffer.concat([batchOf([msg(1), msg(2)]), Buffer.from([0, 0, 0, 40])]), Status.MALFORMED_FRAME],
       [batchOf([msg(1), batchOf([msg(2), msg(3)])]), Status.PROTOCOL_VIOLATION],
+      // a MSG, then an entry of a frame type nobody knows: the MSG must not be routed before the fault
+      [batchOf([msg(1), Buffer.from([0xee, 0, 0, 0, 0, 0])]), Status.UNKNOWN_FRAME_TYPE],
     ] as const) {
       const { server, client, clientWs } = await linkPair();
       clientWs.send(bad);
