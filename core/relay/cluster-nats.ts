@@ -2,8 +2,9 @@ import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { connect, type Msg, type NatsConnection, type QueuedIterator, type Subscription } from '@nats-io/transport-node';
 import type { ClusterView } from '../admin/relay-contract.js';
-import { offersMediation } from '../protocol/frames.js';
-import { TUNNEL_SLOTS } from '../protocol/limits.js';
+import { decodeFrame, encodeBatch, splitBatch } from '../protocol/codec.js';
+import { FrameType, offersMediation } from '../protocol/frames.js';
+import { BATCH_FRAME_MAX_BYTES, BATCH_MAX_BYTES, TUNNEL_SLOTS } from '../protocol/limits.js';
 import { Backoff } from '../runtime/backoff.js';
 import type { Logger } from '../runtime/logger.js';
 import { ClusterMediation } from './cluster-mediation.js';
@@ -28,6 +29,9 @@ import type { ExternalSession, RelaySession, SessionRegistry, TunnelSession } fr
  *   is published, raw, on its cp subject; one for an external peer on another node on that
  *   node's subject. Its reply subject names the sending node, which takes the refusal ACKs and
  *   the server's "no responders" notice (the holder is gone: its record is dropped at once).
+ *   Frames for one subject within one event-loop turn go as one NATS message holding a BATCH
+ *   (0x17) of them, when every node that subscribes it said `batch` in its heartbeat record
+ *   (an older node gets them one by one).
  * - Credentials: bucket CREDENTIALS_BUCKET (hashes only; see openClusterCredentials).
  */
 
@@ -314,6 +318,11 @@ export class NatsCluster implements Cluster {
   private readonly heartbeatKey: string;
   private heartbeatSeenAt = Date.now();
   private rewatching = false;
+  /** other nodes whose heartbeat record says they take a BATCH of frames in one NATS message */
+  private readonly batchNodes = new Set<string>();
+  /** frames for another node waiting for the end of this event-loop turn, by subject (see flushOutbox) */
+  private readonly outbox = new Map<string, { reply: string; frames: Buffer[]; bytes: number }>();
+  private outboxScheduled = false;
   private readonly logger: Logger;
   /** port mediation with tunnels on other nodes (cluster-mediation.ts) */
   readonly mediation: ClusterMediation;
@@ -355,6 +364,7 @@ export class NatsCluster implements Cluster {
     this.mediation.start();
     this.names.start();
     await this.watchPresence(this.kv);
+    this.heartbeat(); // at once: other nodes learn now, not HEARTBEAT_MS later, that this one takes batches
     this.renewTimer = setInterval(() => this.renewAll(), RENEW_MS);
     this.renewTimer.unref();
     this.heartbeatTimer = setInterval(() => this.heartbeat(), HEARTBEAT_MS);
@@ -446,11 +456,53 @@ export class NatsCluster implements Cluster {
 
   sendToTunnel(cp: string, raw: Buffer): void {
     const token = subjectToken(cp);
-    this.publish(`relay.cp.${token}`, raw, `relay.node.${this.node}.nr.t.${token}`);
+    const holders = this.remote.get(`t:${cp}`);
+    let batch = holders !== undefined && holders.size > 0;
+    if (holders) for (const c of holders.values()) if (!this.batchNodes.has(c.place.node)) batch = false;
+    this.forward(`relay.cp.${token}`, raw, `relay.node.${this.node}.nr.t.${token}`, batch);
   }
 
   sendToNode(node: string, raw: Buffer): void {
-    this.publish(`relay.node.${node}`, raw, `relay.node.${this.node}.nr.n.${node}`);
+    this.forward(`relay.node.${node}`, raw, `relay.node.${this.node}.nr.n.${node}`, this.batchNodes.has(node));
+  }
+
+  /**
+   * A frame for another node: with `batch`, kept until the end of this event-loop turn and sent
+   * with the others for that subject in one NATS message (a BATCH, PROTOCOL.md 3.3 and 17);
+   * per-message work in the NATS client and server is most of a cross-node message's cost. A
+   * frame that cannot wait goes out after those queued before it for its subject (order kept).
+   */
+  private forward(subject: string, raw: Buffer, reply: string, batch: boolean): void {
+    const queued = this.outbox.get(subject);
+    if (!batch || raw.length > BATCH_FRAME_MAX_BYTES) {
+      if (queued) this.flushSubject(subject, queued);
+      return this.publish(subject, raw, reply);
+    }
+    if (!queued) this.outbox.set(subject, { reply, frames: [raw], bytes: raw.length });
+    else {
+      queued.frames.push(raw);
+      queued.bytes += raw.length;
+      if (queued.bytes >= BATCH_MAX_BYTES) this.flushSubject(subject, queued);
+    }
+    if (!this.outboxScheduled) {
+      this.outboxScheduled = true;
+      setImmediate(this.flushOutbox);
+    }
+  }
+
+  /** Whether frames for `node` go batched: its heartbeat record said `batch` (see forward()). */
+  batchesTo(node: string): boolean {
+    return this.batchNodes.has(node);
+  }
+
+  private readonly flushOutbox = (): void => {
+    this.outboxScheduled = false;
+    for (const [subject, q] of this.outbox) this.flushSubject(subject, q);
+  };
+
+  private flushSubject(subject: string, q: { reply: string; frames: Buffer[]; bytes: number }): void {
+    this.outbox.delete(subject);
+    this.publish(subject, q.frames.length === 1 ? q.frames[0]! : encodeBatch(q.frames, q.bytes), q.reply);
   }
 
   answer(reply: string, raw: Buffer): void {
@@ -467,10 +519,25 @@ export class NatsCluster implements Cluster {
   }
 
   private deliver(m: Msg): void {
+    const raw = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+    const reply = m.reply || undefined;
+    if (raw[0] !== FrameType.BATCH) return this.deliverOne(raw, reply, m.subject);
+    let frames: Buffer[];
     try {
-      this.host?.deliver(Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength), m.reply || undefined);
+      frames = splitBatch(decodeFrame(raw));
     } catch (err: unknown) {
-      this.logger.warn('forwarded frame dropped', { subject: m.subject, error: (err as Error).message });
+      this.logger.warn('forwarded batch dropped', { subject: m.subject, error: (err as Error).message });
+      return;
+    }
+    // One bad frame costs only itself: the senders of the others wait for their ACKs as before.
+    for (const f of frames) this.deliverOne(f, reply, m.subject);
+  }
+
+  private deliverOne(raw: Buffer, reply: string | undefined, subject: string): void {
+    try {
+      this.host?.deliver(raw, reply);
+    } catch (err: unknown) {
+      this.logger.warn('forwarded frame dropped', { subject, error: (err as Error).message });
     }
   }
 
@@ -578,7 +645,8 @@ export class NatsCluster implements Cluster {
   private heartbeat(): void {
     if (!this.connected) return;
     if (Date.now() - this.heartbeatSeenAt > WATCH_STALL_MS && !this.rewatching) void this.rewatch();
-    void this.kv.put(this.heartbeatKey, JSON.stringify({ node: this.node, at: new Date().toISOString() })).catch(() => undefined);
+    // `batch`: this node takes a BATCH of frames in one NATS message (see forward()).
+    void this.kv.put(this.heartbeatKey, JSON.stringify({ node: this.node, at: new Date().toISOString(), batch: true })).catch(() => undefined);
   }
 
   private renewAll(): void {
@@ -646,6 +714,7 @@ export class NatsCluster implements Cluster {
       this.heartbeatSeenAt = Date.now();
       return;
     }
+    if (e.key.startsWith('n.')) return this.onHeartbeat(e);
     const parsed = parsePresenceKey(e.key);
     if (!parsed) return;
     const { kind, id, node, slot } = parsed;
@@ -681,6 +750,21 @@ export class NatsCluster implements Cluster {
     } else {
       this.host?.reachableElsewhere('external', id);
     }
+  }
+
+  /** Another node's heartbeat record: whether it takes batches. */
+  private onHeartbeat(e: KvWatchEntry): void {
+    const node = e.key.slice(2);
+    let batch = false;
+    if (e.operation === 'PUT') {
+      try {
+        batch = (e.json<{ batch?: unknown }>()).batch === true;
+      } catch {
+        // not JSON: an unknown writer; no batches for it
+      }
+    }
+    if (batch) this.batchNodes.add(node);
+    else this.batchNodes.delete(node);
   }
 
   /** NATS is gone: nobody can reach the tunnels here, so they close and their offices re-home. */

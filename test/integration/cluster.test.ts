@@ -4,7 +4,7 @@ import type { DeliveryError } from '../../core/protocol/errors.js';
 import { Status } from '../../core/protocol/status.js';
 import { PeerClient, type InboundMessage } from '../../core/peer/peer-client.js';
 import { Kvm } from '@nats-io/kv';
-import { decodeAck, decodeFrame, encodeAck, encodeMsg } from '../../core/protocol/codec.js';
+import { decodeAck, decodeFrame, encodeAck, encodeMsg, splitBatch } from '../../core/protocol/codec.js';
 import { connectNats, joinNatsCluster, openClusterCredentials, PRESENCE_BUCKET, subjectToken } from '../../core/relay/cluster-nats.js';
 import type { CredentialStore } from '../../core/relay/credentials.js';
 import { Relay } from '../../core/relay/relay.js';
@@ -157,6 +157,37 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     const text = await scrape([relayMetrics(r2)]);
     expect(text).toContain(`contact_point_relay_messages_forwarded_total ${r2.status().forwarded}\n`);
     expect(text).toContain(`contact_point_relay_messages_routed_total ${r2.status().routed}\n`);
+  });
+
+  it('puts the frames of a burst for an office on another node into few NATS messages (BATCH), each delivered and acked once', async () => {
+    const h = await office('r1', 'acme-hq');
+    const r2 = await node('r2');
+    const got: string[] = [];
+    await h.registered('printer', (m) => void got.push(m.payload.toString()));
+    const alice = await external(r2, 'alice');
+    await waitFor(() => r2.cluster.tunnel('acme-hq')?.kind === 'remote', 5_000, 'r2 sees the tunnel on the office node');
+    const natsCluster = r2.cluster as unknown as { batchesTo(node: string): boolean };
+    await waitFor(() => natsCluster.batchesTo('r1'), 5_000, "r1's heartbeat record (batch) at r2");
+    await alice.send('printer@acme-hq', 'first'); // the receiver's key, before the burst
+    // Every message on the office's subject, as a bystander subscriber sees it (not in the queue group).
+    const seen: Buffer[] = [];
+    const sub = admin.nc.subscribe(`relay.cp.${subjectToken('acme-hq')}`, { callback: (_err, m) => void seen.push(Buffer.from(m.data)) });
+    try {
+      const N = 200;
+      await Promise.all(Array.from({ length: N }, (_, i) => alice.send('printer@acme-hq', `burst ${i}`)));
+      await admin.nc.flush();
+      const burst = got.filter((g) => g.startsWith('burst '));
+      expect(new Set(burst).size).toBe(N);
+      expect(burst.length).toBe(N); // at-least-once on the wire, once to the application
+      const batches = seen.filter((b) => b[0] === FrameType.BATCH);
+      expect(batches.length).toBeGreaterThan(0);
+      // Before: one NATS message per frame (N + retransmits of them).
+      expect(seen.length).toBeLessThan(N / 4);
+      const frames = seen.reduce((n, b) => n + (b[0] === FrameType.BATCH ? splitBatch(decodeFrame(b)).length : 1), 0);
+      expect(frames).toBe(N + alice.stats.retransmits);
+    } finally {
+      sub.unsubscribe();
+    }
   });
 
   it('carries office-to-office messages between offices on two nodes', async () => {
