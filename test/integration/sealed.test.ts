@@ -355,3 +355,17 @@ describe('a receiver that does not seal', () => {
     }
   });
 });
+
+describe('a sealing LAN peer while the tunnel is down', () => {
+  it('has its key request refused CONTACT_POINT_OFFLINE at once by its contact point (before: no answer for KEYS_TIMEOUT_MS, then "no key" and a plain message)', async () => {
+    const printer = await h.registered('printer');
+    await h.relay.stop();
+    await waitFor(() => !h.cp.gateway.connected, 5_000, 'the tunnel down');
+    const err = await printer.send('alice@relay', MARKER, { deadlineMs: 1_500 }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(err?.message).toMatch(/the tunnel to the relay is down/);
+    expect(printer.stats.sealed).toBe(0);
+  });
+});
