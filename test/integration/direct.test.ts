@@ -188,7 +188,8 @@ describe('direct mode: external peers reach the contact point itself, no relay',
   it('does not tell a LAN peer waiting for the relay that it is reachable when only direct mode\'s tunnel came back', async () => {
     const h = await startHarness({ cp: { direct: { host: '127.0.0.1', port: 0 } } });
     cleanups.push(() => h.close());
-    const printer = await h.registered('printer');
+    // Plain: the message itself goes to the contact point and is refused (a sealing sender asks for the key first, and that request is what is refused).
+    const printer = await h.registered('printer', undefined, { seal: 'off' });
     await h.relay.stop();
     await waitFor(() => !h.cp.gateway.connected, 5_000, 'the relay tunnel down');
     // Refused CONTACT_POINT_OFFLINE: printer waits for the relay tunnel (REACHABLE) to retry.
