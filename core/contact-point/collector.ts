@@ -71,13 +71,8 @@ export class Collector {
       return void session.link.send(encodeAck({ id: req.id, to: req.from, from: req.to, status: Status.UNAUTHORIZED, reason: `you ask as ${session.address}` }));
     }
     const answer = this.d.seal.answer(req, session.name);
-    if (answer !== 'forward') return void session.link.send(answer);
-    // The tunnel is down: refused now, retryably, as a message would be. Unanswered,
-    // the asker waited KEYS_TIMEOUT_MS and took "no key": its message went plain once the tunnel
-    // was back, though the receiver seals.
-    if (!this.d.uplinkFor(parseAddress(req.to)?.domain ?? '').send(frame.raw)) {
-      session.link.send(encodeAck({ id: req.id, to: req.from, from: req.to, status: Status.CONTACT_POINT_OFFLINE, reason: 'the tunnel to the relay is down' }));
-    }
+    if (answer === 'forward') this.d.outbound.forwardKeys(session, req, frame.raw);
+    else session.link.send(answer);
   }
 
   /** A message a LAN peer sent: to another LAN peer, or out through the tunnel. */

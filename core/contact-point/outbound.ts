@@ -1,5 +1,5 @@
 import { parseAddress } from '../protocol/address.js';
-import { decodeAck, type Frame, type MsgFrame } from '../protocol/codec.js';
+import { decodeAck, encodeAck, type Frame, type MsgFrame } from '../protocol/codec.js';
 import type { ReachableBody } from '../protocol/frames.js';
 import { FrameType } from '../protocol/frames.js';
 import { MAX_BUFFERED_BYTES, REACHABLE_WAIT_MS, REACHABLE_WAITERS_MAX, REACHABLE_WAITERS_PER_DOMAIN } from '../protocol/limits.js';
@@ -62,6 +62,19 @@ export class Outbound {
     if (this.sent.size < MAX_OUTBOUND_TRACKED) this.sent.set(key, { size: msg.payload.length, from: msg.from, to: msg.to, uplink, slot: uplink.sendingSlot });
     else this.d.flow.record(msg.id, 'out', msg.from, msg.to, msg.payload.length, -1);
     uplink.send(raw);
+  }
+
+  /**
+   * A LAN peer's KEYS request its contact point cannot answer, up the tunnel. With the tunnel
+   * down it is refused CONTACT_POINT_OFFLINE at once (retryable) and the peer waits for
+   * REACHABLE, as for a message: unanswered, the asker waited KEYS_TIMEOUT_MS, took "no key",
+   * and its message went plain once the tunnel was back though the receiver seals.
+   */
+  forwardKeys(session: PeerSession, req: MsgFrame, raw: Buffer): void {
+    const domain = parseAddress(req.to)?.domain ?? '';
+    if (this.d.uplinkFor(domain).send(raw)) return;
+    this.waitFor(domain, session);
+    session.link.send(encodeAck({ id: req.id, to: req.from, from: req.to, status: Status.CONTACT_POINT_OFFLINE, reason: 'the tunnel to the relay is down' }));
   }
 
   /** An ACK from the relay side for a message a local peer sent out. */
