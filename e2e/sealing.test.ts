@@ -44,7 +44,8 @@ describe('sealing in the admin GUI', { timeout: 60_000 }, () => {
     await settings.sealing.getByLabel(/Sealed payloads only, for every peer/).check();
     await settings.sealing.getByRole('button', { name: 'Apply sealing policy' }).click();
     await expect.poll(async () => (JSON.parse(await readFile(stateFile, 'utf8')) as { seal: { required: boolean } }).seal.required).toBe(true);
-    expect(stack.cp.snapshot().seal?.required).toBe(true);
+    // On disk first, then in memory (after the folder's and the audit log's fsync): the running state follows within moments.
+    await expect.poll(() => stack.cp.snapshot().seal?.required).toBe(true);
     // The list of peers hides while the whole office is sealed-only.
     expect(await settings.sealing.getByLabel('printer', { exact: true }).count()).toBe(0);
     expect(errors).toEqual([]);
