@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { decodeControl, type Frame } from '../protocol/codec.js';
 import { decodeDatagram, encodeDatagram, type Datagram } from '../protocol/datagram.js';
-import { FrameType, type PortEventBody, type PortResultBody } from '../protocol/frames.js';
+import { CAPABILITY_PLACEMENT, FrameType, type PortEventBody, type PortResultBody } from '../protocol/frames.js';
 import type { OperatorPortRequest, Without } from '../protocol/port-requests.js';
 import type { Link } from '../protocol/link.js';
 import { Status, statusName } from '../protocol/status.js';
@@ -51,7 +51,8 @@ export class Operator extends EventEmitter<OperatorEvents> {
 
   constructor(opts: OperatorOptions) {
     super();
-    this.client = new PeerClient({ ...opts, role: 'external', onOtherFrame: (f) => this.onFrame(f) });
+    // `placement-1`: a cluster node may be asked where an office's tunnels are (locate()).
+    this.client = new PeerClient({ ...opts, role: 'external', capabilities: [CAPABILITY_PLACEMENT], onOtherFrame: (f) => this.onFrame(f) });
     this.client.on('status', (s) => {
       if (s.state !== 'connected') this.dropLink('connection to the relay lost');
     });
@@ -94,6 +95,24 @@ export class Operator extends EventEmitter<OperatorEvents> {
       ...(opts.maxConnections ? { maxStreams: opts.maxConnections } : {}),
     });
     return { exposeId: r.portId!, publicPort: r.port! };
+  }
+
+  /**
+   * Whether the relay this session is connected to answers locate() (a node of a relay cluster
+   * that speaks placement, PROTOCOL.md 17.6). False before the session is up, and on a single relay.
+   */
+  get placementOffered(): boolean {
+    return this.client.currentLink !== undefined && this.client.serverCapabilities.includes(CAPABILITY_PLACEMENT);
+  }
+
+  /**
+   * Placement (PROTOCOL.md 17.6): the relay node this session is on (`node`), and the nodes
+   * holding the tunnels of `cp` now, newest first, each with the URL it advertises for clients
+   * when it has one (`places`, empty while the office is offline). Only where placementOffered.
+   */
+  async locate(cp: string): Promise<{ node: string; places: { node: string; url?: string }[] }> {
+    const r = await this.must(cp, { op: 'locate' });
+    return { node: r.node ?? '', places: r.places ?? [] };
   }
 
   async unexpose(exposeId: number): Promise<void> {
