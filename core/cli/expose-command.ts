@@ -114,8 +114,8 @@ bytes go straight to the node holding the tunnel instead of crossing NATS; the p
 is then that node's host. It asks again every ${PLACEMENT_CHECK_MS / 1000} s: when CP re-homes to another node, the
 exposure moves there (a new address is printed, or {"event":"moved",...} with --json;
 connections open through the old one are reset, as they are whenever a tunnel moves). A node
-that advertises no URL, or cannot be reached within ${PLACEMENT_DIAL_TIMEOUT_MS / 1000} s, leaves the exposure on the --relay
-node, carried across the cluster as before.
+that advertises no URL, or whose URL fails to connect (or is not up within ${PLACEMENT_DIAL_TIMEOUT_MS / 1000} s), leaves the
+exposure on the --relay node, carried across the cluster as before.
 
 Examples:
   contact-point expose acme-hq 192.168.1.20:80 --relay wss://relay.example.com/v1 --id tech --credential-file tech.credential
@@ -387,7 +387,20 @@ async function exposeWith(home: Operator, r: ExposeRun, place: Placement, interr
     place.placed.add(o);
     o.start();
     try {
-      await o.ready(PLACEMENT_DIAL_TIMEOUT_MS, { failOn: [Status.SESSION_LIMIT] });
+      // The first failed attempt ends it (a refused connection, a refused credential): no waiting for retries.
+      let onStatus: ((st: { state: string; lastError?: string | undefined }) => void) | undefined;
+      const failed = new Promise<never>((_resolve, reject) => {
+        onStatus = (st): void => {
+          if (st.state === 'reconnecting' || st.state === 'stopped') reject(new Error(st.lastError ?? 'connection failed'));
+        };
+        o.client.on('status', onStatus);
+      });
+      failed.catch(() => undefined);
+      try {
+        await Promise.race([o.ready(PLACEMENT_DIAL_TIMEOUT_MS, { failOn: [Status.SESSION_LIMIT] }), failed]);
+      } finally {
+        if (onStatus) o.client.off('status', onStatus);
+      }
       // The URL must lead to that very node (not, say, through a load balancer to another).
       const here = o.placementOffered ? await o.locate(t.cp) : undefined;
       if (!here) throw new Error('it does not answer placement');
