@@ -343,6 +343,8 @@ async function exposeWith(home: Operator, r: ExposeRun, place: Placement, interr
   const t = r.target;
   // Declared first: the handlers set up by watch() (also during the first placement) use them.
   let current: Exposed = { exposeId: 0, publicPort: 0 };
+  /** the session `current` was made on */
+  let exposedOn: Operator = home;
   let hinted = false;
   const watched = new WeakSet<Operator>();
   let lost = false;
@@ -456,6 +458,7 @@ async function exposeWith(home: Operator, r: ExposeRun, place: Placement, interr
   }
 
   current = first;
+  exposedOn = place.active;
   const fields = (): Record<string, unknown> => ({
     contactPoint: t.cp,
     proto: t.proto,
@@ -518,7 +521,8 @@ async function exposeWith(home: Operator, r: ExposeRun, place: Placement, interr
   // Once reconnected (a new session; the old one's public port is free once the relay has
   // noticed that its connection died), renew it.
   const renew = async (gen: number): Promise<void> => {
-    const wanted = r.publicPort ?? current.publicPort;
+    // The public port it had, on the same node again; on another node's host --public-port or any free one.
+    const wanted = r.publicPort ?? (exposedOn === place.active ? current.publicPort : undefined);
     const until = Date.now() + REEXPOSE_RETRY_MS;
     for (;;) {
       if (gen !== generation) return;
@@ -526,6 +530,7 @@ async function exposeWith(home: Operator, r: ExposeRun, place: Placement, interr
       if (gen !== generation) return;
       if (!(again instanceof MediationError)) {
         current = again;
+        exposedOn = place.active;
         if (r.json) emit('exposed', fields());
         else note(`exposure renewed: ${publicHost()}:${current.publicPort}`);
         return;
@@ -539,6 +544,7 @@ async function exposeWith(home: Operator, r: ExposeRun, place: Placement, interr
         const any = await exposeOnce(undefined);
         if (!(any instanceof MediationError)) {
           current = any;
+          exposedOn = place.active;
           if (r.json) emit('exposed', fields());
           else for (const line of exposedLines(t, publicHost(), current.publicPort, `exposure renewed on a NEW public port (${wanted} is taken):`)) note(line);
           return;
@@ -602,6 +608,7 @@ async function exposeWith(home: Operator, r: ExposeRun, place: Placement, interr
       const from = `${publicHost()}:${current.publicPort}`;
       switchTo(next, nextUrl, target.node);
       current = got;
+      exposedOn = next;
       generation++;
       if (r.json) emit('moved', { ...fields(), from });
       else for (const line of [...exposedLines(t, publicHost(), current.publicPort, `${t.cp} is now on relay node ${target.node}; exposure moved (${from} is closed):`), ...placedLine()]) note(line);
