@@ -115,6 +115,39 @@ export class Operator extends EventEmitter<OperatorEvents> {
     return { node: r.node ?? '', places: r.places ?? [] };
   }
 
+  /**
+   * Placement for an operator program (PROTOCOL.md 17.6): an Operator for `cp` on the relay node
+   * holding its tunnel, so its streams do not cross the cluster's engine. Connects to `opts.url`
+   * (within `timeoutMs`; a failure there rejects, as ready() does) and asks where `cp` is; when
+   * it is on another node that advertises a URL, connects there with the same options, checks
+   * that it is that node, and stops the first. Everything else (a single relay, an office here
+   * or offline, no URL, a URL that fails) resolves with the Operator on `opts.url`. Started and
+   * ready either way; `placedAt` says where it went.
+   */
+  static async forOffice(opts: OperatorOptions, cp: string, timeoutMs = 10_000): Promise<{ op: Operator; placedAt: { node: string; url: string } | undefined }> {
+    const home = new Operator(opts).start();
+    await home.ready(timeoutMs);
+    if (!home.placementOffered) return { op: home, placedAt: undefined };
+    const where = await home.locate(cp).catch(() => undefined);
+    if (!where || where.places.length === 0 || where.places.some((p) => p.node === where.node)) return { op: home, placedAt: undefined };
+    for (const place of where.places) {
+      if (place.url === undefined) continue;
+      const there = new Operator({ ...opts, url: place.url }).start();
+      try {
+        await there.ready(Math.min(timeoutMs, 5_000));
+        const check = there.placementOffered ? await there.locate(cp) : undefined;
+        if (check?.node === place.node && check.places.some((p) => p.node === place.node)) {
+          await home.stop();
+          return { op: there, placedAt: { node: place.node, url: place.url } };
+        }
+      } catch {
+        // not reachable, or not that node: the next place, else home
+      }
+      await there.stop();
+    }
+    return { op: home, placedAt: undefined };
+  }
+
   async unexpose(exposeId: number): Promise<void> {
     await this.must(undefined, { op: 'unexpose', portId: exposeId });
   }

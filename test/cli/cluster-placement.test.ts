@@ -211,6 +211,8 @@ describe.skipIf(!haveNatsServer)('exposure placement on a relay cluster (PROTOCO
 
   it('answers locate with the nodes holding an office and their URLs, takes up placement-1 only on a cluster node, and refuses it without the mediate right', async () => {
     const c = await nodes(['r1', 'r2'], { r2: true });
+    // Added first: both nodes have seen it (their watches of the credentials bucket) long before it is used.
+    const sdkSecret = await c.creds.add('external', 'sdk', ['send', 'mediate']);
     const cpSecret = await c.creds.add('contact-point', 'acme-hq');
     await c.creds.add('contact-point', 'far-hq');
     await c.office('acme-hq', cpSecret, c.urls.r2!);
@@ -222,6 +224,29 @@ describe.skipIf(!haveNatsServer)('exposure placement on a relay cluster (PROTOCO
     await expect(op.locate('nowhere')).rejects.toMatchObject({ code: Status.UNKNOWN_CONTACT_POINT });
     const viewer = await operator(c.urls.r1!, c.creds, 'viewer', ['send']);
     await expect(viewer.locate('acme-hq')).rejects.toMatchObject({ code: Status.PERMISSION_DENIED });
+    // An operator program placed by the SDK (Operator.forOffice): its stream goes to r2 directly.
+    const web = await webServer(Buffer.alloc(0));
+    const counted = mediationBytes(c.nc);
+    suite.cleanup(() => counted.stop());
+    const { op: placedOp, placedAt } = await Operator.forOffice({ url: c.urls.r1!, name: 'sdk', secret: sdkSecret, logger, timing: FAST }, 'acme-hq');
+    suite.cleanup(() => placedOp.stop());
+    expect(placedAt).toEqual({ node: 'r2', url: c.urls.r2 });
+    const port = await placedOp.open('acme-hq', { proto: 'tcp', port: 0 });
+    const stream = await placedOp.connect('acme-hq', port.portId, '127.0.0.1', web);
+    const answer = new Promise<string>((resolve) => {
+      let text = '';
+      stream.on('data', (d: Buffer) => (text += d.toString()));
+      stream.on('end', () => resolve(text));
+    });
+    stream.end('GET /sdk HTTP/1.0\r\n\r\n');
+    expect(await answer).toContain('printer config page for /sdk');
+    await c.nc.flush();
+    expect(counted.bytes()).toBe(0);
+    // A program dialling the office's own node stays there.
+    const near = await Operator.forOffice({ url: c.urls.r2!, name: 'sdk', secret: sdkSecret, logger, timing: FAST }, 'acme-hq');
+    suite.cleanup(() => near.op.stop());
+    expect(near.placedAt).toBeUndefined();
+
     // relay status (from NATS) shows each node's advertised URL.
     const status = await suite.cli(['relay', 'status', '--cluster', c.natsUrl, '--json']);
     expect(status.code, status.stderr).toBe(0);
