@@ -236,9 +236,16 @@ export async function runClusterBulk(ctx: BenchContext): Promise<void> {
         return { m, perMb: { r1: round(relays[0]!.cpuMs / mb), r2: round(relays[1]!.cpuMs / mb), nats: round((natsCpuMs(nats!) - n0) / mb) } };
       };
       for (let r = 0; r < rounds; r++) {
-        const s = await perMb(samePort);
-        const c = await perMb(crossPort);
-        const p = await perMb(placedPort);
+        // The three in turn, starting one further each round and direction, so none is always first (or last) after a pause.
+        const ports = [samePort, crossPort, placedPort];
+        const got = new Map<number, Awaited<ReturnType<typeof perMb>>>();
+        for (let i = 0; i < ports.length; i++) {
+          const port = ports[(r + (dir === 'down' ? 1 : 0) + i) % ports.length]!;
+          got.set(port, await perMb(port));
+        }
+        const s = got.get(samePort)!;
+        const c = got.get(crossPort)!;
+        const p = got.get(placedPort)!;
         for (const b of [s.m.result, c.m.result, p.m.result]) if (b.confirmed !== b.bytes) throw new Error(`cluster bulk ${dir}: ${b.bytes} bytes sent, ${b.confirmed} arrived`);
         same.push(s.m.result);
         cross.push(c.m.result);
