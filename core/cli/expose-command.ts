@@ -371,7 +371,7 @@ async function exposeWith(home: Operator, r: ExposeRun, place: Placement, interr
     if (place.node !== undefined && l.places.some((p) => p.node === place.node)) return 'stay';
     if (l.places.some((p) => p.node === l.node)) return { node: l.node };
     const now = Date.now();
-    const there = l.places.find((p) => p.url !== undefined && (place.failedUntil.get(p.url) ?? 0) <= now);
+    const there = l.places.find((p) => p.url !== undefined && placementAllowed(r.relayUrl, p.url) && (place.failedUntil.get(p.url) ?? 0) <= now);
     if (there) return there;
     // No node of the office to dial: the exposure goes (back) through the cluster from home.
     return place.active === home ? 'stay' : { node: l.node };
@@ -624,6 +624,15 @@ async function exposeWith(home: Operator, r: ExposeRun, place: Placement, interr
   if (r.placement) place.timer = setInterval(() => void follow(), PLACEMENT_CHECK_MS);
 
   return Promise.race([interrupted, ended]);
+}
+
+/**
+ * Whether a session may be placed at `url` when the operator gave `relayUrl`: never from wss:// to
+ * plain ws:// (the credential would then cross the network in clear because of what the cluster
+ * advertised).
+ */
+export function placementAllowed(relayUrl: string, url: string): boolean {
+  return !(relayUrl.startsWith('wss:') && !url.startsWith('wss:'));
 }
 
 function warn(r: ExposeRun, code: number, message: string): void {

@@ -131,7 +131,8 @@ export class Operator extends EventEmitter<OperatorEvents> {
     const where = await home.locate(cp).catch(() => undefined);
     if (!where || where.places.length === 0 || where.places.some((p) => p.node === where.node)) return { op: home, placedAt: undefined };
     for (const place of where.places) {
-      if (place.url === undefined) continue;
+      // Never from wss:// to plain ws://: the secret would cross the network in clear.
+      if (place.url === undefined || (opts.url.startsWith('wss:') && !place.url.startsWith('wss:'))) continue;
       const there = new Operator({ ...opts, url: place.url }).start();
       try {
         await there.ready(Math.min(timeoutMs, 5_000));
