@@ -10,6 +10,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';
 import { ContactPoint } from '../../core/contact-point/contact-point.js';
 import { Operator } from '../../core/peer/operator.js';
+import { PeerClient } from '../../core/peer/peer-client.js';
 import { Status } from '../../core/protocol/status.js';
 import { connectNats, openClusterCredentials } from '../../core/relay/cluster-nats.js';
 import { CredentialStore } from '../../core/relay/credentials.js';
@@ -213,6 +214,7 @@ describe.skipIf(!haveNatsServer)('exposure placement on a relay cluster (PROTOCO
     const c = await nodes(['r1', 'r2'], { r2: true });
     // Added first: both nodes have seen it (their watches of the credentials bucket) long before it is used.
     const sdkSecret = await c.creds.add('external', 'sdk', ['send', 'mediate']);
+    const plainSecret = await c.creds.add('external', 'plain', ['send']);
     const cpSecret = await c.creds.add('contact-point', 'acme-hq');
     await c.creds.add('contact-point', 'far-hq');
     await c.office('acme-hq', cpSecret, c.urls.r2!);
@@ -256,6 +258,13 @@ describe.skipIf(!haveNatsServer)('exposure placement on a relay cluster (PROTOCO
     const text = await suite.cli(['relay', 'status', '--cluster', c.natsUrl]);
     expect(text.stdout).toMatch(new RegExp(`r2\\s+1\\s+\\d+\\s+${c.urls.r2!.replace(/[/.]/g, '\\$&')}`));
 
+    // A client that does not list placement-1 (an older one) is not offered it: WELCOME as before.
+    const plain = new PeerClient({ role: 'external', url: c.urls.r1!, name: 'plain', secret: plainSecret, logger, timing: FAST });
+    suite.cleanup(() => plain.stop());
+    plain.start();
+    await plain.ready(10_000);
+    expect(plain.serverCapabilities).toContain('batch');
+    expect(plain.serverCapabilities).not.toContain('placement-1');
     // A single relay does not take placement up, and refuses a locate NOT_OFFERED.
     const credentials = CredentialStore.inMemory();
     const single = new Relay({ credentials, logger, host: '127.0.0.1', port: 0 });
