@@ -8,7 +8,13 @@
  * - cluster.memory_per_office (`--only cluster-memory` alone): a relay's memory per connected
  *   office with MEMORY_OFFICES offices, as a cluster node vs a single relay.
  */
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import type { PeerClient } from '../core/peer/peer-client.js';
 import type { BenchContext } from './context.js';
 import type { WorkerHandle } from './ipc.js';
@@ -36,11 +42,11 @@ function wanted(ctx: BenchContext, name: string): boolean {
   return haveNatsServer;
 }
 
-/** Relay node workers r1 and r2 on `nats` (added to `workers`, to be stopped by the caller). */
-async function relayNodes(ctx: BenchContext, nats: NatsServer, workers: WorkerHandle[]): Promise<[WorkerHandle, WorkerHandle]> {
+/** Relay node workers r1 and r2 on `nats` (added to `workers`, to be stopped by the caller); with `advertise`, each advertises its URL (placement). */
+async function relayNodes(ctx: BenchContext, nats: NatsServer, workers: WorkerHandle[], advertise = false): Promise<[WorkerHandle, WorkerHandle]> {
   const nodes: WorkerHandle[] = [];
   for (const node of ['r1', 'r2']) {
-    const w = await ctx.startWorker('relay', { cluster: { servers: [nats.url], node } });
+    const w = await ctx.startWorker('relay', { cluster: { servers: [nats.url], node }, ...(advertise ? { advertise: true } : {}) });
     workers.push(w);
     nodes.push(w);
   }
@@ -176,8 +182,11 @@ const TARGET_CROSS_BULK_MB_PER_S = 400;
 
 /**
  * `--only cluster-bulk` (issue 12 item 5): one TCP stream each way through an exposure of a LAN
- * service, in the same run: exposed on the office's node r1 (same-node, the baseline) and on r2
- * (cross-node: every STREAM_DATA and WINDOW frame crosses NATS once, cluster-mediation.ts).
+ * service, in the same run, interleaved: exposed on the office's node r1 (same-node, the
+ * baseline), on r2 (cross-node: every STREAM_DATA and WINDOW frame crosses NATS once,
+ * cluster-mediation.ts), and by `contact-point expose --relay <r2>` with placement (PROTOCOL.md
+ * 17.6: both nodes advertise their URL, so expose dials r2, is told the office is on r1, and
+ * exposes there: the bytes do not cross NATS).
  */
 export async function runClusterBulk(ctx: BenchContext): Promise<void> {
   if (!wanted(ctx, 'cluster-bulk')) return;
@@ -186,10 +195,11 @@ export async function runClusterBulk(ctx: BenchContext): Promise<void> {
   const rounds = ctx.quick ? 1 : 3;
   const workers: WorkerHandle[] = [];
   let nats: NatsServer | undefined;
+  let placer: ExposeProcess | undefined;
   try {
     nats = await startNatsServer();
     note(`cluster-bulk: nats-server on ${nats.url}; relay nodes r1 (the office's) and r2, contact point, LAN service, load`);
-    const [r1, r2] = await relayNodes(ctx, nats, workers);
+    const [r1, r2] = await relayNodes(ctx, nats, workers, true);
     const cpSecret = await r1.call<string>('addCredential', { kind: 'contact-point', id: CP_ID });
     const cp = await ctx.startWorker('contact-point', { id: CP_ID, relayUrl: r1.url, secret: cpSecret, ports: PORTS });
     workers.push(cp);
@@ -203,10 +213,17 @@ export async function runClusterBulk(ctx: BenchContext): Promise<void> {
       (await relay.call<{ publicPort: number }>('expose', { cp: CP_ID, proto: 'tcp', host: '127.0.0.1', port: bulkPort, operator: 'bench-tech' })).publicPort;
     const samePort = await exposeOn(r1);
     const crossPort = await exposeOn(r2);
-    for (const port of [samePort, crossPort]) for (const dir of ['up', 'down'] as const) await load.call('bulk', { port, dir, bytes: 64 * 1024 ** 2, maxMs: 2_000 }, 30_000);
+    const placerSecret = await r1.call<string>('addCredential', { kind: 'external', id: 'bench-placer', rights: ['send', 'mediate'] });
+    placer = await placedExpose(r2.url, placerSecret, bulkPort);
+    if (placer.ready.node !== 'r1') throw new Error(`expose --relay ${r2.url} was not placed on r1: ${JSON.stringify(placer.ready)}`);
+    const placedPort = Number(placer.ready.publicPort);
+    note(`  expose --relay ${r2.url} placed on ${String(placer.ready.node)} (${String(placer.ready.exposedVia)}), public port ${placedPort}`);
+    for (const port of [samePort, crossPort, placedPort]) for (const dir of ['up', 'down'] as const) await load.call('bulk', { port, dir, bytes: 64 * 1024 ** 2, maxMs: 2_000 }, 30_000);
     for (const dir of ['up', 'down'] as const) {
       const same: BulkResult[] = [];
       const cross: BulkResult[] = [];
+      const placed: BulkResult[] = [];
+      const placedPerMb: Record<string, number>[] = [];
       const cpu: Record<string, number>[] = [];
       const crossPerMb: Record<string, number>[] = [];
       const samePerMb: Record<string, number>[] = [];
@@ -219,11 +236,22 @@ export async function runClusterBulk(ctx: BenchContext): Promise<void> {
         return { m, perMb: { r1: round(relays[0]!.cpuMs / mb), r2: round(relays[1]!.cpuMs / mb), nats: round((natsCpuMs(nats!) - n0) / mb) } };
       };
       for (let r = 0; r < rounds; r++) {
-        const s = await perMb(samePort);
-        const c = await perMb(crossPort);
-        for (const b of [s.m.result, c.m.result]) if (b.confirmed !== b.bytes) throw new Error(`cluster bulk ${dir}: ${b.bytes} bytes sent, ${b.confirmed} arrived`);
+        // The three in turn, starting one further each round and direction, so none is always first (or last) after a pause.
+        const ports = [samePort, crossPort, placedPort];
+        const got = new Map<number, Awaited<ReturnType<typeof perMb>>>();
+        for (let i = 0; i < ports.length; i++) {
+          const port = ports[(r + (dir === 'down' ? 1 : 0) + i) % ports.length]!;
+          got.set(port, await perMb(port));
+        }
+        const s = got.get(samePort)!;
+        const c = got.get(crossPort)!;
+        const p = got.get(placedPort)!;
+        for (const b of [s.m.result, c.m.result, p.m.result]) if (b.confirmed !== b.bytes) throw new Error(`cluster bulk ${dir}: ${b.bytes} bytes sent, ${b.confirmed} arrived`);
         same.push(s.m.result);
         cross.push(c.m.result);
+        placed.push(p.m.result);
+        placedPerMb.push(p.perMb);
+        note(`  bulk ${dir}, round ${r + 1}: placed (expose dialled r2, exposure on r1) ${p.m.result.mbPerS} MB/s cpu ms/MB ${JSON.stringify(p.perMb)}`);
         cpu.push(c.m.cpu);
         crossPerMb.push(c.perMb);
         samePerMb.push(s.perMb);
@@ -251,11 +279,98 @@ export async function runClusterBulk(ctx: BenchContext): Promise<void> {
         mode: ctx.quick ? 'quick' : 'full',
         node: process.version,
       });
+      const placedValue = median(placed.map((b) => b.mbPerS));
+      emit({
+        name: 'cluster.bulk_cross_node_placed_mbps',
+        direction: dir === 'up' ? 'upload' : 'download',
+        description: `one TCP stream ${dir === 'up' ? 'client -> LAN sink' : 'LAN source -> client'} through \`contact-point expose --relay <r2>\` for an office whose tunnel is on r1, with placement (PROTOCOL.md 17.6: expose is told the office is on r1 and exposes there; no byte crosses NATS) vs an exposure made on r1 itself, median of ${rounds}`,
+        value: round(placedValue, 1),
+        unit: 'MB/s',
+        rounds: placed.map((b) => b.mbPerS),
+        baseline_mb_per_s: round(baseline, 1),
+        baseline_rounds: same.map((b) => b.mbPerS),
+        baseline: 'the same client, LAN service, contact point and office node; exposed on the office node itself by the relay (no operator session), interleaved',
+        ratio: round(placedValue / baseline),
+        over_nats_mb_per_s: round(value, 1),
+        target: TARGET_CROSS_BULK_MB_PER_S,
+        target_met: placedValue >= TARGET_CROSS_BULK_MB_PER_S,
+        cpu_ms_per_mb: placedPerMb,
+        limits: { bytes, max_ms: maxMs },
+        topology: 'processes: nats-server (-js), relay nodes r1 (tunnel) and r2, both with an advertised URL, contact point, lan, load, `contact-point expose` (dialled r2); all on 127.0.0.1',
+        mode: ctx.quick ? 'quick' : 'full',
+        node: process.version,
+      });
     }
   } finally {
+    await placer?.stop();
     for (const w of workers.reverse()) await w.stop().catch(() => undefined);
     await nats?.stop();
   }
+}
+
+/** A running `contact-point expose --json` and its ready line. */
+interface ExposeProcess {
+  readonly ready: Record<string, unknown>;
+  stop(): Promise<void>;
+}
+
+/**
+ * `contact-point expose` (the real CLI, its own process) of 127.0.0.1:`port` behind the bench's
+ * office, dialling the relay at `relayUrl` as bench-placer. The credential was just added to the
+ * cluster: a node that has not seen it yet refuses it, so a refused start is tried again.
+ */
+async function placedExpose(relayUrl: string, secret: string, port: number): Promise<ExposeProcess> {
+  const dir = await mkdtemp(join(tmpdir(), 'bench-placer-'));
+  const credFile = join(dir, 'placer.credential');
+  await writeFile(credFile, secret, { mode: 0o600 });
+  const bin = fileURLToPath(new URL('../../bin/contact-point.js', import.meta.url));
+  const args = [bin, 'expose', CP_ID, `127.0.0.1:${port}`, '--relay', relayUrl, '--id', 'bench-placer', '--credential-file', credFile, '--json', '--no-check'];
+  let last = '';
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const ready = await new Promise<Record<string, unknown> | undefined>((resolve) => {
+      const timer = setTimeout(() => resolve(undefined), 20_000);
+      createInterface({ input: proc.stdout }).on('line', (line) => {
+        try {
+          const j = JSON.parse(line) as Record<string, unknown>;
+          if (j.event === 'ready') {
+            clearTimeout(timer);
+            resolve(j);
+          }
+        } catch {
+          // not a JSON line
+        }
+      });
+      proc.once('exit', () => {
+        clearTimeout(timer);
+        resolve(undefined);
+      });
+    });
+    const stop = async (): Promise<void> => {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const exited = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGTERM');
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
+        if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+      }
+    };
+    if (ready) {
+      return {
+        ready,
+        stop: async () => {
+          await stop();
+          await rm(dir, { recursive: true, force: true });
+        },
+      };
+    }
+    await stop();
+    last = err;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  await rm(dir, { recursive: true, force: true });
+  throw new Error(`contact-point expose --relay ${relayUrl} did not start: ${last}`);
 }
 
 /** CPU ms nats-server has used so far (Linux /proc; 0 where there is none). */

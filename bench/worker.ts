@@ -22,6 +22,7 @@ import { PeerIdentity } from '../core/peer/identity.js';
 import { PeerClient } from '../core/peer/peer-client.js';
 import type { Link } from '../core/protocol/link.js';
 import { CredentialStore, type CredentialKind } from '../core/relay/credentials.js';
+import { freePort } from './nats-server.js';
 import type { ExposeSpec } from '../core/relay/expose.js';
 import { Relay, type RelayOptions } from '../core/relay/relay.js';
 import { primeAllocator } from '../core/runtime/allocator.js';
@@ -95,6 +96,8 @@ interface RelayConfig {
   udpAdvertisePort?: number;
   /** a node of a relay cluster on NATS (cluster benchmark): its credentials are the cluster's */
   cluster?: { servers: string[]; node: string };
+  /** cluster nodes: listen on a free port chosen first and advertise its URL for placement (relay --advertise-url, PROTOCOL.md 17.6) */
+  advertise?: boolean;
   /** serve /metrics (as `relay --metrics`), and a second endpoint with per-office series (`--metrics-per-office`) */
   metrics?: boolean;
 }
@@ -134,13 +137,15 @@ async function timeScrapes(source: MetricsSource | undefined, n: number): Promis
 async function startRelay(config: RelayConfig): Promise<{ info: ReadyInfo; ops: Record<string, Handler>; stop: () => Promise<void> }> {
   let credentials = CredentialStore.inMemory();
   let cluster: RelayOptions['cluster'];
+  const port = config.advertise ? await freePort() : undefined;
   if (config.cluster) {
     const { joinNatsCluster } = await import('../core/relay/cluster-nats.js');
-    ({ credentials, cluster } = await joinNatsCluster({ ...config.cluster, logger }));
+    ({ credentials, cluster } = await joinNatsCluster({ ...config.cluster, logger, ...(port !== undefined ? { advertiseUrl: `ws://127.0.0.1:${port}/v1` } : {}) }));
   }
   const relay = new Relay({
     credentials,
     logger,
+    ...(port !== undefined ? { host: '127.0.0.1', port } : {}),
     ...(cluster ? { cluster } : {}),
     ...(config.name ? { name: config.name } : {}),
     ...(config.tls ? { tls: config.tls } : {}),
@@ -165,8 +170,8 @@ async function startRelay(config: RelayConfig): Promise<{ info: ReadyInfo; ops: 
         return timeScrapes(which === 'process' ? undefined : which === 'relay' ? plain : perOffice, n);
       },
       addCredential: (a) => {
-        const { kind, id } = a as { kind: CredentialKind; id: string };
-        return credentials.add(kind, id);
+        const { kind, id, rights } = a as { kind: CredentialKind; id: string; rights?: ('send' | 'mediate')[] };
+        return credentials.add(kind, id, rights);
       },
       addCredentials: async (a) => {
         const { kind, ids } = a as { kind: CredentialKind; ids: string[] };

@@ -108,8 +108,8 @@ export interface ClusterView {
   readonly node: string;
   /** false while this node is cut off from NATS (what it knows of the others is then stale) */
   readonly connected: boolean;
-  /** every node holding a tunnel or session (this one too), with counts */
-  readonly nodes: readonly { readonly node: string; readonly offices: number; readonly externals: number }[];
+  /** every node holding a tunnel or session (this one too), with counts, and the URL it advertises for clients (`relay --advertise-url`, placement) if any */
+  readonly nodes: readonly { readonly node: string; readonly offices: number; readonly externals: number; readonly url?: string | undefined }[];
   /** where each connected office's tunnel is */
   readonly offices: readonly { readonly id: string; readonly node: string }[];
 }

@@ -27,6 +27,12 @@ export const EXPOSE_CONNECT_TIMEOUT_MS = 15_000;
  */
 export const REEXPOSE_RETRY_MS = 2 * PING_INTERVAL_MS + PONG_TIMEOUT_MS + 5_000;
 const REEXPOSE_PAUSE_MS = 1_000;
+/** Placement (PROTOCOL.md 17.6): how often expose asks its relay where the office's tunnels are, to follow it when it re-homes. */
+export const PLACEMENT_CHECK_MS = 2_000;
+/** Placement: how long a session to the node holding the office may take to come up before expose stays where it is. */
+export const PLACEMENT_DIAL_TIMEOUT_MS = 5_000;
+/** Placement: an advertised URL that could not be used is not tried again for this long. */
+export const PLACEMENT_RETRY_MS = 30_000;
 
 const HELP = `Usage: contact-point expose CP HOST:PORT --relay URL --id NAME (--credential-file FILE | env ${CREDENTIAL_ENV}) [flags]
 
@@ -69,6 +75,8 @@ Flags:
                            and cap: the relay's limit, ${MAX_STREAMS_PER_EXPOSURE} unless its --max-expose-connections
                            says otherwise; the contact point has its own, see serve --help)
   --no-check               skip the test connection
+  --no-placement           on a relay cluster, keep the exposure on the --relay node even when
+                           the office's tunnel is on another one (see "Relay clusters" below)
   --json                   JSON lines on stdout: {"event":"ready","publicHost","publicPort",
                            "address",...} once exposed; {"event":"lost",...} and
                            {"event":"exposed",...} when the relay connection drops and the
@@ -98,6 +106,16 @@ is refused with SESSION_LIMIT (115).
 
 The public port listens on the relay's --listen address (or its --expose-host): a relay
 behind a reverse proxy or a cloud firewall must let that port through as well.
+
+Relay clusters: when --relay is one node of a relay cluster and CP's tunnel is on another node
+that advertises its URL (relay --advertise-url), expose asks the node it reached where CP is,
+dials that node itself (a second session with the same credential) and exposes there, so the
+bytes go straight to the node holding the tunnel instead of crossing NATS; the printed address
+is then that node's host. It asks again every ${PLACEMENT_CHECK_MS / 1000} s: when CP re-homes to another node, the
+exposure moves there (a new address is printed, or {"event":"moved",...} with --json;
+connections open through the old one are reset, as they are whenever a tunnel moves). A node
+that advertises no URL, or whose URL fails to connect (or is not up within ${PLACEMENT_DIAL_TIMEOUT_MS / 1000} s), leaves the
+exposure on the --relay node, carried across the cluster as before.
 
 Examples:
   contact-point expose acme-hq 192.168.1.20:80 --relay wss://relay.example.com/v1 --id tech --credential-file tech.credential
@@ -213,6 +231,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
       'public-port': { type: 'string' },
       'max-connections': { type: 'string' },
       'no-check': { type: 'boolean' },
+      'no-placement': { type: 'boolean' },
       json: { type: 'boolean' },
       'log-level': { type: 'string' },
       ...proxyOptions,
@@ -238,9 +257,10 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   const json = values.json ?? false;
   const publicHost = new URL(relayUrl).hostname;
 
-  const op = new Operator({ url: relayUrl, name: id, secret, logger, ...proxy, ...(ca ? { ca } : {}) });
+  const dial = (url: string): Operator => new Operator({ url, name: id, secret, logger, ...proxy, ...(ca ? { ca } : {}) });
+  const op = dial(relayUrl);
   const shutdown = watchShutdown();
-  const outcome = await expose(op, { target, id, publicPort, maxConnections, publicHost, relayUrl, json, check: !values['no-check'], logger }, shutdown.signal);
+  const outcome = await expose(op, { placement: !values['no-placement'], dial, target, id, publicPort, maxConnections, publicHost, relayUrl, json, check: !values['no-check'], logger }, shutdown.signal);
   shutdown.dispose();
   const code = await stopCleanly('exposure', () => op.stop(), logger);
   if (outcome === 'signal') return code;
@@ -248,6 +268,10 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
 }
 
 interface ExposeRun {
+  /** placement (PROTOCOL.md 17.6): follow the office to the relay node holding its tunnel (false: --no-placement) */
+  readonly placement: boolean;
+  /** a new operator session to another relay node (same credential and options) */
+  readonly dial: (url: string) => Operator;
   readonly target: Target;
   readonly id: string;
   readonly publicPort: number | undefined;
@@ -260,18 +284,18 @@ interface ExposeRun {
 }
 
 /** Runs the exposure until a signal ('signal') or an ending (refusal, lost credential...). */
-async function expose(op: Operator, r: ExposeRun, signal: Promise<NodeJS.Signals>): Promise<'signal' | Ending> {
+async function expose(home: Operator, r: ExposeRun, signal: Promise<NodeJS.Signals>): Promise<'signal' | Ending> {
   const t = r.target;
   let end: (e: Ending) => void = () => undefined;
   const ended = new Promise<Ending>((resolve) => (end = resolve));
   const interrupted = signal.then(() => 'signal' as const);
 
-  op.start();
+  home.start();
   const connected = await Promise.race([
-    op.ready(EXPOSE_CONNECT_TIMEOUT_MS, { failOn: [Status.SESSION_LIMIT] }).then(
+    home.ready(EXPOSE_CONNECT_TIMEOUT_MS, { failOn: [Status.SESSION_LIMIT] }).then(
       () => undefined,
       (err: unknown): Ending => {
-        const refusal = connectRefusal(op.client, [Status.SESSION_LIMIT]);
+        const refusal = connectRefusal(home.client, [Status.SESSION_LIMIT]);
         if (refusal) return refused(new MediationError(refusal.code, refusal.reason), t, r.id, r.json, false);
         return { code: ExitCode.FAILURE, message: `cannot connect to ${r.relayUrl}: ${(err as Error).message}` };
       },
@@ -280,9 +304,56 @@ async function expose(op: Operator, r: ExposeRun, signal: Promise<NodeJS.Signals
   ]);
   if (connected !== undefined) return connected;
 
-  const exposeOnce = async (wanted: number | undefined): Promise<{ exposeId: number; publicPort: number } | MediationError> => {
+  // Placement (PROTOCOL.md 17.6): `home` is the session to --relay, kept for the whole run; the
+  // exposure lives on `active`, which is `home` or a session to the relay node that holds the
+  // office's tunnel (its advertised URL), so the exposure's bytes never cross the cluster's engine.
+  const place: Placement = { active: home, url: r.relayUrl, node: undefined, homeNode: undefined, placed: new Set(), failedUntil: new Map(), busy: false };
+  try {
+    return await exposeWith(home, r, place, interrupted, ended, (e) => end(e));
+  } finally {
+    clearInterval(place.timer);
+    await Promise.allSettled([...place.placed].map((o) => o.stop()));
+  }
+}
+
+/** Where the exposure lives now (see expose()). */
+interface Placement {
+  active: Operator;
+  /** the relay URL of `active` (its host is the public address's) */
+  url: string;
+  /** the relay node of `active`, when placement told */
+  node: string | undefined;
+  /** the relay node of the session to --relay, when placement told */
+  homeNode: string | undefined;
+  /** sessions opened to other nodes (stopped when the exposure leaves them, and at the end) */
+  readonly placed: Set<Operator>;
+  /** advertised URLs that could not be used, until when they are not tried again */
+  readonly failedUntil: Map<string, number>;
+  /** a placement check or move is under way */
+  busy: boolean;
+  timer?: NodeJS.Timeout;
+}
+
+interface Exposed {
+  readonly exposeId: number;
+  readonly publicPort: number;
+}
+
+async function exposeWith(home: Operator, r: ExposeRun, place: Placement, interrupted: Promise<'signal'>, ended: Promise<Ending>, end: (e: Ending) => void): Promise<'signal' | Ending> {
+  const t = r.target;
+  // Declared first: the handlers set up by watch() (also during the first placement) use them.
+  let current: Exposed = { exposeId: 0, publicPort: 0 };
+  /** the session `current` was made on */
+  let exposedOn: Operator = home;
+  let hinted = false;
+  const watched = new WeakSet<Operator>();
+  let lost = false;
+  let generation = 0;
+  const publicHost = (): string => (place.active === home ? r.publicHost : new URL(place.url).hostname);
+
+  const exposeOn = async (o: Operator, wanted: number | undefined): Promise<Exposed | MediationError> => {
     try {
-      return await op.expose(t.cp, t.host, t.port, {
+      return await o.expose(t.cp, t.host, t.port, {
         proto: t.proto,
         ...(wanted !== undefined ? { publicPort: wanted } : {}),
         ...(r.maxConnections !== undefined ? { maxConnections: r.maxConnections } : {}),
@@ -292,62 +363,166 @@ async function expose(op: Operator, r: ExposeRun, signal: Promise<NodeJS.Signals
       throw err;
     }
   };
+  const exposeOnce = (wanted: number | undefined): Promise<Exposed | MediationError> => exposeOn(place.active, wanted);
 
-  const first = await Promise.race([exposeOnce(r.publicPort), interrupted]);
+  /** Which node the exposure should be on, by a locate answer: 'stay', or a node (with its URL unless it is home's). */
+  const choose = (l: { node: string; places: { node: string; url?: string }[] }): 'stay' | { node: string; url?: string } => {
+    if (l.places.length === 0) return 'stay'; // offline: wherever it comes back, the next check sees it
+    if (place.node !== undefined && l.places.some((p) => p.node === place.node)) return 'stay';
+    if (l.places.some((p) => p.node === l.node)) return { node: l.node };
+    const now = Date.now();
+    const there = l.places.find((p) => p.url !== undefined && placementAllowed(r.relayUrl, p.url) && (place.failedUntil.get(p.url) ?? 0) <= now);
+    if (there) return there;
+    // No node of the office to dial: the exposure goes (back) through the cluster from home.
+    return place.active === home ? 'stay' : { node: l.node };
+  };
+
+  const placementFailed = (p: { node: string; url: string }, why: string): void => {
+    place.failedUntil.set(p.url, Date.now() + PLACEMENT_RETRY_MS);
+    if (r.json) emit('placement-failed', { node: p.node, url: p.url, reason: why });
+    else note(`cannot use relay node ${p.node} at ${p.url} (${why}); the exposure stays at ${place.url}, its bytes crossing the cluster`);
+  };
+
+  /** A session to the node `p` names, checked to be that node holding the office; undefined when it is not to be had. */
+  const dial = async (p: { node: string; url: string }): Promise<Operator | undefined> => {
+    const o = r.dial(p.url);
+    place.placed.add(o);
+    o.start();
+    try {
+      // The first failed attempt ends it (a refused connection, a refused credential): no waiting for retries.
+      let onStatus: ((st: { state: string; lastError?: string | undefined }) => void) | undefined;
+      const failed = new Promise<never>((_resolve, reject) => {
+        onStatus = (st): void => {
+          if (st.state === 'reconnecting' || st.state === 'stopped') reject(new Error(st.lastError ?? 'connection failed'));
+        };
+        o.client.on('status', onStatus);
+      });
+      failed.catch(() => undefined);
+      try {
+        await Promise.race([o.ready(PLACEMENT_DIAL_TIMEOUT_MS, { failOn: [Status.SESSION_LIMIT] }), failed]);
+      } finally {
+        if (onStatus) o.client.off('status', onStatus);
+      }
+      // The URL must lead to that very node (not, say, through a load balancer to another).
+      const here = o.placementOffered ? await o.locate(t.cp) : undefined;
+      if (!here) throw new Error('it does not answer placement');
+      if (here.node !== p.node) throw new Error(`it is relay node ${here.node}`);
+      if (!here.places.some((x) => x.node === p.node)) throw new Error(`${t.cp}'s tunnel is no longer there`);
+      return o;
+    } catch (err: unknown) {
+      placementFailed(p, (err as Error).message);
+      place.placed.delete(o);
+      await o.stop().catch(() => undefined);
+      return undefined;
+    }
+  };
+
+  const switchTo = (o: Operator, url: string, node: string | undefined): void => {
+    place.active = o;
+    place.url = url;
+    place.node = node;
+    watch(o);
+  };
+
+  // Before the first exposure: where is the office?
+  if (r.placement && home.placementOffered) {
+    const l = await home.locate(t.cp).catch(() => undefined); // a refusal (an unknown office...) comes again from expose
+    if (l) {
+      place.homeNode = place.node = l.node;
+      const target = choose(l);
+      if (target !== 'stay' && target.node !== l.node && target.url !== undefined) {
+        const o = await dial({ node: target.node, url: target.url });
+        if (o) switchTo(o, target.url, target.node);
+      }
+    }
+  }
+
+  let first = await Promise.race([exposeOnce(r.publicPort), interrupted]);
   if (first === 'signal') return first;
+  if (first instanceof MediationError && place.active !== home) {
+    // Refused on the placed node: home decides (its refusal, or the exposure through the cluster).
+    const o = place.active;
+    switchTo(home, r.relayUrl, place.homeNode);
+    place.placed.delete(o);
+    void o.stop();
+    first = await Promise.race([exposeOnce(r.publicPort), interrupted]);
+    if (first === 'signal') return first;
+  }
   if (first instanceof MediationError) return refused(first, t, r.id, r.json, false);
 
   if (r.check) {
-    const problem = await Promise.race([check(op, t), interrupted]);
+    const problem = await Promise.race([check(place.active, t), interrupted]);
     if (problem === 'signal') return problem;
     if (problem && !PASSING.has(problem.code)) return refused(problem, t, r.id, r.json, true);
     if (problem) warn(r, problem.code, passingWarning(problem, t));
   }
 
-  let current = first;
+  current = first;
+  exposedOn = place.active;
   const fields = (): Record<string, unknown> => ({
     contactPoint: t.cp,
     proto: t.proto,
     target: targetText(t),
-    publicHost: r.publicHost,
+    publicHost: publicHost(),
     publicPort: current.publicPort,
-    address: `${r.publicHost}:${current.publicPort}`,
+    address: `${publicHost()}:${current.publicPort}`,
     exposeId: current.exposeId,
     relayUrl: r.relayUrl,
+    // placement: the node (and URL) the exposure is on
+    ...(place.node !== undefined ? { node: place.node } : {}),
+    exposedVia: place.url,
   });
+  const placedLine = (): string[] => (place.active !== home ? [`  on relay node ${place.node ?? '?'} (${place.url}), which holds ${t.cp}'s tunnel: its bytes go straight there`] : []);
   if (r.json) {
     emit('ready', fields());
   } else {
-    for (const line of exposedLines(t, r.publicHost, current.publicPort)) say(line);
+    for (const line of [...exposedLines(t, publicHost(), current.publicPort), ...placedLine()]) say(line);
     say('The exposure lasts while this runs; Ctrl-C ends it.');
   }
 
   // Connections the relay or the contact point refused: one line per report (the relay sends at most one a second).
-  let hinted = false;
-  op.on('refused', (e) => {
-    if (e.portId !== current.exposeId) return;
-    const code = e.code ?? Status.INTERNAL;
-    const count = e.count ?? 1;
-    if (r.json) {
-      emit('connections-refused', { count, code, status: statusName(code), reason: e.reason ?? '', exposeId: e.portId });
-      return;
-    }
-    note(`${count} connection${count === 1 ? '' : 's'} refused in the last second: ${statusName(code)} (${code}): ${e.reason ?? ''}`);
-    if (code === Status.STREAM_LIMIT && !hinted) {
-      hinted = true;
-      note(
-        "  the limit is expose's --max-connections, the relay's --max-expose-connections(-per-cp), or the contact point's serve --max-exposure-streams / --max-streams",
-      );
-    }
-  });
+  function watch(o: Operator): void {
+    if (watched.has(o)) return;
+    watched.add(o);
+    o.on('refused', (e) => {
+      if (o !== place.active || e.portId !== current.exposeId) return;
+      const code = e.code ?? Status.INTERNAL;
+      const count = e.count ?? 1;
+      if (r.json) {
+        emit('connections-refused', { count, code, status: statusName(code), reason: e.reason ?? '', exposeId: e.portId });
+        return;
+      }
+      note(`${count} connection${count === 1 ? '' : 's'} refused in the last second: ${statusName(code)} (${code}): ${e.reason ?? ''}`);
+      if (code === Status.STREAM_LIMIT && !hinted) {
+        hinted = true;
+        note(
+          "  the limit is expose's --max-connections, the relay's --max-expose-connections(-per-cp), or the contact point's serve --max-exposure-streams / --max-streams",
+        );
+      }
+    });
+    if (o === home) return;
+    // A placed session that drops (its node died, or refused us): the exposure goes back to home.
+    o.client.on('status', (s) => {
+      if (o !== place.active || (s.state !== 'reconnecting' && s.state !== 'stopped')) return;
+      placementFailed({ node: place.node ?? '?', url: place.url }, `connection lost: ${s.lastError ?? 'closed'}`);
+      switchTo(home, r.relayUrl, place.homeNode);
+      place.placed.delete(o);
+      void o.stop();
+      generation++;
+      if (r.json) emit('lost', { reason: s.lastError ?? 'connection closed' });
+      else note(`connection to the relay node lost (${s.lastError ?? 'closed'}); renewing the exposure at ${r.relayUrl}`);
+      if (home.client.currentLink) void renew(generation);
+      else lost = true; // home's reconnect renews it
+    });
+  }
+  watch(place.active);
 
   // The exposure belongs to the relay session: when the connection drops, the relay closes it.
   // Once reconnected (a new session; the old one's public port is free once the relay has
   // noticed that its connection died), renew it.
-  let lost = false;
-  let generation = 0;
   const renew = async (gen: number): Promise<void> => {
-    const wanted = r.publicPort ?? current.publicPort;
+    // The public port it had, on the same node again; on another node's host --public-port or any free one.
+    const wanted = r.publicPort ?? (exposedOn === place.active ? current.publicPort : undefined);
     const until = Date.now() + REEXPOSE_RETRY_MS;
     for (;;) {
       if (gen !== generation) return;
@@ -355,11 +530,12 @@ async function expose(op: Operator, r: ExposeRun, signal: Promise<NodeJS.Signals
       if (gen !== generation) return;
       if (!(again instanceof MediationError)) {
         current = again;
+        exposedOn = place.active;
         if (r.json) emit('exposed', fields());
-        else note(`exposure renewed: ${r.publicHost}:${current.publicPort}`);
+        else note(`exposure renewed: ${publicHost()}:${current.publicPort}`);
         return;
       }
-      if (again.code === Status.CONTACT_POINT_OFFLINE && !op.client.currentLink) return; // lost again; the next reconnect renews
+      if (again.code === Status.CONTACT_POINT_OFFLINE && !place.active.client.currentLink) return; // lost again; the next reconnect renews
       if (again.code === Status.PORT_IN_USE && Date.now() < until) {
         await new Promise((resolve) => setTimeout(resolve, REEXPOSE_PAUSE_MS));
         continue;
@@ -368,8 +544,9 @@ async function expose(op: Operator, r: ExposeRun, signal: Promise<NodeJS.Signals
         const any = await exposeOnce(undefined);
         if (!(any instanceof MediationError)) {
           current = any;
+          exposedOn = place.active;
           if (r.json) emit('exposed', fields());
-          else for (const line of exposedLines(t, r.publicHost, current.publicPort, `exposure renewed on a NEW public port (${wanted} is taken):`)) note(line);
+          else for (const line of exposedLines(t, publicHost(), current.publicPort, `exposure renewed on a NEW public port (${wanted} is taken):`)) note(line);
           return;
         }
         end(refused(any, t, r.id, r.json, false));
@@ -379,16 +556,17 @@ async function expose(op: Operator, r: ExposeRun, signal: Promise<NodeJS.Signals
       return;
     }
   };
-  op.client.on('status', (s) => {
+  home.client.on('status', (s) => {
     if (s.state === 'connected') {
       if (!lost) return;
       lost = false;
-      void renew(++generation);
+      if (place.active === home) void renew(++generation);
     } else if (s.state === 'reconnecting' && s.lastErrorCode === Status.REPLACED) {
       // Only a relay older than issue 18 replaces a credential's session with a newer one.
       end({ code: ExitCode.FAILURE, message: `another session with the id "${r.id}" connected to the relay and replaced this one; the exposure ended` });
     } else if (s.state === 'reconnecting' && !lost) {
       lost = true;
+      if (place.active !== home) return; // the exposure is on another node's session: it goes on
       generation++;
       if (r.json) emit('lost', { reason: s.lastError ?? 'connection closed' });
       else note(`connection to the relay lost (${s.lastError ?? 'closed'}); the exposure is down until it is back`);
@@ -396,7 +574,65 @@ async function expose(op: Operator, r: ExposeRun, signal: Promise<NodeJS.Signals
       end({ code: ExitCode.FAILURE, message: `the relay refused the credential: ${s.lastError}` });
     }
   });
+
+  /**
+   * Placement: the office re-homed (its tunnel is now on another node), or a node that could not
+   * be used may be tried again. The exposure moves there (a new public port on that node), then
+   * the old one closes: connections open through it are reset, as they are when a tunnel moves.
+   */
+  const follow = async (): Promise<void> => {
+    if (place.busy || !home.placementOffered) return;
+    place.busy = true;
+    try {
+      const l = await home.locate(t.cp).catch(() => undefined);
+      if (!l || !home.placementOffered) return;
+      place.homeNode = l.node;
+      if (place.active === home) place.node = l.node;
+      const target = choose(l);
+      if (target === 'stay') return;
+      const gen = generation;
+      const next = target.node === l.node ? home : target.url !== undefined ? await dial({ node: target.node, url: target.url }) : undefined;
+      if (!next || next === place.active) return;
+      const nextUrl = next === home ? r.relayUrl : target.url!;
+      const got = gen === generation && next.client.currentLink ? await exposeOn(next, r.publicPort) : undefined;
+      if (!got || got instanceof MediationError || gen !== generation) {
+        if (next !== home) {
+          placementFailed({ node: target.node, url: nextUrl }, got instanceof MediationError ? got.message : 'the exposure changed meanwhile');
+          place.placed.delete(next);
+          void next.stop();
+        }
+        return;
+      }
+      const old = place.active;
+      const oldExposure = current;
+      const from = `${publicHost()}:${current.publicPort}`;
+      switchTo(next, nextUrl, target.node);
+      current = got;
+      exposedOn = next;
+      generation++;
+      if (r.json) emit('moved', { ...fields(), from });
+      else for (const line of [...exposedLines(t, publicHost(), current.publicPort, `${t.cp} is now on relay node ${target.node}; exposure moved (${from} is closed):`), ...placedLine()]) note(line);
+      if (old === home) void home.unexpose(oldExposure.exposeId).catch(() => undefined);
+      else {
+        place.placed.delete(old);
+        void old.stop();
+      }
+    } finally {
+      place.busy = false;
+    }
+  };
+  if (r.placement) place.timer = setInterval(() => void follow(), PLACEMENT_CHECK_MS);
+
   return Promise.race([interrupted, ended]);
+}
+
+/**
+ * Whether a session may be placed at `url` when the operator gave `relayUrl`: never from wss:// to
+ * plain ws:// (the credential would then cross the network in clear because of what the cluster
+ * advertised).
+ */
+export function placementAllowed(relayUrl: string, url: string): boolean {
+  return !(relayUrl.startsWith('wss:') && !url.startsWith('wss:'));
 }
 
 function warn(r: ExposeRun, code: number, message: string): void {

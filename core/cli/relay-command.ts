@@ -16,8 +16,9 @@ import { primeAllocator } from '../runtime/allocator.js';
 import { serialScavenges } from '../runtime/gc.js';
 import { createLogger } from '../runtime/logger.js';
 import { NODE_ID_PATTERN, NODE_ID_RULE, type Cluster } from '../relay/cluster.js';
+import { MAX_ADVERTISE_URL_LENGTH } from '../protocol/frames.js';
 import type { SessionRegistry } from '../relay/sessions.js';
-import { clusterReplicas, countFlag, exclusive, integer, logFormatHelp, logLevel, name, natsUrls, parseFlags, required, type Command, type RunContext } from './args.js';
+import { clusterReplicas, countFlag, exclusive, integer, logFormatHelp, logLevel, name, natsUrls, parseFlags, required, wsUrl, type Command, type RunContext } from './args.js';
 import { CliError, UsageError } from './errors.js';
 import { readTlsPair } from './flag-files.js';
 import { stopCleanly, watchShutdown } from './lifecycle.js';
@@ -57,6 +58,11 @@ Flags:
   --node-id ID         this node's id in the cluster (required with --cluster; a-z, 0-9, _, -)
   --cluster-replicas N JetStream replicas of the cluster's buckets when this node creates them
                        (default 1; 3 on a 3-server NATS cluster, so NATS survives losing one)
+  --advertise-url URL  where clients reach this node directly, e.g. wss://r2.example.com/v1
+                       (needs --cluster): an operator (expose) on another node asking for an
+                       office whose tunnel is here is told this URL and dials it, so the
+                       exposure's bytes never cross NATS. Default: none (such exposures stay
+                       on the node the operator dialled, and their bytes cross NATS)
   --listen HOST:PORT   address and port to listen on (default ${DEFAULT_RELAY_LISTEN}; port 0 = any free port)
   --tls-cert FILE      PEM certificate (chain): serve wss:// instead of ws:// (needs --tls-key)
   --tls-key FILE       PEM private key of --tls-cert
@@ -151,6 +157,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
       cluster: { type: 'string' },
       'node-id': { type: 'string' },
       'cluster-replicas': { type: 'string' },
+      'advertise-url': { type: 'string' },
     },
   });
   const servers = values.cluster !== undefined ? natsUrls('--cluster', values.cluster) : undefined;
@@ -158,6 +165,11 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   const replicas = clusterReplicas(values['cluster-replicas'], servers !== undefined);
   const nodeId = servers ? required('--node-id', values['node-id'], "this node's id in the cluster, e.g. r1") : undefined;
   if (nodeId !== undefined && !NODE_ID_PATTERN.test(nodeId)) throw new UsageError(`--node-id "${nodeId}": ${NODE_ID_RULE}`);
+  const advertiseUrl = values['advertise-url'] !== undefined ? wsUrl('--advertise-url', values['advertise-url'], 'wss://r2.example.com/v1') : undefined;
+  if (advertiseUrl !== undefined && !servers) throw new UsageError('--advertise-url needs --cluster: it tells the other nodes of a cluster where clients reach this one');
+  if (advertiseUrl !== undefined && (advertiseUrl.length > MAX_ADVERTISE_URL_LENGTH || /\s/.test(advertiseUrl))) {
+    throw new UsageError(`--advertise-url: at most ${MAX_ADVERTISE_URL_LENGTH} characters, without spaces`);
+  }
   const listen = listenFlag('--listen', values.listen, DEFAULT_RELAY_LISTEN);
   const adminListen = values['admin-listen'] !== undefined ? listenFlag('--admin-listen', values['admin-listen'], '') : undefined;
   if (adminListen && !isLoopbackHost(adminListen.listen.host)) {
@@ -210,7 +222,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     // Loaded only here: a single relay (and `npm start`'s embedded one) never loads the NATS client.
     const { joinNatsCluster } = await import('../relay/cluster-nats.js');
     try {
-      ({ credentials, cluster } = await joinNatsCluster({ servers, node: nodeId, logger, ...(replicas !== undefined ? { replicas } : {}) }));
+      ({ credentials, cluster } = await joinNatsCluster({ servers, node: nodeId, logger, ...(replicas !== undefined ? { replicas } : {}), ...(advertiseUrl !== undefined ? { advertiseUrl } : {}) }));
     } catch (err: unknown) {
       throw new CliError((err as Error).message);
     }
@@ -273,7 +285,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     }
   }
   const udpPort = relay.udp?.port;
-  const ready = { url, name: relayName, stateDir, credentials: count, ...(udpPort ? { udpPort } : {}), ...(nodeId !== undefined ? { node: nodeId } : {}), ...(admin ? { statusUrl: admin.url } : {}), ...(metricsServer ? { metricsUrl: metricsServer.url } : {}) };
+  const ready = { url, name: relayName, stateDir, credentials: count, ...(udpPort ? { udpPort } : {}), ...(nodeId !== undefined ? { node: nodeId } : {}), ...(advertiseUrl !== undefined ? { advertiseUrl } : {}), ...(admin ? { statusUrl: admin.url } : {}), ...(metricsServer ? { metricsUrl: metricsServer.url } : {}) };
   if (values.json) emit('ready', { ...ready, ...(admin ? { dashboardUrl: admin.dashboardUrl } : {}) });
   // The log (a journal, a collector) gets the status URL, never the token: that stays in the 0600 file.
   else if (ctx.logFormat === 'json') logger.info('ready', ready);

@@ -160,7 +160,14 @@ export function clusterPresenceText(c: Omit<ClusterView, 'node' | 'connected'>, 
 
 /** The nodes with their counts, then each office's node; `self` is marked "(this one)". */
 function clusterTables(c: Omit<ClusterView, 'node' | 'connected'>, self?: string): string[] {
-  const lines = [formatTable(['NODE', 'OFFICES', 'EXTERNAL SESSIONS'], c.nodes.map((n) => [n.node === self ? `${n.node} (this one)` : n.node, String(n.offices), String(n.externals)]))];
+  // The URL each node advertises for clients (relay --advertise-url, placement): a column once any node has one.
+  const urls = c.nodes.some((n) => n.url !== undefined);
+  const lines = [
+    formatTable(
+      ['NODE', 'OFFICES', 'EXTERNAL SESSIONS', ...(urls ? ['ADVERTISED URL'] : [])],
+      c.nodes.map((n) => [n.node === self ? `${n.node} (this one)` : n.node, String(n.offices), String(n.externals), ...(urls ? [n.url ?? '-'] : [])]),
+    ),
+  ];
   if (c.offices.length > 0) lines.push('', formatTable(['OFFICE', 'TUNNEL ON NODE'], c.offices.map((o) => [o.id, o.node])));
   return lines;
 }

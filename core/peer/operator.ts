@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { decodeControl, type Frame } from '../protocol/codec.js';
 import { decodeDatagram, encodeDatagram, type Datagram } from '../protocol/datagram.js';
-import { FrameType, type PortEventBody, type PortResultBody } from '../protocol/frames.js';
+import { CAPABILITY_PLACEMENT, FrameType, type PortEventBody, type PortResultBody } from '../protocol/frames.js';
 import type { OperatorPortRequest, Without } from '../protocol/port-requests.js';
 import type { Link } from '../protocol/link.js';
 import { Status, statusName } from '../protocol/status.js';
@@ -51,7 +51,8 @@ export class Operator extends EventEmitter<OperatorEvents> {
 
   constructor(opts: OperatorOptions) {
     super();
-    this.client = new PeerClient({ ...opts, role: 'external', onOtherFrame: (f) => this.onFrame(f) });
+    // `placement-1`: a cluster node may be asked where an office's tunnels are (locate()).
+    this.client = new PeerClient({ ...opts, role: 'external', capabilities: [CAPABILITY_PLACEMENT], onOtherFrame: (f) => this.onFrame(f) });
     this.client.on('status', (s) => {
       if (s.state !== 'connected') this.dropLink('connection to the relay lost');
     });
@@ -94,6 +95,58 @@ export class Operator extends EventEmitter<OperatorEvents> {
       ...(opts.maxConnections ? { maxStreams: opts.maxConnections } : {}),
     });
     return { exposeId: r.portId!, publicPort: r.port! };
+  }
+
+  /**
+   * Whether the relay this session is connected to answers locate() (a node of a relay cluster
+   * that speaks placement, PROTOCOL.md 17.6). False before the session is up, and on a single relay.
+   */
+  get placementOffered(): boolean {
+    return this.client.currentLink !== undefined && this.client.serverCapabilities.includes(CAPABILITY_PLACEMENT);
+  }
+
+  /**
+   * Placement (PROTOCOL.md 17.6): the relay node this session is on (`node`), and the nodes
+   * holding the tunnels of `cp` now, newest first, each with the URL it advertises for clients
+   * when it has one (`places`, empty while the office is offline). Only where placementOffered.
+   */
+  async locate(cp: string): Promise<{ node: string; places: { node: string; url?: string }[] }> {
+    const r = await this.must(cp, { op: 'locate' });
+    return { node: r.node ?? '', places: r.places ?? [] };
+  }
+
+  /**
+   * Placement for an operator program (PROTOCOL.md 17.6): an Operator for `cp` on the relay node
+   * holding its tunnel, so its streams do not cross the cluster's engine. Connects to `opts.url`
+   * (within `timeoutMs`; a failure there rejects, as ready() does) and asks where `cp` is; when
+   * it is on another node that advertises a URL, connects there with the same options, checks
+   * that it is that node, and stops the first. Everything else (a single relay, an office here
+   * or offline, no URL, a URL that fails) resolves with the Operator on `opts.url`. Started and
+   * ready either way; `placedAt` says where it went.
+   */
+  static async forOffice(opts: OperatorOptions, cp: string, timeoutMs = 10_000): Promise<{ op: Operator; placedAt: { node: string; url: string } | undefined }> {
+    const home = new Operator(opts).start();
+    await home.ready(timeoutMs);
+    if (!home.placementOffered) return { op: home, placedAt: undefined };
+    const where = await home.locate(cp).catch(() => undefined);
+    if (!where || where.places.length === 0 || where.places.some((p) => p.node === where.node)) return { op: home, placedAt: undefined };
+    for (const place of where.places) {
+      // Never from wss:// to plain ws://: the secret would cross the network in clear.
+      if (place.url === undefined || (opts.url.startsWith('wss:') && !place.url.startsWith('wss:'))) continue;
+      const there = new Operator({ ...opts, url: place.url }).start();
+      try {
+        await there.ready(Math.min(timeoutMs, 5_000));
+        const check = there.placementOffered ? await there.locate(cp) : undefined;
+        if (check?.node === place.node && check.places.some((p) => p.node === place.node)) {
+          await home.stop();
+          return { op: there, placedAt: { node: place.node, url: place.url } };
+        }
+      } catch {
+        // not reachable, or not that node: the next place, else home
+      }
+      await there.stop();
+    }
+    return { op: home, placedAt: undefined };
   }
 
   async unexpose(exposeId: number): Promise<void> {

@@ -63,6 +63,8 @@ interface CommonOptions {
   readonly onMessage?: (msg: InboundMessage) => void | Promise<void>;
   /** Extension point (the operator SDK): frames other than messages; return true when handled. */
   readonly onOtherFrame?: (frame: Frame) => boolean;
+  /** Extension point (the operator SDK): more HELLO capabilities; which the server took up is `serverCapabilities`. */
+  readonly capabilities?: readonly string[];
   /**
    * Sealed payloads (PROTOCOL.md 19): 'auto' (default) seals for every receiver that has a
    * sealing key and sends plain to the rest; 'required' never sends nor accepts a plain
@@ -149,6 +151,8 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   private readonly ids = new MessageIds();
   private sweeper: NodeJS.Timeout | undefined;
   private link: Link | undefined;
+  /** the capabilities of this client's HELLO that the server took up in its last WELCOME */
+  serverCapabilities: readonly string[] = [];
   private addr: string | undefined;
   private state: PeerState | undefined;
   private maxMessageBytes = MAX_MESSAGE_BYTES;
@@ -213,7 +217,10 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
         ...(opts.role === 'external' ? { secret: opts.secret } : { publicKey: identity!.publicKey }),
         ...(identity && sealing ? { sealKey: this.sealKey.publicKey, sealKeySig: identity.signSealKey(opts.name, this.sealKey.publicKey) } : {}),
         // `reachable`: this client understands REACHABLE (0x12), so servers may send it; `sealed`: it seals; `seal-aes`: it opens seal version 2; `batch`: BATCH (0x17).
-        env: { software: 'contact-point-sdk/0.1', capabilities: sealing ? [CAPABILITY_REACHABLE, CAPABILITY_SEALED, CAPABILITY_SEAL_AES, CAPABILITY_BATCH] : [CAPABILITY_REACHABLE, CAPABILITY_BATCH] },
+        env: {
+          software: 'contact-point-sdk/0.1',
+          capabilities: [...(sealing ? [CAPABILITY_REACHABLE, CAPABILITY_SEALED, CAPABILITY_SEAL_AES, CAPABILITY_BATCH] : [CAPABILITY_REACHABLE, CAPABILITY_BATCH]), ...(opts.capabilities ?? [])],
+        },
       }),
       ...(identity ? { sign: (nonce: string) => identity.signChallenge(opts.name, nonce) } : {}),
       ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),
@@ -226,6 +233,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     });
     this.dialer.on('up', (link, welcome) => {
       this.link = link;
+      this.serverCapabilities = welcome.capabilities ?? [];
       this.addr = welcome.address;
       this.maxMessageBytes = welcome.limits.maxMessageBytes;
       if (welcome.state) this.setRegistration(welcome.state);

@@ -118,6 +118,15 @@ export const CAPABILITY_NODE = 'node';
  */
 export const CAPABILITY_BATCH = 'batch';
 
+/**
+ * HELLO `env.capabilities` entry of an operator and WELCOME `capabilities` entry of a relay node
+ * (PROTOCOL.md 17.6): the operator asks where an office's tunnels are (PORT_REQUEST op `locate`,
+ * answered with the nodes and the URLs they advertise) and may dial that node itself, so its
+ * exposure's bytes never cross the cluster's engine. The `-1` is the version: an incompatible
+ * change gets a new name, and both ends take up only the versions they know.
+ */
+export const CAPABILITY_PLACEMENT = 'placement-1';
+
 /** MSG flag: this is a retry of an id sent before (informational; receivers dedupe by id anyway). */
 export const FLAG_RETRY = 0x01;
 /** MSG flag: the payload is a sealed envelope (core/protocol/seal.ts); metadata, so the contact point can require it. */
@@ -230,6 +239,10 @@ export const peerStateSchema = obj({
 });
 
 const port = int({ min: 0, max: 65535 });
+/** a relay node's id (core/relay/cluster.ts NODE_ID_PATTERN) */
+const nodeId = str({ min: 1, max: 32 });
+/** Longest URL a relay node advertises for clients (`relay --advertise-url`). */
+export const MAX_ADVERTISE_URL_LENGTH = 512;
 const id32 = int({ min: 1, max: 0xffffffff });
 const hostText = str({ min: 1, max: 253 });
 
@@ -240,8 +253,8 @@ const hostText = str({ min: 1, max: 253 });
 export const portRequestFields = {
   /** the requester's correlation id; the answer carries it back */
   req: id32,
-  /** expose / unexpose: operator -> relay only (a public port at the relay, see core/relay/expose.ts) */
-  op: oneOf(['open', 'redirect', 'connect', 'listen', 'close', 'expose', 'unexpose'] as const),
+  /** expose / unexpose: operator -> relay only (a public port at the relay, see core/relay/expose.ts); locate: operator -> relay node only (placement, PROTOCOL.md 17.6) */
+  op: oneOf(['open', 'redirect', 'connect', 'listen', 'close', 'expose', 'unexpose', 'locate'] as const),
   /** who asked: set by the relay from the operator's authenticated session */
   operator: name,
   /** operator -> relay only: which contact point the request is for */
@@ -290,6 +303,10 @@ export const portResultSchema = obj({
   streamId: optional(id32),
   code: optional(int({ min: 0, max: 999 })),
   reason: optional(reason),
+  /** locate (PROTOCOL.md 17.6): the relay node that answered */
+  node: optional(nodeId),
+  /** locate: the nodes holding the office's tunnels now, each with the URL it advertises for clients (if any); empty: offline */
+  places: optional(list(obj({ node: nodeId, url: optional(str({ min: 1, max: MAX_ADVERTISE_URL_LENGTH })) }), { max: 2 * TUNNEL_SLOTS })),
 });
 export const portEventSchema = obj({
   portId: id32,

@@ -46,6 +46,8 @@ export const operatorPortRequestSchema = union('op', {
   }),
   /** `cp` may be given; an exposure is found by its id alone */
   unexpose: obj({ ...common, cp: optional(f.cp), portId: f.portId }),
+  /** placement (PROTOCOL.md 17.6): which relay nodes hold the tunnels of `cp`, and their URLs */
+  locate: obj({ ...common, cp: f.cp }),
 });
 
 export type CpPortRequest = Infer<typeof cpPortRequestSchema>;

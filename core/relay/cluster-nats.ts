@@ -3,13 +3,13 @@ import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { connect, type Msg, type NatsConnection, type QueuedIterator, type Subscription } from '@nats-io/transport-node';
 import type { ClusterView } from '../admin/relay-contract.js';
 import { decodeFrame, encodeBatch, splitBatch } from '../protocol/codec.js';
-import { FrameType, offersMediation } from '../protocol/frames.js';
+import { FrameType, MAX_ADVERTISE_URL_LENGTH, offersMediation } from '../protocol/frames.js';
 import { BATCH_FRAME_MAX_BYTES, BATCH_MAX_BYTES, TUNNEL_SLOTS } from '../protocol/limits.js';
 import { Backoff } from '../runtime/backoff.js';
 import type { Logger } from '../runtime/logger.js';
 import { ClusterMediation } from './cluster-mediation.js';
 import { ClusterNames } from './cluster-names.js';
-import { NODE_ID_PATTERN, NODE_ID_RULE, REMOTE_PROBE_MARGIN_MS, type Cluster, type ClusterHost, type HolderInfo, type RemotePlace } from './cluster.js';
+import { NODE_ID_PATTERN, NODE_ID_RULE, REMOTE_PROBE_MARGIN_MS, type Cluster, type ClusterHost, type HolderInfo, type NodePlace, type RemotePlace } from './cluster.js';
 import { CredentialStore, parseCredentialRecord, type CredentialKind } from './credentials.js';
 import type { ExternalSession, RelaySession, SessionRegistry, TunnelSession } from './sessions.js';
 
@@ -296,6 +296,8 @@ export interface NatsClusterOptions {
   readonly rewatchCredentials?: () => Promise<void>;
   /** JetStream replicas of the presence bucket when this node creates it (default 1; 3 on a 3-server NATS cluster) */
   readonly replicas?: number;
+  /** where clients reach this node (`relay --advertise-url`), put in its heartbeat record for placement (PROTOCOL.md 17.6) */
+  readonly advertiseUrl?: string | undefined;
 }
 
 /** One relay node of a NATS cluster (see the top of this file). */
@@ -320,6 +322,8 @@ export class NatsCluster implements Cluster {
   private rewatching = false;
   /** other nodes whose heartbeat record says they take a BATCH of frames in one NATS message */
   private readonly batchNodes = new Set<string>();
+  /** other nodes' URLs for clients, from their heartbeat records (placement, PROTOCOL.md 17.6) */
+  private readonly nodeUrls = new Map<string, string>();
   /** frames for another node waiting for the end of this event-loop turn, by subject (see flushOutbox) */
   private readonly outbox = new Map<string, { reply: string; frames: Buffer[]; bytes: number }>();
   private outboxScheduled = false;
@@ -594,7 +598,7 @@ export class NatsCluster implements Cluster {
         }
       }
     }
-    return { node: this.node, connected: this.connected, ...tally.sorted() };
+    return { node: this.node, connected: this.connected, ...tally.sorted((node) => (node === this.node ? this.o.advertiseUrl : this.nodeUrls.get(node))) };
   }
 
   /** The presence key of a session held here. */
@@ -646,7 +650,9 @@ export class NatsCluster implements Cluster {
     if (!this.connected) return;
     if (Date.now() - this.heartbeatSeenAt > WATCH_STALL_MS && !this.rewatching) void this.rewatch();
     // `batch`: this node takes a BATCH of frames in one NATS message (see forward()).
-    void this.kv.put(this.heartbeatKey, JSON.stringify({ node: this.node, at: new Date().toISOString(), batch: true })).catch(() => undefined);
+    // `url`: where clients reach this node (placement, PROTOCOL.md 17.6).
+    const url = this.o.advertiseUrl !== undefined ? { url: this.o.advertiseUrl } : {};
+    void this.kv.put(this.heartbeatKey, JSON.stringify({ node: this.node, at: new Date().toISOString(), batch: true, ...url })).catch(() => undefined);
   }
 
   private renewAll(): void {
@@ -752,19 +758,40 @@ export class NatsCluster implements Cluster {
     }
   }
 
-  /** Another node's heartbeat record: whether it takes batches. */
+  /** Another node's heartbeat record: whether it takes batches, and its URL for clients. */
   private onHeartbeat(e: KvWatchEntry): void {
     const node = e.key.slice(2);
     let batch = false;
+    let url: string | undefined;
     if (e.operation === 'PUT') {
       try {
-        batch = (e.json<{ batch?: unknown }>()).batch === true;
+        const h = e.json<{ batch?: unknown; url?: unknown }>();
+        batch = h.batch === true;
+        url = advertisedUrl(h.url);
       } catch {
         // not JSON: an unknown writer; no batches for it
       }
     }
     if (batch) this.batchNodes.add(node);
     else this.batchNodes.delete(node);
+    if (url !== undefined) this.nodeUrls.set(node, url);
+    else this.nodeUrls.delete(node);
+  }
+
+  places(cp: string): NodePlace[] {
+    const out: NodePlace[] = [];
+    const add = (node: string): void => {
+      if (out.some((p) => p.node === node)) return;
+      const url = node === this.node ? this.o.advertiseUrl : this.nodeUrls.get(node);
+      out.push({ node, ...(url !== undefined ? { url } : {}) });
+    };
+    if (this.sessions.tunnelsOf(cp).length > 0) add(this.node);
+    const byNode = this.connected ? this.remote.get(`t:${cp}`) : undefined;
+    const now = Date.now();
+    // The newest claim first: of two nodes, the one an office came to last is where it stays.
+    const live = [...(byNode?.values() ?? [])].filter((c) => now - c.seenAt <= LEASE_MS).sort((a, b) => b.firstRevision - a.firstRevision);
+    for (const c of live) add(c.place.node);
+    return out;
   }
 
   /** NATS is gone: nobody can reach the tunnels here, so they close and their offices re-home. */
@@ -794,6 +821,11 @@ export class NatsCluster implements Cluster {
   }
 }
 
+/** A heartbeat record's `url` when it is a ws:// or wss:// URL of sensible length; undefined otherwise (another writer's, or none). */
+function advertisedUrl(v: unknown): string | undefined {
+  return typeof v === 'string' && v.length <= MAX_ADVERTISE_URL_LENGTH && /^wss?:\/\/[^\s]+$/.test(v) ? v : undefined;
+}
+
 /** A tunnel in slot 1 (issue 12) has its own record, `t.<hex cp id>.<node>.1`; slot 0's key is as before. */
 function presenceKey(kind: PresenceKind, id: string, node: string, slot = 0): string {
   return `${kind}.${subjectToken(id)}.${node}${slot === 0 ? '' : `.${slot}`}`;
@@ -818,9 +850,15 @@ class ClusterTally {
     return n;
   }
 
-  sorted(): Omit<ClusterView, 'node' | 'connected'> {
+  /** `url`: the URL each node advertises for clients (placement), if it does */
+  sorted(url: (node: string) => string | undefined = () => undefined): Omit<ClusterView, 'node' | 'connected'> {
     return {
-      nodes: [...this.nodes].map(([node, n]) => ({ node, ...n })).sort((a, b) => a.node.localeCompare(b.node)),
+      nodes: [...this.nodes]
+        .map(([node, n]) => {
+          const u = url(node);
+          return { node, ...n, ...(u !== undefined ? { url: u } : {}) };
+        })
+        .sort((a, b) => a.node.localeCompare(b.node)),
       offices: [...this.offices].sort((a, b) => a.id.localeCompare(b.id) || a.node.localeCompare(b.node)),
     };
   }
@@ -830,11 +868,18 @@ class ClusterTally {
  * What `contact-point relay --cluster` needs: a connection to NATS, the cluster's credentials,
  * and the node (the relay's `cluster` option). Any failure closes the connection and names the URLs.
  */
-export async function joinNatsCluster(o: { servers: readonly string[]; node: string; logger: Logger; replicas?: number }): Promise<{ credentials: CredentialStore; cluster: (sessions: SessionRegistry) => NatsCluster }> {
+export async function joinNatsCluster(o: { servers: readonly string[]; node: string; logger: Logger; replicas?: number; advertiseUrl?: string | undefined }): Promise<{ credentials: CredentialStore; cluster: (sessions: SessionRegistry) => NatsCluster }> {
   const nc = await connectNats(o.servers, `contact-point relay ${o.node}`, o.logger);
   try {
     const creds = await openClusterCredentials(nc, o.logger, o.replicas);
-    const cluster = await NatsCluster.open(nc, { node: o.node, logger: o.logger, stopCredentials: creds.stop, rewatchCredentials: creds.rewatch, ...(o.replicas !== undefined ? { replicas: o.replicas } : {}) });
+    const cluster = await NatsCluster.open(nc, {
+      node: o.node,
+      logger: o.logger,
+      stopCredentials: creds.stop,
+      rewatchCredentials: creds.rewatch,
+      ...(o.replicas !== undefined ? { replicas: o.replicas } : {}),
+      ...(o.advertiseUrl !== undefined ? { advertiseUrl: o.advertiseUrl } : {}),
+    });
     return { credentials: creds.store, cluster };
   } catch (err: unknown) {
     await nc.close();
@@ -853,8 +898,22 @@ export async function readClusterPresence(servers: readonly string[], logger: Lo
     const tally = new ClusterTally();
     /** office and slot -> the newest record within its lease (a node cut off from NATS cannot delete its old one) */
     const tunnels = new Map<string, { id: string; node: string; revision: number }>();
+    const urls = new Map<string, string>();
     const now = Date.now();
     for await (const key of await kv.keys()) {
+      if (key.startsWith('n.')) {
+        // A live node's heartbeat record: listed even while it holds nothing, with the URL it advertises for clients (placement).
+        const e = await kv.get(key);
+        if (!e || e.operation !== 'PUT' || now - e.created.getTime() > LEASE_MS) continue;
+        tally.node(key.slice(2));
+        try {
+          const url = advertisedUrl(e.json<{ url?: unknown }>().url);
+          if (url !== undefined) urls.set(key.slice(2), url);
+        } catch {
+          // not JSON: an unknown writer
+        }
+        continue;
+      }
       const parsed = parsePresenceKey(key);
       if (!parsed) continue;
       const e = await kv.get(key);
@@ -866,7 +925,7 @@ export async function readClusterPresence(servers: readonly string[], logger: Lo
       tally.node(t.node).offices++;
       tally.offices.push({ id: t.id, node: t.node });
     }
-    return tally.sorted();
+    return tally.sorted((node) => urls.get(node));
   } finally {
     await nc.close();
   }

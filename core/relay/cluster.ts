@@ -53,6 +53,18 @@ export interface Cluster {
   readonly mediation?: ClusterMediation | undefined;
   /** Peer-level lookups with tunnels on other nodes (cluster-names.ts); absent on a single relay. */
   readonly names?: ClusterNames | undefined;
+  /**
+   * Placement (PROTOCOL.md 17.6): the nodes holding tunnels of `cp` now (this one included), each
+   * with the URL it advertises for clients when it has one; empty when the office is offline.
+   * Absent on a single relay.
+   */
+  places?(cp: string): NodePlace[];
+}
+
+/** A node holding a tunnel of an office, and where clients reach it (its `--advertise-url`), if it says. */
+export interface NodePlace {
+  readonly node: string;
+  readonly url?: string;
 }
 
 /**

@@ -123,6 +123,10 @@ export class ControlServer {
         logger: this.o.logger,
         refusals: this.o.refusals,
         claim: (cp, portId, owner) => this.claim(cp, portId, owner),
+        locate: (cp) => {
+          const c = this.o.cluster;
+          return c?.places && c.node !== undefined ? { node: c.node, places: c.places(cp) } : undefined;
+        },
       });
     }
     return s.operator.handleFrame(frame);

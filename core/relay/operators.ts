@@ -12,6 +12,7 @@ import type { ControlChannel, PortOwner } from './control.js';
 import type { Exposer } from './expose.js';
 import type { OperatorView } from '../admin/relay-contract.js';
 import type { RefusalSink } from './refusals.js';
+import type { NodePlace } from './cluster.js';
 
 export interface OperatorHost {
   channel(cp: string): ControlChannel | undefined;
@@ -24,6 +25,8 @@ export interface OperatorHost {
   readonly refusals: RefusalSink;
   /** port ownership across operators, so events and datagrams reach the one who opened it */
   claim(cp: string, portId: number, owner: OperatorSession | undefined): void;
+  /** placement (PROTOCOL.md 17.6): this node's id and the nodes holding the tunnels of `cp`; undefined on a single relay */
+  locate?(cp: string): { node: string; places: NodePlace[] } | undefined;
 }
 
 /**
@@ -107,11 +110,12 @@ export class OperatorSession implements PortOwner {
     close: (r) => this.forward(r),
     expose: (r) => this.expose(r),
     unexpose: async (r) => this.unexpose(r),
+    locate: async (r) => this.locate(r),
   };
 
   private async request(body: PortRequestBody): Promise<PortResultBody> {
     // Refused at once (not forwarded to wait for the office's refusal): the office said it takes no port requests.
-    if (body.op !== 'unexpose' && body.cp !== undefined && this.host.offersMediation(body.cp) === false) return this.refuse(body, Status.NOT_OFFERED);
+    if (body.op !== 'unexpose' && body.op !== 'locate' && body.cp !== undefined && this.host.offersMediation(body.cp) === false) return this.refuse(body, Status.NOT_OFFERED);
     try {
       return await dispatch(operatorPortRequestSchema, this.operations, body);
     } catch (err: unknown) {
@@ -124,6 +128,14 @@ export class OperatorSession implements PortOwner {
     if (!this.exposures.delete(r.portId)) return this.refuse(r, Status.UNKNOWN_PORT, 'no such exposure of yours');
     this.host.exposer.unexpose(r.portId);
     return { req: r.req, ok: true, portId: r.portId };
+  }
+
+  /** Where the office's tunnels are (placement, PROTOCOL.md 17.6): the operator may dial that node itself. */
+  private locate(r: OperatorPortOp<'locate'>): PortResultBody {
+    if (!this.host.knownContactPoint(r.cp)) return this.refuse(r, Status.UNKNOWN_CONTACT_POINT);
+    const where = this.host.locate?.(r.cp);
+    if (!where) return this.refuse(r, Status.NOT_OFFERED, 'this relay is not a node of a cluster: every office it serves is here');
+    return { req: r.req, ok: true, node: where.node, places: where.places };
   }
 
   private async expose(r: OperatorPortOp<'expose'>): Promise<PortResultBody> {

@@ -289,6 +289,8 @@ describe.skipIf(!haveNatsServer)('port mediation across relay nodes', () => {
     const credFile = join(suite.home, 'tech.credential');
     await writeFile(credFile, secret, { mode: 0o600 });
     const expose = await start(['expose', 'acme-hq', `127.0.0.1:${web}`, '--relay', c.r1Url, '--id', 'tech', '--credential-file', credFile, '--json'], { timeoutMs: 15_000 });
+    // r2 advertises no URL (relay --advertise-url): the exposure stays on r1 and its bytes cross NATS (placement: cluster-placement.test.ts).
+    expect(expose.ready).toMatchObject({ node: 'r1', exposedVia: c.r1Url });
     const publicPort = Number(expose.ready.publicPort);
     const page = await curl([`http://127.0.0.1:${publicPort}/status`]);
     expect(page.stdout.toString()).toBe('printer config page for /status');

@@ -65,8 +65,8 @@ async function node(id: string, extra: Partial<ConstructorParameters<typeof Rela
 }
 
 /** An office (contact point `id`, its tunnel on a new node `nodeId`): the harness's relay is that cluster node. */
-async function office(nodeId: string, id: string, cp: Partial<ContactPointOptions> = {}): Promise<Harness> {
-  const joined = await joinNatsCluster({ servers: [nats.url], node: nodeId, logger });
+async function office(nodeId: string, id: string, cp: Partial<ContactPointOptions> = {}, advertiseUrl?: string): Promise<Harness> {
+  const joined = await joinNatsCluster({ servers: [nats.url], node: nodeId, logger, ...(advertiseUrl !== undefined ? { advertiseUrl } : {}) });
   const h = await startHarness({ id, cp, relay: { credentials: joined.credentials, cluster: joined.cluster } });
   replicas.set(h.relay, joined.credentials);
   cleanups.push(() => h.close());
@@ -324,6 +324,21 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     expect(text).toMatch(/CLUSTER \(as node v1 sees it\)/);
     expect(text).toMatch(/view-branch\s+v2/);
     expect(text).toMatch(/messages\s+0 routed, 0 forwarded to other nodes, 0 refused/);
+  });
+
+  it("shows each node's advertised URL in the status, and places an office on the nodes holding it (17.6)", async () => {
+    const hq = await office('w1', 'place-hq', {}, 'wss://w1.example.com/v1');
+    const w2 = await node('w2');
+    await waitFor(() => w2.cluster.tunnel('place-hq')?.kind === 'remote', 5_000, 'w2 sees w1');
+    // The URL comes with w1's heartbeat record (at once, then every HEARTBEAT_MS).
+    await waitFor(() => w2.cluster.places?.('place-hq')[0]?.url !== undefined, 5_000, "w2 learns w1's URL");
+    expect(w2.cluster.places?.('place-hq')).toEqual([{ node: 'w1', url: 'wss://w1.example.com/v1' }]);
+    expect(hq.relay.cluster.places?.('place-hq')).toEqual([{ node: 'w1', url: 'wss://w1.example.com/v1' }]);
+    expect(w2.cluster.places?.('nowhere-hq')).toEqual([]);
+    const view = w2.statusSnapshot().cluster!;
+    expect(view.nodes.find((n) => n.node === 'w1')).toEqual({ node: 'w1', offices: 1, externals: 0, url: 'wss://w1.example.com/v1' });
+    expect(view.nodes.find((n) => n.node === 'w2')).toEqual({ node: 'w2', offices: 0, externals: 0 });
+    expect(relayStatusText(w2.statusSnapshot()).join('\n')).toMatch(/w1\s+1\s+0\s+wss:\/\/w1\.example\.com\/v1/);
   });
 
   it('tells a sender on another node REACHABLE when the office it was refused for comes up (9.5 across nodes)', async () => {

@@ -137,6 +137,8 @@ function RefusalRow({ r }: { r: RefusalView }) {
 /** A relay cluster node (issue 12): the nodes, and which node holds which office's tunnel, as this node sees them. */
 function Cluster({ c }: { c: ClusterView }) {
   const shown = c.offices.slice(0, CLUSTER_OFFICES_SHOWN);
+  // Where clients reach each node (relay --advertise-url, exposure placement): a column once any node has one.
+  const urls = c.nodes.some((n) => n.url !== undefined);
   return (
     <Section title="Cluster" count={c.nodes.length} label="Cluster">
       <p className="muted">
@@ -149,7 +151,7 @@ function Cluster({ c }: { c: ClusterView }) {
         </p>
       )}
       <div className="cluster-tables">
-        <Table label="Cluster nodes" head={['Node', { text: 'Offices', num: true }, { text: 'External sessions', num: true }]}>
+        <Table label="Cluster nodes" head={['Node', { text: 'Offices', num: true }, { text: 'External sessions', num: true }, ...(urls ? ['Advertised URL'] : [])]}>
           {c.nodes.map((n) => (
             <tr key={n.node} data-testid={`node-${n.node}`}>
               <td>
@@ -158,6 +160,7 @@ function Cluster({ c }: { c: ClusterView }) {
               </td>
               <td className="num">{formatCount(n.offices)}</td>
               <td className="num">{formatCount(n.externals)}</td>
+              {urls ? <td className="mono">{n.url ?? '—'}</td> : null}
             </tr>
           ))}
         </Table>
