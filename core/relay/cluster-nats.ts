@@ -60,13 +60,14 @@ export const NATS_RECONNECT_MAX_MS = 5_000;
 export const NATS_PENDING_LIMIT_BYTES = 256 * 1024;
 /**
  * A BATCH of frames for one subject (see NatsCluster.forward) goes out once it holds this many
- * bytes, else at the end of the event-loop turn. Larger than a ws BATCH (BATCH_MAX_BYTES): the
- * frames of one turn, often several socket reads' worth, then cross as one NATS message, and
- * nats-server and the receiving node handle one message where they handled four (bench
- * cluster: the office's node spent about a quarter less CPU per message). Kept under half the
- * server's max_payload.
+ * bytes, else at the end of the event-loop turn: twice a ws BATCH (BATCH_MAX_BYTES), so
+ * nats-server and the receiving node handle half as many messages. Not more: a NATS message
+ * longer than a socket read (64 KiB) is joined from the reads by the client's parser (copies
+ * into buffers it grows), and the office's node spent more CPU per message with 128 and 256
+ * KiB batches than with 32 or 56 KiB ones (bench cluster). Kept under half the server's
+ * max_payload.
  */
-export const NATS_BATCH_MAX_BYTES = 256 * 1024;
+export const NATS_BATCH_MAX_BYTES = 64 * 1024;
 /** Routes (subject strings and the turn's frames) kept for contact points on other nodes; emptied when full. */
 const TUNNEL_ROUTES_KEPT = 4_096;
 /** After a reconnect, how often a node retries its presence watch while JetStream is not back. */
