@@ -14,7 +14,7 @@
  *                        outage (delivery of messages queued during a tunnel outage, after its return),
  *                        cluster (same-node vs cross-node acked messages through 2 relay nodes on nats-server:
  *                        throughput and paced latency; and cluster-memory, a relay's memory per office at
- *                        1,000 offices as a cluster node vs alone),
+ *                        1,000 offices as a cluster node vs alone; cluster-messages: the messages alone),
  *                        cluster-failover (kill -9 of the node carrying an office's traffic: two tunnels vs one),
  *                        direct (acked messages from an external peer at the contact point's direct
  *                        listener vs at the relay, same run),
@@ -77,6 +77,7 @@ const GROUPS: Record<string, readonly string[]> = {
   'http-flood': ['http-flood'],
   outage: ['outage'],
   cluster: ['cluster', 'cluster-memory', 'cluster-bulk'],
+  'cluster-messages': ['cluster'],
   'cluster-memory': ['cluster-memory'],
   'cluster-failover': ['cluster-failover'],
   'cluster-bulk': ['cluster-bulk'],

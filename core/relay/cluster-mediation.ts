@@ -78,14 +78,15 @@ export interface MediationHost {
  * is queued). publish() would build each message from three pieces and join everything queued
  * into a new buffer before writing: with the 16 KiB pieces, that join, the pieces and the
  * protocol lines cost the publishing node about a fifth of its CPU per MB (bench cluster-bulk).
- * A client without these (another version) gets publish() per piece.
+ * A client without these (another version) gets publish() per piece. NatsCluster writes its
+ * BATCHes of forwarded frames through it too.
  */
-interface ProtocolWriter {
+export interface ProtocolWriter {
   sendCommand(cmd: Uint8Array): void;
   flushPending(): void;
 }
 
-function protocolWriter(nc: NatsConnection): ProtocolWriter | undefined {
+export function protocolWriter(nc: NatsConnection): ProtocolWriter | undefined {
   const p = (nc as unknown as { protocol?: Partial<ProtocolWriter> }).protocol;
   return typeof p?.sendCommand === 'function' && typeof p.flushPending === 'function' ? (p as ProtocolWriter) : undefined;
 }

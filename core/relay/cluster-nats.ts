@@ -2,12 +2,12 @@ import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { connect, type Msg, type NatsConnection, type QueuedIterator, type Subscription } from '@nats-io/transport-node';
 import type { ClusterView } from '../admin/relay-contract.js';
-import { decodeFrame, encodeBatch, splitBatch } from '../protocol/codec.js';
+import { batchLength, decodeFrame, splitBatch, writeBatch } from '../protocol/codec.js';
 import { FrameType, MAX_ADVERTISE_URL_LENGTH, offersMediation } from '../protocol/frames.js';
-import { BATCH_FRAME_MAX_BYTES, BATCH_MAX_BYTES, TUNNEL_SLOTS } from '../protocol/limits.js';
+import { BATCH_FRAME_MAX_BYTES, TUNNEL_SLOTS } from '../protocol/limits.js';
 import { Backoff } from '../runtime/backoff.js';
 import type { Logger } from '../runtime/logger.js';
-import { ClusterMediation } from './cluster-mediation.js';
+import { ClusterMediation, protocolWriter, type ProtocolWriter } from './cluster-mediation.js';
 import { ClusterNames } from './cluster-names.js';
 import { NODE_ID_PATTERN, NODE_ID_RULE, REMOTE_PROBE_MARGIN_MS, type Cluster, type ClusterHost, type HolderInfo, type NodePlace, type RemotePlace } from './cluster.js';
 import { CredentialStore, parseCredentialRecord, type CredentialKind } from './credentials.js';
@@ -58,6 +58,18 @@ export const NATS_RECONNECT_MAX_MS = 5_000;
  * 3.7 (bench cluster-bulk). Small frames still go out at the end of the turn, as before.
  */
 export const NATS_PENDING_LIMIT_BYTES = 256 * 1024;
+/**
+ * A BATCH of frames for one subject (see NatsCluster.forward) goes out once it holds this many
+ * bytes, else at the end of the event-loop turn: twice a ws BATCH (BATCH_MAX_BYTES), so
+ * nats-server and the receiving node handle half as many messages. Not more: a NATS message
+ * longer than a socket read (64 KiB) is joined from the reads by the client's parser (copies
+ * into buffers it grows), and the office's node spent more CPU per message with 128 and 256
+ * KiB batches than with 32 or 56 KiB ones (bench cluster). Kept under half the server's
+ * max_payload.
+ */
+export const NATS_BATCH_MAX_BYTES = 64 * 1024;
+/** Routes (subject strings and the turn's frames) kept for contact points on other nodes; emptied when full. */
+const TUNNEL_ROUTES_KEPT = 4_096;
 /** After a reconnect, how often a node retries its presence watch while JetStream is not back. */
 const REWATCH_MS = 500;
 /** A node puts its own heartbeat record (`n.<node>`) this often (see WATCH_STALL_MS). */
@@ -263,6 +275,28 @@ export async function openClusterCredentials(
   };
 }
 
+/**
+ * Where forwarded frames for one subject go (a contact point's, or another node's), with its
+ * subject strings made once, whether that way takes a BATCH (as of `version`), and the frames
+ * of this event-loop turn waiting for flushOutbox.
+ */
+interface Route {
+  readonly subject: string;
+  readonly reply: string;
+  /** `PUB <subject> <reply> `: the start of a NATS PUB line for this route */
+  readonly pubPrefix: string;
+  /** whether frames go batched; valid while `version` is the cluster's routesVersion */
+  batch: boolean;
+  version: number;
+  /** a contact point's route: its tunnel's holders decide `batch`; a node's: that node */
+  readonly cp: string | undefined;
+  readonly node: string | undefined;
+  frames: Buffer[];
+  bytes: number;
+  /** in the outbox (flushOutbox writes it at the end of the turn) */
+  queued: boolean;
+}
+
 /** A presence record another node holds. */
 interface Claim {
   readonly session: string;
@@ -306,8 +340,17 @@ export class NatsCluster implements Cluster {
   private host: ClusterHost | undefined;
   private connected = true;
   private stopped = false;
-  /** `t:<cp>` / `e:<name>` -> node -> its claim */
-  private readonly remote = new Map<string, Map<string, Claim>>();
+  /** contact point id -> node (and slot) -> its claim of a tunnel */
+  private readonly remoteTunnels = new Map<string, Map<string, Claim>>();
+  /** external peer name -> node -> its claim of a session */
+  private readonly remoteExternals = new Map<string, Map<string, Claim>>();
+  /** bumped whenever a claim comes or goes or a node's `batch` changes: each Route's `batch` is computed anew */
+  private routesVersion = 0;
+  /** routes to contact points' subjects (tunnels elsewhere) and to other nodes, made on first use */
+  private readonly tunnelRoutes = new Map<string, Route>();
+  private readonly nodeRoutes = new Map<string, Route>();
+  /** writes a NATS PUB as bytes made here (one copy of a batch's frames, not three); undefined: publish() */
+  private readonly writer: ProtocolWriter | undefined;
   /** presence keys this node wrote -> the revision of the first put of the session it holds */
   private readonly own = new Map<string, { session: string; revision: number | undefined }>();
   /** cp id -> this node's subscription to its subject (one for both slots when both are here) */
@@ -324,9 +367,8 @@ export class NatsCluster implements Cluster {
   private readonly batchNodes = new Set<string>();
   /** other nodes' URLs for clients, from their heartbeat records (placement, PROTOCOL.md 17.6) */
   private readonly nodeUrls = new Map<string, string>();
-  /** frames for another node waiting for the end of this event-loop turn, by subject (see flushOutbox) */
-  private readonly outbox = new Map<string, { reply: string; frames: Buffer[]; bytes: number }>();
-  private outboxScheduled = false;
+  /** routes holding frames that wait for the end of this event-loop turn (see flushOutbox) */
+  private outbox: Route[] = [];
   private readonly logger: Logger;
   /** port mediation with tunnels on other nodes (cluster-mediation.ts) */
   readonly mediation: ClusterMediation;
@@ -344,6 +386,7 @@ export class NatsCluster implements Cluster {
     this.node = o.node;
     this.heartbeatKey = `n.${o.node}`;
     this.logger = o.logger;
+    this.writer = protocolWriter(nc);
     this.mediation = new ClusterMediation(nc, o.node, o.logger);
     this.names = new ClusterNames(nc, o.node, o.logger);
   }
@@ -399,15 +442,15 @@ export class NatsCluster implements Cluster {
   }
 
   tunnel(cp: string): TunnelSession | RemotePlace | undefined {
-    return this.sessions.tunnels.get(cp) ?? this.remotePlace(`t:${cp}`);
+    return this.sessions.tunnels.get(cp) ?? this.bestClaim(this.remoteTunnels, cp)?.place;
   }
 
   external(name: string): ExternalSession | RemotePlace | undefined {
-    return this.sessions.external(name) ?? this.remotePlace(`e:${name}`);
+    return this.sessions.external(name) ?? this.bestClaim(this.remoteExternals, name)?.place;
   }
 
   contestTunnel(cp: string, instance: string | undefined, probeMs: number): Promise<HolderInfo | undefined> | undefined {
-    const far = this.bestClaim(`t:${cp}`);
+    const far = this.bestClaim(this.remoteTunnels, cp);
     if (!far || (instance !== undefined && instance === far.instance)) return undefined;
     const node = far.place.node;
     return this.nc
@@ -421,7 +464,7 @@ export class NatsCluster implements Cluster {
   }
 
   externalAt(name: string, node: string): boolean {
-    const c = this.connected ? this.remote.get(`e:${name}`)?.get(node) : undefined;
+    const c = this.connected ? this.remoteExternals.get(name)?.get(node) : undefined;
     return c !== undefined && Date.now() - c.seenAt <= LEASE_MS;
   }
 
@@ -459,39 +502,70 @@ export class NatsCluster implements Cluster {
   }
 
   sendToTunnel(cp: string, raw: Buffer): void {
-    const token = subjectToken(cp);
-    const holders = this.remote.get(`t:${cp}`);
-    let batch = holders !== undefined && holders.size > 0;
-    if (holders) for (const c of holders.values()) if (!this.batchNodes.has(c.place.node)) batch = false;
-    this.forward(`relay.cp.${token}`, raw, `relay.node.${this.node}.nr.t.${token}`, batch);
+    let route = this.tunnelRoutes.get(cp);
+    if (route === undefined) {
+      if (this.tunnelRoutes.size >= TUNNEL_ROUTES_KEPT) this.tunnelRoutes.clear();
+      const token = subjectToken(cp);
+      route = this.route(`relay.cp.${token}`, `relay.node.${this.node}.nr.t.${token}`, cp, undefined);
+      this.tunnelRoutes.set(cp, route);
+    }
+    this.forward(route, raw);
   }
 
   sendToNode(node: string, raw: Buffer): void {
-    this.forward(`relay.node.${node}`, raw, `relay.node.${this.node}.nr.n.${node}`, this.batchNodes.has(node));
+    let route = this.nodeRoutes.get(node);
+    if (route === undefined) {
+      // Node ids are checked (NODE_ID_PATTERN) where they come from: this map holds the nodes seen.
+      route = this.route(`relay.node.${node}`, `relay.node.${this.node}.nr.n.${node}`, undefined, node);
+      this.nodeRoutes.set(node, route);
+    }
+    this.forward(route, raw);
+  }
+
+  private route(subject: string, reply: string, cp: string | undefined, node: string | undefined): Route {
+    return { subject, reply, pubPrefix: `PUB ${subject} ${reply} `, batch: false, version: -1, cp, node, frames: [], bytes: 0, queued: false };
+  }
+
+  /** Whether frames on `route` go batched: every node holding the tunnel (or that node) said `batch` in its heartbeat. */
+  private batches(route: Route): boolean {
+    if (route.version !== this.routesVersion) {
+      route.version = this.routesVersion;
+      if (route.node !== undefined) route.batch = this.batchNodes.has(route.node);
+      else {
+        const holders = this.remoteTunnels.get(route.cp!);
+        let batch = holders !== undefined && holders.size > 0;
+        if (holders) for (const c of holders.values()) if (!this.batchNodes.has(c.place.node)) batch = false;
+        route.batch = batch;
+      }
+    }
+    return route.batch;
   }
 
   /**
-   * A frame for another node: with `batch`, kept until the end of this event-loop turn and sent
-   * with the others for that subject in one NATS message (a BATCH, PROTOCOL.md 3.3 and 17);
-   * per-message work in the NATS client and server is most of a cross-node message's cost. A
-   * frame that cannot wait goes out after those queued before it for its subject (order kept).
+   * A frame for another node: when its way takes them, kept until the end of this event-loop
+   * turn and sent with the others for that subject in one NATS message (a BATCH, PROTOCOL.md 3.3
+   * and 17); per-message work in the NATS client and server is most of a cross-node message's
+   * cost. A frame that cannot wait goes out after those queued before it for its subject (order kept).
    */
-  private forward(subject: string, raw: Buffer, reply: string, batch: boolean): void {
-    const queued = this.outbox.get(subject);
-    if (!batch || raw.length > BATCH_FRAME_MAX_BYTES) {
-      if (queued) this.flushSubject(subject, queued);
-      return this.publish(subject, raw, reply);
+  private forward(route: Route, raw: Buffer): void {
+    if (!this.batches(route) || raw.length > BATCH_FRAME_MAX_BYTES) {
+      if (route.frames.length > 0) this.flushRoute(route);
+      return this.publish(route.subject, raw, route.reply);
     }
-    if (!queued) this.outbox.set(subject, { reply, frames: [raw], bytes: raw.length });
-    else {
-      queued.frames.push(raw);
-      queued.bytes += raw.length;
-      if (queued.bytes >= BATCH_MAX_BYTES) this.flushSubject(subject, queued);
+    route.frames.push(raw);
+    route.bytes += raw.length;
+    if (route.bytes >= this.batchMaxBytes()) return this.flushRoute(route);
+    if (!route.queued) {
+      route.queued = true;
+      if (this.outbox.length === 0) setImmediate(this.flushOutbox);
+      this.outbox.push(route);
     }
-    if (!this.outboxScheduled) {
-      this.outboxScheduled = true;
-      setImmediate(this.flushOutbox);
-    }
+  }
+
+  /** NATS_BATCH_MAX_BYTES, or less when the server takes smaller messages (a frame may add BATCH_FRAME_MAX_BYTES). */
+  private batchMaxBytes(): number {
+    const max = this.nc.info?.max_payload;
+    return max === undefined ? NATS_BATCH_MAX_BYTES : Math.min(NATS_BATCH_MAX_BYTES, (max >> 1) - BATCH_FRAME_MAX_BYTES);
   }
 
   /** Whether frames for `node` go batched: its heartbeat record said `batch` (see forward()). */
@@ -500,13 +574,37 @@ export class NatsCluster implements Cluster {
   }
 
   private readonly flushOutbox = (): void => {
-    this.outboxScheduled = false;
-    for (const [subject, q] of this.outbox) this.flushSubject(subject, q);
+    const routes = this.outbox;
+    this.outbox = [];
+    for (const route of routes) {
+      route.queued = false;
+      if (route.frames.length > 0) this.flushRoute(route);
+    }
   };
 
-  private flushSubject(subject: string, q: { reply: string; frames: Buffer[]; bytes: number }): void {
-    this.outbox.delete(subject);
-    this.publish(subject, q.frames.length === 1 ? q.frames[0]! : encodeBatch(q.frames, q.bytes), q.reply);
+  private flushRoute(route: Route): void {
+    const frames = route.frames;
+    const bytes = route.bytes;
+    route.frames = [];
+    route.bytes = 0;
+    if (frames.length === 1) return this.publish(route.subject, frames[0]!, route.reply);
+    const w = this.writer;
+    if (!w) {
+      const batch = Buffer.allocUnsafe(batchLength(frames.length, bytes));
+      writeBatch(batch, 0, frames);
+      return this.publish(route.subject, batch, route.reply);
+    }
+    if (this.nc.isClosed() || this.nc.isDraining()) return; // the senders retry
+    // The PUB line, the BATCH and its CRLF in one buffer: what publish() would queue as three
+    // pieces, and join with the rest of the turn's into yet another buffer.
+    const size = batchLength(frames.length, bytes);
+    const line = `${route.pubPrefix}${size}\r\n`;
+    const out = Buffer.allocUnsafe(line.length + size + 2);
+    out.write(line, 0, 'latin1');
+    writeBatch(out, line.length, frames);
+    out[line.length + size] = 13;
+    out[line.length + size + 1] = 10;
+    w.sendCommand(out);
   }
 
   answer(reply: string, raw: Buffer): void {
@@ -567,12 +665,15 @@ export class NatsCluster implements Cluster {
     const [, , , , kind, token] = subject.split('.');
     if (kind === 't' && token) {
       const cp = fromToken(token);
-      if (cp !== undefined) this.remote.delete(`t:${cp}`);
+      if (cp !== undefined && this.remoteTunnels.delete(cp)) this.routesVersion++;
     } else if (kind === 'n' && token) {
-      for (const [k, byNode] of this.remote) {
-        for (const [where, c] of byNode) if (c.place.node === token) byNode.delete(where);
-        if (byNode.size === 0) this.remote.delete(k);
+      for (const remote of [this.remoteTunnels, this.remoteExternals]) {
+        for (const [k, byNode] of remote) {
+          for (const [where, c] of byNode) if (c.place.node === token) byNode.delete(where);
+          if (byNode.size === 0) remote.delete(k);
+        }
       }
+      this.routesVersion++;
     }
   }
 
@@ -585,9 +686,7 @@ export class NatsCluster implements Cluster {
       tally.offices.push({ id, node: this.node });
     }
     const now = Date.now();
-    for (const [key, byNode] of this.remote) {
-      const kind = key.startsWith('t:') ? 't' : 'e';
-      const id = key.slice(2);
+    for (const [kind, remote] of [['t', this.remoteTunnels], ['e', this.remoteExternals]] as const) for (const [id, byNode] of remote) {
       for (const c of byNode.values()) {
         const node = c.place.node;
         if (now - c.seenAt > LEASE_MS) continue;
@@ -610,21 +709,19 @@ export class NatsCluster implements Cluster {
     return `relay.node.${this.node}.probe.`;
   }
 
-  private remotePlace(key: string): RemotePlace | undefined {
-    return this.bestClaim(key)?.place;
-  }
-
-  /** The newest live claim of `key` on another node. */
-  private bestClaim(key: string): Claim | undefined {
-    const byNode = this.remote.get(key);
+  /** The newest live claim of `id` (in `remote`, remoteTunnels or remoteExternals) on another node. */
+  private bestClaim(remote: Map<string, Map<string, Claim>>, id: string): Claim | undefined {
+    const byNode = remote.get(id);
     if (!byNode || !this.connected) return undefined;
     const now = Date.now();
     let best: Claim | undefined;
     for (const [node, c] of byNode) {
-      if (now - c.seenAt > LEASE_MS) byNode.delete(node);
-      else if (!best || c.firstRevision > best.firstRevision) best = c;
+      if (now - c.seenAt > LEASE_MS) {
+        byNode.delete(node);
+        this.routesVersion++;
+      } else if (!best || c.firstRevision > best.firstRevision) best = c;
     }
-    if (byNode.size === 0) this.remote.delete(key);
+    if (byNode.size === 0) remote.delete(id);
     return best;
   }
 
@@ -729,14 +826,17 @@ export class NatsCluster implements Cluster {
       if (e.operation === 'PUT' && !this.own.has(e.key)) void this.kv.delete(e.key).catch(() => undefined);
       return;
     }
-    const mapKey = `${kind}:${id}`;
+    const remote = kind === 't' ? this.remoteTunnels : this.remoteExternals;
     // A contact point's two tunnels (issue 12) may both be on one node: one claim per node and slot.
     const where = slot === 0 ? node : `${node}.${slot}`;
-    let byNode = this.remote.get(mapKey);
+    let byNode = remote.get(id);
     if (e.operation !== 'PUT') {
       const had = byNode?.delete(where) ?? false;
-      if (byNode?.size === 0) this.remote.delete(mapKey);
-      if (had) this.host?.goneElsewhere(kind === 't' ? 'contact-point' : 'external', id);
+      if (byNode?.size === 0) remote.delete(id);
+      if (had) {
+        this.routesVersion++;
+        this.host?.goneElsewhere(kind === 't' ? 'contact-point' : 'external', id);
+      }
       return;
     }
     const record = e.json<PresenceRecord>();
@@ -746,7 +846,8 @@ export class NatsCluster implements Cluster {
       prev.seenAt = Date.now();
       return;
     }
-    if (!byNode) this.remote.set(mapKey, (byNode = new Map<string, Claim>()));
+    if (!byNode) remote.set(id, (byNode = new Map<string, Claim>()));
+    this.routesVersion++;
     byNode.set(where, { session: record.session, firstRevision: e.revision, seenAt: Date.now(), place: { kind: 'remote', node, ...(record.mediation === false ? { mediation: false as const } : {}) }, instance: typeof record.instance === 'string' ? record.instance : undefined });
     if (kind === 't') {
       // Two nodes with a tunnel of one contact point in one slot: the newer claim stands, the older tunnel closes.
@@ -772,10 +873,12 @@ export class NatsCluster implements Cluster {
         // not JSON: an unknown writer; no batches for it
       }
     }
-    if (batch) this.batchNodes.add(node);
-    else this.batchNodes.delete(node);
     if (url !== undefined) this.nodeUrls.set(node, url);
     else this.nodeUrls.delete(node);
+    if (batch === this.batchNodes.has(node)) return;
+    if (batch) this.batchNodes.add(node);
+    else this.batchNodes.delete(node);
+    this.routesVersion++;
   }
 
   places(cp: string): NodePlace[] {
@@ -786,7 +889,7 @@ export class NatsCluster implements Cluster {
       out.push({ node, ...(url !== undefined ? { url } : {}) });
     };
     if (this.sessions.tunnelsOf(cp).length > 0) add(this.node);
-    const byNode = this.connected ? this.remote.get(`t:${cp}`) : undefined;
+    const byNode = this.connected ? this.remoteTunnels.get(cp) : undefined;
     const now = Date.now();
     // The newest claim first: of two nodes, the one an office came to last is where it stays.
     const live = [...(byNode?.values() ?? [])].filter((c) => now - c.seenAt <= LEASE_MS).sort((a, b) => b.firstRevision - a.firstRevision);
@@ -798,7 +901,9 @@ export class NatsCluster implements Cluster {
   private lost(): void {
     if (!this.connected || this.stopped) return;
     this.connected = false;
-    this.remote.clear();
+    this.remoteTunnels.clear();
+    this.remoteExternals.clear();
+    this.routesVersion++;
     this.mediation.lost('this relay node lost its cluster connection');
     this.logger.warn('cut off from the cluster (NATS): closing every tunnel so its contact point re-homes to another node');
     this.host?.dropTunnels('this relay node lost its cluster connection; connect to another node');

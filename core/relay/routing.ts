@@ -41,11 +41,18 @@ export class Router {
    * CONTACT_POINT_OFFLINE (PEER_OFFLINE) for it, told REACHABLE when it is back.
    */
   /**
-   * `from\nid` of messages from external senders on other nodes delivered here -> the node to
-   * send their ACK to (oldest forgotten first past MAX_REMOTE_ACK_ROUTES; a forgotten one is
-   * re-sent by its sender and noted again). Empty on a single relay.
+   * Messages from external senders on other nodes delivered here: sender name -> message id ->
+   * the node to send its ACK to. Past MAX_REMOTE_ACK_ROUTES in all, the oldest of the sender
+   * noted first is forgotten (its sender re-sends it and it is noted again). Two levels, so no
+   * key string is made per message. Empty on a single relay.
    */
-  private readonly remoteOrigins = new Map<string, string>();
+  private readonly remoteOrigins = new Map<string, Map<string, string>>();
+  private remoteOriginsCount = 0;
+  /** the last reply subject a forwarded frame came with, and the node it names (a batch's frames share one) */
+  private lastReply: string | undefined;
+  private lastReplyNode: string | undefined;
+  /** the remoteReplyRoutes entry written last (the newest): written again, it would stay as it is */
+  private lastRoute: { name: string; to: string; node: string } | undefined;
   /**
    * Contact point id -> wait keys of sessions here (with `reachable`) that sent messages to its
    * tunnel on another node lately: a local tunnel's `senders`, for a tunnel elsewhere. When a
@@ -136,7 +143,10 @@ export class Router {
   private noteSent(s: RelaySession, msg: MsgFrame): void {
     if (s.kind !== 'external') return;
     s.lastTo = msg.to;
-    if (this.remoteReplyRoutes.size > 0) this.remoteReplyRoutes.delete(`${s.id}\n${msg.to}`);
+    if (this.remoteReplyRoutes.size > 0) {
+      this.remoteReplyRoutes.delete(`${s.id}\n${msg.to}`);
+      if (this.lastRoute?.name === s.id && this.lastRoute.to === msg.to) this.lastRoute = undefined;
+    }
     if (s.group.sessions.length > 1) track(s.group, msg.id, msg.to, s);
   }
 
@@ -189,16 +199,51 @@ export class Router {
     if (local.link.bufferedAmount > MAX_BUFFERED_BYTES) return refuse(Status.QUEUE_FULL, 'the path to the receiver is congested');
     local.link.send(raw);
     if (counted) this.o.stats.routed++;
+    if (reply === undefined) return;
     // An external sender on another node: its ACK goes back to that node, not to a session of
     // the same credential that may be here too.
-    const origin = reply !== undefined && parseAddress(msg.from)?.domain === this.o.name ? replyNode(reply) : undefined;
-    if (origin !== undefined) {
-      setCapped(this.remoteOrigins, `${msg.from}\n${msg.id}`, origin, MAX_REMOTE_ACK_ROUTES);
-      // A reply to that peer from this address goes to the node that asked (deleted first: least recently written first).
-      const route = `${parseAddress(msg.from)!.name}\n${msg.to}`;
-      this.remoteReplyRoutes.delete(route);
-      setCapped(this.remoteReplyRoutes, route, origin, MAX_REMOTE_REPLY_ROUTES);
+    const from = parseAddress(msg.from);
+    if (from?.domain !== this.o.name) return;
+    if (reply !== this.lastReply) {
+      this.lastReply = reply;
+      this.lastReplyNode = replyNode(reply);
     }
+    const origin = this.lastReplyNode;
+    if (origin === undefined) return;
+    this.noteOrigin(from.name, msg.id, origin);
+    // A reply to that peer from this address goes to the node that asked (deleted first: least
+    // recently written first). Already the newest entry with that node: nothing to change.
+    const last = this.lastRoute;
+    if (last !== undefined && last.name === from.name && last.to === msg.to && last.node === origin) return;
+    const route = `${from.name}\n${msg.to}`;
+    this.remoteReplyRoutes.delete(route);
+    setCapped(this.remoteReplyRoutes, route, origin, MAX_REMOTE_REPLY_ROUTES);
+    this.lastRoute = { name: from.name, to: msg.to, node: origin };
+  }
+
+  /** Message `id` from external peer `name`, on another node, was delivered here: its ACK goes to `node`. */
+  private noteOrigin(name: string, id: string, node: string): void {
+    let byId = this.remoteOrigins.get(name);
+    if (byId === undefined) this.remoteOrigins.set(name, (byId = new Map<string, string>()));
+    const before = byId.size;
+    byId.set(id, node);
+    if (byId.size === before || ++this.remoteOriginsCount <= MAX_REMOTE_ACK_ROUTES) return;
+    // Full: the oldest of the sender noted first goes.
+    const [oldestName, oldest] = this.remoteOrigins.entries().next().value!;
+    oldest.delete(oldest.keys().next().value!);
+    if (oldest.size === 0) this.remoteOrigins.delete(oldestName);
+    this.remoteOriginsCount--;
+  }
+
+  /** The node message `id` from external peer `name` came from (noteOrigin), forgotten as it is told. */
+  private takeOrigin(name: string, id: string): string | undefined {
+    const byId = this.remoteOrigins.get(name);
+    const node = byId?.get(id);
+    if (node === undefined) return undefined;
+    byId!.delete(id);
+    if (byId!.size === 0) this.remoteOrigins.delete(name);
+    this.remoteOriginsCount--;
+    return node;
   }
 
   /**
@@ -270,11 +315,8 @@ export class Router {
       if (to.domain === this.o.name) {
         // The message came from a session on another node (onForwarded noted which): back there,
         // even when this node holds sessions of the same credential too.
-        const origin = this.remoteOrigins.get(`${ack.to}\n${ack.id}`);
-        if (origin !== undefined) {
-          this.remoteOrigins.delete(`${ack.to}\n${ack.id}`);
-          return this.o.cluster.sendToNode(origin, raw);
-        }
+        const origin = this.remoteOrigins.size > 0 ? this.takeOrigin(to.name, ack.id) : undefined;
+        if (origin !== undefined) return this.o.cluster.sendToNode(origin, raw);
         const ext = this.o.cluster.external(to.name);
         if (ext?.kind === 'remote') return this.o.cluster.sendToNode(ext.node, raw);
       } else {

@@ -174,6 +174,8 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     // Every message on the office's subject, as a bystander subscriber sees it (not in the queue group).
     const seen: Buffer[] = [];
     const sub = admin.nc.subscribe(`relay.cp.${subjectToken('acme-hq')}`, { callback: (_err, m) => void seen.push(Buffer.from(m.data)) });
+    // The server has the bystander's subscription before the burst (a burst may be one NATS message).
+    await admin.nc.flush();
     try {
       const N = 200;
       await Promise.all(Array.from({ length: N }, (_, i) => alice.send('printer@acme-hq', `burst ${i}`)));
