@@ -95,7 +95,7 @@ export async function runSealing(ctx: BenchContext): Promise<void> {
     const failed = [...closed.plain, ...closed.sealed].reduce((n, c) => n + c.failed, 0) + [...lat.plain, ...lat.sealed].reduce((n, l) => n + l.failed, 0);
     emit({
       name: 'sealing.throughput',
-      description: `acked ${MSG_BYTES} B messages external -> relay -> tunnel -> contact point -> internal peer, ${IN_FLIGHT} in flight, sealed (X25519 + AES-256-GCM, seal version 2, opened by the receiver) vs plain, same run`,
+      description: `acked ${MSG_BYTES} B messages external -> relay -> tunnel -> contact point -> internal peer, ${IN_FLIGHT} in flight, sealed (X25519 + AES-256-GCM: seal version 2 alone, version 3 for bundles of a turn's messages; opened by the receiver) vs plain, same run`,
       value: Math.round(rate('sealed')),
       unit: 'msgs/s',
       baseline_msgs_per_s: Math.round(rate('plain')),
