@@ -79,6 +79,7 @@ export class FlowRecorder {
       outcome,
       code: Math.max(code, 0),
       reason: outcome === 'refused' ? (reason ?? describeStatus(code)) : '',
+      ...(count > 1 ? { count } : {}),
     };
     this.history?.append(event);
     if (this.listeners.size === 0) return;

@@ -74,6 +74,8 @@ describe('sealed bundles', () => {
     const got: InboundMessage[] = [];
     const printer = await h.registered('printer', (m) => void got.push(m));
     const alice = await warmSender(h);
+    const flow: { id: string; count?: number }[] = [];
+    const unsubscribe = h.cp.flow.subscribe((b) => void flow.push(...b.events));
     const n = BUNDLE_MAX_MESSAGES + 36; // more than one bundle's worth
     const results = await burst(alice, 'printer@acme-hq', n);
     expect(results.every((r) => r.status === 'fulfilled')).toBe(true);
@@ -92,6 +94,9 @@ describe('sealed bundles', () => {
     // The contact point's totals count the messages, not the MSGs; its flow has one entry per bundle.
     await waitFor(() => h!.cp.flow.totals().delivered === n + 1, 5_000, 'flow totals');
     expect(h.cp.registrar.get('printer')?.messagesIn).toBe(n + 1);
+    await waitFor(() => flow.length >= 2, 5_000, 'the flow events of the bundles');
+    unsubscribe();
+    expect(flow.map((e) => e.count)).toEqual([BUNDLE_MAX_MESSAGES, 36]);
   });
 
   it('an internal peer bursting to an external one: bundles the other way, opened by the external peer against its statement', async () => {
