@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { SealGuard } from '../../core/contact-point/seal-guard.js';
 import type { InboundMessage, PeerClient } from '../../core/peer/peer-client.js';
 import { decodeAck, decodeFrame, decodeMsg, type Frame } from '../../core/protocol/codec.js';
-import { FLAG_SEAL_BUNDLE, FLAG_SEALED, FrameType } from '../../core/protocol/frames.js';
+import { FLAG_RETRY, FLAG_SEAL_BUNDLE, FLAG_SEALED, FrameType } from '../../core/protocol/frames.js';
 import { BUNDLE_MAX_MESSAGES, SEAL_VERSION_AES, SEAL_VERSION_BUNDLE } from '../../core/protocol/seal.js';
 import { Status } from '../../core/protocol/status.js';
 import { Router } from '../../core/relay/routing.js';
@@ -227,6 +227,50 @@ describe('sealed bundles', () => {
     expect(delivered).toBeGreaterThan(0);
     expect(delivered).toBeLessThan(16);
     expect(got.length - 1).toBe(delivered);
+  });
+
+  it('a bundle lost on the way is sent again as the same bytes (FLAG_RETRY set), and its messages are delivered once', async () => {
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- called with the router as `this` below
+    const { onMsg } = Router.prototype;
+    const seen: Buffer[] = [];
+    let dropped = false;
+    vi.spyOn(Router.prototype, 'onMsg').mockImplementation(function (this: Router, s: RelaySession, frame: Frame) {
+      if (frame.type === FrameType.MSG && decodeMsg(frame).payload[0] === SEAL_VERSION_BUNDLE) {
+        seen.push(Buffer.from(frame.raw));
+        if (!dropped) {
+          dropped = true; // lost: the relay drops it, no ACK comes
+          return;
+        }
+      }
+      return onMsg.call(this, s, frame);
+    });
+    h = await startHarness();
+    const got: string[] = [];
+    await h.registered('printer', (m) => void got.push(m.payload.toString()));
+    const alice = await warmSender(h);
+    const results = await burst(alice, 'printer@acme-hq', 5);
+    expect(results.every((r) => r.status === 'fulfilled')).toBe(true);
+    expect(seen.length).toBe(2);
+    expect(seen[0]![1]! & FLAG_RETRY).toBe(0);
+    expect(seen[1]![1]! & FLAG_RETRY).toBe(FLAG_RETRY);
+    expect(seen[1]!.subarray(2).equals(seen[0]!.subarray(2))).toBe(true); // all but the flags: same id, same seal
+    expect(alice.stats.retransmits).toBe(1);
+    expect(got.slice(1)).toEqual(Array.from({ length: 5 }, (_, i) => `${MARKER} #${i}`));
+    expect((results[0] as PromiseFulfilledResult<{ attempts: number }>).value.attempts).toBe(2);
+  });
+
+  it("a bundle over the receiver's size limit: its messages go again each alone and pass (the bundle costs no message)", async () => {
+    const tap = tapRelay();
+    h = await startHarness();
+    const got: string[] = [];
+    await h.registered('printer', (m) => void got.push(m.payload.toString()));
+    const alice = await warmSender(h);
+    await h.cp.call('rules:set', { peer: 'printer', maxBytes: 400 }); // a message sealed alone is ~135 bytes, a bundle of 8 ~680
+    const results = await burst(alice, 'printer@acme-hq', 8);
+    expect(results.every((r) => r.status === 'fulfilled')).toBe(true);
+    expect(got.slice(1)).toEqual(Array.from({ length: 8 }, (_, i) => `${MARKER} #${i}`));
+    expect(tap.acks.some((a) => a.status === Status.TOO_LARGE)).toBe(true);
+    expect(versions(tap).slice(1)).toEqual([SEAL_VERSION_BUNDLE, ...new Array<number>(8).fill(SEAL_VERSION_AES)]);
   });
 
   it('a handler that fails for one message of a bundle: that send is refused RECEIVER_FAILED, the others are delivered', async () => {
