@@ -60,13 +60,23 @@ export async function runSealing(ctx: BenchContext): Promise<void> {
 
     const closed: Record<Side, LoopResult[]> = { plain: [], sealed: [] };
     const lat: Record<Side, { p50: number; p99: number; rate: number; failed: number }[]> = { plain: [], sealed: [] };
+    // The sealed sender's bundles (PROTOCOL.md 19.6) in the closed loops and in the paced ones: how many messages shared a seal.
+    const shared = { closed: { bundles: 0, sealed: 0 }, paced: { bundles: 0, sealed: 0 } };
+    const tally = async <T>(into: { bundles: number; sealed: number }, side: Side, run: () => Promise<T>): Promise<T> => {
+      const s = senders[side].stats;
+      const before = { bundles: s.bundlesSent, sealed: s.sealed };
+      const out = await run();
+      into.bundles += s.bundlesSent - before.bundles;
+      into.sealed += s.sealed - before.sealed;
+      return out;
+    };
     for (let r = 0; r < rounds; r++) {
       for (const side of r % 2 === 0 ? (['plain', 'sealed'] as const) : (['sealed', 'plain'] as const)) {
-        const c = await closedLoop(senders[side], to, warm, window, [relay, cp, sink]);
+        const c = await tally(shared.closed, side, () => closedLoop(senders[side], to, warm, window, [relay, cp, sink]));
         closed[side].push(c);
         await sink.call('latency'); // drop earlier samples
         const t0 = performance.now();
-        const p = await pacedLoop(senders[side], to, PACED_RATE, warm, window, [relay, cp, sink]);
+        const p = await tally(shared.paced, side, () => pacedLoop(senders[side], to, PACED_RATE, warm, window, [relay, cp, sink]));
         const wall = performance.now() - t0;
         const l = await sink.call<{ p50: number; p99: number }>('latency');
         lat[side].push({ p50: round(l.p50), p99: round(l.p99), rate: Math.round((p.sent / wall) * 1000), failed: p.failed });
@@ -95,7 +105,7 @@ export async function runSealing(ctx: BenchContext): Promise<void> {
     const failed = [...closed.plain, ...closed.sealed].reduce((n, c) => n + c.failed, 0) + [...lat.plain, ...lat.sealed].reduce((n, l) => n + l.failed, 0);
     emit({
       name: 'sealing.throughput',
-      description: `acked ${MSG_BYTES} B messages external -> relay -> tunnel -> contact point -> internal peer, ${IN_FLIGHT} in flight, sealed (X25519 + AES-256-GCM, seal version 2, opened by the receiver) vs plain, same run`,
+      description: `acked ${MSG_BYTES} B messages external -> relay -> tunnel -> contact point -> internal peer, ${IN_FLIGHT} in flight, sealed (X25519 + AES-256-GCM: seal version 2 alone, version 3 for bundles of a turn's messages; opened by the receiver) vs plain, same run`,
       value: Math.round(rate('sealed')),
       unit: 'msgs/s',
       baseline_msgs_per_s: Math.round(rate('plain')),
@@ -104,6 +114,9 @@ export async function runSealing(ctx: BenchContext): Promise<void> {
       target_ratio: TARGET_SEALED_RATIO,
       rounds_sealed: closed.sealed.map((c) => Math.round(c.msgsPerS)),
       rounds_plain: closed.plain.map((c) => Math.round(c.msgsPerS)),
+      // sealed messages of the closed loops, and the bundles (version 3) some of them went in
+      sealed_messages: shared.closed.sealed,
+      bundles: shared.closed.bundles,
       // CPU per acked message of each process (µs), median of rounds: where sealing costs
       cpu_us_per_msg_sealed: cpuPerMsg(closed.sealed),
       cpu_us_per_msg_plain: cpuPerMsg(closed.plain),
@@ -127,6 +140,9 @@ export async function runSealing(ctx: BenchContext): Promise<void> {
       p50_ms_plain: round(median(lat.plain.map((l) => l.p50))),
       rounds_sealed: lat.sealed,
       rounds_plain: lat.plain,
+      // the paced sealed messages, and the bundles some of them shared (those sent in the same turn)
+      sealed_messages: shared.paced.sealed,
+      bundles: shared.paced.bundles,
       mode,
     });
     emit({

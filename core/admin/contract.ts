@@ -170,6 +170,8 @@ export interface FlowEvent {
   /** status code (0 when delivered) and its text */
   readonly code: number;
   readonly reason: string;
+  /** the messages this MSG carried, when more than one: a sealed bundle (PROTOCOL.md 19.6). Not kept in the history. */
+  readonly count?: number;
 }
 
 export interface FlowTotals {

@@ -1,6 +1,7 @@
 import type { RuleRefusalsView, RuleRefusalView, RuleSetView, RulesView, ContentCheckView } from '../admin/contract.js';
 import { contentCheckSchema, MAX_ALLOW_PATTERNS, SENDER_PATTERN } from '../admin/contract.js';
 import type { MsgFrame } from '../protocol/codec.js';
+import { messageCount } from '../protocol/seal.js';
 import { MAX_PEERS_PER_CONTACT_POINT } from '../protocol/limits.js';
 import { int, list, obj, optional, str } from '../protocol/schema.js';
 import { Status, statusName, type StatusCode } from '../protocol/status.js';
@@ -151,7 +152,8 @@ export class AccessRules {
     if (perMinute === undefined) return PASS;
     let b = this.buckets.get(peer);
     if (b?.perMinute !== perMinute) this.buckets.set(peer, (b = { perMinute, bucket: TokenBucket.perMinute(perMinute) }));
-    if (b.bucket.take()) return PASS;
+    // A sealed bundle (PROTOCOL.md 19.6) takes a token for each message it carries.
+    if (b.bucket.take(messageCount(msg.flags, msg.payload))) return PASS;
     return { ok: false, code: Status.RATE_LIMITED, reason: `${msg.to} takes at most ${perMinute} messages a minute`, detail: `over the ${own?.perMinute !== undefined ? "peer's" : "office's"} rate limit` };
   }
 

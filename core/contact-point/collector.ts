@@ -10,6 +10,7 @@ import type { PeerSession } from './peer-interface.js';
 import { refuse, type Reply } from './refusal.js';
 import type { Registrar } from './registrar.js';
 import type { SealGuard } from './seal-guard.js';
+import { messageCount } from '../protocol/seal.js';
 
 export interface CollectorDeps {
   readonly id: string;
@@ -91,10 +92,12 @@ export class Collector {
     if (msg.payload.length > this.maxMessageBytes) {
       return refuse(this.d.flow, msg, Status.TOO_LARGE, dir, reply, `${msg.payload.length} bytes; the limit is ${this.maxMessageBytes}`);
     }
-    if (!session.bucket.take()) return refuse(this.d.flow, msg, Status.RATE_LIMITED, dir, reply);
+    // A sealed bundle (PROTOCOL.md 19.6) counts as the messages it carries, for the rate and the peer's counters.
+    const count = messageCount(msg.flags, msg.payload);
+    if (!session.bucket.take(count)) return refuse(this.d.flow, msg, Status.RATE_LIMITED, dir, reply);
     const sealRefusal = this.d.seal.check(msg, session.name, dir === 'local' ? to.name : undefined);
     if (sealRefusal) return refuse(this.d.flow, msg, sealRefusal.code, dir, reply, sealRefusal.reason);
-    this.d.registrar.countMessage(session.name, 'out');
+    this.d.registrar.countMessage(session.name, 'out', count);
     if (dir === 'local') this.d.distributor.deliver(msg, frame.raw, 'local', reply);
     else this.d.outbound.forward(session, msg, frame.raw);
   }

@@ -251,9 +251,9 @@ export class ContactPoint implements AdminHostApi {
       http: opts.peerHttp,
       cpKey: seal.key.publicKey,
       handler: {
-        hello: (name, publicKey, remote, sealKey, sealAes) => {
+        hello: (name, publicKey, remote, sealKey, sealAes, sealBundle) => {
           const r = registrar.hello(name, publicKey, remote, sealKey);
-          if (r.ok) this.seal.noteAes(`${name}@${opts.id}`, sealKey !== undefined && sealAes === true);
+          if (r.ok) this.seal.noteAes(`${name}@${opts.id}`, sealKey !== undefined && sealAes === true, sealKey !== undefined && sealBundle === true);
           return r.ok ? { ok: true, state: r.record.state } : r;
         },
         up: (s) => registrar.setOnline(s.name, true),

@@ -2,6 +2,7 @@ import { parseAddress } from '../protocol/address.js';
 import { decodeAck, type Frame, type MsgFrame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { MAX_BUFFERED_BYTES, MAX_IN_FLIGHT_PER_PEER, SLOW_CONSUMER_TIMEOUT_MS } from '../protocol/limits.js';
+import { messageCount } from '../protocol/seal.js';
 import { Status } from '../protocol/status.js';
 import type { Logger } from '../runtime/logger.js';
 import type { FlowRecorder } from './flow-recorder.js';
@@ -101,7 +102,7 @@ export class Distributor {
       this.duplicatesInFlight++;
       return;
     }
-    session.inflight.set(key, { size: msg.payload.length, at: Date.now(), dir, ...(dir === 'in' ? { back: reply } : {}) });
+    session.inflight.set(key, { size: msg.payload.length, count: messageCount(msg.flags, msg.payload), at: Date.now(), dir, ...(dir === 'in' ? { back: reply } : {}) });
     session.link.send(raw);
   }
 
@@ -119,8 +120,8 @@ export class Distributor {
       return;
     }
     session.inflight.delete(key);
-    if (ack.status === Status.OK) this.d.registrar.countMessage(session.name, 'in');
-    this.d.flow.record(ack.id, entry.dir, ack.to, ack.from, entry.size, ack.status, ack.reason);
+    if (ack.status === Status.OK) this.d.registrar.countMessage(session.name, 'in', entry.count);
+    this.d.flow.record(ack.id, entry.dir, ack.to, ack.from, entry.size, ack.status, ack.reason, entry.count);
     const to = parseAddress(ack.to);
     if (!to) return;
     if (to.domain === this.d.id) this.d.peers.get(to.name)?.link.send(frame.raw);

@@ -53,16 +53,20 @@ export class FlowRecorder {
     return () => this.listeners.delete(fn);
   }
 
-  record(id: string, dir: FlowDirection, from: string, to: string, size: number, code: number, reason?: string): void {
+  /**
+   * `count`: the messages the MSG carried (a sealed bundle carries several, PROTOCOL.md 19.6):
+   * the totals count each of them, the event list and the history have one entry for the MSG.
+   */
+  record(id: string, dir: FlowDirection, from: string, to: string, size: number, code: number, reason?: string, count = 1): void {
     const outcome: FlowOutcome = code === Status.OK ? 'delivered' : code < 0 ? 'forwarded' : 'refused';
-    this.t.messages++;
+    this.t.messages += count;
     this.t.bytes += size;
-    this.t.byDirection[dir]++;
-    if (outcome === 'delivered') this.t.delivered++;
+    this.t.byDirection[dir] += count;
+    if (outcome === 'delivered') this.t.delivered += count;
     else if (outcome === 'refused') {
-      this.t.refused++;
+      this.t.refused += count;
       const name = statusName(code);
-      this.t.refusals[name] = (this.t.refusals[name] ?? 0) + 1;
+      this.t.refusals[name] = (this.t.refusals[name] ?? 0) + count;
     }
     if (this.listeners.size === 0 && !this.history) return;
     const event: FlowEvent = {
@@ -75,6 +79,7 @@ export class FlowRecorder {
       outcome,
       code: Math.max(code, 0),
       reason: outcome === 'refused' ? (reason ?? describeStatus(code)) : '',
+      ...(count > 1 ? { count } : {}),
     };
     this.history?.append(event);
     if (this.listeners.size === 0) return;

@@ -1,5 +1,6 @@
 import { parseAddress } from '../protocol/address.js';
 import { decodeAck, encodeAck, type Frame, type MsgFrame } from '../protocol/codec.js';
+import { messageCount } from '../protocol/seal.js';
 import type { ReachableBody } from '../protocol/frames.js';
 import { FrameType } from '../protocol/frames.js';
 import { MAX_BUFFERED_BYTES, REACHABLE_WAIT_MS, REACHABLE_WAITERS_MAX, REACHABLE_WAITERS_PER_DOMAIN } from '../protocol/limits.js';
@@ -16,6 +17,8 @@ export const MAX_OUTBOUND_TRACKED = 65_536;
 
 interface Sent {
   readonly size: number;
+  /** messages it carries: more than 1 for a sealed bundle */
+  readonly count: number;
   readonly from: string;
   readonly to: string;
   /** the tunnel it went up, and which of its slots (issue 12): its ACK may be lost with that slot alone */
@@ -59,8 +62,9 @@ export class Outbound {
       return refuse(this.d.flow, msg, Status.QUEUE_FULL, 'out', reply, 'the tunnel is congested');
     }
     const key = `${msg.from}\n${msg.id}`;
-    if (this.sent.size < MAX_OUTBOUND_TRACKED) this.sent.set(key, { size: msg.payload.length, from: msg.from, to: msg.to, uplink, slot: uplink.sendingSlot });
-    else this.d.flow.record(msg.id, 'out', msg.from, msg.to, msg.payload.length, -1);
+    const count = messageCount(msg.flags, msg.payload);
+    if (this.sent.size < MAX_OUTBOUND_TRACKED) this.sent.set(key, { size: msg.payload.length, count, from: msg.from, to: msg.to, uplink, slot: uplink.sendingSlot });
+    else this.d.flow.record(msg.id, 'out', msg.from, msg.to, msg.payload.length, -1, undefined, count);
     uplink.send(raw);
   }
 
@@ -89,7 +93,7 @@ export class Outbound {
     const entry = this.sent.get(key);
     if (entry) {
       this.sent.delete(key);
-      this.d.flow.record(ack.id, 'out', entry.from, entry.to, entry.size, ack.status, ack.reason);
+      this.d.flow.record(ack.id, 'out', entry.from, entry.to, entry.size, ack.status, ack.reason, entry.count);
     }
     const session = this.d.peers.get(to.name);
     if (!session) return;

@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeControl, type Frame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { CAPABILITY_BATCH, CAPABILITY_REACHABLE, CAPABILITY_SEAL_AES, FrameType, frameTypeName, type PeerState } from '../protocol/frames.js';
+import { CAPABILITY_BATCH, CAPABILITY_REACHABLE, CAPABILITY_SEAL_AES, CAPABILITY_SEAL_BUNDLE, FrameType, frameTypeName, type PeerState } from '../protocol/frames.js';
 import { checkEveryMs, KeepaliveSweep, Link } from '../protocol/link.js';
 import {
   CONTACT_POINT_RATE_PER_PEER,
@@ -32,6 +32,8 @@ export const PEER_PATH = '/v1/peer';
 
 export interface InFlight {
   readonly size: number;
+  /** messages it carries: more than 1 for a sealed bundle (PROTOCOL.md 19.6) */
+  readonly count: number;
   readonly at: number;
   /** where the ACK must go and how to record it */
   readonly dir: 'in' | 'local';
@@ -61,8 +63,8 @@ export interface PeerSession {
 export interface PeerPortHandler {
   /** A peer proved its key for `name`; admit it (its registration state) or refuse with a code. */
   /** `sealKey`: the X25519 sealing key its identity signed (absent: it does not seal) */
-  /** `sealAes`: its HELLO listed `seal-aes` (it opens seal version 2) */
-  hello(name: string, publicKey: string, remote: string, sealKey?: string, sealAes?: boolean): { ok: true; state: PeerState } | { ok: false; code: StatusCode; reason: string };
+  /** `sealAes`: its HELLO listed `seal-aes` (it opens seal version 2); `sealBundle`: `seal-bundle` (it opens version 3, bundles) */
+  hello(name: string, publicKey: string, remote: string, sealKey?: string, sealAes?: boolean, sealBundle?: boolean): { ok: true; state: PeerState } | { ok: false; code: StatusCode; reason: string };
   up(session: PeerSession): void;
   frame(session: PeerSession, frame: Frame): void;
   down(session: PeerSession): void;
@@ -178,7 +180,7 @@ export class PeerPort {
     };
     const timer = setTimeout(() => link.fault(Status.HELLO_TIMEOUT, `hello not completed within ${helloTimeoutMs} ms`), helloTimeoutMs);
     timer.unref();
-    let claimed: { name: string; publicKey: string; nonce: string; version: number; reachable: boolean; batch: boolean; sealKey: string | undefined; sealAes: boolean } | undefined;
+    let claimed: { name: string; publicKey: string; nonce: string; version: number; reachable: boolean; batch: boolean; sealKey: string | undefined; sealAes: boolean; sealBundle: boolean } | undefined;
 
     link.setHandler({
       onFrame: (frame) => {
@@ -201,6 +203,7 @@ export class PeerPort {
             batch: hello.env?.capabilities?.includes(CAPABILITY_BATCH) ?? false,
             sealKey: hello.sealKey,
             sealAes: hello.env?.capabilities?.includes(CAPABILITY_SEAL_AES) ?? false,
+            sealBundle: hello.env?.capabilities?.includes(CAPABILITY_SEAL_BUNDLE) ?? false,
           };
           link.sendControl(FrameType.CHALLENGE, { nonce: claimed.nonce });
           return;
@@ -211,7 +214,7 @@ export class PeerPort {
           throw new ProtocolError(Status.BAD_CREDENTIALS, 'the signature does not match the public key');
         }
         settle();
-        const verdict = this.opts.handler.hello(claimed.name, claimed.publicKey, remote, claimed.sealKey, claimed.sealAes);
+        const verdict = this.opts.handler.hello(claimed.name, claimed.publicKey, remote, claimed.sealKey, claimed.sealAes, claimed.sealBundle);
         if (!verdict.ok) {
           // A flood's refusals are summed up by the contact point's flood summary, not logged one by one.
           link.fault(verdict.code, verdict.reason, verdict.code === Status.RATE_LIMITED ? 'debug' : 'info');

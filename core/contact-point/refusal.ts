@@ -1,5 +1,6 @@
 import type { FlowDirection } from '../admin/contract.js';
 import { encodeAck, type MsgFrame } from '../protocol/codec.js';
+import { messageCount } from '../protocol/seal.js';
 import { describeStatus, type StatusCode } from '../protocol/status.js';
 import type { FlowRecorder } from './flow-recorder.js';
 
@@ -22,6 +23,6 @@ export function refuse(
   adminDetail?: string,
 ): void {
   const text = reason ?? describeStatus(code);
-  flow.record(msg.id, dir, msg.from, msg.to, msg.payload.length, code, adminDetail ?? text);
+  flow.record(msg.id, dir, msg.from, msg.to, msg.payload.length, code, adminDetail ?? text, messageCount(msg.flags, msg.payload));
   reply(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: code, reason: text }));
 }

@@ -275,11 +275,12 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     return this.online.has(name);
   }
 
-  countMessage(name: string, dir: 'in' | 'out'): void {
+  /** `count` messages of `name` (a sealed bundle carries several) */
+  countMessage(name: string, dir: 'in' | 'out', count = 1): void {
     const r = this.records.get(name);
     if (!r) return;
-    if (dir === 'in') r.messagesIn++;
-    else r.messagesOut++;
+    if (dir === 'in') r.messagesIn += count;
+    else r.messagesOut += count;
     r.lastSeen = this.now();
     this.counted.add(name);
   }

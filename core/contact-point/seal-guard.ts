@@ -1,6 +1,6 @@
 import { parseAddress } from '../protocol/address.js';
 import { encodeAck, encodeMsg, type MsgFrame } from '../protocol/codec.js';
-import { FLAG_SEAL_AES, FLAG_SEALED, FrameType } from '../protocol/frames.js';
+import { FLAG_SEAL_AES, FLAG_SEAL_BUNDLE, FLAG_SEALED, FrameType } from '../protocol/frames.js';
 import { keysRequestSchema, type ContactPointKey, type KeysAnswer } from '../protocol/key-statement.js';
 import { MAX_NAME_LENGTH, MAX_PEERS_PER_CONTACT_POINT } from '../protocol/limits.js';
 import { nameSchema } from '../protocol/name.js';
@@ -55,6 +55,8 @@ export class SealGuard {
    * its KEYS answers leave the flag off and senders seal in version 1, which it also opens.
    */
   private readonly aesReaders = new Set<string>();
+  /** Of those, the ones that also open bundles (seal version 3): `seal-bundle` at hello, FLAG_SEAL_BUNDLE on a KEYS_REQUEST. */
+  private readonly bundleReaders = new Set<string>();
 
   constructor(
     readonly key: ContactPointKey,
@@ -99,11 +101,13 @@ export class SealGuard {
     };
   }
 
-  /** `address` opens seal version 2 (`reads`), or not (any more). */
-  noteAes(address: string, reads: boolean): void {
+  /** `address` opens seal version 2 (`reads`), or not (any more); and bundles, version 3 (`bundles`), or not. */
+  noteAes(address: string, reads: boolean, bundles = false): void {
     if (!reads) this.aesReaders.delete(address);
     // At the bound, the rest get version 1 (which every sealing peer opens).
     else if (this.aesReaders.size < MAX_KEY_BINDINGS + MAX_PEERS_PER_CONTACT_POINT) this.aesReaders.add(address);
+    if (!bundles || !this.aesReaders.has(address)) this.bundleReaders.delete(address);
+    else this.bundleReaders.add(address);
   }
 
   isBound(address: string): boolean {
@@ -152,7 +156,7 @@ export class SealGuard {
       // The requester's own key, bound to its address at first contact (as its sealed messages are).
       const refusal = this.bind(req.from, body.key);
       if (refusal) return refuse(refusal.code, refusal.reason);
-      this.noteAes(req.from, (req.flags & FLAG_SEAL_AES) !== 0);
+      this.noteAes(req.from, (req.flags & FLAG_SEAL_AES) !== 0, (req.flags & FLAG_SEAL_BUNDLE) !== 0);
     }
     const target = parseAddress(req.to);
     if (!target) return refuse(Status.BAD_ADDRESS, `"${req.to}" is not name@domain`);
@@ -171,7 +175,7 @@ export class SealGuard {
       }
     }
     const statement: KeysAnswer = this.key.statement(req.to, key, this.now());
-    const flags = this.aesReaders.has(req.to) ? FLAG_SEAL_AES : 0;
+    const flags = (this.aesReaders.has(req.to) ? FLAG_SEAL_AES : 0) | (this.bundleReaders.has(req.to) ? FLAG_SEAL_BUNDLE : 0);
     return encodeMsg({ id: req.id, to: req.from, from: req.to, payload: Buffer.from(JSON.stringify(statement), 'utf8') }, flags, FrameType.KEYS_ANSWER);
   }
 

@@ -1,6 +1,6 @@
 import { parseAddress } from '../protocol/address.js';
 import { encodeMsg, type AckFrame, type MsgFrame } from '../protocol/codec.js';
-import { FLAG_SEAL_AES, FrameType } from '../protocol/frames.js';
+import { FLAG_SEAL_AES, FLAG_SEAL_BUNDLE, FrameType } from '../protocol/frames.js';
 import { checkStatement, keysAnswerSchema, type KeysRequest } from '../protocol/key-statement.js';
 import { SEAL_VERSION, SEAL_VERSION_AES, SealError, type SealKey, type SealVersion } from '../protocol/seal.js';
 import { describeStatus, isRetryable, Status } from '../protocol/status.js';
@@ -43,8 +43,8 @@ interface Waiting {
  * has bound, and passes the rest on).
  */
 export class KeyDirectory {
-  /** `aes`: its statement came with FLAG_SEAL_AES (it opens seal version 2) */
-  private readonly cache = new Map<string, { key: Buffer | undefined; until: number; aes: boolean }>();
+  /** `aes`: its statement came with FLAG_SEAL_AES (it opens seal version 2); `bundle`: with FLAG_SEAL_BUNDLE too (it opens version 3) */
+  private readonly cache = new Map<string, { key: Buffer | undefined; until: number; aes: boolean; bundle: boolean }>();
   private readonly asking = new Map<string, Promise<KeyLookup>>();
   private readonly waiting = new Map<string, Waiting>();
   /** the last transient refusal of a request for each address still waited on (its code and reason go to the messages) */
@@ -67,6 +67,12 @@ export class KeyDirectory {
   /** The seal version to use for `address`: 2 (AES-256-GCM) when its statement said it opens it, else 1. */
   version(address: string): SealVersion {
     return this.cache.get(address)?.aes === true ? SEAL_VERSION_AES : SEAL_VERSION;
+  }
+
+  /** Whether several messages for `address` may go as one sealed bundle (version 3): its statement came with FLAG_SEAL_AES and FLAG_SEAL_BUNDLE. */
+  bundles(address: string): boolean {
+    const hit = this.cache.get(address);
+    return hit?.aes === true && hit.bundle;
   }
 
   /** The key of `address`: cached, else asked for (one request per address at a time). Rejects SealError on a bad or changed key. */
@@ -94,7 +100,7 @@ export class KeyDirectory {
       }, this.o.timeoutMs ?? KEYS_TIMEOUT_MS);
       timer.unref();
       this.waiting.set(id, { to: address, resolve, reject, timer });
-      if (!this.o.send(encodeMsg({ id, to: address, from, payload: Buffer.from(JSON.stringify(body), 'utf8') }, FLAG_SEAL_AES, FrameType.KEYS_REQUEST))) {
+      if (!this.o.send(encodeMsg({ id, to: address, from, payload: Buffer.from(JSON.stringify(body), 'utf8') }, FLAG_SEAL_AES | FLAG_SEAL_BUNDLE, FrameType.KEYS_REQUEST))) {
         clearTimeout(timer);
         this.waiting.delete(id);
         resolve('retry');
@@ -110,7 +116,7 @@ export class KeyDirectory {
     clearTimeout(w.timer);
     this.check(w.to, msg.payload).then(
       (key) => {
-        this.remember(w.to, key.key, key.until, (msg.flags & FLAG_SEAL_AES) !== 0);
+        this.remember(w.to, key.key, key.until, (msg.flags & FLAG_SEAL_AES) !== 0, (msg.flags & FLAG_SEAL_BUNDLE) !== 0);
         w.resolve(key.key);
       },
       (err: unknown) => w.reject(err instanceof Error ? err : new Error(String(err))),
@@ -172,10 +178,10 @@ export class KeyDirectory {
     return { key, until: answer.notAfter };
   }
 
-  private remember(address: string, key: Buffer | undefined, until: number, aes = false): void {
+  private remember(address: string, key: Buffer | undefined, until: number, aes = false, bundle = false): void {
     this.refusals.delete(address);
     this.cache.delete(address);
     if (this.cache.size >= MAX_CACHED_KEYS) this.cache.delete(this.cache.keys().next().value!);
-    this.cache.set(address, { key, until, aes });
+    this.cache.set(address, { key, until, aes, bundle });
   }
 }

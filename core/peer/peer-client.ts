@@ -3,8 +3,8 @@ import { parseAddress } from '../protocol/address.js';
 import { decodeAck, decodeControl, decodeMsg, encodeAck, encodeMsg, type Frame, type MsgFrame } from '../protocol/codec.js';
 import { Dialer, type DialerStatus } from '../protocol/dialer.js';
 import { DeliveryError, ProtocolError } from '../protocol/errors.js';
-import { CAPABILITY_BATCH, CAPABILITY_REACHABLE, CAPABILITY_SEAL_AES, CAPABILITY_SEALED, FLAG_RETRY, FLAG_SEALED, FrameType, frameTypeName, type LookupResultBody, type PeerState, type PresenceBody, type ReachableBody, type RegisterBody } from '../protocol/frames.js';
-import { envelopeSenderKey, SEAL_MAX_AGE_MS, SealError, SealKey } from '../protocol/seal.js';
+import { CAPABILITY_BATCH, CAPABILITY_REACHABLE, CAPABILITY_SEAL_AES, CAPABILITY_SEAL_BUNDLE, CAPABILITY_SEALED, FLAG_RETRY, FLAG_SEALED, FrameType, frameTypeName, type LookupResultBody, type PeerState, type PresenceBody, type ReachableBody, type RegisterBody } from '../protocol/frames.js';
+import { BUNDLE_ENTRY_OVERHEAD, BUNDLE_MAX_BYTES, BUNDLE_MAX_MESSAGES, BUNDLE_OVERHEAD, envelopeSenderKey, SEAL_MAX_AGE_MS, SEAL_VERSION_BUNDLE, SealError, SealKey, type BundleEntry } from '../protocol/seal.js';
 import { KeyDirectory } from './key-directory.js';
 import { KeyPins } from './key-pins.js';
 import { fingerprint, normalizeFingerprint } from '../protocol/key-statement.js';
@@ -35,6 +35,8 @@ export interface InboundMessage {
   readonly flags: number;
   /** true when the payload arrived sealed (and was opened here): only the sender could have written it */
   readonly sealed?: boolean;
+  /** the id of the MSG that carried it, when it came in a sealed bundle with others (PROTOCOL.md 19.6) */
+  readonly bundle?: string;
 }
 
 export interface Receipt {
@@ -106,8 +108,16 @@ interface Pending {
   readonly deadline: number;
   readonly resolve: (r: Receipt) => void;
   readonly reject: (e: DeliveryError) => void;
-  /** 'todo' until the receiver's key is looked up and the payload sealed (or left plain): 'done' */
-  seal: 'todo' | 'resolving' | 'done';
+  /**
+   * 'todo' until the receiver's key is looked up and the payload sealed (or left plain): 'done'.
+   * 'queued': waiting for the end of the turn, to be sealed with the turn's other messages for the
+   * same receiver as one bundle (or alone if it is the only one).
+   */
+  seal: 'todo' | 'resolving' | 'queued' | 'done';
+  /** the bundle it went in (its wire id, bytes and retries are the bundle's), while it is in one */
+  bundle: Bundle | undefined;
+  /** never bundled again: its bundle was refused, and it goes alone */
+  alone: boolean;
   /** FLAG_SEALED once sealed */
   flags: number;
   /** what goes on the wire: `plain`, or it sealed */
@@ -122,6 +132,31 @@ interface Pending {
   lastCode: number;
   lastReason: string;
 }
+
+/**
+ * Several messages for one receiver sealed as one (seal version 3, PROTOCOL.md 19.6): one MSG,
+ * with an id of its own, retransmitted as the same bytes until its ACK; that ACK settles every
+ * message in it.
+ */
+interface Bundle {
+  /** the wire id (the MSG's) */
+  readonly id: string;
+  readonly to: string;
+  /** its messages, in order; each still in the outbox under its own id */
+  readonly members: Pending[];
+  /** the sealed envelope */
+  readonly payload: Buffer;
+  /** the earliest of its messages' deadlines */
+  readonly deadline: number;
+  attempts: number;
+  firstSentAt: number;
+  dueAt: number;
+  lastCode: number;
+  lastReason: string;
+}
+
+/** A RECEIVER_FAILED reason for a bundle names which of its messages failed (1-based, PROTOCOL.md 19.6). */
+const BUNDLE_FAILED = /^bundle messages ([0-9]+(?:,[0-9]+)*) of ([0-9]+) failed/;
 
 /**
  * The peer SDK, for both sides of the firewall. External peers dial the relay with a
@@ -168,7 +203,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
    * unmatchedAcks: ACKs for no message in the outbox: a duplicate of one already settled (after
    * a retransmission), or an ACK meant for another session of this credential (a misroute).
    */
-  readonly stats = { sent: 0, retransmits: 0, delivered: 0, received: 0, duplicates: 0, refused: 0, strayAcks: 0, unmatchedAcks: 0, reachable: 0, sealed: 0, badSeals: 0 };
+  readonly stats = { sent: 0, retransmits: 0, delivered: 0, received: 0, duplicates: 0, refused: 0, strayAcks: 0, unmatchedAcks: 0, reachable: 0, sealed: 0, badSeals: 0, bundlesSent: 0, bundlesReceived: 0 };
   private readonly sealMode: 'auto' | 'required' | 'off';
   /** this peer's sealing key */
   readonly sealKey: SealKey;
@@ -176,6 +211,11 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   private readonly sealMaxAgeMs: number;
   /** the contact point's key did not match the pin: nothing is sealed or sent until a new client */
   private keyFailure: SealError | undefined;
+  /** sealed bundles awaiting their ACK, by wire id */
+  private readonly bundles = new Map<string, Bundle>();
+  /** messages of this turn to be sealed at its end, by receiver (bundled when there are several) */
+  private readonly sealTurn = new Map<string, Pending[]>();
+  private sealTurnQueued = false;
 
   constructor(private readonly opts: PeerClientOptions) {
     super();
@@ -216,10 +256,10 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
         id: opts.name,
         ...(opts.role === 'external' ? { secret: opts.secret } : { publicKey: identity!.publicKey }),
         ...(identity && sealing ? { sealKey: this.sealKey.publicKey, sealKeySig: identity.signSealKey(opts.name, this.sealKey.publicKey) } : {}),
-        // `reachable`: this client understands REACHABLE (0x12), so servers may send it; `sealed`: it seals; `seal-aes`: it opens seal version 2; `batch`: BATCH (0x17).
+        // `reachable`: this client understands REACHABLE (0x12), so servers may send it; `sealed`: it seals; `seal-aes`: it opens seal version 2; `seal-bundle`: version 3 (bundles); `batch`: BATCH (0x17).
         env: {
           software: 'contact-point-sdk/0.1',
-          capabilities: [...(sealing ? [CAPABILITY_REACHABLE, CAPABILITY_SEALED, CAPABILITY_SEAL_AES, CAPABILITY_BATCH] : [CAPABILITY_REACHABLE, CAPABILITY_BATCH]), ...(opts.capabilities ?? [])],
+          capabilities: [...(sealing ? [CAPABILITY_REACHABLE, CAPABILITY_SEALED, CAPABILITY_SEAL_AES, CAPABILITY_SEAL_BUNDLE, CAPABILITY_BATCH] : [CAPABILITY_REACHABLE, CAPABILITY_BATCH]), ...(opts.capabilities ?? [])],
         },
       }),
       ...(identity ? { sign: (nonce: string) => identity.signChallenge(opts.name, nonce) } : {}),
@@ -258,6 +298,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
       // Key requests sent on the lost link get no answer: their messages ask again on the next one.
       this.keys.close();
       for (const p of this.outbox.values()) p.dueAt = 0;
+      for (const b of this.bundles.values()) b.dueAt = 0;
     });
   }
 
@@ -272,6 +313,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     this.keyFailure = err;
     this.logger.error('contact point key refused', { reason: err.reason });
     this.failReady(err);
+    this.bundles.clear();
     for (const p of [...this.outbox.values()]) this.fail(p, err.code, err.reason);
     this.dialer.stop();
   }
@@ -343,6 +385,8 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     this.keys.close();
     for (const p of this.outbox.values()) p.reject(new DeliveryError(Status.SHUTTING_DOWN, 'the client stopped before an acknowledgement arrived', p.id));
     this.outbox.clear();
+    this.bundles.clear();
+    this.sealTurn.clear();
     for (const [req, l] of this.lookups) {
       clearTimeout(l.timer);
       this.lookups.delete(req);
@@ -449,6 +493,8 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
         resolve,
         reject,
         seal: this.sealMode === 'off' ? 'done' : 'todo',
+        bundle: undefined,
+        alone: false,
         flags: 0,
         plain: payload,
         resealed: false,
@@ -464,6 +510,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   }
 
   private transmit(p: Pending): void {
+    if (p.bundle) return; // its bundle goes (transmitBundle)
     const link = this.link;
     if (!link || !this.addr) return; // sent on the next WELCOME
     if (p.seal !== 'done') return this.prepareSeal(p);
@@ -484,9 +531,10 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
    * plain when the receiver has none (mode 'auto'). Retries resend the same sealed bytes.
    */
   private prepareSeal(p: Pending): void {
-    if (p.seal === 'resolving') return;
+    if (p.seal === 'resolving' || p.seal === 'queued') return;
     const key = this.keys.cached(p.to);
     if (key) {
+      if (this.mayBundle(p)) return this.queueSeal(p);
       if (this.sealPending(p, key)) this.transmit(p);
       return;
     }
@@ -510,6 +558,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
           p.seal = 'done';
           return this.transmit(p);
         }
+        if (this.mayBundle(p)) return this.queueSeal(p);
         if (this.sealPending(p, k)) this.transmit(p);
       },
       (err: unknown) => {
@@ -534,6 +583,157 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     return true;
   }
 
+  /** A first transmission to a receiver that opens bundles: it may share a seal with the turn's other messages for it. */
+  private mayBundle(p: Pending): boolean {
+    return p.attempts === 0 && !p.alone && !p.resealed && this.keys.bundles(p.to);
+  }
+
+  /** Seals `p` at the end of this turn, with the turn's other messages for its receiver (see flushSealTurn). */
+  private queueSeal(p: Pending): void {
+    p.seal = 'queued';
+    const list = this.sealTurn.get(p.to);
+    if (list) list.push(p);
+    else this.sealTurn.set(p.to, [p]);
+    if (this.sealTurnQueued) return;
+    this.sealTurnQueued = true;
+    // After the callbacks of this turn so far (a burst of ACKs resolves many sends, each sending the next).
+    process.nextTick(this.flushSealTurn);
+  }
+
+  /**
+   * The end of a turn: each receiver's queued messages are sealed, two or more as bundles (at most
+   * BUNDLE_MAX_MESSAGES messages and BUNDLE_MAX_BYTES of entries each, and within maxMessageBytes),
+   * a lone one as today. One AEAD operation per bundle instead of one per message.
+   */
+  private readonly flushSealTurn = (): void => {
+    this.sealTurnQueued = false;
+    const turn = [...this.sealTurn];
+    this.sealTurn.clear();
+    for (const [to, queued] of turn) {
+      const live = queued.filter((p) => this.outbox.get(p.id) === p && p.seal === 'queued');
+      for (const p of live) p.seal = 'todo';
+      const key = this.keys.cached(to);
+      if (!key || !this.link || !this.addr || !this.keys.bundles(to)) {
+        for (const p of live) this.transmit(p);
+        continue;
+      }
+      const limit = Math.min(BUNDLE_MAX_BYTES, this.maxMessageBytes - BUNDLE_OVERHEAD);
+      for (let i = 0; i < live.length; ) {
+        let j = i;
+        let bytes = 0;
+        while (j < live.length && j - i < BUNDLE_MAX_MESSAGES) {
+          const entry = BUNDLE_ENTRY_OVERHEAD + live[j]!.id.length + live[j]!.plain.length;
+          if (bytes + entry > limit) break;
+          bytes += entry;
+          j++;
+        }
+        if (j - i < 2) {
+          // Alone (the only one, or too big to share a bundle): sealed as before.
+          const p = live[i]!;
+          if (this.sealPending(p, key)) this.transmit(p);
+          i = Math.max(j, i + 1);
+          continue;
+        }
+        this.sendBundle(to, live.slice(i, j), key);
+        i = j;
+      }
+    }
+  };
+
+  private sendBundle(to: string, members: Pending[], key: Buffer): void {
+    const id = this.ids.next();
+    const entries: BundleEntry[] = members.map((p) => ({ id: p.id, body: p.plain }));
+    const payload = this.sealKey.sealBundle({ id, to, from: this.addr! }, entries, key);
+    let deadline = Infinity;
+    for (const p of members) deadline = Math.min(deadline, p.deadline);
+    const b: Bundle = { id, to, members, payload, deadline, attempts: 0, firstSentAt: 0, dueAt: 0, lastCode: Status.CONTACT_POINT_OFFLINE, lastReason: 'not connected' };
+    for (const p of members) {
+      p.bundle = b;
+      p.seal = 'done';
+    }
+    this.bundles.set(id, b);
+    this.stats.sealed += members.length;
+    this.stats.bundlesSent++;
+    this.transmitBundle(b);
+  }
+
+  private transmitBundle(b: Bundle): void {
+    const link = this.link;
+    if (!link || !this.addr) return; // sent on the next WELCOME
+    const now = Date.now();
+    link.send(encodeMsg({ id: b.id, to: b.to, from: this.addr, payload: b.payload }, FLAG_SEALED | (b.attempts > 0 ? FLAG_RETRY : 0)));
+    if (b.attempts === 0) {
+      b.firstSentAt = now;
+      this.stats.sent += b.members.length;
+    } else {
+      this.stats.retransmits++;
+    }
+    b.attempts++;
+    b.dueAt = now + Math.min(ACK_TIMEOUT_MAX_MS, this.ackTimeoutMs * 2 ** Math.min(b.attempts - 1, 8));
+  }
+
+  /**
+   * The outcome of a bundle. OK: every message in it was delivered. RECEIVER_FAILED: those its
+   * reason names failed (all, if it names none), the rest were delivered. A transient refusal
+   * other than RATE_LIMITED: the same bytes again later. Anything else (a seal refused, too
+   * large or too many for a hop's limits, or refused for another reason): nothing in it was
+   * delivered, and its messages go again each alone, to meet the refusal or pass on their own.
+   */
+  private onBundleAck(b: Bundle, code: number, reason: string): void {
+    const text = reason || describeStatus(code);
+    if (code === Status.OK || code === Status.RECEIVER_FAILED) {
+      this.bundles.delete(b.id);
+      let failed: Set<number> | undefined;
+      if (code === Status.RECEIVER_FAILED) {
+        const m = BUNDLE_FAILED.exec(text);
+        failed = m ? new Set(m[1]!.split(',').map((n) => Number(n) - 1)) : new Set(b.members.map((_, i) => i));
+      }
+      const now = Date.now();
+      b.members.forEach((p, i) => {
+        if (this.outbox.get(p.id) !== p) return;
+        this.outbox.delete(p.id);
+        if (failed?.has(i)) {
+          this.stats.refused++;
+          p.reject(new DeliveryError(code, text, p.id));
+        } else {
+          this.stats.delivered++;
+          p.resolve({ id: p.id, to: p.to, elapsedMs: now - b.firstSentAt, attempts: b.attempts });
+        }
+      });
+      return;
+    }
+    b.lastCode = code;
+    b.lastReason = text;
+    if (isRetryable(code) && code !== Status.RATE_LIMITED) {
+      b.dueAt = Date.now() + Math.min(this.ackTimeoutMs, 100 * 2 ** Math.min(b.attempts, 5));
+      return;
+    }
+    this.dissolve(b, code, text);
+  }
+
+  /** Its messages go on each alone (never bundled again); `code` is why. */
+  private dissolve(b: Bundle, code: number, reason: string): void {
+    this.bundles.delete(b.id);
+    // Refused BAD_SEAL: the receiver may have a new key; each message is sealed once more for the one asked for again (a second refusal is final).
+    if (code === Status.BAD_SEAL) this.keys.forget(b.to);
+    const later = code === Status.RATE_LIMITED ? Date.now() + Math.min(this.ackTimeoutMs, 100 * 2 ** Math.min(b.attempts, 5)) : 0;
+    for (const p of b.members) {
+      if (this.outbox.get(p.id) !== p) continue;
+      p.bundle = undefined;
+      p.alone = true;
+      p.seal = 'todo';
+      p.flags = 0;
+      p.payload = p.plain;
+      if (code === Status.BAD_SEAL) p.resealed = true;
+      p.attempts = b.attempts;
+      p.firstSentAt = b.firstSentAt;
+      p.lastCode = code;
+      p.lastReason = reason;
+      p.dueAt = later;
+      if (later === 0) this.transmit(p);
+    }
+  }
+
   /** Gives up on `p` with a refusal of this end's own. */
   private fail(p: Pending, code: number, reason: string): void {
     this.outbox.delete(p.id);
@@ -543,11 +743,29 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
 
   private flushOutbox(): void {
     for (const p of this.outbox.values()) this.transmit(p);
+    for (const b of this.bundles.values()) this.transmitBundle(b);
   }
 
   private sweep(): void {
     const now = Date.now();
+    for (const b of this.bundles.values()) {
+      if (now >= b.deadline) {
+        this.bundles.delete(b.id);
+        const code = b.attempts === 0 || b.lastCode !== Status.OK ? b.lastCode : Status.TIMEOUT;
+        for (const p of b.members) {
+          if (this.outbox.get(p.id) !== p) continue;
+          this.outbox.delete(p.id);
+          this.stats.refused++;
+          p.reject(new DeliveryError(code, `${b.lastReason} (gave up after ${b.attempts} attempts, in a bundle)`, p.id));
+        }
+      } else if (b.dueAt !== 0 && now >= b.dueAt) {
+        b.lastCode = Status.TIMEOUT;
+        b.lastReason = describeStatus(Status.TIMEOUT);
+        this.transmitBundle(b);
+      }
+    }
     for (const p of this.outbox.values()) {
+      if (p.bundle) continue; // its bundle's deadline and retries, above
       if (now >= p.deadline) {
         this.outbox.delete(p.id);
         this.stats.refused++;
@@ -608,6 +826,16 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   private onAck(frame: Frame): void {
     const ack = decodeAck(frame);
     const p = this.outbox.get(ack.id);
+    if (!p && this.bundles.size > 0) {
+      const b = this.bundles.get(ack.id);
+      if (b) {
+        if (ack.from !== b.to) {
+          this.stats.strayAcks++;
+          return;
+        }
+        return this.onBundleAck(b, ack.status, ack.reason);
+      }
+    }
     if (!p && this.keys.onAck(ack)) return;
     if (!p) {
       this.stats.unmatchedAcks++; // a late duplicate of something already settled, or a misroute
@@ -667,9 +895,16 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     const suffix = `@${body.domain}`;
     const exact = body.name !== undefined ? body.name + suffix : undefined;
     let resent = 0;
+    const there = (to: string): boolean => (exact !== undefined ? to === exact : to.endsWith(suffix));
     for (const p of this.outbox.values()) {
-      if ((p.attempts > 0 || p.seal === 'todo') && (exact !== undefined ? p.to === exact : p.to.endsWith(suffix))) {
+      if (!p.bundle && (p.attempts > 0 || p.seal === 'todo') && there(p.to)) {
         this.transmit(p);
+        resent++;
+      }
+    }
+    for (const b of this.bundles.values()) {
+      if (b.attempts > 0 && there(b.to)) {
+        this.transmitBundle(b);
         resent++;
       }
     }
@@ -737,6 +972,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   }
 
   private openSealed(msg: MsgFrame): void {
+    if (msg.payload[0] === SEAL_VERSION_BUNDLE) return this.openBundle(msg);
     let payload: Buffer;
     try {
       payload = this.sealKey.open(msg, msg.payload, Date.now(), this.sealMaxAgeMs);
@@ -744,6 +980,85 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
       return this.refuseSeal(msg, err);
     }
     this.handle({ id: msg.id, from: msg.from, to: msg.to, payload, flags: msg.flags, sealed: true });
+  }
+
+  /** A sealed bundle: opened (or refused whole, with the reason), then its messages handled in order. */
+  private openBundle(msg: MsgFrame): void {
+    let entries: BundleEntry[];
+    try {
+      entries = this.sealKey.openBundle(msg, msg.payload, Date.now(), this.sealMaxAgeMs);
+    } catch (err: unknown) {
+      return this.refuseSeal(msg, err);
+    }
+    this.stats.bundlesReceived++;
+    this.handleBundle(msg, entries);
+  }
+
+  /**
+   * Hands a bundle's messages to the application in order, each once (a message whose own id is
+   * in the dedupe window was delivered before, by an earlier copy of the bundle), and ACKs the
+   * bundle's id when all handlers are done: OK, or RECEIVER_FAILED naming those that failed (they
+   * are not remembered, so a copy of the bundle that comes again retries only them).
+   */
+  private handleBundle(msg: MsgFrame, entries: readonly BundleEntry[]): void {
+    const { id, from, to } = msg;
+    const failed: number[] = [];
+    let firstError: unknown;
+    const done = (i: number, ok: boolean, err?: unknown): void => {
+      if (ok) {
+        this.dedupe.add(from, entries[i]!.id);
+        this.stats.received++;
+      } else {
+        failed.push(i + 1);
+        firstError ??= err;
+      }
+    };
+    let waiting: Promise<void>[] | undefined;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      if (this.dedupe.has(from, e.id)) {
+        this.stats.duplicates++;
+        continue;
+      }
+      let result: void | Promise<void>;
+      try {
+        const m: InboundMessage = { id: e.id, from, to, payload: e.body, flags: msg.flags, sealed: true, bundle: id };
+        result = this.handler ? this.handler(m) : void this.emit('message', m);
+      } catch (err: unknown) {
+        done(i, false, err);
+        continue;
+      }
+      if (result instanceof Promise) {
+        (waiting ??= []).push(
+          result.then(
+            () => done(i, true),
+            (err: unknown) => done(i, false, err ?? new Error('handler rejected')),
+          ),
+        );
+      } else {
+        done(i, true);
+      }
+    }
+    const ack = (): void => {
+      failed.sort((a, b) => a - b);
+      const why = firstError instanceof Error ? firstError.message : 'handler threw';
+      this.link?.send(
+        encodeAck({
+          id,
+          to: from,
+          from: to,
+          status: failed.length === 0 ? Status.OK : Status.RECEIVER_FAILED,
+          reason: failed.length === 0 ? '' : `bundle messages ${failed.join(',')} of ${entries.length} failed: receiver failed: ${why}`,
+        }),
+      );
+    };
+    if (!waiting) return ack();
+    const key = `${from}\n${id}`;
+    this.processing.add(key);
+    void Promise.all(waiting).then(() => {
+      this.processing.delete(key);
+      ack();
+    });
   }
 
   private refuseSeal(msg: MsgFrame, err: unknown): void {

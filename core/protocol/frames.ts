@@ -63,6 +63,12 @@ export const CAPABILITY_SEALED = 'sealed';
  * PROTOCOL.md 19.1), so its contact point marks KEYS answers for it FLAG_SEAL_AES.
  */
 export const CAPABILITY_SEAL_AES = 'seal-aes';
+/**
+ * HELLO `env.capabilities` entry of an internal peer: it opens sealed bundles (seal version 3,
+ * several messages under one seal, PROTOCOL.md 19.6), so its contact point marks KEYS answers for
+ * it FLAG_SEAL_BUNDLE.
+ */
+export const CAPABILITY_SEAL_BUNDLE = 'seal-bundle';
 
 /**
  * HELLO `env.capabilities` entry of a contact point: it also accepts external peers and operators
@@ -137,6 +143,12 @@ export const FLAG_SEALED = 0x02;
  * clears it only makes the sender use version 1.
  */
 export const FLAG_SEAL_AES = 0x04;
+/**
+ * KEYS_REQUEST flag: the asker opens sealed bundles (seal version 3). KEYS_ANSWER flag: the
+ * address opens them, so a sender may seal several of its messages for it as one (PROTOCOL.md
+ * 19.6). Not signed: a hop that clears it only makes the sender seal each message alone.
+ */
+export const FLAG_SEAL_BUNDLE = 0x08;
 
 // The one name grammar (core/protocol/name.ts), so every name the schema admits is addressable.
 const name = nameSchema;

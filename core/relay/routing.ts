@@ -4,6 +4,7 @@ import { ProtocolError } from '../protocol/errors.js';
 import { FrameType, type ReachableBody } from '../protocol/frames.js';
 import type { Link } from '../protocol/link.js';
 import { MAX_ACK_ROUTES_PER_CREDENTIAL, MAX_BUFFERED_BYTES, MAX_REMOTE_ACK_ROUTES, MAX_REMOTE_REPLY_ROUTES, MAX_REPLY_ROUTES_PER_CREDENTIAL, REACHABLE_WAIT_MS, REACHABLE_WAITERS_MAX, REACHABLE_WAITERS_PER_DOMAIN } from '../protocol/limits.js';
+import { messageCount } from '../protocol/seal.js';
 import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
 import type { Logger } from '../runtime/logger.js';
 import { WaitList } from '../runtime/wait-list.js';
@@ -80,7 +81,8 @@ export class Router {
     if (s.kind === 'external') {
       if (msg.from !== s.address) return this.refuse(s, msg, counted, Status.UNAUTHORIZED, `you send as ${s.address}, not ${msg.from}`);
       if (!s.rights.includes('send')) return this.refuse(s, msg, counted, Status.UNAUTHORIZED, 'this credential may not send messages');
-      if (!s.group.bucket.take()) return this.refuse(s, msg, counted, Status.RATE_LIMITED);
+      // A sealed bundle (PROTOCOL.md 19.6) takes a token for each message it carries.
+      if (!s.group.bucket.take(counted ? messageCount(msg.flags, msg.payload) : 1)) return this.refuse(s, msg, counted, Status.RATE_LIMITED);
     } else if (parseAddress(msg.from)?.domain !== s.id) {
       return this.refuse(s, msg, counted, Status.UNAUTHORIZED, `contact point ${s.id} may only send as *@${s.id}`);
     }

@@ -22,7 +22,8 @@ describe('BATCH on the message path', () => {
     h = await startHarness();
     const got: InboundMessage[] = [];
     const printer = await h.registered('printer', (m) => void got.push(m));
-    const alice = await h.external('alice', { ackTimeoutMs: 10_000 });
+    // Plain: sealed, a burst for one receiver would go as a few bundles, one MSG each (PROTOCOL.md 19.6); this is about many frames.
+    const alice = await h.external('alice', { ackTimeoutMs: 10_000, seal: 'off' });
     const tunnelAtRelay = h.relay.sessions.tunnels.get('acme-hq')!.link;
     for (const link of [alice.currentLink!, printer.currentLink!, h.cp.gateway.currentLink!, tunnelAtRelay]) expect(link.batchingOn).toBe(true);
 

@@ -166,7 +166,8 @@ describe.skipIf(!haveNatsServer)('relay cluster on NATS (in-process nodes, real 
     const r2 = await node('r2');
     const got: string[] = [];
     await h.registered('printer', (m) => void got.push(m.payload.toString()));
-    const alice = await external(r2, 'alice');
+    // Plain: sealed, the burst would go as a few bundles, one MSG each (PROTOCOL.md 19.6); this is about many frames.
+    const alice = await external(r2, 'alice', { seal: 'off' });
     await waitFor(() => r2.cluster.tunnel('acme-hq')?.kind === 'remote', 5_000, 'r2 sees the tunnel on the office node');
     const natsCluster = r2.cluster as unknown as { batchesTo(node: string): boolean };
     await waitFor(() => natsCluster.batchesTo('r1'), 5_000, "r1's heartbeat record (batch) at r2");

@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { checkStatement, ContactPointKey, fingerprint, normalizeFingerprint, statementText, type KeysAnswer } from '../../core/protocol/key-statement.js';
-import { readEnvelopeHeader, sealAad, SEAL_OVERHEAD, SEAL_VERSION_AES, SealError, SealKey, sealWith } from '../../core/protocol/seal.js';
+import { hkdfSync } from 'node:crypto';
+import { FLAG_SEALED } from '../../core/protocol/frames.js';
+import { BUNDLE_MAX_MESSAGES, messageCount, readEnvelopeHeader, sealAad, sealBundleWith, SEAL_OVERHEAD, SEAL_VERSION_AES, SEAL_VERSION_BUNDLE, SealError, SealKey, sealWith } from '../../core/protocol/seal.js';
 import { Status } from '../../core/protocol/status.js';
 
 interface Sealed {
@@ -20,6 +22,10 @@ const v = JSON.parse(readFileSync(new URL('../vectors/seal.json', import.meta.ur
   validV2: (Sealed & { sealedAt: number; nonceHex: string; bodyHex: string; aadHex: string })[];
   tampered: (Sealed & { code: number; codeName: string })[];
   tamperedV2: (Sealed & { code: number; codeName: string })[];
+  sharedSecretHex: string;
+  pairKeyV3Hex: string;
+  validV3: (Sealed & { sealedAt: number; nonceHex: string; count: number; entries: { id: string; bodyHex: string }[]; aadHex: string })[];
+  tamperedV3: (Sealed & { code: number; codeName: string })[];
   statement: { cpKeySpkiBase64: string; fingerprint: string; address: string; key: string; notAfter: number; signedTextHex: string; sig: string };
 };
 const hex = (s: string): Buffer => Buffer.from(s, 'hex');
@@ -134,6 +140,98 @@ describe('sealed payloads (test/vectors/seal.json)', () => {
     expect(hdr.senderKey.toString('hex')).toBe(v.sender.publicHex);
     expect(hdr.recipientId.toString('hex')).toBe(v.recipient.keyIdHex);
     expect(hdr.nonce.toString('hex')).toBe(v.valid[0]!.nonceHex);
+  });
+});
+
+describe('sealed bundles, version 3 (test/vectors/seal.json, validV3 / tamperedV3)', () => {
+  const entriesOf = (x: (typeof v.validV3)[number]): { id: string; body: Buffer }[] => x.entries.map((e) => ({ id: e.id, body: hex(e.bodyHex) }));
+  const badSeal = (fn: () => unknown, name: string): SealError => {
+    let err: unknown;
+    try {
+      fn();
+    } catch (e: unknown) {
+      err = e;
+    }
+    expect(err, name).toBeInstanceOf(SealError);
+    expect((err as SealError).code, name).toBe(Status.BAD_SEAL);
+    return err as SealError;
+  };
+
+  it('its own pair key: HKDF with info "contact-point seal v3", checked from the shared secret by hand', () => {
+    const [lo, hi] = [hex(v.sender.publicHex), hex(v.recipient.publicHex)].sort((a, b) => Buffer.compare(a, b));
+    const k = Buffer.from(hkdfSync('sha256', hex(v.sharedSecretHex), 'contact-point seal salt v1', Buffer.concat([Buffer.from('contact-point seal v3'), lo!, hi!]), 32));
+    expect(k.toString('hex')).toBe(v.pairKeyV3Hex);
+    expect(sender.pairKey(recipient.publicRaw, SEAL_VERSION_BUNDLE).toString('hex')).toBe(v.pairKeyV3Hex);
+    expect(new Set([v.pairKeyHex, v.pairKeyV2Hex, v.pairKeyV3Hex]).size).toBe(3);
+  });
+
+  it('seals each vector exactly, opens it to its messages in order, and counts them from the clear header', () => {
+    for (const x of v.validV3) {
+      const env = sealBundleWith(hex(v.pairKeyV3Hex), sender.publicRaw, recipient.keyId, x, entriesOf(x), x.sealedAt, hex(x.nonceHex));
+      expect(env.toString('hex'), x.name).toBe(x.envelopeHex);
+      expect(sender.sealBundle(x, entriesOf(x), recipient.publicRaw, x.sealedAt, hex(x.nonceHex)).toString('hex'), x.name).toBe(x.envelopeHex);
+      expect(sealAad(env.subarray(0, 54), x).toString('hex'), x.name).toBe(x.aadHex);
+      const opened = recipient.openBundle(x, env, x.sealedAt + 1_000);
+      expect(opened.map((e) => [e.id, e.body.toString('hex')]), x.name).toEqual(x.entries.map((e) => [e.id, e.bodyHex]));
+      expect(messageCount(FLAG_SEALED, env)).toBe(x.count);
+      expect(messageCount(0, env)).toBe(1); // not flagged sealed: one message, whatever its bytes
+      expect(readEnvelopeHeader(env).version).toBe(SEAL_VERSION_BUNDLE);
+    }
+  });
+
+  it('is standard AES-256-GCM: WebCrypto opens a vector, and the entries read by hand are the messages', async () => {
+    const x = v.validV3[0]!;
+    const env = hex(x.envelopeHex);
+    const key = await crypto.subtle.importKey('raw', hex(v.pairKeyV3Hex), 'AES-GCM', false, ['decrypt']);
+    const plain = Buffer.from(await crypto.subtle.decrypt({ name: 'AES-GCM', iv: env.subarray(41, 53), additionalData: hex(x.aadHex), tagLength: 128 }, key, env.subarray(54)));
+    expect(env[53]).toBe(x.entries.length);
+    expect(Number(plain.readBigUInt64BE(0))).toBe(x.sealedAt);
+    let o = 8;
+    for (const e of x.entries) {
+      const n = plain[o]!;
+      expect(plain.toString('latin1', o + 1, o + 1 + n)).toBe(e.id);
+      o += 1 + n;
+      const len = plain.readUInt32BE(o);
+      expect(plain.subarray(o + 4, o + 4 + len).toString('hex')).toBe(e.bodyHex);
+      o += 4 + len;
+    }
+    expect(o).toBe(plain.length);
+  });
+
+  it('refuses every tampered bundle whole with BAD_SEAL (a changed count, address, wire id, version or byte)', () => {
+    const at = v.validV3[0]!.sealedAt + 1_000;
+    for (const x of v.tamperedV3) {
+      badSeal(() => recipient.openBundle(x, hex(x.envelopeHex), at), x.name);
+      expect(x.code).toBe(Status.BAD_SEAL);
+    }
+    // A bundle is not a single message, nor the other way round.
+    const x = v.validV3[0]!;
+    expect(badSeal(() => recipient.open(x, hex(x.envelopeHex), at), 'open a bundle').reason).toMatch(/bundle/);
+    const single = v.validV2[0]!;
+    expect(badSeal(() => recipient.openBundle(single, hex(single.envelopeHex), at), 'openBundle a single').reason).toMatch(/not a bundle/);
+  });
+
+  it('refuses a stale bundle, and one for another key; seals only 1 to 64 messages', () => {
+    const x = v.validV3[0]!;
+    expect(badSeal(() => recipient.openBundle(x, hex(x.envelopeHex), x.sealedAt + 120_001), 'stale').reason).toMatch(/over the 120 s limit/);
+    expect(badSeal(() => SealKey.generate().openBundle(x, hex(x.envelopeHex), x.sealedAt), 'other key').reason).toMatch(/another key/);
+    const msg = { id: 'w1', to: 'b@hq', from: 'a@relay' };
+    const b = SealKey.generate();
+    expect(() => sender.sealBundle(msg, [], b.publicRaw)).toThrow(RangeError);
+    const many = Array.from({ length: BUNDLE_MAX_MESSAGES + 1 }, (_, i) => ({ id: `m${i}`, body: Buffer.from('x') }));
+    expect(() => sender.sealBundle(msg, many, b.publicRaw)).toThrow(RangeError);
+    const max = many.slice(0, BUNDLE_MAX_MESSAGES);
+    const env = sender.sealBundle(msg, max, b.publicRaw);
+    expect(b.openBundle(msg, env).map((e) => e.id)).toEqual(max.map((e) => e.id));
+    expect(messageCount(FLAG_SEALED, env)).toBe(BUNDLE_MAX_MESSAGES);
+  });
+
+  it('refuses a bundle whose sealed entries are not exactly its count (a sender that lies in the clear)', () => {
+    // Sealed with a valid seal but with two ids the same: refused as malformed, not delivered.
+    const msg = { id: 'w2', to: 'b@hq', from: 'a@relay' };
+    const b = SealKey.generate();
+    const dup = sender.sealBundle(msg, [{ id: 'same', body: Buffer.from('1') }, { id: 'same', body: Buffer.from('2') }], b.publicRaw);
+    expect(badSeal(() => b.openBundle(msg, dup), 'duplicate ids').reason).toMatch(/malformed bundle: id same twice/);
   });
 });
 
