@@ -68,7 +68,7 @@ export const HEARTBEAT_PINGS = 2.5;
 export const HEARTBEAT_SERVER_TICK_MS = 1_000;
 /** Heartbeat: the client pings once nothing was heard for a heartbeat interval + the server's tick + this (26.5 s), and gives up after min(ADAPTIVE_BUSY_PONG_TIMEOUT_MS, pong timeout). */
 export const HEARTBEAT_GRACE_MS = 500;
-/** Heartbeat: the client checks that every min(this, P / 4). */
+/** Heartbeat: the client wakes when a heartbeat would be overdue (and at least every HEARTBEAT_SERVER_TICK_MS); while its ping waits, every min(this, P / 4). */
 export const HEARTBEAT_CLIENT_TICK_MS = 250;
 /** Heartbeat: the client pings after this many ping intervals of sending nothing (20 x 10 s = 200 s), so the server hears it; the server drops a client silent for that + its pong timeout + ADAPTIVE_SILENCE_SLACK_MS (208 s). */
 export const HEARTBEAT_CLIENT_PINGS = 20;

@@ -407,8 +407,13 @@ export class Link {
     clearTimeout(this.keepalive);
     const t = this.timers!;
     const waiting = this.owed > 0 || this.pingSentAt !== 0;
-    // (a heartbeat client's idle tick is the shorter one: it times the heartbeats it expects)
-    const ms = this.opts.role === 'server' ? (waiting ? t.busyTickMs : t.serverIdleTickMs) : waiting ? Math.min(t.busyTickMs, t.idleTickMs) : t.idleTickMs;
+    let ms: number;
+    if (this.opts.role === 'server') ms = waiting ? t.busyTickMs : t.serverIdleTickMs;
+    else if (waiting) ms = Math.min(t.busyTickMs, t.idleTickMs);
+    // A heartbeat client wakes when the next heartbeat would be late, and at least every
+    // serverIdleTickMs (1 s), which keeps its record of when it last sent that precise.
+    else if (t.heartbeat) ms = Math.min(t.serverIdleTickMs, Math.max(1, this.lastHeard + t.lateMs - Date.now()));
+    else ms = t.idleTickMs;
     this.keepalive = setTimeout(() => this.adaptiveTick(), ms);
     this.keepalive.unref();
   }
