@@ -146,7 +146,7 @@ export async function runPeers(ctx: BenchContext): Promise<void> {
     const relayBWire = wireB1.read + wireB1.written - (wireB0.read + wireB0.written);
     const relayBFrames = wireB1.frameBytes - wireB0.frameBytes;
 
-    const scaled = ctx.quick ? { scaled_from_s: round(elapsed / 1000, 1), note: 'quick mode: 10 s window scaled to a minute; the idle tunnel pings once per ~20-22 s (adaptive keepalive), so this is coarse: footprint.idle_wire counts a 60 s window' } : {};
+    const scaled = ctx.quick ? { scaled_from_s: round(elapsed / 1000, 1), note: 'quick mode: 10 s window scaled to a minute; the idle tunnel carries a heartbeat once per ~25 s and a ping once per ~200 s (PROTOCOL.md 12.2), so this is coarse: footprint.idle_wire counts a longer window' } : {};
     emit({
       name: 'peers.relay_sockets',
       description: `sockets the relay holds for ${n} registered internal peers behind one contact point`,

@@ -4,7 +4,7 @@ import { hostname, networkInterfaces } from 'node:os';
 import type { Frame } from '../protocol/codec.js';
 import type { DialErrorKind } from '../protocol/dial-failure.js';
 import { Dialer, type DialerStatus } from '../protocol/dialer.js';
-import { CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_BATCH, CAPABILITY_DIRECT, CAPABILITY_LOOKUP, CAPABILITY_NODE, CAPABILITY_REACHABLE, FrameType } from '../protocol/frames.js';
+import { CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_BATCH, CAPABILITY_HEARTBEAT, CAPABILITY_DIRECT, CAPABILITY_LOOKUP, CAPABILITY_NODE, CAPABILITY_REACHABLE, FrameType } from '../protocol/frames.js';
 import { MAX_PEERS_PER_ANNOUNCE, TUNNEL_SLOTS } from '../protocol/limits.js';
 import { Backoff } from '../runtime/backoff.js';
 import type { Link } from '../protocol/link.js';
@@ -187,7 +187,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
           role: 'contact-point',
           id: opts.id,
           secret: opts.secret,
-          env: { software: opts.software, host: hostname().slice(0, 255), addresses: lanAddresses(), capabilities: ['messages', CAPABILITY_REACHABLE, CAPABILITY_NODE, CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_LOOKUP, CAPABILITY_BATCH, ...(opts.direct ? [CAPABILITY_DIRECT] : []), ...(opts.capabilities ?? [])] },
+          env: { software: opts.software, host: hostname().slice(0, 255), addresses: lanAddresses(), capabilities: ['messages', CAPABILITY_REACHABLE, CAPABILITY_NODE, CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_HEARTBEAT, CAPABILITY_LOOKUP, CAPABILITY_BATCH, ...(opts.direct ? [CAPABILITY_DIRECT] : []), ...(opts.capabilities ?? [])] },
           instance,
           // Slot 0 says nothing: its HELLO is the one-tunnel HELLO any relay takes.
           ...(i > 0 ? { slot: i } : {}),
@@ -264,8 +264,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
     return this.primary()?.index;
   }
 
-  /** The tunnel's keepalive: adaptive once the relay took the capability up (PROTOCOL.md 12.1); fixed while down. */
-  get keepaliveMode(): 'adaptive' | 'fixed' {
+  /** The tunnel's keepalive: heartbeat or adaptive once the relay took the capabilities up (PROTOCOL.md 12.2, 12.1); fixed while down. */
+  get keepaliveMode(): 'heartbeat' | 'adaptive' | 'fixed' {
     return this.primary()?.link?.keepaliveMode ?? 'fixed';
   }
 

@@ -8,7 +8,7 @@ import { Backoff } from '../runtime/backoff.js';
 import type { Logger } from '../runtime/logger.js';
 import { decodeControl, type Frame } from './codec.js';
 import { ProtocolError } from './errors.js';
-import { CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_BATCH, FrameType, frameTypeName, type HelloBody, type WelcomeBody } from './frames.js';
+import { CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_BATCH, CAPABILITY_HEARTBEAT, FrameType, frameTypeName, type HelloBody, type WelcomeBody } from './frames.js';
 import { MAX_FRAME_BYTES } from './limits.js';
 import { Link, type CloseInfo } from './link.js';
 import { describeDialError, describeUpgradeResponse, type DialErrorKind, type DialFailure } from './dial-failure.js';
@@ -303,7 +303,7 @@ export class Dialer extends EventEmitter<DialerEvents> {
           case FrameType.WELCOME: {
             const welcome = decodeControl(frame, FrameType.WELCOME);
             welcomed = true;
-            if (welcome.capabilities?.includes(CAPABILITY_ADAPTIVE_KEEPALIVE)) link.adaptiveKeepalive(welcome.limits.pingIntervalMs);
+            if (welcome.capabilities?.includes(CAPABILITY_ADAPTIVE_KEEPALIVE)) link.adaptiveKeepalive(welcome.limits.pingIntervalMs, welcome.capabilities.includes(CAPABILITY_HEARTBEAT));
             if (welcome.capabilities?.includes(CAPABILITY_BATCH)) link.enableBatching();
             clearTimeout(timer);
             this.connects++;

@@ -103,6 +103,14 @@ export function offersMediation(capabilities: readonly string[]): boolean {
 export const CAPABILITY_ADAPTIVE_KEEPALIVE = 'adaptive-keepalive';
 
 /**
+ * HELLO `env.capabilities` and WELCOME `capabilities` entry, together with
+ * CAPABILITY_ADAPTIVE_KEEPALIVE: on an idle link the server sends heartbeats (empty ws pongs) and
+ * the client pings only when one is overdue (PROTOCOL.md 12.2). A server takes it up only with
+ * adaptive-keepalive; either end that does not speak it leaves the link on 12.1 alone.
+ */
+export const CAPABILITY_HEARTBEAT = 'heartbeat';
+
+/**
  * HELLO `env.capabilities` entry of a contact point: it answers LOOKUP (0x13) for its peers and
  * sends PRESENCE hints. The relay forwards lookups only to contact points that said so; of an
  * older one it answers the office's state alone.

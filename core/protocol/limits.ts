@@ -55,6 +55,24 @@ export const ADAPTIVE_IDLE_TICK_MS = 2_000;
 /** Adaptive: MSGs whose ACK has not come this long after the last MSG sent are no longer waited for (their senders retry with new MSGs). */
 export const ADAPTIVE_OWED_FORGET_MS = 30_000;
 
+/*
+ * Heartbeat (capability `heartbeat` on top of `adaptive-keepalive`, PROTOCOL.md 12.2): on an idle
+ * link the server sends, the client listens. A ws ping answered costs three TCP segments (ping,
+ * pong, the ACK of the pong: ~172 B on the wire with IPv4 + TCP headers), a one-way heartbeat two
+ * (~106 B); noticing a silent far end within 30 s needs something from it at least every ~26 s,
+ * so only one-way heartbeats fit in 300 B a minute. Defaults with P = 10 s:
+ */
+/** Heartbeat: the server sends an empty ws pong (no answer is due) after this many ping intervals of sending nothing (2.5 x 10 s = 25 s). */
+export const HEARTBEAT_PINGS = 2.5;
+/** Heartbeat: the server checks that every min(this, P / 2) while nothing waits. */
+export const HEARTBEAT_SERVER_TICK_MS = 1_000;
+/** Heartbeat: the client pings once nothing was heard for a heartbeat interval + the server's tick + this (26.5 s), and gives up after min(ADAPTIVE_BUSY_PONG_TIMEOUT_MS, pong timeout). */
+export const HEARTBEAT_GRACE_MS = 500;
+/** Heartbeat: the client wakes when a heartbeat would be overdue (and at least every HEARTBEAT_SERVER_TICK_MS); while its ping waits, every min(this, P / 4). */
+export const HEARTBEAT_CLIENT_TICK_MS = 250;
+/** Heartbeat: the client pings after this many ping intervals of sending nothing (20 x 10 s = 200 s), so the server hears it; the server drops a client silent for that + its pong timeout + ADAPTIVE_SILENCE_SLACK_MS (208 s). */
+export const HEARTBEAT_CLIENT_PINGS = 20;
+
 /** Reconnect backoff: first delay, cap, and growth factor; each delay is drawn with full jitter. */
 export const RECONNECT_BASE_MS = 250;
 export const RECONNECT_MAX_MS = 30_000;

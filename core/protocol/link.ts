@@ -14,6 +14,11 @@ import {
   ADAPTIVE_SILENCE_SLACK_MS,
   BATCH_FRAME_MAX_BYTES,
   BATCH_MAX_BYTES,
+  HEARTBEAT_CLIENT_PINGS,
+  HEARTBEAT_CLIENT_TICK_MS,
+  HEARTBEAT_GRACE_MS,
+  HEARTBEAT_PINGS,
+  HEARTBEAT_SERVER_TICK_MS,
   PING_INTERVAL_MS,
   PONG_TIMEOUT_MS,
 } from './limits.js';
@@ -114,17 +119,29 @@ export interface LinkStats {
  */
 export const FLUSH_AFTER_BYTES = 16 * 1024;
 
-/** The adaptive keepalive's timers for a link with ping interval `pingIntervalMs` and pong timeout `pongTimeoutMs` (PROTOCOL.md 12.1). */
+/**
+ * The adaptive keepalive's timers for a link with ping interval `pingIntervalMs` and pong timeout
+ * `pongTimeoutMs` (PROTOCOL.md 12.1), and with the heartbeat on top (12.2) when `heartbeat`.
+ */
 export interface AdaptiveTimers {
-  /** client, nothing waiting: ping after this much silence */
+  readonly heartbeat: boolean;
+  /** client, nothing waiting: ping after this much silence (heartbeat: after this long without sending anything) */
   readonly idlePingMs: number;
   /** server, nothing waiting: drop a client silent this long */
   readonly silenceLimitMs: number;
+  /** heartbeat: the server sends one after this long without sending anything (0: no heartbeat) */
+  readonly beatMs: number;
+  /** heartbeat: the client pings once it heard nothing this long, and gives up after busyPongTimeoutMs */
+  readonly lateMs: number;
+  /** the server's check interval while nothing waits (heartbeat: it times the heartbeats) */
+  readonly serverIdleTickMs: number;
   /** either end, MSGs waiting for their ACK: ping after this much silence */
   readonly busyPingMs: number;
   /** MSGs waiting: a ping unanswered this long means the link is dead */
   readonly busyPongTimeoutMs: number;
+  /** check interval while ACKs or a pong are awaited */
   readonly busyTickMs: number;
+  /** the client's check interval otherwise (and the server's, without heartbeat) */
   readonly idleTickMs: number;
   /**
    * Worst case from the moment the far end goes silent to the moment this end drops the link:
@@ -135,24 +152,54 @@ export interface AdaptiveTimers {
   readonly noticeIdleServerMs: number;
 }
 
-export function adaptiveTimers(pingIntervalMs = PING_INTERVAL_MS, pongTimeoutMs = PONG_TIMEOUT_MS): AdaptiveTimers {
-  const idlePingMs = ADAPTIVE_IDLE_PINGS * pingIntervalMs;
-  const silenceLimitMs = idlePingMs + pongTimeoutMs + ADAPTIVE_SILENCE_SLACK_MS;
+export function adaptiveTimers(pingIntervalMs = PING_INTERVAL_MS, pongTimeoutMs = PONG_TIMEOUT_MS, heartbeat = false): AdaptiveTimers {
   const busyPingMs = Math.min(ADAPTIVE_BUSY_PING_MS, pingIntervalMs);
   const busyPongTimeoutMs = Math.min(ADAPTIVE_BUSY_PONG_TIMEOUT_MS, pongTimeoutMs);
   const busyTickMs = Math.min(ADAPTIVE_BUSY_TICK_MS, pingIntervalMs / 2);
-  const idleTickMs = Math.min(ADAPTIVE_IDLE_TICK_MS, pingIntervalMs / 2);
+  // silence reaches the ping threshold, a check sees it, the pong deadline passes, a check sees that
+  const noticeBusyMs = busyPingMs + busyTickMs + busyPongTimeoutMs + busyTickMs;
+  if (!heartbeat) {
+    const idlePingMs = ADAPTIVE_IDLE_PINGS * pingIntervalMs;
+    const silenceLimitMs = idlePingMs + pongTimeoutMs + ADAPTIVE_SILENCE_SLACK_MS;
+    const idleTickMs = Math.min(ADAPTIVE_IDLE_TICK_MS, pingIntervalMs / 2);
+    return {
+      heartbeat,
+      idlePingMs,
+      silenceLimitMs,
+      beatMs: 0,
+      lateMs: 0,
+      serverIdleTickMs: idleTickMs,
+      busyPingMs,
+      busyPongTimeoutMs,
+      busyTickMs,
+      idleTickMs,
+      noticeBusyMs,
+      noticeIdleClientMs: idlePingMs + idleTickMs + pongTimeoutMs + busyTickMs,
+      noticeIdleServerMs: silenceLimitMs + idleTickMs,
+    };
+  }
+  const beatMs = HEARTBEAT_PINGS * pingIntervalMs;
+  const serverIdleTickMs = Math.min(HEARTBEAT_SERVER_TICK_MS, pingIntervalMs / 2);
+  // The server's heartbeat goes out at most a tick after beatMs of its silence.
+  const lateMs = beatMs + serverIdleTickMs + HEARTBEAT_GRACE_MS;
+  const idleTickMs = Math.min(HEARTBEAT_CLIENT_TICK_MS, pingIntervalMs / 4);
+  const idlePingMs = HEARTBEAT_CLIENT_PINGS * pingIntervalMs;
+  const silenceLimitMs = idlePingMs + pongTimeoutMs + ADAPTIVE_SILENCE_SLACK_MS;
   return {
+    heartbeat,
     idlePingMs,
     silenceLimitMs,
+    beatMs,
+    lateMs,
+    serverIdleTickMs,
     busyPingMs,
     busyPongTimeoutMs,
     busyTickMs,
     idleTickMs,
-    // silence reaches the ping threshold, a check sees it, the pong deadline passes, a check sees that
-    noticeBusyMs: busyPingMs + busyTickMs + busyPongTimeoutMs + busyTickMs,
-    noticeIdleClientMs: idlePingMs + idleTickMs + pongTimeoutMs + busyTickMs,
-    noticeIdleServerMs: silenceLimitMs + idleTickMs,
+    noticeBusyMs,
+    // the client: nothing heard for lateMs, a check sees it and pings, the short deadline passes, a check sees that
+    noticeIdleClientMs: lateMs + idleTickMs + busyPongTimeoutMs + idleTickMs,
+    noticeIdleServerMs: silenceLimitMs + serverIdleTickMs,
   };
 }
 
@@ -216,6 +263,11 @@ export class Link {
   private lastMsgAt = 0;
   /** performance.now() of the adaptive ping in flight, for the round trip */
   private pingSentPerf = 0;
+  /** adaptive: how long the ping in flight may go unanswered (a busy or late link shortens it) */
+  private pingWaitMs = 0;
+  /** heartbeat (PROTOCOL.md 12.2): something was sent since the last check, and when the last one was (to the check's precision) */
+  private sentSince = false;
+  private lastSentAt = 0;
   private timers: AdaptiveTimers | undefined;
   private readonly pingIntervalMs: number;
   private readonly pongTimeoutMs: number;
@@ -296,16 +348,24 @@ export class Link {
    * 2.5 s later; otherwise only the client pings, after two ping intervals of silence, carrying
    * its last round trip so the server can show it without pinging itself; the server drops a
    * client silent for longer than that plus a pong timeout and some slack (adaptiveTimers()).
+   *
+   * With `heartbeat` (both ends listed capability `heartbeat`, PROTOCOL.md 12.2) the idle link is
+   * turned around: the server sends an empty ws pong after 2.5 ping intervals of sending nothing,
+   * which the client's kernel ACKs and nobody answers (two TCP segments, where a ping answered is
+   * three); the client pings only when that heartbeat is overdue (and gives up after 2.5 s), or
+   * after 20 ping intervals of sending nothing so the server hears from it.
    */
-  adaptiveKeepalive(serverPingIntervalMs?: number): void {
+  adaptiveKeepalive(serverPingIntervalMs?: number, heartbeat = false): void {
     if (this.adaptive || this.closed) return;
     this.adaptive = true;
     this.opts.sweep?.delete(this);
-    // A client follows the server's interval when it is shorter (WELCOME.limits.pingIntervalMs), so its idle pings come before the server's silence limit.
-    this.timers = adaptiveTimers(Math.min(this.pingIntervalMs, serverPingIntervalMs ?? Infinity), this.pongTimeoutMs);
+    // A client follows the server's interval when it is shorter (WELCOME.limits.pingIntervalMs), so
+    // its idle pings come before the server's silence limit and it expects heartbeats at the
+    // server's pace; a shorter interval of its own makes it ping sooner than the heartbeats come.
+    this.timers = adaptiveTimers(Math.min(this.pingIntervalMs, serverPingIntervalMs ?? Infinity), this.pongTimeoutMs, heartbeat);
     clearInterval(this.keepalive);
     // One ping at the start, so each end knows the round trip at once (later the client's pings carry it).
-    this.ping(Date.now());
+    this.ping(Date.now(), this.pongTimeoutMs);
     this.schedule();
   }
 
@@ -324,13 +384,15 @@ export class Link {
   }
 
   /** Whether the adaptive keepalive is on (status, tests). */
-  get keepaliveMode(): 'adaptive' | 'fixed' {
-    return this.adaptive ? 'adaptive' : 'fixed';
+  get keepaliveMode(): 'heartbeat' | 'adaptive' | 'fixed' {
+    return this.timers?.heartbeat ? 'heartbeat' : this.adaptive ? 'adaptive' : 'fixed';
   }
 
-  private ping(now: number): void {
+  private ping(now: number, waitMs: number): void {
     this.pingSentAt = now;
+    this.pingWaitMs = waitMs;
     this.pingSentPerf = performance.now();
+    this.lastSentAt = now;
     this.ws.ping(this.opts.role === 'client' ? rttPayload(this.stats.rttMs) : undefined);
   }
 
@@ -344,7 +406,15 @@ export class Link {
     if (this.closed) return;
     clearTimeout(this.keepalive);
     const t = this.timers!;
-    this.keepalive = setTimeout(() => this.adaptiveTick(), this.owed > 0 || this.pingSentAt !== 0 ? t.busyTickMs : t.idleTickMs);
+    const waiting = this.owed > 0 || this.pingSentAt !== 0;
+    let ms: number;
+    if (this.opts.role === 'server') ms = waiting ? t.busyTickMs : t.serverIdleTickMs;
+    else if (waiting) ms = Math.min(t.busyTickMs, t.idleTickMs);
+    // A heartbeat client wakes when the next heartbeat would be late, and at least every
+    // serverIdleTickMs (1 s), which keeps its record of when it last sent that precise.
+    else if (t.heartbeat) ms = Math.min(t.serverIdleTickMs, Math.max(1, this.lastHeard + t.lateMs - Date.now()));
+    else ms = t.idleTickMs;
+    this.keepalive = setTimeout(() => this.adaptiveTick(), ms);
     this.keepalive.unref();
   }
 
@@ -356,25 +426,39 @@ export class Link {
       this.msgSent = false;
       this.lastMsgAt = now;
     }
+    if (this.sentSince) {
+      this.sentSince = false;
+      this.lastSentAt = now;
+    }
     // ACKs that never came (their senders gave up and retry with new MSGs) are not waited for forever.
     if (this.owed > 0 && now - this.lastMsgAt > ADAPTIVE_OWED_FORGET_MS) this.owed = 0;
     const busy = this.owed > 0;
+    const silent = now - this.lastHeard;
+    const client = this.opts.role === 'client';
+    // heartbeat, client: the server's heartbeat is overdue
+    const late = t.heartbeat && client && silent >= t.lateMs;
     if (this.pingSentAt !== 0) {
       if (this.lastHeard >= this.pingSentAt) this.pingSentAt = 0; // answered, by the pong or other traffic
-      else if (now - this.pingSentAt > (busy ? t.busyPongTimeoutMs : this.pongTimeoutMs)) {
+      else if (now - this.pingSentAt > (busy || late ? Math.min(this.pingWaitMs, t.busyPongTimeoutMs) : this.pingWaitMs)) {
         this.opts.logger.info('link silent after ping; dropping it', { link: this.opts.label, waitedMs: now - this.pingSentAt, waitingAcks: this.owed });
         this.terminate();
         return;
       }
     }
     if (this.pingSentAt === 0) {
-      const silent = now - this.lastHeard;
-      if ((busy && silent >= t.busyPingMs) || (this.opts.role === 'client' && silent >= t.idlePingMs)) {
-        this.ping(now);
-      } else if (this.opts.role === 'server' && silent > t.silenceLimitMs) {
+      if (busy && silent >= t.busyPingMs) {
+        this.ping(now, t.busyPongTimeoutMs);
+      } else if (client && (late || (t.heartbeat ? now - this.lastSentAt >= t.idlePingMs : silent >= t.idlePingMs))) {
+        // heartbeat: late, or for the server's sake (it hears nothing else from an idle client)
+        this.ping(now, late ? t.busyPongTimeoutMs : this.pongTimeoutMs);
+      } else if (!client && silent > t.silenceLimitMs) {
         this.opts.logger.info('client silent; dropping it', { link: this.opts.label });
         this.terminate();
         return;
+      } else if (!client && t.heartbeat && now - this.lastSentAt >= t.beatMs) {
+        // An unsolicited pong: the client's ws takes it as a sign of life and answers nothing (RFC 6455 5.5.3).
+        this.lastSentAt = now;
+        this.ws.pong();
       }
     }
     this.schedule();
@@ -396,6 +480,7 @@ export class Link {
   send(frame: Buffer): boolean {
     if (!this.isOpen) return false;
     this.corkTurn(frame.length);
+    this.sentSince = true;
     if (frame[0] === FrameType.MSG) this.owe();
     this.stats.bytesOut += frame.length;
     this.stats.framesOut++;
@@ -447,6 +532,7 @@ export class Link {
     const total = head.length + length;
     if (!socket) return this.send(Buffer.concat([head, body.subarray(offset, offset + length)]));
     this.corkTurn(total);
+    this.sentSince = true;
     this.flushBatch(); // frames keep their order
     for (const piece of framePieces(head, body, offset, length, this.opts.role === 'client')) socket.write(piece);
     this.stats.bytesOut += total;
@@ -533,7 +619,8 @@ export class Link {
   };
 
   private readonly onPing = (data: Buffer): void => {
-    this.lastHeard = Date.now();
+    // ws answers it with a pong by itself, now: something sent (the heartbeat's clock restarts)
+    this.lastHeard = this.lastSentAt = Date.now();
     if (this.probes.length > 0) this.answerProbes(true);
     // An adaptive client's ping carries its round trip in microseconds (0: not measured yet).
     if (this.adaptive && this.opts.role === 'server' && data.length === 4) {
@@ -550,7 +637,8 @@ export class Link {
     this.lastHeard = Date.now();
     if (this.probes.length > 0) this.answerProbes(true);
     if (this.adaptive) {
-      if (this.pingSentAt !== 0) this.stats.rttMs = performance.now() - this.pingSentPerf;
+      // A client's pings carry 4 bytes that the pong echoes; an empty pong to a client is a heartbeat (12.2), not an answer.
+      if (this.pingSentAt !== 0 && (this.opts.role === 'server' || data.length === 4)) this.stats.rttMs = performance.now() - this.pingSentPerf;
       return;
     }
     if (data.length === 8 && this.pingSentAt) {

@@ -7,9 +7,14 @@ import { HELLO_TIMEOUT_MS, ID_IN_USE_RETRY_MS, PING_INTERVAL_MS, PONG_TIMEOUT_MS
  * client -> dialer -> link), so no layer picks fields out and none drops one.
  */
 export interface TimingValues {
-  /** keepalive ping interval; the peer port also advertises it in WELCOME.limits.pingIntervalMs */
+  /**
+   * keepalive ping interval P; the peer port also advertises it in WELCOME.limits.pingIntervalMs.
+   * The adaptive keepalive and its heartbeat derive their idle timers from it (PROTOCOL.md 12.1,
+   * 12.2; adaptiveTimers() in link.ts), with the relay's WELCOME value when that is shorter: on
+   * a heartbeat tunnel with the defaults, a dead relay is noticed within 29.5 s idle.
+   */
   readonly pingIntervalMs: number;
-  /** a link with no pong (or other traffic) this long after a ping is dead */
+  /** a link with no pong (or other traffic) this long after a ping is dead (adaptive: at most 2.5 s while ACKs wait or a heartbeat is overdue) */
   readonly pongTimeoutMs: number;
   /** reconnect backoff: first delay and cap (full jitter, see core/runtime/backoff.ts) */
   readonly backoffBaseMs: number;

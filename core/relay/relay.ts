@@ -3,7 +3,7 @@ import type { RelayStatusView } from '../admin/relay-contract.js';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { decodeControl, type Frame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_BATCH, CAPABILITY_NODE, CAPABILITY_PLACEMENT, CAPABILITY_REACHABLE, CAPABILITY_SEALED, FrameType, frameTypeName } from '../protocol/frames.js';
+import { CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_BATCH, CAPABILITY_HEARTBEAT, CAPABILITY_NODE, CAPABILITY_PLACEMENT, CAPABILITY_REACHABLE, CAPABILITY_SEALED, FrameType, frameTypeName } from '../protocol/frames.js';
 import { NameService } from './name-service.js';
 import type { CloseInfo, Link } from '../protocol/link.js';
 import { MAX_MESSAGE_BYTES, MAX_PEERS_PER_CONTACT_POINT, PING_INTERVAL_MS, RELAY_RATE_PER_SENDER } from '../protocol/limits.js';
@@ -390,10 +390,12 @@ export class Relay {
     }
     this.cluster.opened(session);
     const adaptive = hello.env?.capabilities?.includes(CAPABILITY_ADAPTIVE_KEEPALIVE) ?? false;
+    // heartbeat only on top of the adaptive keepalive (PROTOCOL.md 12.2)
+    const heartbeat = adaptive && (hello.env?.capabilities?.includes(CAPABILITY_HEARTBEAT) ?? false);
     const batch = hello.env?.capabilities?.includes(CAPABILITY_BATCH) ?? false;
     // `placement-1`: an operator may ask this cluster node where an office's tunnels are (PROTOCOL.md 17.6).
     const placement = kind === 'external' && this.cluster.places !== undefined && (hello.env?.capabilities?.includes(CAPABILITY_PLACEMENT) ?? false);
-    const taken = [...(adaptive ? [CAPABILITY_ADAPTIVE_KEEPALIVE] : []), ...(batch ? [CAPABILITY_BATCH] : []), ...(placement ? [CAPABILITY_PLACEMENT] : [])];
+    const taken = [...(adaptive ? [CAPABILITY_ADAPTIVE_KEEPALIVE] : []), ...(heartbeat ? [CAPABILITY_HEARTBEAT] : []), ...(batch ? [CAPABILITY_BATCH] : []), ...(placement ? [CAPABILITY_PLACEMENT] : [])];
     link.sendControl(FrameType.WELCOME, {
       version,
       session: session.session,
@@ -403,7 +405,7 @@ export class Relay {
       limits: { maxMessageBytes: this.maxMessageBytes, pingIntervalMs: this.opts.pingIntervalMs ?? PING_INTERVAL_MS },
       ...(taken.length > 0 ? { capabilities: taken } : {}),
     });
-    if (adaptive) link.adaptiveKeepalive();
+    if (adaptive) link.adaptiveKeepalive(undefined, heartbeat);
     if (batch) link.enableBatching();
     if (session.kind === 'contact-point') this.controlServer.offerUdp(session);
     this.logger.info(kind === 'contact-point' ? 'tunnel up' : 'external peer connected', { id: hello.id, session: session.session, remote });

@@ -99,7 +99,7 @@ describe('the one tunnel', () => {
     expect(cp.gateway.status().lastError).toMatch(/certificate/i);
   });
 
-  it('notices a silently dead idle tunnel within the adaptive keepalive\'s bound and comes back when the path does', async () => {
+  it('notices a silently dead idle tunnel within the heartbeat keepalive\'s bound and comes back when the path does', async () => {
     const h = await startHarness();
     cleanups.push(() => h.close());
     const relayPort = Number(new URL(h.relay.url).port);
@@ -112,15 +112,16 @@ describe('the one tunnel', () => {
     await cp.start();
     cleanups.push(() => cp.stop());
     await waitFor(() => cp.gateway.connected, 5_000, 'tunnel up');
-    expect(cp.gateway.keepaliveMode).toBe('adaptive');
+    expect(cp.gateway.keepaliveMode).toBe('heartbeat');
     fwd.blackhole();
     const t0 = Date.now();
     // The dialer's state turns when ws reports the close, just after the socket is dropped.
     await waitFor(() => cp.gateway.status().state === 'reconnecting', 8_000, 'dead tunnel noticed');
     const noticedMs = Date.now() - t0;
-    // FAST, adaptive and idle: a ping after 2 s of silence, pong within 1 s, checks every 0.5 s
-    // (adaptiveTimers; PROTOCOL.md 12.1); slack for a loaded machine.
-    expect(noticedMs).toBeLessThanOrEqual(adaptiveTimers(FAST.pingIntervalMs, FAST.pongTimeoutMs).noticeIdleClientMs + 2_000);
+    // FAST, heartbeat and idle: a ping once nothing was heard for 3.5 s (the heartbeat at P = 1 s
+    // is overdue), pong within 1 s, checks every 0.25 s (adaptiveTimers; PROTOCOL.md 12.2); slack
+    // for a loaded machine.
+    expect(noticedMs).toBeLessThanOrEqual(adaptiveTimers(FAST.pingIntervalMs, FAST.pongTimeoutMs, true).noticeIdleClientMs + 2_000);
     expect(cp.gateway.connected).toBe(false);
     fwd.restore();
     await waitFor(() => cp.gateway.connected, 5_000, 'tunnel back');

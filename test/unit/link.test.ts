@@ -2,11 +2,11 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
-import { decodeControl, decodeFrame, encodeControl, type Frame } from '../../core/protocol/codec.js';
+import { decodeControl, decodeFrame, encodeControl, encodeMsg, type Frame } from '../../core/protocol/codec.js';
 import { ProtocolError } from '../../core/protocol/errors.js';
 import { FrameType } from '../../core/protocol/frames.js';
 import { MAX_FRAME_BYTES } from '../../core/protocol/limits.js';
-import { checkEveryMs, KeepaliveSweep, Link, type CloseInfo } from '../../core/protocol/link.js';
+import { adaptiveTimers, checkEveryMs, KeepaliveSweep, Link, type CloseInfo } from '../../core/protocol/link.js';
 import { Status } from '../../core/protocol/status.js';
 import { silentLogger } from '../../core/runtime/logger.js';
 
@@ -237,4 +237,121 @@ describe('link: keepalive', () => {
     expect(sweep.size).toBe(0);
     expect(sweep.running).toBe(false);
   });
+});
+
+describe('link: heartbeat keepalive (PROTOCOL.md 12.2)', () => {
+  // Scaled down: P = 100 ms, so a heartbeat every 250 ms, a late one after 800 ms, the client's own ping after 2 s of not sending.
+  const P = 100;
+  const PONG = 100;
+  const T = adaptiveTimers(P, PONG, true);
+  const SLACK = 500;
+
+  /** A server Link with the heartbeat on, and what its ws hears. */
+  function heartbeatServer(): { ready: Promise<Link>; closed: Promise<CloseInfo>; pingsHeard: () => number; accept: (ws: WebSocket, socket: Socket) => void } {
+    let setLink!: (l: Link) => void;
+    let setClosed!: (i: CloseInfo) => void;
+    let pings = 0;
+    const ready = new Promise<Link>((r) => (setLink = r));
+    const closed = new Promise<CloseInfo>((r) => (setClosed = r));
+    return {
+      ready,
+      closed,
+      pingsHeard: () => pings,
+      accept: (ws, socket) => {
+        ws.on('ping', () => pings++);
+        const link = new Link(ws, socket, { role: 'server', logger: silentLogger, label: 'unit-server', pingIntervalMs: P, pongTimeoutMs: PONG });
+        link.setHandler({ onFrame: () => undefined, onClose: setClosed });
+        link.adaptiveKeepalive(undefined, true);
+        setLink(link);
+      },
+    };
+  }
+
+  /** A client Link with the heartbeat on, counting the empty pongs (heartbeats) it gets. */
+  function heartbeatClient(ws: WebSocket): { link: Link; closed: Promise<CloseInfo>; beats: () => number; at: number } {
+    let beats = 0;
+    ws.on('pong', (d: Buffer) => void (d.length === 0 && beats++));
+    const link = new Link(ws, undefined, { role: 'client', logger: silentLogger, label: 'unit-client', pingIntervalMs: P, pongTimeoutMs: PONG });
+    const closed = new Promise<CloseInfo>((resolve) => link.setHandler({ onFrame: () => undefined, onClose: resolve }));
+    link.adaptiveKeepalive(P, true);
+    return { link, closed, beats: () => beats, at: Date.now() };
+  }
+
+  it('keeps within 30 s at the defaults: 29.5 s idle, 4.5 s with ACKs waiting; the server beats before the client counts it late', () => {
+    const d = adaptiveTimers(undefined, undefined, true);
+    expect(d.beatMs).toBe(25_000);
+    expect(d.noticeIdleClientMs).toBeLessThanOrEqual(30_000);
+    expect(d.noticeBusyMs).toBeLessThanOrEqual(5_000);
+    expect(d.lateMs).toBeGreaterThanOrEqual(d.beatMs + d.serverIdleTickMs);
+    expect(d.idlePingMs + d.idleTickMs).toBeLessThan(d.silenceLimitMs - 2_000);
+  });
+
+  it('an idle pair: the server sends heartbeats, the client sends no ping until it has sent nothing for 20 P, and both stay up', async () => {
+    const s = heartbeatServer();
+    const server = await startServer(s.accept);
+    const c = heartbeatClient(await openClient(server.url));
+    const sLink = await withTimeout(s.ready, 2_000, 'server link');
+    await new Promise((r) => setTimeout(r, T.idlePingMs - 400));
+    expect(s.pingsHeard()).toBe(1); // the one ping at the switch
+    // one heartbeat every beatMs (+ up to a server tick), none answered
+    expect(c.beats()).toBeGreaterThanOrEqual(Math.floor((T.idlePingMs - 400) / (T.beatMs + T.serverIdleTickMs)) - 1);
+    expect(c.beats()).toBeLessThanOrEqual(Math.ceil((T.idlePingMs - 400) / T.beatMs) + 1);
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(s.pingsHeard()).toBe(2); // the client's own ping, so the server hears it
+    expect(c.link.isOpen && sLink.isOpen).toBe(true);
+    expect(c.link.keepaliveMode).toBe('heartbeat');
+    expect(c.link.stats.rttMs).toBeLessThan(PONG);
+  });
+
+  it('the client notices a server that went silent (no heartbeat, no pong) within lateMs + the short pong timeout, not before lateMs', async () => {
+    let pause: (() => void) | undefined;
+    const s = heartbeatServer();
+    const server = await startServer((ws, socket) => {
+      s.accept(ws, socket);
+      pause = () => {
+        // frozen: reads nothing (no pong), writes nothing (no heartbeat)
+        socket.pause();
+        (socket as unknown as { write: () => boolean }).write = () => true;
+      };
+    });
+    const c = heartbeatClient(await openClient(server.url));
+    await withTimeout(s.ready, 2_000, 'server link');
+    await new Promise((r) => setTimeout(r, 2 * T.beatMs));
+    expect(c.beats()).toBeGreaterThan(0);
+    pause!();
+    const t0 = Date.now();
+    const info = await withTimeout(c.closed, 5_000, 'dead link detection');
+    const elapsed = Date.now() - t0;
+    expect(info.local).toBe(true);
+    expect(info.code).toBe(1006);
+    expect(elapsed).toBeGreaterThanOrEqual(T.lateMs - T.beatMs - T.serverIdleTickMs);
+    expect(elapsed).toBeLessThanOrEqual(T.noticeIdleClientMs + SLACK);
+  });
+
+  it('with a MSG waiting for its ACK the client pings after busyPingMs of silence and gives up busyPongTimeoutMs later', async () => {
+    const server = await startServer((_ws, socket) => socket.pause()); // reads nothing: no pong, no heartbeat
+    const c = heartbeatClient(await openClient(server.url));
+    await new Promise((r) => setTimeout(r, 50));
+    const t0 = Date.now();
+    c.link.send(encodeMsg({ id: 'm1', to: 'sink@hq', from: 'src@relay', payload: Buffer.from('x') }));
+    await withTimeout(c.closed, 5_000, 'dead link detection');
+    const elapsed = Date.now() - t0;
+    expect(elapsed).toBeLessThanOrEqual(T.noticeBusyMs + SLACK);
+    expect(elapsed).toBeLessThan(T.lateMs); // faster than idle
+  });
+
+  it('the server drops a client that sends nothing only after silenceLimitMs (20 P + pong timeout + slack), heartbeating meanwhile', async () => {
+    const s = heartbeatServer();
+    const server = await startServer(s.accept);
+    const bare = await openClient(server.url); // never pings; heartbeats need no answer
+    let beats = 0;
+    bare.on('pong', () => beats++);
+    const t0 = Date.now();
+    const info = await withTimeout(s.closed, T.noticeIdleServerMs + 3_000, 'silent client drop');
+    const elapsed = Date.now() - t0;
+    expect(info.local).toBe(true);
+    expect(elapsed).toBeGreaterThan(T.silenceLimitMs - 100);
+    expect(elapsed).toBeLessThanOrEqual(T.noticeIdleServerMs + SLACK);
+    expect(beats).toBeGreaterThanOrEqual(Math.floor(T.silenceLimitMs / (T.beatMs + T.serverIdleTickMs)) - 1);
+  }, 15_000);
 });
