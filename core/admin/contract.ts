@@ -98,7 +98,14 @@ export interface TunnelView {
   readonly framesOut: number;
   /** registered peers reachable over this one tunnel: sockets the relay does not have to hold */
   readonly peersServed: number;
+  /** the contact point's ping interval (the heartbeat's pace follows the shorter of it and the relay's) */
   readonly keepaliveMs: number;
+  /**
+   * while the tunnel is up: the keepalive the relay took up (PROTOCOL.md 12: `heartbeat`, 12.2;
+   * `adaptive`, 12.1; `fixed`) and how long a dead tunnel takes at worst to be noticed, idle and
+   * with messages waiting for their ACK
+   */
+  readonly keepalive?: { readonly mode: 'heartbeat' | 'adaptive' | 'fixed'; readonly noticeIdleMs: number; readonly noticeBusyMs: number } | undefined;
   readonly proxy: string | undefined;
   /** the relay node of the tunnel above, when the relay is a cluster node (WELCOME `node`) */
   readonly node?: string | undefined;

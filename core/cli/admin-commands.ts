@@ -8,7 +8,7 @@ import { CliError, UsageError } from './errors.js';
 import { readSecretFile } from './flag-files.js';
 import { emit, formatTable, note, say } from './output.js';
 import { ADMIN_FILE, processAlive, readAdminFile, resolveStateDir } from './state-dir.js';
-import { tunnelSlotLines } from '../admin/tunnel-slots.js';
+import { keepaliveText, tunnelSlotLines } from '../admin/tunnel-slots.js';
 
 /**
  * Admin commands against a running contact point (serve or start): peers, policy, status.
@@ -246,6 +246,7 @@ function statusText(snap: Snapshot, now: number): string[] {
           `relay          ${t.relayUrl}${t.proxy ? ` via proxy ${t.proxy}` : ''}`,
           `tunnel         ${tunnel}${t.node !== undefined ? ` (relay node ${t.node})` : ''}`,
           ...tunnelSlotLines(t).map((line) => `               ${line}`),
+          `keepalive      ${keepaliveText(t)}`,
         ]),
     ...(snap.direct
       ? [`direct         ${snap.direct.url}: ${snap.direct.sessions.length} session${snap.direct.sessions.length === 1 ? '' : 's'} (${snap.direct.sessions.map((x) => x.address).join(', ') || 'none'}), ${snap.direct.credentials} credential${snap.direct.credentials === 1 ? '' : 's'}`]

@@ -405,6 +405,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements MuxLink {
       framesOut: sum('framesOut'),
       peersServed: this.opts.registeredNames().length,
       keepaliveMs: this.opts.timing.pingIntervalMs,
+      ...(main.link ? { keepalive: { mode: main.link.keepaliveMode, noticeIdleMs: main.link.keepaliveNotice.idleMs, noticeBusyMs: main.link.keepaliveNotice.busyMs } } : {}),
       proxy: d.proxy,
       ...(main.node !== undefined ? { node: main.node } : {}),
       ...(this.slots.length > 1

@@ -383,6 +383,20 @@ export class Link {
     return this.batching;
   }
 
+  /**
+   * How long this end takes at worst to notice a silent far end (status): `busyMs` while MSGs
+   * wait for their ACK, `idleMs` when nothing waits. Fixed keepalive: two intervals and a pong
+   * timeout either way.
+   */
+  get keepaliveNotice(): { readonly idleMs: number; readonly busyMs: number } {
+    const t = this.timers;
+    if (!t) {
+      const ms = 2 * this.pingIntervalMs + this.pongTimeoutMs;
+      return { idleMs: ms, busyMs: ms };
+    }
+    return { idleMs: this.opts.role === 'client' ? t.noticeIdleClientMs : t.noticeIdleServerMs, busyMs: t.noticeBusyMs };
+  }
+
   /** Whether the adaptive keepalive is on (status, tests). */
   get keepaliveMode(): 'heartbeat' | 'adaptive' | 'fixed' {
     return this.timers?.heartbeat ? 'heartbeat' : this.adaptive ? 'adaptive' : 'fixed';

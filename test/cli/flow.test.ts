@@ -67,6 +67,9 @@ describe('relay + serve + peer join + peers approve + peer send, all through the
     const [list, status] = await Promise.all([cli(['peers', 'list', '--json', '--state', cpState]), cli(['status', '--json', '--state', cpState])]);
     expect(JSON.parse(list.stdout)).toEqual([expect.objectContaining({ name: 'printer', state: 'registered', online: true, messagesIn: 1, admittedBy: 'admin' })]);
     expect(JSON.parse(status.stdout)).toMatchObject({ tunnel: { state: 'connected', relayUrl }, peers: { known: 1, registered: 1, online: 1 } });
+    // the keepalive the relay took up, and the bounds it keeps (PROTOCOL.md 12.2), in words
+    const statusText = await cli(['status', '--state', cpState]);
+    expect(statusText.stdout).toContain('keepalive      heartbeat from the relay · a dead tunnel is noticed within 30 s idle, 5 s with messages waiting');
 
     const revoke = await cli(['peers', 'revoke', 'printer', '--state', cpState]);
     expect(revoke.code, revoke.stderr).toBe(0);

@@ -97,6 +97,11 @@ describe('adaptive keepalive on a real tunnel', () => {
     const { relay, cp, credentials } = await setup();
     expect(cp.gateway.keepaliveMode).toBe('heartbeat');
     expect(tunnelLinkAtRelay(relay)?.keepaliveMode).toBe('heartbeat');
+    // what the admin sees (GUI Tunnel page, status): the mode and the bounds it keeps
+    const k = cp.gateway.status().keepalive;
+    expect(k?.mode).toBe('heartbeat');
+    expect(k!.noticeIdleMs).toBeLessThanOrEqual(30_000);
+    expect(k!.noticeBusyMs).toBeLessThanOrEqual(5_000);
     // an SDK client does not list the capability: its link stays on the fixed pings
     const ext = await client({ role: 'external', url: relay.url, name: 'alice', secret: await credentials.add('external', 'alice') });
     expect(ext.currentLink?.keepaliveMode).toBe('fixed');

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { TunnelView } from '../../../core/admin/contract.js';
+import { keepaliveText } from '../../../core/admin/tunnel-slots.js';
 import { proxyText, reconnectPrompt, tunnelSentence } from './tunnel-view';
 
 const base: TunnelView = {
@@ -35,6 +36,14 @@ describe('the Tunnel view sentence', () => {
 });
 
 describe('the Tunnel view details', () => {
+  it('says which keepalive the relay took up and how soon a dead tunnel is noticed, bounds rounded up', () => {
+    expect(keepaliveText(base)).toBe('ping every 10 s');
+    expect(keepaliveText({ ...base, keepalive: { mode: 'heartbeat', noticeIdleMs: 29_500, noticeBusyMs: 4_500 } })).toBe(
+      'heartbeat from the relay · a dead tunnel is noticed within 30 s idle, 5 s with messages waiting',
+    );
+    expect(keepaliveText({ ...base, keepalive: { mode: 'fixed', noticeIdleMs: 25_000, noticeBusyMs: 25_000 } })).toBe('ping every 10 s · a dead tunnel is noticed within 25 s');
+  });
+
   it('says "none" for no HTTP proxy (not "direct", which is direct mode), else the proxy', () => {
     expect(proxyText(base)).toBe('none');
     expect(proxyText({ ...base, proxy: 'http://proxy.lan:3128' })).toBe('http://proxy.lan:3128');

@@ -2,7 +2,7 @@ import { useState } from 'react';
 import type { DirectView, TunnelView as Tunnel } from '../../../core/admin/contract.js';
 import { ConfirmDialog, type ConfirmRequest } from '../components/confirm-dialog';
 import { useNow } from '../components/use-now';
-import { tunnelSlotText } from '../../../core/admin/tunnel-slots.js';
+import { keepaliveText, tunnelSlotText } from '../../../core/admin/tunnel-slots.js';
 import { formatBytes, formatClock, formatCount, formatDuration } from '../format/units';
 import { reconnectTunnel } from '../store/commands';
 import { useApp, useCtx } from '../store/context';
@@ -160,7 +160,7 @@ export function TunnelView() {
         </div>
         <div>
           <dt>Keepalive</dt>
-          <dd>every {formatDuration(t.keepaliveMs)}</dd>
+          <dd data-testid="tunnel-keepalive">{keepaliveText(t)}</dd>
         </div>
         <div>
           <dt>Proxy</dt>
