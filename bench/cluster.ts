@@ -85,6 +85,12 @@ async function runMessagesAcross(ctx: BenchContext): Promise<void> {
 
     const same = await relaySender(r1, clients, TO, 'bench-same');
     const cross = await relaySender(r2, clients, TO, 'bench-cross');
+    // The SDK seals by default, and sealed messages for one receiver in one turn cross as one
+    // bundle (PROTOCOL.md 19.6), so the nodes route ~1/50 as many frames: plain senders show what
+    // forwarding costs per frame.
+    const samePlain = await relaySender(r1, clients, TO, 'bench-same-plain', 'off');
+    const crossPlain = await relaySender(r2, clients, TO, 'bench-cross-plain', 'off');
+    const plainRuns: { same: LoopResult; cross: LoopResult }[] = [];
 
     const sameRuns: LoopResult[] = [];
     const crossRuns: LoopResult[] = [];
@@ -100,7 +106,12 @@ async function runMessagesAcross(ctx: BenchContext): Promise<void> {
       crossLatency.push(await sink.call('latency'));
       crossRuns.push(c);
       note(`  round ${r + 1}: cross-node ${Math.round(c.msgsPerS)} msgs/s cpu ${JSON.stringify(c.cpu)} io ${JSON.stringify(c.io)} host ${JSON.stringify(c.noise)}`);
+      const sp = await withNatsCpu(nats, () => closedLoop(samePlain, TO, warm, windowMs, [r1, cp, sink]));
+      const cp2 = await withNatsCpu(nats, () => closedLoop(crossPlain, TO, warm, windowMs, [r2, r1, cp, sink]));
+      plainRuns.push({ same: sp, cross: cp2 });
+      note(`  round ${r + 1}: plain (not sealed) same-node ${Math.round(sp.msgsPerS)}, cross-node ${Math.round(cp2.msgsPerS)} msgs/s`);
     }
+    await sink.call('latency'); // the plain rounds' samples are not the paced rounds'
     const sameValue = median(sameRuns.map((p) => p.msgsPerS));
     const crossValue = median(crossRuns.map((p) => p.msgsPerS));
     const all = [...sameRuns, ...crossRuns];
@@ -127,6 +138,31 @@ async function runMessagesAcross(ctx: BenchContext): Promise<void> {
       in_flight: IN_FLIGHT,
       message_bytes: MSG_BYTES,
       topology: 'processes: nats-server (-js), relay nodes r1 and r2, contact point (tunnel on r1), internal SDK receiver; SDK senders in the bench process; all on 127.0.0.1',
+      mode: ctx.quick ? 'quick' : 'full',
+      node: process.version,
+    });
+
+    const plainSame = median(plainRuns.map((p) => p.same.msgsPerS));
+    const plainCross = median(plainRuns.map((p) => p.cross.msgsPerS));
+    emit({
+      name: 'cluster.throughput_plain',
+      description: `cluster.throughput with senders that do not seal (seal off): one frame per message on every hop, so this is what cross-node forwarding costs per frame`,
+      value: Math.round(plainCross),
+      unit: 'msgs/s',
+      rounds: plainRuns.map((p) => Math.round(p.cross.msgsPerS)),
+      baseline_msgs_per_s: Math.round(plainSame),
+      baseline_rounds: plainRuns.map((p) => Math.round(p.same.msgsPerS)),
+      baseline: 'the same, plain sender connected to the office node itself (no NATS on the path)',
+      ratio: round(plainCross / plainSame),
+      target_ratio: TARGET_RATIO,
+      target_met: plainCross / plainSame >= TARGET_RATIO,
+      cpu_pct: plainRuns.map((p) => p.cross.cpu),
+      baseline_cpu_pct: plainRuns.map((p) => p.same.cpu),
+      host: plainRuns.map((p) => p.cross.noise),
+      retransmits: plainRuns.reduce((n, p) => n + p.same.retransmits + p.cross.retransmits, 0),
+      failed: plainRuns.reduce((n, p) => n + p.same.failed + p.cross.failed, 0),
+      in_flight: IN_FLIGHT,
+      message_bytes: MSG_BYTES,
       mode: ctx.quick ? 'quick' : 'full',
       node: process.version,
     });
