@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -138,4 +138,16 @@ export async function echoServer(): Promise<{ port: number; held(): number; clos
       return new Promise<void>((r) => server.close(() => r()));
     },
   };
+}
+
+/** Runs curl (the real client) and collects its output; rejects on a non-zero exit. */
+export function curl(args: string[], timeoutMs = 10_000): Promise<{ stdout: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('curl', ['-sS', '--fail', '--max-time', String(Math.ceil(timeoutMs / 1000)), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => out.push(d));
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    p.once('close', (code) => (code === 0 ? resolve({ stdout: Buffer.concat(out) }) : reject(new Error(`curl ${args.join(' ')} exited ${code}: ${err}`))));
+  });
 }

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
@@ -17,6 +16,7 @@ import { connectNats, openClusterCredentials } from '../../core/relay/cluster-na
 import type { CredentialStore } from '../../core/relay/credentials.js';
 import { FAST, logger, waitFor } from '../helpers.js';
 import { haveNatsServer, NO_NATS_REASON, startNatsServer } from '../nats-fixtures.js';
+import { curl } from '../net-fixtures.js';
 import { cliSuite, type Service } from './cli-process.js';
 
 /**
@@ -363,14 +363,3 @@ describe.skipIf(!haveNatsServer)('port mediation across relay nodes', () => {
   }, 30_000);
 });
 
-/** Runs curl (the real client) and collects its output; rejects on a non-zero exit. */
-function curl(args: string[], timeoutMs = 10_000): Promise<{ stdout: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn('curl', ['-sS', '--fail', '--max-time', String(Math.ceil(timeoutMs / 1000)), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    let err = '';
-    p.stdout.on('data', (d: Buffer) => out.push(d));
-    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    p.once('close', (code) => (code === 0 ? resolve({ stdout: Buffer.concat(out) }) : reject(new Error(`curl ${args.join(' ')} exited ${code}: ${err}`))));
-  });
-}
