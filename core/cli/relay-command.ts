@@ -9,6 +9,7 @@ import {
   MAX_SESSIONS_PER_CREDENTIAL,
   MAX_STREAMS_PER_CONTACT_POINT,
   MAX_STREAMS_PER_EXPOSURE,
+  RELAY_RATE_PER_SENDER,
 } from '../protocol/limits.js';
 import { RelayAdminServer } from '../relay/admin-server.js';
 import { Relay } from '../relay/relay.js';
@@ -35,6 +36,8 @@ import { RELAY_ADMIN_FILE, removeRelayAdminFile, resolveStateDir, writeRelayAdmi
 export const DEFAULT_RELAY_LISTEN = '0.0.0.0:7900';
 /** Largest --max-sessions-per-credential: each session may queue MAX_BUFFERED_BYTES (8 MiB) at the relay. */
 const MAX_SESSIONS_FLAG = 1_024;
+/** --rate-per-sender at most: far above what one sender can push through a relay (~100,000/s here) */
+const MAX_RATE_PER_SENDER_FLAG = 10_000_000;
 /** Largest connection limit the flags accept (each connection holds sockets and buffers). */
 
 const HELP = `Usage: contact-point relay [flags]
@@ -95,6 +98,10 @@ Flags:
                        connections not yet upgraded to a WebSocket (default ${MAX_HTTP_CONNECTIONS})
   --max-http-connections-per-address N
                        the same per source address (default ${MAX_HTTP_CONNECTIONS_PER_ADDRESS})
+  --rate-per-sender N  messages a second one external sender (all sessions of its credential)
+                       may send through the relay, with a burst of 2 s worth (default
+                       ${RELAY_RATE_PER_SENDER}); beyond it its messages are refused RATE_LIMITED (15) and
+                       the SDK sends them again later
 ${metricsFlagsHelp(23)}
   --metrics-per-office series per connected office too (peers, streams, bytes; 6 each), for the
                        --metrics-max-offices connected longest; the others are counted in
@@ -147,6 +154,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
       'max-pending-hellos-per-address': { type: 'string' },
       'max-http-connections': { type: 'string' },
       'max-http-connections-per-address': { type: 'string' },
+      'rate-per-sender': { type: 'string' },
       ...metricsOptions,
       'metrics-per-office': { type: 'boolean' },
       'metrics-max-offices': { type: 'string' },
@@ -188,6 +196,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   const maxExpose = countFlag('--max-expose-connections', values['max-expose-connections']);
   const maxExposePerCp = countFlag('--max-expose-connections-per-cp', values['max-expose-connections-per-cp']);
   const maxSessions = countFlag('--max-sessions-per-credential', values['max-sessions-per-credential'], MAX_SESSIONS_FLAG);
+  const ratePerSender = countFlag('--rate-per-sender', values['rate-per-sender'], MAX_RATE_PER_SENDER_FLAG);
   const caps = {
     maxPendingHellos: countFlag('--max-pending-hellos', values['max-pending-hellos']) ?? MAX_PENDING_HELLOS,
     maxPendingHellosPerAddress: countFlag('--max-pending-hellos-per-address', values['max-pending-hellos-per-address']) ?? MAX_PENDING_HELLOS_PER_ADDRESS,
@@ -246,6 +255,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     ...(maxExpose !== undefined ? { maxExposeConnections: maxExpose } : {}),
     ...(maxExposePerCp !== undefined ? { maxExposeConnectionsPerContactPoint: maxExposePerCp } : {}),
     ...(maxSessions !== undefined ? { maxSessionsPerCredential: maxSessions } : {}),
+    ...(ratePerSender !== undefined ? { ratePerSender } : {}),
     ...(cluster ? { cluster } : {}),
   });
   const shutdown = watchShutdown();

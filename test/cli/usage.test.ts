@@ -3,6 +3,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { PeerClient } from '../../core/peer/peer-client.js';
 import { VERSION } from '../../core/version.js';
 import { cliSuite, startCli } from './cli-process.js';
 
@@ -140,6 +141,46 @@ describe('relay connection caps', () => {
       await relay.stop();
     }
   });
+});
+
+describe('relay --rate-per-sender', () => {
+  it('refuses a rate that is not a whole number in range, naming the flag', async () => {
+    for (const v of ['0', 'fast', '20000000']) {
+      const r = await cli(['relay', '--rate-per-sender', v]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(/--rate-per-sender "[^"]+": expected a whole number from 1 to 10000000/);
+    }
+  });
+
+  it('a sender beyond the rate is refused RATE_LIMITED and sent again later; under the default, 30 messages in one turn are all answered at once', async () => {
+    const burst = async (extra: string[]): Promise<{ answeredIn1s: number; retransmits: number }> => {
+      const state = join(suite.home, `relay-rate-${extra.length}`);
+      const add = await cli(['relay', 'credential', 'add', '--kind', 'external', '--id', 'alice', '--state', state]);
+      expect(add.code, add.stderr).toBe(0);
+      const relay = await startCli(['relay', '--listen', '127.0.0.1:0', '--state', state, '--json', '--log-level', 'error', ...extra], { home: suite.home });
+      const alice = new PeerClient({ role: 'external', url: String(relay.ready.url), name: 'alice', secret: add.stdout.trim(), proxy: null, seal: 'off' });
+      try {
+        alice.start();
+        await alice.ready();
+        // Nobody is behind "nowhere": each message is answered UNKNOWN_CONTACT_POINT once the rate lets it through.
+        let answered = 0;
+        const sends = Array.from({ length: 30 }, (_, i) => alice.send('printer@nowhere', Buffer.from(`m${i}`)).then(() => undefined, () => undefined).finally(() => answered++));
+        await new Promise((r) => setTimeout(r, 1_000));
+        const out = { answeredIn1s: answered, retransmits: alice.stats.retransmits };
+        await alice.stop();
+        await Promise.allSettled(sends);
+        return out;
+      } finally {
+        await relay.stop();
+      }
+    };
+    const limited = await burst(['--rate-per-sender', '5']);
+    // 5 a second with a 2 s burst: 10 at once, then about 5 a second
+    expect(limited.answeredIn1s).toBeLessThan(20);
+    expect(limited.retransmits).toBeGreaterThan(0);
+    const free = await burst([]);
+    expect(free).toEqual({ answeredIn1s: 30, retransmits: 0 });
+  }, 20_000);
 });
 
 describe('relay credential add | list | remove', () => {
