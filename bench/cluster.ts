@@ -90,7 +90,8 @@ async function runMessagesAcross(ctx: BenchContext): Promise<void> {
     // forwarding costs per frame.
     const samePlain = await relaySender(r1, clients, TO, 'bench-same-plain', 'off');
     const crossPlain = await relaySender(r2, clients, TO, 'bench-cross-plain', 'off');
-    const plainRuns: { same: LoopResult; cross: LoopResult }[] = [];
+    const samePlainRuns: LoopResult[] = [];
+    const crossPlainRuns: LoopResult[] = [];
 
     const sameRuns: LoopResult[] = [];
     const crossRuns: LoopResult[] = [];
@@ -108,61 +109,27 @@ async function runMessagesAcross(ctx: BenchContext): Promise<void> {
       note(`  round ${r + 1}: cross-node ${Math.round(c.msgsPerS)} msgs/s cpu ${JSON.stringify(c.cpu)} io ${JSON.stringify(c.io)} host ${JSON.stringify(c.noise)}`);
       const sp = await withNatsCpu(nats, () => closedLoop(samePlain, TO, warm, windowMs, [r1, cp, sink]));
       const cp2 = await withNatsCpu(nats, () => closedLoop(crossPlain, TO, warm, windowMs, [r2, r1, cp, sink]));
-      plainRuns.push({ same: sp, cross: cp2 });
+      samePlainRuns.push(sp);
+      crossPlainRuns.push(cp2);
       note(`  round ${r + 1}: plain (not sealed) same-node ${Math.round(sp.msgsPerS)}, cross-node ${Math.round(cp2.msgsPerS)} msgs/s`);
     }
     await sink.call('latency'); // the plain rounds' samples are not the paced rounds'
-    const sameValue = median(sameRuns.map((p) => p.msgsPerS));
-    const crossValue = median(crossRuns.map((p) => p.msgsPerS));
-    const all = [...sameRuns, ...crossRuns];
     emit({
       name: 'cluster.throughput',
       description: `acked 1 KiB messages to an office through a 2-node relay cluster on one nats-server, ${IN_FLIGHT} in flight: sender on the other node (cross-node) vs on the office's node (same-node, the baseline)`,
-      value: Math.round(crossValue),
-      unit: 'msgs/s',
-      rounds: crossRuns.map((p) => Math.round(p.msgsPerS)),
-      baseline_msgs_per_s: Math.round(sameValue),
-      baseline_rounds: sameRuns.map((p) => Math.round(p.msgsPerS)),
+      ...crossVsSame(sameRuns, crossRuns),
       baseline: 'same receiver, contact point and office node; the external sender connected to the office node itself (no NATS on the path)',
-      ratio: round(crossValue / sameValue),
-      target_ratio: TARGET_RATIO,
-      target_met: crossValue / sameValue >= TARGET_RATIO,
       loaded_one_way_ms: crossLatency.map((l) => ({ p50: round(l.p50), p99: round(l.p99) })),
       baseline_loaded_one_way_ms: sameLatency.map((l) => ({ p50: round(l.p50), p99: round(l.p99) })),
-      cpu_pct: crossRuns.map((p) => p.cpu),
-      baseline_cpu_pct: sameRuns.map((p) => p.cpu),
-      host: crossRuns.map((p) => p.noise),
-      retransmits: all.reduce((n, p) => n + p.retransmits, 0),
-      failed: all.reduce((n, p) => n + p.failed, 0),
-      ...(all.some((p) => p.lastError) ? { last_error: all.find((p) => p.lastError)?.lastError } : {}),
-      in_flight: IN_FLIGHT,
-      message_bytes: MSG_BYTES,
       topology: 'processes: nats-server (-js), relay nodes r1 and r2, contact point (tunnel on r1), internal SDK receiver; SDK senders in the bench process; all on 127.0.0.1',
       mode: ctx.quick ? 'quick' : 'full',
       node: process.version,
     });
-
-    const plainSame = median(plainRuns.map((p) => p.same.msgsPerS));
-    const plainCross = median(plainRuns.map((p) => p.cross.msgsPerS));
     emit({
       name: 'cluster.throughput_plain',
       description: `cluster.throughput with senders that do not seal (seal off): one frame per message on every hop, so this is what cross-node forwarding costs per frame`,
-      value: Math.round(plainCross),
-      unit: 'msgs/s',
-      rounds: plainRuns.map((p) => Math.round(p.cross.msgsPerS)),
-      baseline_msgs_per_s: Math.round(plainSame),
-      baseline_rounds: plainRuns.map((p) => Math.round(p.same.msgsPerS)),
+      ...crossVsSame(samePlainRuns, crossPlainRuns),
       baseline: 'the same, plain sender connected to the office node itself (no NATS on the path)',
-      ratio: round(plainCross / plainSame),
-      target_ratio: TARGET_RATIO,
-      target_met: plainCross / plainSame >= TARGET_RATIO,
-      cpu_pct: plainRuns.map((p) => p.cross.cpu),
-      baseline_cpu_pct: plainRuns.map((p) => p.same.cpu),
-      host: plainRuns.map((p) => p.cross.noise),
-      retransmits: plainRuns.reduce((n, p) => n + p.same.retransmits + p.cross.retransmits, 0),
-      failed: plainRuns.reduce((n, p) => n + p.same.failed + p.cross.failed, 0),
-      in_flight: IN_FLIGHT,
-      message_bytes: MSG_BYTES,
       mode: ctx.quick ? 'quick' : 'full',
       node: process.version,
     });
@@ -408,6 +375,31 @@ async function placedExpose(relayUrl: string, secret: string, port: number): Pro
   }
   await rm(dir, { recursive: true, force: true });
   throw new Error(`contact-point expose --relay ${relayUrl} did not start: ${last}`);
+}
+
+/** The fields of a cross-node vs same-node throughput line: medians, rounds, ratio against the target, CPU, host, failures. */
+function crossVsSame(same: LoopResult[], cross: LoopResult[]): Record<string, unknown> {
+  const sameValue = median(same.map((p) => p.msgsPerS));
+  const crossValue = median(cross.map((p) => p.msgsPerS));
+  const all = [...same, ...cross];
+  return {
+    value: Math.round(crossValue),
+    unit: 'msgs/s',
+    rounds: cross.map((p) => Math.round(p.msgsPerS)),
+    baseline_msgs_per_s: Math.round(sameValue),
+    baseline_rounds: same.map((p) => Math.round(p.msgsPerS)),
+    ratio: round(crossValue / sameValue),
+    target_ratio: TARGET_RATIO,
+    target_met: crossValue / sameValue >= TARGET_RATIO,
+    cpu_pct: cross.map((p) => p.cpu),
+    baseline_cpu_pct: same.map((p) => p.cpu),
+    host: cross.map((p) => p.noise),
+    retransmits: all.reduce((n, p) => n + p.retransmits, 0),
+    failed: all.reduce((n, p) => n + p.failed, 0),
+    ...(all.some((p) => p.lastError) ? { last_error: all.find((p) => p.lastError)?.lastError } : {}),
+    in_flight: IN_FLIGHT,
+    message_bytes: MSG_BYTES,
+  };
 }
 
 /**

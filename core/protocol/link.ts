@@ -390,11 +390,13 @@ export class Link {
    */
   get keepaliveNotice(): { readonly idleMs: number; readonly busyMs: number } {
     const t = this.timers;
-    if (!t) {
-      const ms = 2 * this.pingIntervalMs + this.pongTimeoutMs;
-      return { idleMs: ms, busyMs: ms };
-    }
+    if (!t) return { idleMs: this.fixedSilenceLimitMs, busyMs: this.fixedSilenceLimitMs };
     return { idleMs: this.opts.role === 'client' ? t.noticeIdleClientMs : t.noticeIdleServerMs, busyMs: t.noticeBusyMs };
+  }
+
+  /** Fixed keepalive: a far end heard from not at all for this long is dead (check()). */
+  private get fixedSilenceLimitMs(): number {
+    return 2 * this.pingIntervalMs + this.pongTimeoutMs;
   }
 
   /** Whether the adaptive keepalive is on (status, tests). */
@@ -684,7 +686,7 @@ export class Link {
       } else if (this.pingSentAt && this.lastHeard >= this.pingSentAt && now - this.pingSentAt > this.pongTimeoutMs) {
         this.pingSentAt = 0; // traffic arrived though the pong did not: the link is alive
       }
-    } else if (now - this.lastHeard > 2 * this.pingIntervalMs + this.pongTimeoutMs) {
+    } else if (now - this.lastHeard > this.fixedSilenceLimitMs) {
       // Server side: a client pings every pingInterval; total silence means it is gone.
       this.opts.logger.info('client silent; dropping it', { link: this.opts.label });
       this.terminate();

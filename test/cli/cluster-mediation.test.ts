@@ -12,10 +12,9 @@ import { ContactPoint } from '../../core/contact-point/contact-point.js';
 import { Operator, MediationError } from '../../core/peer/operator.js';
 import type { PortEventBody } from '../../core/protocol/frames.js';
 import { Status } from '../../core/protocol/status.js';
-import { connectNats, openClusterCredentials } from '../../core/relay/cluster-nats.js';
 import type { CredentialStore } from '../../core/relay/credentials.js';
 import { FAST, logger, waitFor } from '../helpers.js';
-import { haveNatsServer, NO_NATS_REASON, startNatsServer } from '../nats-fixtures.js';
+import { haveNatsServer, natsWithCredentials, NO_NATS_REASON } from '../nats-fixtures.js';
 import { curl } from '../net-fixtures.js';
 import { cliSuite, type Service } from './cli-process.js';
 
@@ -93,14 +92,7 @@ interface Cluster {
 
 /** nats-server, relay nodes r1 and r2 (processes), office acme-hq (policy: loopback allowed) with its tunnel on r2. */
 async function cluster(): Promise<Cluster> {
-  const nats = await startNatsServer();
-  suite.cleanup(() => nats.stop());
-  const nc = await connectNats([nats.url], 'test admin', logger);
-  const admin = await openClusterCredentials(nc, logger);
-  suite.cleanup(async () => {
-    admin.stop();
-    await nc.close();
-  });
+  const { nats, admin } = await natsWithCredentials(suite.cleanup, logger);
   const cpSecret = await admin.store.add('contact-point', 'acme-hq');
   const node = (id: string): Promise<Service> => start(['relay', '--cluster', nats.url, '--node-id', id, '--listen', '127.0.0.1:0', '--no-udp', '--json'], { timeoutMs: 15_000 });
   const [r1, r2] = await Promise.all([node('r1'), node('r2')]);

@@ -11,11 +11,10 @@ import { ContactPoint } from '../../core/contact-point/contact-point.js';
 import { Operator } from '../../core/peer/operator.js';
 import { PeerClient } from '../../core/peer/peer-client.js';
 import { Status } from '../../core/protocol/status.js';
-import { connectNats, openClusterCredentials } from '../../core/relay/cluster-nats.js';
 import { CredentialStore } from '../../core/relay/credentials.js';
 import { Relay } from '../../core/relay/relay.js';
 import { FAST, logger, waitFor } from '../helpers.js';
-import { freePort, haveNatsServer, NO_NATS_REASON, startNatsServer } from '../nats-fixtures.js';
+import { freePort, haveNatsServer, natsWithCredentials, NO_NATS_REASON } from '../nats-fixtures.js';
 import { curl } from '../net-fixtures.js';
 import { cliSuite, type Service } from './cli-process.js';
 
@@ -67,14 +66,7 @@ interface Nodes {
  * its own URL, or the URL given (e.g. one where nothing listens).
  */
 async function nodes(ids: string[], advertise: Record<string, string | true>): Promise<Nodes> {
-  const nats = await startNatsServer();
-  suite.cleanup(() => nats.stop());
-  const nc = await connectNats([nats.url], 'test admin', logger);
-  const admin = await openClusterCredentials(nc, logger);
-  suite.cleanup(async () => {
-    admin.stop();
-    await nc.close();
-  });
+  const { nats, nc, admin } = await natsWithCredentials(suite.cleanup, logger);
   const ports = await Promise.all(ids.map(() => freePort()));
   const urls: Record<string, string> = {};
   ids.forEach((id, i) => (urls[id] = `ws://127.0.0.1:${ports[i]}/v1`));
