@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { MediationError, Operator } from '../peer/operator.js';
+import { MediationError, Operator, PLACEMENT_DIAL_TIMEOUT_MS, placementAllowed } from '../peer/operator.js';
 import { MAX_SESSIONS_PER_CREDENTIAL, MAX_STREAMS_PER_EXPOSURE, PING_INTERVAL_MS, PONG_TIMEOUT_MS } from '../protocol/limits.js';
 import { Status, statusName } from '../protocol/status.js';
 import { createLogger, type Logger } from '../runtime/logger.js';
@@ -29,8 +29,6 @@ export const REEXPOSE_RETRY_MS = 2 * PING_INTERVAL_MS + PONG_TIMEOUT_MS + 5_000;
 const REEXPOSE_PAUSE_MS = 1_000;
 /** Placement (PROTOCOL.md 17.6): how often expose asks its relay where the office's tunnels are, to follow it when it re-homes. */
 export const PLACEMENT_CHECK_MS = 2_000;
-/** Placement: how long a session to the node holding the office may take to come up before expose stays where it is. */
-export const PLACEMENT_DIAL_TIMEOUT_MS = 5_000;
 /** Placement: an advertised URL that could not be used is not tried again for this long. */
 export const PLACEMENT_RETRY_MS = 30_000;
 
@@ -383,6 +381,12 @@ async function exposeWith(home: Operator, r: ExposeRun, place: Placement, interr
     else note(`cannot use relay node ${p.node} at ${p.url} (${why}); the exposure stays at ${place.url}, its bytes crossing the cluster`);
   };
 
+  /** A placed session given up: no longer counted as placed, and stopped. */
+  const leave = (o: Operator): Promise<void> => {
+    place.placed.delete(o);
+    return o.stop().catch(() => undefined);
+  };
+
   /** A session to the node `p` names, checked to be that node holding the office; undefined when it is not to be had. */
   const dial = async (p: { node: string; url: string }): Promise<Operator | undefined> => {
     const o = r.dial(p.url);
@@ -411,8 +415,7 @@ async function exposeWith(home: Operator, r: ExposeRun, place: Placement, interr
       return o;
     } catch (err: unknown) {
       placementFailed(p, (err as Error).message);
-      place.placed.delete(o);
-      await o.stop().catch(() => undefined);
+      await leave(o);
       return undefined;
     }
   };
@@ -430,7 +433,8 @@ async function exposeWith(home: Operator, r: ExposeRun, place: Placement, interr
     if (l) {
       place.homeNode = place.node = l.node;
       const target = choose(l);
-      if (target !== 'stay' && target.node !== l.node && target.url !== undefined) {
+      // choose() gives a URL only for another node than this one
+      if (target !== 'stay' && target.url !== undefined) {
         const o = await dial({ node: target.node, url: target.url });
         if (o) switchTo(o, target.url, target.node);
       }
@@ -443,8 +447,7 @@ async function exposeWith(home: Operator, r: ExposeRun, place: Placement, interr
     // Refused on the placed node: home decides (its refusal, or the exposure through the cluster).
     const o = place.active;
     switchTo(home, r.relayUrl, place.homeNode);
-    place.placed.delete(o);
-    void o.stop();
+    void leave(o);
     first = await Promise.race([exposeOnce(r.publicPort), interrupted]);
     if (first === 'signal') return first;
   }
@@ -506,8 +509,7 @@ async function exposeWith(home: Operator, r: ExposeRun, place: Placement, interr
       if (o !== place.active || (s.state !== 'reconnecting' && s.state !== 'stopped')) return;
       placementFailed({ node: place.node ?? '?', url: place.url }, `connection lost: ${s.lastError ?? 'closed'}`);
       switchTo(home, r.relayUrl, place.homeNode);
-      place.placed.delete(o);
-      void o.stop();
+      void leave(o);
       generation++;
       if (r.json) emit('lost', { reason: s.lastError ?? 'connection closed' });
       else note(`connection to the relay node lost (${s.lastError ?? 'closed'}); renewing the exposure at ${r.relayUrl}`);
@@ -591,15 +593,14 @@ async function exposeWith(home: Operator, r: ExposeRun, place: Placement, interr
       const target = choose(l);
       if (target === 'stay') return;
       const gen = generation;
-      const next = target.node === l.node ? home : target.url !== undefined ? await dial({ node: target.node, url: target.url }) : undefined;
+      const next = target.url === undefined ? home : await dial({ node: target.node, url: target.url });
       if (!next || next === place.active) return;
       const nextUrl = next === home ? r.relayUrl : target.url!;
       const got = gen === generation && next.client.currentLink ? await exposeOn(next, r.publicPort) : undefined;
       if (!got || got instanceof MediationError || gen !== generation) {
         if (next !== home) {
           placementFailed({ node: target.node, url: nextUrl }, got instanceof MediationError ? got.message : 'the exposure changed meanwhile');
-          place.placed.delete(next);
-          void next.stop();
+          void leave(next);
         }
         return;
       }
@@ -614,8 +615,7 @@ async function exposeWith(home: Operator, r: ExposeRun, place: Placement, interr
       else for (const line of [...exposedLines(t, publicHost(), current.publicPort, `${t.cp} is now on relay node ${target.node}; exposure moved (${from} is closed):`), ...placedLine()]) note(line);
       if (old === home) void home.unexpose(oldExposure.exposeId).catch(() => undefined);
       else {
-        place.placed.delete(old);
-        void old.stop();
+        void leave(old);
       }
     } finally {
       place.busy = false;
@@ -624,15 +624,6 @@ async function exposeWith(home: Operator, r: ExposeRun, place: Placement, interr
   if (r.placement) place.timer = setInterval(() => void follow(), PLACEMENT_CHECK_MS);
 
   return Promise.race([interrupted, ended]);
-}
-
-/**
- * Whether a session may be placed at `url` when the operator gave `relayUrl`: never from wss:// to
- * plain ws:// (the credential would then cross the network in clear because of what the cluster
- * advertised).
- */
-export function placementAllowed(relayUrl: string, url: string): boolean {
-  return !(relayUrl.startsWith('wss:') && !url.startsWith('wss:'));
 }
 
 function warn(r: ExposeRun, code: number, message: string): void {

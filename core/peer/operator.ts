@@ -9,6 +9,18 @@ import { StreamMux, type MuxStream } from '../protocol/stream-mux.js';
 import { PeerClient, type ExternalPeerOptions } from './peer-client.js';
 import { PendingRequests } from '../protocol/pending-requests.js';
 
+/** Placement (PROTOCOL.md 17.6): how long a session to the node holding an office may take to come up before the operator stays where it is. */
+export const PLACEMENT_DIAL_TIMEOUT_MS = 5_000;
+
+/**
+ * Whether a session may be placed at `url` when the operator gave `relayUrl`: never from wss:// to
+ * plain ws:// (the credential would then cross the network in clear because of what the cluster
+ * advertised).
+ */
+export function placementAllowed(relayUrl: string, url: string): boolean {
+  return !(relayUrl.startsWith('wss:') && !url.startsWith('wss:'));
+}
+
 /** An operator request the relay has not answered by then fails with TIMEOUT. */
 export const OPERATOR_REQUEST_TIMEOUT_MS = 20_000;
 
@@ -131,11 +143,10 @@ export class Operator extends EventEmitter<OperatorEvents> {
     const where = await home.locate(cp).catch(() => undefined);
     if (!where || where.places.length === 0 || where.places.some((p) => p.node === where.node)) return { op: home, placedAt: undefined };
     for (const place of where.places) {
-      // Never from wss:// to plain ws://: the secret would cross the network in clear.
-      if (place.url === undefined || (opts.url.startsWith('wss:') && !place.url.startsWith('wss:'))) continue;
+      if (place.url === undefined || !placementAllowed(opts.url, place.url)) continue;
       const there = new Operator({ ...opts, url: place.url }).start();
       try {
-        await there.ready(Math.min(timeoutMs, 5_000));
+        await there.ready(Math.min(timeoutMs, PLACEMENT_DIAL_TIMEOUT_MS));
         const check = there.placementOffered ? await there.locate(cp) : undefined;
         if (check?.node === place.node && check.places.some((p) => p.node === place.node)) {
           await home.stop();

@@ -2,7 +2,7 @@ import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { connect, type Msg, type NatsConnection, type QueuedIterator, type Subscription } from '@nats-io/transport-node';
 import type { ClusterView } from '../admin/relay-contract.js';
-import { batchLength, decodeFrame, splitBatch, writeBatch } from '../protocol/codec.js';
+import { batchLength, decodeFrame, encodeBatch, splitBatch, writeBatch } from '../protocol/codec.js';
 import { FrameType, MAX_ADVERTISE_URL_LENGTH, offersMediation } from '../protocol/frames.js';
 import { BATCH_FRAME_MAX_BYTES, TUNNEL_SLOTS } from '../protocol/limits.js';
 import { Backoff } from '../runtime/backoff.js';
@@ -590,9 +590,7 @@ export class NatsCluster implements Cluster {
     if (frames.length === 1) return this.publish(route.subject, frames[0]!, route.reply);
     const w = this.writer;
     if (!w) {
-      const batch = Buffer.allocUnsafe(batchLength(frames.length, bytes));
-      writeBatch(batch, 0, frames);
-      return this.publish(route.subject, batch, route.reply);
+      return this.publish(route.subject, encodeBatch(frames, bytes), route.reply);
     }
     if (this.nc.isClosed() || this.nc.isDraining()) return; // the senders retry
     // The PUB line, the BATCH and its CRLF in one buffer: what publish() would queue as three
@@ -697,7 +695,7 @@ export class NatsCluster implements Cluster {
         }
       }
     }
-    return { node: this.node, connected: this.connected, ...tally.sorted((node) => (node === this.node ? this.o.advertiseUrl : this.nodeUrls.get(node))) };
+    return { node: this.node, connected: this.connected, ...tally.sorted((node) => this.urlOf(node)) };
   }
 
   /** The presence key of a session held here. */
@@ -881,11 +879,16 @@ export class NatsCluster implements Cluster {
     this.routesVersion++;
   }
 
+  /** A node's URL for clients (placement): this node's own --advertise-url, else what its heartbeat said. */
+  private urlOf(node: string): string | undefined {
+    return node === this.node ? this.o.advertiseUrl : this.nodeUrls.get(node);
+  }
+
   places(cp: string): NodePlace[] {
     const out: NodePlace[] = [];
     const add = (node: string): void => {
       if (out.some((p) => p.node === node)) return;
-      const url = node === this.node ? this.o.advertiseUrl : this.nodeUrls.get(node);
+      const url = this.urlOf(node);
       out.push({ node, ...(url !== undefined ? { url } : {}) });
     };
     if (this.sessions.tunnelsOf(cp).length > 0) add(this.node);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { placementAllowed } from '../../core/cli/expose-command.js';
+import { placementAllowed } from '../../core/peer/operator.js';
 
 describe('expose placement: which advertised URLs an operator may be placed at', () => {
   it('never from a wss:// relay to a plain ws:// node (the credential would cross in clear); any other way is allowed', () => {
