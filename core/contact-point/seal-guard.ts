@@ -50,13 +50,13 @@ export class SealGuard {
   private readonly peers: Set<string>;
   private readonly bindings: Map<string, { key: string; firstSeen: number }>;
   /**
-   * Addresses that open seal version 2 (AES-256-GCM): LAN peers whose last HELLO said `seal-aes`,
-   * external askers whose KEYS_REQUEST carried FLAG_SEAL_AES. In memory: until one says so again,
-   * its KEYS answers leave the flag off and senders seal in version 1, which it also opens.
+   * The flags of KEYS answers for addresses that open seal version 2 (AES-256-GCM): FLAG_SEAL_AES,
+   * with FLAG_SEAL_BUNDLE for those that also open bundles (version 3). LAN peers whose last
+   * HELLO said `seal-aes` (`seal-bundle`), external askers whose KEYS_REQUEST carried
+   * FLAG_SEAL_AES (FLAG_SEAL_BUNDLE). In memory: until one says so again, its KEYS answers leave
+   * the flags off and senders seal in version 1, which it also opens.
    */
-  private readonly aesReaders = new Set<string>();
-  /** Of those, the ones that also open bundles (seal version 3): `seal-bundle` at hello, FLAG_SEAL_BUNDLE on a KEYS_REQUEST. */
-  private readonly bundleReaders = new Set<string>();
+  private readonly readerFlags = new Map<string, number>();
 
   constructor(
     readonly key: ContactPointKey,
@@ -103,11 +103,11 @@ export class SealGuard {
 
   /** `address` opens seal version 2 (`reads`), or not (any more); and bundles, version 3 (`bundles`), or not. */
   noteAes(address: string, reads: boolean, bundles = false): void {
-    if (!reads) this.aesReaders.delete(address);
+    if (!reads) this.readerFlags.delete(address);
     // At the bound, the rest get version 1 (which every sealing peer opens).
-    else if (this.aesReaders.size < MAX_KEY_BINDINGS + MAX_PEERS_PER_CONTACT_POINT) this.aesReaders.add(address);
-    if (!bundles || !this.aesReaders.has(address)) this.bundleReaders.delete(address);
-    else this.bundleReaders.add(address);
+    else if (this.readerFlags.has(address) || this.readerFlags.size < MAX_KEY_BINDINGS + MAX_PEERS_PER_CONTACT_POINT) {
+      this.readerFlags.set(address, FLAG_SEAL_AES | (bundles ? FLAG_SEAL_BUNDLE : 0));
+    }
   }
 
   isBound(address: string): boolean {
@@ -175,7 +175,7 @@ export class SealGuard {
       }
     }
     const statement: KeysAnswer = this.key.statement(req.to, key, this.now());
-    const flags = (this.aesReaders.has(req.to) ? FLAG_SEAL_AES : 0) | (this.bundleReaders.has(req.to) ? FLAG_SEAL_BUNDLE : 0);
+    const flags = this.readerFlags.get(req.to) ?? 0;
     return encodeMsg({ id: req.id, to: req.from, from: req.to, payload: Buffer.from(JSON.stringify(statement), 'utf8') }, flags, FrameType.KEYS_ANSWER);
   }
 

@@ -116,8 +116,6 @@ interface Pending {
   seal: 'todo' | 'resolving' | 'queued' | 'done';
   /** the bundle it went in (its wire id, bytes and retries are the bundle's), while it is in one */
   bundle: Bundle | undefined;
-  /** never bundled again: its bundle was refused, and it goes alone */
-  alone: boolean;
   /** FLAG_SEALED once sealed */
   flags: number;
   /** what goes on the wire: `plain`, or it sealed */
@@ -494,7 +492,6 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
         reject,
         seal: this.sealMode === 'off' ? 'done' : 'todo',
         bundle: undefined,
-        alone: false,
         flags: 0,
         plain: payload,
         resealed: false,
@@ -585,7 +582,8 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
 
   /** A first transmission to a receiver that opens bundles: it may share a seal with the turn's other messages for it. */
   private mayBundle(p: Pending): boolean {
-    return p.attempts === 0 && !p.alone && !p.resealed && this.keys.bundles(p.to);
+    // Only a first send: a message of a refused bundle, or one resealed, has been sent (its attempts go on from there).
+    return p.attempts === 0 && this.keys.bundles(p.to);
   }
 
   /** Seals `p` at the end of this turn, with the turn's other messages for its receiver (see flushSealTurn). */
@@ -691,14 +689,10 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
       const now = Date.now();
       b.members.forEach((p, i) => {
         if (this.outbox.get(p.id) !== p) return;
+        if (failed?.has(i)) return this.fail(p, code, text);
         this.outbox.delete(p.id);
-        if (failed?.has(i)) {
-          this.stats.refused++;
-          p.reject(new DeliveryError(code, text, p.id));
-        } else {
-          this.stats.delivered++;
-          p.resolve({ id: p.id, to: p.to, elapsedMs: now - b.firstSentAt, attempts: b.attempts });
-        }
+        this.stats.delivered++;
+        p.resolve({ id: p.id, to: p.to, elapsedMs: now - b.firstSentAt, attempts: b.attempts });
       });
       return;
     }
@@ -720,10 +714,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     for (const p of b.members) {
       if (this.outbox.get(p.id) !== p) continue;
       p.bundle = undefined;
-      p.alone = true;
       p.seal = 'todo';
-      p.flags = 0;
-      p.payload = p.plain;
       if (code === Status.BAD_SEAL) p.resealed = true;
       p.attempts = b.attempts;
       p.firstSentAt = b.firstSentAt;
@@ -751,13 +742,8 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     for (const b of this.bundles.values()) {
       if (now >= b.deadline) {
         this.bundles.delete(b.id);
-        const code = b.attempts === 0 || b.lastCode !== Status.OK ? b.lastCode : Status.TIMEOUT;
-        for (const p of b.members) {
-          if (this.outbox.get(p.id) !== p) continue;
-          this.outbox.delete(p.id);
-          this.stats.refused++;
-          p.reject(new DeliveryError(code, `${b.lastReason} (gave up after ${b.attempts} attempts, in a bundle)`, p.id));
-        }
+        const code = b.lastCode !== Status.OK ? b.lastCode : Status.TIMEOUT;
+        for (const p of b.members) if (this.outbox.get(p.id) === p) this.fail(p, code, `${b.lastReason} (gave up after ${b.attempts} attempts, in a bundle)`);
       } else if (b.dueAt !== 0 && now >= b.dueAt) {
         b.lastCode = Status.TIMEOUT;
         b.lastReason = describeStatus(Status.TIMEOUT);
@@ -903,7 +889,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
       }
     }
     for (const b of this.bundles.values()) {
-      if (b.attempts > 0 && there(b.to)) {
+      if (there(b.to)) {
         this.transmitBundle(b);
         resent++;
       }
