@@ -44,6 +44,11 @@ import { ControlChannel, type PortOwner } from './control.js';
 export const MEDIATION_PROBE_MS = 1_000;
 /** A node that does not answer a ping within this is gone: its links end. */
 export const MEDIATION_PROBE_TIMEOUT_MS = 5_000;
+/**
+ * Pings out to one node at once. A ping that reached a node just before it was killed waits out
+ * its timeout; the next second's ping, sent anyway, gets NATS's "no responders" at once.
+ */
+const MEDIATION_PROBES_IN_FLIGHT = Math.ceil(MEDIATION_PROBE_TIMEOUT_MS / MEDIATION_PROBE_MS);
 /** Mediation links one node serves for other nodes' operators at once (beyond: GOAWAY, the request fails CONTACT_POINT_OFFLINE). */
 export const MAX_MEDIATION_LINKS = 4_096;
 /**
@@ -308,8 +313,8 @@ export class ClusterMediation {
   private readonly channelsById = new Map<string, ChannelEnd>();
   /** tunnel's side: `<peer node> <link id>` -> link end */
   private readonly ends = new Map<string, LinkEnd>();
-  /** nodes a ping is out to */
-  private readonly probing = new Set<string>();
+  /** node -> pings out to it */
+  private readonly probing = new Map<string, number>();
   private stopped = false;
   /** this process among the runs of this node id (INSTANCE_CHARS hex digits) */
   private readonly instance = randomBytes(INSTANCE_BYTES).toString('hex');
@@ -458,15 +463,16 @@ export class ClusterMediation {
     for (const c of this.channelsById.values()) peers.add(c.node);
     for (const e of this.ends.values()) peers.add(e.peer);
     for (const peer of peers) {
-      if (this.probing.has(peer)) continue;
-      this.probing.add(peer);
+      const out = this.probing.get(peer) ?? 0;
+      if (out >= MEDIATION_PROBES_IN_FLIGHT) continue;
+      this.probing.set(peer, out + 1);
       this.nc.request(`relay.m.${peer}.ping`, undefined, { timeout: MEDIATION_PROBE_TIMEOUT_MS }).then(
         (reply) => {
-          this.probing.delete(peer);
+          this.probeDone(peer);
           this.restarted(peer, Buffer.from(reply.data).toString());
         },
         (err: unknown) => {
-          this.probing.delete(peer);
+          this.probeDone(peer);
           if (this.stopped || this.nc.isClosed()) return;
           this.peerGone(peer, `relay node ${peer} is gone (${(err as Error).message})`);
         },
@@ -481,7 +487,15 @@ export class ClusterMediation {
     for (const e of [...this.ends.values()]) if (e.peer === peer && e.id.slice(0, INSTANCE_CHARS) !== instance) e.end(reason, false);
   }
 
+  private probeDone(peer: string): void {
+    const out = (this.probing.get(peer) ?? 1) - 1;
+    if (out > 0) this.probing.set(peer, out);
+    else this.probing.delete(peer);
+  }
+
   private peerGone(peer: string, reason: string): void {
+    // An earlier ping to it may fail after a later one ended its links: nothing left to end.
+    if (![...this.channelsById.values()].some((c) => c.node === peer) && ![...this.ends.values()].some((e) => e.peer === peer)) return;
     this.logger.warn('mediation links to a relay node ended', { node: peer, reason });
     for (const c of [...this.channelsById.values()]) if (c.node === peer) this.endChannel(c, reason, false);
     for (const e of [...this.ends.values()]) if (e.peer === peer) e.end(reason, false);
