@@ -19,6 +19,7 @@ import { performance } from 'node:perf_hooks';
 import type { PeerClient } from '../core/peer/peer-client.js';
 import type { BenchContext } from './context.js';
 import type { WorkerHandle } from './ipc.js';
+import { attributeTail, sumTails, type LatencyWithTail, type TailAttribution } from './tail.js';
 import { closedLoop, IN_FLIGHT, MSG_BYTES, PACED_RATE, pacedLoop, relaySender, type LoopResult } from './messages.js';
 import { haveNatsServer, NO_NATS_REASON, startNatsServer, type NatsServer } from './nats-server.js';
 import { measured, PORTS, type BulkResult } from './mediation.js';
@@ -141,12 +142,15 @@ async function runMessagesAcross(ctx: BenchContext): Promise<void> {
     const paced: { same: { p50: number; p99: number }; cross: { p50: number; p99: number }; host: Record<string, number> }[] = [];
     let pacedFailed = 0;
     let pacedError: string | undefined;
+    const tails: { same: TailAttribution[]; cross: TailAttribution[] } = { same: [], cross: [] };
     for (let r = 0; r < rounds; r++) {
       await sink.call('latency');
       const s = await pacedLoop(same, TO, PACED_RATE, pWarm, pWindow, [r1, cp, sink]);
-      const sameL = await sink.call<{ p50: number; p99: number }>('latency');
+      const sameL = await sink.call<LatencyWithTail>('latency', { tail: true });
+      tails.same.push(await attributeTail(sameL.tail ?? [], { sender: 'self', office_node: r1, other_node: r2, cp, receiver: sink }));
       const c = await pacedLoop(cross, TO, PACED_RATE, pWarm, pWindow, [r2, r1, cp, sink]);
-      const crossL = await sink.call<{ p50: number; p99: number }>('latency');
+      const crossL = await sink.call<LatencyWithTail>('latency', { tail: true });
+      tails.cross.push(await attributeTail(crossL.tail ?? [], { sender: 'self', office_node: r1, other_node: r2, cp, receiver: sink }));
       pacedFailed += s.failed + c.failed;
       pacedError ??= s.lastError ?? c.lastError;
       paced.push({ same: sameL, cross: crossL, host: c.noise });
@@ -167,6 +171,9 @@ async function runMessagesAcross(ctx: BenchContext): Promise<void> {
       p50_ms: round(median(paced.map((p) => p.cross.p50))),
       baseline_p50_ms: round(median(paced.map((p) => p.same.p50))),
       rounds: paced.map((p) => ({ p99: round(p.cross.p99), baseline_p99: round(p.same.p99), p50: round(p.cross.p50), baseline_p50: round(p.same.p50), host: p.host })),
+      // the slowest 1% of each round's messages against the GC pauses of each process (bench/tail.ts; nats-server is not watched)
+      tail: sumTails(tails.cross),
+      baseline_tail: sumTails(tails.same),
       failed: pacedFailed,
       ...(pacedError ? { last_error: pacedError } : {}),
       rate_msgs_per_s: PACED_RATE,

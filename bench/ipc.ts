@@ -65,7 +65,10 @@ export class WorkerHandle {
    */
   static async start(script: URL, role: string, config: unknown, execArgv: string[]): Promise<WorkerHandle> {
     installExitHook();
-    const child = fork(script, [role, JSON.stringify(config)], { execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'], serialization: 'json' });
+    // A worker's stdout is dropped (stdout is the bench's JSON lines) unless BENCH_WORKER_STDOUT is set,
+    // e.g. to read the workers' `--trace-gc` lines (BENCH_WORKER_FLAGS) on the terminal.
+    const stdout = process.env.BENCH_WORKER_STDOUT ? 'inherit' : 'ignore';
+    const child = fork(script, [role, JSON.stringify(config)], { execArgv, stdio: ['ignore', stdout, 'inherit', 'ipc'], serialization: 'json' });
     live.add(child);
     child.once('exit', () => live.delete(child));
     const info = await new Promise<ReadyInfo>((resolve, reject) => {

@@ -34,6 +34,7 @@
  *
  * Environment: BENCH_PEERS (default 1000) for the peers group, BENCH_LOG=info|debug for worker logs,
  * BENCH_WORKER_FLAGS="--max-semi-space-size=32" extra node flags for the worker processes,
+ * BENCH_WORKER_STDOUT=1 to let the workers' stdout through (their --trace-gc lines; it mixes with the JSON lines),
  * BENCH_IN_FLIGHT (default 256) for the throughput loop, BENCH_STREAMS (default 1000) for mediation-memory,
  * BENCH_SCRAPE_EVERY_MS (default 1000) for how often metrics-throughput scrapes /metrics.
  */
@@ -56,7 +57,7 @@ import { runOutage } from './outage.js';
 import { runPeers } from './peers.js';
 import { runSealing } from './sealing.js';
 import { runUdpSeal } from './udp-seal.js';
-import { note } from './util.js';
+import { note, watchGc } from './util.js';
 
 const GROUPS: Record<string, readonly string[]> = {
   messages: ['throughput', 'latency'],
@@ -147,6 +148,8 @@ async function main(): Promise<void> {
   };
   note(`mode ${args.quick ? 'quick' : 'full'}; ${args.only.size ? `only ${[...args.only].join(', ')}` : 'all benchmarks'}`);
   const started = Date.now();
+  // The bench process's GC pauses (SDK senders run here): latency tails are checked against them (bench/tail.ts).
+  watchGc();
   await runMessages(ctx);
   await runPeers(ctx);
   await runMediation(ctx);

@@ -18,6 +18,7 @@ import type { WorkerHandle } from './ipc.js';
 import { closedLoop, IN_FLIGHT, MSG_BYTES, PACED_RATE, pacedLoop, payload, type LoopResult } from './messages.js';
 import { emit, median, note, round } from './util.js';
 import { startOfficePath } from './office-path.js';
+import { attributeTail, sumTails, type LatencyWithTail, type TailAttribution } from './tail.js';
 
 export const TARGET_SEALED_RATIO = 0.85;
 export const TARGET_SEALED_P99_DELTA_MS = 0.3;
@@ -60,6 +61,7 @@ export async function runSealing(ctx: BenchContext): Promise<void> {
 
     const closed: Record<Side, LoopResult[]> = { plain: [], sealed: [] };
     const lat: Record<Side, { p50: number; p99: number; rate: number; failed: number }[]> = { plain: [], sealed: [] };
+    const tails: Record<Side, TailAttribution[]> = { plain: [], sealed: [] };
     // The sealed sender's bundles (PROTOCOL.md 19.6) in the closed loops and in the paced ones: how many messages shared a seal.
     const shared = { closed: { bundles: 0, sealed: 0 }, paced: { bundles: 0, sealed: 0 } };
     const tally = async <T>(into: { bundles: number; sealed: number }, side: Side, run: () => Promise<T>): Promise<T> => {
@@ -78,7 +80,8 @@ export async function runSealing(ctx: BenchContext): Promise<void> {
         const t0 = performance.now();
         const p = await tally(shared.paced, side, () => pacedLoop(senders[side], to, PACED_RATE, warm, window, [relay, cp, sink]));
         const wall = performance.now() - t0;
-        const l = await sink.call<{ p50: number; p99: number }>('latency');
+        const l = await sink.call<LatencyWithTail>('latency', { tail: true });
+        tails[side].push(await attributeTail(l.tail ?? [], { sender: 'self', relay, cp, receiver: sink }));
         lat[side].push({ p50: round(l.p50), p99: round(l.p99), rate: Math.round((p.sent / wall) * 1000), failed: p.failed });
         note(`  round ${r + 1}: ${side}: closed loop ${Math.round(c.msgsPerS)} msgs/s; paced ${PACED_RATE} msgs/s p99 ${round(l.p99)} ms`);
       }
@@ -140,6 +143,9 @@ export async function runSealing(ctx: BenchContext): Promise<void> {
       p50_ms_plain: round(median(lat.plain.map((l) => l.p50))),
       rounds_sealed: lat.sealed,
       rounds_plain: lat.plain,
+      // the slowest 1% of each round's messages against the GC pauses of each process (bench/tail.ts)
+      tail_sealed: sumTails(tails.sealed),
+      tail_plain: sumTails(tails.plain),
       // the paced sealed messages, and the bundles some of them shared (those sent in the same turn)
       sealed_messages: shared.paced.sealed,
       bundles: shared.paced.bundles,

@@ -28,6 +28,11 @@ export function stampedPayload(size: number, measured: boolean): Buffer {
   return b;
 }
 
+/** The send time (nowMs()) a stamped payload carries. */
+export function sentStamp(p: Buffer): number {
+  return p.readDoubleLE(0);
+}
+
 /** One-way latency in ms of a measured stamped payload; undefined for unmeasured ones. */
 export function readStamp(p: Buffer): number | undefined {
   return p.length >= 9 && p[8] === 1 ? nowMs() - p.readDoubleLE(0) : undefined;
@@ -67,20 +72,38 @@ export async function pool<T, R>(items: readonly T[], limit: number, fn: (item: 
 /** A fixed-capacity sample buffer: recording never allocates and never grows past `capacity`. */
 export class Samples {
   private readonly data: Float64Array;
+  /** each sample's send time (nowMs()), when kept: what tail() pairs the slowest samples with */
+  private readonly sentAt: Float64Array | undefined;
   private n = 0;
   dropped = 0;
 
-  constructor(capacity: number) {
+  /** `keepSentAt`: also keep each sample's send time (push's second argument), for tail(). */
+  constructor(capacity: number, keepSentAt = false) {
     this.data = new Float64Array(capacity);
+    this.sentAt = keepSentAt ? new Float64Array(capacity) : undefined;
   }
 
   get count(): number {
     return this.n;
   }
 
-  push(v: number): void {
-    if (this.n < this.data.length) this.data[this.n++] = v;
-    else this.dropped++;
+  push(v: number, sentAt = NaN): void {
+    if (this.n < this.data.length) {
+      if (this.sentAt) this.sentAt[this.n] = sentAt;
+      this.data[this.n++] = v;
+    } else this.dropped++;
+  }
+
+  /**
+   * The samples at or above the `p` percentile (nearest rank, as summary()) with their send times,
+   * slowest first, at most `max` of them: [sentAt, latency] pairs (empty unless send times are kept).
+   */
+  tail(p: number, max = 5_000): [number, number][] {
+    const sentAt = this.sentAt;
+    if (!sentAt || this.n === 0) return [];
+    const order = Array.from({ length: this.n }, (_v, i) => i).sort((a, b) => this.data[b]! - this.data[a]!);
+    const keep = Math.min(max, this.n - Math.max(0, Math.ceil((p / 100) * this.n) - 1));
+    return order.slice(0, keep).map((i) => [sentAt[i]!, this.data[i]!]);
   }
 
   clear(): void {
@@ -171,6 +194,20 @@ export function watchGc(): void {
     }
   });
   gcObserver.observe({ entryTypes: ['gc'] });
+}
+
+/**
+ * This process's GC pauses that overlap [from, to] (nowMs() times, comparable across processes):
+ * start (nowMs()), length, and whether it was a full one. watchGc() must have been called.
+ */
+export function gcEventsBetween(from: number, to: number): { at: number; ms: number; full: boolean }[] {
+  const origin = performance.timeOrigin;
+  const out: { at: number; ms: number; full: boolean }[] = [];
+  for (const g of gcLog) {
+    const at = origin + g.at;
+    if (at <= to && at + g.ms >= from) out.push({ at, ms: g.ms, full: g.full });
+  }
+  return out;
 }
 
 /** GC pauses of this process that began in [from, to) (performance.now() times): count, total and longest ms, full ones. */

@@ -35,7 +35,7 @@ import { startScraper } from './metrics.js';
 import { startOffices, type OfficesConfig } from './offices.js';
 import { startNatsReceiver } from './nats-throughput.js';
 import { startForwarder, startLan } from './mediation-services.js';
-import { readStamp, Samples } from './util.js';
+import { gcEventsBetween, readStamp, Samples, sentStamp, watchGc } from './util.js';
 import { startWsForwarder } from './ws-forwarder.js';
 
 type Handler = (args: unknown) => unknown;
@@ -320,7 +320,7 @@ async function startAckServer(): Promise<{ info: ReadyInfo; ops: Record<string, 
  * subnet policy), acks everything, and records the one-way latency of measured messages.
  */
 async function startReceiver(config: { url: string; name: string }): Promise<{ info: ReadyInfo; ops: Record<string, Handler>; stop: () => Promise<void> }> {
-  const samples = new Samples(2_000_000);
+  const samples = new Samples(2_000_000, true);
   let received = 0;
   const client = new PeerClient({
     role: 'peer',
@@ -332,7 +332,7 @@ async function startReceiver(config: { url: string; name: string }): Promise<{ i
     onMessage: (m) => {
       received++;
       const latency = readStamp(m.payload);
-      if (latency !== undefined) samples.push(latency);
+      if (latency !== undefined) samples.push(latency, sentStamp(m.payload));
     },
   });
   client.start();
@@ -344,10 +344,12 @@ async function startReceiver(config: { url: string; name: string }): Promise<{ i
     stop: () => client.stop(),
     ops: {
       received: () => received,
-      latency: () => {
+      // `tail`: also the samples at or above the p99 with their send times (bench/tail.ts)
+      latency: (a) => {
         const s = samples.summary();
+        const tail = (a as { tail?: boolean } | undefined)?.tail ? samples.tail(99) : undefined;
         samples.clear();
-        return s;
+        return tail ? { ...s, tail } : s;
       },
     },
   };
@@ -365,6 +367,8 @@ async function main(): Promise<void> {
   // As `contact-point relay | serve | start` do for the forwarding processes (core/runtime/gc.ts);
   // the harness roles keep node's default.
   if (role === 'relay' || role === 'contact-point') serialScavenges();
+  // Every role's GC pauses, so a latency tail can be put down to the process that paused (bench/tail.ts).
+  watchGc();
   let started;
   try {
     if (role === 'relay') started = await startRelay(config as RelayConfig);
@@ -410,6 +414,8 @@ async function main(): Promise<void> {
           ? () => process.resourceUsage()
           : req.op === 'io'
             ? () => ({ ...io })
+            : req.op === 'gcEvents'
+              ? (a: unknown) => gcEventsBetween((a as { from: number }).from, (a as { to: number }).to)
             : req.op === 'heapSpaces'
               ? () => getHeapSpaceStatistics()
               : req.op === 'heapSnapshot'

@@ -1,10 +1,10 @@
 import { EventEmitter } from 'node:events';
 import { parseAddress } from '../protocol/address.js';
-import { decodeAck, decodeControl, decodeMsg, encodeAck, encodeMsg, type Frame, type MsgFrame } from '../protocol/codec.js';
+import { decodeAck, decodeControl, decodeMsg, encodeAck, encodeMsg, msgFrame, type Frame, type MsgFrame } from '../protocol/codec.js';
 import { Dialer, type DialerStatus } from '../protocol/dialer.js';
 import { DeliveryError, ProtocolError } from '../protocol/errors.js';
 import { CAPABILITY_BATCH, CAPABILITY_REACHABLE, CAPABILITY_SEAL_AES, CAPABILITY_SEAL_BUNDLE, CAPABILITY_SEALED, FLAG_RETRY, FLAG_SEALED, FrameType, frameTypeName, type LookupResultBody, type PeerState, type PresenceBody, type ReachableBody, type RegisterBody } from '../protocol/frames.js';
-import { BUNDLE_ENTRY_OVERHEAD, BUNDLE_MAX_BYTES, BUNDLE_MAX_MESSAGES, BUNDLE_OVERHEAD, envelopeSenderKey, SEAL_MAX_AGE_MS, SEAL_VERSION_BUNDLE, SealError, SealKey, type BundleEntry } from '../protocol/seal.js';
+import { BUNDLE_ENTRY_OVERHEAD, BUNDLE_MAX_BYTES, BUNDLE_MAX_MESSAGES, BUNDLE_OVERHEAD, bundleLength, envelopeSenderKey, SEAL_OVERHEAD, SEAL_MAX_AGE_MS, SEAL_VERSION_BUNDLE, SealError, SealKey, type BundleEntry } from '../protocol/seal.js';
 import { KeyDirectory } from './key-directory.js';
 import { KeyPins } from './key-pins.js';
 import { fingerprint, normalizeFingerprint } from '../protocol/key-statement.js';
@@ -120,6 +120,11 @@ interface Pending {
   flags: number;
   /** what goes on the wire: `plain`, or it sealed */
   payload: Buffer;
+  /**
+   * The MSG frame its seal was written into (payload is a view of it), until its first
+   * transmission sends it as it is; retransmissions encode a new frame (FLAG_RETRY).
+   */
+  frame: Buffer | undefined;
   readonly plain: Buffer;
   /** sealed again once already, after the receiver refused the first seal (BAD_SEAL) */
   resealed: boolean;
@@ -144,6 +149,8 @@ interface Bundle {
   readonly members: Pending[];
   /** the sealed envelope */
   readonly payload: Buffer;
+  /** the MSG frame the envelope was written into, until its first transmission (as Pending.frame) */
+  frame: Buffer | undefined;
   /** the earliest of its messages' deadlines */
   readonly deadline: number;
   attempts: number;
@@ -493,6 +500,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
         seal: this.sealMode === 'off' ? 'done' : 'todo',
         bundle: undefined,
         flags: 0,
+        frame: undefined,
         plain: payload,
         resealed: false,
         attempts: 0,
@@ -512,7 +520,9 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     if (!link || !this.addr) return; // sent on the next WELCOME
     if (p.seal !== 'done') return this.prepareSeal(p);
     const now = Date.now();
-    link.send(encodeMsg({ id: p.id, to: p.to, from: this.addr, payload: p.payload }, p.flags | (p.attempts > 0 ? FLAG_RETRY : 0)));
+    const built = p.frame;
+    p.frame = undefined;
+    link.send(built && p.attempts === 0 ? built : encodeMsg({ id: p.id, to: p.to, from: this.addr, payload: p.payload }, p.flags | (p.attempts > 0 ? FLAG_RETRY : 0)));
     if (p.attempts === 0) {
       p.firstSentAt = now;
       this.stats.sent++;
@@ -567,13 +577,22 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     );
   }
 
+  /**
+   * Seals `p` into the MSG frame that will carry it (one buffer: no envelope built apart and
+   * copied; a sender's garbage per message is what makes its GC pause, and its receivers wait).
+   */
   private sealPending(p: Pending, key: Buffer): boolean {
-    const sealed = this.sealKey.seal({ id: p.id, to: p.to, from: this.addr! }, p.payload, key, Date.now(), undefined, this.keys.version(p.to));
-    if (sealed.length > this.maxMessageBytes) {
-      this.fail(p, Status.TOO_LARGE, `${sealed.length} bytes sealed; the limit is ${this.maxMessageBytes}`);
+    const length = SEAL_OVERHEAD + p.payload.length;
+    if (length > this.maxMessageBytes) {
+      this.fail(p, Status.TOO_LARGE, `${length} bytes sealed; the limit is ${this.maxMessageBytes}`);
       return false;
     }
-    p.payload = sealed;
+    const fields = { id: p.id, to: p.to, from: this.addr! };
+    const frame = msgFrame(fields, length, FLAG_SEALED);
+    const at = frame.length - length;
+    this.sealKey.sealAt(frame, at, fields, p.payload, key, this.keys.version(p.to));
+    p.payload = frame.subarray(at);
+    p.frame = frame;
     p.flags = FLAG_SEALED;
     p.seal = 'done';
     this.stats.sealed++;
@@ -641,10 +660,14 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   private sendBundle(to: string, members: Pending[], key: Buffer): void {
     const id = this.ids.next();
     const entries: BundleEntry[] = members.map((p) => ({ id: p.id, body: p.plain }));
-    const payload = this.sealKey.sealBundle({ id, to, from: this.addr! }, entries, key);
+    const fields = { id, to, from: this.addr! };
+    const length = bundleLength(entries);
+    const frame = msgFrame(fields, length, FLAG_SEALED);
+    const at = frame.length - length;
+    this.sealKey.sealBundleAt(frame, at, fields, entries, key);
     let deadline = Infinity;
     for (const p of members) deadline = Math.min(deadline, p.deadline);
-    const b: Bundle = { id, to, members, payload, deadline, attempts: 0, firstSentAt: 0, dueAt: 0, lastCode: Status.CONTACT_POINT_OFFLINE, lastReason: 'not connected' };
+    const b: Bundle = { id, to, members, payload: frame.subarray(at), frame, deadline, attempts: 0, firstSentAt: 0, dueAt: 0, lastCode: Status.CONTACT_POINT_OFFLINE, lastReason: 'not connected' };
     for (const p of members) {
       p.bundle = b;
       p.seal = 'done';
@@ -659,7 +682,9 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     const link = this.link;
     if (!link || !this.addr) return; // sent on the next WELCOME
     const now = Date.now();
-    link.send(encodeMsg({ id: b.id, to: b.to, from: this.addr, payload: b.payload }, FLAG_SEALED | (b.attempts > 0 ? FLAG_RETRY : 0)));
+    const built = b.frame;
+    b.frame = undefined;
+    link.send(built && b.attempts === 0 ? built : encodeMsg({ id: b.id, to: b.to, from: this.addr, payload: b.payload }, FLAG_SEALED | (b.attempts > 0 ? FLAG_RETRY : 0)));
     if (b.attempts === 0) {
       b.firstSentAt = now;
       this.stats.sent += b.members.length;

@@ -143,16 +143,26 @@ function writeShort(buf: Buffer, o: number, value: string, what: string): number
 
 /** A MSG, or a frame laid out like one (`type`: KEYS_REQUEST, KEYS_ANSWER). */
 export function encodeMsg(msg: { id: string; to: string; from: string; payload: Uint8Array }, flags = 0, type: number = FrameType.MSG): Buffer {
+  const buf = msgFrame(msg, msg.payload.length, flags, type);
+  buf.set(msg.payload, buf.length - msg.payload.length);
+  return buf;
+}
+
+/**
+ * A MSG frame (or one laid out like it) with everything but its payload written: the last
+ * `payloadLength` bytes are left for the caller to fill in place (a seal writes its envelope
+ * there, so the envelope is not built apart and then copied into the frame).
+ */
+export function msgFrame(msg: { id: string; to: string; from: string }, payloadLength: number, flags = 0, type: number = FrameType.MSG): Buffer {
   const idLen = shortString(msg.id, 'message id');
   if (idLen > MAX_MESSAGE_ID_LENGTH) throw new RangeError(`message id longer than ${MAX_MESSAGE_ID_LENGTH}`);
   const toLen = shortString(msg.to, 'to address');
   const fromLen = shortString(msg.from, 'from address');
-  const buf = Buffer.allocUnsafe(HEADER_BYTES + 3 + idLen + toLen + fromLen + msg.payload.length);
+  const buf = Buffer.allocUnsafe(HEADER_BYTES + 3 + idLen + toLen + fromLen + payloadLength);
   header(buf, type, flags, 0);
   let o = writeShort(buf, HEADER_BYTES, msg.id, 'message id');
   o = writeShort(buf, o, msg.to, 'to address');
-  o = writeShort(buf, o, msg.from, 'from address');
-  buf.set(msg.payload, o);
+  writeShort(buf, o, msg.from, 'from address');
   return buf;
 }
 

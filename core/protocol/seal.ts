@@ -73,6 +73,8 @@ const SEAL_INFO_V2 = Buffer.from('contact-point seal v2', 'latin1');
 /** version 3's (bundles): the same cipher as version 2, but its own key all the same */
 const SEAL_INFO_V3 = Buffer.from('contact-point seal v3', 'latin1');
 const AAD_LABEL = Buffer.from('contact-point seal aad v1\0', 'latin1');
+/** aadInto's buffer: the label, a bundle's header and three fields of at most 255 characters fit. */
+const AAD_SCRATCH = Buffer.allocUnsafeSlow(1024);
 
 /**
  * A receiver refuses a sealed message older than this (its sealed time; BAD_SEAL): replays
@@ -204,8 +206,18 @@ export class SealKey {
 
   /** Seals `body` of message `id` from `from` to `to` for the recipient key `recipientRaw`, in envelope `version`. */
   seal(msg: SealedFields, body: Uint8Array, recipientRaw: Buffer, now = Date.now(), nonce?: Buffer, version: SealVersion = SEAL_VERSION): Buffer {
+    const out = Buffer.allocUnsafe(SEAL_OVERHEAD + body.length);
+    this.sealAt(out, 0, msg, body, recipientRaw, version, now, nonce);
+    return out;
+  }
+
+  /**
+   * As seal(), written at out[at] (SEAL_OVERHEAD + body.length bytes from there to out's end):
+   * the caller's buffer, e.g. the MSG frame that will carry the envelope.
+   */
+  sealAt(out: Buffer, at: number, msg: SealedFields, body: Uint8Array, recipientRaw: Buffer, version: SealVersion = SEAL_VERSION, now = Date.now(), nonce?: Buffer): void {
     const pair = this.sealPair(recipientRaw);
-    return sealInto(version, pair.keys[version], this.publicRaw, pair.otherId, msg, body, now, nonce ?? this.nonces);
+    sealInto(out, at, version, pair.keys[version], this.publicRaw, pair.otherId, msg, body, now, nonce ?? this.nonces);
   }
 
   /**
@@ -214,8 +226,15 @@ export class SealKey {
    * entries break the bundle's bounds (a caller's mistake, not the far end's).
    */
   sealBundle(msg: SealedFields, entries: readonly BundleEntry[], recipientRaw: Buffer, now = Date.now(), nonce?: Buffer): Buffer {
+    const out = Buffer.allocUnsafe(bundleLength(entries));
+    this.sealBundleAt(out, 0, msg, entries, recipientRaw, now, nonce);
+    return out;
+  }
+
+  /** As sealBundle(), written at out[at] (bundleLength(entries) bytes from there to out's end). */
+  sealBundleAt(out: Buffer, at: number, msg: SealedFields, entries: readonly BundleEntry[], recipientRaw: Buffer, now = Date.now(), nonce?: Buffer): void {
     const pair = this.sealPair(recipientRaw);
-    return sealBundleWith(pair.keys[SEAL_VERSION_BUNDLE], this.publicRaw, pair.otherId, msg, entries, now, nonce ?? this.nonces);
+    sealBundleInto(out, at, pair.keys[SEAL_VERSION_BUNDLE], this.publicRaw, pair.otherId, msg, entries, now, nonce ?? this.nonces);
   }
 
   private sealPair(recipientRaw: Buffer): Pair {
@@ -377,8 +396,16 @@ export function derivePairKeys(own: KeyObject, ownRaw: Buffer, otherRaw: Buffer)
 
 /** The additional data: a label, the envelope header, and id, to, from (each with a u8 length). */
 export function sealAad(header: Buffer, msg: SealedFields): Buffer {
-  // One allocation (from Buffer's pool): this runs for every message sealed or opened.
-  const out = Buffer.allocUnsafe(AAD_LABEL.length + header.length + 3 + msg.id.length + msg.to.length + msg.from.length);
+  return Buffer.from(aadInto(header, msg));
+}
+
+/**
+ * The additional data in a buffer the process reuses (setAAD copies it at once): this runs for
+ * every message sealed or opened, and a buffer per message is garbage the GC must sweep.
+ */
+function aadInto(header: Buffer, msg: SealedFields): Buffer {
+  const length = AAD_LABEL.length + header.length + 3 + msg.id.length + msg.to.length + msg.from.length;
+  const out = length <= AAD_SCRATCH.length ? AAD_SCRATCH.subarray(0, length) : Buffer.allocUnsafe(length);
   let o = AAD_LABEL.copy(out, 0);
   o += header.copy(out, o);
   o = writeField(out, o, msg.id);
@@ -394,34 +421,69 @@ function writeField(out: Buffer, o: number, field: string): number {
 
 /** The envelope for `body`, with a given pair key, nonce and time (sealKey.seal draws the nonce). */
 export function sealWith(pairKey: Buffer, senderRaw: Buffer, recipientId: Buffer, msg: SealedFields, body: Uint8Array, now: number, nonce: Buffer, version: SealVersion = SEAL_VERSION): Buffer {
-  return sealInto(version, pairKey, senderRaw, recipientId, msg, body, now, nonce);
+  const out = Buffer.allocUnsafe(SEAL_OVERHEAD + body.length);
+  sealInto(out, 0, version, pairKey, senderRaw, recipientId, msg, body, now, nonce);
+  return out;
 }
 
 /**
- * Builds the envelope in one buffer: the header is written in place, `t ‖ body` is enciphered
- * with one update (one buffer from the cipher instead of two), and the tag follows.
+ * The plaintext handed to cipher.update (time ‖ body, or a bundle's time and entries) is built in
+ * one buffer the process reuses, since update copies its input at once: a sealed message then
+ * costs the GC only its envelope and the cipher's output, not a third copy. Zeroed after each
+ * use, so no payload stays in it. Plaintexts above its size get a buffer of their own.
  */
-function sealInto(version: SealVersion, pairKey: Buffer, senderRaw: Buffer, recipientId: Buffer, msg: SealedFields, body: Uint8Array, now: number, nonce: Buffer | NoncePool): Buffer {
-  const out = Buffer.allocUnsafe(SEAL_OVERHEAD + body.length);
-  out[0] = version;
-  senderRaw.copy(out, SENDER_AT);
-  recipientId.copy(out, RECIPIENT_AT);
-  if (nonce instanceof NoncePool) nonce.fill(out, NONCE_AT);
-  else nonce.copy(out, NONCE_AT);
-  const plain = Buffer.allocUnsafe(TIME_BYTES + body.length);
-  // u64 BE milliseconds, written as two u32 (no BigInt per message)
+const PLAIN_SCRATCH_BYTES = 128 * 1024;
+let plainScratch: Buffer | undefined;
+
+function plainBuffer(length: number): Buffer {
+  if (length > PLAIN_SCRATCH_BYTES) return Buffer.allocUnsafe(length);
+  plainScratch ??= Buffer.allocUnsafeSlow(PLAIN_SCRATCH_BYTES);
+  return plainScratch.subarray(0, length);
+}
+
+/** The envelope's clear header at out[at]: version, sender key, recipient key id, a nonce. */
+function writeSealHeader(out: Buffer, at: number, version: number, senderRaw: Buffer, recipientId: Buffer, nonce: Buffer | NoncePool): void {
+  out[at] = version;
+  senderRaw.copy(out, at + SENDER_AT);
+  recipientId.copy(out, at + RECIPIENT_AT);
+  if (nonce instanceof NoncePool) nonce.fill(out, at + NONCE_AT);
+  else nonce.copy(out, at + NONCE_AT);
+}
+
+/** u64 BE milliseconds at plain[0], written as two u32 (no BigInt per message). */
+function writeTime(plain: Buffer, now: number): void {
   plain.writeUInt32BE(Math.floor(now / 2 ** 32), 0);
   plain.writeUInt32BE(now >>> 0, 4);
-  plain.set(body, TIME_BYTES);
-  const nonceBytes = out.subarray(NONCE_AT, SEAL_HEADER_BYTES);
+}
+
+/**
+ * Enciphers `plain` behind the clear header out[at, at + headerBytes) (the AAD's, with `msg`),
+ * writing ciphertext and tag after it; then zeroes `plain` (it may be the scratch buffer).
+ */
+function encipherAfter(out: Buffer, at: number, headerBytes: number, aes: boolean, pairKey: Buffer, msg: SealedFields, plain: Buffer): void {
+  const nonce = out.subarray(at + NONCE_AT, at + SEAL_HEADER_BYTES);
   const tag = { authTagLength: SEAL_TAG_BYTES };
-  const cipher = version === SEAL_VERSION_AES ? createCipheriv('aes-256-gcm', pairKey, nonceBytes, tag) : createCipheriv('chacha20-poly1305', pairKey, nonceBytes, tag);
-  cipher.setAAD(sealAad(out.subarray(0, SEAL_HEADER_BYTES), msg), { plaintextLength: plain.length });
-  let o = SEAL_HEADER_BYTES;
+  const cipher = aes ? createCipheriv('aes-256-gcm', pairKey, nonce, tag) : createCipheriv('chacha20-poly1305', pairKey, nonce, tag);
+  cipher.setAAD(aadInto(out.subarray(at, at + headerBytes), msg), { plaintextLength: plain.length });
+  let o = at + headerBytes;
   o += cipher.update(plain).copy(out, o);
   o += cipher.final().copy(out, o);
   cipher.getAuthTag().copy(out, o);
-  return out;
+  plain.fill(0);
+}
+
+/**
+ * Writes the envelope of `body` at out[at] (out has SEAL_OVERHEAD + body.length bytes from at):
+ * the header in place, `t ‖ body` enciphered with one update, then the tag. The caller's buffer
+ * may be the MSG frame that carries it (PeerClient), so the envelope is never copied.
+ */
+function sealInto(out: Buffer, at: number, version: SealVersion, pairKey: Buffer, senderRaw: Buffer, recipientId: Buffer, msg: SealedFields, body: Uint8Array, now: number, nonce: Buffer | NoncePool): void {
+  if (out.length - at !== SEAL_OVERHEAD + body.length) throw new RangeError(`an envelope of a ${body.length}-byte body takes ${SEAL_OVERHEAD + body.length} bytes, not ${out.length - at}`);
+  writeSealHeader(out, at, version, senderRaw, recipientId, nonce);
+  const plain = plainBuffer(TIME_BYTES + body.length);
+  writeTime(plain, now);
+  plain.set(body, TIME_BYTES);
+  encipherAfter(out, at, SEAL_HEADER_BYTES, version === SEAL_VERSION_AES, pairKey, msg, plain);
 }
 
 /** The sealed time and body (the envelope's version, already checked, picks the cipher); BAD_SEAL when the tag does not verify. */
@@ -435,7 +497,7 @@ function decipher(pairKey: Buffer, msg: SealedFields, envelope: Buffer, headerBy
   const nonce = envelope.subarray(NONCE_AT, SEAL_HEADER_BYTES);
   const tag = { authTagLength: SEAL_TAG_BYTES };
   const d = aes ? createDecipheriv('aes-256-gcm', pairKey, nonce, tag) : createDecipheriv('chacha20-poly1305', pairKey, nonce, tag);
-  d.setAAD(sealAad(envelope.subarray(0, headerBytes), msg), { plaintextLength: tagAt - headerBytes });
+  d.setAAD(aadInto(envelope.subarray(0, headerBytes), msg), { plaintextLength: tagAt - headerBytes });
   d.setAuthTag(envelope.subarray(tagAt));
   const plain = d.update(envelope.subarray(headerBytes, tagAt));
   try {
@@ -446,24 +508,32 @@ function decipher(pairKey: Buffer, msg: SealedFields, envelope: Buffer, headerBy
   return plain;
 }
 
-/** A bundle's envelope (version 3) with a given pair key, nonce and time (sealKey.sealBundle draws the nonce). */
-export function sealBundleWith(pairKey: Buffer, senderRaw: Buffer, recipientId: Buffer, msg: SealedFields, entries: readonly BundleEntry[], now: number, nonce: Buffer | NoncePool): Buffer {
+/** The length of a bundle's envelope (version 3) carrying `entries`; a RangeError when they break the bundle's bounds. */
+export function bundleLength(entries: readonly BundleEntry[]): number {
   if (entries.length < 1 || entries.length > BUNDLE_MAX_MESSAGES) throw new RangeError(`a bundle carries 1 to ${BUNDLE_MAX_MESSAGES} messages, not ${entries.length}`);
-  let plainLength = TIME_BYTES;
+  let length = BUNDLE_OVERHEAD;
   for (const e of entries) {
     if (e.id.length < 1 || e.id.length > MAX_BUNDLED_ID_LENGTH) throw new RangeError(`bundled id "${e.id}": 1 to ${MAX_BUNDLED_ID_LENGTH} characters`);
-    plainLength += BUNDLE_ENTRY_OVERHEAD + e.id.length + e.body.length;
+    length += BUNDLE_ENTRY_OVERHEAD + e.id.length + e.body.length;
   }
-  const out = Buffer.allocUnsafe(BUNDLE_HEADER_BYTES + plainLength + SEAL_TAG_BYTES);
-  out[0] = SEAL_VERSION_BUNDLE;
-  senderRaw.copy(out, SENDER_AT);
-  recipientId.copy(out, RECIPIENT_AT);
-  if (nonce instanceof NoncePool) nonce.fill(out, NONCE_AT);
-  else nonce.copy(out, NONCE_AT);
-  out[SEAL_HEADER_BYTES] = entries.length;
-  const plain = Buffer.allocUnsafe(plainLength);
-  plain.writeUInt32BE(Math.floor(now / 2 ** 32), 0);
-  plain.writeUInt32BE(now >>> 0, 4);
+  return length;
+}
+
+/** A bundle's envelope (version 3) with a given pair key, nonce and time (sealKey.sealBundle draws the nonce). */
+export function sealBundleWith(pairKey: Buffer, senderRaw: Buffer, recipientId: Buffer, msg: SealedFields, entries: readonly BundleEntry[], now: number, nonce: Buffer | NoncePool): Buffer {
+  const out = Buffer.allocUnsafe(bundleLength(entries));
+  sealBundleInto(out, 0, pairKey, senderRaw, recipientId, msg, entries, now, nonce);
+  return out;
+}
+
+/** Writes a bundle's envelope at out[at] (out has bundleLength(entries) bytes from at), as sealInto does for one message. */
+function sealBundleInto(out: Buffer, at: number, pairKey: Buffer, senderRaw: Buffer, recipientId: Buffer, msg: SealedFields, entries: readonly BundleEntry[], now: number, nonce: Buffer | NoncePool): void {
+  const length = bundleLength(entries);
+  if (out.length - at !== length) throw new RangeError(`this bundle's envelope takes ${length} bytes, not ${out.length - at}`);
+  writeSealHeader(out, at, SEAL_VERSION_BUNDLE, senderRaw, recipientId, nonce);
+  out[at + SEAL_HEADER_BYTES] = entries.length;
+  const plain = plainBuffer(length - BUNDLE_HEADER_BYTES - SEAL_TAG_BYTES);
+  writeTime(plain, now);
   let o = TIME_BYTES;
   for (const e of entries) {
     plain[o] = e.id.length;
@@ -473,11 +543,5 @@ export function sealBundleWith(pairKey: Buffer, senderRaw: Buffer, recipientId: 
     plain.set(e.body, o);
     o += e.body.length;
   }
-  const cipher = createCipheriv('aes-256-gcm', pairKey, out.subarray(NONCE_AT, SEAL_HEADER_BYTES), { authTagLength: SEAL_TAG_BYTES });
-  cipher.setAAD(sealAad(out.subarray(0, BUNDLE_HEADER_BYTES), msg), { plaintextLength: plain.length });
-  o = BUNDLE_HEADER_BYTES;
-  o += cipher.update(plain).copy(out, o);
-  o += cipher.final().copy(out, o);
-  cipher.getAuthTag().copy(out, o);
-  return out;
+  encipherAfter(out, at, BUNDLE_HEADER_BYTES, true, pairKey, msg, plain);
 }

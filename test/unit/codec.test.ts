@@ -9,6 +9,7 @@ import {
   encodeControl,
   encodeMsg,
   HEADER_BYTES,
+  msgFrame,
   type Frame,
 } from '../../core/protocol/codec.js';
 import { ProtocolError } from '../../core/protocol/errors.js';
@@ -129,6 +130,16 @@ describe('codec details', () => {
     const m = decodeMsg(decodeFrame(raw));
     expect(m.payload.buffer).toBe(raw.buffer);
     expect(m.payload.byteOffset).toBe(raw.byteOffset + raw.length - 3);
+  });
+
+  it('msgFrame leaves the payload\'s room at the end for the caller (a seal written in place), the rest as encodeMsg writes it', () => {
+    const msg = { id: 'm-1', to: 'printer@acme-hq', from: 'tech@relay' };
+    const payload = Buffer.from('sealed in place');
+    const frame = msgFrame(msg, payload.length, 0x04);
+    payload.copy(frame, frame.length - payload.length);
+    expect(frame.equals(encodeMsg({ ...msg, payload }, 0x04))).toBe(true);
+    expect(decodeMsg(decodeFrame(frame)).payload.toString()).toBe('sealed in place');
+    expect(() => msgFrame({ ...msg, to: 'bad address' }, 1)).toThrow(RangeError);
   });
 
   it('writes the channel big-endian in bytes 2-5 and reads it back unsigned', () => {

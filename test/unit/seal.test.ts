@@ -134,6 +134,34 @@ describe('sealed payloads (test/vectors/seal.json)', () => {
     expect(nonces.size).toBe(n);
   });
 
+  it('seals in place at an offset of a caller\'s buffer (the MSG frame) exactly as seal() does, leaving the bytes before it alone', () => {
+    for (const x of v.validV2) {
+      const body = hex(x.bodyHex);
+      const frame = Buffer.alloc(37 + SEAL_OVERHEAD + body.length, 0xab);
+      sender.sealAt(frame, 37, x, body, recipient.publicRaw, SEAL_VERSION_AES, x.sealedAt, hex(x.nonceHex));
+      expect(frame.subarray(37).toString('hex'), x.name).toBe(x.envelopeHex);
+      expect(frame.subarray(0, 37).every((b) => b === 0xab)).toBe(true);
+      // a wrong amount of room is the caller's mistake, said as such
+      expect(() => sender.sealAt(Buffer.alloc(frame.length + 1), 37, x, body, recipient.publicRaw, SEAL_VERSION_AES)).toThrow(RangeError);
+    }
+    // One process-wide plaintext buffer: seals of different sizes one after another each open to their own body.
+    const b = SealKey.generate();
+    const msg = { id: 'm1', to: 'b@hq', from: 'a@relay' };
+    const bodies = [Buffer.alloc(2_000, 1), Buffer.alloc(10, 2), Buffer.alloc(200_000, 3), Buffer.alloc(1, 4)];
+    const sealed = bodies.map((body) => sender.seal(msg, body, b.publicRaw));
+    sealed.forEach((env, i) => expect(b.open(msg, env).equals(bodies[i]!)).toBe(true));
+  });
+
+  it('seals a bundle in place exactly as sealBundle() does', () => {
+    const x = v.validV3[0]!;
+    const entries = x.entries.map((e) => ({ id: e.id, body: hex(e.bodyHex) }));
+    const env = hex(x.envelopeHex);
+    const frame = Buffer.alloc(20 + env.length, 0xcd);
+    sender.sealBundleAt(frame, 20, x, entries, recipient.publicRaw, x.sealedAt, hex(x.nonceHex));
+    expect(frame.subarray(20).equals(env)).toBe(true);
+    expect(frame.subarray(0, 20).every((b) => b === 0xcd)).toBe(true);
+  });
+
   it('reads the clear header the contact point checks', () => {
     const hdr = readEnvelopeHeader(hex(v.valid[0]!.envelopeHex));
     expect(hdr.version).toBe(1);
