@@ -24,6 +24,7 @@ import { negotiateVersion } from '../protocol/version.js';
 import { FairSlots, releaseOnClose, sourceKey, type EvictReason } from '../runtime/fair-slots.js';
 import { createGuardedServer, refuseUpgrade, type HttpLimits } from '../runtime/http-guard.js';
 import type { Logger } from '../runtime/logger.js';
+import { ChurnTable } from '../runtime/churn-table.js';
 import { TokenBucket } from '../runtime/token-bucket.js';
 import { closeServer, listen } from '../runtime/server-lifecycle.js';
 
@@ -48,8 +49,8 @@ export interface PeerSession {
   readonly link: Link;
   readonly remote: string;
   readonly session: string;
-  /** messages delivered to this peer and not yet acknowledged, by `from\nid` */
-  readonly inflight: Map<string, InFlight>;
+  /** messages delivered to this peer and not yet acknowledged, by `from\nid` (a ChurnTable: one entry per message in flight, core/runtime/churn-table.ts) */
+  readonly inflight: ChurnTable<InFlight>;
   /** its MSG rate (CONTACT_POINT_RATE_PER_PEER) */
   readonly bucket: TokenBucket;
   /** its REGISTER rate (MAX_REGISTER_PER_MINUTE) */
@@ -237,7 +238,7 @@ export class PeerPort {
       link,
       remote,
       session: randomBytes(9).toString('base64url'),
-      inflight: new Map(),
+      inflight: new ChurnTable(),
       bucket: new TokenBucket(this.opts.ratePerPeer ?? CONTACT_POINT_RATE_PER_PEER),
       registerBucket: TokenBucket.perMinute(MAX_REGISTER_PER_MINUTE),
       congestedSince: 0,

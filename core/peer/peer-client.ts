@@ -21,6 +21,7 @@ import { describeStatus, isRetryable, Status } from '../protocol/status.js';
 import { resolveTiming, type TimingOptions } from '../protocol/timing.js';
 import { OFFERED_VERSIONS } from '../protocol/version.js';
 import { silentLogger, type Logger } from '../runtime/logger.js';
+import { ChurnTable } from '../runtime/churn-table.js';
 import { DedupeWindow } from './dedupe.js';
 import { MessageIds } from './message-ids.js';
 import type { PeerIdentity } from './identity.js';
@@ -184,9 +185,10 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   private readonly lookups = new Map<number, { resolve: (r: LookupResult) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   /** presence subscriptions: address -> listeners (SUBSCRIBE is sent again after every reconnect) */
   private readonly presence = new Map<string, Set<(p: PresenceBody) => void>>();
-  private readonly outbox = new Map<string, Pending>();
+  /** messages awaiting their ACK, by id (a ChurnTable, not a Map: see core/runtime/churn-table.ts) */
+  private readonly outbox = new ChurnTable<Pending>();
   private readonly dedupe: DedupeWindow;
-  private readonly processing = new Set<string>();
+  private readonly processing = new ChurnTable<true>();
   private readonly logger: Logger;
   private readonly ids = new MessageIds();
   private sweeper: NodeJS.Timeout | undefined;
@@ -217,9 +219,15 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   /** the contact point's key did not match the pin: nothing is sealed or sent until a new client */
   private keyFailure: SealError | undefined;
   /** sealed bundles awaiting their ACK, by wire id */
-  private readonly bundles = new Map<string, Bundle>();
-  /** messages of this turn to be sealed at its end, by receiver (bundled when there are several) */
-  private readonly sealTurn = new Map<string, Pending[]>();
+  private readonly bundles = new ChurnTable<Bundle>();
+  /**
+   * Messages of this turn to be sealed at its end, by receiver (bundled when there are several).
+   * A new Map each turn, never clear(): V8 links a cleared Map's old table to its new one, so
+   * once a table is in the old generation every later turn's table, with the messages in it,
+   * stays reachable from it through each scavenge until a full GC. Measured on a paced sealed
+   * sender: ~600 KB surviving each scavenge instead of ~30 KB, and a mark-compact every ~0.5 s.
+   */
+  private sealTurn = new Map<string, Pending[]>();
   private sealTurnQueued = false;
 
   constructor(private readonly opts: PeerClientOptions) {
@@ -624,8 +632,8 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
    */
   private readonly flushSealTurn = (): void => {
     this.sealTurnQueued = false;
-    const turn = [...this.sealTurn];
-    this.sealTurn.clear();
+    const turn = this.sealTurn;
+    this.sealTurn = new Map();
     for (const [to, queued] of turn) {
       const live = queued.filter((p) => this.outbox.get(p.id) === p && p.seal === 'queued');
       for (const p of live) p.seal = 'todo';
@@ -962,7 +970,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
       const known = this.keys.cached(msg.from);
       if (!known?.equals(senderKey)) {
         const key = `${msg.from}\n${msg.id}`;
-        this.processing.add(key);
+        this.processing.set(key, true);
         this.keys.lookup(msg.from, known !== undefined).then(
           (k) => {
             this.processing.delete(key);
@@ -1065,7 +1073,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     };
     if (!waiting) return ack();
     const key = `${from}\n${id}`;
-    this.processing.add(key);
+    this.processing.set(key, true);
     void Promise.all(waiting).then(() => {
       this.processing.delete(key);
       ack();
@@ -1101,7 +1109,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     }
     if (result instanceof Promise) {
       const key = `${from}\n${id}`;
-      this.processing.add(key);
+      this.processing.set(key, true);
       result
         .then(
           () => this.settle(id, from, to, true, undefined, key),

@@ -8,6 +8,7 @@ import { messageCount } from '../protocol/seal.js';
 import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
 import type { Logger } from '../runtime/logger.js';
 import { WaitList } from '../runtime/wait-list.js';
+import { ChurnTable } from '../runtime/churn-table.js';
 import { replyNode, type Cluster, type RemotePlace } from './cluster.js';
 import type { CredentialStore } from './credentials.js';
 import { who, type RefusalSink } from './refusals.js';
@@ -38,16 +39,13 @@ export interface RouterOptions {
  */
 export class Router {
   /**
-   * Contact point id (or external peer address) -> sessions (`e:name` / `c:id`) refused
-   * CONTACT_POINT_OFFLINE (PEER_OFFLINE) for it, told REACHABLE when it is back.
-   */
-  /**
    * Messages from external senders on other nodes delivered here: sender name -> message id ->
    * the node to send its ACK to. Past MAX_REMOTE_ACK_ROUTES in all, the oldest of the sender
    * noted first is forgotten (its sender re-sends it and it is noted again). Two levels, so no
-   * key string is made per message. Empty on a single relay.
+   * key string is made per message. ChurnTables, not Maps: an entry per message in flight
+   * (core/runtime/churn-table.ts says why). Empty on a single relay.
    */
-  private readonly remoteOrigins = new Map<string, Map<string, string>>();
+  private readonly remoteOrigins = new ChurnTable<ChurnTable<string>>();
   private remoteOriginsCount = 0;
   /** the last reply subject a forwarded frame came with, and the node it names (a batch's frames share one) */
   private lastReply: string | undefined;
@@ -70,6 +68,10 @@ export class Router {
    * recently written first, at most MAX_REMOTE_REPLY_ROUTES. Empty on a single relay.
    */
   private readonly remoteReplyRoutes = new Map<string, string>();
+  /**
+   * Contact point id (or external peer address) -> sessions (`e:name` / `c:id`) refused
+   * CONTACT_POINT_OFFLINE (PEER_OFFLINE) for it, told REACHABLE when it is back.
+   */
   private readonly waiting = new WaitList(REACHABLE_WAITERS_PER_DOMAIN, REACHABLE_WAITERS_MAX, REACHABLE_WAIT_MS);
 
   constructor(private readonly o: RouterOptions) {}
@@ -226,13 +228,13 @@ export class Router {
   /** Message `id` from external peer `name`, on another node, was delivered here: its ACK goes to `node`. */
   private noteOrigin(name: string, id: string, node: string): void {
     let byId = this.remoteOrigins.get(name);
-    if (byId === undefined) this.remoteOrigins.set(name, (byId = new Map<string, string>()));
+    if (byId === undefined) this.remoteOrigins.set(name, (byId = new ChurnTable<string>()));
     const before = byId.size;
     byId.set(id, node);
     if (byId.size === before || ++this.remoteOriginsCount <= MAX_REMOTE_ACK_ROUTES) return;
     // Full: the oldest of the sender noted first goes.
-    const [oldestName, oldest] = this.remoteOrigins.entries().next().value!;
-    oldest.delete(oldest.keys().next().value!);
+    const [oldestName, oldest] = this.remoteOrigins.first()!;
+    oldest.delete(oldest.first()![0]);
     if (oldest.size === 0) this.remoteOrigins.delete(oldestName);
     this.remoteOriginsCount--;
   }
