@@ -174,13 +174,18 @@ describe('port mediation through the tunnel', () => {
     const port2 = await echoServer({
       onSocket: (s) => {
         serverSide = new Promise((resolve) => s.once('error', resolve));
+        s.pipe(s);
       },
     });
     const e2 = await h.relay.expose({ cp: 'acme-hq', proto: 'tcp', host: '127.0.0.1', port: port2, operator: 'tech' });
     closers.push(() => h.relay.unexpose(e2.id));
     const c2 = await dial(e2.publicPort);
     c2.write('y');
-    await waitFor(() => h.cp.ports.streamCount === 1);
+    // The 'y' back from the LAN server: the stream is set up end to end (on a busy host the
+    // stream could be counted at the contact point before the relay had its answer, and a reset
+    // then closed the half-made stream instead of resetting a live one).
+    await within(new Promise((resolve) => c2.once('data', resolve)), 'the echo through the new stream');
+    expect(h.cp.ports.streamCount).toBe(1);
     c2.resetAndDestroy();
     expect(await within(serverSide, 'LAN server sees the client reset')).toMatchObject({ code: 'ECONNRESET' });
   });
