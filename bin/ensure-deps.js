@@ -3,7 +3,7 @@
 // locked dependencies first, so the README's quick start is just those two commands.
 // Uses nothing but Node's own modules, since nothing else is installed yet.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -12,6 +12,9 @@ const marker = join(root, 'node_modules', '.package-lock.json');
 const lock = join(root, 'package-lock.json');
 
 function installed() {
+  // node_modules linked from another checkout (a git worktree sharing one install): npm ci would
+  // empty the linked folder, the other checkout's dependencies with it. Its owner keeps it current.
+  if (existsSync(join(root, 'node_modules')) && lstatSync(join(root, 'node_modules')).isSymbolicLink()) return true;
   if (!existsSync(marker)) return false;
   // npm rewrites node_modules/.package-lock.json on every install: older than the lock file
   // means someone pulled new dependencies since.
