@@ -211,13 +211,15 @@ function rttPayload(rttMs: number | undefined): Buffer {
 }
 
 /**
- * The buffers BATCH frames are written from, reused once their socket has written them (its
- * write callback). A busy link sends a batch of up to ~40 KiB every loop turn; a new buffer each
+ * The buffers BATCH frames (and a client's frames sent alone) are written from, reused once
+ * their socket has written them (its write callback). A busy link sends a batch of up to ~40 KiB every loop turn; a new buffer each
  * time is memory outside V8's heap that the GC counts and collects, and that churn makes it
  * collect more often. A batch that does not fit one gets a buffer of its own. At most
  * BATCH_BUFFERS_KEPT wait for reuse (per process: 16 x 48 KiB).
  */
 const BATCH_BUFFER_BYTES = 48 * 1024;
+/** the longest ws frame header: 2 bytes, a 64-bit length, a mask key */
+const WS_HEADER_MAX_BYTES = 14;
 const BATCH_BUFFERS_KEPT = 16;
 const batchBuffers: Buffer[] = [];
 
@@ -508,8 +510,29 @@ export class Link {
       return true;
     }
     this.flushBatch(); // frames keep their order
-    this.ws.send(frame, { binary: true, compress: false });
+    this.sendOne(frame);
     return true;
+  }
+
+  /**
+   * One frame alone. A client masks what it sends, and ws masks into a new buffer per frame:
+   * here the client writes it masked into a reused buffer instead (writeFrame), one buffer
+   * less per message for the GC. A server's frame goes through ws, which writes it as it is.
+   */
+  private sendOne(frame: Buffer): void {
+    if (this.opts.role === 'client' && this.socket && frame.length <= BATCH_BUFFER_BYTES - WS_HEADER_MAX_BYTES) this.writeFrame(frame.length, (o, at) => void frame.copy(o, at));
+    else this.ws.send(frame, { binary: true, compress: false });
+  }
+
+  /**
+   * Writes one ws frame of `length` payload bytes, which `fill` writes, between ws's own frames
+   * on the same socket (as sendParts does), from a buffer of batchBuffers when it fits: the
+   * buffer goes back once the socket has written it.
+   */
+  private writeFrame(length: number, fill: (out: Buffer, at: number) => void): void {
+    const reuse = length <= BATCH_BUFFER_BYTES - WS_HEADER_MAX_BYTES ? (batchBuffers.pop() ?? Buffer.allocUnsafeSlow(BATCH_BUFFER_BYTES)) : undefined;
+    const out = wsFrame(length, this.opts.role === 'client', fill, reuse);
+    this.socket!.write(out, reuse ? () => void (batchBuffers.length < BATCH_BUFFERS_KEPT && batchBuffers.push(reuse)) : undefined);
   }
 
   /** Writes the frames batched so far: one alone as it is, more as one BATCH. */
@@ -520,12 +543,10 @@ export class Link {
     this.batch = [];
     this.batchBytes = 0;
     if (this.ws.readyState !== WebSocket.OPEN) return;
-    if (frames.length === 1) return void this.ws.send(frames[0]!, { binary: true, compress: false });
+    if (frames.length === 1) return this.sendOne(frames[0]!);
     this.stats.batchesOut++;
-    // Written here, between ws's own frames on the same socket, as sendParts does (batching needs the socket).
-    const reuse = batchBuffers.pop() ?? Buffer.allocUnsafeSlow(BATCH_BUFFER_BYTES);
-    const out = wsFrame(batchLength(frames.length, bytes), this.opts.role === 'client', (o, at) => writeBatch(o, at, frames), reuse);
-    this.socket!.write(out, out.buffer === reuse.buffer ? () => void (batchBuffers.length < BATCH_BUFFERS_KEPT && batchBuffers.push(reuse)) : undefined);
+    // batching needs the socket
+    this.writeFrame(batchLength(frames.length, bytes), (o, at) => writeBatch(o, at, frames));
   }
 
   /**

@@ -143,6 +143,26 @@ describe('Link batching (BATCH, PROTOCOL.md 3.3)', () => {
     expect(server.link.stats.batchesOut).toBeGreaterThanOrEqual(6);
   });
 
+  it('a client sends lone frames masked from reused buffers: frames of every size, turn after turn, arrive intact and in order', async () => {
+    const { server, client } = await linkPair();
+    const sent: Buffer[] = [];
+    // below, at and above what fits a reused buffer (48 KiB), batching off and on
+    const sizes = [0, 1, 100, 1_000, 8_000, 40_000, 49_100, 60_000];
+    for (const batching of [false, true]) {
+      if (batching) client.link.enableBatching();
+      for (let turn = 0; turn < 16; turn++) {
+        const f = msg(turn, sizes[turn % sizes.length]!);
+        sent.push(f);
+        client.link.send(f); // one frame a turn: never a BATCH
+        await new Promise((r) => setImmediate(r));
+      }
+    }
+    await until(() => server.frames.length === sent.length, 'every frame');
+    expect(hex(server.frames)).toEqual(hex(sent));
+    expect(server.wsMessages).toHaveLength(sent.length);
+    expect(client.link.stats.batchesOut).toBe(0);
+  });
+
   it('sends each frame in a ws message of its own while batching is off (an end that did not agree)', async () => {
     const { server, client } = await linkPair();
     const frames = Array.from({ length: 20 }, (_, i) => msg(i));
