@@ -62,6 +62,8 @@ export async function runSealing(ctx: BenchContext): Promise<void> {
     const closed: Record<Side, LoopResult[]> = { plain: [], sealed: [] };
     const lat: Record<Side, { p50: number; p99: number; rate: number; failed: number }[]> = { plain: [], sealed: [] };
     const tails: Record<Side, TailAttribution[]> = { plain: [], sealed: [] };
+    // GC pauses of the bench process (where both senders run) during each side's measured paced windows
+    const senderGc: Record<Side, { count: number; full: number; total_ms: number }> = { plain: { count: 0, full: 0, total_ms: 0 }, sealed: { count: 0, full: 0, total_ms: 0 } };
     // The sealed sender's bundles (PROTOCOL.md 19.6) in the closed loops and in the paced ones: how many messages shared a seal.
     const shared = { closed: { bundles: 0, sealed: 0 }, paced: { bundles: 0, sealed: 0 } };
     const tally = async <T>(into: { bundles: number; sealed: number }, side: Side, run: () => Promise<T>): Promise<T> => {
@@ -82,6 +84,9 @@ export async function runSealing(ctx: BenchContext): Promise<void> {
         const wall = performance.now() - t0;
         const l = await sink.call<LatencyWithTail>('latency', { tail: true });
         tails[side].push(await attributeTail(l.tail ?? [], { sender: 'self', relay, cp, receiver: sink }));
+        senderGc[side].count += p.gc.count;
+        senderGc[side].full += p.gc.full;
+        senderGc[side].total_ms = round(senderGc[side].total_ms + p.gc.total_ms, 2);
         lat[side].push({ p50: round(l.p50), p99: round(l.p99), rate: Math.round((p.sent / wall) * 1000), failed: p.failed });
         note(`  round ${r + 1}: ${side}: closed loop ${Math.round(c.msgsPerS)} msgs/s; paced ${PACED_RATE} msgs/s p99 ${round(l.p99)} ms`);
       }
@@ -146,6 +151,8 @@ export async function runSealing(ctx: BenchContext): Promise<void> {
       // the slowest 1% of each round's messages against the GC pauses of each process (bench/tail.ts)
       tail_sealed: sumTails(tails.sealed),
       tail_plain: sumTails(tails.plain),
+      sender_gc_sealed: senderGc.sealed,
+      sender_gc_plain: senderGc.plain,
       // the paced sealed messages, and the bundles some of them shared (those sent in the same turn)
       sealed_messages: shared.paced.sealed,
       bundles: shared.paced.bundles,
