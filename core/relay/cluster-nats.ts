@@ -563,9 +563,9 @@ export class NatsCluster implements Cluster {
       const w = this.writer;
       // Over the server's max_payload: publish() refuses it (the server would close the connection).
       if (w === undefined || raw.length > (this.nc.info?.max_payload ?? Infinity)) return this.publish(route.subject, raw, route.reply);
-      // Alone, after the frames queued before it (as publish() would send it; a large frame without a copy).
+      // Alone, after the frames queued before it (as publish() would send it).
       if (this.nc.isClosed() || this.nc.isDraining()) return; // the senders retry
-      w.addFrame(route.pubPrefix, raw, raw.length <= BATCH_FRAME_MAX_BYTES);
+      w.addFrame(route.pubPrefix, raw);
       return this.queueWrite();
     }
     route.frames.push(raw);
@@ -619,7 +619,7 @@ export class NatsCluster implements Cluster {
     }
     if (this.nc.isClosed() || this.nc.isDraining()) return; // the senders retry
     // A batch of one frame goes as that frame.
-    if (frames.length === 1) w.addFrame(route.pubPrefix, frames[0]!, true);
+    if (frames.length === 1) w.addFrame(route.pubPrefix, frames[0]!);
     else w.addBatch(route.pubPrefix, frames, bytes);
     this.queueWrite();
   }

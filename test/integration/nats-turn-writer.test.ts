@@ -56,10 +56,10 @@ describe.skipIf(!haveNatsServer)('NATS turn writer', () => {
       w.addBatch(prefix, small, small[0]!.length + small[1]!.length);
       expected.push(small);
       const alone = frame(300);
-      w.addFrame(prefix, alone, true);
+      w.addFrame(prefix, alone); // copied
       expected.push([alone]);
-      const large = frame(BATCH_FRAME_MAX_BYTES + 5_000 + turn); // from where it lies
-      w.addFrame(prefix, large, false);
+      const large = frame(BATCH_FRAME_MAX_BYTES + 5_000 + turn); // over half the scratch: from where it lies
+      w.addFrame(prefix, large);
       expected.push([large]);
       // More than the scratch holds in one turn: written as it fills, the order kept.
       const filler = Array.from({ length: 6 }, () => frame(3_000));
@@ -110,7 +110,7 @@ describe.skipIf(!haveNatsServer)('NATS turn writer', () => {
     const nc = await connectNats([nats.url], 'turn writer closed', logger);
     const w = new NatsTurnWriter(nc, protocolWriter(nc)!, 16 * 1024);
     await nc.close();
-    w.addFrame('PUB x ', frame(10), true);
+    w.addFrame('PUB x ', frame(10));
     expect(w.pending).toBe(true);
     expect(() => w.write()).not.toThrow();
     expect(w.pending).toBe(false);
