@@ -57,6 +57,7 @@ import { runOutage } from './outage.js';
 import { runPeers } from './peers.js';
 import { runSealing } from './sealing.js';
 import { runUdpSeal } from './udp-seal.js';
+import { youngSizeChosen } from '../core/runtime/gc.js';
 import { note, watchGc } from './util.js';
 
 const GROUPS: Record<string, readonly string[]> = {
@@ -142,6 +143,10 @@ async function main(): Promise<void> {
       const execArgv: string[] = [];
       if (opts.exposeGc) execArgv.push('--expose-gc');
       execArgv.push(...workerFlags);
+      // The forwarding roles as bin/contact-point.js starts them: V8's young generation kept at its
+      // initial 1 MiB a semi-space (core/runtime/gc.ts keepYoungGenerationSmall; on the command
+      // line V8 ignores a growth factor below 2, so as its maximum), unless BENCH_WORKER_FLAGS chose its size.
+      if ((role === 'relay' || role === 'contact-point') && !youngSizeChosen(workerFlags)) execArgv.push('--max-semi-space-size=1');
       if (args.cpuProfDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${args.cpuProfDir}`, `--cpu-prof-name=${role}.${++seq}.cpuprofile`);
       return WorkerHandle.start(workerScript, role, config, execArgv);
     },

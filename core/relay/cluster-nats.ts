@@ -2,13 +2,14 @@ import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import { connect, type Msg, type NatsConnection, type QueuedIterator, type Subscription } from '@nats-io/transport-node';
 import type { ClusterView } from '../admin/relay-contract.js';
-import { batchLength, decodeFrame, encodeBatch, splitBatch, writeBatch } from '../protocol/codec.js';
+import { decodeFrame, encodeBatch, splitBatch } from '../protocol/codec.js';
 import { FrameType, MAX_ADVERTISE_URL_LENGTH, offersMediation } from '../protocol/frames.js';
 import { BATCH_FRAME_MAX_BYTES, TUNNEL_SLOTS } from '../protocol/limits.js';
 import { Backoff } from '../runtime/backoff.js';
 import type { Logger } from '../runtime/logger.js';
-import { ClusterMediation, protocolWriter, type ProtocolWriter } from './cluster-mediation.js';
+import { ClusterMediation, protocolWriter } from './cluster-mediation.js';
 import { ClusterNames } from './cluster-names.js';
+import { NatsTurnWriter } from './nats-turn-writer.js';
 import { NODE_ID_PATTERN, NODE_ID_RULE, REMOTE_PROBE_MARGIN_MS, type Cluster, type ClusterHost, type HolderInfo, type NodePlace, type RemotePlace } from './cluster.js';
 import { CredentialStore, parseCredentialRecord, type CredentialKind } from './credentials.js';
 import type { ExternalSession, RelaySession, SessionRegistry, TunnelSession } from './sessions.js';
@@ -68,6 +69,11 @@ export const NATS_PENDING_LIMIT_BYTES = 256 * 1024;
  * max_payload.
  */
 export const NATS_BATCH_MAX_BYTES = 64 * 1024;
+/**
+ * The buffer a node builds each turn's forwarded PUBs in (nats-turn-writer.ts), used again turn
+ * after turn: a few batches of NATS_BATCH_MAX_BYTES; a turn that forwards more writes when it is full.
+ */
+const NATS_TURN_SCRATCH_BYTES = 256 * 1024;
 /** Routes (subject strings and the turn's frames) kept for contact points on other nodes; emptied when full. */
 const TUNNEL_ROUTES_KEPT = 4_096;
 /** After a reconnect, how often a node retries its presence watch while JetStream is not back. */
@@ -349,8 +355,8 @@ export class NatsCluster implements Cluster {
   /** routes to contact points' subjects (tunnels elsewhere) and to other nodes, made on first use */
   private readonly tunnelRoutes = new Map<string, Route>();
   private readonly nodeRoutes = new Map<string, Route>();
-  /** writes a NATS PUB as bytes made here (one copy of a batch's frames, not three); undefined: publish() */
-  private readonly writer: ProtocolWriter | undefined;
+  /** writes the turn's PUBs as bytes made here, in one socket write (nats-turn-writer.ts); undefined: publish() */
+  private readonly writer: NatsTurnWriter | undefined;
   /** presence keys this node wrote -> the revision of the first put of the session it holds */
   private readonly own = new Map<string, { session: string; revision: number | undefined }>();
   /** cp id -> this node's subscription to its subject (one for both slots when both are here) */
@@ -369,6 +375,8 @@ export class NatsCluster implements Cluster {
   private readonly nodeUrls = new Map<string, string>();
   /** routes holding frames that wait for the end of this event-loop turn (see flushOutbox) */
   private outbox: Route[] = [];
+  /** flushOutbox is queued (setImmediate) */
+  private flushQueued = false;
   private readonly logger: Logger;
   /** port mediation with tunnels on other nodes (cluster-mediation.ts) */
   readonly mediation: ClusterMediation;
@@ -386,7 +394,8 @@ export class NatsCluster implements Cluster {
     this.node = o.node;
     this.heartbeatKey = `n.${o.node}`;
     this.logger = o.logger;
-    this.writer = protocolWriter(nc);
+    const w = protocolWriter(nc);
+    this.writer = w ? new NatsTurnWriter(nc, w, NATS_TURN_SCRATCH_BYTES) : undefined;
     this.mediation = new ClusterMediation(nc, o.node, o.logger);
     this.names = new ClusterNames(nc, o.node, o.logger);
   }
@@ -434,6 +443,7 @@ export class NatsCluster implements Cluster {
     this.names.stop();
     this.watcher?.stop();
     this.o.stopCredentials?.();
+    this.flushOutbox(); // frames forwarded this turn go before the connection drains
     if (this.connected) await Promise.allSettled([...this.own.keys(), this.heartbeatKey].map((k) => this.kv.delete(k)));
     this.own.clear();
     if (this.nc.isClosed()) return;
@@ -550,16 +560,29 @@ export class NatsCluster implements Cluster {
   private forward(route: Route, raw: Buffer): void {
     if (!this.batches(route) || raw.length > BATCH_FRAME_MAX_BYTES) {
       if (route.frames.length > 0) this.flushRoute(route);
-      return this.publish(route.subject, raw, route.reply);
+      const w = this.writer;
+      // Over the server's max_payload: publish() refuses it (the server would close the connection).
+      if (w === undefined || raw.length > (this.nc.info?.max_payload ?? Infinity)) return this.publish(route.subject, raw, route.reply);
+      // Alone, after the frames queued before it (as publish() would send it).
+      if (this.nc.isClosed() || this.nc.isDraining()) return; // the senders retry
+      w.addFrame(route.pubPrefix, raw);
+      return this.queueWrite();
     }
     route.frames.push(raw);
     route.bytes += raw.length;
     if (route.bytes >= this.batchMaxBytes()) return this.flushRoute(route);
     if (!route.queued) {
       route.queued = true;
-      if (this.outbox.length === 0) setImmediate(this.flushOutbox);
+      this.queueWrite();
       this.outbox.push(route);
     }
+  }
+
+  /** flushOutbox at the end of this turn (once). */
+  private queueWrite(): void {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    setImmediate(this.flushOutbox);
   }
 
   /** NATS_BATCH_MAX_BYTES, or less when the server takes smaller messages (a frame may add BATCH_FRAME_MAX_BYTES). */
@@ -574,12 +597,14 @@ export class NatsCluster implements Cluster {
   }
 
   private readonly flushOutbox = (): void => {
+    this.flushQueued = false;
     const routes = this.outbox;
     this.outbox = [];
     for (const route of routes) {
       route.queued = false;
       if (route.frames.length > 0) this.flushRoute(route);
     }
+    this.writer?.write();
   };
 
   private flushRoute(route: Route): void {
@@ -587,22 +612,16 @@ export class NatsCluster implements Cluster {
     const bytes = route.bytes;
     route.frames = [];
     route.bytes = 0;
-    if (frames.length === 1) return this.publish(route.subject, frames[0]!, route.reply);
     const w = this.writer;
     if (!w) {
+      if (frames.length === 1) return this.publish(route.subject, frames[0]!, route.reply);
       return this.publish(route.subject, encodeBatch(frames, bytes), route.reply);
     }
     if (this.nc.isClosed() || this.nc.isDraining()) return; // the senders retry
-    // The PUB line, the BATCH and its CRLF in one buffer: what publish() would queue as three
-    // pieces, and join with the rest of the turn's into yet another buffer.
-    const size = batchLength(frames.length, bytes);
-    const line = `${route.pubPrefix}${size}\r\n`;
-    const out = Buffer.allocUnsafe(line.length + size + 2);
-    out.write(line, 0, 'latin1');
-    writeBatch(out, line.length, frames);
-    out[line.length + size] = 13;
-    out[line.length + size + 1] = 10;
-    w.sendCommand(out);
+    // A batch of one frame goes as that frame.
+    if (frames.length === 1) w.addFrame(route.pubPrefix, frames[0]!);
+    else w.addBatch(route.pubPrefix, frames, bytes);
+    this.queueWrite();
   }
 
   answer(reply: string, raw: Buffer): void {
