@@ -34,10 +34,13 @@
  *
  * Environment: BENCH_PEERS (default 1000) for the peers group, BENCH_LOG=info|debug for worker logs,
  * BENCH_WORKER_FLAGS="--max-semi-space-size=32" extra node flags for the worker processes,
+ * (every Node process of the benches runs with --max-semi-space-size=1, as the product's
+ * processes keep their young generation: core/runtime/gc.ts; a size chosen here wins, for all),
  * BENCH_WORKER_STDOUT=1 to let the workers' stdout through (their --trace-gc lines; it mixes with the JSON lines),
  * BENCH_IN_FLIGHT (default 256) for the throughput loop, BENCH_STREAMS (default 1000) for mediation-memory,
  * BENCH_SCRAPE_EVERY_MS (default 1000) for how often metrics-throughput scrapes /metrics.
  */
+import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { runCluster, runClusterBulk } from './cluster.js';
@@ -143,10 +146,12 @@ async function main(): Promise<void> {
       const execArgv: string[] = [];
       if (opts.exposeGc) execArgv.push('--expose-gc');
       execArgv.push(...workerFlags);
-      // The forwarding roles as bin/contact-point.js starts them: V8's young generation kept at its
+      // As bin/contact-point.js starts the product's processes: V8's young generation kept at its
       // initial 1 MiB a semi-space (core/runtime/gc.ts keepYoungGenerationSmall; on the command
       // line V8 ignores a growth factor below 2, so as its maximum), unless BENCH_WORKER_FLAGS chose its size.
-      if ((role === 'relay' || role === 'contact-point') && !youngSizeChosen(workerFlags)) execArgv.push('--max-semi-space-size=1');
+      // Every role, the baselines' too (ack server, forwarders, the NATS subscriber), so that no
+      // ratio comes from the setting rather than the work; the SDK roles as `contact-point peer` runs.
+      if (!youngSizeChosen(workerFlags)) execArgv.push(YOUNG_FLAG);
       if (args.cpuProfDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${args.cpuProfDir}`, `--cpu-prof-name=${role}.${++seq}.cpuprofile`);
       return WorkerHandle.start(workerScript, role, config, execArgv);
     },
@@ -174,7 +179,23 @@ async function main(): Promise<void> {
   note(`done in ${Math.round((Date.now() - started) / 1000)} s`);
 }
 
-main().then(
+/** The young generation's size for every Node process of the benches (see startWorker). */
+const YOUNG_FLAG = '--max-semi-space-size=1';
+
+/**
+ * The bench process holds the SDK senders (and the NATS publisher): it runs with YOUNG_FLAG as
+ * its workers do, started again with it when node was not (unless BENCH_WORKER_FLAGS or its own
+ * command line chose the young generation's size).
+ */
+function rerunWithYoungFlag(): Promise<number> | undefined {
+  if (youngSizeChosen(process.execArgv) || youngSizeChosen((process.env.BENCH_WORKER_FLAGS ?? '').split(/\s+/))) return undefined;
+  const child = spawn(process.execPath, [YOUNG_FLAG, ...process.execArgv, process.argv[1]!, ...process.argv.slice(2)], { stdio: 'inherit' });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => child.kill(sig));
+  return new Promise((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0))));
+}
+
+const rerun = rerunWithYoungFlag();
+(rerun ? rerun.then((code) => process.exit(code)) : main()).then(
   () => process.exit(0),
   (err: unknown) => {
     process.stderr.write(`[bench] failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

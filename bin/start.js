@@ -37,6 +37,9 @@ if (electron.bin && !args.includes('--headless')) {
     process.stderr.write('contact-point: not built yet; run `npm run build` first\n');
     process.exit(1);
   }
+  // As bin/contact-point.js: the young generation kept small before the CLI loads (core/runtime/gc.ts).
+  const { keepYoungGenerationSmall } = await import(pathToFileURL(join(root, 'dist', 'core', 'runtime', 'gc.js')).href);
+  keepYoungGenerationSmall();
   const { main } = await import(pathToFileURL(cli).href);
   process.exitCode = await main(['start', ...args.filter((a) => a !== '--headless')]);
 }

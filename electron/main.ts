@@ -7,12 +7,17 @@ import { join } from 'node:path';
 import { app, BrowserWindow, dialog, ipcMain, Menu, nativeImage, protocol, safeStorage, session, Tray, type IpcMainInvokeEvent } from 'electron';
 import { ADMIN_CALLS, ADMIN_EVENTS, type AdminEventName } from '../core/admin/contract.js';
 import { HOST_SETTINGS_CHANNELS, type HostSettingsResult } from '../core/admin/host-settings.js';
+import { keepYoungGenerationSmall } from '../core/runtime/gc.js';
 import { createLogger, type LogLevel } from '../core/runtime/logger.js';
 import { DesktopHost } from './desktop-host.js';
 import { GUI_ORIGIN, GUI_SCHEME, GUI_URL, serveGuiFile } from './gui-files.js';
 import { envelope, handleAdminCall } from './ipc-handlers.js';
 import { SettingsStore } from './settings-store.js';
 import { trayLook, type TrayIcon } from './tray-state.js';
+
+// The contact point runs in this process: V8's young generation stops growing from here on, as
+// bin/contact-point.js keeps it for the CLI (core/runtime/gc.ts; the modules above have loaded).
+keepYoungGenerationSmall();
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const GUI_DIR = join(ROOT, 'renderer', 'dist');
