@@ -150,7 +150,7 @@ async function main(): Promise<void> {
       // line V8 ignores a growth factor below 2, so as its maximum), unless BENCH_WORKER_FLAGS chose its size.
       // Every role, the baselines' too (ack server, forwarders, the NATS subscriber), so that no
       // ratio comes from the setting rather than the work; the SDK roles as `contact-point peer` runs.
-      if (!youngSizeChosen(workerFlags)) execArgv.push(YOUNG_FLAG);
+      if (!youngSizeChosen([...workerFlags, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)])) execArgv.push(YOUNG_FLAG);
       if (args.cpuProfDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${args.cpuProfDir}`, `--cpu-prof-name=${role}.${++seq}.cpuprofile`);
       return WorkerHandle.start(workerScript, role, config, execArgv);
     },

@@ -1,7 +1,7 @@
 /** Shared helpers for the benchmarks: output, bounded waits, percentiles. */
 import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
-import { performance, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
+import { constants, performance, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 
 /** One machine-readable result: a JSON object on its own stdout line (host facts appended). */
 export function emit(result: Record<string, unknown>): void {
@@ -189,8 +189,10 @@ export function watchGc(): void {
   gcObserver = new PerformanceObserver((list) => {
     for (const e of list.getEntries() as (PerformanceEntry & { detail?: { kind?: number } })[]) {
       if (gcLog.length === GC_LOG_CAPACITY) gcLog.shift();
-      // kind 1 is a scavenge (young generation); 2, 4 and 8 are mark-compact and its phases
-      gcLog.push({ at: e.startTime, ms: e.duration, full: (e.detail?.kind ?? 1) !== 1 });
+      // full: a mark-compact's pause or one of its incremental marking steps (not a scavenge, nor
+      // the weak callbacks that may follow either)
+      const kind = e.detail?.kind ?? constants.NODE_PERFORMANCE_GC_MINOR;
+      gcLog.push({ at: e.startTime, ms: e.duration, full: kind === constants.NODE_PERFORMANCE_GC_MAJOR || kind === constants.NODE_PERFORMANCE_GC_INCREMENTAL });
     }
   });
   gcObserver.observe({ entryTypes: ['gc'] });

@@ -14,7 +14,11 @@ const lock = join(root, 'package-lock.json');
 function installed() {
   // node_modules linked from another checkout (a git worktree sharing one install): npm ci would
   // empty the linked folder, the other checkout's dependencies with it. Its owner keeps it current.
-  if (existsSync(join(root, 'node_modules')) && lstatSync(join(root, 'node_modules')).isSymbolicLink()) return true;
+  try {
+    if (lstatSync(join(root, 'node_modules')).isSymbolicLink()) return true;
+  } catch {
+    // no node_modules at all: install
+  }
   if (!existsSync(marker)) return false;
   // npm rewrites node_modules/.package-lock.json on every install: older than the lock file
   // means someone pulled new dependencies since.

@@ -310,8 +310,15 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
       this.link = undefined;
       // Key requests sent on the lost link get no answer: their messages ask again on the next one.
       this.keys.close();
-      for (const p of this.outbox.values()) p.dueAt = 0;
-      for (const b of this.bundles.values()) b.dueAt = 0;
+      // A frame built for the lost link (its `from` is that session's address) is encoded again on the next.
+      for (const p of this.outbox.values()) {
+        p.dueAt = 0;
+        p.frame = undefined;
+      }
+      for (const b of this.bundles.values()) {
+        b.dueAt = 0;
+        b.frame = undefined;
+      }
     });
   }
 

@@ -463,13 +463,16 @@ function writeTime(plain: Buffer, now: number): void {
 function encipherAfter(out: Buffer, at: number, headerBytes: number, aes: boolean, pairKey: Buffer, msg: SealedFields, plain: Buffer): void {
   const nonce = out.subarray(at + NONCE_AT, at + SEAL_HEADER_BYTES);
   const tag = { authTagLength: SEAL_TAG_BYTES };
-  const cipher = aes ? createCipheriv('aes-256-gcm', pairKey, nonce, tag) : createCipheriv('chacha20-poly1305', pairKey, nonce, tag);
-  cipher.setAAD(aadInto(out.subarray(at, at + headerBytes), msg), { plaintextLength: plain.length });
-  let o = at + headerBytes;
-  o += cipher.update(plain).copy(out, o);
-  o += cipher.final().copy(out, o);
-  cipher.getAuthTag().copy(out, o);
-  plain.fill(0);
+  try {
+    const cipher = aes ? createCipheriv('aes-256-gcm', pairKey, nonce, tag) : createCipheriv('chacha20-poly1305', pairKey, nonce, tag);
+    cipher.setAAD(aadInto(out.subarray(at, at + headerBytes), msg), { plaintextLength: plain.length });
+    let o = at + headerBytes;
+    o += cipher.update(plain).copy(out, o);
+    o += cipher.final().copy(out, o);
+    cipher.getAuthTag().copy(out, o);
+  } finally {
+    plain.fill(0);
+  }
 }
 
 /**

@@ -630,6 +630,8 @@ export class NatsCluster implements Cluster {
 
   private publish(subject: string, raw: Buffer, reply: string | undefined): void {
     try {
+      // What this turn's writer holds was forwarded before: it goes first, as it would have.
+      if (this.writer?.pending) this.writer.write();
       this.nc.publish(subject, raw, reply ? { reply } : undefined);
     } catch (err: unknown) {
       // Closed or draining: the sender retries, and its retry finds the way (or a refusal).

@@ -53,7 +53,11 @@ export class ChurnTable<V> {
     this.count = 0;
   }
 
-  /** The oldest entry (inserted first among those left), or undefined when empty. */
+  /**
+   * The oldest entry (inserted first among those left), or undefined when empty. Like values(),
+   * it lists every key first (V8 sorts a dictionary's keys to enumerate them): fine for a few
+   * thousand entries now and then, not for finding the oldest of 65,536 on every insertion.
+   */
   first(): [string, V] | undefined {
     for (const key in this.entries) {
       const v = this.entries[key];
@@ -66,6 +70,7 @@ export class ChurnTable<V> {
   *values(): IterableIterator<V> {
     const entries = this.entries;
     for (const key in entries) {
+      if (this.entries !== entries) return; // cleared meanwhile: as a Map's iterator would, stop
       const v = entries[key];
       if (v !== undefined) yield v;
     }
