@@ -535,9 +535,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     if (!link || !this.addr) return; // sent on the next WELCOME
     if (p.seal !== 'done') return this.prepareSeal(p);
     const now = Date.now();
-    const built = p.frame;
-    p.frame = undefined;
-    link.send(built && p.attempts === 0 ? built : encodeMsg({ id: p.id, to: p.to, from: this.addr, payload: p.payload }, p.flags | (p.attempts > 0 ? FLAG_RETRY : 0)));
+    link.send(this.wireFrame(p, p.flags));
     if (p.attempts === 0) {
       p.firstSentAt = now;
       this.stats.sent++;
@@ -602,12 +600,9 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
       this.fail(p, Status.TOO_LARGE, `${length} bytes sealed; the limit is ${this.maxMessageBytes}`);
       return false;
     }
-    const fields = { id: p.id, to: p.to, from: this.addr! };
-    const frame = msgFrame(fields, length, FLAG_SEALED);
-    const at = frame.length - length;
-    this.sealKey.sealAt(frame, at, fields, p.payload, key, this.keys.version(p.to));
-    p.payload = frame.subarray(at);
-    p.frame = frame;
+    const body = p.payload;
+    p.frame = this.sealedFrame(p.id, p.to, length, (frame, at, fields) => this.sealKey.sealAt(frame, at, fields, body, key, this.keys.version(p.to)));
+    p.payload = p.frame.subarray(p.frame.length - length);
     p.flags = FLAG_SEALED;
     p.seal = 'done';
     this.stats.sealed++;
@@ -675,14 +670,11 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   private sendBundle(to: string, members: Pending[], key: Buffer): void {
     const id = this.ids.next();
     const entries: BundleEntry[] = members.map((p) => ({ id: p.id, body: p.plain }));
-    const fields = { id, to, from: this.addr! };
     const length = bundleLength(entries);
-    const frame = msgFrame(fields, length, FLAG_SEALED);
-    const at = frame.length - length;
-    this.sealKey.sealBundleAt(frame, at, fields, entries, key);
+    const frame = this.sealedFrame(id, to, length, (f, at, fields) => this.sealKey.sealBundleAt(f, at, fields, entries, key));
     let deadline = Infinity;
     for (const p of members) deadline = Math.min(deadline, p.deadline);
-    const b: Bundle = { id, to, members, payload: frame.subarray(at), frame, deadline, attempts: 0, firstSentAt: 0, dueAt: 0, lastCode: Status.CONTACT_POINT_OFFLINE, lastReason: 'not connected' };
+    const b: Bundle = { id, to, members, payload: frame.subarray(frame.length - length), frame, deadline, attempts: 0, firstSentAt: 0, dueAt: 0, lastCode: Status.CONTACT_POINT_OFFLINE, lastReason: 'not connected' };
     for (const p of members) {
       p.bundle = b;
       p.seal = 'done';
@@ -697,9 +689,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     const link = this.link;
     if (!link || !this.addr) return; // sent on the next WELCOME
     const now = Date.now();
-    const built = b.frame;
-    b.frame = undefined;
-    link.send(built && b.attempts === 0 ? built : encodeMsg({ id: b.id, to: b.to, from: this.addr, payload: b.payload }, FLAG_SEALED | (b.attempts > 0 ? FLAG_RETRY : 0)));
+    link.send(this.wireFrame(b, FLAG_SEALED));
     if (b.attempts === 0) {
       b.firstSentAt = now;
       this.stats.sent += b.members.length;
@@ -708,6 +698,33 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     }
     b.attempts++;
     b.dueAt = now + Math.min(ACK_TIMEOUT_MAX_MS, this.ackTimeoutMs * 2 ** Math.min(b.attempts - 1, 8));
+  }
+
+  /**
+   * A MSG frame from this client to `to` whose last `length` bytes `seal` writes in place (the
+   * envelope): one buffer, no envelope built apart and copied into the frame.
+   */
+  private sealedFrame(id: string, to: string, length: number, seal: (frame: Buffer, at: number, fields: { id: string; to: string; from: string }) => void): Buffer {
+    const fields = { id, to, from: this.addr! };
+    const frame = msgFrame(fields, length, FLAG_SEALED);
+    seal(frame, frame.length - length, fields);
+    return frame;
+  }
+
+  /**
+   * What goes on the wire for a message or bundle: on its first transmission the frame its seal
+   * was written into, as it is; otherwise (or when there is none) a new one, FLAG_RETRY on retries.
+   */
+  private wireFrame(x: { readonly id: string; readonly to: string; readonly payload: Buffer; frame: Buffer | undefined; readonly attempts: number }, flags: number): Buffer {
+    const built = x.frame;
+    x.frame = undefined;
+    if (built && x.attempts === 0) return built;
+    return encodeMsg({ id: x.id, to: x.to, from: this.addr!, payload: x.payload }, flags | (x.attempts > 0 ? FLAG_RETRY : 0));
+  }
+
+  /** How long before sending again after a transient refusal (RATE_LIMITED and the like): 100 ms doubling, at most the ACK timeout. */
+  private refusedRetryMs(attempts: number): number {
+    return Math.min(this.ackTimeoutMs, 100 * 2 ** Math.min(attempts, 5));
   }
 
   /**
@@ -739,7 +756,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     b.lastCode = code;
     b.lastReason = text;
     if (isRetryable(code) && code !== Status.RATE_LIMITED) {
-      b.dueAt = Date.now() + Math.min(this.ackTimeoutMs, 100 * 2 ** Math.min(b.attempts, 5));
+      b.dueAt = Date.now() + this.refusedRetryMs(b.attempts);
       return;
     }
     this.dissolve(b, code, text);
@@ -750,7 +767,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     this.bundles.delete(b.id);
     // Refused BAD_SEAL: the receiver may have a new key; each message is sealed once more for the one asked for again (a second refusal is final).
     if (code === Status.BAD_SEAL) this.keys.forget(b.to);
-    const later = code === Status.RATE_LIMITED ? Date.now() + Math.min(this.ackTimeoutMs, 100 * 2 ** Math.min(b.attempts, 5)) : 0;
+    const later = code === Status.RATE_LIMITED ? Date.now() + this.refusedRetryMs(b.attempts) : 0;
     for (const p of b.members) {
       if (this.outbox.get(p.id) !== p) continue;
       p.bundle = undefined;
@@ -899,7 +916,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     }
     if (isRetryable(ack.status)) {
       // Transient: try again after a short pause; the sweep gives up at the deadline.
-      p.dueAt = Date.now() + Math.min(this.ackTimeoutMs, 100 * 2 ** Math.min(p.attempts, 5));
+      p.dueAt = Date.now() + this.refusedRetryMs(p.attempts);
       return;
     }
     this.outbox.delete(p.id);
