@@ -212,9 +212,9 @@ function rttPayload(rttMs: number | undefined): Buffer {
 
 /**
  * The buffers BATCH frames (and a client's frames sent alone) are written from, reused once
- * their socket has written them (its write callback). A busy link sends a batch of up to ~40 KiB every loop turn; a new buffer each
- * time is memory outside V8's heap that the GC counts and collects, and that churn makes it
- * collect more often. A batch that does not fit one gets a buffer of its own. At most
+ * their socket has written them (its write callback). A busy link sends a batch of up to ~40 KiB
+ * every loop turn; a new buffer each time is memory outside V8's heap that the GC counts and
+ * collects, and that churn makes it collect more often. A batch that does not fit one gets a buffer of its own. At most
  * BATCH_BUFFERS_KEPT wait for reuse (per process: 16 x 48 KiB).
  */
 const BATCH_BUFFER_BYTES = 48 * 1024;

@@ -17,8 +17,9 @@ import type { ProtocolWriter } from './cluster-mediation.js';
  *
  * Here the PUB lines and frames (alone or in a BATCH) are copied into one scratch buffer that
  * is used again turn after turn, and only a frame larger than half of it is written from where
- * it lies (the socket gathers the pieces in one writev). The scratch is used again only when the socket took the whole write at once; otherwise
- * the pending write still holds it, and the next turn takes a new one.
+ * it lies (the socket gathers the pieces in one writev). The scratch is used again only when the
+ * socket took the whole write at once; otherwise the pending write still holds it, and the next
+ * turn takes a new one.
  *
  * What the client itself queued (subscriptions, key-value puts, publish()) is written first, so
  * the order of everything this node sends is kept. Not connected (or a client whose internals do
