@@ -1,10 +1,10 @@
 import { EventEmitter } from 'node:events';
 import { parseAddress } from '../protocol/address.js';
-import { decodeAck, decodeControl, decodeMsg, encodeAck, encodeMsg, msgFrame, type Frame, type MsgFrame } from '../protocol/codec.js';
+import { decodeAck, decodeControl, decodeMsg, encodeAck, msgHeaderLength, writeMsgHeader, type Frame, type FrameFill, type MsgFrame } from '../protocol/codec.js';
 import { Dialer, type DialerStatus } from '../protocol/dialer.js';
 import { DeliveryError, ProtocolError } from '../protocol/errors.js';
 import { CAPABILITY_BATCH, CAPABILITY_REACHABLE, CAPABILITY_SEAL_AES, CAPABILITY_SEAL_BUNDLE, CAPABILITY_SEALED, FLAG_RETRY, FLAG_SEALED, FrameType, frameTypeName, type LookupResultBody, type PeerState, type PresenceBody, type ReachableBody, type RegisterBody } from '../protocol/frames.js';
-import { BUNDLE_ENTRY_OVERHEAD, BUNDLE_MAX_BYTES, BUNDLE_MAX_MESSAGES, BUNDLE_OVERHEAD, bundleLength, envelopeSenderKey, SEAL_OVERHEAD, SEAL_MAX_AGE_MS, SEAL_VERSION_BUNDLE, SealError, SealKey, type BundleEntry } from '../protocol/seal.js';
+import { BUNDLE_ENTRY_OVERHEAD, BUNDLE_MAX_BYTES, BUNDLE_MAX_MESSAGES, BUNDLE_OVERHEAD, bundleLength, envelopeSenderKey, SEAL_OVERHEAD, SEAL_MAX_AGE_MS, SEAL_VERSION_BUNDLE, SealError, SealKey, type BundleEntry, type SealVersion } from '../protocol/seal.js';
 import { KeyDirectory } from './key-directory.js';
 import { KeyPins } from './key-pins.js';
 import { fingerprint, normalizeFingerprint } from '../protocol/key-statement.js';
@@ -119,13 +119,13 @@ interface Pending {
   bundle: Bundle | undefined;
   /** FLAG_SEALED once sealed */
   flags: number;
-  /** what goes on the wire: `plain`, or it sealed */
-  payload: Buffer;
   /**
-   * The MSG frame its seal was written into (payload is a view of it), until its first
-   * transmission sends it as it is; retransmissions encode a new frame (FLAG_RETRY).
+   * Sealed: the receiver's key and the envelope version. Each transmission seals `plain` anew
+   * (a new nonce and time, the same id) where the link writes the frame (Link.send of a
+   * FrameFill), so no sealed copy is kept between transmissions (PROTOCOL.md 19.4).
    */
-  frame: Buffer | undefined;
+  sealedFor: { readonly key: Buffer; readonly version: SealVersion } | undefined;
+  /** the application's bytes */
   readonly plain: Buffer;
   /** sealed again once already, after the receiver refused the first seal (BAD_SEAL) */
   resealed: boolean;
@@ -139,7 +139,7 @@ interface Pending {
 
 /**
  * Several messages for one receiver sealed as one (seal version 3, PROTOCOL.md 19.6): one MSG,
- * with an id of its own, retransmitted as the same bytes until its ACK; that ACK settles every
+ * with an id of its own, retransmitted (sealed anew) until its ACK; that ACK settles every
  * message in it.
  */
 interface Bundle {
@@ -148,10 +148,9 @@ interface Bundle {
   readonly to: string;
   /** its messages, in order; each still in the outbox under its own id */
   readonly members: Pending[];
-  /** the sealed envelope */
-  readonly payload: Buffer;
-  /** the MSG frame the envelope was written into, until its first transmission (as Pending.frame) */
-  frame: Buffer | undefined;
+  /** its messages' ids and bodies, sealed anew for `key` on each transmission (as Pending.sealedFor) */
+  readonly entries: readonly BundleEntry[];
+  readonly key: Buffer;
   /** the earliest of its messages' deadlines */
   readonly deadline: number;
   attempts: number;
@@ -310,15 +309,8 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
       this.link = undefined;
       // Key requests sent on the lost link get no answer: their messages ask again on the next one.
       this.keys.close();
-      // A frame built for the lost link (its `from` is that session's address) is encoded again on the next.
-      for (const p of this.outbox.values()) {
-        p.dueAt = 0;
-        p.frame = undefined;
-      }
-      for (const b of this.bundles.values()) {
-        b.dueAt = 0;
-        b.frame = undefined;
-      }
+      for (const p of this.outbox.values()) p.dueAt = 0;
+      for (const b of this.bundles.values()) b.dueAt = 0;
     });
   }
 
@@ -508,14 +500,13 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
       const p: Pending = {
         id,
         to,
-        payload,
         deadline: Date.now() + (opts.deadlineMs ?? this.deadlineMs),
         resolve,
         reject,
         seal: this.sealMode === 'off' ? 'done' : 'todo',
         bundle: undefined,
         flags: 0,
-        frame: undefined,
+        sealedFor: undefined,
         plain: payload,
         resealed: false,
         attempts: 0,
@@ -535,7 +526,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     if (!link || !this.addr) return; // sent on the next WELCOME
     if (p.seal !== 'done') return this.prepareSeal(p);
     const now = Date.now();
-    link.send(this.wireFrame(p, p.flags));
+    link.send(this.msgFill(p, p.flags | (p.attempts > 0 ? FLAG_RETRY : 0)));
     if (p.attempts === 0) {
       p.firstSentAt = now;
       this.stats.sent++;
@@ -548,7 +539,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
 
   /**
    * Seals `p` for its receiver's key (looked up once per address, then cached) and sends it;
-   * plain when the receiver has none (mode 'auto'). Retries resend the same sealed bytes.
+   * plain when the receiver has none (mode 'auto'). Each transmission seals anew (msgFill).
    */
   private prepareSeal(p: Pending): void {
     if (p.seal === 'resolving' || p.seal === 'queued') return;
@@ -591,22 +582,32 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   }
 
   /**
-   * Seals `p` into the MSG frame that will carry it (one buffer: no envelope built apart and
-   * copied; a sender's garbage per message is what makes its GC pause, and its receivers wait).
+   * Marks `p` sealed for `key`: the seal itself is written with the frame, on each transmission
+   * (msgFill). The key is checked usable here, so writing the frame cannot fail.
    */
   private sealPending(p: Pending, key: Buffer): boolean {
-    const length = SEAL_OVERHEAD + p.payload.length;
+    const length = SEAL_OVERHEAD + p.plain.length;
     if (length > this.maxMessageBytes) {
       this.fail(p, Status.TOO_LARGE, `${length} bytes sealed; the limit is ${this.maxMessageBytes}`);
       return false;
     }
-    const body = p.payload;
-    p.frame = this.sealedFrame(p.id, p.to, length, (frame, at, fields) => this.sealKey.sealAt(frame, at, fields, body, key, this.keys.version(p.to)));
-    p.payload = p.frame.subarray(p.frame.length - length);
+    if (!this.usableKey(p, key)) return false;
+    p.sealedFor = { key, version: this.keys.version(p.to) };
     p.flags = FLAG_SEALED;
     p.seal = 'done';
     this.stats.sealed++;
     return true;
+  }
+
+  /** Whether `key` (its receiver's) gives a pair key; if not, `p` fails BAD_SEAL. */
+  private usableKey(p: Pending, key: Buffer): boolean {
+    try {
+      this.sealKey.pairKey(key);
+      return true;
+    } catch (err: unknown) {
+      this.fail(p, Status.BAD_SEAL, `the sealing key of ${p.to} is not usable: ${err instanceof Error ? err.message : String(err)}`);
+      return false;
+    }
   }
 
   /** A first transmission to a receiver that opens bundles: it may share a seal with the turn's other messages for it. */
@@ -668,13 +669,12 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   };
 
   private sendBundle(to: string, members: Pending[], key: Buffer): void {
+    if (!members.every((p) => this.usableKey(p, key))) return;
     const id = this.ids.next();
     const entries: BundleEntry[] = members.map((p) => ({ id: p.id, body: p.plain }));
-    const length = bundleLength(entries);
-    const frame = this.sealedFrame(id, to, length, (f, at, fields) => this.sealKey.sealBundleAt(f, at, fields, entries, key));
     let deadline = Infinity;
     for (const p of members) deadline = Math.min(deadline, p.deadline);
-    const b: Bundle = { id, to, members, payload: frame.subarray(frame.length - length), frame, deadline, attempts: 0, firstSentAt: 0, dueAt: 0, lastCode: Status.CONTACT_POINT_OFFLINE, lastReason: 'not connected' };
+    const b: Bundle = { id, to, members, entries, key, deadline, attempts: 0, firstSentAt: 0, dueAt: 0, lastCode: Status.CONTACT_POINT_OFFLINE, lastReason: 'not connected' };
     for (const p of members) {
       p.bundle = b;
       p.seal = 'done';
@@ -689,7 +689,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     const link = this.link;
     if (!link || !this.addr) return; // sent on the next WELCOME
     const now = Date.now();
-    link.send(this.wireFrame(b, FLAG_SEALED));
+    link.send(this.bundleFill(b, FLAG_SEALED | (b.attempts > 0 ? FLAG_RETRY : 0)));
     if (b.attempts === 0) {
       b.firstSentAt = now;
       this.stats.sent += b.members.length;
@@ -701,25 +701,32 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   }
 
   /**
-   * A MSG frame from this client to `to` whose last `length` bytes `seal` writes in place (the
-   * envelope): one buffer, no envelope built apart and copied into the frame.
+   * `p`'s MSG frame (FrameFill) for this transmission, written where the link writes it: the
+   * application's bytes as they are, or sealed there (a new nonce each time).
    */
-  private sealedFrame(id: string, to: string, length: number, seal: (frame: Buffer, at: number, fields: { id: string; to: string; from: string }) => void): Buffer {
-    const fields = { id, to, from: this.addr! };
-    const frame = msgFrame(fields, length, FLAG_SEALED);
-    seal(frame, frame.length - length, fields);
-    return frame;
+  private msgFill(p: Pending, flags: number): FrameFill {
+    const fields = { id: p.id, to: p.to, from: this.addr! };
+    const body = p.plain;
+    const sealed = p.sealedFor;
+    const head = msgHeaderLength(fields);
+    if (!sealed) return { type: FrameType.MSG, length: head + body.length, put: (out, at) => void body.copy(out, writeMsgHeader(out, at, fields, flags)) };
+    const sealKey = this.sealKey;
+    return {
+      type: FrameType.MSG,
+      length: head + SEAL_OVERHEAD + body.length,
+      put: (out, at) => sealKey.sealAt(out, writeMsgHeader(out, at, fields, flags), fields, body, sealed.key, sealed.version),
+    };
   }
 
-  /**
-   * What goes on the wire for a message or bundle: on its first transmission the frame its seal
-   * was written into, as it is; otherwise (or when there is none) a new one, FLAG_RETRY on retries.
-   */
-  private wireFrame(x: { readonly id: string; readonly to: string; readonly payload: Buffer; frame: Buffer | undefined; readonly attempts: number }, flags: number): Buffer {
-    const built = x.frame;
-    x.frame = undefined;
-    if (built && x.attempts === 0) return built;
-    return encodeMsg({ id: x.id, to: x.to, from: this.addr!, payload: x.payload }, flags | (x.attempts > 0 ? FLAG_RETRY : 0));
+  /** `b`'s MSG frame (FrameFill) for this transmission: its entries sealed as one bundle where the link writes it. */
+  private bundleFill(b: Bundle, flags: number): FrameFill {
+    const fields = { id: b.id, to: b.to, from: this.addr! };
+    const sealKey = this.sealKey;
+    return {
+      type: FrameType.MSG,
+      length: msgHeaderLength(fields) + bundleLength(b.entries),
+      put: (out, at) => sealKey.sealBundleAt(out, writeMsgHeader(out, at, fields, flags), fields, b.entries, b.key),
+    };
   }
 
   /** How long before sending again after a transient refusal (RATE_LIMITED and the like): 100 ms doubling, at most the ACK timeout. */
@@ -730,7 +737,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   /**
    * The outcome of a bundle. OK: every message in it was delivered. RECEIVER_FAILED: those its
    * reason names failed (all, if it names none), the rest were delivered. A transient refusal
-   * other than RATE_LIMITED: the same bytes again later. Anything else (a seal refused, too
+   * other than RATE_LIMITED: the same bundle again later. Anything else (a seal refused, too
    * large or too many for a hop's limits, or refused for another reason): nothing in it was
    * delivered, and its messages go again each alone, to meet the refusal or pass on their own.
    */
@@ -909,7 +916,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
       p.resealed = true;
       p.seal = 'todo';
       p.flags = 0;
-      p.payload = p.plain;
+      p.sealedFor = undefined;
       this.keys.forget(p.to);
       this.transmit(p);
       return;

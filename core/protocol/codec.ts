@@ -154,16 +154,38 @@ export function encodeMsg(msg: { id: string; to: string; from: string; payload: 
  * there, so the envelope is not built apart and then copied into the frame).
  */
 export function msgFrame(msg: { id: string; to: string; from: string }, payloadLength: number, flags = 0, type: number = FrameType.MSG): Buffer {
+  const buf = Buffer.allocUnsafe(msgHeaderLength(msg) + payloadLength);
+  writeMsgHeader(buf, 0, msg, flags, type);
+  return buf;
+}
+
+/** The bytes of a MSG frame before its payload: frame header, id, to and from (each checked). */
+export function msgHeaderLength(msg: { id: string; to: string; from: string }): number {
   const idLen = shortString(msg.id, 'message id');
   if (idLen > MAX_MESSAGE_ID_LENGTH) throw new RangeError(`message id longer than ${MAX_MESSAGE_ID_LENGTH}`);
-  const toLen = shortString(msg.to, 'to address');
-  const fromLen = shortString(msg.from, 'from address');
-  const buf = Buffer.allocUnsafe(HEADER_BYTES + 3 + idLen + toLen + fromLen + payloadLength);
-  header(buf, type, flags, 0);
-  let o = writeShort(buf, HEADER_BYTES, msg.id, 'message id');
-  o = writeShort(buf, o, msg.to, 'to address');
-  writeShort(buf, o, msg.from, 'from address');
-  return buf;
+  return HEADER_BYTES + 3 + idLen + shortString(msg.to, 'to address') + shortString(msg.from, 'from address');
+}
+
+/** Writes a MSG frame's header, id, to and from at `out[at..]` (msgHeaderLength() bytes); returns where its payload goes. */
+export function writeMsgHeader(out: Buffer, at: number, msg: { id: string; to: string; from: string }, flags = 0, type: number = FrameType.MSG): number {
+  out[at] = type;
+  out[at + 1] = flags;
+  out.writeUInt32BE(0, at + 2);
+  const o = writeShort(out, at + HEADER_BYTES, msg.id, 'message id');
+  return writeShort(out, writeShort(out, o, msg.to, 'to address'), msg.from, 'from address');
+}
+
+/**
+ * A frame written straight into the buffer it goes out from (a link's reused write buffer, or
+ * its place in a BATCH) instead of being built in one of its own first: `length` bytes, header
+ * included, that `put` writes at `out[at..]`. `put` must write exactly that and must not throw
+ * (check what it writes before making one).
+ */
+export interface FrameFill {
+  /** the frame type it writes (a MSG owes an ACK: see Link) */
+  readonly type: number;
+  readonly length: number;
+  readonly put: (out: Buffer, at: number) => void;
 }
 
 /** Where the last readShort() ended (no array per call). */
@@ -209,12 +231,13 @@ export function batchLength(count: number, bytes: number): number {
  * after its header, each frame (header and body, as it would go alone) prefixed by its length,
  * u32 BE.
  */
-export function writeBatch(out: Buffer, at: number, frames: readonly Buffer[]): void {
+export function writeBatch(out: Buffer, at: number, frames: readonly (Buffer | FrameFill)[]): void {
   header(out.subarray(at), FrameType.BATCH, 0, 0);
   let o = at + HEADER_BYTES;
   for (const f of frames) {
     out.writeUInt32BE(f.length, o);
-    out.set(f, o + BATCH_LENGTH_BYTES);
+    if (f instanceof Uint8Array) out.set(f, o + BATCH_LENGTH_BYTES);
+    else f.put(out, o + BATCH_LENGTH_BYTES);
     o += BATCH_LENGTH_BYTES + f.length;
   }
 }

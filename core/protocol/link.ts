@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { WebSocket, type RawData } from 'ws';
 import { framePieces, wsFrame } from './ws-frame.js';
-import { batchLength, decodeFrame, encodeControl, splitBatch, writeBatch, type Frame } from './codec.js';
+import { batchLength, decodeFrame, encodeControl, splitBatch, writeBatch, type Frame, type FrameFill } from './codec.js';
 import { ProtocolError } from './errors.js';
 import { FrameType, type ControlBodies, type ControlType } from './frames.js';
 import {
@@ -214,10 +214,14 @@ function rttPayload(rttMs: number | undefined): Buffer {
  * The buffers BATCH frames (and a client's frames sent alone) are written from, reused once
  * their socket has written them (its write callback). A busy link sends a batch of up to ~40 KiB
  * every loop turn; a new buffer each time is memory outside V8's heap that the GC counts and
- * collects, and that churn makes it collect more often. A batch that does not fit one gets a buffer of its own. At most
- * BATCH_BUFFERS_KEPT wait for reuse (per process: 16 x 48 KiB).
+ * collects, and that churn makes it collect more often. Large enough for a sealed bundle
+ * (BUNDLE_MAX_BYTES of entries, PROTOCOL.md 19.6, plus its headers): at 48 KiB a sender's
+ * closed loop wrote most of its ~55 KiB bundles through ws, which masks each into a new buffer,
+ * and that memory outside the heap (~1 KiB per message) is what started its mark-compacts
+ * ("external memory pressure", every 30-50 ms). A frame that does not fit gets a buffer of its
+ * own. At most BATCH_BUFFERS_KEPT wait for reuse (per process: 16 x 72 KiB).
  */
-const BATCH_BUFFER_BYTES = 48 * 1024;
+const BATCH_BUFFER_BYTES = 72 * 1024;
 /** the longest ws frame header: 2 bytes, a 64-bit length, a mask key */
 const WS_HEADER_MAX_BYTES = 14;
 const BATCH_BUFFERS_KEPT = 16;
@@ -280,7 +284,7 @@ export class Link {
   /** both ends speak BATCH (PROTOCOL.md 3.3): frames sent in one turn go out together */
   private batching = false;
   /** frames of this turn waiting to go out as one BATCH (batching on) */
-  private batch: Buffer[] = [];
+  private batch: (Buffer | FrameFill)[] = [];
   /** their bytes */
   private batchBytes = 0;
 
@@ -495,17 +499,18 @@ export class Link {
     this.handler = handler;
   }
 
-  send(frame: Buffer): boolean {
+  send(frame: Buffer | FrameFill): boolean {
     if (!this.isOpen) return false;
-    this.corkTurn(frame.length);
+    const length = frame.length;
+    this.corkTurn(length);
     this.sentSince = true;
-    if (frame[0] === FrameType.MSG) this.owe();
-    this.stats.bytesOut += frame.length;
+    if ((frame instanceof Uint8Array ? frame[0] : frame.type) === FrameType.MSG) this.owe();
+    this.stats.bytesOut += length;
     this.stats.framesOut++;
-    if (this.batching && frame.length <= BATCH_FRAME_MAX_BYTES) {
+    if (this.batching && length <= BATCH_FRAME_MAX_BYTES) {
       // Written when the turn's cork comes off (uncork), or now once the batch is full.
       this.batch.push(frame);
-      this.batchBytes += frame.length;
+      this.batchBytes += length;
       if (this.batchBytes >= BATCH_MAX_BYTES) this.flushBatch();
       return true;
     }
@@ -517,11 +522,27 @@ export class Link {
   /**
    * One frame alone. A client masks what it sends, and ws masks into a new buffer per frame:
    * here the client writes it masked into a reused buffer instead (writeFrame), one buffer
-   * less per message for the GC. A server's frame goes through ws, which writes it as it is.
+   * less per message for the GC; a FrameFill (a MSG the SDK seals or encodes in place) is
+   * written there directly, so it never has a buffer of its own. A server's frame goes through
+   * ws, which writes it as it is.
    */
-  private sendOne(frame: Buffer): void {
-    if (this.opts.role === 'client' && this.socket && frame.length <= BATCH_BUFFER_BYTES - WS_HEADER_MAX_BYTES) this.writeFrame(frame.length, (o, at) => void frame.copy(o, at));
-    else this.ws.send(frame, { binary: true, compress: false });
+  private sendOne(frame: Buffer | FrameFill): void {
+    const buffer = frame instanceof Uint8Array;
+    if (this.opts.role === 'client' && this.socket && frame.length <= BATCH_BUFFER_BYTES - WS_HEADER_MAX_BYTES) {
+      this.writeFrame(frame.length, buffer ? (o, at) => void frame.copy(o, at) : frame.put);
+      return;
+    }
+    let bytes: Buffer;
+    if (buffer) bytes = frame;
+    else {
+      bytes = Buffer.allocUnsafe(frame.length);
+      try {
+        frame.put(bytes, 0);
+      } catch (err: unknown) {
+        return this.writeFailed(err);
+      }
+    }
+    this.ws.send(bytes, { binary: true, compress: false });
   }
 
   /**
@@ -531,8 +552,27 @@ export class Link {
    */
   private writeFrame(length: number, fill: (out: Buffer, at: number) => void): void {
     const reuse = length <= BATCH_BUFFER_BYTES - WS_HEADER_MAX_BYTES ? (batchBuffers.pop() ?? Buffer.allocUnsafeSlow(BATCH_BUFFER_BYTES)) : undefined;
-    const out = wsFrame(length, this.opts.role === 'client', fill, reuse);
+    let out: Buffer;
+    try {
+      out = wsFrame(length, this.opts.role === 'client', fill, reuse);
+    } catch (err: unknown) {
+      if (reuse && batchBuffers.length < BATCH_BUFFERS_KEPT) batchBuffers.push(reuse);
+      return this.writeFailed(err);
+    }
     this.socket!.write(out, reuse ? () => void (batchBuffers.length < BATCH_BUFFERS_KEPT && batchBuffers.push(reuse)) : undefined);
+  }
+
+  /**
+   * A FrameFill threw (a bug: it must check what it writes before it is made). Nothing of the
+   * frame, or of the BATCH it was in, reached the socket; the link closes (1011) rather than
+   * leave a gap in what the far end expects, and the frames' owners send them again on the next
+   * link (a client's outbox does, as after any lost link).
+   */
+  private writeFailed(err: unknown): void {
+    this.opts.logger.error('a frame could not be written; closing the link', { link: this.opts.label, error: err instanceof Error ? err.message : String(err) });
+    this.batch = [];
+    this.batchBytes = 0;
+    this.close(1011, 'internal error: a frame could not be written');
   }
 
   /** Writes the frames batched so far: one alone as it is, more as one BATCH. */

@@ -212,8 +212,8 @@ export class SealKey {
   }
 
   /**
-   * As seal(), written at out[at] (SEAL_OVERHEAD + body.length bytes from there to out's end):
-   * the caller's buffer, e.g. the MSG frame that will carry the envelope.
+   * As seal(), written at out[at] (SEAL_OVERHEAD + body.length bytes from there): the caller's
+   * buffer, e.g. where a link writes the MSG frame that carries the envelope.
    */
   sealAt(out: Buffer, at: number, msg: SealedFields, body: Uint8Array, recipientRaw: Buffer, version: SealVersion = SEAL_VERSION, now = Date.now(), nonce?: Buffer): void {
     const pair = this.sealPair(recipientRaw);
@@ -231,7 +231,7 @@ export class SealKey {
     return out;
   }
 
-  /** As sealBundle(), written at out[at] (bundleLength(entries) bytes from there to out's end). */
+  /** As sealBundle(), written at out[at] (bundleLength(entries) bytes from there). */
   sealBundleAt(out: Buffer, at: number, msg: SealedFields, entries: readonly BundleEntry[], recipientRaw: Buffer, now = Date.now(), nonce?: Buffer): void {
     const pair = this.sealPair(recipientRaw);
     sealBundleInto(out, at, pair.keys[SEAL_VERSION_BUNDLE], this.publicRaw, pair.otherId, msg, entries, now, nonce ?? this.nonces);
@@ -476,12 +476,13 @@ function encipherAfter(out: Buffer, at: number, headerBytes: number, aes: boolea
 }
 
 /**
- * Writes the envelope of `body` at out[at] (out has SEAL_OVERHEAD + body.length bytes from at):
+ * Writes the envelope of `body` at out[at] (out has at least SEAL_OVERHEAD + body.length bytes from at):
  * the header in place, `t ‖ body` enciphered with one update, then the tag. The caller's buffer
- * may be the MSG frame that carries it (PeerClient), so the envelope is never copied.
+ * may be where a link writes the MSG frame that carries it (PeerClient), so the envelope is never
+ * a buffer of its own.
  */
 function sealInto(out: Buffer, at: number, version: SealVersion, pairKey: Buffer, senderRaw: Buffer, recipientId: Buffer, msg: SealedFields, body: Uint8Array, now: number, nonce: Buffer | NoncePool): void {
-  if (out.length - at !== SEAL_OVERHEAD + body.length) throw new RangeError(`an envelope of a ${body.length}-byte body takes ${SEAL_OVERHEAD + body.length} bytes, not ${out.length - at}`);
+  if (out.length - at < SEAL_OVERHEAD + body.length) throw new RangeError(`an envelope of a ${body.length}-byte body takes ${SEAL_OVERHEAD + body.length} bytes; ${out.length - at} are left`);
   writeSealHeader(out, at, version, senderRaw, recipientId, nonce);
   const plain = plainBuffer(TIME_BYTES + body.length);
   writeTime(plain, now);
@@ -529,10 +530,10 @@ export function sealBundleWith(pairKey: Buffer, senderRaw: Buffer, recipientId: 
   return out;
 }
 
-/** Writes a bundle's envelope at out[at] (out has bundleLength(entries) bytes from at), as sealInto does for one message. */
+/** Writes a bundle's envelope at out[at] (out has at least bundleLength(entries) bytes from at), as sealInto does for one message. */
 function sealBundleInto(out: Buffer, at: number, pairKey: Buffer, senderRaw: Buffer, recipientId: Buffer, msg: SealedFields, entries: readonly BundleEntry[], now: number, nonce: Buffer | NoncePool): void {
   const length = bundleLength(entries);
-  if (out.length - at !== length) throw new RangeError(`this bundle's envelope takes ${length} bytes, not ${out.length - at}`);
+  if (out.length - at < length) throw new RangeError(`this bundle's envelope takes ${length} bytes; ${out.length - at} are left`);
   writeSealHeader(out, at, SEAL_VERSION_BUNDLE, senderRaw, recipientId, nonce);
   out[at + SEAL_HEADER_BYTES] = entries.length;
   const plain = plainBuffer(length - BUNDLE_HEADER_BYTES - SEAL_TAG_BYTES);

@@ -3,7 +3,7 @@ import { SealGuard } from '../../core/contact-point/seal-guard.js';
 import type { InboundMessage, PeerClient } from '../../core/peer/peer-client.js';
 import { decodeAck, decodeFrame, decodeMsg, type Frame } from '../../core/protocol/codec.js';
 import { FLAG_RETRY, FLAG_SEAL_BUNDLE, FLAG_SEALED, FrameType } from '../../core/protocol/frames.js';
-import { BUNDLE_MAX_MESSAGES, SEAL_VERSION_AES, SEAL_VERSION_BUNDLE } from '../../core/protocol/seal.js';
+import { BUNDLE_MAX_MESSAGES, SEAL_HEADER_BYTES, SEAL_VERSION_AES, SEAL_VERSION_BUNDLE } from '../../core/protocol/seal.js';
 import { Status } from '../../core/protocol/status.js';
 import { Router } from '../../core/relay/routing.js';
 import type { RelaySession } from '../../core/relay/sessions.js';
@@ -229,7 +229,7 @@ describe('sealed bundles', () => {
     expect(got.length - 1).toBe(delivered);
   });
 
-  it('a bundle lost on the way is sent again as the same bytes (FLAG_RETRY set), and its messages are delivered once', async () => {
+  it('a bundle lost on the way is sent again sealed anew (same wire id and size, FLAG_RETRY, a new nonce), and its messages are delivered once', async () => {
     // eslint-disable-next-line @typescript-eslint/unbound-method -- called with the router as `this` below
     const { onMsg } = Router.prototype;
     const seen: Buffer[] = [];
@@ -253,7 +253,12 @@ describe('sealed bundles', () => {
     expect(seen.length).toBe(2);
     expect(seen[0]![1]! & FLAG_RETRY).toBe(0);
     expect(seen[1]![1]! & FLAG_RETRY).toBe(FLAG_RETRY);
-    expect(seen[1]!.subarray(2).equals(seen[0]!.subarray(2))).toBe(true); // all but the flags: same id, same seal
+    const [first, again] = [decodeMsg(decodeFrame(seen[0]!)), decodeMsg(decodeFrame(seen[1]!))];
+    expect(again.id).toBe(first.id);
+    expect(again.payload.length).toBe(first.payload.length);
+    // sealed again: the envelope's nonce (the last 12 bytes of its clear header) is another
+    const nonce = (m: { payload: Buffer }): Buffer => m.payload.subarray(SEAL_HEADER_BYTES - 12, SEAL_HEADER_BYTES);
+    expect(nonce(again).equals(nonce(first))).toBe(false);
     expect(alice.stats.retransmits).toBe(1);
     expect(got.slice(1)).toEqual(Array.from({ length: 5 }, (_, i) => `${MARKER} #${i}`));
     expect((results[0] as PromiseFulfilledResult<{ attempts: number }>).value.attempts).toBe(2);

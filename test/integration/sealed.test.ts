@@ -7,9 +7,9 @@ import { KeyPins } from '../../core/peer/key-pins.js';
 import { PeerIdentity } from '../../core/peer/identity.js';
 import { PeerClient, type InboundMessage } from '../../core/peer/peer-client.js';
 import { decodeAck, decodeFrame, decodeMsg, encodeMsg, type Frame } from '../../core/protocol/codec.js';
-import { FLAG_SEAL_AES, FLAG_SEALED, FrameType } from '../../core/protocol/frames.js';
+import { FLAG_RETRY, FLAG_SEAL_AES, FLAG_SEALED, FrameType } from '../../core/protocol/frames.js';
 import { CONTACT_POINT_KEY_FILE } from '../../core/protocol/key-statement.js';
-import { SEAL_VERSION, SEAL_VERSION_AES } from '../../core/protocol/seal.js';
+import { SEAL_HEADER_BYTES, SEAL_VERSION, SEAL_VERSION_AES } from '../../core/protocol/seal.js';
 import { Status } from '../../core/protocol/status.js';
 import { OFFERED_VERSIONS } from '../../core/protocol/version.js';
 import { Router } from '../../core/relay/routing.js';
@@ -28,6 +28,8 @@ interface Tap {
   readonly frames: Buffer[];
   readonly acks: { status: number; reason: string; from: string }[];
   rewrite: ((frame: Frame) => Buffer | undefined) | undefined;
+  /** an ACK it says true for is dropped (recorded, never forwarded) */
+  dropAck: ((ack: { status: number; from: string }) => boolean) | undefined;
   replay(raw: Buffer): void;
 }
 
@@ -39,6 +41,7 @@ function tapRelay(): Tap {
     frames: [],
     acks: [],
     rewrite: undefined,
+    dropAck: undefined,
     replay(raw) {
       if (!last) throw new Error('nothing routed yet');
       onMsg.call(last.router, last.session, decodeFrame(raw));
@@ -54,6 +57,7 @@ function tapRelay(): Tap {
     tap.frames.push(Buffer.from(frame.raw));
     const a = decodeAck(frame);
     tap.acks.push({ status: a.status, reason: a.reason, from: a.from });
+    if (tap.dropAck?.(a)) return;
     return onAck.call(this, s, frame);
   });
   return tap;
@@ -95,6 +99,33 @@ describe('sealed messages through a relay that records every frame', () => {
     expect(sealVersions(tap)).toEqual([SEAL_VERSION_AES, SEAL_VERSION_AES]);
     // The contact point bound alice's key at first contact and shows it as a binding.
     expect(h.cp.snapshot().seal?.bindings).toBe(1);
+  });
+
+  it('an ACK lost on the way back: the retry is sealed anew (same id, FLAG_RETRY, a new nonce), re-ACKed and not delivered twice', async () => {
+    const got: InboundMessage[] = [];
+    await h.registered('printer', (m) => void got.push(m));
+    const alice = await h.external('alice', { ackTimeoutMs: 200 });
+    await alice.send('printer@acme-hq', 'warm-up'); // keys asked for and cached
+    let dropped = 0;
+    // the first ACK from the printer never reaches alice
+    tap.dropAck = (a) => {
+      if (a.from !== 'printer@acme-hq' || dropped > 0) return false;
+      dropped++;
+      return true;
+    };
+    const before = tap.frames.length;
+    const receipt = await alice.send('printer@acme-hq', `${MARKER} once`);
+    expect(receipt.attempts).toBe(2);
+    expect(dropped).toBe(1);
+    const sent = tap.frames.slice(before).filter((f) => f[0] === FrameType.MSG).map((f) => decodeMsg(decodeFrame(f)));
+    expect(sent.map((m) => [m.id, (m.flags & FLAG_RETRY) !== 0])).toEqual([
+      [receipt.id, false],
+      [receipt.id, true],
+    ]);
+    const nonce = (m: { payload: Buffer }): Buffer => m.payload.subarray(SEAL_HEADER_BYTES - 12, SEAL_HEADER_BYTES);
+    expect(nonce(sent[1]!).equals(nonce(sent[0]!))).toBe(false);
+    expect(got.map((m) => m.payload.toString())).toEqual(['warm-up', `${MARKER} once`]);
+    expect(seen(tap)).toBe(false);
   });
 
   it('a relay that clears FLAG_SEAL_AES from key answers only makes senders seal in version 1, which receivers still open', async () => {

@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
-import { decodeFrame, encodeAck, encodeBatch, encodeControl, encodeMsg, HEADER_BYTES, splitBatch, type Frame } from '../../core/protocol/codec.js';
+import { decodeFrame, encodeAck, encodeBatch, encodeControl, encodeMsg, HEADER_BYTES, splitBatch, type Frame, type FrameFill } from '../../core/protocol/codec.js';
 import { ProtocolError } from '../../core/protocol/errors.js';
 import { FrameType } from '../../core/protocol/frames.js';
 import { BATCH_FRAME_MAX_BYTES, BATCH_MAX_BYTES, MAX_FRAME_BYTES } from '../../core/protocol/limits.js';
@@ -146,8 +146,8 @@ describe('Link batching (BATCH, PROTOCOL.md 3.3)', () => {
   it('a client sends lone frames masked from reused buffers: frames of every size, turn after turn, arrive intact and in order', async () => {
     const { server, client } = await linkPair();
     const sent: Buffer[] = [];
-    // below, at and above what fits a reused buffer (48 KiB), batching off and on
-    const sizes = [0, 1, 100, 1_000, 8_000, 40_000, 49_100, 60_000];
+    // below, at and above what fits a reused buffer (72 KiB), batching off and on
+    const sizes = [0, 1, 100, 1_000, 8_000, 40_000, 49_100, 60_000, 73_700, 90_000];
     for (const batching of [false, true]) {
       if (batching) client.link.enableBatching();
       for (let turn = 0; turn < 16; turn++) {
@@ -161,6 +161,43 @@ describe('Link batching (BATCH, PROTOCOL.md 3.3)', () => {
     expect(hex(server.frames)).toEqual(hex(sent));
     expect(server.wsMessages).toHaveLength(sent.length);
     expect(client.link.stats.batchesOut).toBe(0);
+  });
+
+  it('writes a FrameFill where the frame goes (alone, in a BATCH, or over the reused buffer), the same bytes as the frame it describes, in order with buffers', async () => {
+    const { server, client } = await linkPair();
+    const fill = (f: Buffer): FrameFill => ({ type: f[0]!, length: f.length, put: (out, at) => void f.copy(out, at) });
+    const sent: Buffer[] = [];
+    for (const batching of [false, true]) {
+      if (batching) client.link.enableBatching();
+      for (const size of [10, 1_000, 8_000, 60_000, 73_700, 90_000]) {
+        const alone = msg(size, size);
+        sent.push(alone);
+        client.link.send(fill(alone)); // one a turn: alone
+        await new Promise((r) => setImmediate(r));
+      }
+      const mixed = Array.from({ length: 12 }, (_, i) => msg(500 + i, 300 * i));
+      sent.push(...mixed);
+      mixed.forEach((f, i) => client.link.send(i % 2 === 0 ? fill(f) : f)); // one turn: a BATCH once batching is on
+      await new Promise((r) => setImmediate(r));
+    }
+    await until(() => server.frames.length === sent.length, 'every frame');
+    expect(hex(server.frames)).toEqual(hex(sent));
+    expect(client.link.stats.batchesOut).toBeGreaterThanOrEqual(1);
+    expect(client.link.stats.framesOut).toBe(sent.length);
+  });
+
+  it('a FrameFill that throws closes the link (1011): nothing of it, or of the BATCH it was in, is written', async () => {
+    const { server, client } = await linkPair();
+    client.link.enableBatching();
+    const before = msg(1);
+    client.link.send(before);
+    await until(() => server.frames.length === 1, 'the first frame');
+    client.link.send(msg(2));
+    client.link.send({ type: FrameType.MSG, length: 100, put: () => { throw new Error('a bug in a fill'); } });
+    client.link.send(msg(3));
+    await until(() => server.closed !== undefined, 'the close');
+    expect(server.closed?.code).toBe(1011);
+    expect(hex(server.frames)).toEqual(hex([before]));
   });
 
   it('sends each frame in a ws message of its own while batching is off (an end that did not agree)', async () => {

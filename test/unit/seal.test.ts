@@ -141,8 +141,13 @@ describe('sealed payloads (test/vectors/seal.json)', () => {
       sender.sealAt(frame, 37, x, body, recipient.publicRaw, SEAL_VERSION_AES, x.sealedAt, hex(x.nonceHex));
       expect(frame.subarray(37).toString('hex'), x.name).toBe(x.envelopeHex);
       expect(frame.subarray(0, 37).every((b) => b === 0xab)).toBe(true);
-      // a wrong amount of room is the caller's mistake, said as such
-      expect(() => sender.sealAt(Buffer.alloc(frame.length + 1), 37, x, body, recipient.publicRaw, SEAL_VERSION_AES)).toThrow(RangeError);
+      // too little room is the caller's mistake, said as such
+      expect(() => sender.sealAt(Buffer.alloc(frame.length - 1), 37, x, body, recipient.publicRaw, SEAL_VERSION_AES)).toThrow(RangeError);
+      // more room (a link's write buffer): the same envelope, and the bytes after it left alone
+      const roomy = Buffer.alloc(frame.length + 9, 0xcd);
+      sender.sealAt(roomy, 37, x, body, recipient.publicRaw, SEAL_VERSION_AES, x.sealedAt, hex(x.nonceHex));
+      expect(roomy.subarray(37, frame.length).toString('hex'), x.name).toBe(x.envelopeHex);
+      expect(roomy.subarray(frame.length).every((b) => b === 0xcd)).toBe(true);
     }
     // One process-wide plaintext buffer: seals of different sizes one after another each open to their own body.
     const b = SealKey.generate();
