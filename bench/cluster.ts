@@ -21,7 +21,7 @@ import type { BenchContext } from './context.js';
 import type { WorkerHandle } from './ipc.js';
 import { attributeTail, sumTails, type LatencyWithTail, type TailAttribution } from './tail.js';
 import { closedLoop, IN_FLIGHT, MSG_BYTES, PACED_RATE, pacedLoop, relaySender, type LoopResult } from './messages.js';
-import { haveNatsServer, NO_NATS_REASON, startNatsServer, type NatsServer } from './nats-server.js';
+import { CLUSTER_NATS_GOMAXPROCS, haveNatsServer, natsProcsNote, NO_NATS_REASON, startNatsServer, type NatsServer } from './nats-server.js';
 import { measured, PORTS, type BulkResult } from './mediation.js';
 import { emit, median, note, round, waitFor } from './util.js';
 
@@ -73,7 +73,7 @@ async function runMessagesAcross(ctx: BenchContext): Promise<void> {
   const clients: PeerClient[] = [];
   let nats: NatsServer | undefined;
   try {
-    nats = await startNatsServer();
+    nats = await startNatsServer({ gomaxprocs: CLUSTER_NATS_GOMAXPROCS });
     note(`cluster: nats-server on ${nats.url}; relay nodes r1 (the office's) and r2, contact point, receiver`);
     const [r1, r2] = await relayNodes(ctx, nats, workers);
     const cpSecret = await r1.call<string>('addCredential', { kind: 'contact-point', id: CP_ID });
@@ -122,7 +122,7 @@ async function runMessagesAcross(ctx: BenchContext): Promise<void> {
       baseline: 'same receiver, contact point and office node; the external sender connected to the office node itself (no NATS on the path)',
       loaded_one_way_ms: crossLatency.map((l) => ({ p50: round(l.p50), p99: round(l.p99) })),
       baseline_loaded_one_way_ms: sameLatency.map((l) => ({ p50: round(l.p50), p99: round(l.p99) })),
-      topology: 'processes: nats-server (-js), relay nodes r1 and r2, contact point (tunnel on r1), internal SDK receiver; SDK senders in the bench process; all on 127.0.0.1',
+      topology: `processes: ${natsProcsNote(CLUSTER_NATS_GOMAXPROCS)}, relay nodes r1 and r2, contact point (tunnel on r1), internal SDK receiver; SDK senders in the bench process; all on 127.0.0.1`,
       mode: ctx.quick ? 'quick' : 'full',
       node: process.version,
     });
@@ -208,7 +208,7 @@ export async function runClusterBulk(ctx: BenchContext): Promise<void> {
   let nats: NatsServer | undefined;
   let placer: ExposeProcess | undefined;
   try {
-    nats = await startNatsServer();
+    nats = await startNatsServer({ gomaxprocs: CLUSTER_NATS_GOMAXPROCS });
     note(`cluster-bulk: nats-server on ${nats.url}; relay nodes r1 (the office's) and r2, contact point, LAN service, load`);
     const [r1, r2] = await relayNodes(ctx, nats, workers, true);
     const cpSecret = await r1.call<string>('addCredential', { kind: 'contact-point', id: CP_ID });
@@ -286,7 +286,7 @@ export async function runClusterBulk(ctx: BenchContext): Promise<void> {
         cpu_ms_per_mb: crossPerMb,
         baseline_cpu_ms_per_mb: samePerMb,
         limits: { bytes, max_ms: maxMs },
-        topology: 'processes: nats-server (-js), relay nodes r1 (tunnel) and r2, contact point, lan, load; all on 127.0.0.1',
+        topology: `processes: ${natsProcsNote(CLUSTER_NATS_GOMAXPROCS)}, relay nodes r1 (tunnel) and r2, contact point, lan, load; all on 127.0.0.1`,
         mode: ctx.quick ? 'quick' : 'full',
         node: process.version,
       });
@@ -307,7 +307,7 @@ export async function runClusterBulk(ctx: BenchContext): Promise<void> {
         target_met: placedValue >= TARGET_CROSS_BULK_MB_PER_S,
         cpu_ms_per_mb: placedPerMb,
         limits: { bytes, max_ms: maxMs },
-        topology: 'processes: nats-server (-js), relay nodes r1 (tunnel) and r2, both with an advertised URL, contact point, lan, load, `contact-point expose` (dialled r2); all on 127.0.0.1',
+        topology: `processes: ${natsProcsNote(CLUSTER_NATS_GOMAXPROCS)}, relay nodes r1 (tunnel) and r2, both with an advertised URL, contact point, lan, load, \`contact-point expose\` (dialled r2); all on 127.0.0.1`,
         mode: ctx.quick ? 'quick' : 'full',
         node: process.version,
       });
@@ -449,7 +449,7 @@ async function runMemoryPerOffice(ctx: BenchContext): Promise<void> {
   let nats: NatsServer | undefined;
   const results = new Map<'single' | 'cluster', { rss: number; heap: number; external: number; upMs: number }>();
   try {
-    nats = await startNatsServer();
+    nats = await startNatsServer({ gomaxprocs: CLUSTER_NATS_GOMAXPROCS });
     for (const kind of ['single', 'cluster'] as const) {
       const workers: WorkerHandle[] = [];
       try {
@@ -496,7 +496,7 @@ async function runMemoryPerOffice(ctx: BenchContext): Promise<void> {
     offices: MEMORY_OFFICES,
     up_ms: c.upMs,
     baseline_up_ms: s.upMs,
-    topology: 'processes: nats-server (-js), relay (with and without cluster), one offices worker holding every tunnel; all on 127.0.0.1',
+    topology: `processes: ${natsProcsNote(CLUSTER_NATS_GOMAXPROCS)}, relay (with and without cluster), one offices worker holding every tunnel; all on 127.0.0.1`,
     mode: ctx.quick ? 'quick' : 'full',
     node: process.version,
   });

@@ -32,11 +32,31 @@ export interface NatsServer {
   stop(): Promise<void>;
 }
 
-/** Starts `nats-server -js` on a free loopback port; resolves once it accepts connections (at most 10 s). */
-export async function startNatsServer(): Promise<NatsServer> {
+/**
+ * The Go scheduler's thread count for a nats-server that carries a relay cluster in the benches:
+ * one, as README "Running a relay cluster" advises for a nats-server sharing a small host with
+ * relay nodes. On these 2-core hosts, beside five busy Node processes, its default (one per core)
+ * handed each message between threads, about a third of its CPU (bench cluster-messages, quick,
+ * alternating: 16-19 % CPU at GOMAXPROCS=1 against 25-28 % for the same or fewer messages).
+ * A GOMAXPROCS in the bench's own environment wins (BENCH runs can compare).
+ */
+export const CLUSTER_NATS_GOMAXPROCS = 1;
+
+/** What the benches' topology lines say about a nats-server started with `gomaxprocs`. */
+export function natsProcsNote(gomaxprocs: number | undefined): string {
+  const g = process.env.GOMAXPROCS ?? (gomaxprocs === undefined ? undefined : String(gomaxprocs));
+  return g === undefined ? 'nats-server (-js)' : `nats-server (-js, GOMAXPROCS=${g})`;
+}
+
+/**
+ * Starts `nats-server -js` on a free loopback port; resolves once it accepts connections (at most
+ * 10 s). `gomaxprocs`: its GOMAXPROCS (unless the environment has one).
+ */
+export async function startNatsServer(opts: { readonly gomaxprocs?: number } = {}): Promise<NatsServer> {
   const dir = await mkdtemp(join(tmpdir(), 'cp-nats-'));
   const port = await freePort();
-  let proc = await spawnNats(port, dir);
+  const env = opts.gomaxprocs !== undefined && process.env.GOMAXPROCS === undefined ? { ...process.env, GOMAXPROCS: String(opts.gomaxprocs) } : process.env;
+  let proc = await spawnNats(port, dir, env);
   const stopProc = async (): Promise<void> => {
     const p = proc;
     if (p.exitCode !== null || p.signalCode !== null) return;
@@ -54,7 +74,7 @@ export async function startNatsServer(): Promise<NatsServer> {
     },
     async restart() {
       await stopProc();
-      proc = await spawnNats(port, dir);
+      proc = await spawnNats(port, dir, env);
     },
     async stop() {
       await stopProc();
@@ -154,9 +174,9 @@ async function jetStreamReady(servers: string[]): Promise<void> {
 }
 
 /** `nats-server` on `port` (`-js` with JetStream folder `dir`, or the given arguments); resolves once it accepts connections (at most 10 s). */
-async function spawnNats(port: number, dirOrArgs: string | readonly string[]): Promise<ChildProcess> {
+async function spawnNats(port: number, dirOrArgs: string | readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<ChildProcess> {
   const args = typeof dirOrArgs === 'string' ? ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dirOrArgs] : [...dirOrArgs];
-  const proc = spawn(NATS_SERVER, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(NATS_SERVER, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
   let log = '';
   proc.stderr?.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-4000)));
   const deadline = Date.now() + 10_000;
