@@ -11,7 +11,7 @@ import type { TunnelView } from '../core/admin/contract.js';
 import type { BenchContext } from './context.js';
 import type { WorkerHandle } from './ipc.js';
 import { relaySender } from './messages.js';
-import { haveNatsServer, NO_NATS_REASON, startNatsServer, type NatsServer } from './nats-server.js';
+import { CLUSTER_NATS_GOMAXPROCS, haveNatsServer, natsProcsNote, NO_NATS_REASON, startNatsServer, type NatsServer } from './nats-server.js';
 import { emit, median, note, round, sleep, waitFor } from './util.js';
 
 const CP_ID = 'failover-hq';
@@ -39,7 +39,7 @@ export async function runClusterFailover(ctx: BenchContext): Promise<void> {
   const clients: PeerClient[] = [];
   let nats: NatsServer | undefined;
   try {
-    nats = await startNatsServer();
+    nats = await startNatsServer({ gomaxprocs: CLUSTER_NATS_GOMAXPROCS });
     const servers = [nats.url];
     note(`cluster-failover: nats-server on ${nats.url}; relay nodes r1 (the sender's) and r3 stay, r2 is started and killed each round`);
     const r1 = await ctx.startWorker('relay', { cluster: { servers, node: 'r1' } });
@@ -76,7 +76,7 @@ export async function runClusterFailover(ctx: BenchContext): Promise<void> {
       failed_sends: results['two tunnels'].reduce((n, x) => n + x.failed, 0),
       baseline_failed_sends: results['one tunnel'].reduce((n, x) => n + x.failed, 0),
       send_every_ms: SEND_EVERY_MS,
-      topology: 'processes: nats-server (-js), relay nodes r1, r2, r3, contact point (tunnels on r2 and r3, or one on r2), internal SDK receiver; SDK sender on r1 in the bench process; all on 127.0.0.1',
+      topology: `processes: ${natsProcsNote(CLUSTER_NATS_GOMAXPROCS)}, relay nodes r1, r2, r3, contact point (tunnels on r2 and r3, or one on r2), internal SDK receiver; SDK sender on r1 in the bench process; all on 127.0.0.1`,
       mode: ctx.quick ? 'quick' : 'full',
       node: process.version,
     });

@@ -122,7 +122,7 @@ interface Pending {
   /**
    * Sealed: the receiver's key and the envelope version. Each transmission seals `plain` anew
    * (a new nonce and time, the same id) where the link writes the frame (Link.send of a
-   * FrameFill), so no sealed copy is kept between transmissions (PROTOCOL.md 19.4).
+   * FrameFill), so no sealed copy is kept between transmissions (PROTOCOL.md 19.1).
    */
   sealedFor: { readonly key: Buffer; readonly version: SealVersion } | undefined;
   /** the application's bytes */
@@ -284,6 +284,11 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
       else if (s.state === 'reconnecting' && s.lastErrorCode !== undefined && s.lastError) this.failReady(new Error(s.lastError), s.lastErrorCode);
     });
     this.dialer.on('up', (link, welcome) => {
+      if (welcome.address !== undefined && !parseAddress(welcome.address)) {
+        // Every frame this client writes carries it as `from`: a server that gives a malformed one is faulted, not written after.
+        link.fault(Status.PROTOCOL_VIOLATION, `WELCOME address "${welcome.address.slice(0, 64)}" is not name@domain`);
+        return;
+      }
       this.link = link;
       this.serverCapabilities = welcome.capabilities ?? [];
       this.addr = welcome.address;
@@ -483,7 +488,10 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   /**
    * Sends `data` to `to` and resolves when the receiver acknowledged it. Rejects with a
    * DeliveryError carrying the status code and reason: at once for permanent refusals, after
-   * the deadline for transient ones (offline, rate limited, congested).
+   * the deadline for transient ones (offline, rate limited, congested). `data` (a Uint8Array)
+   * is not copied: it is read when the frame is written (at the end of this event-loop turn)
+   * and again for each retry, sealed anew each time, so it must not change until the promise
+   * settles.
    */
   send(to: string, data: Uint8Array | string, opts: { deadlineMs?: number } = {}): Promise<Receipt> {
     const id = this.ids.next();
@@ -591,7 +599,11 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
       this.fail(p, Status.TOO_LARGE, `${length} bytes sealed; the limit is ${this.maxMessageBytes}`);
       return false;
     }
-    if (!this.usableKey(p, key)) return false;
+    const unusable = this.unusableKey(key);
+    if (unusable !== undefined) {
+      this.fail(p, Status.BAD_SEAL, `the sealing key of ${p.to} is not usable: ${unusable}`);
+      return false;
+    }
     p.sealedFor = { key, version: this.keys.version(p.to) };
     p.flags = FLAG_SEALED;
     p.seal = 'done';
@@ -599,14 +611,13 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     return true;
   }
 
-  /** Whether `key` (its receiver's) gives a pair key; if not, `p` fails BAD_SEAL. */
-  private usableKey(p: Pending, key: Buffer): boolean {
+  /** Why `key` (a receiver's) gives no pair key (a low-order point, say); undefined when it does. */
+  private unusableKey(key: Buffer): string | undefined {
     try {
       this.sealKey.pairKey(key);
-      return true;
+      return undefined;
     } catch (err: unknown) {
-      this.fail(p, Status.BAD_SEAL, `the sealing key of ${p.to} is not usable: ${err instanceof Error ? err.message : String(err)}`);
-      return false;
+      return err instanceof Error ? err.message : String(err);
     }
   }
 
@@ -669,7 +680,11 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   };
 
   private sendBundle(to: string, members: Pending[], key: Buffer): void {
-    if (!members.every((p) => this.usableKey(p, key))) return;
+    const unusable = this.unusableKey(key);
+    if (unusable !== undefined) {
+      for (const p of members) this.fail(p, Status.BAD_SEAL, `the sealing key of ${to} is not usable: ${unusable}`);
+      return;
+    }
     const id = this.ids.next();
     const entries: BundleEntry[] = members.map((p) => ({ id: p.id, body: p.plain }));
     let deadline = Infinity;
@@ -709,7 +724,16 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     const body = p.plain;
     const sealed = p.sealedFor;
     const head = msgHeaderLength(fields);
-    if (!sealed) return { type: FrameType.MSG, length: head + body.length, put: (out, at) => void body.copy(out, writeMsgHeader(out, at, fields, flags)) };
+    if (!sealed) {
+      return {
+        type: FrameType.MSG,
+        length: head + body.length,
+        put: (out, at) => {
+          const o = writeMsgHeader(out, at, fields, flags);
+          return o + body.copy(out, o);
+        },
+      };
+    }
     const sealKey = this.sealKey;
     return {
       type: FrameType.MSG,

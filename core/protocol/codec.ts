@@ -178,14 +178,21 @@ export function writeMsgHeader(out: Buffer, at: number, msg: { id: string; to: s
 /**
  * A frame written straight into the buffer it goes out from (a link's reused write buffer, or
  * its place in a BATCH) instead of being built in one of its own first: `length` bytes, header
- * included, that `put` writes at `out[at..]`. `put` must write exactly that and must not throw
- * (check what it writes before making one).
+ * included, that `put` writes at `out[at..]`, returning where it ended. It must not throw (check
+ * what it writes before making one); a fill that throws or writes another length than it said
+ * fails the write (putFill).
  */
 export interface FrameFill {
   /** the frame type it writes (a MSG owes an ACK: see Link) */
   readonly type: number;
   readonly length: number;
-  readonly put: (out: Buffer, at: number) => void;
+  readonly put: (out: Buffer, at: number) => number;
+}
+
+/** Runs `f.put` at `out[at..]`; throws a RangeError when it wrote another length than it said. */
+export function putFill(f: FrameFill, out: Buffer, at: number): void {
+  const end = f.put(out, at);
+  if (end !== at + f.length) throw new RangeError(`a frame said ${f.length} bytes and wrote ${end - at}`);
 }
 
 /** Where the last readShort() ended (no array per call). */
@@ -237,7 +244,7 @@ export function writeBatch(out: Buffer, at: number, frames: readonly (Buffer | F
   for (const f of frames) {
     out.writeUInt32BE(f.length, o);
     if (f instanceof Uint8Array) out.set(f, o + BATCH_LENGTH_BYTES);
-    else f.put(out, o + BATCH_LENGTH_BYTES);
+    else putFill(f, out, o + BATCH_LENGTH_BYTES);
     o += BATCH_LENGTH_BYTES + f.length;
   }
 }

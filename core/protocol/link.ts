@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { WebSocket, type RawData } from 'ws';
 import { framePieces, wsFrame } from './ws-frame.js';
-import { batchLength, decodeFrame, encodeControl, splitBatch, writeBatch, type Frame, type FrameFill } from './codec.js';
+import { batchLength, decodeFrame, encodeControl, putFill, splitBatch, writeBatch, type Frame, type FrameFill } from './codec.js';
 import { ProtocolError } from './errors.js';
 import { FrameType, type ControlBodies, type ControlType } from './frames.js';
 import {
@@ -515,6 +515,7 @@ export class Link {
       return true;
     }
     this.flushBatch(); // frames keep their order
+    if (!this.isOpen) return false; // a frame of that batch could not be written: the link is closing
     this.sendOne(frame);
     return true;
   }
@@ -529,7 +530,7 @@ export class Link {
   private sendOne(frame: Buffer | FrameFill): void {
     const buffer = frame instanceof Uint8Array;
     if (this.opts.role === 'client' && this.socket && frame.length <= BATCH_BUFFER_BYTES - WS_HEADER_MAX_BYTES) {
-      this.writeFrame(frame.length, buffer ? (o, at) => void frame.copy(o, at) : frame.put);
+      this.writeFrame(frame.length, buffer ? (o, at) => void frame.copy(o, at) : (o, at) => putFill(frame, o, at));
       return;
     }
     let bytes: Buffer;
@@ -537,7 +538,7 @@ export class Link {
     else {
       bytes = Buffer.allocUnsafe(frame.length);
       try {
-        frame.put(bytes, 0);
+        putFill(frame, bytes, 0);
       } catch (err: unknown) {
         return this.writeFailed(err);
       }

@@ -213,11 +213,12 @@ export class SealKey {
 
   /**
    * As seal(), written at out[at] (SEAL_OVERHEAD + body.length bytes from there): the caller's
-   * buffer, e.g. where a link writes the MSG frame that carries the envelope.
+   * buffer, e.g. where a link writes the MSG frame that carries the envelope. Returns where the
+   * envelope ends.
    */
-  sealAt(out: Buffer, at: number, msg: SealedFields, body: Uint8Array, recipientRaw: Buffer, version: SealVersion = SEAL_VERSION, now = Date.now(), nonce?: Buffer): void {
+  sealAt(out: Buffer, at: number, msg: SealedFields, body: Uint8Array, recipientRaw: Buffer, version: SealVersion = SEAL_VERSION, now = Date.now(), nonce?: Buffer): number {
     const pair = this.sealPair(recipientRaw);
-    sealInto(out, at, version, pair.keys[version], this.publicRaw, pair.otherId, msg, body, now, nonce ?? this.nonces);
+    return sealInto(out, at, version, pair.keys[version], this.publicRaw, pair.otherId, msg, body, now, nonce ?? this.nonces);
   }
 
   /**
@@ -231,10 +232,10 @@ export class SealKey {
     return out;
   }
 
-  /** As sealBundle(), written at out[at] (bundleLength(entries) bytes from there). */
-  sealBundleAt(out: Buffer, at: number, msg: SealedFields, entries: readonly BundleEntry[], recipientRaw: Buffer, now = Date.now(), nonce?: Buffer): void {
+  /** As sealBundle(), written at out[at] (bundleLength(entries) bytes from there); returns where it ends. */
+  sealBundleAt(out: Buffer, at: number, msg: SealedFields, entries: readonly BundleEntry[], recipientRaw: Buffer, now = Date.now(), nonce?: Buffer): number {
     const pair = this.sealPair(recipientRaw);
-    sealBundleInto(out, at, pair.keys[SEAL_VERSION_BUNDLE], this.publicRaw, pair.otherId, msg, entries, now, nonce ?? this.nonces);
+    return sealBundleInto(out, at, pair.keys[SEAL_VERSION_BUNDLE], this.publicRaw, pair.otherId, msg, entries, now, nonce ?? this.nonces);
   }
 
   private sealPair(recipientRaw: Buffer): Pair {
@@ -460,7 +461,7 @@ function writeTime(plain: Buffer, now: number): void {
  * Enciphers `plain` behind the clear header out[at, at + headerBytes) (the AAD's, with `msg`),
  * writing ciphertext and tag after it; then zeroes `plain` (it may be the scratch buffer).
  */
-function encipherAfter(out: Buffer, at: number, headerBytes: number, aes: boolean, pairKey: Buffer, msg: SealedFields, plain: Buffer): void {
+function encipherAfter(out: Buffer, at: number, headerBytes: number, aes: boolean, pairKey: Buffer, msg: SealedFields, plain: Buffer): number {
   const nonce = out.subarray(at + NONCE_AT, at + SEAL_HEADER_BYTES);
   const tag = { authTagLength: SEAL_TAG_BYTES };
   try {
@@ -469,7 +470,7 @@ function encipherAfter(out: Buffer, at: number, headerBytes: number, aes: boolea
     let o = at + headerBytes;
     o += cipher.update(plain).copy(out, o);
     o += cipher.final().copy(out, o);
-    cipher.getAuthTag().copy(out, o);
+    return o + cipher.getAuthTag().copy(out, o);
   } finally {
     plain.fill(0);
   }
@@ -481,13 +482,13 @@ function encipherAfter(out: Buffer, at: number, headerBytes: number, aes: boolea
  * may be where a link writes the MSG frame that carries it (PeerClient), so the envelope is never
  * a buffer of its own.
  */
-function sealInto(out: Buffer, at: number, version: SealVersion, pairKey: Buffer, senderRaw: Buffer, recipientId: Buffer, msg: SealedFields, body: Uint8Array, now: number, nonce: Buffer | NoncePool): void {
+function sealInto(out: Buffer, at: number, version: SealVersion, pairKey: Buffer, senderRaw: Buffer, recipientId: Buffer, msg: SealedFields, body: Uint8Array, now: number, nonce: Buffer | NoncePool): number {
   if (out.length - at < SEAL_OVERHEAD + body.length) throw new RangeError(`an envelope of a ${body.length}-byte body takes ${SEAL_OVERHEAD + body.length} bytes; ${out.length - at} are left`);
   writeSealHeader(out, at, version, senderRaw, recipientId, nonce);
   const plain = plainBuffer(TIME_BYTES + body.length);
   writeTime(plain, now);
   plain.set(body, TIME_BYTES);
-  encipherAfter(out, at, SEAL_HEADER_BYTES, version === SEAL_VERSION_AES, pairKey, msg, plain);
+  return encipherAfter(out, at, SEAL_HEADER_BYTES, version === SEAL_VERSION_AES, pairKey, msg, plain);
 }
 
 /** The sealed time and body (the envelope's version, already checked, picks the cipher); BAD_SEAL when the tag does not verify. */
@@ -531,7 +532,7 @@ export function sealBundleWith(pairKey: Buffer, senderRaw: Buffer, recipientId: 
 }
 
 /** Writes a bundle's envelope at out[at] (out has at least bundleLength(entries) bytes from at), as sealInto does for one message. */
-function sealBundleInto(out: Buffer, at: number, pairKey: Buffer, senderRaw: Buffer, recipientId: Buffer, msg: SealedFields, entries: readonly BundleEntry[], now: number, nonce: Buffer | NoncePool): void {
+function sealBundleInto(out: Buffer, at: number, pairKey: Buffer, senderRaw: Buffer, recipientId: Buffer, msg: SealedFields, entries: readonly BundleEntry[], now: number, nonce: Buffer | NoncePool): number {
   const length = bundleLength(entries);
   if (out.length - at < length) throw new RangeError(`this bundle's envelope takes ${length} bytes; ${out.length - at} are left`);
   writeSealHeader(out, at, SEAL_VERSION_BUNDLE, senderRaw, recipientId, nonce);
@@ -547,5 +548,5 @@ function sealBundleInto(out: Buffer, at: number, pairKey: Buffer, senderRaw: Buf
     plain.set(e.body, o);
     o += e.body.length;
   }
-  encipherAfter(out, at, BUNDLE_HEADER_BYTES, true, pairKey, msg, plain);
+  return encipherAfter(out, at, BUNDLE_HEADER_BYTES, true, pairKey, msg, plain);
 }

@@ -21,12 +21,14 @@ interface Tap {
   readonly msgs: Buffer[];
   readonly acks: { id: string; status: number; reason: string; from: string }[];
   rewrite: ((frame: Frame) => Buffer | undefined) | undefined;
+  /** an ACK it says true for is dropped (recorded, never forwarded) */
+  dropAck: ((ack: { id: string; from: string }) => boolean) | undefined;
 }
 
 function tapRelay(): Tap {
   // eslint-disable-next-line @typescript-eslint/unbound-method -- called with the router as `this` below
   const { onMsg, onAck } = Router.prototype;
-  const tap: Tap = { msgs: [], acks: [], rewrite: undefined };
+  const tap: Tap = { msgs: [], acks: [], rewrite: undefined, dropAck: undefined };
   vi.spyOn(Router.prototype, 'onMsg').mockImplementation(function (this: Router, s: RelaySession, frame: Frame) {
     if (frame.type !== FrameType.MSG) return onMsg.call(this, s, frame);
     tap.msgs.push(Buffer.from(frame.raw));
@@ -36,6 +38,7 @@ function tapRelay(): Tap {
   vi.spyOn(Router.prototype, 'onAck').mockImplementation(function (this: Router, s: RelaySession, frame: Frame) {
     const a = decodeAck(frame);
     tap.acks.push({ id: a.id, status: a.status, reason: a.reason, from: a.from });
+    if (tap.dropAck?.(a)) return;
     return onAck.call(this, s, frame);
   });
   return tap;
@@ -262,6 +265,31 @@ describe('sealed bundles', () => {
     expect(alice.stats.retransmits).toBe(1);
     expect(got.slice(1)).toEqual(Array.from({ length: 5 }, (_, i) => `${MARKER} #${i}`));
     expect((results[0] as PromiseFulfilledResult<{ attempts: number }>).value.attempts).toBe(2);
+  });
+
+  it("a bundle's ACK lost on the way back: the copy sealed anew is opened, its messages found delivered, ACKed, and not delivered twice", async () => {
+    const tap = tapRelay();
+    h = await startHarness();
+    const got: string[] = [];
+    await h.registered('printer', (m) => void got.push(m.payload.toString()));
+    const alice = await h.external('alice', { ackTimeoutMs: 200 });
+    await alice.send('printer@acme-hq', 'first');
+    let dropped = 0;
+    tap.dropAck = (a) => {
+      if (a.from !== 'printer@acme-hq' || dropped > 0) return false;
+      dropped++;
+      return true;
+    };
+    const before = tap.msgs.length;
+    const results = await burst(alice, 'printer@acme-hq', 6);
+    expect(results.every((r) => r.status === 'fulfilled')).toBe(true);
+    expect(dropped).toBe(1);
+    const copies = tap.msgs.slice(before).map((f) => decodeMsg(decodeFrame(f)));
+    expect(copies).toHaveLength(2);
+    expect(copies[1]!.id).toBe(copies[0]!.id);
+    expect(copies.map((m) => m.payload[0])).toEqual([SEAL_VERSION_BUNDLE, SEAL_VERSION_BUNDLE]);
+    expect(copies[1]!.payload.equals(copies[0]!.payload)).toBe(false); // sealed anew
+    expect(got).toEqual(['first', ...Array.from({ length: 6 }, (_, i) => `${MARKER} #${i}`)]);
   });
 
   it("a bundle over the receiver's size limit: its messages go again each alone and pass (the bundle costs no message)", async () => {

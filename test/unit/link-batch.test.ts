@@ -163,42 +163,61 @@ describe('Link batching (BATCH, PROTOCOL.md 3.3)', () => {
     expect(client.link.stats.batchesOut).toBe(0);
   });
 
-  it('writes a FrameFill where the frame goes (alone, in a BATCH, or over the reused buffer), the same bytes as the frame it describes, in order with buffers', async () => {
-    const { server, client } = await linkPair();
-    const fill = (f: Buffer): FrameFill => ({ type: f[0]!, length: f.length, put: (out, at) => void f.copy(out, at) });
-    const sent: Buffer[] = [];
-    for (const batching of [false, true]) {
-      if (batching) client.link.enableBatching();
-      for (const size of [10, 1_000, 8_000, 60_000, 73_700, 90_000]) {
-        const alone = msg(size, size);
-        sent.push(alone);
-        client.link.send(fill(alone)); // one a turn: alone
+  const fill = (f: Buffer): FrameFill => ({ type: f[0]!, length: f.length, put: (out, at) => at + f.copy(out, at) });
+
+  for (const sender of ['client', 'server'] as const) {
+    it(`writes a FrameFill where the frame goes (alone, in a BATCH, or over the reused buffer), the same bytes as the frame it describes, in order with buffers (${sender} end)`, async () => {
+      const pair = await linkPair();
+      const [from, to] = sender === 'server' ? [pair.server, pair.client] : [pair.client, pair.server];
+      const sent: Buffer[] = [];
+      for (const batching of [false, true]) {
+        if (batching) from.link.enableBatching();
+        for (const size of [10, 1_000, 8_000, 60_000, 73_700, 90_000]) {
+          const alone = msg(size, size);
+          sent.push(alone);
+          from.link.send(fill(alone)); // one a turn: alone
+          await new Promise((r) => setImmediate(r));
+        }
+        const mixed = Array.from({ length: 12 }, (_, i) => msg(500 + i, 300 * i));
+        sent.push(...mixed);
+        mixed.forEach((f, i) => from.link.send(i % 2 === 0 ? fill(f) : f)); // one turn: a BATCH once batching is on
         await new Promise((r) => setImmediate(r));
       }
-      const mixed = Array.from({ length: 12 }, (_, i) => msg(500 + i, 300 * i));
-      sent.push(...mixed);
-      mixed.forEach((f, i) => client.link.send(i % 2 === 0 ? fill(f) : f)); // one turn: a BATCH once batching is on
-      await new Promise((r) => setImmediate(r));
-    }
-    await until(() => server.frames.length === sent.length, 'every frame');
-    expect(hex(server.frames)).toEqual(hex(sent));
-    expect(client.link.stats.batchesOut).toBeGreaterThanOrEqual(1);
-    expect(client.link.stats.framesOut).toBe(sent.length);
-  });
+      await until(() => to.frames.length === sent.length, 'every frame');
+      expect(hex(to.frames)).toEqual(hex(sent));
+      expect(from.link.stats.batchesOut).toBeGreaterThanOrEqual(1);
+      expect(from.link.stats.framesOut).toBe(sent.length);
+    });
+  }
 
-  it('a FrameFill that throws closes the link (1011): nothing of it, or of the BATCH it was in, is written', async () => {
-    const { server, client } = await linkPair();
-    client.link.enableBatching();
-    const before = msg(1);
-    client.link.send(before);
-    await until(() => server.frames.length === 1, 'the first frame');
-    client.link.send(msg(2));
-    client.link.send({ type: FrameType.MSG, length: 100, put: () => { throw new Error('a bug in a fill'); } });
-    client.link.send(msg(3));
-    await until(() => server.closed !== undefined, 'the close');
-    expect(server.closed?.code).toBe(1011);
-    expect(hex(server.frames)).toEqual(hex([before]));
-  });
+  const broken: Record<string, FrameFill> = {
+    throws: {
+      type: FrameType.MSG,
+      length: 100,
+      put: () => {
+        throw new Error('a bug in a fill');
+      },
+    },
+    'writes fewer bytes than it said': { type: FrameType.MSG, length: 100, put: (out, at) => at + msg(7, 10).copy(out, at) },
+  };
+  for (const [what, bad] of Object.entries(broken)) {
+    for (const batched of [true, false]) {
+      it(`a FrameFill that ${what} closes the link (1011), ${batched ? 'in a BATCH: nothing of the batch' : 'sent alone: nothing of it, nor what comes after'} is written`, async () => {
+        const { server, client } = await linkPair();
+        if (batched) client.link.enableBatching();
+        const before = msg(1);
+        client.link.send(before);
+        await until(() => server.frames.length === 1, 'the first frame');
+        client.link.send(msg(2));
+        client.link.send(bad);
+        client.link.send(msg(3));
+        await until(() => server.closed !== undefined, 'the close');
+        expect(server.closed?.code).toBe(1011);
+        expect(hex(server.frames)).toEqual(hex(batched ? [before] : [before, msg(2)]));
+        expect(client.link.send(msg(4))).toBe(false);
+      });
+    }
+  }
 
   it('sends each frame in a ws message of its own while batching is off (an end that did not agree)', async () => {
     const { server, client } = await linkPair();
