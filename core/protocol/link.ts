@@ -227,6 +227,10 @@ const WS_HEADER_MAX_BYTES = 14;
 const BATCH_BUFFERS_KEPT = 16;
 const batchBuffers: Buffer[] = [];
 
+/** A ws carrying a Link (see the Link constructor): the shared ws listeners find it here. */
+const LINK = Symbol('link');
+type LinkedWs = WebSocket & { [LINK]: Link };
+
 /** ws close reasons are limited to 123 bytes (RFC 6455 §5.5). */
 function clip(reason: string): string {
   let r = reason;
@@ -300,16 +304,18 @@ export class Link {
     // ws answers the far end's close frame (and closes on a bad ws frame) by calling ws.close()
     // itself, at once, in the turn it reads it: frames batched earlier in that turn (the ACKs of
     // the MSGs read just before that close) go out first, not dropped after the close frame.
-    const wsClose = ws.close.bind(ws);
-    ws.close = (code?: number, data?: string | Buffer): void => {
-      this.flushBatch();
-      wsClose(code, data);
-    };
-    ws.on('message', this.onMessage);
-    ws.on('pong', this.onPong);
-    ws.on('ping', this.onPing);
-    ws.on('close', this.onWsClose);
-    ws.on('error', (err: Error) => opts.logger.debug('link error', { link: opts.label, error: err.message }));
+    // The listeners are shared by every link (ws calls them with the ws as `this`, which knows
+    // its link): a function object per link and listener cost a contact point ~0.5 KB per
+    // registered peer, and a relay as much per tunnel (bench footprint).
+    (ws as LinkedWs)[LINK] = this;
+    /* eslint-disable @typescript-eslint/unbound-method -- unbound on purpose: ws calls them with the ws as `this` */
+    ws.close = Link.closeThroughLink;
+    ws.on('message', Link.onWsMessage);
+    ws.on('pong', Link.onWsPong);
+    ws.on('ping', Link.onWsPing);
+    ws.on('close', Link.onWsClose);
+    ws.on('error', Link.onWsError);
+    /* eslint-enable @typescript-eslint/unbound-method */
     if (opts.sweep) opts.sweep.add(this);
     else {
       this.keepalive = setInterval(() => this.check(), checkEveryMs(this.pingIntervalMs, this.pongTimeoutMs));
@@ -627,13 +633,13 @@ export class Link {
       socket.cork();
       if (!this.flushQueued) {
         this.flushQueued = true;
-        setImmediate(this.flushTurn);
+        setImmediate(Link.flushTurn, this);
       }
     }
     this.corkedBytes += bytes;
     if (!this.flushSoon && this.corkedBytes >= FLUSH_AFTER_BYTES) {
       this.flushSoon = true;
-      process.nextTick(this.uncork);
+      process.nextTick(Link.uncorkLink, this);
     }
   }
 
@@ -683,20 +689,55 @@ export class Link {
     this.ws.terminate();
   }
 
-  private readonly uncork = (): void => {
+  private uncork(): void {
     this.flushSoon = false;
     if (!this.corked) return;
     this.flushBatch();
     this.corked = false;
     this.socket?.uncork();
-  };
+  }
 
-  private readonly flushTurn = (): void => {
-    this.flushQueued = false;
-    this.uncork();
-  };
+  private static uncorkLink(this: void, link: Link): void {
+    link.uncork();
+  }
 
-  private readonly onPing = (data: Buffer): void => {
+  private static flushTurn(this: void, link: Link): void {
+    link.flushQueued = false;
+    link.uncork();
+  }
+
+  /**
+   * ws's close(), called by ws itself too when it answers the far end's close frame (and on a
+   * bad ws frame), at once, in the turn it reads it: frames batched earlier in that turn (the
+   * ACKs of the MSGs read just before that close) go out first, not dropped after the close frame.
+   */
+  private static closeThroughLink(this: WebSocket, code?: number, data?: string | Buffer): void {
+    (this as LinkedWs)[LINK].flushBatch();
+    WebSocket.prototype.close.call(this, code, data);
+  }
+
+  private static onWsMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
+    (this as LinkedWs)[LINK].onMessage(data, isBinary);
+  }
+
+  private static onWsPing(this: WebSocket, data: Buffer): void {
+    (this as LinkedWs)[LINK].onPing(data);
+  }
+
+  private static onWsPong(this: WebSocket, data: Buffer): void {
+    (this as LinkedWs)[LINK].onPong(data);
+  }
+
+  private static onWsClose(this: WebSocket, code: number, reason: Buffer): void {
+    (this as LinkedWs)[LINK].onClose(code, reason);
+  }
+
+  private static onWsError(this: WebSocket, err: Error): void {
+    const link = (this as LinkedWs)[LINK];
+    link.opts.logger.debug('link error', { link: link.opts.label, error: err.message });
+  }
+
+  private onPing(data: Buffer): void {
     // ws answers it with a pong by itself, now: something sent (the heartbeat's clock restarts)
     this.lastHeard = this.lastSentAt = Date.now();
     if (this.probes.length > 0) this.answerProbes(true);
@@ -705,13 +746,13 @@ export class Link {
       const us = data.readUInt32BE(0);
       if (us > 0) this.stats.rttMs = us / 1000;
     }
-  };
+  }
 
   private answerProbes(alive: boolean): void {
     for (const settle of [...this.probes]) settle(alive);
   }
 
-  private readonly onPong = (data: Buffer): void => {
+  private onPong(data: Buffer): void {
     this.lastHeard = Date.now();
     if (this.probes.length > 0) this.answerProbes(true);
     if (this.adaptive) {
@@ -723,7 +764,7 @@ export class Link {
       this.stats.rttMs = Number(process.hrtime.bigint() - data.readBigUInt64BE(0)) / 1e6;
       this.pingSentAt = 0;
     }
-  };
+  }
 
   /** A ping payload: 8 bytes of monotonic nanoseconds, read back from the pong for the round trip. */
   private stamp(): Buffer {
@@ -760,7 +801,7 @@ export class Link {
     }
   }
 
-  private readonly onMessage = (data: RawData, isBinary: boolean): void => {
+  private onMessage(data: RawData, isBinary: boolean): void {
     this.lastHeard = Date.now();
     if (this.probes.length > 0) this.answerProbes(true);
     if (this.closed) return;
@@ -791,7 +832,7 @@ export class Link {
         this.fault(Status.INTERNAL, 'internal error');
       }
     }
-  };
+  }
 
   private onFrame(frame: Frame): void {
     if (frame.type === FrameType.ACK && this.owed > 0) this.owed--;
@@ -800,7 +841,7 @@ export class Link {
     this.handler!.onFrame(frame);
   }
 
-  private readonly onWsClose = (code: number, reasonBuf: Buffer): void => {
+  private onClose(code: number, reasonBuf: Buffer): void {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.keepalive);
@@ -810,5 +851,5 @@ export class Link {
     this.uncork();
     const info: CloseInfo = { code, reason: reasonBuf.toString('utf8'), status: statusFromCloseCode(code), local: this.localClose };
     this.handler?.onClose(info);
-  };
+  }
 }
