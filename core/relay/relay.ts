@@ -5,7 +5,7 @@ import { decodeControl, type Frame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_BATCH, CAPABILITY_HEARTBEAT, CAPABILITY_NODE, CAPABILITY_PLACEMENT, CAPABILITY_REACHABLE, CAPABILITY_SEALED, FrameType, frameTypeName } from '../protocol/frames.js';
 import { NameService } from './name-service.js';
-import type { CloseInfo, Link } from '../protocol/link.js';
+import type { CloseInfo, Link, LinkHandler } from '../protocol/link.js';
 import { MAX_MESSAGE_BYTES, MAX_PEERS_PER_CONTACT_POINT, PING_INTERVAL_MS, RELAY_RATE_PER_SENDER } from '../protocol/limits.js';
 import { Status } from '../protocol/status.js';
 import { answerHealth, isHealthRequest, type Readiness } from '../runtime/health.js';
@@ -412,75 +412,93 @@ export class Relay {
     // Whoever waits for this contact point, or for this external peer, may send now.
     if (kind === 'contact-point') this.router.tellReachable(hello.id, { domain: hello.id });
     else this.router.tellReachable(`${hello.id}@${this.name}`, { domain: this.name, name: hello.id });
-    link.setHandler(this.handlerFor(session));
+    link.setHandler(new SessionHandler(this, session));
     if (session.kind === 'contact-point') this.names.officeChanged(session.id);
     else this.names.externalChanged(session, false);
   }
 
-  private handlerFor(s: RelaySession): { onFrame: (f: Frame) => void; onClose: (i: CloseInfo) => void } {
-    return {
-      onFrame: (frame) => {
-        switch (frame.type) {
-          // Key statements travel like messages (PROTOCOL.md 19.4): signed by the contact point, passed on as they are.
-          case FrameType.MSG:
-          case FrameType.KEYS_REQUEST:
-            return this.router.onMsg(s, frame);
-          case FrameType.KEYS_ANSWER:
-            return this.router.onKeysAnswer(s, frame);
-          case FrameType.ACK:
-            return this.router.onAck(s, frame);
-          case FrameType.PEERS: {
-            if (s.kind !== 'contact-point') throw new ProtocolError(Status.PROTOCOL_VIOLATION, 'only contact points announce peers');
-            const body = decodeControl(frame, FrameType.PEERS);
-            for (const n of body.names) {
-              if (body.op === 'add') s.peers.add(n);
-              else s.peers.delete(n);
-            }
-            if (s.peers.size > MAX_PEERS_PER_CONTACT_POINT) {
-              throw new ProtocolError(Status.RESOURCE_LIMIT, `more than ${MAX_PEERS_PER_CONTACT_POINT} peers announced`);
-            }
-            this.logger.debug('peers announced', { cp: s.id, op: body.op, count: body.names.length });
-            return;
-          }
-          case FrameType.LOOKUP:
-          case FrameType.SUBSCRIBE: {
-            if (s.kind !== 'external') throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} is for external peers`);
-            if (frame.type === FrameType.LOOKUP) return this.names.lookup(s, decodeControl(frame, FrameType.LOOKUP));
-            return this.names.subscribe(s, decodeControl(frame, FrameType.SUBSCRIBE));
-          }
-          case FrameType.LOOKUP_RESULT:
-          case FrameType.PRESENCE: {
-            if (s.kind !== 'contact-point') throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} is for contact points`);
-            this.names.fromTunnel(s, frame.type, decodeControl(frame, frame.type));
-            return;
-          }
-          default:
-            if (s.kind === 'contact-point' ? s.control.handleFrame(frame) : this.controlServer.operatorFrame(s, frame)) return;
-            throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} not expected after WELCOME`);
+  /** A session's frame after its WELCOME (SessionHandler.onFrame). */
+  sessionFrame(s: RelaySession, frame: Frame): void {
+    switch (frame.type) {
+      // Key statements travel like messages (PROTOCOL.md 19.4): signed by the contact point, passed on as they are.
+      case FrameType.MSG:
+      case FrameType.KEYS_REQUEST:
+        return this.router.onMsg(s, frame);
+      case FrameType.KEYS_ANSWER:
+        return this.router.onKeysAnswer(s, frame);
+      case FrameType.ACK:
+        return this.router.onAck(s, frame);
+      case FrameType.PEERS: {
+        if (s.kind !== 'contact-point') throw new ProtocolError(Status.PROTOCOL_VIOLATION, 'only contact points announce peers');
+        const body = decodeControl(frame, FrameType.PEERS);
+        for (const n of body.names) {
+          if (body.op === 'add') s.peers.add(n);
+          else s.peers.delete(n);
         }
-      },
-      onClose: (info) => {
-        this.links.delete(s.link);
-        this.stats.retire(s.link);
-        if (s.kind === 'contact-point') {
-          if (this.sessions.removeTunnel(s)) {
-            this.cluster.closed(s);
-            this.router.sendersWait(s);
-          }
-          // Tunnel loss: pending requests fail, every stream through it is reset at once.
-          s.control.close('tunnel lost');
-          this.names.tunnelClosed(s);
-          this.names.officeChanged(s.id);
-          this.logger.info('tunnel down', { id: s.id, code: info.code, reason: info.reason });
-        } else {
-          this.sessions.removeExternal(s);
-          this.cluster.closed(s);
-          s.operator?.close();
-          this.names.externalChanged(s, true);
-          this.logger.info('external peer disconnected', { id: s.id, session: s.session, code: info.code, reason: info.reason });
+        if (s.peers.size > MAX_PEERS_PER_CONTACT_POINT) {
+          throw new ProtocolError(Status.RESOURCE_LIMIT, `more than ${MAX_PEERS_PER_CONTACT_POINT} peers announced`);
         }
-      },
-    };
+        this.logger.debug('peers announced', { cp: s.id, op: body.op, count: body.names.length });
+        return;
+      }
+      case FrameType.LOOKUP:
+      case FrameType.SUBSCRIBE: {
+        if (s.kind !== 'external') throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} is for external peers`);
+        if (frame.type === FrameType.LOOKUP) return this.names.lookup(s, decodeControl(frame, FrameType.LOOKUP));
+        return this.names.subscribe(s, decodeControl(frame, FrameType.SUBSCRIBE));
+      }
+      case FrameType.LOOKUP_RESULT:
+      case FrameType.PRESENCE: {
+        if (s.kind !== 'contact-point') throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} is for contact points`);
+        this.names.fromTunnel(s, frame.type, decodeControl(frame, frame.type));
+        return;
+      }
+      default:
+        if (s.kind === 'contact-point' ? s.control.handleFrame(frame) : this.controlServer.operatorFrame(s, frame)) return;
+        throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} not expected after WELCOME`);
+    }
+  }
+
+  /** A session's link closed (SessionHandler.onClose). */
+  sessionClosed(s: RelaySession, info: CloseInfo): void {
+    this.links.delete(s.link);
+    this.stats.retire(s.link);
+    if (s.kind === 'contact-point') {
+      if (this.sessions.removeTunnel(s)) {
+        this.cluster.closed(s);
+        this.router.sendersWait(s);
+      }
+      // Tunnel loss: pending requests fail, every stream through it is reset at once.
+      s.control.close('tunnel lost');
+      this.names.tunnelClosed(s);
+      this.names.officeChanged(s.id);
+      this.logger.info('tunnel down', { id: s.id, code: info.code, reason: info.reason });
+    } else {
+      this.sessions.removeExternal(s);
+      this.cluster.closed(s);
+      s.operator?.close();
+      this.names.externalChanged(s, true);
+      this.logger.info('external peer disconnected', { id: s.id, session: s.session, code: info.code, reason: info.reason });
+    }
+  }
+}
+
+/**
+ * A session's link handler after its WELCOME: prototype methods rather than a handler object of
+ * two closures per session (bench footprint: a relay's memory per office).
+ */
+class SessionHandler implements LinkHandler {
+  constructor(
+    private readonly relay: Relay,
+    private readonly s: RelaySession,
+  ) {}
+
+  onFrame(frame: Frame): void {
+    this.relay.sessionFrame(this.s, frame);
+  }
+
+  onClose(info: CloseInfo): void {
+    this.relay.sessionClosed(this.s, info);
   }
 }
 
