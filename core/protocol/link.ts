@@ -227,6 +227,23 @@ const WS_HEADER_MAX_BYTES = 14;
 const BATCH_BUFFERS_KEPT = 16;
 const batchBuffers: Buffer[] = [];
 
+/**
+ * adaptiveTimers() made once per setting and shared by the links that use it: a relay's
+ * tunnels all have the same (a 128-byte object each, per office, before). A handful of settings
+ * exist in a process; the cache starts over past 64.
+ */
+const timersCache = new Map<string, AdaptiveTimers>();
+function sharedAdaptiveTimers(pingIntervalMs: number, pongTimeoutMs: number, heartbeat: boolean): AdaptiveTimers {
+  const key = `${pingIntervalMs}/${pongTimeoutMs}/${heartbeat}`;
+  let t = timersCache.get(key);
+  if (t === undefined) {
+    if (timersCache.size >= 64) timersCache.clear();
+    t = Object.freeze(adaptiveTimers(pingIntervalMs, pongTimeoutMs, heartbeat));
+    timersCache.set(key, t);
+  }
+  return t;
+}
+
 /** A ws carrying a Link (see the Link constructor): the shared ws listeners find it here. */
 const LINK = Symbol('link');
 type LinkedWs = WebSocket & { [LINK]: Link };
@@ -374,7 +391,7 @@ export class Link {
     // A client follows the server's interval when it is shorter (WELCOME.limits.pingIntervalMs), so
     // its idle pings come before the server's silence limit and it expects heartbeats at the
     // server's pace; a shorter interval of its own makes it ping sooner than the heartbeats come.
-    this.timers = adaptiveTimers(Math.min(this.pingIntervalMs, serverPingIntervalMs ?? Infinity), this.pongTimeoutMs, heartbeat);
+    this.timers = sharedAdaptiveTimers(Math.min(this.pingIntervalMs, serverPingIntervalMs ?? Infinity), this.pongTimeoutMs, heartbeat);
     clearInterval(this.keepalive);
     // One ping at the start, so each end knows the round trip at once (later the client's pings carry it).
     this.ping(Date.now(), this.pongTimeoutMs);
@@ -442,7 +459,7 @@ export class Link {
     // serverIdleTickMs (1 s), which keeps its record of when it last sent that precise.
     else if (t.heartbeat) ms = Math.min(t.serverIdleTickMs, Math.max(1, this.lastHeard + t.lateMs - Date.now()));
     else ms = t.idleTickMs;
-    this.keepalive = setTimeout(() => this.adaptiveTick(), ms);
+    this.keepalive = setTimeout(Link.adaptiveTickOf, ms, this); // no closure per link and tick
     this.keepalive.unref();
   }
 
@@ -695,6 +712,10 @@ export class Link {
     this.flushBatch();
     this.corked = false;
     this.socket?.uncork();
+  }
+
+  private static adaptiveTickOf(this: void, link: Link): void {
+    link.adaptiveTick();
   }
 
   private static uncorkLink(this: void, link: Link): void {
