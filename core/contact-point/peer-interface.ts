@@ -253,12 +253,12 @@ export class PeerPort {
     this.opts.handler.up(session);
   }
 
-  /** A session's frame (Session.onFrame). */
+  /** @internal A session's frame (Session.onFrame). */
   sessionFrame(session: PeerSession, frame: Frame): void {
     this.opts.handler.frame(session, frame);
   }
 
-  /** A session's link closed (Session.onClose). */
+  /** @internal A session's link closed (Session.onClose): not for other callers (it tears the session down). */
   sessionClosed(session: PeerSession): void {
     this.links.delete(session.link);
     if (this.sessions.get(session.name) === session) {

@@ -324,6 +324,7 @@ export class Link {
     // The listeners are shared by every link (ws calls them with the ws as `this`, which knows
     // its link): a function object per link and listener cost a contact point ~0.5 KB per
     // registered peer, and a relay as much per tunnel (bench footprint).
+    if ((ws as Partial<LinkedWs>)[LINK] !== undefined) throw new Error('this ws already carries a Link');
     (ws as LinkedWs)[LINK] = this;
     /* eslint-disable @typescript-eslint/unbound-method -- unbound on purpose: ws calls them with the ws as `this` */
     ws.close = Link.closeThroughLink;

@@ -417,7 +417,7 @@ export class Relay {
     else this.names.externalChanged(session, false);
   }
 
-  /** A session's frame after its WELCOME (SessionHandler.onFrame). */
+  /** @internal A session's frame after its WELCOME (SessionHandler.onFrame). */
   sessionFrame(s: RelaySession, frame: Frame): void {
     switch (frame.type) {
       // Key statements travel like messages (PROTOCOL.md 19.4): signed by the contact point, passed on as they are.
@@ -459,7 +459,7 @@ export class Relay {
     }
   }
 
-  /** A session's link closed (SessionHandler.onClose). */
+  /** @internal A session's link closed (SessionHandler.onClose): not for other callers (it tears the session down). */
   sessionClosed(s: RelaySession, info: CloseInfo): void {
     this.links.delete(s.link);
     this.stats.retire(s.link);
