@@ -4,7 +4,7 @@ import { decodeAck, decodeControl, decodeMsg, encodeAck, msgHeaderLength, writeM
 import { Dialer, type DialerStatus } from '../protocol/dialer.js';
 import { DeliveryError, ProtocolError } from '../protocol/errors.js';
 import { CAPABILITY_BATCH, CAPABILITY_REACHABLE, CAPABILITY_SEAL_AES, CAPABILITY_SEAL_BUNDLE, CAPABILITY_SEALED, FLAG_RETRY, FLAG_SEALED, FrameType, frameTypeName, type LookupResultBody, type PeerState, type PresenceBody, type ReachableBody, type RegisterBody } from '../protocol/frames.js';
-import { BUNDLE_ENTRY_OVERHEAD, BUNDLE_MAX_BYTES, BUNDLE_MAX_MESSAGES, BUNDLE_OVERHEAD, bundleLength, envelopeSenderKey, SEAL_OVERHEAD, SEAL_MAX_AGE_MS, SEAL_VERSION_BUNDLE, SealError, SealKey, type BundleEntry, type SealVersion } from '../protocol/seal.js';
+import { BUNDLE_ENTRY_OVERHEAD, BUNDLE_MAX_MESSAGES, BUNDLE_SEND_BYTES, BUNDLE_OVERHEAD, bundleLength, envelopeSenderKey, SEAL_OVERHEAD, SEAL_MAX_AGE_MS, SEAL_VERSION_BUNDLE, SealError, SealKey, type BundleEntry, type SealVersion } from '../protocol/seal.js';
 import { KeyDirectory } from './key-directory.js';
 import { KeyPins } from './key-pins.js';
 import { fingerprint, normalizeFingerprint } from '../protocol/key-statement.js';
@@ -641,7 +641,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
 
   /**
    * The end of a turn: each receiver's queued messages are sealed, two or more as bundles (at most
-   * BUNDLE_MAX_MESSAGES messages and BUNDLE_MAX_BYTES of entries each, and within maxMessageBytes),
+   * BUNDLE_MAX_MESSAGES messages and BUNDLE_SEND_BYTES of entries each, and within maxMessageBytes),
    * a lone one as today. One AEAD operation per bundle instead of one per message.
    */
   private readonly flushSealTurn = (): void => {
@@ -656,7 +656,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
         for (const p of live) this.transmit(p);
         continue;
       }
-      const limit = Math.min(BUNDLE_MAX_BYTES, this.maxMessageBytes - BUNDLE_OVERHEAD);
+      const limit = Math.min(BUNDLE_SEND_BYTES, this.maxMessageBytes - BUNDLE_OVERHEAD);
       for (let i = 0; i < live.length; ) {
         let j = i;
         let bytes = 0;

@@ -3,7 +3,7 @@ import { SealGuard } from '../../core/contact-point/seal-guard.js';
 import type { InboundMessage, PeerClient } from '../../core/peer/peer-client.js';
 import { decodeAck, decodeFrame, decodeMsg, type Frame } from '../../core/protocol/codec.js';
 import { FLAG_RETRY, FLAG_SEAL_BUNDLE, FLAG_SEALED, FrameType } from '../../core/protocol/frames.js';
-import { BUNDLE_MAX_MESSAGES, SEAL_HEADER_BYTES, SEAL_VERSION_AES, SEAL_VERSION_BUNDLE } from '../../core/protocol/seal.js';
+import { BUNDLE_MAX_MESSAGES, BUNDLE_OVERHEAD, BUNDLE_SEND_BYTES, SEAL_HEADER_BYTES, SEAL_VERSION_AES, SEAL_VERSION_BUNDLE } from '../../core/protocol/seal.js';
 import { Status } from '../../core/protocol/status.js';
 import { Router } from '../../core/relay/routing.js';
 import type { RelaySession } from '../../core/relay/sessions.js';
@@ -265,6 +265,22 @@ describe('sealed bundles', () => {
     expect(alice.stats.retransmits).toBe(1);
     expect(got.slice(1)).toEqual(Array.from({ length: 5 }, (_, i) => `${MARKER} #${i}`));
     expect((results[0] as PromiseFulfilledResult<{ attempts: number }>).value.attempts).toBe(2);
+  });
+
+  it('a burst of 1 KiB messages goes in bundles of at most BUNDLE_SEND_BYTES of entries (smaller units pipeline better along the hops), each delivered once and in order', async () => {
+    const tap = tapRelay();
+    h = await startHarness();
+    const got: string[] = [];
+    await h.registered('printer', (m) => void got.push(m.payload.toString()));
+    const alice = await warmSender(h);
+    const before = tap.msgs.length;
+    const body = (i: number): string => `${i}:`.padEnd(1024, 'x');
+    const results = await Promise.allSettled(Array.from({ length: BUNDLE_MAX_MESSAGES }, (_, i) => alice.send('printer@acme-hq', body(i))));
+    expect(results.every((r) => r.status === 'fulfilled')).toBe(true);
+    const bundles = tap.msgs.slice(before).map((f) => decodeMsg(decodeFrame(f)).payload).filter((p) => p[0] === SEAL_VERSION_BUNDLE);
+    expect(bundles.length).toBeGreaterThanOrEqual(Math.ceil((BUNDLE_MAX_MESSAGES * 1024) / BUNDLE_SEND_BYTES));
+    for (const b of bundles) expect(b.length).toBeLessThanOrEqual(BUNDLE_SEND_BYTES + BUNDLE_OVERHEAD);
+    expect(got.slice(1)).toEqual(Array.from({ length: BUNDLE_MAX_MESSAGES }, (_, i) => body(i)));
   });
 
   it("a bundle's ACK lost on the way back: the copy sealed anew is opened, its messages found delivered, ACKed, and not delivered twice", async () => {
