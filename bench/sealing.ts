@@ -60,7 +60,7 @@ export async function runSealing(ctx: BenchContext): Promise<void> {
     if (senders.sealed.stats.sealed !== 1 || senders.plain.stats.sealed !== 0) throw new Error('sealing: the sealed sender did not seal (or the plain one did)');
 
     const closed: Record<Side, LoopResult[]> = { plain: [], sealed: [] };
-    const lat: Record<Side, { p50: number; p99: number; rate: number; failed: number }[]> = { plain: [], sealed: [] };
+    const lat: Record<Side, { p50: number; p99: number; rate: number; failed: number; host: Record<string, number> }[]> = { plain: [], sealed: [] };
     const tails: Record<Side, TailAttribution[]> = { plain: [], sealed: [] };
     // GC pauses of the bench process (where both senders run) during each side's measured paced windows
     const senderGc: Record<Side, { count: number; full: number; total_ms: number }> = { plain: { count: 0, full: 0, total_ms: 0 }, sealed: { count: 0, full: 0, total_ms: 0 } };
@@ -87,7 +87,8 @@ export async function runSealing(ctx: BenchContext): Promise<void> {
         senderGc[side].count += p.gc.count;
         senderGc[side].full += p.gc.full;
         senderGc[side].total_ms = round(senderGc[side].total_ms + p.gc.total_ms, 2);
-        lat[side].push({ p50: round(l.p50), p99: round(l.p99), rate: Math.round((p.sent / wall) * 1000), failed: p.failed });
+        // host: what else used the CPUs in this paced window (steal included): a tail from that is the host's, not the path's
+        lat[side].push({ p50: round(l.p50), p99: round(l.p99), rate: Math.round((p.sent / wall) * 1000), failed: p.failed, host: p.noise });
         note(`  round ${r + 1}: ${side}: closed loop ${Math.round(c.msgsPerS)} msgs/s; paced ${PACED_RATE} msgs/s p99 ${round(l.p99)} ms`);
       }
     }
