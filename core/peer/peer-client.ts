@@ -614,7 +614,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   /** Why `key` (a receiver's) gives no pair key (a low-order point, say); undefined when it does. */
   private unusableKey(key: Buffer): string | undefined {
     try {
-      this.sealKey.pairKey(key);
+      this.sealKey.checkRecipient(key);
       return undefined;
     } catch (err: unknown) {
       return err instanceof Error ? err.message : String(err);

@@ -247,6 +247,15 @@ export class SealKey {
     return sealBundleInto(out, at, pair.keys[SEAL_VERSION_BUNDLE], this.publicRaw, pair.otherId, msg, entries, now, nonce ?? this.nonces);
   }
 
+  /**
+   * Finds (or derives) what sealAt() and sealBundleAt() will use for `recipientRaw`, through the
+   * same last-recipient shortcut; throws when it is not a usable X25519 key. So a frame sealed
+   * later, where its link writes it, cannot fail on its key.
+   */
+  checkRecipient(recipientRaw: Buffer): void {
+    this.sealPair(recipientRaw);
+  }
+
   private sealPair(recipientRaw: Buffer): Pair {
     const last = this.lastSeal;
     if (last?.raw === recipientRaw) return last.pair;
