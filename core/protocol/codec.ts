@@ -143,19 +143,8 @@ function writeShort(buf: Buffer, o: number, value: string, what: string): number
 
 /** A MSG, or a frame laid out like one (`type`: KEYS_REQUEST, KEYS_ANSWER). */
 export function encodeMsg(msg: { id: string; to: string; from: string; payload: Uint8Array }, flags = 0, type: number = FrameType.MSG): Buffer {
-  const buf = msgFrame(msg, msg.payload.length, flags, type);
-  buf.set(msg.payload, buf.length - msg.payload.length);
-  return buf;
-}
-
-/**
- * A MSG frame (or one laid out like it) with everything but its payload written: the last
- * `payloadLength` bytes are left for the caller to fill in place (a seal writes its envelope
- * there, so the envelope is not built apart and then copied into the frame).
- */
-export function msgFrame(msg: { id: string; to: string; from: string }, payloadLength: number, flags = 0, type: number = FrameType.MSG): Buffer {
-  const buf = Buffer.allocUnsafe(msgHeaderLength(msg) + payloadLength);
-  writeMsgHeader(buf, 0, msg, flags, type);
+  const buf = Buffer.allocUnsafe(msgHeaderLength(msg) + msg.payload.length);
+  buf.set(msg.payload, writeMsgHeader(buf, 0, msg, flags, type));
   return buf;
 }
 

@@ -318,12 +318,10 @@ export class Link {
     this.pongTimeoutMs = opts.pongTimeoutMs ?? PONG_TIMEOUT_MS;
     this.stats = { bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0, batchesIn: 0, batchesOut: 0, rttMs: undefined, openedAt: Date.now() };
     ws.binaryType = 'nodebuffer';
-    // ws answers the far end's close frame (and closes on a bad ws frame) by calling ws.close()
-    // itself, at once, in the turn it reads it: frames batched earlier in that turn (the ACKs of
-    // the MSGs read just before that close) go out first, not dropped after the close frame.
-    // The listeners are shared by every link (ws calls them with the ws as `this`, which knows
-    // its link): a function object per link and listener cost a contact point ~0.5 KB per
-    // registered peer, and a relay as much per tunnel (bench footprint).
+    // ws.close goes through the link (closeThroughLink: what was batched goes out first). The
+    // listeners are shared by every link (ws calls them with the ws as `this`, which knows its
+    // link): a function object per link and listener cost a contact point ~0.5 KB per registered
+    // peer, and a relay as much per tunnel (bench footprint).
     if ((ws as Partial<LinkedWs>)[LINK] !== undefined) throw new Error('this ws already carries a Link');
     (ws as LinkedWs)[LINK] = this;
     /* eslint-disable @typescript-eslint/unbound-method -- unbound on purpose: ws calls them with the ws as `this` */

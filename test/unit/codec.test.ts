@@ -9,7 +9,8 @@ import {
   encodeControl,
   encodeMsg,
   HEADER_BYTES,
-  msgFrame,
+  msgHeaderLength,
+  writeMsgHeader,
   type Frame,
 } from '../../core/protocol/codec.js';
 import { ProtocolError } from '../../core/protocol/errors.js';
@@ -132,14 +133,14 @@ describe('codec details', () => {
     expect(m.payload.byteOffset).toBe(raw.byteOffset + raw.length - 3);
   });
 
-  it('msgFrame leaves the payload\'s room at the end for the caller (a seal written in place), the rest as encodeMsg writes it', () => {
+  it('writeMsgHeader writes all but the payload, which goes where it says (a seal written in place), the rest as encodeMsg writes it', () => {
     const msg = { id: 'm-1', to: 'printer@acme-hq', from: 'tech@relay' };
     const payload = Buffer.from('sealed in place');
-    const frame = msgFrame(msg, payload.length, 0x04);
-    payload.copy(frame, frame.length - payload.length);
+    const frame = Buffer.alloc(msgHeaderLength(msg) + payload.length);
+    payload.copy(frame, writeMsgHeader(frame, 0, msg, 0x04));
     expect(frame.equals(encodeMsg({ ...msg, payload }, 0x04))).toBe(true);
     expect(decodeMsg(decodeFrame(frame)).payload.toString()).toBe('sealed in place');
-    expect(() => msgFrame({ ...msg, to: 'bad address' }, 1)).toThrow(RangeError);
+    expect(() => writeMsgHeader(Buffer.alloc(64), 0, { ...msg, to: 'bad address' })).toThrow(RangeError);
   });
 
   it('writes the channel big-endian in bytes 2-5 and reads it back unsigned', () => {
