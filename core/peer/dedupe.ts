@@ -84,6 +84,16 @@ export class DedupeWindow {
    */
   private lastFrom: string | undefined;
   private lastPrefix = '';
+  /**
+   * The pair the last has() did not find, and its parse: add() of that same pair (what a
+   * receiver does next, once the handler is done) neither parses it nor looks for it again.
+   * Nothing but an add() of the pair itself can make it present meanwhile, and that add() takes it.
+   */
+  private missFrom: string | undefined;
+  private missId: string | undefined;
+  private missNumeric = false;
+  private missStream = '';
+  private missCounter = 0;
 
   constructor(capacity: number) {
     if (!Number.isInteger(capacity) || capacity < 1 || capacity > MAX_DEDUPE_CAPACITY) {
@@ -97,22 +107,46 @@ export class DedupeWindow {
   }
 
   has(from: string, id: string): boolean {
-    if (!this.split(from, id)) return this.strings.has(`${from}\n${id}`);
-    const stream = this.streamIndex.get(this.splitStream);
-    return stream !== undefined && this.find(stream, this.splitCounter) >= 0;
+    const numeric = this.split(from, id);
+    let found: boolean;
+    if (!numeric) found = this.strings.has(`${from}\n${id}`);
+    else {
+      const stream = this.streamIndex.get(this.splitStream);
+      found = stream !== undefined && this.find(stream, this.splitCounter) >= 0;
+    }
+    if (!found) {
+      this.missFrom = from;
+      this.missId = id;
+      this.missNumeric = numeric;
+      this.missStream = this.splitStream;
+      this.missCounter = this.splitCounter;
+    }
+    return found;
   }
 
   add(from: string, id: string): void {
-    const numeric = this.split(from, id);
-    if (numeric) {
-      const known = this.streamIndex.get(this.splitStream);
-      if (known !== undefined && this.find(known, this.splitCounter) >= 0) return;
-    } else if (this.strings.has(`${from}\n${id}`)) {
-      return;
+    let numeric: boolean;
+    let streamKey: string;
+    let counter: number;
+    if (id === this.missId && from === this.missFrom) {
+      // has() just found it absent, and parsed it.
+      this.missId = undefined;
+      this.missFrom = undefined;
+      numeric = this.missNumeric;
+      streamKey = this.missStream;
+      counter = this.missCounter;
+    } else {
+      numeric = this.split(from, id);
+      if (numeric) {
+        const known = this.streamIndex.get(this.splitStream);
+        if (known !== undefined && this.find(known, this.splitCounter) >= 0) return;
+      } else if (this.strings.has(`${from}\n${id}`)) {
+        return;
+      }
+      // Parse results survive eviction below (evict does not call split).
+      streamKey = this.splitStream;
+      counter = this.splitCounter;
     }
-    // Parse results survive eviction below (evict does not call split).
-    const streamKey = this.splitStream;
-    const counter = this.splitCounter;
     if (!this.ringStream) this.allocate();
     if (this.count === this.capacity) this.evict(this.next);
     else this.count++;

@@ -56,6 +56,9 @@ class ModelWindow {
   has(from: string, id: string): boolean {
     return this.seen.has(`${from}\n${id}`);
   }
+  get size(): number {
+    return this.order.length;
+  }
   add(from: string, id: string): void {
     const key = `${from}\n${id}`;
     if (this.seen.has(key)) return;
@@ -171,6 +174,31 @@ describe('receiver dedupe window, compact form', () => {
     expect(d.longestRun()).toBeLessThan(64);
     expect(d.rebuilds).toBe(0);
     expect(d.has('mallory@relay', `m.${(65_536 * 4294967296 + ((12_345 ^ Math.imul(65_536, 0x27d4eb2f)) >>> 0)).toString(36)}`)).toBe(true);
+  });
+
+  it('adds what has() just missed without looking for it again, and stays exact whatever comes between', () => {
+    const d = new DedupeWindow(4);
+    const model = new ModelWindow(4);
+    const ids = ['p.1', 'p.2', 'other-form', 'p.3', 'p.4', 'p.5'];
+    // has() then add() of the same pair (what a receiver does), with other adds and repeats between.
+    for (const [i, id] of ids.entries()) {
+      expect(d.has('s@x', id)).toBe(model.has('s@x', id));
+      if (i % 2 === 1) {
+        d.add('t@x', id); // another sender's pair in between
+        model.add('t@x', id);
+      }
+      d.add('s@x', id);
+      model.add('s@x', id);
+      d.add('s@x', id); // again: present, changes nothing
+      model.add('s@x', id);
+      expect(d.size).toBe(model.size);
+    }
+    // A miss, then the pair added by a different string with the same text: still one entry.
+    expect(d.has('s@x', 'p.9')).toBe(false);
+    d.add(`s@${'x'}`, ['p', '9'].join('.'));
+    model.add('s@x', 'p.9');
+    expect(d.size).toBe(model.size);
+    for (const from of ['s@x', 't@x']) for (const id of [...ids, 'p.9']) expect(d.has(from, id), `${from} ${id}`).toBe(model.has(from, id));
   });
 
   it('stays exact across a rebuild under new seeds', () => {
