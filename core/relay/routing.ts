@@ -6,6 +6,7 @@ import type { Link } from '../protocol/link.js';
 import { MAX_ACK_ROUTES_PER_CREDENTIAL, MAX_BUFFERED_BYTES, MAX_REMOTE_ACK_ROUTES, MAX_REMOTE_REPLY_ROUTES, MAX_REPLY_ROUTES_PER_CREDENTIAL, REACHABLE_WAIT_MS, REACHABLE_WAITERS_MAX, REACHABLE_WAITERS_PER_DOMAIN } from '../protocol/limits.js';
 import { messageCount } from '../protocol/seal.js';
 import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
+import { ChurnTable } from '../runtime/churn-table.js';
 import type { Logger } from '../runtime/logger.js';
 import { WaitList } from '../runtime/wait-list.js';
 import { replyNode, type Cluster, type RemotePlace } from './cluster.js';
@@ -41,12 +42,11 @@ export class Router {
    * Messages from external senders on other nodes delivered here: sender name -> message id ->
    * the node to send its ACK to. Past MAX_REMOTE_ACK_ROUTES in all, the oldest of the sender
    * noted first is forgotten (its sender re-sends it and it is noted again). Two levels, so no
-   * key string is made per message. Maps, though an entry is made per message in flight
-   * (core/runtime/churn-table.ts): the oldest must be found at once when full, and a dictionary
-   * finds it only by listing every key; ids and names from other clients may also look like
-   * array indices. Empty on a single relay.
+   * key string is made per message; the inner tables are ChurnTables, as an entry is made and
+   * taken per message in flight (core/runtime/churn-table.ts says why not Maps), and first()
+   * finds a full table's oldest at once. Empty on a single relay.
    */
-  private readonly remoteOrigins = new Map<string, Map<string, string>>();
+  private readonly remoteOrigins = new Map<string, ChurnTable<string>>();
   private remoteOriginsCount = 0;
   /** the last reply subject a forwarded frame came with, and the node it names (a batch's frames share one) */
   private lastReply: string | undefined;
@@ -229,13 +229,13 @@ export class Router {
   /** Message `id` from external peer `name`, on another node, was delivered here: its ACK goes to `node`. */
   private noteOrigin(name: string, id: string, node: string): void {
     let byId = this.remoteOrigins.get(name);
-    if (byId === undefined) this.remoteOrigins.set(name, (byId = new Map<string, string>()));
+    if (byId === undefined) this.remoteOrigins.set(name, (byId = new ChurnTable<string>()));
     const before = byId.size;
     byId.set(id, node);
     if (byId.size === before || ++this.remoteOriginsCount <= MAX_REMOTE_ACK_ROUTES) return;
     // Full: the oldest of the sender noted first goes.
     const [oldestName, oldest] = this.remoteOrigins.entries().next().value!;
-    oldest.delete(oldest.keys().next().value!);
+    oldest.delete(oldest.first()![0]);
     if (oldest.size === 0) this.remoteOrigins.delete(oldestName);
     this.remoteOriginsCount--;
   }
