@@ -6,11 +6,12 @@ import type { PortResultBody } from './frames.js';
  * answer, with TIMEOUT, or with the reason the path went away. Never rejects.
  */
 export class PendingRequests {
-  private readonly waiting = new Map<number, { resolve: (r: PortResultBody) => void; timer: NodeJS.Timeout }>();
+  /** made with the first request and let go when none waits: most tunnels never carry one, and an empty Map is ~180 bytes */
+  private waiting: Map<number, { resolve: (r: PortResultBody) => void; timer: NodeJS.Timeout }> | undefined;
   private next = 1;
 
   get size(): number {
-    return this.waiting.size;
+    return this.waiting?.size ?? 0;
   }
 
   /** A fresh request id (1 .. 2^31-1, wrapping). */
@@ -24,30 +25,35 @@ export class PendingRequests {
   wait(req: number, timeoutMs: number, send: () => void): Promise<PortResultBody> {
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
-        this.waiting.delete(req);
+        this.forget(req);
         resolve({ req, ok: false, code: Status.TIMEOUT, reason: `no answer within ${timeoutMs} ms` });
       }, timeoutMs);
       timer.unref();
-      this.waiting.set(req, { resolve, timer });
+      (this.waiting ??= new Map()).set(req, { resolve, timer });
       send();
     });
   }
 
   /** An answer arrived; a late or unknown one is ignored. */
   settle(result: PortResultBody): void {
-    const w = this.waiting.get(result.req);
+    const w = this.waiting?.get(result.req);
     if (!w) return;
     clearTimeout(w.timer);
-    this.waiting.delete(result.req);
+    this.forget(result.req);
     w.resolve(result);
+  }
+
+  private forget(req: number): void {
+    if (this.waiting?.delete(req) && this.waiting.size === 0) this.waiting = undefined;
   }
 
   /** The path went away: every waiter gets `code` with `reason`. */
   failAll(code: number, reason = describeStatus(code)): void {
-    for (const [req, w] of this.waiting) {
+    const waiting = this.waiting;
+    this.waiting = undefined;
+    if (waiting) for (const [req, w] of waiting) {
       clearTimeout(w.timer);
       w.resolve({ req, ok: false, code, reason });
     }
-    this.waiting.clear();
   }
 }

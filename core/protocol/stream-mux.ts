@@ -299,12 +299,15 @@ export class MuxStream extends Duplex {
   }
 }
 
+const NO_STREAMS: ReadonlyMap<number, MuxStream> = new Map();
+
 /**
  * The streams of one tunnel. Both ends hold one; it routes DATA/FIN/RST/WINDOW frames by
  * channel id to their MuxStream and forgets streams once closed both ways or reset.
  */
 export class StreamMux {
-  private readonly streams = new Map<number, MuxStream>();
+  /** made with the first stream: most tunnels never carry one, and an empty Map is ~180 bytes */
+  private streams: Map<number, MuxStream> | undefined;
   /** what is left of STREAM_WINDOW_BUDGET for growing receive windows */
   private windowBudget = STREAM_WINDOW_BUDGET;
 
@@ -314,24 +317,24 @@ export class StreamMux {
   ) {}
 
   get size(): number {
-    return this.streams.size;
+    return this.streams?.size ?? 0;
   }
 
   get(id: number): MuxStream | undefined {
-    return this.streams.get(id);
+    return this.streams?.get(id);
   }
 
   all(): IterableIterator<MuxStream> {
-    return this.streams.values();
+    return (this.streams ?? NO_STREAMS).values();
   }
 
   open(id: number): MuxStream {
-    if (this.streams.has(id)) throw new Error(`stream ${id} exists`);
+    if (this.streams?.has(id)) throw new Error(`stream ${id} exists`);
     const s = new MuxStream(id, this, this.window);
     // A reset is a normal event: a stream nobody listens on yet (a connect still waiting for its
     // answer, a tunnel lost meanwhile, an RST from the far side) must not crash the process.
     s.on('error', () => undefined);
-    this.streams.set(id, s);
+    (this.streams ??= new Map()).set(id, s);
     const maybeForget = (): void => {
       if (s.done) this.forget(id);
     };
@@ -341,11 +344,11 @@ export class StreamMux {
   }
 
   forget(id: number): void {
-    const s = this.streams.get(id);
+    const s = this.streams?.get(id);
     if (!s) return;
     this.windowBudget += s.grown;
     s.grown = 0;
-    this.streams.delete(id);
+    this.streams!.delete(id);
   }
 
   /** Up to `wanted` bytes of window growth, as far as the budget goes. */
@@ -366,7 +369,7 @@ export class StreamMux {
       default:
         return false;
     }
-    const s = this.streams.get(frame.channel);
+    const s = this.streams?.get(frame.channel);
     if (!s) {
       // Credit for a stream we already finished and forgot is harmless: the far side may still
       // be reading our last bytes when our FIN crosses its WINDOW. Data or a FIN is answered.
@@ -393,8 +396,9 @@ export class StreamMux {
 
   /** The tunnel is gone: every stream is reset locally (their sockets get RST). */
   resetAll(reason: string): void {
-    for (const s of [...this.streams.values()]) s.onRst(reason);
-    this.streams.clear();
+    const streams = this.streams;
+    this.streams = undefined;
+    if (streams) for (const s of streams.values()) s.onRst(reason);
     this.windowBudget = STREAM_WINDOW_BUDGET;
   }
 }
