@@ -4,7 +4,7 @@ import type { Link } from '../protocol/link.js';
 import { Status } from '../protocol/status.js';
 import type { Logger } from '../runtime/logger.js';
 import type { Cluster } from './cluster.js';
-import { ControlChannel, type PortOwner } from './control.js';
+import { ControlChannel, type ControlSink, type PortOwner } from './control.js';
 import type { CredentialStore } from './credentials.js';
 import { DEFAULT_EXPOSE_LIMITS, Exposer, type ExposeLimits } from './expose.js';
 import { OperatorSession } from './operators.js';
@@ -50,7 +50,9 @@ export class ControlServer {
     this.exposer = new Exposer((cp) => this.channel(cp), o.exposeHost, o.logger, exposeLimits(o), o.refusals);
     o.cluster?.mediation?.attach({
       localChannel: (cp) => this.o.sessions.tunnels.get(cp)?.control,
-      opened: (cp, ch) => this.wireControl(cp, ch),
+      opened: (_cp, ch) => {
+        ch.sink = this.sink;
+      },
       ended: (cp, _ch, reason) => {
         // The tunnel's node closes these ports at the contact point (or the contact point did, with its tunnel).
         for (const [key, owner] of [...this.portOwners]) {
@@ -90,7 +92,7 @@ export class ControlServer {
   /** A contact point's tunnel is being admitted: its control channel, wired to operators and exposures. */
   openChannel(cp: string, link: Link): ControlChannel {
     const control = new ControlChannel(cp, link);
-    this.wireControl(cp, control);
+    control.sink = this.sink;
     return control;
   }
 
@@ -99,7 +101,7 @@ export class ControlServer {
     // Only to a contact point that speaks the encrypted channel: an older one keeps its datagrams in the tunnel.
     if (!this.udp || !session.env?.capabilities?.includes(CAPABILITY_UDP_AEAD)) return;
     const control = session.control;
-    const path = this.udp.register((d) => control.emit('datagram', d));
+    const path = this.udp.register((d) => control.deliverDatagram(d));
     control.udpPath = path;
     session.link.sendControl(FrameType.UDP_CHANNEL, { port: this.o.udpAdvertisePort ?? this.udp.port, session: path.session, key: path.key, version: path.version });
   }
@@ -132,24 +134,27 @@ export class ControlServer {
     return s.operator.handleFrame(frame);
   }
 
-  /** Routes a tunnel's mediation events to the operator that owns the port, or to an exposure. */
-  private wireControl(cp: string, control: ControlChannel): void {
-    control.on('accepted', (e, stream) => {
-      const owner = this.portOwners.get(`${cp}\n${e.portId}`);
+  /**
+   * Routes every tunnel's mediation events (ControlSink) to the operator that owns the port, or
+   * to an exposure: one object for all channels, each saying which contact point it is.
+   */
+  private readonly sink: ControlSink = {
+    accepted: (ch, e, stream, listened) => {
+      const owner = this.portOwners.get(`${ch.contactPointId}\n${e.portId}`);
       if (owner) owner.accepted(e, stream);
-      else if (control.listenerCount('accepted') === 1) {
+      else if (!listened) {
         // Nobody (operator or in-process user of relay.control()) takes it: reset the LAN connection.
         stream.on('error', () => undefined);
         stream.destroy(new Error('nobody listens on this port any more'));
       }
-    });
-    control.on('closed', (e) => this.portOwners.get(`${cp}\n${e.portId}`)?.closed(cp, e));
-    control.on('datagram', (d) => {
-      const owner = this.portOwners.get(`${cp}\n${d.portId}`);
+    },
+    closed: (ch, e) => this.portOwners.get(`${ch.contactPointId}\n${e.portId}`)?.closed(ch.contactPointId, e),
+    datagram: (ch, d) => {
+      const owner = this.portOwners.get(`${ch.contactPointId}\n${d.portId}`);
       if (owner) owner.datagram(d);
-      else this.exposer.datagram(cp, d.portId, d.payload);
-    });
-  }
+      else this.exposer.datagram(ch.contactPointId, d.portId, d.payload);
+    },
+  };
 }
 
 function exposeLimits(o: ControlServerOptions): ExposeLimits {

@@ -35,22 +35,66 @@ export interface PortOwner {
 }
 
 /**
+ * Who hears every tunnel's mediation events first (the relay's control server): one object for
+ * all channels, told which channel, rather than listeners and closures on each of them (an
+ * office's idle channel then costs no event table and no closures).
+ */
+export interface ControlSink {
+  /** a LAN host connected to a listening port; `listened`: whether the channel has listeners of its own for it */
+  accepted(ch: ControlChannel, e: PortEventBody, stream: MuxStream, listened: boolean): void;
+  closed(ch: ControlChannel, e: PortEventBody): void;
+  datagram(ch: ControlChannel, d: Datagram): void;
+}
+
+/**
  * The control server's end of one tunnel (seed 002): sends port requests to the contact point
  * and matches their answers, holds the tunnel's streams, and receives relayed datagrams and
  * connection events. Closing it (tunnel lost) fails what is pending and resets every stream.
  */
-export class ControlChannel extends EventEmitter<ControlEvents> {
+export class ControlChannel {
   readonly mux: StreamMux;
   private readonly pending = new PendingRequests();
   private nextStream = 0;
   private closed = false;
+  /** hears the channel's accepted/closed/datagram events before its listeners do */
+  sink: ControlSink | undefined;
+  /** made with the first listener: an idle channel (most offices' all their life) holds no event table */
+  private events: EventEmitter<ControlEvents> | undefined;
 
   constructor(
     readonly contactPointId: string,
     private readonly link: MuxLink,
   ) {
-    super();
     this.mux = new StreamMux(link);
+  }
+
+  on<K extends keyof ControlEvents>(event: K, listener: (...args: ControlEvents[K]) => void): this {
+    (this.events ??= new EventEmitter<ControlEvents>()).on(event, listener as never);
+    return this;
+  }
+
+  once<K extends keyof ControlEvents>(event: K, listener: (...args: ControlEvents[K]) => void): this {
+    (this.events ??= new EventEmitter<ControlEvents>()).once(event, listener as never);
+    return this;
+  }
+
+  off<K extends keyof ControlEvents>(event: K, listener: (...args: ControlEvents[K]) => void): this {
+    this.events?.off(event, listener as never);
+    return this;
+  }
+
+  listenerCount(event: keyof ControlEvents): number {
+    return this.events?.listenerCount(event) ?? 0;
+  }
+
+  private emit<K extends keyof ControlEvents>(event: K, ...args: ControlEvents[K]): void {
+    (this.events as EventEmitter | undefined)?.emit(event, ...args);
+  }
+
+  /** A datagram from the contact point (in the tunnel, or over the UDP channel): to the sink, then to listeners. */
+  deliverDatagram(d: Datagram): void {
+    this.sink?.datagram(this, d);
+    this.emit('datagram', d);
   }
 
   /** Sends a request; resolves with the contact point's answer (ok or a numbered refusal), never rejects. */
@@ -118,14 +162,17 @@ export class ControlChannel extends EventEmitter<ControlEvents> {
       case FrameType.PORT_EVENT: {
         const e = decodeControl(frame, FrameType.PORT_EVENT);
         if (e.event === 'accepted' && e.streamId !== undefined && e.streamId % 2 === 1 && !this.mux.get(e.streamId)) {
-          this.emit('accepted', e, this.mux.open(e.streamId));
+          const stream = this.mux.open(e.streamId);
+          this.sink?.accepted(this, e, stream, this.listenerCount('accepted') > 0);
+          this.emit('accepted', e, stream);
         } else if (e.event === 'closed') {
+          this.sink?.closed(this, e);
           this.emit('closed', e);
         }
         return true;
       }
       case FrameType.DATAGRAM:
-        this.emit('datagram', decodeDatagram(frame));
+        this.deliverDatagram(decodeDatagram(frame));
         return true;
       default:
         return this.mux.handle(frame);

@@ -126,7 +126,7 @@ describe('port mediation through the tunnel', () => {
     // make-server: a LAN host connects to the opened port; the relay gets the accept event and the stream.
     const listening = await ch.request({ op: 'listen', operator: 'tech', portId: desired.portId! });
     expect(listening).toMatchObject({ ok: true, port: desired.port });
-    const accepted = once(ch, 'accepted');
+    const accepted = new Promise((r) => ch.once('accepted', (...a) => r(a)));
     const lanClient = await dial(desired.port!);
     const [event, stream] = (await accepted) as [{ remoteAddress: string }, Duplex];
     expect(event.remoteAddress).toBe('127.0.0.1');
