@@ -25,7 +25,7 @@ import { CredentialStore, type CredentialKind } from '../core/relay/credentials.
 import { freePort } from './nats-server.js';
 import type { ExposeSpec } from '../core/relay/expose.js';
 import { Relay, type RelayOptions } from '../core/relay/relay.js';
-import { primeAllocator } from '../core/runtime/allocator.js';
+import { primeAllocator, primeAllocatorOnBulk } from '../core/runtime/allocator.js';
 import { serialScavenges } from '../core/runtime/gc.js';
 import { createLogger, isLogLevel, type Logger } from '../core/runtime/logger.js';
 import { AckServer } from './ack-server.js';
@@ -361,9 +361,11 @@ async function main(): Promise<void> {
   const send = (m: unknown): void => void process.send?.(m);
   if (!process.send) throw new Error('bench worker must be started by bench/run.js (it talks over IPC)');
 
-  // As `contact-point relay | serve | start` do (core/runtime/allocator.ts); the harness roles
-  // (lan, load) too, so that neither the direct baseline nor the path is limited by them.
-  primeAllocator();
+  // As `contact-point relay | serve | start` do (core/runtime/allocator.ts: primed at the first
+  // stream); the harness roles (lan, load) too, so that neither the direct baseline nor the path
+  // is limited by them: they prime at once.
+  if (role === 'relay' || role === 'contact-point') primeAllocatorOnBulk();
+  else primeAllocator();
   // As `contact-point relay | serve | start` do for the forwarding processes (core/runtime/gc.ts);
   // the harness roles keep node's default.
   if (role === 'relay' || role === 'contact-point') serialScavenges();

@@ -8,7 +8,7 @@ import { ContactPoint, type ContactPointOptions } from '../contact-point/contact
 import { isDirectListenError } from '../contact-point/direct-mode.js';
 import type { PortPolicyConfig } from '../contact-point/port-policy.js';
 import { StateStore } from '../contact-point/state-store.js';
-import { primeAllocator } from '../runtime/allocator.js';
+import { primeAllocatorOnBulk } from '../runtime/allocator.js';
 import { serialScavenges, youngGenerationSetting } from '../runtime/gc.js';
 import type { Logger } from '../runtime/logger.js';
 import { MAX_UNDECIDED_PEERS, MAX_UNDECIDED_PER_ADDRESS, NEW_PEERS_PER_ADDRESS_PER_MINUTE } from '../protocol/limits.js';
@@ -164,7 +164,7 @@ export interface HostedContactPoint {
 }
 
 export async function hostContactPoint(o: HostOptions): Promise<HostedContactPoint> {
-  o.logger.debug('allocator', { glibc_trim: primeAllocator() });
+  o.logger.debug('allocator', { glibc_trim: primeAllocatorOnBulk() });
   o.logger.debug('gc', { young: serialScavenges(), youngSize: youngGenerationSetting() });
   const ports = await portPolicyOption(o.ports, o.stateDir);
   const cp = await ContactPoint.create({

@@ -13,7 +13,7 @@ import {
 } from '../protocol/limits.js';
 import { RelayAdminServer } from '../relay/admin-server.js';
 import { Relay } from '../relay/relay.js';
-import { primeAllocator } from '../runtime/allocator.js';
+import { primeAllocatorOnBulk } from '../runtime/allocator.js';
 import { serialScavenges, youngGenerationSetting } from '../runtime/gc.js';
 import { createLogger } from '../runtime/logger.js';
 import { NODE_ID_PATTERN, NODE_ID_RULE, type Cluster } from '../relay/cluster.js';
@@ -222,7 +222,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   const tls = await readTlsPair({ flag: '--tls-cert', file: values['tls-cert'] }, { flag: '--tls-key', file: values['tls-key'] });
   const stateDir = resolveStateDir('relay', values.state);
   const logger = createLogger({ level, format: ctx.logFormat });
-  logger.debug('allocator', { glibc_trim: primeAllocator() });
+  logger.debug('allocator', { glibc_trim: primeAllocatorOnBulk() });
   logger.debug('gc', { young: serialScavenges(), youngSize: youngGenerationSetting() });
 
   let credentials: CredentialStore;

@@ -55,3 +55,25 @@ describe('primeAllocator (glibc keeps freed buffer memory instead of faulting it
     expect(Math.max(...later)).toBeLessThan(400);
   });
 });
+
+/** A child process (fresh allocator state): armed at start, as the relay and contact point do; primed by its first stream only. */
+const ARMED_CHILD = `
+const { allocatorPrimed, primeAllocatorOnBulk } = await import(process.argv[1]);
+const { StreamMux } = await import(process.argv[2]);
+const out = { chosen: primeAllocatorOnBulk({ MALLOC_TOP_PAD_: '0' }), armed: primeAllocatorOnBulk({}), before: allocatorPrimed() };
+// A tunnel's mux that carries no stream (most of a relay's offices) leaves the allocator alone.
+const sent = [];
+const mux = new StreamMux({ send: (f) => sent.push(f) > 0, sendParts: () => true, copiesBodies: true, bufferedAmount: 0, whenWritable: (fn) => fn() });
+out.idleMux = allocatorPrimed();
+mux.open(2);
+out.afterStream = allocatorPrimed();
+console.log(JSON.stringify(out));
+`;
+
+describe('primeAllocatorOnBulk (priming waits for the first bulk stream)', () => {
+  it.runIf(onGlibc())('(glibc only, skipped elsewhere) skips when MALLOC_* is set; else arms at start, primes when the process opens its first stream, not before', () => {
+    requireBuild();
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', ARMED_CHILD, `${ROOT}/dist/core/runtime/allocator.js`, `${ROOT}/dist/core/protocol/stream-mux.js`], { encoding: 'utf8', env: {} });
+    expect(JSON.parse(out)).toEqual({ chosen: 'skipped: MALLOC_* set', armed: 'armed: primes at the first stream', before: false, idleMux: false, afterStream: true });
+  });
+});
