@@ -48,18 +48,25 @@ function randomSeed(): number {
  * live entries move to the front (or to arrays twice as large when more than half are live) and
  * the buckets are built again: amortised O(1). Nothing is allocated per entry but the caller's
  * own key and value, and the arrays hold nothing once an entry is deleted. An empty table holds
- * no arrays (a contact point has one per LAN peer; most have nothing in flight), or a small
- * one it keeps, having been used.
+ * no arrays of its own (a contact point has one per LAN peer; most have nothing in flight), or a
+ * small one it keeps, having been used.
  *
  * Iteration is in insertion order; entries may be deleted, and added, while iterating (an
  * entry added is visited, as a Map's would be; one deleted before it is reached is skipped).
  */
+/**
+ * What a table holds while it has no positions (capacity 0): read, never written (makeRoom gives
+ * a table arrays of its own before its first entry), and shared, so an idle table (a contact
+ * point's LAN peer with nothing in flight) costs no arrays. Frozen: a write would throw.
+ */
+const NO_POSITIONS: readonly never[] = Object.freeze([]);
+
 export class ChurnTable<V> {
   /** key at each position; undefined where none (a hole, or past the tail) */
-  private keys: (string | undefined)[] = [];
-  private vals: (V | undefined)[] = [];
+  private keys: (string | undefined)[] = NO_POSITIONS as never[];
+  private vals: (V | undefined)[] = NO_POSITIONS as never[];
   /** insertion number of the entry at each position: increasing with the position (iterators find their place again after a move) */
-  private seqs: number[] = [];
+  private seqs: number[] = NO_POSITIONS as never[];
   /** hash of the key at each position (the buckets are built again from these, not from the keys) */
   private hashes: Int32Array | undefined;
   /** the next position in the same bucket, -1 at its end */
@@ -300,9 +307,9 @@ export class ChurnTable<V> {
   }
 
   private release(): void {
-    this.keys = [];
-    this.vals = [];
-    this.seqs = [];
+    this.keys = NO_POSITIONS as never[];
+    this.vals = NO_POSITIONS as never[];
+    this.seqs = NO_POSITIONS as never[];
     this.hashes = undefined;
     this.chain = undefined;
     this.buckets = undefined;
