@@ -15,7 +15,7 @@ import { connect as tcpConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort, NATS_SERVER } from './nats-server.js';
+import { freePorts, NATS_SERVER } from './nats-server.js';
 import { pool, sleep, waitFor } from './util.js';
 
 export const MOSQUITTO = '/usr/sbin/mosquitto';
@@ -205,8 +205,7 @@ function mqttAttach(port: number, name: string, sockets: Socket[]): Promise<void
 /** A local mosquitto bridged to a remote one (`topic # both 1`), as an office broker would be. */
 export async function startMosquittoBridge(): Promise<Anchor> {
   const dir = await mkdtemp(join(tmpdir(), 'cp-bench-mqtt-'));
-  const remotePort = await freePort();
-  const localPort = await freePort();
+  const [remotePort, localPort] = (await freePorts(2)) as [number, number];
   const common = 'allow_anonymous true\nmax_connections -1\npersistence false\nlog_type error\nuser root\n';
   await writeFile(join(dir, 'remote.conf'), `listener ${remotePort} 127.0.0.1\n${common}`);
   await writeFile(
@@ -234,9 +233,7 @@ export async function startMosquittoBridge(): Promise<Anchor> {
 export async function startNatsLeaf(): Promise<Anchor & { readonly hubUrl: string; readonly leafUrl: string }> {
   const { connect } = await import('@nats-io/transport-node');
   const dir = await mkdtemp(join(tmpdir(), 'cp-bench-nats-'));
-  const hubPort = await freePort();
-  const hubLeafPort = await freePort();
-  const leafPort = await freePort();
+  const [hubPort, hubLeafPort, leafPort] = (await freePorts(3)) as [number, number, number];
   await writeFile(join(dir, 'hub.conf'), `listen: 127.0.0.1:${hubPort}\nmax_connections: 100000\nleafnodes { listen: 127.0.0.1:${hubLeafPort} }\n`);
   await writeFile(join(dir, 'leaf.conf'), `listen: 127.0.0.1:${leafPort}\nmax_connections: 100000\nleafnodes { remotes: [ { url: "nats-leaf://127.0.0.1:${hubLeafPort}" } ] }\n`);
   const pair = await startPair(NATS_SERVER, dir, { args: ['-c', join(dir, 'hub.conf')], port: hubPort, what: 'nats-server (hub)' }, { args: ['-c', join(dir, 'leaf.conf')], port: leafPort, what: 'nats-server (leaf)' }, hubLeafPort);

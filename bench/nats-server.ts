@@ -16,11 +16,23 @@ export const haveNatsServer = existsSync(NATS_SERVER);
 export const NO_NATS_REASON = `${NATS_SERVER} is missing (apt-get install nats-server): relay cluster tests and benchmark skipped`;
 
 export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
+  return (await freePorts(1))[0]!;
+}
+
+/**
+ * `n` different free ports on 127.0.0.1 for one configuration (a server's client and route
+ * ports, a pair's ports). Each is held until all are picked: picked one at a time, Linux can hand
+ * the port just released out again (a nats-server cluster test failed 2 runs in 7 with its client
+ * and route ports the same).
+ */
+export async function freePorts(n: number): Promise<number[]> {
+  const held = Array.from({ length: n }, () => createServer());
+  try {
+    await Promise.all(held.map((s) => new Promise<void>((resolve, reject) => s.once('error', reject).listen(0, '127.0.0.1', resolve))));
+    return held.map((s) => (s.address() as AddressInfo).port);
+  } finally {
+    await Promise.all(held.map((s) => new Promise<void>((r) => (s.listening ? s.close(() => r()) : r()))));
+  }
 }
 
 export interface NatsServer {
@@ -100,7 +112,8 @@ export interface NatsClusterServer {
  */
 export async function startNatsCluster(n = 3): Promise<{ servers: readonly NatsClusterServer[]; urls: string; stop(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'cp-nats-cluster-'));
-  const ports = await Promise.all(Array.from({ length: n }, async () => ({ client: await freePort(), route: await freePort() })));
+  const picked = await freePorts(2 * n);
+  const ports = Array.from({ length: n }, (_v, i) => ({ client: picked[2 * i]!, route: picked[2 * i + 1]! }));
   const routes = ports.map((p) => `nats://127.0.0.1:${p.route}`).join(', ');
   const procs: ChildProcess[] = [];
   try {

@@ -4,7 +4,7 @@ import { connectNats, openClusterCredentials } from '../core/relay/cluster-nats.
 import type { Logger } from '../core/runtime/logger.js';
 import { startNatsServer, type NatsServer } from '../bench/nats-server.js';
 
-export { freePort, haveNatsServer, NATS_SERVER, NO_NATS_REASON, startNatsCluster, startNatsServer, type NatsClusterServer, type NatsServer } from '../bench/nats-server.js';
+export { freePort, freePorts, haveNatsServer, NATS_SERVER, NO_NATS_REASON, startNatsCluster, startNatsServer, type NatsClusterServer, type NatsServer } from '../bench/nats-server.js';
 
 /**
  * A nats-server and the cluster's credentials opened through an admin connection to it (what

@@ -14,7 +14,7 @@ import { Status } from '../../core/protocol/status.js';
 import { CredentialStore } from '../../core/relay/credentials.js';
 import { Relay } from '../../core/relay/relay.js';
 import { FAST, logger, waitFor } from '../helpers.js';
-import { freePort, haveNatsServer, natsWithCredentials, NO_NATS_REASON } from '../nats-fixtures.js';
+import { freePort, freePorts, haveNatsServer, natsWithCredentials, NO_NATS_REASON } from '../nats-fixtures.js';
 import { curl } from '../net-fixtures.js';
 import { cliSuite, type Service } from './cli-process.js';
 
@@ -67,7 +67,7 @@ interface Nodes {
  */
 async function nodes(ids: string[], advertise: Record<string, string | true>): Promise<Nodes> {
   const { nats, nc, admin } = await natsWithCredentials(suite.cleanup, logger);
-  const ports = await Promise.all(ids.map(() => freePort()));
+  const ports = await freePorts(ids.length);
   const urls: Record<string, string> = {};
   ids.forEach((id, i) => (urls[id] = `ws://127.0.0.1:${ports[i]}/v1`));
   const started = await Promise.all(

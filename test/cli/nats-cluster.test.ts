@@ -90,8 +90,8 @@ describe.skipIf(!haveNatsServer)('relay cluster on a three-server NATS cluster (
     expect(cp.gateway.status().reconnects).toBeGreaterThan(reconnectsBefore);
     const bobCred = join(suite.home, 'bob.credential');
     // Right after a server's death JetStream may still be electing leaders: the write is retried
-    // for up to CREDENTIAL_WRITE_RETRY_MS (20 s), so the command may take longer than the usual 10 s.
-    const bobAdd = await runCli(['relay', 'credential', 'add', '--kind', 'external', '--id', 'bob', '--out', bobCred, '--cluster', N], { home: suite.home, timeoutMs: 30_000 });
+    // for up to CREDENTIAL_WRITE_RETRY_MS (30 s), so the command may take longer than the usual 10 s.
+    const bobAdd = await runCli(['relay', 'credential', 'add', '--kind', 'external', '--id', 'bob', '--out', bobCred, '--cluster', N], { home: suite.home, timeoutMs: 45_000 });
     expect(bobAdd.code, bobAdd.stderr).toBe(0);
     // r1 learns the new credential through its watch, which may still be catching up: its
     // consumer may have been on the dead server, and the client recreates it after missed heartbeats.
@@ -115,5 +115,5 @@ describe.skipIf(!haveNatsServer)('relay cluster on a three-server NATS cluster (
     expect(got).toEqual(['three servers up', 'one server dead', 'new credential']);
     expect(await r2.stop()).toBe(0);
     expect(await r1.stop()).toBe(0);
-  }, 90_000);
+  }, 120_000);
 });
