@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { fmix32 } from '../runtime/hash.js';
 
 /** Longest number part (in base 36) kept as a number: 36^10 < 2^53, so every such value is exact. */
 const MAX_COUNTER_DIGITS = 10;
@@ -9,17 +10,6 @@ export const MAX_DEDUPE_CAPACITY = 2 ** 22;
  * with a well-spread hash, runs stay short; a long one means the seed is unlucky (or guessed).
  */
 const MAX_PROBES = 64;
-
-/** MurmurHash3's 32-bit finaliser: a bijection that spreads every input bit over the output. */
-function fmix32(x: number): number {
-  let h = x;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h;
-}
 
 function randomSeed(): Int32Array {
   const b = randomBytes(12);

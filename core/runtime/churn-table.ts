@@ -1,20 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { fmix32 } from './hash.js';
 
 /** Positions a table starts with, and keeps while it empties (a larger one is let go when empty). */
 const MIN_CAPACITY = 8;
 /** Keys an insert may walk past in its bucket before the table is rehashed under a new seed. */
 const MAX_CHAIN = 32;
-
-/** MurmurHash3's 32-bit finaliser: every input bit reaches every output bit. */
-function fmix32(x: number): number {
-  let h = x;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h;
-}
 
 function randomSeed(): number {
   return randomBytes(4).readInt32LE(0);
