@@ -58,7 +58,7 @@ export class ControlChannel {
   private closed = false;
   /** hears the channel's accepted/closed/datagram events before its listeners do */
   sink: ControlSink | undefined;
-  /** made with the first listener: an idle channel (most offices' all their life) holds no event table */
+  /** made with the first listener: an idle channel (most offices never mediate) holds no event table */
   private events: EventEmitter<ControlEvents> | undefined;
 
   constructor(
