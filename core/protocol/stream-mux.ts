@@ -1,7 +1,7 @@
 import { Duplex, type Writable } from 'node:stream';
+import { bulkStarted } from '../runtime/allocator.js';
 import { HEADER_BYTES, type Frame } from './codec.js';
 import { FrameType } from './frames.js';
-import { bulkStarted } from '../runtime/allocator.js';
 import { ProtocolError } from './errors.js';
 import { Status } from './status.js';
 
@@ -330,8 +330,8 @@ export class StreamMux {
   }
 
   open(id: number): MuxStream {
-    bulkStarted();
     if (this.streams?.has(id)) throw new Error(`stream ${id} exists`);
+    bulkStarted();
     const s = new MuxStream(id, this, this.window);
     // A reset is a normal event: a stream nobody listens on yet (a connect still waiting for its
     // answer, a tunnel lost meanwhile, an RST from the far side) must not crash the process.

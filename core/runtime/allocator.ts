@@ -43,33 +43,44 @@ export function onGlibc(): boolean {
   return typeof header?.glibcVersionRuntime === 'string';
 }
 
-/**
- * Call once at the start of a process that forwards bulk traffic (relay, contact point). Returns
- * what it did, for the process's startup log.
- */
-export function primeAllocator(env: NodeJS.ProcessEnv = process.env): 'primed' | 'already primed' | 'skipped: not glibc' | 'skipped: MALLOC_* set' {
-  if (primed) return 'already primed';
+/** Why priming does not apply to this process, if it does not: the operator chose, or not glibc. */
+function skipReason(env: NodeJS.ProcessEnv): 'skipped: not glibc' | 'skipped: MALLOC_* set' | undefined {
   if (Object.keys(env).some((k) => k.startsWith('MALLOC_') && k.endsWith('_'))) return 'skipped: MALLOC_* set';
   if (!onGlibc()) return 'skipped: not glibc';
+  return undefined;
+}
+
+function prime(): void {
   primed = true;
   // allocUnsafeSlow: its own malloc'd backing store (above the 128 KiB default mmap threshold, so
   // glibc maps it), never written, so no page of it is ever touched. Dropped at once.
   Buffer.allocUnsafeSlow(PRIME_BLOCK_BYTES);
+}
+
+/**
+ * Primes now, in a process that forwards bulk traffic from its start (the bench's harness roles).
+ * Returns what it did, for the process's startup log.
+ */
+export function primeAllocator(env: NodeJS.ProcessEnv = process.env): 'primed' | 'already primed' | 'skipped: not glibc' | 'skipped: MALLOC_* set' {
+  if (primed) return 'already primed';
+  const skip = skipReason(env);
+  if (skip) return skip;
+  prime();
   return 'primed';
 }
 
-/** the environment primeAllocatorOnBulk was given, until bulkStarted primes with it */
-let armedEnv: NodeJS.ProcessEnv | undefined;
+/** set by primeAllocatorOnBulk: bulkStarted primes */
+let armed = false;
 
 /**
- * Call once at the start of a relay or contact point: priming (primeAllocator) then happens at the
- * process's first bulk stream (bulkStarted), not now. Returns what it did, for the startup log.
+ * Call once at the start of a relay or contact point: priming then happens at the process's first
+ * bulk stream (bulkStarted), not now. Returns what it did, for the startup log.
  */
 export function primeAllocatorOnBulk(env: NodeJS.ProcessEnv = process.env): 'armed: primes at the first stream' | 'already primed' | 'skipped: not glibc' | 'skipped: MALLOC_* set' {
   if (primed) return 'already primed';
-  if (Object.keys(env).some((k) => k.startsWith('MALLOC_') && k.endsWith('_'))) return 'skipped: MALLOC_* set';
-  if (!onGlibc()) return 'skipped: not glibc';
-  armedEnv = env;
+  const skip = skipReason(env);
+  if (skip) return skip;
+  armed = true;
   return 'armed: primes at the first stream';
 }
 
@@ -79,10 +90,9 @@ export function primeAllocatorOnBulk(env: NodeJS.ProcessEnv = process.env): 'arm
  * the SDK is never primed by it). Cheap enough to call for every stream.
  */
 export function bulkStarted(): void {
-  if (armedEnv === undefined) return;
-  const env = armedEnv;
-  armedEnv = undefined;
-  primeAllocator(env);
+  if (!armed) return;
+  armed = false;
+  if (!primed) prime();
 }
 
 /** Whether this process's allocator has been primed (for tests and the startup log). */

@@ -204,7 +204,6 @@ export class ChurnTable<V> {
       const key = this.keys[p];
       if (key !== undefined) hashes[p] = this.hash(key);
     }
-    this.lastKey = undefined;
     this.rebuildBuckets();
   }
 
