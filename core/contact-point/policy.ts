@@ -18,6 +18,28 @@ export function canonicalIp(address: string): { address: string; family: 'ipv4' 
   return { address, family: isIP(address) === 6 ? 'ipv6' : 'ipv4' };
 }
 
+/** A dotted-quad IPv4 address as an unsigned 32-bit number; undefined for anything else. */
+export function ipv4Number(address: string): number | undefined {
+  let n = 0;
+  let octet = -1;
+  let dots = 0;
+  for (let i = 0; i < address.length; i++) {
+    const c = address.charCodeAt(i);
+    if (c === 46) {
+      if (octet < 0 || ++dots > 3) return undefined;
+      n = n * 256 + octet;
+      octet = -1;
+    } else if (c >= 48 && c <= 57) {
+      // No leading zeros ("010" is octal to some parsers) and nothing past 255.
+      if (octet === 0) return undefined;
+      octet = (octet < 0 ? 0 : octet * 10) + (c - 48);
+      if (octet > 255) return undefined;
+    } else return undefined;
+  }
+  if (dots !== 3 || octet < 0) return undefined;
+  return n * 256 + octet;
+}
+
 /**
  * Optional auto-approval: peers connecting from listed subnets, or presenting the join code,
  * are registered without waiting for the admin, and the record says which rule let them in.
@@ -29,6 +51,12 @@ export class RegistrationPolicy {
   /** each subnet with a BlockList of its own, built once: which rule admitted a peer is said in its record */
   /** each subnet rule, with the admittedBy text of the peers it admits (one string per rule, not per peer) */
   private rules: { readonly text: string; readonly admittedBy: string; readonly block: BlockList }[] = [];
+  /**
+   * The same rules as numbers when every one is IPv4 (a LAN's usual list): an IPv4 remote is
+   * then matched with two integer operations a rule, where BlockList.check builds a
+   * SocketAddress per call (~10 us; twice a hello, twice a REGISTER). Undefined otherwise.
+   */
+  private v4: { readonly net: number; readonly mask: number; readonly admittedBy: string }[] | undefined;
   private joinCodeHash: string | undefined;
 
   constructor(init: { subnets: readonly string[]; joinCodeHash?: string | undefined }) {
@@ -59,6 +87,12 @@ export class RegistrationPolicy {
       block.addSubnet(c.address, c.prefix, c.family);
       return { text: this.subnetList[i]!, admittedBy: `policy:subnet ${this.subnetList[i]!}`, block };
     });
+    this.v4 = parsed.every((c) => c.family === 'ipv4')
+      ? parsed.map((c, i) => {
+          const mask = c.prefix === 0 ? 0 : (~0 << (32 - c.prefix)) >>> 0;
+          return { net: (ipv4Number(c.address)! & mask) >>> 0, mask, admittedBy: this.rules[i]!.admittedBy };
+        })
+      : undefined;
   }
 
   /** "" clears the code. */
@@ -78,6 +112,11 @@ export class RegistrationPolicy {
     }
     if (remote && this.subnetList.length > 0) {
       const ip = canonicalIp(remote);
+      const n = this.v4 && ip.family === 'ipv4' ? ipv4Number(ip.address) : undefined;
+      if (n !== undefined) {
+        for (const r of this.v4!) if (((n & r.mask) >>> 0) === r.net) return r.admittedBy;
+        return undefined;
+      }
       if (this.blocks.check(ip.address, ip.family)) {
         const hit = this.rules.find((r) => r.block.check(ip.address, ip.family));
         return hit?.admittedBy ?? 'policy:subnet ?';

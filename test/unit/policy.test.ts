@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalIp, parseCidr, RegistrationPolicy } from '../../core/contact-point/policy.js';
+import { BlockList } from 'node:net';
+import { canonicalIp, ipv4Number, parseCidr, RegistrationPolicy } from '../../core/contact-point/policy.js';
 import { hashSecret } from '../../core/runtime/secrets.js';
 
 describe('CIDR parsing', () => {
@@ -84,5 +85,38 @@ describe('auto-approval policy', () => {
     expect(p.subnets).toEqual(['10.0.0.0/8']);
     expect(p.admits('10.9.9.9', undefined)).toBe('policy:subnet 10.0.0.0/8');
     expect(p.admits('192.168.1.1', undefined)).toBeUndefined();
+  });
+
+  it('reads dotted-quad IPv4 as a number and nothing else', () => {
+    expect(ipv4Number('0.0.0.0')).toBe(0);
+    expect(ipv4Number('255.255.255.255')).toBe(0xffffffff);
+    expect(ipv4Number('10.1.2.3')).toBe(0x0a010203);
+    for (const bad of ['', '1.2.3', '1.2.3.4.5', '1.2.3.256', '01.2.3.4', '1..3.4', '1.2.3.', '.1.2.3', 'a.b.c.d', '::1', '1.2.3.4 ']) expect(ipv4Number(bad), bad).toBeUndefined();
+  });
+
+  it('matches IPv4 remotes by number exactly as BlockList does, first listed rule first (random model check)', () => {
+    let seed = 7;
+    const rnd = (n: number): number => ((seed = (seed * 1103515245 + 12345) >>> 0) % n);
+    const quad = (): string => `${rnd(4) === 0 ? 10 : rnd(256)}.${rnd(4)}.${rnd(256)}.${rnd(256)}`;
+    for (let round = 0; round < 20; round++) {
+      const subnets = Array.from({ length: 1 + rnd(4) }, () => `${quad()}/${rnd(33)}`);
+      const p = new RegistrationPolicy({ subnets });
+      const blocks = subnets.map((t) => {
+        const b = new BlockList();
+        const c = parseCidr(t);
+        b.addSubnet(c.address, c.prefix, 'ipv4');
+        return { b, by: `policy:subnet ${t}` };
+      });
+      for (let i = 0; i < 200; i++) {
+        const a = quad();
+        expect(p.admits(a, undefined), `${a} against ${subnets.join(' ')}`).toBe(blocks.find((x) => x.b.check(a, 'ipv4'))?.by);
+        expect(p.admits(`::ffff:${a}`, undefined)).toBe(blocks.find((x) => x.b.check(a, 'ipv4'))?.by);
+      }
+    }
+    // A list with an IPv6 rule goes through BlockList for every remote, with the same answers.
+    const mixed = new RegistrationPolicy({ subnets: ['10.0.0.0/8', 'fd00::/8'] });
+    expect(mixed.admits('10.2.3.4', undefined)).toBe('policy:subnet 10.0.0.0/8');
+    expect(mixed.admits('11.2.3.4', undefined)).toBeUndefined();
+    expect(mixed.admits('fd00::5', undefined)).toBe('policy:subnet fd00::/8');
   });
 });
