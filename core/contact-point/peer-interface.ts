@@ -1,11 +1,11 @@
-import { randomBytes } from 'node:crypto';
+import { randomText } from '../runtime/random-pool.js';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeControl, type Frame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { CAPABILITY_BATCH, CAPABILITY_REACHABLE, CAPABILITY_SEAL_AES, CAPABILITY_SEAL_BUNDLE, FrameType, frameTypeName, type PeerState } from '../protocol/frames.js';
+import { CAPABILITY_BATCH, CAPABILITY_PROOF_2, CAPABILITY_REACHABLE, CAPABILITY_SEAL_AES, CAPABILITY_SEAL_BUNDLE, FrameType, frameTypeName, type PeerState } from '../protocol/frames.js';
 import { checkEveryMs, KeepaliveSweep, Link, type LinkHandler } from '../protocol/link.js';
 import {
   CONTACT_POINT_RATE_PER_PEER,
@@ -17,7 +17,7 @@ import {
   PONG_TIMEOUT_MS,
   PRESSURE_TIMEOUT_MS,
 } from '../protocol/limits.js';
-import { verifyProof, verifySealKey } from '../protocol/peer-auth.js';
+import { verifyProof, verifyProof2, verifySealKey } from '../protocol/peer-auth.js';
 import { Status, type StatusCode } from '../protocol/status.js';
 import type { Timing } from '../protocol/timing.js';
 import { negotiateVersion } from '../protocol/version.js';
@@ -181,7 +181,7 @@ export class PeerPort {
     };
     const timer = setTimeout(() => link.fault(Status.HELLO_TIMEOUT, `hello not completed within ${helloTimeoutMs} ms`), helloTimeoutMs);
     timer.unref();
-    let claimed: { name: string; publicKey: string; nonce: string; version: number; reachable: boolean; batch: boolean; sealKey: string | undefined; sealAes: boolean; sealBundle: boolean } | undefined;
+    let claimed: { name: string; publicKey: string; nonce: string; proof2: boolean; version: number; reachable: boolean; batch: boolean; sealKey: string | undefined; sealAes: boolean; sealBundle: boolean } | undefined;
 
     link.setHandler({
       onFrame: (frame) => {
@@ -192,13 +192,17 @@ export class PeerPort {
           if (version === undefined) throw new ProtocolError(Status.VERSION_MISMATCH, `peer offered ${hello.versions.min}-${hello.versions.max}; this contact point speaks 1`);
           if (hello.role !== 'peer') throw new ProtocolError(Status.PROTOCOL_VIOLATION, `the peer port is for internal peers, not ${hello.role}`);
           if (!hello.publicKey) throw new ProtocolError(Status.BAD_CREDENTIALS, 'HELLO without publicKey');
-          if (hello.sealKey !== undefined && (hello.sealKeySig === undefined || !verifySealKey(hello.publicKey, hello.id, hello.sealKey, hello.sealKeySig))) {
+          // With proof 2 the PROOF vouches for the sealing key (one signature to check, not two)
+          // and `sealKeySig` is not read; otherwise `sealKeySig` does, checked now.
+          const proof2 = hello.env?.capabilities?.includes(CAPABILITY_PROOF_2) ?? false;
+          if (!proof2 && hello.sealKey !== undefined && (hello.sealKeySig === undefined || !verifySealKey(hello.publicKey, hello.id, hello.sealKey, hello.sealKeySig))) {
             throw new ProtocolError(Status.BAD_CREDENTIALS, 'the sealing key is not signed by the public key');
           }
           claimed = {
             name: hello.id,
             publicKey: hello.publicKey,
-            nonce: randomBytes(24).toString('base64'),
+            nonce: randomText(24, 'base64'),
+            proof2,
             version,
             reachable: hello.env?.capabilities?.includes(CAPABILITY_REACHABLE) ?? false,
             batch: hello.env?.capabilities?.includes(CAPABILITY_BATCH) ?? false,
@@ -206,12 +210,12 @@ export class PeerPort {
             sealAes: hello.env?.capabilities?.includes(CAPABILITY_SEAL_AES) ?? false,
             sealBundle: hello.env?.capabilities?.includes(CAPABILITY_SEAL_BUNDLE) ?? false,
           };
-          link.sendControl(FrameType.CHALLENGE, { nonce: claimed.nonce });
+          link.sendControl(FrameType.CHALLENGE, claimed.proof2 ? { nonce: claimed.nonce, proof: 2 } : { nonce: claimed.nonce });
           return;
         }
         if (frame.type !== FrameType.PROOF) throw new ProtocolError(Status.PROTOCOL_VIOLATION, `${frameTypeName(frame.type)} before PROOF`);
         const { signature } = decodeControl(frame, FrameType.PROOF);
-        if (!verifyProof(claimed.publicKey, claimed.name, claimed.nonce, signature)) {
+        if (!(claimed.proof2 ? verifyProof2(claimed.publicKey, claimed.name, claimed.nonce, claimed.sealKey, signature) : verifyProof(claimed.publicKey, claimed.name, claimed.nonce, signature))) {
           throw new ProtocolError(Status.BAD_CREDENTIALS, 'the signature does not match the public key');
         }
         settle();
@@ -273,7 +277,7 @@ export class PeerPort {
  * object of two closures per peer (bench footprint: a contact point's memory per peer).
  */
 class Session implements PeerSession, LinkHandler {
-  readonly session = randomBytes(9).toString('base64url');
+  readonly session = randomText(9, 'base64url');
   readonly inflight = new ChurnTable<InFlight>();
   readonly registerBucket = TokenBucket.perMinute(MAX_REGISTER_PER_MINUTE);
   congestedSince = 0;

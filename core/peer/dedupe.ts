@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomInt32 } from '../runtime/random-pool.js';
 import { fmix32 } from '../runtime/hash.js';
 
 /** Longest number part (in base 36) kept as a number: 36^10 < 2^53, so every such value is exact. */
@@ -12,8 +12,7 @@ export const MAX_DEDUPE_CAPACITY = 2 ** 22;
 const MAX_PROBES = 64;
 
 function randomSeed(): Int32Array {
-  const b = randomBytes(12);
-  return new Int32Array(b.buffer, b.byteOffset, 3).slice();
+  return Int32Array.of(randomInt32(), randomInt32(), randomInt32());
 }
 
 /**

@@ -1,5 +1,5 @@
 import { createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { challengeText, sealKeyText } from '../protocol/peer-auth.js';
+import { challengeText, challengeText2, sealKeyText } from '../protocol/peer-auth.js';
 import { loadOrCreatePrivateKey } from '../runtime/key-file.js';
 
 /** An internal peer's Ed25519 key pair: the name it registers is bound to this key. */
@@ -22,6 +22,11 @@ export class PeerIdentity {
 
   signChallenge(name: string, nonce: string): string {
     return sign(null, challengeText(name, nonce), this.privateKey).toString('base64');
+  }
+
+  /** The proof of version 2: the nonce and the HELLO's sealing key (PROTOCOL.md 7.2). */
+  signChallenge2(name: string, nonce: string, sealKey: string | undefined): string {
+    return sign(null, challengeText2(name, nonce, sealKey), this.privateKey).toString('base64');
   }
 
   /** Vouches for this peer's X25519 sealing key (HELLO `sealKeySig`). */

@@ -1,4 +1,5 @@
 import { createCipheriv, randomBytes, type Cipher } from 'node:crypto';
+import { randomText } from '../runtime/random-pool.js';
 
 /**
  * Bits of an id's number part. 2^48 < 36^10, so every value prints in at most 10 base-36 digits
@@ -43,16 +44,17 @@ export function base36(n: number): string {
  */
 export class MessageIds {
   private prefix = '';
-  private cipher: Cipher | undefined;
   private counter = 0;
-  private readonly batch = new Float64Array(BATCH);
-  private readonly left = new Int32Array(BATCH);
-  private readonly right = new Int32Array(BATCH);
-  private readonly block = Buffer.alloc(BATCH * 16);
+  /**
+   * The key and the batch buffers (~8 KB), made with the first id: a client that never sends
+   * (most LAN peers most of the time; thousands of clients in one process in the benches)
+   * carries none of it.
+   */
+  private work: Work | undefined;
   private pos = BATCH;
 
   constructor() {
-    this.rekey();
+    this.prefix = newPrefix();
   }
 
   /** The current prefix, with its trailing '.' (it changes only after 2^48 ids). */
@@ -62,62 +64,81 @@ export class MessageIds {
 
   next(): string {
     if (this.pos === BATCH) this.refill();
-    return this.prefix + base36(this.batch[this.pos++]!);
+    return this.prefix + base36(this.work!.batch[this.pos++]!);
   }
 
   /** The permutation itself, for tests: the number part of the id for counter value `n`. */
   permute(n: number): number {
     if (!Number.isInteger(n) || n < 0 || n >= 2 ** ID_NUMBER_BITS) throw new RangeError(`counter ${n} outside [0, 2^${ID_NUMBER_BITS})`);
-    this.left[0] = Math.floor(n / HALF_SPAN);
-    this.right[0] = n & HALF_MASK;
-    this.rounds(1);
-    return this.left[0] * HALF_SPAN + this.right[0];
+    const w = (this.work ??= newWork());
+    w.left[0] = Math.floor(n / HALF_SPAN);
+    w.right[0] = n & HALF_MASK;
+    rounds(w, 1);
+    return w.left[0] * HALF_SPAN + w.right[0];
   }
 
+  /** A new prefix and key, after 2^48 ids. */
   private rekey(): void {
-    this.prefix = randomBytes(6).toString('base64url') + '.';
-    const cipher = createCipheriv('aes-128-ecb', randomBytes(16), null);
-    cipher.setAutoPadding(false);
-    this.cipher = cipher;
+    this.prefix = newPrefix();
+    this.work = newWork();
     this.counter = 0;
     this.pos = BATCH;
   }
 
   private refill(): void {
     if (this.counter + BATCH > 2 ** ID_NUMBER_BITS) this.rekey();
+    const w = (this.work ??= newWork());
     for (let i = 0; i < BATCH; i++) {
       const n = this.counter + i;
-      this.left[i] = Math.floor(n / HALF_SPAN);
-      this.right[i] = n & HALF_MASK;
+      w.left[i] = Math.floor(n / HALF_SPAN);
+      w.right[i] = n & HALF_MASK;
     }
     this.counter += BATCH;
-    this.rounds(BATCH);
-    for (let i = 0; i < BATCH; i++) this.batch[i] = this.left[i]! * HALF_SPAN + this.right[i]!;
+    rounds(w, BATCH);
+    for (let i = 0; i < BATCH; i++) w.batch[i] = w.left[i]! * HALF_SPAN + w.right[i]!;
     this.pos = 0;
   }
+}
 
-  /** ROUNDS Feistel rounds over the first `count` (left, right) pairs: L, R -> R, L xor F_r(R). */
-  private rounds(count: number): void {
-    const block = this.block;
-    const left = this.left;
-    const right = this.right;
-    for (let r = 0; r < ROUNDS; r++) {
-      for (let i = 0; i < count; i++) {
-        const o = i * 16;
-        const x = right[i]!;
-        block[o] = r;
-        block[o + 1] = x >>> 16;
-        block[o + 2] = (x >>> 8) & 0xff;
-        block[o + 3] = x & 0xff;
-      }
-      const out = this.cipher!.update(block.subarray(0, count * 16));
-      for (let i = 0; i < count; i++) {
-        const o = i * 16;
-        const f = (out[o]! << 16) | (out[o + 1]! << 8) | out[o + 2]!;
-        const l = left[i]!;
-        left[i] = right[i]!;
-        right[i] = (l ^ f) & HALF_MASK;
-      }
+interface Work {
+  readonly cipher: Cipher;
+  readonly batch: Float64Array;
+  readonly left: Int32Array;
+  readonly right: Int32Array;
+  readonly block: Buffer;
+}
+
+/** 6 random bytes, base64url, and the '.': public with the first message, so drawn from the pool. */
+function newPrefix(): string {
+  return randomText(6, 'base64url') + '.';
+}
+
+/** A fresh AES key (from crypto's randomBytes, never the shared pool: it is a key) and the batch buffers. */
+function newWork(): Work {
+  const cipher = createCipheriv('aes-128-ecb', randomBytes(16), null);
+  cipher.setAutoPadding(false);
+  return { cipher, batch: new Float64Array(BATCH), left: new Int32Array(BATCH), right: new Int32Array(BATCH), block: Buffer.alloc(BATCH * 16) };
+}
+
+/** ROUNDS Feistel rounds over the first `count` (left, right) pairs: L, R -> R, L xor F_r(R). */
+function rounds(w: Work, count: number): void {
+  const { block, left, right, cipher } = w;
+  for (let r = 0; r < ROUNDS; r++) {
+    for (let i = 0; i < count; i++) {
+      const o = i * 16;
+      const x = right[i]!;
+      block[o] = r;
+      block[o + 1] = x >>> 16;
+      block[o + 2] = (x >>> 8) & 0xff;
+      block[o + 3] = x & 0xff;
+    }
+    const out = cipher.update(block.subarray(0, count * 16));
+    for (let i = 0; i < count; i++) {
+      const o = i * 16;
+      const f = (out[o]! << 16) | (out[o + 1]! << 8) | out[o + 2]!;
+      const l = left[i]!;
+      left[i] = right[i]!;
+      right[i] = (l ^ f) & HALF_MASK;
     }
   }
 }

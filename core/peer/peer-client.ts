@@ -3,7 +3,7 @@ import { parseAddress } from '../protocol/address.js';
 import { decodeAck, decodeControl, decodeMsg, encodeAck, msgHeaderLength, writeMsgHeader, type Frame, type FrameFill, type MsgFrame } from '../protocol/codec.js';
 import { Dialer, type DialerStatus } from '../protocol/dialer.js';
 import { DeliveryError, ProtocolError } from '../protocol/errors.js';
-import { CAPABILITY_BATCH, CAPABILITY_REACHABLE, CAPABILITY_SEAL_AES, CAPABILITY_SEAL_BUNDLE, CAPABILITY_SEALED, FLAG_RETRY, FLAG_SEALED, FrameType, frameTypeName, type LookupResultBody, type PeerState, type PresenceBody, type ReachableBody, type RegisterBody } from '../protocol/frames.js';
+import { CAPABILITY_BATCH, CAPABILITY_PROOF_2, CAPABILITY_REACHABLE, CAPABILITY_SEAL_AES, CAPABILITY_SEAL_BUNDLE, CAPABILITY_SEALED, FLAG_RETRY, FLAG_SEALED, FrameType, frameTypeName, type LookupResultBody, type PeerState, type PresenceBody, type ReachableBody, type RegisterBody } from '../protocol/frames.js';
 import { BUNDLE_ENTRY_OVERHEAD, BUNDLE_MAX_MESSAGES, BUNDLE_SEND_BYTES, BUNDLE_OVERHEAD, bundleLength, envelopeSenderKey, SEAL_OVERHEAD, SEAL_MAX_AGE_MS, SEAL_VERSION_BUNDLE, SealError, SealKey, type BundleEntry, type SealVersion } from '../protocol/seal.js';
 import { KeyDirectory } from './key-directory.js';
 import { KeyPins } from './key-pins.js';
@@ -255,6 +255,9 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     });
     const identity = opts.role === 'peer' ? opts.identity : undefined;
     const sealing = this.sealMode !== 'off';
+    // The sealing key's signature is the same on every hello (Ed25519 is deterministic): made once.
+    let sealKeySig: string | undefined;
+    const sealFields = identity && sealing ? (): { sealKey: string; sealKeySig: string } => ({ sealKey: this.sealKey.publicKey, sealKeySig: (sealKeySig ??= identity.signSealKey(opts.name, this.sealKey.publicKey)) }) : undefined;
     this.dialer = new Dialer({
       url: opts.url,
       label: `${opts.role}:${opts.name}`,
@@ -267,14 +270,15 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
         role: opts.role,
         id: opts.name,
         ...(opts.role === 'external' ? { secret: opts.secret } : { publicKey: identity!.publicKey }),
-        ...(identity && sealing ? { sealKey: this.sealKey.publicKey, sealKeySig: identity.signSealKey(opts.name, this.sealKey.publicKey) } : {}),
-        // `reachable`: this client understands REACHABLE (0x12), so servers may send it; `sealed`: it seals; `seal-aes`: it opens seal version 2; `seal-bundle`: version 3 (bundles); `batch`: BATCH (0x17).
+        ...(sealFields ? sealFields() : {}),
+        // `reachable`: this client understands REACHABLE (0x12), so servers may send it; `sealed`: it seals; `seal-aes`: it opens seal version 2; `seal-bundle`: version 3 (bundles); `batch`: BATCH (0x17); `proof-2`: an internal peer signs proof text 2.
         env: {
           software: 'contact-point-sdk/0.1',
-          capabilities: [...(sealing ? [CAPABILITY_REACHABLE, CAPABILITY_SEALED, CAPABILITY_SEAL_AES, CAPABILITY_SEAL_BUNDLE, CAPABILITY_BATCH] : [CAPABILITY_REACHABLE, CAPABILITY_BATCH]), ...(opts.capabilities ?? [])],
+          capabilities: [...(sealing ? [CAPABILITY_REACHABLE, CAPABILITY_SEALED, CAPABILITY_SEAL_AES, CAPABILITY_SEAL_BUNDLE, CAPABILITY_BATCH] : [CAPABILITY_REACHABLE, CAPABILITY_BATCH]), ...(identity ? [CAPABILITY_PROOF_2] : []), ...(opts.capabilities ?? [])],
         },
       }),
-      ...(identity ? { sign: (nonce: string) => identity.signChallenge(opts.name, nonce) } : {}),
+      // Proof 2 covers the sealing key this HELLO sent (none when sealing is off).
+      ...(identity ? { sign: (nonce: string, proof: 1 | 2) => (proof === 2 ? identity.signChallenge2(opts.name, nonce, sealFields ? this.sealKey.publicKey : undefined) : identity.signChallenge(opts.name, nonce)) } : {}),
       ...(opts.proxy !== undefined ? { proxy: opts.proxy } : {}),
       ...(opts.ca ? { ca: opts.ca } : {}),
     });

@@ -53,8 +53,8 @@ export interface DialerOptions {
    */
   readonly alternates?: readonly string[];
   readonly hello: () => HelloBody;
-  /** Answers a CHALLENGE nonce (internal peers prove their key); without it a CHALLENGE is a fault. */
-  readonly sign?: (nonce: string) => string;
+  /** Answers a CHALLENGE nonce with the proof text `proof` asks for (1 or 2; internal peers prove their key); without it a CHALLENGE is a fault. */
+  readonly sign?: (nonce: string, proof: 1 | 2) => string;
   readonly logger: Logger;
   readonly label: string;
   /** HTTP CONNECT proxy URL; default from HTTPS_PROXY / HTTP_PROXY / NO_PROXY. `null`: never. */
@@ -296,8 +296,8 @@ export class Dialer extends EventEmitter<DialerEvents> {
         switch (frame.type) {
           case FrameType.CHALLENGE: {
             if (!this.opts.sign) throw new ProtocolError(Status.PROTOCOL_VIOLATION, 'unexpected CHALLENGE');
-            const { nonce } = decodeControl(frame, FrameType.CHALLENGE);
-            link.sendControl(FrameType.PROOF, { signature: this.opts.sign(nonce) });
+            const { nonce, proof } = decodeControl(frame, FrameType.CHALLENGE);
+            link.sendControl(FrameType.PROOF, { signature: this.opts.sign(nonce, proof === 2 ? 2 : 1) });
             return;
           }
           case FrameType.WELCOME: {

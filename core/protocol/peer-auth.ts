@@ -13,6 +13,19 @@ export function verifyProof(publicKeyB64: string, name: string, nonce: string, s
   return verifyEd25519(publicKeyB64, challengeText(name, nonce), signatureB64);
 }
 
+/**
+ * The proof text of version 2 (CHALLENGE `proof: 2`, capability `proof-2`): the nonce and the
+ * HELLO's `sealKey` as sent ("" when it had none). One signature then proves the key and vouches
+ * for the sealing key, so the peer port checks one signature a hello instead of two.
+ */
+export function challengeText2(name: string, nonce: string, sealKey: string | undefined): Buffer {
+  return Buffer.from(`contact-point peer proof v2\n${name}\n${nonce}\n${sealKey ?? ''}`, 'utf8');
+}
+
+export function verifyProof2(publicKeyB64: string, name: string, nonce: string, sealKey: string | undefined, signatureB64: string): boolean {
+  return verifyEd25519(publicKeyB64, challengeText2(name, nonce, sealKey), signatureB64);
+}
+
 /** Whether `signatureB64` is an Ed25519 signature over `text` by the SPKI key `publicKeyB64` (false for anything malformed). */
 export function verifyEd25519(publicKeyB64: string, text: Buffer, signatureB64: string): boolean {
   try {

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomText } from '../runtime/random-pool.js';
 import type { RelayStatusView } from '../admin/relay-contract.js';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { decodeControl, type Frame } from '../protocol/codec.js';
@@ -367,7 +367,7 @@ export class Relay {
     const sealed = hello.env?.capabilities?.includes(CAPABILITY_SEALED) ?? false;
     const waitKey = `${kind === 'external' ? 'e' : 'c'}:${hello.id}`;
     // Object.assign onto `base`, not a spread: a spread here gave each session its own hidden class (~0.5 KB per office).
-    const base = { id: hello.id, link, session: randomBytes(9).toString('base64url'), rights: record.rights, credentialHash: record.hash, since: Date.now(), remote: link.remote ?? remote, reachable, sealed, waitKey };
+    const base = { id: hello.id, link, session: randomText(9, 'base64url'), rights: record.rights, credentialHash: record.hash, since: Date.now(), remote: link.remote ?? remote, reachable, sealed, waitKey };
     let session: RelaySession;
     if (kind === 'contact-point') {
       const control = this.controlServer.openChannel(hello.id, link);

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomInt32 } from './random-pool.js';
 import { fmix32 } from './hash.js';
 
 /** Positions a table starts with, and keeps while it empties (a larger one is let go when empty). */
@@ -7,7 +7,7 @@ const MIN_CAPACITY = 8;
 const MAX_CHAIN = 32;
 
 function randomSeed(): number {
-  return randomBytes(4).readInt32LE(0);
+  return randomInt32();
 }
 
 /**

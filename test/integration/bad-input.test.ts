@@ -1,12 +1,13 @@
 import type { Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { encodeControl, encodeMsg, HEADER_BYTES } from '../../core/protocol/codec.js';
-import { FrameType } from '../../core/protocol/frames.js';
+import { CAPABILITY_PROOF_2, FrameType } from '../../core/protocol/frames.js';
 import { MAX_FRAME_BYTES, MAX_PENDING_HELLOS_PER_ADDRESS } from '../../core/protocol/limits.js';
 import { Status } from '../../core/protocol/status.js';
 import { OFFERED_VERSIONS } from '../../core/protocol/version.js';
 import { PeerIdentity } from '../../core/peer/identity.js';
 import { PeerClient } from '../../core/peer/peer-client.js';
+import { SealKey } from '../../core/protocol/seal.js';
 import { RawClient } from '../raw-client.js';
 import { FAST, logger, startHarness, waitFor, type Harness } from '../helpers.js';
 
@@ -152,6 +153,54 @@ describe('bad input and floods at the contact point peer port', () => {
     impostor.start();
     await expect(impostor.ready()).rejects.toThrow(/IDENTITY_MISMATCH/);
     await impostor.stop();
+  });
+
+  it('vouches for a sealing key with sealKeySig, or with proof 2 (capability proof-2); a swapped key is refused either way', async () => {
+    const id = PeerIdentity.generate();
+    const seal = SealKey.generate().publicKey;
+    const swapped = SealKey.generate().publicKey;
+    const challenge = async (r: RawClient): Promise<{ nonce: string; proof?: number }> => {
+      await waitFor(() => r.frames.some((f) => f.type === FrameType.CHALLENGE));
+      return JSON.parse(r.frames.find((f) => f.type === FrameType.CHALLENGE)!.body.toString()) as { nonce: string; proof?: number };
+    };
+
+    // Version 1: a sealing key whose signature is over another key is refused at HELLO.
+    const v1bad = await raw(h.cp.peerPortUrl);
+    v1bad.hello({ versions: OFFERED_VERSIONS, role: 'peer', id: 'vault', publicKey: id.publicKey, sealKey: swapped, sealKeySig: id.signSealKey('vault', seal) });
+    expect((await v1bad.waitClosed()).code).toBe(4000 + Status.BAD_CREDENTIALS);
+    expect(v1bad.frames.some((f) => f.type === FrameType.CHALLENGE)).toBe(false);
+
+    // Proof 2: no sealKeySig needed; the CHALLENGE asks for proof 2, whose text covers the key.
+    const swap = await raw(h.cp.peerPortUrl);
+    swap.hello({ versions: OFFERED_VERSIONS, role: 'peer', id: 'vault', publicKey: id.publicKey, sealKey: swapped, env: { capabilities: [CAPABILITY_PROOF_2] } });
+    const c1 = await challenge(swap);
+    expect(c1.proof).toBe(2);
+    // The peer signed its own key; the HELLO that arrived carried another (a hop on the LAN swapped it).
+    swap.send(encodeControl(FrameType.PROOF, { signature: id.signChallenge2('vault', c1.nonce, seal) }));
+    expect((await swap.waitClosed()).code).toBe(4000 + Status.BAD_CREDENTIALS);
+
+    // Nor does the text of version 1 pass where 2 was asked for.
+    const old = await raw(h.cp.peerPortUrl);
+    old.hello({ versions: OFFERED_VERSIONS, role: 'peer', id: 'vault', publicKey: id.publicKey, sealKey: seal, env: { capabilities: [CAPABILITY_PROOF_2] } });
+    old.send(encodeControl(FrameType.PROOF, { signature: id.signChallenge('vault', (await challenge(old)).nonce) }));
+    expect((await old.waitClosed()).code).toBe(4000 + Status.BAD_CREDENTIALS);
+    expect(h.cp.registrar.get('vault')).toBeUndefined();
+
+    const ok = await raw(h.cp.peerPortUrl);
+    ok.hello({ versions: OFFERED_VERSIONS, role: 'peer', id: 'vault', publicKey: id.publicKey, sealKey: seal, env: { capabilities: [CAPABILITY_PROOF_2] } });
+    ok.send(encodeControl(FrameType.PROOF, { signature: id.signChallenge2('vault', (await challenge(ok)).nonce, seal) }));
+    await waitFor(() => ok.frames.some((f) => f.type === FrameType.WELCOME));
+    expect(h.cp.registrar.get('vault')?.sealKey).toBe(seal);
+    ok.ws.close();
+
+    // A client without the capability gets a CHALLENGE of version 1 (no `proof` field it would not know).
+    const v1 = await raw(h.cp.peerPortUrl);
+    v1.hello({ versions: OFFERED_VERSIONS, role: 'peer', id: 'vault', publicKey: id.publicKey, sealKey: seal, sealKeySig: id.signSealKey('vault', seal) });
+    const c2 = await challenge(v1);
+    expect(c2).toEqual({ nonce: c2.nonce });
+    v1.send(encodeControl(FrameType.PROOF, { signature: id.signChallenge('vault', c2.nonce) }));
+    await waitFor(() => v1.frames.some((f) => f.type === FrameType.WELCOME));
+    v1.ws.close();
   });
 
   it('closes a registration flood with ERROR RATE_LIMITED (4015); the request stands and the peer comes back', async () => {

@@ -1,7 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { challengeText, verifyProof } from '../../core/protocol/peer-auth.js';
+import { challengeText, challengeText2, verifyProof, verifyProof2 } from '../../core/protocol/peer-auth.js';
 import { PeerIdentity } from '../../core/peer/identity.js';
 
 const v = JSON.parse(readFileSync(new URL('../vectors/peer-auth.json', import.meta.url), 'utf8')) as {
@@ -11,6 +11,7 @@ const v = JSON.parse(readFileSync(new URL('../vectors/peer-auth.json', import.me
   nonce: string;
   signedTextHex: string;
   signatureBase64: string;
+  proof2: { sealKey: string; signedTextHex: string; signatureBase64: string };
 };
 
 describe('internal peer proof of key (test/vectors/peer-auth.json)', () => {
@@ -52,10 +53,22 @@ describe('internal peer proof of key (test/vectors/peer-auth.json)', () => {
     expect(verifyProof(other.toString('base64'), v.name, v.nonce, v.signatureBase64)).toBe(false);
   });
 
+  it('proof 2 signs the nonce and the sealing key: "contact-point peer proof v2\\n<name>\\n<nonce>\\n<sealKey>"', () => {
+    expect(challengeText2(v.name, v.nonce, v.proof2.sealKey).toString('hex')).toBe(v.proof2.signedTextHex);
+    expect(challengeText2(v.name, v.nonce, undefined).toString('utf8')).toBe(`contact-point peer proof v2\n${v.name}\n${v.nonce}\n`);
+    expect(verifyProof2(v.publicKeySpkiBase64, v.name, v.nonce, v.proof2.sealKey, v.proof2.signatureBase64)).toBe(true);
+    // Another sealing key (a swapped HELLO), no key, or the text of version 1: refused.
+    expect(verifyProof2(v.publicKeySpkiBase64, v.name, v.nonce, v.proof2.sealKey.replace('Y29', 'Y39'), v.proof2.signatureBase64)).toBe(false);
+    expect(verifyProof2(v.publicKeySpkiBase64, v.name, v.nonce, undefined, v.proof2.signatureBase64)).toBe(false);
+    expect(verifyProof(v.publicKeySpkiBase64, v.name, v.nonce, v.proof2.signatureBase64)).toBe(false);
+    expect(verifyProof2(v.publicKeySpkiBase64, v.name, v.nonce, undefined, v.signatureBase64)).toBe(false);
+  });
+
   it('round-trips with the SDK identity', () => {
     const id = PeerIdentity.generate();
     const sig = id.signChallenge('printer', 'bm9uY2U=');
     expect(verifyProof(id.publicKey, 'printer', 'bm9uY2U=', sig)).toBe(true);
     expect(verifyProof(id.publicKey, 'printer', 'bm9uY2U=', id.signChallenge('printer', 'b3RoZXI='))).toBe(false);
+    expect(verifyProof2(id.publicKey, 'printer', 'bm9uY2U=', 'a2V5', id.signChallenge2('printer', 'bm9uY2U=', 'a2V5'))).toBe(true);
   });
 });
