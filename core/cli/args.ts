@@ -158,7 +158,9 @@ export function wsUrl(flag: string, value: string, example: string): string {
   if (u.protocol !== 'ws:' && u.protocol !== 'wss:') {
     throw new UsageError(`${flag} "${value}": expected a ws:// or wss:// URL such as ${example}, not ${u.protocol}//`);
   }
-  return value;
+  // The scheme in lower case (URL takes WSS:// too): the value travels as typed otherwise, and
+  // what reads it later may match the scheme exactly (a cluster node's advertised URL did).
+  return value.replace(/^[a-z][a-z0-9+.-]*:/i, (scheme) => scheme.toLowerCase());
 }
 
 /** `--cluster`: one or more comma-separated nats:// (or tls://) URLs of the cluster's NATS servers. */

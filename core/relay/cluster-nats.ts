@@ -954,7 +954,7 @@ export class NatsCluster implements Cluster {
 
 /** A heartbeat record's `url` when it is a ws:// or wss:// URL of sensible length; undefined otherwise (another writer's, or none). */
 function advertisedUrl(v: unknown): string | undefined {
-  return typeof v === 'string' && v.length <= MAX_ADVERTISE_URL_LENGTH && /^wss?:\/\/[^\s]+$/.test(v) ? v : undefined;
+  return typeof v === 'string' && v.length <= MAX_ADVERTISE_URL_LENGTH && /^wss?:\/\/[^\s]+$/i.test(v) ? v : undefined;
 }
 
 /** A tunnel in slot 1 (issue 12) has its own record, `t.<hex cp id>.<node>.1`; slot 0's key is as before. */
