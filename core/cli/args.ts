@@ -160,7 +160,7 @@ export function wsUrl(flag: string, value: string, example: string): string {
   }
   // The scheme in lower case (URL takes WSS:// too): the value travels as typed otherwise, and
   // what reads it later may match the scheme exactly (a cluster node's advertised URL did).
-  return value.replace(/^[a-z][a-z0-9+.-]*:/i, (scheme) => scheme.toLowerCase());
+  return value.trim().replace(/^[a-z][a-z0-9+.-]*:/i, (scheme) => scheme.toLowerCase());
 }
 
 /** `--cluster`: one or more comma-separated nats:// (or tls://) URLs of the cluster's NATS servers. */

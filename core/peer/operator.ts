@@ -18,7 +18,9 @@ export const PLACEMENT_DIAL_TIMEOUT_MS = 5_000;
  * advertised).
  */
 export function placementAllowed(relayUrl: string, url: string): boolean {
-  return !(relayUrl.startsWith('wss:') && !url.startsWith('wss:'));
+  // Schemes in any case (URL and ws take WSS:// too): WSS:// -> ws:// is the same downgrade.
+  const secure = (u: string): boolean => /^\s*wss:/i.test(u);
+  return !(secure(relayUrl) && !secure(url));
 }
 
 /** An operator request the relay has not answered by then fails with TIMEOUT. */

@@ -7,5 +7,9 @@ describe('expose placement: which advertised URLs an operator may be placed at',
     expect(placementAllowed('wss://relay.example.com/v1', 'wss://r2.example.com/v1')).toBe(true);
     expect(placementAllowed('ws://127.0.0.1:4000/v1', 'ws://127.0.0.1:4001/v1')).toBe(true);
     expect(placementAllowed('ws://127.0.0.1:4000/v1', 'wss://r2.example.com/v1')).toBe(true);
+    // Schemes in any case: WSS:// to ws:// is the same downgrade (an SDK caller's URL is not lowered for it).
+    expect(placementAllowed('WSS://relay.example.com/v1', 'ws://r2.example.com/v1')).toBe(false);
+    expect(placementAllowed('wss://relay.example.com/v1', 'WS://r2.example.com/v1')).toBe(false);
+    expect(placementAllowed('wss://relay.example.com/v1', 'WSS://r2.example.com/v1')).toBe(true);
   });
 });

@@ -9,6 +9,8 @@ describe('wsUrl: --relay, --advertise-url and other ws:// flags', () => {
     // Upper-case schemes: URL accepts them, and a cluster node's advertised URL must not go out that way.
     expect(wsUrl('--advertise-url', 'WSS://r2.example.com/v1', 'wss://r2/v1')).toBe('wss://r2.example.com/v1');
     expect(wsUrl('--advertise-url', 'Ws://10.0.0.2:8080/v1', 'wss://r2/v1')).toBe('ws://10.0.0.2:8080/v1');
+    // URL ignores surrounding spaces (a value pasted from a file); so does the flag.
+    expect(wsUrl('--advertise-url', ' WSS://r2.example.com/v1\n', 'wss://r2/v1')).toBe('wss://r2.example.com/v1');
   });
 
   it('refuses other schemes and non-URLs with the flag and an example', () => {
