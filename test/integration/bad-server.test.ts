@@ -4,7 +4,9 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeFrame, encodeControl, type Frame } from '../../core/protocol/codec.js';
 import { FrameType } from '../../core/protocol/frames.js';
 import { Status } from '../../core/protocol/status.js';
+import { PeerIdentity } from '../../core/peer/identity.js';
 import { PeerClient } from '../../core/peer/peer-client.js';
+import { verifyProof, verifySealKey } from '../../core/protocol/peer-auth.js';
 import { FAST, logger, waitFor } from '../helpers.js';
 
 /**
@@ -75,3 +77,39 @@ describe('bad input from a server: the SDK refuses it with a clear error', () =>
     expect(server.closes).toEqual([]);
   });
 });
+
+describe('an older peer port (before proof 2): the SDK proves its key with the text of version 1', () => {
+  it('signs proof 1 for a CHALLENGE without `proof`, and its sealKeySig vouches for its sealing key', async () => {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+    stops.push(() => new Promise<void>((resolve) => {
+      for (const c of wss.clients) c.terminate();
+      wss.close(() => resolve());
+    }));
+    const checked: { proof?: boolean; sealKeySig?: boolean; capabilities?: string[] } = {};
+    const nonce = 'b2xkZXIgcGVlciBwb3J0IG5vbmNl';
+    wss.on('connection', (ws: WebSocket) => {
+      let hello: { id: string; publicKey: string; sealKey?: string; sealKeySig?: string; env?: { capabilities?: string[] } } | undefined;
+      ws.on('message', (d: Buffer) => {
+        const f = decodeFrame(d);
+        if (f.type === FrameType.HELLO) {
+          hello = JSON.parse(f.body.toString()) as typeof hello;
+          checked.capabilities = hello!.env?.capabilities ?? [];
+          checked.sealKeySig = hello!.sealKey !== undefined && hello!.sealKeySig !== undefined && verifySealKey(hello!.publicKey, hello!.id, hello!.sealKey, hello!.sealKeySig);
+          ws.send(encodeControl(FrameType.CHALLENGE, { nonce })); // what a peer port before proof 2 sends
+        } else if (f.type === FrameType.PROOF && hello) {
+          checked.proof = verifyProof(hello.publicKey, hello.id, nonce, (JSON.parse(f.body.toString()) as { signature: string }).signature);
+          if (checked.proof && checked.sealKeySig) ws.send(encodeControl(FrameType.WELCOME, { version: 1, session: 'old', address: `${hello.id}@old-cp`, state: 'registered', limits: { maxMessageBytes: 65_536, pingIntervalMs: 30_000 } }));
+          else ws.close(4104, 'bad proof');
+        }
+      });
+    });
+    const client = new PeerClient({ role: 'peer', url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/v1/peer`, name: 'printer', identity: PeerIdentity.generate(), logger, timing: FAST, proxy: null });
+    stops.push(() => client.stop());
+    client.start();
+    await client.ready(5_000);
+    expect(checked).toEqual({ capabilities: expect.arrayContaining(['proof-2', 'sealed']) as unknown as string[], sealKeySig: true, proof: true });
+    expect(client.address).toBe('printer@old-cp');
+  });
+});
+

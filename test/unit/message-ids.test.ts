@@ -38,6 +38,24 @@ describe('message ids (a keyed permutation of a counter)', () => {
     expect(nearby).toBeLessThan(20);
   });
 
+  it('makes its key with the first id or permute(), and changes prefix and key after 2^48 ids', () => {
+    // permute() before any next(): the same key then serves next() (counter 0 is permute(0)).
+    const ids = new MessageIds();
+    const first = ids.permute(0);
+    expect(numberPart(ids.next())).toBe(first);
+    // Near the end of the counter: the batch that would pass 2^48 starts under a new prefix and key.
+    const old = ids.currentPrefix;
+    (ids as unknown as { counter: number; pos: number }).counter = 2 ** ID_NUMBER_BITS - 256;
+    (ids as unknown as { pos: number }).pos = 256;
+    const last = ids.next(); // the last batch of the old key still fits
+    expect(last.startsWith(old)).toBe(true);
+    (ids as unknown as { pos: number }).pos = 256;
+    const next = ids.next();
+    expect(ids.currentPrefix).not.toBe(old);
+    expect(next.startsWith(ids.currentPrefix)).toBe(true);
+    expect(numberPart(next)).toBe(ids.permute(0)); // counter back at 0, under the new key
+  });
+
   it('is a permutation (distinct counters give distinct numbers) keyed per sender', () => {
     const a = new MessageIds();
     const b = new MessageIds();

@@ -19,6 +19,21 @@ describe('random pool (nonces, ids and seeds from one CSPRNG block, core/runtime
     expect(ints.size).toBeGreaterThan(990); // 32-bit birthday collisions: ~0.0001 expected
   });
 
+  it('hands out bytes that do not overlap the draw before (an off-by-one in the block position would)', () => {
+    // Consecutive draws of 24 bytes: how often one begins with the last m bytes of the one before.
+    // By chance 256^-m a pair: ~8 of 2,000 for m = 1, none for m >= 4; overlapping draws, every pair.
+    const overlaps = new Array<number>(24).fill(0);
+    let prev = Buffer.from(randomText(24, 'hex'), 'hex');
+    for (let i = 0; i < 2_000; i++) {
+      const cur = Buffer.from(randomText(24, 'hex'), 'hex');
+      for (let m = 1; m < 24; m++) if (prev.subarray(24 - m).equals(cur.subarray(0, m))) overlaps[m]!++;
+      prev = cur;
+    }
+    expect(overlaps[1]).toBeLessThan(60);
+    expect(overlaps[2]! + overlaps[3]!).toBeLessThan(5);
+    expect(overlaps.slice(4).every((c) => c === 0)).toBe(true);
+  });
+
   it('spreads its bits (each bit set in 35-65 % of 4,000 draws)', () => {
     const counts = new Array<number>(32).fill(0);
     for (let i = 0; i < 4_000; i++) {
