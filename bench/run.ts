@@ -25,6 +25,8 @@
  *                        and the relay's scrape with 1,000 offices),
  *                        footprint (memory per LAN peer and per office, attach time of 5,000 peers, idle tunnel
  *                        bytes, against a mosquitto bridge and a NATS leaf node started in the same run),
+ *                        attach (footprint's attach and its anchors alone, with the CPU of the contact point,
+ *                        the relay and the SDK clients apart: about a minute, for A/B of the hello),
  *                        content-check (acked messages with no content check vs an allow-all check command
  *                        vs the built-in json-depth check, same contact point, same run),
  *                        sealing (acked messages and paced p99, sealed vs plain, same run)
@@ -92,6 +94,7 @@ const GROUPS: Record<string, readonly string[]> = {
   'metrics-scrape': ['metrics-scrape'],
   sealing: ['sealing'],
   footprint: ['footprint'],
+  attach: ['attach'],
   'content-check': ['content-check'],
 };
 
