@@ -132,6 +132,7 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
     const cpus = (): Promise<NodeJS.CpuUsage[]> => Promise.all([cp.call<NodeJS.CpuUsage>('cpu'), relay.call<NodeJS.CpuUsage>('cpu')]);
     const cpu0 = await cpus();
     const sdk0 = process.cpuUsage();
+    await cp.call('loopDelay', { start: true });
     const spaces0 = await cp.call<HeapSpace[]>('heapSpaces');
     const t0 = Date.now();
     await pool(
@@ -142,6 +143,7 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
     await waitFor(async () => (await relay.call<number>('peersCount', { id: CP_ID })) === n, 30_000, `the relay to learn all ${n} peers`, 20);
     const attachMs = Date.now() - t0;
     const sdk = process.cpuUsage(sdk0);
+    const cpLoop = await cp.call<{ p50_ms: number; p99_ms: number; max_ms: number } | null>('loopDelay');
     const cpu1 = await cpus();
     const cpuMs = (i: number): number => (cpu1[i]!.user - cpu0[i]!.user + cpu1[i]!.system - cpu0[i]!.system) / 1000;
     const cpuMsPerPeer = round((cpuMs(0) + cpuMs(1)) / (n - 1), 4);
@@ -192,6 +194,7 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
         cpu_ms_per_peer: cpuMsPerPeer,
         cpu_basis: 'CPU time of the contact point and relay processes (ours), of both mosquitto / both nats-server processes (anchors), per client attached: what the servers spent, whatever the host load did to the wall clock',
         ...cpuSplit,
+        ...(cpLoop ? { contact_point_loop_delay: cpLoop, loop_delay_basis: "the contact point's event loop delay during the attach (perf_hooks, 1 ms resolution): how long anything else there, a message to a connected peer, waited" } : {}),
         ...(mq ? { mosquitto_cpu_ms_per_client: mq.cpuMsPerClient, cpu_ratio: round(cpuMsPerPeer / mq.cpuMsPerClient) } : {}),
         ...(nats ? { nats_leaf_cpu_ms_per_client: nats.cpuMsPerClient, cpu_ratio_vs_nats: round(cpuMsPerPeer / nats.cpuMsPerClient) } : {}),
         baseline: `${n} clients connected and subscribed to their own subject at the mosquitto bridge / NATS leaf, ${CONCURRENCY} at once, same run`,

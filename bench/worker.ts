@@ -12,6 +12,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8';
 import type { ContentCheckView } from '../core/admin/contract.js';
 import { ContactPoint } from '../core/contact-point/contact-point.js';
@@ -74,6 +75,23 @@ const io = { writes: 0, chunks: 0, reads: 0, bytesRead: 0 };
     }
     return push.call(this, chunk);
   };
+}
+
+/** The event loop's delay between `loopDelay {start: true}` and the next `loopDelay` (ms): how long work here waited behind other work. */
+let loopHistogram: IntervalHistogram | undefined;
+function loopDelay(a: unknown): { p50_ms: number; p99_ms: number; max_ms: number } | null {
+  if ((a as { start?: boolean } | undefined)?.start) {
+    loopHistogram?.disable();
+    loopHistogram = monitorEventLoopDelay({ resolution: 1 });
+    loopHistogram.enable();
+    return null;
+  }
+  const h = loopHistogram;
+  loopHistogram = undefined;
+  if (!h) return null;
+  h.disable();
+  const ms = (ns: number): number => Math.round(ns / 1e4) / 100;
+  return { p50_ms: ms(h.percentile(50)), p99_ms: ms(h.percentile(99)), max_ms: ms(h.max) };
 }
 
 function memory(): NodeJS.MemoryUsage {
@@ -418,6 +436,8 @@ async function main(): Promise<void> {
             ? () => ({ ...io })
             : req.op === 'gcEvents'
               ? (a: unknown) => gcEventsBetween((a as { from: number }).from, (a as { to: number }).to)
+            : req.op === 'loopDelay'
+              ? loopDelay
             : req.op === 'heapSpaces'
               ? () => getHeapSpaceStatistics()
               : req.op === 'heapSnapshot'
