@@ -32,6 +32,13 @@ export class AckServer {
           this.onPayload?.(msg.payload);
           this.acked++;
           ws.send(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: Status.OK, reason: '' }));
+        } else if (frame.type === FrameType.KEYS_REQUEST) {
+          // As a contact point answers for a peer without a sealing key (core/contact-point/seal-guard.ts):
+          // unanswered, the SDK would wait KEYS_TIMEOUT_MS (5 s) for its lookup each time its
+          // "no key" entry expires (NO_KEY_TTL_MS, 10 s), with every message meanwhile waiting too:
+          // seconds of made-up latency in the baselines (the floor's p50 read 3 s).
+          const req = decodeMsg(frame);
+          ws.send(encodeAck({ id: req.id, to: req.from, from: req.to, status: Status.UNKNOWN_PEER, reason: 'the ack server has no sealing key' }));
         } else if (frame.type === FrameType.HELLO) {
           const hello = decodeControl(frame, FrameType.HELLO);
           ws.send(
