@@ -6,9 +6,9 @@ import type { Link } from '../protocol/link.js';
 import { MAX_ACK_ROUTES_PER_CREDENTIAL, MAX_BUFFERED_BYTES, MAX_REMOTE_ACK_ROUTES, MAX_REMOTE_REPLY_ROUTES, MAX_REPLY_ROUTES_PER_CREDENTIAL, REACHABLE_WAIT_MS, REACHABLE_WAITERS_MAX, REACHABLE_WAITERS_PER_DOMAIN } from '../protocol/limits.js';
 import { messageCount } from '../protocol/seal.js';
 import { describeStatus, Status, type StatusCode } from '../protocol/status.js';
-import { ChurnTable } from '../runtime/churn-table.js';
 import type { Logger } from '../runtime/logger.js';
 import { WaitList } from '../runtime/wait-list.js';
+import { AckOrigins } from './ack-origins.js';
 import { replyNode, type Cluster, type RemotePlace } from './cluster.js';
 import type { CredentialStore } from './credentials.js';
 import { who, type RefusalSink } from './refusals.js';
@@ -38,16 +38,8 @@ export interface RouterOptions {
  * an address (PROTOCOL.md 9.2): senders retry, receivers dedupe, so a relay restart loses nothing.
  */
 export class Router {
-  /**
-   * Messages from external senders on other nodes delivered here: sender name -> message id ->
-   * the node to send its ACK to. Past MAX_REMOTE_ACK_ROUTES in all, the oldest of the sender
-   * noted first is forgotten (its sender re-sends it and it is noted again). Two levels, so no
-   * key string is made per message; the inner tables are ChurnTables, as an entry is made and
-   * taken per message in flight (core/runtime/churn-table.ts says why not Maps), and first()
-   * finds a full table's oldest at once. Empty on a single relay.
-   */
-  private readonly remoteOrigins = new Map<string, ChurnTable<string>>();
-  private remoteOriginsCount = 0;
+  /** Messages from external senders on other nodes delivered here: where each one's ACK goes (core/relay/ack-origins.ts). Empty on a single relay. */
+  private readonly remoteOrigins = new AckOrigins(MAX_REMOTE_ACK_ROUTES);
   /** the last reply subject a forwarded frame came with, and the node it names (a batch's frames share one) */
   private lastReply: string | undefined;
   private lastReplyNode: string | undefined;
@@ -215,7 +207,7 @@ export class Router {
     }
     const origin = this.lastReplyNode;
     if (origin === undefined) return;
-    this.noteOrigin(from.name, msg.id, origin);
+    this.remoteOrigins.note(from.name, msg.id, origin);
     // A reply to that peer from this address goes to the node that asked (deleted first: least
     // recently written first). Already the newest entry with that node: nothing to change.
     const last = this.lastRoute;
@@ -224,31 +216,6 @@ export class Router {
     this.remoteReplyRoutes.delete(route);
     setCapped(this.remoteReplyRoutes, route, origin, MAX_REMOTE_REPLY_ROUTES);
     this.lastRoute = { name: from.name, to: msg.to, node: origin };
-  }
-
-  /** Message `id` from external peer `name`, on another node, was delivered here: its ACK goes to `node`. */
-  private noteOrigin(name: string, id: string, node: string): void {
-    let byId = this.remoteOrigins.get(name);
-    if (byId === undefined) this.remoteOrigins.set(name, (byId = new ChurnTable<string>()));
-    const before = byId.size;
-    byId.set(id, node);
-    if (byId.size === before || ++this.remoteOriginsCount <= MAX_REMOTE_ACK_ROUTES) return;
-    // Full: the oldest of the sender noted first goes.
-    const [oldestName, oldest] = this.remoteOrigins.entries().next().value!;
-    oldest.delete(oldest.first()![0]);
-    if (oldest.size === 0) this.remoteOrigins.delete(oldestName);
-    this.remoteOriginsCount--;
-  }
-
-  /** The node message `id` from external peer `name` came from (noteOrigin), forgotten as it is told. */
-  private takeOrigin(name: string, id: string): string | undefined {
-    const byId = this.remoteOrigins.get(name);
-    const node = byId?.get(id);
-    if (node === undefined) return undefined;
-    byId!.delete(id);
-    if (byId!.size === 0) this.remoteOrigins.delete(name);
-    this.remoteOriginsCount--;
-    return node;
   }
 
   /**
@@ -320,7 +287,7 @@ export class Router {
       if (to.domain === this.o.name) {
         // The message came from a session on another node (onForwarded noted which): back there,
         // even when this node holds sessions of the same credential too.
-        const origin = this.remoteOrigins.size > 0 ? this.takeOrigin(to.name, ack.id) : undefined;
+        const origin = this.remoteOrigins.size > 0 ? this.remoteOrigins.take(to.name, ack.id) : undefined;
         if (origin !== undefined) return this.o.cluster.sendToNode(origin, raw);
         const ext = this.o.cluster.external(to.name);
         if (ext?.kind === 'remote') return this.o.cluster.sendToNode(ext.node, raw);
