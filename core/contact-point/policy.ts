@@ -87,10 +87,12 @@ export class RegistrationPolicy {
       block.addSubnet(c.address, c.prefix, c.family);
       return { text: this.subnetList[i]!, admittedBy: `policy:subnet ${this.subnetList[i]!}`, block };
     });
-    this.v4 = parsed.every((c) => c.family === 'ipv4')
+    // Every rule an IPv4 net this parser reads as BlockList does (isIP refuses what it refuses); else BlockList for all.
+    const nets = parsed.map((c) => (c.family === 'ipv4' ? ipv4Number(c.address) : undefined));
+    this.v4 = nets.every((n) => n !== undefined)
       ? parsed.map((c, i) => {
           const mask = c.prefix === 0 ? 0 : (~0 << (32 - c.prefix)) >>> 0;
-          return { net: (ipv4Number(c.address)! & mask) >>> 0, mask, admittedBy: this.rules[i]!.admittedBy };
+          return { net: (nets[i]! & mask) >>> 0, mask, admittedBy: this.rules[i]!.admittedBy };
         })
       : undefined;
   }
