@@ -151,7 +151,8 @@ describe.skipIf(!haveNatsServer)('relay cluster: two tunnels per office, failove
     const alias = await tcpForwarder(Number(new URL(c.urls.r1!).port));
     suite.cleanup(() => alias.close());
     const cp = await office(c, 'acme-hq', [c.urls.r1!, `ws://127.0.0.1:${alias.port}/v1`]);
-    await waitFor(() => cp.gateway.status().tunnels?.[1]?.note?.includes('which the other tunnel is on') === true, 5_000, 'slot 1 told it is on the same node');
+    // ~0.1 s alone; a loaded CI host once took over 5 s (a slot's first hello can wait on JetStream and back off).
+    await waitFor(() => cp.gateway.status().tunnels?.[1]?.note?.includes('which the other tunnel is on') === true, 15_000, 'slot 1 told it is on the same node');
     const t = cp.gateway.status();
     expect(t.state).toBe('connected');
     expect(t.node).toBe('r1');
