@@ -6,10 +6,6 @@ const MIN_CAPACITY = 8;
 /** Keys an insert may walk past in its bucket before the table is rehashed under a new seed. */
 const MAX_CHAIN = 32;
 
-function randomSeed(): number {
-  return randomInt32();
-}
-
 /**
  * A string-keyed table for entries that come and go many times a second and live a moment each
  * (messages awaiting their ACK, by id), with a Map's get/set/has/delete, size, insertion-order
@@ -72,7 +68,7 @@ export class ChurnTable<V> {
   private nextSeq = 0;
   /** changes whenever entries move (compaction, growth, clear): running iterators find their place again */
   private epoch = 0;
-  private seed = randomSeed();
+  private seed = randomInt32();
   private insertsSinceReseed = 0;
   /** the key hashed last and its hash: a get() and the delete() after it hash once */
   private lastKey: string | undefined;
@@ -195,7 +191,7 @@ export class ChurnTable<V> {
 
   /** A new seed, every key hashed again and the buckets built again. */
   private reseed(): void {
-    this.seed = randomSeed();
+    this.seed = randomInt32();
     this.lastKey = undefined;
     this.reseeds++;
     this.insertsSinceReseed = 0;
