@@ -63,7 +63,8 @@ describe.skipIf(!haveNatsServer)('admin GUI: two tunnels to two relay nodes', { 
     // r1 goes: the office stays connected over r2; tunnel 0 tries the next URL, lands on r2
     // with the other tunnel, and says it keeps looking for another node.
     await r1.stop();
-    await page.locator('[data-testid=tunnel-slots] > .slot-line').first().filter({ hasText: 'which the other tunnel is on' }).waitFor({ timeout: 10_000 });
+    // The note can show a moment before the slot leaves `connected` (it reached r2, then learns it is r2 twice): wait for both.
+    await page.locator('[data-testid=tunnel-slots] > .slot-line').first().filter({ hasText: /^ tunnel 0: reconnecting, .*which the other tunnel is on/ }).waitFor({ timeout: 10_000 });
     await tunnel.waitForState('connected');
     expect(await tunnel.fact('Relay').textContent()).toBe(`${r2.url} · node r2`);
     expect(await slots.nth(1).textContent()).toBe(` tunnel 1: connected to node r2, ${r2.url}`);
