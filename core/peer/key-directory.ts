@@ -12,6 +12,12 @@ export const KEYS_TIMEOUT_MS = 5_000;
 export const MAX_CACHED_KEYS = 4_096;
 /** How long "this address has no sealing key" is believed before asking again. */
 export const NO_KEY_TTL_MS = 10_000;
+/**
+ * How long before a cached answer runs out a peer that uses it asks again in the background, at
+ * most: a quarter of the answer's life, so a key statement of an hour is renewed in its last
+ * minute and "no key" (10 s) in its last 2.5 s. A busy sender then never waits for a lookup.
+ */
+export const REFRESH_AHEAD_MAX_MS = 60_000;
 
 /** A resolved address: its key, none (send plain), or not now (a transient refusal: ask again later). */
 export type KeyLookup = Buffer | 'none' | 'retry';
@@ -26,6 +32,22 @@ export interface KeyDirectoryOptions {
   readonly address: () => string | undefined;
   readonly nextId: () => string;
   readonly timeoutMs?: number;
+  /** how long "no key" is believed (NO_KEY_TTL_MS) */
+  readonly noKeyTtlMs?: number;
+  /** the time the cache goes by (Date.now) */
+  readonly clock?: () => number;
+}
+
+interface Cached {
+  readonly key: Buffer | undefined;
+  /** when the answer runs out (a statement's notAfter) */
+  readonly until: number;
+  /** from when a use of it asks again in the background (once: set to `until` when it does) */
+  refreshAt: number;
+  /** its statement came with FLAG_SEAL_AES (it opens seal version 2) */
+  readonly aes: boolean;
+  /** with FLAG_SEAL_BUNDLE too (it opens version 3) */
+  readonly bundle: boolean;
 }
 
 interface Waiting {
@@ -43,8 +65,7 @@ interface Waiting {
  * has bound, and passes the rest on).
  */
 export class KeyDirectory {
-  /** `aes`: its statement came with FLAG_SEAL_AES (it opens seal version 2); `bundle`: with FLAG_SEAL_BUNDLE too (it opens version 3) */
-  private readonly cache = new Map<string, { key: Buffer | undefined; until: number; aes: boolean; bundle: boolean }>();
+  private readonly cache = new Map<string, Cached>();
   private readonly asking = new Map<string, Promise<KeyLookup>>();
   private readonly waiting = new Map<string, Waiting>();
   /** the last transient refusal of a request for each address still waited on (its code and reason go to the messages) */
@@ -54,14 +75,20 @@ export class KeyDirectory {
 
   constructor(private readonly o: KeyDirectoryOptions) {}
 
+  private now(): number {
+    return this.o.clock ? this.o.clock() : Date.now();
+  }
+
   setOwnContactPointKey(cpKey: string | undefined): void {
     this.ownContactPointKey = cpKey;
   }
 
-  /** The key of `address` if a valid statement for it is cached. */
-  cached(address: string, now = Date.now()): Buffer | undefined {
+  /** The key of `address` if a valid statement for it is cached (one near its end is renewed in the background). */
+  cached(address: string, now = this.now()): Buffer | undefined {
     const hit = this.cache.get(address);
-    return hit && hit.until > now ? hit.key : undefined;
+    if (!hit || hit.until <= now) return undefined;
+    if (now >= hit.refreshAt) this.refresh(address, hit);
+    return hit.key;
   }
 
   /** The seal version to use for `address`: 2 (AES-256-GCM) when its statement said it opens it, else 1. */
@@ -77,17 +104,37 @@ export class KeyDirectory {
 
   /** The key of `address`: cached, else asked for (one request per address at a time). Rejects SealError on a bad or changed key. */
   lookup(address: string, fresh = false): Promise<KeyLookup> {
-    const now = Date.now();
+    const now = this.now();
     const hit = this.cache.get(address);
-    if (!fresh && hit && hit.until > now) return Promise.resolve(hit.key ?? 'none');
-    const pending = this.asking.get(address);
-    if (pending) return pending;
-    const p = this.ask(address).finally(() => this.asking.delete(address));
+    if (!fresh && hit && hit.until > now) {
+      if (now >= hit.refreshAt) this.refresh(address, hit);
+      return Promise.resolve(hit.key ?? 'none');
+    }
+    return this.asking.get(address) ?? this.start(address, false);
+  }
+
+  /**
+   * Asks again for an answer still in use that nears its end, while the senders go on using it.
+   * Once per answer: a transient failure leaves it in use until it runs out, when a lookup waits
+   * for a fresh one as before. A refusal (a changed key, a statement that fails its check) drops
+   * it, so that the next message's lookup gets that refusal.
+   */
+  private refresh(address: string, hit: Cached): void {
+    hit.refreshAt = hit.until;
+    if (this.asking.has(address)) return;
+    this.start(address, true).catch(() => {
+      if (this.cache.get(address) === hit) this.cache.delete(address);
+    });
+  }
+
+  private start(address: string, refreshing: boolean): Promise<KeyLookup> {
+    const p = this.ask(address, refreshing).finally(() => this.asking.delete(address));
     this.asking.set(address, p);
     return p;
   }
 
-  private ask(address: string): Promise<KeyLookup> {
+  /** `refreshing`: a key still held is not replaced by "no key" when no answer comes in time (only by an answer). */
+  private ask(address: string, refreshing: boolean): Promise<KeyLookup> {
     const from = this.o.address();
     if (from === undefined) return Promise.resolve('retry');
     const id = this.o.nextId();
@@ -95,7 +142,9 @@ export class KeyDirectory {
     return new Promise<KeyLookup>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiting.delete(id);
-        this.remember(address, undefined, Date.now() + NO_KEY_TTL_MS);
+        const now = this.now();
+        if (refreshing && this.cached(address, now) !== undefined) return resolve('retry');
+        this.remember(address, undefined, now + (this.o.noKeyTtlMs ?? NO_KEY_TTL_MS));
         resolve('none');
       }, this.o.timeoutMs ?? KEYS_TIMEOUT_MS);
       timer.unref();
@@ -140,7 +189,7 @@ export class KeyDirectory {
       w.resolve('retry');
       return true;
     }
-    this.remember(w.to, undefined, Date.now() + NO_KEY_TTL_MS);
+    this.remember(w.to, undefined, this.now() + (this.o.noKeyTtlMs ?? NO_KEY_TTL_MS));
     w.resolve('none');
     return true;
   }
@@ -182,6 +231,7 @@ export class KeyDirectory {
     this.refusals.delete(address);
     this.cache.delete(address);
     if (this.cache.size >= MAX_CACHED_KEYS) this.cache.delete(this.cache.keys().next().value!);
-    this.cache.set(address, { key, until, aes, bundle });
+    const now = this.now();
+    this.cache.set(address, { key, until, refreshAt: until - Math.min(REFRESH_AHEAD_MAX_MS, Math.max(0, until - now) / 4), aes, bundle });
   }
 }
