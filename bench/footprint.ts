@@ -272,6 +272,7 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
       target_basis: 'with_headers_per_min: what crosses the wire',
       target_met: ours.with_headers <= TARGET_IDLE_BYTES_PER_MIN,
       window_s: round(elapsed / 1000, 1),
+      ...(ctx.quick ? { window_note: 'quick: a 45 s window holds one or two of the tunnel\'s heartbeats (one per ~25 s) and none of its 200 s pings; the full run\'s 180 s window is the figure' } : {}),
       ...common,
     });
   } finally {

@@ -833,7 +833,8 @@ export async function runMediation(ctx: BenchContext): Promise<void> {
     }
     await ws.stop();
 
-    if (want.bulk) {
+    // Over wss too, unless this is the quick default set (run.ts QUICK_SET), which keeps to ws and its ssh -R anchor.
+    if (want.bulk && ctx.selected('mediation-bulk-wss')) {
       const tls = selfSigned();
       if (tls) {
         note('mediation-bulk: wss');

@@ -3,7 +3,10 @@
  * object per line (name, value, unit, the baseline measured in the same run, ratio, target);
  * progress notes go to stderr.
  *
- *   --quick              shorter windows (also BENCH_QUICK=1); every line says mode: "quick"
+ *   --quick              shorter windows (also BENCH_QUICK=1); every line says mode: "quick". Without --only,
+ *                        only the quick set (QUICK_SET: throughput and latency, bulk over ws and HTTP through
+ *                        expose, footprint; each with its anchor), in under three minutes
+ *   --all                with --quick: every benchmark (about nine minutes)
  *   --only a,b           run only these: throughput (with a NATS leaf-node pair carrying the same messages
  *                        QoS 0 as its anchor, skipped with the reason when nats-server is missing),
  *                        latency (group: messages), peers,
@@ -72,8 +75,8 @@ const GROUPS: Record<string, readonly string[]> = {
   sockets: ['peers'],
   idle: ['peers'],
   memory: ['peers'],
-  mediation: ['mediation-bulk', 'mediation-http', 'mediation-expose', 'mediation-udp', 'mediation-memory', 'udp-seal'],
-  'mediation-bulk': ['mediation-bulk'],
+  mediation: ['mediation-bulk', 'mediation-bulk-wss', 'mediation-http', 'mediation-expose', 'mediation-udp', 'mediation-memory', 'udp-seal'],
+  'mediation-bulk': ['mediation-bulk', 'mediation-bulk-wss'],
   'mediation-http': ['mediation-http'],
   'mediation-expose': ['mediation-expose'],
   'mediation-udp': ['mediation-udp'],
@@ -98,27 +101,41 @@ const GROUPS: Record<string, readonly string[]> = {
   'content-check': ['content-check'],
 };
 
+/**
+ * What `--quick` runs when no --only names anything (and --all is not given): issue 17's
+ * comparisons, each against its anchor in the same run (NATS leaf, ssh -R, socat, mosquitto),
+ * in about two and a half minutes. Bulk over wss and the in-process receiver round are left
+ * to full runs. Everything else runs with `--quick --all`, or by name with --only.
+ */
+const QUICK_SET: readonly string[] = ['throughput', 'latency', 'mediation-bulk', 'mediation-expose', 'footprint'];
+
+/** A bad command line: said in one line, without a stack. */
+class UsageError extends Error {}
+
 interface Args {
   quick: boolean;
+  /** --all: every benchmark, also with --quick */
+  all: boolean;
   only: Set<string>;
   cpuProfDir: string | undefined;
 }
 
 function usage(): string {
-  return `usage: node dist/bench/run.js [--quick] [--only ${Object.keys(GROUPS).join(',')}] [--cpu-prof[=DIR]]`;
+  return `usage: node dist/bench/run.js [--quick [--all]] [--only ${Object.keys(GROUPS).join(',')}] [--cpu-prof[=DIR]]`;
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { quick: process.env.BENCH_QUICK === '1', only: new Set(), cpuProfDir: undefined };
+  const args: Args = { quick: process.env.BENCH_QUICK === '1', all: false, only: new Set(), cpuProfDir: undefined };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--quick') args.quick = true;
+    else if (a === '--all') args.all = true;
     else if (a === '--only' || a.startsWith('--only=')) {
       const list = a === '--only' ? argv[++i] : a.slice('--only='.length);
-      if (!list) throw new Error(`--only needs a list. ${usage()}`);
+      if (!list) throw new UsageError(`--only needs a list. ${usage()}`);
       for (const name of list.split(',').map((s) => s.trim()).filter(Boolean)) {
         const group = GROUPS[name];
-        if (!group) throw new Error(`unknown benchmark "${name}" (known: ${Object.keys(GROUPS).join(', ')})`);
+        if (!group) throw new UsageError(`unknown benchmark "${name}" (known: ${Object.keys(GROUPS).join(', ')})`);
         for (const g of group) args.only.add(g);
       }
     } else if (a === '--cpu-prof' || a.startsWith('--cpu-prof=')) {
@@ -126,8 +143,10 @@ function parseArgs(argv: readonly string[]): Args {
     } else if (a === '--help' || a === '-h') {
       process.stderr.write(usage() + '\n');
       process.exit(0);
-    } else throw new Error(`unknown option "${a}". ${usage()}`);
+    } else throw new UsageError(`unknown option "${a}". ${usage()}`);
   }
+  if (args.all && args.only.size) throw new UsageError(`--all and --only exclude each other. ${usage()}`);
+  if (args.quick && !args.all && args.only.size === 0) for (const name of QUICK_SET) args.only.add(name);
   return args;
 }
 
@@ -158,27 +177,41 @@ async function main(): Promise<void> {
       return WorkerHandle.start(workerScript, role, config, execArgv);
     },
   };
-  note(`mode ${args.quick ? 'quick' : 'full'}; ${args.only.size ? `only ${[...args.only].join(', ')}` : 'all benchmarks'}`);
+  const quickSet = args.quick && !args.all && args.only.size === QUICK_SET.length && QUICK_SET.every((n) => args.only.has(n));
+  note(
+    `mode ${args.quick ? 'quick' : 'full'}; ${args.only.size ? `only ${[...args.only].join(', ')}` : 'all benchmarks'}` +
+      (quickSet ? ' (the quick set: issue 17\'s comparisons against their anchors; --quick --all runs everything, --only NAME one)' : ''),
+  );
   const started = Date.now();
   // The bench process's GC pauses (SDK senders run here): latency tails are checked against them (bench/tail.ts).
   watchGc();
-  await runMessages(ctx);
-  await runPeers(ctx);
-  await runMediation(ctx);
-  await runUdpSeal(ctx);
-  await runGui(ctx);
-  await runHttpFlood(ctx);
-  await runOutage(ctx);
-  await runCluster(ctx);
-  await runClusterBulk(ctx);
-  await runDirect(ctx);
-  await runClusterFailover(ctx);
-  await runHistory(ctx);
-  await runMetrics(ctx);
-  await runSealing(ctx);
-  await runFootprint(ctx);
-  await runContentCheck(ctx);
-  note(`done in ${Math.round((Date.now() - started) / 1000)} s`);
+  const groups: [string, (c: BenchContext) => Promise<void>][] = [
+    ['messages', runMessages],
+    ['peers', runPeers],
+    ['mediation', runMediation],
+    ['udp-seal', runUdpSeal],
+    ['gui', runGui],
+    ['http-flood', runHttpFlood],
+    ['outage', runOutage],
+    ['cluster', runCluster],
+    ['cluster-bulk', runClusterBulk],
+    ['direct', runDirect],
+    ['cluster-failover', runClusterFailover],
+    ['history', runHistory],
+    ['metrics', runMetrics],
+    ['sealing', runSealing],
+    ['footprint', runFootprint],
+    ['content-check', runContentCheck],
+  ];
+  /** wall seconds of each group that ran (one that selected nothing takes ~0 s and is left out) */
+  const took: string[] = [];
+  for (const [name, run] of groups) {
+    const t0 = Date.now();
+    await run(ctx);
+    const s = (Date.now() - t0) / 1000;
+    if (s >= 0.5) took.push(`${name} ${Math.round(s)} s`);
+  }
+  note(`done in ${Math.round((Date.now() - started) / 1000)} s${took.length > 1 ? ` (${took.join(', ')})` : ''}`);
 }
 
 /**
@@ -193,6 +226,10 @@ const YOUNG_FLAG = '--max-semi-space-size=1';
 main().then(
   () => process.exit(0),
   (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`[bench] ${err.message}\n`);
+      process.exit(2);
+    }
     process.stderr.write(`[bench] failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     process.exit(1);
   },
