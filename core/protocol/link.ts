@@ -69,9 +69,21 @@ export function checkEveryMs(pingIntervalMs: number, pongTimeoutMs: number): num
  * peers, a relay's sessions), instead of one timer each. It runs while it has links: the last
  * link closing stops it, so an owner that closes its links leaves nothing running.
  */
+/**
+ * A keepalive tick that fires this much later than it was due found its own process stalled
+ * (GC, a long callback, a starved CPU): what it reads as the peer's silence may be data still
+ * unread in the socket, since timers run before the poll phase that would read it. Such a tick
+ * does not drop a link; the next one, after a poll phase, decides. Never two ticks in a row, so
+ * a process that is late at every tick still drops dead links, one tick later.
+ */
+export const TICK_LATE_MS = 50;
+
 export class KeepaliveSweep {
   private readonly links = new Set<Link>();
   private timer: NodeJS.Timeout | undefined;
+  private lastAt = 0;
+  /** the last sweep spared a link it would have dropped (so this one may not) */
+  private spared = false;
 
   constructor(private readonly everyMs: number) {}
 
@@ -87,8 +99,14 @@ export class KeepaliveSweep {
   add(link: Link): void {
     this.links.add(link);
     if (this.timer) return;
+    this.lastAt = Date.now();
     this.timer = setInterval(() => {
-      for (const l of this.links) l.check();
+      const now = Date.now();
+      const mayWait = !this.spared && now - this.lastAt > this.everyMs + TICK_LATE_MS;
+      this.lastAt = now;
+      let spared = false;
+      for (const l of this.links) if (l.check(mayWait)) spared = true;
+      this.spared = spared;
     }, this.everyMs);
     this.timer.unref();
   }
@@ -296,6 +314,10 @@ export class Link {
   private sentSince = false;
   private lastSentAt = 0;
   private timers: AdaptiveTimers | undefined;
+  /** adaptive: when the keepalive tick is due (a late one finds this process stalled: TICK_LATE_MS) */
+  private tickDueAt = 0;
+  /** adaptive: the last tick spared the link for coming late (so this one may not) */
+  private spared = false;
   private readonly pingIntervalMs: number;
   private readonly pongTimeoutMs: number;
   /** probe() callers waiting for a sign of life */
@@ -334,7 +356,15 @@ export class Link {
     /* eslint-enable @typescript-eslint/unbound-method */
     if (opts.sweep) opts.sweep.add(this);
     else {
-      this.keepalive = setInterval(() => this.check(), checkEveryMs(this.pingIntervalMs, this.pongTimeoutMs));
+      const every = checkEveryMs(this.pingIntervalMs, this.pongTimeoutMs);
+      let lastAt = Date.now();
+      let spared = false;
+      this.keepalive = setInterval(() => {
+        const now = Date.now();
+        const mayWait = !spared && now - lastAt > every + TICK_LATE_MS;
+        lastAt = now;
+        spared = this.check(mayWait);
+      }, every);
       this.keepalive.unref();
     }
   }
@@ -458,6 +488,7 @@ export class Link {
     // serverIdleTickMs (1 s), which keeps its record of when it last sent that precise.
     else if (t.heartbeat) ms = Math.min(t.serverIdleTickMs, Math.max(1, this.lastHeard + t.lateMs - Date.now()));
     else ms = t.idleTickMs;
+    this.tickDueAt = Date.now() + ms;
     this.keepalive = setTimeout(Link.adaptiveTickOf, ms, this); // no closure per link and tick
     this.keepalive.unref();
   }
@@ -481,9 +512,13 @@ export class Link {
     const client = this.opts.role === 'client';
     // heartbeat, client: the server's heartbeat is overdue
     const late = t.heartbeat && client && silent >= t.lateMs;
+    // This tick came late: this process stalled, and what looks like silence may be unread (TICK_LATE_MS).
+    const mayWait = !this.spared && now - this.tickDueAt > TICK_LATE_MS;
+    this.spared = false;
     if (this.pingSentAt !== 0) {
       if (this.lastHeard >= this.pingSentAt) this.pingSentAt = 0; // answered, by the pong or other traffic
       else if (now - this.pingSentAt > (busy || late ? Math.min(this.pingWaitMs, t.busyPongTimeoutMs) : this.pingWaitMs)) {
+        if (mayWait) return this.spare();
         this.opts.logger.info('link silent after ping; dropping it', { link: this.opts.label, waitedMs: now - this.pingSentAt, waitingAcks: this.owed });
         this.terminate();
         return;
@@ -496,6 +531,7 @@ export class Link {
         // heartbeat: late, or for the server's sake (it hears nothing else from an idle client)
         this.ping(now, late ? t.busyPongTimeoutMs : this.pongTimeoutMs);
       } else if (!client && silent > t.silenceLimitMs) {
+        if (mayWait) return this.spare();
         this.opts.logger.info('client silent; dropping it', { link: this.opts.label });
         this.terminate();
         return;
@@ -506,6 +542,15 @@ export class Link {
       }
     }
     this.schedule();
+  }
+
+  /** adaptive: a late tick keeps the link it would drop; the next tick, soon, decides */
+  private spare(): void {
+    this.spared = true;
+    clearTimeout(this.keepalive);
+    this.tickDueAt = Date.now() + this.timers!.busyTickMs;
+    this.keepalive = setTimeout(Link.adaptiveTickOf, this.timers!.busyTickMs, this);
+    this.keepalive.unref();
   }
 
   get isOpen(): boolean {
@@ -793,15 +838,20 @@ export class Link {
     return stamp;
   }
 
-  /** The fixed keepalive's check (its own timer or a KeepaliveSweep runs it). */
-  check(): void {
-    if (this.closed || this.ws.readyState !== WebSocket.OPEN || this.adaptive) return;
+  /**
+   * The fixed keepalive's check (its own timer or a KeepaliveSweep runs it). `mayWait`: this
+   * tick came late (TICK_LATE_MS), so a link it would drop is spared until the next; true when
+   * one was.
+   */
+  check(mayWait = false): boolean {
+    if (this.closed || this.ws.readyState !== WebSocket.OPEN || this.adaptive) return false;
     const now = Date.now();
     if (this.opts.role === 'client') {
       if (this.pingSentAt && now - this.pingSentAt > this.pongTimeoutMs && this.lastHeard < this.pingSentAt) {
+        if (mayWait) return true;
         this.opts.logger.info('link silent after ping; dropping it', { link: this.opts.label, waitedMs: now - this.pingSentAt });
         this.terminate();
-        return;
+        return false;
       }
       if (!this.pingSentAt && now - this.lastHeard >= this.pingIntervalMs) {
         this.pingSentAt = now;
@@ -811,6 +861,7 @@ export class Link {
       }
     } else if (now - this.lastHeard > this.fixedSilenceLimitMs) {
       // Server side: a client pings every pingInterval; total silence means it is gone.
+      if (mayWait) return true;
       this.opts.logger.info('client silent; dropping it', { link: this.opts.label });
       this.terminate();
     } else if (this.opts.rttPingMs !== undefined && now - this.rttPingAt >= this.opts.rttPingMs) {
@@ -819,6 +870,7 @@ export class Link {
       this.pingSentAt = now;
       this.ws.ping(this.stamp());
     }
+    return false;
   }
 
   private onMessage(data: RawData, isBinary: boolean): void {

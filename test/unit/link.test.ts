@@ -49,6 +49,14 @@ async function openClient(url: string): Promise<WebSocket> {
   return ws;
 }
 
+/** Blocks this whole process (both ends of a test live in it), as a long GC or a starved CPU would. */
+function stallFor(ms: number): void {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    // busy: no timer, no I/O
+  }
+}
+
 /** Everything the far side sends until it closes. */
 function collect(ws: WebSocket): Promise<{ messages: Buffer[]; code: number; reason: string }> {
   const messages: Buffer[] = [];
@@ -187,6 +195,64 @@ describe('link: keepalive', () => {
     expect(client.link.isOpen).toBe(true);
     expect(client.link.stats.rttMs).toBeTypeOf('number');
     expect(client.link.stats.rttMs).toBeLessThan(PONG);
+  });
+
+  it('a client whose own process stalls past the pong deadline keeps a link whose pong waits unread (TICK_LATE_MS)', async () => {
+    // The server's ws answers the ping, then this process stalls: when it runs again, timers
+    // come before the poll phase that would read the pong. A tick that came late spares the link.
+    let stalls = 0;
+    const server = await startServer((ws) => ws.on('ping', () => void (stalls++ < 2 && stallFor(3 * (PING + PONG)))));
+    const client = clientLink(await openClient(server.url));
+    let closed = false;
+    void client.closed.then(() => (closed = true));
+    await new Promise((r) => setTimeout(r, 4 * (PING + PONG) + 6 * (PING + PONG)));
+    expect(stalls).toBeGreaterThanOrEqual(2);
+    expect(closed).toBe(false);
+    expect(client.link.isOpen).toBe(true);
+  });
+
+  it('a stalled process still drops a dead server, one tick later at most', async () => {
+    const server = await startServer((_ws, socket) => {
+      socket.pause(); // reads nothing, so answers no ping
+      // the process stalls once the ping is overdue
+      setTimeout(() => stallFor(PING + PONG), PING + PONG / 2);
+    });
+    const client = clientLink(await openClient(server.url));
+    const info = await withTimeout(client.closed, 5_000, 'dead link detection');
+    const elapsed = Date.now() - client.createdAt;
+    expect(info.local).toBe(true);
+    expect(elapsed).toBeLessThanOrEqual(PING + PONG + (PING + PONG) + 3 * TICK + SLACK);
+  });
+
+  it('a KeepaliveSweep that comes late spares a server link once, and drops a silent client at the next sweep', async () => {
+    const SERVER_PING = 100;
+    const SERVER_PONG = 100;
+    const sweep = new KeepaliveSweep(checkEveryMs(SERVER_PING, SERVER_PONG));
+    cleanups.push(() => {
+      for (const l of links) sweep.delete(l);
+    });
+    const links: Link[] = [];
+    let setClosed!: (i: CloseInfo) => void;
+    const closed = new Promise<CloseInfo>((r) => (setClosed = r));
+    const server = await startServer((ws, socket) => {
+      const link = new Link(ws, socket, { role: 'server', logger: silentLogger, label: 'unit-server', pingIntervalMs: SERVER_PING, pongTimeoutMs: SERVER_PONG, sweep });
+      link.setHandler({ onFrame: () => undefined, onClose: setClosed });
+      links.push(link);
+    });
+    // A client that pings as it should (every SERVER_PING), but this process stalls past the
+    // server's silence limit: its pings wait unread when the sweep runs late.
+    const ws = await openClient(server.url);
+    const pinger = setInterval(() => ws.ping(), SERVER_PING);
+    cleanups.push(() => clearInterval(pinger));
+    await new Promise((r) => setTimeout(r, 150));
+    stallFor(2 * SERVER_PING + SERVER_PONG + 200);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(links[0]!.isOpen).toBe(true);
+    // A client that falls silent is still dropped.
+    clearInterval(pinger);
+    const t0 = Date.now();
+    await withTimeout(closed, 5_000, 'silent client drop');
+    expect(Date.now() - t0).toBeLessThanOrEqual(2 * SERVER_PING + SERVER_PONG + 2 * (SERVER_PING / 2) + SLACK);
   });
 
   it('a server drops a client that stays silent for 2 * pingInterval + pongTimeout', async () => {
@@ -338,6 +404,23 @@ describe('link: heartbeat keepalive (PROTOCOL.md 12.2)', () => {
     const elapsed = Date.now() - t0;
     expect(elapsed).toBeLessThanOrEqual(T.noticeBusyMs + SLACK);
     expect(elapsed).toBeLessThan(T.lateMs); // faster than idle
+  });
+
+  it('a client whose process stalls while its ping is answered keeps the link: a late tick spares it', async () => {
+    // A MSG waits for its ACK, so the client pings after busyPingMs of silence; the server's ws
+    // answers that ping, then this process stalls past the ping's wait: the pong waits unread
+    // when the client's tick runs.
+    let pings = 0;
+    const server = await startServer((ws) => ws.on('ping', () => void (++pings === 2 && stallFor(4 * (P + PONG)))));
+    const c = heartbeatClient(await openClient(server.url));
+    let closed = false;
+    void c.closed.then(() => (closed = true));
+    await new Promise((r) => setTimeout(r, 50));
+    c.link.send(encodeMsg({ id: 'm1', to: 'sink@hq', from: 'src@relay', payload: Buffer.from('x') }));
+    await new Promise((r) => setTimeout(r, T.busyPingMs + 4 * (P + PONG) + 300));
+    expect(pings).toBeGreaterThanOrEqual(2);
+    expect(closed).toBe(false);
+    expect(c.link.isOpen).toBe(true);
   });
 
   it('the server drops a client that sends nothing only after silenceLimitMs (20 P + pong timeout + slack), heartbeating meanwhile', async () => {
