@@ -2,8 +2,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect as tcpConnect, createServer, type AddressInfo } from 'node:net';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -167,6 +165,11 @@ export async function startNatsCluster(n = 3): Promise<{ servers: readonly NatsC
  * replica per server is created and deleted.
  */
 async function jetStreamReady(servers: string[]): Promise<void> {
+  // Loaded here, not at the top: the bench's workers import this file (freePort), and a relay or
+  // contact point with the NATS client loaded moved bulk TCP at ~1.4x the CPU per MB (the
+  // product loads it only for --nats: core/cli/relay-command.ts). test/unit/static-imports.test.ts.
+  const { connect } = await import('@nats-io/transport-node');
+  const { jetstreamManager } = await import('@nats-io/jetstream');
   const nc = await connect({ servers, timeout: 10_000 });
   try {
     const deadline = Date.now() + 30_000;
