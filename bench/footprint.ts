@@ -102,7 +102,7 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
   if (attachOnly && !ctx.selected('attach')) return;
   const n = Number(process.env.BENCH_FOOTPRINT_PEERS ?? FOOTPRINT_PEERS);
   const offices = Number(process.env.BENCH_FOOTPRINT_OFFICES ?? FOOTPRINT_OFFICES);
-  const windowMs = ctx.quick ? 45_000 : 180_000;
+  const windowMs = ctx.quick ? 40_000 : 180_000;
   const mode = ctx.quick ? 'quick' : 'full';
   const workers: WorkerHandle[] = [];
   const clients: PeerClient[] = [];
@@ -272,7 +272,7 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
       target_basis: 'with_headers_per_min: what crosses the wire',
       target_met: ours.with_headers <= TARGET_IDLE_BYTES_PER_MIN,
       window_s: round(elapsed / 1000, 1),
-      ...(ctx.quick ? { window_note: 'quick: a 45 s window holds one or two of the tunnel\'s heartbeats (one per ~25 s) and none of its 200 s pings; the full run\'s 180 s window is the figure' } : {}),
+      ...(ctx.quick ? { window_note: 'quick: a 40 s window holds one or two of the tunnel\'s heartbeats (one per ~25 s) and none of its 200 s pings; the full run\'s 180 s window is the figure' } : {}),
       ...common,
     });
   } finally {

@@ -282,7 +282,7 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
     const sender = await relaySender(relay, clients, TO);
 
     if (wantThroughput) {
-      note(`throughput: ${rounds} round(s) of ${tWarm} ms warm-up + ${tWindow} ms window, ${IN_FLIGHT} in flight; baseline, path, path plain, NATS leaf${ctx.quick ? '' : ', path with in-process receiver'}`);
+      note(`throughput: ${rounds} round(s) of ${tWarm} ms warm-up + ${tWindow} ms window, ${IN_FLIGHT} in flight; baseline, path, NATS leaf${ctx.quick ? '' : ', path plain, path with in-process receiver'}`);
       const ack = await ctx.startWorker('ack-server', {});
       workers.push(ack);
       const baseSender = await ackServerSender(clients, ack.url, 'bench-base');
@@ -314,9 +314,12 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
         loaded.push(await sink.call('latency'));
         path.push(p);
         note(`  round ${r + 1}: path     ${Math.round(p.msgsPerS)} msgs/s cpu ${JSON.stringify(p.cpu)} io ${JSON.stringify(p.io)} host ${JSON.stringify(p.noise)}`);
-        const pl = await closedLoop(plainSender, TO_WORKER, tWarm, tWindow, [relay, cp, sink]);
-        plain.push(pl);
-        note(`  round ${r + 1}: path, plain (not sealed) ${Math.round(pl.msgsPerS)} msgs/s cpu ${JSON.stringify(pl.cpu)} host ${JSON.stringify(pl.noise)}`);
+        // What the sealing costs (a diagnostic): full runs only, to keep --quick short.
+        if (!ctx.quick) {
+          const pl = await closedLoop(plainSender, TO_WORKER, tWarm, tWindow, [relay, cp, sink]);
+          plain.push(pl);
+          note(`  round ${r + 1}: path, plain (not sealed) ${Math.round(pl.msgsPerS)} msgs/s cpu ${JSON.stringify(pl.cpu)} host ${JSON.stringify(pl.noise)}`);
+        }
         if (nats) {
           const serversBefore = nats.pids.reduce((a, pid) => a + cpuMsOf(pid), 0);
           const t0 = performance.now();
@@ -383,7 +386,7 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
         emit({ name: 'messages.throughput_vs_nats_leaf', skipped: natsMissing, mode });
       } else {
         const anchor = median(natsRounds.map((n) => n.msgsPerS));
-        const plainValue = median(plain.map((p) => p.msgsPerS));
+        const plainValue = plain.length ? median(plain.map((p) => p.msgsPerS)) : 0;
         emit({
           name: 'messages.throughput_vs_nats_leaf',
           description: `acked 1 KiB messages/s of messages.throughput (external -> relay -> contact point -> internal, acked end to end) over a NATS leaf-node pair's QoS 0 1 KiB messages/s (publisher on the hub -> hub nats-server -> leaf nats-server -> subscriber on the leaf), ${IN_FLIGHT} in flight each, same run`,
@@ -395,11 +398,15 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
           nats_leaf_msgs_per_s: Math.round(anchor),
           nats_leaf_rounds: natsRounds.map((n) => Math.round(n.msgsPerS)),
           ratio_rounds: path.map((p, i) => round(p.msgsPerS / natsRounds[i]!.msgsPerS)),
-          plain_msgs_per_s: Math.round(plainValue),
-          plain_ratio: round(plainValue / anchor),
-          plain_rounds: plain.map((p) => Math.round(p.msgsPerS)),
-          plain_cpu_pct: plain.map((p) => p.cpu),
-          plain: 'the same path with a sender that does not seal (seal off): what the rest of the path costs without the sealing',
+          ...(plain.length
+            ? {
+                plain_msgs_per_s: Math.round(plainValue),
+                plain_ratio: round(plainValue / anchor),
+                plain_rounds: plain.map((p) => Math.round(p.msgsPerS)),
+                plain_cpu_pct: plain.map((p) => p.cpu),
+                plain: 'the same path with a sender that does not seal (seal off): what the rest of the path costs without the sealing',
+              }
+            : { plain: 'skipped: measured in full runs only' }),
           cpu_pct: path.map((p) => p.cpu),
           nats_leaf_cpu_pct: natsRounds.map((n) => ({ ...n.cpu, 'nats-servers': n.servers_cpu_pct })),
           nats_leaf_host: natsRounds.map((n) => n.noise),

@@ -104,7 +104,7 @@ const GROUPS: Record<string, readonly string[]> = {
 /**
  * What `--quick` runs when no --only names anything (and --all is not given): issue 17's
  * comparisons, each against its anchor in the same run (NATS leaf, ssh -R, socat, mosquitto),
- * in about two and a half minutes. Bulk over wss and the in-process receiver round are left
+ * in about two and a half minutes. Bulk over wss and the plain and in-process receiver rounds are left
  * to full runs. Everything else runs with `--quick --all`, or by name with --only.
  */
 const QUICK_SET: readonly string[] = ['throughput', 'latency', 'mediation-bulk', 'mediation-expose', 'footprint'];
