@@ -143,7 +143,8 @@ export class KeyDirectory {
       const timer = setTimeout(() => {
         this.waiting.delete(id);
         const now = this.now();
-        if (refreshing && this.cached(address, now) !== undefined) return resolve('retry');
+        const held = this.cache.get(address);
+        if (refreshing && held?.key !== undefined && held.until > now) return resolve('retry');
         this.remember(address, undefined, now + (this.o.noKeyTtlMs ?? NO_KEY_TTL_MS));
         resolve('none');
       }, this.o.timeoutMs ?? KEYS_TIMEOUT_MS);

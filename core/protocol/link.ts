@@ -65,11 +65,6 @@ export function checkEveryMs(pingIntervalMs: number, pongTimeoutMs: number): num
 }
 
 /**
- * One timer for the fixed keepalive of many server-role links (a peer port's thousands of LAN
- * peers, a relay's sessions), instead of one timer each. It runs while it has links: the last
- * link closing stops it, so an owner that closes its links leaves nothing running.
- */
-/**
  * A keepalive tick that fires this much later than it was due found its own process stalled
  * (GC, a long callback, a starved CPU): what it reads as the peer's silence may be data still
  * unread in the socket, since timers run before the poll phase that would read it. Such a tick
@@ -78,12 +73,31 @@ export function checkEveryMs(pingIntervalMs: number, pongTimeoutMs: number): num
  */
 export const TICK_LATE_MS = 50;
 
+/** The fixed keepalive's ticks, every `everyMs`: each says whether it came late (TICK_LATE_MS) and may spare. */
+class FixedTicks {
+  private lastAt = Date.now();
+  /** the last tick spared a link it would have dropped (so this one may not) */
+  private spared = false;
+
+  constructor(private readonly everyMs: number) {}
+
+  /** One tick: `check(mayWait)` returns whether it spared a link. */
+  tick(check: (mayWait: boolean) => boolean): void {
+    const now = Date.now();
+    const mayWait = !this.spared && now - this.lastAt > this.everyMs + TICK_LATE_MS;
+    this.lastAt = now;
+    this.spared = check(mayWait);
+  }
+}
+
+/**
+ * One timer for the fixed keepalive of many server-role links (a peer port's thousands of LAN
+ * peers, a relay's sessions), instead of one timer each. It runs while it has links: the last
+ * link closing stops it, so an owner that closes its links leaves nothing running.
+ */
 export class KeepaliveSweep {
   private readonly links = new Set<Link>();
   private timer: NodeJS.Timeout | undefined;
-  private lastAt = 0;
-  /** the last sweep spared a link it would have dropped (so this one may not) */
-  private spared = false;
 
   constructor(private readonly everyMs: number) {}
 
@@ -99,15 +113,13 @@ export class KeepaliveSweep {
   add(link: Link): void {
     this.links.add(link);
     if (this.timer) return;
-    this.lastAt = Date.now();
-    this.timer = setInterval(() => {
-      const now = Date.now();
-      const mayWait = !this.spared && now - this.lastAt > this.everyMs + TICK_LATE_MS;
-      this.lastAt = now;
+    const ticks = new FixedTicks(this.everyMs);
+    const checkAll = (mayWait: boolean): boolean => {
       let spared = false;
       for (const l of this.links) if (l.check(mayWait)) spared = true;
-      this.spared = spared;
-    }, this.everyMs);
+      return spared;
+    };
+    this.timer = setInterval(() => ticks.tick(checkAll), this.everyMs);
     this.timer.unref();
   }
 
@@ -357,14 +369,9 @@ export class Link {
     if (opts.sweep) opts.sweep.add(this);
     else {
       const every = checkEveryMs(this.pingIntervalMs, this.pongTimeoutMs);
-      let lastAt = Date.now();
-      let spared = false;
-      this.keepalive = setInterval(() => {
-        const now = Date.now();
-        const mayWait = !spared && now - lastAt > every + TICK_LATE_MS;
-        lastAt = now;
-        spared = this.check(mayWait);
-      }, every);
+      const ticks = new FixedTicks(every);
+      const check = (mayWait: boolean): boolean => this.check(mayWait);
+      this.keepalive = setInterval(() => ticks.tick(check), every);
       this.keepalive.unref();
     }
   }
