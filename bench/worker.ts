@@ -27,7 +27,7 @@ import { freePort } from './nats-server.js';
 import type { ExposeSpec } from '../core/relay/expose.js';
 import { Relay, type RelayOptions } from '../core/relay/relay.js';
 import { primeAllocator, primeAllocatorOnBulk } from '../core/runtime/allocator.js';
-import { serialScavenges } from '../core/runtime/gc.js';
+import { gcOnMainThread } from '../core/runtime/gc.js';
 import { createLogger, isLogLevel, type Logger } from '../core/runtime/logger.js';
 import { AckServer } from './ack-server.js';
 import type { ReadyInfo, Request, Response } from './ipc.js';
@@ -386,7 +386,7 @@ async function main(): Promise<void> {
   else primeAllocator();
   // As `contact-point relay | serve | start` do for the forwarding processes (core/runtime/gc.ts);
   // the harness roles keep node's default.
-  if (role === 'relay' || role === 'contact-point') serialScavenges();
+  if (role === 'relay' || role === 'contact-point') gcOnMainThread();
   // Every role's GC pauses, so a latency tail can be put down to the process that paused (bench/tail.ts).
   watchGc();
   let started;

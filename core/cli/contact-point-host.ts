@@ -9,7 +9,7 @@ import { isDirectListenError } from '../contact-point/direct-mode.js';
 import type { PortPolicyConfig } from '../contact-point/port-policy.js';
 import { StateStore } from '../contact-point/state-store.js';
 import { primeAllocatorOnBulk } from '../runtime/allocator.js';
-import { serialScavenges, youngGenerationSetting } from '../runtime/gc.js';
+import { gcOnMainThread, youngGenerationSetting } from '../runtime/gc.js';
 import type { Logger } from '../runtime/logger.js';
 import { MAX_UNDECIDED_PEERS, MAX_UNDECIDED_PER_ADDRESS, NEW_PEERS_PER_ADDRESS_PER_MINUTE } from '../protocol/limits.js';
 import { countFlag, flagHelp, integer, listenRule, targetRule } from './args.js';
@@ -165,7 +165,7 @@ export interface HostedContactPoint {
 
 export async function hostContactPoint(o: HostOptions): Promise<HostedContactPoint> {
   o.logger.debug('allocator', { glibc_trim: primeAllocatorOnBulk() });
-  o.logger.debug('gc', { young: serialScavenges(), youngSize: youngGenerationSetting() });
+  o.logger.debug('gc', { threads: gcOnMainThread(), youngSize: youngGenerationSetting() });
   const ports = await portPolicyOption(o.ports, o.stateDir);
   const cp = await ContactPoint.create({
     ...o.contactPoint,

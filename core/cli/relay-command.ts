@@ -14,7 +14,7 @@ import {
 import { RelayAdminServer } from '../relay/admin-server.js';
 import { Relay } from '../relay/relay.js';
 import { primeAllocatorOnBulk } from '../runtime/allocator.js';
-import { serialScavenges, youngGenerationSetting } from '../runtime/gc.js';
+import { gcOnMainThread, youngGenerationSetting } from '../runtime/gc.js';
 import { createLogger } from '../runtime/logger.js';
 import { NODE_ID_PATTERN, NODE_ID_RULE, type Cluster } from '../relay/cluster.js';
 import { MAX_ADVERTISE_URL_LENGTH } from '../protocol/frames.js';
@@ -223,7 +223,7 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
   const stateDir = resolveStateDir('relay', values.state);
   const logger = createLogger({ level, format: ctx.logFormat });
   logger.debug('allocator', { glibc_trim: primeAllocatorOnBulk() });
-  logger.debug('gc', { young: serialScavenges(), youngSize: youngGenerationSetting() });
+  logger.debug('gc', { threads: gcOnMainThread(), youngSize: youngGenerationSetting() });
 
   let credentials: CredentialStore;
   let cluster: ((sessions: SessionRegistry) => Cluster) | undefined;
