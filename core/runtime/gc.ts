@@ -44,10 +44,20 @@ const MAIN_THREAD_GC_FLAGS: readonly { flag: string; chosenBy: RegExp }[] = [
 ];
 const SINGLE_THREADED = /^--(no-)?single[-_]threaded([-_]gc)?$/;
 
-/** Whether `flags` (node's own arguments) already choose how V8 threads its GC (all of it, or any flag gcOnMainThread() would set). */
-export function gcModeChosen(flags: readonly string[]): boolean {
-  const names = flags.map((f) => f.split('=')[0]!);
-  return names.some((n) => SINGLE_THREADED.test(n) || MAIN_THREAD_GC_FLAGS.some((m) => m.chosenBy.test(n)));
+/**
+ * Which of gcOnMainThread()'s flags to set, given node's own arguments: each one unless the command
+ * line chose it (`left`, named without `--no-`), none with `--single-threaded-gc` (`single`).
+ */
+export function mainThreadGcPlan(execArgv: readonly string[]): { set: string[]; left: string[]; single: boolean } {
+  const names = execArgv.map((f) => f.split('=')[0]!);
+  const single = names.some((n) => SINGLE_THREADED.test(n));
+  const set: string[] = [];
+  const left: string[] = [];
+  for (const { flag, chosenBy } of MAIN_THREAD_GC_FLAGS) {
+    if (single || names.some((n) => chosenBy.test(n))) left.push(flag.replace(/^--no-/, ''));
+    else set.push(flag);
+  }
+  return { set, left, single };
 }
 
 /**
@@ -57,20 +67,10 @@ export function gcModeChosen(flags: readonly string[]): boolean {
 export function gcOnMainThread(execArgv: readonly string[] = process.execArgv): string {
   if (done) return 'already set';
   done = true;
-  const names = execArgv.map((f) => f.split('=')[0]!);
-  if (names.some((n) => SINGLE_THREADED.test(n))) return 'skipped: chosen on the command line';
-  const set: string[] = [];
-  const left: string[] = [];
-  for (const { flag, chosenBy } of MAIN_THREAD_GC_FLAGS) {
-    if (names.some((n) => chosenBy.test(n))) {
-      left.push(flag);
-    } else {
-      setFlagsFromString(flag);
-      set.push(flag);
-    }
-  }
+  const { set, left } = mainThreadGcPlan(execArgv);
+  for (const flag of set) setFlagsFromString(flag);
   if (set.length === 0) return 'skipped: chosen on the command line';
-  return `set ${set.join(' ')}` + (left.length ? `; left to the command line: ${left.map((f) => f.replace(/^--no-/, '')).join(', ')}` : '');
+  return `set ${set.join(' ')}` + (left.length ? `; left to the command line: ${left.join(', ')}` : '');
 }
 
 /**

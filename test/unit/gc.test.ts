@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { gcModeChosen, youngSizeChosen } from '../../core/runtime/gc.js';
+import { mainThreadGcPlan, youngSizeChosen } from '../../core/runtime/gc.js';
 import { ROOT, requireBuild } from '../child.js';
 
 /**
@@ -36,17 +36,17 @@ console.log(JSON.stringify({ what, again, parallel: process.execArgv.includes('-
 }
 
 describe('gcOnMainThread (scavenges and sweeping on the main thread of a relay or contact point)', () => {
-  it('recognises a GC threading choice on the command line, and nothing else', () => {
-    expect(gcModeChosen(['--parallel-scavenge'])).toBe(true);
-    expect(gcModeChosen(['--no-parallel-scavenge'])).toBe(true);
-    expect(gcModeChosen(['--concurrent-sweeping'])).toBe(true);
-    expect(gcModeChosen(['--no-concurrent-array-buffer-sweeping'])).toBe(true);
-    expect(gcModeChosen(['--concurrent_array_buffer_sweeping'])).toBe(true);
-    expect(gcModeChosen(['--single-threaded-gc'])).toBe(true);
-    expect(gcModeChosen(['--single_threaded_gc'])).toBe(true);
-    expect(gcModeChosen(['--single-threaded'])).toBe(true);
-    expect(gcModeChosen(['--max-old-space-size=512', '--expose-gc', '--cpu-prof', '--concurrent-marking'])).toBe(false);
-    expect(gcModeChosen([])).toBe(false);
+  it('leaves to the command line each flag chosen there, all of them with --single-threaded-gc, and reads nothing else as a choice', () => {
+    const all = ['--no-parallel-scavenge', '--no-concurrent-sweeping', '--no-concurrent-array-buffer-sweeping'];
+    expect(mainThreadGcPlan([])).toEqual({ set: all, left: [], single: false });
+    expect(mainThreadGcPlan(['--max-old-space-size=512', '--expose-gc', '--cpu-prof', '--concurrent-marking', '--no-parallel-marking'])).toEqual({ set: all, left: [], single: false });
+    expect(mainThreadGcPlan(['--parallel-scavenge']).left).toEqual(['parallel-scavenge']);
+    expect(mainThreadGcPlan(['--no-parallel-scavenge']).set).toEqual(all.slice(1));
+    expect(mainThreadGcPlan(['--concurrent-sweeping'])).toEqual({ set: [all[0], all[2]], left: ['concurrent-sweeping'], single: false });
+    expect(mainThreadGcPlan(['--concurrent_array_buffer_sweeping']).left).toEqual(['concurrent-array-buffer-sweeping']);
+    for (const f of ['--single-threaded-gc', '--single_threaded_gc', '--single-threaded']) {
+      expect(mainThreadGcPlan([f])).toEqual({ set: [], left: ['parallel-scavenge', 'concurrent-sweeping', 'concurrent-array-buffer-sweeping'], single: true });
+    }
   });
 
   it("sets each flag once per process, leaves to the operator what they chose on node's command line, and carries traffic with them", () => {
