@@ -81,6 +81,18 @@ interface Io {
   bytesRead: number;
 }
 
+/** messages.throughput_vs_nats_leaf's fields for the plain (not sealed) rounds, against the NATS leaf's msgs/s. */
+function plainFields(plain: readonly LoopResult[], anchor: number): Record<string, unknown> {
+  const value = median(plain.map((p) => p.msgsPerS));
+  return {
+    plain_msgs_per_s: Math.round(value),
+    plain_ratio: round(value / anchor),
+    plain_rounds: plain.map((p) => Math.round(p.msgsPerS)),
+    plain_cpu_pct: plain.map((p) => p.cpu),
+    plain: 'the same path with a sender that does not seal (seal off): what the rest of the path costs without the sealing',
+  };
+}
+
 /** Closed loop with exactly `IN_FLIGHT` un-acked messages; counts ACKs over `windowMs` after `warmupMs`. */
 export async function closedLoop(sender: LoopSender, to: string, warmupMs: number, windowMs: number, workers: readonly WorkerHandle[]): Promise<LoopResult> {
   let sent = 0;
@@ -386,7 +398,6 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
         emit({ name: 'messages.throughput_vs_nats_leaf', skipped: natsMissing, mode });
       } else {
         const anchor = median(natsRounds.map((n) => n.msgsPerS));
-        const plainValue = plain.length ? median(plain.map((p) => p.msgsPerS)) : 0;
         emit({
           name: 'messages.throughput_vs_nats_leaf',
           description: `acked 1 KiB messages/s of messages.throughput (external -> relay -> contact point -> internal, acked end to end) over a NATS leaf-node pair's QoS 0 1 KiB messages/s (publisher on the hub -> hub nats-server -> leaf nats-server -> subscriber on the leaf), ${IN_FLIGHT} in flight each, same run`,
@@ -398,15 +409,7 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
           nats_leaf_msgs_per_s: Math.round(anchor),
           nats_leaf_rounds: natsRounds.map((n) => Math.round(n.msgsPerS)),
           ratio_rounds: path.map((p, i) => round(p.msgsPerS / natsRounds[i]!.msgsPerS)),
-          ...(plain.length
-            ? {
-                plain_msgs_per_s: Math.round(plainValue),
-                plain_ratio: round(plainValue / anchor),
-                plain_rounds: plain.map((p) => Math.round(p.msgsPerS)),
-                plain_cpu_pct: plain.map((p) => p.cpu),
-                plain: 'the same path with a sender that does not seal (seal off): what the rest of the path costs without the sealing',
-              }
-            : { plain: 'skipped: measured in full runs only' }),
+          ...(plain.length ? plainFields(plain, anchor) : { plain: 'skipped: measured in full runs only' }),
           cpu_pct: path.map((p) => p.cpu),
           nats_leaf_cpu_pct: natsRounds.map((n) => ({ ...n.cpu, 'nats-servers': n.servers_cpu_pct })),
           nats_leaf_host: natsRounds.map((n) => n.noise),

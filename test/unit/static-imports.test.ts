@@ -16,24 +16,22 @@ function valueImports(file: string): { files: string[]; packages: string[] } {
   const text = readFileSync(file, 'utf8');
   const files: string[] = [];
   const packages: string[] = [];
-  for (const m of text.matchAll(/^(?:import|export)\s+([^;]*?)\s+from\s+'([^']+)';?$/gms)) {
-    const clause = m[1]!.trim();
-    const spec = m[2]!;
-    if (clause.startsWith('type ')) continue;
-    // `import { type A, type B } from`: every name a type, so the import goes too.
-    const names = /^\{([^}]*)\}$/s.exec(clause)?.[1];
-    if (names !== undefined && names.split(',').every((n) => n.trim() === '' || n.trim().startsWith('type '))) continue;
+  const add = (spec: string): void => {
     if (spec.startsWith('.')) {
       const ts = resolve(dirname(file), spec.replace(/\.js$/, '.ts'));
       files.push(existsSync(ts) ? ts : resolve(dirname(file), spec));
     } else packages.push(spec);
+  };
+  for (const m of text.matchAll(/^(?:import|export)\s+([^;]*?)\s+from\s+'([^']+)';?$/gms)) {
+    const clause = m[1]!.trim();
+    if (clause.startsWith('type ')) continue;
+    // `import { type A, type B } from`: every name a type, so the import goes too.
+    const names = /^\{([^}]*)\}$/s.exec(clause)?.[1];
+    if (names !== undefined && names.split(',').every((n) => n.trim() === '' || n.trim().startsWith('type '))) continue;
+    add(m[2]!);
   }
   // A side-effect import (`import './x.js'`) loads its module too.
-  for (const m of text.matchAll(/^import\s+'([^']+)';?$/gm)) {
-    const spec = m[1]!;
-    if (spec.startsWith('.')) files.push(resolve(dirname(file), spec.replace(/\.js$/, '.ts')));
-    else packages.push(spec);
-  }
+  for (const m of text.matchAll(/^import\s+'([^']+)';?$/gm)) add(m[1]!);
   return { files, packages };
 }
 
