@@ -6,7 +6,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeControl, type Frame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { CAPABILITY_BATCH, CAPABILITY_PROOF_2, CAPABILITY_REACHABLE, CAPABILITY_SEAL_AES, CAPABILITY_SEAL_BUNDLE, FrameType, frameTypeName, type PeerState } from '../protocol/frames.js';
-import { checkEveryMs, KeepaliveSweep, Link, type LinkHandler } from '../protocol/link.js';
+import { checkEveryMs, KeepaliveSweep, Link, type LinkHandler, type LinkOptions } from '../protocol/link.js';
 import {
   CONTACT_POINT_RATE_PER_PEER,
   MAX_FRAME_BYTES,
@@ -103,8 +103,12 @@ export class PeerPort {
   /** one keepalive timer for every peer's link (their pong timeout is the default) */
   private readonly sweep: KeepaliveSweep;
 
+  /** every peer's link's options: one object for all (the label names each far end when read) */
+  private readonly linkOptions: LinkOptions;
+
   constructor(private readonly opts: PeerPortOptions) {
     this.sweep = new KeepaliveSweep(checkEveryMs(opts.timing.pingIntervalMs, PONG_TIMEOUT_MS));
+    this.linkOptions = { role: 'server', logger: opts.logger, label: 'peer-port<-', labelRemote: true, pingIntervalMs: opts.timing.pingIntervalMs, sweep: this.sweep };
   }
 
   get url(): string {
@@ -169,8 +173,8 @@ export class PeerPort {
   };
 
   private onConnection(ws: WebSocket, socket: Socket, remote: string, releaseSlot: () => void): Link {
-    const { pingIntervalMs, helloTimeoutMs } = this.opts.timing;
-    const link = new Link(ws, socket, { role: 'server', logger: this.opts.logger, label: `peer-port<-${remote}`, pingIntervalMs, sweep: this.sweep });
+    const { helloTimeoutMs } = this.opts.timing;
+    const link = new Link(ws, socket, this.linkOptions);
     this.links.add(link);
     let settled = false;
     const settle = (): void => {

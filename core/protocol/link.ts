@@ -44,7 +44,14 @@ export interface LinkOptions {
   /** 'client' pings on an interval and measures round trips; 'server' only watches for silence. */
   readonly role: 'client' | 'server';
   readonly logger: Logger;
+  /** names the link in logs */
   readonly label: string;
+  /**
+   * The far end's `host:port` goes after `label` when the label is read (a server's links: one
+   * options object can then serve them all, where a label of its own cost each LAN peer or
+   * tunnel its options object and string, ~100 B).
+   */
+  readonly labelRemote?: boolean;
   readonly pingIntervalMs?: number;
   readonly pongTimeoutMs?: number;
   /**
@@ -276,6 +283,12 @@ function sharedAdaptiveTimers(pingIntervalMs: number, pongTimeoutMs: number, hea
 
 /** A ws carrying a Link (see the Link constructor): the shared ws listeners find it here. */
 const LINK = Symbol('link');
+/**
+ * What a link's probe callers and its batch hold while there are none, shared by every link (an
+ * empty array each costs a contact point 32 B per LAN peer, a relay as much per tunnel). Frozen:
+ * they are replaced, never pushed to, while they are this.
+ */
+const NOTHING = Object.freeze([]) as unknown as never[];
 type LinkedWs = WebSocket & { [LINK]: Link };
 
 /** ws close reasons are limited to 123 bytes (RFC 6455 §5.5). */
@@ -333,13 +346,13 @@ export class Link {
   private readonly pingIntervalMs: number;
   private readonly pongTimeoutMs: number;
   /** probe() callers waiting for a sign of life */
-  private probes: ((alive: boolean) => void)[] = [];
+  private probes: ((alive: boolean) => void)[] = NOTHING;
   /** when the last round-trip ping went out (server role with rttPingMs) */
   private rttPingAt = 0;
   /** both ends speak BATCH (PROTOCOL.md 3.3): frames sent in one turn go out together */
   private batching = false;
   /** frames of this turn waiting to go out as one BATCH (batching on) */
-  private batch: (Buffer | FrameFill)[] = [];
+  private batch: (Buffer | FrameFill)[] = NOTHING;
   /** their bytes */
   private batchBytes = 0;
 
@@ -377,7 +390,7 @@ export class Link {
   }
 
   get label(): string {
-    return this.opts.label;
+    return this.opts.labelRemote ? `${this.opts.label}${this.remote ?? '?'}` : this.opts.label;
   }
 
   /** The far end's address as `host:port` (`[v6]:port`), if the link has a socket. */
@@ -396,12 +409,13 @@ export class Link {
     return new Promise((resolve) => {
       const settle = (alive: boolean): void => {
         clearTimeout(timer);
-        this.probes = this.probes.filter((p) => p !== settle);
+        const left = this.probes.filter((p) => p !== settle);
+        this.probes = left.length > 0 ? left : NOTHING;
         resolve(alive);
       };
       const timer = setTimeout(() => settle(false), timeoutMs);
       timer.unref();
-      this.probes.push(settle);
+      this.probes = this.probes === NOTHING ? [settle] : [...this.probes, settle];
       this.ws.ping();
     });
   }
@@ -526,7 +540,7 @@ export class Link {
       if (this.lastHeard >= this.pingSentAt) this.pingSentAt = 0; // answered, by the pong or other traffic
       else if (now - this.pingSentAt > (busy || late ? Math.min(this.pingWaitMs, t.busyPongTimeoutMs) : this.pingWaitMs)) {
         if (mayWait) return this.spare();
-        this.opts.logger.info('link silent after ping; dropping it', { link: this.opts.label, waitedMs: now - this.pingSentAt, waitingAcks: this.owed });
+        this.opts.logger.info('link silent after ping; dropping it', { link: this.label, waitedMs: now - this.pingSentAt, waitingAcks: this.owed });
         this.terminate();
         return;
       }
@@ -539,7 +553,7 @@ export class Link {
         this.ping(now, late ? t.busyPongTimeoutMs : this.pongTimeoutMs);
       } else if (!client && silent > t.silenceLimitMs) {
         if (mayWait) return this.spare();
-        this.opts.logger.info('client silent; dropping it', { link: this.opts.label });
+        this.opts.logger.info('client silent; dropping it', { link: this.label });
         this.terminate();
         return;
       } else if (!client && t.heartbeat && now - this.lastSentAt >= t.beatMs) {
@@ -583,7 +597,8 @@ export class Link {
     this.stats.framesOut++;
     if (this.batching && length <= BATCH_FRAME_MAX_BYTES) {
       // Written when the turn's cork comes off (uncork), or now once the batch is full.
-      this.batch.push(frame);
+      if (this.batch === NOTHING) this.batch = [frame];
+      else this.batch.push(frame);
       this.batchBytes += length;
       if (this.batchBytes >= BATCH_MAX_BYTES) this.flushBatch();
       return true;
@@ -644,8 +659,8 @@ export class Link {
    * link (a client's outbox does, as after any lost link).
    */
   private writeFailed(err: unknown): void {
-    this.opts.logger.error('a frame could not be written; closing the link', { link: this.opts.label, error: err instanceof Error ? err.message : String(err) });
-    this.batch = [];
+    this.opts.logger.error('a frame could not be written; closing the link', { link: this.label, error: err instanceof Error ? err.message : String(err) });
+    this.batch = NOTHING;
     this.batchBytes = 0;
     this.close(1011, 'internal error: a frame could not be written');
   }
@@ -655,7 +670,7 @@ export class Link {
     const frames = this.batch;
     if (frames.length === 0) return;
     const bytes = this.batchBytes;
-    this.batch = [];
+    this.batch = NOTHING;
     this.batchBytes = 0;
     if (this.ws.readyState !== WebSocket.OPEN) return;
     if (frames.length === 1) return this.sendOne(frames[0]!);
@@ -722,7 +737,7 @@ export class Link {
   fault(code: StatusCode, detail?: string, logLevel: 'info' | 'debug' = 'info'): void {
     if (this.closed) return;
     const reason = detail ?? describeStatus(code);
-    this.opts.logger[logLevel]('closing link', { link: this.opts.label, status: code, reason });
+    this.opts.logger[logLevel]('closing link', { link: this.label, status: code, reason });
     this.sendControl(FrameType.ERROR, { code, reason: reason.slice(0, 256) });
     this.close(closeCodeFor(code), reason);
   }
@@ -806,7 +821,7 @@ export class Link {
 
   private static onWsError(this: WebSocket, err: Error): void {
     const link = (this as LinkedWs)[LINK];
-    link.opts.logger.debug('link error', { link: link.opts.label, error: err.message });
+    link.opts.logger.debug('link error', { link: link.label, error: err.message });
   }
 
   private onPing(data: Buffer): void {
@@ -856,7 +871,7 @@ export class Link {
     if (this.opts.role === 'client') {
       if (this.pingSentAt && now - this.pingSentAt > this.pongTimeoutMs && this.lastHeard < this.pingSentAt) {
         if (mayWait) return true;
-        this.opts.logger.info('link silent after ping; dropping it', { link: this.opts.label, waitedMs: now - this.pingSentAt });
+        this.opts.logger.info('link silent after ping; dropping it', { link: this.label, waitedMs: now - this.pingSentAt });
         this.terminate();
         return false;
       }
@@ -869,7 +884,7 @@ export class Link {
     } else if (now - this.lastHeard > this.fixedSilenceLimitMs) {
       // Server side: a client pings every pingInterval; total silence means it is gone.
       if (mayWait) return true;
-      this.opts.logger.info('client silent; dropping it', { link: this.opts.label });
+      this.opts.logger.info('client silent; dropping it', { link: this.label });
       this.terminate();
     } else if (this.opts.rttPingMs !== undefined && now - this.rttPingAt >= this.opts.rttPingMs) {
       // Only a measurement (status views): liveness stays the client's pings' business.
@@ -907,7 +922,7 @@ export class Link {
       if (err instanceof ProtocolError) {
         this.fault(err.code, err.message);
       } else {
-        this.opts.logger.error('frame handler failed', { link: this.opts.label, error: String(err instanceof Error ? err.stack : err) });
+        this.opts.logger.error('frame handler failed', { link: this.label, error: String(err instanceof Error ? err.stack : err) });
         this.fault(Status.INTERNAL, 'internal error');
       }
     }

@@ -5,7 +5,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeControl } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { FrameType, frameTypeName, type HelloBody } from '../protocol/frames.js';
-import { checkEveryMs, KeepaliveSweep, Link, type CloseInfo } from '../protocol/link.js';
+import { checkEveryMs, KeepaliveSweep, Link, type CloseInfo, type LinkOptions } from '../protocol/link.js';
 import {
   HELLO_TIMEOUT_MS,
   MAX_FRAME_BYTES,
@@ -105,6 +105,8 @@ export class Admission {
   private readonly logger: Logger;
   /** one keepalive timer for every link in its hello or admitted with fixed keepalive */
   private readonly sweep: KeepaliveSweep;
+  /** every link's options: one object for all (the label names each far end when read) */
+  private readonly linkOptions: LinkOptions;
 
   constructor(
     private readonly opts: AdmissionOptions,
@@ -112,6 +114,15 @@ export class Admission {
   ) {
     this.logger = host.logger;
     this.sweep = new KeepaliveSweep(checkEveryMs(opts.pingIntervalMs ?? PING_INTERVAL_MS, PONG_TIMEOUT_MS));
+    this.linkOptions = {
+      role: 'server',
+      logger: this.logger,
+      label: 'relay<-',
+      labelRemote: true,
+      pingIntervalMs: opts.pingIntervalMs ?? PING_INTERVAL_MS,
+      rttPingMs: RELAY_RTT_PING_MS,
+      sweep: this.sweep,
+    };
     this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
     this.helloSlots = new FairSlots({
       max: opts.maxPendingHellos ?? MAX_PENDING_HELLOS,
@@ -162,14 +173,7 @@ export class Admission {
   }
 
   private onConnection(ws: WebSocket, socket: Socket, remote: string, releaseSlot: () => void): Link {
-    const link = new Link(ws, socket, {
-      role: 'server',
-      logger: this.logger,
-      label: `relay<-${remote}`,
-      pingIntervalMs: this.opts.pingIntervalMs ?? PING_INTERVAL_MS,
-      rttPingMs: RELAY_RTT_PING_MS,
-      sweep: this.sweep,
-    });
+    const link = new Link(ws, socket, this.linkOptions);
     this.host.links.add(link);
     let helloDone = false;
     const endPending = (): void => {
