@@ -1,0 +1,116 @@
+/**
+ * What a registered LAN peer costs the contact point, object by object: a relay and a contact
+ * point in worker processes (as the bench starts them), BASE LAN peers attached and registered,
+ * a heap snapshot of the contact point, N more peers, a second snapshot; then each kind of
+ * object's size and count in the second less the first, divided by N. The objects' own sizes
+ * (V8's self_size), as the footprint figures' "snapshot per peer"; RSS adds what the heap does not
+ * show (malloc, the young generation's room).
+ *
+ *   node dist/bench/heap-per-peer.js [--peers N] [--base B] [--top K] [--keep DIR]
+ *
+ * Compiled code (JIT) grows between the snapshots with the work done, not with the peers: it is
+ * listed, and left out of the total.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { PeerClient } from '../core/peer/peer-client.js';
+import { PeerIdentity } from '../core/peer/identity.js';
+import { SealKey } from '../core/protocol/seal.js';
+import { WorkerHandle } from './ipc.js';
+
+const CP_ID = 'heap-hq';
+const CONCURRENCY = 16;
+const TIMEOUT_MS = 30_000;
+
+interface Snapshot {
+  snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]] } };
+  nodes: number[];
+  strings: string[];
+}
+
+/** self size and count per `type:name` (strings by type alone: their name is their text) */
+function tally(s: Snapshot): Map<string, { size: number; count: number }> {
+  const fields = s.snapshot.meta.node_fields;
+  const types = s.snapshot.meta.node_types[0];
+  const width = fields.length;
+  const ti = fields.indexOf('type');
+  const ni = fields.indexOf('name');
+  const si = fields.indexOf('self_size');
+  const out = new Map<string, { size: number; count: number }>();
+  for (let k = 0; k < s.nodes.length; k += width) {
+    const type = types[s.nodes[k + ti]!]!;
+    const key = type.includes('string') ? type : type === 'code' ? '(compiled code)' : `${type}:${s.strings[s.nodes[k + ni]!]!.slice(0, 60)}`;
+    const e = out.get(key) ?? { size: 0, count: 0 };
+    e.size += s.nodes[k + si]!;
+    e.count++;
+    out.set(key, e);
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { peers: { type: 'string', default: '1000' }, base: { type: 'string', default: '10' }, top: { type: 'string', default: '30' }, keep: { type: 'string' } } });
+  const n = Number(values.peers);
+  const base = Number(values.base);
+  const top = Number(values.top);
+  if (![n, base, top].every((v) => Number.isInteger(v) && v > 0)) throw new Error('--peers, --base and --top take positive whole numbers');
+  const dir = values.keep ?? mkdtempSync(join(tmpdir(), 'heap-per-peer-'));
+  const script = new URL('./worker.js', import.meta.url);
+  // As the bench starts the product's processes (bench/run.ts): the young generation kept small.
+  const flags = ['--expose-gc', '--max-semi-space-size=1'];
+  const relay = await WorkerHandle.start(script, 'relay', {}, flags);
+  const clients: PeerClient[] = [];
+  let cp: WorkerHandle | undefined;
+  try {
+    const secret = await relay.call<string>('addCredential', { kind: 'contact-point', id: CP_ID });
+    cp = await WorkerHandle.start(script, 'contact-point', { id: CP_ID, relayUrl: relay.url, secret, subnets: ['127.0.0.0/8'], history: 'off' }, flags);
+    const worker = cp;
+    let next = 0;
+    const attach = async (count: number): Promise<void> => {
+      const one = async (): Promise<void> => {
+        const c = new PeerClient({ role: 'peer', url: worker.url, name: `peer-${next++}`, identity: PeerIdentity.generate(), sealKey: SealKey.generate(), proxy: null });
+        clients.push(c);
+        c.start();
+        await c.ready(TIMEOUT_MS);
+        c.register(); // auto-approved by the subnet policy
+        await c.waitForRegistration('registered', TIMEOUT_MS);
+      };
+      for (let left = count; left > 0; left -= CONCURRENCY) await Promise.all(Array.from({ length: Math.min(CONCURRENCY, left) }, one));
+      await new Promise((r) => setTimeout(r, 1_000));
+    };
+    const snap = async (name: string): Promise<Map<string, { size: number; count: number }>> => {
+      const path = join(dir, name);
+      await worker.call('heapSnapshot', { path }, 300_000);
+      return tally(JSON.parse(readFileSync(path, 'utf8')) as Snapshot);
+    };
+    await attach(base);
+    const a = await snap('before.heapsnapshot');
+    await attach(n);
+    const b = await snap('after.heapsnapshot');
+    const rows = [...b].map(([key, v]) => {
+      const was = a.get(key) ?? { size: 0, count: 0 };
+      return { key, bytes: (v.size - was.size) / n, count: (v.count - was.count) / n };
+    });
+    rows.sort((x, y) => y.bytes - x.bytes);
+    const total = rows.reduce((t, r) => t + (r.key === '(compiled code)' ? 0 : r.bytes), 0);
+    process.stdout.write(`contact point, per LAN peer (${n} peers after ${base}; objects' own sizes): ${total.toFixed(0)} B, compiled code left out\n`);
+    process.stdout.write(`${'bytes'.padStart(8)} ${'count'.padStart(6)}  object\n`);
+    for (const r of rows.slice(0, top)) process.stdout.write(`${r.bytes.toFixed(1).padStart(8)} ${r.count.toFixed(2).padStart(6)}  ${r.key}\n`);
+    if (values.keep) process.stdout.write(`snapshots kept in ${dir}\n`);
+  } finally {
+    await Promise.all(clients.map((c) => c.stop()));
+    await cp?.stop();
+    await relay.stop();
+    if (!values.keep) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`heap-per-peer: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);
