@@ -438,3 +438,32 @@ describe('link: heartbeat keepalive (PROTOCOL.md 12.2)', () => {
     expect(beats).toBeGreaterThanOrEqual(Math.floor(T.silenceLimitMs / (T.beatMs + T.serverIdleTickMs)) - 1);
   }, 15_000);
 });
+
+describe('link: labels', () => {
+  it('server links sharing one options object (labelRemote) each name their own far end, also once closed', async () => {
+    const options = { role: 'server' as const, logger: silentLogger, label: 'peer-port<-', labelRemote: true };
+    const links: Link[] = [];
+    const server = await startServer((ws, socket) => {
+      // As the peer port does at the upgrade: the address is read once, so the socket keeps it.
+      expect(socket.remoteAddress).toBe('127.0.0.1');
+      links.push(new Link(ws, socket, options));
+    });
+    const a = await openClient(server.url);
+    const b = await openClient(server.url);
+    await withTimeout(
+      new Promise<void>((resolve) => {
+        const check = (): unknown => (links.length === 2 ? resolve() : setTimeout(check, 5));
+        check();
+      }),
+      5_000,
+      'two server links',
+    );
+    const ports = [a, b].map((ws) => ((ws as unknown as { _socket: Socket })._socket.localPort));
+    expect(links.map((l) => l.label).sort()).toEqual(ports.map((p) => `peer-port<-127.0.0.1:${p}`).sort());
+    const closed = links.map((l) => new Promise<void>((resolve) => l.setHandler({ onFrame: () => undefined, onClose: () => resolve() })));
+    a.terminate();
+    b.terminate();
+    await withTimeout(Promise.all(closed), 5_000, 'both links closed');
+    expect(links.map((l) => l.label).sort()).toEqual(ports.map((p) => `peer-port<-127.0.0.1:${p}`).sort());
+  });
+});
