@@ -11,7 +11,7 @@
  * Compiled code (JIT) grows between the snapshots with the work done, not with the peers: it is
  * listed, and left out of the total.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -57,6 +57,7 @@ async function main(): Promise<void> {
   const top = Number(values.top);
   if (![n, base, top].every((v) => Number.isInteger(v) && v > 0)) throw new Error('--peers, --base and --top take positive whole numbers');
   const dir = values.keep ?? mkdtempSync(join(tmpdir(), 'heap-per-peer-'));
+  mkdirSync(dir, { recursive: true });
   const script = new URL('./worker.js', import.meta.url);
   // As the bench starts the product's processes (bench/run.ts): the young generation kept small.
   const flags = ['--expose-gc', '--max-semi-space-size=1'];
