@@ -282,7 +282,7 @@ export class PeerPort {
  */
 class Session implements PeerSession, LinkHandler {
   readonly session = randomText(9, 'base64url');
-  readonly inflight = new ChurnTable<InFlight>();
+  private table: ChurnTable<InFlight> | undefined;
   readonly registerBucket = TokenBucket.perMinute(MAX_REGISTER_PER_MINUTE);
   congestedSince = 0;
 
@@ -295,6 +295,11 @@ class Session implements PeerSession, LinkHandler {
     readonly bucket: TokenBucket,
     readonly reachable: boolean,
   ) {}
+
+  /** Made with the first message delivered to the peer: a LAN peer nobody has sent anything keeps none (160 B). */
+  get inflight(): ChurnTable<InFlight> {
+    return (this.table ??= new ChurnTable<InFlight>());
+  }
 
   onFrame(frame: Frame): void {
     this.port.sessionFrame(this, frame);
