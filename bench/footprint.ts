@@ -45,6 +45,11 @@ interface HeapSpace {
   readonly physical_space_size: number;
 }
 
+/** What V8's young generation holds in memory (its pages stay resident after a GC empties them). */
+function newSpace(l: HeapSpace[]): number {
+  return l.find((x) => x.space_name === 'new_space')?.physical_space_size ?? 0;
+}
+
 interface Measured {
   readonly name: string;
   readonly attachMs: number;
@@ -79,21 +84,30 @@ function perMinute(a: TcpCounters, b: TcpCounters, ms: number): { bytes: number;
 }
 
 /** A second relay with `offices` real tunnels (5 announced peers each): its RSS growth per office. */
-async function measureOffices(ctx: BenchContext, offices: number, workers: WorkerHandle[]): Promise<{ upMs: number; rss: number; heap: number; external: number }> {
+async function measureOffices(ctx: BenchContext, offices: number, workers: WorkerHandle[]): Promise<{ upMs: number; rss: number; heap: number; heapTotal: number; external: number; newSpace: number }> {
   const relayB = await ctx.startWorker('relay', {}, { exposeGc: true });
   workers.push(relayB);
   const ids = Array.from({ length: offices }, (_v, i) => `office-${i}`);
   const secrets = await relayB.call<string[]>('addCredentials', { kind: 'contact-point', ids });
   await sleep(300);
   const r0 = await relayB.call<NodeJS.MemoryUsage>('memory');
+  const spaces0 = await relayB.call<HeapSpace[]>('heapSpaces');
   const t = Date.now();
   const w = await ctx.startWorker('offices', { relayUrl: relayB.url, offices: ids.map((id, i) => ({ id, secret: secrets[i]! })), peersEach: PEERS_EACH });
   workers.push(w);
   const upMs = Date.now() - t;
   await sleep(1_000);
   const r1 = await relayB.call<NodeJS.MemoryUsage>('memory');
+  const spaces1 = await relayB.call<HeapSpace[]>('heapSpaces');
   note(`  relay: ${offices} offices up in ${upMs} ms, ${Math.round((r1.rss - r0.rss) / offices)} B RSS each`);
-  return { upMs, rss: Math.round((r1.rss - r0.rss) / offices), heap: Math.round((r1.heapUsed - r0.heapUsed) / offices), external: Math.round((r1.external - r0.external) / offices) };
+  return {
+    upMs,
+    rss: Math.round((r1.rss - r0.rss) / offices),
+    heap: Math.round((r1.heapUsed - r0.heapUsed) / offices),
+    heapTotal: Math.round((r1.heapTotal - r0.heapTotal) / offices),
+    external: Math.round((r1.external - r0.external) / offices),
+    newSpace: Math.round((newSpace(spaces1) - newSpace(spaces0)) / offices),
+  };
 }
 
 export async function runFootprint(ctx: BenchContext): Promise<void> {
@@ -152,8 +166,12 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
     await sleep(1_000);
     const cp1 = await cp.call<NodeJS.MemoryUsage>('memory');
     const spaces1 = await cp.call<HeapSpace[]>('heapSpaces');
-    const newSpace = (l: HeapSpace[]): number => l.find((x) => x.space_name === 'new_space')?.physical_space_size ?? 0;
-    const cpPerPeer = { rss: Math.round((cp1.rss - cp0.rss) / (n - 1)), heap: Math.round((cp1.heapUsed - cp0.heapUsed) / (n - 1)), external: Math.round((cp1.external - cp0.external) / (n - 1)) };
+    const cpPerPeer = {
+      rss: Math.round((cp1.rss - cp0.rss) / (n - 1)),
+      heap: Math.round((cp1.heapUsed - cp0.heapUsed) / (n - 1)),
+      heapTotal: Math.round((cp1.heapTotal - cp0.heapTotal) / (n - 1)),
+      external: Math.round((cp1.external - cp0.external) / (n - 1)),
+    };
     note(`  contact point: ${n - 1} peers registered in ${attachMs} ms, ${cpPerPeer.rss} B RSS each (heap ${cpPerPeer.heap})`);
 
     // Idle windows: ours starts now, the anchors' once they are attached; they end together (each
@@ -230,6 +248,7 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
       value: cpPerPeer.rss,
       unit: 'bytes',
       heap_used_per_peer: cpPerPeer.heap,
+      heap_total_per_peer: cpPerPeer.heapTotal,
       new_space_growth_per_peer: Math.round((newSpace(spaces1) - newSpace(spaces0)) / (n - 1)),
       new_space_note: "V8's young generation grows while thousands of peers attach and their pings keep it from shrinking back; it is part of the RSS growth but not per-peer state",
       rss_after_idle_per_peer: Math.round((cp2.rss - cp0.rss) / (n - 1)),
@@ -250,7 +269,11 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
       value: office.rss,
       unit: 'bytes',
       heap_used_per_office: office.heap,
+      // V8's committed heap pages (used + free room in them): RSS less this and external is native memory.
+      heap_total_per_office: office.heapTotal,
       external_per_office: office.external,
+      new_space_growth_per_office: office.newSpace,
+      new_space_note: "V8's young generation grown while the offices connected: part of the RSS growth (its pages stay resident after a GC), not per-office state",
       offices_up_ms: office.upMs,
       target: TARGET_RELAY_BYTES_PER_OFFICE,
       target_met: office.rss <= TARGET_RELAY_BYTES_PER_OFFICE,
