@@ -415,7 +415,7 @@ export class Link {
       };
       const timer = setTimeout(() => settle(false), timeoutMs);
       timer.unref();
-      this.probes = this.probes === NOTHING ? [settle] : [...this.probes, settle];
+      this.probes = [...this.probes, settle];
       this.ws.ping();
     });
   }
