@@ -36,7 +36,7 @@ export const TARGET_RELAY_BYTES_PER_OFFICE = 8 * 1024;
 export const TARGET_ATTACH_RATIO = 0.5;
 export const TARGET_IDLE_BYTES_PER_MIN = 300;
 /** Hellos in progress at once, here and at the anchors: the peer port allows 32 pending per address. */
-const CONCURRENCY = 16;
+export const CONCURRENCY = 16;
 const CONNECT_TIMEOUT_MS = 60_000;
 const CP_ID = 'bench-hq';
 
@@ -110,6 +110,16 @@ async function measureOffices(ctx: BenchContext, offices: number, workers: Worke
   };
 }
 
+/** One LAN peer connected to the contact point at `url` and registered (auto-approved by its subnet policy); its client goes into `clients`. */
+export async function attachLanPeer(url: string, name: string, identity: PeerIdentity, sealKey: SealKey, clients: PeerClient[]): Promise<void> {
+  const c = new PeerClient({ role: 'peer', url, name, identity, sealKey, proxy: null });
+  clients.push(c);
+  c.start();
+  await c.ready(CONNECT_TIMEOUT_MS);
+  c.register(); // auto-approved by the subnet policy
+  await c.waitForRegistration('registered', CONNECT_TIMEOUT_MS);
+}
+
 export async function runFootprint(ctx: BenchContext): Promise<void> {
   // `--only attach`: the attach and its anchors alone (~1 min), without the idle windows and the offices.
   const attachOnly = !ctx.selected('footprint');
@@ -132,14 +142,7 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
 
     const identities = Array.from({ length: n }, () => PeerIdentity.generate());
     const sealKeys = Array.from({ length: n }, () => SealKey.generate());
-    const attachOne = async (i: number): Promise<void> => {
-      const c = new PeerClient({ role: 'peer', url: cp.url, name: `peer-${i}`, identity: identities[i]!, sealKey: sealKeys[i]!, proxy: null });
-      clients.push(c);
-      c.start();
-      await c.ready(CONNECT_TIMEOUT_MS);
-      c.register(); // auto-approved by the subnet policy
-      await c.waitForRegistration('registered', CONNECT_TIMEOUT_MS);
-    };
+    const attachOne = (i: number): Promise<void> => attachLanPeer(cp.url, `peer-${i}`, identities[i]!, sealKeys[i]!, clients);
     await attachOne(0);
     await sleep(500);
     const cp0 = await cp.call<NodeJS.MemoryUsage>('memory');

@@ -15,14 +15,14 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { PeerClient } from '../core/peer/peer-client.js';
+import type { PeerClient } from '../core/peer/peer-client.js';
 import { PeerIdentity } from '../core/peer/identity.js';
 import { SealKey } from '../core/protocol/seal.js';
+import { attachLanPeer, CONCURRENCY } from './footprint.js';
 import { WorkerHandle } from './ipc.js';
+import { pool, sleep } from './util.js';
 
 const CP_ID = 'heap-hq';
-const CONCURRENCY = 16;
-const TIMEOUT_MS = 30_000;
 
 interface Snapshot {
   snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]] } };
@@ -70,16 +70,9 @@ async function main(): Promise<void> {
     const worker = cp;
     let next = 0;
     const attach = async (count: number): Promise<void> => {
-      const one = async (): Promise<void> => {
-        const c = new PeerClient({ role: 'peer', url: worker.url, name: `peer-${next++}`, identity: PeerIdentity.generate(), sealKey: SealKey.generate(), proxy: null });
-        clients.push(c);
-        c.start();
-        await c.ready(TIMEOUT_MS);
-        c.register(); // auto-approved by the subnet policy
-        await c.waitForRegistration('registered', TIMEOUT_MS);
-      };
-      for (let left = count; left > 0; left -= CONCURRENCY) await Promise.all(Array.from({ length: Math.min(CONCURRENCY, left) }, one));
-      await new Promise((r) => setTimeout(r, 1_000));
+      const names = Array.from({ length: count }, () => `peer-${next++}`);
+      await pool(names, CONCURRENCY, (name) => attachLanPeer(worker.url, name, PeerIdentity.generate(), SealKey.generate(), clients));
+      await sleep(1_000);
     };
     const snap = async (name: string): Promise<Map<string, { size: number; count: number }>> => {
       const path = join(dir, name);
