@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { WebSocket, type RawData } from 'ws';
-import { framePieces, wsFrame } from './ws-frame.js';
+import { FrameSlabs } from './frame-slabs.js';
+import { framePieces, wsFrame, wsHeaderLength } from './ws-frame.js';
 import { batchLength, decodeFrame, encodeControl, putFill, splitBatch, writeBatch, type Frame, type FrameFill } from './codec.js';
 import { ProtocolError } from './errors.js';
 import { FrameType, type ControlBodies, type ControlType } from './frames.js';
@@ -248,7 +249,7 @@ function rttPayload(rttMs: number | undefined): Buffer {
 }
 
 /**
- * The buffers BATCH frames (and a client's frames sent alone) are written from, reused once
+ * The buffers large frames (a BATCH of many frames, a sealed bundle) are written from, reused once
  * their socket has written them (its write callback). A busy link sends a batch of up to ~40 KiB
  * every loop turn; a new buffer each time is memory outside V8's heap that the GC counts and
  * collects, and that churn makes it collect more often. Large enough for a sealed bundle
@@ -256,13 +257,23 @@ function rttPayload(rttMs: number | undefined): Buffer {
  * closed loop wrote most of its ~55 KiB bundles through ws, which masks each into a new buffer,
  * and that memory outside the heap (~1 KiB per message) is what started its mark-compacts
  * ("external memory pressure", every 30-50 ms). A frame that does not fit gets a buffer of its
- * own. At most BATCH_BUFFERS_KEPT wait for reuse (per process: 16 x 72 KiB).
+ * own. At most BATCH_BUFFERS_KEPT wait for reuse (per process: 16 x 72 KiB). Frames of up to
+ * SMALL_FRAME_BYTES are carved from smallFrames' slabs instead (frame-slabs.ts).
  */
 const BATCH_BUFFER_BYTES = 72 * 1024;
 /** the longest ws frame header: 2 bytes, a 64-bit length, a mask key */
 const WS_HEADER_MAX_BYTES = 14;
 const BATCH_BUFFERS_KEPT = 16;
 const batchBuffers: Buffer[] = [];
+/** A whole ws frame (header included) up to this size is carved from a slab of smallFrames. */
+const SMALL_FRAME_BYTES = 8 * 1024;
+/** per process: 64 KiB slabs, at most 8 free ones kept (512 KiB) */
+const smallFrames = new FrameSlabs(64 * 1024, SMALL_FRAME_BYTES, 8);
+
+/** How often writeFrame's buffers were not there to reuse (tests, benches). */
+export function frameBufferCounts(): { slabsMade: number; slabsFree: number; batchBuffersFree: number } {
+  return { slabsMade: smallFrames.made, slabsFree: smallFrames.freeCount, batchBuffersFree: batchBuffers.length };
+}
 
 /**
  * adaptiveTimers() made once per setting and shared by the links that use it: a relay's
@@ -637,14 +648,29 @@ export class Link {
 
   /**
    * Writes one ws frame of `length` payload bytes, which `fill` writes, between ws's own frames
-   * on the same socket (as sendParts does), from a buffer of batchBuffers when it fits: the
-   * buffer goes back once the socket has written it.
+   * on the same socket (as sendParts does): a small frame from a slab of smallFrames, a larger
+   * one from a buffer of batchBuffers when it fits. Either goes back once the socket has
+   * written it.
    */
   private writeFrame(length: number, fill: (out: Buffer, at: number) => void): void {
+    const masked = this.opts.role === 'client';
+    const size = wsHeaderLength(length, masked) + length;
+    if (size <= SMALL_FRAME_BYTES) {
+      const slab = smallFrames.slabFor(size);
+      let out: Buffer;
+      try {
+        out = wsFrame(length, masked, fill, smallFrames.carved(slab, size));
+      } catch (err: unknown) {
+        slab.release();
+        return this.writeFailed(err);
+      }
+      this.socket!.write(out, slab.release);
+      return;
+    }
     const reuse = length <= BATCH_BUFFER_BYTES - WS_HEADER_MAX_BYTES ? (batchBuffers.pop() ?? Buffer.allocUnsafeSlow(BATCH_BUFFER_BYTES)) : undefined;
     let out: Buffer;
     try {
-      out = wsFrame(length, this.opts.role === 'client', fill, reuse);
+      out = wsFrame(length, masked, fill, reuse);
     } catch (err: unknown) {
       if (reuse && batchBuffers.length < BATCH_BUFFERS_KEPT) batchBuffers.push(reuse);
       return this.writeFailed(err);

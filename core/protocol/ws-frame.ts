@@ -96,7 +96,7 @@ function nextMaskKey(): Buffer {
 export function wsFrame(length: number, masked: boolean, fill: (out: Buffer, at: number) => void, into?: Buffer): Buffer {
   const key = masked ? nextMaskKey() : undefined;
   const size = wsHeaderLength(length, masked) + length;
-  const out = into && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size);
+  const out = into === undefined || into.length < size ? Buffer.allocUnsafe(size) : into.length === size ? into : into.subarray(0, size);
   const at = writeWsHeader(out, length, key);
   fill(out, at);
   if (key && length > 0) masker.fn(out.subarray(at), key, out, at, length);

@@ -6,7 +6,7 @@ import { decodeFrame, encodeAck, encodeBatch, encodeControl, encodeMsg, HEADER_B
 import { ProtocolError } from '../../core/protocol/errors.js';
 import { FrameType } from '../../core/protocol/frames.js';
 import { BATCH_FRAME_MAX_BYTES, BATCH_MAX_BYTES, MAX_FRAME_BYTES } from '../../core/protocol/limits.js';
-import { Link, type CloseInfo } from '../../core/protocol/link.js';
+import { frameBufferCounts, Link, type CloseInfo } from '../../core/protocol/link.js';
 import { Status } from '../../core/protocol/status.js';
 import { silentLogger } from '../../core/runtime/logger.js';
 
@@ -56,6 +56,7 @@ describe('BATCH codec', () => {
 
 interface End {
   readonly link: Link;
+  readonly ws: WebSocket;
   /** frames its handler got */
   readonly frames: Frame[];
   /** ws messages its ws got, before the Link unpacks them */
@@ -68,7 +69,7 @@ async function linkPair(): Promise<{ server: End; client: End; clientWs: WebSock
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
   const server: Server = createServer();
   const end = (ws: WebSocket, socket: Socket, role: 'server' | 'client'): End => {
-    const e: End = { link: new Link(ws, socket, { role, logger: silentLogger, label: `batch-${role}` }), frames: [], wsMessages: [], closed: undefined };
+    const e: End = { link: new Link(ws, socket, { role, logger: silentLogger, label: `batch-${role}` }), ws, frames: [], wsMessages: [], closed: undefined };
     ws.on('message', (d: Buffer) => e.wsMessages.push(d));
     e.link.setHandler({ onFrame: (f) => void e.frames.push(f), onClose: (i) => (e.closed = i) });
     return e;
@@ -161,6 +162,39 @@ describe('Link batching (BATCH, PROTOCOL.md 3.3)', () => {
     expect(hex(server.frames)).toEqual(hex(sent));
     expect(server.wsMessages).toHaveLength(sent.length);
     expect(client.link.stats.batchesOut).toBe(0);
+  });
+
+  it('a client without batching writes many small frames a turn from a few reused slabs, none reused before the socket wrote it, even while the far end does not read', async () => {
+    const { server, client, clientWs } = await linkPair();
+    const socket = (clientWs as unknown as { _socket: Socket })._socket;
+    const turns = async (from: number, count: number): Promise<Buffer[]> => {
+      const sent: Buffer[] = [];
+      for (let turn = 0; turn < count; turn++) {
+        for (let i = 0; i < 250; i++) {
+          const f = msg((from + turn) * 250 + i, 1_000);
+          sent.push(f);
+          client.link.send(f); // batching off: each frame alone, as a sender to a server without `batch`
+        }
+        await new Promise((r) => setImmediate(r));
+      }
+      return sent;
+    };
+    // The far end stops reading: the kernel's buffers fill and the socket queues the rest, so
+    // frames stay unwritten while more are carved.
+    server.ws.pause();
+    const queued = await turns(0, 32); // 8,000 frames, ~8 MB
+    expect(socket.writableLength).toBeGreaterThan(0);
+    server.ws.resume();
+    await until(() => server.frames.length === queued.length, 'the frames sent while the far end did not read');
+    // With the far end reading, the slabs come back as the socket writes: few new ones.
+    const before = frameBufferCounts().slabsMade;
+    const flowing = await turns(32, 16); // 4,000 frames more
+    await until(() => server.frames.length === queued.length + flowing.length, 'the frames sent while it read');
+    expect(frameBufferCounts().slabsMade - before).toBeLessThanOrEqual(16);
+    const sent = [...queued, ...flowing];
+    const bad = server.frames.findIndex((f, i) => !f.raw.equals(sent[i]!));
+    expect(bad).toBe(-1);
+    expect(server.wsMessages).toHaveLength(sent.length);
   });
 
   const fill = (f: Buffer): FrameFill => ({ type: f[0]!, length: f.length, put: (out, at) => at + f.copy(out, at) });
