@@ -1,7 +1,7 @@
 import { randomInt32 } from './random-pool.js';
 import { fmix32 } from './hash.js';
 
-/** Positions a table starts with, and keeps while it empties (a larger one is let go when empty). */
+/** Positions a table starts with, and by default keeps while it empties (a larger one is let go when empty; see keepPositions). */
 const MIN_CAPACITY = 8;
 /** Keys an insert may walk past in its bucket before the table is rehashed under a new seed. */
 const MAX_CHAIN = 32;
@@ -88,6 +88,23 @@ export class ChurnTable<V> {
   private lastHash = 0;
   /** times the buckets were rebuilt under a new seed after a long one (diagnostics and tests) */
   reseeds = 0;
+  /** positions kept while the table empties, and never shrunk below (see the constructor) */
+  private readonly keep: number;
+
+  /**
+   * @param opts.keepPositions a table whose arrays hold up to this many positions keeps them
+   *   when it empties, and keeps at least that many when it shrinks (default MIN_CAPACITY, 8). For
+   *   a table that empties again and again under traffic: a sender's outbox with its whole window
+   *   acknowledged in one BATCH, 256 in flight, emptied and grew its arrays again from 8 to 1,024
+   *   positions about 200 times a second (~80 KB of arrays each time, 16 MB/s of garbage), and
+   *   its arrays went between 512 and 1,024 positions as the window's size moved about 128.
+   *   Costs 48 B per position kept (6 arrays): a table per LAN peer keeps the default.
+   */
+  constructor(opts: { keepPositions?: number } = {}) {
+    let keep = MIN_CAPACITY;
+    while (keep < (opts.keepPositions ?? 0)) keep *= 2;
+    this.keep = keep;
+  }
 
   get size(): number {
     return this.count;
@@ -230,16 +247,20 @@ export class ChurnTable<V> {
   }
 
   /**
-   * The tail is at the end: the live entries move to the front, in arrays of the smallest power
-   * of two (at least MIN_CAPACITY) positions that leaves at least three quarters of them free
-   * (so moving costs a third of an entry per insert, and buckets hold a quarter of an entry on
-   * average): the same arrays when that is their size, larger ones after growth, smaller ones
-   * after a burst.
+   * The tail is at the end: the live entries move to the front, in arrays that leave at least
+   * three quarters of the positions free (so moving costs a third of an entry per insert, and
+   * buckets hold a quarter of an entry on average): the same arrays while they do, larger ones
+   * after growth (the smallest power of two that does), smaller ones after a burst once four
+   * times smaller ones would do, but never fewer positions than `keep`. That slack means a window of
+   * messages whose size moves about a power of two (128 then 129 in flight) keeps its arrays.
    */
   private makeRoom(): void {
     const live = this.count;
-    let capacity = MIN_CAPACITY;
-    while (capacity < live * 4) capacity *= 2;
+    let needed = MIN_CAPACITY;
+    while (needed < live * 4) needed *= 2;
+    let capacity = this.capacity;
+    if (needed > capacity) capacity = needed;
+    else if (needed * 4 <= capacity && capacity > this.keep) capacity = Math.max(needed, this.keep);
     const same = capacity === this.capacity;
     const keys = same ? this.keys : new Array<string | undefined>(capacity).fill(undefined);
     const vals = same ? this.vals : new Array<V | undefined>(capacity).fill(undefined);
@@ -294,9 +315,9 @@ export class ChurnTable<V> {
     while (this.head < this.tail && this.keys[this.head] === undefined) this.head++;
   }
 
-  /** The last entry went: a small table starts again from position 0, a larger one is let go. */
+  /** The last entry went: a table of up to `keep` positions starts again from position 0, a larger one is let go. */
   private emptied(): void {
-    if (this.capacity > MIN_CAPACITY) return this.release();
+    if (this.capacity > this.keep) return this.release();
     // The arrays already hold nothing (each deletion cleared its position).
     this.buckets!.fill(-1);
     this.head = 0;

@@ -112,6 +112,52 @@ describe('ChurnTable, its own hash table (positions in insertion order, seeded b
     expect(t.first()).toBeUndefined();
   });
 
+  it('keeps its arrays while a window of entries moves about a power of two (no reallocation at each move)', () => {
+    const t = new ChurnTable<number>();
+    const seen = new Set<number>();
+    let next = 0;
+    let oldest = 0;
+    // A sender's window of messages awaiting their ACKs, 120 in flight for a while, then 140, and
+    // so on: each moves the tail through the arrays' end several times.
+    for (let round = 0; round < 40; round++) {
+      const size = round % 2 === 0 ? 140 : 120;
+      for (let i = 0; i < 3_000; i++) {
+        t.set(`m.${next}`, next++);
+        while (next - oldest > size) t.delete(`m.${oldest++}`);
+      }
+      if (round >= 2) seen.add(t.positions);
+    }
+    expect([...seen]).toEqual([1024]);
+  });
+
+  it('keepPositions: a table that empties again and again keeps its arrays, and still shrinks to them after a burst', () => {
+    const t = new ChurnTable<number>({ keepPositions: 1000 }); // rounded up to 1,024
+    const seen = new Set<number>();
+    for (let round = 0; round < 50; round++) {
+      for (let i = 0; i < 256; i++) t.set(`r${round}.${i}`, i); // a window of 256 sent
+      if (round >= 2) seen.add(t.positions);
+      for (let i = 0; i < 256; i++) t.delete(`r${round}.${i}`); // and acknowledged in one BATCH
+      if (round >= 2) seen.add(t.positions);
+      expect(t.size).toBe(0);
+    }
+    expect([...seen]).toEqual([512]); // grown once (8, 32, 128, 512), kept through every emptying
+    t.set('x', 1);
+    expect([...t.values()]).toEqual([1]);
+    expect(t.first()).toEqual(['x', 1]);
+    t.delete('x');
+    for (let i = 0; i < 10_000; i++) t.set(`b.${i}`, i);
+    expect(t.positions).toBeGreaterThanOrEqual(32_768);
+    for (let i = 0; i < 9_990; i++) t.delete(`b.${i}`);
+    for (let i = 0; i < 100_000; i++) {
+      t.set(`c.${i}`, i);
+      t.delete(`c.${i}`);
+    }
+    expect(t.positions).toBe(1024); // not below what it keeps
+    expect([...t.values()]).toEqual(Array.from({ length: 10 }, (_, i) => 9_990 + i));
+    for (let i = 9_990; i < 10_000; i++) t.delete(`b.${i}`);
+    expect(t.positions).toBe(1024);
+  });
+
   it('rehashes under a new seed when keys pile up in one bucket, and still finds every key', () => {
     const t = new ChurnTable<number>();
     const internals = t as unknown as { seed: number; hash(k: string): number };
