@@ -1,0 +1,92 @@
+/**
+ * What the bench process allocates on V8's heap during one phase of a benchmark, by allocation
+ * site, and per message: a preload for the bench process (the SDK's sender and the anchors'
+ * publishers live there).
+ *
+ *   node --import ./dist/bench/alloc-profile.js dist/bench/run.js --quick --only throughput
+ *
+ * It starts V8's sampling heap profiler (one sample per ~4 KiB allocated, objects the GC has
+ * collected since included) when the bench prints a note containing ALLOC_FROM (default
+ * `round 1: baseline`: the path round of `throughput` comes next), and stops at the next note
+ * containing ALLOC_TO (default `round 1: path`), whose `N msgs/s` gives the messages of the phase.
+ * It then prints the bytes allocated per message and the sites that allocated most (the function
+ * and its caller). ALLOC_OUT=FILE also writes the profile (a .heapprofile for Chrome's tools).
+ *
+ * Why: under a closed loop the sender's CPU per message moves with its garbage collections as
+ * much as with its code, and on a shared host its CPU time is noisy. Bytes allocated per message
+ * are not: they say whether a change made less garbage (for example 596 -> 473 B per message in
+ * PeerClient.send when its promise stopped making a closure).
+ */
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
+
+interface SamplingNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children: SamplingNode[];
+}
+
+const FROM = process.env.ALLOC_FROM ?? 'round 1: baseline';
+const TO = process.env.ALLOC_TO ?? 'round 1: path';
+const TOP = Number(process.env.ALLOC_TOP ?? 25);
+
+const session = new Session();
+session.connect();
+function post<T>(method: string, params?: object): Promise<T> {
+  return new Promise((resolve, reject) => session.post(method, params ?? {}, (err, result) => (err ? reject(err) : resolve(result as T))));
+}
+
+function where(n: SamplingNode): string {
+  const f = n.callFrame;
+  const file = f.url.replace(/^file:\/\//, '').split('/').slice(-2).join('/');
+  return `${f.functionName || '(anonymous)'}${file ? ` ${file}:${f.lineNumber + 1}` : ''}`;
+}
+
+/** Self bytes by "site < caller". */
+function bySite(root: SamplingNode): { total: number; sites: Map<string, number> } {
+  const sites = new Map<string, number>();
+  let total = 0;
+  const walk = (n: SamplingNode, caller: string): void => {
+    const here = where(n);
+    if (n.selfSize > 0) {
+      total += n.selfSize;
+      const key = caller ? `${here} < ${caller}` : here;
+      sites.set(key, (sites.get(key) ?? 0) + n.selfSize);
+    }
+    for (const c of n.children) walk(c, here);
+  };
+  walk(root, '');
+  return { total, sites };
+}
+
+function report(head: SamplingNode, ms: number, note: string): string {
+  const { total, sites } = bySite(head);
+  const rate = /(\d+) msgs\/s/.exec(note);
+  const messages = rate ? (Number(rate[1]) * ms) / 1000 : undefined;
+  const lines = [`[alloc] ${(total / 1e6).toFixed(1)} MB sampled in ${Math.round(ms)} ms` + (messages ? `, ~${Math.round(total / messages)} B per message (${Math.round(messages)} messages at the phase's rate)` : '')];
+  for (const [site, bytes] of [...sites].sort((a, b) => b[1] - a[1]).slice(0, TOP)) {
+    lines.push(`[alloc] ${((100 * bytes) / total).toFixed(1).padStart(5)}%` + (messages ? ` ${String(Math.round(bytes / messages)).padStart(5)} B/msg` : '') + `  ${site}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+let startedAt = 0;
+let done = false;
+const write = process.stderr.write.bind(process.stderr) as (chunk: string | Uint8Array, ...rest: unknown[]) => boolean;
+process.stderr.write = ((chunk: string | Uint8Array, ...rest: unknown[]): boolean => {
+  const text = String(chunk);
+  if (!done && startedAt === 0 && text.includes(FROM)) {
+    startedAt = performance.now();
+    void post('HeapProfiler.enable').then(() =>
+      post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true }),
+    );
+  } else if (!done && startedAt !== 0 && text.includes(TO)) {
+    done = true;
+    const ms = performance.now() - startedAt;
+    void post<{ profile: { head: SamplingNode } }>('HeapProfiler.stopSampling').then(({ profile }) => {
+      if (process.env.ALLOC_OUT) writeFileSync(process.env.ALLOC_OUT, JSON.stringify(profile));
+      write(report(profile.head, ms, text));
+    });
+  }
+  return write(chunk, ...rest);
+}) as typeof process.stderr.write;
