@@ -12,6 +12,13 @@
  * It then prints the bytes allocated per message and the sites that allocated most (the function
  * and its caller). ALLOC_OUT=FILE also writes the profile (a .heapprofile for Chrome's tools).
  *
+ * In a worker process (the receiver, relay or contact point, which print no notes), by time
+ * instead: ALLOC_AFTER_MS=N ALLOC_FOR_MS=M samples from N ms after the process starts for M ms,
+ * and prints to the worker's stderr without a per-message figure (divide by the phase's messages):
+ *
+ *   BENCH_WORKER_FLAGS="--import ./dist/bench/alloc-profile.js" ALLOC_AFTER_MS=9000 \
+ *     ALLOC_FOR_MS=3000 node dist/bench/run.js --quick --only throughput
+ *
  * Why: under a closed loop the sender's CPU per message moves with its garbage collections as
  * much as with its code, and on a shared host its CPU time is noisy. Bytes allocated per message
  * are not: they say whether a change made less garbage (for example 596 -> 473 B per message in
@@ -72,21 +79,36 @@ function report(head: SamplingNode, ms: number, note: string): string {
 
 let startedAt = 0;
 let done = false;
+
+function start(): void {
+  startedAt = performance.now();
+  void post('HeapProfiler.enable').then(() =>
+    post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true }),
+  );
+}
+
+function stop(note: string, out: (text: string) => void): void {
+  done = true;
+  const ms = performance.now() - startedAt;
+  void post<{ profile: { head: SamplingNode } }>('HeapProfiler.stopSampling').then(({ profile }) => {
+    if (process.env.ALLOC_OUT) writeFileSync(process.env.ALLOC_OUT, JSON.stringify(profile));
+    out(report(profile.head, ms, note));
+  });
+}
+
 const write = process.stderr.write.bind(process.stderr) as (chunk: string | Uint8Array, ...rest: unknown[]) => boolean;
-process.stderr.write = ((chunk: string | Uint8Array, ...rest: unknown[]): boolean => {
-  const text = String(chunk);
-  if (!done && startedAt === 0 && text.includes(FROM)) {
-    startedAt = performance.now();
-    void post('HeapProfiler.enable').then(() =>
-      post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true }),
-    );
-  } else if (!done && startedAt !== 0 && text.includes(TO)) {
-    done = true;
-    const ms = performance.now() - startedAt;
-    void post<{ profile: { head: SamplingNode } }>('HeapProfiler.stopSampling').then(({ profile }) => {
-      if (process.env.ALLOC_OUT) writeFileSync(process.env.ALLOC_OUT, JSON.stringify(profile));
-      write(report(profile.head, ms, text));
-    });
-  }
-  return write(chunk, ...rest);
-}) as typeof process.stderr.write;
+if (process.env.ALLOC_AFTER_MS !== undefined) {
+  const after = Number(process.env.ALLOC_AFTER_MS);
+  const span = Number(process.env.ALLOC_FOR_MS ?? 3000);
+  setTimeout(() => {
+    start();
+    setTimeout(() => stop('', (text) => void write(text.replaceAll('[alloc]', `[alloc ${process.pid}]`))), span).unref();
+  }, after).unref();
+} else {
+  process.stderr.write = ((chunk: string | Uint8Array, ...rest: unknown[]): boolean => {
+    const text = String(chunk);
+    if (!done && startedAt === 0 && text.includes(FROM)) start();
+    else if (!done && startedAt !== 0 && text.includes(TO)) stop(text, (report) => void write(report));
+    return write(chunk, ...rest);
+  }) as typeof process.stderr.write;
+}
