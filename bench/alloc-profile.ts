@@ -7,7 +7,7 @@
  *
  * It starts V8's sampling heap profiler (one sample per ~4 KiB allocated, objects the GC has
  * collected since included) when the bench prints a note containing ALLOC_FROM (default
- * `round 1: baseline`: the path round of `throughput` comes next), and stops at the next note
+ * `round 1 of`: the path round of `throughput` comes first), and stops at the next note
  * containing ALLOC_TO (default `round 1: path`), whose `N msgs/s` gives the messages of the phase.
  * It then prints the bytes allocated per message and the sites that allocated most (the function
  * and its caller). ALLOC_OUT=FILE also writes the profile (a .heapprofile for Chrome's tools).
@@ -33,7 +33,7 @@ interface SamplingNode {
   children: SamplingNode[];
 }
 
-const FROM = process.env.ALLOC_FROM ?? 'round 1: baseline';
+const FROM = process.env.ALLOC_FROM ?? 'round 1 of';
 const TO = process.env.ALLOC_TO ?? 'round 1: path';
 const TOP = Number(process.env.ALLOC_TOP ?? 25);
 
