@@ -270,9 +270,9 @@ const SMALL_FRAME_BYTES = 8 * 1024;
 /** per process: 64 KiB slabs, at most 8 free ones kept (512 KiB) */
 const smallFrames = new FrameSlabs(64 * 1024, SMALL_FRAME_BYTES, 8);
 
-/** How often writeFrame's buffers were not there to reuse (tests, benches). */
-export function frameBufferCounts(): { slabsMade: number; slabsFree: number; batchBuffersFree: number } {
-  return { slabsMade: smallFrames.made, slabsFree: smallFrames.freeCount, batchBuffersFree: batchBuffers.length };
+/** How many slabs writeFrame has made: how often none was free to reuse (tests). */
+export function frameBufferCounts(): { slabsMade: number } {
+  return { slabsMade: smallFrames.made };
 }
 
 /**
@@ -655,27 +655,26 @@ export class Link {
   private writeFrame(length: number, fill: (out: Buffer, at: number) => void): void {
     const masked = this.opts.role === 'client';
     const size = wsHeaderLength(length, masked) + length;
+    // Where the frame is written, and what gives that memory back once the socket wrote it.
+    let into: Buffer | undefined;
+    let written: (() => void) | undefined;
     if (size <= SMALL_FRAME_BYTES) {
       const slab = smallFrames.slabFor(size);
-      let out: Buffer;
-      try {
-        out = wsFrame(length, masked, fill, smallFrames.carved(slab, size));
-      } catch (err: unknown) {
-        slab.release();
-        return this.writeFailed(err);
-      }
-      this.socket!.write(out, slab.release);
-      return;
+      into = smallFrames.carved(slab, size);
+      written = slab.release;
+    } else if (length <= BATCH_BUFFER_BYTES - WS_HEADER_MAX_BYTES) {
+      const buffer = batchBuffers.pop() ?? Buffer.allocUnsafeSlow(BATCH_BUFFER_BYTES);
+      into = buffer;
+      written = () => void (batchBuffers.length < BATCH_BUFFERS_KEPT && batchBuffers.push(buffer));
     }
-    const reuse = length <= BATCH_BUFFER_BYTES - WS_HEADER_MAX_BYTES ? (batchBuffers.pop() ?? Buffer.allocUnsafeSlow(BATCH_BUFFER_BYTES)) : undefined;
     let out: Buffer;
     try {
-      out = wsFrame(length, masked, fill, reuse);
+      out = wsFrame(length, masked, fill, into);
     } catch (err: unknown) {
-      if (reuse && batchBuffers.length < BATCH_BUFFERS_KEPT) batchBuffers.push(reuse);
+      written?.();
       return this.writeFailed(err);
     }
-    this.socket!.write(out, reuse ? () => void (batchBuffers.length < BATCH_BUFFERS_KEPT && batchBuffers.push(reuse)) : undefined);
+    this.socket!.write(out, written);
   }
 
   /**
