@@ -294,7 +294,8 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
     const sender = await relaySender(relay, clients, TO);
 
     if (wantThroughput) {
-      note(`throughput: ${rounds} round(s) of ${tWarm} ms warm-up + ${tWindow} ms window, ${IN_FLIGHT} in flight; path, ${ctx.quick ? '' : 'path plain, '}NATS leaf, ${ctx.quick ? '' : 'path with in-process receiver, '}baseline`);
+      const order = ctx.quick ? ['path', 'NATS leaf', 'baseline'] : ['path', 'path plain', 'NATS leaf', 'path with in-process receiver', 'baseline'];
+      note(`throughput: ${rounds} round(s) of ${tWarm} ms warm-up + ${tWindow} ms window, ${IN_FLIGHT} in flight; ${order.join(', ')}`);
       const ack = await ctx.startWorker('ack-server', {});
       workers.push(ack);
       const baseSender = await ackServerSender(clients, ack.url, 'bench-base');

@@ -29,8 +29,7 @@ if (!haveNatsServer) console.warn(NO_NATS_REASON);
 const suite = cliSuite();
 const { start } = suite;
 
-/** Fails with `what` instead of hanging the test. */
-/** `what` names the wait in the error; a function is asked at the timeout (to say what was seen meanwhile). */
+/** Fails with `what` instead of hanging the test; a function is asked at the timeout (to say what was seen meanwhile). */
 function within<T>(p: Promise<T>, what: string | (() => string), ms = 5_000): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const name = (): string => (typeof what === 'string' ? what : what());
