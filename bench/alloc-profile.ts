@@ -1,18 +1,26 @@
 /**
- * What the bench process allocates on V8's heap during one phase of a benchmark, by allocation
- * site, and per message: a preload for the bench process (the SDK's sender and the anchors'
- * publishers live there).
+ * What a benchmark process allocates on V8's heap during one phase of a benchmark, by allocation
+ * site, and per message.
+ *
+ * The throughput rounds' SDK sender (a `loop-sender` worker, bench/loop.ts): sampled over each
+ * counted window, with the bytes per acked message:
+ *
+ *   BENCH_WORKER_FLAGS="--import ./dist/bench/alloc-profile.js" node dist/bench/run.js --quick --only throughput
+ *
+ * It starts V8's sampling heap profiler (one sample per ~4 KiB allocated, objects the GC has
+ * collected since included) when the loop starts counting and stops when it stops, then prints
+ * (to stderr, `[alloc sender PID]`) the bytes allocated per message and the sites that allocated
+ * most (the function and its caller). ALLOC_OUT=FILE also writes the profile (a .heapprofile for
+ * Chrome's tools; the pid is appended).
+ *
+ * In the bench process (the NATS anchor's publisher and the latency rounds' SDK sender live
+ * there), between two notes: from the first note containing ALLOC_FROM (default `round 1: path`,
+ * so the NATS round after it) to the next containing ALLOC_TO (default `round 1: NATS`), whose
+ * `N msgs/s` gives the messages of the phase:
  *
  *   node --import ./dist/bench/alloc-profile.js dist/bench/run.js --quick --only throughput
  *
- * It starts V8's sampling heap profiler (one sample per ~4 KiB allocated, objects the GC has
- * collected since included) when the bench prints a note containing ALLOC_FROM (default
- * `round 1 of`: the path round of `throughput` comes first), and stops at the next note
- * containing ALLOC_TO (default `round 1: path`), whose `N msgs/s` gives the messages of the phase.
- * It then prints the bytes allocated per message and the sites that allocated most (the function
- * and its caller). ALLOC_OUT=FILE also writes the profile (a .heapprofile for Chrome's tools).
- *
- * In a worker process (the receiver, relay or contact point, which print no notes), by time
+ * In any other worker (the receiver, relay or contact point, which print no notes), by time
  * instead: ALLOC_AFTER_MS=N ALLOC_FOR_MS=M samples from N ms after the process starts for M ms,
  * and prints to the worker's stderr without a per-message figure (divide by the phase's messages):
  *
@@ -24,6 +32,7 @@
  * are not: they say whether a change made less garbage (for example 596 -> 473 B per message in
  * PeerClient.send when its promise stopped making a closure).
  */
+import { subscribe } from 'node:diagnostics_channel';
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 
@@ -33,8 +42,10 @@ interface SamplingNode {
   children: SamplingNode[];
 }
 
-const FROM = process.env.ALLOC_FROM ?? 'round 1 of';
-const TO = process.env.ALLOC_TO ?? 'round 1: path';
+const FROM = process.env.ALLOC_FROM ?? 'round 1: path';
+const TO = process.env.ALLOC_TO ?? 'round 1: NATS';
+/** bench/loop.ts LOOP_CHANNEL (not imported: this preload loads nothing of the bench's before it runs) */
+const LOOP_CHANNEL = 'contact-point:bench:closed-loop';
 const TOP = Number(process.env.ALLOC_TOP ?? 25);
 
 const session = new Session();
@@ -66,11 +77,13 @@ function bySite(root: SamplingNode): { total: number; sites: Map<string, number>
   return { total, sites };
 }
 
-function report(head: SamplingNode, ms: number, note: string): string {
+/** `messages`: how many the phase carried, or a note whose `N msgs/s` gives them at the phase's rate. */
+function report(head: SamplingNode, ms: number, messagesOrNote: number | string): string {
   const { total, sites } = bySite(head);
-  const rate = /(\d+) msgs\/s/.exec(note);
-  const messages = rate ? (Number(rate[1]) * ms) / 1000 : undefined;
-  const lines = [`[alloc] ${(total / 1e6).toFixed(1)} MB sampled in ${Math.round(ms)} ms` + (messages ? `, ~${Math.round(total / messages)} B per message (${Math.round(messages)} messages at the phase's rate)` : '')];
+  const rate = typeof messagesOrNote === 'string' ? /(\d+) msgs\/s/.exec(messagesOrNote) : null;
+  const messages = typeof messagesOrNote === 'number' ? messagesOrNote : rate ? (Number(rate[1]) * ms) / 1000 : undefined;
+  const how = typeof messagesOrNote === 'number' ? 'acked in the window' : "at the phase's rate";
+  const lines = [`[alloc] ${(total / 1e6).toFixed(1)} MB sampled in ${Math.round(ms)} ms` + (messages ? `, ~${Math.round(total / messages)} B per message (${Math.round(messages)} messages ${how})` : '')];
   for (const [site, bytes] of [...sites].sort((a, b) => b[1] - a[1]).slice(0, TOP)) {
     lines.push(`[alloc] ${((100 * bytes) / total).toFixed(1).padStart(5)}%` + (messages ? ` ${String(Math.round(bytes / messages)).padStart(5)} B/msg` : '') + `  ${site}`);
   }
@@ -87,17 +100,25 @@ function start(): void {
   );
 }
 
-function stop(note: string, out: (text: string) => void): void {
+function stop(messagesOrNote: number | string, out: (text: string) => void, outFile = process.env.ALLOC_OUT): void {
   done = true;
   const ms = performance.now() - startedAt;
   void post<{ profile: { head: SamplingNode } }>('HeapProfiler.stopSampling').then(({ profile }) => {
-    if (process.env.ALLOC_OUT) writeFileSync(process.env.ALLOC_OUT, JSON.stringify(profile));
-    out(report(profile.head, ms, note));
+    if (outFile) writeFileSync(outFile, JSON.stringify(profile));
+    out(report(profile.head, ms, messagesOrNote));
   });
 }
 
 const write = process.stderr.write.bind(process.stderr) as (chunk: string | Uint8Array, ...rest: unknown[]) => boolean;
-if (process.env.ALLOC_AFTER_MS !== undefined) {
+if (process.argv[2] === 'loop-sender') {
+  // A throughput round's sender (bench/worker.js loop-sender): the counted window of its loop.
+  const tag = `[alloc sender ${process.pid}]`;
+  subscribe(LOOP_CHANNEL, (m) => {
+    const { on, acked } = m as { on: boolean; acked: number };
+    if (on && startedAt === 0) start();
+    else if (!on && startedAt !== 0 && !done) stop(acked, (text) => void write(text.replaceAll('[alloc]', tag)), process.env.ALLOC_OUT ? `${process.env.ALLOC_OUT}.${process.pid}` : undefined);
+  });
+} else if (process.env.ALLOC_AFTER_MS !== undefined) {
   const after = Number(process.env.ALLOC_AFTER_MS);
   const span = Number(process.env.ALLOC_FOR_MS ?? 3000);
   setTimeout(() => {

@@ -3,12 +3,13 @@
  * internal peer.
  *
  * Processes: the relay and the contact point each run in their own child process
- * (bench/worker.ts); the external SDK sender runs in this process.
- * - throughput: the internal SDK receiver runs in a third child process (so this process is
- *   only the sender, as the ack server's sender is in the baseline); the same path with the
- *   receiver in this process is measured too and reported as same_process_receiver_*.
- * - latency: the internal SDK receiver runs in this process and reads the sender's stamp on the
- *   same clock.
+ * (bench/worker.ts).
+ * - throughput: the internal SDK receiver runs in a third child process, and the external SDK
+ *   sender in a fresh child process of each round (bench/loop.ts), as the baseline's sender
+ *   does; the same path with the receiver in this process is measured too and reported as
+ *   same_process_receiver_*. The NATS anchor's publisher runs in this process.
+ * - latency: the external SDK sender and the internal SDK receiver run in this process, which
+ *   reads the sender's stamp on the same clock.
  *
  * - throughput: a closed loop keeps exactly IN_FLIGHT messages un-acked (each ACK sends the next
  *   one), warms up, then counts ACKs over a fixed window.
@@ -27,9 +28,10 @@ import { PeerClient } from '../core/peer/peer-client.js';
 import { AckServer } from './ack-server.js';
 import { cpuMsOf } from './anchors.js';
 import { NATS_SERVER } from './nats-server.js';
-import { NATS_SUBJECT, natsLeafMissing, startNatsLeafPath, type LoopSender } from './nats-throughput.js';
+import { remoteLoop, startLoop, type LoopSender, type LoopSenderConfig } from './loop.js';
+import { NATS_SUBJECT, natsLeafMissing, startNatsLeafPath } from './nats-throughput.js';
 import type { BenchContext } from './context.js';
-import type { WorkerHandle } from './ipc.js';
+import { WorkerHandle } from './ipc.js';
 import { cpuPercent, emit, gcBetween, hostBusyMs, median, noise, note, readStamp, round, Samples, sleep, stampedPayload, waitFor, watchGc } from './util.js';
 
 export const MSG_BYTES = 1024;
@@ -41,8 +43,6 @@ export const TARGET_MSGS_PER_S = 35_000;
 export const TARGET_P99_MS = 2;
 /** Issue 17 target 1: acked msgs/s at least this fraction of a NATS leaf pair's QoS 0 msgs/s. */
 export const TARGET_VS_NATS_LEAF = 0.8;
-/** Hard caps so no loop runs away, whatever the machine does. */
-const MAX_MESSAGES_PER_RUN = 5_000_000;
 const DRAIN_TIMEOUT_MS = 15_000;
 
 const CP_ID = 'bench-hq';
@@ -93,65 +93,38 @@ function plainFields(plain: readonly LoopResult[], anchor: number): Record<strin
   };
 }
 
-/** Closed loop with exactly `IN_FLIGHT` un-acked messages; counts ACKs over `windowMs` after `warmupMs`. */
-export async function closedLoop(sender: LoopSender, to: string, warmupMs: number, windowMs: number, workers: readonly WorkerHandle[]): Promise<LoopResult> {
-  let sent = 0;
-  let outstanding = 0;
-  let failed = 0;
-  let acked = 0;
-  let counting = false;
-  let stop = false;
-  let lastError: string | undefined;
-  let drained: () => void = () => {};
-  const allDone = new Promise<void>((r) => (drained = r));
-  const next = (): void => {
-    if (stop || sent >= MAX_MESSAGES_PER_RUN) {
-      if (outstanding === 0) drained();
-      return;
-    }
-    sent++;
-    outstanding++;
-    sender.send(to, payload(counting)).then(onAck, onFail);
-  };
-  const onAck = (): void => {
-    outstanding--;
-    if (counting) acked++;
-    next();
-  };
-  const onFail = (err: unknown): void => {
-    outstanding--;
-    failed++;
-    lastError = err instanceof Error ? err.message : String(err);
-    next();
-  };
-  for (let i = 0; i < IN_FLIGHT; i++) next();
+/**
+ * Closed loop with exactly `IN_FLIGHT` un-acked messages; counts ACKs over `windowMs` after
+ * `warmupMs`. `sender` is a sender in this process, or a `loop-sender` worker (bench/loop.ts),
+ * which runs the loop in its own process; its CPU is reported as `sender`.
+ */
+export async function closedLoop(sender: LoopSender | WorkerHandle, to: string, warmupMs: number, windowMs: number, workers: readonly WorkerHandle[]): Promise<LoopResult> {
+  const remote = sender instanceof WorkerHandle;
+  const loop = remote ? await remoteLoop(sender, to, IN_FLIGHT, MSG_BYTES) : startLoop(sender, to, IN_FLIGHT, MSG_BYTES);
+  const measured = remote ? [sender, ...workers] : workers;
   await sleep(warmupMs);
-  const retransmitsBefore = sender.stats.retransmits;
-  const cpuBefore = await Promise.all(workers.map((w) => w.call<NodeJS.CpuUsage>('cpu')));
-  const ioBefore = await Promise.all(workers.map((w) => w.call<Io>('io')));
+  const cpuBefore = await Promise.all(measured.map((w) => w.call<NodeJS.CpuUsage>('cpu')));
+  const ioBefore = await Promise.all(measured.map((w) => w.call<Io>('io')));
   const ownBefore = process.cpuUsage();
   const hostBefore = hostBusyMs();
-  acked = 0;
-  counting = true;
-  const t0 = performance.now();
+  const on = await loop.count(true);
   await sleep(windowMs);
-  counting = false;
-  const elapsed = performance.now() - t0;
-  const inWindow = acked;
+  const off = await loop.count(false);
+  // The loop's own clock: in a worker, the IPC round trips are not in the window.
+  const elapsed = off.at - on.at;
+  const inWindow = off.acked;
   const hostAfter = hostBusyMs();
   const ownAfter = process.cpuUsage();
-  const cpuAfter = await Promise.all(workers.map((w) => w.call<NodeJS.CpuUsage>('cpu')));
-  const ioAfter = await Promise.all(workers.map((w) => w.call<Io>('io')));
-  stop = true;
-  if (outstanding === 0) drained();
-  await Promise.race([allDone, sleep(DRAIN_TIMEOUT_MS)]);
+  const cpuAfter = await Promise.all(measured.map((w) => w.call<NodeJS.CpuUsage>('cpu')));
+  const ioAfter = await Promise.all(measured.map((w) => w.call<Io>('io')));
+  const { failed, lastError } = await loop.stop(DRAIN_TIMEOUT_MS);
   const cpu: Record<string, number> = { bench: cpuPercent(ownBefore, ownAfter, elapsed) };
   // Two workers of one role (the cluster's relay nodes): the second is `relay-2`.
-  const label = (role: string, i: number): string => (workers.findIndex((w) => w.role === role) === i ? role : `${role}-${i}`);
-  workers.forEach((w, i) => (cpu[label(w.role, i)] = cpuPercent(cpuBefore[i]!, cpuAfter[i]!, elapsed)));
+  const label = (role: string, i: number): string => (role === 'loop-sender' ? 'sender' : measured.findIndex((w) => w.role === role) === i ? role : `${role}-${i}`);
+  measured.forEach((w, i) => (cpu[label(w.role, i)] = cpuPercent(cpuBefore[i]!, cpuAfter[i]!, elapsed)));
   // Socket writes and reads per acked message in each worker (net.Socket only; IPC is not counted).
   const io: Record<string, { writes_per_msg: number; reads_per_msg: number; chunks_per_write: number }> = {};
-  workers.forEach((w, i) => {
+  measured.forEach((w, i) => {
     const a = ioAfter[i]!;
     const b = ioBefore[i]!;
     const writes = a.writes - b.writes;
@@ -169,7 +142,7 @@ export async function closedLoop(sender: LoopSender, to: string, warmupMs: numbe
     windowMs: elapsed,
     failed,
     lastError,
-    retransmits: sender.stats.retransmits - retransmitsBefore,
+    retransmits: off.retransmits - on.retransmits,
     cpu,
     io,
   };
@@ -298,19 +271,36 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
       note(`throughput: ${rounds} round(s) of ${tWarm} ms warm-up + ${tWindow} ms window, ${IN_FLIGHT} in flight; ${order.join(', ')}`);
       const ack = await ctx.startWorker('ack-server', {});
       workers.push(ack);
-      const baseSender = await ackServerSender(clients, ack.url, 'bench-base');
-      await baseSender.send('sink@ack-server', payload(false));
-      // The throughput receiver runs in its own process, so the bench process is only the sender.
+      // The throughput receiver runs in its own process, as does each round's sender (below).
       const sink = await ctx.startWorker('receiver', { url: cp.url, name: WORKER_RECEIVER });
       workers.push(sink);
       await waitFor(async () => (await relay.call<number>('peersCount', { id: CP_ID })) === 2, 10_000, 'the relay to learn the receiver worker');
-      await sender.send(TO_WORKER, payload(false));
-      // The SDK seals by default (the receiver has a sealing key); the same path plain says what the sealing costs.
-      const plainSender = await relaySender(relay, clients, TO_WORKER, 'bench-plain', 'off');
       // The anchor of issue 17 target 1: the same messages through a NATS leaf-node pair, QoS 0.
       const natsMissing = natsLeafMissing();
       const nats = natsMissing === undefined ? await startNatsLeafPath(ctx) : undefined;
       if (natsMissing !== undefined) note(`throughput: NATS leaf anchor skipped: ${natsMissing}`);
+
+      /**
+       * A round's sender: an external SDK sender in a fresh process of its own (bench/loop.ts), so
+       * that it measures the same work whatever ran before. In the bench process its GC followed
+       * the earlier rounds: a baseline round run first left the next path round with 2-4
+       * mark-compacts a second in one build and none in another (--trace-gc, 3 Dec 2026), ~25 %
+       * of the sender's CPU per message. One message reaches `probeTo` before it is timed.
+       */
+      const freshSender = async (at: 'relay' | 'ack-server', name: string, probeTo: string, seal: 'auto' | 'off' = 'auto'): Promise<WorkerHandle> => {
+        const secret = at === 'relay' ? await relay.call<string>('addCredential', { kind: 'external', id: name }) : 'x'.repeat(16); // the ack server takes any secret
+        const config: LoopSenderConfig = { url: at === 'relay' ? relay.url : ack.url, name, secret, seal, probeTo, probeBytes: MSG_BYTES };
+        return ctx.startWorker('loop-sender', config);
+      };
+      /** closedLoop with a fresh sender, stopped after it */
+      const roundOf = async (at: 'relay' | 'ack-server', name: string, to: string, on: readonly WorkerHandle[], seal: 'auto' | 'off' = 'auto'): Promise<LoopResult> => {
+        const s = await freshSender(at, name, to, seal);
+        try {
+          return await closedLoop(s, to, tWarm, tWindow, on);
+        } finally {
+          await s.stop();
+        }
+      };
 
       const path: LoopResult[] = [];
       const natsRounds: (LoopResult & { servers_cpu_pct: number })[] = [];
@@ -318,22 +308,16 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
       const inproc: LoopResult[] = [];
       const base: LoopResult[] = [];
       const loaded: { p50: number; p99: number; max: number; count: number }[] = [];
-      // The baseline goes last in each round. The SDK's sender lives in this process, and its
-      // GC follows what the process did before: a baseline round run first left the path round
-      // with 2-4 mark-compacts a second in one build and none in another (--trace-gc, 3 Dec
-      // 2026), which moved the path's sender by ~25 % in CPU per message; with the path first
-      // both builds read the same. The NATS publisher keeps nothing per message and reads the
-      // same after either.
       for (let r = 0; r < rounds; r++) {
         note(`  round ${r + 1} of ${rounds}`); // where a round starts (bench/alloc-profile.ts samples the path round from here)
         await sink.call('latency'); // drop warm-up samples
-        const p = await closedLoop(sender, TO_WORKER, tWarm, tWindow, [relay, cp, sink]);
+        const p = await roundOf('relay', `bench-src-${r + 1}`, TO_WORKER, [relay, cp, sink]);
         loaded.push(await sink.call('latency'));
         path.push(p);
         note(`  round ${r + 1}: path     ${Math.round(p.msgsPerS)} msgs/s cpu ${JSON.stringify(p.cpu)} io ${JSON.stringify(p.io)} host ${JSON.stringify(p.noise)}`);
         // What the sealing costs (a diagnostic): full runs only, to keep --quick short.
         if (!ctx.quick) {
-          const pl = await closedLoop(plainSender, TO_WORKER, tWarm, tWindow, [relay, cp, sink]);
+          const pl = await roundOf('relay', `bench-plain-${r + 1}`, TO_WORKER, [relay, cp, sink], 'off');
           plain.push(pl);
           note(`  round ${r + 1}: path, plain (not sealed) ${Math.round(pl.msgsPerS)} msgs/s cpu ${JSON.stringify(pl.cpu)} host ${JSON.stringify(pl.noise)}`);
         }
@@ -345,13 +329,13 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
           natsRounds.push({ ...n, servers_cpu_pct: serversPct });
           note(`  round ${r + 1}: NATS leaf pair, QoS 0 ${Math.round(n.msgsPerS)} msgs/s cpu ${JSON.stringify(n.cpu)} nats-servers ${serversPct}% (warm-up included) host ${JSON.stringify(n.noise)}`);
         }
-        // A diagnostic (how much the receiver's own process adds): full runs only, to keep --quick short.
+        // A diagnostic (the receiver in the bench process, which then holds nothing else): full runs only, to keep --quick short.
         if (!ctx.quick) {
-          const q = await closedLoop(sender, TO, tWarm, tWindow, [relay, cp]);
+          const q = await roundOf('relay', `bench-src-inproc-${r + 1}`, TO, [relay, cp]);
           inproc.push(q);
           note(`  round ${r + 1}: path, receiver in bench process ${Math.round(q.msgsPerS)} msgs/s cpu ${JSON.stringify(q.cpu)}`);
         }
-        const b = await closedLoop(baseSender, 'sink@ack-server', tWarm, tWindow, [ack]);
+        const b = await roundOf('ack-server', `bench-base-${r + 1}`, 'sink@ack-server', [ack]);
         base.push(b);
         note(`  round ${r + 1}: baseline ${Math.round(b.msgsPerS)} msgs/s cpu ${JSON.stringify(b.cpu)} host ${JSON.stringify(b.noise)}`);
       }
@@ -371,7 +355,7 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
         rounds: path.map((p) => Math.round(p.msgsPerS)),
         baseline_msgs_per_s: Math.round(baseline),
         baseline_rounds: base.map((b) => Math.round(b.msgsPerS)),
-        baseline: `same PeerClient sender, same 1 KiB acked messages, ${IN_FLIGHT} in flight, over ONE direct ws hop to a plain ws server that acks each message (child process)`,
+        baseline: `same PeerClient sender (a fresh child process per round), same 1 KiB acked messages, ${IN_FLIGHT} in flight, over ONE direct ws hop to a plain ws server that acks each message (child process)`,
         ratio: round(value / baseline),
         target: TARGET_MSGS_PER_S,
         target_ratio: round(value / TARGET_MSGS_PER_S),
@@ -399,7 +383,7 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
         ...(lastError ? { last_error: lastError } : {}),
         warmup_s: tWarm / 1000,
         window_s: tWindow / 1000,
-        topology: 'processes: relay, contact point, internal SDK receiver (each a child process), external SDK sender in the bench process; all on 127.0.0.1 (same_process_receiver_*: the receiver in the bench process instead)',
+        topology: 'processes: relay, contact point, internal SDK receiver, external SDK sender (each a child process; the sender a fresh one per round, as is the baseline\'s); all on 127.0.0.1 (same_process_receiver_*: the receiver in the bench process instead)',
         mode,
       });
       if (natsMissing !== undefined) {
@@ -421,7 +405,7 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
           cpu_pct: path.map((p) => p.cpu),
           nats_leaf_cpu_pct: natsRounds.map((n) => ({ ...n.cpu, 'nats-servers': n.servers_cpu_pct })),
           nats_leaf_host: natsRounds.map((n) => n.noise),
-          nats_leaf: `${NATS_SERVER} hub + leaf (leafnodes remote), @nats-io/transport-node publisher in the bench process on the hub, subscriber in a child process on the leaf; a message counts once the subscriber has it (its count comes back over the worker's IPC channel, once per event-loop turn: no acknowledgements on the NATS wire)`,
+          nats_leaf: `${NATS_SERVER} hub + leaf (leafnodes remote), @nats-io/transport-node publisher in the bench process (which runs nothing else during its round) on the hub, subscriber in a child process on the leaf; a message counts once the subscriber has it (its count comes back over the worker's IPC channel, once per event-loop turn: no acknowledgements on the NATS wire)`,
           warmup_s: tWarm / 1000,
           window_s: tWindow / 1000,
           mode,

@@ -17,6 +17,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import type { BenchContext } from './context.js';
 import type { WorkerHandle } from './ipc.js';
 import { missing, startNatsLeaf } from './anchors.js';
+import type { LoopSender } from './loop.js';
 import { readStamp, Samples, sleep } from './util.js';
 
 /** The subject the anchor's messages go to: where a message for peer `sink` would be published. */
@@ -28,12 +29,6 @@ const SUBSCRIBE_SUBJECT = 'peer.sink.>';
 const INTEREST_TIMEOUT_MS = 10_000;
 /** The worker event that carries the subscriber's running count. */
 const RECEIVED_EVENT = 'received';
-
-/** What closedLoop needs of a sender: ours is a PeerClient. */
-export interface LoopSender {
-  send(to: string, payload: Buffer): Promise<unknown>;
-  readonly stats: { readonly retransmits: number };
-}
 
 /** A started anchor: a sender for closedLoop, the subscriber's worker (for its CPU), and stop(). */
 export interface NatsLeafPath {

@@ -177,7 +177,8 @@ async function main(): Promise<void> {
       // line V8 ignores a growth factor below 2, so as its maximum), unless BENCH_WORKER_FLAGS chose its size.
       // Every role, the baselines' too (ack server, forwarders, the NATS subscriber), so that no
       // ratio comes from the setting rather than the work; the SDK roles as `contact-point peer` runs.
-      if (!youngSizeChosen([...workerFlags, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)])) execArgv.push(YOUNG_FLAG);
+      // The throughput rounds' SDK sender (loop-sender) keeps node's default, as the bench process does (YOUNG_FLAG).
+      if (role !== 'loop-sender' && !youngSizeChosen([...workerFlags, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)])) execArgv.push(YOUNG_FLAG);
       if (args.cpuProfDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${args.cpuProfDir}`, `--cpu-prof-name=${role}.${++seq}.cpuprofile`);
       return WorkerHandle.start(workerScript, role, config, execArgv);
     },
@@ -220,7 +221,8 @@ async function main(): Promise<void> {
 
 /**
  * The young generation's size for every worker (see startWorker). The bench process itself, which
- * holds the SDK senders and the NATS publisher as an application would, keeps node's default:
+ * holds the SDK senders and the NATS publisher as an application would, keeps node's default, as
+ * does the `loop-sender` worker (the throughput rounds' sender, bench/loop.ts):
  * with up to 256 messages in flight a sender's messages outlive a 1 MiB young generation, and
  * it ran a mark-compact about every second (a sealing run: 20-24 in the paced windows, against
  * 0 with node's default, and 10-25% fewer plain msgs/s).

@@ -2,7 +2,7 @@
  * One benchmark role in its own process, so the relay and the contact point each get their own
  * event loop (and their own heap to measure), as they would on real hosts.
  *
- *   node dist/bench/worker.js <relay|contact-point|ack-server|receiver|nats-receiver|lan|forwarder|ws-forwarder|load> '<json config>'
+ *   node dist/bench/worker.js <relay|contact-point|ack-server|receiver|loop-sender|nats-receiver|lan|forwarder|ws-forwarder|load> '<json config>'
  *
  * Started by bench/run.ts with child_process.fork; it reports `{ ready: { role, pid, url } }`
  * over IPC and then answers requests ({ id, op, args } -> { id, ok, result | error }).
@@ -35,6 +35,7 @@ import { startLoad } from './mediation-load.js';
 import { startScraper } from './metrics.js';
 import { startOffices, type OfficesConfig } from './offices.js';
 import { startNatsReceiver } from './nats-throughput.js';
+import { startLoopSender, type LoopSenderConfig } from './loop.js';
 import { startForwarder, startLan } from './mediation-services.js';
 import { gcEventsBetween, readStamp, Samples, sentStamp, watchGc } from './util.js';
 import { startWsForwarder } from './ws-forwarder.js';
@@ -382,8 +383,9 @@ async function main(): Promise<void> {
   // As `contact-point relay | serve | start` do (core/runtime/allocator.ts: primed at the first
   // stream); the harness roles (lan, load) too, so that neither the direct baseline nor the path
   // is limited by them: they prime at once.
+  // The SDK's sender (loop-sender) runs as an application would hold it, as in the bench process: unprimed.
   if (role === 'relay' || role === 'contact-point') primeAllocatorOnBulk();
-  else primeAllocator();
+  else if (role !== 'loop-sender') primeAllocator();
   // As `contact-point relay | serve | start` do for the forwarding processes (core/runtime/gc.ts);
   // the harness roles keep node's default.
   if (role === 'relay' || role === 'contact-point') gcOnMainThread();
@@ -395,6 +397,7 @@ async function main(): Promise<void> {
     else if (role === 'contact-point') started = await startContactPoint(config as Parameters<typeof startContactPoint>[0]);
     else if (role === 'ack-server') started = await startAckServer();
     else if (role === 'receiver') started = await startReceiver(config as { url: string; name: string });
+    else if (role === 'loop-sender') started = await startLoopSender(config as unknown as LoopSenderConfig);
     else if (role === 'nats-receiver') started = await startNatsReceiver(config as { url: string });
     else if (role === 'lan') started = await startLan();
     else if (role === 'forwarder') started = await startForwarder(config as { target: number });
