@@ -123,7 +123,7 @@ if (process.argv[2] === 'loop-sender') {
   const span = Number(process.env.ALLOC_FOR_MS ?? 3000);
   setTimeout(() => {
     start();
-    setTimeout(() => stop('', (text) => void write(text.replaceAll('[alloc]', `[alloc ${process.pid}]`))), span).unref();
+    setTimeout(() => stop('', (text) => void write(text.replaceAll('[alloc]', `[alloc ${process.argv[2] ?? 'process'} ${process.pid}]`))), span).unref();
   }, after).unref();
 } else {
   process.stderr.write = ((chunk: string | Uint8Array, ...rest: unknown[]): boolean => {
