@@ -26,6 +26,7 @@ import { SealKey } from '../core/protocol/seal.js';
 import { cpuMsOf, missing, rssOf, SEGMENT_HEADER_BYTES, startMosquittoBridge, startNatsLeaf, tcpCounters, type Anchor, type TcpCounters } from './anchors.js';
 import type { BenchContext } from './context.js';
 import type { WorkerHandle } from './ipc.js';
+import type { FloorKind } from './conn-floor.js';
 import { emit, note, pool, round, sleep, waitFor } from './util.js';
 
 export const FOOTPRINT_PEERS = 5_000;
@@ -39,6 +40,45 @@ export const TARGET_IDLE_BYTES_PER_MIN = 300;
 export const CONCURRENCY = 16;
 const CONNECT_TIMEOUT_MS = 60_000;
 const CP_ID = 'bench-hq';
+
+/** Per accepted connection in a bare server of each kind (bench/conn-floor.ts): RSS and heap growth after a forced GC. */
+type Floor = Record<FloorKind, { rss: number; heap: number }>;
+
+/**
+ * The floor under the memory targets, measured in this run: what `n` connections cost a bare
+ * `net` server and a bare ws server (as the peer port sets it up), each in a worker process of its
+ * own with the same node flags as the contact point, the clients in another.
+ */
+async function measureFloor(ctx: BenchContext, n: number, workers: WorkerHandle[]): Promise<Floor> {
+  const out: Partial<Floor> = {};
+  for (const kind of ['net', 'ws'] as const) {
+    const server = await ctx.startWorker('conn-floor', { kind }, { exposeGc: true });
+    workers.push(server);
+    await sleep(500);
+    const m0 = await server.call<NodeJS.MemoryUsage>('memory');
+    const clients = await ctx.startWorker('conn-floor-clients', { url: server.url, n, concurrency: CONCURRENCY * 4 });
+    workers.push(clients);
+    await waitFor(async () => (await server.call<number>('held')) === n, CONNECT_TIMEOUT_MS, `the ${kind} floor server to hold ${n} connections`, 20);
+    await sleep(1_000);
+    const m1 = await server.call<NodeJS.MemoryUsage>('memory');
+    out[kind] = { rss: Math.round((m1.rss - m0.rss) / n), heap: Math.round((m1.heapUsed - m0.heapUsed) / n) };
+    await clients.stop();
+    await server.stop();
+  }
+  return out as Floor;
+}
+
+/** The floor's fields for a memory line whose value is `rss` per connection. */
+function floorFields(floor: Floor, rss: number): Record<string, unknown> {
+  return {
+    ws_floor_rss_per_connection: floor.ws.rss,
+    ws_floor_heap_per_connection: floor.ws.heap,
+    net_floor_rss_per_connection: floor.net.rss,
+    net_floor_heap_per_connection: floor.net.heap,
+    above_ws_floor: rss - floor.ws.rss,
+    floor_basis: 'RSS and heap growth per accepted connection of a bare ws server (the ws library as the peer port and the relay set it up) and of a bare net server, each in a worker with the same node flags, same run: what one connection costs before any state of ours',
+  };
+}
 
 interface HeapSpace {
   readonly space_name: string;
@@ -231,6 +271,8 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
     const anchorIdle0 = await Promise.all(measured.map((m) => tcpCounters(m.upstreamPort)));
     const a0 = Date.now();
     const office = await measureOffices(ctx, offices, workers);
+    const floor = await measureFloor(ctx, n, workers);
+    note(`  floor: a bare ws server ${floor.ws.rss} B RSS per connection (heap ${floor.ws.heap}), a bare net server ${floor.net.rss} B (heap ${floor.net.heap})`);
     note(`  idle windows: ${windowMs / 1000} s`);
     await sleep(Math.max(0, w0 + windowMs - Date.now(), a0 + windowMs - Date.now()));
     const ourIdle1 = await tcpCounters(relayPort);
@@ -261,6 +303,7 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
       ...(mq ? { mosquitto_rss_per_client: mq.rssPerClient, ratio_vs_mosquitto: round(cpPerPeer.rss / mq.rssPerClient) } : {}),
       ...(nats ? { nats_leaf_rss_per_client: nats.rssPerClient, ratio_vs_nats: round(cpPerPeer.rss / nats.rssPerClient) } : {}),
       baseline: 'RSS growth per connected, subscribed client of the bridged local mosquitto and of the NATS leaf server, same run',
+      ...floorFields(floor, cpPerPeer.rss),
       target: TARGET_CP_BYTES_PER_PEER,
       target_met: cpPerPeer.rss <= TARGET_CP_BYTES_PER_PEER,
       ...common,
@@ -278,6 +321,7 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
       new_space_growth_per_office: office.newSpace,
       new_space_note: "V8's young generation grown while the offices connected: part of the RSS growth (its pages stay resident after a GC), not per-office state",
       offices_up_ms: office.upMs,
+      ...floorFields(floor, office.rss),
       target: TARGET_RELAY_BYTES_PER_OFFICE,
       target_met: office.rss <= TARGET_RELAY_BYTES_PER_OFFICE,
       offices,

@@ -2,7 +2,7 @@
  * One benchmark role in its own process, so the relay and the contact point each get their own
  * event loop (and their own heap to measure), as they would on real hosts.
  *
- *   node dist/bench/worker.js <relay|contact-point|ack-server|receiver|loop-sender|nats-receiver|lan|forwarder|ws-forwarder|load> '<json config>'
+ *   node dist/bench/worker.js <relay|contact-point|ack-server|receiver|loop-sender|conn-floor|conn-floor-clients|nats-receiver|lan|forwarder|ws-forwarder|load> '<json config>'
  *
  * Started by bench/run.ts with child_process.fork; it reports `{ ready: { role, pid, url } }`
  * over IPC and then answers requests ({ id, op, args } -> { id, ok, result | error }).
@@ -36,6 +36,7 @@ import { startScraper } from './metrics.js';
 import { startOffices, type OfficesConfig } from './offices.js';
 import { startNatsReceiver } from './nats-throughput.js';
 import { startLoopSender, type LoopSenderConfig } from './loop.js';
+import { startFloorClients, startFloorServer, type FloorKind } from './conn-floor.js';
 import { startForwarder, startLan } from './mediation-services.js';
 import { gcEventsBetween, readStamp, Samples, sentStamp, watchGc } from './util.js';
 import { startWsForwarder } from './ws-forwarder.js';
@@ -398,6 +399,8 @@ async function main(): Promise<void> {
     else if (role === 'ack-server') started = await startAckServer();
     else if (role === 'receiver') started = await startReceiver(config as { url: string; name: string });
     else if (role === 'loop-sender') started = await startLoopSender(config as unknown as LoopSenderConfig);
+    else if (role === 'conn-floor') started = await startFloorServer(config as { kind: FloorKind });
+    else if (role === 'conn-floor-clients') started = await startFloorClients(config as { url: string; n: number; concurrency: number });
     else if (role === 'nats-receiver') started = await startNatsReceiver(config as { url: string });
     else if (role === 'lan') started = await startLan();
     else if (role === 'forwarder') started = await startForwarder(config as { target: number });
