@@ -81,6 +81,11 @@ interface Io {
   bytesRead: number;
 }
 
+/** CPU µs per message of all the processes a loop measured (their CPU % over its msgs/s). */
+function cpuUsPerMsg(r: LoopResult): number {
+  return round((Object.values(r.cpu).reduce((a, b) => a + b, 0) * 1e4) / Math.max(1, r.msgsPerS), 2);
+}
+
 /** messages.throughput_vs_nats_leaf's fields for the plain (not sealed) rounds, against the NATS leaf's msgs/s. */
 function plainFields(plain: readonly LoopResult[], anchor: number): Record<string, unknown> {
   const value = median(plain.map((p) => p.msgsPerS));
@@ -98,7 +103,15 @@ function plainFields(plain: readonly LoopResult[], anchor: number): Record<strin
  * `warmupMs`. `sender` is a sender in this process, or a `loop-sender` worker (bench/loop.ts),
  * which runs the loop in its own process; its CPU is reported as `sender`.
  */
-export async function closedLoop(sender: LoopSender | WorkerHandle, to: string, warmupMs: number, windowMs: number, workers: readonly WorkerHandle[]): Promise<LoopResult> {
+export async function closedLoop(
+  sender: LoopSender | WorkerHandle,
+  to: string,
+  warmupMs: number,
+  windowMs: number,
+  workers: readonly WorkerHandle[],
+  /** other processes on the path (not workers: an anchor's servers), by label: their CPU over the same window, from /proc */
+  processes: Record<string, readonly number[]> = {},
+): Promise<LoopResult> {
   const remote = sender instanceof WorkerHandle;
   const loop = remote ? await remoteLoop(sender, to, IN_FLIGHT, MSG_BYTES) : startLoop(sender, to, IN_FLIGHT, MSG_BYTES);
   const measured = remote ? [sender, ...workers] : workers;
@@ -107,6 +120,8 @@ export async function closedLoop(sender: LoopSender | WorkerHandle, to: string, 
   const ioBefore = await Promise.all(measured.map((w) => w.call<Io>('io')));
   const ownBefore = process.cpuUsage();
   const hostBefore = hostBusyMs();
+  const processCpu = (): Record<string, number> => Object.fromEntries(Object.entries(processes).map(([label, pids]) => [label, pids.reduce((a, pid) => a + cpuMsOf(pid), 0)]));
+  const processesBefore = processCpu();
   const on = await loop.count(true);
   await sleep(windowMs);
   const off = await loop.count(false);
@@ -115,6 +130,7 @@ export async function closedLoop(sender: LoopSender | WorkerHandle, to: string, 
   const inWindow = off.acked;
   const hostAfter = hostBusyMs();
   const ownAfter = process.cpuUsage();
+  const processesAfter = processCpu();
   const cpuAfter = await Promise.all(measured.map((w) => w.call<NodeJS.CpuUsage>('cpu')));
   const ioAfter = await Promise.all(measured.map((w) => w.call<Io>('io')));
   const { failed, lastError } = await loop.stop(DRAIN_TIMEOUT_MS);
@@ -122,6 +138,8 @@ export async function closedLoop(sender: LoopSender | WorkerHandle, to: string, 
   // Two workers of one role (the cluster's relay nodes): the second is `relay-2`.
   const label = (role: string, i: number): string => (role === 'loop-sender' ? 'sender' : measured.findIndex((w) => w.role === role) === i ? role : `${role}-${i}`);
   measured.forEach((w, i) => (cpu[label(w.role, i)] = cpuPercent(cpuBefore[i]!, cpuAfter[i]!, elapsed)));
+  // /proc counts in clock ticks (10 ms): about 1 % of a 3 s window.
+  for (const name of Object.keys(processes)) cpu[name] = round(((processesAfter[name]! - processesBefore[name]!) / elapsed) * 100, 1);
   // Socket writes and reads per acked message in each worker (net.Socket only; IPC is not counted).
   const io: Record<string, { writes_per_msg: number; reads_per_msg: number; chunks_per_write: number }> = {};
   measured.forEach((w, i) => {
@@ -303,7 +321,7 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
       };
 
       const path: LoopResult[] = [];
-      const natsRounds: (LoopResult & { servers_cpu_pct: number })[] = [];
+      const natsRounds: LoopResult[] = [];
       const plain: LoopResult[] = [];
       const inproc: LoopResult[] = [];
       const base: LoopResult[] = [];
@@ -322,12 +340,9 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
           note(`  round ${r + 1}: path, plain (not sealed) ${Math.round(pl.msgsPerS)} msgs/s cpu ${JSON.stringify(pl.cpu)} host ${JSON.stringify(pl.noise)}`);
         }
         if (nats) {
-          const serversBefore = nats.pids.reduce((a, pid) => a + cpuMsOf(pid), 0);
-          const t0 = performance.now();
-          const n = await closedLoop(nats.sender, NATS_SUBJECT, tWarm, tWindow, [nats.receiver]);
-          const serversPct = round(((nats.pids.reduce((a, pid) => a + cpuMsOf(pid), 0) - serversBefore) / (performance.now() - t0)) * 100, 1);
-          natsRounds.push({ ...n, servers_cpu_pct: serversPct });
-          note(`  round ${r + 1}: NATS leaf pair, QoS 0 ${Math.round(n.msgsPerS)} msgs/s cpu ${JSON.stringify(n.cpu)} nats-servers ${serversPct}% (warm-up included) host ${JSON.stringify(n.noise)}`);
+          const n = await closedLoop(nats.sender, NATS_SUBJECT, tWarm, tWindow, [nats.receiver], { 'nats-servers': nats.pids });
+          natsRounds.push(n);
+          note(`  round ${r + 1}: NATS leaf pair, QoS 0 ${Math.round(n.msgsPerS)} msgs/s cpu ${JSON.stringify(n.cpu)} host ${JSON.stringify(n.noise)}`);
         }
         // A diagnostic (the receiver in the bench process, which then holds nothing else): full runs only, to keep --quick short.
         if (!ctx.quick) {
@@ -403,7 +418,13 @@ export async function runMessages(ctx: BenchContext): Promise<void> {
           ratio_rounds: path.map((p, i) => round(p.msgsPerS / natsRounds[i]!.msgsPerS)),
           ...(plain.length ? plainFields(plain, anchor) : { plain: 'skipped: measured in full runs only' }),
           cpu_pct: path.map((p) => p.cpu),
-          nats_leaf_cpu_pct: natsRounds.map((n) => ({ ...n.cpu, 'nats-servers': n.servers_cpu_pct })),
+          nats_leaf_cpu_pct: natsRounds.map((n) => n.cpu),
+          // CPU per message of every process on each path (ours: sender, relay, contact point, receiver;
+          // NATS: publisher, both servers, subscriber), and NATS's over ours: the same ratio without the
+          // wall clock, which the host's moods move more than the work.
+          cpu_us_per_msg_rounds: path.map((p) => cpuUsPerMsg(p)),
+          nats_leaf_cpu_us_per_msg_rounds: natsRounds.map((n) => cpuUsPerMsg(n)),
+          cpu_per_msg_ratio: round(median(natsRounds.map((n) => cpuUsPerMsg(n))) / median(path.map((p) => cpuUsPerMsg(p)))),
           nats_leaf_host: natsRounds.map((n) => n.noise),
           nats_leaf: `${NATS_SERVER} hub + leaf (leafnodes remote), @nats-io/transport-node publisher in the bench process (which runs nothing else during its round) on the hub, subscriber in a child process on the leaf; a message counts once the subscriber has it (its count comes back over the worker's IPC channel, once per event-loop turn: no acknowledgements on the NATS wire)`,
           warmup_s: tWarm / 1000,
