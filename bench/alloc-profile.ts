@@ -14,9 +14,9 @@
  * Chrome's tools; the pid is appended).
  *
  * In the bench process (the NATS anchor's publisher and the latency rounds' SDK sender live
- * there), between two notes: from the first note containing ALLOC_FROM (default `round 1: path`,
- * so the NATS round after it) to the next containing ALLOC_TO (default `round 1: NATS`), whose
- * `N msgs/s` gives the messages of the phase:
+ * there), between two notes: from the first note containing ALLOC_FROM (default `round 1: path`)
+ * to the next containing ALLOC_TO (default `round 1: NATS`), whose `N msgs/s` gives the messages
+ * of the phase: in a --quick run, the NATS round (a full run has the plain path's round between):
  *
  *   node --import ./dist/bench/alloc-profile.js dist/bench/run.js --quick --only throughput
  *
