@@ -34,7 +34,7 @@ export async function registeredPeer(
   cp: ContactPoint,
   name: string,
   cleanup: (fn: () => Promise<void>) => void,
-  o: { onMessage?: (m: InboundMessage) => void; ackTimeoutMs?: number } = {},
+  o: { onMessage?: (m: InboundMessage) => void | Promise<void>; ackTimeoutMs?: number } = {},
 ): Promise<PeerClient> {
   const c = new PeerClient({ role: 'peer', url: cp.peerPortUrl, name, identity: PeerIdentity.generate(), logger, timing: FAST, ...(o.onMessage ? { onMessage: o.onMessage } : {}), ...(o.ackTimeoutMs !== undefined ? { ackTimeoutMs: o.ackTimeoutMs } : {}) });
   cleanup(() => c.stop());

@@ -238,6 +238,8 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   private readonly sealMaxAgeMs: number;
   /** the contact point's key did not match the pin: nothing is sealed or sent until a new client */
   private keyFailure: SealError | undefined;
+  /** The refusal that stopped this client for good (until start() again): later sends fail with it at once. */
+  private refusal: { code: number; reason: string } | undefined;
   /** sealed bundles awaiting their ACK, by wire id */
   private readonly bundles = new ChurnTable<Bundle>({ keepPositions: TABLE_KEEP_POSITIONS });
   /**
@@ -307,6 +309,13 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
       this.emit('status', s);
       if (s.state === 'stopped' && s.lastError) this.failReady(new Error(s.lastError));
       else if (s.state === 'reconnecting' && s.lastErrorCode !== undefined && s.lastError) this.failReady(new Error(s.lastError), s.lastErrorCode);
+    });
+    // A refusal retrying cannot fix (REVOKED mid-session, BAD_CREDENTIALS at a hello): the
+    // dialer stops for good, so what waits for an acknowledgement can never be delivered. It
+    // fails now, with the refusal, instead of at its deadline.
+    this.dialer.on('rejected', (code: number, why: string) => {
+      this.refusal = { code, reason: `not sent: the connection was refused for good (${why})` };
+      this.failPending(this.refusal.code, this.refusal.reason);
     });
     this.dialer.on('up', (link, welcome) => {
       if (welcome.address !== undefined && !parseAddress(welcome.address)) {
@@ -388,6 +397,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   }
 
   start(): this {
+    this.refusal = undefined;
     this.dialer.start();
     if (!this.sweeper) {
       this.sweeper = setInterval(() => this.sweep(), Math.max(50, Math.min(250, this.ackTimeoutMs / 4)));
@@ -521,6 +531,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   send(to: string, data: Uint8Array | string, opts?: { deadlineMs?: number }): Promise<Receipt> {
     const id = this.ids.next();
     if (this.keyFailure) return Promise.reject(new DeliveryError(this.keyFailure.code, this.keyFailure.reason, id));
+    if (this.refusal) return Promise.reject(new DeliveryError(this.refusal.code, this.refusal.reason, id));
     const payload = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     if (!parseAddress(to)) return Promise.reject(new DeliveryError(Status.BAD_ADDRESS, `"${to}" is not name@domain`, id));
     if (payload.length > this.maxMessageBytes) {
@@ -847,6 +858,16 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
   }
 
   /** Gives up on `p` with a refusal of this end's own. */
+  /** Fails every message that awaits its acknowledgement (the client can no longer deliver any). */
+  private failPending(code: number, reason: string): void {
+    const pending = [...this.outbox.values()];
+    this.outbox.clear();
+    this.bundles.clear();
+    this.sealTurn.clear();
+    this.stats.refused += pending.length;
+    for (const p of pending) p.reject(new DeliveryError(code, reason, p.id));
+  }
+
   private fail(p: Pending, code: number, reason: string): void {
     this.outbox.delete(p.id);
     this.stats.refused++;

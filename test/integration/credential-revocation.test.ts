@@ -5,10 +5,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ContactPoint } from '../../core/contact-point/contact-point.js';
 import { Operator } from '../../core/peer/operator.js';
 import { PeerClient } from '../../core/peer/peer-client.js';
+import { DeliveryError } from '../../core/protocol/errors.js';
 import { Status } from '../../core/protocol/status.js';
 import { CredentialStore } from '../../core/relay/credentials.js';
 import { Relay } from '../../core/relay/relay.js';
-import { FAST, logger, waitFor } from '../helpers.js';
+import { FAST, logger, registeredPeer, waitFor } from '../helpers.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -79,5 +80,43 @@ describe('revoking a credential at the relay', () => {
     expect(sessions.map((op) => op.client.status().lastErrorCode)).toEqual([Status.REVOKED, Status.REVOKED, Status.REVOKED]);
     await waitFor(() => cp.ports.list().length === 0, 3_000, 'their LAN ports closed');
     expect(relay.status().externals).toBe(0);
+  });
+
+  it('fails the sends still waiting for their acknowledgement with REVOKED at once, not at their deadline', async () => {
+    const { store, relay, url, cp } = await startRelayAndContactPoint();
+    const aliceSecret = await store.add('external', 'alice');
+    // A receiver that takes the message and never finishes with it: its ACK never comes.
+    let taken = 0;
+    await registeredPeer(cp, 'printer', (fn) => cleanups.push(fn), {
+      onMessage: () => {
+        taken++;
+        return new Promise<void>(() => undefined);
+      },
+    });
+    const alice = new PeerClient({ role: 'external', url, name: 'alice', secret: aliceSecret, logger, timing: FAST });
+    alice.start();
+    cleanups.push(() => alice.stop());
+    await alice.ready();
+    // A deadline past the test's own timeout: only the revocation can settle this send in time.
+    const outcome = alice.send('printer@acme-hq', 'hello', { deadlineMs: 120_000 }).then(
+      () => 'delivered',
+      (err: unknown) => err,
+    );
+    await waitFor(() => taken === 1, 5_000, 'the message at the printer');
+
+    await store.remove('external', 'alice');
+    relay.recheckSessions();
+    const err = await outcome;
+    expect(err).toBeInstanceOf(DeliveryError);
+    expect((err as DeliveryError).code).toBe(Status.REVOKED);
+    expect((err as DeliveryError).reason).toContain('revoked');
+    expect(alice.status().state).toBe('stopped');
+    // A send after it fails at once too, with the reason, rather than wait for a connection that will not come.
+    const later = await alice.send('printer@acme-hq', 'again', { deadlineMs: 120_000 }).then(
+      () => 'delivered',
+      (e: unknown) => e,
+    );
+    expect(later).toBeInstanceOf(DeliveryError);
+    expect((later as DeliveryError).code).toBe(Status.REVOKED);
   });
 });
