@@ -135,7 +135,7 @@ const args = process.argv.slice(2);
 const options: Options = { top: 25, timeline: false };
 const files: string[] = [];
 for (let i = 0; i < args.length; i++) {
-  const flag = args[i]!;
+  const flag = args[i]!; // an option, or a profile file or folder
   if (flag === '--top') options.top = numberAfter(flag, args[++i]);
   else if (flag === '--timeline') options.timeline = true;
   else if (flag === '--from') options.from = numberAfter(flag, args[++i]);
@@ -150,13 +150,10 @@ for (let i = 0; i < args.length; i++) {
   else if (flag.startsWith('--')) {
     process.stderr.write(`unknown option ${flag}\n${USAGE}`);
     process.exit(2);
+  } else if (statSync(flag).isDirectory()) {
+    for (const f of readdirSync(flag).sort()) if (f.endsWith('.cpuprofile')) files.push(join(flag, f));
   } else {
-    const a = args[i]!;
-    if (statSync(a).isDirectory()) {
-      for (const f of readdirSync(a).sort()) if (f.endsWith('.cpuprofile')) files.push(join(a, f));
-    } else {
-      files.push(a);
-    }
+    files.push(flag);
   }
 }
 if (files.length === 0) {

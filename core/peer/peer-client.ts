@@ -315,6 +315,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     // fails now, with the refusal, instead of at its deadline.
     this.dialer.on('rejected', (code: number, why: string) => {
       this.refusal = { code, reason: `not sent: the connection was refused for good (${why})` };
+      this.stats.refused += this.outbox.size;
       this.failPending(this.refusal.code, this.refusal.reason);
     });
     this.dialer.on('up', (link, welcome) => {
@@ -435,10 +436,7 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     this.sweeper = undefined;
     this.dialer.stop();
     this.keys.close();
-    for (const p of this.outbox.values()) p.reject(new DeliveryError(Status.SHUTTING_DOWN, 'the client stopped before an acknowledgement arrived', p.id));
-    this.outbox.clear();
-    this.bundles.clear();
-    this.sealTurn.clear();
+    this.failPending(Status.SHUTTING_DOWN, 'the client stopped before an acknowledgement arrived');
     for (const [req, l] of this.lookups) {
       clearTimeout(l.timer);
       this.lookups.delete(req);
@@ -857,17 +855,15 @@ export class PeerClient extends EventEmitter<PeerClientEvents> {
     }
   }
 
-  /** Gives up on `p` with a refusal of this end's own. */
-  /** Fails every message that awaits its acknowledgement (the client can no longer deliver any). */
+  /** Fails every message that awaits its acknowledgement (the client stops, or can no longer deliver any). */
   private failPending(code: number, reason: string): void {
-    const pending = [...this.outbox.values()];
+    for (const p of this.outbox.values()) p.reject(new DeliveryError(code, reason, p.id));
     this.outbox.clear();
     this.bundles.clear();
     this.sealTurn.clear();
-    this.stats.refused += pending.length;
-    for (const p of pending) p.reject(new DeliveryError(code, reason, p.id));
   }
 
+  /** Gives up on `p` with a refusal of this end's own. */
   private fail(p: Pending, code: number, reason: string): void {
     this.outbox.delete(p.id);
     this.stats.refused++;
