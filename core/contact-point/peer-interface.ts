@@ -2,7 +2,6 @@ import { randomText } from '../runtime/random-pool.js';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeControl, type Frame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { CAPABILITY_BATCH, CAPABILITY_PROOF_2, CAPABILITY_REACHABLE, CAPABILITY_SEAL_AES, CAPABILITY_SEAL_BUNDLE, FrameType, frameTypeName, type PeerState } from '../protocol/frames.js';
@@ -21,6 +20,7 @@ import { verifyProof, verifyProof2, verifySealKey } from '../protocol/peer-auth.
 import { Status, type StatusCode } from '../protocol/status.js';
 import type { Timing } from '../protocol/timing.js';
 import { negotiateVersion } from '../protocol/version.js';
+import { acceptWebSocket, type ServerWebSocket } from '../protocol/ws-server.js';
 import { FairSlots, releaseOnClose, sourceKey, type EvictReason } from '../runtime/fair-slots.js';
 import { createGuardedServer, refuseUpgrade, type HttpLimits } from '../runtime/http-guard.js';
 import type { Logger } from '../runtime/logger.js';
@@ -94,7 +94,6 @@ export interface PeerPortOptions {
  */
 export class PeerPort {
   private server: Server | undefined;
-  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
   private readonly sessions = new Map<string, PeerSession>();
   private readonly links = new Set<Link>();
   /** connections in their hello: capped per source, shared fairly (see FairSlots) */
@@ -167,12 +166,11 @@ export class PeerPort {
     if (!slot) return refuseUpgrade(socket, 503, 'Service Unavailable');
     const release = releaseOnClose(socket, slot);
     // No closure here may name `req` or `head`: they would stay in memory as long as the peer is connected.
-    this.wss.handleUpgrade(req, socket, head, (ws) => {
-      link = this.onConnection(ws, socket as Socket, remote, release);
-    });
+    const ws = acceptWebSocket(req, socket, head, MAX_FRAME_BYTES);
+    if (ws) link = this.onConnection(ws, socket as Socket, remote, release);
   };
 
-  private onConnection(ws: WebSocket, socket: Socket, remote: string, releaseSlot: () => void): Link {
+  private onConnection(ws: ServerWebSocket, socket: Socket, remote: string, releaseSlot: () => void): Link {
     const { helloTimeoutMs } = this.opts.timing;
     const link = new Link(ws, socket, this.linkOptions);
     this.links.add(link);

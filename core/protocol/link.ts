@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import { WebSocket, type RawData } from 'ws';
 import { FrameSlabs } from './frame-slabs.js';
 import { framePieces, wsFrame, wsHeaderLength } from './ws-frame.js';
+import { LINK_SLOT, type ServerWebSocket } from './ws-server.js';
 import { batchLength, decodeFrame, encodeControl, putFill, splitBatch, writeBatch, type Frame, type FrameFill } from './codec.js';
 import { ProtocolError } from './errors.js';
 import { FrameType, type ControlBodies, type ControlType } from './frames.js';
@@ -293,7 +294,7 @@ function sharedAdaptiveTimers(pingIntervalMs: number, pongTimeoutMs: number, hea
 }
 
 /** A ws carrying a Link (see the Link constructor): the shared ws listeners find it here. */
-const LINK = Symbol('link');
+const LINK: typeof LINK_SLOT = LINK_SLOT;
 /**
  * What a link's probe callers and its batch hold while there are none, shared by every link (an
  * empty array each costs a contact point 32 B per LAN peer, a relay as much per tunnel). Frozen:
@@ -301,6 +302,12 @@ const LINK = Symbol('link');
  */
 const NOTHING = Object.freeze([]) as unknown as never[];
 type LinkedWs = WebSocket & { [LINK]: Link };
+
+/**
+ * The WebSocket a Link runs on: ws's on either end, or on the peer port the server end of
+ * ws-server.ts, which offers the same members under the same names (what the Link uses of them).
+ */
+export type LinkWebSocket = WebSocket | ServerWebSocket;
 
 /** ws close reasons are limited to 123 bytes (RFC 6455 §5.5). */
 function clip(reason: string): string {
@@ -367,28 +374,33 @@ export class Link {
   /** their bytes */
   private batchBytes = 0;
 
+  readonly ws: WebSocket;
+
   constructor(
-    readonly ws: WebSocket,
+    ws: LinkWebSocket,
     private readonly socket: Socket | undefined,
     private readonly opts: LinkOptions,
   ) {
     this.pingIntervalMs = opts.pingIntervalMs ?? PING_INTERVAL_MS;
     this.pongTimeoutMs = opts.pongTimeoutMs ?? PONG_TIMEOUT_MS;
     this.stats = { bytesIn: 0, bytesOut: 0, framesIn: 0, framesOut: 0, batchesIn: 0, batchesOut: 0, rttMs: undefined, openedAt: Date.now() };
-    ws.binaryType = 'nodebuffer';
-    // ws.close goes through the link (closeThroughLink: what was batched goes out first). The
+    // Typed as ws's WebSocket from here on: a ServerWebSocket takes the same listeners (called
+    // with itself as `this`) and has every member used below, under the same name and meaning.
+    const w = (this.ws = ws as WebSocket);
+    w.binaryType = 'nodebuffer';
+    // w.close goes through the link (closeThroughLink: what was batched goes out first). The
     // listeners are shared by every link (ws calls them with the ws as `this`, which knows its
     // link): a function object per link and listener cost a contact point ~0.5 KB per registered
     // peer, and a relay as much per tunnel (bench footprint).
-    if ((ws as Partial<LinkedWs>)[LINK] !== undefined) throw new Error('this ws already carries a Link');
-    (ws as LinkedWs)[LINK] = this;
+    if ((w as Partial<LinkedWs>)[LINK] !== undefined) throw new Error('this ws already carries a Link');
+    (w as LinkedWs)[LINK] = this;
     /* eslint-disable @typescript-eslint/unbound-method -- unbound on purpose: ws calls them with the ws as `this` */
-    ws.close = Link.closeThroughLink;
-    ws.on('message', Link.onWsMessage);
-    ws.on('pong', Link.onWsPong);
-    ws.on('ping', Link.onWsPing);
-    ws.on('close', Link.onWsClose);
-    ws.on('error', Link.onWsError);
+    w.close = Link.closeThroughLink;
+    w.on('message', Link.onWsMessage);
+    w.on('pong', Link.onWsPong);
+    w.on('ping', Link.onWsPing);
+    w.on('close', Link.onWsClose);
+    w.on('error', Link.onWsError);
     /* eslint-enable @typescript-eslint/unbound-method */
     if (opts.sweep) opts.sweep.add(this);
     else {
@@ -825,7 +837,8 @@ export class Link {
    */
   private static closeThroughLink(this: WebSocket, code?: number, data?: string | Buffer): void {
     (this as LinkedWs)[LINK].flushBatch();
-    WebSocket.prototype.close.call(this, code, data);
+    // the class's own close (ws's, or ws-server.ts's), which the constructor shadowed
+    (Object.getPrototypeOf(this) as { close(this: WebSocket, code?: number, data?: string | Buffer): void }).close.call(this, code, data);
   }
 
   private static onWsMessage(this: WebSocket, data: RawData, isBinary: boolean): void {

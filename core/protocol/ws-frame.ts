@@ -45,30 +45,44 @@ export function writeWsHeader(out: Buffer, length: number, maskKey?: Buffer): nu
 }
 
 type MaskFn = (source: Buffer, mask: Buffer, output: Buffer, offset: number, length: number) => void;
+type UnmaskFn = (buffer: Buffer, mask: Buffer) => void;
 
 /** XORs `source` with the 4-byte `mask` (starting at mask byte 0) into `output[offset..]`. */
 export function maskJs(source: Buffer, mask: Buffer, output: Buffer, offset: number, length: number): void {
   for (let i = 0; i < length; i++) output[offset + i] = source[i]! ^ mask[i & 3]!;
 }
 
+/** XORs `buffer` with the 4-byte `mask` in place (what a server does to a client's payload). */
+export function unmaskJs(buffer: Buffer, mask: Buffer): void {
+  for (let i = 0; i < buffer.length; i++) buffer[i]! ^= mask[i & 3]!;
+}
+
+/** Below this many bytes the JS loop beats a call into native code (ws draws the line at 24-32). */
+const NATIVE_UNMASK_FROM = 32;
+
 /**
  * bufferutil (an optional dependency, the same one ws uses) masks 8 bytes at a time in native
- * code; without it, or with WS_NO_BUFFER_UTIL set as for ws, the JS loop above.
+ * code; without it, or with WS_NO_BUFFER_UTIL set as for ws, the JS loops above.
  */
-function loadMask(): { fn: MaskFn; impl: 'bufferutil' | 'js' } {
+function loadMask(): { fn: MaskFn; unmask: UnmaskFn; impl: 'bufferutil' | 'js' } {
   if (!process.env.WS_NO_BUFFER_UTIL) {
     try {
-      const bu = createRequire(import.meta.url)('bufferutil') as { mask?: MaskFn };
-      if (typeof bu.mask === 'function') return { fn: bu.mask, impl: 'bufferutil' };
+      const bu = createRequire(import.meta.url)('bufferutil') as { mask?: MaskFn; unmask?: UnmaskFn };
+      const native = bu.unmask;
+      if (typeof bu.mask === 'function' && typeof native === 'function') {
+        return { fn: bu.mask, unmask: (b, m) => (b.length < NATIVE_UNMASK_FROM ? unmaskJs(b, m) : native(b, m)), impl: 'bufferutil' };
+      }
     } catch {
-      // not installed: the JS loop
+      // not installed: the JS loops
     }
   }
-  return { fn: maskJs, impl: 'js' };
+  return { fn: maskJs, unmask: unmaskJs, impl: 'js' };
 }
 
 const masker = loadMask();
 export const MASK_IMPL = masker.impl;
+/** Unmasks a client's payload in place (ws-server.ts). */
+export const unmask: UnmaskFn = masker.unmask;
 
 /** Masking keys come from a pool of random bytes, refilled when used up (as ws does). */
 const keyPool = Buffer.alloc(8192);

@@ -1,7 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeControl } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { FrameType, frameTypeName, type HelloBody } from '../protocol/frames.js';
@@ -29,6 +28,7 @@ import { type RefusalSink } from './refusals.js';
 import type { SessionRegistry, TunnelSession } from './sessions.js';
 import type { HolderInfo } from './cluster.js';
 import type { RelayStats } from './stats.js';
+import { acceptWebSocket, type ServerWebSocket } from '../protocol/ws-server.js';
 
 export { RELAY_PATH };
 /** Failed hellos one remote address may make per minute (a token bucket, burst as many) before its upgrades are refused (429). */
@@ -95,7 +95,6 @@ export function checkTakeoverProbe(probe: number | undefined): void {
  * hello with a contact point id whose tunnel is up. A hello that passes goes to host.open().
  */
 export class Admission {
-  private readonly wss: WebSocketServer;
   /** connections in their hello: capped per source, shared fairly (see FairSlots) */
   private readonly helloSlots: FairSlots;
   /** failed hellos per remote address */
@@ -123,7 +122,6 @@ export class Admission {
       rttPingMs: RELAY_RTT_PING_MS,
       sweep: this.sweep,
     };
-    this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
     this.helloSlots = new FairSlots({
       max: opts.maxPendingHellos ?? MAX_PENDING_HELLOS,
       maxPerKey: opts.maxPendingHellosPerAddress ?? MAX_PENDING_HELLOS_PER_ADDRESS,
@@ -151,9 +149,8 @@ export class Admission {
     }
     const release = releaseOnClose(socket, slot);
     // No closure here may name `req` or `head`: they would stay in memory as long as the connection lives.
-    this.wss.handleUpgrade(req, socket, head, (ws) => {
-      link = this.onConnection(ws, socket as Socket, remote, release);
-    });
+    const ws = acceptWebSocket(req, socket, head, MAX_FRAME_BYTES);
+    if (ws) link = this.onConnection(ws, socket as Socket, remote, release);
   };
 
   /** A pending hello lost its slot to a newcomer: it was idle past the pressure deadline, or the table was full. */
@@ -172,7 +169,7 @@ export class Admission {
     else this.refuse(link, Status.RESOURCE_LIMIT, '-', 'too many connections in their hello; this one gave its place to a newer one');
   }
 
-  private onConnection(ws: WebSocket, socket: Socket, remote: string, releaseSlot: () => void): Link {
+  private onConnection(ws: ServerWebSocket, socket: Socket, remote: string, releaseSlot: () => void): Link {
     const link = new Link(ws, socket, this.linkOptions);
     this.host.links.add(link);
     let helloDone = false;
