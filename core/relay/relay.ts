@@ -371,7 +371,7 @@ export class Relay {
     let session: RelaySession;
     if (kind === 'contact-point') {
       const control = this.controlServer.openChannel(hello.id, link);
-      session = Object.assign(base, { kind, peers: new Set<string>(), env: hello.env, control, instance: hello.instance, slot: hello.slot ?? 0, probe: undefined, senders: new Set<string>() });
+      session = Object.assign(base, { kind, peers: new Set<string>(), env: hello.env, control, instance: hello.instance, slot: hello.slot ?? 0, probe: undefined, senders: undefined });
       if (holder) this.router.sendersWait(holder);
       this.sessions.setTunnel(session);
       this.stats.tunnelsOpened++;

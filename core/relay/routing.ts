@@ -121,7 +121,9 @@ export class Router {
       // Registration is checked at the contact point, the single place where traffic is checked
       // (seed 000 [0041]): it refuses with the reason and its admin sees the refusal in the flow.
       target = tunnel.link;
-      if (s.reachable && !tunnel.senders.has(s.waitKey)) {
+      if (s.reachable && !tunnel.senders?.has(s.waitKey)) {
+        // made with the first such sender: most offices are only ever sent to by their own peers' replies
+        tunnel.senders ??= new Set();
         if (tunnel.senders.size >= REACHABLE_WAITERS_PER_DOMAIN) tunnel.senders.clear();
         tunnel.senders.add(s.waitKey);
       }
@@ -324,6 +326,7 @@ export class Router {
 
   /** A tunnel closed or was replaced: whoever sent through it lately waits for the next one. */
   sendersWait(t: TunnelSession): void {
+    if (t.senders === undefined) return;
     for (const key of t.senders) this.waiting.add(t.id, key);
     t.senders.clear();
   }
