@@ -6,8 +6,10 @@
  *
  * - `net`: a bare `net` server that holds each accepted socket and reads it;
  * - `ws`: the ws library's server set up as the peer port and the relay's admission set it up
- *   (noServer behind an HTTP server's upgrade, maxPayload, no permessage-deflate, no client
- *   tracking), holding each WebSocket and listening for its messages.
+ *   until 4 Dec 2026 (noServer behind an HTTP server's upgrade, maxPayload, no permessage-deflate,
+ *   no client tracking), holding each WebSocket and listening for its messages;
+ * - `own-ws`: what they run now, core/protocol/ws-server.ts behind an HTTP server's upgrade,
+ *   holding each ServerWebSocket with a listener for each event the Link listens to.
  *
  * The clients run in another worker (`conn-floor-clients`), so the server's process holds
  * nothing but its side of the connections. footprint.ts reads the server's RSS and heap after
@@ -18,27 +20,40 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import { MAX_FRAME_BYTES } from '../core/protocol/limits.js';
+import { acceptWebSocket, ServerWebSocket } from '../core/protocol/ws-server.js';
 import type { ReadyInfo } from './ipc.js';
 import { pool } from './util.js';
 
-export type FloorKind = 'net' | 'ws';
+export type FloorKind = 'net' | 'ws' | 'own-ws';
+export const FLOOR_KINDS: readonly FloorKind[] = ['net', 'ws', 'own-ws'];
 
-function end(c: Socket | WebSocket): void {
-  if (c instanceof WebSocket) c.terminate();
+function end(c: Socket | WebSocket | ServerWebSocket): void {
+  if (c instanceof WebSocket || c instanceof ServerWebSocket) c.terminate();
   else c.destroy();
 }
+
+function nothing(): void {}
 
 type Role = { info: ReadyInfo; ops: Record<string, (args: unknown) => unknown>; stop: () => Promise<void> };
 
 /** The `conn-floor` worker role: a server of `kind` on 127.0.0.1 that keeps what it accepts. */
 export async function startFloorServer(config: { kind: FloorKind }): Promise<Role> {
-  const held: (Socket | WebSocket)[] = [];
+  const held: (Socket | WebSocket | ServerWebSocket)[] = [];
   let server: Server;
   if (config.kind === 'net') {
     server = createServer({ noDelay: true }, (socket) => {
       socket.on('data', () => {});
       socket.on('error', () => {});
       held.push(socket);
+    });
+  } else if (config.kind === 'own-ws') {
+    const http = createHttpServer();
+    server = http;
+    http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const ws = acceptWebSocket(req, socket, head, MAX_FRAME_BYTES);
+      if (!ws) return;
+      ws.on('message', nothing).on('ping', nothing).on('pong', nothing).on('close', nothing).on('error', nothing);
+      held.push(ws);
     });
   } else {
     const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
@@ -56,7 +71,7 @@ export async function startFloorServer(config: { kind: FloorKind }): Promise<Rol
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
   return {
-    info: { role: 'conn-floor', pid: process.pid, url: config.kind === 'ws' ? `ws://127.0.0.1:${port}` : `tcp://127.0.0.1:${port}` },
+    info: { role: 'conn-floor', pid: process.pid, url: config.kind !== 'net' ? `ws://127.0.0.1:${port}` : `tcp://127.0.0.1:${port}` },
     ops: { held: () => held.length },
     stop: async () => {
       for (const c of held) end(c);

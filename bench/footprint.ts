@@ -26,12 +26,13 @@ import { SealKey } from '../core/protocol/seal.js';
 import { cpuMsOf, missing, rssOf, SEGMENT_HEADER_BYTES, startMosquittoBridge, startNatsLeaf, tcpCounters, type Anchor, type TcpCounters } from './anchors.js';
 import type { BenchContext } from './context.js';
 import type { WorkerHandle } from './ipc.js';
-import type { FloorKind } from './conn-floor.js';
+import { FLOOR_KINDS, type FloorKind } from './conn-floor.js';
 import { emit, note, pool, round, sleep, waitFor } from './util.js';
 
 export const FOOTPRINT_PEERS = 5_000;
 export const FOOTPRINT_OFFICES = 1_000;
-const PEERS_EACH = 5;
+/** peers each office of the relay measurement announces */
+export const PEERS_EACH = 5;
 export const TARGET_CP_BYTES_PER_PEER = 4 * 1024;
 export const TARGET_RELAY_BYTES_PER_OFFICE = 8 * 1024;
 export const TARGET_ATTACH_RATIO = 0.5;
@@ -51,7 +52,7 @@ type Floor = Record<FloorKind, { rss: number; heap: number }>;
  */
 async function measureFloor(ctx: BenchContext, n: number, workers: WorkerHandle[]): Promise<Floor> {
   const out: Partial<Floor> = {};
-  for (const kind of ['net', 'ws'] as const) {
+  for (const kind of FLOOR_KINDS) {
     const server = await ctx.startWorker('conn-floor', { kind }, { exposeGc: true });
     workers.push(server);
     await sleep(500);
@@ -75,8 +76,12 @@ function floorFields(floor: Floor, rss: number): Record<string, unknown> {
     ws_floor_heap_per_connection: floor.ws.heap,
     net_floor_rss_per_connection: floor.net.rss,
     net_floor_heap_per_connection: floor.net.heap,
+    own_ws_floor_rss_per_connection: floor['own-ws'].rss,
+    own_ws_floor_heap_per_connection: floor['own-ws'].heap,
     above_ws_floor: rss - floor.ws.rss,
-    floor_basis: 'RSS and heap growth per accepted connection of a bare ws server (the ws library as the peer port and the relay set it up) and of a bare net server, each in a worker with the same node flags, same run: what one connection costs before any state of ours',
+    above_own_ws_floor: rss - floor['own-ws'].rss,
+    floor_basis:
+      'RSS and heap growth per accepted connection of a bare server, each in a worker with the same node flags, same run: the ws library as the peer port and the relay set it up until 4 Dec 2026 (ws_floor), their own WebSocket server end now (core/protocol/ws-server.ts: own_ws_floor), a bare net server (net_floor); what one connection costs before any state of ours',
   };
 }
 
@@ -272,7 +277,7 @@ export async function runFootprint(ctx: BenchContext): Promise<void> {
     const a0 = Date.now();
     const office = await measureOffices(ctx, offices, workers);
     const floor = await measureFloor(ctx, n, workers);
-    note(`  floor: a bare ws server ${floor.ws.rss} B RSS per connection (heap ${floor.ws.heap}), a bare net server ${floor.net.rss} B (heap ${floor.net.heap})`);
+    note(`  floor: a bare ws server ${floor.ws.rss} B RSS per connection (heap ${floor.ws.heap}), ours (ws-server.ts) ${floor['own-ws'].rss} B (heap ${floor['own-ws'].heap}), a bare net server ${floor.net.rss} B (heap ${floor.net.heap})`);
     note(`  idle windows: ${windowMs / 1000} s`);
     await sleep(Math.max(0, w0 + windowMs - Date.now(), a0 + windowMs - Date.now()));
     const ourIdle1 = await tcpCounters(relayPort);
