@@ -26,6 +26,7 @@ import { unmask, writeWsHeader, wsHeaderLength } from './ws-frame.js';
  * continuation without a message or a message inside another close with 1002; a message (all its
  * fragments together) over `maxPayload` with 1009 as soon as its header says so, before the bytes
  * come; text that is not UTF-8 with 1007. At most MAX_FRAGMENTS fragments make one message.
+ * Pings go unanswered while PONG_BACKLOG_BYTES wait to be written (a far end that does not read).
  */
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
@@ -47,6 +48,12 @@ const OP_PONG = 0xa;
 export const MAX_FRAGMENTS = 1024;
 /** How long a close handshake may wait for the far end before the socket is destroyed (ws waits 30 s). */
 export const CLOSE_TIMEOUT_MS = 5_000;
+/**
+ * Pings are not answered while this much waits to be written to the socket: a far end that sends
+ * pings and reads nothing would otherwise grow the buffer without bound (RFC 6455 5.5.3 lets an
+ * endpoint answer only the most recent ping).
+ */
+export const PONG_BACKLOG_BYTES = 64 * 1024;
 /** A frame with a payload up to this size is written as one buffer (one copy), a bigger one as header and payload. */
 const COPY_UP_TO = 512;
 
@@ -334,7 +341,7 @@ export class ServerWebSocket {
         return this.message(data, this.fragmentsText);
       }
       case OP_PING:
-        if (this.readyState === OPEN) this.writeFrame(OP_PONG, payload);
+        if (this.readyState === OPEN && this.socket.writableLength < PONG_BACKLOG_BYTES) this.writeFrame(OP_PONG, payload);
         this.onPing?.call(this, payload);
         return;
       case OP_PONG:

@@ -4,7 +4,7 @@ import { connect, type AddressInfo, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { acceptWebSocket, CLOSED, MAX_FRAGMENTS, WsProtocolError, type ServerWebSocket } from '../../core/protocol/ws-server.js';
+import { acceptWebSocket, CLOSED, MAX_FRAGMENTS, PONG_BACKLOG_BYTES, WsProtocolError, type ServerWebSocket } from '../../core/protocol/ws-server.js';
 
 /**
  * The peer port's own WebSocket server end (core/protocol/ws-server.ts), on real loopback sockets:
@@ -319,6 +319,24 @@ describe('ServerWebSocket refuses what a client may not send', () => {
     r.socket.write(Buffer.concat(parts));
     await r.ended;
     expect(r.frames().find((f) => f.opcode === 8)!.payload.readUInt16BE(0)).toBe(1009);
+  });
+});
+
+describe('ServerWebSocket keeps its memory bounded', () => {
+  it('stops answering pings while its pongs pile up unread (a far end that sends and never reads)', async () => {
+    const h = await harness();
+    const r = await rawClient(h);
+    await until(() => h.accepted.length === 1);
+    r.socket.pause(); // reads nothing from here on
+    const ping = frame(9, Buffer.alloc(125, 1));
+    const batch = Buffer.concat(Array.from({ length: 1000 }, () => ping));
+    // 200,000 pings: their pongs (25 MB) are more than the loopback socket buffers hold
+    for (let i = 0; i < 200; i++) if (!r.socket.write(batch)) await new Promise((resolve) => r.socket.once('drain', resolve));
+    const s = h.accepted[0]!;
+    await until(() => s.seen.pings.length === 200_000, 20_000);
+    expect(s.ws.bufferedAmount).toBeLessThan(PONG_BACKLOG_BYTES + 200);
+    expect(s.seen.errors).toEqual([]);
+    r.socket.destroy();
   });
 });
 
