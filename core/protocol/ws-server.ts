@@ -15,6 +15,8 @@ import { unmask, writeWsHeader, wsHeaderLength } from './ws-frame.js';
  * against a bare net server), and every frame goes through the Receiver's stream machinery. A LAN
  * peer's connection is here one object with the parse state in a few fields, and a frame that
  * arrived in one socket read is handed on as a view of that read, unmasked in place (as ws does).
+ * A frame cut by reads fills a buffer of its own size as they come (one copy of each byte, and
+ * never more memory than the frame, however small the reads); nothing waiting keeps a read alive.
  *
  * It offers what the Link (link.ts) uses of ws's WebSocket, under the same names and meanings:
  * readyState, bufferedAmount, send, ping, pong, close, terminate and one listener each for
@@ -101,10 +103,13 @@ export class ServerWebSocket {
   private onPong: DataListener | undefined;
   private onClose: CloseListener | undefined;
   private onError: ErrorListener | undefined;
-  /** bytes of an incomplete frame, as received (undefined: none) */
-  private parts: Buffer[] | undefined;
-  private partsBytes = 0;
-  /** bytes the incomplete frame needs before parsing is worth trying again */
+  /** the start of a frame whose header was cut by a socket read (a copy, under 14 bytes) */
+  private head: Buffer | undefined;
+  /** a frame whose header was read and whose payload was cut by a socket read, being filled */
+  private cut: Buffer | undefined;
+  /** bytes of `cut` filled so far */
+  private filled = 0;
+  /** what parse() left for consume(): the size of the incomplete frame, or a lower bound for its header */
   private need = 0;
   /** `need` is the whole frame's size (its header was read), not a lower bound for the header */
   private needIsFrame = false;
@@ -217,25 +222,34 @@ export class ServerWebSocket {
   /** @internal Bytes from the socket. */
   receive(chunk: Buffer): void {
     if (this.stopped) return;
-    const parts = this.parts;
-    if (parts === undefined) {
-      this.consume(chunk);
+    const frame = this.cut;
+    if (frame !== undefined) {
+      // A frame cut by a read fills its own buffer: each of its bytes is copied once, and its
+      // memory is its size, whatever the reads it comes in (never above maxPayload).
+      const want = frame.length - this.filled;
+      const n = Math.min(want, chunk.length);
+      chunk.copy(frame, this.filled, 0, n);
+      this.filled += n;
+      if (n < want) return;
+      this.cut = undefined;
+      this.filled = 0;
+      if (this.consume(frame) && n < chunk.length) this.consume(chunk.subarray(n));
       return;
     }
-    parts.push(chunk);
-    this.partsBytes += chunk.length;
-    if (this.partsBytes < this.need) return;
-    const total = this.partsBytes;
-    this.parts = undefined;
-    this.partsBytes = 0;
-    // Only a header was cut (a few bytes): parse on from all of it.
-    if (!this.needIsFrame) return void this.consume(Buffer.concat(parts, total));
-    // A frame was cut: one copy of exactly that frame; what follows it in this read stays a view.
-    const over = total - this.need;
-    if (this.consume(Buffer.concat(parts, this.need)) && over > 0) this.consume(chunk.subarray(chunk.length - over));
+    const head = this.head;
+    if (head !== undefined) {
+      // A header cut by a read (under 14 bytes): parse on from it and this read together.
+      this.head = undefined;
+      this.consume(Buffer.concat([head, chunk]));
+      return;
+    }
+    this.consume(chunk);
   }
 
-  /** Parses the whole frames in `buf` and keeps an incomplete last one as a view; false once nothing more is parsed. */
+  /**
+   * Parses the whole frames in `buf`; an incomplete last one is copied out (a view would keep
+   * the whole read in memory). False once nothing more is parsed.
+   */
   private consume(buf: Buffer): boolean {
     let at: number;
     try {
@@ -247,8 +261,10 @@ export class ServerWebSocket {
     }
     if (this.stopped) return false;
     if (at < buf.length) {
-      this.parts = [at === 0 ? buf : buf.subarray(at)];
-      this.partsBytes = buf.length - at;
+      if (this.needIsFrame) {
+        this.cut = Buffer.allocUnsafe(this.need);
+        this.filled = buf.copy(this.cut, 0, at);
+      } else this.head = Buffer.from(buf.subarray(at));
     }
     return true;
   }
@@ -399,8 +415,9 @@ export class ServerWebSocket {
   }
 
   private dropBuffers(): void {
-    this.parts = undefined;
-    this.partsBytes = 0;
+    this.head = undefined;
+    this.cut = undefined;
+    this.filled = 0;
     this.fragments = undefined;
     this.fragmentsBytes = 0;
   }
@@ -454,6 +471,8 @@ export class ServerWebSocket {
     this.stopped = true;
     this.dropBuffers();
     this.socket.end();
+    // a far end that sent FIN and reads nothing would otherwise hold the socket and what waits for it
+    this.armCloseTimer();
   }
 
   /** @internal The socket closed. */
@@ -470,6 +489,10 @@ export class ServerWebSocket {
 
 function destroySocket(socket: Socket): void {
   socket.destroy();
+}
+
+function destroyQuietly(this: Duplex): void {
+  this.destroy();
 }
 
 function onSocketData(this: Socket, chunk: Buffer): void {
@@ -492,6 +515,8 @@ function onSocketError(this: Socket): void {
 }
 
 function refuse(socket: Duplex, status: number, text: string, extra = ''): undefined {
+  // Node took its own 'error' listener off the socket before 'upgrade': a reset now would otherwise end the process.
+  socket.on('error', destroyQuietly);
   socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\n${extra}Content-Length: 0\r\n\r\n`, () => socket.destroy());
   return undefined;
 }

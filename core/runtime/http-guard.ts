@@ -142,7 +142,13 @@ function expire(socket: Duplex, ms: number): NodeJS.Timeout {
   return timer;
 }
 
+function destroyQuietly(this: Duplex): void {
+  this.destroy();
+}
+
 /** Answers an upgrade request with a plain HTTP status and closes once it is flushed. */
 export function refuseUpgrade(socket: Duplex, status: number, text: string): void {
+  // Node took its own 'error' listener off the socket before 'upgrade': a reset now would otherwise end the process.
+  socket.on('error', destroyQuietly);
   socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`, () => socket.destroy());
 }

@@ -4,7 +4,8 @@ import { connect, type AddressInfo, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { acceptWebSocket, CLOSED, MAX_FRAGMENTS, PONG_BACKLOG_BYTES, WsProtocolError, type ServerWebSocket } from '../../core/protocol/ws-server.js';
+import { acceptWebSocket, CLOSE_TIMEOUT_MS, CLOSED, MAX_FRAGMENTS, PONG_BACKLOG_BYTES, WsProtocolError, type ServerWebSocket } from '../../core/protocol/ws-server.js';
+import { createGuardedServer, refuseUpgrade } from '../../core/runtime/http-guard.js';
 
 /**
  * The peer port's own WebSocket server end (core/protocol/ws-server.ts), on real loopback sockets:
@@ -265,6 +266,49 @@ describe('ServerWebSocket refuses what a client may not send', () => {
     expect(h.accepted).toHaveLength(0);
   });
 
+  it('survives a client that resets the connection while its handshake is refused', async () => {
+    // Node takes its 'error' listener off an upgraded socket: an unhandled ECONNRESET there
+    // would end the process (vitest fails the run on it). Both refusal paths: ours and the
+    // guarded server's (404 for a wrong path, 429, 503).
+    const refusedWithoutErrorListener: string[] = [];
+    const guarded = createGuardedServer({
+      onRequest: (_req, res) => res.end(),
+      onUpgrade: (req, socket, head) => {
+        if (req.url !== '/') refuseUpgrade(socket, 404, 'Not Found');
+        else if (acceptWebSocket(req, socket, head, MAX)?.on('error', () => undefined)) return;
+        if (socket.listenerCount('error') === 0) refusedWithoutErrorListener.push(req.url ?? '');
+      },
+    });
+    await new Promise<void>((r) => guarded.listen(0, '127.0.0.1', r));
+    const port = (guarded.address() as AddressInfo).port;
+    try {
+      for (let i = 0; i < 60; i++) {
+        // a POST to our server end (405), a wrong path to the guarded server's (404), each with bytes after the request
+        const request = i % 2 === 0 ? 'POST / HTTP/1.1' : 'GET /elsewhere HTTP/1.1';
+        const c = connect(port, '127.0.0.1');
+        c.on('error', () => undefined);
+        await new Promise<void>((r) => c.once('connect', () => r()));
+        c.write(`${request}\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n${'x'.repeat(1000)}`);
+        await new Promise((r) => setTimeout(r, 1));
+        c.resetAndDestroy();
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      // still serving
+      const ok = await new Promise<string>((resolve) => {
+        const c = connect(port, '127.0.0.1', () => c.write(`GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`));
+        c.once('data', (d: Buffer) => {
+          resolve(d.toString());
+          c.destroy();
+        });
+      });
+      expect(ok).toMatch(/^HTTP\/1.1 101 /);
+      expect(refusedWithoutErrorListener).toEqual([]);
+    } finally {
+      guarded.closeAllConnections();
+      await new Promise<void>((r) => guarded.close(() => r()));
+    }
+  });
+
   it('computes Sec-WebSocket-Accept as RFC 6455 4.2.2 does (its example key)', async () => {
     const h = await harness();
     const r = await rawClient(h, `GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
@@ -338,6 +382,25 @@ describe('ServerWebSocket keeps its memory bounded', () => {
     expect(s.seen.errors).toEqual([]);
     r.socket.destroy();
   });
+});
+
+describe('ServerWebSocket lets go of a far end that has gone', () => {
+  it(`destroys the socket ${CLOSE_TIMEOUT_MS} ms after the far end sent FIN without reading what waits for it`, async () => {
+    const h = await harness();
+    const r = await rawClient(h);
+    await until(() => h.accepted.length === 1);
+    r.socket.pause();
+    const s = h.accepted[0]!;
+    const big = Buffer.alloc(64 * 1024, 7);
+    for (let i = 0; i < 300; i++) s.ws.send(big); // ~19 MB: more than the loopback buffers hold
+    expect(s.ws.bufferedAmount).toBeGreaterThan(0);
+    r.socket.end(); // FIN, and still reads nothing
+    const t0 = Date.now();
+    await until(() => s.seen.closed !== undefined, CLOSE_TIMEOUT_MS + 3_000);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(CLOSE_TIMEOUT_MS - 500);
+    expect(s.ws.readyState).toBe(CLOSED);
+    r.socket.destroy();
+  }, 15_000);
 });
 
 describe('ServerWebSocket parses however the socket cuts the bytes', () => {
