@@ -88,6 +88,9 @@ type DataListener = (this: ServerWebSocket, data: Buffer) => void;
 type CloseListener = (this: ServerWebSocket, code: number, reason: Buffer) => void;
 type ErrorListener = (this: ServerWebSocket, err: Error) => void;
 
+/** Where each event's one listener is kept (a field each: no event table per connection). */
+const LISTENER_FIELDS = { message: 'onMessage', ping: 'onPing', pong: 'onPong', close: 'onClose', error: 'onError' } as const;
+
 /** The 4 mask bytes of the frame being unmasked (used at once, so one buffer serves every connection). */
 const maskScratch = Buffer.alloc(4);
 
@@ -143,33 +146,11 @@ export class ServerWebSocket {
   on(event: 'close', listener: CloseListener): this;
   on(event: 'error', listener: ErrorListener): this;
   on(event: string, listener: MessageListener | DataListener | CloseListener | ErrorListener): this {
-    const taken = (l: unknown): void => {
-      if (l !== undefined) throw new Error(`a ServerWebSocket takes one '${event}' listener`);
-    };
-    switch (event) {
-      case 'message':
-        taken(this.onMessage);
-        this.onMessage = listener as MessageListener;
-        break;
-      case 'ping':
-        taken(this.onPing);
-        this.onPing = listener as DataListener;
-        break;
-      case 'pong':
-        taken(this.onPong);
-        this.onPong = listener as DataListener;
-        break;
-      case 'close':
-        taken(this.onClose);
-        this.onClose = listener as CloseListener;
-        break;
-      case 'error':
-        taken(this.onError);
-        this.onError = listener as ErrorListener;
-        break;
-      default:
-        throw new Error(`a ServerWebSocket has no '${event}' event`);
-    }
+    const field = Object.hasOwn(LISTENER_FIELDS, event) ? LISTENER_FIELDS[event as keyof typeof LISTENER_FIELDS] : undefined;
+    if (field === undefined) throw new Error(`a ServerWebSocket has no '${event}' event`);
+    const self = this as unknown as Record<typeof field, unknown>;
+    if (self[field] !== undefined) throw new Error(`a ServerWebSocket takes one '${event}' listener`);
+    self[field] = listener;
     return this;
   }
 
