@@ -304,8 +304,8 @@ const NOTHING = Object.freeze([]) as unknown as never[];
 type LinkedWs = WebSocket & { [LINK]: Link };
 
 /**
- * The WebSocket a Link runs on: ws's on either end, or on the peer port the server end of
- * ws-server.ts, which offers the same members under the same names (what the Link uses of them).
+ * The WebSocket a Link runs on: ws's on a client, or on the relay and the peer port the server
+ * end of ws-server.ts, which offers the same members under the same names (what the Link uses of them).
  */
 export type LinkWebSocket = WebSocket | ServerWebSocket;
 

@@ -6,14 +6,15 @@ import type { Duplex } from 'node:stream';
 import { unmask, writeWsHeader, wsHeaderLength } from './ws-frame.js';
 
 /**
- * The server end of a WebSocket (RFC 6455) on a bare socket, for the peer port: no extensions,
+ * The server end of a WebSocket (RFC 6455) on a bare socket, for the relay and the contact
+ * point's peer port (relay/admission.ts, contact-point/peer-interface.ts): no extensions,
  * no subprotocols, binary and text messages, fragmentation, ping/pong and the close handshake.
  *
- * Why not the ws library, which the relay and every client still use: each connection there is a
+ * Why not the ws library, which every client (the Dialer, the SDK) still uses: each connection there is a
  * WebSocket, a Receiver (a Writable stream with its state), a Sender, an event table in dictionary
  * mode and several closures, ~1.5 KB of heap before anything of ours (bench footprint's ws floor
- * against a bare net server), and every frame goes through the Receiver's stream machinery. A LAN
- * peer's connection is here one object with the parse state in a few fields, and a frame that
+ * against a bare net server), and every frame goes through the Receiver's stream machinery. A
+ * connection is here one object with the parse state in a few fields, and a frame that
  * arrived in one socket read is handed on as a view of that read, unmasked in place (as ws does).
  * A frame cut by reads fills a buffer of its own size as they come (one copy of each byte, and
  * never more memory than the frame, however small the reads); nothing waiting keeps a read alive.
