@@ -293,15 +293,13 @@ function sharedAdaptiveTimers(pingIntervalMs: number, pongTimeoutMs: number, hea
   return t;
 }
 
-/** A ws carrying a Link (see the Link constructor): the shared ws listeners find it here. */
-const LINK: typeof LINK_SLOT = LINK_SLOT;
 /**
  * What a link's probe callers and its batch hold while there are none, shared by every link (an
  * empty array each costs a contact point 32 B per LAN peer, a relay as much per tunnel). Frozen:
  * they are replaced, never pushed to, while they are this.
  */
 const NOTHING = Object.freeze([]) as unknown as never[];
-type LinkedWs = WebSocket & { [LINK]: Link };
+type LinkedWs = WebSocket & { [LINK_SLOT]: Link };
 
 /**
  * The WebSocket a Link runs on: ws's on a client, or on the relay and the peer port the server
@@ -392,8 +390,8 @@ export class Link {
     // listeners are shared by every link (ws calls them with the ws as `this`, which knows its
     // link): a function object per link and listener cost a contact point ~0.5 KB per registered
     // peer, and a relay as much per tunnel (bench footprint).
-    if ((w as Partial<LinkedWs>)[LINK] !== undefined) throw new Error('this ws already carries a Link');
-    (w as LinkedWs)[LINK] = this;
+    if ((w as Partial<LinkedWs>)[LINK_SLOT] !== undefined) throw new Error('this ws already carries a Link');
+    (w as LinkedWs)[LINK_SLOT] = this;
     /* eslint-disable @typescript-eslint/unbound-method -- unbound on purpose: ws calls them with the ws as `this` */
     w.close = Link.closeThroughLink;
     w.on('message', Link.onWsMessage);
@@ -836,29 +834,29 @@ export class Link {
    * ACKs of the MSGs read just before that close) go out first, not dropped after the close frame.
    */
   private static closeThroughLink(this: WebSocket, code?: number, data?: string | Buffer): void {
-    (this as LinkedWs)[LINK].flushBatch();
+    (this as LinkedWs)[LINK_SLOT].flushBatch();
     // the class's own close (ws's, or ws-server.ts's), which the constructor shadowed
     (Object.getPrototypeOf(this) as { close(this: WebSocket, code?: number, data?: string | Buffer): void }).close.call(this, code, data);
   }
 
   private static onWsMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
-    (this as LinkedWs)[LINK].onMessage(data, isBinary);
+    (this as LinkedWs)[LINK_SLOT].onMessage(data, isBinary);
   }
 
   private static onWsPing(this: WebSocket, data: Buffer): void {
-    (this as LinkedWs)[LINK].onPing(data);
+    (this as LinkedWs)[LINK_SLOT].onPing(data);
   }
 
   private static onWsPong(this: WebSocket, data: Buffer): void {
-    (this as LinkedWs)[LINK].onPong(data);
+    (this as LinkedWs)[LINK_SLOT].onPong(data);
   }
 
   private static onWsClose(this: WebSocket, code: number, reason: Buffer): void {
-    (this as LinkedWs)[LINK].onClose(code, reason);
+    (this as LinkedWs)[LINK_SLOT].onClose(code, reason);
   }
 
   private static onWsError(this: WebSocket, err: Error): void {
-    const link = (this as LinkedWs)[LINK];
+    const link = (this as LinkedWs)[LINK_SLOT];
     link.opts.logger.debug('link error', { link: link.label, error: err.message });
   }
 

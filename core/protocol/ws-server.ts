@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { refuseUpgrade } from '../runtime/http-guard.js';
 import { unmask, writeWsHeader, wsHeaderLength } from './ws-frame.js';
 
 /**
@@ -35,7 +36,6 @@ import { unmask, writeWsHeader, wsHeaderLength } from './ws-frame.js';
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const KEY = /^[+/0-9A-Za-z]{22}==$/;
 
-export const CONNECTING = 0;
 export const OPEN = 1;
 export const CLOSING = 2;
 export const CLOSED = 3;
@@ -62,7 +62,7 @@ const COPY_UP_TO = 512;
 
 const EMPTY = Buffer.alloc(0);
 
-/** The Link (link.ts) that a socket carries, kept on the socket itself (ws's WebSocket gets the same symbol). */
+/** Where a WebSocket (ours, or ws's on a client) keeps the Link it carries: the Link's shared listeners find it there (link.ts). */
 export const LINK_SLOT: unique symbol = Symbol('link');
 /** The ServerWebSocket on its net socket, for the socket listeners (shared by every connection). */
 const WS = Symbol('server-websocket');
@@ -96,7 +96,7 @@ const LISTENER_FIELDS = { message: 'onMessage', ping: 'onPing', pong: 'onPong', 
 const maskScratch = Buffer.alloc(4);
 
 export class ServerWebSocket {
-  /** What ws's WebSocket has: CONNECTING never happens here (made once the upgrade is answered). */
+  /** ws's readyState values: OPEN from the start (made once the upgrade is answered), then CLOSING, CLOSED. */
   readyState: number = OPEN;
   /** Accepted for ws compatibility: messages are always Buffers. */
   binaryType = 'nodebuffer';
@@ -113,10 +113,8 @@ export class ServerWebSocket {
   private cut: Buffer | undefined;
   /** bytes of `cut` filled so far */
   private filled = 0;
-  /** what parse() left for consume(): the size of the incomplete frame, or a lower bound for its header */
+  /** what parse() left for consume(): the size of the incomplete frame once its header was read, else 0 */
   private need = 0;
-  /** `need` is the whole frame's size (its header was read), not a lower bound for the header */
-  private needIsFrame = false;
   /** the fragments of a message in progress (undefined: none) */
   private fragments: Buffer[] | undefined;
   private fragmentsBytes = 0;
@@ -243,7 +241,7 @@ export class ServerWebSocket {
     }
     if (this.stopped) return false;
     if (at < buf.length) {
-      if (this.needIsFrame) {
+      if (this.need > 0) {
         this.cut = Buffer.allocUnsafe(this.need);
         this.filled = buf.copy(this.cut, 0, at);
       } else this.head = Buffer.from(buf.subarray(at));
@@ -257,8 +255,7 @@ export class ServerWebSocket {
     for (;;) {
       const left = buf.length - at;
       if (left < 2) {
-        this.need = 2;
-        this.needIsFrame = false;
+        this.need = 0;
         return at;
       }
       const b0 = buf[at]!;
@@ -279,16 +276,14 @@ export class ServerWebSocket {
       let header = 6;
       if (length === 126) {
         if (left < 4) {
-          this.need = 8;
-          this.needIsFrame = false;
+          this.need = 0;
           return at;
         }
         length = buf.readUInt16BE(at + 2);
         header = 8;
       } else if (length === 127) {
         if (left < 10) {
-          this.need = 14;
-          this.needIsFrame = false;
+          this.need = 0;
           return at;
         }
         const high = buf.readUInt32BE(at + 2);
@@ -302,7 +297,6 @@ export class ServerWebSocket {
       }
       if (left < header + length) {
         this.need = header + length;
-        this.needIsFrame = true;
         return at;
       }
       const start = at + header;
@@ -473,10 +467,6 @@ function destroySocket(socket: Socket): void {
   socket.destroy();
 }
 
-function destroyQuietly(this: Duplex): void {
-  this.destroy();
-}
-
 function onSocketData(this: Socket, chunk: Buffer): void {
   (this as TaggedSocket)[WS].receive(chunk);
 }
@@ -496,10 +486,8 @@ function onSocketError(this: Socket): void {
   this.destroy();
 }
 
-function refuse(socket: Duplex, status: number, text: string, extra = ''): undefined {
-  // Node took its own 'error' listener off the socket before 'upgrade': a reset now would otherwise end the process.
-  socket.on('error', destroyQuietly);
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\n${extra}Content-Length: 0\r\n\r\n`, () => socket.destroy());
+function refuse(socket: Duplex, status: number, text: string, headers?: string): undefined {
+  refuseUpgrade(socket, status, text, headers);
   return undefined;
 }
 

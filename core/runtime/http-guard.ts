@@ -146,9 +146,12 @@ function destroyQuietly(this: Duplex): void {
   this.destroy();
 }
 
-/** Answers an upgrade request with a plain HTTP status and closes once it is flushed. */
-export function refuseUpgrade(socket: Duplex, status: number, text: string): void {
+/**
+ * Answers an upgrade request with a plain HTTP status and closes once it is flushed; `headers`
+ * are more header lines, each ending in CRLF.
+ */
+export function refuseUpgrade(socket: Duplex, status: number, text: string, headers = ''): void {
   // Node took its own 'error' listener off the socket before 'upgrade': a reset now would otherwise end the process.
   socket.on('error', destroyQuietly);
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`, () => socket.destroy());
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\n${headers}Content-Length: 0\r\n\r\n`, () => socket.destroy());
 }
