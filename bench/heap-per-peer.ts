@@ -62,7 +62,7 @@ async function main(): Promise<void> {
   const n = Number(values.offices ?? values.peers ?? '1000');
   const base = Number(values.base);
   const top = Number(values.top);
-  if (![n, base, top].every((v) => Number.isInteger(v) && v > 0)) throw new Error('--peers, --base and --top take positive whole numbers');
+  if (![n, base, top].every((v) => Number.isInteger(v) && v > 0)) throw new Error('--peers, --offices, --base and --top take positive whole numbers');
   const dir = values.keep ?? mkdtempSync(join(tmpdir(), 'heap-per-peer-'));
   mkdirSync(dir, { recursive: true });
   const script = new URL('./worker.js', import.meta.url);
