@@ -98,7 +98,11 @@ export function obj<S extends Shape>(shape: S): ObjectSchema<S> {
       if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new SchemaError(path, 'must be an object');
       const rec = v as Record<string, unknown>;
       for (const k of Object.keys(rec)) {
-        if (!Object.hasOwn(shape, k)) throw new SchemaError(path ? `${path}.${k}` : k, 'is not a known field');
+        if (!Object.hasOwn(shape, k)) {
+          // the key is the sender's text: named in full when short, else its start
+          const named = k.length > 64 ? `${k.slice(0, 64)}…` : k;
+          throw new SchemaError(path ? `${path}.${named}` : named, 'is not a known field');
+        }
       }
       const out: Record<string, unknown> = {};
       for (const k of keys) {

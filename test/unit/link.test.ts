@@ -6,7 +6,7 @@ import { decodeControl, decodeFrame, encodeControl, encodeMsg, type Frame } from
 import { ProtocolError } from '../../core/protocol/errors.js';
 import { FrameType } from '../../core/protocol/frames.js';
 import { MAX_FRAME_BYTES } from '../../core/protocol/limits.js';
-import { adaptiveTimers, checkEveryMs, KeepaliveSweep, Link, type CloseInfo } from '../../core/protocol/link.js';
+import { adaptiveTimers, checkEveryMs, clip, KeepaliveSweep, Link, type CloseInfo } from '../../core/protocol/link.js';
 import { Status } from '../../core/protocol/status.js';
 import { silentLogger } from '../../core/runtime/logger.js';
 
@@ -465,5 +465,28 @@ describe('link: labels', () => {
     b.terminate();
     await withTimeout(Promise.all(closed), 5_000, 'both links closed');
     expect(links.map((l) => l.label).sort()).toEqual(ports.map((p) => `peer-port<-127.0.0.1:${p}`).sort());
+  });
+});
+
+describe('clip: a close reason cut to 123 bytes of UTF-8', () => {
+  it('keeps a short reason, cuts a long one at a character boundary, never splitting a surrogate pair', () => {
+    expect(clip('bad frame')).toBe('bad frame');
+    const ascii = clip('x'.repeat(500));
+    expect(ascii).toBe('x'.repeat(123));
+    const euros = clip('€'.repeat(100)); // 3 bytes each
+    expect(euros).toBe('€'.repeat(41));
+    const mixed = clip('a' + '😀'.repeat(60)); // 4 bytes each, two UTF-16 units
+    expect(Buffer.byteLength(mixed)).toBeLessThanOrEqual(123);
+    expect(mixed).toBe('a' + '😀'.repeat(30));
+    expect(Buffer.from(mixed, 'utf8').toString('utf8')).toBe(mixed);
+  });
+
+  it('takes a reason of any length the far end can make (a schema error quoting a 1 MiB key) in one pass', () => {
+    // Cutting a character at a time from the whole string took 0.7 s at 64 KiB and grows with
+    // the square: at 1 MiB this would outlast the test's time limit many times over.
+    const reason = `HELLO: ${'€' + 'k'.repeat(1024 * 1024)} is not a known field`;
+    const r = clip(reason);
+    expect(Buffer.byteLength(r)).toBeLessThanOrEqual(123);
+    expect(reason.startsWith(r)).toBe(true);
   });
 });

@@ -200,3 +200,20 @@ describe('frame body schemas', () => {
     expect(() => peersSchema.parse({ op: 'add', names: ['ok', 'Not-Ok'] })).toThrow(/names\[1\]/);
   });
 });
+
+describe('schema errors quote at most 64 characters of an unknown key', () => {
+  it('names a short unknown key in full and a long one by its start', () => {
+    const s = obj({ a: int({ min: 0, max: 9 }) });
+    expect(() => s.parse({ a: 1, typo: 2 })).toThrow('typo is not a known field');
+    const long = 'k'.repeat(100_000);
+    try {
+      s.parse({ a: 1, [long]: 2 });
+      expect.unreachable('an unknown key is refused');
+    } catch (err) {
+      expect(err).toBeInstanceOf(SchemaError);
+      const message = (err as SchemaError).message;
+      expect(message.length).toBeLessThan(120);
+      expect(message).toContain(`${'k'.repeat(64)}… is not a known field`);
+    }
+  });
+});
