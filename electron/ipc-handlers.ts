@@ -1,4 +1,4 @@
-import { ADMIN_CALLS, AdminError, isAdminMethod, type AdminHostApi, type AdminMethod } from '../core/admin/contract.js';
+import { ADMIN_CALLS, AdminError, isAdminMethod, unknownMethodMessage, type AdminHostApi, type AdminMethod } from '../core/admin/contract.js';
 import { SchemaError } from '../core/protocol/schema.js';
 import type { Logger } from '../core/runtime/logger.js';
 import type { IpcEnvelope } from './ipc-envelope.js';
@@ -10,7 +10,7 @@ import type { IpcEnvelope } from './ipc-envelope.js';
  * are audited as `gui`.
  */
 export async function handleAdminCall(api: AdminHostApi, method: unknown, params: unknown, logger: Logger): Promise<IpcEnvelope> {
-  if (!isAdminMethod(method)) return { ok: false, error: { code: 'UNKNOWN_METHOD', message: `no admin call named ${String(method)}` } };
+  if (!isAdminMethod(method)) return { ok: false, error: { code: 'UNKNOWN_METHOD', message: unknownMethodMessage(method) } };
   let checked: unknown;
   try {
     checked = ADMIN_CALLS[method].parse(params ?? {});

@@ -581,6 +581,16 @@ export function isAdminMethod(m: unknown): m is AdminMethod {
   return typeof m === 'string' && Object.hasOwn(ADMIN_CALLS, m);
 }
 
+/**
+ * The UNKNOWN_METHOD message for whatever arrived as a method: a name is quoted (cut at 64
+ * characters), anything else is named by its kind. Never String(m): an object whose toString
+ * is not a function makes that throw, and in a socket's message handler that ended the process.
+ */
+export function unknownMethodMessage(m: unknown): string {
+  if (typeof m === 'string') return `no admin call named ${JSON.stringify(m.length > 64 ? `${m.slice(0, 64)}…` : m)}`;
+  return `the method must be a call's name, not ${m === null ? 'null' : Array.isArray(m) ? 'an array' : `a value of type ${typeof m}`}`;
+}
+
 /** Wire messages of the ws admin transport (JSON text frames). */
 export type AdminClientMessage =
   | { readonly type: 'auth'; readonly token: string; readonly surface?: AdminSurface }

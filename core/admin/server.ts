@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { answerHealth, isHealthRequest, type Readiness } from '../runtime/health.js';
 import { createGuardedServer, refuseUpgrade } from '../runtime/http-guard.js';
 import { closeServer, listen } from '../runtime/server-lifecycle.js';
+import { RefusalTally } from '../runtime/refusal-tally.js';
 import { safeEqual } from '../runtime/secrets.js';
 import { ADMIN_CONNECT_SRC, LoopbackGuard, decodedRequestPath, type LoopbackEndpointOptions } from './loopback-guard.js';
 import {
@@ -14,16 +15,26 @@ import {
   AdminError,
   ADMIN_SURFACES,
   isAdminMethod,
+  unknownMethodMessage,
   type AdminHostApi,
   type AdminSurface,
   type AdminServerMessage,
   type Snapshot,
 } from './contract.js';
 
-/** Admin clients at once (GUI tabs, CLI calls). */
+/** Authenticated admin clients at once (GUI tabs, CLI calls). */
 export const MAX_ADMIN_CLIENTS = 16;
+/**
+ * Connections that have not sent their token yet, at most this many: a new one closes the
+ * oldest. They never take an authenticated client's place, so a local process that opens
+ * connections and sends nothing cannot lock the admin out (a real client sends its token as
+ * soon as the socket opens, within a round trip).
+ */
+export const MAX_PENDING_ADMIN_CLIENTS = 8;
 /** An admin connection must authenticate this fast. */
 export const ADMIN_AUTH_TIMEOUT_MS = 5_000;
+/** Wrong tokens are logged at most once this often, with their count (as the relay's status endpoint does). */
+export const ADMIN_BAD_TOKEN_LOG_MS = 60_000;
 /** Largest admin request. */
 export const MAX_ADMIN_MESSAGE_BYTES = 64 * 1024;
 /** A watcher that has this much unsent is skipped for flow batches (samples), and closed at 8x. */
@@ -48,7 +59,11 @@ export class AdminServer {
     perMessageDeflate: false,
     handleProtocols: (protocols) => (protocols.has(ADMIN_PROTOCOL) ? ADMIN_PROTOCOL : false),
   });
+  /** authenticated connections */
   private readonly clients = new Set<WebSocket>();
+  /** connections still to send their token, oldest first */
+  private readonly pending = new Set<WebSocket>();
+  private readonly badTokens: RefusalTally;
   readonly token: string;
   private port = 0;
   private hostLabel = '';
@@ -57,6 +72,9 @@ export class AdminServer {
 
   constructor(private readonly opts: AdminServerOptions) {
     this.token = opts.token ?? randomBytes(24).toString('base64url');
+    this.badTokens = new RefusalTally(ADMIN_BAD_TOKEN_LOG_MS, (counts) => {
+      for (const c of counts) opts.logger.warn('admin connection refused: bad token', { refused: c.count });
+    });
   }
 
   /** Base URL (no token). */
@@ -84,6 +102,9 @@ export class AdminServer {
   }
 
   async stop(): Promise<void> {
+    this.badTokens.flush();
+    this.badTokens.dispose();
+    for (const ws of this.pending) ws.terminate();
     for (const ws of this.clients) ws.close(1001, 'contact point stopping');
     const server = this.server;
     this.server = undefined;
@@ -121,7 +142,12 @@ export class AdminServer {
   };
 
   private onConnection(ws: WebSocket): void {
-    this.clients.add(ws);
+    if (this.pending.size >= MAX_PENDING_ADMIN_CLIENTS) {
+      const oldest = this.pending.values().next().value!;
+      this.pending.delete(oldest);
+      oldest.terminate();
+    }
+    this.pending.add(ws);
     const unsubs: (() => void)[] = [];
     let authed = false;
     /** which admin surface this connection is (its auth message says; `api` when it does not) */
@@ -133,11 +159,12 @@ export class AdminServer {
     timer.unref();
     ws.on('close', () => {
       clearTimeout(timer);
+      this.pending.delete(ws);
       this.clients.delete(ws);
       for (const u of unsubs) u();
     });
     ws.on('error', () => ws.terminate());
-    ws.on('message', (data, isBinary) => {
+    const onMessage = (data: RawData, isBinary: boolean): void => {
       let msg: { type?: unknown; token?: unknown; surface?: unknown; id?: unknown; method?: unknown; params?: unknown };
       try {
         if (isBinary) throw new Error('binary');
@@ -149,7 +176,7 @@ export class AdminServer {
       }
       if (!authed) {
         if (msg.type !== 'auth' || typeof msg.token !== 'string' || !safeEqual(msg.token, this.token)) {
-          this.opts.logger.warn('admin connection refused: bad token');
+          this.badTokens.add(4401, 'bad token');
           ws.close(4401, 'bad token');
           return;
         }
@@ -157,9 +184,15 @@ export class AdminServer {
           ws.close(4400, `surface must be one of ${ADMIN_SURFACES.join(', ')}`);
           return;
         }
+        this.pending.delete(ws);
+        clearTimeout(timer);
+        if (this.clients.size >= MAX_ADMIN_CLIENTS) {
+          ws.close(1013, `at most ${MAX_ADMIN_CLIENTS} admin clients at once`);
+          return;
+        }
+        this.clients.add(ws);
         authed = true;
         surface = (msg.surface as AdminSurface | undefined) ?? 'api';
-        clearTimeout(timer);
         for (const name of ADMIN_EVENTS) {
           unsubs.push(
             this.opts.api.subscribe(name, (eventData) => {
@@ -180,7 +213,7 @@ export class AdminServer {
       const id = msg.id;
       const method = msg.method;
       if (!isAdminMethod(method)) {
-        send({ type: 'result', id, ok: false, error: { code: 'UNKNOWN_METHOD', message: `no admin call named ${String(method)}` } });
+        send({ type: 'result', id, ok: false, error: { code: 'UNKNOWN_METHOD', message: unknownMethodMessage(method) } });
         return;
       }
       this.opts.api.call(method, msg.params as never, surface).then(
@@ -191,6 +224,15 @@ export class AdminServer {
           send({ type: 'result', id, ok: false, error: { code: e.code, message: e.message } });
         },
       );
+    };
+    ws.on('message', (data, isBinary) => {
+      // Whatever goes wrong with one message ends this connection, never the process.
+      try {
+        onMessage(data, isBinary);
+      } catch (err: unknown) {
+        this.opts.logger.error('admin message failed', { error: err instanceof Error ? err.message : String(err) });
+        ws.close(1011, 'internal error');
+      }
     });
   }
 }

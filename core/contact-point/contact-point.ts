@@ -3,6 +3,7 @@ import {
   ADMIN_CALLS,
   AdminError,
   isAdminMethod,
+  unknownMethodMessage,
   type AdminHostApi,
   type AdminEventName,
   type AdminSurface,
@@ -510,7 +511,7 @@ export class ContactPoint implements AdminHostApi {
 
   /** One admin call; `surface` is where it came from (the admin server and the desktop host say), for the audit trail. */
   async call<M extends AdminMethod>(method: M, params: AdminParams<M>, surface: AdminSurface = 'api'): Promise<AdminResults[M]> {
-    if (!isAdminMethod(method)) throw new AdminError('UNKNOWN_METHOD', `no admin call named ${String(method)}`);
+    if (!isAdminMethod(method)) throw new AdminError('UNKNOWN_METHOD', unknownMethodMessage(method));
     let p: unknown;
     try {
       p = ADMIN_CALLS[method].parse(params ?? {});

@@ -3,7 +3,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { AdminClient } from '../../core/admin/client.js';
 import { ADMIN_PROTOCOL, type FlowBatch, type PeerView, type PortPolicyView, type TunnelView } from '../../core/admin/contract.js';
-import { AdminServer } from '../../core/admin/server.js';
+import { AdminServer, MAX_PENDING_ADMIN_CLIENTS } from '../../core/admin/server.js';
+import { createLogger } from '../../core/runtime/logger.js';
 import { SEAL_OVERHEAD } from '../../core/protocol/seal.js';
 import { logger, startHarness, waitFor, type Harness } from '../helpers.js';
 
@@ -81,6 +82,68 @@ describe('admin endpoint', () => {
     await expect(c.call('nope:nothing' as never, {} as never)).rejects.toMatchObject({ code: 'UNKNOWN_METHOD' });
     const snap = await c.call('snapshot:get', {});
     expect(snap.peers.map((x) => [x.name, x.state])).toEqual([['printer', 'registered']]);
+  });
+
+  it('answers a method that is not a name with UNKNOWN_METHOD and keeps serving (an object there ended the process)', async () => {
+    const ws = new WebSocket(admin.wsUrl, ADMIN_PROTOCOL);
+    const messages: { type: string; id?: number; ok?: boolean; error?: { code: string; message: string } }[] = [];
+    ws.on('message', (d) => messages.push(JSON.parse((d as Buffer).toString('utf8')) as (typeof messages)[number]));
+    await new Promise((resolve) => ws.once('open', resolve));
+    ws.send(JSON.stringify({ type: 'auth', token: admin.token }));
+    await waitFor(() => messages.some((m) => m.type === 'ready'));
+    ws.send(JSON.stringify({ type: 'call', id: 1, method: { toString: 1 }, params: {} }));
+    ws.send(JSON.stringify({ type: 'call', id: 2, method: ['peers:list'], params: {} }));
+    ws.send(JSON.stringify({ type: 'call', id: 3, method: 'x'.repeat(10_000), params: {} }));
+    await waitFor(() => messages.filter((m) => m.type === 'result').length === 3);
+    const results = messages.filter((m) => m.type === 'result');
+    expect(results.map((m) => [m.id, m.error?.code])).toEqual([
+      [1, 'UNKNOWN_METHOD'],
+      [2, 'UNKNOWN_METHOD'],
+      [3, 'UNKNOWN_METHOD'],
+    ]);
+    expect(results[0]!.error!.message).toMatch(/not a value of type object/);
+    expect(results[1]!.error!.message).toMatch(/not an array/);
+    expect(results[2]!.error!.message.length).toBeLessThan(120);
+    ws.close();
+    const c = await client();
+    expect((await c.call('snapshot:get', {})).contactPoint.id).toBe('acme-hq');
+  });
+
+  it('connections that never send a token cannot lock the admin out: the oldest gives way', async () => {
+    const silent: WebSocket[] = [];
+    const closed: boolean[] = [];
+    for (let i = 0; i < MAX_PENDING_ADMIN_CLIENTS + 8; i++) {
+      const ws = new WebSocket(admin.wsUrl, ADMIN_PROTOCOL);
+      const at = i;
+      closed.push(false);
+      ws.on('close', () => (closed[at] = true));
+      ws.on('error', () => undefined);
+      await new Promise((resolve) => ws.once('open', resolve));
+      silent.push(ws);
+    }
+    // Within the 5 s they are given to authenticate, the admin still gets in.
+    const c = await client();
+    expect(c.initial.contactPoint.id).toBe('acme-hq');
+    await waitFor(() => closed.filter(Boolean).length >= 9);
+    expect(closed.slice(0, 9)).toEqual(Array(9).fill(true));
+    expect(closed.slice(-MAX_PENDING_ADMIN_CLIENTS + 1)).toEqual(Array(MAX_PENDING_ADMIN_CLIENTS - 1).fill(false));
+    for (const ws of silent) ws.terminate();
+  });
+
+  it('logs wrong tokens once a minute with their count, not once each', async () => {
+    const lines: string[] = [];
+    const counted = new AdminServer({ api: h.cp, logger: createLogger({ level: 'info', write: (l) => lines.push(l) }) });
+    await counted.start();
+    try {
+      for (let i = 0; i < 20; i++) await expect(AdminClient.connect(counted.wsUrl, `wrong-${i}`)).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+      const badTokenLines = (): string[] => lines.filter((l) => /admin connection refused: bad token/.test(l));
+      expect(badTokenLines()).toHaveLength(1); // the first at once, the rest summed within the minute
+      await counted.stop();
+      expect(badTokenLines()).toHaveLength(2);
+      expect(badTokenLines()[1]).toMatch(/refused=19/);
+    } finally {
+      await counted.stop();
+    }
   });
 
   it('streams peer changes, tunnel status and batched message flow with refusals and reasons', async () => {
