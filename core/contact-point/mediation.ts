@@ -578,7 +578,7 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     const p = this.ports.get(d.portId);
     if (!p?.udp) return;
     const canon = canonicalAddress(d.address);
-    const problem = canon ? this.policy.targetProblem(canon.address, canon.family, d.port) : 'not an address';
+    const problem = !canon ? 'not an address' : d.port < 1 || d.port > 65_535 ? `port ${d.port} is no UDP destination` : this.policy.targetProblem(canon.address, canon.family, d.port);
     if (problem) {
       this.refusedByCode.add(Status.PERMISSION_DENIED);
       this.emit('refused', { at: Date.now(), operator: p.operator, op: 'datagram', what: `${d.address}:${d.port}`, code: Status.PERMISSION_DENIED, reason: problem });

@@ -151,7 +151,12 @@ export class Exposure {
         udp.once('error', reject);
         udp.bind(this.spec.publicPort ?? 0, host, () => resolve());
       });
-      udp.on('message', (msg, rinfo) => void this.onUdp(msg, rinfo.address, rinfo.port));
+      // Source port 0 is no client anyone can answer (the kernel delivers it, sendto refuses it):
+      // dropped before it makes a mapping whose replies would throw.
+      udp.on('message', (msg, rinfo) => {
+        if (rinfo.port !== 0) void this.onUdp(msg, rinfo.address, rinfo.port);
+      });
+      udp.on('error', (err) => this.logger.warn('exposure UDP socket error', { cp: this.spec.cp, publicPort: this.publicPort, error: err.message }));
       this.udp = udp;
       this.publicPort = udp.address().port;
       this.sweeper = setInterval(() => this.sweepUdp(), UDP_MAPPING_IDLE_MS / 4);
@@ -187,7 +192,12 @@ export class Exposure {
     const m = this.byPort.get(portId);
     if (!m) return false;
     m.lastSeen = Date.now();
-    this.udp?.send(payload, m.port, m.address);
+    try {
+      this.udp?.send(payload, m.port, m.address);
+    } catch (err: unknown) {
+      // A socket closed meanwhile, an address the kernel will not take: this datagram is lost, as UDP may lose it.
+      this.logger.debug('exposure UDP reply not sent', { cp: this.spec.cp, error: err instanceof Error ? err.message : String(err) });
+    }
     return true;
   }
 

@@ -106,6 +106,11 @@ export class RelayUdpService {
   }
 
   private onPacket(msg: Buffer, address: string, port: number): void {
+    // From port 0 nothing can be answered (sendto refuses it): not a peer to remember.
+    if (port === 0) {
+      this.stats.rejected++;
+      return;
+    }
     const name = udpSessionOf(msg);
     const s = name ? this.sessions.get(name) : undefined;
     const p = s ? openUdp(s.receive, msg) : undefined;

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -212,3 +213,45 @@ async function udpWire(): Promise<{ port: number; relayPort: number; captured: {
   });
   return wire;
 }
+
+/**
+ * Sends one UDP datagram to 127.0.0.1:`port` from source port 0, as any host on the internet
+ * can (a raw socket: Node has none, so python3's; it needs root or CAP_NET_RAW). Undefined when
+ * it was sent, else why not.
+ */
+function sendFromPort0(port: number, payload: string): string | undefined {
+  const script = `
+import socket, struct, sys
+port = int(sys.argv[1]); payload = sys.argv[2].encode()
+hdr = struct.pack('!HHHH', 0, port, 8 + len(payload), 0)  # checksum 0: none, allowed over IPv4
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+s.sendto(hdr + payload, ('127.0.0.1', 0))
+`;
+  const r = spawnSync('python3', ['-c', script, String(port), payload], { encoding: 'utf8', timeout: 10_000 });
+  if (r.error) return `python3 is not available (${r.error.message})`;
+  if (r.status !== 0) return `no raw socket here (${r.stderr.trim().split('\n').pop() ?? `exit ${r.status}`})`;
+  return undefined;
+}
+
+describe('a UDP exposure and the UDP channel take datagrams from source port 0', () => {
+  it('drop them and keep serving (one ended the relay: its reply was sent to port 0)', async (ctx) => {
+    h = await startHarness();
+    const cp = h.cp;
+    await waitFor(() => cp.udpChannel?.ready === true, 5_000, 'udp channel up');
+    const { replies } = await roundTrips(h, 1);
+    expect(replies.length).toBeGreaterThanOrEqual(1);
+    const exposure = h.relay.exposures()[0]!;
+    const why = sendFromPort0(exposure.publicPort, 'from-port-0');
+    if (why) {
+      console.warn(`skipped: cannot send from source port 0: ${why}`);
+      ctx.skip();
+    }
+    sendFromPort0(exposure.publicPort, 'from-port-0-again');
+    expect(sendFromPort0(h.relay.udp!.port, 'not-a-session')).toBeUndefined();
+    // The exposure still answers a real client, through the same relay process.
+    await new Promise((r) => setTimeout(r, 200));
+    const again = await roundTrips(h, 1, 'after');
+    expect(again.replies.some((r) => r.startsWith('echo:after'))).toBe(true);
+    expect(h.relay.udp!.stats.rejected).toBeGreaterThanOrEqual(1);
+  });
+});
