@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import { decodeControl, type Frame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { CAPABILITY_BATCH, CAPABILITY_PROOF_2, CAPABILITY_REACHABLE, CAPABILITY_SEAL_AES, CAPABILITY_SEAL_BUNDLE, FrameType, frameTypeName, type PeerState } from '../protocol/frames.js';
-import { checkEveryMs, KeepaliveSweep, Link, type LinkHandler, type LinkOptions } from '../protocol/link.js';
+import { checkEveryMs, closeIfNotReading, KeepaliveSweep, Link, type LinkHandler, type LinkOptions } from '../protocol/link.js';
 import {
   CONTACT_POINT_RATE_PER_PEER,
   MAX_FRAME_BYTES,
@@ -301,6 +301,7 @@ class Session implements PeerSession, LinkHandler {
 
   onFrame(frame: Frame): void {
     this.port.sessionFrame(this, frame);
+    closeIfNotReading(this.link);
   }
 
   onClose(): void {

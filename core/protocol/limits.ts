@@ -141,6 +141,13 @@ export const MAX_IN_FLIGHT_PER_PEER = 1_024;
 export const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
 /** A receiver whose send buffer stays over MAX_BUFFERED_BYTES this long is closed with SLOW_CONSUMER. */
 export const SLOW_CONSUMER_TIMEOUT_MS = 10_000;
+/**
+ * A peer that sends a frame while this much of what was sent to it is still unread is closed
+ * with SLOW_CONSUMER at once. Deliveries stop at MAX_BUFFERED_BYTES (plus one message), so only
+ * the answers to its own frames (ACKs, refusals) take a peer past this: one that sends and never
+ * reads would make them pile up in memory without end.
+ */
+export const MAX_UNREAD_BYTES = 2 * MAX_BUFFERED_BYTES;
 
 /** Unacknowledged messages one SDK client keeps for retry; more are refused at once with QUEUE_FULL. */
 export const MAX_OUTBOX = 10_000;

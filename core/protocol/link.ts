@@ -21,6 +21,7 @@ import {
   HEARTBEAT_GRACE_MS,
   HEARTBEAT_PINGS,
   HEARTBEAT_SERVER_TICK_MS,
+  MAX_UNREAD_BYTES,
   PING_INTERVAL_MS,
   PONG_TIMEOUT_MS,
 } from './limits.js';
@@ -306,6 +307,27 @@ type LinkedWs = WebSocket & { [LINK_SLOT]: Link };
  * end of ws-server.ts, which offers the same members under the same names (what the Link uses of them).
  */
 export type LinkWebSocket = WebSocket | ServerWebSocket;
+
+/**
+ * After a peer's frame was handled: a peer with more than MAX_UNREAD_BYTES of ours unread that
+ * still sends is cut off (SLOW_CONSUMER), so what we answer it cannot pile up without end. For
+ * the links of peers (the peer port's, a relay's or direct listener's external peers), not a
+ * tunnel, whose streams may hold more in flight by their windows.
+ */
+export function closeIfNotReading(link: Link): void {
+  if (link.bufferedAmount > MAX_UNREAD_BYTES) link.fault(Status.SLOW_CONSUMER, `more than ${MAX_UNREAD_BYTES >> 20} MiB sent to it unread while it keeps sending`);
+}
+
+/** A faulted link's handler: frames that still arrive are dropped; the close reaches the handler it had. */
+class Faulted implements LinkHandler {
+  constructor(private readonly was: LinkHandler | undefined) {}
+
+  onFrame(): void {}
+
+  onClose(info: CloseInfo): void {
+    this.was?.onClose(info);
+  }
+}
 
 /** ws close reasons are limited to 123 bytes (RFC 6455 §5.5). */
 const CLOSE_REASON_BYTES = 123;
@@ -785,12 +807,16 @@ export class Link {
    * closes made in bulk that are summed up elsewhere (a registration flood's evictions).
    */
   fault(code: StatusCode, detail?: string, logLevel: 'info' | 'debug' = 'info'): void {
-    if (this.closed) return;
+    if (this.closed || this.handler instanceof Faulted) return;
     // The detail may quote what the far end sent: log and send at most 256 characters of it.
     const reason = (detail ?? describeStatus(code)).slice(0, 256);
     this.opts.logger[logLevel]('closing link', { link: this.label, status: code, reason });
     this.sendControl(FrameType.ERROR, { code, reason });
     this.close(closeCodeFor(code), reason);
+    // Until the socket closes (the far end's answer, or the 1 s cut-off) nothing it sends is
+    // handled: a refused HELLO's next HELLO is not checked again, a bad frame's followers do not
+    // each fault and log again. The handler still hears the close.
+    this.handler = new Faulted(this.handler);
   }
 
   close(code = 1000, reason = ''): void {
@@ -950,7 +976,7 @@ export class Link {
   private onMessage(data: RawData, isBinary: boolean): void {
     this.lastHeard = Date.now();
     if (this.probes.length > 0) this.answerProbes(true);
-    if (this.closed) return;
+    if (this.closed || this.handler instanceof Faulted) return;
     const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
     if (!isBinary) {
       this.fault(Status.MALFORMED_FRAME, 'text ws messages are not part of the protocol');

@@ -5,7 +5,7 @@ import { decodeControl, type Frame } from '../protocol/codec.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { CAPABILITY_ADAPTIVE_KEEPALIVE, CAPABILITY_BATCH, CAPABILITY_HEARTBEAT, CAPABILITY_NODE, CAPABILITY_PLACEMENT, CAPABILITY_REACHABLE, CAPABILITY_SEALED, FrameType, frameTypeName } from '../protocol/frames.js';
 import { NameService } from './name-service.js';
-import type { CloseInfo, Link, LinkHandler } from '../protocol/link.js';
+import { closeIfNotReading, type CloseInfo, type Link, type LinkHandler } from '../protocol/link.js';
 import { MAX_MESSAGE_BYTES, MAX_PEERS_PER_CONTACT_POINT, PING_INTERVAL_MS, RELAY_RATE_PER_SENDER } from '../protocol/limits.js';
 import { Status } from '../protocol/status.js';
 import { answerHealth, isHealthRequest, type Readiness } from '../runtime/health.js';
@@ -495,6 +495,7 @@ class SessionHandler implements LinkHandler {
 
   onFrame(frame: Frame): void {
     this.relay.sessionFrame(this.s, frame);
+    if (this.s.kind === 'external') closeIfNotReading(this.s.link);
   }
 
   onClose(info: CloseInfo): void {

@@ -1,8 +1,8 @@
 import type { Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { encodeControl, encodeMsg, HEADER_BYTES } from '../../core/protocol/codec.js';
+import { decodeControl, decodeFrame, encodeBatch, encodeControl, encodeMsg, HEADER_BYTES } from '../../core/protocol/codec.js';
 import { CAPABILITY_PROOF_2, FrameType } from '../../core/protocol/frames.js';
-import { MAX_FRAME_BYTES, MAX_PENDING_HELLOS_PER_ADDRESS } from '../../core/protocol/limits.js';
+import { MAX_FRAME_BYTES, MAX_PENDING_HELLOS_PER_ADDRESS, MAX_UNREAD_BYTES } from '../../core/protocol/limits.js';
 import { Status } from '../../core/protocol/status.js';
 import { OFFERED_VERSIONS } from '../../core/protocol/version.js';
 import { PeerIdentity } from '../../core/peer/identity.js';
@@ -93,6 +93,19 @@ describe('bad input at the relay: a clear close code, and everyone else keeps be
       await r.waitClosed();
     }
     throw new Error('25 bad hellos were never throttled');
+  });
+
+  it('handles nothing a refused connection sends after its refusal: 30 bad HELLOs on one socket are one failed hello', async () => {
+    const r = await raw(h.relay.url);
+    // Sent at once, before the refusal of the first can arrive: each used to be checked against the
+    // credentials (and counted against the address) until the socket closed, a second later.
+    for (let i = 0; i < 30; i++) r.hello({ versions: OFFERED_VERSIONS, role: 'external', id: 'alice', secret: 'epk_' + 'C'.repeat(43) });
+    expect((await r.waitClosed()).code).toBe(4000 + Status.BAD_CREDENTIALS);
+    // 20 failed hellos a minute from one address get 429: one was counted, so this still gets in.
+    const next = await raw(h.relay.url);
+    next.hello({ versions: OFFERED_VERSIONS, role: 'external', id: 'alice', secret: 'epk_' + 'D'.repeat(43) });
+    expect((await next.waitClosed()).code).toBe(4000 + Status.BAD_CREDENTIALS);
+    await stillServes();
   });
 
   it('an SDK whose HELLO the relay finds invalid stops at once with the reason, instead of retrying', async () => {
@@ -240,6 +253,32 @@ describe('bad input and floods at the contact point peer port', () => {
   it('an unregistered peer may not send', async () => {
     const p = await h.internal('stranger');
     await expect(p.send('alice@relay', 'hi')).rejects.toMatchObject({ code: Status.UNAUTHORIZED });
+  });
+
+  it('a peer that sends and never reads the answers is cut off once 16 MiB of them wait for it', async () => {
+    const r = await raw(h.cp.peerPortUrl);
+    const id = PeerIdentity.generate();
+    r.hello({ versions: OFFERED_VERSIONS, role: 'peer', id: 'mallory', publicKey: id.publicKey });
+    await waitFor(() => r.frames.some((f) => f.type === FrameType.CHALLENGE));
+    const { nonce } = decodeControl(decodeFrame(r.frames.find((f) => f.type === FrameType.CHALLENGE)!.raw), FrameType.CHALLENGE);
+    r.send(encodeControl(FrameType.PROOF, { signature: id.signChallenge('mallory', nonce) }));
+    await waitFor(() => h.cp.peerPort.get('mallory') !== undefined);
+    // Unregistered: every MSG is refused with an ACK, which it never reads.
+    (r.ws as unknown as { _socket: Socket })._socket.pause();
+    const to = `${'z'.repeat(200)}@${'y'.repeat(54)}`;
+    const msgs = Array.from({ length: 2_000 }, (_, i) => encodeMsg({ id: `m${i}`.padEnd(64, 'i'), to, from: 'mallory@acme-hq', payload: Buffer.alloc(0) }));
+    const batch = encodeBatch(msgs, msgs.reduce((n, m) => n + m.length, 0));
+    let most = 0;
+    for (let i = 0; i < 200 && h.cp.peerPort.get('mallory'); i++) {
+      r.send(batch);
+      await waitFor(() => r.ws.bufferedAmount < batch.length || !h.cp.peerPort.get('mallory'), 5_000, 'the contact point reads');
+      most = Math.max(most, h.cp.peerPort.get('mallory')?.link.bufferedAmount ?? 0);
+    }
+    await waitFor(() => h.cp.peerPort.get('mallory') === undefined, 5_000, 'mallory cut off');
+    // Answers of one BATCH at most beyond the limit (each ACK names both addresses: ~0.5 KiB).
+    expect(most).toBeLessThanOrEqual(MAX_UNREAD_BYTES + 2_000 * 1024);
+    expect(most).toBeGreaterThan(MAX_UNREAD_BYTES / 2);
+    await stillServes();
   });
 
   it('a peer that never reads stalls only itself, with memory bounded', async () => {
