@@ -134,7 +134,7 @@ export class Admission {
     const remote = (socket as Socket).remoteAddress ?? 'unknown';
     const path = (req.url ?? '').split('?')[0];
     if (path !== RELAY_PATH) return refuseUpgrade(socket, 404, 'Not Found');
-    if (!this.failures.has(remote)) {
+    if (!this.failures.has(sourceKey(remote))) {
       this.host.refusals.record({ kind: 'upgrade', code: Status.RATE_LIMITED, who: '-', address: remote, reason: `more than ${MAX_AUTH_FAILURES_PER_MINUTE} failed hellos a minute from this address (HTTP 429)` });
       return refuseUpgrade(socket, 429, 'Too Many Requests');
     }
@@ -225,7 +225,7 @@ export class Admission {
     const kind: CredentialKind = hello.role;
     const record = hello.secret !== undefined ? this.opts.credentials.verify(kind, hello.id, hello.secret) : undefined;
     if (!record || (kind === 'contact-point' && hello.id === this.host.name)) {
-      this.failures.take(remote);
+      this.failures.take(sourceKey(remote));
       return this.refuse(link, Status.BAD_CREDENTIALS, who, `no valid credential for ${kind} "${hello.id}"`);
     }
     if (kind === 'external') {
