@@ -152,7 +152,10 @@ export class SealGuard {
     } catch (err: unknown) {
       return refuse(Status.BAD_ADDRESS, `malformed key request: ${(err as Error).message}`);
     }
-    if (body.key !== undefined && lanPeer === undefined) {
+    // A LAN peer's sealing key is the one its hello proved, stated by this contact point: a key in
+    // its request would go up the tunnel for other contact points to bind to its address.
+    if (body.key !== undefined && lanPeer !== undefined) return refuse(Status.UNAUTHORIZED, 'an internal peer asks without a key: its contact point states its key');
+    if (body.key !== undefined) {
       // The requester's own key, bound to its address at first contact (as its sealed messages are).
       const refusal = this.bind(req.from, body.key);
       if (refusal) return refuse(refusal.code, refusal.reason);

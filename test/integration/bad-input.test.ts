@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { decodeControl, decodeFrame, encodeBatch, encodeControl, encodeMsg, HEADER_BYTES } from '../../core/protocol/codec.js';
+import { decodeAck, decodeControl, decodeFrame, encodeBatch, encodeControl, encodeMsg, HEADER_BYTES } from '../../core/protocol/codec.js';
 import { CAPABILITY_PROOF_2, FrameType } from '../../core/protocol/frames.js';
 import { MAX_FRAME_BYTES, MAX_PENDING_HELLOS_PER_ADDRESS, MAX_UNREAD_BYTES } from '../../core/protocol/limits.js';
 import { Status } from '../../core/protocol/status.js';
@@ -24,6 +24,18 @@ afterEach(async () => {
 async function raw(url: string): Promise<RawClient> {
   const r = await RawClient.open(url);
   raws.push(r);
+  return r;
+}
+
+/** A LAN peer on a raw socket that proved its key for `name` (not registered). */
+async function rawPeer(name: string): Promise<RawClient> {
+  const r = await raw(h.cp.peerPortUrl);
+  const id = PeerIdentity.generate();
+  r.hello({ versions: OFFERED_VERSIONS, role: 'peer', id: name, publicKey: id.publicKey });
+  await waitFor(() => r.frames.some((f) => f.type === FrameType.CHALLENGE));
+  const { nonce } = decodeControl(decodeFrame(r.frames.find((f) => f.type === FrameType.CHALLENGE)!.raw), FrameType.CHALLENGE);
+  r.send(encodeControl(FrameType.PROOF, { signature: id.signChallenge(name, nonce) }));
+  await waitFor(() => h.cp.peerPort.get(name) !== undefined);
   return r;
 }
 
@@ -255,14 +267,29 @@ describe('bad input and floods at the contact point peer port', () => {
     await expect(p.send('alice@relay', 'hi')).rejects.toMatchObject({ code: Status.UNAUTHORIZED });
   });
 
+  it('a KEYS_REQUEST goes up the tunnel only from a registered peer, and without a key of its own', async () => {
+    // Another office's contact point binds the key in a request to the asking address (first
+    // contact wins): an unapproved LAN host could have claimed its name's key in every office.
+    const r = await rawPeer('mallory');
+    const answer = (id: string): { status: number; reason: string } | undefined => r.frames.map((f) => (f.type === FrameType.ACK ? decodeAck(f) : undefined)).find((a) => a?.id === id);
+    const ask = async (id: string, body: object): Promise<{ status: number; reason: string }> => {
+      r.send(encodeMsg({ id, to: 'bob@other-office', from: 'mallory@acme-hq', payload: Buffer.from(JSON.stringify(body)) }, 0, FrameType.KEYS_REQUEST));
+      await waitFor(() => answer(id) !== undefined, 5_000, `the answer to ${id}`);
+      return answer(id)!;
+    };
+    const key = SealKey.generate().publicKey;
+    expect(await ask('k1', { key })).toMatchObject({ status: Status.UNAUTHORIZED, reason: expect.stringMatching(/only registered peers/) as unknown });
+    expect(await ask('k2', {})).toMatchObject({ status: Status.UNAUTHORIZED });
+    r.send(encodeControl(FrameType.REGISTER, {}));
+    await waitFor(() => h.cp.registrar.get('mallory')?.state === 'pending');
+    await h.cp.call('peers:approve', { name: 'mallory' });
+    expect(await ask('k3', { key })).toMatchObject({ status: Status.UNAUTHORIZED, reason: expect.stringMatching(/without a key/) as unknown });
+    // Without a key it is passed on (no such contact point: the relay says so).
+    expect((await ask('k4', {})).status).not.toBe(Status.UNAUTHORIZED);
+  });
+
   it('a peer that sends and never reads the answers is cut off once 16 MiB of them wait for it', async () => {
-    const r = await raw(h.cp.peerPortUrl);
-    const id = PeerIdentity.generate();
-    r.hello({ versions: OFFERED_VERSIONS, role: 'peer', id: 'mallory', publicKey: id.publicKey });
-    await waitFor(() => r.frames.some((f) => f.type === FrameType.CHALLENGE));
-    const { nonce } = decodeControl(decodeFrame(r.frames.find((f) => f.type === FrameType.CHALLENGE)!.raw), FrameType.CHALLENGE);
-    r.send(encodeControl(FrameType.PROOF, { signature: id.signChallenge('mallory', nonce) }));
-    await waitFor(() => h.cp.peerPort.get('mallory') !== undefined);
+    const r = await rawPeer('mallory');
     // Unregistered: every MSG is refused with an ACK, which it never reads.
     (r.ws as unknown as { _socket: Socket })._socket.pause();
     const to = `${'z'.repeat(200)}@${'y'.repeat(54)}`;
