@@ -328,6 +328,8 @@ export class ContactPoint implements AdminHostApi {
       // any change, its session told why, every GUI drops the row; the flood summary counts it.
       this.store.changed();
       this.peerPort.disconnect(r.name, Status.RESOURCE_LIMIT, reason, 'debug');
+      // Never registered, so no lookup's answer changes (no hint to send); what was noted of it goes.
+      this.presenceSent.delete(r.name);
       this.events.emit('peer:removed', { name: r.name });
       this.floodDrop(source, 'evicted');
     });

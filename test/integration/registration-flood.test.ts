@@ -57,6 +57,10 @@ describe('registration flood', () => {
     await waitFor(() => outcomes.filter((o) => o.ws.readyState === WebSocket.CLOSED).length === N - perAddress, 5_000, 'evicted sessions closed');
     const evicted = outcomes.find((o) => o.name === 'flood-0')!;
     expect(evicted.seen.at(-1)).toMatch(new RegExp(`^${Status.RESOURCE_LIMIT} registration request dropped: .*127\\.0\\.0\\.1.*flood limit`));
+    // Nothing is kept of an evicted request: the presence the relay was last told of stayed per
+    // name for good (a flood's every identity, 60 a minute per address).
+    const presenceSent = (hh.cp as unknown as { presenceSent: Map<string, number> }).presenceSent;
+    expect([...presenceSent.keys()].filter((n) => n.startsWith('flood-'))).toHaveLength(perAddress);
 
     // The log: one warning for the flood, and no line per request once it is known.
     const during = lines.slice(logged);
