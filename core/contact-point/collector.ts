@@ -11,6 +11,7 @@ import { refuse, type Reply } from './refusal.js';
 import type { Registrar } from './registrar.js';
 import type { SealGuard } from './seal-guard.js';
 import { messageCount } from '../protocol/seal.js';
+import { TokenBucket } from '../runtime/token-bucket.js';
 
 export interface CollectorDeps {
   readonly id: string;
@@ -34,9 +35,17 @@ export interface CollectorDeps {
  * the distributor (a local peer) or to outbound (up the tunnel); what fails is answered with a
  * reason.
  */
+/**
+ * Refusals of unregistered peers' messages written to the flow and the history one by one, a
+ * second, for all such peers together; past it they are counted in the totals only. Anyone on
+ * the LAN can be such a peer: at thousands a second it would push the admin's history out.
+ */
+export const UNREGISTERED_REFUSALS_NOTED_PER_SECOND = 20;
+
 export class Collector {
   private readonly id: string;
   private readonly maxMessageBytes: number;
+  private readonly unregisteredNotes = new TokenBucket(UNREGISTERED_REFUSALS_NOTED_PER_SECOND);
 
   constructor(private readonly d: CollectorDeps) {
     this.id = d.id;
@@ -89,7 +98,10 @@ export class Collector {
       return refuse(this.d.flow, msg, Status.UNAUTHORIZED, dir, reply, `you send as ${session.address}`);
     }
     if (!this.d.registrar.isRegistered(session.name)) {
-      return refuse(this.d.flow, msg, Status.UNAUTHORIZED, dir, reply, 'only registered peers may send; ask the admin to approve this peer');
+      const reason = 'only registered peers may send; ask the admin to approve this peer';
+      if (this.unregisteredNotes.take()) return refuse(this.d.flow, msg, Status.UNAUTHORIZED, dir, reply, reason);
+      this.d.flow.countOnly(dir, msg.payload.length, Status.UNAUTHORIZED, messageCount(msg.flags, msg.payload));
+      return reply(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: Status.UNAUTHORIZED, reason }));
     }
     if (!to) return refuse(this.d.flow, msg, Status.BAD_ADDRESS, dir, reply, `"${msg.to}" is not name@domain`);
     if (msg.payload.length > this.maxMessageBytes) {

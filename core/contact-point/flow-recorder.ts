@@ -58,16 +58,7 @@ export class FlowRecorder {
    * the totals count each of them, the event list and the history have one entry for the MSG.
    */
   record(id: string, dir: FlowDirection, from: string, to: string, size: number, code: number, reason?: string, count = 1): void {
-    const outcome: FlowOutcome = code === Status.OK ? 'delivered' : code < 0 ? 'forwarded' : 'refused';
-    this.t.messages += count;
-    this.t.bytes += size;
-    this.t.byDirection[dir] += count;
-    if (outcome === 'delivered') this.t.delivered += count;
-    else if (outcome === 'refused') {
-      this.t.refused += count;
-      const name = statusName(code);
-      this.t.refusals[name] = (this.t.refusals[name] ?? 0) + count;
-    }
+    const outcome = this.tally(dir, size, code, count);
     if (this.listeners.size === 0 && !this.history) return;
     const event: FlowEvent = {
       at: Date.now(),
@@ -87,6 +78,29 @@ export class FlowRecorder {
     this.ring[this.head] = event;
     this.head = (this.head + 1) % MAX_FLOW_EVENTS_PER_BATCH;
     if (this.count < MAX_FLOW_EVENTS_PER_BATCH) this.count++;
+  }
+
+  /**
+   * A message counted in the totals only, with no event and no history entry (record() does
+   * both): for what a flood would otherwise write into the history, one entry each.
+   */
+  countOnly(dir: FlowDirection, size: number, code: number, count = 1): void {
+    this.tally(dir, size, code, count);
+  }
+
+  /** Adds a message to the totals; its outcome. */
+  private tally(dir: FlowDirection, size: number, code: number, count: number): FlowOutcome {
+    const outcome: FlowOutcome = code === Status.OK ? 'delivered' : code < 0 ? 'forwarded' : 'refused';
+    this.t.messages += count;
+    this.t.bytes += size;
+    this.t.byDirection[dir] += count;
+    if (outcome === 'delivered') this.t.delivered += count;
+    else if (outcome === 'refused') {
+      this.t.refused += count;
+      const name = statusName(code);
+      this.t.refusals[name] = (this.t.refusals[name] ?? 0) + count;
+    }
+    return outcome;
   }
 
   totals(): FlowTotals {

@@ -288,6 +288,23 @@ describe('bad input and floods at the contact point peer port', () => {
     expect((await ask('k4', {})).status).not.toBe(Status.UNAUTHORIZED);
   });
 
+  it("an unregistered peer's refused messages reach the history at most 20 a second; the totals count them all", async () => {
+    const r = await rawPeer('mallory');
+    const refusedBefore = (await h.cp.call('snapshot:get', {})).flow.refusals.UNAUTHORIZED ?? 0;
+    const N = 2_000;
+    const msgs = Array.from({ length: N }, (_, i) => encodeMsg({ id: `w${i}`, to: 'printer@acme-hq', from: 'mallory@acme-hq', payload: Buffer.from('x') }));
+    r.send(encodeBatch(msgs, msgs.reduce((n, m) => n + m.length, 0)));
+    // Each one is still answered, with the reason.
+    await waitFor(() => r.frames.filter((f) => f.type === FrameType.ACK).length === N, 10_000, 'every refusal answered');
+    expect(r.frames.filter((f) => f.type === FrameType.ACK).every((f) => decodeAck(f).status === Status.UNAUTHORIZED)).toBe(true);
+    expect((await h.cp.call('snapshot:get', {})).flow.refusals.UNAUTHORIZED).toBe(refusedBefore + N);
+    await h.cp.history!.flush();
+    const page = await h.cp.call('history:query', { sender: 'mallory@acme-hq' });
+    // A burst of two seconds' worth, at most: the admin's earlier history stays.
+    expect(page.matched).toBeGreaterThan(0);
+    expect(page.matched).toBeLessThanOrEqual(2 * 20 + 5);
+  });
+
   it('a peer that sends and never reads the answers is cut off once 16 MiB of them wait for it', async () => {
     const r = await rawPeer('mallory');
     // Unregistered: every MSG is refused with an ACK, which it never reads.
