@@ -9,6 +9,7 @@ import { checkEveryMs, closeIfNotReading, KeepaliveSweep, Link, type LinkHandler
 import {
   CONTACT_POINT_RATE_PER_PEER,
   MAX_FRAME_BYTES,
+  MAX_HELLO_MESSAGE_BYTES,
   MAX_MESSAGE_BYTES,
   MAX_PENDING_HELLOS,
   MAX_PENDING_HELLOS_PER_ADDRESS,
@@ -166,7 +167,7 @@ export class PeerPort {
     if (!slot) return refuseUpgrade(socket, 503, 'Service Unavailable');
     const release = releaseOnClose(socket, slot);
     // No closure here may name `req` or `head`: they would stay in memory as long as the peer is connected.
-    const ws = acceptWebSocket(req, socket, head, MAX_FRAME_BYTES);
+    const ws = acceptWebSocket(req, socket, head, MAX_HELLO_MESSAGE_BYTES);
     if (ws) link = this.onConnection(ws, socket as Socket, remote, release);
   };
 
@@ -227,6 +228,8 @@ export class PeerPort {
           link.fault(verdict.code, verdict.reason, verdict.code === Status.RATE_LIMITED ? 'debug' : 'info');
           return;
         }
+        // Full-size frames once admitted (before WELCOME goes out: the peer sends nothing before it).
+        ws.maxPayload = MAX_FRAME_BYTES;
         this.admit(link, claimed.name, remote, claimed.version, verdict.state, claimed.reachable, claimed.batch);
       },
       onClose: () => {

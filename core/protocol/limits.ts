@@ -9,6 +9,13 @@ export const MAX_MESSAGE_BYTES = 1024 * 1024;
 export const MAX_FRAME_BYTES = MAX_MESSAGE_BYTES + 4096;
 /** Largest JSON body of a control frame (64 KiB); checked before parsing. */
 export const MAX_CONTROL_BYTES = 64 * 1024;
+/**
+ * The largest ws message a server end takes before the far end's hello is done (a HELLO or a
+ * PROOF: a control frame and its 6-byte header); MAX_FRAME_BYTES once admitted. Pending hellos
+ * are many (MAX_PENDING_HELLOS): at MAX_FRAME_BYTES each, a few addresses could make a relay
+ * hold 256 MiB of half-sent frames before any credential.
+ */
+export const MAX_HELLO_MESSAGE_BYTES = MAX_CONTROL_BYTES + 6;
 /** Longest name part of an address (`printer` in `printer@acme-hq`) and longest contact point id. */
 export const MAX_NAME_LENGTH = 63;
 /** Longest message id, in bytes. */

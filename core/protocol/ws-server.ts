@@ -129,7 +129,11 @@ export class ServerWebSocket {
 
   constructor(
     private readonly socket: Socket,
-    private readonly maxPayload: number,
+    /**
+     * The largest message taken (1009 past it). A server may raise it once the far end is
+     * admitted: before its hello, a connection is held to a hello's size.
+     */
+    public maxPayload: number,
   ) {
     (socket as TaggedSocket)[WS] = this;
     socket.setTimeout(0);

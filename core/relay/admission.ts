@@ -8,6 +8,7 @@ import { checkEveryMs, KeepaliveSweep, Link, type CloseInfo, type LinkOptions } 
 import {
   HELLO_TIMEOUT_MS,
   MAX_FRAME_BYTES,
+  MAX_HELLO_MESSAGE_BYTES,
   MAX_PENDING_HELLOS,
   MAX_PENDING_HELLOS_PER_ADDRESS,
   MAX_SESSIONS_PER_CREDENTIAL,
@@ -149,7 +150,7 @@ export class Admission {
     }
     const release = releaseOnClose(socket, slot);
     // No closure here may name `req` or `head`: they would stay in memory as long as the connection lives.
-    const ws = acceptWebSocket(req, socket, head, MAX_FRAME_BYTES);
+    const ws = acceptWebSocket(req, socket, head, MAX_HELLO_MESSAGE_BYTES);
     if (ws) link = this.onConnection(ws, socket as Socket, remote, release);
   };
 
@@ -190,6 +191,8 @@ export class Admission {
         const hello = decodeControl(frame, FrameType.HELLO);
         endPending();
         this.onHello(link, hello, remote);
+        // Admitted, or waiting for a contest (it sends nothing before its WELCOME): full-size frames from now on.
+        if (link.isOpen) ws.maxPayload = MAX_FRAME_BYTES;
       },
       onClose: (info) => {
         endPending();

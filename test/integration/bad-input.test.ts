@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { decodeAck, decodeControl, decodeFrame, encodeBatch, encodeControl, encodeMsg, HEADER_BYTES } from '../../core/protocol/codec.js';
 import { CAPABILITY_PROOF_2, FrameType } from '../../core/protocol/frames.js';
-import { MAX_FRAME_BYTES, MAX_PENDING_HELLOS_PER_ADDRESS, MAX_UNREAD_BYTES } from '../../core/protocol/limits.js';
+import { MAX_FRAME_BYTES, MAX_HELLO_MESSAGE_BYTES, MAX_PENDING_HELLOS_PER_ADDRESS, MAX_UNREAD_BYTES } from '../../core/protocol/limits.js';
 import { Status } from '../../core/protocol/status.js';
 import { OFFERED_VERSIONS } from '../../core/protocol/version.js';
 import { PeerIdentity } from '../../core/peer/identity.js';
@@ -77,6 +77,22 @@ describe('bad input at the relay: a clear close code, and everyone else keeps be
     r.send(Buffer.alloc(MAX_FRAME_BYTES + 1));
     expect((await r.waitClosed()).code).toBe(1009);
     await stillServes();
+  });
+
+  it('before the hello, takes no message bigger than a HELLO (1009), at the relay and the peer port; full-size ones after', async () => {
+    // 256 pending hellos each halfway through a 1 MiB frame held 256 MiB at the relay before any credential.
+    for (const url of [h.relay.url, h.cp.peerPortUrl]) {
+      const r = await raw(url);
+      r.send(Buffer.alloc(MAX_HELLO_MESSAGE_BYTES + 1));
+      expect((await r.waitClosed()).code).toBe(1009);
+    }
+    const got: number[] = [];
+    const printer = await h.registered('printer', (m) => void got.push(m.payload.length));
+    const alice = await h.external('alice', { seal: 'off' });
+    await alice.send('printer@acme-hq', Buffer.alloc(512 * 1024, 1));
+    await printer.send('alice@relay', Buffer.alloc(512 * 1024, 2));
+    await waitFor(() => got.length === 1);
+    expect(got).toEqual([512 * 1024]);
   });
 
   it('refuses a spoofed sender address with UNAUTHORIZED, keeping the connection', async () => {
