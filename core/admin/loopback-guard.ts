@@ -5,6 +5,7 @@ import { join, normalize, sep } from 'node:path';
 import { contentType } from '../runtime/content-type.js';
 import type { HttpLimits } from '../runtime/http-guard.js';
 import type { Logger } from '../runtime/logger.js';
+import { loopbackHostAllowed } from '../runtime/server-lifecycle.js';
 
 /**
  * The defences every local admin endpoint shares (the contact point's admin endpoint, the
@@ -59,9 +60,7 @@ export class LoopbackGuard {
 
   /** Host header must name this endpoint as a loopback host: a rebinding page sends its own name. */
   hostAllowed(host: string | undefined): boolean {
-    if (!host) return false;
-    const allowed = [`127.0.0.1:${this.port}`, `localhost:${this.port}`, `[::1]:${this.port}`, `${this.hostLabel}:${this.port}`];
-    return allowed.includes(host.toLowerCase());
+    return loopbackHostAllowed(host, this.port, this.hostLabel);
   }
 
   /** No Origin: not a browser (CLI, SDK). Else it must be this endpoint itself. */

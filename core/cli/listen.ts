@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { isLoopbackAddress } from '../runtime/server-lifecycle.js';
 import { CliError, UsageError } from './errors.js';
 
 /**
@@ -41,7 +42,7 @@ export function formatListen(l: Listen): string {
 /** The loopback interface only: 127.0.0.0/8, ::1, localhost. */
 export function isLoopbackHost(host: string): boolean {
   const h = host.toLowerCase();
-  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+  return h === 'localhost' || isLoopbackAddress(h);
 }
 
 export function listenFlag(flag: string, value: string | undefined, fallback: string): ListenFlag {

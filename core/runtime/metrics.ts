@@ -5,7 +5,7 @@ import type { Registry } from 'prom-client';
 import { createGuardedServer, refuseUpgrade, type HttpLimits } from './http-guard.js';
 import { requestPath } from './health.js';
 import type { Logger } from './logger.js';
-import { closeServer, listen } from './server-lifecycle.js';
+import { closeServer, isLoopbackAddress, listen, loopbackHostAllowed } from './server-lifecycle.js';
 
 /**
  * Prometheus metrics on a listener of their own (`--metrics HOST:PORT`), as cloudflared and
@@ -138,6 +138,8 @@ export interface MetricsServerOptions {
 export class MetricsServer {
   private server: Server | undefined;
   private boundUrl = '';
+  /** set when bound to loopback: the Host header must then name it */
+  private loopback: { readonly port: number; readonly urlHost: string } | undefined;
 
   constructor(private readonly opts: MetricsServerOptions) {}
 
@@ -160,6 +162,7 @@ export class MetricsServer {
     this.server = server;
     const { address, urlHost } = await listen(server, this.opts.port, this.opts.host);
     this.boundUrl = `http://${urlHost}:${address.port}${METRICS_PATH}`;
+    if (isLoopbackAddress(address.address)) this.loopback = { port: address.port, urlHost };
     return this.boundUrl;
   }
 
@@ -170,6 +173,15 @@ export class MetricsServer {
   }
 
   private readonly onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    // On loopback (the default) the Host must name it: a web page the operator visits could
+    // otherwise rebind its name to 127.0.0.1 and read the series (office names, traffic).
+    // Scrapers send the target's host:port; on another address (--metrics-public) any Host.
+    const lo = this.loopback;
+    if (lo && !loopbackHostAllowed(req.headers.host, lo.port, lo.urlHost)) {
+      res.writeHead(421, { 'content-type': 'text/plain' });
+      res.end('misdirected request: name this host as 127.0.0.1, localhost or [::1] with its port\n');
+      return;
+    }
     if (requestPath(req) !== METRICS_PATH) {
       res.writeHead(404, { 'content-type': 'text/plain' });
       res.end(`not found: metrics are at ${METRICS_PATH}\n`);

@@ -199,4 +199,12 @@ describe('/metrics of the relay and the contact point', () => {
     expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
     expect(res.headers.get('connection')).toBe('close');
   });
+
+  it('on loopback, answer only requests that name it: a page rebinding its own name to 127.0.0.1 gets 421', async () => {
+    const url = await serve(relayMetrics(h.relay));
+    const port = new URL(url).port;
+    expect((await get(url, 'GET', { host: `attacker.example:${port}` })).status).toBe(421);
+    expect((await get(url, 'GET', { host: 'attacker.example' })).status).toBe(421);
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST:${port}`]) expect((await get(url, 'GET', { host })).status).toBe(200);
+  });
 });
