@@ -2,10 +2,11 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join, normalize, sep } from 'node:path';
+import { pipeline } from 'node:stream';
 import { contentType } from '../runtime/content-type.js';
 import type { HttpLimits } from '../runtime/http-guard.js';
 import type { Logger } from '../runtime/logger.js';
-import { loopbackHostAllowed } from '../runtime/server-lifecycle.js';
+import { isLoopbackAddress, loopbackHostAllowed } from '../runtime/server-lifecycle.js';
 
 /**
  * The defences every local admin endpoint shares (the contact point's admin endpoint, the
@@ -40,6 +41,12 @@ export const ADMIN_CONNECT_SRC = "'self'";
 export class LoopbackGuard {
   private port = 0;
   private hostLabel = '';
+  /**
+   * Bound to an address other than loopback (the admin endpoint's --admin-listen-any): reached by
+   * whatever name or address the network gives the machine, so any Host is taken, and a
+   * browser's Origin must be the page's own (the same host as the request's).
+   */
+  private anyHost = false;
   /** Headers on every answer (the GUI's CSP: scripts only from itself, connections as `connectSrc`). */
   readonly headers: Readonly<Record<string, string>>;
 
@@ -52,23 +59,30 @@ export class LoopbackGuard {
     };
   }
 
-  /** Once listening: the bound port and the URL host form of the bound address. */
-  bound(port: number, hostLabel: string): void {
+  /** Once listening: the bound port, the URL host form of the bound address, and the address. */
+  bound(port: number, hostLabel: string, address: string): void {
     this.port = port;
     this.hostLabel = hostLabel;
+    this.anyHost = !isLoopbackAddress(address);
   }
 
   /** Host header must name this endpoint as a loopback host: a rebinding page sends its own name. */
   hostAllowed(host: string | undefined): boolean {
+    if (this.anyHost) return host !== undefined && host !== '';
     return loopbackHostAllowed(host, this.port, this.hostLabel);
   }
 
-  /** No Origin: not a browser (CLI, SDK). Else it must be this endpoint itself. */
-  originAllowed(origin: string | undefined): boolean {
+  /**
+   * No Origin: not a browser (CLI, SDK). Else it must be this endpoint itself: on loopback by one
+   * of its loopback names; bound elsewhere, the host the request names (`requestHost`).
+   */
+  originAllowed(origin: string | undefined, requestHost: string | undefined): boolean {
     if (origin === undefined) return true;
     try {
       const u = new URL(origin);
-      return (u.protocol === 'http:' || u.protocol === 'https:') && this.hostAllowed(u.host);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') return false;
+      if (this.anyHost) return requestHost !== undefined && u.host === new URL(`http://${requestHost}`).host;
+      return this.hostAllowed(u.host);
     } catch {
       return false;
     }
@@ -107,7 +121,9 @@ export class LoopbackGuard {
       if (!st.isFile()) throw new Error('not a file');
       res.writeHead(200, { 'content-type': contentType(file), 'content-length': st.size, 'cache-control': 'no-cache', ...this.headers });
       if (req.method === 'HEAD') res.end();
-      else createReadStream(file).pipe(res);
+      // pipeline, not pipe: a read error (the file went after stat) ends this response, not the
+      // process, and a client that goes mid-file closes the file.
+      else pipeline(createReadStream(file), res, () => undefined);
     } catch {
       res.writeHead(404, { 'content-type': 'text/plain', ...this.headers });
       res.end('not found\n');

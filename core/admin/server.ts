@@ -97,8 +97,9 @@ export class AdminServer {
     const { address, urlHost } = await listen(server, this.opts.port ?? 0, host);
     this.server = server;
     this.port = address.port;
-    this.hostLabel = urlHost;
-    this.guard.bound(address.port, urlHost);
+    // Bound to every address (--admin-listen-any 0.0.0.0): the URL printed for this machine's own browser.
+    this.hostLabel = urlHost === '0.0.0.0' ? '127.0.0.1' : urlHost === '[::]' ? '[::1]' : urlHost;
+    this.guard.bound(address.port, urlHost, address.address);
   }
 
   async stop(): Promise<void> {
@@ -136,7 +137,7 @@ export class AdminServer {
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const deny = (status: number, text: string): void => refuseUpgrade(socket, status, text);
     if ((req.url ?? '').split('?')[0] !== ADMIN_PATH) return deny(404, 'Not Found');
-    if (!this.guard.hostAllowed(req.headers.host) || !this.guard.originAllowed(req.headers.origin)) return deny(403, 'Forbidden');
+    if (!this.guard.hostAllowed(req.headers.host) || !this.guard.originAllowed(req.headers.origin, req.headers.host)) return deny(403, 'Forbidden');
     if (this.clients.size >= MAX_ADMIN_CLIENTS) return deny(503, 'Service Unavailable');
     this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws));
   };

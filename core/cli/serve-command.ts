@@ -92,7 +92,8 @@ Flags:
   --peer-listen HOST:PORT      the peer port for LAN peers (default ${DEFAULT_PEER_LISTEN})
   --admin-listen HOST:PORT     the admin endpoint (default ${DEFAULT_ADMIN_LISTEN}; loopback only)
   --admin-listen-any           allow a non-loopback --admin-listen (the token then crosses the
-                               network in plain http; prefer an SSH tunnel)
+                               network in plain http; prefer an SSH tunnel). It then answers any
+                               Host; a browser's Origin must still be the page's own
   --state DIR                  peers, decisions, policy, history and admin.json (default ~/.contact-point/serve,
                                or $CONTACT_POINT_STATE)
   --proxy URL                  HTTP CONNECT proxy to reach the relay through (default: from

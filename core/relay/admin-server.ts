@@ -60,7 +60,7 @@ export class RelayAdminServer {
     this.server = server;
     this.port = address.port;
     this.hostLabel = urlHost;
-    this.guard.bound(address.port, urlHost);
+    this.guard.bound(address.port, urlHost, address.address);
   }
 
   async stop(): Promise<void> {
@@ -85,7 +85,7 @@ export class RelayAdminServer {
   }
 
   private status(req: IncomingMessage, res: ServerResponse): void {
-    if (!this.guard.originAllowed(req.headers.origin)) {
+    if (!this.guard.originAllowed(req.headers.origin, req.headers.host)) {
       res.writeHead(403, { 'content-type': 'text/plain', ...this.guard.headers });
       res.end('forbidden: another origin\n');
       return;
