@@ -153,7 +153,8 @@ async function run(argv: string[], ctx: RunContext): Promise<number> {
     '',
   ];
   if (values.json) {
-    if (ctx.logFormat !== 'json') for (const line of banner) note(line);
+    // stderr is the log stream: the banner there names the GUI without its token (the ready event on stdout has it).
+    if (ctx.logFormat !== 'json') for (const line of banner) note(line.replace(/#token=\S+/, '#token=… (in the ready event on stdout)'));
     emit('ready', { ...hosted.readyFields(), embeddedRelay: true, senderCredentialFile: senderFile, next, ...(metricsServer ? { metricsUrl: metricsServer.url } : {}) });
   } else if (ctx.logFormat === 'json') {
     logger.info('ready', { ...hosted.logFields(), embeddedRelay: true, senderCredentialFile: senderFile, next, ...(metricsServer ? { metricsUrl: metricsServer.url } : {}) });

@@ -45,7 +45,9 @@ describe('contact-point start (npm start)', () => {
     expect(banner).toContain('EMBEDDED LOCAL RELAY — demo only, not reachable from outside');
     expect(banner).toContain(String(ready.relayUrl));
     expect(banner).toContain(String(ready.peerPortUrl));
-    expect(banner).toContain(String(ready.guiUrl));
+    // The banner goes to stderr, the log stream, beside --json: the GUI without its token.
+    expect(banner).toContain(String(ready.guiUrl).split('#')[0]);
+    expect(banner).not.toContain(String(ready.token));
     const next = ready.next as string[];
     expect(next).toHaveLength(3);
     for (const command of next) expect(banner).toContain(command);
