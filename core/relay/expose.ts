@@ -284,10 +284,13 @@ export class Exposure {
       m = { address, port, portId: 0, lastSeen: Date.now() };
       this.mappings.set(key, m);
       const opened = await ch.request({ op: 'open', operator: this.spec.operator, proto: 'udp', port: 0 });
-      const redirected = opened.ok && opened.portId !== undefined ? await ch.request({ op: 'redirect', operator: this.spec.operator, portId: opened.portId }) : opened;
-      if (!redirected.ok || opened.portId === undefined) {
+      const redirected = opened.ok && opened.portId !== undefined && !this.closed ? await ch.request({ op: 'redirect', operator: this.spec.operator, portId: opened.portId }) : opened;
+      if (!redirected.ok || opened.portId === undefined || this.closed) {
         this.mappings.delete(key);
-        this.refusals.add(redirected.code ?? Status.INTERNAL, redirected.reason ?? '');
+        // A port the contact point opened for this mapping is closed again: the redirect failed,
+        // or the exposure closed while it was being set up (its close() did not know the port).
+        if (opened.ok && opened.portId !== undefined) void ch.request({ op: 'close', operator: this.spec.operator, portId: opened.portId });
+        if (!this.closed) this.refusals.add(redirected.code ?? Status.INTERNAL, redirected.reason ?? '');
         return;
       }
       m.portId = opened.portId;
