@@ -320,6 +320,7 @@ export class ContactPoint implements AdminHostApi {
       this.announce('remove', [name]);
       this.peerPort.disconnect(name, Status.REVOKED, 'the admin removed this peer');
       this.rules.forget(name);
+      this.seal.noteAes(`${name}@${this.opts.id}`, false);
       this.presenceHint(name);
       this.events.emit('peer:removed', { name });
     });
@@ -330,6 +331,7 @@ export class ContactPoint implements AdminHostApi {
       this.peerPort.disconnect(r.name, Status.RESOURCE_LIMIT, reason, 'debug');
       // Never registered, so no lookup's answer changes (no hint to send); what was noted of it goes.
       this.presenceSent.delete(r.name);
+      this.seal.noteAes(`${r.name}@${this.opts.id}`, false);
       this.events.emit('peer:removed', { name: r.name });
       this.floodDrop(source, 'evicted');
     });

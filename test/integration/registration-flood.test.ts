@@ -149,3 +149,16 @@ describe('registration flood', () => {
     expect(snap.flood).toMatchObject({ refused: 10, sources: [expect.objectContaining({ address: '127.0.0.2', refused: 10 })] });
   }, 60_000);
 });
+
+describe('what the contact point notes of a peer goes with its record', () => {
+  it('a forgotten sealing peer leaves no seal-reader flag behind (the table is bounded: a flood filled it for good)', async () => {
+    h = await startHarness();
+    const hh = h;
+    const peer = await hh.registered('scanner');
+    const flags = (hh.cp as unknown as { seal: { readerFlags: Map<string, number> } }).seal.readerFlags;
+    expect(flags.has('scanner@acme-hq')).toBe(true);
+    await peer.stop();
+    await hh.cp.call('peers:forget', { name: 'scanner' });
+    expect(flags.has('scanner@acme-hq')).toBe(false);
+  });
+});
