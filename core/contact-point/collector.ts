@@ -29,19 +29,19 @@ export interface CollectorDeps {
 }
 
 /**
- * The collector (seed 000, 220): takes every message arriving at the contact point, from the
- * tunnel or from a LAN peer, and runs the checks of the single place where traffic is checked
- * (seed [0041]): address, size, sender identity and registration, rate. What passes goes to
- * the distributor (a local peer) or to outbound (up the tunnel); what fails is answered with a
- * reason.
- */
-/**
  * Refusals of unregistered peers' messages written to the flow and the history one by one, a
  * second, for all such peers together; past it they are counted in the totals only. Anyone on
  * the LAN can be such a peer: at thousands a second it would push the admin's history out.
  */
 export const UNREGISTERED_REFUSALS_NOTED_PER_SECOND = 20;
 
+/**
+ * The collector (seed 000, 220): takes every message arriving at the contact point, from the
+ * tunnel or from a LAN peer, and runs the checks of the single place where traffic is checked
+ * (seed [0041]): address, size, sender identity and registration, rate. What passes goes to
+ * the distributor (a local peer) or to outbound (up the tunnel); what fails is answered with a
+ * reason.
+ */
 export class Collector {
   private readonly id: string;
   private readonly maxMessageBytes: number;
@@ -99,9 +99,7 @@ export class Collector {
     }
     if (!this.d.registrar.isRegistered(session.name)) {
       const reason = 'only registered peers may send; ask the admin to approve this peer';
-      if (this.unregisteredNotes.take()) return refuse(this.d.flow, msg, Status.UNAUTHORIZED, dir, reply, reason);
-      this.d.flow.countOnly(dir, msg.payload.length, Status.UNAUTHORIZED, messageCount(msg.flags, msg.payload));
-      return reply(encodeAck({ id: msg.id, to: msg.from, from: msg.to, status: Status.UNAUTHORIZED, reason }));
+      return refuse(this.d.flow, msg, Status.UNAUTHORIZED, dir, reply, reason, undefined, this.unregisteredNotes.take());
     }
     if (!to) return refuse(this.d.flow, msg, Status.BAD_ADDRESS, dir, reply, `"${msg.to}" is not name@domain`);
     if (msg.payload.length > this.maxMessageBytes) {
