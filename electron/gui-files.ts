@@ -30,7 +30,13 @@ export const GUI_CSP = [
 export async function serveGuiFile(dir: string, url: string): Promise<Response> {
   const u = new URL(url);
   if (u.host !== 'gui') return new Response('not found', { status: 404 });
-  const rel = normalize(decodeURIComponent(u.pathname === '/' ? '/index.html' : u.pathname)).replace(/^([/\\])+/, '');
+  let path: string;
+  try {
+    path = decodeURIComponent(u.pathname === '/' ? '/index.html' : u.pathname);
+  } catch {
+    return new Response('bad path', { status: 400 }); // not valid percent-encoding (the admin endpoint answers the same)
+  }
+  const rel = normalize(path).replace(/^([/\\])+/, '');
   const root = resolve(dir);
   const file = resolve(root, rel);
   if (!file.startsWith(root + sep)) return new Response('not found', { status: 404 });

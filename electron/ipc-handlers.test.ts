@@ -77,6 +77,8 @@ describe('GUI files for the window', () => {
     expect((await serveGuiFile(dir, 'cp-admin://gui/../../package.json')).status).toBe(404);
     expect((await serveGuiFile(dir, 'cp-admin://gui/%2e%2e/%2e%2e/package.json')).status).toBe(404);
     expect((await serveGuiFile(dir, 'cp-admin://other/favicon.svg')).status).toBe(404);
+    // Not percent-encoding: an answer, not a thrown URIError.
+    expect((await serveGuiFile(dir, 'cp-admin://gui/%E0%A4%A')).status).toBe(400);
   });
 });
 
