@@ -127,8 +127,10 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   /** the UDP channel to the relay while it is alive; datagrams fall back to the tunnel */
   private udp: { send(d: OutgoingDatagram): boolean } | undefined;
   private nextStream = -1;
-  /** connects under way on exposed ports, over all of them */
+  /** connects under way, over all ports (each holds a place under the stream limit until it is a stream) */
   private connecting = 0;
+  /** `slot:streamId` of the connects under way (their streams are opened once dialled) */
+  private readonly reserved = new Set<string>();
   private changedTimer: NodeJS.Timeout | undefined;
   private readonly limits: PortLimits;
   /** every refusal (requests, accepted connections, datagrams), by status code, for metrics */
@@ -415,28 +417,64 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     if (p.state !== 'open') throw new RequestError(Status.WRONG_STATE, `port ${p.id} is ${p.state}`);
     const streamId = req.streamId;
     if (streamId % 2 !== 0) throw new RequestError(Status.BAD_REQUEST, 'connect needs an even streamId chosen by the relay');
-    const mux = p.tunnel.mux;
-    if (mux.get(streamId)) throw new RequestError(Status.BAD_REQUEST, `stream ${streamId} is in use`);
+    this.checkStreamFree(p.tunnel, streamId);
     if (this.streamCount + this.connecting + this.siblingStreams() >= this.limits.maxStreams) throw new RequestError(Status.STREAM_LIMIT, `${this.limits.maxStreams} streams are open at this contact point`);
-    const target = await this.policy.resolveTarget(req.host, req.targetPort);
-    if (!target.ok) throw new RequestError(target.unsafe ? Status.UNSAFE_TARGET : Status.PERMISSION_DENIED, target.reason);
+    // Taken before the first await: a second connect on this port, or for this stream id, in the
+    // same batch of requests is refused here instead of dialling too (it left an untracked socket).
     p.state = 'connecting';
-    p.target = `${req.host}:${req.targetPort}`;
-    this.emit('changed');
-    const direct = new DirectRead();
-    const socket = await this.dial(p, target, req.targetPort, direct).catch((err: NodeJS.ErrnoException) => {
-      p.state = 'open';
+    const release = this.reserve(p.tunnel, streamId);
+    try {
+      const target = await this.policy.resolveTarget(req.host, req.targetPort);
+      if (!target.ok) {
+        p.state = 'open';
+        throw new RequestError(target.unsafe ? Status.UNSAFE_TARGET : Status.PERMISSION_DENIED, target.reason);
+      }
+      p.target = `${req.host}:${req.targetPort}`;
       this.emit('changed');
-      throw new RequestError(Status.CONNECT_FAILED, `${p.target}: ${err.code ?? err.message}`);
-    });
-    if (!this.ports.has(p.id)) {
-      socket.resetAndDestroy();
-      throw new RequestError(Status.WRONG_STATE, 'the port was closed while connecting');
+      const direct = new DirectRead();
+      const socket = await this.dial(p, target, req.targetPort, direct).catch((err: NodeJS.ErrnoException) => {
+        p.state = 'open';
+        this.emit('changed');
+        throw new RequestError(Status.CONNECT_FAILED, `${p.target}: ${err.code ?? err.message}`);
+      });
+      if (!this.ports.has(p.id)) {
+        socket.resetAndDestroy();
+        throw new RequestError(Status.WRONG_STATE, 'the port was closed while connecting');
+      }
+      p.state = 'connected';
+      this.attachOrReset(p, socket, streamId, direct);
+      this.emit('changed');
+      return { portId: p.id, streamId, port: socket.localPort ?? p.port };
+    } finally {
+      release();
     }
-    p.state = 'connected';
-    this.attachStream(p, socket, streamId, direct);
-    this.emit('changed');
-    return { portId: p.id, streamId, port: socket.localPort ?? p.port };
+  }
+
+  /** BAD_REQUEST when `streamId` is open on `t`'s mux, or a connect for it is under way. */
+  private checkStreamFree(t: Tunnel, streamId: number): void {
+    if (t.mux.get(streamId) || this.reserved.has(`${t.slot}:${streamId}`)) throw new RequestError(Status.BAD_REQUEST, `stream ${streamId} is in use`);
+  }
+
+  /** Holds `streamId` on `t` (and a place under the stream limit) while a connect for it is under way. */
+  private reserve(t: Tunnel, streamId: number): () => void {
+    const key = `${t.slot}:${streamId}`;
+    this.reserved.add(key);
+    this.connecting++;
+    return () => {
+      this.reserved.delete(key);
+      this.connecting--;
+    };
+  }
+
+  /** attachStream, or, if that fails, the dialled socket reset rather than left open and unwatched. */
+  private attachOrReset(p: PortEntry, socket: Socket, streamId: number, direct: DirectRead): void {
+    try {
+      this.attachStream(p, socket, streamId, direct);
+    } catch (err: unknown) {
+      socket.on('error', () => undefined);
+      socket.resetAndDestroy();
+      throw err;
+    }
   }
 
   /** One more connection of an exposure: a stream to the exposure's target, within the stream limits. */
@@ -444,14 +482,13 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     if (`${req.host}:${req.targetPort}` !== p.target) throw new RequestError(Status.BAD_REQUEST, `port ${p.id} is an exposure of ${p.target}`);
     const streamId = req.streamId;
     if (streamId % 2 !== 0) throw new RequestError(Status.BAD_REQUEST, 'connect needs an even streamId chosen by the relay');
-    const mux = p.tunnel.mux;
-    if (mux.get(streamId)) throw new RequestError(Status.BAD_REQUEST, `stream ${streamId} is in use`);
+    this.checkStreamFree(p.tunnel, streamId);
     if (p.streams.size + p.connecting >= this.limits.maxStreamsPerExposure) {
       throw new RequestError(Status.STREAM_LIMIT, `${this.limits.maxStreamsPerExposure} connections of this exposure are open at the contact point`);
     }
     if (this.streamCount + this.connecting + this.siblingStreams() >= this.limits.maxStreams) throw new RequestError(Status.STREAM_LIMIT, `${this.limits.maxStreams} streams are open at this contact point`);
     p.connecting++;
-    this.connecting++;
+    const release = this.reserve(p.tunnel, streamId);
     try {
       const target = await this.policy.resolveTarget(req.host, req.targetPort);
       if (!target.ok) throw new RequestError(target.unsafe ? Status.UNSAFE_TARGET : Status.PERMISSION_DENIED, target.reason);
@@ -463,12 +500,12 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
         socket.resetAndDestroy();
         throw new RequestError(Status.WRONG_STATE, 'the exposure was closed while connecting');
       }
-      this.attachStream(p, socket, streamId, direct);
+      this.attachOrReset(p, socket, streamId, direct);
       this.changedSoon();
       return { portId: p.id, streamId, port: socket.localPort ?? 0 };
     } finally {
       p.connecting--;
-      this.connecting--;
+      release();
     }
   }
 

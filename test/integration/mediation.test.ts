@@ -111,6 +111,37 @@ describe('port mediation through the tunnel', () => {
     expect(h.cp.ports.list()).toEqual([]);
   });
 
+  it('a connect that reuses a stream id, or a port already connecting, is refused before it dials (a relay could crash us with one)', async () => {
+    await allowLoopback();
+    const ch = h.relay.control('acme-hq')!;
+    const lan: Socket[] = [];
+    const target = await echoServer({ onSocket: (s) => void lan.push(s) });
+    // A relay that reuses stream id 2: two connects in one turn, so they arrive together. The
+    // second used to pass the check before the first's await, dial too, fail to open the stream,
+    // and leave its socket untracked and without an error listener: the LAN end's reset ended the process.
+    const opened = await ch.request({ op: 'open', operator: 'tech', proto: 'tcp', port: 0 });
+    const other = await ch.request({ op: 'open', operator: 'tech', proto: 'tcp', port: 0 });
+    const [a, b] = await Promise.all([
+      ch.request({ op: 'connect', operator: 'tech', portId: opened.portId!, host: '127.0.0.1', targetPort: target, streamId: 2 }),
+      ch.request({ op: 'connect', operator: 'tech', portId: other.portId!, host: '127.0.0.1', targetPort: target, streamId: 2 }),
+    ]);
+    expect([a.ok, b.ok]).toEqual([true, false]);
+    expect(b).toMatchObject({ code: Status.BAD_REQUEST, reason: 'stream 2 is in use' });
+    // Five connects on one open port at once: one connection, the rest WRONG_STATE (they all
+    // dialled, past the stream limit).
+    const third = await ch.request({ op: 'open', operator: 'tech', proto: 'tcp', port: 0 });
+    const many = await Promise.all([4, 6, 8, 10, 12].map((streamId) => ch.request({ op: 'connect', operator: 'tech', portId: third.portId!, host: '127.0.0.1', targetPort: target, streamId })));
+    expect(many.filter((r) => r.ok)).toHaveLength(1);
+    expect(many.filter((r) => !r.ok).every((r) => r.code === Status.WRONG_STATE)).toBe(true);
+    await waitFor(() => lan.length === 2, 3_000, 'two LAN connections');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(lan).toHaveLength(2);
+    // The LAN end resets both: the contact point stays up and closes its ports.
+    for (const s of lan) s.resetAndDestroy();
+    await waitFor(() => h.cp.ports.list().filter((p) => p.state === 'connected').length === 0, 3_000, 'connected ports closed');
+    expect(h.cp.ports.list().find((p) => p.id === other.portId)?.state).toBe('open');
+  });
+
   it('answers each request type with an id and port, or a numbered error', async () => {
     await allowLoopback();
     const ch = h.relay.control('acme-hq')!;
