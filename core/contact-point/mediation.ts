@@ -131,6 +131,10 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
   private connecting = 0;
   /** `slot:streamId` of the connects under way (their streams are opened once dialled) */
   private readonly reserved = new Set<string>();
+  /** opens under way (each bound, or probed, before it is in the table), by operator */
+  private readonly pendingOpens = new Map<string, number>();
+  /** ids of ports whose listen is binding */
+  private readonly listensUnderWay = new Set<number>();
   private changedTimer: NodeJS.Timeout | undefined;
   private readonly limits: PortLimits;
   /** every refusal (requests, accepted connections, datagrams), by status code, for metrics */
@@ -310,6 +314,19 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     if (req.address !== undefined && !canon) throw new RequestError(Status.BAD_REQUEST, `address "${req.address}" is not an IP address (without a zone id)`);
     const address = canon?.address ?? '0.0.0.0';
     this.checkPortLimits(req.operator);
+    // Counted from here to its answer: opens that arrive together each see the others (they all
+    // passed the limits before any was in the table, 1,000 past the 64 an operator may hold).
+    this.pendingOpens.set(req.operator, (this.pendingOpens.get(req.operator) ?? 0) + 1);
+    try {
+      return await this.openChecked(req, t, proto, canon, address);
+    } finally {
+      const left = this.pendingOpens.get(req.operator)! - 1;
+      if (left === 0) this.pendingOpens.delete(req.operator);
+      else this.pendingOpens.set(req.operator, left);
+    }
+  }
+
+  private async openChecked(req: CpPortOp<'open'>, t: Tunnel, proto: 'tcp' | 'udp', canon: { address: string } | undefined, address: string): Promise<{ portId: number; port: number; address: string }> {
     const wanted = req.port ?? 0;
     const bindAddr = canon?.address;
     const candidates =
@@ -349,9 +366,18 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     throw new RequestError(Status.PORT_IN_USE, `cannot bind ${proto} ${address}:${wanted}: ${lastErr?.code ?? lastErr?.message ?? 'error'}`);
   }
 
+  /** Opens under way at this mediator, over all operators. */
+  private pendingOpenCount(): number {
+    let n = 0;
+    for (const c of this.pendingOpens.values()) n += c;
+    return n;
+  }
+
   private checkPortLimits(operator: string): void {
-    if (this.ports.size + (this.sibling?.ports.size ?? 0) >= this.limits.maxPorts) throw new RequestError(Status.PORT_LIMIT, `${this.limits.maxPorts} ports are open`);
-    let mine = 0;
+    if (this.ports.size + this.pendingOpenCount() + (this.sibling ? this.sibling.ports.size + this.sibling.pendingOpenCount() : 0) >= this.limits.maxPorts) {
+      throw new RequestError(Status.PORT_LIMIT, `${this.limits.maxPorts} ports are open`);
+    }
+    let mine = this.pendingOpens.get(operator) ?? 0;
     for (const p of this.ports.values()) if (p.operator === operator) mine++;
     if (mine >= this.limits.maxPerOperator) throw new RequestError(Status.PORT_LIMIT, `${operator} has ${mine} ports open`);
   }
@@ -534,19 +560,29 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
 
   private async listen(req: CpPortOp<'listen'>): Promise<{ portId: number; port: number }> {
     const p = this.must(req, 'tcp');
-    if (p.state !== 'open') throw new RequestError(Status.WRONG_STATE, `port ${p.id} is ${p.state}`);
+    if (p.state !== 'open' || this.listensUnderWay.has(p.id)) throw new RequestError(Status.WRONG_STATE, `port ${p.id} is ${p.state === 'open' ? 'about to listen' : p.state}`);
     const problem = this.policy.bindProblem('tcp', p.address, p.port);
     if (problem) throw bindRefused(problem);
     const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accepted(p, socket));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(p.port, p.address, () => {
-        server.off('error', reject);
-        resolve();
+    this.listensUnderWay.add(p.id);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(p.port, p.address, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      }).catch((err: NodeJS.ErrnoException) => {
+        throw new RequestError(Status.PORT_IN_USE, `cannot listen on ${p.address}:${p.port}: ${err.code ?? err.message}`);
       });
-    }).catch((err: NodeJS.ErrnoException) => {
-      throw new RequestError(Status.PORT_IN_USE, `cannot listen on ${p.address}:${p.port}: ${err.code ?? err.message}`);
-    });
+    } finally {
+      this.listensUnderWay.delete(p.id);
+    }
+    if (this.ports.get(p.id) !== p || p.state !== 'open') {
+      // Closed (or its tunnel gone) while binding: a listener nobody holds, unseen by the admin, is not left behind.
+      server.close();
+      throw new RequestError(Status.WRONG_STATE, `port ${p.id} was closed while it was being bound`);
+    }
     const addr = server.address();
     if (addr && typeof addr === 'object') p.port = addr.port;
     p.server = server;

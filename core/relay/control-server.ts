@@ -110,7 +110,9 @@ export class ControlServer {
   operatorFrame(s: ExternalSession, frame: Frame): boolean {
     if (!s.operator) {
       if (frame.type !== FrameType.PORT_REQUEST) return false;
-      if (!s.rights.includes('mediate')) {
+      // The credential's rights as they are now: one edited since this session connected keeps its
+      // secret (and the session), and recheckSessions() closes only sessions already mediating.
+      if (!(this.o.credentials.record('external', s.id)?.rights ?? s.rights).includes('mediate')) {
         const req = decodeControl(frame, FrameType.PORT_REQUEST);
         const reason = 'this credential may not drive port mediation';
         this.o.refusals.record({ kind: 'port', code: Status.PERMISSION_DENIED, who: who(s), address: s.link.remote, reason, fields: { op: req.op, cp: req.cp } });

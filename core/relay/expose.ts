@@ -154,7 +154,9 @@ export class Exposure {
       // Source port 0 is no client anyone can answer (the kernel delivers it, sendto refuses it):
       // dropped before it makes a mapping whose replies would throw.
       udp.on('message', (msg, rinfo) => {
-        if (rinfo.port !== 0) void this.onUdp(msg, rinfo.address, rinfo.port);
+        if (rinfo.port === 0) return;
+        // A datagram that cannot be passed on is lost, as UDP may lose it: never an unhandled rejection.
+        this.onUdp(msg, rinfo.address, rinfo.port).catch((err: unknown) => this.logger.debug('exposure UDP datagram not passed on', { cp: this.spec.cp, error: err instanceof Error ? err.message : String(err) }));
       });
       udp.on('error', (err) => this.logger.warn('exposure UDP socket error', { cp: this.spec.cp, publicPort: this.publicPort, error: err.message }));
       this.udp = udp;

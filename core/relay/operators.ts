@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { decodeControl, encodeControl, type Frame } from '../protocol/codec.js';
 import { splice } from '../protocol/bridge.js';
 import { decodeDatagram, encodeDatagram, type Datagram } from '../protocol/datagram.js';
@@ -36,12 +37,19 @@ export interface OperatorHost {
  * expose/unexpose create public ports on the relay. Everything it opened is closed when its
  * session ends: nothing stays listening on the LAN for an operator who has gone.
  */
+/** Exposures one operator session may hold at the relay (each a public socket on the relay host; a contact point takes 64 ports per operator too). */
+export const MAX_EXPOSURES_PER_OPERATOR = 64;
+
 export class OperatorSession implements PortOwner {
   readonly mux: StreamMux;
   private readonly ports = new Map<string, { cp: string; portId: number }>();
   /** port id -> contact point, for routing this operator's datagrams without a search */
   private readonly portCp = new Map<number, string>();
   private readonly exposures = new Set<number>();
+  /** exposures being set up (counted under MAX_EXPOSURES_PER_OPERATOR) */
+  private exposing = 0;
+  /** the session ended: answers that arrive now are undone, not recorded */
+  private ended = false;
   private nextStream = -1;
 
   constructor(
@@ -90,6 +98,7 @@ export class OperatorSession implements PortOwner {
   }
 
   close(): void {
+    this.ended = true;
     for (const { cp, portId } of this.ports.values()) {
       this.host.claim(cp, portId, undefined);
       void this.host.channel(cp)?.request({ op: 'close', operator: this.name, portId });
@@ -140,6 +149,11 @@ export class OperatorSession implements PortOwner {
 
   private async expose(r: OperatorPortOp<'expose'>): Promise<PortResultBody> {
     if (!this.host.knownContactPoint(r.cp)) return this.refuse(r, Status.UNKNOWN_CONTACT_POINT);
+    // Each exposure is a public socket on the relay host: bounded per session, those being set up included.
+    if (this.exposures.size + this.exposing >= MAX_EXPOSURES_PER_OPERATOR) return this.refuse(r, Status.PORT_LIMIT, `${MAX_EXPOSURES_PER_OPERATOR} exposures of yours are open`);
+    // A UDP exposure's datagrams carry their target's address (at most 64 characters, an IP address): a name is refused here, not when the first datagram cannot be encoded.
+    if (r.proto === 'udp' && isIP(r.host) === 0) return this.refuse(r, Status.BAD_REQUEST, 'a UDP exposure needs an IP address as its target');
+    this.exposing++;
     try {
       const e = await this.host.exposer.expose({
         cp: r.cp,
@@ -156,10 +170,17 @@ export class OperatorSession implements PortOwner {
           }
         },
       });
+      if (this.ended) {
+        // The session ended while the exposure was being set up: nobody holds it.
+        this.host.exposer.unexpose(e.id);
+        return this.refuse(r, Status.WRONG_STATE, 'the operator session ended');
+      }
       this.exposures.add(e.id);
       return { req: r.req, ok: true, portId: e.id, port: e.publicPort };
     } catch (err: unknown) {
       return this.refuse(r, Status.PORT_IN_USE, `relay cannot listen there: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    } finally {
+      this.exposing--;
     }
   }
 
@@ -180,6 +201,12 @@ export class OperatorSession implements PortOwner {
     }
     const { req, cp: _cp, ...onward } = r;
     const answer = await ch.request(onward);
+    if (this.ended) {
+      // The session ended while the office answered: a port it opened for us is closed again,
+      // not left open at the office counting against this operator's limit (PROTOCOL.md 16.8).
+      if (answer.ok && r.op === 'open' && answer.portId !== undefined) void ch.request({ op: 'close', operator: this.name, portId: answer.portId });
+      return { ...answer, req };
+    }
     if (answer.ok && r.op === 'open' && answer.portId !== undefined) {
       this.ports.set(`${cp}\n${answer.portId}`, { cp, portId: answer.portId });
       if (!this.portCp.has(answer.portId)) this.portCp.set(answer.portId, cp);
