@@ -46,7 +46,7 @@ import { Gateway, type Uplink } from './gateway.js';
 import { DirectMode, openDirectCredentials, type DirectOptions } from './direct-mode.js';
 import type { CredentialStore } from '../relay/credentials.js';
 import { FloodMonitor } from './flood-monitor.js';
-import { PeerPort, type PeerSession } from './peer-interface.js';
+import { passOn, PeerPort, type PeerSession } from './peer-interface.js';
 import { Registrar, type PlannedDecision, type RegistrarLimits } from './registrar.js';
 import type { PeerRecord } from './state-store.js';
 import { StateClosedError, StateSaveError, StateStore, type Decision, type PersistedState, type StateDraft } from './state-store.js';
@@ -282,7 +282,7 @@ export class ContactPoint implements AdminHostApi {
             onDown: () => this.outbound.tunnelDown(this.direct?.gateway ?? NO_UPLINK),
           }, directCredentials)
         : undefined;
-    const traffic = { id: opts.id, peers: this.peerPort, uplinkFor: this.uplinkFor, flow: this.flow, logger: this.logger };
+    const traffic = { id: opts.id, peers: this.peerPort, uplinkFor: this.uplinkFor, flow: this.flow, logger: this.logger, isRegistered: (name: string) => registrar.isRegistered(name) };
     this.distributor = new Distributor({ ...traffic, registrar, rules: this.rules, gate: this.gate });
     this.outbound = new Outbound(traffic);
     this.collector = new Collector({ ...traffic, registrar, distributor: this.distributor, outbound: this.outbound, seal: this.seal });
@@ -828,7 +828,7 @@ export class ContactPoint implements AdminHostApi {
       case FrameType.KEYS_ANSWER: {
         // Another contact point's answer to one of our peers (its request went up the tunnel): passed on as it is.
         const to = parseAddress(decodeMsg(frame).to);
-        if (to?.domain === this.opts.id) this.peerPort.get(to.name)?.link.send(frame.raw);
+        if (to?.domain === this.opts.id) passOn(this.peerPort.get(to.name), this.registrar.isRegistered(to.name), frame.raw);
         return;
       }
       case FrameType.REACHABLE:

@@ -9,7 +9,7 @@ import type { Logger } from '../runtime/logger.js';
 import { WaitList } from '../runtime/wait-list.js';
 import type { FlowRecorder } from './flow-recorder.js';
 import type { Uplink } from './gateway.js';
-import type { PeerPort, PeerSession } from './peer-interface.js';
+import { passOn, type PeerPort, type PeerSession } from './peer-interface.js';
 import { refuse } from './refusal.js';
 
 /** Messages forwarded to the relay whose ACK the flow view still waits for; beyond, they show as `forwarded`. */
@@ -33,6 +33,8 @@ export interface OutboundDeps {
   readonly uplinkFor: (domain: string) => Uplink;
   readonly flow: FlowRecorder;
   readonly logger: Logger;
+  /** whether a LAN peer is registered (an ACK from the tunnel reaches only such a one) */
+  readonly isRegistered: (name: string) => boolean;
 }
 
 /**
@@ -96,7 +98,7 @@ export class Outbound {
       this.d.flow.record(ack.id, 'out', entry.from, entry.to, entry.size, ack.status, ack.reason, entry.count);
     }
     const session = this.d.peers.get(to.name);
-    if (!session) return;
+    if (!session || !this.d.isRegistered(to.name)) return;
     if (ack.status === Status.CONTACT_POINT_OFFLINE) {
       // The relay refused it: the other contact point is down. The relay tells us when it is back.
       const from = parseAddress(ack.from);
@@ -105,7 +107,7 @@ export class Outbound {
       // The receiver is away: if it is an external peer, the relay tells us when it connects.
       this.waitFor(ack.from, session);
     }
-    session.link.send(frame.raw);
+    passOn(session, true, frame.raw);
   }
 
   /**

@@ -8,6 +8,7 @@ import { CAPABILITY_BATCH, CAPABILITY_PROOF_2, CAPABILITY_REACHABLE, CAPABILITY_
 import { checkEveryMs, closeIfNotReading, KeepaliveSweep, Link, type LinkHandler, type LinkOptions } from '../protocol/link.js';
 import {
   CONTACT_POINT_RATE_PER_PEER,
+  MAX_BUFFERED_BYTES,
   MAX_FRAME_BYTES,
   MAX_HELLO_MESSAGE_BYTES,
   MAX_MESSAGE_BYTES,
@@ -275,6 +276,18 @@ export class PeerPort {
       this.opts.handler.down(session);
     }
   }
+}
+
+/**
+ * An answer from beyond the tunnel for a LAN peer (an ACK of a message it sent out, another
+ * contact point's key statement), passed on only to a registered peer that keeps reading (less
+ * than MAX_BUFFERED_BYTES unread): an unregistered one sent nothing out to be answered, and a
+ * relay that sends such frames for a peer that reads nothing would grow our memory without end.
+ * What is dropped comes again with the sender's retry. True when it was sent.
+ */
+export function passOn(session: PeerSession | undefined, registered: boolean, raw: Buffer): boolean {
+  if (!session || !registered || session.link.bufferedAmount > MAX_BUFFERED_BYTES) return false;
+  return session.link.send(raw);
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { decodeAck, decodeControl, decodeFrame, encodeBatch, encodeControl, encodeMsg, HEADER_BYTES } from '../../core/protocol/codec.js';
+import { decodeAck, decodeControl, decodeFrame, encodeAck, encodeBatch, encodeControl, encodeMsg, HEADER_BYTES } from '../../core/protocol/codec.js';
 import { CAPABILITY_PROOF_2, FrameType } from '../../core/protocol/frames.js';
 import { MAX_FRAME_BYTES, MAX_HELLO_MESSAGE_BYTES, MAX_PENDING_HELLOS_PER_ADDRESS, MAX_UNREAD_BYTES } from '../../core/protocol/limits.js';
 import { Status } from '../../core/protocol/status.js';
@@ -319,6 +319,23 @@ describe('bad input and floods at the contact point peer port', () => {
     // A burst of two seconds' worth, at most: the admin's earlier history stays.
     expect(page.matched).toBeGreaterThan(0);
     expect(page.matched).toBeLessThanOrEqual(2 * 20 + 5);
+  });
+
+  it('an ACK or a key statement from the tunnel reaches only a registered peer (a relay could write to unapproved ones)', async () => {
+    const mallory = await rawPeer('mallory');
+    const printer = await rawPeer('printer');
+    printer.send(encodeControl(FrameType.REGISTER, {}));
+    await waitFor(() => h.cp.registrar.get('printer')?.state === 'pending');
+    await h.cp.call('peers:approve', { name: 'printer' });
+    const tunnel = h.relay.sessions.tunnels.get('acme-hq')!.link;
+    for (const name of ['mallory', 'printer']) {
+      tunnel.send(encodeAck({ id: `never-sent-by-${name}`, to: `${name}@acme-hq`, from: 'eve@relay', status: Status.OK, reason: '' }));
+      tunnel.send(encodeMsg({ id: `k-${name}`, to: `${name}@acme-hq`, from: 'bob@other-office', payload: Buffer.from('{}') }, 0, FrameType.KEYS_ANSWER));
+    }
+    await waitFor(() => printer.frames.some((f) => f.type === FrameType.KEYS_ANSWER), 3_000, 'the registered peer gets both');
+    expect(printer.frames.some((f) => f.type === FrameType.ACK && decodeAck(f).id === 'never-sent-by-printer')).toBe(true);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(mallory.frames.filter((f) => f.type === FrameType.ACK || f.type === FrameType.KEYS_ANSWER)).toEqual([]);
   });
 
   it('a peer that sends and never reads the answers is cut off once 16 MiB of them wait for it', async () => {
