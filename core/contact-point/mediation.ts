@@ -451,26 +451,28 @@ export class PortMediator extends EventEmitter<PortMediatorEvents> {
     const release = this.reserve(p.tunnel, streamId);
     try {
       const target = await this.policy.resolveTarget(req.host, req.targetPort);
-      if (!target.ok) {
-        p.state = 'open';
-        throw new RequestError(target.unsafe ? Status.UNSAFE_TARGET : Status.PERMISSION_DENIED, target.reason);
-      }
+      if (!target.ok) throw new RequestError(target.unsafe ? Status.UNSAFE_TARGET : Status.PERMISSION_DENIED, target.reason);
       p.target = `${req.host}:${req.targetPort}`;
       this.emit('changed');
       const direct = new DirectRead();
       const socket = await this.dial(p, target, req.targetPort, direct).catch((err: NodeJS.ErrnoException) => {
-        p.state = 'open';
-        this.emit('changed');
         throw new RequestError(Status.CONNECT_FAILED, `${p.target}: ${err.code ?? err.message}`);
       });
       if (!this.ports.has(p.id)) {
         socket.resetAndDestroy();
         throw new RequestError(Status.WRONG_STATE, 'the port was closed while connecting');
       }
-      p.state = 'connected';
       this.attachOrReset(p, socket, streamId, direct);
+      p.state = 'connected';
       this.emit('changed');
       return { portId: p.id, streamId, port: socket.localPort ?? p.port };
+    } catch (err: unknown) {
+      // Whatever failed (the target refused, the dial, the stream), the port may connect again.
+      if (p.state === 'connecting') {
+        p.state = 'open';
+        this.emit('changed');
+      }
+      throw err;
     } finally {
       release();
     }
