@@ -77,12 +77,12 @@ export class Collector {
   /** A LAN peer's KEYS request: answered here, or passed up the tunnel to the contact point that can. */
   keysFromPeer(session: PeerSession, frame: Frame): void {
     const req = decodeMsg(frame);
-    const refuse = (status: StatusCode, reason?: string): void => void session.link.send(encodeAck({ id: req.id, to: req.from, from: req.to, status, reason: reason ?? '' }));
-    if (req.from !== session.address) return refuse(Status.UNAUTHORIZED, `you ask as ${session.address}`);
+    const refuseKeys = (status: StatusCode, reason?: string): void => void session.link.send(encodeAck({ id: req.id, to: req.from, from: req.to, status, reason: reason ?? '' }));
+    if (req.from !== session.address) return refuseKeys(Status.UNAUTHORIZED, `you ask as ${session.address}`);
     // As for its messages: an unapproved peer asks nothing of other offices (a request passed up
     // the tunnel carries its address, which their contact points would bind), and within its rate.
-    if (!this.d.registrar.isRegistered(session.name)) return refuse(Status.UNAUTHORIZED, 'only registered peers may ask for keys; ask the admin to approve this peer');
-    if (!session.bucket.take(1)) return refuse(Status.RATE_LIMITED);
+    if (!this.d.registrar.isRegistered(session.name)) return refuseKeys(Status.UNAUTHORIZED, 'only registered peers may ask for keys; ask the admin to approve this peer');
+    if (!session.bucket.take(1)) return refuseKeys(Status.RATE_LIMITED);
     const answer = this.d.seal.answer(req, session.name);
     if (answer === 'forward') this.d.outbound.forwardKeys(session, req, frame.raw);
     else session.link.send(answer);
